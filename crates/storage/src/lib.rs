@@ -1,0 +1,63 @@
+//! `silo-storage`: a SQLite database *as a file*.
+//!
+//! This crate knows where a database file lives ([`placement`]), how to open it with
+//! production settings and how to create, copy and remove it safely ([`sqlite`]). It knows
+//! nothing about tenants, their lifecycle or the control plane: callers pass a UUID and a
+//! region name, and get paths and connections back.
+
+pub mod placement;
+pub mod sqlite;
+
+pub use placement::{Placement, RegionName};
+pub use sqlite::{SqliteTuning, MIN_SQLITE_VERSION};
+
+use std::path::PathBuf;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A region name that is not configured.
+    #[error("unknown region `{0}` (configured regions: {1})")]
+    UnknownRegion(String, String),
+    /// A region name that is not of the form `[a-z0-9-]{1,32}`.
+    #[error("invalid region name `{0}`: use 1 to 32 characters of a-z, 0-9 and `-`")]
+    InvalidRegionName(String),
+    /// A database file that should exist does not.
+    #[error("database file {0} does not exist")]
+    FileMissing(PathBuf),
+    /// A database file that should not exist yet does.
+    #[error("database file {0} already exists")]
+    FileExists(PathBuf),
+    /// The linked SQLite library is too old to be safe.
+    #[error(
+        "SQLite {found} is older than {required}, which carries the WAL-reset fix; rebuild with the bundled SQLite"
+    )]
+    SqliteTooOld {
+        /// Version found at run time.
+        found: String,
+        /// Minimum version accepted.
+        required: String,
+    },
+    /// An I/O error on a path.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An error from SQLite.
+    #[error(transparent)]
+    Sqlite(#[from] sqlx::Error),
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,260 @@
+//! Opening, creating, copying and removing SQLite database files.
+//!
+//! Every connection gets the production settings (WAL, `synchronous=NORMAL`, a busy timeout,
+//! foreign keys on, `trusted_schema=OFF`, a small page cache). Files are created only through
+//! [`OpenMode::Create`] or [`install_copy`]; every other open fails on a missing file instead of
+//! silently creating an empty database.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+use crate::{Error, Result};
+
+/// The oldest SQLite accepted: 3.51.3 fixes a WAL-reset bug that can corrupt a database when
+/// a checkpoint races with a writer in another connection.
+pub const MIN_SQLITE_VERSION: (u32, u32, u32) = (3, 51, 3);
+
+/// Files SQLite may keep beside a database, in the order they are removed.
+const SIDE_FILE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Per-connection settings.
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteTuning {
+    /// How long a connection waits on a lock before `SQLITE_BUSY`.
+    pub busy_timeout: Duration,
+    /// Page cache per connection, in KiB (`PRAGMA cache_size = -N`).
+    pub page_cache_kib: u32,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        Self { busy_timeout: Duration::from_secs(5), page_cache_kib: 512 }
+    }
+}
+
+/// How a database file is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read-write; the file must exist.
+    Existing,
+    /// Read-write; the file is created when missing (provisioning only).
+    Create,
+    /// Read-only (`SQLITE_OPEN_READONLY`): every write fails, whatever the SQL.
+    ReadOnly,
+}
+
+/// Connection options for a database file with Silo's production settings.
+pub fn connect_options(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> SqliteConnectOptions {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(mode == OpenMode::Create)
+        .read_only(mode == OpenMode::ReadOnly)
+        .busy_timeout(tuning.busy_timeout)
+        .foreign_keys(true)
+        .pragma("trusted_schema", "OFF")
+        .pragma("cache_size", format!("-{}", tuning.page_cache_kib))
+        .statement_cache_capacity(64)
+        // Statement logging costs microseconds per query; spans carry what we need.
+        .disable_statement_logging();
+    if mode == OpenMode::ReadOnly {
+        // A read-only connection can neither change the journal mode nor write a checkpoint.
+        options
+    } else {
+        options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+    }
+}
+
+/// Opens a database file; fails with [`Error::FileMissing`] when it does not exist (unless
+/// `mode` is [`OpenMode::Create`]).
+pub async fn open(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<SqliteConnection> {
+    if mode != OpenMode::Create && !path.exists() {
+        return Err(Error::FileMissing(path.to_owned()));
+    }
+    if mode == OpenMode::Create
+        && let Some(dir) = path.parent()
+    {
+        create_dir_all(dir).await?;
+    }
+    Ok(connect_options(path, tuning, mode).connect().await?)
+}
+
+/// Checks that a SQLite version string (`3.51.3`) is at least [`MIN_SQLITE_VERSION`].
+pub fn check_version(version: &str) -> Result<()> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found >= MIN_SQLITE_VERSION {
+        Ok(())
+    } else {
+        let (a, b, c) = MIN_SQLITE_VERSION;
+        Err(Error::SqliteTooOld { found: version.to_owned(), required: format!("{a}.{b}.{c}") })
+    }
+}
+
+/// The version of the SQLite library linked into this process, checked against
+/// [`MIN_SQLITE_VERSION`].
+pub async fn linked_version() -> Result<String> {
+    let mut conn = SqliteConnectOptions::from_str("sqlite::memory:")?.connect().await?;
+    let version: String = sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&mut conn).await?;
+    conn.close().await?;
+    check_version(&version)?;
+    Ok(version)
+}
+
+/// Runs `PRAGMA wal_checkpoint(TRUNCATE)` so the whole database is in the main file.
+pub async fn checkpoint_truncate(conn: &mut SqliteConnection) -> Result<()> {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(conn).await?;
+    Ok(())
+}
+
+/// Removes a database and its side files (`-wal`, `-shm`, `-journal`), then fsyncs the
+/// directory so the removal is durable. Returns how many files were removed.
+///
+/// The caller must guarantee that no connection to the file is open.
+pub async fn remove_database_files(path: &Path) -> Result<usize> {
+    let path = path.to_owned();
+    blocking(move || {
+        let mut removed = 0;
+        for candidate in SIDE_FILE_SUFFIXES.iter().map(|s| with_suffix(&path, s)).chain([path.clone()]) {
+            match std::fs::remove_file(&candidate) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", candidate, e)),
+            }
+        }
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(removed)
+    })
+    .await
+}
+
+/// Installs a copy of a closed, checkpointed database file (such as a migrated template) at
+/// `dest`: copy to a temporary name, fsync, rename into place, fsync the directory. Fails with
+/// [`Error::FileExists`] rather than overwrite an existing database.
+///
+/// `source` must not be open for writing by anyone: this reads the file directly.
+pub async fn install_copy(source: &Path, dest: &Path) -> Result<()> {
+    let (source, dest) = (source.to_owned(), dest.to_owned());
+    blocking(move || {
+        if dest.exists() {
+            return Err(Error::FileExists(dest));
+        }
+        let dir = dest.parent().expect("a database path has a parent directory");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let tmp = with_suffix(&dest, ".installing");
+        let result = (|| {
+            std::fs::copy(&source, &tmp).map_err(|e| Error::io("copy to", &tmp, e))?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync", &tmp, e))?;
+            std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename into", &dest, e))?;
+            fsync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    })
+    .await
+}
+
+/// Size in bytes of a database and its side files (0 for missing files).
+pub fn database_size(path: &Path) -> u64 {
+    [path.to_owned()]
+        .into_iter()
+        .chain(SIDE_FILE_SUFFIXES.iter().map(|s| with_suffix(path, s)))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// fsyncs a directory so that creations, renames and removals in it are durable.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+async fn create_dir_all(dir: &Path) -> Result<()> {
+    tokio::fs::create_dir_all(dir).await.map_err(|e| Error::io("create directory", dir, e))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Runs blocking file-system work off the async executor.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.expect("blocking file operation panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_check_accepts_the_fix_and_later() {
+        assert!(check_version("3.51.3").is_ok());
+        assert!(check_version("3.52.0").is_ok());
+        assert!(check_version("4.0.0").is_ok());
+        let err = check_version("3.51.2").unwrap_err();
+        assert!(err.to_string().contains("older than 3.51.3"), "{err}");
+        assert!(check_version("3.45.1").is_err());
+    }
+
+    #[tokio::test]
+    async fn linked_sqlite_is_recent_enough() {
+        let version = linked_version().await.unwrap();
+        assert!(check_version(&version).is_ok());
+    }
+
+    #[tokio::test]
+    async fn opening_a_missing_file_never_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t/x.db");
+        let err = open(&path, SqliteTuning::default(), OpenMode::Existing).await.unwrap_err();
+        assert!(matches!(err, Error::FileMissing(_)), "{err}");
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn create_copy_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("src.db");
+        let mut conn = open(&source, SqliteTuning::default(), OpenMode::Create).await.unwrap();
+        sqlx::query("CREATE TABLE t(x)").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+
+        let dest = dir.path().join("a/b/dest.db");
+        install_copy(&source, &dest).await.unwrap();
+        let again = install_copy(&source, &dest).await.unwrap_err();
+        assert!(matches!(again, Error::FileExists(_)));
+
+        let mut conn = open(&dest, SqliteTuning::default(), OpenMode::Existing).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(mode, "wal");
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        assert!(database_size(&dest) > 0);
+
+        let removed = remove_database_files(&dest).await.unwrap();
+        assert!(removed >= 1);
+        assert!(!dest.exists());
+        assert_eq!(database_size(&dest), 0);
+    }
+
+    #[tokio::test]
+    async fn read_only_connections_refuse_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ro.db");
+        let mut conn = open(&path, SqliteTuning::default(), OpenMode::Create).await.unwrap();
+        sqlx::query("CREATE TABLE t(x)").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let mut ro = open(&path, SqliteTuning::default(), OpenMode::ReadOnly).await.unwrap();
+        let err = sqlx::query("PRAGMA query_only=0; INSERT INTO t VALUES (1)").execute(&mut ro).await.unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! Counters of the handle cache, rendered in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (µs) of the open-latency histogram buckets.
+const OPEN_BUCKETS_US: [u64; 10] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000];
+
+/// Counters updated by the cache.
+#[derive(Default, Debug)]
+pub struct CacheMetrics {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) opens: AtomicU64,
+    pub(crate) open_failures: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    open_latency_sum_us: AtomicU64,
+    open_latency_buckets: [AtomicU64; OPEN_BUCKETS_US.len()],
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CacheStats {
+    /// `get`s answered from the cache.
+    pub hits: u64,
+    /// `get`s that had to open (or wait for an open).
+    pub misses: u64,
+    /// Successful opens.
+    pub opens: u64,
+    /// Failed opens.
+    pub open_failures: u64,
+    /// Handles evicted for size or idleness.
+    pub evictions: u64,
+    /// Sum of open latencies, µs.
+    pub open_latency_sum_us: u64,
+    /// Cumulative open-latency histogram: (upper bound µs, count).
+    pub open_latency_buckets: Vec<(u64, u64)>,
+    /// Handles in the cache.
+    pub cached_handles: u64,
+    /// Handles opening, open or closing (cached or held by requests).
+    pub open_handles: u64,
+    /// File descriptors of the process.
+    pub process_fds: u64,
+    /// The process's soft open-file limit.
+    pub fd_limit: u64,
+    /// Cache capacity.
+    pub capacity: u64,
+}
+
+impl CacheMetrics {
+    pub(crate) fn record_open(&self, latency: Duration) {
+        let us = latency.as_micros() as u64;
+        self.opens.fetch_add(1, Ordering::Relaxed);
+        self.open_latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        for (bound, bucket) in OPEN_BUCKETS_US.iter().zip(&self.open_latency_buckets) {
+            if us <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheStats {
+            hits: load(&self.hits),
+            misses: load(&self.misses),
+            opens: load(&self.opens),
+            open_failures: load(&self.open_failures),
+            evictions: load(&self.evictions),
+            open_latency_sum_us: load(&self.open_latency_sum_us),
+            open_latency_buckets: OPEN_BUCKETS_US.iter().copied().zip(self.open_latency_buckets.iter().map(load)).collect(),
+            ..CacheStats::default()
+        }
+    }
+}
+
+impl CacheStats {
+    /// The counters in the Prometheus text exposition format.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        counter("silo_cache_hits_total", "Tenant handle cache hits.", "counter", self.hits);
+        counter("silo_cache_misses_total", "Tenant handle cache misses.", "counter", self.misses);
+        counter("silo_cache_opens_total", "Tenant databases opened.", "counter", self.opens);
+        counter("silo_cache_open_failures_total", "Tenant opens that failed.", "counter", self.open_failures);
+        counter("silo_cache_evictions_total", "Handles evicted for size or idleness.", "counter", self.evictions);
+        counter("silo_cache_cached_handles", "Handles in the cache.", "gauge", self.cached_handles);
+        counter("silo_cache_open_handles", "Handles opening, open or closing.", "gauge", self.open_handles);
+        counter("silo_cache_capacity", "Handle cache capacity.", "gauge", self.capacity);
+        counter("silo_process_open_fds", "Open file descriptors of the process.", "gauge", self.process_fds);
+        counter("silo_process_max_fds", "Soft open-file limit of the process.", "gauge", self.fd_limit);
+        let name = "silo_cache_open_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} Latency of opening a tenant (open + migration check).");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, count) in &self.open_latency_buckets {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", *bound as f64 / 1e6);
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.opens);
+        let _ = writeln!(out, "{name}_sum {}", self.open_latency_sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {}", self.opens);
+        out
+    }
+}

@@ -1,0 +1,269 @@
+//! The LRU handle cache: `TenantId → Arc<TenantDb>` (moka), with single-flight opens, lazy
+//! migration, quarantine, leases and counters.
+//!
+//! - A hit is a moka lookup plus one atomic load (is the handle retired?).
+//! - A miss opens once per tenant however many callers wait (moka's `try_get_with`): check the
+//!   tenant is active in the control plane, open its file (never creating it), bring its schema
+//!   up to date, publish the handle.
+//! - Eviction only drops the cache's reference; requests holding the handle finish, and the
+//!   connections close when the last one drops it.
+//! - A lease refuses new opens, retires and evicts the handle, and waits until every
+//!   connection to the file is closed.
+
+mod handle;
+mod metrics;
+mod registry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use silo_storage::Placement;
+use silo_storage::sqlite::{self, OpenMode, SqliteTuning};
+use sqlx::migrate::Migrator;
+
+pub use handle::TenantDb;
+pub use metrics::{CacheMetrics, CacheStats};
+use registry::Registry;
+
+use crate::control::{ControlPlane, MigrationRecord, TenantStatus};
+use crate::ids::TenantId;
+use crate::{Error, Result, schema};
+
+/// How the cache is sized and how it opens files.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Handles kept at most.
+    pub capacity: u64,
+    /// Idle handles are closed after this.
+    pub idle: Duration,
+    /// Connections per tenant.
+    pub connections_per_tenant: u32,
+    /// Connection settings.
+    pub tuning: SqliteTuning,
+    /// How long a lease waits for connections to close.
+    pub lease_timeout: Duration,
+    /// The process's open-file limit, for the metrics.
+    pub fd_limit: u64,
+}
+
+/// The handle cache. Cheap to clone.
+#[derive(Clone)]
+pub struct HandleCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: Cache<TenantId, Arc<TenantDb>>,
+    registry: Arc<Registry>,
+    control: ControlPlane,
+    placement: Placement,
+    config: CacheConfig,
+    migrator: &'static Migrator,
+    metrics: Arc<CacheMetrics>,
+}
+
+/// An exclusive hold on a tenant's file. While it lives no handle to the file can open;
+/// dropping it releases the tenant.
+pub struct Lease {
+    registry: Arc<Registry>,
+    id: TenantId,
+}
+
+impl Lease {
+    /// The leased tenant.
+    pub fn tenant(&self) -> TenantId {
+        self.id
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.registry.release(self.id);
+    }
+}
+
+impl HandleCache {
+    /// A cache over the tenants of `control`, placed by `placement`, migrated by `migrator`.
+    pub fn new(control: ControlPlane, placement: Placement, config: CacheConfig, migrator: &'static Migrator) -> Self {
+        let metrics = Arc::new(CacheMetrics::default());
+        let evictions = metrics.clone();
+        let cache = Cache::builder()
+            .max_capacity(config.capacity)
+            .time_to_idle(config.idle)
+            .eviction_listener(move |_id, _db, cause| {
+                if cause.was_evicted() {
+                    evictions.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        let inner = Inner { cache, registry: Arc::default(), control, placement, config, migrator, metrics };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The open handle of a tenant, opening it if needed.
+    pub async fn get(&self, id: TenantId) -> Result<Arc<TenantDb>> {
+        let inner = &self.inner;
+        if let Some(db) = inner.cache.get(&id).await {
+            if !db.is_retired() {
+                inner.metrics.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(db);
+            }
+            inner.cache.invalidate(&id).await;
+        }
+        inner.metrics.misses.fetch_add(1, Ordering::Relaxed);
+        let opened = inner.cache.try_get_with(id, self.open(id)).await.map_err(Error::Shared);
+        if opened.is_ok() {
+            // Apply evictions now rather than lazily, so the fd count stays within capacity.
+            inner.cache.run_pending_tasks().await;
+        }
+        opened
+    }
+
+    async fn open(&self, id: TenantId) -> Result<Arc<TenantDb>> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let result = async {
+            let reservation = inner.registry.reserve(id).ok_or_else(|| Error::Unavailable(id.to_string()))?;
+            let tenant = inner.control.tenant_by_id(id).await?;
+            match tenant.status {
+                TenantStatus::Active => {}
+                TenantStatus::Suspended => return Err(Error::Suspended(tenant.slug)),
+                TenantStatus::Deleting | TenantStatus::Deleted => return Err(Error::Gone(tenant.slug)),
+            }
+            if let Some(reason) = tenant.migration_error {
+                return Err(Error::Quarantined { tenant: id.to_string(), reason });
+            }
+            let path = inner.placement.database_path(&tenant.region, id.as_uuid())?;
+            let mut connections = Vec::with_capacity(inner.config.connections_per_tenant as usize);
+            for _ in 0..inner.config.connections_per_tenant.max(1) {
+                match sqlite::open(&path, inner.config.tuning, OpenMode::Existing).await {
+                    Ok(conn) => connections.push(conn),
+                    Err(e) => return Err(self.open_failed(id, path, e).await),
+                }
+            }
+            // From here on the handle owns the count: dropping it closes the connections first.
+            let mut db = TenantDb::new(id, connections, tenant.schema_version, reservation.into_registry());
+            let outcome = {
+                let mut conn = db.connection().await;
+                schema::migrate(&mut conn, inner.migrator).await
+            };
+            match outcome {
+                Ok(outcome) if outcome.version() != tenant.schema_version => {
+                    let record = MigrationRecord { tenant: id, schema_version: Some(outcome.version()), error: None };
+                    inner.control.record_migrations(&[record]).await?;
+                    db.set_schema_version(outcome.version());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
+            }
+            let db = Arc::new(db);
+            if !inner.registry.publish(&db) {
+                return Err(Error::Unavailable(id.to_string()));
+            }
+            Ok(db)
+        }
+        .await;
+        match &result {
+            Ok(_) => inner.metrics.record_open(started.elapsed()),
+            Err(e) => {
+                inner.metrics.open_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tenant = %id, error = %e, "opening tenant failed");
+            }
+        }
+        result
+    }
+
+    /// Turns a failed open into the error callers see, quarantining corrupt files.
+    async fn open_failed(&self, id: TenantId, path: PathBuf, error: silo_storage::Error) -> Error {
+        match error {
+            silo_storage::Error::FileMissing(path) => Error::FileMissing { tenant: id.to_string(), path },
+            e if is_corruption(&e) => self.quarantine(id, format!("cannot open {}: {e}", path.display())).await,
+            e => e.into(),
+        }
+    }
+
+    /// Records a quarantine in the control plane and returns the error to report.
+    async fn quarantine(&self, id: TenantId, reason: String) -> Error {
+        let record = MigrationRecord { tenant: id, schema_version: None, error: Some(reason.clone()) };
+        if let Err(e) = self.inner.control.record_migrations(&[record]).await {
+            tracing::error!(tenant = %id, error = %e, "recording a quarantine failed");
+        }
+        Error::Quarantined { tenant: id.to_string(), reason }
+    }
+
+    /// Stops handing out the tenant's current handle (after a status change); requests that
+    /// hold it finish.
+    pub async fn retire(&self, id: TenantId) {
+        self.inner.registry.retire(id);
+        self.inner.cache.invalidate(&id).await;
+    }
+
+    /// Takes an exclusive lease: new `get`s fail with `Unavailable`, and this returns once
+    /// every connection to the tenant's file is closed (or fails after the lease timeout).
+    pub async fn lease(&self, id: TenantId) -> Result<Lease> {
+        let inner = &self.inner;
+        if !inner.registry.try_lease(id) {
+            return Err(Error::Unavailable(id.to_string()));
+        }
+        let lease = Lease { registry: inner.registry.clone(), id };
+        let deadline = tokio::time::Instant::now() + inner.config.lease_timeout;
+        loop {
+            let changed = inner.registry.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            // Invalidate on every round: an open that passed its lease check just before the
+            // lease was taken may have inserted its handle since.
+            inner.cache.invalidate(&id).await;
+            if inner.registry.open_count(id) == 0 {
+                return Ok(lease);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() && inner.registry.open_count(id) > 0 {
+                return Err(Error::Unavailable(format!(
+                    "{id} (its connections did not close within {:?})",
+                    inner.config.lease_timeout
+                )));
+            }
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> CacheStats {
+        let inner = &self.inner;
+        CacheStats {
+            cached_handles: inner.cache.entry_count(),
+            open_handles: inner.registry.open_total() as u64,
+            process_fds: crate::limits::open_fds(),
+            fd_limit: inner.config.fd_limit,
+            capacity: inner.config.capacity,
+            ..inner.metrics.snapshot()
+        }
+    }
+
+    /// Closes every cached handle (shutdown, tests); held handles close when dropped.
+    pub async fn clear(&self) {
+        self.inner.cache.invalidate_all();
+        self.inner.cache.run_pending_tasks().await;
+    }
+
+    /// Waits until no handle of any tenant is open (after [`HandleCache::clear`]).
+    pub async fn wait_all_closed(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.inner.registry.open_total() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+/// SQLite said the file is not a database or is corrupt.
+fn is_corruption(error: &silo_storage::Error) -> bool {
+    let silo_storage::Error::Sqlite(sqlx::Error::Database(db)) = error else { return false };
+    // Primary result codes: SQLITE_CORRUPT = 11, SQLITE_NOTADB = 26.
+    db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|code| matches!(code & 0xff, 11 | 26))
+}

@@ -1,0 +1,187 @@
+//! Settings: defaults in code, then `silo.toml`, then `SILO_…` environment variables (`__`
+//! separates nesting levels, e.g. `SILO_CACHE__CAPACITY=2048`, `SILO_REGIONS__EU__ROOT=/mnt/eu`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use silo_storage::{Placement, RegionName, SqliteTuning};
+
+use crate::{Error, Result};
+
+/// The name of the region that always exists unless configured otherwise.
+pub const DEFAULT_REGION: &str = "local";
+
+/// All of Silo's settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Where `control.db`, the default region and the local object store live.
+    pub data_dir: PathBuf,
+    /// Region new tenants go to when none is named.
+    pub default_region: String,
+    /// Named storage roots. `local` defaults to `<data_dir>/regions/local`.
+    pub regions: BTreeMap<String, RegionSettings>,
+    /// The tenant handle cache.
+    pub cache: CacheSettings,
+    /// The HTTP server.
+    pub server: ServerSettings,
+}
+
+/// One region's storage root.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegionSettings {
+    /// Directory under which `tenants/<xx>/<uuid>.db` files live.
+    pub root: PathBuf,
+}
+
+/// The LRU handle cache.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheSettings {
+    /// Open tenant handles kept at most.
+    pub capacity: u64,
+    /// A handle unused for this many seconds is closed.
+    pub idle_seconds: u64,
+    /// SQLite connections per open tenant.
+    pub connections_per_tenant: u32,
+    /// Page cache per connection, KiB.
+    pub page_cache_kib: u32,
+    /// How long a connection waits for a lock, ms.
+    pub busy_timeout_ms: u64,
+    /// How long a lease waits for a tenant's connections to close, ms.
+    pub lease_timeout_ms: u64,
+}
+
+/// The HTTP server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            default_region: DEFAULT_REGION.to_owned(),
+            regions: BTreeMap::new(),
+            cache: CacheSettings::default(),
+            server: ServerSettings::default(),
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            idle_seconds: 600,
+            connections_per_tenant: 1,
+            page_cache_kib: 512,
+            busy_timeout_ms: 5000,
+            lease_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8080".to_owned() }
+    }
+}
+
+impl Settings {
+    /// Loads settings: defaults, then the TOML file (when given and present, or `silo.toml` in
+    /// the working directory when present), then `SILO_…` environment variables.
+    pub fn load(config_file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) if !path.exists() => {
+                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new("silo.toml").exists() => figment = figment.merge(Toml::file_exact("silo.toml")),
+            None => {}
+        }
+        // `SILO_LOG`, `SILO_LOG_FORMAT` and `SILO_CONFIG` configure the process, not settings.
+        let env = Env::prefixed("SILO_").split("__").ignore(&["log", "log_format", "config"]);
+        figment.merge(env).extract().map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The path of the control-plane database.
+    pub fn control_db_path(&self) -> PathBuf {
+        self.data_dir.join("control.db")
+    }
+
+    /// The configured regions, with `local` under the data directory unless overridden.
+    pub fn placement(&self) -> Result<Placement> {
+        let mut roots = vec![(RegionName::parse(DEFAULT_REGION)?, self.data_dir.join("regions").join(DEFAULT_REGION))];
+        for (name, region) in &self.regions {
+            let name = RegionName::parse(name)?;
+            roots.retain(|(existing, _)| existing != &name);
+            roots.push((name, region.root.clone()));
+        }
+        let placement = Placement::new(roots);
+        placement.root(&self.default_region)?;
+        Ok(placement)
+    }
+
+    /// Per-connection SQLite settings of tenant databases.
+    pub fn tenant_tuning(&self) -> SqliteTuning {
+        SqliteTuning {
+            busy_timeout: Duration::from_millis(self.cache.busy_timeout_ms),
+            page_cache_kib: self.cache.page_cache_kib,
+        }
+    }
+
+    /// Settings rooted in `data_dir` with everything else at its default (tests, benches).
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), ..Self::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_have_one_local_region_under_the_data_dir() {
+        let settings = Settings::for_data_dir("/srv/data");
+        let placement = settings.placement().unwrap();
+        assert_eq!(placement.names(), vec!["local"]);
+        assert_eq!(placement.root("local").unwrap(), Path::new("/srv/data/regions/local"));
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "custom.toml",
+                "data_dir = \"/var/lib/silo\"\n[cache]\ncapacity = 64\n[regions.eu]\nroot = \"/mnt/eu\"\n",
+            )?;
+            jail.set_env("SILO_CACHE__CAPACITY", "128");
+            jail.set_env("SILO_REGIONS__US__ROOT", "/mnt/us");
+            let settings = Settings::load(Some(Path::new("custom.toml"))).unwrap();
+            assert_eq!(settings.cache.capacity, 128);
+            assert_eq!(settings.data_dir, PathBuf::from("/var/lib/silo"));
+            let placement = settings.placement().unwrap();
+            assert_eq!(placement.names(), vec!["eu", "local", "us"]);
+            assert_eq!(placement.root("us").unwrap(), Path::new("/mnt/us"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_and_bad_region_are_clear_errors() {
+        let err = Settings::load(Some(Path::new("/nonexistent/silo.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        let mut settings = Settings::for_data_dir("/d");
+        settings.default_region = "mars".into();
+        assert!(settings.placement().unwrap_err().to_string().contains("unknown region `mars`"));
+    }
+}

@@ -1,0 +1,406 @@
+//! The control plane: `control.db`, the table of tenants and the audit log.
+//!
+//! Reads go through a small pool; writes go through a one-connection pool so they never
+//! contend inside the process (SQLite has one writer anyway), and every lifecycle change
+//! writes its audit entry in the same transaction.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row, Sqlite, Transaction};
+
+use crate::ids::{TenantId, TenantRef, TenantSlug};
+use crate::{Error, Result};
+
+/// Migrations of `control.db`, embedded in the binary.
+pub static CONTROL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+
+/// Current time in the control plane's text format (UTC, RFC 3339 with milliseconds); a macro
+/// so statements stay `&'static str` (sqlx refuses dynamically built SQL).
+macro_rules! now {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
+/// A tenant's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    /// Serving.
+    Active,
+    /// Closed to its users by an operator; the file is kept.
+    Suspended,
+    /// Soft-deleted: closed, file kept until purged.
+    Deleting,
+    /// Purged: the file is gone.
+    Deleted,
+}
+
+impl TenantStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl fmt::Display for TenantStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TenantStatus {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            "deleting" => Ok(Self::Deleting),
+            "deleted" => Ok(Self::Deleted),
+            other => Err(Error::Config(format!(
+                "unknown status `{other}` (expected active, suspended, deleting or deleted)"
+            ))),
+        }
+    }
+}
+
+/// A row of `tenants`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tenant {
+    /// Identity (UUID v7).
+    pub id: TenantId,
+    /// URL name.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: TenantStatus,
+    /// Region whose root holds the file.
+    pub region: String,
+    /// Billing plan.
+    pub plan: String,
+    /// Highest tenant migration applied.
+    pub schema_version: i64,
+    /// Why the tenant is quarantined, if it is.
+    pub migration_error: Option<String>,
+    /// Creation time (UTC).
+    pub created_at: String,
+    /// Last change (UTC).
+    pub updated_at: String,
+    /// Purge time (UTC).
+    pub deleted_at: Option<String>,
+}
+
+impl Tenant {
+    fn from_row(row: &SqliteRow) -> Result<Self> {
+        let id: String = row.try_get("id")?;
+        let status: String = row.try_get("status")?;
+        Ok(Self {
+            id: id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            status: status.parse()?,
+            region: row.try_get("region")?,
+            plan: row.try_get("plan")?,
+            schema_version: row.try_get("schema_version")?,
+            migration_error: row.try_get("migration_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+        })
+    }
+}
+
+/// A tenant about to be inserted.
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    /// Its id (and so its path).
+    pub id: TenantId,
+    /// Its slug.
+    pub slug: TenantSlug,
+    /// Display name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Plan.
+    pub plan: String,
+    /// Schema version of the provisioned file.
+    pub schema_version: i64,
+}
+
+/// Filters of [`ControlPlane::list`].
+#[derive(Clone, Debug, Default)]
+pub struct TenantFilter {
+    /// Only this status.
+    pub status: Option<TenantStatus>,
+    /// Only this region.
+    pub region: Option<String>,
+}
+
+/// A row of `audit_log`.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// Time (UTC).
+    pub at: String,
+    /// Who did it (`cli`, `system`, an operator's email…).
+    pub actor: String,
+    /// What was done (`tenant.create`, `tenant.purge`, …).
+    pub action: String,
+    /// The tenant concerned.
+    pub tenant_id: Option<String>,
+    /// Details as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// The outcome of migrating one tenant, as recorded in the control plane.
+#[derive(Clone, Debug)]
+pub struct MigrationRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its schema version after the attempt.
+    pub schema_version: Option<i64>,
+    /// The failure, or `None` on success (clears a quarantine).
+    pub error: Option<String>,
+}
+
+/// Handle to `control.db`.
+#[derive(Clone, Debug)]
+pub struct ControlPlane {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl ControlPlane {
+    /// Opens (creating if needed) and migrates `control.db`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Config(format!("cannot create data directory {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("trusted_schema", "OFF")
+            .disable_statement_logging();
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        CONTROL_MIGRATOR.run(&write).await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(Self { read, write })
+    }
+
+    /// Checks that the control plane answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Looks a tenant up by slug or id. A slug finds the live tenant, or the latest purged one.
+    pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
+        let row = match tenant {
+            TenantRef::Id(id) => {
+                sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id.to_string()).fetch_optional(&self.read).await?
+            }
+            TenantRef::Slug(slug) => {
+                sqlx::query("SELECT * FROM tenants WHERE slug = ? ORDER BY status = 'deleted', created_at DESC LIMIT 1")
+                    .bind(slug.as_str())
+                    .fetch_optional(&self.read)
+                    .await?
+            }
+        };
+        row.map(|r| Tenant::from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(tenant.to_string()))
+    }
+
+    /// Looks a tenant up by id.
+    pub async fn tenant_by_id(&self, id: TenantId) -> Result<Tenant> {
+        self.tenant(&TenantRef::Id(id)).await
+    }
+
+    /// Lists tenants, ordered by slug.
+    pub async fn list(&self, filter: &TenantFilter) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR region = ?2) ORDER BY slug, created_at",
+        )
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(filter.region.as_deref())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(Tenant::from_row).collect()
+    }
+
+    /// Ids of the tenants whose files exist and may be migrated (active and suspended).
+    pub async fn migratable(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(Tenant::from_row).collect()
+    }
+
+    /// Whether a live tenant holds this slug.
+    pub async fn slug_taken(&self, slug: &TenantSlug) -> Result<bool> {
+        let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE slug = ? AND status <> 'deleted'")
+            .bind(slug.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Inserts a provisioned tenant and its audit entry in one transaction.
+    pub async fn insert_tenant(&self, new: &NewTenant, actor: &str) -> Result<Tenant> {
+        let mut tx = self.write.begin().await?;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO tenants (id, slug, name, status, region, plan, schema_version, created_at, updated_at)
+             VALUES (?, ?, ?, 'active', ?, ?, ?, ",
+            now!(),
+            ", ",
+            now!(),
+            ")"
+        ))
+        .bind(new.id.to_string())
+        .bind(new.slug.as_str())
+        .bind(&new.name)
+        .bind(&new.region)
+        .bind(&new.plan)
+        .bind(new.schema_version)
+        .execute(&mut *tx)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &inserted
+            && e.is_unique_violation()
+        {
+            return Err(Error::SlugTaken(new.slug.to_string()));
+        }
+        inserted?;
+        let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
+        audit(&mut tx, actor, "tenant.create", Some(new.id), &detail).await?;
+        let tenant = fetch_in(&mut tx, new.id).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    /// Moves a tenant from one of `from` to `to`, with an audit entry, in one transaction.
+    pub async fn transition(
+        &self,
+        id: TenantId,
+        from: &[TenantStatus],
+        to: TenantStatus,
+        actor: &str,
+        action: &'static str,
+        detail: serde_json::Value,
+    ) -> Result<Tenant> {
+        let mut tx = self.write.begin().await?;
+        let current = fetch_in(&mut tx, id).await?;
+        if !from.contains(&current.status) {
+            return Err(Error::InvalidTransition { tenant: current.slug, action, status: current.status.to_string() });
+        }
+        sqlx::query(concat!(
+            "UPDATE tenants SET status = ?1, updated_at = ",
+            now!(),
+            ", deleted_at = CASE WHEN ?1 = 'deleted' THEN ",
+            now!(),
+            " ELSE deleted_at END WHERE id = ?2"
+        ))
+        .bind(to.as_str())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, actor, action, Some(id), &detail).await?;
+        let tenant = fetch_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    /// Records migration outcomes (schema version, quarantine) in one transaction. A failure
+    /// keeps the previous schema version and sets `migration_error`; a success clears it.
+    pub async fn record_migrations(&self, records: &[MigrationRecord]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for record in records {
+            sqlx::query(concat!(
+                "UPDATE tenants SET schema_version = coalesce(?, schema_version), migration_error = ?, updated_at = ",
+                now!(),
+                " WHERE id = ?"
+            ))
+            .bind(record.schema_version)
+            .bind(&record.error)
+            .bind(record.tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if let Some(error) = &record.error {
+                let detail = serde_json::json!({ "error": error });
+                audit(&mut tx, "system", "tenant.quarantine", Some(record.tenant), &detail).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audit entries of one tenant, newest first.
+    pub async fn audit_entries(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
+            .bind(id.to_string())
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let detail: String = row.try_get("detail")?;
+                Ok(AuditEntry {
+                    id: row.try_get("id")?,
+                    at: row.try_get("at")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                })
+            })
+            .collect()
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tenant> {
+    let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(id.to_string()))?;
+    Tenant::from_row(&row)
+}
+
+async fn audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    actor: &str,
+    action: &str,
+    tenant: Option<TenantId>,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(concat!("INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (", now!(), ", ?, ?, ?, ?)"))
+        .bind(actor)
+        .bind(action)
+        .bind(tenant.map(|t| t.to_string()))
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Fleet migration: bring every tenant file to the latest schema with bounded concurrency,
+//! continuing past failures and recording each tenant's result in the control plane.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use silo_storage::sqlite::{self, OpenMode};
+use sqlx::Connection;
+use sqlx::migrate::Migrator;
+
+use crate::control::{MigrationRecord, Tenant};
+use crate::ids::{TenantId, TenantRef};
+use crate::schema::{self, MigrationOutcome};
+use crate::{Result, Tenancy};
+
+/// Control-plane results are written in batches of this many tenants.
+const RECORD_BATCH: usize = 256;
+
+/// The result of migrating one tenant.
+#[derive(Clone, Debug)]
+pub struct TenantMigration {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its slug.
+    pub slug: String,
+    /// What happened, or the error.
+    pub outcome: std::result::Result<MigrationOutcome, String>,
+}
+
+/// One failed tenant in a [`FleetSummary`].
+#[derive(Clone, Debug, Serialize)]
+pub struct FleetFailure {
+    /// Tenant id.
+    pub tenant: String,
+    /// Tenant slug.
+    pub slug: String,
+    /// The error.
+    pub error: String,
+}
+
+/// What a fleet migration did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FleetSummary {
+    /// Tenants considered.
+    pub total: usize,
+    /// Tenants that had migrations applied.
+    pub migrated: usize,
+    /// Tenants already at the latest version.
+    pub already_current: usize,
+    /// Tenants that failed (recorded in the control plane).
+    pub failed: usize,
+    /// The failures.
+    pub failures: Vec<FleetFailure>,
+    /// The schema version the run aimed at.
+    pub target_version: i64,
+    /// Wall time, ms.
+    pub elapsed_ms: u128,
+}
+
+impl Tenancy {
+    /// The tenants a fleet migration covers: one tenant, or every active and suspended one.
+    pub async fn fleet_targets(&self, only: Option<&TenantRef>) -> Result<Vec<Tenant>> {
+        match only {
+            Some(tenant) => Ok(vec![self.tenant(tenant).await?]),
+            None => self.control().migratable().await,
+        }
+    }
+
+    /// Migrates `tenants` with `migrator`, `concurrency` at a time, calling `progress` after
+    /// each. Failures do not stop the run; every outcome is recorded in the control plane.
+    pub async fn migrate_tenants(
+        &self,
+        tenants: Vec<Tenant>,
+        migrator: &Migrator,
+        concurrency: usize,
+        progress: &(dyn Fn(&TenantMigration) + Sync),
+    ) -> Result<FleetSummary> {
+        let started = Instant::now();
+        let mut summary =
+            FleetSummary { total: tenants.len(), target_version: schema::latest_version(migrator), ..Default::default() };
+        let mut results = futures::stream::iter(tenants)
+            .map(|tenant| self.migrate_one(tenant, migrator))
+            .buffer_unordered(concurrency.max(1))
+            .ready_chunks(RECORD_BATCH);
+        while let Some(batch) = results.next().await {
+            let mut records = Vec::new();
+            for (migration, before) in batch {
+                progress(&migration);
+                match &migration.outcome {
+                    Ok(MigrationOutcome::Migrated(_)) => summary.migrated += 1,
+                    Ok(MigrationOutcome::AlreadyCurrent(_)) => summary.already_current += 1,
+                    Err(error) => {
+                        summary.failed += 1;
+                        summary.failures.push(FleetFailure {
+                            tenant: migration.tenant.to_string(),
+                            slug: migration.slug.clone(),
+                            error: error.clone(),
+                        });
+                    }
+                }
+                // Write only what changed: most tenants of a no-op run need no control-plane write.
+                let record = match &migration.outcome {
+                    Ok(outcome) if before.schema_version == outcome.version() && before.migration_error.is_none() => None,
+                    Ok(outcome) => Some(MigrationRecord {
+                        tenant: migration.tenant,
+                        schema_version: Some(outcome.version()),
+                        error: None,
+                    }),
+                    Err(error) => {
+                        Some(MigrationRecord { tenant: migration.tenant, schema_version: None, error: Some(error.clone()) })
+                    }
+                };
+                records.extend(record);
+            }
+            if !records.is_empty() {
+                self.control().record_migrations(&records).await?;
+            }
+        }
+        summary.elapsed_ms = started.elapsed().as_millis();
+        Ok(summary)
+    }
+
+    async fn migrate_one(&self, tenant: Tenant, migrator: &Migrator) -> (TenantMigration, Tenant) {
+        let outcome = async {
+            let path = self.tenant_path(&tenant)?;
+            let mut tuning = self.settings().tenant_tuning();
+            // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
+            tuning.busy_timeout = tuning.busy_timeout.max(Duration::from_secs(5));
+            let mut conn = sqlite::open(&path, tuning, OpenMode::Existing).await?;
+            let outcome = schema::migrate(&mut conn, migrator).await;
+            conn.close().await?;
+            outcome
+        }
+        .await
+        .map_err(|e| e.to_string());
+        let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome };
+        (migration, tenant)
+    }
+}

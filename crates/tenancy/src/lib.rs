@@ -1,0 +1,132 @@
+//! `silo-tenancy`: the control plane, the tenant lifecycle, the LRU handle cache and tenant
+//! migrations.
+//!
+//! [`Tenancy`] ties them together: it opens `control.db`, checks the SQLite library, sizes the
+//! handle cache to the process's file-descriptor limit and exposes the lifecycle operations
+//! (`create`, `suspend`, `resume`, `delete`, `purge`), fleet migration and read-only queries.
+//! Tenant SQL lives in the repository modules of [`workspace`], behind [`TenantDb`].
+
+pub mod cache;
+pub mod config;
+pub mod control;
+mod error;
+pub mod fleet;
+pub mod ids;
+mod lifecycle;
+pub mod limits;
+pub mod query;
+pub mod schema;
+pub mod workspace;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use silo_storage::Placement;
+use tokio::sync::OnceCell;
+
+pub use cache::{CacheStats, HandleCache, Lease, TenantDb};
+pub use config::Settings;
+pub use control::{ControlPlane, Tenant, TenantFilter, TenantStatus};
+pub use error::{Error, Result};
+pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
+pub use lifecycle::CreateTenant;
+
+/// The tenancy layer of one Silo process.
+#[derive(Clone)]
+pub struct Tenancy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    control: ControlPlane,
+    placement: Placement,
+    cache: HandleCache,
+    sqlite_version: String,
+    /// A migrated, closed tenant file that provisioning copies (built once per process).
+    template: OnceCell<PathBuf>,
+}
+
+impl Tenancy {
+    /// Checks SQLite, opens and migrates the control plane, and builds the handle cache.
+    pub async fn open(settings: Settings) -> Result<Self> {
+        let sqlite_version = silo_storage::sqlite::linked_version().await?;
+        let placement = settings.placement()?;
+        let control = ControlPlane::open(&settings.control_db_path()).await?;
+        let fd_limit = limits::raise_nofile_limit();
+        let (capacity, warning) =
+            limits::clamp_capacity(settings.cache.capacity, settings.cache.connections_per_tenant, fd_limit);
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
+        }
+        let config = cache::CacheConfig {
+            capacity,
+            idle: Duration::from_secs(settings.cache.idle_seconds),
+            connections_per_tenant: settings.cache.connections_per_tenant.max(1),
+            tuning: settings.tenant_tuning(),
+            lease_timeout: Duration::from_millis(settings.cache.lease_timeout_ms),
+            fd_limit,
+        };
+        tracing::debug!(
+            capacity,
+            fd_limit,
+            worst_case_memory_mib = limits::worst_case_memory(
+                capacity,
+                config.connections_per_tenant,
+                settings.cache.page_cache_kib
+            ) / (1024 * 1024),
+            "handle cache sized"
+        );
+        let cache = HandleCache::new(control.clone(), placement.clone(), config, &schema::TENANT_MIGRATOR);
+        let inner = Inner { settings, control, placement, cache, sqlite_version, template: OnceCell::new() };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The control plane.
+    pub fn control(&self) -> &ControlPlane {
+        &self.inner.control
+    }
+
+    /// The handle cache.
+    pub fn cache(&self) -> &HandleCache {
+        &self.inner.cache
+    }
+
+    /// The regions.
+    pub fn placement(&self) -> &Placement {
+        &self.inner.placement
+    }
+
+    /// The SQLite library version in use.
+    pub fn sqlite_version(&self) -> &str {
+        &self.inner.sqlite_version
+    }
+
+    /// Looks a tenant up by slug or id.
+    pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
+        self.inner.control.tenant(tenant).await
+    }
+
+    /// The open handle of an active tenant.
+    pub async fn db(&self, id: TenantId) -> Result<Arc<TenantDb>> {
+        self.inner.cache.get(id).await
+    }
+
+    /// Where a tenant's file is.
+    pub fn tenant_path(&self, tenant: &Tenant) -> Result<PathBuf> {
+        Ok(self.inner.placement.database_path(&tenant.region, tenant.id.as_uuid())?)
+    }
+
+    /// Closes every handle and the control plane (graceful shutdown).
+    pub async fn shutdown(&self) {
+        self.inner.cache.clear().await;
+        self.inner.cache.wait_all_closed(Duration::from_secs(10)).await;
+        self.inner.control.close().await;
+    }
+}

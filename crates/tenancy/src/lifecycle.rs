@@ -1,0 +1,161 @@
+//! The tenant lifecycle: create, suspend, resume, delete (soft) and purge.
+//!
+//! Provisioning copies a migrated template file into place (temp name, fsync, rename, fsync
+//! the directory) and only then inserts the control-plane row; if the insert fails the file is
+//! removed, so a failed create leaves nothing behind. Purge takes a lease, so no connection is
+//! open when the files are unlinked and nothing can write into an unlinked file.
+
+use std::path::{Path, PathBuf};
+
+use silo_storage::sqlite::{self, OpenMode};
+use sqlx::Connection;
+
+use crate::control::{NewTenant, Tenant, TenantStatus};
+use crate::ids::{TenantId, TenantRef, TenantSlug};
+use crate::{Error, Result, Tenancy, schema};
+
+/// What `create` needs.
+#[derive(Clone, Debug, Default)]
+pub struct CreateTenant {
+    /// The slug (validated).
+    pub slug: String,
+    /// Display name; the slug when absent.
+    pub name: Option<String>,
+    /// Region; the default region when absent.
+    pub region: Option<String>,
+    /// Plan; `free` when absent.
+    pub plan: Option<String>,
+}
+
+impl Tenancy {
+    /// Provisions a tenant: control row, file and schema, all or nothing.
+    pub async fn create(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {
+        let slug = TenantSlug::parse(&request.slug)?;
+        let region = request.region.unwrap_or_else(|| self.settings().default_region.clone());
+        let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            return Err(Error::Config("a tenant name is at most 200 characters".into()));
+        }
+        self.placement().root(&region)?;
+        if self.control().slug_taken(&slug).await? {
+            return Err(Error::SlugTaken(slug.to_string()));
+        }
+        let id = TenantId::new();
+        let path = self.placement().database_path(&region, id.as_uuid())?;
+        let template = self.template().await?;
+        sqlite::install_copy(template, &path).await?;
+        let new = NewTenant {
+            id,
+            name: name.unwrap_or_else(|| slug.to_string()),
+            slug,
+            region,
+            plan: request.plan.unwrap_or_else(|| "free".to_owned()),
+            schema_version: schema::latest_version(&schema::TENANT_MIGRATOR),
+        };
+        match self.control().insert_tenant(&new, actor).await {
+            Ok(tenant) => {
+                tracing::info!(tenant = %id, slug = %new.slug, "tenant created");
+                Ok(tenant)
+            }
+            Err(e) => {
+                if let Err(cleanup) = sqlite::remove_database_files(&path).await {
+                    tracing::error!(tenant = %id, error = %cleanup, "removing the file of a failed create failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes an active tenant to its users; its file is kept.
+    pub async fn suspend(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        self.change_status(tenant, &[TenantStatus::Active], TenantStatus::Suspended, actor, "tenant.suspend").await
+    }
+
+    /// Reopens a suspended tenant.
+    pub async fn resume(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        self.change_status(tenant, &[TenantStatus::Suspended], TenantStatus::Active, actor, "tenant.resume").await
+    }
+
+    /// Soft-deletes a tenant: closed (`410 Gone`), file kept until [`Tenancy::purge`].
+    pub async fn delete(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        let from = [TenantStatus::Active, TenantStatus::Suspended];
+        self.change_status(tenant, &from, TenantStatus::Deleting, actor, "tenant.delete").await
+    }
+
+    /// Removes a soft-deleted tenant's files for good, under a lease.
+    pub async fn purge(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        let current = self.tenant(tenant).await?;
+        if current.status != TenantStatus::Deleting {
+            let status = current.status.to_string();
+            return Err(Error::InvalidTransition { tenant: current.slug, action: "purge", status });
+        }
+        let path = self.tenant_path(&current)?;
+        let lease = self.cache().lease(current.id).await?;
+        let removed = sqlite::remove_database_files(&path).await?;
+        let detail = serde_json::json!({ "slug": current.slug, "path": path, "files_removed": removed });
+        let purged = self
+            .control()
+            .transition(current.id, &[TenantStatus::Deleting], TenantStatus::Deleted, actor, "tenant.purge", detail)
+            .await?;
+        drop(lease);
+        tracing::info!(tenant = %current.id, files = removed, "tenant purged");
+        Ok(purged)
+    }
+
+    async fn change_status(
+        &self,
+        tenant: &TenantRef,
+        from: &[TenantStatus],
+        to: TenantStatus,
+        actor: &str,
+        action: &'static str,
+    ) -> Result<Tenant> {
+        let current = self.tenant(tenant).await?;
+        let detail = serde_json::json!({ "slug": current.slug, "from": current.status });
+        let changed = self.control().transition(current.id, from, to, actor, action, detail).await?;
+        if to != TenantStatus::Active {
+            self.cache().retire(current.id).await;
+        }
+        Ok(changed)
+    }
+
+    /// The migrated template that provisioning copies, built on first use. Its name carries a
+    /// fingerprint of the migrations, so a changed migration set builds a new one.
+    async fn template(&self) -> Result<&Path> {
+        let path = self
+            .inner
+            .template
+            .get_or_try_init(|| async {
+                let dir = self.settings().data_dir.join("tmp");
+                let path = dir.join(format!("tenant-template-{}.db", schema::fingerprint(&schema::TENANT_MIGRATOR)));
+                if !path.exists() {
+                    build_template(&dir, &path).await?;
+                }
+                Ok::<PathBuf, Error>(path)
+            })
+            .await?;
+        Ok(path.as_path())
+    }
+}
+
+/// Builds a migrated tenant file under a unique temporary name and renames it into place, so a
+/// crash or a concurrent builder never leaves a half-built template at `path`.
+async fn build_template(dir: &Path, path: &Path) -> Result<()> {
+    let building = dir.join(format!("template-{}.building", TenantId::new()));
+    let tuning = silo_storage::SqliteTuning::default();
+    let result = async {
+        let mut conn = sqlite::open(&building, tuning, OpenMode::Create).await?;
+        schema::migrate(&mut conn, &schema::TENANT_MIGRATOR).await?;
+        sqlite::checkpoint_truncate(&mut conn).await?;
+        // Closing the last connection removes the -wal and -shm files.
+        conn.close().await?;
+        std::fs::rename(&building, path).map_err(|e| Error::Config(format!("cannot install template: {e}")))?;
+        silo_storage::sqlite::fsync_dir(dir)?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = sqlite::remove_database_files(&building).await;
+    }
+    result
+}
