@@ -9,7 +9,7 @@ pub mod placement;
 pub mod sqlite;
 
 pub use placement::{Placement, RegionName};
-pub use sqlite::{SqliteTuning, MIN_SQLITE_VERSION};
+pub use sqlite::{MIN_SQLITE_VERSION, SqliteTuning};
 
 use std::path::PathBuf;
 
@@ -54,8 +54,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 }
 

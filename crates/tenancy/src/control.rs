@@ -10,7 +10,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Row, Sqlite, Transaction};
 
 use crate::ids::{TenantId, TenantRef, TenantSlug};
@@ -107,7 +110,9 @@ impl Tenant {
         let id: String = row.try_get("id")?;
         let status: String = row.try_get("status")?;
         Ok(Self {
-            id: id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
+            id: id
+                .parse()
+                .map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
             slug: row.try_get("slug")?,
             name: row.try_get("name")?,
             status: status.parse()?,
@@ -188,7 +193,10 @@ impl ControlPlane {
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Config(format!("cannot create data directory {}: {e}", dir.display()))
+                Error::Config(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let options = SqliteConnectOptions::new()
@@ -200,9 +208,15 @@ impl ControlPlane {
             .foreign_keys(true)
             .pragma("trusted_schema", "OFF")
             .disable_statement_logging();
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
         CONTROL_MIGRATOR.run(&write).await?;
-        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
         Ok(Self { read, write })
     }
 
@@ -225,7 +239,9 @@ impl ControlPlane {
                     .await?
             }
         };
-        row.map(|r| Tenant::from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(tenant.to_string()))
+        row.map(|r| Tenant::from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::NotFound(tenant.to_string()))
     }
 
     /// Looks a tenant up by id.
@@ -247,18 +263,21 @@ impl ControlPlane {
 
     /// Ids of the tenants whose files exist and may be migrated (active and suspended).
     pub async fn migratable(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id")
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(Tenant::from_row).collect()
     }
 
     /// Whether a live tenant holds this slug.
     pub async fn slug_taken(&self, slug: &TenantSlug) -> Result<bool> {
-        let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE slug = ? AND status <> 'deleted'")
-            .bind(slug.as_str())
-            .fetch_optional(&self.read)
-            .await?;
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM tenants WHERE slug = ? AND status <> 'deleted'")
+                .bind(slug.as_str())
+                .fetch_optional(&self.read)
+                .await?;
         Ok(taken.is_some())
     }
 
@@ -287,7 +306,8 @@ impl ControlPlane {
             return Err(Error::SlugTaken(new.slug.to_string()));
         }
         inserted?;
-        let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
+        let detail =
+            serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
         audit(&mut tx, actor, "tenant.create", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
@@ -307,7 +327,11 @@ impl ControlPlane {
         let mut tx = self.write.begin().await?;
         let current = fetch_in(&mut tx, id).await?;
         if !from.contains(&current.status) {
-            return Err(Error::InvalidTransition { tenant: current.slug, action, status: current.status.to_string() });
+            return Err(Error::InvalidTransition {
+                tenant: current.slug,
+                action,
+                status: current.status.to_string(),
+            });
         }
         sqlx::query(concat!(
             "UPDATE tenants SET status = ?1, updated_at = ",
@@ -343,7 +367,14 @@ impl ControlPlane {
             .await?;
             if let Some(error) = &record.error {
                 let detail = serde_json::json!({ "error": error });
-                audit(&mut tx, "system", "tenant.quarantine", Some(record.tenant), &detail).await?;
+                audit(
+                    &mut tx,
+                    "system",
+                    "tenant.quarantine",
+                    Some(record.tenant),
+                    &detail,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -352,11 +383,12 @@ impl ControlPlane {
 
     /// Audit entries of one tenant, newest first.
     pub async fn audit_entries(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
-            .bind(id.to_string())
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
+                .bind(id.to_string())
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?;
         rows.iter()
             .map(|row| {
                 let detail: String = row.try_get("detail")?;
@@ -366,7 +398,8 @@ impl ControlPlane {
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     tenant_id: row.try_get("tenant_id")?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                    detail: serde_json::from_str(&detail)
+                        .unwrap_or(serde_json::Value::String(detail)),
                 })
             })
             .collect()
@@ -395,12 +428,16 @@ async fn audit(
     tenant: Option<TenantId>,
     detail: &serde_json::Value,
 ) -> Result<()> {
-    sqlx::query(concat!("INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (", now!(), ", ?, ?, ?, ?)"))
-        .bind(actor)
-        .bind(action)
-        .bind(tenant.map(|t| t.to_string()))
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(concat!(
+        "INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (",
+        now!(),
+        ", ?, ?, ?, ?)"
+    ))
+    .bind(actor)
+    .bind(action)
+    .bind(tenant.map(|t| t.to_string()))
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

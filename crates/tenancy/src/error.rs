@@ -93,7 +93,10 @@ impl Error {
                 | Error::InvalidTransition { .. }
                 | Error::WriteRefused(_)
                 | Error::Config(_)
-                | Error::Storage(silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_))
+                | Error::Storage(
+                    silo_storage::Error::UnknownRegion(..)
+                        | silo_storage::Error::InvalidRegionName(_)
+                )
         )
     }
 }

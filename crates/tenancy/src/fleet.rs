@@ -77,8 +77,11 @@ impl Tenancy {
         progress: &(dyn Fn(&TenantMigration) + Sync),
     ) -> Result<FleetSummary> {
         let started = Instant::now();
-        let mut summary =
-            FleetSummary { total: tenants.len(), target_version: schema::latest_version(migrator), ..Default::default() };
+        let mut summary = FleetSummary {
+            total: tenants.len(),
+            target_version: schema::latest_version(migrator),
+            ..Default::default()
+        };
         let mut results = futures::stream::iter(tenants)
             .map(|tenant| self.migrate_one(tenant, migrator))
             .buffer_unordered(concurrency.max(1))
@@ -101,15 +104,22 @@ impl Tenancy {
                 }
                 // Write only what changed: most tenants of a no-op run need no control-plane write.
                 let record = match &migration.outcome {
-                    Ok(outcome) if before.schema_version == outcome.version() && before.migration_error.is_none() => None,
+                    Ok(outcome)
+                        if before.schema_version == outcome.version()
+                            && before.migration_error.is_none() =>
+                    {
+                        None
+                    }
                     Ok(outcome) => Some(MigrationRecord {
                         tenant: migration.tenant,
                         schema_version: Some(outcome.version()),
                         error: None,
                     }),
-                    Err(error) => {
-                        Some(MigrationRecord { tenant: migration.tenant, schema_version: None, error: Some(error.clone()) })
-                    }
+                    Err(error) => Some(MigrationRecord {
+                        tenant: migration.tenant,
+                        schema_version: None,
+                        error: Some(error.clone()),
+                    }),
                 };
                 records.extend(record);
             }
@@ -134,7 +144,11 @@ impl Tenancy {
         }
         .await
         .map_err(|e| e.to_string());
-        let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome };
+        let migration = TenantMigration {
+            tenant: tenant.id,
+            slug: tenant.slug.clone(),
+            outcome,
+        };
         (migration, tenant)
     }
 }

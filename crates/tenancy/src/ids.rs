@@ -39,7 +39,9 @@ impl FromStr for TenantId {
     type Err = SlugError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self).map_err(|_| SlugError::NotAnId(s.to_owned()))
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| SlugError::NotAnId(s.to_owned()))
     }
 }
 
@@ -65,9 +67,38 @@ pub enum SlugError {
 
 /// Names kept for Silo's own routes, hosts and well-known paths.
 const RESERVED: &[&str] = &[
-    "admin", "api", "www", "app", "assets", "static", "login", "logout", "signup", "account", "auth", "w",
-    "healthz", "readyz", "metrics", "mail", "smtp", "ftp", "root", "support", "help", "status", "docs",
-    "blog", "billing", "system", "silo", "dashboard", "settings", "new", "null", "undefined",
+    "admin",
+    "api",
+    "www",
+    "app",
+    "assets",
+    "static",
+    "login",
+    "logout",
+    "signup",
+    "account",
+    "auth",
+    "w",
+    "healthz",
+    "readyz",
+    "metrics",
+    "mail",
+    "smtp",
+    "ftp",
+    "root",
+    "support",
+    "help",
+    "status",
+    "docs",
+    "blog",
+    "billing",
+    "system",
+    "silo",
+    "dashboard",
+    "settings",
+    "new",
+    "null",
+    "undefined",
 ];
 
 /// A tenant's URL name: `[a-z0-9-]{3,63}`, no leading, trailing or double dash, not reserved.
@@ -82,7 +113,10 @@ impl TenantSlug {
             // `len` counts bytes, so multi-byte input is caught below when it fits.
             return Err(SlugError::Length(s.to_owned()));
         }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return Err(SlugError::Characters(s.to_owned()));
         }
         if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
@@ -193,7 +227,10 @@ mod tests {
             assert!(err.to_string().contains("invalid slug"), "{err}");
         }
         let long = "a".repeat(64);
-        assert!(matches!(TenantSlug::parse(&long), Err(SlugError::Length(_))));
+        assert!(matches!(
+            TenantSlug::parse(&long),
+            Err(SlugError::Length(_))
+        ));
     }
 
     #[test]
@@ -201,14 +238,23 @@ mod tests {
         let id = TenantId::new();
         assert_eq!(id.as_uuid().get_version_num(), 7);
         assert_eq!(id.to_string().parse::<TenantId>().unwrap(), id);
-        assert!(matches!("nope".parse::<TenantId>(), Err(SlugError::NotAnId(_))));
+        assert!(matches!(
+            "nope".parse::<TenantId>(),
+            Err(SlugError::NotAnId(_))
+        ));
     }
 
     #[test]
     fn tenant_refs_accept_slug_or_id() {
         let id = TenantId::new();
-        assert_eq!(id.to_string().parse::<TenantRef>().unwrap(), TenantRef::Id(id));
-        assert!(matches!("acme".parse::<TenantRef>().unwrap(), TenantRef::Slug(_)));
+        assert_eq!(
+            id.to_string().parse::<TenantRef>().unwrap(),
+            TenantRef::Id(id)
+        );
+        assert!(matches!(
+            "acme".parse::<TenantRef>().unwrap(),
+            TenantRef::Slug(_)
+        ));
         assert!("A".parse::<TenantRef>().is_err());
     }
 }

@@ -27,7 +27,10 @@ pub struct TenantDb {
 
 impl std::fmt::Debug for TenantDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantDb").field("id", &self.id).field("connections", &self.connections.len()).finish()
+        f.debug_struct("TenantDb")
+            .field("id", &self.id)
+            .field("connections", &self.connections.len())
+            .finish()
     }
 }
 
@@ -38,7 +41,10 @@ impl TenantDb {
         schema_version: i64,
         registry: Arc<Registry>,
     ) -> Self {
-        assert!(!connections.is_empty(), "a tenant handle needs a connection");
+        assert!(
+            !connections.is_empty(),
+            "a tenant handle needs a connection"
+        );
         Self {
             id,
             connections: connections.into_iter().map(Mutex::new).collect(),

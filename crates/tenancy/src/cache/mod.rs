@@ -55,8 +55,19 @@ pub struct HandleCache {
     inner: Arc<Inner>,
 }
 
+/// What moka stores. moka frees removed values lazily (epoch-based reclamation), so the cache's
+/// reference to a handle is dropped by hand in the eviction listener: otherwise an evicted
+/// handle would keep its connections open until some later cache operation.
+struct CachedHandle(parking_lot::Mutex<Option<Arc<TenantDb>>>);
+
+impl CachedHandle {
+    fn handle(&self) -> Option<Arc<TenantDb>> {
+        self.0.lock().clone()
+    }
+}
+
 struct Inner {
-    cache: Cache<TenantId, Arc<TenantDb>>,
+    cache: Cache<TenantId, Arc<CachedHandle>>,
     registry: Arc<Registry>,
     control: ControlPlane,
     placement: Placement,
@@ -67,6 +78,7 @@ struct Inner {
 
 /// An exclusive hold on a tenant's file. While it lives no handle to the file can open;
 /// dropping it releases the tenant.
+#[derive(Debug)]
 pub struct Lease {
     registry: Arc<Registry>,
     id: TenantId,
@@ -87,56 +99,97 @@ impl Drop for Lease {
 
 impl HandleCache {
     /// A cache over the tenants of `control`, placed by `placement`, migrated by `migrator`.
-    pub fn new(control: ControlPlane, placement: Placement, config: CacheConfig, migrator: &'static Migrator) -> Self {
+    pub fn new(
+        control: ControlPlane,
+        placement: Placement,
+        config: CacheConfig,
+        migrator: &'static Migrator,
+    ) -> Self {
         let metrics = Arc::new(CacheMetrics::default());
         let evictions = metrics.clone();
         let cache = Cache::builder()
             .max_capacity(config.capacity)
+            // Plain LRU rather than moka's default TinyLFU admission: a newly opened tenant is
+            // always admitted, so a handle just opened is the one that stays.
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(config.idle)
-            .eviction_listener(move |_id, _db, cause| {
+            .eviction_listener(move |_id, cached: Arc<CachedHandle>, cause| {
+                cached.0.lock().take();
                 if cause.was_evicted() {
                     evictions.evictions.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .build();
-        let inner = Inner { cache, registry: Arc::default(), control, placement, config, migrator, metrics };
-        Self { inner: Arc::new(inner) }
+        let inner = Inner {
+            cache,
+            registry: Arc::default(),
+            control,
+            placement,
+            config,
+            migrator,
+            metrics,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The open handle of a tenant, opening it if needed.
     pub async fn get(&self, id: TenantId) -> Result<Arc<TenantDb>> {
         let inner = &self.inner;
-        if let Some(db) = inner.cache.get(&id).await {
-            if !db.is_retired() {
-                inner.metrics.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(db);
-            }
-            inner.cache.invalidate(&id).await;
+        if let Some(db) = inner
+            .cache
+            .get(&id)
+            .await
+            .and_then(|cached| cached.handle())
+            && !db.is_retired()
+        {
+            inner.metrics.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(db);
         }
         inner.metrics.misses.fetch_add(1, Ordering::Relaxed);
-        let opened = inner.cache.try_get_with(id, self.open(id)).await.map_err(Error::Shared);
-        if opened.is_ok() {
+        loop {
+            let cached = inner
+                .cache
+                .try_get_with(id, self.open(id))
+                .await
+                .map_err(Error::Shared)?;
             // Apply evictions now rather than lazily, so the fd count stays within capacity.
             inner.cache.run_pending_tasks().await;
+            match cached.handle() {
+                Some(db) if !db.is_retired() => return Ok(db),
+                // Retired or already emptied by an eviction: drop the entry and open afresh;
+                // a lease in force makes the next open fail with `Unavailable`.
+                _ => self.evict(id).await,
+            }
         }
-        opened
     }
 
-    async fn open(&self, id: TenantId) -> Result<Arc<TenantDb>> {
+    async fn open(&self, id: TenantId) -> Result<Arc<CachedHandle>> {
         let inner = &self.inner;
         let started = Instant::now();
         let result = async {
-            let reservation = inner.registry.reserve(id).ok_or_else(|| Error::Unavailable(id.to_string()))?;
+            let reservation = inner
+                .registry
+                .reserve(id)
+                .ok_or_else(|| Error::Unavailable(id.to_string()))?;
             let tenant = inner.control.tenant_by_id(id).await?;
             match tenant.status {
                 TenantStatus::Active => {}
                 TenantStatus::Suspended => return Err(Error::Suspended(tenant.slug)),
-                TenantStatus::Deleting | TenantStatus::Deleted => return Err(Error::Gone(tenant.slug)),
+                TenantStatus::Deleting | TenantStatus::Deleted => {
+                    return Err(Error::Gone(tenant.slug));
+                }
             }
             if let Some(reason) = tenant.migration_error {
-                return Err(Error::Quarantined { tenant: id.to_string(), reason });
+                return Err(Error::Quarantined {
+                    tenant: id.to_string(),
+                    reason,
+                });
             }
-            let path = inner.placement.database_path(&tenant.region, id.as_uuid())?;
+            let path = inner
+                .placement
+                .database_path(&tenant.region, id.as_uuid())?;
             let mut connections = Vec::with_capacity(inner.config.connections_per_tenant as usize);
             for _ in 0..inner.config.connections_per_tenant.max(1) {
                 match sqlite::open(&path, inner.config.tuning, OpenMode::Existing).await {
@@ -145,14 +198,23 @@ impl HandleCache {
                 }
             }
             // From here on the handle owns the count: dropping it closes the connections first.
-            let mut db = TenantDb::new(id, connections, tenant.schema_version, reservation.into_registry());
+            let mut db = TenantDb::new(
+                id,
+                connections,
+                tenant.schema_version,
+                reservation.into_registry(),
+            );
             let outcome = {
                 let mut conn = db.connection().await;
                 schema::migrate(&mut conn, inner.migrator).await
             };
             match outcome {
                 Ok(outcome) if outcome.version() != tenant.schema_version => {
-                    let record = MigrationRecord { tenant: id, schema_version: Some(outcome.version()), error: None };
+                    let record = MigrationRecord {
+                        tenant: id,
+                        schema_version: Some(outcome.version()),
+                        error: None,
+                    };
                     inner.control.record_migrations(&[record]).await?;
                     db.set_schema_version(outcome.version());
                 }
@@ -163,7 +225,7 @@ impl HandleCache {
             if !inner.registry.publish(&db) {
                 return Err(Error::Unavailable(id.to_string()));
             }
-            Ok(db)
+            Ok(Arc::new(CachedHandle(parking_lot::Mutex::new(Some(db)))))
         }
         .await;
         match &result {
@@ -179,26 +241,46 @@ impl HandleCache {
     /// Turns a failed open into the error callers see, quarantining corrupt files.
     async fn open_failed(&self, id: TenantId, path: PathBuf, error: silo_storage::Error) -> Error {
         match error {
-            silo_storage::Error::FileMissing(path) => Error::FileMissing { tenant: id.to_string(), path },
-            e if is_corruption(&e) => self.quarantine(id, format!("cannot open {}: {e}", path.display())).await,
+            silo_storage::Error::FileMissing(path) => Error::FileMissing {
+                tenant: id.to_string(),
+                path,
+            },
+            e if is_corruption(&e) => {
+                self.quarantine(id, format!("cannot open {}: {e}", path.display()))
+                    .await
+            }
             e => e.into(),
         }
     }
 
     /// Records a quarantine in the control plane and returns the error to report.
     async fn quarantine(&self, id: TenantId, reason: String) -> Error {
-        let record = MigrationRecord { tenant: id, schema_version: None, error: Some(reason.clone()) };
+        let record = MigrationRecord {
+            tenant: id,
+            schema_version: None,
+            error: Some(reason.clone()),
+        };
         if let Err(e) = self.inner.control.record_migrations(&[record]).await {
             tracing::error!(tenant = %id, error = %e, "recording a quarantine failed");
         }
-        Error::Quarantined { tenant: id.to_string(), reason }
+        Error::Quarantined {
+            tenant: id.to_string(),
+            reason,
+        }
     }
 
     /// Stops handing out the tenant's current handle (after a status change); requests that
     /// hold it finish.
     pub async fn retire(&self, id: TenantId) {
         self.inner.registry.retire(id);
+        self.evict(id).await;
+    }
+
+    /// Removes a tenant from the cache and lets moka drop its reference now (it otherwise
+    /// keeps removed values until its next housekeeping).
+    async fn evict(&self, id: TenantId) {
         self.inner.cache.invalidate(&id).await;
+        self.inner.cache.run_pending_tasks().await;
     }
 
     /// Takes an exclusive lease: new `get`s fail with `Unavailable`, and this returns once
@@ -208,7 +290,10 @@ impl HandleCache {
         if !inner.registry.try_lease(id) {
             return Err(Error::Unavailable(id.to_string()));
         }
-        let lease = Lease { registry: inner.registry.clone(), id };
+        let lease = Lease {
+            registry: inner.registry.clone(),
+            id,
+        };
         let deadline = tokio::time::Instant::now() + inner.config.lease_timeout;
         loop {
             let changed = inner.registry.changed();
@@ -216,11 +301,13 @@ impl HandleCache {
             changed.as_mut().enable();
             // Invalidate on every round: an open that passed its lease check just before the
             // lease was taken may have inserted its handle since.
-            inner.cache.invalidate(&id).await;
+            self.evict(id).await;
             if inner.registry.open_count(id) == 0 {
                 return Ok(lease);
             }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() && inner.registry.open_count(id) > 0 {
+            if tokio::time::timeout_at(deadline, changed).await.is_err()
+                && inner.registry.open_count(id) > 0
+            {
                 return Err(Error::Unavailable(format!(
                     "{id} (its connections did not close within {:?})",
                     inner.config.lease_timeout
@@ -263,7 +350,11 @@ impl HandleCache {
 
 /// SQLite said the file is not a database or is corrupt.
 fn is_corruption(error: &silo_storage::Error) -> bool {
-    let silo_storage::Error::Sqlite(sqlx::Error::Database(db)) = error else { return false };
+    let silo_storage::Error::Sqlite(sqlx::Error::Database(db)) = error else {
+        return false;
+    };
     // Primary result codes: SQLITE_CORRUPT = 11, SQLITE_NOTADB = 26.
-    db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|code| matches!(code & 0xff, 11 | 26))
+    db.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 11 | 26))
 }

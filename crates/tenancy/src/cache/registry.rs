@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::handle::TenantDb;
 use crate::ids::TenantId;
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Slot {
     /// Handles opening, open, or closing.
     open: usize,
@@ -26,7 +26,7 @@ struct Slot {
 }
 
 /// Open counts and leases per tenant.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct Registry {
     slots: Mutex<HashMap<TenantId, Slot>>,
     /// Signalled whenever a handle closes or a lease is released.
@@ -45,7 +45,10 @@ impl Registry {
         }
         slot.open += 1;
         self.open_total.fetch_add(1, Ordering::Relaxed);
-        Some(Reservation { registry: Some(self.clone()), id })
+        Some(Reservation {
+            registry: Some(self.clone()),
+            id,
+        })
     }
 
     /// Publishes an opened handle; refused (`false`) if a lease was taken meanwhile.
@@ -62,7 +65,11 @@ impl Registry {
     /// Marks the current handle retired so cache hits stop handing it out.
     pub(crate) fn retire(&self, id: TenantId) {
         let slots = self.slots.lock();
-        if let Some(db) = slots.get(&id).and_then(|s| s.current.as_ref()).and_then(Weak::upgrade) {
+        if let Some(db) = slots
+            .get(&id)
+            .and_then(|s| s.current.as_ref())
+            .and_then(Weak::upgrade)
+        {
             db.retire();
         }
     }

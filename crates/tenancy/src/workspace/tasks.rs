@@ -36,36 +36,45 @@ pub struct SearchHit {
 /// Creates a project; returns its id.
 pub async fn create_project(db: &TenantDb, name: &str) -> Result<i64> {
     let mut conn = db.connection().await;
-    let id = sqlx::query_scalar("INSERT INTO projects (name) VALUES (?) RETURNING id").bind(name).fetch_one(&mut *conn).await?;
+    let id = sqlx::query_scalar("INSERT INTO projects (name) VALUES (?) RETURNING id")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(id)
 }
 
 /// Creates a task; returns its id.
 pub async fn create_task(db: &TenantDb, project_id: i64, title: &str, body: &str) -> Result<i64> {
     let mut conn = db.connection().await;
-    let id = sqlx::query_scalar("INSERT INTO tasks (project_id, title, body) VALUES (?, ?, ?) RETURNING id")
-        .bind(project_id)
-        .bind(title)
-        .bind(body)
-        .fetch_one(&mut *conn)
-        .await?;
+    let id = sqlx::query_scalar(
+        "INSERT INTO tasks (project_id, title, body) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(project_id)
+    .bind(title)
+    .bind(body)
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(id)
 }
 
 /// One task by id.
 pub async fn get_task(db: &TenantDb, id: i64) -> Result<Option<Task>> {
     let mut conn = db.connection().await;
-    let task = sqlx::query_as("SELECT id, project_id, title, body, status, due_date FROM tasks WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let task = sqlx::query_as(
+        "SELECT id, project_id, title, body, status, due_date FROM tasks WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(task)
 }
 
 /// Number of tasks.
 pub async fn count_tasks(db: &TenantDb) -> Result<i64> {
     let mut conn = db.connection().await;
-    Ok(sqlx::query_scalar("SELECT count(*) FROM tasks").fetch_one(&mut *conn).await?)
+    Ok(sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 /// Full-text search over tasks and comments, best first.

@@ -1,0 +1,301 @@
+//! The handle cache on real files: hits, single-flight opens, eviction under load, leases,
+//! lazy migration, quarantine and purge under concurrent use.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{fixture, fixture_with};
+use silo_storage::sqlite::{self, OpenMode};
+use silo_tenancy::cache::{CacheConfig, HandleCache};
+use silo_tenancy::workspace::tasks;
+use silo_tenancy::{Error, TenantRef, TenantStatus, schema};
+
+#[tokio::test]
+async fn concurrent_misses_open_once_and_then_hit() {
+    let f = fixture().await;
+    let tenant = f.create("single").await;
+    let gets = (0..50).map(|_| {
+        let tenancy = f.tenancy.clone();
+        tokio::spawn(async move { tenancy.db(tenant.id).await })
+    });
+    let handles: Vec<_> = futures::future::join_all(gets)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert!(
+        handles.iter().all(|h| Arc::ptr_eq(h, &handles[0])),
+        "one handle for everyone"
+    );
+    let stats = f.tenancy.cache().stats();
+    assert_eq!(stats.opens, 1, "single-flight: {stats:?}");
+    f.tenancy.db(tenant.id).await.unwrap();
+    let stats = f.tenancy.cache().stats();
+    assert!(stats.hits >= 1);
+    assert_eq!(stats.hits + stats.misses, 51);
+    let text = stats.to_prometheus();
+    assert!(text.contains("silo_cache_opens_total 1"), "{text}");
+    assert!(text.contains("silo_cache_open_latency_seconds_count 1"));
+}
+
+#[tokio::test]
+async fn eviction_never_fails_a_request_in_flight() {
+    let f = fixture_with(|s| s.cache.capacity = 2).await;
+    let mut tenants = Vec::new();
+    for i in 0..6 {
+        tenants.push(f.create(&format!("evict-{i}")).await);
+    }
+    let held = f.tenancy.db(tenants[0].id).await.unwrap();
+    let project = tasks::create_project(&held, "kept").await.unwrap();
+    for tenant in &tenants[1..] {
+        f.tenancy.db(tenant.id).await.unwrap();
+    }
+    let stats = f.tenancy.cache().stats();
+    assert!(stats.evictions >= 3, "{stats:?}");
+    assert!(stats.cached_handles <= 2, "{stats:?}");
+    // The evicted handle still serves its holder.
+    tasks::create_task(&held, project, "after eviction", "")
+        .await
+        .unwrap();
+    assert_eq!(tasks::count_tasks(&held).await.unwrap(), 1);
+    drop(held);
+    // Once dropped, its connections close: only the cached handles stay open.
+    assert!(
+        wait_until(|| f.tenancy.cache().stats().open_handles <= 2).await,
+        "{:?}",
+        f.tenancy.cache().stats()
+    );
+}
+
+#[tokio::test]
+async fn a_lease_refuses_new_handles_and_waits_for_held_ones() {
+    let f = fixture().await;
+    let tenant = f.create("leased").await;
+    let held = f.tenancy.db(tenant.id).await.unwrap();
+
+    let cache = f.tenancy.cache().clone();
+    let lease = tokio::spawn(async move { cache.lease(tenant.id).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!lease.is_finished(), "the lease waits for the held handle");
+    let refused = f.tenancy.db(tenant.id).await.unwrap_err();
+    assert!(matches!(refused.root(), Error::Unavailable(_)), "{refused}");
+    assert!(held.is_retired());
+    // The holder can still finish its work.
+    tasks::create_project(&held, "finishing").await.unwrap();
+    drop(held);
+
+    let lease = lease.await.unwrap().unwrap();
+    assert_eq!(
+        f.tenancy.cache().stats().open_handles,
+        0,
+        "no connection open under the lease"
+    );
+    assert!(matches!(
+        f.tenancy.cache().lease(tenant.id).await.unwrap_err(),
+        Error::Unavailable(_)
+    ));
+    drop(lease);
+    let db = f.tenancy.db(tenant.id).await.unwrap();
+    assert_eq!(tasks::count_tasks(&db).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_lease_gives_up_after_its_timeout() {
+    let f = fixture_with(|s| s.cache.lease_timeout_ms = 100).await;
+    let tenant = f.create("stuck").await;
+    let held = f.tenancy.db(tenant.id).await.unwrap();
+    let err = f.tenancy.cache().lease(tenant.id).await.unwrap_err();
+    assert!(err.to_string().contains("did not close"), "{err}");
+    drop(held);
+    f.tenancy
+        .db(tenant.id)
+        .await
+        .expect("the failed lease was released");
+}
+
+#[tokio::test]
+async fn a_file_removed_behind_silos_back_is_an_error_and_is_not_recreated() {
+    let f = fixture().await;
+    let tenant = f.create("vanished").await;
+    let path = f.tenancy.tenant_path(&tenant).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let err = f.tenancy.db(tenant.id).await.unwrap_err();
+    assert!(matches!(err.root(), Error::FileMissing { .. }), "{err}");
+    assert!(err.to_string().contains("removed outside Silo"), "{err}");
+    assert!(!path.exists());
+    let sql = f
+        .tenancy
+        .query_readonly(&TenantRef::Id(tenant.id), "SELECT 1")
+        .await
+        .unwrap_err();
+    assert!(matches!(sql, Error::FileMissing { .. }), "{sql}");
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_quarantined_and_the_fleet_is_unaffected() {
+    let f = fixture().await;
+    let bad = f.create("corrupt").await;
+    let good = f.create("healthy").await;
+    let path = f.tenancy.tenant_path(&bad).unwrap();
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+
+    let err = f.tenancy.db(bad.id).await.unwrap_err();
+    assert!(matches!(err.root(), Error::Quarantined { .. }), "{err}");
+    let recorded = f.tenancy.tenant(&TenantRef::Id(bad.id)).await.unwrap();
+    assert!(
+        recorded
+            .migration_error
+            .as_deref()
+            .unwrap()
+            .contains("not a database"),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0x5a; 8192],
+        "the file is left for inspection"
+    );
+
+    // Later gets fail fast from the control plane without touching the file again.
+    let again = f.tenancy.db(bad.id).await.unwrap_err();
+    assert!(matches!(again.root(), Error::Quarantined { .. }));
+
+    let db = f.tenancy.db(good.id).await.unwrap();
+    tasks::create_project(&db, "still fine").await.unwrap();
+}
+
+#[tokio::test]
+async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
+    let f = fixture().await;
+    let tenant = f.create("lazy").await;
+    let broken = f.create("lazy-broken").await;
+    // The next release adds a column; one tenant already has a conflicting one.
+    let next: &'static _ = Box::leak(Box::new(schema::extended(
+        &schema::TENANT_MIGRATOR,
+        2,
+        "labels",
+        "ALTER TABLE tasks ADD COLUMN label TEXT",
+    )));
+    let path = f.tenancy.tenant_path(&broken).unwrap();
+    let mut conn = sqlite::open(&path, Default::default(), OpenMode::Existing)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE tasks ADD COLUMN label TEXT")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+
+    let settings = f.tenancy.settings();
+    let config = CacheConfig {
+        capacity: 16,
+        idle: Duration::from_secs(60),
+        connections_per_tenant: 1,
+        tuning: settings.tenant_tuning(),
+        lease_timeout: Duration::from_secs(5),
+        fd_limit: 20_000,
+    };
+    let upgraded = HandleCache::new(
+        f.tenancy.control().clone(),
+        f.tenancy.placement().clone(),
+        config,
+        next,
+    );
+    let db = upgraded.get(tenant.id).await.unwrap();
+    assert_eq!(db.schema_version(), 2);
+    assert_eq!(
+        f.tenancy
+            .tenant(&TenantRef::Id(tenant.id))
+            .await
+            .unwrap()
+            .schema_version,
+        2
+    );
+
+    let err = upgraded.get(broken.id).await.unwrap_err();
+    assert!(matches!(err.root(), Error::Quarantined { .. }), "{err}");
+    let recorded = f.tenancy.tenant(&TenantRef::Id(broken.id)).await.unwrap();
+    assert_eq!(
+        recorded.schema_version, 1,
+        "a failed migration leaves the file as it was"
+    );
+    assert!(
+        recorded
+            .migration_error
+            .unwrap()
+            .contains("duplicate column")
+    );
+}
+
+#[tokio::test]
+async fn purge_while_fifty_tasks_hold_or_request_handles() {
+    let f = fixture().await;
+    let tenant = f.create("busy").await;
+    let path = f.tenancy.tenant_path(&tenant).unwrap();
+    let db = f.tenancy.db(tenant.id).await.unwrap();
+    let project = tasks::create_project(&db, "load").await.unwrap();
+    drop(db);
+
+    let workers: Vec<_> = (0..50)
+        .map(|i| {
+            let tenancy = f.tenancy.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut refused) = (0, 0);
+                for n in 0..40 {
+                    match tenancy.db(tenant.id).await {
+                        Ok(db) => {
+                            tasks::create_task(&db, project, &format!("w{i}-{n}"), "")
+                                .await
+                                .expect("a held handle works");
+                            ok += 1;
+                        }
+                        Err(e) => {
+                            assert!(
+                                matches!(e.root(), Error::Unavailable(_) | Error::Gone(_)),
+                                "unexpected: {e}"
+                            );
+                            refused += 1;
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let slug: TenantRef = "busy".parse().unwrap();
+    f.tenancy.delete(&slug, "test").await.unwrap();
+    let purged = f.tenancy.purge(&slug, "test").await.unwrap();
+    assert_eq!(purged.status, TenantStatus::Deleted);
+
+    let (mut ok, mut refused) = (0, 0);
+    for worker in workers {
+        let (o, r) = worker.await.unwrap();
+        ok += o;
+        refused += r;
+    }
+    assert_eq!(ok + refused, 50 * 40);
+    assert!(refused > 0, "some requests came after the delete");
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = format!("{}{suffix}", path.display());
+        assert!(
+            !std::path::Path::new(&file).exists(),
+            "{file} was written after the purge"
+        );
+    }
+    assert_eq!(f.tenancy.cache().stats().open_handles, 0);
+}
+
+async fn wait_until(condition: impl Fn() -> bool) -> bool {
+    for _ in 0..200 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
