@@ -1,1 +1,10 @@
-//! placeholder
+//! `silo-web`: the `silo` binary — the operator CLI (clap) and the HTTP server (actix-web).
+//!
+//! [`cli`] parses and runs commands; [`server`] serves HTTP; [`logging`] sets up tracing;
+//! [`output`] prints tables and JSON. Domain logic lives in `silo-tenancy` and below: this
+//! crate only translates between people (or HTTP clients) and it.
+
+pub mod cli;
+pub mod logging;
+pub mod output;
+pub mod server;

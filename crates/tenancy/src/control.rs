@@ -71,7 +71,7 @@ impl FromStr for TenantStatus {
             "suspended" => Ok(Self::Suspended),
             "deleting" => Ok(Self::Deleting),
             "deleted" => Ok(Self::Deleted),
-            other => Err(Error::Config(format!(
+            other => Err(Error::InvalidInput(format!(
                 "unknown status `{other}` (expected active, suspended, deleting or deleted)"
             ))),
         }

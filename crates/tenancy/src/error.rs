@@ -55,6 +55,9 @@ pub enum Error {
     /// A statement that would write, given to a read-only query.
     #[error("read-only query refused: {0}")]
     WriteRefused(String),
+    /// A malformed value given by the caller (other than a slug).
+    #[error("{0}")]
+    InvalidInput(String),
     /// A settings problem.
     #[error("configuration: {0}")]
     Config(String),
@@ -92,6 +95,7 @@ impl Error {
                 | Error::Gone(_)
                 | Error::InvalidTransition { .. }
                 | Error::WriteRefused(_)
+                | Error::InvalidInput(_)
                 | Error::Config(_)
                 | Error::Storage(
                     silo_storage::Error::UnknownRegion(..)

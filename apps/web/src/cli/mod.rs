@@ -1,0 +1,90 @@
+//! The `silo` command line: global options, the command tree, and dispatch.
+
+mod migrate;
+mod tenant;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use silo_tenancy::{Settings, Tenancy};
+
+/// Silo: a multi-tenant platform where every tenant lives in its own SQLite file.
+#[derive(Debug, Parser)]
+#[command(name = "silo", version, about)]
+pub struct Cli {
+    /// Data directory (control.db, regions, objects).
+    #[arg(long, global = true, env = "SILO_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (default: ./silo.toml when present).
+    #[arg(long, global = true, env = "SILO_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080, or `server.bind`).
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+    },
+    /// Provision and operate tenants.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
+    /// Migrate tenant files to the latest schema.
+    Migrate(migrate::MigrateArgs),
+}
+
+impl Command {
+    /// Whether this command runs the server (which logs at `info`).
+    pub fn is_server(&self) -> bool {
+        matches!(self, Command::Serve { .. })
+    }
+}
+
+impl Cli {
+    /// Runs the command; the exit code says whether it fully succeeded.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        if let Some(dir) = self.data_dir {
+            settings.data_dir = dir;
+        }
+        let tenancy = Tenancy::open(settings).await?;
+        let result = match self.command {
+            Command::Serve { bind } => {
+                let bind = bind.unwrap_or_else(|| tenancy.settings().server.bind.clone());
+                crate::server::serve(tenancy.clone(), &bind).await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Tenant(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => args.run(&tenancy).await,
+        };
+        tenancy.shutdown().await;
+        result
+    }
+}
+
+/// Who the audit log names for CLI actions: `cli:<login user>`.
+fn actor() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
+}
+
+/// An error and its causes on one line, without backtrace and without repeating a cause that
+/// an outer message already quotes (sqlx errors embed their source in their own message).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}

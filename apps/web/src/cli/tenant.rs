@@ -1,0 +1,219 @@
+//! `silo tenant …`: create, list, show, suspend, resume, delete, sql.
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use silo_tenancy::{CreateTenant, Tenancy, Tenant, TenantFilter, TenantRef, TenantStatus};
+
+use super::actor;
+use crate::output::{self, print_json, table};
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Provision a tenant: its control-plane row and its migrated SQLite file.
+    Create {
+        /// URL name: 3-63 of a-z, 0-9 and `-`.
+        slug: String,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+        /// Region (default: the configured default region).
+        #[arg(long)]
+        region: Option<String>,
+        /// Plan (default: free).
+        #[arg(long)]
+        plan: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// List tenants.
+    List {
+        /// Only tenants with this status (active, suspended, deleting, deleted).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only tenants in this region.
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Show one tenant (by slug or id).
+    Show {
+        /// Slug or UUID.
+        tenant: String,
+        #[command(flatten)]
+        format: Format,
+    },
+    /// Close a tenant to its users (its file is kept).
+    Suspend {
+        /// Slug or UUID.
+        tenant: String,
+    },
+    /// Reopen a suspended tenant.
+    Resume {
+        /// Slug or UUID.
+        tenant: String,
+    },
+    /// Delete a tenant: soft by default (file kept), for good with --purge.
+    Delete {
+        /// Slug or UUID.
+        tenant: String,
+        /// Also remove its files now.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Run a read-only SQL query on a tenant's file.
+    Sql {
+        /// Slug or UUID.
+        tenant: String,
+        /// The query (writes are refused).
+        query: String,
+        #[command(flatten)]
+        format: Format,
+    },
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct Format {
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `tenant show` output: the control-plane row plus facts about the file.
+#[derive(Serialize)]
+struct TenantDetail {
+    #[serde(flatten)]
+    tenant: Tenant,
+    path: String,
+    file_size: u64,
+}
+
+impl TenantCommand {
+    /// Runs the command.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+        match self {
+            Self::Create { slug, name, region, plan, format } => {
+                let tenant = tenancy.create(CreateTenant { slug, name, region, plan }, &actor()).await?;
+                if format.json {
+                    print_json(&tenant)?;
+                } else {
+                    println!("created tenant {} ({}) in region {}", tenant.slug, tenant.id, tenant.region);
+                }
+            }
+            Self::List { status, region, format } => {
+                let status = status.map(|s| s.parse::<TenantStatus>()).transpose()?;
+                let tenants = tenancy.control().list(&TenantFilter { status, region }).await?;
+                if format.json {
+                    print_json(&tenants)?;
+                } else {
+                    print_list(&tenants);
+                }
+            }
+            Self::Show { tenant, format } => {
+                let tenant = tenancy.tenant(&parse_ref(&tenant)?).await?;
+                let path = tenancy.tenant_path(&tenant)?;
+                let file_size = silo_storage::sqlite::database_size(&path);
+                let detail = TenantDetail { path: path.display().to_string(), file_size, tenant };
+                if format.json {
+                    print_json(&detail)?;
+                } else {
+                    print_detail(&detail);
+                }
+            }
+            Self::Suspend { tenant } => {
+                let tenant = tenancy.suspend(&parse_ref(&tenant)?, &actor()).await?;
+                println!("suspended tenant {}", tenant.slug);
+            }
+            Self::Resume { tenant } => {
+                let tenant = tenancy.resume(&parse_ref(&tenant)?, &actor()).await?;
+                println!("resumed tenant {}", tenant.slug);
+            }
+            Self::Delete { tenant, purge } => {
+                let reference = parse_ref(&tenant)?;
+                let current = tenancy.tenant(&reference).await?;
+                if current.status != TenantStatus::Deleting {
+                    tenancy.delete(&reference, &actor()).await?;
+                }
+                if purge {
+                    // By id: the slug may be taken again once purged.
+                    tenancy.purge(&TenantRef::Id(current.id), &actor()).await?;
+                    println!("purged tenant {} ({}): its files are removed", current.slug, current.id);
+                } else {
+                    println!("deleted tenant {} (file kept; purge with --purge)", current.slug);
+                }
+            }
+            Self::Sql { tenant, query, format } => {
+                let result = tenancy.query_readonly(&parse_ref(&tenant)?, &query).await?;
+                if format.json {
+                    let rows: Vec<serde_json::Map<String, serde_json::Value>> = result
+                        .rows
+                        .iter()
+                        .map(|row| result.columns.iter().cloned().zip(row.iter().cloned()).collect())
+                        .collect();
+                    print_json(&serde_json::json!({ "columns": result.columns, "rows": rows }))?;
+                } else {
+                    let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
+                    let rows: Vec<Vec<String>> =
+                        result.rows.iter().map(|row| row.iter().map(cell).collect()).collect();
+                    println!("{}", table(&header, &rows));
+                    println!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_ref(s: &str) -> anyhow::Result<TenantRef> {
+    Ok(s.parse::<TenantRef>()?)
+}
+
+fn cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "NULL".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn print_list(tenants: &[Tenant]) {
+    let rows: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| {
+            vec![
+                t.slug.clone(),
+                t.status.to_string(),
+                t.region.clone(),
+                t.plan.clone(),
+                t.schema_version.to_string(),
+                t.id.to_string(),
+                t.created_at.clone(),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["SLUG", "STATUS", "REGION", "PLAN", "SCHEMA", "ID", "CREATED"], &rows));
+}
+
+fn print_detail(detail: &TenantDetail) {
+    let t = &detail.tenant;
+    let rows = [
+        ("slug", t.slug.clone()),
+        ("id", t.id.to_string()),
+        ("name", t.name.clone()),
+        ("status", t.status.to_string()),
+        ("region", t.region.clone()),
+        ("plan", t.plan.clone()),
+        ("schema_version", t.schema_version.to_string()),
+        ("migration_error", t.migration_error.clone().unwrap_or_else(|| "-".to_owned())),
+        ("path", detail.path.clone()),
+        ("file_size", output::bytes(detail.file_size)),
+        ("created_at", t.created_at.clone()),
+        ("updated_at", t.updated_at.clone()),
+        ("deleted_at", t.deleted_at.clone().unwrap_or_else(|| "-".to_owned())),
+    ];
+    for (key, value) in rows {
+        println!("{key:<16} {value}");
+    }
+}

@@ -1,0 +1,48 @@
+//! The operational endpoints of a running server.
+
+use silo_e2e::{TestServer, http_get};
+use silo_tenancy::CreateTenant;
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let server = TestServer::start().await.unwrap();
+    let addr = server.addr;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz")).await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+
+    let tenant = server.tenancy.create(CreateTenant { slug: "metered".into(), ..Default::default() }, "test").await.unwrap();
+    server.tenancy.db(tenant.id).await.unwrap();
+    server.tenancy.db(tenant.id).await.unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "silo_cache_opens_total 1",
+        "silo_cache_hits_total 1",
+        "silo_cache_misses_total 1",
+        "silo_cache_cached_handles 1",
+        "silo_cache_open_handles 1",
+        "silo_cache_capacity 1024",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
+    }
+    assert!(body.contains("silo_process_open_fds "));
+    assert!(body.contains("silo_build_info{version="));
+
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/nope")).await.unwrap().unwrap();
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_control_plane_is_closed() {
+    let server = TestServer::start().await.unwrap();
+    let addr = server.addr;
+    server.tenancy.control().close().await;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz")).await.unwrap().unwrap();
+    assert_eq!(status, 200, "liveness does not depend on the control plane");
+    server.stop().await;
+}
