@@ -7,15 +7,22 @@ use silo_tenancy::CreateTenant;
 async fn health_readiness_and_metrics() {
     let server = TestServer::start().await.unwrap();
     let addr = server.addr;
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz")).await.unwrap().unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_get(addr, "/healthz")).await.unwrap().unwrap();
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
     assert_eq!((status, body.as_str()), (200, "ready\n"));
 
-    let tenant = server.tenancy.create(CreateTenant { slug: "metered".into(), ..Default::default() }, "test").await.unwrap();
+    let tenant = server
+        .tenancy
+        .create(CreateTenant { slug: "metered".into(), ..Default::default() }, "test")
+        .await
+        .unwrap();
     server.tenancy.db(tenant.id).await.unwrap();
     server.tenancy.db(tenant.id).await.unwrap();
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await.unwrap().unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await.unwrap().unwrap();
     assert_eq!(status, 200);
     for line in [
         "silo_cache_opens_total 1",
@@ -40,7 +47,8 @@ async fn readiness_fails_when_the_control_plane_is_closed() {
     let server = TestServer::start().await.unwrap();
     let addr = server.addr;
     server.tenancy.control().close().await;
-    let (status, body) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
     assert_eq!(status, 503, "{body}");
     let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz")).await.unwrap().unwrap();
     assert_eq!(status, 200, "liveness does not depend on the control plane");

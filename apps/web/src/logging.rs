@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init(server: bool) {
     let default = if server { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("SILO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         // Colour only for people: escape codes break log files and parsers.
         .with_ansi(std::io::stderr().is_terminal());
     let json = std::env::var("SILO_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));

@@ -108,7 +108,8 @@ fn regions_come_from_config_and_env() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let eu = d.join("eu-root");
-    std::fs::write(d.join("silo.toml"), format!("[regions.eu]\nroot = {:?}\n", eu.display().to_string())).unwrap();
+    std::fs::write(d.join("silo.toml"), format!("[regions.eu]\nroot = {:?}\n", eu.display().to_string()))
+        .unwrap();
     let created = json(d, &["tenant", "create", "eurocorp", "--region", "eu", "--json"]);
     let id = created["id"].as_str().unwrap();
     assert!(eu.join("tenants").join(&id[..2]).join(format!("{id}.db")).exists());
@@ -141,9 +142,10 @@ fn migrate_continues_past_a_failing_tenant_and_exits_1() {
     let path = broken["path"].as_str().unwrap();
     let path = if Path::new(path).is_absolute() { Path::new(path).to_owned() } else { d.join(path) };
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let mut conn = silo_storage::sqlite::open(&path, Default::default(), silo_storage::sqlite::OpenMode::Existing)
-            .await
-            .unwrap();
+        let mut conn =
+            silo_storage::sqlite::open(&path, Default::default(), silo_storage::sqlite::OpenMode::Existing)
+                .await
+                .unwrap();
         sqlx::query("DELETE FROM _sqlx_migrations").execute(&mut conn).await.unwrap();
         sqlx::query("PRAGMA user_version = 0").execute(&mut conn).await.unwrap();
         sqlx::Connection::close(conn).await.unwrap();
@@ -159,5 +161,7 @@ fn migrate_continues_past_a_failing_tenant_and_exits_1() {
 
     let human = silo(d, &["migrate", "--tenant", "m-one"]);
     assert!(human.status.success());
-    assert!(String::from_utf8_lossy(&human.stdout).contains("1 tenants: 0 migrated, 1 already current, 0 failed"));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("1 tenants: 0 migrated, 1 already current, 0 failed")
+    );
 }

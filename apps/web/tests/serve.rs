@@ -2,9 +2,9 @@
 //! `/healthz`, and stops cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::time::Duration;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 fn serve_starts_on_defaults_and_stops_on_sigterm() {
@@ -26,7 +26,8 @@ fn serve_starts_on_defaults_and_stops_on_sigterm() {
         }
     });
     let addr = loop {
-        let line = log.recv_timeout(Duration::from_secs(30)).expect("the server logs its address within 30 s");
+        let line =
+            log.recv_timeout(Duration::from_secs(30)).expect("the server logs its address within 30 s");
         if line.contains("silo listening") {
             let addr = line.split("addr=").nth(1).and_then(|rest| rest.split_whitespace().next());
             break addr.expect("addr=… in the log line").to_owned();

@@ -48,22 +48,17 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// An error from SQLite.
+    /// An error from SQLite (through sqlx).
     #[error(transparent)]
     Sqlite(#[from] sqlx::Error),
+    /// An error from SQLite (through rusqlite, the inline driver of tenant handles).
+    #[error(transparent)]
+    Rusqlite(#[from] rusqlite::Error),
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
     }
 }
 

@@ -21,14 +21,8 @@ impl RegionName {
     pub fn parse(name: &str) -> Result<Self> {
         let ok = !name.is_empty()
             && name.len() <= 32
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Self(name.to_owned()))
-        } else {
-            Err(Error::InvalidRegionName(name.to_owned()))
-        }
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(Self(name.to_owned())) } else { Err(Error::InvalidRegionName(name.to_owned())) }
     }
 
     /// The name as a string.
@@ -52,9 +46,7 @@ pub struct Placement {
 impl Placement {
     /// Builds a placement from `(name, root)` pairs.
     pub fn new(roots: impl IntoIterator<Item = (RegionName, PathBuf)>) -> Self {
-        Self {
-            roots: roots.into_iter().collect(),
-        }
+        Self { roots: roots.into_iter().collect() }
     }
 
     /// The storage root of a region.
@@ -81,9 +73,7 @@ impl Placement {
 /// `<root>/tenants/<first two hex chars of uuid>/<uuid>.db`.
 pub fn database_path_under(root: &Path, id: Uuid) -> PathBuf {
     let hex = id.simple().to_string();
-    root.join("tenants")
-        .join(&hex[..2])
-        .join(format!("{}.db", id.hyphenated()))
+    root.join("tenants").join(&hex[..2]).join(format!("{}.db", id.hyphenated()))
 }
 
 #[cfg(test)]
@@ -93,26 +83,16 @@ mod tests {
     #[test]
     fn path_is_derived_from_uuid_only() {
         let id = Uuid::parse_str("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
-        let placement = Placement::new([(
-            RegionName::parse("local").unwrap(),
-            PathBuf::from("/srv/silo"),
-        )]);
+        let placement = Placement::new([(RegionName::parse("local").unwrap(), PathBuf::from("/srv/silo"))]);
         let path = placement.database_path("local", id).unwrap();
-        assert_eq!(
-            path,
-            PathBuf::from("/srv/silo/tenants/01/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b.db")
-        );
+        assert_eq!(path, PathBuf::from("/srv/silo/tenants/01/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b.db"));
     }
 
     #[test]
     fn unknown_region_names_the_configured_ones() {
-        let placement =
-            Placement::new([(RegionName::parse("local").unwrap(), PathBuf::from("/x"))]);
+        let placement = Placement::new([(RegionName::parse("local").unwrap(), PathBuf::from("/x"))]);
         let err = placement.database_path("eu", Uuid::now_v7()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown region `eu` (configured regions: local)"
-        );
+        assert_eq!(err.to_string(), "unknown region `eu` (configured regions: local)");
     }
 
     #[test]

@@ -32,10 +32,7 @@ pub struct SqliteTuning {
 
 impl Default for SqliteTuning {
     fn default() -> Self {
-        Self {
-            busy_timeout: Duration::from_secs(5),
-            page_cache_kib: 512,
-        }
+        Self { busy_timeout: Duration::from_secs(5), page_cache_kib: 512 }
     }
 }
 
@@ -67,9 +64,7 @@ pub fn connect_options(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Sql
         // A read-only connection can neither change the journal mode nor write a checkpoint.
         options
     } else {
-        options
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+        options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
     }
 }
 
@@ -87,34 +82,54 @@ pub async fn open(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<S
     Ok(connect_options(path, tuning, mode).connect().await?)
 }
 
+/// Opens a database file as a synchronous rusqlite connection with the same settings as
+/// [`connect_options`]; fails with [`Error::FileMissing`] for a missing file (it never
+/// creates). Blocking: call it off the async executor.
+pub fn open_sync(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    if mode != OpenMode::Create && !path.exists() {
+        return Err(Error::FileMissing(path.to_owned()));
+    }
+    let access = match mode {
+        OpenMode::Existing => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        OpenMode::Create => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    };
+    // NO_MUTEX: each connection is used by one thread at a time (behind a lock), so SQLite's
+    // own per-connection mutex is pure overhead.
+    let flags = access | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = rusqlite::Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(tuning.busy_timeout)?;
+    let journal = if mode == OpenMode::ReadOnly {
+        ""
+    } else {
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+    };
+    conn.execute_batch(&format!(
+        "{journal} PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF; PRAGMA cache_size = -{};",
+        tuning.page_cache_kib
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
 /// Checks that a SQLite version string (`3.51.3`) is at least [`MIN_SQLITE_VERSION`].
 pub fn check_version(version: &str) -> Result<()> {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let found = (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    );
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found >= MIN_SQLITE_VERSION {
         Ok(())
     } else {
         let (a, b, c) = MIN_SQLITE_VERSION;
-        Err(Error::SqliteTooOld {
-            found: version.to_owned(),
-            required: format!("{a}.{b}.{c}"),
-        })
+        Err(Error::SqliteTooOld { found: version.to_owned(), required: format!("{a}.{b}.{c}") })
     }
 }
 
 /// The version of the SQLite library linked into this process, checked against
 /// [`MIN_SQLITE_VERSION`].
 pub async fn linked_version() -> Result<String> {
-    let mut conn = SqliteConnectOptions::from_str("sqlite::memory:")?
-        .connect()
-        .await?;
-    let version: String = sqlx::query_scalar("SELECT sqlite_version()")
-        .fetch_one(&mut conn)
-        .await?;
+    let mut conn = SqliteConnectOptions::from_str("sqlite::memory:")?.connect().await?;
+    let version: String = sqlx::query_scalar("SELECT sqlite_version()").fetch_one(&mut conn).await?;
     conn.close().await?;
     check_version(&version)?;
     Ok(version)
@@ -122,9 +137,7 @@ pub async fn linked_version() -> Result<String> {
 
 /// Runs `PRAGMA wal_checkpoint(TRUNCATE)` so the whole database is in the main file.
 pub async fn checkpoint_truncate(conn: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(conn)
-        .await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(conn).await?;
     Ok(())
 }
 
@@ -136,11 +149,7 @@ pub async fn remove_database_files(path: &Path) -> Result<usize> {
     let path = path.to_owned();
     blocking(move || {
         let mut removed = 0;
-        for candidate in SIDE_FILE_SUFFIXES
-            .iter()
-            .map(|s| with_suffix(&path, s))
-            .chain([path.clone()])
-        {
+        for candidate in SIDE_FILE_SUFFIXES.iter().map(|s| with_suffix(&path, s)).chain([path.clone()]) {
             match std::fs::remove_file(&candidate) {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -166,16 +175,12 @@ pub async fn install_copy(source: &Path, dest: &Path) -> Result<()> {
         if dest.exists() {
             return Err(Error::FileExists(dest));
         }
-        let dir = dest
-            .parent()
-            .expect("a database path has a parent directory");
+        let dir = dest.parent().expect("a database path has a parent directory");
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         let tmp = with_suffix(&dest, ".installing");
         let result = (|| {
             std::fs::copy(&source, &tmp).map_err(|e| Error::io("copy to", &tmp, e))?;
-            std::fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io("fsync", &tmp, e))?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync", &tmp, e))?;
             std::fs::rename(&tmp, &dest).map_err(|e| Error::io("rename into", &dest, e))?;
             fsync_dir(dir)
         })();
@@ -199,15 +204,11 @@ pub fn database_size(path: &Path) -> u64 {
 
 /// fsyncs a directory so that creations, renames and removals in it are durable.
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 async fn create_dir_all(dir: &Path) -> Result<()> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Error::io("create directory", dir, e))
+    tokio::fs::create_dir_all(dir).await.map_err(|e| Error::io("create directory", dir, e))
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -218,9 +219,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Runs blocking file-system work off the async executor.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("blocking file operation panicked")
+    tokio::task::spawn_blocking(f).await.expect("blocking file operation panicked")
 }
 
 #[cfg(test)]
@@ -247,9 +246,7 @@ mod tests {
     async fn opening_a_missing_file_never_creates_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t/x.db");
-        let err = open(&path, SqliteTuning::default(), OpenMode::Existing)
-            .await
-            .unwrap_err();
+        let err = open(&path, SqliteTuning::default(), OpenMode::Existing).await.unwrap_err();
         assert!(matches!(err, Error::FileMissing(_)), "{err}");
         assert!(!path.exists());
     }
@@ -258,13 +255,8 @@ mod tests {
     async fn create_copy_and_remove() {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("src.db");
-        let mut conn = open(&source, SqliteTuning::default(), OpenMode::Create)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t(x)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = open(&source, SqliteTuning::default(), OpenMode::Create).await.unwrap();
+        sqlx::query("CREATE TABLE t(x)").execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
 
         let dest = dir.path().join("a/b/dest.db");
@@ -272,18 +264,10 @@ mod tests {
         let again = install_copy(&source, &dest).await.unwrap_err();
         assert!(matches!(again, Error::FileExists(_)));
 
-        let mut conn = open(&dest, SqliteTuning::default(), OpenMode::Existing)
-            .await
-            .unwrap();
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = open(&dest, SqliteTuning::default(), OpenMode::Existing).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
         assert_eq!(mode, "wal");
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
         assert!(database_size(&dest) > 0);
 
@@ -294,24 +278,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sync_connections_get_the_same_settings_and_never_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.db");
+        assert!(matches!(
+            open_sync(&missing, SqliteTuning::default(), OpenMode::Existing),
+            Err(Error::FileMissing(_))
+        ));
+        assert!(!missing.exists());
+        let path = dir.path().join("s.db");
+        open(&path, SqliteTuning::default(), OpenMode::Create).await.unwrap().close().await.unwrap();
+        let conn = open_sync(
+            &path,
+            SqliteTuning { busy_timeout: Duration::from_millis(1234), page_cache_kib: 256 },
+            OpenMode::Existing,
+        )
+        .unwrap();
+        let pragma = |name: &str| {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap()
+        };
+        use rusqlite::types::Value;
+        assert_eq!(pragma("journal_mode"), Value::Text("wal".into()));
+        assert_eq!(pragma("synchronous"), Value::Integer(1));
+        assert_eq!(pragma("foreign_keys"), Value::Integer(1));
+        assert_eq!(pragma("trusted_schema"), Value::Integer(0));
+        assert_eq!(pragma("cache_size"), Value::Integer(-256));
+        assert_eq!(pragma("busy_timeout"), Value::Integer(1234));
+    }
+
+    #[tokio::test]
     async fn read_only_connections_refuse_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ro.db");
-        let mut conn = open(&path, SqliteTuning::default(), OpenMode::Create)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t(x)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let mut conn = open(&path, SqliteTuning::default(), OpenMode::Create).await.unwrap();
+        sqlx::query("CREATE TABLE t(x)").execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
-        let mut ro = open(&path, SqliteTuning::default(), OpenMode::ReadOnly)
-            .await
-            .unwrap();
-        let err = sqlx::query("PRAGMA query_only=0; INSERT INTO t VALUES (1)")
-            .execute(&mut ro)
-            .await
-            .unwrap_err();
+        let mut ro = open(&path, SqliteTuning::default(), OpenMode::ReadOnly).await.unwrap();
+        let err =
+            sqlx::query("PRAGMA query_only=0; INSERT INTO t VALUES (1)").execute(&mut ro).await.unwrap_err();
         assert!(err.to_string().contains("readonly"), "{err}");
     }
 }

@@ -91,9 +91,7 @@ impl Default for CacheSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".to_owned(),
-        }
+        Self { bind: "127.0.0.1:8080".to_owned() }
     }
 }
 
@@ -104,25 +102,15 @@ impl Settings {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match config_file {
             Some(path) if !path.exists() => {
-                return Err(Error::Config(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(Error::Config(format!("config file {} does not exist", path.display())));
             }
             Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None if Path::new("silo.toml").exists() => {
-                figment = figment.merge(Toml::file_exact("silo.toml"))
-            }
+            None if Path::new("silo.toml").exists() => figment = figment.merge(Toml::file_exact("silo.toml")),
             None => {}
         }
         // `SILO_LOG`, `SILO_LOG_FORMAT` and `SILO_CONFIG` configure the process, not settings.
-        let env = Env::prefixed("SILO_")
-            .split("__")
-            .ignore(&["log", "log_format", "config"]);
-        figment
-            .merge(env)
-            .extract()
-            .map_err(|e| Error::Config(e.to_string()))
+        let env = Env::prefixed("SILO_").split("__").ignore(&["log", "log_format", "config"]);
+        figment.merge(env).extract().map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The path of the control-plane database.
@@ -132,10 +120,8 @@ impl Settings {
 
     /// The configured regions, with `local` under the data directory unless overridden.
     pub fn placement(&self) -> Result<Placement> {
-        let mut roots = vec![(
-            RegionName::parse(DEFAULT_REGION)?,
-            self.data_dir.join("regions").join(DEFAULT_REGION),
-        )];
+        let mut roots =
+            vec![(RegionName::parse(DEFAULT_REGION)?, self.data_dir.join("regions").join(DEFAULT_REGION))];
         for (name, region) in &self.regions {
             let name = RegionName::parse(name)?;
             roots.retain(|(existing, _)| existing != &name);
@@ -156,10 +142,7 @@ impl Settings {
 
     /// Settings rooted in `data_dir` with everything else at its default (tests, benches).
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            ..Self::default()
-        }
+        Self { data_dir: data_dir.into(), ..Self::default() }
     }
 }
 
@@ -172,10 +155,7 @@ mod tests {
         let settings = Settings::for_data_dir("/srv/data");
         let placement = settings.placement().unwrap();
         assert_eq!(placement.names(), vec!["local"]);
-        assert_eq!(
-            placement.root("local").unwrap(),
-            Path::new("/srv/data/regions/local")
-        );
+        assert_eq!(placement.root("local").unwrap(), Path::new("/srv/data/regions/local"));
     }
 
     #[test]
@@ -203,12 +183,6 @@ mod tests {
         assert!(err.to_string().contains("does not exist"), "{err}");
         let mut settings = Settings::for_data_dir("/d");
         settings.default_region = "mars".into();
-        assert!(
-            settings
-                .placement()
-                .unwrap_err()
-                .to_string()
-                .contains("unknown region `mars`")
-        );
+        assert!(settings.placement().unwrap_err().to_string().contains("unknown region `mars`"));
     }
 }

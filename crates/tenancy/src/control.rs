@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, Sqlite, Transaction};
 
@@ -110,9 +109,7 @@ impl Tenant {
         let id: String = row.try_get("id")?;
         let status: String = row.try_get("status")?;
         Ok(Self {
-            id: id
-                .parse()
-                .map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
+            id: id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
             slug: row.try_get("slug")?,
             name: row.try_get("name")?,
             status: status.parse()?,
@@ -192,12 +189,8 @@ impl ControlPlane {
     /// Opens (creating if needed) and migrates `control.db`.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Config(format!(
-                    "cannot create data directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -208,15 +201,9 @@ impl ControlPlane {
             .foreign_keys(true)
             .pragma("trusted_schema", "OFF")
             .disable_statement_logging();
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         CONTROL_MIGRATOR.run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { read, write })
     }
 
@@ -230,18 +217,19 @@ impl ControlPlane {
     pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
         let row = match tenant {
             TenantRef::Id(id) => {
-                sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id.to_string()).fetch_optional(&self.read).await?
-            }
-            TenantRef::Slug(slug) => {
-                sqlx::query("SELECT * FROM tenants WHERE slug = ? ORDER BY status = 'deleted', created_at DESC LIMIT 1")
-                    .bind(slug.as_str())
+                sqlx::query("SELECT * FROM tenants WHERE id = ?")
+                    .bind(id.to_string())
                     .fetch_optional(&self.read)
                     .await?
             }
+            TenantRef::Slug(slug) => sqlx::query(
+                "SELECT * FROM tenants WHERE slug = ? ORDER BY status = 'deleted', created_at DESC LIMIT 1",
+            )
+            .bind(slug.as_str())
+            .fetch_optional(&self.read)
+            .await?,
         };
-        row.map(|r| Tenant::from_row(&r))
-            .transpose()?
-            .ok_or_else(|| Error::NotFound(tenant.to_string()))
+        row.map(|r| Tenant::from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(tenant.to_string()))
     }
 
     /// Looks a tenant up by id.
@@ -263,11 +251,9 @@ impl ControlPlane {
 
     /// Ids of the tenants whose files exist and may be migrated (active and suspended).
     pub async fn migratable(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query(
-            "SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(Tenant::from_row).collect()
     }
 
@@ -306,8 +292,7 @@ impl ControlPlane {
             return Err(Error::SlugTaken(new.slug.to_string()));
         }
         inserted?;
-        let detail =
-            serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
+        let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
         audit(&mut tx, actor, "tenant.create", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
@@ -367,14 +352,7 @@ impl ControlPlane {
             .await?;
             if let Some(error) = &record.error {
                 let detail = serde_json::json!({ "error": error });
-                audit(
-                    &mut tx,
-                    "system",
-                    "tenant.quarantine",
-                    Some(record.tenant),
-                    &detail,
-                )
-                .await?;
+                audit(&mut tx, "system", "tenant.quarantine", Some(record.tenant), &detail).await?;
             }
         }
         tx.commit().await?;
@@ -383,12 +361,11 @@ impl ControlPlane {
 
     /// Audit entries of one tenant, newest first.
     pub async fn audit_entries(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows =
-            sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
-                .bind(id.to_string())
-                .bind(limit)
-                .fetch_all(&self.read)
-                .await?;
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
+            .bind(id.to_string())
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
         rows.iter()
             .map(|row| {
                 let detail: String = row.try_get("detail")?;
@@ -398,8 +375,7 @@ impl ControlPlane {
                     actor: row.try_get("actor")?,
                     action: row.try_get("action")?,
                     tenant_id: row.try_get("tenant_id")?,
-                    detail: serde_json::from_str(&detail)
-                        .unwrap_or(serde_json::Value::String(detail)),
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
                 })
             })
             .collect()

@@ -67,6 +67,9 @@ pub enum Error {
     /// A database error.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// A database error on a tenant connection.
+    #[error(transparent)]
+    TenantSql(#[from] rusqlite::Error),
     /// A migration error.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -98,8 +101,7 @@ impl Error {
                 | Error::InvalidInput(_)
                 | Error::Config(_)
                 | Error::Storage(
-                    silo_storage::Error::UnknownRegion(..)
-                        | silo_storage::Error::InvalidRegionName(_)
+                    silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_)
                 )
         )
     }

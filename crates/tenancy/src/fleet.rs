@@ -105,8 +105,7 @@ impl Tenancy {
                 // Write only what changed: most tenants of a no-op run need no control-plane write.
                 let record = match &migration.outcome {
                     Ok(outcome)
-                        if before.schema_version == outcome.version()
-                            && before.migration_error.is_none() =>
+                        if before.schema_version == outcome.version() && before.migration_error.is_none() =>
                     {
                         None
                     }
@@ -144,11 +143,7 @@ impl Tenancy {
         }
         .await
         .map_err(|e| e.to_string());
-        let migration = TenantMigration {
-            tenant: tenant.id,
-            slug: tenant.slug.clone(),
-            outcome,
-        };
+        let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome };
         (migration, tenant)
     }
 }

@@ -39,9 +39,7 @@ impl FromStr for TenantId {
     type Err = SlugError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s)
-            .map(Self)
-            .map_err(|_| SlugError::NotAnId(s.to_owned()))
+        Uuid::parse_str(s).map(Self).map_err(|_| SlugError::NotAnId(s.to_owned()))
     }
 }
 
@@ -113,10 +111,7 @@ impl TenantSlug {
             // `len` counts bytes, so multi-byte input is caught below when it fits.
             return Err(SlugError::Length(s.to_owned()));
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(SlugError::Characters(s.to_owned()));
         }
         if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
@@ -227,10 +222,7 @@ mod tests {
             assert!(err.to_string().contains("invalid slug"), "{err}");
         }
         let long = "a".repeat(64);
-        assert!(matches!(
-            TenantSlug::parse(&long),
-            Err(SlugError::Length(_))
-        ));
+        assert!(matches!(TenantSlug::parse(&long), Err(SlugError::Length(_))));
     }
 
     #[test]
@@ -238,23 +230,14 @@ mod tests {
         let id = TenantId::new();
         assert_eq!(id.as_uuid().get_version_num(), 7);
         assert_eq!(id.to_string().parse::<TenantId>().unwrap(), id);
-        assert!(matches!(
-            "nope".parse::<TenantId>(),
-            Err(SlugError::NotAnId(_))
-        ));
+        assert!(matches!("nope".parse::<TenantId>(), Err(SlugError::NotAnId(_))));
     }
 
     #[test]
     fn tenant_refs_accept_slug_or_id() {
         let id = TenantId::new();
-        assert_eq!(
-            id.to_string().parse::<TenantRef>().unwrap(),
-            TenantRef::Id(id)
-        );
-        assert!(matches!(
-            "acme".parse::<TenantRef>().unwrap(),
-            TenantRef::Slug(_)
-        ));
+        assert_eq!(id.to_string().parse::<TenantRef>().unwrap(), TenantRef::Id(id));
+        assert!(matches!("acme".parse::<TenantRef>().unwrap(), TenantRef::Slug(_)));
         assert!("A".parse::<TenantRef>().is_err());
     }
 }

@@ -55,11 +55,8 @@ impl Tenancy {
         let placement = settings.placement()?;
         let control = ControlPlane::open(&settings.control_db_path()).await?;
         let fd_limit = limits::raise_nofile_limit();
-        let (capacity, warning) = limits::clamp_capacity(
-            settings.cache.capacity,
-            settings.cache.connections_per_tenant,
-            fd_limit,
-        );
+        let (capacity, warning) =
+            limits::clamp_capacity(settings.cache.capacity, settings.cache.connections_per_tenant, fd_limit);
         if let Some(warning) = warning {
             tracing::warn!("{warning}");
         }
@@ -81,23 +78,9 @@ impl Tenancy {
             ) / (1024 * 1024),
             "handle cache sized"
         );
-        let cache = HandleCache::new(
-            control.clone(),
-            placement.clone(),
-            config,
-            &schema::TENANT_MIGRATOR,
-        );
-        let inner = Inner {
-            settings,
-            control,
-            placement,
-            cache,
-            sqlite_version,
-            template: OnceCell::new(),
-        };
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let cache = HandleCache::new(control.clone(), placement.clone(), config, &schema::TENANT_MIGRATOR);
+        let inner = Inner { settings, control, placement, cache, sqlite_version, template: OnceCell::new() };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The settings in force.
@@ -137,19 +120,13 @@ impl Tenancy {
 
     /// Where a tenant's file is.
     pub fn tenant_path(&self, tenant: &Tenant) -> Result<PathBuf> {
-        Ok(self
-            .inner
-            .placement
-            .database_path(&tenant.region, tenant.id.as_uuid())?)
+        Ok(self.inner.placement.database_path(&tenant.region, tenant.id.as_uuid())?)
     }
 
     /// Closes every handle and the control plane (graceful shutdown).
     pub async fn shutdown(&self) {
         self.inner.cache.clear().await;
-        self.inner
-            .cache
-            .wait_all_closed(Duration::from_secs(10))
-            .await;
+        self.inner.cache.wait_all_closed(Duration::from_secs(10)).await;
         self.inner.control.close().await;
     }
 }

@@ -31,17 +31,10 @@ impl Tenancy {
     /// Provisions a tenant: control row, file and schema, all or nothing.
     pub async fn create(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {
         let slug = TenantSlug::parse(&request.slug)?;
-        let region = request
-            .region
-            .unwrap_or_else(|| self.settings().default_region.clone());
-        let name = request
-            .name
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty());
+        let region = request.region.unwrap_or_else(|| self.settings().default_region.clone());
+        let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-            return Err(Error::Config(
-                "a tenant name is at most 200 characters".into(),
-            ));
+            return Err(Error::Config("a tenant name is at most 200 characters".into()));
         }
         self.placement().root(&region)?;
         if self.control().slug_taken(&slug).await? {
@@ -75,39 +68,20 @@ impl Tenancy {
 
     /// Closes an active tenant to its users; its file is kept.
     pub async fn suspend(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
-        self.change_status(
-            tenant,
-            &[TenantStatus::Active],
-            TenantStatus::Suspended,
-            actor,
-            "tenant.suspend",
-        )
-        .await
+        self.change_status(tenant, &[TenantStatus::Active], TenantStatus::Suspended, actor, "tenant.suspend")
+            .await
     }
 
     /// Reopens a suspended tenant.
     pub async fn resume(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
-        self.change_status(
-            tenant,
-            &[TenantStatus::Suspended],
-            TenantStatus::Active,
-            actor,
-            "tenant.resume",
-        )
-        .await
+        self.change_status(tenant, &[TenantStatus::Suspended], TenantStatus::Active, actor, "tenant.resume")
+            .await
     }
 
     /// Soft-deletes a tenant: closed (`410 Gone`), file kept until [`Tenancy::purge`].
     pub async fn delete(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
         let from = [TenantStatus::Active, TenantStatus::Suspended];
-        self.change_status(
-            tenant,
-            &from,
-            TenantStatus::Deleting,
-            actor,
-            "tenant.delete",
-        )
-        .await
+        self.change_status(tenant, &from, TenantStatus::Deleting, actor, "tenant.delete").await
     }
 
     /// Removes a soft-deleted tenant's files for good, under a lease.
@@ -115,17 +89,12 @@ impl Tenancy {
         let current = self.tenant(tenant).await?;
         if current.status != TenantStatus::Deleting {
             let status = current.status.to_string();
-            return Err(Error::InvalidTransition {
-                tenant: current.slug,
-                action: "purge",
-                status,
-            });
+            return Err(Error::InvalidTransition { tenant: current.slug, action: "purge", status });
         }
         let path = self.tenant_path(&current)?;
         let lease = self.cache().lease(current.id).await?;
         let removed = sqlite::remove_database_files(&path).await?;
-        let detail =
-            serde_json::json!({ "slug": current.slug, "path": path, "files_removed": removed });
+        let detail = serde_json::json!({ "slug": current.slug, "path": path, "files_removed": removed });
         let purged = self
             .control()
             .transition(
@@ -152,10 +121,7 @@ impl Tenancy {
     ) -> Result<Tenant> {
         let current = self.tenant(tenant).await?;
         let detail = serde_json::json!({ "slug": current.slug, "from": current.status });
-        let changed = self
-            .control()
-            .transition(current.id, from, to, actor, action, detail)
-            .await?;
+        let changed = self.control().transition(current.id, from, to, actor, action, detail).await?;
         if to != TenantStatus::Active {
             self.cache().retire(current.id).await;
         }
@@ -170,10 +136,8 @@ impl Tenancy {
             .template
             .get_or_try_init(|| async {
                 let dir = self.settings().data_dir.join("tmp");
-                let path = dir.join(format!(
-                    "tenant-template-{}.db",
-                    schema::fingerprint(&schema::TENANT_MIGRATOR)
-                ));
+                let path =
+                    dir.join(format!("tenant-template-{}.db", schema::fingerprint(&schema::TENANT_MIGRATOR)));
                 if !path.exists() {
                     build_template(&dir, &path).await?;
                 }

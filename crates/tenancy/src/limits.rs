@@ -21,20 +21,14 @@ pub fn raise_nofile_limit() -> u64 {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!(error = %e, "could not raise the open-file limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE)
-                .map(|(soft, _)| soft)
-                .unwrap_or(1024)
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(1024)
         }
     }
 }
 
 /// The largest capacity whose connections fit under `fd_limit`, and a warning when `capacity`
 /// had to be lowered to it.
-pub fn clamp_capacity(
-    capacity: u64,
-    connections_per_tenant: u32,
-    fd_limit: u64,
-) -> (u64, Option<String>) {
+pub fn clamp_capacity(capacity: u64, connections_per_tenant: u32, fd_limit: u64) -> (u64, Option<String>) {
     let per_tenant = FDS_PER_CONNECTION * u64::from(connections_per_tenant.max(1));
     let fit = fd_limit.saturating_sub(RESERVED_FDS) / per_tenant;
     if capacity <= fit {
@@ -59,9 +53,7 @@ pub fn worst_case_memory(capacity: u64, connections_per_tenant: u32, page_cache_
 
 /// Open descriptors of this process (0 where `/proc` is unavailable).
 pub fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|dir| dir.count() as u64)
-        .unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd").map(|dir| dir.count() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

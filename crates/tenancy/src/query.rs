@@ -32,17 +32,13 @@ impl Tenancy {
         let mut conn = sqlite::open(&path, self.settings().tenant_tuning(), OpenMode::ReadOnly)
             .await
             .map_err(|e| match e {
-                silo_storage::Error::FileMissing(path) => Error::FileMissing {
-                    tenant: tenant.id.to_string(),
-                    path,
-                },
+                silo_storage::Error::FileMissing(path) => {
+                    Error::FileMissing { tenant: tenant.id.to_string(), path }
+                }
                 other => other.into(),
             })?;
         // Operators type arbitrary SQL on purpose; the read-only connection is the guard.
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(&mut conn)
-            .await
-            .map_err(refuse_writes)?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(refuse_writes)?;
         let columns = match rows.first() {
             Some(row) => row.columns().iter().map(|c| c.name().to_owned()).collect(),
             None => conn
@@ -63,10 +59,7 @@ impl Tenancy {
 /// SQLITE_READONLY (8) means the statement tried to write.
 fn refuse_writes(error: sqlx::Error) -> Error {
     if let sqlx::Error::Database(db) = &error
-        && db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| c & 0xff == 8)
+        && db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 8)
     {
         return Error::WriteRefused(
             "the statement would change the database; `silo tenant sql` only reads".to_owned(),
@@ -85,27 +78,13 @@ fn row_to_json(row: &SqliteRow) -> Vec<serde_json::Value> {
                 return serde_json::Value::Null;
             }
             match raw.type_info().name() {
-                "INTEGER" => row
-                    .try_get_unchecked::<i64, _>(i)
-                    .map(Into::into)
-                    .unwrap_or_default(),
-                "REAL" => row
-                    .try_get_unchecked::<f64, _>(i)
-                    .map(Into::into)
-                    .unwrap_or_default(),
+                "INTEGER" => row.try_get_unchecked::<i64, _>(i).map(Into::into).unwrap_or_default(),
+                "REAL" => row.try_get_unchecked::<f64, _>(i).map(Into::into).unwrap_or_default(),
                 "BLOB" => row
                     .try_get_unchecked::<Vec<u8>, _>(i)
-                    .map(|b| {
-                        b.iter()
-                            .map(|x| format!("{x:02x}"))
-                            .collect::<String>()
-                            .into()
-                    })
+                    .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>().into())
                     .unwrap_or_default(),
-                _ => row
-                    .try_get_unchecked::<String, _>(i)
-                    .map(Into::into)
-                    .unwrap_or_default(),
+                _ => row.try_get_unchecked::<String, _>(i).map(Into::into).unwrap_or_default(),
             }
         })
         .collect()

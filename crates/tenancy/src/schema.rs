@@ -38,9 +38,7 @@ pub fn latest_version(migrator: &Migrator) -> i64 {
 
 /// The schema version recorded in the file's header.
 pub async fn file_version(conn: &mut SqliteConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("PRAGMA user_version")
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar("PRAGMA user_version").fetch_one(conn).await?)
 }
 
 /// Brings one open tenant file up to `migrator`'s latest version.
@@ -54,9 +52,7 @@ pub async fn migrate(conn: &mut SqliteConnection, migrator: &Migrator) -> Result
     // makes every caller's future lose `Send` (a known sqlx limitation).
     migrator.run_direct(None, &mut *conn, false).await?;
     // Safe to format: an integer. `user_version` is a 32-bit header field; migration numbers are small sequence numbers.
-    sqlx::query(AssertSqlSafe(format!("PRAGMA user_version = {latest}")))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(AssertSqlSafe(format!("PRAGMA user_version = {latest}"))).execute(&mut *conn).await?;
     Ok(MigrationOutcome::Migrated(latest))
 }
 
@@ -66,12 +62,7 @@ pub fn fingerprint(migrator: &Migrator) -> String {
     // FNV-1a: stable across builds and platforms, and enough to tell migration sets apart.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for migration in migrator.iter() {
-        for byte in migration
-            .version
-            .to_le_bytes()
-            .iter()
-            .chain(migration.checksum.iter())
-        {
+        for byte in migration.version.to_le_bytes().iter().chain(migration.checksum.iter()) {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
@@ -81,12 +72,7 @@ pub fn fingerprint(migrator: &Migrator) -> String {
 
 /// A migrator with `base`'s migrations followed by one more (fleet tests and benchmarks use it
 /// to stand for "the next release's migration").
-pub fn extended(
-    base: &Migrator,
-    version: i64,
-    description: &'static str,
-    sql: &'static str,
-) -> Migrator {
+pub fn extended(base: &Migrator, version: i64, description: &'static str, sql: &'static str) -> Migrator {
     let mut migrations: Vec<_> = base.iter().cloned().collect();
     migrations.push(sqlx::migrate::Migration::new(
         version,

@@ -20,15 +20,9 @@ async fn concurrent_misses_open_once_and_then_hit() {
         let tenancy = f.tenancy.clone();
         tokio::spawn(async move { tenancy.db(tenant.id).await })
     });
-    let handles: Vec<_> = futures::future::join_all(gets)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().unwrap())
-        .collect();
-    assert!(
-        handles.iter().all(|h| Arc::ptr_eq(h, &handles[0])),
-        "one handle for everyone"
-    );
+    let handles: Vec<_> =
+        futures::future::join_all(gets).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    assert!(handles.iter().all(|h| Arc::ptr_eq(h, &handles[0])), "one handle for everyone");
     let stats = f.tenancy.cache().stats();
     assert_eq!(stats.opens, 1, "single-flight: {stats:?}");
     f.tenancy.db(tenant.id).await.unwrap();
@@ -48,7 +42,7 @@ async fn eviction_never_fails_a_request_in_flight() {
         tenants.push(f.create(&format!("evict-{i}")).await);
     }
     let held = f.tenancy.db(tenants[0].id).await.unwrap();
-    let project = tasks::create_project(&held, "kept").await.unwrap();
+    let project = tasks::create_project(&held, "kept").unwrap();
     for tenant in &tenants[1..] {
         f.tenancy.db(tenant.id).await.unwrap();
     }
@@ -56,10 +50,8 @@ async fn eviction_never_fails_a_request_in_flight() {
     assert!(stats.evictions >= 3, "{stats:?}");
     assert!(stats.cached_handles <= 2, "{stats:?}");
     // The evicted handle still serves its holder.
-    tasks::create_task(&held, project, "after eviction", "")
-        .await
-        .unwrap();
-    assert_eq!(tasks::count_tasks(&held).await.unwrap(), 1);
+    tasks::create_task(&held, project, "after eviction", "").unwrap();
+    assert_eq!(tasks::count_tasks(&held).unwrap(), 1);
     drop(held);
     // Once dropped, its connections close: only the cached handles stay open.
     assert!(
@@ -83,22 +75,15 @@ async fn a_lease_refuses_new_handles_and_waits_for_held_ones() {
     assert!(matches!(refused.root(), Error::Unavailable(_)), "{refused}");
     assert!(held.is_retired());
     // The holder can still finish its work.
-    tasks::create_project(&held, "finishing").await.unwrap();
+    tasks::create_project(&held, "finishing").unwrap();
     drop(held);
 
     let lease = lease.await.unwrap().unwrap();
-    assert_eq!(
-        f.tenancy.cache().stats().open_handles,
-        0,
-        "no connection open under the lease"
-    );
-    assert!(matches!(
-        f.tenancy.cache().lease(tenant.id).await.unwrap_err(),
-        Error::Unavailable(_)
-    ));
+    assert_eq!(f.tenancy.cache().stats().open_handles, 0, "no connection open under the lease");
+    assert!(matches!(f.tenancy.cache().lease(tenant.id).await.unwrap_err(), Error::Unavailable(_)));
     drop(lease);
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    assert_eq!(tasks::count_tasks(&db).await.unwrap(), 0);
+    assert_eq!(tasks::count_tasks(&db).unwrap(), 0);
 }
 
 #[tokio::test]
@@ -109,10 +94,7 @@ async fn a_lease_gives_up_after_its_timeout() {
     let err = f.tenancy.cache().lease(tenant.id).await.unwrap_err();
     assert!(err.to_string().contains("did not close"), "{err}");
     drop(held);
-    f.tenancy
-        .db(tenant.id)
-        .await
-        .expect("the failed lease was released");
+    f.tenancy.db(tenant.id).await.expect("the failed lease was released");
 }
 
 #[tokio::test]
@@ -125,11 +107,7 @@ async fn a_file_removed_behind_silos_back_is_an_error_and_is_not_recreated() {
     assert!(matches!(err.root(), Error::FileMissing { .. }), "{err}");
     assert!(err.to_string().contains("removed outside Silo"), "{err}");
     assert!(!path.exists());
-    let sql = f
-        .tenancy
-        .query_readonly(&TenantRef::Id(tenant.id), "SELECT 1")
-        .await
-        .unwrap_err();
+    let sql = f.tenancy.query_readonly(&TenantRef::Id(tenant.id), "SELECT 1").await.unwrap_err();
     assert!(matches!(sql, Error::FileMissing { .. }), "{sql}");
     assert!(!path.exists());
 }
@@ -143,28 +121,17 @@ async fn a_corrupt_file_is_quarantined_and_the_fleet_is_unaffected() {
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
 
     let err = f.tenancy.db(bad.id).await.unwrap_err();
-    assert!(matches!(err.root(), Error::Quarantined { .. }), "{err}");
+    assert!(matches!(err.root(), Error::Quarantined { .. }), "{err:?}");
     let recorded = f.tenancy.tenant(&TenantRef::Id(bad.id)).await.unwrap();
-    assert!(
-        recorded
-            .migration_error
-            .as_deref()
-            .unwrap()
-            .contains("not a database"),
-        "{recorded:?}"
-    );
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        vec![0x5a; 8192],
-        "the file is left for inspection"
-    );
+    assert!(recorded.migration_error.as_deref().unwrap().contains("not a database"), "{recorded:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0x5a; 8192], "the file is left for inspection");
 
     // Later gets fail fast from the control plane without touching the file again.
     let again = f.tenancy.db(bad.id).await.unwrap_err();
     assert!(matches!(again.root(), Error::Quarantined { .. }));
 
     let db = f.tenancy.db(good.id).await.unwrap();
-    tasks::create_project(&db, "still fine").await.unwrap();
+    tasks::create_project(&db, "still fine").unwrap();
 }
 
 #[tokio::test]
@@ -180,13 +147,8 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
         "ALTER TABLE tasks ADD COLUMN label TEXT",
     )));
     let path = f.tenancy.tenant_path(&broken).unwrap();
-    let mut conn = sqlite::open(&path, Default::default(), OpenMode::Existing)
-        .await
-        .unwrap();
-    sqlx::query("ALTER TABLE tasks ADD COLUMN label TEXT")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = sqlite::open(&path, Default::default(), OpenMode::Existing).await.unwrap();
+    sqlx::query("ALTER TABLE tasks ADD COLUMN label TEXT").execute(&mut conn).await.unwrap();
     sqlx::Connection::close(conn).await.unwrap();
 
     let settings = f.tenancy.settings();
@@ -198,36 +160,16 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
         lease_timeout: Duration::from_secs(5),
         fd_limit: 20_000,
     };
-    let upgraded = HandleCache::new(
-        f.tenancy.control().clone(),
-        f.tenancy.placement().clone(),
-        config,
-        next,
-    );
+    let upgraded = HandleCache::new(f.tenancy.control().clone(), f.tenancy.placement().clone(), config, next);
     let db = upgraded.get(tenant.id).await.unwrap();
     assert_eq!(db.schema_version(), 2);
-    assert_eq!(
-        f.tenancy
-            .tenant(&TenantRef::Id(tenant.id))
-            .await
-            .unwrap()
-            .schema_version,
-        2
-    );
+    assert_eq!(f.tenancy.tenant(&TenantRef::Id(tenant.id)).await.unwrap().schema_version, 2);
 
     let err = upgraded.get(broken.id).await.unwrap_err();
     assert!(matches!(err.root(), Error::Quarantined { .. }), "{err}");
     let recorded = f.tenancy.tenant(&TenantRef::Id(broken.id)).await.unwrap();
-    assert_eq!(
-        recorded.schema_version, 1,
-        "a failed migration leaves the file as it was"
-    );
-    assert!(
-        recorded
-            .migration_error
-            .unwrap()
-            .contains("duplicate column")
-    );
+    assert_eq!(recorded.schema_version, 1, "a failed migration leaves the file as it was");
+    assert!(recorded.migration_error.unwrap().contains("duplicate column"));
 }
 
 #[tokio::test]
@@ -236,7 +178,7 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
     let tenant = f.create("busy").await;
     let path = f.tenancy.tenant_path(&tenant).unwrap();
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = tasks::create_project(&db, "load").await.unwrap();
+    let project = tasks::create_project(&db, "load").unwrap();
     drop(db);
 
     let workers: Vec<_> = (0..50)
@@ -248,7 +190,6 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
                     match tenancy.db(tenant.id).await {
                         Ok(db) => {
                             tasks::create_task(&db, project, &format!("w{i}-{n}"), "")
-                                .await
                                 .expect("a held handle works");
                             ok += 1;
                         }
@@ -282,10 +223,7 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
     assert!(refused > 0, "some requests came after the delete");
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let file = format!("{}{suffix}", path.display());
-        assert!(
-            !std::path::Path::new(&file).exists(),
-            "{file} was written after the purge"
-        );
+        assert!(!std::path::Path::new(&file).exists(), "{file} was written after the purge");
     }
     assert_eq!(f.tenancy.cache().stats().open_handles, 0);
 }

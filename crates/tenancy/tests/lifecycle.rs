@@ -18,21 +18,12 @@ async fn create_places_a_migrated_file_and_audits_it() {
     assert_eq!(tenant.schema_version, 1);
     let path = f.tenancy.tenant_path(&tenant).unwrap();
     let hex = tenant.id.as_uuid().simple().to_string();
-    assert!(path.ends_with(format!(
-        "regions/local/tenants/{}/{}.db",
-        &hex[..2],
-        tenant.id
-    )));
+    assert!(path.ends_with(format!("regions/local/tenants/{}/{}.db", &hex[..2], tenant.id)));
     assert!(path.exists());
 
     let db = f.tenancy.db(tenant.id).await.unwrap();
     assert_eq!(db.schema_version(), 1);
-    let audit = f
-        .tenancy
-        .control()
-        .audit_entries(tenant.id, 10)
-        .await
-        .unwrap();
+    let audit = f.tenancy.control().audit_entries(tenant.id, 10).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].action, "tenant.create");
     assert_eq!(audit[0].detail["slug"], "acme");
@@ -48,56 +39,25 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     f.create("taken").await;
     let before = f.tenant_files();
 
-    let dup = f
-        .tenancy
-        .create(
-            CreateTenant {
-                slug: "taken".into(),
-                ..Default::default()
-            },
-            "test",
-        )
-        .await;
+    let dup = f.tenancy.create(CreateTenant { slug: "taken".into(), ..Default::default() }, "test").await;
     assert!(matches!(dup, Err(Error::SlugTaken(_))), "{dup:?}");
 
     for bad in ["..", "a/b", "UPPER", &"x".repeat(64), "", "ünï", "admin"] {
         let err = f
             .tenancy
-            .create(
-                CreateTenant {
-                    slug: bad.into(),
-                    ..Default::default()
-                },
-                "test",
-            )
+            .create(CreateTenant { slug: bad.into(), ..Default::default() }, "test")
             .await
             .unwrap_err();
         assert!(matches!(err, Error::InvalidSlug(_)), "{bad:?}: {err}");
         assert!(err.is_user_error());
     }
 
-    let region = CreateTenant {
-        slug: "elsewhere".into(),
-        region: Some("mars".into()),
-        ..Default::default()
-    };
+    let region = CreateTenant { slug: "elsewhere".into(), region: Some("mars".into()), ..Default::default() };
     let err = f.tenancy.create(region, "test").await.unwrap_err();
     assert!(err.to_string().contains("unknown region `mars`"), "{err}");
 
-    assert_eq!(
-        f.tenant_files(),
-        before,
-        "failed creates must not leave files"
-    );
-    assert_eq!(
-        f.tenancy
-            .control()
-            .list(&TenantFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(f.tenant_files(), before, "failed creates must not leave files");
+    assert_eq!(f.tenancy.control().list(&TenantFilter::default()).await.unwrap().len(), 1);
 
     let missing = f.tenancy.tenant(&slug("nobody")).await.unwrap_err();
     assert!(matches!(missing, Error::NotFound(_)));
@@ -107,25 +67,10 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
 async fn a_create_that_loses_the_slug_race_removes_its_file() {
     let f = fixture().await;
     // Both pass the early slug check; one insert must fail on the unique index and clean up.
-    let a = f.tenancy.create(
-        CreateTenant {
-            slug: "race".into(),
-            ..Default::default()
-        },
-        "a",
-    );
-    let b = f.tenancy.create(
-        CreateTenant {
-            slug: "race".into(),
-            ..Default::default()
-        },
-        "b",
-    );
+    let a = f.tenancy.create(CreateTenant { slug: "race".into(), ..Default::default() }, "a");
+    let b = f.tenancy.create(CreateTenant { slug: "race".into(), ..Default::default() }, "b");
     let (a, b) = tokio::join!(a, b);
-    assert!(
-        a.is_ok() != b.is_ok(),
-        "exactly one create wins: {a:?} {b:?}"
-    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one create wins: {a:?} {b:?}");
     assert!(matches!(a.err().or(b.err()), Some(Error::SlugTaken(_))));
     assert_eq!(f.tenant_files().len(), 1);
 }
@@ -140,10 +85,7 @@ async fn suspend_resume_delete_purge() {
 
     f.tenancy.suspend(&slug("cycle"), "op").await.unwrap();
     assert!(held.is_retired());
-    assert!(matches!(
-        f.tenancy.db(tenant.id).await.unwrap_err().root(),
-        Error::Suspended(_)
-    ));
+    assert!(matches!(f.tenancy.db(tenant.id).await.unwrap_err().root(), Error::Suspended(_)));
     let again = f.tenancy.suspend(&slug("cycle"), "op").await.unwrap_err();
     assert!(matches!(again, Error::InvalidTransition { .. }), "{again}");
     drop(held);
@@ -152,16 +94,10 @@ async fn suspend_resume_delete_purge() {
     f.tenancy.db(tenant.id).await.unwrap();
 
     let early = f.tenancy.purge(&slug("cycle"), "op").await.unwrap_err();
-    assert!(
-        matches!(early, Error::InvalidTransition { .. }),
-        "purge needs a soft delete first"
-    );
+    assert!(matches!(early, Error::InvalidTransition { .. }), "purge needs a soft delete first");
 
     f.tenancy.delete(&slug("cycle"), "op").await.unwrap();
-    assert!(matches!(
-        f.tenancy.db(tenant.id).await.unwrap_err().root(),
-        Error::Gone(_)
-    ));
+    assert!(matches!(f.tenancy.db(tenant.id).await.unwrap_err().root(), Error::Gone(_)));
     assert!(path.exists(), "soft delete keeps the file");
 
     let purged = f.tenancy.purge(&slug("cycle"), "op").await.unwrap();
@@ -170,10 +106,7 @@ async fn suspend_resume_delete_purge() {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         assert!(!std::path::Path::new(&format!("{}{suffix}", path.display())).exists());
     }
-    assert!(matches!(
-        f.tenancy.db(tenant.id).await.unwrap_err().root(),
-        Error::Gone(_)
-    ));
+    assert!(matches!(f.tenancy.db(tenant.id).await.unwrap_err().root(), Error::Gone(_)));
 
     let actions: Vec<_> = f
         .tenancy
@@ -186,13 +119,7 @@ async fn suspend_resume_delete_purge() {
         .collect();
     assert_eq!(
         actions,
-        [
-            "tenant.purge",
-            "tenant.delete",
-            "tenant.resume",
-            "tenant.suspend",
-            "tenant.create"
-        ]
+        ["tenant.purge", "tenant.delete", "tenant.resume", "tenant.suspend", "tenant.create"]
     );
 
     // The slug may be taken again, by a new tenant with a new id and a new path.
@@ -207,54 +134,24 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
     let f = fixture().await;
     let tenant = f.create("reader").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = silo_tenancy::workspace::tasks::create_project(&db, "Launch")
-        .await
-        .unwrap();
-    silo_tenancy::workspace::tasks::create_task(&db, project, "Write docs", "README first")
-        .await
-        .unwrap();
+    let project = silo_tenancy::workspace::tasks::create_project(&db, "Launch").unwrap();
+    silo_tenancy::workspace::tasks::create_task(&db, project, "Write docs", "README first").unwrap();
 
-    let result = f
-        .tenancy
-        .query_readonly(&slug("reader"), "SELECT id, title, due_date FROM tasks")
-        .await
-        .unwrap();
+    let result =
+        f.tenancy.query_readonly(&slug("reader"), "SELECT id, title, due_date FROM tasks").await.unwrap();
     assert_eq!(result.columns, ["id", "title", "due_date"]);
-    assert_eq!(
-        result.rows,
-        vec![vec![
-            serde_json::json!(1),
-            "Write docs".into(),
-            serde_json::Value::Null
-        ]]
-    );
+    assert_eq!(result.rows, vec![vec![serde_json::json!(1), "Write docs".into(), serde_json::Value::Null]]);
 
-    let empty = f
-        .tenancy
-        .query_readonly(&slug("reader"), "SELECT name FROM projects WHERE id = 99")
-        .await
-        .unwrap();
+    let empty =
+        f.tenancy.query_readonly(&slug("reader"), "SELECT name FROM projects WHERE id = 99").await.unwrap();
     assert_eq!(empty.columns, ["name"]);
     assert!(empty.rows.is_empty());
 
-    for write in [
-        "DELETE FROM tasks",
-        "PRAGMA query_only = 0; DROP TABLE tasks",
-        "CREATE TABLE x(y)",
-    ] {
-        let err = f
-            .tenancy
-            .query_readonly(&slug("reader"), write)
-            .await
-            .unwrap_err();
+    for write in ["DELETE FROM tasks", "PRAGMA query_only = 0; DROP TABLE tasks", "CREATE TABLE x(y)"] {
+        let err = f.tenancy.query_readonly(&slug("reader"), write).await.unwrap_err();
         assert!(matches!(err, Error::WriteRefused(_)), "{write}: {err}");
     }
-    assert_eq!(
-        silo_tenancy::workspace::tasks::count_tasks(&db)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(silo_tenancy::workspace::tasks::count_tasks(&db).unwrap(), 1);
 }
 
 #[tokio::test]
@@ -263,22 +160,13 @@ async fn full_text_index_follows_tasks() {
     let tenant = f.create("search").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
     use silo_tenancy::workspace::tasks::*;
-    let project = create_project(&db, "P").await.unwrap();
-    let id = create_task(
-        &db,
-        project,
-        "Migrate the billing database",
-        "before Friday",
-    )
-    .await
-    .unwrap();
-    create_task(&db, project, "Unrelated", "nothing here")
-        .await
-        .unwrap();
-    let hits = search(&db, "billing", 10).await.unwrap();
+    let project = create_project(&db, "P").unwrap();
+    let id = create_task(&db, project, "Migrate the billing database", "before Friday").unwrap();
+    create_task(&db, project, "Unrelated", "nothing here").unwrap();
+    let hits = search(&db, "billing", 10).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].task_id, id);
     assert!(hits[0].snippet.contains("[billing]"), "{}", hits[0].snippet);
     // Porter stemming: "migrating" finds "Migrate".
-    assert_eq!(search(&db, "migrating", 10).await.unwrap().len(), 1);
+    assert_eq!(search(&db, "migrating", 10).unwrap().len(), 1);
 }

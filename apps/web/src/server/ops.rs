@@ -21,7 +21,9 @@ async fn readyz(tenancy: web::Data<Tenancy>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body("control plane unavailable\n")
+            HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("control plane unavailable\n")
         }
     }
 }

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (µs) of the open-latency histogram buckets.
-const OPEN_BUCKETS_US: [u64; 10] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000,
-];
+const OPEN_BUCKETS_US: [u64; 10] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000];
 
 /// Counters updated by the cache.
 #[derive(Default, Debug)]
@@ -86,83 +84,28 @@ impl CacheStats {
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
-        counter(
-            "silo_cache_hits_total",
-            "Tenant handle cache hits.",
-            "counter",
-            self.hits,
-        );
-        counter(
-            "silo_cache_misses_total",
-            "Tenant handle cache misses.",
-            "counter",
-            self.misses,
-        );
-        counter(
-            "silo_cache_opens_total",
-            "Tenant databases opened.",
-            "counter",
-            self.opens,
-        );
-        counter(
-            "silo_cache_open_failures_total",
-            "Tenant opens that failed.",
-            "counter",
-            self.open_failures,
-        );
+        counter("silo_cache_hits_total", "Tenant handle cache hits.", "counter", self.hits);
+        counter("silo_cache_misses_total", "Tenant handle cache misses.", "counter", self.misses);
+        counter("silo_cache_opens_total", "Tenant databases opened.", "counter", self.opens);
+        counter("silo_cache_open_failures_total", "Tenant opens that failed.", "counter", self.open_failures);
         counter(
             "silo_cache_evictions_total",
             "Handles evicted for size or idleness.",
             "counter",
             self.evictions,
         );
-        counter(
-            "silo_cache_cached_handles",
-            "Handles in the cache.",
-            "gauge",
-            self.cached_handles,
-        );
-        counter(
-            "silo_cache_open_handles",
-            "Handles opening, open or closing.",
-            "gauge",
-            self.open_handles,
-        );
-        counter(
-            "silo_cache_capacity",
-            "Handle cache capacity.",
-            "gauge",
-            self.capacity,
-        );
-        counter(
-            "silo_process_open_fds",
-            "Open file descriptors of the process.",
-            "gauge",
-            self.process_fds,
-        );
-        counter(
-            "silo_process_max_fds",
-            "Soft open-file limit of the process.",
-            "gauge",
-            self.fd_limit,
-        );
+        counter("silo_cache_cached_handles", "Handles in the cache.", "gauge", self.cached_handles);
+        counter("silo_cache_open_handles", "Handles opening, open or closing.", "gauge", self.open_handles);
+        counter("silo_cache_capacity", "Handle cache capacity.", "gauge", self.capacity);
+        counter("silo_process_open_fds", "Open file descriptors of the process.", "gauge", self.process_fds);
+        counter("silo_process_max_fds", "Soft open-file limit of the process.", "gauge", self.fd_limit);
         let name = "silo_cache_open_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Latency of opening a tenant (open + migration check)."
-        );
+        let _ = writeln!(out, "# HELP {name} Latency of opening a tenant (open + migration check).");
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (bound, count) in &self.open_latency_buckets {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {count}",
-                *bound as f64 / 1e6
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", *bound as f64 / 1e6);
         }
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.opens);
         let _ = writeln!(out, "{name}_sum {}", self.open_latency_sum_us as f64 / 1e6);

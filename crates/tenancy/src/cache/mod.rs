@@ -120,28 +120,14 @@ impl HandleCache {
                 }
             })
             .build();
-        let inner = Inner {
-            cache,
-            registry: Arc::default(),
-            control,
-            placement,
-            config,
-            migrator,
-            metrics,
-        };
-        Self {
-            inner: Arc::new(inner),
-        }
+        let inner = Inner { cache, registry: Arc::default(), control, placement, config, migrator, metrics };
+        Self { inner: Arc::new(inner) }
     }
 
     /// The open handle of a tenant, opening it if needed.
     pub async fn get(&self, id: TenantId) -> Result<Arc<TenantDb>> {
         let inner = &self.inner;
-        if let Some(db) = inner
-            .cache
-            .get(&id)
-            .await
-            .and_then(|cached| cached.handle())
+        if let Some(db) = inner.cache.get(&id).await.and_then(|cached| cached.handle())
             && !db.is_retired()
         {
             inner.metrics.hits.fetch_add(1, Ordering::Relaxed);
@@ -149,11 +135,7 @@ impl HandleCache {
         }
         inner.metrics.misses.fetch_add(1, Ordering::Relaxed);
         loop {
-            let cached = inner
-                .cache
-                .try_get_with(id, self.open(id))
-                .await
-                .map_err(Error::Shared)?;
+            let cached = inner.cache.try_get_with(id, self.open(id)).await.map_err(Error::Shared)?;
             // Apply evictions now rather than lazily, so the fd count stays within capacity.
             inner.cache.run_pending_tasks().await;
             match cached.handle() {
@@ -169,10 +151,7 @@ impl HandleCache {
         let inner = &self.inner;
         let started = Instant::now();
         let result = async {
-            let reservation = inner
-                .registry
-                .reserve(id)
-                .ok_or_else(|| Error::Unavailable(id.to_string()))?;
+            let reservation = inner.registry.reserve(id).ok_or_else(|| Error::Unavailable(id.to_string()))?;
             let tenant = inner.control.tenant_by_id(id).await?;
             match tenant.status {
                 TenantStatus::Active => {}
@@ -182,44 +161,47 @@ impl HandleCache {
                 }
             }
             if let Some(reason) = tenant.migration_error {
-                return Err(Error::Quarantined {
-                    tenant: id.to_string(),
-                    reason,
-                });
+                return Err(Error::Quarantined { tenant: id.to_string(), reason });
             }
-            let path = inner
-                .placement
-                .database_path(&tenant.region, id.as_uuid())?;
-            let mut connections = Vec::with_capacity(inner.config.connections_per_tenant as usize);
-            for _ in 0..inner.config.connections_per_tenant.max(1) {
-                match sqlite::open(&path, inner.config.tuning, OpenMode::Existing).await {
-                    Ok(conn) => connections.push(conn),
-                    Err(e) => return Err(self.open_failed(id, path, e).await),
-                }
-            }
-            // From here on the handle owns the count: dropping it closes the connections first.
-            let mut db = TenantDb::new(
-                id,
-                connections,
-                tenant.schema_version,
-                reservation.into_registry(),
-            );
-            let outcome = {
-                let mut conn = db.connection().await;
-                schema::migrate(&mut conn, inner.migrator).await
+            let path = inner.placement.database_path(&tenant.region, id.as_uuid())?;
+            // Opening may touch the disk (and a corrupt file takes a while to refuse): do it on
+            // the blocking pool, never on the executor.
+            let (count, tuning, file) =
+                (inner.config.connections_per_tenant.max(1), inner.config.tuning, path.clone());
+            let opened = tokio::task::spawn_blocking(move || {
+                let connections = (0..count)
+                    .map(|_| sqlite::open_sync(&file, tuning, OpenMode::Existing))
+                    .collect::<silo_storage::Result<Vec<_>>>()?;
+                let version =
+                    connections[0].query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))?;
+                Ok::<_, silo_storage::Error>((connections, version))
+            })
+            .await
+            .expect("opening a tenant file panicked");
+            let (connections, file_version) = match opened {
+                Ok(opened) => opened,
+                Err(e) => return Err(self.open_failed(id, path, e).await),
             };
-            match outcome {
-                Ok(outcome) if outcome.version() != tenant.schema_version => {
-                    let record = MigrationRecord {
-                        tenant: id,
-                        schema_version: Some(outcome.version()),
-                        error: None,
-                    };
-                    inner.control.record_migrations(&[record]).await?;
-                    db.set_schema_version(outcome.version());
+            // From here on the handle owns the count: dropping it closes the connections first.
+            let mut db = TenantDb::new(id, connections, file_version, reservation.into_registry());
+            if file_version < schema::latest_version(inner.migrator) {
+                // The lazy backstop: a file behind the binary's schema is migrated before use.
+                let migrated = async {
+                    let mut conn = sqlite::open(&path, inner.config.tuning, OpenMode::Existing).await?;
+                    let outcome = schema::migrate(&mut conn, inner.migrator).await;
+                    sqlx::Connection::close(conn).await?;
+                    outcome
                 }
-                Ok(_) => {}
-                Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
+                .await;
+                match migrated {
+                    Ok(outcome) => db.set_schema_version(outcome.version()),
+                    Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
+                }
+            }
+            if db.schema_version() != tenant.schema_version {
+                let record =
+                    MigrationRecord { tenant: id, schema_version: Some(db.schema_version()), error: None };
+                inner.control.record_migrations(&[record]).await?;
             }
             let db = Arc::new(db);
             if !inner.registry.publish(&db) {
@@ -241,13 +223,9 @@ impl HandleCache {
     /// Turns a failed open into the error callers see, quarantining corrupt files.
     async fn open_failed(&self, id: TenantId, path: PathBuf, error: silo_storage::Error) -> Error {
         match error {
-            silo_storage::Error::FileMissing(path) => Error::FileMissing {
-                tenant: id.to_string(),
-                path,
-            },
+            silo_storage::Error::FileMissing(path) => Error::FileMissing { tenant: id.to_string(), path },
             e if is_corruption(&e) => {
-                self.quarantine(id, format!("cannot open {}: {e}", path.display()))
-                    .await
+                self.quarantine(id, format!("cannot open {}: {e}", path.display())).await
             }
             e => e.into(),
         }
@@ -255,18 +233,11 @@ impl HandleCache {
 
     /// Records a quarantine in the control plane and returns the error to report.
     async fn quarantine(&self, id: TenantId, reason: String) -> Error {
-        let record = MigrationRecord {
-            tenant: id,
-            schema_version: None,
-            error: Some(reason.clone()),
-        };
+        let record = MigrationRecord { tenant: id, schema_version: None, error: Some(reason.clone()) };
         if let Err(e) = self.inner.control.record_migrations(&[record]).await {
             tracing::error!(tenant = %id, error = %e, "recording a quarantine failed");
         }
-        Error::Quarantined {
-            tenant: id.to_string(),
-            reason,
-        }
+        Error::Quarantined { tenant: id.to_string(), reason }
     }
 
     /// Stops handing out the tenant's current handle (after a status change); requests that
@@ -290,10 +261,7 @@ impl HandleCache {
         if !inner.registry.try_lease(id) {
             return Err(Error::Unavailable(id.to_string()));
         }
-        let lease = Lease {
-            registry: inner.registry.clone(),
-            id,
-        };
+        let lease = Lease { registry: inner.registry.clone(), id };
         let deadline = tokio::time::Instant::now() + inner.config.lease_timeout;
         loop {
             let changed = inner.registry.changed();
@@ -305,8 +273,7 @@ impl HandleCache {
             if inner.registry.open_count(id) == 0 {
                 return Ok(lease);
             }
-            if tokio::time::timeout_at(deadline, changed).await.is_err()
-                && inner.registry.open_count(id) > 0
+            if tokio::time::timeout_at(deadline, changed).await.is_err() && inner.registry.open_count(id) > 0
             {
                 return Err(Error::Unavailable(format!(
                     "{id} (its connections did not close within {:?})",
@@ -350,11 +317,15 @@ impl HandleCache {
 
 /// SQLite said the file is not a database or is corrupt.
 fn is_corruption(error: &silo_storage::Error) -> bool {
-    let silo_storage::Error::Sqlite(sqlx::Error::Database(db)) = error else {
-        return false;
-    };
-    // Primary result codes: SQLITE_CORRUPT = 11, SQLITE_NOTADB = 26.
-    db.code()
-        .and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|code| matches!(code & 0xff, 11 | 26))
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match error {
+        silo_storage::Error::Rusqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+            matches!(e.code, DatabaseCorrupt | NotADatabase)
+        }
+        // Primary result codes: SQLITE_CORRUPT = 11, SQLITE_NOTADB = 26.
+        silo_storage::Error::Sqlite(sqlx::Error::Database(db)) => {
+            db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|code| matches!(code & 0xff, 11 | 26))
+        }
+        _ => false,
+    }
 }

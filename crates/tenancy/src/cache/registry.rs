@@ -45,10 +45,7 @@ impl Registry {
         }
         slot.open += 1;
         self.open_total.fetch_add(1, Ordering::Relaxed);
-        Some(Reservation {
-            registry: Some(self.clone()),
-            id,
-        })
+        Some(Reservation { registry: Some(self.clone()), id })
     }
 
     /// Publishes an opened handle; refused (`false`) if a lease was taken meanwhile.
@@ -65,11 +62,7 @@ impl Registry {
     /// Marks the current handle retired so cache hits stop handing it out.
     pub(crate) fn retire(&self, id: TenantId) {
         let slots = self.slots.lock();
-        if let Some(db) = slots
-            .get(&id)
-            .and_then(|s| s.current.as_ref())
-            .and_then(Weak::upgrade)
-        {
+        if let Some(db) = slots.get(&id).and_then(|s| s.current.as_ref()).and_then(Weak::upgrade) {
             db.retire();
         }
     }

@@ -24,16 +24,7 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
 
 impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
-        self.tenancy
-            .create(
-                CreateTenant {
-                    slug: slug.into(),
-                    ..Default::default()
-                },
-                "test",
-            )
-            .await
-            .unwrap()
+        self.tenancy.create(CreateTenant { slug: slug.into(), ..Default::default() }, "test").await.unwrap()
     }
 
     /// Every file under the default region's `tenants/` directory.
@@ -41,11 +32,7 @@ impl Fixture {
         let root = self.dir.path().join("regions/local/tenants");
         let mut files = Vec::new();
         for shard in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            for file in std::fs::read_dir(shard.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
+            for file in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
                 files.push(file.path());
             }
         }

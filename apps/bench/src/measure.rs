@@ -1,0 +1,139 @@
+//! Measuring helpers: latency percentiles, process samples (fds, threads, RSS), fixtures.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
+
+/// Cores available to this process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Sorted latency samples, in nanoseconds.
+pub struct Latencies(Vec<u64>);
+
+impl Latencies {
+    pub fn new(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        Self(samples)
+    }
+
+    /// The `p`-th percentile (0–100), in microseconds.
+    pub fn percentile_us(&self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
+        self.0[rank] as f64 / 1000.0
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "p50 {:.1} µs  p99 {:.1} µs  (n={})",
+            self.percentile_us(50.0),
+            self.percentile_us(99.0),
+            self.0.len()
+        )
+    }
+}
+
+/// Times one future, in nanoseconds.
+pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, u64) {
+    let started = Instant::now();
+    let out = f.await;
+    (out, started.elapsed().as_nanos() as u64)
+}
+
+/// A line of `/proc/self/status` such as `VmRSS` or `Threads`, as a number (kB for sizes).
+pub fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples fds, threads and RSS every 20 ms until stopped; keeps the peaks.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    pub peak_fds: Arc<AtomicU64>,
+    pub peak_threads: Arc<AtomicU64>,
+    pub peak_rss_kib: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    pub fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (fds, threads, rss) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let task = {
+            let (stop, fds, threads, rss) = (stop.clone(), fds.clone(), threads.clone(), rss.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    fds.fetch_max(silo_tenancy::limits::open_fds(), Ordering::Relaxed);
+                    threads.fetch_max(proc_status("Threads:"), Ordering::Relaxed);
+                    rss.fetch_max(proc_status("VmRSS:"), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        Self { stop, peak_fds: fds, peak_threads: threads, peak_rss_kib: rss, task }
+    }
+
+    pub async fn finish(self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        (
+            self.peak_fds.load(Ordering::Relaxed),
+            self.peak_threads.load(Ordering::Relaxed),
+            self.peak_rss_kib.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Opens a tenancy over `dir` with the given cache capacity.
+pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
+    let mut settings = Settings::for_data_dir(dir);
+    settings.cache.capacity = capacity;
+    settings.cache.idle_seconds = 3600;
+    Ok(Tenancy::open(settings).await?)
+}
+
+/// Creates `count` tenants named `{prefix}-{i}`, `concurrency` at a time; prints progress for
+/// large fleets.
+pub async fn create_tenants(
+    tenancy: &Tenancy,
+    prefix: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Tenant>> {
+    let started = Instant::now();
+    let mut tenants = Vec::with_capacity(count);
+    let mut created = futures::stream::iter(0..count)
+        .map(|i| {
+            let request = CreateTenant { slug: format!("{prefix}-{i}"), ..Default::default() };
+            async move { tenancy.create(request, "bench").await }
+        })
+        .buffer_unordered(concurrency);
+    while let Some(tenant) = created.next().await {
+        tenants.push(tenant?);
+        if count >= 20_000 && tenants.len() % 10_000 == 0 {
+            eprintln!(
+                "  created {} tenants ({:.0}/s)",
+                tenants.len(),
+                tenants.len() as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    tenants.sort_by_key(|t| t.slug.clone());
+    Ok(tenants)
+}
