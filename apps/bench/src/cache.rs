@@ -147,20 +147,37 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cold open + migration check, with no other tenant open and with `background` open.
+/// Cold open + migration check: the first open after provisioning, and re-opens after
+/// eviction with no other tenant open and with `background` open.
 async fn cold(dir: &Path, background: usize) -> anyhow::Result<()> {
     const MEASURED: usize = 500;
     let tenancy = tenancy(dir, (background + MEASURED + 16) as u64).await?;
     let measured = create_tenants(&tenancy, "cold", MEASURED, 2).await?;
     let others = create_tenants(&tenancy, "bg", background, 2).await?;
+    let close_all = || async {
+        tenancy.cache().clear().await;
+        tenancy.cache().wait_all_closed(Duration::from_secs(10)).await;
+    };
+
+    let mut first = Vec::with_capacity(MEASURED);
+    let mut lookups = Vec::with_capacity(MEASURED);
+    for tenant in &measured {
+        let (row, ns) = timed(tenancy.control().tenant_by_id(tenant.id)).await;
+        row?;
+        lookups.push(ns);
+        let (db, ns) = timed(tenancy.db(tenant.id)).await;
+        drop(db?);
+        first.push(ns);
+        close_all().await;
+    }
+    let (first, lookups) = (Latencies::new(first), Latencies::new(lookups));
 
     let mut samples = Vec::with_capacity(MEASURED);
     for tenant in &measured {
         let (db, ns) = timed(tenancy.db(tenant.id)).await;
         drop(db?);
         samples.push(ns);
-        tenancy.cache().clear().await;
-        tenancy.cache().wait_all_closed(Duration::from_secs(10)).await;
+        close_all().await;
     }
     let alone = Latencies::new(samples);
 
@@ -176,8 +193,10 @@ async fn cold(dir: &Path, background: usize) -> anyhow::Result<()> {
     }
     let crowded = Latencies::new(samples);
     let stats = tenancy.cache().stats();
-    println!("cold open + migration check, 0 open: {}", alone.summary());
-    println!("cold open, {background} others open:     {}", crowded.summary());
+    println!("first open after provisioning:       {}", first.summary());
+    println!("  of which a control-plane lookup:   {}", lookups.summary());
+    println!("cold re-open + migration check, 0 open:     {}", alone.summary());
+    println!("cold re-open, {background} others open:        {}", crowded.summary());
     println!(
         "  open handles {}  process fds {} (before the last {MEASURED}: {fds_before})  => {:.2} fds per handle",
         stats.open_handles,
@@ -314,7 +333,7 @@ async fn run_uniform_workers(
                     n += 1;
                     let result = async {
                         let db = tenancy.db(id).await?;
-                        if n % 2 == 0 {
+                        if n.is_multiple_of(2) {
                             tasks::create_task(&db, 1, "churn", "").map(|_| ())
                         } else {
                             tasks::count_tasks(&db).map(|_| ())

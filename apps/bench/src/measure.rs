@@ -126,7 +126,7 @@ pub async fn create_tenants(
         .buffer_unordered(concurrency);
     while let Some(tenant) = created.next().await {
         tenants.push(tenant?);
-        if count >= 20_000 && tenants.len() % 10_000 == 0 {
+        if count >= 20_000 && tenants.len().is_multiple_of(10_000) {
             eprintln!(
                 "  created {} tenants ({:.0}/s)",
                 tenants.len(),

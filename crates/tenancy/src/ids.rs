@@ -199,7 +199,8 @@ mod tests {
 
     #[test]
     fn bad_slugs_say_why() {
-        let cases: &[(&str, fn(&SlugError) -> bool)] = &[
+        type Check = fn(&SlugError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("..", |e| matches!(e, SlugError::Length(_))),
             ("", |e| matches!(e, SlugError::Length(_))),
             ("ab", |e| matches!(e, SlugError::Length(_))),
