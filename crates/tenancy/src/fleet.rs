@@ -130,6 +130,7 @@ impl Tenancy {
         Ok(summary)
     }
 
+    #[tracing::instrument(name = "tenant_migrate", skip_all, fields(tenant = %tenant.id))]
     async fn migrate_one(&self, tenant: Tenant, migrator: &Migrator) -> (TenantMigration, Tenant) {
         let outcome = async {
             let path = self.tenant_path(&tenant)?;

@@ -68,7 +68,7 @@ impl Tenancy {
             lease_timeout: Duration::from_millis(settings.cache.lease_timeout_ms),
             fd_limit,
         };
-        tracing::debug!(
+        tracing::info!(
             capacity,
             fd_limit,
             worst_case_memory_mib = limits::worst_case_memory(

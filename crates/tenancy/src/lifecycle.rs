@@ -29,6 +29,7 @@ pub struct CreateTenant {
 
 impl Tenancy {
     /// Provisions a tenant: control row, file and schema, all or nothing.
+    #[tracing::instrument(name = "tenant_create", skip_all, fields(slug = %request.slug))]
     pub async fn create(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {
         let slug = TenantSlug::parse(&request.slug)?;
         let region = request.region.unwrap_or_else(|| self.settings().default_region.clone());
@@ -85,6 +86,7 @@ impl Tenancy {
     }
 
     /// Removes a soft-deleted tenant's files for good, under a lease.
+    #[tracing::instrument(name = "tenant_purge", skip_all, fields(tenant = %tenant))]
     pub async fn purge(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
         let current = self.tenant(tenant).await?;
         if current.status != TenantStatus::Deleting {
@@ -111,6 +113,7 @@ impl Tenancy {
         Ok(purged)
     }
 
+    #[tracing::instrument(name = "tenant_status", skip_all, fields(tenant = %tenant, action))]
     async fn change_status(
         &self,
         tenant: &TenantRef,

@@ -135,10 +135,19 @@ impl HandleCache {
         }
         inner.metrics.misses.fetch_add(1, Ordering::Relaxed);
         loop {
-            let cached = inner.cache.try_get_with(id, self.open(id)).await.map_err(Error::Shared)?;
+            // The caller whose open runs keeps its own reference: under churn the new entry can
+            // be evicted (and emptied) before `try_get_with` returns, and the work must not be lost.
+            let mut opened = None;
+            let open = async {
+                let cached = self.open(id).await?;
+                opened = cached.handle();
+                Ok(cached)
+            };
+            let cached = inner.cache.try_get_with(id, open).await.map_err(Error::Shared)?;
+            let handle = opened.or_else(|| cached.handle());
             // Apply evictions now rather than lazily, so the fd count stays within capacity.
             inner.cache.run_pending_tasks().await;
-            match cached.handle() {
+            match handle {
                 Some(db) if !db.is_retired() => return Ok(db),
                 // Retired or already emptied by an eviction: drop the entry and open afresh;
                 // a lease in force makes the next open fail with `Unavailable`.
@@ -147,6 +156,7 @@ impl HandleCache {
         }
     }
 
+    #[tracing::instrument(name = "tenant_open", skip_all, fields(tenant = %id))]
     async fn open(&self, id: TenantId) -> Result<Arc<CachedHandle>> {
         let inner = &self.inner;
         let started = Instant::now();
@@ -256,6 +266,7 @@ impl HandleCache {
 
     /// Takes an exclusive lease: new `get`s fail with `Unavailable`, and this returns once
     /// every connection to the tenant's file is closed (or fails after the lease timeout).
+    #[tracing::instrument(name = "tenant_lease", skip_all, fields(tenant = %id))]
     pub async fn lease(&self, id: TenantId) -> Result<Lease> {
         let inner = &self.inner;
         if !inner.registry.try_lease(id) {
