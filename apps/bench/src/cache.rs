@@ -222,7 +222,7 @@ async fn zipf(dir: &Path, count: usize, duration: Duration) -> anyhow::Result<()
     let before = tenancy.cache().stats();
     let sampler = Sampler::start();
     let (ops, errors) =
-        run_workers(&tenancy, &ids, 64, duration, |db| async move { tasks::get_task(&db, 1).map(|_| ()) })
+        run_workers(&tenancy, &ids, 64, duration, Pick::Zipf, |db, _| tasks::get_task(db, 1).map(|_| ()))
             .await;
     let (peak_fds, peak_threads, peak_rss) = sampler.finish().await;
     let after = tenancy.cache().stats();
@@ -254,7 +254,15 @@ async fn churn(dir: &Path, duration: Duration) -> anyhow::Result<()> {
     let ids: Arc<Vec<TenantId>> = Arc::new(tenants.iter().map(|t| t.id).collect());
     let before = tenancy.cache().stats();
     let sampler = Sampler::start();
-    let (ops, errors) = run_uniform_workers(&tenancy, &ids, 64, duration).await;
+    // Alternate a write (a new task) and a read.
+    let (ops, errors) = run_workers(&tenancy, &ids, 64, duration, Pick::Uniform, |db, n| {
+        if n.is_multiple_of(2) {
+            tasks::create_task(db, 1, "churn", "").map(|_| ())
+        } else {
+            tasks::count_tasks(db).map(|_| ())
+        }
+    })
+    .await;
     let (peak_fds, _, _) = sampler.finish().await;
     let after = tenancy.cache().stats();
     println!(
@@ -268,17 +276,27 @@ async fn churn(dir: &Path, duration: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `workers` tasks for `duration`, each picking tenants by Zipf(1.1) and running `op`.
-async fn run_workers<F, Fut>(
+/// How workers pick the tenant of their next operation.
+#[derive(Clone, Copy)]
+enum Pick {
+    /// Zipf(1.1): a few hot tenants, a long tail.
+    Zipf,
+    /// Every tenant alike.
+    Uniform,
+}
+
+/// Runs `workers` tasks for `duration`; each picks a tenant, gets its handle and runs `op`
+/// (given the handle and the worker's operation count). Returns (successes, errors).
+async fn run_workers<F>(
     tenancy: &Tenancy,
     ids: &Arc<Vec<TenantId>>,
     workers: usize,
     duration: Duration,
+    pick: Pick,
     op: F,
 ) -> (u64, u64)
 where
-    F: Fn(Arc<silo_tenancy::TenantDb>) -> Fut + Send + Sync + Copy + 'static,
-    Fut: std::future::Future<Output = silo_tenancy::Result<()>> + Send,
+    F: Fn(&silo_tenancy::TenantDb, u64) -> silo_tenancy::Result<()> + Send + Sync + Copy + 'static,
 {
     let (ops, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + duration;
@@ -288,58 +306,17 @@ where
             tokio::spawn(async move {
                 let zipf = Zipf::new(ids.len() as f64, 1.1).expect("valid zipf");
                 let mut rng = SmallRng::seed_from_u64(w as u64);
-                while Instant::now() < deadline {
-                    let id = ids[zipf.sample(&mut rng) as usize - 1];
-                    let result = match tenancy.db(id).await {
-                        Ok(db) => op(db).await,
-                        Err(e) => Err(e),
-                    };
-                    match result {
-                        Ok(()) => ops.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            if errors.fetch_add(1, Ordering::Relaxed) < 5 {
-                                eprintln!("  error: {e}");
-                            }
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        let _ = handle.await;
-    }
-    (ops.load(Ordering::Relaxed), errors.load(Ordering::Relaxed))
-}
-
-/// Uniform tenant choice; alternates a write (new task) and a read.
-async fn run_uniform_workers(
-    tenancy: &Tenancy,
-    ids: &Arc<Vec<TenantId>>,
-    workers: usize,
-    duration: Duration,
-) -> (u64, u64) {
-    let (ops, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let deadline = Instant::now() + duration;
-    let handles: Vec<_> = (0..workers)
-        .map(|w| {
-            let (tenancy, ids, ops, errors) = (tenancy.clone(), ids.clone(), ops.clone(), errors.clone());
-            tokio::spawn(async move {
-                let mut rng = SmallRng::seed_from_u64(1000 + w as u64);
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    let id = ids[rand::Rng::random_range(&mut rng, 0..ids.len())];
+                    let index = match pick {
+                        Pick::Zipf => zipf.sample(&mut rng) as usize - 1,
+                        Pick::Uniform => rand::Rng::random_range(&mut rng, 0..ids.len()),
+                    };
                     n += 1;
-                    let result = async {
-                        let db = tenancy.db(id).await?;
-                        if n.is_multiple_of(2) {
-                            tasks::create_task(&db, 1, "churn", "").map(|_| ())
-                        } else {
-                            tasks::count_tasks(&db).map(|_| ())
-                        }
-                    }
-                    .await;
+                    let result = match tenancy.db(ids[index]).await {
+                        Ok(db) => op(&db, n),
+                        Err(e) => Err(e),
+                    };
                     match result {
                         Ok(()) => ops.fetch_add(1, Ordering::Relaxed),
                         Err(e) => {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use silo_tenancy::schema::{self, TENANT_MIGRATOR};
+use silo_tenancy::schema::{self, tenant_migrations};
 
 use crate::measure::{create_tenants, tenancy};
 
@@ -31,7 +31,8 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     create_tenants(&tenancy, "m", count, 4).await?;
     println!("migrate: provisioned {count} tenants in {:.1} s", started.elapsed().as_secs_f64());
-    let v2 = schema::extended(&TENANT_MIGRATOR, 2, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)");
+    let v2 =
+        schema::extended(tenant_migrations(), 2, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)");
     let v3 = schema::extended(&v2, 3, "bench marker", "CREATE TABLE bench_marker_3 (x INTEGER)");
     for (concurrency, migrator) in [(1, &v2), (2, &v3)] {
         let targets = tenancy.fleet_targets(None).await?;

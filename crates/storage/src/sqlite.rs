@@ -90,6 +90,11 @@ pub fn open_sync(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<ru
     if mode != OpenMode::Create && !path.exists() {
         return Err(Error::FileMissing(path.to_owned()));
     }
+    if mode == OpenMode::Create
+        && let Some(dir) = path.parent()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    }
     let access = match mode {
         OpenMode::Existing => OpenFlags::SQLITE_OPEN_READ_WRITE,
         OpenMode::Create => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -164,12 +169,6 @@ pub async fn linked_version() -> Result<String> {
     conn.close().await?;
     check_version(&version)?;
     Ok(version)
-}
-
-/// Runs `PRAGMA wal_checkpoint(TRUNCATE)` so the whole database is in the main file.
-pub async fn checkpoint_truncate(conn: &mut SqliteConnection) -> Result<()> {
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(conn).await?;
-    Ok(())
 }
 
 /// Removes a database and its side files (`-wal`, `-shm`, `-journal`), then fsyncs the

@@ -70,6 +70,9 @@ pub enum Error {
     /// A database error on a tenant connection.
     #[error(transparent)]
     TenantSql(#[from] rusqlite::Error),
+    /// A tenant schema problem (an edited or half-applied migration).
+    #[error("{0}")]
+    Schema(String),
     /// A migration error.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -1,13 +1,14 @@
 //! Fleet migration: bring every tenant file to the latest schema with bounded concurrency,
 //! continuing past failures and recording each tenant's result in the control plane.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use rusqlite::config::DbConfig;
 use serde::Serialize;
 use silo_storage::sqlite::{self, OpenMode};
-use sqlx::Connection;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::Migration;
 
 use crate::control::{MigrationRecord, Tenant};
 use crate::ids::{TenantId, TenantRef};
@@ -67,23 +68,24 @@ impl Tenancy {
         }
     }
 
-    /// Migrates `tenants` with `migrator`, `concurrency` at a time, calling `progress` after
+    /// Migrates `tenants` with `migrations`, `concurrency` at a time, calling `progress` after
     /// each. Failures do not stop the run; every outcome is recorded in the control plane.
     pub async fn migrate_tenants(
         &self,
         tenants: Vec<Tenant>,
-        migrator: &Migrator,
+        migrations: &[Migration],
         concurrency: usize,
         progress: &(dyn Fn(&TenantMigration) + Sync),
     ) -> Result<FleetSummary> {
         let started = Instant::now();
         let mut summary = FleetSummary {
             total: tenants.len(),
-            target_version: schema::latest_version(migrator),
+            target_version: schema::latest_version(migrations),
             ..Default::default()
         };
+        let migrations: Arc<[Migration]> = Arc::from(migrations);
         let mut results = futures::stream::iter(tenants)
-            .map(|tenant| self.migrate_one(tenant, migrator))
+            .map(|tenant| self.migrate_one(tenant, migrations.clone()))
             .buffer_unordered(concurrency.max(1))
             .ready_chunks(RECORD_BATCH);
         while let Some(batch) = results.next().await {
@@ -131,18 +133,23 @@ impl Tenancy {
     }
 
     #[tracing::instrument(name = "tenant_migrate", skip_all, fields(tenant = %tenant.id))]
-    async fn migrate_one(&self, tenant: Tenant, migrator: &Migrator) -> (TenantMigration, Tenant) {
-        let outcome = async {
-            let path = self.tenant_path(&tenant)?;
-            let mut tuning = self.settings().tenant_tuning();
-            // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
-            tuning.busy_timeout = tuning.busy_timeout.max(Duration::from_secs(5));
-            let mut conn = sqlite::open(&path, tuning, OpenMode::Existing).await?;
-            let outcome = schema::migrate(&mut conn, migrator).await;
-            conn.close().await?;
-            outcome
+    async fn migrate_one(&self, tenant: Tenant, migrations: Arc<[Migration]>) -> (TenantMigration, Tenant) {
+        let mut tuning = self.settings().tenant_tuning();
+        // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
+        tuning.busy_timeout = tuning.busy_timeout.max(Duration::from_secs(5));
+        let outcome = match self.tenant_path(&tenant) {
+            Ok(path) => tokio::task::spawn_blocking(move || {
+                let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
+                // Skip the checkpoint (and its fsyncs) on close: the migration is committed in the
+                // WAL, which the next open reads. If power were lost before a later checkpoint,
+                // the lazy check on open would apply it again.
+                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+                schema::migrate(&mut conn, &migrations)
+            })
+            .await
+            .expect("migrating a tenant panicked"),
+            Err(e) => Err(e),
         }
-        .await
         .map_err(|e| e.to_string());
         let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome };
         (migration, tenant)

@@ -78,7 +78,12 @@ impl Tenancy {
             ) / (1024 * 1024),
             "handle cache sized"
         );
-        let cache = HandleCache::new(control.clone(), placement.clone(), config, &schema::TENANT_MIGRATOR);
+        let cache = HandleCache::new(
+            control.clone(),
+            placement.clone(),
+            config,
+            Arc::from(schema::tenant_migrations()),
+        );
         let inner = Inner { settings, control, placement, cache, sqlite_version, template: OnceCell::new() };
         Ok(Self { inner: Arc::new(inner) })
     }

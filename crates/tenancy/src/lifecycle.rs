@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 
 use silo_storage::sqlite::{self, OpenMode};
-use sqlx::Connection;
 
 use crate::control::{NewTenant, Tenant, TenantStatus};
 use crate::ids::{TenantId, TenantRef, TenantSlug};
@@ -51,7 +50,7 @@ impl Tenancy {
             slug,
             region,
             plan: request.plan.unwrap_or_else(|| "free".to_owned()),
-            schema_version: schema::latest_version(&schema::TENANT_MIGRATOR),
+            schema_version: schema::latest_version(schema::tenant_migrations()),
         };
         match self.control().insert_tenant(&new, actor).await {
             Ok(tenant) => {
@@ -139,8 +138,8 @@ impl Tenancy {
             .template
             .get_or_try_init(|| async {
                 let dir = self.settings().data_dir.join("tmp");
-                let path =
-                    dir.join(format!("tenant-template-{}.db", schema::fingerprint(&schema::TENANT_MIGRATOR)));
+                let path = dir
+                    .join(format!("tenant-template-{}.db", schema::fingerprint(schema::tenant_migrations())));
                 if !path.exists() {
                     build_template(&dir, &path).await?;
                 }
@@ -157,11 +156,21 @@ async fn build_template(dir: &Path, path: &Path) -> Result<()> {
     let building = dir.join(format!("template-{}.building", TenantId::new()));
     let tuning = silo_storage::SqliteTuning::default();
     let result = async {
-        let mut conn = sqlite::open(&building, tuning, OpenMode::Create).await?;
-        schema::migrate(&mut conn, &schema::TENANT_MIGRATOR).await?;
-        sqlite::checkpoint_truncate(&mut conn).await?;
-        // Closing the last connection removes the -wal and -shm files.
-        conn.close().await?;
+        let file = building.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = sqlite::open_sync(&file, tuning, OpenMode::Create)?;
+            schema::migrate(&mut conn, schema::tenant_migrations())?;
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            drop(conn);
+            // Everything is in the main file after the checkpoint; the side files (which
+            // open_sync keeps between closes) must not travel with copies of the template.
+            for side in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{side}", file.display()));
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .expect("building the template panicked")?;
         std::fs::rename(&building, path)
             .map_err(|e| Error::Config(format!("cannot install template: {e}")))?;
         silo_storage::sqlite::fsync_dir(dir)?;

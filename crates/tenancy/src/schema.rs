@@ -1,17 +1,34 @@
-//! Tenant schema migrations: the embedded migrator of `migrations/tenant` and how one tenant
+//! Tenant schema migrations: the embedded migrations of `migrations/tenant` and how one tenant
 //! file is brought up to date.
 //!
-//! The schema version of a file is mirrored in `PRAGMA user_version` (the number of the last
-//! applied migration), so the check on every open is one pragma read instead of the migrator's
-//! table queries; the migrator runs only when that number is behind.
+//! `sqlx::migrate!` embeds the SQL (with versions and checksums); applying it to a tenant file
+//! happens here, on a rusqlite connection, because fleet migrations open thousands of files
+//! and sqlx's driver would spawn a thread per file. The bookkeeping is sqlx's own
+//! `_sqlx_migrations` table, so either tool can read it. Each migration, its bookkeeping row
+//! and the new `PRAGMA user_version` commit in one transaction: a failure leaves the file as
+//! it was. `user_version` mirrors the last applied migration, so the check on every open is
+//! one header read.
 
-use sqlx::migrate::Migrator;
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use std::collections::HashMap;
+use std::time::Instant;
 
-use crate::Result;
+use rusqlite::{Connection, params};
+use sqlx::migrate::{Migration, Migrator};
+
+use crate::{Error, Result};
 
 /// Migrations of every tenant file, embedded in the binary.
 pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
+
+/// sqlx's bookkeeping table, as sqlx creates it for SQLite.
+const BOOKKEEPING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
 
 /// What migrating one file did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,37 +48,77 @@ impl MigrationOutcome {
     }
 }
 
-/// The latest version a migrator knows.
-pub fn latest_version(migrator: &Migrator) -> i64 {
-    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+/// The latest version among `migrations`.
+pub fn latest_version(migrations: &[Migration]) -> i64 {
+    migrations.iter().filter(|m| !m.migration_type.is_down_migration()).map(|m| m.version).max().unwrap_or(0)
 }
 
 /// The schema version recorded in the file's header.
-pub async fn file_version(conn: &mut SqliteConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("PRAGMA user_version").fetch_one(conn).await?)
+pub fn file_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
 }
 
-/// Brings one open tenant file up to `migrator`'s latest version.
-pub async fn migrate(conn: &mut SqliteConnection, migrator: &Migrator) -> Result<MigrationOutcome> {
-    let latest = latest_version(migrator);
-    let current = file_version(conn).await?;
+/// Brings one open tenant file up to the latest of `migrations`. Blocking.
+pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<MigrationOutcome> {
+    let latest = latest_version(migrations);
+    let current = file_version(conn)?;
     if current >= latest {
         return Ok(MigrationOutcome::AlreadyCurrent(current));
     }
-    // `run_direct` rather than `run`: `run` takes `impl Acquire`, whose higher-ranked bound
-    // makes every caller's future lose `Send` (a known sqlx limitation).
-    migrator.run_direct(None, &mut *conn, false).await?;
-    // Safe to format: an integer. `user_version` is a 32-bit header field; migration numbers are small sequence numbers.
-    sqlx::query(AssertSqlSafe(format!("PRAGMA user_version = {latest}"))).execute(&mut *conn).await?;
+    conn.execute_batch(BOOKKEEPING_TABLE)?;
+    let applied: HashMap<i64, (bool, Vec<u8>)> = conn
+        .prepare("SELECT version, success, checksum FROM _sqlx_migrations")?
+        .query_map([], |row| Ok((row.get(0)?, (row.get(1)?, row.get(2)?))))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut pending: Vec<&Migration> =
+        migrations.iter().filter(|m| !m.migration_type.is_down_migration()).collect();
+    pending.sort_by_key(|m| m.version);
+    for migration in pending {
+        match applied.get(&migration.version) {
+            Some((false, _)) => {
+                return Err(Error::Schema(format!(
+                    "migration {} was left partially applied",
+                    migration.version
+                )));
+            }
+            Some((true, checksum)) if checksum.as_slice() != &*migration.checksum => {
+                return Err(Error::Schema(format!(
+                    "migration {} ({}) was changed after it was applied",
+                    migration.version, migration.description
+                )));
+            }
+            Some(_) => {}
+            None => apply(conn, migration)?,
+        }
+    }
     Ok(MigrationOutcome::Migrated(latest))
 }
 
-/// A short fingerprint of a migrator's migrations (versions and checksums), used to name
+fn apply(conn: &mut Connection, migration: &Migration) -> Result<()> {
+    let started = Instant::now();
+    let tx = conn.transaction()?;
+    tx.execute_batch(migration.sql.as_str())?;
+    tx.execute(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (?1, ?2, TRUE, ?3, ?4)",
+        params![
+            migration.version,
+            migration.description.as_ref(),
+            migration.checksum.as_ref(),
+            started.elapsed().as_nanos() as i64
+        ],
+    )?;
+    tx.pragma_update(None, "user_version", migration.version)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A short fingerprint of a set of migrations (versions and checksums), used to name
 /// provisioning templates so a changed migration never reuses a stale template.
-pub fn fingerprint(migrator: &Migrator) -> String {
+pub fn fingerprint(migrations: &[Migration]) -> String {
     // FNV-1a: stable across builds and platforms, and enough to tell migration sets apart.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for migration in migrator.iter() {
+    for migration in migrations {
         for byte in migration.version.to_le_bytes().iter().chain(migration.checksum.iter()) {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -70,16 +127,80 @@ pub fn fingerprint(migrator: &Migrator) -> String {
     format!("{hash:016x}")
 }
 
-/// A migrator with `base`'s migrations followed by one more (fleet tests and benchmarks use it
-/// to stand for "the next release's migration").
-pub fn extended(base: &Migrator, version: i64, description: &'static str, sql: &'static str) -> Migrator {
-    let mut migrations: Vec<_> = base.iter().cloned().collect();
-    migrations.push(sqlx::migrate::Migration::new(
+/// The embedded tenant migrations as a slice.
+pub fn tenant_migrations() -> &'static [Migration] {
+    TENANT_MIGRATOR.iter().as_slice()
+}
+
+/// `base` followed by one more migration (fleet tests and benchmarks use it to stand for "the
+/// next release's migration").
+pub fn extended(
+    base: &[Migration],
+    version: i64,
+    description: &'static str,
+    sql: &'static str,
+) -> Vec<Migration> {
+    let mut migrations = base.to_vec();
+    migrations.push(Migration::new(
         version,
         description.into(),
         sqlx::migrate::MigrationType::Simple,
         sqlx::SqlSafeStr::into_sql_str(sql),
         false,
     ));
-    Migrator::with_migrations(migrations)
+    migrations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> Connection {
+        Connection::open_in_memory().unwrap()
+    }
+
+    #[test]
+    fn applies_pending_migrations_once_and_records_them() {
+        let mut conn = memory();
+        let all = extended(tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
+        assert_eq!(migrate(&mut conn, tenant_migrations()).unwrap(), MigrationOutcome::Migrated(1));
+        assert_eq!(migrate(&mut conn, &all).unwrap(), MigrationOutcome::Migrated(2));
+        assert_eq!(migrate(&mut conn, &all).unwrap(), MigrationOutcome::AlreadyCurrent(2));
+        let rows: i64 =
+            conn.query_row("SELECT count(*) FROM _sqlx_migrations WHERE success", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 2);
+        assert_eq!(file_version(&conn).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_failing_migration_changes_nothing() {
+        let mut conn = memory();
+        migrate(&mut conn, tenant_migrations()).unwrap();
+        let bad =
+            extended(tenant_migrations(), 2, "bad", "CREATE TABLE fresh (x); ALTER TABLE nope ADD COLUMN y");
+        assert!(migrate(&mut conn, &bad).is_err());
+        assert_eq!(file_version(&conn).unwrap(), 1);
+        let fresh: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'fresh'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fresh, 0, "the migration's first statement was rolled back");
+    }
+
+    #[test]
+    fn an_edited_migration_is_refused() {
+        let mut conn = memory();
+        let v2 = extended(tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
+        migrate(&mut conn, &v2).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let edited = extended(tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN tag TEXT");
+        let err = migrate(&mut conn, &edited).unwrap_err();
+        assert!(err.to_string().contains("changed after it was applied"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_follow_the_migrations() {
+        let v2 = extended(tenant_migrations(), 2, "x", "SELECT 1");
+        assert_ne!(fingerprint(tenant_migrations()), fingerprint(&v2));
+        assert_eq!(fingerprint(&v2), fingerprint(&v2.clone()));
+    }
 }

@@ -140,12 +140,12 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
     let tenant = f.create("lazy").await;
     let broken = f.create("lazy-broken").await;
     // The next release adds a column; one tenant already has a conflicting one.
-    let next: &'static _ = Box::leak(Box::new(schema::extended(
-        &schema::TENANT_MIGRATOR,
+    let next: std::sync::Arc<[_]> = std::sync::Arc::from(schema::extended(
+        schema::tenant_migrations(),
         2,
         "labels",
         "ALTER TABLE tasks ADD COLUMN label TEXT",
-    )));
+    ));
     let path = f.tenancy.tenant_path(&broken).unwrap();
     let mut conn = sqlite::open(&path, Default::default(), OpenMode::Existing).await.unwrap();
     sqlx::query("ALTER TABLE tasks ADD COLUMN label TEXT").execute(&mut conn).await.unwrap();

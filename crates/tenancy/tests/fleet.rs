@@ -26,7 +26,7 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     sqlx::Connection::close(conn).await.unwrap();
 
     let next =
-        schema::extended(&schema::TENANT_MIGRATOR, 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
+        schema::extended(schema::tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
     let targets = f.tenancy.fleet_targets(None).await.unwrap();
     assert_eq!(targets.len(), 7, "deleting tenants are not migrated");
     let seen = std::sync::Mutex::new(0);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use silo_tenancy::schema::TENANT_MIGRATOR;
+use silo_tenancy::schema::tenant_migrations;
 use silo_tenancy::{Tenancy, TenantRef};
 
 use crate::output::{print_json, table};
@@ -42,7 +42,7 @@ impl MigrateArgs {
                 .expect("valid template"),
         );
         let summary = tenancy
-            .migrate_tenants(targets, &TENANT_MIGRATOR, concurrency, &|m| {
+            .migrate_tenants(targets, tenant_migrations(), concurrency, &|m| {
                 if let Err(e) = &m.outcome {
                     bar.println(format!("failed: {} — {e}", m.slug));
                 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use silo_storage::Placement;
 use silo_storage::sqlite::{self, OpenMode, SqliteTuning};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::Migration;
 
 pub use handle::TenantDb;
 pub use metrics::{CacheMetrics, CacheStats};
@@ -72,7 +72,7 @@ struct Inner {
     control: ControlPlane,
     placement: Placement,
     config: CacheConfig,
-    migrator: &'static Migrator,
+    migrations: Arc<[Migration]>,
     metrics: Arc<CacheMetrics>,
 }
 
@@ -98,12 +98,13 @@ impl Drop for Lease {
 }
 
 impl HandleCache {
-    /// A cache over the tenants of `control`, placed by `placement`, migrated by `migrator`.
+    /// A cache over the tenants of `control`, placed by `placement`, brought up to date with
+    /// `migrations` when opened.
     pub fn new(
         control: ControlPlane,
         placement: Placement,
         config: CacheConfig,
-        migrator: &'static Migrator,
+        migrations: Arc<[Migration]>,
     ) -> Self {
         let metrics = Arc::new(CacheMetrics::default());
         let evictions = metrics.clone();
@@ -120,7 +121,8 @@ impl HandleCache {
                 }
             })
             .build();
-        let inner = Inner { cache, registry: Arc::default(), control, placement, config, migrator, metrics };
+        let inner =
+            Inner { cache, registry: Arc::default(), control, placement, config, migrations, metrics };
         Self { inner: Arc::new(inner) }
     }
 
@@ -174,39 +176,30 @@ impl HandleCache {
                 return Err(Error::Quarantined { tenant: id.to_string(), reason });
             }
             let path = inner.placement.database_path(&tenant.region, id.as_uuid())?;
-            // Opening may touch the disk (and a corrupt file takes a while to refuse): do it on
-            // the blocking pool, never on the executor.
+            // Opening touches the disk (and a corrupt file takes a while to refuse): do it on the
+            // blocking pool, never on the executor. A file behind the binary's schema is migrated
+            // there too, before anyone uses it (the lazy backstop of `silo migrate`).
             let (count, tuning, file) =
                 (inner.config.connections_per_tenant.max(1), inner.config.tuning, path.clone());
+            let migrations = inner.migrations.clone();
             let opened = tokio::task::spawn_blocking(move || {
-                let connections = (0..count)
+                let mut connections = (0..count)
                     .map(|_| sqlite::open_sync(&file, tuning, OpenMode::Existing))
                     .collect::<silo_storage::Result<Vec<_>>>()?;
-                let version =
-                    connections[0].query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))?;
-                Ok::<_, silo_storage::Error>((connections, version))
+                let migrated = schema::migrate(&mut connections[0], &migrations);
+                Ok::<_, silo_storage::Error>((connections, migrated))
             })
             .await
             .expect("opening a tenant file panicked");
-            let (connections, file_version) = match opened {
+            let (connections, migrated) = match opened {
                 Ok(opened) => opened,
                 Err(e) => return Err(self.open_failed(id, path, e).await),
             };
             // From here on the handle owns the count: dropping it closes the connections first.
-            let mut db = TenantDb::new(id, connections, file_version, reservation.into_registry());
-            if file_version < schema::latest_version(inner.migrator) {
-                // The lazy backstop: a file behind the binary's schema is migrated before use.
-                let migrated = async {
-                    let mut conn = sqlite::open(&path, inner.config.tuning, OpenMode::Existing).await?;
-                    let outcome = schema::migrate(&mut conn, inner.migrator).await;
-                    sqlx::Connection::close(conn).await?;
-                    outcome
-                }
-                .await;
-                match migrated {
-                    Ok(outcome) => db.set_schema_version(outcome.version()),
-                    Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
-                }
+            let mut db = TenantDb::new(id, connections, tenant.schema_version, reservation.into_registry());
+            match migrated {
+                Ok(outcome) => db.set_schema_version(outcome.version()),
+                Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
             }
             if db.schema_version() != tenant.schema_version {
                 let record =
