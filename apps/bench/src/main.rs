@@ -48,7 +48,10 @@ fn main() -> anyhow::Result<()> {
     let base = cli.dir.unwrap_or_else(|| PathBuf::from("target/bench-data"));
     std::fs::create_dir_all(&base)?;
     let scratch = tempfile::tempdir_in(&base)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(silo_tenancy::limits::MAX_BLOCKING_THREADS)
+        .build()?;
     println!("silo-bench: scratch {} on {} cores", scratch.path().display(), measure::cores());
     let dir = scratch.path().to_owned();
     // On a worker thread, as server code runs, rather than on the blocked main thread.

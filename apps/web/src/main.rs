@@ -7,7 +7,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = silo_web::cli::Cli::parse();
     silo_web::logging::init(cli.command.is_server());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(silo_tenancy::limits::MAX_BLOCKING_THREADS)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -44,6 +44,10 @@ impl Tenancy {
         let path = self.placement().database_path(&region, id.as_uuid())?;
         let template = self.template().await?;
         sqlite::install_copy(template, &path).await?;
+        if let Err(e) = first_open(&path, self.settings().tenant_tuning()).await {
+            let _ = sqlite::remove_database_files(&path).await;
+            return Err(e);
+        }
         let new = NewTenant {
             id,
             name: name.unwrap_or_else(|| slug.to_string()),
@@ -148,6 +152,19 @@ impl Tenancy {
             .await?;
         Ok(path.as_path())
     }
+}
+
+/// Opens a freshly installed tenant file once: checks that the copy is a current tenant
+/// database, and lets SQLite create its `-wal` and `-shm` files (kept between opens) now rather
+/// than on the tenant's first request.
+async fn first_open(path: &Path, tuning: silo_storage::SqliteTuning) -> Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
+        schema::migrate(&mut conn, schema::tenant_migrations()).map(drop)
+    })
+    .await
+    .expect("opening a new tenant file panicked")
 }
 
 /// Builds a migrated tenant file under a unique temporary name and renames it into place, so a

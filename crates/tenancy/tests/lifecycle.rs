@@ -71,8 +71,15 @@ async fn a_create_that_loses_the_slug_race_removes_its_file() {
     let b = f.tenancy.create(CreateTenant { slug: "race".into(), ..Default::default() }, "b");
     let (a, b) = tokio::join!(a, b);
     assert!(a.is_ok() != b.is_ok(), "exactly one create wins: {a:?} {b:?}");
+    let winner = a.as_ref().or(b.as_ref()).unwrap().id.to_string();
     assert!(matches!(a.err().or(b.err()), Some(Error::SlugTaken(_))));
-    assert_eq!(f.tenant_files().len(), 1);
+    // Only the winner's database (and its -wal/-shm side files) remain.
+    let files = f.tenant_files();
+    assert!(!files.is_empty());
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&winner), "{name} was left behind by the losing create");
+    }
 }
 
 #[tokio::test]
