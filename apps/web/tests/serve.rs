@@ -1,17 +1,17 @@
 //! `silo serve` as a process: it starts on its defaults in a fresh directory, answers
-//! `/healthz`, and stops cleanly on SIGTERM.
+//! `/healthz`, stops cleanly on SIGTERM, and holds the data directory against CLI purges.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-#[test]
-fn serve_starts_on_defaults_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `silo serve` in `dir` (data in `dir/data`); returns the process and its address.
+fn start_server(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_silo"))
         .args(["serve", "--bind", "127.0.0.1:0"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_remove("SILO_DATA_DIR")
         .env("SILO_LOG", "info")
         .stderr(Stdio::piped())
@@ -33,15 +33,57 @@ fn serve_starts_on_defaults_and_stops_on_sigterm() {
             break addr.expect("addr=… in the log line").to_owned();
         }
     };
+    (child, addr)
+}
+
+fn stop(mut child: Child) {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit, got {status}");
+}
+
+fn silo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_silo"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SILO_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn serve_starts_on_defaults_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = start_server(dir.path());
     let mut stream = TcpStream::connect(&addr).unwrap();
     write!(stream, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(dir.path().join("data/control.db").exists(), "the default data dir is ./data");
+    stop(child);
+}
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "graceful exit, got {status}");
+#[test]
+fn a_running_server_holds_the_data_directory_against_purges_and_second_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(silo(d, &["tenant", "create", "held"]).status.success());
+    let (child, _) = start_server(d);
+
+    let purge = silo(d, &["tenant", "delete", "held", "--purge"]);
+    assert!(!purge.status.success());
+    let stderr = String::from_utf8_lossy(&purge.stderr);
+    assert!(stderr.contains("cannot purge tenant `held`") && stderr.contains("silo serve"), "{stderr}");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&silo(d, &["tenant", "show", "held", "--json"]).stdout).unwrap();
+    assert_eq!(shown["status"], "active", "a refused purge changes nothing");
+
+    let second = silo(d, &["serve", "--bind", "127.0.0.1:0"]);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another silo process"));
+
+    stop(child);
+    assert!(silo(d, &["tenant", "delete", "held", "--purge"]).status.success());
 }

@@ -55,6 +55,9 @@ pub enum Error {
     /// A statement that would write, given to a read-only query.
     #[error("read-only query refused: {0}")]
     WriteRefused(String),
+    /// Another process holds what this one needs (the data-directory lock).
+    #[error("{0}")]
+    Busy(String),
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
@@ -102,6 +105,7 @@ impl Error {
                 | Error::InvalidTransition { .. }
                 | Error::WriteRefused(_)
                 | Error::InvalidInput(_)
+                | Error::Busy(_)
                 | Error::Config(_)
                 | Error::Storage(
                     silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_)

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod ids;
 mod lifecycle;
 pub mod limits;
+pub mod process_lock;
 pub mod query;
 pub mod schema;
 pub mod workspace;
@@ -31,6 +32,7 @@ pub use control::{ControlPlane, Tenant, TenantFilter, TenantStatus};
 pub use error::{Error, Result};
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
 pub use lifecycle::CreateTenant;
+pub use process_lock::DataDirLock;
 
 /// The tenancy layer of one Silo process.
 #[derive(Clone)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use silo_tenancy::{Settings, Tenancy};
+use silo_tenancy::{DataDirLock, Settings, Tenancy};
 
 /// Silo: a multi-tenant platform where every tenant lives in its own SQLite file.
 #[derive(Debug, Parser)]
@@ -58,6 +58,7 @@ impl Cli {
         let result = match self.command {
             Command::Serve { bind } => {
                 let bind = bind.unwrap_or_else(|| tenancy.settings().server.bind.clone());
+                let _lock = DataDirLock::acquire(&tenancy.settings().data_dir, "serve this data directory")?;
                 crate::server::serve(tenancy.clone(), &bind).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Tenant(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use silo_tenancy::{CreateTenant, Tenancy, Tenant, TenantFilter, TenantRef, TenantStatus};
+use silo_tenancy::{CreateTenant, DataDirLock, Tenancy, Tenant, TenantFilter, TenantRef, TenantStatus};
 
 use super::actor;
 use crate::output::{self, print_json, table};
@@ -133,6 +133,13 @@ impl TenantCommand {
             Self::Delete { tenant, purge } => {
                 let reference = parse_ref(&tenant)?;
                 let current = tenancy.tenant(&reference).await?;
+                // Leases are per process: never unlink files a running server may hold open.
+                let _lock = if purge {
+                    let purpose = format!("purge tenant `{}`", current.slug);
+                    Some(DataDirLock::acquire(&tenancy.settings().data_dir, &purpose)?)
+                } else {
+                    None
+                };
                 if current.status != TenantStatus::Deleting {
                     tenancy.delete(&reference, &actor()).await?;
                 }
