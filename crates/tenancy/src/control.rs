@@ -23,6 +23,8 @@ pub static CONTROL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../mig
 
 /// Current time in the control plane's text format (UTC, RFC 3339 with milliseconds); a macro
 /// so statements stay `&'static str` (sqlx refuses dynamically built SQL).
+#[macro_export]
+#[doc(hidden)]
 macro_rules! now {
     () => {
         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -381,6 +383,16 @@ impl ControlPlane {
             .collect()
     }
 
+    /// The read pool (crate-internal repositories of the control plane).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    /// The one-connection write pool.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
     /// Closes both pools.
     pub async fn close(&self) {
         self.read.close().await;
@@ -397,7 +409,8 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
     Tenant::from_row(&row)
 }
 
-async fn audit(
+/// Appends an audit entry inside a transaction.
+pub(crate) async fn audit(
     tx: &mut Transaction<'_, Sqlite>,
     actor: &str,
     action: &str,

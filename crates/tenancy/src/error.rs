@@ -14,6 +14,9 @@ pub enum Error {
     /// No tenant with that slug or id.
     #[error("no tenant `{0}`")]
     NotFound(String),
+    /// No account with that email.
+    #[error("no account for `{0}`")]
+    UnknownUser(String),
     /// The slug belongs to another tenant.
     #[error("the slug `{0}` is already taken")]
     SlugTaken(String),
@@ -99,6 +102,7 @@ impl Error {
             self.root(),
             Error::InvalidSlug(_)
                 | Error::NotFound(_)
+                | Error::UnknownUser(_)
                 | Error::SlugTaken(_)
                 | Error::Suspended(_)
                 | Error::Gone(_)

@@ -6,6 +6,7 @@
 //! (`create`, `suspend`, `resume`, `delete`, `purge`), fleet migration and read-only queries.
 //! Tenant SQL lives in the repository modules of [`workspace`], behind [`TenantDb`].
 
+pub mod accounts;
 pub mod cache;
 pub mod config;
 pub mod control;

@@ -1,5 +1,6 @@
 //! The `silo` command line: global options, the command tree, and dispatch.
 
+mod accounts;
 mod migrate;
 mod tenant;
 
@@ -38,6 +39,15 @@ pub enum Command {
     Tenant(tenant::TenantCommand),
     /// Migrate tenant files to the latest schema.
     Migrate(migrate::MigrateArgs),
+    /// Operator accounts and tokens.
+    #[command(subcommand)]
+    Admin(accounts::AdminCommand),
+    /// User accounts and personal tokens.
+    #[command(subcommand)]
+    User(accounts::UserCommand),
+    /// Tenant memberships.
+    #[command(subcommand)]
+    Member(accounts::MemberCommand),
 }
 
 impl Command {
@@ -63,6 +73,9 @@ impl Cli {
             }
             Command::Tenant(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => args.run(&tenancy).await,
+            Command::Admin(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::User(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Member(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
         };
         tenancy.shutdown().await;
         result

@@ -1,0 +1,153 @@
+//! `silo admin …`, `silo user …`, `silo member …`: accounts, operators, memberships, tokens.
+//! Passwords are read from standard input only (`--password-stdin`), never from arguments.
+
+use std::io::BufRead;
+
+use clap::{Args, Subcommand};
+use silo_tenancy::accounts::{Role, TokenScope};
+use silo_tenancy::{Tenancy, TenantRef};
+
+use super::actor;
+
+/// `silo admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an operator account.
+    Create {
+        /// The operator's email.
+        email: String,
+        #[command(flatten)]
+        password: PasswordStdin,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print a new operator API token (shown once).
+    Token {
+        /// The operator's email.
+        email: String,
+    },
+}
+
+/// `silo user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account, optionally as a member of a tenant.
+    Create {
+        /// The user's email.
+        email: String,
+        #[command(flatten)]
+        password: PasswordStdin,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Also add the account to this tenant.
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+        /// Role in that tenant (owner, admin, member).
+        #[arg(long, default_value = "member", requires = "tenant")]
+        role: String,
+    },
+    /// Print a new personal API token for one tenant (shown once).
+    Token {
+        /// The user's email.
+        email: String,
+        /// The tenant the token acts in.
+        #[arg(long, value_name = "SLUG")]
+        tenant: String,
+    },
+}
+
+/// `silo member …`
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add an existing account to a tenant (or change its role).
+    Add {
+        /// Tenant slug or id.
+        tenant: String,
+        /// The account's email.
+        email: String,
+        /// Role (owner, admin, member).
+        #[arg(long, default_value = "member")]
+        role: String,
+    },
+}
+
+/// `--password-stdin`: required, so a password never lands in shell history or `ps`.
+#[derive(Debug, Args)]
+pub struct PasswordStdin {
+    /// Read the password from the first line of standard input.
+    #[arg(long, required = true)]
+    password_stdin: bool,
+}
+
+impl PasswordStdin {
+    fn read(&self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        anyhow::ensure!(!password.is_empty(), "no password on standard input");
+        Ok(password)
+    }
+}
+
+impl AdminCommand {
+    /// Runs the command.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+        match self {
+            Self::Create { email, password, name } => {
+                let user = tenancy.create_user(&email, &password.read()?, name.as_deref(), &actor()).await?;
+                tenancy.grant_operator(&user.email, &actor()).await?;
+                println!("created operator {} ({})", user.email, user.id);
+            }
+            Self::Token { email } => {
+                println!("{}", tenancy.issue_token(&email, TokenScope::Operator, &actor()).await?)
+            }
+        }
+        Ok(())
+    }
+}
+
+impl UserCommand {
+    /// Runs the command.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+        match self {
+            Self::Create { email, password, name, tenant, role } => {
+                // Validate the membership's arguments before creating anything.
+                let membership = match tenant {
+                    Some(tenant) => {
+                        let reference = tenant.parse::<TenantRef>()?;
+                        tenancy.tenant(&reference).await?;
+                        Some((reference, role.parse::<Role>()?))
+                    }
+                    None => None,
+                };
+                let user = tenancy.create_user(&email, &password.read()?, name.as_deref(), &actor()).await?;
+                println!("created user {} ({})", user.email, user.id);
+                if let Some((tenant, role)) = membership {
+                    tenancy.add_member(&tenant, &user.email, role, &actor()).await?;
+                    println!("added {} to {tenant} as {}", user.email, role.as_str());
+                }
+            }
+            Self::Token { email, tenant } => {
+                let scope = TokenScope::Personal(tenant.parse()?);
+                println!("{}", tenancy.issue_token(&email, scope, &actor()).await?);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MemberCommand {
+    /// Runs the command.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+        match self {
+            Self::Add { tenant, email, role } => {
+                let role = role.parse::<Role>()?;
+                tenancy.add_member(&tenant.parse()?, &email, role, &actor()).await?;
+                println!("added {email} to {tenant} as {}", role.as_str());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,429 @@
+//! Global accounts in the control plane: users (argon2id passwords), operators, tenant
+//! memberships and API tokens (shown once, stored as SHA-256 digests).
+//!
+//! A membership lives in two places: the control plane (who may enter which tenant) and the
+//! tenant's own `members` table (who tasks and comments point at). [`Tenancy::add_member`]
+//! writes both.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::password_hash::SaltString;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::control::{TenantStatus, audit};
+use crate::ids::TenantRef;
+use crate::{Error, Result, Tenancy, workspace};
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+/// Longest password accepted (argon2 cost does not depend on it, but requests should be bounded).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// A validated, lowercased email address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates an address: one `@`, a non-empty local part, a dotted domain, no spaces,
+    /// at most 254 characters. Stored lowercased so lookups ignore case.
+    pub fn parse(input: &str) -> Result<Self> {
+        let email = input.trim().to_lowercase();
+        let valid = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            });
+        if valid {
+            Ok(Self(email))
+        } else {
+            Err(Error::InvalidInput(format!("`{input}` is not a valid email address")))
+        }
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A member's role in a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including deleting the workspace.
+    Owner,
+    /// Manages members and settings.
+    Admin,
+    /// Works in the workspace.
+    Member,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "owner" => Ok(Self::Owner),
+            "admin" => Ok(Self::Admin),
+            "member" => Ok(Self::Member),
+            other => {
+                Err(Error::InvalidInput(format!("unknown role `{other}` (expected owner, admin or member)")))
+            }
+        }
+    }
+}
+
+/// A user account.
+#[derive(Clone, Debug, Serialize)]
+pub struct User {
+    /// Id (UUID v7).
+    pub id: String,
+    /// Email, lowercased.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time (UTC).
+    pub created_at: String,
+}
+
+/// Which kind of API token to issue.
+#[derive(Clone, Debug)]
+pub enum TokenScope {
+    /// An operator's token for the operator API.
+    Operator,
+    /// A user's personal token for one tenant.
+    Personal(TenantRef),
+}
+
+/// The argon2id parameters: OWASP's m=19456 KiB, t=2, p=1.
+fn argon2() -> Argon2<'static> {
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(19_456, 2, 1, None).expect("valid argon2 params"),
+    )
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "a password needs at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(Error::InvalidInput(format!("a password has at most {MAX_PASSWORD_CHARS} characters")));
+    }
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Config(format!("salt: {e}")))?;
+    let hash = argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Error::Config(format!("argon2: {e}")))?;
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches a stored PHC hash (constant-time compare inside argon2).
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
+}
+
+/// A new random API token and the digest stored for it.
+fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("silo_{}", hex(&bytes));
+    let digest = token_digest(&token);
+    (token, digest)
+}
+
+/// The stored form of a token: its SHA-256, hex.
+pub fn token_digest(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Tenancy {
+    /// Creates an account. Hashing runs on the blocking pool (it takes ~20 MiB and tens of ms).
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        display_name: Option<&str>,
+        actor: &str,
+    ) -> Result<User> {
+        let email = Email::parse(email)?;
+        let password = password.to_owned();
+        let hash =
+            tokio::task::spawn_blocking(move || hash_password(&password)).await.expect("hashing panicked")?;
+        let name = display_name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| email.as_str().split('@').next().unwrap_or_default());
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.control().writer().begin().await?;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ",
+            crate::now!(),
+            ", ",
+            crate::now!(),
+            ")"
+        ))
+        .bind(&id)
+        .bind(email.as_str())
+        .bind(name)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &inserted
+            && e.is_unique_violation()
+        {
+            return Err(Error::InvalidInput(format!("an account for {email} already exists")));
+        }
+        inserted?;
+        audit(&mut tx, actor, "user.create", None, &serde_json::json!({ "user": id })).await?;
+        tx.commit().await?;
+        self.user(email.as_str()).await
+    }
+
+    /// An account by email.
+    pub async fn user(&self, email: &str) -> Result<User> {
+        let email = Email::parse(email)?;
+        let row = sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE email = ?")
+            .bind(email.as_str())
+            .fetch_optional(self.control().reader())
+            .await?
+            .ok_or_else(|| Error::UnknownUser(email.to_string()))?;
+        Ok(User {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            display_name: row.try_get("display_name")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    /// Checks an email and password. Unknown accounts cost a hash too, so timing does not tell
+    /// them apart from wrong passwords.
+    pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<User>> {
+        let Ok(email) = Email::parse(email) else { return Ok(None) };
+        let stored: Option<(String, String)> =
+            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
+                .bind(email.as_str())
+                .fetch_optional(self.control().reader())
+                .await?;
+        let (known, hash) = match stored {
+            Some((_, hash)) => (true, hash),
+            // A fixed, valid hash of a random password: same work, never matches.
+            None => (false, DUMMY_HASH.clone()),
+        };
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .expect("verify panicked");
+        if known && matches { self.user(email.as_str()).await.map(Some) } else { Ok(None) }
+    }
+
+    /// Makes an existing account an operator.
+    pub async fn grant_operator(&self, email: &str, actor: &str) -> Result<User> {
+        let user = self.user(email).await?;
+        let mut tx = self.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ",
+            crate::now!(),
+            ")"
+        ))
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, actor, "operator.grant", None, &serde_json::json!({ "user": user.id })).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Whether the account is an operator.
+    pub async fn is_operator(&self, user_id: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(self.control().reader())
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Adds an account to a tenant (or changes its role): the control-plane membership and the
+    /// tenant file's `members` row.
+    pub async fn add_member(&self, tenant: &TenantRef, email: &str, role: Role, actor: &str) -> Result<()> {
+        let tenant = self.tenant(tenant).await?;
+        if tenant.status != TenantStatus::Active {
+            let status = tenant.status.to_string();
+            return Err(Error::InvalidTransition { tenant: tenant.slug, action: "add a member to", status });
+        }
+        let user = self.user(email).await?;
+        let db = self.db(tenant.id).await?;
+        workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, role.as_str())?;
+        let mut tx = self.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
+            crate::now!(),
+            ") ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role"
+        ))
+        .bind(&user.id)
+        .bind(tenant.id.to_string())
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "user": user.id, "role": role });
+        audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account's role in a tenant, if it is a member.
+    pub async fn membership(&self, tenant: &TenantRef, user_id: &str) -> Result<Option<Role>> {
+        let tenant = self.tenant(tenant).await?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
+                .bind(user_id)
+                .bind(tenant.id.to_string())
+                .fetch_optional(self.control().reader())
+                .await?;
+        role.map(|r| r.parse()).transpose()
+    }
+
+    /// Issues a new API token for an account; the token is returned once and only its digest
+    /// is stored. Operator tokens need an operator; personal tokens need a membership.
+    pub async fn issue_token(&self, email: &str, scope: TokenScope, actor: &str) -> Result<String> {
+        let user = self.user(email).await?;
+        let (kind, tenant_id) = match &scope {
+            TokenScope::Operator => {
+                if !self.is_operator(&user.id).await? {
+                    return Err(Error::InvalidInput(format!("{} is not an operator", user.email)));
+                }
+                ("operator", None)
+            }
+            TokenScope::Personal(tenant) => {
+                let found = self.tenant(tenant).await?;
+                if self.membership(tenant, &user.id).await?.is_none() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} is not a member of {}",
+                        user.email, found.slug
+                    )));
+                }
+                ("personal", Some(found.id))
+            }
+        };
+        let (token, digest) = new_token();
+        let mut tx = self.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at) VALUES (?, ?, ?, ?, ?, ",
+            crate::now!(),
+            ")"
+        ))
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&user.id)
+        .bind(tenant_id.map(|t| t.to_string()))
+        .bind(kind)
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.issue",
+            tenant_id,
+            &serde_json::json!({ "user": user.id, "kind": kind }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+}
+
+/// argon2id (same parameters) of a random, discarded password: verified against when the email
+/// is unknown so both paths cost one hash.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut password = [0u8; 24];
+    rand::rng().fill_bytes(&mut password);
+    hash_password(&hex(&password)).expect("hashing a random password")
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_validated_and_lowercased() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "ada@example",
+            "ada@@example.com",
+            "a da@example.com",
+            "ada@.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(verify_password(&hash, "correct horse battery"));
+        assert!(!verify_password(&hash, "correct horse batterY"));
+        assert!(!verify_password("not a hash", "x"));
+        assert!(hash_password("short").is_err());
+        assert_ne!(hash, hash_password("correct horse battery").unwrap(), "salted");
+    }
+
+    #[test]
+    fn the_dummy_hash_is_well_formed_and_never_matches() {
+        let parsed = PasswordHash::new(&DUMMY_HASH).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert!(!verify_password(&DUMMY_HASH, ""));
+        assert!(!verify_password(&DUMMY_HASH, "password123"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_as_digests() {
+        let (a, digest) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with("silo_") && a.len() == 5 + 64);
+        assert_eq!(digest, token_digest(&a));
+        assert_eq!(digest.len(), 64);
+    }
+}

@@ -1,0 +1,94 @@
+//! Accounts in a real control plane: creation, authentication, operators, memberships, tokens.
+
+mod common;
+
+use common::fixture;
+use silo_tenancy::accounts::{Role, TokenScope, token_digest};
+use silo_tenancy::workspace::members;
+use silo_tenancy::{Error, TenantRef};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn accounts_authenticate_without_telling_unknown_from_wrong() {
+    let f = fixture().await;
+    let user = f.tenancy.create_user("Ada@Example.com", PASSWORD, Some("Ada"), "test").await.unwrap();
+    assert_eq!((user.email.as_str(), user.display_name.as_str()), ("ada@example.com", "Ada"));
+
+    let ok = f.tenancy.authenticate("ADA@example.com", PASSWORD).await.unwrap();
+    assert_eq!(ok.unwrap().id, user.id);
+    assert!(f.tenancy.authenticate("ada@example.com", "wrong password!").await.unwrap().is_none());
+    assert!(f.tenancy.authenticate("nobody@example.com", PASSWORD).await.unwrap().is_none());
+    assert!(f.tenancy.authenticate("not an email", PASSWORD).await.unwrap().is_none());
+
+    let dup = f.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap_err();
+    assert!(dup.to_string().contains("already exists"), "{dup}");
+    let short = f.tenancy.create_user("bob@example.com", "short", None, "test").await.unwrap_err();
+    assert!(short.to_string().contains("at least"), "{short}");
+    let bad = f.tenancy.create_user("bob@", PASSWORD, None, "test").await.unwrap_err();
+    assert!(bad.to_string().contains("not a valid email"), "{bad}");
+    assert!(matches!(f.tenancy.user("carol@example.com").await.unwrap_err(), Error::UnknownUser(_)));
+}
+
+#[tokio::test]
+async fn members_land_in_the_control_plane_and_the_tenant_file() {
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    let other = f.create("other").await;
+    let user = f.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let acme_ref = TenantRef::Id(acme.id);
+
+    f.tenancy.add_member(&acme_ref, "ada@example.com", Role::Admin, "test").await.unwrap();
+    f.tenancy.add_member(&acme_ref, "ada@example.com", Role::Owner, "test").await.unwrap();
+    assert_eq!(f.tenancy.membership(&acme_ref, &user.id).await.unwrap(), Some(Role::Owner));
+    assert_eq!(f.tenancy.membership(&TenantRef::Id(other.id), &user.id).await.unwrap(), None);
+    let db = f.tenancy.db(acme.id).await.unwrap();
+    assert_eq!(members::count(&db).unwrap(), 1, "the role change updated the tenant's row");
+    let other_db = f.tenancy.db(other.id).await.unwrap();
+    assert_eq!(members::count(&other_db).unwrap(), 0);
+
+    let unknown =
+        f.tenancy.add_member(&acme_ref, "nobody@example.com", Role::Member, "test").await.unwrap_err();
+    assert!(matches!(unknown, Error::UnknownUser(_)), "{unknown}");
+    f.tenancy.suspend(&acme_ref, "test").await.unwrap();
+    let suspended =
+        f.tenancy.add_member(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap_err();
+    assert!(matches!(suspended, Error::InvalidTransition { .. }), "{suspended}");
+}
+
+#[tokio::test]
+async fn tokens_need_the_right_standing_and_are_stored_hashed() {
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    f.tenancy.create_user("op@example.com", PASSWORD, None, "test").await.unwrap();
+    f.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
+
+    let refused = f.tenancy.issue_token("op@example.com", TokenScope::Operator, "test").await.unwrap_err();
+    assert!(refused.to_string().contains("not an operator"), "{refused}");
+    f.tenancy.grant_operator("op@example.com", "test").await.unwrap();
+    let token = f.tenancy.issue_token("op@example.com", TokenScope::Operator, "test").await.unwrap();
+    assert!(token.starts_with("silo_"));
+
+    let acme_ref = TenantRef::Id(acme.id);
+    let refused =
+        f.tenancy.issue_token("ada@example.com", TokenScope::Personal(acme_ref.clone()), "test").await;
+    assert!(refused.unwrap_err().to_string().contains("not a member"));
+    f.tenancy.add_member(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap();
+    let personal =
+        f.tenancy.issue_token("ada@example.com", TokenScope::Personal(acme_ref), "test").await.unwrap();
+    assert_ne!(personal, token);
+
+    // Only digests are stored: neither token appears in the control database.
+    let control = std::fs::read(f.dir.path().join("control.db")).unwrap();
+    let wal = std::fs::read(f.dir.path().join("control.db-wal")).unwrap_or_default();
+    for secret in [&token, &personal] {
+        let needle = secret.as_bytes();
+        assert!(!control.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+        let digest = token_digest(secret);
+        assert!(
+            wal.windows(digest.len()).any(|w| w == digest.as_bytes())
+                || control.windows(digest.len()).any(|w| w == digest.as_bytes())
+        );
+    }
+}
