@@ -18,6 +18,7 @@ pub mod limits;
 pub mod process_lock;
 pub mod query;
 pub mod schema;
+pub mod sessions;
 pub mod workspace;
 
 use std::path::PathBuf;

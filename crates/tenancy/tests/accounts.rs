@@ -92,3 +92,31 @@ async fn tokens_need_the_right_standing_and_are_stored_hashed() {
         );
     }
 }
+
+#[tokio::test]
+async fn sessions_are_server_side_revocable_and_expire() {
+    let f = fixture().await;
+    let user = f.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let first = f.tenancy.create_session(&user.id, "Firefox", "127.0.0.1", day).await.unwrap();
+    let second = f.tenancy.create_session(&user.id, "Chromium", "127.0.0.2", day).await.unwrap();
+    assert_ne!(first.secret, second.secret, "a new id at every login");
+    assert_ne!(first.session.csrf_token, second.session.csrf_token);
+    assert_eq!(first.session.id, token_digest(&first.secret), "only the digest is stored");
+
+    let found = f.tenancy.session(&first.secret).await.unwrap().unwrap();
+    assert_eq!((found.user_id.as_str(), found.user_agent.as_str()), (user.id.as_str(), "Firefox"));
+    assert!(f.tenancy.session("forged").await.unwrap().is_none());
+    assert_eq!(f.tenancy.sessions_of(&user.id).await.unwrap().len(), 2);
+
+    assert!(f.tenancy.revoke_session(&first.secret).await.unwrap());
+    assert!(f.tenancy.session(&first.secret).await.unwrap().is_none(), "logout ends it server-side");
+    assert!(!f.tenancy.revoke_session(&first.secret).await.unwrap());
+    assert_eq!(f.tenancy.revoke_all_sessions(&user.id).await.unwrap(), 1);
+    assert!(f.tenancy.session(&second.secret).await.unwrap().is_none());
+
+    // A session past its expiry never authenticates.
+    let expired = f.tenancy.create_session(&user.id, "", "", std::time::Duration::ZERO).await.unwrap();
+    assert!(f.tenancy.session(&expired.secret).await.unwrap().is_none());
+    assert!(f.tenancy.sessions_of(&user.id).await.unwrap().is_empty());
+}
