@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rand::RngCore;
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::accounts::token_digest;
 use crate::{Result, Tenancy};
 
 /// A live session as the web layer sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Session {
     /// Digest of the secret (safe to show and to use as an id in "sign out that session").
+    #[sqlx(rename = "id_sha256")]
     pub id: String,
     /// The account.
     pub user_id: String,
@@ -63,7 +63,7 @@ impl Tenancy {
     ) -> Result<NewSession> {
         let secret = random_hex(32);
         let id = token_digest(&secret);
-        let row = sqlx::query(concat!(
+        let session = sqlx::query_as(concat!(
             "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip)
              VALUES (?, ?, ?, ",
             crate::now!(),
@@ -79,28 +79,24 @@ impl Tenancy {
         .bind(ip)
         .fetch_one(self.control().writer())
         .await?;
-        Ok(NewSession { secret, session: session_from_row(&row)? })
+        Ok(NewSession { secret, session })
     }
 
     /// The live (unexpired) session of a cookie secret.
     pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
-        self.session_by_id(&token_digest(secret)).await
-    }
-
-    async fn session_by_id(&self, id: &str) -> Result<Option<Session>> {
-        let row = sqlx::query(concat!(
+        let session = sqlx::query_as(concat!(
             "SELECT * FROM sessions WHERE id_sha256 = ? AND expires_at > ",
             crate::now!()
         ))
-        .bind(id)
+        .bind(token_digest(secret))
         .fetch_optional(self.control().reader())
         .await?;
-        row.map(|row| session_from_row(&row)).transpose()
+        Ok(session)
     }
 
     /// The live sessions of an account, newest first.
     pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
-        let rows = sqlx::query(concat!(
+        let sessions = sqlx::query_as(concat!(
             "SELECT * FROM sessions WHERE user_id = ? AND expires_at > ",
             crate::now!(),
             " ORDER BY created_at DESC"
@@ -108,7 +104,7 @@ impl Tenancy {
         .bind(user_id)
         .fetch_all(self.control().reader())
         .await?;
-        rows.iter().map(session_from_row).collect()
+        Ok(sessions)
     }
 
     /// Ends one session (logout). Returns whether it existed.
@@ -128,19 +124,6 @@ impl Tenancy {
             .await?;
         Ok(done.rows_affected())
     }
-}
-
-fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Session> {
-    Ok(Session {
-        id: row.try_get("id_sha256")?,
-        user_id: row.try_get("user_id")?,
-        csrf_token: row.try_get("csrf_token")?,
-        created_at: row.try_get("created_at")?,
-        last_seen_at: row.try_get("last_seen_at")?,
-        expires_at: row.try_get("expires_at")?,
-        user_agent: row.try_get("user_agent")?,
-        ip: row.try_get("ip")?,
-    })
 }
 
 /// Failed-login limits per key within a window.

@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use clap::{Args, Subcommand};
-use silo_tenancy::accounts::{Role, TokenScope};
+use silo_tenancy::accounts::{Role, TokenScope, User};
 use silo_tenancy::{Tenancy, TenantRef};
 
 use super::actor;
@@ -13,15 +13,7 @@ use super::actor;
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Create an operator account.
-    Create {
-        /// The operator's email.
-        email: String,
-        #[command(flatten)]
-        password: PasswordStdin,
-        /// Display name.
-        #[arg(long)]
-        name: Option<String>,
-    },
+    Create(NewAccount),
     /// Print a new operator API token (shown once).
     Token {
         /// The operator's email.
@@ -34,13 +26,8 @@ pub enum AdminCommand {
 pub enum UserCommand {
     /// Create an account, optionally as a member of a tenant.
     Create {
-        /// The user's email.
-        email: String,
         #[command(flatten)]
-        password: PasswordStdin,
-        /// Display name.
-        #[arg(long)]
-        name: Option<String>,
+        account: NewAccount,
         /// Also add the account to this tenant.
         #[arg(long, value_name = "SLUG")]
         tenant: Option<String>,
@@ -73,6 +60,26 @@ pub enum MemberCommand {
     },
 }
 
+/// The arguments of every account-creating command.
+#[derive(Debug, Args)]
+pub struct NewAccount {
+    /// The account's email.
+    email: String,
+    #[command(flatten)]
+    password: PasswordStdin,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+impl NewAccount {
+    /// Reads the password from stdin and creates the account.
+    async fn create(&self, tenancy: &Tenancy) -> anyhow::Result<User> {
+        let password = self.password.read()?;
+        Ok(tenancy.create_user(&self.email, &password, self.name.as_deref(), &actor()).await?)
+    }
+}
+
 /// `--password-stdin`: required, so a password never lands in shell history or `ps`.
 #[derive(Debug, Args)]
 pub struct PasswordStdin {
@@ -95,8 +102,8 @@ impl AdminCommand {
     /// Runs the command.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
         match self {
-            Self::Create { email, password, name } => {
-                let user = tenancy.create_user(&email, &password.read()?, name.as_deref(), &actor()).await?;
+            Self::Create(account) => {
+                let user = account.create(tenancy).await?;
                 tenancy.grant_operator(&user.email, &actor()).await?;
                 println!("created operator {} ({})", user.email, user.id);
             }
@@ -112,7 +119,7 @@ impl UserCommand {
     /// Runs the command.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
         match self {
-            Self::Create { email, password, name, tenant, role } => {
+            Self::Create { account, tenant, role } => {
                 // Validate the membership's arguments before creating anything.
                 let membership = match tenant {
                     Some(tenant) => {
@@ -122,7 +129,7 @@ impl UserCommand {
                     }
                     None => None,
                 };
-                let user = tenancy.create_user(&email, &password.read()?, name.as_deref(), &actor()).await?;
+                let user = account.create(tenancy).await?;
                 println!("created user {} ({})", user.email, user.id);
                 if let Some((tenant, role)) = membership {
                     tenancy.add_member(&tenant, &user.email, role, &actor()).await?;
