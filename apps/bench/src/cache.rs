@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Zipf};
 use silo_storage::sqlite::{self, OpenMode};
-use silo_tenancy::workspace::tasks;
+use silo_tenancy::workspace::{projects, tasks};
 use silo_tenancy::{Tenancy, TenantId};
 use sqlx::sqlite::SqlitePoolOptions;
 
@@ -42,10 +42,11 @@ impl CacheArgs {
     }
 }
 
-/// A task row as sqlx decodes it (the same columns `tasks::get_task` reads).
-type TaskRow = (i64, i64, String, String, String, Option<String>);
+/// A task row as sqlx decodes it (the statement and columns `tasks::get` reads).
+type TaskRow =
+    (i64, i64, String, String, String, Option<i64>, Option<String>, Option<String>, String, String);
 
-const READ_SQL: &str = "SELECT id, project_id, title, body, status, due_date FROM tasks WHERE id = ?";
+const READ_SQL: &str = tasks::GET_SQL;
 
 pub async fn run(dir: &Path, args: CacheArgs) -> anyhow::Result<()> {
     if args.wants("warm") || args.wants("read") {
@@ -68,9 +69,18 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, 1024).await?;
     let tenant = create_tenants(&tenancy, "warm", 1, 1).await?.remove(0);
     let db = tenancy.db(tenant.id).await?;
-    let project = tasks::create_project(&db, "bench")?;
+    let project = projects::create(&db, "bench", "", None)?;
     for i in 0..1000 {
-        tasks::create_task(&db, project, &format!("task {i}"), "a body of some length to read back")?;
+        tasks::create(
+            &db,
+            &tasks::NewTask {
+                project_id: project,
+                title: format!("task {i}"),
+                body: "a body of some length to read back".into(),
+                ..Default::default()
+            },
+            None,
+        )?;
     }
 
     if args.wants("warm") {
@@ -90,7 +100,7 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
 
     let mut samples = Vec::with_capacity(READS);
     for id in &ids {
-        let (task, ns) = timed(async { tasks::get_task(&db, *id) }).await;
+        let (task, ns) = timed(async { tasks::get(&db, *id) }).await;
         assert!(task?.is_some());
         samples.push(ns);
     }
@@ -100,7 +110,7 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
     for id in &ids {
         let (task, ns) = timed(async {
             let db = tenancy.db(tenant.id).await?;
-            tasks::get_task(&db, *id)
+            tasks::get(&db, *id)
         })
         .await;
         assert!(task?.is_some());
@@ -222,8 +232,7 @@ async fn zipf(dir: &Path, count: usize, duration: Duration) -> anyhow::Result<()
     let before = tenancy.cache().stats();
     let sampler = Sampler::start();
     let (ops, errors) =
-        run_workers(&tenancy, &ids, 64, duration, Pick::Zipf, |db, _| tasks::get_task(db, 1).map(|_| ()))
-            .await;
+        run_workers(&tenancy, &ids, 64, duration, Pick::Zipf, |db, _| tasks::get(db, 1).map(|_| ())).await;
     let (peak_fds, peak_threads, peak_rss) = sampler.finish().await;
     let after = tenancy.cache().stats();
     let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
@@ -249,7 +258,7 @@ async fn churn(dir: &Path, duration: Duration) -> anyhow::Result<()> {
     let tenants = create_tenants(&tenancy, "churn", 500, 2).await?;
     for tenant in &tenants {
         let db = tenancy.db(tenant.id).await?;
-        tasks::create_project(&db, "churn")?;
+        projects::create(&db, "churn", "", None)?;
     }
     let ids: Arc<Vec<TenantId>> = Arc::new(tenants.iter().map(|t| t.id).collect());
     let before = tenancy.cache().stats();
@@ -257,7 +266,12 @@ async fn churn(dir: &Path, duration: Duration) -> anyhow::Result<()> {
     // Alternate a write (a new task) and a read.
     let (ops, errors) = run_workers(&tenancy, &ids, 64, duration, Pick::Uniform, |db, n| {
         if n.is_multiple_of(2) {
-            tasks::create_task(db, 1, "churn", "").map(|_| ())
+            tasks::create(
+                db,
+                &tasks::NewTask { project_id: 1, title: "churn".into(), ..Default::default() },
+                None,
+            )
+            .map(|_| ())
         } else {
             tasks::count_tasks(db).map(|_| ())
         }

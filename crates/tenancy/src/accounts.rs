@@ -1,9 +1,7 @@
 //! Global accounts in the control plane: users (argon2id passwords), operators, tenant
 //! memberships and API tokens (shown once, stored as SHA-256 digests).
 //!
-//! A membership lives in two places: the control plane (who may enter which tenant) and the
-//! tenant's own `members` table (who tasks and comments point at). [`Tenancy::add_member`]
-//! writes both.
+//! Memberships are in [`crate::memberships`], token authentication in [`crate::tokens`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,9 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::control::{TenantStatus, audit};
+use crate::control::audit;
 use crate::ids::TenantRef;
 use crate::{Error, Result, Tenancy, workspace};
+use std::time::Duration;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -156,11 +155,16 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     PasswordHash::new(stored).is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
 }
 
-/// A new random API token and the digest stored for it.
-fn new_token() -> (String, String) {
+/// A random 256-bit secret, hex, after `prefix` (tokens, invitation and reset links).
+pub(crate) fn new_secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let token = format!("silo_{}", hex(&bytes));
+    format!("{prefix}{}", hex(&bytes))
+}
+
+/// A new random API token and the digest stored for it.
+fn new_token() -> (String, String) {
+    let token = new_secret("silo_");
     let digest = token_digest(&token);
     (token, digest)
 }
@@ -225,12 +229,7 @@ impl Tenancy {
             .fetch_optional(self.control().reader())
             .await?
             .ok_or_else(|| Error::UnknownUser(email.to_string()))?;
-        Ok(User {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            display_name: row.try_get("display_name")?,
-            created_at: row.try_get("created_at")?,
-        })
+        user_from_row(&row)
     }
 
     /// Checks an email and password. Unknown accounts cost a hash too, so timing does not tell
@@ -254,6 +253,154 @@ impl Tenancy {
         if known && matches { self.user(email.as_str()).await.map(Some) } else { Ok(None) }
     }
 
+    /// An account by id.
+    pub async fn user_by_id(&self, id: &str) -> Result<User> {
+        let row = sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.control().reader())
+            .await?
+            .ok_or_else(|| Error::UnknownUser(id.to_owned()))?;
+        user_from_row(&row)
+    }
+
+    /// Changes an account's display name, here and in the member rows of its workspaces.
+    pub async fn update_profile(&self, user_id: &str, display_name: &str) -> Result<User> {
+        let name = workspace::text("a display name", display_name, 1, 100)?;
+        sqlx::query(concat!(
+            "UPDATE users SET display_name = ?, updated_at = ",
+            crate::now!(),
+            " WHERE id = ?"
+        ))
+        .bind(&name)
+        .bind(user_id)
+        .execute(self.control().writer())
+        .await?;
+        let user = self.user_by_id(user_id).await?;
+        for workspace in self.workspaces_of(user_id).await? {
+            if workspace.status != "active" {
+                continue;
+            }
+            let tenant =
+                self.tenant(&crate::TenantRef::Slug(crate::TenantSlug::parse(&workspace.slug)?)).await?;
+            let db = self.db(tenant.id).await?;
+            workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, &workspace.role)?;
+        }
+        Ok(user)
+    }
+
+    /// Changes a password after checking the current one; every other session of the account
+    /// ends (`keep_session` is the digest of the session making the change).
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        current: &str,
+        new: &str,
+        keep_session: Option<&str>,
+    ) -> Result<()> {
+        let user = self.user_by_id(user_id).await?;
+        if self.authenticate(&user.email, current).await?.is_none() {
+            return Err(Error::InvalidInput("the current password is not right".into()));
+        }
+        self.set_password(user_id, new).await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")
+            .bind(user_id)
+            .bind(keep_session)
+            .execute(self.control().writer())
+            .await?;
+        self.directory().clear();
+        Ok(())
+    }
+
+    async fn set_password(&self, user_id: &str, password: &str) -> Result<()> {
+        let password = password.to_owned();
+        let hash =
+            tokio::task::spawn_blocking(move || hash_password(&password)).await.expect("hashing panicked")?;
+        let mut tx = self.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "UPDATE users SET password_hash = ?, updated_at = ",
+            crate::now!(),
+            " WHERE id = ?"
+        ))
+        .bind(&hash)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        audit(&mut tx, user_id, "user.password", None, &serde_json::json!({ "user": user_id })).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Emails a password-reset link if the account exists; says nothing either way (no
+    /// account enumeration).
+    pub async fn request_password_reset(&self, email: &str, base_url: &str, ttl: Duration) -> Result<()> {
+        let Ok(user) = self.user(email).await else { return Ok(()) };
+        let secret = new_secret("rst_");
+        sqlx::query(concat!(
+            "INSERT INTO password_resets (token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ",
+            crate::now!(),
+            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
+        ))
+        .bind(token_digest(&secret))
+        .bind(&user.id)
+        .bind(format!("+{} seconds", ttl.as_secs()))
+        .execute(self.control().writer())
+        .await?;
+        let link = format!("{}/password/reset/{secret}", base_url.trim_end_matches('/'));
+        let body = format!(
+            "Someone asked to reset the password of your Silo account.\n\nChoose a new password: {link}\n\nIf it was not you, ignore this email.\n"
+        );
+        self.queue_email(&user.email, "Reset your Silo password", &body).await
+    }
+
+    /// Whether a reset link is valid (unused, unexpired).
+    pub async fn password_reset_valid(&self, secret: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT 1 FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
+            crate::now!()
+        ))
+        .bind(token_digest(secret))
+        .fetch_optional(self.control().reader())
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// Sets a new password through a reset link (used once); every session of the account ends.
+    pub async fn reset_password(&self, secret: &str, new: &str) -> Result<User> {
+        let user_id: Option<String> = sqlx::query_scalar(concat!(
+            "UPDATE password_resets SET used_at = ",
+            crate::now!(),
+            " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
+            crate::now!(),
+            " RETURNING user_id"
+        ))
+        .bind(token_digest(secret))
+        .fetch_optional(self.control().writer())
+        .await?;
+        let user_id =
+            user_id.ok_or_else(|| Error::InvalidInput("this reset link is no longer valid".into()))?;
+        self.set_password(&user_id, new).await?;
+        self.revoke_all_sessions(&user_id).await?;
+        self.user_by_id(&user_id).await
+    }
+
+    /// Removes an account that has no workspace yet (undoing a failed sign-up). Its sessions,
+    /// tokens and operator grant go with it.
+    pub async fn delete_user(&self, id: &str) -> Result<()> {
+        let mut tx = self.control().writer().begin().await?;
+        let memberships: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if memberships > 0 {
+            return Err(Error::InvalidInput("the account still belongs to a workspace".into()));
+        }
+        sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        audit(&mut tx, "system", "user.delete", None, &serde_json::json!({ "user": id })).await?;
+        tx.commit().await?;
+        self.directory().clear();
+        Ok(())
+    }
+
     /// Makes an existing account an operator.
     pub async fn grant_operator(&self, email: &str, actor: &str) -> Result<User> {
         let user = self.user(email).await?;
@@ -268,56 +415,21 @@ impl Tenancy {
         .await?;
         audit(&mut tx, actor, "operator.grant", None, &serde_json::json!({ "user": user.id })).await?;
         tx.commit().await?;
+        self.directory().clear();
         Ok(user)
     }
 
     /// Whether the account is an operator.
     pub async fn is_operator(&self, user_id: &str) -> Result<bool> {
+        if let Some(known) = self.directory().operators.get(user_id) {
+            return Ok(known);
+        }
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
             .bind(user_id)
             .fetch_optional(self.control().reader())
             .await?;
+        self.directory().operators.insert(user_id.to_owned(), found.is_some());
         Ok(found.is_some())
-    }
-
-    /// Adds an account to a tenant (or changes its role): the control-plane membership and the
-    /// tenant file's `members` row.
-    pub async fn add_member(&self, tenant: &TenantRef, email: &str, role: Role, actor: &str) -> Result<()> {
-        let tenant = self.tenant(tenant).await?;
-        if tenant.status != TenantStatus::Active {
-            let status = tenant.status.to_string();
-            return Err(Error::InvalidTransition { tenant: tenant.slug, action: "add a member to", status });
-        }
-        let user = self.user(email).await?;
-        let db = self.db(tenant.id).await?;
-        workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, role.as_str())?;
-        let mut tx = self.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
-            crate::now!(),
-            ") ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role"
-        ))
-        .bind(&user.id)
-        .bind(tenant.id.to_string())
-        .bind(role.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let detail = serde_json::json!({ "user": user.id, "role": role });
-        audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The account's role in a tenant, if it is a member.
-    pub async fn membership(&self, tenant: &TenantRef, user_id: &str) -> Result<Option<Role>> {
-        let tenant = self.tenant(tenant).await?;
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
-                .bind(user_id)
-                .bind(tenant.id.to_string())
-                .fetch_optional(self.control().reader())
-                .await?;
-        role.map(|r| r.parse()).transpose()
     }
 
     /// Issues a new API token for an account; the token is returned once and only its digest
@@ -365,8 +477,18 @@ impl Tenancy {
         )
         .await?;
         tx.commit().await?;
+        self.directory().clear();
         Ok(token)
     }
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        display_name: row.try_get("display_name")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// argon2id (same parameters) of a random, discarded password: verified against when the email

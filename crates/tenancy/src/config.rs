@@ -62,6 +62,21 @@ pub struct CacheSettings {
 pub struct ServerSettings {
     /// Address to listen on.
     pub bind: String,
+    /// Serve workspaces on `{slug}.{base_domain}` as well as under `/w/{slug}/`.
+    pub base_domain: Option<String>,
+    /// The public URL (`https://silo.example.com`) used in emailed links; when unset, links
+    /// use the request's own scheme and host.
+    pub public_url: Option<String>,
+    /// Trust `X-Forwarded-For` / `X-Forwarded-Proto` (only behind a proxy that sets them).
+    pub trust_proxy: bool,
+    /// Session lifetime, hours.
+    pub session_hours: u64,
+    /// Failed logins allowed per account within the throttle window.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within the throttle window.
+    pub login_failures_per_client: u32,
+    /// The login throttle window, seconds.
+    pub login_window_seconds: u64,
 }
 
 impl Default for Settings {
@@ -91,7 +106,16 @@ impl Default for CacheSettings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8080".to_owned() }
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            base_domain: None,
+            public_url: None,
+            trust_proxy: false,
+            session_hours: 24 * 14,
+            login_failures_per_account: 5,
+            login_failures_per_client: 20,
+            login_window_seconds: 15 * 60,
+        }
     }
 }
 

@@ -31,6 +31,30 @@ macro_rules! now {
     };
 }
 
+/// The current time in the format of [`now!`] (for comparisons in Rust with stored times).
+pub fn utc_now() -> String {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
 /// A tenant's lifecycle status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,6 +176,61 @@ pub struct TenantFilter {
     pub region: Option<String>,
 }
 
+/// The admin console's tenant list: search, filters, sort and page.
+#[derive(Clone, Debug, Default)]
+pub struct TenantQuery {
+    /// Slug prefix or part of the name.
+    pub search: Option<String>,
+    /// Only this status.
+    pub status: Option<TenantStatus>,
+    /// Only this region.
+    pub region: Option<String>,
+    /// Only this plan.
+    pub plan: Option<String>,
+    /// Order.
+    pub sort: TenantSort,
+    /// Rows to skip.
+    pub offset: i64,
+    /// Rows to return.
+    pub limit: i64,
+}
+
+/// Orders of [`TenantQuery`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TenantSort {
+    /// By slug.
+    #[default]
+    Slug,
+    /// By name.
+    Name,
+    /// Newest first.
+    Newest,
+    /// Oldest first.
+    Oldest,
+}
+
+impl TenantSort {
+    /// Parses the query-string name (`slug`, `name`, `newest`, `oldest`).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "slug" => Some(Self::Slug),
+            "name" => Some(Self::Name),
+            "newest" => Some(Self::Newest),
+            "oldest" => Some(Self::Oldest),
+            _ => None,
+        }
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Slug => "slug, created_at",
+            Self::Name => "name, slug",
+            Self::Newest => "created_at DESC",
+            Self::Oldest => "created_at",
+        }
+    }
+}
+
 /// A row of `audit_log`.
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditEntry {
@@ -249,6 +328,123 @@ impl ControlPlane {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(Tenant::from_row).collect()
+    }
+
+    /// One page of the admin console's tenant list and the number of matching tenants.
+    pub async fn search(&self, query: &TenantQuery) -> Result<(Vec<Tenant>, i64)> {
+        // Slug prefixes use the slug index (a range, since LIKE would not); names match anywhere.
+        let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        let upper = search.as_ref().map(|s| format!("{s}\u{10ffff}"));
+        let filter = "WHERE (?1 IS NULL OR (slug >= ?1 AND slug < ?2) OR instr(lower(name), ?1) > 0)
+              AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR region = ?4) AND (?5 IS NULL OR plan = ?5)";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM tenants {filter} ORDER BY {} LIMIT ?6 OFFSET ?7",
+            query.sort.order_by()
+        )))
+        .bind(&search)
+        .bind(&upper)
+        .bind(query.status.map(|s| s.as_str()))
+        .bind(query.region.as_deref())
+        .bind(query.plan.as_deref())
+        .bind(query.limit)
+        .bind(query.offset)
+        .fetch_all(&self.read)
+        .await?;
+        let total: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM tenants {filter}")))
+                .bind(&search)
+                .bind(&upper)
+                .bind(query.status.map(|s| s.as_str()))
+                .bind(query.region.as_deref())
+                .bind(query.plan.as_deref())
+                .fetch_one(&self.read)
+                .await?;
+        Ok((rows.iter().map(Tenant::from_row).collect::<Result<_>>()?, total))
+    }
+
+    /// Live tenants per schema version (the fleet view's histogram).
+    pub async fn schema_histogram(&self) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT schema_version, count(*) FROM tenants WHERE status IN ('active', 'suspended')
+             GROUP BY schema_version ORDER BY schema_version",
+        )
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Tenants per status.
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status ORDER BY status")
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    /// Quarantined tenants (a failed migration or open), at most `limit`.
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE migration_error IS NOT NULL AND status <> 'deleted' ORDER BY slug LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(Tenant::from_row).collect()
+    }
+
+    /// The audit log, newest first: `limit` entries older than `before`, optionally only
+    /// actions starting with `action`.
+    pub async fn audit_log(
+        &self,
+        before: Option<i64>,
+        action: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(before)
+        .bind(action)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(audit_entry).collect()
+    }
+
+    /// Renames a tenant (its display name), audited.
+    pub async fn rename(&self, id: TenantId, name: &str, actor: &str) -> Result<Tenant> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Error::InvalidInput("a workspace name has 1 to 200 characters".into()));
+        }
+        let mut tx = self.write.begin().await?;
+        sqlx::query(concat!("UPDATE tenants SET name = ?, updated_at = ", now!(), " WHERE id = ?"))
+            .bind(name)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, actor, "tenant.rename", Some(id), &serde_json::json!({ "name": name })).await?;
+        let tenant = fetch_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    /// Changes a tenant's plan, audited.
+    pub async fn set_plan(&self, id: TenantId, plan: &str, actor: &str) -> Result<Tenant> {
+        let plan = plan.trim();
+        if plan.is_empty() || plan.len() > 40 || !plan.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Error::InvalidInput("a plan name is 1 to 40 letters, digits or dashes".into()));
+        }
+        let mut tx = self.write.begin().await?;
+        sqlx::query(concat!("UPDATE tenants SET plan = ?, updated_at = ", now!(), " WHERE id = ?"))
+            .bind(plan)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, actor, "tenant.plan", Some(id), &serde_json::json!({ "plan": plan })).await?;
+        let tenant = fetch_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(tenant)
     }
 
     /// Ids of the tenants whose files exist and may be migrated (active and suspended).
@@ -368,19 +564,7 @@ impl ControlPlane {
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let detail: String = row.try_get("detail")?;
-                Ok(AuditEntry {
-                    id: row.try_get("id")?,
-                    at: row.try_get("at")?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    tenant_id: row.try_get("tenant_id")?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-                })
-            })
-            .collect()
+        rows.iter().map(audit_entry).collect()
     }
 
     /// The read pool (crate-internal repositories of the control plane).
@@ -398,6 +582,18 @@ impl ControlPlane {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+fn audit_entry(row: &SqliteRow) -> Result<AuditEntry> {
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        tenant_id: row.try_get("tenant_id")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
 }
 
 async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tenant> {

@@ -10,15 +10,20 @@ pub mod accounts;
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod directory;
 mod error;
 pub mod fleet;
 pub mod ids;
+pub mod invitations;
 mod lifecycle;
 pub mod limits;
+pub mod memberships;
+pub mod outbox;
 pub mod process_lock;
 pub mod query;
 pub mod schema;
 pub mod sessions;
+pub mod tokens;
 pub mod workspace;
 
 use std::path::PathBuf;
@@ -30,7 +35,7 @@ use tokio::sync::OnceCell;
 
 pub use cache::{CacheStats, HandleCache, Lease, TenantDb};
 pub use config::Settings;
-pub use control::{ControlPlane, Tenant, TenantFilter, TenantStatus};
+pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use error::{Error, Result};
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
 pub use lifecycle::CreateTenant;
@@ -47,6 +52,7 @@ struct Inner {
     control: ControlPlane,
     placement: Placement,
     cache: HandleCache,
+    directory: directory::Directory,
     sqlite_version: String,
     /// A migrated, closed tenant file that provisioning copies (built once per process).
     template: OnceCell<PathBuf>,
@@ -88,7 +94,15 @@ impl Tenancy {
             config,
             Arc::from(schema::tenant_migrations()),
         );
-        let inner = Inner { settings, control, placement, cache, sqlite_version, template: OnceCell::new() };
+        let inner = Inner {
+            settings,
+            control,
+            placement,
+            cache,
+            directory: directory::Directory::new(),
+            sqlite_version,
+            template: OnceCell::new(),
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -120,6 +134,21 @@ impl Tenancy {
     /// Looks a tenant up by slug or id.
     pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
         self.inner.control.tenant(tenant).await
+    }
+
+    /// Looks a tenant up by slug for a request: answered from the [`directory`] when it can,
+    /// so the hot path costs no control-plane query.
+    pub async fn resolve(&self, slug: &TenantSlug) -> Result<Tenant> {
+        if let Some(tenant) = self.inner.directory.tenants.get(slug.as_str()) {
+            return Ok(tenant);
+        }
+        let tenant = self.inner.control.tenant(&TenantRef::Slug(slug.clone())).await?;
+        self.inner.directory.tenants.insert(slug.as_str().to_owned(), tenant.clone());
+        Ok(tenant)
+    }
+
+    pub(crate) fn directory(&self) -> &directory::Directory {
+        &self.inner.directory
     }
 
     /// The open handle of an active tenant.

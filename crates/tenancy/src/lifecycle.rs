@@ -58,6 +58,7 @@ impl Tenancy {
         };
         match self.control().insert_tenant(&new, actor).await {
             Ok(tenant) => {
+                self.directory().clear();
                 tracing::info!(tenant = %id, slug = %new.slug, "tenant created");
                 Ok(tenant)
             }
@@ -112,8 +113,23 @@ impl Tenancy {
             )
             .await?;
         drop(lease);
+        self.directory().clear();
         tracing::info!(tenant = %current.id, files = removed, "tenant purged");
         Ok(purged)
+    }
+
+    /// Renames a tenant.
+    pub async fn rename(&self, id: TenantId, name: &str, actor: &str) -> Result<Tenant> {
+        let tenant = self.control().rename(id, name, actor).await;
+        self.directory().clear();
+        tenant
+    }
+
+    /// Changes a tenant's plan.
+    pub async fn set_plan(&self, id: TenantId, plan: &str, actor: &str) -> Result<Tenant> {
+        let tenant = self.control().set_plan(id, plan, actor).await;
+        self.directory().clear();
+        tenant
     }
 
     #[tracing::instrument(name = "tenant_status", skip_all, fields(tenant = %tenant, action))]
@@ -128,6 +144,7 @@ impl Tenancy {
         let current = self.tenant(tenant).await?;
         let detail = serde_json::json!({ "slug": current.slug, "from": current.status });
         let changed = self.control().transition(current.id, from, to, actor, action, detail).await?;
+        self.directory().clear();
         if to != TenantStatus::Active {
             self.cache().retire(current.id).await;
         }

@@ -13,7 +13,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::accounts::token_digest;
-use crate::{Result, Tenancy};
+use crate::{Error, Result, Tenancy};
 
 /// A live session as the web layer sees it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -35,6 +35,18 @@ pub struct Session {
     pub user_agent: String,
     /// Client's address at login.
     pub ip: String,
+    /// The account's email.
+    pub email: String,
+    /// The account's display name.
+    pub display_name: String,
+}
+
+impl Session {
+    /// Whether the session has expired (times are UTC RFC 3339 with the same precision, so
+    /// they compare as strings).
+    pub fn expired(&self) -> bool {
+        self.expires_at <= crate::control::utc_now()
+    }
 }
 
 /// A freshly created session: the secret goes into the cookie, once.
@@ -63,13 +75,13 @@ impl Tenancy {
     ) -> Result<NewSession> {
         let secret = random_hex(32);
         let id = token_digest(&secret);
-        let session = sqlx::query_as(concat!(
+        sqlx::query(concat!(
             "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip)
              VALUES (?, ?, ?, ",
             crate::now!(),
             ", ",
             crate::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?) RETURNING *"
+            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?)"
         ))
         .bind(&id)
         .bind(user_id)
@@ -77,29 +89,38 @@ impl Tenancy {
         .bind(format!("+{} seconds", ttl.as_secs()))
         .bind(user_agent.chars().take(300).collect::<String>())
         .bind(ip)
-        .fetch_one(self.control().writer())
+        .execute(self.control().writer())
         .await?;
+        let session = self.session(&secret).await?.ok_or_else(|| Error::UnknownUser(user_id.to_owned()))?;
         Ok(NewSession { secret, session })
     }
 
     /// The live (unexpired) session of a cookie secret.
     pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
-        let session = sqlx::query_as(concat!(
-            "SELECT * FROM sessions WHERE id_sha256 = ? AND expires_at > ",
+        let digest = token_digest(secret);
+        if let Some(found) = self.directory().sessions.get(&digest) {
+            // A cached session may have expired since: expiry is checked on every use.
+            return Ok(found.filter(|s| !s.expired()));
+        }
+        let session: Option<Session> = sqlx::query_as(concat!(
+            "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id_sha256 = ? AND s.expires_at > ",
             crate::now!()
         ))
-        .bind(token_digest(secret))
+        .bind(&digest)
         .fetch_optional(self.control().reader())
         .await?;
+        self.directory().sessions.insert(digest, session.clone());
         Ok(session)
     }
 
     /// The live sessions of an account, newest first.
     pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
         let sessions = sqlx::query_as(concat!(
-            "SELECT * FROM sessions WHERE user_id = ? AND expires_at > ",
+            "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.user_id = ? AND s.expires_at > ",
             crate::now!(),
-            " ORDER BY created_at DESC"
+            " ORDER BY s.created_at DESC"
         ))
         .bind(user_id)
         .fetch_all(self.control().reader())
@@ -113,6 +134,18 @@ impl Tenancy {
             .bind(token_digest(secret))
             .execute(self.control().writer())
             .await?;
+        self.directory().clear();
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends one of an account's sessions by its id (the digest shown on the account page).
+    pub async fn revoke_session_id(&self, user_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id_sha256 = ? AND user_id = ?")
+            .bind(id)
+            .bind(user_id)
+            .execute(self.control().writer())
+            .await?;
+        self.directory().clear();
         Ok(done.rows_affected() > 0)
     }
 
@@ -122,6 +155,7 @@ impl Tenancy {
             .bind(user_id)
             .execute(self.control().writer())
             .await?;
+        self.directory().clear();
         Ok(done.rows_affected())
     }
 }

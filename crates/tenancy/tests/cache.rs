@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{fixture, fixture_with};
 use silo_storage::sqlite::{self, OpenMode};
 use silo_tenancy::cache::{CacheConfig, HandleCache};
-use silo_tenancy::workspace::tasks;
+use silo_tenancy::workspace::{projects, tasks};
 use silo_tenancy::{Error, TenantRef, TenantStatus, schema};
 
 #[tokio::test]
@@ -42,7 +42,7 @@ async fn eviction_never_fails_a_request_in_flight() {
         tenants.push(f.create(&format!("evict-{i}")).await);
     }
     let held = f.tenancy.db(tenants[0].id).await.unwrap();
-    let project = tasks::create_project(&held, "kept").unwrap();
+    let project = projects::create(&held, "kept", "", None).unwrap();
     for tenant in &tenants[1..] {
         f.tenancy.db(tenant.id).await.unwrap();
     }
@@ -50,7 +50,12 @@ async fn eviction_never_fails_a_request_in_flight() {
     assert!(stats.evictions >= 3, "{stats:?}");
     assert!(stats.cached_handles <= 2, "{stats:?}");
     // The evicted handle still serves its holder.
-    tasks::create_task(&held, project, "after eviction", "").unwrap();
+    tasks::create(
+        &held,
+        &tasks::NewTask { project_id: project, title: "after eviction".into(), ..Default::default() },
+        None,
+    )
+    .unwrap();
     assert_eq!(tasks::count_tasks(&held).unwrap(), 1);
     drop(held);
     // Once dropped, its connections close: only the cached handles stay open.
@@ -75,7 +80,7 @@ async fn a_lease_refuses_new_handles_and_waits_for_held_ones() {
     assert!(matches!(refused.root(), Error::Unavailable(_)), "{refused}");
     assert!(held.is_retired());
     // The holder can still finish its work.
-    tasks::create_project(&held, "finishing").unwrap();
+    projects::create(&held, "finishing", "", None).unwrap();
     drop(held);
 
     let lease = lease.await.unwrap().unwrap();
@@ -131,7 +136,7 @@ async fn a_corrupt_file_is_quarantined_and_the_fleet_is_unaffected() {
     assert!(matches!(again.root(), Error::Quarantined { .. }));
 
     let db = f.tenancy.db(good.id).await.unwrap();
-    tasks::create_project(&db, "still fine").unwrap();
+    projects::create(&db, "still fine", "", None).unwrap();
 }
 
 #[tokio::test]
@@ -178,7 +183,7 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
     let tenant = f.create("busy").await;
     let path = f.tenancy.tenant_path(&tenant).unwrap();
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = tasks::create_project(&db, "load").unwrap();
+    let project = projects::create(&db, "load", "", None).unwrap();
     drop(db);
 
     let workers: Vec<_> = (0..50)
@@ -189,8 +194,16 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
                 for n in 0..40 {
                     match tenancy.db(tenant.id).await {
                         Ok(db) => {
-                            tasks::create_task(&db, project, &format!("w{i}-{n}"), "")
-                                .expect("a held handle works");
+                            tasks::create(
+                                &db,
+                                &tasks::NewTask {
+                                    project_id: project,
+                                    title: format!("w{i}-{n}"),
+                                    ..Default::default()
+                                },
+                                None,
+                            )
+                            .expect("a held handle works");
                             ok += 1;
                         }
                         Err(e) => {

@@ -141,8 +141,18 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
     let f = fixture().await;
     let tenant = f.create("reader").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = silo_tenancy::workspace::tasks::create_project(&db, "Launch").unwrap();
-    silo_tenancy::workspace::tasks::create_task(&db, project, "Write docs", "README first").unwrap();
+    let project = silo_tenancy::workspace::projects::create(&db, "Launch", "", None).unwrap();
+    silo_tenancy::workspace::tasks::create(
+        &db,
+        &silo_tenancy::workspace::tasks::NewTask {
+            project_id: project,
+            title: "Write docs".into(),
+            body: "README first".into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
 
     let result =
         f.tenancy.query_readonly(&slug("reader"), "SELECT id, title, due_date FROM tasks").await.unwrap();
@@ -166,14 +176,34 @@ async fn full_text_index_follows_tasks() {
     let f = fixture().await;
     let tenant = f.create("search").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    use silo_tenancy::workspace::tasks::*;
-    let project = create_project(&db, "P").unwrap();
-    let id = create_task(&db, project, "Migrate the billing database", "before Friday").unwrap();
-    create_task(&db, project, "Unrelated", "nothing here").unwrap();
+    use silo_tenancy::workspace::{projects, tasks::*};
+    let project = projects::create(&db, "P", "", None).unwrap();
+    let id = create(
+        &db,
+        &NewTask {
+            project_id: project,
+            title: "Migrate the billing database".into(),
+            body: "before Friday".into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
+    create(
+        &db,
+        &NewTask {
+            project_id: project,
+            title: "Unrelated".into(),
+            body: "nothing here".into(),
+            ..Default::default()
+        },
+        None,
+    )
+    .unwrap();
     let hits = search(&db, "billing", 10).unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].task_id, id);
-    assert!(hits[0].snippet.contains("[billing]"), "{}", hits[0].snippet);
+    assert!(hits[0].snippet.contains("\u{2}billing\u{3}"), "{}", hits[0].snippet);
     // Porter stemming: "migrating" finds "Migrate".
     assert_eq!(search(&db, "migrating", 10).unwrap().len(), 1);
 }

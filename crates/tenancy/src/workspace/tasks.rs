@@ -1,12 +1,17 @@
-//! Projects and tasks.
+//! Tasks: listing with filters, creation, edits, deletion, and full-text search.
 
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::{Result, TenantDb};
+use super::text;
+use crate::{Error, Result, TenantDb};
 
-/// A task row.
+/// The statuses a task moves through.
+pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];
+
+/// A task row with its assignee's name.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Task {
     /// Id within the tenant.
     pub id: i64,
@@ -18,9 +23,29 @@ pub struct Task {
     pub body: String,
     /// `todo`, `doing` or `done`.
     pub status: String,
+    /// Assigned member (id in the workspace's member list).
+    pub assignee_id: Option<i64>,
+    /// Assigned member's display name.
+    pub assignee: Option<String>,
     /// Due date (`YYYY-MM-DD`).
     pub due_date: Option<String>,
+    /// Creation time (UTC).
+    pub created_at: String,
+    /// Last change (UTC).
+    pub updated_at: String,
 }
+
+/// The columns [`Task`] reads (a macro so the statements below stay string literals).
+macro_rules! select {
+    () => {
+        "SELECT t.id, t.project_id, t.title, t.body, t.status, t.assignee_id, m.display_name,
+            t.due_date, t.created_at, t.updated_at
+        FROM tasks t LEFT JOIN members m ON m.id = t.assignee_id"
+    };
+}
+
+/// The statement [`get`] runs (benchmarks run it through other drivers to compare).
+pub const GET_SQL: &str = concat!(select!(), " WHERE t.id = ?");
 
 impl Task {
     fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
@@ -30,44 +55,234 @@ impl Task {
             title: row.get(2)?,
             body: row.get(3)?,
             status: row.get(4)?,
-            due_date: row.get(5)?,
+            assignee_id: row.get(5)?,
+            assignee: row.get(6)?,
+            due_date: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
         })
     }
 }
 
-/// A full-text search hit.
-#[derive(Clone, Debug, Serialize)]
-pub struct SearchHit {
-    /// `task` or `comment`.
-    pub kind: String,
-    /// The task the hit belongs to.
-    pub task_id: i64,
-    /// The matching text with `[`…`]` around matched terms.
-    pub snippet: String,
+/// Which tasks to list.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    /// Only this project.
+    pub project: Option<i64>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this assignee.
+    pub assignee: Option<i64>,
+    /// Page: tasks with a smaller id than this (the previous page's last id).
+    pub before: Option<i64>,
 }
 
-/// Creates a project; returns its id.
-pub fn create_project(db: &TenantDb, name: &str) -> Result<i64> {
-    db.call(|conn| {
-        conn.prepare_cached("INSERT INTO projects (name) VALUES (?) RETURNING id")?
-            .query_row([name], |r| r.get(0))
-    })
+/// A new task.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewTask {
+    /// Its project.
+    pub project_id: i64,
+    /// Title (1–200 characters).
+    pub title: String,
+    /// Body text.
+    #[serde(default)]
+    pub body: String,
+    /// `todo` (default), `doing` or `done`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Assigned member.
+    #[serde(default)]
+    pub assignee_id: Option<i64>,
+    /// Due date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub due_date: Option<String>,
+}
+
+/// Changes to a task; absent fields are left alone. `assignee_id` / `due_date` set to `null`
+/// clear them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskPatch {
+    /// New title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// New body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// New status.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// New assignee (`null` unassigns).
+    #[serde(default, deserialize_with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub assignee_id: Option<Option<i64>>,
+    /// New due date (`null` clears).
+    #[serde(default, deserialize_with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub due_date: Option<Option<String>>,
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn status(value: &str) -> Result<String> {
+    if STATUSES.contains(&value) {
+        Ok(value.to_owned())
+    } else {
+        Err(Error::InvalidInput(format!("status must be one of {}", STATUSES.join(", "))))
+    }
+}
+
+fn due_date(value: Option<&str>) -> Result<Option<String>> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(date) => {
+            let valid = date.len() == 10
+                && date
+                    .as_bytes()
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+            let month: u32 = date.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(0);
+            let day: u32 = date.get(8..10).and_then(|d| d.parse().ok()).unwrap_or(0);
+            if valid && (1..=12).contains(&month) && (1..=31).contains(&day) {
+                Ok(Some(date.to_owned()))
+            } else {
+                Err(Error::InvalidInput(format!("due date `{date}` is not a date (YYYY-MM-DD)")))
+            }
+        }
+    }
+}
+
+/// Maps SQLite's refusals (a project, assignee or date that does not exist) to input errors.
+fn refused(e: Error) -> Error {
+    match e {
+        Error::TenantSql(rusqlite::Error::SqliteFailure(code, message))
+            if code.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let message = message.unwrap_or_default();
+            let what = if message.contains("FOREIGN KEY") {
+                "the project or assignee does not exist in this workspace"
+            } else if message.contains("due_date") {
+                "the due date is not a valid date"
+            } else {
+                "the task breaks a rule of the workspace"
+            };
+            Error::InvalidInput(what.to_owned())
+        }
+        other => other,
+    }
 }
 
 /// Creates a task; returns its id.
-pub fn create_task(db: &TenantDb, project_id: i64, title: &str, body: &str) -> Result<i64> {
+pub fn create(db: &TenantDb, new: &NewTask, created_by: Option<i64>) -> Result<i64> {
+    let title = text("a title", &new.title, 1, 200)?;
+    let body = text("the body", &new.body, 0, 20_000)?;
+    let status = status(new.status.as_deref().unwrap_or("todo"))?;
+    let due = due_date(new.due_date.as_deref())?;
     db.call(|conn| {
-        conn.prepare_cached("INSERT INTO tasks (project_id, title, body) VALUES (?, ?, ?) RETURNING id")?
-            .query_row(params![project_id, title, body], |r| r.get(0))
+        let tx = conn.transaction()?;
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO tasks (project_id, title, body, status, assignee_id, due_date, created_by)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )?
+            .query_row(
+                params![new.project_id, title, body, status, new.assignee_id, due, created_by],
+                |r| r.get(0),
+            )?;
+        super::activity::record(&tx, created_by, "task.create", "task", id, &title)?;
+        tx.commit()?;
+        Ok(id)
+    })
+    .map_err(refused)
+}
+
+/// Applies a patch; returns the updated task, `None` when it does not exist.
+pub fn update(db: &TenantDb, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Result<Option<Task>> {
+    let title = patch.title.as_deref().map(|t| text("a title", t, 1, 200)).transpose()?;
+    let body = patch.body.as_deref().map(|b| text("the body", b, 0, 20_000)).transpose()?;
+    let new_status = patch.status.as_deref().map(status).transpose()?;
+    let due = patch.due_date.as_ref().map(|d| due_date(d.as_deref())).transpose()?;
+    let changed = db
+        .call(|conn| {
+            let tx = conn.transaction()?;
+            let changed = tx
+                .prepare_cached(concat!(
+                    "UPDATE tasks SET title = coalesce(?2, title), body = coalesce(?3, body),
+                     status = coalesce(?4, status),
+                     assignee_id = CASE WHEN ?5 THEN ?6 ELSE assignee_id END,
+                     due_date = CASE WHEN ?7 THEN ?8 ELSE due_date END,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     WHERE id = ?1 RETURNING title"
+                ))?
+                .query_row(
+                    params![
+                        id,
+                        title,
+                        body,
+                        new_status,
+                        patch.assignee_id.is_some(),
+                        patch.assignee_id.flatten(),
+                        due.is_some(),
+                        due.clone().flatten(),
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?;
+            if let Some(title) = &changed {
+                super::activity::record(&tx, actor, "task.update", "task", id, title)?;
+            }
+            tx.commit()?;
+            Ok(changed.is_some())
+        })
+        .map_err(refused)?;
+    if changed { get(db, id) } else { Ok(None) }
+}
+
+/// Deletes a task (and its comments); returns whether it existed.
+pub fn delete(db: &TenantDb, id: i64, actor: Option<i64>) -> Result<bool> {
+    db.call(|conn| {
+        let tx = conn.transaction()?;
+        let title: Option<String> = tx
+            .prepare_cached("DELETE FROM tasks WHERE id = ? RETURNING title")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(title) = &title {
+            super::activity::record(&tx, actor, "task.delete", "task", id, title)?;
+        }
+        tx.commit()?;
+        Ok(title.is_some())
     })
 }
 
 /// One task by id.
-pub fn get_task(db: &TenantDb, id: i64) -> Result<Option<Task>> {
+pub fn get(db: &TenantDb, id: i64) -> Result<Option<Task>> {
+    db.call(|conn| conn.prepare_cached(GET_SQL)?.query_row([id], Task::from_row).optional())
+}
+
+/// Tasks matching the filter, newest first, at most `limit`.
+pub fn list(db: &TenantDb, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
+    if let Some(s) = &filter.status {
+        status(s)?;
+    }
     db.call(|conn| {
-        conn.prepare_cached("SELECT id, project_id, title, body, status, due_date FROM tasks WHERE id = ?")?
-            .query_row([id], Task::from_row)
-            .optional()
+        let mut statement = conn.prepare_cached(concat!(
+            select!(),
+            " WHERE (?1 IS NULL OR t.project_id = ?1) AND (?2 IS NULL OR t.status = ?2)
+             AND (?3 IS NULL OR t.assignee_id = ?3) AND (?4 IS NULL OR t.id < ?4)
+             ORDER BY t.id DESC LIMIT ?5"
+        ))?;
+        let rows = statement.query_map(
+            params![filter.project, filter.status, filter.assignee, filter.before, limit],
+            Task::from_row,
+        )?;
+        rows.collect()
     })
 }
 
@@ -76,16 +291,58 @@ pub fn count_tasks(db: &TenantDb) -> Result<i64> {
     db.call(|conn| conn.prepare_cached("SELECT count(*) FROM tasks")?.query_row([], |r| r.get(0)))
 }
 
-/// Full-text search over tasks and comments, best first.
+/// A full-text search hit.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchHit {
+    /// `task` or `comment`.
+    pub kind: String,
+    /// The task the hit belongs to.
+    pub task_id: i64,
+    /// The task's title.
+    pub title: String,
+    /// The matching text with [`MATCH_START`] … [`MATCH_END`] around matched terms.
+    pub snippet: String,
+}
+
+/// Marks the start of a matched term in [`SearchHit::snippet`] (a control character, so it
+/// cannot be confused with the text; the web layer turns it into `<mark>` or `[`).
+pub const MATCH_START: char = '\u{2}';
+/// Marks the end of a matched term.
+pub const MATCH_END: char = '\u{3}';
+
+/// Full-text search over tasks and comments, best first. The query is taken as words (each
+/// quoted), so user input never reaches FTS5's query syntax.
 pub fn search(db: &TenantDb, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
+    let words: Vec<String> =
+        query.split_whitespace().take(16).map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = words.join(" ");
     db.call(|conn| {
         let mut statement = conn.prepare_cached(
-            "SELECT kind, task_id, snippet(search_index, -1, '[', ']', '…', 12)
-             FROM search_index WHERE search_index MATCH ? ORDER BY rank LIMIT ?",
+            "SELECT s.kind, s.task_id, t.title, snippet(search_index, -1, char(2), char(3), '…', 12)
+             FROM search_index s JOIN tasks t ON t.id = s.task_id
+             WHERE search_index MATCH ? ORDER BY rank LIMIT ?",
         )?;
         let hits = statement.query_map(params![query, limit], |r| {
-            Ok(SearchHit { kind: r.get(0)?, task_id: r.get(1)?, snippet: r.get(2)? })
+            Ok(SearchHit { kind: r.get(0)?, task_id: r.get(1)?, title: r.get(2)?, snippet: r.get(3)? })
         })?;
         hits.collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_dates_are_checked() {
+        assert_eq!(due_date(Some("2026-11-22")).unwrap().as_deref(), Some("2026-11-22"));
+        assert_eq!(due_date(Some("  ")).unwrap(), None);
+        for bad in ["2026-13-01", "2026-1-01", "tomorrow", "2026/11/22", "2026-11-32"] {
+            assert!(due_date(Some(bad)).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,72 @@
+//! Bearer-token authentication of the API. Failed tokens count against the client's address;
+//! too many get 429 before any lookup.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use silo_tenancy::tokens::TokenPrincipal;
+
+use crate::server::auth::{client_addr, state};
+use crate::server::error::{ApiError, Failure};
+
+/// The principal of the request's bearer token (extractor; 401 without a valid one).
+pub struct Bearer(pub TokenPrincipal);
+
+impl FromRequest for Bearer {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let app = state(&req);
+            let client = client_addr(&req);
+            if let Err(retry) = app.api_throttle.check("bearer", &client) {
+                let failure = Failure::new(
+                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                    "throttled",
+                    "Too many requests with invalid tokens; wait and retry.",
+                );
+                return Err(ApiError(failure.retry_after(retry.as_secs())));
+            }
+            let token = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let principal = match token {
+                Some(token) if !token.is_empty() => app.tenancy.authenticate_token(token).await?,
+                _ => None,
+            };
+            match principal {
+                Some(principal) => Ok(Bearer(principal)),
+                None => {
+                    app.api_throttle.failed("bearer", &client);
+                    Err(ApiError(Failure::unauthorized()))
+                }
+            }
+        })
+    }
+}
+
+/// An operator token (extractor; 403 for a personal token).
+pub struct OperatorToken(pub TokenPrincipal);
+
+impl FromRequest for OperatorToken {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bearer = Bearer::from_request(req, payload);
+        Box::pin(async move {
+            let Bearer(principal) = bearer.await?;
+            if principal.tenant.is_some() {
+                return Err(ApiError(Failure::forbidden("This endpoint needs an operator token.")));
+            }
+            Ok(OperatorToken(principal))
+        })
+    }
+}

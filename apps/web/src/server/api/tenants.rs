@@ -1,0 +1,254 @@
+//! The operator API: list, provision, inspect, change and delete tenants.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use serde::{Deserialize, Serialize};
+use silo_tenancy::accounts::Role;
+use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantRef, TenantSort, TenantStatus};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::OperatorToken;
+use super::{ErrorBody, cursor, limit};
+use crate::server::auth::state;
+use crate::server::error::{ApiError, Failure};
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_tenants)
+        .service(create_tenant)
+        .service(get_tenant)
+        .service(update_tenant)
+        .service(delete_tenant);
+}
+
+/// A tenant as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct TenantView {
+    /// UUID.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// `active`, `suspended`, `deleting` or `deleted`.
+    pub status: String,
+    /// Region.
+    pub region: String,
+    /// Plan.
+    pub plan: String,
+    /// Schema version of its file.
+    pub schema_version: i64,
+    /// Why it is quarantined, if it is.
+    pub migration_error: Option<String>,
+    /// Created (UTC).
+    pub created_at: String,
+    /// Last changed (UTC).
+    pub updated_at: String,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id.to_string(),
+            slug: t.slug,
+            name: t.name,
+            status: t.status.to_string(),
+            region: t.region,
+            plan: t.plan,
+            schema_version: t.schema_version,
+            migration_error: t.migration_error,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A page of tenants.
+#[derive(Serialize, ToSchema)]
+pub struct TenantPage {
+    /// The tenants.
+    pub items: Vec<TenantView>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+    /// Tenants matching the filters.
+    pub total: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
+struct ListParams {
+    /// Slug prefix or part of the name.
+    q: Option<String>,
+    /// `active`, `suspended`, `deleting` or `deleted`.
+    status: Option<String>,
+    /// Region.
+    region: Option<String>,
+    /// Plan.
+    plan: Option<String>,
+    /// `slug` (default), `name`, `newest`, `oldest`.
+    sort: Option<String>,
+    /// Page size (1–100, default 20).
+    limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// Lists tenants.
+#[utoipa::path(tag = "operator", params(ListParams), responses(
+    (status = 200, body = TenantPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[get("/tenants")]
+async fn list_tenants(
+    req: actix_web::HttpRequest,
+    _op: OperatorToken,
+    params: web::Query<ListParams>,
+) -> Result<web::Json<TenantPage>, ApiError> {
+    let status = params.status.as_deref().map(|s| s.parse::<TenantStatus>()).transpose().map_err(|e| {
+        ApiError(Failure::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    })?;
+    let offset = cursor(params.cursor.as_deref())?.unwrap_or(0).max(0);
+    let limit = limit(params.limit);
+    let query = TenantQuery {
+        search: params.q.clone(),
+        status,
+        region: params.region.clone(),
+        plan: params.plan.clone(),
+        sort: params.sort.as_deref().and_then(TenantSort::parse).unwrap_or_default(),
+        offset,
+        limit,
+    };
+    let (tenants, total) = state(&req).tenancy.control().search(&query).await?;
+    let next = offset + tenants.len() as i64;
+    let next_cursor = (next < total && !tenants.is_empty()).then(|| next.to_string());
+    Ok(web::Json(TenantPage { items: tenants.into_iter().map(Into::into).collect(), next_cursor, total }))
+}
+
+/// A tenant to provision.
+#[derive(Deserialize, ToSchema)]
+pub struct NewTenantRequest {
+    /// Slug (`[a-z0-9-]{3,63}`).
+    pub slug: String,
+    /// Display name (default: the slug).
+    pub name: Option<String>,
+    /// Region (default: the configured default).
+    pub region: Option<String>,
+    /// Plan (default `free`).
+    pub plan: Option<String>,
+    /// An existing account to make its owner.
+    pub owner_email: Option<String>,
+}
+
+/// Provisions a tenant.
+#[utoipa::path(tag = "operator", request_body = NewTenantRequest, responses(
+    (status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/tenants")]
+async fn create_tenant(
+    req: actix_web::HttpRequest,
+    op: OperatorToken,
+    body: web::Json<NewTenantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let tenancy = &state(&req).tenancy;
+    let body = body.into_inner();
+    if let Some(owner) = &body.owner_email {
+        tenancy.user(owner).await?;
+    }
+    let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
+    let tenant = tenancy.create(request, &op.0.email).await?;
+    if let Some(owner) = &body.owner_email {
+        tenancy.add_member(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
+    }
+    Ok(HttpResponse::Created().json(TenantView::from(tenant)))
+}
+
+fn reference(raw: &str) -> Result<TenantRef, ApiError> {
+    raw.parse().map_err(|_| ApiError(Failure::not_found()))
+}
+
+/// One tenant, by UUID or slug.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), responses(
+    (status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/tenants/{id}")]
+async fn get_tenant(
+    req: actix_web::HttpRequest,
+    _op: OperatorToken,
+    id: web::Path<String>,
+) -> Result<web::Json<TenantView>, ApiError> {
+    Ok(web::Json(state(&req).tenancy.tenant(&reference(&id)?).await?.into()))
+}
+
+/// Changes to a tenant; absent fields stay.
+#[derive(Deserialize, ToSchema)]
+pub struct TenantChanges {
+    /// New display name.
+    pub name: Option<String>,
+    /// New plan.
+    pub plan: Option<String>,
+    /// `active` (resume) or `suspended` (suspend).
+    pub status: Option<String>,
+}
+
+/// Renames, re-plans, suspends or resumes a tenant.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), request_body = TenantChanges, responses(
+    (status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[patch("/tenants/{id}")]
+async fn update_tenant(
+    req: actix_web::HttpRequest,
+    op: OperatorToken,
+    id: web::Path<String>,
+    body: web::Json<TenantChanges>,
+) -> Result<web::Json<TenantView>, ApiError> {
+    let tenancy = &state(&req).tenancy;
+    let mut tenant = tenancy.tenant(&reference(&id)?).await?;
+    if tenant.status == TenantStatus::Deleted {
+        return Err(silo_tenancy::Error::Gone(tenant.slug).into());
+    }
+    let actor = op.0.email.as_str();
+    if let Some(name) = &body.name {
+        tenant = tenancy.rename(tenant.id, name, actor).await?;
+    }
+    if let Some(plan) = &body.plan {
+        tenant = tenancy.set_plan(tenant.id, plan, actor).await?;
+    }
+    let target = TenantRef::Id(tenant.id);
+    tenant = match body.status.as_deref() {
+        None => tenant,
+        Some(s) if s == tenant.status.as_str() => tenant,
+        Some("suspended") => tenancy.suspend(&target, actor).await?,
+        Some("active") => tenancy.resume(&target, actor).await?,
+        Some(other) => {
+            return Err(ApiError(Failure::invalid(format!(
+                "status `{other}` cannot be set here (use active or suspended; DELETE deletes)"
+            ))));
+        }
+    };
+    Ok(web::Json(tenant.into()))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct DeleteParams {
+    /// Also remove the tenant's files now (otherwise it is soft-deleted: closed, files kept).
+    purge: Option<bool>,
+}
+
+/// Deletes a tenant (soft), or purges it with `?purge=true`.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug"), DeleteParams), responses(
+    (status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[delete("/tenants/{id}")]
+async fn delete_tenant(
+    req: actix_web::HttpRequest,
+    op: OperatorToken,
+    id: web::Path<String>,
+    params: web::Query<DeleteParams>,
+) -> Result<web::Json<TenantView>, ApiError> {
+    let tenancy = &state(&req).tenancy;
+    let tenant = tenancy.tenant(&reference(&id)?).await?;
+    let target = TenantRef::Id(tenant.id);
+    let actor = op.0.email.as_str();
+    let mut tenant = match tenant.status {
+        TenantStatus::Active | TenantStatus::Suspended => tenancy.delete(&target, actor).await?,
+        _ => tenant,
+    };
+    if params.purge.unwrap_or(false) && tenant.status == TenantStatus::Deleting {
+        tenant = tenancy.purge(&target, actor).await?;
+    }
+    Ok(web::Json(tenant.into()))
+}

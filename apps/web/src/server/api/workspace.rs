@@ -1,0 +1,252 @@
+//! The workspace API: projects, tasks and search of one workspace, for its members' personal
+//! tokens. A token of another workspace (or an operator token) gets 404: the API never says
+//! whether a workspace it cannot enter exists.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use serde::{Deserialize, Serialize};
+use silo_tenancy::workspace::projects::{self, Project};
+use silo_tenancy::workspace::tasks::{
+    self, MATCH_END, MATCH_START, NewTask, SearchHit, Task, TaskFilter, TaskPatch,
+};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Bearer;
+use super::{ErrorBody, cursor, limit};
+use crate::server::auth::state;
+use crate::server::error::{ApiError, Failure};
+use crate::server::tenant::{Entered, enter};
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_projects)
+        .service(create_project)
+        .service(list_tasks)
+        .service(create_task)
+        .service(get_task)
+        .service(update_task)
+        .service(delete_task)
+        .service(search_tasks);
+}
+
+/// Enters the workspace of the path as the token's account, if the token is for it.
+async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Entered, ApiError> {
+    let principal = &bearer.0;
+    let ws = enter(&state(req).tenancy, slug, &principal.user_id).await?;
+    if principal.tenant != Some(ws.tenant.id) {
+        return Err(ApiError(Failure::not_found()));
+    }
+    Ok(ws)
+}
+
+/// A page of projects.
+#[derive(Serialize, ToSchema)]
+pub struct ProjectPage {
+    /// Newest first.
+    pub items: Vec<Project>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of tasks.
+#[derive(Serialize, ToSchema)]
+pub struct TaskPage {
+    /// Newest first.
+    pub items: Vec<Task>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Search results, best first; snippets mark matches with `[`…`]`.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    /// The hits.
+    pub items: Vec<SearchHit>,
+}
+
+#[derive(Deserialize, IntoParams)]
+struct PageParams {
+    /// Page size (1–100, default 20).
+    limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// Fetches `limit + 1` rows to know whether another page exists.
+fn paged<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(|r| id(r).to_string()) } else { None };
+    (rows, next)
+}
+
+/// Lists the workspace's projects.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path), PageParams), responses(
+    (status = 200, body = ProjectPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 410, body = ErrorBody), (status = 423, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[get("/w/{slug}/projects")]
+async fn list_projects(
+    req: HttpRequest,
+    bearer: Bearer,
+    slug: web::Path<String>,
+    params: web::Query<PageParams>,
+) -> Result<web::Json<ProjectPage>, ApiError> {
+    let ws = entered(&req, &bearer, &slug).await?;
+    let limit = limit(params.limit);
+    let rows = projects::list(&ws.db, cursor(params.cursor.as_deref())?, limit + 1)?;
+    let (items, next_cursor) = paged(rows, limit, |p| p.id);
+    Ok(web::Json(ProjectPage { items, next_cursor }))
+}
+
+/// A project to create.
+#[derive(Deserialize, ToSchema)]
+pub struct NewProject {
+    /// Name (1–200 characters).
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Creates a project.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path)), request_body = NewProject, responses(
+    (status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody)))]
+#[post("/w/{slug}/projects")]
+async fn create_project(
+    req: HttpRequest,
+    bearer: Bearer,
+    slug: web::Path<String>,
+    body: web::Json<NewProject>,
+) -> Result<HttpResponse, ApiError> {
+    let ws = entered(&req, &bearer, &slug).await?;
+    let id = projects::create(&ws.db, &body.name, &body.description, ws.member_id)?;
+    let project = projects::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
+    Ok(HttpResponse::Created().json(project))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct TaskParams {
+    /// Only this project's tasks.
+    project: Option<i64>,
+    /// Only `todo`, `doing` or `done`.
+    status: Option<String>,
+    /// Page size (1–100, default 20).
+    limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+}
+
+/// Lists tasks, newest first.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path), TaskParams), responses(
+    (status = 200, body = TaskPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 423, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[get("/w/{slug}/tasks")]
+async fn list_tasks(
+    req: HttpRequest,
+    bearer: Bearer,
+    slug: web::Path<String>,
+    params: web::Query<TaskParams>,
+) -> Result<web::Json<TaskPage>, ApiError> {
+    let ws = entered(&req, &bearer, &slug).await?;
+    let limit = limit(params.limit);
+    let filter = TaskFilter {
+        project: params.project,
+        status: params.status.clone(),
+        assignee: None,
+        before: cursor(params.cursor.as_deref())?,
+    };
+    let (items, next_cursor) = paged(tasks::list(&ws.db, &filter, limit + 1)?, limit, |t| t.id);
+    Ok(web::Json(TaskPage { items, next_cursor }))
+}
+
+/// Creates a task.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path)), request_body = NewTask, responses(
+    (status = 201, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody)))]
+#[post("/w/{slug}/tasks")]
+async fn create_task(
+    req: HttpRequest,
+    bearer: Bearer,
+    slug: web::Path<String>,
+    body: web::Json<NewTask>,
+) -> Result<HttpResponse, ApiError> {
+    let ws = entered(&req, &bearer, &slug).await?;
+    let id = tasks::create(&ws.db, &body, ws.member_id)?;
+    let task = tasks::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
+    Ok(HttpResponse::Created().json(task))
+}
+
+/// One task.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), responses(
+    (status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/w/{slug}/tasks/{id}")]
+async fn get_task(
+    req: HttpRequest,
+    bearer: Bearer,
+    path: web::Path<(String, i64)>,
+) -> Result<web::Json<Task>, ApiError> {
+    let ws = entered(&req, &bearer, &path.0).await?;
+    Ok(web::Json(tasks::get(&ws.db, path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?))
+}
+
+/// Changes a task; absent fields stay, `null` clears `assignee_id` / `due_date`.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), request_body = TaskPatch, responses(
+    (status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody)))]
+#[patch("/w/{slug}/tasks/{id}")]
+async fn update_task(
+    req: HttpRequest,
+    bearer: Bearer,
+    path: web::Path<(String, i64)>,
+    body: web::Json<TaskPatch>,
+) -> Result<web::Json<Task>, ApiError> {
+    let ws = entered(&req, &bearer, &path.0).await?;
+    Ok(web::Json(
+        tasks::update(&ws.db, path.1, &body, ws.member_id)?.ok_or_else(|| ApiError(Failure::not_found()))?,
+    ))
+}
+
+/// Deletes a task and its comments.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), responses(
+    (status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[delete("/w/{slug}/tasks/{id}")]
+async fn delete_task(
+    req: HttpRequest,
+    bearer: Bearer,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let ws = entered(&req, &bearer, &path.0).await?;
+    if tasks::delete(&ws.db, path.1, ws.member_id)? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError(Failure::not_found()))
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+struct SearchParams {
+    /// Words to find (all of them, stemmed).
+    q: String,
+    /// Results (1–100, default 20).
+    limit: Option<i64>,
+}
+
+/// Full-text search over tasks and comments, best first.
+#[utoipa::path(tag = "workspace", params(("slug" = String, Path), SearchParams), responses(
+    (status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/w/{slug}/search")]
+async fn search_tasks(
+    req: HttpRequest,
+    bearer: Bearer,
+    slug: web::Path<String>,
+    params: web::Query<SearchParams>,
+) -> Result<web::Json<SearchResults>, ApiError> {
+    let ws = entered(&req, &bearer, &slug).await?;
+    let items = tasks::search(&ws.db, &params.q, limit(params.limit))?
+        .into_iter()
+        .map(|hit| SearchHit {
+            snippet: hit.snippet.replace(MATCH_START, "[").replace(MATCH_END, "]"),
+            ..hit
+        })
+        .collect();
+    Ok(web::Json(SearchResults { items }))
+}

@@ -1,0 +1,163 @@
+//! HTTP errors: domain errors mapped to status codes, rendered as an HTML page or as the JSON
+//! API's `{ "error": { "code", "message" } }`. Internals never reach the client; the log gets
+//! the full cause.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use silo_tenancy::Error;
+
+/// A failure as the client sees it.
+#[derive(Debug)]
+pub struct Failure {
+    /// Status code.
+    pub status: StatusCode,
+    /// Short machine-readable code (`not_found`, `csrf`, …).
+    pub code: &'static str,
+    /// Message safe to show.
+    pub message: String,
+    /// Seconds to wait before retrying (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl Failure {
+    /// A failure with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// 404 — also what a user gets for another tenant's routes and objects.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing here.")
+    }
+
+    /// 400 / 422 for bad input.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+
+    /// 403.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "A valid bearer token is required.")
+    }
+
+    /// With a `Retry-After`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        use StatusCode as S;
+        let root = error.root();
+        let (status, code, message) = match root {
+            Error::NotFound(_) | Error::InvalidSlug(_) => {
+                (S::NOT_FOUND, "not_found", "There is nothing here.".into())
+            }
+            Error::Suspended(_) => (S::LOCKED, "suspended", "This workspace is suspended.".into()),
+            Error::Gone(_) => (S::GONE, "gone", "This workspace has been deleted.".into()),
+            Error::Unavailable(_) => {
+                return Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "This workspace is briefly unavailable (maintenance); retry in a moment.",
+                )
+                .retry_after(5);
+            }
+            Error::Quarantined { .. } | Error::FileMissing { .. } => {
+                tracing::error!(error = %error, "tenant cannot be served");
+                (
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "This workspace cannot be served right now; operators have been told.".into(),
+                )
+            }
+            Error::SlugTaken(slug) => {
+                (S::CONFLICT, "conflict", format!("The address `{slug}` is already taken."))
+            }
+            Error::InvalidTransition { .. } => (S::CONFLICT, "conflict", root.to_string()),
+            Error::InvalidInput(message) => (S::UNPROCESSABLE_ENTITY, "invalid", message.clone()),
+            Error::UnknownUser(_) => {
+                (S::UNPROCESSABLE_ENTITY, "invalid", "There is no account with that email.".into())
+            }
+            Error::Storage(
+                silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_),
+            ) => (S::UNPROCESSABLE_ENTITY, "invalid", root.to_string()),
+            _ => {
+                tracing::error!(error = ?error, "request failed");
+                (S::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.".into())
+            }
+        };
+        Self::new(status, code, message)
+    }
+}
+
+/// A failure rendered as an HTML page.
+#[derive(Debug)]
+pub struct PageError(pub Failure);
+
+impl<E: Into<Failure>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.message)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = super::pages::error_page(&self.0);
+        add_retry_after(&mut response, self.0.retry_after);
+        response
+    }
+}
+
+/// A failure rendered as the JSON API's error document.
+#[derive(Debug)]
+pub struct ApiError(pub Failure);
+
+impl<E: Into<Failure>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = serde_json::json!({ "error": { "code": self.0.code, "message": self.0.message } });
+        let mut response = HttpResponse::build(self.0.status).json(body);
+        add_retry_after(&mut response, self.0.retry_after);
+        response
+    }
+}
+
+fn add_retry_after(response: &mut HttpResponse, seconds: Option<u64>) {
+    if let Some(seconds) = seconds {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+}

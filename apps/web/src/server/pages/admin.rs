@@ -1,0 +1,253 @@
+//! The operators' console under `/admin`: the tenant list (search, filters, sort, pages),
+//! a tenant's detail and lifecycle actions, the fleet view and the audit log. Anyone who is
+//! not an operator gets 404 (see [`crate::server::auth::Operator`]).
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use silo_tenancy::accounts::Role;
+use silo_tenancy::schema::tenant_migrations;
+use silo_tenancy::workspace::activity;
+use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
+
+use super::{Page, page_offset};
+use crate::server::auth::{CsrfForm, Operator, see_other_with_flash, state};
+use crate::server::error::{Failure, PageError};
+
+type PageResult = Result<HttpResponse, PageError>;
+
+const PER_PAGE: i64 = 50;
+
+/// Registers the console.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(tenants_page)
+        .service(provision_page)
+        .service(tenant_page)
+        .service(act_page)
+        .service(fleet_page)
+        .service(audit_page);
+}
+
+#[derive(Deserialize, serde::Serialize, Default)]
+struct ListQuery {
+    q: Option<String>,
+    status: Option<String>,
+    region: Option<String>,
+    plan: Option<String>,
+    sort: Option<String>,
+    page: Option<i64>,
+}
+
+fn nonempty(value: &Option<String>) -> Option<String> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+#[get("/admin")]
+async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQuery>) -> PageResult {
+    let tenancy = &state(&req).tenancy;
+    let (page, offset) = page_offset(query.page, PER_PAGE);
+    let status = match nonempty(&query.status) {
+        Some(s) => Some(s.parse::<TenantStatus>().map_err(|_| Failure::invalid("unknown status"))?),
+        None => None,
+    };
+    let search = TenantQuery {
+        search: nonempty(&query.q),
+        status,
+        region: nonempty(&query.region),
+        plan: nonempty(&query.plan),
+        sort: query.sort.as_deref().and_then(TenantSort::parse).unwrap_or_default(),
+        offset,
+        limit: PER_PAGE,
+    };
+    let (rows, total) = tenancy.control().search(&search).await?;
+    let pages = (total + PER_PAGE - 1) / PER_PAGE;
+    // The pager keeps the filters: the query string without `page`.
+    let keep =
+        serde_urlencoded::to_string(ListQuery { page: None, ..query.into_inner() }).unwrap_or_default();
+    Page::new("admin/tenants.html")
+        .with("tenants", &rows)
+        .with("total", &total)
+        .with("page", &page)
+        .with("pages", &pages)
+        .with("keep", &keep)
+        .with("q", &search.search)
+        .with("filter", &serde_json::json!({ "status": status, "region": search.region, "plan": search.plan, "sort": query_sort(search.sort) }))
+        .with("regions", &tenancy.placement().names())
+        .render(&req)
+        .await
+}
+
+fn query_sort(sort: TenantSort) -> &'static str {
+    match sort {
+        TenantSort::Slug => "slug",
+        TenantSort::Name => "name",
+        TenantSort::Newest => "newest",
+        TenantSort::Oldest => "oldest",
+    }
+}
+
+#[derive(Deserialize)]
+struct ProvisionForm {
+    slug: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    owner: String,
+}
+
+#[post("/admin/tenants")]
+async fn provision_page(
+    req: HttpRequest,
+    op: Operator,
+    CsrfForm(form): CsrfForm<ProvisionForm>,
+) -> PageResult {
+    let tenancy = &state(&req).tenancy;
+    let request = CreateTenant {
+        slug: form.slug.trim().to_owned(),
+        name: nonempty(&Some(form.name)),
+        region: nonempty(&Some(form.region)),
+        plan: nonempty(&Some(form.plan)),
+    };
+    let owner = nonempty(&Some(form.owner));
+    if let Some(owner) = &owner
+        && tenancy.user(owner).await.is_err()
+    {
+        return Ok(see_other_with_flash("/admin", "error", &format!("There is no account for {owner}.")));
+    }
+    let tenant = match tenancy.create(request, &op.session.email).await {
+        Ok(tenant) => tenant,
+        Err(e) if e.is_user_error() => return Ok(see_other_with_flash("/admin", "error", &e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(owner) = owner {
+        tenancy.add_member(&TenantRef::Id(tenant.id), &owner, Role::Owner, &op.session.email).await?;
+    }
+    Ok(see_other_with_flash(&format!("/admin/tenants/{}", tenant.id), "ok", "Tenant provisioned."))
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, Failure> {
+    raw.parse().map_err(|_| Failure::not_found())
+}
+
+#[get("/admin/tenants/{id}")]
+async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> PageResult {
+    let tenancy = &state(&req).tenancy;
+    let tenant = tenancy.control().tenant_by_id(tenant_id(&id)?).await?;
+    let path = tenancy.tenant_path(&tenant)?;
+    let bytes = silo_storage::sqlite::database_size(&path);
+    let file_size = format!("{:.1} MiB ({bytes} bytes, with -wal)", bytes as f64 / (1024.0 * 1024.0));
+    // Last activity is read from the tenant's file, which is open only for active tenants.
+    let last_activity = if tenant.status == TenantStatus::Active && tenant.migration_error.is_none() {
+        match tenancy.db(tenant.id).await {
+            Ok(db) => activity::last_at(&db)?,
+            Err(e) => Some(format!("(cannot open: {e})")),
+        }
+    } else {
+        None
+    };
+    Page::new("admin/tenant.html")
+        .with("tenant", &tenant)
+        .with("file_size", &file_size)
+        .with("members", &tenancy.member_count(tenant.id).await?)
+        .with("last_activity", &last_activity)
+        .with("audit", &tenancy.control().audit_entries(tenant.id, 50).await?)
+        .render(&req)
+        .await
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Lifecycle actions; purge needs the slug typed as confirmation.
+#[post("/admin/tenants/{id}/{action}")]
+async fn act_page(
+    req: HttpRequest,
+    op: Operator,
+    path: web::Path<(String, String)>,
+    CsrfForm(form): CsrfForm<ActionForm>,
+) -> PageResult {
+    let tenancy = &state(&req).tenancy;
+    let (id, action) = path.into_inner();
+    let id = tenant_id(&id)?;
+    let tenant = tenancy.control().tenant_by_id(id).await?;
+    let reference = TenantRef::Id(id);
+    let actor = op.session.email.as_str();
+    let back = format!("/admin/tenants/{id}");
+    let result = match action.as_str() {
+        "suspend" => tenancy.suspend(&reference, actor).await.map(|_| "Tenant suspended.".to_owned()),
+        "resume" => tenancy.resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
+        "delete" => tenancy
+            .delete(&reference, actor)
+            .await
+            .map(|_| "Tenant deleted (soft); purge removes its files.".to_owned()),
+        "purge" => {
+            if form.confirm.trim() != tenant.slug {
+                return Ok(see_other_with_flash(
+                    &back,
+                    "error",
+                    "Type the tenant's slug exactly to purge it.",
+                ));
+            }
+            tenancy.purge(&reference, actor).await.map(|_| "Tenant purged: its files are gone.".to_owned())
+        }
+        "migrate" => {
+            let summary = tenancy.migrate_tenants(vec![tenant], tenant_migrations(), 1, &|_| {}).await?;
+            Ok(match summary.failures.first() {
+                Some(failure) => format!("Migration failed: {}", failure.error),
+                None => format!("Migrated to schema {}.", summary.target_version),
+            })
+        }
+        _ => return Err(Failure::not_found().into()),
+    };
+    match result {
+        Ok(message) => Ok(see_other_with_flash(&back, "ok", &message)),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[get("/admin/fleet")]
+async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
+    let tenancy = &state(&req).tenancy;
+    let histogram = tenancy.control().schema_histogram().await?;
+    let widest = histogram.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let bars: Vec<serde_json::Value> = histogram
+        .iter()
+        .map(|(version, count)| serde_json::json!({ "version": version, "count": count, "width": (count * 100 / widest).max(1) }))
+        .collect();
+    Page::new("admin/fleet.html")
+        .with("bars", &bars)
+        .with("latest", &silo_tenancy::schema::latest_version(tenant_migrations()))
+        .with("statuses", &tenancy.control().status_counts().await?)
+        .with("quarantined", &tenancy.control().quarantined(100).await?)
+        .with("cache", &tenancy.cache().stats())
+        .render(&req)
+        .await
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    before: Option<i64>,
+    action: Option<String>,
+}
+
+#[get("/admin/audit")]
+async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuery>) -> PageResult {
+    let action = nonempty(&query.action);
+    let entries =
+        state(&req).tenancy.control().audit_log(query.before, action.as_deref(), PER_PAGE + 1).await?;
+    let more = entries.len() as i64 > PER_PAGE;
+    let entries: Vec<_> = entries.into_iter().take(PER_PAGE as usize).collect();
+    Page::new("admin/audit.html")
+        .with("next_before", &more.then(|| entries.last().map(|e| e.id)).flatten())
+        .with("entries", &entries)
+        .with("action", &action)
+        .render(&req)
+        .await
+}

@@ -1,0 +1,489 @@
+//! A tenant's workspace under `/w/{slug}/`: dashboard, projects, tasks, comments, search,
+//! members and invitations, settings. Every handler enters the workspace through
+//! [`crate::server::tenant::enter`] and reads only the entered tenant's own file.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use silo_tenancy::accounts::Role;
+use silo_tenancy::workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
+use silo_tenancy::workspace::{activity, comments, members, projects, tasks};
+
+use super::Page;
+use super::account::NoFields;
+use crate::server::auth::{CsrfForm, SignedIn, base_url, see_other_with_flash, state};
+use crate::server::error::{Failure, PageError};
+use crate::server::tenant::{Entered, enter};
+
+type PageResult = Result<HttpResponse, PageError>;
+
+const PER_PAGE: i64 = 25;
+
+/// Registers the pages.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/w/{slug}")
+            .service(dashboard_page)
+            .service(create_project)
+            .service(project_page)
+            .service(create_task)
+            .service(task_page)
+            .service(update_task)
+            .service(add_comment)
+            .service(delete_task)
+            .service(search_page)
+            .service(member_list)
+            .service(invite_page)
+            .service(change_role)
+            .service(remove_member)
+            .service(revoke_invitation)
+            .service(settings_page)
+            .service(rename_page)
+            .service(delete_workspace)
+            .default_service(web::to(super::not_found)),
+    );
+}
+
+async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
+    let slug = req.match_info().get("slug").unwrap_or_default();
+    Ok(enter(&state(req).tenancy, slug, &me.session.user_id).await?)
+}
+
+/// A workspace page with the workspace's header.
+fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
+    let can_manage = ws.require(Role::Admin).is_ok();
+    Page::new(template).with(
+        "ws",
+        &serde_json::json!({
+            "slug": ws.tenant.slug, "name": ws.tenant.name, "role": ws.role, "tab": tab,
+            "can_manage": can_manage, "is_owner": ws.role == Role::Owner,
+        }),
+    )
+}
+
+fn home(ws: &Entered) -> String {
+    format!("/w/{}/", ws.tenant.slug)
+}
+
+#[derive(Deserialize)]
+struct Before {
+    before: Option<i64>,
+}
+
+#[get("/")]
+async fn dashboard_page(req: HttpRequest, me: SignedIn, query: web::Query<Before>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let projects = projects::list(&ws.db, query.before, PER_PAGE + 1)?;
+    let (projects, more) = split_page(projects, PER_PAGE);
+    page("workspace/dashboard.html", &ws, "projects")
+        .with("next_before", &more.then(|| projects.last().map(|p| p.id)).flatten())
+        .with("projects", &projects)
+        .with("activity", &activity::recent(&ws.db, 10)?)
+        .render(&req)
+        .await
+}
+
+/// Takes `per_page` of `rows` (fetched one extra) and says whether there is another page.
+fn split_page<T>(mut rows: Vec<T>, per_page: i64) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > per_page;
+    rows.truncate(per_page as usize);
+    (rows, more)
+}
+
+#[derive(Deserialize)]
+struct ProjectForm {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[post("/projects")]
+async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProjectForm>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    match projects::create(&ws.db, &form.name, &form.description, ws.member_id) {
+        Ok(id) => Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created.")),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&home(&ws), "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct TaskListQuery {
+    status: Option<String>,
+    assignee: Option<String>,
+    before: Option<i64>,
+}
+
+#[get("/projects/{id}")]
+async fn project_page(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    query: web::Query<TaskListQuery>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let project = projects::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let status = query.status.clone().filter(|s| STATUSES.contains(&s.as_str()));
+    let assignee = query.assignee.as_deref().and_then(|a| a.parse().ok());
+    let filter =
+        TaskFilter { project: Some(project.id), status: status.clone(), assignee, before: query.before };
+    let (list, more) = split_page(tasks::list(&ws.db, &filter, 3 * PER_PAGE + 1)?, 3 * PER_PAGE);
+    let columns: Vec<serde_json::Value> = STATUSES
+        .iter()
+        .filter(|s| status.as_deref().is_none_or(|only| only == **s))
+        .map(|s| serde_json::json!({ "status": s, "tasks": list.iter().filter(|t| t.status == *s).collect::<Vec<_>>() }))
+        .collect();
+    page("workspace/project.html", &ws, "projects")
+        .with("project", &project)
+        .with("columns", &columns)
+        .with("empty", &list.is_empty())
+        .with("statuses", &STATUSES)
+        .with("filter", &serde_json::json!({ "status": status, "assignee": assignee }))
+        .with("members", &members::list(&ws.db, None, 100)?)
+        .with("next_before", &more.then(|| list.last().map(|t| t.id)).flatten())
+        .render(&req)
+        .await
+}
+
+#[derive(Deserialize)]
+struct TaskForm {
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    assignee_id: Option<String>,
+    #[serde(default)]
+    due_date: Option<String>,
+}
+
+/// An empty select or date field means "none".
+fn optional_id(value: &Option<String>) -> Result<Option<i64>, Failure> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| Failure::invalid("That member does not exist.")),
+    }
+}
+
+#[post("/projects/{id}/tasks")]
+async fn create_task(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    CsrfForm(form): CsrfForm<TaskForm>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let project = projects::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let back = format!("{}projects/{}", home(&ws), project.id);
+    let new = NewTask {
+        project_id: project.id,
+        title: form.title,
+        body: form.body,
+        status: form.status.filter(|s| !s.is_empty()),
+        assignee_id: optional_id(&form.assignee_id)?,
+        due_date: form.due_date,
+    };
+    match tasks::create(&ws.db, &new, ws.member_id) {
+        Ok(_) => Ok(see_other_with_flash(&back, "ok", "Task created.")),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct After {
+    after: Option<i64>,
+}
+
+#[get("/tasks/{id}")]
+async fn task_page(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    query: web::Query<After>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let project = projects::get(&ws.db, task.project_id)?.ok_or_else(Failure::not_found)?;
+    let (comments, more) = split_page(comments::list(&ws.db, task.id, query.after, PER_PAGE + 1)?, PER_PAGE);
+    page("workspace/task.html", &ws, "projects")
+        .with("task", &task)
+        .with("project", &project)
+        .with("next_after", &more.then(|| comments.last().map(|c| c.id)).flatten())
+        .with("comments", &comments)
+        .with("statuses", &STATUSES)
+        .with("members", &members::list(&ws.db, None, 100)?)
+        .render(&req)
+        .await
+}
+
+#[post("/tasks/{id}")]
+async fn update_task(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    CsrfForm(form): CsrfForm<TaskForm>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let back = format!("{}tasks/{}", home(&ws), path.1);
+    let patch = TaskPatch {
+        title: Some(form.title),
+        body: Some(form.body),
+        status: form.status.filter(|s| !s.is_empty()),
+        assignee_id: Some(optional_id(&form.assignee_id)?),
+        due_date: Some(form.due_date.filter(|d| !d.trim().is_empty())),
+    };
+    match tasks::update(&ws.db, path.1, &patch, ws.member_id) {
+        Ok(Some(_)) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
+        Ok(None) => Err(Failure::not_found().into()),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CommentForm {
+    body: String,
+}
+
+#[post("/tasks/{id}/comments")]
+async fn add_comment(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    CsrfForm(form): CsrfForm<CommentForm>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let back = format!("{}tasks/{}", home(&ws), task.id);
+    match comments::create(&ws.db, task.id, ws.member_id, &form.body) {
+        Ok(_) => Ok(see_other_with_flash(&back, "ok", "Comment added.")),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/tasks/{id}/delete")]
+async fn delete_task(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    _form: CsrfForm<NoFields>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    tasks::delete(&ws.db, task.id, ws.member_id)?;
+    Ok(see_other_with_flash(&format!("{}projects/{}", home(&ws), task.project_id), "ok", "Task deleted."))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// HTML-escapes a snippet and turns its match markers into `<mark>`.
+fn highlight(snippet: &str) -> String {
+    let mut html = String::with_capacity(snippet.len() + 16);
+    for c in snippet.chars() {
+        match c {
+            MATCH_START => html.push_str("<mark>"),
+            MATCH_END => html.push_str("</mark>"),
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#39;"),
+            c => html.push(c),
+        }
+    }
+    html
+}
+
+#[get("/search")]
+async fn search_page(req: HttpRequest, me: SignedIn, query: web::Query<SearchQuery>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let hits: Vec<serde_json::Value> = tasks::search(&ws.db, &query.q, 50)?
+        .into_iter()
+        .map(|h| serde_json::json!({ "kind": h.kind, "task_id": h.task_id, "title": h.title, "snippet": highlight(&h.snippet) }))
+        .collect();
+    page("workspace/search.html", &ws, "search").with("q", &query.q).with("hits", &hits).render(&req).await
+}
+
+#[derive(Deserialize)]
+struct MemberQuery {
+    after: Option<i64>,
+}
+
+#[get("/members")]
+async fn member_list(req: HttpRequest, me: SignedIn, query: web::Query<MemberQuery>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let (list, more) = split_page(members::list(&ws.db, query.after, PER_PAGE + 1)?, PER_PAGE);
+    let invitations = if ws.require(Role::Admin).is_ok() {
+        state(&req).tenancy.pending_invitations(ws.tenant.id).await?
+    } else {
+        Vec::new()
+    };
+    page("workspace/members.html", &ws, "members")
+        .with("next_after", &more.then(|| list.last().map(|m| m.id)).flatten())
+        .with("members", &list)
+        .with("me_id", &me.session.user_id)
+        .with("invitations", &invitations)
+        .render(&req)
+        .await
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    email: String,
+    role: String,
+}
+
+#[post("/members/invite")]
+async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<InviteForm>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Admin)?;
+    let tenancy = &state(&req).tenancy;
+    let back = format!("{}members", home(&ws));
+    let inviter = tenancy.user_by_id(&me.session.user_id).await?;
+    let role: Role = match form.role.parse() {
+        Ok(role) => role,
+        Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
+    };
+    match tenancy.invite(&ws.tenant, &form.email, role, &inviter, &base_url(&req)).await {
+        Ok((invitation, secret)) => {
+            let link = format!("{}/invitations/{secret}", base_url(&req));
+            let message =
+                format!("Invitation emailed to {}. You can also share this link: {link}", invitation.email);
+            Ok(see_other_with_flash(&back, "ok", &message))
+        }
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    role: String,
+}
+
+#[post("/members/{user_id}/role")]
+async fn change_role(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, String)>,
+    CsrfForm(form): CsrfForm<RoleForm>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Admin)?;
+    let back = format!("{}members", home(&ws));
+    let role: Role = match form.role.parse() {
+        Ok(role) => role,
+        Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
+    };
+    let tenancy = &state(&req).tenancy;
+    let current = tenancy.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
+    // Owners are made and unmade by owners only.
+    if (role == Role::Owner || current == Role::Owner) && ws.role != Role::Owner {
+        return Err(Failure::forbidden("Only an owner can grant or take the owner role.").into());
+    }
+    match tenancy.change_role(&ws.tenant, &path.1, role, &me.session.email).await {
+        Ok(()) => Ok(see_other_with_flash(&back, "ok", "Role changed.")),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/members/{user_id}/remove")]
+async fn remove_member(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<NoFields>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let leaving = path.1 == me.session.user_id;
+    if !leaving {
+        ws.require(Role::Admin)?;
+    }
+    let tenancy = &state(&req).tenancy;
+    let target = tenancy.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
+    if target == Role::Owner && ws.role != Role::Owner {
+        return Err(Failure::forbidden("Only an owner can remove an owner.").into());
+    }
+    let back = format!("{}members", home(&ws));
+    match tenancy.remove_member(&ws.tenant, &path.1, &me.session.email).await {
+        Ok(()) if leaving => Ok(see_other_with_flash("/", "ok", "You left the workspace.")),
+        Ok(()) => Ok(see_other_with_flash(&back, "ok", "Member removed.")),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[post("/invitations/{id}/revoke")]
+async fn revoke_invitation(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<NoFields>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Admin)?;
+    if !state(&req).tenancy.revoke_invitation(ws.tenant.id, &path.1).await? {
+        return Err(Failure::not_found().into());
+    }
+    Ok(see_other_with_flash(&format!("{}members", home(&ws)), "ok", "Invitation withdrawn."))
+}
+
+#[get("/settings")]
+async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    page("workspace/settings.html", &ws, "settings").with("tenant", &ws.tenant).render(&req).await
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    name: String,
+}
+
+#[post("/settings")]
+async fn rename_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<RenameForm>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Admin)?;
+    let back = format!("{}settings", home(&ws));
+    match state(&req).tenancy.rename(ws.tenant.id, &form.name, &me.session.email).await {
+        Ok(_) => Ok(see_other_with_flash(&back, "ok", "Workspace renamed.")),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Deletes the workspace (soft: closed at once, files purged later by an operator). The owner
+/// types the slug to confirm.
+#[post("/delete")]
+async fn delete_workspace(
+    req: HttpRequest,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    if form.confirm.trim() != ws.tenant.slug {
+        let back = format!("{}settings", home(&ws));
+        return Ok(see_other_with_flash(
+            &back,
+            "error",
+            "Type the workspace's address exactly to delete it.",
+        ));
+    }
+    let id = silo_tenancy::TenantRef::Id(ws.tenant.id);
+    drop(ws);
+    state(&req).tenancy.delete(&id, &me.session.email).await?;
+    Ok(see_other_with_flash("/", "ok", "The workspace is deleted."))
+}

@@ -1,0 +1,62 @@
+//! Entering a workspace: slug → tenant → membership → status → open handle, the same for the
+//! HTML pages and the JSON API.
+//!
+//! The order matters for isolation: membership is checked before status, so someone outside a
+//! tenant gets the same 404 for an unknown, suspended or deleted tenant — and for every object
+//! in it — and never learns it exists. Objects are looked up only in the entered tenant's own
+//! file, so an id from another tenant finds nothing.
+
+use std::sync::Arc;
+
+use silo_tenancy::accounts::Role;
+use silo_tenancy::{Tenancy, Tenant, TenantDb, TenantSlug, TenantStatus};
+
+use super::error::Failure;
+
+/// A workspace entered by a member.
+pub struct Entered {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The member's role.
+    pub role: Role,
+    /// The tenant's open database.
+    pub db: Arc<TenantDb>,
+    /// The member's row id in the tenant file (what tasks and comments point at).
+    pub member_id: Option<i64>,
+}
+
+impl Entered {
+    /// Refuses (403) unless the member has at least `needed` (owner > admin > member).
+    pub fn require(&self, needed: Role) -> Result<(), Failure> {
+        if rank(self.role) >= rank(needed) {
+            Ok(())
+        } else {
+            Err(Failure::forbidden(format!("Only a workspace {} can do that.", needed.as_str())))
+        }
+    }
+}
+
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Member => 0,
+        Role::Admin => 1,
+        Role::Owner => 2,
+    }
+}
+
+/// Enters `slug` as `user_id`.
+pub async fn enter(tenancy: &Tenancy, slug: &str, user_id: &str) -> Result<Entered, Failure> {
+    let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
+    let tenant = tenancy.resolve(&slug).await?;
+    let role = tenancy.role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
+    match tenant.status {
+        TenantStatus::Active => {}
+        TenantStatus::Suspended => return Err(silo_tenancy::Error::Suspended(tenant.slug).into()),
+        TenantStatus::Deleting | TenantStatus::Deleted => {
+            return Err(silo_tenancy::Error::Gone(tenant.slug).into());
+        }
+    }
+    let db = tenancy.db(tenant.id).await?;
+    let member_id = silo_tenancy::workspace::members::by_user(&db, user_id)?.map(|m| m.id);
+    Ok(Entered { tenant, role, db, member_id })
+}

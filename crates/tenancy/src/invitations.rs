@@ -1,0 +1,163 @@
+//! Invitations: an owner or admin invites an email address to a workspace; the link carries a
+//! random secret (only its digest is stored) and goes out through the [`crate::outbox`]. The
+//! invitee accepts with an existing account (signed in with that email) or creates one.
+
+use serde::Serialize;
+
+use crate::accounts::{Role, User, new_secret, token_digest};
+use crate::control::audit;
+use crate::ids::TenantId;
+use crate::{Error, Result, Tenancy, Tenant};
+
+/// How long an invitation link stays valid.
+pub const INVITATION_DAYS: u32 = 7;
+
+/// A pending (or just accepted) invitation.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Invitation {
+    /// Id.
+    pub id: String,
+    /// Workspace slug.
+    pub tenant_slug: String,
+    /// Workspace name.
+    pub tenant_name: String,
+    /// Who is invited.
+    pub email: String,
+    /// The role they will get.
+    pub role: String,
+    /// Sent (UTC).
+    pub created_at: String,
+    /// Valid until (UTC).
+    pub expires_at: String,
+}
+
+const SELECT: &str =
+    "SELECT i.id, t.slug AS tenant_slug, t.name AS tenant_name, i.email, i.role, i.created_at, i.expires_at
+     FROM invitations i JOIN tenants t ON t.id = i.tenant_id";
+
+impl Tenancy {
+    /// Invites `email` to `tenant` with `role` (admin or member); returns the invitation and the
+    /// secret of its link (also emailed).
+    pub async fn invite(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+        role: Role,
+        inviter: &User,
+        base_url: &str,
+    ) -> Result<(Invitation, String)> {
+        let email = crate::accounts::Email::parse(email)?;
+        if role == Role::Owner {
+            return Err(Error::InvalidInput(
+                "invite as admin or member; promote to owner once they joined".into(),
+            ));
+        }
+        let already: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?",
+        )
+        .bind(tenant.id.to_string())
+        .bind(email.as_str())
+        .fetch_optional(self.control().reader())
+        .await?;
+        if already.is_some() {
+            return Err(Error::InvalidInput(format!("{email} is already a member of this workspace")));
+        }
+        let secret = new_secret("inv_");
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO invitations (id, token_sha256, tenant_id, email, role, invited_by, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ",
+            crate::now!(),
+            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
+        ))
+        .bind(&id)
+        .bind(token_digest(&secret))
+        .bind(tenant.id.to_string())
+        .bind(email.as_str())
+        .bind(role.as_str())
+        .bind(&inviter.id)
+        .bind(format!("+{INVITATION_DAYS} days"))
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "invitation": id, "role": role });
+        audit(&mut tx, &inviter.email, "invitation.create", Some(tenant.id), &detail).await?;
+        tx.commit().await?;
+        let link = format!("{}/invitations/{secret}", base_url.trim_end_matches('/'));
+        let body = format!(
+            "{} invited you to the workspace \"{}\" on Silo as {}.\n\nAccept the invitation: {link}\n\nThe link is valid for {INVITATION_DAYS} days.\n",
+            inviter.display_name,
+            tenant.name,
+            role.as_str()
+        );
+        self.queue_email(email.as_str(), &format!("Join {} on Silo", tenant.name), &body).await?;
+        let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
+            .bind(&id)
+            .fetch_one(self.control().reader())
+            .await?;
+        Ok((invitation, secret))
+    }
+
+    /// The pending, unexpired invitation of a link secret.
+    pub async fn invitation(&self, secret: &str) -> Result<Option<Invitation>> {
+        let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE i.token_sha256 = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
+             AND i.expires_at > {} AND t.status = 'active'",
+            crate::now!()
+        )))
+        .bind(token_digest(secret))
+        .fetch_optional(self.control().reader())
+        .await?;
+        Ok(invitation)
+    }
+
+    /// Accepts an invitation as `user` (whose email must be the invited one); returns the
+    /// workspace slug.
+    pub async fn accept_invitation(&self, secret: &str, user: &User) -> Result<String> {
+        let invitation = self
+            .invitation(secret)
+            .await?
+            .ok_or_else(|| Error::InvalidInput("this invitation is no longer valid".into()))?;
+        if !invitation.email.eq_ignore_ascii_case(&user.email) {
+            return Err(Error::InvalidInput(format!(
+                "this invitation is for {}; sign in with that address to accept it",
+                invitation.email
+            )));
+        }
+        let role: Role = invitation.role.parse()?;
+        let slug = crate::TenantSlug::parse(&invitation.tenant_slug)?;
+        self.add_member(&crate::TenantRef::Slug(slug), &user.email, role, &user.email).await?;
+        sqlx::query(concat!("UPDATE invitations SET accepted_at = ", crate::now!(), " WHERE id = ?"))
+            .bind(&invitation.id)
+            .execute(self.control().writer())
+            .await?;
+        Ok(invitation.tenant_slug)
+    }
+
+    /// Pending invitations of a workspace, newest first.
+    pub async fn pending_invitations(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
+        let invitations = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE i.tenant_id = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
+             AND i.expires_at > {} ORDER BY i.created_at DESC LIMIT 100",
+            crate::now!()
+        )))
+        .bind(tenant.to_string())
+        .fetch_all(self.control().reader())
+        .await?;
+        Ok(invitations)
+    }
+
+    /// Withdraws a pending invitation of this workspace; returns whether there was one.
+    pub async fn revoke_invitation(&self, tenant: TenantId, id: &str) -> Result<bool> {
+        let done = sqlx::query(concat!(
+            "UPDATE invitations SET revoked_at = ",
+            crate::now!(),
+            " WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL"
+        ))
+        .bind(id)
+        .bind(tenant.to_string())
+        .execute(self.control().writer())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,67 @@
+//! The workspace's activity feed: who did what, written in the same transaction as the change.
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::{Result, TenantDb};
+
+/// One entry of the feed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Activity {
+    /// Time (UTC).
+    pub at: String,
+    /// Who (display name), if still a member.
+    pub actor: Option<String>,
+    /// What (`task.create`, …).
+    pub verb: String,
+    /// Kind of object.
+    pub subject_kind: String,
+    /// Its id.
+    pub subject_id: Option<i64>,
+    /// A short description (a title, a name).
+    pub summary: String,
+}
+
+/// Appends an entry; called inside the transaction that makes the change.
+pub(crate) fn record(
+    conn: &Connection,
+    actor: Option<i64>,
+    verb: &str,
+    subject_kind: &str,
+    subject_id: i64,
+    summary: &str,
+) -> rusqlite::Result<()> {
+    let detail = serde_json::json!({ "summary": summary }).to_string();
+    conn.prepare_cached(
+        "INSERT INTO activity (actor_id, verb, subject_kind, subject_id, detail) VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute(params![actor, verb, subject_kind, subject_id, detail])?;
+    Ok(())
+}
+
+/// The newest entries.
+pub fn recent(db: &TenantDb, limit: i64) -> Result<Vec<Activity>> {
+    db.call(|conn| {
+        let mut statement = conn.prepare_cached(
+            "SELECT a.at, m.display_name, a.verb, a.subject_kind, a.subject_id,
+                    coalesce(json_extract(a.detail, '$.summary'), '')
+             FROM activity a LEFT JOIN members m ON m.id = a.actor_id ORDER BY a.id DESC LIMIT ?",
+        )?;
+        let rows = statement.query_map([limit], |r| {
+            Ok(Activity {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                verb: r.get(2)?,
+                subject_kind: r.get(3)?,
+                subject_id: r.get(4)?,
+                summary: r.get(5)?,
+            })
+        })?;
+        rows.collect()
+    })
+}
+
+/// Time of the newest entry, if any (the admin console's "last activity").
+pub fn last_at(db: &TenantDb) -> Result<Option<String>> {
+    db.call(|conn| conn.prepare_cached("SELECT max(at) FROM activity")?.query_row([], |r| r.get(0)))
+}

@@ -1,0 +1,50 @@
+//! Comments on tasks.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::text;
+use crate::{Result, TenantDb};
+
+/// A comment with its author's name.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comment {
+    /// Id within the tenant.
+    pub id: i64,
+    /// Author's display name, if still a member.
+    pub author: Option<String>,
+    /// Text.
+    pub body: String,
+    /// Time (UTC).
+    pub created_at: String,
+}
+
+/// Adds a comment to a task; returns its id.
+pub fn create(db: &TenantDb, task_id: i64, author: Option<i64>, body: &str) -> Result<i64> {
+    let body = text("a comment", body, 1, 10_000)?;
+    db.call(|conn| {
+        let tx = conn.transaction()?;
+        let id: i64 = tx
+            .prepare_cached("INSERT INTO comments (task_id, author_id, body) VALUES (?, ?, ?) RETURNING id")?
+            .query_row(params![task_id, author, body], |r| r.get(0))?;
+        let summary: String = body.chars().take(80).collect();
+        super::activity::record(&tx, author, "comment.create", "task", task_id, &summary)?;
+        tx.commit()?;
+        Ok(id)
+    })
+}
+
+/// Comments of a task, oldest first; `limit` of them after `after`.
+pub fn list(db: &TenantDb, task_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Comment>> {
+    db.call(|conn| {
+        let mut statement = conn.prepare_cached(
+            "SELECT c.id, m.display_name, c.body, c.created_at FROM comments c
+             LEFT JOIN members m ON m.id = c.author_id
+             WHERE c.task_id = ?1 AND (?2 IS NULL OR c.id > ?2) ORDER BY c.id LIMIT ?3",
+        )?;
+        let rows = statement.query_map(params![task_id, after, limit], |r| {
+            Ok(Comment { id: r.get(0)?, author: r.get(1)?, body: r.get(2)?, created_at: r.get(3)? })
+        })?;
+        rows.collect()
+    })
+}

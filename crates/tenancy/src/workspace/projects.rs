@@ -1,0 +1,81 @@
+//! Projects: the top level of a workspace.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::text;
+use crate::{Result, TenantDb};
+
+/// A project with its task counts.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Project {
+    /// Id within the tenant.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time (UTC).
+    pub created_at: String,
+    /// Tasks not done.
+    pub open_tasks: i64,
+    /// All tasks.
+    pub total_tasks: i64,
+}
+
+const SELECT: &str = "SELECT p.id, p.name, p.description, p.created_at,
+        (SELECT count(*) FROM tasks t WHERE t.project_id = p.id AND t.status <> 'done'),
+        (SELECT count(*) FROM tasks t WHERE t.project_id = p.id)
+    FROM projects p";
+
+impl Project {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            description: row.get(2)?,
+            created_at: row.get(3)?,
+            open_tasks: row.get(4)?,
+            total_tasks: row.get(5)?,
+        })
+    }
+}
+
+/// Creates a project; returns its id.
+pub fn create(db: &TenantDb, name: &str, description: &str, created_by: Option<i64>) -> Result<i64> {
+    let name = text("a project name", name, 1, 200)?;
+    let description = text("a description", description, 0, 5000)?;
+    db.call(|conn| {
+        let tx = conn.transaction()?;
+        let id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO projects (name, description, created_by) VALUES (?, ?, ?) RETURNING id",
+            )?
+            .query_row(params![name, description, created_by], |r| r.get(0))?;
+        super::activity::record(&tx, created_by, "project.create", "project", id, &name)?;
+        tx.commit()?;
+        Ok(id)
+    })
+}
+
+/// Projects newest first, `limit` of them, older than `before` when given.
+pub fn list(db: &TenantDb, before: Option<i64>, limit: i64) -> Result<Vec<Project>> {
+    db.call(|conn| {
+        let sql = format!(
+            "{SELECT} WHERE p.archived_at IS NULL AND (?1 IS NULL OR p.id < ?1) ORDER BY p.id DESC LIMIT ?2"
+        );
+        let mut statement = conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(params![before, limit], Project::from_row)?;
+        rows.collect()
+    })
+}
+
+/// One project.
+pub fn get(db: &TenantDb, id: i64) -> Result<Option<Project>> {
+    db.call(|conn| {
+        conn.prepare_cached(&format!("{SELECT} WHERE p.id = ? AND p.archived_at IS NULL"))?
+            .query_row([id], Project::from_row)
+            .optional()
+    })
+}
