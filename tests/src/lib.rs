@@ -1,7 +1,8 @@
 //! `silo-e2e`: end-to-end tests of the whole stack. Each test starts the real server
 //! (`silo_web::server::start`) on port 0 over a fresh data directory and talks HTTP to it.
 //!
-//! [`TestServer`] and [`http_get`] are the shared harness.
+//! [`TestServer`], [`Visitor`] (a cookie-keeping HTTP client that fills in forms) and
+//! [`http_get`] are the shared harness.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,14 +22,77 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on `127.0.0.1:0`.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server whose settings `configure` adjusts first.
+    pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let tenancy = Tenancy::open(Settings::for_data_dir(dir.path())).await?;
+        let mut settings = Settings::for_data_dir(dir.path());
+        configure(&mut settings);
+        let tenancy = Tenancy::open(settings).await?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let server = silo_web::server::start(tenancy.clone(), listener)?;
         let handle = server.handle();
         tokio::spawn(server);
         Ok(Self { addr, tenancy, handle, _dir: dir })
+    }
+
+    /// The server's base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A new visitor (no cookies yet).
+    pub fn visitor(&self) -> Visitor {
+        Visitor::new(self.addr)
+    }
+
+    /// Signs up `email` with a new workspace `slug`; returns the signed-in visitor.
+    pub async fn sign_up(&self, email: &str, slug: &str) -> anyhow::Result<Visitor> {
+        let visitor = self.visitor();
+        let fields = [
+            ("email", email),
+            ("name", email.split('@').next().unwrap_or(email)),
+            ("password", PASSWORD),
+            ("workspace", slug),
+            ("slug", slug),
+        ];
+        let response = visitor.submit("/signup", "/signup", &fields).await?;
+        anyhow::ensure!(response.status == 303, "sign-up failed: {} {}", response.status, response.body);
+        anyhow::ensure!(
+            response.location.as_deref() == Some(&format!("/w/{slug}/")),
+            "sign-up went to {:?}",
+            response.location
+        );
+        Ok(visitor)
+    }
+
+    /// Signs `email` in (with [`PASSWORD`]) as a new visitor.
+    pub async fn sign_in(&self, email: &str) -> anyhow::Result<Visitor> {
+        let visitor = self.visitor();
+        let response =
+            visitor.submit("/login", "/login", &[("email", email), ("password", PASSWORD)]).await?;
+        anyhow::ensure!(response.status == 303, "sign-in failed: {} {}", response.status, response.body);
+        Ok(visitor)
+    }
+
+    /// Makes an operator account and returns a new operator API token.
+    pub async fn operator_token(&self, email: &str) -> anyhow::Result<String> {
+        self.tenancy.create_user(email, PASSWORD, None, "test").await?;
+        self.tenancy.grant_operator(email, "test").await?;
+        Ok(self.tenancy.issue_token(email, silo_tenancy::accounts::TokenScope::Operator, "test").await?)
+    }
+
+    /// The newest email queued to `recipient`.
+    pub async fn last_email(&self, recipient: &str) -> anyhow::Result<String> {
+        let emails = self.tenancy.outbox(Some(recipient), 1).await?;
+        Ok(emails
+            .into_iter()
+            .next()
+            .map(|e| e.body)
+            .ok_or_else(|| anyhow::anyhow!("no email to {recipient}"))?)
     }
 
     /// Stops the server gracefully.
@@ -51,4 +115,137 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
         .ok_or_else(|| anyhow::anyhow!("malformed response: {response:?}"))?;
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// The password every test account uses.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Location`, for redirects.
+    pub location: Option<String>,
+    /// Headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Body text.
+    pub body: String,
+}
+
+/// A visitor with its own cookie jar; redirects are not followed, so tests see them.
+pub struct Visitor {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Visitor {
+    /// A visitor of the server at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
+        Self { client, base: format!("http://{addr}") }
+    }
+
+    async fn read(response: reqwest::Response) -> anyhow::Result<Response> {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let location = headers.get("location").and_then(|l| l.to_str().ok()).map(str::to_owned);
+        Ok(Response { status, location, headers, body: response.text().await? })
+    }
+
+    /// GET a path.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Response> {
+        Self::read(self.client.get(format!("{}{path}", self.base)).send().await?).await
+    }
+
+    /// POST a form as is (no token added).
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<Response> {
+        Self::read(self.client.post(format!("{}{path}", self.base)).form(fields).send().await?).await
+    }
+
+    /// The form token of the page at `page`.
+    pub async fn csrf(&self, page: &str) -> anyhow::Result<String> {
+        let response = self.get(page).await?;
+        csrf_of(&response.body).ok_or_else(|| {
+            anyhow::anyhow!("no form token on {page} ({}): {}", response.status, response.body)
+        })
+    }
+
+    /// Opens `page`, takes its form token and POSTs `fields` to `action`, like a browser.
+    pub async fn submit(
+        &self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> anyhow::Result<Response> {
+        let token = self.csrf(page).await?;
+        let mut all = vec![("csrf", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post(action, &all).await
+    }
+
+    /// A request builder with this visitor's cookies (for custom headers).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends a built request.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Response> {
+        Self::read(request.send().await?).await
+    }
+}
+
+/// The first form token in a page.
+pub fn csrf_of(html: &str) -> Option<String> {
+    let start = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
+}
+
+/// A JSON API client with a bearer token.
+pub struct ApiClient {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// A client of the server at `addr`, with `token` if given.
+    pub fn new(addr: SocketAddr, token: Option<&str>) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            base: format!("http://{addr}/api/v1"),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    /// Sends `method path` with an optional JSON body; returns the status and the JSON (or null).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let method: reqwest::Method = method.parse()?;
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        Ok((status, json))
+    }
 }

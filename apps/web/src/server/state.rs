@@ -14,6 +14,9 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     /// Invalid bearer tokens per client address (the API's 429).
     pub api_throttle: LoginThrottle,
+    /// Password-reset emails per account and per client (they send mail; separate from failed
+    /// sign-ins so a locked-out person can still reset).
+    pub reset_throttle: LoginThrottle,
     /// `[server]` settings.
     pub web: ServerSettings,
 }
@@ -32,7 +35,12 @@ impl AppState {
             per_client: 50,
             window: Duration::from_secs(60),
         });
-        Self { tenancy, throttle, api_throttle, web }
+        let reset_throttle = LoginThrottle::new(ThrottlePolicy {
+            per_account: 3,
+            per_client: 20,
+            window: Duration::from_secs(3600),
+        });
+        Self { tenancy, throttle, api_throttle, reset_throttle, web }
     }
 
     /// How long a new session lives.

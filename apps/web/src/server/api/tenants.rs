@@ -146,6 +146,7 @@ async fn create_tenant(
 ) -> Result<HttpResponse, ApiError> {
     let tenancy = &state(&req).tenancy;
     let body = body.into_inner();
+    silo_tenancy::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
     if let Some(owner) = &body.owner_email {
         tenancy.user(owner).await?;
     }

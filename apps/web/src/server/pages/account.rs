@@ -327,9 +327,9 @@ struct EmailForm {
 async fn forgot_page(req: HttpRequest, CsrfForm(form): CsrfForm<EmailForm>) -> PageResult {
     let app = state(&req);
     let client = client_addr(&req);
-    // Reset requests count against the same throttle as failed sign-ins (they send email).
-    if app.throttle.check(&form.email, &client).is_ok() {
-        app.throttle.failed(&form.email, &client);
+    // Each request sends an email: a few per account and client, then silently none.
+    if app.reset_throttle.check(&form.email, &client).is_ok() {
+        app.reset_throttle.failed(&form.email, &client);
         let base = crate::server::auth::base_url(&req);
         app.tenancy.request_password_reset(&form.email, &base, std::time::Duration::from_secs(3600)).await?;
     }

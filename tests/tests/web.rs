@@ -1,0 +1,690 @@
+//! The HTML site end to end: a real server on port 0 over a temp data directory, driven by a
+//! cookie-keeping HTTP client that fills in forms like a browser (token included).
+
+use silo_e2e::{PASSWORD, TestServer, csrf_of};
+
+fn between<'a>(body: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = body.find(start)? + start.len();
+    let to = body[from..].find(end)? + from;
+    Some(&body[from..to])
+}
+
+#[tokio::test]
+async fn sign_up_project_task_comment_search() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+
+    let dashboard = ada.get("/w/acme/").await.unwrap();
+    assert_eq!(dashboard.status, 200);
+    assert!(dashboard.body.contains("No projects yet"), "empty state shown");
+
+    let created = ada
+        .submit("/w/acme/", "/w/acme/projects", &[("name", "Launch"), ("description", "Q4")])
+        .await
+        .unwrap();
+    assert_eq!(created.status, 303);
+    let project_path = created.location.unwrap();
+    assert!(project_path.starts_with("/w/acme/projects/"), "{project_path}");
+    let project = ada.get(&project_path).await.unwrap();
+    assert!(project.body.contains("Project created."), "flash message shown once");
+    assert!(!ada.get(&project_path).await.unwrap().body.contains("Project created."), "and only once");
+
+    let task_action = format!("{project_path}/tasks");
+    let made = ada
+        .submit(
+            &project_path,
+            &task_action,
+            &[
+                ("title", "Write the migration guide"),
+                ("body", "Cover rollback"),
+                ("assignee_id", ""),
+                ("due_date", "2026-12-01"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.status, 303);
+    let board = ada.get(&project_path).await.unwrap();
+    assert!(board.body.contains("Write the migration guide") && board.body.contains("due 2026-12-01"));
+    let task_path = format!("/w/acme/tasks/{}", between(&board.body, "href=\"/w/acme/tasks/", "\"").unwrap());
+
+    // Edit: status, assignee (herself), due date cleared.
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let user = server.tenancy.user("ada@example.com").await.unwrap();
+    let db = server.tenancy.db(acme.id).await.unwrap();
+    let member_id = silo_tenancy::workspace::members::by_user(&db, &user.id).unwrap().unwrap().id.to_string();
+    drop(db);
+    let saved = ada
+        .submit(
+            &task_path,
+            &task_path,
+            &[
+                ("title", "Write the migration guide"),
+                ("body", "Cover rollback and canaries"),
+                ("status", "doing"),
+                ("assignee_id", &member_id),
+                ("due_date", ""),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let task_page = ada.get(&task_path).await.unwrap();
+    assert!(
+        task_page.body.contains("Task saved.") && task_page.body.contains("badge doing"),
+        "{}",
+        task_page.body
+    );
+
+    // A bad due date is refused with a message; nothing changes.
+    let bad = ada
+        .submit(
+            &task_path,
+            &task_path,
+            &[("title", "x"), ("body", ""), ("status", "done"), ("due_date", "2026-13-45")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad.status, 303);
+    let after = ada.get(&task_path).await.unwrap();
+    assert!(after.body.contains("not a date") && after.body.contains("badge doing"));
+
+    let comment = ada
+        .submit(
+            &task_path,
+            &format!("{task_path}/comments"),
+            &[("body", "Remember the <b>quarantine</b> case")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(comment.status, 303);
+    let task_page = ada.get(&task_path).await.unwrap();
+    assert!(
+        task_page.body.contains("Remember the &lt;b&gt;quarantine&lt;&#x2F;b&gt; case"),
+        "comments are escaped: {}",
+        task_page.body
+    );
+
+    let search = ada.get("/w/acme/search?q=quarantine").await.unwrap();
+    assert_eq!(search.status, 200);
+    assert!(search.body.contains("<mark>quarantine</mark>"), "highlighted snippet: {}", search.body);
+    assert!(!search.body.contains("<b>"), "snippet text is escaped");
+    let stemmed = ada.get("/w/acme/search?q=migrations").await.unwrap();
+    assert!(stemmed.body.contains("Write the migration guide"), "stemming finds the task");
+    let none = ada.get("/w/acme/search?q=%22unbalanced").await.unwrap();
+    assert_eq!(none.status, 200, "FTS syntax in user input is not an error");
+
+    let dashboard = ada.get("/w/acme/").await.unwrap();
+    assert!(
+        dashboard.body.contains("task create") && dashboard.body.contains("comment create"),
+        "activity feed"
+    );
+
+    // Signed out, the workspace sends you to sign in and back.
+    let out = ada.submit("/w/acme/", "/logout", &[]).await.unwrap();
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("/login")));
+    let redirected = ada.get("/w/acme/search?q=x").await.unwrap();
+    assert_eq!(redirected.status, 303);
+    assert_eq!(redirected.location.as_deref(), Some("/login?next=%2Fw%2Facme%2Fsearch%3Fq%3Dx"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
+    let server = TestServer::start().await.unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    let visitor = server.visitor();
+    for (email, password, slug, expect) in [
+        ("bob@example.com", PASSWORD, "acme", "already taken"),
+        ("bob@example.com", PASSWORD, "Bad Slug", "cannot be used"),
+        ("bob@example.com", PASSWORD, "admin", "cannot be used"),
+        ("bob@example.com", "short", "bobs", "at least"),
+        ("not-an-email", PASSWORD, "bobs", "not a valid email"),
+        ("ada@example.com", PASSWORD, "other", "cannot be used to sign up"),
+    ] {
+        let response = visitor
+            .submit(
+                "/signup",
+                "/signup",
+                &[("email", email), ("password", password), ("workspace", "W"), ("slug", slug)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status, 422, "{email} {slug}");
+        assert!(response.body.contains(expect), "{expect:?} in {}", response.body);
+    }
+    assert!(server.tenancy.user("bob@example.com").await.is_err(), "no half-made account");
+    let (_, total) = server
+        .tenancy
+        .control()
+        .search(&silo_tenancy::TenantQuery { limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(total, 1, "only acme exists");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_right_token_are_refused() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    for action in [
+        "/w/acme/projects",
+        "/logout",
+        "/account/profile",
+        "/account/sessions/revoke-all",
+        "/w/acme/members/invite",
+        "/w/acme/delete",
+    ] {
+        let missing = ada
+            .post(
+                action,
+                &[
+                    ("name", "x"),
+                    ("display_name", "x"),
+                    ("email", "x@example.com"),
+                    ("role", "member"),
+                    ("confirm", "acme"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(missing.status, 403, "{action} without a token");
+        let wrong = ada.post(action, &[("csrf", &"0".repeat(64)), ("name", "x")]).await.unwrap();
+        assert_eq!(wrong.status, 403, "{action} with a wrong token");
+    }
+    // A right token from another site (the browser says so) is refused too.
+    let token = ada.csrf("/w/acme/").await.unwrap();
+    let cross = ada
+        .send(
+            ada.request(reqwest::Method::POST, "/w/acme/projects")
+                .header("Sec-Fetch-Site", "cross-site")
+                .form(&[("csrf", token.as_str()), ("name", "x")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cross.status, 403);
+    // Signed-out forms use the cookie token: a login without it is refused.
+    let stranger = server.visitor();
+    let login =
+        stranger.post("/login", &[("email", "ada@example.com"), ("password", PASSWORD)]).await.unwrap();
+    assert_eq!(login.status, 403);
+    // Nothing was created by the refused requests.
+    let dashboard = ada.get("/w/acme/").await.unwrap();
+    assert!(dashboard.body.contains("No projects yet"));
+    assert!(
+        server
+            .tenancy
+            .workspaces_of(&server.tenancy.user("ada@example.com").await.unwrap().id)
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn logins_are_throttled_and_do_not_reveal_accounts() {
+    let server = TestServer::start().await.unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    let visitor = server.visitor();
+    let unknown = visitor
+        .submit("/login", "/login", &[("email", "nobody@example.com"), ("password", "wrong password")])
+        .await
+        .unwrap();
+    let wrong = visitor
+        .submit("/login", "/login", &[("email", "ada@example.com"), ("password", "wrong password")])
+        .await
+        .unwrap();
+    assert_eq!((unknown.status, wrong.status), (401, 401));
+    let strip = |body: &str, email: &str| {
+        body.replace(email, "EMAIL").replace(&csrf_of(body).unwrap_or_default(), "TOKEN")
+    };
+    assert_eq!(
+        strip(&unknown.body, "nobody@example.com"),
+        strip(&wrong.body, "ada@example.com"),
+        "same page for both"
+    );
+
+    for _ in 0..4 {
+        let r = visitor
+            .submit("/login", "/login", &[("email", "ada@example.com"), ("password", "wrong password")])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401);
+    }
+    let throttled = visitor
+        .submit("/login", "/login", &[("email", "ada@example.com"), ("password", PASSWORD)])
+        .await
+        .unwrap();
+    assert_eq!(throttled.status, 429, "the right password is not even checked now");
+    assert!(throttled.headers.get("retry-after").is_some());
+    assert!(throttled.body.contains("Too many failed sign-ins"));
+
+    // Password reset: same answer for known and unknown addresses; the link works once.
+    let known = visitor
+        .submit("/password/forgot", "/password/forgot", &[("email", "ada@example.com")])
+        .await
+        .unwrap();
+    let unknown = visitor
+        .submit("/password/forgot", "/password/forgot", &[("email", "nobody@example.com")])
+        .await
+        .unwrap();
+    assert_eq!(known.status, 200);
+    assert_eq!(strip(&known.body, ""), strip(&unknown.body, ""));
+    let email = server.last_email("ada@example.com").await.unwrap();
+    let link = email.split_whitespace().find(|w| w.contains("/password/reset/")).unwrap();
+    let path = &link[link.find("/password/reset/").unwrap()..];
+    let reset = visitor.submit(path, path, &[("password", "a brand new password")]).await.unwrap();
+    assert_eq!((reset.status, reset.location.as_deref()), (303, Some("/login")));
+    let again = visitor.get(path).await.unwrap();
+    assert!(again.body.contains("no longer valid"));
+    let signed_in = visitor
+        .submit("/login", "/login", &[("email", "ada@example.com"), ("password", "a brand new password")])
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status, 303, "a reset clears the account's throttle");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_revocable_and_renewed_at_login() {
+    let server = TestServer::start().await.unwrap();
+    let laptop = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let phone = server.sign_in("ada@example.com").await.unwrap();
+    assert_eq!(phone.get("/w/acme/").await.unwrap().status, 200);
+
+    let account = laptop.get("/account").await.unwrap();
+    assert_eq!(account.body.matches("<td>127.0.0.1</td>").count(), 2, "both sessions listed");
+
+    // Logout ends the session server-side: the old cookie value no longer works.
+    let raw = server.visitor();
+    let login = raw
+        .submit("/login", "/login", &[("email", "ada@example.com"), ("password", PASSWORD)])
+        .await
+        .unwrap();
+    let cookie = login.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("silo_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax")
+    );
+    assert!(!cookie.contains("Secure"), "plain HTTP without a proxy: no Secure flag");
+    let value = cookie.split(';').next().unwrap().to_owned();
+    raw.submit("/w/acme/", "/logout", &[]).await.unwrap();
+    let replay = server.visitor();
+    let replayed =
+        replay.send(replay.request(reqwest::Method::GET, "/w/acme/").header("Cookie", value)).await.unwrap();
+    assert_eq!(replayed.status, 303, "a logged-out session id is dead");
+
+    let everywhere = laptop.submit("/account", "/account/sessions/revoke-all", &[]).await.unwrap();
+    assert_eq!(everywhere.status, 303);
+    assert_eq!(phone.get("/w/acme/").await.unwrap().status, 303, "the phone was signed out too");
+    assert_eq!(laptop.get("/account").await.unwrap().status, 303);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_a_tls_proxy() {
+    let server = TestServer::start_with(|s| s.server.trust_proxy = true).await.unwrap();
+    server.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let visitor = server.visitor();
+    let token = visitor.csrf("/login").await.unwrap();
+    let response = visitor
+        .send(visitor.request(reqwest::Method::POST, "/login").header("X-Forwarded-Proto", "https").form(&[
+            ("csrf", token.as_str()),
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 303);
+    let cookie = response.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(cookie.starts_with("__Host-silo_session="), "{cookie}");
+    for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let server = TestServer::start().await.unwrap();
+    let visitor = server.visitor();
+    for path in ["/", "/login", "/nope", "/w/nope/", "/static/silo.css", "/api/v1/openapi.json"] {
+        let response = visitor.get(path).await.unwrap();
+        let csp = response.headers.get("content-security-policy").unwrap().to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'")
+                && !csp.contains("unsafe-inline")
+                && !csp.contains("script-src"),
+            "{csp}"
+        );
+        assert_eq!(response.headers.get("x-content-type-options").unwrap(), "nosniff");
+        assert_eq!(response.headers.get("referrer-policy").unwrap(), "same-origin");
+    }
+    let missing = visitor.get("/nope").await.unwrap();
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("Not found") && missing.body.contains("silo.css"), "styled 404 page");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invitations_for_new_and_existing_accounts_and_roles() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+
+    // Invite a newcomer: the link arrives by email (outbox); they create an account and land in.
+    let sent = ada
+        .submit(
+            "/w/acme/members",
+            "/w/acme/members/invite",
+            &[("email", "Bob@Example.com"), ("role", "member")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 303);
+    let members = ada.get("/w/acme/members").await.unwrap();
+    assert!(
+        members.body.contains("Invitation emailed to bob@example.com")
+            && members.body.contains("Pending invitations")
+    );
+    let email = server.last_email("bob@example.com").await.unwrap();
+    let link = email.split_whitespace().find(|w| w.contains("/invitations/")).unwrap();
+    let path = link[link.find("/invitations/").unwrap()..].to_owned();
+    let bob = server.visitor();
+    let page = bob.get(&path).await.unwrap();
+    assert!(page.body.contains("Join acme") && page.body.contains("as <strong>member</strong>"));
+    let joined = bob
+        .submit(&path, &format!("{path}/signup"), &[("name", "Bob"), ("password", PASSWORD)])
+        .await
+        .unwrap();
+    assert_eq!((joined.status, joined.location.as_deref()), (303, Some("/w/acme/")));
+    assert_eq!(bob.get("/w/acme/").await.unwrap().status, 200);
+    assert!(bob.get(&path).await.unwrap().body.contains("no longer valid"), "an invitation works once");
+
+    // A member cannot invite or change roles (403), and cannot touch owners.
+    let refused = bob
+        .submit(
+            "/w/acme/members",
+            "/w/acme/members/invite",
+            &[("email", "eve@example.com"), ("role", "member")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403);
+    let ada_id = server.tenancy.user("ada@example.com").await.unwrap().id;
+    let bob_id = server.tenancy.user("bob@example.com").await.unwrap().id;
+    let demote = bob
+        .submit("/w/acme/members", &format!("/w/acme/members/{ada_id}/role"), &[("role", "member")])
+        .await
+        .unwrap();
+    assert_eq!(demote.status, 403);
+    assert_eq!(bob.get("/w/acme/settings").await.unwrap().body.contains("Danger zone"), false);
+
+    // An existing account accepts after signing in; the wrong account cannot.
+    server.sign_up("carol@example.com", "carols").await.unwrap();
+    ada.submit(
+        "/w/acme/members",
+        "/w/acme/members/invite",
+        &[("email", "carol@example.com"), ("role", "admin")],
+    )
+    .await
+    .unwrap();
+    let email = server.last_email("carol@example.com").await.unwrap();
+    let link = email.split_whitespace().find(|w| w.contains("/invitations/")).unwrap();
+    let path = link[link.find("/invitations/").unwrap()..].to_owned();
+    let wrong = bob.submit(&path, &format!("{path}/accept"), &[]).await.unwrap();
+    assert_eq!(wrong.status, 422);
+    assert!(wrong.body.contains("this invitation is for carol@example.com"));
+    let carol = server.sign_in("carol@example.com").await.unwrap();
+    let accepted = carol.submit(&path, &format!("{path}/accept"), &[]).await.unwrap();
+    assert_eq!((accepted.status, accepted.location.as_deref()), (303, Some("/w/acme/")));
+
+    // Carol (admin) can promote Bob to admin but not to owner; Ada (owner) can.
+    let promote = carol
+        .submit("/w/acme/members", &format!("/w/acme/members/{bob_id}/role"), &[("role", "admin")])
+        .await
+        .unwrap();
+    assert_eq!(promote.status, 303);
+    let owner = carol
+        .submit("/w/acme/members", &format!("/w/acme/members/{bob_id}/role"), &[("role", "owner")])
+        .await
+        .unwrap();
+    assert_eq!(owner.status, 403);
+    // The last owner cannot step down.
+    let last = ada
+        .submit("/w/acme/members", &format!("/w/acme/members/{ada_id}/role"), &[("role", "member")])
+        .await
+        .unwrap();
+    assert_eq!(last.status, 303);
+    assert!(ada.get("/w/acme/members").await.unwrap().body.contains("at least one owner"));
+    // Removing Bob takes his access at once.
+    let removed =
+        ada.submit("/w/acme/members", &format!("/w/acme/members/{bob_id}/remove"), &[]).await.unwrap();
+    assert_eq!(removed.status, 303);
+    assert_eq!(bob.get("/w/acme/").await.unwrap().status, 404);
+    server.stop().await;
+}
+
+/// Every workspace route, with the other tenant's slug and object ids, answers 404 and shows
+/// none of its data — for reads and for (correctly signed) writes.
+#[tokio::test]
+async fn a_user_of_one_tenant_never_reaches_another() {
+    let server = TestServer::start().await.unwrap();
+    let alice = server.sign_up("alice@example.com", "alpha").await.unwrap();
+    let bob = server.sign_up("bob@example.com", "bravo").await.unwrap();
+    let made = bob.submit("/w/bravo/", "/w/bravo/projects", &[("name", "SECRET-PROJECT")]).await.unwrap();
+    let project = made.location.unwrap().rsplit('/').next().unwrap().to_owned();
+    bob.submit(
+        &format!("/w/bravo/projects/{project}"),
+        &format!("/w/bravo/projects/{project}/tasks"),
+        &[("title", "SECRET-TASK")],
+    )
+    .await
+    .unwrap();
+    let board = bob.get(&format!("/w/bravo/projects/{project}")).await.unwrap();
+    let task = between(&board.body, "href=\"/w/bravo/tasks/", "\"").unwrap().to_owned();
+    let bob_id = server.tenancy.user("bob@example.com").await.unwrap().id;
+
+    let reads = [
+        "/w/bravo/".to_owned(),
+        format!("/w/bravo/projects/{project}"),
+        format!("/w/bravo/tasks/{task}"),
+        "/w/bravo/search?q=SECRET".to_owned(),
+        "/w/bravo/members".to_owned(),
+        "/w/bravo/settings".to_owned(),
+        "/w/bravo/unknown-page".to_owned(),
+    ];
+    for path in &reads {
+        let response = alice.get(path).await.unwrap();
+        assert_eq!(response.status, 404, "{path}");
+        assert!(!response.body.contains("SECRET") && !response.body.contains("bob@example.com"), "{path}");
+    }
+    let writes = [
+        "/w/bravo/projects".to_owned(),
+        format!("/w/bravo/projects/{project}/tasks"),
+        format!("/w/bravo/tasks/{task}"),
+        format!("/w/bravo/tasks/{task}/comments"),
+        format!("/w/bravo/tasks/{task}/delete"),
+        "/w/bravo/members/invite".to_owned(),
+        format!("/w/bravo/members/{bob_id}/role"),
+        format!("/w/bravo/members/{bob_id}/remove"),
+        "/w/bravo/invitations/x/revoke".to_owned(),
+        "/w/bravo/settings".to_owned(),
+        "/w/bravo/delete".to_owned(),
+    ];
+    for path in &writes {
+        let fields = [
+            ("name", "pwned"),
+            ("title", "pwned"),
+            ("body", "pwned"),
+            ("email", "alice@example.com"),
+            ("role", "owner"),
+            ("confirm", "bravo"),
+        ];
+        let response = alice.submit("/w/alpha/", path, &fields).await.unwrap();
+        assert_eq!(response.status, 404, "{path}");
+    }
+    // Alice's own workspace with Bob's ids finds only her own (empty) data.
+    assert_eq!(alice.get(&format!("/w/alpha/projects/{project}")).await.unwrap().status, 404);
+    assert_eq!(alice.get(&format!("/w/alpha/tasks/{task}")).await.unwrap().status, 404);
+    // Bravo is untouched.
+    let board = bob.get(&format!("/w/bravo/projects/{project}")).await.unwrap();
+    assert!(board.body.contains("SECRET-TASK") && !board.body.contains("pwned"));
+    assert_eq!(
+        server
+            .tenancy
+            .role(
+                server.tenancy.tenant(&"bravo".parse().unwrap()).await.unwrap().id,
+                &server.tenancy.user("alice@example.com").await.unwrap().id
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn suspended_and_deleted_workspaces() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let eve = server.sign_up("eve@example.com", "evil").await.unwrap();
+    let acme = "acme".parse().unwrap();
+    server.tenancy.suspend(&acme, "test").await.unwrap();
+    let suspended = ada.get("/w/acme/").await.unwrap();
+    assert_eq!(suspended.status, 423);
+    assert!(suspended.body.contains("suspended"));
+    assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404, "outsiders cannot tell");
+    server.tenancy.resume(&acme, "test").await.unwrap();
+    assert_eq!(ada.get("/w/acme/").await.unwrap().status, 200);
+
+    // The owner deletes it from the danger zone (typing the slug).
+    let unconfirmed = ada.submit("/w/acme/settings", "/w/acme/delete", &[("confirm", "acm")]).await.unwrap();
+    assert_eq!(unconfirmed.status, 303);
+    assert_eq!(ada.get("/w/acme/").await.unwrap().status, 200, "not deleted without the confirmation");
+    let deleted = ada.submit("/w/acme/settings", "/w/acme/delete", &[("confirm", "acme")]).await.unwrap();
+    assert_eq!((deleted.status, deleted.location.as_deref()), (303, Some("/")));
+    let gone = ada.get("/w/acme/").await.unwrap();
+    assert_eq!(gone.status, 410);
+    assert!(gone.body.contains("deleted"));
+    server.tenancy.purge(&acme, "test").await.unwrap();
+    assert_eq!(ada.get("/w/acme/tasks/1").await.unwrap().status, 410);
+    assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn account_page_profile_password_and_tokens() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let other = server.sign_in("ada@example.com").await.unwrap();
+    let saved = ada.submit("/account", "/account/profile", &[("display_name", "Ada L.")]).await.unwrap();
+    assert_eq!(saved.status, 303);
+    assert!(
+        ada.get("/w/acme/members").await.unwrap().body.contains("Ada L."),
+        "the workspace's member row follows"
+    );
+
+    let wrong = ada
+        .submit(
+            "/account",
+            "/account/password",
+            &[("current", "not it at all"), ("new", "another long password")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 303);
+    assert!(ada.get("/account").await.unwrap().body.contains("current password is not right"));
+    let changed = ada
+        .submit("/account", "/account/password", &[("current", PASSWORD), ("new", "another long password")])
+        .await
+        .unwrap();
+    assert_eq!(changed.status, 303);
+    assert_eq!(ada.get("/account").await.unwrap().status, 200, "this session stays");
+    assert_eq!(other.get("/account").await.unwrap().status, 303, "the other session ended");
+
+    let created = ada.submit("/account", "/account/tokens", &[("workspace", "acme")]).await.unwrap();
+    assert_eq!(created.status, 200);
+    let token = between(&created.body, "id=\"new-token\">", "<").unwrap().to_owned();
+    assert!(token.starts_with("silo_"));
+    let listed = ada.get("/account").await.unwrap();
+    assert!(!listed.body.contains(&token), "shown once");
+    let refused = ada.submit("/account", "/account/tokens", &[("workspace", "someone-elses")]).await.unwrap();
+    assert_eq!(refused.status, 303);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_console_runs_the_fleet() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    assert_eq!(ada.get("/admin").await.unwrap().status, 404, "not for tenant users");
+    server.operator_token("ops@example.com").await.unwrap();
+    let ops = server.sign_in("ops@example.com").await.unwrap();
+    for i in 0..60 {
+        server
+            .tenancy
+            .create(
+                silo_tenancy::CreateTenant {
+                    slug: format!("fleet-{i:02}"),
+                    plan: Some(if i % 2 == 0 { "pro".into() } else { "free".into() }),
+                    ..Default::default()
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+    }
+    let list = ops.get("/admin").await.unwrap();
+    assert!(
+        list.body.contains("Tenants <span class=\"muted\">(61)</span>") && list.body.contains("Page 1 of 2"),
+        "{}",
+        list.body
+    );
+    let page2 = ops.get("/admin?sort=slug&page=2").await.unwrap();
+    assert!(page2.body.contains("fleet-59") && !page2.body.contains("fleet-00"));
+    let filtered = ops.get("/admin?q=fleet-1&plan=pro").await.unwrap();
+    assert!(filtered.body.contains("(5)"), "fleet-10,12,14,16,18");
+
+    let provisioned = ops
+        .submit(
+            "/admin",
+            "/admin/tenants",
+            &[
+                ("slug", "newco"),
+                ("name", "NewCo"),
+                ("region", "local"),
+                ("plan", "pro"),
+                ("owner", "ada@example.com"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(provisioned.status, 303);
+    let detail_path = provisioned.location.unwrap();
+    let detail = ops.get(&detail_path).await.unwrap();
+    assert!(
+        detail.body.contains("NewCo") && detail.body.contains("tenant.create") && detail.body.contains("MiB")
+    );
+    assert_eq!(ada.get("/w/newco/").await.unwrap().status, 200, "the owner was added");
+
+    for action in ["suspend", "resume", "migrate", "delete"] {
+        let done = ops.submit(&detail_path, &format!("{detail_path}/{action}"), &[]).await.unwrap();
+        assert_eq!(done.status, 303, "{action}");
+        let page = ops.get(&detail_path).await.unwrap();
+        assert!(page.body.contains("class=\"flash ok\""), "{action}: {}", page.body);
+    }
+    let unconfirmed =
+        ops.submit(&detail_path, &format!("{detail_path}/purge"), &[("confirm", "nope")]).await.unwrap();
+    assert_eq!(unconfirmed.status, 303);
+    assert!(ops.get(&detail_path).await.unwrap().body.contains("id=\"tenant-status\">deleting"));
+    ops.submit(&detail_path, &format!("{detail_path}/purge"), &[("confirm", "newco")]).await.unwrap();
+    assert!(ops.get(&detail_path).await.unwrap().body.contains("id=\"tenant-status\">deleted"));
+
+    let fleet = ops.get("/admin/fleet").await.unwrap();
+    assert!(fleet.body.contains("Handle cache") && fleet.body.contains("v1: 61 tenant(s)"), "{}", fleet.body);
+    let audit = ops.get("/admin/audit?action=tenant.purge").await.unwrap();
+    assert!(audit.body.contains("tenant.purge") && !audit.body.contains("tenant.suspend"));
+    server.stop().await;
+}
