@@ -4,6 +4,8 @@
 //! [`TestServer`], [`Visitor`] (a cookie-keeping HTTP client that fills in forms) and
 //! [`http_get`] are the shared harness.
 
+pub mod browser;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
@@ -88,11 +90,7 @@ impl TestServer {
     /// The newest email queued to `recipient`.
     pub async fn last_email(&self, recipient: &str) -> anyhow::Result<String> {
         let emails = self.tenancy.outbox(Some(recipient), 1).await?;
-        Ok(emails
-            .into_iter()
-            .next()
-            .map(|e| e.body)
-            .ok_or_else(|| anyhow::anyhow!("no email to {recipient}"))?)
+        emails.into_iter().next().map(|e| e.body).ok_or_else(|| anyhow::anyhow!("no email to {recipient}"))
     }
 
     /// Stops the server gracefully.

@@ -419,7 +419,7 @@ async fn invitations_for_new_and_existing_accounts_and_roles() {
         .await
         .unwrap();
     assert_eq!(demote.status, 403);
-    assert_eq!(bob.get("/w/acme/settings").await.unwrap().body.contains("Danger zone"), false);
+    assert!(!bob.get("/w/acme/settings").await.unwrap().body.contains("Danger zone"));
 
     // An existing account accepts after signing in; the wrong account cannot.
     server.sign_up("carol@example.com", "carols").await.unwrap();

@@ -91,7 +91,13 @@ impl Tenancy {
         .bind(ip)
         .execute(self.control().writer())
         .await?;
-        let session = self.session(&secret).await?.ok_or_else(|| Error::UnknownUser(user_id.to_owned()))?;
+        let session: Option<Session> = sqlx::query_as(
+            "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_sha256 = ?",
+        )
+        .bind(&id)
+        .fetch_optional(self.control().writer())
+        .await?;
+        let session = session.ok_or_else(|| Error::UnknownUser(user_id.to_owned()))?;
         Ok(NewSession { secret, session })
     }
 

@@ -78,10 +78,10 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_w
                 let response = service.call(req);
                 async move {
                     let mut response: ServiceResponse = response.await?;
-                    if let Some(cookie) = new_cookie {
-                        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-                            response.headers_mut().append(header::SET_COOKIE, value);
-                        }
+                    if let Some(cookie) = new_cookie
+                        && let Ok(value) = HeaderValue::from_str(&cookie.to_string())
+                    {
+                        response.headers_mut().append(header::SET_COOKIE, value);
                     }
                     Ok(response)
                 }

@@ -1,7 +1,7 @@
 //! Operational endpoints: liveness, readiness, Prometheus metrics.
 
+use super::state::AppState;
 use actix_web::{HttpResponse, get, web};
-use silo_tenancy::Tenancy;
 
 /// Registers the endpoints.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -16,8 +16,8 @@ async fn healthz() -> HttpResponse {
 
 /// The process can serve: the control plane answers.
 #[get("/readyz")]
-async fn readyz(tenancy: web::Data<Tenancy>) -> HttpResponse {
-    match tenancy.control().ping().await {
+async fn readyz(app: web::Data<AppState>) -> HttpResponse {
+    match app.tenancy.control().ping().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -30,13 +30,13 @@ async fn readyz(tenancy: web::Data<Tenancy>) -> HttpResponse {
 
 /// Prometheus text format: the handle cache's counters and process facts.
 #[get("/metrics")]
-async fn metrics(tenancy: web::Data<Tenancy>) -> HttpResponse {
-    let mut body = tenancy.cache().stats().to_prometheus();
+async fn metrics(app: web::Data<AppState>) -> HttpResponse {
+    let mut body = app.tenancy.cache().stats().to_prometheus();
     body.push_str("# HELP silo_build_info Silo build and SQLite versions.\n# TYPE silo_build_info gauge\n");
     body.push_str(&format!(
         "silo_build_info{{version=\"{}\",sqlite=\"{}\"}} 1\n",
         env!("CARGO_PKG_VERSION"),
-        tenancy.sqlite_version()
+        app.tenancy.sqlite_version()
     ));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }

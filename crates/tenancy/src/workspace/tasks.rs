@@ -213,14 +213,14 @@ pub fn update(db: &TenantDb, id: i64, patch: &TaskPatch, actor: Option<i64>) -> 
         .call(|conn| {
             let tx = conn.transaction()?;
             let changed = tx
-                .prepare_cached(concat!(
+                .prepare_cached(
                     "UPDATE tasks SET title = coalesce(?2, title), body = coalesce(?3, body),
                      status = coalesce(?4, status),
                      assignee_id = CASE WHEN ?5 THEN ?6 ELSE assignee_id END,
                      due_date = CASE WHEN ?7 THEN ?8 ELSE due_date END,
                      updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-                     WHERE id = ?1 RETURNING title"
-                ))?
+                     WHERE id = ?1 RETURNING title",
+                )?
                 .query_row(
                     params![
                         id,

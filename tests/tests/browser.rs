@@ -1,0 +1,153 @@
+//! The main user journey and the operator journey in headless Chromium, with screenshots in
+//! `target/e2e/`. Skipped (with a message) where Chromium is not installed; `.ci/run` installs
+//! it and requires it.
+
+use silo_e2e::browser::Browser;
+use silo_e2e::{PASSWORD, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_journey_in_a_browser() {
+    let Some(browser) = Browser::launch("user_journey_in_a_browser").await.unwrap() else { return };
+    let server = TestServer::start().await.unwrap();
+    let result = user_journey(&browser, &server).await;
+    if result.is_err() {
+        let _ = browser.screenshot("user-journey-failure").await;
+    }
+    browser.quit().await;
+    server.stop().await;
+    result.unwrap();
+}
+
+async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
+    b.open(&server.url("/")).await?;
+    b.click("a.button[href='/signup']").await?;
+    b.fill("#email", "ada@example.com").await?;
+    b.fill("#name", "Ada").await?;
+    b.fill("#password", PASSWORD).await?;
+    b.fill("#workspace", "Acme Rockets").await?;
+    b.fill("#slug", "acme").await?;
+    b.screenshot("01-signup").await?;
+    b.click("form[action='/signup'] button[type=submit]").await?;
+    anyhow::ensure!(b.path().await? == "/w/acme/", "landed on {}", b.path().await?);
+    anyhow::ensure!(b.text().await?.contains("No projects yet"));
+    b.screenshot("02-empty-workspace").await?;
+
+    b.fill("#project-name", "Launch").await?;
+    b.fill("#project-description", "Everything for the launch").await?;
+    b.click("form[action='/w/acme/projects'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Project created."));
+    for (title, due) in [("Write the press release", "2026-12-01"), ("Book the venue", "")] {
+        b.fill("#task-title", title).await?;
+        b.fill("#task-body", "Details about the launch quarantine plan").await?;
+        if !due.is_empty() {
+            // Chromium's date input takes the digits in the locale's order (en-US: mm dd yyyy).
+            b.fill("#task-due", "12012026").await?;
+        }
+        b.click("form[action$='/tasks'] button").await?;
+        anyhow::ensure!(b.text().await?.contains("Task created."), "{}", b.text().await?);
+    }
+    let board = b.text().await?;
+    anyhow::ensure!(board.contains("Write the press release") && board.contains("due 2026-12-01"), "{board}");
+    b.screenshot("03-project-board").await?;
+
+    b.click("a.task").await?;
+    b.select("#status", "doing").await?;
+    b.click("form[action^='/w/acme/tasks/'] button[type=submit]").await?;
+    anyhow::ensure!(b.text().await?.contains("Task saved."));
+    b.fill("#comment", "Venue confirmed for the quarantine-free date").await?;
+    b.click("form[action$='/comments'] button").await?;
+    let task = b.text().await?;
+    anyhow::ensure!(task.contains("Comment added.") && task.contains("Venue confirmed"), "{task}");
+    b.screenshot("04-task-with-comment").await?;
+
+    b.click("nav.tabs a[href='/w/acme/search']").await?;
+    b.fill("#q", "quarantine").await?;
+    b.click("form[role=search] button").await?;
+    let html = b.html().await?;
+    anyhow::ensure!(html.contains("<mark>quarantine</mark>"), "highlighted search results");
+    b.screenshot("05-search").await?;
+
+    // Invite a teammate; they accept through the emailed link in a fresh session.
+    b.click("nav.tabs a[href='/w/acme/members']").await?;
+    b.fill("#invite-email", "bob@example.com").await?;
+    b.click("form[action='/w/acme/members/invite'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Invitation emailed to bob@example.com"));
+    b.screenshot("06-members-invited").await?;
+    b.click("header form[action='/logout'] button").await?;
+    anyhow::ensure!(b.path().await? == "/login");
+
+    let email = server.last_email("bob@example.com").await?;
+    let link = email.split_whitespace().find(|w| w.contains("/invitations/")).unwrap_or_default();
+    b.open(link).await?;
+    b.screenshot("07-invitation").await?;
+    b.fill("#name", "Bob").await?;
+    b.fill("#password", PASSWORD).await?;
+    b.click("form[action$='/signup'] button").await?;
+    anyhow::ensure!(b.path().await? == "/w/acme/", "bob landed on {}", b.path().await?);
+    anyhow::ensure!(b.text().await?.contains("Launch"));
+
+    // A phone-sized window still reads well.
+    b.client.set_window_size(390, 844).await?;
+    b.open(&server.url("/w/acme/members")).await?;
+    anyhow::ensure!(
+        b.text().await?.contains("bob@example.com") && b.text().await?.contains("ada@example.com")
+    );
+    b.screenshot("08-members-on-a-phone").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_journey_in_a_browser() {
+    let Some(browser) = Browser::launch("operator_journey_in_a_browser").await.unwrap() else { return };
+    let server = TestServer::start().await.unwrap();
+    let result = operator_journey(&browser, &server).await;
+    if result.is_err() {
+        let _ = browser.screenshot("operator-journey-failure").await;
+    }
+    browser.quit().await;
+    server.stop().await;
+    result.unwrap();
+}
+
+async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
+    server.operator_token("ops@example.com").await?;
+    for i in 0..30 {
+        let request = silo_tenancy::CreateTenant { slug: format!("customer-{i:02}"), ..Default::default() };
+        server.tenancy.create(request, "test").await?;
+    }
+    b.open(&server.url("/login")).await?;
+    b.fill("#email", "ops@example.com").await?;
+    b.fill("#password", PASSWORD).await?;
+    b.click("form[action='/login'] button").await?;
+    b.click("header a[href='/admin']").await?;
+    anyhow::ensure!(b.text().await?.contains("Tenants (30)"), "{}", b.text().await?);
+    b.screenshot("10-admin-tenants").await?;
+
+    b.fill("#q", "customer-1").await?;
+    b.click("form[role=search] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Tenants (10)"));
+
+    b.fill("#new-slug", "bigco").await?;
+    b.fill("#new-name", "BigCo").await?;
+    b.fill("#new-plan", "enterprise").await?;
+    b.click("form[action='/admin/tenants'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Tenant provisioned."));
+    b.click("form[action$='/suspend'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Tenant suspended."));
+    b.screenshot("11-admin-tenant-suspended").await?;
+    b.click("form[action$='/resume'] button").await?;
+    b.click("form[action$='/delete'] button").await?;
+    b.fill("#confirm", "bigco").await?;
+    b.click("form[action$='/purge'] button").await?;
+    let detail = b.text().await?;
+    anyhow::ensure!(detail.contains("Tenant purged") && detail.contains("tenant.purge"), "{detail}");
+    b.screenshot("12-admin-tenant-purged").await?;
+
+    b.click("nav.tabs a[href='/admin/fleet']").await?;
+    anyhow::ensure!(b.text().await?.contains("v1: 30 tenant(s)"));
+    b.screenshot("13-admin-fleet").await?;
+    b.click("nav.tabs a[href='/admin/audit']").await?;
+    anyhow::ensure!(b.text().await?.contains("tenant.purge"));
+    b.screenshot("14-admin-audit").await?;
+    Ok(())
+}
