@@ -18,6 +18,7 @@ bench:
     cargo run --release -p silo-bench -- cache
     cargo run --release -p silo-bench -- provision
     cargo run --release -p silo-bench -- migrate
+    cargo run --release -p silo-bench -- http
 
 # What CI runs.
 ci:

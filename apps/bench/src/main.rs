@@ -5,9 +5,12 @@
 //!   cold opens with 0 and 5,000 other tenants open, a Zipf(1.1) workload, and churn.
 //! - `silo-bench provision`: tenants created per second.
 //! - `silo-bench migrate`: fleet migration throughput at concurrency 1 and 2.
+//! - `silo-bench http`: the HTTP server under load (health, API reads on one and on many
+//!   tenants, writes, a signed-in page) and where a request's time goes.
 
 mod cache;
 mod fleet;
+mod http;
 mod measure;
 
 use std::path::PathBuf;
@@ -29,6 +32,8 @@ struct Cli {
 enum Command {
     /// The handle cache.
     Cache(cache::CacheArgs),
+    /// The HTTP server under load.
+    Http(http::HttpArgs),
     /// Provisioning throughput.
     Provision {
         /// Tenants to create.
@@ -59,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             match cli.command {
                 Command::Cache(args) => cache::run(&dir, args).await,
+                Command::Http(args) => http::run(&dir, args).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,
             }

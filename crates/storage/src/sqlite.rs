@@ -119,6 +119,10 @@ pub fn open_sync(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<ru
         tuning.page_cache_kib
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Query-planner stability: without it SQLite plans around the values bound to some
+    // parameters (`LIMIT ?`, `? IS NULL OR …`) and re-prepares a cached statement whenever
+    // they change — measured at ~50–80 µs of a 20-row list on every request.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 

@@ -62,6 +62,8 @@ pub struct CacheSettings {
 pub struct ServerSettings {
     /// Address to listen on.
     pub bind: String,
+    /// HTTP worker threads (each a single-threaded event loop); default: one per core.
+    pub workers: Option<usize>,
     /// Serve workspaces on `{slug}.{base_domain}` as well as under `/w/{slug}/`.
     pub base_domain: Option<String>,
     /// The public URL (`https://silo.example.com`) used in emailed links; when unset, links
@@ -108,6 +110,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8080".to_owned(),
+            workers: None,
             base_domain: None,
             public_url: None,
             trust_proxy: false,

@@ -33,7 +33,12 @@ macro_rules! now {
 
 /// The current time in the format of [`now!`] (for comparisons in Rust with stored times).
 pub fn utc_now() -> String {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    utc_timestamp(std::time::SystemTime::now())
+}
+
+/// A time in the format of [`now!`].
+pub fn utc_timestamp(time: std::time::SystemTime) -> String {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

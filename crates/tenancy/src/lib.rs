@@ -156,6 +156,12 @@ impl Tenancy {
         self.inner.cache.get(id).await
     }
 
+    /// The open handle of a tenant the caller has just looked up (by [`Tenancy::resolve`]): a
+    /// cache miss trusts that row instead of reading the control plane again.
+    pub async fn db_for(&self, tenant: &Tenant) -> Result<Arc<TenantDb>> {
+        self.inner.cache.get_known(tenant).await
+    }
+
     /// Where a tenant's file is.
     pub fn tenant_path(&self, tenant: &Tenant) -> Result<PathBuf> {
         Ok(self.inner.placement.database_path(&tenant.region, tenant.id.as_uuid())?)

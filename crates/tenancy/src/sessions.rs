@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::accounts::token_digest;
 use crate::{Error, Result, Tenancy};
 
+/// How stale a session's `last_seen_at` may get before a request refreshes it.
+pub const LAST_SEEN_STEP: Duration = Duration::from_secs(300);
+
 /// A live session as the web layer sees it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Session {
@@ -116,8 +119,35 @@ impl Tenancy {
         .bind(&digest)
         .fetch_optional(self.control().reader())
         .await?;
+        if let Some(session) = &session {
+            self.touch_session(session);
+        }
         self.directory().sessions.insert(digest, session.clone());
         Ok(session)
+    }
+
+    /// Records that a session is in use, at most every [`LAST_SEEN_STEP`] (a write per
+    /// request would make every page view a control-plane write).
+    fn touch_session(&self, session: &Session) {
+        let stale = crate::control::utc_timestamp(std::time::SystemTime::now() - LAST_SEEN_STEP);
+        if session.last_seen_at >= stale {
+            return;
+        }
+        let writer = self.control().writer().clone();
+        let id = session.id.clone();
+        tokio::spawn(async move {
+            let result = sqlx::query(concat!(
+                "UPDATE sessions SET last_seen_at = ",
+                crate::now!(),
+                " WHERE id_sha256 = ?"
+            ))
+            .bind(&id)
+            .execute(&writer)
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "recording a session's use failed");
+            }
+        });
     }
 
     /// The live sessions of an account, newest first.

@@ -8,6 +8,10 @@ use crate::control::audit;
 use crate::ids::TenantId;
 use crate::{Error, Result, Tenancy};
 
+/// How stale a token's `last_used_at` may get before a request refreshes it (a write per
+/// request, or per directory refresh, would load the control plane for no one's benefit).
+pub const LAST_USED_STEP: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What a valid bearer token acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPrincipal {
@@ -32,7 +36,7 @@ pub struct TokenInfo {
     pub tenant_slug: Option<String>,
     /// Creation time (UTC).
     pub created_at: String,
-    /// Last use (UTC, updated at most every few seconds).
+    /// Last use (UTC, to within five minutes).
     pub last_used_at: Option<String>,
 }
 
@@ -45,7 +49,7 @@ impl Tenancy {
             return Ok(found);
         }
         let row = sqlx::query(
-            "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind,
+            "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind, t.last_used_at,
                     (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
                     OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
                         WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id)) AS standing
@@ -69,7 +73,11 @@ impl Tenancy {
                     email: row.try_get("email")?,
                     tenant,
                 };
-                self.touch_token(&principal.token_id);
+                let last_used: Option<String> = row.try_get("last_used_at")?;
+                let stale = crate::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
+                if last_used.is_none_or(|at| at < stale) {
+                    self.touch_token(&principal.token_id);
+                }
                 Some(principal)
             }
             _ => None,
@@ -78,7 +86,7 @@ impl Tenancy {
         Ok(principal)
     }
 
-    /// Records a token's use without delaying the request (at most once per directory TTL).
+    /// Records a token's use without delaying the request.
     fn touch_token(&self, id: &str) {
         let writer = self.control().writer().clone();
         let id = id.to_owned();

@@ -134,6 +134,13 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether responses under `path` may carry forms (so need the signed-out form token).
+pub fn has_forms(path: &str) -> bool {
+    !(path.starts_with("/api/")
+        || path.starts_with("/static/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics"))
+}
+
 /// Middleware step: gives a visitor without one a `silo_csrf` cookie, so forms shown before
 /// sign-in carry a token. Returns the cookie to set on the response, if a new one was made.
 pub fn ensure_csrf_cookie(req: &HttpRequest) -> Option<Cookie<'static>> {

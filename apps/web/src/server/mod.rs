@@ -67,14 +67,18 @@ fn host_workspace(host: &str, base_domain: Option<&str>) -> Option<TenantSlug> {
 /// runs until stopped.
 pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(AppState::new(tenancy));
+    let workers =
+        state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || {
         let base_domain = state.web.base_domain.clone();
         let (app, openapi) = App::new()
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(64 * 1024))
             .wrap_fn(|req, service| {
-                // Forms shown before sign-in need a token cookie; set it on the response.
-                let new_cookie = auth::ensure_csrf_cookie(req.request());
+                // Forms shown before sign-in need a token cookie; set it on the response of
+                // pages (the API, assets and probes have no forms).
+                let new_cookie =
+                    if auth::has_forms(req.path()) { auth::ensure_csrf_cookie(req.request()) } else { None };
                 let response = service.call(req);
                 async move {
                     let mut response: ServiceResponse = response.await?;
@@ -87,6 +91,28 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_w
                 }
             })
             .wrap(security_headers())
+            .wrap_fn(|req, service| {
+                // One span per request; the route pattern and status are recorded when known,
+                // the tenant by `tenant::enter`.
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    route = tracing::field::Empty,
+                    tenant = tracing::field::Empty,
+                    status = tracing::field::Empty,
+                );
+                let started = std::time::Instant::now();
+                let response = tracing::Instrument::instrument(service.call(req), span.clone());
+                async move {
+                    let response: ServiceResponse = response.await?;
+                    span.record("route", response.request().match_pattern().as_deref().unwrap_or("-"));
+                    span.record("status", response.status().as_u16());
+                    span.in_scope(|| {
+                        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "request done")
+                    });
+                    Ok(response)
+                }
+            })
             .wrap_fn(move |mut req, service| {
                 // `{slug}.{base_domain}/x` is served as `/w/{slug}/x`.
                 let host = auth::request_host(req.request());
@@ -111,6 +137,7 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_w
             .configure(pages::routes)
             .default_service(web::to(pages::not_found))
     })
+    .workers(workers.max(1))
     .listen(listener)?
     .shutdown_timeout(10)
     .run();

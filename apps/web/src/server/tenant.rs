@@ -21,11 +21,16 @@ pub struct Entered {
     pub role: Role,
     /// The tenant's open database.
     pub db: Arc<TenantDb>,
-    /// The member's row id in the tenant file (what tasks and comments point at).
-    pub member_id: Option<i64>,
+    user_id: String,
 }
 
 impl Entered {
+    /// The member's row id in the tenant file (what tasks and comments point at). Looked up
+    /// only by the handlers that write, so reads cost one query less.
+    pub fn member_id(&self) -> Result<Option<i64>, Failure> {
+        Ok(silo_tenancy::workspace::members::by_user(&self.db, &self.user_id)?.map(|m| m.id))
+    }
+
     /// Refuses (403) unless the member has at least `needed` (owner > admin > member).
     pub fn require(&self, needed: Role) -> Result<(), Failure> {
         if rank(self.role) >= rank(needed) {
@@ -48,6 +53,7 @@ fn rank(role: Role) -> u8 {
 pub async fn enter(tenancy: &Tenancy, slug: &str, user_id: &str) -> Result<Entered, Failure> {
     let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
     let tenant = tenancy.resolve(&slug).await?;
+    tracing::Span::current().record("tenant", tracing::field::display(tenant.id));
     let role = tenancy.role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
     match tenant.status {
         TenantStatus::Active => {}
@@ -56,7 +62,6 @@ pub async fn enter(tenancy: &Tenancy, slug: &str, user_id: &str) -> Result<Enter
             return Err(silo_tenancy::Error::Gone(tenant.slug).into());
         }
     }
-    let db = tenancy.db(tenant.id).await?;
-    let member_id = silo_tenancy::workspace::members::by_user(&db, user_id)?.map(|m| m.id);
-    Ok(Entered { tenant, role, db, member_id })
+    let db = tenancy.db_for(&tenant).await?;
+    Ok(Entered { tenant, role, db, user_id: user_id.to_owned() })
 }

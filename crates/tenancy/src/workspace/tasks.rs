@@ -267,21 +267,31 @@ pub fn get(db: &TenantDb, id: i64) -> Result<Option<Task>> {
 }
 
 /// Tasks matching the filter, newest first, at most `limit`.
+///
+/// The statement names only the filters given (one cached statement per combination) rather
+/// than `?1 IS NULL OR …`, so SQLite can use the `(project_id, status, id)` index.
 pub fn list(db: &TenantDb, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
     if let Some(s) = &filter.status {
         status(s)?;
     }
+    let mut sql = String::from(concat!(select!(), " WHERE 1"));
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(5);
+    for (clause, value) in [
+        (" AND t.project_id = ?", filter.project.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        (" AND t.status = ?", filter.status.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        (" AND t.assignee_id = ?", filter.assignee.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        (" AND t.id < ?", filter.before.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(clause);
+            values.push(value);
+        }
+    }
+    sql.push_str(" ORDER BY t.id DESC LIMIT ?");
+    values.push(&limit);
     db.call(|conn| {
-        let mut statement = conn.prepare_cached(concat!(
-            select!(),
-            " WHERE (?1 IS NULL OR t.project_id = ?1) AND (?2 IS NULL OR t.status = ?2)
-             AND (?3 IS NULL OR t.assignee_id = ?3) AND (?4 IS NULL OR t.id < ?4)
-             ORDER BY t.id DESC LIMIT ?5"
-        ))?;
-        let rows = statement.query_map(
-            params![filter.project, filter.status, filter.assignee, filter.before, limit],
-            Task::from_row,
-        )?;
+        let mut statement = conn.prepare_cached(&sql)?;
+        let rows = statement.query_map(&values[..], Task::from_row)?;
         rows.collect()
     })
 }

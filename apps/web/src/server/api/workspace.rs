@@ -16,15 +16,20 @@ use crate::server::auth::state;
 use crate::server::error::{ApiError, Failure};
 use crate::server::tenant::{Entered, enter};
 
+/// Registers the routes in one `/w/{slug}` scope, so the slug pattern is matched once per
+/// request rather than once per route tried.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list_projects)
-        .service(create_project)
-        .service(list_tasks)
-        .service(create_task)
-        .service(get_task)
-        .service(update_task)
-        .service(delete_task)
-        .service(search_tasks);
+    cfg.service(
+        utoipa_actix_web::scope("/w/{slug}")
+            .service(list_tasks)
+            .service(get_task)
+            .service(create_task)
+            .service(update_task)
+            .service(delete_task)
+            .service(list_projects)
+            .service(create_project)
+            .service(search_tasks),
+    );
 }
 
 /// Enters the workspace of the path as the token's account, if the token is for it.
@@ -82,7 +87,7 @@ fn paged<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Op
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), PageParams), responses(
     (status = 200, body = ProjectPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 410, body = ErrorBody), (status = 423, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
-#[get("/w/{slug}/projects")]
+#[get("/projects")]
 async fn list_projects(
     req: HttpRequest,
     bearer: Bearer,
@@ -110,7 +115,7 @@ pub struct NewProject {
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path)), request_body = NewProject, responses(
     (status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
-#[post("/w/{slug}/projects")]
+#[post("/projects")]
 async fn create_project(
     req: HttpRequest,
     bearer: Bearer,
@@ -118,7 +123,7 @@ async fn create_project(
     body: web::Json<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
-    let id = projects::create(&ws.db, &body.name, &body.description, ws.member_id)?;
+    let id = projects::create(&ws.db, &body.name, &body.description, ws.member_id()?)?;
     let project = projects::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     Ok(HttpResponse::Created().json(project))
 }
@@ -139,7 +144,7 @@ struct TaskParams {
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), TaskParams), responses(
     (status = 200, body = TaskPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 423, body = ErrorBody), (status = 503, body = ErrorBody)))]
-#[get("/w/{slug}/tasks")]
+#[get("/tasks")]
 async fn list_tasks(
     req: HttpRequest,
     bearer: Bearer,
@@ -162,7 +167,7 @@ async fn list_tasks(
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path)), request_body = NewTask, responses(
     (status = 201, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
-#[post("/w/{slug}/tasks")]
+#[post("/tasks")]
 async fn create_task(
     req: HttpRequest,
     bearer: Bearer,
@@ -170,7 +175,7 @@ async fn create_task(
     body: web::Json<NewTask>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
-    let id = tasks::create(&ws.db, &body, ws.member_id)?;
+    let id = tasks::create(&ws.db, &body, ws.member_id()?)?;
     let task = tasks::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     Ok(HttpResponse::Created().json(task))
 }
@@ -178,7 +183,7 @@ async fn create_task(
 /// One task.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), responses(
     (status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-#[get("/w/{slug}/tasks/{id}")]
+#[get("/tasks/{id}")]
 async fn get_task(
     req: HttpRequest,
     bearer: Bearer,
@@ -192,7 +197,7 @@ async fn get_task(
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), request_body = TaskPatch, responses(
     (status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 422, body = ErrorBody)))]
-#[patch("/w/{slug}/tasks/{id}")]
+#[patch("/tasks/{id}")]
 async fn update_task(
     req: HttpRequest,
     bearer: Bearer,
@@ -201,21 +206,22 @@ async fn update_task(
 ) -> Result<web::Json<Task>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
     Ok(web::Json(
-        tasks::update(&ws.db, path.1, &body, ws.member_id)?.ok_or_else(|| ApiError(Failure::not_found()))?,
+        tasks::update(&ws.db, path.1, &body, ws.member_id()?)?
+            .ok_or_else(|| ApiError(Failure::not_found()))?,
     ))
 }
 
 /// Deletes a task and its comments.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), responses(
     (status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-#[delete("/w/{slug}/tasks/{id}")]
+#[delete("/tasks/{id}")]
 async fn delete_task(
     req: HttpRequest,
     bearer: Bearer,
     path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
-    if tasks::delete(&ws.db, path.1, ws.member_id)? {
+    if tasks::delete(&ws.db, path.1, ws.member_id()?)? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError(Failure::not_found()))
@@ -233,7 +239,7 @@ struct SearchParams {
 /// Full-text search over tasks and comments, best first.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), SearchParams), responses(
     (status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-#[get("/w/{slug}/search")]
+#[get("/search")]
 async fn search_tasks(
     req: HttpRequest,
     bearer: Bearer,

@@ -99,7 +99,7 @@ struct ProjectForm {
 #[post("/projects")]
 async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProjectForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
-    match projects::create(&ws.db, &form.name, &form.description, ws.member_id) {
+    match projects::create(&ws.db, &form.name, &form.description, ws.member_id()?) {
         Ok(id) => Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created.")),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(&home(&ws), "error", &e.to_string())),
         Err(e) => Err(e.into()),
@@ -183,7 +183,7 @@ async fn create_task(
         assignee_id: optional_id(&form.assignee_id)?,
         due_date: form.due_date,
     };
-    match tasks::create(&ws.db, &new, ws.member_id) {
+    match tasks::create(&ws.db, &new, ws.member_id()?) {
         Ok(_) => Ok(see_other_with_flash(&back, "ok", "Task created.")),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
         Err(e) => Err(e.into()),
@@ -233,7 +233,7 @@ async fn update_task(
         assignee_id: Some(optional_id(&form.assignee_id)?),
         due_date: Some(form.due_date.filter(|d| !d.trim().is_empty())),
     };
-    match tasks::update(&ws.db, path.1, &patch, ws.member_id) {
+    match tasks::update(&ws.db, path.1, &patch, ws.member_id()?) {
         Ok(Some(_)) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
         Ok(None) => Err(Failure::not_found().into()),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
@@ -256,7 +256,7 @@ async fn add_comment(
     let ws = entered(&req, &me).await?;
     let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
     let back = format!("{}tasks/{}", home(&ws), task.id);
-    match comments::create(&ws.db, task.id, ws.member_id, &form.body) {
+    match comments::create(&ws.db, task.id, ws.member_id()?, &form.body) {
         Ok(_) => Ok(see_other_with_flash(&back, "ok", "Comment added.")),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
         Err(e) => Err(e.into()),
@@ -272,7 +272,7 @@ async fn delete_task(
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
     let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
-    tasks::delete(&ws.db, task.id, ws.member_id)?;
+    tasks::delete(&ws.db, task.id, ws.member_id()?)?;
     Ok(see_other_with_flash(&format!("{}projects/{}", home(&ws), task.project_id), "ok", "Task deleted."))
 }
 

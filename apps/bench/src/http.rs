@@ -1,0 +1,397 @@
+//! `silo-bench http`: the HTTP server under load, in one process.
+//!
+//! The real server (`silo_web::server::start`, two actix workers) serves a scratch data
+//! directory; the load generator is a minimal HTTP/1.1 keep-alive client on **one** thread
+//! (a current-thread tokio runtime), so the server has the rest of the machine. Phases, each
+//! at `--connections` connections for `--seconds` after a warm-up:
+//!
+//! - (a) `GET /healthz`
+//! - (b) `GET /api/v1/w/{slug}/tasks?limit=20` on one warm tenant (bearer token)
+//! - (c) the same over `--tenants` tenants chosen by Zipf(1.1), handle-cache capacity 1,024
+//! - (d) `POST /api/v1/w/{slug}/tasks` on one tenant
+//! - (e) a signed-in HTML page (`GET /w/{slug}/`, session cookie)
+//!
+//! Then it times the pieces of (b) in-process (token, tenant, role, handle, member, query,
+//! JSON) to show where a request's microseconds go.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand_distr::{Distribution, Zipf};
+use silo_tenancy::accounts::{Role, TokenScope};
+use silo_tenancy::workspace::tasks::{NewTask, TaskFilter};
+use silo_tenancy::workspace::{members, projects, tasks};
+use silo_tenancy::{Tenancy, TenantRef, TenantSlug};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::measure::{Latencies, create_tenants, tenancy};
+
+/// `silo-bench http` options.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Tenants of the spread phase (c).
+    #[arg(long, default_value_t = 10_000)]
+    tenants: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Measured seconds per phase (after 2 s of warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Tasks per tenant.
+    #[arg(long, default_value_t = 20)]
+    tasks: usize,
+    /// Run only these phases (letters, e.g. `--only a,b`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+const EMAIL: &str = "bench@example.com";
+const PASSWORD: &str = "bench password, long enough";
+
+/// What one phase measured.
+struct Phase {
+    name: &'static str,
+    requests: u64,
+    errors: u64,
+    rps: f64,
+    latencies: Latencies,
+    cpu_us_per_request: f64,
+}
+
+/// Builds one request (bytes on the wire) for a connection's random source.
+type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
+
+pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
+    let tenancy = tenancy(dir, 1024).await?;
+    let setup = Instant::now();
+    let fixture = Fixture::build(&tenancy, &args).await?;
+    println!(
+        "setup: {} tenants × {} tasks, tokens and a session in {:.0?}",
+        args.tenants + 2,
+        args.tasks,
+        setup.elapsed()
+    );
+
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = silo_web::server::start(tenancy.clone(), listener)?;
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    let warm = fixture.warm_slug.clone();
+    let warm_token = fixture.warm_token.clone();
+    let get = |path: String, header: String| {
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{header}\r\n").into_bytes()
+    };
+
+    let healthz: MakeRequest = Arc::new(move |_| get("/healthz".into(), String::new()));
+    let path = format!("/api/v1/w/{warm}/tasks?limit=20");
+    let auth = format!("Authorization: Bearer {warm_token}\r\n");
+    let one_tenant: MakeRequest = Arc::new(move |_| get(path.clone(), auth.clone()));
+    let spread = fixture.spread.clone();
+    let zipf = Zipf::new(spread.len() as f64, 1.1)?;
+    let many_tenants: MakeRequest = Arc::new(move |rng| {
+        let (slug, token) = &spread[zipf.sample(rng) as usize - 1];
+        get(format!("/api/v1/w/{slug}/tasks?limit=20"), format!("Authorization: Bearer {token}\r\n"))
+    });
+    let (post_slug, post_token, project) =
+        (fixture.write_slug.clone(), fixture.write_token.clone(), fixture.write_project);
+    let post: MakeRequest = Arc::new(move |_| {
+        let body = format!(
+            "{{\"project_id\":{project},\"title\":\"load test task\",\"body\":\"written by silo-bench\"}}"
+        );
+        format!(
+            "POST /api/v1/w/{post_slug}/tasks HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {post_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    let (page_slug, cookie) = (warm.clone(), fixture.session_cookie.clone());
+    let page: MakeRequest =
+        Arc::new(move |_| get(format!("/w/{page_slug}/"), format!("Cookie: {cookie}\r\n")));
+
+    let mut phases = Vec::new();
+    let wanted =
+        |name: &str| args.only.is_empty() || args.only.iter().any(|o| name.starts_with(&format!("({o})")));
+    for (name, make) in [
+        ("(a) GET /healthz", healthz),
+        ("(b) GET tasks, one warm tenant", one_tenant),
+        ("(c) GET tasks, Zipf over tenants", many_tenants),
+        ("(d) POST a task", post),
+        ("(e) signed-in HTML page", page),
+    ] {
+        if !wanted(name) {
+            continue;
+        }
+        let hits_before = tenancy.cache().stats();
+        let phase = load(name, addr, make, args.connections, Duration::from_secs(args.seconds)).await?;
+        let hits_after = tenancy.cache().stats();
+        let (hits, misses) = (hits_after.hits - hits_before.hits, hits_after.misses - hits_before.misses);
+        println!(
+            "{:<36} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}  cpu {:.0} µs/req  cache hits {:.1}%",
+            phase.name,
+            phase.rps,
+            phase.latencies.percentile_us(50.0) / 1000.0,
+            phase.latencies.percentile_us(99.0) / 1000.0,
+            phase.errors,
+            phase.cpu_us_per_request,
+            100.0 * hits as f64 / (hits + misses).max(1) as f64
+        );
+        phases.push(phase);
+    }
+    if phases.len() == 5 {
+        let base = phases[0].rps;
+        println!(
+            "ratios to (a): (b) {:.2} (target ≥ 0.40), (c) {:.2} (target ≥ 0.25), (d) {:.2}, (e) {:.2}; p99 of (b) {:.2} ms (target < 5)",
+            phases[1].rps / base,
+            phases[2].rps / base,
+            phases[3].rps / base,
+            phases[4].rps / base,
+            phases[1].latencies.percentile_us(99.0) / 1000.0
+        );
+    }
+    let total_requests: u64 = phases.iter().map(|p| p.requests).sum();
+    let total_errors: u64 = phases.iter().map(|p| p.errors).sum();
+    println!("{total_requests} requests, {total_errors} errors");
+
+    handle.stop(true).await;
+    breakdown(&tenancy, &fixture).await?;
+    tenancy.shutdown().await;
+    Ok(())
+}
+
+/// The data the phases use.
+struct Fixture {
+    warm_slug: String,
+    warm_token: String,
+    write_slug: String,
+    write_token: String,
+    write_project: i64,
+    spread: Arc<Vec<(String, String)>>,
+    session_cookie: String,
+}
+
+impl Fixture {
+    async fn build(tenancy: &Tenancy, args: &HttpArgs) -> anyhow::Result<Self> {
+        tenancy.create_user(EMAIL, PASSWORD, Some("Bench"), "bench").await?;
+        let mut all = create_tenants(tenancy, "t", args.tenants, 4).await?;
+        // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace).
+        all.extend(create_tenants(tenancy, "warm", 2, 1).await?);
+        let task_count = args.tasks;
+        let prepared = futures::stream::iter(all)
+            .map(|tenant| async move {
+                let reference = TenantRef::Id(tenant.id);
+                tenancy.add_member(&reference, EMAIL, Role::Owner, "bench").await?;
+                let token = tenancy.issue_token(EMAIL, TokenScope::Personal(reference), "bench").await?;
+                let db = tenancy.db(tenant.id).await?;
+                let project = projects::create(&db, "bench", "", None)?;
+                for i in 0..task_count {
+                    let title = format!("task {i} of {}", tenant.slug);
+                    tasks::create(&db, &NewTask { project_id: project, title, ..Default::default() }, None)?;
+                }
+                anyhow::Ok((tenant.slug, token, project))
+            })
+            .buffer_unordered(4)
+            .collect::<Vec<_>>()
+            .await;
+        let mut spread = Vec::new();
+        let (mut warm, mut writes) = (None, None);
+        for result in prepared {
+            let (slug, token, project) = result?;
+            match slug.as_str() {
+                "warm-0" => warm = Some((slug, token)),
+                "warm-1" => writes = Some((slug, token, project)),
+                _ => spread.push((slug, token)),
+            }
+        }
+        let (warm_slug, warm_token) = warm.expect("the warm tenant");
+        let (write_slug, write_token, write_project) = writes.expect("the tenant written to");
+        let user = tenancy.user(EMAIL).await?;
+        let session =
+            tenancy.create_session(&user.id, "silo-bench", "127.0.0.1", Duration::from_secs(3600)).await?;
+        Ok(Self {
+            warm_slug,
+            warm_token,
+            write_slug,
+            write_token,
+            write_project,
+            spread: Arc::new(spread),
+            session_cookie: format!("silo_session={}", session.secret),
+        })
+    }
+}
+
+/// Process CPU time (user + system), µs, from /proc/self/stat.
+fn cpu_time_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name; 100 Hz.
+    (ticks(11) + ticks(12)) * 10_000
+}
+
+/// Runs one phase on a dedicated current-thread runtime (one core for the load generator).
+async fn load(
+    name: &'static str,
+    addr: SocketAddr,
+    make: MakeRequest,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Phase> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let result = runtime.block_on(async move {
+            let warm_up = Instant::now() + Duration::from_secs(2);
+            let end = warm_up + duration;
+            let workers: Vec<_> = (0..connections)
+                .map(|i| tokio::spawn(connection(addr, make.clone(), i as u64, warm_up, end)))
+                .collect();
+            tokio::time::sleep_until(warm_up.into()).await;
+            let cpu_start = cpu_time_us();
+            let mut samples = Vec::new();
+            let mut errors = 0;
+            for worker in workers {
+                let (s, e) = worker.await.expect("a load connection panicked");
+                samples.extend(s);
+                errors += e;
+            }
+            let cpu = cpu_time_us() - cpu_start;
+            (samples, errors, cpu)
+        });
+        let _ = tx.send(result);
+    });
+    let (samples, errors, cpu) = rx.await?;
+    let requests = samples.len() as u64;
+    Ok(Phase {
+        name,
+        requests,
+        errors,
+        rps: requests as f64 / duration.as_secs_f64(),
+        latencies: Latencies::new(samples),
+        cpu_us_per_request: cpu as f64 / requests.max(1) as f64,
+    })
+}
+
+/// One keep-alive connection sending requests until `end`; latencies after `warm_up`.
+async fn connection(
+    addr: SocketAddr,
+    make: MakeRequest,
+    seed: u64,
+    warm_up: Instant,
+    end: Instant,
+) -> (Vec<u64>, u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    let mut stream: Option<BufReader<TcpStream>> = None;
+    while Instant::now() < end {
+        if stream.is_none() {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(BufReader::new(s));
+                }
+                Err(_) => {
+                    errors += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let request = make(&mut rng);
+        let started = Instant::now();
+        let result = exchange(stream.as_mut().expect("connected"), &request).await;
+        let measuring = started >= warm_up;
+        match result {
+            Ok(status) if (200..300).contains(&status) => {
+                if measuring {
+                    samples.push(started.elapsed().as_nanos() as u64);
+                }
+            }
+            Ok(_) => errors += u64::from(measuring),
+            Err(_) => {
+                errors += u64::from(measuring);
+                stream = None;
+            }
+        }
+    }
+    (samples, errors)
+}
+
+/// Writes a request and reads the whole response; returns the status.
+async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io::Result<u16> {
+    stream.get_mut().write_all(request).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().map_err(std::io::Error::other)?;
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await?;
+    Ok(status)
+}
+
+/// Times each step of phase (b) in-process, without HTTP.
+async fn breakdown(tenancy: &Tenancy, fixture: &Fixture) -> anyhow::Result<()> {
+    const N: u32 = 20_000;
+    let slug: TenantSlug = fixture.warm_slug.parse()?;
+    let tenant = tenancy.resolve(&slug).await?;
+    let user = tenancy.user(EMAIL).await?;
+    let db = tenancy.db(tenant.id).await?;
+    let filter = TaskFilter { project: None, status: None, assignee: None, before: None };
+    let rows = tasks::list(&db, &filter, 21)?;
+    let mut report = Vec::new();
+    macro_rules! step {
+        ($name:expr, $body:expr) => {{
+            let started = Instant::now();
+            for _ in 0..N {
+                std::hint::black_box($body);
+            }
+            report.push(($name, started.elapsed().as_nanos() as f64 / f64::from(N) / 1000.0));
+        }};
+    }
+    step!("bearer token (sha256 + directory)", tenancy.authenticate_token(&fixture.warm_token).await?);
+    step!("tenant by slug (directory)", tenancy.resolve(&slug).await?);
+    step!("membership role (directory)", tenancy.role(tenant.id, &user.id).await?);
+    step!("handle cache get", tenancy.db(tenant.id).await?);
+    step!("member row (SQLite)", members::by_user(&db, &user.id)?);
+    step!("21 tasks (SQLite, prepared)", tasks::list(&db, &filter, 21)?);
+    step!("JSON of 20 tasks (serde_json)", serde_json::to_vec(&rows[..20])?);
+    println!("where the microseconds of (b) go, in-process (mean of {N}):");
+    let mut sum = 0.0;
+    for (name, us) in &report {
+        sum += us;
+        println!("  {name:<36} {us:>7.2} µs");
+    }
+    println!(
+        "  {:<36} {sum:>7.2} µs (the rest of (b)'s cpu/request is HTTP, actix and the load generator)",
+        "sum"
+    );
+    Ok(())
+}
