@@ -38,6 +38,6 @@ CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
 
 -- The admin console sorts and searches 100,000 tenants.
 CREATE INDEX tenants_by_slug ON tenants (slug, created_at);
-CREATE INDEX tenants_by_name ON tenants (name);
+CREATE INDEX tenants_by_name ON tenants (name COLLATE NOCASE, slug);
 CREATE INDEX tenants_by_created ON tenants (created_at);
 CREATE INDEX tenants_by_plan ON tenants (plan, slug);

@@ -668,6 +668,8 @@ async fn the_admin_console_runs_the_fleet() {
         detail.body.contains("NewCo") && detail.body.contains("tenant.create") && detail.body.contains("MiB")
     );
     assert_eq!(ada.get("/w/newco/").await.unwrap().status, 200, "the owner was added");
+    let by_name = ops.get("/admin?q=NEWC").await.unwrap();
+    assert!(by_name.body.contains("(1)") && by_name.body.contains(">newco</a>"), "name prefix, any case");
 
     for action in ["suspend", "resume", "migrate", "delete"] {
         let done = ops.submit(&detail_path, &format!("{detail_path}/{action}"), &[]).await.unwrap();

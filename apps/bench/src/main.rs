@@ -5,9 +5,11 @@
 //!   cold opens with 0 and 5,000 other tenants open, a Zipf(1.1) workload, and churn.
 //! - `silo-bench provision`: tenants created per second.
 //! - `silo-bench migrate`: fleet migration throughput at concurrency 1 and 2.
+//! - `silo-bench admin`: the admin console's tenant queries over 100,000 tenants.
 //! - `silo-bench http`: the HTTP server under load (health, API reads on one and on many
 //!   tenants, writes, a signed-in page) and where a request's time goes.
 
+mod admin;
 mod cache;
 mod fleet;
 mod http;
@@ -32,6 +34,12 @@ struct Cli {
 enum Command {
     /// The handle cache.
     Cache(cache::CacheArgs),
+    /// The admin console's tenant list over a large control plane.
+    Admin {
+        /// Tenant rows to insert.
+        #[arg(long, default_value_t = 100_000)]
+        tenants: usize,
+    },
     /// The HTTP server under load.
     Http(http::HttpArgs),
     /// Provisioning throughput.
@@ -65,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             match cli.command {
                 Command::Cache(args) => cache::run(&dir, args).await,
                 Command::Http(args) => http::run(&dir, args).await,
+                Command::Admin { tenants } => admin::run(&dir, tenants).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,
             }

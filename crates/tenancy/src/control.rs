@@ -184,7 +184,7 @@ pub struct TenantFilter {
 /// The admin console's tenant list: search, filters, sort and page.
 #[derive(Clone, Debug, Default)]
 pub struct TenantQuery {
-    /// Slug prefix or part of the name.
+    /// Slug prefix or name prefix (case-insensitive).
     pub search: Option<String>,
     /// Only this status.
     pub status: Option<TenantStatus>,
@@ -229,7 +229,7 @@ impl TenantSort {
     fn order_by(self) -> &'static str {
         match self {
             Self::Slug => "slug, created_at",
-            Self::Name => "name, slug",
+            Self::Name => "name COLLATE NOCASE, slug",
             Self::Newest => "created_at DESC",
             Self::Oldest => "created_at",
         }
@@ -336,34 +336,44 @@ impl ControlPlane {
     }
 
     /// One page of the admin console's tenant list and the number of matching tenants.
+    ///
+    /// The statement names only the filters given, so SQLite can use the indexes on slug,
+    /// name, status, region and plan; a search is a slug prefix or a (case-insensitive) name
+    /// prefix, two index ranges rather than a scan of every row.
     pub async fn search(&self, query: &TenantQuery) -> Result<(Vec<Tenant>, i64)> {
-        // Slug prefixes use the slug index (a range, since LIKE would not); names match anywhere.
-        let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
-        let upper = search.as_ref().map(|s| format!("{s}\u{10ffff}"));
-        let filter = "WHERE (?1 IS NULL OR (slug >= ?1 AND slug < ?2) OR instr(lower(name), ?1) > 0)
-              AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR region = ?4) AND (?5 IS NULL OR plan = ?5)";
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT * FROM tenants {filter} ORDER BY {} LIMIT ?6 OFFSET ?7",
-            query.sort.order_by()
-        )))
-        .bind(&search)
-        .bind(&upper)
-        .bind(query.status.map(|s| s.as_str()))
-        .bind(query.region.as_deref())
-        .bind(query.plan.as_deref())
-        .bind(query.limit)
-        .bind(query.offset)
-        .fetch_all(&self.read)
-        .await?;
-        let total: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM tenants {filter}")))
-                .bind(&search)
-                .bind(&upper)
-                .bind(query.status.map(|s| s.as_str()))
-                .bind(query.region.as_deref())
-                .bind(query.plan.as_deref())
-                .fetch_one(&self.read)
-                .await?;
+        let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let mut filter = String::from("WHERE 1");
+        let mut values: Vec<String> = Vec::new();
+        if let Some(term) = search {
+            let (low, high) = (term.to_lowercase(), format!("{}\u{10ffff}", term.to_lowercase()));
+            filter.push_str(
+                " AND ((slug >= ? AND slug < ?) OR (name >= ? COLLATE NOCASE AND name < ? COLLATE NOCASE))",
+            );
+            values.extend([low.clone(), high.clone(), low, high]);
+        }
+        for (clause, value) in [
+            (" AND status = ?", query.status.map(|s| s.as_str().to_owned())),
+            (" AND region = ?", query.region.clone()),
+            (" AND plan = ?", query.plan.clone()),
+        ] {
+            if let Some(value) = value {
+                filter.push_str(clause);
+                values.push(value);
+            }
+        }
+        let select =
+            format!("SELECT * FROM tenants {filter} ORDER BY {} LIMIT ? OFFSET ?", query.sort.order_by());
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(select));
+        for value in &values {
+            rows = rows.bind(value);
+        }
+        let rows = rows.bind(query.limit).bind(query.offset).fetch_all(&self.read).await?;
+        let mut count =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM tenants {filter}")));
+        for value in &values {
+            count = count.bind(value);
+        }
+        let total: i64 = count.fetch_one(&self.read).await?;
         Ok((rows.iter().map(Tenant::from_row).collect::<Result<_>>()?, total))
     }
 

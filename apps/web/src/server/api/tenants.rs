@@ -74,7 +74,7 @@ pub struct TenantPage {
 
 #[derive(Deserialize, IntoParams)]
 struct ListParams {
-    /// Slug prefix or part of the name.
+    /// Slug or name prefix (case-insensitive).
     q: Option<String>,
     /// `active`, `suspended`, `deleting` or `deleted`.
     status: Option<String>,
