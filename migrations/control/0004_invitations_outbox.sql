@@ -23,15 +23,18 @@ CREATE TABLE password_resets (
     used_at      TEXT
 ) STRICT;
 
--- Emails are written here first (and logged); a sender delivers them when SMTP is configured.
+-- Emails are written here first (and logged); `silo serve` delivers them when SMTP is
+-- configured, retrying with backoff (next_attempt_at) and recording the last error.
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    recipient  TEXT NOT NULL,
-    subject    TEXT NOT NULL,
-    body       TEXT NOT NULL,
-    sent_at    TEXT,
-    error      TEXT
+    id              INTEGER PRIMARY KEY,
+    created_at      TEXT NOT NULL,
+    recipient       TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    sent_at         TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    error           TEXT
 ) STRICT;
 
 CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;

@@ -29,6 +29,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// The HTTP server.
     pub server: ServerSettings,
+    /// `[smtp]`: outgoing email.
+    pub smtp: SmtpSettings,
 }
 
 /// One region's storage root.
@@ -54,6 +56,54 @@ pub struct CacheSettings {
     pub busy_timeout_ms: u64,
     /// How long a lease waits for a tenant's connections to close, ms.
     pub lease_timeout_ms: u64,
+}
+
+/// Outgoing email. Without a host, emails stay in the outbox (and the log).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    /// SMTP server; unset: no delivery.
+    pub host: Option<String>,
+    /// Port (587 for STARTTLS, 465 for TLS, 25 without).
+    pub port: u16,
+    /// `starttls`, `tls` or `none` (`none` only for a relay on a trusted network).
+    pub tls: String,
+    /// Login, if the server wants one.
+    pub username: Option<String>,
+    /// Password (redacted in logs and `Debug`).
+    pub password: Option<String>,
+    /// The sender, `Name <address>`.
+    pub from: String,
+    /// How often `silo serve` looks for emails to send, seconds.
+    pub poll_seconds: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: 587,
+            tls: "starttls".into(),
+            username: None,
+            password: None,
+            from: "Silo <silo@localhost>".into(),
+            poll_seconds: 5,
+        }
+    }
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("from", &self.from)
+            .field("poll_seconds", &self.poll_seconds)
+            .finish()
+    }
 }
 
 /// The HTTP server.
@@ -89,6 +139,7 @@ impl Default for Settings {
             regions: BTreeMap::new(),
             cache: CacheSettings::default(),
             server: ServerSettings::default(),
+            smtp: SmtpSettings::default(),
         }
     }
 }

@@ -35,6 +35,14 @@ pub async fn serve(tenancy: Tenancy, bind: &str) -> anyhow::Result<()> {
     let listener = TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
+    let smtp = &tenancy.settings().smtp;
+    match silo_tenancy::outbox::Mailer::from_settings(smtp)? {
+        Some(mailer) => {
+            let every = std::time::Duration::from_secs(smtp.poll_seconds.max(1));
+            tokio::spawn(tenancy.clone().run_mailer(mailer, every));
+        }
+        None => tracing::info!("no [smtp] host: emails stay in the outbox table (and the log)"),
+    }
     start(tenancy, listener)?.await.context("server failed")
 }
 
