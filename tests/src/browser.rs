@@ -34,6 +34,20 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium, or `None` (after saying why) when they are
     /// not installed and not required.
     pub async fn launch(test: &str) -> anyhow::Result<Option<Self>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_launch(test).await {
+                // A loaded 2-core machine occasionally misses chromedriver's session start.
+                Err(e) if attempt < 3 => {
+                    let _ = writeln!(std::io::stderr().lock(), "browser start failed ({e:#}); retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_launch(test: &str) -> anyhow::Result<Option<Self>> {
         let chromium = std::env::var("SILO_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
         let driver = std::env::var("SILO_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.to_owned());
         if !Path::new(&chromium).exists() || !Path::new(&driver).exists() {
@@ -57,6 +71,7 @@ impl Browser {
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if started.elapsed() > Duration::from_secs(20) {
                 let _ = child.kill();
+                let _ = child.wait();
                 anyhow::bail!("chromedriver did not start on port {port}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -82,6 +97,7 @@ impl Browser {
             Ok(client) => client,
             Err(e) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 anyhow::bail!("cannot start a Chromium session: {e}");
             }
         };
