@@ -102,7 +102,10 @@ impl Sampler {
 
 /// Opens a tenancy over `dir` with the given cache capacity.
 pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
-    let mut settings = Settings::for_data_dir(dir);
+    // SILO_… variables still apply (to compare settings side by side); the data directory,
+    // capacity and idle time are the benchmark's.
+    let mut settings = Settings::load(None)?;
+    settings.data_dir = dir.to_owned();
     settings.cache.capacity = capacity;
     settings.cache.idle_seconds = 3600;
     Ok(Tenancy::open(settings).await?)

@@ -56,6 +56,8 @@ pub struct CacheSettings {
     pub busy_timeout_ms: u64,
     /// How long a lease waits for a tenant's connections to close, ms.
     pub lease_timeout_ms: u64,
+    /// Tenant files opened at once at most (0: one per core).
+    pub open_concurrency: usize,
 }
 
 /// Outgoing email. Without a host, emails stay in the outbox (and the log).
@@ -153,6 +155,7 @@ impl Default for CacheSettings {
             page_cache_kib: 512,
             busy_timeout_ms: 5000,
             lease_timeout_ms: 30_000,
+            open_concurrency: 0,
         }
     }
 }

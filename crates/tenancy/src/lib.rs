@@ -77,6 +77,7 @@ impl Tenancy {
             tuning: settings.tenant_tuning(),
             lease_timeout: Duration::from_millis(settings.cache.lease_timeout_ms),
             fd_limit,
+            open_concurrency: settings.cache.open_concurrency,
         };
         tracing::info!(
             capacity,

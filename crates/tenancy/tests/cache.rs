@@ -164,6 +164,7 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
         tuning: settings.tenant_tuning(),
         lease_timeout: Duration::from_secs(5),
         fd_limit: 20_000,
+        open_concurrency: 0,
     };
     let upgraded = HandleCache::new(f.tenancy.control().clone(), f.tenancy.placement().clone(), config, next);
     let db = upgraded.get(tenant.id).await.unwrap();

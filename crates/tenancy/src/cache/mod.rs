@@ -47,6 +47,8 @@ pub struct CacheConfig {
     pub lease_timeout: Duration,
     /// The process's open-file limit, for the metrics.
     pub fd_limit: u64,
+    /// Opens in progress at most (0: one per core).
+    pub open_concurrency: usize,
 }
 
 /// The handle cache. Cheap to clone.
@@ -126,7 +128,8 @@ impl HandleCache {
             })
             .build();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let open_permits = tokio::sync::Semaphore::new(cores.max(2));
+        let permits = if config.open_concurrency == 0 { cores.max(2) } else { config.open_concurrency };
+        let open_permits = tokio::sync::Semaphore::new(permits);
         let inner = Inner {
             cache,
             registry: Arc::default(),
