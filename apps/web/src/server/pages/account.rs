@@ -6,7 +6,7 @@ use serde::Deserialize;
 use silo_tenancy::accounts::{Role, TokenScope};
 use silo_tenancy::{CreateTenant, Error, TenantRef, TenantSlug};
 
-use super::Page;
+use super::{Page, flash_outcome};
 use crate::server::auth::{
     CsrfForm, SignedIn, clear_session_cookies, client_addr, current_session, safe_next, see_other,
     see_other_with_flash, session_cookie, state,
@@ -220,11 +220,11 @@ struct ProfileForm {
 
 #[post("/account/profile")]
 async fn update_profile(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProfileForm>) -> PageResult {
-    match state(&req).tenancy.update_profile(&me.session.user_id, &form.display_name).await {
-        Ok(_) => Ok(see_other_with_flash("/account", "ok", "Profile saved.")),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash("/account", "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome(
+        "/account",
+        state(&req).tenancy.update_profile(&me.session.user_id, &form.display_name).await,
+        "Profile saved.",
+    )
 }
 
 #[derive(Deserialize)]

@@ -118,6 +118,21 @@ async fn stylesheet() -> HttpResponse {
         .body(STYLESHEET)
 }
 
+/// Redirects to `back` after a form: with `ok` as the flash message on success, with the
+/// error's message when the visitor caused it (bad input, wrong state); faults become error
+/// pages.
+pub fn flash_outcome<T>(
+    back: &str,
+    result: Result<T, silo_tenancy::Error>,
+    ok: &str,
+) -> Result<HttpResponse, PageError> {
+    match result {
+        Ok(_) => Ok(super::auth::see_other_with_flash(back, "ok", ok)),
+        Err(e) if e.is_user_error() => Ok(super::auth::see_other_with_flash(back, "error", &e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The page number and offset of a `?page=` parameter.
 pub fn page_offset(page: Option<i64>, per_page: i64) -> (i64, i64) {
     let page = page.unwrap_or(1).max(1);

@@ -8,8 +8,8 @@ use silo_tenancy::accounts::Role;
 use silo_tenancy::workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_tenancy::workspace::{activity, comments, members, projects, tasks};
 
-use super::Page;
 use super::account::NoFields;
+use super::{Page, flash_outcome};
 use crate::server::auth::{CsrfForm, SignedIn, base_url, see_other_with_flash, state};
 use crate::server::error::{Failure, PageError};
 use crate::server::tenant::{Entered, enter};
@@ -183,11 +183,7 @@ async fn create_task(
         assignee_id: optional_id(&form.assignee_id)?,
         due_date: form.due_date,
     };
-    match tasks::create(&ws.db, &new, ws.member_id()?) {
-        Ok(_) => Ok(see_other_with_flash(&back, "ok", "Task created.")),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome(&back, tasks::create(&ws.db, &new, ws.member_id()?), "Task created.")
 }
 
 #[derive(Deserialize)]
@@ -256,11 +252,7 @@ async fn add_comment(
     let ws = entered(&req, &me).await?;
     let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
     let back = format!("{}tasks/{}", home(&ws), task.id);
-    match comments::create(&ws.db, task.id, ws.member_id()?, &form.body) {
-        Ok(_) => Ok(see_other_with_flash(&back, "ok", "Comment added.")),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome(&back, comments::create(&ws.db, task.id, ws.member_id()?, &form.body), "Comment added.")
 }
 
 #[post("/tasks/{id}/delete")]
@@ -387,11 +379,11 @@ async fn change_role(
     if (role == Role::Owner || current == Role::Owner) && ws.role != Role::Owner {
         return Err(Failure::forbidden("Only an owner can grant or take the owner role.").into());
     }
-    match tenancy.change_role(&ws.tenant, &path.1, role, &me.session.email).await {
-        Ok(()) => Ok(see_other_with_flash(&back, "ok", "Role changed.")),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome(
+        &back,
+        tenancy.change_role(&ws.tenant, &path.1, role, &me.session.email).await,
+        "Role changed.",
+    )
 }
 
 #[post("/members/{user_id}/remove")]
@@ -451,11 +443,11 @@ async fn rename_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Re
     let ws = entered(&req, &me).await?;
     ws.require(Role::Admin)?;
     let back = format!("{}settings", home(&ws));
-    match state(&req).tenancy.rename(ws.tenant.id, &form.name, &me.session.email).await {
-        Ok(_) => Ok(see_other_with_flash(&back, "ok", "Workspace renamed.")),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome(
+        &back,
+        state(&req).tenancy.rename(ws.tenant.id, &form.name, &me.session.email).await,
+        "Workspace renamed.",
+    )
 }
 
 #[derive(Deserialize)]
