@@ -690,3 +690,38 @@ async fn the_admin_console_runs_the_fleet() {
     assert!(audit.body.contains("tenant.purge") && !audit.body.contains("tenant.suspend"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn workspaces_are_served_on_their_own_host() {
+    let server = TestServer::start_with(|s| s.server.base_domain = Some("silo.test".into())).await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Hosted")]).await.unwrap();
+    let on_host =
+        ada.send(ada.request(reqwest::Method::GET, "/").header("Host", "acme.silo.test")).await.unwrap();
+    assert_eq!(on_host.status, 200);
+    assert!(
+        on_host.body.contains("Hosted") && on_host.body.contains("/w/acme/projects/"),
+        "{}",
+        on_host.body
+    );
+    let search = ada
+        .send(ada.request(reqwest::Method::GET, "/search?q=x").header("Host", "acme.silo.test:8080"))
+        .await
+        .unwrap();
+    assert_eq!(search.status, 200);
+    let stranger = server.sign_up("eve@example.com", "evil").await.unwrap();
+    let refused = stranger
+        .send(stranger.request(reqwest::Method::GET, "/").header("Host", "acme.silo.test"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 404, "the host route checks membership like the path route");
+    let unknown =
+        ada.send(ada.request(reqwest::Method::GET, "/").header("Host", "nobody.silo.test")).await.unwrap();
+    assert_eq!(unknown.status, 404);
+    let bare = ada.send(ada.request(reqwest::Method::GET, "/").header("Host", "silo.test")).await.unwrap();
+    assert!(
+        bare.status == 200 && bare.body.contains("Your workspaces"),
+        "the base domain itself is the site"
+    );
+    server.stop().await;
+}
