@@ -3,8 +3,11 @@
 //! This crate knows where a database file lives ([`placement`]), how to open it with
 //! production settings and how to create, copy and remove it safely ([`sqlite`]). It knows
 //! nothing about tenants, their lifecycle or the control plane: callers pass a UUID and a
-//! region name, and get paths and connections back.
+//! region name, and get paths and connections back. For backups it has envelope encryption
+//! ([`crypto`]) and object stores ([`objects`]).
 
+pub mod crypto;
+pub mod objects;
 pub mod placement;
 pub mod sqlite;
 
@@ -48,6 +51,15 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Encryption or decryption failed (wrong key, altered or truncated data, bad key file).
+    #[error("{0}")]
+    Crypto(String),
+    /// No object under that key.
+    #[error("no object `{0}` in the store")]
+    ObjectMissing(String),
+    /// An object key that is not of the form `[a-z0-9._-]` segments separated by `/`.
+    #[error("invalid object key `{0}`")]
+    InvalidObjectKey(String),
     /// An error from SQLite (through sqlx).
     #[error(transparent)]
     Sqlite(#[from] sqlx::Error),
