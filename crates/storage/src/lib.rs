@@ -51,6 +51,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A database that fails `PRAGMA integrity_check`.
+    #[error("{path} fails its integrity check: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's first complaint.
+        detail: String,
+    },
     /// Encryption or decryption failed (wrong key, altered or truncated data, bad key file).
     #[error("{0}")]
     Crypto(String),

@@ -226,6 +226,37 @@ pub async fn install_copy(source: &Path, dest: &Path) -> Result<()> {
     .await
 }
 
+/// Writes a consistent copy of the live database at `source` to the new file `dest` with
+/// `VACUUM INTO` — one read transaction, so writers keep going and the copy holds exactly the
+/// commits before it started — then checks the copy (`PRAGMA integrity_check`). The source is
+/// never read with `std::fs` (its newest pages may be in the `-wal`). A failed snapshot
+/// removes `dest`. Blocking: call it on the blocking pool.
+pub fn snapshot(source: &Path, dest: &Path, tuning: SqliteTuning) -> Result<()> {
+    if dest.exists() {
+        return Err(Error::FileExists(dest.to_owned()));
+    }
+    let result = (|| {
+        let conn = open_sync(source, tuning, OpenMode::Existing)?;
+        let target = dest
+            .to_str()
+            .ok_or_else(|| Error::io("snapshot to", dest, std::io::Error::other("path is not UTF-8")))?;
+        conn.execute("VACUUM INTO ?1", [target])?;
+        drop(conn);
+        check_integrity(dest)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}
+
+/// `PRAGMA integrity_check` on a closed database file (opened read-only).
+pub fn check_integrity(path: &Path) -> Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let verdict: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if verdict == "ok" { Ok(()) } else { Err(Error::Corrupt { path: path.to_owned(), detail: verdict }) }
+}
+
 /// Size in bytes of a database and its side files (0 for missing files).
 pub fn database_size(path: &Path) -> u64 {
     [path.to_owned()]
@@ -309,6 +340,83 @@ mod tests {
         assert!(removed >= 1);
         assert!(!dest.exists());
         assert_eq!(database_size(&dest), 0);
+    }
+
+    #[test]
+    fn snapshots_are_consistent_while_eight_writers_commit() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("live.db");
+        let tuning = SqliteTuning::default();
+        open_sync(&source, tuning, OpenMode::Create)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (writer INTEGER, n INTEGER, pad TEXT, PRIMARY KEY (writer, n))")
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged: Arc<Vec<AtomicI64>> = Arc::new((0..8).map(|_| AtomicI64::new(0)).collect());
+        let writers: Vec<_> = (0..8i64)
+            .map(|w| {
+                let (stop, acknowledged, source) = (stop.clone(), acknowledged.clone(), source.clone());
+                std::thread::spawn(move || {
+                    let conn = open_sync(&source, tuning, OpenMode::Existing).unwrap();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        conn.execute("INSERT INTO t VALUES (?1, ?2, zeroblob(200))", [w, n]).unwrap();
+                        acknowledged[w as usize].store(n, Ordering::Release);
+                    }
+                })
+            })
+            .collect();
+        while acknowledged.iter().any(|a| a.load(Ordering::Acquire) < 50) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before: Vec<i64> = acknowledged.iter().map(|a| a.load(Ordering::Acquire)).collect();
+        let copy = dir.path().join("copy.db");
+        snapshot(&source, &copy, tuning).unwrap();
+        let after: Vec<i64> = acknowledged.iter().map(|a| a.load(Ordering::Acquire)).collect();
+        stop.store(true, Ordering::Relaxed);
+        writers.into_iter().for_each(|w| w.join().unwrap());
+
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        for w in 0..8i64 {
+            let (count, max): (i64, i64) = conn
+                .query_row("SELECT count(*), coalesce(max(n), 0) FROM t WHERE writer = ?1", [w], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap();
+            assert_eq!(count, max, "writer {w}: a prefix of its commits, no gaps");
+            assert!(
+                before[w as usize] <= max && max <= after[w as usize],
+                "writer {w}: {} <= {max} <= {}",
+                before[w as usize],
+                after[w as usize]
+            );
+        }
+        assert!(matches!(snapshot(&source, &copy, tuning), Err(Error::FileExists(_))), "never overwrites");
+    }
+
+    #[test]
+    fn a_damaged_copy_fails_its_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("live.db");
+        let conn = open_sync(&source, SqliteTuning::default(), OpenMode::Create).unwrap();
+        conn.execute_batch("CREATE TABLE t (x TEXT); CREATE INDEX tx ON t (x);").unwrap();
+        for i in 0..2000 {
+            conn.execute("INSERT INTO t VALUES (?1)", [format!("row {i} with some text")]).unwrap();
+        }
+        drop(conn);
+        let copy = dir.path().join("copy.db");
+        snapshot(&source, &copy, SqliteTuning::default()).unwrap();
+        check_integrity(&copy).unwrap();
+        let mut bytes = std::fs::read(&copy).unwrap();
+        let len = bytes.len();
+        for b in &mut bytes[len / 2..len / 2 + 4096] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&copy, bytes).unwrap();
+        assert!(check_integrity(&copy).is_err(), "a damaged copy is refused");
     }
 
     #[tokio::test]
