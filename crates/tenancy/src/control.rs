@@ -62,6 +62,7 @@ pub fn utc_timestamp(time: std::time::SystemTime) -> String {
 
 /// A tenant's lifecycle status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TenantStatus {
     /// Serving.
@@ -108,10 +109,12 @@ impl FromStr for TenantStatus {
     }
 }
 
-/// A row of `tenants`.
+/// A row of `tenants` (also the API's view of a tenant).
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Identity (UUID v7).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: TenantId,
     /// URL name.
     pub slug: String,

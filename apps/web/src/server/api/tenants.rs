@@ -19,53 +19,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(delete_tenant);
 }
 
-/// A tenant as the API shows it.
-#[derive(Serialize, ToSchema)]
-pub struct TenantView {
-    /// UUID.
-    pub id: String,
-    /// Slug.
-    pub slug: String,
-    /// Name.
-    pub name: String,
-    /// `active`, `suspended`, `deleting` or `deleted`.
-    pub status: String,
-    /// Region.
-    pub region: String,
-    /// Plan.
-    pub plan: String,
-    /// Schema version of its file.
-    pub schema_version: i64,
-    /// Why it is quarantined, if it is.
-    pub migration_error: Option<String>,
-    /// Created (UTC).
-    pub created_at: String,
-    /// Last changed (UTC).
-    pub updated_at: String,
-}
-
-impl From<Tenant> for TenantView {
-    fn from(t: Tenant) -> Self {
-        Self {
-            id: t.id.to_string(),
-            slug: t.slug,
-            name: t.name,
-            status: t.status.to_string(),
-            region: t.region,
-            plan: t.plan,
-            schema_version: t.schema_version,
-            migration_error: t.migration_error,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        }
-    }
-}
-
 /// A page of tenants.
 #[derive(Serialize, ToSchema)]
 pub struct TenantPage {
     /// The tenants.
-    pub items: Vec<TenantView>,
+    pub items: Vec<Tenant>,
     /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
     /// Tenants matching the filters.
@@ -116,7 +74,7 @@ async fn list_tenants(
     let (tenants, total) = state(&req).tenancy.control().search(&query).await?;
     let next = offset + tenants.len() as i64;
     let next_cursor = (next < total && !tenants.is_empty()).then(|| next.to_string());
-    Ok(web::Json(TenantPage { items: tenants.into_iter().map(Into::into).collect(), next_cursor, total }))
+    Ok(web::Json(TenantPage { items: tenants, next_cursor, total }))
 }
 
 /// A tenant to provision.
@@ -136,7 +94,7 @@ pub struct NewTenantRequest {
 
 /// Provisions a tenant.
 #[utoipa::path(tag = "operator", request_body = NewTenantRequest, responses(
-    (status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 201, body = Tenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[post("/tenants")]
 async fn create_tenant(
@@ -155,7 +113,7 @@ async fn create_tenant(
     if let Some(owner) = &body.owner_email {
         tenancy.add_member(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
     }
-    Ok(HttpResponse::Created().json(TenantView::from(tenant)))
+    Ok(HttpResponse::Created().json(tenant))
 }
 
 fn reference(raw: &str) -> Result<TenantRef, ApiError> {
@@ -164,14 +122,14 @@ fn reference(raw: &str) -> Result<TenantRef, ApiError> {
 
 /// One tenant, by UUID or slug.
 #[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), responses(
-    (status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 200, body = Tenant), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/tenants/{id}")]
 async fn get_tenant(
     req: actix_web::HttpRequest,
     _op: OperatorToken,
     id: web::Path<String>,
-) -> Result<web::Json<TenantView>, ApiError> {
-    Ok(web::Json(state(&req).tenancy.tenant(&reference(&id)?).await?.into()))
+) -> Result<web::Json<Tenant>, ApiError> {
+    Ok(web::Json(state(&req).tenancy.tenant(&reference(&id)?).await?))
 }
 
 /// Changes to a tenant; absent fields stay.
@@ -187,7 +145,7 @@ pub struct TenantChanges {
 
 /// Renames, re-plans, suspends or resumes a tenant.
 #[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), request_body = TenantChanges, responses(
-    (status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 200, body = Tenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)))]
 #[patch("/tenants/{id}")]
 async fn update_tenant(
@@ -195,7 +153,7 @@ async fn update_tenant(
     op: OperatorToken,
     id: web::Path<String>,
     body: web::Json<TenantChanges>,
-) -> Result<web::Json<TenantView>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     let tenancy = &state(&req).tenancy;
     let mut tenant = tenancy.tenant(&reference(&id)?).await?;
     if tenant.status == TenantStatus::Deleted {
@@ -220,7 +178,7 @@ async fn update_tenant(
             ))));
         }
     };
-    Ok(web::Json(tenant.into()))
+    Ok(web::Json(tenant))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -231,7 +189,7 @@ struct DeleteParams {
 
 /// Deletes a tenant (soft), or purges it with `?purge=true`.
 #[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug"), DeleteParams), responses(
-    (status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 200, body = Tenant), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 #[delete("/tenants/{id}")]
 async fn delete_tenant(
@@ -239,7 +197,7 @@ async fn delete_tenant(
     op: OperatorToken,
     id: web::Path<String>,
     params: web::Query<DeleteParams>,
-) -> Result<web::Json<TenantView>, ApiError> {
+) -> Result<web::Json<Tenant>, ApiError> {
     let tenancy = &state(&req).tenancy;
     let tenant = tenancy.tenant(&reference(&id)?).await?;
     let target = TenantRef::Id(tenant.id);
@@ -251,5 +209,5 @@ async fn delete_tenant(
     if params.purge.unwrap_or(false) && tenant.status == TenantStatus::Deleting {
         tenant = tenancy.purge(&target, actor).await?;
     }
-    Ok(web::Json(tenant.into()))
+    Ok(web::Json(tenant))
 }
