@@ -5,6 +5,7 @@
 //! [`http_get`] are the shared harness.
 
 pub mod browser;
+pub mod s3;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -33,8 +33,9 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
     println!("migrate: provisioned {count} tenants in {:.1} s", started.elapsed().as_secs_f64());
     // First pass: nothing to migrate. It is also every file's first open after provisioning
     // (SQLite creates the -wal and -shm files), so the timed runs below compare like with like.
-    let check =
-        tenancy.migrate_tenants(tenancy.fleet_targets(None).await?, tenant_migrations(), 2, &|_| {}).await?;
+    let check = tenancy
+        .migrate_tenants(tenancy.fleet_targets(None).await?, tenant_migrations(), 2, false, &|_| {})
+        .await?;
     println!(
         "fleet check, nothing to migrate, first open of each file ({count} tenants, concurrency 2): {:.2} s, {:.0} tenants/s",
         check.elapsed_ms as f64 / 1000.0,
@@ -45,7 +46,7 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
     let v3 = schema::extended(&v2, 3, "bench marker", "CREATE TABLE bench_marker_3 (x INTEGER)");
     for (concurrency, migrations) in [(1, &v2), (2, &v3)] {
         let targets = tenancy.fleet_targets(None).await?;
-        let summary = tenancy.migrate_tenants(targets, migrations, concurrency, &|_| {}).await?;
+        let summary = tenancy.migrate_tenants(targets, migrations, concurrency, false, &|_| {}).await?;
         anyhow::ensure!(summary.failed == 0 && summary.migrated == count, "unexpected summary {summary:?}");
         println!(
             "fleet migration of {count} tenants at concurrency {concurrency}: {:.2} s, {:.0} tenants/s",

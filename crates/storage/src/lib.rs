@@ -4,8 +4,10 @@
 //! production settings and how to create, copy and remove it safely ([`sqlite`]). It knows
 //! nothing about tenants, their lifecycle or the control plane: callers pass a UUID and a
 //! region name, and get paths and connections back. For backups it has envelope encryption
-//! ([`crypto`]) and object stores ([`objects`]).
+//! ([`crypto`]), the sealed object format ([`backup`]) and object stores ([`objects`]: a local
+//! directory or S3).
 
+pub mod backup;
 pub mod crypto;
 pub mod objects;
 pub mod placement;
@@ -65,6 +67,12 @@ pub enum Error {
     /// No object under that key.
     #[error("no object `{0}` in the store")]
     ObjectMissing(String),
+    /// An object store that cannot be reached, refuses a request or answers nonsense.
+    #[error("{0}")]
+    ObjectStore(String),
+    /// An object whose bytes are not what the catalogue recorded (truncated or altered).
+    #[error("{0}")]
+    Checksum(String),
     /// An object key that is not of the form `[a-z0-9._-]` segments separated by `/`.
     #[error("invalid object key `{0}`")]
     InvalidObjectKey(String),

@@ -181,21 +181,71 @@ pub async fn linked_version() -> Result<String> {
 /// The caller must guarantee that no connection to the file is open.
 pub async fn remove_database_files(path: &Path) -> Result<usize> {
     let path = path.to_owned();
-    blocking(move || {
-        let mut removed = 0;
-        for candidate in SIDE_FILE_SUFFIXES.iter().map(|s| with_suffix(&path, s)).chain([path.clone()]) {
-            match std::fs::remove_file(&candidate) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", candidate, e)),
-            }
+    blocking(move || remove_database_files_sync(&path)).await
+}
+
+/// [`remove_database_files`] for callers already on a blocking thread.
+pub fn remove_database_files_sync(path: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for candidate in SIDE_FILE_SUFFIXES.iter().map(|s| with_suffix(path, s)).chain([path.to_owned()]) {
+        match std::fs::remove_file(&candidate) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", candidate, e)),
         }
-        if let Some(dir) = path.parent() {
-            fsync_dir(dir)?;
+    }
+    if let Some(dir) = path.parent() {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// Puts the verified, fsynced database `staging` in place of `dest` (same directory): removes
+/// `dest`'s `-wal` and `-shm` first — a WAL left beside the new file would be replayed into
+/// it — then renames and fsyncs the directory. The caller must hold the file exclusively (no
+/// connection open).
+pub fn replace_database(staging: &Path, dest: &Path) -> Result<()> {
+    for suffix in SIDE_FILE_SUFFIXES {
+        let side = with_suffix(dest, suffix);
+        match std::fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", side, e)),
         }
-        Ok(removed)
-    })
-    .await
+    }
+    std::fs::rename(staging, dest).map_err(|e| Error::io("rename into", dest, e))?;
+    fsync_dir(dest.parent().expect("a database path has a parent directory"))
+}
+
+/// Copies a database nobody else has open to the new file `dest`: checkpoints its WAL into
+/// the main file, copies that file (fsynced) and checks the copy with `PRAGMA quick_check`
+/// (structure and page checks without the index cross-checks, so it costs one read of the
+/// copy). A failure removes `dest`. Used for region moves, under a lease.
+pub fn copy_quiescent(source: &Path, dest: &Path, tuning: SqliteTuning) -> Result<u64> {
+    if dest.exists() {
+        return Err(Error::FileExists(dest.to_owned()));
+    }
+    let result = (|| {
+        let conn = open_sync(source, tuning, OpenMode::Existing)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        drop(conn);
+        let dir = dest.parent().expect("a database path has a parent directory");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        let bytes = std::fs::copy(source, dest).map_err(|e| Error::io("copy to", dest, e))?;
+        std::fs::File::open(dest).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync", dest, e))?;
+        let check = rusqlite::Connection::open_with_flags(dest, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let verdict: String = check.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        drop(check);
+        if verdict != "ok" {
+            return Err(Error::Corrupt { path: dest.to_owned(), detail: verdict });
+        }
+        fsync_dir(dir)?;
+        Ok(bytes)
+    })();
+    if result.is_err() {
+        let _ = remove_database_files_sync(dest);
+    }
+    result
 }
 
 /// Installs a copy of a closed, checkpointed database file (such as a migrated template) at

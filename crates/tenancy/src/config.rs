@@ -31,6 +31,95 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[smtp]`: outgoing email.
     pub smtp: SmtpSettings,
+    /// `[backup]`: where backups go, how often, how long they are kept.
+    pub backup: BackupSettings,
+}
+
+/// Where backups are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupStoreKind {
+    /// A local directory (`backup.local_dir`, default `<data_dir>/objects`).
+    #[default]
+    Local,
+    /// An S3 bucket (`[backup.s3]`).
+    S3,
+}
+
+/// `[backup]`: encrypted per-tenant backups.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupSettings {
+    /// `local` or `s3`.
+    pub store: BackupStoreKind,
+    /// The local store's directory; `<data_dir>/objects` when absent.
+    pub local_dir: Option<PathBuf>,
+    /// `[backup.s3]`: bucket, prefix, region, endpoint, path style, credentials.
+    pub s3: silo_storage::objects::S3Settings,
+    /// The master key file (64 hex characters, created with mode 0600 on first use);
+    /// `<data_dir>/master.key` when absent. `SILO_MASTER_KEY` (the key itself) overrides it.
+    pub master_key_file: Option<PathBuf>,
+    /// Whether `silo serve` runs the backup scheduler.
+    pub schedule: bool,
+    /// How often the scheduler backs up changed tenants: `90s`, `15m`, `1h` (default `15m`).
+    pub interval: String,
+    /// Every backup younger than this many hours is kept.
+    pub keep_all_hours: u64,
+    /// Beyond that, the newest backup of each day is kept for this many days.
+    pub keep_daily_days: u64,
+    /// How many backups the daily verification restores and checks.
+    pub verify_sample: usize,
+    /// Tenants backed up at once (0: one per core).
+    pub concurrency: usize,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            store: BackupStoreKind::Local,
+            local_dir: None,
+            s3: Default::default(),
+            master_key_file: None,
+            schedule: true,
+            interval: "15m".to_owned(),
+            keep_all_hours: 24,
+            keep_daily_days: 30,
+            verify_sample: 5,
+            concurrency: 0,
+        }
+    }
+}
+
+impl BackupSettings {
+    /// The scheduler's interval, parsed from `interval`.
+    pub fn interval(&self) -> Result<Duration> {
+        parse_duration(&self.interval).ok_or_else(|| {
+            Error::Config(format!("backup.interval `{}`: use e.g. 90s, 15m or 1h", self.interval))
+        })
+    }
+
+    /// Tenants backed up at once.
+    pub fn concurrency(&self) -> usize {
+        match self.concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// `90s`, `15m`, `2h`, `1d` or a bare number of seconds; at least one second.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "m" => number.checked_mul(60)?,
+        "h" => number.checked_mul(3600)?,
+        "d" => number.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
 /// One region's storage root.
@@ -142,6 +231,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             server: ServerSettings::default(),
             smtp: SmtpSettings::default(),
+            backup: BackupSettings::default(),
         }
     }
 }
@@ -221,6 +311,16 @@ impl Settings {
         }
     }
 
+    /// Where the local object store keeps backups.
+    pub fn local_objects_dir(&self) -> PathBuf {
+        self.backup.local_dir.clone().unwrap_or_else(|| self.data_dir.join("objects"))
+    }
+
+    /// The master key file.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.backup.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
     /// Settings rooted in `data_dir` with everything else at its default (tests, benches).
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Self { data_dir: data_dir.into(), ..Self::default() }
@@ -230,6 +330,17 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_intervals_parse() {
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        for bad in ["", "0m", "m", "15 minutes", "-1m", "1.5h"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn defaults_have_one_local_region_under_the_data_dir() {

@@ -486,30 +486,33 @@ impl ControlPlane {
     /// Inserts a provisioned tenant and its audit entry in one transaction.
     pub async fn insert_tenant(&self, new: &NewTenant, actor: &str) -> Result<Tenant> {
         let mut tx = self.write.begin().await?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO tenants (id, slug, name, status, region, plan, schema_version, created_at, updated_at)
-             VALUES (?, ?, ?, 'active', ?, ?, ?, ",
-            now!(),
-            ", ",
-            now!(),
-            ")"
-        ))
+        insert_tenant_in(&mut tx, new, actor).await?;
+        let tenant = fetch_in(&mut tx, new.id).await?;
+        tx.commit().await?;
+        Ok(tenant)
+    }
+
+    /// Inserts a tenant restored from `source`'s backup, with `source`'s memberships, in one
+    /// transaction.
+    pub(crate) async fn insert_clone(
+        &self,
+        new: &NewTenant,
+        source: TenantId,
+        backup: &str,
+        actor: &str,
+    ) -> Result<Tenant> {
+        let mut tx = self.write.begin().await?;
+        insert_tenant_in(&mut tx, new, actor).await?;
+        sqlx::query(
+            "INSERT INTO memberships (user_id, tenant_id, role, created_at)
+             SELECT user_id, ?, role, created_at FROM memberships WHERE tenant_id = ?",
+        )
         .bind(new.id.to_string())
-        .bind(new.slug.as_str())
-        .bind(&new.name)
-        .bind(&new.region)
-        .bind(&new.plan)
-        .bind(new.schema_version)
+        .bind(source.to_string())
         .execute(&mut *tx)
-        .await;
-        if let Err(sqlx::Error::Database(e)) = &inserted
-            && e.is_unique_violation()
-        {
-            return Err(Error::SlugTaken(new.slug.to_string()));
-        }
-        inserted?;
-        let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
-        audit(&mut tx, actor, "tenant.create", Some(new.id), &detail).await?;
+        .await?;
+        let detail = serde_json::json!({ "from_tenant": source, "backup": backup });
+        audit(&mut tx, actor, "tenant.restore", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -612,6 +615,33 @@ fn audit_entry(row: &SqliteRow) -> Result<AuditEntry> {
         tenant_id: row.try_get("tenant_id")?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
     })
+}
+
+async fn insert_tenant_in(tx: &mut Transaction<'_, Sqlite>, new: &NewTenant, actor: &str) -> Result<()> {
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO tenants (id, slug, name, status, region, plan, schema_version, created_at, updated_at)
+         VALUES (?, ?, ?, 'active', ?, ?, ?, ",
+        now!(),
+        ", ",
+        now!(),
+        ")"
+    ))
+    .bind(new.id.to_string())
+    .bind(new.slug.as_str())
+    .bind(&new.name)
+    .bind(&new.region)
+    .bind(&new.plan)
+    .bind(new.schema_version)
+    .execute(&mut **tx)
+    .await;
+    if let Err(sqlx::Error::Database(e)) = &inserted
+        && e.is_unique_violation()
+    {
+        return Err(Error::SlugTaken(new.slug.to_string()));
+    }
+    inserted?;
+    let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
+    audit(tx, actor, "tenant.create", Some(new.id), &detail).await
 }
 
 async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tenant> {

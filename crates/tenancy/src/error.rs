@@ -64,6 +64,12 @@ pub enum Error {
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
+    /// A backup id that is not in the catalogue (for that tenant).
+    #[error("no backup `{0}`")]
+    UnknownBackup(String),
+    /// The tenant's data key was destroyed by a purge: no backup of it can be read again.
+    #[error("tenant `{0}` was purged: its data key is destroyed, so none of its backups can be decrypted")]
+    KeyDestroyed(String),
     /// A settings problem.
     #[error("configuration: {0}")]
     Config(String),

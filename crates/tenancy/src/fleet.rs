@@ -75,6 +75,7 @@ impl Tenancy {
         tenants: Vec<Tenant>,
         migrations: &[Migration],
         concurrency: usize,
+        pre_migration_backup: bool,
         progress: &(dyn Fn(&TenantMigration) + Sync),
     ) -> Result<FleetSummary> {
         let started = Instant::now();
@@ -85,7 +86,7 @@ impl Tenancy {
         };
         let migrations: Arc<[Migration]> = Arc::from(migrations);
         let mut results = futures::stream::iter(tenants)
-            .map(|tenant| self.migrate_one(tenant, migrations.clone()))
+            .map(|tenant| self.migrate_one(tenant, migrations.clone(), pre_migration_backup))
             .buffer_unordered(concurrency.max(1))
             .ready_chunks(RECORD_BATCH);
         while let Some(batch) = results.next().await {
@@ -133,7 +134,17 @@ impl Tenancy {
     }
 
     #[tracing::instrument(name = "tenant_migrate", skip_all, fields(tenant = %tenant.id))]
-    async fn migrate_one(&self, tenant: Tenant, migrations: Arc<[Migration]>) -> (TenantMigration, Tenant) {
+    async fn migrate_one(
+        &self,
+        tenant: Tenant,
+        migrations: Arc<[Migration]>,
+        pre_migration_backup: bool,
+    ) -> (TenantMigration, Tenant) {
+        if pre_migration_backup && let Err(error) = self.back_up_before_migrating(&tenant, &migrations).await
+        {
+            let outcome = Err(format!("pre-migration backup failed, migration not attempted: {error}"));
+            return (TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome }, tenant);
+        }
         let mut tuning = self.settings().tenant_tuning();
         // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
         tuning.busy_timeout = tuning.busy_timeout.max(Duration::from_secs(5));
@@ -151,7 +162,23 @@ impl Tenancy {
             Err(e) => Err(e),
         }
         .map_err(|e| e.to_string());
+        if matches!(outcome, Ok(MigrationOutcome::Migrated(_))) {
+            self.changes().mark(tenant.id);
+        }
         let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome };
         (migration, tenant)
+    }
+
+    /// Takes a `pre-migration` backup when the tenant's file is behind `migrations` (a file
+    /// already current needs none).
+    async fn back_up_before_migrating(&self, tenant: &Tenant, migrations: &[Migration]) -> Result<()> {
+        let path = self.tenant_path(tenant)?;
+        let version = tokio::task::spawn_blocking(move || crate::backup::read_schema_version(&path))
+            .await
+            .expect("reading a schema version panicked")?;
+        if version < schema::latest_version(migrations) {
+            self.backup_known(tenant, crate::BackupKind::PreMigration, "migrate").await?;
+        }
+        Ok(())
     }
 }

@@ -3,15 +3,18 @@
 //!
 //! [`Tenancy`] ties them together: it opens `control.db`, checks the SQLite library, sizes the
 //! handle cache to the process's file-descriptor limit and exposes the lifecycle operations
-//! (`create`, `suspend`, `resume`, `delete`, `purge`), fleet migration and read-only queries.
+//! (`create`, `suspend`, `resume`, `delete`, `purge`), fleet migration and read-only queries,
+//! and the file operations on tenants: [`backup`] (and restore), [`export`], [`relocate`].
 //! Tenant SQL lives in the repository modules of [`workspace`], behind [`TenantDb`].
 
 pub mod accounts;
+pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod control;
 pub mod directory;
 mod error;
+pub mod export;
 pub mod fleet;
 pub mod ids;
 pub mod invitations;
@@ -21,6 +24,7 @@ pub mod memberships;
 pub mod outbox;
 pub mod process_lock;
 pub mod query;
+pub mod relocate;
 pub mod schema;
 pub mod sessions;
 pub mod tokens;
@@ -33,7 +37,8 @@ use std::time::Duration;
 use silo_storage::Placement;
 use tokio::sync::OnceCell;
 
-pub use cache::{CacheStats, HandleCache, Lease, TenantDb};
+pub use backup::{Backup, BackupKind};
+pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use error::{Error, Result};
@@ -56,6 +61,10 @@ struct Inner {
     sqlite_version: String,
     /// A migrated, closed tenant file that provisioning copies (built once per process).
     template: OnceCell<PathBuf>,
+    /// The backup store and master key (set up on first use).
+    backups: OnceCell<backup::Backups>,
+    /// What the backup scheduler last did.
+    scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
 }
 
 impl Tenancy {
@@ -103,6 +112,8 @@ impl Tenancy {
             directory: directory::Directory::new(),
             sqlite_version,
             template: OnceCell::new(),
+            backups: OnceCell::new(),
+            scheduler_status: Default::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }

@@ -89,7 +89,11 @@ impl Tenancy {
         self.change_status(tenant, &from, TenantStatus::Deleting, actor, "tenant.delete").await
     }
 
-    /// Removes a soft-deleted tenant's files for good, under a lease.
+    /// Removes a soft-deleted tenant for good, every copy of it: its backup objects first
+    /// (a store that cannot be reached stops the purge, which can be run again), then its
+    /// files under a lease, then — in one control-plane transaction — its catalogue rows and
+    /// its wrapped data key (so a copy of a backup that survives elsewhere is unreadable), the
+    /// status `deleted` and a deletion certificate in the audit log.
     #[tracing::instrument(name = "tenant_purge", skip_all, fields(tenant = %tenant))]
     pub async fn purge(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
         let current = self.tenant(tenant).await?;
@@ -98,23 +102,28 @@ impl Tenancy {
             return Err(Error::InvalidTransition { tenant: current.slug, action: "purge", status });
         }
         let path = self.tenant_path(&current)?;
+        let catalogued = self.control().backups_of(current.id).await?.len();
+        let objects = self.delete_tenant_objects(current.id).await?;
         let lease = self.cache().lease(current.id).await?;
         let removed = sqlite::remove_database_files(&path).await?;
-        let detail = serde_json::json!({ "slug": current.slug, "path": path, "files_removed": removed });
-        let purged = self
-            .control()
-            .transition(
-                current.id,
-                &[TenantStatus::Deleting],
-                TenantStatus::Deleted,
-                actor,
-                "tenant.purge",
-                detail,
-            )
-            .await?;
+        let certificate = serde_json::json!({
+            "certificate": "tenant deletion",
+            "tenant": current.id,
+            "slug": current.slug,
+            "purged_at": crate::control::utc_now(),
+            "database": { "path": path, "files_removed": removed },
+            "backups": {
+                "store": self.backups().await?.store().describe(),
+                "catalogue_rows_removed": catalogued,
+                "objects_deleted": objects.len(),
+                "object_keys": objects,
+            },
+            "data_key_destroyed": true,
+        });
+        let purged = self.control().finish_purge(current.id, actor, &certificate).await?;
         drop(lease);
         self.directory().clear();
-        tracing::info!(tenant = %current.id, files = removed, "tenant purged");
+        tracing::info!(tenant = %current.id, files = removed, objects = certificate["backups"]["objects_deleted"].as_u64(), "tenant purged");
         Ok(purged)
     }
 

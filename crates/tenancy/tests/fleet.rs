@@ -31,7 +31,7 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     assert_eq!(targets.len(), 7, "deleting tenants are not migrated");
     let seen = std::sync::Mutex::new(0);
     let summary =
-        f.tenancy.migrate_tenants(targets, &next, 3, &|_| *seen.lock().unwrap() += 1).await.unwrap();
+        f.tenancy.migrate_tenants(targets, &next, 3, false, &|_| *seen.lock().unwrap() += 1).await.unwrap();
     assert_eq!(*seen.lock().unwrap(), 7);
     assert_eq!((summary.migrated, summary.already_current, summary.failed), (6, 0, 1), "{summary:?}");
     assert_eq!(summary.failures[0].slug, "fleet-3");
@@ -46,7 +46,7 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     // Second run: everyone else is current; the broken one fails again until fixed.
     let again = f
         .tenancy
-        .migrate_tenants(f.tenancy.fleet_targets(None).await.unwrap(), &next, 2, &|_| {})
+        .migrate_tenants(f.tenancy.fleet_targets(None).await.unwrap(), &next, 2, false, &|_| {})
         .await
         .unwrap();
     assert_eq!((again.migrated, again.already_current, again.failed), (0, 6, 1));
@@ -59,7 +59,7 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     let one = f.tenancy.fleet_targets(Some(&"fleet-3".parse().unwrap())).await.unwrap();
     let fixed = f
         .tenancy
-        .migrate_tenants(one, &next, 1, &|m| assert_eq!(m.outcome, Ok(MigrationOutcome::Migrated(2))))
+        .migrate_tenants(one, &next, 1, false, &|m| assert_eq!(m.outcome, Ok(MigrationOutcome::Migrated(2))))
         .await
         .unwrap();
     assert_eq!(fixed.migrated, 1);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use silo_tenancy::schema::tenant_migrations;
-use silo_tenancy::{Tenancy, TenantRef};
+use silo_tenancy::{BackupKind, Tenancy, TenantRef};
 
 use crate::output::{print_json, table};
 
@@ -19,6 +19,12 @@ pub struct MigrateArgs {
     /// Tenants migrated at once (default: the number of cores).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Skip the pre-migration backup of each tenant that is behind (faster; no rollback).
+    #[arg(long)]
+    no_backup: bool,
+    /// Instead of migrating: restore this tenant's newest pre-migration backup in place.
+    #[arg(long, value_name = "SLUG", conflicts_with_all = ["tenant", "no_backup"])]
+    rollback: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -27,6 +33,9 @@ pub struct MigrateArgs {
 impl MigrateArgs {
     /// Runs the fleet migration; exit code 1 when any tenant failed.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
+        if let Some(slug) = &self.rollback {
+            return rollback(tenancy, slug, self.json).await;
+        }
         let only = self.tenant.as_deref().map(str::parse::<TenantRef>).transpose()?;
         let targets = tenancy.fleet_targets(only.as_ref()).await?;
         let concurrency = self
@@ -42,7 +51,7 @@ impl MigrateArgs {
                 .expect("valid template"),
         );
         let summary = tenancy
-            .migrate_tenants(targets, tenant_migrations(), concurrency, &|m| {
+            .migrate_tenants(targets, tenant_migrations(), concurrency, !self.no_backup, &|m| {
                 if let Err(e) = &m.outcome {
                     bar.println(format!("failed: {} — {e}", m.slug));
                 }
@@ -70,4 +79,41 @@ impl MigrateArgs {
         }
         Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
     }
+}
+
+/// `silo migrate --rollback SLUG`: the newest pre-migration backup, restored in place.
+async fn rollback(tenancy: &Tenancy, slug: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let _lock = silo_tenancy::DataDirLock::acquire(
+        &tenancy.settings().data_dir,
+        &format!("roll tenant `{slug}` back (stop the server first: restores in place need it)"),
+    )?;
+    let tenant = tenancy.tenant(&slug.parse()?).await?;
+    let backup = tenancy
+        .control()
+        .backups_of(tenant.id)
+        .await?
+        .into_iter()
+        .find(|b| b.kind == BackupKind::PreMigration)
+        .ok_or_else(|| anyhow::anyhow!("tenant `{}` has no pre-migration backup", tenant.slug))?;
+    let restored =
+        tenancy.restore(&TenantRef::Id(tenant.id), Some(&backup.id), None, &super::actor()).await?;
+    if json {
+        print_json(&restored)?;
+    } else {
+        println!(
+            "rolled `{}` back to backup {} of {} (schema version {}); unavailable {:.1} ms",
+            tenant.slug,
+            backup.id,
+            backup.created_at,
+            backup.schema_version,
+            restored.unavailable.as_secs_f64() * 1000.0
+        );
+        let latest = silo_tenancy::schema::latest_version(tenant_migrations());
+        if backup.schema_version < latest {
+            println!(
+                "note: this binary migrates files to schema {latest} when it opens them; run the previous release until the migration is fixed"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

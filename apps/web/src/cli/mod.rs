@@ -1,6 +1,7 @@
 //! The `silo` command line: global options, the command tree, and dispatch.
 
 mod accounts;
+mod backup;
 mod migrate;
 mod tenant;
 
@@ -48,6 +49,13 @@ pub enum Command {
     /// Tenant memberships.
     #[command(subcommand)]
     Member(accounts::MemberCommand),
+    /// Encrypted tenant backups: create, list, verify, prune.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a tenant from a backup (in place, or as a new tenant with --as).
+    Restore(backup::RestoreArgs),
+    /// Export a tenant: a zip of its database, JSON and CSV per table, and a manifest.
+    Export(backup::ExportArgs),
 }
 
 impl Command {
@@ -76,6 +84,9 @@ impl Cli {
             Command::Admin(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
             Command::User(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
             Command::Member(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Backup(command) => command.run(&tenancy).await,
+            Command::Restore(args) => args.run(&tenancy).await,
+            Command::Export(args) => args.run(&tenancy).await,
         };
         tenancy.shutdown().await;
         result

@@ -1,4 +1,4 @@
-//! `silo tenant …`: create, list, show, suspend, resume, delete, sql.
+//! `silo tenant …`: create, list, show, suspend, resume, delete, move, sql.
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -61,6 +61,17 @@ pub enum TenantCommand {
         /// Also remove its files now.
         #[arg(long)]
         purge: bool,
+    },
+    /// Move a tenant's file to another region (a pre-move backup first; unavailable only
+    /// while the file is copied). Refused while `silo serve` runs: use the admin console.
+    Move {
+        /// Slug or UUID.
+        tenant: String,
+        /// The region to move to.
+        #[arg(long)]
+        region: String,
+        #[command(flatten)]
+        format: Format,
     },
     /// Run a read-only SQL query on a tenant's file.
     Sql {
@@ -146,9 +157,32 @@ impl TenantCommand {
                 if purge {
                     // By id: the slug may be taken again once purged.
                     tenancy.purge(&TenantRef::Id(current.id), &actor()).await?;
-                    println!("purged tenant {} ({}): its files are removed", current.slug, current.id);
+                    println!(
+                        "purged tenant {} ({}): its files and backups are removed, its data key destroyed",
+                        current.slug, current.id
+                    );
                 } else {
                     println!("deleted tenant {} (file kept; purge with --purge)", current.slug);
+                }
+            }
+            Self::Move { tenant, region, format } => {
+                let _lock = DataDirLock::acquire(
+                    &tenancy.settings().data_dir,
+                    &format!("move tenant `{tenant}` (use the admin console while the server runs)"),
+                )?;
+                let moved = tenancy.move_tenant(&parse_ref(&tenant)?, &region, &actor()).await?;
+                if format.json {
+                    print_json(&moved)?;
+                } else {
+                    println!(
+                        "moved {} from {} to {} ({}); unavailable {:.1} ms; pre-move backup {}",
+                        moved.tenant.slug,
+                        moved.from,
+                        moved.tenant.region,
+                        output::bytes(moved.bytes),
+                        moved.unavailable_ms,
+                        moved.backup.id
+                    );
                 }
             }
             Self::Sql { tenant, query, format } => {

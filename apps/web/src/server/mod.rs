@@ -43,6 +43,14 @@ pub async fn serve(tenancy: Tenancy, bind: &str) -> anyhow::Result<()> {
         }
         None => tracing::info!("no [smtp] host: emails stay in the outbox table (and the log)"),
     }
+    // A store that cannot be reached or written is a start-up error, not a surprise at the
+    // first backup (this also creates the master key file on the first start).
+    tenancy.backups().await.context("backup store")?;
+    if tenancy.settings().backup.schedule {
+        let interval = tenancy.settings().backup.interval()?;
+        tracing::info!(interval_s = interval.as_secs(), "backup scheduler started");
+        tokio::spawn(tenancy.clone().run_backup_scheduler(interval));
+    }
     start(tenancy, listener)?.await.context("server failed")
 }
 

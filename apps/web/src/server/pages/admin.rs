@@ -197,7 +197,8 @@ async fn act_page(
             tenancy.purge(&reference, actor).await.map(|_| "Tenant purged: its files are gone.".to_owned())
         }
         "migrate" => {
-            let summary = tenancy.migrate_tenants(vec![tenant], tenant_migrations(), 1, &|_| {}).await?;
+            let summary =
+                tenancy.migrate_tenants(vec![tenant], tenant_migrations(), 1, true, &|_| {}).await?;
             Ok(match summary.failures.first() {
                 Some(failure) => format!("Migration failed: {}", failure.error),
                 None => format!("Migrated to schema {}.", summary.target_version),

@@ -1,47 +1,11 @@
-//! Object stores for backups: one trait, [`ObjectStore`], over whole objects addressed by key
-//! (`tenants/<uuid>/backups/<id>.zst.enc`-like paths of `[a-z0-9._-]` segments). Keys carry no
-//! slug or personal data; callers build them from ids.
-//!
-//! [`LocalStore`] is the embedded default (`<data_dir>/objects`): a put writes a temporary
-//! file, fsyncs it, renames it into place and fsyncs the directory, so a crash leaves either
-//! the old object or the new one, never half of one. An S3 store comes with the backup issue.
+//! [`LocalStore`]: objects as files under a directory. A put writes a temporary file, fsyncs
+//! it, renames it into place and fsyncs the directory, so a crash leaves either the old object
+//! or the new one, never half of one.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 
+use super::{StoreFuture, check_key};
 use crate::{Error, Result};
-
-/// A boxed future of the store's operations (keeps [`ObjectStore`] usable as `dyn`).
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
-
-/// Whole-object storage.
-pub trait ObjectStore: Send + Sync {
-    /// Stores `bytes` under `key`, replacing any object there.
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> StoreFuture<'a, ()>;
-    /// The object under `key` ([`Error::ObjectMissing`] if none).
-    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<u8>>;
-    /// Removes the object under `key`; returns whether there was one.
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
-    /// Keys starting with `prefix`, sorted.
-    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<String>>;
-}
-
-/// Checks an object key: `/`-separated segments of `[a-z0-9._-]`, no empty, `.` or `..`
-/// segment, at most 512 bytes.
-pub fn check_key(key: &str) -> Result<()> {
-    let valid = !key.is_empty()
-        && key.len() <= 512
-        && key.split('/').all(|segment| {
-            !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        });
-    if valid { Ok(()) } else { Err(Error::InvalidObjectKey(key.to_owned())) }
-}
 
 /// Objects as files under a directory.
 #[derive(Clone, Debug)]
@@ -121,7 +85,7 @@ fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -
     Box::pin(async move { tokio::task::spawn_blocking(f).await.expect("an object-store task panicked") })
 }
 
-impl ObjectStore for LocalStore {
+impl super::ObjectStore for LocalStore {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> StoreFuture<'a, ()> {
         match self.path(key) {
             Ok(path) => blocking(move || put_file(&path, &bytes)),
@@ -159,23 +123,16 @@ impl ObjectStore for LocalStore {
         let (root, prefix) = (self.root.clone(), prefix.to_owned());
         blocking(move || list_files(&root, &prefix))
     }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_checked() {
-        for good in ["a", "tenants/0190-ab/backups/1.zst.enc", "x_y-z.9"] {
-            assert!(check_key(good).is_ok(), "{good}");
-        }
-        for bad in
-            ["", "/abs", "a//b", "../x", "a/../b", "a/./b", "Upper", "a b", "a\\b", "é", &"a".repeat(513)]
-        {
-            assert!(check_key(bad).is_err(), "{bad:?}");
-        }
-    }
+    use crate::objects::ObjectStore;
 
     #[tokio::test]
     async fn local_objects_put_get_list_delete() {

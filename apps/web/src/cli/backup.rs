@@ -1,0 +1,221 @@
+//! `silo backup create|list|verify|prune`, `silo restore` and `silo export`.
+//!
+//! Backups, verifications and exports read tenant files with `VACUUM INTO` and are safe
+//! while `silo serve` runs. Restoring in place replaces a file under a lease, and leases are
+//! per process: like purges, in-place restores refuse to run beside a server (the admin
+//! console restores through the server itself).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use silo_tenancy::{Backup, BackupKind, DataDirLock, Tenancy, TenantRef};
+
+use super::actor;
+use crate::output::{self, print_json, table};
+
+/// Backup commands.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up one tenant, or every live tenant with --all.
+    Create {
+        /// Slug or UUID.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        tenant: Option<String>,
+        /// Every active and suspended tenant.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's backups, newest first.
+    List {
+        /// Slug or UUID.
+        tenant: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup to a temporary file and check it (checksum, decryption, integrity).
+    Verify {
+        /// Slug or UUID.
+        tenant: String,
+        /// Backup id (default: the newest).
+        #[arg(long, value_name = "ID")]
+        backup: Option<String>,
+    },
+    /// Apply the retention policy and remove orphan objects.
+    Prune,
+}
+
+/// `silo restore` options.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Slug or UUID of the tenant whose backup is restored.
+    tenant: String,
+    /// Backup id (default: the newest).
+    #[arg(long, value_name = "ID")]
+    backup: Option<String>,
+    /// Restore into a new tenant with this slug instead of in place.
+    #[arg(long = "as", value_name = "NEW_SLUG")]
+    as_slug: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `silo export` options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Slug or UUID.
+    tenant: String,
+    /// The zip to write.
+    #[arg(long, value_name = "FILE.zip")]
+    out: PathBuf,
+}
+
+impl BackupCommand {
+    /// Runs the command; exit code 1 when any tenant's backup failed.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Create { tenant: Some(tenant), json, .. } => {
+                let backup = tenancy.backup_tenant(&tenant.parse()?, BackupKind::Manual, &actor()).await?;
+                if json {
+                    print_json(&backup)?;
+                } else {
+                    println!(
+                        "backed up {tenant}: backup {} ({} stored, {} database)",
+                        backup.id,
+                        output::bytes(backup.size as u64),
+                        output::bytes(backup.db_size as u64)
+                    );
+                }
+            }
+            Self::Create { json, .. } => {
+                let tenants = tenancy.live_tenants().await?;
+                let run = tenancy.backup_tenants(tenants, BackupKind::Manual, &actor()).await;
+                if json {
+                    print_json(&run)?;
+                } else {
+                    println!(
+                        "{} tenants backed up, {} failed, {} stored in {} ms",
+                        run.backed_up,
+                        run.failed.len(),
+                        output::bytes(run.bytes),
+                        run.elapsed_ms
+                    );
+                    if !run.failed.is_empty() {
+                        let rows: Vec<Vec<String>> = run
+                            .failed
+                            .iter()
+                            .map(|(slug, error)| vec![slug.clone(), error.clone()])
+                            .collect();
+                        println!("{}", table(&["FAILED", "ERROR"], &rows));
+                    }
+                }
+                if !run.failed.is_empty() {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            Self::List { tenant, json } => {
+                let tenant = tenancy.tenant(&tenant.parse()?).await?;
+                let backups = tenancy.control().backups_of(tenant.id).await?;
+                if json {
+                    print_json(&backups)?;
+                } else {
+                    print_backups(&backups);
+                }
+            }
+            Self::Verify { tenant, backup } => {
+                let verified = tenancy.verify_backup(&tenant.parse()?, backup.as_deref()).await?;
+                println!(
+                    "backup {} of {tenant} is good: checksum, decryption and integrity check pass ({} restored)",
+                    verified.backup.id,
+                    output::bytes(verified.restored_size)
+                );
+            }
+            Self::Prune => {
+                let report = tenancy.prune_backups().await?;
+                println!("pruned {} expired backups and {} orphan objects", report.expired, report.orphans);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl RestoreArgs {
+    /// Restores in place (refused while `silo serve` runs) or as a new tenant.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
+        let reference: TenantRef = self.tenant.parse()?;
+        let _lock = match self.as_slug {
+            None => Some(DataDirLock::acquire(
+                &tenancy.settings().data_dir,
+                &format!(
+                    "restore tenant `{}` in place (use the admin console while the server runs)",
+                    self.tenant
+                ),
+            )?),
+            Some(_) => None,
+        };
+        let restored =
+            tenancy.restore(&reference, self.backup.as_deref(), self.as_slug.as_deref(), &actor()).await?;
+        if self.json {
+            print_json(&restored)?;
+        } else if self.as_slug.is_some() {
+            println!(
+                "restored backup {} of {} as new tenant {} ({})",
+                restored.backup.id, self.tenant, restored.tenant.slug, restored.tenant.id
+            );
+        } else {
+            println!(
+                "restored {} to backup {} of {} ({}); unavailable {:.1} ms",
+                restored.tenant.slug,
+                restored.backup.id,
+                restored.backup.created_at,
+                output::bytes(restored.size),
+                restored.unavailable.as_secs_f64() * 1000.0
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl ExportArgs {
+    /// Writes the export zip.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
+        let manifest = tenancy.export(&self.tenant.parse()?, &self.out, &actor()).await?;
+        let rows: u64 = manifest.row_counts.values().sum();
+        println!(
+            "exported {} ({} tables, {rows} rows, schema {}) to {}",
+            manifest.slug,
+            manifest.row_counts.len(),
+            manifest.schema_version,
+            self.out.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn print_backups(backups: &[Backup]) {
+    let rows: Vec<Vec<String>> = backups
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.clone(),
+                b.created_at.clone(),
+                b.kind.to_string(),
+                output::bytes(b.size as u64),
+                output::bytes(b.db_size as u64),
+                b.schema_version.to_string(),
+                match (&b.verify_error, &b.verified_at) {
+                    (Some(error), _) => format!("FAILED: {error}"),
+                    (None, Some(at)) => at.clone(),
+                    (None, None) => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    println!("{}", table(&["ID", "CREATED", "KIND", "STORED", "DATABASE", "SCHEMA", "VERIFIED"], &rows));
+    println!("({} backup{})", backups.len(), if backups.len() == 1 { "" } else { "s" });
+}

@@ -1,0 +1,308 @@
+//! The backup catalogue and the wrapped data keys, both in the control plane
+//! (`migrations/control/0005_backups.sql`).
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::control::{ControlPlane, audit};
+use crate::ids::TenantId;
+use crate::{Error, Result};
+
+/// Why a backup was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupKind {
+    /// By the scheduler in `silo serve`.
+    Scheduled,
+    /// By an operator (`silo backup create`, "Back up now").
+    Manual,
+    /// By `silo migrate`, before a migration changed the file.
+    PreMigration,
+    /// By `silo tenant move`, before the file left its region.
+    PreMove,
+}
+
+impl BackupKind {
+    /// The catalogue's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Manual => "manual",
+            Self::PreMigration => "pre-migration",
+            Self::PreMove => "pre-move",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "scheduled" => Self::Scheduled,
+            "manual" => Self::Manual,
+            "pre-migration" => Self::PreMigration,
+            "pre-move" => Self::PreMove,
+            other => return Err(Error::Config(format!("unknown backup kind `{other}` in control.db"))),
+        })
+    }
+}
+
+impl std::fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A row of the catalogue.
+#[derive(Clone, Debug, Serialize)]
+pub struct Backup {
+    /// Backup id (UUID v7).
+    pub id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// When the snapshot was taken (UTC).
+    pub created_at: String,
+    /// Why.
+    pub kind: BackupKind,
+    /// Bytes of the stored (compressed, encrypted) object.
+    pub size: i64,
+    /// Bytes of the database it restores to.
+    pub db_size: i64,
+    /// SHA-256 of the stored object.
+    pub sha256: String,
+    /// The tenant's schema version in the snapshot.
+    pub schema_version: i64,
+    /// Where the object is in the store (ids only: no slug, no personal data).
+    pub object_key: String,
+    /// When a verification last restored it successfully.
+    pub verified_at: Option<String>,
+    /// What the last verification found wrong.
+    pub verify_error: Option<String>,
+}
+
+impl Backup {
+    fn from_row(row: &SqliteRow) -> Result<Self> {
+        let kind: String = row.try_get("kind")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            created_at: row.try_get("created_at")?,
+            kind: BackupKind::parse(&kind)?,
+            size: row.try_get("size")?,
+            db_size: row.try_get("db_size")?,
+            sha256: row.try_get("sha256")?,
+            schema_version: row.try_get("schema_version")?,
+            object_key: row.try_get("object_key")?,
+            verified_at: row.try_get("verified_at")?,
+            verify_error: row.try_get("verify_error")?,
+        })
+    }
+}
+
+/// A tenant and the time of its newest backup (scheduler input).
+#[derive(Clone, Debug)]
+pub(crate) struct LastBackup {
+    pub tenant: TenantId,
+    pub at: Option<String>,
+}
+
+impl ControlPlane {
+    /// The tenant's wrapped data key, if it has one.
+    pub(crate) async fn wrapped_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
+            .bind(tenant.to_string())
+            .fetch_optional(self.reader())
+            .await?;
+        Ok(row.map(|r| r.try_get("wrapped")).transpose()?)
+    }
+
+    /// Stores a wrapped data key unless the tenant has one already; returns the one in force.
+    pub(crate) async fn insert_wrapped_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query(concat!(
+            "INSERT INTO tenant_keys (tenant_id, wrapped, created_at) VALUES (?, ?, ",
+            crate::now!(),
+            ") ON CONFLICT (tenant_id) DO NOTHING"
+        ))
+        .bind(tenant.to_string())
+        .bind(wrapped)
+        .execute(self.writer())
+        .await?;
+        let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
+            .bind(tenant.to_string())
+            .fetch_one(self.writer())
+            .await?;
+        Ok(row.try_get("wrapped")?)
+    }
+
+    /// Records a stored backup (its object is already in the store).
+    pub(crate) async fn insert_backup(&self, backup: &Backup, actor: &str) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query(
+            "INSERT INTO backups (id, tenant_id, created_at, kind, size, db_size, sha256, schema_version, object_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&backup.id)
+        .bind(&backup.tenant_id)
+        .bind(&backup.created_at)
+        .bind(backup.kind.as_str())
+        .bind(backup.size)
+        .bind(backup.db_size)
+        .bind(&backup.sha256)
+        .bind(backup.schema_version)
+        .bind(&backup.object_key)
+        .execute(&mut *tx)
+        .await?;
+        // Scheduled backups are routine; the audit log records the ones someone asked for.
+        if backup.kind != BackupKind::Scheduled {
+            let tenant: TenantId =
+                backup.tenant_id.parse().map_err(|_| Error::NotFound(backup.tenant_id.clone()))?;
+            let detail = serde_json::json!({ "backup": backup.id, "kind": backup.kind, "size": backup.size });
+            audit(&mut tx, actor, "backup.create", Some(tenant), &detail).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The tenant's backups, newest first.
+    pub async fn backups_of(&self, tenant: TenantId) -> Result<Vec<Backup>> {
+        let rows = sqlx::query("SELECT * FROM backups WHERE tenant_id = ? ORDER BY created_at DESC, id DESC")
+            .bind(tenant.to_string())
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(Backup::from_row).collect()
+    }
+
+    /// One backup of the tenant ([`Error::UnknownBackup`] if it has none with that id).
+    pub async fn backup(&self, tenant: TenantId, id: &str) -> Result<Backup> {
+        let row = sqlx::query("SELECT * FROM backups WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.to_string())
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?
+            .ok_or_else(|| Error::UnknownBackup(id.to_owned()))?;
+        Backup::from_row(&row)
+    }
+
+    /// Every backup (retention, orphan detection).
+    pub(crate) async fn all_backups(&self) -> Result<Vec<Backup>> {
+        let rows = sqlx::query("SELECT * FROM backups ORDER BY tenant_id, created_at DESC")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(Backup::from_row).collect()
+    }
+
+    /// A random sample of backups (daily verification).
+    pub(crate) async fn sample_backups(&self, count: usize) -> Result<Vec<Backup>> {
+        let rows = sqlx::query("SELECT * FROM backups ORDER BY random() LIMIT ?")
+            .bind(i64::try_from(count).unwrap_or(i64::MAX))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(Backup::from_row).collect()
+    }
+
+    /// Records a verification's outcome.
+    pub(crate) async fn record_verification(&self, id: &str, error: Option<&str>) -> Result<()> {
+        sqlx::query(concat!(
+            "UPDATE backups SET verified_at = CASE WHEN ?1 IS NULL THEN ",
+            crate::now!(),
+            " ELSE verified_at END, verify_error = ?1 WHERE id = ?2"
+        ))
+        .bind(error)
+        .bind(id)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes catalogue rows (their objects are already deleted).
+    pub(crate) async fn delete_backups(&self, ids: &[String]) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM backups WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Live tenants (active, suspended) with the time of their newest backup.
+    pub(crate) async fn last_backups(&self) -> Result<Vec<LastBackup>> {
+        let rows = sqlx::query(
+            "SELECT t.id, (SELECT max(b.created_at) FROM backups b WHERE b.tenant_id = t.id) AS at
+             FROM tenants t WHERE t.status IN ('active', 'suspended')",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                let tenant = id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}`")))?;
+                Ok(LastBackup { tenant, at: row.try_get("at")? })
+            })
+            .collect()
+    }
+
+    /// The end of a purge, in one transaction: the status becomes `deleted`, the catalogue rows
+    /// and the wrapped data key are deleted, and `certificate` goes to the audit log.
+    pub(crate) async fn finish_purge(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        certificate: &serde_json::Value,
+    ) -> Result<crate::Tenant> {
+        let mut tx = self.writer().begin().await?;
+        let id = tenant.to_string();
+        let changed = sqlx::query(concat!(
+            "UPDATE tenants SET status = 'deleted', updated_at = ",
+            crate::now!(),
+            ", deleted_at = ",
+            crate::now!(),
+            " WHERE id = ? AND status = 'deleting'"
+        ))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            return Err(Error::InvalidTransition {
+                tenant: id,
+                action: "purge",
+                status: "not deleting".into(),
+            });
+        }
+        sqlx::query("DELETE FROM backups WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
+        audit(&mut tx, actor, "tenant.purge", Some(tenant), certificate).await?;
+        tx.commit().await?;
+        self.tenant_by_id(tenant).await
+    }
+
+    /// Moves a tenant to another region (its file is already there), with an audit entry.
+    pub(crate) async fn set_region(
+        &self,
+        tenant: TenantId,
+        region: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query(concat!("UPDATE tenants SET region = ?, updated_at = ", crate::now!(), " WHERE id = ?"))
+            .bind(region)
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, actor, "tenant.move", Some(tenant), detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An audit entry outside any other change (restores, exports, verifications).
+    pub(crate) async fn record_audit(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        audit(&mut tx, actor, action, Some(tenant), detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

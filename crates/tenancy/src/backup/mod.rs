@@ -1,0 +1,405 @@
+//! Encrypted per-tenant backups: snapshot (`VACUUM INTO` while the tenant serves), zstd,
+//! AES-256-GCM with the tenant's data key, one object per backup in the configured store,
+//! one catalogue row per stored object.
+//!
+//! - [`Backups`] holds the object store and the master key (set up on first use).
+//! - Backups, verification and pruning are methods of [`Tenancy`] here; restores are in
+//!   [`restore`], the scheduler in [`scheduler`], which tenants changed in [`changes`], the
+//!   retention policy in [`retention`], the catalogue's SQL in [`catalogue`].
+//!
+//! Object keys are `tenants/<tenant uuid>/backups/<backup uuid>.db.zst.enc`: ids only, no slug.
+
+pub mod catalogue;
+pub mod changes;
+pub mod restore;
+pub mod retention;
+pub mod scheduler;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use serde::Serialize;
+use silo_storage::crypto::{DataKey, MasterKey};
+use silo_storage::objects::{LocalStore, ObjectStore, S3Store};
+use silo_storage::sqlite;
+use uuid::Uuid;
+
+pub use catalogue::{Backup, BackupKind};
+pub use changes::ChangeTracker;
+
+use crate::config::BackupStoreKind;
+use crate::control::{Tenant, TenantStatus, utc_now};
+use crate::ids::{TenantId, TenantRef};
+use crate::{Error, Result, Tenancy};
+
+/// Orphan objects (stored, never catalogued: a killed backup) younger than this are left
+/// alone by `prune`, since a backup in progress has not written its row yet.
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
+/// The store and the master key of this process.
+pub struct Backups {
+    store: Arc<dyn ObjectStore>,
+    master: MasterKey,
+}
+
+impl std::fmt::Debug for Backups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backups").field("store", &self.store.describe()).finish_non_exhaustive()
+    }
+}
+
+impl Backups {
+    /// Builds the configured store, checks it can be written, and loads the master key
+    /// (`SILO_MASTER_KEY`, else the key file, created on first use).
+    pub async fn open(settings: &crate::Settings) -> Result<Self> {
+        let store: Arc<dyn ObjectStore> = match settings.backup.store {
+            BackupStoreKind::Local => Arc::new(LocalStore::new(settings.local_objects_dir())),
+            BackupStoreKind::S3 => Arc::new(S3Store::new(&settings.backup.s3)?),
+        };
+        silo_storage::objects::probe(store.as_ref()).await?;
+        let master = match std::env::var("SILO_MASTER_KEY") {
+            Ok(hex) if !hex.trim().is_empty() => {
+                MasterKey::from_hex(&hex).map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}")))?
+            }
+            _ => {
+                let path = settings.master_key_path();
+                let (key, created) = MasterKey::load_or_create(&path)?;
+                if created {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "generated a new backup master key; keep a copy of it apart from the backups (without it no backup can be restored)"
+                    );
+                }
+                key
+            }
+        };
+        tracing::info!(store = %store.describe(), "backup store ready");
+        Ok(Self { store, master })
+    }
+
+    /// A set of backups over `store` with `master` (tests, benchmarks).
+    pub fn with_store(store: Arc<dyn ObjectStore>, master: MasterKey) -> Self {
+        Self { store, master }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+}
+
+/// What binds a sealed object to its tenant and backup (AES-GCM associated data).
+fn seal_context(tenant: TenantId, backup: &str) -> Vec<u8> {
+    format!("silo/backup/v1/{tenant}/{backup}").into_bytes()
+}
+
+fn object_key(tenant: TenantId, backup: &str) -> String {
+    format!("tenants/{tenant}/backups/{backup}.db.zst.enc")
+}
+
+/// The outcome of a fleet pass.
+#[derive(Debug, Default, Serialize)]
+pub struct BackupRun {
+    /// Tenants backed up.
+    pub backed_up: usize,
+    /// Tenants skipped because nothing changed since their last backup.
+    pub unchanged: usize,
+    /// Tenants whose backup failed (slug, error).
+    pub failed: Vec<(String, String)>,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Wall time, ms.
+    pub elapsed_ms: u128,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    /// The backup checked.
+    pub backup: Backup,
+    /// Bytes of the database it restores to.
+    pub restored_size: u64,
+}
+
+/// The outcome of `prune`.
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Catalogued backups removed by the retention policy.
+    pub expired: usize,
+    /// Objects without a catalogue row (killed backups, purged tenants) removed.
+    pub orphans: usize,
+}
+
+impl Tenancy {
+    /// The backup store and master key, set up on first use.
+    pub async fn backups(&self) -> Result<&Backups> {
+        self.inner.backups.get_or_try_init(|| Backups::open(self.settings())).await
+    }
+
+    /// Uses `backups` instead of the configured store and key (tests, benchmarks).
+    pub fn install_backups(&self, backups: Backups) -> Result<()> {
+        self.inner.backups.set(backups).map_err(|_| Error::Config("backups are already set up".into()))
+    }
+
+    /// The tenants written to since the scheduler last looked.
+    pub fn changes(&self) -> &Arc<ChangeTracker> {
+        self.cache().changes()
+    }
+
+    /// The tenant's data key, created when `create` and it has none.
+    async fn data_key(&self, tenant: &Tenant, create: bool) -> Result<DataKey> {
+        let backups = self.backups().await?;
+        let wrapped = match self.control().wrapped_key(tenant.id).await? {
+            Some(wrapped) => wrapped,
+            None if tenant.status == TenantStatus::Deleted => {
+                return Err(Error::KeyDestroyed(tenant.slug.clone()));
+            }
+            None if create => {
+                let fresh = backups.master.wrap(&DataKey::generate());
+                self.control().insert_wrapped_key(tenant.id, &fresh).await?
+            }
+            None => return Err(Error::KeyDestroyed(tenant.slug.clone())),
+        };
+        backups.master.unwrap_key(&wrapped).map_err(|_| {
+            Error::Config(format!(
+                "the data key of tenant `{}` cannot be unwrapped: wrong master key (SILO_MASTER_KEY or backup.master_key_file)",
+                tenant.slug
+            ))
+        })
+    }
+
+    /// Backs up one tenant now.
+    pub async fn backup_tenant(&self, tenant: &TenantRef, kind: BackupKind, actor: &str) -> Result<Backup> {
+        let tenant = self.tenant(tenant).await?;
+        self.backup_known(&tenant, kind, actor).await
+    }
+
+    /// Snapshot → compress → encrypt → store → catalogue. The object is complete in the store
+    /// before its row exists, so a crash never leaves a row without its object.
+    #[tracing::instrument(name = "tenant_backup", skip_all, fields(tenant = %tenant.id, kind = %kind))]
+    pub(crate) async fn backup_known(
+        &self,
+        tenant: &Tenant,
+        kind: BackupKind,
+        actor: &str,
+    ) -> Result<Backup> {
+        if tenant.status == TenantStatus::Deleted {
+            return Err(Error::Gone(tenant.slug.clone()));
+        }
+        let key = self.data_key(tenant, true).await?;
+        let id = Uuid::now_v7().to_string();
+        let source = self.tenant_path(tenant)?;
+        let temp = self.temp_path(&format!("backup-{id}.db"))?;
+        let created_at = utc_now();
+        let hold = self.cache().hold(tenant.id)?;
+        let context = seal_context(tenant.id, &id);
+        let tuning = self.settings().tenant_tuning();
+        let staged = temp.clone();
+        let packed = tokio::task::spawn_blocking(move || {
+            sqlite::snapshot(&source, &staged, tuning)?;
+            let version = read_schema_version(&staged);
+            let packed = silo_storage::backup::pack(&staged, &key, &context);
+            let _ = std::fs::remove_file(&staged);
+            Ok::<_, Error>((packed?, version?))
+        })
+        .await
+        .expect("a backup task panicked");
+        drop(hold);
+        let _ = std::fs::remove_file(&temp);
+        let (packed, schema_version) = packed?;
+        let backup = Backup {
+            object_key: object_key(tenant.id, &id),
+            id,
+            tenant_id: tenant.id.to_string(),
+            created_at,
+            kind,
+            size: packed.bytes.len() as i64,
+            db_size: packed.plain_size as i64,
+            sha256: packed.sha256,
+            schema_version,
+            verified_at: None,
+            verify_error: None,
+        };
+        let store = self.backups().await?.store();
+        store.put(&backup.object_key, packed.bytes).await?;
+        if let Err(e) = self.control().insert_backup(&backup, actor).await {
+            // Without its row the object is an orphan: remove it now rather than at the next prune.
+            let _ = store.delete(&backup.object_key).await;
+            return Err(e);
+        }
+        tracing::info!(backup = %backup.id, size = backup.size, "backup stored");
+        Ok(backup)
+    }
+
+    /// Backs up many tenants, `backup.concurrency` at a time; failures are collected, not
+    /// fatal.
+    pub async fn backup_tenants(&self, tenants: Vec<Tenant>, kind: BackupKind, actor: &str) -> BackupRun {
+        let started = std::time::Instant::now();
+        let mut run = BackupRun::default();
+        let mut results = futures::stream::iter(tenants)
+            .map(|tenant| async move {
+                let result = self.backup_known(&tenant, kind, actor).await;
+                (tenant, result)
+            })
+            .buffer_unordered(self.settings().backup.concurrency());
+        while let Some((tenant, result)) = results.next().await {
+            match result {
+                Ok(backup) => {
+                    run.backed_up += 1;
+                    run.bytes += backup.size as u64;
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, error = %e, "backup failed");
+                    run.failed.push((tenant.slug, e.to_string()));
+                }
+            }
+        }
+        run.elapsed_ms = started.elapsed().as_millis();
+        run
+    }
+
+    /// Every live (active or suspended) tenant.
+    pub async fn live_tenants(&self) -> Result<Vec<Tenant>> {
+        let mut tenants = self.control().migratable().await?;
+        tenants.retain(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended));
+        Ok(tenants)
+    }
+
+    /// One backup of a tenant: the given id, or its newest.
+    pub async fn find_backup(&self, tenant: &Tenant, id: Option<&str>) -> Result<Backup> {
+        match id {
+            Some(id) => self.control().backup(tenant.id, id).await,
+            None => self.control().backups_of(tenant.id).await?.into_iter().next().ok_or_else(|| {
+                Error::UnknownBackup(format!("(newest of `{}`: the tenant has no backups)", tenant.slug))
+            }),
+        }
+    }
+
+    /// Fetches a backup, checks its checksum, decrypts and decompresses it into a new file at
+    /// `dest`, and checks the result's integrity and schema version. On failure `dest` does
+    /// not exist. Returns the file's size.
+    pub(crate) async fn fetch_backup_into(
+        &self,
+        tenant: &Tenant,
+        backup: &Backup,
+        dest: &Path,
+    ) -> Result<u64> {
+        let key = self.data_key(tenant, false).await?;
+        let bytes = self.backups().await?.store().get(&backup.object_key).await?;
+        let context = seal_context(tenant.id, &backup.id);
+        let (sha256, dest) = (backup.sha256.clone(), dest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let size = silo_storage::backup::unpack(&bytes, &sha256, &key, &context, &dest)?;
+            let checked = read_schema_version(&dest).and_then(|version| {
+                let latest = crate::schema::latest_version(crate::schema::tenant_migrations());
+                if version > latest {
+                    return Err(Error::Schema(format!(
+                        "the backup is at schema version {version}, newer than this binary's {latest}"
+                    )));
+                }
+                Ok(size)
+            });
+            if checked.is_err() {
+                let _ = sqlite::remove_database_files_sync(&dest);
+            }
+            checked
+        })
+        .await
+        .expect("a restore task panicked")
+    }
+
+    /// Restores a backup to a temporary file, checks checksum, decryption, integrity and
+    /// schema version, records the outcome and removes the file. Changes no tenant.
+    pub async fn verify_backup(&self, tenant: &TenantRef, id: Option<&str>) -> Result<Verification> {
+        let tenant = self.tenant(tenant).await?;
+        let backup = self.find_backup(&tenant, id).await?;
+        self.verify_known(&tenant, backup).await
+    }
+
+    pub(crate) async fn verify_known(&self, tenant: &Tenant, backup: Backup) -> Result<Verification> {
+        let temp = self.temp_path(&format!("verify-{}.db", backup.id))?;
+        let result = self.fetch_backup_into(tenant, &backup, &temp).await;
+        let _ = sqlite::remove_database_files(&temp).await;
+        let error = result.as_ref().err().map(|e| e.to_string());
+        self.control().record_verification(&backup.id, error.as_deref()).await?;
+        let restored_size = result?;
+        Ok(Verification { backup, restored_size })
+    }
+
+    /// Applies the retention policy to every tenant's backups and removes orphan objects.
+    pub async fn prune_backups(&self) -> Result<PruneReport> {
+        let settings = &self.settings().backup;
+        let keep_all = Duration::from_secs(settings.keep_all_hours.saturating_mul(3600));
+        let all = self.control().all_backups().await?;
+        let mut by_tenant: std::collections::BTreeMap<&str, Vec<Backup>> = Default::default();
+        for backup in &all {
+            by_tenant.entry(&backup.tenant_id).or_default().push(backup.clone());
+        }
+        let now = SystemTime::now();
+        let store = self.backups().await?.store();
+        let mut report = PruneReport::default();
+        let mut gone = Vec::new();
+        for backups in by_tenant.values() {
+            for id in retention::expired(backups, now, keep_all, settings.keep_daily_days) {
+                let backup = backups.iter().find(|b| b.id == id).expect("expired ids come from the list");
+                store.delete(&backup.object_key).await?;
+                gone.push(id);
+            }
+        }
+        // Rows go after their objects: a crash in between leaves rows whose objects are gone,
+        // which the next prune removes again (deleting a missing object is fine).
+        self.control().delete_backups(&gone).await?;
+        report.expired = gone.len();
+        let catalogued: std::collections::HashSet<&str> = all.iter().map(|b| b.object_key.as_str()).collect();
+        for key in store.list("tenants/").await? {
+            if !catalogued.contains(key.as_str()) && is_stale_orphan(&key, now) {
+                store.delete(&key).await?;
+                report.orphans += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes every object of a tenant from the store; returns the keys deleted.
+    pub(crate) async fn delete_tenant_objects(&self, tenant: TenantId) -> Result<Vec<String>> {
+        let store = self.backups().await?.store();
+        let mut deleted = Vec::new();
+        for key in store.list(&format!("tenants/{tenant}/")).await? {
+            store.delete(&key).await?;
+            deleted.push(key);
+        }
+        Ok(deleted)
+    }
+
+    /// A path under `<data_dir>/tmp` (created if needed).
+    pub(crate) fn temp_path(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.settings().data_dir.join("tmp");
+        std::fs::create_dir_all(&dir).map_err(|e| silo_storage::Error::Io {
+            action: "create directory",
+            path: dir.clone(),
+            source: e,
+        })?;
+        Ok(dir.join(name))
+    }
+}
+
+/// The schema version recorded in a database file (`PRAGMA user_version`).
+pub(crate) fn read_schema_version(path: &Path) -> Result<i64> {
+    let conn = sqlite::open_sync(path, Default::default(), sqlite::OpenMode::ReadOnly)?;
+    crate::schema::file_version(&conn)
+}
+
+/// An uncatalogued object whose backup id (a UUID v7, which carries its creation time) is
+/// older than [`ORPHAN_GRACE`]; objects whose name is not such an id are left alone.
+fn is_stale_orphan(key: &str, now: SystemTime) -> bool {
+    let name = key.rsplit('/').next().unwrap_or_default();
+    let id = name.split('.').next().unwrap_or_default();
+    let Some((seconds, _)) = Uuid::parse_str(id).ok().and_then(|u| u.get_timestamp()).map(|t| t.to_unix())
+    else {
+        return false;
+    };
+    let created = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+    now.duration_since(created).is_ok_and(|age| age > ORPHAN_GRACE)
+}

@@ -1,0 +1,181 @@
+//! The backup scheduler of `silo serve`: every `backup.interval` it backs up the tenants that
+//! changed since their last backup, applies the retention policy, and once a day restores a
+//! random sample of backups to temporary files to prove they still restore.
+//!
+//! A tenant counts as changed when a commit hook marked it ([`super::ChangeTracker`]), when it
+//! has no backup yet, or — on the first pass after start only — when its files were modified
+//! after its newest backup (writes made while no server ran, or marks lost with a killed
+//! process). A failed backup is marked again, so the next pass retries it.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{BackupKind, BackupRun};
+use crate::control::utc_timestamp;
+use crate::{Result, Tenancy};
+
+/// How often the sample verification runs.
+const VERIFY_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// The outcome of the last scheduler round, for the console and `/metrics`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SchedulerStatus {
+    /// When the last pass finished (UTC).
+    pub last_pass_at: Option<String>,
+    /// Tenants backed up by it.
+    pub backed_up: usize,
+    /// Tenants it skipped as unchanged.
+    pub unchanged: usize,
+    /// Its failures (slug, error).
+    pub failed: Vec<(String, String)>,
+    /// Backups the last verification checked, and how many of them failed.
+    pub verified: usize,
+    /// Failures of the last verification (backup id, error).
+    pub verify_failures: Vec<(String, String)>,
+    /// A pass that could not run at all (control plane or store unreachable).
+    pub error: Option<String>,
+}
+
+impl Tenancy {
+    /// Backs up every live tenant that changed since its last backup (see the module docs);
+    /// `check_files` adds the file-time comparison of the first pass.
+    pub async fn scheduled_pass(&self, check_files: bool) -> Result<BackupRun> {
+        let marked = self.changes().take();
+        let result = self.scheduled_pass_with(&marked, check_files).await;
+        if result.is_err() {
+            marked.iter().for_each(|&id| self.changes().mark(id));
+        }
+        result
+    }
+
+    async fn scheduled_pass_with(
+        &self,
+        marked: &HashSet<crate::TenantId>,
+        check_files: bool,
+    ) -> Result<BackupRun> {
+        let last = self.control().last_backups().await?;
+        let tenants = self.live_tenants().await?;
+        let mut due = Vec::new();
+        let mut unchanged = 0;
+        for tenant in tenants {
+            let since = last.iter().find(|l| l.tenant == tenant.id).and_then(|l| l.at.clone());
+            let changed = match &since {
+                None => true,
+                Some(_) if marked.contains(&tenant.id) => true,
+                Some(at) => check_files && self.tenant_path(&tenant).is_ok_and(|p| modified_after(&p, at)),
+            };
+            if changed {
+                due.push(tenant);
+            } else {
+                unchanged += 1;
+            }
+        }
+        let ids: Vec<_> = due.iter().map(|t| (t.slug.clone(), t.id)).collect();
+        let mut run = self.backup_tenants(due, BackupKind::Scheduled, "scheduler").await;
+        for (slug, _) in &run.failed {
+            if let Some((_, id)) = ids.iter().find(|(s, _)| s == slug) {
+                self.changes().mark(*id);
+            }
+        }
+        run.unchanged = unchanged;
+        Ok(run)
+    }
+
+    /// Restores `count` random backups to temporary files and checks them; returns how many
+    /// were checked and the failures (backup id, error).
+    pub async fn verify_sample(&self, count: usize) -> Result<(usize, Vec<(String, String)>)> {
+        let sample = self.control().sample_backups(count).await?;
+        let mut failures = Vec::new();
+        let checked = sample.len();
+        for backup in sample {
+            let id = backup.id.clone();
+            let tenant: crate::TenantId = match backup.tenant_id.parse() {
+                Ok(tenant) => tenant,
+                Err(_) => continue,
+            };
+            let outcome = async {
+                let tenant = self.control().tenant_by_id(tenant).await?;
+                self.verify_known(&tenant, backup).await
+            }
+            .await;
+            if let Err(e) = outcome {
+                tracing::error!(backup = %id, error = %e, "backup verification failed");
+                failures.push((id, e.to_string()));
+            }
+        }
+        Ok((checked, failures))
+    }
+
+    /// The scheduler status of this process.
+    pub fn scheduler_status(&self) -> SchedulerStatus {
+        self.inner.scheduler_status.lock().clone()
+    }
+
+    /// Runs the scheduler until the task is dropped (`silo serve` spawns it).
+    pub async fn run_backup_scheduler(self, interval: Duration) {
+        let mut first = true;
+        let mut last_verify: Option<Instant> = None;
+        loop {
+            let mut status = SchedulerStatus { last_pass_at: None, ..self.scheduler_status() };
+            match self.scheduled_pass(first).await {
+                Ok(run) => {
+                    first = false;
+                    if !run.failed.is_empty() {
+                        tracing::warn!(
+                            failed = run.failed.len(),
+                            "scheduled backups failed; they are retried next pass"
+                        );
+                    }
+                    tracing::info!(
+                        backed_up = run.backed_up,
+                        unchanged = run.unchanged,
+                        failed = run.failed.len(),
+                        elapsed_ms = run.elapsed_ms as u64,
+                        "backup pass"
+                    );
+                    status.backed_up = run.backed_up;
+                    status.unchanged = run.unchanged;
+                    status.failed = run.failed;
+                    status.error = None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "backup pass failed; retrying next interval");
+                    status.error = Some(e.to_string());
+                }
+            }
+            match self.prune_backups().await {
+                Ok(report) if report.expired + report.orphans > 0 => {
+                    tracing::info!(expired = report.expired, orphans = report.orphans, "backups pruned");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning backups failed"),
+            }
+            if last_verify.is_none_or(|at| at.elapsed() >= VERIFY_EVERY) {
+                match self.verify_sample(self.settings().backup.verify_sample).await {
+                    Ok((checked, failures)) => {
+                        tracing::info!(checked, failed = failures.len(), "backup sample verified");
+                        status.verified = checked;
+                        status.verify_failures = failures;
+                        last_verify = Some(Instant::now());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "backup verification could not run"),
+                }
+            }
+            status.last_pass_at = Some(utc_timestamp(std::time::SystemTime::now()));
+            *self.inner.scheduler_status.lock() = status;
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Whether the database or its WAL was modified after the control-plane time `since`.
+fn modified_after(path: &Path, since: &str) -> bool {
+    let wal = path.with_file_name(format!("{}-wal", path.file_name().unwrap_or_default().to_string_lossy()));
+    [path, wal.as_path()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .any(|modified| utc_timestamp(modified).as_str() > since)
+}

@@ -1,0 +1,588 @@
+//! Backups, restores, purge and region moves against real stores: every scenario of
+//! `store_suite!` runs twice, once on the local directory store and once on S3 spoken over
+//! HTTP (aws-sdk-s3) to an in-process `s3s-fs` server on a loopback port.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use silo_e2e::s3::{S3Server, settings_for};
+use silo_e2e::{ApiClient, TestServer};
+use silo_tenancy::accounts::TokenScope;
+use silo_tenancy::config::{BackupStoreKind, RegionSettings};
+use silo_tenancy::workspace::{projects, tasks};
+use silo_tenancy::{BackupKind, CreateTenant, Error, Tenancy, Tenant, TenantRef};
+
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    Local,
+    S3,
+}
+
+/// A server whose backups go to `store`, with a second region `eu`.
+struct Fixture {
+    server: TestServer,
+    _s3: Option<S3Server>,
+}
+
+impl Fixture {
+    async fn new(store: Store) -> Self {
+        let s3 = match store {
+            Store::Local => None,
+            Store::S3 => Some(S3Server::start().await.unwrap()),
+        };
+        let s3_settings = s3.as_ref().map(S3Server::settings);
+        let server = TestServer::start_with(|settings| {
+            if let Some(s3) = s3_settings {
+                settings.backup.store = BackupStoreKind::S3;
+                settings.backup.s3 = s3;
+            }
+            let eu = settings.data_dir.join("regions/eu");
+            settings.regions.insert("eu".into(), RegionSettings { root: eu });
+        })
+        .await
+        .unwrap();
+        Self { server, _s3: s3 }
+    }
+
+    fn tenancy(&self) -> &Tenancy {
+        &self.server.tenancy
+    }
+}
+
+fn by_slug(slug: &str) -> TenantRef {
+    slug.parse().unwrap()
+}
+
+/// A tenant with one project and `count` tasks titled `task 1…`.
+async fn tenant_with_tasks(tenancy: &Tenancy, slug: &str, count: usize) -> (Tenant, i64) {
+    let tenant =
+        tenancy.create(CreateTenant { slug: slug.into(), ..Default::default() }, "test").await.unwrap();
+    let db = tenancy.db(tenant.id).await.unwrap();
+    let project = projects::create(&db, "Roadmap", "", None).unwrap();
+    for i in 1..=count {
+        add_task(tenancy, &tenant, project, &format!("task {i}")).await;
+    }
+    (tenant, project)
+}
+
+async fn add_task(tenancy: &Tenancy, tenant: &Tenant, project: i64, title: &str) {
+    let db = tenancy.db(tenant.id).await.unwrap();
+    let new = tasks::NewTask { project_id: project, title: title.into(), ..Default::default() };
+    tasks::create(&db, &new, None).unwrap();
+}
+
+async fn titles(tenancy: &Tenancy, tenant: &TenantRef) -> Vec<String> {
+    let result = tenancy.query_readonly(tenant, "SELECT title FROM tasks ORDER BY id").await.unwrap();
+    result.rows.iter().map(|row| row[0].as_str().unwrap().to_owned()).collect()
+}
+
+macro_rules! store_suite {
+    ($($scenario:ident),* $(,)?) => {
+        mod local {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() { super::$scenario(super::Store::Local).await })*
+        }
+        mod s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() { super::$scenario(super::Store::S3).await })*
+        }
+    };
+}
+
+store_suite!(
+    back_up_list_verify_restore_and_clone,
+    backup_during_eight_writers_holds_a_prefix_of_acknowledged_writes,
+    restore_in_place_while_requests_are_in_flight,
+    bad_objects_and_wrong_keys_change_nothing,
+    purge_removes_every_object_and_destroys_the_key,
+    scheduler_backs_up_only_changed_tenants_and_prunes,
+    pre_migration_backup_rolls_back,
+    region_move_keeps_the_data,
+);
+
+async fn back_up_list_verify_restore_and_clone(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let (tenant, project) = tenant_with_tasks(t, "acme", 3).await;
+    let backup = t.backup_tenant(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+
+    // The catalogue row describes the stored object; its key carries ids only.
+    assert_eq!(backup.kind, BackupKind::Manual);
+    assert_eq!(backup.schema_version, 1);
+    assert_eq!(backup.sha256.len(), 64);
+    assert_eq!(backup.object_key, format!("tenants/{}/backups/{}.db.zst.enc", tenant.id, backup.id));
+    assert!(!backup.object_key.contains("acme"));
+    assert!(backup.size > 0 && backup.size < backup.db_size, "compressed: {backup:?}");
+    let listed = t.control().backups_of(tenant.id).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, backup.id);
+
+    // The object really is in the store: a file of the local directory, or of the S3 bucket.
+    let object_file = match &f._s3 {
+        Some(s3) => s3.bucket_dir().join("silo").join(&backup.object_key),
+        None => t.settings().data_dir.join("objects").join(&backup.object_key),
+    };
+    assert_eq!(
+        std::fs::metadata(&object_file).unwrap().len() as i64,
+        backup.size,
+        "{}",
+        object_file.display()
+    );
+
+    // The stored bytes are neither SQLite nor zstd: encrypted.
+    let store_ = t.backups().await.unwrap().store();
+    let raw = store_.get(&backup.object_key).await.unwrap();
+    assert_eq!(raw.len() as i64, backup.size);
+    assert!(!raw.windows(15).any(|w| w == b"SQLite format 3"));
+    assert_ne!(&raw[..4], &[0x28, 0xb5, 0x2f, 0xfd], "not a bare zstd frame");
+
+    let verified = t.verify_backup(&by_slug("acme"), None).await.unwrap();
+    assert_eq!(verified.restored_size as i64, backup.db_size);
+    assert!(t.control().backup(tenant.id, &backup.id).await.unwrap().verified_at.is_some());
+
+    // Later writes are undone by an in-place restore.
+    add_task(t, &tenant, project, "after the backup").await;
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 4);
+    let restored = t.restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap();
+    assert_eq!(restored.backup.id, backup.id);
+    assert_eq!(titles(t, &by_slug("acme")).await, ["task 1", "task 2", "task 3"]);
+    // The tenant serves again after the restore, reads and writes.
+    add_task(t, &tenant, project, "after the restore").await;
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 4);
+
+    // A clone gets its own id, file and slug; the original is untouched.
+    let clone = t.restore(&by_slug("acme"), Some(&backup.id), Some("acme-copy"), "test").await.unwrap();
+    assert_ne!(clone.tenant.id, tenant.id);
+    assert_eq!(clone.tenant.slug, "acme-copy");
+    assert_eq!(titles(t, &by_slug("acme-copy")).await, ["task 1", "task 2", "task 3"]);
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 4);
+    let taken = t.restore(&by_slug("acme"), None, Some("acme-copy"), "test").await.unwrap_err();
+    assert!(matches!(taken, Error::SlugTaken(_)), "{taken}");
+
+    let audit = t.control().audit_entries(tenant.id, 20).await.unwrap();
+    for action in ["backup.create", "tenant.restore"] {
+        assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+    }
+    f.server.stop().await;
+}
+
+async fn backup_during_eight_writers_holds_a_prefix_of_acknowledged_writes(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy().clone();
+    let (tenant, project) = tenant_with_tasks(&t, "busy", 0).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..8).map(|_| AtomicU64::new(0)).collect());
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (t, tenant, stop, acked) = (t.clone(), tenant.clone(), stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    add_task(&t, &tenant, project, &format!("w{w}-{i}")).await;
+                    acked[w].store(i, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+    let backup = t.backup_tenant(&by_slug("busy"), BackupKind::Manual, "test").await.unwrap();
+    let after: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(before.iter().all(|&n| n > 0), "every writer wrote before the backup: {before:?}");
+
+    // The restore checks integrity; its rows are, per writer, exactly 1..=k with k between what
+    // was acknowledged before the backup started and after it ended.
+    t.restore(&by_slug("busy"), Some(&backup.id), Some("busy-copy"), "test").await.unwrap();
+    let mut seen: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for title in titles(&t, &by_slug("busy-copy")).await {
+        let (w, i) = title.trim_start_matches('w').split_once('-').unwrap();
+        seen.entry(w.parse().unwrap()).or_default().push(i.parse().unwrap());
+    }
+    for w in 0..8 {
+        let mut rows = seen.remove(&w).unwrap_or_default();
+        rows.sort_unstable();
+        let k = rows.len() as u64;
+        assert_eq!(rows, (1..=k).collect::<Vec<_>>(), "writer {w}: a gap-free prefix");
+        assert!(before[w] <= k && k <= after[w], "writer {w}: {} <= {k} <= {}", before[w], after[w]);
+    }
+    f.server.stop().await;
+}
+
+async fn restore_in_place_while_requests_are_in_flight(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy().clone();
+    f.server.sign_up("ada@example.com", "acme").await.unwrap();
+    let tenant = t.tenant(&by_slug("acme")).await.unwrap();
+    let db = t.db(tenant.id).await.unwrap();
+    let project = projects::create(&db, "Roadmap", "", None).unwrap();
+    drop(db);
+    for i in 1..=20 {
+        add_task(&t, &tenant, project, &format!("task {i}")).await;
+    }
+    let backup = t.backup_tenant(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    for i in 21..=30 {
+        add_task(&t, &tenant, project, &format!("task {i}")).await;
+    }
+    let token = t
+        .issue_token("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop) = (ApiClient::new(f.server.addr, Some(&token)), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses = BTreeMap::<u16, usize>::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, _) = client.call("GET", "/w/acme/tasks?limit=50", None).await.unwrap();
+                    *statuses.entry(status).or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let restored = t.restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut statuses = BTreeMap::<u16, usize>::new();
+    for client in clients {
+        for (status, n) in client.await.unwrap() {
+            *statuses.entry(status).or_default() += n;
+        }
+    }
+    // Requests succeed, or (during the switch only) are told to retry; nothing else.
+    eprintln!("responses during the restore: {statuses:?}, unavailable {:?}", restored.unavailable);
+    assert!(statuses.keys().all(|s| [200, 503].contains(s)), "{statuses:?}");
+    assert!(statuses[&200] > 10, "{statuses:?}");
+    assert!(restored.unavailable < Duration::from_secs(5), "{:?}", restored.unavailable);
+    assert_eq!(titles(&t, &by_slug("acme")).await.len(), 20);
+    let (status, body) = ApiClient::new(f.server.addr, Some(&token))
+        .call("GET", "/w/acme/tasks?limit=50", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(20), "{body}");
+    f.server.stop().await;
+}
+
+async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let (tenant, _) = tenant_with_tasks(t, "acme", 5).await;
+    let backup = t.backup_tenant(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    let tenant_dir = t.tenant_path(&tenant).unwrap().parent().unwrap().to_owned();
+    let files_before = std::fs::read_dir(&tenant_dir).unwrap().count();
+
+    let unknown =
+        t.restore(&by_slug("acme"), Some("0190aaaa-0000-7000-8000-000000000000"), None, "test").await;
+    assert!(matches!(unknown, Err(Error::UnknownBackup(_))), "{unknown:?}");
+    let unknown_tenant = t.restore(&by_slug("nobody"), None, None, "test").await;
+    assert!(matches!(unknown_tenant, Err(Error::NotFound(_))), "{unknown_tenant:?}");
+
+    let objects = t.backups().await.unwrap().store();
+    let good = objects.get(&backup.object_key).await.unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    for (what, bytes) in [("truncated", good[..good.len() / 2].to_vec()), ("altered", flipped)] {
+        objects.put(&backup.object_key, bytes).await.unwrap();
+        let error = t.restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap_err();
+        assert!(error.to_string().contains("checksum mismatch"), "{what}: {error}");
+        let verify = t.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
+        assert!(verify.to_string().contains("checksum mismatch"), "{what}: {verify}");
+        let row = t.control().backup(tenant.id, &backup.id).await.unwrap();
+        assert!(row.verify_error.is_some(), "the failed verification is recorded");
+        assert_eq!(titles(t, &by_slug("acme")).await.len(), 5, "{what}: the tenant is unchanged");
+    }
+    assert_eq!(std::fs::read_dir(&tenant_dir).unwrap().count(), files_before, "no staging file left");
+    objects.put(&backup.object_key, good).await.unwrap();
+
+    // Another master key (another key file) cannot unwrap the tenant's data key.
+    let mut other_settings = t.settings().clone();
+    other_settings.backup.master_key_file = Some(other_settings.data_dir.join("other.key"));
+    let other = Tenancy::open(other_settings).await.unwrap();
+    let wrong = other.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
+    assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
+    let wrong = other.restore(&by_slug("acme"), Some(&backup.id), Some("stolen"), "test").await.unwrap_err();
+    assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
+    assert!(other.tenant(&by_slug("stolen")).await.is_err(), "no tenant was created");
+    other.shutdown().await;
+
+    // With the right key all is well again.
+    t.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap();
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 5);
+    f.server.stop().await;
+}
+
+async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let (tenant, project) = tenant_with_tasks(t, "doomed", 2).await;
+    let first = t.backup_tenant(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
+    add_task(t, &tenant, project, "more").await;
+    t.backup_tenant(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
+    let (keep, _) = tenant_with_tasks(t, "kept", 1).await;
+    t.backup_tenant(&by_slug("kept"), BackupKind::Manual, "test").await.unwrap();
+    let objects = t.backups().await.unwrap().store();
+    let prefix = format!("tenants/{}/", tenant.id);
+    assert_eq!(objects.list(&prefix).await.unwrap().len(), 2);
+
+    t.delete(&by_slug("doomed"), "test").await.unwrap();
+    t.purge(&TenantRef::Id(tenant.id), "test").await.unwrap();
+
+    assert!(objects.list(&prefix).await.unwrap().is_empty(), "no object of the tenant remains");
+    assert!(t.control().backups_of(tenant.id).await.unwrap().is_empty());
+    assert!(!t.tenant_path(&tenant).unwrap().exists());
+    let restore = t.restore(&TenantRef::Id(tenant.id), Some(&first.id), None, "test").await.unwrap_err();
+    assert!(matches!(restore, Error::KeyDestroyed(_)), "{restore}");
+    assert!(restore.to_string().contains("data key is destroyed"), "{restore}");
+    let clone =
+        t.restore(&TenantRef::Id(tenant.id), Some(&first.id), Some("revived"), "test").await.unwrap_err();
+    assert!(matches!(clone, Error::KeyDestroyed(_)), "{clone}");
+
+    // The deletion certificate.
+    let audit = t.control().audit_entries(tenant.id, 10).await.unwrap();
+    let certificate = &audit.iter().find(|e| e.action == "tenant.purge").unwrap().detail;
+    assert_eq!(certificate["certificate"], "tenant deletion");
+    assert_eq!(certificate["backups"]["objects_deleted"], 2);
+    assert_eq!(certificate["backups"]["catalogue_rows_removed"], 2);
+    assert_eq!(certificate["data_key_destroyed"], true);
+    assert!(certificate["purged_at"].is_string());
+
+    // Other tenants keep their backups.
+    assert_eq!(objects.list(&format!("tenants/{}/", keep.id)).await.unwrap().len(), 1);
+    t.verify_backup(&by_slug("kept"), None).await.unwrap();
+    f.server.stop().await;
+}
+
+async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let mut tenants = Vec::new();
+    for slug in ["one", "two", "three"] {
+        tenants.push(tenant_with_tasks(t, slug, 1).await);
+    }
+    let first = t.scheduled_pass(false).await.unwrap();
+    assert_eq!((first.backed_up, first.unchanged), (3, 0), "no backup yet: all three");
+    let idle = t.scheduled_pass(false).await.unwrap();
+    assert_eq!((idle.backed_up, idle.unchanged), (0, 3), "nothing changed");
+    let (tenant, project) = &tenants[1];
+    add_task(t, tenant, *project, "a change").await;
+    // A read does not count as a change.
+    titles(t, &by_slug("three")).await;
+    let db = t.db(tenants[2].0.id).await.unwrap();
+    projects::list(&db, None, 10).unwrap();
+    let changed = t.scheduled_pass(false).await.unwrap();
+    assert_eq!((changed.backed_up, changed.unchanged), (1, 2), "only the tenant written to");
+    assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 2);
+    let objects = t.backups().await.unwrap().store();
+    assert_eq!(objects.list("tenants/").await.unwrap().len(), 4, "four PUTs in all");
+
+    // Retention keeps recent backups; orphans (objects without a row) go once they are old.
+    let old_id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_700_000_000, 0));
+    let old_orphan = format!("tenants/{}/backups/{old_id}.db.zst.enc", tenant.id);
+    let fresh_orphan = format!("tenants/{}/backups/{}.db.zst.enc", tenant.id, uuid::Uuid::now_v7());
+    objects.put(&old_orphan, b"killed mid-backup".to_vec()).await.unwrap();
+    objects.put(&fresh_orphan, b"backup in progress".to_vec()).await.unwrap();
+    let report = t.prune_backups().await.unwrap();
+    assert_eq!((report.expired, report.orphans), (0, 1));
+    let left = objects.list("tenants/").await.unwrap();
+    assert!(!left.contains(&old_orphan) && left.contains(&fresh_orphan));
+    assert_eq!(t.verify_sample(10).await.unwrap(), (4, vec![]), "the sample restores");
+    f.server.stop().await;
+}
+
+async fn pre_migration_backup_rolls_back(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let (tenant, _) = tenant_with_tasks(t, "acme", 2).await;
+    t.cache().clear().await;
+    let next = silo_tenancy::schema::extended(
+        silo_tenancy::schema::tenant_migrations(),
+        2,
+        "labels",
+        "CREATE TABLE labels (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
+    );
+    let summary = t.migrate_tenants(vec![tenant.clone()], &next, 1, true, &|_| {}).await.unwrap();
+    assert_eq!(summary.migrated, 1, "{summary:?}");
+    let backups = t.control().backups_of(tenant.id).await.unwrap();
+    assert_eq!(backups.len(), 1);
+    assert_eq!((backups[0].kind, backups[0].schema_version), (BackupKind::PreMigration, 1));
+    // Already current: no second snapshot.
+    t.migrate_tenants(vec![t.tenant(&by_slug("acme")).await.unwrap()], &next, 1, true, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 1);
+
+    // `silo migrate --rollback` restores that backup in place.
+    let tables = "SELECT count(*) FROM sqlite_schema WHERE name = 'labels'";
+    let restored = t.restore(&by_slug("acme"), Some(&backups[0].id), None, "test").await.unwrap();
+    assert_eq!(restored.tenant.schema_version, 1);
+    let labels = t.query_readonly(&by_slug("acme"), tables).await.unwrap();
+    assert_eq!(labels.rows[0][0], 0, "the migration is undone");
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
+    f.server.stop().await;
+}
+
+async fn region_move_keeps_the_data(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let (tenant, project) = tenant_with_tasks(t, "nomad", 4).await;
+    let old_path = t.tenant_path(&tenant).unwrap();
+    let unknown = t.move_tenant(&by_slug("nomad"), "mars", "test").await.unwrap_err();
+    assert!(unknown.to_string().contains("unknown region"), "{unknown}");
+    let same = t.move_tenant(&by_slug("nomad"), "local", "test").await.unwrap_err();
+    assert!(same.to_string().contains("already in region"), "{same}");
+    assert!(old_path.exists(), "failed moves change nothing");
+
+    let moved = t.move_tenant(&by_slug("nomad"), "eu", "test").await.unwrap();
+    assert_eq!((moved.from.as_str(), moved.tenant.region.as_str()), ("local", "eu"));
+    assert_eq!(moved.backup.kind, BackupKind::PreMove);
+    let new_path = t.tenant_path(&moved.tenant).unwrap();
+    assert!(new_path.starts_with(t.settings().data_dir.join("regions/eu")), "{}", new_path.display());
+    assert!(new_path.exists() && !old_path.exists());
+    assert_eq!(titles(t, &by_slug("nomad")).await.len(), 4);
+    add_task(t, &moved.tenant, project, "written in eu").await;
+    assert_eq!(titles(t, &by_slug("nomad")).await.len(), 5);
+    let audit = t.control().audit_entries(tenant.id, 10).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "tenant.move" && e.detail["to"] == "eu"));
+    f.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_s3_fails_at_start_retries_and_serving_goes_on() {
+    // A port with nothing listening: the store is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = TestServer::start_with(|settings| {
+        settings.backup.store = BackupStoreKind::S3;
+        settings.backup.s3 = settings_for(port);
+    })
+    .await
+    .unwrap();
+    let t = &server.tenancy;
+    let opened = t.backups().await.unwrap_err();
+    assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
+    assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
+
+    let (tenant, project) = tenant_with_tasks(t, "acme", 1).await;
+    let run = t.scheduled_pass(false).await.unwrap();
+    assert_eq!((run.backed_up, run.failed.len()), (0, 1), "the job reports the failure");
+    assert!(t.changes().is_marked(tenant.id), "and keeps the tenant for the next pass");
+    // Serving is unaffected.
+    add_task(t, &tenant, project, "still writable").await;
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
+    let (status, _) = silo_e2e::http_get(server.addr, "/healthz").unwrap();
+    assert_eq!(status, 200);
+
+    // The store comes back: the next pass backs the tenant up.
+    let _s3 = S3Server::start_on(port).await.unwrap();
+    let run = t.scheduled_pass(false).await.unwrap();
+    assert_eq!((run.backed_up, run.failed.len()), (1, 0), "{run:?}");
+    t.verify_backup(&by_slug("acme"), None).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
+    use sha2::Digest;
+    use std::io::Read;
+
+    let f = Fixture::new(Store::Local).await;
+    let t = f.tenancy().clone();
+    let (tenant, project) = tenant_with_tasks(&t, "acme", 3).await;
+    add_task(&t, &tenant, project, "quotes \"and\", commas\nand lines").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (t, tenant, stop) = (t.clone(), tenant.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                add_task(&t, &tenant, project, &format!("during export {i}")).await;
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let out = t.settings().data_dir.join("acme-export.zip");
+    let manifest = t.export(&by_slug("acme"), &out, "test").await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let mut members = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut member = zip.by_index(i).unwrap();
+        let mut bytes = Vec::new();
+        member.read_to_end(&mut bytes).unwrap();
+        members.insert(member.name().unwrap().to_string(), bytes);
+    }
+    let stored: serde_json::Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    assert_eq!(stored["tenant_id"], tenant.id.to_string());
+    assert_eq!(stored["schema_version"], 1);
+    assert_eq!(manifest.schema_version, 1);
+    for (name, digest) in stored["sha256"].as_object().unwrap() {
+        let actual: String =
+            sha2::Sha256::digest(&members[name]).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(&actual, digest, "{name}");
+    }
+    for table in ["tasks", "projects", "members", "comments", "activity", "search_index"] {
+        let rows = stored["row_counts"][table].as_u64().unwrap_or_else(|| panic!("{table} exported"));
+        let json: Vec<serde_json::Value> =
+            serde_json::from_slice(&members[&format!("tables/{table}.json")]).unwrap();
+        assert_eq!(json.len() as u64, rows, "{table}.json");
+        assert!(members.contains_key(&format!("tables/{table}.csv")), "{table}.csv");
+    }
+    assert!(!members.keys().any(|m| m.contains("search_index_")), "FTS shadow tables are internal");
+    let tasks_json: Vec<serde_json::Value> = serde_json::from_slice(&members["tables/tasks.json"]).unwrap();
+    assert!(tasks_json.len() >= 4);
+    assert!(tasks_json.iter().any(|t| t["title"] == "quotes \"and\", commas\nand lines"));
+    let csv = String::from_utf8(members["tables/tasks.csv"].clone()).unwrap();
+    assert!(csv.contains("\"quotes \"\"and\"\", commas\nand lines\""), "{csv}");
+    assert_eq!(
+        stored["row_counts"]["search_index"], stored["row_counts"]["tasks"],
+        "FTS rows match the tasks"
+    );
+
+    // The snapshot is a database with exactly the exported rows.
+    let snapshot = t.settings().data_dir.join("snapshot-from-zip.db");
+    std::fs::write(&snapshot, &members["database.sqlite"]).unwrap();
+    let conn = rusqlite::Connection::open(&snapshot).unwrap();
+    let count: i64 = conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, tasks_json.len() as i64);
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+
+    let missing = t.export(&by_slug("nobody"), &out, "test").await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound(_)));
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn s3_store_uploads_large_objects_in_parts() {
+    use silo_storage::objects::{ObjectStore, PART_SIZE, S3Store};
+    let server = S3Server::start().await.unwrap();
+    let store = S3Store::new(&server.settings()).unwrap();
+    let big: Vec<u8> = (0..2 * PART_SIZE + 12_345).map(|i| (i % 251) as u8).collect();
+    store.put("tenants/t/backups/big.db.zst.enc", big.clone()).await.unwrap();
+    assert_eq!(store.get("tenants/t/backups/big.db.zst.enc").await.unwrap(), big);
+    assert_eq!(store.list("tenants/t/").await.unwrap(), ["tenants/t/backups/big.db.zst.enc"]);
+    assert!(store.delete("tenants/t/backups/big.db.zst.enc").await.unwrap());
+    assert!(!store.delete("tenants/t/backups/big.db.zst.enc").await.unwrap());
+    let missing = store.get("tenants/t/backups/big.db.zst.enc").await.unwrap_err();
+    assert!(matches!(missing, silo_storage::Error::ObjectMissing(_)), "{missing}");
+
+    let mut wrong = server.settings();
+    wrong.secret_access_key = Some("not the secret".into());
+    let refused = silo_storage::objects::probe(&S3Store::new(&wrong).unwrap()).await.unwrap_err();
+    assert!(refused.to_string().contains("is not usable"), "{refused}");
+}
