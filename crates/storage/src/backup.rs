@@ -101,7 +101,9 @@ mod tests {
     fn database(path: &Path) {
         let conn = open_sync(path, Default::default(), OpenMode::Create).unwrap();
         conn.execute_batch(
-            "CREATE TABLE t (x TEXT); INSERT INTO t SELECT 'row ' || value FROM generate_series(1, 2000);
+            "CREATE TABLE t (x TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t SELECT 'row ' || i FROM n;
              PRAGMA wal_checkpoint(TRUNCATE);",
         )
         .unwrap();
