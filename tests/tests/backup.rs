@@ -586,3 +586,52 @@ async fn s3_store_uploads_large_objects_in_parts() {
     let refused = silo_storage::objects::probe(&S3Store::new(&wrong).unwrap()).await.unwrap_err();
     assert!(refused.to_string().contains("is not usable"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_backs_up_verifies_restores_and_moves() {
+    let f = Fixture::new(Store::Local).await;
+    let t = f.tenancy();
+    f.server.operator_token("ops@example.com").await.unwrap();
+    let ops = f.server.sign_in("ops@example.com").await.unwrap();
+    let (tenant, project) = tenant_with_tasks(t, "acme", 2).await;
+    let page = format!("/admin/tenants/{}", tenant.id);
+    let act = |action: &str| format!("{page}/{action}");
+
+    let empty = ops.get(&page).await.unwrap();
+    assert!(empty.body.contains("No backups yet."), "{}", empty.body);
+    assert_eq!(ops.submit(&page, &act("backup"), &[]).await.unwrap().status, 303);
+    let shown = ops.get(&page).await.unwrap().body;
+    assert!(shown.contains("Backed up: backup") && shown.contains("id=\"backups\""), "{shown}");
+    let backup = t.control().backups_of(tenant.id).await.unwrap().remove(0);
+    assert!(shown.contains(&backup.id));
+    ops.submit(&page, &act("verify"), &[]).await.unwrap();
+    assert!(ops.get(&page).await.unwrap().body.contains("verified: checksum, decryption and integrity"));
+
+    add_task(t, &tenant, project, "after the backup").await;
+    let fields = [("backup", backup.id.as_str()), ("confirm", "not-the-slug")];
+    ops.submit(&page, &act("restore"), &fields).await.unwrap();
+    assert!(ops.get(&page).await.unwrap().body.contains("Type the tenant&#x27;s slug exactly to restore"));
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 3, "no typed confirmation, no restore");
+    let fields = [("backup", backup.id.as_str()), ("confirm", "acme")];
+    ops.submit(&page, &act("restore"), &fields).await.unwrap();
+    assert!(ops.get(&page).await.unwrap().body.contains("Restored backup"));
+    assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
+
+    let fields = [("backup", backup.id.as_str()), ("as_slug", "acme-old")];
+    let cloned = ops.submit(&page, &act("restore"), &fields).await.unwrap();
+    let clone = t.tenant(&by_slug("acme-old")).await.unwrap();
+    assert_eq!(cloned.location.as_deref(), Some(format!("/admin/tenants/{}", clone.id).as_str()));
+    assert_eq!(titles(t, &by_slug("acme-old")).await.len(), 2);
+
+    ops.submit(&page, &act("move"), &[("region", "eu")]).await.unwrap();
+    assert!(ops.get(&page).await.unwrap().body.contains("Moved from local to eu"));
+    assert_eq!(t.tenant(&by_slug("acme")).await.unwrap().region, "eu");
+    ops.submit(&page, &act("move"), &[("region", "mars")]).await.unwrap();
+    assert!(ops.get(&page).await.unwrap().body.contains("unknown region"));
+
+    assert!(ops.get("/admin/fleet").await.unwrap().body.contains("Backup scheduler"));
+    // Not an operator: the console's actions do not exist.
+    let user = f.server.sign_up("ada@example.com", "adas").await.unwrap();
+    assert_eq!(user.submit("/account", &act("backup"), &[]).await.unwrap().status, 404);
+    f.server.stop().await;
+}

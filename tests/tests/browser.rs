@@ -99,7 +99,12 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_journey_in_a_browser() {
     let Some(browser) = Browser::launch("operator_journey_in_a_browser").await.unwrap() else { return };
-    let server = TestServer::start().await.unwrap();
+    let server = TestServer::start_with(|settings| {
+        let eu = settings.data_dir.join("regions/eu");
+        settings.regions.insert("eu".into(), silo_tenancy::config::RegionSettings { root: eu });
+    })
+    .await
+    .unwrap();
     let result = operator_journey(&browser, &server).await;
     if result.is_err() {
         let _ = browser.screenshot("operator-journey-failure").await;
@@ -132,6 +137,15 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
     b.fill("#new-plan", "enterprise").await?;
     b.click("form[action='/admin/tenants'] button").await?;
     anyhow::ensure!(b.text().await?.contains("Tenant provisioned."));
+    b.click("#backup-now").await?;
+    anyhow::ensure!(b.text().await?.contains("Backed up: backup"), "{}", b.text().await?);
+    b.fill("#restore-confirm", "bigco").await?;
+    b.click("#restore-form button").await?;
+    anyhow::ensure!(b.text().await?.contains("Restored backup"), "{}", b.text().await?);
+    b.select("#region", "eu").await?;
+    b.click("#move-form button").await?;
+    anyhow::ensure!(b.text().await?.contains("Moved from local to eu"), "{}", b.text().await?);
+    b.screenshot("11a-admin-tenant-backups").await?;
     b.click("form[action$='/suspend'] button").await?;
     anyhow::ensure!(b.text().await?.contains("Tenant suspended."));
     b.screenshot("11-admin-tenant-suspended").await?;

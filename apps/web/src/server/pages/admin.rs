@@ -72,6 +72,7 @@ async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQue
         .with("q", &search.search)
         .with("filter", &serde_json::json!({ "status": status, "region": search.region, "plan": search.plan, "sort": query_sort(search.sort) }))
         .with("regions", &tenancy.placement().names())
+        .with("default_region", &tenancy.settings().default_region)
         .render(&req)
         .await
 }
@@ -148,7 +149,25 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     } else {
         None
     };
+    let backups: Vec<serde_json::Value> = tenancy
+        .control()
+        .backups_of(tenant.id)
+        .await?
+        .iter()
+        .take(50)
+        .map(|b| {
+            serde_json::json!({
+                "id": b.id, "created_at": b.created_at, "kind": b.kind,
+                "size": crate::output::bytes(b.size as u64), "db_size": crate::output::bytes(b.db_size as u64),
+                "schema_version": b.schema_version, "verified_at": b.verified_at, "verify_error": b.verify_error,
+            })
+        })
+        .collect();
+    let regions: Vec<String> =
+        tenancy.placement().names().into_iter().filter(|r| *r != tenant.region).collect();
     Page::new("admin/tenant.html")
+        .with("backups", &backups)
+        .with("regions", &regions)
         .with("tenant", &tenant)
         .with("file_size", &file_size)
         .with("members", &tenancy.member_count(tenant.id).await?)
@@ -162,9 +181,19 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
 struct ActionForm {
     #[serde(default)]
     confirm: String,
+    /// Restore/verify: the backup id (empty: the newest).
+    #[serde(default)]
+    backup: String,
+    /// Restore: a new slug to restore into instead of in place.
+    #[serde(default)]
+    as_slug: String,
+    /// Move: the target region.
+    #[serde(default)]
+    region: String,
 }
 
-/// Lifecycle actions; purge needs the slug typed as confirmation.
+/// Lifecycle and storage actions; purge and in-place restore need the slug typed as
+/// confirmation.
 #[post("/admin/tenants/{id}/{action}")]
 async fn act_page(
     req: HttpRequest,
@@ -194,8 +223,57 @@ async fn act_page(
                     "Type the tenant's slug exactly to purge it.",
                 ));
             }
-            tenancy.purge(&reference, actor).await.map(|_| "Tenant purged: its files are gone.".to_owned())
+            tenancy.purge(&reference, actor).await.map(|_| {
+                "Tenant purged: its files and backups are gone, its backup key destroyed.".to_owned()
+            })
         }
+        "backup" => tenancy
+            .backup_tenant(&reference, silo_tenancy::BackupKind::Manual, actor)
+            .await
+            .map(|b| format!("Backed up: backup {}.", b.id)),
+        "verify" => tenancy
+            .verify_backup(&reference, nonempty(&Some(form.backup.clone())).as_deref())
+            .await
+            .map(|v| {
+                format!("Backup {} verified: checksum, decryption and integrity check pass.", v.backup.id)
+            }),
+        "restore" => {
+            let backup = nonempty(&Some(form.backup.clone()));
+            let as_slug = nonempty(&Some(form.as_slug.clone()));
+            if as_slug.is_none() && form.confirm.trim() != tenant.slug {
+                return Ok(see_other_with_flash(
+                    &back,
+                    "error",
+                    "Type the tenant's slug exactly to restore it in place.",
+                ));
+            }
+            match tenancy.restore(&reference, backup.as_deref(), as_slug.as_deref(), actor).await {
+                Ok(restored) if as_slug.is_some() => {
+                    let message = format!(
+                        "Backup {} restored as new tenant {}.",
+                        restored.backup.id, restored.tenant.slug
+                    );
+                    return Ok(see_other_with_flash(
+                        &format!("/admin/tenants/{}", restored.tenant.id),
+                        "ok",
+                        &message,
+                    ));
+                }
+                Ok(restored) => Ok(format!(
+                    "Restored backup {} of {}; the tenant was unavailable for {:.1} ms.",
+                    restored.backup.id,
+                    restored.backup.created_at,
+                    restored.unavailable.as_secs_f64() * 1000.0
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        "move" => tenancy.move_tenant(&reference, form.region.trim(), actor).await.map(|moved| {
+            format!(
+                "Moved from {} to {}; the tenant was unavailable for {:.1} ms.",
+                moved.from, moved.tenant.region, moved.unavailable_ms
+            )
+        }),
         "migrate" => {
             let summary =
                 tenancy.migrate_tenants(vec![tenant], tenant_migrations(), 1, true, &|_| {}).await?;
@@ -228,6 +306,7 @@ async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
         .with("statuses", &tenancy.control().status_counts().await?)
         .with("quarantined", &tenancy.control().quarantined(100).await?)
         .with("cache", &tenancy.cache().stats())
+        .with("scheduler", &tenancy.scheduler_status())
         .render(&req)
         .await
 }
