@@ -19,6 +19,7 @@ bench:
     cargo run --release -p silo-bench -- provision
     cargo run --release -p silo-bench -- migrate
     cargo run --release -p silo-bench -- http
+    cargo run --release -p silo-bench -- backup
 
 # What CI runs.
 ci:

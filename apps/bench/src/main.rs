@@ -8,8 +8,11 @@
 //! - `silo-bench admin`: the admin console's tenant queries over 100,000 tenants.
 //! - `silo-bench http`: the HTTP server under load (health, API reads on one and on many
 //!   tenants, writes, a signed-in page) and where a request's time goes.
+//! - `silo-bench backup`: a fleet backup beside `cp -r`, an incremental pass (PUTs counted),
+//!   restore throughput beside plain reads, and the unavailability of a region move.
 
 mod admin;
+mod backup;
 mod cache;
 mod fleet;
 mod http;
@@ -42,6 +45,8 @@ enum Command {
     },
     /// The HTTP server under load.
     Http(http::HttpArgs),
+    /// Backups, restores and region moves.
+    Backup(backup::BackupArgs),
     /// Provisioning throughput.
     Provision {
         /// Tenants to create.
@@ -73,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             match cli.command {
                 Command::Cache(args) => cache::run(&dir, args).await,
                 Command::Http(args) => http::run(&dir, args).await,
+                Command::Backup(args) => backup::run(&dir, args).await,
                 Command::Admin { tenants } => admin::run(&dir, tenants).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,

@@ -191,23 +191,19 @@ impl Tenancy {
         let key = self.data_key(tenant, true).await?;
         let id = Uuid::now_v7().to_string();
         let source = self.tenant_path(tenant)?;
-        let temp = self.temp_path(&format!("backup-{id}.db"))?;
         let created_at = utc_now();
         let hold = self.cache().hold(tenant.id)?;
         let context = seal_context(tenant.id, &id);
         let tuning = self.settings().tenant_tuning();
-        let staged = temp.clone();
         let packed = tokio::task::spawn_blocking(move || {
-            sqlite::snapshot(&source, &staged, tuning)?;
-            let version = read_schema_version(&staged);
-            let packed = silo_storage::backup::pack(&staged, &key, &context);
-            let _ = std::fs::remove_file(&staged);
-            Ok::<_, Error>((packed?, version?))
+            let plain = sqlite::snapshot_bytes(&source, tuning)?;
+            let version = schema_version_of(&plain)?;
+            let packed = silo_storage::backup::pack(&plain, &key, &context)?;
+            Ok::<_, Error>((packed, version))
         })
         .await
         .expect("a backup task panicked");
         drop(hold);
-        let _ = std::fs::remove_file(&temp);
         let (packed, schema_version) = packed?;
         let backup = Backup {
             object_key: object_key(tenant.id, &id),
@@ -383,6 +379,15 @@ impl Tenancy {
         })?;
         Ok(dir.join(name))
     }
+}
+
+/// The schema version in a snapshot's header (`PRAGMA user_version`: a big-endian 32-bit
+/// integer at byte 60 of the file).
+fn schema_version_of(snapshot: &[u8]) -> Result<i64> {
+    let bytes: [u8; 4] = snapshot.get(60..64).and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        Error::Schema(format!("a snapshot of {} bytes has no database header", snapshot.len()))
+    })?;
+    Ok(i64::from(i32::from_be_bytes(bytes)))
 }
 
 /// The schema version recorded in a database file (`PRAGMA user_version`).
