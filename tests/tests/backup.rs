@@ -474,8 +474,8 @@ async fn unreachable_s3_fails_at_start_retries_and_serving_goes_on() {
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
 
     let (tenant, project) = tenant_with_tasks(t, "acme", 1).await;
-    let run = t.scheduled_pass(false).await.unwrap();
-    assert_eq!((run.backed_up, run.failed.len()), (0, 1), "the job reports the failure");
+    let failed = t.scheduled_pass(false).await.unwrap_err();
+    assert!(failed.to_string().contains("is not usable"), "the job reports the failure: {failed}");
     assert!(t.changes().is_marked(tenant.id), "and keeps the tenant for the next pass");
     // Serving is unaffected.
     add_task(t, &tenant, project, "still writable").await;
@@ -634,4 +634,30 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
     let user = f.server.sign_up("ada@example.com", "adas").await.unwrap();
     assert_eq!(user.submit("/account", &act("backup"), &[]).await.unwrap().status, 404);
     f.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_fails_repeatedly_stops_the_run_early() {
+    use silo_storage::crypto::MasterKey;
+    use silo_storage::objects::S3Store;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = TestServer::start().await.unwrap();
+    let t = &server.tenancy;
+    // Installed without the start-up probe: the store goes down after start.
+    let store = S3Store::new(&settings_for(dead)).unwrap();
+    t.install_backups(silo_tenancy::backup::Backups::with_store(Arc::new(store), MasterKey::generate()))
+        .unwrap();
+    for i in 0..8 {
+        tenant_with_tasks(t, &format!("tenant-{i}"), 1).await;
+    }
+    let run = t.backup_tenants(t.live_tenants().await.unwrap(), BackupKind::Manual, "test").await;
+    assert_eq!((run.backed_up, run.failed.len()), (0, 8), "{run:?}");
+    let skipped = run.failed.iter().filter(|(_, e)| e.contains("skipped")).count();
+    let tried = 8 - skipped;
+    assert!(
+        (silo_tenancy::backup::STORE_FAILURES_IN_A_ROW..8).contains(&tried),
+        "tried {tried}, skipped {skipped}: {run:?}"
+    );
+    assert!(run.failed.iter().any(|(_, e)| e.contains("Connection refused")), "{run:?}");
+    server.stop().await;
 }

@@ -3,7 +3,7 @@
 //! 1. A `pre-move` backup while the tenant serves (the way back if anything goes wrong later).
 //! 2. Lease: in-flight requests finish, new ones get `503` until the move ends.
 //! 3. Checkpoint the WAL into the main file, copy that file into the new region's root,
-//!    fsync, `quick_check` the copy.
+//!    fsync, check that the copy's SHA-256 equals the original's.
 //! 4. Switch the region in the control plane (with an audit entry).
 //! 5. Release the lease, then remove the old files.
 //!

@@ -38,6 +38,9 @@ use crate::{Error, Result, Tenancy};
 /// alone by `prune`, since a backup in progress has not written its row yet.
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
+/// Store errors in a row after which a fleet run stops trying (see [`Tenancy::backup_tenants`]).
+pub const STORE_FAILURES_IN_A_ROW: usize = 3;
+
 /// The store and the master key of this process.
 pub struct Backups {
     store: Arc<dyn ObjectStore>,
@@ -230,13 +233,30 @@ impl Tenancy {
     }
 
     /// Backs up many tenants, `backup.concurrency` at a time; failures are collected, not
-    /// fatal.
+    /// fatal. After [`STORE_FAILURES_IN_A_ROW`] store errors in a row the rest of the run is
+    /// skipped (reported as failed): a store that is down would otherwise cost every tenant
+    /// its full retry budget.
     pub async fn backup_tenants(&self, tenants: Vec<Tenant>, kind: BackupKind, actor: &str) -> BackupRun {
         let started = std::time::Instant::now();
         let mut run = BackupRun::default();
+        let store_failures = std::sync::atomic::AtomicUsize::new(0);
+        let store_failures = &store_failures;
         let mut results = futures::stream::iter(tenants)
             .map(|tenant| async move {
+                if store_failures.load(std::sync::atomic::Ordering::Relaxed) >= STORE_FAILURES_IN_A_ROW {
+                    let skipped = Error::Storage(silo_storage::Error::ObjectStore(
+                        "skipped: the backup store failed repeatedly in this run".into(),
+                    ));
+                    return (tenant, Err(skipped));
+                }
                 let result = self.backup_known(&tenant, kind, actor).await;
+                match &result {
+                    Err(Error::Storage(silo_storage::Error::ObjectStore(_))) => {
+                        store_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => store_failures.store(0, std::sync::atomic::Ordering::Relaxed),
+                    Err(_) => {}
+                }
                 (tenant, result)
             })
             .buffer_unordered(self.settings().backup.concurrency());

@@ -56,6 +56,8 @@ impl Tenancy {
         marked: &HashSet<crate::TenantId>,
         check_files: bool,
     ) -> Result<BackupRun> {
+        // A store that cannot be set up fails the pass at once (and every mark is kept).
+        self.backups().await?;
         let last = self.control().last_backups().await?;
         let tenants = self.live_tenants().await?;
         let mut due = Vec::new();
