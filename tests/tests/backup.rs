@@ -661,3 +661,37 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
     assert!(run.failed.iter().any(|(_, e)| e.contains("Connection refused")), "{run:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_loop_reports_its_pass_on_metrics_and_the_fleet_page() {
+    let f = Fixture::new(Store::Local).await;
+    let t = f.tenancy().clone();
+    for slug in ["one", "two"] {
+        tenant_with_tasks(&t, slug, 1).await;
+    }
+    let scheduler = tokio::spawn(t.clone().run_backup_scheduler(Duration::from_secs(3600)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while t.scheduler_status().last_pass_at.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the first pass did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scheduler.abort();
+    let status = t.scheduler_status();
+    assert_eq!((status.backed_up, status.failed.len(), status.verified), (2, 0, 2), "{status:?}");
+    let addr = f.server.addr;
+    let (code, metrics) =
+        tokio::task::spawn_blocking(move || silo_e2e::http_get(addr, "/metrics")).await.unwrap().unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        "silo_backup_last_pass_backed_up 2",
+        "silo_backup_last_pass_failed 0",
+        "silo_backup_last_verify_checked 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    f.server.operator_token("ops@example.com").await.unwrap();
+    let ops = f.server.sign_in("ops@example.com").await.unwrap();
+    let fleet = ops.get("/admin/fleet").await.unwrap().body;
+    assert!(fleet.contains("2 backed up") && fleet.contains("2 backups restored and checked"), "{fleet}");
+    f.server.stop().await;
+}

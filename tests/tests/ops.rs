@@ -31,6 +31,8 @@ async fn health_readiness_and_metrics() {
         "silo_cache_cached_handles 1",
         "silo_cache_open_handles 1",
         "silo_cache_capacity 1024",
+        "silo_backup_last_pass_failed 0",
+        "silo_backup_last_verify_failed 0",
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
     }

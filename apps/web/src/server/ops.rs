@@ -28,10 +28,12 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus text format: the handle cache's counters and process facts.
+/// Prometheus text format: the handle cache's counters, the backup scheduler's last pass and
+/// process facts.
 #[get("/metrics")]
 async fn metrics(app: web::Data<AppState>) -> HttpResponse {
     let mut body = app.tenancy.cache().stats().to_prometheus();
+    body.push_str(&app.tenancy.scheduler_status().to_prometheus());
     body.push_str("# HELP silo_build_info Silo build and SQLite versions.\n# TYPE silo_build_info gauge\n");
     body.push_str(&format!(
         "silo_build_info{{version=\"{}\",sqlite=\"{}\"}} 1\n",

@@ -39,6 +39,30 @@ pub struct SchedulerStatus {
     pub error: Option<String>,
 }
 
+impl SchedulerStatus {
+    /// The status as Prometheus gauges (`silo_backup_…`).
+    pub fn to_prometheus(&self) -> String {
+        let gauges = [
+            ("last_pass_backed_up", "Tenants backed up by the last scheduled pass.", self.backed_up),
+            ("last_pass_unchanged", "Tenants the last pass skipped as unchanged.", self.unchanged),
+            ("last_pass_failed", "Tenants whose backup failed in the last pass.", self.failed.len()),
+            (
+                "last_pass_error",
+                "1 when the last pass could not run at all.",
+                usize::from(self.error.is_some()),
+            ),
+            ("last_verify_checked", "Backups restored and checked by the last verification.", self.verified),
+            ("last_verify_failed", "Backups the last verification found bad.", self.verify_failures.len()),
+        ];
+        gauges
+            .iter()
+            .map(|(name, help, value)| {
+                format!("# HELP silo_backup_{name} {help}\n# TYPE silo_backup_{name} gauge\nsilo_backup_{name} {value}\n")
+            })
+            .collect()
+    }
+}
+
 impl Tenancy {
     /// Backs up every live tenant that changed since its last backup (see the module docs);
     /// `check_files` adds the file-time comparison of the first pass.
