@@ -2,49 +2,12 @@
 //! `silo restore`, `silo export`, `silo tenant move`, `silo migrate --rollback`, and what
 //! happens when the process is killed mid-backup or the disk fills during a restore.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-fn command(data: &Path) -> Command {
-    program_in(env!("CARGO_BIN_EXE_silo"), data)
-}
-
-/// `program` with the environment of a `silo` run over `data`.
-fn program_in(program: &str, data: &Path) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("SILO_DATA_DIR", data)
-        .env("SILO_REGIONS__EU__ROOT", data.join("regions/eu"))
-        .env_remove("SILO_LOG")
-        .env_remove("SILO_MASTER_KEY")
-        .current_dir(data);
-    command
-}
-
-fn silo(data: &Path, args: &[&str]) -> Output {
-    command(data).args(args).output().expect("run silo")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = silo(data, args);
-    assert!(out.status.success(), "silo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(data: &Path, args: &[&str]) -> Value {
-    serde_json::from_str(&ok(data, args)).expect("one JSON document on stdout")
-}
-
-fn fails(data: &Path, args: &[&str]) -> String {
-    let out = silo(data, args);
-    assert!(!out.status.success(), "silo {args:?} should fail");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("error: "), "{stderr}");
-    stderr
-}
+use common::{command, fails, json, ok, program_in};
 
 /// Creates a tenant and fills it with `tasks` tasks of `body_bytes` of text each.
 fn tenant_with_data(data: &Path, slug: &str, tasks: usize, body_bytes: usize) -> PathBuf {
@@ -81,6 +44,9 @@ fn sha256_of(path: &Path) -> String {
 fn backup_restore_export_move_and_purge_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // A second region for the move (silo.toml in the working directory).
+    let eu = d.join("regions/eu").display().to_string();
+    std::fs::write(d.join("silo.toml"), format!("[regions.eu]\nroot = {eu:?}\n")).unwrap();
     tenant_with_data(d, "acme", 50, 200);
     tenant_with_data(d, "globex", 5, 100);
 

@@ -1,40 +1,13 @@
 //! The real `silo` binary against a temp data directory: every CLI command, its JSON output,
 //! its errors and exit codes.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::{fails, json, ok, silo};
 use serde_json::Value;
-
-fn silo(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_silo"))
-        .args(args)
-        .env("SILO_DATA_DIR", data)
-        .env_remove("SILO_LOG")
-        .current_dir(data)
-        .output()
-        .expect("run silo")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = silo(data, args);
-    assert!(out.status.success(), "silo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(data: &Path, args: &[&str]) -> Value {
-    serde_json::from_str(&ok(data, args)).expect("one JSON document on stdout")
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn fails(data: &Path, args: &[&str]) -> String {
-    let out = silo(data, args);
-    assert!(!out.status.success(), "silo {args:?} should fail");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(!stderr.contains("stack backtrace"), "{stderr}");
-    stderr
-}
 
 #[test]
 fn tenant_commands_round_trip() {
