@@ -34,10 +34,15 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium, or `None` (after saying why) when they are
     /// not installed and not required.
     pub async fn launch(test: &str) -> anyhow::Result<Option<Self>> {
+        Self::launch_with(test, &[]).await
+    }
+
+    /// [`Browser::launch`] with more Chromium flags (e.g. `--host-resolver-rules=…`).
+    pub async fn launch_with(test: &str, flags: &[String]) -> anyhow::Result<Option<Self>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match Self::try_launch(test).await {
+            match Self::try_launch(test, flags).await {
                 // A loaded 2-core machine occasionally misses chromedriver's session start.
                 Err(e) if attempt < 3 => {
                     let _ = writeln!(std::io::stderr().lock(), "browser start failed ({e:#}); retrying");
@@ -47,7 +52,7 @@ impl Browser {
         }
     }
 
-    async fn try_launch(test: &str) -> anyhow::Result<Option<Self>> {
+    async fn try_launch(test: &str, flags: &[String]) -> anyhow::Result<Option<Self>> {
         let chromium = std::env::var("SILO_CHROMIUM").unwrap_or_else(|_| CHROMIUM.to_owned());
         let driver = std::env::var("SILO_CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.to_owned());
         if !Path::new(&chromium).exists() || !Path::new(&driver).exists() {
@@ -77,21 +82,27 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = tempfile::tempdir()?;
+        // Flags the machine needs: no sandbox as root, and no background networking (the
+        // network is closed; only loopback answers).
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(flags);
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": chromium,
-                // Flags the machine needs: no sandbox as root, and no background networking
-                // (the network is closed; only loopback answers).
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
+        capabilities
+            .insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium, "args": args }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = match ClientBuilder::new(connector).capabilities(capabilities).connect(&url).await {
             Ok(client) => client,
@@ -146,6 +157,11 @@ impl Browser {
         let element = self.client.find(Locator::Css(css)).await?;
         element.select_by_value(value).await?;
         Ok(())
+    }
+
+    /// The current URL, whole.
+    pub async fn url(&self) -> anyhow::Result<String> {
+        Ok(self.client.current_url().await?.to_string())
     }
 
     /// The current path (and query).

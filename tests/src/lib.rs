@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod s3;
+pub mod smtp;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,12 +31,18 @@ impl TestServer {
 
     /// Starts a server whose settings `configure` adjusts first.
     pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        Self::start_listening(|settings, _| configure(settings)).await
+    }
+
+    /// Starts a server whose settings `configure` adjusts knowing the address it will listen
+    /// on (e.g. for `server.public_url`).
+    pub async fn start_listening(configure: impl FnOnce(&mut Settings, SocketAddr)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut settings = Settings::for_data_dir(dir.path());
-        configure(&mut settings);
-        let tenancy = Tenancy::open(settings).await?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
+        configure(&mut settings, addr);
+        let tenancy = Tenancy::open(settings).await?;
         let server = silo_web::server::start(tenancy.clone(), listener)?;
         let handle = server.handle();
         tokio::spawn(server);
@@ -52,7 +59,8 @@ impl TestServer {
         Visitor::new(self.addr)
     }
 
-    /// Signs up `email` with a new workspace `slug`; returns the signed-in visitor.
+    /// Signs up `email` with a new workspace `slug` and confirms the address through the
+    /// emailed link; returns the signed-in visitor.
     pub async fn sign_up(&self, email: &str, slug: &str) -> anyhow::Result<Visitor> {
         let visitor = self.visitor();
         let fields = [
@@ -63,13 +71,32 @@ impl TestServer {
             ("slug", slug),
         ];
         let response = visitor.submit("/signup", "/signup", &fields).await?;
-        anyhow::ensure!(response.status == 303, "sign-up failed: {} {}", response.status, response.body);
+        anyhow::ensure!(
+            response.status == 200 && response.body.contains("Check your email"),
+            "sign-up failed: {} {}",
+            response.status,
+            response.body
+        );
+        let confirm = self.link_in_last_email(email, "/signup/confirm/").await?;
+        let response = visitor.submit(&confirm, &confirm, &[("workspace", slug), ("slug", slug)]).await?;
+        anyhow::ensure!(response.status == 303, "confirmation failed: {} {}", response.status, response.body);
         anyhow::ensure!(
             response.location.as_deref() == Some(&format!("/w/{slug}/")),
             "sign-up went to {:?}",
             response.location
         );
         Ok(visitor)
+    }
+
+    /// The path of the link whose path starts with `marker` in the newest email to
+    /// `recipient` (links are absolute, on the server's public origin).
+    pub async fn link_in_last_email(&self, recipient: &str, marker: &str) -> anyhow::Result<String> {
+        let email = self.last_email(recipient).await?;
+        let link = email
+            .split_whitespace()
+            .find(|w| w.contains(marker))
+            .ok_or_else(|| anyhow::anyhow!("no {marker} link in the email to {recipient}: {email}"))?;
+        Ok(link[link.find(marker).unwrap_or_default()..].to_owned())
     }
 
     /// Signs `email` in (with [`PASSWORD`]) as a new visitor.
@@ -88,10 +115,12 @@ impl TestServer {
         Ok(self.tenancy.issue_token(email, silo_tenancy::accounts::TokenScope::Operator, "test").await?)
     }
 
-    /// The newest email queued to `recipient`.
+    /// The newest email queued to `recipient`, with its link in place (while the outbox still
+    /// holds it sealed).
     pub async fn last_email(&self, recipient: &str) -> anyhow::Result<String> {
         let emails = self.tenancy.outbox(Some(recipient), 1).await?;
-        emails.into_iter().next().map(|e| e.body).ok_or_else(|| anyhow::anyhow!("no email to {recipient}"))
+        let email = emails.into_iter().next().ok_or_else(|| anyhow::anyhow!("no email to {recipient}"))?;
+        Ok(self.tenancy.render_email(&email).await?)
     }
 
     /// Stops the server gracefully.

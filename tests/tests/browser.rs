@@ -28,6 +28,16 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     b.fill("#slug", "acme").await?;
     b.screenshot("01-signup").await?;
     b.click("form[action='/signup'] button[type=submit]").await?;
+    // The address is confirmed through the emailed link; with no mail server the page says the
+    // link is in the server's log.
+    let sent = b.text().await?;
+    anyhow::ensure!(sent.contains("Check your email") && sent.contains("output of silo serve"), "{sent}");
+    b.screenshot("01a-check-your-email").await?;
+    let email = server.last_email("ada@example.com").await?;
+    let link = email.split_whitespace().find(|w| w.contains("/signup/confirm/")).unwrap_or_default();
+    b.open(link).await?;
+    b.screenshot("01b-confirm").await?;
+    b.click("form[action^='/signup/confirm/'] button[type=submit]").await?;
     anyhow::ensure!(b.path().await? == "/w/acme/", "landed on {}", b.path().await?);
     anyhow::ensure!(b.text().await?.contains("No projects yet"));
     b.screenshot("02-empty-workspace").await?;
@@ -163,5 +173,76 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
     b.click("nav.tabs a[href='/admin/audit']").await?;
     anyhow::ensure!(b.text().await?.contains("tenant.purge"));
     b.screenshot("14-admin-audit").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workspace_host_journey_in_a_browser() {
+    // `silo.test` and every `*.silo.test` resolve to loopback inside this browser only.
+    let rules = "--host-resolver-rules=MAP silo.test 127.0.0.1, MAP *.silo.test 127.0.0.1".to_owned();
+    let Some(browser) = Browser::launch_with("workspace_host_journey_in_a_browser", &[rules]).await.unwrap()
+    else {
+        return;
+    };
+    let server = TestServer::start_listening(|settings, addr| {
+        settings.server.base_domain = Some("silo.test".into());
+        settings.server.public_url = Some(format!("http://silo.test:{}", addr.port()));
+    })
+    .await
+    .unwrap();
+    let result = workspace_host_journey(&browser, &server).await;
+    if result.is_err() {
+        let _ = browser.screenshot("workspace-host-failure").await;
+    }
+    browser.quit().await;
+    server.stop().await;
+    result.unwrap();
+}
+
+async fn workspace_host_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
+    let t = &server.tenancy;
+    t.create_user("ada@example.com", PASSWORD, Some("Ada"), "test").await?;
+    t.create(
+        silo_tenancy::CreateTenant { slug: "acme".into(), name: Some("Acme".into()), ..Default::default() },
+        "test",
+    )
+    .await?;
+    t.add_member(&"acme".parse()?, "ada@example.com", silo_tenancy::accounts::Role::Owner, "test").await?;
+    let port = server.addr.port();
+    let workspace = format!("http://acme.silo.test:{port}/");
+
+    // The workspace host sends a signed-out visitor to the main host's sign-in…
+    b.open(&workspace).await?;
+    let url = b.url().await?;
+    anyhow::ensure!(url.starts_with(&format!("http://silo.test:{port}/login?next=")), "at {url}");
+    b.screenshot("20-workspace-host-sign-in").await?;
+    b.fill("#email", "ada@example.com").await?;
+    b.fill("#password", PASSWORD).await?;
+    b.click("form[action='/login'] button").await?;
+    // …and the signed-in session is handed back to the workspace host.
+    let url = b.url().await?;
+    anyhow::ensure!(url == format!("http://acme.silo.test:{port}/w/acme/"), "landed on {url}");
+    anyhow::ensure!(b.text().await?.contains("No projects yet"), "{}", b.text().await?);
+
+    // Forms and links work on the workspace host.
+    b.fill("#project-name", "Launch").await?;
+    b.fill("#project-description", "On its own host").await?;
+    b.click("form[action='/w/acme/projects'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Project created."), "{}", b.text().await?);
+    anyhow::ensure!(b.url().await?.starts_with(&format!("http://acme.silo.test:{port}/w/acme/projects/")));
+    b.click("nav.tabs a[href='/w/acme/members']").await?;
+    anyhow::ensure!(b.text().await?.contains("ada@example.com"));
+    anyhow::ensure!(b.url().await? == format!("http://acme.silo.test:{port}/w/acme/members"));
+    b.screenshot("21-workspace-host-members").await?;
+
+    // Signing out there signs out the main host too.
+    b.click("header form[action='/logout'] button").await?;
+    anyhow::ensure!(
+        b.url().await?.starts_with(&format!("http://silo.test:{port}/login")),
+        "{}",
+        b.url().await?
+    );
+    b.open(&format!("http://silo.test:{port}/account")).await?;
+    anyhow::ensure!(b.path().await?.starts_with("/login"), "still signed in: {}", b.path().await?);
     Ok(())
 }

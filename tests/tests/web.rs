@@ -140,7 +140,6 @@ async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
         ("bob@example.com", PASSWORD, "admin", "cannot be used"),
         ("bob@example.com", "short", "bobs", "at least"),
         ("not-an-email", PASSWORD, "bobs", "not a valid email"),
-        ("ada@example.com", PASSWORD, "other", "cannot be used to sign up"),
     ] {
         let response = visitor
             .submit(
@@ -260,7 +259,7 @@ async fn logins_are_throttled_and_do_not_reveal_accounts() {
         .unwrap();
     assert_eq!(throttled.status, 429, "the right password is not even checked now");
     assert!(throttled.headers.get("retry-after").is_some());
-    assert!(throttled.body.contains("Too many failed sign-ins"));
+    assert!(throttled.body.contains("Too many sign-in attempts"), "{}", throttled.body);
 
     // Password reset: same answer for known and unknown addresses; the link works once.
     let known = visitor

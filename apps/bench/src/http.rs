@@ -215,8 +215,9 @@ impl Fixture {
         let (warm_slug, warm_token) = warm.expect("the warm tenant");
         let (write_slug, write_token, write_project) = writes.expect("the tenant written to");
         let user = tenancy.user(EMAIL).await?;
-        let session =
-            tenancy.create_session(&user.id, "silo-bench", "127.0.0.1", Duration::from_secs(3600)).await?;
+        let session = tenancy
+            .create_session(&user.id, "silo-bench", "127.0.0.1", Duration::from_secs(3600), None)
+            .await?;
         Ok(Self {
             warm_slug,
             warm_token,

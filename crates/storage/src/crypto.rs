@@ -125,6 +125,16 @@ impl MasterKey {
         seal(&self.0, &key.0, WRAP_AAD)
     }
 
+    /// A key for one purpose derived from the master key (HMAC-SHA256 of the purpose, as an
+    /// HKDF-Expand of one block): each use of the master key beyond wrapping data keys gets its
+    /// own key, so a ciphertext of one purpose never opens under another.
+    pub fn derive(&self, purpose: &str) -> DataKey {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let tag = ring::hmac::sign(&key, format!("silo/derive/v1/{purpose}").as_bytes());
+        let bytes: [u8; 32] = tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes");
+        DataKey(bytes)
+    }
+
     /// Unwraps a stored data key; fails with the wrong master key or altered bytes.
     pub fn unwrap_key(&self, wrapped: &[u8]) -> Result<DataKey> {
         let bytes = open(&self.0, wrapped, WRAP_AAD, "the wrapped data key")?;
@@ -194,6 +204,11 @@ mod tests {
         assert!(MasterKey::generate().unwrap_key(&wrapped).is_err(), "wrong master key");
         assert!(master.unwrap_key(&sealed).is_err(), "an object is not a wrapped key");
         assert_eq!(format!("{master:?} {key:?}"), "MasterKey(<redacted>) DataKey(<redacted>)");
+        let outbox = master.derive("outbox");
+        let sealed = outbox.seal(b"link", b"ctx");
+        assert_eq!(master.derive("outbox").open(&sealed, b"ctx").unwrap(), b"link", "derivation is stable");
+        assert!(master.derive("other").open(&sealed, b"ctx").is_err(), "purposes get distinct keys");
+        assert!(MasterKey::generate().derive("outbox").open(&sealed, b"ctx").is_err());
     }
 
     #[test]

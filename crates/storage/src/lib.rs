@@ -76,6 +76,10 @@ pub enum Error {
     /// An object key that is not of the form `[a-z0-9._-]` segments separated by `/`.
     #[error("invalid object key `{0}`")]
     InvalidObjectKey(String),
+    /// A statement refused on a read-only, `main`-only connection (see
+    /// [`sqlite::open_guarded_reader`]).
+    #[error("{0}")]
+    NotReadOnly(String),
     /// An error from SQLite (through sqlx).
     #[error(transparent)]
     Sqlite(#[from] sqlx::Error),

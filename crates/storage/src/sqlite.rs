@@ -126,6 +126,74 @@ pub fn open_sync(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<ru
     Ok(conn)
 }
 
+/// Pragmas an operator's read-only query may use: they only describe the schema or check the
+/// file. Anything else (including every pragma that sets a value) is refused.
+const READ_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+    "page_count",
+    "page_size",
+    "freelist_count",
+    "user_version",
+    "schema_version",
+    "compile_options",
+];
+
+/// Opens a database file for an operator's ad-hoc SQL: read-only at the file
+/// (`SQLITE_OPEN_READ_ONLY`), and with an authorizer that allows only reading this file's own
+/// `main` database — no `ATTACH` (which could read another tenant's file), no writes, no
+/// transaction control, only describing pragmas (and those without a value). `VACUUM INTO`
+/// is not covered by SQLite's authorizer, so callers also refuse any statement that
+/// [`rusqlite::Statement::readonly`] does not call read-only (see [`prepare_guarded`]).
+pub fn open_guarded_reader(path: &Path, tuning: SqliteTuning) -> Result<rusqlite::Connection> {
+    use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+    let conn = open_sync(path, tuning, OpenMode::ReadOnly)?;
+    conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+        AuthAction::Select | AuthAction::Recursive | AuthAction::Function { .. } => Authorization::Allow,
+        // SQLite names no database for a whole-table read (`count(*)`); nothing but `main` is
+        // open here (ATTACH is refused), so that is `main` too.
+        AuthAction::Read { .. } if matches!(ctx.database_name, None | Some("main")) => Authorization::Allow,
+        AuthAction::Pragma { pragma_name, pragma_value }
+            if READ_PRAGMAS.contains(&pragma_name.to_ascii_lowercase().as_str())
+                && (pragma_value.is_none()
+                    || !matches!(pragma_name, "user_version" | "schema_version" | "page_size")) =>
+        {
+            Authorization::Allow
+        }
+        _ => Authorization::Deny,
+    }))?;
+    Ok(conn)
+}
+
+/// Prepares one statement on a connection from [`open_guarded_reader`], refusing anything
+/// that is not a single read (`Err(Error::NotReadOnly)` with SQLite's reason).
+pub fn prepare_guarded<'c>(conn: &'c rusqlite::Connection, sql: &str) -> Result<rusqlite::Statement<'c>> {
+    let statement = conn.prepare(sql).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(code, message)
+            if code.code == rusqlite::ErrorCode::AuthorizationForStatementDenied =>
+        {
+            Error::NotReadOnly(message.unwrap_or_else(|| "not authorized".into()))
+        }
+        rusqlite::Error::SqliteFailure(code, message) if code.code == rusqlite::ErrorCode::ReadOnly => {
+            Error::NotReadOnly(message.unwrap_or_else(|| "attempt to write a readonly database".into()))
+        }
+        rusqlite::Error::MultipleStatement => Error::NotReadOnly("one statement at a time".into()),
+        other => Error::Rusqlite(other),
+    })?;
+    if !statement.readonly() {
+        return Err(Error::NotReadOnly("the statement would write".into()));
+    }
+    Ok(statement)
+}
+
 /// Keeps the `-wal` and `-shm` files when the last connection closes
 /// (`SQLITE_FCNTL_PERSIST_WAL`).
 ///

@@ -6,8 +6,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use argon2::password_hash::SaltString;
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -15,13 +13,9 @@ use sqlx::Row;
 
 use crate::control::audit;
 use crate::ids::TenantRef;
+pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password};
 use crate::{Error, Result, Tenancy, workspace};
 use std::time::Duration;
-
-/// Shortest password accepted.
-pub const MIN_PASSWORD_CHARS: usize = 10;
-/// Longest password accepted (argon2 cost does not depend on it, but requests should be bounded).
-pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// A validated, lowercased email address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -121,40 +115,6 @@ pub enum TokenScope {
     Personal(TenantRef),
 }
 
-/// The argon2id parameters: OWASP's m=19456 KiB, t=2, p=1.
-fn argon2() -> Argon2<'static> {
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(19_456, 2, 1, None).expect("valid argon2 params"),
-    )
-}
-
-/// Hashes a password with argon2id and a random salt (PHC string).
-pub fn hash_password(password: &str) -> Result<String> {
-    let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
-        return Err(Error::InvalidInput(format!(
-            "a password needs at least {MIN_PASSWORD_CHARS} characters"
-        )));
-    }
-    if chars > MAX_PASSWORD_CHARS {
-        return Err(Error::InvalidInput(format!("a password has at most {MAX_PASSWORD_CHARS} characters")));
-    }
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Config(format!("salt: {e}")))?;
-    let hash = argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| Error::Config(format!("argon2: {e}")))?;
-    Ok(hash.to_string())
-}
-
-/// Whether `password` matches a stored PHC hash (constant-time compare inside argon2).
-pub fn verify_password(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
-}
-
 /// A random 256-bit secret, hex, after `prefix` (tokens, invitation and reset links).
 pub(crate) fn new_secret(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
@@ -179,7 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Tenancy {
-    /// Creates an account. Hashing runs on the blocking pool (it takes ~20 MiB and tens of ms).
+    /// Creates an account. Hashing runs on the blocking pool, bounded (see [`crate::passwords`]).
     pub async fn create_user(
         &self,
         email: &str,
@@ -188,13 +148,18 @@ impl Tenancy {
         actor: &str,
     ) -> Result<User> {
         let email = Email::parse(email)?;
-        let password = password.to_owned();
-        let hash =
-            tokio::task::spawn_blocking(move || hash_password(&password)).await.expect("hashing panicked")?;
-        let name = display_name
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| email.as_str().split('@').next().unwrap_or_default());
+        let hash = self.hashing().hash(password).await?;
+        self.insert_user(&email, &display_name_or_default(display_name, &email), &hash, actor).await
+    }
+
+    /// Inserts an account whose password is already hashed (a confirmed sign-up).
+    pub(crate) async fn insert_user(
+        &self,
+        email: &Email,
+        name: &str,
+        hash: &str,
+        actor: &str,
+    ) -> Result<User> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.control().writer().begin().await?;
         let inserted = sqlx::query(concat!(
@@ -207,7 +172,7 @@ impl Tenancy {
         .bind(&id)
         .bind(email.as_str())
         .bind(name)
-        .bind(&hash)
+        .bind(hash)
         .execute(&mut *tx)
         .await;
         if let Err(sqlx::Error::Database(e)) = &inserted
@@ -241,16 +206,8 @@ impl Tenancy {
                 .bind(email.as_str())
                 .fetch_optional(self.control().reader())
                 .await?;
-        let (known, hash) = match stored {
-            Some((_, hash)) => (true, hash),
-            // A fixed, valid hash of a random password: same work, never matches.
-            None => (false, DUMMY_HASH.clone()),
-        };
-        let password = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-            .await
-            .expect("verify panicked");
-        if known && matches { self.user(email.as_str()).await.map(Some) } else { Ok(None) }
+        let matches = self.hashing().verify(stored.map(|(_, hash)| hash), password).await?;
+        if matches { self.user(email.as_str()).await.map(Some) } else { Ok(None) }
     }
 
     /// An account by id.
@@ -312,16 +269,18 @@ impl Tenancy {
     }
 
     async fn set_password(&self, user_id: &str, password: &str) -> Result<()> {
-        let password = password.to_owned();
-        let hash =
-            tokio::task::spawn_blocking(move || hash_password(&password)).await.expect("hashing panicked")?;
+        let hash = self.hashing().hash(password).await?;
+        self.store_password_hash(user_id, &hash).await
+    }
+
+    async fn store_password_hash(&self, user_id: &str, hash: &str) -> Result<()> {
         let mut tx = self.control().writer().begin().await?;
         sqlx::query(concat!(
             "UPDATE users SET password_hash = ?, updated_at = ",
             crate::now!(),
             " WHERE id = ?"
         ))
-        .bind(&hash)
+        .bind(hash)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
@@ -345,11 +304,12 @@ impl Tenancy {
         .bind(format!("+{} seconds", ttl.as_secs()))
         .execute(self.control().writer())
         .await?;
-        let link = format!("{}/password/reset/{secret}", base_url.trim_end_matches('/'));
-        let body = format!(
-            "Someone asked to reset the password of your Silo account.\n\nChoose a new password: {link}\n\nIf it was not you, ignore this email.\n"
-        );
-        self.queue_email(&user.email, "Reset your Silo password", &body).await
+        let link = crate::outbox::EmailLink {
+            url: format!("{}/password/reset/{secret}", base_url.trim_end_matches('/')),
+            valid_for: ttl,
+        };
+        let body = "Someone asked to reset the password of your Silo account.\n\nChoose a new password: {link}\n\nIf it was not you, ignore this email.\n";
+        self.queue_email_with_link(&user.email, "Reset your Silo password", body, &link).await
     }
 
     /// Whether a reset link is valid (unused, unexpired).
@@ -364,8 +324,12 @@ impl Tenancy {
         Ok(found.is_some())
     }
 
-    /// Sets a new password through a reset link (used once); every session of the account ends.
-    pub async fn reset_password(&self, secret: &str, new: &str) -> Result<User> {
+    /// Sets a new password through a reset link (used once); every session of the account ends,
+    /// and with `revoke_tokens` every API token too (a reset often means the account was
+    /// compromised, and tokens survive a password change otherwise).
+    pub async fn reset_password(&self, secret: &str, new: &str, revoke_tokens: bool) -> Result<User> {
+        // Hashed before the link is used up, so a refused or overloaded hash leaves it valid.
+        let hash = self.hashing().hash(new).await?;
         let user_id: Option<String> = sqlx::query_scalar(concat!(
             "UPDATE password_resets SET used_at = ",
             crate::now!(),
@@ -378,8 +342,11 @@ impl Tenancy {
         .await?;
         let user_id =
             user_id.ok_or_else(|| Error::InvalidInput("this reset link is no longer valid".into()))?;
-        self.set_password(&user_id, new).await?;
+        self.store_password_hash(&user_id, &hash).await?;
         self.revoke_all_sessions(&user_id).await?;
+        if revoke_tokens {
+            self.revoke_all_tokens(&user_id, &user_id).await?;
+        }
         self.user_by_id(&user_id).await
     }
 
@@ -424,17 +391,31 @@ impl Tenancy {
         if let Some(known) = self.directory().operators.get(user_id) {
             return Ok(known);
         }
+        let ticket = self.directory().ticket();
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
             .bind(user_id)
             .fetch_optional(self.control().reader())
             .await?;
-        self.directory().operators.insert(user_id.to_owned(), found.is_some());
+        self.directory().put(&self.directory().operators, ticket, user_id.to_owned(), found.is_some());
         Ok(found.is_some())
     }
 
-    /// Issues a new API token for an account; the token is returned once and only its digest
-    /// is stored. Operator tokens need an operator; personal tokens need a membership.
+    /// Issues a new API token for an account that never expires; see
+    /// [`Tenancy::issue_token_expiring`].
     pub async fn issue_token(&self, email: &str, scope: TokenScope, actor: &str) -> Result<String> {
+        self.issue_token_expiring(email, scope, actor, None).await
+    }
+
+    /// Issues a new API token for an account, working for `lifetime` (or until revoked); the
+    /// token is returned once and only its digest is stored. Operator tokens need an operator;
+    /// personal tokens need a membership.
+    pub async fn issue_token_expiring(
+        &self,
+        email: &str,
+        scope: TokenScope,
+        actor: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<String> {
         let user = self.user(email).await?;
         let (kind, tenant_id) = match &scope {
             TokenScope::Operator => {
@@ -457,15 +438,17 @@ impl Tenancy {
         let (token, digest) = new_token();
         let mut tx = self.control().writer().begin().await?;
         sqlx::query(concat!(
-            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at) VALUES (?, ?, ?, ?, ?, ",
+            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ",
             crate::now!(),
-            ")"
+            ", CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END)"
         ))
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&user.id)
         .bind(tenant_id.map(|t| t.to_string()))
         .bind(kind)
         .bind(&digest)
+        .bind(lifetime.map(|l| l.as_secs() as i64))
+        .bind(lifetime.map(|l| format!("+{} seconds", l.as_secs())))
         .execute(&mut *tx)
         .await?;
         audit(
@@ -473,13 +456,22 @@ impl Tenancy {
             actor,
             "token.issue",
             tenant_id,
-            &serde_json::json!({ "user": user.id, "kind": kind }),
+            &serde_json::json!({ "user": user.id, "kind": kind, "lifetime_s": lifetime.map(|l| l.as_secs()) }),
         )
         .await?;
         tx.commit().await?;
         self.directory().clear();
         Ok(token)
     }
+}
+
+/// The name to show: the one given, else the address's local part.
+pub(crate) fn display_name_or_default(given: Option<&str>, email: &Email) -> String {
+    given
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| email.as_str().split('@').next().unwrap_or_default())
+        .to_owned()
 }
 
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
@@ -490,14 +482,6 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
         created_at: row.try_get("created_at")?,
     })
 }
-
-/// argon2id (same parameters) of a random, discarded password: verified against when the email
-/// is unknown so both paths cost one hash.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut password = [0u8; 24];
-    rand::rng().fill_bytes(&mut password);
-    hash_password(&hex(&password)).expect("hashing a random password")
-});
 
 #[cfg(test)]
 mod tests {
@@ -518,25 +502,6 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn passwords_hash_with_argon2id_and_verify() {
-        let hash = hash_password("correct horse battery").unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(verify_password(&hash, "correct horse battery"));
-        assert!(!verify_password(&hash, "correct horse batterY"));
-        assert!(!verify_password("not a hash", "x"));
-        assert!(hash_password("short").is_err());
-        assert_ne!(hash, hash_password("correct horse battery").unwrap(), "salted");
-    }
-
-    #[test]
-    fn the_dummy_hash_is_well_formed_and_never_matches() {
-        let parsed = PasswordHash::new(&DUMMY_HASH).unwrap();
-        assert_eq!(parsed.algorithm.as_str(), "argon2id");
-        assert!(!verify_password(&DUMMY_HASH, ""));
-        assert!(!verify_password(&DUMMY_HASH, "password123"));
     }
 
     #[test]

@@ -209,19 +209,97 @@ pub struct ServerSettings {
     pub workers: Option<usize>,
     /// Serve workspaces on `{slug}.{base_domain}` as well as under `/w/{slug}/`.
     pub base_domain: Option<String>,
-    /// The public URL (`https://silo.example.com`) used in emailed links; when unset, links
-    /// use the request's own scheme and host.
+    /// The public URL (`https://silo.example.com`): every link Silo builds (emails, workspace
+    /// hosts) starts from it, never from request headers. When unset, a loopback bind uses
+    /// `http://<bind address>`; any other bind refuses to start.
     pub public_url: Option<String>,
-    /// Trust `X-Forwarded-For` / `X-Forwarded-Proto` (only behind a proxy that sets them).
+    /// The reverse proxies in front of Silo whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed: a count of hops (`1` for one nginx) or a list of CIDRs
+    /// (`["10.0.0.0/8", "127.0.0.1/32"]`). Default: none.
+    pub trusted_proxies: TrustedProxies,
+    /// Older spelling of `trusted_proxies = 1` (used when `trusted_proxies` is not set).
     pub trust_proxy: bool,
     /// Session lifetime, hours.
     pub session_hours: u64,
+    /// A session unused for this many minutes ends (at least 10: use is recorded every 5).
+    pub session_idle_minutes: u64,
+    /// New sign-ups (including invitation sign-ups) per client address per hour.
+    pub signups_per_client_hour: u32,
+    /// A bearer token that `/metrics` requires (redacted in logs). Without it (and without
+    /// `metrics_bind`), `/metrics` answers only direct requests from loopback.
+    pub metrics_token: Option<Secret>,
+    /// Serve `/metrics` on this address instead (e.g. `127.0.0.1:9090`, or an internal
+    /// interface), and not on `bind`.
+    pub metrics_bind: Option<String>,
     /// Failed logins allowed per account within the throttle window.
     pub login_failures_per_account: u32,
     /// Failed logins allowed per client address within the throttle window.
     pub login_failures_per_client: u32,
     /// The login throttle window, seconds.
     pub login_window_seconds: u64,
+}
+
+impl ServerSettings {
+    /// How long a session may go unused.
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_minutes.max(10) * 60)
+    }
+
+    /// The proxies to trust (`trust_proxy = true` means one hop when `trusted_proxies` is unset).
+    pub fn proxies(&self) -> TrustedProxies {
+        match &self.trusted_proxies {
+            TrustedProxies::Hops(0) if self.trust_proxy => TrustedProxies::Hops(1),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Which proxies' forwarding headers to believe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TrustedProxies {
+    /// This many proxies stand in front of Silo, each appending to `X-Forwarded-For`: the
+    /// client is the address the outermost one saw.
+    Hops(u8),
+    /// Peers in these networks are proxies: walking `X-Forwarded-For` from the right, the
+    /// client is the first address outside them.
+    Networks(Vec<String>),
+}
+
+impl Default for TrustedProxies {
+    fn default() -> Self {
+        Self::Hops(0)
+    }
+}
+
+/// A secret setting: `Debug` (and so any log of the settings) redacts it.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself (compare it in constant time).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // Settings are serialised only as figment's defaults layer, where a secret has none.
+        serializer.serialize_str(&self.0)
+    }
 }
 
 impl Default for Settings {
@@ -259,8 +337,13 @@ impl Default for ServerSettings {
             workers: None,
             base_domain: None,
             public_url: None,
+            trusted_proxies: TrustedProxies::default(),
             trust_proxy: false,
             session_hours: 24 * 14,
+            session_idle_minutes: 24 * 60,
+            signups_per_client_hour: 10,
+            metrics_token: None,
+            metrics_bind: None,
             login_failures_per_account: 5,
             login_failures_per_client: 20,
             login_window_seconds: 15 * 60,

@@ -289,11 +289,32 @@ impl ControlPlane {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("trusted_schema", "OFF")
+            // Deleted rows (a purged tenant's wrapped data key, a sent email's sealed link) are
+            // overwritten with zeros, not left in free pages for a copy of the file to keep.
+            .pragma("secure_delete", "ON")
             .disable_statement_logging();
         let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         CONTROL_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { read, write })
+    }
+
+    /// Copies the WAL into the database and truncates it to zero bytes, so what was deleted
+    /// (with `secure_delete`, zeroed in the database) survives in no old WAL frame either.
+    /// Retries while readers hold an older snapshot; returns whether the WAL is now empty.
+    pub async fn checkpoint_truncate(&self) -> Result<bool> {
+        for attempt in 0..50 {
+            let (busy, _, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.write).await?;
+            if busy == 0 {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(10 * (attempt + 1))).await;
+        }
+        tracing::warn!(
+            "control.db checkpoint stayed busy (readers): the WAL keeps old frames until the next one"
+        );
+        Ok(false)
     }
 
     /// Checks that the control plane answers.

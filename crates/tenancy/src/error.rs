@@ -61,6 +61,12 @@ pub enum Error {
     /// Another process holds what this one needs (the data-directory lock).
     #[error("{0}")]
     Busy(String),
+    /// The machine is saturated (e.g. password hashing); retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
+    /// Too many attempts from this client or for this account; retry after the given time.
+    #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
@@ -116,6 +122,7 @@ impl Error {
                 | Error::WriteRefused(_)
                 | Error::InvalidInput(_)
                 | Error::Busy(_)
+                | Error::Throttled(_)
                 | Error::Config(_)
                 | Error::Storage(
                     silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_)

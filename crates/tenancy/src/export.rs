@@ -40,6 +40,8 @@ pub struct Manifest {
     pub sha256: BTreeMap<String, String>,
     /// How values are written.
     pub notes: &'static str,
+    /// How CSV cells that a spreadsheet would run as formulas are written.
+    pub csv_formula_guard: &'static str,
 }
 
 impl Tenancy {
@@ -71,6 +73,7 @@ impl Tenancy {
             sha256: BTreeMap::new(),
             notes: "tables/*.json: one array of objects per table; tables/*.csv: RFC 4180 with a header row, \
                     NULL as an empty field; BLOBs as lowercase hex in both",
+            csv_formula_guard: CSV_FORMULA_GUARD,
         };
         let (from, to) = (snapshot.clone(), out.to_owned());
         let written = tokio::task::spawn_blocking(move || {
@@ -184,7 +187,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn json_value(value: ValueRef<'_>) -> serde_json::Value {
+/// A SQLite value as JSON (BLOBs as lowercase hex); also what `silo tenant sql` prints.
+pub(crate) fn json_value(value: ValueRef<'_>) -> serde_json::Value {
     match value {
         ValueRef::Null => serde_json::Value::Null,
         ValueRef::Integer(i) => i.into(),
@@ -199,8 +203,24 @@ fn csv_value(value: ValueRef<'_>) -> String {
         ValueRef::Null => String::new(),
         ValueRef::Integer(i) => i.to_string(),
         ValueRef::Real(f) => f.to_string(),
-        ValueRef::Text(t) => csv_field(&String::from_utf8_lossy(t)),
+        ValueRef::Text(t) => csv_field(&defuse_formula(&String::from_utf8_lossy(t))),
         ValueRef::Blob(b) => hex(b),
+    }
+}
+
+/// What the manifest says about [`defuse_formula`].
+const CSV_FORMULA_GUARD: &str = "in tables/*.csv, a text cell that starts with =, +, -, @, a tab or a \
+    carriage return is prefixed with ' so spreadsheets show it as text instead of running it as a \
+    formula; numbers and the JSON files are unchanged";
+
+/// A text cell a spreadsheet would run as a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(…)`),
+/// prefixed with `'` (OWASP's CSV-injection advice). Only text cells: a negative number stays
+/// a number.
+fn defuse_formula(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -248,6 +268,18 @@ mod tests {
     #[test]
     fn csv_fields_are_quoted_when_needed() {
         assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(
+            csv_value(ValueRef::Text(b"=HYPERLINK(\"http://x\")")),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        for risky in ["+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(
+                csv_value(ValueRef::Text(risky.as_bytes())).trim_start_matches('"').starts_with('\''),
+                "{risky:?}"
+            );
+        }
+        assert_eq!(csv_value(ValueRef::Integer(-5)), "-5", "numbers stay numbers");
+        assert_eq!(csv_value(ValueRef::Text(b"a = b")), "a = b");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");

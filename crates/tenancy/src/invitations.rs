@@ -83,14 +83,19 @@ impl Tenancy {
         let detail = serde_json::json!({ "invitation": id, "role": role });
         audit(&mut tx, &inviter.email, "invitation.create", Some(tenant.id), &detail).await?;
         tx.commit().await?;
-        let link = format!("{}/invitations/{secret}", base_url.trim_end_matches('/'));
+        let link = crate::outbox::EmailLink {
+            url: format!("{}/invitations/{secret}", base_url.trim_end_matches('/')),
+            valid_for: std::time::Duration::from_secs(u64::from(INVITATION_DAYS) * 86_400),
+        };
         let body = format!(
-            "{} invited you to the workspace \"{}\" on Silo as {}.\n\nAccept the invitation: {link}\n\nThe link is valid for {INVITATION_DAYS} days.\n",
+            "{} invited you to the workspace \"{}\" on Silo as {}.\n\nAccept the invitation: {}\n\nThe link is valid for {INVITATION_DAYS} days.\n",
             inviter.display_name,
             tenant.name,
-            role.as_str()
+            role.as_str(),
+            crate::outbox::LINK_PLACEHOLDER,
         );
-        self.queue_email(email.as_str(), &format!("Join {} on Silo", tenant.name), &body).await?;
+        self.queue_email_with_link(email.as_str(), &format!("Join {} on Silo", tenant.name), &body, &link)
+            .await?;
         let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
             .bind(&id)
             .fetch_one(self.control().reader())
@@ -126,11 +131,27 @@ impl Tenancy {
         }
         let role: Role = invitation.role.parse()?;
         let slug = crate::TenantSlug::parse(&invitation.tenant_slug)?;
-        self.add_member(&crate::TenantRef::Slug(slug), &user.email, role, &user.email).await?;
-        sqlx::query(concat!("UPDATE invitations SET accepted_at = ", crate::now!(), " WHERE id = ?"))
-            .bind(&invitation.id)
-            .execute(self.control().writer())
-            .await?;
+        let tenant = self.tenant(&crate::TenantRef::Slug(slug)).await?;
+        // Marked first, so a link is used once even when two accepts race.
+        let claimed = sqlx::query(concat!(
+            "UPDATE invitations SET accepted_at = ",
+            crate::now!(),
+            " WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL"
+        ))
+        .bind(&invitation.id)
+        .execute(self.control().writer())
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Err(Error::InvalidInput("this invitation is no longer valid".into()));
+        }
+        if let Err(e) = self.join(&tenant, user, role, &user.email).await {
+            // Not joined (e.g. already a member): the claim is undone.
+            sqlx::query("UPDATE invitations SET accepted_at = NULL WHERE id = ?")
+                .bind(&invitation.id)
+                .execute(self.control().writer())
+                .await?;
+            return Err(e);
+        }
         Ok(invitation.tenant_slug)
     }
 

@@ -16,17 +16,20 @@ pub mod directory;
 mod error;
 pub mod export;
 pub mod fleet;
+pub mod handoffs;
 pub mod ids;
 pub mod invitations;
 mod lifecycle;
 pub mod limits;
 pub mod memberships;
 pub mod outbox;
+pub mod passwords;
 pub mod process_lock;
 pub mod query;
 pub mod relocate;
 pub mod schema;
 pub mod sessions;
+pub mod signups;
 pub mod tokens;
 pub mod workspace;
 
@@ -65,6 +68,10 @@ struct Inner {
     backups: OnceCell<backup::Backups>,
     /// What the backup scheduler last did.
     scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
+    /// argon2id, bounded process-wide.
+    hashing: passwords::PasswordHashing,
+    /// The master key (loaded on first use): wraps data keys, seals links in the outbox.
+    master_key: OnceCell<Arc<silo_storage::crypto::MasterKey>>,
 }
 
 impl Tenancy {
@@ -114,6 +121,8 @@ impl Tenancy {
             template: OnceCell::new(),
             backups: OnceCell::new(),
             scheduler_status: Default::default(),
+            hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
+            master_key: OnceCell::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -138,6 +147,19 @@ impl Tenancy {
         &self.inner.placement
     }
 
+    /// Password hashing (bounded to one hash per core).
+    pub fn hashing(&self) -> &passwords::PasswordHashing {
+        &self.inner.hashing
+    }
+
+    /// The master key: `SILO_MASTER_KEY`, else the key file (created on first use).
+    pub async fn master_key(&self) -> Result<&Arc<silo_storage::crypto::MasterKey>> {
+        self.inner
+            .master_key
+            .get_or_try_init(|| async { backup::load_master_key(self.settings()).map(Arc::new) })
+            .await
+    }
+
     /// The SQLite library version in use.
     pub fn sqlite_version(&self) -> &str {
         &self.inner.sqlite_version
@@ -154,8 +176,10 @@ impl Tenancy {
         if let Some(tenant) = self.inner.directory.tenants.get(slug.as_str()) {
             return Ok(tenant);
         }
+        let directory = &self.inner.directory;
+        let ticket = directory.ticket();
         let tenant = self.inner.control.tenant(&TenantRef::Slug(slug.clone())).await?;
-        self.inner.directory.tenants.insert(slug.as_str().to_owned(), tenant.clone());
+        directory.put(&directory.tenants, ticket, slug.as_str().to_owned(), tenant.clone());
         Ok(tenant)
     }
 

@@ -123,6 +123,9 @@ impl Tenancy {
         let purged = self.control().finish_purge(current.id, actor, &certificate).await?;
         drop(lease);
         self.directory().clear();
+        // The wrapped data key was zeroed in the database (secure_delete); its old copies in
+        // the WAL go with the checkpoint.
+        self.control().checkpoint_truncate().await?;
         tracing::info!(tenant = %current.id, files = removed, objects = certificate["backups"]["objects_deleted"].as_u64(), "tenant purged");
         Ok(purged)
     }

@@ -5,6 +5,15 @@
 //! own `members` table (who tasks and comments point at, so a tenant's file is complete on its
 //! own). Every change here writes both, tenant file first: a failure after it leaves a member
 //! row without access, never access without a member row.
+//!
+//! Rules that hold on every path (web, API, CLI, invitations), checked inside the control-plane
+//! write so two concurrent changes cannot both pass:
+//! - a workspace keeps at least one owner (no demotion or removal of the last one);
+//! - when an address joins or leaves a workspace (or its role changes), its pending invitations
+//!   there are revoked, so an old link can neither re-admit a removed member nor change a
+//!   member's role;
+//! - when a member loses the right to invite (removed, or demoted to member), the invitations
+//!   they sent that are still pending are revoked.
 
 use serde::Serialize;
 
@@ -32,10 +41,22 @@ impl Tenancy {
     pub async fn add_member(&self, tenant: &TenantRef, email: &str, role: Role, actor: &str) -> Result<()> {
         let tenant = self.tenant(tenant).await?;
         let user = self.user(email).await?;
-        self.put_member(&tenant, &user, role, actor).await
+        self.put_member(&tenant, &user, role, actor, Joining::OrChangeRole).await
     }
 
-    async fn put_member(&self, tenant: &Tenant, user: &User, role: Role, actor: &str) -> Result<()> {
+    /// Adds an account that is not yet a member (accepting an invitation); refused for members.
+    pub(crate) async fn join(&self, tenant: &Tenant, user: &User, role: Role, actor: &str) -> Result<()> {
+        self.put_member(tenant, user, role, actor, Joining::NewOnly).await
+    }
+
+    async fn put_member(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        role: Role,
+        actor: &str,
+        joining: Joining,
+    ) -> Result<()> {
         if tenant.status != TenantStatus::Active {
             let status = tenant.status.to_string();
             return Err(Error::InvalidTransition {
@@ -43,6 +64,10 @@ impl Tenancy {
                 action: "add a member to",
                 status,
             });
+        }
+        let before = self.stored_role(tenant.id, &user.id).await?;
+        if before.is_some() && joining == Joining::NewOnly {
+            return Err(Error::InvalidInput(format!("{} is already a member of this workspace", user.email)));
         }
         let db = self.db(tenant.id).await?;
         workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, role.as_str())?;
@@ -57,6 +82,20 @@ impl Tenancy {
         .bind(role.as_str())
         .execute(&mut *tx)
         .await?;
+        // Checked after the write, inside the transaction: the write lock is held, so of two
+        // concurrent demotions of the last two owners, the second sees none left.
+        if before == Some(Role::Owner)
+            && role != Role::Owner
+            && let Err(e) = keep_an_owner(&mut tx, tenant.id).await
+        {
+            drop(tx);
+            restore_member_row(&db, user, before);
+            return Err(e);
+        }
+        revoke_pending_for(&mut tx, tenant.id, &user.email).await?;
+        if role == Role::Member {
+            revoke_pending_from(&mut tx, tenant.id, &user.id).await?;
+        }
         let detail = serde_json::json!({ "user": user.id, "role": role });
         audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
         tx.commit().await?;
@@ -70,12 +109,24 @@ impl Tenancy {
         self.role(tenant.id, user_id).await
     }
 
+    /// The role stored in the control plane right now (no directory).
+    async fn stored_role(&self, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
+                .bind(user_id)
+                .bind(tenant.to_string())
+                .fetch_optional(self.control().writer())
+                .await?;
+        role.map(|r| r.parse()).transpose()
+    }
+
     /// The account's role in a tenant (answered from the directory when it can).
     pub async fn role(&self, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
         let key = (user_id.to_owned(), tenant);
         if let Some(role) = self.directory().roles.get(&key) {
             return Ok(role);
         }
+        let ticket = self.directory().ticket();
         let role: Option<String> =
             sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
                 .bind(user_id)
@@ -83,7 +134,7 @@ impl Tenancy {
                 .fetch_optional(self.control().reader())
                 .await?;
         let role = role.map(|r| r.parse()).transpose()?;
-        self.directory().roles.insert(key, role);
+        self.directory().put(&self.directory().roles, ticket, key, role);
         Ok(role)
     }
 
@@ -101,24 +152,19 @@ impl Tenancy {
 
     /// Changes a member's role. A workspace keeps at least one owner.
     pub async fn change_role(&self, tenant: &Tenant, user_id: &str, role: Role, actor: &str) -> Result<()> {
-        let current = self.role(tenant.id, user_id).await?;
-        let Some(current) = current else {
+        if self.stored_role(tenant.id, user_id).await?.is_none() {
             return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
-        };
-        if current == Role::Owner && role != Role::Owner {
-            self.keep_an_owner(tenant.id).await?;
         }
         let user = self.user_by_id(user_id).await?;
-        self.put_member(tenant, &user, role, actor).await
+        self.put_member(tenant, &user, role, actor, Joining::OrChangeRole).await
     }
 
     /// Removes a member (control plane and tenant file). A workspace keeps at least one owner.
     pub async fn remove_member(&self, tenant: &Tenant, user_id: &str, actor: &str) -> Result<()> {
-        match self.role(tenant.id, user_id).await? {
-            None => return Err(Error::InvalidInput("that account is not a member of this workspace".into())),
-            Some(Role::Owner) => self.keep_an_owner(tenant.id).await?,
-            Some(_) => {}
-        }
+        let Some(before) = self.stored_role(tenant.id, user_id).await? else {
+            return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
+        };
+        let user = self.user_by_id(user_id).await?;
         let db = self.db(tenant.id).await?;
         workspace::members::remove(&db, user_id)?;
         let mut tx = self.control().writer().begin().await?;
@@ -127,22 +173,19 @@ impl Tenancy {
             .bind(tenant.id.to_string())
             .execute(&mut *tx)
             .await?;
+        if before == Role::Owner
+            && let Err(e) = keep_an_owner(&mut tx, tenant.id).await
+        {
+            drop(tx);
+            restore_member_row(&db, &user, Some(before));
+            return Err(e);
+        }
+        revoke_pending_for(&mut tx, tenant.id, &user.email).await?;
+        revoke_pending_from(&mut tx, tenant.id, user_id).await?;
         audit(&mut tx, actor, "member.remove", Some(tenant.id), &serde_json::json!({ "user": user_id }))
             .await?;
         tx.commit().await?;
         self.directory().clear();
-        Ok(())
-    }
-
-    async fn keep_an_owner(&self, tenant: TenantId) -> Result<()> {
-        let owners: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'")
-                .bind(tenant.to_string())
-                .fetch_one(self.control().reader())
-                .await?;
-        if owners <= 1 {
-            return Err(Error::InvalidInput("a workspace needs at least one owner".into()));
-        }
         Ok(())
     }
 
@@ -154,4 +197,67 @@ impl Tenancy {
             .await?;
         Ok(count)
     }
+}
+
+/// Whether a change may add a new member only, or also change an existing member's role.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Joining {
+    NewOnly,
+    OrChangeRole,
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Fails when the workspace has no owner left (run after the change, in its transaction).
+async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
+    let owners: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'")
+            .bind(tenant.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
+    if owners == 0 {
+        return Err(Error::InvalidInput("a workspace needs at least one owner".into()));
+    }
+    Ok(())
+}
+
+/// Puts a tenant-file member row back after the control plane refused the change.
+fn restore_member_row(db: &crate::TenantDb, user: &User, before: Option<Role>) {
+    let restored = match before {
+        Some(role) => {
+            workspace::members::upsert(db, &user.id, &user.email, &user.display_name, role.as_str()).map(drop)
+        }
+        None => workspace::members::remove(db, &user.id).map(drop),
+    };
+    if let Err(e) = restored {
+        tracing::warn!(user = %user.id, error = %e, "restoring a member row after a refused change failed");
+    }
+}
+
+/// Revokes the pending invitations of `email` to `tenant`.
+async fn revoke_pending_for(tx: &mut Tx<'_>, tenant: TenantId, email: &str) -> Result<()> {
+    sqlx::query(concat!(
+        "UPDATE invitations SET revoked_at = ",
+        crate::now!(),
+        " WHERE tenant_id = ? AND email = ? AND accepted_at IS NULL AND revoked_at IS NULL"
+    ))
+    .bind(tenant.to_string())
+    .bind(email)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Revokes the pending invitations `user_id` sent in `tenant`.
+async fn revoke_pending_from(tx: &mut Tx<'_>, tenant: TenantId, user_id: &str) -> Result<()> {
+    sqlx::query(concat!(
+        "UPDATE invitations SET revoked_at = ",
+        crate::now!(),
+        " WHERE tenant_id = ? AND invited_by = ? AND accepted_at IS NULL AND revoked_at IS NULL"
+    ))
+    .bind(tenant.to_string())
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

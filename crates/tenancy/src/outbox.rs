@@ -3,7 +3,15 @@
 //! `[smtp]` names a host, `silo serve` delivers them ([`Mailer`], [`Tenancy::deliver_outbox`]),
 //! retrying failures with exponential backoff (1 min, 2, 4, … at most an hour) up to
 //! [`MAX_ATTEMPTS`] times and recording the last error. Without SMTP they stay in the outbox,
-//! where operators (and tests) read them.
+//! where operators (and tests) read them, and each is also written to the log at `info` with
+//! its link, since on the embedded default (no SMTP, a loopback bind) the log is where the
+//! person at the terminal finds a sign-up confirmation link.
+//!
+//! **No usable link at rest.** An email that carries a one-time link (sign-up confirmation,
+//! password reset, invitation) is stored with `{link}` in its body; the link itself is sealed
+//! (AES-256-GCM under a key derived from the master key, which is not in `control.db`) in
+//! `link_sealed` and removed once the email is sent or the link expires. A copy of
+//! `control.db` therefore holds no link that works, before or after sending.
 
 use std::time::Duration;
 
@@ -19,6 +27,30 @@ use crate::{Error, Result, Tenancy};
 /// Delivery attempts before an email is left alone (its error stays recorded).
 pub const MAX_ATTEMPTS: i64 = 10;
 
+/// Where an email's one-time link stands in its stored body.
+pub const LINK_PLACEHOLDER: &str = "{link}";
+
+/// What replaces the link once it is gone from the outbox.
+const LINK_GONE: &str = "(link no longer available: it expired or the email was sent)";
+
+/// The purpose of the key that seals links (derived from the master key).
+const LINK_KEY_PURPOSE: &str = "outbox-links";
+
+/// A one-time link for an email: the URL and how long it works.
+#[derive(Clone)]
+pub struct EmailLink {
+    /// The full URL (it carries the secret).
+    pub url: String,
+    /// How long the link works; the sealed copy is removed after that.
+    pub valid_for: Duration,
+}
+
+impl std::fmt::Debug for EmailLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailLink").field("url", &"<redacted>").field("valid_for", &self.valid_for).finish()
+    }
+}
+
 /// A queued email.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct OutboxEmail {
@@ -30,7 +62,7 @@ pub struct OutboxEmail {
     pub recipient: String,
     /// Subject.
     pub subject: String,
-    /// Plain-text body.
+    /// Plain-text body; a one-time link stands as `{link}` (see [`Tenancy::render_email`]).
     pub body: String,
     /// Time delivered (UTC), if it was.
     pub sent_at: Option<String>,
@@ -38,6 +70,16 @@ pub struct OutboxEmail {
     pub attempts: i64,
     /// The last delivery error.
     pub error: Option<String>,
+    /// The link, sealed, while the email is unsent and the link unexpired.
+    #[serde(skip)]
+    pub link_sealed: Option<Vec<u8>>,
+}
+
+const COLUMNS: &str = "id, created_at, recipient, subject, body, sent_at, attempts, error, link_sealed";
+
+/// What binds a sealed link to its email.
+fn link_context(recipient: &str, subject: &str) -> Vec<u8> {
+    format!("silo/outbox/v1/{recipient}/{subject}").into_bytes()
 }
 
 /// An SMTP connection configuration (lettre), built from `[smtp]`.
@@ -76,14 +118,14 @@ impl Mailer {
         &self.host
     }
 
-    async fn send(&self, email: &OutboxEmail) -> std::result::Result<(), String> {
+    async fn send(&self, email: &OutboxEmail, body: String) -> std::result::Result<(), String> {
         let to: Mailbox = email.recipient.parse().map_err(|e| format!("bad recipient: {e}"))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(&email.subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(email.body.clone())
+            .body(body)
             .map_err(|e| e.to_string())?;
         self.transport.send(message).await.map(drop).map_err(|e| e.to_string())
     }
@@ -99,28 +141,99 @@ pub struct Delivery {
 }
 
 impl Tenancy {
-    /// Queues an email (and logs that it did, without the body: it may carry a secret link).
+    /// Queues an email without a link (and logs it).
     pub async fn queue_email(&self, recipient: &str, subject: &str, body: &str) -> Result<()> {
+        self.queue(recipient, subject, body, None).await
+    }
+
+    /// Queues an email whose `body` carries `link` where [`LINK_PLACEHOLDER`] stands; the link
+    /// is stored only sealed, and only until it is sent or expires.
+    pub async fn queue_email_with_link(
+        &self,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+        link: &EmailLink,
+    ) -> Result<()> {
+        debug_assert!(body.contains(LINK_PLACEHOLDER), "the body has a place for the link");
+        self.queue(recipient, subject, body, Some(link)).await
+    }
+
+    async fn queue(
+        &self,
+        recipient: &str,
+        subject: &str,
+        body: &str,
+        link: Option<&EmailLink>,
+    ) -> Result<()> {
+        let sealed = match link {
+            Some(link) => {
+                Some(self.link_key().await?.seal(link.url.as_bytes(), &link_context(recipient, subject)))
+            }
+            None => None,
+        };
         sqlx::query(concat!(
-            "INSERT INTO outbox (created_at, recipient, subject, body) VALUES (",
+            "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at) VALUES (",
             crate::now!(),
-            ", ?, ?, ?)"
+            ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
         ))
         .bind(recipient)
         .bind(subject)
         .bind(body)
+        .bind(sealed)
+        .bind(link.map(|l| format!("+{} seconds", l.valid_for.as_secs())))
         .execute(self.control().writer())
         .await?;
-        tracing::info!(to = recipient, subject, "email queued in the outbox");
+        if self.settings().smtp.host.is_some() {
+            // The body may carry a secret link: it goes to the mail server, not the log.
+            tracing::info!(to = recipient, subject, "email queued in the outbox");
+        } else {
+            // No mail server: the log is the delivery (the embedded default's first run reads
+            // its sign-up confirmation link here).
+            let rendered = body.replace(LINK_PLACEHOLDER, link.map_or(LINK_GONE, |l| l.url.as_str()));
+            tracing::info!(to = recipient, subject, body = %rendered, "email (no [smtp] host configured: not sent, shown here)");
+        }
+        self.forget_expired_links().await
+    }
+
+    async fn link_key(&self) -> Result<silo_storage::crypto::DataKey> {
+        Ok(self.master_key().await?.derive(LINK_KEY_PURPOSE))
+    }
+
+    /// An email's body with its link in place (while the outbox still holds it).
+    pub async fn render_email(&self, email: &OutboxEmail) -> Result<String> {
+        if !email.body.contains(LINK_PLACEHOLDER) {
+            return Ok(email.body.clone());
+        }
+        let link = match &email.link_sealed {
+            Some(sealed) => {
+                let url =
+                    self.link_key().await?.open(sealed, &link_context(&email.recipient, &email.subject))?;
+                String::from_utf8_lossy(&url).into_owned()
+            }
+            None => LINK_GONE.to_owned(),
+        };
+        Ok(email.body.replace(LINK_PLACEHOLDER, &link))
+    }
+
+    /// Removes the sealed links that expired; an email still unsent by then is not sent.
+    pub async fn forget_expired_links(&self) -> Result<()> {
+        sqlx::query(concat!(
+            "UPDATE outbox SET link_sealed = NULL,
+                 error = CASE WHEN sent_at IS NULL THEN 'the link expired before the email was sent' ELSE error END
+             WHERE link_sealed IS NOT NULL AND link_expires_at <= ",
+            crate::now!()
+        ))
+        .execute(self.control().writer())
+        .await?;
         Ok(())
     }
 
     /// The newest emails, optionally to one recipient.
     pub async fn outbox(&self, recipient: Option<&str>, limit: i64) -> Result<Vec<OutboxEmail>> {
-        let emails = sqlx::query_as(
-            "SELECT id, created_at, recipient, subject, body, sent_at, attempts, error FROM outbox
-             WHERE ?1 IS NULL OR recipient = ?1 ORDER BY id DESC LIMIT ?2",
-        )
+        let emails = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox WHERE ?1 IS NULL OR recipient = ?1 ORDER BY id DESC LIMIT ?2"
+        )))
         .bind(recipient)
         .bind(limit)
         .fetch_all(self.control().reader())
@@ -128,26 +241,30 @@ impl Tenancy {
         Ok(emails)
     }
 
-    /// Sends up to `batch` due emails through `mailer`, recording each outcome.
+    /// Sends up to `batch` due emails through `mailer`, recording each outcome; a sent email's
+    /// link is removed from the outbox.
     pub async fn deliver_outbox(&self, mailer: &Mailer, batch: i64) -> Result<Delivery> {
-        let due: Vec<OutboxEmail> = sqlx::query_as(concat!(
-            "SELECT id, created_at, recipient, subject, body, sent_at, attempts, error FROM outbox
-             WHERE sent_at IS NULL AND attempts < ? AND (next_attempt_at IS NULL OR next_attempt_at <= ",
-            crate::now!(),
-            ") ORDER BY id LIMIT ?"
-        ))
+        self.forget_expired_links().await?;
+        let due: Vec<OutboxEmail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM outbox
+             WHERE sent_at IS NULL AND attempts < ? AND (next_attempt_at IS NULL OR next_attempt_at <= {now})
+               AND (link_expires_at IS NULL OR link_sealed IS NOT NULL)
+             ORDER BY id LIMIT ?",
+            now = crate::now!()
+        )))
         .bind(MAX_ATTEMPTS)
         .bind(batch)
         .fetch_all(self.control().reader())
         .await?;
         let mut delivery = Delivery::default();
         for email in due {
-            match mailer.send(&email).await {
+            let body = self.render_email(&email).await?;
+            match mailer.send(&email, body).await {
                 Ok(()) => {
                     sqlx::query(concat!(
                         "UPDATE outbox SET sent_at = ",
                         crate::now!(),
-                        ", attempts = attempts + 1, error = NULL WHERE id = ?"
+                        ", attempts = attempts + 1, error = NULL, link_sealed = NULL WHERE id = ?"
                     ))
                     .bind(email.id)
                     .execute(self.control().writer())

@@ -1,12 +1,14 @@
 //! Read-only SQL on a tenant file, for operators (`silo tenant sql`).
 //!
-//! The query runs on a connection opened with `SQLITE_OPEN_READONLY`, so no statement — not
-//! even one that first turns `query_only` off — can change the file.
+//! The query runs on a connection from [`sqlite::open_guarded_reader`]: opened with
+//! `SQLITE_OPEN_READ_ONLY`, and with an authorizer that allows only reads of the tenant's own
+//! `main` database. Read-only at the file is not enough on its own: SQLite lifts it for
+//! `VACUUM INTO` (which writes a plaintext copy anywhere) and `ATTACH` reads any other file,
+//! such as another tenant's; both are refused, as is any statement SQLite does not call
+//! read-only.
 
 use serde::Serialize;
-use silo_storage::sqlite::{self, OpenMode};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, TypeInfo, ValueRef};
+use silo_storage::sqlite;
 
 use crate::control::TenantStatus;
 use crate::ids::TenantRef;
@@ -29,63 +31,38 @@ impl Tenancy {
             return Err(Error::Gone(tenant.slug));
         }
         let path = self.tenant_path(&tenant)?;
-        let mut conn = sqlite::open(&path, self.settings().tenant_tuning(), OpenMode::ReadOnly)
-            .await
-            .map_err(|e| match e {
-                silo_storage::Error::FileMissing(path) => {
-                    Error::FileMissing { tenant: tenant.id.to_string(), path }
-                }
+        let tuning = self.settings().tenant_tuning();
+        let sql = sql.to_owned();
+        let id = tenant.id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let conn = sqlite::open_guarded_reader(&path, tuning).map_err(|e| match e {
+                silo_storage::Error::FileMissing(path) => Error::FileMissing { tenant: id, path },
                 other => other.into(),
             })?;
-        // Operators type arbitrary SQL on purpose; the read-only connection is the guard.
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(refuse_writes)?;
-        let columns = match rows.first() {
-            Some(row) => row.columns().iter().map(|c| c.name().to_owned()).collect(),
-            None => conn
-                .describe(AssertSqlSafe(sql).into_sql_str())
-                .await
-                .map_err(refuse_writes)?
-                .columns()
-                .iter()
-                .map(|c| c.name().to_owned())
-                .collect(),
-        };
-        conn.close().await?;
-        let rows = rows.iter().map(row_to_json).collect();
-        Ok(QueryResult { columns, rows })
+            run(&conn, &sql)
+        })
+        .await
+        .expect("a read-only query panicked")
     }
 }
 
-/// SQLITE_READONLY (8) means the statement tried to write.
-fn refuse_writes(error: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(db) = &error
-        && db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 8)
-    {
-        return Error::WriteRefused(
-            "the statement would change the database; `silo tenant sql` only reads".to_owned(),
+fn run(conn: &rusqlite::Connection, sql: &str) -> Result<QueryResult> {
+    let mut statement = sqlite::prepare_guarded(conn, sql).map_err(|e| match e {
+        silo_storage::Error::NotReadOnly(reason) => Error::WriteRefused(format!(
+            "{reason}: `silo tenant sql` runs one statement that only reads this tenant's own database"
+        )),
+        other => other.into(),
+    })?;
+    let columns: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut cursor = statement.query([])?;
+    while let Some(row) = cursor.next()? {
+        rows.push(
+            (0..width)
+                .map(|i| row.get_ref(i).map(crate::export::json_value))
+                .collect::<rusqlite::Result<_>>()?,
         );
     }
-    Error::Database(error)
-}
-
-fn row_to_json(row: &SqliteRow) -> Vec<serde_json::Value> {
-    (0..row.len())
-        .map(|i| {
-            let Ok(raw) = row.try_get_raw(i) else {
-                return serde_json::Value::Null;
-            };
-            if raw.is_null() {
-                return serde_json::Value::Null;
-            }
-            match raw.type_info().name() {
-                "INTEGER" => row.try_get_unchecked::<i64, _>(i).map(Into::into).unwrap_or_default(),
-                "REAL" => row.try_get_unchecked::<f64, _>(i).map(Into::into).unwrap_or_default(),
-                "BLOB" => row
-                    .try_get_unchecked::<Vec<u8>, _>(i)
-                    .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>().into())
-                    .unwrap_or_default(),
-                _ => row.try_get_unchecked::<String, _>(i).map(Into::into).unwrap_or_default(),
-            }
-        })
-        .collect()
+    Ok(QueryResult { columns, rows })
 }

@@ -1,9 +1,15 @@
 //! Server-side sessions and login throttling.
 //!
 //! A session is a random 256-bit secret (the cookie) whose SHA-256 is the row's key, so a copy
-//! of `control.db` holds no usable session. Each session carries its own CSRF token. Logins are
-//! throttled per account and per client address in memory (one server process per data
-//! directory, see [`crate::DataDirLock`]).
+//! of `control.db` holds no usable session. Each session carries its own CSRF token. A session
+//! ends at its absolute expiry (`server.session_hours`) or after `server.session_idle_minutes`
+//! without use, whichever comes first. A session started on a workspace host from a main-host
+//! session (see [`crate::handoffs`]) is its child: ending either ends the family.
+//!
+//! Logins are throttled per account and per client address in memory (one server process per
+//! data directory, see [`crate::DataDirLock`]). An attempt is counted *before* the password is
+//! checked ([`LoginThrottle::attempt`]), so concurrent guesses cannot all slip in before the
+//! first failure is recorded.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,10 +51,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the session has expired (times are UTC RFC 3339 with the same precision, so
-    /// they compare as strings).
-    pub fn expired(&self) -> bool {
+    /// Whether the session has expired or been idle longer than `idle` (times are UTC RFC 3339
+    /// with the same precision, so they compare as strings).
+    pub fn expired(&self, idle: Duration) -> bool {
         self.expires_at <= crate::control::utc_now()
+            || self.last_seen_at <= crate::control::utc_timestamp(std::time::SystemTime::now() - idle)
     }
 }
 
@@ -68,23 +75,25 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl Tenancy {
-    /// Starts a session for an account (a new id at every login).
+    /// Starts a session for an account (a new id at every login); `parent` makes it a child
+    /// of that session (a workspace host's session).
     pub async fn create_session(
         &self,
         user_id: &str,
         user_agent: &str,
         ip: &str,
         ttl: Duration,
+        parent: Option<&str>,
     ) -> Result<NewSession> {
         let secret = random_hex(32);
         let id = token_digest(&secret);
         sqlx::query(concat!(
-            "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip)
+            "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip, parent_id)
              VALUES (?, ?, ?, ",
             crate::now!(),
             ", ",
             crate::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?)"
+            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?, ?)"
         ))
         .bind(&id)
         .bind(user_id)
@@ -92,6 +101,7 @@ impl Tenancy {
         .bind(format!("+{} seconds", ttl.as_secs()))
         .bind(user_agent.chars().take(300).collect::<String>())
         .bind(ip)
+        .bind(parent)
         .execute(self.control().writer())
         .await?;
         let session: Option<Session> = sqlx::query_as(
@@ -104,25 +114,29 @@ impl Tenancy {
         Ok(NewSession { secret, session })
     }
 
-    /// The live (unexpired) session of a cookie secret.
+    /// The live session of a cookie secret: unexpired and used within the idle timeout.
     pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
         let digest = token_digest(secret);
+        let idle = self.settings().server.session_idle();
         if let Some(found) = self.directory().sessions.get(&digest) {
-            // A cached session may have expired since: expiry is checked on every use.
-            return Ok(found.filter(|s| !s.expired()));
+            // A remembered session may have expired since: expiry is checked on every use.
+            return Ok(found.filter(|s| !s.expired(idle)));
         }
+        let ticket = self.directory().ticket();
         let session: Option<Session> = sqlx::query_as(concat!(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id_sha256 = ? AND s.expires_at > ",
-            crate::now!()
+            crate::now!(),
+            " AND s.last_seen_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
         ))
         .bind(&digest)
+        .bind(format!("-{} seconds", idle.as_secs()))
         .fetch_optional(self.control().reader())
         .await?;
         if let Some(session) = &session {
             self.touch_session(session);
         }
-        self.directory().sessions.insert(digest, session.clone());
+        self.directory().put(&self.directory().sessions, ticket, digest, session.clone());
         Ok(session)
     }
 
@@ -164,17 +178,23 @@ impl Tenancy {
         Ok(sessions)
     }
 
-    /// Ends one session (logout). Returns whether it existed.
+    /// Ends one session (logout) and its family (the main-host session it came from and the
+    /// workspace-host sessions started from it). Returns whether it existed.
     pub async fn revoke_session(&self, secret: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM sessions WHERE id_sha256 = ?")
-            .bind(token_digest(secret))
-            .execute(self.control().writer())
-            .await?;
+        // Deleting the family's root removes its children (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE id_sha256 IN
+                 (SELECT coalesce(parent_id, id_sha256) FROM sessions WHERE id_sha256 = ?1)",
+        )
+        .bind(token_digest(secret))
+        .execute(self.control().writer())
+        .await?;
         self.directory().clear();
         Ok(done.rows_affected() > 0)
     }
 
-    /// Ends one of an account's sessions by its id (the digest shown on the account page).
+    /// Ends one of an account's sessions by its id (the digest shown on the account page), with
+    /// the workspace-host sessions started from it.
     pub async fn revoke_session_id(&self, user_id: &str, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE id_sha256 = ? AND user_id = ?")
             .bind(id)
@@ -213,6 +233,9 @@ impl Default for ThrottlePolicy {
     }
 }
 
+/// Entries at which [`LoginThrottle::attempt`] drops expired counts first.
+const SWEEP_AT: usize = 50_000;
+
 /// In-memory login throttle: counts failures per account and per client address.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
@@ -226,31 +249,63 @@ impl LoginThrottle {
         Self { policy, failures: Mutex::default() }
     }
 
-    /// `Err(retry_after)` when the account or the client has failed too often; checked before
-    /// the password, so a throttled attempt costs no hash and reveals nothing.
+    /// Counts an attempt for the account and the client, or refuses it with
+    /// `Err(retry_after)` when either has used up its attempts in the window. Check and count
+    /// are one step under the lock, so of N concurrent attempts at most the limit get through.
+    /// Counted before the password is checked: a refused attempt costs no hash and reveals
+    /// nothing. A correct password then calls [`LoginThrottle::succeeded`].
+    pub fn attempt(&self, email: &str, client: &str) -> std::result::Result<(), Duration> {
+        let now = Instant::now();
+        let mut counts = self.failures.lock();
+        if counts.len() >= SWEEP_AT {
+            counts.retain(|_, (_, since)| now.duration_since(*since) < self.policy.window);
+        }
+        let keys =
+            [(account_key(email), self.policy.per_account), (client_key(client), self.policy.per_client)];
+        for (key, limit) in &keys {
+            if let Some((count, since)) = counts.get(key) {
+                let elapsed = now.duration_since(*since);
+                if *count >= *limit && elapsed < self.policy.window {
+                    return Err(self.policy.window - elapsed);
+                }
+            }
+        }
+        for (key, _) in keys {
+            let entry = counts.entry(key).or_insert((0, now));
+            if now.duration_since(entry.1) >= self.policy.window {
+                *entry = (0, now);
+            }
+            entry.0 += 1;
+        }
+        Ok(())
+    }
+
+    /// `Err(retry_after)` when the account or the client has used up its attempts, without
+    /// counting one. For checks that cost nothing (a token lookup), paired with
+    /// [`LoginThrottle::failed`]; password checks use [`LoginThrottle::attempt`].
     pub fn check(&self, email: &str, client: &str) -> std::result::Result<(), Duration> {
         let now = Instant::now();
-        let failures = self.failures.lock();
+        let counts = self.failures.lock();
         let blocked = |key: String, limit: u32| {
-            failures.get(&key).and_then(|(count, since)| {
+            counts.get(&key).and_then(|(count, since)| {
                 let elapsed = now.duration_since(*since);
                 (*count >= limit && elapsed < self.policy.window).then(|| self.policy.window - elapsed)
             })
         };
         match blocked(account_key(email), self.policy.per_account)
-            .or(blocked(client_key(client), self.policy.per_client))
+            .or_else(|| blocked(client_key(client), self.policy.per_client))
         {
             Some(retry_after) => Err(retry_after),
             None => Ok(()),
         }
     }
 
-    /// Records a failed attempt.
+    /// Counts a failure (after [`LoginThrottle::check`]).
     pub fn failed(&self, email: &str, client: &str) {
         let now = Instant::now();
-        let mut failures = self.failures.lock();
+        let mut counts = self.failures.lock();
         for key in [account_key(email), client_key(client)] {
-            let entry = failures.entry(key).or_insert((0, now));
+            let entry = counts.entry(key).or_insert((0, now));
             if now.duration_since(entry.1) >= self.policy.window {
                 *entry = (0, now);
             }
@@ -258,9 +313,30 @@ impl LoginThrottle {
         }
     }
 
-    /// A successful login clears the account's count (not the client's).
-    pub fn succeeded(&self, email: &str) {
-        self.failures.lock().remove(&account_key(email));
+    /// A correct password: the account's count is cleared and the client's attempt refunded
+    /// (so many people signing in from one office address do not lock each other out).
+    pub fn succeeded(&self, email: &str, client: &str) {
+        let mut counts = self.failures.lock();
+        counts.remove(&account_key(email));
+        if let Some(entry) = counts.get_mut(&client_key(client)) {
+            entry.0 = entry.0.saturating_sub(1);
+        }
+    }
+
+    /// Gives an attempt back (it was refused for its input before any costly work).
+    pub fn refund(&self, email: &str, client: &str) {
+        let mut counts = self.failures.lock();
+        for key in [account_key(email), client_key(client)] {
+            if let Some(entry) = counts.get_mut(&key) {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Forgets counts whose window has passed (keeps the map from growing without bound).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.failures.lock().retain(|_, (_, since)| now.duration_since(*since) < self.policy.window);
     }
 }
 
@@ -284,20 +360,37 @@ mod tests {
             window: Duration::from_secs(60),
         });
         for _ in 0..3 {
-            assert!(throttle.check("ada@example.com", "10.0.0.1").is_ok());
-            throttle.failed("Ada@Example.com", "10.0.0.1");
+            assert!(throttle.attempt("Ada@Example.com", "10.0.0.1").is_ok());
         }
-        let retry = throttle.check("ada@example.com", "10.0.0.9").unwrap_err();
+        let retry = throttle.attempt("ada@example.com", "10.0.0.9").unwrap_err();
         assert!(retry <= Duration::from_secs(60) && retry > Duration::from_secs(50));
         assert!(
-            throttle.check("bob@example.com", "10.0.0.1").is_ok(),
+            throttle.attempt("bob@example.com", "10.0.0.1").is_ok(),
             "other accounts from that client still try"
         );
-        throttle.failed("bob@example.com", "10.0.0.1");
-        throttle.failed("carol@example.com", "10.0.0.1");
-        assert!(throttle.check("dave@example.com", "10.0.0.1").is_err(), "the client hit its limit");
-        assert!(throttle.check("dave@example.com", "10.0.0.2").is_ok());
-        throttle.succeeded("bob@example.com");
+        assert!(throttle.attempt("carol@example.com", "10.0.0.1").is_ok());
+        assert!(throttle.attempt("dave@example.com", "10.0.0.1").is_err(), "the client used its 5 attempts");
+        assert!(throttle.attempt("dave@example.com", "10.0.0.2").is_ok());
+        throttle.succeeded("dave@example.com", "10.0.0.2");
+        for _ in 0..10 {
+            assert!(throttle.attempt("erin@example.com", "10.0.0.3").is_ok());
+            throttle.succeeded("erin@example.com", "10.0.0.3");
+        }
+    }
+
+    #[test]
+    fn concurrent_attempts_are_counted_before_any_is_checked() {
+        let throttle = std::sync::Arc::new(LoginThrottle::new(ThrottlePolicy::default()));
+        let threads: Vec<_> = (0..200)
+            .map(|i| {
+                let throttle = throttle.clone();
+                std::thread::spawn(move || {
+                    throttle.attempt("ada@example.com", &format!("10.0.{}.{}", i / 250, i % 250)).is_ok()
+                })
+            })
+            .collect();
+        let admitted = threads.into_iter().map(|t| t.join().unwrap()).filter(|ok| *ok).count();
+        assert_eq!(admitted, ThrottlePolicy::default().per_account as usize);
     }
 
     #[test]
@@ -307,9 +400,11 @@ mod tests {
             per_client: 10,
             window: Duration::from_millis(30),
         });
-        throttle.failed("ada@example.com", "c");
-        assert!(throttle.check("ada@example.com", "c").is_err());
+        assert!(throttle.attempt("ada@example.com", "c").is_ok());
+        assert!(throttle.attempt("ada@example.com", "c").is_err());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(throttle.check("ada@example.com", "c").is_ok());
+        throttle.sweep();
+        assert!(throttle.failures.lock().is_empty(), "expired counts are swept");
+        assert!(throttle.attempt("ada@example.com", "c").is_ok());
     }
 }

@@ -23,6 +23,14 @@ pub struct TokenPrincipal {
     pub email: String,
     /// `None` for an operator token; the one tenant of a personal token.
     pub tenant: Option<TenantId>,
+    /// When the token stops working (UTC), if it expires.
+    pub expires_at: Option<String>,
+}
+
+impl TokenPrincipal {
+    fn expired(&self) -> bool {
+        self.expires_at.as_ref().is_some_and(|at| *at <= crate::control::utc_now())
+    }
 }
 
 /// A token as its owner sees it (never the secret).
@@ -38,24 +46,30 @@ pub struct TokenInfo {
     pub created_at: String,
     /// Last use (UTC, to within five minutes).
     pub last_used_at: Option<String>,
+    /// When it stops working (UTC); `None`: never.
+    pub expires_at: Option<String>,
 }
 
 impl Tenancy {
-    /// The principal of a bearer token, if it is valid, unrevoked and its holder still has the
-    /// standing it was issued for (operator, or member of its tenant).
+    /// The principal of a bearer token, if it is valid, unrevoked, unexpired and its holder
+    /// still has the standing it was issued for (operator, or member of its tenant).
     pub async fn authenticate_token(&self, secret: &str) -> Result<Option<TokenPrincipal>> {
         let digest = token_digest(secret);
         if let Some(found) = self.directory().tokens.get(&digest) {
-            return Ok(found);
+            // A remembered token may have expired since: expiry is checked on every use.
+            return Ok(found.filter(|p| !p.expired()));
         }
-        let row = sqlx::query(
-            "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind, t.last_used_at,
+        let ticket = self.directory().ticket();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind, t.last_used_at, t.expires_at,
                     (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
                     OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
                         WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id)) AS standing
              FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL",
-        )
+             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL
+               AND (t.expires_at IS NULL OR t.expires_at > {})",
+            crate::now!()
+        )))
         .bind(&digest)
         .fetch_optional(self.control().reader())
         .await?;
@@ -72,6 +86,7 @@ impl Tenancy {
                     user_id: row.try_get("user_id")?,
                     email: row.try_get("email")?,
                     tenant,
+                    expires_at: row.try_get("expires_at")?,
                 };
                 let last_used: Option<String> = row.try_get("last_used_at")?;
                 let stale = crate::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
@@ -82,7 +97,7 @@ impl Tenancy {
             }
             _ => None,
         };
-        self.directory().tokens.insert(digest, principal.clone());
+        self.directory().put(&self.directory().tokens, ticket, digest, principal.clone());
         Ok(principal)
     }
 
@@ -105,7 +120,7 @@ impl Tenancy {
     /// An account's unrevoked tokens, newest first.
     pub async fn tokens_of(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
         let tokens = sqlx::query_as(
-            "SELECT t.id, t.kind, n.slug AS tenant_slug, t.created_at, t.last_used_at
+            "SELECT t.id, t.kind, n.slug AS tenant_slug, t.created_at, t.last_used_at, t.expires_at
              FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id
              WHERE t.user_id = ? AND t.revoked_at IS NULL ORDER BY t.created_at DESC",
         )
@@ -113,6 +128,24 @@ impl Tenancy {
         .fetch_all(self.control().reader())
         .await?;
         Ok(tokens)
+    }
+
+    /// Revokes every token of an account (e.g. with a password reset); returns how many.
+    pub async fn revoke_all_tokens(&self, user_id: &str, actor: &str) -> Result<u64> {
+        let mut tx = self.control().writer().begin().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE api_tokens SET revoked_at = ",
+            crate::now!(),
+            " WHERE user_id = ? AND revoked_at IS NULL"
+        ))
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "user": user_id, "tokens": done.rows_affected() });
+        audit(&mut tx, actor, "token.revoke_all", None, &detail).await?;
+        tx.commit().await?;
+        self.directory().clear();
+        Ok(done.rows_affected())
     }
 
     /// Revokes one of an account's tokens; returns whether it was live.

@@ -98,8 +98,8 @@ async fn sessions_are_server_side_revocable_and_expire() {
     let f = fixture().await;
     let user = f.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
     let day = std::time::Duration::from_secs(86_400);
-    let first = f.tenancy.create_session(&user.id, "Firefox", "127.0.0.1", day).await.unwrap();
-    let second = f.tenancy.create_session(&user.id, "Chromium", "127.0.0.2", day).await.unwrap();
+    let first = f.tenancy.create_session(&user.id, "Firefox", "127.0.0.1", day, None).await.unwrap();
+    let second = f.tenancy.create_session(&user.id, "Chromium", "127.0.0.2", day, None).await.unwrap();
     assert_ne!(first.secret, second.secret, "a new id at every login");
     assert_ne!(first.session.csrf_token, second.session.csrf_token);
     assert_eq!(first.session.id, token_digest(&first.secret), "only the digest is stored");
@@ -116,7 +116,7 @@ async fn sessions_are_server_side_revocable_and_expire() {
     assert!(f.tenancy.session(&second.secret).await.unwrap().is_none());
 
     // A session past its expiry never authenticates.
-    let expired = f.tenancy.create_session(&user.id, "", "", std::time::Duration::ZERO).await.unwrap();
+    let expired = f.tenancy.create_session(&user.id, "", "", std::time::Duration::ZERO, None).await.unwrap();
     assert!(f.tenancy.session(&expired.secret).await.unwrap().is_none());
     assert!(f.tenancy.sessions_of(&user.id).await.unwrap().is_empty());
 }

@@ -42,6 +42,9 @@ pub enum UserCommand {
         /// The tenant the token acts in.
         #[arg(long, value_name = "SLUG")]
         tenant: String,
+        /// The token stops working after this many days (default: when revoked).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..=3650))]
+        expires_days: Option<u64>,
     },
 }
 
@@ -136,9 +139,10 @@ impl UserCommand {
                     println!("added {} to {tenant} as {}", user.email, role.as_str());
                 }
             }
-            Self::Token { email, tenant } => {
+            Self::Token { email, tenant, expires_days } => {
                 let scope = TokenScope::Personal(tenant.parse()?);
-                println!("{}", tenancy.issue_token(&email, scope, &actor()).await?);
+                let lifetime = expires_days.map(|days| std::time::Duration::from_secs(days * 86_400));
+                println!("{}", tenancy.issue_token_expiring(&email, scope, &actor(), lifetime).await?);
             }
         }
         Ok(())

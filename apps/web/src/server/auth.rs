@@ -1,10 +1,12 @@
-//! Who is asking, and may they: session cookies, the CSRF check of every form, the client's
-//! address (for login throttling) and flash messages.
+//! Who is asking, and may they: session cookies, the CSRF check of every form, and flash
+//! messages. The client's address and scheme are in [`super::client`].
 //!
 //! - The session cookie holds a random secret (the server keeps its SHA-256, see
-//!   `silo_tenancy::sessions`). It is `HttpOnly` and `SameSite=Lax`, and over HTTPS (a public
-//!   URL that says so, or a trusted proxy's `X-Forwarded-Proto`) it is `Secure` and named
-//!   `__Host-silo_session`, so no subdomain can set or shadow it.
+//!   `silo_tenancy::sessions`). It is host-only, `HttpOnly` and `SameSite=Lax`, and over HTTPS
+//!   (a public URL that says so, or a trusted proxy's `X-Forwarded-Proto`) it is `Secure` and
+//!   named `__Host-silo_session`, so no subdomain can set or shadow it — and then only that
+//!   name is read: a plain `silo_session` cookie (which a sibling host or a network attacker
+//!   on plain HTTP can plant) is ignored.
 //! - Every state-changing form carries a token: the session's own, or before sign-in a random
 //!   one from a `silo_csrf` cookie (double submit). [`CsrfForm`] checks it and refuses requests
 //!   a browser marks as cross-site (`Sec-Fetch-Site`).
@@ -21,7 +23,9 @@ use rand::RngCore;
 use serde::de::DeserializeOwned;
 use silo_tenancy::sessions::Session;
 
+use super::client::is_secure;
 use super::error::{Failure, PageError};
+use super::hosts::WorkspaceHost;
 use super::state::AppState;
 
 const SESSION_COOKIE: &str = "silo_session";
@@ -34,54 +38,10 @@ pub fn state(req: &HttpRequest) -> &web::Data<AppState> {
     req.app_data::<web::Data<AppState>>().expect("AppState is registered")
 }
 
-/// Whether the client reached us over HTTPS (as far as we can trust).
-pub fn is_secure(req: &HttpRequest) -> bool {
-    let web = &state(req).web;
-    if web.trust_proxy
-        && let Some(proto) = req.headers().get("x-forwarded-proto").and_then(|v| v.to_str().ok())
-    {
-        return proto.eq_ignore_ascii_case("https");
-    }
-    web.public_url.as_deref().is_some_and(|url| url.starts_with("https://"))
-}
-
-/// The client's address: the peer, or behind a trusted proxy the first `X-Forwarded-For`.
-pub fn client_addr(req: &HttpRequest) -> String {
-    if state(req).web.trust_proxy
-        && let Some(forwarded) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(first) = forwarded.split(',').next().map(str::trim).filter(|s| !s.is_empty())
-    {
-        return first.to_owned();
-    }
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
-}
-
-/// The URL links in emails start with: the configured public URL, else this request's origin.
-pub fn base_url(req: &HttpRequest) -> String {
-    if let Some(url) = &state(req).web.public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let scheme = if is_secure(req) { "https" } else { "http" };
-    format!("{scheme}://{}", request_host(req))
-}
-
-/// The host the client asked for: the `Host` header, or behind a trusted proxy what the proxy
-/// says (`X-Forwarded-Host`/`Forwarded`). Forwarding headers from anyone else are ignored, so
-/// they cannot steer emailed links elsewhere.
-pub fn request_host(req: &HttpRequest) -> String {
-    if state(req).web.trust_proxy {
-        return req.connection_info().host().to_owned();
-    }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
-fn session_secret(req: &HttpRequest) -> Option<String> {
-    req.cookie(SECURE_SESSION_COOKIE).or_else(|| req.cookie(SESSION_COOKIE)).map(|c| c.value().to_owned())
+/// The session secret of the request: over HTTPS only from the `__Host-` cookie.
+pub fn session_secret(req: &HttpRequest) -> Option<String> {
+    let name = if is_secure(req) { SECURE_SESSION_COOKIE } else { SESSION_COOKIE };
+    req.cookie(name).map(|c| c.value().to_owned())
 }
 
 /// The request's live session, looked up once per request.
@@ -128,7 +88,8 @@ pub fn clear_session_cookies() -> [Cookie<'static>; 2] {
 #[derive(Clone)]
 struct AnonymousToken(String);
 
-fn random_token() -> String {
+/// 256 random bits, hex.
+pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -168,7 +129,8 @@ pub async fn csrf_token(req: &HttpRequest) -> Result<String, Failure> {
     Ok(req.extensions().get::<AnonymousToken>().map(|t| t.0.clone()).unwrap_or_default())
 }
 
-fn same_token(a: &str, b: &str) -> bool {
+/// Constant-time comparison of two secrets (never equal when empty).
+pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && !a.is_empty()
         && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -211,7 +173,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             let sent: Token = serde_urlencoded::from_bytes(&body).map_err(|_| csrf_failure())?;
             let expected = csrf_token(&req).await?;
             if !same_token(sent.csrf.as_deref().unwrap_or_default(), &expected) {
-                tracing::warn!(path = req.path(), "form refused: CSRF token missing or wrong");
+                // The route pattern, never the path: paths carry reset and invitation tokens.
+                tracing::warn!(
+                    route = req.match_pattern().as_deref().unwrap_or("-"),
+                    "form refused: CSRF token missing or wrong"
+                );
                 return Err(csrf_failure().into());
             }
             let form = serde_urlencoded::from_bytes(&body).map_err(|e| {
@@ -244,9 +210,12 @@ impl FromRequest for SignedIn {
                     } else {
                         "/".to_owned()
                     };
-                    let location = format!("/login?next={}", urlencode(&next));
-                    let response =
-                        HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
+                    let host = req.extensions().get::<WorkspaceHost>().cloned();
+                    let response = match host {
+                        // A workspace's own host has no sign-in: the main host hands a session over.
+                        Some(host) => super::hosts::start_handoff(&req, &host, &next),
+                        None => see_other(&format!("/login?next={}", urlencode(&next))),
+                    };
                     Err(actix_web::error::InternalError::from_response("sign in first", response).into())
                 }
             }
@@ -283,10 +252,19 @@ pub fn urlencode(value: &str) -> String {
     serde_urlencoded::to_string([("", value)]).map(|s| s[1..].to_owned()).unwrap_or_default()
 }
 
-/// A local path to return to after sign-in (never another site: `//evil` and schemes are refused).
+/// A local path to return to after sign-in, else `/`. Accepted: one `/` followed by a
+/// character that is neither `/` nor `\\`, and no control character or whitespace anywhere —
+/// browsers drop tabs and newlines and read `\\` as `/`, so `/\t/evil.example` or `/\\evil`
+/// would lead to another site.
 pub fn safe_next(next: Option<&str>) -> String {
+    let local = |n: &str| {
+        let mut chars = n.chars();
+        chars.next() == Some('/')
+            && chars.next().is_none_or(|c| c != '/' && c != '\\')
+            && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if local(n) => n.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -333,8 +311,21 @@ mod tests {
     #[test]
     fn next_never_leaves_the_site() {
         assert_eq!(safe_next(Some("/w/acme/")), "/w/acme/");
-        for bad in ["//evil.example", "https://evil.example", "evil", "/\\evil.example", ""] {
-            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        assert_eq!(safe_next(Some("/")), "/");
+        assert_eq!(safe_next(Some("/w/acme/tasks/1?x=a%20b")), "/w/acme/tasks/1?x=a%20b");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "evil",
+            "/\\evil.example",
+            "",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/w/acme\u{7f}",
+            "/\u{a0}/evil.example",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
     }

@@ -71,6 +71,19 @@ impl From<Error> for Failure {
                 )
                 .retry_after(5);
             }
+            Error::Overloaded(message) => {
+                tracing::warn!(error = %message, "overloaded");
+                return Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The server is busy; retry in a moment.",
+                )
+                .retry_after(1);
+            }
+            Error::Throttled(retry_after) => {
+                return Self::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts; wait and retry.")
+                    .retry_after(retry_after.as_secs());
+            }
             Error::Quarantined { .. } | Error::FileMissing { .. } => {
                 tracing::error!(error = %error, "tenant cannot be served");
                 (

@@ -4,12 +4,18 @@
 //! - [`pages`]: the HTML site (sign-up, account, workspaces, admin console).
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
 //!
-//! Every response carries the security headers ([`security_headers`]); a workspace is also
-//! reachable on `{slug}.{base_domain}` when a base domain is configured ([`host_workspace`]).
+//! - [`auth`]: sessions, CSRF, flash messages; [`client`]: the client's address and scheme
+//!   behind trusted proxies; [`links`]: every URL Silo builds (from configuration only);
+//!   [`hosts`]: workspaces on their own host and the hand-off of a session to them.
+//!
+//! Every response carries the security headers ([`security_headers`]).
 
 mod api;
 pub mod auth;
+pub mod client;
 pub mod error;
+pub mod hosts;
+pub mod links;
 mod ops;
 pub mod pages;
 pub mod state;
@@ -19,12 +25,11 @@ pub mod tenant;
 use std::net::TcpListener;
 
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::Uri;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use silo_tenancy::{Tenancy, TenantSlug};
+use silo_tenancy::Tenancy;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -34,6 +39,12 @@ use state::AppState;
 pub async fn serve(tenancy: Tenancy, bind: &str) -> anyhow::Result<()> {
     let listener = TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
+    // Refuse to start before anything else when links would have no trustworthy origin.
+    links::Links::resolve(
+        tenancy.settings().server.public_url.as_deref(),
+        tenancy.settings().server.base_domain.as_deref(),
+        addr,
+    )?;
     tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
     let smtp = &tenancy.settings().smtp;
     match silo_tenancy::outbox::Mailer::from_settings(smtp)? {
@@ -41,8 +52,11 @@ pub async fn serve(tenancy: Tenancy, bind: &str) -> anyhow::Result<()> {
             let every = std::time::Duration::from_secs(smtp.poll_seconds.max(1));
             tokio::spawn(tenancy.clone().run_mailer(mailer, every));
         }
-        None => tracing::info!("no [smtp] host: emails stay in the outbox table (and the log)"),
+        None => tracing::info!(
+            "no [smtp] host: emails are not sent; each is written to this log (sign-up confirmation links included)"
+        ),
     }
+    tenancy.forget_expired_links().await.context("outbox")?;
     // A store that cannot be reached or written is a start-up error, not a surprise at the
     // first backup (this also creates the master key file on the first start).
     tenancy.backups().await.context("backup store")?;
@@ -54,39 +68,57 @@ pub async fn serve(tenancy: Tenancy, bind: &str) -> anyhow::Result<()> {
     start(tenancy, listener)?.await.context("server failed")
 }
 
-/// The content security policy: only our own stylesheet, no script at all, no framing.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// The content security policy: only our own stylesheet, no script at all, no framing. Forms
+/// may post to this origin — and, with workspace hosts, to the main host and the workspace
+/// hosts, since a form's redirects count too (sign-in on the main host ends on a workspace
+/// host; signing out there ends on the main host).
+fn content_security_policy(links: &links::Links) -> String {
+    let form_action = match links.workspace_wildcard() {
+        Some(workspaces) => format!("'self' {} {workspaces}", links.origin()),
+        None => "'self'".to_owned(),
+    };
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
 
 /// Headers every response carries.
-fn security_headers() -> DefaultHeaders {
+fn security_headers(csp: &str) -> DefaultHeaders {
     DefaultHeaders::new()
-        .add((header::CONTENT_SECURITY_POLICY, CSP))
+        .add((header::CONTENT_SECURITY_POLICY, csp.to_owned()))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "same-origin"))
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add(("Cross-Origin-Opener-Policy", "same-origin"))
 }
 
-/// The workspace slug of a `{slug}.{base_domain}` host, if the request came that way.
-fn host_workspace(host: &str, base_domain: Option<&str>) -> Option<TenantSlug> {
-    let base = base_domain?.trim_matches('.');
-    let host = host.split(':').next()?.to_ascii_lowercase();
-    let label = host.strip_suffix(base)?.strip_suffix('.')?;
-    if label.contains('.') {
-        return None;
+/// Starts serving on an already bound listener (tests bind port 0), and on `server.metrics_bind`
+/// when set; the returned server runs until stopped.
+pub fn start(tenancy: Tenancy, listener: TcpListener) -> anyhow::Result<actix_web::dev::Server> {
+    let web_settings = tenancy.settings().server.clone();
+    let links = links::Links::resolve(
+        web_settings.public_url.as_deref(),
+        web_settings.base_domain.as_deref(),
+        listener.local_addr()?,
+    )?;
+    let metrics_listener = match web_settings.metrics_bind.as_deref() {
+        Some(bind) => Some(
+            TcpListener::bind(bind)
+                .with_context(|| format!("server.metrics_bind: cannot listen on {bind}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    if let Some(addr) = metrics_addr {
+        tracing::info!(%addr, "metrics listening");
     }
-    TenantSlug::parse(label).ok()
-}
-
-/// Starts serving on an already bound listener (tests bind port 0); the returned server
-/// runs until stopped.
-pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    let state = web::Data::new(AppState::new(tenancy));
+    let csp = content_security_policy(&links);
+    let state = web::Data::new(AppState::new(tenancy, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || {
-        let base_domain = state.web.base_domain.clone();
+        let csp = csp.clone();
         let (app, openapi) = App::new()
             .app_data(state.clone())
             .app_data(web::FormConfig::default().limit(64 * 1024))
@@ -106,7 +138,7 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_w
                     Ok(response)
                 }
             })
-            .wrap(security_headers())
+            .wrap(security_headers(&csp))
             .wrap_fn(|req, service| {
                 // One span per request; the route pattern and status are recorded when known,
                 // the tenant by `tenant::enter`.
@@ -129,19 +161,20 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_w
                     Ok(response)
                 }
             })
-            .wrap_fn(move |mut req, service| {
-                // `{slug}.{base_domain}/x` is served as `/w/{slug}/x`.
-                let host = auth::request_host(req.request());
-                if let Some(slug) = host_workspace(&host, base_domain.as_deref())
-                    && !req.path().starts_with("/static/")
-                {
-                    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                    if let Ok(uri) = format!("/w/{slug}{path_and_query}").parse::<Uri>() {
-                        req.match_info_mut().get_mut().update(&uri);
-                        req.head_mut().uri = uri;
+            .wrap_fn(|mut req, service| {
+                // The metrics listener serves `/metrics` only; workspace hosts are rewritten
+                // into their workspace or sent to the main host (see `hosts`).
+                let answered = ops::metrics_listener_gate(&req).or_else(|| hosts::dispatch(&mut req));
+                let call = match answered {
+                    Some(response) => Err(req.into_response(response)),
+                    None => Ok(service.call(req)),
+                };
+                async move {
+                    match call {
+                        Err(response) => Ok(response),
+                        Ok(call) => Ok(call.await?.map_into_boxed_body()),
                     }
                 }
-                service.call(req)
             })
             .configure(ops::routes)
             .into_utoipa_app()
@@ -150,29 +183,15 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> std::io::Result<actix_w
             .split_for_parts();
         let openapi = openapi.to_pretty_json().unwrap_or_default();
         app.app_data(web::Data::new(api::OpenApiJson(openapi)))
+            .configure(hosts::routes)
             .configure(pages::routes)
             .default_service(web::to(pages::not_found))
     })
     .workers(workers.max(1))
-    .listen(listener)?
-    .shutdown_timeout(10)
-    .run();
-    Ok(server)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workspace_hosts_are_recognised() {
-        let base = Some("silo.example.com");
-        assert_eq!(host_workspace("acme.silo.example.com", base).unwrap().as_str(), "acme");
-        assert_eq!(host_workspace("ACME.silo.example.com:8080", base).unwrap().as_str(), "acme");
-        assert!(host_workspace("silo.example.com", base).is_none());
-        assert!(host_workspace("a.b.silo.example.com", base).is_none());
-        assert!(host_workspace("acme.evil.com", base).is_none());
-        assert!(host_workspace("acme.silo.example.com", None).is_none());
-        assert!(host_workspace("x.silo.example.com", base).is_none(), "not a valid slug");
-    }
+    .listen(listener)?;
+    let server = match metrics_listener {
+        Some(metrics) => server.listen(metrics)?,
+        None => server,
+    };
+    Ok(server.shutdown_timeout(10).run())
 }

@@ -1,7 +1,20 @@
 //! Operational endpoints: liveness, readiness, Prometheus metrics.
+//!
+//! `/metrics` tells about the fleet (tenant counts, cache and backup activity), so it is not for
+//! anyone who can reach the port. Who may read it:
+//! - with `server.metrics_bind`: requests to that listener only (the main one answers 404),
+//!   and the listener answers nothing else;
+//! - with `server.metrics_token`: requests with `Authorization: Bearer <token>`;
+//! - otherwise (the default): direct requests from this machine (a loopback peer and no
+//!   forwarding headers, so a local reverse proxy does not open it to the world).
 
+use actix_web::dev::ServiceRequest;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, web};
+
+use super::auth::same_token;
+use super::client::is_direct_local;
 use super::state::AppState;
-use actix_web::{HttpResponse, get, web};
 
 /// Registers the endpoints.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -31,7 +44,10 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text format: the handle cache's counters, the backup scheduler's last pass and
 /// process facts.
 #[get("/metrics")]
-async fn metrics(app: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    if let Some(refusal) = metrics_refusal(&req, &app) {
+        return refusal;
+    }
     let mut body = app.tenancy.cache().stats().to_prometheus();
     body.push_str(&app.tenancy.scheduler_status().to_prometheus());
     body.push_str("# HELP silo_build_info Silo build and SQLite versions.\n# TYPE silo_build_info gauge\n");
@@ -41,4 +57,38 @@ async fn metrics(app: web::Data<AppState>) -> HttpResponse {
         app.tenancy.sqlite_version()
     ));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
+}
+
+/// Why `/metrics` is not served to this request, as the response to give.
+fn metrics_refusal(req: &HttpRequest, app: &AppState) -> Option<HttpResponse> {
+    let on_metrics_listener = app.metrics_addr.is_some_and(|addr| req.app_config().local_addr() == addr);
+    if app.metrics_addr.is_some() && !on_metrics_listener {
+        return Some(HttpResponse::NotFound().finish());
+    }
+    match &app.web.metrics_token {
+        Some(token) => {
+            let sent = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default()
+                .trim();
+            (!same_token(sent, token.expose())).then(|| {
+                HttpResponse::Unauthorized()
+                    .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\""))
+                    .finish()
+            })
+        }
+        None if on_metrics_listener || is_direct_local(req) => None,
+        None => Some(HttpResponse::NotFound().finish()),
+    }
+}
+
+/// The metrics listener (`server.metrics_bind`) answers `/metrics` and nothing else.
+pub fn metrics_listener_gate(req: &ServiceRequest) -> Option<HttpResponse> {
+    let app = req.app_data::<web::Data<AppState>>()?;
+    let addr = app.metrics_addr?;
+    (req.request().app_config().local_addr() == addr && req.path() != "/metrics")
+        .then(|| HttpResponse::NotFound().finish())
 }

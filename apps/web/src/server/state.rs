@@ -1,4 +1,4 @@
-//! What every handler shares: the tenancy layer, the login throttle and the web settings.
+//! What every handler shares: the tenancy layer, the throttles, the links and the web settings.
 
 use std::time::Duration;
 
@@ -6,24 +6,40 @@ use silo_tenancy::Tenancy;
 use silo_tenancy::config::ServerSettings;
 use silo_tenancy::sessions::{LoginThrottle, ThrottlePolicy};
 
+use super::client::Proxies;
+use super::links::Links;
+
 /// Application state (one per server, shared by every worker).
 pub struct AppState {
     /// Control plane, tenants, accounts.
     pub tenancy: Tenancy,
-    /// Failed-login counters.
+    /// Sign-in attempts per account and per client address.
     pub throttle: LoginThrottle,
     /// Invalid bearer tokens per client address (the API's 429).
     pub api_throttle: LoginThrottle,
     /// Password-reset emails per account and per client (they send mail; separate from failed
     /// sign-ins so a locked-out person can still reset).
     pub reset_throttle: LoginThrottle,
+    /// Sign-ups (each hashes a password and sends an email) per address and per client.
+    pub signup_throttle: LoginThrottle,
+    /// Where links point (from `server.public_url`, never from request headers).
+    pub links: Links,
+    /// The proxies whose forwarding headers are believed.
+    pub proxies: Proxies,
+    /// Where `/metrics` is served instead of the main listener (`server.metrics_bind`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// `[server]` settings.
     pub web: ServerSettings,
 }
 
 impl AppState {
-    /// State over a tenancy layer, configured from its settings.
-    pub fn new(tenancy: Tenancy) -> Self {
+    /// State over a tenancy layer, configured from its settings; `links` say where the server
+    /// is reached.
+    pub fn new(
+        tenancy: Tenancy,
+        links: Links,
+        metrics_addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Self> {
         let web = tenancy.settings().server.clone();
         let throttle = LoginThrottle::new(ThrottlePolicy {
             per_account: web.login_failures_per_account,
@@ -40,7 +56,23 @@ impl AppState {
             per_client: 20,
             window: Duration::from_secs(3600),
         });
-        Self { tenancy, throttle, api_throttle, reset_throttle, web }
+        let signup_throttle = LoginThrottle::new(ThrottlePolicy {
+            per_account: 3,
+            per_client: web.signups_per_client_hour,
+            window: Duration::from_secs(3600),
+        });
+        let proxies = Proxies::from_settings(&web.proxies())?;
+        Ok(Self {
+            tenancy,
+            throttle,
+            api_throttle,
+            reset_throttle,
+            signup_throttle,
+            links,
+            proxies,
+            metrics_addr,
+            web,
+        })
     }
 
     /// How long a new session lives.

@@ -20,6 +20,7 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         "error.html",
         "home.html",
         "signup.html",
+        "signup_confirm.html",
         "login.html",
         "password_forgot.html",
         "password_reset.html",

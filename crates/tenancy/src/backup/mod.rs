@@ -44,7 +44,7 @@ pub const STORE_FAILURES_IN_A_ROW: usize = 3;
 /// The store and the master key of this process.
 pub struct Backups {
     store: Arc<dyn ObjectStore>,
-    master: MasterKey,
+    master: Arc<MasterKey>,
 }
 
 impl std::fmt::Debug for Backups {
@@ -54,42 +54,45 @@ impl std::fmt::Debug for Backups {
 }
 
 impl Backups {
-    /// Builds the configured store, checks it can be written, and loads the master key
-    /// (`SILO_MASTER_KEY`, else the key file, created on first use).
-    pub async fn open(settings: &crate::Settings) -> Result<Self> {
+    /// Builds the configured store and checks it can be written.
+    pub async fn open(settings: &crate::Settings, master: Arc<MasterKey>) -> Result<Self> {
         let store: Arc<dyn ObjectStore> = match settings.backup.store {
             BackupStoreKind::Local => Arc::new(LocalStore::new(settings.local_objects_dir())),
             BackupStoreKind::S3 => Arc::new(S3Store::new(&settings.backup.s3)?),
         };
         silo_storage::objects::probe(store.as_ref()).await?;
-        let master = match std::env::var("SILO_MASTER_KEY") {
-            Ok(hex) if !hex.trim().is_empty() => {
-                MasterKey::from_hex(&hex).map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}")))?
-            }
-            _ => {
-                let path = settings.master_key_path();
-                let (key, created) = MasterKey::load_or_create(&path)?;
-                if created {
-                    tracing::warn!(
-                        path = %path.display(),
-                        "generated a new backup master key; keep a copy of it apart from the backups (without it no backup can be restored)"
-                    );
-                }
-                key
-            }
-        };
         tracing::info!(store = %store.describe(), "backup store ready");
         Ok(Self { store, master })
     }
 
     /// A set of backups over `store` with `master` (tests, benchmarks).
     pub fn with_store(store: Arc<dyn ObjectStore>, master: MasterKey) -> Self {
-        Self { store, master }
+        Self { store, master: Arc::new(master) }
     }
 
     /// The object store.
     pub fn store(&self) -> &dyn ObjectStore {
         self.store.as_ref()
+    }
+}
+
+/// Loads the master key: `SILO_MASTER_KEY`, else the key file (created on first use).
+pub fn load_master_key(settings: &crate::Settings) -> Result<MasterKey> {
+    match std::env::var("SILO_MASTER_KEY") {
+        Ok(hex) if !hex.trim().is_empty() => {
+            MasterKey::from_hex(&hex).map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}")))
+        }
+        _ => {
+            let path = settings.master_key_path();
+            let (key, created) = MasterKey::load_or_create(&path)?;
+            if created {
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a new master key; keep a copy of it apart from the backups (without it no backup can be restored)"
+                );
+            }
+            Ok(key)
+        }
     }
 }
 
@@ -138,7 +141,12 @@ pub struct PruneReport {
 impl Tenancy {
     /// The backup store and master key, set up on first use.
     pub async fn backups(&self) -> Result<&Backups> {
-        self.inner.backups.get_or_try_init(|| Backups::open(self.settings())).await
+        self.inner
+            .backups
+            .get_or_try_init(|| async {
+                Backups::open(self.settings(), self.master_key().await?.clone()).await
+            })
+            .await
     }
 
     /// Uses `backups` instead of the configured store and key (tests, benchmarks).

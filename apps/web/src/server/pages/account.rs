@@ -1,17 +1,21 @@
 //! Home, sign-up, sign-in/out, the account page, password reset and invitations.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use silo_tenancy::accounts::{Role, TokenScope};
-use silo_tenancy::{CreateTenant, Error, TenantRef, TenantSlug};
+use silo_tenancy::accounts::TokenScope;
+use silo_tenancy::sessions::LoginThrottle;
+use silo_tenancy::signups::SignupRequest;
+use silo_tenancy::{TenantRef, TenantSlug};
 
 use super::{Page, flash_outcome};
 use crate::server::auth::{
-    CsrfForm, SignedIn, clear_session_cookies, client_addr, current_session, safe_next, see_other,
-    see_other_with_flash, session_cookie, state,
+    CsrfForm, SignedIn, clear_session_cookies, current_session, safe_next, see_other, see_other_with_flash,
+    session_cookie, session_secret, state,
 };
+use crate::server::client::client_addr;
 use crate::server::error::{Failure, PageError};
+use crate::server::hosts::WorkspaceHost;
 
 type PageResult = Result<HttpResponse, PageError>;
 
@@ -20,6 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(home_page)
         .service(signup_form)
         .service(signup_page)
+        .service(confirm_form)
+        .service(confirm_page)
         .service(login_form)
         .service(login_page)
         .service(logout_page)
@@ -68,65 +74,116 @@ struct SignupForm {
     slug: String,
 }
 
-/// Creates the account and provisions its workspace in one flow; either both exist afterwards
-/// or neither does.
+/// Counts an attempt against `throttle` (per address and per client) or answers 429 with
+/// `message` and when to retry.
+fn throttled(throttle: &LoginThrottle, key: &str, client: &str, message: &str) -> Result<(), PageError> {
+    throttle.attempt(key, client).map_err(|retry_after| {
+        tracing::warn!(client, message, "throttled");
+        let minutes = retry_after.as_secs().div_ceil(60);
+        let failure = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!("{message} Try again in {minutes} minute(s)."),
+        );
+        PageError(failure.retry_after(retry_after.as_secs()))
+    })
+}
+
+/// Starts a sign-up: the same answer ("check your email") whether or not the address has an
+/// account; the account and workspace are created from the emailed link.
 #[post("/signup")]
 async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> PageResult {
-    let tenancy = &state(&req).tenancy;
-    let again = |message: String| {
-        Page::new("signup.html")
-            .with("form", &form)
-            .with("error", &message)
-            .status(StatusCode::UNPROCESSABLE_ENTITY)
+    let app = state(&req);
+    let client = client_addr(&req);
+    throttled(&app.signup_throttle, &form.email, &client, "Too many sign-ups from here.")?;
+    let request = SignupRequest {
+        email: form.email.clone(),
+        name: form.name.clone(),
+        password: form.password.clone(),
+        workspace_name: form.workspace.clone(),
+        slug: form.slug.clone(),
     };
-    let slug = match TenantSlug::parse(form.slug.trim()) {
-        Ok(slug) => slug,
-        Err(e) => return again(format!("That workspace address cannot be used: {e}.")).render(&req).await,
-    };
-    if tenancy.control().slug_taken(&slug).await? {
-        return again(format!("The address `{slug}` is already taken.")).render(&req).await;
-    }
-    if tenancy.user(&form.email).await.is_ok() {
-        let message = "That email cannot be used to sign up. If it is yours, sign in (or reset your password) and create the workspace from there.";
-        return again(message.to_owned()).render(&req).await;
-    }
-    let user = match tenancy.create_user(&form.email, &form.password, Some(&form.name), "signup").await {
-        Ok(user) => user,
-        Err(e) if e.is_user_error() => return again(e.to_string()).render(&req).await,
-        Err(e) => return Err(e.into()),
-    };
-    let request = CreateTenant {
-        slug: slug.to_string(),
-        name: Some(form.workspace.clone()),
-        ..CreateTenant::default()
-    };
-    let created = async {
-        let tenant = tenancy.create(request, &user.email).await?;
-        tenancy.add_member(&TenantRef::Id(tenant.id), &user.email, Role::Owner, &user.email).await?;
-        Ok::<_, Error>(tenant)
-    }
-    .await;
-    let tenant = match created {
-        Ok(tenant) => tenant,
-        Err(e) => {
-            // Undo the account so the visitor can simply try again.
-            if let Err(cleanup) = tenancy.delete_user(&user.id).await {
-                tracing::error!(error = %cleanup, "removing the account of a failed sign-up failed");
-            }
-            if e.is_user_error() {
-                return again(e.to_string()).render(&req).await;
-            }
-            return Err(e.into());
+    match app.tenancy.start_signup(&request, app.links.origin()).await {
+        Ok(()) => {
+            let email =
+                silo_tenancy::accounts::Email::parse(&form.email).map(|e| e.to_string()).unwrap_or_default();
+            Page::new("signup.html")
+                .with("sent", &email)
+                .with("log_delivery", &app.tenancy.settings().smtp.host.is_none())
+                .render(&req)
+                .await
         }
-    };
-    start_session(&req, &user.id, &format!("/w/{}/", tenant.slug)).await
+        Err(e) if e.is_user_error() => {
+            // Refused for its input, before any hashing or email: it does not count.
+            app.signup_throttle.refund(&form.email, &client);
+            let message = match e.root() {
+                silo_tenancy::Error::InvalidSlug(e) => format!("That workspace address cannot be used: {e}."),
+                other => other.to_string(),
+            };
+            Page::new("signup.html")
+                .with("form", &form)
+                .with("error", &message)
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .render(&req)
+                .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[get("/signup/confirm/{token}")]
+async fn confirm_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
+    let pending = state(&req).tenancy.pending_signup(&token).await?;
+    let status = if pending.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    Page::new("signup_confirm.html")
+        .with("pending", &pending)
+        .with("token", &token.as_str())
+        .status(status)
+        .render(&req)
+        .await
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    workspace: String,
+    slug: String,
+}
+
+/// Creates the account and its workspace from a confirmation link, then signs in.
+#[post("/signup/confirm/{token}")]
+async fn confirm_page(
+    req: HttpRequest,
+    token: web::Path<String>,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
+) -> PageResult {
+    let tenancy = &state(&req).tenancy;
+    match tenancy.confirm_signup(&token, &form.workspace, &form.slug).await {
+        Ok((user, tenant)) => start_session(&req, &user.id, &format!("/w/{}/", tenant.slug)).await,
+        Err(e) if e.is_user_error() => {
+            let pending = tenancy.pending_signup(&token).await?.map(|mut pending| {
+                // Show what was just tried, so a taken address can be changed.
+                pending.workspace_name = form.workspace.clone();
+                pending.slug = form.slug.clone();
+                pending
+            });
+            Page::new("signup_confirm.html")
+                .with("pending", &pending)
+                .with("token", &token.as_str())
+                .with("error", &e.to_string())
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .render(&req)
+                .await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Starts a session (a new id every time) and redirects.
 async fn start_session(req: &HttpRequest, user_id: &str, location: &str) -> PageResult {
     let app = state(req);
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let new = app.tenancy.create_session(user_id, user_agent, &client_addr(req), app.session_ttl()).await?;
+    let new =
+        app.tenancy.create_session(user_id, user_agent, &client_addr(req), app.session_ttl(), None).await?;
     let mut response = see_other(location);
     response.add_cookie(&session_cookie(req, &new.secret)).map_err(|e| Failure::invalid(e.to_string()))?;
     Ok(response)
@@ -149,30 +206,22 @@ struct LoginForm {
     next: Option<String>,
 }
 
-/// Signs in. Unknown email and wrong password get the same answer (and the same work); too
-/// many failures per account or per client get 429 before any password is checked.
+/// Signs in. Unknown email and wrong password get the same answer (and the same work). Each
+/// attempt is counted per account and per client *before* the password is checked, so too
+/// many — even all at once — get 429 without a hash; a correct password refunds its count.
 #[post("/login")]
 async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> PageResult {
     let app = state(&req);
     let client = client_addr(&req);
     let next = safe_next(form.next.as_deref());
-    if let Err(retry_after) = app.throttle.check(&form.email, &client) {
-        tracing::warn!(client, "login throttled");
-        let minutes = retry_after.as_secs().div_ceil(60);
-        let failure = Failure::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            format!("Too many failed sign-ins. Try again in {minutes} minute(s), or reset your password."),
-        );
-        return Err(PageError(failure.retry_after(retry_after.as_secs())));
-    }
+    let message = "Too many sign-in attempts; you can also reset your password.";
+    throttled(&app.throttle, &form.email, &client, message)?;
     match app.tenancy.authenticate(&form.email, &form.password).await? {
         Some(user) => {
-            app.throttle.succeeded(&form.email);
+            app.throttle.succeeded(&form.email, &client);
             start_session(&req, &user.id, &next).await
         }
         None => {
-            app.throttle.failed(&form.email, &client);
             Page::new("login.html")
                 .with("next", &next)
                 .with("email", &form.email)
@@ -184,14 +233,18 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
     }
 }
 
+/// Signs out this session and its family (the main host's and the workspace hosts').
 #[post("/logout")]
 async fn logout_page(req: HttpRequest, _form: CsrfForm<NoFields>) -> PageResult {
-    for cookie in ["__Host-silo_session", "silo_session"] {
-        if let Some(secret) = req.cookie(cookie) {
-            state(&req).tenancy.revoke_session(secret.value()).await?;
-        }
+    if let Some(secret) = session_secret(&req) {
+        state(&req).tenancy.revoke_session(&secret).await?;
     }
-    let mut response = see_other_with_flash("/login", "ok", "You are signed out.");
+    let on_workspace_host = req.extensions().get::<WorkspaceHost>().is_some();
+    let mut response = if on_workspace_host {
+        see_other(&state(&req).links.main("/login"))
+    } else {
+        see_other_with_flash("/login", "ok", "You are signed out.")
+    };
     for cookie in clear_session_cookies() {
         let _ = response.add_cookie(&cookie);
     }
@@ -277,6 +330,9 @@ async fn revoke_session(
 #[derive(Deserialize)]
 struct TokenForm {
     workspace: String,
+    /// Days until the token expires; empty: never.
+    #[serde(default)]
+    expires_days: String,
 }
 
 /// Creates a personal token for one workspace and shows it once.
@@ -284,20 +340,29 @@ struct TokenForm {
 async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<TokenForm>) -> PageResult {
     let tenancy = &state(&req).tenancy;
     let slug = TenantSlug::parse(&form.workspace).map_err(|_| Failure::not_found())?;
-    let token = match tenancy
-        .issue_token(&me.session.email, TokenScope::Personal(TenantRef::Slug(slug)), &me.session.email)
-        .await
-    {
-        Ok(token) => token,
-        Err(e) if e.is_user_error() => {
-            return Ok(see_other_with_flash(
-                "/account",
-                "error",
-                "You can only create tokens for your own workspaces.",
-            ));
-        }
-        Err(e) => return Err(e.into()),
+    let lifetime = match form.expires_days.trim() {
+        "" => None,
+        days => match days.parse::<u64>() {
+            Ok(days @ 1..=3650) => Some(std::time::Duration::from_secs(days * 86_400)),
+            _ => {
+                let message = "Choose when the token expires (1 to 3650 days), or never.";
+                return Ok(see_other_with_flash("/account", "error", message));
+            }
+        },
     };
+    let scope = TokenScope::Personal(TenantRef::Slug(slug));
+    let token =
+        match tenancy.issue_token_expiring(&me.session.email, scope, &me.session.email, lifetime).await {
+            Ok(token) => token,
+            Err(e) if e.is_user_error() => {
+                return Ok(see_other_with_flash(
+                    "/account",
+                    "error",
+                    "You can only create tokens for your own workspaces.",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
     account_view(&req, &me).await?.with("new_token", &token).render(&req).await
 }
 
@@ -328,10 +393,9 @@ async fn forgot_page(req: HttpRequest, CsrfForm(form): CsrfForm<EmailForm>) -> P
     let app = state(&req);
     let client = client_addr(&req);
     // Each request sends an email: a few per account and client, then silently none.
-    if app.reset_throttle.check(&form.email, &client).is_ok() {
-        app.reset_throttle.failed(&form.email, &client);
-        let base = crate::server::auth::base_url(&req);
-        app.tenancy.request_password_reset(&form.email, &base, std::time::Duration::from_secs(3600)).await?;
+    if app.reset_throttle.attempt(&form.email, &client).is_ok() {
+        let base = app.links.origin();
+        app.tenancy.request_password_reset(&form.email, base, std::time::Duration::from_secs(3600)).await?;
     }
     Page::new("password_forgot.html").with("sent", &true).render(&req).await
 }
@@ -345,6 +409,8 @@ async fn reset_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
 #[derive(Deserialize)]
 struct NewPasswordForm {
     password: String,
+    /// The "also revoke my API tokens" box (absent when unticked).
+    revoke_tokens: Option<String>,
 }
 
 #[post("/password/reset/{token}")]
@@ -353,10 +419,16 @@ async fn reset_page(
     token: web::Path<String>,
     CsrfForm(form): CsrfForm<NewPasswordForm>,
 ) -> PageResult {
-    match state(&req).tenancy.reset_password(&token, &form.password).await {
+    let revoke_tokens = form.revoke_tokens.is_some();
+    match state(&req).tenancy.reset_password(&token, &form.password, revoke_tokens).await {
         Ok(user) => {
-            state(&req).throttle.succeeded(&user.email);
-            Ok(see_other_with_flash("/login", "ok", "Password changed. Sign in with the new one."))
+            state(&req).throttle.succeeded(&user.email, &client_addr(&req));
+            let message = if revoke_tokens {
+                "Password changed and your API tokens revoked. Sign in with the new password."
+            } else {
+                "Password changed. Sign in with the new one."
+            };
+            Ok(see_other_with_flash("/login", "ok", message))
         }
         Err(e) if e.is_user_error() => {
             Page::new("password_reset.html")
@@ -424,10 +496,12 @@ async fn signup_and_accept(
     token: web::Path<String>,
     CsrfForm(form): CsrfForm<InviteeForm>,
 ) -> PageResult {
-    let tenancy = &state(&req).tenancy;
+    let app = state(&req);
+    let tenancy = &app.tenancy;
     let Some(invitation) = tenancy.invitation(&token).await? else {
         return invitation_error(&req, &token, "This invitation is no longer valid.").await;
     };
+    throttled(&app.signup_throttle, &invitation.email, &client_addr(&req), "Too many sign-ups from here.")?;
     if tenancy.user(&invitation.email).await.is_ok() {
         return invitation_error(&req, &token, "An account with this address exists: sign in to accept.")
             .await;

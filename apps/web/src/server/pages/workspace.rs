@@ -10,7 +10,7 @@ use silo_tenancy::workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
 use super::{Page, flash_outcome};
-use crate::server::auth::{CsrfForm, SignedIn, base_url, see_other_with_flash, state};
+use crate::server::auth::{CsrfForm, SignedIn, see_other_with_flash, state};
 use crate::server::error::{Failure, PageError};
 use crate::server::tenant::{Entered, enter};
 
@@ -342,9 +342,10 @@ async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<In
         Ok(role) => role,
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
-    match tenancy.invite(&ws.tenant, &form.email, role, &inviter, &base_url(&req)).await {
+    let links = &state(&req).links;
+    match tenancy.invite(&ws.tenant, &form.email, role, &inviter, links.origin()).await {
         Ok((invitation, secret)) => {
-            let link = format!("{}/invitations/{secret}", base_url(&req));
+            let link = links.main(&format!("/invitations/{secret}"));
             let message =
                 format!("Invitation emailed to {}. You can also share this link: {link}", invitation.email);
             Ok(see_other_with_flash(&back, "ok", &message))

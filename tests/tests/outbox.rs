@@ -2,78 +2,14 @@
 //! protocol for real: greeting, EHLO, MAIL, RCPT, DATA, QUIT), including refusals and an
 //! unreachable server.
 
-mod common;
-
-use std::sync::{Arc, Mutex};
-
-use common::fixture;
+use silo_e2e::TestServer;
+use silo_e2e::smtp::{settings, smtp_server};
 use silo_tenancy::config::SmtpSettings;
 use silo_tenancy::outbox::{Delivery, Mailer};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-
-/// Starts an SMTP server; returns its port and the messages it accepted. With `refuse`, every
-/// recipient is refused (550).
-async fn smtp_server(refuse: bool) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let store = received.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let store = store.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 test.local ESMTP\r\n").await.unwrap();
-                let mut data: Option<String> = None;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(message) = data.as_mut() {
-                        if line == "." {
-                            store.lock().unwrap().push(data.take().unwrap());
-                            write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
-                        } else {
-                            message.push_str(&line);
-                            message.push('\n');
-                        }
-                        continue;
-                    }
-                    let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" | "HELO" => b"250-test.local\r\n250 8BITMIME\r\n",
-                        "RCPT" if refuse => b"550 5.1.1 no such user\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go ahead\r\n"
-                        }
-                        "QUIT" => {
-                            write.write_all(b"221 bye\r\n").await.unwrap();
-                            return;
-                        }
-                        _ => b"250 OK\r\n",
-                    };
-                    write.write_all(reply).await.unwrap();
-                }
-            });
-        }
-    });
-    (port, received)
-}
-
-fn settings(port: u16) -> SmtpSettings {
-    SmtpSettings {
-        host: Some("127.0.0.1".into()),
-        port,
-        tls: "none".into(),
-        from: "Silo <silo@example.com>".into(),
-        ..SmtpSettings::default()
-    }
-}
 
 #[tokio::test]
 async fn queued_emails_are_delivered_once() {
-    let f = fixture().await;
+    let f = TestServer::start().await.unwrap();
     let (port, received) = smtp_server(false).await;
     let mailer = Mailer::from_settings(&settings(port)).unwrap().unwrap();
     f.tenancy
@@ -105,7 +41,7 @@ async fn queued_emails_are_delivered_once() {
 
 #[tokio::test]
 async fn refusals_and_unreachable_servers_are_recorded_and_retried_later() {
-    let f = fixture().await;
+    let f = TestServer::start().await.unwrap();
     let (port, received) = smtp_server(true).await;
     let refusing = Mailer::from_settings(&settings(port)).unwrap().unwrap();
     f.tenancy.queue_email("nobody@example.com", "Hello", "body").await.unwrap();

@@ -1,0 +1,130 @@
+//! Hand-offs: how a session on the main host reaches a workspace on its own host
+//! (`{slug}.{base_domain}`) without a cookie shared between hosts.
+//!
+//! Session cookies are host-only (no `Domain=`), so a tenant's host can never read or set
+//! another host's session. Instead:
+//! 1. the workspace host, seeing no session, sets a random `state` cookie on itself and sends
+//!    the browser to the main host;
+//! 2. the main host (signed in, a member of that workspace) issues a hand-off: a random token,
+//!    stored as its digest with the session, the tenant, the digest of `state` and the path to
+//!    return to, valid for [`HANDOFF_SECONDS`] and usable once;
+//! 3. the workspace host redeems it ([`Tenancy::redeem_handoff`]) only with the same tenant and
+//!    the browser's own `state` cookie, and starts a host-only session there — a child of the
+//!    main-host session (signing out of either ends both).
+//!
+//! `state` stops a planted hand-off (someone else's token sent to a victim) from signing the
+//! victim in as someone else.
+
+use std::time::Duration;
+
+use crate::accounts::{new_secret, token_digest};
+use crate::ids::TenantId;
+use crate::sessions::{NewSession, Session};
+use crate::{Error, Result, Tenancy};
+
+/// How long a hand-off token works.
+pub const HANDOFF_SECONDS: u64 = 60;
+
+/// Where a redeemed hand-off leads.
+#[derive(Debug)]
+pub struct Redeemed {
+    /// The new session on the workspace host.
+    pub session: NewSession,
+    /// The path (on the workspace host) to continue to.
+    pub next: String,
+}
+
+impl Tenancy {
+    /// Issues a hand-off of `session` into `tenant` (the caller checked membership); returns
+    /// the token for the workspace host.
+    pub async fn issue_handoff(
+        &self,
+        session: &Session,
+        tenant: TenantId,
+        state: &str,
+        next: &str,
+    ) -> Result<String> {
+        if state.len() < 32 {
+            return Err(Error::InvalidInput("a hand-off needs the workspace host's state".into()));
+        }
+        let token = new_secret("hof_");
+        // The family's root: a hand-off from a child session hangs off its parent.
+        sqlx::query(concat!(
+            "INSERT INTO handoffs (token_sha256, session_id, tenant_id, state_sha256, next_path, created_at, expires_at)
+             SELECT ?, coalesce(parent_id, id_sha256), ?, ?, ?, ",
+            crate::now!(),
+            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) FROM sessions WHERE id_sha256 = ?"
+        ))
+        .bind(token_digest(&token))
+        .bind(tenant.to_string())
+        .bind(token_digest(state))
+        .bind(next)
+        .bind(format!("+{HANDOFF_SECONDS} seconds"))
+        .bind(&session.id)
+        .execute(self.control().writer())
+        .await?;
+        // Used and expired hand-offs are of no use to anyone: keep the table small.
+        sqlx::query(concat!(
+            "DELETE FROM handoffs WHERE used_at IS NOT NULL OR expires_at <= ",
+            crate::now!()
+        ))
+        .execute(self.control().writer())
+        .await?;
+        Ok(token)
+    }
+
+    /// Redeems a hand-off on the host of `tenant` with the browser's `state`: once, in time,
+    /// for that tenant only, while the issuing session lives and its account is still a
+    /// member. Anything else is `None`.
+    pub async fn redeem_handoff(
+        &self,
+        token: &str,
+        tenant: TenantId,
+        state: &str,
+        user_agent: &str,
+        ip: &str,
+        ttl: Duration,
+    ) -> Result<Option<Redeemed>> {
+        let claimed: Option<(String, String, String, String)> = sqlx::query_as(concat!(
+            "UPDATE handoffs SET used_at = ",
+            crate::now!(),
+            " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
+            crate::now!(),
+            " RETURNING session_id, tenant_id, state_sha256, next_path"
+        ))
+        .bind(token_digest(token))
+        .fetch_optional(self.control().writer())
+        .await?;
+        let Some((session_id, for_tenant, state_digest, next)) = claimed else { return Ok(None) };
+        if for_tenant != tenant.to_string() || !same(&state_digest, &token_digest(state)) {
+            return Ok(None);
+        }
+        let parent: Option<(String,)> = sqlx::query_as(concat!(
+            "SELECT s.user_id FROM sessions s JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = ?
+             WHERE s.id_sha256 = ? AND s.expires_at > ",
+            crate::now!()
+        ))
+        .bind(tenant.to_string())
+        .bind(&session_id)
+        .fetch_optional(self.control().writer())
+        .await?;
+        let Some((user_id,)) = parent else { return Ok(None) };
+        let mut session = self.create_session(&user_id, user_agent, ip, ttl, Some(&session_id)).await?;
+        // A child never outlives its parent's absolute expiry.
+        let expires_at: String = sqlx::query_scalar(
+            "UPDATE sessions SET expires_at = min(expires_at, (SELECT expires_at FROM sessions WHERE id_sha256 = ?1))
+             WHERE id_sha256 = ?2 RETURNING expires_at",
+        )
+        .bind(&session_id)
+        .bind(&session.session.id)
+        .fetch_one(self.control().writer())
+        .await?;
+        session.session.expires_at = expires_at;
+        Ok(Some(Redeemed { session, next }))
+    }
+}
+
+/// Constant-time comparison of two digests.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
