@@ -10,12 +10,15 @@
 //!   tenants, writes, a signed-in page) and where a request's time goes.
 //! - `silo-bench backup`: a fleet backup beside `cp -r`, an incremental pass (PUTs counted),
 //!   restore throughput beside plain reads, and the unavailability of a region move.
+//! - `silo-bench login`: the cost of a sign-in and a burst of wrong-password sign-ins against
+//!   a `silo serve` process (guesses checked, peak memory); `--silo` measures another build.
 
 mod admin;
 mod backup;
 mod cache;
 mod fleet;
 mod http;
+mod login;
 mod measure;
 
 use std::path::PathBuf;
@@ -47,6 +50,8 @@ enum Command {
     Http(http::HttpArgs),
     /// Backups, restores and region moves.
     Backup(backup::BackupArgs),
+    /// Sign-in cost and a burst of guesses against a `silo serve` process.
+    Login(login::LoginArgs),
     /// Provisioning throughput.
     Provision {
         /// Tenants to create.
@@ -79,6 +84,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Cache(args) => cache::run(&dir, args).await,
                 Command::Http(args) => http::run(&dir, args).await,
                 Command::Backup(args) => backup::run(&dir, args).await,
+                Command::Login(args) => login::run(&dir, args).await,
                 Command::Admin { tenants } => admin::run(&dir, tenants).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,

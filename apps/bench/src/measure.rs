@@ -50,7 +50,12 @@ pub async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, u64) {
 
 /// A line of `/proc/self/status` such as `VmRSS` or `Threads`, as a number (kB for sizes).
 pub fn proc_status(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    process_status("self", field)
+}
+
+/// A line of `/proc/<pid>/status` (`self` for this process), as a number (kB for sizes).
+pub fn process_status(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

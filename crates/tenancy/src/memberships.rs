@@ -92,10 +92,8 @@ impl Tenancy {
             restore_member_row(&db, user, before);
             return Err(e);
         }
-        revoke_pending_for(&mut tx, tenant.id, &user.email).await?;
-        if role == Role::Member {
-            revoke_pending_from(&mut tx, tenant.id, &user.id).await?;
-        }
+        let lost_inviting = (role == Role::Member).then_some(user.id.as_str());
+        revoke_pending(&mut tx, tenant.id, &user.email, lost_inviting).await?;
         let detail = serde_json::json!({ "user": user.id, "role": role });
         audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
         tx.commit().await?;
@@ -109,15 +107,10 @@ impl Tenancy {
         self.role(tenant.id, user_id).await
     }
 
-    /// The role stored in the control plane right now (no directory).
+    /// The role stored in the control plane right now (no directory; read on the writer, so
+    /// it sees this process's last write).
     async fn stored_role(&self, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
-                .bind(user_id)
-                .bind(tenant.to_string())
-                .fetch_optional(self.control().writer())
-                .await?;
-        role.map(|r| r.parse()).transpose()
+        read_role(self.control().writer(), tenant, user_id).await
     }
 
     /// The account's role in a tenant (answered from the directory when it can).
@@ -127,13 +120,7 @@ impl Tenancy {
             return Ok(role);
         }
         let ticket = self.directory().ticket();
-        let role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
-                .bind(user_id)
-                .bind(tenant.to_string())
-                .fetch_optional(self.control().reader())
-                .await?;
-        let role = role.map(|r| r.parse()).transpose()?;
+        let role = read_role(self.control().reader(), tenant, user_id).await?;
         self.directory().put(&self.directory().roles, ticket, key, role);
         Ok(role)
     }
@@ -180,8 +167,7 @@ impl Tenancy {
             restore_member_row(&db, &user, Some(before));
             return Err(e);
         }
-        revoke_pending_for(&mut tx, tenant.id, &user.email).await?;
-        revoke_pending_from(&mut tx, tenant.id, user_id).await?;
+        revoke_pending(&mut tx, tenant.id, &user.email, Some(user_id)).await?;
         audit(&mut tx, actor, "member.remove", Some(tenant.id), &serde_json::json!({ "user": user_id }))
             .await?;
         tx.commit().await?;
@@ -197,6 +183,16 @@ impl Tenancy {
             .await?;
         Ok(count)
     }
+}
+
+async fn read_role(pool: &sqlx::SqlitePool, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
+            .bind(user_id)
+            .bind(tenant.to_string())
+            .fetch_optional(pool)
+            .await?;
+    role.map(|r| r.parse()).transpose()
 }
 
 /// Whether a change may add a new member only, or also change an existing member's role.
@@ -234,29 +230,17 @@ fn restore_member_row(db: &crate::TenantDb, user: &User, before: Option<Role>) {
     }
 }
 
-/// Revokes the pending invitations of `email` to `tenant`.
-async fn revoke_pending_for(tx: &mut Tx<'_>, tenant: TenantId, email: &str) -> Result<()> {
+/// Revokes the pending invitations in `tenant` that are addressed to `to` (an email) or were
+/// sent by `from` (a user id).
+async fn revoke_pending(tx: &mut Tx<'_>, tenant: TenantId, to: &str, from: Option<&str>) -> Result<()> {
     sqlx::query(concat!(
         "UPDATE invitations SET revoked_at = ",
         crate::now!(),
-        " WHERE tenant_id = ? AND email = ? AND accepted_at IS NULL AND revoked_at IS NULL"
+        " WHERE tenant_id = ?1 AND accepted_at IS NULL AND revoked_at IS NULL AND (email = ?2 OR invited_by = ?3)"
     ))
     .bind(tenant.to_string())
-    .bind(email)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Revokes the pending invitations `user_id` sent in `tenant`.
-async fn revoke_pending_from(tx: &mut Tx<'_>, tenant: TenantId, user_id: &str) -> Result<()> {
-    sqlx::query(concat!(
-        "UPDATE invitations SET revoked_at = ",
-        crate::now!(),
-        " WHERE tenant_id = ? AND invited_by = ? AND accepted_at IS NULL AND revoked_at IS NULL"
-    ))
-    .bind(tenant.to_string())
-    .bind(user_id)
+    .bind(to)
+    .bind(from)
     .execute(&mut **tx)
     .await?;
     Ok(())

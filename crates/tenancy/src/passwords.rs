@@ -1,16 +1,24 @@
 //! Passwords: argon2id hashing and verification, bounded process-wide.
 //!
 //! One argon2id hash takes 19 MiB and tens of milliseconds of one core. Unbounded, a burst of
-//! 200 sign-in attempts ran 200 hashes at once (860 MB resident) and starved every other
-//! request. [`PasswordHashing`] runs at most one hash per core; further requests wait up to
-//! [`QUEUE_WAIT`] for a turn and are then refused with [`Error::Overloaded`] (HTTP 503 with
-//! `Retry-After`), so memory stays at `cores × 19 MiB` whatever arrives.
+//! 200 sign-in attempts ran 200 hashes at once (3.9 GB resident, `silo-bench login`) and
+//! starved every other request. [`PasswordHashing`] runs hashes on its own threads, one per
+//! core; further requests wait up to [`QUEUE_WAIT`] for a turn and are then refused with
+//! [`Error::Overloaded`] (HTTP 503 with `Retry-After`).
+//!
+//! Memory: each hashing thread keeps its 19 MiB of argon2 working memory and reuses it for
+//! every hash. Allocating it per hash (what `argon2`'s `PasswordHasher` does) left 1.2 GB
+//! resident after a burst even with two hashes at a time: glibc raises its mmap threshold after
+//! the first large free, so later 19 MiB blocks come from per-thread arenas and stay there.
+//! With reuse the process holds `cores × 19 MiB` for hashing, whatever arrives.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use argon2::password_hash::SaltString;
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use std::cell::RefCell;
+
+use argon2::password_hash::{Output, ParamsString, Salt, SaltString};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
@@ -24,12 +32,37 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// The argon2id parameters: OWASP's m=19456 KiB, t=2, p=1.
-fn argon2() -> Argon2<'static> {
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(19_456, 2, 1, None).expect("valid argon2 params"),
-    )
+fn params() -> Params {
+    Params::new(19_456, 2, 1, None).expect("valid argon2 params")
+}
+
+thread_local! {
+    /// This thread's argon2 working memory, kept between hashes (see the module docs).
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The argon2 output for `password` and `salt` (the PHC salt string, decoded as the `argon2`
+/// crate does), computed in this thread's reused memory.
+fn argon2_output(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &[u8],
+    salt: &Salt<'_>,
+) -> argon2::password_hash::Result<Output> {
+    let mut salt_buffer = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buffer)?;
+    let length = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Output::init_with(length, |out| {
+            Ok(argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])?)
+        })
+    })
 }
 
 /// Checks a new password's length (before any hashing is spent on it).
@@ -53,15 +86,31 @@ pub fn hash_password(password: &str) -> Result<String> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Config(format!("salt: {e}")))?;
-    let hash = argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| Error::Config(format!("argon2: {e}")))?;
+    let argon2_error = |e: argon2::password_hash::Error| Error::Config(format!("argon2: {e}"));
+    let output =
+        argon2_output(Algorithm::Argon2id, Version::V0x13, params(), password.as_bytes(), &salt.as_salt())
+            .map_err(argon2_error)?;
+    let hash = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params()).map_err(argon2_error)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
     Ok(hash.to_string())
 }
 
-/// Whether `password` matches a stored PHC hash (constant-time compare inside argon2).
+/// Whether `password` matches a stored PHC hash (its own algorithm, version and parameters;
+/// the outputs compare in constant time).
 pub fn verify_password(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
+    let Ok(hash) = PasswordHash::new(stored) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(&hash)) else {
+        return false;
+    };
+    let Ok(version) = hash.version.map_or(Ok(Version::V0x13), Version::try_from) else { return false };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else { return false };
+    argon2_output(algorithm, version, params, password.as_bytes(), &salt)
+        .is_ok_and(|output| output == expected)
 }
 
 /// argon2id (same parameters) of a random, discarded password: verified against when the email
@@ -73,21 +122,42 @@ pub(crate) static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock:
     hash_password(&text).expect("hashing a random password")
 });
 
-/// Hashing and verification on the blocking pool, at most `concurrency` at a time.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashing and verification on `concurrency` threads of their own; a request waits for one.
 #[derive(Clone, Debug)]
 pub struct PasswordHashing {
     slots: Arc<Semaphore>,
     wait: Duration,
+    jobs: mpsc::SyncSender<Job>,
 }
 
 impl PasswordHashing {
     /// At most `concurrency` hashes at once (0: one per core); a request waits up to `wait`.
+    /// The threads end when the last clone is dropped.
     pub fn new(concurrency: usize, wait: Duration) -> Self {
         let concurrency = match concurrency {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        Self { slots: Arc::new(Semaphore::new(concurrency)), wait }
+        let (jobs, queue) = mpsc::sync_channel::<Job>(concurrency);
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..concurrency {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("silo-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = queue.lock().map_err(drop).and_then(|q| q.recv().map_err(drop));
+                        match job {
+                            Ok(job) => job(),
+                            Err(()) => return,
+                        }
+                    }
+                })
+                .expect("a password hashing thread starts");
+        }
+        Self { slots: Arc::new(Semaphore::new(concurrency)), wait, jobs }
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -95,13 +165,16 @@ impl PasswordHashing {
             .await
             .map_err(|_| Error::Overloaded("too many password checks at once; retry in a moment".into()))?
             .map_err(|_| Error::Overloaded("password hashing is shut down".into()))?;
-        let done = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            work()
-        })
-        .await
-        .expect("password hashing panicked");
-        Ok(done)
+        let (done, result) = tokio::sync::oneshot::channel();
+        // A slot is held, so a thread is free: the send does not wait.
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .map_err(|_| Error::Overloaded("password hashing is shut down".into()))?;
+        let out = result.await.map_err(|_| Error::Overloaded("password hashing failed".into()));
+        drop(slot);
+        out
     }
 
     /// Hashes a new password (its length is checked first, without taking a slot).
@@ -145,6 +218,24 @@ mod tests {
         assert!(!verify_password("not a hash", "x"));
         assert!(hash_password("short").is_err());
         assert_ne!(hash, hash_password("correct horse battery").unwrap(), "salted");
+    }
+
+    #[test]
+    fn hashes_agree_with_the_argon2_crate_both_ways() {
+        use argon2::{PasswordHasher, PasswordVerifier};
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params());
+        let ours = hash_password("correct horse battery").unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(reference.verify_password(b"correct horse battery", &parsed).is_ok());
+        assert!(reference.verify_password(b"correct horse batterY", &parsed).is_err());
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let theirs = reference.hash_password(b"correct horse battery", &salt).unwrap().to_string();
+        assert!(verify_password(&theirs, "correct horse battery"));
+        assert!(!verify_password(&theirs, "correct horse batter"));
+        // Other parameters (an older hash) verify with their own memory size.
+        let small = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap());
+        let older = small.hash_password(b"correct horse battery", &salt).unwrap().to_string();
+        assert!(verify_password(&older, "correct horse battery") && !verify_password(&older, "x"));
     }
 
     #[test]

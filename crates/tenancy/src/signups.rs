@@ -85,6 +85,15 @@ impl Tenancy {
                 self.queue_email(&user.email, "Sign-up attempt with your Silo address", &body).await
             }
             Err(Error::UnknownUser(_)) => {
+                // Expired and long-used sign-ups hold password hashes no one can use: drop them
+                // (a sign-up used just now may still be handed back by a failed confirmation).
+                sqlx::query(concat!(
+                    "DELETE FROM signups WHERE expires_at <= ",
+                    crate::now!(),
+                    " OR used_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour')"
+                ))
+                .execute(self.control().writer())
+                .await?;
                 let secret = new_secret("sgn_");
                 sqlx::query(concat!(
                     "INSERT INTO signups (token_sha256, email, display_name, password_hash, workspace_name, slug, created_at, expires_at)

@@ -253,9 +253,9 @@ pub fn urlencode(value: &str) -> String {
 }
 
 /// A local path to return to after sign-in, else `/`. Accepted: one `/` followed by a
-/// character that is neither `/` nor `\\`, and no control character or whitespace anywhere —
-/// browsers drop tabs and newlines and read `\\` as `/`, so `/\t/evil.example` or `/\\evil`
-/// would lead to another site.
+/// character that is neither `/` nor a backslash, and no control character or whitespace
+/// anywhere — browsers drop tabs and newlines and read a backslash as `/`, so `/<tab>/evil.example`
+/// or `/<backslash>evil` would lead to another site.
 pub fn safe_next(next: Option<&str>) -> String {
     let local = |n: &str| {
         let mut chars = n.chars();

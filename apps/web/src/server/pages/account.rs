@@ -8,7 +8,7 @@ use silo_tenancy::sessions::LoginThrottle;
 use silo_tenancy::signups::SignupRequest;
 use silo_tenancy::{TenantRef, TenantSlug};
 
-use super::{Page, flash_outcome};
+use super::{Page, flash_outcome, link_page};
 use crate::server::auth::{
     CsrfForm, SignedIn, clear_session_cookies, current_session, safe_next, see_other, see_other_with_flash,
     session_cookie, session_secret, state,
@@ -78,7 +78,8 @@ struct SignupForm {
 /// `message` and when to retry.
 fn throttled(throttle: &LoginThrottle, key: &str, client: &str, message: &str) -> Result<(), PageError> {
     throttle.attempt(key, client).map_err(|retry_after| {
-        tracing::warn!(client, message, "throttled");
+        // Debug, not warn: under a guessing attack a line per refusal would flood the log.
+        tracing::debug!(client, message, "throttled");
         let minutes = retry_after.as_secs().div_ceil(60);
         let failure = Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -134,13 +135,7 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
 #[get("/signup/confirm/{token}")]
 async fn confirm_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
     let pending = state(&req).tenancy.pending_signup(&token).await?;
-    let status = if pending.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    Page::new("signup_confirm.html")
-        .with("pending", &pending)
-        .with("token", &token.as_str())
-        .status(status)
-        .render(&req)
-        .await
+    link_page("signup_confirm.html", "pending", &pending, &token, None).render(&req).await
 }
 
 #[derive(Deserialize)]
@@ -166,11 +161,7 @@ async fn confirm_page(
                 pending.slug = form.slug.clone();
                 pending
             });
-            Page::new("signup_confirm.html")
-                .with("pending", &pending)
-                .with("token", &token.as_str())
-                .with("error", &e.to_string())
-                .status(StatusCode::UNPROCESSABLE_ENTITY)
+            link_page("signup_confirm.html", "pending", &pending, &token, Some(&e.to_string()))
                 .render(&req)
                 .await
         }
@@ -446,24 +437,12 @@ async fn reset_page(
 #[get("/invitations/{token}")]
 async fn invitation_page(req: HttpRequest, token: web::Path<String>) -> PageResult {
     let invitation = state(&req).tenancy.invitation(&token).await?;
-    let status = if invitation.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    Page::new("invitation.html")
-        .with("invitation", &invitation)
-        .with("token", &token.as_str())
-        .status(status)
-        .render(&req)
-        .await
+    link_page("invitation.html", "invitation", &invitation, &token, None).render(&req).await
 }
 
 async fn invitation_error(req: &HttpRequest, token: &str, message: &str) -> PageResult {
     let invitation = state(req).tenancy.invitation(token).await?;
-    Page::new("invitation.html")
-        .with("invitation", &invitation)
-        .with("token", &token)
-        .with("error", &message)
-        .status(StatusCode::UNPROCESSABLE_ENTITY)
-        .render(req)
-        .await
+    link_page("invitation.html", "invitation", &invitation, token, Some(message)).render(req).await
 }
 
 #[post("/invitations/{token}/accept")]

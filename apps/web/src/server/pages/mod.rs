@@ -82,6 +82,28 @@ impl Page {
     }
 }
 
+/// The page a one-time link (`/invitations/{token}`, `/signup/confirm/{token}`) leads to:
+/// what it is for under `key`, or 404 when it is unknown, used or expired; with `error`, the
+/// form shown again (422).
+pub fn link_page<T: Serialize>(
+    template: &'static str,
+    key: &str,
+    found: &Option<T>,
+    token: &str,
+    error: Option<&str>,
+) -> Page {
+    let status = match (found, error) {
+        (_, Some(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        (Some(_), None) => StatusCode::OK,
+        (None, None) => StatusCode::NOT_FOUND,
+    };
+    let page = Page::new(template).with(key, found).with("token", &token).status(status);
+    match error {
+        Some(error) => page.with("error", &error),
+        None => page,
+    }
+}
+
 /// The error page (404, 403, 410, 423, 429, 500, 503) in the site's style.
 pub fn error_page(failure: &Failure) -> HttpResponse {
     let title = match failure.status.as_u16() {
