@@ -20,6 +20,7 @@ bench:
     cargo run --release -p silo-bench -- migrate
     cargo run --release -p silo-bench -- http
     cargo run --release -p silo-bench -- backup
+    cargo build --release -p silo-web && cargo run --release -p silo-bench -- login
 
 # What CI runs.
 ci:
