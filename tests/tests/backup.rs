@@ -98,6 +98,7 @@ store_suite!(
     bad_objects_and_wrong_keys_change_nothing,
     purge_removes_every_object_and_destroys_the_key,
     scheduler_backs_up_only_changed_tenants_and_prunes,
+    incremental_passes_cost_what_changed,
     pre_migration_backup_rolls_back,
     region_move_keeps_the_data,
 );
@@ -361,6 +362,43 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     // Other tenants keep their backups.
     assert_eq!(objects.list(&format!("tenants/{}/", keep.id)).await.unwrap().len(), 1);
     t.verify_backup(&by_slug("kept"), None).await.unwrap();
+    f.server.stop().await;
+}
+
+/// After the first pass, a pass looks only at the marked tenants and those added since: the
+/// idle one does nothing; a write, a new tenant (not opened, so never marked) and a deleted
+/// tenant are each handled.
+async fn incremental_passes_cost_what_changed(store: Store) {
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    let mut tenants = Vec::new();
+    for slug in ["one", "two", "three"] {
+        tenants.push(tenant_with_tasks(t, slug, 1).await);
+    }
+    let mut scheduler = silo_tenancy::backup::scheduler::Scheduler::new(t.clone());
+    let first = scheduler.pass().await.unwrap();
+    assert_eq!((first.backed_up, first.unchanged), (3, 0), "the first pass looks at the whole fleet");
+    let idle = scheduler.pass().await.unwrap();
+    assert_eq!((idle.backed_up, idle.unchanged, idle.failed.len()), (0, 3, 0));
+
+    let (tenant, project) = &tenants[0];
+    add_task(t, tenant, *project, "a change").await;
+    let request = silo_tenancy::CreateTenant { slug: "added".into(), ..Default::default() };
+    let added = t.create(request, "test").await.unwrap();
+    let request = silo_tenancy::CreateTenant { slug: "gone".into(), ..Default::default() };
+    let gone = t.create(request, "test").await.unwrap();
+    t.delete(&TenantRef::Id(gone.id), "test").await.unwrap();
+    let changed = scheduler.pass().await.unwrap();
+    assert_eq!(
+        (changed.backed_up, changed.unchanged),
+        (2, 2),
+        "the written one and the added one: {changed:?}"
+    );
+    assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 2);
+    assert_eq!(t.control().backups_of(added.id).await.unwrap().len(), 1);
+    assert!(t.control().backups_of(gone.id).await.unwrap().is_empty(), "a deleted tenant is not backed up");
+    let idle = scheduler.pass().await.unwrap();
+    assert_eq!((idle.backed_up, idle.unchanged), (0, 4));
     f.server.stop().await;
 }
 

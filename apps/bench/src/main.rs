@@ -10,6 +10,10 @@
 //!   tenants, writes, a signed-in page) and where a request's time goes.
 //! - `silo-bench backup`: a fleet backup beside `cp -r`, an incremental pass (PUTs counted),
 //!   restore throughput beside plain reads, and the unavailability of a region move.
+//! - `silo-bench open`: a cold open and first read beside the bare SQLite floor, alone and
+//!   with 5,000 other tenants open.
+//! - `silo-bench scheduler`: the backup scheduler's pass with nothing changed (whole fleet vs
+//!   incremental) and the CPU of an idle scheduler loop.
 //! - `silo-bench login`: the cost of a sign-in and a burst of wrong-password sign-ins against
 //!   a `silo serve` process (guesses checked, peak memory); `--silo` measures another build.
 
@@ -20,6 +24,8 @@ mod fleet;
 mod http;
 mod login;
 mod measure;
+mod open;
+mod scheduler;
 
 use std::path::PathBuf;
 
@@ -52,6 +58,10 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Sign-in cost and a burst of guesses against a `silo serve` process.
     Login(login::LoginArgs),
+    /// Cold opens against the bare SQLite floor.
+    Open(open::OpenArgs),
+    /// The backup scheduler's cost when nothing changed.
+    Scheduler(scheduler::SchedulerArgs),
     /// Provisioning throughput.
     Provision {
         /// Tenants to create.
@@ -85,6 +95,8 @@ fn main() -> anyhow::Result<()> {
                 Command::Http(args) => http::run(&dir, args).await,
                 Command::Backup(args) => backup::run(&dir, args).await,
                 Command::Login(args) => login::run(&dir, args).await,
+                Command::Open(args) => open::run(&dir, args).await,
+                Command::Scheduler(args) => scheduler::run(&dir, args).await,
                 Command::Admin { tenants } => admin::run(&dir, tenants).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,

@@ -87,6 +87,13 @@ impl TenantStatus {
     }
 }
 
+impl TenantStatus {
+    /// Active or suspended: its file exists and is backed up.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Active | Self::Suspended)
+    }
+}
+
 impl fmt::Display for TenantStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -139,7 +146,7 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    fn from_row(row: &SqliteRow) -> Result<Self> {
+    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self> {
         let id: String = row.try_get("id")?;
         let status: String = row.try_get("status")?;
         Ok(Self {

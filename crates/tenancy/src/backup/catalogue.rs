@@ -239,6 +239,52 @@ impl ControlPlane {
             .collect()
     }
 
+    /// The newest tenant row's sequence number (its rowid: rows are never deleted, so it only
+    /// grows).
+    pub(crate) async fn tenant_sequence(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM tenants").fetch_one(self.reader()).await?)
+    }
+
+    /// Live tenants inserted after sequence number `after`, and the newest sequence number
+    /// (a rowid range: costs what was added, not the fleet).
+    pub(crate) async fn live_tenants_after(&self, after: i64) -> Result<(Vec<crate::Tenant>, i64)> {
+        let rows = sqlx::query("SELECT rowid AS seq, * FROM tenants WHERE rowid > ? ORDER BY rowid")
+            .bind(after)
+            .fetch_all(self.reader())
+            .await?;
+        let newest = match rows.last() {
+            Some(row) => row.try_get("seq")?,
+            None => after,
+        };
+        let tenants = rows.iter().map(crate::Tenant::from_row).collect::<Result<Vec<_>>>()?;
+        Ok((tenants.into_iter().filter(|t| t.status.is_live()).collect(), newest))
+    }
+
+    /// The live tenants among `ids` (one statement however many).
+    pub(crate) async fn live_tenants_among(&self, ids: &[TenantId]) -> Result<Vec<crate::Tenant>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('active', 'suspended')",
+        )
+        .bind(list)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(crate::Tenant::from_row).collect()
+    }
+
+    /// How many tenants are live (active or suspended).
+    pub(crate) async fn live_tenant_count(&self) -> Result<usize> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended')")
+                .fetch_one(self.reader())
+                .await?;
+        Ok(count as usize)
+    }
+
     /// The end of a purge, in one transaction: the status becomes `deleted`, the catalogue rows
     /// and the wrapped data key are deleted, and `certificate` goes to the audit log.
     pub(crate) async fn finish_purge(

@@ -6,6 +6,12 @@
 //! has no backup yet, or — on the first pass after start only — when its files were modified
 //! after its newest backup (writes made while no server ran, or marks lost with a killed
 //! process). A failed backup is marked again, so the next pass retries it.
+//!
+//! Only the first pass looks at the whole fleet ([`Tenancy::scheduled_pass`]). Later passes
+//! ([`Scheduler::pass`]) cost what changed: the marks, and the tenants added since the last
+//! pass (a rowid range of `tenants`, e.g. created by the CLI). A pass with nothing to do reads
+//! one index entry and logs nothing; pruning runs at most every [`PRUNE_EVERY`] (retention
+//! counts in hours and days, and listing the store costs a request per thousand objects).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -19,6 +25,9 @@ use crate::{Result, Tenancy};
 
 /// How often the sample verification runs.
 const VERIFY_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// How often retention and orphan pruning run.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// The outcome of the last scheduler round, for the console and `/metrics`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -100,16 +109,22 @@ impl Tenancy {
                 unchanged += 1;
             }
         }
+        let mut run = self.back_up_due(due).await;
+        run.unchanged = unchanged;
+        Ok(run)
+    }
+
+    /// Backs up `due` as scheduled backups; failed tenants are marked for the next pass.
+    async fn back_up_due(&self, due: Vec<crate::Tenant>) -> BackupRun {
         let ids: std::collections::HashMap<String, crate::TenantId> =
             due.iter().map(|t| (t.slug.clone(), t.id)).collect();
-        let mut run = self.backup_tenants(due, BackupKind::Scheduled, "scheduler").await;
+        let run = self.backup_tenants(due, BackupKind::Scheduled, "scheduler").await;
         for (slug, _) in &run.failed {
             if let Some(&id) = ids.get(slug) {
                 self.changes().mark(id);
             }
         }
-        run.unchanged = unchanged;
-        Ok(run)
+        run
     }
 
     /// Restores `count` random backups to temporary files and checks them; returns how many
@@ -144,19 +159,89 @@ impl Tenancy {
 
     /// Runs the scheduler until the task is dropped (`silo serve` spawns it).
     pub async fn run_backup_scheduler(self, interval: Duration) {
-        let mut first = true;
-        let mut last_verify: Option<Instant> = None;
+        let mut scheduler = Scheduler::new(self);
         loop {
-            let mut status = SchedulerStatus { last_pass_at: None, ..self.scheduler_status() };
-            match self.scheduled_pass(first).await {
-                Ok(run) => {
-                    first = false;
-                    if !run.failed.is_empty() {
-                        tracing::warn!(
-                            failed = run.failed.len(),
-                            "scheduled backups failed; they are retried next pass"
-                        );
-                    }
+            scheduler.round().await;
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// The scheduler's memory between passes.
+pub struct Scheduler {
+    tenancy: Tenancy,
+    /// The newest tenant row seen (`None` until the first, whole-fleet pass succeeded).
+    seen: Option<i64>,
+    /// Live tenants, counted by the last pass that did something.
+    live: usize,
+    last_prune: Option<Instant>,
+    last_verify: Option<Instant>,
+}
+
+impl Scheduler {
+    /// A scheduler whose first pass looks at the whole fleet.
+    pub fn new(tenancy: Tenancy) -> Self {
+        Self { tenancy, seen: None, live: 0, last_prune: None, last_verify: None }
+    }
+
+    /// One pass: the whole fleet the first time (file times included), then only the marked
+    /// tenants and those added since the previous pass.
+    pub async fn pass(&mut self) -> Result<BackupRun> {
+        let t = &self.tenancy;
+        let Some(seen) = self.seen else {
+            // Read the watermark first: a tenant added during the full pass is seen again
+            // next time rather than missed.
+            let watermark = t.control().tenant_sequence().await?;
+            let run = t.scheduled_pass(true).await?;
+            self.seen = Some(watermark);
+            self.live = run.backed_up + run.unchanged + run.failed.len();
+            return Ok(run);
+        };
+        let started = Instant::now();
+        let marked = t.changes().take();
+        let outcome = async {
+            let (added, newest) = t.control().live_tenants_after(seen).await?;
+            if marked.is_empty() && added.is_empty() {
+                return Ok((BackupRun { unchanged: self.live, ..BackupRun::default() }, newest));
+            }
+            t.backups().await?;
+            let ids: Vec<_> = marked.iter().copied().collect();
+            let mut due = t.control().live_tenants_among(&ids).await?;
+            due.extend(added.into_iter().filter(|a| !marked.contains(&a.id)));
+            let mut run = t.back_up_due(due).await;
+            run.unchanged =
+                t.control().live_tenant_count().await?.saturating_sub(run.backed_up + run.failed.len());
+            Ok((run, newest))
+        }
+        .await;
+        match outcome {
+            Ok((mut run, newest)) => {
+                self.seen = Some(newest);
+                self.live = run.backed_up + run.unchanged + run.failed.len();
+                run.elapsed_ms = started.elapsed().as_millis();
+                Ok(run)
+            }
+            Err(e) => {
+                marked.iter().for_each(|&id| t.changes().mark(id));
+                Err(e)
+            }
+        }
+    }
+
+    /// A pass, pruning when due, the daily verification when due, and the status update.
+    pub async fn round(&mut self) {
+        let t = self.tenancy.clone();
+        let mut status = SchedulerStatus { last_pass_at: None, ..t.scheduler_status() };
+        match self.pass().await {
+            Ok(run) => {
+                if !run.failed.is_empty() {
+                    tracing::warn!(
+                        failed = run.failed.len(),
+                        "scheduled backups failed; they are retried next pass"
+                    );
+                }
+                // One line when something was done; an idle pass says nothing.
+                if run.backed_up + run.failed.len() > 0 {
                     tracing::info!(
                         backed_up = run.backed_up,
                         unchanged = run.unchanged,
@@ -164,38 +249,41 @@ impl Tenancy {
                         elapsed_ms = run.elapsed_ms as u64,
                         "backup pass"
                     );
-                    status.backed_up = run.backed_up;
-                    status.unchanged = run.unchanged;
-                    status.failed = run.failed;
-                    status.error = None;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "backup pass failed; retrying next interval");
-                    status.error = Some(e.to_string());
-                }
+                status.backed_up = run.backed_up;
+                status.unchanged = run.unchanged;
+                status.failed = run.failed;
+                status.error = None;
             }
-            match self.prune_backups().await {
-                Ok(report) if report.expired + report.orphans > 0 => {
-                    tracing::info!(expired = report.expired, orphans = report.orphans, "backups pruned");
+            Err(e) => {
+                tracing::error!(error = %e, "backup pass failed; retrying next interval");
+                status.error = Some(e.to_string());
+            }
+        }
+        if self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            match t.prune_backups().await {
+                Ok(report) => {
+                    if report.expired + report.orphans > 0 {
+                        tracing::info!(expired = report.expired, orphans = report.orphans, "backups pruned");
+                    }
+                    self.last_prune = Some(Instant::now());
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning backups failed"),
             }
-            if last_verify.is_none_or(|at| at.elapsed() >= VERIFY_EVERY) {
-                match self.verify_sample(self.settings().backup.verify_sample).await {
-                    Ok((checked, failures)) => {
-                        tracing::info!(checked, failed = failures.len(), "backup sample verified");
-                        status.verified = checked;
-                        status.verify_failures = failures;
-                        last_verify = Some(Instant::now());
-                    }
-                    Err(e) => tracing::warn!(error = %e, "backup verification could not run"),
-                }
-            }
-            status.last_pass_at = Some(utc_timestamp(std::time::SystemTime::now()));
-            *self.inner.scheduler_status.lock() = status;
-            tokio::time::sleep(interval).await;
         }
+        if self.last_verify.is_none_or(|at| at.elapsed() >= VERIFY_EVERY) {
+            match t.verify_sample(t.settings().backup.verify_sample).await {
+                Ok((checked, failures)) => {
+                    tracing::info!(checked, failed = failures.len(), "backup sample verified");
+                    status.verified = checked;
+                    status.verify_failures = failures;
+                    self.last_verify = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "backup verification could not run"),
+            }
+        }
+        status.last_pass_at = Some(utc_timestamp(std::time::SystemTime::now()));
+        *t.inner.scheduler_status.lock() = status;
     }
 }
 
