@@ -20,6 +20,8 @@ bench:
     cargo run --release -p silo-bench -- migrate
     cargo run --release -p silo-bench -- http
     cargo run --release -p silo-bench -- backup
+    cargo run --release -p silo-bench -- open
+    cargo run --release -p silo-bench -- scheduler
     cargo build --release -p silo-web && cargo run --release -p silo-bench -- login
 
 # What CI runs.
