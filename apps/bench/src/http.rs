@@ -13,6 +13,13 @@
 //!
 //! Then it times the pieces of (b) in-process (token, tenant, role, handle, member, query,
 //! JSON) to show where a request's microseconds go.
+//!
+//! With `--wrk SCRIPT` the load comes from `wrk` instead (Debian package `wrk`, two threads,
+//! `--connections`), so figures compare with other servers driven by the same script: the
+//! bench writes a `TOKENS` file of `slug token` lines (one per tenant of the spread) and runs
+//! `/healthz` without a script, then the script with `ZIPF=1.1` and with `ZIPF=0` (uniform);
+//! the script prints one summary line per run. `--capacity` sets the handle cache (e.g. 100
+//! over 1,000 tenants: the active set ten times the cache).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -51,6 +58,12 @@ pub struct HttpArgs {
     /// Run only these phases (letters, e.g. `--only a,b`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Handle-cache capacity.
+    #[arg(long, default_value_t = 1024)]
+    capacity: u64,
+    /// Drive the load with `wrk` and this Lua script (see the module docs) instead.
+    #[arg(long)]
+    wrk: Option<std::path::PathBuf>,
 }
 
 const EMAIL: &str = "bench@example.com";
@@ -70,7 +83,7 @@ struct Phase {
 type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
 
 pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
-    let tenancy = tenancy(dir, 1024).await?;
+    let tenancy = tenancy(dir, args.capacity).await?;
     let setup = Instant::now();
     let fixture = Fixture::build(&tenancy, &args).await?;
     println!(
@@ -85,6 +98,13 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let server = silo_web::server::start(tenancy.clone(), listener)?;
     let handle = server.handle();
     tokio::spawn(server);
+
+    if let Some(script) = &args.wrk {
+        let result = with_wrk(&tenancy, &fixture, addr, script, dir, &args).await;
+        handle.stop(true).await;
+        tenancy.shutdown().await;
+        return result;
+    }
 
     let warm = fixture.warm_slug.clone();
     let warm_token = fixture.warm_token.clone();
@@ -168,6 +188,71 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `wrk` against the server: `/healthz`, then `script` with `ZIPF=1.1` and `ZIPF=0`.
+async fn with_wrk(
+    tenancy: &Tenancy,
+    fixture: &Fixture,
+    addr: SocketAddr,
+    script: &Path,
+    dir: &Path,
+    args: &HttpArgs,
+) -> anyhow::Result<()> {
+    let tokens = dir.join("tokens.txt");
+    let lines: String = fixture.spread.iter().map(|(slug, token)| format!("{slug} {token}\n")).collect();
+    std::fs::write(&tokens, lines)?;
+    let url = format!("http://{addr}");
+    let wrk = |extra: &[&str], zipf: &str| {
+        let mut command = std::process::Command::new("wrk");
+        command
+            .args(["-t2", &format!("-c{}", args.connections), &format!("-d{}s", args.seconds)])
+            .args(extra)
+            .env("TOKENS", &tokens)
+            .env("ZIPF", zipf);
+        command
+    };
+    let healthz = tokio::task::spawn_blocking({
+        let mut command = wrk(&[], "0");
+        command.arg(format!("{url}/healthz"));
+        move || command.output()
+    })
+    .await??;
+    anyhow::ensure!(healthz.status.success(), "wrk failed (is the Debian package `wrk` installed?)");
+    let text = String::from_utf8_lossy(&healthz.stdout);
+    let healthz_rps: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(f64::NAN);
+    println!("wrk /healthz: {healthz_rps:.0} req/s");
+    for zipf in ["1.1", "0"] {
+        let before = tenancy.cache().stats();
+        let mut command = wrk(&["-s", &script.to_string_lossy()], zipf);
+        command.arg(&url);
+        let output = tokio::task::spawn_blocking(move || command.output()).await??;
+        anyhow::ensure!(output.status.success(), "wrk failed: {}", String::from_utf8_lossy(&output.stderr));
+        let summary = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|l| l.contains("rps="))
+            .unwrap_or("(the script printed no summary)")
+            .to_owned();
+        let rps: f64 = summary
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("rps=").and_then(|v| v.parse().ok()))
+            .unwrap_or(f64::NAN);
+        let after = tenancy.cache().stats();
+        let opens = after.opens - before.opens;
+        let mean_open_us =
+            (after.open_latency_sum_us - before.open_latency_sum_us) as f64 / opens.max(1) as f64;
+        println!(
+            "wrk tasks, {} tenants, ZIPF={zipf}, capacity {}: {summary} ({:.2}× healthz); {opens} opens, mean open {:.0} µs",
+            fixture.spread.len(),
+            args.capacity,
+            rps / healthz_rps,
+            mean_open_us
+        );
+    }
+    Ok(())
+}
+
 /// The data the phases use.
 struct Fixture {
     warm_slug: String,
@@ -230,17 +315,6 @@ impl Fixture {
     }
 }
 
-/// Process CPU time (user + system), µs, from /proc/self/stat.
-fn cpu_time_us() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name; 100 Hz.
-    (ticks(11) + ticks(12)) * 10_000
-}
-
 /// Runs one phase on a dedicated current-thread runtime (one core for the load generator).
 async fn load(
     name: &'static str,
@@ -259,7 +333,7 @@ async fn load(
                 .map(|i| tokio::spawn(connection(addr, make.clone(), i as u64, warm_up, end)))
                 .collect();
             tokio::time::sleep_until(warm_up.into()).await;
-            let cpu_start = cpu_time_us();
+            let cpu_start = crate::measure::cpu_time().as_micros() as u64;
             let mut samples = Vec::new();
             let mut errors = 0;
             for worker in workers {
@@ -267,7 +341,7 @@ async fn load(
                 samples.extend(s);
                 errors += e;
             }
-            let cpu = cpu_time_us() - cpu_start;
+            let cpu = crate::measure::cpu_time().as_micros() as u64 - cpu_start;
             (samples, errors, cpu)
         });
         let _ = tx.send(result);

@@ -66,6 +66,17 @@ pub fn process_status(pid: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// This process's CPU time (user + system), from `/proc/self/stat` (10 ms resolution).
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the name; 100 Hz.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// Samples fds, threads and RSS every 20 ms until stopped; keeps the peaks.
 pub struct Sampler {
     stop: Arc<AtomicBool>,

@@ -13,7 +13,7 @@ use clap::Args;
 use silo_tenancy::backup::scheduler::Scheduler;
 use silo_tenancy::workspace::{projects, tasks};
 
-use crate::measure::{Latencies, create_tenants, tenancy};
+use crate::measure::{Latencies, cpu_time, create_tenants, tenancy};
 
 /// `silo-bench scheduler` options.
 #[derive(Debug, Args)]
@@ -24,17 +24,6 @@ pub struct SchedulerArgs {
     /// Seconds the idle scheduler loop runs (interval 1 s).
     #[arg(long, default_value_t = 20)]
     idle_seconds: u64,
-}
-
-/// This process's CPU time (user + system), from `/proc/self/stat`.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 after the state field.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 pub async fn run(dir: &Path, args: SchedulerArgs) -> anyhow::Result<()> {
