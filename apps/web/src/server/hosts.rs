@@ -65,9 +65,9 @@ fn route(slug: &str, path: &str) -> Route {
 /// Middleware step (outermost): marks and rewrites requests to a workspace host, or answers
 /// with a redirect to the main host.
 pub fn dispatch(req: &mut ServiceRequest) -> Option<HttpResponse> {
-    let app = state(req.request()).clone();
+    // Borrowed, not cloned: this runs on every request, and most are not for a workspace host.
     let host = req.headers().get(actix_web::http::header::HOST).and_then(|h| h.to_str().ok())?;
-    let slug = app.links.workspace_of_host(host)?;
+    let slug = state(req.request()).links.workspace_of_host(host)?;
     match route(slug.as_str(), req.path()) {
         Route::AsIs => {}
         Route::Workspace(path) => {
@@ -79,7 +79,7 @@ pub fn dispatch(req: &mut ServiceRequest) -> Option<HttpResponse> {
         }
         Route::MainHost => {
             let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            return Some(see_other(&app.links.main(path_and_query)));
+            return Some(see_other(&state(req.request()).links.main(path_and_query)));
         }
     }
     req.extensions_mut().insert(WorkspaceHost(slug));
