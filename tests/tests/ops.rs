@@ -24,13 +24,19 @@ async fn health_readiness_and_metrics() {
     let (status, body) =
         tokio::task::spawn_blocking(move || http_get(addr, "/metrics")).await.unwrap().unwrap();
     assert_eq!(status, 200);
+    // The default capacity is automatic: what the descriptor limit and half the memory allow.
+    let stats = server.tenancy.cache().stats();
+    let (auto, _, _) =
+        silo_tenancy::limits::auto_capacity(1, 512, stats.fd_limit, silo_tenancy::limits::memory_limit());
+    assert!(auto > 1, "{auto}");
+    let capacity = format!("silo_cache_capacity {auto}");
     for line in [
         "silo_cache_opens_total 1",
         "silo_cache_hits_total 1",
         "silo_cache_misses_total 1",
         "silo_cache_cached_handles 1",
         "silo_cache_open_handles 1",
-        "silo_cache_capacity 1024",
+        &capacity,
         "silo_backup_last_pass_failed 0",
         "silo_backup_last_verify_failed 0",
     ] {

@@ -17,8 +17,9 @@
 //! With `--wrk SCRIPT` the load comes from `wrk` instead (Debian package `wrk`, two threads,
 //! `--connections`), so figures compare with other servers driven by the same script: the
 //! bench writes a `TOKENS` file of `slug token` lines (one per tenant of the spread) and runs
-//! `/healthz` without a script, then the script with `ZIPF=1.1` and with `ZIPF=0` (uniform);
-//! the script prints one summary line per run. `--capacity` sets the handle cache (e.g. 100
+//! `/healthz` without a script, then the script with `ZIPF=1.1` and with `ZIPF=0` (uniform),
+//! each after 2 unmeasured seconds of the same load; the script prints one summary line per
+//! run. `--capacity` sets the handle cache (e.g. 100
 //! over 1,000 tenants: the active set ten times the cache).
 
 use std::net::{SocketAddr, TcpListener};
@@ -85,7 +86,7 @@ type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
 pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, args.capacity).await?;
     let setup = Instant::now();
-    let fixture = Fixture::build(&tenancy, &args).await?;
+    let fixture = Fixture::build(&tenancy, args.tenants, args.tasks).await?;
     println!(
         "setup: {} tenants × {} tasks, tokens and a session in {:.0?}",
         args.tenants + 2,
@@ -204,14 +205,15 @@ async fn with_wrk(
     let wrk = |extra: &[&str], zipf: &str| {
         let mut command = std::process::Command::new("wrk");
         command
-            .args(["-t2", &format!("-c{}", args.connections), &format!("-d{}s", args.seconds)])
+            .args(["-t2", &format!("-c{}", args.connections)])
             .args(extra)
             .env("TOKENS", &tokens)
             .env("ZIPF", zipf);
         command
     };
+    let seconds = format!("-d{}s", args.seconds);
     let healthz = tokio::task::spawn_blocking({
-        let mut command = wrk(&[], "0");
+        let mut command = wrk(&[&seconds, "--latency"], "0");
         command.arg(format!("{url}/healthz"));
         move || command.output()
     })
@@ -222,10 +224,22 @@ async fn with_wrk(
         .lines()
         .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
         .unwrap_or(f64::NAN);
-    println!("wrk /healthz: {healthz_rps:.0} req/s");
+    // `--latency` prints the distribution as lines such as `     50%  412.00us`.
+    let percentile = |p: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    println!("wrk /healthz: {healthz_rps:.0} req/s, p50 {} p99 {}", percentile("50%"), percentile("99%"));
+    let script = script.to_string_lossy();
     for zipf in ["1.1", "0"] {
+        // Two unmeasured seconds first (as the in-process phases have), so the figures are of
+        // a server in steady use, not of its first look at each tenant.
+        let mut warm_up = wrk(&["-d2s", "-s", &script], zipf);
+        warm_up.arg(&url);
+        tokio::task::spawn_blocking(move || warm_up.output()).await??;
         let before = tenancy.cache().stats();
-        let mut command = wrk(&["-s", &script.to_string_lossy()], zipf);
+        let mut command = wrk(&[&seconds, "-s", &script], zipf);
         command.arg(&url);
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
         anyhow::ensure!(output.status.success(), "wrk failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -253,24 +267,26 @@ async fn with_wrk(
     Ok(())
 }
 
-/// The data the phases use.
-struct Fixture {
+/// The data the phases use (and `silo-bench soak`).
+pub(crate) struct Fixture {
     warm_slug: String,
     warm_token: String,
     write_slug: String,
     write_token: String,
     write_project: i64,
-    spread: Arc<Vec<(String, String)>>,
+    /// The spread's tenants: (slug, bearer token); each has project 1 with the tasks.
+    pub(crate) spread: Arc<Vec<(String, String)>>,
     session_cookie: String,
 }
 
 impl Fixture {
-    async fn build(tenancy: &Tenancy, args: &HttpArgs) -> anyhow::Result<Self> {
+    /// `tenants` tenants with `tasks` tasks each, plus the two warm ones.
+    pub(crate) async fn build(tenancy: &Tenancy, tenants: usize, tasks: usize) -> anyhow::Result<Self> {
         tenancy.create_user(EMAIL, PASSWORD, Some("Bench"), "bench").await?;
-        let mut all = create_tenants(tenancy, "t", args.tenants, 4).await?;
+        let mut all = create_tenants(tenancy, "t", tenants, 4).await?;
         // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace).
         all.extend(create_tenants(tenancy, "warm", 2, 1).await?);
-        let task_count = args.tasks;
+        let task_count = tasks;
         let prepared = futures::stream::iter(all)
             .map(|tenant| async move {
                 let reference = TenantRef::Id(tenant.id);

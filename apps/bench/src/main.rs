@@ -26,6 +26,7 @@ mod login;
 mod measure;
 mod open;
 mod scheduler;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,8 @@ enum Command {
     Login(login::LoginArgs),
     /// Cold opens against the bare SQLite floor.
     Open(open::OpenArgs),
+    /// Memory, descriptors and threads over a long mixed load.
+    Soak(soak::SoakArgs),
     /// The backup scheduler's cost when nothing changed.
     Scheduler(scheduler::SchedulerArgs),
     /// Provisioning throughput.
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Login(args) => login::run(&dir, args).await,
                 Command::Open(args) => open::run(&dir, args).await,
                 Command::Scheduler(args) => scheduler::run(&dir, args).await,
+                Command::Soak(args) => soak::run(&dir, args).await,
                 Command::Admin { tenants } => admin::run(&dir, tenants).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,

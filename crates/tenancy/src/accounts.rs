@@ -388,16 +388,18 @@ impl Tenancy {
 
     /// Whether the account is an operator.
     pub async fn is_operator(&self, user_id: &str) -> Result<bool> {
-        if let Some(known) = self.directory().operators.get(user_id) {
-            return Ok(known);
-        }
-        let ticket = self.directory().ticket();
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_optional(self.control().reader())
-            .await?;
-        self.directory().put(&self.directory().operators, ticket, user_id.to_owned(), found.is_some());
-        Ok(found.is_some())
+        self.look_up(
+            |d| &d.operators,
+            user_id.to_owned(),
+            |tenancy, user_id| async move {
+                let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
+                    .bind(user_id)
+                    .fetch_optional(tenancy.control().reader())
+                    .await?;
+                Ok(found.is_some())
+            },
+        )
+        .await
     }
 
     /// Issues a new API token for an account that never expires; see

@@ -135,7 +135,8 @@ pub struct RegionSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CacheSettings {
-    /// Open tenant handles kept at most.
+    /// Open tenant handles kept at most; 0 (the default): as many as the open-file limit and
+    /// half the process's memory allow (see [`crate::limits::auto_capacity`]).
     pub capacity: u64,
     /// A handle unused for this many seconds is closed.
     pub idle_seconds: u64,
@@ -319,7 +320,7 @@ impl Default for Settings {
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
-            capacity: 1024,
+            capacity: 0,
             idle_seconds: 600,
             connections_per_tenant: 1,
             page_cache_kib: 512,

@@ -41,7 +41,7 @@ use silo_storage::Placement;
 use tokio::sync::OnceCell;
 
 pub use backup::{Backup, BackupKind};
-pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb};
+pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use error::{Error, Result};
@@ -81,11 +81,25 @@ impl Tenancy {
         let placement = settings.placement()?;
         let control = ControlPlane::open(&settings.control_db_path()).await?;
         let fd_limit = limits::raise_nofile_limit();
-        let (capacity, warning) =
-            limits::clamp_capacity(settings.cache.capacity, settings.cache.connections_per_tenant, fd_limit);
-        if let Some(warning) = warning {
-            tracing::warn!("{warning}");
-        }
+        let (conns, page_cache) = (settings.cache.connections_per_tenant, settings.cache.page_cache_kib);
+        let capacity = if settings.cache.capacity == 0 {
+            let memory = limits::memory_limit();
+            let (capacity, fd_fit, memory_fit) = limits::auto_capacity(conns, page_cache, fd_limit, memory);
+            tracing::info!(
+                capacity,
+                fits_descriptors = fd_fit,
+                fits_half_the_memory = memory_fit,
+                memory_mib = memory.map(|m| m / (1024 * 1024)),
+                "cache capacity chosen from the open-file limit and memory ([cache] capacity = 0)"
+            );
+            capacity
+        } else {
+            let (capacity, warning) = limits::clamp_capacity(settings.cache.capacity, conns, fd_limit);
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+            capacity
+        };
         let config = cache::CacheConfig {
             capacity,
             idle: Duration::from_secs(settings.cache.idle_seconds),
@@ -173,14 +187,12 @@ impl Tenancy {
     /// Looks a tenant up by slug for a request: answered from the [`directory`] when it can,
     /// so the hot path costs no control-plane query.
     pub async fn resolve(&self, slug: &TenantSlug) -> Result<Tenant> {
-        if let Some(tenant) = self.inner.directory.tenants.get(slug.as_str()) {
-            return Ok(tenant);
-        }
-        let directory = &self.inner.directory;
-        let ticket = directory.ticket();
-        let tenant = self.inner.control.tenant(&TenantRef::Slug(slug.clone())).await?;
-        directory.put(&directory.tenants, ticket, slug.as_str().to_owned(), tenant.clone());
-        Ok(tenant)
+        self.look_up(
+            |d| &d.tenants,
+            slug.clone(),
+            |tenancy, slug| async move { tenancy.inner.control.tenant(&TenantRef::Slug(slug)).await },
+        )
+        .await
     }
 
     pub(crate) fn directory(&self) -> &directory::Directory {

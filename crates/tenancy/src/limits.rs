@@ -4,6 +4,11 @@
 //! `-shm`). At start the soft `RLIMIT_NOFILE` is raised as far as the hard limit allows, and a
 //! cache capacity whose connections would not fit under it is clamped (with a warning) so the
 //! process never runs out of descriptors for sockets and the control plane.
+//!
+//! The default capacity (`cache.capacity = 0`) follows from both budgets ([`auto_capacity`]):
+//! as many tenants as fit under the descriptor limit and whose worst-case memory fits in half
+//! of what the process may use (its cgroup's `memory.max`, i.e. systemd's `MemoryMax=`, else
+//! the machine's RAM).
 
 /// Threads of the runtime's blocking pool, where tenant files are opened and closed. Bounded so
 /// an eviction storm queues its closes instead of growing to tokio's default of 512 threads
@@ -48,6 +53,46 @@ pub fn clamp_capacity(capacity: u64, connections_per_tenant: u32, fd_limit: u64)
     }
 }
 
+/// Share of the process's memory a full cache may take at worst when the capacity is automatic.
+pub const AUTO_MEMORY_DIVISOR: u64 = 2;
+
+/// The automatic capacity: the smaller of what fits under `fd_limit` and what fits in half of
+/// `memory` (bytes; `None`: unknown, descriptors decide), at least 1. Also returns both fits
+/// for the start-up log.
+pub fn auto_capacity(
+    connections_per_tenant: u32,
+    page_cache_kib: u32,
+    fd_limit: u64,
+    memory: Option<u64>,
+) -> (u64, u64, Option<u64>) {
+    let fd_fit = (fd_limit.saturating_sub(RESERVED_FDS)
+        / (FDS_PER_CONNECTION * u64::from(connections_per_tenant.max(1))))
+    .max(1);
+    let per_tenant = worst_case_memory(1, connections_per_tenant, page_cache_kib).max(1);
+    let memory_fit = memory.map(|bytes| bytes / AUTO_MEMORY_DIVISOR / per_tenant);
+    (fd_fit.min(memory_fit.unwrap_or(u64::MAX)).max(1), fd_fit, memory_fit)
+}
+
+/// The memory this process may use: its cgroup's `memory.max` when one is set (cgroup v2),
+/// else the machine's `MemTotal`; `None` where neither can be read.
+pub fn memory_limit() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok().and_then(|groups| {
+        let path = groups.lines().find_map(|l| l.strip_prefix("0::"))?.trim().to_owned();
+        let max = std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok()?;
+        max.trim().parse::<u64>().ok() // `max` (no limit) does not parse
+    });
+    match (cgroup, total) {
+        (Some(limit), Some(total)) => Some(limit.min(total)),
+        (limit, total) => limit.or(total),
+    }
+}
+
 /// Worst-case resident memory of a full cache, in bytes.
 pub fn worst_case_memory(capacity: u64, connections_per_tenant: u32, page_cache_kib: u32) -> u64 {
     capacity
@@ -77,6 +122,20 @@ mod tests {
         assert_eq!(capacity, (20_000 - RESERVED_FDS) / 3);
         assert!(warning.unwrap().contains("LimitNOFILE"));
         assert_eq!(clamp_capacity(10, 1, 100).0, 1);
+    }
+
+    #[test]
+    fn automatic_capacity_takes_the_tighter_budget() {
+        let gib = 1024 * 1024 * 1024;
+        // 20,000 descriptors fit 6,496 tenants; 8 GiB (half: 4 GiB at 768 KiB each) 5,461.
+        assert_eq!(auto_capacity(1, 512, 20_000, Some(8 * gib)), (5_461, 6_496, Some(5_461)));
+        // Plenty of memory: the descriptors decide; unknown memory too.
+        assert_eq!(auto_capacity(1, 512, 20_000, Some(64 * gib)).0, 6_496);
+        assert_eq!(auto_capacity(1, 512, 20_000, None), (6_496, 6_496, None));
+        // Two connections per tenant: half as many of each.
+        assert_eq!(auto_capacity(2, 512, 20_000, Some(8 * gib)).0, 2_730);
+        assert_eq!(auto_capacity(1, 512, 100, Some(1)).0, 1);
+        assert!(memory_limit().is_some_and(|bytes| bytes > 64 * 1024 * 1024));
     }
 
     #[test]

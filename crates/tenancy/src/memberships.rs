@@ -115,14 +115,14 @@ impl Tenancy {
 
     /// The account's role in a tenant (answered from the directory when it can).
     pub async fn role(&self, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
-        let key = (user_id.to_owned(), tenant);
-        if let Some(role) = self.directory().roles.get(&key) {
-            return Ok(role);
-        }
-        let ticket = self.directory().ticket();
-        let role = read_role(self.control().reader(), tenant, user_id).await?;
-        self.directory().put(&self.directory().roles, ticket, key, role);
-        Ok(role)
+        self.look_up(
+            |d| &d.roles,
+            (user_id.to_owned(), tenant),
+            |tenancy, (user_id, tenant)| async move {
+                read_role(tenancy.control().reader(), tenant, &user_id).await
+            },
+        )
+        .await
     }
 
     /// The live workspaces an account belongs to, by name.

@@ -118,25 +118,30 @@ impl Tenancy {
     pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
         let digest = token_digest(secret);
         let idle = self.settings().server.session_idle();
-        if let Some(found) = self.directory().sessions.get(&digest) {
-            // A remembered session may have expired since: expiry is checked on every use.
-            return Ok(found.filter(|s| !s.expired(idle)));
-        }
-        let ticket = self.directory().ticket();
+        let session = self.look_up(
+            |d| &d.sessions,
+            digest,
+            move |tenancy, digest| async move { tenancy.read_session(&digest, idle).await },
+        );
+        // A remembered session may have expired since: expiry is checked on every use.
+        Ok(session.await?.filter(|s| !s.expired(idle)))
+    }
+
+    /// Reads a live session from the control plane (see [`Tenancy::session`]).
+    async fn read_session(&self, digest: &str, idle: std::time::Duration) -> Result<Option<Session>> {
         let session: Option<Session> = sqlx::query_as(concat!(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id_sha256 = ? AND s.expires_at > ",
             crate::now!(),
             " AND s.last_seen_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
         ))
-        .bind(&digest)
+        .bind(digest)
         .bind(format!("-{} seconds", idle.as_secs()))
         .fetch_optional(self.control().reader())
         .await?;
         if let Some(session) = &session {
             self.touch_session(session);
         }
-        self.directory().put(&self.directory().sessions, ticket, digest, session.clone());
         Ok(session)
     }
 

@@ -55,11 +55,17 @@ impl Tenancy {
     /// still has the standing it was issued for (operator, or member of its tenant).
     pub async fn authenticate_token(&self, secret: &str) -> Result<Option<TokenPrincipal>> {
         let digest = token_digest(secret);
-        if let Some(found) = self.directory().tokens.get(&digest) {
-            // A remembered token may have expired since: expiry is checked on every use.
-            return Ok(found.filter(|p| !p.expired()));
-        }
-        let ticket = self.directory().ticket();
+        let principal = self.look_up(
+            |d| &d.tokens,
+            digest,
+            |tenancy, digest| async move { tenancy.read_token(&digest).await },
+        );
+        // A remembered token may have expired since: expiry is checked on every use.
+        Ok(principal.await?.filter(|p| !p.expired()))
+    }
+
+    /// Reads a token's principal from the control plane (see [`Tenancy::authenticate_token`]).
+    async fn read_token(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind, t.last_used_at, t.expires_at,
                     (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
@@ -70,7 +76,7 @@ impl Tenancy {
                AND (t.expires_at IS NULL OR t.expires_at > {})",
             crate::now!()
         )))
-        .bind(&digest)
+        .bind(digest)
         .fetch_optional(self.control().reader())
         .await?;
         let principal = match row {
@@ -97,7 +103,6 @@ impl Tenancy {
             }
             _ => None,
         };
-        self.directory().put(&self.directory().tokens, ticket, digest, principal.clone());
         Ok(principal)
     }
 

@@ -5,7 +5,9 @@ mod common;
 use common::fixture;
 use silo_tenancy::accounts::{Role, TokenScope, token_digest};
 use silo_tenancy::workspace::members;
-use silo_tenancy::{Error, TenantRef};
+use std::time::Duration;
+
+use silo_tenancy::{Error, Settings, Tenancy, TenantRef};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -119,4 +121,48 @@ async fn sessions_are_server_side_revocable_and_expire() {
     let expired = f.tenancy.create_session(&user.id, "", "", std::time::Duration::ZERO, None).await.unwrap();
     assert!(f.tenancy.session(&expired.secret).await.unwrap().is_none());
     assert!(f.tenancy.sessions_of(&user.id).await.unwrap().is_empty());
+}
+
+/// The directory re-reads an answer in use once it is `REFRESH_AFTER` old, in the background:
+/// a revocation made by another process (here a second `Tenancy` on the same data directory,
+/// as the CLI is) reaches a token in steady use before the answer's TTL, and in this process
+/// a revocation counts at once.
+#[tokio::test]
+async fn answers_in_use_are_refreshed_before_they_expire() {
+    use silo_tenancy::directory::{REFRESH_AFTER, TTL};
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    let user = f.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let acme_ref = TenantRef::Id(acme.id);
+    f.tenancy.add_member(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap();
+    let scope = TokenScope::Personal(acme_ref);
+    let kept = f.tenancy.issue_token("ada@example.com", scope.clone(), "test").await.unwrap();
+    let revoked_here = f.tenancy.issue_token("ada@example.com", scope, "test").await.unwrap();
+
+    // Revoked in this process: refused on the next use.
+    let here = f.tenancy.authenticate_token(&revoked_here).await.unwrap().expect("a valid token");
+    assert!(f.tenancy.authenticate_token(&revoked_here).await.unwrap().is_some(), "remembered");
+    assert!(f.tenancy.revoke_token(&user.id, &here.token_id, "test").await.unwrap());
+    assert!(f.tenancy.authenticate_token(&revoked_here).await.unwrap().is_none());
+
+    let started = std::time::Instant::now();
+    let principal = f.tenancy.authenticate_token(&kept).await.unwrap().expect("a valid token");
+
+    // Revoked by another process: the remembered answer stands until it is REFRESH_AFTER old…
+    let cli = Tenancy::open(Settings::for_data_dir(f.dir.path())).await.unwrap();
+    assert!(cli.revoke_token(&user.id, &principal.token_id, "cli").await.unwrap());
+    assert!(f.tenancy.authenticate_token(&kept).await.unwrap().is_some(), "remembered");
+    tokio::time::sleep(REFRESH_AFTER.saturating_sub(started.elapsed()) + Duration::from_millis(200)).await;
+    // …then a use still gets it but starts a re-read, which lands well before the TTL.
+    let _ = f.tenancy.authenticate_token(&kept).await.unwrap();
+    let deadline = started + TTL - Duration::from_millis(500);
+    loop {
+        if f.tenancy.authenticate_token(&kept).await.unwrap().is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the re-read did not land before the TTL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() < TTL, "refused by the refresh, not by expiry");
+    cli.shutdown().await;
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use silo_tenancy::accounts::Role;
-use silo_tenancy::{Tenancy, Tenant, TenantDb, TenantSlug, TenantStatus};
+use silo_tenancy::{Tenancy, Tenant, TenantDb, TenantSlug, TenantStatus, Turn};
 
 use super::error::Failure;
 
@@ -22,6 +22,9 @@ pub struct Entered {
     /// The tenant's open database.
     pub db: Arc<TenantDb>,
     user_id: String,
+    /// This request's turn at the tenant's connections, held until the handler is done, so
+    /// its statements never wait on a lock that blocks the executor thread.
+    _turn: Turn,
 }
 
 impl Entered {
@@ -63,5 +66,6 @@ pub async fn enter(tenancy: &Tenancy, slug: &str, user_id: &str) -> Result<Enter
         }
     }
     let db = tenancy.db_for(&tenant).await?;
-    Ok(Entered { tenant, role, db, user_id: user_id.to_owned() })
+    let turn = db.turn().await;
+    Ok(Entered { tenant, role, db, user_id: user_id.to_owned(), _turn: turn })
 }

@@ -7,7 +7,18 @@
 //! inline on a rusqlite connection takes ~5 µs. Tenant statements are short, so they run
 //! inline on the calling thread under a per-connection lock; opening and closing files (which
 //! may checkpoint and fsync) happen on the blocking pool instead. sqlx keeps the control
-//! plane and the migrator. Repository modules ([`crate::workspace`]) are the only callers of
+//! plane and the migrator.
+//!
+//! **Turns.** A statement that finds its connection busy waits with a blocking lock, which
+//! stalls every request of that executor thread — for a scheduler time slice or more when the
+//! holder was preempted. Under a Zipf load the hottest tenant's one connection was wanted by
+//! both actix workers at once often enough to make p99 30× p50. So request handlers first take
+//! a [`Turn`] (an async semaphore with one permit per connection) and hold it while they work:
+//! requests over one tenant queue without blocking the thread, and a request holding a turn
+//! always finds a connection free. Callers off the executor (backups, exports, the CLI) need
+//! no turn; they run on blocking threads.
+//!
+//! Repository modules ([`crate::workspace`]) are the only callers of
 //! [`TenantDb::call`], so the driver stays an implementation detail of this module.
 
 use std::sync::Arc;
@@ -20,10 +31,15 @@ use super::registry::Registry;
 use crate::ids::TenantId;
 use crate::{Error, Result};
 
+/// A request's turn at a tenant's connections ([`TenantDb::turn`]); released when dropped.
+#[derive(Debug)]
+pub struct Turn(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
 /// An open tenant database, shared through the handle cache.
 pub struct TenantDb {
     id: TenantId,
     connections: Vec<Mutex<Connection>>,
+    turns: Arc<tokio::sync::Semaphore>,
     next: AtomicUsize,
     retired: AtomicBool,
     schema_version: i64,
@@ -49,6 +65,7 @@ impl TenantDb {
         assert!(!connections.is_empty(), "a tenant handle needs a connection");
         Self {
             id,
+            turns: Arc::new(tokio::sync::Semaphore::new(connections.len())),
             connections: connections.into_iter().map(Mutex::new).collect(),
             next: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
@@ -69,6 +86,11 @@ impl TenantDb {
 
     pub(crate) fn set_schema_version(&mut self, version: i64) {
         self.schema_version = version;
+    }
+
+    /// Waits (asynchronously) for a turn at the tenant's connections; see the module docs.
+    pub async fn turn(&self) -> Turn {
+        Turn(self.turns.clone().acquire_owned().await.expect("the turn semaphore is never closed"))
     }
 
     /// Runs `f` on one of the tenant's connections, inline. `f` must be a short statement or

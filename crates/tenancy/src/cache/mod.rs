@@ -24,7 +24,7 @@ use silo_storage::Placement;
 use silo_storage::sqlite::{self, OpenMode, SqliteTuning};
 use sqlx::migrate::Migration;
 
-pub use handle::TenantDb;
+pub use handle::{TenantDb, Turn};
 pub use metrics::{CacheMetrics, CacheStats};
 use registry::Registry;
 
