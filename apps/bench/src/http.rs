@@ -35,7 +35,7 @@ use rand_distr::{Distribution, Zipf};
 use silo_tenancy::accounts::{Role, TokenScope};
 use silo_tenancy::workspace::tasks::{NewTask, TaskFilter};
 use silo_tenancy::workspace::{members, projects, tasks};
-use silo_tenancy::{Tenancy, TenantRef, TenantSlug};
+use silo_tenancy::{Tenancy, Tenant, TenantRef, TenantSlug};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -282,8 +282,18 @@ pub(crate) struct Fixture {
 impl Fixture {
     /// `tenants` tenants with `tasks` tasks each, plus the two warm ones.
     pub(crate) async fn build(tenancy: &Tenancy, tenants: usize, tasks: usize) -> anyhow::Result<Self> {
+        let all = create_tenants(tenancy, "t", tenants, 4).await?;
+        Self::prepare(tenancy, all, tasks).await
+    }
+
+    /// Gives each of `all` a member with a token, a project and `tasks` tasks (plus two warm
+    /// tenants).
+    pub(crate) async fn prepare(
+        tenancy: &Tenancy,
+        mut all: Vec<Tenant>,
+        tasks: usize,
+    ) -> anyhow::Result<Self> {
         tenancy.create_user(EMAIL, PASSWORD, Some("Bench"), "bench").await?;
-        let mut all = create_tenants(tenancy, "t", tenants, 4).await?;
         // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace).
         all.extend(create_tenants(tenancy, "warm", 2, 1).await?);
         let task_count = tasks;

@@ -71,6 +71,8 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         tenants: usize,
     },
+    /// One large fleet end to end: provisioning, disk, admin queries, migration, backups, load.
+    Fleet(fleet::FleetArgs),
     /// Fleet migration throughput.
     Migrate {
         /// Tenants to migrate.
@@ -104,6 +106,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Admin { tenants } => admin::run(&dir, tenants).await,
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,
+                Command::Fleet(args) => fleet::fleet(&dir, args).await,
             }
         })
         .await?

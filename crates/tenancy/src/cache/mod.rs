@@ -275,6 +275,13 @@ impl HandleCache {
 
     /// Turns a failed open into the error callers see, quarantining corrupt files.
     async fn open_failed(&self, id: TenantId, path: PathBuf, error: silo_storage::Error) -> Error {
+        // SQLite reports a failed open(2) as "unable to open database file" whatever the cause;
+        // out of descriptors is the machine's state, not the tenant's: say so (503, retry).
+        if let Some((open, limit)) = crate::limits::descriptors_exhausted() {
+            return Error::Overloaded(format!(
+                "the server is out of file descriptors ({open} of {limit} open); retry shortly"
+            ));
+        }
         match error {
             silo_storage::Error::FileMissing(path) => Error::FileMissing { tenant: id.to_string(), path },
             e if is_corruption(&e) => {
