@@ -1,0 +1,86 @@
+//! The dependency rule of `ARCHITECTURE.md`, checked on the real manifests (`cargo metadata`):
+//! a Silo crate depends only on Silo crates below it, `silo-storage` on none, and only the
+//! application and its drivers use actix-web.
+
+use std::collections::BTreeMap;
+
+/// Silo's library crates from the bottom up; each may depend only on those before it.
+const LAYERS: &[&str] = &["silo-storage", "silo-tenancy", "silo-billing", "silo-web"];
+/// Drivers on top: they may use any crate, and no crate may use them.
+const DRIVERS: &[&str] = &["silo-bench", "silo-e2e"];
+
+/// Each workspace package's normal and build dependencies (dev-dependencies only serve tests).
+fn workspace_dependencies() -> BTreeMap<String, Vec<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--manifest-path", manifest])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| {
+            let dependencies = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null() || d["kind"] == "build")
+                .map(|d| d["name"].as_str().unwrap().to_owned())
+                .collect();
+            (package["name"].as_str().unwrap().to_owned(), dependencies)
+        })
+        .collect()
+}
+
+/// The rule's violations in `packages`.
+fn violations(packages: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, dependencies) in packages {
+        let layer = LAYERS.iter().position(|l| l == name);
+        if layer.is_none() && !DRIVERS.contains(&name.as_str()) {
+            found.push(format!(
+                "{name} is neither a layer nor a driver: place it in tests/tests/architecture.rs"
+            ));
+        }
+        for dependency in dependencies {
+            if DRIVERS.contains(&dependency.as_str()) {
+                found.push(format!("{name} depends on the driver {dependency}"));
+            }
+            if let (Some(layer), Some(other)) = (layer, LAYERS.iter().position(|l| l == dependency))
+                && other >= layer
+            {
+                found.push(format!("{name} depends on {dependency}, which is not below it"));
+            }
+            if dependency.starts_with("actix") && layer.is_some_and(|l| l < LAYERS.len() - 1) {
+                found.push(format!("{name} depends on {dependency}: HTTP belongs to apps/web"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn crates_depend_only_on_crates_below_them() {
+    let packages = workspace_dependencies();
+    for name in LAYERS.iter().chain(DRIVERS) {
+        assert!(packages.contains_key(*name), "{name} is not in the workspace: {:?}", packages.keys());
+    }
+    assert_eq!(violations(&packages), Vec::<String>::new());
+}
+
+#[test]
+fn the_rule_catches_upward_and_http_dependencies() {
+    let mut packages = workspace_dependencies();
+    packages.get_mut("silo-storage").unwrap().push("silo-tenancy".to_owned());
+    packages.get_mut("silo-tenancy").unwrap().push("actix-web".to_owned());
+    packages.get_mut("silo-billing").unwrap().push("silo-e2e".to_owned());
+    let found = violations(&packages);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].contains("silo-billing depends on the driver silo-e2e"), "{found:?}");
+    assert!(found[1].contains("silo-storage depends on silo-tenancy"), "{found:?}");
+    assert!(found[2].contains("silo-tenancy depends on actix-web"), "{found:?}");
+}
