@@ -11,6 +11,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCa
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_http_client::tls;
 use serde::{Deserialize, Serialize};
 
 use super::{StoreFuture, check_key};
@@ -91,7 +92,10 @@ impl S3Store {
             .or_else(|| env("AWS_REGION"))
             .unwrap_or_else(|| "us-east-1".to_owned());
         let credentials = Credentials::new(access, secret, env("AWS_SESSION_TOKEN"), None, "silo");
+        // rustls on ring, the crypto library the rest of Silo uses (see the workspace manifest).
+        let tls = tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring);
         let mut config = aws_sdk_s3::Config::builder()
+            .http_client(aws_smithy_http_client::Builder::new().tls_provider(tls).build_https())
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
             .credentials_provider(credentials)
