@@ -22,6 +22,8 @@ bench:
     cargo run --release -p silo-bench -- backup
     cargo run --release -p silo-bench -- open
     cargo run --release -p silo-bench -- scheduler
+    cargo run --release -p silo-bench -- fleet
+    cargo run --release -p silo-bench -- soak
     cargo build --release -p silo-web && cargo run --release -p silo-bench -- login
 
 # What CI runs.

@@ -220,10 +220,7 @@ async fn with_wrk(
     .await??;
     anyhow::ensure!(healthz.status.success(), "wrk failed (is the Debian package `wrk` installed?)");
     let text = String::from_utf8_lossy(&healthz.stdout);
-    let healthz_rps: f64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(f64::NAN);
+    let healthz_rps = requests_per_second(&text);
     // `--latency` prints the distribution as lines such as `     50%  412.00us`.
     let percentile = |p: &str| {
         text.lines()
@@ -231,6 +228,20 @@ async fn with_wrk(
             .unwrap_or_else(|| "?".to_owned())
     };
     println!("wrk /healthz: {healthz_rps:.0} req/s, p50 {} p99 {}", percentile("50%"), percentile("99%"));
+    // A static response of about the tasks page's size (the 4.9 KB stylesheet, from memory):
+    // what the HTTP stack and the kernel cost for that many bytes, with no tenant work at all.
+    let stylesheet = tokio::task::spawn_blocking({
+        let mut command = wrk(&[&seconds], "0");
+        command.arg(format!("{url}/static/silo.css"));
+        move || command.output()
+    })
+    .await??;
+    let stylesheet = String::from_utf8_lossy(&stylesheet.stdout).into_owned();
+    let stylesheet_rps = requests_per_second(&stylesheet);
+    println!(
+        "wrk /static/silo.css: {stylesheet_rps:.0} req/s, {:.0} bytes per response",
+        bytes_per_second(&stylesheet) / stylesheet_rps
+    );
     let script = script.to_string_lossy();
     for zipf in ["1.1", "0"] {
         // Two unmeasured seconds first (as the in-process phases have), so the figures are of
@@ -243,11 +254,10 @@ async fn with_wrk(
         command.arg(&url);
         let output = tokio::task::spawn_blocking(move || command.output()).await??;
         anyhow::ensure!(output.status.success(), "wrk failed: {}", String::from_utf8_lossy(&output.stderr));
-        let summary = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .find(|l| l.contains("rps="))
-            .unwrap_or("(the script printed no summary)")
-            .to_owned();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary =
+            stdout.lines().find(|l| l.contains("rps=")).unwrap_or("(the script printed no summary)");
+        let response_bytes = bytes_per_second(&stdout) / requests_per_second(&stdout);
         let rps: f64 = summary
             .split_whitespace()
             .find_map(|f| f.strip_prefix("rps=").and_then(|v| v.parse().ok()))
@@ -257,14 +267,39 @@ async fn with_wrk(
         let mean_open_us =
             (after.open_latency_sum_us - before.open_latency_sum_us) as f64 / opens.max(1) as f64;
         println!(
-            "wrk tasks, {} tenants, ZIPF={zipf}, capacity {}: {summary} ({:.2}× healthz); {opens} opens, mean open {:.0} µs",
+            "wrk tasks, {} tenants, ZIPF={zipf}, capacity {}: {summary} ({:.2}× healthz, {:.2}× the stylesheet; {response_bytes:.0} bytes per response); {opens} opens, mean open {:.0} µs",
             fixture.spread.len(),
             args.capacity,
             rps / healthz_rps,
+            rps / stylesheet_rps,
             mean_open_us
         );
     }
     Ok(())
+}
+
+/// `Requests/sec:` of wrk's report.
+fn requests_per_second(report: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// `Transfer/sec:` of wrk's report (e.g. `12.34MB`), in bytes.
+fn bytes_per_second(report: &str) -> f64 {
+    let Some(value) = report.lines().find_map(|l| l.trim().strip_prefix("Transfer/sec:")) else {
+        return f64::NAN;
+    };
+    let value = value.trim();
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let scale = match &value[digits.len()..] {
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => 1.0,
+    };
+    digits.parse::<f64>().map_or(f64::NAN, |n| n * scale)
 }
 
 /// The data the phases use (and `silo-bench soak`).

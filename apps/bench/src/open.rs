@@ -17,11 +17,12 @@
 //! p99 of each, and the ratios the issue sets targets for.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use silo_tenancy::workspace::{projects, tasks};
-use silo_tenancy::{Tenancy, Tenant};
+use silo_tenancy::{Tenancy, Tenant, TenantDb};
 
 use crate::measure::{Latencies, create_tenants, tenancy};
 
@@ -75,13 +76,16 @@ async fn silo_read(tenancy: &Tenancy, tenant: &Tenant) -> anyhow::Result<(usize,
     Ok((tasks::list(&db, &tasks::TaskFilter::default(), 20)?.len(), opened))
 }
 
-async fn close_all(tenancy: &Tenancy, keep: &[Tenant]) -> anyhow::Result<()> {
+/// Closes every handle, then opens `keep` and returns their handles: held here, they stay open
+/// whatever the cache's capacity (which the descriptor budget may set below their number).
+async fn close_all(tenancy: &Tenancy, keep: &[Tenant]) -> anyhow::Result<Vec<Arc<TenantDb>>> {
     tenancy.cache().clear().await;
     tenancy.cache().wait_all_closed(Duration::from_secs(30)).await;
+    let mut held = Vec::with_capacity(keep.len());
     for tenant in keep {
-        drop(tenancy.db_for(tenant).await?);
+        held.push(tenancy.db_for(tenant).await?);
     }
-    Ok(())
+    Ok(held)
 }
 
 /// Where the time of one Silo open goes, step by step on one thread (its own file, closed
@@ -222,7 +226,7 @@ pub async fn run(dir: &Path, args: OpenArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || breakdown(&paths, tuning)).await??;
 
     let background = create_tenants(&tenancy, "bg", args.open_background, 2).await?;
-    close_all(&tenancy, &background).await?;
+    let _held = close_all(&tenancy, &background).await?;
     let (floor_crowded, silo_crowded, _) = measure(&tenancy, &measured, &background, 1).await?;
     report(&format!("{} others open", args.open_background), &floor_crowded, &silo_crowded);
     println!(

@@ -152,10 +152,10 @@ async fn answers_in_use_are_refreshed_before_they_expire() {
     let cli = Tenancy::open(Settings::for_data_dir(f.dir.path())).await.unwrap();
     assert!(cli.revoke_token(&user.id, &principal.token_id, "cli").await.unwrap());
     assert!(f.tenancy.authenticate_token(&kept).await.unwrap().is_some(), "remembered");
-    tokio::time::sleep(REFRESH_AFTER.saturating_sub(started.elapsed()) + Duration::from_millis(200)).await;
+    tokio::time::sleep(REFRESH_AFTER.saturating_sub(started.elapsed()) + Duration::from_millis(100)).await;
     // …then a use still gets it but starts a re-read, which lands well before the TTL.
     let _ = f.tenancy.authenticate_token(&kept).await.unwrap();
-    let deadline = started + TTL - Duration::from_millis(500);
+    let deadline = started + TTL - Duration::from_millis(100);
     loop {
         if f.tenancy.authenticate_token(&kept).await.unwrap().is_none() {
             break;
