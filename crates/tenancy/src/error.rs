@@ -108,26 +108,108 @@ impl Error {
         }
     }
 
-    /// Whether the error is the caller's doing (bad input, wrong state) rather than a fault.
+    /// What kind of failure this is: the one classification the HTML pages, the JSON API and
+    /// the CLI all map from.
+    pub fn kind(&self) -> ErrorKind {
+        use silo_storage::Error as S;
+        match self.root() {
+            // A slug that does not parse names nothing that could exist.
+            Error::InvalidSlug(_) | Error::NotFound(_) | Error::UnknownBackup(_) => ErrorKind::NotFound,
+            Error::UnknownUser(_)
+            | Error::InvalidInput(_)
+            | Error::WriteRefused(_)
+            | Error::Storage(S::UnknownRegion(..) | S::InvalidRegionName(_)) => ErrorKind::Invalid,
+            Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,
+            Error::Suspended(_) => ErrorKind::Locked,
+            Error::Gone(_) | Error::KeyDestroyed(_) => ErrorKind::Gone,
+            Error::Throttled(_) => ErrorKind::Throttled,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Overloaded(_) => ErrorKind::Overloaded,
+            Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,
+            e if e.is_disk_full() => ErrorKind::DiskFull,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether the error is the caller's doing (bad input, wrong state) rather than a fault or
+    /// the machine's state.
     pub fn is_user_error(&self) -> bool {
+        self.kind().is_users()
+    }
+
+    /// SQLite said the disk (or the file-size limit) is full.
+    fn is_disk_full(&self) -> bool {
+        // SQLITE_FULL = 13 (primary result code).
+        let sqlx_full = |e: &sqlx::Error| matches!(e, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 13));
+        let rusqlite_full = |e: &rusqlite::Error| matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull);
+        match self {
+            Error::TenantSql(e) | Error::Storage(silo_storage::Error::Rusqlite(e)) => rusqlite_full(e),
+            Error::Database(e) | Error::Storage(silo_storage::Error::Sqlite(e)) => sqlx_full(e),
+            _ => false,
+        }
+    }
+}
+
+/// The kinds of [`Error`] ([`Error::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed or unacceptable input (422).
+    Invalid,
+    /// Nothing by that name, or nothing the caller may see (404).
+    NotFound,
+    /// The current state does not allow it: a taken slug, a wrong lifecycle step (409).
+    Conflict,
+    /// The tenant is suspended (423).
+    Locked,
+    /// Deleted for good (410).
+    Gone,
+    /// Too many attempts; retry later (429).
+    Throttled,
+    /// A file operation holds the tenant for a moment (503, retry).
+    Unavailable,
+    /// The machine is saturated: hashing slots, file descriptors (503, retry).
+    Overloaded,
+    /// The disk is full (503: the machine's state, not the caller's input).
+    DiskFull,
+    /// The tenant's file cannot be served until an operator acts (503, logged as an error).
+    Broken,
+    /// A fault on our side (500, logged).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The caller's doing: input or state they can change.
+    pub fn is_users(self) -> bool {
         matches!(
-            self.root(),
-            Error::InvalidSlug(_)
-                | Error::NotFound(_)
-                | Error::UnknownUser(_)
-                | Error::SlugTaken(_)
-                | Error::Suspended(_)
-                | Error::Gone(_)
-                | Error::InvalidTransition { .. }
-                | Error::WriteRefused(_)
-                | Error::InvalidInput(_)
-                | Error::Busy(_)
-                | Error::Throttled(_)
-                | Error::Config(_)
-                | Error::Storage(
-                    silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_)
-                )
+            self,
+            ErrorKind::Invalid
+                | ErrorKind::NotFound
+                | ErrorKind::Conflict
+                | ErrorKind::Locked
+                | ErrorKind::Gone
+                | ErrorKind::Throttled
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_see_through_shared_errors_and_name_the_machine_state() {
+        let shared = Error::Shared(Arc::new(Error::Suspended("acme".into())));
+        assert_eq!(shared.kind(), ErrorKind::Locked);
+        assert!(shared.is_user_error());
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(13),
+            Some("database or disk is full".into()),
+        );
+        assert_eq!(Error::TenantSql(full).kind(), ErrorKind::DiskFull);
+        assert!(!Error::Overloaded("busy".into()).is_user_error());
+        assert_eq!(Error::Config("bad".into()).kind(), ErrorKind::Internal, "a settings fault is ours");
+        assert_eq!(Error::UnknownBackup("b".into()).kind(), ErrorKind::NotFound);
+        assert_eq!(Error::InvalidInput("x".into()).kind(), ErrorKind::Invalid);
     }
 }
 

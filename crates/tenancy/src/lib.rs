@@ -44,7 +44,7 @@ pub use backup::{Backup, BackupKind};
 pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
 pub use lifecycle::CreateTenant;
 pub use process_lock::DataDirLock;

@@ -34,7 +34,7 @@ impl Tenancy {
         let region = request.region.unwrap_or_else(|| self.settings().default_region.clone());
         let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-            return Err(Error::Config("a tenant name is at most 200 characters".into()));
+            return Err(Error::InvalidInput("a tenant name is at most 200 characters".into()));
         }
         self.placement().root(&region)?;
         if self.control().slug_taken(&slug).await? {

@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use silo_tenancy::Error;
+use silo_tenancy::{Error, ErrorKind};
 
 /// A failure as the client sees it.
 #[derive(Debug)]
@@ -54,61 +54,71 @@ impl Failure {
 }
 
 impl From<Error> for Failure {
+    /// One mapping for the pages and the API, from [`Error::kind`]; the message is the error's
+    /// own where it speaks to the caller, a fixed one where it would expose internals.
     fn from(error: Error) -> Self {
         use StatusCode as S;
         let root = error.root();
-        let (status, code, message) = match root {
-            Error::NotFound(_) | Error::InvalidSlug(_) => {
-                (S::NOT_FOUND, "not_found", "There is nothing here.".into())
+        match error.kind() {
+            ErrorKind::NotFound => Self::not_found(),
+            ErrorKind::Invalid => {
+                let message = match root {
+                    Error::UnknownUser(_) => "There is no account with that email.".to_owned(),
+                    Error::InvalidInput(message) => message.clone(),
+                    other => other.to_string(),
+                };
+                Self::invalid(message)
             }
-            Error::Suspended(_) => (S::LOCKED, "suspended", "This workspace is suspended.".into()),
-            Error::Gone(_) => (S::GONE, "gone", "This workspace has been deleted.".into()),
-            Error::Unavailable(_) => {
-                return Self::new(
+            ErrorKind::Conflict => {
+                let message = match root {
+                    Error::SlugTaken(slug) => format!("The address `{slug}` is already taken."),
+                    other => other.to_string(),
+                };
+                Self::new(S::CONFLICT, "conflict", message)
+            }
+            ErrorKind::Locked => Self::new(S::LOCKED, "suspended", "This workspace is suspended."),
+            ErrorKind::Gone => Self::new(S::GONE, "gone", "This workspace has been deleted."),
+            ErrorKind::Throttled => {
+                let wait = match root {
+                    Error::Throttled(retry_after) => retry_after.as_secs(),
+                    _ => 1,
+                };
+                Self::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts; wait and retry.")
+                    .retry_after(wait)
+            }
+            ErrorKind::Unavailable => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "This workspace is briefly unavailable (maintenance); retry in a moment.",
+            )
+            .retry_after(5),
+            ErrorKind::Overloaded => {
+                tracing::warn!(error = %root, "overloaded");
+                Self::new(S::SERVICE_UNAVAILABLE, "unavailable", "The server is busy; retry in a moment.")
+                    .retry_after(1)
+            }
+            ErrorKind::DiskFull => {
+                tracing::error!(error = %root, "disk full");
+                Self::new(
                     S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "This workspace is briefly unavailable (maintenance); retry in a moment.",
+                    "disk_full",
+                    "The server's disk is full, so nothing was saved; operators have been told.",
                 )
-                .retry_after(5);
+                .retry_after(60)
             }
-            Error::Overloaded(message) => {
-                tracing::warn!(error = %message, "overloaded");
-                return Self::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "The server is busy; retry in a moment.",
-                )
-                .retry_after(1);
-            }
-            Error::Throttled(retry_after) => {
-                return Self::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts; wait and retry.")
-                    .retry_after(retry_after.as_secs());
-            }
-            Error::Quarantined { .. } | Error::FileMissing { .. } => {
+            ErrorKind::Broken => {
                 tracing::error!(error = %error, "tenant cannot be served");
-                (
+                Self::new(
                     S::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    "This workspace cannot be served right now; operators have been told.".into(),
+                    "This workspace cannot be served right now; operators have been told.",
                 )
             }
-            Error::SlugTaken(slug) => {
-                (S::CONFLICT, "conflict", format!("The address `{slug}` is already taken."))
-            }
-            Error::InvalidTransition { .. } => (S::CONFLICT, "conflict", root.to_string()),
-            Error::InvalidInput(message) => (S::UNPROCESSABLE_ENTITY, "invalid", message.clone()),
-            Error::UnknownUser(_) => {
-                (S::UNPROCESSABLE_ENTITY, "invalid", "There is no account with that email.".into())
-            }
-            Error::Storage(
-                silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_),
-            ) => (S::UNPROCESSABLE_ENTITY, "invalid", root.to_string()),
-            _ => {
+            ErrorKind::Internal => {
                 tracing::error!(error = ?error, "request failed");
-                (S::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.".into())
+                Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
             }
-        };
-        Self::new(status, code, message)
+        }
     }
 }
 
