@@ -84,3 +84,65 @@ fn the_rule_catches_upward_and_http_dependencies() {
     assert!(found[1].contains("silo-storage depends on silo-tenancy"), "{found:?}");
     assert!(found[2].contains("silo-tenancy depends on actix-web"), "{found:?}");
 }
+
+/// The modules of `apps/web/src/server` and the sibling modules each one's code refers to
+/// (`super::x` in a top-level file, `crate::server::x` anywhere; comments ignored). A module
+/// directory (`api/`, `pages/`) counts as one module.
+fn server_modules() -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../apps/web/src/server");
+    let mut sources: BTreeMap<String, String> = BTreeMap::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            let mut text = String::new();
+            for file in std::fs::read_dir(&path).unwrap() {
+                let file = file.unwrap().path();
+                // In a directory's files `super::` is the directory itself: only explicit paths count.
+                let code = std::fs::read_to_string(&file).unwrap().replace("super::", "");
+                text.push_str(&code);
+            }
+            sources.insert(name, text);
+        } else if name != "mod" {
+            sources.insert(name, std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let names: Vec<String> = sources.keys().cloned().collect();
+    sources
+        .iter()
+        .map(|(name, text)| {
+            let code: String =
+                text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+            let used = names
+                .iter()
+                .filter(|other| *other != name)
+                .filter(|other| {
+                    code.contains(&format!("super::{other}::"))
+                        || code.contains(&format!("super::{other};"))
+                        || code.contains(&format!("super::{{{other}"))
+                        || code.contains(&format!("crate::server::{other}::"))
+                })
+                .cloned()
+                .collect();
+            (name.clone(), used)
+        })
+        .collect()
+}
+
+#[test]
+fn the_web_server_modules_have_no_import_cycle() {
+    let graph = server_modules();
+    assert!(graph["sessions"].contains("request"), "the scan sees references: {graph:?}");
+    // Depth-first search for a path back to the start.
+    for start in graph.keys() {
+        let mut stack = vec![vec![start.clone()]];
+        while let Some(path) = stack.pop() {
+            for next in &graph[path.last().unwrap()] {
+                assert!(next != start, "import cycle: {} -> {start}", path.join(" -> "));
+                if !path.contains(next) {
+                    stack.push([path.clone(), vec![next.clone()]].concat());
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Who is at the other end: the client's address (for throttling) and whether it reached us
 //! over HTTPS, believing forwarding headers only from the proxies `server.trusted_proxies`
-//! names.
+//! names. (The `request` module applies them to a request with the server's settings.)
 //!
 //! `X-Forwarded-For` is a list each proxy appends to: `client, proxy1, proxy2`, with the last
 //! proxy being our peer. Its *leftmost* entry is whatever the client wrote, so it is never the
@@ -94,7 +94,7 @@ impl Proxies {
     }
 
     /// Whether the peer is a proxy whose forwarding headers count.
-    fn trusts_peer(&self, peer: Option<IpAddr>) -> bool {
+    pub fn trusts_peer(&self, peer: Option<IpAddr>) -> bool {
         match self {
             Self::None => false,
             Self::Hops(_) => true,
@@ -150,27 +150,6 @@ fn parse_forwarded_addr(entry: &str) -> Option<IpAddr> {
         return Some(socket.ip());
     }
     None
-}
-
-/// The client's address (as text, the throttle's key).
-pub fn client_addr(req: &HttpRequest) -> String {
-    let state = super::auth::state(req);
-    let forwarded: Vec<&str> =
-        req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
-    let peer = req.peer_addr().map(|a| a.ip());
-    state.proxies.client(peer, &forwarded).map(|ip| ip.to_string()).unwrap_or_default()
-}
-
-/// Whether the client reached us over HTTPS: the public URL says so, or a trusted proxy's
-/// `X-Forwarded-Proto` does.
-pub fn is_secure(req: &HttpRequest) -> bool {
-    let state = super::auth::state(req);
-    if state.proxies.trusts_peer(req.peer_addr().map(|a| a.ip()))
-        && let Some(proto) = req.headers().get("x-forwarded-proto").and_then(|v| v.to_str().ok())
-    {
-        return proto.trim().eq_ignore_ascii_case("https");
-    }
-    state.links.is_https()
 }
 
 /// Whether the request came straight from this machine (loopback peer, no forwarding headers:

@@ -122,6 +122,29 @@ impl From<Error> for Failure {
     }
 }
 
+/// The error page (404, 403, 410, 423, 429, 500, 503) in the site's style.
+pub fn error_page(failure: &Failure) -> HttpResponse {
+    let title = match failure.status.as_u16() {
+        403 => "Not allowed",
+        404 => "Not found",
+        410 => "Deleted",
+        423 => "Suspended",
+        429 => "Slow down",
+        503 => "Unavailable",
+        s if s >= 500 => "Something broke",
+        _ => "That did not work",
+    };
+    let mut context = tera::Context::new();
+    context.insert("status", &failure.status.as_u16());
+    context.insert("title", title);
+    context.insert("message", &failure.message);
+    let html = super::templates::TEMPLATES.render("error.html", &context).unwrap_or_else(|e| {
+        tracing::error!(error = ?e, "error template failed");
+        format!("<!doctype html><title>{title}</title><p>{}", failure.status)
+    });
+    HttpResponse::build(failure.status).content_type("text/html; charset=utf-8").body(html)
+}
+
 /// A failure rendered as an HTML page.
 #[derive(Debug)]
 pub struct PageError(pub Failure);
@@ -144,7 +167,7 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = super::pages::error_page(&self.0);
+        let mut response = error_page(&self.0);
         add_retry_after(&mut response, self.0.retry_after);
         response
     }

@@ -9,25 +9,25 @@
 //!   the session to every tenant's host), so a visitor without a session here is sent to the
 //!   main host's `/handoff`, which — once signed in there, and a member — issues a one-time
 //!   token that `/_handoff` on the workspace host redeems for a host-only session
-//!   (see `silo_tenancy::handoffs`, which also explains the `state` cookie).
+//!   (see `silo_tenancy::handoffs`, which also explains the `state` cookie). The two endpoints are
+//!   in the `handoff` module.
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::ServiceRequest;
 use actix_web::http::Uri;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
-use serde::Deserialize;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use silo_tenancy::TenantSlug;
 
-use super::auth::{SignedIn, random_token, safe_next, see_other, session_cookie, state, urlencode};
-use super::client::{client_addr, is_secure};
-use super::error::{Failure, PageError};
+use super::redirects::{safe_next, see_other, urlencode};
+use super::request::{is_secure, state};
+use super::secrets::random_token;
 
 /// The request came to this workspace's own host (a request extension).
 #[derive(Clone, Debug)]
 pub struct WorkspaceHost(pub TenantSlug);
 
 /// The cookie that binds a hand-off to the browser that started it.
-const STATE_COOKIE: &str = "silo_handoff";
+pub(super) const STATE_COOKIE: &str = "silo_handoff";
 
 /// What to do with a request to a workspace host.
 #[derive(Debug, PartialEq, Eq)]
@@ -102,79 +102,6 @@ pub fn start_handoff(req: &HttpRequest, host: &WorkspaceHost, next: &str) -> Htt
         .finish();
     let _ = response.add_cookie(&cookie);
     response
-}
-
-/// Registers `/handoff` (main host) and `/_handoff` (workspace host).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(issue).service(redeem);
-}
-
-#[derive(Deserialize)]
-struct HandoffQuery {
-    to: String,
-    state: String,
-    next: Option<String>,
-}
-
-/// Main host: a signed-in member is sent to the workspace host with a one-time token.
-#[get("/handoff")]
-async fn issue(
-    req: HttpRequest,
-    me: SignedIn,
-    query: web::Query<HandoffQuery>,
-) -> Result<HttpResponse, PageError> {
-    let app = state(&req);
-    let slug = TenantSlug::parse(&query.to).map_err(|_| Failure::not_found())?;
-    // Membership first: someone outside the workspace learns nothing about it.
-    let tenant = app.tenancy.resolve(&slug).await.map_err(|_| Failure::not_found())?;
-    app.tenancy.role(tenant.id, &me.session.user_id).await?.ok_or_else(Failure::not_found)?;
-    let next = safe_next(query.next.as_deref());
-    let token = app
-        .tenancy
-        .issue_handoff(&me.session, tenant.id, &query.state, &next)
-        .await
-        .map_err(|_| Failure::invalid("This sign-in link is incomplete. Open the workspace again."))?;
-    let target = app
-        .links
-        .workspace(slug.as_str(), &format!("/_handoff?token={token}"))
-        .ok_or_else(Failure::not_found)?;
-    Ok(see_other(&target))
-}
-
-#[derive(Deserialize)]
-struct RedeemQuery {
-    token: String,
-}
-
-/// Workspace host: the token (with this browser's `state` cookie) becomes a host-only session.
-#[get("/_handoff")]
-async fn redeem(req: HttpRequest, query: web::Query<RedeemQuery>) -> Result<HttpResponse, PageError> {
-    let Some(WorkspaceHost(slug)) = req.extensions().get::<WorkspaceHost>().cloned() else {
-        return Err(Failure::not_found().into());
-    };
-    let expired = || {
-        Failure::forbidden(format!(
-            "This sign-in link has expired, was used already, or was started in another browser. Open {} again.",
-            state(&req).links.workspace(slug.as_str(), "/").unwrap_or_default()
-        ))
-    };
-    let nonce = req.cookie(STATE_COOKIE).map(|c| c.value().to_owned()).ok_or_else(expired)?;
-    let app = state(&req);
-    let tenant = app.tenancy.resolve(&slug).await.map_err(|_| Failure::not_found())?;
-    let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let redeemed = app
-        .tenancy
-        .redeem_handoff(&query.token, tenant.id, &nonce, user_agent, &client_addr(&req), app.session_ttl())
-        .await?
-        .ok_or_else(expired)?;
-    let mut response = see_other(&redeemed.next);
-    response
-        .add_cookie(&session_cookie(&req, &redeemed.session.secret))
-        .map_err(|e| Failure::invalid(e.to_string()))?;
-    let mut used = Cookie::build(STATE_COOKIE, "").path("/_handoff").finish();
-    used.make_removal();
-    let _ = response.add_cookie(&used);
-    Ok(response)
 }
 
 #[cfg(test)]

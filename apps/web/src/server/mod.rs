@@ -4,20 +4,27 @@
 //! - [`pages`]: the HTML site (sign-up, account, workspaces, admin console).
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
 //!
-//! - [`auth`]: sessions, CSRF, flash messages; [`client`]: the client's address and scheme
-//!   behind trusted proxies; [`links`]: every URL Silo builds (from configuration only);
-//!   [`hosts`]: workspaces on their own host and the hand-off of a session to them.
+//! - [`sessions`]: the session cookie and the signed-in extractors; [`csrf`]: the form check;
+//!   [`redirects`]: redirects, `next=` and flash messages; [`request`]: a request's state,
+//!   client address and scheme (with [`client`]'s proxy rules); [`links`]: every URL Silo
+//!   builds (from configuration only); [`hosts`]: workspaces on their own host, and
+//!   [`handoff`] of a session to them.
 //!
 //! Every response carries the security headers ([`security_headers`]).
 
 mod api;
-pub mod auth;
 pub mod client;
+pub mod csrf;
 pub mod error;
+mod handoff;
 pub mod hosts;
 pub mod links;
 mod ops;
 pub mod pages;
+pub mod redirects;
+pub mod request;
+mod secrets;
+pub mod sessions;
 pub mod state;
 mod templates;
 pub mod tenant;
@@ -126,7 +133,7 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> anyhow::Result<actix_we
                 // Forms shown before sign-in need a token cookie; set it on the response of
                 // pages (the API, assets and probes have no forms).
                 let new_cookie =
-                    if auth::has_forms(req.path()) { auth::ensure_csrf_cookie(req.request()) } else { None };
+                    if csrf::has_forms(req.path()) { csrf::ensure_csrf_cookie(req.request()) } else { None };
                 let response = service.call(req);
                 async move {
                     let mut response: ServiceResponse = response.await?;
@@ -183,7 +190,7 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> anyhow::Result<actix_we
             .split_for_parts();
         let openapi = openapi.to_pretty_json().unwrap_or_default();
         app.app_data(web::Data::new(api::OpenApiJson(openapi)))
-            .configure(hosts::routes)
+            .configure(handoff::routes)
             .configure(pages::routes)
             .default_service(web::to(pages::not_found))
     })

@@ -12,8 +12,8 @@ use actix_web::dev::ServiceRequest;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 
-use super::auth::same_token;
 use super::client::is_direct_local;
+use super::csrf::same_token;
 use super::state::AppState;
 
 /// Registers the endpoints.

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Bearer;
 use super::{ErrorBody, cursor, limit};
-use crate::server::auth::state;
 use crate::server::error::{ApiError, Failure};
+use crate::server::request::state;
 use crate::server::tenant::{Entered, enter};
 
 /// Registers the routes in one `/w/{slug}` scope, so the slug pattern is matched once per

@@ -9,13 +9,14 @@ use silo_tenancy::signups::SignupRequest;
 use silo_tenancy::{TenantRef, TenantSlug};
 
 use super::{Page, flash_outcome, link_page};
-use crate::server::auth::{
-    CsrfForm, SignedIn, clear_session_cookies, current_session, safe_next, see_other, see_other_with_flash,
-    session_cookie, session_secret, state,
-};
-use crate::server::client::client_addr;
+use crate::server::csrf::CsrfForm;
 use crate::server::error::{Failure, PageError};
 use crate::server::hosts::WorkspaceHost;
+use crate::server::redirects::{safe_next, see_other, see_other_with_flash};
+use crate::server::request::{client_addr, state};
+use crate::server::sessions::{
+    SignedIn, clear_session_cookies, current_session, session_cookie, session_secret,
+};
 
 type PageResult = Result<HttpResponse, PageError>;
 

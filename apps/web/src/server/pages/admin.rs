@@ -1,6 +1,6 @@
 //! The operators' console under `/admin`: the tenant list (search, filters, sort, pages),
 //! a tenant's detail and lifecycle actions, the fleet view and the audit log. Anyone who is
-//! not an operator gets 404 (see [`crate::server::auth::Operator`]).
+//! not an operator gets 404 (see [`crate::server::sessions::Operator`]).
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
@@ -10,8 +10,11 @@ use silo_tenancy::workspace::activity;
 use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
 
 use super::{Page, page_offset};
-use crate::server::auth::{CsrfForm, Operator, see_other_with_flash, state};
+use crate::server::csrf::CsrfForm;
 use crate::server::error::{Failure, PageError};
+use crate::server::redirects::see_other_with_flash;
+use crate::server::request::state;
+use crate::server::sessions::Operator;
 
 type PageResult = Result<HttpResponse, PageError>;
 

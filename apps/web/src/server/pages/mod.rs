@@ -1,5 +1,5 @@
 //! Server-rendered HTML pages (tera). Forms work without JavaScript; every state-changing form
-//! posts through [`super::auth::CsrfForm`].
+//! posts through [`super::csrf::CsrfForm`].
 //!
 //! - [`account`]: home, sign-up, sign-in/out, account settings, password reset, invitations.
 //! - [`workspace`]: a tenant's workspace under `/w/{slug}/`.
@@ -14,8 +14,11 @@ use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 
-use super::auth::{csrf_token, current_session, flash_removal, state, take_flash};
+use super::csrf::csrf_token;
 use super::error::{Failure, PageError};
+use super::redirects::{flash_removal, see_other_with_flash, take_flash};
+use super::request::state;
+use super::sessions::current_session;
 use super::templates::{STYLESHEET, TEMPLATES};
 
 /// Registers every page.
@@ -104,32 +107,9 @@ pub fn link_page<T: Serialize>(
     }
 }
 
-/// The error page (404, 403, 410, 423, 429, 500, 503) in the site's style.
-pub fn error_page(failure: &Failure) -> HttpResponse {
-    let title = match failure.status.as_u16() {
-        403 => "Not allowed",
-        404 => "Not found",
-        410 => "Deleted",
-        423 => "Suspended",
-        429 => "Slow down",
-        503 => "Unavailable",
-        s if s >= 500 => "Something broke",
-        _ => "That did not work",
-    };
-    let mut context = tera::Context::new();
-    context.insert("status", &failure.status.as_u16());
-    context.insert("title", title);
-    context.insert("message", &failure.message);
-    let html = TEMPLATES.render("error.html", &context).unwrap_or_else(|e| {
-        tracing::error!(error = ?e, "error template failed");
-        format!("<!doctype html><title>{title}</title><p>{}", failure.status)
-    });
-    HttpResponse::build(failure.status).content_type("text/html; charset=utf-8").body(html)
-}
-
 /// The default service: an unknown path is a 404 page.
 pub async fn not_found() -> HttpResponse {
-    error_page(&Failure::not_found())
+    super::error::error_page(&Failure::not_found())
 }
 
 #[get("/static/silo.css")]
@@ -149,8 +129,8 @@ pub fn flash_outcome<T>(
     ok: &str,
 ) -> Result<HttpResponse, PageError> {
     match result {
-        Ok(_) => Ok(super::auth::see_other_with_flash(back, "ok", ok)),
-        Err(e) if e.is_user_error() => Ok(super::auth::see_other_with_flash(back, "error", &e.to_string())),
+        Ok(_) => Ok(see_other_with_flash(back, "ok", ok)),
+        Err(e) if e.is_user_error() => Ok(see_other_with_flash(back, "error", &e.to_string())),
         Err(e) => Err(e.into()),
     }
 }

@@ -10,8 +10,11 @@ use silo_tenancy::workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
 use super::{Page, flash_outcome};
-use crate::server::auth::{CsrfForm, SignedIn, see_other_with_flash, state};
+use crate::server::csrf::CsrfForm;
 use crate::server::error::{Failure, PageError};
+use crate::server::redirects::see_other_with_flash;
+use crate::server::request::state;
+use crate::server::sessions::SignedIn;
 use crate::server::tenant::{Entered, enter};
 
 type PageResult = Result<HttpResponse, PageError>;
