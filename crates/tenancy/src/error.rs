@@ -192,6 +192,9 @@ impl ErrorKind {
     }
 }
 
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +215,3 @@ mod tests {
         assert_eq!(Error::InvalidInput("x".into()).kind(), ErrorKind::Invalid);
     }
 }
-
-/// Result type of this crate.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
