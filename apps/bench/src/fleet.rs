@@ -181,9 +181,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
     let server = silo_web::server::start(tenancy.clone(), listener)?;
     let handle = server.handle();
     tokio::spawn(server);
-    let tokens = dir.join("tokens.txt");
-    let lines: String = fixture.spread.iter().map(|(slug, token)| format!("{slug} {token}\n")).collect();
-    std::fs::write(&tokens, lines)?;
+    let tokens = fixture.write_tokens(dir)?;
     let wrk = |seconds: u64| {
         let mut command = std::process::Command::new("wrk");
         command

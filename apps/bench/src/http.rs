@@ -198,9 +198,7 @@ async fn with_wrk(
     dir: &Path,
     args: &HttpArgs,
 ) -> anyhow::Result<()> {
-    let tokens = dir.join("tokens.txt");
-    let lines: String = fixture.spread.iter().map(|(slug, token)| format!("{slug} {token}\n")).collect();
-    std::fs::write(&tokens, lines)?;
+    let tokens = fixture.write_tokens(dir)?;
     let url = format!("http://{addr}");
     let wrk = |extra: &[&str], zipf: &str| {
         let mut command = std::process::Command::new("wrk");
@@ -315,6 +313,15 @@ pub(crate) struct Fixture {
 }
 
 impl Fixture {
+    /// Writes the `TOKENS` file of the wrk script (`slug token` per line of the spread) under
+    /// `dir`; returns its path.
+    pub(crate) fn write_tokens(&self, dir: &Path) -> std::io::Result<std::path::PathBuf> {
+        let path = dir.join("tokens.txt");
+        let lines: String = self.spread.iter().map(|(slug, token)| format!("{slug} {token}\n")).collect();
+        std::fs::write(&path, lines)?;
+        Ok(path)
+    }
+
     /// `tenants` tenants with `tasks` tasks each, plus the two warm ones.
     pub(crate) async fn build(tenancy: &Tenancy, tenants: usize, tasks: usize) -> anyhow::Result<Self> {
         let all = create_tenants(tenancy, "t", tenants, 4).await?;

@@ -115,9 +115,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     tenancy.backups().await?;
     let scheduler = tokio::spawn(tenancy.clone().run_backup_scheduler(interval));
 
-    let tokens = dir.join("tokens.txt");
-    let lines: String = fixture.spread.iter().map(|(slug, token)| format!("{slug} {token}\n")).collect();
-    std::fs::write(&tokens, lines)?;
+    let tokens = fixture.write_tokens(dir)?;
     let mut wrk = std::process::Command::new("wrk");
     wrk.args(["-t2", &format!("-c{}", args.connections), &format!("-d{}s", args.minutes * 60)])
         .args(["-s", &args.wrk.to_string_lossy()])
