@@ -1,5 +1,6 @@
-//! `silo-e2e`: end-to-end tests of the whole stack. Each test starts the real server
-//! (`silo_web::server::start`) on port 0 over a fresh data directory and talks HTTP to it.
+//! `silo-e2e`: end-to-end tests of the whole stack. Each test starts the real application
+//! (`silo_web::startup::Application`, as `silo serve` does) on port 0 over a fresh data
+//! directory and talks HTTP to it.
 //!
 //! [`TestServer`], [`Visitor`] (a cookie-keeping HTTP client that fills in forms) and
 //! [`http_get`] are the shared harness.
@@ -11,15 +12,21 @@ pub mod smtp;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
+use silo_accounts::Accounts;
 use silo_tenancy::{Settings, Tenancy};
+use silo_web::startup::{Application, ApplicationHandle};
 
 /// A running server over a temporary data directory.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Its tenancy layer (shared with the server).
+    /// Its fleet (shared with the server).
     pub tenancy: Tenancy,
-    handle: actix_web::dev::ServerHandle,
+    /// Its people (shared with the server).
+    pub accounts: Accounts,
+    handle: ApplicationHandle,
+    /// The application's run: done once it stopped and closed everything.
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,14 +46,18 @@ impl TestServer {
     pub async fn start_listening(configure: impl FnOnce(&mut Settings, SocketAddr)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut settings = Settings::for_data_dir(dir.path());
+        // The scheduler's first pass runs at start and would race the tests' own backups;
+        // tests that want the loop turn it back on.
+        settings.backup.schedule = false;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         configure(&mut settings, addr);
-        let tenancy = Tenancy::open(settings).await?;
-        let server = silo_web::server::start(tenancy.clone(), listener)?;
-        let handle = server.handle();
-        tokio::spawn(server);
-        Ok(Self { addr, tenancy, handle, _dir: dir })
+        let application = Application::build_on(settings, listener).await?;
+        let accounts = application.accounts().clone();
+        let tenancy = accounts.tenancy().clone();
+        let handle = application.handle();
+        let running = tokio::spawn(application.run_until_stopped());
+        Ok(Self { addr, tenancy, accounts, handle, running, _dir: dir })
     }
 
     /// The server's base URL.
@@ -110,23 +121,24 @@ impl TestServer {
 
     /// Makes an operator account and returns a new operator API token.
     pub async fn operator_token(&self, email: &str) -> anyhow::Result<String> {
-        self.tenancy.create_user(email, PASSWORD, None, "test").await?;
-        self.tenancy.grant_operator(email, "test").await?;
-        Ok(self.tenancy.issue_token(email, silo_tenancy::accounts::TokenScope::Operator, "test").await?)
+        self.accounts.users().create(email, PASSWORD, None, "test").await?;
+        self.accounts.users().grant_operator(email, "test").await?;
+        Ok(self.accounts.tokens().issue(email, silo_accounts::TokenScope::Operator, "test").await?)
     }
 
     /// The newest email queued to `recipient`, with its link in place (while the outbox still
     /// holds it sealed).
     pub async fn last_email(&self, recipient: &str) -> anyhow::Result<String> {
-        let emails = self.tenancy.outbox(Some(recipient), 1).await?;
+        let emails = self.accounts.outbox().list(Some(recipient), 1).await?;
         let email = emails.into_iter().next().ok_or_else(|| anyhow::anyhow!("no email to {recipient}"))?;
-        Ok(self.tenancy.render_email(&email).await?)
+        Ok(self.accounts.outbox().render(&email).await?)
     }
 
-    /// Stops the server gracefully.
-    pub async fn stop(self) {
-        self.handle.stop(true).await;
-        self.tenancy.shutdown().await;
+    /// Stops the application gracefully (as SIGTERM does) and waits until it closed
+    /// everything.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.handle.stop().await;
+        self.running.await?
     }
 }
 

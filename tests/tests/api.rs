@@ -2,9 +2,9 @@
 //! shape, and the OpenAPI document checked against the live routes.
 
 use serde_json::json;
+use silo_accounts::{Role, TokenScope};
 use silo_e2e::{ApiClient, TestServer};
 use silo_tenancy::TenantRef;
-use silo_tenancy::accounts::{Role, TokenScope};
 
 fn code(body: &serde_json::Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error document: {body}"))
@@ -84,7 +84,7 @@ async fn operators_manage_tenants() {
     assert_eq!((status, code(&body)), (410, "gone"));
     let (status, body) = ops.call("GET", "/tenants/no-such-tenant", None).await.unwrap();
     assert_eq!((status, code(&body)), (404, "not_found"));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -98,8 +98,9 @@ async fn tokens_are_required_and_scoped() {
 
     server.sign_up("ada@example.com", "acme").await.unwrap();
     let personal = server
-        .tenancy
-        .issue_token("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .accounts
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
         .await
         .unwrap();
     let ada = ApiClient::new(server.addr, Some(&personal));
@@ -109,20 +110,22 @@ async fn tokens_are_required_and_scoped() {
     // Removing the member revokes what the token can do.
     server.sign_up("bob@example.com", "bobs").await.unwrap();
     server
-        .tenancy
-        .add_member(&"acme".parse().unwrap(), "bob@example.com", Role::Member, "test")
+        .accounts
+        .memberships()
+        .add(&"acme".parse().unwrap(), "bob@example.com", Role::Member, "test")
         .await
         .unwrap();
     let bob_token = server
-        .tenancy
-        .issue_token("bob@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .accounts
+        .tokens()
+        .issue("bob@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
         .await
         .unwrap();
     let bob = ApiClient::new(server.addr, Some(&bob_token));
     assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let bob_id = server.tenancy.user("bob@example.com").await.unwrap().id;
-    server.tenancy.remove_member(&acme, &bob_id, "test").await.unwrap();
+    let bob_id = server.accounts.users().by_email("bob@example.com").await.unwrap().id;
+    server.accounts.memberships().remove(&acme, &bob_id, "test").await.unwrap();
     assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 401);
 
     // Invalid tokens from one client are throttled (429) after a while.
@@ -131,7 +134,7 @@ async fn tokens_are_required_and_scoped() {
         last = forged.call("GET", "/w/acme/projects", None).await.unwrap().0;
     }
     assert_eq!(last, 429);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -140,13 +143,15 @@ async fn members_work_through_the_workspace_api() {
     server.sign_up("ada@example.com", "acme").await.unwrap();
     server.sign_up("eve@example.com", "evil").await.unwrap();
     let token = server
-        .tenancy
-        .issue_token("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .accounts
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
         .await
         .unwrap();
     let eve_token = server
-        .tenancy
-        .issue_token("eve@example.com", TokenScope::Personal("evil".parse().unwrap()), "test")
+        .accounts
+        .tokens()
+        .issue("eve@example.com", TokenScope::Personal("evil".parse().unwrap()), "test")
         .await
         .unwrap();
     let ada = ApiClient::new(server.addr, Some(&token));
@@ -249,7 +254,7 @@ async fn members_work_through_the_workspace_api() {
     server.tenancy.delete(&TenantRef::Slug("acme".parse().unwrap()), "test").await.unwrap();
     let (status, body) = ada.call("GET", "/w/acme/tasks", None).await.unwrap();
     assert_eq!((status, code(&body)), (410, "gone"));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 /// The document lists exactly the issue's routes, and each documented route answers at its
@@ -298,5 +303,5 @@ async fn the_openapi_document_matches_the_routes() {
     );
     let (status, body) = anonymous.call("GET", "/no-such-route", None).await.unwrap();
     assert_eq!((status, code(&body)), (404, "not_found"));
-    server.stop().await;
+    server.stop().await.unwrap();
 }

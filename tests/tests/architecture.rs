@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 /// Silo's library crates from the bottom up; each may depend only on those before it.
-const LAYERS: &[&str] = &["silo-storage", "silo-tenancy", "silo-billing", "silo-web"];
+const LAYERS: &[&str] =
+    &["silo-storage", "silo-tenancy", "silo-workspace", "silo-accounts", "silo-billing", "silo-web"];
 /// Drivers on top: they may use any crate, and no crate may use them.
 const DRIVERS: &[&str] = &["silo-bench", "silo-e2e"];
 

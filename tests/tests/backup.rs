@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use silo_accounts::TokenScope;
 use silo_e2e::s3::{S3Server, settings_for};
 use silo_e2e::{ApiClient, TestServer};
-use silo_tenancy::accounts::TokenScope;
 use silo_tenancy::config::{BackupStoreKind, RegionSettings};
-use silo_tenancy::workspace::{projects, tasks};
 use silo_tenancy::{BackupKind, CreateTenant, Error, Tenancy, Tenant, TenantRef};
+use silo_workspace::{projects, tasks};
 
 #[derive(Clone, Copy, Debug)]
 enum Store {
@@ -166,7 +166,7 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
     for action in ["backup.create", "tenant.restore"] {
         assert!(audit.iter().any(|e| e.action == action), "{action} audited");
     }
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn backup_during_eight_writers_holds_a_prefix_of_acknowledged_writes(store: Store) {
@@ -215,7 +215,7 @@ async fn backup_during_eight_writers_holds_a_prefix_of_acknowledged_writes(store
         assert_eq!(rows, (1..=k).collect::<Vec<_>>(), "writer {w}: a gap-free prefix");
         assert!(before[w] <= k && k <= after[w], "writer {w}: {} <= {k} <= {}", before[w], after[w]);
     }
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn restore_in_place_while_requests_are_in_flight(store: Store) {
@@ -233,8 +233,11 @@ async fn restore_in_place_while_requests_are_in_flight(store: Store) {
     for i in 21..=30 {
         add_task(&t, &tenant, project, &format!("task {i}")).await;
     }
-    let token = t
-        .issue_token("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+    let token = f
+        .server
+        .accounts
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
         .await
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -273,7 +276,7 @@ async fn restore_in_place_while_requests_are_in_flight(store: Store) {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["items"].as_array().map(Vec::len), Some(20), "{body}");
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
@@ -310,7 +313,7 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     // Another master key (another key file) cannot unwrap the tenant's data key.
     let mut other_settings = t.settings().clone();
     other_settings.backup.master_key_file = Some(other_settings.data_dir.join("other.key"));
-    let other = Tenancy::open(other_settings).await.unwrap();
+    let other = Tenancy::open(other_settings, silo_workspace::migrations()).await.unwrap();
     let wrong = other.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
     assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
     let wrong = other.restore(&by_slug("acme"), Some(&backup.id), Some("stolen"), "test").await.unwrap_err();
@@ -321,7 +324,7 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     // With the right key all is well again.
     t.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap();
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 5);
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
@@ -362,7 +365,7 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     // Other tenants keep their backups.
     assert_eq!(objects.list(&format!("tenants/{}/", keep.id)).await.unwrap().len(), 1);
     t.verify_backup(&by_slug("kept"), None).await.unwrap();
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 /// After the first pass, a pass looks only at the marked tenants and those added since: the
@@ -399,7 +402,7 @@ async fn incremental_passes_cost_what_changed(store: Store) {
     assert!(t.control().backups_of(gone.id).await.unwrap().is_empty(), "a deleted tenant is not backed up");
     let idle = scheduler.pass().await.unwrap();
     assert_eq!((idle.backed_up, idle.unchanged), (0, 4));
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
@@ -436,7 +439,7 @@ async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
     let left = objects.list("tenants/").await.unwrap();
     assert!(!left.contains(&old_orphan) && left.contains(&fresh_orphan));
     assert_eq!(t.verify_sample(10).await.unwrap(), (4, vec![]), "the sample restores");
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn pre_migration_backup_rolls_back(store: Store) {
@@ -445,7 +448,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
     let (tenant, _) = tenant_with_tasks(t, "acme", 2).await;
     t.cache().clear().await;
     let next = silo_tenancy::schema::extended(
-        silo_tenancy::schema::tenant_migrations(),
+        silo_workspace::migrations(),
         2,
         "labels",
         "CREATE TABLE labels (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
@@ -468,7 +471,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
     let labels = t.query_readonly(&by_slug("acme"), tables).await.unwrap();
     assert_eq!(labels.rows[0][0], 0, "the migration is undone");
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 async fn region_move_keeps_the_data(store: Store) {
@@ -493,20 +496,26 @@ async fn region_move_keeps_the_data(store: Store) {
     assert_eq!(titles(t, &by_slug("nomad")).await.len(), 5);
     let audit = t.control().audit_entries(tenant.id, 10).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "tenant.move" && e.detail["to"] == "eu"));
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_s3_fails_at_start_retries_and_serving_goes_on() {
+async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     // A port with nothing listening: the store is down.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let server = TestServer::start_with(|settings| {
-        settings.backup.store = BackupStoreKind::S3;
-        settings.backup.s3 = settings_for(port);
-    })
-    .await
-    .unwrap();
-    let t = &server.tenancy;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = silo_tenancy::Settings::for_data_dir(dir.path());
+    settings.backup.store = BackupStoreKind::S3;
+    settings.backup.s3 = settings_for(port);
+    // The application refuses to start on it, naming the store…
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused =
+        silo_web::startup::Application::build_on(settings.clone(), listener).await.err().expect("refused");
+    let refused = format!("{refused:#}");
+    assert!(refused.contains("backup store") && refused.contains("is not usable"), "{refused}");
+    // …and a fleet that is already running (here without a server) retries the store at every
+    // use and keeps serving its tenants meanwhile.
+    let t = &Tenancy::open(settings, silo_workspace::migrations()).await.unwrap();
     let opened = t.backups().await.unwrap_err();
     assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
@@ -518,15 +527,13 @@ async fn unreachable_s3_fails_at_start_retries_and_serving_goes_on() {
     // Serving is unaffected.
     add_task(t, &tenant, project, "still writable").await;
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
-    let (status, _) = silo_e2e::http_get(server.addr, "/healthz").unwrap();
-    assert_eq!(status, 200);
 
     // The store comes back: the next pass backs the tenant up.
     let _s3 = S3Server::start_on(port).await.unwrap();
     let run = t.scheduled_pass(false).await.unwrap();
     assert_eq!((run.backed_up, run.failed.len()), (1, 0), "{run:?}");
     t.verify_backup(&by_slug("acme"), None).await.unwrap();
-    server.stop().await;
+    t.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -602,7 +609,7 @@ async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
 
     let missing = t.export(&by_slug("nobody"), &out, "test").await.unwrap_err();
     assert!(matches!(missing, Error::NotFound(_)));
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -671,7 +678,7 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
     // Not an operator: the console's actions do not exist.
     let user = f.server.sign_up("ada@example.com", "adas").await.unwrap();
     assert_eq!(user.submit("/account", &act("backup"), &[]).await.unwrap().status, 404);
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,9 +686,12 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
     use silo_storage::crypto::MasterKey;
     use silo_storage::objects::S3Store;
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let server = TestServer::start().await.unwrap();
-    let t = &server.tenancy;
-    // Installed without the start-up probe: the store goes down after start.
+    // A fleet without a server: the application probes its store at start, and this store is
+    // installed without that probe (it went down after start).
+    let dir = tempfile::tempdir().unwrap();
+    let t = &Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), silo_workspace::migrations())
+        .await
+        .unwrap();
     let store = S3Store::new(&settings_for(dead)).unwrap();
     t.install_backups(silo_tenancy::backup::Backups::with_store(Arc::new(store), MasterKey::generate()))
         .unwrap();
@@ -697,7 +707,7 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
         "tried {tried}, skipped {skipped}: {run:?}"
     );
     assert!(run.failed.iter().any(|(_, e)| e.contains("Connection refused")), "{run:?}");
-    server.stop().await;
+    t.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -707,7 +717,8 @@ async fn the_scheduler_loop_reports_its_pass_on_metrics_and_the_fleet_page() {
     for slug in ["one", "two"] {
         tenant_with_tasks(&t, slug, 1).await;
     }
-    let scheduler = tokio::spawn(t.clone().run_backup_scheduler(Duration::from_secs(3600)));
+    let scheduler =
+        tokio::spawn(t.clone().run_backup_scheduler(Duration::from_secs(3600), std::future::pending()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while t.scheduler_status().last_pass_at.is_none() {
         assert!(tokio::time::Instant::now() < deadline, "the first pass did not finish");
@@ -731,5 +742,5 @@ async fn the_scheduler_loop_reports_its_pass_on_metrics_and_the_fleet_page() {
     let ops = f.server.sign_in("ops@example.com").await.unwrap();
     let fleet = ops.get("/admin/fleet").await.unwrap().body;
     assert!(fleet.contains("2 backed up") && fleet.contains("2 backups restored and checked"), "{fleet}");
-    f.server.stop().await;
+    f.server.stop().await.unwrap();
 }

@@ -14,7 +14,7 @@ async fn user_journey_in_a_browser() {
         let _ = browser.screenshot("user-journey-failure").await;
     }
     browser.quit().await;
-    server.stop().await;
+    server.stop().await.unwrap();
     result.unwrap();
 }
 
@@ -120,7 +120,7 @@ async fn operator_journey_in_a_browser() {
         let _ = browser.screenshot("operator-journey-failure").await;
     }
     browser.quit().await;
-    server.stop().await;
+    server.stop().await.unwrap();
     result.unwrap();
 }
 
@@ -195,19 +195,20 @@ async fn workspace_host_journey_in_a_browser() {
         let _ = browser.screenshot("workspace-host-failure").await;
     }
     browser.quit().await;
-    server.stop().await;
+    server.stop().await.unwrap();
     result.unwrap();
 }
 
 async fn workspace_host_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     let t = &server.tenancy;
-    t.create_user("ada@example.com", PASSWORD, Some("Ada"), "test").await?;
+    let a = &server.accounts;
+    a.users().create("ada@example.com", PASSWORD, Some("Ada"), "test").await?;
     t.create(
         silo_tenancy::CreateTenant { slug: "acme".into(), name: Some("Acme".into()), ..Default::default() },
         "test",
     )
     .await?;
-    t.add_member(&"acme".parse()?, "ada@example.com", silo_tenancy::accounts::Role::Owner, "test").await?;
+    a.memberships().add(&"acme".parse()?, "ada@example.com", silo_accounts::Role::Owner, "test").await?;
     let port = server.addr.port();
     let workspace = format!("http://acme.silo.test:{port}/");
 

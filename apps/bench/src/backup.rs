@@ -16,8 +16,8 @@ use silo_storage::objects::{LocalStore, ObjectStore, StoreFuture};
 use silo_storage::sqlite::{self, OpenMode};
 use silo_tenancy::backup::Backups;
 use silo_tenancy::config::RegionSettings;
-use silo_tenancy::workspace::tasks;
 use silo_tenancy::{Settings, Tenancy, Tenant, TenantRef};
+use silo_workspace::tasks;
 
 use crate::measure::{cores, create_tenants};
 
@@ -195,7 +195,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     settings.data_dir = dir.to_owned();
     settings.cache.capacity = 1024;
     settings.regions.insert("moved".into(), RegionSettings { root: dir.join("regions/moved") });
-    let tenancy = Tenancy::open(settings).await?;
+    let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
     let store = Arc::new(CountingStore {
         inner: LocalStore::new(dir.join("objects")),
         puts: AtomicU64::new(0),

@@ -10,8 +10,8 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Zipf};
 use silo_storage::sqlite::{self, OpenMode};
-use silo_tenancy::workspace::{projects, tasks};
 use silo_tenancy::{Tenancy, TenantId};
+use silo_workspace::{projects, tasks};
 use sqlx::sqlite::SqlitePoolOptions;
 
 use crate::measure::{Latencies, Sampler, create_tenants, tenancy, timed};

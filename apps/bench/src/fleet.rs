@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use silo_tenancy::schema::{self, tenant_migrations};
+use silo_tenancy::schema;
+use silo_workspace::migrations as tenant_migrations;
 
 use crate::measure::{create_tenants, tenancy};
 
@@ -86,8 +87,8 @@ pub struct FleetArgs {
 /// queries, a migration pass, backup passes, and the server under a Zipf(1.1) `wrk` load.
 pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
     use silo_tenancy::backup::scheduler::Scheduler;
-    use silo_tenancy::workspace::tasks::{self, NewTask};
     use silo_tenancy::{TenantQuery, TenantSort};
+    use silo_workspace::tasks::{self, NewTask};
 
     use crate::measure::{Latencies, Sampler, proc_status};
 
@@ -109,7 +110,8 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let fixture = crate::http::Fixture::prepare(&tenancy, created, args.tasks).await?;
+    let accounts = silo_accounts::Accounts::new(tenancy.clone());
+    let fixture = crate::http::Fixture::prepare(&accounts, created, args.tasks).await?;
     println!(
         "setup (untimed): a member, a token and {} tasks in each tenant, {:.0} s",
         args.tasks,
@@ -178,7 +180,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(tenancy.clone(), listener)?;
+    let server = silo_web::server::start(accounts.clone(), listener)?;
     let handle = server.handle();
     tokio::spawn(server);
     let tokens = fixture.write_tokens(dir)?;

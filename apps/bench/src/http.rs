@@ -1,6 +1,7 @@
 //! `silo-bench http`: the HTTP server under load, in one process.
 //!
-//! The real server (`silo_web::server::start`, two actix workers) serves a scratch data
+//! The real HTTP server (`silo_web::server::start`, two actix workers, without the
+//! application's background loops) serves a scratch data
 //! directory; the load generator is a minimal HTTP/1.1 keep-alive client on **one** thread
 //! (a current-thread tokio runtime), so the server has the rest of the machine. Phases, each
 //! at `--connections` connections for `--seconds` after a warm-up:
@@ -32,10 +33,10 @@ use futures::StreamExt;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Zipf};
-use silo_tenancy::accounts::{Role, TokenScope};
-use silo_tenancy::workspace::tasks::{NewTask, TaskFilter};
-use silo_tenancy::workspace::{members, projects, tasks};
+use silo_accounts::{Accounts, Role, TokenScope};
 use silo_tenancy::{Tenancy, Tenant, TenantRef, TenantSlug};
+use silo_workspace::tasks::{NewTask, TaskFilter};
+use silo_workspace::{members, projects, tasks};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -85,8 +86,9 @@ type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
 
 pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, args.capacity).await?;
+    let accounts = Accounts::new(tenancy.clone());
     let setup = Instant::now();
-    let fixture = Fixture::build(&tenancy, args.tenants, args.tasks).await?;
+    let fixture = Fixture::build(&accounts, args.tenants, args.tasks).await?;
     println!(
         "setup: {} tenants × {} tasks, tokens and a session in {:.0?}",
         args.tenants + 2,
@@ -96,7 +98,7 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(tenancy.clone(), listener)?;
+    let server = silo_web::server::start(accounts.clone(), listener)?;
     let handle = server.handle();
     tokio::spawn(server);
 
@@ -184,7 +186,7 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     println!("{total_requests} requests, {total_errors} errors");
 
     handle.stop(true).await;
-    breakdown(&tenancy, &fixture).await?;
+    breakdown(&accounts, &fixture).await?;
     tenancy.shutdown().await;
     Ok(())
 }
@@ -323,27 +325,28 @@ impl Fixture {
     }
 
     /// `tenants` tenants with `tasks` tasks each, plus the two warm ones.
-    pub(crate) async fn build(tenancy: &Tenancy, tenants: usize, tasks: usize) -> anyhow::Result<Self> {
-        let all = create_tenants(tenancy, "t", tenants, 4).await?;
-        Self::prepare(tenancy, all, tasks).await
+    pub(crate) async fn build(accounts: &Accounts, tenants: usize, tasks: usize) -> anyhow::Result<Self> {
+        let all = create_tenants(accounts.tenancy(), "t", tenants, 4).await?;
+        Self::prepare(accounts, all, tasks).await
     }
 
     /// Gives each of `all` a member with a token, a project and `tasks` tasks (plus two warm
     /// tenants).
     pub(crate) async fn prepare(
-        tenancy: &Tenancy,
+        accounts: &Accounts,
         mut all: Vec<Tenant>,
         tasks: usize,
     ) -> anyhow::Result<Self> {
-        tenancy.create_user(EMAIL, PASSWORD, Some("Bench"), "bench").await?;
+        let tenancy = accounts.tenancy();
+        accounts.users().create(EMAIL, PASSWORD, Some("Bench"), "bench").await?;
         // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace).
         all.extend(create_tenants(tenancy, "warm", 2, 1).await?);
         let task_count = tasks;
         let prepared = futures::stream::iter(all)
             .map(|tenant| async move {
                 let reference = TenantRef::Id(tenant.id);
-                tenancy.add_member(&reference, EMAIL, Role::Owner, "bench").await?;
-                let token = tenancy.issue_token(EMAIL, TokenScope::Personal(reference), "bench").await?;
+                accounts.memberships().add(&reference, EMAIL, Role::Owner, "bench").await?;
+                let token = accounts.tokens().issue(EMAIL, TokenScope::Personal(reference), "bench").await?;
                 let db = tenancy.db(tenant.id).await?;
                 let project = projects::create(&db, "bench", "", None)?;
                 for i in 0..task_count {
@@ -367,9 +370,10 @@ impl Fixture {
         }
         let (warm_slug, warm_token) = warm.expect("the warm tenant");
         let (write_slug, write_token, write_project) = writes.expect("the tenant written to");
-        let user = tenancy.user(EMAIL).await?;
-        let session = tenancy
-            .create_session(&user.id, "silo-bench", "127.0.0.1", Duration::from_secs(3600), None)
+        let user = accounts.users().by_email(EMAIL).await?;
+        let session = accounts
+            .sessions()
+            .create(&user.id, "silo-bench", "127.0.0.1", Duration::from_secs(3600), None)
             .await?;
         Ok(Self {
             warm_slug,
@@ -501,11 +505,12 @@ async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io:
 }
 
 /// Times each step of phase (b) in-process, without HTTP.
-async fn breakdown(tenancy: &Tenancy, fixture: &Fixture) -> anyhow::Result<()> {
+async fn breakdown(accounts: &Accounts, fixture: &Fixture) -> anyhow::Result<()> {
+    let tenancy = accounts.tenancy();
     const N: u32 = 20_000;
     let slug: TenantSlug = fixture.warm_slug.parse()?;
     let tenant = tenancy.resolve(&slug).await?;
-    let user = tenancy.user(EMAIL).await?;
+    let user = accounts.users().by_email(EMAIL).await?;
     let db = tenancy.db(tenant.id).await?;
     let filter = TaskFilter { project: None, status: None, assignee: None, before: None };
     let rows = tasks::list(&db, &filter, 21)?;
@@ -519,9 +524,9 @@ async fn breakdown(tenancy: &Tenancy, fixture: &Fixture) -> anyhow::Result<()> {
             report.push(($name, started.elapsed().as_nanos() as f64 / f64::from(N) / 1000.0));
         }};
     }
-    step!("bearer token (sha256 + directory)", tenancy.authenticate_token(&fixture.warm_token).await?);
+    step!("bearer token (sha256 + directory)", accounts.tokens().authenticate(&fixture.warm_token).await?);
     step!("tenant by slug (directory)", tenancy.resolve(&slug).await?);
-    step!("membership role (directory)", tenancy.role(tenant.id, &user.id).await?);
+    step!("membership role (directory)", accounts.memberships().role(tenant.id, &user.id).await?);
     step!("handle cache get", tenancy.db(tenant.id).await?);
     step!("member row (SQLite)", members::by_user(&db, &user.id)?);
     step!("21 tasks (SQLite, prepared)", tasks::list(&db, &filter, 21)?);

@@ -124,7 +124,7 @@ pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
     settings.data_dir = dir.to_owned();
     settings.cache.capacity = capacity;
     settings.cache.idle_seconds = 3600;
-    Ok(Tenancy::open(settings).await?)
+    Ok(Tenancy::open(settings, silo_workspace::migrations()).await?)
 }
 
 /// Creates `count` tenants named `{prefix}-{i}`, `concurrency` at a time; prints progress for

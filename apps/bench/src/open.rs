@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use silo_tenancy::workspace::{projects, tasks};
 use silo_tenancy::{Tenancy, Tenant, TenantDb};
+use silo_workspace::{projects, tasks};
 
 use crate::measure::{Latencies, create_tenants, tenancy};
 
@@ -93,7 +93,7 @@ async fn close_all(tenancy: &Tenancy, keep: &[Tenant]) -> anyhow::Result<Vec<Arc
 fn breakdown(paths: &[std::path::PathBuf], tuning: silo_storage::SqliteTuning) -> anyhow::Result<()> {
     use silo_storage::sqlite::{OpenMode, open_sync};
     let (mut open, mut settings, mut check, mut read, mut close) = (vec![], vec![], vec![], vec![], vec![]);
-    let migrations = silo_tenancy::schema::tenant_migrations();
+    let migrations = silo_workspace::migrations();
     for path in paths {
         let started = Instant::now();
         let bare = rusqlite::Connection::open_with_flags(

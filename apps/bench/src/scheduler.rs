@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use silo_tenancy::backup::scheduler::Scheduler;
-use silo_tenancy::workspace::{projects, tasks};
+use silo_workspace::{projects, tasks};
 
 use crate::measure::{Latencies, cpu_time, create_tenants, tenancy};
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use rand::{Rng, SeedableRng};
-use silo_tenancy::workspace::tasks::{self, NewTask};
 use silo_tenancy::{Settings, Tenancy, TenantSlug};
+use silo_workspace::tasks::{self, NewTask};
 
 use crate::http::Fixture;
 use crate::measure::proc_status;
@@ -90,7 +90,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     settings.backup.schedule = true;
     settings.backup.interval = args.backup_interval.clone();
     let interval = settings.backup.interval()?;
-    let tenancy = Tenancy::open(settings).await?;
+    let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
     let stats = tenancy.cache().stats();
     let cache = &tenancy.settings().cache;
     let worst_case = silo_tenancy::limits::worst_case_memory(
@@ -100,7 +100,8 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     ) as f64
         / (1024.0 * 1024.0);
     let setup = Instant::now();
-    let fixture = Fixture::build(&tenancy, args.tenants, args.tasks).await?;
+    let accounts = silo_accounts::Accounts::new(tenancy.clone());
+    let fixture = Fixture::build(&accounts, args.tenants, args.tasks).await?;
     println!("setup: {} tenants × {} tasks in {:.0?}", args.tenants + 2, args.tasks, setup.elapsed());
     println!(
         "cache capacity {}, {} connection(s) per tenant, page cache {} KiB: stated worst case of the cache {worst_case:.0} MiB",
@@ -109,11 +110,11 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(tenancy.clone(), listener)?;
+    let server = silo_web::server::start(accounts.clone(), listener)?;
     let handle = server.handle();
     tokio::spawn(server);
     tenancy.backups().await?;
-    let scheduler = tokio::spawn(tenancy.clone().run_backup_scheduler(interval));
+    let scheduler = tokio::spawn(tenancy.clone().run_backup_scheduler(interval, std::future::pending()));
 
     let tokens = fixture.write_tokens(dir)?;
     let mut wrk = std::process::Command::new("wrk");

@@ -616,13 +616,13 @@ impl ControlPlane {
         rows.iter().map(audit_entry).collect()
     }
 
-    /// The read pool (crate-internal repositories of the control plane).
-    pub(crate) fn reader(&self) -> &SqlitePool {
+    /// The read pool (the control-plane repositories of this crate and of `silo-accounts`).
+    pub fn reader(&self) -> &SqlitePool {
         &self.read
     }
 
     /// The one-connection write pool.
-    pub(crate) fn writer(&self) -> &SqlitePool {
+    pub fn writer(&self) -> &SqlitePool {
         &self.write
     }
 
@@ -682,7 +682,7 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
 }
 
 /// Appends an audit entry inside a transaction.
-pub(crate) async fn audit(
+pub async fn audit(
     tx: &mut Transaction<'_, Sqlite>,
     actor: &str,
     action: &str,

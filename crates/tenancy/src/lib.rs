@@ -5,9 +5,8 @@
 //! handle cache to the process's file-descriptor limit and exposes the lifecycle operations
 //! (`create`, `suspend`, `resume`, `delete`, `purge`), fleet migration and read-only queries,
 //! and the file operations on tenants: [`backup`] (and restore), [`export`], [`relocate`].
-//! Tenant SQL lives in the repository modules of [`workspace`], behind [`TenantDb`].
+//! Tenant SQL lives in `silo-workspace`, behind [`TenantDb`]; the tenant schema is handed in.
 
-pub mod accounts;
 pub mod backup;
 pub mod cache;
 pub mod config;
@@ -16,28 +15,20 @@ pub mod directory;
 mod error;
 pub mod export;
 pub mod fleet;
-pub mod handoffs;
 pub mod ids;
-pub mod invitations;
 mod lifecycle;
 pub mod limits;
-pub mod memberships;
-pub mod outbox;
-pub mod passwords;
 pub mod process_lock;
 pub mod query;
 pub mod relocate;
 pub mod schema;
-pub mod sessions;
-pub mod signups;
-pub mod tokens;
-pub mod workspace;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use silo_storage::Placement;
+use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
 
 pub use backup::{Backup, BackupKind};
@@ -60,7 +51,8 @@ struct Inner {
     control: ControlPlane,
     placement: Placement,
     cache: HandleCache,
-    directory: directory::Directory,
+    /// Which tenant a slug names (see [`directory`]).
+    tenants_by_slug: directory::Memo<TenantSlug, Tenant>,
     sqlite_version: String,
     /// A migrated, closed tenant file that provisioning copies (built once per process).
     template: OnceCell<PathBuf>,
@@ -68,15 +60,17 @@ struct Inner {
     backups: OnceCell<backup::Backups>,
     /// What the backup scheduler last did.
     scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
-    /// argon2id, bounded process-wide.
-    hashing: passwords::PasswordHashing,
     /// The master key (loaded on first use): wraps data keys, seals links in the outbox.
     master_key: OnceCell<Arc<silo_storage::crypto::MasterKey>>,
+    /// The tenant schema (the product's migrations, given at open).
+    migrations: &'static [Migration],
 }
 
 impl Tenancy {
     /// Checks SQLite, opens and migrates the control plane, and builds the handle cache.
-    pub async fn open(settings: Settings) -> Result<Self> {
+    /// `migrations` is the tenant schema (`silo_workspace::migrations()`): tenancy applies it
+    /// to every file it opens or provisions without knowing what it holds.
+    pub async fn open(settings: Settings, migrations: &'static [Migration]) -> Result<Self> {
         let sqlite_version = silo_storage::sqlite::linked_version().await?;
         let placement = settings.placement()?;
         let control = ControlPlane::open(&settings.control_db_path()).await?;
@@ -119,24 +113,19 @@ impl Tenancy {
             ) / (1024 * 1024),
             "handle cache sized"
         );
-        let cache = HandleCache::new(
-            control.clone(),
-            placement.clone(),
-            config,
-            Arc::from(schema::tenant_migrations()),
-        );
+        let cache = HandleCache::new(control.clone(), placement.clone(), config, Arc::from(migrations));
         let inner = Inner {
             settings,
             control,
             placement,
             cache,
-            directory: directory::Directory::new(),
+            tenants_by_slug: directory::Memo::new(),
             sqlite_version,
             template: OnceCell::new(),
             backups: OnceCell::new(),
             scheduler_status: Default::default(),
-            hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
             master_key: OnceCell::new(),
+            migrations,
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -161,17 +150,17 @@ impl Tenancy {
         &self.inner.placement
     }
 
-    /// Password hashing (bounded to one hash per core).
-    pub fn hashing(&self) -> &passwords::PasswordHashing {
-        &self.inner.hashing
-    }
-
     /// The master key: `SILO_MASTER_KEY`, else the key file (created on first use).
     pub async fn master_key(&self) -> Result<&Arc<silo_storage::crypto::MasterKey>> {
         self.inner
             .master_key
             .get_or_try_init(|| async { backup::load_master_key(self.settings()).map(Arc::new) })
             .await
+    }
+
+    /// The tenant schema every file is brought to.
+    pub fn migrations(&self) -> &'static [Migration] {
+        self.inner.migrations
     }
 
     /// The SQLite library version in use.
@@ -187,16 +176,16 @@ impl Tenancy {
     /// Looks a tenant up by slug for a request: answered from the [`directory`] when it can,
     /// so the hot path costs no control-plane query.
     pub async fn resolve(&self, slug: &TenantSlug) -> Result<Tenant> {
-        self.look_up(
-            |d| &d.tenants,
-            slug.clone(),
-            |tenancy, slug| async move { tenancy.inner.control.tenant(&TenantRef::Slug(slug)).await },
-        )
-        .await
+        let control = self.inner.control.clone();
+        self.inner
+            .tenants_by_slug
+            .get_or_read(slug.clone(), |slug| async move { control.tenant(&TenantRef::Slug(slug)).await })
+            .await
     }
 
-    pub(crate) fn directory(&self) -> &directory::Directory {
-        &self.inner.directory
+    /// Forgets remembered tenant lookups (after a lifecycle change committed).
+    pub(crate) fn forget_tenants(&self) {
+        self.inner.tenants_by_slug.clear();
     }
 
     /// The open handle of an active tenant.

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use silo_storage::sqlite::{self, OpenMode};
+use sqlx::migrate::Migration;
 
 use crate::control::{NewTenant, Tenant, TenantStatus};
 use crate::ids::{TenantId, TenantRef, TenantSlug};
@@ -44,7 +45,7 @@ impl Tenancy {
         let path = self.placement().database_path(&region, id.as_uuid())?;
         let template = self.template().await?;
         sqlite::install_copy(template, &path).await?;
-        if let Err(e) = first_open(&path, self.settings().tenant_tuning()).await {
+        if let Err(e) = first_open(&path, self.settings().tenant_tuning(), self.migrations()).await {
             let _ = sqlite::remove_database_files(&path).await;
             return Err(e);
         }
@@ -54,11 +55,11 @@ impl Tenancy {
             slug,
             region,
             plan: request.plan.unwrap_or_else(|| "free".to_owned()),
-            schema_version: schema::latest_version(schema::tenant_migrations()),
+            schema_version: schema::latest_version(self.migrations()),
         };
         match self.control().insert_tenant(&new, actor).await {
             Ok(tenant) => {
-                self.directory().clear();
+                self.forget_tenants();
                 tracing::info!(tenant = %id, slug = %new.slug, "tenant created");
                 Ok(tenant)
             }
@@ -122,7 +123,7 @@ impl Tenancy {
         });
         let purged = self.control().finish_purge(current.id, actor, &certificate).await?;
         drop(lease);
-        self.directory().clear();
+        self.forget_tenants();
         // The wrapped data key was zeroed in the database (secure_delete); its old copies in
         // the WAL go with the checkpoint.
         self.control().checkpoint_truncate().await?;
@@ -133,14 +134,14 @@ impl Tenancy {
     /// Renames a tenant.
     pub async fn rename(&self, id: TenantId, name: &str, actor: &str) -> Result<Tenant> {
         let tenant = self.control().rename(id, name, actor).await;
-        self.directory().clear();
+        self.forget_tenants();
         tenant
     }
 
     /// Changes a tenant's plan.
     pub async fn set_plan(&self, id: TenantId, plan: &str, actor: &str) -> Result<Tenant> {
         let tenant = self.control().set_plan(id, plan, actor).await;
-        self.directory().clear();
+        self.forget_tenants();
         tenant
     }
 
@@ -156,7 +157,7 @@ impl Tenancy {
         let current = self.tenant(tenant).await?;
         let detail = serde_json::json!({ "slug": current.slug, "from": current.status });
         let changed = self.control().transition(current.id, from, to, actor, action, detail).await?;
-        self.directory().clear();
+        self.forget_tenants();
         if to != TenantStatus::Active {
             self.cache().retire(current.id).await;
         }
@@ -171,10 +172,9 @@ impl Tenancy {
             .template
             .get_or_try_init(|| async {
                 let dir = self.settings().data_dir.join("tmp");
-                let path = dir
-                    .join(format!("tenant-template-{}.db", schema::fingerprint(schema::tenant_migrations())));
+                let path = dir.join(format!("tenant-template-{}.db", schema::fingerprint(self.migrations())));
                 if !path.exists() {
-                    build_template(&dir, &path).await?;
+                    build_template(&dir, &path, self.migrations()).await?;
                 }
                 Ok::<PathBuf, Error>(path)
             })
@@ -186,11 +186,15 @@ impl Tenancy {
 /// Opens a freshly installed tenant file once: checks that the copy is a current tenant
 /// database, and lets SQLite create its `-wal` and `-shm` files (kept between opens) now rather
 /// than on the tenant's first request.
-async fn first_open(path: &Path, tuning: silo_storage::SqliteTuning) -> Result<()> {
+async fn first_open(
+    path: &Path,
+    tuning: silo_storage::SqliteTuning,
+    migrations: &'static [Migration],
+) -> Result<()> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
-        schema::migrate(&mut conn, schema::tenant_migrations()).map(drop)
+        schema::migrate(&mut conn, migrations).map(drop)
     })
     .await
     .expect("opening a new tenant file panicked")
@@ -198,14 +202,14 @@ async fn first_open(path: &Path, tuning: silo_storage::SqliteTuning) -> Result<(
 
 /// Builds a migrated tenant file under a unique temporary name and renames it into place, so a
 /// crash or a concurrent builder never leaves a half-built template at `path`.
-async fn build_template(dir: &Path, path: &Path) -> Result<()> {
+async fn build_template(dir: &Path, path: &Path, migrations: &'static [Migration]) -> Result<()> {
     let building = dir.join(format!("template-{}.building", TenantId::new()));
     let tuning = silo_storage::SqliteTuning::default();
     let result = async {
         let file = building.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = sqlite::open_sync(&file, tuning, OpenMode::Create)?;
-            schema::migrate(&mut conn, schema::tenant_migrations())?;
+            schema::migrate(&mut conn, migrations)?;
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
             drop(conn);
             // Everything is in the main file after the checkpoint; the side files (which

@@ -69,7 +69,7 @@ impl Tenancy {
             let _ = sqlite::remove_database_files(&to_path).await;
             return Err(e);
         }
-        self.directory().clear();
+        self.forget_tenants();
         let unavailable = started.elapsed();
         drop(lease);
         if let Err(e) = sqlite::remove_database_files(&from_path).await {

@@ -1,8 +1,8 @@
-//! Tenant schema migrations: the embedded migrations of `migrations/tenant` and how one tenant
-//! file is brought up to date.
+//! Tenant schema migrations: how one tenant file is brought up to date.
 //!
-//! `sqlx::migrate!` embeds the SQL (with versions and checksums); applying it to a tenant file
-//! happens here, on a rusqlite connection, because fleet migrations open thousands of files
+//! The migrations themselves belong to the product (`silo-workspace` embeds
+//! `migrations/tenant` with `sqlx::migrate!`, versions and checksums) and are handed to
+//! [`crate::Tenancy::open`]; applying them to a tenant file happens here, on a rusqlite connection, because fleet migrations open thousands of files
 //! and sqlx's driver would spawn a thread per file. The bookkeeping is sqlx's own
 //! `_sqlx_migrations` table, so either tool can read it. Each migration, its bookkeeping row
 //! and the new `PRAGMA user_version` commit in one transaction: a failure leaves the file as
@@ -13,12 +13,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use rusqlite::{Connection, params};
-use sqlx::migrate::{Migration, Migrator};
+use sqlx::migrate::Migration;
 
 use crate::{Error, Result};
-
-/// Migrations of every tenant file, embedded in the binary.
-pub static TENANT_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
 
 /// sqlx's bookkeeping table, as sqlx creates it for SQLite.
 const BOOKKEEPING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
@@ -127,11 +124,6 @@ pub fn fingerprint(migrations: &[Migration]) -> String {
     format!("{hash:016x}")
 }
 
-/// The embedded tenant migrations as a slice.
-pub fn tenant_migrations() -> &'static [Migration] {
-    TENANT_MIGRATOR.iter().as_slice()
-}
-
 /// `base` followed by one more migration (fleet tests and benchmarks use it to stand for "the
 /// next release's migration").
 pub fn extended(
@@ -159,11 +151,16 @@ mod tests {
         Connection::open_in_memory().unwrap()
     }
 
+    /// A one-migration schema standing for the product's (which lives above this crate).
+    fn tenant_migrations() -> Vec<Migration> {
+        extended(&[], 1, "tasks", "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)")
+    }
+
     #[test]
     fn applies_pending_migrations_once_and_records_them() {
         let mut conn = memory();
-        let all = extended(tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
-        assert_eq!(migrate(&mut conn, tenant_migrations()).unwrap(), MigrationOutcome::Migrated(1));
+        let all = extended(&tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
+        assert_eq!(migrate(&mut conn, &tenant_migrations()).unwrap(), MigrationOutcome::Migrated(1));
         assert_eq!(migrate(&mut conn, &all).unwrap(), MigrationOutcome::Migrated(2));
         assert_eq!(migrate(&mut conn, &all).unwrap(), MigrationOutcome::AlreadyCurrent(2));
         let rows: i64 =
@@ -175,9 +172,9 @@ mod tests {
     #[test]
     fn a_failing_migration_changes_nothing() {
         let mut conn = memory();
-        migrate(&mut conn, tenant_migrations()).unwrap();
+        migrate(&mut conn, &tenant_migrations()).unwrap();
         let bad =
-            extended(tenant_migrations(), 2, "bad", "CREATE TABLE fresh (x); ALTER TABLE nope ADD COLUMN y");
+            extended(&tenant_migrations(), 2, "bad", "CREATE TABLE fresh (x); ALTER TABLE nope ADD COLUMN y");
         assert!(migrate(&mut conn, &bad).is_err());
         assert_eq!(file_version(&conn).unwrap(), 1);
         let fresh: i64 = conn
@@ -189,18 +186,18 @@ mod tests {
     #[test]
     fn an_edited_migration_is_refused() {
         let mut conn = memory();
-        let v2 = extended(tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
+        let v2 = extended(&tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
         migrate(&mut conn, &v2).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
-        let edited = extended(tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN tag TEXT");
+        let edited = extended(&tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN tag TEXT");
         let err = migrate(&mut conn, &edited).unwrap_err();
         assert!(err.to_string().contains("changed after it was applied"), "{err}");
     }
 
     #[test]
     fn fingerprints_follow_the_migrations() {
-        let v2 = extended(tenant_migrations(), 2, "x", "SELECT 1");
-        assert_ne!(fingerprint(tenant_migrations()), fingerprint(&v2));
+        let v2 = extended(&tenant_migrations(), 2, "x", "SELECT 1");
+        assert_ne!(fingerprint(&tenant_migrations()), fingerprint(&v2));
         assert_eq!(fingerprint(&v2), fingerprint(&v2.clone()));
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::{fixture, fixture_with};
 use silo_storage::sqlite::{self, OpenMode};
 use silo_tenancy::cache::{CacheConfig, HandleCache};
-use silo_tenancy::workspace::{projects, tasks};
 use silo_tenancy::{Error, TenantRef, TenantStatus, schema};
+use silo_workspace::{projects, tasks};
 
 #[tokio::test]
 async fn concurrent_misses_open_once_and_then_hit() {
@@ -146,7 +146,7 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
     let broken = f.create("lazy-broken").await;
     // The next release adds a column; one tenant already has a conflicting one.
     let next: std::sync::Arc<[_]> = std::sync::Arc::from(schema::extended(
-        schema::tenant_migrations(),
+        silo_workspace::migrations(),
         2,
         "labels",
         "ALTER TABLE tasks ADD COLUMN label TEXT",

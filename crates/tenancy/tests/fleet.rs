@@ -25,8 +25,12 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     sqlx::query("ALTER TABLE tasks ADD COLUMN label TEXT").execute(&mut conn).await.unwrap();
     sqlx::Connection::close(conn).await.unwrap();
 
-    let next =
-        schema::extended(schema::tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
+    let next = schema::extended(
+        silo_workspace::migrations(),
+        2,
+        "labels",
+        "ALTER TABLE tasks ADD COLUMN label TEXT",
+    );
     let targets = f.tenancy.fleet_targets(None).await.unwrap();
     assert_eq!(targets.len(), 7, "deleting tenants are not migrated");
     let seen = std::sync::Mutex::new(0);

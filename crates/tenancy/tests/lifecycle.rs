@@ -141,10 +141,10 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
     let f = fixture().await;
     let tenant = f.create("reader").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = silo_tenancy::workspace::projects::create(&db, "Launch", "", None).unwrap();
-    silo_tenancy::workspace::tasks::create(
+    let project = silo_workspace::projects::create(&db, "Launch", "", None).unwrap();
+    silo_workspace::tasks::create(
         &db,
-        &silo_tenancy::workspace::tasks::NewTask {
+        &silo_workspace::tasks::NewTask {
             project_id: project,
             title: "Write docs".into(),
             body: "README first".into(),
@@ -168,7 +168,7 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
         let err = f.tenancy.query_readonly(&slug("reader"), write).await.unwrap_err();
         assert!(matches!(err, Error::WriteRefused(_)), "{write}: {err}");
     }
-    assert_eq!(silo_tenancy::workspace::tasks::count_tasks(&db).unwrap(), 1);
+    assert_eq!(silo_workspace::tasks::count_tasks(&db).unwrap(), 1);
 }
 
 #[tokio::test]
@@ -176,7 +176,7 @@ async fn full_text_index_follows_tasks() {
     let f = fixture().await;
     let tenant = f.create("search").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    use silo_tenancy::workspace::{projects, tasks::*};
+    use silo_workspace::{projects, tasks::*};
     let project = projects::create(&db, "P", "", None).unwrap();
     let id = create(
         &db,

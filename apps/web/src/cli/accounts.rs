@@ -4,8 +4,8 @@
 use std::io::BufRead;
 
 use clap::{Args, Subcommand};
-use silo_tenancy::accounts::{Role, TokenScope, User};
-use silo_tenancy::{Tenancy, TenantRef};
+use silo_accounts::{Accounts, Role, TokenScope, User};
+use silo_tenancy::TenantRef;
 
 use super::actor;
 
@@ -77,9 +77,9 @@ pub struct NewAccount {
 
 impl NewAccount {
     /// Reads the password from stdin and creates the account.
-    async fn create(&self, tenancy: &Tenancy) -> anyhow::Result<User> {
+    async fn create(&self, accounts: &Accounts) -> anyhow::Result<User> {
         let password = self.password.read()?;
-        Ok(tenancy.create_user(&self.email, &password, self.name.as_deref(), &actor()).await?)
+        Ok(accounts.users().create(&self.email, &password, self.name.as_deref(), &actor()).await?)
     }
 }
 
@@ -103,15 +103,15 @@ impl PasswordStdin {
 
 impl AdminCommand {
     /// Runs the command.
-    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+    pub async fn run(self, accounts: &Accounts) -> anyhow::Result<()> {
         match self {
             Self::Create(account) => {
-                let user = account.create(tenancy).await?;
-                tenancy.grant_operator(&user.email, &actor()).await?;
+                let user = account.create(accounts).await?;
+                accounts.users().grant_operator(&user.email, &actor()).await?;
                 println!("created operator {} ({})", user.email, user.id);
             }
             Self::Token { email } => {
-                println!("{}", tenancy.issue_token(&email, TokenScope::Operator, &actor()).await?)
+                println!("{}", accounts.tokens().issue(&email, TokenScope::Operator, &actor()).await?)
             }
         }
         Ok(())
@@ -120,29 +120,29 @@ impl AdminCommand {
 
 impl UserCommand {
     /// Runs the command.
-    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+    pub async fn run(self, accounts: &Accounts) -> anyhow::Result<()> {
         match self {
             Self::Create { account, tenant, role } => {
                 // Validate the membership's arguments before creating anything.
                 let membership = match tenant {
                     Some(tenant) => {
                         let reference = tenant.parse::<TenantRef>()?;
-                        tenancy.tenant(&reference).await?;
+                        accounts.tenancy().tenant(&reference).await?;
                         Some((reference, role.parse::<Role>()?))
                     }
                     None => None,
                 };
-                let user = account.create(tenancy).await?;
+                let user = account.create(accounts).await?;
                 println!("created user {} ({})", user.email, user.id);
                 if let Some((tenant, role)) = membership {
-                    tenancy.add_member(&tenant, &user.email, role, &actor()).await?;
+                    accounts.memberships().add(&tenant, &user.email, role, &actor()).await?;
                     println!("added {} to {tenant} as {}", user.email, role.as_str());
                 }
             }
             Self::Token { email, tenant, expires_days } => {
                 let scope = TokenScope::Personal(tenant.parse()?);
                 let lifetime = expires_days.map(|days| std::time::Duration::from_secs(days * 86_400));
-                println!("{}", tenancy.issue_token_expiring(&email, scope, &actor(), lifetime).await?);
+                println!("{}", accounts.tokens().issue_expiring(&email, scope, &actor(), lifetime).await?);
             }
         }
         Ok(())
@@ -151,11 +151,11 @@ impl UserCommand {
 
 impl MemberCommand {
     /// Runs the command.
-    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+    pub async fn run(self, accounts: &Accounts) -> anyhow::Result<()> {
         match self {
             Self::Add { tenant, email, role } => {
                 let role = role.parse::<Role>()?;
-                tenancy.add_member(&tenant.parse()?, &email, role, &actor()).await?;
+                accounts.memberships().add(&tenant.parse()?, &email, role, &actor()).await?;
                 println!("added {email} to {tenant} as {}", role.as_str());
             }
         }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use silo_tenancy::schema::tenant_migrations;
 use silo_tenancy::{BackupKind, Tenancy, TenantRef};
+use silo_workspace::migrations as tenant_migrations;
 
 use crate::output::{print_json, table};
 

@@ -8,8 +8,12 @@ mod tenant;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use silo_accounts::Accounts;
 use silo_tenancy::{DataDirLock, Settings, Tenancy};
+
+use crate::startup::Application;
 
 /// Silo: a multi-tenant platform where every tenant lives in its own SQLite file.
 #[derive(Debug, Parser)]
@@ -72,18 +76,26 @@ impl Cli {
         if let Some(dir) = self.data_dir {
             settings.data_dir = dir;
         }
-        let tenancy = Tenancy::open(settings).await?;
-        let result = match self.command {
-            Command::Serve { bind } => {
-                let bind = bind.unwrap_or_else(|| tenancy.settings().server.bind.clone());
-                let _lock = DataDirLock::acquire(&tenancy.settings().data_dir, "serve this data directory")?;
-                crate::server::serve(tenancy.clone(), &bind).await.map(|()| ExitCode::SUCCESS)
+        if let Command::Serve { bind } = self.command {
+            if let Some(bind) = bind {
+                settings.server.bind = bind;
             }
+            // The lock lives in the data directory, which the first start creates.
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+            let _lock = DataDirLock::acquire(&settings.data_dir, "serve this data directory")?;
+            Application::build(settings).await?.run_until_stopped().await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
+        let accounts = Accounts::new(tenancy.clone());
+        let result = match self.command {
+            Command::Serve { .. } => unreachable!("served above"),
             Command::Tenant(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => args.run(&tenancy).await,
-            Command::Admin(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
-            Command::User(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
-            Command::Member(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Admin(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::User(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::Member(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::Backup(command) => command.run(&tenancy).await,
             Command::Restore(args) => args.run(&tenancy).await,
             Command::Export(args) => args.run(&tenancy).await,

@@ -36,11 +36,12 @@ async fn issue(
     let slug = TenantSlug::parse(&query.to).map_err(|_| Failure::not_found())?;
     // Membership first: someone outside the workspace learns nothing about it.
     let tenant = app.tenancy.resolve(&slug).await.map_err(|_| Failure::not_found())?;
-    app.tenancy.role(tenant.id, &me.session.user_id).await?.ok_or_else(Failure::not_found)?;
+    app.accounts.memberships().role(tenant.id, &me.session.user_id).await?.ok_or_else(Failure::not_found)?;
     let next = safe_next(query.next.as_deref());
     let token = app
-        .tenancy
-        .issue_handoff(&me.session, tenant.id, &query.state, &next)
+        .accounts
+        .handoffs()
+        .issue(&me.session, tenant.id, &query.state, &next)
         .await
         .map_err(|_| Failure::invalid("This sign-in link is incomplete. Open the workspace again."))?;
     let target = app
@@ -72,8 +73,9 @@ async fn redeem(req: HttpRequest, query: web::Query<RedeemQuery>) -> Result<Http
     let tenant = app.tenancy.resolve(&slug).await.map_err(|_| Failure::not_found())?;
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let redeemed = app
-        .tenancy
-        .redeem_handoff(&query.token, tenant.id, &nonce, user_agent, &client_addr(&req), app.session_ttl())
+        .accounts
+        .handoffs()
+        .redeem(&query.token, tenant.id, &nonce, user_agent, &client_addr(&req), app.session_ttl())
         .await?
         .ok_or_else(expired)?;
     let mut response = see_other(&redeemed.next);

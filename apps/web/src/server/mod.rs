@@ -1,4 +1,5 @@
-//! The HTTP server: actix-web over the shared [`Tenancy`].
+//! The HTTP server: actix-web over the shared [`Accounts`] and their fleet (started by
+//! [`crate::startup::Application`]).
 //!
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`pages`]: the HTML site (sign-up, account, workspaces, admin console).
@@ -36,44 +37,11 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use silo_tenancy::Tenancy;
+use silo_accounts::Accounts;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
 use state::AppState;
-
-/// Binds `bind` and serves until SIGINT/SIGTERM, then closes every tenant handle.
-pub async fn serve(tenancy: Tenancy, bind: &str) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(bind).with_context(|| format!("cannot listen on {bind}"))?;
-    let addr = listener.local_addr()?;
-    // Refuse to start before anything else when links would have no trustworthy origin.
-    links::Links::resolve(
-        tenancy.settings().server.public_url.as_deref(),
-        tenancy.settings().server.base_domain.as_deref(),
-        addr,
-    )?;
-    tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
-    let smtp = &tenancy.settings().smtp;
-    match silo_tenancy::outbox::Mailer::from_settings(smtp)? {
-        Some(mailer) => {
-            let every = std::time::Duration::from_secs(smtp.poll_seconds.max(1));
-            tokio::spawn(tenancy.clone().run_mailer(mailer, every));
-        }
-        None => tracing::info!(
-            "no [smtp] host: emails are not sent; each is written to this log (sign-up confirmation links included)"
-        ),
-    }
-    tenancy.forget_expired_links().await.context("outbox")?;
-    // A store that cannot be reached or written is a start-up error, not a surprise at the
-    // first backup (this also creates the master key file on the first start).
-    tenancy.backups().await.context("backup store")?;
-    if tenancy.settings().backup.schedule {
-        let interval = tenancy.settings().backup.interval()?;
-        tracing::info!(interval_s = interval.as_secs(), "backup scheduler started");
-        tokio::spawn(tenancy.clone().run_backup_scheduler(interval));
-    }
-    start(tenancy, listener)?.await.context("server failed")
-}
 
 /// The content security policy: only our own stylesheet, no script at all, no framing. Forms
 /// may post to this origin — and, with workspace hosts, to the main host and the workspace
@@ -102,8 +70,8 @@ fn security_headers(csp: &str) -> DefaultHeaders {
 
 /// Starts serving on an already bound listener (tests bind port 0), and on `server.metrics_bind`
 /// when set; the returned server runs until stopped.
-pub fn start(tenancy: Tenancy, listener: TcpListener) -> anyhow::Result<actix_web::dev::Server> {
-    let web_settings = tenancy.settings().server.clone();
+pub fn start(accounts: Accounts, listener: TcpListener) -> anyhow::Result<actix_web::dev::Server> {
+    let web_settings = accounts.tenancy().settings().server.clone();
     let links = links::Links::resolve(
         web_settings.public_url.as_deref(),
         web_settings.base_domain.as_deref(),
@@ -121,7 +89,7 @@ pub fn start(tenancy: Tenancy, listener: TcpListener) -> anyhow::Result<actix_we
         tracing::info!(%addr, "metrics listening");
     }
     let csp = content_security_policy(&links);
-    let state = web::Data::new(AppState::new(tenancy, links, metrics_addr)?);
+    let state = web::Data::new(AppState::new(accounts, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || {

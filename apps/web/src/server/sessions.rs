@@ -13,7 +13,7 @@ use std::pin::Pin;
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use silo_tenancy::sessions::Session;
+use silo_accounts::sessions::Session;
 
 use super::error::{Failure, PageError};
 use super::hosts::{WorkspaceHost, start_handoff};
@@ -37,7 +37,7 @@ pub async fn current_session(req: &HttpRequest) -> Result<Option<Session>, Failu
         return Ok(session.clone());
     }
     let session = match session_secret(req) {
-        Some(secret) => state(req).tenancy.session(&secret).await?,
+        Some(secret) => state(req).accounts.sessions().find(&secret).await?,
         None => None,
     };
     req.extensions_mut().insert(Looked(session.clone()));
@@ -119,7 +119,7 @@ impl FromRequest for Operator {
         let signed_in = SignedIn::from_request(&req, payload);
         Box::pin(async move {
             let SignedIn { session } = signed_in.await?;
-            if state(&req).tenancy.is_operator(&session.user_id).await.map_err(PageError::from)? {
+            if state(&req).accounts.users().is_operator(&session.user_id).await.map_err(PageError::from)? {
                 Ok(Operator { session })
             } else {
                 Err(PageError(Failure::not_found()).into())

@@ -2,17 +2,20 @@
 
 use std::time::Duration;
 
+use silo_accounts::Accounts;
+use silo_accounts::sessions::{LoginThrottle, ThrottlePolicy};
 use silo_tenancy::Tenancy;
 use silo_tenancy::config::ServerSettings;
-use silo_tenancy::sessions::{LoginThrottle, ThrottlePolicy};
 
 use super::client::Proxies;
 use super::links::Links;
 
 /// Application state (one per server, shared by every worker).
 pub struct AppState {
-    /// Control plane, tenants, accounts.
+    /// The fleet: control plane, tenants, handles, backups.
     pub tenancy: Tenancy,
+    /// The people: users, sessions, tokens, memberships, the outbox.
+    pub accounts: Accounts,
     /// Sign-in attempts per account and per client address.
     pub throttle: LoginThrottle,
     /// Invalid bearer tokens per client address (the API's 429).
@@ -33,13 +36,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a tenancy layer, configured from its settings; `links` say where the server
-    /// is reached.
+    /// State over the accounts (and their fleet), configured from its settings; `links` say
+    /// where the server is reached.
     pub fn new(
-        tenancy: Tenancy,
+        accounts: Accounts,
         links: Links,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Self> {
+        let tenancy = accounts.tenancy().clone();
         let web = tenancy.settings().server.clone();
         let throttle = LoginThrottle::new(ThrottlePolicy {
             per_account: web.login_failures_per_account,
@@ -64,6 +68,7 @@ impl AppState {
         let proxies = Proxies::from_settings(&web.proxies())?;
         Ok(Self {
             tenancy,
+            accounts,
             throttle,
             api_throttle,
             reset_throttle,

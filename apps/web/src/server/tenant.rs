@@ -8,8 +8,9 @@
 
 use std::sync::Arc;
 
-use silo_tenancy::accounts::Role;
-use silo_tenancy::{Tenancy, Tenant, TenantDb, TenantSlug, TenantStatus, Turn};
+use silo_accounts::Accounts;
+use silo_accounts::Role;
+use silo_tenancy::{Tenant, TenantDb, TenantSlug, TenantStatus, Turn};
 
 use super::error::Failure;
 
@@ -31,7 +32,7 @@ impl Entered {
     /// The member's row id in the tenant file (what tasks and comments point at). Looked up
     /// only by the handlers that write, so reads cost one query less.
     pub fn member_id(&self) -> Result<Option<i64>, Failure> {
-        Ok(silo_tenancy::workspace::members::by_user(&self.db, &self.user_id)?.map(|m| m.id))
+        Ok(silo_workspace::members::by_user(&self.db, &self.user_id)?.map(|m| m.id))
     }
 
     /// Refuses (403) unless the member has at least `needed` (owner > admin > member).
@@ -53,11 +54,12 @@ fn rank(role: Role) -> u8 {
 }
 
 /// Enters `slug` as `user_id`.
-pub async fn enter(tenancy: &Tenancy, slug: &str, user_id: &str) -> Result<Entered, Failure> {
+pub async fn enter(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Entered, Failure> {
     let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
+    let tenancy = accounts.tenancy();
     let tenant = tenancy.resolve(&slug).await?;
     tracing::Span::current().record("tenant", tracing::field::display(tenant.id));
-    let role = tenancy.role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
+    let role = accounts.memberships().role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
     match tenant.status {
         TenantStatus::Active => {}
         TenantStatus::Suspended => return Err(silo_tenancy::Error::Suspended(tenant.slug).into()),

@@ -314,10 +314,10 @@ impl Tenancy {
         let bytes = self.backups().await?.store().get(&backup.object_key).await?;
         let context = seal_context(tenant.id, &backup.id);
         let (sha256, dest) = (backup.sha256.clone(), dest.to_owned());
+        let latest = crate::schema::latest_version(self.migrations());
         tokio::task::spawn_blocking(move || {
             let size = silo_storage::backup::unpack(&bytes, &sha256, &key, &context, &dest)?;
             let checked = read_schema_version(&dest).and_then(|version| {
-                let latest = crate::schema::latest_version(crate::schema::tenant_migrations());
                 if version > latest {
                     return Err(Error::Schema(format!(
                         "the backup is at schema version {version}, newer than this binary's {latest}"

@@ -100,7 +100,7 @@ impl Tenancy {
                 return Err(e);
             }
         };
-        self.directory().clear();
+        self.forget_tenants();
         let detail = serde_json::json!({
             "backup": backup.id, "backup_created_at": backup.created_at, "size": size,
             "unavailable_ms": unavailable.as_secs_f64() * 1000.0,
@@ -156,7 +156,7 @@ impl Tenancy {
                 return Err(e);
             }
         };
-        self.directory().clear();
+        self.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
         Ok(Restored { tenant, backup, size, unavailable: Duration::ZERO })
     }

@@ -14,6 +14,7 @@
 //! counts in hours and days, and listing the store costs a request per thousand objects).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -157,12 +158,21 @@ impl Tenancy {
         self.inner.scheduler_status.lock().clone()
     }
 
-    /// Runs the scheduler until the task is dropped (`silo serve` spawns it).
-    pub async fn run_backup_scheduler(self, interval: Duration) {
+    /// Runs the scheduler until `stop` completes (the application stopping).
+    pub async fn run_backup_scheduler(self, interval: Duration, stop: impl Future<Output = ()>) {
         let mut scheduler = Scheduler::new(self);
+        tokio::pin!(stop);
         loop {
+            // A round in progress finishes (each backup is all-or-nothing anyway); the stop is
+            // heard between rounds.
             scheduler.round().await;
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = &mut stop => {
+                    tracing::info!("backup scheduler stopped");
+                    return;
+                }
+            }
         }
     }
 }

@@ -95,16 +95,15 @@ impl TenantDb {
 
     /// Runs `f` on one of the tenant's connections, inline. `f` must be a short statement or
     /// transaction (it holds a thread of the executor); long work belongs on
-    /// [`TenantDb::call_blocking`].
-    pub(crate) fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    /// [`TenantDb::call_blocking`]. This is the door `silo-workspace`'s repositories use.
+    pub fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.connection();
         f(&mut conn).map_err(Error::from)
     }
 
     /// Runs `f` on one of the tenant's connections on the blocking pool (exports, large
     /// searches, anything that may take milliseconds).
-    #[allow(dead_code)] // used by the workspace repositories of the web issue
-    pub(crate) async fn call_blocking<T: Send + 'static>(
+    pub async fn call_blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
-use silo_tenancy::tokens::TokenPrincipal;
+use silo_accounts::tokens::TokenPrincipal;
 
 use crate::server::error::{ApiError, Failure};
 use crate::server::request::{client_addr, state};
@@ -38,7 +38,7 @@ impl FromRequest for Bearer {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             let principal = match token {
-                Some(token) if !token.is_empty() => app.tenancy.authenticate_token(token).await?,
+                Some(token) if !token.is_empty() => app.accounts.tokens().authenticate(token).await?,
                 _ => None,
             };
             match principal {

@@ -90,7 +90,7 @@ async fn openapi_json(req: HttpRequest) -> HttpResponse {
 
 /// Page size from `?limit=`.
 fn limit(requested: Option<i64>) -> i64 {
-    silo_tenancy::workspace::page_size(requested, 20)
+    silo_workspace::page_size(requested, 20)
 }
 
 /// Parses an opaque cursor (an id or an offset); a malformed one is a 400.

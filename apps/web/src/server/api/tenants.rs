@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
-use silo_tenancy::accounts::Role;
+use silo_accounts::Role;
 use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
@@ -103,15 +103,16 @@ async fn create_tenant(
     body: web::Json<NewTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tenancy = &state(&req).tenancy;
+    let accounts = &state(&req).accounts;
     let body = body.into_inner();
     silo_tenancy::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
     if let Some(owner) = &body.owner_email {
-        tenancy.user(owner).await?;
+        accounts.users().by_email(owner).await?;
     }
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
     let tenant = tenancy.create(request, &op.0.email).await?;
     if let Some(owner) = &body.owner_email {
-        tenancy.add_member(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
+        accounts.memberships().add(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
     }
     Ok(HttpResponse::Created().json(tenant))
 }

@@ -4,10 +4,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
-use silo_tenancy::workspace::projects::{self, Project};
-use silo_tenancy::workspace::tasks::{
-    self, MATCH_END, MATCH_START, NewTask, SearchHit, Task, TaskFilter, TaskPatch,
-};
+use silo_workspace::projects::{self, Project};
+use silo_workspace::tasks::{self, MATCH_END, MATCH_START, NewTask, SearchHit, Task, TaskFilter, TaskPatch};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Bearer;
@@ -35,7 +33,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// Enters the workspace of the path as the token's account, if the token is for it.
 async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Entered, ApiError> {
     let principal = &bearer.0;
-    let ws = enter(&state(req).tenancy, slug, &principal.user_id).await?;
+    let ws = enter(&state(req).accounts, slug, &principal.user_id).await?;
     if principal.tenant != Some(ws.tenant.id) {
         return Err(ApiError(Failure::not_found()));
     }

@@ -3,9 +3,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use silo_tenancy::accounts::TokenScope;
-use silo_tenancy::sessions::LoginThrottle;
-use silo_tenancy::signups::SignupRequest;
+use silo_accounts::TokenScope;
+use silo_accounts::sessions::LoginThrottle;
+use silo_accounts::signups::SignupRequest;
 use silo_tenancy::{TenantRef, TenantSlug};
 
 use super::{Page, flash_outcome, link_page};
@@ -54,7 +54,8 @@ pub struct NoFields {}
 async fn home_page(req: HttpRequest) -> PageResult {
     let mut page = Page::new("home.html");
     if let Some(session) = current_session(&req).await? {
-        page = page.with("workspaces", &state(&req).tenancy.workspaces_of(&session.user_id).await?);
+        page = page
+            .with("workspaces", &state(&req).accounts.memberships().workspaces_of(&session.user_id).await?);
     }
     page.render(&req).await
 }
@@ -105,10 +106,9 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
         workspace_name: form.workspace.clone(),
         slug: form.slug.clone(),
     };
-    match app.tenancy.start_signup(&request, app.links.origin()).await {
+    match app.accounts.signups().start(&request, app.links.origin()).await {
         Ok(()) => {
-            let email =
-                silo_tenancy::accounts::Email::parse(&form.email).map(|e| e.to_string()).unwrap_or_default();
+            let email = silo_accounts::Email::parse(&form.email).map(|e| e.to_string()).unwrap_or_default();
             Page::new("signup.html")
                 .with("sent", &email)
                 .with("log_delivery", &app.tenancy.settings().smtp.host.is_none())
@@ -135,7 +135,7 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
 
 #[get("/signup/confirm/{token}")]
 async fn confirm_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
-    let pending = state(&req).tenancy.pending_signup(&token).await?;
+    let pending = state(&req).accounts.signups().pending(&token).await?;
     link_page("signup_confirm.html", "pending", &pending, &token, None).render(&req).await
 }
 
@@ -152,11 +152,11 @@ async fn confirm_page(
     token: web::Path<String>,
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let tenancy = &state(&req).tenancy;
-    match tenancy.confirm_signup(&token, &form.workspace, &form.slug).await {
+    let accounts = &state(&req).accounts;
+    match accounts.signups().confirm(&token, &form.workspace, &form.slug).await {
         Ok((user, tenant)) => start_session(&req, &user.id, &format!("/w/{}/", tenant.slug)).await,
         Err(e) if e.is_user_error() => {
-            let pending = tenancy.pending_signup(&token).await?.map(|mut pending| {
+            let pending = accounts.signups().pending(&token).await?.map(|mut pending| {
                 // Show what was just tried, so a taken address can be changed.
                 pending.workspace_name = form.workspace.clone();
                 pending.slug = form.slug.clone();
@@ -174,8 +174,11 @@ async fn confirm_page(
 async fn start_session(req: &HttpRequest, user_id: &str, location: &str) -> PageResult {
     let app = state(req);
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let new =
-        app.tenancy.create_session(user_id, user_agent, &client_addr(req), app.session_ttl(), None).await?;
+    let new = app
+        .accounts
+        .sessions()
+        .create(user_id, user_agent, &client_addr(req), app.session_ttl(), None)
+        .await?;
     let mut response = see_other(location);
     response.add_cookie(&session_cookie(req, &new.secret)).map_err(|e| Failure::invalid(e.to_string()))?;
     Ok(response)
@@ -208,7 +211,7 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
     let next = safe_next(form.next.as_deref());
     let message = "Too many sign-in attempts; you can also reset your password.";
     throttled(&app.throttle, &form.email, &client, message)?;
-    match app.tenancy.authenticate(&form.email, &form.password).await? {
+    match app.accounts.users().authenticate(&form.email, &form.password).await? {
         Some(user) => {
             app.throttle.succeeded(&form.email, &client);
             start_session(&req, &user.id, &next).await
@@ -229,7 +232,7 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
 #[post("/logout")]
 async fn logout_page(req: HttpRequest, _form: CsrfForm<NoFields>) -> PageResult {
     if let Some(secret) = session_secret(&req) {
-        state(&req).tenancy.revoke_session(&secret).await?;
+        state(&req).accounts.sessions().revoke(&secret).await?;
     }
     let on_workspace_host = req.extensions().get::<WorkspaceHost>().is_some();
     let mut response = if on_workspace_host {
@@ -244,13 +247,13 @@ async fn logout_page(req: HttpRequest, _form: CsrfForm<NoFields>) -> PageResult 
 }
 
 async fn account_view(req: &HttpRequest, signed_in: &SignedIn) -> Result<Page, PageError> {
-    let tenancy = &state(req).tenancy;
+    let accounts = &state(req).accounts;
     let user_id = &signed_in.session.user_id;
     Ok(Page::new("account.html")
-        .with("sessions", &tenancy.sessions_of(user_id).await?)
+        .with("sessions", &accounts.sessions().of_user(user_id).await?)
         .with("current_session", &signed_in.session.id)
-        .with("tokens", &tenancy.tokens_of(user_id).await?)
-        .with("workspaces", &tenancy.workspaces_of(user_id).await?))
+        .with("tokens", &accounts.tokens().of_user(user_id).await?)
+        .with("workspaces", &accounts.memberships().workspaces_of(user_id).await?))
 }
 
 #[get("/account")]
@@ -267,7 +270,7 @@ struct ProfileForm {
 async fn update_profile(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProfileForm>) -> PageResult {
     flash_outcome(
         "/account",
-        state(&req).tenancy.update_profile(&me.session.user_id, &form.display_name).await,
+        state(&req).accounts.users().update_profile(&me.session.user_id, &form.display_name).await,
         "Profile saved.",
     )
 }
@@ -284,9 +287,11 @@ async fn change_password(
     me: SignedIn,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> PageResult {
-    let tenancy = &state(&req).tenancy;
-    let result =
-        tenancy.change_password(&me.session.user_id, &form.current, &form.new, Some(&me.session.id)).await;
+    let accounts = &state(&req).accounts;
+    let result = accounts
+        .users()
+        .change_password(&me.session.user_id, &form.current, &form.new, Some(&me.session.id))
+        .await;
     match result {
         Ok(()) => Ok(see_other_with_flash(
             "/account",
@@ -300,7 +305,7 @@ async fn change_password(
 
 #[post("/account/sessions/revoke-all")]
 async fn revoke_all_sessions(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
-    state(&req).tenancy.revoke_all_sessions(&me.session.user_id).await?;
+    state(&req).accounts.sessions().revoke_all(&me.session.user_id).await?;
     let mut response = see_other_with_flash("/login", "ok", "You are signed out everywhere.");
     for cookie in clear_session_cookies() {
         let _ = response.add_cookie(&cookie);
@@ -315,7 +320,7 @@ async fn revoke_session(
     id: web::Path<String>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    state(&req).tenancy.revoke_session_id(&me.session.user_id, &id).await?;
+    state(&req).accounts.sessions().revoke_id(&me.session.user_id, &id).await?;
     Ok(see_other_with_flash("/account", "ok", "That session is signed out."))
 }
 
@@ -330,7 +335,7 @@ struct TokenForm {
 /// Creates a personal token for one workspace and shows it once.
 #[post("/account/tokens")]
 async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<TokenForm>) -> PageResult {
-    let tenancy = &state(&req).tenancy;
+    let accounts = &state(&req).accounts;
     let slug = TenantSlug::parse(&form.workspace).map_err(|_| Failure::not_found())?;
     let lifetime = match form.expires_days.trim() {
         "" => None,
@@ -344,7 +349,7 @@ async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<T
     };
     let scope = TokenScope::Personal(TenantRef::Slug(slug));
     let token =
-        match tenancy.issue_token_expiring(&me.session.email, scope, &me.session.email, lifetime).await {
+        match accounts.tokens().issue_expiring(&me.session.email, scope, &me.session.email, lifetime).await {
             Ok(token) => token,
             Err(e) if e.is_user_error() => {
                 return Ok(see_other_with_flash(
@@ -365,7 +370,7 @@ async fn revoke_token(
     id: web::Path<String>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    state(&req).tenancy.revoke_token(&me.session.user_id, &id, &me.session.email).await?;
+    state(&req).accounts.tokens().revoke(&me.session.user_id, &id, &me.session.email).await?;
     Ok(see_other_with_flash("/account", "ok", "Token revoked."))
 }
 
@@ -387,14 +392,17 @@ async fn forgot_page(req: HttpRequest, CsrfForm(form): CsrfForm<EmailForm>) -> P
     // Each request sends an email: a few per account and client, then silently none.
     if app.reset_throttle.attempt(&form.email, &client).is_ok() {
         let base = app.links.origin();
-        app.tenancy.request_password_reset(&form.email, base, std::time::Duration::from_secs(3600)).await?;
+        app.accounts
+            .users()
+            .request_password_reset(&form.email, base, std::time::Duration::from_secs(3600))
+            .await?;
     }
     Page::new("password_forgot.html").with("sent", &true).render(&req).await
 }
 
 #[get("/password/reset/{token}")]
 async fn reset_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
-    let valid = state(&req).tenancy.password_reset_valid(&token).await?;
+    let valid = state(&req).accounts.users().password_reset_valid(&token).await?;
     Page::new("password_reset.html").with("valid", &valid).with("token", &token.as_str()).render(&req).await
 }
 
@@ -412,7 +420,7 @@ async fn reset_page(
     CsrfForm(form): CsrfForm<NewPasswordForm>,
 ) -> PageResult {
     let revoke_tokens = form.revoke_tokens.is_some();
-    match state(&req).tenancy.reset_password(&token, &form.password, revoke_tokens).await {
+    match state(&req).accounts.users().reset_password(&token, &form.password, revoke_tokens).await {
         Ok(user) => {
             state(&req).throttle.succeeded(&user.email, &client_addr(&req));
             let message = if revoke_tokens {
@@ -437,12 +445,12 @@ async fn reset_page(
 
 #[get("/invitations/{token}")]
 async fn invitation_page(req: HttpRequest, token: web::Path<String>) -> PageResult {
-    let invitation = state(&req).tenancy.invitation(&token).await?;
+    let invitation = state(&req).accounts.invitations().find(&token).await?;
     link_page("invitation.html", "invitation", &invitation, &token, None).render(&req).await
 }
 
 async fn invitation_error(req: &HttpRequest, token: &str, message: &str) -> PageResult {
-    let invitation = state(req).tenancy.invitation(token).await?;
+    let invitation = state(req).accounts.invitations().find(token).await?;
     link_page("invitation.html", "invitation", &invitation, token, Some(message)).render(req).await
 }
 
@@ -453,9 +461,9 @@ async fn accept_invitation(
     token: web::Path<String>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    let tenancy = &state(&req).tenancy;
-    let user = tenancy.user_by_id(&me.session.user_id).await?;
-    match tenancy.accept_invitation(&token, &user).await {
+    let accounts = &state(&req).accounts;
+    let user = accounts.users().by_id(&me.session.user_id).await?;
+    match accounts.invitations().accept(&token, &user).await {
         Ok(slug) => Ok(see_other_with_flash(&format!("/w/{slug}/"), "ok", "Welcome to the workspace.")),
         Err(e) if e.is_user_error() => invitation_error(&req, &token, &e.to_string()).await,
         Err(e) => Err(e.into()),
@@ -477,21 +485,24 @@ async fn signup_and_accept(
     CsrfForm(form): CsrfForm<InviteeForm>,
 ) -> PageResult {
     let app = state(&req);
-    let tenancy = &app.tenancy;
-    let Some(invitation) = tenancy.invitation(&token).await? else {
+    let accounts = &app.accounts;
+    let Some(invitation) = accounts.invitations().find(&token).await? else {
         return invitation_error(&req, &token, "This invitation is no longer valid.").await;
     };
     throttled(&app.signup_throttle, &invitation.email, &client_addr(&req), "Too many sign-ups from here.")?;
-    if tenancy.user(&invitation.email).await.is_ok() {
+    if accounts.users().by_email(&invitation.email).await.is_ok() {
         return invitation_error(&req, &token, "An account with this address exists: sign in to accept.")
             .await;
     }
-    let user =
-        match tenancy.create_user(&invitation.email, &form.password, Some(&form.name), "invitation").await {
-            Ok(user) => user,
-            Err(e) if e.is_user_error() => return invitation_error(&req, &token, &e.to_string()).await,
-            Err(e) => return Err(e.into()),
-        };
-    let slug = tenancy.accept_invitation(&token, &user).await?;
+    let user = match accounts
+        .users()
+        .create(&invitation.email, &form.password, Some(&form.name), "invitation")
+        .await
+    {
+        Ok(user) => user,
+        Err(e) if e.is_user_error() => return invitation_error(&req, &token, &e.to_string()).await,
+        Err(e) => return Err(e.into()),
+    };
+    let slug = accounts.invitations().accept(&token, &user).await?;
     start_session(&req, &user.id, &format!("/w/{slug}/")).await
 }

@@ -4,10 +4,10 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use silo_tenancy::accounts::Role;
-use silo_tenancy::schema::tenant_migrations;
-use silo_tenancy::workspace::activity;
+use silo_accounts::Role;
 use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
+use silo_workspace::activity;
+use silo_workspace::migrations as tenant_migrations;
 
 use super::{Page, page_offset};
 use crate::server::csrf::CsrfForm;
@@ -109,6 +109,7 @@ async fn provision_page(
     CsrfForm(form): CsrfForm<ProvisionForm>,
 ) -> PageResult {
     let tenancy = &state(&req).tenancy;
+    let accounts = &state(&req).accounts;
     let request = CreateTenant {
         slug: form.slug.trim().to_owned(),
         name: nonempty(&Some(form.name)),
@@ -117,7 +118,7 @@ async fn provision_page(
     };
     let owner = nonempty(&Some(form.owner));
     if let Some(owner) = &owner
-        && tenancy.user(owner).await.is_err()
+        && accounts.users().by_email(owner).await.is_err()
     {
         return Ok(see_other_with_flash("/admin", "error", &format!("There is no account for {owner}.")));
     }
@@ -127,7 +128,7 @@ async fn provision_page(
         Err(e) => return Err(e.into()),
     };
     if let Some(owner) = owner {
-        tenancy.add_member(&TenantRef::Id(tenant.id), &owner, Role::Owner, &op.session.email).await?;
+        accounts.memberships().add(&TenantRef::Id(tenant.id), &owner, Role::Owner, &op.session.email).await?;
     }
     Ok(see_other_with_flash(&format!("/admin/tenants/{}", tenant.id), "ok", "Tenant provisioned."))
 }
@@ -139,6 +140,7 @@ fn tenant_id(raw: &str) -> Result<TenantId, Failure> {
 #[get("/admin/tenants/{id}")]
 async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> PageResult {
     let tenancy = &state(&req).tenancy;
+    let accounts = &state(&req).accounts;
     let tenant = tenancy.control().tenant_by_id(tenant_id(&id)?).await?;
     let path = tenancy.tenant_path(&tenant)?;
     let bytes = silo_storage::sqlite::database_size(&path);
@@ -173,7 +175,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         .with("regions", &regions)
         .with("tenant", &tenant)
         .with("file_size", &file_size)
-        .with("members", &tenancy.member_count(tenant.id).await?)
+        .with("members", &accounts.memberships().count(tenant.id).await?)
         .with("last_activity", &last_activity)
         .with("audit", &tenancy.control().audit_entries(tenant.id, 50).await?)
         .render(&req)

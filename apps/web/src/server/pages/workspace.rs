@@ -4,9 +4,9 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
-use silo_tenancy::accounts::Role;
-use silo_tenancy::workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
-use silo_tenancy::workspace::{activity, comments, members, projects, tasks};
+use silo_accounts::Role;
+use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
+use silo_workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
 use super::{Page, flash_outcome};
@@ -48,7 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
-    Ok(enter(&state(req).tenancy, slug, &me.session.user_id).await?)
+    Ok(enter(&state(req).accounts, slug, &me.session.user_id).await?)
 }
 
 /// A workspace page with the workspace's header.
@@ -315,7 +315,7 @@ async fn member_list(req: HttpRequest, me: SignedIn, query: web::Query<MemberQue
     let ws = entered(&req, &me).await?;
     let (list, more) = split_page(members::list(&ws.db, query.after, PER_PAGE + 1)?, PER_PAGE);
     let invitations = if ws.require(Role::Admin).is_ok() {
-        state(&req).tenancy.pending_invitations(ws.tenant.id).await?
+        state(&req).accounts.invitations().pending(ws.tenant.id).await?
     } else {
         Vec::new()
     };
@@ -338,15 +338,15 @@ struct InviteForm {
 async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<InviteForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Admin)?;
-    let tenancy = &state(&req).tenancy;
+    let accounts = &state(&req).accounts;
     let back = format!("{}members", home(&ws));
-    let inviter = tenancy.user_by_id(&me.session.user_id).await?;
+    let inviter = accounts.users().by_id(&me.session.user_id).await?;
     let role: Role = match form.role.parse() {
         Ok(role) => role,
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
     let links = &state(&req).links;
-    match tenancy.invite(&ws.tenant, &form.email, role, &inviter, links.origin()).await {
+    match accounts.invitations().create(&ws.tenant, &form.email, role, &inviter, links.origin()).await {
         Ok((invitation, secret)) => {
             let link = links.main(&format!("/invitations/{secret}"));
             let message =
@@ -377,15 +377,15 @@ async fn change_role(
         Ok(role) => role,
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
-    let tenancy = &state(&req).tenancy;
-    let current = tenancy.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
+    let accounts = &state(&req).accounts;
+    let current = accounts.memberships().role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     // Owners are made and unmade by owners only.
     if (role == Role::Owner || current == Role::Owner) && ws.role != Role::Owner {
         return Err(Failure::forbidden("Only an owner can grant or take the owner role.").into());
     }
     flash_outcome(
         &back,
-        tenancy.change_role(&ws.tenant, &path.1, role, &me.session.email).await,
+        accounts.memberships().change_role(&ws.tenant, &path.1, role, &me.session.email).await,
         "Role changed.",
     )
 }
@@ -402,13 +402,13 @@ async fn remove_member(
     if !leaving {
         ws.require(Role::Admin)?;
     }
-    let tenancy = &state(&req).tenancy;
-    let target = tenancy.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
+    let accounts = &state(&req).accounts;
+    let target = accounts.memberships().role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     if target == Role::Owner && ws.role != Role::Owner {
         return Err(Failure::forbidden("Only an owner can remove an owner.").into());
     }
     let back = format!("{}members", home(&ws));
-    match tenancy.remove_member(&ws.tenant, &path.1, &me.session.email).await {
+    match accounts.memberships().remove(&ws.tenant, &path.1, &me.session.email).await {
         Ok(()) if leaving => Ok(see_other_with_flash("/", "ok", "You left the workspace.")),
         Ok(()) => Ok(see_other_with_flash(&back, "ok", "Member removed.")),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
@@ -425,7 +425,7 @@ async fn revoke_invitation(
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Admin)?;
-    if !state(&req).tenancy.revoke_invitation(ws.tenant.id, &path.1).await? {
+    if !state(&req).accounts.invitations().revoke(ws.tenant.id, &path.1).await? {
         return Err(Failure::not_found().into());
     }
     Ok(see_other_with_flash(&format!("{}members", home(&ws)), "ok", "Invitation withdrawn."))

@@ -6,15 +6,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::control::audit;
-use crate::ids::TenantRef;
 pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password};
-use crate::{Error, Result, Tenancy, workspace};
+use crate::secrets::{new_secret, token_digest};
+use silo_tenancy::control::audit;
+use silo_tenancy::{Error, Result};
 use std::time::Duration;
 
 /// A validated, lowercased email address.
@@ -106,41 +104,13 @@ pub struct User {
     pub created_at: String,
 }
 
-/// Which kind of API token to issue.
-#[derive(Clone, Debug)]
-pub enum TokenScope {
-    /// An operator's token for the operator API.
-    Operator,
-    /// A user's personal token for one tenant.
-    Personal(TenantRef),
-}
+/// Users, passwords and operators (from [`crate::Accounts::users`]).
+#[derive(Clone)]
+pub struct Users(pub(crate) crate::Accounts);
 
-/// A random 256-bit secret, hex, after `prefix` (tokens, invitation and reset links).
-pub(crate) fn new_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex(&bytes))
-}
-
-/// A new random API token and the digest stored for it.
-fn new_token() -> (String, String) {
-    let token = new_secret("silo_");
-    let digest = token_digest(&token);
-    (token, digest)
-}
-
-/// The stored form of a token: its SHA-256, hex.
-pub fn token_digest(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-impl Tenancy {
+impl Users {
     /// Creates an account. Hashing runs on the blocking pool, bounded (see [`crate::passwords`]).
-    pub async fn create_user(
+    pub async fn create(
         &self,
         email: &str,
         password: &str,
@@ -148,25 +118,19 @@ impl Tenancy {
         actor: &str,
     ) -> Result<User> {
         let email = Email::parse(email)?;
-        let hash = self.hashing().hash(password).await?;
-        self.insert_user(&email, &display_name_or_default(display_name, &email), &hash, actor).await
+        let hash = self.0.hashing().hash(password).await?;
+        self.insert(&email, &display_name_or_default(display_name, &email), &hash, actor).await
     }
 
     /// Inserts an account whose password is already hashed (a confirmed sign-up).
-    pub(crate) async fn insert_user(
-        &self,
-        email: &Email,
-        name: &str,
-        hash: &str,
-        actor: &str,
-    ) -> Result<User> {
+    pub(crate) async fn insert(&self, email: &Email, name: &str, hash: &str, actor: &str) -> Result<User> {
         let id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.control().writer().begin().await?;
+        let mut tx = self.0.control().writer().begin().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ")"
         ))
         .bind(&id)
@@ -183,15 +147,15 @@ impl Tenancy {
         inserted?;
         audit(&mut tx, actor, "user.create", None, &serde_json::json!({ "user": id })).await?;
         tx.commit().await?;
-        self.user(email.as_str()).await
+        self.by_email(email.as_str()).await
     }
 
     /// An account by email.
-    pub async fn user(&self, email: &str) -> Result<User> {
+    pub async fn by_email(&self, email: &str) -> Result<User> {
         let email = Email::parse(email)?;
         let row = sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE email = ?")
             .bind(email.as_str())
-            .fetch_optional(self.control().reader())
+            .fetch_optional(self.0.control().reader())
             .await?
             .ok_or_else(|| Error::UnknownUser(email.to_string()))?;
         user_from_row(&row)
@@ -204,17 +168,17 @@ impl Tenancy {
         let stored: Option<(String, String)> =
             sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
                 .bind(email.as_str())
-                .fetch_optional(self.control().reader())
+                .fetch_optional(self.0.control().reader())
                 .await?;
-        let matches = self.hashing().verify(stored.map(|(_, hash)| hash), password).await?;
-        if matches { self.user(email.as_str()).await.map(Some) } else { Ok(None) }
+        let matches = self.0.hashing().verify(stored.map(|(_, hash)| hash), password).await?;
+        if matches { self.by_email(email.as_str()).await.map(Some) } else { Ok(None) }
     }
 
     /// An account by id.
-    pub async fn user_by_id(&self, id: &str) -> Result<User> {
+    pub async fn by_id(&self, id: &str) -> Result<User> {
         let row = sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE id = ?")
             .bind(id)
-            .fetch_optional(self.control().reader())
+            .fetch_optional(self.0.control().reader())
             .await?
             .ok_or_else(|| Error::UnknownUser(id.to_owned()))?;
         user_from_row(&row)
@@ -222,25 +186,28 @@ impl Tenancy {
 
     /// Changes an account's display name, here and in the member rows of its workspaces.
     pub async fn update_profile(&self, user_id: &str, display_name: &str) -> Result<User> {
-        let name = workspace::text("a display name", display_name, 1, 100)?;
+        let name = silo_workspace::text("a display name", display_name, 1, 100)?;
         sqlx::query(concat!(
             "UPDATE users SET display_name = ?, updated_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE id = ?"
         ))
         .bind(&name)
         .bind(user_id)
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
-        let user = self.user_by_id(user_id).await?;
-        for workspace in self.workspaces_of(user_id).await? {
+        let user = self.by_id(user_id).await?;
+        for workspace in self.0.memberships().workspaces_of(user_id).await? {
             if workspace.status != "active" {
                 continue;
             }
-            let tenant =
-                self.tenant(&crate::TenantRef::Slug(crate::TenantSlug::parse(&workspace.slug)?)).await?;
-            let db = self.db(tenant.id).await?;
-            workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, &workspace.role)?;
+            let tenant = self
+                .0
+                .tenancy()
+                .tenant(&silo_tenancy::TenantRef::Slug(silo_tenancy::TenantSlug::parse(&workspace.slug)?))
+                .await?;
+            let db = self.0.tenancy().db(tenant.id).await?;
+            silo_workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, &workspace.role)?;
         }
         Ok(user)
     }
@@ -254,7 +221,7 @@ impl Tenancy {
         new: &str,
         keep_session: Option<&str>,
     ) -> Result<()> {
-        let user = self.user_by_id(user_id).await?;
+        let user = self.by_id(user_id).await?;
         if self.authenticate(&user.email, current).await?.is_none() {
             return Err(Error::InvalidInput("the current password is not right".into()));
         }
@@ -262,22 +229,22 @@ impl Tenancy {
         sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")
             .bind(user_id)
             .bind(keep_session)
-            .execute(self.control().writer())
+            .execute(self.0.control().writer())
             .await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(())
     }
 
     async fn set_password(&self, user_id: &str, password: &str) -> Result<()> {
-        let hash = self.hashing().hash(password).await?;
+        let hash = self.0.hashing().hash(password).await?;
         self.store_password_hash(user_id, &hash).await
     }
 
     async fn store_password_hash(&self, user_id: &str, hash: &str) -> Result<()> {
-        let mut tx = self.control().writer().begin().await?;
+        let mut tx = self.0.control().writer().begin().await?;
         sqlx::query(concat!(
             "UPDATE users SET password_hash = ?, updated_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE id = ?"
         ))
         .bind(hash)
@@ -292,34 +259,34 @@ impl Tenancy {
     /// Emails a password-reset link if the account exists; says nothing either way (no
     /// account enumeration).
     pub async fn request_password_reset(&self, email: &str, base_url: &str, ttl: Duration) -> Result<()> {
-        let Ok(user) = self.user(email).await else { return Ok(()) };
+        let Ok(user) = self.by_email(email).await else { return Ok(()) };
         let secret = new_secret("rst_");
         sqlx::query(concat!(
             "INSERT INTO password_resets (token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
         ))
         .bind(token_digest(&secret))
         .bind(&user.id)
         .bind(format!("+{} seconds", ttl.as_secs()))
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         let link = crate::outbox::EmailLink {
             url: format!("{}/password/reset/{secret}", base_url.trim_end_matches('/')),
             valid_for: ttl,
         };
         let body = "Someone asked to reset the password of your Silo account.\n\nChoose a new password: {link}\n\nIf it was not you, ignore this email.\n";
-        self.queue_email_with_link(&user.email, "Reset your Silo password", body, &link).await
+        self.0.outbox().queue_with_link(&user.email, "Reset your Silo password", body, &link).await
     }
 
     /// Whether a reset link is valid (unused, unexpired).
     pub async fn password_reset_valid(&self, secret: &str) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(concat!(
             "SELECT 1 FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            crate::now!()
+            silo_tenancy::now!()
         ))
         .bind(token_digest(secret))
-        .fetch_optional(self.control().reader())
+        .fetch_optional(self.0.control().reader())
         .await?;
         Ok(found.is_some())
     }
@@ -329,31 +296,31 @@ impl Tenancy {
     /// compromised, and tokens survive a password change otherwise).
     pub async fn reset_password(&self, secret: &str, new: &str, revoke_tokens: bool) -> Result<User> {
         // Hashed before the link is used up, so a refused or overloaded hash leaves it valid.
-        let hash = self.hashing().hash(new).await?;
+        let hash = self.0.hashing().hash(new).await?;
         let user_id: Option<String> = sqlx::query_scalar(concat!(
             "UPDATE password_resets SET used_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " RETURNING user_id"
         ))
         .bind(token_digest(secret))
-        .fetch_optional(self.control().writer())
+        .fetch_optional(self.0.control().writer())
         .await?;
         let user_id =
             user_id.ok_or_else(|| Error::InvalidInput("this reset link is no longer valid".into()))?;
         self.store_password_hash(&user_id, &hash).await?;
-        self.revoke_all_sessions(&user_id).await?;
+        self.0.sessions().revoke_all(&user_id).await?;
         if revoke_tokens {
-            self.revoke_all_tokens(&user_id, &user_id).await?;
+            self.0.tokens().revoke_all(&user_id, &user_id).await?;
         }
-        self.user_by_id(&user_id).await
+        self.by_id(&user_id).await
     }
 
     /// Removes an account that has no workspace yet (undoing a failed sign-up). Its sessions,
     /// tokens and operator grant go with it.
-    pub async fn delete_user(&self, id: &str) -> Result<()> {
-        let mut tx = self.control().writer().begin().await?;
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let mut tx = self.0.control().writer().begin().await?;
         let memberships: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ?")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -364,17 +331,17 @@ impl Tenancy {
         sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
         audit(&mut tx, "system", "user.delete", None, &serde_json::json!({ "user": id })).await?;
         tx.commit().await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(())
     }
 
     /// Makes an existing account an operator.
     pub async fn grant_operator(&self, email: &str, actor: &str) -> Result<User> {
-        let user = self.user(email).await?;
-        let mut tx = self.control().writer().begin().await?;
+        let user = self.by_email(email).await?;
+        let mut tx = self.0.control().writer().begin().await?;
         sqlx::query(concat!(
             "INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ")"
         ))
         .bind(&user.id)
@@ -382,88 +349,22 @@ impl Tenancy {
         .await?;
         audit(&mut tx, actor, "operator.grant", None, &serde_json::json!({ "user": user.id })).await?;
         tx.commit().await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(user)
     }
 
     /// Whether the account is an operator.
     pub async fn is_operator(&self, user_id: &str) -> Result<bool> {
-        self.look_up(
-            |d| &d.operators,
-            user_id.to_owned(),
-            |tenancy, user_id| async move {
+        let control = self.0.control().clone();
+        (self.0.directory().operators)
+            .get_or_read(user_id.to_owned(), |user_id| async move {
                 let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
                     .bind(user_id)
-                    .fetch_optional(tenancy.control().reader())
+                    .fetch_optional(control.reader())
                     .await?;
                 Ok(found.is_some())
-            },
-        )
-        .await
-    }
-
-    /// Issues a new API token for an account that never expires; see
-    /// [`Tenancy::issue_token_expiring`].
-    pub async fn issue_token(&self, email: &str, scope: TokenScope, actor: &str) -> Result<String> {
-        self.issue_token_expiring(email, scope, actor, None).await
-    }
-
-    /// Issues a new API token for an account, working for `lifetime` (or until revoked); the
-    /// token is returned once and only its digest is stored. Operator tokens need an operator;
-    /// personal tokens need a membership.
-    pub async fn issue_token_expiring(
-        &self,
-        email: &str,
-        scope: TokenScope,
-        actor: &str,
-        lifetime: Option<Duration>,
-    ) -> Result<String> {
-        let user = self.user(email).await?;
-        let (kind, tenant_id) = match &scope {
-            TokenScope::Operator => {
-                if !self.is_operator(&user.id).await? {
-                    return Err(Error::InvalidInput(format!("{} is not an operator", user.email)));
-                }
-                ("operator", None)
-            }
-            TokenScope::Personal(tenant) => {
-                let found = self.tenant(tenant).await?;
-                if self.membership(tenant, &user.id).await?.is_none() {
-                    return Err(Error::InvalidInput(format!(
-                        "{} is not a member of {}",
-                        user.email, found.slug
-                    )));
-                }
-                ("personal", Some(found.id))
-            }
-        };
-        let (token, digest) = new_token();
-        let mut tx = self.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ",
-            crate::now!(),
-            ", CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END)"
-        ))
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&user.id)
-        .bind(tenant_id.map(|t| t.to_string()))
-        .bind(kind)
-        .bind(&digest)
-        .bind(lifetime.map(|l| l.as_secs() as i64))
-        .bind(lifetime.map(|l| format!("+{} seconds", l.as_secs())))
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut tx,
-            actor,
-            "token.issue",
-            tenant_id,
-            &serde_json::json!({ "user": user.id, "kind": kind, "lifetime_s": lifetime.map(|l| l.as_secs()) }),
-        )
-        .await?;
-        tx.commit().await?;
-        self.directory().clear();
-        Ok(token)
+            })
+            .await
     }
 }
 
@@ -504,15 +405,5 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn tokens_are_random_and_stored_as_digests() {
-        let (a, digest) = new_token();
-        let (b, _) = new_token();
-        assert_ne!(a, b);
-        assert!(a.starts_with("silo_") && a.len() == 5 + 64);
-        assert_eq!(digest, token_digest(&a));
-        assert_eq!(digest.len(), 64);
     }
 }

@@ -22,7 +22,7 @@ use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Ver
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
-use crate::{Error, Result};
+use silo_tenancy::{Error, Result};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;

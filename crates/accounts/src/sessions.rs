@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use serde::Serialize;
 
-use crate::accounts::token_digest;
-use crate::{Error, Result, Tenancy};
+use crate::secrets::token_digest;
+use silo_tenancy::{Error, Result};
 
 /// How stale a session's `last_seen_at` may get before a request refreshes it.
 pub const LAST_SEEN_STEP: Duration = Duration::from_secs(300);
@@ -54,8 +54,8 @@ impl Session {
     /// Whether the session has expired or been idle longer than `idle` (times are UTC RFC 3339
     /// with the same precision, so they compare as strings).
     pub fn expired(&self, idle: Duration) -> bool {
-        self.expires_at <= crate::control::utc_now()
-            || self.last_seen_at <= crate::control::utc_timestamp(std::time::SystemTime::now() - idle)
+        self.expires_at <= silo_tenancy::control::utc_now()
+            || self.last_seen_at <= silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - idle)
     }
 }
 
@@ -74,10 +74,14 @@ fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-impl Tenancy {
+/// Browser sessions (from [`crate::Accounts::sessions`]).
+#[derive(Clone)]
+pub struct Sessions(pub(crate) crate::Accounts);
+
+impl Sessions {
     /// Starts a session for an account (a new id at every login); `parent` makes it a child
     /// of that session (a workspace host's session).
-    pub async fn create_session(
+    pub async fn create(
         &self,
         user_id: &str,
         user_agent: &str,
@@ -90,9 +94,9 @@ impl Tenancy {
         sqlx::query(concat!(
             "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip, parent_id)
              VALUES (?, ?, ?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?, ?)"
         ))
         .bind(&id)
@@ -102,62 +106,60 @@ impl Tenancy {
         .bind(user_agent.chars().take(300).collect::<String>())
         .bind(ip)
         .bind(parent)
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         let session: Option<Session> = sqlx::query_as(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_sha256 = ?",
         )
         .bind(&id)
-        .fetch_optional(self.control().writer())
+        .fetch_optional(self.0.control().writer())
         .await?;
         let session = session.ok_or_else(|| Error::UnknownUser(user_id.to_owned()))?;
         Ok(NewSession { secret, session })
     }
 
     /// The live session of a cookie secret: unexpired and used within the idle timeout.
-    pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
+    pub async fn find(&self, secret: &str) -> Result<Option<Session>> {
         let digest = token_digest(secret);
-        let idle = self.settings().server.session_idle();
-        let session = self.look_up(
-            |d| &d.sessions,
-            digest,
-            move |tenancy, digest| async move { tenancy.read_session(&digest, idle).await },
-        );
+        let idle = self.0.tenancy().settings().server.session_idle();
+        let sessions = self.clone();
+        let session = (self.0.directory().sessions)
+            .get_or_read(digest, move |digest| async move { sessions.read(&digest, idle).await });
         // A remembered session may have expired since: expiry is checked on every use.
         Ok(session.await?.filter(|s| !s.expired(idle)))
     }
 
-    /// Reads a live session from the control plane (see [`Tenancy::session`]).
-    async fn read_session(&self, digest: &str, idle: std::time::Duration) -> Result<Option<Session>> {
+    /// Reads a live session from the control plane (see [`Sessions::find`]).
+    async fn read(&self, digest: &str, idle: std::time::Duration) -> Result<Option<Session>> {
         let session: Option<Session> = sqlx::query_as(concat!(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id_sha256 = ? AND s.expires_at > ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " AND s.last_seen_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
         ))
         .bind(digest)
         .bind(format!("-{} seconds", idle.as_secs()))
-        .fetch_optional(self.control().reader())
+        .fetch_optional(self.0.control().reader())
         .await?;
         if let Some(session) = &session {
-            self.touch_session(session);
+            self.touch(session);
         }
         Ok(session)
     }
 
     /// Records that a session is in use, at most every [`LAST_SEEN_STEP`] (a write per
     /// request would make every page view a control-plane write).
-    fn touch_session(&self, session: &Session) {
-        let stale = crate::control::utc_timestamp(std::time::SystemTime::now() - LAST_SEEN_STEP);
+    fn touch(&self, session: &Session) {
+        let stale = silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_SEEN_STEP);
         if session.last_seen_at >= stale {
             return;
         }
-        let writer = self.control().writer().clone();
+        let writer = self.0.control().writer().clone();
         let id = session.id.clone();
         tokio::spawn(async move {
             let result = sqlx::query(concat!(
                 "UPDATE sessions SET last_seen_at = ",
-                crate::now!(),
+                silo_tenancy::now!(),
                 " WHERE id_sha256 = ?"
             ))
             .bind(&id)
@@ -170,53 +172,53 @@ impl Tenancy {
     }
 
     /// The live sessions of an account, newest first.
-    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
+    pub async fn of_user(&self, user_id: &str) -> Result<Vec<Session>> {
         let sessions = sqlx::query_as(concat!(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.user_id = ? AND s.expires_at > ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " ORDER BY s.created_at DESC"
         ))
         .bind(user_id)
-        .fetch_all(self.control().reader())
+        .fetch_all(self.0.control().reader())
         .await?;
         Ok(sessions)
     }
 
     /// Ends one session (logout) and its family (the main-host session it came from and the
     /// workspace-host sessions started from it). Returns whether it existed.
-    pub async fn revoke_session(&self, secret: &str) -> Result<bool> {
+    pub async fn revoke(&self, secret: &str) -> Result<bool> {
         // Deleting the family's root removes its children (ON DELETE CASCADE).
         let done = sqlx::query(
             "DELETE FROM sessions WHERE id_sha256 IN
                  (SELECT coalesce(parent_id, id_sha256) FROM sessions WHERE id_sha256 = ?1)",
         )
         .bind(token_digest(secret))
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(done.rows_affected() > 0)
     }
 
     /// Ends one of an account's sessions by its id (the digest shown on the account page), with
     /// the workspace-host sessions started from it.
-    pub async fn revoke_session_id(&self, user_id: &str, id: &str) -> Result<bool> {
+    pub async fn revoke_id(&self, user_id: &str, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE id_sha256 = ? AND user_id = ?")
             .bind(id)
             .bind(user_id)
-            .execute(self.control().writer())
+            .execute(self.0.control().writer())
             .await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(done.rows_affected() > 0)
     }
 
     /// Ends every session of an account ("sign out everywhere"); returns how many.
-    pub async fn revoke_all_sessions(&self, user_id: &str) -> Result<u64> {
+    pub async fn revoke_all(&self, user_id: &str) -> Result<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
             .bind(user_id)
-            .execute(self.control().writer())
+            .execute(self.0.control().writer())
             .await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(done.rows_affected())
     }
 }

@@ -3,10 +3,13 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::accounts::token_digest;
-use crate::control::audit;
-use crate::ids::TenantId;
-use crate::{Error, Result, Tenancy};
+use std::time::Duration;
+
+use crate::secrets::{new_token, token_digest};
+use silo_tenancy::TenantRef;
+use silo_tenancy::control::audit;
+use silo_tenancy::ids::TenantId;
+use silo_tenancy::{Error, Result};
 
 /// How stale a token's `last_used_at` may get before a request refreshes it (a write per
 /// request, or per directory refresh, would load the control plane for no one's benefit).
@@ -29,7 +32,7 @@ pub struct TokenPrincipal {
 
 impl TokenPrincipal {
     fn expired(&self) -> bool {
-        self.expires_at.as_ref().is_some_and(|at| *at <= crate::control::utc_now())
+        self.expires_at.as_ref().is_some_and(|at| *at <= silo_tenancy::control::utc_now())
     }
 }
 
@@ -50,22 +53,97 @@ pub struct TokenInfo {
     pub expires_at: Option<String>,
 }
 
-impl Tenancy {
+/// Which kind of API token to issue.
+#[derive(Clone, Debug)]
+pub enum TokenScope {
+    /// An operator's token for the operator API.
+    Operator,
+    /// A user's personal token for one tenant.
+    Personal(TenantRef),
+}
+
+/// API tokens (from [`crate::Accounts::tokens`]).
+#[derive(Clone)]
+pub struct Tokens(pub(crate) crate::Accounts);
+
+impl Tokens {
+    /// Issues a new API token for an account that never expires; see
+    /// [`Tokens::issue_expiring`].
+    pub async fn issue(&self, email: &str, scope: TokenScope, actor: &str) -> Result<String> {
+        self.issue_expiring(email, scope, actor, None).await
+    }
+
+    /// Issues a new API token for an account, working for `lifetime` (or until revoked); the
+    /// token is returned once and only its digest is stored. Operator tokens need an operator;
+    /// personal tokens need a membership.
+    pub async fn issue_expiring(
+        &self,
+        email: &str,
+        scope: TokenScope,
+        actor: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<String> {
+        let user = self.0.users().by_email(email).await?;
+        let (kind, tenant_id) = match &scope {
+            TokenScope::Operator => {
+                if !self.0.users().is_operator(&user.id).await? {
+                    return Err(Error::InvalidInput(format!("{} is not an operator", user.email)));
+                }
+                ("operator", None)
+            }
+            TokenScope::Personal(tenant) => {
+                let found = self.0.tenancy().tenant(tenant).await?;
+                if self.0.memberships().role_in(tenant, &user.id).await?.is_none() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} is not a member of {}",
+                        user.email, found.slug
+                    )));
+                }
+                ("personal", Some(found.id))
+            }
+        };
+        let (token, digest) = new_token();
+        let mut tx = self.0.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ",
+            silo_tenancy::now!(),
+            ", CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END)"
+        ))
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&user.id)
+        .bind(tenant_id.map(|t| t.to_string()))
+        .bind(kind)
+        .bind(&digest)
+        .bind(lifetime.map(|l| l.as_secs() as i64))
+        .bind(lifetime.map(|l| format!("+{} seconds", l.as_secs())))
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            actor,
+            "token.issue",
+            tenant_id,
+            &serde_json::json!({ "user": user.id, "kind": kind, "lifetime_s": lifetime.map(|l| l.as_secs()) }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.0.directory().clear();
+        Ok(token)
+    }
+
     /// The principal of a bearer token, if it is valid, unrevoked, unexpired and its holder
     /// still has the standing it was issued for (operator, or member of its tenant).
-    pub async fn authenticate_token(&self, secret: &str) -> Result<Option<TokenPrincipal>> {
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenPrincipal>> {
         let digest = token_digest(secret);
-        let principal = self.look_up(
-            |d| &d.tokens,
-            digest,
-            |tenancy, digest| async move { tenancy.read_token(&digest).await },
-        );
+        let tokens = self.clone();
+        let principal = (self.0.directory().tokens)
+            .get_or_read(digest, |digest| async move { tokens.read(&digest).await });
         // A remembered token may have expired since: expiry is checked on every use.
         Ok(principal.await?.filter(|p| !p.expired()))
     }
 
-    /// Reads a token's principal from the control plane (see [`Tenancy::authenticate_token`]).
-    async fn read_token(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
+    /// Reads a token's principal from the control plane (see [`Tokens::authenticate`]).
+    async fn read(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind, t.last_used_at, t.expires_at,
                     (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
@@ -74,10 +152,10 @@ impl Tenancy {
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_sha256 = ? AND t.revoked_at IS NULL
                AND (t.expires_at IS NULL OR t.expires_at > {})",
-            crate::now!()
+            silo_tenancy::now!()
         )))
         .bind(digest)
-        .fetch_optional(self.control().reader())
+        .fetch_optional(self.0.control().reader())
         .await?;
         let principal = match row {
             Some(row) if row.try_get::<bool, _>("standing")? => {
@@ -95,9 +173,10 @@ impl Tenancy {
                     expires_at: row.try_get("expires_at")?,
                 };
                 let last_used: Option<String> = row.try_get("last_used_at")?;
-                let stale = crate::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
+                let stale =
+                    silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
                 if last_used.is_none_or(|at| at < stale) {
-                    self.touch_token(&principal.token_id);
+                    self.touch(&principal.token_id);
                 }
                 Some(principal)
             }
@@ -107,15 +186,18 @@ impl Tenancy {
     }
 
     /// Records a token's use without delaying the request.
-    fn touch_token(&self, id: &str) {
-        let writer = self.control().writer().clone();
+    fn touch(&self, id: &str) {
+        let writer = self.0.control().writer().clone();
         let id = id.to_owned();
         tokio::spawn(async move {
-            let result =
-                sqlx::query(concat!("UPDATE api_tokens SET last_used_at = ", crate::now!(), " WHERE id = ?"))
-                    .bind(&id)
-                    .execute(&writer)
-                    .await;
+            let result = sqlx::query(concat!(
+                "UPDATE api_tokens SET last_used_at = ",
+                silo_tenancy::now!(),
+                " WHERE id = ?"
+            ))
+            .bind(&id)
+            .execute(&writer)
+            .await;
             if let Err(e) = result {
                 tracing::warn!(token = %id, error = %e, "recording a token's use failed");
             }
@@ -123,24 +205,24 @@ impl Tenancy {
     }
 
     /// An account's unrevoked tokens, newest first.
-    pub async fn tokens_of(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
+    pub async fn of_user(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
         let tokens = sqlx::query_as(
             "SELECT t.id, t.kind, n.slug AS tenant_slug, t.created_at, t.last_used_at, t.expires_at
              FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id
              WHERE t.user_id = ? AND t.revoked_at IS NULL ORDER BY t.created_at DESC",
         )
         .bind(user_id)
-        .fetch_all(self.control().reader())
+        .fetch_all(self.0.control().reader())
         .await?;
         Ok(tokens)
     }
 
     /// Revokes every token of an account (e.g. with a password reset); returns how many.
-    pub async fn revoke_all_tokens(&self, user_id: &str, actor: &str) -> Result<u64> {
-        let mut tx = self.control().writer().begin().await?;
+    pub async fn revoke_all(&self, user_id: &str, actor: &str) -> Result<u64> {
+        let mut tx = self.0.control().writer().begin().await?;
         let done = sqlx::query(concat!(
             "UPDATE api_tokens SET revoked_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE user_id = ? AND revoked_at IS NULL"
         ))
         .bind(user_id)
@@ -149,16 +231,16 @@ impl Tenancy {
         let detail = serde_json::json!({ "user": user_id, "tokens": done.rows_affected() });
         audit(&mut tx, actor, "token.revoke_all", None, &detail).await?;
         tx.commit().await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(done.rows_affected())
     }
 
     /// Revokes one of an account's tokens; returns whether it was live.
-    pub async fn revoke_token(&self, user_id: &str, token_id: &str, actor: &str) -> Result<bool> {
-        let mut tx = self.control().writer().begin().await?;
+    pub async fn revoke(&self, user_id: &str, token_id: &str, actor: &str) -> Result<bool> {
+        let mut tx = self.0.control().writer().begin().await?;
         let done = sqlx::query(concat!(
             "UPDATE api_tokens SET revoked_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE id = ? AND user_id = ? AND revoked_at IS NULL"
         ))
         .bind(token_id)
@@ -169,7 +251,7 @@ impl Tenancy {
             audit(&mut tx, actor, "token.revoke", None, &serde_json::json!({ "token": token_id })).await?;
         }
         tx.commit().await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(done.rows_affected() > 0)
     }
 }

@@ -1,6 +1,6 @@
 //! Sign-up with a confirmed address.
 //!
-//! Sign-up must not tell a visitor whether an address has an account. [`Tenancy::start_signup`]
+//! Sign-up must not tell a visitor whether an address has an account. [`Signups::start`]
 //! answers the same way for both, after the same work (one argon2id hash, one email):
 //! - a new address gets a pending sign-up (`signups`: the password already hashed, the
 //!   workspace asked for) and an email with a one-time confirmation link, valid for
@@ -9,7 +9,7 @@
 //!   password), and nothing is created.
 //!
 //! The account and its workspace are created only when the link is used
-//! ([`Tenancy::confirm_signup`]): account, workspace and owner membership together, or none of
+//! ([`Signups::confirm`]): account, workspace and owner membership together, or none of
 //! them. Errors about the input itself (a malformed address, a short password, a workspace
 //! address that is taken or invalid) are the same for known and new addresses.
 
@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::accounts::{Email, Role, User, display_name_or_default, new_secret, token_digest};
-use crate::ids::{TenantRef, TenantSlug};
 use crate::outbox::{EmailLink, LINK_PLACEHOLDER};
-use crate::{CreateTenant, Error, Result, Tenancy, Tenant};
+use crate::secrets::{new_secret, token_digest};
+use crate::users::{Email, Role, User, display_name_or_default};
+use silo_tenancy::ids::{TenantRef, TenantSlug};
+use silo_tenancy::{CreateTenant, Error, Result, Tenant};
 
 /// How long a confirmation link works.
 pub const SIGNUP_HOURS: u64 = 24;
@@ -58,47 +59,51 @@ pub struct PendingSignup {
     pub slug: String,
 }
 
-impl Tenancy {
+/// Sign-ups (from [`crate::Accounts::signups`]).
+#[derive(Clone)]
+pub struct Signups(pub(crate) crate::Accounts);
+
+impl Signups {
     /// Starts a sign-up: checks the input, hashes the password, and emails either a
     /// confirmation link (new address) or a notice (known address). The caller cannot tell
     /// which happened.
-    pub async fn start_signup(&self, request: &SignupRequest, base_url: &str) -> Result<()> {
+    pub async fn start(&self, request: &SignupRequest, base_url: &str) -> Result<()> {
         let email = Email::parse(&request.email)?;
         let slug = TenantSlug::parse(request.slug.trim())?;
         let workspace_name = request.workspace_name(&slug);
         if workspace_name.chars().count() > 200 {
             return Err(Error::InvalidInput("a workspace name is at most 200 characters".into()));
         }
-        if self.control().slug_taken(&slug).await? {
+        if self.0.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));
         }
         // Both branches below pay for this hash, so their timing matches too.
-        let hash = self.hashing().hash(&request.password).await?;
+        let hash = self.0.hashing().hash(&request.password).await?;
         let base = base_url.trim_end_matches('/');
-        match self.user(email.as_str()).await {
+        match self.0.users().by_email(email.as_str()).await {
             Ok(user) => {
                 let body = format!(
                     "Someone (perhaps you) tried to sign up for Silo with this address, which already has an account.\n\n\
                      To sign in: {base}/login\nForgot your password? {base}/password/forgot\n\n\
                      If it was not you, you can ignore this email: nothing was changed.\n"
                 );
-                self.queue_email(&user.email, "Sign-up attempt with your Silo address", &body).await
+                self.0.outbox().queue(&user.email, "Sign-up attempt with your Silo address", &body).await
             }
             Err(Error::UnknownUser(_)) => {
                 // Expired and long-used sign-ups hold password hashes no one can use: drop them
                 // (a sign-up used just now may still be handed back by a failed confirmation).
                 sqlx::query(concat!(
                     "DELETE FROM signups WHERE expires_at <= ",
-                    crate::now!(),
+                    silo_tenancy::now!(),
                     " OR used_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour')"
                 ))
-                .execute(self.control().writer())
+                .execute(self.0.control().writer())
                 .await?;
                 let secret = new_secret("sgn_");
                 sqlx::query(concat!(
                     "INSERT INTO signups (token_sha256, email, display_name, password_hash, workspace_name, slug, created_at, expires_at)
                      VALUES (?, ?, ?, ?, ?, ?, ",
-                    crate::now!(),
+                    silo_tenancy::now!(),
                     ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
                 ))
                 .bind(token_digest(&secret))
@@ -108,7 +113,7 @@ impl Tenancy {
                 .bind(&workspace_name)
                 .bind(slug.as_str())
                 .bind(format!("+{SIGNUP_HOURS} hours"))
-                .execute(self.control().writer())
+                .execute(self.0.control().writer())
                 .await?;
                 let link = EmailLink {
                     url: format!("{base}/signup/confirm/{secret}"),
@@ -118,21 +123,24 @@ impl Tenancy {
                     "Welcome to Silo. Confirm your address to create your account and the workspace \"{workspace_name}\":\n\n\
                      {LINK_PLACEHOLDER}\n\nThe link works once, for {SIGNUP_HOURS} hours. If you did not sign up, ignore this email.\n"
                 );
-                self.queue_email_with_link(email.as_str(), "Confirm your Silo sign-up", &body, &link).await
+                self.0
+                    .outbox()
+                    .queue_with_link(email.as_str(), "Confirm your Silo sign-up", &body, &link)
+                    .await
             }
             Err(e) => Err(e),
         }
     }
 
     /// The pending sign-up of a confirmation link, if it is unused and unexpired.
-    pub async fn pending_signup(&self, secret: &str) -> Result<Option<PendingSignup>> {
+    pub async fn pending(&self, secret: &str) -> Result<Option<PendingSignup>> {
         let pending = sqlx::query_as(concat!(
             "SELECT email, workspace_name, slug FROM signups
              WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            crate::now!()
+            silo_tenancy::now!()
         ))
         .bind(token_digest(secret))
-        .fetch_optional(self.control().reader())
+        .fetch_optional(self.0.control().reader())
         .await?;
         Ok(pending)
     }
@@ -140,25 +148,20 @@ impl Tenancy {
     /// Completes a sign-up through its link: creates the account, the workspace (with the name
     /// and address given now, which may differ from the form's if that address was taken
     /// meanwhile) and the owner membership, all or nothing. The link works once.
-    pub async fn confirm_signup(
-        &self,
-        secret: &str,
-        workspace_name: &str,
-        slug: &str,
-    ) -> Result<(User, Tenant)> {
+    pub async fn confirm(&self, secret: &str, workspace_name: &str, slug: &str) -> Result<(User, Tenant)> {
         let slug = TenantSlug::parse(slug.trim())?;
-        if self.control().slug_taken(&slug).await? {
+        if self.0.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));
         }
         let claimed: Option<(String, String, String)> = sqlx::query_as(concat!(
             "UPDATE signups SET used_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " RETURNING email, display_name, password_hash"
         ))
         .bind(token_digest(secret))
-        .fetch_optional(self.control().writer())
+        .fetch_optional(self.0.control().writer())
         .await?;
         let Some((email, name, hash)) = claimed else {
             return Err(Error::InvalidInput(
@@ -171,7 +174,7 @@ impl Tenancy {
             // Nothing was created: the link works again (e.g. with another workspace address).
             sqlx::query("UPDATE signups SET used_at = NULL WHERE token_sha256 = ?")
                 .bind(token_digest(secret))
-                .execute(self.control().writer())
+                .execute(self.0.control().writer())
                 .await?;
         }
         created
@@ -186,7 +189,7 @@ impl Tenancy {
         workspace_name: &str,
         slug: &TenantSlug,
     ) -> Result<(User, Tenant)> {
-        let user = match self.insert_user(email, name, hash, "signup").await {
+        let user = match self.0.users().insert(email, name, hash, "signup").await {
             Ok(user) => user,
             Err(Error::InvalidInput(_)) => {
                 return Err(Error::InvalidInput(format!(
@@ -200,7 +203,7 @@ impl Tenancy {
             name: Some(workspace_name.to_owned()),
             ..CreateTenant::default()
         };
-        let tenant = match self.create(request, &user.email).await {
+        let tenant = match self.0.tenancy().create(request, &user.email).await {
             Ok(tenant) => tenant,
             Err(e) => {
                 self.undo_user(&user).await;
@@ -208,13 +211,13 @@ impl Tenancy {
             }
         };
         if let Err(e) =
-            self.add_member(&TenantRef::Id(tenant.id), &user.email, Role::Owner, &user.email).await
+            self.0.memberships().add(&TenantRef::Id(tenant.id), &user.email, Role::Owner, &user.email).await
         {
             // An ownerless workspace must not stay behind: remove it, then the account.
             let id = TenantRef::Id(tenant.id);
             let removed = async {
-                self.delete(&id, "signup").await?;
-                self.purge(&id, "signup").await
+                self.0.tenancy().delete(&id, "signup").await?;
+                self.0.tenancy().purge(&id, "signup").await
             };
             if let Err(cleanup) = removed.await {
                 tracing::error!(tenant = %tenant.id, error = %cleanup, "removing the workspace of a failed sign-up failed");
@@ -226,7 +229,7 @@ impl Tenancy {
     }
 
     async fn undo_user(&self, user: &User) {
-        if let Err(cleanup) = self.delete_user(&user.id).await {
+        if let Err(cleanup) = self.0.users().delete(&user.id).await {
             tracing::error!(user = %user.id, error = %cleanup, "removing the account of a failed sign-up failed");
         }
     }

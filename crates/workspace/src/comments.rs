@@ -4,7 +4,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::text;
-use crate::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb};
 
 /// A comment with its author's name.
 #[derive(Clone, Debug, Serialize)]

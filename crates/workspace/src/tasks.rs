@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::text;
-use crate::{Error, Result, TenantDb};
+use silo_tenancy::{Error, Result, TenantDb};
 
 /// The statuses a task moves through.
 pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];

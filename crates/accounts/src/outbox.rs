@@ -1,6 +1,6 @@
 //! The outbox: emails Silo sends (invitations, password resets) are written to the control
 //! plane and logged first, so a request never waits on (or fails with) a mail server. When
-//! `[smtp]` names a host, `silo serve` delivers them ([`Mailer`], [`Tenancy::deliver_outbox`]),
+//! `[smtp]` names a host, `silo serve` delivers them ([`Mailer`], [`Outbox::deliver`]),
 //! retrying failures with exponential backoff (1 min, 2, 4, … at most an hour) up to
 //! [`MAX_ATTEMPTS`] times and recording the last error. Without SMTP they stay in the outbox,
 //! where operators (and tests) read them, and each is also written to the log at `info` with
@@ -13,6 +13,7 @@
 //! `link_sealed` and removed once the email is sent or the link expires. A copy of
 //! `control.db` therefore holds no link that works, before or after sending.
 
+use std::future::Future;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
@@ -21,8 +22,8 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 
-use crate::config::SmtpSettings;
-use crate::{Error, Result, Tenancy};
+use silo_tenancy::config::SmtpSettings;
+use silo_tenancy::{Error, Result};
 
 /// Delivery attempts before an email is left alone (its error stays recorded).
 pub const MAX_ATTEMPTS: i64 = 10;
@@ -62,7 +63,7 @@ pub struct OutboxEmail {
     pub recipient: String,
     /// Subject.
     pub subject: String,
-    /// Plain-text body; a one-time link stands as `{link}` (see [`Tenancy::render_email`]).
+    /// Plain-text body; a one-time link stands as `{link}` (see [`Outbox::render`]).
     pub body: String,
     /// Time delivered (UTC), if it was.
     pub sent_at: Option<String>,
@@ -140,15 +141,19 @@ pub struct Delivery {
     pub failed: usize,
 }
 
-impl Tenancy {
+/// Outgoing mail (from [`crate::Accounts::outbox`]).
+#[derive(Clone)]
+pub struct Outbox(pub(crate) crate::Accounts);
+
+impl Outbox {
     /// Queues an email without a link (and logs it).
-    pub async fn queue_email(&self, recipient: &str, subject: &str, body: &str) -> Result<()> {
-        self.queue(recipient, subject, body, None).await
+    pub async fn queue(&self, recipient: &str, subject: &str, body: &str) -> Result<()> {
+        self.enqueue(recipient, subject, body, None).await
     }
 
     /// Queues an email whose `body` carries `link` where [`LINK_PLACEHOLDER`] stands; the link
     /// is stored only sealed, and only until it is sent or expires.
-    pub async fn queue_email_with_link(
+    pub async fn queue_with_link(
         &self,
         recipient: &str,
         subject: &str,
@@ -156,10 +161,10 @@ impl Tenancy {
         link: &EmailLink,
     ) -> Result<()> {
         debug_assert!(body.contains(LINK_PLACEHOLDER), "the body has a place for the link");
-        self.queue(recipient, subject, body, Some(link)).await
+        self.enqueue(recipient, subject, body, Some(link)).await
     }
 
-    async fn queue(
+    async fn enqueue(
         &self,
         recipient: &str,
         subject: &str,
@@ -174,7 +179,7 @@ impl Tenancy {
         };
         sqlx::query(concat!(
             "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at) VALUES (",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
         ))
         .bind(recipient)
@@ -182,9 +187,9 @@ impl Tenancy {
         .bind(body)
         .bind(sealed)
         .bind(link.map(|l| format!("+{} seconds", l.valid_for.as_secs())))
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
-        if self.settings().smtp.host.is_some() {
+        if self.0.tenancy().settings().smtp.host.is_some() {
             // The body may carry a secret link: it goes to the mail server, not the log.
             tracing::info!(to = recipient, subject, "email queued in the outbox");
         } else {
@@ -197,11 +202,11 @@ impl Tenancy {
     }
 
     async fn link_key(&self) -> Result<silo_storage::crypto::DataKey> {
-        Ok(self.master_key().await?.derive(LINK_KEY_PURPOSE))
+        Ok(self.0.tenancy().master_key().await?.derive(LINK_KEY_PURPOSE))
     }
 
     /// An email's body with its link in place (while the outbox still holds it).
-    pub async fn render_email(&self, email: &OutboxEmail) -> Result<String> {
+    pub async fn render(&self, email: &OutboxEmail) -> Result<String> {
         if !email.body.contains(LINK_PLACEHOLDER) {
             return Ok(email.body.clone());
         }
@@ -222,52 +227,52 @@ impl Tenancy {
             "UPDATE outbox SET link_sealed = NULL,
                  error = CASE WHEN sent_at IS NULL THEN 'the link expired before the email was sent' ELSE error END
              WHERE link_sealed IS NOT NULL AND link_expires_at <= ",
-            crate::now!()
+            silo_tenancy::now!()
         ))
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         Ok(())
     }
 
     /// The newest emails, optionally to one recipient.
-    pub async fn outbox(&self, recipient: Option<&str>, limit: i64) -> Result<Vec<OutboxEmail>> {
+    pub async fn list(&self, recipient: Option<&str>, limit: i64) -> Result<Vec<OutboxEmail>> {
         let emails = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM outbox WHERE ?1 IS NULL OR recipient = ?1 ORDER BY id DESC LIMIT ?2"
         )))
         .bind(recipient)
         .bind(limit)
-        .fetch_all(self.control().reader())
+        .fetch_all(self.0.control().reader())
         .await?;
         Ok(emails)
     }
 
     /// Sends up to `batch` due emails through `mailer`, recording each outcome; a sent email's
     /// link is removed from the outbox.
-    pub async fn deliver_outbox(&self, mailer: &Mailer, batch: i64) -> Result<Delivery> {
+    pub async fn deliver(&self, mailer: &Mailer, batch: i64) -> Result<Delivery> {
         self.forget_expired_links().await?;
         let due: Vec<OutboxEmail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM outbox
              WHERE sent_at IS NULL AND attempts < ? AND (next_attempt_at IS NULL OR next_attempt_at <= {now})
                AND (link_expires_at IS NULL OR link_sealed IS NOT NULL)
              ORDER BY id LIMIT ?",
-            now = crate::now!()
+            now = silo_tenancy::now!()
         )))
         .bind(MAX_ATTEMPTS)
         .bind(batch)
-        .fetch_all(self.control().reader())
+        .fetch_all(self.0.control().reader())
         .await?;
         let mut delivery = Delivery::default();
         for email in due {
-            let body = self.render_email(&email).await?;
+            let body = self.render(&email).await?;
             match mailer.send(&email, body).await {
                 Ok(()) => {
                     sqlx::query(concat!(
                         "UPDATE outbox SET sent_at = ",
-                        crate::now!(),
+                        silo_tenancy::now!(),
                         ", attempts = attempts + 1, error = NULL, link_sealed = NULL WHERE id = ?"
                     ))
                     .bind(email.id)
-                    .execute(self.control().writer())
+                    .execute(self.0.control().writer())
                     .await?;
                     delivery.sent += 1;
                 }
@@ -280,7 +285,7 @@ impl Tenancy {
                     .bind(&error)
                     .bind(format!("+{} minutes", backoff_minutes.min(60)))
                     .bind(email.id)
-                    .execute(self.control().writer())
+                    .execute(self.0.control().writer())
                     .await?;
                     tracing::warn!(email = email.id, to = %email.recipient, attempt = email.attempts + 1, error, "email delivery failed");
                     delivery.failed += 1;
@@ -290,18 +295,25 @@ impl Tenancy {
         Ok(delivery)
     }
 
-    /// Delivers the outbox every `every` until the process ends (run by `silo serve`).
-    pub async fn run_mailer(self, mailer: Mailer, every: Duration) {
+    /// Delivers the outbox every `every` until `stop` completes (the application stopping).
+    pub async fn run_mailer(self, mailer: Mailer, every: Duration, stop: impl Future<Output = ()>) {
         tracing::info!(host = mailer.host(), "delivering the outbox over SMTP");
+        tokio::pin!(stop);
         loop {
-            match self.deliver_outbox(&mailer, 50).await {
+            match self.deliver(&mailer, 50).await {
                 Ok(d) if d.sent + d.failed > 0 => {
                     tracing::info!(sent = d.sent, failed = d.failed, "outbox delivery")
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "outbox delivery pass failed"),
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = &mut stop => {
+                    tracing::info!("outbox delivery stopped");
+                    return;
+                }
+            }
         }
     }
 }

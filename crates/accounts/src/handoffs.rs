@@ -8,7 +8,7 @@
 //! 2. the main host (signed in, a member of that workspace) issues a hand-off: a random token,
 //!    stored as its digest with the session, the tenant, the digest of `state` and the path to
 //!    return to, valid for [`HANDOFF_SECONDS`] and usable once;
-//! 3. the workspace host redeems it ([`Tenancy::redeem_handoff`]) only with the same tenant and
+//! 3. the workspace host redeems it ([`Handoffs::redeem`]) only with the same tenant and
 //!    the browser's own `state` cookie, and starts a host-only session there — a child of the
 //!    main-host session (signing out of either ends both).
 //!
@@ -17,10 +17,10 @@
 
 use std::time::Duration;
 
-use crate::accounts::{new_secret, token_digest};
-use crate::ids::TenantId;
+use crate::secrets::{new_secret, token_digest};
 use crate::sessions::{NewSession, Session};
-use crate::{Error, Result, Tenancy};
+use silo_tenancy::ids::TenantId;
+use silo_tenancy::{Error, Result};
 
 /// How long a hand-off token works.
 pub const HANDOFF_SECONDS: u64 = 60;
@@ -34,10 +34,14 @@ pub struct Redeemed {
     pub next: String,
 }
 
-impl Tenancy {
+/// Session hand-offs (from [`crate::Accounts::handoffs`]).
+#[derive(Clone)]
+pub struct Handoffs(pub(crate) crate::Accounts);
+
+impl Handoffs {
     /// Issues a hand-off of `session` into `tenant` (the caller checked membership); returns
     /// the token for the workspace host.
-    pub async fn issue_handoff(
+    pub async fn issue(
         &self,
         session: &Session,
         tenant: TenantId,
@@ -52,7 +56,7 @@ impl Tenancy {
         sqlx::query(concat!(
             "INSERT INTO handoffs (token_sha256, session_id, tenant_id, state_sha256, next_path, created_at, expires_at)
              SELECT ?, coalesce(parent_id, id_sha256), ?, ?, ?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) FROM sessions WHERE id_sha256 = ?"
         ))
         .bind(token_digest(&token))
@@ -61,14 +65,14 @@ impl Tenancy {
         .bind(next)
         .bind(format!("+{HANDOFF_SECONDS} seconds"))
         .bind(&session.id)
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         // Used and expired hand-offs are of no use to anyone: keep the table small.
         sqlx::query(concat!(
             "DELETE FROM handoffs WHERE used_at IS NOT NULL OR expires_at <= ",
-            crate::now!()
+            silo_tenancy::now!()
         ))
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         Ok(token)
     }
@@ -76,7 +80,7 @@ impl Tenancy {
     /// Redeems a hand-off on the host of `tenant` with the browser's `state`: once, in time,
     /// for that tenant only, while the issuing session lives and its account is still a
     /// member. Anything else is `None`.
-    pub async fn redeem_handoff(
+    pub async fn redeem(
         &self,
         token: &str,
         tenant: TenantId,
@@ -87,13 +91,13 @@ impl Tenancy {
     ) -> Result<Option<Redeemed>> {
         let claimed: Option<(String, String, String, String)> = sqlx::query_as(concat!(
             "UPDATE handoffs SET used_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " RETURNING session_id, tenant_id, state_sha256, next_path"
         ))
         .bind(token_digest(token))
-        .fetch_optional(self.control().writer())
+        .fetch_optional(self.0.control().writer())
         .await?;
         let Some((session_id, for_tenant, state_digest, next)) = claimed else { return Ok(None) };
         if for_tenant != tenant.to_string() || !same(&state_digest, &token_digest(state)) {
@@ -102,14 +106,14 @@ impl Tenancy {
         let parent: Option<(String,)> = sqlx::query_as(concat!(
             "SELECT s.user_id FROM sessions s JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = ?
              WHERE s.id_sha256 = ? AND s.expires_at > ",
-            crate::now!()
+            silo_tenancy::now!()
         ))
         .bind(tenant.to_string())
         .bind(&session_id)
-        .fetch_optional(self.control().writer())
+        .fetch_optional(self.0.control().writer())
         .await?;
         let Some((user_id,)) = parent else { return Ok(None) };
-        let mut session = self.create_session(&user_id, user_agent, ip, ttl, Some(&session_id)).await?;
+        let mut session = self.0.sessions().create(&user_id, user_agent, ip, ttl, Some(&session_id)).await?;
         // A child never outlives its parent's absolute expiry.
         let expires_at: String = sqlx::query_scalar(
             "UPDATE sessions SET expires_at = min(expires_at, (SELECT expires_at FROM sessions WHERE id_sha256 = ?1))
@@ -117,7 +121,7 @@ impl Tenancy {
         )
         .bind(&session_id)
         .bind(&session.session.id)
-        .fetch_one(self.control().writer())
+        .fetch_one(self.0.control().writer())
         .await?;
         session.session.expires_at = expires_at;
         Ok(Some(Redeemed { session, next }))

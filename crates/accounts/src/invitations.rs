@@ -4,10 +4,11 @@
 
 use serde::Serialize;
 
-use crate::accounts::{Role, User, new_secret, token_digest};
-use crate::control::audit;
-use crate::ids::TenantId;
-use crate::{Error, Result, Tenancy, Tenant};
+use crate::secrets::{new_secret, token_digest};
+use crate::users::{Role, User};
+use silo_tenancy::control::audit;
+use silo_tenancy::ids::TenantId;
+use silo_tenancy::{Error, Result, Tenant};
 
 /// How long an invitation link stays valid.
 pub const INVITATION_DAYS: u32 = 7;
@@ -35,10 +36,14 @@ const SELECT: &str =
     "SELECT i.id, t.slug AS tenant_slug, t.name AS tenant_name, i.email, i.role, i.created_at, i.expires_at
      FROM invitations i JOIN tenants t ON t.id = i.tenant_id";
 
-impl Tenancy {
+/// Invitations to a tenant (from [`crate::Accounts::invitations`]).
+#[derive(Clone)]
+pub struct Invitations(pub(crate) crate::Accounts);
+
+impl Invitations {
     /// Invites `email` to `tenant` with `role` (admin or member); returns the invitation and the
     /// secret of its link (also emailed).
-    pub async fn invite(
+    pub async fn create(
         &self,
         tenant: &Tenant,
         email: &str,
@@ -46,7 +51,7 @@ impl Tenancy {
         inviter: &User,
         base_url: &str,
     ) -> Result<(Invitation, String)> {
-        let email = crate::accounts::Email::parse(email)?;
+        let email = crate::users::Email::parse(email)?;
         if role == Role::Owner {
             return Err(Error::InvalidInput(
                 "invite as admin or member; promote to owner once they joined".into(),
@@ -57,18 +62,18 @@ impl Tenancy {
         )
         .bind(tenant.id.to_string())
         .bind(email.as_str())
-        .fetch_optional(self.control().reader())
+        .fetch_optional(self.0.control().reader())
         .await?;
         if already.is_some() {
             return Err(Error::InvalidInput(format!("{email} is already a member of this workspace")));
         }
         let secret = new_secret("inv_");
         let id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.control().writer().begin().await?;
+        let mut tx = self.0.control().writer().begin().await?;
         sqlx::query(concat!(
             "INSERT INTO invitations (id, token_sha256, tenant_id, email, role, invited_by, created_at, expires_at)
              VALUES (?, ?, ?, ?, ?, ?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
         ))
         .bind(&id)
@@ -94,33 +99,35 @@ impl Tenancy {
             role.as_str(),
             crate::outbox::LINK_PLACEHOLDER,
         );
-        self.queue_email_with_link(email.as_str(), &format!("Join {} on Silo", tenant.name), &body, &link)
+        self.0
+            .outbox()
+            .queue_with_link(email.as_str(), &format!("Join {} on Silo", tenant.name), &body, &link)
             .await?;
         let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
             .bind(&id)
-            .fetch_one(self.control().reader())
+            .fetch_one(self.0.control().reader())
             .await?;
         Ok((invitation, secret))
     }
 
     /// The pending, unexpired invitation of a link secret.
-    pub async fn invitation(&self, secret: &str) -> Result<Option<Invitation>> {
+    pub async fn find(&self, secret: &str) -> Result<Option<Invitation>> {
         let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.token_sha256 = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
              AND i.expires_at > {} AND t.status = 'active'",
-            crate::now!()
+            silo_tenancy::now!()
         )))
         .bind(token_digest(secret))
-        .fetch_optional(self.control().reader())
+        .fetch_optional(self.0.control().reader())
         .await?;
         Ok(invitation)
     }
 
     /// Accepts an invitation as `user` (whose email must be the invited one); returns the
     /// workspace slug.
-    pub async fn accept_invitation(&self, secret: &str, user: &User) -> Result<String> {
+    pub async fn accept(&self, secret: &str, user: &User) -> Result<String> {
         let invitation = self
-            .invitation(secret)
+            .find(secret)
             .await?
             .ok_or_else(|| Error::InvalidInput("this invitation is no longer valid".into()))?;
         if !invitation.email.eq_ignore_ascii_case(&user.email) {
@@ -130,25 +137,25 @@ impl Tenancy {
             )));
         }
         let role: Role = invitation.role.parse()?;
-        let slug = crate::TenantSlug::parse(&invitation.tenant_slug)?;
-        let tenant = self.tenant(&crate::TenantRef::Slug(slug)).await?;
+        let slug = silo_tenancy::TenantSlug::parse(&invitation.tenant_slug)?;
+        let tenant = self.0.tenancy().tenant(&silo_tenancy::TenantRef::Slug(slug)).await?;
         // Marked first, so a link is used once even when two accepts race.
         let claimed = sqlx::query(concat!(
             "UPDATE invitations SET accepted_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL"
         ))
         .bind(&invitation.id)
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         if claimed.rows_affected() == 0 {
             return Err(Error::InvalidInput("this invitation is no longer valid".into()));
         }
-        if let Err(e) = self.join(&tenant, user, role, &user.email).await {
+        if let Err(e) = self.0.memberships().join(&tenant, user, role, &user.email).await {
             // Not joined (e.g. already a member): the claim is undone.
             sqlx::query("UPDATE invitations SET accepted_at = NULL WHERE id = ?")
                 .bind(&invitation.id)
-                .execute(self.control().writer())
+                .execute(self.0.control().writer())
                 .await?;
             return Err(e);
         }
@@ -156,28 +163,28 @@ impl Tenancy {
     }
 
     /// Pending invitations of a workspace, newest first.
-    pub async fn pending_invitations(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
+    pub async fn pending(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
         let invitations = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.tenant_id = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
              AND i.expires_at > {} ORDER BY i.created_at DESC LIMIT 100",
-            crate::now!()
+            silo_tenancy::now!()
         )))
         .bind(tenant.to_string())
-        .fetch_all(self.control().reader())
+        .fetch_all(self.0.control().reader())
         .await?;
         Ok(invitations)
     }
 
     /// Withdraws a pending invitation of this workspace; returns whether there was one.
-    pub async fn revoke_invitation(&self, tenant: TenantId, id: &str) -> Result<bool> {
+    pub async fn revoke(&self, tenant: TenantId, id: &str) -> Result<bool> {
         let done = sqlx::query(concat!(
             "UPDATE invitations SET revoked_at = ",
-            crate::now!(),
+            silo_tenancy::now!(),
             " WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL"
         ))
         .bind(id)
         .bind(tenant.to_string())
-        .execute(self.control().writer())
+        .execute(self.0.control().writer())
         .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::text;
-use crate::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb};
 
 /// A project with its task counts.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use crate::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb};
 
 /// One entry of the feed.
 #[derive(Clone, Debug, Serialize)]

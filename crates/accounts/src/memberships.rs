@@ -17,10 +17,10 @@
 
 use serde::Serialize;
 
-use crate::accounts::{Role, User};
-use crate::control::{TenantStatus, audit};
-use crate::ids::{TenantId, TenantRef};
-use crate::{Error, Result, Tenancy, Tenant, workspace};
+use crate::users::{Role, User};
+use silo_tenancy::control::{TenantStatus, audit};
+use silo_tenancy::ids::{TenantId, TenantRef};
+use silo_tenancy::{Error, Result, Tenant};
 
 /// A workspace an account belongs to.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -35,21 +35,25 @@ pub struct WorkspaceSummary {
     pub role: String,
 }
 
-impl Tenancy {
+/// Memberships and the role rules (from [`crate::Accounts::memberships`]).
+#[derive(Clone)]
+pub struct Memberships(pub(crate) crate::Accounts);
+
+impl Memberships {
     /// Adds an account to a tenant (or changes its role): the control-plane membership and the
     /// tenant file's `members` row.
-    pub async fn add_member(&self, tenant: &TenantRef, email: &str, role: Role, actor: &str) -> Result<()> {
-        let tenant = self.tenant(tenant).await?;
-        let user = self.user(email).await?;
-        self.put_member(&tenant, &user, role, actor, Joining::OrChangeRole).await
+    pub async fn add(&self, tenant: &TenantRef, email: &str, role: Role, actor: &str) -> Result<()> {
+        let tenant = self.0.tenancy().tenant(tenant).await?;
+        let user = self.0.users().by_email(email).await?;
+        self.put(&tenant, &user, role, actor, Joining::OrChangeRole).await
     }
 
     /// Adds an account that is not yet a member (accepting an invitation); refused for members.
     pub(crate) async fn join(&self, tenant: &Tenant, user: &User, role: Role, actor: &str) -> Result<()> {
-        self.put_member(tenant, user, role, actor, Joining::NewOnly).await
+        self.put(tenant, user, role, actor, Joining::NewOnly).await
     }
 
-    async fn put_member(
+    async fn put(
         &self,
         tenant: &Tenant,
         user: &User,
@@ -69,12 +73,12 @@ impl Tenancy {
         if before.is_some() && joining == Joining::NewOnly {
             return Err(Error::InvalidInput(format!("{} is already a member of this workspace", user.email)));
         }
-        let db = self.db(tenant.id).await?;
-        workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, role.as_str())?;
-        let mut tx = self.control().writer().begin().await?;
+        let db = self.0.tenancy().db(tenant.id).await?;
+        silo_workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, role.as_str())?;
+        let mut tx = self.0.control().writer().begin().await?;
         sqlx::query(concat!(
             "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
-            crate::now!(),
+            silo_tenancy::now!(),
             ") ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role"
         ))
         .bind(&user.id)
@@ -97,32 +101,30 @@ impl Tenancy {
         let detail = serde_json::json!({ "user": user.id, "role": role });
         audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
         tx.commit().await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(())
     }
 
     /// The account's role in a tenant, if it is a member.
-    pub async fn membership(&self, tenant: &TenantRef, user_id: &str) -> Result<Option<Role>> {
-        let tenant = self.tenant(tenant).await?;
+    pub async fn role_in(&self, tenant: &TenantRef, user_id: &str) -> Result<Option<Role>> {
+        let tenant = self.0.tenancy().tenant(tenant).await?;
         self.role(tenant.id, user_id).await
     }
 
     /// The role stored in the control plane right now (no directory; read on the writer, so
     /// it sees this process's last write).
     async fn stored_role(&self, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
-        read_role(self.control().writer(), tenant, user_id).await
+        read_role(self.0.control().writer(), tenant, user_id).await
     }
 
     /// The account's role in a tenant (answered from the directory when it can).
     pub async fn role(&self, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
-        self.look_up(
-            |d| &d.roles,
-            (user_id.to_owned(), tenant),
-            |tenancy, (user_id, tenant)| async move {
-                read_role(tenancy.control().reader(), tenant, &user_id).await
-            },
-        )
-        .await
+        let control = self.0.control().clone();
+        (self.0.directory().roles)
+            .get_or_read((user_id.to_owned(), tenant), |(user_id, tenant)| async move {
+                read_role(control.reader(), tenant, &user_id).await
+            })
+            .await
     }
 
     /// The live workspaces an account belongs to, by name.
@@ -132,7 +134,7 @@ impl Tenancy {
              WHERE m.user_id = ? AND t.status IN ('active', 'suspended') ORDER BY t.name",
         )
         .bind(user_id)
-        .fetch_all(self.control().reader())
+        .fetch_all(self.0.control().reader())
         .await?;
         Ok(workspaces)
     }
@@ -142,19 +144,19 @@ impl Tenancy {
         if self.stored_role(tenant.id, user_id).await?.is_none() {
             return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
         }
-        let user = self.user_by_id(user_id).await?;
-        self.put_member(tenant, &user, role, actor, Joining::OrChangeRole).await
+        let user = self.0.users().by_id(user_id).await?;
+        self.put(tenant, &user, role, actor, Joining::OrChangeRole).await
     }
 
     /// Removes a member (control plane and tenant file). A workspace keeps at least one owner.
-    pub async fn remove_member(&self, tenant: &Tenant, user_id: &str, actor: &str) -> Result<()> {
+    pub async fn remove(&self, tenant: &Tenant, user_id: &str, actor: &str) -> Result<()> {
         let Some(before) = self.stored_role(tenant.id, user_id).await? else {
             return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
         };
-        let user = self.user_by_id(user_id).await?;
-        let db = self.db(tenant.id).await?;
-        workspace::members::remove(&db, user_id)?;
-        let mut tx = self.control().writer().begin().await?;
+        let user = self.0.users().by_id(user_id).await?;
+        let db = self.0.tenancy().db(tenant.id).await?;
+        silo_workspace::members::remove(&db, user_id)?;
+        let mut tx = self.0.control().writer().begin().await?;
         sqlx::query("DELETE FROM memberships WHERE user_id = ? AND tenant_id = ?")
             .bind(user_id)
             .bind(tenant.id.to_string())
@@ -171,15 +173,15 @@ impl Tenancy {
         audit(&mut tx, actor, "member.remove", Some(tenant.id), &serde_json::json!({ "user": user_id }))
             .await?;
         tx.commit().await?;
-        self.directory().clear();
+        self.0.directory().clear();
         Ok(())
     }
 
     /// Number of members of a tenant (control plane).
-    pub async fn member_count(&self, tenant: TenantId) -> Result<i64> {
+    pub async fn count(&self, tenant: TenantId) -> Result<i64> {
         let count = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ?")
             .bind(tenant.to_string())
-            .fetch_one(self.control().reader())
+            .fetch_one(self.0.control().reader())
             .await?;
         Ok(count)
     }
@@ -218,12 +220,13 @@ async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
 }
 
 /// Puts a tenant-file member row back after the control plane refused the change.
-fn restore_member_row(db: &crate::TenantDb, user: &User, before: Option<Role>) {
+fn restore_member_row(db: &silo_tenancy::TenantDb, user: &User, before: Option<Role>) {
     let restored = match before {
         Some(role) => {
-            workspace::members::upsert(db, &user.id, &user.email, &user.display_name, role.as_str()).map(drop)
+            silo_workspace::members::upsert(db, &user.id, &user.email, &user.display_name, role.as_str())
+                .map(drop)
         }
-        None => workspace::members::remove(db, &user.id).map(drop),
+        None => silo_workspace::members::remove(db, &user.id).map(drop),
     };
     if let Err(e) = restored {
         tracing::warn!(user = %user.id, error = %e, "restoring a member row after a refused change failed");
@@ -235,7 +238,7 @@ fn restore_member_row(db: &crate::TenantDb, user: &User, before: Option<Role>) {
 async fn revoke_pending(tx: &mut Tx<'_>, tenant: TenantId, to: &str, from: Option<&str>) -> Result<()> {
     sqlx::query(concat!(
         "UPDATE invitations SET revoked_at = ",
-        crate::now!(),
+        silo_tenancy::now!(),
         " WHERE tenant_id = ?1 AND accepted_at IS NULL AND revoked_at IS NULL AND (email = ?2 OR invited_by = ?3)"
     ))
     .bind(tenant.to_string())

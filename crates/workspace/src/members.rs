@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb};
 
 /// A member of the workspace.
 #[derive(Clone, Debug, Serialize)]

@@ -1,0 +1,143 @@
+//! The [`Application`]: everything `silo serve` runs, built in one place and stopped by one
+//! signal. `main` (through `silo serve`) and the end-to-end tests' server helper both use it,
+//! so what the tests run is what production runs.
+//!
+//! Built: the fleet ([`Tenancy`], with the product's tenant schema), the people
+//! ([`Accounts`]), the HTTP server, the outbox's SMTP delivery loop (when `[smtp]` names a
+//! host) and the backup scheduler (when `backup.schedule`).
+//!
+//! Stopped by SIGTERM or SIGINT (actix-web's signal handling) or [`ApplicationHandle::stop`]:
+//! the listener stops accepting, requests in flight finish (up to the server's shutdown
+//! timeout), then the loops are told to stop and awaited (a backup pass or a delivery batch in
+//! progress finishes first), then every tenant handle is closed — SQLite checkpoints a file's
+//! WAL when its last connection closes — and the control plane is closed.
+
+use std::net::{SocketAddr, TcpListener};
+
+use anyhow::Context;
+use silo_accounts::Accounts;
+use silo_tenancy::{Settings, Tenancy};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::server;
+
+/// A built, not yet running, Silo server.
+pub struct Application {
+    addr: SocketAddr,
+    accounts: Accounts,
+    server: actix_web::dev::Server,
+    /// Tells the loops to stop (see [`Stopping`]).
+    stop: watch::Sender<bool>,
+    loops: Vec<JoinHandle<()>>,
+}
+
+/// Stops a running [`Application`] as SIGTERM would.
+#[derive(Clone)]
+pub struct ApplicationHandle(actix_web::dev::ServerHandle);
+
+impl ApplicationHandle {
+    /// Stops accepting, lets requests in flight finish, and returns once the server stopped
+    /// (the rest of the shutdown happens in [`Application::run_until_stopped`]).
+    pub async fn stop(&self) {
+        self.0.stop(true).await;
+    }
+}
+
+impl Application {
+    /// Opens the data directory under `settings` and binds `server.bind`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let bind = settings.server.bind.clone();
+        let listener = TcpListener::bind(&bind).with_context(|| format!("cannot listen on {bind}"))?;
+        Self::build_on(settings, listener).await
+    }
+
+    /// Opens the data directory under `settings` and serves on an already bound listener
+    /// (tests bind port 0 and learn the address first).
+    pub async fn build_on(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        // Refuse to start before anything else when links would have no trustworthy origin.
+        server::links::Links::resolve(
+            settings.server.public_url.as_deref(),
+            settings.server.base_domain.as_deref(),
+            addr,
+        )?;
+        let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
+        let accounts = Accounts::new(tenancy.clone());
+        tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
+        accounts.outbox().forget_expired_links().await.context("outbox")?;
+        // A store that cannot be reached or written is a start-up error, not a surprise at the
+        // first backup (this also creates the master key file on the first start).
+        tenancy.backups().await.context("backup store")?;
+
+        let (stop, stopping) = watch::channel(false);
+        let mut loops = Vec::new();
+        let smtp = &tenancy.settings().smtp;
+        match silo_accounts::outbox::Mailer::from_settings(smtp)? {
+            Some(mailer) => {
+                let every = std::time::Duration::from_secs(smtp.poll_seconds.max(1));
+                let outbox = accounts.outbox();
+                let stopping = Stopping(stopping.clone());
+                loops.push(tokio::spawn(
+                    async move { outbox.run_mailer(mailer, every, stopping.signal()).await },
+                ));
+            }
+            None => tracing::info!(
+                "no [smtp] host: emails are not sent; each is written to this log (sign-up confirmation links included)"
+            ),
+        }
+        if tenancy.settings().backup.schedule {
+            let interval = tenancy.settings().backup.interval()?;
+            tracing::info!(interval_s = interval.as_secs(), "backup scheduler started");
+            let (tenancy, stopping) = (tenancy.clone(), Stopping(stopping.clone()));
+            loops.push(tokio::spawn(async move {
+                tenancy.run_backup_scheduler(interval, stopping.signal()).await
+            }));
+        }
+        let server = server::start(accounts.clone(), listener)?;
+        Ok(Self { addr, accounts, server, stop, loops })
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The people (and through them the fleet) the server runs on.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// A handle that stops the application.
+    pub fn handle(&self) -> ApplicationHandle {
+        ApplicationHandle(self.server.handle())
+    }
+
+    /// Serves until SIGTERM/SIGINT or [`ApplicationHandle::stop`], then stops the loops and
+    /// closes every tenant handle and the control plane.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await.context("server failed");
+        tracing::info!("stopping: the server has stopped accepting and finished its requests");
+        // Receivers may all be gone (no loop running): nothing to tell then.
+        let _ = self.stop.send(true);
+        for task in self.loops {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a background loop panicked");
+            }
+        }
+        self.accounts.tenancy().shutdown().await;
+        tracing::info!("stopped: tenant handles and the control plane are closed");
+        served
+    }
+}
+
+/// The loops' side of the stop signal.
+struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    /// Completes once the application is stopping.
+    async fn signal(mut self) {
+        // An error means the sender is gone: the application is gone, so stop too.
+        let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}

@@ -1,0 +1,150 @@
+//! `silo-accounts`: people — users and operators, sessions, API tokens, memberships,
+//! invitations, sign-ups, the outbox and its SMTP delivery, login throttling, and the identity
+//! half of the directory (whose token or session is this, what role does this user hold).
+//!
+//! The accounts live in the control plane (`control.db`, opened by `silo-tenancy`); a
+//! membership is also mirrored into the tenant file's `members` table (through
+//! `silo-workspace`), so a tenant's data names its people without reaching outside the file.
+//!
+//! # Layout
+//! [`Accounts`] is built once per process over a [`Tenancy`] and hands out one small service
+//! per concern; each lives in its own module:
+//! - [`Users`] (`users`): accounts, passwords (argon2id through [`passwords`]), operators,
+//!   password reset.
+//! - [`Sessions`] (`sessions`): server-side browser sessions, and the [`sessions::LoginThrottle`].
+//! - [`Tokens`] (`tokens`): API tokens, shown once and stored as digests ([`secrets`]).
+//! - [`Memberships`] (`memberships`): who belongs to which tenant with which role, and the role
+//!   rules (only owners grant or remove owner; the last owner stays).
+//! - [`Invitations`] (`invitations`), [`Signups`] (`signups`, all-or-nothing: user, tenant and
+//!   owner, or nothing), [`Handoffs`] (`handoffs`, a session carried to a tenant's own host).
+//! - [`Outbox`] (`outbox`): mail queued in the control plane, delivered over SMTP by
+//!   [`Outbox::run_mailer`].
+
+pub mod handoffs;
+pub mod invitations;
+pub mod memberships;
+pub mod outbox;
+pub mod passwords;
+pub mod secrets;
+pub mod sessions;
+pub mod signups;
+pub mod tokens;
+pub mod users;
+
+use std::sync::Arc;
+
+use silo_tenancy::directory::Memo;
+use silo_tenancy::{ControlPlane, Tenancy, TenantId};
+
+pub use handoffs::Handoffs;
+pub use invitations::Invitations;
+pub use memberships::Memberships;
+pub use outbox::Outbox;
+pub use sessions::Sessions;
+pub use signups::Signups;
+pub use tokens::{TokenScope, Tokens};
+pub use users::{Email, Role, User, Users};
+
+/// The people of one Silo process. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tenancy: Tenancy,
+    directory: Directory,
+    /// argon2id, bounded process-wide.
+    hashing: passwords::PasswordHashing,
+}
+
+/// The identity half of the directory (see [`silo_tenancy::directory`]): answers every request
+/// needs, remembered for a few seconds. Every write this crate makes to what they answer clears
+/// all four.
+#[derive(Default)]
+pub(crate) struct Directory {
+    pub(crate) roles: Memo<(String, TenantId), Option<Role>>,
+    pub(crate) tokens: Memo<String, Option<tokens::TokenPrincipal>>,
+    pub(crate) sessions: Memo<String, Option<sessions::Session>>,
+    pub(crate) operators: Memo<String, bool>,
+}
+
+impl Directory {
+    /// Forgets every remembered answer (after a write committed).
+    pub(crate) fn clear(&self) {
+        self.roles.clear();
+        self.tokens.clear();
+        self.sessions.clear();
+        self.operators.clear();
+    }
+}
+
+impl Accounts {
+    /// The accounts over `tenancy`'s control plane.
+    pub fn new(tenancy: Tenancy) -> Self {
+        let inner = Inner {
+            tenancy,
+            directory: Directory::default(),
+            hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The fleet these accounts belong to.
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.inner.tenancy
+    }
+
+    /// Password hashing (bounded to one hash per core).
+    pub fn hashing(&self) -> &passwords::PasswordHashing {
+        &self.inner.hashing
+    }
+
+    /// Users, passwords and operators.
+    pub fn users(&self) -> Users {
+        Users(self.clone())
+    }
+
+    /// Browser sessions.
+    pub fn sessions(&self) -> Sessions {
+        Sessions(self.clone())
+    }
+
+    /// API tokens.
+    pub fn tokens(&self) -> Tokens {
+        Tokens(self.clone())
+    }
+
+    /// Who belongs to which tenant, and the role rules.
+    pub fn memberships(&self) -> Memberships {
+        Memberships(self.clone())
+    }
+
+    /// Invitations to a tenant.
+    pub fn invitations(&self) -> Invitations {
+        Invitations(self.clone())
+    }
+
+    /// Sign-ups (account + workspace).
+    pub fn signups(&self) -> Signups {
+        Signups(self.clone())
+    }
+
+    /// Session hand-offs to a tenant's host.
+    pub fn handoffs(&self) -> Handoffs {
+        Handoffs(self.clone())
+    }
+
+    /// Outgoing mail.
+    pub fn outbox(&self) -> Outbox {
+        Outbox(self.clone())
+    }
+
+    pub(crate) fn control(&self) -> &ControlPlane {
+        self.inner.tenancy.control()
+    }
+
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+}

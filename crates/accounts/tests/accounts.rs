@@ -1,0 +1,180 @@
+//! Accounts in a real control plane: creation, authentication, operators, memberships, tokens.
+
+mod common;
+
+use common::fixture;
+use silo_accounts::secrets::token_digest;
+use silo_accounts::{Accounts, Role, TokenScope};
+use silo_workspace::members;
+use std::time::Duration;
+
+use silo_tenancy::{Error, Settings, Tenancy, TenantRef};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn accounts_authenticate_without_telling_unknown_from_wrong() {
+    let f = fixture().await;
+    let user = f.accounts.users().create("Ada@Example.com", PASSWORD, Some("Ada"), "test").await.unwrap();
+    assert_eq!((user.email.as_str(), user.display_name.as_str()), ("ada@example.com", "Ada"));
+
+    let ok = f.accounts.users().authenticate("ADA@example.com", PASSWORD).await.unwrap();
+    assert_eq!(ok.unwrap().id, user.id);
+    assert!(f.accounts.users().authenticate("ada@example.com", "wrong password!").await.unwrap().is_none());
+    assert!(f.accounts.users().authenticate("nobody@example.com", PASSWORD).await.unwrap().is_none());
+    assert!(f.accounts.users().authenticate("not an email", PASSWORD).await.unwrap().is_none());
+
+    let dup = f.accounts.users().create("ada@example.com", PASSWORD, None, "test").await.unwrap_err();
+    assert!(dup.to_string().contains("already exists"), "{dup}");
+    let short = f.accounts.users().create("bob@example.com", "short", None, "test").await.unwrap_err();
+    assert!(short.to_string().contains("at least"), "{short}");
+    let bad = f.accounts.users().create("bob@", PASSWORD, None, "test").await.unwrap_err();
+    assert!(bad.to_string().contains("not a valid email"), "{bad}");
+    assert!(matches!(
+        f.accounts.users().by_email("carol@example.com").await.unwrap_err(),
+        Error::UnknownUser(_)
+    ));
+}
+
+#[tokio::test]
+async fn members_land_in_the_control_plane_and_the_tenant_file() {
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    let other = f.create("other").await;
+    let user = f.accounts.users().create("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let acme_ref = TenantRef::Id(acme.id);
+
+    f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Admin, "test").await.unwrap();
+    f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Owner, "test").await.unwrap();
+    assert_eq!(f.accounts.memberships().role_in(&acme_ref, &user.id).await.unwrap(), Some(Role::Owner));
+    assert_eq!(f.accounts.memberships().role_in(&TenantRef::Id(other.id), &user.id).await.unwrap(), None);
+    let db = f.tenancy.db(acme.id).await.unwrap();
+    assert_eq!(members::count(&db).unwrap(), 1, "the role change updated the tenant's row");
+    let other_db = f.tenancy.db(other.id).await.unwrap();
+    assert_eq!(members::count(&other_db).unwrap(), 0);
+
+    let unknown = f
+        .accounts
+        .memberships()
+        .add(&acme_ref, "nobody@example.com", Role::Member, "test")
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, Error::UnknownUser(_)), "{unknown}");
+    f.tenancy.suspend(&acme_ref, "test").await.unwrap();
+    let suspended =
+        f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap_err();
+    assert!(matches!(suspended, Error::InvalidTransition { .. }), "{suspended}");
+}
+
+#[tokio::test]
+async fn tokens_need_the_right_standing_and_are_stored_hashed() {
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    f.accounts.users().create("op@example.com", PASSWORD, None, "test").await.unwrap();
+    f.accounts.users().create("ada@example.com", PASSWORD, None, "test").await.unwrap();
+
+    let refused =
+        f.accounts.tokens().issue("op@example.com", TokenScope::Operator, "test").await.unwrap_err();
+    assert!(refused.to_string().contains("not an operator"), "{refused}");
+    f.accounts.users().grant_operator("op@example.com", "test").await.unwrap();
+    let token = f.accounts.tokens().issue("op@example.com", TokenScope::Operator, "test").await.unwrap();
+    assert!(token.starts_with("silo_"));
+
+    let acme_ref = TenantRef::Id(acme.id);
+    let refused =
+        f.accounts.tokens().issue("ada@example.com", TokenScope::Personal(acme_ref.clone()), "test").await;
+    assert!(refused.unwrap_err().to_string().contains("not a member"));
+    f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap();
+    let personal =
+        f.accounts.tokens().issue("ada@example.com", TokenScope::Personal(acme_ref), "test").await.unwrap();
+    assert_ne!(personal, token);
+
+    // Only digests are stored: neither token appears in the control database.
+    let control = std::fs::read(f.dir.path().join("control.db")).unwrap();
+    let wal = std::fs::read(f.dir.path().join("control.db-wal")).unwrap_or_default();
+    for secret in [&token, &personal] {
+        let needle = secret.as_bytes();
+        assert!(!control.windows(needle.len()).any(|w| w == needle));
+        assert!(!wal.windows(needle.len()).any(|w| w == needle));
+        let digest = token_digest(secret);
+        assert!(
+            wal.windows(digest.len()).any(|w| w == digest.as_bytes())
+                || control.windows(digest.len()).any(|w| w == digest.as_bytes())
+        );
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_server_side_revocable_and_expire() {
+    let f = fixture().await;
+    let user = f.accounts.users().create("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let first = f.accounts.sessions().create(&user.id, "Firefox", "127.0.0.1", day, None).await.unwrap();
+    let second = f.accounts.sessions().create(&user.id, "Chromium", "127.0.0.2", day, None).await.unwrap();
+    assert_ne!(first.secret, second.secret, "a new id at every login");
+    assert_ne!(first.session.csrf_token, second.session.csrf_token);
+    assert_eq!(first.session.id, token_digest(&first.secret), "only the digest is stored");
+
+    let found = f.accounts.sessions().find(&first.secret).await.unwrap().unwrap();
+    assert_eq!((found.user_id.as_str(), found.user_agent.as_str()), (user.id.as_str(), "Firefox"));
+    assert!(f.accounts.sessions().find("forged").await.unwrap().is_none());
+    assert_eq!(f.accounts.sessions().of_user(&user.id).await.unwrap().len(), 2);
+
+    assert!(f.accounts.sessions().revoke(&first.secret).await.unwrap());
+    assert!(f.accounts.sessions().find(&first.secret).await.unwrap().is_none(), "logout ends it server-side");
+    assert!(!f.accounts.sessions().revoke(&first.secret).await.unwrap());
+    assert_eq!(f.accounts.sessions().revoke_all(&user.id).await.unwrap(), 1);
+    assert!(f.accounts.sessions().find(&second.secret).await.unwrap().is_none());
+
+    // A session past its expiry never authenticates.
+    let expired =
+        f.accounts.sessions().create(&user.id, "", "", std::time::Duration::ZERO, None).await.unwrap();
+    assert!(f.accounts.sessions().find(&expired.secret).await.unwrap().is_none());
+    assert!(f.accounts.sessions().of_user(&user.id).await.unwrap().is_empty());
+}
+
+/// The directory re-reads an answer in use once it is `REFRESH_AFTER` old, in the background:
+/// a revocation made by another process (here a second `Tenancy` on the same data directory,
+/// as the CLI is) reaches a token in steady use before the answer's TTL, and in this process
+/// a revocation counts at once.
+#[tokio::test]
+async fn answers_in_use_are_refreshed_before_they_expire() {
+    use silo_tenancy::directory::{REFRESH_AFTER, TTL};
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    let user = f.accounts.users().create("ada@example.com", PASSWORD, None, "test").await.unwrap();
+    let acme_ref = TenantRef::Id(acme.id);
+    f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap();
+    let scope = TokenScope::Personal(acme_ref);
+    let kept = f.accounts.tokens().issue("ada@example.com", scope.clone(), "test").await.unwrap();
+    let revoked_here = f.accounts.tokens().issue("ada@example.com", scope, "test").await.unwrap();
+
+    // Revoked in this process: refused on the next use.
+    let here = f.accounts.tokens().authenticate(&revoked_here).await.unwrap().expect("a valid token");
+    assert!(f.accounts.tokens().authenticate(&revoked_here).await.unwrap().is_some(), "remembered");
+    assert!(f.accounts.tokens().revoke(&user.id, &here.token_id, "test").await.unwrap());
+    assert!(f.accounts.tokens().authenticate(&revoked_here).await.unwrap().is_none());
+
+    let started = std::time::Instant::now();
+    let principal = f.accounts.tokens().authenticate(&kept).await.unwrap().expect("a valid token");
+
+    // Revoked by another process: the remembered answer stands until it is REFRESH_AFTER old…
+    let cli = Accounts::new(
+        Tenancy::open(Settings::for_data_dir(f.dir.path()), silo_workspace::migrations()).await.unwrap(),
+    );
+    assert!(cli.tokens().revoke(&user.id, &principal.token_id, "cli").await.unwrap());
+    assert!(f.accounts.tokens().authenticate(&kept).await.unwrap().is_some(), "remembered");
+    tokio::time::sleep(REFRESH_AFTER.saturating_sub(started.elapsed()) + Duration::from_millis(100)).await;
+    // …then a use still gets it but starts a re-read, which lands well before the TTL.
+    let _ = f.accounts.tokens().authenticate(&kept).await.unwrap();
+    let deadline = started + TTL - Duration::from_millis(100);
+    loop {
+        if f.accounts.tokens().authenticate(&kept).await.unwrap().is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the re-read did not land before the TTL");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started.elapsed() < TTL, "refused by the refresh, not by expiry");
+    cli.tenancy().shutdown().await;
+}

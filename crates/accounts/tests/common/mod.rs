@@ -1,0 +1,26 @@
+//! Shared set-up of the accounts integration tests: a real data directory in a temp dir.
+
+#![allow(dead_code)]
+
+use silo_accounts::Accounts;
+use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub tenancy: Tenancy,
+    pub accounts: Accounts,
+}
+
+pub async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy =
+        Tenancy::open(Settings::for_data_dir(dir.path()), silo_workspace::migrations()).await.unwrap();
+    let accounts = Accounts::new(tenancy.clone());
+    Fixture { dir, tenancy, accounts }
+}
+
+impl Fixture {
+    pub async fn create(&self, slug: &str) -> Tenant {
+        self.tenancy.create(CreateTenant { slug: slug.into(), ..Default::default() }, "test").await.unwrap()
+    }
+}

@@ -1,0 +1,54 @@
+//! `silo-workspace`: the tenant product — the schema of every tenant file
+//! (`migrations/tenant`) and the repositories over it. Every SQL statement that touches a
+//! tenant file lives here, behind [`silo_tenancy::TenantDb`], so HTTP handlers, the CLI and the
+//! accounts crate never see the driver.
+//!
+//! Lists are paged by keyset (`before` = the last id of the previous page), so a page costs
+//! the same however deep it is.
+//!
+//! # Layout
+//! - [`MIGRATOR`] / [`migrations`]: the tenant schema, embedded; `silo-tenancy` applies it
+//!   (lazily on open, at provisioning and in fleet runs) without knowing what it holds.
+//! - [`projects`], [`tasks`] (with full-text [`tasks::search`]), [`comments`]: the product.
+//! - [`members`]: the tenant file's copy of its members (kept in step by `silo-accounts`), so
+//!   assignees and authors resolve inside the file.
+//! - [`activity`]: the tenant's activity feed.
+
+pub mod activity;
+pub mod comments;
+pub mod members;
+pub mod projects;
+pub mod tasks;
+
+use sqlx::migrate::{Migration, Migrator};
+
+use silo_tenancy::{Error, Result};
+
+/// Migrations of every tenant file, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
+
+/// The embedded tenant migrations as a slice (what [`silo_tenancy::Tenancy::open`] takes).
+pub fn migrations() -> &'static [Migration] {
+    MIGRATOR.iter().as_slice()
+}
+
+/// Largest page any list returns.
+pub const MAX_PAGE: i64 = 100;
+
+/// Clamps a requested page size to `1..=MAX_PAGE`.
+pub fn page_size(requested: Option<i64>, default: i64) -> i64 {
+    requested.unwrap_or(default).clamp(1, MAX_PAGE)
+}
+
+/// Trims `value` and checks it has between `min` and `max` characters.
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
+    let value = value.trim();
+    let chars = value.chars().count();
+    if chars < min {
+        return Err(Error::InvalidInput(format!("{field} must not be empty")));
+    }
+    if chars > max {
+        return Err(Error::InvalidInput(format!("{field} is at most {max} characters")));
+    }
+    Ok(value.to_owned())
+}
