@@ -2,7 +2,7 @@
 //! shape, and the OpenAPI document checked against the live routes.
 
 use serde_json::json;
-use silo_accounts::{Role, TokenScope};
+use silo_accounts::{By, Role, TokenScope};
 use silo_e2e::{ApiClient, TestServer};
 use silo_tenancy::TenantRef;
 
@@ -125,7 +125,7 @@ async fn tokens_are_required_and_scoped() {
     assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     let bob_id = server.accounts.users().by_email("bob@example.com").await.unwrap().id;
-    server.accounts.memberships().remove(&acme, &bob_id, "test").await.unwrap();
+    server.accounts.memberships().remove(&acme, &bob_id, By::Operator("test")).await.unwrap();
     assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 401);
 
     // Invalid tokens from one client are throttled (429) after a while.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use silo_accounts::{Role, TokenScope};
+use silo_accounts::{By, Role, TokenScope};
 use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of};
 use silo_tenancy::TenantRef;
 use silo_tenancy::config::{Secret, TrustedProxies};
@@ -403,11 +403,11 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     assert_eq!(a.memberships().role(acme.id, &bob.id).await.unwrap(), Some(Role::Member));
 
     // Removed members cannot come back through an old link.
-    a.memberships().remove(&acme, &bob.id, "test").await.unwrap();
+    a.memberships().remove(&acme, &bob.id, By::Operator("test")).await.unwrap();
     let (_, again) =
         a.invitations().create(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap();
     a.memberships().add(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
-    a.memberships().remove(&acme, &bob.id, "test").await.unwrap();
+    a.memberships().remove(&acme, &bob.id, By::Operator("test")).await.unwrap();
     assert!(a.invitations().accept(&again, &bob).await.is_err(), "removal revoked it");
     assert_eq!(a.memberships().role(acme.id, &bob.id).await.unwrap(), None);
 
@@ -416,7 +416,7 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     let dave = a.users().by_email("dave@example.com").await.unwrap();
     let (_, from_dave) =
         a.invitations().create(&acme, "carol@example.com", Role::Admin, &dave, "http://x").await.unwrap();
-    a.memberships().change_role(&acme, &dave.id, Role::Member, "test").await.unwrap();
+    a.memberships().change_role(&acme, &dave.id, Role::Member, By::Operator("test")).await.unwrap();
     assert!(
         a.invitations().find(&from_dave).await.unwrap().is_none(),
         "demoting dave revoked his invitation"
@@ -442,12 +442,12 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     // The last owner stays, on every path (CLI `member add` included), even under concurrency.
     let demoted = a.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await;
     assert!(demoted.unwrap_err().to_string().contains("at least one owner"));
-    assert!(a.memberships().remove(&acme, &ada.id, "test").await.is_err());
+    assert!(a.memberships().remove(&acme, &ada.id, By::Operator("test")).await.is_err());
     a.memberships().add(&acme_ref, "bob@example.com", Role::Owner, "test").await.unwrap();
     let memberships = a.memberships();
     let (a, b) = tokio::join!(
-        memberships.change_role(&acme, &ada.id, Role::Member, "test"),
-        memberships.change_role(&acme, &bob.id, Role::Member, "test")
+        memberships.change_role(&acme, &ada.id, Role::Member, By::Operator("test")),
+        memberships.change_role(&acme, &bob.id, Role::Member, By::Operator("test"))
     );
     assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "exactly one of two concurrent demotions: {a:?} {b:?}");
     let owners: i64 = control_db(&server)

@@ -7,8 +7,14 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+/// A running `silo serve` and its log.
+struct Server {
+    child: Child,
+    log: std::sync::mpsc::Receiver<String>,
+}
+
 /// Starts `silo serve` in `dir` (data in `dir/data`); returns the process and its address.
-fn start_server(dir: &Path) -> (Child, String) {
+fn start_server(dir: &Path) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_silo"))
         .args(["serve", "--bind", "127.0.0.1:0"])
         .current_dir(dir)
@@ -33,14 +39,24 @@ fn start_server(dir: &Path) -> (Child, String) {
             break addr.expect("addr=… in the log line").to_owned();
         }
     };
-    (child, addr)
+    (Server { child, log }, addr)
 }
 
-fn stop(mut child: Child) {
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+/// SIGTERM: the process exits successfully after the application's ordered shutdown (server,
+/// then the background loops, then the tenant handles and the control plane).
+fn stop(mut server: Server) {
+    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "graceful exit, got {status}");
+    let log: Vec<String> = server.log.iter().collect();
+    let at = |needle: &str| {
+        log.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle:?} in {log:#?}"))
+    };
+    let stopping = at("stopping: the server has stopped accepting");
+    let scheduler = at("backup scheduler stopped");
+    let closed = at("stopped: tenant handles and the control plane are closed");
+    assert!(stopping < scheduler && scheduler < closed, "{log:#?}");
 }
 
 fn silo(dir: &Path, args: &[&str]) -> Output {

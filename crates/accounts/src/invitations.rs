@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
+use crate::roles::{By, Change, Role};
 use crate::secrets::{new_secret, token_digest};
-use crate::users::{Role, User};
+use crate::users::User;
 use silo_tenancy::control::audit;
 use silo_tenancy::ids::TenantId;
 use silo_tenancy::{Error, Result, Tenant};
@@ -42,7 +43,7 @@ pub struct Invitations(pub(crate) crate::Accounts);
 
 impl Invitations {
     /// Invites `email` to `tenant` with `role` (admin or member); returns the invitation and the
-    /// secret of its link (also emailed).
+    /// secret of its link (also emailed). The inviter must be an admin or owner there.
     pub async fn create(
         &self,
         tenant: &Tenant,
@@ -57,6 +58,8 @@ impl Invitations {
                 "invite as admin or member; promote to owner once they joined".into(),
             ));
         }
+        let by = By::Member { user_id: &inviter.id, label: &inviter.email };
+        self.0.memberships().check(tenant, by, None, Change::Invitation(role), "").await?;
         let already: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?",
         )

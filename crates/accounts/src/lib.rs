@@ -25,6 +25,7 @@ pub mod invitations;
 pub mod memberships;
 pub mod outbox;
 pub mod passwords;
+pub mod roles;
 pub mod secrets;
 pub mod sessions;
 pub mod signups;
@@ -40,10 +41,11 @@ pub use handoffs::Handoffs;
 pub use invitations::Invitations;
 pub use memberships::Memberships;
 pub use outbox::Outbox;
+pub use roles::{By, Role};
 pub use sessions::Sessions;
 pub use signups::Signups;
 pub use tokens::{TokenScope, Tokens};
-pub use users::{Email, Role, User, Users};
+pub use users::{Email, User, Users};
 
 /// The people of one Silo process. Cheap to clone.
 #[derive(Clone)]

@@ -17,7 +17,8 @@
 
 use serde::Serialize;
 
-use crate::users::{Role, User};
+use crate::roles::{self, By, Change, Role};
+use crate::users::User;
 use silo_tenancy::control::{TenantStatus, audit};
 use silo_tenancy::ids::{TenantId, TenantRef};
 use silo_tenancy::{Error, Result, Tenant};
@@ -139,20 +140,43 @@ impl Memberships {
         Ok(workspaces)
     }
 
-    /// Changes a member's role. A workspace keeps at least one owner.
-    pub async fn change_role(&self, tenant: &Tenant, user_id: &str, role: Role, actor: &str) -> Result<()> {
-        if self.stored_role(tenant.id, user_id).await?.is_none() {
+    /// Changes a member's role, by the [role rules](crate::roles) for `by`. A workspace keeps at
+    /// least one owner.
+    pub async fn change_role(&self, tenant: &Tenant, user_id: &str, role: Role, by: By<'_>) -> Result<()> {
+        let Some(current) = self.stored_role(tenant.id, user_id).await? else {
             return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
-        }
+        };
+        self.check(tenant, by, Some(current), Change::Role(role), user_id).await?;
         let user = self.0.users().by_id(user_id).await?;
-        self.put(tenant, &user, role, actor, Joining::OrChangeRole).await
+        self.put(tenant, &user, role, by.label(), Joining::OrChangeRole).await
     }
 
-    /// Removes a member (control plane and tenant file). A workspace keeps at least one owner.
-    pub async fn remove(&self, tenant: &Tenant, user_id: &str, actor: &str) -> Result<()> {
+    /// Applies the role rules to a member acting in `tenant` (operators are not bound by them).
+    pub(crate) async fn check(
+        &self,
+        tenant: &Tenant,
+        by: By<'_>,
+        target: Option<Role>,
+        change: Change,
+        target_user: &str,
+    ) -> Result<()> {
+        let By::Member { user_id, .. } = by else {
+            return Ok(());
+        };
+        let Some(acting) = self.stored_role(tenant.id, user_id).await? else {
+            return Err(Error::Forbidden("Only a member of this workspace can do that.".into()));
+        };
+        roles::check(acting, target, change, user_id == target_user)
+    }
+
+    /// Removes a member (control plane and tenant file), by the [role rules](crate::roles) for
+    /// `by` (anyone may leave). A workspace keeps at least one owner.
+    pub async fn remove(&self, tenant: &Tenant, user_id: &str, by: By<'_>) -> Result<()> {
         let Some(before) = self.stored_role(tenant.id, user_id).await? else {
             return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
         };
+        self.check(tenant, by, Some(before), Change::Removal, user_id).await?;
+        let actor = by.label();
         let user = self.0.users().by_id(user_id).await?;
         let db = self.0.tenancy().db(tenant.id).await?;
         silo_workspace::members::remove(&db, user_id)?;

@@ -18,8 +18,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::outbox::{EmailLink, LINK_PLACEHOLDER};
+use crate::roles::Role;
 use crate::secrets::{new_secret, token_digest};
-use crate::users::{Email, Role, User, display_name_or_default};
+use crate::users::{Email, User, display_name_or_default};
 use silo_tenancy::ids::{TenantRef, TenantSlug};
 use silo_tenancy::{CreateTenant, Error, Result, Tenant};
 

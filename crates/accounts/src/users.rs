@@ -4,7 +4,6 @@
 //! Memberships are in [`crate::memberships`], token authentication in [`crate::tokens`].
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -50,44 +49,6 @@ impl Email {
 impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// A member's role in a tenant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Everything, including deleting the workspace.
-    Owner,
-    /// Manages members and settings.
-    Admin,
-    /// Works in the workspace.
-    Member,
-}
-
-impl Role {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "owner" => Ok(Self::Owner),
-            "admin" => Ok(Self::Admin),
-            "member" => Ok(Self::Member),
-            other => {
-                Err(Error::InvalidInput(format!("unknown role `{other}` (expected owner, admin or member)")))
-            }
-        }
     }
 }
 

@@ -178,3 +178,53 @@ async fn answers_in_use_are_refreshed_before_they_expire() {
     assert!(started.elapsed() < TTL, "refused by the refresh, not by expiry");
     cli.tenancy().shutdown().await;
 }
+
+/// The role rules hold in the accounts crate itself, for any caller: a member acting is judged
+/// by the role stored for them now; operators are not bound by the rules, but nobody removes the
+/// last owner.
+#[tokio::test]
+async fn role_rules_are_enforced_for_every_caller() {
+    use silo_accounts::By;
+    let f = fixture().await;
+    let acme = f.create("acme").await;
+    let acme_ref = TenantRef::Id(acme.id);
+    let memberships = f.accounts.memberships();
+    let mut ids = Vec::new();
+    for (email, role) in
+        [("ada@example.com", Role::Owner), ("bob@example.com", Role::Admin), ("cy@example.com", Role::Member)]
+    {
+        let user = f.accounts.users().create(email, PASSWORD, None, "test").await.unwrap();
+        memberships.add(&acme_ref, email, role, "test").await.unwrap();
+        ids.push(user);
+    }
+    let [ada, bob, cy] = [&ids[0], &ids[1], &ids[2]];
+    fn by(u: &silo_accounts::User) -> By<'_> {
+        By::Member { user_id: &u.id, label: &u.email }
+    }
+    let forbidden = |r: Result<(), Error>| matches!(r, Err(Error::Forbidden(_)));
+
+    // An admin manages members but never owners.
+    assert!(forbidden(memberships.change_role(&acme, &cy.id, Role::Owner, by(bob)).await));
+    assert!(forbidden(memberships.change_role(&acme, &ada.id, Role::Member, by(bob)).await));
+    assert!(forbidden(memberships.remove(&acme, &ada.id, by(bob)).await));
+    memberships.change_role(&acme, &cy.id, Role::Admin, by(bob)).await.unwrap();
+    memberships.change_role(&acme, &cy.id, Role::Member, by(bob)).await.unwrap();
+    // A member may only leave; invitations need an admin.
+    assert!(forbidden(memberships.remove(&acme, &bob.id, by(cy)).await));
+    assert!(forbidden(memberships.change_role(&acme, &cy.id, Role::Admin, by(cy)).await));
+    let invited =
+        f.accounts.invitations().create(&acme, "dee@example.com", Role::Member, cy, "http://x").await;
+    assert!(matches!(invited, Err(Error::Forbidden(_))), "{invited:?}");
+    // Someone outside the workspace is refused too, whatever they claim.
+    let eve = f.accounts.users().create("eve@example.com", PASSWORD, None, "test").await.unwrap();
+    assert!(forbidden(memberships.remove(&acme, &cy.id, by(&eve)).await));
+    // An owner may do it all, except leave the workspace without an owner.
+    memberships.change_role(&acme, &bob.id, Role::Owner, by(ada)).await.unwrap();
+    memberships.remove(&acme, &bob.id, by(ada)).await.unwrap();
+    let last = memberships.remove(&acme, &ada.id, by(ada)).await.unwrap_err();
+    assert!(last.to_string().contains("at least one owner"), "{last}");
+    let last = memberships.remove(&acme, &ada.id, By::Operator("cli:test")).await.unwrap_err();
+    assert!(last.to_string().contains("at least one owner"), "operators keep the rule too: {last}");
+    memberships.remove(&acme, &cy.id, by(cy)).await.unwrap();
+    assert_eq!(memberships.role(acme.id, &cy.id).await.unwrap(), None, "a member left");
+}

@@ -70,6 +70,9 @@ pub enum Error {
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
+    /// The caller may not do this (e.g. a role rule of the accounts).
+    #[error("{0}")]
+    Forbidden(String),
     /// A backup id that is not in the catalogue (for that tenant).
     #[error("no backup `{0}`")]
     UnknownBackup(String),
@@ -120,6 +123,7 @@ impl Error {
             | Error::WriteRefused(_)
             | Error::Storage(S::UnknownRegion(..) | S::InvalidRegionName(_)) => ErrorKind::Invalid,
             Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Suspended(_) => ErrorKind::Locked,
             Error::Gone(_) | Error::KeyDestroyed(_) => ErrorKind::Gone,
             Error::Throttled(_) => ErrorKind::Throttled,
@@ -157,6 +161,8 @@ pub enum ErrorKind {
     Invalid,
     /// Nothing by that name, or nothing the caller may see (404).
     NotFound,
+    /// Seen, but not the caller's to do (403).
+    Forbidden,
     /// The current state does not allow it: a taken slug, a wrong lifecycle step (409).
     Conflict,
     /// The tenant is suspended (423).
@@ -184,6 +190,7 @@ impl ErrorKind {
             self,
             ErrorKind::Invalid
                 | ErrorKind::NotFound
+                | ErrorKind::Forbidden
                 | ErrorKind::Conflict
                 | ErrorKind::Locked
                 | ErrorKind::Gone
@@ -213,5 +220,6 @@ mod tests {
         assert_eq!(Error::Config("bad".into()).kind(), ErrorKind::Internal, "a settings fault is ours");
         assert_eq!(Error::UnknownBackup("b".into()).kind(), ErrorKind::NotFound);
         assert_eq!(Error::InvalidInput("x".into()).kind(), ErrorKind::Invalid);
+        assert_eq!(Error::Forbidden("x".into()).kind(), ErrorKind::Forbidden);
     }
 }

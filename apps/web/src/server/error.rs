@@ -61,6 +61,7 @@ impl From<Error> for Failure {
         let root = error.root();
         match error.kind() {
             ErrorKind::NotFound => Self::not_found(),
+            ErrorKind::Forbidden => Self::forbidden(root.to_string()),
             ErrorKind::Invalid => {
                 let message = match root {
                     Error::UnknownUser(_) => "There is no account with that email.".to_owned(),

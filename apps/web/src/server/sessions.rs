@@ -13,6 +13,7 @@ use std::pin::Pin;
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use silo_accounts::By;
 use silo_accounts::sessions::Session;
 
 use super::error::{Failure, PageError};
@@ -74,6 +75,13 @@ pub fn clear_session_cookies() -> [Cookie<'static>; 2] {
 pub struct SignedIn {
     /// The session (with the account's id, email and name).
     pub session: Session,
+}
+
+impl SignedIn {
+    /// This person as the actor of a membership change (the role rules apply to them).
+    pub fn acting(&self) -> By<'_> {
+        By::Member { user_id: &self.session.user_id, label: &self.session.email }
+    }
 }
 
 impl FromRequest for SignedIn {

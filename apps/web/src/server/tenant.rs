@@ -37,19 +37,11 @@ impl Entered {
 
     /// Refuses (403) unless the member has at least `needed` (owner > admin > member).
     pub fn require(&self, needed: Role) -> Result<(), Failure> {
-        if rank(self.role) >= rank(needed) {
+        if self.role.includes(needed) {
             Ok(())
         } else {
             Err(Failure::forbidden(format!("Only a workspace {} can do that.", needed.as_str())))
         }
-    }
-}
-
-fn rank(role: Role) -> u8 {
-    match role {
-        Role::Member => 0,
-        Role::Admin => 1,
-        Role::Owner => 2,
     }
 }
 

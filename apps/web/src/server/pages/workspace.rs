@@ -5,6 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
+use silo_tenancy::ErrorKind;
 use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
 
@@ -377,17 +378,16 @@ async fn change_role(
         Ok(role) => role,
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
-    let accounts = &state(&req).accounts;
-    let current = accounts.memberships().role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
-    // Owners are made and unmade by owners only.
-    if (role == Role::Owner || current == Role::Owner) && ws.role != Role::Owner {
-        return Err(Failure::forbidden("Only an owner can grant or take the owner role.").into());
+    let memberships = state(&req).accounts.memberships();
+    memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
+    // The role rules (owners by owners only, the last owner kept) are the accounts crate's.
+    let changed = memberships.change_role(&ws.tenant, &path.1, role, me.acting()).await;
+    if let Err(e) = &changed
+        && e.kind() == ErrorKind::Forbidden
+    {
+        return Err(Failure::forbidden(e.to_string()).into());
     }
-    flash_outcome(
-        &back,
-        accounts.memberships().change_role(&ws.tenant, &path.1, role, &me.session.email).await,
-        "Role changed.",
-    )
+    flash_outcome(&back, changed, "Role changed.")
 }
 
 #[post("/members/{user_id}/remove")]
@@ -402,15 +402,13 @@ async fn remove_member(
     if !leaving {
         ws.require(Role::Admin)?;
     }
-    let accounts = &state(&req).accounts;
-    let target = accounts.memberships().role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
-    if target == Role::Owner && ws.role != Role::Owner {
-        return Err(Failure::forbidden("Only an owner can remove an owner.").into());
-    }
+    let memberships = state(&req).accounts.memberships();
+    memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     let back = format!("{}members", home(&ws));
-    match accounts.memberships().remove(&ws.tenant, &path.1, &me.session.email).await {
+    match memberships.remove(&ws.tenant, &path.1, me.acting()).await {
         Ok(()) if leaving => Ok(see_other_with_flash("/", "ok", "You left the workspace.")),
         Ok(()) => Ok(see_other_with_flash(&back, "ok", "Member removed.")),
+        Err(e) if e.kind() == ErrorKind::Forbidden => Err(Failure::forbidden(e.to_string()).into()),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
         Err(e) => Err(e.into()),
     }
