@@ -13,7 +13,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use silo_accounts::Accounts;
-use silo_tenancy::{Settings, Tenancy};
+use silo_tenancy::Tenancy;
+use silo_web::settings::Settings;
 use silo_web::startup::{Application, ApplicationHandle};
 
 /// A running server over a temporary data directory.
@@ -48,7 +49,7 @@ impl TestServer {
         let mut settings = Settings::for_data_dir(dir.path());
         // The scheduler's first pass runs at start and would race the tests' own backups;
         // tests that want the loop turn it back on.
-        settings.backup.schedule = false;
+        settings.fleet.backup.schedule = false;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         configure(&mut settings, addr);

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use silo_tenancy::config::SmtpSettings;
+use silo_accounts::SmtpSettings;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 

@@ -35,11 +35,11 @@ impl Fixture {
         let s3_settings = s3.as_ref().map(S3Server::settings);
         let server = TestServer::start_with(|settings| {
             if let Some(s3) = s3_settings {
-                settings.backup.store = BackupStoreKind::S3;
-                settings.backup.s3 = s3;
+                settings.fleet.backup.store = BackupStoreKind::S3;
+                settings.fleet.backup.s3 = s3;
             }
-            let eu = settings.data_dir.join("regions/eu");
-            settings.regions.insert("eu".into(), RegionSettings { root: eu });
+            let eu = settings.fleet.data_dir.join("regions/eu");
+            settings.fleet.regions.insert("eu".into(), RegionSettings { root: eu });
         })
         .await
         .unwrap();
@@ -504,9 +504,9 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     // A port with nothing listening: the store is down.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = silo_tenancy::Settings::for_data_dir(dir.path());
-    settings.backup.store = BackupStoreKind::S3;
-    settings.backup.s3 = settings_for(port);
+    let mut settings = silo_web::settings::Settings::for_data_dir(dir.path());
+    settings.fleet.backup.store = BackupStoreKind::S3;
+    settings.fleet.backup.s3 = settings_for(port);
     // The application refuses to start on it, naming the store…
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused =
@@ -515,7 +515,7 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     assert!(refused.contains("backup store") && refused.contains("is not usable"), "{refused}");
     // …and a fleet that is already running (here without a server) retries the store at every
     // use and keeps serving its tenants meanwhile.
-    let t = &Tenancy::open(settings, silo_workspace::migrations()).await.unwrap();
+    let t = &Tenancy::open(settings.fleet, silo_workspace::migrations()).await.unwrap();
     let opened = t.backups().await.unwrap_err();
     assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");

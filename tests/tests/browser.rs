@@ -110,8 +110,8 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
 async fn operator_journey_in_a_browser() {
     let Some(browser) = Browser::launch("operator_journey_in_a_browser").await.unwrap() else { return };
     let server = TestServer::start_with(|settings| {
-        let eu = settings.data_dir.join("regions/eu");
-        settings.regions.insert("eu".into(), silo_tenancy::config::RegionSettings { root: eu });
+        let eu = settings.fleet.data_dir.join("regions/eu");
+        settings.fleet.regions.insert("eu".into(), silo_tenancy::config::RegionSettings { root: eu });
     })
     .await
     .unwrap();

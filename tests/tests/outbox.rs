@@ -2,10 +2,10 @@
 //! protocol for real: greeting, EHLO, MAIL, RCPT, DATA, QUIT), including refusals and an
 //! unreachable server.
 
+use silo_accounts::SmtpSettings;
 use silo_accounts::outbox::{Delivery, Mailer};
 use silo_e2e::TestServer;
 use silo_e2e::smtp::{settings, smtp_server};
-use silo_tenancy::config::SmtpSettings;
 
 #[tokio::test]
 async fn queued_emails_are_delivered_once() {
@@ -70,6 +70,6 @@ fn smtp_settings_are_checked() {
     assert!(Mailer::from_settings(&bad_tls).err().unwrap().to_string().contains("smtp.tls"));
     let bad_from = SmtpSettings { from: "not an address".into(), ..settings(25) };
     assert!(Mailer::from_settings(&bad_from).err().unwrap().to_string().contains("smtp.from"));
-    let secret = SmtpSettings { password: Some("hunter2".into()), ..settings(25) };
+    let secret = SmtpSettings { password: Some(silo_web::settings::Secret::new("hunter2")), ..settings(25) };
     assert!(!format!("{secret:?}").contains("hunter2"), "the password is redacted");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use silo_accounts::{By, Role, TokenScope};
 use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of};
 use silo_tenancy::TenantRef;
-use silo_tenancy::config::{Secret, TrustedProxies};
+use silo_web::settings::{Secret, TrustedProxies};
 use silo_web::startup::Application;
 
 /// Files under `dir` whose bytes contain `needle`.
@@ -88,10 +88,10 @@ async fn emailed_links_never_come_from_request_headers() {
 async fn a_public_bind_without_public_url_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let public = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let settings = silo_tenancy::Settings::for_data_dir(dir.path());
+    let settings = silo_web::settings::Settings::for_data_dir(dir.path());
     let refused = Application::build_on(settings, public).await.err().expect("refused").to_string();
     assert!(refused.contains("server.public_url"), "{refused}");
-    let mut settings = silo_tenancy::Settings::for_data_dir(dir.path());
+    let mut settings = silo_web::settings::Settings::for_data_dir(dir.path());
     settings.server.public_url = Some("https://silo.example.com".into());
     let public = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let application = Application::build_on(settings, public).await.expect("starts with a public URL");

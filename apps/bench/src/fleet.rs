@@ -110,7 +110,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let accounts = silo_accounts::Accounts::new(tenancy.clone());
+    let (accounts, server_settings) = crate::measure::accounts_and_server(&tenancy)?;
     let fixture = crate::http::Fixture::prepare(&accounts, created, args.tasks).await?;
     println!(
         "setup (untimed): a member, a token and {} tasks in each tenant, {:.0} s",
@@ -180,7 +180,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(accounts.clone(), listener)?;
+    let server = silo_web::server::start(accounts.clone(), server_settings, listener)?;
     let handle = server.handle();
     tokio::spawn(server);
     let tokens = fixture.write_tokens(dir)?;

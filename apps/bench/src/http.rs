@@ -86,7 +86,7 @@ type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
 
 pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, args.capacity).await?;
-    let accounts = Accounts::new(tenancy.clone());
+    let (accounts, server_settings) = crate::measure::accounts_and_server(&tenancy)?;
     let setup = Instant::now();
     let fixture = Fixture::build(&accounts, args.tenants, args.tasks).await?;
     println!(
@@ -98,7 +98,7 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(accounts.clone(), listener)?;
+    let server = silo_web::server::start(accounts.clone(), server_settings, listener)?;
     let handle = server.handle();
     tokio::spawn(server);
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
+use silo_web::settings::ServerSettings;
 
 /// Cores available to this process.
 pub fn cores() -> usize {
@@ -125,6 +126,13 @@ pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
     settings.cache.capacity = capacity;
     settings.cache.idle_seconds = 3600;
     Ok(Tenancy::open(settings, silo_workspace::migrations()).await?)
+}
+
+/// The accounts over a benchmark's fleet, and the web server's settings (`SILO_…` variables
+/// still apply, as for [`tenancy`]).
+pub fn accounts_and_server(tenancy: &Tenancy) -> anyhow::Result<(silo_accounts::Accounts, ServerSettings)> {
+    let settings = silo_web::settings::Settings::load(None)?;
+    Ok((silo_accounts::Accounts::new(tenancy.clone(), settings.accounts()), settings.server))
 }
 
 /// Creates `count` tenants named `{prefix}-{i}`, `concurrency` at a time; prints progress for

@@ -100,7 +100,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     ) as f64
         / (1024.0 * 1024.0);
     let setup = Instant::now();
-    let accounts = silo_accounts::Accounts::new(tenancy.clone());
+    let (accounts, server_settings) = crate::measure::accounts_and_server(&tenancy)?;
     let fixture = Fixture::build(&accounts, args.tenants, args.tasks).await?;
     println!("setup: {} tenants × {} tasks in {:.0?}", args.tenants + 2, args.tasks, setup.elapsed());
     println!(
@@ -110,7 +110,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(accounts.clone(), listener)?;
+    let server = silo_web::server::start(accounts.clone(), server_settings, listener)?;
     let handle = server.handle();
     tokio::spawn(server);
     tenancy.backups().await?;

@@ -9,4 +9,5 @@ pub mod cli;
 pub mod logging;
 pub mod output;
 pub mod server;
+pub mod settings;
 pub mod startup;

@@ -16,11 +16,12 @@ use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context;
 use silo_accounts::Accounts;
-use silo_tenancy::{Settings, Tenancy};
+use silo_tenancy::Tenancy;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::server;
+use crate::settings::Settings;
 
 /// A built, not yet running, Silo server.
 pub struct Application {
@@ -62,8 +63,8 @@ impl Application {
             settings.server.base_domain.as_deref(),
             addr,
         )?;
-        let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
-        let accounts = Accounts::new(tenancy.clone());
+        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::migrations()).await?;
+        let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
         accounts.outbox().forget_expired_links().await.context("outbox")?;
         // A store that cannot be reached or written is a start-up error, not a surprise at the
@@ -72,7 +73,7 @@ impl Application {
 
         let (stop, stopping) = watch::channel(false);
         let mut loops = Vec::new();
-        let smtp = &tenancy.settings().smtp;
+        let smtp = &settings.smtp;
         match silo_accounts::outbox::Mailer::from_settings(smtp)? {
             Some(mailer) => {
                 let every = std::time::Duration::from_secs(smtp.poll_seconds.max(1));
@@ -94,7 +95,7 @@ impl Application {
                 tenancy.run_backup_scheduler(interval, stopping.signal()).await
             }));
         }
-        let server = server::start(accounts.clone(), listener)?;
+        let server = server::start(accounts.clone(), settings.server, listener)?;
         Ok(Self { addr, accounts, server, stop, loops })
     }
 

@@ -28,6 +28,7 @@ pub mod passwords;
 pub mod roles;
 pub mod secrets;
 pub mod sessions;
+pub mod settings;
 pub mod signups;
 pub mod tokens;
 pub mod users;
@@ -43,6 +44,7 @@ pub use memberships::Memberships;
 pub use outbox::Outbox;
 pub use roles::{By, Role};
 pub use sessions::Sessions;
+pub use settings::{AccountsSettings, SmtpSettings};
 pub use signups::Signups;
 pub use tokens::{TokenScope, Tokens};
 pub use users::{Email, User, Users};
@@ -55,6 +57,7 @@ pub struct Accounts {
 
 struct Inner {
     tenancy: Tenancy,
+    settings: AccountsSettings,
     directory: Directory,
     /// argon2id, bounded process-wide.
     hashing: passwords::PasswordHashing,
@@ -83,9 +86,10 @@ impl Directory {
 
 impl Accounts {
     /// The accounts over `tenancy`'s control plane.
-    pub fn new(tenancy: Tenancy) -> Self {
+    pub fn new(tenancy: Tenancy, settings: AccountsSettings) -> Self {
         let inner = Inner {
             tenancy,
+            settings,
             directory: Directory::default(),
             hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
         };
@@ -95,6 +99,11 @@ impl Accounts {
     /// The fleet these accounts belong to.
     pub fn tenancy(&self) -> &Tenancy {
         &self.inner.tenancy
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AccountsSettings {
+        &self.inner.settings
     }
 
     /// Password hashing (bounded to one hash per core).

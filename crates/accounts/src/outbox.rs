@@ -22,7 +22,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 
-use silo_tenancy::config::SmtpSettings;
+use crate::settings::SmtpSettings;
 use silo_tenancy::{Error, Result};
 
 /// Delivery attempts before an email is left alone (its error stays recorded).
@@ -108,7 +108,7 @@ impl Mailer {
         .port(smtp.port)
         .timeout(Some(Duration::from_secs(20)));
         if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
         let from = smtp.from.parse().map_err(|e| Error::Config(format!("smtp.from `{}`: {e}", smtp.from)))?;
         Ok(Some(Self { transport: builder.build(), from, host: host.to_owned() }))
@@ -189,7 +189,7 @@ impl Outbox {
         .bind(link.map(|l| format!("+{} seconds", l.valid_for.as_secs())))
         .execute(self.0.control().writer())
         .await?;
-        if self.0.tenancy().settings().smtp.host.is_some() {
+        if self.0.settings().smtp.host.is_some() {
             // The body may carry a secret link: it goes to the mail server, not the log.
             tracing::info!(to = recipient, subject, "email queued in the outbox");
         } else {

@@ -121,7 +121,7 @@ impl Sessions {
     /// The live session of a cookie secret: unexpired and used within the idle timeout.
     pub async fn find(&self, secret: &str) -> Result<Option<Session>> {
         let digest = token_digest(secret);
-        let idle = self.0.tenancy().settings().server.session_idle();
+        let idle = self.0.settings().session_idle;
         let sessions = self.clone();
         let session = (self.0.directory().sessions)
             .get_or_read(digest, move |digest| async move { sessions.read(&digest, idle).await });

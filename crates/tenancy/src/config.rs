@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use silo_storage::{Placement, RegionName, SqliteTuning};
 
@@ -15,7 +16,9 @@ use crate::{Error, Result};
 /// The name of the region that always exists unless configured otherwise.
 pub const DEFAULT_REGION: &str = "local";
 
-/// All of Silo's settings.
+/// The fleet's settings: where data lives, the regions, the handle cache and backups. The
+/// process's top-level settings (the web server's and the accounts' beside these) live in
+/// `apps/web`; all are read from the same file and environment by [`load`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -27,10 +30,6 @@ pub struct Settings {
     pub regions: BTreeMap<String, RegionSettings>,
     /// The tenant handle cache.
     pub cache: CacheSettings,
-    /// The HTTP server.
-    pub server: ServerSettings,
-    /// `[smtp]`: outgoing email.
-    pub smtp: SmtpSettings,
     /// `[backup]`: where backups go, how often, how long they are kept.
     pub backup: BackupSettings,
 }
@@ -57,8 +56,11 @@ pub struct BackupSettings {
     /// `[backup.s3]`: bucket, prefix, region, endpoint, path style, credentials.
     pub s3: silo_storage::objects::S3Settings,
     /// The master key file (64 hex characters, created with mode 0600 on first use);
-    /// `<data_dir>/master.key` when absent. `SILO_MASTER_KEY` (the key itself) overrides it.
+    /// `<data_dir>/master.key` when absent. `master_key` overrides it.
     pub master_key_file: Option<PathBuf>,
+    /// The master key itself (64 hex characters), from `SILO_MASTER_KEY` (see [`load`]);
+    /// redacted in logs.
+    pub master_key: Option<Secret>,
     /// Whether `silo serve` runs the backup scheduler.
     pub schedule: bool,
     /// How often the scheduler backs up changed tenants: `90s`, `15m`, `1h` (default `15m`).
@@ -81,6 +83,7 @@ impl Default for BackupSettings {
             local_dir: None,
             s3: Default::default(),
             master_key_file: None,
+            master_key: None,
             schedule: true,
             interval: "15m".to_owned(),
             keep_all_hours: 24,
@@ -152,127 +155,6 @@ pub struct CacheSettings {
     pub open_concurrency: usize,
 }
 
-/// Outgoing email. Without a host, emails stay in the outbox (and the log).
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SmtpSettings {
-    /// SMTP server; unset: no delivery.
-    pub host: Option<String>,
-    /// Port (587 for STARTTLS, 465 for TLS, 25 without).
-    pub port: u16,
-    /// `starttls`, `tls` or `none` (`none` only for a relay on a trusted network).
-    pub tls: String,
-    /// Login, if the server wants one.
-    pub username: Option<String>,
-    /// Password (redacted in logs and `Debug`).
-    pub password: Option<String>,
-    /// The sender, `Name <address>`.
-    pub from: String,
-    /// How often `silo serve` looks for emails to send, seconds.
-    pub poll_seconds: u64,
-}
-
-impl Default for SmtpSettings {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: 587,
-            tls: "starttls".into(),
-            username: None,
-            password: None,
-            from: "Silo <silo@localhost>".into(),
-            poll_seconds: 5,
-        }
-    }
-}
-
-impl std::fmt::Debug for SmtpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("from", &self.from)
-            .field("poll_seconds", &self.poll_seconds)
-            .finish()
-    }
-}
-
-/// The HTTP server.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ServerSettings {
-    /// Address to listen on.
-    pub bind: String,
-    /// HTTP worker threads (each a single-threaded event loop); default: one per core.
-    pub workers: Option<usize>,
-    /// Serve workspaces on `{slug}.{base_domain}` as well as under `/w/{slug}/`.
-    pub base_domain: Option<String>,
-    /// The public URL (`https://silo.example.com`): every link Silo builds (emails, workspace
-    /// hosts) starts from it, never from request headers. When unset, a loopback bind uses
-    /// `http://<bind address>`; any other bind refuses to start.
-    pub public_url: Option<String>,
-    /// The reverse proxies in front of Silo whose `X-Forwarded-For` / `X-Forwarded-Proto` are
-    /// believed: a count of hops (`1` for one nginx) or a list of CIDRs
-    /// (`["10.0.0.0/8", "127.0.0.1/32"]`). Default: none.
-    pub trusted_proxies: TrustedProxies,
-    /// Older spelling of `trusted_proxies = 1` (used when `trusted_proxies` is not set).
-    pub trust_proxy: bool,
-    /// Session lifetime, hours.
-    pub session_hours: u64,
-    /// A session unused for this many minutes ends (at least 10: use is recorded every 5).
-    pub session_idle_minutes: u64,
-    /// New sign-ups (including invitation sign-ups) per client address per hour.
-    pub signups_per_client_hour: u32,
-    /// A bearer token that `/metrics` requires (redacted in logs). Without it (and without
-    /// `metrics_bind`), `/metrics` answers only direct requests from loopback.
-    pub metrics_token: Option<Secret>,
-    /// Serve `/metrics` on this address instead (e.g. `127.0.0.1:9090`, or an internal
-    /// interface), and not on `bind`.
-    pub metrics_bind: Option<String>,
-    /// Failed logins allowed per account within the throttle window.
-    pub login_failures_per_account: u32,
-    /// Failed logins allowed per client address within the throttle window.
-    pub login_failures_per_client: u32,
-    /// The login throttle window, seconds.
-    pub login_window_seconds: u64,
-}
-
-impl ServerSettings {
-    /// How long a session may go unused.
-    pub fn session_idle(&self) -> Duration {
-        Duration::from_secs(self.session_idle_minutes.max(10) * 60)
-    }
-
-    /// The proxies to trust (`trust_proxy = true` means one hop when `trusted_proxies` is unset).
-    pub fn proxies(&self) -> TrustedProxies {
-        match &self.trusted_proxies {
-            TrustedProxies::Hops(0) if self.trust_proxy => TrustedProxies::Hops(1),
-            other => other.clone(),
-        }
-    }
-}
-
-/// Which proxies' forwarding headers to believe.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TrustedProxies {
-    /// This many proxies stand in front of Silo, each appending to `X-Forwarded-For`: the
-    /// client is the address the outermost one saw.
-    Hops(u8),
-    /// Peers in these networks are proxies: walking `X-Forwarded-For` from the right, the
-    /// client is the first address outside them.
-    Networks(Vec<String>),
-}
-
-impl Default for TrustedProxies {
-    fn default() -> Self {
-        Self::Hops(0)
-    }
-}
-
 /// A secret setting: `Debug` (and so any log of the settings) redacts it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -310,8 +192,6 @@ impl Default for Settings {
             default_region: DEFAULT_REGION.to_owned(),
             regions: BTreeMap::new(),
             cache: CacheSettings::default(),
-            server: ServerSettings::default(),
-            smtp: SmtpSettings::default(),
             backup: BackupSettings::default(),
         }
     }
@@ -331,43 +211,36 @@ impl Default for CacheSettings {
     }
 }
 
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8080".to_owned(),
-            workers: None,
-            base_domain: None,
-            public_url: None,
-            trusted_proxies: TrustedProxies::default(),
-            trust_proxy: false,
-            session_hours: 24 * 14,
-            session_idle_minutes: 24 * 60,
-            signups_per_client_hour: 10,
-            metrics_token: None,
-            metrics_bind: None,
-            login_failures_per_account: 5,
-            login_failures_per_client: 20,
-            login_window_seconds: 15 * 60,
+/// Loads settings of type `T` (the fleet's, or the process's which include them): defaults,
+/// then the TOML file (when given and present, or `silo.toml` in the working directory when
+/// present), then `SILO_…` environment variables; `SILO_MASTER_KEY` becomes
+/// `backup.master_key`.
+pub fn load<T: Serialize + DeserializeOwned + Default>(config_file: Option<&Path>) -> Result<T> {
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    match config_file {
+        Some(path) if !path.exists() => {
+            return Err(Error::Config(format!("config file {} does not exist", path.display())));
         }
+        Some(path) => figment = figment.merge(Toml::file_exact(path)),
+        None if Path::new("silo.toml").exists() => figment = figment.merge(Toml::file_exact("silo.toml")),
+        None => {}
     }
+    // `SILO_LOG`, `SILO_LOG_FORMAT` and `SILO_CONFIG` configure the process, not settings;
+    // `SILO_MASTER_KEY` is the key itself, kept under its well-known name.
+    let env = Env::prefixed("SILO_").split("__").ignore(&["log", "log_format", "config", "master_key"]);
+    figment = figment.merge(env);
+    if let Ok(key) = std::env::var("SILO_MASTER_KEY")
+        && !key.trim().is_empty()
+    {
+        figment = figment.merge(Serialized::default("backup.master_key", key.trim()));
+    }
+    figment.extract().map_err(|e| Error::Config(e.to_string()))
 }
 
 impl Settings {
-    /// Loads settings: defaults, then the TOML file (when given and present, or `silo.toml` in
-    /// the working directory when present), then `SILO_…` environment variables.
+    /// Loads the fleet's settings alone (benchmarks): see [`load`].
     pub fn load(config_file: Option<&Path>) -> Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
-        match config_file {
-            Some(path) if !path.exists() => {
-                return Err(Error::Config(format!("config file {} does not exist", path.display())));
-            }
-            Some(path) => figment = figment.merge(Toml::file_exact(path)),
-            None if Path::new("silo.toml").exists() => figment = figment.merge(Toml::file_exact("silo.toml")),
-            None => {}
-        }
-        // `SILO_LOG`, `SILO_LOG_FORMAT` and `SILO_CONFIG` configure the process, not settings.
-        let env = Env::prefixed("SILO_").split("__").ignore(&["log", "log_format", "config"]);
-        figment.merge(env).extract().map_err(|e| Error::Config(e.to_string()))
+        load(config_file)
     }
 
     /// The path of the control-plane database.

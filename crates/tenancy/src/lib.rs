@@ -150,7 +150,8 @@ impl Tenancy {
         &self.inner.placement
     }
 
-    /// The master key: `SILO_MASTER_KEY`, else the key file (created on first use).
+    /// The master key: `backup.master_key` (`SILO_MASTER_KEY`), else the key file (created on
+    /// first use).
     pub async fn master_key(&self) -> Result<&Arc<silo_storage::crypto::MasterKey>> {
         self.inner
             .master_key

@@ -11,8 +11,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use silo_accounts::Accounts;
-use silo_tenancy::{DataDirLock, Settings, Tenancy};
+use silo_tenancy::{DataDirLock, Tenancy};
 
+use crate::settings::Settings;
 use crate::startup::Application;
 
 /// Silo: a multi-tenant platform where every tenant lives in its own SQLite file.
@@ -74,21 +75,23 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut settings = Settings::load(self.config.as_deref())?;
         if let Some(dir) = self.data_dir {
-            settings.data_dir = dir;
+            settings.fleet.data_dir = dir;
         }
         if let Command::Serve { bind } = self.command {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
             }
             // The lock lives in the data directory, which the first start creates.
-            std::fs::create_dir_all(&settings.data_dir)
-                .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
-            let _lock = DataDirLock::acquire(&settings.data_dir, "serve this data directory")?;
+            let data_dir = &settings.fleet.data_dir;
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+            let _lock = DataDirLock::acquire(data_dir, "serve this data directory")?;
             Application::build(settings).await?.run_until_stopped().await?;
             return Ok(ExitCode::SUCCESS);
         }
-        let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
-        let accounts = Accounts::new(tenancy.clone());
+        let accounts_settings = settings.accounts();
+        let tenancy = Tenancy::open(settings.fleet, silo_workspace::migrations()).await?;
+        let accounts = Accounts::new(tenancy.clone(), accounts_settings);
         let result = match self.command {
             Command::Serve { .. } => unreachable!("served above"),
             Command::Tenant(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),

@@ -14,8 +14,8 @@
 
 use std::net::IpAddr;
 
+use crate::settings::TrustedProxies;
 use actix_web::HttpRequest;
-use silo_tenancy::config::TrustedProxies;
 
 /// A network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

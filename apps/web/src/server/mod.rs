@@ -38,6 +38,8 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use silo_accounts::Accounts;
+
+use crate::settings::ServerSettings;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
@@ -70,8 +72,11 @@ fn security_headers(csp: &str) -> DefaultHeaders {
 
 /// Starts serving on an already bound listener (tests bind port 0), and on `server.metrics_bind`
 /// when set; the returned server runs until stopped.
-pub fn start(accounts: Accounts, listener: TcpListener) -> anyhow::Result<actix_web::dev::Server> {
-    let web_settings = accounts.tenancy().settings().server.clone();
+pub fn start(
+    accounts: Accounts,
+    web_settings: ServerSettings,
+    listener: TcpListener,
+) -> anyhow::Result<actix_web::dev::Server> {
     let links = links::Links::resolve(
         web_settings.public_url.as_deref(),
         web_settings.base_domain.as_deref(),
@@ -89,7 +94,7 @@ pub fn start(accounts: Accounts, listener: TcpListener) -> anyhow::Result<actix_
         tracing::info!(%addr, "metrics listening");
     }
     let csp = content_security_policy(&links);
-    let state = web::Data::new(AppState::new(accounts, links, metrics_addr)?);
+    let state = web::Data::new(AppState::new(accounts, web_settings, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || {

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::settings::ServerSettings;
 use silo_accounts::Accounts;
 use silo_accounts::sessions::{LoginThrottle, ThrottlePolicy};
 use silo_tenancy::Tenancy;
-use silo_tenancy::config::ServerSettings;
 
 use super::client::Proxies;
 use super::links::Links;
@@ -40,11 +40,11 @@ impl AppState {
     /// where the server is reached.
     pub fn new(
         accounts: Accounts,
+        web: ServerSettings,
         links: Links,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Self> {
         let tenancy = accounts.tenancy().clone();
-        let web = tenancy.settings().server.clone();
         let throttle = LoginThrottle::new(ThrottlePolicy {
             per_account: web.login_failures_per_account,
             per_client: web.login_failures_per_client,

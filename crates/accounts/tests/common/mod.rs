@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use silo_accounts::Accounts;
+use silo_accounts::{Accounts, AccountsSettings};
 use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
 
 pub struct Fixture {
@@ -15,7 +15,7 @@ pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let tenancy =
         Tenancy::open(Settings::for_data_dir(dir.path()), silo_workspace::migrations()).await.unwrap();
-    let accounts = Accounts::new(tenancy.clone());
+    let accounts = Accounts::new(tenancy.clone(), AccountsSettings::default());
     Fixture { dir, tenancy, accounts }
 }
 

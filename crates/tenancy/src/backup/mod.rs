@@ -76,13 +76,14 @@ impl Backups {
     }
 }
 
-/// Loads the master key: `SILO_MASTER_KEY`, else the key file (created on first use).
+/// Loads the master key: `backup.master_key` (from `SILO_MASTER_KEY`), else the key file
+/// (created on first use).
 pub fn load_master_key(settings: &crate::Settings) -> Result<MasterKey> {
-    match std::env::var("SILO_MASTER_KEY") {
-        Ok(hex) if !hex.trim().is_empty() => {
-            MasterKey::from_hex(&hex).map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}")))
+    match &settings.backup.master_key {
+        Some(hex) => {
+            MasterKey::from_hex(hex.expose()).map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}")))
         }
-        _ => {
+        None => {
             let path = settings.master_key_path();
             let (key, created) = MasterKey::load_or_create(&path)?;
             if created {

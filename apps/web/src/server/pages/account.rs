@@ -111,7 +111,7 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
             let email = silo_accounts::Email::parse(&form.email).map(|e| e.to_string()).unwrap_or_default();
             Page::new("signup.html")
                 .with("sent", &email)
-                .with("log_delivery", &app.tenancy.settings().smtp.host.is_none())
+                .with("log_delivery", &app.accounts.settings().smtp.host.is_none())
                 .render(&req)
                 .await
         }

@@ -1,0 +1,172 @@
+//! The process's settings: one file (`silo.toml`) and one set of `SILO_…` variables, read
+//! once ([`Settings::load`]) and handed out by section — the fleet's to `silo-tenancy`, the
+//! accounts' (`[smtp]`, the session lifetime) to `silo-accounts`, `[server]` to the web layer.
+//! Secrets are [`Secret`]s: their `Debug` (and so any log of the settings) is redacted.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use silo_accounts::{AccountsSettings, SmtpSettings};
+pub use silo_tenancy::config::Secret;
+
+/// All of Silo's settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The fleet: `data_dir`, `default_region`, `[regions.*]`, `[cache]`, `[backup]`.
+    #[serde(flatten)]
+    pub fleet: silo_tenancy::Settings,
+    /// `[server]`: the HTTP server.
+    pub server: ServerSettings,
+    /// `[smtp]`: outgoing email.
+    pub smtp: SmtpSettings,
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the TOML file (when given and present, or `silo.toml`
+    /// in the working directory when present), then `SILO_…` environment variables
+    /// (`SILO_MASTER_KEY` is `backup.master_key`).
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(silo_tenancy::config::load(config_file)?)
+    }
+
+    /// Defaults over `data_dir` (tests and tools).
+    pub fn for_data_dir(data_dir: impl Into<std::path::PathBuf>) -> Self {
+        Self { fleet: silo_tenancy::Settings::for_data_dir(data_dir), ..Self::default() }
+    }
+
+    /// What the accounts need.
+    pub fn accounts(&self) -> AccountsSettings {
+        AccountsSettings { smtp: self.smtp.clone(), session_idle: self.server.session_idle() }
+    }
+}
+
+/// The HTTP server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// HTTP worker threads (each a single-threaded event loop); default: one per core.
+    pub workers: Option<usize>,
+    /// Serve workspaces on `{slug}.{base_domain}` as well as under `/w/{slug}/`.
+    pub base_domain: Option<String>,
+    /// The public URL (`https://silo.example.com`): every link Silo builds (emails, workspace
+    /// hosts) starts from it, never from request headers. When unset, a loopback bind uses
+    /// `http://<bind address>`; any other bind refuses to start.
+    pub public_url: Option<String>,
+    /// The reverse proxies in front of Silo whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed: a count of hops (`1` for one nginx) or a list of CIDRs
+    /// (`["10.0.0.0/8", "127.0.0.1/32"]`). Default: none.
+    pub trusted_proxies: TrustedProxies,
+    /// Older spelling of `trusted_proxies = 1` (used when `trusted_proxies` is not set).
+    pub trust_proxy: bool,
+    /// Session lifetime, hours.
+    pub session_hours: u64,
+    /// A session unused for this many minutes ends (at least 10: use is recorded every 5).
+    pub session_idle_minutes: u64,
+    /// New sign-ups (including invitation sign-ups) per client address per hour.
+    pub signups_per_client_hour: u32,
+    /// A bearer token that `/metrics` requires (redacted in logs). Without it (and without
+    /// `metrics_bind`), `/metrics` answers only direct requests from loopback.
+    pub metrics_token: Option<Secret>,
+    /// Serve `/metrics` on this address instead (e.g. `127.0.0.1:9090`, or an internal
+    /// interface), and not on `bind`.
+    pub metrics_bind: Option<String>,
+    /// Failed logins allowed per account within the throttle window.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within the throttle window.
+    pub login_failures_per_client: u32,
+    /// The login throttle window, seconds.
+    pub login_window_seconds: u64,
+}
+
+impl ServerSettings {
+    /// How long a session may go unused.
+    pub fn session_idle(&self) -> Duration {
+        Duration::from_secs(self.session_idle_minutes.max(10) * 60)
+    }
+
+    /// The proxies to trust (`trust_proxy = true` means one hop when `trusted_proxies` is unset).
+    pub fn proxies(&self) -> TrustedProxies {
+        match &self.trusted_proxies {
+            TrustedProxies::Hops(0) if self.trust_proxy => TrustedProxies::Hops(1),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Which proxies' forwarding headers to believe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TrustedProxies {
+    /// This many proxies stand in front of Silo, each appending to `X-Forwarded-For`: the
+    /// client is the address the outermost one saw.
+    Hops(u8),
+    /// Peers in these networks are proxies: walking `X-Forwarded-For` from the right, the
+    /// client is the first address outside them.
+    Networks(Vec<String>),
+}
+
+impl Default for TrustedProxies {
+    fn default() -> Self {
+        Self::Hops(0)
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".to_owned(),
+            workers: None,
+            base_domain: None,
+            public_url: None,
+            trusted_proxies: TrustedProxies::default(),
+            trust_proxy: false,
+            session_hours: 24 * 14,
+            session_idle_minutes: 24 * 60,
+            signups_per_client_hour: 10,
+            metrics_token: None,
+            metrics_bind: None,
+            login_failures_per_account: 5,
+            login_failures_per_client: 20,
+            login_window_seconds: 15 * 60,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test jail fixes the closure's error type
+    fn one_file_and_one_environment_feed_every_section() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "silo.toml",
+                "data_dir = \"/var/lib/silo\"\n[cache]\ncapacity = 64\n[server]\nbind = \"127.0.0.1:9000\"\n\
+                 [smtp]\nhost = \"mail.example.com\"\npassword = \"hunter2\"\n",
+            )?;
+            jail.set_env("SILO_SERVER__SESSION_IDLE_MINUTES", "30");
+            jail.set_env("SILO_CACHE__CAPACITY", "128");
+            jail.set_env("SILO_MASTER_KEY", "ab".repeat(32));
+            let settings = Settings::load(None).unwrap();
+            assert_eq!(settings.fleet.data_dir, std::path::PathBuf::from("/var/lib/silo"));
+            assert_eq!(settings.fleet.cache.capacity, 128, "the environment wins over the file");
+            assert_eq!(settings.server.bind, "127.0.0.1:9000");
+            assert_eq!(settings.accounts().session_idle, Duration::from_secs(30 * 60));
+            assert_eq!(settings.smtp.host.as_deref(), Some("mail.example.com"));
+            assert_eq!(
+                settings.fleet.backup.master_key.as_ref().map(Secret::expose),
+                Some("ab".repeat(32).as_str())
+            );
+            // Secrets never reach a log of the settings.
+            let logged = format!("{settings:?}");
+            assert!(!logged.contains("hunter2") && !logged.contains(&"ab".repeat(32)), "{logged}");
+            assert!(logged.contains("<redacted>"), "{logged}");
+            Ok(())
+        });
+    }
+}
