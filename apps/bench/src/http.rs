@@ -353,7 +353,7 @@ impl Fixture {
                     let title = format!("task {i} of {}", tenant.slug);
                     tasks::create(&db, &NewTask { project_id: project, title, ..Default::default() }, None)?;
                 }
-                anyhow::Ok((tenant.slug, token, project))
+                anyhow::Ok((tenant.slug.to_string(), token, project))
             })
             .buffer_unordered(4)
             .collect::<Vec<_>>()

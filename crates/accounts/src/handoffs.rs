@@ -115,7 +115,7 @@ impl Handoffs {
         let Some((user_id,)) = parent else { return Ok(None) };
         let mut session = self.0.sessions().create(&user_id, user_agent, ip, ttl, Some(&session_id)).await?;
         // A child never outlives its parent's absolute expiry.
-        let expires_at: String = sqlx::query_scalar(
+        let expires_at: silo_tenancy::Timestamp = sqlx::query_scalar(
             "UPDATE sessions SET expires_at = min(expires_at, (SELECT expires_at FROM sessions WHERE id_sha256 = ?1))
              WHERE id_sha256 = ?2 RETURNING expires_at",
         )

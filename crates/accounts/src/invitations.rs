@@ -2,7 +2,9 @@
 //! random secret (only its digest is stored) and goes out through the [`crate::outbox`]. The
 //! invitee accepts with an existing account (signed in with that email) or creates one.
 
+use crate::users::Email;
 use serde::Serialize;
+use silo_tenancy::Timestamp;
 
 use crate::roles::{By, Change, Role};
 use crate::secrets::{new_secret, token_digest};
@@ -24,13 +26,14 @@ pub struct Invitation {
     /// Workspace name.
     pub tenant_name: String,
     /// Who is invited.
-    pub email: String,
+    pub email: Email,
     /// The role they will get.
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     /// Sent (UTC).
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Valid until (UTC).
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 const SELECT: &str =
@@ -139,7 +142,7 @@ impl Invitations {
                 invitation.email
             )));
         }
-        let role: Role = invitation.role.parse()?;
+        let role = invitation.role;
         let slug = silo_tenancy::TenantSlug::parse(&invitation.tenant_slug)?;
         let tenant = self.0.tenancy().tenant(&silo_tenancy::TenantRef::Slug(slug)).await?;
         // Marked first, so a link is used once even when two accepts race.

@@ -47,7 +47,7 @@ pub use sessions::Sessions;
 pub use settings::{AccountsSettings, SmtpSettings};
 pub use signups::Signups;
 pub use tokens::{TokenScope, Tokens};
-pub use users::{Email, User, Users};
+pub use users::{Email, User, UserId, Users};
 
 /// The people of one Silo process. Cheap to clone.
 #[derive(Clone)]

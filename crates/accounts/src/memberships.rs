@@ -65,7 +65,7 @@ impl Memberships {
         if tenant.status != TenantStatus::Active {
             let status = tenant.status.to_string();
             return Err(Error::InvalidTransition {
-                tenant: tenant.slug.clone(),
+                tenant: tenant.slug.to_string(),
                 action: "add a member to",
                 status,
             });

@@ -59,6 +59,14 @@ impl FromStr for Role {
     }
 }
 
+impl TryFrom<String> for Role {
+    type Error = Error;
+
+    fn try_from(stored: String) -> Result<Self> {
+        stored.parse()
+    }
+}
+
 /// Who asks for a membership change.
 #[derive(Clone, Copy, Debug)]
 pub enum By<'a> {

@@ -11,6 +11,8 @@
 //! checked ([`LoginThrottle::attempt`]), so concurrent guesses cannot all slip in before the
 //! first failure is recorded.
 
+use crate::users::{Email, UserId};
+use silo_tenancy::Timestamp;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -31,28 +33,27 @@ pub struct Session {
     #[sqlx(rename = "id_sha256")]
     pub id: String,
     /// The account.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The token every state-changing form of this session must echo.
     pub csrf_token: String,
     /// Creation time (UTC).
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Last use (UTC).
-    pub last_seen_at: String,
+    pub last_seen_at: Timestamp,
     /// Expiry (UTC).
-    pub expires_at: String,
+    pub expires_at: Timestamp,
     /// Client's user agent at login.
     pub user_agent: String,
     /// Client's address at login.
     pub ip: String,
     /// The account's email.
-    pub email: String,
+    pub email: Email,
     /// The account's display name.
     pub display_name: String,
 }
 
 impl Session {
-    /// Whether the session has expired or been idle longer than `idle` (times are UTC RFC 3339
-    /// with the same precision, so they compare as strings).
+    /// Whether the session has expired or been idle longer than `idle`.
     pub fn expired(&self, idle: Duration) -> bool {
         self.expires_at <= silo_tenancy::control::utc_now()
             || self.last_seen_at <= silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - idle)

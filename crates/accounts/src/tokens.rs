@@ -1,6 +1,8 @@
 //! Authenticating API tokens, listing and revoking them. Issuing lives in [`crate::accounts`].
 
+use crate::users::{Email, UserId};
 use serde::Serialize;
+use silo_tenancy::Timestamp;
 use sqlx::Row;
 
 use std::time::Duration;
@@ -21,13 +23,13 @@ pub struct TokenPrincipal {
     /// The token's id.
     pub token_id: String,
     /// The account it acts for.
-    pub user_id: String,
+    pub user_id: UserId,
     /// That account's email.
-    pub email: String,
+    pub email: Email,
     /// `None` for an operator token; the one tenant of a personal token.
     pub tenant: Option<TenantId>,
     /// When the token stops working (UTC), if it expires.
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
 }
 
 impl TokenPrincipal {
@@ -46,11 +48,11 @@ pub struct TokenInfo {
     /// The workspace slug of a personal token.
     pub tenant_slug: Option<String>,
     /// Creation time (UTC).
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// Last use (UTC, to within five minutes).
-    pub last_used_at: Option<String>,
+    pub last_used_at: Option<Timestamp>,
     /// When it stops working (UTC); `None`: never.
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Which kind of API token to issue.
@@ -172,7 +174,7 @@ impl Tokens {
                     tenant,
                     expires_at: row.try_get("expires_at")?,
                 };
-                let last_used: Option<String> = row.try_get("last_used_at")?;
+                let last_used: Option<Timestamp> = row.try_get("last_used_at")?;
                 let stale =
                     silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
                 if last_used.is_none_or(|at| at < stale) {

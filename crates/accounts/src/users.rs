@@ -6,18 +6,92 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::Row;
 
 pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password};
 use crate::secrets::{new_secret, token_digest};
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result};
+use silo_tenancy::{Error, Result, Timestamp};
 use std::time::Duration;
 
-/// A validated, lowercased email address.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+/// Text-backed identity types: read as `&str` (`Deref`), printed and compared as their text,
+/// stored as TEXT (sqlx `transparent`), serialised as a string.
+macro_rules! text_type {
+    ($name:ident) => {
+        impl $name {
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+
+        impl PartialEq<$name> for String {
+            fn eq(&self, other: &$name) -> bool {
+                self == &other.0
+            }
+        }
+    };
+}
+
+/// An account's id (a UUID v7, as text).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
 #[serde(transparent)]
+#[sqlx(transparent)]
+pub struct UserId(String);
+
+text_type!(UserId);
+
+impl UserId {
+    /// A new id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+impl Default for UserId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A validated, lowercased email address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[serde(transparent)]
+#[sqlx(transparent)]
 pub struct Email(String);
+
+text_type!(Email);
 
 impl Email {
     /// Validates an address: one `@`, a non-empty local part, a dotted domain, no spaces,
@@ -39,30 +113,19 @@ impl Email {
             Err(Error::InvalidInput(format!("`{input}` is not a valid email address")))
         }
     }
-
-    /// The address.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A user account.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct User {
     /// Id (UUID v7).
-    pub id: String,
+    pub id: UserId,
     /// Email, lowercased.
-    pub email: String,
+    pub email: Email,
     /// Display name.
     pub display_name: String,
     /// Creation time (UTC).
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// Users, passwords and operators (from [`crate::Accounts::users`]).
@@ -85,7 +148,7 @@ impl Users {
 
     /// Inserts an account whose password is already hashed (a confirmed sign-up).
     pub(crate) async fn insert(&self, email: &Email, name: &str, hash: &str, actor: &str) -> Result<User> {
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = UserId::new();
         let mut tx = self.0.control().writer().begin().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ",
@@ -114,12 +177,11 @@ impl Users {
     /// An account by email.
     pub async fn by_email(&self, email: &str) -> Result<User> {
         let email = Email::parse(email)?;
-        let row = sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE email = ?")
+        sqlx::query_as(USER_SQL_BY_EMAIL)
             .bind(email.as_str())
             .fetch_optional(self.0.control().reader())
             .await?
-            .ok_or_else(|| Error::UnknownUser(email.to_string()))?;
-        user_from_row(&row)
+            .ok_or_else(|| Error::UnknownUser(email.to_string()))
     }
 
     /// Checks an email and password. Unknown accounts cost a hash too, so timing does not tell
@@ -137,12 +199,11 @@ impl Users {
 
     /// An account by id.
     pub async fn by_id(&self, id: &str) -> Result<User> {
-        let row = sqlx::query("SELECT id, email, display_name, created_at FROM users WHERE id = ?")
+        sqlx::query_as(USER_SQL_BY_ID)
             .bind(id)
             .fetch_optional(self.0.control().reader())
             .await?
-            .ok_or_else(|| Error::UnknownUser(id.to_owned()))?;
-        user_from_row(&row)
+            .ok_or_else(|| Error::UnknownUser(id.to_owned()))
     }
 
     /// Changes an account's display name, here and in the member rows of its workspaces.
@@ -338,14 +399,8 @@ pub(crate) fn display_name_or_default(given: Option<&str>, email: &Email) -> Str
         .to_owned()
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
-    Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        display_name: row.try_get("display_name")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
+const USER_SQL_BY_EMAIL: &str = "SELECT id, email, display_name, created_at FROM users WHERE email = ?";
+const USER_SQL_BY_ID: &str = "SELECT id, email, display_name, created_at FROM users WHERE id = ?";
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 /// A validated region name (`[a-z0-9-]{1,32}`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct RegionName(String);
 
 impl RegionName {
@@ -74,6 +75,18 @@ impl Placement {
 pub fn database_path_under(root: &Path, id: Uuid) -> PathBuf {
     let hex = id.simple().to_string();
     root.join("tenants").join(&hex[..2]).join(format!("{}.db", id.hyphenated()))
+}
+
+impl PartialEq<str> for RegionName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RegionName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
 }
 
 #[cfg(test)]

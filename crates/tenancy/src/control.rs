@@ -15,7 +15,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row, Sqlite, Transaction};
 
+use silo_storage::RegionName;
+
 use crate::ids::{TenantId, TenantRef, TenantSlug};
+use crate::time::Timestamp;
 use crate::{Error, Result};
 
 /// Migrations of `control.db`, embedded in the binary.
@@ -31,34 +34,7 @@ macro_rules! now {
     };
 }
 
-/// The current time in the format of [`now!`] (for comparisons in Rust with stored times).
-pub fn utc_now() -> String {
-    utc_timestamp(std::time::SystemTime::now())
-}
-
-/// A time in the format of [`now!`].
-pub fn utc_timestamp(time: std::time::SystemTime) -> String {
-    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_millis()
-    )
-}
+pub use crate::time::{utc_now, utc_timestamp};
 
 /// A tenant's lifecycle status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -124,13 +100,15 @@ pub struct Tenant {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: TenantId,
     /// URL name.
-    pub slug: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub slug: TenantSlug,
     /// Display name.
     pub name: String,
     /// Lifecycle status.
     pub status: TenantStatus,
     /// Region whose root holds the file.
-    pub region: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub region: RegionName,
     /// Billing plan.
     pub plan: String,
     /// Highest tenant migration applied.
@@ -138,11 +116,14 @@ pub struct Tenant {
     /// Why the tenant is quarantined, if it is.
     pub migration_error: Option<String>,
     /// Creation time (UTC).
-    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub created_at: Timestamp,
     /// Last change (UTC).
-    pub updated_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub updated_at: Timestamp,
     /// Purge time (UTC).
-    pub deleted_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl Tenant {
@@ -151,10 +132,11 @@ impl Tenant {
         let status: String = row.try_get("status")?;
         Ok(Self {
             id: id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
-            slug: row.try_get("slug")?,
+            slug: TenantSlug::try_from(row.try_get::<String, _>("slug")?)
+                .map_err(|e| Error::Config(format!("corrupt tenant slug in control.db: {e}")))?,
             name: row.try_get("name")?,
             status: status.parse()?,
-            region: row.try_get("region")?,
+            region: RegionName::parse(&row.try_get::<String, _>("region")?)?,
             plan: row.try_get("plan")?,
             schema_version: row.try_get("schema_version")?,
             migration_error: row.try_get("migration_error")?,
@@ -560,7 +542,7 @@ impl ControlPlane {
         let current = fetch_in(&mut tx, id).await?;
         if !from.contains(&current.status) {
             return Err(Error::InvalidTransition {
-                tenant: current.slug,
+                tenant: current.slug.to_string(),
                 action,
                 status: current.status.to_string(),
             });

@@ -33,7 +33,7 @@ pub struct Manifest {
     /// Schema version of the snapshot.
     pub schema_version: i64,
     /// When the snapshot was taken (UTC).
-    pub exported_at: String,
+    pub exported_at: crate::Timestamp,
     /// Rows per table.
     pub row_counts: BTreeMap<String, u64>,
     /// SHA-256 of every other member of the zip, by path.
@@ -50,7 +50,7 @@ impl Tenancy {
     pub async fn export(&self, tenant: &TenantRef, out: &Path, actor: &str) -> Result<Manifest> {
         let tenant = self.tenant(tenant).await?;
         if matches!(tenant.status, crate::TenantStatus::Deleted) {
-            return Err(Error::Gone(tenant.slug));
+            return Err(Error::Gone(tenant.slug.to_string()));
         }
         let source = self.tenant_path(&tenant)?;
         let snapshot = self.temp_path(&format!("export-{}.db", uuid::Uuid::now_v7()))?;
@@ -66,7 +66,7 @@ impl Tenancy {
         let mut manifest = Manifest {
             format: "silo-export/1",
             tenant_id: tenant.id.to_string(),
-            slug: tenant.slug.clone(),
+            slug: tenant.slug.to_string(),
             schema_version: 0,
             exported_at,
             row_counts: BTreeMap::new(),

@@ -143,7 +143,7 @@ impl Tenancy {
         if pre_migration_backup && let Err(error) = self.back_up_before_migrating(&tenant, &migrations).await
         {
             let outcome = Err(format!("pre-migration backup failed, migration not attempted: {error}"));
-            return (TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome }, tenant);
+            return (TenantMigration { tenant: tenant.id, slug: tenant.slug.to_string(), outcome }, tenant);
         }
         let mut tuning = self.settings().tenant_tuning();
         // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
@@ -165,7 +165,7 @@ impl Tenancy {
         if matches!(outcome, Ok(MigrationOutcome::Migrated(_))) {
             self.changes().mark(tenant.id);
         }
-        let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.clone(), outcome };
+        let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.to_string(), outcome };
         (migration, tenant)
     }
 

@@ -22,6 +22,7 @@ pub mod process_lock;
 pub mod query;
 pub mod relocate;
 pub mod schema;
+pub mod time;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
 pub use lifecycle::CreateTenant;
 pub use process_lock::DataDirLock;
+pub use time::Timestamp;
 
 /// The tenancy layer of one Silo process.
 #[derive(Clone)]
@@ -202,7 +204,7 @@ impl Tenancy {
 
     /// Where a tenant's file is.
     pub fn tenant_path(&self, tenant: &Tenant) -> Result<PathBuf> {
-        Ok(self.inner.placement.database_path(&tenant.region, tenant.id.as_uuid())?)
+        Ok(self.inner.placement.database_path(tenant.region.as_str(), tenant.id.as_uuid())?)
     }
 
     /// Closes every handle and the control plane (graceful shutdown).

@@ -100,7 +100,11 @@ impl Tenancy {
         let current = self.tenant(tenant).await?;
         if current.status != TenantStatus::Deleting {
             let status = current.status.to_string();
-            return Err(Error::InvalidTransition { tenant: current.slug, action: "purge", status });
+            return Err(Error::InvalidTransition {
+                tenant: current.slug.to_string(),
+                action: "purge",
+                status,
+            });
         }
         let path = self.tenant_path(&current)?;
         let catalogued = self.control().backups_of(current.id).await?.len();

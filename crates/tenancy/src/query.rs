@@ -28,7 +28,7 @@ impl Tenancy {
     pub async fn query_readonly(&self, tenant: &TenantRef, sql: &str) -> Result<QueryResult> {
         let tenant = self.tenant(tenant).await?;
         if tenant.status == TenantStatus::Deleted {
-            return Err(Error::Gone(tenant.slug));
+            return Err(Error::Gone(tenant.slug.to_string()));
         }
         let path = self.tenant_path(&tenant)?;
         let tuning = self.settings().tenant_tuning();

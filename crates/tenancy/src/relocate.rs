@@ -26,7 +26,7 @@ pub struct Moved {
     /// The tenant, now in its new region.
     pub tenant: Tenant,
     /// The region it left.
-    pub from: String,
+    pub from: silo_storage::RegionName,
     /// The backup taken before the move.
     pub backup: Backup,
     /// Bytes copied.
@@ -42,9 +42,9 @@ impl Tenancy {
         let tenant = self.tenant(tenant).await?;
         if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
             let status = tenant.status.to_string();
-            return Err(Error::InvalidTransition { tenant: tenant.slug, action: "move", status });
+            return Err(Error::InvalidTransition { tenant: tenant.slug.to_string(), action: "move", status });
         }
-        if tenant.region == region {
+        if tenant.region.as_str() == region {
             return Err(Error::InvalidInput(format!(
                 "tenant `{}` is already in region `{region}`",
                 tenant.slug

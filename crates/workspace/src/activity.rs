@@ -3,13 +3,13 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb, Timestamp};
 
 /// One entry of the feed.
 #[derive(Clone, Debug, Serialize)]
 pub struct Activity {
     /// Time (UTC).
-    pub at: String,
+    pub at: Timestamp,
     /// Who (display name), if still a member.
     pub actor: Option<String>,
     /// What (`task.create`, …).

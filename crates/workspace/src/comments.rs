@@ -4,7 +4,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::text;
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb, Timestamp};
 
 /// A comment with its author's name.
 #[derive(Clone, Debug, Serialize)]
@@ -16,7 +16,7 @@ pub struct Comment {
     /// Text.
     pub body: String,
     /// Time (UTC).
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// Adds a comment to a task; returns its id.

@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::text;
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, TenantDb, Timestamp};
 
 /// A project with its task counts.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -17,7 +17,8 @@ pub struct Project {
     /// Description.
     pub description: String,
     /// Creation time (UTC).
-    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub created_at: Timestamp,
     /// Tasks not done.
     pub open_tasks: i64,
     /// All tasks.

@@ -4,10 +4,59 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::text;
-use silo_tenancy::{Error, Result, TenantDb};
+use silo_tenancy::{Error, Result, TenantDb, Timestamp};
 
-/// The statuses a task moves through.
+/// The statuses a task moves through, in order (their stored names).
 pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];
+
+/// Where a task stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Not started.
+    Todo,
+    /// In progress.
+    Doing,
+    /// Finished.
+    Done,
+}
+
+impl TaskStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Todo => "todo",
+            Self::Doing => "doing",
+            Self::Done => "done",
+        }
+    }
+}
+
+impl std::str::FromStr for TaskStatus {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        match value {
+            "todo" => Ok(Self::Todo),
+            "doing" => Ok(Self::Doing),
+            "done" => Ok(Self::Done),
+            _ => Err(Error::InvalidInput(format!("status must be one of {}", STATUSES.join(", ")))),
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for TaskStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value.as_str()?.parse().map_err(|e: Error| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+impl rusqlite::ToSql for TaskStatus {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
 
 /// A task row with its assignee's name.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -22,7 +71,7 @@ pub struct Task {
     /// Body text.
     pub body: String,
     /// `todo`, `doing` or `done`.
-    pub status: String,
+    pub status: TaskStatus,
     /// Assigned member (id in the workspace's member list).
     pub assignee_id: Option<i64>,
     /// Assigned member's display name.
@@ -30,9 +79,11 @@ pub struct Task {
     /// Due date (`YYYY-MM-DD`).
     pub due_date: Option<String>,
     /// Creation time (UTC).
-    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub created_at: Timestamp,
     /// Last change (UTC).
-    pub updated_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub updated_at: Timestamp,
 }
 
 /// The columns [`Task`] reads (a macro so the statements below stay string literals).
@@ -130,12 +181,8 @@ fn double_option<'de, T: Deserialize<'de>, D: serde::Deserializer<'de>>(
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-fn status(value: &str) -> Result<String> {
-    if STATUSES.contains(&value) {
-        Ok(value.to_owned())
-    } else {
-        Err(Error::InvalidInput(format!("status must be one of {}", STATUSES.join(", "))))
-    }
+fn status(value: &str) -> Result<TaskStatus> {
+    value.parse()
 }
 
 fn due_date(value: Option<&str>) -> Result<Option<String>> {

@@ -203,7 +203,7 @@ fn print_backups(backups: &[Backup]) {
         .map(|b| {
             vec![
                 b.id.clone(),
-                b.created_at.clone(),
+                b.created_at.to_string(),
                 b.kind.to_string(),
                 output::bytes(b.size as u64),
                 output::bytes(b.db_size as u64),

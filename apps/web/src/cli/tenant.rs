@@ -224,13 +224,13 @@ fn print_list(tenants: &[Tenant]) {
         .iter()
         .map(|t| {
             vec![
-                t.slug.clone(),
+                t.slug.to_string(),
                 t.status.to_string(),
-                t.region.clone(),
+                t.region.to_string(),
                 t.plan.clone(),
                 t.schema_version.to_string(),
                 t.id.to_string(),
-                t.created_at.clone(),
+                t.created_at.to_string(),
             ]
         })
         .collect();
@@ -240,19 +240,19 @@ fn print_list(tenants: &[Tenant]) {
 fn print_detail(detail: &TenantDetail) {
     let t = &detail.tenant;
     let rows = [
-        ("slug", t.slug.clone()),
+        ("slug", t.slug.to_string()),
         ("id", t.id.to_string()),
         ("name", t.name.clone()),
         ("status", t.status.to_string()),
-        ("region", t.region.clone()),
+        ("region", t.region.to_string()),
         ("plan", t.plan.clone()),
         ("schema_version", t.schema_version.to_string()),
         ("migration_error", t.migration_error.clone().unwrap_or_else(|| "-".to_owned())),
         ("path", detail.path.clone()),
         ("file_size", output::bytes(detail.file_size)),
-        ("created_at", t.created_at.clone()),
-        ("updated_at", t.updated_at.clone()),
-        ("deleted_at", t.deleted_at.clone().unwrap_or_else(|| "-".to_owned())),
+        ("created_at", t.created_at.to_string()),
+        ("updated_at", t.updated_at.to_string()),
+        ("deleted_at", t.deleted_at.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)),
     ];
     for (key, value) in rows {
         println!("{key:<16} {value}");

@@ -54,9 +54,9 @@ pub async fn enter(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Ent
     let role = accounts.memberships().role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
     match tenant.status {
         TenantStatus::Active => {}
-        TenantStatus::Suspended => return Err(silo_tenancy::Error::Suspended(tenant.slug).into()),
+        TenantStatus::Suspended => return Err(silo_tenancy::Error::Suspended(tenant.slug.to_string()).into()),
         TenantStatus::Deleting | TenantStatus::Deleted => {
-            return Err(silo_tenancy::Error::Gone(tenant.slug).into());
+            return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
         }
     }
     let db = tenancy.db_for(&tenant).await?;

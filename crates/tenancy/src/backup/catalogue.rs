@@ -59,7 +59,7 @@ pub struct Backup {
     /// The tenant.
     pub tenant_id: String,
     /// When the snapshot was taken (UTC).
-    pub created_at: String,
+    pub created_at: crate::Timestamp,
     /// Why.
     pub kind: BackupKind,
     /// Bytes of the stored (compressed, encrypted) object.

@@ -166,13 +166,13 @@ impl Tenancy {
         let wrapped = match self.control().wrapped_key(tenant.id).await? {
             Some(wrapped) => wrapped,
             None if tenant.status == TenantStatus::Deleted => {
-                return Err(Error::KeyDestroyed(tenant.slug.clone()));
+                return Err(Error::KeyDestroyed(tenant.slug.to_string()));
             }
             None if create => {
                 let fresh = backups.master.wrap(&DataKey::generate());
                 self.control().insert_wrapped_key(tenant.id, &fresh).await?
             }
-            None => return Err(Error::KeyDestroyed(tenant.slug.clone())),
+            None => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
         };
         backups.master.unwrap_key(&wrapped).map_err(|_| {
             Error::Config(format!(
@@ -198,7 +198,7 @@ impl Tenancy {
         actor: &str,
     ) -> Result<Backup> {
         if tenant.status == TenantStatus::Deleted {
-            return Err(Error::Gone(tenant.slug.clone()));
+            return Err(Error::Gone(tenant.slug.to_string()));
         }
         let key = self.data_key(tenant, true).await?;
         let id = Uuid::now_v7().to_string();
@@ -277,7 +277,7 @@ impl Tenancy {
                 }
                 Err(e) => {
                     tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, error = %e, "backup failed");
-                    run.failed.push((tenant.slug, e.to_string()));
+                    run.failed.push((tenant.slug.to_string(), e.to_string()));
                 }
             }
         }

@@ -54,10 +54,14 @@ impl Tenancy {
     ) -> Result<Restored> {
         let tenant = self.tenant(tenant).await?;
         match tenant.status {
-            TenantStatus::Deleted => return Err(Error::KeyDestroyed(tenant.slug)),
+            TenantStatus::Deleted => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
             TenantStatus::Deleting if as_slug.is_none() => {
                 let status = tenant.status.to_string();
-                return Err(Error::InvalidTransition { tenant: tenant.slug, action: "restore", status });
+                return Err(Error::InvalidTransition {
+                    tenant: tenant.slug.to_string(),
+                    action: "restore",
+                    status,
+                });
             }
             _ => {}
         }
@@ -124,7 +128,7 @@ impl Tenancy {
             return Err(Error::SlugTaken(slug.to_string()));
         }
         let id = TenantId::new();
-        let path = self.placement().database_path(&source.region, id.as_uuid())?;
+        let path = self.placement().database_path(source.region.as_str(), id.as_uuid())?;
         let dir = path.parent().expect("a database path has a parent directory").to_owned();
         tokio::fs::create_dir_all(&dir).await.map_err(|e| silo_storage::Error::Io {
             action: "create directory",
@@ -143,9 +147,13 @@ impl Tenancy {
         }
         let new = NewTenant {
             id,
-            name: format!("{} (restored {})", source.name, backup.created_at.get(..16).unwrap_or_default()),
+            name: format!(
+                "{} (restored {})",
+                source.name,
+                backup.created_at.as_str().get(..16).unwrap_or_default()
+            ),
             slug,
-            region: source.region.clone(),
+            region: source.region.to_string(),
             plan: source.plan.clone(),
             schema_version: backup.schema_version,
         };

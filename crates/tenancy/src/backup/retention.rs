@@ -18,10 +18,10 @@ pub fn expired(backups: &[Backup], now: SystemTime, keep_all: Duration, keep_dai
     let mut days_kept = std::collections::HashSet::new();
     let mut expired = Vec::new();
     for (index, backup) in sorted.into_iter().enumerate() {
-        let day = backup.created_at.get(..10).unwrap_or(&backup.created_at);
+        let day = backup.created_at.date();
         let keep = index == 0
             || backup.created_at >= keep_all_since
-            || (day >= daily_since.get(..10).unwrap_or("") && days_kept.insert(day.to_owned()));
+            || (day >= daily_since.date() && days_kept.insert(day.to_owned()));
         if !keep {
             expired.push(backup.id.clone());
         }
@@ -38,7 +38,7 @@ mod tests {
         Backup {
             id: id.into(),
             tenant_id: "t".into(),
-            created_at: created_at.into(),
+            created_at: crate::Timestamp::parse(created_at).unwrap(),
             kind: BackupKind::Scheduled,
             size: 1,
             db_size: 1,
@@ -54,7 +54,7 @@ mod tests {
     fn keeps_recent_then_one_per_day_then_nothing_but_the_newest() {
         // now = 2026-11-22T12:00:00Z
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_348_800);
-        assert_eq!(utc_timestamp(now), "2026-11-22T12:00:00.000Z");
+        assert_eq!(utc_timestamp(now).as_str(), "2026-11-22T12:00:00.000Z");
         let backups = [
             backup("recent-1", "2026-11-22T11:45:00.000Z"),
             backup("recent-2", "2026-11-21T13:00:00.000Z"),

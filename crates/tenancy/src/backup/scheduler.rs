@@ -34,7 +34,7 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SchedulerStatus {
     /// When the last pass finished (UTC).
-    pub last_pass_at: Option<String>,
+    pub last_pass_at: Option<crate::Timestamp>,
     /// Tenants backed up by it.
     pub backed_up: usize,
     /// Tenants it skipped as unchanged.
@@ -118,7 +118,7 @@ impl Tenancy {
     /// Backs up `due` as scheduled backups; failed tenants are marked for the next pass.
     async fn back_up_due(&self, due: Vec<crate::Tenant>) -> BackupRun {
         let ids: std::collections::HashMap<String, crate::TenantId> =
-            due.iter().map(|t| (t.slug.clone(), t.id)).collect();
+            due.iter().map(|t| (t.slug.to_string(), t.id)).collect();
         let run = self.backup_tenants(due, BackupKind::Scheduled, "scheduler").await;
         for (slug, _) in &run.failed {
             if let Some(&id) = ids.get(slug) {

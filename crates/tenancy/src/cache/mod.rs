@@ -215,15 +215,15 @@ impl HandleCache {
             };
             match tenant.status {
                 TenantStatus::Active => {}
-                TenantStatus::Suspended => return Err(Error::Suspended(tenant.slug)),
+                TenantStatus::Suspended => return Err(Error::Suspended(tenant.slug.to_string())),
                 TenantStatus::Deleting | TenantStatus::Deleted => {
-                    return Err(Error::Gone(tenant.slug));
+                    return Err(Error::Gone(tenant.slug.to_string()));
                 }
             }
             if let Some(reason) = tenant.migration_error {
                 return Err(Error::Quarantined { tenant: id.to_string(), reason });
             }
-            let path = inner.placement.database_path(&tenant.region, id.as_uuid())?;
+            let path = inner.placement.database_path(tenant.region.as_str(), id.as_uuid())?;
             // Opening touches the disk (and a corrupt file takes a while to refuse): do it on the
             // blocking pool, never on the executor. A file behind the binary's schema is migrated
             // there too, before anyone uses it (the lazy backstop of `silo migrate`).

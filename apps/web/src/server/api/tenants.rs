@@ -158,7 +158,7 @@ async fn update_tenant(
     let tenancy = &state(&req).tenancy;
     let mut tenant = tenancy.tenant(&reference(&id)?).await?;
     if tenant.status == TenantStatus::Deleted {
-        return Err(silo_tenancy::Error::Gone(tenant.slug).into());
+        return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
     }
     let actor = op.0.email.as_str();
     if let Some(name) = &body.name {

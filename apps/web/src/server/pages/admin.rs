@@ -169,7 +169,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         })
         .collect();
     let regions: Vec<String> =
-        tenancy.placement().names().into_iter().filter(|r| *r != tenant.region).collect();
+        tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
     Page::new("admin/tenant.html")
         .with("backups", &backups)
         .with("regions", &regions)
@@ -221,7 +221,7 @@ async fn act_page(
             .await
             .map(|_| "Tenant deleted (soft); purge removes its files.".to_owned()),
         "purge" => {
-            if form.confirm.trim() != tenant.slug {
+            if tenant.slug != form.confirm.trim() {
                 return Ok(see_other_with_flash(
                     &back,
                     "error",
@@ -245,7 +245,7 @@ async fn act_page(
         "restore" => {
             let backup = nonempty(&Some(form.backup.clone()));
             let as_slug = nonempty(&Some(form.as_slug.clone()));
-            if as_slug.is_none() && form.confirm.trim() != tenant.slug {
+            if as_slug.is_none() && tenant.slug != form.confirm.trim() {
                 return Ok(see_other_with_flash(
                     &back,
                     "error",

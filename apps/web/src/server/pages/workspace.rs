@@ -134,7 +134,7 @@ async fn project_page(
     let columns: Vec<serde_json::Value> = STATUSES
         .iter()
         .filter(|s| status.as_deref().is_none_or(|only| only == **s))
-        .map(|s| serde_json::json!({ "status": s, "tasks": list.iter().filter(|t| t.status == *s).collect::<Vec<_>>() }))
+        .map(|s| serde_json::json!({ "status": s, "tasks": list.iter().filter(|t| t.status.as_str() == *s).collect::<Vec<_>>() }))
         .collect();
     page("workspace/project.html", &ws, "projects")
         .with("project", &project)
@@ -468,7 +468,7 @@ async fn delete_workspace(
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
-    if form.confirm.trim() != ws.tenant.slug {
+    if ws.tenant.slug != form.confirm.trim() {
         let back = format!("{}settings", home(&ws));
         return Ok(see_other_with_flash(
             &back,

@@ -1,0 +1,146 @@
+//! Time as Silo stores it: [`Timestamp`], UTC in RFC 3339 with milliseconds
+//! (`2026-11-30T07:33:51.123Z`), the text SQLite's [`crate::now!`] writes. The fixed width makes
+//! text order time order, so stored times compare in SQL and in Rust alike.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A UTC time in Silo's stored format.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Timestamp(String);
+
+impl Timestamp {
+    /// Now.
+    pub fn now() -> Self {
+        utc_now()
+    }
+
+    /// Checks the stored format (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let b = text.as_bytes();
+        let digits = |range: std::ops::Range<usize>| range.into_iter().all(|i| b[i].is_ascii_digit());
+        let shaped = b.len() == 24
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+            && b[19] == b'.'
+            && digits(20..23)
+            && b[23] == b'Z';
+        if shaped { Ok(Self(text.to_owned())) } else { Err(format!("not a stored time: `{text}`")) }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The day, `YYYY-MM-DD`.
+    pub fn date(&self) -> &str {
+        &self.0[..10]
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Timestamp {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+    }
+}
+
+impl rusqlite::types::FromSql for Timestamp {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Self::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for Timestamp {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for Timestamp {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<sqlx::Sqlite>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Timestamp {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
+        Ok(Self::parse(&text)?)
+    }
+}
+
+/// The current time in the format of [`crate::now!`] (for comparisons in Rust with stored times).
+pub fn utc_now() -> Timestamp {
+    utc_timestamp(std::time::SystemTime::now())
+}
+
+/// A time in the format of [`crate::now!`].
+pub fn utc_timestamp(time: std::time::SystemTime) -> Timestamp {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Timestamp(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_parse_and_order_as_time() {
+        let now = Timestamp::now();
+        assert_eq!(Timestamp::parse(now.as_str()), Ok(now.clone()));
+        let epoch = utc_timestamp(std::time::UNIX_EPOCH);
+        assert_eq!(epoch.as_str(), "1970-01-01T00:00:00.000Z");
+        assert!(epoch < now);
+        for bad in
+            ["", "2026-11-30", "2026-11-30 07:33:51.123Z", "2026-11-30T07:33:51Z", "x026-11-30T07:33:51.123Z"]
+        {
+            assert!(Timestamp::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
