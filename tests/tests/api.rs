@@ -248,10 +248,10 @@ async fn members_work_through_the_workspace_api() {
     assert_eq!(status, 204);
     assert_eq!(ada.call("GET", &format!("/w/acme/tasks/{task_id}"), None).await.unwrap().0, 404);
 
-    server.tenancy.suspend(&TenantRef::Slug("acme".parse().unwrap()), "test").await.unwrap();
+    server.tenancy.tenants().suspend(&TenantRef::Slug("acme".parse().unwrap()), "test").await.unwrap();
     let (status, body) = ada.call("GET", "/w/acme/tasks", None).await.unwrap();
     assert_eq!((status, code(&body)), (423, "suspended"));
-    server.tenancy.delete(&TenantRef::Slug("acme".parse().unwrap()), "test").await.unwrap();
+    server.tenancy.tenants().delete(&TenantRef::Slug("acme".parse().unwrap()), "test").await.unwrap();
     let (status, body) = ada.call("GET", "/w/acme/tasks", None).await.unwrap();
     assert_eq!((status, code(&body)), (410, "gone"));
     server.stop().await.unwrap();

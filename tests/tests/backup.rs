@@ -57,8 +57,11 @@ fn by_slug(slug: &str) -> TenantRef {
 
 /// A tenant with one project and `count` tasks titled `task 1…`.
 async fn tenant_with_tasks(tenancy: &Tenancy, slug: &str, count: usize) -> (Tenant, i64) {
-    let tenant =
-        tenancy.create(CreateTenant { slug: slug.into(), ..Default::default() }, "test").await.unwrap();
+    let tenant = tenancy
+        .tenants()
+        .create(CreateTenant { slug: slug.into(), ..Default::default() }, "test")
+        .await
+        .unwrap();
     let db = tenancy.db(tenant.id).await.unwrap();
     let project = projects::create(&db, "Roadmap", "", None).unwrap();
     for i in 1..=count {
@@ -74,7 +77,7 @@ async fn add_task(tenancy: &Tenancy, tenant: &Tenant, project: i64, title: &str)
 }
 
 async fn titles(tenancy: &Tenancy, tenant: &TenantRef) -> Vec<String> {
-    let result = tenancy.query_readonly(tenant, "SELECT title FROM tasks ORDER BY id").await.unwrap();
+    let result = tenancy.queries().read_only(tenant, "SELECT title FROM tasks ORDER BY id").await.unwrap();
     result.rows.iter().map(|row| row[0].as_str().unwrap().to_owned()).collect()
 }
 
@@ -107,7 +110,7 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
     let f = Fixture::new(store).await;
     let t = f.tenancy();
     let (tenant, project) = tenant_with_tasks(t, "acme", 3).await;
-    let backup = t.backup_tenant(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    let backup = t.backups().create(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
 
     // The catalogue row describes the stored object; its key carries ids only.
     assert_eq!(backup.kind, BackupKind::Manual);
@@ -133,20 +136,20 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
     );
 
     // The stored bytes are neither SQLite nor zstd: encrypted.
-    let store_ = t.backups().await.unwrap().store();
+    let store_ = t.backup_store().await.unwrap().store();
     let raw = store_.get(&backup.object_key).await.unwrap();
     assert_eq!(raw.len() as i64, backup.size);
     assert!(!raw.windows(15).any(|w| w == b"SQLite format 3"));
     assert_ne!(&raw[..4], &[0x28, 0xb5, 0x2f, 0xfd], "not a bare zstd frame");
 
-    let verified = t.verify_backup(&by_slug("acme"), None).await.unwrap();
+    let verified = t.backups().verify(&by_slug("acme"), None).await.unwrap();
     assert_eq!(verified.restored_size as i64, backup.db_size);
     assert!(t.control().backup(tenant.id, &backup.id).await.unwrap().verified_at.is_some());
 
     // Later writes are undone by an in-place restore.
     add_task(t, &tenant, project, "after the backup").await;
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 4);
-    let restored = t.restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap();
+    let restored = t.backups().restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap();
     assert_eq!(restored.backup.id, backup.id);
     assert_eq!(titles(t, &by_slug("acme")).await, ["task 1", "task 2", "task 3"]);
     // The tenant serves again after the restore, reads and writes.
@@ -154,12 +157,13 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 4);
 
     // A clone gets its own id, file and slug; the original is untouched.
-    let clone = t.restore(&by_slug("acme"), Some(&backup.id), Some("acme-copy"), "test").await.unwrap();
+    let clone =
+        t.backups().restore(&by_slug("acme"), Some(&backup.id), Some("acme-copy"), "test").await.unwrap();
     assert_ne!(clone.tenant.id, tenant.id);
     assert_eq!(clone.tenant.slug, "acme-copy");
     assert_eq!(titles(t, &by_slug("acme-copy")).await, ["task 1", "task 2", "task 3"]);
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 4);
-    let taken = t.restore(&by_slug("acme"), None, Some("acme-copy"), "test").await.unwrap_err();
+    let taken = t.backups().restore(&by_slug("acme"), None, Some("acme-copy"), "test").await.unwrap_err();
     assert!(matches!(taken, Error::SlugTaken(_)), "{taken}");
 
     let audit = t.control().audit_entries(tenant.id, 20).await.unwrap();
@@ -191,7 +195,7 @@ async fn backup_during_eight_writers_holds_a_prefix_of_acknowledged_writes(store
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
-    let backup = t.backup_tenant(&by_slug("busy"), BackupKind::Manual, "test").await.unwrap();
+    let backup = t.backups().create(&by_slug("busy"), BackupKind::Manual, "test").await.unwrap();
     let after: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.store(true, Ordering::Relaxed);
@@ -202,7 +206,7 @@ async fn backup_during_eight_writers_holds_a_prefix_of_acknowledged_writes(store
 
     // The restore checks integrity; its rows are, per writer, exactly 1..=k with k between what
     // was acknowledged before the backup started and after it ended.
-    t.restore(&by_slug("busy"), Some(&backup.id), Some("busy-copy"), "test").await.unwrap();
+    t.backups().restore(&by_slug("busy"), Some(&backup.id), Some("busy-copy"), "test").await.unwrap();
     let mut seen: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     for title in titles(&t, &by_slug("busy-copy")).await {
         let (w, i) = title.trim_start_matches('w').split_once('-').unwrap();
@@ -229,7 +233,7 @@ async fn restore_in_place_while_requests_are_in_flight(store: Store) {
     for i in 1..=20 {
         add_task(&t, &tenant, project, &format!("task {i}")).await;
     }
-    let backup = t.backup_tenant(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    let backup = t.backups().create(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
     for i in 21..=30 {
         add_task(&t, &tenant, project, &format!("task {i}")).await;
     }
@@ -255,7 +259,7 @@ async fn restore_in_place_while_requests_are_in_flight(store: Store) {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let restored = t.restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap();
+    let restored = t.backups().restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
     stop.store(true, Ordering::Relaxed);
     let mut statuses = BTreeMap::<u16, usize>::new();
@@ -283,25 +287,27 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     let f = Fixture::new(store).await;
     let t = f.tenancy();
     let (tenant, _) = tenant_with_tasks(t, "acme", 5).await;
-    let backup = t.backup_tenant(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    let backup = t.backups().create(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
     let tenant_dir = t.tenant_path(&tenant).unwrap().parent().unwrap().to_owned();
     let files_before = std::fs::read_dir(&tenant_dir).unwrap().count();
 
-    let unknown =
-        t.restore(&by_slug("acme"), Some("0190aaaa-0000-7000-8000-000000000000"), None, "test").await;
+    let unknown = t
+        .backups()
+        .restore(&by_slug("acme"), Some("0190aaaa-0000-7000-8000-000000000000"), None, "test")
+        .await;
     assert!(matches!(unknown, Err(Error::UnknownBackup(_))), "{unknown:?}");
-    let unknown_tenant = t.restore(&by_slug("nobody"), None, None, "test").await;
+    let unknown_tenant = t.backups().restore(&by_slug("nobody"), None, None, "test").await;
     assert!(matches!(unknown_tenant, Err(Error::NotFound(_))), "{unknown_tenant:?}");
 
-    let objects = t.backups().await.unwrap().store();
+    let objects = t.backup_store().await.unwrap().store();
     let good = objects.get(&backup.object_key).await.unwrap();
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x40;
     for (what, bytes) in [("truncated", good[..good.len() / 2].to_vec()), ("altered", flipped)] {
         objects.put(&backup.object_key, bytes).await.unwrap();
-        let error = t.restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap_err();
+        let error = t.backups().restore(&by_slug("acme"), Some(&backup.id), None, "test").await.unwrap_err();
         assert!(error.to_string().contains("checksum mismatch"), "{what}: {error}");
-        let verify = t.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
+        let verify = t.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
         assert!(verify.to_string().contains("checksum mismatch"), "{what}: {verify}");
         let row = t.control().backup(tenant.id, &backup.id).await.unwrap();
         assert!(row.verify_error.is_some(), "the failed verification is recorded");
@@ -314,15 +320,19 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     let mut other_settings = t.settings().clone();
     other_settings.backup.master_key_file = Some(other_settings.data_dir.join("other.key"));
     let other = Tenancy::open(other_settings, silo_workspace::migrations()).await.unwrap();
-    let wrong = other.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
+    let wrong = other.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
     assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
-    let wrong = other.restore(&by_slug("acme"), Some(&backup.id), Some("stolen"), "test").await.unwrap_err();
+    let wrong = other
+        .backups()
+        .restore(&by_slug("acme"), Some(&backup.id), Some("stolen"), "test")
+        .await
+        .unwrap_err();
     assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
     assert!(other.tenant(&by_slug("stolen")).await.is_err(), "no tenant was created");
     other.shutdown().await;
 
     // With the right key all is well again.
-    t.verify_backup(&by_slug("acme"), Some(&backup.id)).await.unwrap();
+    t.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap();
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 5);
     f.server.stop().await.unwrap();
 }
@@ -331,26 +341,30 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     let f = Fixture::new(store).await;
     let t = f.tenancy();
     let (tenant, project) = tenant_with_tasks(t, "doomed", 2).await;
-    let first = t.backup_tenant(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
+    let first = t.backups().create(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
     add_task(t, &tenant, project, "more").await;
-    t.backup_tenant(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
+    t.backups().create(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
     let (keep, _) = tenant_with_tasks(t, "kept", 1).await;
-    t.backup_tenant(&by_slug("kept"), BackupKind::Manual, "test").await.unwrap();
-    let objects = t.backups().await.unwrap().store();
+    t.backups().create(&by_slug("kept"), BackupKind::Manual, "test").await.unwrap();
+    let objects = t.backup_store().await.unwrap().store();
     let prefix = format!("tenants/{}/", tenant.id);
     assert_eq!(objects.list(&prefix).await.unwrap().len(), 2);
 
-    t.delete(&by_slug("doomed"), "test").await.unwrap();
-    t.purge(&TenantRef::Id(tenant.id), "test").await.unwrap();
+    t.tenants().delete(&by_slug("doomed"), "test").await.unwrap();
+    t.tenants().purge(&TenantRef::Id(tenant.id), "test").await.unwrap();
 
     assert!(objects.list(&prefix).await.unwrap().is_empty(), "no object of the tenant remains");
     assert!(t.control().backups_of(tenant.id).await.unwrap().is_empty());
     assert!(!t.tenant_path(&tenant).unwrap().exists());
-    let restore = t.restore(&TenantRef::Id(tenant.id), Some(&first.id), None, "test").await.unwrap_err();
+    let restore =
+        t.backups().restore(&TenantRef::Id(tenant.id), Some(&first.id), None, "test").await.unwrap_err();
     assert!(matches!(restore, Error::KeyDestroyed(_)), "{restore}");
     assert!(restore.to_string().contains("data key is destroyed"), "{restore}");
-    let clone =
-        t.restore(&TenantRef::Id(tenant.id), Some(&first.id), Some("revived"), "test").await.unwrap_err();
+    let clone = t
+        .backups()
+        .restore(&TenantRef::Id(tenant.id), Some(&first.id), Some("revived"), "test")
+        .await
+        .unwrap_err();
     assert!(matches!(clone, Error::KeyDestroyed(_)), "{clone}");
 
     // The deletion certificate.
@@ -364,7 +378,7 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
 
     // Other tenants keep their backups.
     assert_eq!(objects.list(&format!("tenants/{}/", keep.id)).await.unwrap().len(), 1);
-    t.verify_backup(&by_slug("kept"), None).await.unwrap();
+    t.backups().verify(&by_slug("kept"), None).await.unwrap();
     f.server.stop().await.unwrap();
 }
 
@@ -387,10 +401,10 @@ async fn incremental_passes_cost_what_changed(store: Store) {
     let (tenant, project) = &tenants[0];
     add_task(t, tenant, *project, "a change").await;
     let request = silo_tenancy::CreateTenant { slug: "added".into(), ..Default::default() };
-    let added = t.create(request, "test").await.unwrap();
+    let added = t.tenants().create(request, "test").await.unwrap();
     let request = silo_tenancy::CreateTenant { slug: "gone".into(), ..Default::default() };
-    let gone = t.create(request, "test").await.unwrap();
-    t.delete(&TenantRef::Id(gone.id), "test").await.unwrap();
+    let gone = t.tenants().create(request, "test").await.unwrap();
+    t.tenants().delete(&TenantRef::Id(gone.id), "test").await.unwrap();
     let changed = scheduler.pass().await.unwrap();
     assert_eq!(
         (changed.backed_up, changed.unchanged),
@@ -412,9 +426,9 @@ async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
     for slug in ["one", "two", "three"] {
         tenants.push(tenant_with_tasks(t, slug, 1).await);
     }
-    let first = t.scheduled_pass(false).await.unwrap();
+    let first = t.backups().scheduled_pass(false).await.unwrap();
     assert_eq!((first.backed_up, first.unchanged), (3, 0), "no backup yet: all three");
-    let idle = t.scheduled_pass(false).await.unwrap();
+    let idle = t.backups().scheduled_pass(false).await.unwrap();
     assert_eq!((idle.backed_up, idle.unchanged), (0, 3), "nothing changed");
     let (tenant, project) = &tenants[1];
     add_task(t, tenant, *project, "a change").await;
@@ -422,10 +436,10 @@ async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
     titles(t, &by_slug("three")).await;
     let db = t.db(tenants[2].0.id).await.unwrap();
     projects::list(&db, None, 10).unwrap();
-    let changed = t.scheduled_pass(false).await.unwrap();
+    let changed = t.backups().scheduled_pass(false).await.unwrap();
     assert_eq!((changed.backed_up, changed.unchanged), (1, 2), "only the tenant written to");
     assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 2);
-    let objects = t.backups().await.unwrap().store();
+    let objects = t.backup_store().await.unwrap().store();
     assert_eq!(objects.list("tenants/").await.unwrap().len(), 4, "four PUTs in all");
 
     // Retention keeps recent backups; orphans (objects without a row) go once they are old.
@@ -434,11 +448,11 @@ async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
     let fresh_orphan = format!("tenants/{}/backups/{}.db.zst.enc", tenant.id, uuid::Uuid::now_v7());
     objects.put(&old_orphan, b"killed mid-backup".to_vec()).await.unwrap();
     objects.put(&fresh_orphan, b"backup in progress".to_vec()).await.unwrap();
-    let report = t.prune_backups().await.unwrap();
+    let report = t.backups().prune().await.unwrap();
     assert_eq!((report.expired, report.orphans), (0, 1));
     let left = objects.list("tenants/").await.unwrap();
     assert!(!left.contains(&old_orphan) && left.contains(&fresh_orphan));
-    assert_eq!(t.verify_sample(10).await.unwrap(), (4, vec![]), "the sample restores");
+    assert_eq!(t.backups().verify_sample(10).await.unwrap(), (4, vec![]), "the sample restores");
     f.server.stop().await.unwrap();
 }
 
@@ -453,22 +467,23 @@ async fn pre_migration_backup_rolls_back(store: Store) {
         "labels",
         "CREATE TABLE labels (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
     );
-    let summary = t.migrate_tenants(vec![tenant.clone()], &next, 1, true, &|_| {}).await.unwrap();
+    let summary = t.fleet().migrate(vec![tenant.clone()], &next, 1, true, &|_| {}).await.unwrap();
     assert_eq!(summary.migrated, 1, "{summary:?}");
     let backups = t.control().backups_of(tenant.id).await.unwrap();
     assert_eq!(backups.len(), 1);
     assert_eq!((backups[0].kind, backups[0].schema_version), (BackupKind::PreMigration, 1));
     // Already current: no second snapshot.
-    t.migrate_tenants(vec![t.tenant(&by_slug("acme")).await.unwrap()], &next, 1, true, &|_| {})
+    t.fleet()
+        .migrate(vec![t.tenant(&by_slug("acme")).await.unwrap()], &next, 1, true, &|_| {})
         .await
         .unwrap();
     assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 1);
 
     // `silo migrate --rollback` restores that backup in place.
     let tables = "SELECT count(*) FROM sqlite_schema WHERE name = 'labels'";
-    let restored = t.restore(&by_slug("acme"), Some(&backups[0].id), None, "test").await.unwrap();
+    let restored = t.backups().restore(&by_slug("acme"), Some(&backups[0].id), None, "test").await.unwrap();
     assert_eq!(restored.tenant.schema_version, 1);
-    let labels = t.query_readonly(&by_slug("acme"), tables).await.unwrap();
+    let labels = t.queries().read_only(&by_slug("acme"), tables).await.unwrap();
     assert_eq!(labels.rows[0][0], 0, "the migration is undone");
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
     f.server.stop().await.unwrap();
@@ -479,13 +494,13 @@ async fn region_move_keeps_the_data(store: Store) {
     let t = f.tenancy();
     let (tenant, project) = tenant_with_tasks(t, "nomad", 4).await;
     let old_path = t.tenant_path(&tenant).unwrap();
-    let unknown = t.move_tenant(&by_slug("nomad"), "mars", "test").await.unwrap_err();
+    let unknown = t.relocations().relocate(&by_slug("nomad"), "mars", "test").await.unwrap_err();
     assert!(unknown.to_string().contains("unknown region"), "{unknown}");
-    let same = t.move_tenant(&by_slug("nomad"), "local", "test").await.unwrap_err();
+    let same = t.relocations().relocate(&by_slug("nomad"), "local", "test").await.unwrap_err();
     assert!(same.to_string().contains("already in region"), "{same}");
     assert!(old_path.exists(), "failed moves change nothing");
 
-    let moved = t.move_tenant(&by_slug("nomad"), "eu", "test").await.unwrap();
+    let moved = t.relocations().relocate(&by_slug("nomad"), "eu", "test").await.unwrap();
     assert_eq!((moved.from.as_str(), moved.tenant.region.as_str()), ("local", "eu"));
     assert_eq!(moved.backup.kind, BackupKind::PreMove);
     let new_path = t.tenant_path(&moved.tenant).unwrap();
@@ -516,23 +531,23 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     // …and a fleet that is already running (here without a server) retries the store at every
     // use and keeps serving its tenants meanwhile.
     let t = &Tenancy::open(settings.fleet, silo_workspace::migrations()).await.unwrap();
-    let opened = t.backups().await.unwrap_err();
+    let opened = t.backup_store().await.unwrap_err();
     assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
 
     let (tenant, project) = tenant_with_tasks(t, "acme", 1).await;
-    let failed = t.scheduled_pass(false).await.unwrap_err();
+    let failed = t.backups().scheduled_pass(false).await.unwrap_err();
     assert!(failed.to_string().contains("is not usable"), "the job reports the failure: {failed}");
-    assert!(t.changes().is_marked(tenant.id), "and keeps the tenant for the next pass");
+    assert!(t.backups().changes().is_marked(tenant.id), "and keeps the tenant for the next pass");
     // Serving is unaffected.
     add_task(t, &tenant, project, "still writable").await;
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
 
     // The store comes back: the next pass backs the tenant up.
     let _s3 = S3Server::start_on(port).await.unwrap();
-    let run = t.scheduled_pass(false).await.unwrap();
+    let run = t.backups().scheduled_pass(false).await.unwrap();
     assert_eq!((run.backed_up, run.failed.len()), (1, 0), "{run:?}");
-    t.verify_backup(&by_slug("acme"), None).await.unwrap();
+    t.backups().verify(&by_slug("acme"), None).await.unwrap();
     t.shutdown().await;
 }
 
@@ -559,7 +574,7 @@ async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     let out = t.settings().data_dir.join("acme-export.zip");
-    let manifest = t.export(&by_slug("acme"), &out, "test").await.unwrap();
+    let manifest = t.exports().export(&by_slug("acme"), &out, "test").await.unwrap();
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
 
@@ -607,7 +622,7 @@ async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 
-    let missing = t.export(&by_slug("nobody"), &out, "test").await.unwrap_err();
+    let missing = t.exports().export(&by_slug("nobody"), &out, "test").await.unwrap_err();
     assert!(matches!(missing, Error::NotFound(_)));
     f.server.stop().await.unwrap();
 }
@@ -693,12 +708,14 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
         .await
         .unwrap();
     let store = S3Store::new(&settings_for(dead)).unwrap();
-    t.install_backups(silo_tenancy::backup::Backups::with_store(Arc::new(store), MasterKey::generate()))
+    t.backups()
+        .install_store(silo_tenancy::backup::BackupStore::with_store(Arc::new(store), MasterKey::generate()))
         .unwrap();
     for i in 0..8 {
         tenant_with_tasks(t, &format!("tenant-{i}"), 1).await;
     }
-    let run = t.backup_tenants(t.live_tenants().await.unwrap(), BackupKind::Manual, "test").await;
+    let run =
+        t.backups().create_all(t.backups().live_tenants().await.unwrap(), BackupKind::Manual, "test").await;
     assert_eq!((run.backed_up, run.failed.len()), (0, 8), "{run:?}");
     let skipped = run.failed.iter().filter(|(_, e)| e.contains("skipped")).count();
     let tried = 8 - skipped;
@@ -718,14 +735,14 @@ async fn the_scheduler_loop_reports_its_pass_on_metrics_and_the_fleet_page() {
         tenant_with_tasks(&t, slug, 1).await;
     }
     let scheduler =
-        tokio::spawn(t.clone().run_backup_scheduler(Duration::from_secs(3600), std::future::pending()));
+        tokio::spawn(t.clone().backups().run_scheduler(Duration::from_secs(3600), std::future::pending()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while t.scheduler_status().last_pass_at.is_none() {
+    while t.backups().scheduler_status().last_pass_at.is_none() {
         assert!(tokio::time::Instant::now() < deadline, "the first pass did not finish");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     scheduler.abort();
-    let status = t.scheduler_status();
+    let status = t.backups().scheduler_status();
     assert_eq!((status.backed_up, status.failed.len(), status.verified), (2, 0, 2), "{status:?}");
     let addr = f.server.addr;
     let (code, metrics) =

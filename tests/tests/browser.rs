@@ -128,7 +128,7 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
     server.operator_token("ops@example.com").await?;
     for i in 0..30 {
         let request = silo_tenancy::CreateTenant { slug: format!("customer-{i:02}"), ..Default::default() };
-        server.tenancy.create(request, "test").await?;
+        server.tenancy.tenants().create(request, "test").await?;
     }
     b.open(&server.url("/login")).await?;
     b.fill("#email", "ops@example.com").await?;
@@ -203,11 +203,16 @@ async fn workspace_host_journey(b: &Browser, server: &TestServer) -> anyhow::Res
     let t = &server.tenancy;
     let a = &server.accounts;
     a.users().create("ada@example.com", PASSWORD, Some("Ada"), "test").await?;
-    t.create(
-        silo_tenancy::CreateTenant { slug: "acme".into(), name: Some("Acme".into()), ..Default::default() },
-        "test",
-    )
-    .await?;
+    t.tenants()
+        .create(
+            silo_tenancy::CreateTenant {
+                slug: "acme".into(),
+                name: Some("Acme".into()),
+                ..Default::default()
+            },
+            "test",
+        )
+        .await?;
     a.memberships().add(&"acme".parse()?, "ada@example.com", silo_accounts::Role::Owner, "test").await?;
     let port = server.addr.port();
     let workspace = format!("http://acme.silo.test:{port}/");

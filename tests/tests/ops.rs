@@ -16,6 +16,7 @@ async fn health_readiness_and_metrics() {
 
     let tenant = server
         .tenancy
+        .tenants()
         .create(CreateTenant { slug: "metered".into(), ..Default::default() }, "test")
         .await
         .unwrap();

@@ -38,7 +38,7 @@ fn control_db(server: &TestServer) -> rusqlite::Connection {
 async fn owner(server: &TestServer, email: &str, slug: &str) {
     server.accounts.users().create(email, PASSWORD, None, "test").await.unwrap();
     let request = silo_tenancy::CreateTenant { slug: slug.into(), ..Default::default() };
-    server.tenancy.create(request, "test").await.unwrap();
+    server.tenancy.tenants().create(request, "test").await.unwrap();
     server.accounts.memberships().add(&slug.parse().unwrap(), email, Role::Owner, "test").await.unwrap();
 }
 
@@ -288,7 +288,8 @@ async fn a_purge_leaves_no_copy_of_the_data_key_on_disk() {
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     server
         .tenancy
-        .backup_tenant(&TenantRef::Id(acme.id), silo_tenancy::BackupKind::Manual, "test")
+        .backups()
+        .create(&TenantRef::Id(acme.id), silo_tenancy::BackupKind::Manual, "test")
         .await
         .unwrap();
     let wrapped: Vec<u8> = control_db(&server)
@@ -610,7 +611,8 @@ async fn operator_sql_reads_only_the_tenants_own_file() {
     let server = TestServer::start().await.unwrap();
     let t = &server.tenancy;
     for slug in ["acme", "other"] {
-        t.create(silo_tenancy::CreateTenant { slug: slug.into(), ..Default::default() }, "test")
+        t.tenants()
+            .create(silo_tenancy::CreateTenant { slug: slug.into(), ..Default::default() }, "test")
             .await
             .unwrap();
     }
@@ -630,17 +632,17 @@ async fn operator_sql_reads_only_the_tenants_own_file() {
         "BEGIN".into(),
     ];
     for sql in &refused {
-        let error = t.query_readonly(&acme, sql).await.unwrap_err();
+        let error = t.queries().read_only(&acme, sql).await.unwrap_err();
         assert!(matches!(error, silo_tenancy::Error::WriteRefused(_)), "{sql}: {error}");
     }
     assert!(!copy.exists(), "VACUUM INTO wrote nothing");
-    let counted = t.query_readonly(&acme, "SELECT count(*) AS n FROM tasks").await.unwrap();
+    let counted = t.queries().read_only(&acme, "SELECT count(*) AS n FROM tasks").await.unwrap();
     assert_eq!(
         (counted.columns.clone(), counted.rows.clone()),
         (vec!["n".to_owned()], vec![vec![serde_json::json!(0)]])
     );
-    assert!(!t.query_readonly(&acme, "PRAGMA table_info(tasks)").await.unwrap().rows.is_empty());
-    assert_eq!(t.query_readonly(&acme, "PRAGMA user_version").await.unwrap().rows.len(), 1);
+    assert!(!t.queries().read_only(&acme, "PRAGMA table_info(tasks)").await.unwrap().rows.is_empty());
+    assert_eq!(t.queries().read_only(&acme, "PRAGMA user_version").await.unwrap().rows.len(), 1);
     server.stop().await.unwrap();
 }
 
@@ -693,6 +695,7 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
     let server = TestServer::start().await.unwrap();
     let t = &server.tenancy;
     let acme = t
+        .tenants()
         .create(silo_tenancy::CreateTenant { slug: "acme".into(), ..Default::default() }, "test")
         .await
         .unwrap();
@@ -711,7 +714,7 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
     drop(db);
     let out = tempfile::tempdir().unwrap();
     let zip_path = out.path().join("acme.zip");
-    let manifest = t.export(&"acme".parse().unwrap(), &zip_path, "test").await.unwrap();
+    let manifest = t.exports().export(&"acme".parse().unwrap(), &zip_path, "test").await.unwrap();
     assert!(manifest.csv_formula_guard.contains("prefixed with '"));
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
     let mut csv = String::new();

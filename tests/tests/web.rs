@@ -552,12 +552,12 @@ async fn suspended_and_deleted_workspaces() {
     let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
     let eve = server.sign_up("eve@example.com", "evil").await.unwrap();
     let acme = "acme".parse().unwrap();
-    server.tenancy.suspend(&acme, "test").await.unwrap();
+    server.tenancy.tenants().suspend(&acme, "test").await.unwrap();
     let suspended = ada.get("/w/acme/").await.unwrap();
     assert_eq!(suspended.status, 423);
     assert!(suspended.body.contains("suspended"));
     assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404, "outsiders cannot tell");
-    server.tenancy.resume(&acme, "test").await.unwrap();
+    server.tenancy.tenants().resume(&acme, "test").await.unwrap();
     assert_eq!(ada.get("/w/acme/").await.unwrap().status, 200);
 
     // The owner deletes it from the danger zone (typing the slug).
@@ -569,7 +569,7 @@ async fn suspended_and_deleted_workspaces() {
     let gone = ada.get("/w/acme/").await.unwrap();
     assert_eq!(gone.status, 410);
     assert!(gone.body.contains("deleted"));
-    server.tenancy.purge(&acme, "test").await.unwrap();
+    server.tenancy.tenants().purge(&acme, "test").await.unwrap();
     assert_eq!(ada.get("/w/acme/tasks/1").await.unwrap().status, 410);
     assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404);
     server.stop().await.unwrap();
@@ -626,6 +626,7 @@ async fn the_admin_console_runs_the_fleet() {
     for i in 0..60 {
         server
             .tenancy
+            .tenants()
             .create(
                 silo_tenancy::CreateTenant {
                     slug: format!("fleet-{i:02}"),

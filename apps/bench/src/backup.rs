@@ -14,7 +14,7 @@ use rand::Rng;
 use silo_storage::crypto::MasterKey;
 use silo_storage::objects::{LocalStore, ObjectStore, StoreFuture};
 use silo_storage::sqlite::{self, OpenMode};
-use silo_tenancy::backup::Backups;
+use silo_tenancy::backup::BackupStore;
 use silo_tenancy::config::RegionSettings;
 use silo_tenancy::{Settings, Tenancy, Tenant, TenantRef};
 use silo_workspace::tasks;
@@ -201,7 +201,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
         puts: AtomicU64::new(0),
         put_bytes: AtomicU64::new(0),
     });
-    tenancy.install_backups(Backups::with_store(store.clone(), MasterKey::generate()))?;
+    tenancy.backups().install_store(BackupStore::with_store(store.clone(), MasterKey::generate()))?;
 
     let started = Instant::now();
     let fleet = create_tenants(&tenancy, "b", args.tenants, 4).await?;
@@ -226,7 +226,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "cp -r failed");
     let cp_s = started.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&copy)?;
-    let full = tenancy.scheduled_pass(false).await?;
+    let full = tenancy.backups().scheduled_pass(false).await?;
     anyhow::ensure!(full.failed.is_empty(), "backups failed: {:?}", full.failed);
     let full_s = full.elapsed_ms as f64 / 1000.0;
     let puts_full = store.puts.swap(0, Ordering::Relaxed);
@@ -243,14 +243,14 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     breakdown(&tenancy, &fleet[..fleet.len().min(100)], dir).await?;
 
     // Incremental: write to 10 tenants, then a pass; and a pass with nothing changed.
-    let idle = tenancy.scheduled_pass(false).await?;
+    let idle = tenancy.backups().scheduled_pass(false).await?;
     let puts_idle = store.puts.swap(0, Ordering::Relaxed);
     for tenant in fleet.iter().step_by((args.tenants / 10).max(1)).take(10) {
         let db = tenancy.db(tenant.id).await?;
         let new = tasks::NewTask { project_id: 1, title: "changed".into(), ..Default::default() };
         tasks::create(&db, &new, None)?;
     }
-    let incremental = tenancy.scheduled_pass(false).await?;
+    let incremental = tenancy.backups().scheduled_pass(false).await?;
     let puts_incremental = store.puts.swap(0, Ordering::Relaxed);
     println!(
         "  pass with nothing changed:     {:.3} s, {puts_idle} PUTs, {} unchanged",
@@ -281,7 +281,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     let mut restores = futures::stream::iter(ids)
         .map(|id| {
             let tenancy = tenancy.clone();
-            async move { tenancy.restore(&TenantRef::Id(id), None, None, "bench").await }
+            async move { tenancy.backups().restore(&TenantRef::Id(id), None, None, "bench").await }
         })
         .buffer_unordered(cores());
     let mut restored_bytes = 0u64;
@@ -311,7 +311,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
         let db = tenancy.db(big[0].id).await?;
         drop(db);
         let started = Instant::now();
-        let moved = tenancy.move_tenant(&TenantRef::Id(big[0].id), "moved", "bench").await?;
+        let moved = tenancy.relocations().relocate(&TenantRef::Id(big[0].id), "moved", "bench").await?;
         println!(
             "  tenant move of {:.0} MiB:        unavailable {:.0} ms (target < 1000), {:.2} s in all with the pre-move backup",
             mib(moved.bytes),

@@ -35,7 +35,8 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
     // First pass: nothing to migrate. It is also every file's first open after provisioning
     // (SQLite creates the -wal and -shm files), so the timed runs below compare like with like.
     let check = tenancy
-        .migrate_tenants(tenancy.fleet_targets(None).await?, tenant_migrations(), 2, false, &|_| {})
+        .fleet()
+        .migrate(tenancy.fleet().targets(None).await?, tenant_migrations(), 2, false, &|_| {})
         .await?;
     println!(
         "fleet check, nothing to migrate, first open of each file ({count} tenants, concurrency 2): {:.2} s, {:.0} tenants/s",
@@ -46,8 +47,8 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
         schema::extended(tenant_migrations(), 2, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)");
     let v3 = schema::extended(&v2, 3, "bench marker", "CREATE TABLE bench_marker_3 (x INTEGER)");
     for (concurrency, migrations) in [(1, &v2), (2, &v3)] {
-        let targets = tenancy.fleet_targets(None).await?;
-        let summary = tenancy.migrate_tenants(targets, migrations, concurrency, false, &|_| {}).await?;
+        let targets = tenancy.fleet().targets(None).await?;
+        let summary = tenancy.fleet().migrate(targets, migrations, concurrency, false, &|_| {}).await?;
         anyhow::ensure!(summary.failed == 0 && summary.migrated == count, "unexpected summary {summary:?}");
         println!(
             "fleet migration of {count} tenants at concurrency {concurrency}: {:.2} s, {:.0} tenants/s",
@@ -140,7 +141,8 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
 
     let v2 =
         schema::extended(tenant_migrations(), 2, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)");
-    let summary = tenancy.migrate_tenants(tenancy.fleet_targets(None).await?, &v2, 2, false, &|_| {}).await?;
+    let summary =
+        tenancy.fleet().migrate(tenancy.fleet().targets(None).await?, &v2, 2, false, &|_| {}).await?;
     anyhow::ensure!(summary.failed == 0, "migration failures: {summary:?}");
     println!(
         "migration pass (one CREATE TABLE, concurrency 2): {:.1} s, {:.0} tenants/s",

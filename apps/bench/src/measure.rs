@@ -148,7 +148,7 @@ pub async fn create_tenants(
     let mut created = futures::stream::iter(0..count)
         .map(|i| {
             let request = CreateTenant { slug: format!("{prefix}-{i}"), ..Default::default() };
-            async move { tenancy.create(request, "bench").await }
+            async move { tenancy.tenants().create(request, "bench").await }
         })
         .buffer_unordered(concurrency);
     while let Some(tenant) = created.next().await {

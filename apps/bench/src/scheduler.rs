@@ -43,7 +43,7 @@ pub async fn run(dir: &Path, args: SchedulerArgs) -> anyhow::Result<()> {
     let mut whole = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        let run = tenancy.scheduled_pass(false).await?;
+        let run = tenancy.backups().scheduled_pass(false).await?;
         whole.push(started.elapsed().as_nanos() as u64);
         anyhow::ensure!(run.backed_up == 0, "nothing changed, yet {} backed up", run.backed_up);
     }

@@ -113,8 +113,8 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     let server = silo_web::server::start(accounts.clone(), server_settings, listener)?;
     let handle = server.handle();
     tokio::spawn(server);
-    tenancy.backups().await?;
-    let scheduler = tokio::spawn(tenancy.clone().run_backup_scheduler(interval, std::future::pending()));
+    tenancy.backup_store().await?;
+    let scheduler = tokio::spawn(tenancy.clone().backups().run_scheduler(interval, std::future::pending()));
 
     let tokens = fixture.write_tokens(dir)?;
     let mut wrk = std::process::Command::new("wrk");
@@ -134,7 +134,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     let (mut last_pass, mut backed_up, mut passes) = (None, 0, 0);
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(args.sample_seconds).min(deadline - Instant::now())).await;
-        let status = tenancy.scheduler_status();
+        let status = tenancy.backups().scheduler_status();
         if status.last_pass_at.is_some() && status.last_pass_at != last_pass {
             (last_pass, backed_up, passes) = (status.last_pass_at, backed_up + status.backed_up, passes + 1);
         }

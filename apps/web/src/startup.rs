@@ -69,7 +69,7 @@ impl Application {
         accounts.outbox().forget_expired_links().await.context("outbox")?;
         // A store that cannot be reached or written is a start-up error, not a surprise at the
         // first backup (this also creates the master key file on the first start).
-        tenancy.backups().await.context("backup store")?;
+        tenancy.backup_store().await.context("backup store")?;
 
         let (stop, stopping) = watch::channel(false);
         let mut loops = Vec::new();
@@ -92,7 +92,7 @@ impl Application {
             tracing::info!(interval_s = interval.as_secs(), "backup scheduler started");
             let (tenancy, stopping) = (tenancy.clone(), Stopping(stopping.clone()));
             loops.push(tokio::spawn(async move {
-                tenancy.run_backup_scheduler(interval, stopping.signal()).await
+                tenancy.backups().run_scheduler(interval, stopping.signal()).await
             }));
         }
         let server = server::start(accounts.clone(), settings.server, listener)?;

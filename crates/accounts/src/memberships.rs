@@ -1,7 +1,7 @@
 //! Who belongs to which workspace, with which role.
 //!
 //! A membership lives in two places: the control plane's `memberships` (who may enter which
-//! tenant, checked on every request through the [`crate::directory`]) and the tenant file's
+//! tenant, checked on every request through the [`silo_tenancy::directory`]) and the tenant file's
 //! own `members` table (who tasks and comments point at, so a tenant's file is complete on its
 //! own). Every change here writes both, tenant file first: a failure after it leaves a member
 //! row without access, never access without a member row.

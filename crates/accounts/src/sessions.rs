@@ -7,7 +7,7 @@
 //! session (see [`crate::handoffs`]) is its child: ending either ends the family.
 //!
 //! Logins are throttled per account and per client address in memory (one server process per
-//! data directory, see [`crate::DataDirLock`]). An attempt is counted *before* the password is
+//! data directory, see [`silo_tenancy::DataDirLock`]). An attempt is counted *before* the password is
 //! checked ([`LoginThrottle::attempt`]), so concurrent guesses cannot all slip in before the
 //! first failure is recorded.
 

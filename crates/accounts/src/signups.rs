@@ -204,7 +204,7 @@ impl Signups {
             name: Some(workspace_name.to_owned()),
             ..CreateTenant::default()
         };
-        let tenant = match self.0.tenancy().create(request, &user.email).await {
+        let tenant = match self.0.tenancy().tenants().create(request, &user.email).await {
             Ok(tenant) => tenant,
             Err(e) => {
                 self.undo_user(&user).await;
@@ -217,8 +217,8 @@ impl Signups {
             // An ownerless workspace must not stay behind: remove it, then the account.
             let id = TenantRef::Id(tenant.id);
             let removed = async {
-                self.0.tenancy().delete(&id, "signup").await?;
-                self.0.tenancy().purge(&id, "signup").await
+                self.0.tenancy().tenants().delete(&id, "signup").await?;
+                self.0.tenancy().tenants().purge(&id, "signup").await
             };
             if let Err(cleanup) = removed.await {
                 tracing::error!(tenant = %tenant.id, error = %cleanup, "removing the workspace of a failed sign-up failed");

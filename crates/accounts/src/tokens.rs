@@ -1,4 +1,4 @@
-//! Authenticating API tokens, listing and revoking them. Issuing lives in [`crate::accounts`].
+//! API tokens: issuing (shown once, stored as digests), authenticating, listing, revoking.
 
 use crate::users::{Email, UserId};
 use serde::Serialize;

@@ -1,7 +1,6 @@
-//! Global accounts in the control plane: users (argon2id passwords), operators, tenant
-//! memberships and API tokens (shown once, stored as SHA-256 digests).
-//!
-//! Memberships are in [`crate::memberships`], token authentication in [`crate::tokens`].
+//! Users in the control plane: accounts (argon2id passwords), their ids and addresses
+//! ([`UserId`], [`Email`]), operators and password resets. Memberships are in
+//! [`crate::memberships`], tokens in [`crate::tokens`].
 
 use std::fmt;
 

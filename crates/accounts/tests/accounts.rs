@@ -60,7 +60,7 @@ async fn members_land_in_the_control_plane_and_the_tenant_file() {
         .await
         .unwrap_err();
     assert!(matches!(unknown, Error::UnknownUser(_)), "{unknown}");
-    f.tenancy.suspend(&acme_ref, "test").await.unwrap();
+    f.tenancy.tenants().suspend(&acme_ref, "test").await.unwrap();
     let suspended =
         f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap_err();
     assert!(matches!(suspended, Error::InvalidTransition { .. }), "{suspended}");

@@ -44,19 +44,23 @@ pub struct Manifest {
     pub csv_formula_guard: &'static str,
 }
 
-impl Tenancy {
+/// Exports of a tenant (a zip of its data) (from [`Tenancy::exports`]).
+#[derive(Clone)]
+pub struct Exports(pub(crate) Tenancy);
+
+impl Exports {
     /// Writes the export of a tenant to `out`.
     #[tracing::instrument(name = "tenant_export", skip_all, fields(tenant = %tenant))]
     pub async fn export(&self, tenant: &TenantRef, out: &Path, actor: &str) -> Result<Manifest> {
-        let tenant = self.tenant(tenant).await?;
+        let tenant = self.0.tenant(tenant).await?;
         if matches!(tenant.status, crate::TenantStatus::Deleted) {
             return Err(Error::Gone(tenant.slug.to_string()));
         }
-        let source = self.tenant_path(&tenant)?;
-        let snapshot = self.temp_path(&format!("export-{}.db", uuid::Uuid::now_v7()))?;
+        let source = self.0.tenant_path(&tenant)?;
+        let snapshot = self.0.backups().temp_path(&format!("export-{}.db", uuid::Uuid::now_v7()))?;
         let exported_at = utc_now();
-        let hold = self.cache().hold(tenant.id)?;
-        let tuning = self.settings().tenant_tuning();
+        let hold = self.0.cache().hold(tenant.id)?;
+        let tuning = self.0.settings().tenant_tuning();
         let staged = snapshot.clone();
         let taken = tokio::task::spawn_blocking(move || sqlite::snapshot(&source, &staged, tuning))
             .await
@@ -86,7 +90,7 @@ impl Tenancy {
         let _ = sqlite::remove_database_files(&snapshot).await;
         let manifest = written?;
         let detail = serde_json::json!({ "rows": manifest.row_counts.values().sum::<u64>() });
-        self.control().record_audit(tenant.id, actor, "tenant.export", &detail).await?;
+        self.0.control().record_audit(tenant.id, actor, "tenant.export", &detail).await?;
         Ok(manifest)
     }
 }

@@ -59,18 +59,22 @@ pub struct FleetSummary {
     pub elapsed_ms: u128,
 }
 
-impl Tenancy {
+/// Fleet runs: migrating every tenant file (from [`Tenancy::fleet`]).
+#[derive(Clone)]
+pub struct Fleet(pub(crate) Tenancy);
+
+impl Fleet {
     /// The tenants a fleet migration covers: one tenant, or every active and suspended one.
-    pub async fn fleet_targets(&self, only: Option<&TenantRef>) -> Result<Vec<Tenant>> {
+    pub async fn targets(&self, only: Option<&TenantRef>) -> Result<Vec<Tenant>> {
         match only {
-            Some(tenant) => Ok(vec![self.tenant(tenant).await?]),
-            None => self.control().migratable().await,
+            Some(tenant) => Ok(vec![self.0.tenant(tenant).await?]),
+            None => self.0.control().migratable().await,
         }
     }
 
     /// Migrates `tenants` with `migrations`, `concurrency` at a time, calling `progress` after
     /// each. Failures do not stop the run; every outcome is recorded in the control plane.
-    pub async fn migrate_tenants(
+    pub async fn migrate(
         &self,
         tenants: Vec<Tenant>,
         migrations: &[Migration],
@@ -126,7 +130,7 @@ impl Tenancy {
                 records.extend(record);
             }
             if !records.is_empty() {
-                self.control().record_migrations(&records).await?;
+                self.0.control().record_migrations(&records).await?;
             }
         }
         summary.elapsed_ms = started.elapsed().as_millis();
@@ -145,10 +149,10 @@ impl Tenancy {
             let outcome = Err(format!("pre-migration backup failed, migration not attempted: {error}"));
             return (TenantMigration { tenant: tenant.id, slug: tenant.slug.to_string(), outcome }, tenant);
         }
-        let mut tuning = self.settings().tenant_tuning();
+        let mut tuning = self.0.settings().tenant_tuning();
         // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
         tuning.busy_timeout = tuning.busy_timeout.max(Duration::from_secs(5));
-        let outcome = match self.tenant_path(&tenant) {
+        let outcome = match self.0.tenant_path(&tenant) {
             Ok(path) => tokio::task::spawn_blocking(move || {
                 let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
                 // Skip the checkpoint (and its fsyncs) on close: the migration is committed in the
@@ -163,7 +167,7 @@ impl Tenancy {
         }
         .map_err(|e| e.to_string());
         if matches!(outcome, Ok(MigrationOutcome::Migrated(_))) {
-            self.changes().mark(tenant.id);
+            self.0.backups().changes().mark(tenant.id);
         }
         let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.to_string(), outcome };
         (migration, tenant)
@@ -172,12 +176,12 @@ impl Tenancy {
     /// Takes a `pre-migration` backup when the tenant's file is behind `migrations` (a file
     /// already current needs none).
     async fn back_up_before_migrating(&self, tenant: &Tenant, migrations: &[Migration]) -> Result<()> {
-        let path = self.tenant_path(tenant)?;
+        let path = self.0.tenant_path(tenant)?;
         let version = tokio::task::spawn_blocking(move || crate::backup::read_schema_version(&path))
             .await
             .expect("reading a schema version panicked")?;
         if version < schema::latest_version(migrations) {
-            self.backup_known(tenant, crate::BackupKind::PreMigration, "migrate").await?;
+            self.0.backups().backup_known(tenant, crate::BackupKind::PreMigration, "migrate").await?;
         }
         Ok(())
     }

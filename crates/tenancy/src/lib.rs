@@ -16,7 +16,7 @@ mod error;
 pub mod export;
 pub mod fleet;
 pub mod ids;
-mod lifecycle;
+pub mod lifecycle;
 pub mod limits;
 pub mod process_lock;
 pub mod query;
@@ -32,14 +32,18 @@ use silo_storage::Placement;
 use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
 
-pub use backup::{Backup, BackupKind};
+pub use backup::{Backup, BackupKind, Backups};
 pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use error::{Error, ErrorKind, Result};
+pub use export::Exports;
+pub use fleet::Fleet;
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
-pub use lifecycle::CreateTenant;
+pub use lifecycle::{CreateTenant, Tenants};
 pub use process_lock::DataDirLock;
+pub use query::Queries;
+pub use relocate::Relocations;
 pub use time::Timestamp;
 
 /// The tenancy layer of one Silo process.
@@ -59,7 +63,7 @@ struct Inner {
     /// A migrated, closed tenant file that provisioning copies (built once per process).
     template: OnceCell<PathBuf>,
     /// The backup store and master key (set up on first use).
-    backups: OnceCell<backup::Backups>,
+    backup_store: OnceCell<backup::BackupStore>,
     /// What the backup scheduler last did.
     scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
     /// The master key (loaded on first use): wraps data keys, seals links in the outbox.
@@ -124,7 +128,7 @@ impl Tenancy {
             tenants_by_slug: directory::Memo::new(),
             sqlite_version,
             template: OnceCell::new(),
-            backups: OnceCell::new(),
+            backup_store: OnceCell::new(),
             scheduler_status: Default::default(),
             master_key: OnceCell::new(),
             migrations,
@@ -205,6 +209,36 @@ impl Tenancy {
     /// Where a tenant's file is.
     pub fn tenant_path(&self, tenant: &Tenant) -> Result<PathBuf> {
         Ok(self.inner.placement.database_path(tenant.region.as_str(), tenant.id.as_uuid())?)
+    }
+
+    /// The tenant lifecycle.
+    pub fn tenants(&self) -> Tenants {
+        Tenants(self.clone())
+    }
+
+    /// Backups, restores and the backup scheduler.
+    pub fn backups(&self) -> Backups {
+        Backups(self.clone())
+    }
+
+    /// Fleet migrations.
+    pub fn fleet(&self) -> Fleet {
+        Fleet(self.clone())
+    }
+
+    /// Exports.
+    pub fn exports(&self) -> Exports {
+        Exports(self.clone())
+    }
+
+    /// Region moves.
+    pub fn relocations(&self) -> Relocations {
+        Relocations(self.clone())
+    }
+
+    /// Read-only SQL on a tenant.
+    pub fn queries(&self) -> Queries {
+        Queries(self.clone())
     }
 
     /// Closes every handle and the control plane (graceful shutdown).

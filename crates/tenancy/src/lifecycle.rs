@@ -27,25 +27,29 @@ pub struct CreateTenant {
     pub plan: Option<String>,
 }
 
-impl Tenancy {
+/// The tenant lifecycle: create, suspend, resume, delete, purge, rename, plan (from [`Tenancy::tenants`]).
+#[derive(Clone)]
+pub struct Tenants(pub(crate) Tenancy);
+
+impl Tenants {
     /// Provisions a tenant: control row, file and schema, all or nothing.
     #[tracing::instrument(name = "tenant_create", skip_all, fields(slug = %request.slug))]
     pub async fn create(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {
         let slug = TenantSlug::parse(&request.slug)?;
-        let region = request.region.unwrap_or_else(|| self.settings().default_region.clone());
+        let region = request.region.unwrap_or_else(|| self.0.settings().default_region.clone());
         let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
             return Err(Error::InvalidInput("a tenant name is at most 200 characters".into()));
         }
-        self.placement().root(&region)?;
-        if self.control().slug_taken(&slug).await? {
+        self.0.placement().root(&region)?;
+        if self.0.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));
         }
         let id = TenantId::new();
-        let path = self.placement().database_path(&region, id.as_uuid())?;
+        let path = self.0.placement().database_path(&region, id.as_uuid())?;
         let template = self.template().await?;
         sqlite::install_copy(template, &path).await?;
-        if let Err(e) = first_open(&path, self.settings().tenant_tuning(), self.migrations()).await {
+        if let Err(e) = first_open(&path, self.0.settings().tenant_tuning(), self.0.migrations()).await {
             let _ = sqlite::remove_database_files(&path).await;
             return Err(e);
         }
@@ -55,11 +59,11 @@ impl Tenancy {
             slug,
             region,
             plan: request.plan.unwrap_or_else(|| "free".to_owned()),
-            schema_version: schema::latest_version(self.migrations()),
+            schema_version: schema::latest_version(self.0.migrations()),
         };
-        match self.control().insert_tenant(&new, actor).await {
+        match self.0.control().insert_tenant(&new, actor).await {
             Ok(tenant) => {
-                self.forget_tenants();
+                self.0.forget_tenants();
                 tracing::info!(tenant = %id, slug = %new.slug, "tenant created");
                 Ok(tenant)
             }
@@ -84,7 +88,7 @@ impl Tenancy {
             .await
     }
 
-    /// Soft-deletes a tenant: closed (`410 Gone`), file kept until [`Tenancy::purge`].
+    /// Soft-deletes a tenant: closed (`410 Gone`), file kept until [`Tenants::purge`].
     pub async fn delete(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
         let from = [TenantStatus::Active, TenantStatus::Suspended];
         self.change_status(tenant, &from, TenantStatus::Deleting, actor, "tenant.delete").await
@@ -97,7 +101,7 @@ impl Tenancy {
     /// status `deleted` and a deletion certificate in the audit log.
     #[tracing::instrument(name = "tenant_purge", skip_all, fields(tenant = %tenant))]
     pub async fn purge(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
-        let current = self.tenant(tenant).await?;
+        let current = self.0.tenant(tenant).await?;
         if current.status != TenantStatus::Deleting {
             let status = current.status.to_string();
             return Err(Error::InvalidTransition {
@@ -106,10 +110,10 @@ impl Tenancy {
                 status,
             });
         }
-        let path = self.tenant_path(&current)?;
-        let catalogued = self.control().backups_of(current.id).await?.len();
-        let objects = self.delete_tenant_objects(current.id).await?;
-        let lease = self.cache().lease(current.id).await?;
+        let path = self.0.tenant_path(&current)?;
+        let catalogued = self.0.control().backups_of(current.id).await?.len();
+        let objects = self.0.backups().delete_tenant_objects(current.id).await?;
+        let lease = self.0.cache().lease(current.id).await?;
         let removed = sqlite::remove_database_files(&path).await?;
         let certificate = serde_json::json!({
             "certificate": "tenant deletion",
@@ -118,34 +122,34 @@ impl Tenancy {
             "purged_at": crate::control::utc_now(),
             "database": { "path": path, "files_removed": removed },
             "backups": {
-                "store": self.backups().await?.store().describe(),
+                "store": self.0.backup_store().await?.store().describe(),
                 "catalogue_rows_removed": catalogued,
                 "objects_deleted": objects.len(),
                 "object_keys": objects,
             },
             "data_key_destroyed": true,
         });
-        let purged = self.control().finish_purge(current.id, actor, &certificate).await?;
+        let purged = self.0.control().finish_purge(current.id, actor, &certificate).await?;
         drop(lease);
-        self.forget_tenants();
+        self.0.forget_tenants();
         // The wrapped data key was zeroed in the database (secure_delete); its old copies in
         // the WAL go with the checkpoint.
-        self.control().checkpoint_truncate().await?;
+        self.0.control().checkpoint_truncate().await?;
         tracing::info!(tenant = %current.id, files = removed, objects = certificate["backups"]["objects_deleted"].as_u64(), "tenant purged");
         Ok(purged)
     }
 
     /// Renames a tenant.
     pub async fn rename(&self, id: TenantId, name: &str, actor: &str) -> Result<Tenant> {
-        let tenant = self.control().rename(id, name, actor).await;
-        self.forget_tenants();
+        let tenant = self.0.control().rename(id, name, actor).await;
+        self.0.forget_tenants();
         tenant
     }
 
     /// Changes a tenant's plan.
     pub async fn set_plan(&self, id: TenantId, plan: &str, actor: &str) -> Result<Tenant> {
-        let tenant = self.control().set_plan(id, plan, actor).await;
-        self.forget_tenants();
+        let tenant = self.0.control().set_plan(id, plan, actor).await;
+        self.0.forget_tenants();
         tenant
     }
 
@@ -158,12 +162,12 @@ impl Tenancy {
         actor: &str,
         action: &'static str,
     ) -> Result<Tenant> {
-        let current = self.tenant(tenant).await?;
+        let current = self.0.tenant(tenant).await?;
         let detail = serde_json::json!({ "slug": current.slug, "from": current.status });
-        let changed = self.control().transition(current.id, from, to, actor, action, detail).await?;
-        self.forget_tenants();
+        let changed = self.0.control().transition(current.id, from, to, actor, action, detail).await?;
+        self.0.forget_tenants();
         if to != TenantStatus::Active {
-            self.cache().retire(current.id).await;
+            self.0.cache().retire(current.id).await;
         }
         Ok(changed)
     }
@@ -172,13 +176,15 @@ impl Tenancy {
     /// fingerprint of the migrations, so a changed migration set builds a new one.
     async fn template(&self) -> Result<&Path> {
         let path = self
+            .0
             .inner
             .template
             .get_or_try_init(|| async {
-                let dir = self.settings().data_dir.join("tmp");
-                let path = dir.join(format!("tenant-template-{}.db", schema::fingerprint(self.migrations())));
+                let dir = self.0.settings().data_dir.join("tmp");
+                let path =
+                    dir.join(format!("tenant-template-{}.db", schema::fingerprint(self.0.migrations())));
                 if !path.exists() {
-                    build_template(&dir, &path, self.migrations()).await?;
+                    build_template(&dir, &path, self.0.migrations()).await?;
                 }
                 Ok::<PathBuf, Error>(path)
             })

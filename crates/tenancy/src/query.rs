@@ -23,15 +23,19 @@ pub struct QueryResult {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
-impl Tenancy {
+/// Read-only SQL over one tenant file (operators) (from [`Tenancy::queries`]).
+#[derive(Clone)]
+pub struct Queries(pub(crate) Tenancy);
+
+impl Queries {
     /// Runs `sql` read-only on a tenant's file (any status but purged).
-    pub async fn query_readonly(&self, tenant: &TenantRef, sql: &str) -> Result<QueryResult> {
-        let tenant = self.tenant(tenant).await?;
+    pub async fn read_only(&self, tenant: &TenantRef, sql: &str) -> Result<QueryResult> {
+        let tenant = self.0.tenant(tenant).await?;
         if tenant.status == TenantStatus::Deleted {
             return Err(Error::Gone(tenant.slug.to_string()));
         }
-        let path = self.tenant_path(&tenant)?;
-        let tuning = self.settings().tenant_tuning();
+        let path = self.0.tenant_path(&tenant)?;
+        let tuning = self.0.settings().tenant_tuning();
         let sql = sql.to_owned();
         let id = tenant.id.to_string();
         tokio::task::spawn_blocking(move || {

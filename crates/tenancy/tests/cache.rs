@@ -112,7 +112,7 @@ async fn a_file_removed_behind_silos_back_is_an_error_and_is_not_recreated() {
     assert!(matches!(err.root(), Error::FileMissing { .. }), "{err}");
     assert!(err.to_string().contains("removed outside Silo"), "{err}");
     assert!(!path.exists());
-    let sql = f.tenancy.query_readonly(&TenantRef::Id(tenant.id), "SELECT 1").await.unwrap_err();
+    let sql = f.tenancy.queries().read_only(&TenantRef::Id(tenant.id), "SELECT 1").await.unwrap_err();
     assert!(matches!(sql, Error::FileMissing { .. }), "{sql}");
     assert!(!path.exists());
 }
@@ -223,8 +223,8 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let slug: TenantRef = "busy".parse().unwrap();
-    f.tenancy.delete(&slug, "test").await.unwrap();
-    let purged = f.tenancy.purge(&slug, "test").await.unwrap();
+    f.tenancy.tenants().delete(&slug, "test").await.unwrap();
+    let purged = f.tenancy.tenants().purge(&slug, "test").await.unwrap();
     assert_eq!(purged.status, TenantStatus::Deleted);
 
     let (mut ok, mut refused) = (0, 0);

@@ -14,8 +14,8 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     for i in 0..8 {
         tenants.push(f.create(&format!("fleet-{i}")).await);
     }
-    f.tenancy.suspend(&"fleet-7".parse().unwrap(), "test").await.unwrap();
-    f.tenancy.delete(&"fleet-6".parse().unwrap(), "test").await.unwrap();
+    f.tenancy.tenants().suspend(&"fleet-7".parse().unwrap(), "test").await.unwrap();
+    f.tenancy.tenants().delete(&"fleet-6".parse().unwrap(), "test").await.unwrap();
     // One tenant already has the column the next migration adds.
     let broken = &tenants[3];
     let mut conn =
@@ -31,11 +31,11 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
         "labels",
         "ALTER TABLE tasks ADD COLUMN label TEXT",
     );
-    let targets = f.tenancy.fleet_targets(None).await.unwrap();
+    let targets = f.tenancy.fleet().targets(None).await.unwrap();
     assert_eq!(targets.len(), 7, "deleting tenants are not migrated");
     let seen = std::sync::Mutex::new(0);
     let summary =
-        f.tenancy.migrate_tenants(targets, &next, 3, false, &|_| *seen.lock().unwrap() += 1).await.unwrap();
+        f.tenancy.fleet().migrate(targets, &next, 3, false, &|_| *seen.lock().unwrap() += 1).await.unwrap();
     assert_eq!(*seen.lock().unwrap(), 7);
     assert_eq!((summary.migrated, summary.already_current, summary.failed), (6, 0, 1), "{summary:?}");
     assert_eq!(summary.failures[0].slug, "fleet-3");
@@ -50,7 +50,8 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     // Second run: everyone else is current; the broken one fails again until fixed.
     let again = f
         .tenancy
-        .migrate_tenants(f.tenancy.fleet_targets(None).await.unwrap(), &next, 2, false, &|_| {})
+        .fleet()
+        .migrate(f.tenancy.fleet().targets(None).await.unwrap(), &next, 2, false, &|_| {})
         .await
         .unwrap();
     assert_eq!((again.migrated, again.already_current, again.failed), (0, 6, 1));
@@ -60,10 +61,11 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     let mut conn = sqlite::open(&path, Default::default(), OpenMode::Existing).await.unwrap();
     sqlx::query("ALTER TABLE tasks DROP COLUMN label").execute(&mut conn).await.unwrap();
     sqlx::Connection::close(conn).await.unwrap();
-    let one = f.tenancy.fleet_targets(Some(&"fleet-3".parse().unwrap())).await.unwrap();
+    let one = f.tenancy.fleet().targets(Some(&"fleet-3".parse().unwrap())).await.unwrap();
     let fixed = f
         .tenancy
-        .migrate_tenants(one, &next, 1, false, &|m| assert_eq!(m.outcome, Ok(MigrationOutcome::Migrated(2))))
+        .fleet()
+        .migrate(one, &next, 1, false, &|m| assert_eq!(m.outcome, Ok(MigrationOutcome::Migrated(2))))
         .await
         .unwrap();
     assert_eq!(fixed.migrated, 1);

@@ -39,12 +39,14 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     f.create("taken").await;
     let before = f.tenant_files();
 
-    let dup = f.tenancy.create(CreateTenant { slug: "taken".into(), ..Default::default() }, "test").await;
+    let dup =
+        f.tenancy.tenants().create(CreateTenant { slug: "taken".into(), ..Default::default() }, "test").await;
     assert!(matches!(dup, Err(Error::SlugTaken(_))), "{dup:?}");
 
     for bad in ["..", "a/b", "UPPER", &"x".repeat(64), "", "ünï", "admin"] {
         let err = f
             .tenancy
+            .tenants()
             .create(CreateTenant { slug: bad.into(), ..Default::default() }, "test")
             .await
             .unwrap_err();
@@ -53,7 +55,7 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     }
 
     let region = CreateTenant { slug: "elsewhere".into(), region: Some("mars".into()), ..Default::default() };
-    let err = f.tenancy.create(region, "test").await.unwrap_err();
+    let err = f.tenancy.tenants().create(region, "test").await.unwrap_err();
     assert!(err.to_string().contains("unknown region `mars`"), "{err}");
 
     assert_eq!(f.tenant_files(), before, "failed creates must not leave files");
@@ -67,8 +69,9 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
 async fn a_create_that_loses_the_slug_race_removes_its_file() {
     let f = fixture().await;
     // Both pass the early slug check; one insert must fail on the unique index and clean up.
-    let a = f.tenancy.create(CreateTenant { slug: "race".into(), ..Default::default() }, "a");
-    let b = f.tenancy.create(CreateTenant { slug: "race".into(), ..Default::default() }, "b");
+    let tenants = f.tenancy.tenants();
+    let a = tenants.create(CreateTenant { slug: "race".into(), ..Default::default() }, "a");
+    let b = tenants.create(CreateTenant { slug: "race".into(), ..Default::default() }, "b");
     let (a, b) = tokio::join!(a, b);
     assert!(a.is_ok() != b.is_ok(), "exactly one create wins: {a:?} {b:?}");
     let winner = a.as_ref().or(b.as_ref()).unwrap().id.to_string();
@@ -90,24 +93,24 @@ async fn suspend_resume_delete_purge() {
     let path = f.tenancy.tenant_path(&tenant).unwrap();
     let held = f.tenancy.db(tenant.id).await.unwrap();
 
-    f.tenancy.suspend(&slug("cycle"), "op").await.unwrap();
+    f.tenancy.tenants().suspend(&slug("cycle"), "op").await.unwrap();
     assert!(held.is_retired());
     assert!(matches!(f.tenancy.db(tenant.id).await.unwrap_err().root(), Error::Suspended(_)));
-    let again = f.tenancy.suspend(&slug("cycle"), "op").await.unwrap_err();
+    let again = f.tenancy.tenants().suspend(&slug("cycle"), "op").await.unwrap_err();
     assert!(matches!(again, Error::InvalidTransition { .. }), "{again}");
     drop(held);
 
-    f.tenancy.resume(&slug("cycle"), "op").await.unwrap();
+    f.tenancy.tenants().resume(&slug("cycle"), "op").await.unwrap();
     f.tenancy.db(tenant.id).await.unwrap();
 
-    let early = f.tenancy.purge(&slug("cycle"), "op").await.unwrap_err();
+    let early = f.tenancy.tenants().purge(&slug("cycle"), "op").await.unwrap_err();
     assert!(matches!(early, Error::InvalidTransition { .. }), "purge needs a soft delete first");
 
-    f.tenancy.delete(&slug("cycle"), "op").await.unwrap();
+    f.tenancy.tenants().delete(&slug("cycle"), "op").await.unwrap();
     assert!(matches!(f.tenancy.db(tenant.id).await.unwrap_err().root(), Error::Gone(_)));
     assert!(path.exists(), "soft delete keeps the file");
 
-    let purged = f.tenancy.purge(&slug("cycle"), "op").await.unwrap();
+    let purged = f.tenancy.tenants().purge(&slug("cycle"), "op").await.unwrap();
     assert_eq!(purged.status, TenantStatus::Deleted);
     assert!(purged.deleted_at.is_some());
     for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -154,18 +157,26 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
     )
     .unwrap();
 
-    let result =
-        f.tenancy.query_readonly(&slug("reader"), "SELECT id, title, due_date FROM tasks").await.unwrap();
+    let result = f
+        .tenancy
+        .queries()
+        .read_only(&slug("reader"), "SELECT id, title, due_date FROM tasks")
+        .await
+        .unwrap();
     assert_eq!(result.columns, ["id", "title", "due_date"]);
     assert_eq!(result.rows, vec![vec![serde_json::json!(1), "Write docs".into(), serde_json::Value::Null]]);
 
-    let empty =
-        f.tenancy.query_readonly(&slug("reader"), "SELECT name FROM projects WHERE id = 99").await.unwrap();
+    let empty = f
+        .tenancy
+        .queries()
+        .read_only(&slug("reader"), "SELECT name FROM projects WHERE id = 99")
+        .await
+        .unwrap();
     assert_eq!(empty.columns, ["name"]);
     assert!(empty.rows.is_empty());
 
     for write in ["DELETE FROM tasks", "PRAGMA query_only = 0; DROP TABLE tasks", "CREATE TABLE x(y)"] {
-        let err = f.tenancy.query_readonly(&slug("reader"), write).await.unwrap_err();
+        let err = f.tenancy.queries().read_only(&slug("reader"), write).await.unwrap_err();
         assert!(matches!(err, Error::WriteRefused(_)), "{write}: {err}");
     }
     assert_eq!(silo_workspace::tasks::count_tasks(&db).unwrap(), 1);

@@ -80,7 +80,7 @@ impl BackupCommand {
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
         match self {
             Self::Create { tenant: Some(tenant), json, .. } => {
-                let backup = tenancy.backup_tenant(&tenant.parse()?, BackupKind::Manual, &actor()).await?;
+                let backup = tenancy.backups().create(&tenant.parse()?, BackupKind::Manual, &actor()).await?;
                 if json {
                     print_json(&backup)?;
                 } else {
@@ -93,8 +93,8 @@ impl BackupCommand {
                 }
             }
             Self::Create { json, .. } => {
-                let tenants = tenancy.live_tenants().await?;
-                let run = tenancy.backup_tenants(tenants, BackupKind::Manual, &actor()).await;
+                let tenants = tenancy.backups().live_tenants().await?;
+                let run = tenancy.backups().create_all(tenants, BackupKind::Manual, &actor()).await;
                 if json {
                     print_json(&run)?;
                 } else {
@@ -128,7 +128,7 @@ impl BackupCommand {
                 }
             }
             Self::Verify { tenant, backup } => {
-                let verified = tenancy.verify_backup(&tenant.parse()?, backup.as_deref()).await?;
+                let verified = tenancy.backups().verify(&tenant.parse()?, backup.as_deref()).await?;
                 println!(
                     "backup {} of {tenant} is good: checksum, decryption and integrity check pass ({} restored)",
                     verified.backup.id,
@@ -136,7 +136,7 @@ impl BackupCommand {
                 );
             }
             Self::Prune => {
-                let report = tenancy.prune_backups().await?;
+                let report = tenancy.backups().prune().await?;
                 println!("pruned {} expired backups and {} orphan objects", report.expired, report.orphans);
             }
         }
@@ -158,8 +158,10 @@ impl RestoreArgs {
             )?),
             Some(_) => None,
         };
-        let restored =
-            tenancy.restore(&reference, self.backup.as_deref(), self.as_slug.as_deref(), &actor()).await?;
+        let restored = tenancy
+            .backups()
+            .restore(&reference, self.backup.as_deref(), self.as_slug.as_deref(), &actor())
+            .await?;
         if self.json {
             print_json(&restored)?;
         } else if self.as_slug.is_some() {
@@ -184,7 +186,7 @@ impl RestoreArgs {
 impl ExportArgs {
     /// Writes the export zip.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
-        let manifest = tenancy.export(&self.tenant.parse()?, &self.out, &actor()).await?;
+        let manifest = tenancy.exports().export(&self.tenant.parse()?, &self.out, &actor()).await?;
         let rows: u64 = manifest.row_counts.values().sum();
         println!(
             "exported {} ({} tables, {rows} rows, schema {}) to {}",

@@ -37,7 +37,7 @@ impl MigrateArgs {
             return rollback(tenancy, slug, self.json).await;
         }
         let only = self.tenant.as_deref().map(str::parse::<TenantRef>).transpose()?;
-        let targets = tenancy.fleet_targets(only.as_ref()).await?;
+        let targets = tenancy.fleet().targets(only.as_ref()).await?;
         let concurrency = self
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -51,7 +51,8 @@ impl MigrateArgs {
                 .expect("valid template"),
         );
         let summary = tenancy
-            .migrate_tenants(targets, tenant_migrations(), concurrency, !self.no_backup, &|m| {
+            .fleet()
+            .migrate(targets, tenant_migrations(), concurrency, !self.no_backup, &|m| {
                 if let Err(e) = &m.outcome {
                     bar.println(format!("failed: {} — {e}", m.slug));
                 }
@@ -96,7 +97,7 @@ async fn rollback(tenancy: &Tenancy, slug: &str, json: bool) -> anyhow::Result<E
         .find(|b| b.kind == BackupKind::PreMigration)
         .ok_or_else(|| anyhow::anyhow!("tenant `{}` has no pre-migration backup", tenant.slug))?;
     let restored =
-        tenancy.restore(&TenantRef::Id(tenant.id), Some(&backup.id), None, &super::actor()).await?;
+        tenancy.backups().restore(&TenantRef::Id(tenant.id), Some(&backup.id), None, &super::actor()).await?;
     if json {
         print_json(&restored)?;
     } else {

@@ -106,7 +106,8 @@ impl TenantCommand {
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
         match self {
             Self::Create { slug, name, region, plan, format } => {
-                let tenant = tenancy.create(CreateTenant { slug, name, region, plan }, &actor()).await?;
+                let tenant =
+                    tenancy.tenants().create(CreateTenant { slug, name, region, plan }, &actor()).await?;
                 if format.json {
                     print_json(&tenant)?;
                 } else {
@@ -134,11 +135,11 @@ impl TenantCommand {
                 }
             }
             Self::Suspend { tenant } => {
-                let tenant = tenancy.suspend(&parse_ref(&tenant)?, &actor()).await?;
+                let tenant = tenancy.tenants().suspend(&parse_ref(&tenant)?, &actor()).await?;
                 println!("suspended tenant {}", tenant.slug);
             }
             Self::Resume { tenant } => {
-                let tenant = tenancy.resume(&parse_ref(&tenant)?, &actor()).await?;
+                let tenant = tenancy.tenants().resume(&parse_ref(&tenant)?, &actor()).await?;
                 println!("resumed tenant {}", tenant.slug);
             }
             Self::Delete { tenant, purge } => {
@@ -152,11 +153,11 @@ impl TenantCommand {
                     None
                 };
                 if current.status != TenantStatus::Deleting {
-                    tenancy.delete(&reference, &actor()).await?;
+                    tenancy.tenants().delete(&reference, &actor()).await?;
                 }
                 if purge {
                     // By id: the slug may be taken again once purged.
-                    tenancy.purge(&TenantRef::Id(current.id), &actor()).await?;
+                    tenancy.tenants().purge(&TenantRef::Id(current.id), &actor()).await?;
                     println!(
                         "purged tenant {} ({}): its files and backups are removed, its data key destroyed",
                         current.slug, current.id
@@ -170,7 +171,7 @@ impl TenantCommand {
                     &tenancy.settings().data_dir,
                     &format!("move tenant `{tenant}` (use the admin console while the server runs)"),
                 )?;
-                let moved = tenancy.move_tenant(&parse_ref(&tenant)?, &region, &actor()).await?;
+                let moved = tenancy.relocations().relocate(&parse_ref(&tenant)?, &region, &actor()).await?;
                 if format.json {
                     print_json(&moved)?;
                 } else {
@@ -186,7 +187,7 @@ impl TenantCommand {
                 }
             }
             Self::Sql { tenant, query, format } => {
-                let result = tenancy.query_readonly(&parse_ref(&tenant)?, &query).await?;
+                let result = tenancy.queries().read_only(&parse_ref(&tenant)?, &query).await?;
                 if format.json {
                     let rows: Vec<serde_json::Map<String, serde_json::Value>> = result
                         .rows

@@ -49,7 +49,7 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
         return refusal;
     }
     let mut body = app.tenancy.cache().stats().to_prometheus();
-    body.push_str(&app.tenancy.scheduler_status().to_prometheus());
+    body.push_str(&app.tenancy.backups().scheduler_status().to_prometheus());
     body.push_str("# HELP silo_build_info Silo build and SQLite versions.\n# TYPE silo_build_info gauge\n");
     body.push_str(&format!(
         "silo_build_info{{version=\"{}\",sqlite=\"{}\"}} 1\n",

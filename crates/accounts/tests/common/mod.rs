@@ -21,6 +21,10 @@ pub async fn fixture() -> Fixture {
 
 impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
-        self.tenancy.create(CreateTenant { slug: slug.into(), ..Default::default() }, "test").await.unwrap()
+        self.tenancy
+            .tenants()
+            .create(CreateTenant { slug: slug.into(), ..Default::default() }, "test")
+            .await
+            .unwrap()
     }
 }

@@ -2,8 +2,8 @@
 //! AES-256-GCM with the tenant's data key, one object per backup in the configured store,
 //! one catalogue row per stored object.
 //!
-//! - [`Backups`] holds the object store and the master key (set up on first use).
-//! - Backups, verification and pruning are methods of [`Tenancy`] here; restores are in
+//! - [`BackupStore`] holds the object store and the master key (set up on first use).
+//! - [`Backups`] (from [`Tenancy::backups`]) backs up, verifies and prunes here; restores are in
 //!   [`restore`], the scheduler in [`scheduler`], which tenants changed in [`changes`], the
 //!   retention policy in [`retention`], the catalogue's SQL in [`catalogue`].
 //!
@@ -38,22 +38,22 @@ use crate::{Error, Result, Tenancy};
 /// alone by `prune`, since a backup in progress has not written its row yet.
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
-/// Store errors in a row after which a fleet run stops trying (see [`Tenancy::backup_tenants`]).
+/// Store errors in a row after which a fleet run stops trying (see [`Backups::create_all`]).
 pub const STORE_FAILURES_IN_A_ROW: usize = 3;
 
 /// The store and the master key of this process.
-pub struct Backups {
+pub struct BackupStore {
     store: Arc<dyn ObjectStore>,
     master: Arc<MasterKey>,
 }
 
-impl std::fmt::Debug for Backups {
+impl std::fmt::Debug for BackupStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backups").field("store", &self.store.describe()).finish_non_exhaustive()
+        f.debug_struct("BackupStore").field("store", &self.store.describe()).finish_non_exhaustive()
     }
 }
 
-impl Backups {
+impl BackupStore {
     /// Builds the configured store and checks it can be written.
     pub async fn open(settings: &crate::Settings, master: Arc<MasterKey>) -> Result<Self> {
         let store: Arc<dyn ObjectStore> = match settings.backup.store {
@@ -141,36 +141,42 @@ pub struct PruneReport {
 
 impl Tenancy {
     /// The backup store and master key, set up on first use.
-    pub async fn backups(&self) -> Result<&Backups> {
+    pub async fn backup_store(&self) -> Result<&BackupStore> {
         self.inner
-            .backups
+            .backup_store
             .get_or_try_init(|| async {
-                Backups::open(self.settings(), self.master_key().await?.clone()).await
+                BackupStore::open(self.settings(), self.master_key().await?.clone()).await
             })
             .await
     }
+}
 
+/// Backups: the store, backing up, verifying, pruning, restoring and the scheduler (from [`Tenancy::backups`]).
+#[derive(Clone)]
+pub struct Backups(pub(crate) Tenancy);
+
+impl Backups {
     /// Uses `backups` instead of the configured store and key (tests, benchmarks).
-    pub fn install_backups(&self, backups: Backups) -> Result<()> {
-        self.inner.backups.set(backups).map_err(|_| Error::Config("backups are already set up".into()))
+    pub fn install_store(&self, store: BackupStore) -> Result<()> {
+        self.0.inner.backup_store.set(store).map_err(|_| Error::Config("backups are already set up".into()))
     }
 
     /// The tenants written to since the scheduler last looked.
     pub fn changes(&self) -> &Arc<ChangeTracker> {
-        self.cache().changes()
+        self.0.cache().changes()
     }
 
     /// The tenant's data key, created when `create` and it has none.
     async fn data_key(&self, tenant: &Tenant, create: bool) -> Result<DataKey> {
-        let backups = self.backups().await?;
-        let wrapped = match self.control().wrapped_key(tenant.id).await? {
+        let backups = self.0.backup_store().await?;
+        let wrapped = match self.0.control().wrapped_key(tenant.id).await? {
             Some(wrapped) => wrapped,
             None if tenant.status == TenantStatus::Deleted => {
                 return Err(Error::KeyDestroyed(tenant.slug.to_string()));
             }
             None if create => {
                 let fresh = backups.master.wrap(&DataKey::generate());
-                self.control().insert_wrapped_key(tenant.id, &fresh).await?
+                self.0.control().insert_wrapped_key(tenant.id, &fresh).await?
             }
             None => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
         };
@@ -183,8 +189,8 @@ impl Tenancy {
     }
 
     /// Backs up one tenant now.
-    pub async fn backup_tenant(&self, tenant: &TenantRef, kind: BackupKind, actor: &str) -> Result<Backup> {
-        let tenant = self.tenant(tenant).await?;
+    pub async fn create(&self, tenant: &TenantRef, kind: BackupKind, actor: &str) -> Result<Backup> {
+        let tenant = self.0.tenant(tenant).await?;
         self.backup_known(&tenant, kind, actor).await
     }
 
@@ -202,11 +208,11 @@ impl Tenancy {
         }
         let key = self.data_key(tenant, true).await?;
         let id = Uuid::now_v7().to_string();
-        let source = self.tenant_path(tenant)?;
+        let source = self.0.tenant_path(tenant)?;
         let created_at = utc_now();
-        let hold = self.cache().hold(tenant.id)?;
+        let hold = self.0.cache().hold(tenant.id)?;
         let context = seal_context(tenant.id, &id);
-        let tuning = self.settings().tenant_tuning();
+        let tuning = self.0.settings().tenant_tuning();
         let packed = tokio::task::spawn_blocking(move || {
             let plain = sqlite::snapshot_bytes(&source, tuning)?;
             let version = schema_version_of(&plain)?;
@@ -230,9 +236,9 @@ impl Tenancy {
             verified_at: None,
             verify_error: None,
         };
-        let store = self.backups().await?.store();
+        let store = self.0.backup_store().await?.store();
         store.put(&backup.object_key, packed.bytes).await?;
-        if let Err(e) = self.control().insert_backup(&backup, actor).await {
+        if let Err(e) = self.0.control().insert_backup(&backup, actor).await {
             // Without its row the object is an orphan: remove it now rather than at the next prune.
             let _ = store.delete(&backup.object_key).await;
             return Err(e);
@@ -245,7 +251,7 @@ impl Tenancy {
     /// fatal. After [`STORE_FAILURES_IN_A_ROW`] store errors in a row the rest of the run is
     /// skipped (reported as failed): a store that is down would otherwise cost every tenant
     /// its full retry budget.
-    pub async fn backup_tenants(&self, tenants: Vec<Tenant>, kind: BackupKind, actor: &str) -> BackupRun {
+    pub async fn create_all(&self, tenants: Vec<Tenant>, kind: BackupKind, actor: &str) -> BackupRun {
         let started = std::time::Instant::now();
         let mut run = BackupRun::default();
         let store_failures = std::sync::atomic::AtomicUsize::new(0);
@@ -268,7 +274,7 @@ impl Tenancy {
                 }
                 (tenant, result)
             })
-            .buffer_unordered(self.settings().backup.concurrency());
+            .buffer_unordered(self.0.settings().backup.concurrency());
         while let Some((tenant, result)) = results.next().await {
             match result {
                 Ok(backup) => {
@@ -287,16 +293,16 @@ impl Tenancy {
 
     /// Every live (active or suspended) tenant.
     pub async fn live_tenants(&self) -> Result<Vec<Tenant>> {
-        let mut tenants = self.control().migratable().await?;
+        let mut tenants = self.0.control().migratable().await?;
         tenants.retain(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended));
         Ok(tenants)
     }
 
     /// One backup of a tenant: the given id, or its newest.
-    pub async fn find_backup(&self, tenant: &Tenant, id: Option<&str>) -> Result<Backup> {
+    pub async fn find(&self, tenant: &Tenant, id: Option<&str>) -> Result<Backup> {
         match id {
-            Some(id) => self.control().backup(tenant.id, id).await,
-            None => self.control().backups_of(tenant.id).await?.into_iter().next().ok_or_else(|| {
+            Some(id) => self.0.control().backup(tenant.id, id).await,
+            None => self.0.control().backups_of(tenant.id).await?.into_iter().next().ok_or_else(|| {
                 Error::UnknownBackup(format!("(newest of `{}`: the tenant has no backups)", tenant.slug))
             }),
         }
@@ -312,10 +318,10 @@ impl Tenancy {
         dest: &Path,
     ) -> Result<u64> {
         let key = self.data_key(tenant, false).await?;
-        let bytes = self.backups().await?.store().get(&backup.object_key).await?;
+        let bytes = self.0.backup_store().await?.store().get(&backup.object_key).await?;
         let context = seal_context(tenant.id, &backup.id);
         let (sha256, dest) = (backup.sha256.clone(), dest.to_owned());
-        let latest = crate::schema::latest_version(self.migrations());
+        let latest = crate::schema::latest_version(self.0.migrations());
         tokio::task::spawn_blocking(move || {
             let size = silo_storage::backup::unpack(&bytes, &sha256, &key, &context, &dest)?;
             let checked = read_schema_version(&dest).and_then(|version| {
@@ -337,9 +343,9 @@ impl Tenancy {
 
     /// Restores a backup to a temporary file, checks checksum, decryption, integrity and
     /// schema version, records the outcome and removes the file. Changes no tenant.
-    pub async fn verify_backup(&self, tenant: &TenantRef, id: Option<&str>) -> Result<Verification> {
-        let tenant = self.tenant(tenant).await?;
-        let backup = self.find_backup(&tenant, id).await?;
+    pub async fn verify(&self, tenant: &TenantRef, id: Option<&str>) -> Result<Verification> {
+        let tenant = self.0.tenant(tenant).await?;
+        let backup = self.find(&tenant, id).await?;
         self.verify_known(&tenant, backup).await
     }
 
@@ -348,22 +354,22 @@ impl Tenancy {
         let result = self.fetch_backup_into(tenant, &backup, &temp).await;
         let _ = sqlite::remove_database_files(&temp).await;
         let error = result.as_ref().err().map(|e| e.to_string());
-        self.control().record_verification(&backup.id, error.as_deref()).await?;
+        self.0.control().record_verification(&backup.id, error.as_deref()).await?;
         let restored_size = result?;
         Ok(Verification { backup, restored_size })
     }
 
     /// Applies the retention policy to every tenant's backups and removes orphan objects.
-    pub async fn prune_backups(&self) -> Result<PruneReport> {
-        let settings = &self.settings().backup;
+    pub async fn prune(&self) -> Result<PruneReport> {
+        let settings = &self.0.settings().backup;
         let keep_all = Duration::from_secs(settings.keep_all_hours.saturating_mul(3600));
-        let all = self.control().all_backups().await?;
+        let all = self.0.control().all_backups().await?;
         let mut by_tenant: std::collections::BTreeMap<&str, Vec<Backup>> = Default::default();
         for backup in &all {
             by_tenant.entry(&backup.tenant_id).or_default().push(backup.clone());
         }
         let now = SystemTime::now();
-        let store = self.backups().await?.store();
+        let store = self.0.backup_store().await?.store();
         let mut report = PruneReport::default();
         let mut gone = Vec::new();
         for backups in by_tenant.values() {
@@ -375,7 +381,7 @@ impl Tenancy {
         }
         // Rows go after their objects: a crash in between leaves rows whose objects are gone,
         // which the next prune removes again (deleting a missing object is fine).
-        self.control().delete_backups(&gone).await?;
+        self.0.control().delete_backups(&gone).await?;
         report.expired = gone.len();
         let catalogued: std::collections::HashSet<&str> = all.iter().map(|b| b.object_key.as_str()).collect();
         for key in store.list("tenants/").await? {
@@ -389,7 +395,7 @@ impl Tenancy {
 
     /// Deletes every object of a tenant from the store; returns the keys deleted.
     pub(crate) async fn delete_tenant_objects(&self, tenant: TenantId) -> Result<Vec<String>> {
-        let store = self.backups().await?.store();
+        let store = self.0.backup_store().await?.store();
         let mut deleted = Vec::new();
         for key in store.list(&format!("tenants/{tenant}/")).await? {
             store.delete(&key).await?;
@@ -400,7 +406,7 @@ impl Tenancy {
 
     /// A path under `<data_dir>/tmp` (created if needed).
     pub(crate) fn temp_path(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.settings().data_dir.join("tmp");
+        let dir = self.0.settings().data_dir.join("tmp");
         std::fs::create_dir_all(&dir).map_err(|e| silo_storage::Error::Io {
             action: "create directory",
             path: dir.clone(),

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use silo_storage::sqlite;
 
+use super::Backups;
 use super::catalogue::Backup;
 use crate::control::{MigrationRecord, NewTenant, Tenant, TenantStatus};
 use crate::ids::{TenantId, TenantRef, TenantSlug};
-use crate::{Error, Result, Tenancy};
+use crate::{Error, Result};
 
 /// What a restore did.
 #[derive(Debug, Serialize)]
@@ -42,7 +43,7 @@ fn staging_path(dest: &Path) -> PathBuf {
     dest.with_file_name(format!(".{name}.restore-{}", uuid::Uuid::now_v7()))
 }
 
-impl Tenancy {
+impl Backups {
     /// Restores `backup` (default: the newest) of a tenant: into the tenant itself, or, with
     /// `as_slug`, into a new tenant with that slug (a clone).
     pub async fn restore(
@@ -52,7 +53,7 @@ impl Tenancy {
         as_slug: Option<&str>,
         actor: &str,
     ) -> Result<Restored> {
-        let tenant = self.tenant(tenant).await?;
+        let tenant = self.0.tenant(tenant).await?;
         match tenant.status {
             TenantStatus::Deleted => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
             TenantStatus::Deleting if as_slug.is_none() => {
@@ -65,7 +66,7 @@ impl Tenancy {
             }
             _ => {}
         }
-        let backup = self.find_backup(&tenant, backup).await?;
+        let backup = self.find(&tenant, backup).await?;
         match as_slug {
             None => self.restore_in_place(tenant, backup, actor).await,
             Some(slug) => self.restore_as_new(tenant, backup, slug, actor).await,
@@ -74,11 +75,11 @@ impl Tenancy {
 
     #[tracing::instrument(name = "tenant_restore", skip_all, fields(tenant = %tenant.id, backup = %backup.id))]
     async fn restore_in_place(&self, tenant: Tenant, backup: Backup, actor: &str) -> Result<Restored> {
-        let path = self.tenant_path(&tenant)?;
+        let path = self.0.tenant_path(&tenant)?;
         let staging = staging_path(&path);
         let size = self.fetch_backup_into(&tenant, &backup, &staging).await?;
         let switched = async {
-            let lease = self.cache().lease(tenant.id).await?;
+            let lease = self.0.cache().lease(tenant.id).await?;
             let started = Instant::now();
             let (from, to) = (staging.clone(), path.clone());
             tokio::task::spawn_blocking(move || sqlite::replace_database(&from, &to))
@@ -91,7 +92,7 @@ impl Tenancy {
                 schema_version: Some(backup.schema_version),
                 error: None,
             };
-            self.control().record_migrations(&[record]).await?;
+            self.0.control().record_migrations(&[record]).await?;
             let unavailable = started.elapsed();
             drop(lease);
             Ok::<_, Error>(unavailable)
@@ -104,14 +105,14 @@ impl Tenancy {
                 return Err(e);
             }
         };
-        self.forget_tenants();
+        self.0.forget_tenants();
         let detail = serde_json::json!({
             "backup": backup.id, "backup_created_at": backup.created_at, "size": size,
             "unavailable_ms": unavailable.as_secs_f64() * 1000.0,
         });
-        self.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
+        self.0.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
         tracing::info!(backup = %backup.id, unavailable_ms = unavailable.as_millis() as u64, "tenant restored in place");
-        let tenant = self.control().tenant_by_id(tenant.id).await?;
+        let tenant = self.0.control().tenant_by_id(tenant.id).await?;
         Ok(Restored { tenant, backup, size, unavailable })
     }
 
@@ -124,11 +125,11 @@ impl Tenancy {
         actor: &str,
     ) -> Result<Restored> {
         let slug = TenantSlug::parse(slug)?;
-        if self.control().slug_taken(&slug).await? {
+        if self.0.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));
         }
         let id = TenantId::new();
-        let path = self.placement().database_path(source.region.as_str(), id.as_uuid())?;
+        let path = self.0.placement().database_path(source.region.as_str(), id.as_uuid())?;
         let dir = path.parent().expect("a database path has a parent directory").to_owned();
         tokio::fs::create_dir_all(&dir).await.map_err(|e| silo_storage::Error::Io {
             action: "create directory",
@@ -157,14 +158,14 @@ impl Tenancy {
             plan: source.plan.clone(),
             schema_version: backup.schema_version,
         };
-        let tenant = match self.control().insert_clone(&new, source.id, &backup.id, actor).await {
+        let tenant = match self.0.control().insert_clone(&new, source.id, &backup.id, actor).await {
             Ok(tenant) => tenant,
             Err(e) => {
                 let _ = sqlite::remove_database_files(&path).await;
                 return Err(e);
             }
         };
-        self.forget_tenants();
+        self.0.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
         Ok(Restored { tenant, backup, size, unavailable: Duration::ZERO })
     }

@@ -7,7 +7,7 @@
 //! after its newest backup (writes made while no server ran, or marks lost with a killed
 //! process). A failed backup is marked again, so the next pass retries it.
 //!
-//! Only the first pass looks at the whole fleet ([`Tenancy::scheduled_pass`]). Later passes
+//! Only the first pass looks at the whole fleet ([`Backups::scheduled_pass`]). Later passes
 //! ([`Scheduler::pass`]) cost what changed: the marks, and the tenants added since the last
 //! pass (a rowid range of `tenants`, e.g. created by the CLI). A pass with nothing to do reads
 //! one index entry and logs nothing; pruning runs at most every [`PRUNE_EVERY`] (retention
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::Backups;
 use super::{BackupKind, BackupRun};
 use crate::control::utc_timestamp;
 use crate::{Result, Tenancy};
@@ -73,7 +74,7 @@ impl SchedulerStatus {
     }
 }
 
-impl Tenancy {
+impl Backups {
     /// Backs up every live tenant that changed since its last backup (see the module docs);
     /// `check_files` adds the file-time comparison of the first pass.
     pub async fn scheduled_pass(&self, check_files: bool) -> Result<BackupRun> {
@@ -91,10 +92,10 @@ impl Tenancy {
         check_files: bool,
     ) -> Result<BackupRun> {
         // A store that cannot be set up fails the pass at once (and every mark is kept).
-        self.backups().await?;
+        self.0.backup_store().await?;
         // One map lookup per tenant: a pass over 100,000 tenants must not compare every pair.
         let last: std::collections::HashMap<_, _> =
-            self.control().last_backups().await?.into_iter().map(|l| (l.tenant, l.at)).collect();
+            self.0.control().last_backups().await?.into_iter().map(|l| (l.tenant, l.at)).collect();
         let tenants = self.live_tenants().await?;
         let mut due = Vec::new();
         let mut unchanged = 0;
@@ -102,7 +103,7 @@ impl Tenancy {
             let changed = match last.get(&tenant.id).and_then(Option::as_deref) {
                 None => true,
                 Some(_) if marked.contains(&tenant.id) => true,
-                Some(at) => check_files && self.tenant_path(&tenant).is_ok_and(|p| modified_after(&p, at)),
+                Some(at) => check_files && self.0.tenant_path(&tenant).is_ok_and(|p| modified_after(&p, at)),
             };
             if changed {
                 due.push(tenant);
@@ -119,7 +120,7 @@ impl Tenancy {
     async fn back_up_due(&self, due: Vec<crate::Tenant>) -> BackupRun {
         let ids: std::collections::HashMap<String, crate::TenantId> =
             due.iter().map(|t| (t.slug.to_string(), t.id)).collect();
-        let run = self.backup_tenants(due, BackupKind::Scheduled, "scheduler").await;
+        let run = self.create_all(due, BackupKind::Scheduled, "scheduler").await;
         for (slug, _) in &run.failed {
             if let Some(&id) = ids.get(slug) {
                 self.changes().mark(id);
@@ -131,7 +132,7 @@ impl Tenancy {
     /// Restores `count` random backups to temporary files and checks them; returns how many
     /// were checked and the failures (backup id, error).
     pub async fn verify_sample(&self, count: usize) -> Result<(usize, Vec<(String, String)>)> {
-        let sample = self.control().sample_backups(count).await?;
+        let sample = self.0.control().sample_backups(count).await?;
         let mut failures = Vec::new();
         let checked = sample.len();
         for backup in sample {
@@ -141,7 +142,7 @@ impl Tenancy {
                 Err(_) => continue,
             };
             let outcome = async {
-                let tenant = self.control().tenant_by_id(tenant).await?;
+                let tenant = self.0.control().tenant_by_id(tenant).await?;
                 self.verify_known(&tenant, backup).await
             }
             .await;
@@ -155,12 +156,12 @@ impl Tenancy {
 
     /// The scheduler status of this process.
     pub fn scheduler_status(&self) -> SchedulerStatus {
-        self.inner.scheduler_status.lock().clone()
+        self.0.inner.scheduler_status.lock().clone()
     }
 
     /// Runs the scheduler until `stop` completes (the application stopping).
-    pub async fn run_backup_scheduler(self, interval: Duration, stop: impl Future<Output = ()>) {
-        let mut scheduler = Scheduler::new(self);
+    pub async fn run_scheduler(self, interval: Duration, stop: impl Future<Output = ()>) {
+        let mut scheduler = Scheduler::new(self.0);
         tokio::pin!(stop);
         loop {
             // A round in progress finishes (each backup is all-or-nothing anyway); the stop is
@@ -203,24 +204,24 @@ impl Scheduler {
             // Read the watermark first: a tenant added during the full pass is seen again
             // next time rather than missed.
             let watermark = t.control().tenant_sequence().await?;
-            let run = t.scheduled_pass(true).await?;
+            let run = t.backups().scheduled_pass(true).await?;
             self.seen = Some(watermark);
             self.live = run.backed_up + run.unchanged + run.failed.len();
             return Ok(run);
         };
         let started = Instant::now();
-        let marked = t.changes().take();
+        let marked = t.backups().changes().take();
         let outcome = async {
             let (added, newest) = t.control().live_tenants_after(seen).await?;
             let live = self.live + added.len();
             if marked.is_empty() && added.is_empty() {
                 return Ok((BackupRun { unchanged: live, ..BackupRun::default() }, newest, live));
             }
-            t.backups().await?;
+            t.backup_store().await?;
             let ids: Vec<_> = marked.iter().copied().collect();
             let mut due = t.control().live_tenants_among(&ids).await?;
             due.extend(added.into_iter().filter(|a| !marked.contains(&a.id)));
-            let mut run = t.back_up_due(due).await;
+            let mut run = t.backups().back_up_due(due).await;
             run.unchanged = live.saturating_sub(run.backed_up + run.failed.len());
             Ok((run, newest, live))
         }
@@ -233,7 +234,7 @@ impl Scheduler {
                 Ok(run)
             }
             Err(e) => {
-                marked.iter().for_each(|&id| t.changes().mark(id));
+                marked.iter().for_each(|&id| t.backups().changes().mark(id));
                 Err(e)
             }
         }
@@ -242,7 +243,7 @@ impl Scheduler {
     /// A pass, pruning when due, the daily verification when due, and the status update.
     pub async fn round(&mut self) {
         let t = self.tenancy.clone();
-        let mut status = SchedulerStatus { last_pass_at: None, ..t.scheduler_status() };
+        let mut status = SchedulerStatus { last_pass_at: None, ..t.backups().scheduler_status() };
         match self.pass().await {
             Ok(run) => {
                 if !run.failed.is_empty() {
@@ -272,7 +273,7 @@ impl Scheduler {
             }
         }
         if self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            match t.prune_backups().await {
+            match t.backups().prune().await {
                 Ok(report) => {
                     if report.expired + report.orphans > 0 {
                         tracing::info!(expired = report.expired, orphans = report.orphans, "backups pruned");
@@ -289,7 +290,7 @@ impl Scheduler {
             }
         }
         if self.last_verify.is_none_or(|at| at.elapsed() >= VERIFY_EVERY) {
-            match t.verify_sample(t.settings().backup.verify_sample).await {
+            match t.backups().verify_sample(t.settings().backup.verify_sample).await {
                 Ok((checked, failures)) => {
                     tracing::info!(checked, failed = failures.len(), "backup sample verified");
                     status.verified = checked;

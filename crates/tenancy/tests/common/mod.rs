@@ -24,7 +24,11 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
 
 impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
-        self.tenancy.create(CreateTenant { slug: slug.into(), ..Default::default() }, "test").await.unwrap()
+        self.tenancy
+            .tenants()
+            .create(CreateTenant { slug: slug.into(), ..Default::default() }, "test")
+            .await
+            .unwrap()
     }
 
     /// Every file under the default region's `tenants/` directory.

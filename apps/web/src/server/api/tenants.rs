@@ -110,7 +110,7 @@ async fn create_tenant(
         accounts.users().by_email(owner).await?;
     }
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
-    let tenant = tenancy.create(request, &op.0.email).await?;
+    let tenant = tenancy.tenants().create(request, &op.0.email).await?;
     if let Some(owner) = &body.owner_email {
         accounts.memberships().add(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
     }
@@ -162,17 +162,17 @@ async fn update_tenant(
     }
     let actor = op.0.email.as_str();
     if let Some(name) = &body.name {
-        tenant = tenancy.rename(tenant.id, name, actor).await?;
+        tenant = tenancy.tenants().rename(tenant.id, name, actor).await?;
     }
     if let Some(plan) = &body.plan {
-        tenant = tenancy.set_plan(tenant.id, plan, actor).await?;
+        tenant = tenancy.tenants().set_plan(tenant.id, plan, actor).await?;
     }
     let target = TenantRef::Id(tenant.id);
     tenant = match body.status.as_deref() {
         None => tenant,
         Some(s) if s == tenant.status.as_str() => tenant,
-        Some("suspended") => tenancy.suspend(&target, actor).await?,
-        Some("active") => tenancy.resume(&target, actor).await?,
+        Some("suspended") => tenancy.tenants().suspend(&target, actor).await?,
+        Some("active") => tenancy.tenants().resume(&target, actor).await?,
         Some(other) => {
             return Err(ApiError(Failure::invalid(format!(
                 "status `{other}` cannot be set here (use active or suspended; DELETE deletes)"
@@ -204,11 +204,11 @@ async fn delete_tenant(
     let target = TenantRef::Id(tenant.id);
     let actor = op.0.email.as_str();
     let mut tenant = match tenant.status {
-        TenantStatus::Active | TenantStatus::Suspended => tenancy.delete(&target, actor).await?,
+        TenantStatus::Active | TenantStatus::Suspended => tenancy.tenants().delete(&target, actor).await?,
         _ => tenant,
     };
     if params.purge.unwrap_or(false) && tenant.status == TenantStatus::Deleting {
-        tenant = tenancy.purge(&target, actor).await?;
+        tenant = tenancy.tenants().purge(&target, actor).await?;
     }
     Ok(web::Json(tenant))
 }

@@ -122,7 +122,7 @@ async fn provision_page(
     {
         return Ok(see_other_with_flash("/admin", "error", &format!("There is no account for {owner}.")));
     }
-    let tenant = match tenancy.create(request, &op.session.email).await {
+    let tenant = match tenancy.tenants().create(request, &op.session.email).await {
         Ok(tenant) => tenant,
         Err(e) if e.is_user_error() => return Ok(see_other_with_flash("/admin", "error", &e.to_string())),
         Err(e) => return Err(e.into()),
@@ -214,9 +214,12 @@ async fn act_page(
     let actor = op.session.email.as_str();
     let back = format!("/admin/tenants/{id}");
     let result = match action.as_str() {
-        "suspend" => tenancy.suspend(&reference, actor).await.map(|_| "Tenant suspended.".to_owned()),
-        "resume" => tenancy.resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
+        "suspend" => {
+            tenancy.tenants().suspend(&reference, actor).await.map(|_| "Tenant suspended.".to_owned())
+        }
+        "resume" => tenancy.tenants().resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
         "delete" => tenancy
+            .tenants()
             .delete(&reference, actor)
             .await
             .map(|_| "Tenant deleted (soft); purge removes its files.".to_owned()),
@@ -228,20 +231,22 @@ async fn act_page(
                     "Type the tenant's slug exactly to purge it.",
                 ));
             }
-            tenancy.purge(&reference, actor).await.map(|_| {
+            tenancy.tenants().purge(&reference, actor).await.map(|_| {
                 "Tenant purged: its files and backups are gone, its backup key destroyed.".to_owned()
             })
         }
         "backup" => tenancy
-            .backup_tenant(&reference, silo_tenancy::BackupKind::Manual, actor)
+            .backups()
+            .create(&reference, silo_tenancy::BackupKind::Manual, actor)
             .await
             .map(|b| format!("Backed up: backup {}.", b.id)),
-        "verify" => tenancy
-            .verify_backup(&reference, nonempty(&Some(form.backup.clone())).as_deref())
-            .await
-            .map(|v| {
-                format!("Backup {} verified: checksum, decryption and integrity check pass.", v.backup.id)
-            }),
+        "verify" => {
+            tenancy.backups().verify(&reference, nonempty(&Some(form.backup.clone())).as_deref()).await.map(
+                |v| {
+                    format!("Backup {} verified: checksum, decryption and integrity check pass.", v.backup.id)
+                },
+            )
+        }
         "restore" => {
             let backup = nonempty(&Some(form.backup.clone()));
             let as_slug = nonempty(&Some(form.as_slug.clone()));
@@ -252,7 +257,7 @@ async fn act_page(
                     "Type the tenant's slug exactly to restore it in place.",
                 ));
             }
-            match tenancy.restore(&reference, backup.as_deref(), as_slug.as_deref(), actor).await {
+            match tenancy.backups().restore(&reference, backup.as_deref(), as_slug.as_deref(), actor).await {
                 Ok(restored) if as_slug.is_some() => {
                     let message = format!(
                         "Backup {} restored as new tenant {}.",
@@ -273,7 +278,7 @@ async fn act_page(
                 Err(e) => Err(e),
             }
         }
-        "move" => tenancy.move_tenant(&reference, form.region.trim(), actor).await.map(|moved| {
+        "move" => tenancy.relocations().relocate(&reference, form.region.trim(), actor).await.map(|moved| {
             format!(
                 "Moved from {} to {}; the tenant was unavailable for {:.1} ms.",
                 moved.from, moved.tenant.region, moved.unavailable_ms
@@ -281,7 +286,7 @@ async fn act_page(
         }),
         "migrate" => {
             let summary =
-                tenancy.migrate_tenants(vec![tenant], tenant_migrations(), 1, true, &|_| {}).await?;
+                tenancy.fleet().migrate(vec![tenant], tenant_migrations(), 1, true, &|_| {}).await?;
             Ok(match summary.failures.first() {
                 Some(failure) => format!("Migration failed: {}", failure.error),
                 None => format!("Migrated to schema {}.", summary.target_version),
@@ -311,7 +316,7 @@ async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
         .with("statuses", &tenancy.control().status_counts().await?)
         .with("quarantined", &tenancy.control().quarantined(100).await?)
         .with("cache", &tenancy.cache().stats())
-        .with("scheduler", &tenancy.scheduler_status())
+        .with("scheduler", &tenancy.backups().scheduler_status())
         .render(&req)
         .await
 }

@@ -447,7 +447,7 @@ async fn rename_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Re
     let back = format!("{}settings", home(&ws));
     flash_outcome(
         &back,
-        state(&req).tenancy.rename(ws.tenant.id, &form.name, &me.session.email).await,
+        state(&req).tenancy.tenants().rename(ws.tenant.id, &form.name, &me.session.email).await,
         "Workspace renamed.",
     )
 }
@@ -478,6 +478,6 @@ async fn delete_workspace(
     }
     let id = silo_tenancy::TenantRef::Id(ws.tenant.id);
     drop(ws);
-    state(&req).tenancy.delete(&id, &me.session.email).await?;
+    state(&req).tenancy.tenants().delete(&id, &me.session.email).await?;
     Ok(see_other_with_flash("/", "ok", "The workspace is deleted."))
 }
