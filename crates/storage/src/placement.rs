@@ -32,6 +32,14 @@ impl RegionName {
     }
 }
 
+impl TryFrom<String> for RegionName {
+    type Error = Error;
+
+    fn try_from(stored: String) -> Result<Self> {
+        Self::parse(&stored)
+    }
+}
+
 impl fmt::Display for RegionName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

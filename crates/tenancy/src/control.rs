@@ -76,6 +76,14 @@ impl fmt::Display for TenantStatus {
     }
 }
 
+impl TryFrom<String> for TenantStatus {
+    type Error = Error;
+
+    fn try_from(stored: String) -> Result<Self> {
+        stored.parse()
+    }
+}
+
 impl FromStr for TenantStatus {
     type Err = Error;
 
@@ -93,21 +101,25 @@ impl FromStr for TenantStatus {
 }
 
 /// A row of `tenants` (also the API's view of a tenant).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// Identity (UUID v7).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[sqlx(try_from = "String")]
     pub id: TenantId,
     /// URL name.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[sqlx(try_from = "String")]
     pub slug: TenantSlug,
     /// Display name.
     pub name: String,
     /// Lifecycle status.
+    #[sqlx(try_from = "String")]
     pub status: TenantStatus,
     /// Region whose root holds the file.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[sqlx(try_from = "String")]
     pub region: RegionName,
     /// Billing plan.
     pub plan: String,
@@ -128,22 +140,7 @@ pub struct Tenant {
 
 impl Tenant {
     pub(crate) fn from_row(row: &SqliteRow) -> Result<Self> {
-        let id: String = row.try_get("id")?;
-        let status: String = row.try_get("status")?;
-        Ok(Self {
-            id: id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}` in control.db")))?,
-            slug: TenantSlug::try_from(row.try_get::<String, _>("slug")?)
-                .map_err(|e| Error::Config(format!("corrupt tenant slug in control.db: {e}")))?,
-            name: row.try_get("name")?,
-            status: status.parse()?,
-            region: RegionName::parse(&row.try_get::<String, _>("region")?)?,
-            plan: row.try_get("plan")?,
-            schema_version: row.try_get("schema_version")?,
-            migration_error: row.try_get("migration_error")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-            deleted_at: row.try_get("deleted_at")?,
-        })
+        Ok(<Self as sqlx::FromRow<SqliteRow>>::from_row(row)?)
     }
 }
 

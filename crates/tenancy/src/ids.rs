@@ -43,6 +43,14 @@ impl FromStr for TenantId {
     }
 }
 
+impl TryFrom<String> for TenantId {
+    type Error = SlugError;
+
+    fn try_from(stored: String) -> Result<Self, SlugError> {
+        stored.parse()
+    }
+}
+
 /// Why a slug (or id) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SlugError {

@@ -45,6 +45,14 @@ impl BackupKind {
     }
 }
 
+impl TryFrom<String> for BackupKind {
+    type Error = Error;
+
+    fn try_from(stored: String) -> Result<Self> {
+        Self::parse(&stored)
+    }
+}
+
 impl std::fmt::Display for BackupKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -52,7 +60,7 @@ impl std::fmt::Display for BackupKind {
 }
 
 /// A row of the catalogue.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Backup {
     /// Backup id (UUID v7).
     pub id: String,
@@ -61,6 +69,7 @@ pub struct Backup {
     /// When the snapshot was taken (UTC).
     pub created_at: crate::Timestamp,
     /// Why.
+    #[sqlx(try_from = "String")]
     pub kind: BackupKind,
     /// Bytes of the stored (compressed, encrypted) object.
     pub size: i64,
@@ -80,20 +89,7 @@ pub struct Backup {
 
 impl Backup {
     fn from_row(row: &SqliteRow) -> Result<Self> {
-        let kind: String = row.try_get("kind")?;
-        Ok(Self {
-            id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            created_at: row.try_get("created_at")?,
-            kind: BackupKind::parse(&kind)?,
-            size: row.try_get("size")?,
-            db_size: row.try_get("db_size")?,
-            sha256: row.try_get("sha256")?,
-            schema_version: row.try_get("schema_version")?,
-            object_key: row.try_get("object_key")?,
-            verified_at: row.try_get("verified_at")?,
-            verify_error: row.try_get("verify_error")?,
-        })
+        Ok(<Self as sqlx::FromRow<SqliteRow>>::from_row(row)?)
     }
 }
 

@@ -1,14 +1,14 @@
 //! Home, sign-up, sign-in/out, the account page, password reset and invitations.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpMessage, HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::TokenScope;
 use silo_accounts::sessions::LoginThrottle;
 use silo_accounts::signups::SignupRequest;
 use silo_tenancy::{TenantRef, TenantSlug};
 
-use super::{Page, flash_outcome, link_page};
+use super::{Page, PageResult, flash_outcome, link_page};
 use crate::server::csrf::CsrfForm;
 use crate::server::error::{Failure, PageError};
 use crate::server::hosts::WorkspaceHost;
@@ -17,8 +17,6 @@ use crate::server::request::{client_addr, state};
 use crate::server::sessions::{
     SignedIn, clear_session_cookies, current_session, session_cookie, session_secret,
 };
-
-type PageResult = Result<HttpResponse, PageError>;
 
 /// Registers the pages.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -292,15 +290,7 @@ async fn change_password(
         .users()
         .change_password(&me.session.user_id, &form.current, &form.new, Some(&me.session.id))
         .await;
-    match result {
-        Ok(()) => Ok(see_other_with_flash(
-            "/account",
-            "ok",
-            "Password changed; your other sessions are signed out.",
-        )),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash("/account", "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome("/account", result, "Password changed; your other sessions are signed out.")
 }
 
 #[post("/account/sessions/revoke-all")]

@@ -2,21 +2,19 @@
 //! a tenant's detail and lifecycle actions, the fleet view and the audit log. Anyone who is
 //! not an operator gets 404 (see [`crate::server::sessions::Operator`]).
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
 use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use silo_workspace::activity;
 use silo_workspace::migrations as tenant_migrations;
 
-use super::{Page, page_offset};
+use super::{Page, PageResult, flash_outcome_with, page_offset};
 use crate::server::csrf::CsrfForm;
-use crate::server::error::{Failure, PageError};
+use crate::server::error::Failure;
 use crate::server::redirects::see_other_with_flash;
 use crate::server::request::state;
 use crate::server::sessions::Operator;
-
-type PageResult = Result<HttpResponse, PageError>;
 
 const PER_PAGE: i64 = 50;
 
@@ -294,11 +292,7 @@ async fn act_page(
         }
         _ => return Err(Failure::not_found().into()),
     };
-    match result {
-        Ok(message) => Ok(see_other_with_flash(&back, "ok", &message)),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome_with(&back, result, |message| Ok(see_other_with_flash(&back, "ok", &message)))
 }
 
 #[get("/admin/fleet")]

@@ -13,6 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
+use silo_tenancy::ErrorKind;
 
 use super::csrf::csrf_token;
 use super::error::{Failure, PageError};
@@ -120,16 +121,26 @@ async fn stylesheet() -> HttpResponse {
         .body(STYLESHEET)
 }
 
-/// Redirects to `back` after a form: with `ok` as the flash message on success, with the
-/// error's message when the visitor caused it (bad input, wrong state); faults become error
-/// pages.
-pub fn flash_outcome<T>(
+/// What a form handler answers.
+pub type PageResult = Result<HttpResponse, PageError>;
+
+/// The end of a form handler: back to `back` with `ok` flashed, or with the error's own words
+/// when it is the user's doing (see [`flash_outcome_with`]).
+pub fn flash_outcome<T>(back: &str, result: Result<T, silo_tenancy::Error>, ok: &str) -> PageResult {
+    flash_outcome_with(back, result, |_| Ok(see_other_with_flash(back, "ok", ok)))
+}
+
+/// The end of a form handler: `done(value)` on success; on an error that is the user's doing
+/// (bad input, wrong state), back to `back` with its words flashed, except a forbidden action,
+/// which answers 403; any other error renders the error page.
+pub fn flash_outcome_with<T>(
     back: &str,
     result: Result<T, silo_tenancy::Error>,
-    ok: &str,
-) -> Result<HttpResponse, PageError> {
+    done: impl FnOnce(T) -> PageResult,
+) -> PageResult {
     match result {
-        Ok(_) => Ok(see_other_with_flash(back, "ok", ok)),
+        Ok(value) => done(value),
+        Err(e) if e.kind() == ErrorKind::Forbidden => Err(Failure::forbidden(e.to_string()).into()),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(back, "error", &e.to_string())),
         Err(e) => Err(e.into()),
     }

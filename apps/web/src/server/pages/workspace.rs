@@ -2,23 +2,20 @@
 //! members and invitations, settings. Every handler enters the workspace through
 //! [`crate::server::tenant::enter`] and reads only the entered tenant's own file.
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
-use silo_tenancy::ErrorKind;
 use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
-use super::{Page, flash_outcome};
+use super::{Page, PageResult, flash_outcome, flash_outcome_with};
 use crate::server::csrf::CsrfForm;
 use crate::server::error::{Failure, PageError};
 use crate::server::redirects::see_other_with_flash;
 use crate::server::request::state;
 use crate::server::sessions::SignedIn;
 use crate::server::tenant::{Entered, enter};
-
-type PageResult = Result<HttpResponse, PageError>;
 
 const PER_PAGE: i64 = 25;
 
@@ -103,11 +100,10 @@ struct ProjectForm {
 #[post("/projects")]
 async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProjectForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
-    match projects::create(&ws.db, &form.name, &form.description, ws.member_id()?) {
-        Ok(id) => Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created.")),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&home(&ws), "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    let created = projects::create(&ws.db, &form.name, &form.description, ws.member_id()?);
+    flash_outcome_with(&home(&ws), created, |id| {
+        Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created."))
+    })
 }
 
 #[derive(Deserialize)]
@@ -233,12 +229,10 @@ async fn update_task(
         assignee_id: Some(optional_id(&form.assignee_id)?),
         due_date: Some(form.due_date.filter(|d| !d.trim().is_empty())),
     };
-    match tasks::update(&ws.db, path.1, &patch, ws.member_id()?) {
-        Ok(Some(_)) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
-        Ok(None) => Err(Failure::not_found().into()),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome_with(&back, tasks::update(&ws.db, path.1, &patch, ws.member_id()?), |saved| match saved {
+        Some(_) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
+        None => Err(Failure::not_found().into()),
+    })
 }
 
 #[derive(Deserialize)]
@@ -347,16 +341,14 @@ async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<In
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
     let links = &state(&req).links;
-    match accounts.invitations().create(&ws.tenant, &form.email, role, &inviter, links.origin()).await {
-        Ok((invitation, secret)) => {
-            let link = links.main(&format!("/invitations/{secret}"));
-            let message =
-                format!("Invitation emailed to {}. You can also share this link: {link}", invitation.email);
-            Ok(see_other_with_flash(&back, "ok", &message))
-        }
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    let invited =
+        accounts.invitations().create(&ws.tenant, &form.email, role, &inviter, links.origin()).await;
+    flash_outcome_with(&back, invited, |(invitation, secret)| {
+        let link = links.main(&format!("/invitations/{secret}"));
+        let message =
+            format!("Invitation emailed to {}. You can also share this link: {link}", invitation.email);
+        Ok(see_other_with_flash(&back, "ok", &message))
+    })
 }
 
 #[derive(Deserialize)]
@@ -381,13 +373,11 @@ async fn change_role(
     let memberships = state(&req).accounts.memberships();
     memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     // The role rules (owners by owners only, the last owner kept) are the accounts crate's.
-    let changed = memberships.change_role(&ws.tenant, &path.1, role, me.acting()).await;
-    if let Err(e) = &changed
-        && e.kind() == ErrorKind::Forbidden
-    {
-        return Err(Failure::forbidden(e.to_string()).into());
-    }
-    flash_outcome(&back, changed, "Role changed.")
+    flash_outcome(
+        &back,
+        memberships.change_role(&ws.tenant, &path.1, role, me.acting()).await,
+        "Role changed.",
+    )
 }
 
 #[post("/members/{user_id}/remove")]
@@ -405,13 +395,12 @@ async fn remove_member(
     let memberships = state(&req).accounts.memberships();
     memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     let back = format!("{}members", home(&ws));
-    match memberships.remove(&ws.tenant, &path.1, me.acting()).await {
-        Ok(()) if leaving => Ok(see_other_with_flash("/", "ok", "You left the workspace.")),
-        Ok(()) => Ok(see_other_with_flash(&back, "ok", "Member removed.")),
-        Err(e) if e.kind() == ErrorKind::Forbidden => Err(Failure::forbidden(e.to_string()).into()),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(&back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    flash_outcome_with(&back, memberships.remove(&ws.tenant, &path.1, me.acting()).await, |()| {
+        Ok(match leaving {
+            true => see_other_with_flash("/", "ok", "You left the workspace."),
+            false => see_other_with_flash(&back, "ok", "Member removed."),
+        })
+    })
 }
 
 #[post("/invitations/{id}/revoke")]
