@@ -1,9 +1,14 @@
 //! `silo-web`: the `silo` binary — the operator CLI (clap) and the HTTP server (actix-web).
 //!
-//! [`cli`] parses and runs commands; [`startup`] builds and stops the [`startup::Application`]
-//! (server and background loops); [`server`] serves HTTP; [`logging`] sets up tracing;
-//! [`output`] prints tables and JSON. Domain logic lives in `silo-accounts`, `silo-workspace`, `silo-tenancy` and below: this
-//! crate only translates between people (or HTTP clients) and it.
+//! Domain logic lives in `silo-accounts`, `silo-workspace`, `silo-tenancy` and below: this
+//! crate only translates between people (or HTTP clients) and them.
+//!
+//! # Layout
+//! - [`settings`]: the process's [`settings::Settings`] (one file, one environment).
+//! - [`startup`]: the [`startup::Application`] — HTTP server and background loops under one
+//!   shutdown signal; `silo serve` and the end-to-end tests both run it.
+//! - [`server`]: HTTP (pages, API, probes); [`cli`]: the commands; [`logging`]: tracing;
+//!   [`output`]: tables and JSON for the CLI.
 
 pub mod cli;
 pub mod logging;

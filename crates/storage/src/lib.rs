@@ -6,6 +6,13 @@
 //! region name, and get paths and connections back. For backups it has envelope encryption
 //! ([`crypto`]), the sealed object format ([`backup`]) and object stores ([`objects`]: a local
 //! directory or S3).
+//!
+//! # Layout
+//! - [`placement`]: regions and paths (`<root>/tenants/<xx>/<uuid>.db`), [`RegionName`].
+//! - [`sqlite`]: opening, creating, copying, snapshotting and removing a database file.
+//! - [`crypto`]: the master key and per-tenant data keys (AES-256-GCM envelope encryption).
+//! - [`backup`]: the sealed, compressed backup object format.
+//! - [`objects`]: object stores — a local directory or S3.
 
 pub mod backup;
 pub mod crypto;

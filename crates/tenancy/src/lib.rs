@@ -1,11 +1,24 @@
-//! `silo-tenancy`: the control plane, the tenant lifecycle, the LRU handle cache and tenant
-//! migrations.
+//! `silo-tenancy`: the fleet — the control plane, the tenant lifecycle, the LRU handle cache
+//! and its leases, the tenant-migration runner, backups, restore, export and region moves.
 //!
-//! [`Tenancy`] ties them together: it opens `control.db`, checks the SQLite library, sizes the
-//! handle cache to the process's file-descriptor limit and exposes the lifecycle operations
-//! (`create`, `suspend`, `resume`, `delete`, `purge`), fleet migration and read-only queries,
-//! and the file operations on tenants: [`backup`] (and restore), [`export`], [`relocate`].
-//! Tenant SQL lives in `silo-workspace`, behind [`TenantDb`]; the tenant schema is handed in.
+//! [`Tenancy`] is the core: it opens `control.db`, checks the SQLite library, sizes the handle
+//! cache to the process's limits, and answers lookups (a tenant by slug or id, its open handle).
+//! Everything else is a named service it hands out, one module each. Tenant SQL lives in
+//! `silo-workspace`, behind [`TenantDb`]; the tenant schema is handed to [`Tenancy::open`].
+//!
+//! # Layout
+//! - [`Tenancy`] (this file): the core and the service accessors.
+//! - [`lifecycle`]: [`Tenants`] — create (a migrated template copied into place), suspend,
+//!   resume, delete, purge, rename, plan.
+//! - [`backup`]: [`Backups`] — encrypted backups, verification, pruning, [`backup::restore`],
+//!   the [`backup::scheduler`], the catalogue; the store itself is [`Tenancy::backup_store`].
+//! - [`fleet`]: [`Fleet`] — migrating every tenant file; [`schema`]: migrating one.
+//! - [`export`]: [`Exports`]; [`relocate`]: [`Relocations`]; [`query`]: [`Queries`].
+//! - [`cache`]: the handle cache, leases, turns; [`limits`]: its sizing.
+//! - [`control`]: `control.db` and its tenants table; [`directory`]: remembered answers
+//!   ([`directory::Memo`]); [`ids`], [`time`]: the types that cross crates.
+//! - [`config`]: the fleet's settings and the one loader; [`process_lock`]: one server per data
+//!   directory; `error`: [`Error`] and its one classification [`Error::kind`].
 
 pub mod backup;
 pub mod cache;
