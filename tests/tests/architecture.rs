@@ -147,3 +147,43 @@ fn the_web_server_modules_have_no_import_cycle() {
         }
     }
 }
+
+/// The Rust sources under `dir` (relative to the workspace root), with their text.
+fn sources(dir: &str) -> Vec<(std::path::PathBuf, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+    let mut found = Vec::new();
+    let mut pending = vec![root];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                found.push((path, text));
+            }
+        }
+    }
+    found
+}
+
+/// What the web layer must not touch: the control plane's pools and SQL, and any tenant
+/// connection. Handlers call a domain service instead.
+fn reaches_below_the_domain(code: &str) -> Option<&'static str> {
+    [".control()", "sqlx::", "rusqlite::", ".call_blocking("].into_iter().find(|needle| code.contains(needle))
+}
+
+#[test]
+fn the_web_layer_calls_domain_services_not_sql() {
+    let files = sources("apps/web/src");
+    assert!(files.len() > 20, "the scan sees the web sources: {}", files.len());
+    let offending: Vec<String> = files
+        .iter()
+        .filter_map(|(path, code)| {
+            reaches_below_the_domain(code).map(|n| format!("{} uses {n}", path.display()))
+        })
+        .collect();
+    assert_eq!(offending, Vec::<String>::new());
+    // The check itself sees a violation.
+    assert_eq!(reaches_below_the_domain("state.tenancy.control().search(&q)"), Some(".control()"));
+}

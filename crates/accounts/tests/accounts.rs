@@ -229,3 +229,49 @@ async fn role_rules_are_enforced_for_every_caller() {
     memberships.remove(&acme, &cy.id, by(cy)).await.unwrap();
     assert_eq!(memberships.role(acme.id, &cy.id).await.unwrap(), None, "a member left");
 }
+
+/// Sign-up is one operation: when its last step (the owner membership) fails, the workspace is
+/// purged and the account removed, and the confirmation link works again. The failure is real:
+/// a trigger on `control.db` refuses the membership row.
+#[tokio::test]
+async fn a_sign_up_that_fails_midway_leaves_nothing_behind() {
+    use silo_accounts::signups::SignupRequest;
+    let f = fixture().await;
+    let request = SignupRequest {
+        email: "ada@example.com".into(),
+        name: "Ada".into(),
+        password: PASSWORD.into(),
+        workspace_name: "Acme".into(),
+        slug: "acme".into(),
+    };
+    f.accounts.signups().start(&request, "http://silo.test").await.unwrap();
+    let email = f.accounts.outbox().list(Some("ada@example.com"), 1).await.unwrap().remove(0);
+    let body = f.accounts.outbox().render(&email).await.unwrap();
+    let secret = body.split("/signup/confirm/").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+
+    let writer = f.tenancy.control().writer();
+    sqlx::query("CREATE TRIGGER refuse_members BEFORE INSERT ON memberships BEGIN SELECT RAISE(ABORT, 'injected'); END")
+        .execute(writer)
+        .await
+        .unwrap();
+    let failed = f.accounts.signups().confirm(&secret, "Acme", "acme").await.unwrap_err();
+    assert!(failed.to_string().contains("injected"), "{failed}");
+    // Nothing is left: no account, no tenant (not even a deleted row), no tenant file.
+    assert!(matches!(f.accounts.users().by_email("ada@example.com").await, Err(Error::UnknownUser(_))));
+    let acme = "acme".parse().unwrap();
+    let tenant = f.tenancy.tenant(&acme).await;
+    assert!(
+        matches!(&tenant, Err(Error::NotFound(_)))
+            || tenant.as_ref().is_ok_and(|t| t.status.to_string() == "deleted"),
+        "the workspace is purged: {tenant:?}"
+    );
+    let files = std::fs::read_dir(f.dir.path().join("regions/local/tenants"))
+        .map(|shards| shards.flatten().flat_map(|s| std::fs::read_dir(s.path()).unwrap().flatten()).count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "no tenant file stays behind");
+
+    // The link works again once the failure is gone.
+    sqlx::query("DROP TRIGGER refuse_members").execute(writer).await.unwrap();
+    let (user, tenant) = f.accounts.signups().confirm(&secret, "Acme", "acme").await.unwrap();
+    assert_eq!(f.accounts.memberships().role(tenant.id, &user.id).await.unwrap(), Some(Role::Owner));
+}

@@ -64,6 +64,21 @@ pub struct FleetSummary {
 pub struct Fleet(pub(crate) Tenancy);
 
 impl Fleet {
+    /// How many live tenants are at each schema version.
+    pub async fn schema_histogram(&self) -> Result<Vec<(i64, i64)>> {
+        self.0.control().schema_histogram().await
+    }
+
+    /// How many tenants are in each status.
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>> {
+        self.0.control().status_counts().await
+    }
+
+    /// Up to `limit` quarantined tenants.
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<Tenant>> {
+        self.0.control().quarantined(limit).await
+    }
+
     /// The tenants a fleet migration covers: one tenant, or every active and suspended one.
     pub async fn targets(&self, only: Option<&TenantRef>) -> Result<Vec<Tenant>> {
         match only {

@@ -254,6 +254,22 @@ impl Tenancy {
         Queries(self.clone())
     }
 
+    /// Whether the control plane answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.control.ping().await
+    }
+
+    /// The audit log, newest first: `limit` entries older than `before`, optionally only
+    /// actions starting with `action`.
+    pub async fn audit_log(
+        &self,
+        before: Option<i64>,
+        action: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<control::AuditEntry>> {
+        self.inner.control.audit_log(before, action, limit).await
+    }
+
     /// Closes every handle and the control plane (graceful shutdown).
     pub async fn shutdown(&self) {
         self.inner.cache.clear().await;

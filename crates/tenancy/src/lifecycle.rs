@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use silo_storage::sqlite::{self, OpenMode};
 use sqlx::migrate::Migration;
 
-use crate::control::{NewTenant, Tenant, TenantStatus};
+use crate::control::{AuditEntry, NewTenant, Tenant, TenantFilter, TenantQuery, TenantStatus};
 use crate::ids::{TenantId, TenantRef, TenantSlug};
 use crate::{Error, Result, Tenancy, schema};
 
@@ -32,6 +32,26 @@ pub struct CreateTenant {
 pub struct Tenants(pub(crate) Tenancy);
 
 impl Tenants {
+    /// Tenants by status and region (all when both are `None`).
+    pub async fn list(&self, filter: &TenantFilter) -> Result<Vec<Tenant>> {
+        self.0.control().list(filter).await
+    }
+
+    /// A page of tenants matching a search, and how many match in all.
+    pub async fn search(&self, query: &TenantQuery) -> Result<(Vec<Tenant>, i64)> {
+        self.0.control().search(query).await
+    }
+
+    /// A tenant by id, whatever its status.
+    pub async fn by_id(&self, id: TenantId) -> Result<Tenant> {
+        self.0.control().tenant_by_id(id).await
+    }
+
+    /// The newest `limit` audit entries about a tenant.
+    pub async fn audit_of(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
+        self.0.control().audit_entries(id, limit).await
+    }
+
     /// Provisions a tenant: control row, file and schema, all or nothing.
     #[tracing::instrument(name = "tenant_create", skip_all, fields(slug = %request.slug))]
     pub async fn create(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {

@@ -120,7 +120,7 @@ impl BackupCommand {
             }
             Self::List { tenant, json } => {
                 let tenant = tenancy.tenant(&tenant.parse()?).await?;
-                let backups = tenancy.control().backups_of(tenant.id).await?;
+                let backups = tenancy.backups().of_tenant(tenant.id).await?;
                 if json {
                     print_json(&backups)?;
                 } else {

@@ -90,8 +90,8 @@ async fn rollback(tenancy: &Tenancy, slug: &str, json: bool) -> anyhow::Result<E
     )?;
     let tenant = tenancy.tenant(&slug.parse()?).await?;
     let backup = tenancy
-        .control()
-        .backups_of(tenant.id)
+        .backups()
+        .of_tenant(tenant.id)
         .await?
         .into_iter()
         .find(|b| b.kind == BackupKind::PreMigration)

@@ -116,7 +116,7 @@ impl TenantCommand {
             }
             Self::List { status, region, format } => {
                 let status = status.map(|s| s.parse::<TenantStatus>()).transpose()?;
-                let tenants = tenancy.control().list(&TenantFilter { status, region }).await?;
+                let tenants = tenancy.tenants().list(&TenantFilter { status, region }).await?;
                 if format.json {
                     print_json(&tenants)?;
                 } else {

@@ -30,7 +30,7 @@ async fn healthz() -> HttpResponse {
 /// The process can serve: the control plane answers.
 #[get("/readyz")]
 async fn readyz(app: web::Data<AppState>) -> HttpResponse {
-    match app.tenancy.control().ping().await {
+    match app.tenancy.ping().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

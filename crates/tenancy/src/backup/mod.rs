@@ -156,6 +156,11 @@ impl Tenancy {
 pub struct Backups(pub(crate) Tenancy);
 
 impl Backups {
+    /// A tenant's backups, newest first.
+    pub async fn of_tenant(&self, tenant: TenantId) -> Result<Vec<Backup>> {
+        self.0.control().backups_of(tenant).await
+    }
+
     /// Uses `backups` instead of the configured store and key (tests, benchmarks).
     pub fn install_store(&self, store: BackupStore) -> Result<()> {
         self.0.inner.backup_store.set(store).map_err(|_| Error::Config("backups are already set up".into()))

@@ -71,7 +71,7 @@ async fn list_tenants(
         offset,
         limit,
     };
-    let (tenants, total) = state(&req).tenancy.control().search(&query).await?;
+    let (tenants, total) = state(&req).tenancy.tenants().search(&query).await?;
     let next = offset + tenants.len() as i64;
     let next_cursor = (next < total && !tenants.is_empty()).then(|| next.to_string());
     Ok(web::Json(TenantPage { items: tenants, next_cursor, total }))

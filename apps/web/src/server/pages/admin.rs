@@ -59,7 +59,7 @@ async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQue
         offset,
         limit: PER_PAGE,
     };
-    let (rows, total) = tenancy.control().search(&search).await?;
+    let (rows, total) = tenancy.tenants().search(&search).await?;
     let pages = (total + PER_PAGE - 1) / PER_PAGE;
     // The pager keeps the filters: the query string without `page`.
     let keep =
@@ -139,7 +139,7 @@ fn tenant_id(raw: &str) -> Result<TenantId, Failure> {
 async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> PageResult {
     let tenancy = &state(&req).tenancy;
     let accounts = &state(&req).accounts;
-    let tenant = tenancy.control().tenant_by_id(tenant_id(&id)?).await?;
+    let tenant = tenancy.tenants().by_id(tenant_id(&id)?).await?;
     let path = tenancy.tenant_path(&tenant)?;
     let bytes = silo_storage::sqlite::database_size(&path);
     let file_size = format!("{:.1} MiB ({bytes} bytes, with -wal)", bytes as f64 / (1024.0 * 1024.0));
@@ -153,8 +153,8 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         None
     };
     let backups: Vec<serde_json::Value> = tenancy
-        .control()
-        .backups_of(tenant.id)
+        .backups()
+        .of_tenant(tenant.id)
         .await?
         .iter()
         .take(50)
@@ -175,7 +175,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         .with("file_size", &file_size)
         .with("members", &accounts.memberships().count(tenant.id).await?)
         .with("last_activity", &last_activity)
-        .with("audit", &tenancy.control().audit_entries(tenant.id, 50).await?)
+        .with("audit", &tenancy.tenants().audit_of(tenant.id, 50).await?)
         .render(&req)
         .await
 }
@@ -207,7 +207,7 @@ async fn act_page(
     let tenancy = &state(&req).tenancy;
     let (id, action) = path.into_inner();
     let id = tenant_id(&id)?;
-    let tenant = tenancy.control().tenant_by_id(id).await?;
+    let tenant = tenancy.tenants().by_id(id).await?;
     let reference = TenantRef::Id(id);
     let actor = op.session.email.as_str();
     let back = format!("/admin/tenants/{id}");
@@ -298,7 +298,7 @@ async fn act_page(
 #[get("/admin/fleet")]
 async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
     let tenancy = &state(&req).tenancy;
-    let histogram = tenancy.control().schema_histogram().await?;
+    let histogram = tenancy.fleet().schema_histogram().await?;
     let widest = histogram.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
     let bars: Vec<serde_json::Value> = histogram
         .iter()
@@ -307,8 +307,8 @@ async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
     Page::new("admin/fleet.html")
         .with("bars", &bars)
         .with("latest", &silo_tenancy::schema::latest_version(tenant_migrations()))
-        .with("statuses", &tenancy.control().status_counts().await?)
-        .with("quarantined", &tenancy.control().quarantined(100).await?)
+        .with("statuses", &tenancy.fleet().status_counts().await?)
+        .with("quarantined", &tenancy.fleet().quarantined(100).await?)
         .with("cache", &tenancy.cache().stats())
         .with("scheduler", &tenancy.backups().scheduler_status())
         .render(&req)
@@ -324,8 +324,7 @@ struct AuditQuery {
 #[get("/admin/audit")]
 async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuery>) -> PageResult {
     let action = nonempty(&query.action);
-    let entries =
-        state(&req).tenancy.control().audit_log(query.before, action.as_deref(), PER_PAGE + 1).await?;
+    let entries = state(&req).tenancy.audit_log(query.before, action.as_deref(), PER_PAGE + 1).await?;
     let more = entries.len() as i64 > PER_PAGE;
     let entries: Vec<_> = entries.into_iter().take(PER_PAGE as usize).collect();
     Page::new("admin/audit.html")
