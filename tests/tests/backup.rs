@@ -642,7 +642,7 @@ async fn s3_store_uploads_large_objects_in_parts() {
     assert!(matches!(missing, silo_storage::Error::ObjectMissing(_)), "{missing}");
 
     let mut wrong = server.settings();
-    wrong.secret_access_key = Some("not the secret".into());
+    wrong.secret_access_key = Some(silo_storage::Secret::new("not the secret"));
     let refused = silo_storage::objects::probe(&S3Store::new(&wrong).unwrap()).await.unwrap_err();
     assert!(refused.to_string().contains("is not usable"), "{refused}");
 }

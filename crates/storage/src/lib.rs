@@ -13,14 +13,17 @@
 //! - [`crypto`]: the master key and per-tenant data keys (AES-256-GCM envelope encryption).
 //! - [`backup`]: the sealed, compressed backup object format.
 //! - [`objects`]: object stores — a local directory or S3.
+//! - [`Secret`]: a setting whose `Debug` is redacted (keys, passwords, tokens).
 
 pub mod backup;
 pub mod crypto;
 pub mod objects;
 pub mod placement;
+mod secret;
 pub mod sqlite;
 
 pub use placement::{Placement, RegionName};
+pub use secret::Secret;
 pub use sqlite::{MIN_SQLITE_VERSION, SqliteTuning};
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+pub use silo_storage::Secret;
 use silo_storage::{Placement, RegionName, SqliteTuning};
 
 use crate::{Error, Result};
@@ -153,36 +154,6 @@ pub struct CacheSettings {
     pub lease_timeout_ms: u64,
     /// Tenant files opened at once at most (0: one per core).
     pub open_concurrency: usize,
-}
-
-/// A secret setting: `Debug` (and so any log of the settings) redacts it.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret from its text.
-    pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
-    }
-
-    /// The secret itself (compare it in constant time).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        // Settings are serialised only as figment's defaults layer, where a secret has none.
-        serializer.serialize_str(&self.0)
-    }
 }
 
 impl Default for Settings {

@@ -21,7 +21,7 @@ use crate::{Error, Result};
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// Where and how to reach the bucket (`[backup.s3]` in `silo.toml`, `SILO_BACKUP__S3__…`).
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Settings {
     /// The bucket (required).
@@ -37,23 +37,9 @@ pub struct S3Settings {
     /// Access key id; `AWS_ACCESS_KEY_ID` when absent.
     pub access_key_id: Option<String>,
     /// Secret key; `AWS_SECRET_ACCESS_KEY` when absent. Never printed.
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<crate::Secret>,
     /// How many times a request is tried before it fails (SDK standard retries, with backoff).
     pub max_attempts: Option<u32>,
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("path_style", &self.path_style)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 /// Objects in an S3 bucket.
@@ -80,7 +66,11 @@ impl S3Store {
             return Err(Error::ObjectStore("backup.s3.bucket is required with backup.store = \"s3\"".into()));
         }
         let access = settings.access_key_id.clone().or_else(|| env("AWS_ACCESS_KEY_ID"));
-        let secret = settings.secret_access_key.clone().or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+        let secret = settings
+            .secret_access_key
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+            .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
         let (Some(access), Some(secret)) = (access, secret) else {
             return Err(Error::ObjectStore(
                 "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or backup.s3.access_key_id / secret_access_key)"

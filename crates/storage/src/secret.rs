@@ -1,0 +1,31 @@
+//! [`Secret`]: a setting that must not reach a log.
+
+/// A secret setting: `Debug` (and so any log of the settings) redacts it.
+#[derive(Clone, serde::Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The secret itself (compare it in constant time).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // Settings are serialised only as figment's defaults layer, where a secret has none.
+        serializer.serialize_str(&self.0)
+    }
+}
