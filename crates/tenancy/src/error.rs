@@ -73,6 +73,9 @@ pub enum Error {
     /// The caller may not do this (e.g. a role rule of the accounts).
     #[error("{0}")]
     Forbidden(String),
+    /// A job id that is not in the queue.
+    #[error("no job `{0}`")]
+    UnknownJob(String),
     /// A backup id that is not in the catalogue (for that tenant).
     #[error("no backup `{0}`")]
     UnknownBackup(String),
@@ -117,7 +120,9 @@ impl Error {
         use silo_storage::Error as S;
         match self.root() {
             // A slug that does not parse names nothing that could exist.
-            Error::InvalidSlug(_) | Error::NotFound(_) | Error::UnknownBackup(_) => ErrorKind::NotFound,
+            Error::InvalidSlug(_) | Error::NotFound(_) | Error::UnknownBackup(_) | Error::UnknownJob(_) => {
+                ErrorKind::NotFound
+            }
             Error::UnknownUser(_)
             | Error::InvalidInput(_)
             | Error::WriteRefused(_)

@@ -14,6 +14,7 @@
 //!   the [`backup::scheduler`], the catalogue; the store itself is [`Tenancy::backup_store`].
 //! - [`fleet`]: [`Fleet`] — migrating every tenant file; [`schema`]: migrating one.
 //! - [`export`]: [`Exports`]; [`relocate`]: [`Relocations`]; [`query`]: [`Queries`].
+//! - [`jobs`]: the durable job queue ([`jobs::Jobs`]) and its worker pool ([`jobs::worker`]).
 //! - [`cache`]: the handle cache, leases, turns; [`limits`]: its sizing.
 //! - [`control`]: `control.db` and its tenants table; [`directory`]: remembered answers
 //!   ([`directory::Memo`]); [`ids`], [`time`]: the types that cross crates.
@@ -29,6 +30,7 @@ mod error;
 pub mod export;
 pub mod fleet;
 pub mod ids;
+pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
 pub mod process_lock;
@@ -247,6 +249,11 @@ impl Tenancy {
     /// Region moves.
     pub fn relocations(&self) -> Relocations {
         Relocations(self.clone())
+    }
+
+    /// The durable job queue.
+    pub fn jobs(&self) -> jobs::Jobs {
+        jobs::Jobs(self.clone())
     }
 
     /// Read-only SQL on a tenant.

@@ -1,0 +1,331 @@
+//! Durable jobs in the control plane (`jobs` table): enqueue, claim with a lease, heartbeat
+//! (renews the lease and records progress), complete, fail with retry and backoff,
+//! dead-letter after `max_attempts`, cancel, retry by hand.
+//!
+//! A worker that dies (a killed process) stops renewing its lease; once the lease runs out the
+//! job is claimed again by the next worker. Only the worker holding the lease can record an
+//! outcome, and every job kind's steps are idempotent, so a job taken up again finishes once in
+//! effect. The worker pool that runs jobs is [`worker`].
+
+pub mod worker;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{Error, Result, Tenancy, Timestamp};
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Waiting to be claimed (maybe after a backoff).
+    Queued,
+    /// Claimed by a worker whose lease runs.
+    Running,
+    /// Finished; `result` holds its output.
+    Done,
+    /// Dead-lettered: failed `max_attempts` times (or refused as not retryable).
+    Failed,
+    /// Cancelled by an operator.
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl TryFrom<String> for JobStatus {
+    type Error = Error;
+
+    fn try_from(stored: String) -> Result<Self> {
+        Ok(match stored.as_str() {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            other => return Err(Error::InvalidInput(format!("unknown job status `{other}`"))),
+        })
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A row of `jobs`.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Job {
+    /// Id (UUID v7).
+    pub id: String,
+    /// What runs it.
+    pub kind: String,
+    /// Its input.
+    #[sqlx(json)]
+    pub payload: serde_json::Value,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Claims allowed before it is dead-lettered.
+    pub max_attempts: i64,
+    /// Not claimed before this.
+    pub run_after: Timestamp,
+    /// The worker holding it.
+    pub lease_owner: Option<String>,
+    /// Claimable again after this.
+    pub lease_until: Option<Timestamp>,
+    /// Steps done.
+    pub progress_done: i64,
+    /// Steps in all, once known.
+    pub progress_total: Option<i64>,
+    /// Its output, once done.
+    #[sqlx(json(nullable))]
+    pub result: Option<serde_json::Value>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Who asked for it.
+    pub created_by: String,
+    /// Enqueued.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Done, failed for good or cancelled.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A job to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// What runs it (a kind the worker pool knows).
+    pub kind: String,
+    /// Its input.
+    pub payload: serde_json::Value,
+    /// Claims allowed before it is dead-lettered.
+    pub max_attempts: i64,
+}
+
+impl NewJob {
+    /// A job of `kind` with `payload` and the default five attempts.
+    pub fn new(kind: &str, payload: serde_json::Value) -> Self {
+        Self { kind: kind.to_owned(), payload, max_attempts: 5 }
+    }
+}
+
+/// The wait before the next attempt after `attempts` failures: 2, 4, 8 … seconds, at most
+/// ten minutes.
+pub fn backoff(attempts: i64) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 20) as u32).min(600))
+}
+
+/// `+N seconds` for SQLite's date functions.
+fn seconds(d: Duration) -> String {
+    format!("+{:.3} seconds", d.as_secs_f64())
+}
+
+/// The durable job queue (from [`Tenancy::jobs`]).
+#[derive(Clone)]
+pub struct Jobs(pub(crate) Tenancy);
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+impl Jobs {
+    /// Enqueues a job; it runs as soon as a worker is free.
+    pub async fn enqueue(&self, job: NewJob, actor: &str) -> Result<Job> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.0.control().writer().begin().await?;
+        sqlx::query(concat!(
+            "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_after, created_by, created_at, updated_at)
+             VALUES (?, ?, ?, 'queued', ?, ",
+            crate::now!(),
+            ", ?, ",
+            crate::now!(),
+            ", ",
+            crate::now!(),
+            ")"
+        ))
+        .bind(&id)
+        .bind(&job.kind)
+        .bind(job.payload.to_string())
+        .bind(job.max_attempts.max(1))
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+        let detail = serde_json::json!({ "job": id, "kind": job.kind });
+        crate::control::audit(&mut tx, actor, "job.enqueue", None, &detail).await?;
+        tx.commit().await?;
+        self.get(&id).await
+    }
+
+    /// A job by id.
+    pub async fn get(&self, id: &str) -> Result<Job> {
+        sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.0.control().reader())
+            .await?
+            .ok_or_else(|| Error::UnknownJob(id.to_owned()))
+    }
+
+    /// The newest `limit` jobs, optionally only those in `status`.
+    pub async fn list(&self, status: Option<JobStatus>, limit: i64) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as("SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2")
+            .bind(status.map(JobStatus::as_str))
+            .bind(limit)
+            .fetch_all(self.0.control().reader())
+            .await?)
+    }
+
+    /// Claims the next job of one of `kinds` that is due — queued and past its backoff, or
+    /// running on a lease that ran out (its worker died) — for `worker`, leased for `lease`.
+    pub async fn claim(&self, worker: &str, kinds: &[&str], lease: Duration) -> Result<Option<Job>> {
+        let kinds = serde_json::to_string(kinds).expect("strings serialise");
+        let claimed: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?1,
+                 lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), updated_at = {NOW}
+             WHERE id = (SELECT id FROM jobs
+                         WHERE kind IN (SELECT value FROM json_each(?3))
+                           AND ((status = 'queued' AND run_after <= {NOW})
+                             OR (status = 'running' AND lease_until < {NOW}))
+                         ORDER BY run_after, id LIMIT 1)
+             RETURNING *"
+        )))
+        .bind(worker)
+        .bind(seconds(lease))
+        .bind(kinds)
+        .fetch_optional(self.0.control().writer())
+        .await?;
+        Ok(claimed)
+    }
+
+    /// Renews `worker`'s lease on a running job and records its progress. `false` when the job
+    /// is no longer this worker's to run (cancelled, or its lease ran out and it was claimed
+    /// again): the worker should stop.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        worker: &str,
+        lease: Duration,
+        done: i64,
+        total: Option<i64>,
+    ) -> Result<bool> {
+        let renewed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3), progress_done = ?4,
+                 progress_total = ?5, updated_at = {NOW}
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'"
+        )))
+        .bind(id)
+        .bind(worker)
+        .bind(seconds(lease))
+        .bind(done)
+        .bind(total)
+        .execute(self.0.control().writer())
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Records a job's output (and its final progress: steps done, of how many; all of them
+    /// when `None`). `false` when `worker` no longer holds it (its outcome is not recorded: the
+    /// worker that holds it now will record its own).
+    pub async fn complete(
+        &self,
+        id: &str,
+        worker: &str,
+        result: &serde_json::Value,
+        progress: Option<(i64, Option<i64>)>,
+    ) -> Result<bool> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'done', result = ?3, lease_owner = NULL, lease_until = NULL,
+                 progress_done = coalesce(?4, progress_total, progress_done), progress_total = coalesce(?5, progress_total),
+                 updated_at = {NOW}, finished_at = {NOW}
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'"
+        )))
+        .bind(id)
+        .bind(worker)
+        .bind(result.to_string())
+        .bind(progress.map(|(done, _)| done))
+        .bind(progress.and_then(|(_, total)| total))
+        .execute(self.0.control().writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: queued again after [`backoff`], or dead-lettered (`failed`)
+    /// once it used its attempts (or at once when `retryable` is false). `false` when `worker`
+    /// no longer holds the job.
+    pub async fn fail(&self, id: &str, worker: &str, error: &str, retryable: bool) -> Result<bool> {
+        let job = self.get(id).await?;
+        let dead = !retryable || job.attempts >= job.max_attempts;
+        let failed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = CASE WHEN ?4 THEN 'failed' ELSE 'queued' END, last_error = ?3,
+                 run_after = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5), lease_owner = NULL, lease_until = NULL,
+                 updated_at = {NOW}, finished_at = CASE WHEN ?4 THEN {NOW} END
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'"
+        )))
+        .bind(id)
+        .bind(worker)
+        .bind(error)
+        .bind(dead)
+        .bind(seconds(backoff(job.attempts)))
+        .execute(self.0.control().writer())
+        .await?;
+        if dead && failed.rows_affected() == 1 {
+            tracing::error!(job = id, kind = job.kind, attempts = job.attempts, error, "job dead-lettered");
+        }
+        Ok(failed.rows_affected() == 1)
+    }
+
+    /// Cancels a queued or running job (a running one stops at its next heartbeat).
+    pub async fn cancel(&self, id: &str, actor: &str) -> Result<Job> {
+        self.change(id, actor, "job.cancel", &["queued", "running"], "status = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").await
+    }
+
+    /// Queues a dead-lettered or cancelled job again, with its attempts reset.
+    pub async fn retry(&self, id: &str, actor: &str) -> Result<Job> {
+        self.change(id, actor, "job.retry", &["failed", "cancelled"], "status = 'queued', attempts = 0, run_after = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), last_error = NULL, finished_at = NULL").await
+    }
+
+    async fn change(
+        &self,
+        id: &str,
+        actor: &str,
+        action: &str,
+        from: &[&str],
+        set: &'static str,
+    ) -> Result<Job> {
+        let job = self.get(id).await?;
+        if !from.contains(&job.status.as_str()) {
+            return Err(Error::InvalidTransition {
+                tenant: format!("job {id}"),
+                action: if action == "job.cancel" { "cancel" } else { "retry" },
+                status: job.status.to_string(),
+            });
+        }
+        let mut tx = self.0.control().writer().begin().await?;
+        let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET {set}, updated_at = {NOW} WHERE id = ? AND status = ?"
+        )))
+        .bind(id)
+        .bind(job.status.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            return Err(Error::Busy(format!("job {id} changed meanwhile; try again")));
+        }
+        crate::control::audit(&mut tx, actor, action, None, &serde_json::json!({ "job": id })).await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+}

@@ -1,0 +1,130 @@
+//! The durable job queue on a real control plane: leases, lost workers, retries with backoff,
+//! dead letters, cancel and retry, and the worker pool running handlers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fixture;
+use silo_tenancy::jobs::worker::{JobError, PoolSettings, Workers};
+use silo_tenancy::jobs::{JobStatus, NewJob};
+
+const LEASE: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({ "n": 1 })), "test").await.unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    let claimed = jobs.claim("a", &["test.echo"], LEASE).await.unwrap().expect("due");
+    assert_eq!((claimed.id.as_str(), claimed.attempts), (job.id.as_str(), 1));
+    assert!(jobs.claim("b", &["test.echo"], LEASE).await.unwrap().is_none(), "held by a");
+    assert!(jobs.claim("a", &["other.kind"], LEASE).await.unwrap().is_none(), "kinds filter");
+    assert!(jobs.heartbeat(&job.id, "a", LEASE, 1, Some(2)).await.unwrap());
+    assert!(!jobs.heartbeat(&job.id, "b", LEASE, 1, Some(2)).await.unwrap(), "not b's");
+    assert!(!jobs.complete(&job.id, "b", &serde_json::json!("b"), None).await.unwrap());
+    assert!(jobs.complete(&job.id, "a", &serde_json::json!({ "ok": true }), None).await.unwrap());
+    let done = jobs.get(&job.id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Done);
+    assert_eq!(done.result, Some(serde_json::json!({ "ok": true })));
+    assert_eq!((done.progress_done, done.progress_total), (2, Some(2)));
+    assert!(done.finished_at.is_some());
+    assert!(matches!(jobs.get("nope").await, Err(silo_tenancy::Error::UnknownJob(_))));
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
+    jobs.claim("dead", &["test.echo"], LEASE).await.unwrap().expect("due");
+    // The worker dies: no heartbeat. Before the lease runs out nobody else gets it…
+    assert!(jobs.claim("next", &["test.echo"], LEASE).await.unwrap().is_none());
+    tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
+    // …after, the next worker does, and the dead one can no longer record anything.
+    let again = jobs.claim("next", &["test.echo"], LEASE).await.unwrap().expect("lease ran out");
+    assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 2));
+    assert!(!jobs.complete(&job.id, "dead", &serde_json::json!("late"), None).await.unwrap());
+    assert!(jobs.complete(&job.id, "next", &serde_json::json!("once"), None).await.unwrap());
+    assert_eq!(jobs.get(&job.id).await.unwrap().result, Some(serde_json::json!("once")));
+}
+
+#[tokio::test]
+async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let job = jobs
+        .enqueue(NewJob { max_attempts: 2, ..NewJob::new("test.flaky", serde_json::json!({})) }, "test")
+        .await
+        .unwrap();
+    jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().expect("due");
+    assert!(jobs.fail(&job.id, "w", "store down", true).await.unwrap());
+    let waiting = jobs.get(&job.id).await.unwrap();
+    assert_eq!((waiting.status, waiting.last_error.as_deref()), (JobStatus::Queued, Some("store down")));
+    assert!(waiting.run_after > waiting.updated_at, "backs off");
+    assert!(jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().is_none(), "not before its backoff");
+    // The second (last) attempt fails too: dead-lettered.
+    sqlx::query("UPDATE jobs SET run_after = '2000-01-01T00:00:00.000Z'")
+        .execute(f.tenancy.control().writer())
+        .await
+        .unwrap();
+    jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().expect("due again");
+    assert!(jobs.fail(&job.id, "w", "still down", true).await.unwrap());
+    let dead = jobs.get(&job.id).await.unwrap();
+    assert_eq!((dead.status, dead.attempts), (JobStatus::Failed, 2));
+    assert!(jobs.cancel(&job.id, "test").await.is_err(), "a dead job cannot be cancelled");
+    // An operator retries it: queued with its attempts reset.
+    let retried = jobs.retry(&job.id, "test").await.unwrap();
+    assert_eq!((retried.status, retried.attempts, retried.last_error), (JobStatus::Queued, 0, None));
+    // Cancelling a running job tells its worker at the next heartbeat.
+    jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().expect("due");
+    assert_eq!(jobs.cancel(&job.id, "test").await.unwrap().status, JobStatus::Cancelled);
+    assert!(!jobs.heartbeat(&job.id, "w", LEASE, 0, None).await.unwrap());
+    assert!(!jobs.complete(&job.id, "w", &serde_json::json!(1), None).await.unwrap());
+    assert_eq!(jobs.get(&job.id).await.unwrap().status, JobStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn the_pool_runs_handlers_reports_progress_and_stops() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let mut workers = Workers::new();
+    workers.register("test.count", |ctx| async move {
+        let to = ctx.job.payload["to"].as_i64().unwrap_or(0);
+        for i in 1..=to {
+            ctx.progress(i, to);
+        }
+        Ok(serde_json::json!({ "counted": to }))
+    });
+    workers.register("test.broken", |_| async { Err(JobError::fatal("bad input")) });
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let settings =
+        PoolSettings { concurrency: 2, lease: Duration::from_secs(5), poll: Duration::from_millis(20) };
+    let pool = tokio::spawn(workers.run(jobs.clone(), settings, async move {
+        let _ = stopping.await;
+    }));
+    let counted =
+        jobs.enqueue(NewJob::new("test.count", serde_json::json!({ "to": 3 })), "test").await.unwrap();
+    let broken = jobs.enqueue(NewJob::new("test.broken", serde_json::json!({})), "test").await.unwrap();
+    let unknown = jobs.enqueue(NewJob::new("test.nobody", serde_json::json!({})), "test").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (a, b) = (jobs.get(&counted.id).await.unwrap(), jobs.get(&broken.id).await.unwrap());
+        if a.status == JobStatus::Done && b.status == JobStatus::Failed {
+            assert_eq!(a.result, Some(serde_json::json!({ "counted": 3 })));
+            assert_eq!((a.progress_done, a.progress_total), (3, Some(3)));
+            assert_eq!((b.attempts, b.last_error.as_deref()), (1, Some("bad input")), "fatal: no retry");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "jobs did not finish: {a:?} {b:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        jobs.get(&unknown.id).await.unwrap().status,
+        JobStatus::Queued,
+        "no handler: left for a pool that has one"
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
+}
