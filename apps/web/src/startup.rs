@@ -4,7 +4,7 @@
 //!
 //! Built: the fleet ([`Tenancy`], with the product's tenant schema), the people
 //! ([`Accounts`]), the HTTP server, the outbox's SMTP delivery loop (when `[smtp]` names a
-//! host) and the backup scheduler (when `backup.schedule`).
+//! host), the backup scheduler (when `backup.schedule`) and the durable job workers.
 //!
 //! Stopped by SIGTERM or SIGINT (actix-web's signal handling) or [`ApplicationHandle::stop`]:
 //! the listener stops accepting, requests in flight finish (up to the server's shutdown
@@ -17,6 +17,7 @@ use std::net::{SocketAddr, TcpListener};
 use anyhow::Context;
 use silo_accounts::Accounts;
 use silo_tenancy::Tenancy;
+use silo_tenancy::jobs::worker::Workers;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -95,6 +96,11 @@ impl Application {
                 tenancy.backups().run_scheduler(interval, stopping.signal()).await
             }));
         }
+        let mut workers = Workers::new();
+        silo_tenancy::jobs::kinds::register(&mut workers, &tenancy);
+        let (jobs, pool, stopping_jobs) =
+            (tenancy.jobs(), tenancy.settings().jobs.pool(), Stopping(stopping.clone()));
+        loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));
         let server = server::start(accounts.clone(), settings.server, listener)?;
         Ok(Self { addr, accounts, server, stop, loops })
     }

@@ -33,6 +33,36 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// `[backup]`: where backups go, how often, how long they are kept.
     pub backup: BackupSettings,
+    /// `[jobs]`: the durable job workers of `silo serve`.
+    pub jobs: JobSettings,
+}
+
+/// `[jobs]`: the durable job workers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobSettings {
+    /// Jobs run at once by one `silo serve`.
+    pub workers: usize,
+    /// A job's lease, seconds: a job whose worker stopped renewing it (a killed process) is
+    /// taken up again this long after its last heartbeat.
+    pub lease_seconds: u64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self { workers: 2, lease_seconds: 30 }
+    }
+}
+
+impl JobSettings {
+    /// The worker pool's settings.
+    pub fn pool(&self) -> crate::jobs::worker::PoolSettings {
+        crate::jobs::worker::PoolSettings {
+            concurrency: self.workers.max(1),
+            lease: Duration::from_secs(self.lease_seconds.max(3)),
+            poll: Duration::from_millis(500),
+        }
+    }
 }
 
 /// Where backups are stored.
@@ -164,6 +194,7 @@ impl Default for Settings {
             regions: BTreeMap::new(),
             cache: CacheSettings::default(),
             backup: BackupSettings::default(),
+            jobs: JobSettings::default(),
         }
     }
 }

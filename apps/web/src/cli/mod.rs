@@ -2,6 +2,7 @@
 
 mod accounts;
 mod backup;
+mod jobs;
 mod migrate;
 mod tenant;
 
@@ -54,6 +55,9 @@ pub enum Command {
     /// Tenant memberships.
     #[command(subcommand)]
     Member(accounts::MemberCommand),
+    /// Durable jobs (run by `silo serve`): list, show, retry, cancel.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Encrypted tenant backups: create, list, verify, prune.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
@@ -99,6 +103,7 @@ impl Cli {
             Command::Admin(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::User(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::Member(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::Jobs(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
             Command::Backup(command) => command.run(&tenancy).await,
             Command::Restore(args) => args.run(&tenancy).await,
             Command::Export(args) => args.run(&tenancy).await,

@@ -36,6 +36,7 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         "admin/tenant.html",
         "admin/fleet.html",
         "admin/audit.html",
+        "admin/jobs.html",
     ])
     .expect("the embedded templates parse");
     tera

@@ -5,8 +5,9 @@
 //! A worker that dies (a killed process) stops renewing its lease; once the lease runs out the
 //! job is claimed again by the next worker. Only the worker holding the lease can record an
 //! outcome, and every job kind's steps are idempotent, so a job taken up again finishes once in
-//! effect. The worker pool that runs jobs is [`worker`].
+//! effect. The worker pool that runs jobs is [`worker`]; the fleet's job kinds are [`kinds`].
 
+pub mod kinds;
 pub mod worker;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::{Error, Result, Tenancy, Timestamp};
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Waiting to be claimed (maybe after a backoff).
@@ -67,6 +69,7 @@ impl std::fmt::Display for JobStatus {
 
 /// A row of `jobs`.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// Id (UUID v7).
     pub id: String,
@@ -74,6 +77,7 @@ pub struct Job {
     pub kind: String,
     /// Its input.
     #[sqlx(json)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     /// Where it stands.
     #[sqlx(try_from = "String")]
@@ -83,10 +87,12 @@ pub struct Job {
     /// Claims allowed before it is dead-lettered.
     pub max_attempts: i64,
     /// Not claimed before this.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub run_after: Timestamp,
     /// The worker holding it.
     pub lease_owner: Option<String>,
     /// Claimable again after this.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub lease_until: Option<Timestamp>,
     /// Steps done.
     pub progress_done: i64,
@@ -94,16 +100,20 @@ pub struct Job {
     pub progress_total: Option<i64>,
     /// Its output, once done.
     #[sqlx(json(nullable))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<serde_json::Value>,
     /// The last failure.
     pub last_error: Option<String>,
     /// Who asked for it.
     pub created_by: String,
     /// Enqueued.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub created_at: Timestamp,
     /// Last change.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub updated_at: Timestamp,
     /// Done, failed for good or cancelled.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub finished_at: Option<Timestamp>,
 }
 

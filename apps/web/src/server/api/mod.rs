@@ -5,9 +5,11 @@
 //! `/api/v1/openapi.json` (and a test walks the document against the live routes).
 //!
 //! - [`tenants`]: the operator API (operator tokens).
+//! - [`jobs`]: durable jobs — tenant exports, reading and listing jobs (operator tokens).
 //! - [`workspace`]: a workspace's projects, tasks and search (personal tokens of that workspace).
 
 mod auth;
+mod jobs;
 mod tenants;
 mod workspace;
 
@@ -75,6 +77,7 @@ pub fn scope() -> utoipa_actix_web::scope::Scope<
         .app_data(web::PathConfig::default().error_handler(|_, _| ApiError(Failure::not_found()).into()))
         .route("/openapi.json", web::get().to(openapi_json))
         .configure(tenants::routes)
+        .configure(jobs::routes)
         .configure(workspace::routes)
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError(Failure::not_found())) }))
 }

@@ -5,11 +5,13 @@
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
+use silo_tenancy::jobs::JobStatus;
 use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use silo_workspace::activity;
 use silo_workspace::migrations as tenant_migrations;
 
-use super::{Page, PageResult, flash_outcome_with, page_offset};
+use super::account::NoFields;
+use super::{Page, PageResult, flash_outcome, flash_outcome_with, page_offset};
 use crate::server::csrf::CsrfForm;
 use crate::server::error::Failure;
 use crate::server::redirects::see_other_with_flash;
@@ -25,7 +27,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(tenant_page)
         .service(act_page)
         .service(fleet_page)
-        .service(audit_page);
+        .service(audit_page)
+        .service(jobs_page)
+        .service(job_action);
 }
 
 #[derive(Deserialize, serde::Serialize, Default)]
@@ -333,4 +337,42 @@ async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuer
         .with("action", &action)
         .render(&req)
         .await
+}
+
+#[derive(Deserialize)]
+struct JobsQuery {
+    status: Option<String>,
+}
+
+/// The durable jobs, newest first: kind, status, attempts, progress, result or last error.
+#[get("/admin/jobs")]
+async fn jobs_page(req: HttpRequest, _op: Operator, query: web::Query<JobsQuery>) -> PageResult {
+    let status = nonempty(&query.status);
+    let filter =
+        status.clone().map(JobStatus::try_from).transpose().map_err(|e| Failure::invalid(e.to_string()))?;
+    let jobs = state(&req).tenancy.jobs().list(filter, 100).await?;
+    Page::new("admin/jobs.html").with("jobs", &jobs).with("status", &status).render(&req).await
+}
+
+/// Cancels or retries a job.
+#[post("/admin/jobs/{id}/{action}")]
+async fn job_action(
+    req: HttpRequest,
+    op: Operator,
+    path: web::Path<(String, String)>,
+    _form: CsrfForm<NoFields>,
+) -> PageResult {
+    let (id, action) = path.into_inner();
+    let jobs = state(&req).tenancy.jobs();
+    let actor = op.session.email.as_str();
+    let done = match action.as_str() {
+        "cancel" => jobs.cancel(&id, actor).await,
+        "retry" => jobs.retry(&id, actor).await,
+        _ => return Err(Failure::not_found().into()),
+    };
+    flash_outcome(
+        "/admin/jobs",
+        done,
+        if action == "cancel" { "Job cancelled." } else { "Job queued again." },
+    )
 }

@@ -1,0 +1,76 @@
+//! Durable jobs over the operator API: start a tenant export, read a job, list jobs.
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::Deserialize;
+use silo_tenancy::jobs::kinds::TENANT_EXPORT;
+use silo_tenancy::jobs::{Job, JobStatus, NewJob};
+use utoipa::IntoParams;
+
+use super::auth::OperatorToken;
+use super::{ErrorBody, limit};
+use crate::server::error::{ApiError, Failure};
+use crate::server::request::state;
+
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(export_tenant).service(get_job).service(list_jobs);
+}
+
+/// Starts an export of a tenant (Art. 20): 202 with the job; once it is `done`, its result
+/// names the zip (`<data_dir>/exports/<job id>.zip`).
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), responses(
+    (status = 202, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
+#[post("/tenants/{id}/export")]
+async fn export_tenant(
+    req: actix_web::HttpRequest,
+    op: OperatorToken,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let tenancy = &state(&req).tenancy;
+    let reference = id.parse().map_err(|_| ApiError(Failure::not_found()))?;
+    let tenant = tenancy.tenant(&reference).await?;
+    if tenant.status == silo_tenancy::TenantStatus::Deleted {
+        return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
+    }
+    let job = NewJob::new(TENANT_EXPORT, serde_json::json!({ "tenant": tenant.id.to_string() }));
+    let job = tenancy.jobs().enqueue(job, op.0.email.as_str()).await?;
+    Ok(HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(job))
+}
+
+/// A job: status, attempts, progress, result or last error.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "Job id")), responses(
+    (status = 200, body = Job), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/jobs/{id}")]
+async fn get_job(
+    req: actix_web::HttpRequest,
+    _op: OperatorToken,
+    id: web::Path<String>,
+) -> Result<web::Json<Job>, ApiError> {
+    Ok(web::Json(state(&req).tenancy.jobs().get(&id).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct ListParams {
+    /// `queued`, `running`, `done`, `failed` or `cancelled`.
+    status: Option<String>,
+    /// How many (1–100, default 20), newest first.
+    limit: Option<i64>,
+}
+
+/// The newest jobs.
+#[utoipa::path(tag = "operator", params(ListParams), responses(
+    (status = 200, body = Vec<Job>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[get("/jobs")]
+async fn list_jobs(
+    req: actix_web::HttpRequest,
+    _op: OperatorToken,
+    params: web::Query<ListParams>,
+) -> Result<web::Json<Vec<Job>>, ApiError> {
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| JobStatus::try_from(s.to_owned()))
+        .transpose()
+        .map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
+    Ok(web::Json(state(&req).tenancy.jobs().list(status, limit(params.limit)).await?))
+}

@@ -1,0 +1,31 @@
+//! `silo jobs list|show|retry|cancel` over a data directory whose queue holds real jobs.
+
+mod common;
+
+use common::{fails, json, ok};
+use silo_tenancy::jobs::NewJob;
+use silo_tenancy::{Settings, Tenancy};
+
+#[tokio::test]
+async fn jobs_are_listed_shown_cancelled_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_workspace::migrations()).await.unwrap();
+    let job =
+        tenancy.jobs().enqueue(NewJob::new("fleet.backup", serde_json::json!({})), "test").await.unwrap();
+    tenancy.shutdown().await;
+
+    let listed = json(data, &["jobs", "list", "--json"]);
+    assert_eq!(listed[0]["id"].as_str(), Some(job.id.as_str()));
+    assert_eq!(listed[0]["status"], "queued");
+    assert!(ok(data, &["jobs", "list"]).contains("fleet.backup"));
+    assert_eq!(json(data, &["jobs", "show", &job.id, "--json"])["kind"], "fleet.backup");
+    assert!(ok(data, &["jobs", "cancel", &job.id]).contains("cancelled"));
+    assert_eq!(json(data, &["jobs", "list", "--status", "cancelled", "--json"]).as_array().unwrap().len(), 1);
+    let again = fails(data, &["jobs", "cancel", &job.id]);
+    assert!(again.contains("cannot cancel") && again.contains("cancelled"), "{again}");
+    assert!(ok(data, &["jobs", "retry", &job.id]).contains("queued"));
+
+    assert!(fails(data, &["jobs", "show", "no-such-job"]).contains("no job `no-such-job`"));
+    assert!(fails(data, &["jobs", "list", "--status", "sleeping"]).contains("unknown job status"));
+}

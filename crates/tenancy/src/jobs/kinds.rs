@@ -1,0 +1,74 @@
+//! The fleet's job kinds, registered on the application's worker pool by [`register`]:
+//!
+//! - [`FLEET_BACKUP`]: a manual backup of every live tenant, with progress. Idempotent: a
+//!   tenant with a backup newer than the job's enqueueing (an earlier run of this job got to
+//!   it) is skipped.
+//! - [`TENANT_EXPORT`] (`{"tenant": id}`): the tenant's export zip at
+//!   `<data_dir>/exports/<job id>.zip`. Idempotent: a run writes beside it and renames over it.
+
+use serde_json::json;
+
+use super::worker::{JobContext, JobError, Outcome, Workers};
+use crate::{BackupKind, Tenancy, TenantId, TenantRef};
+
+/// Backs up every live tenant.
+pub const FLEET_BACKUP: &str = "fleet.backup";
+/// Exports one tenant.
+pub const TENANT_EXPORT: &str = "tenant.export";
+
+/// Registers the fleet's job kinds.
+pub fn register(workers: &mut Workers, tenancy: &Tenancy) {
+    let t = tenancy.clone();
+    workers.register(FLEET_BACKUP, move |ctx| fleet_backup(t.clone(), ctx));
+    let t = tenancy.clone();
+    workers.register(TENANT_EXPORT, move |ctx| tenant_export(t.clone(), ctx));
+}
+
+/// Where the export of job `id` is written.
+pub fn export_path(tenancy: &Tenancy, job: &str) -> std::path::PathBuf {
+    tenancy.settings().data_dir.join("exports").join(format!("{job}.zip"))
+}
+
+async fn fleet_backup(tenancy: Tenancy, ctx: JobContext) -> Outcome {
+    let backups = tenancy.backups();
+    let tenants = backups.live_tenants().await?;
+    let total = tenants.len() as i64;
+    let (mut backed_up, mut skipped, mut failed) = (0, 0, Vec::new());
+    for (done, tenant) in tenants.iter().enumerate() {
+        if ctx.lost() {
+            return Err(JobError::retry("no longer this run's job"));
+        }
+        let newest = backups.of_tenant(tenant.id).await?.into_iter().next();
+        if newest.is_some_and(|b| b.created_at >= ctx.job.created_at) {
+            skipped += 1;
+        } else {
+            let actor = format!("job:{}", ctx.job.id);
+            match backups.create(&TenantRef::Id(tenant.id), BackupKind::Manual, &actor).await {
+                Ok(_) => backed_up += 1,
+                Err(e) => failed.push(json!({ "tenant": tenant.slug, "error": e.to_string() })),
+            }
+        }
+        ctx.progress(done as i64 + 1, total);
+    }
+    Ok(json!({ "backed_up": backed_up, "skipped": skipped, "failed": failed }))
+}
+
+async fn tenant_export(tenancy: Tenancy, ctx: JobContext) -> Outcome {
+    let id: TenantId = ctx.job.payload["tenant"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| JobError::fatal("the payload names no tenant id"))?;
+    let out = export_path(&tenancy, &ctx.job.id);
+    let dir = out.parent().expect("exports/ has a parent");
+    std::fs::create_dir_all(dir)
+        .map_err(|e| JobError::retry(format!("cannot create {}: {e}", dir.display())))?;
+    let partial = out.with_extension("zip.partial");
+    ctx.progress(0, 1);
+    let manifest =
+        tenancy.exports().export(&TenantRef::Id(id), &partial, &format!("job:{}", ctx.job.id)).await?;
+    std::fs::rename(&partial, &out)
+        .map_err(|e| JobError::retry(format!("cannot finish {}: {e}", out.display())))?;
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    ctx.progress(1, 1);
+    Ok(json!({ "path": out, "bytes": bytes, "manifest": manifest }))
+}
