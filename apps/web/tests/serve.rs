@@ -54,9 +54,13 @@ fn stop(mut server: Server) {
         log.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle:?} in {log:#?}"))
     };
     let stopping = at("stopping: the server has stopped accepting");
-    let scheduler = at("backup scheduler stopped");
     let closed = at("stopped: tenant handles and the control plane are closed");
-    assert!(stopping < scheduler && scheduler < closed, "{log:#?}");
+    // Every loop that ran stopped in between (the scheduler only when it was on).
+    let mut loops = vec![at("job workers stopping")];
+    if log.iter().any(|l| l.contains("backup scheduler started")) {
+        loops.push(at("backup scheduler stopped"));
+    }
+    assert!(loops.iter().all(|&l| stopping < l && l < closed), "{log:#?}");
 }
 
 fn silo(dir: &Path, args: &[&str]) -> Output {
@@ -102,4 +106,96 @@ fn a_running_server_holds_the_data_directory_against_purges_and_second_servers()
 
     stop(child);
     assert!(silo(d, &["tenant", "delete", "held", "--purge"]).status.success());
+}
+
+/// A job whose `silo serve` is killed (SIGKILL) mid-run is taken up by the next `silo serve`
+/// once its lease runs out, and finishes once in effect: tenants the killed run backed up are
+/// not backed up again.
+#[test]
+fn a_job_cut_off_by_sigkill_finishes_after_a_restart() {
+    use silo_tenancy::jobs::NewJob;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(dir.path().join("silo.toml"), "[jobs]\nlease_seconds = 3\n[backup]\nschedule = false\n")
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tenants = 400;
+    let job = runtime.block_on(async {
+        let settings = silo_tenancy::Settings::for_data_dir(&data);
+        let tenancy = silo_tenancy::Tenancy::open(settings, silo_workspace::migrations()).await.unwrap();
+        for i in 0..tenants {
+            let create = silo_tenancy::CreateTenant { slug: format!("t-{i}"), ..Default::default() };
+            tenancy.tenants().create(create, "test").await.unwrap();
+        }
+        let job =
+            tenancy.jobs().enqueue(NewJob::new("fleet.backup", serde_json::json!({})), "test").await.unwrap();
+        tenancy.shutdown().await;
+        job.id
+    });
+    let show = || -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_silo"))
+            .args(["jobs", "show", &job, "--json"])
+            .current_dir(dir.path())
+            .env_remove("SILO_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let job = show();
+            if done(&job) {
+                return job;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {job}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // The first server claims it and starts backing up; it is killed mid-run.
+    let (mut first, _) = start_server(dir.path());
+    wait_for("the job is claimed", &|j| j["status"] == "running");
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+    let killed = show();
+    assert_eq!(killed["status"], "running", "cut off mid-run: {killed}");
+    // What the killed run got done (its backups are in the catalogue).
+    let done_before = runtime.block_on(backed_up_tenants(&data, tenants));
+    assert!(done_before < tenants, "the kill came before the end ({done_before} of {tenants})");
+
+    // The next server takes it up after the lease and finishes it, skipping what is done.
+    let (second, _) = start_server(dir.path());
+    let finished = wait_for("the job finishes after the restart", &|j| {
+        j["status"] != "running" && j["status"] != "queued"
+    });
+    assert_eq!(finished["status"], "done", "{finished}");
+    assert_eq!(finished["attempts"], 2, "claimed again once: {finished}");
+    let result = &finished["result"];
+    assert_eq!(
+        result["skipped"].as_i64(),
+        Some(done_before),
+        "the killed run's backups are kept, not redone: {result}"
+    );
+    assert_eq!(result["backed_up"].as_i64(), Some(tenants - done_before), "{result}");
+    assert_eq!(result["failed"], serde_json::json!([]), "{result}");
+    stop(second);
+    // Once in effect: every tenant has exactly one backup.
+    assert_eq!(runtime.block_on(backed_up_tenants(&data, tenants)), tenants);
+}
+
+/// How many of the tenants `t-0…` have a backup; panics if one has more than one.
+async fn backed_up_tenants(data: &Path, tenants: i64) -> i64 {
+    let settings = silo_tenancy::Settings::for_data_dir(data);
+    let tenancy = silo_tenancy::Tenancy::open(settings, silo_workspace::migrations()).await.unwrap();
+    let mut with_backup = 0;
+    for i in 0..tenants {
+        let tenant = tenancy.tenant(&format!("t-{i}").parse().unwrap()).await.unwrap();
+        let backups = tenancy.backups().of_tenant(tenant.id).await.unwrap().len();
+        assert!(backups <= 1, "t-{i} was backed up {backups} times");
+        with_backup += backups as i64;
+    }
+    tenancy.shutdown().await;
+    with_backup
 }
