@@ -281,6 +281,7 @@ async fn the_openapi_document_matches_the_routes() {
         "POST /api/v1/tenants/{id}/export",
         "GET /api/v1/jobs",
         "GET /api/v1/jobs/{id}",
+        "GET /api/v1/privacy/manifest",
         "GET /api/v1/w/{slug}/projects",
         "POST /api/v1/w/{slug}/projects",
         "GET /api/v1/w/{slug}/tasks",

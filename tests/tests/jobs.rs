@@ -47,6 +47,12 @@ async fn a_tenant_export_runs_as_a_job_and_leaves_its_zip() {
     assert!(bytes.starts_with(b"PK"), "a zip");
     assert_eq!(job["result"]["manifest"]["slug"], "acme");
 
+    // Operators can read what erasure would do with every column.
+    let (status, manifest) = ops.call("GET", "/privacy/manifest", None).await.unwrap();
+    assert_eq!(status, 200, "{manifest}");
+    assert_eq!(manifest["tenant"]["tables"]["members"]["columns"]["email"]["action"], "delete");
+    assert_eq!(manifest["control"]["tables"]["audit_log"]["columns"]["actor"]["action"], "anonymise");
+
     let (status, list) = ops.call("GET", "/jobs?status=done", None).await.unwrap();
     assert_eq!(status, 200, "{list}");
     assert!(list.as_array().unwrap().iter().any(|j| j["id"] == job["id"]), "{list}");
@@ -102,5 +108,7 @@ async fn job_requests_with_bad_input_or_the_wrong_token_are_refused() {
     assert_eq!((status, code(&body)), (403, "forbidden".to_owned()));
     let (status, _) = ApiClient::new(server.addr, None).call("GET", "/jobs", None).await.unwrap();
     assert_eq!(status, 401);
+    let (status, body) = ada.call("GET", "/privacy/manifest", None).await.unwrap();
+    assert_eq!((status, code(&body)), (403, "forbidden".to_owned()));
     server.stop().await.unwrap();
 }

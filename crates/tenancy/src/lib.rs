@@ -18,6 +18,7 @@
 //! - [`cache`]: the handle cache, leases, turns; [`limits`]: its sizing.
 //! - [`control`]: `control.db` and its tenants table; [`directory`]: remembered answers
 //!   ([`directory::Memo`]); [`ids`], [`time`]: the types that cross crates.
+//! - [`privacy`]: personal-data manifests (what erasure does with each column).
 //! - [`config`]: the fleet's settings and the one loader; [`process_lock`]: one server per data
 //!   directory; `error`: [`Error`] and its one classification [`Error::kind`].
 
@@ -33,6 +34,7 @@ pub mod ids;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
+pub mod privacy;
 pub mod process_lock;
 pub mod query;
 pub mod relocate;

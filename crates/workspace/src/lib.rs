@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`MIGRATOR`] / [`migrations`]: the tenant schema, embedded; `silo-tenancy` applies it
 //!   (lazily on open, at provisioning and in fleet runs) without knowing what it holds.
+//!   [`personal_data`]: its personal-data manifest (a test keeps it complete).
 //! - [`projects`], [`tasks`] (with full-text [`tasks::search`]), [`comments`]: the product.
 //! - [`members`]: the tenant file's copy of its members (kept in step by `silo-accounts`), so
 //!   assignees and authors resolve inside the file.
@@ -26,6 +27,16 @@ use silo_tenancy::{Error, Result};
 
 /// Migrations of every tenant file, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
+
+/// `migrations/tenant/personal_data.toml`: what every column of a tenant file holds about a
+/// person and what erasing that person does with it.
+pub const PERSONAL_DATA: &str = include_str!("../../../migrations/tenant/personal_data.toml");
+
+/// The tenant schema's personal-data manifest.
+pub fn personal_data() -> silo_tenancy::privacy::Manifest {
+    silo_tenancy::privacy::Manifest::parse(PERSONAL_DATA)
+        .expect("the embedded tenant manifest is valid (tested)")
+}
 
 /// The embedded tenant migrations as a slice (what [`silo_tenancy::Tenancy::open`] takes).
 pub fn migrations() -> &'static [Migration] {
@@ -51,4 +62,33 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> 
         return Err(Error::InvalidInput(format!("{field} is at most {max} characters")));
     }
     Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(migrations: &[Migration]) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        silo_tenancy::schema::migrate(&mut conn, migrations).unwrap();
+        silo_tenancy::privacy::schema_columns(&conn).unwrap()
+    }
+
+    #[test]
+    fn every_tenant_column_is_classified() {
+        let schema = schema(migrations());
+        assert!(schema.contains_key("tasks") && schema.contains_key("search_index_content"), "{schema:?}");
+        assert_eq!(personal_data().unclassified(&schema), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_migration_that_adds_an_unclassified_column_fails() {
+        let next = silo_tenancy::schema::extended(
+            migrations(),
+            2,
+            "labels",
+            "ALTER TABLE tasks ADD COLUMN label TEXT",
+        );
+        assert_eq!(personal_data().unclassified(&schema(&next)), ["tasks.label is not in the manifest"]);
+    }
 }

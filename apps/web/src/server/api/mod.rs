@@ -6,10 +6,12 @@
 //!
 //! - [`tenants`]: the operator API (operator tokens).
 //! - [`jobs`]: durable jobs — tenant exports, reading and listing jobs (operator tokens).
+//! - [`privacy`]: the personal-data manifests (operator tokens).
 //! - [`workspace`]: a workspace's projects, tasks and search (personal tokens of that workspace).
 
 mod auth;
 mod jobs;
+mod privacy;
 mod tenants;
 mod workspace;
 
@@ -78,6 +80,7 @@ pub fn scope() -> utoipa_actix_web::scope::Scope<
         .route("/openapi.json", web::get().to(openapi_json))
         .configure(tenants::routes)
         .configure(jobs::routes)
+        .configure(privacy::routes)
         .configure(workspace::routes)
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError(Failure::not_found())) }))
 }
