@@ -47,6 +47,34 @@ async fn a_tenant_export_runs_as_a_job_and_leaves_its_zip() {
     assert!(bytes.starts_with(b"PK"), "a zip");
     assert_eq!(job["result"]["manifest"]["slug"], "acme");
 
+    // The job's download link is the credential (no token); it cannot be altered, and once it
+    // expires it answers 410 and the zip is gone.
+    let link = job["result"]["download"].as_str().unwrap();
+    let client = reqwest::Client::new();
+    let download = client.get(server.url(link)).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.headers()["content-type"], "application/zip");
+    assert_eq!(download.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let (expires, signature) = {
+        let query = link.split_once('?').unwrap().1;
+        let value =
+            |k: &str| query.split('&').find_map(|p| p.strip_prefix(&format!("{k}="))).unwrap().to_owned();
+        (value("expires").parse::<u64>().unwrap(), value("signature"))
+    };
+    let id = job["id"].as_str().unwrap();
+    let longer = format!("/api/v1/exports/{id}?expires={}&signature={signature}", expires + 86_400);
+    assert_eq!(
+        client.get(server.url(&longer)).send().await.unwrap().status(),
+        404,
+        "an extended expiry is refused"
+    );
+    let forged = format!("/api/v1/exports/{id}?expires={expires}&signature=00{}", &signature[2..]);
+    assert_eq!(client.get(server.url(&forged)).send().await.unwrap().status(), 404);
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    let expired = server.tenancy.exports().download_link(id, past).await.unwrap();
+    assert_eq!(client.get(server.url(&expired)).send().await.unwrap().status(), 410);
+    assert!(!path.exists(), "an expired export is deleted");
+
     // Operators can read what erasure would do with every column.
     let (status, manifest) = ops.call("GET", "/privacy/manifest", None).await.unwrap();
     assert_eq!(status, 200, "{manifest}");

@@ -4,7 +4,8 @@
 //!
 //! Built: the fleet ([`Tenancy`], with the product's tenant schema), the people
 //! ([`Accounts`]), the HTTP server, the outbox's SMTP delivery loop (when `[smtp]` names a
-//! host), the backup scheduler (when `backup.schedule`) and the durable job workers.
+//! host), the backup scheduler (when `backup.schedule`), the durable job workers and the
+//! hourly sweep of expired exports.
 //!
 //! Stopped by SIGTERM or SIGINT (actix-web's signal handling) or [`ApplicationHandle::stop`]:
 //! the listener stops accepting, requests in flight finish (up to the server's shutdown
@@ -101,6 +102,8 @@ impl Application {
         let (jobs, pool, stopping_jobs) =
             (tenancy.jobs(), tenancy.settings().jobs.pool(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));
+        let (exports, stopping_sweep) = (tenancy.exports(), Stopping(stopping.clone()));
+        loops.push(tokio::spawn(async move { sweep_exports(exports, stopping_sweep.signal()).await }));
         let server = server::start(accounts.clone(), settings.server, listener)?;
         Ok(Self { addr, accounts, server, stop, loops })
     }
@@ -135,6 +138,23 @@ impl Application {
         self.accounts.tenancy().shutdown().await;
         tracing::info!("stopped: tenant handles and the control plane are closed");
         served
+    }
+}
+
+/// Deletes expired exports at start and then hourly, until `stop`.
+async fn sweep_exports(exports: silo_tenancy::Exports, stop: impl std::future::Future<Output = ()>) {
+    let keep = std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
+    tokio::pin!(stop);
+    loop {
+        match exports.forget_expired(keep) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired exports deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting expired exports failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            () = &mut stop => return,
+        }
     }
 }
 

@@ -21,6 +21,20 @@ use crate::control::utc_now;
 use crate::ids::TenantRef;
 use crate::{Error, Result, Tenancy};
 
+/// What the export-link key is derived for (never reused for another purpose).
+const EXPORT_LINK_PURPOSE: &str = "silo export download links v1";
+
+fn link_context(job: &str, expires: u64) -> Vec<u8> {
+    format!("export:{job}:{expires}").into_bytes()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
 /// `manifest.json`.
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -49,6 +63,53 @@ pub struct Manifest {
 pub struct Exports(pub(crate) Tenancy);
 
 impl Exports {
+    /// A download link for the export made by job `job`: `/api/v1/exports/{job}?expires=…&signature=…`,
+    /// valid until `expires`. The signature is an AES-GCM tag under a key derived from the
+    /// master key, over the job id and the expiry: it cannot be forged or extended.
+    pub async fn download_link(&self, job: &str, expires: std::time::SystemTime) -> Result<String> {
+        let expires = expires.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let key = self.0.master_key().await?.derive(EXPORT_LINK_PURPOSE);
+        let signature = hex(&key.seal(b"", &link_context(job, expires)));
+        Ok(format!("/api/v1/exports/{job}?expires={expires}&signature={signature}"))
+    }
+
+    /// The zip a download link points at. Unknown job, bad signature or no zip: not found;
+    /// past its expiry: gone (and the zip is deleted).
+    pub async fn open_link(&self, job: &str, expires: u64, signature: &str) -> Result<PathBuf> {
+        let not_found = || Error::NotFound(format!("export {job}"));
+        let sealed = unhex(signature).ok_or_else(not_found)?;
+        let key = self.0.master_key().await?.derive(EXPORT_LINK_PURPOSE);
+        key.open(&sealed, &link_context(job, expires)).map_err(|_| not_found())?;
+        let path = crate::jobs::kinds::export_path(&self.0, job);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        if now > expires {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::Gone(format!("export {job} (its link expired)")));
+        }
+        if !path.is_file() {
+            return Err(not_found());
+        }
+        Ok(path)
+    }
+
+    /// Deletes export zips older than `keep`; returns how many went.
+    pub fn forget_expired(&self, keep: std::time::Duration) -> Result<usize> {
+        let dir = self.0.settings().data_dir.join("exports");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > keep));
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Writes the export of a tenant to `out`.
     #[tracing::instrument(name = "tenant_export", skip_all, fields(tenant = %tenant))]
     pub async fn export(&self, tenant: &TenantRef, out: &Path, actor: &str) -> Result<Manifest> {

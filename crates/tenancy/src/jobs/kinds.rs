@@ -4,7 +4,9 @@
 //!   tenant with a backup newer than the job's enqueueing (an earlier run of this job got to
 //!   it) is skipped.
 //! - [`TENANT_EXPORT`] (`{"tenant": id}`): the tenant's export zip at
-//!   `<data_dir>/exports/<job id>.zip`. Idempotent: a run writes beside it and renames over it.
+//!   `<data_dir>/exports/<job id>.zip`, and a download link valid for [`EXPORT_DAYS`] days
+//!   (after which the zip is deleted). Idempotent: a run writes beside the zip and renames
+//!   over it.
 
 use serde_json::json;
 
@@ -15,6 +17,8 @@ use crate::{BackupKind, Tenancy, TenantId, TenantRef};
 pub const FLEET_BACKUP: &str = "fleet.backup";
 /// Exports one tenant.
 pub const TENANT_EXPORT: &str = "tenant.export";
+/// How long an export (its zip and its link) is kept.
+pub const EXPORT_DAYS: u64 = 7;
 
 /// Registers the fleet's job kinds.
 pub fn register(workers: &mut Workers, tenancy: &Tenancy) {
@@ -69,6 +73,8 @@ async fn tenant_export(tenancy: Tenancy, ctx: JobContext) -> Outcome {
     std::fs::rename(&partial, &out)
         .map_err(|e| JobError::retry(format!("cannot finish {}: {e}", out.display())))?;
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(EXPORT_DAYS * 86_400);
+    let download = tenancy.exports().download_link(&ctx.job.id, expires).await?;
     ctx.progress(1, 1);
-    Ok(json!({ "path": out, "bytes": bytes, "manifest": manifest }))
+    Ok(json!({ "path": out, "bytes": bytes, "manifest": manifest, "download": download }))
 }

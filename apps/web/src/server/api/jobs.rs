@@ -12,7 +12,7 @@ use crate::server::error::{ApiError, Failure};
 use crate::server::request::state;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(export_tenant).service(get_job).service(list_jobs);
+    cfg.service(export_tenant).service(download_export).service(get_job).service(list_jobs);
 }
 
 /// Starts an export of a tenant (Art. 20): 202 with the job; once it is `done`, its result
@@ -35,6 +35,40 @@ async fn export_tenant(
     let job = NewJob::new(TENANT_EXPORT, serde_json::json!({ "tenant": tenant.id.to_string() }));
     let job = tenancy.jobs().enqueue(job, op.0.email.as_str()).await?;
     Ok(HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(job))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct LinkParams {
+    /// Unix time after which the link no longer works.
+    expires: u64,
+    /// The link's signature.
+    signature: String,
+}
+
+/// Downloads an export through the link in its job's result (`result.download`). The link is
+/// the credential: it works without a token until it expires (then 410, and the zip is
+/// deleted); a changed expiry or signature finds nothing (404).
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "The export job's id"), LinkParams),
+    security(()), responses(
+    (status = 200, description = "The zip", content_type = "application/zip"), (status = 404, body = ErrorBody),
+    (status = 410, body = ErrorBody)))]
+#[get("/exports/{id}")]
+async fn download_export(
+    req: actix_web::HttpRequest,
+    id: web::Path<String>,
+    link: web::Query<LinkParams>,
+) -> Result<HttpResponse, ApiError> {
+    let exports = state(&req).tenancy.exports();
+    let path = exports.open_link(&id, link.expires, &link.signature).await?;
+    let zip = tokio::fs::read(&path).await.map_err(|e| {
+        let error = silo_storage::Error::Io { action: "read export", path: path.clone(), source: e };
+        ApiError(Failure::from(silo_tenancy::Error::Storage(error)))
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"export-{id}.zip\"")))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(zip))
 }
 
 /// A job: status, attempts, progress, result or last error.
