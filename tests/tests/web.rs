@@ -727,3 +727,34 @@ async fn workspaces_are_served_on_their_own_host() {
     );
     server.stop().await.unwrap();
 }
+
+/// An owner deletes a workspace (closed at once, 410) and brings it back from the home page
+/// within the grace period; nobody else can.
+#[tokio::test]
+async fn an_owner_deletes_a_workspace_and_brings_it_back() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let settings = ada.get("/w/acme/settings").await.unwrap();
+    assert!(settings.body.contains("Delete workspace (undo within 30 days)"), "{}", settings.body);
+    let deleted = ada.submit("/w/acme/settings", "/w/acme/delete", &[("confirm", "acme")]).await.unwrap();
+    assert_eq!(deleted.status, 303);
+    assert_eq!(ada.get("/w/acme/").await.unwrap().status, 410);
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert!(server.tenancy.tenants().purge_due(acme.id).await.unwrap().is_some(), "a purge is scheduled");
+    let home = ada.get("/").await.unwrap();
+    assert!(home.body.contains("Undo deletion"), "{}", home.body);
+
+    // Someone who is not its owner finds nothing to undo.
+    let bob = server.sign_up("bob@example.com", "bobs").await.unwrap();
+    assert_eq!(bob.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap().status, 404);
+    assert_eq!(bob.submit("/", "/workspaces/nothing-here/undelete", &[]).await.unwrap().status, 404);
+
+    let back = ada.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap();
+    assert_eq!(back.status, 303);
+    assert_eq!(ada.get("/w/acme/").await.unwrap().status, 200);
+    assert_eq!(server.tenancy.tenants().purge_due(acme.id).await.unwrap(), None, "the purge is cancelled");
+    // Undoing twice is a named refusal, not an error page.
+    let again = ada.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap();
+    assert_eq!(again.status, 303);
+    server.stop().await.unwrap();
+}

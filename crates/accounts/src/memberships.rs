@@ -128,11 +128,12 @@ impl Memberships {
             .await
     }
 
-    /// The live workspaces an account belongs to, by name.
+    /// The workspaces an account belongs to, by name: live ones, and deleted ones still in
+    /// their grace period (status `deleting`: an owner can bring them back).
     pub async fn workspaces_of(&self, user_id: &str) -> Result<Vec<WorkspaceSummary>> {
         let workspaces = sqlx::query_as(
             "SELECT t.slug, t.name, t.status, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-             WHERE m.user_id = ? AND t.status IN ('active', 'suspended') ORDER BY t.name",
+             WHERE m.user_id = ? AND t.status IN ('active', 'suspended', 'deleting') ORDER BY t.name",
         )
         .bind(user_id)
         .fetch_all(self.0.control().reader())

@@ -35,6 +35,23 @@ pub struct Settings {
     pub backup: BackupSettings,
     /// `[jobs]`: the durable job workers of `silo serve`.
     pub jobs: JobSettings,
+    /// `[tenants]`: the tenant lifecycle.
+    pub tenants: TenantSettings,
+}
+
+/// `[tenants]`: the tenant lifecycle.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// A deleted tenant can be brought back (by an owner or an operator) for this many days;
+    /// then a job purges it (files, backups, data key). 0: purged as soon as a worker runs.
+    pub deletion_grace_days: u64,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self { deletion_grace_days: 30 }
+    }
 }
 
 /// `[jobs]`: the durable job workers.
@@ -195,6 +212,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             backup: BackupSettings::default(),
             jobs: JobSettings::default(),
+            tenants: TenantSettings::default(),
         }
     }
 }

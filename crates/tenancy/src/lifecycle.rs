@@ -12,6 +12,8 @@ use sqlx::migrate::Migration;
 
 use crate::control::{AuditEntry, NewTenant, Tenant, TenantFilter, TenantQuery, TenantStatus};
 use crate::ids::{TenantId, TenantRef, TenantSlug};
+use crate::jobs::NewJob;
+use crate::jobs::kinds::TENANT_PURGE;
 use crate::{Error, Result, Tenancy, schema};
 
 /// What `create` needs.
@@ -109,9 +111,35 @@ impl Tenants {
     }
 
     /// Soft-deletes a tenant: closed (`410 Gone`), file kept until [`Tenants::purge`].
+    ///
+    /// A `tenant.purge` job is queued for the end of the grace period
+    /// (`tenants.deletion_grace_days`); [`Tenants::undelete`] cancels it.
     pub async fn delete(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
         let from = [TenantStatus::Active, TenantStatus::Suspended];
-        self.change_status(tenant, &from, TenantStatus::Deleting, actor, "tenant.delete").await
+        let deleted =
+            self.change_status(tenant, &from, TenantStatus::Deleting, actor, "tenant.delete").await?;
+        let grace = std::time::Duration::from_secs(self.0.settings().tenants.deletion_grace_days * 86_400);
+        let payload = serde_json::json!({ "tenant": deleted.id.to_string() });
+        let job = NewJob { delay: grace, ..NewJob::new(TENANT_PURGE, payload) };
+        self.0.jobs().enqueue(job, actor).await?;
+        Ok(deleted)
+    }
+
+    /// Brings a soft-deleted tenant back (within its grace period): active again, its
+    /// scheduled purge cancelled.
+    pub async fn undelete(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        let restored = self
+            .change_status(tenant, &[TenantStatus::Deleting], TenantStatus::Active, actor, "tenant.undelete")
+            .await?;
+        for job in self.0.jobs().queued_for(TENANT_PURGE, restored.id).await? {
+            self.0.jobs().cancel(&job.id, actor).await?;
+        }
+        Ok(restored)
+    }
+
+    /// When a soft-deleted tenant's scheduled purge runs, if one is queued.
+    pub async fn purge_due(&self, tenant: TenantId) -> Result<Option<crate::Timestamp>> {
+        Ok(self.0.jobs().queued_for(TENANT_PURGE, tenant).await?.into_iter().map(|j| j.run_after).min())
     }
 
     /// Removes a soft-deleted tenant for good, every copy of it: its backup objects first

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::fixture;
+use std::time::Duration;
+
+use common::{fixture, fixture_with};
 use silo_tenancy::{CreateTenant, Error, TenantFilter, TenantRef, TenantStatus};
 
 fn slug(s: &str) -> TenantRef {
@@ -217,4 +219,51 @@ async fn full_text_index_follows_tasks() {
     assert!(hits[0].snippet.contains("\u{2}billing\u{3}"), "{}", hits[0].snippet);
     // Porter stemming: "migrating" finds "Migrate".
     assert_eq!(search(&db, "migrating", 10).unwrap().len(), 1);
+}
+
+/// A soft delete queues the purge for the end of the grace period; bringing the tenant back
+/// cancels it; once due, the application's job workers purge it.
+#[tokio::test]
+async fn deletion_has_a_grace_period_then_a_job_purges() {
+    use silo_tenancy::jobs::JobStatus;
+    use silo_tenancy::jobs::kinds::{self, TENANT_PURGE};
+    use silo_tenancy::jobs::worker::{PoolSettings, Workers};
+
+    let f = fixture().await;
+    let tenant = f.create("acme").await;
+    let acme = TenantRef::Id(tenant.id);
+    let tenants = f.tenancy.tenants();
+    tenants.delete(&acme, "test").await.unwrap();
+    let due = tenants.purge_due(tenant.id).await.unwrap().expect("a purge is scheduled");
+    let in_29_days =
+        silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() + Duration::from_secs(29 * 86_400));
+    assert!(due > in_29_days, "30 days by default: {due}");
+    let restored = tenants.undelete(&acme, "test").await.unwrap();
+    assert_eq!(restored.status, TenantStatus::Active);
+    assert_eq!(tenants.purge_due(tenant.id).await.unwrap(), None, "the purge is cancelled");
+    let cancelled = f.tenancy.jobs().list(Some(JobStatus::Cancelled), 10).await.unwrap();
+    assert_eq!(cancelled.iter().filter(|j| j.kind == TENANT_PURGE).count(), 1);
+    assert!(tenants.undelete(&acme, "test").await.is_err(), "only a deleted tenant comes back");
+
+    // With no grace period, the workers purge it at once.
+    let f = fixture_with(|s| s.tenants.deletion_grace_days = 0).await;
+    let tenant = f.create("gone").await;
+    let files = f.tenant_files();
+    assert!(!files.is_empty());
+    f.tenancy.tenants().delete(&TenantRef::Id(tenant.id), "test").await.unwrap();
+    let mut workers = Workers::new();
+    kinds::register(&mut workers, &f.tenancy);
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let settings = PoolSettings { poll: Duration::from_millis(20), ..PoolSettings::default() };
+    let pool = tokio::spawn(workers.run(f.tenancy.jobs(), settings, async move {
+        let _ = stopping.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while f.tenancy.tenant(&TenantRef::Id(tenant.id)).await.unwrap().status != TenantStatus::Deleted {
+        assert!(tokio::time::Instant::now() < deadline, "the purge job did not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(f.tenant_files().is_empty(), "its files are gone");
+    stop.send(()).unwrap();
+    pool.await.unwrap();
 }

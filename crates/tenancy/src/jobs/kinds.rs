@@ -3,6 +3,8 @@
 //! - [`FLEET_BACKUP`]: a manual backup of every live tenant, with progress. Idempotent: a
 //!   tenant with a backup newer than the job's enqueueing (an earlier run of this job got to
 //!   it) is skipped.
+//! - [`TENANT_PURGE`] (`{"tenant": id}`): queued by a soft delete for the end of its grace
+//!   period; purges the tenant unless it was brought back (or purged) meanwhile.
 //! - [`TENANT_EXPORT`] (`{"tenant": id}`): the tenant's export zip at
 //!   `<data_dir>/exports/<job id>.zip`, and a download link valid for [`EXPORT_DAYS`] days
 //!   (after which the zip is deleted). Idempotent: a run writes beside the zip and renames
@@ -17,6 +19,8 @@ use crate::{BackupKind, Tenancy, TenantId, TenantRef};
 pub const FLEET_BACKUP: &str = "fleet.backup";
 /// Exports one tenant.
 pub const TENANT_EXPORT: &str = "tenant.export";
+/// Purges a soft-deleted tenant at the end of its grace period.
+pub const TENANT_PURGE: &str = "tenant.purge";
 /// How long an export (its zip and its link) is kept.
 pub const EXPORT_DAYS: u64 = 7;
 
@@ -26,6 +30,30 @@ pub fn register(workers: &mut Workers, tenancy: &Tenancy) {
     workers.register(FLEET_BACKUP, move |ctx| fleet_backup(t.clone(), ctx));
     let t = tenancy.clone();
     workers.register(TENANT_EXPORT, move |ctx| tenant_export(t.clone(), ctx));
+    let t = tenancy.clone();
+    workers.register(TENANT_PURGE, move |ctx| tenant_purge(t.clone(), ctx));
+}
+
+/// Idempotent: a tenant already purged is done; one brought back meanwhile is left alone.
+async fn tenant_purge(tenancy: Tenancy, ctx: JobContext) -> Outcome {
+    let id = payload_tenant(&ctx)?;
+    let tenant = tenancy.tenant(&TenantRef::Id(id)).await?;
+    Ok(match tenant.status {
+        crate::TenantStatus::Deleting => {
+            tenancy.tenants().purge(&TenantRef::Id(id), &format!("job:{}", ctx.job.id)).await?;
+            json!({ "purged": tenant.slug })
+        }
+        crate::TenantStatus::Deleted => json!({ "already_purged": tenant.slug }),
+        _ => json!({ "kept": tenant.slug, "status": tenant.status }),
+    })
+}
+
+/// The tenant a job's payload names.
+fn payload_tenant(ctx: &JobContext) -> Result<TenantId, JobError> {
+    ctx.job.payload["tenant"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| JobError::fatal("the payload names no tenant id"))
 }
 
 /// Where the export of job `id` is written.
@@ -58,10 +86,7 @@ async fn fleet_backup(tenancy: Tenancy, ctx: JobContext) -> Outcome {
 }
 
 async fn tenant_export(tenancy: Tenancy, ctx: JobContext) -> Outcome {
-    let id: TenantId = ctx.job.payload["tenant"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| JobError::fatal("the payload names no tenant id"))?;
+    let id = payload_tenant(&ctx)?;
     let out = export_path(&tenancy, &ctx.job.id);
     let dir = out.parent().expect("exports/ has a parent");
     std::fs::create_dir_all(dir)

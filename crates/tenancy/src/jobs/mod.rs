@@ -126,12 +126,14 @@ pub struct NewJob {
     pub payload: serde_json::Value,
     /// Claims allowed before it is dead-lettered.
     pub max_attempts: i64,
+    /// Not run before this long from now.
+    pub delay: Duration,
 }
 
 impl NewJob {
-    /// A job of `kind` with `payload` and the default five attempts.
+    /// A job of `kind` with `payload`, due now, with the default five attempts.
     pub fn new(kind: &str, payload: serde_json::Value) -> Self {
-        Self { kind: kind.to_owned(), payload, max_attempts: 5 }
+        Self { kind: kind.to_owned(), payload, max_attempts: 5, delay: Duration::ZERO }
     }
 }
 
@@ -159,9 +161,7 @@ impl Jobs {
         let mut tx = self.0.control().writer().begin().await?;
         sqlx::query(concat!(
             "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_after, created_by, created_at, updated_at)
-             VALUES (?, ?, ?, 'queued', ?, ",
-            crate::now!(),
-            ", ?, ",
+             VALUES (?, ?, ?, 'queued', ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ",
             crate::now!(),
             ", ",
             crate::now!(),
@@ -171,6 +171,7 @@ impl Jobs {
         .bind(&job.kind)
         .bind(job.payload.to_string())
         .bind(job.max_attempts.max(1))
+        .bind(seconds(job.delay))
         .bind(actor)
         .execute(&mut *tx)
         .await?;
@@ -187,6 +188,17 @@ impl Jobs {
             .fetch_optional(self.0.control().reader())
             .await?
             .ok_or_else(|| Error::UnknownJob(id.to_owned()))
+    }
+
+    /// The queued jobs of `kind` whose payload names `tenant`.
+    pub async fn queued_for(&self, kind: &str, tenant: crate::TenantId) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM jobs WHERE kind = ? AND status = 'queued' AND json_extract(payload, '$.tenant') = ? ORDER BY id",
+        )
+        .bind(kind)
+        .bind(tenant.to_string())
+        .fetch_all(self.0.control().reader())
+        .await?)
     }
 
     /// The newest `limit` jobs, optionally only those in `status`.

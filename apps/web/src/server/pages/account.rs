@@ -3,12 +3,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, get, post, web};
 use serde::Deserialize;
-use silo_accounts::TokenScope;
 use silo_accounts::sessions::LoginThrottle;
 use silo_accounts::signups::SignupRequest;
+use silo_accounts::{Role, TokenScope};
 use silo_tenancy::{TenantRef, TenantSlug};
 
-use super::{Page, PageResult, flash_outcome, link_page};
+use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page};
 use crate::server::csrf::CsrfForm;
 use crate::server::error::{Failure, PageError};
 use crate::server::hosts::WorkspaceHost;
@@ -41,7 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(reset_page)
         .service(invitation_page)
         .service(accept_invitation)
-        .service(signup_and_accept);
+        .service(signup_and_accept)
+        .service(undelete_workspace);
 }
 
 /// A form with no fields but its token (sign out, revoke, …).
@@ -495,4 +496,25 @@ async fn signup_and_accept(
     };
     let slug = accounts.invitations().accept(&token, &user).await?;
     start_session(&req, &user.id, &format!("/w/{slug}/")).await
+}
+
+/// Brings back a workspace its owner deleted, within the grace period.
+#[post("/workspaces/{slug}/undelete")]
+async fn undelete_workspace(
+    req: HttpRequest,
+    me: SignedIn,
+    slug: web::Path<String>,
+    _form: CsrfForm<NoFields>,
+) -> PageResult {
+    let app = state(&req);
+    let reference: TenantRef = slug.parse().map_err(|_| Failure::not_found())?;
+    // Only its owners, and they see the same 404 as anyone for a workspace they do not own.
+    let role = app.accounts.memberships().role_in(&reference, &me.session.user_id).await;
+    if !matches!(role, Ok(Some(Role::Owner))) {
+        return Err(Failure::not_found().into());
+    }
+    let restored = app.tenancy.tenants().undelete(&reference, &me.session.email).await;
+    flash_outcome_with("/", restored, |tenant| {
+        Ok(see_other_with_flash(&format!("/w/{}/", tenant.slug), "ok", "The workspace is back."))
+    })
 }

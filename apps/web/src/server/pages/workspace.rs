@@ -421,7 +421,12 @@ async fn revoke_invitation(
 #[get("/settings")]
 async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let ws = entered(&req, &me).await?;
-    page("workspace/settings.html", &ws, "settings").with("tenant", &ws.tenant).render(&req).await
+    let grace_days = state(&req).tenancy.settings().tenants.deletion_grace_days;
+    page("workspace/settings.html", &ws, "settings")
+        .with("tenant", &ws.tenant)
+        .with("grace_days", &grace_days)
+        .render(&req)
+        .await
 }
 
 #[derive(Deserialize)]
@@ -468,5 +473,7 @@ async fn delete_workspace(
     let id = silo_tenancy::TenantRef::Id(ws.tenant.id);
     drop(ws);
     state(&req).tenancy.tenants().delete(&id, &me.session.email).await?;
-    Ok(see_other_with_flash("/", "ok", "The workspace is deleted."))
+    let grace_days = state(&req).tenancy.settings().tenants.deletion_grace_days;
+    let message = format!("The workspace is deleted. You can undo this here for {grace_days} days.");
+    Ok(see_other_with_flash("/", "ok", &message))
 }
