@@ -758,3 +758,38 @@ async fn an_owner_deletes_a_workspace_and_brings_it_back() {
     assert_eq!(again.status, 303);
     server.stop().await.unwrap();
 }
+
+/// An owner exports the workspace from its settings page: a job, then a download link there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_exports_the_workspace_from_its_settings() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let started = ada.submit("/w/acme/settings", "/w/acme/export", &[]).await.unwrap();
+    assert_eq!(started.status, 303);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let link = loop {
+        // Tera escapes the link's slashes as HTML entities, which a browser decodes.
+        let page = ada.get("/w/acme/settings").await.unwrap().body.replace("&#x2F;", "/");
+        if let Some(at) = page.find("href=\"/api/v1/exports/") {
+            let rest = &page[at + "href=\"".len()..];
+            break rest[..rest.find('"').unwrap()].replace("&amp;", "&");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no download link: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let zip = ada.get(&link).await.unwrap();
+    assert_eq!(zip.status, 200);
+    // A member who is not an owner can neither start one nor see the links.
+    let bob = server.sign_up("bob@example.com", "bobs").await.unwrap();
+    server
+        .accounts
+        .memberships()
+        .add(&"acme".parse().unwrap(), "bob@example.com", silo_accounts::Role::Member, "test")
+        .await
+        .unwrap();
+    assert_eq!(bob.submit("/w/acme/settings", "/w/acme/export", &[]).await.unwrap().status, 403);
+    assert!(
+        !bob.get("/w/acme/settings").await.unwrap().body.replace("&#x2F;", "/").contains("/api/v1/exports/")
+    );
+    server.stop().await.unwrap();
+}

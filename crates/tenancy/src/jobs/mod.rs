@@ -192,11 +192,19 @@ impl Jobs {
 
     /// The queued jobs of `kind` whose payload names `tenant`.
     pub async fn queued_for(&self, kind: &str, tenant: crate::TenantId) -> Result<Vec<Job>> {
+        let mut jobs = self.of_tenant(kind, tenant, 1000).await?;
+        jobs.retain(|j| j.status == JobStatus::Queued);
+        Ok(jobs)
+    }
+
+    /// The newest `limit` jobs of `kind` whose payload names `tenant`.
+    pub async fn of_tenant(&self, kind: &str, tenant: crate::TenantId, limit: i64) -> Result<Vec<Job>> {
         Ok(sqlx::query_as(
-            "SELECT * FROM jobs WHERE kind = ? AND status = 'queued' AND json_extract(payload, '$.tenant') = ? ORDER BY id",
+            "SELECT * FROM jobs WHERE kind = ? AND json_extract(payload, '$.tenant') = ? ORDER BY id DESC LIMIT ?",
         )
         .bind(kind)
         .bind(tenant.to_string())
+        .bind(limit)
         .fetch_all(self.0.control().reader())
         .await?)
     }

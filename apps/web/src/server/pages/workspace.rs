@@ -5,6 +5,8 @@
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
+use silo_tenancy::jobs::NewJob;
+use silo_tenancy::jobs::kinds::TENANT_EXPORT;
 use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
 
@@ -38,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(remove_member)
             .service(revoke_invitation)
             .service(settings_page)
+            .service(export_workspace)
             .service(rename_page)
             .service(delete_workspace)
             .default_service(web::to(super::not_found)),
@@ -421,12 +424,30 @@ async fn revoke_invitation(
 #[get("/settings")]
 async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let grace_days = state(&req).tenancy.settings().tenants.deletion_grace_days;
+    let tenancy = &state(&req).tenancy;
+    let grace_days = tenancy.settings().tenants.deletion_grace_days;
+    let exports = match ws.role {
+        Role::Owner => tenancy.jobs().of_tenant(TENANT_EXPORT, ws.tenant.id, 5).await?,
+        _ => Vec::new(),
+    };
     page("workspace/settings.html", &ws, "settings")
         .with("tenant", &ws.tenant)
         .with("grace_days", &grace_days)
+        .with("exports", &exports)
         .render(&req)
         .await
+}
+
+/// Starts an export of the workspace (owners): a job; the settings page shows it and, once
+/// ready, its download link (valid for 7 days).
+#[post("/export")]
+async fn export_workspace(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    let back = format!("{}settings", home(&ws));
+    let job = NewJob::new(TENANT_EXPORT, serde_json::json!({ "tenant": ws.tenant.id.to_string() }));
+    let started = state(&req).tenancy.jobs().enqueue(job, &me.session.email).await;
+    flash_outcome(&back, started, "Export started: its download link appears below when it is ready.")
 }
 
 #[derive(Deserialize)]
