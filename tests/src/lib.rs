@@ -120,6 +120,20 @@ impl TestServer {
         Ok(visitor)
     }
 
+    /// Makes an existing account a member of `slug` with `role` and returns a new personal API
+    /// token for that workspace.
+    pub async fn member_token(
+        &self,
+        email: &str,
+        slug: &str,
+        role: silo_accounts::Role,
+    ) -> anyhow::Result<String> {
+        let workspace: silo_tenancy::TenantRef = slug.parse()?;
+        self.accounts.memberships().add(&workspace, email, role, "test").await?;
+        let scope = silo_accounts::TokenScope::Personal(workspace);
+        Ok(self.accounts.tokens().issue(email, scope, "test").await?)
+    }
+
     /// Makes an operator account and returns a new operator API token.
     pub async fn operator_token(&self, email: &str) -> anyhow::Result<String> {
         self.accounts.users().create(email, PASSWORD, None, "test").await?;

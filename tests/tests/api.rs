@@ -109,18 +109,7 @@ async fn tokens_are_required_and_scoped() {
 
     // Removing the member revokes what the token can do.
     server.sign_up("bob@example.com", "bobs").await.unwrap();
-    server
-        .accounts
-        .memberships()
-        .add(&"acme".parse().unwrap(), "bob@example.com", Role::Member, "test")
-        .await
-        .unwrap();
-    let bob_token = server
-        .accounts
-        .tokens()
-        .issue("bob@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
-        .await
-        .unwrap();
+    let bob_token = server.member_token("bob@example.com", "acme", Role::Member).await.unwrap();
     let bob = ApiClient::new(server.addr, Some(&bob_token));
     assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();

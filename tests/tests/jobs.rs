@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use silo_accounts::{Role, TokenScope};
+use silo_accounts::Role;
 use silo_e2e::{ApiClient, TestServer};
 
 async fn wait_until_finished(ops: &ApiClient, id: &str) -> serde_json::Value {
@@ -119,18 +119,7 @@ async fn job_requests_with_bad_input_or_the_wrong_token_are_refused() {
     // A member's personal token is not an operator's.
     ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
     server.accounts.users().create("ada@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
-    server
-        .accounts
-        .memberships()
-        .add(&"acme".parse().unwrap(), "ada@example.com", Role::Owner, "test")
-        .await
-        .unwrap();
-    let personal = server
-        .accounts
-        .tokens()
-        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
-        .await
-        .unwrap();
+    let personal = server.member_token("ada@example.com", "acme", Role::Owner).await.unwrap();
     let ada = ApiClient::new(server.addr, Some(&personal));
     let (status, body) = ada.call("POST", "/tenants/acme/export", None).await.unwrap();
     assert_eq!((status, code(&body)), (403, "forbidden".to_owned()));
