@@ -131,14 +131,7 @@ async fn a_burst_of_guesses_gets_only_the_allowed_number_checked() {
 async fn sign_ups_resets_and_invitation_sign_ups_are_throttled_per_client() {
     let server = TestServer::start_with(|s| s.server.signups_per_client_hour = 3).await.unwrap();
     owner(&server, "ada@example.com", "acme").await;
-    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
-    let (_, invitation) = server
-        .accounts
-        .invitations()
-        .create(&acme, "bob@example.com", Role::Member, &ada, "http://x")
-        .await
-        .unwrap();
+    let invitation = invite_bob_to_acme(&server).await;
     let visitor = server.visitor();
     for i in 0..3 {
         let email = format!("new{i}@example.com");
@@ -315,14 +308,7 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
     let signup =
         [("email", "carol@example.com"), ("password", PASSWORD), ("workspace", "C"), ("slug", "carol")];
     visitor.submit("/signup", "/signup", &signup).await.unwrap();
-    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
-    let (_, invitation) = server
-        .accounts
-        .invitations()
-        .create(&acme, "bob@example.com", Role::Member, &ada, "http://x")
-        .await
-        .unwrap();
+    let invitation = invite_bob_to_acme(&server).await;
     let reset = server.link_in_last_email("ada@example.com", "/password/reset/").await.unwrap();
     let confirm = server.link_in_last_email("carol@example.com", "/signup/confirm/").await.unwrap();
     let secrets = [
@@ -375,6 +361,14 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
     let gone = server.last_email("ada@example.com").await.unwrap();
     assert!(gone.contains("link no longer available"), "{gone}");
     server.stop().await.unwrap();
+}
+
+/// Ada (owner of acme) invites bob as a member; the invitation link's secret.
+async fn invite_bob_to_acme(server: &TestServer) -> String {
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
+    let invitations = server.accounts.invitations();
+    invitations.create(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap().1
 }
 
 // 8. Invitations cannot outlive membership or change roles; the last owner stays.
