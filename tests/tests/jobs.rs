@@ -129,3 +129,97 @@ async fn job_requests_with_bad_input_or_the_wrong_token_are_refused() {
     assert_eq!((status, code(&body)), (403, "forbidden".to_owned()));
     server.stop().await.unwrap();
 }
+
+/// Writes a task (and a comment on it) holding `canary` in `slug`, as `email`'s member.
+async fn work_as(server: &TestServer, email: &str, slug: &str, role: Role, canary: &str) {
+    let token = server.member_token(email, slug, role).await.unwrap();
+    let member = ApiClient::new(server.addr, Some(&token));
+    let (status, project) =
+        member.call("POST", &format!("/w/{slug}/projects"), Some(json!({ "name": "P" }))).await.unwrap();
+    assert_eq!(status, 201, "{project}");
+    let task = json!({ "project_id": project["id"], "title": format!("task {canary}"), "body": canary });
+    let (status, task) = member.call("POST", &format!("/w/{slug}/tasks"), Some(task)).await.unwrap();
+    assert_eq!(status, 201, "{task}");
+    let tenant = server.tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    let user = server.accounts.users().by_email(email).await.unwrap();
+    let author = silo_workspace::members::by_user(&db, &user.id).unwrap().unwrap().id;
+    silo_workspace::comments::create(
+        &db,
+        task["id"].as_i64().unwrap(),
+        Some(author),
+        &format!("comment {canary}"),
+    )
+    .unwrap();
+}
+
+/// A data-subject export holds the person's records from the control plane and their rows in
+/// every tenant they belong to — and nothing of anybody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_export_holds_the_persons_data_across_tenants_and_no_one_elses() {
+    let server = TestServer::start().await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    for slug in ["acme", "beta"] {
+        ops.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap();
+    }
+    for who in ["ada", "bob"] {
+        server
+            .accounts
+            .users()
+            .create(&format!("{who}@example.com"), silo_e2e::PASSWORD, None, "test")
+            .await
+            .unwrap();
+    }
+    work_as(&server, "ada@example.com", "acme", Role::Owner, "CANARY-ada-7731").await;
+    work_as(&server, "ada@example.com", "beta", Role::Member, "CANARY-ada-7731").await;
+    work_as(&server, "bob@example.com", "acme", Role::Member, "CANARY-bob-5519").await;
+
+    let (status, job) =
+        ops.call("POST", "/subjects/export", Some(json!({ "email": "Ada@Example.com" }))).await.unwrap();
+    assert_eq!(status, 202, "{job}");
+    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (job["status"].as_str(), job["result"]["found"].as_bool()),
+        (Some("done"), Some(true)),
+        "{job}"
+    );
+    assert_eq!(job["result"]["tenants"], 2);
+    let zip = reqwest::get(server.url(job["result"]["download"].as_str().unwrap())).await.unwrap();
+    assert_eq!(zip.status(), 200);
+    let bytes = zip.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("subject.json").unwrap(), &mut text).unwrap();
+    let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(data["account"]["email"], "ada@example.com");
+    for slug in ["acme", "beta"] {
+        let tenant = &data["tenants"][slug];
+        assert_eq!(tenant["members"][0]["email"], "ada@example.com", "{tenant}");
+        assert!(tenant["tasks"][0]["body"] == "CANARY-ada-7731", "{tenant}");
+        assert!(tenant["comments"][0]["body"].as_str().unwrap().contains("CANARY-ada-7731"), "{tenant}");
+    }
+    assert!(!text.contains("CANARY-bob") && !text.contains("bob@example.com"), "nobody else's data: {text}");
+    assert!(!text.contains("password_hash") && !text.contains("csrf"), "no secrets");
+
+    // An unknown address: accepted all the same, and the job reports no data.
+    let (status, job) =
+        ops.call("POST", "/subjects/export", Some(json!({ "email": "nobody@example.com" }))).await.unwrap();
+    assert_eq!(status, 202);
+    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (job["status"].as_str(), job["result"]["found"].as_bool()),
+        (Some("done"), Some(false)),
+        "{job}"
+    );
+    // Malformed JSON is a 400; a member's token is not an operator's.
+    let (status, _) = ops.call("POST", "/subjects/export", Some(json!({ "mail": "x" }))).await.unwrap();
+    assert_eq!(status, 400);
+    let personal = server.member_token("bob@example.com", "beta", Role::Member).await.unwrap();
+    let (status, _) = ApiClient::new(server.addr, Some(&personal))
+        .call("POST", "/subjects/export", Some(json!({ "email": "ada@example.com" })))
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+    server.stop().await.unwrap();
+}

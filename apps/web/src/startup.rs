@@ -99,6 +99,7 @@ impl Application {
         }
         let mut workers = Workers::new();
         silo_tenancy::jobs::kinds::register(&mut workers, &tenancy);
+        silo_accounts::subjects::register(&mut workers, &accounts);
         let (jobs, pool, stopping_jobs) =
             (tenancy.jobs(), tenancy.settings().jobs.pool(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));

@@ -19,6 +19,7 @@
 //!   owner, or nothing), [`Handoffs`] (`handoffs`, a session carried to a tenant's own host).
 //! - [`Outbox`] (`outbox`): mail queued in the control plane, delivered over SMTP by
 //!   [`Outbox::run_mailer`].
+//! - [`subjects::Subjects`] (`subjects`): data-subject exports (a durable job).
 
 pub mod handoffs;
 pub mod invitations;
@@ -30,6 +31,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod settings;
 pub mod signups;
+pub mod subjects;
 pub mod tokens;
 pub mod users;
 
@@ -144,6 +146,11 @@ impl Accounts {
     /// Session hand-offs to a tenant's host.
     pub fn handoffs(&self) -> Handoffs {
         Handoffs(self.clone())
+    }
+
+    /// Data-subject requests.
+    pub fn subjects(&self) -> subjects::Subjects {
+        subjects::Subjects(self.clone())
     }
 
     /// Outgoing mail.

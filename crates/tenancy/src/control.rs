@@ -600,6 +600,19 @@ impl ControlPlane {
         &self.read
     }
 
+    /// The audit entries about a person: done by `actor` (their email) or naming their account
+    /// id as `user` in the detail.
+    pub async fn audit_about(&self, actor: &str, user_id: &str) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE actor = ?1 OR json_extract(detail, '$.user') = ?2 ORDER BY id",
+        )
+        .bind(actor)
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(audit_entry).collect()
+    }
+
     /// The one-connection write pool.
     pub fn writer(&self) -> &SqlitePool {
         &self.write

@@ -253,7 +253,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// A SQLite value as JSON (BLOBs as lowercase hex); also what `silo tenant sql` prints.
-pub(crate) fn json_value(value: ValueRef<'_>) -> serde_json::Value {
+pub fn json_value(value: ValueRef<'_>) -> serde_json::Value {
     match value {
         ValueRef::Null => serde_json::Value::Null,
         ValueRef::Integer(i) => i.into(),

@@ -14,11 +14,13 @@
 //! - [`members`]: the tenant file's copy of its members (kept in step by `silo-accounts`), so
 //!   assignees and authors resolve inside the file.
 //! - [`activity`]: the tenant's activity feed.
+//! - [`subject`]: one person's rows, as the manifest attributes them (subject exports).
 
 pub mod activity;
 pub mod comments;
 pub mod members;
 pub mod projects;
+pub mod subject;
 pub mod tasks;
 
 use sqlx::migrate::{Migration, Migrator};

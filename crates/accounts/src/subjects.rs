@@ -1,0 +1,104 @@
+//! Data-subject requests (GDPR Art. 15/20): everything Silo holds about one person, from the
+//! control plane (account, memberships, sessions, tokens, invitations, mail, audit entries)
+//! and from every tenant they belong to (their rows, as the tenant schema's personal-data
+//! manifest attributes them). Runs as the [`SUBJECT_EXPORT`] job; the result is a zip with one
+//! `subject.json`, downloaded through the same expiring link as tenant exports.
+
+use std::io::Write;
+
+use serde_json::json;
+use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
+use silo_tenancy::{Error, Result, TenantRef, TenantStatus};
+
+use crate::users::Email;
+
+/// Exports one person's data.
+pub const SUBJECT_EXPORT: &str = "subject.export";
+
+/// Data-subject requests (from [`crate::Accounts::subjects`]).
+#[derive(Clone)]
+pub struct Subjects(pub(crate) crate::Accounts);
+
+impl Subjects {
+    /// Everything held about `email`, or `None` when no account has that address (the same
+    /// job outcome an operator sees for a typo: no data).
+    pub async fn collect(&self, email: &str) -> Result<Option<serde_json::Value>> {
+        let Ok(email) = Email::parse(email) else { return Ok(None) };
+        let user = match self.0.users().by_email(email.as_str()).await {
+            Ok(user) => user,
+            Err(Error::UnknownUser(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let tenancy = self.0.tenancy();
+        let workspaces = self.0.memberships().workspaces_of(&user.id).await?;
+        let sessions: Vec<serde_json::Value> = self
+            .0
+            .sessions()
+            .of_user(&user.id)
+            .await?
+            .into_iter()
+            .map(|s| json!({ "created_at": s.created_at, "last_seen_at": s.last_seen_at, "expires_at": s.expires_at, "user_agent": s.user_agent, "ip": s.ip }))
+            .collect();
+        let outbox: Vec<serde_json::Value> = self
+            .0
+            .outbox()
+            .list(Some(email.as_str()), 1000)
+            .await?
+            .into_iter()
+            .map(|m| json!({ "subject": m.subject, "created_at": m.created_at, "sent_at": m.sent_at }))
+            .collect();
+        let mut tenants = serde_json::Map::new();
+        for workspace in &workspaces {
+            let tenant = tenancy.tenant(&TenantRef::Slug(workspace.slug.parse()?)).await?;
+            if !matches!(
+                tenant.status,
+                TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
+            ) {
+                continue;
+            }
+            let db = tenancy.db_for(&tenant).await?;
+            tenants.insert(tenant.slug.to_string(), json!(silo_workspace::subject::rows_of(&db, &user.id)?));
+        }
+        Ok(Some(json!({
+            "account": { "id": user.id, "email": user.email, "display_name": user.display_name, "created_at": user.created_at },
+            "memberships": workspaces,
+            "sessions": sessions,
+            "api_tokens": self.0.tokens().of_user(&user.id).await?,
+            "emails": outbox,
+            "audit": tenancy.control().audit_about(email.as_str(), &user.id).await?,
+            "tenants": tenants,
+        })))
+    }
+}
+
+/// Registers the people's job kinds.
+pub fn register(workers: &mut Workers, accounts: &crate::Accounts) {
+    let a = accounts.clone();
+    workers.register(SUBJECT_EXPORT, move |ctx| subject_export(a.clone(), ctx));
+}
+
+/// Idempotent: a run writes beside the zip and renames over it.
+async fn subject_export(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
+    let email =
+        ctx.job.payload["email"].as_str().ok_or_else(|| JobError::fatal("the payload names no email"))?;
+    let Some(data) = accounts.subjects().collect(email).await? else {
+        return Ok(json!({ "found": false, "message": "no data: no account has this address" }));
+    };
+    let tenancy = accounts.tenancy();
+    let out = silo_tenancy::jobs::kinds::export_path(tenancy, &ctx.job.id);
+    let partial = out.with_extension("zip.partial");
+    let write = |data: &serde_json::Value| -> std::io::Result<()> {
+        std::fs::create_dir_all(out.parent().expect("exports/ has a parent"))?;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&partial)?);
+        zip.start_file("subject.json", zip::write::SimpleFileOptions::default())?;
+        zip.write_all(serde_json::to_string_pretty(data)?.as_bytes())?;
+        zip.finish()?.sync_all()?;
+        std::fs::rename(&partial, &out)
+    };
+    write(&data).map_err(|e| JobError::retry(format!("cannot write {}: {e}", out.display())))?;
+    let expires = std::time::SystemTime::now()
+        + std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
+    let download = tenancy.exports().download_link(&ctx.job.id, expires).await?;
+    let tenants = data["tenants"].as_object().map_or(0, serde_json::Map::len);
+    Ok(json!({ "found": true, "tenants": tenants, "download": download }))
+}
