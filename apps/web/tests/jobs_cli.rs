@@ -29,3 +29,28 @@ async fn jobs_are_listed_shown_cancelled_and_retried() {
     assert!(fails(data, &["jobs", "show", "no-such-job"]).contains("no job `no-such-job`"));
     assert!(fails(data, &["jobs", "list", "--status", "sleeping"]).contains("unknown job status"));
 }
+
+#[tokio::test]
+async fn export_subject_writes_the_persons_zip_or_says_there_is_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    assert!(ok(data, &["tenant", "create", "acme"]).contains("acme"));
+    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_workspace::migrations()).await.unwrap();
+    let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+    accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
+    let acme = "acme".parse().unwrap();
+    accounts.memberships().add(&acme, "ada@example.com", silo_accounts::Role::Owner, "test").await.unwrap();
+    tenancy.shutdown().await;
+
+    let out = data.join("ada.zip");
+    let printed = ok(data, &["gdpr", "export-subject", "ada@example.com", "--out", out.to_str().unwrap()]);
+    assert!(printed.contains("ada.zip (1 workspaces)"), "{printed}");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("subject.json").unwrap(), &mut text).unwrap();
+    assert!(text.contains("ada@example.com") && text.contains("\"acme\""), "{text}");
+
+    let missing = fails(data, &["gdpr", "export-subject", "nobody@example.com", "--out", "x.zip"]);
+    assert!(missing.contains("no data"), "{missing}");
+    assert!(!data.join("x.zip").exists());
+}

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod backup;
+mod gdpr;
 mod jobs;
 mod migrate;
 mod tenant;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Tenant memberships.
     #[command(subcommand)]
     Member(accounts::MemberCommand),
+    /// Data-subject requests (GDPR): export-subject.
+    #[command(subcommand)]
+    Gdpr(gdpr::GdprCommand),
     /// Durable jobs (run by `silo serve`): list, show, retry, cancel.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -104,6 +108,7 @@ impl Cli {
             Command::User(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::Member(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::Jobs(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Gdpr(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::Backup(command) => command.run(&tenancy).await,
             Command::Restore(args) => args.run(&tenancy).await,
             Command::Export(args) => args.run(&tenancy).await,
