@@ -57,11 +57,7 @@ fn by_slug(slug: &str) -> TenantRef {
 
 /// A tenant with one project and `count` tasks titled `task 1…`.
 async fn tenant_with_tasks(tenancy: &Tenancy, slug: &str, count: usize) -> (Tenant, i64) {
-    let tenant = tenancy
-        .tenants()
-        .create(CreateTenant { slug: slug.into(), ..Default::default() }, "test")
-        .await
-        .unwrap();
+    let tenant = tenancy.tenants().create(CreateTenant::with_slug(slug), "test").await.unwrap();
     let db = tenancy.db(tenant.id).await.unwrap();
     let project = projects::create(&db, "Roadmap", "", None).unwrap();
     for i in 1..=count {
@@ -400,9 +396,9 @@ async fn incremental_passes_cost_what_changed(store: Store) {
 
     let (tenant, project) = &tenants[0];
     add_task(t, tenant, *project, "a change").await;
-    let request = silo_tenancy::CreateTenant { slug: "added".into(), ..Default::default() };
+    let request = silo_tenancy::CreateTenant::with_slug("added");
     let added = t.tenants().create(request, "test").await.unwrap();
-    let request = silo_tenancy::CreateTenant { slug: "gone".into(), ..Default::default() };
+    let request = silo_tenancy::CreateTenant::with_slug("gone");
     let gone = t.tenants().create(request, "test").await.unwrap();
     t.tenants().delete(&TenantRef::Id(gone.id), "test").await.unwrap();
     let changed = scheduler.pass().await.unwrap();

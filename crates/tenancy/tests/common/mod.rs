@@ -24,11 +24,7 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
 
 impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
-        self.tenancy
-            .tenants()
-            .create(CreateTenant { slug: slug.into(), ..Default::default() }, "test")
-            .await
-            .unwrap()
+        self.tenancy.tenants().create(CreateTenant::with_slug(slug), "test").await.unwrap()
     }
 
     /// Every file under the default region's `tenants/` directory.
