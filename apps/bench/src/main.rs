@@ -21,6 +21,7 @@ mod admin;
 mod backup;
 mod cache;
 mod fleet;
+mod gdpr;
 mod http;
 mod login;
 mod measure;
@@ -71,6 +72,8 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         tenants: usize,
     },
+    /// Durable jobs' latency and a tenant export against VACUUM INTO.
+    Gdpr(gdpr::GdprArgs),
     /// One large fleet end to end: provisioning, disk, admin queries, migration, backups, load.
     Fleet(fleet::FleetArgs),
     /// Fleet migration throughput.
@@ -107,6 +110,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,
                 Command::Fleet(args) => fleet::fleet(&dir, args).await,
+                Command::Gdpr(args) => gdpr::run(&dir, args).await,
             }
         })
         .await?

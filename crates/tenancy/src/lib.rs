@@ -87,6 +87,9 @@ struct Inner {
     master_key: OnceCell<Arc<silo_storage::crypto::MasterKey>>,
     /// The tenant schema (the product's migrations, given at open).
     migrations: &'static [Migration],
+    /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
+    /// rather than at its next poll (jobs enqueued by another process wait for the poll).
+    jobs_enqueued: tokio::sync::Notify,
 }
 
 impl Tenancy {
@@ -149,6 +152,7 @@ impl Tenancy {
             scheduler_status: Default::default(),
             master_key: OnceCell::new(),
             migrations,
+            jobs_enqueued: tokio::sync::Notify::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }

@@ -178,6 +178,7 @@ impl Jobs {
         let detail = serde_json::json!({ "job": id, "kind": job.kind });
         crate::control::audit(&mut tx, actor, "job.enqueue", None, &detail).await?;
         tx.commit().await?;
+        self.0.inner.jobs_enqueued.notify_waiters();
         self.get(&id).await
     }
 
@@ -315,6 +316,11 @@ impl Jobs {
             tracing::error!(job = id, kind = job.kind, attempts = job.attempts, error, "job dead-lettered");
         }
         Ok(failed.rows_affected() == 1)
+    }
+
+    /// Woken when a job is enqueued in this process (the worker pool's wake-up).
+    pub(crate) fn enqueued(&self) -> &tokio::sync::Notify {
+        &self.0.inner.jobs_enqueued
     }
 
     /// Cancels a queued or running job (a running one stops at its next heartbeat).

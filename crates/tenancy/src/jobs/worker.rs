@@ -133,6 +133,11 @@ impl Workers {
                 permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                 () = &mut stop => break,
             };
+            // Listening before the claim: a job enqueued after a claim that found nothing
+            // still wakes the pool.
+            let enqueued = jobs.enqueued().notified();
+            tokio::pin!(enqueued);
+            enqueued.as_mut().enable();
             let claimed = match jobs.claim(&worker, &self.kinds(), settings.lease).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
@@ -144,6 +149,7 @@ impl Workers {
                 drop(permit);
                 tokio::select! {
                     () = tokio::time::sleep(settings.poll) => continue,
+                    () = enqueued => continue,
                     () = &mut stop => break,
                 }
             };

@@ -1,0 +1,93 @@
+//! `silo-bench gdpr`: what the durable jobs and exports cost.
+//!
+//! - Jobs: enqueue → done latency of an empty job on an idle worker pool (p50/p99), the pool
+//!   running as in `silo serve`.
+//! - Export: a tenant export (snapshot + JSON and CSV of every table + zip) against
+//!   `VACUUM INTO` alone on the same file, as a ratio.
+//!
+//! Subject erasure is not built yet, so its figure is not measured here.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use silo_tenancy::jobs::worker::{PoolSettings, Workers};
+use silo_tenancy::jobs::{JobStatus, NewJob};
+use silo_tenancy::{CreateTenant, TenantRef};
+use silo_workspace::{projects, tasks};
+
+use crate::measure::{Latencies, tenancy};
+
+#[derive(Debug, Args)]
+pub struct GdprArgs {
+    /// Empty jobs to time.
+    #[arg(long, default_value_t = 500)]
+    jobs: usize,
+    /// Size of the exported tenant, MB (about: 1 KB tasks, full-text indexed, ~2.9 KB each on disk).
+    #[arg(long, default_value_t = 100)]
+    mb: usize,
+}
+
+pub async fn run(dir: &Path, args: GdprArgs) -> anyhow::Result<()> {
+    let tenancy = tenancy(dir, 64).await?;
+
+    // Jobs: enqueue → done, one at a time on an idle pool.
+    let mut workers = Workers::new();
+    workers.register("bench.noop", |_| async { Ok(serde_json::json!({})) });
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let pool = tokio::spawn(workers.run(tenancy.jobs(), PoolSettings::default(), async move {
+        let _ = stopping.await;
+    }));
+    let jobs = tenancy.jobs();
+    let mut samples = Vec::with_capacity(args.jobs);
+    for _ in 0..args.jobs {
+        let started = Instant::now();
+        let job = jobs.enqueue(NewJob::new("bench.noop", serde_json::json!({})), "bench").await?;
+        while jobs.get(&job.id).await?.status != JobStatus::Done {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        samples.push(started.elapsed().as_nanos() as u64);
+    }
+    let _ = stop.send(());
+    pool.await?;
+    println!("jobs: enqueue → done of an empty job, idle pool: {}", Latencies::new(samples).summary());
+
+    // Export against VACUUM INTO alone.
+    let tenant = tenancy.tenants().create(CreateTenant::with_slug("big"), "bench").await?;
+    let db = tenancy.db(tenant.id).await?;
+    let project = projects::create(&db, "bench", "", None)?;
+    let body = "x".repeat(1000);
+    let rows = args.mb * 1000 * 10 / 29;
+    for i in 0..rows {
+        let task = tasks::NewTask {
+            project_id: project,
+            title: format!("task {i}"),
+            body: body.clone(),
+            ..Default::default()
+        };
+        tasks::create(&db, &task, None)?;
+    }
+    drop(db);
+    let path = tenancy.tenant_path(&tenant)?;
+    let size = std::fs::metadata(&path)?.len();
+    let tuning = tenancy.settings().tenant_tuning();
+    let started = Instant::now();
+    let copy = dir.join("vacuum-into.db");
+    {
+        let (path, copy) = (path.clone(), copy.clone());
+        tokio::task::spawn_blocking(move || silo_storage::sqlite::snapshot(&path, &copy, tuning)).await??;
+    }
+    let vacuum = started.elapsed();
+    let started = Instant::now();
+    tenancy.exports().export(&TenantRef::Id(tenant.id), &dir.join("export.zip"), "bench").await?;
+    let export = started.elapsed();
+    println!(
+        "export of a {:.0} MB tenant ({rows} tasks): {:.2} s; VACUUM INTO alone {:.2} s; ratio {:.2}",
+        size as f64 / 1e6,
+        export.as_secs_f64(),
+        vacuum.as_secs_f64(),
+        export.as_secs_f64() / vacuum.as_secs_f64()
+    );
+    tenancy.shutdown().await;
+    Ok(())
+}
