@@ -21,6 +21,12 @@ pub const SUBJECT_EXPORT: &str = "subject.export";
 pub struct Subjects(pub(crate) crate::Accounts);
 
 impl Subjects {
+    /// Starts an export of everything held about `email` as a durable job.
+    pub async fn start_export(&self, email: &str, actor: &str) -> Result<silo_tenancy::jobs::Job> {
+        let job = silo_tenancy::jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": email.trim() }));
+        self.0.tenancy().jobs().enqueue(job, actor).await
+    }
+
     /// Everything held about `email`, or `None` when no account has that address (the same
     /// job outcome an operator sees for a typo: no data).
     pub async fn collect(&self, email: &str) -> Result<Option<serde_json::Value>> {

@@ -63,6 +63,16 @@ pub struct Manifest {
 pub struct Exports(pub(crate) Tenancy);
 
 impl Exports {
+    /// Starts an export of `tenant` as a durable job (its zip and download link are the job's
+    /// result).
+    pub async fn start(&self, tenant: crate::TenantId, actor: &str) -> Result<crate::jobs::Job> {
+        let payload = serde_json::json!({ "tenant": tenant.to_string() });
+        self.0
+            .jobs()
+            .enqueue(crate::jobs::NewJob::new(crate::jobs::kinds::TENANT_EXPORT, payload), actor)
+            .await
+    }
+
     /// A download link for the export made by job `job`: `/api/v1/exports/{job}?expires=…&signature=…`,
     /// valid until `expires`. The signature is an AES-GCM tag under a key derived from the
     /// master key, over the job id and the expiry: it cannot be forged or extended.

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use silo_accounts::Accounts;
-use silo_accounts::subjects::SUBJECT_EXPORT;
+use silo_tenancy::jobs::JobStatus;
 use silo_tenancy::jobs::worker::{PoolSettings, Workers};
-use silo_tenancy::jobs::{JobStatus, NewJob};
 
 use super::actor;
 
@@ -33,9 +32,7 @@ impl GdprCommand {
         match self {
             Self::ExportSubject { email, out } => {
                 let jobs = accounts.tenancy().jobs();
-                let job = jobs
-                    .enqueue(NewJob::new(SUBJECT_EXPORT, serde_json::json!({ "email": email })), &actor())
-                    .await?;
+                let job = accounts.subjects().start_export(&email, &actor()).await?;
                 println!("job {} queued", job.id);
                 let mut workers = Workers::new();
                 silo_accounts::subjects::register(&mut workers, accounts);

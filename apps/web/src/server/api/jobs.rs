@@ -2,9 +2,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
-use silo_accounts::subjects::SUBJECT_EXPORT;
-use silo_tenancy::jobs::kinds::TENANT_EXPORT;
-use silo_tenancy::jobs::{Job, JobStatus, NewJob};
+use silo_tenancy::jobs::{Job, JobStatus};
 use utoipa::IntoParams;
 
 use super::auth::OperatorToken;
@@ -37,9 +35,7 @@ async fn export_tenant(
     if tenant.status == silo_tenancy::TenantStatus::Deleted {
         return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
     }
-    let job = NewJob::new(TENANT_EXPORT, serde_json::json!({ "tenant": tenant.id.to_string() }));
-    let job = tenancy.jobs().enqueue(job, op.0.email.as_str()).await?;
-    Ok(HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(job))
+    Ok(accepted(tenancy.exports().start(tenant.id, op.0.email.as_str()).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -95,9 +91,12 @@ async fn export_subject(
     op: OperatorToken,
     body: web::Json<Subject>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = NewJob::new(SUBJECT_EXPORT, serde_json::json!({ "email": body.email.trim() }));
-    let job = state(&req).tenancy.jobs().enqueue(job, op.0.email.as_str()).await?;
-    Ok(HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(job))
+    Ok(accepted(state(&req).accounts.subjects().start_export(&body.email, op.0.email.as_str()).await?))
+}
+
+/// 202 with the job, and where to follow it.
+fn accepted(job: Job) -> HttpResponse {
+    HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(job)
 }
 
 /// A job: status, attempts, progress, result or last error.

@@ -5,7 +5,6 @@
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
-use silo_tenancy::jobs::NewJob;
 use silo_tenancy::jobs::kinds::TENANT_EXPORT;
 use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
@@ -445,8 +444,7 @@ async fn export_workspace(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFiel
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
     let back = format!("{}settings", home(&ws));
-    let job = NewJob::new(TENANT_EXPORT, serde_json::json!({ "tenant": ws.tenant.id.to_string() }));
-    let started = state(&req).tenancy.jobs().enqueue(job, &me.session.email).await;
+    let started = state(&req).tenancy.exports().start(ws.tenant.id, &me.session.email).await;
     flash_outcome(&back, started, "Export started: its download link appears below when it is ready.")
 }
 
