@@ -315,7 +315,7 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     // Another master key (another key file) cannot unwrap the tenant's data key.
     let mut other_settings = t.settings().clone();
     other_settings.backup.master_key_file = Some(other_settings.data_dir.join("other.key"));
-    let other = Tenancy::open(other_settings, silo_workspace::migrations()).await.unwrap();
+    let other = Tenancy::open(other_settings, silo_workspace::schema()).await.unwrap();
     let wrong = other.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
     assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
     let wrong = other
@@ -526,7 +526,7 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     assert!(refused.contains("backup store") && refused.contains("is not usable"), "{refused}");
     // …and a fleet that is already running (here without a server) retries the store at every
     // use and keeps serving its tenants meanwhile.
-    let t = &Tenancy::open(settings.fleet, silo_workspace::migrations()).await.unwrap();
+    let t = &Tenancy::open(settings.fleet, silo_workspace::schema()).await.unwrap();
     let opened = t.backup_store().await.unwrap_err();
     assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
@@ -700,7 +700,7 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
     // A fleet without a server: the application probes its store at start, and this store is
     // installed without that probe (it went down after start).
     let dir = tempfile::tempdir().unwrap();
-    let t = &Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), silo_workspace::migrations())
+    let t = &Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), silo_workspace::schema())
         .await
         .unwrap();
     let store = S3Store::new(&settings_for(dead)).unwrap();

@@ -195,7 +195,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     settings.data_dir = dir.to_owned();
     settings.cache.capacity = 1024;
     settings.regions.insert("moved".into(), RegionSettings { root: dir.join("regions/moved") });
-    let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await?;
+    let tenancy = Tenancy::open(settings, silo_workspace::schema()).await?;
     let store = Arc::new(CountingStore {
         inner: LocalStore::new(dir.join("objects")),
         puts: AtomicU64::new(0),

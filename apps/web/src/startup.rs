@@ -65,7 +65,7 @@ impl Application {
             settings.server.base_domain.as_deref(),
             addr,
         )?;
-        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::migrations()).await?;
+        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
         accounts.outbox().forget_expired_links().await.context("outbox")?;

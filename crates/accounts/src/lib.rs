@@ -19,8 +19,10 @@
 //!   owner, or nothing), [`Handoffs`] (`handoffs`, a session carried to a tenant's own host).
 //! - [`Outbox`] (`outbox`): mail queued in the control plane, delivered over SMTP by
 //!   [`Outbox::run_mailer`].
-//! - [`subjects::Subjects`] (`subjects`): data-subject exports (a durable job).
+//! - [`subjects::Subjects`] (`subjects`): data-subject requests — exports and erasures (durable
+//!   jobs); [`erasure`]: the erasure job, across every tenant file and the control plane.
 
+pub mod erasure;
 pub mod handoffs;
 pub mod invitations;
 pub mod memberships;

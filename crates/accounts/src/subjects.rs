@@ -9,12 +9,37 @@ use std::io::Write;
 
 use serde_json::json;
 use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
-use silo_tenancy::{Error, Result, TenantRef, TenantStatus};
+use silo_tenancy::{Error, Result, TenantRef, TenantStatus, Timestamp};
 
 use crate::users::Email;
 
 /// Exports one person's data.
 pub const SUBJECT_EXPORT: &str = "subject.export";
+
+/// How long a request may take (GDPR Art. 12(3): one month).
+pub const DEADLINE_DAYS: i64 = 30;
+
+/// A data-subject request (a subject export or erasure, or a tenant export), as the console
+/// and `silo gdpr requests` list it: the job that carries it out, seen as a request.
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct Request {
+    /// The job's id.
+    pub id: String,
+    /// `subject.export`, `subject.erase` or `tenant.export`.
+    pub kind: String,
+    /// Whom it is about: the address (`subject:<keyed hash>` once erased) or `tenant:<id>`.
+    pub subject: String,
+    /// The job's status.
+    pub status: String,
+    /// When it came in.
+    pub received_at: Timestamp,
+    /// When it was done.
+    pub completed_at: Option<Timestamp>,
+    /// Received + [`DEADLINE_DAYS`].
+    pub deadline: Timestamp,
+    /// Still open past its deadline.
+    pub overdue: bool,
+}
 
 /// Data-subject requests (from [`crate::Accounts::subjects`]).
 #[derive(Clone)]
@@ -23,8 +48,49 @@ pub struct Subjects(pub(crate) crate::Accounts);
 impl Subjects {
     /// Starts an export of everything held about `email` as a durable job.
     pub async fn start_export(&self, email: &str, actor: &str) -> Result<silo_tenancy::jobs::Job> {
-        let job = silo_tenancy::jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": email.trim() }));
+        let job = silo_tenancy::jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": normalised(email) }));
         self.0.tenancy().jobs().enqueue(job, actor).await
+    }
+
+    /// Starts the erasure of everyone and everything `email` names as a durable job
+    /// ([`crate::erasure`]); it retries a tenant that cannot be opened for hours.
+    pub async fn start_erasure(&self, email: &str, actor: &str) -> Result<silo_tenancy::jobs::Job> {
+        let mut job = silo_tenancy::jobs::NewJob::new(
+            crate::erasure::SUBJECT_ERASE,
+            json!({ "email": normalised(email) }),
+        );
+        job.max_attempts = crate::erasure::ERASE_ATTEMPTS;
+        self.0.tenancy().jobs().enqueue(job, actor).await
+    }
+
+    /// What erasing `email` would delete or anonymise (a dry run): counts per tenant and per
+    /// control-plane table, the exports it would delete. Changes nothing.
+    pub async fn plan_erasure(&self, email: &str) -> Result<serde_json::Value> {
+        crate::erasure::plan(&self.0, email).await
+    }
+
+    /// The newest requests (`open_only`: not yet done or cancelled), newest first.
+    pub async fn requests(&self, open_only: bool, limit: i64) -> Result<Vec<Request>> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind,
+                    CASE WHEN kind = 'tenant.export' THEN 'tenant:' || json_extract(payload, '$.tenant')
+                         WHEN json_extract(payload, '$.subject') IS NOT NULL THEN 'subject:' || json_extract(payload, '$.subject')
+                         ELSE coalesce(json_extract(payload, '$.email'), '') END AS subject,
+                    status, created_at AS received_at,
+                    CASE WHEN status = 'done' THEN finished_at END AS completed_at,
+                    strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || ?3 || ' days') AS deadline,
+                    status NOT IN ('done', 'cancelled')
+                        AND strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || ?3 || ' days') < strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS overdue
+             FROM jobs
+             WHERE kind IN ('subject.export', 'subject.erase', 'tenant.export')
+               AND (NOT ?1 OR status NOT IN ('done', 'cancelled'))
+             ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(open_only)
+        .bind(limit)
+        .bind(DEADLINE_DAYS)
+        .fetch_all(self.0.tenancy().control().reader())
+        .await?)
     }
 
     /// Everything held about `email`, or `None` when no account has that address (the same
@@ -79,10 +145,17 @@ impl Subjects {
     }
 }
 
-/// Registers the people's job kinds.
+/// An address as stored (trimmed, lower-cased when valid), so a job's payload can be matched
+/// against the account's stored address.
+fn normalised(email: &str) -> String {
+    Email::parse(email).map(|e| e.to_string()).unwrap_or_else(|_| email.trim().to_owned())
+}
+
+/// Registers the people's job kinds (export and erasure).
 pub fn register(workers: &mut Workers, accounts: &crate::Accounts) {
     let a = accounts.clone();
     workers.register(SUBJECT_EXPORT, move |ctx| subject_export(a.clone(), ctx));
+    crate::erasure::register(workers, accounts);
 }
 
 /// Idempotent: a run writes beside the zip and renames over it.

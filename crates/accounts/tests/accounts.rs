@@ -160,7 +160,7 @@ async fn answers_in_use_are_refreshed_before_they_expire() {
 
     // Revoked by another process: the remembered answer stands until it is REFRESH_AFTER old…
     let cli = Accounts::new(
-        Tenancy::open(Settings::for_data_dir(f.dir.path()), silo_workspace::migrations()).await.unwrap(),
+        Tenancy::open(Settings::for_data_dir(f.dir.path()), silo_workspace::schema()).await.unwrap(),
         silo_accounts::AccountsSettings::default(),
     );
     assert!(cli.tokens().revoke(&user.id, &principal.token_id, "cli").await.unwrap());

@@ -27,6 +27,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod directory;
+pub mod erasure;
 mod error;
 pub mod export;
 pub mod fleet;
@@ -53,6 +54,7 @@ pub use backup::{Backup, BackupKind, Backups};
 pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
+pub use erasure::{Erasures, TenantSchema};
 pub use error::{Error, ErrorKind, Result};
 pub use export::Exports;
 pub use fleet::Fleet;
@@ -85,8 +87,8 @@ struct Inner {
     scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
     /// The master key (loaded on first use): wraps data keys, seals links in the outbox.
     master_key: OnceCell<Arc<silo_storage::crypto::MasterKey>>,
-    /// The tenant schema (the product's migrations, given at open).
-    migrations: &'static [Migration],
+    /// The tenant schema (the product's migrations and eraser, given at open).
+    schema: TenantSchema,
     /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
     /// rather than at its next poll (jobs enqueued by another process wait for the poll).
     jobs_enqueued: tokio::sync::Notify,
@@ -94,9 +96,11 @@ struct Inner {
 
 impl Tenancy {
     /// Checks SQLite, opens and migrates the control plane, and builds the handle cache.
-    /// `migrations` is the tenant schema (`silo_workspace::migrations()`): tenancy applies it
-    /// to every file it opens or provisions without knowing what it holds.
-    pub async fn open(settings: Settings, migrations: &'static [Migration]) -> Result<Self> {
+    /// `schema` is the product's tenant schema (`silo_workspace::schema()`): tenancy applies
+    /// its migrations to every file it opens or provisions, and its eraser to every restored
+    /// file, without knowing what the file holds.
+    pub async fn open(settings: Settings, schema: TenantSchema) -> Result<Self> {
+        let migrations = schema.migrations;
         let sqlite_version = silo_storage::sqlite::linked_version().await?;
         let placement = settings.placement()?;
         let control = ControlPlane::open(&settings.control_db_path()).await?;
@@ -151,7 +155,7 @@ impl Tenancy {
             backup_store: OnceCell::new(),
             scheduler_status: Default::default(),
             master_key: OnceCell::new(),
-            migrations,
+            schema,
             jobs_enqueued: tokio::sync::Notify::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -188,7 +192,12 @@ impl Tenancy {
 
     /// The tenant schema every file is brought to.
     pub fn migrations(&self) -> &'static [Migration] {
-        self.inner.migrations
+        self.inner.schema.migrations
+    }
+
+    /// The product's tenant schema.
+    pub fn schema(&self) -> TenantSchema {
+        self.inner.schema
     }
 
     /// The SQLite library version in use.
@@ -260,6 +269,11 @@ impl Tenancy {
     /// The durable job queue.
     pub fn jobs(&self) -> jobs::Jobs {
         jobs::Jobs(self.clone())
+    }
+
+    /// The erasure ledger and erasing in a tenant file.
+    pub fn erasures(&self) -> Erasures {
+        Erasures(self.clone())
     }
 
     /// Read-only SQL on a tenant.

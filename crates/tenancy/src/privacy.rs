@@ -132,7 +132,7 @@ impl Manifest {
 
 /// Every table of a database (SQLite's own and the migrations' bookkeeping aside) and its
 /// columns.
-pub fn schema_columns(conn: &Connection) -> Result<BTreeMap<String, Vec<String>>> {
+pub fn schema_columns(conn: &Connection) -> rusqlite::Result<BTreeMap<String, Vec<String>>> {
     let mut tables = BTreeMap::new();
     let names: Vec<String> = conn
         .prepare(

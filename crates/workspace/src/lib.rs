@@ -14,10 +14,13 @@
 //! - [`members`]: the tenant file's copy of its members (kept in step by `silo-accounts`), so
 //!   assignees and authors resolve inside the file.
 //! - [`activity`]: the tenant's activity feed.
-//! - [`subject`]: one person's rows, as the manifest attributes them (subject exports).
+//! - [`subject`]: one person's rows, as the manifest attributes them (subject exports);
+//!   [`erasure`]: erasing one person from a file as the manifest says ([`schema`] hands its
+//!   `forget` to tenancy for the erasure ledger's replay on restore).
 
 pub mod activity;
 pub mod comments;
+pub mod erasure;
 pub mod members;
 pub mod projects;
 pub mod subject;
@@ -40,9 +43,15 @@ pub fn personal_data() -> silo_tenancy::privacy::Manifest {
         .expect("the embedded tenant manifest is valid (tested)")
 }
 
-/// The embedded tenant migrations as a slice (what [`silo_tenancy::Tenancy::open`] takes).
+/// The embedded tenant migrations as a slice.
 pub fn migrations() -> &'static [Migration] {
     MIGRATOR.iter().as_slice()
+}
+
+/// The tenant schema as tenancy needs it (what [`silo_tenancy::Tenancy::open`] takes): the
+/// migrations, and [`erasure::forget`] for the erasure ledger's replay on restore.
+pub fn schema() -> silo_tenancy::TenantSchema {
+    silo_tenancy::TenantSchema { migrations: migrations(), forget: erasure::forget }
 }
 
 /// Largest page any list returns.

@@ -98,7 +98,7 @@ impl Cli {
             return Ok(ExitCode::SUCCESS);
         }
         let accounts_settings = settings.accounts();
-        let tenancy = Tenancy::open(settings.fleet, silo_workspace::migrations()).await?;
+        let tenancy = Tenancy::open(settings.fleet, silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), accounts_settings);
         let result = match self.command {
             Command::Serve { .. } => unreachable!("served above"),

@@ -13,8 +13,7 @@ pub struct Fixture {
 
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let tenancy =
-        Tenancy::open(Settings::for_data_dir(dir.path()), silo_workspace::migrations()).await.unwrap();
+    let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), silo_workspace::schema()).await.unwrap();
     let accounts = Accounts::new(tenancy.clone(), AccountsSettings::default());
     Fixture { dir, tenancy, accounts }
 }

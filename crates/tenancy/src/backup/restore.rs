@@ -2,7 +2,9 @@
 //! clone with its own id, file and slug).
 //!
 //! Both first write the backup to a staging file beside the destination and check it
-//! (checksum, decryption, `integrity_check`, schema version); only then is anything switched.
+//! (checksum, decryption, `integrity_check`, schema version), then replay the erasure ledger
+//! on it (people erased since the backup are erased from it: [`crate::erasure`]); only then
+//! is anything switched.
 //! A restore that fails before the switch changes nothing. In place, the tenant is unavailable
 //! only for the switch: lease (in-flight requests finish), remove the old `-wal`/`-shm`,
 //! rename, fsync the directory, release.
@@ -31,6 +33,9 @@ pub struct Restored {
     /// How long the tenant was unavailable (in place only).
     #[serde(serialize_with = "as_millis")]
     pub unavailable: Duration,
+    /// People the erasure ledger names who were in the backup and were erased from the
+    /// restored file before it served.
+    pub forgotten: usize,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -77,7 +82,7 @@ impl Backups {
     async fn restore_in_place(&self, tenant: Tenant, backup: Backup, actor: &str) -> Result<Restored> {
         let path = self.0.tenant_path(&tenant)?;
         let staging = staging_path(&path);
-        let size = self.fetch_backup_into(&tenant, &backup, &staging).await?;
+        let (size, forgotten) = self.stage(&tenant, &backup, &staging).await?;
         let switched = async {
             let lease = self.0.cache().lease(tenant.id).await?;
             let started = Instant::now();
@@ -108,12 +113,12 @@ impl Backups {
         self.0.forget_tenants();
         let detail = serde_json::json!({
             "backup": backup.id, "backup_created_at": backup.created_at, "size": size,
-            "unavailable_ms": unavailable.as_secs_f64() * 1000.0,
+            "unavailable_ms": unavailable.as_secs_f64() * 1000.0, "forgotten": forgotten,
         });
         self.0.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
         tracing::info!(backup = %backup.id, unavailable_ms = unavailable.as_millis() as u64, "tenant restored in place");
         let tenant = self.0.control().tenant_by_id(tenant.id).await?;
-        Ok(Restored { tenant, backup, size, unavailable })
+        Ok(Restored { tenant, backup, size, unavailable, forgotten })
     }
 
     #[tracing::instrument(name = "tenant_clone", skip_all, fields(tenant = %source.id, backup = %backup.id))]
@@ -137,7 +142,7 @@ impl Backups {
             source: e,
         })?;
         let staging = staging_path(&path);
-        let size = self.fetch_backup_into(&source, &backup, &staging).await?;
+        let (size, forgotten) = self.stage(&source, &backup, &staging).await?;
         let (from, to) = (staging.clone(), path.clone());
         let installed = tokio::task::spawn_blocking(move || sqlite::replace_database(&from, &to))
             .await
@@ -167,6 +172,19 @@ impl Backups {
         };
         self.0.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
-        Ok(Restored { tenant, backup, size, unavailable: Duration::ZERO })
+        Ok(Restored { tenant, backup, size, unavailable: Duration::ZERO, forgotten })
+    }
+
+    /// Writes and checks the backup at `staging`, then replays the erasure ledger on it;
+    /// returns its size and how many people the replay erased. On failure nothing is left.
+    async fn stage(&self, tenant: &Tenant, backup: &Backup, staging: &Path) -> Result<(u64, usize)> {
+        let size = self.fetch_backup_into(tenant, backup, staging).await?;
+        match self.0.erasures().replay(staging).await {
+            Ok(forgotten) => Ok((size, forgotten)),
+            Err(e) => {
+                let _ = sqlite::remove_database_files(staging).await;
+                Err(e)
+            }
+        }
     }
 }

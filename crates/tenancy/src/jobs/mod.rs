@@ -182,6 +182,17 @@ impl Jobs {
         self.get(&id).await
     }
 
+    /// Replaces a job's input (a handler that must not keep what it was given: an erasure
+    /// request's address).
+    pub async fn replace_payload(&self, id: &str, payload: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE jobs SET payload = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(payload.to_string())
+            .execute(self.0.control().writer())
+            .await?;
+        Ok(())
+    }
+
     /// A job by id.
     pub async fn get(&self, id: &str) -> Result<Job> {
         sqlx::query_as("SELECT * FROM jobs WHERE id = ?")

@@ -18,7 +18,7 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
     let mut settings = Settings::for_data_dir(dir.path());
     settings.cache.lease_timeout_ms = 10_000;
     adjust(&mut settings);
-    let tenancy = Tenancy::open(settings, silo_workspace::migrations()).await.unwrap();
+    let tenancy = Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
     Fixture { dir, tenancy }
 }
 

@@ -1,4 +1,5 @@
-//! Durable jobs over the operator API: start a tenant export, read a job, list jobs.
+//! Durable jobs over the operator API: start a tenant export, download an export, read a job,
+//! list jobs.
 
 use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
@@ -11,11 +12,7 @@ use crate::server::error::{ApiError, Failure};
 use crate::server::request::state;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(export_tenant)
-        .service(export_subject)
-        .service(download_export)
-        .service(get_job)
-        .service(list_jobs);
+    cfg.service(export_tenant).service(download_export).service(get_job).service(list_jobs);
 }
 
 /// Starts an export of a tenant (Art. 20): 202 with the job; once it is `done`, its result
@@ -72,30 +69,8 @@ async fn download_export(
         .body(zip))
 }
 
-/// Whose data.
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct Subject {
-    /// The person's email address.
-    pub email: String,
-}
-
-/// Starts an export of everything Silo holds about one person (Art. 15/20): their account,
-/// memberships, sessions, tokens, emails and audit entries, and their rows in every tenant they
-/// belong to. 202 with the job whatever the address (an unknown one ends `done` with
-/// `found: false`); once done, `result.download` is the zip's link.
-#[utoipa::path(tag = "operator", request_body = Subject, responses(
-    (status = 202, body = Job), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-#[post("/subjects/export")]
-async fn export_subject(
-    req: actix_web::HttpRequest,
-    op: OperatorToken,
-    body: web::Json<Subject>,
-) -> Result<HttpResponse, ApiError> {
-    Ok(accepted(state(&req).accounts.subjects().start_export(&body.email, op.0.email.as_str()).await?))
-}
-
 /// 202 with the job, and where to follow it.
-fn accepted(job: Job) -> HttpResponse {
+pub(super) fn accepted(job: Job) -> HttpResponse {
     HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(job)
 }
 

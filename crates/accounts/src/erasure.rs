@@ -1,0 +1,321 @@
+//! Erasing a person (GDPR Art. 17) across every copy Silo holds: the [`SUBJECT_ERASE`] job.
+//!
+//! Steps, each idempotent, so a run taken up again after a killed process finishes once in
+//! effect:
+//! 1. Find the account by address. None: the job ends "no data" (or "already erased" when the
+//!    ledger knows the address's keyed hash).
+//! 2. Record the erasure in the ledger ([`silo_tenancy::erasure`]): the keyed hash of the
+//!    account id and the tenants it belongs to, each `pending`.
+//! 3. In every pending tenant, erase the person as the tenant manifest says
+//!    ([`silo_workspace::erasure::erase`]), with the file to itself, `secure_delete` on and the
+//!    WAL truncated ([`silo_tenancy::Erasures::in_file`]); record the outcome per tenant. A
+//!    tenant that cannot be opened now is left pending and the job retries (with backoff)
+//!    once the others are done.
+//! 4. Delete the exports that hold the person: their subject exports, and the exports of the
+//!    tenants they belonged to.
+//! 5. In one control-plane transaction: delete the account, sessions, tokens, memberships,
+//!    invitations, sign-ups, resets and mail to them; rename them in audit entries and jobs to
+//!    `subject:<keyed hash>`; blank any job or mail that quotes their address; replace this
+//!    job's own payload by the hash; mark the ledger entry complete; audit `subject.erase`.
+//!    Then truncate `control.db`'s WAL (its connections run with `secure_delete`).
+//!
+//! A dry run ([`crate::subjects::Subjects::plan_erasure`]) answers the same steps as counts.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
+use silo_tenancy::{Error, Result, Tenant, TenantId, TenantRef, TenantStatus};
+
+use crate::users::User;
+
+/// Erases one person.
+pub const SUBJECT_ERASE: &str = "subject.erase";
+
+/// How often an erasure job is tried before it is dead-lettered: with the queue's backoff
+/// (doubling, capped at 10 minutes) a tenant that stays unavailable is retried for hours.
+pub const ERASE_ATTEMPTS: i64 = 30;
+
+/// The control-plane rows erasure touches: what is reported, the rows (`?1` account id, `?2`
+/// address (stored lower-cased; free text is compared lower-cased), `?3` `subject:<keyed hash>`, `?4` this job's id, `?5` display name), and the
+/// `SET` clause (none: the rows are deleted). Sessions' hand-offs before sessions; the
+/// account row last (its foreign keys cascade to nothing left).
+const CONTROL_STEPS: &[(&str, &str, Option<&str>)] = &[
+    ("handoffs", "handoffs WHERE session_id IN (SELECT id_sha256 FROM sessions WHERE user_id = ?1)", None),
+    ("sessions", "sessions WHERE user_id = ?1", None),
+    ("api_tokens", "api_tokens WHERE user_id = ?1", None),
+    ("memberships", "memberships WHERE user_id = ?1", None),
+    ("operators", "operators WHERE user_id = ?1", None),
+    ("password_resets", "password_resets WHERE user_id = ?1", None),
+    ("invitations", "invitations WHERE email = ?2", None),
+    ("invitations", "invitations WHERE invited_by = ?1", Some("invited_by = NULL")),
+    ("signups", "signups WHERE email = ?2", None),
+    ("outbox", "outbox WHERE recipient = ?2", None),
+    (
+        "outbox",
+        "outbox WHERE instr(lower(body), ?2) > 0 OR instr(lower(subject), ?2) > 0 \
+         OR (length(?5) >= 4 AND (instr(body, ?5) > 0 OR instr(subject, ?5) > 0))",
+        Some("subject = '[erased]', body = '[erased]'"),
+    ),
+    ("audit_log", "audit_log WHERE actor IN (?1, ?2)", Some("actor = ?3")),
+    (
+        "audit_log",
+        "audit_log WHERE json_extract(detail, '$.user') = ?1",
+        Some("detail = json_set(detail, '$.user', ?3)"),
+    ),
+    ("audit_log", "audit_log WHERE instr(lower(detail), ?2) > 0", Some("detail = '{}'")),
+    ("jobs", "jobs WHERE created_by IN (?1, ?2)", Some("created_by = ?3")),
+    (
+        "jobs",
+        "jobs WHERE id <> ?4 AND (instr(lower(payload), ?2) > 0 OR instr(lower(coalesce(result, '')), ?2) > 0 \
+         OR instr(lower(coalesce(last_error, '')), ?2) > 0)",
+        Some("payload = '{}', result = CASE WHEN result IS NULL THEN NULL ELSE '{}' END, last_error = NULL"),
+    ),
+    ("users", "users WHERE id = ?1", None),
+];
+
+/// The person erasure is about, with their ledger name.
+struct Subject {
+    user: User,
+    /// Keyed hash of the account id.
+    hash: String,
+}
+
+impl Subject {
+    fn label(&self) -> String {
+        format!("subject:{}", self.hash)
+    }
+}
+
+/// Finds the account and its ledger name; `None` for an address no account has.
+async fn find(accounts: &crate::Accounts, email: &str) -> Result<Option<Subject>> {
+    let user = match accounts.users().by_email(email).await {
+        Ok(user) => user,
+        Err(Error::UnknownUser(_) | Error::InvalidInput(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let hash = accounts.tenancy().erasures().subject_of(&user.id).await?;
+    Ok(Some(Subject { user, hash }))
+}
+
+/// The tenants the person belongs to (any status but purged).
+async fn tenants_of(accounts: &crate::Accounts, user_id: &str) -> Result<Vec<Tenant>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY tenant_id")
+            .bind(user_id)
+            .fetch_all(accounts.tenancy().control().writer())
+            .await?;
+    let mut tenants = Vec::new();
+    for id in ids {
+        let id: TenantId = id.parse()?;
+        tenants.push(accounts.tenancy().tenant(&TenantRef::Id(id)).await?);
+    }
+    Ok(tenants)
+}
+
+/// The binding arguments of a control step, as many as its highest `?n` (SQLite counts
+/// parameters up to the highest index used).
+fn arguments<'a>(sql: &str, all: &'a [String; 5]) -> &'a [String] {
+    let used = (1..=all.len()).rev().find(|i| sql.contains(&format!("?{i}"))).unwrap_or(0);
+    &all[..used]
+}
+
+/// What erasing `email` would do: per tenant (by slug) and per control-plane table, counts.
+pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serde_json::Value> {
+    let Some(subject) = find(accounts, email).await? else {
+        return Ok(json!({ "found": false, "message": "no data: no account has this address" }));
+    };
+    let mut tenants = serde_json::Map::new();
+    for tenant in tenants_of(accounts, &subject.user.id).await? {
+        let count = silo_workspace::erasure::eraser(subject.user.id.to_string(), true);
+        // A live tenant is counted through its open handle (no interruption); others have no
+        // handle and are read with the file to themselves.
+        let counts = if tenant.status == TenantStatus::Active {
+            accounts.tenancy().db_for(&tenant).await?.call_blocking(count).await?
+        } else {
+            accounts.tenancy().erasures().in_file(&tenant, count).await?.flatten()
+        };
+        tenants.insert(tenant.slug.to_string(), json!(counts.unwrap_or_default()));
+    }
+    let args = control_arguments(&subject, "");
+    let mut control = BTreeMap::<&str, i64>::new();
+    for (table, rows, _) in CONTROL_STEPS {
+        let sql = format!("SELECT count(*) FROM {rows}");
+        let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone()));
+        for arg in arguments(&sql, &args) {
+            query = query.bind(arg);
+        }
+        *control.entry(table).or_default() += query.fetch_one(accounts.tenancy().control().writer()).await?;
+    }
+    control.retain(|_, n| *n > 0);
+    let exports = export_jobs(accounts, &subject).await?;
+    Ok(json!({
+        "found": true,
+        "subject": subject.hash,
+        "tenants": tenants,
+        "control_plane": control,
+        "exports": exports.len(),
+    }))
+}
+
+fn control_arguments(subject: &Subject, job: &str) -> [String; 5] {
+    [
+        subject.user.id.to_string(),
+        subject.user.email.to_string(),
+        subject.label(),
+        job.to_owned(),
+        subject.user.display_name.clone(),
+    ]
+}
+
+/// The jobs whose export zip holds the person: their own subject exports, and exports of the
+/// tenants they belong to.
+async fn export_jobs(accounts: &crate::Accounts, subject: &Subject) -> Result<Vec<String>> {
+    let ids = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE (kind = 'subject.export' AND lower(json_extract(payload, '$.email')) = ?2)
+            OR (kind = 'tenant.export' AND json_extract(payload, '$.tenant') IN
+                (SELECT tenant_id FROM memberships WHERE user_id = ?1))
+         ORDER BY id",
+    )
+    .bind(subject.user.id.to_string())
+    .bind(subject.user.email.to_string())
+    .fetch_all(accounts.tenancy().control().writer())
+    .await?;
+    Ok(ids)
+}
+
+/// Registers the erasure job.
+pub fn register(workers: &mut Workers, accounts: &crate::Accounts) {
+    let a = accounts.clone();
+    workers.register(SUBJECT_ERASE, move |ctx| run(a.clone(), ctx));
+}
+
+async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
+    let tenancy = accounts.tenancy();
+    let ledger = tenancy.erasures();
+    // A run after step 5 finds only the hash in its payload: the work is done.
+    if let Some(hash) = ctx.job.payload["subject"].as_str() {
+        let erasure =
+            ledger.get(hash).await?.ok_or_else(|| JobError::fatal("the ledger has no such subject"))?;
+        return Ok(
+            json!({ "found": true, "subject": hash, "tenants": erasure.tenants, "completed_at": erasure.completed_at }),
+        );
+    }
+    if ctx.job.payload.get("email_hash").is_some() {
+        return Ok(json!({ "found": false, "message": "no data: no account has this address" }));
+    }
+    let email =
+        ctx.job.payload["email"].as_str().ok_or_else(|| JobError::fatal("the payload names no email"))?;
+    let Some(subject) = find(&accounts, email).await? else {
+        // Nobody to erase; the request's address is not kept either (an erased person's
+        // repeat request would otherwise put it back into control.db).
+        let email_hash = ledger.email_hash(email).await?;
+        let earlier = ledger.by_email_hash(&email_hash).await?;
+        let (payload, result) = match earlier {
+            Some(e) => (
+                json!({ "subject": e.subject }),
+                json!({ "found": false, "already_erased": true, "subject": e.subject, "completed_at": e.completed_at }),
+            ),
+            None => (
+                json!({ "email_hash": email_hash }),
+                json!({ "found": false, "message": "no data: no account has this address" }),
+            ),
+        };
+        tenancy.jobs().replace_payload(&ctx.job.id, &payload).await?;
+        tenancy.control().checkpoint_truncate().await?;
+        return Ok(result);
+    };
+    // 2. The ledger first: from here on a restore forgets the person, whatever happens next.
+    let tenants = tenants_of(&accounts, &subject.user.id).await?;
+    let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
+    let email_hash = ledger.email_hash(subject.user.email.as_str()).await?;
+    let erasure = ledger.record(&subject.hash, &email_hash, &ctx.job.id, &ids).await?;
+    // 3. Every pending tenant.
+    let total = tenants.len() as i64;
+    let mut unavailable = Vec::new();
+    for (done, tenant) in tenants.iter().enumerate() {
+        if ctx.lost() {
+            return Err(JobError::retry("no longer this run's job"));
+        }
+        if erasure.tenants[tenant.id.to_string()] != json!("pending") {
+            continue;
+        }
+        let erase = silo_workspace::erasure::eraser(subject.user.id.to_string(), false);
+        let erased = ledger.in_file(tenant, erase).await;
+        let outcome = match erased {
+            Ok(Some(counts)) => json!({ "slug": tenant.slug, "erased": counts.unwrap_or_default() }),
+            Ok(None) => json!({ "slug": tenant.slug, "purged": true }),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.slug, error = %e, "erasure: tenant unavailable, retrying later");
+                unavailable.push(format!("{}: {e}", tenant.slug));
+                continue;
+            }
+        };
+        ledger.tenant_done(&subject.hash, tenant.id, &outcome).await?;
+        ctx.progress(done as i64 + 1, total + 1);
+    }
+    if !unavailable.is_empty() {
+        return Err(JobError::retry(format!("tenants not erased yet: {}", unavailable.join("; "))));
+    }
+    // 4. Exports holding the person.
+    let exports = export_jobs(&accounts, &subject).await?;
+    for job in &exports {
+        let zip = silo_tenancy::jobs::kinds::export_path(tenancy, job);
+        for path in [zip.with_extension("zip.partial"), zip] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(JobError::retry(format!("cannot delete {}: {e}", path.display()))),
+            }
+        }
+    }
+    // 5. The control plane, all at once.
+    let control = remove_records(&accounts, &subject, &ctx.job.id, exports.len()).await?;
+    tenancy.control().checkpoint_truncate().await?;
+    accounts.directory().clear();
+    ctx.progress(total + 1, total + 1);
+    let erasure = ledger.get(&subject.hash).await?;
+    Ok(json!({
+        "found": true,
+        "subject": subject.hash,
+        "tenants": erasure.map(|e| e.tenants),
+        "control_plane": control,
+        "exports_deleted": exports.len(),
+    }))
+}
+
+async fn remove_records(
+    accounts: &crate::Accounts,
+    subject: &Subject,
+    job: &str,
+    exports: usize,
+) -> Result<BTreeMap<&'static str, u64>> {
+    let args = control_arguments(subject, job);
+    let mut counts = BTreeMap::<&str, u64>::new();
+    let mut tx = accounts.tenancy().control().writer().begin().await?;
+    for (table, rows, set) in CONTROL_STEPS {
+        let sql = match set {
+            None => format!("DELETE FROM {rows}"),
+            Some(set) => {
+                let (name, filter) = rows.split_once(" WHERE ").expect("a step names its rows");
+                format!("UPDATE {name} SET {set} WHERE {filter}")
+            }
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for arg in arguments(&sql, &args) {
+            query = query.bind(arg);
+        }
+        *counts.entry(table).or_default() += query.execute(&mut *tx).await?.rows_affected();
+    }
+    sqlx::query("UPDATE jobs SET payload = json_object('subject', ?2) WHERE id = ?1")
+        .bind(job)
+        .bind(&subject.hash)
+        .execute(&mut *tx)
+        .await?;
+    silo_tenancy::Erasures::complete_in(&mut tx, &subject.hash).await?;
+    let detail = json!({ "subject": subject.hash, "exports_deleted": exports });
+    silo_tenancy::control::audit(&mut tx, &format!("job:{job}"), "subject.erase", None, &detail).await?;
+    tx.commit().await?;
+    counts.retain(|_, n| *n > 0);
+    Ok(counts)
+}
