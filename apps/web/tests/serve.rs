@@ -199,3 +199,94 @@ async fn backed_up_tenants(data: &Path, tenants: i64) -> i64 {
     tenancy.shutdown().await;
     with_backup
 }
+
+/// How many tenants the erasure ledger records as done for its (one) erasure.
+async fn erased_tenants(data: &Path) -> i64 {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", data.join("control.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let done: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM erasures, json_each(erasures.tenants) WHERE json_each.value <> 'pending'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap_or(0);
+    let _ = conn.close().await;
+    done
+}
+
+/// An erasure whose `silo serve` is killed (SIGKILL) part-way through its tenants finishes
+/// after a restart: the tenants already erased are not redone, the rest are, and the person
+/// is gone from every file and from the control plane.
+#[test]
+fn an_erasure_cut_off_by_sigkill_finishes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(dir.path().join("silo.toml"), "[jobs]\nlease_seconds = 3\n[backup]\nschedule = false\n")
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tenants = 500;
+    let email = "leaving@example.com";
+    let job = runtime.block_on(async {
+        let settings = silo_tenancy::Settings::for_data_dir(&data);
+        let tenancy = silo_tenancy::Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
+        let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+        accounts.users().create(email, "a long enough password", Some("Leaving"), "test").await.unwrap();
+        for i in 0..tenants {
+            let slug = format!("t-{i}");
+            tenancy.tenants().create(silo_tenancy::CreateTenant::with_slug(&slug), "test").await.unwrap();
+            let member = silo_accounts::Role::Member;
+            accounts.memberships().add(&slug.parse().unwrap(), email, member, "test").await.unwrap();
+        }
+        let job = accounts.subjects().start_erasure(email, "test").await.unwrap();
+        tenancy.shutdown().await;
+        job.id
+    });
+    let show = || -> serde_json::Value {
+        serde_json::from_slice(&silo(dir.path(), &["jobs", "show", &job, "--json"]).stdout).unwrap()
+    };
+
+    // The first server starts erasing; it is killed once some tenants, not all, are done.
+    let (mut first, _) = start_server(dir.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while runtime.block_on(erased_tenants(&data)) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the erasure starts: {}", show());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+    let before = runtime.block_on(erased_tenants(&data));
+    assert!(before < tenants, "the kill came before the end ({before} of {tenants})");
+    assert_eq!(show()["status"], "running", "cut off mid-run");
+
+    // The next server takes it up after the lease and finishes it.
+    let (second, _) = start_server(dir.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let finished = loop {
+        let job = show();
+        if job["status"] != "running" && job["status"] != "queued" {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the erasure finishes after the restart: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop(second);
+    assert_eq!(finished["status"], "done", "{finished}");
+    assert_eq!(finished["attempts"], 2, "claimed again once: {finished}");
+    let result = &finished["result"];
+    assert_eq!(result["tenants"].as_object().map(|t| t.len()), Some(tenants as usize), "{result}");
+    runtime.block_on(async {
+        let settings = silo_tenancy::Settings::for_data_dir(&data);
+        let tenancy = silo_tenancy::Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
+        let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+        assert!(accounts.users().by_email(email).await.is_err(), "the account is gone");
+        for i in 0..tenants {
+            let tenant = tenancy.tenant(&format!("t-{i}").parse().unwrap()).await.unwrap();
+            let db = tenancy.db(tenant.id).await.unwrap();
+            assert_eq!(silo_workspace::members::count(&db).unwrap(), 0, "t-{i} still has the member");
+        }
+        let erasure = tenancy.erasures().get(result["subject"].as_str().unwrap()).await.unwrap().unwrap();
+        assert!(erasure.completed_at.is_some(), "{erasure:?}");
+        tenancy.shutdown().await;
+    });
+}
