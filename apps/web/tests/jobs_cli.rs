@@ -54,3 +54,66 @@ async fn export_subject_writes_the_persons_zip_or_says_there_is_no_data() {
     assert!(missing.contains("no data"), "{missing}");
     assert!(!data.join("x.zip").exists());
 }
+
+#[tokio::test]
+async fn erase_subject_dry_runs_erases_and_lists_the_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    for slug in ["acme", "beta"] {
+        assert!(ok(data, &["tenant", "create", slug]).contains(slug));
+    }
+    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_workspace::schema()).await.unwrap();
+    let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+    accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
+    for slug in ["acme", "beta"] {
+        let workspace = slug.parse().unwrap();
+        accounts
+            .memberships()
+            .add(&workspace, "ada@example.com", silo_accounts::Role::Owner, "test")
+            .await
+            .unwrap();
+    }
+    tenancy.shutdown().await;
+
+    // The dry run names each workspace and changes nothing.
+    let plan: serde_json::Value =
+        serde_json::from_str(&ok(data, &["gdpr", "erase-subject", "ada@example.com", "--dry-run", "--json"]))
+            .unwrap();
+    assert_eq!(plan["found"], true, "{plan}");
+    for slug in ["acme", "beta"] {
+        assert_eq!(plan["tenants"][slug]["members"]["deleted"], 1, "{plan}");
+    }
+    let printed = ok(data, &["gdpr", "erase-subject", "ada@example.com", "--dry-run"]);
+    assert!(printed.contains("nothing has been changed") && printed.contains("acme"), "{printed}");
+
+    let erased: serde_json::Value =
+        serde_json::from_str(&ok(data, &["gdpr", "erase-subject", "ada@example.com", "--json"])).unwrap();
+    assert_eq!(erased["found"], true, "{erased}");
+    assert_eq!(erased["control_plane"]["users"], 1, "{erased}");
+    let again = ok(data, &["gdpr", "erase-subject", "ada@example.com"]);
+    assert!(again.contains("already erased"), "{again}");
+    let nobody = ok(data, &["gdpr", "erase-subject", "nobody@example.com"]);
+    assert!(nobody.contains("no data"), "{nobody}");
+
+    // Three erasure requests, all done before their deadline; none open; none names her.
+    let requests: serde_json::Value =
+        serde_json::from_str(&ok(data, &["gdpr", "requests", "--json"])).unwrap();
+    let requests = requests.as_array().unwrap();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["kind"] == "subject.erase" && r["status"] == "done" && r["overdue"] == false)
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["completed_at"].is_string() && r["deadline"].as_str() > r["received_at"].as_str())
+    );
+    assert!(!serde_json::to_string(requests).unwrap().contains("ada@"), "{requests:?}");
+    let open: serde_json::Value =
+        serde_json::from_str(&ok(data, &["gdpr", "requests", "--open", "--json"])).unwrap();
+    assert_eq!(open, serde_json::json!([]));
+    let table = ok(data, &["gdpr", "requests"]);
+    assert!(table.contains("DEADLINE") && table.contains("subject.erase"), "{table}");
+}

@@ -150,11 +150,11 @@ fn print_counts(report: &serde_json::Value) {
 }
 
 /// Runs `job` to its end with this process's own workers beside any server's, printing
-/// progress (unless `quiet`); its result with `job_id` added, or an error if it failed.
+/// progress on stdout (unless `quiet`: JSON output); its result with `job_id` added, or an error if it failed.
 async fn run_to_end(accounts: &Accounts, job: Job, quiet: bool) -> anyhow::Result<serde_json::Value> {
     let jobs = accounts.tenancy().jobs();
     if !quiet {
-        eprintln!("job {} queued", job.id);
+        println!("job {} queued", job.id);
     }
     let mut workers = Workers::new();
     silo_accounts::subjects::register(&mut workers, accounts);
@@ -171,8 +171,8 @@ async fn run_to_end(accounts: &Accounts, job: Job, quiet: bool) -> anyhow::Resul
         let now = (current.progress_done, current.progress_total, current.last_error.clone());
         if now != shown && !quiet {
             match (&now.1, &now.2) {
-                (Some(total), _) => eprintln!("progress {}/{total}", now.0),
-                (None, Some(error)) => eprintln!("retrying: {error}"),
+                (Some(total), _) => println!("progress {}/{total}", now.0),
+                (None, Some(error)) => println!("retrying: {error}"),
                 _ => {}
             }
             shown = now;
