@@ -240,3 +240,76 @@ async fn erasure_requests_with_bad_input_or_the_wrong_token_are_refused() {
     assert!(server.accounts.users().by_email("ops@example.com").await.is_ok());
     server.stop().await.unwrap();
 }
+
+/// Waits until the newest request of `kind` is done; returns its job id.
+async fn newest_request_done(server: &TestServer, kind: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let requests = server.accounts.subjects().requests(false, 20).await.unwrap();
+        if let Some(request) = requests.iter().find(|r| r.kind == kind)
+            && request.status == "done"
+        {
+            return request.id.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {kind} request finished: {requests:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Self-service on `/account`: "Download my data" leaves a working link on the page; "Delete
+/// my account" asks for the password, refuses while the person is the last owner of a
+/// workspace with other members, then purges the workspaces only they belong to, signs them
+/// out and erases them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_downloads_their_data_and_deletes_their_account_from_the_account_page() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "solo").await.unwrap();
+    server.sign_up("bob@example.com", "bobco").await.unwrap();
+    server.tenancy.tenants().create(silo_tenancy::CreateTenant::with_slug("team"), "test").await.unwrap();
+    let team: TenantRef = "team".parse().unwrap();
+    let memberships = server.accounts.memberships();
+    memberships.add(&team, "ada@example.com", Role::Owner, "test").await.unwrap();
+    memberships.add(&team, "bob@example.com", Role::Member, "test").await.unwrap();
+
+    let asked = ada.submit("/account", "/account/export", &[]).await.unwrap();
+    assert_eq!(asked.status, 303);
+    let job = newest_request_done(&server, "subject.export").await;
+    // The page's HTML escapes the link as any attribute (a browser decodes it).
+    let page = ada.get("/account").await.unwrap().body.replace("&#x2F;", "/").replace("&amp;", "&");
+    let link = page
+        .split("href=\"")
+        .find(|s| s.starts_with(&format!("/api/v1/exports/{job}")))
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("a download link on the page: {page}"));
+    let zip = reqwest::get(server.url(&link)).await.unwrap();
+    assert_eq!(zip.status(), 200);
+    assert!(!zip.bytes().await.unwrap().is_empty());
+
+    // The password is asked again; the last owner of a shared workspace must hand it over.
+    let wrong = ada.submit("/account", "/account/delete", &[("password", "not my password")]).await.unwrap();
+    assert_eq!((wrong.status, wrong.location.as_deref()), (303, Some("/account")));
+    assert!(ada.get("/account").await.unwrap().body.contains("That password is not right."));
+    let refused =
+        ada.submit("/account", "/account/delete", &[("password", silo_e2e::PASSWORD)]).await.unwrap();
+    assert_eq!(refused.status, 303);
+    let page = ada.get("/account").await.unwrap().body;
+    assert!(page.contains("You are the last owner of team"), "{page}");
+    assert!(server.accounts.users().by_email("ada@example.com").await.is_ok());
+
+    let team_tenant = server.tenancy.tenant(&team).await.unwrap();
+    let bob = server.accounts.users().by_email("bob@example.com").await.unwrap();
+    let operator = silo_accounts::roles::By::Operator("test");
+    memberships.change_role(&team_tenant, &bob.id, Role::Owner, operator).await.unwrap();
+    let deleted =
+        ada.submit("/account", "/account/delete", &[("password", silo_e2e::PASSWORD)]).await.unwrap();
+    assert_eq!((deleted.status, deleted.location.as_deref()), (303, Some("/login")));
+    assert_eq!(ada.get("/account").await.unwrap().status, 303, "signed out");
+    newest_request_done(&server, "subject.erase").await;
+    assert!(server.accounts.users().by_email("ada@example.com").await.is_err(), "the account is gone");
+    let solo = server.tenancy.tenant(&"solo".parse().unwrap()).await.unwrap();
+    assert_eq!(solo.status, silo_tenancy::TenantStatus::Deleted, "her own workspace is purged");
+    let db = server.tenancy.db(team_tenant.id).await.unwrap();
+    assert_eq!(silo_workspace::members::count(&db).unwrap(), 1, "only Bob is left in the team");
+    drop(db);
+    server.stop().await.unwrap();
+}

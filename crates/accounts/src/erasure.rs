@@ -319,3 +319,51 @@ async fn remove_records(
     counts.retain(|_, n| *n > 0);
     Ok(counts)
 }
+
+/// "Delete my account" (self-service): with the password given again, purges the workspaces
+/// the person is the only member of, signs them out everywhere and starts their erasure.
+/// Refused while they are the last owner of a workspace that has other members: they hand
+/// it over (make someone an owner) or delete it first.
+pub(crate) async fn close_account(
+    accounts: &crate::Accounts,
+    user_id: &str,
+    password: &str,
+) -> Result<silo_tenancy::jobs::Job> {
+    let user = accounts.users().by_id(user_id).await?;
+    if accounts.users().authenticate(&user.email, password).await?.is_none() {
+        return Err(Error::InvalidInput("That password is not right.".into()));
+    }
+    let owned: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT t.id, t.name,
+                (SELECT count(*) FROM memberships o WHERE o.tenant_id = m.tenant_id),
+                (SELECT count(*) FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.role = 'owner')
+         FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.user_id = ?1 AND m.role = 'owner' AND t.status IN ('active', 'suspended', 'deleting')
+         ORDER BY t.name",
+    )
+    .bind(user_id)
+    .fetch_all(accounts.tenancy().control().writer())
+    .await?;
+    let handed_over: Vec<&str> = owned
+        .iter()
+        .filter(|(_, _, members, owners)| *members > 1 && *owners == 1)
+        .map(|(_, name, _, _)| name.as_str())
+        .collect();
+    if !handed_over.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "You are the last owner of {}: make another member an owner, or delete the workspace, first.",
+            handed_over.join(", ")
+        )));
+    }
+    let actor = user.email.to_string();
+    for (id, _, _, _) in owned.iter().filter(|(_, _, members, _)| *members == 1) {
+        let tenant = TenantRef::Id(id.parse()?);
+        let tenants = accounts.tenancy().tenants();
+        if accounts.tenancy().tenant(&tenant).await?.status != TenantStatus::Deleting {
+            tenants.delete(&tenant, &actor).await?;
+        }
+        tenants.purge(&tenant, &actor).await?;
+    }
+    accounts.sessions().revoke_all(user_id).await?;
+    accounts.subjects().start_erasure(&user.email, &actor).await
+}

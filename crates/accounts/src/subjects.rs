@@ -63,6 +63,22 @@ impl Subjects {
         self.0.tenancy().jobs().enqueue(job, actor).await
     }
 
+    /// "Delete my account": see [`crate::erasure::close_account`]. Returns the erasure job.
+    pub async fn close_account(&self, user_id: &str, password: &str) -> Result<silo_tenancy::jobs::Job> {
+        crate::erasure::close_account(&self.0, user_id, password).await
+    }
+
+    /// The person's own export requests (newest first), for the account page.
+    pub async fn exports_of(&self, email: &str) -> Result<Vec<silo_tenancy::jobs::Job>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM jobs WHERE kind = 'subject.export' AND json_extract(payload, '$.email') = ?1
+             ORDER BY id DESC LIMIT 5",
+        )
+        .bind(normalised(email))
+        .fetch_all(self.0.tenancy().control().reader())
+        .await?)
+    }
+
     /// What erasing `email` would delete or anonymise (a dry run): counts per tenant and per
     /// control-plane table, the exports it would delete. Changes nothing.
     pub async fn plan_erasure(&self, email: &str) -> Result<serde_json::Value> {

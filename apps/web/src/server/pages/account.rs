@@ -35,6 +35,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(revoke_session)
         .service(create_token)
         .service(revoke_token)
+        .service(export_my_data)
+        .service(delete_my_account)
         .service(forgot_form)
         .service(forgot_page)
         .service(reset_form)
@@ -252,7 +254,8 @@ async fn account_view(req: &HttpRequest, signed_in: &SignedIn) -> Result<Page, P
         .with("sessions", &accounts.sessions().of_user(user_id).await?)
         .with("current_session", &signed_in.session.id)
         .with("tokens", &accounts.tokens().of_user(user_id).await?)
-        .with("workspaces", &accounts.memberships().workspaces_of(user_id).await?))
+        .with("workspaces", &accounts.memberships().workspaces_of(user_id).await?)
+        .with("exports", &accounts.subjects().exports_of(&signed_in.session.email).await?))
 }
 
 #[get("/account")]
@@ -363,6 +366,40 @@ async fn revoke_token(
 ) -> PageResult {
     state(&req).accounts.tokens().revoke(&me.session.user_id, &id, &me.session.email).await?;
     Ok(see_other_with_flash("/account", "ok", "Token revoked."))
+}
+
+/// "Download my data": the same subject export an operator can start; its link appears on
+/// the account page when ready.
+#[post("/account/export")]
+async fn export_my_data(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
+    let email = me.session.email.as_str();
+    state(&req).accounts.subjects().start_export(email, email).await?;
+    let message =
+        "We are gathering your data; its download link appears below in a moment (reload the page).";
+    Ok(see_other_with_flash("/account", "ok", message))
+}
+
+#[derive(Deserialize)]
+struct DeleteAccountForm {
+    password: String,
+}
+
+/// "Delete my account": password asked again; signs out and starts the erasure.
+#[post("/account/delete")]
+async fn delete_my_account(
+    req: HttpRequest,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<DeleteAccountForm>,
+) -> PageResult {
+    let closed = state(&req).accounts.subjects().close_account(&me.session.user_id, &form.password).await;
+    flash_outcome_with("/account", closed, |_| {
+        let message = "Your account is being deleted, with everything Silo holds about you.";
+        let mut response = see_other_with_flash("/login", "ok", message);
+        for cookie in clear_session_cookies() {
+            let _ = response.add_cookie(&cookie);
+        }
+        Ok(response)
+    })
 }
 
 #[get("/password/forgot")]
