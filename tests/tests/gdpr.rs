@@ -238,6 +238,23 @@ async fn erasure_requests_with_bad_input_or_the_wrong_token_are_refused() {
         .unwrap();
     assert_eq!(status, 403);
     assert!(server.accounts.users().by_email("ops@example.com").await.is_ok());
+
+    // The console lists open requests with their deadlines; one past it is marked overdue.
+    let console = server.sign_in("ops@example.com").await.unwrap();
+    let page = console.get("/admin/requests").await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("No open requests."), "{}", page.body);
+    let all = console.get("/admin/requests?show=all").await.unwrap().body;
+    assert!(all.contains("subject.erase") && all.contains("Deadline"), "{all}");
+    // A request from January that failed (set in control.db directly: the queue never backdates).
+    let control = rusqlite::Connection::open(server.tenancy.settings().control_db_path()).unwrap();
+    control.busy_timeout(Duration::from_secs(5)).unwrap();
+    let backdate = "UPDATE jobs SET status = 'failed', created_at = '2026-01-05T10:00:00.000Z' WHERE id = ?1";
+    assert_eq!(control.execute(backdate, [job["id"].as_str().unwrap()]).unwrap(), 1);
+    drop(control);
+    let open = console.get("/admin/requests").await.unwrap().body;
+    assert!(open.contains("overdue") && open.contains("2026-02-04"), "{open}");
+    assert_eq!(server.accounts.subjects().requests(true, 10).await.unwrap().len(), 1);
     server.stop().await.unwrap();
 }
 

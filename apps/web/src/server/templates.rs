@@ -37,6 +37,7 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         "admin/fleet.html",
         "admin/audit.html",
         "admin/jobs.html",
+        "admin/requests.html",
     ])
     .expect("the embedded templates parse");
     tera

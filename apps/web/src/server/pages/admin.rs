@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(fleet_page)
         .service(audit_page)
         .service(jobs_page)
+        .service(requests_page)
         .service(job_action);
 }
 
@@ -352,6 +353,26 @@ async fn jobs_page(req: HttpRequest, _op: Operator, query: web::Query<JobsQuery>
         status.clone().map(JobStatus::try_from).transpose().map_err(|e| Failure::invalid(e.to_string()))?;
     let jobs = state(&req).tenancy.jobs().list(filter, 100).await?;
     Page::new("admin/jobs.html").with("jobs", &jobs).with("status", &status).render(&req).await
+}
+
+#[derive(Deserialize)]
+struct RequestsQuery {
+    /// `all`: done and cancelled ones too.
+    show: Option<String>,
+}
+
+/// Data-subject requests (exports, erasures, tenant exports) with their deadlines; open ones
+/// by default, overdue ones marked.
+#[get("/admin/requests")]
+async fn requests_page(req: HttpRequest, _op: Operator, query: web::Query<RequestsQuery>) -> PageResult {
+    let all = query.show.as_deref() == Some("all");
+    let requests = state(&req).accounts.subjects().requests(!all, 200).await?;
+    Page::new("admin/requests.html")
+        .with("requests", &requests)
+        .with("all", &all)
+        .with("deadline_days", &silo_accounts::subjects::DEADLINE_DAYS)
+        .render(&req)
+        .await
 }
 
 /// Cancels or retries a job.
