@@ -298,7 +298,7 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
         .find(|s| s.starts_with(&format!("/api/v1/exports/{job}")))
         .and_then(|s| s.split('"').next())
         .unwrap_or_else(|| panic!("a download link on the page: {page}"));
-    let zip = reqwest::get(server.url(&link)).await.unwrap();
+    let zip = reqwest::get(server.url(link)).await.unwrap();
     assert_eq!(zip.status(), 200);
     assert!(!zip.bytes().await.unwrap().is_empty());
 

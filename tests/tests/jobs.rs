@@ -199,6 +199,18 @@ async fn a_subject_export_holds_the_persons_data_across_tenants_and_no_one_elses
         assert!(tenant["tasks"][0]["body"] == "CANARY-ada-7731", "{tenant}");
         assert!(tenant["comments"][0]["body"].as_str().unwrap().contains("CANARY-ada-7731"), "{tenant}");
     }
+    // Every column the manifest lists for a table that has rows of hers is in the export.
+    let manifest = silo_workspace::personal_data();
+    for slug in ["acme", "beta"] {
+        for (table, rules) in manifest.tables.iter().filter(|(_, r)| r.person.is_some()) {
+            for row in data["tenants"][slug][table].as_array().into_iter().flatten() {
+                for column in rules.columns.keys() {
+                    assert!(row.get(column).is_some(), "{slug}.{table}.{column} missing from {row}");
+                }
+            }
+        }
+        assert!(data["tenants"][slug]["projects"].as_array().is_some_and(|p| !p.is_empty()));
+    }
     assert!(!text.contains("CANARY-bob") && !text.contains("bob@example.com"), "nobody else's data: {text}");
     assert!(!text.contains("password_hash") && !text.contains("csrf"), "no secrets");
 

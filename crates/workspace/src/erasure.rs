@@ -7,7 +7,9 @@
 //! 2. rows deleted with the person (`rows = "delete"`: their comments, their activity) go;
 //! 3. every `unlink` column pointing at them is set to NULL (assignee, author);
 //! 4. their member row goes;
-//! 5. the full-text index is merged (`optimize`), so no segment keeps the old words.
+//! 5. the full-text index runs these deletes with its `secure-delete` option, so the old words
+//!    are removed from its segments at once rather than left behind as tombstones (a merge of
+//!    the whole index, `optimize`, would do the same at the cost of rewriting all of it).
 //!
 //! The caller runs this on a connection that has the file to itself with `secure_delete` on
 //! and truncates the WAL afterwards (`silo_tenancy::Erasures::in_file`); the same steps, as
@@ -145,6 +147,13 @@ pub fn erase(conn: &mut Connection, user_id: &str, dry_run: bool) -> rusqlite::R
     let Some(member) = member else { return Ok(None) };
     let schema = silo_tenancy::privacy::schema_columns(conn)?;
     let tx = conn.transaction()?;
+    // 5. (set up first) FTS5 keeps deleted entries in its segments until they are merged;
+    //    `secure-delete` removes them as the triggers delete (and `secure_delete` zeroes the
+    //    freed pages). Set for this transaction only: it makes every later delete dearer.
+    let fts = !dry_run && schema.contains_key("search_index");
+    if fts {
+        tx.execute("INSERT INTO search_index (search_index, rank) VALUES ('secure-delete', 1)", [])?;
+    }
     let mut counts = Counts::new();
     for step in STEPS.iter() {
         let present =
@@ -175,10 +184,8 @@ pub fn erase(conn: &mut Connection, user_id: &str, dry_run: bool) -> rusqlite::R
     if dry_run {
         return Ok(Some(counts));
     }
-    // 5. Deleted index entries linger in FTS5 segments until a merge; `optimize` rewrites the
-    //    index into one segment without them (and `secure_delete` zeroes the freed pages).
-    if schema.contains_key("search_index") {
-        tx.execute("INSERT INTO search_index (search_index) VALUES ('optimize')", [])?;
+    if fts {
+        tx.execute("INSERT INTO search_index (search_index, rank) VALUES ('secure-delete', 0)", [])?;
     }
     tx.commit()?;
     Ok(Some(counts))
