@@ -330,3 +330,56 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
     drop(db);
     server.stop().await.unwrap();
 }
+
+/// A tenant that cannot be opened when the erasure reaches it (here: leased by a restore-like
+/// operation that holds it) is left pending; the job reports it, retries with backoff and
+/// finishes once the tenant is free, without redoing the tenants already erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_tenant_is_retried_until_the_erasure_is_done() {
+    let server = TestServer::start().await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    let users = server.accounts.users();
+    users.create("ada@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    for slug in ["acme", "beta"] {
+        ops.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap();
+        work_as(&server, "ada@example.com", slug, Role::Member, CANARY).await;
+    }
+    let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
+    let lease = server.tenancy.cache().lease(beta.id).await.unwrap();
+    let (_, job) =
+        ops.call("POST", "/subjects/erase", Some(json!({ "email": "ada@example.com" }))).await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let (_, job) = ops.call("GET", &format!("/jobs/{id}"), None).await.unwrap();
+        if job["last_error"].as_str().is_some_and(|e| e.contains("beta")) {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the busy tenant is reported: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(waiting["status"], "queued", "retried, not failed: {waiting}");
+    let erasure = server
+        .tenancy
+        .erasures()
+        .get(
+            &server
+                .tenancy
+                .erasures()
+                .subject_of(&server.accounts.users().by_email("ada@example.com").await.unwrap().id)
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!(erasure.tenants[beta.id.to_string()], "pending", "{erasure:?}");
+    assert!(erasure.tenants[acme.id.to_string()]["erased"].is_object(), "{erasure:?}");
+    drop(lease);
+    let done = wait_until_finished(&ops, &id).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("done"), Some(2)), "{done}");
+    assert!(server.accounts.users().by_email("ada@example.com").await.is_err());
+    server.stop().await.unwrap();
+}

@@ -5,7 +5,8 @@
 //! 1. Find the account by address. None: the job ends "no data" (or "already erased" when the
 //!    ledger knows the address's keyed hash).
 //! 2. Record the erasure in the ledger ([`silo_tenancy::erasure`]): the keyed hash of the
-//!    account id and the tenants it belongs to, each `pending`.
+//!    account id and the tenants it belongs to, each `pending`; end their sessions and revoke
+//!    their tokens, so nothing is written as them while the tenants are erased.
 //! 3. In every pending tenant, erase the person as the tenant manifest says
 //!    ([`silo_workspace::erasure::erase`]), with the file to itself, `secure_delete` on and the
 //!    WAL truncated ([`silo_tenancy::Erasures::in_file`]); record the outcome per tenant. A
@@ -230,6 +231,12 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     let ids: Vec<TenantId> = tenants.iter().map(|t| t.id).collect();
     let email_hash = ledger.email_hash(subject.user.email.as_str()).await?;
     let erasure = ledger.record(&subject.hash, &email_hash, &ctx.job.id, &ids).await?;
+    // Nobody acts as them from here on: no row can be written for them into a tenant already
+    // erased while the others are.
+    let actor = format!("job:{}", ctx.job.id);
+    accounts.sessions().revoke_all(&subject.user.id).await?;
+    accounts.tokens().revoke_all(&subject.user.id, &actor).await?;
+    accounts.directory().clear();
     // 3. Every pending tenant.
     let total = tenants.len() as i64;
     let mut unavailable = Vec::new();
