@@ -269,6 +269,7 @@ async fn the_openapi_document_matches_the_routes() {
         "DELETE /api/v1/tenants/{id}",
         "POST /api/v1/tenants/{id}/export",
         "POST /api/v1/subjects/export",
+        "POST /api/v1/subjects/erase",
         "GET /api/v1/jobs",
         "GET /api/v1/jobs/{id}",
         "GET /api/v1/privacy/manifest",

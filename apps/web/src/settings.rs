@@ -21,6 +21,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[smtp]`: outgoing email.
     pub smtp: SmtpSettings,
+    /// `[plans.NAME]`: the plans (`free`, `team`, `business` unless changed here).
+    pub plans: silo_billing::Plans,
 }
 
 impl Settings {

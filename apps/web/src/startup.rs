@@ -67,6 +67,7 @@ impl Application {
         )?;
         let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
+        let billing = silo_billing::Billing::new(accounts.clone(), settings.plans.clone());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
         accounts.outbox().forget_expired_links().await.context("outbox")?;
         // A store that cannot be reached or written is a start-up error, not a surprise at the
@@ -105,7 +106,7 @@ impl Application {
         loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));
         let (exports, stopping_sweep) = (tenancy.exports(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { sweep_exports(exports, stopping_sweep.signal()).await }));
-        let server = server::start(accounts.clone(), settings.server, listener)?;
+        let server = server::start(billing, settings.server, listener)?;
         Ok(Self { addr, accounts, server, stop, loops })
     }
 

@@ -1,12 +1,67 @@
-//! `silo-billing`: plans, quotas, usage metering and invoices.
+//! `silo-billing`: plans and the limits they set, above the accounts (a plan's seats count
+//! memberships) and below the web layer, which renders them. No HTTP types here.
 //!
-//! A documented placeholder: nothing is billed yet. The control plane records a plan name per
-//! tenant (`silo-tenancy`); plans, quotas, metering, invoices and dunning arrive with their own
-//! issue and will live here, above the accounts (a plan's seats count memberships, invoices go
-//! to a tenant's owners) and below the web layer, which renders them.
+//! Built so far: plans from the settings ([`plans`]) and the storage quota, enforced at the
+//! file: [`Billing::new`] installs each plan's storage limit into the fleet's handle cache, so
+//! every tenant connection runs with `PRAGMA max_page_count` from its plan, and
+//! [`Billing::change_plan`] applies a new plan to already-open handles at once. A write past
+//! the limit fails with `Error::QuotaExceeded` (HTTP 507), is rolled back, and loses nothing.
+//! Seats, projects and request rates, metering, invoices and dunning are not built yet.
 //!
 //! # Layout
-//! - [`accounts`]: the layer below, re-exported so the web layer reaches people and the fleet
-//!   through billing's view of them once billing has rules to add.
+//! - [`Billing`] (this file): the service over the accounts and the plans.
+//! - [`plans`]: [`Plan`], [`Plans`] (defaults `free`, `team`, `business`).
+//! - [`accounts`]: the layer below, re-exported.
 
+pub mod plans;
+
+use std::sync::Arc;
+
+pub use plans::{Plan, Plans};
 pub use silo_accounts as accounts;
+use silo_accounts::Accounts;
+use silo_tenancy::{Result, Tenancy, Tenant, TenantRef};
+
+/// Billing over one process's accounts and fleet.
+#[derive(Clone)]
+pub struct Billing {
+    accounts: Accounts,
+    plans: Arc<Plans>,
+}
+
+impl Billing {
+    /// Billing with `plans`; installs their storage limits into the fleet's handle cache (the
+    /// quota holds for every handle opened from now on).
+    pub fn new(accounts: Accounts, plans: Plans) -> Self {
+        let plans = Arc::new(plans);
+        let limits = plans.clone();
+        accounts
+            .tenancy()
+            .cache()
+            .set_storage_limits(Arc::new(move |plan: &str| limits.0.get(plan).and_then(Plan::storage_bytes)));
+        Self { accounts, plans }
+    }
+
+    /// The people.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// The fleet.
+    pub fn tenancy(&self) -> &Tenancy {
+        self.accounts.tenancy()
+    }
+
+    /// The plans.
+    pub fn plans(&self) -> &Plans {
+        &self.plans
+    }
+
+    /// Moves a tenant to another plan (which must exist); its storage limit applies at once,
+    /// to the open handle too. Audited.
+    pub async fn change_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
+        self.plans.get(plan)?;
+        let tenant = self.tenancy().tenant(tenant).await?;
+        self.tenancy().tenants().set_plan(tenant.id, plan, actor).await
+    }
+}

@@ -70,6 +70,12 @@ pub enum Error {
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
+    /// The tenant's file reached its plan's storage limit: the write was refused and rolled
+    /// back; reads work, and deleting data or a larger plan makes room.
+    #[error(
+        "storage quota exceeded: this workspace's plan allows no more data (delete some, or choose a larger plan)"
+    )]
+    QuotaExceeded(String),
     /// The caller may not do this (e.g. a role rule of the accounts).
     #[error("{0}")]
     Forbidden(String),
@@ -132,6 +138,7 @@ impl Error {
             Error::Suspended(_) => ErrorKind::Locked,
             Error::Gone(_) | Error::KeyDestroyed(_) => ErrorKind::Gone,
             Error::Throttled(_) => ErrorKind::Throttled,
+            Error::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Overloaded(_) => ErrorKind::Overloaded,
             Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,
@@ -182,6 +189,8 @@ pub enum ErrorKind {
     Overloaded,
     /// The disk is full (503: the machine's state, not the caller's input).
     DiskFull,
+    /// The tenant's plan allows no more data (507): theirs to change (delete, upgrade).
+    QuotaExceeded,
     /// The tenant's file cannot be served until an operator acts (503, logged as an error).
     Broken,
     /// A fault on our side (500, logged).
@@ -200,6 +209,7 @@ impl ErrorKind {
                 | ErrorKind::Locked
                 | ErrorKind::Gone
                 | ErrorKind::Throttled
+                | ErrorKind::QuotaExceeded
         )
     }
 }

@@ -51,7 +51,7 @@ use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
 
 pub use backup::{Backup, BackupKind, Backups};
-pub use cache::{CacheStats, FileHold, HandleCache, Lease, TenantDb, Turn};
+pub use cache::{CacheStats, FileHold, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use erasure::{Erasures, TenantSchema};

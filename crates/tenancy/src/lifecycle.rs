@@ -201,11 +201,15 @@ impl Tenants {
         tenant
     }
 
-    /// Changes a tenant's plan.
+    /// Changes a tenant's plan (the name as given: which plans exist is billing's to check,
+    /// `silo_billing::Billing::change_plan`). Its storage limit applies to the open handle at
+    /// once.
     pub async fn set_plan(&self, id: TenantId, plan: &str, actor: &str) -> Result<Tenant> {
         let tenant = self.0.control().set_plan(id, plan, actor).await;
         self.0.forget_tenants();
-        tenant
+        let tenant = tenant?;
+        self.0.cache().apply_plan(id, &tenant.plan).await?;
+        Ok(tenant)
     }
 
     #[tracing::instrument(name = "tenant_status", skip_all, fields(tenant = %tenant, action))]

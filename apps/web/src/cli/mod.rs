@@ -100,9 +100,10 @@ impl Cli {
         let accounts_settings = settings.accounts();
         let tenancy = Tenancy::open(settings.fleet, silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), accounts_settings);
+        let billing = silo_billing::Billing::new(accounts.clone(), settings.plans);
         let result = match self.command {
             Command::Serve { .. } => unreachable!("served above"),
-            Command::Tenant(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Tenant(command) => command.run(&billing).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => args.run(&tenancy).await,
             Command::Admin(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::User(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),

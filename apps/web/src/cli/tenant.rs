@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use silo_tenancy::{CreateTenant, DataDirLock, Tenancy, Tenant, TenantFilter, TenantRef, TenantStatus};
+use silo_tenancy::{CreateTenant, DataDirLock, Tenant, TenantFilter, TenantRef, TenantStatus};
 
 use super::actor;
 use crate::output::{self, print_json, table};
@@ -54,6 +54,13 @@ pub enum TenantCommand {
         /// Slug or UUID.
         tenant: String,
     },
+    /// Move a tenant to another plan (its storage limit applies at once).
+    SetPlan {
+        /// Slug or UUID.
+        tenant: String,
+        /// A plan from the settings (`free`, `team`, `business` by default).
+        plan: String,
+    },
     /// Delete a tenant: soft by default (file kept), for good with --purge.
     Delete {
         /// Slug or UUID.
@@ -103,7 +110,8 @@ struct TenantDetail {
 
 impl TenantCommand {
     /// Runs the command.
-    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<()> {
+    pub async fn run(self, billing: &silo_billing::Billing) -> anyhow::Result<()> {
+        let tenancy = billing.tenancy();
         match self {
             Self::Create { slug, name, region, plan, format } => {
                 let tenant =
@@ -141,6 +149,10 @@ impl TenantCommand {
             Self::Resume { tenant } => {
                 let tenant = tenancy.tenants().resume(&parse_ref(&tenant)?, &actor()).await?;
                 println!("resumed tenant {}", tenant.slug);
+            }
+            Self::SetPlan { tenant, plan } => {
+                let tenant = billing.change_plan(&parse_ref(&tenant)?, &plan, &actor()).await?;
+                println!("tenant {} is on plan {}", tenant.slug, tenant.plan);
             }
             Self::Delete { tenant, purge } => {
                 let reference = parse_ref(&tenant)?;

@@ -107,6 +107,11 @@ impl From<Error> for Failure {
                 )
                 .retry_after(60)
             }
+            ErrorKind::QuotaExceeded => Self::new(
+                S::INSUFFICIENT_STORAGE,
+                "storage_quota_exceeded",
+                "Storage quota exceeded: this workspace's plan allows no more data, so this was not saved. Delete something, or choose a larger plan.",
+            ),
             ErrorKind::Broken => {
                 tracing::error!(error = %error, "tenant cannot be served");
                 Self::new(

@@ -1,5 +1,5 @@
-//! The HTTP server: actix-web over the shared [`Accounts`] and their fleet (started by
-//! [`crate::startup::Application`]).
+//! The HTTP server: actix-web over the shared [`silo_billing::Billing`] (the accounts and their
+//! fleet beneath it), started by [`crate::startup::Application`].
 //!
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`pages`]: the HTML site (sign-up, account, workspaces, admin console).
@@ -37,7 +37,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use silo_accounts::Accounts;
 
 use crate::settings::ServerSettings;
 use utoipa::OpenApi;
@@ -73,7 +72,7 @@ fn security_headers(csp: &str) -> DefaultHeaders {
 /// Starts serving on an already bound listener (tests bind port 0), and on `server.metrics_bind`
 /// when set; the returned server runs until stopped.
 pub fn start(
-    accounts: Accounts,
+    billing: silo_billing::Billing,
     web_settings: ServerSettings,
     listener: TcpListener,
 ) -> anyhow::Result<actix_web::dev::Server> {
@@ -94,7 +93,7 @@ pub fn start(
         tracing::info!(%addr, "metrics listening");
     }
     let csp = content_security_policy(&links);
-    let state = web::Data::new(AppState::new(accounts, web_settings, links, metrics_addr)?);
+    let state = web::Data::new(AppState::new(billing, web_settings, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let server = HttpServer::new(move || {

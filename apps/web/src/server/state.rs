@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::settings::ServerSettings;
 use silo_accounts::Accounts;
 use silo_accounts::sessions::{LoginThrottle, ThrottlePolicy};
+use silo_billing::Billing;
 use silo_tenancy::Tenancy;
 
 use super::client::Proxies;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub tenancy: Tenancy,
     /// The people: users, sessions, tokens, memberships, the outbox.
     pub accounts: Accounts,
+    /// Plans and their limits.
+    pub billing: Billing,
     /// Sign-in attempts per account and per client address.
     pub throttle: LoginThrottle,
     /// Invalid bearer tokens per client address (the API's 429).
@@ -36,14 +39,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over the accounts (and their fleet), configured from its settings; `links` say
-    /// where the server is reached.
+    /// State over billing (and through it the accounts and their fleet), configured from its
+    /// settings; `links` say where the server is reached.
     pub fn new(
-        accounts: Accounts,
+        billing: Billing,
         web: ServerSettings,
         links: Links,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Self> {
+        let accounts = billing.accounts().clone();
         let tenancy = accounts.tenancy().clone();
         let throttle = LoginThrottle::new(ThrottlePolicy {
             per_account: web.login_failures_per_account,
@@ -69,6 +73,7 @@ impl AppState {
         Ok(Self {
             tenancy,
             accounts,
+            billing,
             throttle,
             api_throttle,
             reset_throttle,

@@ -98,7 +98,30 @@ impl TenantDb {
     /// [`TenantDb::call_blocking`]. This is the door `silo-workspace`'s repositories use.
     pub fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.connection();
-        f(&mut conn).map_err(Error::from)
+        f(&mut conn).map_err(|e| self.classify(&conn, e))
+    }
+
+    /// A full database under a plan's limit is the tenant's quota, not the disk (SQLite says
+    /// `SQLITE_FULL` for both); the statement was rolled back, nothing acknowledged is lost.
+    fn classify(&self, conn: &Connection, error: rusqlite::Error) -> Error {
+        let full =
+            matches!(&error, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull);
+        let pages = |pragma: &str| conn.query_row(pragma, [], |row| row.get::<_, i64>(0)).ok();
+        match (full, pages("PRAGMA max_page_count"), pages("PRAGMA page_count")) {
+            // Near the limit (a write can need more pages than are left): the quota.
+            (true, Some(max), Some(count)) if max < UNLIMITED_PAGES && count * 10 >= max * 9 => {
+                Error::QuotaExceeded(self.id.to_string())
+            }
+            _ => Error::from(error),
+        }
+    }
+
+    /// Sets the largest size the file may grow to on every connection (`None`: no limit).
+    pub(crate) fn limit_size(&self, max_bytes: Option<u64>) -> Result<()> {
+        for conn in &self.connections {
+            limit_size(&conn.lock(), max_bytes)?;
+        }
+        Ok(())
     }
 
     /// Runs `f` on one of the tenant's connections on the blocking pool (exports, large
@@ -155,4 +178,21 @@ impl Drop for TenantDb {
             Err(_) => close(),
         }
     }
+}
+
+/// SQLite's default `max_page_count` (no limit beyond the format's).
+const UNLIMITED_PAGES: i64 = 4_294_967_294;
+
+/// `PRAGMA max_page_count` for `max_bytes` on one connection (`None`: no limit). SQLite never
+/// sets it below the file's current size: a file already over a lowered limit keeps its data,
+/// can be read and can shrink, but cannot grow.
+pub(crate) fn limit_size(conn: &Connection, max_bytes: Option<u64>) -> rusqlite::Result<()> {
+    let pages = match max_bytes {
+        None => UNLIMITED_PAGES,
+        Some(bytes) => {
+            let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+            (bytes as i64 / page_size.max(512)).clamp(1, UNLIMITED_PAGES)
+        }
+    };
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
 }

@@ -83,7 +83,14 @@ struct Inner {
     /// open-file list, so beyond the cores more at once only adds context switches (measured
     /// under a Zipf load over 10,000 tenants).
     open_permits: tokio::sync::Semaphore,
+    /// The largest file a tenant's plan allows (installed by billing; none: no limit).
+    storage_limits: parking_lot::RwLock<Option<StorageLimits>>,
 }
+
+/// The largest file (bytes) a plan allows, by plan name; `None`: no limit. Billing installs it
+/// ([`HandleCache::set_storage_limits`]); every tenant connection then runs with
+/// `PRAGMA max_page_count` derived from it, so the limit holds at the file, whatever writes.
+pub type StorageLimits = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 
 /// An exclusive hold on a tenant's file. While it lives no handle to the file can open;
 /// dropping it releases the tenant.
@@ -156,8 +163,31 @@ impl HandleCache {
             metrics,
             changes: Arc::default(),
             open_permits,
+            storage_limits: parking_lot::RwLock::new(None),
         };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// Installs the plans' storage limits: handles opened from now on get them.
+    pub fn set_storage_limits(&self, limits: StorageLimits) {
+        *self.inner.storage_limits.write() = Some(limits);
+    }
+
+    /// The storage limit of a plan (none installed, or the plan has none: `None`).
+    pub fn storage_limit(&self, plan: &str) -> Option<u64> {
+        self.inner.storage_limits.read().as_ref().and_then(|limits| limits(plan))
+    }
+
+    /// Applies `plan`'s storage limit to the tenant's open handle at once (a plan change), if
+    /// it has one; a handle opened later gets it when it opens.
+    pub async fn apply_plan(&self, id: TenantId, plan: &str) -> Result<()> {
+        let limit = self.storage_limit(plan);
+        if let Some(db) = self.inner.cache.get(&id).await.and_then(|cached| cached.handle()) {
+            tokio::task::spawn_blocking(move || db.limit_size(limit))
+                .await
+                .expect("a limit change panicked")?;
+        }
+        Ok(())
     }
 
     /// The open handle of a tenant, opening it if needed (its control-plane row is read first).
@@ -231,12 +261,17 @@ impl HandleCache {
                 (inner.config.connections_per_tenant.max(1), inner.config.tuning, path.clone());
             let migrations = inner.migrations.clone();
             let changes = inner.changes.clone();
+            let limit = self.storage_limit(&tenant.plan);
             let opened = tokio::task::spawn_blocking(move || {
                 let mut connections = (0..count)
                     .map(|_| sqlite::open_sync(&file, tuning, OpenMode::Existing))
                     .collect::<silo_storage::Result<Vec<_>>>()?;
                 connections.iter().for_each(|conn| changes.watch(conn, id));
                 let migrated = schema::migrate(&mut connections[0], &migrations);
+                // After the migration (a schema change is never refused for the plan's size).
+                for conn in &connections {
+                    handle::limit_size(conn, limit)?;
+                }
                 Ok::<_, silo_storage::Error>((connections, migrated))
             })
             .await

@@ -165,7 +165,7 @@ async fn update_tenant(
         tenant = tenancy.tenants().rename(tenant.id, name, actor).await?;
     }
     if let Some(plan) = &body.plan {
-        tenant = tenancy.tenants().set_plan(tenant.id, plan, actor).await?;
+        tenant = state(&req).billing.change_plan(&TenantRef::Id(tenant.id), plan, actor).await?;
     }
     let target = TenantRef::Id(tenant.id);
     tenant = match body.status.as_deref() {

@@ -1,0 +1,128 @@
+//! Plans: what a tenant pays and what it may use. Read from the settings (`[plans.NAME]` in
+//! `silo.toml`, or `SILO_PLANS__NAME__KEY=…`); `free`, `team` and `business` exist unless the
+//! settings change them. Prices are integer minor units (cents) of `currency`: no floating
+//! point anywhere near money. A limit left out is no limit.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use silo_tenancy::{Error, Result};
+
+/// One plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Base price per month, minor units.
+    #[serde(default)]
+    pub price_month: i64,
+    /// Price per seat (member) per month, minor units.
+    #[serde(default)]
+    pub price_seat: i64,
+    /// ISO 4217 code.
+    #[serde(default = "default_currency")]
+    pub currency: String,
+    /// Days free at the start.
+    #[serde(default)]
+    pub trial_days: u32,
+    /// Members at most.
+    pub seats: Option<u32>,
+    /// Size of the tenant's file at most, MB (10⁶ bytes): enforced at the file.
+    pub storage_mb: Option<u64>,
+    /// Projects at most.
+    pub projects: Option<u32>,
+    /// API requests per minute at most.
+    pub api_rpm: Option<u32>,
+}
+
+fn default_currency() -> String {
+    "EUR".to_owned()
+}
+
+impl Default for Plan {
+    /// Free of charge, in euros, without limits.
+    fn default() -> Self {
+        Self {
+            price_month: 0,
+            price_seat: 0,
+            currency: default_currency(),
+            trial_days: 0,
+            seats: None,
+            storage_mb: None,
+            projects: None,
+            api_rpm: None,
+        }
+    }
+}
+
+impl Plan {
+    /// The largest file the plan allows, in bytes.
+    pub fn storage_bytes(&self) -> Option<u64> {
+        self.storage_mb.map(|mb| mb.saturating_mul(1_000_000))
+    }
+}
+
+/// The plans by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Plans(pub BTreeMap<String, Plan>);
+
+impl Default for Plans {
+    /// `free`, `team` and `business`.
+    fn default() -> Self {
+        let plan = |price_month, price_seat, trial_days, seats, storage_mb, projects, api_rpm| Plan {
+            price_month,
+            price_seat,
+            currency: default_currency(),
+            trial_days,
+            seats,
+            storage_mb,
+            projects,
+            api_rpm,
+        };
+        Self(BTreeMap::from([
+            ("free".to_owned(), plan(0, 0, 0, Some(3), Some(50), Some(3), Some(60))),
+            ("team".to_owned(), plan(0, 800, 14, Some(50), Some(2_000), None, Some(600))),
+            ("business".to_owned(), plan(5_000, 1_500, 14, None, Some(20_000), None, Some(3_000))),
+        ]))
+    }
+}
+
+impl Plans {
+    /// A plan by name; an unknown name is the caller's mistake, with the names that exist.
+    pub fn get(&self, name: &str) -> Result<&Plan> {
+        self.0.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.0.keys().map(String::as_str).collect();
+            Error::InvalidInput(format!("there is no plan `{name}` (plans: {})", known.join(", ")))
+        })
+    }
+
+    /// The plans' names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_exist_and_an_unknown_plan_is_named() {
+        let plans = Plans::default();
+        assert_eq!(plans.names().collect::<Vec<_>>(), ["business", "free", "team"]);
+        assert_eq!(plans.get("free").unwrap().storage_bytes(), Some(50_000_000));
+        let unknown = plans.get("gold").unwrap_err().to_string();
+        assert!(unknown.contains("no plan `gold`") && unknown.contains("business, free, team"), "{unknown}");
+    }
+
+    #[test]
+    fn a_plan_reads_from_toml_with_defaults_for_what_it_leaves_out() {
+        let plan: Plan = toml::from_str("storage_mb = 1\nprice_seat = 250").unwrap();
+        assert_eq!(
+            (plan.storage_bytes(), plan.price_seat, plan.currency.as_str()),
+            (Some(1_000_000), 250, "EUR")
+        );
+        assert_eq!(plan.seats, None, "no limit");
+        assert!(toml::from_str::<Plan>("storage_gb = 1").is_err(), "a misspelt key is an error");
+    }
+}
