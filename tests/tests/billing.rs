@@ -71,3 +71,94 @@ async fn a_tenant_fills_its_plan_to_the_quota_and_an_upgrade_lifts_it_on_the_ope
     assert_eq!(server.tenancy.cache().stats().opens, opens, "the same open handle");
     server.stop().await.unwrap();
 }
+
+/// A plan's seats count members and pending invitations: the invitation past them is refused
+/// with a clear message; a plan's project limit refuses the extra project (API and pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
+    let server = TestServer::start_with(|s| {
+        s.plans.0.insert("pair".into(), Plan { seats: Some(2), projects: Some(1), ..Plan::default() });
+    })
+    .await
+    .unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    let (status, _) = ops.call("PATCH", "/tenants/acme", Some(json!({ "plan": "pair" }))).await.unwrap();
+    assert_eq!(status, 200);
+
+    let invite = |email: &'static str| {
+        let ada = &ada;
+        async move {
+            ada.submit("/w/acme/members", "/w/acme/members/invite", &[("email", email), ("role", "member")])
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(invite("bob@example.com").await.status, 303);
+    let page = ada.get("/w/acme/members").await.unwrap().body;
+    assert!(page.contains("Invitation emailed to bob@example.com"), "{page}");
+    assert_eq!(invite("carol@example.com").await.status, 303);
+    let page = ada.get("/w/acme/members").await.unwrap().body;
+    assert!(page.contains("The pair plan has 2 seats and all are taken"), "{page}");
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!(
+        server.accounts.invitations().pending(tenant.id).await.unwrap().len(),
+        1,
+        "carol was not invited"
+    );
+
+    let member = ApiClient::new(
+        server.addr,
+        Some(&server.member_token("ada@example.com", "acme", Role::Owner).await.unwrap()),
+    );
+    let (status, _) = member.call("POST", "/w/acme/projects", Some(json!({ "name": "one" }))).await.unwrap();
+    assert_eq!(status, 201);
+    let (status, body) =
+        member.call("POST", "/w/acme/projects", Some(json!({ "name": "two" }))).await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("allows 1 projects"), "{body}");
+    server.stop().await.unwrap();
+}
+
+/// A plan's API requests per minute: a minute's burst is served, the next request is 429 with
+/// `Retry-After`, and after that wait requests are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_rate_of_a_plan_answers_429_then_recovers() {
+    let server = TestServer::start_with(|s| {
+        s.plans.0.insert("slow".into(), Plan { api_rpm: Some(60), ..Plan::default() });
+    })
+    .await
+    .unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme", "plan": "slow" }))).await.unwrap();
+    let (_, tenant) = ops.call("PATCH", "/tenants/acme", Some(json!({ "plan": "slow" }))).await.unwrap();
+    assert_eq!(tenant["plan"], "slow");
+    server.accounts.users().create("ada@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let token = server.member_token("ada@example.com", "acme", Role::Owner).await.unwrap();
+    let client = reqwest::Client::new();
+    let get = || client.get(server.url("/api/v1/w/acme/projects")).bearer_auth(&token).send();
+    let mut served = 0;
+    let refused = loop {
+        let response = get().await.unwrap();
+        if response.status() != 200 {
+            break response;
+        }
+        served += 1;
+        assert!(served < 1_000, "the plan's rate never applied");
+    };
+    assert_eq!(refused.status(), 429);
+    assert!(served >= 60, "a minute's burst is served first: {served}");
+    let wait: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    assert_eq!(get().await.unwrap().status(), 200, "served again after Retry-After");
+    // Another tenant's requests are not counted against this one.
+    ops.call("POST", "/tenants", Some(json!({ "slug": "other" }))).await.unwrap();
+    let other = server.member_token("ada@example.com", "other", Role::Owner).await.unwrap();
+    let response =
+        client.get(server.url("/api/v1/w/other/projects")).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    server.stop().await.unwrap();
+}

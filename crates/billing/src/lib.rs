@@ -6,14 +6,20 @@
 //! every tenant connection runs with `PRAGMA max_page_count` from its plan, and
 //! [`Billing::change_plan`] applies a new plan to already-open handles at once. A write past
 //! the limit fails with `Error::QuotaExceeded` (HTTP 507), is rolled back, and loses nothing.
-//! Seats, projects and request rates, metering, invoices and dunning are not built yet.
+//! Seats (invitations) and projects are checked where they are spent ([`limits`]); API
+//! requests per minute per tenant are admitted by a token bucket ([`rate`]). Metering,
+//! invoices and dunning are not built yet.
 //!
 //! # Layout
 //! - [`Billing`] (this file): the service over the accounts and the plans.
 //! - [`plans`]: [`Plan`], [`Plans`] (defaults `free`, `team`, `business`).
+//! - [`limits`]: seats and projects, checked on invite and create.
+//! - [`rate`]: API requests per minute per tenant.
 //! - [`accounts`]: the layer below, re-exported.
 
+pub mod limits;
 pub mod plans;
+pub mod rate;
 
 use std::sync::Arc;
 
@@ -27,6 +33,7 @@ use silo_tenancy::{Result, Tenancy, Tenant, TenantRef};
 pub struct Billing {
     accounts: Accounts,
     plans: Arc<Plans>,
+    buckets: Arc<rate::Buckets>,
 }
 
 impl Billing {
@@ -39,7 +46,7 @@ impl Billing {
             .tenancy()
             .cache()
             .set_storage_limits(Arc::new(move |plan: &str| limits.0.get(plan).and_then(Plan::storage_bytes)));
-        Self { accounts, plans }
+        Self { accounts, plans, buckets: Arc::default() }
     }
 
     /// The people.

@@ -60,6 +60,14 @@ pub fn create(db: &TenantDb, name: &str, description: &str, created_by: Option<i
     })
 }
 
+/// Projects not archived (what a plan's project limit counts).
+pub fn count(db: &TenantDb) -> Result<i64> {
+    db.call(|conn| {
+        conn.prepare_cached("SELECT count(*) FROM projects WHERE archived_at IS NULL")?
+            .query_row([], |r| r.get(0))
+    })
+}
+
 /// Projects newest first, `limit` of them, older than `before` when given.
 pub fn list(db: &TenantDb, before: Option<i64>, limit: i64) -> Result<Vec<Project>> {
     db.call(|conn| {

@@ -37,6 +37,7 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
     if principal.tenant != Some(ws.tenant.id) {
         return Err(ApiError(Failure::not_found()));
     }
+    state(req).billing.admit_api_request(&ws.tenant)?;
     Ok(ws)
 }
 
@@ -121,6 +122,7 @@ async fn create_project(
     body: web::Json<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
+    state(&req).billing.check_project(&ws.tenant, &ws.db)?;
     let id = projects::create(&ws.db, &body.name, &body.description, ws.member_id()?)?;
     let project = projects::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     Ok(HttpResponse::Created().json(project))

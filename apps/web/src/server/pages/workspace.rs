@@ -102,7 +102,11 @@ struct ProjectForm {
 #[post("/projects")]
 async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProjectForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let created = projects::create(&ws.db, &form.name, &form.description, ws.member_id()?);
+    let creator = ws.member_id()?;
+    let created = state(&req)
+        .billing
+        .check_project(&ws.tenant, &ws.db)
+        .and_then(|()| projects::create(&ws.db, &form.name, &form.description, creator));
     flash_outcome_with(&home(&ws), created, |id| {
         Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created."))
     })
@@ -343,8 +347,7 @@ async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<In
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
     let links = &state(&req).links;
-    let invited =
-        accounts.invitations().create(&ws.tenant, &form.email, role, &inviter, links.origin()).await;
+    let invited = state(&req).billing.invite(&ws.tenant, &form.email, role, &inviter, links.origin()).await;
     flash_outcome_with(&back, invited, |(invitation, secret)| {
         let link = links.main(&format!("/invitations/{secret}"));
         let message =
