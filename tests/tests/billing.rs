@@ -118,6 +118,29 @@ async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
         member.call("POST", "/w/acme/projects", Some(json!({ "name": "two" }))).await.unwrap();
     assert_eq!(status, 422, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("allows 1 projects"), "{body}");
+
+    // The owner sees the plan's use on the settings page and moves to a larger plan there.
+    let settings = ada.get("/w/acme/settings").await.unwrap().body;
+    assert!(settings.contains("Plan and usage") && settings.contains("2 of 2"), "{settings}");
+    let bad = ada.submit("/w/acme/settings", "/w/acme/plan", &[("plan", "gold")]).await.unwrap();
+    assert_eq!(bad.status, 303);
+    assert!(ada.get("/w/acme/settings").await.unwrap().body.contains("there is no plan `gold`"));
+    let moved = ada.submit("/w/acme/settings", "/w/acme/plan", &[("plan", "team")]).await.unwrap();
+    assert_eq!(moved.status, 303);
+    assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "team");
+    assert_eq!(invite("carol@example.com").await.status, 303);
+    assert_eq!(
+        server.accounts.invitations().pending(tenant.id).await.unwrap().len(),
+        2,
+        "a seat is free now"
+    );
+
+    // Operators change it from the console.
+    let console = server.sign_in("ops@example.com").await.unwrap();
+    let page = format!("/admin/tenants/{}", tenant.id);
+    let changed = console.submit(&page, &format!("{page}/plan"), &[("plan", "business")]).await.unwrap();
+    assert_eq!(changed.status, 303);
+    assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "business");
     server.stop().await.unwrap();
 }
 

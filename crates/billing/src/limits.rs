@@ -51,3 +51,42 @@ impl Billing {
         Ok(())
     }
 }
+
+/// A tenant's use of its plan's limits, for the workspace's billing card and the console.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Usage {
+    /// The plan's name.
+    pub plan: String,
+    /// The plan's terms.
+    pub terms: Option<crate::Plan>,
+    /// The plan's prices in words.
+    pub price: Option<String>,
+    /// Bytes of the tenant's file (with its WAL).
+    pub storage_bytes: u64,
+    /// The same in MB, for people.
+    pub storage_mb: String,
+    /// Members plus pending invitations.
+    pub seats_used: i64,
+    /// Projects not archived (`None`: the file is not open to count them).
+    pub projects: Option<i64>,
+}
+
+impl Billing {
+    /// How much of its plan a tenant uses (`db`: its open handle, to count projects).
+    pub async fn usage(&self, tenant: &Tenant, db: Option<&TenantDb>) -> Result<Usage> {
+        let path = self.tenancy().tenant_path(tenant)?;
+        let members = self.accounts().memberships().count(tenant.id).await?;
+        let pending = self.accounts().invitations().pending(tenant.id).await?.len() as i64;
+        let terms = self.plans().0.get(&tenant.plan).cloned();
+        let storage_bytes = silo_storage::sqlite::database_size(&path);
+        Ok(Usage {
+            plan: tenant.plan.clone(),
+            price: terms.as_ref().map(crate::Plan::price_text),
+            terms,
+            storage_bytes,
+            storage_mb: format!("{:.2}", storage_bytes as f64 / 1e6),
+            seats_used: members + pending,
+            projects: db.map(silo_workspace::projects::count).transpose()?,
+        })
+    }
+}

@@ -55,6 +55,17 @@ impl Default for Plan {
 }
 
 impl Plan {
+    /// Its prices in words: "50.00 EUR a month + 15.00 EUR a seat".
+    pub fn price_text(&self) -> String {
+        let money = |minor: i64| format!("{}.{:02} {}", minor / 100, (minor % 100).abs(), self.currency);
+        match (self.price_month, self.price_seat) {
+            (0, 0) => "free of charge".to_owned(),
+            (month, 0) => format!("{} a month", money(month)),
+            (0, seat) => format!("{} a seat a month", money(seat)),
+            (month, seat) => format!("{} a month + {} a seat", money(month), money(seat)),
+        }
+    }
+
     /// The largest file the plan allows, in bytes.
     pub fn storage_bytes(&self) -> Option<u64> {
         self.storage_mb.map(|mb| mb.saturating_mul(1_000_000))
@@ -111,6 +122,9 @@ mod tests {
         let plans = Plans::default();
         assert_eq!(plans.names().collect::<Vec<_>>(), ["business", "free", "team"]);
         assert_eq!(plans.get("free").unwrap().storage_bytes(), Some(50_000_000));
+        assert_eq!(plans.get("free").unwrap().price_text(), "free of charge");
+        assert_eq!(plans.get("business").unwrap().price_text(), "50.00 EUR a month + 15.00 EUR a seat");
+        assert_eq!(plans.get("team").unwrap().price_text(), "8.00 EUR a seat a month");
         let unknown = plans.get("gold").unwrap_err().to_string();
         assert!(unknown.contains("no plan `gold`") && unknown.contains("business, free, team"), "{unknown}");
     }

@@ -174,6 +174,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     let regions: Vec<String> =
         tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
     Page::new("admin/tenant.html")
+        .with("plans", &state(&req).billing.plans().names().collect::<Vec<_>>())
         .with("backups", &backups)
         .with("regions", &regions)
         .with("tenant", &tenant)
@@ -198,6 +199,9 @@ struct ActionForm {
     /// Move: the target region.
     #[serde(default)]
     region: String,
+    /// Plan: the new plan.
+    #[serde(default)]
+    plan: String,
 }
 
 /// Lifecycle and storage actions; purge and in-place restore need the slug typed as
@@ -221,6 +225,11 @@ async fn act_page(
             tenancy.tenants().suspend(&reference, actor).await.map(|_| "Tenant suspended.".to_owned())
         }
         "resume" => tenancy.tenants().resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
+        "plan" => state(&req)
+            .billing
+            .change_plan(&reference, form.plan.trim(), actor)
+            .await
+            .map(|t| format!("Plan changed to {}.", t.plan)),
         "delete" => tenancy
             .tenants()
             .delete(&reference, actor)

@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(remove_member)
             .service(revoke_invitation)
             .service(settings_page)
+            .service(change_plan)
             .service(export_workspace)
             .service(rename_page)
             .service(delete_workspace)
@@ -432,12 +433,36 @@ async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
         Role::Owner => tenancy.jobs().of_tenant(TENANT_EXPORT, ws.tenant.id, 5).await?,
         _ => Vec::new(),
     };
+    let billing = &state(&req).billing;
     page("workspace/settings.html", &ws, "settings")
         .with("tenant", &ws.tenant)
         .with("grace_days", &grace_days)
         .with("exports", &exports)
+        .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
+        .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .render(&req)
         .await
+}
+
+#[derive(Deserialize)]
+struct PlanForm {
+    plan: String,
+}
+
+/// An owner moves the workspace to another plan.
+#[post("/plan")]
+async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<PlanForm>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    let back = format!("{}settings", home(&ws));
+    let actor = me.session.email.as_str();
+    let changed = state(&req)
+        .billing
+        .change_plan(&silo_tenancy::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
+        .await;
+    flash_outcome_with(&back, changed, |tenant| {
+        Ok(see_other_with_flash(&back, "ok", &format!("This workspace is now on the {} plan.", tenant.plan)))
+    })
 }
 
 /// Starts an export of the workspace (owners): a job; the settings page shows it and, once
