@@ -439,6 +439,16 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn disk_space_is_read_and_low_is_under_a_gib_or_five_percent() {
+        let space = super::disk_space(std::path::Path::new(".")).unwrap();
+        assert!(space.total > 0 && space.available <= space.total, "{space:?}");
+        let gib = 1u64 << 30;
+        assert!(super::DiskSpace { available: gib - 1, total: 1000 * gib }.is_low());
+        assert!(super::DiskSpace { available: 4 * gib, total: 100 * gib }.is_low(), "4 % left");
+        assert!(!super::DiskSpace { available: 6 * gib, total: 100 * gib }.is_low());
+    }
+
     use super::*;
 
     #[test]
@@ -609,5 +619,31 @@ mod tests {
         let err =
             sqlx::query("PRAGMA query_only=0; INSERT INTO t VALUES (1)").execute(&mut ro).await.unwrap_err();
         assert!(err.to_string().contains("readonly"), "{err}");
+    }
+}
+
+/// Free and total bytes of the file system holding `path` (for unprivileged writers: what
+/// SQLite can still use).
+pub fn disk_space(path: &Path) -> Result<DiskSpace> {
+    let stat = rustix::fs::statvfs(path).map_err(|e| Error::io("read free space of", path, e.into()))?;
+    Ok(DiskSpace {
+        available: stat.f_bavail.saturating_mul(stat.f_frsize),
+        total: stat.f_blocks.saturating_mul(stat.f_frsize),
+    })
+}
+
+/// A file system's space ([`disk_space`]).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer can still use.
+    pub available: u64,
+    /// Bytes in all.
+    pub total: u64,
+}
+
+impl DiskSpace {
+    /// Running low: under 5 % of the file system, or under 1 GiB, is left.
+    pub fn is_low(&self) -> bool {
+        self.available < (1 << 30) || self.available.saturating_mul(20) < self.total
     }
 }

@@ -281,6 +281,11 @@ impl Tenancy {
         Queries(self.clone())
     }
 
+    /// Free space on the file system of the data directory (tenant files, `control.db`).
+    pub fn disk_space(&self) -> Result<silo_storage::sqlite::DiskSpace> {
+        Ok(silo_storage::sqlite::disk_space(&self.settings().data_dir)?)
+    }
+
     /// Whether the control plane answers (readiness).
     pub async fn ping(&self) -> Result<()> {
         self.inner.control.ping().await

@@ -27,11 +27,25 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
 }
 
-/// The process can serve: the control plane answers.
+/// The process can serve: the control plane answers. Free disk space running low is
+/// reported in the body (still ready: reads work, and writes answer a clear error when full).
 #[get("/readyz")]
 async fn readyz(app: web::Data<AppState>) -> HttpResponse {
     match app.tenancy.ping().await {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ready\n"),
+        Ok(()) => {
+            let mut body = "ready\n".to_owned();
+            if let Ok(space) = app.tenancy.disk_space()
+                && space.is_low()
+            {
+                tracing::warn!(available = space.available, total = space.total, "disk space low");
+                body.push_str(&format!(
+                    "warning: disk space low: {} MB free of {} MB\n",
+                    space.available / 1_000_000,
+                    space.total / 1_000_000
+                ));
+            }
+            HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable()
@@ -50,6 +64,10 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     }
     let mut body = app.tenancy.cache().stats().to_prometheus();
     body.push_str(&app.tenancy.backups().scheduler_status().to_prometheus());
+    if let Ok(space) = app.tenancy.disk_space() {
+        body.push_str("# HELP silo_disk_available_bytes Free bytes on the data directory's file system.\n# TYPE silo_disk_available_bytes gauge\n");
+        body.push_str(&format!("silo_disk_available_bytes {}\n", space.available));
+    }
     body.push_str("# HELP silo_build_info Silo build and SQLite versions.\n# TYPE silo_build_info gauge\n");
     body.push_str(&format!(
         "silo_build_info{{version=\"{}\",sqlite=\"{}\"}} 1\n",
