@@ -25,6 +25,8 @@ pub struct TestServer {
     pub tenancy: Tenancy,
     /// Its people (shared with the server).
     pub accounts: Accounts,
+    /// Its plans, limits and meter (shared with the server).
+    pub billing: silo_billing::Billing,
     handle: ApplicationHandle,
     /// The application's run: done once it stopped and closed everything.
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -55,10 +57,11 @@ impl TestServer {
         configure(&mut settings, addr);
         let application = Application::build_on(settings, listener).await?;
         let accounts = application.accounts().clone();
+        let billing = application.billing().clone();
         let tenancy = accounts.tenancy().clone();
         let handle = application.handle();
         let running = tokio::spawn(application.run_until_stopped());
-        Ok(Self { addr, tenancy, accounts, handle, running, _dir: dir })
+        Ok(Self { addr, tenancy, accounts, billing, handle, running, _dir: dir })
     }
 
     /// The server's base URL.

@@ -185,3 +185,37 @@ async fn the_api_rate_of_a_plan_answers_429_then_recovers() {
     assert_eq!(response.status(), 200);
     server.stop().await.unwrap();
 }
+
+/// Requests are metered per tenant in memory and flushed into one row per tenant and day,
+/// with the file's size and the seats; a flush with nothing new writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_metered_per_tenant_and_day() {
+    let server = TestServer::start().await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    server.accounts.users().create("ada@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let mut clients = Vec::new();
+    for slug in ["acme", "beta"] {
+        ops.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap();
+        let token = server.member_token("ada@example.com", slug, Role::Owner).await.unwrap();
+        clients.push(ApiClient::new(server.addr, Some(&token)));
+    }
+    for _ in 0..7 {
+        assert_eq!(clients[0].call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
+    }
+    assert_eq!(clients[1].call("GET", "/w/beta/projects", None).await.unwrap().0, 200);
+    assert_eq!(server.billing.flush_usage().await.unwrap(), 2);
+    assert_eq!(server.billing.flush_usage().await.unwrap(), 0, "nothing new");
+    for _ in 0..3 {
+        clients[0].call("GET", "/w/acme/projects", None).await.unwrap();
+    }
+    server.billing.flush_usage().await.unwrap();
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let days = server.billing.usage_days(acme.id, 30).await.unwrap();
+    assert_eq!(days.len(), 1, "{days:?}");
+    assert_eq!((days[0].requests, days[0].seats), (10, 1), "{days:?}");
+    assert!(days[0].storage_bytes > 0);
+    let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
+    assert_eq!(server.billing.usage_days(beta.id, 30).await.unwrap()[0].requests, 1);
+    server.stop().await.unwrap();
+}

@@ -29,6 +29,7 @@ use crate::settings::Settings;
 pub struct Application {
     addr: SocketAddr,
     accounts: Accounts,
+    billing: silo_billing::Billing,
     server: actix_web::dev::Server,
     /// Tells the loops to stop (see [`Stopping`]).
     stop: watch::Sender<bool>,
@@ -104,10 +105,13 @@ impl Application {
         let (jobs, pool, stopping_jobs) =
             (tenancy.jobs(), tenancy.settings().jobs.pool(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));
+        let (meter, stopping_meter) = (billing.clone(), Stopping(stopping.clone()));
+        let every = std::time::Duration::from_secs(60);
+        loops.push(tokio::spawn(async move { meter.run_meter(every, stopping_meter.signal()).await }));
         let (exports, stopping_sweep) = (tenancy.exports(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { sweep_exports(exports, stopping_sweep.signal()).await }));
-        let server = server::start(billing, settings.server, listener)?;
-        Ok(Self { addr, accounts, server, stop, loops })
+        let server = server::start(billing.clone(), settings.server, listener)?;
+        Ok(Self { addr, accounts, billing, server, stop, loops })
     }
 
     /// Where the server listens.
@@ -118,6 +122,11 @@ impl Application {
     /// The people (and through them the fleet) the server runs on.
     pub fn accounts(&self) -> &Accounts {
         &self.accounts
+    }
+
+    /// Plans, limits and metering, as the server uses them.
+    pub fn billing(&self) -> &silo_billing::Billing {
+        &self.billing
     }
 
     /// A handle that stops the application.

@@ -7,17 +7,19 @@
 //! [`Billing::change_plan`] applies a new plan to already-open handles at once. A write past
 //! the limit fails with `Error::QuotaExceeded` (HTTP 507), is rolled back, and loses nothing.
 //! Seats (invitations) and projects are checked where they are spent ([`limits`]); API
-//! requests per minute per tenant are admitted by a token bucket ([`rate`]). Metering,
-//! invoices and dunning are not built yet.
+//! requests per minute per tenant are admitted by a token bucket ([`rate`]); requests are
+//! metered per tenant and day ([`metering`]). Invoices and dunning are not built yet.
 //!
 //! # Layout
 //! - [`Billing`] (this file): the service over the accounts and the plans.
 //! - [`plans`]: [`Plan`], [`Plans`] (defaults `free`, `team`, `business`).
 //! - [`limits`]: seats and projects, checked on invite and create.
 //! - [`rate`]: API requests per minute per tenant.
+//! - [`metering`]: requests per tenant, counted in memory, flushed to `usage_daily` each minute.
 //! - [`accounts`]: the layer below, re-exported.
 
 pub mod limits;
+pub mod metering;
 pub mod plans;
 pub mod rate;
 
@@ -34,6 +36,7 @@ pub struct Billing {
     accounts: Accounts,
     plans: Arc<Plans>,
     buckets: Arc<rate::Buckets>,
+    meter: Arc<metering::Meter>,
 }
 
 impl Billing {
@@ -46,7 +49,7 @@ impl Billing {
             .tenancy()
             .cache()
             .set_storage_limits(Arc::new(move |plan: &str| limits.0.get(plan).and_then(Plan::storage_bytes)));
-        Self { accounts, plans, buckets: Arc::default() }
+        Self { accounts, plans, buckets: Arc::default(), meter: Arc::default() }
     }
 
     /// The people.

@@ -37,7 +37,9 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
     if principal.tenant != Some(ws.tenant.id) {
         return Err(ApiError(Failure::not_found()));
     }
-    state(req).billing.admit_api_request(&ws.tenant)?;
+    let billing = &state(req).billing;
+    billing.admit_api_request(&ws.tenant)?;
+    billing.record_request(ws.tenant.id);
     Ok(ws)
 }
 

@@ -49,7 +49,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
-    Ok(enter(&state(req).accounts, slug, &me.session.user_id).await?)
+    let ws = enter(&state(req).accounts, slug, &me.session.user_id).await?;
+    state(req).billing.record_request(ws.tenant.id);
+    Ok(ws)
 }
 
 /// A workspace page with the workspace's header.
