@@ -8,7 +8,9 @@
 //! the limit fails with `Error::QuotaExceeded` (HTTP 507), is rolled back, and loses nothing.
 //! Seats (invitations) and projects are checked where they are spent ([`limits`]); API
 //! requests per minute per tenant are admitted by a token bucket ([`rate`]); requests are
-//! metered per tenant and day ([`metering`]). Invoices and dunning are not built yet.
+//! metered per tenant and day ([`metering`]). An invoice's arithmetic (day-based proration,
+//! trials, storage overage, tax, in integer minor units) is [`invoice`]; storing, numbering
+//! and running invoices, and dunning, are not built yet.
 //!
 //! # Layout
 //! - [`Billing`] (this file): the service over the accounts and the plans.
@@ -16,8 +18,10 @@
 //! - [`limits`]: seats and projects, checked on invite and create.
 //! - [`rate`]: API requests per minute per tenant.
 //! - [`metering`]: requests per tenant, counted in memory, flushed to `usage_daily` each minute.
+//! - [`invoice`]: one month's lines and totals for a tenant (pure arithmetic).
 //! - [`accounts`]: the layer below, re-exported.
 
+pub mod invoice;
 pub mod limits;
 pub mod metering;
 pub mod plans;

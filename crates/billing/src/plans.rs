@@ -1,6 +1,7 @@
 //! Plans: what a tenant pays and what it may use. Read from the settings (`[plans.NAME]` in
 //! `silo.toml`, or `SILO_PLANS__NAME__KEY=…`); `free`, `team` and `business` exist unless the
-//! settings change them. Prices are integer minor units (cents) of `currency`: no floating
+//! settings change them (they set storage limits only: seats, projects and request rates are
+//! off until configured). Prices are integer minor units (cents) of `currency`: no floating
 //! point anywhere near money. A limit left out is no limit.
 
 use std::collections::BTreeMap;
@@ -90,10 +91,13 @@ impl Default for Plans {
             projects,
             api_rpm,
         };
+        // Storage limits only: seats, projects and request rates are off until an operator
+        // sets them (a default that throttled a running installation after an upgrade would
+        // be a surprise, not a plan).
         Self(BTreeMap::from([
-            ("free".to_owned(), plan(0, 0, 0, Some(3), Some(50), Some(3), Some(60))),
-            ("team".to_owned(), plan(0, 800, 14, Some(50), Some(2_000), None, Some(600))),
-            ("business".to_owned(), plan(5_000, 1_500, 14, None, Some(20_000), None, Some(3_000))),
+            ("free".to_owned(), plan(0, 0, 0, None, Some(1_000), None, None)),
+            ("team".to_owned(), plan(0, 800, 14, None, Some(10_000), None, None)),
+            ("business".to_owned(), plan(5_000, 1_500, 14, None, Some(100_000), None, None)),
         ]))
     }
 }
@@ -121,7 +125,8 @@ mod tests {
     fn the_defaults_exist_and_an_unknown_plan_is_named() {
         let plans = Plans::default();
         assert_eq!(plans.names().collect::<Vec<_>>(), ["business", "free", "team"]);
-        assert_eq!(plans.get("free").unwrap().storage_bytes(), Some(50_000_000));
+        assert_eq!(plans.get("free").unwrap().storage_bytes(), Some(1_000_000_000));
+        assert!(plans.0.values().all(|p| p.seats.is_none() && p.api_rpm.is_none()), "off by default");
         assert_eq!(plans.get("free").unwrap().price_text(), "free of charge");
         assert_eq!(plans.get("business").unwrap().price_text(), "50.00 EUR a month + 15.00 EUR a seat");
         assert_eq!(plans.get("team").unwrap().price_text(), "8.00 EUR a seat a month");
