@@ -306,4 +306,19 @@ impl ApiClient {
         };
         Ok((status, json))
     }
+
+    /// Polls `GET /jobs/{id}` (an operator's client) until the job is done, failed or
+    /// cancelled, for at most a minute; returns it.
+    pub async fn wait_for_job(&self, id: &str) -> anyhow::Result<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, job) = self.call("GET", &format!("/jobs/{id}"), None).await?;
+            anyhow::ensure!(status == 200, "GET /jobs/{id}: {status} {job}");
+            if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+                return Ok(job);
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the job did not finish: {job}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }

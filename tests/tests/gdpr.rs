@@ -19,19 +19,6 @@ const CANARY: &str = "zqxcanary7731";
 const OTHER: &str = "bobkeeps5519";
 const TENANTS: [&str; 3] = ["acme", "beta", "gamma"];
 
-async fn wait_until_finished(ops: &ApiClient, id: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, job) = ops.call("GET", &format!("/jobs/{id}"), None).await.unwrap();
-        assert_eq!(status, 200, "{job}");
-        if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
-            return job;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the job did not finish: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A project with a task holding `canary`, and a comment holding it, in `slug`, as `email`.
 async fn work_as(server: &TestServer, email: &str, slug: &str, role: Role, canary: &str) -> i64 {
     let token = server.member_token(email, slug, role).await.unwrap();
@@ -111,7 +98,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     let before = server.tenancy.backups().create(&acme, BackupKind::Manual, "test").await.unwrap();
     let (status, export) = ops.call("POST", "/subjects/export", Some(json!({ "email": ada }))).await.unwrap();
     assert_eq!(status, 202);
-    let export = wait_until_finished(&ops, export["id"].as_str().unwrap()).await;
+    let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(export["status"], "done", "{export}");
     assert!(!files_containing(&data, CANARY).is_empty(), "the canary is planted");
 
@@ -137,7 +124,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     // The erasure.
     let (status, job) = ops.call("POST", "/subjects/erase", Some(json!({ "email": ada }))).await.unwrap();
     assert_eq!(status, 202, "{job}");
-    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(job["status"], "done", "{job}");
     let result = &job["result"];
     assert_eq!(result["found"], true, "{result}");
@@ -170,7 +157,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
 
     // A repeat is idempotent: nothing left, and it says so.
     let (_, again) = ops.call("POST", "/subjects/erase", Some(json!({ "email": ada }))).await.unwrap();
-    let again = wait_until_finished(&ops, again["id"].as_str().unwrap()).await;
+    let again = ops.wait_for_job(again["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(
         (again["status"].as_str(), again["result"]["already_erased"].as_bool()),
         (Some("done"), Some(true)),
@@ -205,7 +192,7 @@ async fn erasure_requests_with_bad_input_or_the_wrong_token_are_refused() {
     let (status, job) =
         ops.call("POST", "/subjects/erase", Some(json!({ "email": "nobody@example.com" }))).await.unwrap();
     assert_eq!(status, 202, "{job}");
-    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(
         (job["status"].as_str(), job["result"]["found"].as_bool()),
         (Some("done"), Some(false)),
@@ -378,7 +365,7 @@ async fn an_unavailable_tenant_is_retried_until_the_erasure_is_done() {
     assert_eq!(erasure.tenants[beta.id.to_string()], "pending", "{erasure:?}");
     assert!(erasure.tenants[acme.id.to_string()]["erased"].is_object(), "{erasure:?}");
     drop(lease);
-    let done = wait_until_finished(&ops, &id).await;
+    let done = ops.wait_for_job(&id).await.unwrap();
     assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("done"), Some(2)), "{done}");
     assert!(server.accounts.users().by_email("ada@example.com").await.is_err());
     server.stop().await.unwrap();

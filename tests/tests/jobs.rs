@@ -7,19 +7,6 @@ use serde_json::json;
 use silo_accounts::Role;
 use silo_e2e::{ApiClient, TestServer};
 
-async fn wait_until_finished(ops: &ApiClient, id: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, job) = ops.call("GET", &format!("/jobs/{id}"), None).await.unwrap();
-        assert_eq!(status, 200, "{job}");
-        if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
-            return job;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the job did not finish: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_export_runs_as_a_job_and_leaves_its_zip() {
     let server = TestServer::start().await.unwrap();
@@ -34,7 +21,7 @@ async fn a_tenant_export_runs_as_a_job_and_leaves_its_zip() {
         (job["kind"].as_str(), job["payload"]["tenant"].as_str()),
         (Some("tenant.export"), tenant["id"].as_str())
     );
-    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(
         (job["attempts"].as_i64(), job["progress_done"].as_i64(), job["progress_total"].as_i64()),
@@ -178,7 +165,7 @@ async fn a_subject_export_holds_the_persons_data_across_tenants_and_no_one_elses
     let (status, job) =
         ops.call("POST", "/subjects/export", Some(json!({ "email": "Ada@Example.com" }))).await.unwrap();
     assert_eq!(status, 202, "{job}");
-    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(
         (job["status"].as_str(), job["result"]["found"].as_bool()),
         (Some("done"), Some(true)),
@@ -218,7 +205,7 @@ async fn a_subject_export_holds_the_persons_data_across_tenants_and_no_one_elses
     let (status, job) =
         ops.call("POST", "/subjects/export", Some(json!({ "email": "nobody@example.com" }))).await.unwrap();
     assert_eq!(status, 202);
-    let job = wait_until_finished(&ops, job["id"].as_str().unwrap()).await;
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(
         (job["status"].as_str(), job["result"]["found"].as_bool()),
         (Some("done"), Some(false)),
