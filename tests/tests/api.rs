@@ -17,13 +17,13 @@ async fn operators_manage_tenants() {
     let ops = ApiClient::new(server.addr, Some(&token));
 
     let (status, body) = ops
-        .call("POST", "/tenants", Some(json!({ "slug": "acme", "name": "Acme", "plan": "pro" })))
+        .call("POST", "/tenants", Some(json!({ "slug": "acme", "name": "Acme", "plan": "team" })))
         .await
         .unwrap();
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         (body["slug"].as_str(), body["status"].as_str(), body["plan"].as_str()),
-        (Some("acme"), Some("active"), Some("pro"))
+        (Some("acme"), Some("active"), Some("team"))
     );
     let id = body["id"].as_str().unwrap().to_owned();
 

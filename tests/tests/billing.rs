@@ -217,5 +217,13 @@ async fn requests_are_metered_per_tenant_and_day() {
     assert!(days[0].storage_bytes > 0);
     let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
     assert_eq!(server.billing.usage_days(beta.id, 30).await.unwrap()[0].requests, 1);
+    // The console's tenant page draws them.
+    let console = server.sign_in("ops@example.com").await.unwrap();
+    let page = console.get(&format!("/admin/tenants/{}", acme.id)).await.unwrap().body;
+    assert!(page.contains("<svg") && page.contains(&format!("{}: 10 requests", days[0].day)), "{page}");
+    // A plan that does not exist cannot be given at creation either.
+    let (status, body) =
+        ops.call("POST", "/tenants", Some(json!({ "slug": "gamma", "plan": "gold" }))).await.unwrap();
+    assert_eq!(status, 422, "{body}");
     server.stop().await.unwrap();
 }

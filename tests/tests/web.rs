@@ -657,7 +657,7 @@ async fn the_admin_console_runs_the_fleet() {
                 ("slug", "newco"),
                 ("name", "NewCo"),
                 ("region", "local"),
-                ("plan", "pro"),
+                ("plan", "team"),
                 ("owner", "ada@example.com"),
             ],
         )

@@ -13,10 +13,10 @@ use serde_json::Value;
 fn tenant_commands_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let created = json(d, &["tenant", "create", "acme", "--name", "Acme Inc", "--plan", "pro", "--json"]);
+    let created = json(d, &["tenant", "create", "acme", "--name", "Acme Inc", "--plan", "team", "--json"]);
     assert_eq!(created["slug"], "acme");
     assert_eq!(created["status"], "active");
-    assert_eq!(created["plan"], "pro");
+    assert_eq!(created["plan"], "team");
     ok(d, &["tenant", "create", "globex"]);
 
     let list = json(d, &["tenant", "list", "--json"]);

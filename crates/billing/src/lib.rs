@@ -71,6 +71,14 @@ impl Billing {
         &self.plans
     }
 
+    /// Provisions a tenant on a plan that exists (the default plan, `free`, when none is given).
+    pub async fn create_tenant(&self, request: silo_tenancy::CreateTenant, actor: &str) -> Result<Tenant> {
+        if let Some(plan) = &request.plan {
+            self.plans.get(plan)?;
+        }
+        self.tenancy().tenants().create(request, actor).await
+    }
+
     /// Moves a tenant to another plan (which must exist); its storage limit applies at once,
     /// to the open handle too. Audited.
     pub async fn change_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {

@@ -102,7 +102,6 @@ async fn create_tenant(
     op: OperatorToken,
     body: web::Json<NewTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenancy = &state(&req).tenancy;
     let accounts = &state(&req).accounts;
     let body = body.into_inner();
     silo_tenancy::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
@@ -110,7 +109,7 @@ async fn create_tenant(
         accounts.users().by_email(owner).await?;
     }
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
-    let tenant = tenancy.tenants().create(request, &op.0.email).await?;
+    let tenant = state(&req).billing.create_tenant(request, &op.0.email).await?;
     if let Some(owner) = &body.owner_email {
         accounts.memberships().add(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
     }

@@ -111,7 +111,6 @@ async fn provision_page(
     op: Operator,
     CsrfForm(form): CsrfForm<ProvisionForm>,
 ) -> PageResult {
-    let tenancy = &state(&req).tenancy;
     let accounts = &state(&req).accounts;
     let request = CreateTenant {
         slug: form.slug.trim().to_owned(),
@@ -125,7 +124,7 @@ async fn provision_page(
     {
         return Ok(see_other_with_flash("/admin", "error", &format!("There is no account for {owner}.")));
     }
-    let tenant = match tenancy.tenants().create(request, &op.session.email).await {
+    let tenant = match state(&req).billing.create_tenant(request, &op.session.email).await {
         Ok(tenant) => tenant,
         Err(e) if e.is_user_error() => return Ok(see_other_with_flash("/admin", "error", &e.to_string())),
         Err(e) => return Err(e.into()),
@@ -175,6 +174,10 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
     Page::new("admin/tenant.html")
         .with("plans", &state(&req).billing.plans().names().collect::<Vec<_>>())
+        .with(
+            "usage_chart",
+            &super::charts::requests_per_day(&state(&req).billing.usage_days(tenant.id, 30).await?),
+        )
         .with("backups", &backups)
         .with("regions", &regions)
         .with("tenant", &tenant)

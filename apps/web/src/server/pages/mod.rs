@@ -4,9 +4,11 @@
 //! - [`account`]: home, sign-up, sign-in/out, account settings, password reset, invitations.
 //! - [`workspace`]: a tenant's workspace under `/w/{slug}/`.
 //! - [`admin`]: the operators' console under `/admin`.
+//! - [`charts`]: server-rendered SVG charts (usage per day).
 
 pub mod account;
 pub mod admin;
+pub mod charts;
 pub mod workspace;
 
 use actix_web::http::StatusCode;

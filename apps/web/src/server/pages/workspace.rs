@@ -441,6 +441,7 @@ async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
         .with("grace_days", &grace_days)
         .with("exports", &exports)
         .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
+        .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
         .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .render(&req)
         .await
