@@ -144,7 +144,7 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
 
     b.fill("#new-slug", "bigco").await?;
     b.fill("#new-name", "BigCo").await?;
-    b.fill("#new-plan", "enterprise").await?;
+    b.select("#new-plan", "business").await?;
     b.click("form[action='/admin/tenants'] button").await?;
     anyhow::ensure!(b.text().await?.contains("Tenant provisioned."));
     b.click("#backup-now").await?;

@@ -70,6 +70,7 @@ async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQue
     let keep =
         serde_urlencoded::to_string(ListQuery { page: None, ..query.into_inner() }).unwrap_or_default();
     Page::new("admin/tenants.html")
+        .with("plans", &state(&req).billing.plans().names().collect::<Vec<_>>())
         .with("tenants", &rows)
         .with("total", &total)
         .with("page", &page)
