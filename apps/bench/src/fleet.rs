@@ -183,7 +183,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let server = silo_web::server::start(
-        silo_billing::Billing::new(accounts.clone(), Default::default()),
+        silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
         listener,
     )?;

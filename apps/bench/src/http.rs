@@ -99,7 +99,7 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let server = silo_web::server::start(
-        silo_billing::Billing::new(accounts.clone(), Default::default()),
+        silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
         listener,
     )?;

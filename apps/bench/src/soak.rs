@@ -111,7 +111,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let server = silo_web::server::start(
-        silo_billing::Billing::new(accounts.clone(), Default::default()),
+        silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
         listener,
     )?;

@@ -23,6 +23,8 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     /// `[plans.NAME]`: the plans (`free`, `team`, `business` unless changed here).
     pub plans: silo_billing::Plans,
+    /// `[billing]`: invoices, tax rates, dunning.
+    pub billing: silo_billing::BillingSettings,
 }
 
 impl Settings {
@@ -36,6 +38,11 @@ impl Settings {
     /// Defaults over `data_dir` (tests and tools).
     pub fn for_data_dir(data_dir: impl Into<std::path::PathBuf>) -> Self {
         Self { fleet: silo_tenancy::Settings::for_data_dir(data_dir), ..Self::default() }
+    }
+
+    /// Billing over `accounts` with these plans and `[billing]`.
+    pub fn billing(&self, accounts: silo_accounts::Accounts) -> silo_billing::Billing {
+        silo_billing::Billing::new(accounts, self.plans.clone(), self.billing.clone())
     }
 
     /// What the accounts need.

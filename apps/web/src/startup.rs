@@ -4,8 +4,9 @@
 //!
 //! Built: the fleet ([`Tenancy`], with the product's tenant schema), the people
 //! ([`Accounts`]), the HTTP server, the outbox's SMTP delivery loop (when `[smtp]` names a
-//! host), the backup scheduler (when `backup.schedule`), the durable job workers and the
-//! hourly sweep of expired exports.
+//! host), the backup scheduler (when `backup.schedule`), the durable job workers, the usage
+//! meter's flush, billing's schedule (last month's billing run, the daily dunning pass; when
+//! `billing.schedule`) and the hourly sweep of expired exports.
 //!
 //! Stopped by SIGTERM or SIGINT (actix-web's signal handling) or [`ApplicationHandle::stop`]:
 //! the listener stops accepting, requests in flight finish (up to the server's shutdown
@@ -68,7 +69,7 @@ impl Application {
         )?;
         let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
-        let billing = silo_billing::Billing::new(accounts.clone(), settings.plans.clone());
+        let billing = settings.billing(accounts.clone());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
         accounts.outbox().forget_expired_links().await.context("outbox")?;
         // A store that cannot be reached or written is a start-up error, not a surprise at the
@@ -102,12 +103,18 @@ impl Application {
         let mut workers = Workers::new();
         silo_tenancy::jobs::kinds::register(&mut workers, &tenancy);
         silo_accounts::subjects::register(&mut workers, &accounts);
+        silo_billing::jobs::register(&mut workers, &billing);
         let (jobs, pool, stopping_jobs) =
             (tenancy.jobs(), tenancy.settings().jobs.pool(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));
         let (meter, stopping_meter) = (billing.clone(), Stopping(stopping.clone()));
         let every = std::time::Duration::from_secs(60);
         loops.push(tokio::spawn(async move { meter.run_meter(every, stopping_meter.signal()).await }));
+        if billing.settings().schedule {
+            let (billing, stopping) = (billing.clone(), Stopping(stopping.clone()));
+            let every = std::time::Duration::from_secs(3600);
+            loops.push(tokio::spawn(async move { billing.run_schedule(every, stopping.signal()).await }));
+        }
         let (exports, stopping_sweep) = (tenancy.exports(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { sweep_exports(exports, stopping_sweep.signal()).await }));
         let server = server::start(billing.clone(), settings.server, listener)?;

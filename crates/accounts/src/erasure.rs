@@ -52,6 +52,7 @@ const CONTROL_STEPS: &[(&str, &str, Option<&str>)] = &[
     ("invitations", "invitations WHERE invited_by = ?1", Some("invited_by = NULL")),
     ("signups", "signups WHERE email = ?2", None),
     ("outbox", "outbox WHERE recipient = ?2", None),
+    ("billing_profiles", "billing_profiles WHERE lower(email) = ?2", Some("email = ''")),
     (
         "outbox",
         "outbox WHERE instr(lower(body), ?2) > 0 OR instr(lower(subject), ?2) > 0 \

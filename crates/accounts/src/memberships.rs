@@ -210,6 +210,17 @@ impl Memberships {
             .await?;
         Ok(count)
     }
+
+    /// The addresses of a tenant's owners (whom billing writes to when no billing contact is set).
+    pub async fn owner_emails(&self, tenant: TenantId) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT users.email FROM memberships JOIN users ON users.id = memberships.user_id
+             WHERE memberships.tenant_id = ? AND memberships.role = 'owner' ORDER BY users.email",
+        )
+        .bind(tenant.to_string())
+        .fetch_all(self.0.control().reader())
+        .await?)
+    }
 }
 
 async fn read_role(pool: &sqlx::SqlitePool, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {

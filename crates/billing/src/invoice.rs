@@ -1,6 +1,6 @@
 //! The arithmetic of one tenant's invoice for one calendar month, in integer minor units: no
-//! floating point, no rounding drift. Pure functions; storing, numbering and sending invoices
-//! are not built yet.
+//! floating point, no rounding drift. Pure functions: the billing run ([`crate::run`]) cuts the
+//! month and stores what this computes ([`crate::invoices`]).
 //!
 //! A month is cut into **segments** (a plan held over a run of days, with its seat count and
 //! whether those days are a trial). Each priced item (the base price, the seats) is prorated by
@@ -11,7 +11,7 @@
 //! is charged per started GB at the month's end. Tax is one line, a rate in basis points of
 //! the subtotal, rounded half up; the lines always sum to the total.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Plan;
 
@@ -33,11 +33,11 @@ pub struct Segment {
 }
 
 /// One line of an invoice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     /// What it is for.
     pub description: String,
-    /// Minor units (never negative).
+    /// Minor units (never negative on an invoice; a credit note's lines are the negatives).
     pub amount: i64,
 }
 

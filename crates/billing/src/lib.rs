@@ -1,35 +1,57 @@
-//! `silo-billing`: plans and the limits they set, above the accounts (a plan's seats count
-//! memberships) and below the web layer, which renders them. No HTTP types here.
+//! `silo-billing`: plans, quotas, metering, invoices and dunning, above the accounts (a plan's
+//! seats count memberships) and below the web layer, which renders them. No HTTP types here.
 //!
-//! Built so far: plans from the settings ([`plans`]) and the storage quota, enforced at the
-//! file: [`Billing::new`] installs each plan's storage limit into the fleet's handle cache, so
-//! every tenant connection runs with `PRAGMA max_page_count` from its plan, and
-//! [`Billing::change_plan`] applies a new plan to already-open handles at once. A write past
-//! the limit fails with `Error::QuotaExceeded` (HTTP 507), is rolled back, and loses nothing.
-//! Seats (invitations) and projects are checked where they are spent ([`limits`]); API
-//! requests per minute per tenant are admitted by a token bucket ([`rate`]); requests are
-//! metered per tenant and day ([`metering`]). An invoice's arithmetic (day-based proration,
-//! trials, storage overage, tax, in integer minor units) is [`invoice`]; storing, numbering
-//! and running invoices, and dunning, are not built yet.
+//! Plans come from the settings ([`plans`]). The storage quota is enforced at the file:
+//! [`Billing::new`] installs each plan's storage limit into the fleet's handle cache, so every
+//! tenant connection runs with `PRAGMA max_page_count` from its plan, and
+//! [`Billing::change_plan`] applies a new plan to already-open handles at once. Seats and
+//! projects are checked where they are spent ([`limits`]); API requests per minute per tenant
+//! are admitted by a token bucket ([`rate`]); requests and active users are metered per tenant
+//! and day ([`metering`]). Once a month the billing run ([`run`]) turns the plan history and
+//! the metered seats into one invoice per tenant ([`invoice`] is the arithmetic, [`invoices`]
+//! the stored documents with gapless numbers, credit notes and payment), paid through a
+//! [`payment::PaymentProvider`]; [`dunning`] reminds and suspends over unpaid ones.
 //!
 //! # Layout
-//! - [`Billing`] (this file): the service over the accounts and the plans.
+//! - [`Billing`] (this file): the service over the accounts, the plans and `[billing]`.
 //! - [`plans`]: [`Plan`], [`Plans`] (defaults `free`, `team`, `business`).
+//! - [`settings`]: [`BillingSettings`] (`[billing]`: seller, terms, tax rates, dunning).
 //! - [`limits`]: seats and projects, checked on invite and create.
 //! - [`rate`]: API requests per minute per tenant.
-//! - [`metering`]: requests per tenant, counted in memory, flushed to `usage_daily` each minute.
+//! - [`metering`]: requests and active users per tenant, counted in memory, flushed each minute.
+//! - [`period`]: a calendar month and its day arithmetic.
 //! - [`invoice`]: one month's lines and totals for a tenant (pure arithmetic).
+//! - [`run`]: the billing run over every tenant for a month.
+//! - [`invoices`]: stored invoices: finalise (numbers), pay, void (credit notes), CSV.
+//! - [`payment`]: the [`payment::PaymentProvider`] trait and the manual provider.
+//! - [`dunning`]: reminders and suspension over overdue invoices.
+//! - [`profile`]: a tenant's billing contact.
+//! - [`overview`]: MRR, open and overdue invoices, tenants by plan.
+//! - [`jobs`]: the `billing.run` and `billing.dunning` jobs and their schedule.
 //! - [`accounts`]: the layer below, re-exported.
 
+pub mod dunning;
 pub mod invoice;
+pub mod invoices;
+pub mod jobs;
 pub mod limits;
 pub mod metering;
+pub mod overview;
+pub mod payment;
+pub mod period;
 pub mod plans;
+pub mod profile;
 pub mod rate;
+pub mod run;
+pub mod settings;
 
 use std::sync::Arc;
 
+pub use invoices::{Invoice, InvoiceFilter, InvoiceStatus};
+pub use period::Period;
 pub use plans::{Plan, Plans};
+pub use profile::BillingProfile;
+pub use settings::{BillingSettings, DunningSettings};
 pub use silo_accounts as accounts;
 use silo_accounts::Accounts;
 use silo_tenancy::{Result, Tenancy, Tenant, TenantRef};
@@ -39,21 +61,48 @@ use silo_tenancy::{Result, Tenancy, Tenant, TenantRef};
 pub struct Billing {
     accounts: Accounts,
     plans: Arc<Plans>,
+    settings: Arc<BillingSettings>,
+    payments: Arc<dyn payment::PaymentProvider>,
     buckets: Arc<rate::Buckets>,
     meter: Arc<metering::Meter>,
 }
 
 impl Billing {
-    /// Billing with `plans`; installs their storage limits into the fleet's handle cache (the
-    /// quota holds for every handle opened from now on).
-    pub fn new(accounts: Accounts, plans: Plans) -> Self {
+    /// Billing with `plans` and `settings`, paid through the manual provider; installs the
+    /// plans' storage limits into the fleet's handle cache (the quota holds for every handle
+    /// opened from now on).
+    pub fn new(accounts: Accounts, plans: Plans, settings: BillingSettings) -> Self {
         let plans = Arc::new(plans);
         let limits = plans.clone();
         accounts
             .tenancy()
             .cache()
             .set_storage_limits(Arc::new(move |plan: &str| limits.0.get(plan).and_then(Plan::storage_bytes)));
-        Self { accounts, plans, buckets: Arc::default(), meter: Arc::default() }
+        let payments =
+            Arc::new(payment::ManualProvider { instructions: settings.payment_instructions.clone() });
+        Self {
+            accounts,
+            plans,
+            settings: Arc::new(settings),
+            payments,
+            buckets: Arc::default(),
+            meter: Arc::default(),
+        }
+    }
+
+    /// The same billing, paid through `provider` (a card processor) instead.
+    pub fn with_payment_provider(self, provider: Arc<dyn payment::PaymentProvider>) -> Self {
+        Self { payments: provider, ..self }
+    }
+
+    /// `[billing]`.
+    pub fn settings(&self) -> &BillingSettings {
+        &self.settings
+    }
+
+    /// How invoices are paid.
+    pub fn payments(&self) -> &dyn payment::PaymentProvider {
+        self.payments.as_ref()
     }
 
     /// The people.

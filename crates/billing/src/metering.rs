@@ -1,10 +1,12 @@
-//! Usage metering: requests per tenant counted in memory on the request path (one short lock,
-//! no I/O) and flushed every minute into `control.db`'s `usage_daily` (one row per tenant and
-//! UTC day: requests added up, the file's size and the seats as last seen that day).
+//! Usage metering: requests and the accounts making them, per tenant, counted in memory on the
+//! request path (one short lock, no I/O) and flushed every minute into `control.db`'s
+//! `usage_daily` (one row per tenant and UTC day: requests added up; the file's size and the
+//! seats as last seen that day; active users, the distinct accounts seen that day).
 //! Counts that cannot be written are kept for the next flush; a killed process loses at most
-//! the last minute's counts.
+//! the last minute's requests, and a restart starts the day's set of accounts afresh (the row
+//! keeps the larger count, so it can only under-count the day).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,9 +14,19 @@ use silo_tenancy::{Result, TenantId, TenantRef};
 
 use crate::Billing;
 
-/// Requests counted since the last flush, by tenant.
+/// What the request path counted.
 #[derive(Default)]
-pub(crate) struct Meter(parking_lot::Mutex<HashMap<TenantId, u64>>);
+pub(crate) struct Meter(parking_lot::Mutex<Counts>);
+
+#[derive(Default)]
+struct Counts {
+    /// Requests since the last flush, by tenant.
+    requests: HashMap<TenantId, u64>,
+    /// The UTC day `active` is about.
+    day: String,
+    /// The accounts seen today, by tenant.
+    active: HashMap<TenantId, HashSet<Box<str>>>,
+}
 
 /// One tenant's day.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -30,14 +42,36 @@ pub struct UsageDay {
 }
 
 impl Billing {
-    /// Counts one request for `tenant` (the request path: a lock and an add).
-    pub fn record_request(&self, tenant: TenantId) {
-        *self.meter.0.lock().entry(tenant).or_default() += 1;
+    /// Counts one request by account `user` for `tenant` (the request path: a lock, an add,
+    /// and a set lookup that allocates only for the day's first request by that account).
+    pub fn record_request(&self, tenant: TenantId, user: &str) {
+        let mut counts = self.meter.0.lock();
+        *counts.requests.entry(tenant).or_default() += 1;
+        let seen = counts.active.entry(tenant).or_default();
+        if !seen.contains(user) {
+            seen.insert(user.into());
+        }
     }
 
     /// Writes the counts since the last flush into today's rows; returns how many tenants.
     pub async fn flush_usage(&self) -> Result<usize> {
-        let counts = std::mem::take(&mut *self.meter.0.lock());
+        let today = silo_tenancy::time::utc_now().date().to_owned();
+        let counts: HashMap<TenantId, (u64, i64)> = {
+            let mut meter = self.meter.0.lock();
+            if meter.day != today {
+                // A new day counts its accounts afresh (those seen in the minute before this
+                // flush are counted again at their next request).
+                if !meter.day.is_empty() {
+                    meter.active.clear();
+                }
+                meter.day = today;
+            }
+            let requests = std::mem::take(&mut meter.requests);
+            requests
+                .into_iter()
+                .map(|(tenant, n)| (tenant, (n, meter.active.get(&tenant).map_or(0, |s| s.len() as i64))))
+                .collect()
+        };
         if counts.is_empty() {
             return Ok(0);
         }
@@ -46,17 +80,17 @@ impl Billing {
             Err(e) => {
                 // Keep them for the next flush.
                 let mut meter = self.meter.0.lock();
-                for (tenant, n) in counts {
-                    *meter.entry(tenant).or_default() += n;
+                for (tenant, (n, _)) in counts {
+                    *meter.requests.entry(tenant).or_default() += n;
                 }
                 Err(e)
             }
         }
     }
 
-    async fn write_usage(&self, counts: &HashMap<TenantId, u64>) -> Result<()> {
+    async fn write_usage(&self, counts: &HashMap<TenantId, (u64, i64)>) -> Result<()> {
         let mut rows = Vec::with_capacity(counts.len());
-        for (&tenant, &requests) in counts {
+        for (&tenant, &(requests, active)) in counts {
             let Ok(row) = self.tenancy().tenant(&TenantRef::Id(tenant)).await else { continue };
             let storage = self
                 .tenancy()
@@ -65,20 +99,22 @@ impl Billing {
                 .unwrap_or(0);
             let seats = self.accounts().memberships().count(tenant).await?
                 + self.accounts().invitations().pending(tenant).await?.len() as i64;
-            rows.push((tenant, requests as i64, storage as i64, seats));
+            rows.push((tenant, requests as i64, storage as i64, seats, active));
         }
         let mut tx = self.tenancy().control().writer().begin().await?;
-        for (tenant, requests, storage, seats) in rows {
+        for (tenant, requests, storage, seats, active) in rows {
             sqlx::query(
-                "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats)
-                 VALUES (?1, strftime('%Y-%m-%d', 'now'), ?2, ?3, ?4)
+                "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
+                 VALUES (?1, strftime('%Y-%m-%d', 'now'), ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant_id, day) DO UPDATE SET requests = requests + excluded.requests,
-                     storage_bytes = excluded.storage_bytes, seats = excluded.seats",
+                     storage_bytes = excluded.storage_bytes, seats = excluded.seats,
+                     active_users = max(active_users, excluded.active_users)",
             )
             .bind(tenant.to_string())
             .bind(requests)
             .bind(storage)
             .bind(seats)
+            .bind(active)
             .execute(&mut *tx)
             .await?;
         }
@@ -89,7 +125,7 @@ impl Billing {
     /// A tenant's last `days` days of usage, oldest first.
     pub async fn usage_days(&self, tenant: TenantId, days: i64) -> Result<Vec<UsageDay>> {
         let mut rows: Vec<UsageDay> = sqlx::query_as(
-            "SELECT day, requests, storage_bytes, seats FROM usage_daily WHERE tenant_id = ?1 ORDER BY day DESC LIMIT ?2",
+            "SELECT day, requests, storage_bytes, seats, active_users FROM usage_daily WHERE tenant_id = ?1 ORDER BY day DESC LIMIT ?2",
         )
         .bind(tenant.to_string())
         .bind(days)

@@ -19,6 +19,10 @@ pub struct Plan {
     /// Price per seat (member) per month, minor units.
     #[serde(default)]
     pub price_seat: i64,
+    /// Price per started GB of storage beyond `storage_mb` at a month's end, minor units (a
+    /// tenant can be over its limit after moving to a smaller plan).
+    #[serde(default)]
+    pub price_storage_gb: i64,
     /// ISO 4217 code.
     #[serde(default = "default_currency")]
     pub currency: String,
@@ -45,6 +49,7 @@ impl Default for Plan {
         Self {
             price_month: 0,
             price_seat: 0,
+            price_storage_gb: 0,
             currency: default_currency(),
             trial_days: 0,
             seats: None,
@@ -84,6 +89,7 @@ impl Default for Plans {
         let plan = |price_month, price_seat, trial_days, seats, storage_mb, projects, api_rpm| Plan {
             price_month,
             price_seat,
+            price_storage_gb: 0,
             currency: default_currency(),
             trial_days,
             seats,

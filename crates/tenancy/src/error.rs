@@ -82,6 +82,9 @@ pub enum Error {
     /// A job id that is not in the queue.
     #[error("no job `{0}`")]
     UnknownJob(String),
+    /// No invoice with that number or id.
+    #[error("no invoice `{0}`")]
+    UnknownInvoice(String),
     /// A backup id that is not in the catalogue (for that tenant).
     #[error("no backup `{0}`")]
     UnknownBackup(String),
@@ -126,9 +129,11 @@ impl Error {
         use silo_storage::Error as S;
         match self.root() {
             // A slug that does not parse names nothing that could exist.
-            Error::InvalidSlug(_) | Error::NotFound(_) | Error::UnknownBackup(_) | Error::UnknownJob(_) => {
-                ErrorKind::NotFound
-            }
+            Error::InvalidSlug(_)
+            | Error::NotFound(_)
+            | Error::UnknownBackup(_)
+            | Error::UnknownJob(_)
+            | Error::UnknownInvoice(_) => ErrorKind::NotFound,
             Error::UnknownUser(_)
             | Error::InvalidInput(_)
             | Error::WriteRefused(_)

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod backup;
+mod billing;
 mod gdpr;
 mod jobs;
 mod migrate;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Durable jobs (run by `silo serve`): list, show, retry, cancel.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Invoices: the billing run, invoices, payments, dunning, billing contacts.
+    #[command(subcommand)]
+    Billing(billing::BillingCommand),
     /// Encrypted tenant backups: create, list, verify, prune.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
@@ -97,10 +101,9 @@ impl Cli {
             Application::build(settings).await?.run_until_stopped().await?;
             return Ok(ExitCode::SUCCESS);
         }
-        let accounts_settings = settings.accounts();
-        let tenancy = Tenancy::open(settings.fleet, silo_workspace::schema()).await?;
-        let accounts = Accounts::new(tenancy.clone(), accounts_settings);
-        let billing = silo_billing::Billing::new(accounts.clone(), settings.plans);
+        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
+        let accounts = Accounts::new(tenancy.clone(), settings.accounts());
+        let billing = settings.billing(accounts.clone());
         let result = match self.command {
             Command::Serve { .. } => unreachable!("served above"),
             Command::Tenant(command) => command.run(&billing).await.map(|()| ExitCode::SUCCESS),
@@ -110,6 +113,7 @@ impl Cli {
             Command::Member(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
             Command::Jobs(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
             Command::Gdpr(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::Billing(command) => command.run(&billing).await.map(|()| ExitCode::SUCCESS),
             Command::Backup(command) => command.run(&tenancy).await,
             Command::Restore(args) => args.run(&tenancy).await,
             Command::Export(args) => args.run(&tenancy).await,

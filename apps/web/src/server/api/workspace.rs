@@ -39,7 +39,7 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
     }
     let billing = &state(req).billing;
     billing.admit_api_request(&ws.tenant)?;
-    billing.record_request(ws.tenant.id);
+    billing.record_request(ws.tenant.id, &principal.user_id);
     Ok(ws)
 }
 

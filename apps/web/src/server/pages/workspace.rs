@@ -50,7 +50,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
     let ws = enter(&state(req).accounts, slug, &me.session.user_id).await?;
-    state(req).billing.record_request(ws.tenant.id);
+    state(req).billing.record_request(ws.tenant.id, &me.session.user_id);
     Ok(ws)
 }
 

@@ -1,0 +1,116 @@
+//! Dunning: what happens to an open invoice past its due date (`silo billing dunning`, and
+//! the daily `billing.dunning` job). For each reminder day of `[billing.dunning]` that has
+//! passed, a reminder goes to the outbox (to the billing contact, else to the tenant's
+//! owners); once `suspend_after_days` have passed, the tenant is suspended (its users see a
+//! page saying so; its data is untouched). Paying or voiding the invoice resumes it
+//! ([`Billing::record_payment`]). Every step is in the audit log (`billing.dunning`). Each
+//! pass is idempotent: an invoice records how many reminders it got and whether it suspended
+//! its tenant.
+
+use serde::Serialize;
+use silo_tenancy::control::audit;
+use silo_tenancy::{Result, TenantId, TenantRef, TenantStatus};
+
+use crate::Billing;
+use crate::invoices::{Invoice, InvoiceFilter, InvoiceStatus};
+use crate::period::day_of_timestamp;
+
+/// What a dunning pass did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DunningSummary {
+    /// Open invoices past their due date.
+    pub overdue: usize,
+    /// Reminders queued.
+    pub reminders: usize,
+    /// Tenants suspended.
+    pub suspended: Vec<String>,
+}
+
+impl Billing {
+    /// One dunning pass over the open invoices at `now` (a timestamp; the job passes the
+    /// current time).
+    pub async fn dunning(&self, now: &str, actor: &str) -> Result<DunningSummary> {
+        let open =
+            self.invoices(&InvoiceFilter { status: Some(InvoiceStatus::Open), ..Default::default() }).await?;
+        let today = day_of_timestamp(now)?;
+        let settings = &self.settings().dunning;
+        let mut summary = DunningSummary::default();
+        for invoice in open.iter().filter(|i| i.overdue(now)) {
+            summary.overdue += 1;
+            let Some(due) = invoice.due_at.as_deref() else { continue };
+            let late = today - day_of_timestamp(due)?;
+            let owed = settings.reminder_days.iter().filter(|d| i64::from(**d) <= late).count() as i64;
+            if owed > invoice.reminders {
+                self.remind(invoice, late, owed, actor).await?;
+                summary.reminders += 1;
+            }
+            if late >= i64::from(settings.suspend_after_days)
+                && invoice.suspended_at.is_none()
+                && self.suspend_for(invoice, late, actor).await?
+            {
+                summary.suspended.push(invoice.slug.clone());
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Queues a reminder and records it.
+    async fn remind(&self, invoice: &Invoice, late: i64, owed: i64, actor: &str) -> Result<()> {
+        let tenant: TenantId =
+            invoice.tenant_id.parse().map_err(|_| silo_tenancy::Error::NotFound(invoice.slug.clone()))?;
+        let mut recipients = Vec::new();
+        let contact = self.profile(tenant).await?.email;
+        if contact.is_empty() {
+            recipients = self.accounts().memberships().owner_emails(tenant).await?;
+        } else {
+            recipients.push(contact);
+        }
+        let number = invoice.number.unwrap_or_default();
+        let subject = format!("Reminder: invoice {number} is {late} days overdue");
+        let body = format!(
+            "Invoice {number} for the workspace {} ({}) of {} was due on {} and is still unpaid.\n\n{}\n\n\
+             If it stays unpaid {} days after its due date, the workspace will be suspended until it is paid.\n",
+            invoice.slug,
+            invoice.period,
+            invoice.total_text(),
+            invoice.due_at.as_deref().unwrap_or("").get(..10).unwrap_or(""),
+            self.payments().instructions(invoice),
+            self.settings().dunning.suspend_after_days,
+        );
+        for recipient in &recipients {
+            self.accounts().outbox().queue(recipient, &subject, &body).await?;
+        }
+        let mut tx = self.tenancy().control().writer().begin().await?;
+        sqlx::query("UPDATE invoices SET reminders = ?2 WHERE id = ?1")
+            .bind(&invoice.id)
+            .bind(owed)
+            .execute(&mut *tx)
+            .await?;
+        let detail = serde_json::json!({
+            "invoice": number, "step": "reminder", "reminder": owed, "days_late": late, "recipients": recipients.len(),
+        });
+        audit(&mut tx, actor, "billing.dunning", Some(tenant), &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Suspends an active tenant over an invoice; false when it was not active (an operator's
+    /// suspension, a deletion: dunning does not take those over).
+    async fn suspend_for(&self, invoice: &Invoice, late: i64, actor: &str) -> Result<bool> {
+        let tenant: TenantId =
+            invoice.tenant_id.parse().map_err(|_| silo_tenancy::Error::NotFound(invoice.slug.clone()))?;
+        if self.tenancy().tenant(&TenantRef::Id(tenant)).await?.status != TenantStatus::Active {
+            return Ok(false);
+        }
+        self.tenancy().tenants().suspend(&TenantRef::Id(tenant), actor).await?;
+        let mut tx = self.tenancy().control().writer().begin().await?;
+        sqlx::query("UPDATE invoices SET suspended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1")
+            .bind(&invoice.id)
+            .execute(&mut *tx)
+            .await?;
+        let detail = serde_json::json!({ "invoice": invoice.number, "step": "suspend", "days_late": late });
+        audit(&mut tx, actor, "billing.dunning", Some(tenant), &detail).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,479 @@
+//! Stored invoices (`control.db`'s `invoices`): their states, their numbers, payment and void.
+//!
+//! An invoice is created as a **draft** by the billing run ([`crate::run`]); **finalising** it
+//! gives it the next number, the billing contact as it stands, and a due date, and makes it
+//! **open**; it ends **paid** (recorded through the payment provider or by an operator) or
+//! **void**. Numbers come from one sequence for the whole installation and have no gaps: a
+//! finalising transaction first bumps the sequence row, which takes `control.db`'s write lock,
+//! so two runs (two processes even) number one after the other, and a transaction that fails
+//! gives its numbers back with everything else. A void invoice keeps its number and is
+//! cancelled by a **credit note** (negative lines, its own number from the same sequence).
+
+use serde::{Deserialize, Serialize};
+use silo_tenancy::control::audit;
+use silo_tenancy::{Error, Result, TenantId, TenantRef, TenantStatus};
+
+use crate::Billing;
+use crate::invoice::Line;
+use crate::payment::Collection;
+
+/// Where an invoice stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvoiceStatus {
+    /// Computed, not yet numbered or sent.
+    Draft,
+    /// Numbered and due.
+    Open,
+    /// Settled.
+    Paid,
+    /// Cancelled (by a credit note).
+    Void,
+    /// A credit note (issued with its number).
+    Issued,
+}
+
+impl InvoiceStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Open => "open",
+            Self::Paid => "paid",
+            Self::Void => "void",
+            Self::Issued => "issued",
+        }
+    }
+}
+
+impl std::str::FromStr for InvoiceStatus {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Ok(match text {
+            "draft" => Self::Draft,
+            "open" => Self::Open,
+            "paid" => Self::Paid,
+            "void" => Self::Void,
+            "issued" => Self::Issued,
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "unknown invoice status `{other}` (draft, open, paid, void, issued)"
+                )));
+            }
+        })
+    }
+}
+
+impl TryFrom<String> for InvoiceStatus {
+    type Error = Error;
+
+    fn try_from(stored: String) -> Result<Self> {
+        stored.parse()
+    }
+}
+
+impl std::fmt::Display for InvoiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who an invoice is addressed to, as it stood when the invoice was finalised.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BillTo {
+    /// The billed company (or person).
+    pub name: String,
+    /// Postal address.
+    pub address: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// VAT number.
+    pub tax_id: String,
+}
+
+/// A stored invoice or credit note, with its tenant's slug.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Invoice {
+    /// Id (UUID v7).
+    pub id: String,
+    /// `invoice` or `credit_note`.
+    pub kind: String,
+    /// The tenant billed.
+    pub tenant_id: String,
+    /// Its slug.
+    pub slug: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: InvoiceStatus,
+    /// Given when finalised.
+    pub number: Option<i64>,
+    /// A credit note: the id of the invoice it cancels.
+    pub credits: Option<String>,
+    /// ISO 4217.
+    pub currency: String,
+    /// The lines, tax last.
+    #[sqlx(json)]
+    pub lines: Vec<Line>,
+    /// Minor units.
+    pub subtotal: i64,
+    /// Minor units.
+    pub tax: i64,
+    /// Minor units.
+    pub total: i64,
+    /// Basis points.
+    pub tax_rate_bp: i64,
+    /// The contact when finalised.
+    #[sqlx(json)]
+    pub bill_to: BillTo,
+    /// Drafted.
+    pub created_at: String,
+    /// Numbered.
+    pub finalized_at: Option<String>,
+    /// Due.
+    pub due_at: Option<String>,
+    /// Paid.
+    pub paid_at: Option<String>,
+    /// Voided.
+    pub voided_at: Option<String>,
+    /// Who collected it.
+    pub payment_provider: Option<String>,
+    /// The provider's (or the operator's) reference.
+    pub payment_reference: Option<String>,
+    /// Dunning reminders sent.
+    pub reminders: i64,
+    /// When dunning suspended the tenant over it.
+    pub suspended_at: Option<String>,
+}
+
+/// Money as people read it: `1234` EUR → `12.34 EUR`.
+pub fn money(minor: i64, currency: &str) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02} {currency}", minor.abs() / 100, minor.abs() % 100)
+}
+
+impl Invoice {
+    /// Its title: "Invoice 42", "Credit note 43", "Draft invoice".
+    pub fn title(&self) -> String {
+        let kind = if self.kind == "credit_note" { "Credit note" } else { "Invoice" };
+        match self.number {
+            Some(n) => format!("{kind} {n}"),
+            None => format!("Draft {}", kind.to_lowercase()),
+        }
+    }
+
+    /// Its total in words.
+    pub fn total_text(&self) -> String {
+        money(self.total, &self.currency)
+    }
+
+    /// Open past its due date at `now` (a timestamp).
+    pub fn overdue(&self, now: &str) -> bool {
+        self.status == InvoiceStatus::Open && self.due_at.as_deref().is_some_and(|due| due < now)
+    }
+}
+
+/// Which invoices to list.
+#[derive(Clone, Debug, Default)]
+pub struct InvoiceFilter {
+    /// One month.
+    pub period: Option<String>,
+    /// One tenant.
+    pub tenant: Option<TenantId>,
+    /// One state.
+    pub status: Option<InvoiceStatus>,
+    /// At most (0: no limit).
+    pub limit: i64,
+}
+
+const SELECT: &str =
+    "SELECT invoices.*, tenants.slug AS slug FROM invoices JOIN tenants ON tenants.id = invoices.tenant_id";
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// The header of [`Billing::invoices_csv`].
+pub const CSV_HEADER: &str = "number,kind,status,tenant,period,currency,subtotal,tax,total,finalized_at,due_at,paid_at,voided_at,payment_reference";
+
+fn csv_field(text: &str) -> String {
+    // Quote every field that needs it; a leading formula character is defused for spreadsheets.
+    let text = if text.starts_with(['=', '+', '-', '@']) && text.parse::<f64>().is_err() {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
+}
+
+impl Billing {
+    /// An invoice by id, or by number (all digits).
+    pub async fn invoice(&self, key: &str) -> Result<Invoice> {
+        let (sql, bind) = match key.parse::<i64>() {
+            Ok(number) => (format!("{SELECT} WHERE invoices.number = ?1"), number.to_string()),
+            Err(_) => (format!("{SELECT} WHERE invoices.id = ?1"), key.to_owned()),
+        };
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(bind)
+            .fetch_optional(self.tenancy().control().reader())
+            .await?
+            .ok_or_else(|| Error::UnknownInvoice(key.to_owned()))
+    }
+
+    /// Invoices and credit notes, newest period first, then by number.
+    pub async fn invoices(&self, filter: &InvoiceFilter) -> Result<Vec<Invoice>> {
+        let sql = format!(
+            "{SELECT} WHERE (?1 IS NULL OR invoices.period = ?1) AND (?2 IS NULL OR invoices.tenant_id = ?2)
+               AND (?3 IS NULL OR invoices.status = ?3)
+             ORDER BY invoices.period DESC, invoices.number IS NULL, invoices.number DESC, invoices.id
+             LIMIT ?4"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&filter.period)
+            .bind(filter.tenant.map(|t| t.to_string()))
+            .bind(filter.status.map(InvoiceStatus::as_str))
+            .bind(if filter.limit > 0 { filter.limit } else { -1 })
+            .fetch_all(self.tenancy().control().reader())
+            .await?)
+    }
+
+    /// The invoices as CSV (amounts in minor units), one line each after [`CSV_HEADER`].
+    pub async fn invoices_csv(&self, filter: &InvoiceFilter) -> Result<String> {
+        let mut out = String::from(CSV_HEADER);
+        out.push('\n');
+        for i in self.invoices(filter).await? {
+            let number = i.number.map(|n| n.to_string()).unwrap_or_default();
+            let fields = [
+                number.as_str(),
+                &i.kind,
+                i.status.as_str(),
+                &i.slug,
+                &i.period,
+                &i.currency,
+                &i.subtotal.to_string(),
+                &i.tax.to_string(),
+                &i.total.to_string(),
+                i.finalized_at.as_deref().unwrap_or(""),
+                i.due_at.as_deref().unwrap_or(""),
+                i.paid_at.as_deref().unwrap_or(""),
+                i.voided_at.as_deref().unwrap_or(""),
+                i.payment_reference.as_deref().unwrap_or(""),
+            ];
+            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&line.join(","));
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// Finalises drafts: each gets the next number, the billing contact, a due date, and
+    /// becomes open; then its provider is asked to collect it. Returns the invoices finalised
+    /// (a draft another run finalised meanwhile is skipped).
+    pub async fn finalise(&self, ids: &[String], actor: &str) -> Result<Vec<Invoice>> {
+        let mut done = Vec::new();
+        // Chunks keep the write lock short: a console request waits for one chunk, not a run.
+        for chunk in ids.chunks(500) {
+            let mut tx = self.tenancy().control().writer().begin().await?;
+            // The first statement writes: the lock is taken before the sequence is read.
+            let mut last: i64 =
+                sqlx::query_scalar("UPDATE invoice_sequence SET last = last WHERE id = 1 RETURNING last")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let due = format!("+{} days", self.settings().payment_terms_days);
+            for id in chunk {
+                let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE invoices SET status = 'open', number = ?2, finalized_at = {NOW},
+                        due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
+                        bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
+                                 'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{{}}')
+                     WHERE id = ?1 AND status = 'draft'"
+                )))
+                .bind(id)
+                .bind(last + 1)
+                .bind(&due)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 1 {
+                    last += 1;
+                    done.push(id.clone());
+                }
+            }
+            sqlx::query("UPDATE invoice_sequence SET last = ?1 WHERE id = 1")
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        let mut invoices = Vec::with_capacity(done.len());
+        for id in &done {
+            let invoice = self.invoice(id).await?;
+            self.collect(&invoice, actor).await?;
+            invoices.push(invoice);
+        }
+        if !done.is_empty() {
+            let mut tx = self.tenancy().control().writer().begin().await?;
+            let numbers: Vec<i64> = invoices.iter().filter_map(|i| i.number).collect();
+            let detail = serde_json::json!({
+                "finalised": numbers.len(),
+                "first": numbers.iter().min(),
+                "last": numbers.iter().max(),
+            });
+            audit(&mut tx, actor, "invoice.finalise", None, &detail).await?;
+            tx.commit().await?;
+        }
+        Ok(invoices)
+    }
+
+    /// Asks the payment provider to collect an open invoice; records what it says.
+    async fn collect(&self, invoice: &Invoice, actor: &str) -> Result<()> {
+        if invoice.total <= 0 {
+            return Ok(());
+        }
+        match self.payments().collect(invoice).await? {
+            Collection::Paid { reference } => {
+                self.record_payment(&invoice.id, &reference, actor).await?;
+            }
+            Collection::Pending => {}
+            Collection::Failed { reason } => {
+                let mut tx = self.tenancy().control().writer().begin().await?;
+                let detail = serde_json::json!({ "invoice": invoice.number, "reason": reason });
+                let tenant = invoice.tenant_id.parse().ok();
+                audit(&mut tx, actor, "invoice.collect_failed", tenant, &detail).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the payment of an open invoice (an operator after a bank transfer, or the
+    /// provider). When dunning had suspended the tenant over it and no other unpaid invoice
+    /// still holds it suspended, the tenant is resumed. Audited.
+    pub async fn record_payment(&self, key: &str, reference: &str, actor: &str) -> Result<Invoice> {
+        let invoice = self.invoice(key).await?;
+        if invoice.status != InvoiceStatus::Open {
+            return Err(Error::InvalidInput(format!(
+                "{} is {}: only an open invoice can be paid",
+                invoice.title(),
+                invoice.status
+            )));
+        }
+        let reference = reference.trim();
+        if reference.chars().count() > 200 {
+            return Err(Error::InvalidInput("a payment reference has at most 200 characters".into()));
+        }
+        let mut tx = self.tenancy().control().writer().begin().await?;
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invoices SET status = 'paid', paid_at = {NOW}, payment_provider = ?2, payment_reference = ?3
+             WHERE id = ?1 AND status = 'open'"
+        )))
+        .bind(&invoice.id)
+        .bind(self.payments().name())
+        .bind(reference)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::Busy(format!("{} changed meanwhile; look again", invoice.title())));
+        }
+        let detail =
+            serde_json::json!({ "invoice": invoice.number, "total": invoice.total, "reference": reference });
+        audit(&mut tx, actor, "invoice.paid", invoice.tenant_id.parse().ok(), &detail).await?;
+        tx.commit().await?;
+        self.release_dunning(&invoice, actor).await?;
+        self.invoice(&invoice.id).await
+    }
+
+    /// Voids an open or paid invoice: it keeps its number, and a credit note with the next
+    /// number cancels it. A tenant dunning suspended over it is resumed. Audited.
+    pub async fn void(&self, key: &str, actor: &str) -> Result<(Invoice, Invoice)> {
+        let invoice = self.invoice(key).await?;
+        if invoice.kind != "invoice" || !matches!(invoice.status, InvoiceStatus::Open | InvoiceStatus::Paid) {
+            return Err(Error::InvalidInput(format!(
+                "{} is {}: only an open or paid invoice can be voided",
+                invoice.title(),
+                invoice.status
+            )));
+        }
+        let credit_id = uuid::Uuid::now_v7().to_string();
+        let lines: Vec<Line> = invoice
+            .lines
+            .iter()
+            .map(|l| Line { description: l.description.clone(), amount: -l.amount })
+            .collect();
+        let mut tx = self.tenancy().control().writer().begin().await?;
+        let number: i64 =
+            sqlx::query_scalar("UPDATE invoice_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
+                .fetch_one(&mut *tx)
+                .await?;
+        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invoices SET status = 'void', voided_at = {NOW} WHERE id = ?1 AND status IN ('open', 'paid')"
+        )))
+        .bind(&invoice.id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            // Dropping the transaction gives the number back.
+            return Err(Error::Busy(format!("{} changed meanwhile; look again", invoice.title())));
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO invoices (id, kind, tenant_id, period, status, number, credits, currency, lines, subtotal,
+                 tax, total, tax_rate_bp, bill_to, created_at, finalized_at)
+             SELECT ?1, 'credit_note', tenant_id, period, 'issued', ?2, id, currency, ?3, -subtotal, -tax, -total,
+                 tax_rate_bp, bill_to, {NOW}, {NOW}
+             FROM invoices WHERE id = ?4"
+        )))
+        .bind(&credit_id)
+        .bind(number)
+        .bind(serde_json::to_string(&lines).map_err(|e| Error::InvalidInput(e.to_string()))?)
+        .bind(&invoice.id)
+        .execute(&mut *tx)
+        .await?;
+        let detail =
+            serde_json::json!({ "invoice": invoice.number, "credit_note": number, "total": invoice.total });
+        audit(&mut tx, actor, "invoice.void", invoice.tenant_id.parse().ok(), &detail).await?;
+        tx.commit().await?;
+        self.release_dunning(&invoice, actor).await?;
+        Ok((self.invoice(&invoice.id).await?, self.invoice(&credit_id).await?))
+    }
+
+    /// Resumes a tenant dunning suspended over `invoice` once nothing else holds it.
+    async fn release_dunning(&self, invoice: &Invoice, actor: &str) -> Result<()> {
+        if invoice.suspended_at.is_none() {
+            return Ok(());
+        }
+        let still: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM invoices WHERE tenant_id = ?1 AND status = 'open' AND suspended_at IS NOT NULL",
+        )
+        .bind(&invoice.tenant_id)
+        .fetch_one(self.tenancy().control().writer())
+        .await?;
+        let id: TenantId =
+            invoice.tenant_id.parse().map_err(|_| Error::NotFound(invoice.tenant_id.clone()))?;
+        let tenant = self.tenancy().tenant(&TenantRef::Id(id)).await?;
+        if still == 0 && tenant.status == TenantStatus::Suspended {
+            self.tenancy().tenants().resume(&TenantRef::Id(id), actor).await?;
+            let mut tx = self.tenancy().control().writer().begin().await?;
+            let detail = serde_json::json!({ "invoice": invoice.number, "step": "resume" });
+            audit(&mut tx, actor, "billing.dunning", Some(id), &detail).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_csv_fields_read_right() {
+        assert_eq!(money(123_456, "EUR"), "1234.56 EUR");
+        assert_eq!(money(-5, "USD"), "-0.05 USD");
+        assert_eq!(csv_field("acme"), "acme");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("-1200"), "-1200", "a negative amount stays a number");
+        assert_eq!("paid".parse::<InvoiceStatus>().unwrap(), InvoiceStatus::Paid);
+        assert!("sent".parse::<InvoiceStatus>().unwrap_err().to_string().contains("unknown invoice status"));
+    }
+}

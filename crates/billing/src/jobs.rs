@@ -1,0 +1,90 @@
+//! Billing's recurring work as durable jobs: [`BILLING_RUN`] (`{"period": "YYYY-MM"}`) runs
+//! the billing run for a month, [`BILLING_DUNNING`] (`{"day": "YYYY-MM-DD"}`) a dunning pass.
+//! Both are idempotent (see [`crate::run`], [`crate::dunning`]), so a job taken up again after
+//! a crash does nothing twice. [`Billing::run_schedule`] (in `silo serve`, unless
+//! `billing.schedule = false`) enqueues last month's run once and one dunning pass a day.
+
+use std::time::Duration;
+
+use serde_json::json;
+use silo_tenancy::Result;
+use silo_tenancy::jobs::NewJob;
+use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
+
+use crate::Billing;
+use crate::period::Period;
+
+/// Invoices a month.
+pub const BILLING_RUN: &str = "billing.run";
+/// Reminds and suspends over overdue invoices.
+pub const BILLING_DUNNING: &str = "billing.dunning";
+/// Who the scheduled jobs are enqueued by.
+const SCHEDULER: &str = "billing:schedule";
+
+/// Registers billing's job kinds.
+pub fn register(workers: &mut Workers, billing: &Billing) {
+    let b = billing.clone();
+    workers.register(BILLING_RUN, move |ctx| billing_run(b.clone(), ctx));
+    let b = billing.clone();
+    workers.register(BILLING_DUNNING, move |ctx| dunning(b.clone(), ctx));
+}
+
+async fn billing_run(billing: Billing, ctx: JobContext) -> Outcome {
+    let period: Period = ctx.job.payload["period"]
+        .as_str()
+        .ok_or_else(|| JobError::fatal("the payload names no period"))?
+        .parse()?;
+    let summary = billing.run(period, &format!("job:{}", ctx.job.id)).await?;
+    serde_json::to_value(summary).map_err(JobError::fatal)
+}
+
+async fn dunning(billing: Billing, ctx: JobContext) -> Outcome {
+    let now = silo_tenancy::time::utc_now();
+    let summary = billing.dunning(now.as_str(), &format!("job:{}", ctx.job.id)).await?;
+    serde_json::to_value(summary).map_err(JobError::fatal)
+}
+
+impl Billing {
+    /// Enqueues what is due and not yet enqueued: last month's billing run, today's dunning
+    /// pass. Returns the jobs enqueued.
+    pub async fn schedule_due(&self) -> Result<Vec<String>> {
+        let now = silo_tenancy::time::utc_now();
+        let last_month = Period::of(now.as_str())?.previous().to_string();
+        let today = now.date().to_owned();
+        let mut enqueued = Vec::new();
+        for (kind, key, value) in [(BILLING_RUN, "period", last_month), (BILLING_DUNNING, "day", today)] {
+            let exists: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3",
+            )
+            .bind(kind)
+            .bind(format!("$.{key}"))
+            .bind(&value)
+            .fetch_one(self.tenancy().control().writer())
+            .await?;
+            if exists == 0 {
+                let job = self
+                    .tenancy()
+                    .jobs()
+                    .enqueue(NewJob::new(kind, json!({ key: value })), SCHEDULER)
+                    .await?;
+                enqueued.push(job.id);
+            }
+        }
+        Ok(enqueued)
+    }
+
+    /// Calls [`Billing::schedule_due`] at start and then every `every`, until `stop`.
+    pub async fn run_schedule(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.schedule_due().await {
+                tracing::warn!(error = %e, "scheduling billing jobs failed; trying again later");
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        tracing::info!("billing schedule stopped");
+    }
+}

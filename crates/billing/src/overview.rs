@@ -1,0 +1,87 @@
+//! The operator's view of the money (`/admin`): monthly recurring revenue, open and overdue
+//! invoices, tenants by plan.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use silo_tenancy::Result;
+
+use crate::Billing;
+use crate::invoices::money;
+use crate::period::day_of_timestamp;
+
+/// Amounts in one currency.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Money {
+    /// How many.
+    pub count: i64,
+    /// Their sum, minor units.
+    pub amount: i64,
+    /// The sum in words.
+    pub text: String,
+}
+
+/// The overview.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overview {
+    /// What the active tenants pay a month at their current plan and seats (trials excluded),
+    /// by currency; `count` is the paying tenants.
+    pub mrr: BTreeMap<String, Money>,
+    /// Open invoices by currency.
+    pub open: BTreeMap<String, Money>,
+    /// Open invoices past their due date, by currency.
+    pub overdue: BTreeMap<String, Money>,
+    /// Live (active or suspended) tenants by plan.
+    pub tenants_by_plan: BTreeMap<String, i64>,
+}
+
+impl Billing {
+    /// The overview at this moment.
+    pub async fn overview(&self) -> Result<Overview> {
+        let control = self.tenancy().control().reader();
+        let now = silo_tenancy::time::utc_now();
+        let today = day_of_timestamp(now.as_str())?;
+        let mut overview = Overview::default();
+        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT t.plan, t.status,
+                 (SELECT count(*) FROM memberships m WHERE m.tenant_id = t.id),
+                 (SELECT min(p.since) FROM tenant_plans p WHERE p.tenant_id = t.id AND p.plan = t.plan)
+             FROM tenants t WHERE t.status IN ('active', 'suspended')",
+        )
+        .fetch_all(control)
+        .await?;
+        for (plan, status, seats, since) in rows {
+            *overview.tenants_by_plan.entry(plan.clone()).or_default() += 1;
+            let Ok(terms) = self.plans().get(&plan) else { continue };
+            let trial_until = since.as_deref().and_then(|s| day_of_timestamp(s).ok()).unwrap_or(i64::MIN)
+                + i64::from(terms.trial_days);
+            let monthly = terms.price_month + terms.price_seat * seats;
+            if status == "active" && monthly > 0 && today >= trial_until {
+                let entry = overview.mrr.entry(terms.currency.clone()).or_default();
+                entry.count += 1;
+                entry.amount += monthly;
+            }
+        }
+        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT currency, count(*), sum(total), sum(due_at < ?1), coalesce(sum(CASE WHEN due_at < ?1 THEN total END), 0)
+             FROM invoices WHERE status = 'open' GROUP BY currency",
+        )
+        .bind(now.as_str())
+        .fetch_all(control)
+        .await?;
+        for (currency, count, amount, late, late_amount) in rows {
+            overview.open.insert(currency.clone(), Money { count, amount, text: String::new() });
+            if late > 0 {
+                overview
+                    .overdue
+                    .insert(currency, Money { count: late, amount: late_amount, text: String::new() });
+            }
+        }
+        for map in [&mut overview.mrr, &mut overview.open, &mut overview.overdue] {
+            for (currency, m) in map.iter_mut() {
+                m.text = money(m.amount, currency);
+            }
+        }
+        Ok(overview)
+    }
+}

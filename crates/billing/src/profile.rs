@@ -1,0 +1,136 @@
+//! A tenant's billing contact (`billing_profiles`): who invoices are addressed to, where they
+//! and the reminders go, and the country whose tax rate applies. Set by the workspace's owner
+//! on its billing page, or by an operator (console, `silo billing contact`). An invoice copies
+//! it when finalised, without the email (see `migrations/control/personal_data.toml`).
+
+use serde::{Deserialize, Serialize};
+use silo_tenancy::control::audit;
+use silo_tenancy::{Error, Result, TenantId};
+
+use crate::Billing;
+
+/// The billing contact.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(default)]
+pub struct BillingProfile {
+    /// The company (or person) billed.
+    pub name: String,
+    /// Where invoices and reminders go (empty: the workspace's owners).
+    pub email: String,
+    /// Postal address.
+    pub address: String,
+    /// ISO 3166-1 alpha-2, upper case (picks the tax rate).
+    pub country: String,
+    /// VAT number.
+    pub tax_id: String,
+}
+
+impl BillingProfile {
+    /// Trimmed and checked: a clear message for each field that is wrong.
+    pub fn validated(mut self) -> Result<Self> {
+        for field in [&mut self.name, &mut self.email, &mut self.address, &mut self.country, &mut self.tax_id]
+        {
+            *field = field.trim().to_owned();
+        }
+        self.country = self.country.to_ascii_uppercase();
+        // As account addresses are: one spelling, so erasure and the outbox find it.
+        self.email = self.email.to_lowercase();
+        let too_long =
+            |what: &str, max: usize| Error::InvalidInput(format!("the {what} has at most {max} characters"));
+        if self.name.chars().count() > 200 {
+            return Err(too_long("billing name", 200));
+        }
+        if self.address.chars().count() > 1_000 {
+            return Err(too_long("billing address", 1_000));
+        }
+        if self.tax_id.chars().count() > 40 {
+            return Err(too_long("VAT number", 40));
+        }
+        if !self.email.is_empty() {
+            let parts = self.email.split_once('@');
+            let valid = self.email.len() <= 254
+                && !self.email.chars().any(|c| c.is_whitespace() || c.is_control())
+                && parts.is_some_and(|(local, domain)| {
+                    !local.is_empty() && domain.contains('.') && !domain.contains('@')
+                });
+            if !valid {
+                return Err(Error::InvalidInput(format!("`{}` is not an email address", self.email)));
+            }
+        }
+        if !self.country.is_empty()
+            && (self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            return Err(Error::InvalidInput(format!(
+                "`{}` is not a country code: use the two letters of ISO 3166-1 (DE, FR, US …)",
+                self.country
+            )));
+        }
+        Ok(self)
+    }
+}
+
+impl Billing {
+    /// A tenant's billing contact (blank when never set).
+    pub async fn profile(&self, tenant: TenantId) -> Result<BillingProfile> {
+        Ok(sqlx::query_as(
+            "SELECT name, email, address, country, tax_id FROM billing_profiles WHERE tenant_id = ?1",
+        )
+        .bind(tenant.to_string())
+        .fetch_optional(self.tenancy().control().reader())
+        .await?
+        .unwrap_or_default())
+    }
+
+    /// Sets a tenant's billing contact (validated); audited without the values.
+    pub async fn set_profile(
+        &self,
+        tenant: TenantId,
+        profile: BillingProfile,
+        actor: &str,
+    ) -> Result<BillingProfile> {
+        let profile = profile.validated()?;
+        let mut tx = self.tenancy().control().writer().begin().await?;
+        sqlx::query(
+            "INSERT INTO billing_profiles (tenant_id, name, email, address, country, tax_id, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             ON CONFLICT (tenant_id) DO UPDATE SET name = excluded.name, email = excluded.email,
+                 address = excluded.address, country = excluded.country, tax_id = excluded.tax_id,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(tenant.to_string())
+        .bind(&profile.name)
+        .bind(&profile.email)
+        .bind(&profile.address)
+        .bind(&profile.country)
+        .bind(&profile.tax_id)
+        .execute(&mut *tx)
+        .await?;
+        // The country decides the tax; the rest is personal or company data the log need not copy.
+        let detail = serde_json::json!({ "country": profile.country });
+        audit(&mut tx, actor, "billing.contact", Some(tenant), &detail).await?;
+        tx.commit().await?;
+        Ok(profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contact_is_trimmed_and_each_bad_field_named() {
+        let ok = BillingProfile { name: " Acme GmbH ".into(), country: "de".into(), ..Default::default() };
+        let ok = ok.validated().unwrap();
+        assert_eq!((ok.name.as_str(), ok.country.as_str()), ("Acme GmbH", "DE"));
+        let bad = |p: BillingProfile| p.validated().unwrap_err().to_string();
+        assert!(
+            bad(BillingProfile { country: "Germany".into(), ..Default::default() })
+                .contains("not a country code")
+        );
+        assert!(
+            bad(BillingProfile { email: "billing at acme".into(), ..Default::default() })
+                .contains("not an email")
+        );
+        assert!(bad(BillingProfile { name: "x".repeat(201), ..Default::default() }).contains("at most 200"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The billing run: one invoice per tenant for a month that has ended (`silo billing run
+//! --period YYYY-MM`, and the monthly `billing.run` job).
+//!
+//! For every tenant that existed during the month and has no invoice for it yet, the month is
+//! cut into segments from the plan history (`tenant_plans`, kept by triggers on `tenants`):
+//! a run of days on one plan, with its trial days (the first `trial_days` after the tenant
+//! first took that plan) and its seats (the metered seat count of each day; the current
+//! member count when the month has no usage rows). [`crate::invoice::compute`] prices them,
+//! with storage beyond the last plan's limit at the month's end and the tax rate of the billing
+//! country. Invoices with nothing to pay are not created. Drafts are inserted `OR IGNORE`
+//! against the one-invoice-per-tenant-and-month index, then every draft of the month is
+//! finalised in slug order ([`Billing::finalise`]).
+//!
+//! **Idempotent**: a second run finds every tenant invoiced and creates nothing; a run killed
+//! between drafting and finalising leaves drafts that the next run finalises. Everything is
+//! read in a handful of queries over the month (no tenant file is opened), so a run over
+//! 100,000 tenants is a matter of seconds.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use serde::Serialize;
+use silo_tenancy::control::audit;
+use silo_tenancy::{Error, Result};
+
+use crate::invoice::{self, Segment};
+use crate::period::{Period, day_number, day_of_timestamp};
+use crate::{Billing, Plan};
+
+/// What a run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    /// The month.
+    pub period: String,
+    /// Tenants that existed during it.
+    pub tenants: usize,
+    /// Tenants invoiced by an earlier run.
+    pub already_invoiced: usize,
+    /// Tenants with nothing to pay (free plans, trials).
+    pub nothing_to_bill: usize,
+    /// Drafts this run created.
+    pub created: usize,
+    /// Invoices this run finalised (its drafts, and any an interrupted run left).
+    pub finalised: usize,
+    /// The numbers it gave, first and last.
+    pub numbers: Option<(i64, i64)>,
+    /// Totals finalised, by currency (minor units).
+    pub totals: BTreeMap<String, i64>,
+    /// Tenants left out, and why.
+    pub skipped: Vec<String>,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// A tenant's row as the run needs it.
+#[derive(sqlx::FromRow)]
+struct Billed {
+    id: String,
+    slug: String,
+    created_at: String,
+    deleted_at: Option<String>,
+}
+
+/// One day of metered usage.
+struct Day {
+    day: u32,
+    seats: i64,
+    storage: i64,
+}
+
+/// A draft to insert.
+struct Draft {
+    tenant: String,
+    currency: String,
+    amounts: invoice::Amounts,
+    tax_bp: u32,
+}
+
+impl Billing {
+    /// Invoices every tenant for `period` (which must have ended); see the module docs.
+    pub async fn run(&self, period: Period, actor: &str) -> Result<RunSummary> {
+        let started = Instant::now();
+        let now = silo_tenancy::time::utc_now();
+        if period.end().as_str() > now.as_str() {
+            return Err(Error::InvalidInput(format!(
+                "the month {period} has not ended yet (it ends on {}): bill a month that has",
+                period.next().date(1)
+            )));
+        }
+        let control = self.tenancy().control().reader();
+        let (start, end) = (period.start(), period.end());
+        let tenants: Vec<Billed> = sqlx::query_as(
+            "SELECT id, slug, created_at, deleted_at FROM tenants
+             WHERE created_at < ?2 AND (deleted_at IS NULL OR deleted_at >= ?1) ORDER BY slug",
+        )
+        .bind(&start)
+        .bind(&end)
+        .fetch_all(control)
+        .await?;
+        let invoiced: HashSet<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM invoices WHERE kind = 'invoice' AND period = ?1")
+                .bind(period.to_string())
+                .fetch_all(control)
+                .await?
+                .into_iter()
+                .collect();
+        let mut history: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT tenant_id, plan, since FROM tenant_plans WHERE since < ?1 ORDER BY seq")
+                .bind(&end)
+                .fetch_all(control)
+                .await?;
+        for (tenant, plan, since) in rows {
+            history.entry(tenant).or_default().push((plan, since));
+        }
+        let mut usage: HashMap<String, Vec<Day>> = HashMap::new();
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT tenant_id, day, seats, storage_bytes FROM usage_daily WHERE day >= ?1 AND day < ?2 ORDER BY day",
+        )
+        .bind(period.date(1))
+        .bind(period.next().date(1))
+        .fetch_all(control)
+        .await?;
+        for (tenant, day, seats, storage) in rows {
+            usage.entry(tenant).or_default().push(Day { day: period.day_of(&day), seats, storage });
+        }
+        let members: HashMap<String, i64> =
+            sqlx::query_as("SELECT tenant_id, count(*) FROM memberships GROUP BY tenant_id")
+                .fetch_all(control)
+                .await?
+                .into_iter()
+                .collect();
+        let countries: HashMap<String, String> =
+            sqlx::query_as("SELECT tenant_id, country FROM billing_profiles")
+                .fetch_all(control)
+                .await?
+                .into_iter()
+                .collect();
+
+        let mut summary =
+            RunSummary { period: period.to_string(), tenants: tenants.len(), ..RunSummary::default() };
+        let mut drafts = Vec::new();
+        for tenant in &tenants {
+            if invoiced.contains(&tenant.id) {
+                summary.already_invoiced += 1;
+                continue;
+            }
+            let plans = history.get(&tenant.id).map(Vec::as_slice).unwrap_or_default();
+            let days = usage.get(&tenant.id).map(Vec::as_slice).unwrap_or_default();
+            let current_seats = members.get(&tenant.id).copied().unwrap_or(0);
+            match self.draft(period, tenant, plans, days, current_seats) {
+                Ok(Some((currency, segments, overage_gb, overage_price))) => {
+                    let country = countries.get(&tenant.id).map(String::as_str).unwrap_or("");
+                    let tax_bp = self.settings().tax_rate(country);
+                    let amounts =
+                        invoice::compute(period.days(), &segments, overage_gb, overage_price, tax_bp);
+                    if amounts.total == 0 {
+                        summary.nothing_to_bill += 1;
+                    } else {
+                        drafts.push(Draft { tenant: tenant.id.clone(), currency, amounts, tax_bp });
+                    }
+                }
+                Ok(None) => summary.nothing_to_bill += 1,
+                Err(reason) => summary.skipped.push(format!("{}: {reason}", tenant.slug)),
+            }
+        }
+        summary.created = self.insert_drafts(period, &drafts).await?;
+        let pending: Vec<String> = sqlx::query_scalar(
+            "SELECT invoices.id FROM invoices JOIN tenants ON tenants.id = invoices.tenant_id
+             WHERE invoices.period = ?1 AND invoices.kind = 'invoice' AND invoices.status = 'draft' ORDER BY tenants.slug",
+        )
+        .bind(period.to_string())
+        .fetch_all(self.tenancy().control().writer())
+        .await?;
+        let finalised = self.finalise(&pending, actor).await?;
+        summary.finalised = finalised.len();
+        for invoice in &finalised {
+            *summary.totals.entry(invoice.currency.clone()).or_default() += invoice.total;
+        }
+        let numbers = finalised.iter().filter_map(|i| i.number);
+        summary.numbers = numbers.clone().min().zip(numbers.max());
+        summary.seconds = started.elapsed().as_secs_f64();
+        let mut tx = self.tenancy().control().writer().begin().await?;
+        let detail = serde_json::json!({
+            "period": summary.period, "created": summary.created, "finalised": summary.finalised,
+            "skipped": summary.skipped.len(),
+        });
+        audit(&mut tx, actor, "billing.run", None, &detail).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// A tenant's segments for the month (plan, trial and seats per run of days), its currency,
+    /// and its storage overage; `None` when it held no plan during the month.
+    #[allow(clippy::type_complexity)]
+    fn draft(
+        &self,
+        period: Period,
+        tenant: &Billed,
+        plans: &[(String, String)],
+        usage: &[Day],
+        current_seats: i64,
+    ) -> std::result::Result<Option<(String, Vec<Segment>, u64, i64)>, String> {
+        let first = period.day_of(&tenant.created_at).max(1);
+        let last = match &tenant.deleted_at {
+            Some(deleted) => period.day_of(deleted).min(period.days()),
+            None => period.days(),
+        };
+        if plans.is_empty() || first > last {
+            return Ok(None);
+        }
+        let terms =
+            |name: &str| self.plans().get(name).map_err(|_| format!("its plan `{name}` is not configured"));
+        // The day each plan was first taken: trials count from there.
+        let mut first_taken: HashMap<&str, i64> = HashMap::new();
+        for (plan, since) in plans {
+            let day = day_of_timestamp(since).map_err(|e| e.to_string())?;
+            first_taken.entry(plan.as_str()).or_insert(day);
+        }
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut seats = usage.first().map_or(current_seats, |d| d.seats);
+        let mut currency: Option<String> = None;
+        for day in first..=last {
+            // The plan held on `day`: the last change on or before it.
+            let Some((plan, _)) = plans.iter().rev().find(|(_, since)| period.day_of(since) <= day) else {
+                continue;
+            };
+            let plan_terms: &Plan = terms(plan)?;
+            match &currency {
+                None => currency = Some(plan_terms.currency.clone()),
+                Some(c) if *c != plan_terms.currency => {
+                    return Err(format!(
+                        "its plans are in different currencies ({c}, {})",
+                        plan_terms.currency
+                    ));
+                }
+                Some(_) => {}
+            }
+            if let Some(metered) = usage.iter().find(|d| d.day == day) {
+                seats = metered.seats;
+            }
+            let trial_end = first_taken.get(plan.as_str()).copied().unwrap_or(i64::MIN)
+                + i64::from(plan_terms.trial_days);
+            let trial = day_number(period.year, period.month, day) < trial_end;
+            let seat_count = u32::try_from(seats.max(0)).unwrap_or(u32::MAX);
+            match segments.last_mut() {
+                Some(s)
+                    if s.plan == *plan
+                        && s.trial == trial
+                        && s.seats == seat_count
+                        && s.to_day + 1 == day =>
+                {
+                    s.to_day = day;
+                }
+                _ => segments.push(Segment {
+                    plan: plan.clone(),
+                    terms: plan_terms.clone(),
+                    from_day: day,
+                    to_day: day,
+                    seats: seat_count,
+                    trial,
+                }),
+            }
+        }
+        let (Some(currency), Some(last_segment)) = (currency, segments.last()) else { return Ok(None) };
+        let stored = usage.last().map_or(0, |d| d.storage.max(0) as u64);
+        let overage_gb = match last_segment.terms.storage_bytes() {
+            Some(limit) if stored > limit => (stored - limit).div_ceil(1_000_000_000),
+            _ => 0,
+        };
+        let overage_price = last_segment.terms.price_storage_gb;
+        Ok(Some((currency, segments, overage_gb, overage_price)))
+    }
+
+    /// Inserts the drafts (a tenant already invoiced for the month is skipped by the unique
+    /// index: a concurrent run got there first); returns how many were new.
+    async fn insert_drafts(&self, period: Period, drafts: &[Draft]) -> Result<usize> {
+        let mut created = 0;
+        for chunk in drafts.chunks(1_000) {
+            let mut tx = self.tenancy().control().writer().begin().await?;
+            for draft in chunk {
+                let lines = serde_json::to_string(&draft.amounts.lines)
+                    .map_err(|e| Error::InvalidInput(e.to_string()))?;
+                let inserted = sqlx::query(
+                    "INSERT OR IGNORE INTO invoices (id, kind, tenant_id, period, status, currency, lines, subtotal, tax,
+                         total, tax_rate_bp, created_at)
+                     VALUES (?1, 'invoice', ?2, ?3, 'draft', ?4, ?5, ?6, ?7, ?8, ?9, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&draft.tenant)
+                .bind(period.to_string())
+                .bind(&draft.currency)
+                .bind(lines)
+                .bind(draft.amounts.subtotal)
+                .bind(draft.amounts.tax)
+                .bind(draft.amounts.total)
+                .bind(i64::from(draft.tax_bp))
+                .execute(&mut *tx)
+                .await?;
+                created += inserted.rows_affected() as usize;
+            }
+            tx.commit().await?;
+        }
+        Ok(created)
+    }
+}
