@@ -227,3 +227,131 @@ async fn requests_are_metered_per_tenant_and_day() {
     assert_eq!(status, 422, "{body}");
     server.stop().await.unwrap();
 }
+
+/// Invoices from end to end over HTTP: the owner's billing page (contact, invoices, the
+/// printable invoice, CSV), nobody else's view of them, and the console's (MRR and open
+/// invoices on `/admin`, the invoice list and CSV, marking paid, voiding with a credit note).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
+    let server = TestServer::start_with(|s| {
+        s.billing.tax_rates.insert("DE".into(), 1_900);
+    })
+    .await
+    .unwrap();
+    let billing = &server.billing;
+    for (slug, owner) in [("acme", "ada@example.com"), ("beta", "bob@example.com")] {
+        let request = silo_tenancy::CreateTenant {
+            slug: slug.into(),
+            name: None,
+            region: None,
+            plan: Some("business".into()),
+        };
+        billing.create_tenant(request, "test").await.unwrap();
+        server.accounts.users().create(owner, silo_e2e::PASSWORD, None, "test").await.unwrap();
+        server.accounts.memberships().add(&slug.parse().unwrap(), owner, Role::Owner, "test").await.unwrap();
+    }
+    server.accounts.users().create("mia@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    server
+        .accounts
+        .memberships()
+        .add(&"acme".parse().unwrap(), "mia@example.com", Role::Member, "test")
+        .await
+        .unwrap();
+
+    // The owner fills in the billing contact; a bad country is named and changes nothing.
+    let ada = server.sign_in("ada@example.com").await.unwrap();
+    let page = ada.get("/w/acme/billing").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Billing contact") && page.body.contains("No invoices yet"), "{}", page.body);
+    let contact = [("name", "Acme GmbH"), ("address", "Hauptstr. 1\nBerlin"), ("country", "Germany")];
+    assert_eq!(ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap().status, 303);
+    assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("is not a country code"));
+    let contact =
+        [("name", "Acme GmbH"), ("address", "Hauptstr. 1\nBerlin"), ("country", "de"), ("email", "")];
+    assert_eq!(ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap().status, 303);
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!(billing.profile(tenant.id).await.unwrap().country, "DE");
+    // A member is not shown billing.
+    let mia = server.sign_in("mia@example.com").await.unwrap();
+    assert_eq!(mia.get("/w/acme/billing").await.unwrap().status, 403);
+
+    // Last month, billed: both tenants held business all month (created three months ago).
+    for sql in [
+        "UPDATE tenants SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
+        "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
+    ] {
+        sqlx::query(sql).execute(server.tenancy.control().writer()).await.unwrap();
+    }
+    let period = silo_billing::Period::of(silo_tenancy::time::utc_now().as_str()).unwrap().previous();
+    let summary = billing.run(period, "test").await.unwrap();
+    assert_eq!(summary.finalised, 2, "{summary:?}");
+    let acme_invoice = billing
+        .invoices(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), ..Default::default() })
+        .await
+        .unwrap()
+        .remove(0);
+    // business: 50.00 + 2 seats × 15.00 = 80.00, and 19 % German tax.
+    assert_eq!((acme_invoice.subtotal, acme_invoice.tax, acme_invoice.total), (8_000, 1_520, 9_520));
+
+    let page = ada.get("/w/acme/billing").await.unwrap().body;
+    assert!(page.contains(&acme_invoice.title()) && page.contains("95.20 EUR"), "{page}");
+    let printable = ada.get(&format!("/w/acme/billing/invoices/{}", acme_invoice.id)).await.unwrap();
+    assert_eq!(printable.status, 200);
+    for expected in [
+        "Acme GmbH",
+        "Hauptstr. 1",
+        "business plan, the month",
+        "2 seats × business plan",
+        "15.20 EUR",
+        "95.20 EUR",
+        "bank transfer",
+    ] {
+        assert!(printable.body.contains(expected), "{expected} in {}", printable.body);
+    }
+    let csv = ada.get("/w/acme/billing/invoices.csv").await.unwrap();
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert_eq!(csv.body.lines().count(), 2, "{}", csv.body);
+    assert!(csv.body.contains(",invoice,open,acme,"), "{}", csv.body);
+    // Another tenant's owner cannot see it, even by its id.
+    let bob = server.sign_in("bob@example.com").await.unwrap();
+    assert_eq!(bob.get(&format!("/w/beta/billing/invoices/{}", acme_invoice.id)).await.unwrap().status, 404);
+    assert!(!bob.get("/w/beta/billing/invoices.csv").await.unwrap().body.contains("acme"));
+
+    // The console: MRR and open invoices, the list, payment, void.
+    server.operator_token("ops@example.com").await.unwrap();
+    let console = server.sign_in("ops@example.com").await.unwrap();
+    let admin = console.get("/admin").await.unwrap().body;
+    // MRR without tax: acme 50.00 + 2 × 15.00, beta 50.00 + 15.00.
+    assert!(
+        admin.contains("145.00 EUR from 2 paying tenants") && admin.contains("business</a>: 2"),
+        "{admin}"
+    );
+    assert!(
+        admin.contains("2 (160.20 EUR)"),
+        "open: 95.20 EUR, and 65.00 EUR untaxed (beta has no country): {admin}"
+    );
+    let list = console.get(&format!("/admin/invoices?period={period}")).await.unwrap().body;
+    assert!(list.contains("acme") && list.contains("beta"), "{list}");
+    let csv = console.get(&format!("/admin/invoices.csv?period={period}")).await.unwrap().body;
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert_eq!(console.get("/admin/invoices?period=2026-13").await.unwrap().status, 422);
+    let page = format!("/admin/invoices/{}", acme_invoice.id);
+    let paid = console.submit(&page, &format!("{page}/pay"), &[("reference", "SEPA-4711")]).await.unwrap();
+    assert_eq!(paid.status, 303);
+    let shown = console.get(&page).await.unwrap().body;
+    assert!(shown.contains("is marked paid") && shown.contains("paid"), "{shown}");
+    assert_eq!(
+        billing.invoice(&acme_invoice.id).await.unwrap().payment_reference.as_deref(),
+        Some("SEPA-4711")
+    );
+    let voided = console.submit(&page, &format!("{page}/void"), &[]).await.unwrap();
+    assert_eq!(voided.status, 303);
+    let shown = console.get(&page).await.unwrap().body;
+    assert!(shown.contains("is void; Credit note 3 cancels it"), "{shown}");
+    assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("Credit note 3"));
+    // Paying it again is refused with a message, not an error page.
+    let again = console.submit(&page, &format!("{page}/pay"), &[("reference", "x")]).await.unwrap();
+    assert_eq!(again.status, 303);
+    assert!(console.get(&page).await.unwrap().body.contains("only an open invoice can be paid"));
+    server.stop().await.unwrap();
+}

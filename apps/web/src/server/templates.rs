@@ -32,12 +32,15 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         "workspace/search.html",
         "workspace/members.html",
         "workspace/settings.html",
+        "workspace/billing.html",
+        "billing/invoice.html",
         "admin/tenants.html",
         "admin/tenant.html",
         "admin/fleet.html",
         "admin/audit.html",
         "admin/jobs.html",
         "admin/requests.html",
+        "admin/invoices.html",
     ])
     .expect("the embedded templates parse");
     tera

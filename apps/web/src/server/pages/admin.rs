@@ -70,6 +70,7 @@ async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQue
     let keep =
         serde_urlencoded::to_string(ListQuery { page: None, ..query.into_inner() }).unwrap_or_default();
     Page::new("admin/tenants.html")
+        .with("money", &state(&req).billing.overview().await?)
         .with("plans", &state(&req).billing.plans().names().collect::<Vec<_>>())
         .with("tenants", &rows)
         .with("total", &total)
@@ -173,8 +174,18 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         .collect();
     let regions: Vec<String> =
         tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
+    let billing = &state(&req).billing;
+    let now = silo_tenancy::time::utc_now();
+    let invoices: Vec<_> = billing
+        .invoices(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), limit: 24, ..Default::default() })
+        .await?
+        .iter()
+        .map(|i| super::billing::shown(i, now.as_str()))
+        .collect();
     Page::new("admin/tenant.html")
-        .with("plans", &state(&req).billing.plans().names().collect::<Vec<_>>())
+        .with("invoices", &invoices)
+        .with("contact", &billing.profile(tenant.id).await?)
+        .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .with(
             "usage_chart",
             &super::charts::requests_per_day(&state(&req).billing.usage_days(tenant.id, 30).await?),

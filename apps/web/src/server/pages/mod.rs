@@ -4,10 +4,12 @@
 //! - [`account`]: home, sign-up, sign-in/out, account settings, password reset, invitations.
 //! - [`workspace`]: a tenant's workspace under `/w/{slug}/`.
 //! - [`admin`]: the operators' console under `/admin`.
+//! - [`billing`]: the workspace's billing page and invoices, the console's invoices.
 //! - [`charts`]: server-rendered SVG charts (usage per day).
 
 pub mod account;
 pub mod admin;
+pub mod billing;
 pub mod charts;
 pub mod workspace;
 
@@ -30,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     account::routes(cfg);
     workspace::routes(cfg);
     admin::routes(cfg);
+    billing::admin_routes(cfg);
 }
 
 /// A page to render: a template and its context.

@@ -43,11 +43,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(export_workspace)
             .service(rename_page)
             .service(delete_workspace)
+            .configure(super::billing::workspace_routes)
             .default_service(web::to(super::not_found)),
     );
 }
 
-async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
+pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
     let ws = enter(&state(req).accounts, slug, &me.session.user_id).await?;
     state(req).billing.record_request(ws.tenant.id, &me.session.user_id);
@@ -55,7 +56,7 @@ async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError>
 }
 
 /// A workspace page with the workspace's header.
-fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
+pub(super) fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
     let can_manage = ws.require(Role::Admin).is_ok();
     Page::new(template).with(
         "ws",
@@ -66,7 +67,7 @@ fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
     )
 }
 
-fn home(ws: &Entered) -> String {
+pub(super) fn home(ws: &Entered) -> String {
     format!("/w/{}/", ws.tenant.slug)
 }
 
@@ -450,6 +451,9 @@ async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
 #[derive(Deserialize)]
 struct PlanForm {
     plan: String,
+    /// `billing` when posted from the billing page (the flash shows there).
+    #[serde(default)]
+    from: String,
 }
 
 /// An owner moves the workspace to another plan.
@@ -457,7 +461,7 @@ struct PlanForm {
 async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<PlanForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
-    let back = format!("{}settings", home(&ws));
+    let back = format!("{}{}", home(&ws), if form.from == "billing" { "billing" } else { "settings" });
     let actor = me.session.email.as_str();
     let changed = state(&req)
         .billing

@@ -1,0 +1,281 @@
+//! Billing pages. In a workspace (owners only): `/w/{slug}/billing` (plan and usage, the usage
+//! graph, the plan change, the billing contact, the invoices), each invoice as a printable page
+//! and the invoices as CSV. In the console: `/admin/invoices` (filters, CSV), an invoice with
+//! "mark paid" and "void", and a tenant's billing contact. The rules live in `silo-billing`;
+//! these handlers only read forms and render.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Deserialize;
+use silo_accounts::Role;
+use silo_billing::{BillingProfile, Invoice, InvoiceFilter, InvoiceStatus};
+use silo_tenancy::{TenantId, TenantRef};
+
+use super::workspace::{entered, home, page};
+use super::{Page, PageResult, flash_outcome_with};
+use crate::server::csrf::CsrfForm;
+use crate::server::error::{Failure, PageError};
+use crate::server::redirects::see_other_with_flash;
+use crate::server::request::state;
+use crate::server::sessions::{Operator, SignedIn};
+
+/// The workspace's billing pages (registered inside the `/w/{slug}` scope).
+pub fn workspace_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(billing_page).service(invoices_csv).service(invoice_page).service(set_contact);
+}
+
+/// The console's billing pages.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(admin_invoices)
+        .service(admin_invoices_csv)
+        .service(admin_invoice)
+        .service(admin_invoice_action)
+        .service(admin_contact);
+}
+
+/// An invoice for a template: the stored one, with its amounts in words.
+pub(super) fn shown(invoice: &Invoice, now: &str) -> serde_json::Value {
+    let money = |minor: i64| silo_billing::invoices::money(minor, &invoice.currency);
+    let lines: Vec<serde_json::Value> = invoice
+        .lines
+        .iter()
+        .map(|l| serde_json::json!({ "description": l.description, "amount": money(l.amount) }))
+        .collect();
+    serde_json::json!({
+        "invoice": invoice,
+        "title": invoice.title(),
+        "lines": lines,
+        "subtotal": money(invoice.subtotal),
+        "tax": money(invoice.tax),
+        "total": money(invoice.total),
+        "overdue": invoice.overdue(now),
+        "due": invoice.due_at.as_deref().and_then(|d| d.get(..10)),
+        "issued": invoice.finalized_at.as_deref().and_then(|d| d.get(..10)),
+    })
+}
+
+fn now() -> String {
+    silo_tenancy::time::utc_now().as_str().to_owned()
+}
+
+fn csv(body: String, name: &str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")))
+        .body(body)
+}
+
+#[get("/billing")]
+async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    let billing = &state(&req).billing;
+    let now = now();
+    let invoices =
+        billing.invoices(&InvoiceFilter { tenant: Some(ws.tenant.id), ..Default::default() }).await?;
+    // Drafts are the billing run's working state, not documents the customer has received.
+    let invoices: Vec<_> =
+        invoices.iter().filter(|i| i.status != InvoiceStatus::Draft).map(|i| shown(i, &now)).collect();
+    page("workspace/billing.html", &ws, "billing")
+        .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
+        .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
+        .with("plans", &billing.plans().names().collect::<Vec<_>>())
+        .with("contact", &billing.profile(ws.tenant.id).await?)
+        .with("invoices", &invoices)
+        .render(&req)
+        .await
+}
+
+#[get("/billing/invoices.csv")]
+async fn invoices_csv(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, PageError> {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    let filter = InvoiceFilter { tenant: Some(ws.tenant.id), ..Default::default() };
+    let body = state(&req).billing.invoices_csv(&filter).await?;
+    // Drafts are left out as on the page.
+    let body: String = body.lines().filter(|l| !l.contains(",draft,")).flat_map(|l| [l, "\n"]).collect();
+    Ok(csv(body, &format!("{}-invoices.csv", ws.tenant.slug)))
+}
+
+/// The invoice `id` if it is this tenant's and not a draft; otherwise 404 (another tenant's
+/// invoice does not exist from here).
+async fn own_invoice(req: &HttpRequest, tenant: TenantId, id: &str) -> Result<Invoice, PageError> {
+    match state(req).billing.invoice(id).await {
+        Ok(i) if i.tenant_id == tenant.to_string() && i.status != InvoiceStatus::Draft => Ok(i),
+        Ok(_) | Err(silo_tenancy::Error::UnknownInvoice(_)) => Err(Failure::not_found().into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[get("/billing/invoices/{id}")]
+async fn invoice_page(req: HttpRequest, me: SignedIn, path: web::Path<(String, String)>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    let invoice = own_invoice(&req, ws.tenant.id, &path.1).await?;
+    invoice_view(&req, &invoice, &format!("{}billing", home(&ws)), false).await
+}
+
+/// The printable invoice, for the customer (`back` to their billing page) or an operator.
+async fn invoice_view(req: &HttpRequest, invoice: &Invoice, back: &str, operator: bool) -> PageResult {
+    let billing = &state(req).billing;
+    Page::new("billing/invoice.html")
+        .with("i", &shown(invoice, &now()))
+        .with("seller", &billing.settings().seller)
+        .with("instructions", &billing.payments().instructions(invoice))
+        .with("back", &back)
+        .with("operator", &operator)
+        .render(req)
+        .await
+}
+
+#[derive(Deserialize)]
+struct ContactForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    tax_id: String,
+}
+
+impl From<ContactForm> for BillingProfile {
+    fn from(f: ContactForm) -> Self {
+        Self { name: f.name, email: f.email, address: f.address, country: f.country, tax_id: f.tax_id }
+    }
+}
+
+#[post("/billing/contact")]
+async fn set_contact(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ContactForm>) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Owner)?;
+    let back = format!("{}billing", home(&ws));
+    let saved = state(&req).billing.set_profile(ws.tenant.id, form.into(), me.session.email.as_str()).await;
+    flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
+}
+
+/// The console's invoice filters (left out of the template's context when not given, so its
+/// `default` filters apply).
+#[derive(Deserialize, serde::Serialize, Default)]
+struct InvoiceQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+}
+
+impl InvoiceQuery {
+    async fn filter(&self, req: &HttpRequest) -> Result<InvoiceFilter, PageError> {
+        let given =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let period = given(&self.period);
+        if let Some(p) = &period {
+            p.parse::<silo_billing::Period>()?;
+        }
+        let status = given(&self.status).map(|s| s.parse::<InvoiceStatus>()).transpose()?;
+        let tenant = match given(&self.tenant) {
+            Some(t) => Some(
+                state(req)
+                    .tenancy
+                    .tenant(&t.parse::<TenantRef>().map_err(silo_tenancy::Error::from)?)
+                    .await?
+                    .id,
+            ),
+            None => None,
+        };
+        Ok(InvoiceFilter { period, tenant, status, limit: 0 })
+    }
+}
+
+#[get("/admin/invoices")]
+async fn admin_invoices(req: HttpRequest, _op: Operator, query: web::Query<InvoiceQuery>) -> PageResult {
+    let filter = query.filter(&req).await?;
+    let billing = &state(&req).billing;
+    let now = now();
+    let invoices: Vec<_> = billing
+        .invoices(&InvoiceFilter { limit: 500, ..filter })
+        .await?
+        .iter()
+        .map(|i| shown(i, &now))
+        .collect();
+    let csv_query = serde_urlencoded::to_string(&*query).unwrap_or_default();
+    Page::new("admin/invoices.html")
+        .with("invoices", &invoices)
+        .with("csv_query", &csv_query)
+        .with("query", &query.into_inner())
+        .with("overview", &billing.overview().await?)
+        .render(&req)
+        .await
+}
+
+#[get("/admin/invoices.csv")]
+async fn admin_invoices_csv(
+    req: HttpRequest,
+    _op: Operator,
+    query: web::Query<InvoiceQuery>,
+) -> Result<HttpResponse, PageError> {
+    let filter = query.filter(&req).await?;
+    let name =
+        format!("invoices{}.csv", filter.period.as_deref().map(|p| format!("-{p}")).unwrap_or_default());
+    Ok(csv(state(&req).billing.invoices_csv(&filter).await?, &name))
+}
+
+#[get("/admin/invoices/{id}")]
+async fn admin_invoice(req: HttpRequest, _op: Operator, id: web::Path<String>) -> PageResult {
+    let invoice = state(&req).billing.invoice(&id).await?;
+    invoice_view(&req, &invoice, "/admin/invoices", true).await
+}
+
+#[derive(Deserialize)]
+struct PayForm {
+    #[serde(default)]
+    reference: String,
+}
+
+#[post("/admin/invoices/{id}/{action}")]
+async fn admin_invoice_action(
+    req: HttpRequest,
+    op: Operator,
+    path: web::Path<(String, String)>,
+    CsrfForm(form): CsrfForm<PayForm>,
+) -> PageResult {
+    let (id, action) = path.into_inner();
+    let billing = &state(&req).billing;
+    let back = format!("/admin/invoices/{id}");
+    let actor = op.session.email.as_str();
+    match action.as_str() {
+        "pay" => {
+            let paid = billing.record_payment(&id, &form.reference, actor).await;
+            flash_outcome_with(&back, paid, |i| {
+                Ok(see_other_with_flash(&back, "ok", &format!("{} is marked paid.", i.title())))
+            })
+        }
+        "void" => {
+            let voided = billing.void(&id, actor).await;
+            flash_outcome_with(&back, voided, |(i, credit)| {
+                let message = format!("{} is void; {} cancels it.", i.title(), credit.title());
+                Ok(see_other_with_flash(&back, "ok", &message))
+            })
+        }
+        _ => Err(Failure::not_found().into()),
+    }
+}
+
+#[post("/admin/billing/{tenant}/contact")]
+async fn admin_contact(
+    req: HttpRequest,
+    op: Operator,
+    tenant: web::Path<String>,
+    CsrfForm(form): CsrfForm<ContactForm>,
+) -> PageResult {
+    let id: TenantId = tenant.parse().map_err(|_| Failure::not_found())?;
+    let tenant = state(&req).tenancy.tenants().by_id(id).await?;
+    let back = format!("/admin/tenants/{}", tenant.id);
+    let saved = state(&req).billing.set_profile(tenant.id, form.into(), op.session.email.as_str()).await;
+    flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
+}
