@@ -72,17 +72,17 @@ const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "bench password, long enough";
 
 /// What one phase measured.
-struct Phase {
+pub(crate) struct Phase {
     name: &'static str,
     requests: u64,
-    errors: u64,
-    rps: f64,
+    pub(crate) errors: u64,
+    pub(crate) rps: f64,
     latencies: Latencies,
     cpu_us_per_request: f64,
 }
 
 /// Builds one request (bytes on the wire) for a connection's random source.
-type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
+pub(crate) type MakeRequest = Arc<dyn Fn(&mut SmallRng) -> Vec<u8> + Send + Sync>;
 
 pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, args.capacity).await?;
@@ -308,8 +308,8 @@ fn bytes_per_second(report: &str) -> f64 {
 
 /// The data the phases use (and `silo-bench soak`).
 pub(crate) struct Fixture {
-    warm_slug: String,
-    warm_token: String,
+    pub(crate) warm_slug: String,
+    pub(crate) warm_token: String,
     write_slug: String,
     write_token: String,
     write_project: i64,
@@ -392,7 +392,7 @@ impl Fixture {
 }
 
 /// Runs one phase on a dedicated current-thread runtime (one core for the load generator).
-async fn load(
+pub(crate) async fn load(
     name: &'static str,
     addr: SocketAddr,
     make: MakeRequest,

@@ -14,11 +14,14 @@
 //!   with 5,000 other tenants open.
 //! - `silo-bench scheduler`: the backup scheduler's pass with nothing changed (whole fleet vs
 //!   incremental) and the CPU of an idle scheduler loop.
+//! - `silo-bench billing`: metering's cost on the request path (on vs off, one run), and the
+//!   billing run over 100,000 tenants.
 //! - `silo-bench login`: the cost of a sign-in and a burst of wrong-password sign-ins against
 //!   a `silo serve` process (guesses checked, peak memory); `--silo` measures another build.
 
 mod admin;
 mod backup;
+mod billing;
 mod cache;
 mod fleet;
 mod gdpr;
@@ -72,6 +75,8 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         tenants: usize,
     },
+    /// Metering's cost on the request path; the billing run at scale.
+    Billing(billing::BillingArgs),
     /// Durable jobs' latency and a tenant export against VACUUM INTO.
     Gdpr(gdpr::GdprArgs),
     /// One large fleet end to end: provisioning, disk, admin queries, migration, backups, load.
@@ -111,6 +116,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,
                 Command::Fleet(args) => fleet::fleet(&dir, args).await,
                 Command::Gdpr(args) => gdpr::run(&dir, args).await,
+                Command::Billing(args) => billing::run(&dir, args).await,
             }
         })
         .await?

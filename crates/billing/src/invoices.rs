@@ -305,10 +305,19 @@ impl Billing {
             tx.commit().await?;
         }
         let mut invoices = Vec::with_capacity(done.len());
-        for id in &done {
-            let invoice = self.invoice(id).await?;
-            self.collect(&invoice, actor).await?;
-            invoices.push(invoice);
+        for chunk in done.chunks(500) {
+            let ids = serde_json::to_string(chunk).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let sql = format!(
+                "{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1)) ORDER BY invoices.number"
+            );
+            let finalised: Vec<Invoice> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(ids)
+                .fetch_all(self.tenancy().control().writer())
+                .await?;
+            for invoice in finalised {
+                self.collect(&invoice, actor).await?;
+                invoices.push(invoice);
+            }
         }
         if !done.is_empty() {
             let mut tx = self.tenancy().control().writer().begin().await?;

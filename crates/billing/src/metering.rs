@@ -45,6 +45,9 @@ impl Billing {
     /// Counts one request by account `user` for `tenant` (the request path: a lock, an add,
     /// and a set lookup that allocates only for the day's first request by that account).
     pub fn record_request(&self, tenant: TenantId, user: &str) {
+        if !self.settings().metering {
+            return;
+        }
         let mut counts = self.meter.0.lock();
         *counts.requests.entry(tenant).or_default() += 1;
         let seen = counts.active.entry(tenant).or_default();

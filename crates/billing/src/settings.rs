@@ -22,6 +22,9 @@ pub struct BillingSettings {
     pub dunning: DunningSettings,
     /// Run the monthly billing run and the daily dunning pass as jobs (`silo serve`).
     pub schedule: bool,
+    /// Count requests and active users per tenant (the usage graphs, active users); off, the
+    /// request path skips the meter (`silo-bench billing` measures the difference).
+    pub metering: bool,
 }
 
 impl Default for BillingSettings {
@@ -33,6 +36,7 @@ impl Default for BillingSettings {
             tax_rates: BTreeMap::new(),
             dunning: DunningSettings::default(),
             schedule: true,
+            metering: true,
         }
     }
 }
