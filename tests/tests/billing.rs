@@ -119,13 +119,17 @@ async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
     assert_eq!(status, 422, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("allows 1 projects"), "{body}");
 
-    // The owner sees the plan's use on the settings page and moves to a larger plan there.
-    let settings = ada.get("/w/acme/settings").await.unwrap().body;
-    assert!(settings.contains("Plan and usage") && settings.contains("2 of 2"), "{settings}");
-    let bad = ada.submit("/w/acme/settings", "/w/acme/plan", &[("plan", "gold")]).await.unwrap();
+    // The owner sees the plan's use on the billing page and moves to a larger plan there.
+    assert!(
+        ada.get("/w/acme/settings").await.unwrap().body.contains("/w/acme/billing"),
+        "linked from settings"
+    );
+    let billing = ada.get("/w/acme/billing").await.unwrap().body;
+    assert!(billing.contains("Plan and usage") && billing.contains("2 of 2"), "{billing}");
+    let bad = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "gold")]).await.unwrap();
     assert_eq!(bad.status, 303);
-    assert!(ada.get("/w/acme/settings").await.unwrap().body.contains("there is no plan `gold`"));
-    let moved = ada.submit("/w/acme/settings", "/w/acme/plan", &[("plan", "team")]).await.unwrap();
+    assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("there is no plan `gold`"));
+    let moved = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "team")]).await.unwrap();
     assert_eq!(moved.status, 303);
     assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "team");
     assert_eq!(invite("carol@example.com").await.status, 303);
@@ -206,14 +210,21 @@ async fn requests_are_metered_per_tenant_and_day() {
     assert_eq!(clients[1].call("GET", "/w/beta/projects", None).await.unwrap().0, 200);
     assert_eq!(server.billing.flush_usage().await.unwrap(), 2);
     assert_eq!(server.billing.flush_usage().await.unwrap(), 0, "nothing new");
-    for _ in 0..3 {
+    for _ in 0..2 {
         clients[0].call("GET", "/w/acme/projects", None).await.unwrap();
     }
+    // A second person uses acme: two active users that day (ada is counted once).
+    server.accounts.users().create("bob@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let bob = ApiClient::new(
+        server.addr,
+        Some(&server.member_token("bob@example.com", "acme", Role::Member).await.unwrap()),
+    );
+    assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
     server.billing.flush_usage().await.unwrap();
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     let days = server.billing.usage_days(acme.id, 30).await.unwrap();
     assert_eq!(days.len(), 1, "{days:?}");
-    assert_eq!((days[0].requests, days[0].seats), (10, 1), "{days:?}");
+    assert_eq!((days[0].requests, days[0].seats, days[0].active_users), (10, 2, 2), "{days:?}");
     assert!(days[0].storage_bytes > 0);
     let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
     assert_eq!(server.billing.usage_days(beta.id, 30).await.unwrap()[0].requests, 1);

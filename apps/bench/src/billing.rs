@@ -33,8 +33,9 @@ pub struct BillingArgs {
     /// Measured seconds per round (after 2 s of warm-up).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Rounds per setting (alternating).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds per setting (alternating; the machine's drift is larger than metering's cost,
+    /// so several).
+    #[arg(long, default_value_t = 8)]
     rounds: usize,
 }
 

@@ -280,24 +280,25 @@ impl Billing {
                     .fetch_one(&mut *tx)
                     .await?;
             let due = format!("+{} days", self.settings().payment_terms_days);
-            for id in chunk {
-                let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE invoices SET status = 'open', number = ?2, finalized_at = {NOW},
-                        due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
-                        bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
-                                 'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{{}}')
-                     WHERE id = ?1 AND status = 'draft'"
-                )))
-                .bind(id)
-                .bind(last + 1)
-                .bind(&due)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 1 {
-                    last += 1;
-                    done.push(id.clone());
-                }
-            }
+            // One statement per chunk: the drafts still drafts, numbered in the order given.
+            let numbered: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "WITH wanted AS (SELECT CAST(key AS INTEGER) AS position, value AS id FROM json_each(?1)),
+                      todo AS (SELECT invoices.id, row_number() OVER (ORDER BY wanted.position) AS n
+                               FROM wanted JOIN invoices ON invoices.id = wanted.id WHERE invoices.status = 'draft')
+                 UPDATE invoices SET status = 'open', number = ?2 + todo.n, finalized_at = {NOW},
+                     due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
+                     bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
+                              'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{{}}')
+                 FROM todo WHERE invoices.id = todo.id
+                 RETURNING invoices.id"
+            )))
+            .bind(serde_json::to_string(chunk).map_err(|e| Error::InvalidInput(e.to_string()))?)
+            .bind(last)
+            .bind(&due)
+            .fetch_all(&mut *tx)
+            .await?;
+            last += numbered.len() as i64;
+            done.extend(numbered);
             sqlx::query("UPDATE invoice_sequence SET last = ?1 WHERE id = 1")
                 .bind(last)
                 .execute(&mut *tx)

@@ -39,6 +39,8 @@ pub struct UsageDay {
     pub storage_bytes: i64,
     /// Members plus pending invitations, as last seen that day.
     pub seats: i64,
+    /// Distinct accounts with a request that day.
+    pub active_users: i64,
 }
 
 impl Billing {

@@ -37,7 +37,7 @@ mod tests {
     use super::*;
 
     fn day(day: &str, requests: i64) -> UsageDay {
-        UsageDay { day: day.into(), requests, storage_bytes: 0, seats: 1 }
+        UsageDay { day: day.into(), requests, storage_bytes: 0, seats: 1, active_users: 1 }
     }
 
     #[test]

@@ -436,14 +436,10 @@ async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
         Role::Owner => tenancy.jobs().of_tenant(TENANT_EXPORT, ws.tenant.id, 5).await?,
         _ => Vec::new(),
     };
-    let billing = &state(&req).billing;
     page("workspace/settings.html", &ws, "settings")
         .with("tenant", &ws.tenant)
         .with("grace_days", &grace_days)
         .with("exports", &exports)
-        .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
-        .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
-        .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .render(&req)
         .await
 }
@@ -451,17 +447,14 @@ async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
 #[derive(Deserialize)]
 struct PlanForm {
     plan: String,
-    /// `billing` when posted from the billing page (the flash shows there).
-    #[serde(default)]
-    from: String,
 }
 
-/// An owner moves the workspace to another plan.
+/// An owner moves the workspace to another plan (from the billing page).
 #[post("/plan")]
 async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<PlanForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
-    let back = format!("{}{}", home(&ws), if form.from == "billing" { "billing" } else { "settings" });
+    let back = format!("{}billing", home(&ws));
     let actor = me.session.email.as_str();
     let changed = state(&req)
         .billing
