@@ -280,23 +280,41 @@ impl Billing {
                     .fetch_one(&mut *tx)
                     .await?;
             let due = format!("+{} days", self.settings().payment_terms_days);
-            // One statement per chunk: the drafts still drafts, numbered in the order given.
-            let numbered: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "WITH wanted AS (SELECT CAST(key AS INTEGER) AS position, value AS id FROM json_each(?1)),
-                      todo AS (SELECT invoices.id, row_number() OVER (ORDER BY wanted.position) AS n
-                               FROM wanted JOIN invoices ON invoices.id = wanted.id WHERE invoices.status = 'draft')
-                 UPDATE invoices SET status = 'open', number = ?2 + todo.n, finalized_at = {NOW},
-                     due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
-                     bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
-                              'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{{}}')
-                 FROM todo WHERE invoices.id = todo.id
-                 RETURNING invoices.id"
-            )))
+            // Two statements per chunk: which are still drafts (in the order given), then
+            // number them all at once from a JSON object id → position. `+status` keeps the
+            // planner on the chunk's ids: through the status index it would walk every draft
+            // of the run for each chunk.
+            let drafts: Vec<String> = sqlx::query_scalar(
+                "SELECT invoices.id FROM json_each(?1) AS wanted JOIN invoices ON invoices.id = wanted.value
+                 WHERE +invoices.status = 'draft' ORDER BY wanted.key",
+            )
             .bind(serde_json::to_string(chunk).map_err(|e| Error::InvalidInput(e.to_string()))?)
-            .bind(last)
-            .bind(&due)
             .fetch_all(&mut *tx)
             .await?;
+            let positions: serde_json::Map<String, serde_json::Value> = drafts
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), serde_json::Value::from(i + 1)))
+                .collect();
+            let numbered = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE invoices SET status = 'open', number = ?2 + (?3 ->> ('$.\"' || id || '\"')),
+                     finalized_at = {NOW}, due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4),
+                     bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
+                              'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{{}}')
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND +status = 'draft'"
+            )))
+            .bind(serde_json::to_string(&drafts).map_err(|e| Error::InvalidInput(e.to_string()))?)
+            .bind(last)
+            .bind(serde_json::Value::Object(positions).to_string())
+            .bind(&due)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if numbered != drafts.len() as u64 {
+                // Cannot happen under the write lock; if it did, numbers would skip: give them back.
+                return Err(Error::Busy("invoices changed while being numbered; run again".into()));
+            }
+            let numbered = drafts;
             last += numbered.len() as i64;
             done.extend(numbered);
             sqlx::query("UPDATE invoice_sequence SET last = ?1 WHERE id = 1")
@@ -308,13 +326,14 @@ impl Billing {
         let mut invoices = Vec::with_capacity(done.len());
         for chunk in done.chunks(500) {
             let ids = serde_json::to_string(chunk).map_err(|e| Error::InvalidInput(e.to_string()))?;
-            let sql = format!(
-                "{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1)) ORDER BY invoices.number"
-            );
-            let finalised: Vec<Invoice> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            // No ORDER BY: sorting by number would walk the number index over every invoice
+            // for each chunk, instead of looking up the chunk's ids.
+            let sql = format!("{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1))");
+            let mut finalised: Vec<Invoice> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(ids)
                 .fetch_all(self.tenancy().control().writer())
                 .await?;
+            finalised.sort_unstable_by_key(|i| i.number);
             for invoice in finalised {
                 self.collect(&invoice, actor).await?;
                 invoices.push(invoice);
