@@ -1,10 +1,11 @@
 //! `silo-bench billing`: what billing costs.
 //!
-//! 1. **Metering on the request path**: two real HTTP servers over the same fleet, one with
-//!    `billing.metering` on and one with it off, serve the warm tenant's API read
-//!    (`GET /api/v1/w/{slug}/tasks?limit=20`, bearer token) in alternating rounds (on, off,
-//!    off, on, …, so drift of a shared machine falls on both); the figure is the difference of
-//!    their summed req/s (target: under 3 %).
+//! 1. **Metering on the request path**: three real HTTP servers over the same fleet — metering
+//!    on, off, and off again — serve the warm tenant's API read (`GET
+//!    /api/v1/w/{slug}/tasks?limit=20`, bearer token) one after the other in each round, each
+//!    going first equally often; the figure is the median over rounds of on/off (target: within
+//!    3 %), beside off-again/off, which measures nothing but the machine's noise. Then one
+//!    `record_request` call is timed in a loop against a request's CPU time.
 //! 2. **The billing run at scale**: `--tenants` control-plane rows (no files: the run reads
 //!    only `control.db`) on the `business` plan since three months ago, each with a member,
 //!    then `Billing::run` for last month, timed (target: under 60 s for 100,000), and a
@@ -50,8 +51,10 @@ async fn metering(dir: &Path, args: &BillingArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, 1024).await?;
     let (accounts, server_settings) = crate::measure::accounts_and_server(&tenancy)?;
     let fixture = Fixture::build(&accounts, 1, 20).await?;
+    // Three servers: metering on, off, and off again — the two "off" servers compare a
+    // setting with itself, which shows how far apart the machine's noise alone puts them.
     let mut servers = Vec::new();
-    for metering in [true, false] {
+    for (name, metering) in [("metering on", true), ("metering off", false), ("off again", false)] {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let billing = Billing::new(
@@ -60,32 +63,69 @@ async fn metering(dir: &Path, args: &BillingArgs) -> anyhow::Result<()> {
             BillingSettings { metering, ..Default::default() },
         );
         let server = silo_web::server::start(billing, server_settings.clone(), listener)?;
-        servers.push((metering, addr, server.handle()));
+        servers.push((name, addr, server.handle()));
         tokio::spawn(server);
     }
     let path = format!("/api/v1/w/{}/tasks?limit=20", fixture.warm_slug);
     let auth = format!("Authorization: Bearer {}\r\n", fixture.warm_token);
     let read: MakeRequest =
         Arc::new(move |_| format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n").into_bytes());
-    let (mut on, mut off, mut errors) = (0.0, 0.0, 0);
+    let (mut errors, mut cpu) = (0, 0.0);
+    let (mut sums, mut on_off, mut off_off) = ([0.0; 3], Vec::new(), Vec::new());
     for round in 0..args.rounds {
-        // on, off, then off, on: each setting goes first as often.
-        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
-            let (metering, addr, _) = &servers[i];
-            let name = if *metering { "metering on" } else { "metering off" };
+        // Each server goes first, second and third equally often.
+        let mut rps = [0.0; 3];
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let (name, addr, _) = &servers[i];
             let phase =
                 load(name, *addr, read.clone(), args.connections, Duration::from_secs(args.seconds)).await?;
             println!("round {} {name:<13} {:>8.0} req/s  errors {}", round + 1, phase.rps, phase.errors);
             errors += phase.errors;
-            if *metering { on += phase.rps } else { off += phase.rps }
+            cpu += phase.cpu_us_per_request;
+            rps[i] = phase.rps;
         }
+        for i in 0..3 {
+            sums[i] += rps[i];
+        }
+        on_off.push(rps[0] / rps[1]);
+        off_off.push(rps[2] / rps[1]);
     }
-    let (on, off) = (on / args.rounds as f64, off / args.rounds as f64);
+    let median = |ratios: &mut Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    };
+    let n = args.rounds as f64;
     println!(
-        "warm tenant read: metering on {on:.0} req/s, off {off:.0} req/s: on/off {:.3} ({:+.1} %; target within 3 %), {errors} errors",
-        on / off,
-        100.0 * (on - off) / off
+        "warm tenant read: metering on {:.0} req/s, off {:.0}, off again {:.0}; median of the rounds' ratios: \
+         on/off {:.3} ({:+.1} %; target within 3 %), off again/off {:.3} ({:+.1} %: the noise), {errors} errors",
+        sums[0] / n,
+        sums[1] / n,
+        sums[2] / n,
+        median(&mut on_off),
+        100.0 * (median(&mut on_off) - 1.0),
+        median(&mut off_off),
+        100.0 * (median(&mut off_off) - 1.0),
+    );
+    // The meter's own cost, without the machine's drift: one call, timed in a loop (three
+    // accounts, as a tenant with a few active users), against the CPU a request costs.
+    let meter = Billing::new(accounts.clone(), Default::default(), Default::default());
+    let tenant = tenancy.tenant(&fixture.warm_slug.parse()?).await?.id;
+    let users = [
+        "0190a1b2-0000-7000-8000-000000000001",
+        "0190a1b2-0000-7000-8000-000000000002",
+        "0190a1b2-0000-7000-8000-000000000003",
+    ];
+    let calls = 3_000_000;
+    let started = Instant::now();
+    for i in 0..calls {
+        meter.record_request(tenant, users[i % users.len()]);
+    }
+    let ns = started.elapsed().as_nanos() as f64 / calls as f64;
+    let cpu_us = cpu / (3 * args.rounds) as f64;
+    println!(
+        "record_request: {ns:.0} ns a call; a request costs {cpu_us:.0} µs of CPU (server and load generator): {:.3} % of it",
+        100.0 * ns / (cpu_us * 1000.0)
     );
     for (_, _, handle) in servers {
         handle.stop(true).await;

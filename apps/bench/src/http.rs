@@ -78,7 +78,7 @@ pub(crate) struct Phase {
     pub(crate) errors: u64,
     pub(crate) rps: f64,
     latencies: Latencies,
-    cpu_us_per_request: f64,
+    pub(crate) cpu_us_per_request: f64,
 }
 
 /// Builds one request (bytes on the wire) for a connection's random source.
