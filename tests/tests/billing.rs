@@ -341,6 +341,16 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
         admin.contains("2 (160.20 EUR)"),
         "open: 95.20 EUR, and 65.00 EUR untaxed (beta has no country): {admin}"
     );
+    // The operator sets beta's billing contact on its tenant page.
+    let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
+    let page = format!("/admin/tenants/{}", beta.id);
+    let contact = [("name", "Beta SARL"), ("country", "fr"), ("email", "compta@beta.test")];
+    let saved =
+        console.submit(&page, &format!("/admin/billing/{}/contact", beta.id), &contact).await.unwrap();
+    assert_eq!(saved.status, 303);
+    let shown = console.get(&page).await.unwrap().body;
+    assert!(shown.contains("Billing contact saved") && shown.contains("Beta SARL"), "{shown}");
+    assert_eq!(billing.profile(beta.id).await.unwrap().country, "FR");
     let list = console.get(&format!("/admin/invoices?period={period}")).await.unwrap().body;
     assert!(list.contains("acme") && list.contains("beta"), "{list}");
     let csv = console.get(&format!("/admin/invoices.csv?period={period}")).await.unwrap().body;

@@ -77,6 +77,20 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     anyhow::ensure!(html.contains("<mark>quarantine</mark>"), "highlighted search results");
     b.screenshot("05-search").await?;
 
+    // The owner's billing page: plan and usage, and the billing contact.
+    b.click("nav.tabs a[href='/w/acme/billing']").await?;
+    anyhow::ensure!(b.text().await?.contains("Plan and usage"));
+    b.fill("#b-name", "Acme Rockets Ltd").await?;
+    b.fill("#b-address", "1 Launch Pad\nCape Town").await?;
+    b.fill("#b-country", "za").await?;
+    b.click("form[action='/w/acme/billing/contact'] button").await?;
+    let billing = b.text().await?;
+    anyhow::ensure!(
+        billing.contains("Billing contact saved.") && billing.contains("No invoices yet"),
+        "{billing}"
+    );
+    b.screenshot("05a-billing").await?;
+
     // Invite a teammate; they accept through the emailed link in a fresh session.
     b.click("nav.tabs a[href='/w/acme/members']").await?;
     b.fill("#invite-email", "bob@example.com").await?;
@@ -173,6 +187,28 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
     b.click("nav.tabs a[href='/admin/audit']").await?;
     anyhow::ensure!(b.text().await?.contains("tenant.purge"));
     b.screenshot("14-admin-audit").await?;
+
+    // Invoices: three customers on business since three months ago, last month billed.
+    for sql in [
+        "UPDATE tenants SET plan = 'business' WHERE slug IN ('customer-00', 'customer-01', 'customer-02')",
+        "UPDATE tenants SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')
+         WHERE slug LIKE 'customer-%'",
+        "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')
+         WHERE tenant_id IN (SELECT id FROM tenants WHERE slug LIKE 'customer-%')",
+    ] {
+        sqlx::query(sql).execute(server.tenancy.control().writer()).await?;
+    }
+    let period = silo_billing::Period::of(silo_tenancy::time::utc_now().as_str())?.previous();
+    anyhow::ensure!(server.billing.run(period, "test").await?.finalised == 3);
+    b.click("nav.tabs a[href='/admin/invoices']").await?;
+    anyhow::ensure!(b.text().await?.contains("customer-02"), "{}", b.text().await?);
+    b.screenshot("15-admin-invoices").await?;
+    b.click("#invoice-list a[href^='/admin/invoices/']").await?;
+    b.fill("#reference", "SEPA 2026-0042").await?;
+    b.click("form[action$='/pay'] button").await?;
+    let invoice = b.text().await?;
+    anyhow::ensure!(invoice.contains("is marked paid") && invoice.contains("Status: paid"), "{invoice}");
+    b.screenshot("16-admin-invoice-paid").await?;
     Ok(())
 }
 

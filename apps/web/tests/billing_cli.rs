@@ -35,6 +35,15 @@ const BACKDATE: [&str; 2] = [
     "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
 ];
 
+/// Moves the due date of `slug`'s invoices `days` into the past.
+async fn due_days_ago(data: &Path, slug: &str, days: u32) {
+    let sql = format!(
+        "UPDATE invoices SET due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{days} days')
+         WHERE tenant_id = (SELECT id FROM tenants WHERE slug = '{slug}')"
+    );
+    control_sql(data, &[&sql]).await;
+}
+
 fn numbers(invoices: &serde_json::Value) -> Vec<i64> {
     let mut numbers: Vec<i64> =
         invoices.as_array().unwrap().iter().filter_map(|i| i["number"].as_i64()).collect();
@@ -168,12 +177,7 @@ async fn dunning_reminds_then_suspends_and_payment_resumes() {
     assert_eq!((calm["overdue"].as_i64(), calm["reminders"].as_i64()), (Some(0), Some(0)));
 
     // acme's invoice is 5 days late: the first reminder (day 3), no suspension (day 21).
-    control_sql(
-        data,
-        &["UPDATE invoices SET due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-5 days')
-           WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'acme')"],
-    )
-    .await;
+    due_days_ago(data, "acme", 5).await;
     let pass = json(data, &["billing", "dunning", "--json"]);
     assert_eq!((pass["overdue"].as_i64(), pass["reminders"].as_i64()), (Some(1), Some(1)), "{pass}");
     assert_eq!(pass["suspended"].as_array().unwrap().len(), 0);
@@ -184,12 +188,7 @@ async fn dunning_reminds_then_suspends_and_payment_resumes() {
     );
 
     // 30 days late: suspended; beta (not late) untouched.
-    control_sql(
-        data,
-        &["UPDATE invoices SET due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-30 days')
-           WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'acme')"],
-    )
-    .await;
+    due_days_ago(data, "acme", 30).await;
     let pass = json(data, &["billing", "dunning", "--json"]);
     assert_eq!(pass["suspended"], serde_json::json!(["acme"]), "{pass}");
     assert_eq!(pass["reminders"], 1, "the second reminder (day 10)");

@@ -1,10 +1,11 @@
 //! A billing period: one calendar month (UTC), `YYYY-MM`, and the day arithmetic invoices need
-//! (days in the month, which day of it a timestamp falls on, adding days to a date). Civil
-//! dates by day number (Howard Hinnant's algorithm), so no date library is needed for this.
+//! (days in the month, which day of it a timestamp falls on, adding days to a date), over the
+//! civil-date day numbers of `silo_tenancy::time`, so no date library is needed for this.
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use silo_tenancy::time::{civil, day_number};
 use silo_tenancy::{Error, Result};
 
 /// A calendar month.
@@ -93,30 +94,6 @@ impl Period {
             Err(_) => 0,
         }
     }
-}
-
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-pub fn day_number(year: i32, month: u32, day: u32) -> i64 {
-    let year = i64::from(year) - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let month = i64::from(month);
-    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day number.
-pub fn civil(days: i64) -> (i32, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    ((yoe + era * 400 + i64::from(month <= 2)) as i32, month, day)
 }
 
 /// The day number of a `YYYY-MM-DD…` timestamp.
