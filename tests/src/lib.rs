@@ -52,6 +52,8 @@ impl TestServer {
         // The scheduler's first pass runs at start and would race the tests' own backups;
         // tests that want the loop turn it back on.
         settings.fleet.backup.schedule = false;
+        // Likewise billing's (last month's run, today's dunning pass): jobs the tests did not ask for.
+        settings.billing.schedule = false;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         configure(&mut settings, addr);

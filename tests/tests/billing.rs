@@ -376,3 +376,27 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert!(console.get(&page).await.unwrap().body.contains("only an open invoice can be paid"));
     server.stop().await.unwrap();
 }
+
+/// `silo serve` enqueues last month's billing run and today's dunning pass once, and its
+/// workers run them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_schedules_last_months_run_and_todays_dunning_pass_once() {
+    let server = TestServer::start_with(|s| s.billing.schedule = true).await.unwrap();
+    let now = silo_tenancy::time::utc_now();
+    let last_month = silo_billing::Period::of(now.as_str()).unwrap().previous().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (run, dunning) = loop {
+        let jobs = server.tenancy.jobs().list(Some(silo_tenancy::jobs::JobStatus::Done), 50).await.unwrap();
+        let find = |kind: &str| jobs.iter().find(|j| j.kind == kind).cloned();
+        if let (Some(run), Some(dunning)) = (find("billing.run"), find("billing.dunning")) {
+            break (run, dunning);
+        }
+        assert!(std::time::Instant::now() < deadline, "the scheduled jobs did not run: {jobs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(run.payload["period"], last_month.as_str());
+    assert_eq!(run.result.as_ref().unwrap()["period"], last_month.as_str(), "{:?}", run.result);
+    assert_eq!(dunning.payload["day"], now.date());
+    assert!(server.billing.schedule_due().await.unwrap().is_empty(), "each is enqueued once");
+    server.stop().await.unwrap();
+}
