@@ -233,3 +233,33 @@ async fn dunning_reminds_then_suspends_and_payment_resumes() {
     );
     assert_eq!(json(data, &["billing", "dunning", "--json"])["overdue"], 0);
 }
+
+#[tokio::test]
+async fn erasing_the_person_who_is_the_billing_contact_blanks_the_address_and_keeps_the_invoices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    ok(data, &["tenant", "create", "acme", "--plan", "business"]);
+    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_workspace::schema()).await.unwrap();
+    let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+    accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
+    accounts.users().create("bob@example.com", "correct horse battery staple", None, "test").await.unwrap();
+    for email in ["ada@example.com", "bob@example.com"] {
+        let acme = "acme".parse().unwrap();
+        accounts.memberships().add(&acme, email, silo_accounts::Role::Owner, "test").await.unwrap();
+    }
+    tenancy.shutdown().await;
+    json(data, &["billing", "contact", "acme", "--name", "Acme GmbH", "--email", "ada@example.com"]);
+    control_sql(data, &BACKDATE).await;
+    ok(data, &["billing", "run", "--period", &last_month()]);
+
+    ok(data, &["gdpr", "erase-subject", "ada@example.com"]);
+    let contact = json(data, &["billing", "contact", "acme"]);
+    assert_eq!(
+        (contact["email"].as_str(), contact["name"].as_str()),
+        (Some(""), Some("Acme GmbH")),
+        "{contact}"
+    );
+    let invoices = json(data, &["billing", "invoices", "--json"]);
+    assert_eq!(invoices.as_array().unwrap().len(), 1, "invoices are kept (Art. 17(3)(b))");
+    assert!(!invoices.to_string().contains("ada@example.com"), "{invoices}");
+}
