@@ -304,8 +304,20 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     // business: 50.00 + 2 seats × 15.00 = 80.00, and 19 % German tax.
     assert_eq!((acme_invoice.subtotal, acme_invoice.tax, acme_invoice.total), (8_000, 1_520, 9_520));
 
+    // A draft (a run interrupted before finalising) is not a document the customer has.
+    sqlx::query(
+        "INSERT INTO invoices (id, kind, tenant_id, period, status, currency, lines, subtotal, tax, total,
+             tax_rate_bp, created_at)
+         VALUES ('draft-1', 'invoice', ?1, '2020-01', 'draft', 'EUR', '[]', 100, 0, 100, 0, '2020-02-01T00:00:00.000Z')",
+    )
+    .bind(tenant.id.to_string())
+    .execute(server.tenancy.control().writer())
+    .await
+    .unwrap();
     let page = ada.get("/w/acme/billing").await.unwrap().body;
     assert!(page.contains(&acme_invoice.title()) && page.contains("95.20 EUR"), "{page}");
+    assert!(!page.contains("Draft invoice") && !page.contains("2020-01"), "{page}");
+    assert_eq!(ada.get("/w/acme/billing/invoices/draft-1").await.unwrap().status, 404);
     let printable = ada.get(&format!("/w/acme/billing/invoices/{}", acme_invoice.id)).await.unwrap();
     assert_eq!(printable.status, 200);
     for expected in [
@@ -321,7 +333,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     }
     let csv = ada.get("/w/acme/billing/invoices.csv").await.unwrap();
     assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
-    assert_eq!(csv.body.lines().count(), 2, "{}", csv.body);
+    assert_eq!(csv.body.lines().count(), 2, "the header and the open invoice, no draft: {}", csv.body);
     assert!(csv.body.contains(",invoice,open,acme,"), "{}", csv.body);
     // Another tenant's owner cannot see it, even by its id.
     let bob = server.sign_in("bob@example.com").await.unwrap();

@@ -126,7 +126,7 @@ impl BillingCommand {
                     p.parse::<Period>()?;
                 }
                 let status = status.map(|s| s.parse()).transpose()?;
-                let filter = InvoiceFilter { period, tenant, status, limit: 0 };
+                let filter = InvoiceFilter { period, tenant, status, issued_only: false, limit: 0 };
                 if csv {
                     print!("{}", billing.invoices_csv(&filter).await?);
                     return Ok(());

@@ -71,11 +71,9 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
     ws.require(Role::Owner)?;
     let billing = &state(&req).billing;
     let now = now();
-    let invoices =
-        billing.invoices(&InvoiceFilter { tenant: Some(ws.tenant.id), ..Default::default() }).await?;
     // Drafts are the billing run's working state, not documents the customer has received.
-    let invoices: Vec<_> =
-        invoices.iter().filter(|i| i.status != InvoiceStatus::Draft).map(|i| shown(i, &now)).collect();
+    let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
+    let invoices: Vec<_> = billing.invoices(&filter).await?.iter().map(|i| shown(i, &now)).collect();
     page("workspace/billing.html", &ws, "billing")
         .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
         .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
@@ -90,10 +88,8 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
 async fn invoices_csv(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, PageError> {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
-    let filter = InvoiceFilter { tenant: Some(ws.tenant.id), ..Default::default() };
+    let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
     let body = state(&req).billing.invoices_csv(&filter).await?;
-    // Drafts are left out as on the page.
-    let body: String = body.lines().filter(|l| !l.contains(",draft,")).flat_map(|l| [l, "\n"]).collect();
     Ok(csv(body, &format!("{}-invoices.csv", ws.tenant.slug)))
 }
 
@@ -188,7 +184,7 @@ impl InvoiceQuery {
             ),
             None => None,
         };
-        Ok(InvoiceFilter { period, tenant, status, limit: 0 })
+        Ok(InvoiceFilter { period, tenant, status, issued_only: false, limit: 0 })
     }
 }
 
