@@ -1,11 +1,11 @@
 //! A billing period: one calendar month (UTC), `YYYY-MM`, and the day arithmetic invoices need
-//! (days in the month, which day of it a timestamp falls on, adding days to a date), over the
+//! (days in the month, which day of it a timestamp falls on, a date's day number), over the
 //! civil-date day numbers of `silo_tenancy::time`, so no date library is needed for this.
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use silo_tenancy::time::{civil, day_number};
+use silo_tenancy::time::day_number;
 use silo_tenancy::{Error, Result};
 
 /// A calendar month.
@@ -105,14 +105,10 @@ pub fn day_of_timestamp(timestamp: &str) -> Result<i64> {
     Ok(day_number(part(0..4)? as i32, part(5..7)?, part(8..10)?))
 }
 
-/// `YYYY-MM-DD` of a day number.
-pub fn date_of(days: i64) -> String {
-    let (y, m, d) = civil(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
+    use silo_tenancy::time::civil;
+
     use super::*;
 
     #[test]
@@ -141,6 +137,6 @@ mod tests {
             let (y, m, d) = civil(days);
             assert_eq!(day_number(y, m, d), days);
         }
-        assert_eq!(date_of(day_of_timestamp("2026-11-30T11:00:00Z").unwrap() + 14), "2026-12-14");
+        assert_eq!(civil(day_of_timestamp("2026-11-30T11:00:00Z").unwrap() + 14), (2026, 12, 14));
     }
 }

@@ -33,8 +33,6 @@ impl BillingProfile {
             *field = field.trim().to_owned();
         }
         self.country = self.country.to_ascii_uppercase();
-        // As account addresses are: one spelling, so erasure and the outbox find it.
-        self.email = self.email.to_lowercase();
         let too_long =
             |what: &str, max: usize| Error::InvalidInput(format!("the {what} has at most {max} characters"));
         if self.name.chars().count() > 200 {
@@ -47,15 +45,8 @@ impl BillingProfile {
             return Err(too_long("VAT number", 40));
         }
         if !self.email.is_empty() {
-            let parts = self.email.split_once('@');
-            let valid = self.email.len() <= 254
-                && !self.email.chars().any(|c| c.is_whitespace() || c.is_control())
-                && parts.is_some_and(|(local, domain)| {
-                    !local.is_empty() && domain.contains('.') && !domain.contains('@')
-                });
-            if !valid {
-                return Err(Error::InvalidInput(format!("`{}` is not an email address", self.email)));
-            }
+            // The accounts' rules and spelling (lowercased), so erasure and the outbox find it.
+            self.email = silo_accounts::users::Email::parse(&self.email)?.as_str().to_owned();
         }
         if !self.country.is_empty()
             && (self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()))
@@ -129,7 +120,7 @@ mod tests {
         );
         assert!(
             bad(BillingProfile { email: "billing at acme".into(), ..Default::default() })
-                .contains("not an email")
+                .contains("not a valid email address")
         );
         assert!(bad(BillingProfile { name: "x".repeat(201), ..Default::default() }).contains("at most 200"));
     }

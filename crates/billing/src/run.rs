@@ -24,7 +24,9 @@ use silo_tenancy::control::audit;
 use silo_tenancy::{Error, Result};
 
 use crate::invoice::{self, Segment};
-use crate::period::{Period, day_number, day_of_timestamp};
+use silo_tenancy::time::day_number;
+
+use crate::period::{Period, day_of_timestamp};
 use crate::{Billing, Plan};
 
 /// What a run did.
