@@ -51,6 +51,11 @@ impl Fixture {
     }
 }
 
+/// The product schema's version (what a new tenant file has).
+fn latest() -> i64 {
+    silo_tenancy::schema::latest_version(silo_workspace::migrations())
+}
+
 fn by_slug(slug: &str) -> TenantRef {
     slug.parse().unwrap()
 }
@@ -110,7 +115,7 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
 
     // The catalogue row describes the stored object; its key carries ids only.
     assert_eq!(backup.kind, BackupKind::Manual);
-    assert_eq!(backup.schema_version, 1);
+    assert_eq!(backup.schema_version, latest());
     assert_eq!(backup.sha256.len(), 64);
     assert_eq!(backup.object_key, format!("tenants/{}/backups/{}.db.zst.enc", tenant.id, backup.id));
     assert!(!backup.object_key.contains("acme"));
@@ -459,7 +464,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
     t.cache().clear().await;
     let next = silo_tenancy::schema::extended(
         silo_workspace::migrations(),
-        2,
+        latest() + 1,
         "labels",
         "CREATE TABLE labels (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
     );
@@ -467,7 +472,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
     assert_eq!(summary.migrated, 1, "{summary:?}");
     let backups = t.control().backups_of(tenant.id).await.unwrap();
     assert_eq!(backups.len(), 1);
-    assert_eq!((backups[0].kind, backups[0].schema_version), (BackupKind::PreMigration, 1));
+    assert_eq!((backups[0].kind, backups[0].schema_version), (BackupKind::PreMigration, latest()));
     // Already current: no second snapshot.
     t.fleet()
         .migrate(vec![t.tenant(&by_slug("acme")).await.unwrap()], &next, 1, true, &|_| {})
@@ -478,7 +483,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
     // `silo migrate --rollback` restores that backup in place.
     let tables = "SELECT count(*) FROM sqlite_schema WHERE name = 'labels'";
     let restored = t.backups().restore(&by_slug("acme"), Some(&backups[0].id), None, "test").await.unwrap();
-    assert_eq!(restored.tenant.schema_version, 1);
+    assert_eq!(restored.tenant.schema_version, latest());
     let labels = t.queries().read_only(&by_slug("acme"), tables).await.unwrap();
     assert_eq!(labels.rows[0][0], 0, "the migration is undone");
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
@@ -584,8 +589,8 @@ async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
     }
     let stored: serde_json::Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
     assert_eq!(stored["tenant_id"], tenant.id.to_string());
-    assert_eq!(stored["schema_version"], 1);
-    assert_eq!(manifest.schema_version, 1);
+    assert_eq!(stored["schema_version"], latest());
+    assert_eq!(manifest.schema_version, latest());
     for (name, digest) in stored["sha256"].as_object().unwrap() {
         let actual: String =
             sha2::Sha256::digest(&members[name]).iter().map(|b| format!("{b:02x}")).collect();

@@ -27,7 +27,7 @@ fn tenant_commands_round_trip() {
 
     let shown = json(d, &["tenant", "show", "acme", "--json"]);
     assert_eq!(shown["name"], "Acme Inc");
-    assert_eq!(shown["schema_version"], 1);
+    assert_eq!(shown["schema_version"], silo_tenancy::schema::latest_version(silo_workspace::migrations()));
     assert!(shown["file_size"].as_u64().unwrap() > 0);
     let by_id = json(d, &["tenant", "show", created["id"].as_str().unwrap(), "--json"]);
     assert_eq!(by_id["slug"], "acme");

@@ -3,11 +3,20 @@
 //! A membership lives in two places: the control plane's `memberships` (who may enter which
 //! tenant, checked on every request through the [`silo_tenancy::directory`]) and the tenant file's
 //! own `members` table (who tasks and comments point at, so a tenant's file is complete on its
-//! own). Every change here writes both, tenant file first: a failure after it leaves a member
-//! row without access, never access without a member row.
+//! own). A change is one operation that happens in both or in neither:
+//! 1. checks first (the role rules, whether the account is a member);
+//! 2. the control-plane transaction writes and re-checks what depends on other rows (the last
+//!    owner, under the write lock, so two concurrent changes cannot both pass);
+//! 3. the tenant file is written last, inside that transaction's lifetime: if it fails, the
+//!    transaction rolls back; if the commit then fails, the member row is put back exactly as
+//!    it was ([`silo_workspace::members::restore`]).
 //!
-//! Rules that hold on every path (web, API, CLI, invitations), checked inside the control-plane
-//! write so two concurrent changes cannot both pass:
+//! Leaving or being removed never deletes the member row: it is marked as gone, so what the
+//! person wrote keeps its author ("Dave (left)") and a later erasure finds it. The control
+//! plane's `membership_history` (kept by triggers) remembers every workspace an account ever
+//! belonged to.
+//!
+//! Rules that hold on every path (web, API, CLI, invitations):
 //! - a workspace keeps at least one owner (no demotion or removal of the last one);
 //! - when an address joins or leaves a workspace (or its role changes), its pending invitations
 //!   there are revoked, so an old link can neither re-admit a removed member nor change a
@@ -22,6 +31,7 @@ use crate::users::User;
 use silo_tenancy::control::{TenantStatus, audit};
 use silo_tenancy::ids::{TenantId, TenantRef};
 use silo_tenancy::{Error, Result, Tenant};
+use silo_workspace::members;
 
 /// A workspace an account belongs to.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -70,13 +80,25 @@ impl Memberships {
                 status,
             });
         }
-        let before = self.stored_role(tenant.id, &user.id).await?;
-        if before.is_some() && joining == Joining::NewOnly {
-            return Err(Error::InvalidInput(format!("{} is already a member of this workspace", user.email)));
-        }
+        // Opened before the control plane's write lock is taken, so the lock is held only for
+        // the writes.
         let db = self.0.tenancy().db(tenant.id).await?;
-        silo_workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, role.as_str())?;
         let mut tx = self.0.control().writer().begin().await?;
+        let before = read_role(&mut *tx, tenant.id, &user.id).await?;
+        match joining {
+            Joining::NewOnly if before.is_some() => {
+                return Err(Error::InvalidInput(format!(
+                    "{} is already a member of this workspace",
+                    user.email
+                )));
+            }
+            // The role rules were checked against `from`; a change meanwhile means they must
+            // be checked again.
+            Joining::ChangeFrom(from) if before != Some(from) => {
+                return Err(Error::Busy("that membership changed meanwhile; try again".into()));
+            }
+            _ => {}
+        }
         sqlx::query(concat!(
             "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
             silo_tenancy::now!(),
@@ -89,19 +111,21 @@ impl Memberships {
         .await?;
         // Checked after the write, inside the transaction: the write lock is held, so of two
         // concurrent demotions of the last two owners, the second sees none left.
-        if before == Some(Role::Owner)
-            && role != Role::Owner
-            && let Err(e) = keep_an_owner(&mut tx, tenant.id).await
-        {
-            drop(tx);
-            restore_member_row(&db, user, before);
-            return Err(e);
+        if before == Some(Role::Owner) && role != Role::Owner {
+            keep_an_owner(&mut tx, tenant.id).await?;
         }
         let lost_inviting = (role == Role::Member).then_some(user.id.as_str());
         revoke_pending(&mut tx, tenant.id, &user.email, lost_inviting).await?;
         let detail = serde_json::json!({ "user": user.id, "role": role });
         audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
-        tx.commit().await?;
+        let row = members::Joining {
+            user_id: &user.id,
+            email: &user.email,
+            display_name: &user.display_name,
+            role: role.as_str(),
+        };
+        let previous = members::join(&db, row)?;
+        commit_or_restore(tx, &db, &user.id, previous).await?;
         self.0.directory().clear();
         Ok(())
     }
@@ -149,7 +173,7 @@ impl Memberships {
         };
         self.check(tenant, by, Some(current), Change::Role(role), user_id).await?;
         let user = self.0.users().by_id(user_id).await?;
-        self.put(tenant, &user, role, by.label(), Joining::OrChangeRole).await
+        self.put(tenant, &user, role, by.label(), Joining::ChangeFrom(current)).await
     }
 
     /// Applies the role rules to a member acting in `tenant` (operators are not bound by them).
@@ -180,24 +204,26 @@ impl Memberships {
         let actor = by.label();
         let user = self.0.users().by_id(user_id).await?;
         let db = self.0.tenancy().db(tenant.id).await?;
-        silo_workspace::members::remove(&db, user_id)?;
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query("DELETE FROM memberships WHERE user_id = ? AND tenant_id = ?")
-            .bind(user_id)
-            .bind(tenant.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if before == Role::Owner
-            && let Err(e) = keep_an_owner(&mut tx, tenant.id).await
-        {
-            drop(tx);
-            restore_member_row(&db, &user, Some(before));
-            return Err(e);
+        let removed: Option<String> =
+            sqlx::query_scalar("DELETE FROM memberships WHERE user_id = ? AND tenant_id = ? RETURNING role")
+                .bind(user_id)
+                .bind(tenant.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        // The role rules were checked against `before`; a change meanwhile means they must be
+        // checked again.
+        if removed.as_deref() != Some(before.as_str()) {
+            return Err(Error::Busy("that membership changed meanwhile; try again".into()));
+        }
+        if before == Role::Owner {
+            keep_an_owner(&mut tx, tenant.id).await?;
         }
         revoke_pending(&mut tx, tenant.id, &user.email, Some(user_id)).await?;
         audit(&mut tx, actor, "member.remove", Some(tenant.id), &serde_json::json!({ "user": user_id }))
             .await?;
-        tx.commit().await?;
+        let previous = members::leave(&db, user_id)?;
+        commit_or_restore(tx, &db, user_id, previous).await?;
         self.0.directory().clear();
         Ok(())
     }
@@ -223,12 +249,16 @@ impl Memberships {
     }
 }
 
-async fn read_role(pool: &sqlx::SqlitePool, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
+async fn read_role<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    tenant: TenantId,
+    user_id: &str,
+) -> Result<Option<Role>> {
     let role: Option<String> =
         sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
             .bind(user_id)
             .bind(tenant.to_string())
-            .fetch_optional(pool)
+            .fetch_optional(executor)
             .await?;
     role.map(|r| r.parse()).transpose()
 }
@@ -236,8 +266,12 @@ async fn read_role(pool: &sqlx::SqlitePool, tenant: TenantId, user_id: &str) -> 
 /// Whether a change may add a new member only, or also change an existing member's role.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Joining {
+    /// A new member only (accepting an invitation).
     NewOnly,
+    /// A new member, or a role change (operators).
     OrChangeRole,
+    /// A role change of a member whose role was `from` when the role rules were checked.
+    ChangeFrom(Role),
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
@@ -255,18 +289,19 @@ async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
     Ok(())
 }
 
-/// Puts a tenant-file member row back after the control plane refused the change.
-fn restore_member_row(db: &silo_tenancy::TenantDb, user: &User, before: Option<Role>) {
-    let restored = match before {
-        Some(role) => {
-            silo_workspace::members::upsert(db, &user.id, &user.email, &user.display_name, role.as_str())
-                .map(drop)
-        }
-        None => silo_workspace::members::remove(db, &user.id).map(drop),
-    };
-    if let Err(e) = restored {
-        tracing::warn!(user = %user.id, error = %e, "restoring a member row after a refused change failed");
+/// Commits the control-plane half of a membership change whose tenant-file half is written;
+/// if the commit fails, the member row is put back exactly as it was (`before`).
+async fn commit_or_restore(
+    tx: Tx<'_>,
+    db: &silo_tenancy::TenantDb,
+    user_id: &str,
+    before: Option<members::Member>,
+) -> Result<()> {
+    let Err(e) = tx.commit().await else { return Ok(()) };
+    if let Err(undo) = members::restore(db, user_id, before.as_ref()) {
+        tracing::error!(user = user_id, error = %undo, "putting a member row back after a failed commit failed");
     }
+    Err(e.into())
 }
 
 /// Revokes the pending invitations in `tenant` that are addressed to `to` (an email) or were

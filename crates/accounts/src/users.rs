@@ -228,7 +228,7 @@ impl Users {
                 .tenant(&silo_tenancy::TenantRef::Slug(silo_tenancy::TenantSlug::parse(&workspace.slug)?))
                 .await?;
             let db = self.0.tenancy().db(tenant.id).await?;
-            silo_workspace::members::upsert(&db, &user.id, &user.email, &user.display_name, &workspace.role)?;
+            silo_workspace::members::update_profile(&db, &user.id, &user.email, &user.display_name)?;
         }
         Ok(user)
     }

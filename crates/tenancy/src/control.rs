@@ -518,6 +518,17 @@ impl ControlPlane {
         .bind(source.to_string())
         .execute(&mut *tx)
         .await?;
+        // The clone's file holds the source's former members too (kept as gone): the clone
+        // must be in their history, so erasing one of them reaches it.
+        sqlx::query(
+            "INSERT INTO membership_history (user_id, tenant_id, joined_at, left_at)
+             SELECT user_id, ?, joined_at, left_at FROM membership_history WHERE tenant_id = ? AND left_at IS NOT NULL
+             ON CONFLICT (user_id, tenant_id) DO NOTHING",
+        )
+        .bind(new.id.to_string())
+        .bind(source.to_string())
+        .execute(&mut *tx)
+        .await?;
         let detail = serde_json::json!({ "from_tenant": source, "backup": backup });
         audit(&mut tx, actor, "tenant.restore", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;

@@ -147,7 +147,7 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
     // The next release adds a column; one tenant already has a conflicting one.
     let next: std::sync::Arc<[_]> = std::sync::Arc::from(schema::extended(
         silo_workspace::migrations(),
-        2,
+        common::latest() + 1,
         "labels",
         "ALTER TABLE tasks ADD COLUMN label TEXT",
     ));
@@ -168,13 +168,16 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
     };
     let upgraded = HandleCache::new(f.tenancy.control().clone(), f.tenancy.placement().clone(), config, next);
     let db = upgraded.get(tenant.id).await.unwrap();
-    assert_eq!(db.schema_version(), 2);
-    assert_eq!(f.tenancy.tenant(&TenantRef::Id(tenant.id)).await.unwrap().schema_version, 2);
+    assert_eq!(db.schema_version(), common::latest() + 1);
+    assert_eq!(
+        f.tenancy.tenant(&TenantRef::Id(tenant.id)).await.unwrap().schema_version,
+        common::latest() + 1
+    );
 
     let err = upgraded.get(broken.id).await.unwrap_err();
     assert!(matches!(err.root(), Error::Quarantined { .. }), "{err}");
     let recorded = f.tenancy.tenant(&TenantRef::Id(broken.id)).await.unwrap();
-    assert_eq!(recorded.schema_version, 1, "a failed migration leaves the file as it was");
+    assert_eq!(recorded.schema_version, common::latest(), "a failed migration leaves the file as it was");
     assert!(recorded.migration_error.unwrap().contains("duplicate column"));
 }
 

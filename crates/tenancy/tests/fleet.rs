@@ -27,7 +27,7 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
 
     let next = schema::extended(
         silo_workspace::migrations(),
-        2,
+        common::latest() + 1,
         "labels",
         "ALTER TABLE tasks ADD COLUMN label TEXT",
     );
@@ -42,10 +42,10 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     assert!(summary.failures[0].error.contains("duplicate column"), "{}", summary.failures[0].error);
 
     let recorded = f.tenancy.tenant(&TenantRef::Id(broken.id)).await.unwrap();
-    assert_eq!(recorded.schema_version, 1);
+    assert_eq!(recorded.schema_version, common::latest());
     assert!(recorded.migration_error.is_some());
     let suspended = f.tenancy.tenant(&"fleet-7".parse().unwrap()).await.unwrap();
-    assert_eq!((suspended.status, suspended.schema_version), (TenantStatus::Suspended, 2));
+    assert_eq!((suspended.status, suspended.schema_version), (TenantStatus::Suspended, common::latest() + 1));
 
     // Second run: everyone else is current; the broken one fails again until fixed.
     let again = f
@@ -65,10 +65,12 @@ async fn a_failing_tenant_does_not_stop_the_fleet() {
     let fixed = f
         .tenancy
         .fleet()
-        .migrate(one, &next, 1, false, &|m| assert_eq!(m.outcome, Ok(MigrationOutcome::Migrated(2))))
+        .migrate(one, &next, 1, false, &|m| {
+            assert_eq!(m.outcome, Ok(MigrationOutcome::Migrated(common::latest() + 1)))
+        })
         .await
         .unwrap();
     assert_eq!(fixed.migrated, 1);
     let recorded = f.tenancy.tenant(&TenantRef::Id(broken.id)).await.unwrap();
-    assert_eq!((recorded.schema_version, recorded.migration_error), (2, None));
+    assert_eq!((recorded.schema_version, recorded.migration_error), (common::latest() + 1, None));
 }

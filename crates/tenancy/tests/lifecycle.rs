@@ -17,14 +17,14 @@ async fn create_places_a_migrated_file_and_audits_it() {
     let tenant = f.create("acme").await;
     assert_eq!(tenant.status, TenantStatus::Active);
     assert_eq!(tenant.region, "local");
-    assert_eq!(tenant.schema_version, 1);
+    assert_eq!(tenant.schema_version, common::latest());
     let path = f.tenancy.tenant_path(&tenant).unwrap();
     let hex = tenant.id.as_uuid().simple().to_string();
     assert!(path.ends_with(format!("regions/local/tenants/{}/{}.db", &hex[..2], tenant.id)));
     assert!(path.exists());
 
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    assert_eq!(db.schema_version(), 1);
+    assert_eq!(db.schema_version(), common::latest());
     let audit = f.tenancy.control().audit_entries(tenant.id, 10).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].action, "tenant.create");

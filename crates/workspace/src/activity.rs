@@ -43,7 +43,7 @@ pub(crate) fn record(
 pub fn recent(db: &TenantDb, limit: i64) -> Result<Vec<Activity>> {
     db.call(|conn| {
         let mut statement = conn.prepare_cached(
-            "SELECT a.at, m.display_name, a.verb, a.subject_kind, a.subject_id,
+            "SELECT a.at, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, a.verb, a.subject_kind, a.subject_id,
                     coalesce(json_extract(a.detail, '$.summary'), '')
              FROM activity a LEFT JOIN members m ON m.id = a.actor_id ORDER BY a.id DESC LIMIT ?",
         )?;

@@ -38,7 +38,7 @@ pub fn create(db: &TenantDb, task_id: i64, author: Option<i64>, body: &str) -> R
 pub fn list(db: &TenantDb, task_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Comment>> {
     db.call(|conn| {
         let mut statement = conn.prepare_cached(
-            "SELECT c.id, m.display_name, c.body, c.created_at FROM comments c
+            "SELECT c.id, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, c.body, c.created_at FROM comments c
              LEFT JOIN members m ON m.id = c.author_id
              WHERE c.task_id = ?1 AND (?2 IS NULL OR c.id > ?2) ORDER BY c.id LIMIT ?3",
         )?;

@@ -96,7 +96,7 @@ mod tests {
     fn a_migration_that_adds_an_unclassified_column_fails() {
         let next = silo_tenancy::schema::extended(
             migrations(),
-            2,
+            silo_tenancy::schema::latest_version(migrations()) + 1,
             "labels",
             "ALTER TABLE tasks ADD COLUMN label TEXT",
         );

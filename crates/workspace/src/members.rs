@@ -1,14 +1,18 @@
 //! The tenant's own `members` table (who tasks and comments point at). The control plane's
 //! `memberships` decide access; this table mirrors them inside the file so a tenant's data is
 //! self-contained (export, restore).
+//!
+//! A member who leaves (or is removed) keeps their row, marked `left_at`: what they wrote stays
+//! theirs ("Dave (left)"), and erasing them later finds every row that points at them. Only
+//! erasure deletes a member row. Joining again clears the mark.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use silo_tenancy::{Result, TenantDb};
 
-/// A member of the workspace.
-#[derive(Clone, Debug, Serialize)]
+/// A member of the workspace (current, or former: `left_at`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Member {
     /// Id within the tenant (what tasks point at).
     pub id: i64,
@@ -18,56 +22,127 @@ pub struct Member {
     pub email: String,
     /// Display name.
     pub display_name: String,
-    /// `owner`, `admin` or `member`.
+    /// `owner`, `admin` or `member` (for a former member: the role they had).
     pub role: String,
     /// When they joined (UTC).
     pub joined_at: String,
+    /// When they left or were removed (UTC); `None` while they belong.
+    pub left_at: Option<String>,
 }
 
-/// Inserts a member or updates its email, name and role.
-pub fn upsert(db: &TenantDb, user_id: &str, email: &str, display_name: &str, role: &str) -> Result<i64> {
+/// Who joins (or whose role changes): the account's id, address, name and role.
+#[derive(Clone, Copy, Debug)]
+pub struct Joining<'a> {
+    /// The global account.
+    pub user_id: &'a str,
+    /// Email.
+    pub email: &'a str,
+    /// Display name.
+    pub display_name: &'a str,
+    /// `owner`, `admin` or `member`.
+    pub role: &'a str,
+}
+
+const COLUMNS: &str = "id, user_id, email, display_name, role, joined_at, left_at";
+
+/// Makes the account a current member with `role` (a new row, a role change, or a former
+/// member joining again); returns the row as it was before, for [`restore`].
+pub fn join(db: &TenantDb, joining: Joining<'_>) -> Result<Option<Member>> {
     db.call(|conn| {
-        conn.prepare_cached(
+        let tx = conn.transaction()?;
+        let before = by_user_in(&tx, joining.user_id)?;
+        tx.prepare_cached(
             "INSERT INTO members (user_id, email, display_name, role) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, display_name = excluded.display_name,
-             role = excluded.role
-             RETURNING id",
+             role = excluded.role, left_at = NULL",
         )?
-        .query_row(params![user_id, email, display_name, role], |r| r.get(0))
+        .execute(params![joining.user_id, joining.email, joining.display_name, joining.role])?;
+        tx.commit()?;
+        Ok(before)
     })
 }
 
-/// Number of members.
-pub fn count(db: &TenantDb) -> Result<i64> {
-    db.call(|conn| conn.prepare_cached("SELECT count(*) FROM members")?.query_row([], |r| r.get(0)))
+/// Marks the account's row as gone (it keeps its name, and everything it wrote keeps
+/// pointing at it); returns the row as it was before, for [`restore`].
+pub fn leave(db: &TenantDb, user_id: &str) -> Result<Option<Member>> {
+    db.call(|conn| {
+        let tx = conn.transaction()?;
+        let before = by_user_in(&tx, user_id)?;
+        tx.prepare_cached(
+            "UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE user_id = ? AND left_at IS NULL",
+        )?
+        .execute([user_id])?;
+        tx.commit()?;
+        Ok(before)
+    })
 }
 
-/// The member row of an account.
-pub fn by_user(db: &TenantDb, user_id: &str) -> Result<Option<Member>> {
+/// Puts the account's row back exactly as `before` was (`None`: it did not exist, so the row
+/// [`join`] made is deleted — nothing can point at a row that just appeared). The undo of a
+/// membership change whose control-plane half failed.
+pub fn restore(db: &TenantDb, user_id: &str, before: Option<&Member>) -> Result<()> {
     db.call(|conn| {
-        conn.prepare_cached(
-            "SELECT id, user_id, email, display_name, role, joined_at FROM members WHERE user_id = ?",
-        )?
+        match before {
+            Some(m) => conn
+                .prepare_cached(
+                    "UPDATE members SET email = ?2, display_name = ?3, role = ?4, joined_at = ?5, left_at = ?6
+                     WHERE user_id = ?1",
+                )?
+                .execute(params![m.user_id, m.email, m.display_name, m.role, m.joined_at, m.left_at])?,
+            None => conn.prepare_cached("DELETE FROM members WHERE user_id = ?")?.execute([user_id])?,
+        };
+        Ok(())
+    })
+}
+
+/// Updates the address and name of the account's row (current or former), keeping its role.
+pub fn update_profile(db: &TenantDb, user_id: &str, email: &str, display_name: &str) -> Result<()> {
+    db.call(|conn| {
+        conn.prepare_cached("UPDATE members SET email = ?2, display_name = ?3 WHERE user_id = ?1")?
+            .execute(params![user_id, email, display_name])?;
+        Ok(())
+    })
+}
+
+/// Number of current members.
+pub fn count(db: &TenantDb) -> Result<i64> {
+    db.call(|conn| {
+        conn.prepare_cached("SELECT count(*) FROM members WHERE left_at IS NULL")?.query_row([], |r| r.get(0))
+    })
+}
+
+/// The member row of an account (current or former).
+pub fn by_user(db: &TenantDb, user_id: &str) -> Result<Option<Member>> {
+    db.call(|conn| by_user_in(conn, user_id))
+}
+
+fn by_user_in(conn: &rusqlite::Connection, user_id: &str) -> rusqlite::Result<Option<Member>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM members WHERE user_id = ?"))?
         .query_row([user_id], member)
         .optional()
-    })
 }
 
-/// Members by name, `limit` of them after `after` (a display name, then id).
+/// Current members, `limit` of them after id `after`.
 pub fn list(db: &TenantDb, after: Option<i64>, limit: i64) -> Result<Vec<Member>> {
     db.call(|conn| {
-        let mut statement = conn.prepare_cached(
-            "SELECT id, user_id, email, display_name, role, joined_at FROM members
-             WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM members WHERE left_at IS NULL AND (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
+        ))?;
         let rows = statement.query_map(params![after, limit], member)?;
         rows.collect()
     })
 }
 
-/// Removes an account's member row (its tasks become unassigned); returns whether it existed.
-pub fn remove(db: &TenantDb, user_id: &str) -> Result<bool> {
-    db.call(|conn| Ok(conn.prepare_cached("DELETE FROM members WHERE user_id = ?")?.execute([user_id])? > 0))
+/// Former members (newest departure first), at most `limit`.
+pub fn former(db: &TenantDb, limit: i64) -> Result<Vec<Member>> {
+    db.call(|conn| {
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM members WHERE left_at IS NOT NULL ORDER BY left_at DESC, id LIMIT ?1"
+        ))?;
+        let rows = statement.query_map([limit], member)?;
+        rows.collect()
+    })
 }
 
 fn member(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
@@ -78,5 +153,6 @@ fn member(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
         display_name: r.get(3)?,
         role: r.get(4)?,
         joined_at: r.get(5)?,
+        left_at: r.get(6)?,
     })
 }

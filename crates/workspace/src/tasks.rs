@@ -89,8 +89,8 @@ pub struct Task {
 /// The columns [`Task`] reads (a macro so the statements below stay string literals).
 macro_rules! select {
     () => {
-        "SELECT t.id, t.project_id, t.title, t.body, t.status, t.assignee_id, m.display_name,
-            t.due_date, t.created_at, t.updated_at
+        "SELECT t.id, t.project_id, t.title, t.body, t.status, t.assignee_id,
+            m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, t.due_date, t.created_at, t.updated_at
         FROM tasks t LEFT JOIN members m ON m.id = t.assignee_id"
     };
 }
@@ -213,7 +213,9 @@ fn refused(e: Error) -> Error {
             if code.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
             let message = message.unwrap_or_default();
-            let what = if message.contains("FOREIGN KEY") {
+            let what = if message.contains("has left") {
+                "the assignee has left the workspace"
+            } else if message.contains("FOREIGN KEY") {
                 "the project or assignee does not exist in this workspace"
             } else if message.contains("due_date") {
                 "the due date is not a valid date"

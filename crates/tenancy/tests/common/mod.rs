@@ -9,6 +9,11 @@ pub struct Fixture {
     pub tenancy: Tenancy,
 }
 
+/// The product schema's version (what a new tenant file has).
+pub fn latest() -> i64 {
+    silo_tenancy::schema::latest_version(silo_workspace::migrations())
+}
+
 pub async fn fixture() -> Fixture {
     fixture_with(|_| {}).await
 }

@@ -212,13 +212,18 @@ async fn task_page(
     let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
     let project = projects::get(&ws.db, task.project_id)?.ok_or_else(Failure::not_found)?;
     let (comments, more) = split_page(comments::list(&ws.db, task.id, query.after, PER_PAGE + 1)?, PER_PAGE);
+    let members = members::list(&ws.db, None, 100)?;
+    // An assignee the list does not hold (someone who left) stays selected, so saving the
+    // form does not unassign them by accident.
+    let other_assignee = task.assignee_id.filter(|id| !members.iter().any(|m| m.id == *id));
     page("workspace/task.html", &ws, "projects")
         .with("task", &task)
         .with("project", &project)
         .with("next_after", &more.then(|| comments.last().map(|c| c.id)).flatten())
         .with("comments", &comments)
         .with("statuses", &STATUSES)
-        .with("members", &members::list(&ws.db, None, 100)?)
+        .with("members", &members)
+        .with("other_assignee", &other_assignee)
         .render(&req)
         .await
 }
@@ -324,9 +329,12 @@ async fn member_list(req: HttpRequest, me: SignedIn, query: web::Query<MemberQue
     } else {
         Vec::new()
     };
+    // Former members are shown on the first page only (their work keeps their name).
+    let former = if query.after.is_none() { members::former(&ws.db, PER_PAGE)? } else { Vec::new() };
     page("workspace/members.html", &ws, "members")
         .with("next_after", &more.then(|| list.last().map(|m| m.id)).flatten())
         .with("members", &list)
+        .with("former", &former)
         .with("me_id", &me.session.user_id)
         .with("invitations", &invitations)
         .render(&req)

@@ -1,0 +1,241 @@
+//! Membership changes end to end: a change happens in the control plane and the tenant file
+//! together or in neither (a refused "Leave", a tenant-file write that fails, a control-plane
+//! commit that fails), and someone who leaves keeps their name on what they wrote.
+
+use serde_json::json;
+use silo_accounts::Role;
+use silo_e2e::{ApiClient, TestServer, Visitor};
+use silo_tenancy::Tenant;
+
+/// Ada's workspace `acme` with a project, a task assigned to her and a comment by her; returns
+/// her visitor, the tenant and the task's page.
+async fn ada_with_work(server: &TestServer) -> (Visitor, Tenant, String) {
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let created =
+        ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Launch"), ("description", "")]).await.unwrap();
+    let project = created.location.unwrap();
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let me = member_row(server, &tenant, "ada@example.com").await.unwrap();
+    let made = ada
+        .submit(
+            &project,
+            &format!("{project}/tasks"),
+            &[("title", "Ship it"), ("body", ""), ("assignee_id", &me.id.to_string()), ("due_date", "")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.status, 303);
+    let board = ada.get(&project).await.unwrap();
+    let id = board.body.split("href=\"/w/acme/tasks/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let task = format!("/w/acme/tasks/{id}");
+    let commented =
+        ada.submit(&task, &format!("{task}/comments"), &[("body", "Ada was here")]).await.unwrap();
+    assert_eq!(commented.status, 303);
+    (ada, tenant, task)
+}
+
+async fn member_row(
+    server: &TestServer,
+    tenant: &Tenant,
+    email: &str,
+) -> Option<silo_workspace::members::Member> {
+    let user = server.accounts.users().by_email(email).await.unwrap();
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    silo_workspace::members::by_user(&db, &user.id).unwrap()
+}
+
+/// Who the task's creator, assignee, comment author and activity actor are in the file.
+async fn attribution(
+    server: &TestServer,
+    tenant: &Tenant,
+) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+    let path = server.tenancy.tenant_path(tenant).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT (SELECT created_by FROM tasks), (SELECT assignee_id FROM tasks), (SELECT author_id FROM comments),
+                (SELECT actor_id FROM activity ORDER BY id LIMIT 1)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_leave_keeps_every_attribution() {
+    let server = TestServer::start().await.unwrap();
+    let (ada, tenant, task) = ada_with_work(&server).await;
+    let before = attribution(&server, &tenant).await;
+    let me = member_row(&server, &tenant, "ada@example.com").await.unwrap();
+    assert_eq!(before, (Some(me.id), Some(me.id), Some(me.id), Some(me.id)));
+
+    // The only owner leaves: refused, and nothing changed anywhere.
+    let user = server.accounts.users().by_email("ada@example.com").await.unwrap();
+    let left =
+        ada.submit("/w/acme/members", &format!("/w/acme/members/{}/remove", user.id), &[]).await.unwrap();
+    assert_eq!(left.status, 303);
+    let page = ada.get("/w/acme/members").await.unwrap();
+    assert!(page.body.contains("a workspace needs at least one owner"), "{}", page.body);
+    assert_eq!(attribution(&server, &tenant).await, before, "the refusal touched no row");
+    assert_eq!(
+        member_row(&server, &tenant, "ada@example.com").await,
+        Some(me),
+        "the member row is as it was"
+    );
+    let page = ada.get(&task).await.unwrap();
+    assert!(page.body.contains("ada") && !page.body.contains("former member"), "{}", page.body);
+    assert!(!page.body.contains("(left)"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_member_who_leaves_keeps_their_name_on_their_work_and_can_come_back() {
+    let server = TestServer::start().await.unwrap();
+    let (ada, tenant, _) = ada_with_work(&server).await;
+    server
+        .accounts
+        .users()
+        .create("dave@example.com", silo_e2e::PASSWORD, Some("Dave"), "test")
+        .await
+        .unwrap();
+    let token = server.member_token("dave@example.com", "acme", Role::Member).await.unwrap();
+    let dave = ApiClient::new(server.addr, Some(&token));
+    let (_, projects) = dave.call("GET", "/w/acme/projects", None).await.unwrap();
+    let project = projects["items"][0]["id"].clone();
+    let dave_row = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    let new = json!({ "project_id": project, "title": "Dave's task", "assignee_id": dave_row.id });
+    let (status, made) = dave.call("POST", "/w/acme/tasks", Some(new)).await.unwrap();
+    assert_eq!(status, 201, "{made}");
+    let task = format!("/w/acme/tasks/{}", made["id"]);
+
+    // Dave leaves (through the pages, as he would).
+    let visitor = server.sign_in("dave@example.com").await.unwrap();
+    let user = server.accounts.users().by_email("dave@example.com").await.unwrap();
+    let left =
+        visitor.submit("/w/acme/members", &format!("/w/acme/members/{}/remove", user.id), &[]).await.unwrap();
+    assert_eq!(left.status, 303);
+    assert_eq!(visitor.get("/w/acme/").await.unwrap().status, 404, "no longer a member");
+    let gone = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    assert_eq!(gone.id, dave_row.id, "the row is kept");
+    assert!(gone.left_at.is_some(), "and marked as gone");
+    let page = ada.get(&task).await.unwrap();
+    assert!(page.body.contains("Dave (left)"), "{}", page.body);
+    let members = ada.get("/w/acme/members").await.unwrap();
+    assert!(
+        members.body.contains("Former members") && members.body.contains("Dave (left)"),
+        "{}",
+        members.body
+    );
+
+    // Work is not handed to someone who left.
+    let ada_token = server
+        .accounts
+        .tokens()
+        .issue("ada@example.com", silo_accounts::TokenScope::Personal("acme".parse().unwrap()), "test")
+        .await
+        .unwrap();
+    let api = ApiClient::new(server.addr, Some(&ada_token));
+    let (status, body) = api
+        .call(
+            "POST",
+            "/w/acme/tasks",
+            Some(json!({ "project_id": project, "title": "x", "assignee_id": dave_row.id })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("has left"), "{body}");
+
+    // Coming back clears the mark; the old work is theirs again.
+    server
+        .accounts
+        .memberships()
+        .add(&"acme".parse().unwrap(), "dave@example.com", Role::Member, "test")
+        .await
+        .unwrap();
+    let back = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    assert_eq!((back.id, back.left_at), (dave_row.id, None));
+    let page = ada.get(&task).await.unwrap();
+    assert!(page.body.contains("Dave") && !page.body.contains("(left)"), "{}", page.body);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tenant_file_that_refuses_the_change_leaves_the_control_plane_as_it_was() {
+    let server = TestServer::start().await.unwrap();
+    let (_ada, tenant, _) = ada_with_work(&server).await;
+    server
+        .accounts
+        .users()
+        .create("dave@example.com", silo_e2e::PASSWORD, Some("Dave"), "test")
+        .await
+        .unwrap();
+    server.member_token("dave@example.com", "acme", Role::Admin).await.unwrap();
+    let before = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    // The file refuses any change to a member row (as a full or failing disk would).
+    let conn = rusqlite::Connection::open(server.tenancy.tenant_path(&tenant).unwrap()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON members BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let dave = server.accounts.users().by_email("dave@example.com").await.unwrap();
+    let memberships = server.accounts.memberships();
+    let removed = memberships.remove(&acme, &dave.id, silo_accounts::By::Operator("ops")).await;
+    assert!(removed.is_err(), "{removed:?}");
+    let demoted = memberships.add(&"acme".parse().unwrap(), "dave@example.com", Role::Member, "ops").await;
+    assert!(demoted.is_err(), "{demoted:?}");
+    assert_eq!(
+        memberships.role(acme.id, &dave.id).await.unwrap(),
+        Some(Role::Admin),
+        "the control plane kept it"
+    );
+    assert_eq!(member_row(&server, &tenant, "dave@example.com").await, Some(before));
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_control_plane_commit_that_fails_puts_the_member_row_back_exactly() {
+    let server = TestServer::start().await.unwrap();
+    let (_ada, tenant, _) = ada_with_work(&server).await;
+    server
+        .accounts
+        .users()
+        .create("dave@example.com", silo_e2e::PASSWORD, Some("Dave"), "test")
+        .await
+        .unwrap();
+    server.member_token("dave@example.com", "acme", Role::Admin).await.unwrap();
+    let before = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    // A deferred foreign key fails only at COMMIT: the control plane's half fails after the
+    // tenant file's half was written.
+    let control = rusqlite::Connection::open(server.tenancy.settings().data_dir.join("control.db")).unwrap();
+    control
+        .execute_batch(
+            "CREATE TABLE trap (x TEXT REFERENCES nowhere_at_all (id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TABLE nowhere_at_all (id TEXT PRIMARY KEY);
+             CREATE TRIGGER trap_member_changes AFTER INSERT ON audit_log WHEN new.action LIKE 'member.%'
+             BEGIN INSERT INTO trap VALUES ('dangling'); END;",
+        )
+        .unwrap();
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let dave = server.accounts.users().by_email("dave@example.com").await.unwrap();
+    let memberships = server.accounts.memberships();
+    let removed = memberships.remove(&acme, &dave.id, silo_accounts::By::Operator("ops")).await;
+    assert!(removed.is_err(), "the commit failed: {removed:?}");
+    assert_eq!(
+        member_row(&server, &tenant, "dave@example.com").await,
+        Some(before.clone()),
+        "put back exactly"
+    );
+    let demoted = memberships.add(&"acme".parse().unwrap(), "dave@example.com", Role::Member, "ops").await;
+    assert!(demoted.is_err(), "{demoted:?}");
+    assert_eq!(member_row(&server, &tenant, "dave@example.com").await, Some(before));
+    assert_eq!(memberships.role(acme.id, &dave.id).await.unwrap(), Some(Role::Admin));
+    // A new member whose commit fails leaves no row behind.
+    server.accounts.users().create("erin@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let joined = memberships.add(&"acme".parse().unwrap(), "erin@example.com", Role::Member, "ops").await;
+    assert!(joined.is_err());
+    assert_eq!(member_row(&server, &tenant, "erin@example.com").await, None);
+    control.execute_batch("DROP TRIGGER trap_member_changes").unwrap();
+    server.stop().await.unwrap();
+}
