@@ -257,7 +257,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
             region: None,
             plan: Some("business".into()),
         };
-        billing.create_tenant(request, "test").await.unwrap();
+        billing.create_tenant(request, None, "test").await.unwrap();
         server.accounts.users().create(owner, silo_e2e::PASSWORD, None, "test").await.unwrap();
         server.accounts.memberships().add(&slug.parse().unwrap(), owner, Role::Owner, "test").await.unwrap();
     }
@@ -411,4 +411,94 @@ async fn the_server_schedules_last_months_run_and_todays_dunning_pass_once() {
     assert_eq!(dunning.payload["day"], now.date());
     assert!(server.billing.schedule_due().await.unwrap().is_empty(), "each is enqueued once");
     server.stop().await.unwrap();
+}
+
+/// Seats and projects are counted in the statement that spends them: of many invitations or
+/// project creations sent at once, exactly as many pass as the plan has room for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_invitations_and_projects_cannot_pass_a_limit() {
+    let server = TestServer::start_with(|s| {
+        s.plans.0.insert("pair".into(), Plan { seats: Some(2), projects: Some(1), ..Plan::default() });
+    })
+    .await
+    .unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    let (status, _) = ops.call("PATCH", "/tenants/acme", Some(json!({ "plan": "pair" }))).await.unwrap();
+    assert_eq!(status, 200);
+
+    let csrf = ada.csrf("/w/acme/members").await.unwrap();
+    let emails: Vec<String> = (0..8).map(|i| format!("guest{i}@example.com")).collect();
+    let forms: Vec<[(&str, &str); 3]> = emails
+        .iter()
+        .map(|email| [("csrf", csrf.as_str()), ("email", email.as_str()), ("role", "member")])
+        .collect();
+    let invitations = forms.iter().map(|form| ada.post("/w/acme/members/invite", form));
+    for sent in futures::future::join_all(invitations).await {
+        assert_eq!(sent.unwrap().status, 303);
+    }
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let pending = server.accounts.invitations().pending(tenant.id).await.unwrap();
+    assert_eq!(pending.len(), 1, "one seat was left for eight invitations: {pending:?}");
+
+    let owner = ApiClient::new(
+        server.addr,
+        Some(&server.member_token("ada@example.com", "acme", Role::Owner).await.unwrap()),
+    );
+    let creations =
+        (0..8).map(|i| owner.call("POST", "/w/acme/projects", Some(json!({ "name": format!("p{i}") }))));
+    let statuses: Vec<u16> =
+        futures::future::join_all(creations).await.into_iter().map(|r| r.unwrap().0).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 422), "{statuses:?}");
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    assert_eq!(silo_workspace::projects::count(&db).unwrap(), 1);
+    server.stop().await.unwrap();
+}
+
+/// A tenant provisioned with an owner is one operation: when the owner cannot be added, no
+/// tenant, file or membership is left behind.
+#[tokio::test]
+async fn a_tenant_and_its_owner_are_created_together_or_not_at_all() {
+    let server = TestServer::start().await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    server.accounts.users().create("ada@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    // The control plane refuses the owner's membership (as a failing disk would, mid-way).
+    let control = rusqlite::Connection::open(server.tenancy.settings().data_dir.join("control.db")).unwrap();
+    control
+        .execute_batch(
+            "CREATE TRIGGER refuse_members BEFORE INSERT ON memberships BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .unwrap();
+    let new = json!({ "slug": "acme", "owner_email": "ada@example.com" });
+    let (status, body) = ops.call("POST", "/tenants", Some(new.clone())).await.unwrap();
+    assert_eq!(status, 500, "{body}");
+    let (status, _) = ops.call("GET", "/tenants/acme", None).await.unwrap();
+    assert_eq!(status, 404, "no ownerless tenant is left behind");
+    let tenants_dir = server.tenancy.settings().data_dir.join("regions");
+    let files: Vec<_> =
+        walk(&tenants_dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "db")).collect();
+    assert!(files.is_empty(), "no tenant file is left behind: {files:?}");
+
+    control.execute_batch("DROP TRIGGER refuse_members").unwrap();
+    let (status, tenant) = ops.call("POST", "/tenants", Some(new)).await.unwrap();
+    assert_eq!(status, 201, "{tenant}");
+    let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
+    let id: silo_tenancy::TenantId = tenant["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(server.accounts.memberships().role(id, &ada.id).await.unwrap(), Some(Role::Owner));
+    let db = server.tenancy.db(id).await.unwrap();
+    let row = silo_workspace::members::by_user(&db, &ada.id).unwrap().unwrap();
+    assert_eq!((row.role.as_str(), row.left_at), ("owner", None));
+    server.stop().await.unwrap();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
 }

@@ -368,7 +368,7 @@ async fn invite_bob_to_acme(server: &TestServer) -> String {
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
     let invitations = server.accounts.invitations();
-    invitations.create(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap().1
+    invitations.create(&acme, "bob@example.com", Role::Member, &ada, "http://x", None).await.unwrap().1
 }
 
 // 8. Invitations cannot outlive membership or change roles; the last owner stays.
@@ -388,7 +388,7 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
 
     // Invited as admin, then added as a member another way: the admin link is revoked.
     let (_, as_admin) =
-        a.invitations().create(&acme, "bob@example.com", Role::Admin, &ada, "http://x").await.unwrap();
+        a.invitations().create(&acme, "bob@example.com", Role::Admin, &ada, "http://x", None).await.unwrap();
     a.memberships().add(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
     assert!(
         a.invitations().find(&as_admin).await.unwrap().is_none(),
@@ -400,7 +400,7 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     // Removed members cannot come back through an old link.
     a.memberships().remove(&acme, &bob.id, By::Operator("test")).await.unwrap();
     let (_, again) =
-        a.invitations().create(&acme, "bob@example.com", Role::Member, &ada, "http://x").await.unwrap();
+        a.invitations().create(&acme, "bob@example.com", Role::Member, &ada, "http://x", None).await.unwrap();
     a.memberships().add(&acme_ref, "bob@example.com", Role::Member, "test").await.unwrap();
     a.memberships().remove(&acme, &bob.id, By::Operator("test")).await.unwrap();
     assert!(a.invitations().accept(&again, &bob).await.is_err(), "removal revoked it");
@@ -409,8 +409,11 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     // An inviter who loses the right to invite takes their pending invitations along.
     a.memberships().add(&acme_ref, "dave@example.com", Role::Admin, "test").await.unwrap();
     let dave = a.users().by_email("dave@example.com").await.unwrap();
-    let (_, from_dave) =
-        a.invitations().create(&acme, "carol@example.com", Role::Admin, &dave, "http://x").await.unwrap();
+    let (_, from_dave) = a
+        .invitations()
+        .create(&acme, "carol@example.com", Role::Admin, &dave, "http://x", None)
+        .await
+        .unwrap();
     a.memberships().change_role(&acme, &dave.id, Role::Member, By::Operator("test")).await.unwrap();
     assert!(
         a.invitations().find(&from_dave).await.unwrap().is_none(),
@@ -420,7 +423,7 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     // Accepting as an existing member is refused (a join raced past the revocation).
     let erin = a.users().by_email("erin@example.com").await.unwrap();
     let (_, for_erin) =
-        a.invitations().create(&acme, "erin@example.com", Role::Admin, &ada, "http://x").await.unwrap();
+        a.invitations().create(&acme, "erin@example.com", Role::Admin, &ada, "http://x", None).await.unwrap();
     control_db(&server)
         .execute(
             "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, 'member', 'now')",

@@ -25,7 +25,7 @@ pub async fn run(dir: &Path, tenants: usize) -> anyhow::Result<()> {
             plan: plans[i % plans.len()].into(),
             schema_version: 1,
         };
-        tenancy.control().insert_tenant(&new, "bench").await?;
+        tenancy.control().insert_tenant(&new, None, "bench").await?;
     }
     println!("inserted {tenants} tenant rows in {:.1?}", started.elapsed());
     let queries: Vec<(&str, TenantQuery)> = vec![

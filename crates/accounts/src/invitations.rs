@@ -46,7 +46,10 @@ pub struct Invitations(pub(crate) crate::Accounts);
 
 impl Invitations {
     /// Invites `email` to `tenant` with `role` (admin or member); returns the invitation and the
-    /// secret of its link (also emailed). The inviter must be an admin or owner there.
+    /// secret of its link (also emailed). The inviter must be an admin or owner there. With
+    /// `seats`, the invitation is made only while members and pending invitations number fewer
+    /// (counted in the inserting statement, so concurrent invitations cannot pass it);
+    /// otherwise [`Error::LimitReached`].
     pub async fn create(
         &self,
         tenant: &Tenant,
@@ -54,6 +57,7 @@ impl Invitations {
         role: Role,
         inviter: &User,
         base_url: &str,
+        seats: Option<i64>,
     ) -> Result<(Invitation, String)> {
         let email = crate::users::Email::parse(email)?;
         if role == Role::Owner {
@@ -76,11 +80,16 @@ impl Invitations {
         let secret = new_secret("inv_");
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(concat!(
+        let inserted = sqlx::query(concat!(
             "INSERT INTO invitations (id, token_sha256, tenant_id, email, role, invited_by, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ",
             silo_tenancy::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
+            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?7)
+             WHERE ?8 IS NULL OR (SELECT count(*) FROM memberships WHERE tenant_id = ?3)
+                 + (SELECT count(*) FROM invitations WHERE tenant_id = ?3 AND accepted_at IS NULL
+                    AND revoked_at IS NULL AND expires_at > ",
+            silo_tenancy::now!(),
+            ") < ?8"
         ))
         .bind(&id)
         .bind(token_digest(&secret))
@@ -89,8 +98,12 @@ impl Invitations {
         .bind(role.as_str())
         .bind(&inviter.id)
         .bind(format!("+{INVITATION_DAYS} days"))
+        .bind(seats)
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::LimitReached(format!("all {} seats are taken", seats.unwrap_or_default())));
+        }
         let detail = serde_json::json!({ "invitation": id, "role": role });
         audit(&mut tx, &inviter.email, "invitation.create", Some(tenant.id), &detail).await?;
         tx.commit().await?;

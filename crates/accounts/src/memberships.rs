@@ -130,6 +130,26 @@ impl Memberships {
         Ok(())
     }
 
+    /// `user` as the first member of a tenant being created, with `role`: what
+    /// `silo_tenancy::Tenants::create_with` writes with the tenant, as one operation. (A new
+    /// tenant's id is in no directory answer yet, so nothing needs clearing.)
+    pub fn founder(user: &User, role: Role) -> silo_tenancy::Founder {
+        let (user_id, email, name) = (user.id.to_string(), user.email.to_string(), user.display_name.clone());
+        silo_tenancy::Founder {
+            user_id: user_id.clone(),
+            role: role.as_str().to_owned(),
+            seed: Box::new(move |conn| {
+                let row = members::Joining {
+                    user_id: &user_id,
+                    email: &email,
+                    display_name: &name,
+                    role: role.as_str(),
+                };
+                members::seed(conn, row)
+            }),
+        }
+    }
+
     /// The account's role in a tenant, if it is a member.
     pub async fn role_in(&self, tenant: &TenantRef, user_id: &str) -> Result<Option<Role>> {
         let tenant = self.0.tenancy().tenant(tenant).await?;

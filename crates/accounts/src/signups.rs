@@ -21,7 +21,7 @@ use crate::outbox::{EmailLink, LINK_PLACEHOLDER};
 use crate::roles::Role;
 use crate::secrets::{new_secret, token_digest};
 use crate::users::{Email, User, display_name_or_default};
-use silo_tenancy::ids::{TenantRef, TenantSlug};
+use silo_tenancy::ids::TenantSlug;
 use silo_tenancy::{CreateTenant, Error, Result, Tenant};
 
 /// How long a confirmation link works.
@@ -181,7 +181,8 @@ impl Signups {
         created
     }
 
-    /// Account, workspace and owner membership; on a failure, whatever was made is removed.
+    /// Account, then workspace with its owner (one operation); when the workspace cannot be
+    /// made, the account is removed again.
     async fn create_signed_up(
         &self,
         email: &Email,
@@ -204,29 +205,14 @@ impl Signups {
             name: Some(workspace_name.to_owned()),
             ..CreateTenant::default()
         };
-        let tenant = match self.0.tenancy().tenants().create(request, &user.email).await {
-            Ok(tenant) => tenant,
+        let founder = crate::Memberships::founder(&user, Role::Owner);
+        match self.0.tenancy().tenants().create_with(request, Some(founder), &user.email).await {
+            Ok(tenant) => Ok((user, tenant)),
             Err(e) => {
                 self.undo_user(&user).await;
-                return Err(e);
+                Err(e)
             }
-        };
-        if let Err(e) =
-            self.0.memberships().add(&TenantRef::Id(tenant.id), &user.email, Role::Owner, &user.email).await
-        {
-            // An ownerless workspace must not stay behind: remove it, then the account.
-            let id = TenantRef::Id(tenant.id);
-            let removed = async {
-                self.0.tenancy().tenants().delete(&id, "signup").await?;
-                self.0.tenancy().tenants().purge(&id, "signup").await
-            };
-            if let Err(cleanup) = removed.await {
-                tracing::error!(tenant = %tenant.id, error = %cleanup, "removing the workspace of a failed sign-up failed");
-            }
-            self.undo_user(&user).await;
-            return Err(e);
         }
-        Ok((user, tenant))
     }
 
     async fn undo_user(&self, user: &User) {

@@ -214,7 +214,7 @@ async fn role_rules_are_enforced_for_every_caller() {
     assert!(forbidden(memberships.remove(&acme, &bob.id, by(cy)).await));
     assert!(forbidden(memberships.change_role(&acme, &cy.id, Role::Admin, by(cy)).await));
     let invited =
-        f.accounts.invitations().create(&acme, "dee@example.com", Role::Member, cy, "http://x").await;
+        f.accounts.invitations().create(&acme, "dee@example.com", Role::Member, cy, "http://x", None).await;
     assert!(matches!(invited, Err(Error::Forbidden(_))), "{invited:?}");
     // Someone outside the workspace is refused too, whatever they claim.
     let eve = f.accounts.users().create("eve@example.com", PASSWORD, None, "test").await.unwrap();

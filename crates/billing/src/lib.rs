@@ -120,12 +120,20 @@ impl Billing {
         &self.plans
     }
 
-    /// Provisions a tenant on a plan that exists (the default plan, `free`, when none is given).
-    pub async fn create_tenant(&self, request: silo_tenancy::CreateTenant, actor: &str) -> Result<Tenant> {
+    /// Provisions a tenant on a plan that exists (the default plan, `free`, when none is given),
+    /// with `owner` as its owner when given: tenant, file and owner as one operation.
+    pub async fn create_tenant(
+        &self,
+        request: silo_tenancy::CreateTenant,
+        owner: Option<&silo_accounts::users::User>,
+        actor: &str,
+    ) -> Result<Tenant> {
         if let Some(plan) = &request.plan {
             self.plans.get(plan)?;
         }
-        self.tenancy().tenants().create(request, actor).await
+        let founder = owner
+            .map(|user| silo_accounts::memberships::Memberships::founder(user, silo_accounts::Role::Owner));
+        self.tenancy().tenants().create_with(request, founder, actor).await
     }
 
     /// Moves a tenant to another plan (which must exist); its storage limit applies at once,

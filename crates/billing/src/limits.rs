@@ -1,7 +1,8 @@
-//! A plan's seat and project limits, checked where they are spent: inviting someone takes a
-//! seat (members and pending invitations count), creating a project takes one of the plan's
-//! projects. Operators adding members from the console or the CLI are not held to seats (as
-//! they are not held to the role rules): the limit is the customer's, not the operator's.
+//! A plan's seat and project limits, checked where they are spent, in the same statement that
+//! spends them: inviting someone takes a seat (members and pending invitations count),
+//! creating a project takes one of the plan's projects. Operators adding members from the
+//! console or the CLI are not held to seats (as they are not held to the role rules): the limit
+//! is the customer's, not the operator's.
 
 use silo_accounts::{Role, users::User};
 use silo_tenancy::{Error, Result, Tenant, TenantDb};
@@ -9,22 +10,9 @@ use silo_tenancy::{Error, Result, Tenant, TenantDb};
 use crate::Billing;
 
 impl Billing {
-    /// Refuses a new seat when the tenant's plan has none left.
-    pub async fn check_seat(&self, tenant: &Tenant) -> Result<()> {
-        let Some(seats) = self.plans().0.get(&tenant.plan).and_then(|p| p.seats) else { return Ok(()) };
-        let members = self.accounts().memberships().count(tenant.id).await?;
-        let pending = self.accounts().invitations().pending(tenant.id).await?.len() as i64;
-        if members + pending >= i64::from(seats) {
-            return Err(Error::InvalidInput(format!(
-                "The {} plan has {seats} seats and all are taken ({members} members, {pending} pending invitations): \
-                 revoke an invitation, remove someone, or choose a larger plan.",
-                tenant.plan
-            )));
-        }
-        Ok(())
-    }
-
-    /// Invites `email` into `tenant` if its plan has a seat left (see
+    /// Invites `email` into `tenant` if its plan has a seat left (members and pending
+    /// invitations count); the count and the invitation are one statement, so two concurrent
+    /// invitations cannot both take the last seat (see
     /// `silo_accounts::invitations::Invitations::create`).
     pub async fn invite(
         &self,
@@ -34,21 +22,45 @@ impl Billing {
         inviter: &User,
         base_url: &str,
     ) -> Result<(silo_accounts::invitations::Invitation, String)> {
-        self.check_seat(tenant).await?;
-        self.accounts().invitations().create(tenant, email, role, inviter, base_url).await
+        let seats = self.plans().0.get(&tenant.plan).and_then(|p| p.seats).map(i64::from);
+        let invited =
+            self.accounts().invitations().create(tenant, email, role, inviter, base_url, seats).await;
+        match (invited, seats) {
+            (Err(Error::LimitReached(_)), Some(seats)) => Err(self.no_seat_left(tenant, seats).await),
+            (invited, _) => invited,
+        }
     }
 
-    /// Refuses a new project when the tenant's plan has none left.
-    pub fn check_project(&self, tenant: &Tenant, db: &TenantDb) -> Result<()> {
-        let Some(limit) = self.plans().0.get(&tenant.plan).and_then(|p| p.projects) else { return Ok(()) };
-        let projects = silo_workspace::projects::count(db)?;
-        if projects >= i64::from(limit) {
-            return Err(Error::InvalidInput(format!(
-                "The {} plan allows {limit} projects and this workspace has {projects}: archive or delete one, or choose a larger plan.",
+    async fn no_seat_left(&self, tenant: &Tenant, seats: i64) -> Error {
+        let members = self.accounts().memberships().count(tenant.id).await.unwrap_or_default();
+        let pending = self.accounts().invitations().pending(tenant.id).await.map_or(0, |p| p.len());
+        Error::InvalidInput(format!(
+            "The {} plan has {seats} seats and all are taken ({members} members, {pending} pending invitations): \
+             revoke an invitation, remove someone, or choose a larger plan.",
+            tenant.plan
+        ))
+    }
+
+    /// Creates a project if the tenant's plan has one left (count and insert in one
+    /// statement: two concurrent creations cannot both take the last one); returns its id.
+    pub fn create_project(
+        &self,
+        tenant: &Tenant,
+        db: &TenantDb,
+        name: &str,
+        description: &str,
+        created_by: Option<i64>,
+    ) -> Result<i64> {
+        let limit = self.plans().0.get(&tenant.plan).and_then(|p| p.projects);
+        let created =
+            silo_workspace::projects::create_within(db, name, description, created_by, limit.map(i64::from))?;
+        created.ok_or_else(|| {
+            let limit = limit.unwrap_or_default();
+            Error::InvalidInput(format!(
+                "The {} plan allows {limit} projects and this workspace has {limit}: archive or delete one, or choose a larger plan.",
                 tenant.plan
-            )));
-        }
-        Ok(())
+            ))
+        })
     }
 }
 

@@ -490,10 +490,30 @@ impl ControlPlane {
         Ok(taken.is_some())
     }
 
-    /// Inserts a provisioned tenant and its audit entry in one transaction.
-    pub async fn insert_tenant(&self, new: &NewTenant, actor: &str) -> Result<Tenant> {
+    /// Inserts a provisioned tenant and its audit entry in one transaction, with its first
+    /// member's membership (`(user id, role)`) when given.
+    pub async fn insert_tenant(
+        &self,
+        new: &NewTenant,
+        member: Option<&(String, String)>,
+        actor: &str,
+    ) -> Result<Tenant> {
         let mut tx = self.write.begin().await?;
         insert_tenant_in(&mut tx, new, actor).await?;
+        if let Some((user_id, role)) = member {
+            sqlx::query(concat!(
+                "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
+                now!(),
+                ")"
+            ))
+            .bind(user_id)
+            .bind(new.id.to_string())
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+            let detail = serde_json::json!({ "user": user_id, "role": role });
+            audit(&mut tx, actor, "member.add", Some(new.id), &detail).await?;
+        }
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
         Ok(tenant)

@@ -67,6 +67,9 @@ pub enum Error {
     /// Too many attempts from this client or for this account; retry after the given time.
     #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
     Throttled(std::time::Duration),
+    /// A limit of the tenant's plan (seats, projects) is reached: nothing was created.
+    #[error("{0}")]
+    LimitReached(String),
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
@@ -136,6 +139,7 @@ impl Error {
             | Error::UnknownInvoice(_) => ErrorKind::NotFound,
             Error::UnknownUser(_)
             | Error::InvalidInput(_)
+            | Error::LimitReached(_)
             | Error::WriteRefused(_)
             | Error::Storage(S::UnknownRegion(..) | S::InvalidRegionName(_)) => ErrorKind::Invalid,
             Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,

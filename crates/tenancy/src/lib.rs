@@ -59,7 +59,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use export::Exports;
 pub use fleet::Fleet;
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
-pub use lifecycle::{CreateTenant, Tenants};
+pub use lifecycle::{CreateTenant, Founder, Seed, Tenants};
 pub use process_lock::DataDirLock;
 pub use query::Queries;
 pub use relocate::Relocations;

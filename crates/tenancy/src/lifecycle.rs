@@ -36,6 +36,23 @@ impl CreateTenant {
     }
 }
 
+/// Writes a new tenant's first rows into its file before it is published (the founder's
+/// member row): the product's code, run on the file's only connection.
+pub type Seed = Box<dyn FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<()> + Send>;
+
+/// The first member of a new tenant, created with it as one operation: their membership is
+/// inserted in the transaction that inserts the tenant row, and `seed` writes their row into
+/// the file before that transaction (a failure of either leaves no tenant, no file and no
+/// membership behind).
+pub struct Founder {
+    /// The account.
+    pub user_id: String,
+    /// Their role (`owner`).
+    pub role: String,
+    /// Their row in the tenant file.
+    pub seed: Seed,
+}
+
 /// The tenant lifecycle: create, suspend, resume, delete, purge, rename, plan (from [`Tenancy::tenants`]).
 #[derive(Clone)]
 pub struct Tenants(pub(crate) Tenancy);
@@ -62,8 +79,18 @@ impl Tenants {
     }
 
     /// Provisions a tenant: control row, file and schema, all or nothing.
-    #[tracing::instrument(name = "tenant_create", skip_all, fields(slug = %request.slug))]
     pub async fn create(&self, request: CreateTenant, actor: &str) -> Result<Tenant> {
+        self.create_with(request, None, actor).await
+    }
+
+    /// Provisions a tenant with its first member ([`Founder`]), all or nothing.
+    #[tracing::instrument(name = "tenant_create", skip_all, fields(slug = %request.slug))]
+    pub async fn create_with(
+        &self,
+        request: CreateTenant,
+        founder: Option<Founder>,
+        actor: &str,
+    ) -> Result<Tenant> {
         let slug = TenantSlug::parse(&request.slug)?;
         let region = request.region.unwrap_or_else(|| self.0.settings().default_region.clone());
         let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
@@ -78,7 +105,12 @@ impl Tenants {
         let path = self.0.placement().database_path(&region, id.as_uuid())?;
         let template = self.template().await?;
         sqlite::install_copy(template, &path).await?;
-        if let Err(e) = first_open(&path, self.0.settings().tenant_tuning(), self.0.migrations()).await {
+        let (member, seed) = match founder {
+            Some(f) => (Some((f.user_id, f.role)), Some(f.seed)),
+            None => (None, None),
+        };
+        if let Err(e) = first_open(&path, self.0.settings().tenant_tuning(), self.0.migrations(), seed).await
+        {
             let _ = sqlite::remove_database_files(&path).await;
             return Err(e);
         }
@@ -90,7 +122,7 @@ impl Tenants {
             plan: request.plan.unwrap_or_else(|| "free".to_owned()),
             schema_version: schema::latest_version(self.0.migrations()),
         };
-        match self.0.control().insert_tenant(&new, actor).await {
+        match self.0.control().insert_tenant(&new, member.as_ref(), actor).await {
             Ok(tenant) => {
                 self.0.forget_tenants();
                 tracing::info!(tenant = %id, slug = %new.slug, "tenant created");
@@ -259,11 +291,16 @@ async fn first_open(
     path: &Path,
     tuning: silo_storage::SqliteTuning,
     migrations: &'static [Migration],
+    seed: Option<Seed>,
 ) -> Result<()> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
-        schema::migrate(&mut conn, migrations).map(drop)
+        schema::migrate(&mut conn, migrations)?;
+        if let Some(seed) = seed {
+            seed(&mut conn)?;
+        }
+        Ok(())
     })
     .await
     .expect("opening a new tenant file panicked")

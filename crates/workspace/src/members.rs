@@ -62,6 +62,16 @@ pub fn join(db: &TenantDb, joining: Joining<'_>) -> Result<Option<Member>> {
     })
 }
 
+/// The founder's row in a new tenant file (`silo_tenancy::Founder`'s seed), on the file's
+/// only connection before the tenant is published.
+pub fn seed(conn: &mut rusqlite::Connection, joining: Joining<'_>) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO members (user_id, email, display_name, role) VALUES (?1, ?2, ?3, ?4)",
+        params![joining.user_id, joining.email, joining.display_name, joining.role],
+    )?;
+    Ok(())
+}
+
 /// Marks the account's row as gone (it keeps its name, and everything it wrote keeps
 /// pointing at it); returns the row as it was before, for [`restore`].
 pub fn leave(db: &TenantDb, user_id: &str) -> Result<Option<Member>> {

@@ -45,16 +45,34 @@ impl Project {
 
 /// Creates a project; returns its id.
 pub fn create(db: &TenantDb, name: &str, description: &str, created_by: Option<i64>) -> Result<i64> {
+    Ok(create_within(db, name, description, created_by, None)?.expect("no limit refuses nothing"))
+}
+
+/// Creates a project if the workspace has fewer than `limit` projects not archived (none:
+/// no limit); returns its id, or `None` when the limit is reached. Count and insert are one
+/// statement, so two concurrent creations cannot both take the last place.
+pub fn create_within(
+    db: &TenantDb,
+    name: &str,
+    description: &str,
+    created_by: Option<i64>,
+    limit: Option<i64>,
+) -> Result<Option<i64>> {
     let name = text("a project name", name, 1, 200)?;
     let description = text("a description", description, 0, 5000)?;
     db.call(|conn| {
         let tx = conn.transaction()?;
-        let id: i64 = tx
+        let id: Option<i64> = tx
             .prepare_cached(
-                "INSERT INTO projects (name, description, created_by) VALUES (?, ?, ?) RETURNING id",
+                "INSERT INTO projects (name, description, created_by)
+                 SELECT ?1, ?2, ?3 WHERE ?4 IS NULL OR (SELECT count(*) FROM projects WHERE archived_at IS NULL) < ?4
+                 RETURNING id",
             )?
-            .query_row(params![name, description, created_by], |r| r.get(0))?;
-        super::activity::record(&tx, created_by, "project.create", "project", id, &name)?;
+            .query_row(params![name, description, created_by, limit], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = id {
+            super::activity::record(&tx, created_by, "project.create", "project", id, &name)?;
+        }
         tx.commit()?;
         Ok(id)
     })

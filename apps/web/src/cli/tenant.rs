@@ -115,7 +115,7 @@ impl TenantCommand {
         match self {
             Self::Create { slug, name, region, plan, format } => {
                 let tenant =
-                    billing.create_tenant(CreateTenant { slug, name, region, plan }, &actor()).await?;
+                    billing.create_tenant(CreateTenant { slug, name, region, plan }, None, &actor()).await?;
                 if format.json {
                     print_json(&tenant)?;
                 } else {

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
-use silo_accounts::Role;
 use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
@@ -105,14 +104,12 @@ async fn create_tenant(
     let accounts = &state(&req).accounts;
     let body = body.into_inner();
     silo_tenancy::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
-    if let Some(owner) = &body.owner_email {
-        accounts.users().by_email(owner).await?;
-    }
+    let owner = match &body.owner_email {
+        Some(owner) => Some(accounts.users().by_email(owner).await?),
+        None => None,
+    };
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
-    let tenant = state(&req).billing.create_tenant(request, &op.0.email).await?;
-    if let Some(owner) = &body.owner_email {
-        accounts.memberships().add(&TenantRef::Id(tenant.id), owner, Role::Owner, &op.0.email).await?;
-    }
+    let tenant = state(&req).billing.create_tenant(request, owner.as_ref(), &op.0.email).await?;
     Ok(HttpResponse::Created().json(tenant))
 }
 

@@ -124,8 +124,13 @@ async fn create_project(
     body: web::Json<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
-    state(&req).billing.check_project(&ws.tenant, &ws.db)?;
-    let id = projects::create(&ws.db, &body.name, &body.description, ws.member_id()?)?;
+    let id = state(&req).billing.create_project(
+        &ws.tenant,
+        &ws.db,
+        &body.name,
+        &body.description,
+        ws.member_id()?,
+    )?;
     let project = projects::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     Ok(HttpResponse::Created().json(project))
 }

@@ -4,7 +4,6 @@
 
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
-use silo_accounts::Role;
 use silo_tenancy::jobs::JobStatus;
 use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use silo_workspace::activity;
@@ -120,20 +119,24 @@ async fn provision_page(
         region: nonempty(&Some(form.region)),
         plan: nonempty(&Some(form.plan)),
     };
-    let owner = nonempty(&Some(form.owner));
-    if let Some(owner) = &owner
-        && accounts.users().by_email(owner).await.is_err()
-    {
-        return Ok(see_other_with_flash("/admin", "error", &format!("There is no account for {owner}.")));
-    }
-    let tenant = match state(&req).billing.create_tenant(request, &op.session.email).await {
+    let owner = match nonempty(&Some(form.owner)) {
+        Some(owner) => match accounts.users().by_email(&owner).await {
+            Ok(user) => Some(user),
+            Err(_) => {
+                return Ok(see_other_with_flash(
+                    "/admin",
+                    "error",
+                    &format!("There is no account for {owner}."),
+                ));
+            }
+        },
+        None => None,
+    };
+    let tenant = match state(&req).billing.create_tenant(request, owner.as_ref(), &op.session.email).await {
         Ok(tenant) => tenant,
         Err(e) if e.is_user_error() => return Ok(see_other_with_flash("/admin", "error", &e.to_string())),
         Err(e) => return Err(e.into()),
     };
-    if let Some(owner) = owner {
-        accounts.memberships().add(&TenantRef::Id(tenant.id), &owner, Role::Owner, &op.session.email).await?;
-    }
     Ok(see_other_with_flash(&format!("/admin/tenants/{}", tenant.id), "ok", "Tenant provisioned."))
 }
 

@@ -107,10 +107,8 @@ struct ProjectForm {
 async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProjectForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
     let creator = ws.member_id()?;
-    let created = state(&req)
-        .billing
-        .check_project(&ws.tenant, &ws.db)
-        .and_then(|()| projects::create(&ws.db, &form.name, &form.description, creator));
+    let created =
+        state(&req).billing.create_project(&ws.tenant, &ws.db, &form.name, &form.description, creator);
     flash_outcome_with(&home(&ws), created, |id| {
         Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created."))
     })
