@@ -128,3 +128,75 @@ async fn the_pool_runs_handlers_reports_progress_and_stops() {
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
 }
+
+#[tokio::test]
+async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let mut workers = Workers::new();
+    workers.register("test.panics", |ctx| async move {
+        if ctx.job.payload["text"].as_bool() == Some(true) {
+            panic!("the handler broke on attempt {}", ctx.job.attempts);
+        }
+        std::panic::panic_any(42_u8)
+    });
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let lease = Duration::from_millis(600);
+    let settings = PoolSettings { concurrency: 2, lease, poll: Duration::from_millis(20) };
+    let pool = tokio::spawn(workers.run(jobs.clone(), settings, async move {
+        let _ = stopping.await;
+    }));
+    let job = jobs
+        .enqueue(
+            NewJob { max_attempts: 2, ..NewJob::new("test.panics", serde_json::json!({ "text": true })) },
+            "test",
+        )
+        .await
+        .unwrap();
+    let other = jobs
+        .enqueue(NewJob { max_attempts: 1, ..NewJob::new("test.panics", serde_json::json!({})) }, "test")
+        .await
+        .unwrap();
+    // The first attempt fails with the panic's message and backs off (not stuck "running").
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let seen = jobs.get(&job.id).await.unwrap();
+        if seen.last_error.is_some() {
+            break seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the panic was not recorded: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(first.status, JobStatus::Queued, "{first:?}");
+    assert_eq!(first.last_error.as_deref(), Some("the job panicked: the handler broke on attempt 1"));
+    assert!(first.run_after > first.updated_at, "backs off");
+    // No heartbeat renews a lease after the run ended.
+    tokio::time::sleep(lease).await;
+    let still = jobs.get(&job.id).await.unwrap();
+    assert_eq!((still.status, still.lease_owner.as_deref()), (JobStatus::Queued, None));
+    // Its last attempt dead-letters it.
+    sqlx::query("UPDATE jobs SET run_after = '2000-01-01T00:00:00.000Z' WHERE id = ?")
+        .bind(&job.id)
+        .execute(f.tenancy.control().writer())
+        .await
+        .unwrap();
+    let dead = loop {
+        let seen = jobs.get(&job.id).await.unwrap();
+        if seen.status == JobStatus::Failed {
+            break seen;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not dead-lettered: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (dead.attempts, dead.last_error.as_deref()),
+        (2, Some("the job panicked: the handler broke on attempt 2"))
+    );
+    let other = jobs.get(&other.id).await.unwrap();
+    assert_eq!(
+        (other.status, other.last_error.as_deref()),
+        (JobStatus::Failed, Some("the job panicked: a panic without a message"))
+    );
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
+}

@@ -5,14 +5,19 @@
 //!
 //! A handler gets a [`JobContext`]: the job, a way to report progress, and whether the job is
 //! still its own (an operator cancelled it, or its lease ran out). Handlers must be idempotent
-//! step by step: after a crash the job runs again from the start.
+//! step by step: after a crash the job runs again from the start. A handler that panics fails
+//! its attempt like one that returns an error (the panic's message is the job's last error),
+//! and its heartbeat stops with it.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use super::{Job, Jobs};
 
@@ -202,10 +207,22 @@ async fn run_one(jobs: Jobs, worker: &str, lease: Duration, handler: Handler, jo
             }
         })
     };
+    // The heartbeat ends with this run whatever happens to it: a handler that panics must not
+    // leave a detached task renewing its lease forever.
+    let _beat = AbortOnDrop(beat);
     let kind = ctx.job.kind.clone();
     let (done, total) = (ctx.done.clone(), ctx.total.clone());
-    let outcome = handler(ctx).await;
-    beat.abort();
+    // A panic fails the attempt like an error (retried with backoff, dead-lettered at the
+    // limit), with its message recorded.
+    let outcome = match AssertUnwindSafe(handler(ctx)).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(job = id, kind, panic = message, "job handler panicked");
+            Err(JobError::retry(format!("the job panicked: {message}")))
+        }
+    };
+    drop(_beat);
     let total = total.load(Ordering::Relaxed);
     let progress = Some((done.load(Ordering::Relaxed), (total >= 0).then_some(total)));
     let recorded = match &outcome {
@@ -223,4 +240,22 @@ async fn run_one(jobs: Jobs, worker: &str, lease: Duration, handler: Handler, jo
             tracing::error!(job = id, kind, error = %e, "recording a job's outcome failed; it runs again after its lease")
         }
     }
+}
+
+/// Aborts a task when dropped (the heartbeat of a run, however the run ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
