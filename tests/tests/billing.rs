@@ -276,7 +276,26 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert!(page.body.contains("Billing contact") && page.body.contains("No invoices yet"), "{}", page.body);
     let contact = [("name", "Acme GmbH"), ("address", "Hauptstr. 1\nBerlin"), ("country", "Germany")];
     assert_eq!(ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap().status, 303);
-    assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("is not a country code"));
+    let page = ada.get("/w/acme/billing").await.unwrap().body;
+    assert!(page.contains("is not a country code (for Germany choose DE)"), "{page}");
+    assert_eq!(
+        billing
+            .profile(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().id)
+            .await
+            .unwrap()
+            .country,
+        "",
+        "nothing saved"
+    );
+    for (code, name) in [("GE", "Georgia"), ("DE", "Germany")] {
+        assert!(
+            page.contains(&format!("<option value=\"{code}\" >{name} ({code})</option>")),
+            "a select with names: {page}"
+        );
+    }
+    let contact = [("name", "Acme GmbH"), ("address", "Hauptstr. 1\nBerlin"), ("country", "ZZ")];
+    ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap();
+    assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("“ZZ” is not a country code"));
     let contact =
         [("name", "Acme GmbH"), ("address", "Hauptstr. 1\nBerlin"), ("country", "de"), ("email", "")];
     assert_eq!(ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap().status, 303);

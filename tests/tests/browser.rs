@@ -82,7 +82,7 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     anyhow::ensure!(b.text().await?.contains("Plan and usage"));
     b.fill("#b-name", "Acme Rockets Ltd").await?;
     b.fill("#b-address", "1 Launch Pad\nCape Town").await?;
-    b.fill("#b-country", "za").await?;
+    b.select("#b-country", "ZA").await?;
     b.click("form[action='/w/acme/billing/contact'] button").await?;
     let billing = b.text().await?;
     anyhow::ensure!(

@@ -25,11 +25,12 @@
 //! - [`invoices`]: stored invoices: finalise (numbers), pay, void (credit notes), CSV.
 //! - [`payment`]: the [`payment::PaymentProvider`] trait and the manual provider.
 //! - [`dunning`]: reminders and suspension over overdue invoices.
-//! - [`profile`]: a tenant's billing contact.
+//! - [`profile`]: a tenant's billing contact; [`countries`]: the ISO 3166-1 codes it may name.
 //! - [`overview`]: MRR, open and overdue invoices, tenants by plan.
 //! - [`jobs`]: the `billing.run` and `billing.dunning` jobs and their schedule.
 //! - [`accounts`]: the layer below, re-exported.
 
+pub mod countries;
 pub mod dunning;
 pub mod invoice;
 pub mod invoices;

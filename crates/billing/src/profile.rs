@@ -32,7 +32,8 @@ impl BillingProfile {
         {
             *field = field.trim().to_owned();
         }
-        self.country = self.country.to_ascii_uppercase();
+        let typed = std::mem::take(&mut self.country);
+        self.country = typed.to_ascii_uppercase();
         let too_long =
             |what: &str, max: usize| Error::InvalidInput(format!("the {what} has at most {max} characters"));
         if self.name.chars().count() > 200 {
@@ -48,12 +49,15 @@ impl BillingProfile {
             // The accounts' rules and spelling (lowercased), so erasure and the outbox find it.
             self.email = silo_accounts::users::Email::parse(&self.email)?.as_str().to_owned();
         }
-        if !self.country.is_empty()
-            && (self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()))
-        {
+        if !self.country.is_empty() && crate::countries::name(&self.country).is_none() {
+            let hint = match crate::countries::code_of(&typed) {
+                Some(code) => {
+                    format!(" (for {} choose {code})", crate::countries::name(code).unwrap_or(code))
+                }
+                None => String::new(),
+            };
             return Err(Error::InvalidInput(format!(
-                "`{}` is not a country code: use the two letters of ISO 3166-1 (DE, FR, US …)",
-                self.country
+                "“{typed}” is not a country code{hint}: choose the country from the list (ISO 3166-1 codes such as DE, FR, US)"
             )));
         }
         Ok(self)
@@ -114,9 +118,13 @@ mod tests {
         let ok = ok.validated().unwrap();
         assert_eq!((ok.name.as_str(), ok.country.as_str()), ("Acme GmbH", "DE"));
         let bad = |p: BillingProfile| p.validated().unwrap_err().to_string();
+        assert_eq!(
+            bad(BillingProfile { country: "Germany".into(), ..Default::default() }),
+            "“Germany” is not a country code (for Germany choose DE): choose the country from the list (ISO 3166-1 codes such as DE, FR, US)"
+        );
         assert!(
-            bad(BillingProfile { country: "Germany".into(), ..Default::default() })
-                .contains("not a country code")
+            bad(BillingProfile { country: "ZZ".into(), ..Default::default() })
+                .starts_with("“ZZ” is not a country code:")
         );
         assert!(
             bad(BillingProfile { email: "billing at acme".into(), ..Default::default() })

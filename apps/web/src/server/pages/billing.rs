@@ -79,6 +79,7 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
         .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
         .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .with("contact", &billing.profile(ws.tenant.id).await?)
+        .with("countries", &silo_billing::countries::COUNTRIES)
         .with("invoices", &invoices)
         .render(&req)
         .await
