@@ -132,6 +132,13 @@ async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
     let moved = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "team")]).await.unwrap();
     assert_eq!(moved.status, 303);
     assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "team");
+    // `pair` is an operator's plan (not self-service): the owner cannot pick it.
+    let page = ada.get("/w/acme/billing").await.unwrap().body;
+    assert!(!page.contains("<option value=\"pair\""), "only self-service plans are offered: {page}");
+    let back = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "pair")]).await.unwrap();
+    assert_eq!(back.status, 403, "{}", back.body);
+    assert!(back.body.contains("arranged with us"), "{}", back.body);
+    assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "team");
     assert_eq!(invite("carol@example.com").await.status, 303);
     assert_eq!(
         server.accounts.invitations().pending(tenant.id).await.unwrap().len(),

@@ -109,6 +109,64 @@ async fn a_run_invoices_each_tenant_once_and_a_second_run_creates_nothing() {
     assert!(fails(data, &["billing", "invoices", "--status", "sent"]).contains("unknown invoice status"));
 }
 
+/// A plan held for part of a day is billed for that day (each day at the highest plan held in
+/// it), and storage beyond the plan is charged from the month's peak, not its last day.
+#[tokio::test]
+async fn a_plan_held_for_hours_and_a_peak_of_storage_are_billed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    std::fs::write(
+        data.join("silo.toml"),
+        "[plans.metered]\nstorage_mb = 1000\nprice_storage_gb = 200\nself_service = true\n",
+    )
+    .unwrap();
+    ok(data, &["tenant", "create", "flip", "--plan", "business"]);
+    ok(data, &["tenant", "create", "hoard", "--plan", "metered"]);
+    control_sql(data, &BACKDATE).await;
+    // flip: business three months ago (its trial long over), free since two months ago, and
+    // business again from 09:00 to 17:00 on the 10th of last month.
+    let latest = "WHERE seq = (SELECT max(seq) FROM tenant_plans)";
+    control_sql(
+        data,
+        &[
+            "UPDATE tenants SET plan = 'free' WHERE slug = 'flip'",
+            &format!("UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-2 months') {latest}"),
+            "UPDATE tenants SET plan = 'business' WHERE slug = 'flip'",
+            &format!("UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-1 month', '+9 days', '+9 hours') {latest}"),
+            "UPDATE tenants SET plan = 'free' WHERE slug = 'flip'",
+            &format!("UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-1 month', '+9 days', '+17 hours') {latest}"),
+            // hoard: 3.4 GB on the 5th (its peak), 0.5 GB at the month's end.
+            "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
+             SELECT id, strftime('%Y-%m-%d', 'now', 'start of month', '-1 month', '+4 days'), 1, 3400000000, 1, 1
+             FROM tenants WHERE slug = 'hoard'",
+            "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
+             SELECT id, strftime('%Y-%m-%d', 'now', 'start of month', '-1 day'), 1, 500000000, 1, 1
+             FROM tenants WHERE slug = 'hoard'",
+        ],
+    )
+    .await;
+    let period = last_month();
+    let run = json(data, &["billing", "run", "--period", &period, "--json"]);
+    assert_eq!(run["created"], 2, "{run}");
+    let invoices = json(data, &["billing", "invoices", "--period", &period, "--json"]);
+    let of = |slug: &str| invoices.as_array().unwrap().iter().find(|i| i["slug"] == slug).unwrap().clone();
+    let flip = of("flip");
+    let lines: Vec<&str> =
+        flip["lines"].as_array().unwrap().iter().map(|l| l["description"].as_str().unwrap()).collect();
+    assert_eq!(lines, ["business plan, days 10–10"], "{flip}");
+    let days = i64::from(silo_billing::Period::of(&format!("{period}-01T00:00:00.000Z")).unwrap().days());
+    assert_eq!(flip["total"].as_i64(), Some((5_000 * 10 + days / 2) / days - (5_000 * 9 + days / 2) / days));
+    let hoard = of("hoard");
+    let storage = hoard["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["description"].as_str().unwrap().starts_with("storage"))
+        .unwrap();
+    assert_eq!(storage["description"], "storage beyond the plan: 3 GB at the month's peak", "{hoard}");
+    assert_eq!(storage["amount"], 600);
+}
+
 #[tokio::test]
 async fn concurrent_runs_number_every_invoice_once_without_gaps() {
     let dir = tempfile::tempdir().unwrap();

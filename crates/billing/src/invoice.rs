@@ -8,7 +8,7 @@
 //! rounded, and a segment's line is the difference from the previous cut. So however a month
 //! is cut, the lines of a plan held all month add up to exactly its price, and no cent
 //! appears or vanishes between lines. Trial days cost nothing. Storage beyond the plan's limit
-//! is charged per started GB at the month's end. Tax is one line, a rate in basis points of
+//! is charged per started GB at the month's peak (the run finds it). Tax is one line, a rate in basis points of
 //! the subtotal, rounded half up; the lines always sum to the total.
 
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ fn share(total: i64, upto: u32, days: u32) -> i64 {
 }
 
 /// The invoice of a month of `days_in_month` days cut into `segments` (in order, covering the
-/// days billed), with `overage_gb` started GB of storage beyond the plan at the month's end
+/// days billed), with `overage_gb` started GB of storage beyond the plan at the month's peak
 /// (charged at `overage_price` per GB) and tax at `tax_bp` basis points.
 pub fn compute(
     days_in_month: u32,
@@ -99,7 +99,7 @@ pub fn compute(
     }
     if overage_gb > 0 && overage_price > 0 {
         lines.push(Line {
-            description: format!("storage beyond the plan: {overage_gb} GB"),
+            description: format!("storage beyond the plan: {overage_gb} GB at the month's peak"),
             amount: overage_price * overage_gb as i64,
         });
     }

@@ -137,6 +137,19 @@ impl Billing {
         self.tenancy().tenants().create_with(request, founder, actor).await
     }
 
+    /// An owner moves their tenant to another plan: only to a plan marked `self_service`
+    /// (others are given by operators); otherwise as [`Billing::change_plan`].
+    pub async fn choose_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
+        if !self.plans.get(plan)?.self_service {
+            let open: Vec<&str> = self.plans.self_service().collect();
+            return Err(silo_tenancy::Error::Forbidden(format!(
+                "The {plan} plan is arranged with us, not chosen here (plans you can choose: {}).",
+                open.join(", ")
+            )));
+        }
+        self.change_plan(tenant, plan, actor).await
+    }
+
     /// Moves a tenant to another plan (which must exist); its storage limit applies at once,
     /// to the open handle too. Audited.
     pub async fn change_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {

@@ -1,7 +1,8 @@
 //! Usage metering: requests and the accounts making them, per tenant, counted in memory on the
 //! request path (one short lock, no I/O) and flushed every minute into `control.db`'s
 //! `usage_daily` (one row per tenant and UTC day: requests added up; the file's size and the
-//! seats as last seen that day; active users, the distinct accounts seen that day).
+//! seats at their largest seen that day — the peak the billing run charges storage and seats
+//! from; active users, the distinct accounts seen that day).
 //! Counts that cannot be written are kept for the next flush; a killed process loses at most
 //! the last minute's requests, and a restart starts the day's set of accounts afresh (the row
 //! keeps the larger count, so it can only under-count the day).
@@ -35,9 +36,9 @@ pub struct UsageDay {
     pub day: String,
     /// Requests that day.
     pub requests: i64,
-    /// The file's size, as last seen that day.
+    /// The file's size, the largest seen that day.
     pub storage_bytes: i64,
-    /// Members plus pending invitations, as last seen that day.
+    /// Members plus pending invitations, the most seen that day.
     pub seats: i64,
     /// Distinct accounts with a request that day.
     pub active_users: i64,
@@ -112,7 +113,7 @@ impl Billing {
                 "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
                  VALUES (?1, strftime('%Y-%m-%d', 'now'), ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant_id, day) DO UPDATE SET requests = requests + excluded.requests,
-                     storage_bytes = excluded.storage_bytes, seats = excluded.seats,
+                     storage_bytes = max(storage_bytes, excluded.storage_bytes), seats = max(seats, excluded.seats),
                      active_users = max(active_users, excluded.active_users)",
             )
             .bind(tenant.to_string())

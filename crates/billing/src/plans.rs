@@ -19,7 +19,7 @@ pub struct Plan {
     /// Price per seat (member) per month, minor units.
     #[serde(default)]
     pub price_seat: i64,
-    /// Price per started GB of storage beyond `storage_mb` at a month's end, minor units (a
+    /// Price per started GB of storage beyond `storage_mb` at the month's peak, minor units (a
     /// tenant can be over its limit after moving to a smaller plan).
     #[serde(default)]
     pub price_storage_gb: i64,
@@ -37,6 +37,10 @@ pub struct Plan {
     pub projects: Option<u32>,
     /// API requests per minute at most.
     pub api_rpm: Option<u32>,
+    /// Whether a workspace's owner may move to it themselves (from the billing page); other
+    /// plans are given by operators (console, API, CLI). Off unless the plan says so.
+    #[serde(default)]
+    pub self_service: bool,
 }
 
 fn default_currency() -> String {
@@ -56,6 +60,7 @@ impl Default for Plan {
             storage_mb: None,
             projects: None,
             api_rpm: None,
+            self_service: false,
         }
     }
 }
@@ -96,10 +101,11 @@ impl Default for Plans {
             storage_mb,
             projects,
             api_rpm,
+            self_service: true,
         };
         // Storage limits only: seats, projects and request rates are off until an operator
         // sets them (a default that throttled a running installation after an upgrade would
-        // be a surprise, not a plan).
+        // be a surprise, not a plan). Owners may pick any of the three themselves.
         Self(BTreeMap::from([
             ("free".to_owned(), plan(0, 0, 0, None, Some(1_000), None, None)),
             ("team".to_owned(), plan(0, 800, 14, None, Some(10_000), None, None)),
@@ -120,6 +126,11 @@ impl Plans {
     /// The plans' names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+
+    /// The names of the plans owners may pick themselves, sorted.
+    pub fn self_service(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter(|(_, p)| p.self_service).map(|(name, _)| name.as_str())
     }
 }
 
@@ -148,6 +159,8 @@ mod tests {
             (Some(1_000_000), 250, "EUR")
         );
         assert_eq!(plan.seats, None, "no limit");
+        assert!(!plan.self_service, "a configured plan is the operators' unless it says otherwise");
+        assert!(Plans::default().0.values().all(|p| p.self_service));
         assert!(toml::from_str::<Plan>("storage_gb = 1").is_err(), "a misspelt key is an error");
     }
 }

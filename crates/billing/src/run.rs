@@ -5,9 +5,11 @@
 //! cut into segments from the plan history (`tenant_plans`, kept by triggers on `tenants`):
 //! a run of days on one plan, with its trial days (the first `trial_days` after the tenant
 //! first took that plan) and its seats (the metered seat count of each day; the current
-//! member count when the month has no usage rows). [`crate::invoice::compute`] prices them,
-//! with storage beyond the last plan's limit at the month's end and the tax rate of the billing
-//! country. Invoices with nothing to pay are not created. Drafts are inserted `OR IGNORE`
+//! member count when the month has no usage rows). **Each day is billed at the highest plan
+//! held at any moment of it** (the one that costs most that day), so a plan held for an hour
+//! is paid for that day. [`crate::invoice::compute`] prices the segments, with storage beyond
+//! the plan's limit from the month's costliest peak (each day's usage row keeps the largest
+//! size sampled that day) and the tax rate of the billing country. Invoices with nothing to pay are not created. Drafts are inserted `OR IGNORE`
 //! against the one-invoice-per-tenant-and-month index, then every draft of the month is
 //! finalised in slug order ([`Billing::finalise`]).
 //!
@@ -222,12 +224,38 @@ impl Billing {
         let mut segments: Vec<Segment> = Vec::new();
         let mut seats = usage.first().map_or(current_seats, |d| d.seats);
         let mut currency: Option<String> = None;
+        // The storage charge of the month: the day whose peak size costs most beyond the limit
+        // of the plan billed that day (gigabytes, price per gigabyte).
+        let mut overage: (u64, i64) = (0, 0);
         for day in first..=last {
-            // The plan held on `day`: the last change on or before it.
-            let Some((plan, _)) = plans.iter().rev().find(|(_, since)| period.day_of(since) <= day) else {
-                continue;
-            };
-            let plan_terms: &Plan = terms(plan)?;
+            if let Some(metered) = usage.iter().find(|d| d.day == day) {
+                seats = metered.seats;
+            }
+            // Every plan held during `day` (the one it started with and any taken that day);
+            // the day is billed at the highest of them, so a plan held for an hour is paid.
+            // (Timestamps are RFC 3339 in UTC with milliseconds: they compare as text.)
+            let midnight = format!("{}T00:00:00.000Z", period.date(day));
+            let mut held: Vec<&String> = plans
+                .iter()
+                .rev()
+                .find(|(_, since)| since.as_str() <= midnight.as_str())
+                .map(|(plan, _)| plan)
+                .into_iter()
+                .collect();
+            held.extend(
+                plans
+                    .iter()
+                    .filter(|(_, since)| since.as_str() > midnight.as_str() && period.day_of(since) == day)
+                    .map(|(plan, _)| plan),
+            );
+            let mut highest: Option<(&String, &Plan)> = None;
+            for plan in held {
+                let plan_terms = terms(plan)?;
+                if highest.is_none_or(|(_, best)| rank(plan_terms, seats) > rank(best, seats)) {
+                    highest = Some((plan, plan_terms));
+                }
+            }
+            let Some((plan, plan_terms)) = highest else { continue };
             match &currency {
                 None => currency = Some(plan_terms.currency.clone()),
                 Some(c) if *c != plan_terms.currency => {
@@ -238,8 +266,15 @@ impl Billing {
                 }
                 Some(_) => {}
             }
-            if let Some(metered) = usage.iter().find(|d| d.day == day) {
-                seats = metered.seats;
+            if let Some(peak) = usage.iter().find(|d| d.day == day).map(|d| d.storage.max(0) as u64)
+                && let Some(limit) = plan_terms.storage_bytes()
+                && peak > limit
+            {
+                let gb = (peak - limit).div_ceil(1_000_000_000);
+                let charge = |(gb, price): (u64, i64)| i128::from(gb) * i128::from(price);
+                if charge((gb, plan_terms.price_storage_gb)) >= charge(overage) {
+                    overage = (gb, plan_terms.price_storage_gb);
+                }
             }
             let trial_end = first_taken.get(plan.as_str()).copied().unwrap_or(i64::MIN)
                 + i64::from(plan_terms.trial_days);
@@ -264,14 +299,8 @@ impl Billing {
                 }),
             }
         }
-        let (Some(currency), Some(last_segment)) = (currency, segments.last()) else { return Ok(None) };
-        let stored = usage.last().map_or(0, |d| d.storage.max(0) as u64);
-        let overage_gb = match last_segment.terms.storage_bytes() {
-            Some(limit) if stored > limit => (stored - limit).div_ceil(1_000_000_000),
-            _ => 0,
-        };
-        let overage_price = last_segment.terms.price_storage_gb;
-        Ok(Some((currency, segments, overage_gb, overage_price)))
+        let (Some(currency), false) = (currency, segments.is_empty()) else { return Ok(None) };
+        Ok(Some((currency, segments, overage.0, overage.1)))
     }
 
     /// Inserts the drafts (a tenant already invoiced for the month is skipped by the unique
@@ -307,4 +336,11 @@ impl Billing {
         }
         Ok(created)
     }
+}
+
+/// How high a plan ranks on a day with `seats` members: what the day costs on it, then its
+/// storage limit (no limit ranks highest).
+fn rank(plan: &Plan, seats: i64) -> (i128, u64) {
+    let cost = i128::from(plan.price_month) + i128::from(plan.price_seat) * i128::from(seats.max(0));
+    (cost, plan.storage_bytes().unwrap_or(u64::MAX))
 }

@@ -65,6 +65,16 @@ fn csv(body: String, name: &str) -> HttpResponse {
         .body(body)
 }
 
+/// The plans an owner can pick (the self-service ones), with the current plan first when it is
+/// an operator's (so the select shows what the workspace is on).
+fn choosable<'a>(billing: &'a silo_billing::Billing, current: &'a str) -> Vec<&'a str> {
+    let mut plans: Vec<&str> = billing.plans().self_service().collect();
+    if !plans.contains(&current) {
+        plans.insert(0, current);
+    }
+    plans
+}
+
 #[get("/billing")]
 async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let ws = entered(&req, &me).await?;
@@ -77,7 +87,7 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
     page("workspace/billing.html", &ws, "billing")
         .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
         .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
-        .with("plans", &billing.plans().names().collect::<Vec<_>>())
+        .with("plans", &choosable(billing, &ws.tenant.plan))
         .with("contact", &billing.profile(ws.tenant.id).await?)
         .with("countries", &silo_billing::countries::COUNTRIES)
         .with("invoices", &invoices)

@@ -464,7 +464,7 @@ async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Pl
     let actor = me.session.email.as_str();
     let changed = state(&req)
         .billing
-        .change_plan(&silo_tenancy::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
+        .choose_plan(&silo_tenancy::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
         .await;
     flash_outcome_with(&back, changed, |tenant| {
         Ok(see_other_with_flash(&back, "ok", &format!("This workspace is now on the {} plan.", tenant.plan)))
