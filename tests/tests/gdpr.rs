@@ -301,6 +301,7 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
     assert!(server.accounts.users().by_email("ada@example.com").await.is_ok());
 
     let team_tenant = server.tenancy.tenant(&team).await.unwrap();
+    let solo_id = server.tenancy.tenant(&"solo".parse().unwrap()).await.unwrap().id;
     let bob = server.accounts.users().by_email("bob@example.com").await.unwrap();
     let operator = silo_accounts::roles::By::Operator("test");
     memberships.change_role(&team_tenant, &bob.id, Role::Owner, operator).await.unwrap();
@@ -310,8 +311,9 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
     assert_eq!(ada.get("/account").await.unwrap().status, 303, "signed out");
     newest_request_done(&server, "subject.erase").await;
     assert!(server.accounts.users().by_email("ada@example.com").await.is_err(), "the account is gone");
-    let solo = server.tenancy.tenant(&"solo".parse().unwrap()).await.unwrap();
+    let solo = server.tenancy.tenant(&TenantRef::Id(solo_id)).await.unwrap();
     assert_eq!(solo.status, silo_tenancy::TenantStatus::Deleted, "her own workspace is purged");
+    assert!(server.tenancy.tenant(&"solo".parse().unwrap()).await.is_err(), "its slug went with it");
     let db = server.tenancy.db(team_tenant.id).await.unwrap();
     assert_eq!(silo_workspace::members::count(&db).unwrap(), 1, "only Bob is left in the team");
     drop(db);
@@ -368,5 +370,244 @@ async fn an_unavailable_tenant_is_retried_until_the_erasure_is_done() {
     let done = ops.wait_for_job(&id).await.unwrap();
     assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("done"), Some(2)), "{done}");
     assert!(server.accounts.users().by_email("ada@example.com").await.is_err());
+    server.stop().await.unwrap();
+}
+
+/// Dave wrote a task and a comment, left the workspace, then asked to be erased: the erasure
+/// still reaches the workspace (and its earlier export), and a restore of a backup from
+/// before does not bring him back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_left_is_erased_from_every_workspace_they_ever_wrote_in() {
+    let server = TestServer::start().await.unwrap();
+    let data = server.tenancy.settings().data_dir.clone();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    let dave = format!("dave.{CANARY}@example.com");
+    let users = server.accounts.users();
+    users.create(&dave, silo_e2e::PASSWORD, Some(&format!("Dave {CANARY}")), "test").await.unwrap();
+    users.create("bob@example.com", silo_e2e::PASSWORD, Some("Bob"), "test").await.unwrap();
+    work_as(&server, "bob@example.com", "acme", Role::Owner, OTHER).await;
+    work_as(&server, &dave, "acme", Role::Member, CANARY).await;
+    let acme: TenantRef = "acme".parse().unwrap();
+    let before = server.tenancy.backups().create(&acme, BackupKind::Manual, "test").await.unwrap();
+    let (status, export) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    assert_eq!(status, 202, "{export}");
+    let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(export["status"], "done", "{export}");
+    // Dave leaves.
+    let tenant = server.tenancy.tenant(&acme).await.unwrap();
+    let user = users.by_email(&dave).await.unwrap();
+    let by = silo_accounts::By::Member { user_id: &user.id, label: &dave };
+    server.accounts.memberships().remove(&tenant, &user.id, by).await.unwrap();
+    assert!(!files_containing(&data, CANARY).is_empty(), "his words stay in the workspace");
+
+    let (status, job) = ops.call("POST", "/subjects/erase", Some(json!({ "email": dave }))).await.unwrap();
+    assert_eq!(status, 202, "{job}");
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(job["status"], "done", "{job}");
+    let result = &job["result"];
+    assert_eq!(result["tenants"][tenant.id.to_string()]["slug"], "acme", "{result}");
+    assert_eq!(result["exports_deleted"], 1, "{result}");
+    let leftovers = files_containing(&data, CANARY);
+    assert!(leftovers.is_empty(), "the canary survives in {leftovers:?}");
+    assert!(!files_containing(&data, OTHER).is_empty(), "Bob's work stays");
+    let restored = server.tenancy.backups().restore(&acme, Some(&before.id), None, "test").await.unwrap();
+    assert_eq!(restored.forgotten, 1, "the restore forgets the former member too");
+    let leftovers = files_containing(&data, CANARY);
+    assert!(leftovers.is_empty(), "the restore brought the canary back: {leftovers:?}");
+    server.stop().await.unwrap();
+}
+
+/// An email to someone else that names the erased person (an invitation from them) is blanked
+/// by the account's id, whatever name they had when it was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_from_an_erased_person_is_blanked_whatever_their_name_was() {
+    let server = TestServer::start().await.unwrap();
+    let data = server.tenancy.settings().data_dir.clone();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let old_name = format!("Ada {CANARY}");
+    ada.submit("/account", "/account/profile", &[("display_name", &old_name)]).await.unwrap();
+    let sent = ada
+        .submit(
+            "/w/acme/members",
+            "/w/acme/members/invite",
+            &[("email", "erin@example.com"), ("role", "member")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 303);
+    assert!(
+        server.last_email("erin@example.com").await.unwrap().contains(CANARY),
+        "the invitation names her"
+    );
+    // She changes her name before asking to be erased: the old one is only in that email.
+    ada.submit("/account", "/account/profile", &[("display_name", "Ada Lovelace")]).await.unwrap();
+    let (_, job) =
+        ops.call("POST", "/subjects/erase", Some(json!({ "email": "ada@example.com" }))).await.unwrap();
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(job["status"], "done", "{job}");
+    let email = server.accounts.outbox().list(Some("erin@example.com"), 1).await.unwrap().remove(0);
+    assert_eq!((email.subject.as_str(), email.body.as_str()), ("[erased]", "[erased]"));
+    let leftovers = files_containing(&data, CANARY);
+    assert!(leftovers.is_empty(), "the old name survives in {leftovers:?}");
+    server.stop().await.unwrap();
+}
+
+/// A purge deletes the workspace's exports (listed in its certificate) and its name and slug;
+/// the links answer 410 with a message about the link, both after the soft delete and after
+/// the purge, and an expired link says it expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_deletes_the_exports_and_the_name_and_links_answer_410_about_the_link() {
+    let server = TestServer::start().await.unwrap();
+    let data = server.tenancy.settings().data_dir.clone();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    let (slug, name) = ("zq-slug-4417", "Zq Name 4417");
+    let (status, tenant) =
+        ops.call("POST", "/tenants", Some(json!({ "slug": slug, "name": name }))).await.unwrap();
+    assert_eq!(status, 201, "{tenant}");
+    let (_, export) = ops.call("POST", &format!("/tenants/{slug}/export"), None).await.unwrap();
+    let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
+    let link = export["result"]["download"].as_str().unwrap().trim_start_matches("/api/v1").to_owned();
+    let zip = data.join("exports").join(format!("{}.zip", export["id"].as_str().unwrap()));
+    assert!(zip.is_file());
+    assert_eq!(ApiClient::new(server.addr, None).call("GET", &link, None).await.unwrap().0, 200);
+
+    let (status, _) = ops.call("DELETE", &format!("/tenants/{slug}"), None).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, body) = ApiClient::new(server.addr, None).call("GET", &link, None).await.unwrap();
+    assert_eq!(status, 410, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("download link no longer works"), "{body}");
+    let (status, purged) = ops.call("DELETE", &format!("/tenants/{slug}?purge=true"), None).await.unwrap();
+    assert_eq!(status, 200, "{purged}");
+    assert!(!zip.exists(), "the purge deleted the zip");
+    let (status, body) = ApiClient::new(server.addr, None).call("GET", &link, None).await.unwrap();
+    assert_eq!(status, 410, "{body}");
+    let audit = server.tenancy.audit_log(None, None, 500).await.unwrap();
+    let certificate = &audit.iter().find(|e| e.action == "tenant.purge").unwrap().detail;
+    assert_eq!(certificate["exports"]["jobs"], json!([export["id"]]), "{certificate}");
+    server.tenancy.control().checkpoint_truncate().await.unwrap();
+    for gone in [slug, name] {
+        let left: Vec<_> =
+            files_containing(&data, gone).into_iter().filter(|f| f.contains("control.db")).collect();
+        assert!(left.is_empty(), "{gone} survives the purge in {left:?}");
+    }
+    // An expired link says so (a link signed for a time already past).
+    ops.call("POST", "/tenants", Some(json!({ "slug": "beta" }))).await.unwrap();
+    let (_, export) = ops.call("POST", "/tenants/beta/export", None).await.unwrap();
+    let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    let expired = server.tenancy.exports().download_link(export["id"].as_str().unwrap(), past).await.unwrap();
+    let (status, body) = ApiClient::new(server.addr, None)
+        .call("GET", expired.trim_start_matches("/api/v1"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 410, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("This download link expired on"), "{body}");
+    server.stop().await.unwrap();
+}
+
+/// Destructive endpoints refuse what they do not know instead of ignoring it: `dry-run` (the
+/// CLI's spelling) is a dry run, a misspelt parameter or JSON field is 400 naming it, and
+/// nothing is erased or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destructive_endpoints_refuse_unknown_parameters_and_fields() {
+    let server = TestServer::start().await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    server.accounts.users().create("bob@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let member = server.member_token("bob@example.com", "acme", Role::Owner).await.unwrap();
+    let body = json!({ "email": "bob@example.com" });
+    let (status, plan) = ops.call("POST", "/subjects/erase?dry-run=true", Some(body.clone())).await.unwrap();
+    assert_eq!(
+        (status, plan["found"].as_bool()),
+        (200, Some(true)),
+        "the CLI's spelling is a dry run: {plan}"
+    );
+    let (status, error) = ops.call("POST", "/subjects/erase?dryrun=true", Some(body.clone())).await.unwrap();
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("unknown field `dryrun`"), "{error}");
+    let (status, error) = ops
+        .call("POST", "/subjects/erase", Some(json!({ "email": "bob@example.com", "dry_run": true })))
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "a JSON field the endpoint does not take: {error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("unknown field `dry_run`"), "{error}");
+    let (status, error) = ops.call("DELETE", "/tenants/acme?purge=true&force=1", None).await.unwrap();
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("force"), "{error}");
+    let (status, error) =
+        ops.call("PATCH", "/tenants/acme?confirm=yes", Some(json!({ "status": "suspended" }))).await.unwrap();
+    assert_eq!(status, 400, "{error}");
+    let (status, error) =
+        ops.call("PATCH", "/tenants/acme", Some(json!({ "stauts": "suspended" }))).await.unwrap();
+    assert_eq!(status, 400, "{error}");
+    let api = ApiClient::new(server.addr, Some(&member));
+    let (_, project) = api.call("POST", "/w/acme/projects", Some(json!({ "name": "p" }))).await.unwrap();
+    let (_, task) = api
+        .call("POST", "/w/acme/tasks", Some(json!({ "project_id": project["id"], "title": "t" })))
+        .await
+        .unwrap();
+    let task = format!("/w/acme/tasks/{}", task["id"]);
+    assert_eq!(api.call("DELETE", &format!("{task}?soft=true"), None).await.unwrap().0, 400);
+    assert_eq!(api.call("PATCH", &task, Some(json!({ "titel": "x" }))).await.unwrap().0, 400);
+    // Nothing happened.
+    assert!(server.accounts.users().by_email("bob@example.com").await.is_ok(), "not erased");
+    assert_eq!(
+        server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().status,
+        silo_tenancy::TenantStatus::Active
+    );
+    assert_eq!(api.call("GET", &task, None).await.unwrap().0, 200, "the task is still there");
+    server.stop().await.unwrap();
+}
+
+/// An export that finishes while an erasure that reaches it is under way is discarded, not
+/// kept: the erasure may already have deleted the exports it knew of. A workspace export is
+/// made again once the erasure is done; a person's own export ends with nothing kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_that_may_hold_a_person_being_erased_is_discarded() {
+    let server = TestServer::start().await.unwrap();
+    let data = server.tenancy.settings().data_dir.clone();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    let dave = format!("dave.{CANARY}@example.com");
+    server.accounts.users().create(&dave, silo_e2e::PASSWORD, Some("Dave"), "test").await.unwrap();
+    work_as(&server, &dave, "acme", Role::Member, CANARY).await;
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let user = server.accounts.users().by_email(&dave).await.unwrap();
+    // Dave's erasure has begun (the ledger holds him, acme still pending) when exports finish.
+    let ledger = server.tenancy.erasures();
+    let subject = ledger.subject_of(&user.id).await.unwrap();
+    let email_hash = ledger.email_hash(&dave).await.unwrap();
+    ledger.record(&subject, &email_hash, "job-under-way", &[acme.id]).await.unwrap();
+
+    let (_, export) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    let id = export["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let discarded = loop {
+        let (_, job) = ops.call("GET", &format!("/jobs/{id}"), None).await.unwrap();
+        if job["last_error"].is_string() {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(discarded["last_error"].as_str().unwrap().contains("being erased"), "{discarded}");
+    assert_eq!(discarded["status"], "queued", "made again later: {discarded}");
+    assert!(!data.join("exports").join(format!("{id}.zip")).exists(), "no zip is kept");
+
+    let (_, mine) = ops.call("POST", "/subjects/export", Some(json!({ "email": dave }))).await.unwrap();
+    let mine = ops.wait_for_job(mine["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(
+        (mine["status"].as_str(), mine["result"]["found"].as_bool()),
+        (Some("done"), Some(false)),
+        "{mine}"
+    );
+    assert!(!data.join("exports").join(format!("{}.zip", mine["id"].as_str().unwrap())).exists());
     server.stop().await.unwrap();
 }

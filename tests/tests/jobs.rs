@@ -222,3 +222,156 @@ async fn a_subject_export_holds_the_persons_data_across_tenants_and_no_one_elses
     assert_eq!(status, 403);
     server.stop().await.unwrap();
 }
+
+/// Exports are bounded: one per workspace at a time (a repeat gets the one in progress), a
+/// daily number and a daily byte budget per workspace, and none when the disk is nearly full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_are_one_at_a_time_bounded_per_day_and_refused_on_a_nearly_full_disk() {
+    let server = TestServer::start_with(|s| s.fleet.exports.per_day = 2).await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    // Ten clicks at once: one job.
+    let clicks = (0..10).map(|_| ops.call("POST", "/tenants/acme/export", None));
+    let answers: Vec<_> = futures::future::join_all(clicks).await.into_iter().map(Result::unwrap).collect();
+    assert!(answers.iter().all(|(status, _)| *status == 202), "{answers:?}");
+    let ids: std::collections::BTreeSet<&str> =
+        answers.iter().map(|(_, job)| job["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "one export in progress, returned to every click: {ids:?}");
+    ops.wait_for_job(ids.first().unwrap()).await.unwrap();
+    let (_, second) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    ops.wait_for_job(second["id"].as_str().unwrap()).await.unwrap();
+    let (status, refused) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    assert_eq!(status, 422, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("No more exports today") && message.contains("the next can start after"),
+        "{message}"
+    );
+    // The owner sees the same on the settings page.
+    server.stop().await.unwrap();
+
+    let server = TestServer::start_with(|s| s.fleet.exports.bytes_per_day = 1).await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    let (status, first) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    assert_eq!(status, 202, "one export is always allowed");
+    ops.wait_for_job(first["id"].as_str().unwrap()).await.unwrap();
+    let (status, refused) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    assert_eq!(status, 422, "the day's bytes are used: {refused}");
+    server.stop().await.unwrap();
+
+    let server =
+        TestServer::start_with(|s| s.fleet.exports.min_free_mb = u64::MAX / 2_000_000).await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    let (status, refused) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    assert_eq!((status, refused["error"]["code"].as_str()), (503, Some("disk_low")), "{refused}");
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("not enough free disk space"),
+        "{refused}"
+    );
+    let (status, _) =
+        ops.call("POST", "/subjects/export", Some(json!({ "email": "ops@example.com" }))).await.unwrap();
+    assert_eq!(status, 503, "a person's export too");
+    let (_, jobs) = ops.call("GET", "/jobs?limit=100", None).await.unwrap();
+    assert!(jobs.as_array().unwrap().iter().all(|j| j["kind"] != "tenant.export"), "nothing was queued");
+    server.stop().await.unwrap();
+}
+
+/// Exports run in a lane of their own: an erasure asked for after ten queued exports does not
+/// wait behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_does_not_wait_behind_queued_exports() {
+    let server = TestServer::start().await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    server.accounts.users().create("dave@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let mut exports = Vec::new();
+    for i in 0..10 {
+        let slug = format!("t-{i}");
+        ops.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap();
+        server.member_token("dave@example.com", &slug, Role::Member).await.unwrap();
+    }
+    for i in 0..10 {
+        let (_, job) = ops.call("POST", &format!("/tenants/t-{i}/export"), None).await.unwrap();
+        exports.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let (_, erasure) =
+        ops.call("POST", "/subjects/erase", Some(json!({ "email": "dave@example.com" }))).await.unwrap();
+    let erasure = ops.wait_for_job(erasure["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(erasure["status"], "done", "{erasure}");
+    let mut finished_before = 0;
+    for id in &exports {
+        let job = ops.wait_for_job(id).await.unwrap();
+        // An export discarded because the erasure reached its workspace is made again.
+        if job["finished_at"].as_str() < erasure["finished_at"].as_str() && job["status"] == "done" {
+            finished_before += 1;
+        }
+    }
+    assert!(finished_before < 5, "the erasure waited for {finished_before} exports");
+    server.stop().await.unwrap();
+}
+
+/// A download streams the zip from disk, and downloads of one link at once are bounded: the
+/// one too many answers 429 with `Retry-After`, and a place frees when a download ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_streamed_and_bounded_per_link() {
+    let server = TestServer::start_with(|s| s.fleet.exports.downloads_per_link = 2).await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    // Enough incompressible text that a download outlasts the sockets' buffers.
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    let project = silo_workspace::projects::create(&db, "big", "", None).unwrap();
+    let mut seed = 0x9e3779b97f4a7c15_u64;
+    for i in 0..400 {
+        let body: String = (0..2_500)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                format!("{:08x}", seed as u32)
+            })
+            .collect();
+        let task = silo_workspace::tasks::NewTask {
+            project_id: project,
+            title: format!("t{i}"),
+            body: body[..20_000].to_owned(),
+            ..Default::default()
+        };
+        silo_workspace::tasks::create(&db, &task, None).unwrap();
+    }
+    drop(db);
+    let (_, job) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
+    let size = job["result"]["bytes"].as_u64().unwrap();
+    assert!(size > 8_000_000, "{size}");
+    let link = server.url(job["result"]["download"].as_str().unwrap());
+    let client = reqwest::Client::new();
+    // Two downloads started and not read: both hold their place.
+    let first = client.get(&link).send().await.unwrap();
+    let second = client.get(&link).send().await.unwrap();
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert_eq!(first.headers()["content-length"], size.to_string().as_str());
+    let third = client.get(&link).send().await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert!(third.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // The first finishes; its place is free again.
+    assert_eq!(first.bytes().await.unwrap().len() as u64, size);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let fourth = loop {
+        let response = client.get(&link).send().await.unwrap();
+        if response.status() == 200 || tokio::time::Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(fourth.status(), 200);
+    assert_eq!(fourth.bytes().await.unwrap().len() as u64, size);
+    drop(second);
+    server.stop().await.unwrap();
+}

@@ -6,7 +6,9 @@
 //! ([`Accounts`]), the HTTP server, the outbox's SMTP delivery loop (when `[smtp]` names a
 //! host), the backup scheduler (when `backup.schedule`), the durable job workers, the usage
 //! meter's flush, billing's schedule (last month's billing run, the daily dunning pass; when
-//! `billing.schedule`) and the hourly sweep of expired exports.
+//! `billing.schedule`) and the hourly sweep of expired exports and old finished jobs. Jobs
+//! run in two lanes: exports in one (`jobs.export_workers`), everything else in the other
+//! (`jobs.workers`).
 //!
 //! Stopped by SIGTERM or SIGINT (actix-web's signal handling) or [`ApplicationHandle::stop`]:
 //! the listener stops accepting, requests in flight finish (up to the server's shutdown
@@ -104,9 +106,15 @@ impl Application {
         silo_tenancy::jobs::kinds::register(&mut workers, &tenancy);
         silo_accounts::subjects::register(&mut workers, &accounts);
         silo_billing::jobs::register(&mut workers, &billing);
-        let (jobs, pool, stopping_jobs) =
-            (tenancy.jobs(), tenancy.settings().jobs.pool(), Stopping(stopping.clone()));
-        loops.push(tokio::spawn(async move { workers.run(jobs, pool, stopping_jobs.signal()).await }));
+        // Exports have a lane of their own: a queue of them never delays an erasure, a purge
+        // or the billing run.
+        let exports = workers
+            .lane(&[silo_tenancy::jobs::kinds::TENANT_EXPORT, silo_accounts::subjects::SUBJECT_EXPORT]);
+        let lanes = &tenancy.settings().jobs;
+        for (lane, pool) in [(workers, lanes.pool()), (exports, lanes.export_pool())] {
+            let (jobs, stopping_jobs) = (tenancy.jobs(), Stopping(stopping.clone()));
+            loops.push(tokio::spawn(async move { lane.run(jobs, pool, stopping_jobs.signal()).await }));
+        }
         let (meter, stopping_meter) = (billing.clone(), Stopping(stopping.clone()));
         let every = std::time::Duration::from_secs(60);
         loops.push(tokio::spawn(async move { meter.run_meter(every, stopping_meter.signal()).await }));
@@ -115,8 +123,8 @@ impl Application {
             let every = std::time::Duration::from_secs(3600);
             loops.push(tokio::spawn(async move { billing.run_schedule(every, stopping.signal()).await }));
         }
-        let (exports, stopping_sweep) = (tenancy.exports(), Stopping(stopping.clone()));
-        loops.push(tokio::spawn(async move { sweep_exports(exports, stopping_sweep.signal()).await }));
+        let (swept, stopping_sweep) = (tenancy.clone(), Stopping(stopping.clone()));
+        loops.push(tokio::spawn(async move { sweep(swept, stopping_sweep.signal()).await }));
         let server = server::start(billing.clone(), settings.server, listener)?;
         Ok(Self { addr, accounts, billing, server, stop, loops })
     }
@@ -159,15 +167,22 @@ impl Application {
     }
 }
 
-/// Deletes expired exports at start and then hourly, until `stop`.
-async fn sweep_exports(exports: silo_tenancy::Exports, stop: impl std::future::Future<Output = ()>) {
+/// Deletes expired exports, and jobs finished longer ago than `jobs.keep_finished_days`, at
+/// start and then hourly, until `stop`.
+async fn sweep(tenancy: Tenancy, stop: impl std::future::Future<Output = ()>) {
     let keep = std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
+    let keep_jobs = tenancy.settings().jobs.keep_finished();
     tokio::pin!(stop);
     loop {
-        match exports.forget_expired(keep) {
+        match tenancy.exports().forget_expired(keep) {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "expired exports deleted"),
             Err(e) => tracing::warn!(error = %e, "deleting expired exports failed"),
+        }
+        match tenancy.jobs().prune(keep_jobs).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "finished jobs deleted"),
+            Err(e) => tracing::warn!(error = %e, "deleting finished jobs failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}

@@ -46,10 +46,16 @@ fn tenant_commands_round_trip() {
     ok(d, &["tenant", "delete", "globex"]);
     assert_eq!(json(d, &["tenant", "show", "globex", "--json"])["status"], "deleting");
     ok(d, &["tenant", "delete", "acme", "--purge"]);
-    let purged = json(d, &["tenant", "show", "acme", "--json"]);
+    // The purge takes the slug and name with it: the tenant is found by its id, as deleted.
+    let purged = json(d, &["tenant", "show", created["id"].as_str().unwrap(), "--json"]);
     assert_eq!(purged["status"], "deleted");
+    assert_eq!(purged["slug"], format!("purged-{}", created["id"].as_str().unwrap().replace('-', "")));
     assert!(!d.join(&path).exists() && !Path::new(&path).exists());
-    assert!(fails(d, &["tenant", "sql", "acme", "SELECT 1"]).contains("has been deleted"));
+    assert!(fails(d, &["tenant", "show", "acme"]).contains("no tenant `acme`"));
+    assert!(
+        fails(d, &["tenant", "sql", created["id"].as_str().unwrap(), "SELECT 1"])
+            .contains("has been deleted")
+    );
 }
 
 #[test]

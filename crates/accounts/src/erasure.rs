@@ -5,7 +5,8 @@
 //! 1. Find the account by address. None: the job ends "no data" (or "already erased" when the
 //!    ledger knows the address's keyed hash).
 //! 2. Record the erasure in the ledger ([`silo_tenancy::erasure`]): the keyed hash of the
-//!    account id and the tenants it belongs to, each `pending`; end their sessions and revoke
+//!    account id and every tenant it ever belonged to (`membership_history`: a member who left
+//!    keeps their rows), each `pending`; end their sessions and revoke
 //!    their tokens, so nothing is written as them while the tenants are erased.
 //! 3. In every pending tenant, erase the person as the tenant manifest says
 //!    ([`silo_workspace::erasure::erase`]), with the file to itself, `secure_delete` on and the
@@ -13,7 +14,8 @@
 //!    tenant that cannot be opened now is left pending and the job retries (with backoff)
 //!    once the others are done.
 //! 4. Delete the exports that hold the person: their subject exports, and the exports of the
-//!    tenants they belonged to.
+//!    tenants they ever belonged to. (An export still running checks the ledger after its zip
+//!    is in place and deletes it when it may hold an erased person, so none outlives this.)
 //! 5. In one control-plane transaction: delete the account, sessions, tokens, memberships,
 //!    invitations, sign-ups, resets and mail to them; rename them in audit entries and jobs to
 //!    `subject:<keyed hash>`; blank any job or mail that quotes their address; replace this
@@ -46,6 +48,7 @@ const CONTROL_STEPS: &[(&str, &str, Option<&str>)] = &[
     ("sessions", "sessions WHERE user_id = ?1", None),
     ("api_tokens", "api_tokens WHERE user_id = ?1", None),
     ("memberships", "memberships WHERE user_id = ?1", None),
+    ("membership_history", "membership_history WHERE user_id = ?1", None),
     ("operators", "operators WHERE user_id = ?1", None),
     ("password_resets", "password_resets WHERE user_id = ?1", None),
     ("invitations", "invitations WHERE email = ?2", None),
@@ -53,6 +56,11 @@ const CONTROL_STEPS: &[(&str, &str, Option<&str>)] = &[
     ("signups", "signups WHERE email = ?2", None),
     ("outbox", "outbox WHERE recipient = ?2", None),
     ("billing_profiles", "billing_profiles WHERE lower(email) = ?2", Some("email = ''")),
+    (
+        "outbox",
+        "outbox WHERE about_user_id = ?1",
+        Some("subject = '[erased]', body = '[erased]', about_user_id = NULL"),
+    ),
     (
         "outbox",
         "outbox WHERE instr(lower(body), ?2) > 0 OR instr(lower(subject), ?2) > 0 \
@@ -100,13 +108,16 @@ async fn find(accounts: &crate::Accounts, email: &str) -> Result<Option<Subject>
     Ok(Some(Subject { user, hash }))
 }
 
-/// The tenants the person belongs to (any status but purged).
+/// Every tenant the person ever belonged to (a member who left keeps their rows there), in
+/// any status (a purged one has nothing left to erase).
 async fn tenants_of(accounts: &crate::Accounts, user_id: &str) -> Result<Vec<Tenant>> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY tenant_id")
-            .bind(user_id)
-            .fetch_all(accounts.tenancy().control().writer())
-            .await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT tenant_id FROM membership_history WHERE user_id = ?1
+         UNION SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY 1",
+    )
+    .bind(user_id)
+    .fetch_all(accounts.tenancy().control().writer())
+    .await?;
     let mut tenants = Vec::new();
     for id in ids {
         let id: TenantId = id.parse()?;
@@ -171,12 +182,13 @@ fn control_arguments(subject: &Subject, job: &str) -> [String; 5] {
 }
 
 /// The jobs whose export zip holds the person: their own subject exports, and exports of the
-/// tenants they belong to.
+/// tenants they ever belonged to.
 async fn export_jobs(accounts: &crate::Accounts, subject: &Subject) -> Result<Vec<String>> {
     let ids = sqlx::query_scalar(
         "SELECT id FROM jobs WHERE (kind = 'subject.export' AND lower(json_extract(payload, '$.email')) = ?2)
             OR (kind = 'tenant.export' AND json_extract(payload, '$.tenant') IN
-                (SELECT tenant_id FROM memberships WHERE user_id = ?1))
+                (SELECT tenant_id FROM membership_history WHERE user_id = ?1
+                 UNION SELECT tenant_id FROM memberships WHERE user_id = ?1))
          ORDER BY id",
     )
     .bind(subject.user.id.to_string())
@@ -268,14 +280,10 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     // 4. Exports holding the person.
     let exports = export_jobs(&accounts, &subject).await?;
     for job in &exports {
-        let zip = silo_tenancy::jobs::kinds::export_path(tenancy, job);
-        for path in [zip.with_extension("zip.partial"), zip] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(JobError::retry(format!("cannot delete {}: {e}", path.display()))),
-            }
-        }
+        tenancy
+            .exports()
+            .remove(job)
+            .map_err(|e| JobError::retry(format!("cannot delete export {job}: {e}")))?;
     }
     // 5. The control plane, all at once.
     let control = remove_records(&accounts, &subject, &ctx.job.id, exports.len()).await?;

@@ -120,7 +120,13 @@ impl Invitations {
         );
         self.0
             .outbox()
-            .queue_with_link(email.as_str(), &format!("Join {} on Silo", tenant.name), &body, &link)
+            .queue_with_link(
+                email.as_str(),
+                &format!("Join {} on Silo", tenant.name),
+                &body,
+                &link,
+                Some(&inviter.id),
+            )
             .await?;
         let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
             .bind(&id)

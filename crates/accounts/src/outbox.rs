@@ -148,20 +148,23 @@ pub struct Outbox(pub(crate) crate::Accounts);
 impl Outbox {
     /// Queues an email without a link (and logs it).
     pub async fn queue(&self, recipient: &str, subject: &str, body: &str) -> Result<()> {
-        self.enqueue(recipient, subject, body, None).await
+        self.enqueue(recipient, subject, body, None, None).await
     }
 
     /// Queues an email whose `body` carries `link` where [`LINK_PLACEHOLDER`] stands; the link
-    /// is stored only sealed, and only until it is sent or expires.
+    /// is stored only sealed, and only until it is sent or expires. `about`: the account the
+    /// email speaks of besides its recipient (an invitation's inviter), so erasing that person
+    /// blanks it by id.
     pub async fn queue_with_link(
         &self,
         recipient: &str,
         subject: &str,
         body: &str,
         link: &EmailLink,
+        about: Option<&str>,
     ) -> Result<()> {
         debug_assert!(body.contains(LINK_PLACEHOLDER), "the body has a place for the link");
-        self.enqueue(recipient, subject, body, Some(link)).await
+        self.enqueue(recipient, subject, body, Some(link), about).await
     }
 
     async fn enqueue(
@@ -170,6 +173,7 @@ impl Outbox {
         subject: &str,
         body: &str,
         link: Option<&EmailLink>,
+        about: Option<&str>,
     ) -> Result<()> {
         let sealed = match link {
             Some(link) => {
@@ -178,15 +182,16 @@ impl Outbox {
             None => None,
         };
         sqlx::query(concat!(
-            "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at) VALUES (",
+            "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at, about_user_id) VALUES (",
             silo_tenancy::now!(),
-            ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
+            ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?)"
         ))
         .bind(recipient)
         .bind(subject)
         .bind(body)
         .bind(sealed)
         .bind(link.map(|l| format!("+{} seconds", l.valid_for.as_secs())))
+        .bind(about)
         .execute(self.0.control().writer())
         .await?;
         if self.0.settings().smtp.host.is_some() {

@@ -126,7 +126,7 @@ impl Signups {
                 );
                 self.0
                     .outbox()
-                    .queue_with_link(email.as_str(), "Confirm your Silo sign-up", &body, &link)
+                    .queue_with_link(email.as_str(), "Confirm your Silo sign-up", &body, &link, None)
                     .await
             }
             Err(e) => Err(e),

@@ -8,6 +8,7 @@
 use std::io::Write;
 
 use serde_json::json;
+use silo_tenancy::jobs::Enqueued;
 use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
 use silo_tenancy::{Error, Result, TenantRef, TenantStatus, Timestamp};
 
@@ -46,10 +47,14 @@ pub struct Request {
 pub struct Subjects(pub(crate) crate::Accounts);
 
 impl Subjects {
-    /// Starts an export of everything held about `email` as a durable job.
-    pub async fn start_export(&self, email: &str, actor: &str) -> Result<silo_tenancy::jobs::Job> {
-        let job = silo_tenancy::jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": normalised(email) }));
-        self.0.tenancy().jobs().enqueue(job, actor).await
+    /// Starts an export of everything held about `email` as a durable job, within the bounds
+    /// of `[exports]` per person (one at a time — a repeat gets the job in progress — and a
+    /// daily allowance; see `silo_tenancy::Exports::start_bounded`).
+    pub async fn start_export(&self, email: &str, actor: &str) -> Result<Enqueued> {
+        let email = normalised(email);
+        let job = silo_tenancy::jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": email }));
+        // One person's rows: small next to the disk's margin.
+        self.0.tenancy().exports().start_bounded(job, "$.email", &email, 0, actor).await
     }
 
     /// Starts the erasure of everyone and everything `email` names as a durable job
@@ -182,10 +187,10 @@ async fn subject_export(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
         return Ok(json!({ "found": false, "message": "no data: no account has this address" }));
     };
     let tenancy = accounts.tenancy();
-    let out = silo_tenancy::jobs::kinds::export_path(tenancy, &ctx.job.id);
-    let partial = out.with_extension("zip.partial");
+    let exports = tenancy.exports();
+    let (out, partial) = (exports.path(&ctx.job.id), exports.partial_path(&ctx.job.id));
     let write = |data: &serde_json::Value| -> std::io::Result<()> {
-        std::fs::create_dir_all(out.parent().expect("exports/ has a parent"))?;
+        std::fs::create_dir_all(exports.dir())?;
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&partial)?);
         zip.start_file("subject.json", zip::write::SimpleFileOptions::default())?;
         zip.write_all(serde_json::to_string_pretty(data)?.as_bytes())?;
@@ -193,9 +198,22 @@ async fn subject_export(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
         std::fs::rename(&partial, &out)
     };
     write(&data).map_err(|e| JobError::retry(format!("cannot write {}: {e}", out.display())))?;
+    // The zip is in place, so an erasure from here on deletes it; one that began while the data
+    // was gathered has the person in the ledger already: the zip goes now.
+    let user_id = data["account"]["id"].as_str().unwrap_or_default();
+    let subject = tenancy.erasures().subject_of(user_id).await?;
+    if tenancy.erasures().get(&subject).await?.is_some() {
+        exports
+            .remove(&ctx.job.id)
+            .map_err(|e| JobError::retry(format!("cannot delete {}: {e}", out.display())))?;
+        return Ok(
+            json!({ "found": false, "message": "the person was erased while their data was gathered; nothing is kept" }),
+        );
+    }
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let expires = std::time::SystemTime::now()
         + std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
-    let download = tenancy.exports().download_link(&ctx.job.id, expires).await?;
+    let download = exports.download_link(&ctx.job.id, expires).await?;
     let tenants = data["tenants"].as_object().map_or(0, serde_json::Map::len);
-    Ok(json!({ "found": true, "tenants": tenants, "download": download }))
+    Ok(json!({ "found": true, "tenants": tenants, "bytes": bytes, "download": download }))
 }

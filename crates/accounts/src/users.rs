@@ -297,7 +297,7 @@ impl Users {
             valid_for: ttl,
         };
         let body = "Someone asked to reset the password of your Silo account.\n\nChoose a new password: {link}\n\nIf it was not you, ignore this email.\n";
-        self.0.outbox().queue_with_link(&user.email, "Reset your Silo password", body, &link).await
+        self.0.outbox().queue_with_link(&user.email, "Reset your Silo password", body, &link, None).await
     }
 
     /// Whether a reset link is valid (unused, unexpired).

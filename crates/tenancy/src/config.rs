@@ -37,6 +37,40 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// `[tenants]`: the tenant lifecycle.
     pub tenants: TenantSettings,
+    /// `[exports]`: what tenant and data-subject exports may cost.
+    pub exports: ExportSettings,
+}
+
+/// `[exports]`: the bounds on exports (each writes a zip as large as a workspace) and their
+/// downloads (a link works without signing in).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExportSettings {
+    /// Exports started per workspace, and per person, within 24 hours.
+    pub per_day: u32,
+    /// Bytes of export zips written per workspace, and per person, within 24 hours: once
+    /// reached, the next export is refused until the day has passed (one export is always
+    /// allowed, however large).
+    pub bytes_per_day: u64,
+    /// An export is refused when the data directory's disk would keep less free space than
+    /// this (MB, 10⁶ bytes) after writing it.
+    pub min_free_mb: u64,
+    /// Downloads of one export link at once.
+    pub downloads_per_link: u32,
+    /// Downloads at once from one client address.
+    pub downloads_per_client: u32,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self {
+            per_day: 5,
+            bytes_per_day: 5_000_000_000,
+            min_free_mb: 1_000,
+            downloads_per_link: 2,
+            downloads_per_client: 4,
+        }
+    }
 }
 
 /// `[tenants]`: the tenant lifecycle.
@@ -58,27 +92,48 @@ impl Default for TenantSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct JobSettings {
-    /// Jobs run at once by one `silo serve`.
+    /// Jobs run at once by one `silo serve` in the main lane (erasure, purge, billing,
+    /// backups, moves: everything but exports).
     pub workers: usize,
+    /// Exports run at once, in a lane of their own: however many are waiting, they never hold
+    /// up an erasure, a purge or the billing run.
+    pub export_workers: usize,
     /// A job's lease, seconds: a job whose worker stopped renewing it (a killed process) is
     /// taken up again this long after its last heartbeat.
     pub lease_seconds: u64,
+    /// Finished jobs (done, failed, cancelled) are deleted this many days after they finished
+    /// (checked hourly); at least the life of an export link.
+    pub keep_finished_days: u64,
 }
 
 impl Default for JobSettings {
     fn default() -> Self {
-        Self { workers: 2, lease_seconds: 30 }
+        Self { workers: 2, export_workers: 1, lease_seconds: 30, keep_finished_days: 30 }
     }
 }
 
 impl JobSettings {
-    /// The worker pool's settings.
+    /// The main lane's worker pool.
     pub fn pool(&self) -> crate::jobs::worker::PoolSettings {
+        self.lane(self.workers)
+    }
+
+    /// The export lane's worker pool.
+    pub fn export_pool(&self) -> crate::jobs::worker::PoolSettings {
+        self.lane(self.export_workers)
+    }
+
+    fn lane(&self, workers: usize) -> crate::jobs::worker::PoolSettings {
         crate::jobs::worker::PoolSettings {
-            concurrency: self.workers.max(1),
+            concurrency: workers.max(1),
             lease: Duration::from_secs(self.lease_seconds.max(3)),
             poll: Duration::from_millis(500),
         }
+    }
+
+    /// How long finished jobs are kept (never less than an export link lives).
+    pub fn keep_finished(&self) -> Duration {
+        Duration::from_secs(self.keep_finished_days.max(crate::jobs::kinds::EXPORT_DAYS) * 86_400)
     }
 }
 
@@ -213,6 +268,7 @@ impl Default for Settings {
             backup: BackupSettings::default(),
             jobs: JobSettings::default(),
             tenants: TenantSettings::default(),
+            exports: ExportSettings::default(),
         }
     }
 }

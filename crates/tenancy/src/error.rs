@@ -65,11 +65,19 @@ pub enum Error {
     #[error("{0}")]
     Overloaded(String),
     /// Too many attempts from this client or for this account; retry after the given time.
-    #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
+    #[error("too many attempts; retry in {} s", (.0.as_secs() + u64::from(.0.subsec_nanos() > 0)).max(1))]
     Throttled(std::time::Duration),
     /// A limit of the tenant's plan (seats, projects) is reached: nothing was created.
     #[error("{0}")]
     LimitReached(String),
+    /// A link that worked once and no longer does (an expired export link, an export of a
+    /// deleted workspace): the message says which, for the person holding the link.
+    #[error("{0}")]
+    LinkGone(String),
+    /// Too little free disk space to start something that writes a lot (an export); the
+    /// message says how much is free and needed.
+    #[error("{0}")]
+    DiskLow(String),
     /// A malformed value given by the caller (other than a slug).
     #[error("{0}")]
     InvalidInput(String),
@@ -145,7 +153,8 @@ impl Error {
             Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,
             Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Suspended(_) => ErrorKind::Locked,
-            Error::Gone(_) | Error::KeyDestroyed(_) => ErrorKind::Gone,
+            Error::Gone(_) | Error::KeyDestroyed(_) | Error::LinkGone(_) => ErrorKind::Gone,
+            Error::DiskLow(_) => ErrorKind::DiskFull,
             Error::Throttled(_) => ErrorKind::Throttled,
             Error::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Error::Unavailable(_) => ErrorKind::Unavailable,

@@ -19,6 +19,7 @@ use zip::write::SimpleFileOptions;
 
 use crate::control::utc_now;
 use crate::ids::TenantRef;
+use crate::jobs::Enqueued;
 use crate::{Error, Result, Tenancy};
 
 /// What the export-link key is derived for (never reused for another purpose).
@@ -64,13 +65,121 @@ pub struct Exports(pub(crate) Tenancy);
 
 impl Exports {
     /// Starts an export of `tenant` as a durable job (its zip and download link are the job's
-    /// result).
-    pub async fn start(&self, tenant: crate::TenantId, actor: &str) -> Result<crate::jobs::Job> {
-        let payload = serde_json::json!({ "tenant": tenant.to_string() });
-        self.0
-            .jobs()
-            .enqueue(crate::jobs::NewJob::new(crate::jobs::kinds::TENANT_EXPORT, payload), actor)
-            .await
+    /// result), within the bounds of `[exports]` (see [`Exports::start_bounded`]).
+    pub async fn start(&self, tenant: crate::TenantId, actor: &str) -> Result<Enqueued> {
+        let row = self.0.tenant(&TenantRef::Id(tenant)).await?;
+        // The zip holds the file, compressed, and its tables as JSON and CSV: about its size.
+        let estimate = sqlite::database_size(&self.0.tenant_path(&row)?);
+        let key = tenant.to_string();
+        let payload = serde_json::json!({ "tenant": key });
+        let job = crate::jobs::NewJob::new(crate::jobs::kinds::TENANT_EXPORT, payload);
+        self.start_bounded(job, "$.tenant", &key, estimate, actor).await
+    }
+
+    /// Starts an export job (a tenant's, or a person's from the accounts) keyed by the payload's
+    /// `key_path` (one workspace, one person): one queued or running per key (a repeat gets the
+    /// job in progress), at most `exports.per_day` started and `exports.bytes_per_day` written
+    /// per key within 24 hours, and none when the disk would keep less than
+    /// `exports.min_free_mb` free after about `estimate` bytes more. Refusals say why.
+    pub async fn start_bounded(
+        &self,
+        job: crate::jobs::NewJob,
+        key_path: &str,
+        key: &str,
+        estimate: u64,
+        actor: &str,
+    ) -> Result<Enqueued> {
+        let limits = &self.0.settings().exports;
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(|e| io_error("create", &dir, e))?;
+        let free = sqlite::disk_space(&dir)?.available;
+        let needed = estimate.saturating_add(limits.min_free_mb.saturating_mul(1_000_000));
+        if free < needed {
+            tracing::warn!(free, needed, "export refused: the disk is nearly full");
+            return Err(Error::DiskLow(format!(
+                "There is not enough free disk space for an export right now ({} MB free, about {} MB needed); \
+                 operators have been told. Try again later.",
+                free / 1_000_000,
+                needed / 1_000_000
+            )));
+        }
+        let bound = crate::jobs::Bound {
+            key_path,
+            key,
+            per_day: limits.per_day,
+            bytes_per_day: limits.bytes_per_day,
+        };
+        match self.0.jobs().enqueue_bounded(job, actor, &bound).await {
+            Err(Error::LimitReached(why)) => {
+                Err(Error::LimitReached(format!("No more exports today: {why}.")))
+            }
+            other => other,
+        }
+    }
+
+    /// Where exports are written (`<data_dir>/exports`).
+    pub fn dir(&self) -> PathBuf {
+        self.0.settings().data_dir.join("exports")
+    }
+
+    /// The zip of export job `job` (`<data_dir>/exports/<job id>.zip`).
+    pub fn path(&self, job: &str) -> PathBuf {
+        self.dir().join(format!("{job}.zip"))
+    }
+
+    /// Where export job `job` writes before its zip is complete (renamed over [`Exports::path`]).
+    pub fn partial_path(&self, job: &str) -> PathBuf {
+        self.dir().join(format!("{job}.zip.partial"))
+    }
+
+    /// Deletes export job `job`'s zip and any partial file; returns whether something was there.
+    pub fn remove(&self, job: &str) -> std::io::Result<bool> {
+        let mut removed = false;
+        for path in [self.partial_path(job), self.path(job)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every export of `tenant` (zips and partial files); returns the export jobs
+    /// whose files were deleted (a purge lists them in its certificate).
+    pub async fn remove_of_tenant(&self, tenant: crate::TenantId) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for job in self.0.jobs().of_tenant(crate::jobs::kinds::TENANT_EXPORT, tenant, i64::MAX).await? {
+            let path = self.path(&job.id);
+            if self.remove(&job.id).map_err(|e| io_error("delete", &path, e))? {
+                removed.push(job.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether a tenant export whose snapshot was taken at `snapshot_at` may be kept: the
+    /// tenant is not deleted, and no erasure that reaches it was still under way or finished
+    /// after the snapshot (the zip could hold the erased person). Checked after the zip is in
+    /// place, so an erasure that starts later finds the zip and deletes it.
+    pub async fn may_keep(
+        &self,
+        tenant: crate::TenantId,
+        snapshot_at: &crate::Timestamp,
+    ) -> Result<Option<String>> {
+        let row = self.0.tenant(&TenantRef::Id(tenant)).await?;
+        if matches!(row.status, crate::TenantStatus::Deleting | crate::TenantStatus::Deleted) {
+            return Ok(Some("the workspace was deleted while it was exported".into()));
+        }
+        let erasing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM erasures WHERE json_type(tenants, '$.\"' || ?1 || '\"') IS NOT NULL
+             AND (completed_at IS NULL OR completed_at >= ?2)",
+        )
+        .bind(tenant.to_string())
+        .bind(snapshot_at.as_str())
+        .fetch_one(self.0.control().writer())
+        .await?;
+        Ok((erasing > 0).then(|| "a person in this workspace was being erased while it was exported".into()))
     }
 
     /// A download link for the export made by job `job`: `/api/v1/exports/{job}?expires=…&signature=…`,
@@ -83,22 +192,47 @@ impl Exports {
         Ok(format!("/api/v1/exports/{job}?expires={expires}&signature={signature}"))
     }
 
-    /// The zip a download link points at. Unknown job, bad signature or no zip: not found;
-    /// past its expiry: gone (and the zip is deleted).
+    /// The zip a download link points at. A bad signature or an unknown job: not found. A
+    /// link past its expiry, of a deleted workspace, or whose zip was deleted (erasure,
+    /// purge): gone, with a message about the link.
     pub async fn open_link(&self, job: &str, expires: u64, signature: &str) -> Result<PathBuf> {
         let not_found = || Error::NotFound(format!("export {job}"));
         let sealed = unhex(signature).ok_or_else(not_found)?;
         let key = self.0.master_key().await?.derive(EXPORT_LINK_PURPOSE);
         key.open(&sealed, &link_context(job, expires)).map_err(|_| not_found())?;
-        let path = crate::jobs::kinds::export_path(&self.0, job);
+        let path = self.path(job);
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         if now > expires {
-            let _ = std::fs::remove_file(&path);
-            return Err(Error::Gone(format!("export {job} (its link expired)")));
+            let _ = self.remove(job);
+            let when =
+                crate::time::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires));
+            return Err(Error::LinkGone(format!(
+                "This download link expired on {}; start a new export to get a fresh one.",
+                when.as_str().get(..10).unwrap_or(when.as_str())
+            )));
+        }
+        let made_by = match self.0.jobs().get(job).await {
+            Ok(made_by) => made_by,
+            Err(Error::UnknownJob(_)) => {
+                return Err(Error::LinkGone("This export is no longer kept; start a new one.".into()));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(tenant) = made_by.payload["tenant"].as_str().and_then(|t| t.parse().ok()) {
+            let row = self.0.tenant(&TenantRef::Id(tenant)).await?;
+            if matches!(row.status, crate::TenantStatus::Deleting | crate::TenantStatus::Deleted) {
+                return Err(Error::LinkGone(
+                    "This export's workspace has been deleted, so its download link no longer works.".into(),
+                ));
+            }
         }
         if !path.is_file() {
-            return Err(not_found());
+            return Err(Error::LinkGone(
+                "This export has been deleted (a workspace purge or a person's erasure removes exports that hold \
+                 their data); start a new export."
+                    .into(),
+            ));
         }
         Ok(path)
     }
@@ -256,6 +390,10 @@ fn tables(conn: &rusqlite::Connection) -> Result<Vec<(String, bool)>> {
     )?;
     let tables = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
     Ok(tables)
+}
+
+fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Storage(silo_storage::Error::Io { action, path: path.to_owned(), source })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -183,9 +183,11 @@ impl Tenants {
 
     /// Removes a soft-deleted tenant for good, every copy of it: its backup objects first
     /// (a store that cannot be reached stops the purge, which can be run again), then its
-    /// files under a lease, then — in one control-plane transaction — its catalogue rows and
-    /// its wrapped data key (so a copy of a backup that survives elsewhere is unreadable), the
-    /// status `deleted` and a deletion certificate in the audit log.
+    /// files under a lease and its export zips, then — in one control-plane transaction — its
+    /// catalogue rows and its wrapped data key (so a copy of a backup that survives elsewhere
+    /// is unreadable), its slug and name (the row keeps its id: `purged-<id>`), the slug and
+    /// name in its audit entries, the status `deleted` and a deletion certificate in the audit
+    /// log.
     #[tracing::instrument(name = "tenant_purge", skip_all, fields(tenant = %tenant))]
     pub async fn purge(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
         let current = self.0.tenant(tenant).await?;
@@ -202,12 +204,14 @@ impl Tenants {
         let objects = self.0.backups().delete_tenant_objects(current.id).await?;
         let lease = self.0.cache().lease(current.id).await?;
         let removed = sqlite::remove_database_files(&path).await?;
+        let exports = self.0.exports().remove_of_tenant(current.id).await?;
+        // The certificate names the tenant by id only: its slug and name go with the purge.
         let certificate = serde_json::json!({
             "certificate": "tenant deletion",
             "tenant": current.id,
-            "slug": current.slug,
             "purged_at": crate::control::utc_now(),
             "database": { "path": path, "files_removed": removed },
+            "exports": { "deleted": exports.len(), "jobs": exports },
             "backups": {
                 "store": self.0.backup_store().await?.store().describe(),
                 "catalogue_rows_removed": catalogued,
@@ -218,6 +222,9 @@ impl Tenants {
         });
         let purged = self.0.control().finish_purge(current.id, actor, &certificate).await?;
         drop(lease);
+        // An export that finished while the purge ran (its zip renamed in after the sweep
+        // above) sees the tenant deleted and deletes itself; one more sweep for good measure.
+        self.0.exports().remove_of_tenant(current.id).await?;
         self.0.forget_tenants();
         // The wrapped data key was zeroed in the database (secure_delete); its old copies in
         // the WAL go with the checkpoint.

@@ -131,6 +131,7 @@ pub struct TaskFilter {
 /// A new task.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NewTask {
     /// Its project.
     pub project_id: i64,
@@ -154,6 +155,7 @@ pub struct NewTask {
 /// clear them.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
 pub struct TaskPatch {
     /// New title.
     #[serde(default)]

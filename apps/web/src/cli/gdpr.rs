@@ -56,15 +56,12 @@ impl GdprCommand {
     pub async fn run(self, accounts: &Accounts) -> anyhow::Result<()> {
         match self {
             Self::ExportSubject { email, out } => {
-                let job = accounts.subjects().start_export(&email, &actor()).await?;
+                let job = accounts.subjects().start_export(&email, &actor()).await?.job().clone();
                 let result = run_to_end(accounts, job, false).await?;
                 if result["found"] != true {
                     anyhow::bail!("no data: no account has the address {email}");
                 }
-                let zip = silo_tenancy::jobs::kinds::export_path(
-                    accounts.tenancy(),
-                    result["job_id"].as_str().unwrap_or_default(),
-                );
+                let zip = accounts.tenancy().exports().path(result["job_id"].as_str().unwrap_or_default());
                 std::fs::copy(&zip, &out)
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
                 println!("{} ({} workspaces)", out.display(), result["tenants"]);

@@ -46,8 +46,10 @@ impl Failure {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "A valid bearer token is required.")
     }
 
-    /// With a `Retry-After`.
-    pub fn retry_after(mut self, seconds: u64) -> Self {
+    /// With a `Retry-After` of `wait`, in whole seconds rounded up (a client that waits what
+    /// it is told must not come back early), at least one.
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         self.retry_after = Some(seconds.max(1));
         self
     }
@@ -78,11 +80,18 @@ impl From<Error> for Failure {
                 Self::new(S::CONFLICT, "conflict", message)
             }
             ErrorKind::Locked => Self::new(S::LOCKED, "suspended", "This workspace is suspended."),
-            ErrorKind::Gone => Self::new(S::GONE, "gone", "This workspace has been deleted."),
+            ErrorKind::Gone => {
+                let message = match root {
+                    Error::LinkGone(message) => message.clone(),
+                    Error::KeyDestroyed(_) => root.to_string(),
+                    _ => "This workspace has been deleted.".to_owned(),
+                };
+                Self::new(S::GONE, "gone", message)
+            }
             ErrorKind::Throttled => {
                 let wait = match root {
-                    Error::Throttled(retry_after) => retry_after.as_secs(),
-                    _ => 1,
+                    Error::Throttled(retry_after) => *retry_after,
+                    _ => std::time::Duration::from_secs(1),
                 };
                 Self::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts; wait and retry.")
                     .retry_after(wait)
@@ -92,11 +101,16 @@ impl From<Error> for Failure {
                 "unavailable",
                 "This workspace is briefly unavailable (maintenance); retry in a moment.",
             )
-            .retry_after(5),
+            .retry_after(std::time::Duration::from_secs(5)),
             ErrorKind::Overloaded => {
                 tracing::warn!(error = %root, "overloaded");
                 Self::new(S::SERVICE_UNAVAILABLE, "unavailable", "The server is busy; retry in a moment.")
-                    .retry_after(1)
+                    .retry_after(std::time::Duration::from_secs(1))
+            }
+            ErrorKind::DiskFull if matches!(root, Error::DiskLow(_)) => {
+                tracing::error!(error = %root, "disk low: refused");
+                Self::new(S::SERVICE_UNAVAILABLE, "disk_low", root.to_string())
+                    .retry_after(std::time::Duration::from_secs(600))
             }
             ErrorKind::DiskFull => {
                 tracing::error!(error = %root, "disk full");
@@ -105,7 +119,7 @@ impl From<Error> for Failure {
                     "disk_full",
                     "The server's disk is full, so nothing was saved; operators have been told.",
                 )
-                .retry_after(60)
+                .retry_after(std::time::Duration::from_secs(60))
             }
             ErrorKind::QuotaExceeded => Self::new(
                 S::INSUFFICIENT_STORAGE,
@@ -133,7 +147,7 @@ pub fn error_page(failure: &Failure) -> HttpResponse {
     let title = match failure.status.as_u16() {
         403 => "Not allowed",
         404 => "Not found",
-        410 => "Deleted",
+        410 => "Gone",
         423 => "Suspended",
         429 => "Slow down",
         503 => "Unavailable",

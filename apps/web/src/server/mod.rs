@@ -5,6 +5,7 @@
 //! - [`pages`]: the HTML site (sign-up, account, workspaces, admin console).
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
 //!
+//! - [`downloads`]: export zips streamed from disk, bounded per link and per client.
 //! - [`sessions`]: the session cookie and the signed-in extractors; [`csrf`]: the form check;
 //!   [`redirects`]: redirects, `next=` and flash messages; [`request`]: a request's state,
 //!   client address and scheme (with [`client`]'s proxy rules); [`links`]: every URL Silo
@@ -16,6 +17,7 @@
 mod api;
 pub mod client;
 pub mod csrf;
+pub mod downloads;
 pub mod error;
 mod handoff;
 pub mod hosts;

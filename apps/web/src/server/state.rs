@@ -28,6 +28,8 @@ pub struct AppState {
     pub reset_throttle: LoginThrottle,
     /// Sign-ups (each hashes a password and sends an email) per address and per client.
     pub signup_throttle: LoginThrottle,
+    /// Export downloads in progress (bounded per link and per client).
+    pub downloads: super::downloads::Downloads,
     /// Where links point (from `server.public_url`, never from request headers).
     pub links: Links,
     /// The proxies whose forwarding headers are believed.
@@ -70,6 +72,9 @@ impl AppState {
             window: Duration::from_secs(3600),
         });
         let proxies = Proxies::from_settings(&web.proxies())?;
+        let limits = &tenancy.settings().exports;
+        let downloads =
+            super::downloads::Downloads::new(limits.downloads_per_link, limits.downloads_per_client);
         Ok(Self {
             tenancy,
             accounts,
@@ -78,6 +83,7 @@ impl AppState {
             api_throttle,
             reset_throttle,
             signup_throttle,
+            downloads,
             links,
             proxies,
             metrics_addr,

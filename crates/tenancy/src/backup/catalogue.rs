@@ -291,8 +291,11 @@ impl ControlPlane {
     ) -> Result<crate::Tenant> {
         let mut tx = self.writer().begin().await?;
         let id = tenant.to_string();
+        // The slug and name go: `purged-<uuid without dashes>` is a valid slug no one else can
+        // hold (ids are never reused), and frees the old slug.
         let changed = sqlx::query(concat!(
-            "UPDATE tenants SET status = 'deleted', updated_at = ",
+            "UPDATE tenants SET status = 'deleted', slug = 'purged-' || replace(id, '-', ''), name = 'purged workspace',
+             updated_at = ",
             crate::now!(),
             ", deleted_at = ",
             crate::now!(),
@@ -308,6 +311,20 @@ impl ControlPlane {
                 status: "not deleting".into(),
             });
         }
+        sqlx::query(
+            "UPDATE audit_log SET detail = json_remove(detail, '$.slug', '$.name')
+             WHERE tenant_id = ?1 AND (json_type(detail, '$.slug') IS NOT NULL OR json_type(detail, '$.name') IS NOT NULL)",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET result = json_remove(result, '$.manifest.slug')
+             WHERE kind = 'tenant.export' AND json_extract(payload, '$.tenant') = ?1 AND result IS NOT NULL",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM backups WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
         audit(&mut tx, actor, "tenant.purge", Some(tenant), certificate).await?;

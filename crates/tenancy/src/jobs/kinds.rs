@@ -8,7 +8,9 @@
 //! - [`TENANT_EXPORT`] (`{"tenant": id}`): the tenant's export zip at
 //!   `<data_dir>/exports/<job id>.zip`, and a download link valid for [`EXPORT_DAYS`] days
 //!   (after which the zip is deleted). Idempotent: a run writes beside the zip and renames
-//!   over it.
+//!   over it. Once the zip is in place it is checked against the erasure ledger and the
+//!   tenant's status ([`crate::Exports::may_keep`]): an export that may hold a person erased
+//!   meanwhile, or of a workspace deleted meanwhile, is discarded.
 
 use serde_json::json;
 
@@ -39,11 +41,12 @@ async fn tenant_purge(tenancy: Tenancy, ctx: JobContext) -> Outcome {
     let id = payload_tenant(&ctx)?;
     let tenant = tenancy.tenant(&TenantRef::Id(id)).await?;
     Ok(match tenant.status {
+        // By id: a purge removes the slug from the control plane, job results included.
         crate::TenantStatus::Deleting => {
             tenancy.tenants().purge(&TenantRef::Id(id), &format!("job:{}", ctx.job.id)).await?;
-            json!({ "purged": tenant.slug })
+            json!({ "purged": id })
         }
-        crate::TenantStatus::Deleted => json!({ "already_purged": tenant.slug }),
+        crate::TenantStatus::Deleted => json!({ "already_purged": id }),
         _ => json!({ "kept": tenant.slug, "status": tenant.status }),
     })
 }
@@ -54,11 +57,6 @@ fn payload_tenant(ctx: &JobContext) -> Result<TenantId, JobError> {
         .as_str()
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| JobError::fatal("the payload names no tenant id"))
-}
-
-/// Where the export of job `id` is written.
-pub fn export_path(tenancy: &Tenancy, job: &str) -> std::path::PathBuf {
-    tenancy.settings().data_dir.join("exports").join(format!("{job}.zip"))
 }
 
 async fn fleet_backup(tenancy: Tenancy, ctx: JobContext) -> Outcome {
@@ -87,19 +85,28 @@ async fn fleet_backup(tenancy: Tenancy, ctx: JobContext) -> Outcome {
 
 async fn tenant_export(tenancy: Tenancy, ctx: JobContext) -> Outcome {
     let id = payload_tenant(&ctx)?;
-    let out = export_path(&tenancy, &ctx.job.id);
-    let dir = out.parent().expect("exports/ has a parent");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| JobError::retry(format!("cannot create {}: {e}", dir.display())))?;
-    let partial = out.with_extension("zip.partial");
+    let exports = tenancy.exports();
+    let out = exports.path(&ctx.job.id);
     ctx.progress(0, 1);
-    let manifest =
-        tenancy.exports().export(&TenantRef::Id(id), &partial, &format!("job:{}", ctx.job.id)).await?;
-    std::fs::rename(&partial, &out)
-        .map_err(|e| JobError::retry(format!("cannot finish {}: {e}", out.display())))?;
+    let snapshot_at = crate::control::utc_now();
+    let manifest = exports.export(&TenantRef::Id(id), &out, &format!("job:{}", ctx.job.id)).await?;
+    // The zip is in place: an erasure or a purge that starts from here on finds and deletes
+    // it. One that was under way while the snapshot was taken may not have reached this file
+    // yet: then the zip goes, and a later attempt exports the workspace as it is then.
+    if let Some(why) = exports.may_keep(id, &snapshot_at).await? {
+        exports
+            .remove(&ctx.job.id)
+            .map_err(|e| JobError::retry(format!("cannot delete {}: {e}", out.display())))?;
+        let deleted = tenancy.tenant(&TenantRef::Id(id)).await?.status;
+        return Err(if matches!(deleted, crate::TenantStatus::Deleting | crate::TenantStatus::Deleted) {
+            JobError::fatal(format!("{why}; the export was discarded"))
+        } else {
+            JobError::retry(format!("{why}; the export was discarded and is made again"))
+        });
+    }
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let expires = std::time::SystemTime::now() + std::time::Duration::from_secs(EXPORT_DAYS * 86_400);
-    let download = tenancy.exports().download_link(&ctx.job.id, expires).await?;
+    let download = exports.download_link(&ctx.job.id, expires).await?;
     ctx.progress(1, 1);
     Ok(json!({ "path": out, "bytes": bytes, "manifest": manifest, "download": download }))
 }

@@ -137,6 +137,39 @@ impl NewJob {
     }
 }
 
+/// What [`Jobs::enqueue_bounded`] did.
+#[derive(Clone, Debug)]
+pub enum Enqueued {
+    /// A new job was queued.
+    New(Job),
+    /// One for the same key was already queued or running: that one.
+    InProgress(Job),
+}
+
+impl Enqueued {
+    /// The job, new or in progress.
+    pub fn job(&self) -> &Job {
+        match self {
+            Self::New(job) | Self::InProgress(job) => job,
+        }
+    }
+}
+
+/// The bounds of one kind of job per key (a workspace, a person): one queued or running at a
+/// time, at most `per_day` started within 24 hours, and none started once the jobs of the
+/// last 24 hours wrote `bytes_per_day` (their results' `bytes`).
+#[derive(Clone, Copy, Debug)]
+pub struct Bound<'a> {
+    /// Where the key is in the payload (a JSON path: `$.tenant`).
+    pub key_path: &'a str,
+    /// The key.
+    pub key: &'a str,
+    /// Started within 24 hours, at most.
+    pub per_day: u32,
+    /// Bytes written within 24 hours before none is started.
+    pub bytes_per_day: u64,
+}
+
 /// The wait before the next attempt after `attempts` failures: 2, 4, 8 … seconds, at most
 /// ten minutes.
 pub fn backoff(attempts: i64) -> Duration {
@@ -153,6 +186,7 @@ fn seconds(d: Duration) -> String {
 pub struct Jobs(pub(crate) Tenancy);
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+const DAY_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')";
 
 impl Jobs {
     /// Enqueues a job; it runs as soon as a worker is free.
@@ -180,6 +214,84 @@ impl Jobs {
         tx.commit().await?;
         self.0.inner.jobs_enqueued.notify_waiters();
         self.get(&id).await
+    }
+
+    /// Enqueues a job unless `bound` says no: the job of the same kind and key already
+    /// queued or running is returned instead, and a key that used its day is refused
+    /// ([`Error::LimitReached`], saying when the next may start). Check and insert are one
+    /// statement, so concurrent requests cannot pass the bound together.
+    pub async fn enqueue_bounded(&self, job: NewJob, actor: &str, bound: &Bound<'_>) -> Result<Enqueued> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.0.control().writer().begin().await?;
+        let same = "kind = ?2 AND json_extract(payload, ?7) = ?8";
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_after, created_by, created_at, updated_at)
+             SELECT ?1, ?2, ?3, 'queued', ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5), ?6, {NOW}, {NOW}
+             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE {same} AND status IN ('queued', 'running'))
+               AND (SELECT count(*) FROM jobs WHERE {same} AND created_at > {DAY_AGO}) < ?9
+               AND (SELECT coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
+                    WHERE {same} AND created_at > {DAY_AGO}) < ?10"
+        )))
+        .bind(&id)
+        .bind(&job.kind)
+        .bind(job.payload.to_string())
+        .bind(job.max_attempts.max(1))
+        .bind(seconds(job.delay))
+        .bind(actor)
+        .bind(bound.key_path)
+        .bind(bound.key)
+        .bind(i64::from(bound.per_day))
+        .bind(i64::try_from(bound.bytes_per_day).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            let running: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3
+                 AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+            )
+            .bind(&job.kind)
+            .bind(bound.key_path)
+            .bind(bound.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            drop(tx);
+            if let Some(running) = running {
+                return Ok(Enqueued::InProgress(self.get(&running).await?));
+            }
+            let next: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT strftime('%Y-%m-%d %H:%M UTC', min(created_at), '+1 day') FROM jobs
+                 WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > {DAY_AGO}"
+            )))
+            .bind(&job.kind)
+            .bind(bound.key_path)
+            .bind(bound.key)
+            .fetch_one(self.0.control().writer())
+            .await?;
+            return Err(Error::LimitReached(format!(
+                "the day's allowance is used up ({} a day, or {} MB a day); the next can start after {}",
+                bound.per_day,
+                bound.bytes_per_day / 1_000_000,
+                next.unwrap_or_else(|| "a day".into())
+            )));
+        }
+        let detail = serde_json::json!({ "job": id, "kind": job.kind });
+        crate::control::audit(&mut tx, actor, "job.enqueue", None, &detail).await?;
+        tx.commit().await?;
+        self.0.inner.jobs_enqueued.notify_waiters();
+        Ok(Enqueued::New(self.get(&id).await?))
+    }
+
+    /// Deletes jobs that finished (done, failed or cancelled) more than `keep` ago; returns
+    /// how many. Their audit entries stay.
+    pub async fn prune(&self, keep: Duration) -> Result<u64> {
+        let pruned = sqlx::query(
+            "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled')
+             AND finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+        )
+        .bind(format!("-{:.3} seconds", keep.as_secs_f64()))
+        .execute(self.0.control().writer())
+        .await?;
+        Ok(pruned.rows_affected())
     }
 
     /// Replaces a job's input (a handler that must not keep what it was given: an erasure

@@ -118,6 +118,14 @@ impl Workers {
         self.handlers.insert(kind.to_owned(), Arc::new(move |ctx| Box::pin(handler(ctx))));
     }
 
+    /// Splits off the handlers of `kinds` into a pool of their own (a lane: run with its own
+    /// concurrency, so however many of its jobs wait they never hold up the others); returns
+    /// that lane and leaves the rest here.
+    pub fn lane(&mut self, kinds: &[&str]) -> Workers {
+        let handlers = kinds.iter().filter_map(|k| self.handlers.remove_entry(*k)).collect();
+        Workers { handlers }
+    }
+
     /// The kinds this pool runs.
     pub fn kinds(&self) -> Vec<&str> {
         let mut kinds: Vec<&str> = self.handlers.keys().map(String::as_str).collect();

@@ -29,7 +29,7 @@ impl FromRequest for Bearer {
                     "throttled",
                     "Too many requests with invalid tokens; wait and retry.",
                 );
-                return Err(ApiError(failure.retry_after(retry.as_secs())));
+                return Err(ApiError(failure.retry_after(retry)));
             }
             let token = req
                 .headers()

@@ -85,6 +85,12 @@ pub fn scope() -> utoipa_actix_web::scope::Scope<
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError(Failure::not_found())) }))
 }
 
+/// The query of an endpoint that takes no parameters but changes something: an unknown one
+/// (a misspelt `dry_run`, say) is refused with 400 naming it, never ignored.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 fn bad_request(message: String) -> actix_web::Error {
     ApiError(Failure::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", message)).into()
 }

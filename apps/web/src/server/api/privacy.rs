@@ -8,6 +8,7 @@ use silo_tenancy::privacy::Manifest;
 use utoipa::ToSchema;
 
 use super::ErrorBody;
+use super::NoParams;
 use super::auth::OperatorToken;
 use super::jobs::accepted;
 use crate::server::error::ApiError;
@@ -39,6 +40,7 @@ async fn manifest(_op: OperatorToken) -> Result<web::Json<Manifests>, ApiError> 
 
 /// Whose data.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Subject {
     /// The person's email address.
     pub email: String,
@@ -54,15 +56,19 @@ pub struct Subject {
 async fn export_subject(
     req: actix_web::HttpRequest,
     op: OperatorToken,
+    _params: web::Query<NoParams>,
     body: web::Json<Subject>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(accepted(state(&req).accounts.subjects().start_export(&body.email, op.0.email.as_str()).await?))
+    let started = state(&req).accounts.subjects().start_export(&body.email, op.0.email.as_str()).await?;
+    Ok(accepted(started.job().clone()))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 struct EraseParams {
     /// `true`: answer what would be deleted or anonymised, per tenant and per control-plane
-    /// table, and change nothing.
+    /// table, and change nothing (`dry-run`, the CLI's spelling, is the same).
+    #[serde(alias = "dry-run")]
     dry_run: Option<bool>,
 }
 

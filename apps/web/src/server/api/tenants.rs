@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
+use super::NoParams;
 use super::auth::OperatorToken;
 use super::{ErrorBody, cursor, limit};
 use crate::server::error::{ApiError, Failure};
@@ -78,6 +79,7 @@ async fn list_tenants(
 
 /// A tenant to provision.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
     /// Slug (`[a-z0-9-]{3,63}`).
     pub slug: String,
@@ -99,6 +101,7 @@ pub struct NewTenantRequest {
 async fn create_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
+    _params: web::Query<NoParams>,
     body: web::Json<NewTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let accounts = &state(&req).accounts;
@@ -131,6 +134,7 @@ async fn get_tenant(
 
 /// Changes to a tenant; absent fields stay.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TenantChanges {
     /// New display name.
     pub name: Option<String>,
@@ -149,6 +153,7 @@ async fn update_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     id: web::Path<String>,
+    _params: web::Query<NoParams>,
     body: web::Json<TenantChanges>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let tenancy = &state(&req).tenancy;
@@ -179,6 +184,7 @@ async fn update_tenant(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 struct DeleteParams {
     /// Also remove the tenant's files now (otherwise it is soft-deleted: closed, files kept).
     purge: Option<bool>,

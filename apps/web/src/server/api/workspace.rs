@@ -8,6 +8,7 @@ use silo_workspace::projects::{self, Project};
 use silo_workspace::tasks::{self, MATCH_END, MATCH_START, NewTask, SearchHit, Task, TaskFilter, TaskPatch};
 use utoipa::{IntoParams, ToSchema};
 
+use super::NoParams;
 use super::auth::Bearer;
 use super::{ErrorBody, cursor, limit};
 use crate::server::error::{ApiError, Failure};
@@ -104,6 +105,7 @@ async fn list_projects(
 
 /// A project to create.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// Name (1–200 characters).
     pub name: String,
@@ -121,6 +123,7 @@ async fn create_project(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
+    _params: web::Query<NoParams>,
     body: web::Json<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
@@ -179,6 +182,7 @@ async fn create_task(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
+    _params: web::Query<NoParams>,
     body: web::Json<NewTask>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
@@ -209,6 +213,7 @@ async fn update_task(
     req: HttpRequest,
     bearer: Bearer,
     path: web::Path<(String, i64)>,
+    _params: web::Query<NoParams>,
     body: web::Json<TaskPatch>,
 ) -> Result<web::Json<Task>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
@@ -226,6 +231,7 @@ async fn delete_task(
     req: HttpRequest,
     bearer: Bearer,
     path: web::Path<(String, i64)>,
+    _params: web::Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
     if tasks::delete(&ws.db, path.1, ws.member_id()?)? {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use silo_accounts::sessions::LoginThrottle;
 use silo_accounts::signups::SignupRequest;
 use silo_accounts::{Role, TokenScope};
+use silo_tenancy::jobs::Enqueued;
 use silo_tenancy::{TenantRef, TenantSlug};
 
 use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page};
@@ -89,7 +90,7 @@ fn throttled(throttle: &LoginThrottle, key: &str, client: &str, message: &str) -
             "throttled",
             format!("{message} Try again in {minutes} minute(s)."),
         );
-        PageError(failure.retry_after(retry_after.as_secs()))
+        PageError(failure.retry_after(retry_after))
     })
 }
 
@@ -373,10 +374,18 @@ async fn revoke_token(
 #[post("/account/export")]
 async fn export_my_data(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
     let email = me.session.email.as_str();
-    state(&req).accounts.subjects().start_export(email, email).await?;
-    let message =
-        "We are gathering your data; its download link appears below in a moment (reload the page).";
-    Ok(see_other_with_flash("/account", "ok", message))
+    let started = state(&req).accounts.subjects().start_export(email, email).await;
+    flash_outcome_with("/account", started, |started| {
+        let message = match started {
+            Enqueued::New(_) => {
+                "We are gathering your data; its download link appears below in a moment (reload the page)."
+            }
+            Enqueued::InProgress(_) => {
+                "Your data is already being gathered; its download link appears below in a moment (reload the page)."
+            }
+        };
+        Ok(see_other_with_flash("/account", "ok", message))
+    })
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
+use silo_tenancy::jobs::Enqueued;
 use silo_tenancy::jobs::kinds::TENANT_EXPORT;
 use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
@@ -479,7 +480,15 @@ async fn export_workspace(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFiel
     ws.require(Role::Owner)?;
     let back = format!("{}settings", home(&ws));
     let started = state(&req).tenancy.exports().start(ws.tenant.id, &me.session.email).await;
-    flash_outcome(&back, started, "Export started: its download link appears below when it is ready.")
+    flash_outcome_with(&back, started, |started| {
+        let message = match started {
+            Enqueued::New(_) => "Export started: its download link appears below when it is ready.",
+            Enqueued::InProgress(_) => {
+                "An export is already being made: its download link appears below when it is ready."
+            }
+        };
+        Ok(see_other_with_flash(&back, "ok", message))
+    })
 }
 
 #[derive(Deserialize)]
