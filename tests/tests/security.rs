@@ -946,3 +946,111 @@ async fn a_workspace_host_gets_a_session_handed_over_without_shared_cookies() {
     assert_eq!(ada.get(&ada.url("silo.test", "/account")).await.status(), 303, "the family is signed out");
     server.stop().await.unwrap();
 }
+
+/// Signs in as `email` from the client address `client` (through the trusted proxy);
+/// returns the response.
+async fn sign_in_from(
+    visitor: &silo_e2e::Visitor,
+    client: &str,
+    email: &str,
+    password: &str,
+) -> silo_e2e::Response {
+    let token = visitor.csrf("/login").await.unwrap();
+    let fields = [("csrf", token.as_str()), ("email", email), ("password", password)];
+    let request =
+        visitor.request(reqwest::Method::POST, "/login").header("X-Forwarded-For", client).form(&fields);
+    visitor.send(request).await.unwrap()
+}
+
+/// Thirteen wrong passwords from one address, then a spray from twenty more, do not lock the
+/// owner out: the guessers are refused, the owner's own browser signs in at once, and a new
+/// browser waits at most the account's delay. The refusal links the reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_from_elsewhere_never_lock_the_owner_out() {
+    let server = TestServer::start_with(|s| {
+        s.server.trusted_proxies = TrustedProxies::Hops(1);
+        s.server.login_account_delay_max_seconds = 2;
+    })
+    .await
+    .unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    // Ada's own browser: it signed in before.
+    let home = server.visitor();
+    assert_eq!(sign_in_from(&home, "10.0.0.1", "ada@example.com", PASSWORD).await.status, 303);
+    home.submit("/", "/logout", &[]).await.unwrap();
+
+    let attacker = server.visitor();
+    let mut statuses = Vec::new();
+    for _ in 0..13 {
+        statuses.push(sign_in_from(&attacker, "10.6.6.6", "ada@example.com", "wrong password").await.status);
+    }
+    assert_eq!(&statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "the guesser is refused: {statuses:?}");
+    let refused = sign_in_from(&attacker, "10.6.6.6", "ada@example.com", PASSWORD).await;
+    assert_eq!(refused.status, 429, "even the right password, from the guesser's address");
+    assert!(
+        refused.body.contains("Too many sign-in attempts")
+            && refused.body.contains("href=\"/password/forgot\""),
+        "{}",
+        refused.body
+    );
+    // A spray from twenty addresses: about one guess per delay gets through, not twenty.
+    let mut sprayed = 0;
+    for i in 0..20 {
+        let status =
+            sign_in_from(&attacker, &format!("10.7.0.{i}"), "ada@example.com", "wrong password").await.status;
+        sprayed += usize::from(status == 401);
+    }
+    assert!(sprayed <= 2, "{sprayed} of 20 sprayed guesses were checked");
+    // The owner in a new browser elsewhere: waits at most the delay, then signs in.
+    let cafe = server.visitor();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut waited = false;
+    loop {
+        let answer = sign_in_from(&cafe, "10.0.0.2", "ada@example.com", PASSWORD).await;
+        if answer.status == 303 {
+            break;
+        }
+        assert_eq!(answer.status, 429, "{}", answer.body);
+        let wait: u64 = answer.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(wait <= 2, "waits at most the account's delay, not the window: {wait}");
+        assert!(std::time::Instant::now() < deadline, "the owner got in");
+        waited = true;
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+    assert!(waited, "right after the spray, a new browser waits a moment");
+    // The owner at home, after another spray: at once.
+    for i in 0..5 {
+        sign_in_from(&attacker, &format!("10.8.0.{i}"), "ada@example.com", "wrong password").await;
+    }
+    let signed_in = sign_in_from(&home, "10.0.0.1", "ada@example.com", PASSWORD).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    server.stop().await.unwrap();
+}
+
+/// The password asked again (to change it, to delete the account) is throttled like a
+/// sign-in: a signed-in session cannot guess it thousands of times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_asked_again_is_throttled() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let guess = format!("guess number {i}");
+        let change = [("current", guess.as_str()), ("new", "a brand new password")];
+        statuses.push(ada.submit("/account", "/account/password", &change).await.unwrap().status);
+    }
+    assert_eq!(&statuses[..5], [303; 5], "wrong passwords are named (flash): {statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let deleted =
+        ada.submit("/account", "/account/delete", &[("password", "yet another guess")]).await.unwrap();
+    assert_eq!(deleted.status, 429, "deleting the account asks the same throttle");
+    assert!(
+        deleted.body.contains("Too many wrong passwords") && deleted.body.contains("/password/forgot"),
+        "{}",
+        deleted.body
+    );
+    assert!(deleted.headers.get("retry-after").is_some());
+    assert!(server.accounts.users().by_email("ada@example.com").await.is_ok(), "nothing was deleted");
+    server.stop().await.unwrap();
+}

@@ -83,12 +83,18 @@ pub struct ServerSettings {
     /// Serve `/metrics` on this address instead (e.g. `127.0.0.1:9090`, or an internal
     /// interface), and not on `bind`.
     pub metrics_bind: Option<String>,
-    /// Failed logins allowed per account within the throttle window.
+    /// Wrong passwords one client may try on one account within the throttle window (then
+    /// that client is refused for it); also how many, from everywhere, before the account's
+    /// delay for unknown devices starts.
     pub login_failures_per_account: u32,
-    /// Failed logins allowed per client address within the throttle window.
+    /// Wrong passwords one client address may try, on any accounts, within the window.
     pub login_failures_per_client: u32,
     /// The login throttle window, seconds.
     pub login_window_seconds: u64,
+    /// The most an account under attack makes a sign-in from an unknown device wait (the delay
+    /// doubles from one second with each failure); a browser that signed in to the account
+    /// before is not delayed.
+    pub login_account_delay_max_seconds: u64,
 }
 
 impl ServerSettings {
@@ -141,6 +147,7 @@ impl Default for ServerSettings {
             login_failures_per_account: 5,
             login_failures_per_client: 20,
             login_window_seconds: 15 * 60,
+            login_account_delay_max_seconds: 60,
         }
     }
 }

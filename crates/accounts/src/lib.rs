@@ -11,7 +11,9 @@
 //! per concern; each lives in its own module:
 //! - [`Users`] (`users`): accounts, passwords (argon2id through [`passwords`]), operators,
 //!   password reset.
-//! - [`Sessions`] (`sessions`): server-side browser sessions, and the [`sessions::LoginThrottle`].
+//! - [`Sessions`] (`sessions`): server-side browser sessions.
+//! - [`throttle`]: guesses and mail-sending actions bounded per client, per account and
+//!   client, and per account (a delay that never locks the owner out).
 //! - [`Tokens`] (`tokens`): API tokens, shown once and stored as digests ([`secrets`]).
 //! - [`Memberships`] (`memberships`): who belongs to which tenant with which role, and the role
 //!   rules (only owners grant or remove owner; the last owner stays).
@@ -34,6 +36,7 @@ pub mod sessions;
 pub mod settings;
 pub mod signups;
 pub mod subjects;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 

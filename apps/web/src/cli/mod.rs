@@ -98,7 +98,21 @@ impl Cli {
             std::fs::create_dir_all(data_dir)
                 .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
             let _lock = DataDirLock::acquire(data_dir, "serve this data directory")?;
-            Application::build(settings).await?.run_until_stopped().await?;
+            // Listening for SIGTERM/SIGINT from the start replaces their default action (exit at
+            // once): one that arrives while the application is still starting stops it in
+            // order too, instead of killing it before the server listens for signals itself.
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+            let application = Application::build(settings).await?;
+            let handle = application.handle();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+                handle.stop().await;
+            });
+            application.run_until_stopped().await?;
             return Ok(ExitCode::SUCCESS);
         }
         let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;

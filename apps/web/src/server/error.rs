@@ -142,6 +142,9 @@ impl From<Error> for Failure {
     }
 }
 
+/// The code of a page refused because of too many wrong passwords: its page links the reset.
+pub const PASSWORD_THROTTLED: &str = "password_throttled";
+
 /// The error page (404, 403, 410, 423, 429, 500, 503) in the site's style.
 pub fn error_page(failure: &Failure) -> HttpResponse {
     let title = match failure.status.as_u16() {
@@ -158,6 +161,7 @@ pub fn error_page(failure: &Failure) -> HttpResponse {
     context.insert("status", &failure.status.as_u16());
     context.insert("title", title);
     context.insert("message", &failure.message);
+    context.insert("reset_link", &(failure.code == PASSWORD_THROTTLED));
     let html = super::templates::TEMPLATES.render("error.html", &context).unwrap_or_else(|e| {
         tracing::error!(error = ?e, "error template failed");
         format!("<!doctype html><title>{title}</title><p>{}", failure.status)

@@ -6,6 +6,8 @@
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
 //!
 //! - [`downloads`]: export zips streamed from disk, bounded per link and per client.
+//! - [`devices`]: the known-device cookie that spares an account's owner the password
+//!   throttle's delay.
 //! - [`sessions`]: the session cookie and the signed-in extractors; [`csrf`]: the form check;
 //!   [`redirects`]: redirects, `next=` and flash messages; [`request`]: a request's state,
 //!   client address and scheme (with [`client`]'s proxy rules); [`links`]: every URL Silo
@@ -17,6 +19,7 @@
 mod api;
 pub mod client;
 pub mod csrf;
+pub mod devices;
 pub mod downloads;
 pub mod error;
 mod handoff;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::settings::ServerSettings;
 use silo_accounts::Accounts;
-use silo_accounts::sessions::{LoginThrottle, ThrottlePolicy};
+use silo_accounts::throttle::{AccountGuard, Throttle, ThrottlePolicy};
 use silo_billing::Billing;
 use silo_tenancy::Tenancy;
 
@@ -19,15 +19,17 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Plans and their limits.
     pub billing: Billing,
-    /// Sign-in attempts per account and per client address.
-    pub throttle: LoginThrottle,
+    /// Password checks (sign-in, and the password asked again to change it or to delete the
+    /// account): per client, per account and client, and a delay per account that a known
+    /// device is not subject to.
+    pub throttle: Throttle,
     /// Invalid bearer tokens per client address (the API's 429).
-    pub api_throttle: LoginThrottle,
+    pub api_throttle: Throttle,
     /// Password-reset emails per account and per client (they send mail; separate from failed
     /// sign-ins so a locked-out person can still reset).
-    pub reset_throttle: LoginThrottle,
+    pub reset_throttle: Throttle,
     /// Sign-ups (each hashes a password and sends an email) per address and per client.
-    pub signup_throttle: LoginThrottle,
+    pub signup_throttle: Throttle,
     /// Export downloads in progress (bounded per link and per client).
     pub downloads: super::downloads::Downloads,
     /// Where links point (from `server.public_url`, never from request headers).
@@ -51,25 +53,29 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let accounts = billing.accounts().clone();
         let tenancy = accounts.tenancy().clone();
-        let throttle = LoginThrottle::new(ThrottlePolicy {
+        let throttle = Throttle::new(ThrottlePolicy {
             per_account: web.login_failures_per_account,
             per_client: web.login_failures_per_client,
             window: Duration::from_secs(web.login_window_seconds),
+            guard: AccountGuard::Delay(Duration::from_secs(web.login_account_delay_max_seconds.max(1))),
         });
-        let api_throttle = LoginThrottle::new(ThrottlePolicy {
+        let api_throttle = Throttle::new(ThrottlePolicy {
             per_account: u32::MAX,
             per_client: 50,
             window: Duration::from_secs(60),
+            guard: AccountGuard::Limit,
         });
-        let reset_throttle = LoginThrottle::new(ThrottlePolicy {
+        let reset_throttle = Throttle::new(ThrottlePolicy {
             per_account: 3,
             per_client: 20,
             window: Duration::from_secs(3600),
+            guard: AccountGuard::Limit,
         });
-        let signup_throttle = LoginThrottle::new(ThrottlePolicy {
+        let signup_throttle = Throttle::new(ThrottlePolicy {
             per_account: 3,
             per_client: web.signups_per_client_hour,
             window: Duration::from_secs(3600),
+            guard: AccountGuard::Limit,
         });
         let proxies = Proxies::from_settings(&web.proxies())?;
         let limits = &tenancy.settings().exports;

@@ -3,15 +3,16 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, get, post, web};
 use serde::Deserialize;
-use silo_accounts::sessions::LoginThrottle;
 use silo_accounts::signups::SignupRequest;
+use silo_accounts::throttle::Throttle;
 use silo_accounts::{Role, TokenScope};
 use silo_tenancy::jobs::Enqueued;
 use silo_tenancy::{TenantRef, TenantSlug};
 
 use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page};
 use crate::server::csrf::CsrfForm;
-use crate::server::error::{Failure, PageError};
+use crate::server::devices;
+use crate::server::error::{Failure, PASSWORD_THROTTLED, PageError};
 use crate::server::hosts::WorkspaceHost;
 use crate::server::redirects::{safe_next, see_other, see_other_with_flash};
 use crate::server::request::{client_addr, state};
@@ -80,15 +81,40 @@ struct SignupForm {
 
 /// Counts an attempt against `throttle` (per address and per client) or answers 429 with
 /// `message` and when to retry.
-fn throttled(throttle: &LoginThrottle, key: &str, client: &str, message: &str) -> Result<(), PageError> {
-    throttle.attempt(key, client).map_err(|retry_after| {
+fn throttled(throttle: &Throttle, key: &str, client: &str, message: &str) -> Result<(), PageError> {
+    throttle.attempt(key, client, false).map_err(|retry_after| {
         // Debug, not warn: under a guessing attack a line per refusal would flood the log.
         tracing::debug!(client, message, "throttled");
-        let minutes = retry_after.as_secs().div_ceil(60);
         let failure = Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             "throttled",
-            format!("{message} Try again in {minutes} minute(s)."),
+            format!("{message} Try again in {}.", wait_in_words(retry_after)),
+        );
+        PageError(failure.retry_after(retry_after))
+    })
+}
+
+/// "12 seconds", "3 minutes" (rounded up).
+fn wait_in_words(wait: std::time::Duration) -> String {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    match seconds {
+        0..=1 => "a second".to_owned(),
+        2..=119 => format!("{seconds} seconds"),
+        _ => format!("{} minutes", seconds.div_ceil(60)),
+    }
+}
+
+/// Counts a password check of the signed-in account against the password throttle (the
+/// password asked again to change it or to delete the account), or answers 429 with a link to
+/// the reset.
+async fn password_check_allowed(req: &HttpRequest, email: &str) -> Result<(), PageError> {
+    let app = state(req);
+    let known = devices::is_known(req, email).await;
+    app.throttle.attempt(email, &client_addr(req), known).map_err(|retry_after| {
+        let failure = Failure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            PASSWORD_THROTTLED,
+            format!("Too many wrong passwords. Try again in {}.", wait_in_words(retry_after)),
         );
         PageError(failure.retry_after(retry_after))
     })
@@ -156,7 +182,12 @@ async fn confirm_page(
 ) -> PageResult {
     let accounts = &state(&req).accounts;
     match accounts.signups().confirm(&token, &form.workspace, &form.slug).await {
-        Ok((user, tenant)) => start_session(&req, &user.id, &format!("/w/{}/", tenant.slug)).await,
+        Ok((user, tenant)) => {
+            // The browser that confirmed the address is the owner's: a known device.
+            let mut response = start_session(&req, &user.id, &format!("/w/{}/", tenant.slug)).await?;
+            devices::remember(&req, &mut response, &user.email).await;
+            Ok(response)
+        }
         Err(e) if e.is_user_error() => {
             let pending = accounts.signups().pending(&token).await?.map(|mut pending| {
                 // Show what was just tried, so a taken address can be changed.
@@ -211,12 +242,31 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
     let app = state(&req);
     let client = client_addr(&req);
     let next = safe_next(form.next.as_deref());
-    let message = "Too many sign-in attempts; you can also reset your password.";
-    throttled(&app.throttle, &form.email, &client, message)?;
+    let known = devices::is_known(&req, &form.email).await;
+    if let Err(retry_after) = app.throttle.attempt(&form.email, &client, known) {
+        // Debug, not warn: under a guessing attack a line per refusal would flood the log.
+        tracing::debug!(client, "sign-in throttled");
+        let message = format!("Too many sign-in attempts. Try again in {}.", wait_in_words(retry_after));
+        let mut response = Page::new("login.html")
+            .with("next", &next)
+            .with("email", &form.email)
+            .with("throttled", &message)
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .render(&req)
+            .await?;
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response.headers_mut().insert(
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderValue::from(seconds.max(1)),
+        );
+        return Ok(response);
+    }
     match app.accounts.users().authenticate(&form.email, &form.password).await? {
         Some(user) => {
             app.throttle.succeeded(&form.email, &client);
-            start_session(&req, &user.id, &next).await
+            let mut response = start_session(&req, &user.id, &next).await?;
+            devices::remember(&req, &mut response, &user.email).await;
+            Ok(response)
         }
         None => {
             Page::new("login.html")
@@ -290,11 +340,16 @@ async fn change_password(
     me: SignedIn,
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> PageResult {
-    let accounts = &state(&req).accounts;
-    let result = accounts
+    password_check_allowed(&req, &me.session.email).await?;
+    let app = state(&req);
+    let result = app
+        .accounts
         .users()
         .change_password(&me.session.user_id, &form.current, &form.new, Some(&me.session.id))
         .await;
+    if result.is_ok() {
+        app.throttle.succeeded(&me.session.email, &client_addr(&req));
+    }
     flash_outcome("/account", result, "Password changed; your other sessions are signed out.")
 }
 
@@ -400,6 +455,7 @@ async fn delete_my_account(
     me: SignedIn,
     CsrfForm(form): CsrfForm<DeleteAccountForm>,
 ) -> PageResult {
+    password_check_allowed(&req, &me.session.email).await?;
     let closed = state(&req).accounts.subjects().close_account(&me.session.user_id, &form.password).await;
     flash_outcome_with("/account", closed, |_| {
         let message = "Your account is being deleted, with everything Silo holds about you.";
@@ -427,7 +483,7 @@ async fn forgot_page(req: HttpRequest, CsrfForm(form): CsrfForm<EmailForm>) -> P
     let app = state(&req);
     let client = client_addr(&req);
     // Each request sends an email: a few per account and client, then silently none.
-    if app.reset_throttle.attempt(&form.email, &client).is_ok() {
+    if app.reset_throttle.attempt(&form.email, &client, false).is_ok() {
         let base = app.links.origin();
         app.accounts
             .users()
