@@ -802,3 +802,32 @@ async fn an_owner_exports_the_workspace_from_its_settings() {
     );
     server.stop().await.unwrap();
 }
+
+/// Bounds on what a request can ask: a form over 64 KiB is refused with 413 before it is
+/// parsed (nothing saved), and a huge `?page=` is an empty page, not an overflow.
+#[tokio::test]
+async fn oversized_forms_and_huge_page_numbers_are_answered() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = ada.csrf("/w/acme/").await.unwrap();
+    let huge = "x".repeat(100 * 1024);
+    let refused = ada
+        .post("/w/acme/projects", &[("csrf", token.as_str()), ("name", "big"), ("description", &huge)])
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 413, "{}", refused.body);
+    assert!(refused.body.contains("too large"), "{}", refused.body);
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    assert_eq!(silo_workspace::projects::count(&db).unwrap(), 0, "nothing was saved");
+    drop(db);
+
+    server.accounts.users().create("ops@example.com", PASSWORD, None, "test").await.unwrap();
+    server.accounts.users().grant_operator("ops@example.com", "test").await.unwrap();
+    let ops = server.sign_in("ops@example.com").await.unwrap();
+    let page = ops.get(&format!("/admin?page={}", i64::MAX)).await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = ops.get("/admin?page=-5").await.unwrap();
+    assert_eq!(page.status, 200);
+    server.stop().await.unwrap();
+}

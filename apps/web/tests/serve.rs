@@ -290,3 +290,56 @@ fn an_erasure_cut_off_by_sigkill_finishes_after_a_restart() {
         tenancy.shutdown().await;
     });
 }
+
+/// A log that cannot be written never costs a request: with stderr on a full device
+/// (`/dev/full`, every write fails with ENOSPC) and every line logged, the server answers
+/// probes, pages, refusals and 404s, counts the lost lines, and stops cleanly.
+#[test]
+fn a_log_that_cannot_be_written_costs_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_silo"))
+        .args(["serve", "--bind", &addr])
+        .current_dir(dir.path())
+        .env_remove("SILO_DATA_DIR")
+        .env("SILO_LOG", "debug")
+        .stderr(Stdio::from(full))
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        let mut stream = TcpStream::connect(&addr).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get("/healthz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(std::time::Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..20 {
+        for (path, status) in [
+            ("/readyz", "200"),
+            ("/login", "200"),
+            ("/w/nope/", "303"),
+            ("/nope", "404"),
+            ("/api/v1/tenants", "401"),
+        ] {
+            let response = get(path).unwrap_or_else(|| panic!("{path}: the connection was dropped"));
+            assert!(response.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {response}");
+        }
+    }
+    let metrics = get("/metrics").unwrap();
+    let lost = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("silo_log_lines_lost_total "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(lost > 0, "the lines that could not be written are counted: {metrics}");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success(), "a clean stop");
+}

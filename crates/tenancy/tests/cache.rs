@@ -254,3 +254,27 @@ async fn wait_until(condition: impl Fn() -> bool) -> bool {
     }
     false
 }
+
+/// A write that would take a limited file past its plan's limit is the quota (507), however
+/// far below the limit the file was — the disk's free space, not the fill level, tells it from
+/// a full disk.
+#[tokio::test]
+async fn a_write_past_the_plan_limit_is_the_quota_however_full_the_file_was() {
+    let f = fixture().await;
+    f.tenancy.cache().set_storage_limits(Arc::new(|_plan: &str| Some(2_000_000)));
+    let tenant = f.create("quota").await;
+    let db = f.tenancy.db(tenant.id).await.unwrap();
+    db.call(|conn| conn.execute_batch("CREATE TABLE ballast (b BLOB)")).unwrap();
+    // A third of the limit, then one statement of more than the rest.
+    db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(700000))", [])).unwrap();
+    let refused = db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", []));
+    let error = refused.unwrap_err();
+    assert!(matches!(error, Error::QuotaExceeded(_)), "{error:?}");
+    assert_eq!(error.kind(), silo_tenancy::ErrorKind::QuotaExceeded);
+    let rows: i64 = db.call(|conn| conn.query_row("SELECT count(*) FROM ballast", [], |r| r.get(0))).unwrap();
+    assert_eq!(rows, 1, "the refused write was rolled back, the first one kept");
+    // Unlimited, the same write goes through.
+    f.tenancy.cache().set_storage_limits(Arc::new(|_plan: &str| None));
+    f.tenancy.cache().apply_plan(tenant.id, &tenant.plan).await.unwrap();
+    db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", [])).unwrap();
+}

@@ -200,3 +200,80 @@ async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
 }
+
+#[tokio::test]
+async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let old = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
+    jobs.claim("w", &["test.echo"], LEASE).await.unwrap().expect("due");
+    jobs.complete(&old.id, "w", &serde_json::json!(1), None).await.unwrap();
+    let waiting = jobs.enqueue(NewJob::new("test.other", serde_json::json!({})), "test").await.unwrap();
+    let recent = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
+    jobs.cancel(&recent.id, "test").await.unwrap();
+    sqlx::query("UPDATE jobs SET finished_at = '2020-01-01T00:00:00.000Z', created_at = '2020-01-01T00:00:00.000Z' WHERE id = ?")
+        .bind(&old.id)
+        .execute(f.tenancy.control().writer())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = ?")
+        .bind(&waiting.id)
+        .execute(f.tenancy.control().writer())
+        .await
+        .unwrap();
+    assert_eq!(jobs.prune(Duration::from_secs(7 * 86_400)).await.unwrap(), 1);
+    assert!(
+        matches!(jobs.get(&old.id).await, Err(silo_tenancy::Error::UnknownJob(_))),
+        "the old finished job went"
+    );
+    assert_eq!(jobs.get(&waiting.id).await.unwrap().status, JobStatus::Queued, "an old queued one stays");
+    assert_eq!(
+        jobs.get(&recent.id).await.unwrap().status,
+        JobStatus::Cancelled,
+        "a recent finished one stays"
+    );
+}
+
+#[tokio::test]
+async fn a_lane_runs_its_kinds_beside_the_rest() {
+    let f = fixture().await;
+    let jobs = f.tenancy.jobs();
+    let mut workers = Workers::new();
+    let (release, held) = tokio::sync::watch::channel(false);
+    workers.register("test.slow", move |_| {
+        let mut held = held.clone();
+        async move {
+            let _ = held.wait_for(|go| *go).await;
+            Ok(serde_json::json!("slow"))
+        }
+    });
+    workers.register("test.quick", |_| async { Ok(serde_json::json!("quick")) });
+    let slow_lane = workers.lane(&["test.slow"]);
+    assert_eq!((slow_lane.kinds(), workers.kinds()), (vec!["test.slow"], vec!["test.quick"]));
+    let settings =
+        PoolSettings { concurrency: 1, lease: Duration::from_secs(5), poll: Duration::from_millis(20) };
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut pools = Vec::new();
+    for lane in [slow_lane, workers] {
+        let (jobs, settings, mut stopping) = (jobs.clone(), settings.clone(), stopping.clone());
+        pools.push(tokio::spawn(lane.run(jobs, settings, async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })));
+    }
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        slow.push(jobs.enqueue(NewJob::new("test.slow", serde_json::json!({})), "test").await.unwrap());
+    }
+    let quick = jobs.enqueue(NewJob::new("test.quick", serde_json::json!({})), "test").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while jobs.get(&quick.id).await.unwrap().status != JobStatus::Done {
+        assert!(tokio::time::Instant::now() < deadline, "the quick job waited behind the slow lane");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(jobs.get(&slow[2].id).await.unwrap().status, JobStatus::Done, "the slow lane is still busy");
+    release.send(true).unwrap();
+    stop.send(true).unwrap();
+    for pool in pools {
+        tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
+    }
+}

@@ -79,6 +79,9 @@ pub fn check_fetch_site(req: &HttpRequest) -> Result<(), Failure> {
     }
 }
 
+/// The largest form body read (bigger ones answer 413 before anything is parsed).
+pub const FORM_LIMIT: usize = 64 * 1024;
+
 /// A urlencoded form whose `csrf` field matched the request's token. Every state-changing
 /// HTML handler takes its input through this extractor.
 pub struct CsrfForm<T>(pub T);
@@ -91,7 +94,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
         let req = req.clone();
         let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
-            let body = body.await.map_err(|e| Failure::invalid(format!("unreadable form: {e}")))?;
+            let body = body.await.map_err(|e| {
+                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Failure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!(
+                            "The form is too large (at most {} KiB); nothing was saved.",
+                            FORM_LIMIT / 1024
+                        ),
+                    )
+                } else {
+                    Failure::invalid(format!("unreadable form: {e}"))
+                }
+            })?;
             check_fetch_site(&req)?;
             #[derive(serde::Deserialize)]
             struct Token {

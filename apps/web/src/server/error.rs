@@ -231,3 +231,20 @@ fn add_retry_after(response: &mut HttpResponse, seconds: Option<u64>) {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_rounds_up_so_clients_never_come_back_early() {
+        let wait = |d: Duration| Failure::invalid("x").retry_after(d).retry_after;
+        assert_eq!(wait(Duration::from_millis(1_500)), Some(2));
+        assert_eq!(wait(Duration::from_secs(3)), Some(3));
+        assert_eq!(wait(Duration::from_millis(1)), Some(1));
+        assert_eq!(wait(Duration::ZERO), Some(1), "at least a second");
+        let throttled = Failure::from(Error::Throttled(Duration::from_millis(59_001)));
+        assert_eq!((throttled.status.as_u16(), throttled.retry_after), (429, Some(60)));
+    }
+}

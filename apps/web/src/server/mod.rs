@@ -105,7 +105,10 @@ pub fn start(
         let csp = csp.clone();
         let (app, openapi) = App::new()
             .app_data(state.clone())
-            .app_data(web::FormConfig::default().limit(64 * 1024))
+            // Forms are read whole by the CSRF extractor (`web::Bytes`, bounded by the payload
+            // config, not the form config): both at 64 KiB. The API's JSON has its own limit.
+            .app_data(web::FormConfig::default().limit(csrf::FORM_LIMIT))
+            .app_data(web::PayloadConfig::new(csrf::FORM_LIMIT))
             .wrap_fn(|req, service| {
                 // Forms shown before sign-in need a token cookie; set it on the response of
                 // pages (the API, assets and probes have no forms).

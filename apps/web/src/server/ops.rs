@@ -68,6 +68,8 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
         body.push_str("# HELP silo_disk_available_bytes Free bytes on the data directory's file system.\n# TYPE silo_disk_available_bytes gauge\n");
         body.push_str(&format!("silo_disk_available_bytes {}\n", space.available));
     }
+    body.push_str("# HELP silo_log_lines_lost_total Log lines dropped because stderr could not take them (a full disk).\n# TYPE silo_log_lines_lost_total counter\n");
+    body.push_str(&format!("silo_log_lines_lost_total {}\n", crate::logging::lost_lines()));
     body.push_str("# HELP silo_build_info Silo build and SQLite versions.\n# TYPE silo_build_info gauge\n");
     body.push_str(&format!(
         "silo_build_info{{version=\"{}\",sqlite=\"{}\"}} 1\n",

@@ -101,15 +101,24 @@ impl TenantDb {
         f(&mut conn).map_err(|e| self.classify(&conn, e))
     }
 
-    /// A full database under a plan's limit is the tenant's quota, not the disk (SQLite says
-    /// `SQLITE_FULL` for both); the statement was rolled back, nothing acknowledged is lost.
+    /// SQLite says `SQLITE_FULL` both when the file reached its plan's limit (`max_page_count`)
+    /// and when the disk is full; the free space of the file's disk tells which. A limited file
+    /// on a disk with room left hit its quota (the tenant's to change: 507); otherwise the disk
+    /// is full (the machine's state: 503). Either way the statement was rolled back and nothing
+    /// acknowledged is lost.
     fn classify(&self, conn: &Connection, error: rusqlite::Error) -> Error {
         let full =
             matches!(&error, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull);
-        let pages = |pragma: &str| conn.query_row(pragma, [], |row| row.get::<_, i64>(0)).ok();
-        match (full, pages("PRAGMA max_page_count"), pages("PRAGMA page_count")) {
-            // Near the limit (a write can need more pages than are left): the quota.
-            (true, Some(max), Some(count)) if max < UNLIMITED_PAGES && count * 10 >= max * 9 => {
+        if !full {
+            return Error::from(error);
+        }
+        let limited = conn
+            .query_row("PRAGMA max_page_count", [], |row| row.get::<_, i64>(0))
+            .is_ok_and(|max| max < UNLIMITED_PAGES);
+        let free =
+            conn.path().and_then(|path| silo_storage::sqlite::disk_space(std::path::Path::new(path)).ok());
+        match free {
+            Some(space) if limited && space.available >= DISK_ROOM => {
                 Error::QuotaExceeded(self.id.to_string())
             }
             _ => Error::from(error),
@@ -182,6 +191,11 @@ impl Drop for TenantDb {
 
 /// SQLite's default `max_page_count` (no limit beyond the format's).
 const UNLIMITED_PAGES: i64 = 4_294_967_294;
+
+/// Free space above which a `SQLITE_FULL` of a limited file is its quota, not the disk: more
+/// than a tenant statement writes (a task is at most tens of KiB, with its index entries), so
+/// a disk that refused it has less.
+const DISK_ROOM: u64 = 4 * 1024 * 1024;
 
 /// `PRAGMA max_page_count` for `max_bytes` on one connection (`None`: no limit). SQLite never
 /// sets it below the file's current size: a file already over a lowered limit keeps its data,

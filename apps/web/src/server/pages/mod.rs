@@ -154,5 +154,6 @@ pub fn flash_outcome_with<T>(
 /// The page number and offset of a `?page=` parameter.
 pub fn page_offset(page: Option<i64>, per_page: i64) -> (i64, i64) {
     let page = page.unwrap_or(1).max(1);
-    (page, (page - 1) * per_page)
+    // A huge page number is an empty page, not an overflow.
+    (page, (page - 1).saturating_mul(per_page))
 }
