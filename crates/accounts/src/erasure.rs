@@ -16,6 +16,8 @@
 //! 4. Delete the exports that hold the person: their subject exports, and the exports of the
 //!    tenants they ever belonged to. (An export still running checks the ledger after its zip
 //!    is in place and deletes it when it may hold an erased person, so none outlives this.)
+//!    A workspace the person is the last owner of (with others in it) is handed to its
+//!    longest-standing admin, else member.
 //! 5. In one control-plane transaction: delete the account, sessions, tokens, memberships,
 //!    invitations, sign-ups, resets and mail to them; rename them in audit entries and jobs to
 //!    `subject:<keyed hash>`; blank any job or mail that quotes their address; replace this
@@ -52,7 +54,15 @@ const CONTROL_STEPS: &[(&str, &str, Option<&str>)] = &[
     ("operators", "operators WHERE user_id = ?1", None),
     ("password_resets", "password_resets WHERE user_id = ?1", None),
     ("invitations", "invitations WHERE email = ?2", None),
-    ("invitations", "invitations WHERE invited_by = ?1", Some("invited_by = NULL")),
+    // Invitations they sent lose their sender and, still pending, are revoked: nobody vouches
+    // for them any more (as when a member leaves).
+    (
+        "invitations",
+        "invitations WHERE invited_by = ?1",
+        Some(
+            "invited_by = NULL, revoked_at = CASE WHEN accepted_at IS NULL THEN coalesce(revoked_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ELSE revoked_at END",
+        ),
+    ),
     ("signups", "signups WHERE email = ?2", None),
     ("outbox", "outbox WHERE recipient = ?2", None),
     ("billing_profiles", "billing_profiles WHERE lower(email) = ?2", Some("email = ''")),
@@ -285,6 +295,10 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
             .remove(job)
             .map_err(|e| JobError::retry(format!("cannot delete export {job}: {e}")))?;
     }
+    // A workspace the person was the last owner of does not stay without one: its
+    // longest-standing admin (else member) takes over. (Idempotent: once someone took over, the
+    // person is no longer the last owner.)
+    let heirs = hand_over(&accounts, &subject, &actor).await?;
     // 5. The control plane, all at once.
     let control = remove_records(&accounts, &subject, &ctx.job.id, exports.len()).await?;
     tenancy.control().checkpoint_truncate().await?;
@@ -297,7 +311,33 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
         "tenants": erasure.map(|e| e.tenants),
         "control_plane": control,
         "exports_deleted": exports.len(),
+        "new_owners": heirs,
     }))
+}
+
+/// For every active workspace where the person is the only owner and others are members,
+/// makes the longest-standing admin (else member) an owner; returns the workspaces' slugs.
+async fn hand_over(accounts: &crate::Accounts, subject: &Subject, actor: &str) -> Result<Vec<String>> {
+    let heirs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.tenant_id,
+                (SELECT u.email FROM memberships o JOIN users u ON u.id = o.user_id
+                 WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1
+                 ORDER BY o.role = 'admin' DESC, o.created_at, o.user_id LIMIT 1)
+         FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.user_id = ?1 AND m.role = 'owner' AND t.status = 'active'
+           AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.role = 'owner' AND o.user_id <> ?1)
+           AND EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1)",
+    )
+    .bind(subject.user.id.to_string())
+    .fetch_all(accounts.tenancy().control().writer())
+    .await?;
+    let mut slugs = Vec::new();
+    for (tenant, heir) in heirs {
+        let tenant = TenantRef::Id(tenant.parse()?);
+        accounts.memberships().add(&tenant, &heir, crate::Role::Owner, actor).await?;
+        slugs.push(accounts.tenancy().tenant(&tenant).await?.slug.to_string());
+    }
+    Ok(slugs)
 }
 
 async fn remove_records(

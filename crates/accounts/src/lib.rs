@@ -94,6 +94,8 @@ impl Directory {
 impl Accounts {
     /// The accounts over `tenancy`'s control plane.
     pub fn new(tenancy: Tenancy, settings: AccountsSettings) -> Self {
+        // A restore brings the restored file's member rows to the control plane's members.
+        tenancy.set_member_source(memberships::source(tenancy.control().clone()));
         let inner = Inner {
             tenancy,
             settings,

@@ -339,3 +339,29 @@ async fn revoke_pending(tx: &mut Tx<'_>, tenant: TenantId, to: &str, from: Optio
     .await?;
     Ok(())
 }
+
+/// Where tenancy learns a tenant's current members (a restore brings the restored file's
+/// member rows to them; see [`silo_tenancy::MemberSource`]).
+pub(crate) fn source(control: silo_tenancy::ControlPlane) -> silo_tenancy::MemberSource {
+    std::sync::Arc::new(move |tenant: TenantId| {
+        let control = control.clone();
+        Box::pin(async move {
+            let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                "SELECT m.user_id, u.email, u.display_name, m.role FROM memberships m JOIN users u ON u.id = m.user_id
+                 WHERE m.tenant_id = ?1 ORDER BY m.user_id",
+            )
+            .bind(tenant.to_string())
+            .fetch_all(control.writer())
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(user_id, email, display_name, role)| silo_tenancy::CurrentMember {
+                    user_id,
+                    email,
+                    display_name,
+                    role,
+                })
+                .collect())
+        })
+    })
+}

@@ -1,8 +1,8 @@
 //! Data-subject requests (GDPR Art. 15/20): everything Silo holds about one person, from the
 //! control plane (account, memberships, sessions, tokens, invitations, mail, audit entries)
-//! and from every tenant they belong to (their rows, as the tenant schema's personal-data
-//! manifest attributes them; a suspended or deleted tenant is named under
-//! `tenants_not_readable` instead). Runs as the [`SUBJECT_EXPORT`] job; the result is a zip with one
+//! and from every tenant they belong to or once belonged to (their rows, as the tenant
+//! schema's personal-data manifest attributes them; a suspended or soft-deleted tenant is
+//! named under `tenants_not_readable` instead). Runs as the [`SUBJECT_EXPORT`] job; the result is a zip with one
 //! `subject.json`, downloaded through the same expiring link as tenant exports.
 
 use std::io::Write;
@@ -142,8 +142,19 @@ impl Subjects {
             .map(|m| json!({ "subject": m.subject, "created_at": m.created_at, "sent_at": m.sent_at }))
             .collect();
         let (mut tenants, mut unavailable) = (serde_json::Map::new(), serde_json::Map::new());
-        for workspace in &workspaces {
-            let tenant = tenancy.tenant(&TenantRef::Slug(workspace.slug.parse()?)).await?;
+        // Every workspace they ever belonged to: one they left still holds what they wrote.
+        let ever: Vec<String> = sqlx::query_scalar(
+            "SELECT tenant_id FROM membership_history WHERE user_id = ?1
+             UNION SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY 1",
+        )
+        .bind(user.id.to_string())
+        .fetch_all(tenancy.control().reader())
+        .await?;
+        for id in ever {
+            let tenant = tenancy.tenant(&TenantRef::Id(id.parse()?)).await?;
+            if tenant.status == TenantStatus::Deleted {
+                continue;
+            }
             // A suspended or deleted tenant's file is not opened for requests; it is named so
             // the operator can resume it (or wait for its purge) and export again.
             if tenant.status != TenantStatus::Active {

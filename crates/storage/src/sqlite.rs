@@ -56,6 +56,7 @@ pub fn connect_options(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Sql
         .busy_timeout(tuning.busy_timeout)
         .foreign_keys(true)
         .pragma("trusted_schema", "OFF")
+        .pragma("secure_delete", "ON")
         .pragma("cache_size", format!("-{}", tuning.page_cache_kib))
         .statement_cache_capacity(64)
         // Statement logging costs microseconds per query; spans carry what we need.
@@ -114,8 +115,12 @@ pub fn open_sync(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<ru
     } else {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 65536;"
     };
+    // secure_delete: what a statement deletes or rewrites (a row changed by an UPDATE leaves
+    // its old cell behind in the page otherwise) and every page it frees is overwritten with
+    // zeros, so erasing a person later finds no stale copy of their words in the file.
     conn.execute_batch(&format!(
-        "{journal} PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF; PRAGMA cache_size = -{};",
+        "{journal} PRAGMA foreign_keys = ON; PRAGMA trusted_schema = OFF; PRAGMA secure_delete = ON; \
+         PRAGMA cache_size = -{};",
         tuning.page_cache_kib
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -604,6 +609,7 @@ mod tests {
         assert_eq!(pragma("synchronous"), Value::Integer(1));
         assert_eq!(pragma("foreign_keys"), Value::Integer(1));
         assert_eq!(pragma("trusted_schema"), Value::Integer(0));
+        assert_eq!(pragma("secure_delete"), Value::Integer(1));
         assert_eq!(pragma("cache_size"), Value::Integer(-256));
         assert_eq!(pragma("busy_timeout"), Value::Integer(1234));
     }

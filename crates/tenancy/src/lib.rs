@@ -54,7 +54,7 @@ pub use backup::{Backup, BackupKind, Backups};
 pub use cache::{CacheStats, FileHold, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
-pub use erasure::{Erasures, TenantSchema};
+pub use erasure::{CurrentMember, Erasures, MemberSource, TenantSchema};
 pub use error::{Error, ErrorKind, Result};
 pub use export::Exports;
 pub use fleet::Fleet;
@@ -92,6 +92,9 @@ struct Inner {
     /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
     /// rather than at its next poll (jobs enqueued by another process wait for the poll).
     jobs_enqueued: tokio::sync::Notify,
+    /// Who a tenant's current members are (registered by the accounts; a restore brings the
+    /// restored file's member rows to them).
+    member_source: parking_lot::RwLock<Option<MemberSource>>,
 }
 
 impl Tenancy {
@@ -157,6 +160,7 @@ impl Tenancy {
             master_key: OnceCell::new(),
             schema,
             jobs_enqueued: tokio::sync::Notify::new(),
+            member_source: parking_lot::RwLock::new(None),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -193,6 +197,20 @@ impl Tenancy {
     /// The tenant schema every file is brought to.
     pub fn migrations(&self) -> &'static [Migration] {
         self.inner.schema.migrations
+    }
+
+    /// Registers where a tenant's current members come from (the accounts do, when built).
+    pub fn set_member_source(&self, source: MemberSource) {
+        *self.inner.member_source.write() = Some(source);
+    }
+
+    /// A tenant's current members, when a source is registered.
+    pub(crate) async fn current_members(&self, tenant: TenantId) -> Result<Option<Vec<CurrentMember>>> {
+        let source = self.inner.member_source.read().clone();
+        match source {
+            Some(source) => Ok(Some(source(tenant).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The product's tenant schema.

@@ -49,9 +49,14 @@ pub fn migrations() -> &'static [Migration] {
 }
 
 /// The tenant schema as tenancy needs it (what [`silo_tenancy::Tenancy::open`] takes): the
-/// migrations, and [`erasure::forget`] for the erasure ledger's replay on restore.
+/// migrations, [`erasure::forget`] for the erasure ledger's replay on restore, and
+/// [`members::reconcile`] to bring a restored file's members up to date.
 pub fn schema() -> silo_tenancy::TenantSchema {
-    silo_tenancy::TenantSchema { migrations: migrations(), forget: erasure::forget }
+    silo_tenancy::TenantSchema {
+        migrations: migrations(),
+        forget: erasure::forget,
+        reconcile: members::reconcile,
+    }
 }
 
 /// Largest page any list returns.

@@ -106,6 +106,35 @@ pub fn restore(db: &TenantDb, user_id: &str, before: Option<&Member>) -> Result<
     })
 }
 
+/// Brings the member rows to `current` (a restored file: `silo_tenancy::TenantSchema`'s
+/// reconcile): each current member gets a current row with their address, name and role;
+/// a current row of anyone else is marked as gone. Returns how many rows changed.
+pub fn reconcile(
+    conn: &mut rusqlite::Connection,
+    current: &[silo_tenancy::CurrentMember],
+) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let mut changed = 0;
+    for member in current {
+        changed += tx
+            .prepare_cached(
+                "INSERT INTO members (user_id, email, display_name, role) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, display_name = excluded.display_name,
+                     role = excluded.role, left_at = NULL
+                 WHERE (email, display_name, role, left_at) IS NOT (excluded.email, excluded.display_name, excluded.role, NULL)",
+            )?
+            .execute(params![member.user_id, member.email, member.display_name, member.role])?;
+    }
+    let ids: Vec<&str> = current.iter().map(|m| m.user_id.as_str()).collect();
+    changed += tx.execute(
+        "UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE left_at IS NULL AND user_id NOT IN (SELECT value FROM json_each(?1))",
+        [serde_json::to_string(&ids).expect("strings serialise")],
+    )?;
+    tx.commit()?;
+    Ok(changed)
+}
+
 /// Updates the address and name of the account's row (current or former), keeping its role.
 pub fn update_profile(db: &TenantDb, user_id: &str, email: &str, display_name: &str) -> Result<()> {
     db.call(|conn| {

@@ -3,8 +3,9 @@
 //!
 //! Both first write the backup to a staging file beside the destination and check it
 //! (checksum, decryption, `integrity_check`, schema version), then replay the erasure ledger
-//! on it (people erased since the backup are erased from it: [`crate::erasure`]); only then
-//! is anything switched.
+//! on it (people erased since the backup are erased from it: [`crate::erasure`]) and bring its
+//! member rows to the tenant's current members (someone who left since is marked gone, someone
+//! who joined since gets a row, so new work is attributed); only then is anything switched.
 //! A restore that fails before the switch changes nothing. In place, the tenant is unavailable
 //! only for the switch: lease (in-flight requests finish), remove the old `-wal`/`-shm`,
 //! rename, fsync the directory, release.
@@ -86,6 +87,9 @@ impl Backups {
         let switched = async {
             let lease = self.0.cache().lease(tenant.id).await?;
             let started = Instant::now();
+            // Under the lease no membership change can write the tenant's file: the staged
+            // one gets today's members (the backup's may have left, or be missing).
+            self.reconcile_members(tenant.id, &staging).await?;
             let (from, to) = (staging.clone(), path.clone());
             tokio::task::spawn_blocking(move || sqlite::replace_database(&from, &to))
                 .await
@@ -143,6 +147,11 @@ impl Backups {
         })?;
         let staging = staging_path(&path);
         let (size, forgotten) = self.stage(&source, &backup, &staging).await?;
+        // The clone gets the source's members (`insert_clone` copies them).
+        if let Err(e) = self.reconcile_members(source.id, &staging).await {
+            let _ = sqlite::remove_database_files(&staging).await;
+            return Err(e);
+        }
         let (from, to) = (staging.clone(), path.clone());
         let installed = tokio::task::spawn_blocking(move || sqlite::replace_database(&from, &to))
             .await
@@ -173,6 +182,21 @@ impl Backups {
         self.0.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
         Ok(Restored { tenant, backup, size, unavailable: Duration::ZERO, forgotten })
+    }
+
+    /// Brings the member rows of the file at `path` (not serving) to `tenant`'s current members.
+    async fn reconcile_members(&self, tenant: TenantId, path: &Path) -> Result<usize> {
+        let Some(members) = self.0.current_members(tenant).await? else { return Ok(0) };
+        let reconcile = self.0.schema().reconcile;
+        let (path, tuning) = (path.to_owned(), self.0.settings().tenant_tuning());
+        tokio::task::spawn_blocking(move || -> Result<usize> {
+            let mut conn = sqlite::open_sync(&path, tuning, sqlite::OpenMode::Existing)?;
+            let changed = reconcile(&mut conn, &members)?;
+            conn.close().map_err(|(_, e)| Error::from(e))?;
+            Ok(changed)
+        })
+        .await
+        .expect("reconciling members panicked")
     }
 
     /// Writes and checks the backup at `staging`, then replays the erasure ledger on it;
