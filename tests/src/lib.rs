@@ -177,6 +177,38 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// The number of tasks in a workspace's file and its `integrity_check` verdict (after a
+/// refused write: nothing acknowledged lost, the file intact).
+pub async fn tasks_and_integrity(tenancy: &Tenancy, slug: &str) -> anyhow::Result<(i64, String)> {
+    let tenant = tenancy.tenant(&slug.parse()?).await?;
+    let db = tenancy.db(tenant.id).await?;
+    Ok(db.call(|conn| {
+        let count = conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?;
+        Ok((count, conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+    })?)
+}
+
+/// Every file under `dir` whose bytes contain `needle` (a canary searched over a data
+/// directory). A directory that vanishes during the walk (a backup's staging) is skipped.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct horse battery staple";
 

@@ -47,17 +47,10 @@ async fn a_tenant_fills_its_plan_to_the_quota_and_an_upgrade_lifts_it_on_the_ope
 
     // Nothing acknowledged is lost, the file is intact, reads work.
     let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let db = server.tenancy.db(tenant.id).await.unwrap();
-    let (count, integrity): (i64, String) = db
-        .call(|conn| {
-            let count = conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?;
-            Ok((count, conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
-        })
-        .unwrap();
+    let (count, integrity) = silo_e2e::tasks_and_integrity(&server.tenancy, "acme").await.unwrap();
     assert_eq!((count, integrity.as_str()), (acknowledged.len() as i64, "ok"));
     let size = std::fs::metadata(server.tenancy.tenant_path(&tenant).unwrap()).unwrap().len();
     assert!(size <= 1_000_000, "the file stayed within the plan: {size} bytes");
-    drop(db);
     let (status, first) = ada.call("GET", &format!("/w/acme/tasks/{}", acknowledged[0]), None).await.unwrap();
     assert_eq!(status, 200, "{first}");
 
@@ -72,10 +65,9 @@ async fn a_tenant_fills_its_plan_to_the_quota_and_an_upgrade_lifts_it_on_the_ope
     server.stop().await.unwrap();
 }
 
-/// A plan's seats count members and pending invitations: the invitation past them is refused
-/// with a clear message; a plan's project limit refuses the extra project (API and pages).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
+/// Ada's workspace `acme`, moved by an operator to `pair`: 2 seats, 1 project, not
+/// self-service.
+async fn acme_on_the_pair_plan() -> (TestServer, silo_e2e::Visitor) {
     let server = TestServer::start_with(|s| {
         s.plans.0.insert("pair".into(), Plan { seats: Some(2), projects: Some(1), ..Plan::default() });
     })
@@ -86,6 +78,14 @@ async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
     let ops = ApiClient::new(server.addr, Some(&token));
     let (status, _) = ops.call("PATCH", "/tenants/acme", Some(json!({ "plan": "pair" }))).await.unwrap();
     assert_eq!(status, 200);
+    (server, ada)
+}
+
+/// A plan's seats count members and pending invitations: the invitation past them is refused
+/// with a clear message; a plan's project limit refuses the extra project (API and pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
+    let (server, ada) = acme_on_the_pair_plan().await;
 
     let invite = |email: &'static str| {
         let ada = &ada;
@@ -443,16 +443,7 @@ async fn the_server_schedules_last_months_run_and_todays_dunning_pass_once() {
 /// project creations sent at once, exactly as many pass as the plan has room for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_invitations_and_projects_cannot_pass_a_limit() {
-    let server = TestServer::start_with(|s| {
-        s.plans.0.insert("pair".into(), Plan { seats: Some(2), projects: Some(1), ..Plan::default() });
-    })
-    .await
-    .unwrap();
-    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
-    let token = server.operator_token("ops@example.com").await.unwrap();
-    let ops = ApiClient::new(server.addr, Some(&token));
-    let (status, _) = ops.call("PATCH", "/tenants/acme", Some(json!({ "plan": "pair" }))).await.unwrap();
-    assert_eq!(status, 200);
+    let (server, ada) = acme_on_the_pair_plan().await;
 
     let csrf = ada.csrf("/w/acme/members").await.unwrap();
     let emails: Vec<String> = (0..8).map(|i| format!("guest{i}@example.com")).collect();

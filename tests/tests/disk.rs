@@ -143,14 +143,7 @@ async fn the_quota_is_507_a_full_disk_is_503_and_neither_loses_a_write() {
     assert_eq!(status, 201, "{answer}");
     acknowledged[1] += 1;
     for (i, slug) in ["small", "roomy"].iter().enumerate() {
-        let tenant = server.tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
-        let db = server.tenancy.db(tenant.id).await.unwrap();
-        let (count, integrity): (i64, String) = db
-            .call(|conn| {
-                let count = conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?;
-                Ok((count, conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
-            })
-            .unwrap();
+        let (count, integrity) = silo_e2e::tasks_and_integrity(&server.tenancy, slug).await.unwrap();
         assert_eq!((count, integrity.as_str()), (acknowledged[i], "ok"), "{slug}");
     }
     server.stop().await.unwrap();

@@ -5,12 +5,11 @@
 //! the erasure does not bring it back (the ledger is replayed); a repeat is idempotent; bad
 //! requests are named.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 use silo_accounts::Role;
-use silo_e2e::{ApiClient, TestServer};
+use silo_e2e::{ApiClient, TestServer, files_containing};
 use silo_tenancy::{BackupKind, TenantRef};
 
 /// Lower case on purpose: the full-text index stores tokens folded, so a mixed-case canary
@@ -46,28 +45,6 @@ async fn comment_as(server: &TestServer, email: &str, slug: &str, task_id: i64, 
     silo_workspace::comments::create(&db, task_id, Some(author), body).unwrap();
 }
 
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    assert!(dir.is_dir(), "{} is a directory", dir.display());
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        // A directory can vanish while we walk (a staging directory of a backup in flight).
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_after_a_restore() {
     let server = TestServer::start().await.unwrap();
@@ -100,7 +77,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     assert_eq!(status, 202);
     let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(export["status"], "done", "{export}");
-    assert!(!files_containing(&data, CANARY).is_empty(), "the canary is planted");
+    assert!(!files_containing(&data, CANARY.as_bytes()).is_empty(), "the canary is planted");
 
     // The dry run counts, per tenant, and changes nothing.
     let (status, plan) = ops
@@ -135,7 +112,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
         json!({ "subject": result["subject"] }),
         "the job's own input no longer names her"
     );
-    let leftovers = files_containing(&data, CANARY);
+    let leftovers = files_containing(&data, CANARY.as_bytes());
     assert!(leftovers.is_empty(), "the canary survives in {leftovers:?}");
     // Everyone else's data is intact: Bob's task, his reply on her (anonymised) task.
     let (status, hits) = bob.call("GET", &format!("/w/acme/search?q={OTHER}"), None).await.unwrap();
@@ -149,7 +126,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     assert_eq!(comments.len(), 1, "her comment went, his stayed: {comments:?}");
     assert_eq!(comments[0].author.as_deref(), Some("Bob"));
     drop(acme_db);
-    assert!(!files_containing(&data, OTHER).is_empty());
+    assert!(!files_containing(&data, OTHER.as_bytes()).is_empty());
     // The audit trail names the erasure by the keyed hash, never by address.
     let audit = server.tenancy.audit_log(None, None, 500).await.unwrap();
     let erased = audit.iter().find(|e| e.action == "subject.erase").expect("an audit entry");
@@ -167,7 +144,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     // Restoring the backup from before the erasure does not bring her back.
     let restored = server.tenancy.backups().restore(&acme, Some(&before.id), None, "test").await.unwrap();
     assert_eq!(restored.forgotten, 1);
-    let leftovers = files_containing(&data, CANARY);
+    let leftovers = files_containing(&data, CANARY.as_bytes());
     assert!(leftovers.is_empty(), "the restore brought the canary back: {leftovers:?}");
     let (status, hits) = bob.call("GET", &format!("/w/acme/search?q={OTHER}"), None).await.unwrap();
     assert!(
@@ -178,7 +155,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     let clone =
         server.tenancy.backups().restore(&acme, Some(&before.id), Some("acme-copy"), "test").await.unwrap();
     assert_eq!(clone.forgotten, 1);
-    assert!(files_containing(&data, CANARY).is_empty());
+    assert!(files_containing(&data, CANARY.as_bytes()).is_empty());
     server.stop().await.unwrap();
 }
 
@@ -400,7 +377,7 @@ async fn a_person_who_left_is_erased_from_every_workspace_they_ever_wrote_in() {
     let user = users.by_email(&dave).await.unwrap();
     let by = silo_accounts::By::Member { user_id: &user.id, label: &dave };
     server.accounts.memberships().remove(&tenant, &user.id, by).await.unwrap();
-    assert!(!files_containing(&data, CANARY).is_empty(), "his words stay in the workspace");
+    assert!(!files_containing(&data, CANARY.as_bytes()).is_empty(), "his words stay in the workspace");
 
     let (status, job) = ops.call("POST", "/subjects/erase", Some(json!({ "email": dave }))).await.unwrap();
     assert_eq!(status, 202, "{job}");
@@ -409,12 +386,12 @@ async fn a_person_who_left_is_erased_from_every_workspace_they_ever_wrote_in() {
     let result = &job["result"];
     assert_eq!(result["tenants"][tenant.id.to_string()]["slug"], "acme", "{result}");
     assert_eq!(result["exports_deleted"], 1, "{result}");
-    let leftovers = files_containing(&data, CANARY);
+    let leftovers = files_containing(&data, CANARY.as_bytes());
     assert!(leftovers.is_empty(), "the canary survives in {leftovers:?}");
-    assert!(!files_containing(&data, OTHER).is_empty(), "Bob's work stays");
+    assert!(!files_containing(&data, OTHER.as_bytes()).is_empty(), "Bob's work stays");
     let restored = server.tenancy.backups().restore(&acme, Some(&before.id), None, "test").await.unwrap();
     assert_eq!(restored.forgotten, 1, "the restore forgets the former member too");
-    let leftovers = files_containing(&data, CANARY);
+    let leftovers = files_containing(&data, CANARY.as_bytes());
     assert!(leftovers.is_empty(), "the restore brought the canary back: {leftovers:?}");
     server.stop().await.unwrap();
 }
@@ -451,7 +428,7 @@ async fn an_invitation_from_an_erased_person_is_blanked_whatever_their_name_was(
     assert_eq!(job["status"], "done", "{job}");
     let email = server.accounts.outbox().list(Some("erin@example.com"), 1).await.unwrap().remove(0);
     assert_eq!((email.subject.as_str(), email.body.as_str()), ("[erased]", "[erased]"));
-    let leftovers = files_containing(&data, CANARY);
+    let leftovers = files_containing(&data, CANARY.as_bytes());
     assert!(leftovers.is_empty(), "the old name survives in {leftovers:?}");
     server.stop().await.unwrap();
 }
@@ -491,8 +468,10 @@ async fn a_purge_deletes_the_exports_and_the_name_and_links_answer_410_about_the
     assert_eq!(certificate["exports"]["jobs"], json!([export["id"]]), "{certificate}");
     server.tenancy.control().checkpoint_truncate().await.unwrap();
     for gone in [slug, name] {
-        let left: Vec<_> =
-            files_containing(&data, gone).into_iter().filter(|f| f.contains("control.db")).collect();
+        let left: Vec<_> = files_containing(&data, gone.as_bytes())
+            .into_iter()
+            .filter(|f| f.to_string_lossy().contains("control.db"))
+            .collect();
         assert!(left.is_empty(), "{gone} survives the purge in {left:?}");
     }
     // An expired link says so (a link signed for a time already past).

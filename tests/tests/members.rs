@@ -159,37 +159,52 @@ async fn a_member_who_leaves_keeps_their_name_on_their_work_and_can_come_back() 
     server.stop().await.unwrap();
 }
 
+/// Dave, an admin of acme; his member row as it is.
+async fn admin_dave(server: &TestServer, tenant: &Tenant) -> silo_workspace::members::Member {
+    let users = server.accounts.users();
+    users.create("dave@example.com", silo_e2e::PASSWORD, Some("Dave"), "test").await.unwrap();
+    server.member_token("dave@example.com", "acme", Role::Admin).await.unwrap();
+    member_row(server, tenant, "dave@example.com").await.unwrap()
+}
+
+/// Removing Dave and demoting him both fail, and leave his membership and member row as they
+/// were (`before`).
+async fn changes_to_dave_fail_and_change_nothing(
+    server: &TestServer,
+    tenant: &Tenant,
+    before: &silo_workspace::members::Member,
+) {
+    let dave = server.accounts.users().by_email("dave@example.com").await.unwrap();
+    let memberships = server.accounts.memberships();
+    let removed = memberships.remove(tenant, &dave.id, silo_accounts::By::Operator("ops")).await;
+    assert!(removed.is_err(), "{removed:?}");
+    assert_eq!(
+        member_row(server, tenant, "dave@example.com").await.as_ref(),
+        Some(before),
+        "put back exactly"
+    );
+    let demoted = memberships.add(&"acme".parse().unwrap(), "dave@example.com", Role::Member, "ops").await;
+    assert!(demoted.is_err(), "{demoted:?}");
+    assert_eq!(member_row(server, tenant, "dave@example.com").await.as_ref(), Some(before));
+    assert_eq!(
+        memberships.role(tenant.id, &dave.id).await.unwrap(),
+        Some(Role::Admin),
+        "the control plane kept it"
+    );
+}
+
 #[tokio::test]
 async fn a_tenant_file_that_refuses_the_change_leaves_the_control_plane_as_it_was() {
     let server = TestServer::start().await.unwrap();
     let (_ada, tenant, _) = ada_with_work(&server).await;
-    server
-        .accounts
-        .users()
-        .create("dave@example.com", silo_e2e::PASSWORD, Some("Dave"), "test")
-        .await
-        .unwrap();
-    server.member_token("dave@example.com", "acme", Role::Admin).await.unwrap();
-    let before = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    let before = admin_dave(&server, &tenant).await;
     // The file refuses any change to a member row (as a full or failing disk would).
     let conn = rusqlite::Connection::open(server.tenancy.tenant_path(&tenant).unwrap()).unwrap();
     conn.execute_batch(
         "CREATE TRIGGER refuse BEFORE UPDATE ON members BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
     )
     .unwrap();
-    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let dave = server.accounts.users().by_email("dave@example.com").await.unwrap();
-    let memberships = server.accounts.memberships();
-    let removed = memberships.remove(&acme, &dave.id, silo_accounts::By::Operator("ops")).await;
-    assert!(removed.is_err(), "{removed:?}");
-    let demoted = memberships.add(&"acme".parse().unwrap(), "dave@example.com", Role::Member, "ops").await;
-    assert!(demoted.is_err(), "{demoted:?}");
-    assert_eq!(
-        memberships.role(acme.id, &dave.id).await.unwrap(),
-        Some(Role::Admin),
-        "the control plane kept it"
-    );
-    assert_eq!(member_row(&server, &tenant, "dave@example.com").await, Some(before));
+    changes_to_dave_fail_and_change_nothing(&server, &tenant, &before).await;
     conn.execute_batch("DROP TRIGGER refuse").unwrap();
     server.stop().await.unwrap();
 }
@@ -198,14 +213,7 @@ async fn a_tenant_file_that_refuses_the_change_leaves_the_control_plane_as_it_wa
 async fn a_control_plane_commit_that_fails_puts_the_member_row_back_exactly() {
     let server = TestServer::start().await.unwrap();
     let (_ada, tenant, _) = ada_with_work(&server).await;
-    server
-        .accounts
-        .users()
-        .create("dave@example.com", silo_e2e::PASSWORD, Some("Dave"), "test")
-        .await
-        .unwrap();
-    server.member_token("dave@example.com", "acme", Role::Admin).await.unwrap();
-    let before = member_row(&server, &tenant, "dave@example.com").await.unwrap();
+    let before = admin_dave(&server, &tenant).await;
     // A deferred foreign key fails only at COMMIT: the control plane's half fails after the
     // tenant file's half was written.
     let control = rusqlite::Connection::open(server.tenancy.settings().data_dir.join("control.db")).unwrap();
@@ -217,20 +225,8 @@ async fn a_control_plane_commit_that_fails_puts_the_member_row_back_exactly() {
              BEGIN INSERT INTO trap VALUES ('dangling'); END;",
         )
         .unwrap();
-    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let dave = server.accounts.users().by_email("dave@example.com").await.unwrap();
+    changes_to_dave_fail_and_change_nothing(&server, &tenant, &before).await;
     let memberships = server.accounts.memberships();
-    let removed = memberships.remove(&acme, &dave.id, silo_accounts::By::Operator("ops")).await;
-    assert!(removed.is_err(), "the commit failed: {removed:?}");
-    assert_eq!(
-        member_row(&server, &tenant, "dave@example.com").await,
-        Some(before.clone()),
-        "put back exactly"
-    );
-    let demoted = memberships.add(&"acme".parse().unwrap(), "dave@example.com", Role::Member, "ops").await;
-    assert!(demoted.is_err(), "{demoted:?}");
-    assert_eq!(member_row(&server, &tenant, "dave@example.com").await, Some(before));
-    assert_eq!(memberships.role(acme.id, &dave.id).await.unwrap(), Some(Role::Admin));
     // A new member whose commit fails leaves no row behind.
     server.accounts.users().create("erin@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
     let joined = memberships.add(&"acme".parse().unwrap(), "erin@example.com", Role::Member, "ops").await;

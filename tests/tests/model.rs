@@ -26,6 +26,7 @@ use proptest::prelude::*;
 use silo_accounts::users::User;
 use silo_accounts::{Accounts, By, Role};
 use silo_billing::{Billing, Plan, Plans};
+use silo_e2e::files_containing;
 use silo_tenancy::jobs::JobStatus;
 use silo_tenancy::jobs::worker::{PoolSettings, Workers};
 use silo_tenancy::{BackupKind, CreateTenant, Settings, Tenancy, Tenant, TenantRef};
@@ -678,25 +679,6 @@ impl World {
             }
         }
     }
-}
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && bytes.windows(needle.len()).any(|w| w == needle)
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
 }
 
 fn cases() -> u32 {

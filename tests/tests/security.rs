@@ -2,33 +2,16 @@
 //! (a real server on port 0 over real files), and fails without its fix. The numbers refer to
 //! the items of the security issue; the workspace-host journey in Chromium is in `browser.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use silo_accounts::{By, Role, TokenScope};
-use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of};
+use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of, files_containing};
 use silo_tenancy::TenantRef;
 use silo_web::settings::{Secret, TrustedProxies};
 use silo_web::startup::Application;
-
-/// Files under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path).unwrap_or_default().windows(needle.len()).any(|w| w == needle) {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
 
 fn control_db(server: &TestServer) -> rusqlite::Connection {
     rusqlite::Connection::open(server.tenancy.settings().control_db_path()).unwrap()

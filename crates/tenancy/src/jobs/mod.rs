@@ -191,28 +191,7 @@ const DAY_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')";
 impl Jobs {
     /// Enqueues a job; it runs as soon as a worker is free.
     pub async fn enqueue(&self, job: NewJob, actor: &str) -> Result<Job> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_after, created_by, created_at, updated_at)
-             VALUES (?, ?, ?, 'queued', ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ",
-            crate::now!(),
-            ", ",
-            crate::now!(),
-            ")"
-        ))
-        .bind(&id)
-        .bind(&job.kind)
-        .bind(job.payload.to_string())
-        .bind(job.max_attempts.max(1))
-        .bind(seconds(job.delay))
-        .bind(actor)
-        .execute(&mut *tx)
-        .await?;
-        let detail = serde_json::json!({ "job": id, "kind": job.kind });
-        crate::control::audit(&mut tx, actor, "job.enqueue", None, &detail).await?;
-        tx.commit().await?;
-        self.0.inner.jobs_enqueued.notify_waiters();
+        let id = self.insert(&job, actor, None).await?.expect("an unbounded job is always inserted");
         self.get(&id).await
     }
 
@@ -221,64 +200,80 @@ impl Jobs {
     /// ([`Error::LimitReached`], saying when the next may start). Check and insert are one
     /// statement, so concurrent requests cannot pass the bound together.
     pub async fn enqueue_bounded(&self, job: NewJob, actor: &str, bound: &Bound<'_>) -> Result<Enqueued> {
+        if let Some(id) = self.insert(&job, actor, Some(bound)).await? {
+            return Ok(Enqueued::New(self.get(&id).await?));
+        }
+        let running: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3
+             AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+        )
+        .bind(&job.kind)
+        .bind(bound.key_path)
+        .bind(bound.key)
+        .fetch_optional(self.0.control().writer())
+        .await?;
+        if let Some(running) = running {
+            return Ok(Enqueued::InProgress(self.get(&running).await?));
+        }
+        let next: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT strftime('%Y-%m-%d %H:%M UTC', min(created_at), '+1 day') FROM jobs
+             WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > {DAY_AGO}"
+        )))
+        .bind(&job.kind)
+        .bind(bound.key_path)
+        .bind(bound.key)
+        .fetch_one(self.0.control().writer())
+        .await?;
+        Err(Error::LimitReached(format!(
+            "the day's allowance is used up ({} a day, or {} MB a day); the next can start after {}",
+            bound.per_day,
+            bound.bytes_per_day / 1_000_000,
+            next.unwrap_or_else(|| "a day".into())
+        )))
+    }
+
+    /// Inserts `job` with its audit entry — when `bound` allows it (checked in the inserting
+    /// statement) — and wakes this process's workers; the new job's id, or `None` when the
+    /// bound refused it.
+    async fn insert(&self, job: &NewJob, actor: &str, bound: Option<&Bound<'_>>) -> Result<Option<String>> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.0.control().writer().begin().await?;
         let same = "kind = ?2 AND json_extract(payload, ?7) = ?8";
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let guard = match bound {
+            None => String::new(),
+            Some(_) => format!(
+                "WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE {same} AND status IN ('queued', 'running'))
+                   AND (SELECT count(*) FROM jobs WHERE {same} AND created_at > {DAY_AGO}) < ?9
+                   AND (SELECT coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
+                        WHERE {same} AND created_at > {DAY_AGO}) < ?10"
+            ),
+        };
+        let sql = format!(
             "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_after, created_by, created_at, updated_at)
-             SELECT ?1, ?2, ?3, 'queued', ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5), ?6, {NOW}, {NOW}
-             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE {same} AND status IN ('queued', 'running'))
-               AND (SELECT count(*) FROM jobs WHERE {same} AND created_at > {DAY_AGO}) < ?9
-               AND (SELECT coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
-                    WHERE {same} AND created_at > {DAY_AGO}) < ?10"
-        )))
-        .bind(&id)
-        .bind(&job.kind)
-        .bind(job.payload.to_string())
-        .bind(job.max_attempts.max(1))
-        .bind(seconds(job.delay))
-        .bind(actor)
-        .bind(bound.key_path)
-        .bind(bound.key)
-        .bind(i64::from(bound.per_day))
-        .bind(i64::try_from(bound.bytes_per_day).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            let running: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3
-                 AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
-            )
+             SELECT ?1, ?2, ?3, 'queued', ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5), ?6, {NOW}, {NOW} {guard}"
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&id)
             .bind(&job.kind)
-            .bind(bound.key_path)
-            .bind(bound.key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            drop(tx);
-            if let Some(running) = running {
-                return Ok(Enqueued::InProgress(self.get(&running).await?));
-            }
-            let next: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT strftime('%Y-%m-%d %H:%M UTC', min(created_at), '+1 day') FROM jobs
-                 WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > {DAY_AGO}"
-            )))
-            .bind(&job.kind)
-            .bind(bound.key_path)
-            .bind(bound.key)
-            .fetch_one(self.0.control().writer())
-            .await?;
-            return Err(Error::LimitReached(format!(
-                "the day's allowance is used up ({} a day, or {} MB a day); the next can start after {}",
-                bound.per_day,
-                bound.bytes_per_day / 1_000_000,
-                next.unwrap_or_else(|| "a day".into())
-            )));
+            .bind(job.payload.to_string())
+            .bind(job.max_attempts.max(1))
+            .bind(seconds(job.delay))
+            .bind(actor);
+        if let Some(bound) = bound {
+            insert = insert
+                .bind(bound.key_path)
+                .bind(bound.key)
+                .bind(i64::from(bound.per_day))
+                .bind(i64::try_from(bound.bytes_per_day).unwrap_or(i64::MAX));
+        }
+        if insert.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(None);
         }
         let detail = serde_json::json!({ "job": id, "kind": job.kind });
         crate::control::audit(&mut tx, actor, "job.enqueue", None, &detail).await?;
         tx.commit().await?;
         self.0.inner.jobs_enqueued.notify_waiters();
-        Ok(Enqueued::New(self.get(&id).await?))
+        Ok(Some(id))
     }
 
     /// Deletes jobs that finished (done, failed or cancelled) more than `keep` ago; returns
