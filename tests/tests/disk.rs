@@ -148,3 +148,51 @@ async fn the_quota_is_507_a_full_disk_is_503_and_neither_loses_a_write() {
     }
     server.stop().await.unwrap();
 }
+
+/// Control-plane writes refused by a full disk leave no half-open transaction behind: once
+/// space is freed, every write is stored (and seen by another connection), and an erasure
+/// asked for on the full disk either is refused or runs to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_the_control_plane_stores_every_write_again() {
+    let Some(tmpfs) = Tmpfs::mount(48) else { return };
+    let data = tmpfs.path().join("data");
+    let server = TestServer::start_with(|s| s.fleet.data_dir = data.clone()).await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
+    server.accounts.users().create("dave@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    server.member_token("dave@example.com", "acme", Role::Member).await.unwrap();
+
+    let ballast = fill(tmpfs.path(), 0);
+    let mut refused = Vec::new();
+    for _ in 0..5 {
+        let (status, body) =
+            ops.call("POST", "/subjects/erase", Some(json!({ "email": "dave@example.com" }))).await.unwrap();
+        refused.push((status, body["error"]["code"].clone()));
+        let (status, body) =
+            ops.call("PATCH", "/tenants/acme", Some(json!({ "name": "On a full disk" }))).await.unwrap();
+        refused.push((status, body["error"]["code"].clone()));
+    }
+    assert!(refused.iter().all(|(status, _)| *status != 500), "{refused:?}");
+    let (status, body) =
+        ops.call("POST", "/tenants", Some(json!({ "slug": "on-a-full-disk" }))).await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("disk_full")), "{body}");
+    std::fs::remove_file(&ballast).unwrap();
+
+    for name in ["Freed A", "Freed B"] {
+        let (status, tenant) =
+            ops.call("PATCH", "/tenants/acme", Some(json!({ "name": name }))).await.unwrap();
+        assert_eq!((status, tenant["name"].as_str()), (200, Some(name)), "{tenant}");
+        let (_, read) = ops.call("GET", "/tenants/acme", None).await.unwrap();
+        assert_eq!(read["name"], name, "the write is visible to readers");
+        let control = rusqlite::Connection::open(data.join("control.db")).unwrap();
+        let stored: String =
+            control.query_row("SELECT name FROM tenants WHERE slug = 'acme'", [], |r| r.get(0)).unwrap();
+        assert_eq!(stored, name, "the write is stored, not held in an open transaction");
+    }
+    let (status, created) = ops.call("POST", "/tenants", Some(json!({ "slug": "after" }))).await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = ops.call("GET", "/tenants/after", None).await.unwrap();
+    assert_eq!(status, 200);
+    server.stop().await.unwrap();
+}

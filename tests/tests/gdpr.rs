@@ -443,9 +443,25 @@ async fn a_purge_deletes_the_exports_and_the_name_and_links_answer_410_about_the
     let token = server.operator_token("ops@example.com").await.unwrap();
     let ops = ApiClient::new(server.addr, Some(&token));
     let (slug, name) = ("zq-slug-4417", "Zq Name 4417");
-    let (status, tenant) =
-        ops.call("POST", "/tenants", Some(json!({ "slug": slug, "name": name }))).await.unwrap();
+    server.accounts.users().create("owen@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let (status, tenant) = ops
+        .call(
+            "POST",
+            "/tenants",
+            Some(json!({ "slug": slug, "name": name, "owner_email": "owen@example.com" })),
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 201, "{tenant}");
+    // What the control plane holds about the workspace beyond its row: an invitation (and its
+    // email, which names the workspace), a billing contact, an API token.
+    let row = server.tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
+    let owen = server.accounts.users().by_email("owen@example.com").await.unwrap();
+    let invitee = "zqinvitee4417@example.com";
+    server.billing.invite(&row, invitee, Role::Member, &owen, "http://x").await.unwrap();
+    let contact = silo_billing::BillingProfile { name: "Zq Billing 4417".into(), ..Default::default() };
+    server.billing.set_profile(row.id, contact, "test").await.unwrap();
+    server.member_token("owen@example.com", slug, Role::Owner).await.unwrap();
     let (_, export) = ops.call("POST", &format!("/tenants/{slug}/export"), None).await.unwrap();
     let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
     let link = export["result"]["download"].as_str().unwrap().trim_start_matches("/api/v1").to_owned();
@@ -466,8 +482,13 @@ async fn a_purge_deletes_the_exports_and_the_name_and_links_answer_410_about_the
     let audit = server.tenancy.audit_log(None, None, 500).await.unwrap();
     let certificate = &audit.iter().find(|e| e.action == "tenant.purge").unwrap().detail;
     assert_eq!(certificate["exports"]["jobs"], json!([export["id"]]), "{certificate}");
+    assert!(
+        server.accounts.memberships().workspaces_of(&owen.id).await.unwrap().is_empty(),
+        "no membership is left"
+    );
+    assert_eq!(server.accounts.memberships().count(row.id).await.unwrap(), 0);
     server.tenancy.control().checkpoint_truncate().await.unwrap();
-    for gone in [slug, name] {
+    for gone in [slug, name, invitee, "Zq Billing 4417"] {
         let left: Vec<_> = files_containing(&data, gone.as_bytes())
             .into_iter()
             .filter(|f| f.to_string_lossy().contains("control.db"))
@@ -534,8 +555,16 @@ async fn destructive_endpoints_refuse_unknown_parameters_and_fields() {
     let task = format!("/w/acme/tasks/{}", task["id"]);
     assert_eq!(api.call("DELETE", &format!("{task}?soft=true"), None).await.unwrap().0, 400);
     assert_eq!(api.call("PATCH", &task, Some(json!({ "titel": "x" }))).await.unwrap().0, 400);
+    // A body that is not an object (fields by position) is refused as well.
+    let (status, error) =
+        ops.call("POST", "/subjects/erase", Some(json!(["bob@example.com"]))).await.unwrap();
+    assert_eq!(status, 400, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("must be a JSON object"), "{error}");
+    assert_eq!(ops.call("PATCH", "/tenants/acme", Some(json!(["renamed"]))).await.unwrap().0, 400);
+    assert_eq!(api.call("POST", "/w/acme/projects", Some(json!(["p2", "d"]))).await.unwrap().0, 400);
     // Nothing happened.
     assert!(server.accounts.users().by_email("bob@example.com").await.is_ok(), "not erased");
+    assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().name, "acme");
     assert_eq!(
         server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().status,
         silo_tenancy::TenantStatus::Active
@@ -588,5 +617,60 @@ async fn an_export_that_may_hold_a_person_being_erased_is_discarded() {
         "{mine}"
     );
     assert!(!data.join("exports").join(format!("{}.zip", mine["id"].as_str().unwrap())).exists());
+    server.stop().await.unwrap();
+}
+
+/// A process killed while it exported or restored leaves a plaintext copy of the workspace
+/// (`tmp/<pid>-export-….db`, a `.….restore-<pid>-…` staging file): erasure and purge delete
+/// such copies, since their owner is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_left_by_a_killed_process_are_deleted_by_erasure_and_purge() {
+    let server = TestServer::start().await.unwrap();
+    let data = server.tenancy.settings().data_dir.clone();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    for slug in ["acme", "beta"] {
+        let owned = json!({ "slug": slug, "owner_email": "ops@example.com" });
+        ops.call("POST", "/tenants", Some(owned)).await.unwrap();
+    }
+    let dave = format!("dave.{CANARY}@example.com");
+    server.accounts.users().create(&dave, silo_e2e::PASSWORD, Some("Dave"), "test").await.unwrap();
+    work_as(&server, &dave, "acme", Role::Member, CANARY).await;
+    work_as(&server, &dave, "beta", Role::Member, OTHER).await;
+    // What a killed process (no process has id 4194999) would have left behind.
+    let plant = |slug: &str, copy: std::path::PathBuf| {
+        let tenancy = server.tenancy.clone();
+        let slug = slug.to_owned();
+        async move {
+            let tenant = tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
+            let db = tenancy.db(tenant.id).await.unwrap();
+            db.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")).unwrap();
+            std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            std::fs::copy(tenancy.tenant_path(&tenant).unwrap(), &copy).unwrap();
+            tenancy.tenant_path(&tenant).unwrap()
+        }
+    };
+    plant("acme", data.join("tmp").join("4194999-export-left.db")).await;
+    let beta_path =
+        server.tenancy.tenant_path(&server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap()).unwrap();
+    let staging = beta_path.with_file_name(format!(
+        ".{}.restore-4194999-left",
+        beta_path.file_name().unwrap().to_string_lossy()
+    ));
+    plant("beta", staging.clone()).await;
+    assert!(!files_containing(&data, CANARY.as_bytes()).is_empty());
+
+    let (_, job) = ops.call("POST", "/subjects/erase", Some(json!({ "email": dave }))).await.unwrap();
+    let job = ops.wait_for_job(job["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(job["status"], "done", "{job}");
+    let leftovers = files_containing(&data, CANARY.as_bytes());
+    assert!(leftovers.is_empty(), "the killed export's copy survived the erasure: {leftovers:?}");
+
+    // The restore's staging copy of beta goes with beta's purge.
+    plant("beta", staging.clone()).await;
+    ops.call("DELETE", "/tenants/beta", None).await.unwrap();
+    let (status, purged) = ops.call("DELETE", "/tenants/beta?purge=true", None).await.unwrap();
+    assert_eq!(status, 200, "{purged}");
+    assert!(!staging.exists(), "the staging copy survived the purge");
     server.stop().await.unwrap();
 }

@@ -130,6 +130,8 @@ struct Invitation {
 /// What the model knows of one workspace.
 #[derive(Clone, Debug, Default)]
 struct Ws {
+    /// Soft-deleted: its last member was erased.
+    closed: bool,
     roles: BTreeMap<usize, Role>,
     projects: Vec<Written>,
     tasks: Vec<Written>,
@@ -216,7 +218,8 @@ impl World {
 
     /// A workspace by a drawn number (none before the first sign-up).
     fn pick_ws(&self, drawn: usize) -> Option<usize> {
-        (!self.tenants.is_empty()).then(|| drawn % self.tenants.len())
+        let open: Vec<usize> = (0..self.ws.len()).filter(|w| !self.ws[*w].closed).collect();
+        (!open.is_empty()).then(|| open[drawn % open.len()])
     }
 
     /// A current member of `ws` by a drawn number.
@@ -351,7 +354,8 @@ impl World {
                             self.ws[ws].roles.get(&by).is_some_and(|r| r.includes(Role::Admin)),
                             "{by} invited without the right"
                         );
-                        // A new invitation to the same address replaces nothing: both are pending.
+                        // It replaces the one pending to that address there.
+                        self.invitations.retain(|i| !(i.ws == ws && i.to == to));
                         self.invitations.push(Invitation { ws, to, by, role, secret });
                     }
                     Err(e) => self.refused("an invitation", &e),
@@ -475,6 +479,10 @@ impl World {
                 assert_eq!(job.status, JobStatus::Done, "{job:?}");
                 self.erased.insert(p);
                 for ws in 0..self.ws.len() {
+                    if self.ws[ws].roles.keys().eq([&p]) {
+                        // They were its only member: the workspace is closed.
+                        self.ws[ws].closed = true;
+                    }
                     self.forget(ws, p);
                     if self.ws[ws].roles.remove(&p) == Some(Role::Owner) && self.owners(ws) == 0 {
                         // The last owner's erasure hands the workspace to the longest-standing
@@ -558,6 +566,12 @@ impl World {
         let memberships = self.accounts.memberships();
         for (ws, tenant) in self.tenants.iter().enumerate() {
             let model = &self.ws[ws];
+            let status = self.tenancy.tenant(&TenantRef::Id(tenant.id)).await.unwrap().status;
+            if model.closed {
+                assert_eq!(status, silo_tenancy::TenantStatus::Deleting, "ws-{ws} after {after:?}");
+                continue;
+            }
+            assert_eq!(status, silo_tenancy::TenantStatus::Active, "ws-{ws} after {after:?}");
             // Memberships: the control plane is the model.
             for person in 0..PEOPLE {
                 let actual = memberships.role(tenant.id, &self.users[person].id).await.unwrap();

@@ -14,12 +14,17 @@ async fn queued_emails_are_delivered_once() {
     let mailer = Mailer::from_settings(&settings(port)).unwrap().unwrap();
     f.accounts
         .outbox()
-        .queue("ada@example.com", "Join acme on Silo", "Accept: http://x/invitations/1")
+        .queue("ada@example.com", "Join acme on Silo", "Accept: http://x/invitations/1", Default::default())
         .await
         .unwrap();
     f.accounts
         .outbox()
-        .queue("bob@example.com", "Reset your Silo password", "Link: http://x/password/reset/2")
+        .queue(
+            "bob@example.com",
+            "Reset your Silo password",
+            "Link: http://x/password/reset/2",
+            Default::default(),
+        )
         .await
         .unwrap();
 
@@ -46,7 +51,7 @@ async fn refusals_and_unreachable_servers_are_recorded_and_retried_later() {
     let f = TestServer::start().await.unwrap();
     let (port, received) = smtp_server(true).await;
     let refusing = Mailer::from_settings(&settings(port)).unwrap().unwrap();
-    f.accounts.outbox().queue("nobody@example.com", "Hello", "body").await.unwrap();
+    f.accounts.outbox().queue("nobody@example.com", "Hello", "body", Default::default()).await.unwrap();
     assert_eq!(f.accounts.outbox().deliver(&refusing, 50).await.unwrap(), Delivery { sent: 0, failed: 1 });
     let email = f.accounts.outbox().list(None, 1).await.unwrap().remove(0);
     assert_eq!((email.attempts, email.sent_at.is_none()), (1, true));
@@ -57,7 +62,7 @@ async fn refusals_and_unreachable_servers_are_recorded_and_retried_later() {
     // Nothing listens on this port any more.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let unreachable = Mailer::from_settings(&settings(closed)).unwrap().unwrap();
-    f.accounts.outbox().queue("ada@example.com", "Hello", "body").await.unwrap();
+    f.accounts.outbox().queue("ada@example.com", "Hello", "body", Default::default()).await.unwrap();
     assert_eq!(f.accounts.outbox().deliver(&unreachable, 50).await.unwrap(), Delivery { sent: 0, failed: 1 });
     let email = f.accounts.outbox().list(Some("ada@example.com"), 1).await.unwrap().remove(0);
     assert!(email.error.is_some() && email.sent_at.is_none());

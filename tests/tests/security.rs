@@ -1008,6 +1008,11 @@ async fn wrong_passwords_from_elsewhere_never_lock_the_owner_out() {
     }
     let signed_in = sign_in_from(&home, "10.0.0.1", "ada@example.com", PASSWORD).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    // And from the guesser's own address (one office behind one NAT): the guesser is refused,
+    // the owner's browser is not.
+    assert_eq!(sign_in_from(&attacker, "10.6.6.6", "ada@example.com", PASSWORD).await.status, 429);
+    home.submit("/", "/logout", &[]).await.unwrap();
+    assert_eq!(sign_in_from(&home, "10.6.6.6", "ada@example.com", PASSWORD).await.status, 303);
     server.stop().await.unwrap();
 }
 
@@ -1035,5 +1040,51 @@ async fn the_password_asked_again_is_throttled() {
     );
     assert!(deleted.headers.get("retry-after").is_some());
     assert!(server.accounts.users().by_email("ada@example.com").await.is_ok(), "nothing was deleted");
+    // The same browser still signs in: it is the account's known device.
+    ada.submit("/", "/logout", &[]).await.unwrap();
+    let again = ada
+        .submit("/login", "/login", &[("email", "ada@example.com"), ("password", PASSWORD)])
+        .await
+        .unwrap();
+    assert_eq!(again.status, 303, "{}", again.body);
+    server.stop().await.unwrap();
+}
+
+/// Invitations send email, so they are bounded: a repeat to one address replaces the pending
+/// one (one pending invitation, one seat), three an hour reach one address, and a workspace
+/// sends a bounded number an hour — no workspace is a relay for mail to anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_cannot_bomb_an_address_or_relay_mail() {
+    let server = TestServer::start_with(|s| s.server.invitations_per_workspace_hour = 10).await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = ada.csrf("/w/acme/members").await.unwrap();
+    let invite = |email: String| {
+        let (ada, token) = (&ada, token.clone());
+        async move {
+            ada.post(
+                "/w/acme/members/invite",
+                &[("csrf", token.as_str()), ("email", &email), ("role", "member")],
+            )
+            .await
+            .unwrap();
+            ada.get("/w/acme/members").await.unwrap().body
+        }
+    };
+    for _ in 0..3 {
+        assert!(invite("victim@example.com".into()).await.contains("Invitation emailed"));
+    }
+    let page = invite("victim@example.com".into()).await;
+    assert!(page.contains("Too many invitations"), "{page}");
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let pending = server.accounts.invitations().pending(tenant.id).await.unwrap();
+    assert_eq!(pending.len(), 1, "a repeat replaces the pending invitation: {pending:?}");
+    assert_eq!(server.accounts.outbox().list(Some("victim@example.com"), 100).await.unwrap().len(), 3);
+    let mut sent = 3;
+    for i in 0..20 {
+        if invite(format!("person{i}@example.com")).await.contains("Invitation emailed") {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 10, "the workspace's hour of invitations");
     server.stop().await.unwrap();
 }

@@ -831,3 +831,50 @@ async fn oversized_forms_and_huge_page_numbers_are_answered() {
     assert_eq!(page.status, 200);
     server.stop().await.unwrap();
 }
+
+/// Long or odd input is refused with a message the person sees: a 10,000-character name at
+/// sign-up, a 10,000-character or markup-laden address in an invitation (the flash message
+/// quotes a bounded part of it, so the browser keeps the cookie); a renamed person sees the
+/// new name on the next page.
+#[tokio::test]
+async fn long_and_odd_input_gets_a_message_and_a_rename_shows_at_once() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let long = "n".repeat(10_000);
+    let visitor = server.visitor();
+    let fields = [
+        ("email", "bob@example.com"),
+        ("name", long.as_str()),
+        ("password", PASSWORD),
+        ("workspace", "B"),
+        ("slug", "bobs"),
+    ];
+    let refused = visitor.submit("/signup", "/signup", &fields).await.unwrap();
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("a display name is at most 100 characters"), "{}", refused.body);
+
+    for email in ["x".repeat(10_000), "<b>@x.com".to_owned()] {
+        let sent = ada
+            .submit(
+                "/w/acme/members",
+                "/w/acme/members/invite",
+                &[("email", email.as_str()), ("role", "member")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.status, 303);
+        let page = ada.get("/w/acme/members").await.unwrap().body;
+        assert!(
+            page.contains("is not a valid email address"),
+            "a message for {}: {page}",
+            &email[..email.len().min(20)]
+        );
+    }
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert!(server.accounts.invitations().pending(tenant.id).await.unwrap().is_empty());
+
+    ada.submit("/account", "/account/profile", &[("display_name", "Ada Lovelace")]).await.unwrap();
+    let page = ada.get("/account").await.unwrap().body;
+    assert!(page.contains("Ada Lovelace"), "the new name at once: {page}");
+    server.stop().await.unwrap();
+}

@@ -95,6 +95,8 @@ pub struct ServerSettings {
     /// doubles from one second with each failure); a browser that signed in to the account
     /// before is not delayed.
     pub login_account_delay_max_seconds: u64,
+    /// Invitation emails one workspace may send an hour (and 3 an hour to one address).
+    pub invitations_per_workspace_hour: u32,
 }
 
 impl ServerSettings {
@@ -148,6 +150,7 @@ impl Default for ServerSettings {
             login_failures_per_client: 20,
             login_window_seconds: 15 * 60,
             login_account_delay_max_seconds: 60,
+            invitations_per_workspace_hour: 20,
         }
     }
 }

@@ -167,8 +167,8 @@ impl Application {
     }
 }
 
-/// Deletes expired exports, and jobs finished longer ago than `jobs.keep_finished_days`, at
-/// start and then hourly, until `stop`.
+/// Deletes expired exports, scratch copies a stopped process left behind, and jobs finished
+/// longer ago than `jobs.keep_finished_days`, at start and then hourly, until `stop`.
 async fn sweep(tenancy: Tenancy, stop: impl std::future::Future<Output = ()>) {
     let keep = std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
     let keep_jobs = tenancy.settings().jobs.keep_finished();
@@ -178,6 +178,10 @@ async fn sweep(tenancy: Tenancy, stop: impl std::future::Future<Output = ()>) {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "expired exports deleted"),
             Err(e) => tracing::warn!(error = %e, "deleting expired exports failed"),
+        }
+        match tenancy.sweep_scratch() {
+            0 => {}
+            removed => tracing::info!(removed, "scratch copies left by a stopped process deleted"),
         }
         match tenancy.jobs().prune(keep_jobs).await {
             Ok(0) => {}

@@ -17,7 +17,7 @@
 //!    tenants they ever belonged to. (An export still running checks the ledger after its zip
 //!    is in place and deletes it when it may hold an erased person, so none outlives this.)
 //!    A workspace the person is the last owner of (with others in it) is handed to its
-//!    longest-standing admin, else member.
+//!    longest-standing admin, else member; one nobody else belongs to is soft-deleted.
 //! 5. In one control-plane transaction: delete the account, sessions, tokens, memberships,
 //!    invitations, sign-ups, resets and mail to them; rename them in audit entries and jobs to
 //!    `subject:<keyed hash>`; blank any job or mail that quotes their address; replace this
@@ -171,7 +171,12 @@ pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serd
         *control.entry(table).or_default() += query.fetch_one(accounts.tenancy().control().writer()).await?;
     }
     control.retain(|_, n| *n > 0);
-    let exports = export_jobs(accounts, &subject).await?;
+    // The exports whose zip is still there (older ones were deleted when they expired).
+    let exports: Vec<String> = export_jobs(accounts, &subject)
+        .await?
+        .into_iter()
+        .filter(|job| accounts.tenancy().exports().path(job).exists())
+        .collect();
     Ok(json!({
         "found": true,
         "subject": subject.hash,
@@ -288,19 +293,21 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
         return Err(JobError::retry(format!("tenants not erased yet: {}", unavailable.join("; "))));
     }
     // 4. Exports holding the person.
-    let exports = export_jobs(&accounts, &subject).await?;
-    for job in &exports {
-        tenancy
-            .exports()
-            .remove(job)
-            .map_err(|e| JobError::retry(format!("cannot delete export {job}: {e}")))?;
+    let mut exports = 0;
+    for job in export_jobs(&accounts, &subject).await? {
+        let removed = tenancy.exports().remove(&job);
+        exports +=
+            usize::from(removed.map_err(|e| JobError::retry(format!("cannot delete export {job}: {e}")))?);
     }
     // A workspace the person was the last owner of does not stay without one: its
     // longest-standing admin (else member) takes over. (Idempotent: once someone took over, the
     // person is no longer the last owner.)
     let heirs = hand_over(&accounts, &subject, &actor).await?;
+    // A workspace nobody else belongs to is closed (soft-deleted: an operator can bring it back
+    // within the grace period, then it is purged), not left open to no one.
+    let closed = close_unattended(&accounts, &subject, &actor).await?;
     // 5. The control plane, all at once.
-    let control = remove_records(&accounts, &subject, &ctx.job.id, exports.len()).await?;
+    let control = remove_records(&accounts, &subject, &ctx.job.id, exports).await?;
     tenancy.control().checkpoint_truncate().await?;
     accounts.directory().clear();
     ctx.progress(total + 1, total + 1);
@@ -310,9 +317,28 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
         "subject": subject.hash,
         "tenants": erasure.map(|e| e.tenants),
         "control_plane": control,
-        "exports_deleted": exports.len(),
+        "exports_deleted": exports,
         "new_owners": heirs,
+        "closed_workspaces": closed,
     }))
+}
+
+/// Soft-deletes every live workspace the person is the only member of; returns their slugs.
+async fn close_unattended(accounts: &crate::Accounts, subject: &Subject, actor: &str) -> Result<Vec<String>> {
+    let alone: Vec<String> = sqlx::query_scalar(
+        "SELECT m.tenant_id FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.user_id = ?1 AND t.status IN ('active', 'suspended')
+           AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1)",
+    )
+    .bind(subject.user.id.to_string())
+    .fetch_all(accounts.tenancy().control().writer())
+    .await?;
+    let mut slugs = Vec::new();
+    for tenant in alone {
+        let deleted = accounts.tenancy().tenants().delete(&TenantRef::Id(tenant.parse()?), actor).await?;
+        slugs.push(deleted.slug.to_string());
+    }
+    Ok(slugs)
 }
 
 /// For every active workspace where the person is the only owner and others are members,

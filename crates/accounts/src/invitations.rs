@@ -80,6 +80,17 @@ impl Invitations {
         let secret = new_secret("inv_");
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.0.control().writer().begin().await?;
+        // A new invitation to an address replaces the one pending there (its link stops
+        // working): one pending invitation, and one seat, per address.
+        sqlx::query(concat!(
+            "UPDATE invitations SET revoked_at = ",
+            silo_tenancy::now!(),
+            " WHERE tenant_id = ?1 AND email = ?2 AND accepted_at IS NULL AND revoked_at IS NULL"
+        ))
+        .bind(tenant.id.to_string())
+        .bind(email.as_str())
+        .execute(&mut *tx)
+        .await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO invitations (id, token_sha256, tenant_id, email, role, invited_by, created_at, expires_at)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ",
@@ -125,7 +136,7 @@ impl Invitations {
                 &format!("Join {} on Silo", tenant.name),
                 &body,
                 &link,
-                Some(&inviter.id),
+                crate::outbox::About { user: Some(&inviter.id), tenant: Some(tenant.id) },
             )
             .await?;
         let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))

@@ -96,6 +96,14 @@ impl Accounts {
     pub fn new(tenancy: Tenancy, settings: AccountsSettings) -> Self {
         // A restore brings the restored file's member rows to the control plane's members.
         tenancy.set_member_source(memberships::source(tenancy.control().clone()));
+        // A purged workspace leaves nothing here: no members, invitations, tokens for it, or
+        // mail that names it.
+        tenancy.add_purge_statements(&[
+            "DELETE FROM invitations WHERE tenant_id = ?1",
+            "DELETE FROM outbox WHERE about_tenant_id = ?1",
+            "DELETE FROM api_tokens WHERE tenant_id = ?1",
+            "DELETE FROM memberships WHERE tenant_id = ?1",
+        ]);
         let inner = Inner {
             tenancy,
             settings,

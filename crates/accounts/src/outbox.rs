@@ -25,6 +25,16 @@ use serde::Serialize;
 use crate::settings::SmtpSettings;
 use silo_tenancy::{Error, Result};
 
+/// Whom an email speaks of besides its recipient: erasing that person blanks it (by account
+/// id, whatever their name was then), purging that workspace deletes it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct About<'a> {
+    /// An account named in the email (an invitation's inviter).
+    pub user: Option<&'a str>,
+    /// A workspace named in the email.
+    pub tenant: Option<silo_tenancy::TenantId>,
+}
+
 /// Delivery attempts before an email is left alone (its error stays recorded).
 pub const MAX_ATTEMPTS: i64 = 10;
 
@@ -147,21 +157,19 @@ pub struct Outbox(pub(crate) crate::Accounts);
 
 impl Outbox {
     /// Queues an email without a link (and logs it).
-    pub async fn queue(&self, recipient: &str, subject: &str, body: &str) -> Result<()> {
-        self.enqueue(recipient, subject, body, None, None).await
+    pub async fn queue(&self, recipient: &str, subject: &str, body: &str, about: About<'_>) -> Result<()> {
+        self.enqueue(recipient, subject, body, None, about).await
     }
 
     /// Queues an email whose `body` carries `link` where [`LINK_PLACEHOLDER`] stands; the link
-    /// is stored only sealed, and only until it is sent or expires. `about`: the account the
-    /// email speaks of besides its recipient (an invitation's inviter), so erasing that person
-    /// blanks it by id.
+    /// is stored only sealed, and only until it is sent or expires.
     pub async fn queue_with_link(
         &self,
         recipient: &str,
         subject: &str,
         body: &str,
         link: &EmailLink,
-        about: Option<&str>,
+        about: About<'_>,
     ) -> Result<()> {
         debug_assert!(body.contains(LINK_PLACEHOLDER), "the body has a place for the link");
         self.enqueue(recipient, subject, body, Some(link), about).await
@@ -173,7 +181,7 @@ impl Outbox {
         subject: &str,
         body: &str,
         link: Option<&EmailLink>,
-        about: Option<&str>,
+        about: About<'_>,
     ) -> Result<()> {
         let sealed = match link {
             Some(link) => {
@@ -182,16 +190,18 @@ impl Outbox {
             None => None,
         };
         sqlx::query(concat!(
-            "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at, about_user_id) VALUES (",
+            "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at, about_user_id,
+                 about_tenant_id) VALUES (",
             silo_tenancy::now!(),
-            ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?)"
+            ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?)"
         ))
         .bind(recipient)
         .bind(subject)
         .bind(body)
         .bind(sealed)
         .bind(link.map(|l| format!("+{} seconds", l.valid_for.as_secs())))
-        .bind(about)
+        .bind(about.user)
+        .bind(about.tenant.map(|t| t.to_string()))
         .execute(self.0.control().writer())
         .await?;
         if self.0.settings().smtp.host.is_some() {

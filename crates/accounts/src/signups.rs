@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::outbox::{EmailLink, LINK_PLACEHOLDER};
+use crate::outbox::{About, EmailLink, LINK_PLACEHOLDER};
 use crate::roles::Role;
 use crate::secrets::{new_secret, token_digest};
 use crate::users::{Email, User, display_name_or_default};
@@ -70,6 +70,9 @@ impl Signups {
     /// which happened.
     pub async fn start(&self, request: &SignupRequest, base_url: &str) -> Result<()> {
         let email = Email::parse(&request.email)?;
+        if request.name.trim().chars().count() > 100 {
+            return Err(Error::InvalidInput("a display name is at most 100 characters".into()));
+        }
         let slug = TenantSlug::parse(request.slug.trim())?;
         let workspace_name = request.workspace_name(&slug);
         if workspace_name.chars().count() > 200 {
@@ -88,7 +91,10 @@ impl Signups {
                      To sign in: {base}/login\nForgot your password? {base}/password/forgot\n\n\
                      If it was not you, you can ignore this email: nothing was changed.\n"
                 );
-                self.0.outbox().queue(&user.email, "Sign-up attempt with your Silo address", &body).await
+                self.0
+                    .outbox()
+                    .queue(&user.email, "Sign-up attempt with your Silo address", &body, About::default())
+                    .await
             }
             Err(Error::UnknownUser(_)) => {
                 // Expired and long-used sign-ups hold password hashes no one can use: drop them
@@ -126,7 +132,13 @@ impl Signups {
                 );
                 self.0
                     .outbox()
-                    .queue_with_link(email.as_str(), "Confirm your Silo sign-up", &body, &link, None)
+                    .queue_with_link(
+                        email.as_str(),
+                        "Confirm your Silo sign-up",
+                        &body,
+                        &link,
+                        About::default(),
+                    )
                     .await
             }
             Err(e) => Err(e),

@@ -20,6 +20,11 @@
 //!   - [`AccountGuard::Limit`] (emails to an address: sign-ups, resets): no more for the
 //!     window, from anyone.
 //!
+//! A known device (a browser that signed in to the account before) is held only to its own
+//! count on that account, at the per-client limit: neither a guesser behind the same address
+//! nor the account's delay keeps the owner's browser out, and a stolen browser still gets only
+//! a bounded number of guesses.
+//!
 //! A correct password clears the account's counts and refunds the client's attempt (many people
 //! behind one office address do not lock each other out).
 
@@ -138,6 +143,12 @@ impl Throttle {
                 .map(|c| (c, window - now.duration_since(c.since)))
         };
         let [account_key, client_key, pair_key] = keys(account, client);
+        if known_device && matches!(self.policy.guard, AccountGuard::Delay(_)) {
+            // The account's own browser: not held to its address's count (others behind the
+            // same address cannot lock it out) nor to the account's delay, only to its own
+            // count on this account — as many as one address gets for every account.
+            return live(&pair_key).filter(|(c, _)| c.n >= self.policy.per_client).map(|(_, left)| left);
+        }
         if let Some((c, left)) = live(&client_key)
             && c.n >= self.policy.per_client
         {
@@ -232,14 +243,20 @@ mod tests {
             retry <= Duration::from_secs(60) && retry > Duration::from_secs(50),
             "the guesser waits the window"
         );
-        // The owner on a device they signed in with before: at once, however many guesses.
-        assert!(throttle.attempt("ada@example.com", "10.0.0.9", true).is_ok());
-        throttle.succeeded("ada@example.com", "10.0.0.9");
-        assert!(throttle.attempt("ada@example.com", "10.0.0.1", false).is_err(), "still not the guesser");
         // Another account from the guesser's address still works (up to the client's limit).
         assert!(throttle.attempt("bob@example.com", "10.0.0.1", false).is_ok());
         assert!(throttle.attempt("bob@example.com", "10.0.0.1", false).is_ok());
         assert!(throttle.attempt("carol@example.com", "10.0.0.1", false).is_err(), "the client used its 5");
+        // The owner on a device they signed in with before: at once, from elsewhere and from
+        // the guesser's own address (one office behind one NAT), whatever that address used.
+        assert!(throttle.attempt("ada@example.com", "10.0.0.9", true).is_ok());
+        throttle.succeeded("ada@example.com", "10.0.0.9");
+        assert!(throttle.attempt("ada@example.com", "10.0.0.1", false).is_err(), "still not the guesser");
+        assert!(throttle.attempt("ada@example.com", "10.0.0.1", true).is_ok(), "the owner's browser there");
+        // A known device gets as many wrong passwords on its account as an address gets in all
+        // (five here: the guesser's three from that address count too).
+        assert!(throttle.attempt("ada@example.com", "10.0.0.1", true).is_ok());
+        assert!(throttle.attempt("ada@example.com", "10.0.0.1", true).is_err(), "five in all");
     }
 
     #[test]

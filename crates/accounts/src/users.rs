@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::outbox::About;
 pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password};
 use crate::secrets::{new_secret, token_digest};
 use silo_tenancy::control::audit;
@@ -97,8 +98,11 @@ impl Email {
     /// at most 254 characters. Stored lowercased so lookups ignore case.
     pub fn parse(input: &str) -> Result<Self> {
         let email = input.trim().to_lowercase();
+        // Characters an address only holds quoted (RFC 5322 specials), which no sign-up form
+        // needs and which markup or mail headers would take for their own.
+        let special = |c: char| "<>()[]\\,;:\"".contains(c);
         let valid = email.len() <= 254
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control() || special(c))
             && email.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && !domain.contains('@')
@@ -109,7 +113,9 @@ impl Email {
         if valid {
             Ok(Self(email))
         } else {
-            Err(Error::InvalidInput(format!("`{input}` is not a valid email address")))
+            let shown: String = input.trim().chars().take(80).collect();
+            let more = if input.trim().chars().count() > 80 { "…" } else { "" };
+            Err(Error::InvalidInput(format!("`{shown}{more}` is not a valid email address")))
         }
     }
 }
@@ -217,6 +223,8 @@ impl Users {
         .bind(user_id)
         .execute(self.0.control().writer())
         .await?;
+        // The sessions' cached answers carry the old name.
+        self.0.directory().clear();
         let user = self.by_id(user_id).await?;
         for workspace in self.0.memberships().workspaces_of(user_id).await? {
             if workspace.status != "active" {
@@ -297,7 +305,10 @@ impl Users {
             valid_for: ttl,
         };
         let body = "Someone asked to reset the password of your Silo account.\n\nChoose a new password: {link}\n\nIf it was not you, ignore this email.\n";
-        self.0.outbox().queue_with_link(&user.email, "Reset your Silo password", body, &link, None).await
+        self.0
+            .outbox()
+            .queue_with_link(&user.email, "Reset your Silo password", body, &link, About::default())
+            .await
     }
 
     /// Whether a reset link is valid (unused, unexpired).
@@ -408,6 +419,12 @@ mod tests {
     #[test]
     fn emails_are_validated_and_lowercased() {
         assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        assert_eq!(Email::parse("o'brien@example.com").unwrap().as_str(), "o'brien@example.com");
+        for bad in ["<b>@x.com", "a,b@x.com", "a@x;y.com", "\"q\"@x.com", "a(b)@x.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        let long = Email::parse(&"x".repeat(10_000)).unwrap_err().to_string();
+        assert!(long.len() < 200, "the message quotes a bounded part of the input: {long}");
         for bad in [
             "",
             "ada",

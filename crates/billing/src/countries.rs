@@ -260,6 +260,13 @@ pub fn name(code: &str) -> Option<&'static str> {
     COUNTRIES.binary_search_by(|(c, _)| (*c).cmp(code)).ok().map(|i| COUNTRIES[i].1)
 }
 
+/// The countries sorted by name (for people choosing one).
+pub fn by_name() -> Vec<(&'static str, &'static str)> {
+    let mut countries = COUNTRIES.to_vec();
+    countries.sort_by_key(|(_, name)| name.to_lowercase());
+    countries
+}
+
 /// The code of the country whose name this is (any case), for a helpful message.
 pub fn code_of(name: &str) -> Option<&'static str> {
     let name = name.trim();
@@ -280,5 +287,7 @@ mod tests {
         assert_eq!(name("de"), None, "codes are upper case");
         assert_eq!(code_of("germany"), Some("DE"));
         assert_eq!(code_of("Atlantis"), None);
+        let sorted = by_name();
+        assert_eq!((sorted[0], sorted.len()), (("AF", "Afghanistan"), 249));
     }
 }

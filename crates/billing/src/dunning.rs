@@ -78,7 +78,8 @@ impl Billing {
             self.settings().dunning.suspend_after_days,
         );
         for recipient in &recipients {
-            self.accounts().outbox().queue(recipient, &subject, &body).await?;
+            let about = silo_accounts::outbox::About { user: None, tenant: Some(invoice.tenant_id.parse()?) };
+            self.accounts().outbox().queue(recipient, &subject, &body, about).await?;
         }
         let mut tx = self.tenancy().control().writer().begin().await?;
         sqlx::query("UPDATE invoices SET reminders = ?2 WHERE id = ?1")

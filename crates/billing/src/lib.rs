@@ -74,6 +74,8 @@ impl Billing {
     /// opened from now on).
     pub fn new(accounts: Accounts, plans: Plans, settings: BillingSettings) -> Self {
         let plans = Arc::new(plans);
+        // A purged workspace's billing contact goes with it (its invoices keep their copy).
+        accounts.tenancy().add_purge_statements(&["DELETE FROM billing_profiles WHERE tenant_id = ?1"]);
         let limits = plans.clone();
         accounts
             .tenancy()
@@ -140,6 +142,11 @@ impl Billing {
     /// An owner moves their tenant to another plan: only to a plan marked `self_service`
     /// (others are given by operators); otherwise as [`Billing::change_plan`].
     pub async fn choose_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
+        let current = self.tenancy().tenant(tenant).await?;
+        if current.plan == plan {
+            // The plan it is on (an operator's, shown selected): nothing to change.
+            return Ok(current);
+        }
         if !self.plans.get(plan)?.self_service {
             let open: Vec<&str> = self.plans.self_service().collect();
             return Err(silo_tenancy::Error::Forbidden(format!(

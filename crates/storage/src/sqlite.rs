@@ -287,6 +287,11 @@ pub fn replace_database(staging: &Path, dest: &Path) -> Result<()> {
         }
     }
     std::fs::rename(staging, dest).map_err(|e| Error::io("rename into", dest, e))?;
+    // The staging file's own side files (kept by persistent WAL, already checkpointed into it
+    // when its connections closed) must not stay behind as copies.
+    for suffix in SIDE_FILE_SUFFIXES {
+        let _ = std::fs::remove_file(with_suffix(staging, suffix));
+    }
     fsync_dir(dest.parent().expect("a database path has a parent directory"))
 }
 

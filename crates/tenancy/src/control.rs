@@ -21,6 +21,30 @@ use crate::ids::{TenantId, TenantRef, TenantSlug};
 use crate::time::Timestamp;
 use crate::{Error, Result};
 
+/// Whether a writer connection given back to the pool is out of every transaction, as sqlx
+/// counts them. When a statement fails with `SQLITE_FULL` or an I/O error, SQLite may roll the
+/// transaction back by itself; sqlx's `ROLLBACK` then fails and it keeps counting one open, so
+/// its next `begin` only opens a savepoint and every later write of the connection would sit
+/// in a transaction that never commits. Such a connection is closed (the pool opens a fresh
+/// one) instead of being reused. The count is read after the queued rollback of a dropped
+/// transaction has run (`lock_handle` waits for the connection's worker).
+async fn transaction_settled(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return true;
+    }
+    if conn.lock_handle().await.is_err() {
+        return false;
+    }
+    let settled = !conn.is_in_transaction();
+    if !settled {
+        tracing::warn!(
+            "a control-plane connection was left inside a failed transaction; it is closed and replaced"
+        );
+    }
+    settled
+}
+
 /// Migrations of `control.db`, embedded in the binary.
 pub static CONTROL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
 
@@ -279,7 +303,11 @@ impl ControlPlane {
             // overwritten with zeros, not left in free pages for a copy of the file to keep.
             .pragma("secure_delete", "ON")
             .disable_statement_logging();
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .after_release(|conn, _| Box::pin(async move { Ok(transaction_settled(conn).await) }))
+            .connect_with(options.clone())
+            .await?;
         CONTROL_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { read, write })

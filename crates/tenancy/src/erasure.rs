@@ -211,6 +211,9 @@ impl Erasures {
             return Ok(None);
         }
         let path = self.0.tenant_path(tenant)?;
+        // Copies of the file a killed process left behind would keep the person.
+        self.0.sweep_scratch();
+        crate::scratch::sweep_restores(&path);
         let lease = self.0.cache().lease(tenant.id).await?;
         let tuning = self.0.settings().tenant_tuning();
         let done = tokio::task::spawn_blocking(move || -> Result<T> {

@@ -171,12 +171,15 @@ impl Error {
         self.kind().is_users()
     }
 
-    /// SQLite said the disk (or the file-size limit) is full.
+    /// SQLite or a file write said the disk (or the file-size limit) is full.
     fn is_disk_full(&self) -> bool {
         // SQLITE_FULL = 13 (primary result code).
         let sqlx_full = |e: &sqlx::Error| matches!(e, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 13));
         let rusqlite_full = |e: &rusqlite::Error| matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull);
         match self {
+            Error::Storage(silo_storage::Error::Io { source, .. }) => {
+                source.kind() == std::io::ErrorKind::StorageFull
+            }
             Error::TenantSql(e) | Error::Storage(silo_storage::Error::Rusqlite(e)) => rusqlite_full(e),
             Error::Database(e) | Error::Storage(silo_storage::Error::Sqlite(e)) => sqlx_full(e),
             _ => false,

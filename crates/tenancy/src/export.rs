@@ -262,7 +262,8 @@ impl Exports {
             return Err(Error::Gone(tenant.slug.to_string()));
         }
         let source = self.0.tenant_path(&tenant)?;
-        let snapshot = self.0.backups().temp_path(&format!("export-{}.db", uuid::Uuid::now_v7()))?;
+        let snapshot =
+            self.0.backups().temp_path(&crate::scratch::name("export", &uuid::Uuid::now_v7().to_string()))?;
         let exported_at = utc_now();
         let hold = self.0.cache().hold(tenant.id)?;
         let tuning = self.0.settings().tenant_tuning();

@@ -40,6 +40,7 @@ pub mod process_lock;
 pub mod query;
 pub mod relocate;
 pub mod schema;
+mod scratch;
 pub mod time;
 
 use std::path::PathBuf;
@@ -95,6 +96,9 @@ struct Inner {
     /// Who a tenant's current members are (registered by the accounts; a restore brings the
     /// restored file's member rows to them).
     member_source: parking_lot::RwLock<Option<MemberSource>>,
+    /// Statements the crates above run in a purge's transaction over their own tables
+    /// (`?1` is the tenant's id): memberships, invitations, mail, billing contacts.
+    purge_statements: parking_lot::RwLock<Vec<&'static str>>,
 }
 
 impl Tenancy {
@@ -161,6 +165,7 @@ impl Tenancy {
             schema,
             jobs_enqueued: tokio::sync::Notify::new(),
             member_source: parking_lot::RwLock::new(None),
+            purge_statements: parking_lot::RwLock::new(Vec::new()),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -199,9 +204,28 @@ impl Tenancy {
         self.inner.schema.migrations
     }
 
+    /// Deletes the plaintext scratch copies (export snapshots, verifications, restore
+    /// staging) that a killed process left in `<data_dir>/tmp`; returns how many went. Run at
+    /// start, hourly, and by every purge and erasure.
+    pub fn sweep_scratch(&self) -> usize {
+        scratch::sweep_tmp(&self.settings().data_dir)
+    }
+
     /// Registers where a tenant's current members come from (the accounts do, when built).
     pub fn set_member_source(&self, source: MemberSource) {
         *self.inner.member_source.write() = Some(source);
+    }
+
+    /// Adds statements to every purge's control-plane transaction (`?1`: the tenant id): a crate
+    /// above removes what its own tables hold about the purged tenant (its SQL stays with its
+    /// tables).
+    pub fn add_purge_statements(&self, statements: &[&'static str]) {
+        self.inner.purge_statements.write().extend_from_slice(statements);
+    }
+
+    /// The statements [`Tenancy::add_purge_statements`] registered.
+    pub(crate) fn purge_statements(&self) -> Vec<&'static str> {
+        self.inner.purge_statements.read().clone()
     }
 
     /// A tenant's current members, when a source is registered.

@@ -204,13 +204,16 @@ impl Tenants {
         let objects = self.0.backups().delete_tenant_objects(current.id).await?;
         let lease = self.0.cache().lease(current.id).await?;
         let removed = sqlite::remove_database_files(&path).await?;
+        // Plaintext copies a killed process left behind (an export's snapshot, a restore's
+        // staging) are copies of the tenant too.
+        let scratch = self.0.sweep_scratch() + crate::scratch::sweep_restores(&path);
         let exports = self.0.exports().remove_of_tenant(current.id).await?;
         // The certificate names the tenant by id only: its slug and name go with the purge.
         let certificate = serde_json::json!({
             "certificate": "tenant deletion",
             "tenant": current.id,
             "purged_at": crate::control::utc_now(),
-            "database": { "path": path, "files_removed": removed },
+            "database": { "path": path, "files_removed": removed, "scratch_copies_removed": scratch },
             "exports": { "deleted": exports.len(), "jobs": exports },
             "backups": {
                 "store": self.0.backup_store().await?.store().describe(),
@@ -220,8 +223,16 @@ impl Tenants {
             },
             "data_key_destroyed": true,
         });
-        let purged = self.0.control().finish_purge(current.id, actor, &certificate).await?;
+        let purged = self
+            .0
+            .control()
+            .finish_purge(current.id, actor, &certificate, &self.0.purge_statements())
+            .await?;
         drop(lease);
+        // The purge the soft delete scheduled has nothing left to do.
+        for job in self.0.jobs().queued_for(TENANT_PURGE, current.id).await? {
+            let _ = self.0.jobs().cancel(&job.id, actor).await;
+        }
         // An export that finished while the purge ran (its zip renamed in after the sweep
         // above) sees the tenant deleted and deletes itself; one more sweep for good measure.
         self.0.exports().remove_of_tenant(current.id).await?;

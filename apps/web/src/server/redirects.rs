@@ -34,9 +34,18 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_owned())).finish()
 }
 
+/// Longest flash message kept (characters).
+const FLASH_CHARS: usize = 400;
+
 /// A redirect that shows a message on the next page.
 pub fn see_other_with_flash(location: &str, kind: &str, message: &str) -> HttpResponse {
     let mut response = see_other(location);
+    // A cookie is at most 4 KiB: a message quoting a huge input would be dropped by the
+    // browser, and the refusal would go unseen.
+    let message: String = match message.char_indices().nth(FLASH_CHARS) {
+        Some((end, _)) => format!("{}…", &message[..end]),
+        None => message.to_owned(),
+    };
     let cookie = Cookie::build(FLASH_COOKIE, urlencode(&format!("{kind}|{message}")))
         .path("/")
         .http_only(true)

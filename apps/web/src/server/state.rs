@@ -28,6 +28,8 @@ pub struct AppState {
     /// Password-reset emails per account and per client (they send mail; separate from failed
     /// sign-ins so a locked-out person can still reset).
     pub reset_throttle: Throttle,
+    /// Invitation emails per invited address and per workspace.
+    pub invite_throttle: Throttle,
     /// Sign-ups (each hashes a password and sends an email) per address and per client.
     pub signup_throttle: Throttle,
     /// Export downloads in progress (bounded per link and per client).
@@ -71,6 +73,12 @@ impl AppState {
             window: Duration::from_secs(3600),
             guard: AccountGuard::Limit,
         });
+        let invite_throttle = Throttle::new(ThrottlePolicy {
+            per_account: 3,
+            per_client: web.invitations_per_workspace_hour,
+            window: Duration::from_secs(3600),
+            guard: AccountGuard::Limit,
+        });
         let signup_throttle = Throttle::new(ThrottlePolicy {
             per_account: 3,
             per_client: web.signups_per_client_hour,
@@ -89,6 +97,7 @@ impl AppState {
             api_throttle,
             reset_throttle,
             signup_throttle,
+            invite_throttle,
             downloads,
             links,
             proxies,

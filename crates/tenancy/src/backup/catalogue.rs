@@ -288,6 +288,7 @@ impl ControlPlane {
         tenant: TenantId,
         actor: &str,
         certificate: &serde_json::Value,
+        others: &[&'static str],
     ) -> Result<crate::Tenant> {
         let mut tx = self.writer().begin().await?;
         let id = tenant.to_string();
@@ -325,6 +326,9 @@ impl ControlPlane {
         .bind(&id)
         .execute(&mut *tx)
         .await?;
+        for statement in others {
+            sqlx::query(sqlx::AssertSqlSafe(*statement)).bind(&id).execute(&mut *tx).await?;
+        }
         sqlx::query("DELETE FROM backups WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
         audit(&mut tx, actor, "tenant.purge", Some(tenant), certificate).await?;

@@ -355,9 +355,16 @@ impl Backups {
     }
 
     pub(crate) async fn verify_known(&self, tenant: &Tenant, backup: Backup) -> Result<Verification> {
-        let temp = self.temp_path(&format!("verify-{}.db", backup.id))?;
+        let temp = self.temp_path(&crate::scratch::name("verify", &backup.id))?;
         let result = self.fetch_backup_into(tenant, &backup, &temp).await;
         let _ = sqlite::remove_database_files(&temp).await;
+        // A check this machine could not make (a full disk) says nothing of the backup: it is
+        // not recorded against it.
+        if let Err(e) = &result
+            && e.kind() == crate::ErrorKind::DiskFull
+        {
+            return Err(Error::Unavailable(format!("backup {} could not be checked: {e}", backup.id)));
+        }
         let error = result.as_ref().err().map(|e| e.to_string());
         self.0.control().record_verification(&backup.id, error.as_deref()).await?;
         let restored_size = result?;

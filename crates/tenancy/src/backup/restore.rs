@@ -43,10 +43,9 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S:
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
-/// A staging path beside `dest`, on the same file system, so the final rename is atomic.
+/// A staging path beside `dest` (see [`crate::scratch::restore_staging`]).
 fn staging_path(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dest.with_file_name(format!(".{name}.restore-{}", uuid::Uuid::now_v7()))
+    crate::scratch::restore_staging(dest)
 }
 
 impl Backups {

@@ -200,20 +200,37 @@ impl Jobs {
     /// ([`Error::LimitReached`], saying when the next may start). Check and insert are one
     /// statement, so concurrent requests cannot pass the bound together.
     pub async fn enqueue_bounded(&self, job: NewJob, actor: &str, bound: &Bound<'_>) -> Result<Enqueued> {
-        if let Some(id) = self.insert(&job, actor, Some(bound)).await? {
-            return Ok(Enqueued::New(self.get(&id).await?));
-        }
-        let running: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3
-             AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
-        )
-        .bind(&job.kind)
-        .bind(bound.key_path)
-        .bind(bound.key)
-        .fetch_optional(self.0.control().writer())
-        .await?;
-        if let Some(running) = running {
-            return Ok(Enqueued::InProgress(self.get(&running).await?));
+        // Refused because one was in progress, which finished before it could be returned:
+        // then the day may still have room, and the insert is tried again.
+        for _ in 0..3 {
+            if let Some(id) = self.insert(&job, actor, Some(bound)).await? {
+                return Ok(Enqueued::New(self.get(&id).await?));
+            }
+            let running: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3
+                 AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
+            )
+            .bind(&job.kind)
+            .bind(bound.key_path)
+            .bind(bound.key)
+            .fetch_optional(self.0.control().writer())
+            .await?;
+            if let Some(running) = running {
+                return Ok(Enqueued::InProgress(self.get(&running).await?));
+            }
+            let (started, bytes): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*), coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
+                 WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > {DAY_AGO}"
+            )))
+            .bind(&job.kind)
+            .bind(bound.key_path)
+            .bind(bound.key)
+            .fetch_one(self.0.control().writer())
+            .await?;
+            let byte_budget = i64::try_from(bound.bytes_per_day).unwrap_or(i64::MAX);
+            if started >= i64::from(bound.per_day) || bytes >= byte_budget {
+                break;
+            }
         }
         let next: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT strftime('%Y-%m-%d %H:%M UTC', min(created_at), '+1 day') FROM jobs

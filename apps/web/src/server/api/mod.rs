@@ -91,6 +91,37 @@ pub fn scope() -> utoipa_actix_web::scope::Scope<
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
+/// A JSON request body that must be an object with the fields of `T`. serde reads a struct from
+/// a JSON array too (by position), which would pass by the refusal of unknown fields: a body
+/// that is not an object is refused with 400 before anything is read from it.
+pub struct Body<T>(pub T);
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            if !value.is_object() {
+                return Err(bad_request("Json deserialize error: the body must be a JSON object".into()));
+            }
+            serde_json::from_value(value)
+                .map(Body)
+                .map_err(|e| bad_request(format!("Json deserialize error: {e}")))
+        })
+    }
+}
+
 fn bad_request(message: String) -> actix_web::Error {
     ApiError(Failure::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", message)).into()
 }

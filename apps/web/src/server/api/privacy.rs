@@ -8,9 +8,9 @@ use silo_tenancy::privacy::Manifest;
 use utoipa::ToSchema;
 
 use super::ErrorBody;
-use super::NoParams;
 use super::auth::OperatorToken;
 use super::jobs::accepted;
+use super::{Body, NoParams};
 use crate::server::error::ApiError;
 use crate::server::request::state;
 use silo_tenancy::jobs::Job;
@@ -57,7 +57,7 @@ async fn export_subject(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     _params: web::Query<NoParams>,
-    body: web::Json<Subject>,
+    body: Body<Subject>,
 ) -> Result<HttpResponse, ApiError> {
     let started = state(&req).accounts.subjects().start_export(&body.email, op.0.email.as_str()).await?;
     Ok(accepted(started.job().clone()))
@@ -84,7 +84,7 @@ async fn erase_subject(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     params: web::Query<EraseParams>,
-    body: web::Json<Subject>,
+    body: Body<Subject>,
 ) -> Result<HttpResponse, ApiError> {
     let subjects = state(&req).accounts.subjects();
     if params.dry_run.unwrap_or(false) {

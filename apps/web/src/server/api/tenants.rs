@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantRef, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
-use super::NoParams;
 use super::auth::OperatorToken;
+use super::{Body, NoParams};
 use super::{ErrorBody, cursor, limit};
 use crate::server::error::{ApiError, Failure};
 use crate::server::request::state;
@@ -102,10 +102,10 @@ async fn create_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     _params: web::Query<NoParams>,
-    body: web::Json<NewTenantRequest>,
+    body: Body<NewTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let accounts = &state(&req).accounts;
-    let body = body.into_inner();
+    let body = body.0;
     silo_tenancy::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
     let owner = match &body.owner_email {
         Some(owner) => Some(accounts.users().by_email(owner).await?),
@@ -154,7 +154,7 @@ async fn update_tenant(
     op: OperatorToken,
     id: web::Path<String>,
     _params: web::Query<NoParams>,
-    body: web::Json<TenantChanges>,
+    body: Body<TenantChanges>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let tenancy = &state(&req).tenancy;
     let mut tenant = tenancy.tenant(&reference(&id)?).await?;

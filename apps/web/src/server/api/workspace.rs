@@ -8,8 +8,8 @@ use silo_workspace::projects::{self, Project};
 use silo_workspace::tasks::{self, MATCH_END, MATCH_START, NewTask, SearchHit, Task, TaskFilter, TaskPatch};
 use utoipa::{IntoParams, ToSchema};
 
-use super::NoParams;
 use super::auth::Bearer;
+use super::{Body, NoParams};
 use super::{ErrorBody, cursor, limit};
 use crate::server::error::{ApiError, Failure};
 use crate::server::request::state;
@@ -124,7 +124,7 @@ async fn create_project(
     bearer: Bearer,
     slug: web::Path<String>,
     _params: web::Query<NoParams>,
-    body: web::Json<NewProject>,
+    body: Body<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let id = state(&req).billing.create_project(
@@ -183,7 +183,7 @@ async fn create_task(
     bearer: Bearer,
     slug: web::Path<String>,
     _params: web::Query<NoParams>,
-    body: web::Json<NewTask>,
+    body: Body<NewTask>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let id = tasks::create(&ws.db, &body, ws.member_id()?)?;
@@ -214,7 +214,7 @@ async fn update_task(
     bearer: Bearer,
     path: web::Path<(String, i64)>,
     _params: web::Query<NoParams>,
-    body: web::Json<TaskPatch>,
+    body: Body<TaskPatch>,
 ) -> Result<web::Json<Task>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
     Ok(web::Json(

@@ -108,9 +108,9 @@ fn wait_in_words(wait: std::time::Duration) -> String {
 /// password asked again to change it or to delete the account), or answers 429 with a link to
 /// the reset.
 async fn password_check_allowed(req: &HttpRequest, email: &str) -> Result<(), PageError> {
-    let app = state(req);
-    let known = devices::is_known(req, email).await;
-    app.throttle.attempt(email, &client_addr(req), known).map_err(|retry_after| {
+    // Not as a known device: here the browser already holds a session (which may have been
+    // taken); what is asked is the password, and it gets an unknown client's guesses.
+    state(req).throttle.attempt(email, &client_addr(req), false).map_err(|retry_after| {
         let failure = Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             PASSWORD_THROTTLED,

@@ -188,7 +188,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     Page::new("admin/tenant.html")
         .with("invoices", &invoices)
         .with("contact", &billing.profile(tenant.id).await?)
-        .with("countries", &silo_billing::countries::COUNTRIES)
+        .with("countries", &silo_billing::countries::by_name())
         .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .with(
             "usage_chart",

@@ -65,14 +65,17 @@ fn csv(body: String, name: &str) -> HttpResponse {
         .body(body)
 }
 
-/// The plans an owner can pick (the self-service ones), with the current plan first when it is
-/// an operator's (so the select shows what the workspace is on).
-fn choosable<'a>(billing: &'a silo_billing::Billing, current: &'a str) -> Vec<&'a str> {
-    let mut plans: Vec<&str> = billing.plans().self_service().collect();
-    if !plans.contains(&current) {
-        plans.insert(0, current);
+/// The plans an owner can pick (the self-service ones) with their prices, the current plan
+/// first when it is an operator's (so the select shows what the workspace is on).
+fn choosable<'a>(billing: &'a silo_billing::Billing, current: &'a str) -> Vec<(&'a str, String)> {
+    let mut names: Vec<&str> = billing.plans().self_service().collect();
+    if !names.contains(&current) {
+        names.insert(0, current);
     }
-    plans
+    let price = |name: &str| {
+        billing.plans().get(name).map_or_else(|_| "arranged with us".to_owned(), |p| p.price_text())
+    };
+    names.into_iter().map(|name| (name, price(name))).collect()
 }
 
 #[get("/billing")]
@@ -89,7 +92,7 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
         .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
         .with("plans", &choosable(billing, &ws.tenant.plan))
         .with("contact", &billing.profile(ws.tenant.id).await?)
-        .with("countries", &silo_billing::countries::COUNTRIES)
+        .with("countries", &silo_billing::countries::by_name())
         .with("invoices", &invoices)
         .render(&req)
         .await

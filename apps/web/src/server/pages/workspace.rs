@@ -357,8 +357,22 @@ async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<In
         Ok(role) => role,
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
+    // Each invitation sends an email: a few an hour to one address, and a bounded number from
+    // one workspace, so a workspace is no relay for mail to anyone.
+    let workspace = ws.tenant.id.to_string();
+    if let Err(wait) = state(&req).invite_throttle.attempt(&form.email, &workspace, false) {
+        let minutes = wait.as_secs().div_ceil(60).max(1);
+        let message = format!(
+            "Too many invitations from this workspace or to this address for now; try again in {minutes} minutes."
+        );
+        return Ok(see_other_with_flash(&back, "error", &message));
+    }
     let links = &state(&req).links;
     let invited = state(&req).billing.invite(&ws.tenant, &form.email, role, &inviter, links.origin()).await;
+    if matches!(&invited, Err(e) if e.is_user_error()) {
+        // Refused before any email: it does not count.
+        state(&req).invite_throttle.refund(&form.email, &workspace);
+    }
     flash_outcome_with(&back, invited, |(invitation, secret)| {
         let link = links.main(&format!("/invitations/{secret}"));
         let message =
