@@ -49,14 +49,16 @@ async fn attribution(
     server: &TestServer,
     tenant: &Tenant,
 ) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
-    let path = server.tenancy.tenant_path(tenant).unwrap();
-    let conn = rusqlite::Connection::open(path).unwrap();
-    conn.query_row(
-        "SELECT (SELECT created_by FROM tasks), (SELECT assignee_id FROM tasks), (SELECT author_id FROM comments),
-                (SELECT actor_id FROM activity ORDER BY id LIMIT 1)",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )
+    // Through the file's owner: one connection owns a tenant file.
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    db.call(|conn| {
+        conn.query_row(
+            "SELECT (SELECT created_by FROM tasks), (SELECT assignee_id FROM tasks), (SELECT author_id FROM comments),
+                    (SELECT actor_id FROM activity ORDER BY id LIMIT 1)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+    })
     .unwrap()
 }
 
@@ -199,13 +201,15 @@ async fn a_tenant_file_that_refuses_the_change_leaves_the_control_plane_as_it_wa
     let (_ada, tenant, _) = ada_with_work(&server).await;
     let before = admin_dave(&server, &tenant).await;
     // The file refuses any change to a member row (as a full or failing disk would).
-    let conn = rusqlite::Connection::open(server.tenancy.tenant_path(&tenant).unwrap()).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE UPDATE ON members BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
-    )
+    let db = server.tenancy.db(tenant.id).await.unwrap();
+    db.call(|conn| {
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON members BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+    })
     .unwrap();
     changes_to_dave_fail_and_change_nothing(&server, &tenant, &before).await;
-    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    db.call(|conn| conn.execute_batch("DROP TRIGGER refuse")).unwrap();
     server.stop().await.unwrap();
 }
 

@@ -26,7 +26,7 @@ async fn health_readiness_and_metrics() {
     // The default capacity is automatic: what the descriptor limit and half the memory allow.
     let stats = server.tenancy.cache().stats();
     let (auto, _, _) =
-        silo_tenancy::limits::auto_capacity(1, 512, stats.fd_limit, silo_tenancy::limits::memory_limit());
+        silo_tenancy::limits::auto_capacity(512, stats.fd_limit, silo_tenancy::limits::memory_limit());
     assert!(auto > 1, "{auto}");
     let capacity = format!("silo_cache_capacity {auto}");
     for line in [

@@ -156,7 +156,9 @@ async fn breakdown(tenancy: &Tenancy, tenants: &[Tenant], dir: &Path) -> anyhow:
     let mut bytes = 0u64;
     for (i, path) in paths.iter().enumerate() {
         let t = Instant::now();
-        let plain = sqlite::snapshot_bytes(path, Default::default())?;
+        let mut owner = sqlite::open_sync(path, Default::default(), sqlite::OpenMode::Existing)?;
+        let plain = sqlite::snapshot_bytes(&mut owner)?;
+        drop(owner);
         times[0] += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let compressed = zstd::bulk::compress(&plain, silo_storage::backup::ZSTD_LEVEL)?;

@@ -75,12 +75,14 @@ pub async fn run(dir: &Path, args: GdprArgs) -> anyhow::Result<()> {
     drop(db);
     let path = tenancy.tenant_path(&tenant)?;
     let size = std::fs::metadata(&path)?.len();
-    let tuning = tenancy.settings().tenant_tuning();
     let started = Instant::now();
     let copy = dir.join("vacuum-into.db");
     {
-        let (path, copy) = (path.clone(), copy.clone());
-        tokio::task::spawn_blocking(move || silo_storage::sqlite::snapshot(&path, &copy, tuning)).await??;
+        let copy = copy.clone();
+        tenancy
+            .cache()
+            .with_file(tenant.id, path.clone(), move |conn| Ok(silo_storage::sqlite::snapshot(conn, &copy)?))
+            .await?;
     }
     let vacuum = started.elapsed();
     let started = Instant::now();

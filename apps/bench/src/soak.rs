@@ -93,19 +93,15 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     let tenancy = Tenancy::open(settings, silo_workspace::schema()).await?;
     let stats = tenancy.cache().stats();
     let cache = &tenancy.settings().cache;
-    let worst_case = silo_tenancy::limits::worst_case_memory(
-        stats.capacity,
-        cache.connections_per_tenant,
-        cache.page_cache_kib,
-    ) as f64
+    let worst_case = silo_tenancy::limits::worst_case_memory(stats.capacity, cache.page_cache_kib) as f64
         / (1024.0 * 1024.0);
     let setup = Instant::now();
     let (accounts, server_settings) = crate::measure::accounts_and_server(&tenancy)?;
     let fixture = Fixture::build(&accounts, args.tenants, args.tasks).await?;
     println!("setup: {} tenants × {} tasks in {:.0?}", args.tenants + 2, args.tasks, setup.elapsed());
     println!(
-        "cache capacity {}, {} connection(s) per tenant, page cache {} KiB: stated worst case of the cache {worst_case:.0} MiB",
-        stats.capacity, cache.connections_per_tenant, cache.page_cache_kib
+        "cache capacity {}, page cache {} KiB: stated worst case of the cache {worst_case:.0} MiB",
+        stats.capacity, cache.page_cache_kib
     );
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

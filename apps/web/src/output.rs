@@ -1,10 +1,115 @@
 //! Command output: one JSON document on stdout with `--json`, aligned tables otherwise.
+//!
+//! Commands write through [`say!`](crate::say) and [`say_err!`](crate::say_err) rather than
+//! `println!`: a command that a running server runs for the CLI (`crate::cli::remote`) has its
+//! output captured ([`capture`]) and sent back, so the operator sees what the command prints
+//! when it runs on its own.
 
-use serde::Serialize;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// What a command run for a remote CLI was given and what it printed.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Captured {
+    /// What the command printed on standard output.
+    pub stdout: String,
+    /// What it printed on standard error.
+    pub stderr: String,
+    /// The CLI's standard input, when the command reads it (`--password-stdin`).
+    pub stdin: Option<String>,
+    /// The CLI's OS user (the audit log's `cli:<user>`).
+    pub user: String,
+    /// The CLI's working directory, which relative paths in its arguments are relative to.
+    pub cwd: Option<std::path::PathBuf>,
+}
+
+tokio::task_local! {
+    static CAPTURE: Arc<Mutex<Captured>>;
+}
+
+/// Runs `command` with its output captured; returns its result and what it printed.
+pub async fn capture<F: std::future::Future>(given: Captured, command: F) -> (F::Output, Captured) {
+    let cell = Arc::new(Mutex::new(given));
+    let result = CAPTURE.scope(cell.clone(), command).await;
+    let captured = cell.lock().clone();
+    (result, captured)
+}
+
+/// Writes `text` to standard output, or to the capture.
+pub fn out(text: &str) {
+    if CAPTURE.try_with(|c| c.lock().stdout.push_str(text)).is_err() {
+        print!("{text}");
+    }
+}
+
+/// Writes `text` to standard error, or to the capture.
+pub fn err(text: &str) {
+    if CAPTURE.try_with(|c| c.lock().stderr.push_str(text)).is_err() {
+        eprint!("{text}");
+    }
+}
+
+/// The first line of standard input (the CLI's, for a captured command), without its newline.
+pub fn read_stdin_line() -> std::io::Result<String> {
+    let line = match CAPTURE.try_with(|c| c.lock().stdin.clone()) {
+        Ok(given) => given.unwrap_or_default(),
+        Err(_) => {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)?;
+            line
+        }
+    };
+    Ok(line.lines().next().unwrap_or_default().to_owned())
+}
+
+/// A path from the command line, as the operator meant it: relative to the CLI's working
+/// directory (not the server's, for a captured command).
+pub fn resolve(path: &std::path::Path) -> std::path::PathBuf {
+    match CAPTURE.try_with(|c| c.lock().cwd.clone()) {
+        Ok(Some(cwd)) if path.is_relative() => cwd.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// Whether standard error is a terminal (never for a captured command).
+pub fn stderr_is_terminal() -> bool {
+    CAPTURE.try_with(|_| ()).is_err() && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// The OS user the audit log names for CLI actions (the remote CLI's, for a captured command).
+pub fn os_user() -> String {
+    CAPTURE
+        .try_with(|c| c.lock().user.clone())
+        .ok()
+        .filter(|user| !user.is_empty())
+        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
+}
+
+/// `println!` for commands: standard output, or the capture.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        $crate::output::out(&line);
+    }};
+}
+
+/// `eprintln!` for commands: standard error, or the capture.
+#[macro_export]
+macro_rules! say_err {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        $crate::output::err(&line);
+    }};
+}
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -6,7 +6,10 @@
 //! ([`Accounts`]), the HTTP server, the outbox's SMTP delivery loop (when `[smtp]` names a
 //! host), the backup scheduler (when `backup.schedule`), the durable job workers, the usage
 //! meter's flush, billing's schedule (last month's billing run, the daily dunning pass; when
-//! `billing.schedule`) and the hourly sweep of expired exports and old finished jobs. Jobs
+//! `billing.schedule`), the hourly sweep of expired exports and old finished jobs, and the
+//! operator socket the CLI reaches the server through ([`crate::cli::remote`]). The
+//! application holds the data-directory lock (`silo.lock`) from start to stop: it owns every
+//! tenant file in the directory. Jobs
 //! run in two lanes: exports in one (`jobs.export_workers`), everything else in the other
 //! (`jobs.workers`).
 //!
@@ -20,8 +23,8 @@ use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context;
 use silo_accounts::Accounts;
-use silo_tenancy::Tenancy;
 use silo_tenancy::jobs::worker::Workers;
+use silo_tenancy::{DataDirLock, Tenancy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -37,6 +40,8 @@ pub struct Application {
     /// Tells the loops to stop (see [`Stopping`]).
     stop: watch::Sender<bool>,
     loops: Vec<JoinHandle<()>>,
+    /// Held until every tenant file is closed.
+    lock: DataDirLock,
 }
 
 /// Stops a running [`Application`] as SIGTERM would.
@@ -69,6 +74,13 @@ impl Application {
             settings.server.base_domain.as_deref(),
             addr,
         )?;
+        let data_dir = settings.fleet.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let lock = DataDirLock::acquire(&data_dir, "serve this data directory")?;
+        // Bound before anything is announced: a CLI started once the server says it listens
+        // finds the socket (and waits in its backlog until the server accepts).
+        let socket = crate::cli::remote::bind(&data_dir)?;
         let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
@@ -125,8 +137,17 @@ impl Application {
         }
         let (swept, stopping_sweep) = (tenancy.clone(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { sweep(swept, stopping_sweep.signal()).await }));
+        let services = crate::cli::Services {
+            tenancy: tenancy.clone(),
+            accounts: accounts.clone(),
+            billing: billing.clone(),
+        };
+        let stopping_socket = Stopping(stopping.clone());
+        loops.push(tokio::spawn(async move {
+            crate::cli::remote::serve_on(socket, &data_dir, services, stopping_socket.signal()).await
+        }));
         let server = server::start(billing.clone(), settings.server, listener)?;
-        Ok(Self { addr, accounts, billing, server, stop, loops })
+        Ok(Self { addr, accounts, billing, server, stop, loops, lock })
     }
 
     /// Where the server listens.
@@ -163,6 +184,7 @@ impl Application {
         }
         self.accounts.tenancy().shutdown().await;
         tracing::info!("stopped: tenant handles and the control plane are closed");
+        drop(self.lock);
         served
     }
 }

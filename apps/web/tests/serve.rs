@@ -1,5 +1,6 @@
 //! `silo serve` as a process: it starts on its defaults in a fresh directory, answers
-//! `/healthz`, stops cleanly on SIGTERM, and holds the data directory against CLI purges.
+//! `/healthz`, stops cleanly on SIGTERM, owns the data directory (the CLI's commands run
+//! through it) and survives SIGKILL.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -11,6 +12,14 @@ use std::time::Duration;
 struct Server {
     child: Child,
     log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    /// A test that fails half-way leaves no server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts `silo serve` in `dir` (data in `dir/data`); returns the process and its address.
@@ -55,8 +64,10 @@ fn stop(mut server: Server) {
     };
     let stopping = at("stopping: the server has stopped accepting");
     let closed = at("stopped: tenant handles and the control plane are closed");
-    // Every loop that ran stopped in between (the scheduler only when it was on).
-    let mut loops = vec![at("job workers stopping")];
+    // Every loop that ran stopped in between (the scheduler only when it was on); the last
+    // "job workers stopping" is the server's (a CLI command it ran may have run workers too).
+    let last = |needle: &str| log.iter().rposition(|l| l.contains(needle)).expect(needle);
+    let mut loops = vec![last("job workers stopping")];
     if log.iter().any(|l| l.contains("backup scheduler started")) {
         loops.push(at("backup scheduler stopped"));
     }
@@ -85,27 +96,106 @@ fn serve_starts_on_defaults_and_stops_on_sigterm() {
     stop(child);
 }
 
+fn silo_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_silo"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SILO_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Files under the data directory whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map_while(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// One process owns the data directory and every tenant file in it: while `silo serve` runs,
+/// CLI commands are run by the server (through `data/silo.sock`) and print what they print
+/// without it — including the ones that read or replace tenant files (`tenant sql`, `backup
+/// create`, `export`, `migrate`, `gdpr`, a purge, a restore) — and a second server is refused.
 #[test]
-fn a_running_server_holds_the_data_directory_against_purges_and_second_servers() {
+fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     assert!(silo(d, &["tenant", "create", "held"]).status.success());
+    assert!(silo(d, &["tenant", "create", "doomed"]).status.success());
+    let count = ["tenant", "sql", "held", "SELECT count(*) AS n FROM members"];
+    let alone = stdout(&silo(d, &count));
     let (child, _) = start_server(d);
+    let socket = d.join("data/silo.sock");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "owner-only");
+    }
 
-    let purge = silo(d, &["tenant", "delete", "held", "--purge"]);
-    assert!(!purge.status.success());
-    let stderr = String::from_utf8_lossy(&purge.stderr);
-    assert!(stderr.contains("cannot purge tenant `held`") && stderr.contains("silo serve"), "{stderr}");
-    let shown: serde_json::Value =
-        serde_json::from_slice(&silo(d, &["tenant", "show", "held", "--json"]).stdout).unwrap();
-    assert_eq!(shown["status"], "active", "a refused purge changes nothing");
+    assert_eq!(stdout(&silo(d, &count)), alone, "the same output through the server");
+    let created = stdout(&silo_with_stdin(
+        d,
+        &["user", "create", "ann@example.com", "--password-stdin"],
+        "a long enough password\n",
+    ));
+    assert!(created.contains("ann@example.com"), "{created}");
+    stdout(&silo(d, &["member", "add", "held", "ann@example.com", "--role", "owner"]));
+    let backup: serde_json::Value =
+        serde_json::from_slice(&silo(d, &["backup", "create", "held", "--json"]).stdout).unwrap();
+    assert_eq!(backup["kind"], "manual");
+    let exported = stdout(&silo(d, &["export", "held", "--out", "held.zip"]));
+    assert!(exported.contains("to held.zip"), "{exported}");
+    assert!(d.join("held.zip").metadata().unwrap().len() > 0, "relative to the CLI's directory");
+    let subject = stdout(&silo(d, &["gdpr", "export-subject", "ann@example.com", "--out", "ann.zip"]));
+    assert!(subject.contains("ann.zip (1 workspaces)"), "{subject}");
+    assert!(d.join("ann.zip").exists());
+    stdout(&silo(d, &["migrate"]));
+    let restored = silo(d, &["restore", "held", "--backup", backup["id"].as_str().unwrap()]);
+    assert!(
+        restored.status.success(),
+        "in place, under a lease: {}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    stdout(&silo(d, &["tenant", "delete", "doomed", "--purge"]));
+
+    // Errors keep their words and exit code; usage errors are clap's.
+    let missing = silo(d, &["tenant", "show", "nobody"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).starts_with("error: "), "{missing:?}");
+    let usage = silo(d, &["tenant", "frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("unrecognized subcommand"), "{usage:?}");
 
     let second = silo(d, &["serve", "--bind", "127.0.0.1:0"]);
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another silo process"));
+    assert!(
+        files_ending(&d.join("data/regions"), "-shm").is_empty(),
+        "no -shm files: the WAL index is in memory"
+    );
 
     stop(child);
-    assert!(silo(d, &["tenant", "delete", "held", "--purge"]).status.success());
+    assert!(!socket.exists(), "the socket goes with the server");
+    assert_eq!(stdout(&silo(d, &count)), stdout(&silo(d, &count)), "without a server the CLI runs it");
+    let gone = silo(d, &["tenant", "show", "doomed"]);
+    assert!(!gone.status.success(), "purged while serving (its slug is gone with it)");
 }
 
 /// A job whose `silo serve` is killed (SIGKILL) mid-run is taken up by the next `silo serve`
@@ -349,4 +439,97 @@ fn a_log_that_cannot_be_written_costs_no_request() {
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     assert!(child.wait().unwrap().success(), "a clean stop");
+}
+
+/// Crash safety of the owner model (no file locks, the WAL index in memory): `silo serve`
+/// killed with SIGKILL while writers commit across many tenants loses no acknowledged write,
+/// every file passes `integrity_check`, and the next server serves them all.
+#[test]
+fn sigkill_during_writes_across_tenants_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tenants = 12;
+    let created = silo_with_stdin(
+        d,
+        &["user", "create", "w@example.com", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert!(created.status.success());
+    let mut tokens = Vec::new();
+    for i in 0..tenants {
+        let slug = format!("k-{i}");
+        stdout(&silo(d, &["tenant", "create", &slug]));
+        stdout(&silo(d, &["member", "add", &slug, "w@example.com", "--role", "owner"]));
+        let token = stdout(&silo(d, &["user", "token", "w@example.com", "--tenant", &slug]));
+        tokens.push((slug, token.trim().to_owned()));
+    }
+    let (mut server, addr) = start_server(d);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acknowledged: Vec<(String, Vec<String>)> = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let writers = tokens.iter().cloned().map(|(slug, token)| {
+            let (client, addr) = (client.clone(), addr.clone());
+            tokio::spawn(async move {
+                let base = format!("http://{addr}/api/v1/w/{slug}");
+                let project: serde_json::Value = client
+                    .post(format!("{base}/projects"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "name": "crash" }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let mut done = Vec::new();
+                for n in 0.. {
+                    let title = format!("{slug} write {n}");
+                    let body = serde_json::json!({ "project_id": project["id"], "title": title });
+                    match client.post(format!("{base}/tasks")).bearer_auth(&token).json(&body).send().await {
+                        Ok(response) if response.status() == 201 => done.push(title),
+                        Ok(response) => panic!("{slug}: {}", response.status()),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                (slug, done)
+            })
+        });
+        let writers: Vec<_> = writers.collect();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        server.child.kill().unwrap(); // SIGKILL, mid-write
+        server.child.wait().unwrap();
+        let mut acknowledged = Vec::new();
+        for writer in writers {
+            acknowledged.push(writer.await.unwrap());
+        }
+        acknowledged
+    });
+    let total: usize = acknowledged.iter().map(|(_, done)| done.len()).sum();
+    assert!(total > tenants, "the writers wrote before the kill ({total})");
+    for (slug, done) in &acknowledged {
+        // No server runs: the file is this process's to check.
+        let shown: serde_json::Value =
+            serde_json::from_str(&stdout(&silo(d, &["tenant", "show", slug, "--json"]))).unwrap();
+        let path = Path::new(shown["path"].as_str().unwrap());
+        let path = if path.is_absolute() { path.to_owned() } else { d.join(path) };
+        silo_storage::sqlite::check_integrity(&path).unwrap_or_else(|e| panic!("{slug}: {e}"));
+        let stored: serde_json::Value = serde_json::from_str(&stdout(&silo(
+            d,
+            &["tenant", "sql", slug, "SELECT title FROM tasks", "--json"],
+        )))
+        .unwrap();
+        let titles: std::collections::HashSet<&str> =
+            stored["rows"].as_array().unwrap().iter().filter_map(|row| row["title"].as_str()).collect();
+        for title in done {
+            assert!(
+                titles.contains(title.as_str()),
+                "{slug}: acknowledged {title:?} is lost ({} acknowledged, {} stored: {stored})",
+                done.len(),
+                titles.len()
+            );
+        }
+    }
+    assert!(files_ending(&d.join("data/regions"), "-shm").is_empty());
+    let (again, _) = start_server(d);
+    stop(again);
 }

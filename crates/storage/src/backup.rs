@@ -116,7 +116,9 @@ mod tests {
         let source = dir.path().join("source.db");
         database(&source);
         let key = DataKey::generate();
-        let plain = crate::sqlite::snapshot_bytes(&source, Default::default()).unwrap();
+        let mut owner = open_sync(&source, Default::default(), OpenMode::Existing).unwrap();
+        let plain = crate::sqlite::snapshot_bytes(&mut owner).unwrap();
+        drop(owner);
         let packed = pack(&plain, &key, b"tenant-1/backup-1").unwrap();
         assert!(packed.bytes.len() < packed.plain_size as usize, "compressed");
         assert!(!packed.bytes.windows(15).any(|w| w == b"SQLite format 3"), "no plaintext header");

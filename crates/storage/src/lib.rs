@@ -43,6 +43,9 @@ pub enum Error {
     /// A database file that should not exist yet does.
     #[error("database file {0} already exists")]
     FileExists(PathBuf),
+    /// A database file another connection of this process has open (one owner per file).
+    #[error("database file {0} is already open in this process (one connection owns a file)")]
+    AlreadyOpen(PathBuf),
     /// The linked SQLite library is too old to be safe.
     #[error(
         "SQLite {found} is older than {required}, which carries the WAL-reset fix; rebuild with the bundled SQLite"
@@ -87,7 +90,7 @@ pub enum Error {
     #[error("invalid object key `{0}`")]
     InvalidObjectKey(String),
     /// A statement refused on a read-only, `main`-only connection (see
-    /// [`sqlite::open_guarded_reader`]).
+    /// [`sqlite::guard_reader`]).
     #[error("{0}")]
     NotReadOnly(String),
     /// An error from SQLite (through sqlx).

@@ -246,8 +246,6 @@ pub struct CacheSettings {
     pub capacity: u64,
     /// A handle unused for this many seconds is closed.
     pub idle_seconds: u64,
-    /// SQLite connections per open tenant.
-    pub connections_per_tenant: u32,
     /// Page cache per connection, KiB.
     pub page_cache_kib: u32,
     /// How long a connection waits for a lock, ms.
@@ -278,7 +276,6 @@ impl Default for CacheSettings {
         Self {
             capacity: 0,
             idle_seconds: 600,
-            connections_per_tenant: 1,
             page_cache_kib: 512,
             busy_timeout_ms: 5000,
             lease_timeout_ms: 30_000,

@@ -219,7 +219,7 @@ impl Erasures {
         let done = tokio::task::spawn_blocking(move || -> Result<T> {
             let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
             let value = erase_alone(&mut conn, erase)?;
-            conn.close().map_err(|(_, e)| Error::from(e))?;
+            conn.close()?;
             Ok(value)
         })
         .await
@@ -247,7 +247,7 @@ impl Erasures {
             let is_erased =
                 |user_id: &str| subjects.contains(&key.mac_hex(format!("user:{user_id}").as_bytes()));
             let forgotten = erase_alone(&mut conn, |conn| forget(conn, &is_erased))?;
-            conn.close().map_err(|(_, e)| Error::from(e))?;
+            conn.close()?;
             Ok(forgotten)
         })
         .await

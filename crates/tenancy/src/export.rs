@@ -265,14 +265,8 @@ impl Exports {
         let snapshot =
             self.0.backups().temp_path(&crate::scratch::name("export", &uuid::Uuid::now_v7().to_string()))?;
         let exported_at = utc_now();
-        let hold = self.0.cache().hold(tenant.id)?;
-        let tuning = self.0.settings().tenant_tuning();
         let staged = snapshot.clone();
-        let taken = tokio::task::spawn_blocking(move || sqlite::snapshot(&source, &staged, tuning))
-            .await
-            .expect("an export task panicked");
-        drop(hold);
-        taken?;
+        self.0.cache().with_file(tenant.id, source, move |conn| Ok(sqlite::snapshot(conn, &staged)?)).await?;
         let mut manifest = Manifest {
             format: "silo-export/1",
             tenant_id: tenant.id.to_string(),

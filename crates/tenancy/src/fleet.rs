@@ -2,12 +2,10 @@
 //! continuing past failures and recording each tenant's result in the control plane.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
-use rusqlite::config::DbConfig;
 use serde::Serialize;
-use silo_storage::sqlite::{self, OpenMode};
 use sqlx::migrate::Migration;
 
 use crate::control::{MigrationRecord, Tenant};
@@ -164,23 +162,22 @@ impl Fleet {
             let outcome = Err(format!("pre-migration backup failed, migration not attempted: {error}"));
             return (TenantMigration { tenant: tenant.id, slug: tenant.slug.to_string(), outcome }, tenant);
         }
-        let mut tuning = self.0.settings().tenant_tuning();
-        // A busy tenant may hold its write lock for a moment; wait rather than fail the run.
-        tuning.busy_timeout = tuning.busy_timeout.max(Duration::from_secs(5));
+        // Through the file's owner: a tenant serving requests is migrated on its own connection
+        // between two requests (and its handle then retired, so the next request reopens it at
+        // the new version); an idle one on a connection of its own.
         let outcome = match self.0.tenant_path(&tenant) {
-            Ok(path) => tokio::task::spawn_blocking(move || {
-                let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
-                // Skip the checkpoint (and its fsyncs) on close: the migration is committed in the
-                // WAL, which the next open reads. If power were lost before a later checkpoint,
-                // the lazy check on open would apply it again.
-                conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-                schema::migrate(&mut conn, &migrations)
-            })
-            .await
-            .expect("migrating a tenant panicked"),
+            Ok(path) => {
+                self.0
+                    .cache()
+                    .with_file(tenant.id, path, move |conn| schema::migrate(conn, &migrations))
+                    .await
+            }
             Err(e) => Err(e),
         }
         .map_err(|e| e.to_string());
+        if matches!(outcome, Ok(MigrationOutcome::Migrated(_))) {
+            self.0.cache().retire(tenant.id).await;
+        }
         if matches!(outcome, Ok(MigrationOutcome::Migrated(_))) {
             self.0.backups().changes().mark(tenant.id);
         }
@@ -192,9 +189,7 @@ impl Fleet {
     /// already current needs none).
     async fn back_up_before_migrating(&self, tenant: &Tenant, migrations: &[Migration]) -> Result<()> {
         let path = self.0.tenant_path(tenant)?;
-        let version = tokio::task::spawn_blocking(move || crate::backup::read_schema_version(&path))
-            .await
-            .expect("reading a schema version panicked")?;
+        let version = self.0.cache().with_file(tenant.id, path, |conn| schema::file_version(conn)).await?;
         if version < schema::latest_version(migrations) {
             self.0.backups().backup_known(tenant, crate::BackupKind::PreMigration, "migrate").await?;
         }

@@ -52,7 +52,7 @@ use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
 
 pub use backup::{Backup, BackupKind, Backups};
-pub use cache::{CacheStats, FileHold, HandleCache, Lease, StorageLimits, TenantDb, Turn};
+pub use cache::{CacheStats, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use erasure::{CurrentMember, Erasures, MemberSource, TenantSchema};
@@ -112,10 +112,10 @@ impl Tenancy {
         let placement = settings.placement()?;
         let control = ControlPlane::open(&settings.control_db_path()).await?;
         let fd_limit = limits::raise_nofile_limit();
-        let (conns, page_cache) = (settings.cache.connections_per_tenant, settings.cache.page_cache_kib);
+        let page_cache = settings.cache.page_cache_kib;
         let capacity = if settings.cache.capacity == 0 {
             let memory = limits::memory_limit();
-            let (capacity, fd_fit, memory_fit) = limits::auto_capacity(conns, page_cache, fd_limit, memory);
+            let (capacity, fd_fit, memory_fit) = limits::auto_capacity(page_cache, fd_limit, memory);
             tracing::info!(
                 capacity,
                 fits_descriptors = fd_fit,
@@ -125,7 +125,7 @@ impl Tenancy {
             );
             capacity
         } else {
-            let (capacity, warning) = limits::clamp_capacity(settings.cache.capacity, conns, fd_limit);
+            let (capacity, warning) = limits::clamp_capacity(settings.cache.capacity, fd_limit);
             if let Some(warning) = warning {
                 tracing::warn!("{warning}");
             }
@@ -134,7 +134,6 @@ impl Tenancy {
         let config = cache::CacheConfig {
             capacity,
             idle: Duration::from_secs(settings.cache.idle_seconds),
-            connections_per_tenant: settings.cache.connections_per_tenant.max(1),
             tuning: settings.tenant_tuning(),
             lease_timeout: Duration::from_millis(settings.cache.lease_timeout_ms),
             fd_limit,
@@ -143,11 +142,8 @@ impl Tenancy {
         tracing::info!(
             capacity,
             fd_limit,
-            worst_case_memory_mib = limits::worst_case_memory(
-                capacity,
-                config.connections_per_tenant,
-                settings.cache.page_cache_kib
-            ) / (1024 * 1024),
+            worst_case_memory_mib =
+                limits::worst_case_memory(capacity, settings.cache.page_cache_kib) / (1024 * 1024),
             "handle cache sized"
         );
         let cache = HandleCache::new(control.clone(), placement.clone(), config, Arc::from(migrations));

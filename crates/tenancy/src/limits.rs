@@ -1,7 +1,8 @@
 //! File-descriptor and memory budgets of the handle cache.
 //!
-//! Each open SQLite connection in WAL mode holds three descriptors (the database, `-wal` and
-//! `-shm`), and a cached tenant may keep one more ([`FDS_KEPT_PER_TENANT`]). At start the soft `RLIMIT_NOFILE` is raised as far as the hard limit allows, and a
+//! A cached tenant is one SQLite connection holding two descriptors (the database and its
+//! `-wal`; the WAL index is in heap memory and the lock-free VFS keeps no descriptor after a
+//! close: see `silo_storage::sqlite::open_sync`). At start the soft `RLIMIT_NOFILE` is raised as far as the hard limit allows, and a
 //! cache capacity whose connections would not fit under it is clamped (with a warning) so the
 //! process never runs out of descriptors for sockets and the control plane.
 //!
@@ -15,28 +16,14 @@
 /// (measured in `silo-bench cache` zipf: 520 threads and 755 MiB RSS unbounded).
 pub const MAX_BLOCKING_THREADS: usize = 64;
 
-/// Descriptors per open tenant connection: db, -wal, -shm.
-pub const FDS_PER_CONNECTION: u64 = 3;
-
-/// Descriptors a cached tenant may hold besides its connections': when another connection to
-/// the same file closes while the cached one holds a lock on it (a backup snapshot, an
-/// export), SQLite's unix VFS keeps that connection's database descriptor open until the file
-/// is closed for good (closing it would drop the process's POSIX locks), then reuses it for
-/// the next open of the file. `silo-bench soak` found 417 of them after one backup pass over
-/// 6,496 cached tenants, enough with 3 per tenant to exhaust a 20,000 limit (every open then
-/// failed with "unable to open database file").
-pub const FDS_KEPT_PER_TENANT: u64 = 1;
-
-/// Descriptors budgeted per cached tenant.
-pub fn fds_per_tenant(connections_per_tenant: u32) -> u64 {
-    FDS_PER_CONNECTION * u64::from(connections_per_tenant.max(1)) + FDS_KEPT_PER_TENANT
-}
+/// Descriptors per cached tenant: its one connection's database file and `-wal`.
+pub const FDS_PER_TENANT: u64 = 2;
 
 /// Descriptors kept for everything else: the control plane, sockets, logs, temp files.
 pub const RESERVED_FDS: u64 = 512;
 
 /// Estimated resident memory of one idle connection besides its page cache (schema, prepared
-/// statements, the driver's worker thread stack), in KiB; `silo-bench cache` measures it.
+/// statements, the heap WAL index of 32 KiB), in KiB; `silo-bench cache` measures it.
 pub const CONNECTION_OVERHEAD_KIB: u64 = 256;
 
 /// Raises the soft open-file limit to the hard limit; returns the limit now in force.
@@ -52,8 +39,8 @@ pub fn raise_nofile_limit() -> u64 {
 
 /// The largest capacity whose connections fit under `fd_limit`, and a warning when `capacity`
 /// had to be lowered to it.
-pub fn clamp_capacity(capacity: u64, connections_per_tenant: u32, fd_limit: u64) -> (u64, Option<String>) {
-    let per_tenant = fds_per_tenant(connections_per_tenant);
+pub fn clamp_capacity(capacity: u64, fd_limit: u64) -> (u64, Option<String>) {
+    let per_tenant = FDS_PER_TENANT;
     let fit = fd_limit.saturating_sub(RESERVED_FDS) / per_tenant;
     if capacity <= fit {
         (capacity, None)
@@ -73,14 +60,9 @@ pub const AUTO_MEMORY_DIVISOR: u64 = 2;
 /// The automatic capacity: the smaller of what fits under `fd_limit` and what fits in half of
 /// `memory` (bytes; `None`: unknown, descriptors decide), at least 1. Also returns both fits
 /// for the start-up log.
-pub fn auto_capacity(
-    connections_per_tenant: u32,
-    page_cache_kib: u32,
-    fd_limit: u64,
-    memory: Option<u64>,
-) -> (u64, u64, Option<u64>) {
-    let fd_fit = (fd_limit.saturating_sub(RESERVED_FDS) / fds_per_tenant(connections_per_tenant)).max(1);
-    let per_tenant = worst_case_memory(1, connections_per_tenant, page_cache_kib).max(1);
+pub fn auto_capacity(page_cache_kib: u32, fd_limit: u64, memory: Option<u64>) -> (u64, u64, Option<u64>) {
+    let fd_fit = (fd_limit.saturating_sub(RESERVED_FDS) / FDS_PER_TENANT).max(1);
+    let per_tenant = worst_case_memory(1, page_cache_kib).max(1);
     let memory_fit = memory.map(|bytes| bytes / AUTO_MEMORY_DIVISOR / per_tenant);
     (fd_fit.min(memory_fit.unwrap_or(u64::MAX)).max(1), fd_fit, memory_fit)
 }
@@ -106,11 +88,8 @@ pub fn memory_limit() -> Option<u64> {
 }
 
 /// Worst-case resident memory of a full cache, in bytes.
-pub fn worst_case_memory(capacity: u64, connections_per_tenant: u32, page_cache_kib: u32) -> u64 {
-    capacity
-        * u64::from(connections_per_tenant.max(1))
-        * (u64::from(page_cache_kib) + CONNECTION_OVERHEAD_KIB)
-        * 1024
+pub fn worst_case_memory(capacity: u64, page_cache_kib: u32) -> u64 {
+    capacity * (u64::from(page_cache_kib) + CONNECTION_OVERHEAD_KIB) * 1024
 }
 
 /// `Some((open, limit))` when this process has (nearly) no file descriptor left under its
@@ -139,36 +118,33 @@ mod tests {
 
     #[test]
     fn capacity_within_the_limit_is_kept() {
-        assert_eq!(clamp_capacity(1024, 1, 20_000), (1024, None));
-        assert_eq!(clamp_capacity(2000, 2, 20_000), (2000, None));
+        assert_eq!(clamp_capacity(1024, 20_000), (1024, None));
+        assert_eq!(clamp_capacity(9_744, 20_000), (9_744, None));
     }
 
     #[test]
     fn capacity_beyond_the_limit_is_clamped_with_a_warning() {
-        let (capacity, warning) = clamp_capacity(10_000, 1, 20_000);
-        assert_eq!(capacity, (20_000 - RESERVED_FDS) / 4);
+        let (capacity, warning) = clamp_capacity(10_000, 20_000);
+        assert_eq!(capacity, (20_000 - RESERVED_FDS) / 2);
         assert!(warning.unwrap().contains("LimitNOFILE"));
-        assert_eq!(clamp_capacity(10, 1, 100).0, 1);
+        assert_eq!(clamp_capacity(10, 100).0, 1);
     }
 
     #[test]
     fn automatic_capacity_takes_the_tighter_budget() {
         let gib = 1024 * 1024 * 1024;
-        // 20,000 descriptors fit 4,872 tenants (4 each); 4 GiB (half: 2 GiB at 768 KiB each) 2,730.
-        assert_eq!(auto_capacity(1, 512, 20_000, Some(4 * gib)), (2_730, 4_872, Some(2_730)));
+        // 20,000 descriptors fit 9,744 tenants (2 each); 4 GiB (half: 2 GiB at 768 KiB each) 2,730.
+        assert_eq!(auto_capacity(512, 20_000, Some(4 * gib)), (2_730, 9_744, Some(2_730)));
         // Plenty of memory: the descriptors decide; unknown memory too.
-        assert_eq!(auto_capacity(1, 512, 20_000, Some(64 * gib)).0, 4_872);
-        assert_eq!(auto_capacity(1, 512, 20_000, None), (4_872, 4_872, None));
-        // Two connections per tenant: 7 descriptors and 1.5 MiB each.
-        assert_eq!(auto_capacity(2, 512, 20_000, Some(64 * gib)).0, 2_784);
-        assert_eq!(auto_capacity(2, 512, 20_000, Some(4 * gib)).0, 1_365);
-        assert_eq!(auto_capacity(1, 512, 100, Some(1)).0, 1);
+        assert_eq!(auto_capacity(512, 20_000, Some(64 * gib)).0, 9_744);
+        assert_eq!(auto_capacity(512, 20_000, None), (9_744, 9_744, None));
+        assert_eq!(auto_capacity(512, 100, Some(1)).0, 1);
         assert!(memory_limit().is_some_and(|bytes| bytes > 64 * 1024 * 1024));
     }
 
     #[test]
     fn memory_estimate_scales_with_capacity() {
-        assert_eq!(worst_case_memory(1024, 1, 512), 1024 * 768 * 1024);
+        assert_eq!(worst_case_memory(1024, 512), 1024 * 768 * 1024);
         assert!(raise_nofile_limit() >= 1024);
         assert!(open_fds() > 0);
     }

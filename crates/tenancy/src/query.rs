@@ -1,11 +1,11 @@
 //! Read-only SQL on a tenant file, for operators (`silo tenant sql`).
 //!
-//! The query runs on a connection from [`sqlite::open_guarded_reader`]: opened with
-//! `SQLITE_OPEN_READ_ONLY`, and with an authorizer that allows only reads of the tenant's own
-//! `main` database. Read-only at the file is not enough on its own: SQLite lifts it for
-//! `VACUUM INTO` (which writes a plaintext copy anywhere) and `ATTACH` reads any other file,
-//! such as another tenant's; both are refused, as is any statement SQLite does not call
-//! read-only.
+//! The query runs on the file's owning connection (`HandleCache::with_file`) under
+//! [`sqlite::guard_reader`]: `PRAGMA query_only`, and an authorizer that allows only reads of
+//! the tenant's own `main` database, both lifted when the query ends. `query_only` is not
+//! enough on its own: `VACUUM INTO` writes a plaintext copy anywhere and `ATTACH` reads any
+//! other file, such as another tenant's; both are refused, as is any statement SQLite does not
+//! call read-only.
 
 use serde::Serialize;
 use silo_storage::sqlite;
@@ -35,18 +35,20 @@ impl Queries {
             return Err(Error::Gone(tenant.slug.to_string()));
         }
         let path = self.0.tenant_path(&tenant)?;
-        let tuning = self.0.settings().tenant_tuning();
         let sql = sql.to_owned();
         let id = tenant.id.to_string();
-        tokio::task::spawn_blocking(move || {
-            let conn = sqlite::open_guarded_reader(&path, tuning).map_err(|e| match e {
-                silo_storage::Error::FileMissing(path) => Error::FileMissing { tenant: id, path },
-                other => other.into(),
-            })?;
-            run(&conn, &sql)
+        let result = self
+            .0
+            .cache()
+            .with_file(tenant.id, path, move |conn| {
+                let _guard = sqlite::guard_reader(conn)?;
+                run(conn, &sql)
+            })
+            .await;
+        result.map_err(|e| match e {
+            Error::Storage(silo_storage::Error::FileMissing(path)) => Error::FileMissing { tenant: id, path },
+            other => other,
         })
-        .await
-        .expect("a read-only query panicked")
     }
 }
 

@@ -160,7 +160,6 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
     let config = CacheConfig {
         capacity: 16,
         idle: Duration::from_secs(60),
-        connections_per_tenant: 1,
         tuning: settings.tenant_tuning(),
         lease_timeout: Duration::from_secs(5),
         fd_limit: 20_000,

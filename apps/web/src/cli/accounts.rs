@@ -1,8 +1,6 @@
 //! `silo admin …`, `silo user …`, `silo member …`: accounts, operators, memberships, tokens.
 //! Passwords are read from standard input only (`--password-stdin`), never from arguments.
 
-use std::io::BufRead;
-
 use clap::{Args, Subcommand};
 use silo_accounts::{Accounts, Role, TokenScope, User};
 use silo_tenancy::TenantRef;
@@ -93,9 +91,7 @@ pub struct PasswordStdin {
 
 impl PasswordStdin {
     fn read(&self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        let password = crate::output::read_stdin_line()?;
         anyhow::ensure!(!password.is_empty(), "no password on standard input");
         Ok(password)
     }
@@ -108,10 +104,10 @@ impl AdminCommand {
             Self::Create(account) => {
                 let user = account.create(accounts).await?;
                 accounts.users().grant_operator(&user.email, &actor()).await?;
-                println!("created operator {} ({})", user.email, user.id);
+                crate::say!("created operator {} ({})", user.email, user.id);
             }
             Self::Token { email } => {
-                println!("{}", accounts.tokens().issue(&email, TokenScope::Operator, &actor()).await?)
+                crate::say!("{}", accounts.tokens().issue(&email, TokenScope::Operator, &actor()).await?)
             }
         }
         Ok(())
@@ -133,16 +129,16 @@ impl UserCommand {
                     None => None,
                 };
                 let user = account.create(accounts).await?;
-                println!("created user {} ({})", user.email, user.id);
+                crate::say!("created user {} ({})", user.email, user.id);
                 if let Some((tenant, role)) = membership {
                     accounts.memberships().add(&tenant, &user.email, role, &actor()).await?;
-                    println!("added {} to {tenant} as {}", user.email, role.as_str());
+                    crate::say!("added {} to {tenant} as {}", user.email, role.as_str());
                 }
             }
             Self::Token { email, tenant, expires_days } => {
                 let scope = TokenScope::Personal(tenant.parse()?);
                 let lifetime = expires_days.map(|days| std::time::Duration::from_secs(days * 86_400));
-                println!("{}", accounts.tokens().issue_expiring(&email, scope, &actor(), lifetime).await?);
+                crate::say!("{}", accounts.tokens().issue_expiring(&email, scope, &actor(), lifetime).await?);
             }
         }
         Ok(())
@@ -156,7 +152,7 @@ impl MemberCommand {
             Self::Add { tenant, email, role } => {
                 let role = role.parse::<Role>()?;
                 accounts.memberships().add(&tenant.parse()?, &email, role, &actor()).await?;
-                println!("added {email} to {tenant} as {}", role.as_str());
+                crate::say!("added {email} to {tenant} as {}", role.as_str());
             }
         }
         Ok(())

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use silo_tenancy::{Backup, BackupKind, DataDirLock, Tenancy, TenantRef};
+use silo_tenancy::{Backup, BackupKind, Tenancy, TenantRef};
 
 use super::actor;
 use crate::output::{self, print_json, table};
@@ -84,7 +84,7 @@ impl BackupCommand {
                 if json {
                     print_json(&backup)?;
                 } else {
-                    println!(
+                    crate::say!(
                         "backed up {tenant}: backup {} ({} stored, {} database)",
                         backup.id,
                         output::bytes(backup.size as u64),
@@ -98,7 +98,7 @@ impl BackupCommand {
                 if json {
                     print_json(&run)?;
                 } else {
-                    println!(
+                    crate::say!(
                         "{} tenants backed up, {} failed, {} stored in {} ms",
                         run.backed_up,
                         run.failed.len(),
@@ -111,7 +111,7 @@ impl BackupCommand {
                             .iter()
                             .map(|(slug, error)| vec![slug.clone(), error.clone()])
                             .collect();
-                        println!("{}", table(&["FAILED", "ERROR"], &rows));
+                        crate::say!("{}", table(&["FAILED", "ERROR"], &rows));
                     }
                 }
                 if !run.failed.is_empty() {
@@ -129,7 +129,7 @@ impl BackupCommand {
             }
             Self::Verify { tenant, backup } => {
                 let verified = tenancy.backups().verify(&tenant.parse()?, backup.as_deref()).await?;
-                println!(
+                crate::say!(
                     "backup {} of {tenant} is good: checksum, decryption and integrity check pass ({} restored)",
                     verified.backup.id,
                     output::bytes(verified.restored_size)
@@ -137,7 +137,11 @@ impl BackupCommand {
             }
             Self::Prune => {
                 let report = tenancy.backups().prune().await?;
-                println!("pruned {} expired backups and {} orphan objects", report.expired, report.orphans);
+                crate::say!(
+                    "pruned {} expired backups and {} orphan objects",
+                    report.expired,
+                    report.orphans
+                );
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -145,19 +149,9 @@ impl BackupCommand {
 }
 
 impl RestoreArgs {
-    /// Restores in place (refused while `silo serve` runs) or as a new tenant.
+    /// Restores in place (under a lease) or as a new tenant.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
         let reference: TenantRef = self.tenant.parse()?;
-        let _lock = match self.as_slug {
-            None => Some(DataDirLock::acquire(
-                &tenancy.settings().data_dir,
-                &format!(
-                    "restore tenant `{}` in place (use the admin console while the server runs)",
-                    self.tenant
-                ),
-            )?),
-            Some(_) => None,
-        };
         let restored = tenancy
             .backups()
             .restore(&reference, self.backup.as_deref(), self.as_slug.as_deref(), &actor())
@@ -165,12 +159,15 @@ impl RestoreArgs {
         if self.json {
             print_json(&restored)?;
         } else if self.as_slug.is_some() {
-            println!(
+            crate::say!(
                 "restored backup {} of {} as new tenant {} ({})",
-                restored.backup.id, self.tenant, restored.tenant.slug, restored.tenant.id
+                restored.backup.id,
+                self.tenant,
+                restored.tenant.slug,
+                restored.tenant.id
             );
         } else {
-            println!(
+            crate::say!(
                 "restored {} to backup {} of {} ({}); unavailable {:.1} ms",
                 restored.tenant.slug,
                 restored.backup.id,
@@ -186,9 +183,12 @@ impl RestoreArgs {
 impl ExportArgs {
     /// Writes the export zip.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
-        let manifest = tenancy.exports().export(&self.tenant.parse()?, &self.out, &actor()).await?;
+        let manifest = tenancy
+            .exports()
+            .export(&self.tenant.parse()?, &crate::output::resolve(&self.out), &actor())
+            .await?;
         let rows: u64 = manifest.row_counts.values().sum();
-        println!(
+        crate::say!(
             "exported {} ({} tables, {rows} rows, schema {}) to {}",
             manifest.slug,
             manifest.row_counts.len(),
@@ -218,6 +218,6 @@ fn print_backups(backups: &[Backup]) {
             ]
         })
         .collect();
-    println!("{}", table(&["ID", "CREATED", "KIND", "STORED", "DATABASE", "SCHEMA", "VERIFIED"], &rows));
-    println!("({} backup{})", backups.len(), if backups.len() == 1 { "" } else { "s" });
+    crate::say!("{}", table(&["ID", "CREATED", "KIND", "STORED", "DATABASE", "SCHEMA", "VERIFIED"], &rows));
+    crate::say!("({} backup{})", backups.len(), if backups.len() == 1 { "" } else { "s" });
 }

@@ -101,7 +101,7 @@ impl BillingCommand {
                     return print_json(&summary);
                 }
                 let numbers = summary.numbers.map(|(a, b)| format!(" (numbers {a}–{b})")).unwrap_or_default();
-                println!(
+                crate::say!(
                     "{}: {} tenants; {} invoices created, {} finalised{numbers}; {} already invoiced, {} with nothing to pay",
                     summary.period,
                     summary.tenants,
@@ -111,10 +111,10 @@ impl BillingCommand {
                     summary.nothing_to_bill
                 );
                 for (currency, total) in &summary.totals {
-                    println!("  invoiced {}", money(*total, currency));
+                    crate::say!("  invoiced {}", money(*total, currency));
                 }
                 for skipped in &summary.skipped {
-                    println!("  skipped {skipped}");
+                    crate::say!("  skipped {skipped}");
                 }
             }
             Self::Invoices { period, tenant, status, csv, json } => {
@@ -128,7 +128,7 @@ impl BillingCommand {
                 let status = status.map(|s| s.parse()).transpose()?;
                 let filter = InvoiceFilter { period, tenant, status, issued_only: false, limit: 0 };
                 if csv {
-                    print!("{}", billing.invoices_csv(&filter).await?);
+                    crate::output::out(&billing.invoices_csv(&filter).await?);
                     return Ok(());
                 }
                 let invoices = billing.invoices(&filter).await?;
@@ -149,7 +149,7 @@ impl BillingCommand {
                         ]
                     })
                     .collect();
-                println!(
+                crate::say!(
                     "{}",
                     table(&["NUMBER", "KIND", "STATUS", "TENANT", "PERIOD", "TOTAL", "DUE"], &rows)
                 );
@@ -159,19 +159,30 @@ impl BillingCommand {
                 if json {
                     return print_json(&invoice);
                 }
-                println!("{} — {} — {} ({})", invoice.title(), invoice.slug, invoice.period, invoice.status);
+                crate::say!(
+                    "{} — {} — {} ({})",
+                    invoice.title(),
+                    invoice.slug,
+                    invoice.period,
+                    invoice.status
+                );
                 for line in &invoice.lines {
-                    println!("  {:<50} {:>16}", line.description, money(line.amount, &invoice.currency));
+                    crate::say!("  {:<50} {:>16}", line.description, money(line.amount, &invoice.currency));
                 }
-                println!("  {:<50} {:>16}", "total", invoice.total_text());
+                crate::say!("  {:<50} {:>16}", "total", invoice.total_text());
             }
             Self::Pay { invoice, reference } => {
                 let paid = billing.record_payment(&invoice, &reference, &actor()).await?;
-                println!("{} paid ({}) by {}", paid.title(), paid.total_text(), paid.slug);
+                crate::say!("{} paid ({}) by {}", paid.title(), paid.total_text(), paid.slug);
             }
             Self::Void { invoice } => {
                 let (void, credit) = billing.void(&invoice, &actor()).await?;
-                println!("{} is void; {} cancels it ({})", void.title(), credit.title(), credit.total_text());
+                crate::say!(
+                    "{} is void; {} cancels it ({})",
+                    void.title(),
+                    credit.title(),
+                    credit.total_text()
+                );
             }
             Self::Dunning { json } => {
                 let now = silo_tenancy::time::utc_now();
@@ -179,7 +190,7 @@ impl BillingCommand {
                 if json {
                     return print_json(&summary);
                 }
-                println!(
+                crate::say!(
                     "{} overdue invoices; {} reminders queued; suspended: {}",
                     summary.overdue,
                     summary.reminders,

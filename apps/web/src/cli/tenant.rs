@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use silo_tenancy::{CreateTenant, DataDirLock, Tenant, TenantFilter, TenantRef, TenantStatus};
+use silo_tenancy::{CreateTenant, Tenant, TenantFilter, TenantRef, TenantStatus};
 
 use super::actor;
 use crate::output::{self, print_json, table};
@@ -119,7 +119,7 @@ impl TenantCommand {
                 if format.json {
                     print_json(&tenant)?;
                 } else {
-                    println!("created tenant {} ({}) in region {}", tenant.slug, tenant.id, tenant.region);
+                    crate::say!("created tenant {} ({}) in region {}", tenant.slug, tenant.id, tenant.region);
                 }
             }
             Self::List { status, region, format } => {
@@ -144,50 +144,40 @@ impl TenantCommand {
             }
             Self::Suspend { tenant } => {
                 let tenant = tenancy.tenants().suspend(&parse_ref(&tenant)?, &actor()).await?;
-                println!("suspended tenant {}", tenant.slug);
+                crate::say!("suspended tenant {}", tenant.slug);
             }
             Self::Resume { tenant } => {
                 let tenant = tenancy.tenants().resume(&parse_ref(&tenant)?, &actor()).await?;
-                println!("resumed tenant {}", tenant.slug);
+                crate::say!("resumed tenant {}", tenant.slug);
             }
             Self::SetPlan { tenant, plan } => {
                 let tenant = billing.change_plan(&parse_ref(&tenant)?, &plan, &actor()).await?;
-                println!("tenant {} is on plan {}", tenant.slug, tenant.plan);
+                crate::say!("tenant {} is on plan {}", tenant.slug, tenant.plan);
             }
             Self::Delete { tenant, purge } => {
                 let reference = parse_ref(&tenant)?;
                 let current = tenancy.tenant(&reference).await?;
-                // Leases are per process: never unlink files a running server may hold open.
-                let _lock = if purge {
-                    let purpose = format!("purge tenant `{}`", current.slug);
-                    Some(DataDirLock::acquire(&tenancy.settings().data_dir, &purpose)?)
-                } else {
-                    None
-                };
                 if current.status != TenantStatus::Deleting {
                     tenancy.tenants().delete(&reference, &actor()).await?;
                 }
                 if purge {
                     // By id: the slug may be taken again once purged.
                     tenancy.tenants().purge(&TenantRef::Id(current.id), &actor()).await?;
-                    println!(
+                    crate::say!(
                         "purged tenant {} ({}): its files and backups are removed, its data key destroyed",
-                        current.slug, current.id
+                        current.slug,
+                        current.id
                     );
                 } else {
-                    println!("deleted tenant {} (file kept; purge with --purge)", current.slug);
+                    crate::say!("deleted tenant {} (file kept; purge with --purge)", current.slug);
                 }
             }
             Self::Move { tenant, region, format } => {
-                let _lock = DataDirLock::acquire(
-                    &tenancy.settings().data_dir,
-                    &format!("move tenant `{tenant}` (use the admin console while the server runs)"),
-                )?;
                 let moved = tenancy.relocations().relocate(&parse_ref(&tenant)?, &region, &actor()).await?;
                 if format.json {
                     print_json(&moved)?;
                 } else {
-                    println!(
+                    crate::say!(
                         "moved {} from {} to {} ({}); unavailable {:.1} ms; pre-move backup {}",
                         moved.tenant.slug,
                         moved.from,
@@ -211,8 +201,8 @@ impl TenantCommand {
                     let header: Vec<&str> = result.columns.iter().map(String::as_str).collect();
                     let rows: Vec<Vec<String>> =
                         result.rows.iter().map(|row| row.iter().map(cell).collect()).collect();
-                    println!("{}", table(&header, &rows));
-                    println!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" });
+                    crate::say!("{}", table(&header, &rows));
+                    crate::say!("({} row{})", rows.len(), if rows.len() == 1 { "" } else { "s" });
                 }
             }
         }
@@ -247,7 +237,7 @@ fn print_list(tenants: &[Tenant]) {
             ]
         })
         .collect();
-    println!("{}", table(&["SLUG", "STATUS", "REGION", "PLAN", "SCHEMA", "ID", "CREATED"], &rows));
+    crate::say!("{}", table(&["SLUG", "STATUS", "REGION", "PLAN", "SCHEMA", "ID", "CREATED"], &rows));
 }
 
 fn print_detail(detail: &TenantDetail) {
@@ -268,6 +258,6 @@ fn print_detail(detail: &TenantDetail) {
         ("deleted_at", t.deleted_at.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)),
     ];
     for (key, value) in rows {
-        println!("{key:<16} {value}");
+        crate::say!("{key:<16} {value}");
     }
 }

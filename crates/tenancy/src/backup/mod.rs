@@ -215,18 +215,18 @@ impl Backups {
         let id = Uuid::now_v7().to_string();
         let source = self.0.tenant_path(tenant)?;
         let created_at = utc_now();
-        let hold = self.0.cache().hold(tenant.id)?;
         let context = seal_context(tenant.id, &id);
-        let tuning = self.0.settings().tenant_tuning();
+        // The copy is taken on the file's owning connection; compressing and sealing it do not
+        // need the connection, so they run after the tenant's turn is given back.
+        let plain =
+            self.0.cache().with_file(tenant.id, source, |conn| Ok(sqlite::snapshot_bytes(conn)?)).await?;
         let packed = tokio::task::spawn_blocking(move || {
-            let plain = sqlite::snapshot_bytes(&source, tuning)?;
             let version = schema_version_of(&plain)?;
             let packed = silo_storage::backup::pack(&plain, &key, &context)?;
             Ok::<_, Error>((packed, version))
         })
         .await
         .expect("a backup task panicked");
-        drop(hold);
         let (packed, schema_version) = packed?;
         let backup = Backup {
             object_key: object_key(tenant.id, &id),

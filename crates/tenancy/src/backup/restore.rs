@@ -191,7 +191,7 @@ impl Backups {
         tokio::task::spawn_blocking(move || -> Result<usize> {
             let mut conn = sqlite::open_sync(&path, tuning, sqlite::OpenMode::Existing)?;
             let changed = reconcile(&mut conn, &members)?;
-            conn.close().map_err(|(_, e)| Error::from(e))?;
+            conn.close()?;
             Ok(changed)
         })
         .await

@@ -1,4 +1,4 @@
-//! [`TenantDb`]: an open tenant database — a small set of SQLite connections, called inline.
+//! [`TenantDb`]: an open tenant database — its one SQLite connection, called inline.
 //!
 //! **Driver choice (measured, `silo-bench cache`).** sqlx's SQLite driver runs every
 //! connection on its own OS thread and hands each statement over through channels; on this
@@ -13,19 +13,24 @@
 //! stalls every request of that executor thread — for a scheduler time slice or more when the
 //! holder was preempted. Under a Zipf load the hottest tenant's one connection was wanted by
 //! both actix workers at once often enough to make p99 30× p50. So request handlers first take
-//! a [`Turn`] (an async semaphore with one permit per connection) and hold it while they work:
-//! requests over one tenant queue without blocking the thread, and a request holding a turn
-//! always finds a connection free. Callers off the executor (backups, exports, the CLI) need
-//! no turn; they run on blocking threads.
+//! a [`Turn`] (an async semaphore with one permit) and hold it while they work: requests over
+//! one tenant queue without blocking the thread, and a request holding a turn always finds the
+//! connection free. Work outside requests (backups, exports, the CLI's queries) reaches the
+//! file through the same connection (`HandleCache::with_file`), taking a turn too.
+//!
+//! **One connection.** The connection is the file's only one in the process (its owner: see
+//! `registry`), in exclusive locking mode with the WAL index in heap memory, so there is
+//! nothing to share a file with and nothing to gain from a second connection.
 //!
 //! Repository modules ([`crate::workspace`]) are the only callers of
 //! [`TenantDb::call`], so the driver stays an implementation detail of this module.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::Connection;
+use silo_storage::sqlite::OwnedConnection;
 
 use super::registry::Registry;
 use crate::ids::TenantId;
@@ -38,9 +43,8 @@ pub struct Turn(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 /// An open tenant database, shared through the handle cache.
 pub struct TenantDb {
     id: TenantId,
-    connections: Vec<Mutex<Connection>>,
+    connection: Mutex<Option<OwnedConnection>>,
     turns: Arc<tokio::sync::Semaphore>,
-    next: AtomicUsize,
     retired: AtomicBool,
     schema_version: i64,
     registry: Arc<Registry>,
@@ -48,26 +52,21 @@ pub struct TenantDb {
 
 impl std::fmt::Debug for TenantDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantDb")
-            .field("id", &self.id)
-            .field("connections", &self.connections.len())
-            .finish()
+        f.debug_struct("TenantDb").field("id", &self.id).finish()
     }
 }
 
 impl TenantDb {
     pub(crate) fn new(
         id: TenantId,
-        connections: Vec<Connection>,
+        connection: OwnedConnection,
         schema_version: i64,
         registry: Arc<Registry>,
     ) -> Self {
-        assert!(!connections.is_empty(), "a tenant handle needs a connection");
         Self {
             id,
-            turns: Arc::new(tokio::sync::Semaphore::new(connections.len())),
-            connections: connections.into_iter().map(Mutex::new).collect(),
-            next: AtomicUsize::new(0),
+            turns: Arc::new(tokio::sync::Semaphore::new(1)),
+            connection: Mutex::new(Some(connection)),
             retired: AtomicBool::new(false),
             schema_version,
             registry,
@@ -88,17 +87,32 @@ impl TenantDb {
         self.schema_version = version;
     }
 
-    /// Waits (asynchronously) for a turn at the tenant's connections; see the module docs.
+    /// Waits (asynchronously) for a turn at the tenant's connection; see the module docs.
     pub async fn turn(&self) -> Turn {
         Turn(self.turns.clone().acquire_owned().await.expect("the turn semaphore is never closed"))
     }
 
-    /// Runs `f` on one of the tenant's connections, inline. `f` must be a short statement or
+    /// Runs `f` on the tenant's connection, inline. `f` must be a short statement or
     /// transaction (it holds a thread of the executor); long work belongs on
     /// [`TenantDb::call_blocking`]. This is the door `silo-workspace`'s repositories use.
     pub fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.connection();
         f(&mut conn).map_err(|e| self.classify(&conn, e))
+    }
+
+    /// Runs `f` on the tenant's connection on the blocking pool, with a turn: the door for work
+    /// outside requests (`HandleCache::with_file`).
+    pub(crate) async fn call_owned<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let turn = self.turn().await;
+        let db = self.clone();
+        let done = tokio::task::spawn_blocking(move || f(&mut db.connection()))
+            .await
+            .expect("work on a tenant's connection panicked");
+        drop(turn);
+        done
     }
 
     /// SQLite says `SQLITE_FULL` both when the file reached its plan's limit (`max_page_count`)
@@ -125,15 +139,12 @@ impl TenantDb {
         }
     }
 
-    /// Sets the largest size the file may grow to on every connection (`None`: no limit).
+    /// Sets the largest size the file may grow to (`None`: no limit).
     pub(crate) fn limit_size(&self, max_bytes: Option<u64>) -> Result<()> {
-        for conn in &self.connections {
-            limit_size(&conn.lock(), max_bytes)?;
-        }
-        Ok(())
+        Ok(limit_size(&self.connection(), max_bytes)?)
     }
 
-    /// Runs `f` on one of the tenant's connections on the blocking pool (exports, large
+    /// Runs `f` on the tenant's connection on the blocking pool (exports, large
     /// searches, anything that may take milliseconds).
     pub async fn call_blocking<T: Send + 'static>(
         self: &Arc<Self>,
@@ -143,16 +154,12 @@ impl TenantDb {
         tokio::task::spawn_blocking(move || db.call(f)).await.expect("a tenant query panicked")
     }
 
-    /// A free connection if any, else waits for one (round robin). The wait is a blocking lock:
+    /// The connection, waiting for it if another caller has it. The wait is a blocking lock:
     /// holders never await while holding it, so it lasts one short statement.
-    fn connection(&self) -> MutexGuard<'_, Connection> {
-        for conn in &self.connections {
-            if let Some(guard) = conn.try_lock() {
-                return guard;
-            }
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].lock()
+    fn connection(&self) -> parking_lot::MappedMutexGuard<'_, Connection> {
+        MutexGuard::map(self.connection.lock(), |conn| {
+            &mut **conn.as_mut().expect("a tenant's connection is open until the handle drops")
+        })
     }
 
     /// Whether the handle was retired (suspension, deletion, lease): callers must reopen.
@@ -167,16 +174,15 @@ impl TenantDb {
 
 impl Drop for TenantDb {
     fn drop(&mut self) {
-        let connections = std::mem::take(&mut self.connections);
+        let connection = self.connection.lock().take();
         let registry = self.registry.clone();
         let id = self.id;
-        // Closing the last connection checkpoints the WAL (and fsyncs): not on the executor.
-        // The registry hears of it only once the files are really closed, which leases rely on.
+        // Closing the connection checkpoints the WAL (and fsyncs): not on the executor. The
+        // registry hears of it only once the file is really closed, which the next owner (an
+        // open, a lease) relies on.
         let close = move || {
-            for conn in connections {
-                if let Err((_, e)) = conn.into_inner().close() {
-                    tracing::warn!(tenant = %id, error = %e, "closing a tenant connection failed");
-                }
+            if let Some(Err(e)) = connection.map(OwnedConnection::close) {
+                tracing::warn!(tenant = %id, error = %e, "closing a tenant connection failed");
             }
             registry.closed(id);
         };

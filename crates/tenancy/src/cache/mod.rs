@@ -4,7 +4,11 @@
 //! - A hit is a moka lookup plus one atomic load (is the handle retired?).
 //! - A miss opens once per tenant however many callers wait (moka's `try_get_with`): check the
 //!   tenant is active in the control plane, open its file (never creating it), bring its schema
-//!   up to date, publish the handle.
+//!   up to date, publish the handle. A handle evicted while requests still hold it is taken
+//!   back instead of opening the file a second time: one connection owns a file ([`registry`]).
+//! - Work outside requests (backups, exports, the CLI's queries, fleet migration) reaches a
+//!   file through its owner ([`HandleCache::with_file`]): the live handle if there is one, else
+//!   a connection of its own that keeps the cache from opening the file meanwhile.
 //! - Eviction only drops the cache's reference; requests holding the handle finish, and the
 //!   connections close when the last one drops it.
 //! - A lease refuses new opens, retires and evicts the handle, and waits until every
@@ -26,7 +30,7 @@ use sqlx::migrate::Migration;
 
 pub use handle::{TenantDb, Turn};
 pub use metrics::{CacheMetrics, CacheStats};
-use registry::Registry;
+use registry::{Access, Registry};
 
 use crate::control::{ControlPlane, MigrationRecord, Tenant, TenantStatus};
 use crate::ids::TenantId;
@@ -39,8 +43,6 @@ pub struct CacheConfig {
     pub capacity: u64,
     /// Idle handles are closed after this.
     pub idle: Duration,
-    /// Connections per tenant.
-    pub connections_per_tenant: u32,
     /// Connection settings.
     pub tuning: SqliteTuning,
     /// How long a lease waits for connections to close.
@@ -110,19 +112,6 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.registry.release(self.id);
-    }
-}
-
-/// Reading a tenant's file outside the cache (a snapshot for a backup or an export): counted
-/// like an open handle, so a lease waits for it, and refused while a lease is held (a file
-/// being restored, moved or purged is not copied half-way).
-pub struct FileHold {
-    _reservation: registry::Reservation,
-}
-
-impl std::fmt::Debug for FileHold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FileHold")
     }
 }
 
@@ -238,7 +227,6 @@ impl HandleCache {
         let _permit = inner.open_permits.acquire().await.expect("the open semaphore is never closed");
         let started = Instant::now();
         let result = async {
-            let reservation = inner.registry.reserve(id).ok_or_else(|| Error::Unavailable(id.to_string()))?;
             let tenant = match known {
                 Some(tenant) => tenant.clone(),
                 None => inner.control.tenant_by_id(id).await?,
@@ -253,35 +241,35 @@ impl HandleCache {
             if let Some(reason) = tenant.migration_error {
                 return Err(Error::Quarantined { tenant: id.to_string(), reason });
             }
+            // Only once the tenant may open: a retired handle still held would be waited for.
+            let reservation = match self.owner(id).await? {
+                Owner::Live(db) => return Ok(Arc::new(CachedHandle(parking_lot::Mutex::new(Some(db))))),
+                Owner::Free(reservation) => reservation,
+            };
             let path = inner.placement.database_path(tenant.region.as_str(), id.as_uuid())?;
             // Opening touches the disk (and a corrupt file takes a while to refuse): do it on the
             // blocking pool, never on the executor. A file behind the binary's schema is migrated
             // there too, before anyone uses it (the lazy backstop of `silo migrate`).
-            let (count, tuning, file) =
-                (inner.config.connections_per_tenant.max(1), inner.config.tuning, path.clone());
+            let (tuning, file) = (inner.config.tuning, path.clone());
             let migrations = inner.migrations.clone();
             let changes = inner.changes.clone();
             let limit = self.storage_limit(&tenant.plan);
             let opened = tokio::task::spawn_blocking(move || {
-                let mut connections = (0..count)
-                    .map(|_| sqlite::open_sync(&file, tuning, OpenMode::Existing))
-                    .collect::<silo_storage::Result<Vec<_>>>()?;
-                connections.iter().for_each(|conn| changes.watch(conn, id));
-                let migrated = schema::migrate(&mut connections[0], &migrations);
+                let mut connection = sqlite::open_sync(&file, tuning, OpenMode::Existing)?;
+                changes.watch(&connection, id);
+                let migrated = schema::migrate(&mut connection, &migrations);
                 // After the migration (a schema change is never refused for the plan's size).
-                for conn in &connections {
-                    handle::limit_size(conn, limit)?;
-                }
-                Ok::<_, silo_storage::Error>((connections, migrated))
+                handle::limit_size(&connection, limit)?;
+                Ok::<_, silo_storage::Error>((connection, migrated))
             })
             .await
             .expect("opening a tenant file panicked");
-            let (connections, migrated) = match opened {
+            let (connection, migrated) = match opened {
                 Ok(opened) => opened,
                 Err(e) => return Err(self.open_failed(id, path, e).await),
             };
-            // From here on the handle owns the count: dropping it closes the connections first.
-            let mut db = TenantDb::new(id, connections, tenant.schema_version, reservation.into_registry());
+            // From here on the handle owns the count: dropping it closes the connection first.
+            let mut db = TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry());
             match migrated {
                 Ok(outcome) => db.set_schema_version(outcome.version()),
                 Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
@@ -379,11 +367,60 @@ impl HandleCache {
         }
     }
 
-    /// Holds a tenant's file for reading outside the cache ([`FileHold`]).
-    pub fn hold(&self, id: TenantId) -> Result<FileHold> {
-        let reservation =
-            self.inner.registry.reserve(id).ok_or_else(|| Error::Unavailable(id.to_string()))?;
-        Ok(FileHold { _reservation: reservation })
+    /// Waits until the tenant's file is either owned by a live handle or free to open (then
+    /// reserved for the caller); refused while a lease holds it.
+    /// Waiting is bounded by the lease timeout: a handle held that long (a retired one a
+    /// request still uses) makes the caller fail with `Unavailable` rather than hang.
+    async fn owner(&self, id: TenantId) -> Result<Owner> {
+        let registry = &self.inner.registry;
+        let deadline = tokio::time::Instant::now() + self.inner.config.lease_timeout;
+        loop {
+            let changed = registry.changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match registry.access(id) {
+                Access::Open(reservation) => return Ok(Owner::Free(reservation)),
+                Access::Live(db) => return Ok(Owner::Live(db)),
+                Access::Leased => return Err(Error::Unavailable(id.to_string())),
+                Access::Busy => {
+                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                        return Err(Error::Unavailable(format!(
+                            "{id} (its file stayed in use for {:?})",
+                            self.inner.config.lease_timeout
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the tenant's file through its owner, on the blocking pool: on the cached
+    /// handle's connection (with a turn) when the file is open, else on a connection of its
+    /// own, opened without migrating (a snapshot must see the file as it is) and closed after
+    /// — the cache waits for it rather than open the file beside it. Refused while a lease
+    /// holds the tenant (a file being restored, moved or purged is not read half-way). For
+    /// backups, exports, integrity checks, the operator's queries and fleet migration.
+    pub async fn with_file<T: Send + 'static>(
+        &self,
+        id: TenantId,
+        path: PathBuf,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        match self.owner(id).await? {
+            Owner::Live(db) => db.call_owned(f).await,
+            Owner::Free(reservation) => {
+                let tuning = self.inner.config.tuning;
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
+                    let value = f(&mut conn)?;
+                    conn.close()?;
+                    drop(reservation);
+                    Ok(value)
+                })
+                .await
+                .expect("work on a tenant's file panicked")
+            }
+        }
     }
 
     /// The write tracker fed by the tenant connections' commit hooks.
@@ -421,6 +458,14 @@ impl HandleCache {
         }
         true
     }
+}
+
+/// Who owns a tenant's file ([`HandleCache::owner`]).
+enum Owner {
+    /// The live handle.
+    Live(Arc<TenantDb>),
+    /// Nobody: the reservation lets the caller open it.
+    Free(registry::Reservation),
 }
 
 /// SQLite said the file is not a database or is corrupt.

@@ -1,9 +1,13 @@
-//! The registry of open tenant handles and of leases.
+//! The registry of open tenant handles and of leases: **one owner per tenant file**.
 //!
-//! The cache alone cannot answer "is any connection to this file still open?": an evicted
-//! handle lives on while requests hold it, and an open may be in flight. The registry counts,
-//! per tenant, every handle from the moment its open starts until its connections have closed,
-//! and records leases, so a lease can refuse new opens and wait for the count to reach zero.
+//! The cache alone cannot answer "is a connection to this file open?": an evicted handle lives
+//! on while requests hold it, and an open may be in flight. The registry knows, per tenant, the
+//! one connection that may have the file — a handle from the moment its open starts until its
+//! connection has closed, or a private connection for work outside the cache — and records
+//! leases. A second open never starts while the first lives: it is handed the live handle
+//! ([`Access::Live`]) or waits for the close ([`Access::Busy`]). Tenant files open without file
+//! locks (`silo_storage::sqlite::OWNER_VFS`), so this is what keeps two connections (and two
+//! WAL indexes) off one file; `silo_storage::sqlite::owners` checks it again at the open.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,18 +38,39 @@ pub(crate) struct Registry {
     open_total: AtomicUsize,
 }
 
+/// What [`Registry::access`] allows.
+pub(crate) enum Access {
+    /// Nobody has the file: the caller may open it (and must turn the reservation into a
+    /// handle, or drop it once its connection is closed).
+    Open(Reservation),
+    /// The file's live handle: use it.
+    Live(Arc<TenantDb>),
+    /// An open or a close is in flight (or a retired handle is still held): wait for
+    /// [`Registry::changed`] and ask again.
+    Busy,
+    /// A lease holds the tenant.
+    Leased,
+}
+
 impl Registry {
-    /// Starts an open: refused while a lease is held. The returned reservation must be turned
-    /// into a handle or dropped.
-    pub(crate) fn reserve(self: &Arc<Self>, id: TenantId) -> Option<Reservation> {
+    /// Asks to use a tenant's file: see [`Access`].
+    pub(crate) fn access(self: &Arc<Self>, id: TenantId) -> Access {
         let mut slots = self.slots.lock();
         let slot = slots.entry(id).or_default();
         if slot.leased {
-            return None;
+            return Access::Leased;
+        }
+        if let Some(db) = slot.current.as_ref().and_then(Weak::upgrade)
+            && !db.is_retired()
+        {
+            return Access::Live(db);
+        }
+        if slot.open > 0 {
+            return Access::Busy;
         }
         slot.open += 1;
         self.open_total.fetch_add(1, Ordering::Relaxed);
-        Some(Reservation { registry: Some(self.clone()), id })
+        Access::Open(Reservation { registry: Some(self.clone()), id })
     }
 
     /// Publishes an opened handle; refused (`false`) if a lease was taken meanwhile.
