@@ -107,6 +107,18 @@ pub fn descriptors_exhausted() -> Option<(u64, u64)> {
     }
 }
 
+/// Open descriptors of this process on tenant files (`…/tenants/<xx>/<uuid>.db` and its
+/// `-wal`), by the path each descriptor of `/proc/self/fd` points to.
+pub fn tenant_fds() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return 0 };
+    dir.filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| {
+            let text = target.to_string_lossy();
+            text.contains("/tenants/") && (text.ends_with(".db") || text.ends_with(".db-wal"))
+        })
+        .count() as u64
+}
+
 /// Open descriptors of this process (0 where `/proc` is unavailable).
 pub fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map(|dir| dir.count() as u64).unwrap_or(0)

@@ -42,6 +42,10 @@ pub struct CacheStats {
     pub open_handles: u64,
     /// File descriptors of the process.
     pub process_fds: u64,
+    /// Of them, descriptors of tenant files (a database or its `-wal`).
+    pub tenant_fds: u64,
+    /// Tenant files open (one connection each).
+    pub open_files: u64,
     /// The process's soft open-file limit.
     pub fd_limit: u64,
     /// Cache capacity.
@@ -101,6 +105,24 @@ impl CacheStats {
         counter("silo_cache_capacity", "Handle cache capacity.", "gauge", self.capacity);
         counter("silo_process_open_fds", "Open file descriptors of the process.", "gauge", self.process_fds);
         counter("silo_process_max_fds", "Soft open-file limit of the process.", "gauge", self.fd_limit);
+        counter(
+            "silo_cache_open_files",
+            "Tenant files open (one connection each).",
+            "gauge",
+            self.open_files,
+        );
+        counter(
+            "silo_cache_tenant_fds",
+            "Descriptors of tenant files (database and -wal).",
+            "gauge",
+            self.tenant_fds,
+        );
+        let name = "silo_cache_fds_per_open_tenant";
+        let per_tenant = self.tenant_fds as f64 / self.open_files.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "# HELP {name} Descriptors per open tenant file (2: the database and its -wal).\n# TYPE {name} gauge\n{name} {per_tenant:.3}"
+        );
         let name = "silo_cache_open_latency_seconds";
         let _ = writeln!(out, "# HELP {name} Latency of opening a tenant (open + migration check).");
         let _ = writeln!(out, "# TYPE {name} histogram");

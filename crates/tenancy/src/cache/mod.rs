@@ -435,6 +435,8 @@ impl HandleCache {
             cached_handles: inner.cache.entry_count(),
             open_handles: inner.registry.open_total() as u64,
             process_fds: crate::limits::open_fds(),
+            tenant_fds: crate::limits::tenant_fds(),
+            open_files: sqlite::owners::count() as u64,
             fd_limit: inner.config.fd_limit,
             capacity: inner.config.capacity,
             ..inner.metrics.snapshot()
