@@ -305,3 +305,77 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!((status, code(&body)), (404, "not_found"));
     server.stop().await.unwrap();
 }
+
+/// Reads of the workspace API carry an `ETag` built from the tenant's data version and the
+/// caller; `If-None-Match` with it is answered 304 without opening the tenant's file, until a
+/// write (or a file operation) changes the version. Another member's validator never matches.
+#[tokio::test]
+async fn reads_are_validated_and_a_current_copy_costs_no_open() {
+    let server = TestServer::start().await.unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = server
+        .accounts
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .await
+        .unwrap();
+    server.accounts.users().create("bob@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
+    let bob = server.member_token("bob@example.com", "acme", silo_accounts::Role::Member).await.unwrap();
+    let client = reqwest::Client::new();
+    let get = |token: &str, etag: Option<&str>| {
+        let mut request = client.get(server.url("/api/v1/w/acme/tasks?limit=20")).bearer_auth(token);
+        if let Some(etag) = etag {
+            request = request.header("If-None-Match", etag);
+        }
+        request.send()
+    };
+    let first = get(&token, None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "private, no-cache");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+
+    // Unchanged: 304, no body, and the tenant's file is not opened for it.
+    let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    drop(server.tenancy.cache().lease(tenant.id).await.unwrap()); // closes the file (and moves the version)
+    let after_lease = get(&token, None).await.unwrap().headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(after_lease, etag, "a lease may have changed the file: a new validator");
+    drop(server.tenancy.cache().lease(tenant.id).await.unwrap());
+    let current = get(&token, None).await.unwrap().headers()["etag"].to_str().unwrap().to_owned();
+    server.tenancy.cache().clear().await;
+    assert!(server.tenancy.cache().wait_all_closed(std::time::Duration::from_secs(10)).await);
+    let opens = server.tenancy.cache().stats().opens;
+    let again = get(&token, Some(&current)).await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), current);
+    assert!(again.text().await.unwrap().is_empty());
+    assert_eq!(server.tenancy.cache().stats().opens, opens, "a 304 opens nothing");
+    assert_eq!(get(&token, Some(&format!("W/{current}, \"other\""))).await.unwrap().status(), 304);
+
+    // Another member, same data: another validator.
+    let bobs = get(&bob, Some(&current)).await.unwrap();
+    assert_eq!(bobs.status(), 200, "a validator is the caller's own");
+
+    // A write changes it.
+    let project = client
+        .post(server.url("/api/v1/w/acme/projects"))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "new" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(project.status(), 201);
+    let changed = get(&token, Some(&current)).await.unwrap();
+    assert_eq!(changed.status(), 200, "a commit moved the version");
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), current);
+    // Writes never answer 304, whatever they send.
+    let write = client
+        .post(server.url("/api/v1/w/acme/projects"))
+        .bearer_auth(&token)
+        .header("If-None-Match", "*")
+        .json(&json!({ "name": "another" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 201);
+    server.stop().await.unwrap();
+}

@@ -51,7 +51,7 @@ use silo_storage::Placement;
 use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
 
-pub use backup::{Backup, BackupKind, Backups};
+pub use backup::{Backup, BackupKind, Backups, DataVersion};
 pub use cache::{CacheStats, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
@@ -272,6 +272,12 @@ impl Tenancy {
     /// cache miss trusts that row instead of reading the control plane again.
     pub async fn db_for(&self, tenant: &Tenant) -> Result<Arc<TenantDb>> {
         self.inner.cache.get_known(tenant).await
+    }
+
+    /// The tenant's data version in this process: validates what was read from its file
+    /// without opening it (see `backup::changes`).
+    pub fn data_version(&self, id: TenantId) -> DataVersion {
+        self.cache().changes().version(id)
     }
 
     /// Where a tenant's file is.

@@ -26,6 +26,12 @@ impl Failure {
         Self { status, code, message: message.into(), retry_after: None }
     }
 
+    /// 304: the caller's copy (`If-None-Match: etag`) is current. Carries the validator in
+    /// `message`; answered with no body.
+    pub fn not_modified(etag: String) -> Self {
+        Self::new(StatusCode::NOT_MODIFIED, "not_modified", etag)
+    }
+
     /// 404 — also what a user gets for another tenant's routes and objects.
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "There is nothing here.")
@@ -219,6 +225,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if self.0.status == StatusCode::NOT_MODIFIED {
+            return HttpResponse::NotModified()
+                .insert_header((header::ETAG, self.0.message.as_str()))
+                .insert_header((header::CACHE_CONTROL, super::api::REVALIDATE))
+                .finish();
+        }
         let body = serde_json::json!({ "error": { "code": self.0.code, "message": self.0.message } });
         let mut response = HttpResponse::build(self.0.status).json(body);
         add_retry_after(&mut response, self.0.retry_after);

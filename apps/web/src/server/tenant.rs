@@ -5,6 +5,10 @@
 //! tenant gets the same 404 for an unknown, suspended or deleted tenant — and for every object
 //! in it — and never learns it exists. Objects are looked up only in the entered tenant's own
 //! file, so an id from another tenant finds nothing.
+//!
+//! Entering is two steps, [`admit`] (control plane only) then [`Admitted::open`] (the file),
+//! so a read that the caller already has can be answered between them without opening the
+//! file: [`Admitted::etag`] validates it from the tenant's data version and the caller.
 
 use std::sync::Arc;
 
@@ -23,6 +27,8 @@ pub struct Entered {
     /// The tenant's open database.
     pub db: Arc<TenantDb>,
     user_id: String,
+    /// The validator of this read, when the request is a conditional-capable read.
+    pub etag: Option<String>,
     /// This request's turn at the tenant's connections, held until the handler is done, so
     /// its statements never wait on a lock that blocks the executor thread.
     _turn: Turn,
@@ -45,8 +51,52 @@ impl Entered {
     }
 }
 
+/// A workspace its member may enter (membership and status checked), not yet opened.
+pub struct Admitted {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The member's role.
+    pub role: Role,
+    user_id: String,
+}
+
+impl Admitted {
+    /// The validator (`ETag`) of what this member reads from the tenant's file now: the file's
+    /// data version (every commit, lease and retired handle changes it), the tenant's row and
+    /// the member and role. Valid for answers built from the file alone.
+    pub fn etag(&self, accounts: &Accounts) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        accounts.tenancy().data_version(self.tenant.id).hash(&mut hasher);
+        let tenant = &self.tenant;
+        (tenant.id.to_string(), tenant.slug.as_str(), &tenant.name, &tenant.plan, tenant.schema_version)
+            .hash(&mut hasher);
+        (self.role.as_str(), &self.user_id).hash(&mut hasher);
+        format!("\"{:016x}\"", hasher.finish())
+    }
+
+    /// Opens the tenant's file and takes this request's turn at it.
+    pub async fn open(self, accounts: &Accounts) -> Result<Entered, Failure> {
+        let db = accounts.tenancy().db_for(&self.tenant).await?;
+        let turn = db.turn().await;
+        Ok(Entered {
+            tenant: self.tenant,
+            role: self.role,
+            db,
+            user_id: self.user_id,
+            etag: None,
+            _turn: turn,
+        })
+    }
+}
+
 /// Enters `slug` as `user_id`.
 pub async fn enter(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Entered, Failure> {
+    admit(accounts, slug, user_id).await?.open(accounts).await
+}
+
+/// Checks that `user_id` may enter `slug` (without opening its file).
+pub async fn admit(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Admitted, Failure> {
     let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
     let tenancy = accounts.tenancy();
     let tenant = tenancy.resolve(&slug).await?;
@@ -59,7 +109,5 @@ pub async fn enter(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Ent
             return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
         }
     }
-    let db = tenancy.db_for(&tenant).await?;
-    let turn = db.turn().await;
-    Ok(Entered { tenant, role, db, user_id: user_id.to_owned(), _turn: turn })
+    Ok(Admitted { tenant, role, user_id: user_id.to_owned() })
 }

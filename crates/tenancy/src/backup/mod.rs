@@ -27,7 +27,7 @@ use silo_storage::sqlite;
 use uuid::Uuid;
 
 pub use catalogue::{Backup, BackupKind};
-pub use changes::ChangeTracker;
+pub use changes::{ChangeTracker, DataVersion};
 
 use crate::config::BackupStoreKind;
 use crate::control::{Tenant, TenantStatus, utc_now};

@@ -99,6 +99,7 @@ pub type StorageLimits = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 #[derive(Debug)]
 pub struct Lease {
     registry: Arc<Registry>,
+    changes: Arc<crate::backup::ChangeTracker>,
     id: TenantId,
 }
 
@@ -111,6 +112,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        // The holder may have replaced or rewritten the file: what was read before is stale.
+        self.changes.bump(self.id);
         self.registry.release(self.id);
     }
 }
@@ -326,6 +329,7 @@ impl HandleCache {
     /// Stops handing out the tenant's current handle (after a status change); requests that
     /// hold it finish.
     pub async fn retire(&self, id: TenantId) {
+        self.inner.changes.bump(id);
         self.inner.registry.retire(id);
         self.evict(id).await;
     }
@@ -345,7 +349,7 @@ impl HandleCache {
         if !inner.registry.try_lease(id) {
             return Err(Error::Unavailable(id.to_string()));
         }
-        let lease = Lease { registry: inner.registry.clone(), id };
+        let lease = Lease { registry: inner.registry.clone(), changes: inner.changes.clone(), id };
         let deadline = tokio::time::Instant::now() + inner.config.lease_timeout;
         loop {
             let changed = inner.registry.changed();

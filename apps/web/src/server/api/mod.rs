@@ -22,6 +22,40 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ApiError, Failure};
 
+/// `Cache-Control` of validated reads: any cache may keep the answer only for this caller and
+/// must ask again before using it (`If-None-Match`, answered 304 while the data is unchanged).
+pub const REVALIDATE: &str = "private, no-cache";
+
+/// A read's answer with its validator (`ETag`), when it has one.
+pub struct Tagged<R>(pub R, pub Option<String>);
+
+impl<R: actix_web::Responder> actix_web::Responder for Tagged<R> {
+    type Body = R::Body;
+
+    fn respond_to(self, req: &HttpRequest) -> HttpResponse<Self::Body> {
+        let mut response = self.0.respond_to(req);
+        if let Some(etag) = self.1
+            && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&etag)
+        {
+            let headers = response.headers_mut();
+            headers.insert(actix_web::http::header::ETAG, value);
+            headers.insert(
+                actix_web::http::header::CACHE_CONTROL,
+                actix_web::http::header::HeaderValue::from_static(REVALIDATE),
+            );
+        }
+        response
+    }
+}
+
+/// Whether the request's `If-None-Match` names `etag` (or is `*`). Weak validators (`W/"…"`)
+/// compare by their tag, as RFC 9110 says `If-None-Match` does.
+pub fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers().get_all(actix_web::http::header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).any(
+        |value| value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag),
+    )
+}
+
 /// The error document of every failed request.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -8,12 +8,13 @@ use silo_workspace::projects::{self, Project};
 use silo_workspace::tasks::{self, MATCH_END, MATCH_START, NewTask, SearchHit, Task, TaskFilter, TaskPatch};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Tagged;
 use super::auth::Bearer;
 use super::{Body, NoParams};
 use super::{ErrorBody, cursor, limit};
 use crate::server::error::{ApiError, Failure};
 use crate::server::request::state;
-use crate::server::tenant::{Entered, enter};
+use crate::server::tenant::{Entered, admit};
 
 /// Registers the routes in one `/w/{slug}` scope, so the slug pattern is matched once per
 /// request rather than once per route tried.
@@ -31,16 +32,27 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     );
 }
 
-/// Enters the workspace of the path as the token's account, if the token is for it.
+/// Enters the workspace of the path as the token's account, if the token is for it. A `GET`
+/// whose `If-None-Match` names the current validator is answered 304 here, without opening the
+/// tenant's file (after the rate check and metering, like any request).
 async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Entered, ApiError> {
     let principal = &bearer.0;
-    let ws = enter(&state(req).accounts, slug, &principal.user_id).await?;
-    if principal.tenant != Some(ws.tenant.id) {
+    let accounts = &state(req).accounts;
+    let admitted = admit(accounts, slug, &principal.user_id).await?;
+    if principal.tenant != Some(admitted.tenant.id) {
         return Err(ApiError(Failure::not_found()));
     }
     let billing = &state(req).billing;
-    billing.admit_api_request(&ws.tenant)?;
-    billing.record_request(ws.tenant.id, &principal.user_id);
+    billing.admit_api_request(&admitted.tenant)?;
+    billing.record_request(admitted.tenant.id, &principal.user_id);
+    let etag = (req.method() == actix_web::http::Method::GET).then(|| admitted.etag(accounts));
+    if let Some(etag) = &etag
+        && super::matches_if_none_match(req, etag)
+    {
+        return Err(ApiError(Failure::not_modified(etag.clone())));
+    }
+    let mut ws = admitted.open(accounts).await?;
+    ws.etag = etag;
     Ok(ws)
 }
 
@@ -87,7 +99,7 @@ fn paged<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Op
 
 /// Lists the workspace's projects.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), PageParams), responses(
-    (status = 200, body = ProjectPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 200, body = ProjectPage), (status = 304, description = "Not modified (If-None-Match)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 410, body = ErrorBody), (status = 423, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 #[get("/projects")]
 async fn list_projects(
@@ -95,12 +107,12 @@ async fn list_projects(
     bearer: Bearer,
     slug: web::Path<String>,
     params: web::Query<PageParams>,
-) -> Result<web::Json<ProjectPage>, ApiError> {
+) -> Result<Tagged<web::Json<ProjectPage>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let limit = limit(params.limit);
     let rows = projects::list(&ws.db, cursor(params.cursor.as_deref())?, limit + 1)?;
     let (items, next_cursor) = paged(rows, limit, |p| p.id);
-    Ok(web::Json(ProjectPage { items, next_cursor }))
+    Ok(Tagged(web::Json(ProjectPage { items, next_cursor }), ws.etag))
 }
 
 /// A project to create.
@@ -152,7 +164,7 @@ struct TaskParams {
 
 /// Lists tasks, newest first.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), TaskParams), responses(
-    (status = 200, body = TaskPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 200, body = TaskPage), (status = 304, description = "Not modified (If-None-Match)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     (status = 410, body = ErrorBody), (status = 422, body = ErrorBody), (status = 423, body = ErrorBody), (status = 503, body = ErrorBody)))]
 #[get("/tasks")]
 async fn list_tasks(
@@ -160,7 +172,7 @@ async fn list_tasks(
     bearer: Bearer,
     slug: web::Path<String>,
     params: web::Query<TaskParams>,
-) -> Result<web::Json<TaskPage>, ApiError> {
+) -> Result<Tagged<web::Json<TaskPage>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let limit = limit(params.limit);
     let filter = TaskFilter {
@@ -170,7 +182,7 @@ async fn list_tasks(
         before: cursor(params.cursor.as_deref())?,
     };
     let (items, next_cursor) = paged(tasks::list(&ws.db, &filter, limit + 1)?, limit, |t| t.id);
-    Ok(web::Json(TaskPage { items, next_cursor }))
+    Ok(Tagged(web::Json(TaskPage { items, next_cursor }), ws.etag))
 }
 
 /// Creates a task.
@@ -193,15 +205,17 @@ async fn create_task(
 
 /// One task.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), ("id" = i64, Path)), responses(
-    (status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 200, body = Task), (status = 304, description = "Not modified (If-None-Match)"), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody)))]
 #[get("/tasks/{id}")]
 async fn get_task(
     req: HttpRequest,
     bearer: Bearer,
     path: web::Path<(String, i64)>,
-) -> Result<web::Json<Task>, ApiError> {
+) -> Result<Tagged<web::Json<Task>>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
-    Ok(web::Json(tasks::get(&ws.db, path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?))
+    let task = tasks::get(&ws.db, path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?;
+    Ok(Tagged(web::Json(task), ws.etag))
 }
 
 /// Changes a task; absent fields stay, `null` clears `assignee_id` / `due_date`.
@@ -251,14 +265,14 @@ struct SearchParams {
 
 /// Full-text search over tasks and comments, best first.
 #[utoipa::path(tag = "workspace", params(("slug" = String, Path), SearchParams), responses(
-    (status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 200, body = SearchResults), (status = 304, description = "Not modified (If-None-Match)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/search")]
 async fn search_tasks(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
     params: web::Query<SearchParams>,
-) -> Result<web::Json<SearchResults>, ApiError> {
+) -> Result<Tagged<web::Json<SearchResults>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let items = tasks::search(&ws.db, &params.q, limit(params.limit))?
         .into_iter()
@@ -267,5 +281,5 @@ async fn search_tasks(
             ..hit
         })
         .collect();
-    Ok(web::Json(SearchResults { items }))
+    Ok(Tagged(web::Json(SearchResults { items }), ws.etag))
 }
