@@ -40,14 +40,15 @@ pub async fn capture<F: std::future::Future>(given: Captured, command: F) -> (F:
 /// Writes `text` to standard output, or to the capture.
 pub fn out(text: &str) {
     if CAPTURE.try_with(|c| c.lock().stdout.push_str(text)).is_err() {
-        print!("{text}");
+        // A reader that went away (`silo tenant list | head -1`) is not an error of the command.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     }
 }
 
 /// Writes `text` to standard error, or to the capture.
 pub fn err(text: &str) {
     if CAPTURE.try_with(|c| c.lock().stderr.push_str(text)).is_err() {
-        eprint!("{text}");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), text.as_bytes());
     }
 }
 

@@ -182,9 +182,17 @@ impl Application {
                 tracing::error!(error = %e, "a background loop panicked");
             }
         }
-        self.accounts.tenancy().shutdown().await;
-        tracing::info!("stopped: tenant handles and the control plane are closed");
-        drop(self.lock);
+        if self.accounts.tenancy().shutdown().await {
+            tracing::info!("stopped: tenant handles and the control plane are closed");
+            drop(self.lock);
+        } else {
+            // A tenant file is still open (work that outlived the wait). Another process must
+            // not take the directory before it is closed: the lock goes with this process.
+            tracing::error!(
+                "stopped with tenant files still open: the data directory stays locked until this process exits"
+            );
+            std::mem::forget(self.lock);
+        }
         served
     }
 }

@@ -53,7 +53,7 @@ fn start_server(dir: &Path) -> (Server, String) {
 
 /// SIGTERM: the process exits successfully after the application's ordered shutdown (server,
 /// then the background loops, then the tenant handles and the control plane).
-fn stop(mut server: Server) {
+fn stop(mut server: Server) -> Vec<String> {
     let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(killed.success());
     let status = server.child.wait().unwrap();
@@ -72,6 +72,7 @@ fn stop(mut server: Server) {
         loops.push(at("backup scheduler stopped"));
     }
     assert!(loops.iter().all(|&l| stopping < l && l < closed), "{log:#?}");
+    log
 }
 
 fn silo(dir: &Path, args: &[&str]) -> Output {
@@ -530,6 +531,38 @@ fn sigkill_during_writes_across_tenants_loses_no_acknowledged_write() {
         }
     }
     assert!(files_ending(&d.join("data/regions"), "-shm").is_empty());
+    let (again, _) = start_server(d);
+    stop(again);
+}
+
+/// SIGTERM while a CLI command runs through the server: the server lets the command finish and
+/// answer before it closes the tenant files and lets go of the data directory, so the command
+/// is not cut off and no second server can open a file it still holds.
+#[test]
+fn a_stopping_server_finishes_the_clis_command_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    stdout(&silo(d, &["tenant", "create", "long"]));
+    let (server, _) = start_server(d);
+    let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) \
+                SELECT count(*) AS n FROM c";
+    let command = Command::new(env!("CARGO_BIN_EXE_silo"))
+        .args(["tenant", "sql", "long", slow, "--json"])
+        .current_dir(d)
+        .env_remove("SILO_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = stop(server);
+    let out = command.wait_with_output().unwrap();
+    assert!(out.status.success(), "the command finished: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("30000000"), "{out:?}");
+    let waited = log.iter().position(|l| l.contains("waiting for CLI commands in progress"));
+    let closed = log.iter().position(|l| l.contains("tenant handles and the control plane are closed"));
+    assert!(waited.is_some() && waited < closed, "the server waited for the command: {log:#?}");
+    // The server stopped only after it (stop() waited for the exit); a new one starts.
     let (again, _) = start_server(d);
     stop(again);
 }

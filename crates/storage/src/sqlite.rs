@@ -267,6 +267,8 @@ const READ_PRAGMAS: &[&str] = &[
     "foreign_key_check",
     "integrity_check",
     "quick_check",
+    // Read by the full-text index's part of `integrity_check` (FTS5's xIntegrity).
+    "data_version",
     "page_count",
     "page_size",
     "freelist_count",

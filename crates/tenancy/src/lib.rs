@@ -346,10 +346,12 @@ impl Tenancy {
         self.inner.control.audit_log(before, action, limit).await
     }
 
-    /// Closes every handle and the control plane (graceful shutdown).
-    pub async fn shutdown(&self) {
+    /// Closes every handle and the control plane (graceful shutdown). Returns whether every tenant file was closed (a handle still held by work that did not
+    /// finish keeps its file open until that work ends).
+    pub async fn shutdown(&self) -> bool {
         self.inner.cache.clear().await;
-        self.inner.cache.wait_all_closed(Duration::from_secs(10)).await;
+        let closed = self.inner.cache.wait_all_closed(Duration::from_secs(10)).await;
         self.inner.control.close().await;
+        closed
     }
 }

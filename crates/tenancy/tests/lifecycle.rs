@@ -161,6 +161,11 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
         .unwrap();
     assert_eq!(result.columns, ["id", "title", "due_date"]);
     assert_eq!(result.rows, vec![vec![serde_json::json!(1), "Write docs".into(), serde_json::Value::Null]]);
+    // The integrity check runs through the guard (its full-text part reads `data_version`), on
+    // the file's open owner, which is its own again afterwards (writes work).
+    let check = f.tenancy.queries().read_only(&slug("reader"), "PRAGMA integrity_check").await.unwrap();
+    assert_eq!(check.rows, vec![vec![serde_json::json!("ok")]]);
+    silo_workspace::projects::create(&db, "After the query", "", None).unwrap();
 
     let empty = f
         .tenancy

@@ -29,6 +29,9 @@ pub const SOCKET: &str = "silo.sock";
 /// The largest request read (arguments and standard input).
 const MAX_REQUEST: u64 = 1 << 20;
 
+/// How long a client may take to send its request.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What the CLI sends.
 #[derive(Debug, Serialize, Deserialize)]
 struct Request {
@@ -98,17 +101,23 @@ pub async fn serve_on(
     stop: impl std::future::Future<Output = ()>,
 ) {
     let path = socket_path(data_dir);
+    // Commands in flight are awaited when the server stops: the application closes tenant
+    // files and lets go of the data directory only after them, so a command is never cut off
+    // half-way and no second process opens a file one of them still holds.
+    let mut running = tokio::task::JoinSet::new();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let services = services.clone();
-                    tokio::spawn(async move {
+                    running.spawn(async move {
                         if let Err(e) = answer(stream, services).await {
                             tracing::warn!(error = %e, "an operator socket request failed");
                         }
                     });
+                    // Reap finished ones so the set stays as small as what runs.
+                    while running.try_join_next().is_some() {}
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting on the operator socket failed");
@@ -118,7 +127,13 @@ pub async fn serve_on(
             () = &mut stop => break,
         }
     }
+    // No new command from here on; the ones running finish and answer.
+    drop(listener);
     let _ = std::fs::remove_file(&path);
+    if !running.is_empty() {
+        tracing::info!(commands = running.len(), "waiting for CLI commands in progress");
+    }
+    while running.join_next().await.is_some() {}
 }
 
 /// Binds the socket, owner-only. The caller holds the data-directory lock, so a socket file
@@ -142,6 +157,12 @@ pub fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
 async fn answer(mut stream: UnixStream, services: Services) -> anyhow::Result<()> {
     let peer = stream.peer_cred()?.uid();
     let own = rustix::process::geteuid().as_raw();
+    // Read first (bounded in size and time), so even a refusal reaches the client.
+    let mut body = Vec::new();
+    let mut limited = (&mut stream).take(MAX_REQUEST);
+    tokio::time::timeout(READ_TIMEOUT, limited.read_to_end(&mut body))
+        .await
+        .context("the request did not arrive in time")??;
     let response = if peer != own && peer != 0 {
         Response {
             stdout: String::new(),
@@ -149,8 +170,6 @@ async fn answer(mut stream: UnixStream, services: Services) -> anyhow::Result<()
             code: 1,
         }
     } else {
-        let mut body = Vec::new();
-        (&mut stream).take(MAX_REQUEST).read_to_end(&mut body).await?;
         match serde_json::from_slice::<Request>(&body) {
             Ok(request) => run(request, services).await,
             Err(e) => Response {

@@ -70,7 +70,7 @@ pub enum TenantCommand {
         purge: bool,
     },
     /// Move a tenant's file to another region (a pre-move backup first; unavailable only
-    /// while the file is copied). Refused while `silo serve` runs: use the admin console.
+    /// while the file is copied). Run by the server when one runs.
     Move {
         /// Slug or UUID.
         tenant: String,
