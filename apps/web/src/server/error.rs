@@ -219,6 +219,10 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// `Cache-Control` of validated reads: any cache may keep the answer only for this caller and
+/// must ask again before using it (`If-None-Match`, answered 304 while the data is unchanged).
+pub const REVALIDATE: &str = "private, no-cache";
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.0.status
@@ -228,7 +232,7 @@ impl ResponseError for ApiError {
         if self.0.status == StatusCode::NOT_MODIFIED {
             return HttpResponse::NotModified()
                 .insert_header((header::ETAG, self.0.message.as_str()))
-                .insert_header((header::CACHE_CONTROL, super::api::REVALIDATE))
+                .insert_header((header::CACHE_CONTROL, REVALIDATE))
                 .finish();
         }
         let body = serde_json::json!({ "error": { "code": self.0.code, "message": self.0.message } });

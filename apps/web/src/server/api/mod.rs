@@ -20,11 +20,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::error::{ApiError, Failure};
-
-/// `Cache-Control` of validated reads: any cache may keep the answer only for this caller and
-/// must ask again before using it (`If-None-Match`, answered 304 while the data is unchanged).
-pub const REVALIDATE: &str = "private, no-cache";
+use super::error::{ApiError, Failure, REVALIDATE};
 
 /// A read's answer with its validator (`ETag`), when it has one.
 pub struct Tagged<R>(pub R, pub Option<String>);
