@@ -21,7 +21,13 @@
 //! `/healthz` without a script, then the script with `ZIPF=1.1` and with `ZIPF=0` (uniform),
 //! each after 2 unmeasured seconds of the same load; the script prints one summary line per
 //! run. `--capacity` sets the handle cache (e.g. 100
-//! over 1,000 tenants: the active set ten times the cache).
+//! over 1,000 tenants: the active set ten times the cache; 0 sizes it as `silo serve` does).
+//!
+//! With `--postgres` as well, every wrk case runs a second time right after Silo's against
+//! the shared-schema PostgreSQL build of the same endpoint (`shared_schema.rs`: the same
+//! tenants, tokens and tasks in one schema with a `tenant_id` column, a scratch cluster of the
+//! Debian package `postgresql` started by the bench), and the run ends with a table of both
+//! and their ratios.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -66,6 +72,10 @@ pub struct HttpArgs {
     /// Drive the load with `wrk` and this Lua script (see the module docs) instead.
     #[arg(long)]
     wrk: Option<std::path::PathBuf>,
+    /// With `--wrk`: run each case also against the shared-schema PostgreSQL build of the same
+    /// endpoint (`shared_schema`; the Debian package `postgresql`), side by side.
+    #[arg(long, requires = "wrk")]
+    postgres: bool,
 }
 
 const EMAIL: &str = "bench@example.com";
@@ -195,7 +205,8 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `wrk` against the server: `/healthz`, then `script` with `ZIPF=1.1` and `ZIPF=0`.
+/// Runs `wrk` against the server: `/healthz`, then `script` with `ZIPF=1.1` and `ZIPF=0`;
+/// with `--postgres`, each case also against the shared-schema PostgreSQL build right after.
 async fn with_wrk(
     tenancy: &Tenancy,
     fixture: &Fixture,
@@ -205,81 +216,233 @@ async fn with_wrk(
     args: &HttpArgs,
 ) -> anyhow::Result<()> {
     let tokens = fixture.write_tokens(dir)?;
-    let url = format!("http://{addr}");
-    let wrk = |extra: &[&str], zipf: &str| {
-        let mut command = std::process::Command::new("wrk");
-        command
-            .args(["-t2", &format!("-c{}", args.connections)])
-            .args(extra)
-            .env("TOKENS", &tokens)
-            .env("ZIPF", zipf);
-        command
+    let wrk = Wrk { tokens, connections: args.connections, seconds: args.seconds };
+    let silo = format!("http://{addr}");
+    let postgres = match args.postgres {
+        true => Some(Comparison::start(fixture, args.tasks).await?),
+        false => None,
     };
-    let seconds = format!("-d{}s", args.seconds);
-    let healthz = tokio::task::spawn_blocking({
-        let mut command = wrk(&[&seconds, "--latency"], "0");
-        command.arg(format!("{url}/healthz"));
-        move || command.output()
-    })
-    .await??;
-    anyhow::ensure!(healthz.status.success(), "wrk failed (is the Debian package `wrk` installed?)");
-    let text = String::from_utf8_lossy(&healthz.stdout);
-    let healthz_rps = requests_per_second(&text);
-    // `--latency` prints the distribution as lines such as `     50%  412.00us`.
-    let percentile = |p: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_owned()))
-            .unwrap_or_else(|| "?".to_owned())
-    };
-    println!("wrk /healthz: {healthz_rps:.0} req/s, p50 {} p99 {}", percentile("50%"), percentile("99%"));
+
+    let healthz = wrk.run(&format!("{silo}/healthz"), None, "0").await?;
+    println!("wrk /healthz: {:.0} req/s, p50 {} p99 {}", healthz.rps, healthz.p50, healthz.p99);
+    if let Some(pg) = &postgres {
+        let theirs = wrk.run(&format!("{}/healthz", pg.url), None, "0").await?;
+        println!(
+            "wrk /healthz of the PostgreSQL build: {:.0} req/s, p50 {} p99 {}",
+            theirs.rps, theirs.p50, theirs.p99
+        );
+    }
     // A static response of about the tasks page's size (the 4.9 KB stylesheet, from memory):
     // what the HTTP stack and the kernel cost for that many bytes, with no tenant work at all.
-    let stylesheet = tokio::task::spawn_blocking({
-        let mut command = wrk(&[&seconds], "0");
-        command.arg(format!("{url}/static/silo.css"));
-        move || command.output()
-    })
-    .await??;
-    let stylesheet = String::from_utf8_lossy(&stylesheet.stdout).into_owned();
-    let stylesheet_rps = requests_per_second(&stylesheet);
-    println!(
-        "wrk /static/silo.css: {stylesheet_rps:.0} req/s, {:.0} bytes per response",
-        bytes_per_second(&stylesheet) / stylesheet_rps
-    );
-    let script = script.to_string_lossy();
+    let stylesheet = wrk.run(&format!("{silo}/static/silo.css"), None, "0").await?;
+    println!("wrk /static/silo.css: {:.0} req/s, {:.0} bytes per response", stylesheet.rps, stylesheet.bytes);
+    let mut table = Vec::new();
     for zipf in ["1.1", "0"] {
         // Two unmeasured seconds first (as the in-process phases have), so the figures are of
         // a server in steady use, not of its first look at each tenant.
-        let mut warm_up = wrk(&["-d2s", "-s", &script], zipf);
-        warm_up.arg(&url);
-        tokio::task::spawn_blocking(move || warm_up.output()).await??;
+        wrk.warm_up(&silo, script, zipf).await?;
         let before = tenancy.cache().stats();
-        let mut command = wrk(&[&seconds, "-s", &script], zipf);
-        command.arg(&url);
-        let output = tokio::task::spawn_blocking(move || command.output()).await??;
-        anyhow::ensure!(output.status.success(), "wrk failed: {}", String::from_utf8_lossy(&output.stderr));
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let summary =
-            stdout.lines().find(|l| l.contains("rps=")).unwrap_or("(the script printed no summary)");
-        let response_bytes = bytes_per_second(&stdout) / requests_per_second(&stdout);
-        let rps: f64 = summary
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix("rps=").and_then(|v| v.parse().ok()))
-            .unwrap_or(f64::NAN);
+        let ours = wrk.run(&silo, Some(script), zipf).await?;
         let after = tenancy.cache().stats();
         let opens = after.opens - before.opens;
         let mean_open_us =
             (after.open_latency_sum_us - before.open_latency_sum_us) as f64 / opens.max(1) as f64;
         println!(
-            "wrk tasks, {} tenants, ZIPF={zipf}, capacity {}: {summary} ({:.2}× healthz, {:.2}× the stylesheet; {response_bytes:.0} bytes per response); {opens} opens, mean open {:.0} µs",
+            "wrk tasks, {} tenants, ZIPF={zipf}, capacity {}: {} ({:.2}× healthz, {:.2}× the stylesheet; {:.0} bytes per response); {opens} opens, mean open {:.0} µs",
             fixture.spread.len(),
             args.capacity,
-            rps / healthz_rps,
-            rps / stylesheet_rps,
+            ours.summary,
+            ours.rps / healthz.rps,
+            ours.rps / stylesheet.rps,
+            ours.bytes,
             mean_open_us
         );
+        if let Some(pg) = &postgres {
+            wrk.warm_up(&pg.url, script, zipf).await?;
+            let theirs = wrk.run(&pg.url, Some(script), zipf).await?;
+            println!(
+                "wrk tasks, {} tenants, ZIPF={zipf}, shared-schema PostgreSQL: {} ({:.0} bytes per response)",
+                fixture.spread.len(),
+                theirs.summary,
+                theirs.bytes
+            );
+            table.push((zipf, ours, theirs));
+        }
+    }
+    memory(tenancy).await;
+    if let Some(pg) = postgres {
+        println!("side by side, {} tenants × {} tasks ({}):", fixture.spread.len(), args.tasks, pg.describe);
+        println!("| case | Silo | shared-schema PostgreSQL | ratio | p99 ratio |");
+        println!("|---|---|---|---|---|");
+        for (zipf, ours, theirs) in &table {
+            let case = if *zipf == "0" { "uniform".to_owned() } else { format!("Zipf({zipf})") };
+            println!(
+                "| {case} | {:.1}k, p50 {:.1} ms, p99 {:.1} ms | {:.1}k, p50 {:.1} ms, p99 {:.1} ms | {:.2}× | {:.2}× |",
+                ours.rps / 1000.0,
+                ours.p50_us / 1000.0,
+                ours.p99_us / 1000.0,
+                theirs.rps / 1000.0,
+                theirs.p50_us / 1000.0,
+                theirs.p99_us / 1000.0,
+                ours.rps / theirs.rps,
+                ours.p99_us / theirs.p99_us
+            );
+        }
+        pg.stop().await;
     }
     Ok(())
+}
+
+/// Memory with the fleet cached (after the load), then after every handle is closed, then
+/// after glibc gives its free pages back (`malloc_trim`): what a cached tenant costs, and
+/// whether the memory of a burst returns to the system by itself.
+async fn memory(tenancy: &Tenancy) {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let stats = tenancy.cache().stats();
+    let (rss, sqlite) = (crate::measure::proc_status("VmRSS:"), sqlite_memory_used());
+    println!(
+        "memory: RSS {:.0} MiB with {} tenants cached ({:.1} KiB each, RSS over cached handles), SQLite's own allocations {:.0} MiB ({:.1} KiB per cached tenant)",
+        mib(rss),
+        stats.cached_handles,
+        rss as f64 / stats.cached_handles.max(1) as f64,
+        sqlite as f64 / (1024.0 * 1024.0),
+        sqlite as f64 / 1024.0 / stats.cached_handles.max(1) as f64
+    );
+    tenancy.cache().clear().await;
+    let closed = tenancy.cache().wait_all_closed(Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after_close = crate::measure::proc_status("VmRSS:");
+    println!(
+        "memory: RSS {:.0} MiB after closing every handle ({}), SQLite's own allocations {:.0} MiB",
+        mib(after_close),
+        if closed { "all closed" } else { "some still open after 120 s" },
+        sqlite_memory_used() as f64 / (1024.0 * 1024.0)
+    );
+    malloc_trim();
+    println!("memory: RSS {:.0} MiB after malloc_trim(0)", mib(crate::measure::proc_status("VmRSS:")));
+}
+
+// Two FFI calls of the benches, no pointers involved.
+#[allow(unsafe_code)]
+fn sqlite_memory_used() -> i64 {
+    // SAFETY: reads SQLite's allocation counter.
+    unsafe { rusqlite::ffi::sqlite3_memory_used() }
+}
+
+#[allow(unsafe_code)]
+fn malloc_trim() {
+    // SAFETY: asks glibc to release free heap memory; no arguments but a size to keep.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// How `wrk` is run: two threads, `connections` connections, `seconds` per measurement, the
+/// script's `TOKENS` file.
+struct Wrk {
+    tokens: std::path::PathBuf,
+    connections: usize,
+    seconds: u64,
+}
+
+/// What one `wrk` run reported.
+struct WrkRun {
+    rps: f64,
+    /// Bytes per response (`Transfer/sec` over `Requests/sec`).
+    bytes: f64,
+    /// `--latency`'s percentiles as wrk printed them (runs without the script).
+    p50: String,
+    p99: String,
+    /// The script's summary line and its percentiles (runs with the script).
+    summary: String,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+impl Wrk {
+    /// Two unmeasured seconds of the script's load.
+    async fn warm_up(&self, url: &str, script: &Path, zipf: &str) -> anyhow::Result<()> {
+        self.spawn(url, Some(script), zipf, 2).await.map(drop)
+    }
+
+    /// One measured run of `seconds`.
+    async fn run(&self, url: &str, script: Option<&Path>, zipf: &str) -> anyhow::Result<WrkRun> {
+        let stdout = self.spawn(url, script, zipf, self.seconds).await?;
+        // `--latency` prints the distribution as lines such as `     50%  412.00us`.
+        let percentile = |p: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_owned()))
+                .unwrap_or_else(|| "?".to_owned())
+        };
+        let summary = stdout.lines().find(|l| l.contains("rps=")).unwrap_or("").to_owned();
+        let field = |name: &str| {
+            summary
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(name).and_then(|v| v.parse().ok()))
+                .unwrap_or(f64::NAN)
+        };
+        anyhow::ensure!(script.is_none() || !summary.is_empty(), "the script printed no summary: {stdout}");
+        let rps = requests_per_second(&stdout);
+        Ok(WrkRun {
+            rps: if script.is_some() { field("rps=") } else { rps },
+            bytes: bytes_per_second(&stdout) / rps,
+            p50: percentile("50%"),
+            p99: percentile("99%"),
+            p50_us: field("p50_us="),
+            p99_us: field("p99_us="),
+            summary,
+        })
+    }
+
+    async fn spawn(
+        &self,
+        url: &str,
+        script: Option<&Path>,
+        zipf: &str,
+        seconds: u64,
+    ) -> anyhow::Result<String> {
+        let mut command = std::process::Command::new("wrk");
+        command
+            .args(["-t2", &format!("-c{}", self.connections), &format!("-d{seconds}s"), "--latency"])
+            .env("TOKENS", &self.tokens)
+            .env("ZIPF", zipf);
+        if let Some(script) = script {
+            command.arg("-s").arg(script);
+        }
+        command.arg(url);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await?
+            .map_err(|e| anyhow::anyhow!("wrk could not run ({e}); install the Debian package `wrk`"))?;
+        anyhow::ensure!(output.status.success(), "wrk failed: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// The shared-schema PostgreSQL build of the same endpoint, loaded with the fixture's data.
+struct Comparison {
+    _postgres: crate::shared_schema::Postgres,
+    url: String,
+    handle: actix_web::dev::ServerHandle,
+    describe: String,
+}
+
+impl Comparison {
+    async fn start(fixture: &Fixture, tasks: usize) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let postgres = crate::shared_schema::Postgres::start()?;
+        let (addr, handle, pool) = crate::shared_schema::serve(&postgres.url()).await?;
+        crate::shared_schema::load(&pool, &fixture.spread, tasks).await?;
+        println!(
+            "PostgreSQL: a scratch cluster started and loaded with {} tenants × {tasks} tasks in {:.0?}",
+            fixture.spread.len(),
+            started.elapsed()
+        );
+        let describe = crate::shared_schema::describe(&postgres);
+        Ok(Self { _postgres: postgres, url: format!("http://{addr}"), handle, describe })
+    }
+
+    async fn stop(self) {
+        self.handle.stop(true).await;
+    }
 }
 
 /// `Requests/sec:` of wrk's report.
@@ -357,6 +520,10 @@ impl Fixture {
                     let title = format!("task {i} of {}", tenant.slug);
                     tasks::create(&db, &NewTask { project_id: project, title, ..Default::default() }, None)?;
                 }
+                // Each task was its own commit: ~3 MiB of WAL per tenant until the automatic
+                // checkpoint at 1,000 pages. Checkpointed and truncated here, so 10,000 tenants
+                // do not need 30+ GiB of scratch disk.
+                db.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))?;
                 anyhow::Ok((tenant.slug.to_string(), token, project))
             })
             .buffer_unordered(4)

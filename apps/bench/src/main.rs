@@ -30,6 +30,7 @@ mod login;
 mod measure;
 mod open;
 mod scheduler;
+mod shared_schema;
 mod soak;
 
 use std::path::PathBuf;

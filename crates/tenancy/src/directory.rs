@@ -1,19 +1,25 @@
-//! The directory: short-lived in-memory answers to the questions every request asks the
-//! control plane. A [`Memo`] holds the answers to one question; tenancy keeps "which tenant is
-//! this slug" ([`crate::Tenancy::resolve`]), `silo-accounts` keeps the identity half (whose
-//! token or session is this, what role has this user there, is this user an operator).
+//! The directory: in-memory answers to the questions every request asks the control plane.
+//! A [`Memo`] holds the answers to one question; tenancy keeps "which tenant is this slug"
+//! ([`crate::Tenancy::resolve`]), `silo-accounts` keeps the identity half (whose token or
+//! session is this, what role has this user there, is this user an operator).
 //!
 //! Each answer would otherwise cost a control-plane query (~100 µs through sqlx's worker
 //! thread, see `cache/handle.rs`). Every write this process makes to what a memo answers
-//! clears that memo, so within the process answers are never stale; changes made by another
-//! process (the CLI) are seen within [`TTL`].
+//! clears that memo, so within the process answers are never stale — and no other process
+//! writes the control plane while a server runs: `silo serve` owns the data directory and the
+//! CLI runs its commands inside it, through the operator socket (see ARCHITECTURE.md, "One
+//! owner per tenant file"). Answers that change with time alone (a token's or a session's
+//! expiry) are checked on every use by their owners.
 //!
-//! An answer is used for at most [`TTL`]. Once it is [`REFRESH_AFTER`] old, the next use still
-//! takes it but also re-reads it in the background, so a tenant, token or session in steady use
-//! never waits for the control plane: without this, the answers read together (a server's
-//! first seconds) expired together every [`TTL`], and the burst of re-reads queued on the
-//! control plane's few read connections was the worst 1 % of request latency (p99 39–61 ms
-//! against 7 ms without it, `silo-bench http --wrk`, all tenants cached).
+//! So the re-read is a safety net, not the way changes arrive: an answer is used for at most
+//! [`TTL`], and once it is [`REFRESH_AFTER`] old the next use still takes it but also re-reads
+//! it in the background, so an answer in steady use never waits for the control plane. With
+//! 10,000 tenants in use the re-reads of a 4 s refresh were ~7,500 control-plane queries a
+//! second — as many as the requests they served — and the requests whose answer had expired
+//! queued behind them (p99 67–168 ms, `silo-bench http --wrk --tenants 10000`); at one
+//! re-read a minute they are ~500 a second. Background re-reads also take a permit (one per
+//! memo at a time, skipped when taken): they never occupy the control plane's read
+//! connections that a request waiting for an answer needs.
 //!
 //! A lookup that read the control plane *before* a revocation must not put its stale answer
 //! back *after* the clear. Every lookup takes a ticket (the memo's generation) before
@@ -26,13 +32,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+use tokio::sync::Semaphore;
 
 /// How long an answer may be reused.
-pub const TTL: Duration = Duration::from_secs(5);
+pub const TTL: Duration = Duration::from_secs(70);
 /// After this a used answer is re-read in the background. Late in the TTL, so an answer in
-/// steady use costs one re-read per 4 s (the expiry alone cost one per 5 s) and the re-read
-/// still has a second to land.
-pub const REFRESH_AFTER: Duration = Duration::from_secs(4);
+/// steady use costs one re-read a minute and the re-read still has ten seconds to land.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(60);
 const CAPACITY: u64 = 100_000;
 
 /// Remembered answers to one question (`K` → `V`), each for at most [`TTL`]. Cloning is cheap
@@ -41,11 +47,19 @@ pub struct Memo<K, V> {
     answers: Cache<K, Answer<V>>,
     /// Bumped by every [`Memo::clear`].
     generation: Arc<AtomicU64>,
+    /// The one background re-read this memo may run at a time.
+    refresh_permit: Arc<Semaphore>,
+    refresh_after: Duration,
 }
 
 impl<K, V> Clone for Memo<K, V> {
     fn clone(&self) -> Self {
-        Self { answers: self.answers.clone(), generation: self.generation.clone() }
+        Self {
+            answers: self.answers.clone(),
+            generation: self.generation.clone(),
+            refresh_permit: self.refresh_permit.clone(),
+            refresh_after: self.refresh_after,
+        }
     }
 }
 
@@ -69,10 +83,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn default() -> Self {
-        Self {
-            answers: Cache::builder().max_capacity(CAPACITY).time_to_live(TTL).build(),
-            generation: Arc::default(),
-        }
+        Self::with_timing(REFRESH_AFTER, TTL)
     }
 }
 
@@ -86,6 +97,16 @@ where
         Self::default()
     }
 
+    /// An empty memo whose answers are re-read after `refresh_after` and dropped after `ttl`.
+    pub fn with_timing(refresh_after: Duration, ttl: Duration) -> Self {
+        Self {
+            answers: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build(),
+            generation: Arc::default(),
+            refresh_permit: Arc::new(Semaphore::new(1)),
+            refresh_after,
+        }
+    }
+
     /// The answer for `key`: remembered, or read by `read` (and remembered). A remembered
     /// answer older than [`REFRESH_AFTER`] is returned and re-read in the background; errors
     /// are never remembered.
@@ -96,12 +117,17 @@ where
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         if let Some(answer) = self.answers.get(&key) {
-            if answer.read_at.elapsed() >= REFRESH_AFTER && !answer.refreshing.swap(true, Ordering::SeqCst) {
+            if answer.read_at.elapsed() >= self.refresh_after
+                && let Ok(permit) = self.refresh_permit.clone().try_acquire_owned()
+                && !answer.refreshing.swap(true, Ordering::SeqCst)
+            {
                 let memo = self.clone();
                 let refreshing = answer.refreshing.clone();
                 tokio::spawn(async move {
                     let ticket = memo.ticket();
-                    match read(key.clone()).await {
+                    let result = read(key.clone()).await;
+                    drop(permit);
+                    match result {
                         Ok(value) => memo.put(ticket, key, value),
                         Err(e) => {
                             // The answer expires at its TTL as before; the next use tries again.
@@ -161,5 +187,71 @@ mod tests {
         let fresh = memo.ticket();
         memo.put(fresh, "u1".to_owned(), false);
         assert_eq!(memo.answers.get("u1").map(|a| a.value), Some(false));
+    }
+
+    /// An answer in use is re-read in the background once it is `refresh_after` old: the use
+    /// that notices still gets the old answer, a later one the new, well before the TTL.
+    #[tokio::test]
+    async fn answers_in_use_are_refreshed_before_they_expire() {
+        let (refresh_after, ttl) = (Duration::from_millis(300), Duration::from_secs(3));
+        let memo: Memo<&'static str, u32> = Memo::with_timing(refresh_after, ttl);
+        let reads = Arc::new(AtomicU64::new(0));
+        let read = |reads: Arc<AtomicU64>| {
+            move |_| async move { Ok::<_, String>(reads.fetch_add(1, Ordering::SeqCst) as u32 + 1) }
+        };
+        let started = Instant::now();
+        assert_eq!(memo.get_or_read("k", read(reads.clone())).await, Ok(1));
+        assert_eq!(memo.get_or_read("k", read(reads.clone())).await, Ok(1), "remembered");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(refresh_after + Duration::from_millis(50)).await;
+        assert_eq!(memo.get_or_read("k", read(reads.clone())).await, Ok(1), "old answer, re-read started");
+        loop {
+            if memo.get_or_read("k", read(reads.clone())).await == Ok(2) {
+                break;
+            }
+            assert!(started.elapsed() < ttl, "the re-read did not land before the TTL");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "one re-read, not one per use");
+    }
+
+    /// Background re-reads take the memo's one permit: while one runs, another stale answer
+    /// is served as it is and not re-read (a later use tries again), so re-reads never fill
+    /// the control plane's read connections.
+    #[tokio::test]
+    async fn one_background_re_read_at_a_time() {
+        let memo: Memo<u32, u32> = Memo::with_timing(Duration::ZERO, Duration::from_secs(60));
+        let (release, wait) = tokio::sync::watch::channel(false);
+        let reads = Arc::new(AtomicU64::new(0));
+        let read = |value: u32, reads: Arc<AtomicU64>, mut wait: tokio::sync::watch::Receiver<bool>| {
+            move |_| async move {
+                reads.fetch_add(1, Ordering::SeqCst);
+                let _ = wait.wait_for(|open| *open).await;
+                Ok::<_, String>(value)
+            }
+        };
+        // First reads (not background): both answers remembered.
+        release.send(true).unwrap();
+        assert_eq!(memo.get_or_read(1, read(10, reads.clone(), wait.clone())).await, Ok(10));
+        assert_eq!(memo.get_or_read(2, read(20, reads.clone(), wait.clone())).await, Ok(20));
+        release.send(false).unwrap();
+        // Both are stale at once (refresh_after zero): the first use starts a re-read that
+        // blocks; the second answer's use finds the permit taken and starts none.
+        assert_eq!(memo.get_or_read(1, read(11, reads.clone(), wait.clone())).await, Ok(10));
+        assert_eq!(memo.get_or_read(2, read(21, reads.clone(), wait.clone())).await, Ok(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(reads.load(Ordering::SeqCst), 3, "one background re-read running");
+        release.send(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while memo.get_or_read(1, read(12, reads.clone(), wait.clone())).await != Ok(11) {
+            assert!(Instant::now() < deadline, "the running re-read landed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // With the permit back, the second answer's next use re-reads it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while memo.get_or_read(2, read(22, reads.clone(), wait.clone())).await != Ok(22) {
+            assert!(Instant::now() < deadline, "the skipped answer is re-read later");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -34,6 +34,35 @@ async fn concurrent_misses_open_once_and_then_hit() {
     assert!(text.contains("silo_cache_open_latency_seconds_count 1"));
 }
 
+/// Clearing the cache (shutdown) closes every cached file, not only what one run of moka's
+/// maintenance gets to.
+#[tokio::test]
+async fn clearing_closes_every_cached_file() {
+    let f = fixture_with(|s| s.cache.capacity = 2_000).await;
+    let tenants = futures::future::join_all((0..1_200).map(|i| {
+        let tenancy = f.tenancy.clone();
+        async move {
+            tenancy
+                .tenants()
+                .create(silo_tenancy::CreateTenant::with_slug(format!("t-{i}")), "test")
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    for tenant in &tenants {
+        f.tenancy.db(tenant.id).await.unwrap();
+    }
+    assert!(f.tenancy.cache().stats().open_files >= 1_200, "{:?}", f.tenancy.cache().stats());
+    f.tenancy.cache().clear().await;
+    assert!(
+        f.tenancy.cache().wait_all_closed(Duration::from_secs(30)).await,
+        "{:?}",
+        f.tenancy.cache().stats()
+    );
+    assert_eq!(f.tenancy.cache().stats().cached_handles, 0);
+}
+
 #[tokio::test]
 async fn eviction_never_fails_a_request_in_flight() {
     let f = fixture_with(|s| s.cache.capacity = 2).await;

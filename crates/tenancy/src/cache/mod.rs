@@ -448,8 +448,15 @@ impl HandleCache {
     }
 
     /// Closes every cached handle (shutdown, tests); held handles close when dropped.
+    ///
+    /// Entry by entry: moka's `invalidate_all` only marks the entries and leaves their removal
+    /// to its maintenance, which is bounded per run (a batch, 100 ms); whatever one run did not
+    /// reach would stay open until the cache is next used.
     pub async fn clear(&self) {
-        self.inner.cache.invalidate_all();
+        let ids: Vec<TenantId> = self.inner.cache.iter().map(|(id, _)| *id).collect();
+        for id in ids {
+            self.inner.cache.invalidate(&id).await;
+        }
         self.inner.cache.run_pending_tasks().await;
     }
 
