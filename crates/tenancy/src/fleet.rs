@@ -144,6 +144,7 @@ impl Fleet {
             }
             if !records.is_empty() {
                 self.0.control().record_migrations(&records).await?;
+                self.0.forget_tenants();
             }
         }
         summary.elapsed_ms = started.elapsed().as_millis();

@@ -146,13 +146,20 @@ impl Tenancy {
                 limits::worst_case_memory(capacity, settings.cache.page_cache_kib) / (1024 * 1024),
             "handle cache sized"
         );
-        let cache = HandleCache::new(control.clone(), placement.clone(), config, Arc::from(migrations));
+        let tenants_by_slug = directory::Memo::new();
+        let cache = HandleCache::new(
+            control.clone(),
+            placement.clone(),
+            config,
+            Arc::from(migrations),
+            tenants_by_slug.clone(),
+        );
         let inner = Inner {
             settings,
             control,
             placement,
             cache,
-            tenants_by_slug: directory::Memo::new(),
+            tenants_by_slug,
             sqlite_version,
             template: OnceCell::new(),
             backup_store: OnceCell::new(),

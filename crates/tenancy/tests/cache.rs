@@ -153,9 +153,14 @@ async fn a_corrupt_file_is_quarantined_and_the_fleet_is_unaffected() {
     let good = f.create("healthy").await;
     let path = f.tenancy.tenant_path(&bad).unwrap();
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    // The request path's lookup, remembered by the directory before the quarantine.
+    let slug = bad.slug.clone();
+    assert_eq!(f.tenancy.resolve(&slug).await.unwrap().migration_error, None);
 
     let err = f.tenancy.db(bad.id).await.unwrap_err();
     assert!(matches!(err.root(), Error::Quarantined { .. }), "{err:?}");
+    let resolved = f.tenancy.resolve(&slug).await.unwrap();
+    assert!(resolved.migration_error.is_some(), "the directory saw the quarantine at once: {resolved:?}");
     let recorded = f.tenancy.tenant(&TenantRef::Id(bad.id)).await.unwrap();
     assert!(recorded.migration_error.as_deref().unwrap().contains("not a database"), "{recorded:?}");
     assert_eq!(std::fs::read(&path).unwrap(), vec![0x5a; 8192], "the file is left for inspection");
@@ -194,7 +199,13 @@ async fn opening_an_old_file_migrates_it_lazily_or_quarantines_it() {
         fd_limit: 20_000,
         open_concurrency: 0,
     };
-    let upgraded = HandleCache::new(f.tenancy.control().clone(), f.tenancy.placement().clone(), config, next);
+    let upgraded = HandleCache::new(
+        f.tenancy.control().clone(),
+        f.tenancy.placement().clone(),
+        config,
+        next,
+        silo_tenancy::directory::Memo::new(),
+    );
     let db = upgraded.get(tenant.id).await.unwrap();
     assert_eq!(db.schema_version(), common::latest() + 1);
     assert_eq!(

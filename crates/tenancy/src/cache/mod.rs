@@ -81,6 +81,9 @@ struct Inner {
     /// Which tenants were written to (commit hooks on every connection), for the backup
     /// scheduler.
     changes: Arc<crate::backup::ChangeTracker>,
+    /// The directory's tenants by slug (shared with `Tenancy::resolve`): cleared after the
+    /// cache records a migration or a quarantine in a tenant's row, so the next request sees it.
+    tenants: crate::directory::Memo<crate::TenantSlug, crate::Tenant>,
     /// Opens in progress at most: each takes a blocking thread and SQLite's global lock on the
     /// open-file list, so beyond the cores more at once only adds context switches (measured
     /// under a Zipf load over 10,000 tenants).
@@ -120,12 +123,14 @@ impl Drop for Lease {
 
 impl HandleCache {
     /// A cache over the tenants of `control`, placed by `placement`, brought up to date with
-    /// `migrations` when opened.
+    /// `migrations` when opened; `tenants` is the directory's memo of tenant rows it clears
+    /// when it writes one.
     pub fn new(
         control: ControlPlane,
         placement: Placement,
         config: CacheConfig,
         migrations: Arc<[Migration]>,
+        tenants: crate::directory::Memo<crate::TenantSlug, crate::Tenant>,
     ) -> Self {
         let metrics = Arc::new(CacheMetrics::default());
         let evictions = metrics.clone();
@@ -154,6 +159,7 @@ impl HandleCache {
             migrations,
             metrics,
             changes: Arc::default(),
+            tenants,
             open_permits,
             storage_limits: parking_lot::RwLock::new(None),
         };
@@ -281,6 +287,7 @@ impl HandleCache {
                 let record =
                     MigrationRecord { tenant: id, schema_version: Some(db.schema_version()), error: None };
                 inner.control.record_migrations(&[record]).await?;
+                inner.tenants.clear();
             }
             let db = Arc::new(db);
             if !inner.registry.publish(&db) {
@@ -320,8 +327,9 @@ impl HandleCache {
     /// Records a quarantine in the control plane and returns the error to report.
     async fn quarantine(&self, id: TenantId, reason: String) -> Error {
         let record = MigrationRecord { tenant: id, schema_version: None, error: Some(reason.clone()) };
-        if let Err(e) = self.inner.control.record_migrations(&[record]).await {
-            tracing::error!(tenant = %id, error = %e, "recording a quarantine failed");
+        match self.inner.control.record_migrations(&[record]).await {
+            Ok(()) => self.inner.tenants.clear(),
+            Err(e) => tracing::error!(tenant = %id, error = %e, "recording a quarantine failed"),
         }
         Error::Quarantined { tenant: id.to_string(), reason }
     }
