@@ -42,6 +42,16 @@ async fn health_readiness_and_metrics() {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
     }
     assert!(body.contains("silo_process_open_fds "));
+    // Memory: SQLite's bytes (one tenant open), its budget, the process's RSS.
+    let gauge = |name: &str| -> u64 {
+        let line =
+            body.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}"));
+        line.split(' ').nth(1).unwrap().parse().unwrap()
+    };
+    assert!(gauge("silo_sqlite_memory_bytes") > 0);
+    assert!(gauge("silo_sqlite_memory_budget_bytes") >= silo_tenancy::limits::MEMORY_PER_SLOT_KIB * 1024);
+    assert!(gauge("silo_process_resident_bytes") > gauge("silo_sqlite_memory_bytes"));
+    assert!(gauge("silo_cache_sqlite_bytes_per_open_tenant") > 0);
     assert!(body.lines().any(|l| l.starts_with("silo_disk_available_bytes ")), "{body}");
     assert!(body.contains("silo_build_info{version="));
 

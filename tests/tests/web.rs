@@ -878,3 +878,72 @@ async fn long_and_odd_input_gets_a_message_and_a_rename_shows_at_once() {
     assert!(page.contains("Ada Lovelace"), "the new name at once: {page}");
     server.stop().await.unwrap();
 }
+
+/// Workspace pages built from the tenant's file carry a validator; a browser whose copy is
+/// current gets 304 without the file being opened. The validator is the session's own (its
+/// form token is on the page), a write or a waiting flash message renders the page again,
+/// pages that read the control plane are never stored, and signing out clears the browser's
+/// copies.
+#[tokio::test]
+async fn workspace_pages_are_validated_and_a_current_copy_costs_no_open() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    ada.get("/w/acme/").await.unwrap(); // shows (and clears) any flash of the sign-up
+    let first = ada.get("/w/acme/").await.unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["cache-control"], "private, no-cache");
+    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+    let conditional = |visitor: &silo_e2e::Visitor, path: &str, etag: &str| {
+        visitor.request(reqwest::Method::GET, path).header("If-None-Match", etag.to_owned())
+    };
+
+    server.tenancy.cache().clear().await;
+    assert!(server.tenancy.cache().wait_all_closed(std::time::Duration::from_secs(10)).await);
+    let opens = server.tenancy.cache().stats().opens;
+    let again = ada.send(conditional(&ada, "/w/acme/", &etag)).await.unwrap();
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.headers["etag"].to_str().unwrap(), etag);
+    assert_eq!(server.tenancy.cache().stats().opens, opens, "a 304 opens nothing");
+
+    // Another session of the same account has another form token: its own validator.
+    let other = server.sign_in("ada@example.com").await.unwrap();
+    other.get("/w/acme/").await.unwrap();
+    assert_eq!(other.send(conditional(&other, "/w/acme/", &etag)).await.unwrap().status, 200);
+
+    // A write renders it again, with its flash message, which is not kept.
+    let created = ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Launch")]).await.unwrap();
+    assert_eq!(created.status, 303);
+    let with_flash = ada.send(conditional(&ada, "/w/acme/", &etag)).await.unwrap();
+    assert_eq!(with_flash.status, 200);
+    assert!(with_flash.body.contains("Project created."));
+    assert_eq!(with_flash.headers["cache-control"], "no-store");
+    assert!(with_flash.headers.get("etag").is_none());
+    let changed = ada.send(conditional(&ada, "/w/acme/", &etag)).await.unwrap();
+    assert_eq!(changed.status, 200, "the commit moved the version");
+    let project_path = created.location.unwrap();
+    for path in [project_path.as_str(), "/w/acme/search?q=launch"] {
+        let page = ada.get(path).await.unwrap();
+        let tag = page.headers["etag"].to_str().unwrap().to_owned();
+        assert_eq!(ada.send(conditional(&ada, path, &tag)).await.unwrap().status, 304, "{path}");
+    }
+
+    // The members and settings pages read the control plane (invitations, exports): never
+    // stored, never 304.
+    for path in ["/w/acme/members", "/w/acme/settings"] {
+        let page = ada.send(conditional(&ada, path, "*")).await.unwrap();
+        assert_eq!(
+            (page.status, page.headers["cache-control"].to_str().unwrap()),
+            (200, "no-store"),
+            "{path}"
+        );
+    }
+
+    let token = ada.csrf("/w/acme/").await.unwrap();
+    let out = ada.post("/logout", &[("csrf", &token)]).await.unwrap();
+    assert_eq!(out.status, 303);
+    assert_eq!(out.headers["clear-site-data"], "\"cache\"");
+    let signed_out = ada.send(conditional(&ada, "/w/acme/", &etag)).await.unwrap();
+    assert_ne!(signed_out.status, 304, "a signed-out browser is not told its copy is current");
+    server.stop().await.unwrap();
+}

@@ -299,7 +299,7 @@ async fn with_wrk(
 async fn memory(tenancy: &Tenancy) {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let stats = tenancy.cache().stats();
-    let (rss, sqlite) = (crate::measure::proc_status("VmRSS:"), sqlite_memory_used());
+    let (rss, sqlite) = (crate::measure::proc_status("VmRSS:"), silo_storage::memory::sqlite_used());
     println!(
         "memory: RSS {:.0} MiB with {} tenants cached ({:.1} KiB each, RSS over cached handles), SQLite's own allocations {:.0} MiB ({:.1} KiB per cached tenant)",
         mib(rss),
@@ -316,23 +316,10 @@ async fn memory(tenancy: &Tenancy) {
         "memory: RSS {:.0} MiB after closing every handle ({}), SQLite's own allocations {:.0} MiB",
         mib(after_close),
         if closed { "all closed" } else { "some still open after 120 s" },
-        sqlite_memory_used() as f64 / (1024.0 * 1024.0)
+        silo_storage::memory::sqlite_used() as f64 / (1024.0 * 1024.0)
     );
-    malloc_trim();
+    silo_storage::memory::return_freed();
     println!("memory: RSS {:.0} MiB after malloc_trim(0)", mib(crate::measure::proc_status("VmRSS:")));
-}
-
-// Two FFI calls of the benches, no pointers involved.
-#[allow(unsafe_code)]
-fn sqlite_memory_used() -> i64 {
-    // SAFETY: reads SQLite's allocation counter.
-    unsafe { rusqlite::ffi::sqlite3_memory_used() }
-}
-
-#[allow(unsafe_code)]
-fn malloc_trim() {
-    // SAFETY: asks glibc to release free heap memory; no arguments but a size to keep.
-    unsafe { libc::malloc_trim(0) };
 }
 
 /// How `wrk` is run: two threads, `connections` connections, `seconds` per measurement, the

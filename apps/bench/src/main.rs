@@ -28,6 +28,7 @@ mod gdpr;
 mod http;
 mod login;
 mod measure;
+mod memory;
 mod open;
 mod scheduler;
 mod shared_schema;
@@ -64,6 +65,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Sign-in cost and a burst of guesses against a `silo serve` process.
     Login(login::LoginArgs),
+    /// What a cached tenant costs in memory, and where it goes.
+    Memory(memory::MemoryArgs),
     /// Cold opens against the bare SQLite floor.
     Open(open::OpenArgs),
     /// Memory, descriptors and threads over a long mixed load.
@@ -110,6 +113,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Backup(args) => backup::run(&dir, args).await,
                 Command::Login(args) => login::run(&dir, args).await,
                 Command::Open(args) => open::run(&dir, args).await,
+                Command::Memory(args) => memory::run(&dir, args).await,
                 Command::Scheduler(args) => scheduler::run(&dir, args).await,
                 Command::Soak(args) => soak::run(&dir, args).await,
                 Command::Admin { tenants } => admin::run(&dir, tenants).await,

@@ -13,10 +13,12 @@
 //! - [`crypto`]: the master key and per-tenant data keys (AES-256-GCM envelope encryption).
 //! - [`backup`]: the sealed, compressed backup object format.
 //! - [`objects`]: object stores — a local directory or S3.
+//! - [`memory`]: SQLite's memory budget, the process's memory figures, freed memory returned.
 //! - [`Secret`]: a setting whose `Debug` is redacted (keys, passwords, tokens).
 
 pub mod backup;
 pub mod crypto;
+pub mod memory;
 pub mod objects;
 pub mod placement;
 mod secret;

@@ -127,6 +127,8 @@ pub fn open_sync(path: &Path, tuning: SqliteTuning, mode: OpenMode) -> Result<Ow
     // Opening reads nothing yet (SQLite reads the header on first use), so a refused claim
     // below leaves the file untouched.
     let conn = rusqlite::Connection::open_with_flags_and_vfs(path, flags, OWNER_VFS)?;
+    let (slot, slots) = LOOKASIDE;
+    set_lookaside(&conn, slot, slots)?;
     let claim = owners::claim(path)?;
     // Before anything reads the file: the WAL index goes to heap memory only when exclusive
     // locking is in force at the first WAL access.
@@ -180,7 +182,9 @@ impl OwnedConnection {
     /// Closes the connection (checkpointing the WAL into the file), then releases the file.
     pub fn close(mut self) -> Result<()> {
         let conn = self.conn.take().expect("an owned connection is open until closed");
-        conn.close().map_err(|(_, e)| Error::from(e))
+        let closed = conn.close().map_err(|(_, e)| Error::from(e));
+        crate::memory::connection_closed();
+        closed
     }
 }
 
@@ -365,6 +369,36 @@ fn persist_wal(conn: &rusqlite::Connection) -> Result<()> {
         Ok(())
     } else {
         Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), Some("PERSIST_WAL".into())).into())
+    }
+}
+
+/// Lookaside slots of an owned connection (size in bytes, count): 8 KiB. SQLite's default
+/// (1,200 × 40, ~48 KiB) was a third of what a cached tenant costs; measured with
+/// `silo-bench memory` and `silo-bench cache` on 2,000 tenants: 146 → 108 KiB per cached tenant,
+/// a point read 1.6 → 1.7 µs (none at all: 100 KiB, 1.9 µs).
+const LOOKASIDE: (i32, i32) = (128, 64);
+
+/// Sets a connection's lookaside before it has run anything (`SQLITE_DBCONFIG_LOOKASIDE`).
+#[allow(unsafe_code)]
+fn set_lookaside(
+    conn: &rusqlite::Connection,
+    size: std::os::raw::c_int,
+    count: std::os::raw::c_int,
+) -> Result<()> {
+    // SAFETY: a live connection with no statement yet; a null buffer asks SQLite to allocate.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<std::ffi::c_void>(),
+            size,
+            count,
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rc), Some("LOOKASIDE".into())).into())
     }
 }
 

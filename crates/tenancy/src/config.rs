@@ -246,8 +246,13 @@ pub struct CacheSettings {
     pub capacity: u64,
     /// A handle unused for this many seconds is closed.
     pub idle_seconds: u64,
-    /// Page cache per connection, KiB.
+    /// Page cache per connection, KiB (at most; see `memory_mib`).
     pub page_cache_kib: u32,
+    /// SQLite's memory for the whole process, MiB: past it, a page read reuses the least
+    /// recently used cached page of any tenant instead of adding one (SQLite's soft heap
+    /// limit; nothing fails). 0 (the default): [`crate::limits::MEMORY_PER_SLOT_KIB`] per
+    /// cache slot.
+    pub memory_mib: u64,
     /// How long a connection waits for a lock, ms.
     pub busy_timeout_ms: u64,
     /// How long a lease waits for a tenant's connections to close, ms.
@@ -277,6 +282,7 @@ impl Default for CacheSettings {
             capacity: 0,
             idle_seconds: 600,
             page_cache_kib: 512,
+            memory_mib: 0,
             busy_timeout_ms: 5000,
             lease_timeout_ms: 30_000,
             open_concurrency: 0,

@@ -139,9 +139,12 @@ impl Tenancy {
             fd_limit,
             open_concurrency: settings.cache.open_concurrency,
         };
+        let memory_budget = limits::memory_budget(settings.cache.memory_mib, capacity);
+        silo_storage::memory::set_budget(memory_budget);
         tracing::info!(
             capacity,
             fd_limit,
+            sqlite_memory_budget_mib = memory_budget / (1024 * 1024),
             worst_case_memory_mib =
                 limits::worst_case_memory(capacity, settings.cache.page_cache_kib) / (1024 * 1024),
             "handle cache sized"

@@ -87,6 +87,17 @@ pub fn memory_limit() -> Option<u64> {
     }
 }
 
+/// SQLite's memory budget per cache slot when `[cache] memory_mib` is 0, KiB: what an open
+/// tenant file needs (schema ~25 KiB, a heap WAL index of 32 KiB, statements, 8 KiB of
+/// lookaside: ~80 KiB) and a few pages more; busy tenants take the pages idle ones do not use.
+pub const MEMORY_PER_SLOT_KIB: u64 = 128;
+
+/// SQLite's memory budget in bytes: `memory_mib` when set, else [`MEMORY_PER_SLOT_KIB`] per
+/// slot of a cache of `capacity`.
+pub fn memory_budget(memory_mib: u64, capacity: u64) -> u64 {
+    if memory_mib > 0 { memory_mib * 1024 * 1024 } else { capacity * MEMORY_PER_SLOT_KIB * 1024 }
+}
+
 /// Worst-case resident memory of a full cache, in bytes.
 pub fn worst_case_memory(capacity: u64, page_cache_kib: u32) -> u64 {
     capacity * (u64::from(page_cache_kib) + CONNECTION_OVERHEAD_KIB) * 1024
@@ -127,6 +138,12 @@ pub fn open_fds() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_budget_is_the_setting_or_a_share_per_slot() {
+        assert_eq!(memory_budget(512, 10_000), 512 * 1024 * 1024);
+        assert_eq!(memory_budget(0, 10_000), 10_000 * MEMORY_PER_SLOT_KIB * 1024);
+    }
 
     #[test]
     fn capacity_within_the_limit_is_kept() {

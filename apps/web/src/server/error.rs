@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use silo_tenancy::{Error, ErrorKind};
 
 /// A failure as the client sees it.
@@ -197,6 +197,9 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if self.0.status == StatusCode::NOT_MODIFIED {
+            return not_modified(&self.0.message);
+        }
         let mut response = error_page(&self.0);
         add_retry_after(&mut response, self.0.retry_after);
         response
@@ -223,6 +226,22 @@ impl std::fmt::Display for ApiError {
 /// must ask again before using it (`If-None-Match`, answered 304 while the data is unchanged).
 pub const REVALIDATE: &str = "private, no-cache";
 
+/// Whether the request's `If-None-Match` names `etag` (or is `*`). Weak validators (`W/"…"`)
+/// compare by their tag, as RFC 9110 says `If-None-Match` does.
+pub fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
+    req.headers().get_all(actix_web::http::header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).any(
+        |value| value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag),
+    )
+}
+
+/// 304 for a caller whose copy (`If-None-Match`) is `etag`: no body, the validator again.
+fn not_modified(etag: &str) -> HttpResponse {
+    HttpResponse::NotModified()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, REVALIDATE))
+        .finish()
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.0.status
@@ -230,10 +249,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if self.0.status == StatusCode::NOT_MODIFIED {
-            return HttpResponse::NotModified()
-                .insert_header((header::ETAG, self.0.message.as_str()))
-                .insert_header((header::CACHE_CONTROL, REVALIDATE))
-                .finish();
+            return not_modified(&self.0.message);
         }
         let body = serde_json::json!({ "error": { "code": self.0.code, "message": self.0.message } });
         let mut response = HttpResponse::build(self.0.status).json(body);

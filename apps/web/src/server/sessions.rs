@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use silo_accounts::By;
 use silo_accounts::sessions::Session;
 
@@ -68,6 +68,19 @@ pub fn clear_session_cookies() -> [Cookie<'static>; 2] {
         cookie.make_removal();
         cookie
     })
+}
+
+/// Signs this browser out in `response`: removes the session cookies and, since workspace pages
+/// are kept by the browser (revalidated before every use, see `Page::validated_by`), clears
+/// its cache, so nobody at it later finds them in its cache or history.
+pub fn sign_out_browser(response: &mut HttpResponse) {
+    for cookie in clear_session_cookies() {
+        let _ = response.add_cookie(&cookie);
+    }
+    response.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("clear-site-data"),
+        actix_web::http::header::HeaderValue::from_static("\"cache\""),
+    );
 }
 
 /// A signed-in visitor (extractor). Signed-out visitors are sent to the login page, which

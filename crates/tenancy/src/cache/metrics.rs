@@ -50,6 +50,12 @@ pub struct CacheStats {
     pub fd_limit: u64,
     /// Cache capacity.
     pub capacity: u64,
+    /// Bytes SQLite holds (every connection of the process).
+    pub sqlite_memory: u64,
+    /// SQLite's memory budget in bytes (`[cache] memory_mib`).
+    pub sqlite_memory_budget: u64,
+    /// The process's resident memory in bytes.
+    pub resident_memory: u64,
 }
 
 impl CacheMetrics {
@@ -116,6 +122,30 @@ impl CacheStats {
             "Descriptors of tenant files (database and -wal).",
             "gauge",
             self.tenant_fds,
+        );
+        counter(
+            "silo_sqlite_memory_bytes",
+            "Bytes SQLite holds (all connections).",
+            "gauge",
+            self.sqlite_memory,
+        );
+        counter(
+            "silo_sqlite_memory_budget_bytes",
+            "SQLite's soft heap limit: past it cached pages are recycled.",
+            "gauge",
+            self.sqlite_memory_budget,
+        );
+        counter(
+            "silo_process_resident_bytes",
+            "Resident memory of the process.",
+            "gauge",
+            self.resident_memory,
+        );
+        counter(
+            "silo_cache_sqlite_bytes_per_open_tenant",
+            "SQLite's memory per open tenant file.",
+            "gauge",
+            self.sqlite_memory / self.open_files.max(1),
         );
         let name = "silo_cache_fds_per_open_tenant";
         let per_tenant = self.tenant_fds as f64 / self.open_files.max(1) as f64;

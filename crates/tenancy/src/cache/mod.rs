@@ -451,6 +451,9 @@ impl HandleCache {
             open_files: sqlite::owners::count() as u64,
             fd_limit: inner.config.fd_limit,
             capacity: inner.config.capacity,
+            sqlite_memory: silo_storage::memory::sqlite_used(),
+            sqlite_memory_budget: silo_storage::memory::budget(),
+            resident_memory: silo_storage::memory::resident(),
             ..inner.metrics.snapshot()
         }
     }

@@ -44,14 +44,6 @@ impl<R: actix_web::Responder> actix_web::Responder for Tagged<R> {
     }
 }
 
-/// Whether the request's `If-None-Match` names `etag` (or is `*`). Weak validators (`W/"…"`)
-/// compare by their tag, as RFC 9110 says `If-None-Match` does.
-pub fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
-    req.headers().get_all(actix_web::http::header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).any(
-        |value| value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag),
-    )
-}
-
 /// The error document of every failed request.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -47,7 +47,7 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
     billing.record_request(admitted.tenant.id, &principal.user_id);
     let etag = (req.method() == actix_web::http::Method::GET).then(|| admitted.etag(accounts));
     if let Some(etag) = &etag
-        && super::matches_if_none_match(req, etag)
+        && crate::server::error::matches_if_none_match(req, etag)
     {
         return Err(ApiError(Failure::not_modified(etag.clone())));
     }

@@ -16,9 +16,7 @@ use crate::server::error::{Failure, PASSWORD_THROTTLED, PageError};
 use crate::server::hosts::WorkspaceHost;
 use crate::server::redirects::{safe_next, see_other, see_other_with_flash};
 use crate::server::request::{client_addr, state};
-use crate::server::sessions::{
-    SignedIn, clear_session_cookies, current_session, session_cookie, session_secret,
-};
+use crate::server::sessions::{SignedIn, current_session, session_cookie, session_secret, sign_out_browser};
 
 /// Registers the pages.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -292,9 +290,7 @@ async fn logout_page(req: HttpRequest, _form: CsrfForm<NoFields>) -> PageResult 
     } else {
         see_other_with_flash("/login", "ok", "You are signed out.")
     };
-    for cookie in clear_session_cookies() {
-        let _ = response.add_cookie(&cookie);
-    }
+    sign_out_browser(&mut response);
     Ok(response)
 }
 
@@ -357,9 +353,7 @@ async fn change_password(
 async fn revoke_all_sessions(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
     state(&req).accounts.sessions().revoke_all(&me.session.user_id).await?;
     let mut response = see_other_with_flash("/login", "ok", "You are signed out everywhere.");
-    for cookie in clear_session_cookies() {
-        let _ = response.add_cookie(&cookie);
-    }
+    sign_out_browser(&mut response);
     Ok(response)
 }
 
@@ -460,9 +454,7 @@ async fn delete_my_account(
     flash_outcome_with("/account", closed, |_| {
         let message = "Your account is being deleted, with everything Silo holds about you.";
         let mut response = see_other_with_flash("/login", "ok", message);
-        for cookie in clear_session_cookies() {
-            let _ = response.add_cookie(&cookie);
-        }
+        sign_out_browser(&mut response);
         Ok(response)
     })
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 use silo_tenancy::ErrorKind;
 
 use super::csrf::csrf_token;
-use super::error::{Failure, PageError};
+use super::error::{Failure, PageError, REVALIDATE};
 use super::redirects::{flash_removal, see_other_with_flash, take_flash};
 use super::request::state;
 use super::sessions::current_session;
@@ -40,12 +40,22 @@ pub struct Page {
     template: &'static str,
     context: tera::Context,
     status: StatusCode,
+    /// The validator of a page built from the tenant's file (see `workspace`): the page may be
+    /// kept by the browser and revalidated instead of never stored.
+    etag: Option<String>,
 }
 
 impl Page {
     /// A page from a template.
     pub fn new(template: &'static str) -> Self {
-        Self { template, context: tera::Context::new(), status: StatusCode::OK }
+        Self { template, context: tera::Context::new(), status: StatusCode::OK, etag: None }
+    }
+
+    /// Sends `etag` with the page, which the browser then keeps for this account only and
+    /// revalidates on every use (`private, no-cache`); without one, the page is never stored.
+    pub fn validated_by(mut self, etag: Option<String>) -> Self {
+        self.etag = etag;
+        self
     }
 
     /// Adds a value to the template's context.
@@ -81,9 +91,17 @@ impl Page {
             Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
         })?;
         let mut response = HttpResponse::build(self.status);
-        response
-            .content_type("text/html; charset=utf-8")
-            .insert_header(CacheControl(vec![CacheDirective::NoStore]));
+        response.content_type("text/html; charset=utf-8");
+        match self.etag.filter(|_| flash.is_none()) {
+            Some(etag) => {
+                response
+                    .insert_header((header::ETAG, etag))
+                    .insert_header((header::CACHE_CONTROL, REVALIDATE));
+            }
+            None => {
+                response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+            }
+        }
         if flash.is_some() {
             response.cookie(flash_removal());
         }

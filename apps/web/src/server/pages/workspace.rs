@@ -13,11 +13,11 @@ use silo_workspace::{activity, comments, members, projects, tasks};
 use super::account::NoFields;
 use super::{Page, PageResult, flash_outcome, flash_outcome_with};
 use crate::server::csrf::CsrfForm;
-use crate::server::error::{Failure, PageError};
-use crate::server::redirects::see_other_with_flash;
+use crate::server::error::{Failure, PageError, matches_if_none_match};
+use crate::server::redirects::{see_other_with_flash, take_flash};
 use crate::server::request::state;
 use crate::server::sessions::SignedIn;
-use crate::server::tenant::{Entered, enter};
+use crate::server::tenant::{Entered, admit, enter};
 
 const PER_PAGE: i64 = 25;
 
@@ -56,10 +56,45 @@ pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered,
     Ok(ws)
 }
 
+/// Enters the workspace for a page built from the tenant's file alone (and the tenant, the
+/// member and the session): the page gets a validator, and a browser whose copy is current
+/// (`If-None-Match`) gets 304 without the file being opened. Not while a flash message waits
+/// to be shown: that page is rendered and not kept.
+async fn entered_for_read(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
+    let slug = req.match_info().get("slug").unwrap_or_default();
+    let accounts = &state(req).accounts;
+    let admitted = admit(accounts, slug, &me.session.user_id).await?;
+    state(req).billing.record_request(admitted.tenant.id, &me.session.user_id);
+    let etag = if take_flash(req).is_none() {
+        let operator = accounts.users().is_operator(&me.session.user_id).await?;
+        Some(page_etag(&admitted.etag(accounts), &me.session, operator))
+    } else {
+        None
+    };
+    if let Some(etag) = &etag
+        && matches_if_none_match(req, etag)
+    {
+        return Err(Failure::not_modified(etag.clone()).into());
+    }
+    let mut ws = admitted.open(accounts).await?;
+    ws.etag = etag;
+    Ok(ws)
+}
+
+/// A page's validator: the file's (data version, tenant, member) and what every page shows of
+/// the session — the account's name and email, whether it operates the console, the form
+/// token.
+fn page_etag(file: &str, session: &silo_accounts::sessions::Session, operator: bool) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (file, &session.display_name, &session.email, operator, &session.csrf_token).hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
 /// A workspace page with the workspace's header.
 pub(super) fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
     let can_manage = ws.require(Role::Admin).is_ok();
-    Page::new(template).with(
+    Page::new(template).validated_by(ws.etag.clone()).with(
         "ws",
         &serde_json::json!({
             "slug": ws.tenant.slug, "name": ws.tenant.name, "role": ws.role, "tab": tab,
@@ -79,7 +114,7 @@ struct Before {
 
 #[get("/")]
 async fn dashboard_page(req: HttpRequest, me: SignedIn, query: web::Query<Before>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered_for_read(&req, &me).await?;
     let projects = projects::list(&ws.db, query.before, PER_PAGE + 1)?;
     let (projects, more) = split_page(projects, PER_PAGE);
     page("workspace/dashboard.html", &ws, "projects")
@@ -129,7 +164,7 @@ async fn project_page(
     path: web::Path<(String, i64)>,
     query: web::Query<TaskListQuery>,
 ) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered_for_read(&req, &me).await?;
     let project = projects::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
     let status = query.status.clone().filter(|s| STATUSES.contains(&s.as_str()));
     let assignee = query.assignee.as_deref().and_then(|a| a.parse().ok());
@@ -207,7 +242,7 @@ async fn task_page(
     path: web::Path<(String, i64)>,
     query: web::Query<After>,
 ) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered_for_read(&req, &me).await?;
     let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
     let project = projects::get(&ws.db, task.project_id)?.ok_or_else(Failure::not_found)?;
     let (comments, more) = split_page(comments::list(&ws.db, task.id, query.after, PER_PAGE + 1)?, PER_PAGE);
@@ -306,7 +341,7 @@ fn highlight(snippet: &str) -> String {
 
 #[get("/search")]
 async fn search_page(req: HttpRequest, me: SignedIn, query: web::Query<SearchQuery>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered_for_read(&req, &me).await?;
     let hits: Vec<serde_json::Value> = tasks::search(&ws.db, &query.q, 50)?
         .into_iter()
         .map(|h| serde_json::json!({ "kind": h.kind, "task_id": h.task_id, "title": h.title, "snippet": highlight(&h.snippet) }))
