@@ -98,12 +98,15 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, args.capacity).await?;
     let (accounts, server_settings) = crate::measure::accounts_and_server(&tenancy)?;
     let setup = Instant::now();
+    let rss_before = crate::measure::proc_status("VmRSS:");
     let fixture = Fixture::build(&accounts, args.tenants, args.tasks).await?;
     println!(
-        "setup: {} tenants × {} tasks, tokens and a session in {:.0?}",
+        "setup: {} tenants × {} tasks, tokens and a session in {:.0?}; RSS {:.0} MiB before, {:.0} MiB after",
         args.tenants + 2,
         args.tasks,
-        setup.elapsed()
+        setup.elapsed(),
+        rss_before as f64 / 1024.0,
+        crate::measure::proc_status("VmRSS:") as f64 / 1024.0
     );
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -298,28 +301,38 @@ async fn with_wrk(
 /// whether the memory of a burst returns to the system by itself.
 async fn memory(tenancy: &Tenancy) {
     let mib = |kib: u64| kib as f64 / 1024.0;
+    let heap = || {
+        let (used, free) = crate::measure::heap_mib();
+        format!("C heap {used:.0} MiB in use, {free:.0} MiB free but held")
+    };
     let stats = tenancy.cache().stats();
     let (rss, sqlite) = (crate::measure::proc_status("VmRSS:"), silo_storage::memory::sqlite_used());
     println!(
-        "memory: RSS {:.0} MiB with {} tenants cached ({:.1} KiB each, RSS over cached handles), SQLite's own allocations {:.0} MiB ({:.1} KiB per cached tenant)",
+        "memory: RSS {:.0} MiB with {} tenants cached ({:.1} KiB each, RSS over cached handles), SQLite's own allocations {:.0} MiB ({:.1} KiB per cached tenant); {}",
         mib(rss),
         stats.cached_handles,
         rss as f64 / stats.cached_handles.max(1) as f64,
         sqlite as f64 / (1024.0 * 1024.0),
-        sqlite as f64 / 1024.0 / stats.cached_handles.max(1) as f64
+        sqlite as f64 / 1024.0 / stats.cached_handles.max(1) as f64,
+        heap()
     );
     tenancy.cache().clear().await;
     let closed = tenancy.cache().wait_all_closed(Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after_close = crate::measure::proc_status("VmRSS:");
     println!(
-        "memory: RSS {:.0} MiB after closing every handle ({}), SQLite's own allocations {:.0} MiB",
+        "memory: RSS {:.0} MiB after closing every handle ({}), SQLite's own allocations {:.0} MiB; {}",
         mib(after_close),
         if closed { "all closed" } else { "some still open after 120 s" },
-        silo_storage::memory::sqlite_used() as f64 / (1024.0 * 1024.0)
+        silo_storage::memory::sqlite_used() as f64 / (1024.0 * 1024.0),
+        heap()
     );
     silo_storage::memory::return_freed();
-    println!("memory: RSS {:.0} MiB after malloc_trim(0)", mib(crate::measure::proc_status("VmRSS:")));
+    println!(
+        "memory: RSS {:.0} MiB after malloc_trim(0); {}",
+        mib(crate::measure::proc_status("VmRSS:")),
+        heap()
+    );
 }
 
 /// How `wrk` is run: two threads, `connections` connections, `seconds` per measurement, the

@@ -54,6 +54,16 @@ pub fn proc_status(field: &str) -> u64 {
     process_status("self", field)
 }
 
+/// The C heap as glibc sees it (`mallinfo2`): bytes in use (mapped blocks included) and bytes
+/// free but still held, in MiB.
+#[allow(unsafe_code)]
+pub fn heap_mib() -> (f64, f64) {
+    // SAFETY: only reads the allocator's counters.
+    let heap = unsafe { libc::mallinfo2() };
+    let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+    (mib(heap.uordblks + heap.hblkhd), mib(heap.fordblks))
+}
+
 /// A line of `/proc/<pid>/status` (`self` for this process), as a number (kB for sizes).
 pub fn process_status(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

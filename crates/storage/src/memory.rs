@@ -11,7 +11,9 @@
 //!
 //! glibc keeps what a closed connection freed in its arenas (the process's RSS does not fall
 //! after a burst of opens is evicted); [`connection_closed`] hands it back every
-//! [`TRIM_EVERY_CLOSES`] closes.
+//! [`TRIM_EVERY_CLOSES`] closes. [`limit_arenas`] keeps glibc from spreading the fleet's
+//! small allocations over 8 arenas per core, whose free space between live blocks is
+//! resident and unusable by the other arenas.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,6 +55,20 @@ pub fn resident() -> u64 {
             line.split_whitespace().next()?.parse::<u64>().ok()
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Limits glibc to one malloc arena per core (at least 2) unless `MALLOC_ARENA_MAX` is set in
+/// the environment. Measured with `silo-bench http` at 10,000 tenants (9,744 cached): RSS
+/// 1,751 → 1,548 MiB with the same throughput; glibc's default is 8 arenas per core.
+#[allow(unsafe_code)]
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        let arenas = std::os::raw::c_int::try_from(cores).unwrap_or(std::os::raw::c_int::MAX);
+        // SAFETY: sets one of glibc's allocator parameters; arenas already made stay in use.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+    }
 }
 
 /// Counts a closed connection; every [`TRIM_EVERY_CLOSES`]th hands freed memory back to the

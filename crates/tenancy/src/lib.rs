@@ -140,6 +140,7 @@ impl Tenancy {
             open_concurrency: settings.cache.open_concurrency,
         };
         let memory_budget = limits::memory_budget(settings.cache.memory_mib, capacity);
+        silo_storage::memory::limit_arenas();
         silo_storage::memory::set_budget(memory_budget);
         tracing::info!(
             capacity,
