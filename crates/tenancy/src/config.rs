@@ -251,7 +251,7 @@ pub struct CacheSettings {
     /// SQLite's memory for the whole process, MiB: past it, a page read reuses the least
     /// recently used cached page of any tenant instead of adding one (SQLite's soft heap
     /// limit; nothing fails). 0 (the default): [`crate::limits::MEMORY_PER_SLOT_KIB`] per
-    /// cache slot.
+    /// cache slot, at least [`crate::limits::MIN_AUTO_BUDGET_MIB`].
     pub memory_mib: u64,
     /// How long a connection waits for a lock, ms.
     pub busy_timeout_ms: u64,

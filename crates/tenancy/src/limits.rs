@@ -96,10 +96,19 @@ pub fn memory_limit() -> Option<u64> {
 /// pool to the tenants that are open.
 pub const MEMORY_PER_SLOT_KIB: u64 = 112;
 
+/// The automatic budget's floor: the budget is the whole process's (the control plane's page
+/// cache too), and a budget below what is open makes every SQLite allocation first try to free
+/// pages — a small cache (`capacity = 64`: 7 MiB) must not starve the control plane.
+pub const MIN_AUTO_BUDGET_MIB: u64 = 64;
+
 /// SQLite's memory budget in bytes: `memory_mib` when set, else [`MEMORY_PER_SLOT_KIB`] per
-/// slot of a cache of `capacity`.
+/// slot of a cache of `capacity`, at least [`MIN_AUTO_BUDGET_MIB`].
 pub fn memory_budget(memory_mib: u64, capacity: u64) -> u64 {
-    if memory_mib > 0 { memory_mib * 1024 * 1024 } else { capacity * MEMORY_PER_SLOT_KIB * 1024 }
+    if memory_mib > 0 {
+        memory_mib * 1024 * 1024
+    } else {
+        (capacity * MEMORY_PER_SLOT_KIB * 1024).max(MIN_AUTO_BUDGET_MIB * 1024 * 1024)
+    }
 }
 
 /// Worst-case resident memory of a full cache, in bytes.
@@ -147,6 +156,7 @@ mod tests {
     fn the_memory_budget_is_the_setting_or_a_share_per_slot() {
         assert_eq!(memory_budget(512, 10_000), 512 * 1024 * 1024);
         assert_eq!(memory_budget(0, 10_000), 10_000 * MEMORY_PER_SLOT_KIB * 1024);
+        assert_eq!(memory_budget(0, 64), MIN_AUTO_BUDGET_MIB * 1024 * 1024, "a small cache keeps a floor");
     }
 
     #[test]
