@@ -143,7 +143,7 @@ impl CacheStats {
         );
         counter(
             "silo_cache_sqlite_bytes_per_open_tenant",
-            "SQLite's memory per open tenant file.",
+            "SQLite's memory (the control plane's included) per open tenant file.",
             "gauge",
             self.sqlite_memory / self.open_files.max(1),
         );
