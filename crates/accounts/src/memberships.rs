@@ -24,6 +24,7 @@
 //! - when a member loses the right to invite (removed, or demoted to member), the invitations
 //!   they sent that are still pending are revoked.
 
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::roles::{self, By, Change, Role};
@@ -167,7 +168,12 @@ impl Memberships {
         let control = self.0.control().clone();
         (self.0.directory().roles)
             .get_or_read((user_id.to_owned(), tenant), |(user_id, tenant)| async move {
-                read_role(control.reader(), tenant, &user_id).await
+                let role: Option<String> = control.read_inline(|conn| {
+                    conn.prepare_cached(ROLE)?
+                        .query_row((user_id.as_str(), tenant.to_string()), |row| row.get(0))
+                        .optional()
+                })?;
+                role.map(|r| r.parse()).transpose()
             })
             .await
     }
@@ -269,17 +275,16 @@ impl Memberships {
     }
 }
 
+/// An account's role in a tenant.
+const ROLE: &str = "SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?";
+
 async fn read_role<'e>(
     executor: impl sqlx::SqliteExecutor<'e>,
     tenant: TenantId,
     user_id: &str,
 ) -> Result<Option<Role>> {
     let role: Option<String> =
-        sqlx::query_scalar("SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?")
-            .bind(user_id)
-            .bind(tenant.to_string())
-            .fetch_optional(executor)
-            .await?;
+        sqlx::query_scalar(ROLE).bind(user_id).bind(tenant.to_string()).fetch_optional(executor).await?;
     role.map(|r| r.parse()).transpose()
 }
 

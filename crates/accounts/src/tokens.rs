@@ -1,9 +1,9 @@
 //! API tokens: issuing (shown once, stored as digests), authenticating, listing, revoking.
 
 use crate::users::{Email, UserId};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use silo_tenancy::Timestamp;
-use sqlx::Row;
 
 use std::time::Duration;
 
@@ -138,53 +138,49 @@ impl Tokens {
     pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenPrincipal>> {
         let digest = token_digest(secret);
         let tokens = self.clone();
-        let principal = (self.0.directory().tokens)
-            .get_or_read(digest, |digest| async move { tokens.read(&digest).await });
+        let principal =
+            (self.0.directory().tokens).get_or_read(digest, |digest| async move { tokens.read(&digest) });
         // A remembered token may have expired since: expiry is checked on every use.
         Ok(principal.await?.filter(|p| !p.expired()))
     }
 
-    /// Reads a token's principal from the control plane (see [`Tokens::authenticate`]).
-    async fn read(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT t.id, t.user_id, u.email, t.tenant_id, t.kind, t.last_used_at, t.expires_at,
-                    (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
-                    OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
-                        WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id)) AS standing
-             FROM api_tokens t JOIN users u ON u.id = t.user_id
-             WHERE t.token_sha256 = ? AND t.revoked_at IS NULL
-               AND (t.expires_at IS NULL OR t.expires_at > {})",
-            silo_tenancy::now!()
-        )))
-        .bind(digest)
-        .fetch_optional(self.0.control().reader())
-        .await?;
-        let principal = match row {
-            Some(row) if row.try_get::<bool, _>("standing")? => {
-                let tenant: Option<String> = row.try_get("tenant_id")?;
-                let tenant = tenant
-                    .map(|t| {
-                        t.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{t}` in api_tokens")))
-                    })
-                    .transpose()?;
-                let principal = TokenPrincipal {
-                    token_id: row.try_get("id")?,
-                    user_id: row.try_get("user_id")?,
-                    email: row.try_get("email")?,
-                    tenant,
-                    expires_at: row.try_get("expires_at")?,
-                };
-                let last_used: Option<Timestamp> = row.try_get("last_used_at")?;
-                let stale =
-                    silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
-                if last_used.is_none_or(|at| at < stale) {
-                    self.touch(&principal.token_id);
-                }
-                Some(principal)
-            }
-            _ => None,
+    /// Reads a token's principal from the control plane (see [`Tokens::authenticate`]), inline:
+    /// a request waits for it.
+    fn read(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
+        let row = self.0.control().read_inline(|conn| {
+            conn.prepare_cached(concat!(
+                "SELECT t.id, t.user_id, u.email, t.tenant_id, t.last_used_at, t.expires_at,
+                        (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
+                        OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
+                            WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id))
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.token_sha256 = ? AND t.revoked_at IS NULL
+                   AND (t.expires_at IS NULL OR t.expires_at > ",
+                silo_tenancy::now!(),
+                ")"
+            ))?
+            .query_row([digest], |row| {
+                let standing: bool = row.get(6)?;
+                let last_used: Option<Timestamp> = row.get(4)?;
+                let principal = (row.get(0)?, row.get(1)?, row.get(2)?, row.get::<_, Option<String>>(3)?, row.get(5)?);
+                Ok(standing.then_some((principal, last_used)))
+            })
+            .optional()
+        })?;
+        let Some(((token_id, user_id, email, tenant, expires_at), last_used)) = row.flatten() else {
+            return Ok(None);
         };
-        Ok(principal)
+        let tenant = tenant
+            .map(|t: String| {
+                t.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{t}` in api_tokens")))
+            })
+            .transpose()?;
+        let principal = TokenPrincipal { token_id, user_id, email, tenant, expires_at };
+        let stale = silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
+        if last_used.is_none_or(|at| at < stale) {
+            self.touch(&principal.token_id);
+        }
+        Ok(Some(principal))
     }
 
     /// Records a token's use without delaying the request.

@@ -14,9 +14,16 @@ use silo_tenancy::{Error, Result, Timestamp};
 use std::time::Duration;
 
 /// Text-backed identity types: read as `&str` (`Deref`), printed and compared as their text,
-/// stored as TEXT (sqlx `transparent`), serialised as a string.
+/// stored as TEXT (sqlx `transparent`; rusqlite `FromSql` for the inline reads), serialised as
+/// a string.
 macro_rules! text_type {
     ($name:ident) => {
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                String::column_result(value).map(Self)
+            }
+        }
+
         impl $name {
             /// The text.
             pub fn as_str(&self) -> &str {

@@ -2,11 +2,15 @@
 //!
 //! Reads go through a small pool; writes go through a one-connection pool so they never
 //! contend inside the process (SQLite has one writer anyway), and every lifecycle change
-//! writes its audit entry in the same transaction.
+//! writes its audit entry in the same transaction. The few point reads a request makes on a
+//! directory miss run inline on rusqlite instead ([`inline`]).
+
+mod inline;
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -166,7 +170,38 @@ impl Tenant {
     pub(crate) fn from_row(row: &SqliteRow) -> Result<Self> {
         Ok(<Self as sqlx::FromRow<SqliteRow>>::from_row(row)?)
     }
+
+    /// The same row read by rusqlite ([`ControlPlane::tenant_inline`]).
+    fn from_rusqlite(row: &rusqlite::Row<'_>) -> Result<Self> {
+        Ok(Self {
+            id: row.get::<_, String>("id")?.try_into()?,
+            slug: row.get::<_, String>("slug")?.try_into()?,
+            name: row.get("name")?,
+            status: row.get::<_, String>("status")?.try_into()?,
+            region: row.get::<_, String>("region")?.try_into()?,
+            plan: row.get("plan")?,
+            schema_version: row.get("schema_version")?,
+            migration_error: row.get("migration_error")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+            deleted_at: row.get("deleted_at")?,
+        })
+    }
 }
+
+/// The statement and key that find `tenant`.
+fn tenant_query(tenant: &TenantRef) -> (&'static str, String) {
+    match tenant {
+        TenantRef::Id(id) => (TENANT_BY_ID, id.to_string()),
+        TenantRef::Slug(slug) => (TENANT_BY_SLUG, slug.as_str().to_owned()),
+    }
+}
+
+/// A tenant by id.
+const TENANT_BY_ID: &str = "SELECT * FROM tenants WHERE id = ?";
+/// A tenant by slug: the live one, or the latest purged one.
+const TENANT_BY_SLUG: &str =
+    "SELECT * FROM tenants WHERE slug = ? ORDER BY status = 'deleted', created_at DESC LIMIT 1";
 
 /// A tenant about to be inserted.
 #[derive(Clone, Debug)]
@@ -282,6 +317,7 @@ pub struct MigrationRecord {
 pub struct ControlPlane {
     read: SqlitePool,
     write: SqlitePool,
+    inline: Arc<inline::InlineReaders>,
 }
 
 impl ControlPlane {
@@ -310,7 +346,7 @@ impl ControlPlane {
             .await?;
         CONTROL_MIGRATOR.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { read, write })
+        Ok(Self { read, write, inline: Arc::new(inline::InlineReaders::new(path)) })
     }
 
     /// Copies the WAL into the database and truncates it to zero bytes, so what was deleted
@@ -339,21 +375,28 @@ impl ControlPlane {
 
     /// Looks a tenant up by slug or id. A slug finds the live tenant, or the latest purged one.
     pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
-        let row = match tenant {
-            TenantRef::Id(id) => {
-                sqlx::query("SELECT * FROM tenants WHERE id = ?")
-                    .bind(id.to_string())
-                    .fetch_optional(&self.read)
-                    .await?
-            }
-            TenantRef::Slug(slug) => sqlx::query(
-                "SELECT * FROM tenants WHERE slug = ? ORDER BY status = 'deleted', created_at DESC LIMIT 1",
-            )
-            .bind(slug.as_str())
-            .fetch_optional(&self.read)
-            .await?,
-        };
+        let (sql, key) = tenant_query(tenant);
+        let row = sqlx::query(sql).bind(key).fetch_optional(&self.read).await?;
         row.map(|r| Tenant::from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(tenant.to_string()))
+    }
+
+    /// [`ControlPlane::tenant`], read on the calling thread ([`inline`]): for a request's
+    /// lookup that the directory cannot answer.
+    pub fn tenant_inline(&self, tenant: &TenantRef) -> Result<Tenant> {
+        let (sql, key) = tenant_query(tenant);
+        self.inline
+            .read(|conn| {
+                let mut statement = conn.prepare_cached(sql)?;
+                let mut rows = statement.query([key])?;
+                rows.next()?.map(Tenant::from_rusqlite).transpose()
+            })?
+            .ok_or_else(|| Error::NotFound(tenant.to_string()))
+    }
+
+    /// Runs a short read on `control.db` on the calling thread ([`inline`]): the point reads
+    /// behind the [directory](crate::directory)'s answers, which requests wait for.
+    pub fn read_inline<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.inline.read(|conn| Ok(f(conn)?))
     }
 
     /// Looks a tenant up by id.

@@ -111,7 +111,8 @@ pub enum Error {
     /// A database error.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// A database error on a tenant connection.
+    /// A database error on a rusqlite connection: a tenant's, or one of the control plane's
+    /// inline readers.
     #[error(transparent)]
     TenantSql(#[from] rusqlite::Error),
     /// A tenant schema problem (an edited or half-applied migration).

@@ -265,7 +265,7 @@ impl Tenancy {
         let control = self.inner.control.clone();
         self.inner
             .tenants_by_slug
-            .get_or_read(slug.clone(), |slug| async move { control.tenant(&TenantRef::Slug(slug)).await })
+            .get_or_read(slug.clone(), |slug| async move { control.tenant_inline(&TenantRef::Slug(slug)) })
             .await
     }
 
