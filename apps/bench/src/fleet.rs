@@ -43,9 +43,15 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
         check.elapsed_ms as f64 / 1000.0,
         count as f64 * 1000.0 / check.elapsed_ms.max(1) as f64
     );
-    let v2 =
-        schema::extended(tenant_migrations(), 2, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)");
-    let v3 = schema::extended(&v2, 3, "bench marker", "CREATE TABLE bench_marker_3 (x INTEGER)");
+    // The next two releases' migrations (numbered after the product's own).
+    let next = schema::latest_version(tenant_migrations()) + 1;
+    let v2 = schema::extended(
+        tenant_migrations(),
+        next,
+        "bench marker",
+        "CREATE TABLE bench_marker_2 (x INTEGER)",
+    );
+    let v3 = schema::extended(&v2, next + 1, "bench marker", "CREATE TABLE bench_marker_3 (x INTEGER)");
     for (concurrency, migrations) in [(1, &v2), (2, &v3)] {
         let targets = tenancy.fleet().targets(None).await?;
         let summary = tenancy.fleet().migrate(targets, migrations, concurrency, false, &|_| {}).await?;
@@ -139,11 +145,20 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
         println!("  {name:<24} {}", Latencies::new(samples).summary());
     }
 
-    let v2 =
-        schema::extended(tenant_migrations(), 2, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)");
+    // The next release's migration (numbered after the product's own).
+    let next = schema::latest_version(tenant_migrations()) + 1;
+    let v2 = schema::extended(
+        tenant_migrations(),
+        next,
+        "bench marker",
+        "CREATE TABLE bench_marker_2 (x INTEGER)",
+    );
     let summary =
         tenancy.fleet().migrate(tenancy.fleet().targets(None).await?, &v2, 2, false, &|_| {}).await?;
-    anyhow::ensure!(summary.failed == 0, "migration failures: {summary:?}");
+    anyhow::ensure!(
+        summary.failed == 0 && summary.migrated >= n,
+        "unexpected migration summary: {summary:?}"
+    );
     println!(
         "migration pass (one CREATE TABLE, concurrency 2): {:.1} s, {:.0} tenants/s",
         summary.elapsed_ms as f64 / 1000.0,

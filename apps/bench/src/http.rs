@@ -509,6 +509,7 @@ impl Fixture {
         // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace).
         all.extend(create_tenants(tenancy, "warm", 2, 1).await?);
         let task_count = tasks;
+        let count = all.len();
         let prepared = futures::stream::iter(all)
             .map(|tenant| async move {
                 let reference = TenantRef::Id(tenant.id);
@@ -526,12 +527,26 @@ impl Fixture {
                 db.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))?;
                 anyhow::Ok((tenant.slug.to_string(), token, project))
             })
-            .buffer_unordered(4)
-            .collect::<Vec<_>>()
-            .await;
+            .buffer_unordered(4);
+        let started = std::time::Instant::now();
+        let (mut done, mut last) = (Vec::with_capacity(count), std::time::Instant::now());
+        futures::pin_mut!(prepared);
+        while let Some(result) = prepared.next().await {
+            done.push(result);
+            // Past 20,000 tenants, each 10,000's rate: a slow-down shows where it starts.
+            if count >= 20_000 && done.len().is_multiple_of(10_000) {
+                eprintln!(
+                    "  prepared {} tenants ({:.0}/s, the last 10,000 at {:.0}/s)",
+                    done.len(),
+                    done.len() as f64 / started.elapsed().as_secs_f64(),
+                    10_000.0 / last.elapsed().as_secs_f64()
+                );
+                last = std::time::Instant::now();
+            }
+        }
         let mut spread = Vec::new();
         let (mut warm, mut writes) = (None, None);
-        for result in prepared {
+        for result in done {
             let (slug, token, project) = result?;
             match slug.as_str() {
                 "warm-0" => warm = Some((slug, token)),

@@ -154,6 +154,7 @@ pub async fn create_tenants(
     concurrency: usize,
 ) -> anyhow::Result<Vec<Tenant>> {
     let started = Instant::now();
+    let mut last = started;
     let mut tenants = Vec::with_capacity(count);
     let mut created = futures::stream::iter(0..count)
         .map(|i| {
@@ -165,10 +166,12 @@ pub async fn create_tenants(
         tenants.push(tenant?);
         if count >= 20_000 && tenants.len().is_multiple_of(10_000) {
             eprintln!(
-                "  created {} tenants ({:.0}/s)",
+                "  created {} tenants ({:.0}/s, the last 10,000 at {:.0}/s)",
                 tenants.len(),
-                tenants.len() as f64 / started.elapsed().as_secs_f64()
+                tenants.len() as f64 / started.elapsed().as_secs_f64(),
+                10_000.0 / last.elapsed().as_secs_f64()
             );
+            last = Instant::now();
         }
     }
     tenants.sort_by_key(|t| t.slug.clone());
