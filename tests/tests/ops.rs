@@ -38,6 +38,8 @@ async fn health_readiness_and_metrics() {
         &capacity,
         "silo_backup_last_pass_failed 0",
         "silo_backup_last_verify_failed 0",
+        "silo_backup_continuous_tenants_behind 0",
+        "silo_backup_continuous_lag_seconds 0",
     ] {
         assert!(body.lines().any(|l| l == line), "missing {line:?} in\n{body}");
     }

@@ -107,6 +107,15 @@ impl Application {
             ),
         }
         if tenancy.settings().backup.schedule {
+            if let Some(every) = tenancy.settings().backup.continuous_interval()? {
+                // From here on every tenant connection opened follows its log.
+                tenancy.backups().logs().enable();
+                tracing::info!(interval_ms = every.as_millis() as u64, "continuous backup started");
+                let (tenancy, stopping) = (tenancy.clone(), Stopping(stopping.clone()));
+                loops.push(tokio::spawn(async move {
+                    tenancy.backups().run_shipper(every, stopping.signal()).await
+                }));
+            }
             let interval = tenancy.settings().backup.interval()?;
             tracing::info!(interval_s = interval.as_secs(), "backup scheduler started");
             let (tenancy, stopping) = (tenancy.clone(), Stopping(stopping.clone()));

@@ -63,6 +63,16 @@ pub fn unpack(bytes: &[u8], sha256: &str, key: &DataKey, context: &[u8], dest: &
     written
 }
 
+/// Opens a sealed object (see [`pack`]) into its plain bytes: decrypts (which fails for
+/// altered or truncated bytes, the wrong key or the wrong context) and decompresses.
+pub fn unseal(bytes: &[u8], key: &DataKey, context: &[u8]) -> Result<Vec<u8>> {
+    let compressed = key.open(bytes, context)?;
+    let mut plain = Vec::new();
+    zstd::stream::copy_decode(compressed.as_slice(), &mut plain)
+        .map_err(|e| Error::io("decompress", "<memory>", e))?;
+    Ok(plain)
+}
+
 fn write_decompressed(compressed: &[u8], dest: &Path) -> Result<u64> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)

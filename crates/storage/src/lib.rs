@@ -14,6 +14,8 @@
 //! - [`backup`]: the sealed, compressed backup object format.
 //! - [`objects`]: object stores — a local directory or S3.
 //! - [`memory`]: SQLite's memory budget, the process's memory figures, freed memory returned.
+//! - [`wal`]: committed transactions read out of a write-ahead log, and replayed into a file.
+//! - [`segment`]: the continuous-backup segment (timed commits) as stored.
 //! - [`Secret`]: a setting whose `Debug` is redacted (keys, passwords, tokens).
 
 pub mod backup;
@@ -22,7 +24,9 @@ pub mod memory;
 pub mod objects;
 pub mod placement;
 mod secret;
+pub mod segment;
 pub mod sqlite;
+pub mod wal;
 
 pub use placement::{Placement, RegionName};
 pub use secret::Secret;

@@ -168,6 +168,9 @@ pub struct BackupSettings {
     pub schedule: bool,
     /// How often the scheduler backs up changed tenants: `90s`, `15m`, `1h` (default `15m`).
     pub interval: String,
+    /// Continuous backup: a tenant's commits reach the store within this (default `1s`); `0`
+    /// turns it off (then only the scheduler's snapshots are taken).
+    pub continuous_interval: String,
     /// Every backup younger than this many hours is kept.
     pub keep_all_hours: u64,
     /// Beyond that, the newest backup of each day is kept for this many days.
@@ -189,6 +192,7 @@ impl Default for BackupSettings {
             master_key: None,
             schedule: true,
             interval: "15m".to_owned(),
+            continuous_interval: "1s".to_owned(),
             keep_all_hours: 24,
             keep_daily_days: 30,
             verify_sample: 5,
@@ -202,6 +206,19 @@ impl BackupSettings {
     pub fn interval(&self) -> Result<Duration> {
         parse_duration(&self.interval).ok_or_else(|| {
             Error::Config(format!("backup.interval `{}`: use e.g. 90s, 15m or 1h", self.interval))
+        })
+    }
+
+    /// Continuous backup's interval, parsed from `continuous_interval` (`None`: off).
+    pub fn continuous_interval(&self) -> Result<Option<Duration>> {
+        if matches!(self.continuous_interval.trim(), "0" | "0s" | "off") {
+            return Ok(None);
+        }
+        parse_duration(&self.continuous_interval).map(Some).ok_or_else(|| {
+            Error::Config(format!(
+                "backup.continuous_interval `{}`: use e.g. 1s or 5s, or 0 to turn it off",
+                self.continuous_interval
+            ))
         })
     }
 

@@ -48,6 +48,47 @@ impl Timestamp {
     pub fn date(&self) -> &str {
         &self.0[..10]
     }
+
+    /// A moment given by a person: the stored format, or RFC 3339 in UTC to the second
+    /// (`2026-12-05T10:42:13Z`, meaning `.000`).
+    pub fn parse_moment(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let full = match text.strip_suffix('Z') {
+            Some(seconds) if seconds.len() == 19 => format!("{seconds}.000Z"),
+            _ => text.to_owned(),
+        };
+        let parsed = Self::parse(&full)
+            .map_err(|_| format!("`{text}` is not a UTC time like 2026-12-05T10:42:13Z"))?;
+        // A real date and time (no month 13, no 25 o'clock): it survives a round trip.
+        if utc_timestamp(parsed.to_system_time()) == parsed {
+            Ok(parsed)
+        } else {
+            Err(format!("`{text}` is not a real date and time"))
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn unix_ms(&self) -> i64 {
+        let b = &self.0;
+        let n = |range: std::ops::Range<usize>| b[range].parse::<i64>().unwrap_or(0);
+        let days = day_number(n(0..4) as i32, n(5..7) as u32, n(8..10) as u32);
+        ((days * 24 + n(11..13)) * 60 + n(14..16)) * 60_000 + n(17..19) * 1000 + n(20..23)
+    }
+
+    /// The same moment as a [`std::time::SystemTime`].
+    pub fn to_system_time(&self) -> std::time::SystemTime {
+        let ms = self.unix_ms();
+        if ms >= 0 {
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64)
+        } else {
+            std::time::UNIX_EPOCH - std::time::Duration::from_millis(ms.unsigned_abs())
+        }
+    }
+
+    /// The moment `ms` milliseconds after the Unix epoch.
+    pub fn from_unix_ms(ms: i64) -> Self {
+        utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -152,6 +193,17 @@ mod tests {
         let epoch = utc_timestamp(std::time::UNIX_EPOCH);
         assert_eq!(epoch.as_str(), "1970-01-01T00:00:00.000Z");
         assert!(epoch < now);
+        assert_eq!(Timestamp::from_unix_ms(now.unix_ms()), now);
+        assert_eq!(epoch.unix_ms(), 0);
+        let moment = Timestamp::parse_moment("2026-12-05T10:42:13Z").unwrap();
+        assert_eq!(moment.as_str(), "2026-12-05T10:42:13.000Z");
+        assert_eq!(
+            Timestamp::parse_moment("2026-12-05T10:42:13.250Z").unwrap().unix_ms(),
+            moment.unix_ms() + 250
+        );
+        for bad in ["2026-13-05T10:42:13Z", "2026-02-30T10:42:13Z", "2026-12-05T25:00:00Z", "yesterday", ""] {
+            assert!(Timestamp::parse_moment(bad).is_err(), "{bad:?}");
+        }
         for bad in
             ["", "2026-11-30", "2026-11-30 07:33:51.123Z", "2026-11-30T07:33:51Z", "x026-11-30T07:33:51.123Z"]
         {

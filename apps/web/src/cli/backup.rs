@@ -55,8 +55,12 @@ pub struct RestoreArgs {
     /// Slug or UUID of the tenant whose backup is restored.
     tenant: String,
     /// Backup id (default: the newest).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", conflicts_with = "at")]
     backup: Option<String>,
+    /// Restore to this moment (UTC, e.g. 2026-12-05T10:42:13Z): the last commit at or before
+    /// it that reached the store.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
     /// Restore into a new tenant with this slug instead of in place.
     #[arg(long = "as", value_name = "NEW_SLUG")]
     as_slug: Option<String>,
@@ -152,15 +156,28 @@ impl RestoreArgs {
     /// Restores in place (under a lease) or as a new tenant.
     pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<ExitCode> {
         let reference: TenantRef = self.tenant.parse()?;
-        let restored = tenancy
-            .backups()
-            .restore(&reference, self.backup.as_deref(), self.as_slug.as_deref(), &actor())
-            .await?;
+        let restored = match &self.at {
+            Some(at) => {
+                let at =
+                    silo_tenancy::Timestamp::parse_moment(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+                tenancy.backups().restore_to(&reference, &at, self.as_slug.as_deref(), &actor()).await?
+            }
+            None => {
+                tenancy
+                    .backups()
+                    .restore(&reference, self.backup.as_deref(), self.as_slug.as_deref(), &actor())
+                    .await?
+            }
+        };
+        let moment = match &restored.at {
+            Some(at) => format!(" at {at} ({} commits replayed)", restored.commits_replayed),
+            None => String::new(),
+        };
         if self.json {
             print_json(&restored)?;
         } else if self.as_slug.is_some() {
             crate::say!(
-                "restored backup {} of {} as new tenant {} ({})",
+                "restored backup {}{moment} of {} as new tenant {} ({})",
                 restored.backup.id,
                 self.tenant,
                 restored.tenant.slug,
@@ -168,7 +185,7 @@ impl RestoreArgs {
             );
         } else {
             crate::say!(
-                "restored {} to backup {} of {} ({}); unavailable {:.1} ms",
+                "restored {} to backup {} of {}{moment} ({}); unavailable {:.1} ms",
                 restored.tenant.slug,
                 restored.backup.id,
                 restored.backup.created_at,

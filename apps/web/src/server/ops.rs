@@ -27,8 +27,13 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
 }
 
-/// The process can serve: the control plane answers. Free disk space running low is
-/// reported in the body (still ready: reads work, and writes answer a clear error when full).
+/// Commits older than this not in the backup store yet make `/readyz` warn (still 200: the
+/// server serves; what is late is its copy).
+const LAG_WARNING: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The process can serve: the control plane answers. Free disk space running low, and
+/// continuous backup falling behind, are reported in the body (still ready: reads work, and
+/// writes answer a clear error when full).
 #[get("/readyz")]
 async fn readyz(app: web::Data<AppState>) -> HttpResponse {
     match app.tenancy.ping().await {
@@ -42,6 +47,15 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
                     "warning: disk space low: {} MB free of {} MB\n",
                     space.available / 1_000_000,
                     space.total / 1_000_000
+                ));
+            }
+            let lag = app.tenancy.backups().logs().lag();
+            if lag.oldest_unshipped_ms >= LAG_WARNING.as_millis() as u64 {
+                body.push_str(&format!(
+                    "warning: continuous backup is {:.0} s behind: {} tenants, {} KB not in the backup store\n",
+                    lag.oldest_unshipped_ms as f64 / 1000.0,
+                    lag.tenants_behind,
+                    lag.unshipped_bytes / 1000
                 ));
             }
             HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body)
@@ -64,6 +78,7 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     }
     let mut body = app.tenancy.cache().stats().to_prometheus();
     body.push_str(&app.tenancy.backups().scheduler_status().to_prometheus());
+    body.push_str(&app.tenancy.backups().logs().lag().to_prometheus());
     if let Ok(space) = app.tenancy.disk_space() {
         body.push_str("# HELP silo_disk_available_bytes Free bytes on the data directory's file system.\n# TYPE silo_disk_available_bytes gauge\n");
         body.push_str(&format!("silo_disk_available_bytes {}\n", space.available));

@@ -78,11 +78,23 @@ impl ChangeTracker {
         self.marks.lock().changed.contains(&tenant)
     }
 
-    /// Installs the hook on a tenant connection.
-    pub(crate) fn watch(self: &std::sync::Arc<Self>, conn: &rusqlite::Connection, tenant: TenantId) {
+    /// Installs the hook on a tenant connection; with `log`, also continuous backup's hooks
+    /// (a connection has one commit hook: this one notes the commit's time for it).
+    pub(crate) fn watch(
+        self: &std::sync::Arc<Self>,
+        conn: &rusqlite::Connection,
+        tenant: TenantId,
+        log: Option<std::sync::Arc<super::continuous::TenantLog>>,
+    ) {
         let tracker = self.clone();
+        if log.is_some() {
+            super::continuous::install(conn);
+        }
         let installed = conn.commit_hook(Some(move || {
             tracker.mark(tenant);
+            if let Some(log) = &log {
+                super::continuous::committing(log);
+            }
             false // let the commit proceed
         }));
         if let Err(e) = installed {

@@ -11,6 +11,7 @@
 
 pub mod catalogue;
 pub mod changes;
+pub mod continuous;
 pub mod restore;
 pub mod retention;
 pub mod scheduler;
@@ -199,8 +200,9 @@ impl Backups {
         self.backup_known(&tenant, kind, actor).await
     }
 
-    /// Snapshot → compress → encrypt → store → catalogue. The object is complete in the store
-    /// before its row exists, so a crash never leaves a row without its object.
+    /// Snapshot → compress → encrypt → store → catalogue, starting a new chain of continuous
+    /// backup ([`continuous`]). The object is complete in the store before its row exists, so
+    /// a crash never leaves a row without its object.
     #[tracing::instrument(name = "tenant_backup", skip_all, fields(tenant = %tenant.id, kind = %kind))]
     pub(crate) async fn backup_known(
         &self,
@@ -208,18 +210,66 @@ impl Backups {
         kind: BackupKind,
         actor: &str,
     ) -> Result<Backup> {
+        self.backup_in_chain(tenant, kind, actor).await
+    }
+
+    /// [`Backups::backup_known`]'s snapshot. With `log` (the tenant's, its shipping lock held)
+    /// the commits not shipped yet are taken at the snapshot and returned (they close the old
+    /// chain); if the snapshot fails they go back to the log.
+    pub(crate) async fn snapshot(
+        &self,
+        tenant: &Tenant,
+        kind: BackupKind,
+        actor: &str,
+        log: Option<&Arc<continuous::TenantLog>>,
+    ) -> Result<(Backup, Vec<silo_storage::segment::TimedCommit>)> {
         if tenant.status == TenantStatus::Deleted {
             return Err(Error::Gone(tenant.slug.to_string()));
         }
         let key = self.data_key(tenant, true).await?;
         let id = Uuid::now_v7().to_string();
         let source = self.0.tenant_path(tenant)?;
-        let created_at = utc_now();
         let context = seal_context(tenant.id, &id);
         // The copy is taken on the file's owning connection; compressing and sealing it do not
-        // need the connection, so they run after the tenant's turn is given back.
-        let plain =
-            self.0.cache().with_file(tenant.id, source, |conn| Ok(sqlite::snapshot_bytes(conn)?)).await?;
+        // need the connection, so they run after the tenant's turn is given back. Its time is
+        // read holding the connection: every commit before it is in the copy, none after.
+        let (reader, db) = (log.cloned(), source.clone());
+        let (plain, tail, created_at) = self
+            .0
+            .cache()
+            .with_file_told(tenant.id, source, move |conn, live| {
+                let tail = match &reader {
+                    Some(log) => continuous::at_snapshot(log, &db, live)?,
+                    None => Vec::new(),
+                };
+                Ok((sqlite::snapshot_bytes(conn)?, tail, utc_now()))
+            })
+            .await?;
+        let stored = self.store_snapshot(tenant, kind, actor, id, key, context, plain, created_at).await;
+        match stored {
+            Ok(backup) => Ok((backup, tail)),
+            Err(e) => {
+                if let Some(log) = log {
+                    log.put_back(tail);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Compresses, seals, stores and catalogues a snapshot.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_snapshot(
+        &self,
+        tenant: &Tenant,
+        kind: BackupKind,
+        actor: &str,
+        id: String,
+        key: DataKey,
+        context: Vec<u8>,
+        plain: Vec<u8>,
+        created_at: crate::Timestamp,
+    ) -> Result<Backup> {
         let packed = tokio::task::spawn_blocking(move || {
             let version = schema_version_of(&plain)?;
             let packed = silo_storage::backup::pack(&plain, &key, &context)?;
@@ -387,6 +437,11 @@ impl Backups {
         for backups in by_tenant.values() {
             for id in retention::expired(backups, now, keep_all, settings.keep_daily_days) {
                 let backup = backups.iter().find(|b| b.id == id).expect("expired ids come from the list");
+                // The chain's segments first: a restore never finds segments without their snapshot.
+                let tenant: TenantId = backup.tenant_id.parse()?;
+                for key in store.list(&continuous::chain_prefix(tenant, &id)).await? {
+                    store.delete(&key).await?;
+                }
                 store.delete(&backup.object_key).await?;
                 gone.push(id);
             }
@@ -396,8 +451,15 @@ impl Backups {
         self.0.control().delete_backups(&gone).await?;
         report.expired = gone.len();
         let catalogued: std::collections::HashSet<&str> = all.iter().map(|b| b.object_key.as_str()).collect();
+        let live: std::collections::HashSet<&str> =
+            all.iter().filter(|b| !gone.contains(&b.id)).map(|b| b.id.as_str()).collect();
         for key in store.list("tenants/").await? {
-            if !catalogued.contains(key.as_str()) && is_stale_orphan(&key, now) {
+            let orphan = match chain_of(&key) {
+                // A segment is an orphan when its chain's snapshot is (the id carries its time).
+                Some(chain) => !live.contains(chain) && is_stale_orphan(chain, now),
+                None => !catalogued.contains(key.as_str()) && is_stale_orphan(&key, now),
+            };
+            if orphan {
                 store.delete(&key).await?;
                 report.orphans += 1;
             }
@@ -441,6 +503,15 @@ fn schema_version_of(snapshot: &[u8]) -> Result<i64> {
 pub(crate) fn read_schema_version(path: &Path) -> Result<i64> {
     let conn = sqlite::open_sync(path, Default::default(), sqlite::OpenMode::ReadOnly)?;
     crate::schema::file_version(&conn)
+}
+
+/// The chain (snapshot id) of a segment's key, `tenants/<tenant>/chains/<id>/<segment>`.
+fn chain_of(key: &str) -> Option<&str> {
+    let mut parts = key.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("tenants"), Some(_), Some("chains"), Some(chain), Some(_)) => Some(chain),
+        _ => None,
+    }
 }
 
 /// An uncatalogued object whose backup id (a UUID v7, which carries its creation time) is

@@ -1,5 +1,7 @@
 //! Restores: in place (the tenant's file is replaced under a lease) or as a new tenant (a
-//! clone with its own id, file and slug).
+//! clone with its own id, file and slug); from a snapshot, or to a moment ([`Backups::restore_to`]:
+//! the newest snapshot at or before it, then its chain's commits up to it, see
+//! [`super::continuous`]).
 //!
 //! Both first write the backup to a staging file beside the destination and check it
 //! (checksum, decryption, `integrity_check`, schema version), then replay the erasure ledger
@@ -37,6 +39,20 @@ pub struct Restored {
     /// People the erasure ledger names who were in the backup and were erased from the
     /// restored file before it served.
     pub forgotten: usize,
+    /// The moment restored to (a restore to a point in time), and the commits of the
+    /// snapshot's chain replayed to reach it.
+    pub at: Option<crate::Timestamp>,
+    /// Commits replayed after the snapshot.
+    pub commits_replayed: usize,
+}
+
+/// A staged file: its size, the people the erasure ledger erased from it, its schema version,
+/// and the commits replayed onto the snapshot.
+struct Staged {
+    size: u64,
+    forgotten: usize,
+    schema_version: i64,
+    replayed: usize,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -59,30 +75,74 @@ impl Backups {
         actor: &str,
     ) -> Result<Restored> {
         let tenant = self.0.tenant(tenant).await?;
-        match tenant.status {
-            TenantStatus::Deleted => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
-            TenantStatus::Deleting if as_slug.is_none() => {
-                let status = tenant.status.to_string();
-                return Err(Error::InvalidTransition {
-                    tenant: tenant.slug.to_string(),
-                    action: "restore",
-                    status,
-                });
-            }
-            _ => {}
-        }
+        Self::check_restorable(&tenant, as_slug)?;
         let backup = self.find(&tenant, backup).await?;
         match as_slug {
-            None => self.restore_in_place(tenant, backup, actor).await,
-            Some(slug) => self.restore_as_new(tenant, backup, slug, actor).await,
+            None => self.restore_in_place(tenant, backup, None, actor).await,
+            Some(slug) => self.restore_as_new(tenant, backup, None, slug, actor).await,
+        }
+    }
+
+    /// Restores a tenant to the moment `at`: the last commit at or before it that reached the
+    /// store (the newest snapshot at or before `at`, then its chain's commits up to `at`). In
+    /// place, or with `as_slug` as a new tenant.
+    pub async fn restore_to(
+        &self,
+        tenant: &TenantRef,
+        at: &crate::Timestamp,
+        as_slug: Option<&str>,
+        actor: &str,
+    ) -> Result<Restored> {
+        let tenant = self.0.tenant(tenant).await?;
+        Self::check_restorable(&tenant, as_slug)?;
+        if at > &crate::Timestamp::now() {
+            return Err(Error::InvalidInput(format!(
+                "{at} is in the future: restore to a moment that has passed"
+            )));
+        }
+        let backups = self.of_tenant(tenant.id).await?;
+        let Some(base) = backups.iter().find(|b| &b.created_at <= at).cloned() else {
+            let detail = match backups.last() {
+                Some(first) => format!("its earliest backup is of {}", first.created_at),
+                None => "it has no backup".to_owned(),
+            };
+            return Err(Error::InvalidInput(format!(
+                "`{}` cannot be restored to {at}: {detail}, and a restore starts from a backup at or before the moment",
+                tenant.slug
+            )));
+        };
+        let until = Some(at.unix_ms());
+        match as_slug {
+            None => self.restore_in_place(tenant, base, until, actor).await,
+            Some(slug) => self.restore_as_new(tenant, base, until, slug, actor).await,
+        }
+    }
+
+    /// Refuses a purged tenant, and an in-place restore of one being deleted.
+    fn check_restorable(tenant: &Tenant, as_slug: Option<&str>) -> Result<()> {
+        match tenant.status {
+            TenantStatus::Deleted => Err(Error::KeyDestroyed(tenant.slug.to_string())),
+            TenantStatus::Deleting if as_slug.is_none() => Err(Error::InvalidTransition {
+                tenant: tenant.slug.to_string(),
+                action: "restore",
+                status: tenant.status.to_string(),
+            }),
+            _ => Ok(()),
         }
     }
 
     #[tracing::instrument(name = "tenant_restore", skip_all, fields(tenant = %tenant.id, backup = %backup.id))]
-    async fn restore_in_place(&self, tenant: Tenant, backup: Backup, actor: &str) -> Result<Restored> {
+    async fn restore_in_place(
+        &self,
+        tenant: Tenant,
+        backup: Backup,
+        until: Option<i64>,
+        actor: &str,
+    ) -> Result<Restored> {
         let path = self.0.tenant_path(&tenant)?;
         let staging = staging_path(&path);
-        let (size, forgotten) = self.stage(&tenant, &backup, &staging).await?;
+        let staged = self.stage(&tenant, &backup, until, &staging).await?;
+        let Staged { size, forgotten, schema_version, replayed } = staged;
         let switched = async {
             let lease = self.0.cache().lease(tenant.id).await?;
             let started = Instant::now();
@@ -95,11 +155,8 @@ impl Backups {
                 .expect("a restore task panicked")?;
             // The file now holds the backup's schema (and is no longer whatever got it
             // quarantined): record both before anyone opens it.
-            let record = MigrationRecord {
-                tenant: tenant.id,
-                schema_version: Some(backup.schema_version),
-                error: None,
-            };
+            let record =
+                MigrationRecord { tenant: tenant.id, schema_version: Some(schema_version), error: None };
             self.0.control().record_migrations(&[record]).await?;
             let unavailable = started.elapsed();
             drop(lease);
@@ -114,14 +171,18 @@ impl Backups {
             }
         };
         self.0.forget_tenants();
+        // The file is another one now: its log starts afresh, with a new chain.
+        self.logs().reset(tenant.id);
+        let at = until.map(crate::Timestamp::from_unix_ms);
         let detail = serde_json::json!({
             "backup": backup.id, "backup_created_at": backup.created_at, "size": size,
             "unavailable_ms": unavailable.as_secs_f64() * 1000.0, "forgotten": forgotten,
+            "at": at, "commits_replayed": replayed,
         });
         self.0.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
         tracing::info!(backup = %backup.id, unavailable_ms = unavailable.as_millis() as u64, "tenant restored in place");
         let tenant = self.0.control().tenant_by_id(tenant.id).await?;
-        Ok(Restored { tenant, backup, size, unavailable, forgotten })
+        Ok(Restored { tenant, backup, size, unavailable, forgotten, at, commits_replayed: replayed })
     }
 
     #[tracing::instrument(name = "tenant_clone", skip_all, fields(tenant = %source.id, backup = %backup.id))]
@@ -129,6 +190,7 @@ impl Backups {
         &self,
         source: Tenant,
         backup: Backup,
+        until: Option<i64>,
         slug: &str,
         actor: &str,
     ) -> Result<Restored> {
@@ -145,7 +207,8 @@ impl Backups {
             source: e,
         })?;
         let staging = staging_path(&path);
-        let (size, forgotten) = self.stage(&source, &backup, &staging).await?;
+        let Staged { size, forgotten, schema_version, replayed } =
+            self.stage(&source, &backup, until, &staging).await?;
         // The clone gets the source's members (`insert_clone` copies them).
         if let Err(e) = self.reconcile_members(source.id, &staging).await {
             let _ = sqlite::remove_database_files(&staging).await;
@@ -169,7 +232,7 @@ impl Backups {
             slug,
             region: source.region.to_string(),
             plan: source.plan.clone(),
-            schema_version: backup.schema_version,
+            schema_version,
         };
         let tenant = match self.0.control().insert_clone(&new, source.id, &backup.id, actor).await {
             Ok(tenant) => tenant,
@@ -180,7 +243,16 @@ impl Backups {
         };
         self.0.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
-        Ok(Restored { tenant, backup, size, unavailable: Duration::ZERO, forgotten })
+        let at = until.map(crate::Timestamp::from_unix_ms);
+        Ok(Restored {
+            tenant,
+            backup,
+            size,
+            unavailable: Duration::ZERO,
+            forgotten,
+            at,
+            commits_replayed: replayed,
+        })
     }
 
     /// Brings the member rows of the file at `path` (not serving) to `tenant`'s current members.
@@ -198,16 +270,44 @@ impl Backups {
         .expect("reconciling members panicked")
     }
 
-    /// Writes and checks the backup at `staging`, then replays the erasure ledger on it;
-    /// returns its size and how many people the replay erased. On failure nothing is left.
-    async fn stage(&self, tenant: &Tenant, backup: &Backup, staging: &Path) -> Result<(u64, usize)> {
+    /// Writes and checks the backup at `staging`, replays its chain's commits up to `until`
+    /// (ms since the epoch) when given and checks the result again, then replays the erasure
+    /// ledger on it. On failure nothing is left.
+    async fn stage(
+        &self,
+        tenant: &Tenant,
+        backup: &Backup,
+        until: Option<i64>,
+        staging: &Path,
+    ) -> Result<Staged> {
         let size = self.fetch_backup_into(tenant, backup, staging).await?;
-        match self.0.erasures().replay(staging).await {
-            Ok(forgotten) => Ok((size, forgotten)),
-            Err(e) => {
-                let _ = sqlite::remove_database_files(staging).await;
-                Err(e)
+        let staged = async {
+            let (mut size, mut schema_version, mut replayed) = (size, backup.schema_version, 0);
+            if let Some(until) = until {
+                replayed = self.replay_chain(tenant, backup, until, staging).await?;
+                if replayed > 0 {
+                    let (file, latest) = (staging.to_owned(), crate::schema::latest_version(self.0.migrations()));
+                    (size, schema_version) = tokio::task::spawn_blocking(move || {
+                        sqlite::check_integrity(&file)?;
+                        let version = super::read_schema_version(&file)?;
+                        if version > latest {
+                            return Err(Error::Schema(format!(
+                                "the restored file is at schema version {version}, newer than this binary's {latest}"
+                            )));
+                        }
+                        Ok::<_, Error>((sqlite::database_size(&file), version))
+                    })
+                    .await
+                    .expect("checking a restored file panicked")?;
+                }
             }
+            let forgotten = self.0.erasures().replay(staging).await?;
+            Ok(Staged { size, forgotten, schema_version, replayed })
         }
+        .await;
+        if staged.is_err() {
+            let _ = sqlite::remove_database_files(staging).await;
+        }
+        staged
     }
 }

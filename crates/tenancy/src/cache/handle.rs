@@ -56,6 +56,9 @@ pub struct TenantDb {
     retired: AtomicBool,
     schema_version: i64,
     registry: Arc<Registry>,
+    /// Continuous backup's log of the file (and the file's path): read out before the
+    /// connection closes.
+    log: Option<(Arc<crate::backup::continuous::TenantLog>, std::path::PathBuf)>,
 }
 
 impl std::fmt::Debug for TenantDb {
@@ -78,7 +81,17 @@ impl TenantDb {
             retired: AtomicBool::new(false),
             schema_version,
             registry,
+            log: None,
         }
+    }
+
+    /// Follows the file's log for continuous backup (see `backup::continuous`).
+    pub(crate) fn with_log(
+        mut self,
+        log: Option<(Arc<crate::backup::continuous::TenantLog>, std::path::PathBuf)>,
+    ) -> Self {
+        self.log = log;
+        self
     }
 
     /// The tenant.
@@ -185,10 +198,15 @@ impl Drop for TenantDb {
         let connection = self.connection.lock().take();
         let registry = self.registry.clone();
         let id = self.id;
+        let log = self.log.take();
         // Closing the connection checkpoints the WAL (and fsyncs): not on the executor. The
         // registry hears of it only once the file is really closed, which the next owner (an
         // open, a lease) relies on.
         let close = move || {
+            // Its close checkpoints the log away: what was not shipped is read out first.
+            if let (Some((log, path)), Some(_)) = (&log, &connection) {
+                log.before_close(path);
+            }
             if let Some(Err(e)) = connection.map(OwnedConnection::close) {
                 tracing::warn!(tenant = %id, error = %e, "closing a tenant connection failed");
             }

@@ -81,6 +81,8 @@ struct Inner {
     /// Which tenants were written to (commit hooks on every connection), for the backup
     /// scheduler.
     changes: Arc<crate::backup::ChangeTracker>,
+    /// Each tenant's write-ahead log as continuous backup follows it.
+    logs: Arc<crate::backup::continuous::Logs>,
     /// The directory's tenants by slug (shared with `Tenancy::resolve`): cleared after the
     /// cache records a migration or a quarantine in a tenant's row, so the next request sees it.
     tenants: crate::directory::Memo<crate::TenantSlug, crate::Tenant>,
@@ -159,6 +161,7 @@ impl HandleCache {
             migrations,
             metrics,
             changes: Arc::default(),
+            logs: Arc::default(),
             tenants,
             open_permits,
             storage_limits: parking_lot::RwLock::new(None),
@@ -262,10 +265,12 @@ impl HandleCache {
             let (tuning, file) = (inner.config.tuning, path.clone());
             let migrations = inner.migrations.clone();
             let changes = inner.changes.clone();
+            let log = inner.logs.watching(id);
+            let watched = log.clone();
             let limit = self.storage_limit(&tenant.plan);
             let opened = tokio::task::spawn_blocking(move || {
                 let mut connection = sqlite::open_sync(&file, tuning, OpenMode::Existing)?;
-                changes.watch(&connection, id);
+                changes.watch(&connection, id, watched);
                 let migrated = schema::migrate(&mut connection, &migrations);
                 // After the migration (a schema change is never refused for the plan's size).
                 handle::limit_size(&connection, limit)?;
@@ -278,7 +283,8 @@ impl HandleCache {
                 Err(e) => return Err(self.open_failed(id, path, e).await),
             };
             // From here on the handle owns the count: dropping it closes the connection first.
-            let mut db = TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry());
+            let mut db = TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry())
+                .with_log(log.map(|log| (log, path.clone())));
             match migrated {
                 Ok(outcome) => db.set_schema_version(outcome.version()),
                 Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
@@ -418,13 +424,24 @@ impl HandleCache {
         path: PathBuf,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.with_file_told(id, path, |conn, _| f(conn)).await
+    }
+
+    /// [`HandleCache::with_file`], telling `f` whether the connection is the cached handle's
+    /// (`true`) or one of its own, closed after (and so checkpointing its log away).
+    pub(crate) async fn with_file_told<T: Send + 'static>(
+        &self,
+        id: TenantId,
+        path: PathBuf,
+        f: impl FnOnce(&mut rusqlite::Connection, bool) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         match self.owner(id).await? {
-            Owner::Live(db) => db.call_owned(f).await,
+            Owner::Live(db) => db.call_owned(|conn| f(conn, true)).await,
             Owner::Free(reservation) => {
                 let tuning = self.inner.config.tuning;
                 tokio::task::spawn_blocking(move || {
                     let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
-                    let value = f(&mut conn)?;
+                    let value = f(&mut conn, false)?;
                     conn.close()?;
                     drop(reservation);
                     Ok(value)
@@ -435,9 +452,27 @@ impl HandleCache {
         }
     }
 
+    /// Runs `f` on the tenant's cached handle's connection (with a turn) if this process has
+    /// the file open; `None` (and nothing run) otherwise. Never opens the file.
+    pub(crate) async fn with_open_file<T: Send + 'static>(
+        &self,
+        id: TenantId,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+    ) -> Result<Option<T>> {
+        match self.inner.registry.live(id) {
+            Some(db) => Ok(Some(db.call_owned(f).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The write tracker fed by the tenant connections' commit hooks.
     pub fn changes(&self) -> &Arc<crate::backup::ChangeTracker> {
         &self.inner.changes
+    }
+
+    /// The tenants' write-ahead logs as continuous backup follows them.
+    pub fn logs(&self) -> &Arc<crate::backup::continuous::Logs> {
+        &self.inner.logs
     }
 
     /// Current counters.

@@ -73,6 +73,16 @@ impl Registry {
         Access::Open(Reservation { registry: Some(self.clone()), id })
     }
 
+    /// The file's live handle, if it has one (reserves nothing).
+    pub(crate) fn live(&self, id: TenantId) -> Option<Arc<TenantDb>> {
+        let slots = self.slots.lock();
+        let slot = slots.get(&id)?;
+        if slot.leased {
+            return None;
+        }
+        slot.current.as_ref().and_then(Weak::upgrade).filter(|db| !db.is_retired())
+    }
+
     /// Publishes an opened handle; refused (`false`) if a lease was taken meanwhile.
     pub(crate) fn publish(&self, db: &Arc<TenantDb>) -> bool {
         let mut slots = self.slots.lock();

@@ -1,0 +1,670 @@
+//! Continuous backup: every commit of a tenant reaches the object store within
+//! `backup.continuous_interval` (default 1 s), so a lost disk loses at most that much, and a
+//! tenant can be restored to any moment its chain covers ([`super::restore`]).
+//!
+//! - **Chains.** A snapshot backup (any kind) starts a chain; the commits after it are shipped
+//!   as numbered *segments* of that chain, `tenants/<tenant>/chains/<backup id>/<seq>.seg.zst.enc`,
+//!   each compressed and sealed with the tenant's data key like a snapshot. Restoring to T takes
+//!   the newest snapshot at or before T and replays its chain's commits up to T.
+//! - **Commit times.** Each tenant connection of the handle cache carries a commit hook (the
+//!   change tracker's, which notes the time here) and a WAL hook, run once the commit is in the
+//!   log on the same thread, which records (frames in the log, time) in the tenant's
+//!   [`TenantLog`] and marks the tenant for the shipper. A WAL hook replaces SQLite's automatic
+//!   checkpoint: checkpoints are the shipper's.
+//! - **Shipping.** Every interval the shipper takes the marked tenants — idle tenants are never
+//!   visited and cost no request — and, holding the tenant's connection, reads the commits after
+//!   its position out of the `-wal` ([`silo_storage::wal::read_commits`]); the segment is
+//!   built, sealed and stored after the connection is given back. Once the shipped log passes
+//!   [`CHECKPOINT_FRAMES`] the shipper checkpoints it, so a checkpoint never discards a frame
+//!   that was not shipped. Only if the log passes [`MAX_UNSHIPPED_FRAMES`] (the store down
+//!   for long) is it checkpointed unshipped, to bound the disk: the chain is broken, and the
+//!   next ship starts a new one with a snapshot.
+//! - **Closing.** A connection that closes (eviction, a lease, shutdown) checkpoints its log
+//!   away; the commits not shipped yet are read out first and kept here for the next ship.
+//!
+//! Enabled in `silo serve` when the scheduler runs and `backup.continuous_interval` is not
+//! `0`; otherwise no hook is installed and SQLite checkpoints as usual.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde::Serialize;
+use silo_storage::segment::{self, TimedCommit};
+use silo_storage::wal::{self, WalPosition};
+
+use super::{BackupKind, Backups};
+use crate::control::{Tenant, TenantStatus};
+use crate::ids::{TenantId, TenantRef};
+use crate::{Error, Result};
+
+/// Frames of shipped log after which the shipper checkpoints it (SQLite's own automatic
+/// checkpoint's threshold: ~4 MiB at 4 KiB pages).
+pub const CHECKPOINT_FRAMES: u32 = 1000;
+
+/// Frames of log past which it is checkpointed even though not shipped (~64 MiB).
+pub const MAX_UNSHIPPED_FRAMES: u32 = 16_000;
+
+/// Every tenant's log as this process follows it. Cheap to share.
+#[derive(Debug, Default)]
+pub struct Logs {
+    enabled: AtomicBool,
+    tenants: Mutex<HashMap<TenantId, Arc<TenantLog>>>,
+    /// Tenants that committed since the shipper last looked.
+    dirty: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+impl Logs {
+    /// Turns continuous backup on for connections opened from now on.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Release);
+    }
+
+    /// Whether connections get the hooks.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// The tenant's log, for a connection being opened (`None` when disabled).
+    pub(crate) fn watching(&self, tenant: TenantId) -> Option<Arc<TenantLog>> {
+        if !self.is_enabled() {
+            return None;
+        }
+        Some(self.log(tenant))
+    }
+
+    fn log(&self, tenant: TenantId) -> Arc<TenantLog> {
+        self.tenants
+            .lock()
+            .entry(tenant)
+            .or_insert_with(|| {
+                Arc::new(TenantLog {
+                    tenant,
+                    state: Mutex::default(),
+                    shipping: tokio::sync::Mutex::new(()),
+                    dirty: self.dirty.clone(),
+                })
+            })
+            .clone()
+    }
+
+    /// The tenant's log if this process follows it.
+    pub(crate) fn get(&self, tenant: TenantId) -> Option<Arc<TenantLog>> {
+        self.tenants.lock().get(&tenant).cloned()
+    }
+
+    fn take_dirty(&self) -> Vec<TenantId> {
+        std::mem::take(&mut *self.dirty.lock()).into_iter().collect()
+    }
+
+    fn mark(&self, tenant: TenantId) {
+        self.dirty.lock().insert(tenant);
+    }
+
+    /// Forgets a tenant's log (its file was replaced or removed): its next commit starts a
+    /// new chain.
+    pub(crate) fn reset(&self, tenant: TenantId) {
+        if let Some(log) = self.get(tenant) {
+            *log.state.lock() = LogState::default();
+        }
+    }
+
+    /// How far behind the store the followed tenants are: (tenants with commits not shipped,
+    /// the oldest such commit's age).
+    pub fn lag(&self) -> Lag {
+        let now = now_ms();
+        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+        let mut lag = Lag::default();
+        for log in tenants {
+            let state = log.state.lock();
+            let oldest = state.pending.first().map(|c| c.at_ms).or(state.times.front().map(|t| t.1));
+            if let Some(at) = oldest {
+                lag.tenants_behind += 1;
+                lag.oldest_unshipped_ms = lag.oldest_unshipped_ms.max((now - at).max(0) as u64);
+                let pending: usize =
+                    state.pending.iter().flat_map(|c| &c.commit.pages).map(|(_, page)| page.len()).sum();
+                let (shipped, page_size) = state.position.map_or((0, 4096), |p| (p.frames, p.page_size));
+                let logged = state.times.back().map_or(0, |t| t.0.saturating_sub(shipped));
+                lag.unshipped_bytes += pending as u64 + u64::from(logged) * u64::from(page_size);
+            }
+        }
+        lag
+    }
+}
+
+/// What is not in the store yet ([`Logs::lag`]).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Lag {
+    /// Tenants with commits not shipped.
+    pub tenants_behind: usize,
+    /// Age of the oldest commit not shipped, milliseconds.
+    pub oldest_unshipped_ms: u64,
+    /// Bytes of log (pages) not shipped, over all tenants.
+    pub unshipped_bytes: u64,
+}
+
+impl Lag {
+    /// The lag as Prometheus gauges (`silo_backup_continuous_…`).
+    pub fn to_prometheus(&self) -> String {
+        let gauges = [
+            (
+                "tenants_behind",
+                "Tenants with commits not in the backup store yet.",
+                self.tenants_behind as f64,
+            ),
+            (
+                "lag_seconds",
+                "Age of the oldest commit not in the backup store yet (0: none).",
+                self.oldest_unshipped_ms as f64 / 1000.0,
+            ),
+            (
+                "lag_bytes",
+                "Bytes of write-ahead log not in the backup store yet.",
+                self.unshipped_bytes as f64,
+            ),
+        ];
+        gauges
+            .iter()
+            .map(|(name, help, value)| {
+                format!(
+                    "# HELP silo_backup_continuous_{name} {help}\n# TYPE silo_backup_continuous_{name} gauge\nsilo_backup_continuous_{name} {value}\n"
+                )
+            })
+            .collect()
+    }
+}
+
+/// One tenant's log: what was committed and not shipped, where shipping stands.
+#[derive(Debug)]
+pub struct TenantLog {
+    tenant: TenantId,
+    state: Mutex<LogState>,
+    /// Held by whoever ships or snapshots the tenant, so segments stay in order.
+    shipping: tokio::sync::Mutex<()>,
+    dirty: Arc<Mutex<HashSet<TenantId>>>,
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    /// `(frames in the log after the commit, commit time)` of commits not shipped, oldest first.
+    times: VecDeque<(u32, i64)>,
+    /// Shipped (or taken) up to here in the current log.
+    position: Option<WalPosition>,
+    /// Commits read from a closing connection, not shipped yet.
+    pending: Vec<TimedCommit>,
+    /// The chain segments go to.
+    chain: Option<Chain>,
+    /// Frames left the log without being read (a forced checkpoint): start a new chain.
+    broken: bool,
+    /// The log was read to its end and then closed or checkpointed: its restart loses nothing.
+    restart_expected: bool,
+}
+
+/// A chain: its snapshot and the next segment's number.
+#[derive(Clone, Debug)]
+struct Chain {
+    backup: String,
+    next_seq: u64,
+}
+
+thread_local! {
+    /// The commit in progress on this thread: set by the commit hook, taken by the WAL hook
+    /// that SQLite runs right after it on the same thread (a failed commit never reaches the
+    /// WAL hook, and the next commit hook replaces it).
+    static COMMITTING: RefCell<Option<(Arc<TenantLog>, i64)>> = const { RefCell::new(None) };
+}
+
+/// Notes a commit starting on this thread (from the commit hook).
+pub(crate) fn committing(log: &Arc<TenantLog>) {
+    COMMITTING.with(|c| *c.borrow_mut() = Some((log.clone(), now_ms())));
+}
+
+/// Installs the WAL hook (the commit hook is the change tracker's).
+pub(crate) fn install(conn: &rusqlite::Connection) {
+    conn.wal_hook(Some(on_wal_commit));
+}
+
+fn on_wal_commit(wal: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    let Some((log, at)) = COMMITTING.with(|c| c.borrow_mut().take()) else { return Ok(()) };
+    let frames = u32::try_from(frames).unwrap_or(0);
+    log.state.lock().times.push_back((frames, at));
+    log.dirty.lock().insert(log.tenant);
+    if frames >= MAX_UNSHIPPED_FRAMES {
+        tracing::warn!(
+            tenant = %log.tenant, frames,
+            "the write-ahead log grew past its bound without reaching the backup store; it is checkpointed, and the next backup starts a new chain"
+        );
+        wal.checkpoint()?;
+        let mut state = log.state.lock();
+        state.times.clear();
+        state.broken = true;
+    }
+    Ok(())
+}
+
+impl TenantLog {
+    /// Commits taken for a snapshot that then failed: shipped with the next segment instead.
+    pub(crate) fn put_back(&self, commits: Vec<TimedCommit>) {
+        if commits.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock();
+        let newer = std::mem::replace(&mut state.pending, commits);
+        state.pending.extend(newer);
+        self.dirty.lock().insert(self.tenant);
+    }
+
+    /// Before the connection closes (and its close checkpoints the log away): the commits not
+    /// shipped are read out and kept for the next ship. `db` is the database file's path.
+    pub(crate) fn before_close(&self, db: &Path) {
+        let mut state = self.state.lock();
+        match read_timed(&mut state, db) {
+            Ok(commits) => {
+                if !commits.is_empty() {
+                    state.pending.extend(commits);
+                    self.dirty.lock().insert(self.tenant);
+                }
+                state.restart_expected = true;
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, error = %e, "reading the log before closing failed; the next backup starts a new chain");
+                state.broken = true;
+            }
+        }
+    }
+}
+
+/// Reads the commits after `state.position` from the log of `db` and gives each its time;
+/// advances the position. Call it holding the database's connection.
+fn read_timed(state: &mut LogState, db: &Path) -> Result<Vec<TimedCommit>> {
+    let read = wal::read_commits(&wal_path(db), state.position)?;
+    if read.restarted && !state.restart_expected {
+        state.broken = true;
+    }
+    if read.restarted {
+        // Whatever the times said was about the old log.
+        state.times.retain(|&(frames, _)| frames <= read.commits.last().map_or(0, |c| c.end_frame));
+    }
+    state.restart_expected = false;
+    state.position = read.position;
+    let now = now_ms();
+    let commits = read
+        .commits
+        .into_iter()
+        .map(|commit| {
+            // Times of commits up to this one (a commit of a connection without the hooks, e.g.
+            // a migration at open, has none: it gets the next recorded time, or now).
+            let mut at = None;
+            while let Some(&(frames, time)) = state.times.front() {
+                if frames > commit.end_frame {
+                    break;
+                }
+                state.times.pop_front();
+                if frames == commit.end_frame {
+                    at = Some(time);
+                }
+            }
+            let at_ms = at.or(state.times.front().map(|t| t.1)).unwrap_or(now);
+            TimedCommit { at_ms, commit }
+        })
+        .collect();
+    Ok(commits)
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What binds a sealed segment to its tenant, chain and place (AES-GCM associated data).
+fn segment_context(tenant: TenantId, chain: &str, seq: u64) -> Vec<u8> {
+    format!("silo/segment/v1/{tenant}/{chain}/{seq}").into_bytes()
+}
+
+/// The folder of a chain's segments.
+pub(crate) fn chain_prefix(tenant: TenantId, chain: &str) -> String {
+    format!("tenants/{tenant}/chains/{chain}/")
+}
+
+/// A segment's key: its number (zero-padded, so keys sort in order) and the time of its
+/// first and last commit (ms), so a listing tells which segments a restore needs.
+fn segment_key(tenant: TenantId, chain: &str, seq: u64, first_ms: i64, last_ms: i64) -> String {
+    format!("{}{seq:012}-{first_ms}-{last_ms}.seg.zst.enc", chain_prefix(tenant, chain))
+}
+
+/// A stored segment, from its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentRef {
+    pub key: String,
+    pub seq: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+pub(crate) fn parse_segment_key(key: &str) -> Option<SegmentRef> {
+    let name = key.rsplit('/').next()?.strip_suffix(".seg.zst.enc")?;
+    let mut parts = name.splitn(3, '-');
+    let seq = parts.next()?.parse().ok()?;
+    let first_ms = parts.next()?.parse().ok()?;
+    let last_ms = parts.next()?.parse().ok()?;
+    Some(SegmentRef { key: key.to_owned(), seq, first_ms, last_ms })
+}
+
+/// What a shipper pass did.
+#[derive(Debug, Default, Serialize)]
+pub struct ShipRun {
+    /// Tenants whose commits were stored.
+    pub shipped: usize,
+    /// Segments stored.
+    pub segments: usize,
+    /// Commits stored.
+    pub commits: usize,
+    /// Chains started (a snapshot taken).
+    pub chains_started: usize,
+    /// Tenants whose shipping failed (slug or id, error); they are tried again next pass.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Backups {
+    /// The logs this process follows.
+    pub fn logs(&self) -> &Arc<Logs> {
+        self.0.cache().logs()
+    }
+
+    /// Runs the shipper until `stop` completes: a pass every `interval`, and a last one at
+    /// the stop (connections closing hand their commits over first).
+    pub async fn run_shipper(self, interval: Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let stopping = tokio::select! {
+                () = tokio::time::sleep(interval) => false,
+                () = &mut stop => true,
+            };
+            let run = self.ship_changes().await;
+            if !run.failed.is_empty() {
+                tracing::warn!(
+                    failed = run.failed.len(),
+                    "continuous backup: some tenants could not ship; retrying"
+                );
+            }
+            if stopping {
+                tracing::info!(shipped = run.shipped, "continuous backup stopped");
+                return;
+            }
+        }
+    }
+
+    /// One shipper pass: every tenant that committed since the last pass ships its commits.
+    pub async fn ship_changes(&self) -> ShipRun {
+        let dirty = self.logs().take_dirty();
+        let mut run = ShipRun::default();
+        if dirty.is_empty() {
+            return run;
+        }
+        let concurrency = self.0.settings().backup.concurrency();
+        let mut results = futures::stream::iter(dirty)
+            .map(|tenant| async move { (tenant, self.ship(tenant).await) })
+            .buffer_unordered(concurrency);
+        while let Some((tenant, result)) = results.next().await {
+            match result {
+                Ok(shipped) => {
+                    run.shipped += usize::from(shipped.commits > 0 || shipped.chain_started);
+                    run.segments += shipped.segments;
+                    run.commits += shipped.commits;
+                    run.chains_started += usize::from(shipped.chain_started);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, error = %e, "shipping a tenant's commits failed");
+                    // Tried again at the next pass.
+                    self.logs().mark(tenant);
+                    run.failed.push((tenant.to_string(), e.to_string()));
+                }
+            }
+        }
+        run
+    }
+
+    /// Ships one tenant's commits (or starts its chain).
+    async fn ship(&self, tenant_id: TenantId) -> Result<Shipped> {
+        let Some(log) = self.logs().get(tenant_id) else { return Ok(Shipped::default()) };
+        let _shipping = log.shipping.lock().await;
+        let tenant = match self.0.control().tenant_inline(&TenantRef::Id(tenant_id)) {
+            Ok(tenant) => tenant,
+            Err(Error::NotFound(_)) => return Ok(Shipped::default()),
+            Err(e) => return Err(e),
+        };
+        if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
+            self.logs().reset(tenant_id);
+            return Ok(Shipped::default());
+        }
+        let path = self.0.tenant_path(&tenant)?;
+        if log.state.lock().chain.is_none() {
+            // The snapshot holds every commit so far; segments follow it.
+            self.snapshot_in_chain(&tenant, &log, BackupKind::Scheduled, "continuous backup").await?;
+            return Ok(Shipped { chain_started: true, ..Shipped::default() });
+        }
+        let (db, reader) = (path.clone(), log.clone());
+        let read = self
+            .0
+            .cache()
+            .with_open_file(tenant_id, move |_| {
+                let mut state = reader.state.lock();
+                read_timed(&mut state, &db)
+            })
+            .await?;
+        let (commits, broken) = {
+            let mut state = log.state.lock();
+            let mut commits = std::mem::take(&mut state.pending);
+            commits.extend(read.unwrap_or_default());
+            (commits, state.broken)
+        };
+        if broken {
+            // Frames left the log unread: the chain cannot continue (the snapshot has them all).
+            self.snapshot_in_chain(&tenant, &log, BackupKind::Scheduled, "continuous backup").await?;
+            return Ok(Shipped { chain_started: true, ..Shipped::default() });
+        }
+        let mut shipped = Shipped::default();
+        if !commits.is_empty() {
+            if let Err(e) = self.store_segment(&tenant, &log, &commits).await {
+                // Kept for the next attempt, ahead of anything newer.
+                let mut state = log.state.lock();
+                let newer = std::mem::replace(&mut state.pending, commits);
+                state.pending.extend(newer);
+                return Err(e);
+            }
+            shipped.segments = 1;
+            shipped.commits = commits.len();
+        }
+        self.checkpoint_if_long(tenant_id, &path, &log).await?;
+        Ok(shipped)
+    }
+
+    /// Seals and stores `commits` as the next segment of the tenant's chain.
+    async fn store_segment(&self, tenant: &Tenant, log: &TenantLog, commits: &[TimedCommit]) -> Result<()> {
+        let Some(chain) = log.state.lock().chain.clone() else {
+            return Err(Error::Config("a segment without a chain".into()));
+        };
+        self.store_segment_in(tenant, &chain, commits).await?;
+        let mut state = log.state.lock();
+        if let Some(current) = state.chain.as_mut()
+            && current.backup == chain.backup
+        {
+            current.next_seq += 1;
+        }
+        Ok(())
+    }
+
+    async fn store_segment_in(&self, tenant: &Tenant, chain: &Chain, commits: &[TimedCommit]) -> Result<()> {
+        let key = self.data_key(tenant, true).await?;
+        let (first, last) = (commits[0].at_ms, commits[commits.len() - 1].at_ms);
+        let object = segment_key(tenant.id, &chain.backup, chain.next_seq, first, last);
+        let context = segment_context(tenant.id, &chain.backup, chain.next_seq);
+        let plain = segment::encode(commits);
+        let packed = tokio::task::spawn_blocking(move || silo_storage::backup::pack(&plain, &key, &context))
+            .await
+            .expect("sealing a segment panicked")?;
+        self.0.backup_store().await?.store().put(&object, packed.bytes).await?;
+        Ok(())
+    }
+
+    /// Checkpoints the log once it is long and wholly shipped (holding the connection, so no
+    /// commit falls between the check and the checkpoint).
+    async fn checkpoint_if_long(&self, tenant: TenantId, path: &Path, log: &Arc<TenantLog>) -> Result<()> {
+        let long = log.state.lock().position.is_some_and(|p| p.frames >= CHECKPOINT_FRAMES);
+        if !long {
+            return Ok(());
+        }
+        let (db, log) = (path.to_owned(), log.clone());
+        self.0
+            .cache()
+            .with_open_file(tenant, move |conn| {
+                let mut state = log.state.lock();
+                let unread = wal::read_commits(&wal_path(&db), state.position)?;
+                if !unread.commits.is_empty() || unread.restarted || !state.pending.is_empty() {
+                    return Ok(()); // shipped first, at the next pass
+                }
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+                state.restart_expected = true;
+                state.times.clear();
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a snapshot that starts a new chain; the commits not shipped yet close the old
+    /// chain first. Holds the tenant's shipping lock.
+    pub(crate) async fn backup_in_chain(
+        &self,
+        tenant: &Tenant,
+        kind: BackupKind,
+        actor: &str,
+    ) -> Result<super::Backup> {
+        if !self.logs().is_enabled() || tenant.status == TenantStatus::Deleted {
+            return self.snapshot(tenant, kind, actor, None).await.map(|(backup, _)| backup);
+        }
+        let log = self.logs().log(tenant.id);
+        let _shipping = log.shipping.lock().await;
+        self.snapshot_in_chain(tenant, &log, kind, actor).await
+    }
+
+    /// [`Backups::backup_in_chain`] with the shipping lock held.
+    async fn snapshot_in_chain(
+        &self,
+        tenant: &Tenant,
+        log: &Arc<TenantLog>,
+        kind: BackupKind,
+        actor: &str,
+    ) -> Result<super::Backup> {
+        let (backup, tail) = self.snapshot(tenant, kind, actor, Some(log)).await?;
+        let old = {
+            let mut state = log.state.lock();
+            let old = state.chain.replace(Chain { backup: backup.id.clone(), next_seq: 0 });
+            state.broken = false;
+            old
+        };
+        // The old chain's last commits (before the snapshot) close it, so a restore to a
+        // moment just before the snapshot finds them. A failure here loses no data (the
+        // snapshot has them), only those moments of the old chain.
+        if let (Some(old), false) = (old, tail.is_empty())
+            && let Err(e) = self.store_segment_in(tenant, &old, &tail).await
+        {
+            tracing::warn!(tenant = %tenant.id, error = %e, "storing the last segment of a chain failed");
+        }
+        Ok(backup)
+    }
+}
+
+impl Backups {
+    /// Replays the chain of `backup` onto `dest` (its snapshot, restored there and closed):
+    /// every commit at or before `until_ms`, in order. A missing or damaged segment stops the
+    /// replay with an error naming it. Returns the commits applied.
+    pub(crate) async fn replay_chain(
+        &self,
+        tenant: &Tenant,
+        backup: &super::Backup,
+        until_ms: i64,
+        dest: &Path,
+    ) -> Result<usize> {
+        let store = self.0.backup_store().await?.store();
+        let mut segments: Vec<SegmentRef> = store
+            .list(&chain_prefix(tenant.id, &backup.id))
+            .await?
+            .iter()
+            .filter_map(|k| parse_segment_key(k))
+            .collect();
+        segments.sort_by_key(|s| s.seq);
+        let mut applied = 0;
+        for (expected, found) in segments.into_iter().enumerate() {
+            if found.seq != expected as u64 {
+                return Err(damaged(
+                    &found.key,
+                    &format!("segment {expected} of the chain is missing before it"),
+                ));
+            }
+            if found.first_ms > until_ms {
+                break;
+            }
+            let bytes = store.get(&found.key).await?;
+            let key = self.data_key(tenant, false).await?;
+            let context = segment_context(tenant.id, &backup.id, found.seq);
+            let (file, name) = (dest.to_owned(), found.key.clone());
+            let (count, complete) = tokio::task::spawn_blocking(move || {
+                let plain = silo_storage::backup::unseal(&bytes, &key, &context)
+                    .map_err(|e| damaged(&name, &e.to_string()))?;
+                let commits = segment::decode(&plain, &name)?;
+                let due: Vec<_> = commits.iter().take_while(|c| c.at_ms <= until_ms).collect();
+                wal::apply_commits(&file, due.iter().map(|c| &c.commit))?;
+                Ok::<_, Error>((due.len(), due.len() == commits.len()))
+            })
+            .await
+            .expect("replaying a segment panicked")?;
+            applied += count;
+            if !complete {
+                break;
+            }
+        }
+        Ok(applied)
+    }
+}
+
+/// A segment that cannot be used, named.
+fn damaged(key: &str, detail: &str) -> Error {
+    Error::Storage(silo_storage::Error::Corrupt { path: key.into(), detail: detail.to_owned() })
+}
+
+/// Called with the tenant's connection (`live`: its handle's, with the hooks) just before a
+/// snapshot is taken on it: takes the commits not shipped yet and puts the log's position at
+/// the snapshot. Returns them.
+pub(crate) fn at_snapshot(log: &TenantLog, db: &Path, live: bool) -> Result<Vec<TimedCommit>> {
+    let mut state = log.state.lock();
+    let mut tail = std::mem::take(&mut state.pending);
+    tail.extend(read_timed(&mut state, db)?);
+    // Every commit so far is in the snapshot: no time recorded before it is needed again.
+    state.times.clear();
+    if !live {
+        // A connection of its own: its close checkpoints the log away.
+        state.position = None;
+        state.restart_expected = true;
+    }
+    Ok(tail)
+}
+
+/// What shipping one tenant did.
+#[derive(Debug, Default)]
+struct Shipped {
+    segments: usize,
+    commits: usize,
+    chain_started: bool,
+}
