@@ -560,7 +560,38 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
     let (at, expected) = &moments[1];
     let restored = t.backups().restore_to(&by_slug("acme"), at, None, "test").await.unwrap();
     assert!(restored.commits_replayed >= 2, "{}", restored.commits_replayed);
+    let reached = restored.reached.clone().unwrap();
+    assert!(reached <= *at && reached > snapshot.created_at, "{reached} for {at}");
     assert_eq!(&titles(t, &by_slug("acme")).await, expected);
+    // The restored file starts a chain of its own: a later moment shows it, not what it
+    // replaced.
+    let next = t.backups().ship_changes().await;
+    assert_eq!(next.chains_started, 1, "{next:?}");
+    add_task(t, &tenant, project, "after the restore").await;
+    assert_eq!(t.backups().ship_changes().await.segments, 1);
+    tick().await;
+    let now = Timestamp::now();
+    t.backups().restore_to(&by_slug("acme"), &now, Some("acme-later"), "test").await.unwrap();
+    let mut later = expected.clone();
+    later.push("after the restore".into());
+    assert_eq!(titles(t, &by_slug("acme-later")).await, later);
+
+    // A write through a connection without the hooks (the tenant closed: an erasure, a
+    // migration) cannot continue the chain: the next pass starts a new one that has it.
+    t.cache().clear().await;
+    let path = t.tenant_path(&tenant).unwrap();
+    t.cache()
+        .with_file(tenant.id, path, |conn| {
+            Ok(conn.execute("UPDATE tasks SET title = 'renamed' WHERE title = 'task 2'", [])?)
+        })
+        .await
+        .unwrap();
+    let after = t.backups().ship_changes().await;
+    assert_eq!(after.chains_started, 1, "{after:?}");
+    tick().await;
+    let now = Timestamp::now();
+    t.backups().restore_to(&by_slug("acme"), &now, Some("acme-renamed"), "test").await.unwrap();
+    assert!(titles(t, &by_slug("acme-renamed")).await.contains(&"renamed".to_owned()));
 
     // Before the chain's snapshot there is nothing to start from.
     let before = Timestamp::from_unix_ms(snapshot.created_at.unix_ms() - 1);

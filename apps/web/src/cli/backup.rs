@@ -169,9 +169,12 @@ impl RestoreArgs {
                     .await?
             }
         };
-        let moment = match &restored.at {
-            Some(at) => format!(" at {at} ({} commits replayed)", restored.commits_replayed),
-            None => String::new(),
+        let moment = match (&restored.at, &restored.reached) {
+            (Some(at), Some(reached)) => format!(
+                " at {at} (its last commit by then: {reached}; {} commits replayed)",
+                restored.commits_replayed
+            ),
+            _ => String::new(),
         };
         if self.json {
             print_json(&restored)?;

@@ -106,11 +106,22 @@ impl Logs {
         self.dirty.lock().insert(tenant);
     }
 
-    /// Forgets a tenant's log (its file was replaced or removed): its next commit starts a
-    /// new chain.
+    /// Forgets a tenant's log (its file was replaced): the next pass starts a new chain with a
+    /// snapshot.
     pub(crate) fn reset(&self, tenant: TenantId) {
         if let Some(log) = self.get(tenant) {
             *log.state.lock() = LogState::default();
+            self.mark(tenant);
+        }
+    }
+
+    /// The file was written behind the log (a connection without the hooks: an erasure or a
+    /// migration while the tenant was not open): its chain cannot continue, the next pass
+    /// starts a new one with a snapshot.
+    pub(crate) fn written_outside(&self, tenant: TenantId) {
+        if let Some(log) = self.get(tenant) {
+            log.state.lock().broken = true;
+            self.mark(tenant);
         }
     }
 
@@ -239,15 +250,26 @@ fn on_wal_commit(wal: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlit
             tenant = %log.tenant, frames,
             "the write-ahead log grew past its bound without reaching the backup store; it is checkpointed, and the next backup starts a new chain"
         );
-        wal.checkpoint()?;
-        let mut state = log.state.lock();
-        state.times.clear();
-        state.broken = true;
+        {
+            let mut state = log.state.lock();
+            state.times.clear();
+            state.broken = true;
+        }
+        // The transaction committed whatever this says: a failed checkpoint is retried at the
+        // next commit, never reported as the statement's failure.
+        if let Err(e) = wal.checkpoint() {
+            tracing::warn!(tenant = %log.tenant, error = %e, "checkpointing an unshipped log failed");
+        }
     }
     Ok(())
 }
 
 impl TenantLog {
+    /// Waits for, and holds, the right to ship or snapshot this tenant.
+    pub(crate) async fn shipping(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.shipping.lock().await
+    }
+
     /// Commits taken for a snapshot that then failed: shipped with the next segment instead.
     pub(crate) fn put_back(&self, commits: Vec<TimedCommit>) {
         if commits.is_empty() {
@@ -454,19 +476,25 @@ impl Backups {
             self.snapshot_in_chain(&tenant, &log, BackupKind::Scheduled, "continuous backup").await?;
             return Ok(Shipped { chain_started: true, ..Shipped::default() });
         }
+        // Commits handed over by a close come before the log's (taken in the same hold).
         let (db, reader) = (path.clone(), log.clone());
         let read = self
             .0
             .cache()
             .with_open_file(tenant_id, move |_| {
                 let mut state = reader.state.lock();
-                read_timed(&mut state, &db)
+                let mut commits = std::mem::take(&mut state.pending);
+                commits.extend(read_timed(&mut state, &db)?);
+                Ok(commits)
             })
             .await?;
         let (commits, broken) = {
             let mut state = log.state.lock();
-            let mut commits = std::mem::take(&mut state.pending);
-            commits.extend(read.unwrap_or_default());
+            let commits = match read {
+                Some(commits) => commits,
+                // Not open: what it committed was handed over when it closed.
+                None => std::mem::take(&mut state.pending),
+            };
             (commits, state.broken)
         };
         if broken {
@@ -530,9 +558,15 @@ impl Backups {
             .cache()
             .with_open_file(tenant, move |conn| {
                 let mut state = log.state.lock();
-                let unread = wal::read_commits(&wal_path(&db), state.position)?;
-                if !unread.commits.is_empty() || unread.restarted || !state.pending.is_empty() {
-                    return Ok(()); // shipped first, at the next pass
+                // Commits made since the ship are read out first (shipped at the next pass),
+                // so a busy tenant's log is checkpointed too.
+                let unread = read_timed(&mut state, &db)?;
+                if state.broken {
+                    return Ok(());
+                }
+                if !unread.is_empty() {
+                    state.pending.extend(unread);
+                    log.dirty.lock().insert(log.tenant);
                 }
                 conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
                 state.restart_expected = true;
@@ -568,16 +602,16 @@ impl Backups {
         actor: &str,
     ) -> Result<super::Backup> {
         let (backup, tail) = self.snapshot(tenant, kind, actor, Some(log)).await?;
-        let old = {
+        let (old, broken) = {
             let mut state = log.state.lock();
             let old = state.chain.replace(Chain { backup: backup.id.clone(), next_seq: 0 });
-            state.broken = false;
-            old
+            (old, std::mem::take(&mut state.broken))
         };
         // The old chain's last commits (before the snapshot) close it, so a restore to a
-        // moment just before the snapshot finds them. A failure here loses no data (the
-        // snapshot has them), only those moments of the old chain.
-        if let (Some(old), false) = (old, tail.is_empty())
+        // moment just before the snapshot finds them — unless frames went missing before them
+        // (a broken log): after a gap they would be replayed onto the wrong pages. A failure
+        // here loses no data (the snapshot has them), only those moments of the old chain.
+        if let (Some(old), false, false) = (old, tail.is_empty(), broken)
             && let Err(e) = self.store_segment_in(tenant, &old, &tail).await
         {
             tracing::warn!(tenant = %tenant.id, error = %e, "storing the last segment of a chain failed");
@@ -589,14 +623,15 @@ impl Backups {
 impl Backups {
     /// Replays the chain of `backup` onto `dest` (its snapshot, restored there and closed):
     /// every commit at or before `until_ms`, in order. A missing or damaged segment stops the
-    /// replay with an error naming it. Returns the commits applied.
+    /// replay with an error naming it. Returns the commits applied and the time of the last
+    /// one (`None`: none).
     pub(crate) async fn replay_chain(
         &self,
         tenant: &Tenant,
         backup: &super::Backup,
         until_ms: i64,
         dest: &Path,
-    ) -> Result<usize> {
+    ) -> Result<(usize, Option<i64>)> {
         let store = self.0.backup_store().await?.store();
         let mut segments: Vec<SegmentRef> = store
             .list(&chain_prefix(tenant.id, &backup.id))
@@ -604,8 +639,11 @@ impl Backups {
             .iter()
             .filter_map(|k| parse_segment_key(k))
             .collect();
-        segments.sort_by_key(|s| s.seq);
-        let mut applied = 0;
+        // A segment stored again after an upload that failed ambiguously has the same number
+        // and the commits of the first try plus newer ones: the one reaching furthest wins.
+        segments.sort_by_key(|s| (s.seq, std::cmp::Reverse(s.last_ms)));
+        segments.dedup_by_key(|s| s.seq);
+        let (mut applied, mut last) = (0, None);
         for (expected, found) in segments.into_iter().enumerate() {
             if found.seq != expected as u64 {
                 return Err(damaged(
@@ -620,22 +658,23 @@ impl Backups {
             let key = self.data_key(tenant, false).await?;
             let context = segment_context(tenant.id, &backup.id, found.seq);
             let (file, name) = (dest.to_owned(), found.key.clone());
-            let (count, complete) = tokio::task::spawn_blocking(move || {
+            let (count, at, complete) = tokio::task::spawn_blocking(move || {
                 let plain = silo_storage::backup::unseal(&bytes, &key, &context)
                     .map_err(|e| damaged(&name, &e.to_string()))?;
                 let commits = segment::decode(&plain, &name)?;
                 let due: Vec<_> = commits.iter().take_while(|c| c.at_ms <= until_ms).collect();
                 wal::apply_commits(&file, due.iter().map(|c| &c.commit))?;
-                Ok::<_, Error>((due.len(), due.len() == commits.len()))
+                Ok::<_, Error>((due.len(), due.last().map(|c| c.at_ms), due.len() == commits.len()))
             })
             .await
             .expect("replaying a segment panicked")?;
             applied += count;
+            last = at.or(last);
             if !complete {
                 break;
             }
         }
-        Ok(applied)
+        Ok((applied, last))
     }
 }
 
@@ -650,7 +689,13 @@ fn damaged(key: &str, detail: &str) -> Error {
 pub(crate) fn at_snapshot(log: &TenantLog, db: &Path, live: bool) -> Result<Vec<TimedCommit>> {
     let mut state = log.state.lock();
     let mut tail = std::mem::take(&mut state.pending);
-    tail.extend(read_timed(&mut state, db)?);
+    match read_timed(&mut state, db) {
+        Ok(read) => tail.extend(read),
+        Err(e) => {
+            state.pending = tail;
+            return Err(e);
+        }
+    }
     // Every commit so far is in the snapshot: no time recorded before it is needed again.
     state.times.clear();
     if !live {

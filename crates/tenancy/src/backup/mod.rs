@@ -238,13 +238,20 @@ impl Backups {
             .0
             .cache()
             .with_file_told(tenant.id, source, move |conn, live| {
+                let plain = sqlite::snapshot_bytes(conn)?;
                 let tail = match &reader {
                     Some(log) => continuous::at_snapshot(log, &db, live)?,
                     None => Vec::new(),
                 };
-                Ok((sqlite::snapshot_bytes(conn)?, tail, utc_now()))
+                Ok((plain, tail, utc_now()))
             })
-            .await?;
+            .await
+            .inspect_err(|_| {
+                // Whatever was taken from the log is not in the store: start afresh.
+                if log.is_some() {
+                    self.logs().written_outside(tenant.id);
+                }
+            })?;
         let stored = self.store_snapshot(tenant, kind, actor, id, key, context, plain, created_at).await;
         match stored {
             Ok(backup) => Ok((backup, tail)),

@@ -44,6 +44,10 @@ pub struct Restored {
     pub at: Option<crate::Timestamp>,
     /// Commits replayed after the snapshot.
     pub commits_replayed: usize,
+    /// The moment the restored file is of: its last replayed commit's time, or the snapshot's
+    /// (earlier than `at` when nothing was committed in between — or when nothing that was
+    /// reached the store).
+    pub reached: Option<crate::Timestamp>,
 }
 
 /// A staged file: its size, the people the erasure ledger erased from it, its schema version,
@@ -53,6 +57,7 @@ struct Staged {
     forgotten: usize,
     schema_version: i64,
     replayed: usize,
+    reached: Option<crate::Timestamp>,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -142,7 +147,14 @@ impl Backups {
         let path = self.0.tenant_path(&tenant)?;
         let staging = staging_path(&path);
         let staged = self.stage(&tenant, &backup, until, &staging).await?;
-        let Staged { size, forgotten, schema_version, replayed } = staged;
+        let Staged { size, forgotten, schema_version, replayed, reached } = staged;
+        // No segment or snapshot of the file being replaced may be stored once the new one is
+        // in place (it would continue a chain the new file does not belong to).
+        let log = self.logs().get(tenant.id);
+        let _shipping = match &log {
+            Some(log) => Some(log.shipping().await),
+            None => None,
+        };
         let switched = async {
             let lease = self.0.cache().lease(tenant.id).await?;
             let started = Instant::now();
@@ -182,7 +194,7 @@ impl Backups {
         self.0.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
         tracing::info!(backup = %backup.id, unavailable_ms = unavailable.as_millis() as u64, "tenant restored in place");
         let tenant = self.0.control().tenant_by_id(tenant.id).await?;
-        Ok(Restored { tenant, backup, size, unavailable, forgotten, at, commits_replayed: replayed })
+        Ok(Restored { tenant, backup, size, unavailable, forgotten, at, commits_replayed: replayed, reached })
     }
 
     #[tracing::instrument(name = "tenant_clone", skip_all, fields(tenant = %source.id, backup = %backup.id))]
@@ -207,7 +219,7 @@ impl Backups {
             source: e,
         })?;
         let staging = staging_path(&path);
-        let Staged { size, forgotten, schema_version, replayed } =
+        let Staged { size, forgotten, schema_version, replayed, reached } =
             self.stage(&source, &backup, until, &staging).await?;
         // The clone gets the source's members (`insert_clone` copies them).
         if let Err(e) = self.reconcile_members(source.id, &staging).await {
@@ -252,6 +264,7 @@ impl Backups {
             forgotten,
             at,
             commits_replayed: replayed,
+            reached,
         })
     }
 
@@ -283,8 +296,11 @@ impl Backups {
         let size = self.fetch_backup_into(tenant, backup, staging).await?;
         let staged = async {
             let (mut size, mut schema_version, mut replayed) = (size, backup.schema_version, 0);
+            let mut reached = until.map(|_| backup.created_at.clone());
             if let Some(until) = until {
-                replayed = self.replay_chain(tenant, backup, until, staging).await?;
+                let last;
+                (replayed, last) = self.replay_chain(tenant, backup, until, staging).await?;
+                reached = last.map(crate::Timestamp::from_unix_ms).or(reached);
                 if replayed > 0 {
                     let (file, latest) = (staging.to_owned(), crate::schema::latest_version(self.0.migrations()));
                     (size, schema_version) = tokio::task::spawn_blocking(move || {
@@ -302,7 +318,7 @@ impl Backups {
                 }
             }
             let forgotten = self.0.erasures().replay(staging).await?;
-            Ok(Staged { size, forgotten, schema_version, replayed })
+            Ok(Staged { size, forgotten, schema_version, replayed, reached })
         }
         .await;
         if staged.is_err() {

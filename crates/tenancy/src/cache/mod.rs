@@ -439,9 +439,22 @@ impl HandleCache {
             Owner::Live(db) => db.call_owned(|conn| f(conn, true)).await,
             Owner::Free(reservation) => {
                 let tuning = self.inner.config.tuning;
+                let logs = self.inner.logs.clone();
                 tokio::task::spawn_blocking(move || {
                     let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
-                    let value = f(&mut conn, false)?;
+                    // This connection has none of continuous backup's hooks: a write through it
+                    // (an erasure, a migration of a closed tenant) is not in the tenant's chain.
+                    let wrote = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let flag = wrote.clone();
+                    conn.commit_hook(Some(move || {
+                        flag.store(true, Ordering::Relaxed);
+                        false
+                    }))?;
+                    let value = f(&mut conn, false);
+                    if wrote.load(Ordering::Relaxed) {
+                        logs.written_outside(id);
+                    }
+                    let value = value?;
                     conn.close()?;
                     drop(reservation);
                     Ok(value)
