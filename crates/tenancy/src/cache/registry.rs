@@ -91,6 +91,10 @@ impl Registry {
             return false;
         }
         slot.current = Some(Arc::downgrade(db));
+        drop(slots);
+        // Whoever waits for the file (a backup, an export) may use this handle now; without the
+        // wake-up it slept until the lease timeout.
+        self.changed.notify_waiters();
         true
     }
 
@@ -153,7 +157,7 @@ impl Registry {
         self.open_total.load(Ordering::Relaxed)
     }
 
-    /// Waits for the next change (a close or a release); `notified` must be created before
+    /// Waits for the next change (a publish, a close or a release); `notified` must be created before
     /// the condition is checked so no wake-up is lost.
     pub(crate) fn changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
