@@ -38,11 +38,19 @@ pub struct BackupArgs {
     big_mib: u64,
 }
 
-/// Counts the store's PUTs (and their bytes) around a real store.
-struct CountingStore {
-    inner: LocalStore,
-    puts: AtomicU64,
-    put_bytes: AtomicU64,
+/// Counts the store's requests (and the bytes PUT) around a real store.
+pub(crate) struct CountingStore {
+    pub(crate) inner: LocalStore,
+    pub(crate) puts: AtomicU64,
+    pub(crate) put_bytes: AtomicU64,
+    /// GETs, LISTs and DELETEs.
+    pub(crate) others: AtomicU64,
+}
+
+impl CountingStore {
+    pub(crate) fn new(inner: LocalStore) -> Self {
+        Self { inner, puts: AtomicU64::new(0), put_bytes: AtomicU64::new(0), others: AtomicU64::new(0) }
+    }
 }
 
 impl ObjectStore for CountingStore {
@@ -53,14 +61,17 @@ impl ObjectStore for CountingStore {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<u8>> {
+        self.others.fetch_add(1, Ordering::Relaxed);
         self.inner.get(key)
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
+        self.others.fetch_add(1, Ordering::Relaxed);
         self.inner.delete(key)
     }
 
     fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, Vec<String>> {
+        self.others.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix)
     }
 
@@ -198,11 +209,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     settings.cache.capacity = 1024;
     settings.regions.insert("moved".into(), RegionSettings { root: dir.join("regions/moved") });
     let tenancy = Tenancy::open(settings, silo_workspace::schema()).await?;
-    let store = Arc::new(CountingStore {
-        inner: LocalStore::new(dir.join("objects")),
-        puts: AtomicU64::new(0),
-        put_bytes: AtomicU64::new(0),
-    });
+    let store = Arc::new(CountingStore::new(LocalStore::new(dir.join("objects"))));
     tenancy.backups().install_store(BackupStore::with_store(store.clone(), MasterKey::generate()))?;
 
     let started = Instant::now();

@@ -23,6 +23,7 @@ mod admin;
 mod backup;
 mod billing;
 mod cache;
+mod continuous;
 mod fleet;
 mod gdpr;
 mod http;
@@ -63,6 +64,8 @@ enum Command {
     Http(http::HttpArgs),
     /// Backups, restores and region moves.
     Backup(backup::BackupArgs),
+    /// Continuous backup: idle cost, shipper CPU, requests and lag with writers.
+    Continuous(continuous::ContinuousArgs),
     /// Sign-in cost and a burst of guesses against a `silo serve` process.
     Login(login::LoginArgs),
     /// What a cached tenant costs in memory, and where it goes.
@@ -111,6 +114,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Cache(args) => cache::run(&dir, args).await,
                 Command::Http(args) => http::run(&dir, args).await,
                 Command::Backup(args) => backup::run(&dir, args).await,
+                Command::Continuous(args) => continuous::run(&dir, args).await,
                 Command::Login(args) => login::run(&dir, args).await,
                 Command::Open(args) => open::run(&dir, args).await,
                 Command::Memory(args) => memory::run(&dir, args).await,

@@ -1,0 +1,164 @@
+//! `silo-bench continuous`: what continuous backup costs and how far behind it runs.
+//!
+//! One process, the local store behind a request counter. First `--idle` tenants that were
+//! backed up and then left alone: shipper passes every second for `--seconds`, the requests
+//! they make to the store and the process's CPU meanwhile. Then `--writers` tenants each
+//! committing one task a second for `--seconds`, twice side by side: with the shipper running
+//! (requests per tenant per interval, the lag sampled every 100 ms: how much a lost disk would
+//! lose), and with it stopped; the CPU difference is the shipper's.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use silo_storage::crypto::MasterKey;
+use silo_storage::objects::LocalStore;
+use silo_tenancy::backup::BackupStore;
+use silo_tenancy::{Tenancy, Tenant};
+use silo_workspace::{projects, tasks};
+
+use crate::backup::CountingStore;
+use crate::measure::{cpu_time, create_tenants, tenancy};
+
+/// `silo-bench continuous` options.
+#[derive(Debug, Args)]
+pub struct ContinuousArgs {
+    /// Tenants left idle.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// Tenants writing one task a second each.
+    #[arg(long, default_value_t = 1000)]
+    writers: usize,
+    /// Seconds of each phase.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
+    let tenancy = tenancy(dir, 0).await?;
+    let store = Arc::new(CountingStore::new(LocalStore::new(dir.join("objects"))));
+    tenancy.backups().install_store(BackupStore::with_store(store.clone(), MasterKey::generate()))?;
+    tenancy.backups().logs().enable();
+    let interval = Duration::from_secs(1);
+
+    // Idle: every tenant backed up once (its chain started), then nothing happens.
+    let idle = create_tenants(&tenancy, "idle", args.idle, 4).await?;
+    let run = tenancy.backups().create_all(idle, silo_tenancy::BackupKind::Scheduled, "bench").await;
+    anyhow::ensure!(run.failed.is_empty(), "backups failed: {:?}", run.failed);
+    tenancy.backups().ship_changes().await;
+    let requests = || store.puts.load(Ordering::Relaxed) + store.others.load(Ordering::Relaxed);
+    let (before, cpu) = (requests(), cpu_time());
+    let started = Instant::now();
+    for _ in 0..args.seconds {
+        tokio::time::sleep(interval).await;
+        tenancy.backups().ship_changes().await;
+    }
+    let idle_cpu = (cpu_time() - cpu).as_secs_f64() / started.elapsed().as_secs_f64();
+    println!(
+        "idle: {} tenants, {} shipper passes: {} requests to the store, process CPU {:.3} % of a core",
+        args.idle,
+        args.seconds,
+        requests() - before,
+        idle_cpu * 100.0
+    );
+
+    // Writers: one task a second each, spread over the second.
+    let writers = create_tenants(&tenancy, "w", args.writers, 4).await?;
+    let mut projects_of = Vec::new();
+    for tenant in &writers {
+        let db = tenancy.db(tenant.id).await?;
+        projects_of.push(projects::create(&db, "bench", "", None)?);
+    }
+    let run =
+        tenancy.backups().create_all(writers.clone(), silo_tenancy::BackupKind::Scheduled, "bench").await;
+    anyhow::ensure!(run.failed.is_empty(), "backups failed: {:?}", run.failed);
+    tenancy.backups().ship_changes().await;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stopping = stop_rx.clone();
+    let shipper = {
+        let tenancy = tenancy.clone();
+        tokio::spawn(async move {
+            tenancy
+                .backups()
+                .run_shipper(interval, async move {
+                    let _ = stopping.changed().await;
+                })
+                .await
+        })
+    };
+    let (puts, cpu) = (store.puts.load(Ordering::Relaxed), cpu_time());
+    let (commits, lag_max) = write_for(&tenancy, &writers, &projects_of, args.seconds, true).await?;
+    let shipping_cpu = (cpu_time() - cpu).as_secs_f64() / args.seconds as f64;
+    let segments = store.puts.load(Ordering::Relaxed) - puts;
+    let _ = stop_tx.send(true);
+    shipper.await?;
+    let cpu = cpu_time();
+    let (plain_commits, _) = write_for(&tenancy, &writers, &projects_of, args.seconds, false).await?;
+    let plain_cpu = (cpu_time() - cpu).as_secs_f64() / args.seconds as f64;
+    println!(
+        "writers: {} tenants, {commits} commits in {} s with the shipper: {segments} PUTs ({:.2} per tenant per interval), lag at most {:.2} s; process CPU {:.1} % of a core, {:.1} % with the shipper stopped ({plain_commits} commits): the shipper {:.1} % of a core",
+        args.writers,
+        args.seconds,
+        segments as f64 / (args.writers as f64 * args.seconds as f64),
+        lag_max.as_secs_f64(),
+        shipping_cpu * 100.0,
+        plain_cpu * 100.0,
+        (shipping_cpu - plain_cpu) * 100.0
+    );
+    tenancy.shutdown().await;
+    Ok(())
+}
+
+/// Each of `writers` commits one task a second for `seconds`; returns the commits and, when
+/// `sample`, the largest lag seen (sampled every 100 ms).
+async fn write_for(
+    tenancy: &Tenancy,
+    writers: &[Tenant],
+    projects: &[i64],
+    seconds: u64,
+    sample: bool,
+) -> anyhow::Result<(usize, Duration)> {
+    let started = Instant::now();
+    let mut commits = 0;
+    let mut lag_max = Duration::ZERO;
+    let per_slice = writers.len().div_ceil(10);
+    let mut slice = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        // A tenth of the writers every 100 ms: each writes once a second.
+        let chunk: Vec<(silo_tenancy::TenantId, i64)> = writers
+            .iter()
+            .zip(projects)
+            .skip(slice * per_slice)
+            .take(per_slice)
+            .map(|(t, p)| (t.id, *p))
+            .collect();
+        let written = futures::stream::iter(chunk)
+            .map(|(tenant, project)| async move {
+                let db = tenancy.db(tenant).await?;
+                let new = tasks::NewTask {
+                    project_id: project,
+                    title: "one a second".into(),
+                    ..Default::default()
+                };
+                tasks::create(&db, &new, None)?;
+                anyhow::Ok(())
+            })
+            .buffer_unordered(4)
+            .collect::<Vec<_>>()
+            .await;
+        for result in written {
+            result?;
+            commits += 1;
+        }
+        if sample {
+            lag_max = lag_max.max(Duration::from_millis(tenancy.backups().logs().lag().oldest_unshipped_ms));
+        }
+        slice = (slice + 1) % 10;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((commits, lag_max))
+}
