@@ -43,15 +43,13 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
         check.elapsed_ms as f64 / 1000.0,
         count as f64 * 1000.0 / check.elapsed_ms.max(1) as f64
     );
-    // The next two releases' migrations (numbered after the product's own).
-    let next = schema::latest_version(tenant_migrations()) + 1;
-    let v2 = schema::extended(
-        tenant_migrations(),
-        next,
+    let v2 = next_release();
+    let v3 = schema::extended(
+        &v2,
+        schema::latest_version(&v2) + 1,
         "bench marker",
-        "CREATE TABLE bench_marker_2 (x INTEGER)",
+        "CREATE TABLE bench_marker_3 (x INTEGER)",
     );
-    let v3 = schema::extended(&v2, next + 1, "bench marker", "CREATE TABLE bench_marker_3 (x INTEGER)");
     for (concurrency, migrations) in [(1, &v2), (2, &v3)] {
         let targets = tenancy.fleet().targets(None).await?;
         let summary = tenancy.fleet().migrate(targets, migrations, concurrency, false, &|_| {}).await?;
@@ -64,6 +62,13 @@ pub async fn migrate(dir: &Path, count: usize) -> anyhow::Result<()> {
     }
     tenancy.shutdown().await;
     Ok(())
+}
+
+/// The product's migrations and one more: the next release's, numbered after the product's
+/// own (a bench that asked for a version the schema already has would migrate nothing).
+fn next_release() -> Vec<sqlx::migrate::Migration> {
+    let next = schema::latest_version(tenant_migrations()) + 1;
+    schema::extended(tenant_migrations(), next, "bench marker", "CREATE TABLE bench_marker_2 (x INTEGER)")
 }
 
 /// `silo-bench fleet` options.
@@ -145,14 +150,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
         println!("  {name:<24} {}", Latencies::new(samples).summary());
     }
 
-    // The next release's migration (numbered after the product's own).
-    let next = schema::latest_version(tenant_migrations()) + 1;
-    let v2 = schema::extended(
-        tenant_migrations(),
-        next,
-        "bench marker",
-        "CREATE TABLE bench_marker_2 (x INTEGER)",
-    );
+    let v2 = next_release();
     let summary =
         tenancy.fleet().migrate(tenancy.fleet().targets(None).await?, &v2, 2, false, &|_| {}).await?;
     anyhow::ensure!(

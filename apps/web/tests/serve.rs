@@ -442,34 +442,43 @@ fn a_log_that_cannot_be_written_costs_no_request() {
     assert!(child.wait().unwrap().success(), "a clean stop");
 }
 
-/// Crash safety of the owner model (no file locks, the WAL index in memory): `silo serve`
-/// killed with SIGKILL while writers commit across many tenants loses no acknowledged write,
-/// every file passes `integrity_check`, and the next server serves them all.
-#[test]
-fn sigkill_during_writes_across_tenants_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let tenants = 12;
+/// `count` tenants `{prefix}-{i}` with the account `w@example.com` as their owner, and a
+/// personal token of that account for each: `(slug, token)`.
+fn tenants_with_tokens(d: &Path, prefix: &str, count: usize) -> Vec<(String, String)> {
     let created = silo_with_stdin(
         d,
         &["user", "create", "w@example.com", "--password-stdin"],
         "a long enough password\n",
     );
     assert!(created.status.success());
-    let mut tokens = Vec::new();
-    for i in 0..tenants {
-        let slug = format!("k-{i}");
-        stdout(&silo(d, &["tenant", "create", &slug]));
-        stdout(&silo(d, &["member", "add", &slug, "w@example.com", "--role", "owner"]));
-        let token = stdout(&silo(d, &["user", "token", "w@example.com", "--tenant", &slug]));
-        tokens.push((slug, token.trim().to_owned()));
-    }
-    let (mut server, addr) = start_server(d);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let acknowledged: Vec<(String, Vec<String>)> = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let writers = tokens.iter().cloned().map(|(slug, token)| {
-            let (client, addr) = (client.clone(), addr.clone());
+    (0..count)
+        .map(|i| {
+            let slug = format!("{prefix}-{i}");
+            stdout(&silo(d, &["tenant", "create", &slug]));
+            stdout(&silo(d, &["member", "add", &slug, "w@example.com", "--role", "owner"]));
+            let token = stdout(&silo(d, &["user", "token", "w@example.com", "--tenant", &slug]));
+            (slug, token.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Writes acknowledged by a server: per tenant, each task's title and when its 201 arrived.
+type Acknowledged = Vec<(String, Vec<(String, std::time::SystemTime)>)>;
+
+/// One writer per tenant creating tasks through the API (`pause` between writes) until the
+/// server at `addr` goes away; `kill` is awaited, then what each writer had acknowledged.
+async fn write_until_killed(
+    addr: &str,
+    tokens: &[(String, String)],
+    pause: Duration,
+    kill: impl std::future::Future<Output = ()>,
+) -> Acknowledged {
+    let client = reqwest::Client::new();
+    let writers: Vec<_> = tokens
+        .iter()
+        .cloned()
+        .map(|(slug, token)| {
+            let (client, addr) = (client.clone(), addr.to_owned());
             tokio::spawn(async move {
                 let base = format!("http://{addr}/api/v1/w/{slug}");
                 let project: serde_json::Value = client
@@ -487,24 +496,42 @@ fn sigkill_during_writes_across_tenants_loses_no_acknowledged_write() {
                     let title = format!("{slug} write {n}");
                     let body = serde_json::json!({ "project_id": project["id"], "title": title });
                     match client.post(format!("{base}/tasks")).bearer_auth(&token).json(&body).send().await {
-                        Ok(response) if response.status() == 201 => done.push(title),
+                        Ok(response) if response.status() == 201 => {
+                            done.push((title, std::time::SystemTime::now()))
+                        }
                         Ok(response) => panic!("{slug}: {}", response.status()),
                         Err(_) => break, // the server is gone
                     }
+                    tokio::time::sleep(pause).await;
                 }
                 (slug, done)
             })
-        });
-        let writers: Vec<_> = writers.collect();
+        })
+        .collect();
+    kill.await;
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.push(writer.await.unwrap());
+    }
+    acknowledged
+}
+
+/// Crash safety of the owner model (no file locks, the WAL index in memory): `silo serve`
+/// killed with SIGKILL while writers commit across many tenants loses no acknowledged write,
+/// every file passes `integrity_check`, and the next server serves them all.
+#[test]
+fn sigkill_during_writes_across_tenants_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tenants = 12;
+    let tokens = tenants_with_tokens(d, "k", tenants);
+    let (mut server, addr) = start_server(d);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acknowledged = runtime.block_on(write_until_killed(&addr, &tokens, Duration::ZERO, async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         server.child.kill().unwrap(); // SIGKILL, mid-write
         server.child.wait().unwrap();
-        let mut acknowledged = Vec::new();
-        for writer in writers {
-            acknowledged.push(writer.await.unwrap());
-        }
-        acknowledged
-    });
+    }));
     let total: usize = acknowledged.iter().map(|(_, done)| done.len()).sum();
     assert!(total > tenants, "the writers wrote before the kill ({total})");
     for (slug, done) in &acknowledged {
@@ -521,7 +548,7 @@ fn sigkill_during_writes_across_tenants_loses_no_acknowledged_write() {
         .unwrap();
         let titles: std::collections::HashSet<&str> =
             stored["rows"].as_array().unwrap().iter().filter_map(|row| row["title"].as_str()).collect();
-        for title in done {
+        for (title, _) in done {
             assert!(
                 titles.contains(title.as_str()),
                 "{slug}: acknowledged {title:?} is lost ({} acknowledged, {} stored: {stored})",
@@ -574,77 +601,21 @@ fn a_stopping_server_finishes_the_clis_command_first() {
 /// (1 s) + 1 s; the test allows one more second, as the test machine runs other tests at once.
 #[test]
 fn after_sigkill_and_a_lost_disk_the_store_has_every_write_but_the_last_seconds() {
-    use std::time::SystemTime;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let tenants = 8;
-    let created = silo_with_stdin(
-        d,
-        &["user", "create", "w@example.com", "--password-stdin"],
-        "a long enough password\n",
-    );
-    assert!(created.status.success());
-    let mut tokens = Vec::new();
-    for i in 0..tenants {
-        let slug = format!("c-{i}");
-        stdout(&silo(d, &["tenant", "create", &slug]));
-        stdout(&silo(d, &["member", "add", &slug, "w@example.com", "--role", "owner"]));
-        let token = stdout(&silo(d, &["user", "token", "w@example.com", "--tenant", &slug]));
-        tokens.push((slug, token.trim().to_owned()));
-    }
+    let tokens = tenants_with_tokens(d, "c", tenants);
     let (mut server, addr) = start_server(d);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (acknowledged, killed_at) = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let writers: Vec<_> = tokens
-            .iter()
-            .cloned()
-            .map(|(slug, token)| {
-                let (client, addr) = (client.clone(), addr.clone());
-                tokio::spawn(async move {
-                    let base = format!("http://{addr}/api/v1/w/{slug}");
-                    let project: serde_json::Value = client
-                        .post(format!("{base}/projects"))
-                        .bearer_auth(&token)
-                        .json(&serde_json::json!({ "name": "crash" }))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    let mut done = Vec::new();
-                    for n in 0.. {
-                        let title = format!("{slug} write {n}");
-                        let body = serde_json::json!({ "project_id": project["id"], "title": title });
-                        match client
-                            .post(format!("{base}/tasks"))
-                            .bearer_auth(&token)
-                            .json(&body)
-                            .send()
-                            .await
-                        {
-                            Ok(response) if response.status() == 201 => done.push((title, SystemTime::now())),
-                            Ok(response) => panic!("{slug}: {}", response.status()),
-                            Err(_) => break, // the server is gone
-                        }
-                        // ~20 writes a second per tenant: several segments each.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    (slug, done)
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        server.child.kill().unwrap(); // SIGKILL, mid-write
-        let killed_at = SystemTime::now();
-        server.child.wait().unwrap();
-        let mut acknowledged = Vec::new();
-        for writer in writers {
-            acknowledged.push(writer.await.unwrap());
-        }
-        (acknowledged, killed_at)
-    });
+    let mut killed_at = std::time::SystemTime::now();
+    // ~20 writes a second per tenant: several segments each.
+    let acknowledged =
+        runtime.block_on(write_until_killed(&addr, &tokens, Duration::from_millis(50), async {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            server.child.kill().unwrap(); // SIGKILL, mid-write
+            killed_at = std::time::SystemTime::now();
+            server.child.wait().unwrap();
+        }));
     // The disk with the tenant files is lost.
     std::fs::remove_dir_all(d.join("data/regions")).unwrap();
     let moment = killed_at - Duration::from_secs(3);
