@@ -115,6 +115,11 @@ impl Logs {
         }
     }
 
+    /// Stops following a tenant (deleted): its state goes, and it is not visited again.
+    fn forget(&self, tenant: TenantId) {
+        self.tenants.lock().remove(&tenant);
+    }
+
     /// The file was written behind the log (a connection without the hooks: an erasure or a
     /// migration while the tenant was not open): its chain cannot continue, the next pass
     /// starts a new one with a snapshot.
@@ -467,7 +472,8 @@ impl Backups {
             Err(e) => return Err(e),
         };
         if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
-            self.logs().reset(tenant_id);
+            // Deleted: nothing of it is shipped again (and it is not visited again).
+            self.logs().forget(tenant_id);
             return Ok(Shipped::default());
         }
         let path = self.0.tenant_path(&tenant)?;
