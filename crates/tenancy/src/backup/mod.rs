@@ -458,8 +458,9 @@ impl Backups {
         self.0.control().delete_backups(&gone).await?;
         report.expired = gone.len();
         let catalogued: std::collections::HashSet<&str> = all.iter().map(|b| b.object_key.as_str()).collect();
+        let gone_now: std::collections::HashSet<&str> = gone.iter().map(String::as_str).collect();
         let live: std::collections::HashSet<&str> =
-            all.iter().filter(|b| !gone.contains(&b.id)).map(|b| b.id.as_str()).collect();
+            all.iter().map(|b| b.id.as_str()).filter(|id| !gone_now.contains(id)).collect();
         for key in store.list("tenants/").await? {
             let orphan = match chain_of(&key) {
                 // A segment is an orphan when its chain's snapshot is (the id carries its time).
