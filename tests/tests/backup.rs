@@ -106,6 +106,7 @@ store_suite!(
     pre_migration_backup_rolls_back,
     region_move_keeps_the_data,
     point_in_time_restore_reproduces_each_moment,
+    an_installation_is_rebuilt_from_the_store_and_the_master_key,
 );
 
 async fn back_up_list_verify_restore_and_clone(store: Store) {
@@ -604,6 +605,76 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
     let future = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + 60_000);
     let refused = t.backups().restore_to(&by_slug("acme"), &future, None, "test").await.unwrap_err();
     assert!(refused.to_string().contains("in the future"), "{refused}");
+    f.server.stop().await.unwrap();
+}
+
+/// Disaster recovery: the control plane's copies and the tenants' chains rebuild an empty data
+/// directory (`silo recover --from-store`'s two steps).
+async fn an_installation_is_rebuilt_from_the_store_and_the_master_key(store: Store) {
+    use silo_tenancy::backup::recover::recover_control;
+    let f = Fixture::new(store).await;
+    let t = f.tenancy();
+    t.backups().logs().enable();
+    let (acme, acme_project) = tenant_with_tasks(t, "acme", 3).await;
+    let (beta, beta_project) = tenant_with_tasks(t, "beta", 2).await;
+    assert_eq!(t.backups().ship_changes().await.chains_started, 2);
+    add_task(t, &beta, beta_project, "beta after its snapshot").await;
+    assert_eq!(t.backups().ship_changes().await.segments, 1);
+
+    // The control plane reaches the store once per change, not when unchanged.
+    let copy = t.backups().copy_control_now().await.unwrap().expect("a first copy");
+    assert!(copy.db_size > 4096 && copy.stored > 0, "{copy:?}");
+    assert!(t.backups().copy_control_now().await.unwrap().is_none(), "nothing changed since");
+    assert_eq!(t.backups().control_copies().behind_seconds(), 0.0);
+
+    // After the copy: a snapshot its catalogue does not know, a commit after that snapshot,
+    // and a tenant it never saw.
+    let late = t.backups().create(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    add_task(t, &acme, acme_project, "acme after the copy").await;
+    assert_eq!(t.backups().ship_changes().await.segments, 1);
+    tenant_with_tasks(t, "gamma", 1).await;
+    let expected_acme = titles(t, &by_slug("acme")).await;
+    let expected_beta = titles(t, &by_slug("beta")).await;
+    assert!(expected_acme.contains(&"acme after the copy".to_owned()));
+
+    // The disk is lost: a new data directory, the same store and master key.
+    let rebuilt = tempfile::tempdir().unwrap();
+    let mut settings = t.settings().clone();
+    settings.data_dir = rebuilt.path().join("data");
+    settings.regions.insert("eu".into(), RegionSettings { root: settings.data_dir.join("regions/eu") });
+    settings.backup.local_dir = Some(t.settings().local_objects_dir());
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(t.settings().master_key_path(), key.path()).unwrap();
+
+    let mut no_key = settings.clone();
+    no_key.backup.master_key_file = Some(rebuilt.path().join("missing.key"));
+    let refused = recover_control(&no_key).await.unwrap_err();
+    assert!(refused.to_string().contains("no master key"), "{refused}");
+    assert!(!no_key.control_db_path().exists(), "a refused recovery writes nothing");
+
+    settings.backup.master_key_file = Some(key.path().to_owned());
+    let control = recover_control(&settings).await.unwrap();
+    assert!(control.size > 4096);
+    let again = recover_control(&settings).await.unwrap_err();
+    assert!(again.to_string().contains("rebuilds an empty data directory"), "{again}");
+
+    let r = Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
+    let _accounts = silo_accounts::Accounts::new(r.clone(), Default::default());
+    let run = r.backups().recover_tenants("test").await.unwrap();
+    assert!(run.failed.is_empty(), "{run:?}");
+    assert_eq!(run.adopted, 1, "acme's snapshot after the copy: {run:?}");
+    let slugs: Vec<&str> = run.restored.iter().map(|(slug, _, _)| slug.as_str()).collect();
+    assert_eq!(slugs, ["acme", "beta"], "gamma was created after the copy");
+    assert_eq!(titles(&r, &by_slug("acme")).await, expected_acme);
+    assert_eq!(titles(&r, &by_slug("beta")).await, expected_beta);
+    for slug in ["acme", "beta"] {
+        let check = r.queries().read_only(&by_slug(slug), "PRAGMA integrity_check").await.unwrap();
+        assert_eq!(check.rows[0][0], "ok");
+    }
+    let catalogue = r.backups().of_tenant(acme.id).await.unwrap();
+    assert_eq!(catalogue[0].id, late.id, "the adopted snapshot is catalogued");
+    assert_eq!(catalogue[0].schema_version, latest());
+    r.shutdown().await;
     f.server.stop().await.unwrap();
 }
 

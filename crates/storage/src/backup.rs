@@ -73,6 +73,28 @@ pub fn unseal(bytes: &[u8], key: &DataKey, context: &[u8]) -> Result<Vec<u8>> {
     Ok(plain)
 }
 
+/// Writes the bytes of a database (a snapshot, see [`crate::sqlite::snapshot_bytes`]) to a new
+/// file at `dest`, fsynced, and checks its integrity; on failure `dest` is removed.
+pub fn write_database(plain: &[u8], dest: &Path) -> Result<()> {
+    if !plain.starts_with(b"SQLite format 3\0") {
+        return Err(Error::Corrupt { path: dest.to_owned(), detail: "not a SQLite database".into() });
+    }
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .map_err(|e| Error::io("create database file", dest, e))?;
+        file.write_all(plain).map_err(|e| Error::io("write database file", dest, e))?;
+        file.sync_all().map_err(|e| Error::io("fsync database file", dest, e))?;
+        crate::sqlite::check_integrity(dest)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    written
+}
+
 fn write_decompressed(compressed: &[u8], dest: &Path) -> Result<u64> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -84,6 +84,8 @@ struct Inner {
     template: OnceCell<PathBuf>,
     /// The backup store and master key (set up on first use).
     backup_store: OnceCell<backup::BackupStore>,
+    /// Copies of `control.db` to the store (see [`backup::control_copies`]).
+    control_copies: backup::control_copies::ControlCopies,
     /// What the backup scheduler last did.
     scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
     /// The master key (loaded on first use): wraps data keys, seals links in the outbox.
@@ -167,6 +169,7 @@ impl Tenancy {
             sqlite_version,
             template: OnceCell::new(),
             backup_store: OnceCell::new(),
+            control_copies: Default::default(),
             scheduler_status: Default::default(),
             master_key: OnceCell::new(),
             schema,
@@ -371,6 +374,9 @@ impl Tenancy {
                     failed = run.failed.len(),
                     "continuous backup: commits of some tenants did not reach the store before the stop"
                 );
+            }
+            if let Err(e) = self.backups().copy_control_now().await {
+                tracing::warn!(error = %e, "continuous backup: the last change of control.db did not reach the store");
             }
         }
         self.inner.control.close().await;

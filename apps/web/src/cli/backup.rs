@@ -69,6 +69,22 @@ pub struct RestoreArgs {
     json: bool,
 }
 
+/// `silo recover` options.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Rebuild from the backup store (the `[backup]` store of the configuration): the newest
+    /// copy of the control plane, then every live tenant to its last commit there.
+    #[arg(long, required = true)]
+    from_store: bool,
+    /// The installation's master key file, copied to the data directory's key path first
+    /// (default: the key already there, or `SILO_MASTER_KEY`).
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 /// `silo export` options.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -198,6 +214,80 @@ impl RestoreArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+impl RecoverArgs {
+    /// Rebuilds the empty data directory of `settings` from the store (holding its lock).
+    pub async fn run(self, settings: crate::settings::Settings) -> anyhow::Result<ExitCode> {
+        debug_assert!(self.from_store, "clap requires --from-store");
+        if let Some(file) = &self.master_key_file {
+            install_master_key(file, &settings.fleet.master_key_path())?;
+        }
+        let control = silo_tenancy::backup::recover::recover_control(&settings.fleet).await?;
+        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
+        // The accounts say who each tenant's members are now (a restored file gets them).
+        let _accounts = silo_accounts::Accounts::new(tenancy.clone(), settings.accounts());
+        let tenants = tenancy.backups().recover_tenants(&actor()).await;
+        tenancy.shutdown().await;
+        let tenants = tenants?;
+        if self.json {
+            print_json(&serde_json::json!({ "control": control, "tenants": tenants }))?;
+        } else {
+            crate::say!(
+                "control plane: copy {} taken at {} ({})",
+                control.copy,
+                control.taken_at,
+                output::bytes(control.size)
+            );
+            let commits: usize = tenants.restored.iter().map(|(_, commits, _)| commits).sum();
+            crate::say!(
+                "tenants: {} restored to their last commit in the store ({commits} commits replayed after their snapshots{}), {} failed, in {:.1} s",
+                tenants.restored.len(),
+                match tenants.adopted {
+                    0 => String::new(),
+                    n => format!("; {n} snapshots newer than the control plane's copy catalogued"),
+                },
+                tenants.failed.len(),
+                tenants.elapsed_ms as f64 / 1000.0
+            );
+            for (slug, error) in &tenants.failed {
+                crate::say!("  {slug}: {error}");
+            }
+        }
+        Ok(if tenants.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+}
+
+/// Copies the master key file to where the installation reads it (mode 0600); one already
+/// there must be the same key.
+fn install_master_key(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let key = std::fs::read_to_string(from).with_context(|| format!("--master-key-file {}", from.display()))?;
+    silo_storage::crypto::MasterKey::from_hex(key.trim())
+        .map_err(|e| anyhow::anyhow!("--master-key-file {}: {e}", from.display()))?;
+    if to.exists() {
+        let there = std::fs::read_to_string(to).with_context(|| format!("read {}", to.display()))?;
+        anyhow::ensure!(
+            there.trim() == key.trim(),
+            "{} holds another master key: remove it, or leave out --master-key-file",
+            to.display()
+        );
+        return Ok(());
+    }
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .with_context(|| format!("create {}", to.display()))?;
+    file.write_all(format!("{}\n", key.trim()).as_bytes())?;
+    file.sync_all()?;
+    Ok(())
 }
 
 impl ExportArgs {

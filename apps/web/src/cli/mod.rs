@@ -74,6 +74,9 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Export a tenant: a zip of its database, JSON and CSV per table, and a manifest.
     Export(backup::ExportArgs),
+    /// Rebuild an empty data directory from the backup store (disaster recovery): the control
+    /// plane's newest copy, then every tenant to its last commit in the store.
+    Recover(backup::RecoverArgs),
 }
 
 impl Command {
@@ -132,6 +135,11 @@ impl Cli {
         }
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        if let Command::Recover(args) = self.command {
+            // Never through a server (one serving this directory holds the lock: refused).
+            let _lock = DataDirLock::acquire(&data_dir, "recover this data directory")?;
+            return args.run(settings).await;
+        }
         // A server runs the command; without one this process owns the data directory (and
         // every tenant file) while the command runs. Another CLI command holding the lock is
         // waited for (they take turns), as is a server still starting (its socket appears).
@@ -175,6 +183,7 @@ impl Command {
             Command::Backup(command) => command.run(tenancy).await,
             Command::Restore(args) => args.run(tenancy).await,
             Command::Export(args) => args.run(tenancy).await,
+            Command::Recover(_) => anyhow::bail!("`recover` rebuilds an empty data directory: it does not run on a server"),
         }
     }
 }

@@ -58,6 +58,12 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
                     lag.unshipped_bytes / 1000
                 ));
             }
+            let control_behind = app.tenancy.backups().control_copies().behind_seconds();
+            if control_behind >= LAG_WARNING.as_secs_f64() {
+                body.push_str(&format!(
+                    "warning: the control plane's changes of the last {control_behind:.0} s are not in the backup store\n"
+                ));
+            }
             HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(body)
         }
         Err(e) => {
@@ -79,6 +85,7 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     let mut body = app.tenancy.cache().stats().to_prometheus();
     body.push_str(&app.tenancy.backups().scheduler_status().to_prometheus());
     body.push_str(&app.tenancy.backups().logs().lag().to_prometheus());
+    body.push_str(&app.tenancy.backups().control_copies().to_prometheus());
     if let Ok(space) = app.tenancy.disk_space() {
         body.push_str("# HELP silo_disk_available_bytes Free bytes on the data directory's file system.\n# TYPE silo_disk_available_bytes gauge\n");
         body.push_str(&format!("silo_disk_available_bytes {}\n", space.available));

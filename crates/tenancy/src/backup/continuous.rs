@@ -425,6 +425,11 @@ impl Backups {
                     "continuous backup: some tenants could not ship; retrying"
                 );
             }
+            // The control plane follows in the same pass (see `control_copies`).
+            let copied = if stopping { self.copy_control_now().await } else { self.copy_control_if_changed().await };
+            if let Err(e) = copied {
+                tracing::warn!(error = %e, "continuous backup: copying control.db to the store failed; retrying");
+            }
             if stopping {
                 tracing::info!(shipped = run.shipped, "continuous backup stopped");
                 return;

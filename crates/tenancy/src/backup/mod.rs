@@ -12,6 +12,8 @@
 pub mod catalogue;
 pub mod changes;
 pub mod continuous;
+pub mod control_copies;
+pub mod recover;
 pub mod restore;
 pub mod retention;
 pub mod scheduler;
@@ -138,6 +140,8 @@ pub struct PruneReport {
     pub expired: usize,
     /// Objects without a catalogue row (killed backups, purged tenants) removed.
     pub orphans: usize,
+    /// Copies of the control plane removed by their retention policy.
+    pub control_copies: usize,
 }
 
 impl Tenancy {
@@ -457,6 +461,7 @@ impl Backups {
         // which the next prune removes again (deleting a missing object is fine).
         self.0.control().delete_backups(&gone).await?;
         report.expired = gone.len();
+        report.control_copies = self.prune_control_copies(now).await?;
         let catalogued: std::collections::HashSet<&str> = all.iter().map(|b| b.object_key.as_str()).collect();
         let gone_now: std::collections::HashSet<&str> = gone.iter().map(String::as_str).collect();
         let live: std::collections::HashSet<&str> =
