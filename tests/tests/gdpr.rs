@@ -45,6 +45,13 @@ async fn comment_as(server: &TestServer, email: &str, slug: &str, task_id: i64, 
     silo_workspace::comments::create(&db, task_id, Some(author), body).unwrap();
 }
 
+/// Writes the newest copy of the control plane in the server's backup store to `dest`.
+async fn newest_control_copy(server: &TestServer, dest: &std::path::Path) {
+    let store = server.tenancy.backup_store().await.unwrap().store();
+    let master = server.tenancy.master_key().await.unwrap();
+    silo_tenancy::backup::control_copies::fetch_newest(store, master, dest).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_after_a_restore() {
     let server = TestServer::start().await.unwrap();
@@ -78,6 +85,11 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(export["status"], "done", "{export}");
     assert!(!files_containing(&data, CANARY.as_bytes()).is_empty(), "the canary is planted");
+    // A copy of the control plane in the backup store (continuous backup's) holds her account.
+    assert!(server.tenancy.backups().copy_control_now().await.unwrap().is_some());
+    let copy = tempfile::tempdir().unwrap();
+    newest_control_copy(&server, &copy.path().join("before.db")).await;
+    assert!(!files_containing(copy.path(), CANARY.as_bytes()).is_empty(), "the copy holds the canary");
 
     // The dry run counts, per tenant, and changes nothing.
     let (status, plan) = ops
@@ -114,6 +126,14 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     );
     let leftovers = files_containing(&data, CANARY.as_bytes());
     assert!(leftovers.is_empty(), "the canary survives in {leftovers:?}");
+    // The store's copies of the control plane: one without her replaced the older ones.
+    assert!(result["control_copies_replaced"].as_u64() >= Some(1), "{result}");
+    let store = server.tenancy.backup_store().await.unwrap().store();
+    assert_eq!(store.list(silo_tenancy::backup::control_copies::PREFIX).await.unwrap().len(), 1);
+    let after = tempfile::tempdir().unwrap();
+    newest_control_copy(&server, &after.path().join("control.db")).await;
+    let leftovers = files_containing(after.path(), CANARY.as_bytes());
+    assert!(leftovers.is_empty(), "the control plane's copy in the store holds the canary");
     // Everyone else's data is intact: Bob's task, his reply on her (anonymised) task.
     let (status, hits) = bob.call("GET", &format!("/w/acme/search?q={OTHER}"), None).await.unwrap();
     assert_eq!(status, 200, "{hits}");

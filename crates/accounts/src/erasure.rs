@@ -309,6 +309,11 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     // 5. The control plane, all at once.
     let control = remove_records(&accounts, &subject, &ctx.job.id, exports).await?;
     tenancy.control().checkpoint_truncate().await?;
+    // The control plane's copies in the backup store held them too: a copy without them
+    // replaces every older one.
+    let copies_replaced = tenancy.backups().supersede_control_copies().await.map_err(|e| {
+        JobError::retry(format!("the control plane's copies in the backup store could not be replaced: {e}"))
+    })?;
     accounts.directory().clear();
     ctx.progress(total + 1, total + 1);
     let erasure = ledger.get(&subject.hash).await?;
@@ -318,6 +323,7 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
         "tenants": erasure.map(|e| e.tenants),
         "control_plane": control,
         "exports_deleted": exports,
+        "control_copies_replaced": copies_replaced,
         "new_owners": heirs,
         "closed_workspaces": closed,
     }))

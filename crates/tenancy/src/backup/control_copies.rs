@@ -209,6 +209,27 @@ impl Backups {
         Ok(Some(last))
     }
 
+    /// After an erasure: stores a copy of `control.db` as it is now, then deletes every older
+    /// copy, so no copy in the store still holds what was erased (retention would keep some
+    /// for `keep_daily_days`). A store that holds no copy is left as it is. Returns how many
+    /// copies went.
+    pub async fn supersede_control_copies(&self) -> Result<usize> {
+        let store = self.0.backup_store().await?.store();
+        if store.list(PREFIX).await?.is_empty() {
+            return Ok(0);
+        }
+        self.copy_control_now().await?;
+        let copies: Vec<String> =
+            store.list(PREFIX).await?.iter().filter_map(|key| parse_copy_key(key)).map(|(id, _)| id).collect();
+        let Some(newest) = copies.iter().max().cloned() else { return Ok(0) };
+        let mut gone = 0;
+        for id in copies.iter().filter(|id| **id < newest) {
+            store.delete(&copy_object(id)).await?;
+            gone += 1;
+        }
+        Ok(gone)
+    }
+
     /// Applies the retention policy to the control plane's copies; returns how many went.
     pub(crate) async fn prune_control_copies(&self, now: SystemTime) -> Result<usize> {
         let settings = &self.0.settings().backup;
@@ -233,7 +254,7 @@ fn open_watcher(path: &Path) -> Result<rusqlite::Connection> {
 
 /// Writes the newest copy of the control plane in `store` to `dest` (which must not exist):
 /// decrypted with `master`, checked (`integrity_check`), fsynced. Returns the copy's id and time.
-pub(crate) async fn fetch_newest(
+pub async fn fetch_newest(
     store: &dyn silo_storage::objects::ObjectStore,
     master: &MasterKey,
     dest: &Path,
