@@ -608,6 +608,48 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
     f.server.stop().await.unwrap();
 }
 
+/// Each chain records where it ends; once the backups after a chain are gone (retention), a
+/// moment past its end cannot be reproduced and is refused, naming the moments that can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_past_the_end_of_a_chain_is_refused() {
+    use silo_tenancy::Timestamp;
+    let f = Fixture::new(Store::Local).await;
+    let t = f.tenancy();
+    t.backups().logs().enable();
+    let (tenant, project) = tenant_with_tasks(t, "acme", 1).await;
+    t.backups().ship_changes().await;
+    let tick = || tokio::time::sleep(Duration::from_millis(5));
+    add_task(t, &tenant, project, "in the first chain").await;
+    tick().await;
+    let inside_first = (Timestamp::now(), titles(t, &by_slug("acme")).await);
+    tick().await;
+    let second = t.backups().create(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    add_task(t, &tenant, project, "in the second chain").await;
+    assert_eq!(t.backups().ship_changes().await.segments, 1);
+    tick().await;
+    let inside_second = Timestamp::now();
+    tick().await;
+    let third = t.backups().create(&by_slug("acme"), BackupKind::Manual, "test").await.unwrap();
+    let catalogue = t.backups().of_tenant(tenant.id).await.unwrap();
+    assert_eq!(catalogue[0].chain_until, None, "the newest chain is open");
+    assert_eq!(catalogue[1].chain_until.as_ref(), Some(&third.created_at), "closed by the next snapshot");
+    assert_eq!(catalogue[2].chain_until.as_ref(), Some(&second.created_at));
+
+    // Retention lets the second backup go: its chain's moments cannot be reproduced.
+    sqlx::query("DELETE FROM backups WHERE id = ?").bind(&second.id).execute(t.control().writer()).await.unwrap();
+    let refused = t.backups().restore_to(&by_slug("acme"), &inside_second, Some("gap"), "test").await.unwrap_err();
+    let message = refused.to_string();
+    assert!(matches!(refused, Error::InvalidInput(_)), "{message}");
+    assert!(
+        message.contains("exactly") && message.contains(second.created_at.as_str()) && message.contains(third.created_at.as_str()),
+        "{message}"
+    );
+    // The first chain's moments still can.
+    t.backups().restore_to(&by_slug("acme"), &inside_first.0, Some("first"), "test").await.unwrap();
+    assert_eq!(titles(t, &by_slug("first")).await, inside_first.1);
+    f.server.stop().await.unwrap();
+}
+
 /// Disaster recovery: the control plane's copies and the tenants' chains rebuild an empty data
 /// directory (`silo recover --from-store`'s two steps).
 async fn an_installation_is_rebuilt_from_the_store_and_the_master_key(store: Store) {

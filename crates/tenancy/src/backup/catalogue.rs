@@ -85,6 +85,9 @@ pub struct Backup {
     pub verified_at: Option<String>,
     /// What the last verification found wrong.
     pub verify_error: Option<String>,
+    /// How far its chain of continuous backup reaches, once a newer snapshot closed it
+    /// (`None`: open, or no chain; see `migrations/control/0013_backup_chains.sql`).
+    pub chain_until: Option<crate::Timestamp>,
 }
 
 impl Backup {
@@ -126,6 +129,16 @@ impl ControlPlane {
             .fetch_one(self.writer())
             .await?;
         Ok(row.try_get("wrapped")?)
+    }
+
+    /// Records how far a backup's chain reaches (a newer snapshot closed it).
+    pub(crate) async fn close_chain(&self, backup: &str, until: &crate::Timestamp) -> Result<()> {
+        sqlx::query("UPDATE backups SET chain_until = ?2 WHERE id = ?1 AND chain_until IS NULL")
+            .bind(backup)
+            .bind(until)
+            .execute(self.writer())
+            .await?;
+        Ok(())
     }
 
     /// Records a stored backup (its object is already in the store).

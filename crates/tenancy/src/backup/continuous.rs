@@ -221,11 +221,13 @@ struct LogState {
     restart_expected: bool,
 }
 
-/// A chain: its snapshot and the next segment's number.
+/// A chain: its snapshot, the next segment's number, and the time of its last commit stored
+/// (the snapshot's while it has none).
 #[derive(Clone, Debug)]
 struct Chain {
     backup: String,
     next_seq: u64,
+    covered_ms: i64,
 }
 
 thread_local! {
@@ -540,6 +542,7 @@ impl Backups {
             && current.backup == chain.backup
         {
             current.next_seq += 1;
+            current.covered_ms = commits[commits.len() - 1].at_ms;
         }
         Ok(())
     }
@@ -613,25 +616,60 @@ impl Backups {
         actor: &str,
     ) -> Result<super::Backup> {
         let (backup, tail) = self.snapshot(tenant, kind, actor, Some(log)).await?;
+        let created_ms = backup.created_at.unix_ms();
         let (old, broken) = {
             let mut state = log.state.lock();
-            let old = state.chain.replace(Chain { backup: backup.id.clone(), next_seq: 0 });
+            let chain = Chain { backup: backup.id.clone(), next_seq: 0, covered_ms: created_ms };
+            let old = state.chain.replace(chain);
             (old, std::mem::take(&mut state.broken))
         };
         // The old chain's last commits (before the snapshot) close it, so a restore to a
         // moment just before the snapshot finds them — unless frames went missing before them
         // (a broken log): after a gap they would be replayed onto the wrong pages. A failure
-        // here loses no data (the snapshot has them), only those moments of the old chain.
-        if let (Some(old), false, false) = (old, tail.is_empty(), broken)
-            && let Err(e) = self.store_segment_in(tenant, &old, &tail).await
+        // here loses no data (the snapshot has them), only those moments of the old chain,
+        // and the catalogue says how far the old chain reaches.
+        let closed = match old {
+            Some(old) => {
+                let complete = !broken
+                    && (tail.is_empty()
+                        || match self.store_segment_in(tenant, &old, &tail).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::warn!(tenant = %tenant.id, error = %e, "storing the last segment of a chain failed");
+                                false
+                            }
+                        });
+                let until = if complete { created_ms } else { old.covered_ms };
+                Some((old.backup, until))
+            }
+            // This process's first chain of the tenant: the one before it (another process's,
+            // or before a restore) reaches its last stored commit.
+            None => self.open_chain_before(tenant, &backup.id).await,
+        };
+        if let Some((id, until)) = closed
+            && let Err(e) = self.0.control().close_chain(&id, &crate::Timestamp::from_unix_ms(until)).await
         {
-            tracing::warn!(tenant = %tenant.id, error = %e, "storing the last segment of a chain failed");
+            tracing::warn!(tenant = %tenant.id, backup = %id, error = %e, "recording where a chain ends failed");
         }
         Ok(backup)
     }
 }
 
 impl Backups {
+    /// The tenant's newest backup before `current` if its chain is open (not closed by this
+    /// process), with the time of the last commit in it: where it ends.
+    async fn open_chain_before(&self, tenant: &Tenant, current: &str) -> Option<(String, i64)> {
+        let backups = self.of_tenant(tenant.id).await.ok()?;
+        let previous = backups.into_iter().find(|b| b.id.as_str() < current)?;
+        if previous.chain_until.is_some() {
+            return None;
+        }
+        let store = self.0.backup_store().await.ok()?.store();
+        let keys = store.list(&chain_prefix(tenant.id, &previous.id)).await.ok()?;
+        let last = keys.iter().filter_map(|k| parse_segment_key(k)).map(|s| s.last_ms).max();
+        Some((previous.id.clone(), last.unwrap_or(previous.created_at.unix_ms())))
+    }
+
     /// Replays the chain of `backup` onto `dest` (its snapshot, restored there and closed):
     /// every commit at or before `until_ms`, in order. A missing or damaged segment stops the
     /// replay with an error naming it. Returns the commits applied and the time of the last

@@ -301,6 +301,7 @@ impl Backups {
             schema_version,
             verified_at: None,
             verify_error: None,
+            chain_until: None,
         };
         let store = self.0.backup_store().await?.store();
         store.put(&backup.object_key, packed.bytes).await?;

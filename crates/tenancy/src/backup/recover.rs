@@ -173,6 +173,7 @@ impl Backups {
             object_key,
             verified_at: None,
             verify_error: None,
+            chain_until: None,
         };
         let temp = self.temp_path(&crate::scratch::name("adopt", &id))?;
         let checked = async {

@@ -116,6 +116,19 @@ impl Backups {
                 tenant.slug
             )));
         };
+        // A chain closed before `at` (the backups after it expired, or continuous backup was
+        // off) cannot reproduce `at`: refused rather than landing earlier unannounced.
+        if backups.first().is_some_and(|newest| newest.id != base.id) {
+            let reach = base.chain_until.clone().unwrap_or_else(|| base.created_at.clone());
+            if at > &reach {
+                let next = backups.iter().rev().find(|b| &b.created_at > at).map(|b| b.created_at.clone());
+                let next = next.map_or_else(String::new, |n| format!(" or from {n}"));
+                return Err(Error::InvalidInput(format!(
+                    "`{}` cannot be restored to {at} exactly: what the store keeps of it reaches {reach}, then starts again later (the backups in between expired, or continuous backup was off); restore to a moment up to {reach}{next}",
+                    tenant.slug
+                )));
+            }
+        }
         let until = Some(at.unix_ms());
         match as_slug {
             None => self.restore_in_place(tenant, base, until, actor).await,

@@ -81,6 +81,7 @@ mod tests {
             object_key: format!("tenants/t/backups/{id}"),
             verified_at: None,
             verify_error: None,
+            chain_until: None,
         }
     }
 
