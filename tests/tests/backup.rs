@@ -636,12 +636,19 @@ async fn a_restore_past_the_end_of_a_chain_is_refused() {
     assert_eq!(catalogue[2].chain_until.as_ref(), Some(&second.created_at));
 
     // Retention lets the second backup go: its chain's moments cannot be reproduced.
-    sqlx::query("DELETE FROM backups WHERE id = ?").bind(&second.id).execute(t.control().writer()).await.unwrap();
-    let refused = t.backups().restore_to(&by_slug("acme"), &inside_second, Some("gap"), "test").await.unwrap_err();
+    sqlx::query("DELETE FROM backups WHERE id = ?")
+        .bind(&second.id)
+        .execute(t.control().writer())
+        .await
+        .unwrap();
+    let refused =
+        t.backups().restore_to(&by_slug("acme"), &inside_second, Some("gap"), "test").await.unwrap_err();
     let message = refused.to_string();
     assert!(matches!(refused, Error::InvalidInput(_)), "{message}");
     assert!(
-        message.contains("exactly") && message.contains(second.created_at.as_str()) && message.contains(third.created_at.as_str()),
+        message.contains("exactly")
+            && message.contains(second.created_at.as_str())
+            && message.contains(third.created_at.as_str()),
         "{message}"
     );
     // The first chain's moments still can.
@@ -905,7 +912,7 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 3, "no typed confirmation, no restore");
     let fields = [("backup", backup.id.as_str()), ("confirm", "acme")];
     ops.submit(&page, &act("restore"), &fields).await.unwrap();
-    assert!(ops.get(&page).await.unwrap().body.contains("Restored backup"));
+    assert!(ops.get(&page).await.unwrap().body.contains("Restored from backup"));
     assert_eq!(titles(t, &by_slug("acme")).await.len(), 2);
 
     let fields = [("backup", backup.id.as_str()), ("as_slug", "acme-old")];
@@ -925,6 +932,81 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
     let user = f.server.sign_up("ada@example.com", "adas").await.unwrap();
     assert_eq!(user.submit("/account", &act("backup"), &[]).await.unwrap().status, 404);
     f.server.stop().await.unwrap();
+}
+
+/// The console shows what a tenant can be restored to and what is not in the store yet, and
+/// restores to a moment; so does the operator API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_the_api_restore_to_a_moment_and_show_the_window() {
+    use silo_tenancy::Timestamp;
+    let f = Fixture::new(Store::Local).await;
+    let t = f.tenancy();
+    t.backups().logs().enable();
+    let token = f.server.operator_token("ops@example.com").await.unwrap();
+    let ops = f.server.sign_in("ops@example.com").await.unwrap();
+    let api = ApiClient::new(f.server.addr, Some(&token));
+    let (tenant, project) = tenant_with_tasks(t, "acme", 1).await;
+    t.backups().ship_changes().await;
+    add_task(t, &tenant, project, "shipped").await;
+    t.backups().ship_changes().await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let moment = Timestamp::now();
+    let then = titles(t, &by_slug("acme")).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    add_task(t, &tenant, project, "later").await;
+    t.backups().ship_changes().await;
+    let page = format!("/admin/tenants/{}", tenant.id);
+    let shown = ops.get(&page).await.unwrap().body;
+    assert!(
+        shown.contains("id=\"restorable\"") && shown.contains("Every commit is in the backup store."),
+        "{shown}"
+    );
+    add_task(t, &tenant, project, "not shipped").await;
+    let shown = ops.get(&page).await.unwrap().body;
+    assert!(shown.contains("Not in the backup store yet: commits of the last"), "{shown}");
+
+    let (status, window) = api.call("GET", "/tenants/acme/restorable", None).await.unwrap();
+    assert_eq!(status, 200, "{window}");
+    assert_eq!(
+        (window["continuous"].as_bool(), window["backups"].as_u64()),
+        (Some(true), Some(1)),
+        "{window}"
+    );
+    assert!(window["unshipped_bytes"].as_u64() >= Some(4096), "{window}");
+    let (from, to) = (window["from"].as_str().unwrap(), window["to"].as_str().unwrap());
+    assert!(from < moment.as_str() && moment.as_str() < to, "{window}");
+
+    // The console's form, as a new tenant.
+    let act = format!("{page}/restore");
+    ops.submit(&page, &act, &[("at", "5 minutes ago"), ("as_slug", "acme-x")]).await.unwrap();
+    assert!(ops.get(&page).await.unwrap().body.contains("The moment to restore to:"));
+    let done = ops.submit(&page, &act, &[("at", moment.as_str()), ("as_slug", "acme-then")]).await.unwrap();
+    assert_eq!(done.status, 303);
+    assert_eq!(titles(t, &by_slug("acme-then")).await, then);
+    // The API, in place.
+    let bad = [json_body(&[("at", moment.as_str()), ("backup", "x")]), json_body(&[("at", "nonsense")])];
+    for body in bad {
+        let (status, error) = api.call("POST", "/tenants/acme/restore", Some(body)).await.unwrap();
+        assert_eq!(status, 422, "{error}");
+    }
+    let (status, restored) =
+        api.call("POST", "/tenants/acme/restore", Some(json_body(&[("at", moment.as_str())]))).await.unwrap();
+    assert_eq!(status, 200, "{restored}");
+    assert!(
+        restored["reached"].as_str() <= Some(moment.as_str())
+            && restored["commits_replayed"].as_u64() >= Some(1),
+        "{restored}"
+    );
+    assert_eq!(titles(t, &by_slug("acme")).await, then);
+    f.server.stop().await.unwrap();
+}
+
+fn json_body(fields: &[(&str, &str)]) -> serde_json::Value {
+    fields
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -662,7 +662,10 @@ fn after_sigkill_and_a_lost_data_directory_recover_brings_back_all_but_the_last_
         for (title, acked) in done {
             if *acked <= moment {
                 checked += 1;
-                assert!(titles.contains(title.as_str()), "{slug}: {title:?}, acknowledged 3 s before the kill, is lost");
+                assert!(
+                    titles.contains(title.as_str()),
+                    "{slug}: {title:?}, acknowledged 3 s before the kill, is lost"
+                );
             }
         }
     }

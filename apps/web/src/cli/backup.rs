@@ -262,7 +262,8 @@ impl RecoverArgs {
 /// there must be the same key.
 fn install_master_key(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context;
-    let key = std::fs::read_to_string(from).with_context(|| format!("--master-key-file {}", from.display()))?;
+    let key =
+        std::fs::read_to_string(from).with_context(|| format!("--master-key-file {}", from.display()))?;
     silo_storage::crypto::MasterKey::from_hex(key.trim())
         .map_err(|e| anyhow::anyhow!("--master-key-file {}: {e}", from.display()))?;
     if to.exists() {

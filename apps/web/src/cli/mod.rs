@@ -183,7 +183,9 @@ impl Command {
             Command::Backup(command) => command.run(tenancy).await,
             Command::Restore(args) => args.run(tenancy).await,
             Command::Export(args) => args.run(tenancy).await,
-            Command::Recover(_) => anyhow::bail!("`recover` rebuilds an empty data directory: it does not run on a server"),
+            Command::Recover(_) => {
+                anyhow::bail!("`recover` rebuilds an empty data directory: it does not run on a server")
+            }
         }
     }
 }

@@ -137,19 +137,34 @@ impl Logs {
         let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
         let mut lag = Lag::default();
         for log in tenants {
-            let state = log.state.lock();
-            let oldest = state.pending.first().map(|c| c.at_ms).or(state.times.front().map(|t| t.1));
-            if let Some(at) = oldest {
+            if let Some(behind) = log.state.lock().behind(now) {
                 lag.tenants_behind += 1;
-                lag.oldest_unshipped_ms = lag.oldest_unshipped_ms.max((now - at).max(0) as u64);
-                let pending: usize =
-                    state.pending.iter().flat_map(|c| &c.commit.pages).map(|(_, page)| page.len()).sum();
-                let (shipped, page_size) = state.position.map_or((0, 4096), |p| (p.frames, p.page_size));
-                let logged = state.times.back().map_or(0, |t| t.0.saturating_sub(shipped));
-                lag.unshipped_bytes += pending as u64 + u64::from(logged) * u64::from(page_size);
+                lag.oldest_unshipped_ms = lag.oldest_unshipped_ms.max(behind.oldest_unshipped_ms);
+                lag.unshipped_bytes += behind.unshipped_bytes;
             }
         }
         lag
+    }
+
+    /// One tenant's lag (`None`: not followed here, or nothing unshipped).
+    pub fn lag_of(&self, tenant: TenantId) -> Option<Lag> {
+        self.get(tenant)?.state.lock().behind(now_ms())
+    }
+}
+
+impl LogState {
+    /// What of this log is not in the store: its oldest commit's age and its bytes.
+    fn behind(&self, now: i64) -> Option<Lag> {
+        let at = self.pending.first().map(|c| c.at_ms).or(self.times.front().map(|t| t.1))?;
+        let pending: usize =
+            self.pending.iter().flat_map(|c| &c.commit.pages).map(|(_, page)| page.len()).sum();
+        let (shipped, page_size) = self.position.map_or((0, 4096), |p| (p.frames, p.page_size));
+        let logged = self.times.back().map_or(0, |t| t.0.saturating_sub(shipped));
+        Some(Lag {
+            tenants_behind: 1,
+            oldest_unshipped_ms: (now - at).max(0) as u64,
+            unshipped_bytes: pending as u64 + u64::from(logged) * u64::from(page_size),
+        })
     }
 }
 
@@ -428,7 +443,8 @@ impl Backups {
                 );
             }
             // The control plane follows in the same pass (see `control_copies`).
-            let copied = if stopping { self.copy_control_now().await } else { self.copy_control_if_changed().await };
+            let copied =
+                if stopping { self.copy_control_now().await } else { self.copy_control_if_changed().await };
             if let Err(e) = copied {
                 tracing::warn!(error = %e, "continuous backup: copying control.db to the store failed; retrying");
             }

@@ -109,16 +109,30 @@ impl ControlCopies {
 
     /// Seconds since `control.db` changed with the change not in the store yet (0: current).
     pub fn behind_seconds(&self) -> f64 {
-        self.behind_since.lock().map_or(0.0, |since| (super::continuous::now_ms() - since).max(0) as f64 / 1000.0)
+        self.behind_since
+            .lock()
+            .map_or(0.0, |since| (super::continuous::now_ms() - since).max(0) as f64 / 1000.0)
     }
 
     /// `/metrics` gauges (`silo_backup_control_copy_…`).
     pub fn to_prometheus(&self) -> String {
         let last = self.last();
         let gauges = [
-            ("behind_seconds", "Seconds control.db has had changes not in the backup store (0: none).", self.behind_seconds()),
-            ("bytes", "Bytes of control.db in its newest copy.", last.as_ref().map_or(0.0, |l| l.db_size as f64)),
-            ("duration_seconds", "How long the newest copy of control.db took.", last.as_ref().map_or(0.0, |l| l.took_ms / 1000.0)),
+            (
+                "behind_seconds",
+                "Seconds control.db has had changes not in the backup store (0: none).",
+                self.behind_seconds(),
+            ),
+            (
+                "bytes",
+                "Bytes of control.db in its newest copy.",
+                last.as_ref().map_or(0.0, |l| l.db_size as f64),
+            ),
+            (
+                "duration_seconds",
+                "How long the newest copy of control.db took.",
+                last.as_ref().map_or(0.0, |l| l.took_ms / 1000.0),
+            ),
         ];
         gauges
             .iter()
@@ -219,8 +233,13 @@ impl Backups {
             return Ok(0);
         }
         self.copy_control_now().await?;
-        let copies: Vec<String> =
-            store.list(PREFIX).await?.iter().filter_map(|key| parse_copy_key(key)).map(|(id, _)| id).collect();
+        let copies: Vec<String> = store
+            .list(PREFIX)
+            .await?
+            .iter()
+            .filter_map(|key| parse_copy_key(key))
+            .map(|(id, _)| id)
+            .collect();
         let Some(newest) = copies.iter().max().cloned() else { return Ok(0) };
         let mut gone = 0;
         for id in copies.iter().filter(|id| **id < newest) {
@@ -259,7 +278,8 @@ pub async fn fetch_newest(
     master: &MasterKey,
     dest: &Path,
 ) -> Result<(String, SystemTime, u64)> {
-    let newest = store.list(PREFIX).await?.iter().filter_map(|key| parse_copy_key(key)).max_by(|a, b| a.0.cmp(&b.0));
+    let newest =
+        store.list(PREFIX).await?.iter().filter_map(|key| parse_copy_key(key)).max_by(|a, b| a.0.cmp(&b.0));
     let Some((id, at)) = newest else {
         return Err(Error::Unavailable(format!(
             "the backup store ({}) holds no copy of the control plane under `{PREFIX}`: it is copied by `silo serve` with continuous backup on",

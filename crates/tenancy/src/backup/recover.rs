@@ -56,7 +56,8 @@ pub async fn recover_control(settings: &Settings) -> Result<ControlRecovered> {
     })?;
     let staging = settings.data_dir.join("control.db.recovering");
     let _ = std::fs::remove_file(&staging);
-    let (copy, taken, size) = super::control_copies::fetch_newest(store.store(), &store.master, &staging).await?;
+    let (copy, taken, size) =
+        super::control_copies::fetch_newest(store.store(), &store.master, &staging).await?;
     let (from, to) = (staging.clone(), path.clone());
     tokio::task::spawn_blocking(move || sqlite::replace_database(&from, &to))
         .await
@@ -128,7 +129,8 @@ impl Backups {
             path: dir.to_owned(),
             source: e,
         })?;
-        let restored = self.restore_to(&TenantRef::Id(tenant.id), &crate::Timestamp::now(), None, actor).await?;
+        let restored =
+            self.restore_to(&TenantRef::Id(tenant.id), &crate::Timestamp::now(), None, actor).await?;
         Ok((restored, adopted))
     }
 

@@ -50,6 +50,32 @@ pub struct Restored {
     pub reached: Option<crate::Timestamp>,
 }
 
+/// The moments a tenant can be restored to ([`Backups::restorable`]).
+#[derive(Debug, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Restorable {
+    /// The earliest: its oldest backup (`null`: it has none).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub from: Option<crate::Timestamp>,
+    /// The latest: the last commit of its newest chain in the store, or that chain's snapshot.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub to: Option<crate::Timestamp>,
+    /// Spans inside that no moment can be restored to exactly (a chain ended before the next
+    /// backup: retention removed those in between, or continuous backup was off), oldest first.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
+    pub gaps: Vec<(crate::Timestamp, crate::Timestamp)>,
+    /// Backups kept.
+    pub backups: usize,
+    /// Whether continuous backup runs in this process (else only the backups' own moments
+    /// are restorable, and there is no lag to report).
+    pub continuous: bool,
+    /// Commits not in the store yet: the oldest one's age (ms) and their bytes (`null`: none,
+    /// or continuous backup does not run in this process).
+    pub unshipped_ms: Option<u64>,
+    /// Bytes of those commits.
+    pub unshipped_bytes: Option<u64>,
+}
+
 /// A staged file: its size, the people the erasure ledger erased from it, its schema version,
 /// and the commits replayed onto the snapshot.
 struct Staged {
@@ -134,6 +160,36 @@ impl Backups {
             None => self.restore_in_place(tenant, base, until, actor).await,
             Some(slug) => self.restore_as_new(tenant, base, until, slug, actor).await,
         }
+    }
+
+    /// The moments `tenant` can be restored to: its oldest backup to the last commit of its
+    /// newest chain in the store (one listing of that chain), less the gaps between chains.
+    pub async fn restorable(&self, tenant: &Tenant) -> Result<Restorable> {
+        let backups = self.of_tenant(tenant.id).await?;
+        let lag = self.logs().lag_of(tenant.id);
+        let mut window = Restorable {
+            backups: backups.len(),
+            continuous: self.logs().is_enabled(),
+            unshipped_ms: lag.map(|l| l.oldest_unshipped_ms),
+            unshipped_bytes: lag.map(|l| l.unshipped_bytes),
+            ..Restorable::default()
+        };
+        let (Some(newest), Some(oldest)) = (backups.first(), backups.last()) else { return Ok(window) };
+        window.from = Some(oldest.created_at.clone());
+        for pair in backups.windows(2) {
+            let (newer, older) = (&pair[0], &pair[1]);
+            let reach = older.chain_until.clone().unwrap_or_else(|| older.created_at.clone());
+            if reach < newer.created_at {
+                window.gaps.push((reach, newer.created_at.clone()));
+            }
+        }
+        window.gaps.reverse();
+        let store = self.0.backup_store().await?.store();
+        let keys = store.list(&super::continuous::chain_prefix(tenant.id, &newest.id)).await?;
+        let last =
+            keys.iter().filter_map(|k| super::continuous::parse_segment_key(k)).map(|s| s.last_ms).max();
+        window.to = Some(last.map_or_else(|| newest.created_at.clone(), crate::Timestamp::from_unix_ms));
+        Ok(window)
     }
 
     /// Refuses a purged tenant, and an in-place restore of one being deleted.

@@ -91,7 +91,8 @@ mod tests {
         let at = |seconds_ago: u64| now - Duration::from_secs(seconds_ago);
         // 100 copies a second apart in the last minutes, two in each of the 3 hours before,
         // two on each of 2 days before, one 40 days ago.
-        let mut copies: Vec<(String, SystemTime)> = (0..100).map(|i| (format!("recent-{i:03}"), at(i))).collect();
+        let mut copies: Vec<(String, SystemTime)> =
+            (0..100).map(|i| (format!("recent-{i:03}"), at(i))).collect();
         for hour in 1..=3 {
             copies.push((format!("hour-{hour}-late"), at(hour * 3600 + 60)));
             copies.push((format!("hour-{hour}-early"), at(hour * 3600 + 1800)));
@@ -104,7 +105,10 @@ mod tests {
         let mut gone = expired_copies(&copies, now, Duration::from_secs(24 * 3600), 30);
         gone.sort();
         let mut expected: Vec<String> = (60..100).map(|i| format!("recent-{i:03}")).collect();
-        expected.extend(["day-2-early", "day-3-early", "hour-1-early", "hour-2-early", "hour-3-early", "old"].map(String::from));
+        expected.extend(
+            ["day-2-early", "day-3-early", "hour-1-early", "hour-2-early", "hour-3-early", "old"]
+                .map(String::from),
+        );
         expected.sort();
         assert_eq!(gone, expected);
     }

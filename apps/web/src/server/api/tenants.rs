@@ -16,7 +16,9 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(create_tenant)
         .service(get_tenant)
         .service(update_tenant)
-        .service(delete_tenant);
+        .service(delete_tenant)
+        .service(restorable)
+        .service(restore_tenant);
 }
 
 /// A page of tenants.
@@ -213,4 +215,87 @@ async fn delete_tenant(
         tenant = tenancy.tenants().purge(&target, actor).await?;
     }
     Ok(web::Json(tenant))
+}
+
+/// The moments a tenant can be restored to (its oldest backup to the last commit in the
+/// store, less the gaps), and what of it is not in the store yet.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), responses(
+    (status = 200, body = silo_tenancy::backup::restore::Restorable), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[get("/tenants/{id}/restorable")]
+async fn restorable(
+    req: actix_web::HttpRequest,
+    _op: OperatorToken,
+    id: web::Path<String>,
+) -> Result<web::Json<silo_tenancy::backup::restore::Restorable>, ApiError> {
+    let tenancy = &state(&req).tenancy;
+    let tenant = tenancy.tenant(&reference(&id)?).await?;
+    Ok(web::Json(tenancy.backups().restorable(&tenant).await?))
+}
+
+/// A restore: to a moment, or from a backup; in place, or as a new tenant.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The moment (UTC, e.g. `2026-12-05T10:42:13Z`): the last commit at or before it that
+    /// reached the store. Not with `backup`.
+    pub at: Option<String>,
+    /// A backup id (default: the newest). Not with `at`.
+    pub backup: Option<String>,
+    /// Restore into a new tenant with this slug instead of in place.
+    pub as_slug: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Serialize, ToSchema)]
+pub struct RestoreOutcome {
+    /// The tenant restored into (the new one with `as_slug`).
+    pub tenant: Tenant,
+    /// The backup it started from.
+    pub backup: String,
+    /// The moment asked for.
+    pub at: Option<String>,
+    /// The moment the restored data is of: its last commit replayed (or the backup's).
+    pub reached: Option<String>,
+    /// Commits replayed after the backup.
+    pub commits_replayed: usize,
+    /// How long the tenant was unavailable (in place), ms.
+    pub unavailable_ms: f64,
+}
+
+/// Restores a tenant in place (its current data is replaced; requests wait during the
+/// switch) or, with `as_slug`, into a new tenant.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), request_body = RestoreRequest, responses(
+    (status = 200, body = RestoreOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/tenants/{id}/restore")]
+async fn restore_tenant(
+    req: actix_web::HttpRequest,
+    op: OperatorToken,
+    id: web::Path<String>,
+    _params: web::Query<NoParams>,
+    body: Body<RestoreRequest>,
+) -> Result<web::Json<RestoreOutcome>, ApiError> {
+    let tenancy = &state(&req).tenancy;
+    let target = reference(&id)?;
+    let actor = op.0.email.as_str();
+    let as_slug = body.as_slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let restored = match (&body.at, &body.backup) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError(Failure::invalid("give `at` or `backup`, not both")));
+        }
+        (Some(at), None) => {
+            let at = silo_tenancy::Timestamp::parse_moment(at)
+                .map_err(|e| ApiError(Failure::invalid(format!("at: {e}"))))?;
+            tenancy.backups().restore_to(&target, &at, as_slug, actor).await?
+        }
+        (None, backup) => tenancy.backups().restore(&target, backup.as_deref(), as_slug, actor).await?,
+    };
+    Ok(web::Json(RestoreOutcome {
+        backup: restored.backup.id.clone(),
+        at: restored.at.as_ref().map(|t| t.to_string()),
+        reached: restored.reached.as_ref().map(|t| t.to_string()),
+        commits_replayed: restored.commits_replayed,
+        unavailable_ms: restored.unavailable.as_secs_f64() * 1000.0,
+        tenant: restored.tenant,
+    }))
 }

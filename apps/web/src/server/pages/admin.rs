@@ -175,6 +175,14 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
             })
         })
         .collect();
+    // A store that does not answer leaves the window out, not the page.
+    let restorable = match tenancy.backups().restorable(&tenant).await {
+        Ok(window) => Some(window),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.id, error = %e, "the restorable window could not be read");
+            None
+        }
+    };
     let regions: Vec<String> =
         tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
     let billing = &state(&req).billing;
@@ -195,6 +203,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
             &super::charts::requests_per_day(&state(&req).billing.usage_days(tenant.id, 30).await?),
         )
         .with("backups", &backups)
+        .with("restorable", &restorable)
         .with("regions", &regions)
         .with("tenant", &tenant)
         .with("file_size", &file_size)
@@ -215,6 +224,9 @@ struct ActionForm {
     /// Restore: a new slug to restore into instead of in place.
     #[serde(default)]
     as_slug: String,
+    /// Restore: a moment (UTC) instead of a backup.
+    #[serde(default)]
+    at: String,
     /// Move: the target region.
     #[serde(default)]
     region: String,
@@ -288,12 +300,36 @@ async fn act_page(
                     "Type the tenant's slug exactly to restore it in place.",
                 ));
             }
-            match tenancy.backups().restore(&reference, backup.as_deref(), as_slug.as_deref(), actor).await {
+            let at = match nonempty(&Some(form.at.clone())) {
+                None => None,
+                Some(at) => match silo_tenancy::Timestamp::parse_moment(&at) {
+                    Ok(at) => Some(at),
+                    Err(e) => {
+                        return Ok(see_other_with_flash(
+                            &back,
+                            "error",
+                            &format!("The moment to restore to: {e}."),
+                        ));
+                    }
+                },
+            };
+            let restored = match &at {
+                Some(at) => tenancy.backups().restore_to(&reference, at, as_slug.as_deref(), actor).await,
+                None => {
+                    tenancy.backups().restore(&reference, backup.as_deref(), as_slug.as_deref(), actor).await
+                }
+            };
+            let moment = |r: &silo_tenancy::backup::restore::Restored| match (&r.at, &r.reached) {
+                (Some(at), Some(reached)) => format!(
+                    " to {at} (its last commit by then: {reached}; {} commits replayed after backup {})",
+                    r.commits_replayed, r.backup.id
+                ),
+                _ => format!(" from backup {} of {}", r.backup.id, r.backup.created_at),
+            };
+            match restored {
                 Ok(restored) if as_slug.is_some() => {
-                    let message = format!(
-                        "Backup {} restored as new tenant {}.",
-                        restored.backup.id, restored.tenant.slug
-                    );
+                    let message =
+                        format!("Restored{} as new tenant {}.", moment(&restored), restored.tenant.slug);
                     return Ok(see_other_with_flash(
                         &format!("/admin/tenants/{}", restored.tenant.id),
                         "ok",
@@ -301,9 +337,8 @@ async fn act_page(
                     ));
                 }
                 Ok(restored) => Ok(format!(
-                    "Restored backup {} of {}; the tenant was unavailable for {:.1} ms.",
-                    restored.backup.id,
-                    restored.backup.created_at,
+                    "Restored{}; the tenant was unavailable for {:.1} ms.",
+                    moment(&restored),
                     restored.unavailable.as_secs_f64() * 1000.0
                 )),
                 Err(e) => Err(e),
