@@ -352,9 +352,31 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     let objects = t.backup_store().await.unwrap().store();
     let prefix = format!("tenants/{}/", tenant.id);
     assert_eq!(objects.list(&prefix).await.unwrap().len(), 2);
+    // Continuous backup's copies of the control plane hold the tenant's wrapped key.
+    let copies = silo_tenancy::backup::control_copies::PREFIX;
+    t.backups().copy_control_now().await.unwrap().unwrap();
+    let wrapped_keys = |dir: &std::path::Path| {
+        let conn = rusqlite::Connection::open(dir.join("control.db")).unwrap();
+        conn.query_row("SELECT count(*) FROM tenant_keys WHERE tenant_id = ?", [tenant.id.to_string()], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+    };
+    let before = tempfile::tempdir().unwrap();
+    let master = t.master_key().await.unwrap();
+    silo_tenancy::backup::control_copies::fetch_newest(objects, master, &before.path().join("control.db"))
+        .await
+        .unwrap();
+    assert_eq!(wrapped_keys(before.path()), 1);
 
     t.tenants().delete(&by_slug("doomed"), "test").await.unwrap();
     t.tenants().purge(&TenantRef::Id(tenant.id), "test").await.unwrap();
+    assert_eq!(objects.list(copies).await.unwrap().len(), 1, "one copy replaced the older ones");
+    let after = tempfile::tempdir().unwrap();
+    silo_tenancy::backup::control_copies::fetch_newest(objects, master, &after.path().join("control.db"))
+        .await
+        .unwrap();
+    assert_eq!(wrapped_keys(after.path()), 0, "no copy in the store keeps the purged tenant's key");
 
     assert!(objects.list(&prefix).await.unwrap().is_empty(), "no object of the tenant remains");
     assert!(t.control().backups_of(tenant.id).await.unwrap().is_empty());

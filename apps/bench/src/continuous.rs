@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
 use silo_storage::crypto::MasterKey;
@@ -48,13 +49,27 @@ pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
     let idle = create_tenants(&tenancy, "idle", args.idle, 4).await?;
     let run = tenancy.backups().create_all(idle, silo_tenancy::BackupKind::Scheduled, "bench").await;
     anyhow::ensure!(run.failed.is_empty(), "backups failed: {:?}", run.failed);
-    tenancy.backups().ship_changes().await;
+    tenancy.backups().shipper_pass(false).await;
+    // The control plane changed (the tenants, their backups): copied at once, then never
+    // again while nothing changes.
+    let copy = tenancy.backups().copy_control_now().await?;
+    let copy = tenancy.backups().control_copies().last().or(copy).context("a copy of control.db")?;
+    println!(
+        "control plane: {} tenants, control.db {:.1} MB copied in {:.1} ms ({:.1} MB stored, {:.0} MB/s): at most one copy per {:.2} s ({:.0} % duty)",
+        args.idle,
+        copy.db_size as f64 / 1e6,
+        copy.took_ms,
+        copy.stored as f64 / 1e6,
+        copy.db_size as f64 / 1e6 / (copy.took_ms / 1000.0),
+        (copy.took_ms / 1000.0 / silo_tenancy::backup::control_copies::DUTY).max(1.0),
+        silo_tenancy::backup::control_copies::DUTY * 100.0
+    );
     let requests = || store.puts.load(Ordering::Relaxed) + store.others.load(Ordering::Relaxed);
     let (before, cpu) = (requests(), cpu_time());
     let started = Instant::now();
     for _ in 0..args.seconds {
         tokio::time::sleep(interval).await;
-        tenancy.backups().ship_changes().await;
+        tenancy.backups().shipper_pass(false).await;
     }
     let idle_cpu = (cpu_time() - cpu).as_secs_f64() / started.elapsed().as_secs_f64();
     println!(

@@ -16,6 +16,10 @@
 //!   incremental) and the CPU of an idle scheduler loop.
 //! - `silo-bench billing`: metering's cost on the request path (on vs off, one run), and the
 //!   billing run over 100,000 tenants.
+//! - `silo-bench continuous`: continuous backup's cost (idle fleet, writers: PUTs, lag,
+//!   shipper CPU) and a copy of the control plane.
+//! - `silo-bench rpo`: what a lost machine loses: `silo serve` killed under writes, its data
+//!   directory deleted, `silo recover --from-store`; acknowledged writes looked for.
 //! - `silo-bench login`: the cost of a sign-in and a burst of wrong-password sign-ins against
 //!   a `silo serve` process (guesses checked, peak memory); `--silo` measures another build.
 
@@ -31,6 +35,7 @@ mod login;
 mod measure;
 mod memory;
 mod open;
+mod rpo;
 mod scheduler;
 mod shared_schema;
 mod soak;
@@ -66,6 +71,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Continuous backup: idle cost, shipper CPU, requests and lag with writers.
     Continuous(continuous::ContinuousArgs),
+    /// What a lost machine loses: SIGKILL under writes, the data directory deleted, `silo recover`.
+    Rpo(rpo::RpoArgs),
     /// Sign-in cost and a burst of guesses against a `silo serve` process.
     Login(login::LoginArgs),
     /// What a cached tenant costs in memory, and where it goes.
@@ -116,6 +123,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Backup(args) => backup::run(&dir, args).await,
                 Command::Continuous(args) => continuous::run(&dir, args).await,
                 Command::Login(args) => login::run(&dir, args).await,
+                Command::Rpo(args) => rpo::run(&dir, args).await,
                 Command::Open(args) => open::run(&dir, args).await,
                 Command::Memory(args) => memory::run(&dir, args).await,
                 Command::Scheduler(args) => scheduler::run(&dir, args).await,

@@ -240,6 +240,11 @@ impl Tenants {
         // The wrapped data key was zeroed in the database (secure_delete); its old copies in
         // the WAL go with the checkpoint.
         self.0.control().checkpoint_truncate().await?;
+        // The control plane's copies in the store hold the wrapped key too: a copy without it
+        // replaces them (retried by the shipper's passes if the store fails now).
+        if let Err(e) = self.0.backups().supersede_control_copies().await {
+            tracing::warn!(tenant = %current.id, error = %e, "the control plane's copies could not be replaced yet; retrying");
+        }
         tracing::info!(tenant = %current.id, files = removed, objects = certificate["backups"]["objects_deleted"].as_u64(), "tenant purged");
         Ok(purged)
     }

@@ -435,24 +435,29 @@ impl Backups {
                 () = tokio::time::sleep(interval) => false,
                 () = &mut stop => true,
             };
-            let run = self.ship_changes().await;
-            if !run.failed.is_empty() {
-                tracing::warn!(
-                    failed = run.failed.len(),
-                    "continuous backup: some tenants could not ship; retrying"
-                );
-            }
-            // The control plane follows in the same pass (see `control_copies`).
-            let copied =
-                if stopping { self.copy_control_now().await } else { self.copy_control_if_changed().await };
-            if let Err(e) = copied {
-                tracing::warn!(error = %e, "continuous backup: copying control.db to the store failed; retrying");
-            }
+            let run = self.shipper_pass(stopping).await;
             if stopping {
                 tracing::info!(shipped = run.shipped, "continuous backup stopped");
                 return;
             }
         }
+    }
+
+    /// A pass of the shipper's loop: [`Backups::ship_changes`], then a copy of the control
+    /// plane if it changed ([`super::control_copies`]; at the `last` pass whatever the pace).
+    pub async fn shipper_pass(&self, last: bool) -> ShipRun {
+        let run = self.ship_changes().await;
+        if !run.failed.is_empty() {
+            tracing::warn!(
+                failed = run.failed.len(),
+                "continuous backup: some tenants could not ship; retrying"
+            );
+        }
+        let copied = if last { self.copy_control_now().await } else { self.copy_control_if_changed().await };
+        if let Err(e) = copied {
+            tracing::warn!(error = %e, "continuous backup: copying control.db to the store failed; retrying");
+        }
+        run
     }
 
     /// One shipper pass: every tenant that committed since the last pass ships its commits.

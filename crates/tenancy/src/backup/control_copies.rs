@@ -68,6 +68,9 @@ pub struct ControlCopies {
     last: parking_lot::Mutex<Option<LastCopy>>,
     /// When `control.db` was first seen changed and not copied yet (ms since the epoch).
     behind_since: parking_lot::Mutex<Option<i64>>,
+    /// Copies older than the next one must go (an erasure or a purge happened): retried by
+    /// every pass until done.
+    supersede: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -154,7 +157,9 @@ impl Backups {
     /// Stores a copy of `control.db` if it changed since the last one and the duty cycle
     /// allows (continuous backup's passes). Returns the copy stored, if any.
     pub async fn copy_control_if_changed(&self) -> Result<Option<LastCopy>> {
-        self.copy_control(true).await
+        let copied = self.copy_control(true).await?;
+        self.finish_superseding().await?;
+        Ok(copied)
     }
 
     /// Stores a copy of `control.db` if it changed since the last one, now (a stop).
@@ -223,29 +228,47 @@ impl Backups {
         Ok(Some(last))
     }
 
-    /// After an erasure: stores a copy of `control.db` as it is now, then deletes every older
-    /// copy, so no copy in the store still holds what was erased (retention would keep some
-    /// for `keep_daily_days`). A store that holds no copy is left as it is. Returns how many
+    /// After an erasure or a purge: stores a copy of `control.db` as it is now, then deletes
+    /// every older copy, so no copy in the store still holds what was erased or the purged
+    /// tenant's wrapped key (retention would keep some for `keep_daily_days`). If the store
+    /// fails, every later pass of the shipper tries again (in this process). Returns how many
     /// copies went.
     pub async fn supersede_control_copies(&self) -> Result<usize> {
-        let store = self.0.backup_store().await?.store();
-        if store.list(PREFIX).await?.is_empty() {
+        // No copies (continuous backup never ran with this store): none is made now either.
+        if self.0.backup_store().await?.store().list(PREFIX).await?.is_empty() {
             return Ok(0);
         }
+        self.control_copies().supersede.store(true, std::sync::atomic::Ordering::SeqCst);
         self.copy_control_now().await?;
-        let copies: Vec<String> = store
+        self.finish_superseding().await
+    }
+
+    /// Deletes the copies older than this process's newest, when asked to.
+    async fn finish_superseding(&self) -> Result<usize> {
+        let copies = self.control_copies();
+        if !copies.supersede.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let store = self.0.backup_store().await?.store();
+        let stored: Vec<String> = store
             .list(PREFIX)
             .await?
             .iter()
             .filter_map(|key| parse_copy_key(key))
             .map(|(id, _)| id)
             .collect();
-        let Some(newest) = copies.iter().max().cloned() else { return Ok(0) };
+        // This process's newest copy holds control.db as it is (taken after the change, or
+        // nothing changed since); none yet (nothing to copy: no copies anywhere) is done too.
+        let Some(newest) = copies.last().map(|c| c.id).or_else(|| stored.iter().max().cloned()) else {
+            copies.supersede.store(false, std::sync::atomic::Ordering::SeqCst);
+            return Ok(0);
+        };
         let mut gone = 0;
-        for id in copies.iter().filter(|id| **id < newest) {
+        for id in stored.iter().filter(|id| **id < newest) {
             store.delete(&copy_object(id)).await?;
             gone += 1;
         }
+        copies.supersede.store(false, std::sync::atomic::Ordering::SeqCst);
         Ok(gone)
     }
 
