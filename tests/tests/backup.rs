@@ -630,6 +630,76 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
     f.server.stop().await.unwrap();
 }
 
+/// A restore to a moment reproduces the schema of that moment: before an upgrade's migration
+/// the old `user_version` and tables, after it the new ones with what was written since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn point_in_time_restore_across_a_migration() {
+    use silo_tenancy::{Settings, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.data_dir = dir.path().join("data");
+    let tick = || tokio::time::sleep(Duration::from_millis(5));
+    // The release before: the product's schema.
+    let before = Tenancy::open(settings.clone(), silo_workspace::schema()).await.unwrap();
+    before.backups().logs().enable();
+    let (tenant, project) = tenant_with_tasks(&before, "acme", 1).await;
+    before.backups().ship_changes().await;
+    add_task(&before, &tenant, project, "before the upgrade").await;
+    assert_eq!(before.backups().ship_changes().await.segments, 1);
+    tick().await;
+    let old_moment = (Timestamp::now(), titles(&before, &by_slug("acme")).await);
+    tick().await;
+    before.shutdown().await;
+
+    // The upgrade: one more migration, applied by the fleet migration (with its backup).
+    let next: &'static [sqlx::migrate::Migration] = Box::leak(
+        silo_tenancy::schema::extended(
+            silo_workspace::migrations(),
+            latest() + 1,
+            "labels",
+            "CREATE TABLE labels (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
+        )
+        .into_boxed_slice(),
+    );
+    let schema = silo_tenancy::TenantSchema { migrations: next, ..silo_workspace::schema() };
+    let after = Tenancy::open(settings, schema).await.unwrap();
+    after.backups().logs().enable();
+    let summary = after.fleet().migrate(vec![tenant.clone()], next, 1, true, &|_| {}).await.unwrap();
+    assert_eq!(summary.migrated, 1, "{summary:?}");
+    let db = after.db(tenant.id).await.unwrap();
+    db.call(|conn| conn.execute("INSERT INTO labels (name) VALUES ('urgent')", [])).unwrap();
+    drop(db);
+    add_task(&after, &tenant, project, "after the upgrade").await;
+    after.backups().ship_changes().await;
+    after.backups().ship_changes().await;
+    tick().await;
+    let new_moment = (Timestamp::now(), titles(&after, &by_slug("acme")).await);
+
+    let version = |slug: &str| {
+        let after = after.clone();
+        let slug = slug.to_owned();
+        async move {
+            let rows = after.queries().read_only(&by_slug(&slug), "PRAGMA user_version").await.unwrap();
+            rows.rows[0][0].as_i64().unwrap()
+        }
+    };
+    let labels = "SELECT count(*) FROM sqlite_schema WHERE name = 'labels'";
+    after.backups().restore_to(&by_slug("acme"), &old_moment.0, Some("acme-old"), "test").await.unwrap();
+    assert_eq!(version("acme-old").await, latest());
+    assert_eq!(titles(&after, &by_slug("acme-old")).await, old_moment.1);
+    let old_labels = after.queries().read_only(&by_slug("acme-old"), labels).await.unwrap();
+    assert_eq!(old_labels.rows[0][0], 0, "no labels table before the upgrade");
+
+    let restored =
+        after.backups().restore_to(&by_slug("acme"), &new_moment.0, Some("acme-new"), "test").await.unwrap();
+    assert_eq!(restored.tenant.schema_version, latest() + 1);
+    assert_eq!(version("acme-new").await, latest() + 1);
+    assert_eq!(titles(&after, &by_slug("acme-new")).await, new_moment.1);
+    let names = after.queries().read_only(&by_slug("acme-new"), "SELECT name FROM labels").await.unwrap();
+    assert_eq!(names.rows.len(), 1, "what was written after the migration is there");
+    after.shutdown().await;
+}
+
 /// Each chain records where it ends; once the backups after a chain are gone (retention), a
 /// moment past its end cannot be reproduced and is refused, naming the moments that can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

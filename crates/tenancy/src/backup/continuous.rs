@@ -146,6 +146,20 @@ impl Logs {
         lag
     }
 
+    /// The chains whose every commit is in the store (nothing pending, nothing unread, not
+    /// broken): `(tenant, chain's snapshot id)`.
+    fn complete_chains(&self) -> Vec<(TenantId, String)> {
+        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
+        tenants
+            .iter()
+            .filter_map(|log| {
+                let state = log.state.lock();
+                let complete = state.pending.is_empty() && state.times.is_empty() && !state.broken;
+                state.chain.as_ref().filter(|_| complete).map(|chain| (log.tenant, chain.backup.clone()))
+            })
+            .collect()
+    }
+
     /// One tenant's lag (`None`: not followed here, or nothing unshipped).
     pub fn lag_of(&self, tenant: TenantId) -> Option<Lag> {
         self.get(tenant)?.state.lock().behind(now_ms())
@@ -458,6 +472,19 @@ impl Backups {
             tracing::warn!(error = %e, "continuous backup: copying control.db to the store failed; retrying");
         }
         run
+    }
+
+    /// At a stop, once everything is shipped: every complete chain reaches this moment (after
+    /// it, the file may change without this process seeing it: a CLI command, another
+    /// release). Without this, the next process would close the chain at its last commit, and
+    /// the quiet moments after it would be refused as unknown.
+    pub async fn close_chains_at_stop(&self) {
+        let now = crate::Timestamp::now();
+        for (tenant, backup) in self.logs().complete_chains() {
+            if let Err(e) = self.0.control().close_chain(&backup, &now).await {
+                tracing::warn!(tenant = %tenant, error = %e, "recording where a chain ends failed");
+            }
+        }
     }
 
     /// One shipper pass: every tenant that committed since the last pass ships its commits.
