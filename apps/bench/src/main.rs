@@ -18,6 +18,8 @@
 //!   billing run over 100,000 tenants.
 //! - `silo-bench continuous`: continuous backup's cost (idle fleet, writers: PUTs, lag,
 //!   shipper CPU) and a copy of the control plane.
+//! - `silo-bench pitr`: a restore to a moment (a 100 MB snapshot and an hour of segments)
+//!   beside restoring the snapshot alone.
 //! - `silo-bench rpo`: what a lost machine loses: `silo serve` killed under writes, its data
 //!   directory deleted, `silo recover --from-store`; acknowledged writes looked for.
 //! - `silo-bench login`: the cost of a sign-in and a burst of wrong-password sign-ins against
@@ -35,6 +37,7 @@ mod login;
 mod measure;
 mod memory;
 mod open;
+mod pitr;
 mod rpo;
 mod scheduler;
 mod shared_schema;
@@ -71,6 +74,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Continuous backup: idle cost, shipper CPU, requests and lag with writers.
     Continuous(continuous::ContinuousArgs),
+    /// A restore to a moment (snapshot + an hour of segments) beside the snapshot alone.
+    Pitr(pitr::PitrArgs),
     /// What a lost machine loses: SIGKILL under writes, the data directory deleted, `silo recover`.
     Rpo(rpo::RpoArgs),
     /// Sign-in cost and a burst of guesses against a `silo serve` process.
@@ -124,6 +129,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Continuous(args) => continuous::run(&dir, args).await,
                 Command::Login(args) => login::run(&dir, args).await,
                 Command::Rpo(args) => rpo::run(&dir, args).await,
+                Command::Pitr(args) => pitr::run(&dir, args).await,
                 Command::Open(args) => open::run(&dir, args).await,
                 Command::Memory(args) => memory::run(&dir, args).await,
                 Command::Scheduler(args) => scheduler::run(&dir, args).await,

@@ -79,7 +79,12 @@ pub fn process_status(pid: &str, field: &str) -> u64 {
 
 /// This process's CPU time (user + system), from `/proc/self/stat` (10 ms resolution).
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    process_cpu_time("self")
+}
+
+/// CPU time (user + system) of process `pid` (`self` for this one) so far.
+pub fn process_cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();

@@ -45,6 +45,19 @@ pub fn pack(plain: &[u8], key: &DataKey, context: &[u8]) -> Result<Packed> {
 /// file at `dest` (fsynced), and checks the database's integrity. On any failure `dest` is
 /// removed, so the caller's state is as before. Returns the restored file's size.
 pub fn unpack(bytes: &[u8], sha256: &str, key: &DataKey, context: &[u8], dest: &Path) -> Result<u64> {
+    unpack_checked(bytes, sha256, key, context, dest, true)
+}
+
+/// [`unpack`], with the integrity check only when `integrity` (a restore that replays commits
+/// onto the file checks it once, after them: a large file's check is most of its restore).
+pub fn unpack_checked(
+    bytes: &[u8],
+    sha256: &str,
+    key: &DataKey,
+    context: &[u8],
+    dest: &Path,
+    integrity: bool,
+) -> Result<u64> {
     let actual = sha256_hex(bytes);
     if actual != sha256 {
         return Err(Error::Checksum(format!(
@@ -54,7 +67,9 @@ pub fn unpack(bytes: &[u8], sha256: &str, key: &DataKey, context: &[u8], dest: &
     }
     let compressed = key.open(bytes, context)?;
     let written = write_decompressed(&compressed, dest).and_then(|size| {
-        crate::sqlite::check_integrity(dest)?;
+        if integrity {
+            crate::sqlite::check_integrity(dest)?;
+        }
         Ok(size)
     });
     if written.is_err() {

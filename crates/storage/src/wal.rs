@@ -170,8 +170,19 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<bool> 
 /// its place, then the file cut or grown to the commit's size. `file` is a closed database
 /// (no connection may have it open); it is fsynced at the end.
 pub fn apply_commits<'a>(file: &Path, commits: impl IntoIterator<Item = &'a Commit>) -> Result<()> {
-    use std::os::unix::fs::FileExt;
     let db = std::fs::OpenOptions::new().write(true).open(file).map_err(|e| Error::io("open", file, e))?;
+    write_commits(&db, file, commits)?;
+    db.sync_all().map_err(|e| Error::io("fsync", file, e))
+}
+
+/// [`apply_commits`] on an open file (`file` names it in errors), without the fsync: a
+/// replay of many segments syncs once at its end.
+pub fn write_commits<'a>(
+    db: &std::fs::File,
+    file: &Path,
+    commits: impl IntoIterator<Item = &'a Commit>,
+) -> Result<()> {
+    use std::os::unix::fs::FileExt;
     for commit in commits {
         let mut page_size = 0u64;
         for (number, page) in &commit.pages {
@@ -183,7 +194,7 @@ pub fn apply_commits<'a>(file: &Path, commits: impl IntoIterator<Item = &'a Comm
             db.set_len(u64::from(commit.db_pages) * page_size).map_err(|e| Error::io("resize", file, e))?;
         }
     }
-    db.sync_all().map_err(|e| Error::io("fsync", file, e))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -384,13 +384,25 @@ impl Backups {
         backup: &Backup,
         dest: &Path,
     ) -> Result<u64> {
+        self.fetch_backup_checked(tenant, backup, dest, true).await
+    }
+
+    /// [`Backups::fetch_backup_into`]; without `integrity` the caller checks the file itself
+    /// (after replaying commits onto it).
+    pub(crate) async fn fetch_backup_checked(
+        &self,
+        tenant: &Tenant,
+        backup: &Backup,
+        dest: &Path,
+        integrity: bool,
+    ) -> Result<u64> {
         let key = self.data_key(tenant, false).await?;
         let bytes = self.0.backup_store().await?.store().get(&backup.object_key).await?;
         let context = seal_context(tenant.id, &backup.id);
         let (sha256, dest) = (backup.sha256.clone(), dest.to_owned());
         let latest = crate::schema::latest_version(self.0.migrations());
         tokio::task::spawn_blocking(move || {
-            let size = silo_storage::backup::unpack(&bytes, &sha256, &key, &context, &dest)?;
+            let size = silo_storage::backup::unpack_checked(&bytes, &sha256, &key, &context, &dest, integrity)?;
             let checked = read_schema_version(&dest).and_then(|version| {
                 if version > latest {
                     return Err(Error::Schema(format!(

@@ -353,7 +353,8 @@ impl Backups {
     }
 
     /// Writes and checks the backup at `staging`, replays its chain's commits up to `until`
-    /// (ms since the epoch) when given and checks the result again, then replays the erasure
+    /// (ms since the epoch) when given and checks the result (`integrity_check` once, after
+    /// the replay), then replays the erasure
     /// ledger on it. On failure nothing is left.
     async fn stage(
         &self,
@@ -362,7 +363,8 @@ impl Backups {
         until: Option<i64>,
         staging: &Path,
     ) -> Result<Staged> {
-        let size = self.fetch_backup_into(tenant, backup, staging).await?;
+        // With commits to replay, the file is checked once, after them.
+        let size = self.fetch_backup_checked(tenant, backup, staging, until.is_none()).await?;
         let staged = async {
             let (mut size, mut schema_version, mut replayed) = (size, backup.schema_version, 0);
             let mut reached = until.map(|_| backup.created_at.clone());
@@ -370,7 +372,7 @@ impl Backups {
                 let last;
                 (replayed, last) = self.replay_chain(tenant, backup, until, staging).await?;
                 reached = last.map(crate::Timestamp::from_unix_ms).or(reached);
-                if replayed > 0 {
+                {
                     let (file, latest) = (staging.to_owned(), crate::schema::latest_version(self.0.migrations()));
                     (size, schema_version) = tokio::task::spawn_blocking(move || {
                         sqlite::check_integrity(&file)?;
