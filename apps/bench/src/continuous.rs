@@ -209,7 +209,10 @@ async fn litestream(
     // Its first snapshot of every file is not what is measured: wait until each has a replica.
     let started = Instant::now();
     while count_files(&replica) < writers.len() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "litestream did not replicate the files");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "litestream did not replicate the files"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -246,10 +249,7 @@ async fn litestream(
 /// Files under `dir`, recursively.
 fn count_files(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| if entry.path().is_dir() { count_files(&entry.path()) } else { 1 })
-        .sum()
+    entries.flatten().map(|entry| if entry.path().is_dir() { count_files(&entry.path()) } else { 1 }).sum()
 }
 
 /// Each of `writers` commits one task a second for `seconds`; returns the commits and, when

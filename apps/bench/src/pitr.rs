@@ -57,16 +57,18 @@ pub async fn run(dir: &Path, args: PitrArgs) -> anyhow::Result<()> {
         let size = db.call(move |conn| {
             let tx = conn.transaction()?;
             {
-                let mut insert =
-                    tx.prepare("INSERT INTO tasks (project_id, title, body) VALUES (?1, 'grown ' || ?2, ?3)")?;
+                let mut insert = tx
+                    .prepare("INSERT INTO tasks (project_id, title, body) VALUES (?1, 'grown ' || ?2, ?3)")?;
                 for (n, body) in bodies.iter().enumerate() {
                     insert.execute(rusqlite::params![project, first + n as i64, body])?;
                 }
             }
             tx.commit()?;
-            conn.query_row("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            conn.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
         })?;
         i += 1000;
         if size >= target {
@@ -96,11 +98,16 @@ pub async fn run(dir: &Path, args: PitrArgs) -> anyhow::Result<()> {
     let mut commits = 0;
     for run in 0..args.runs {
         let started = Instant::now();
-        fleet.backups().restore(&reference, Some(&snapshot.id), Some(&format!("alone-{run}")), "bench").await?;
+        fleet
+            .backups()
+            .restore(&reference, Some(&snapshot.id), Some(&format!("alone-{run}")), "bench")
+            .await?;
         alone.push(started.elapsed());
         let started = Instant::now();
-        let restored =
-            fleet.backups().restore_to(&reference, &Timestamp::now(), Some(&format!("at-{run}")), "bench").await?;
+        let restored = fleet
+            .backups()
+            .restore_to(&reference, &Timestamp::now(), Some(&format!("at-{run}")), "bench")
+            .await?;
         replayed.push(started.elapsed());
         commits = restored.commits_replayed;
     }

@@ -753,10 +753,11 @@ impl Backups {
         }
         segments.retain(|s| s.first_ms <= until_ms);
         let key = Arc::new(self.data_key(tenant, false).await?);
-        let db = std::fs::OpenOptions::new()
-            .write(true)
-            .open(dest)
-            .map_err(|e| silo_storage::Error::Io { action: "open", path: dest.to_owned(), source: e })?;
+        let db = std::fs::OpenOptions::new().write(true).open(dest).map_err(|e| silo_storage::Error::Io {
+            action: "open",
+            path: dest.to_owned(),
+            source: e,
+        })?;
         let db = Arc::new(db);
         // Segments are fetched a few at a time ahead of the one being applied (an hour of a
         // busy tenant is 3,600 of them), and applied in order without an fsync each: the
@@ -786,9 +787,15 @@ impl Backups {
             }
         }
         let file = dest.to_owned();
-        tokio::task::spawn_blocking(move || db.sync_all().map_err(|e| silo_storage::Error::Io { action: "fsync", path: file.clone(), source: e }))
-            .await
-            .expect("syncing a replayed file panicked")?;
+        tokio::task::spawn_blocking(move || {
+            db.sync_all().map_err(|e| silo_storage::Error::Io {
+                action: "fsync",
+                path: file.clone(),
+                source: e,
+            })
+        })
+        .await
+        .expect("syncing a replayed file panicked")?;
         Ok((applied, last))
     }
 }

@@ -402,7 +402,8 @@ impl Backups {
         let (sha256, dest) = (backup.sha256.clone(), dest.to_owned());
         let latest = crate::schema::latest_version(self.0.migrations());
         tokio::task::spawn_blocking(move || {
-            let size = silo_storage::backup::unpack_checked(&bytes, &sha256, &key, &context, &dest, integrity)?;
+            let size =
+                silo_storage::backup::unpack_checked(&bytes, &sha256, &key, &context, &dest, integrity)?;
             let checked = read_schema_version(&dest).and_then(|version| {
                 if version > latest {
                     return Err(Error::Schema(format!(
