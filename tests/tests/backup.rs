@@ -1076,7 +1076,11 @@ async fn the_console_and_the_api_restore_to_a_moment_and_show_the_window() {
     assert_eq!(done.status, 303);
     assert_eq!(titles(t, &by_slug("acme-then")).await, then);
     // The API, in place.
-    let bad = [json_body(&[("at", moment.as_str()), ("backup", "x")]), json_body(&[("at", "nonsense")])];
+    let bad = [
+        json_body(&[("at", moment.as_str()), ("backup", "x")]),
+        json_body(&[("at", "nonsense")]),
+        json_body(&[("at", moment.as_str()), ("as_slug", " ")]),
+    ];
     for body in bad {
         let (status, error) = api.call("POST", "/tenants/acme/restore", Some(body)).await.unwrap();
         assert_eq!(status, 422, "{error}");

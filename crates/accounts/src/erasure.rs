@@ -226,6 +226,13 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     if let Some(hash) = ctx.job.payload["subject"].as_str() {
         let erasure =
             ledger.get(hash).await?.ok_or_else(|| JobError::fatal("the ledger has no such subject"))?;
+        // A run that failed at the copies' replacement comes back here: do it again
+        // (idempotent: the newest copy replaces the older ones).
+        tenancy.backups().supersede_control_copies().await.map_err(|e| {
+            JobError::retry(format!(
+                "the control plane's copies in the backup store could not be replaced: {e}"
+            ))
+        })?;
         return Ok(
             json!({ "found": true, "subject": hash, "tenants": erasure.tenants, "completed_at": erasure.completed_at }),
         );

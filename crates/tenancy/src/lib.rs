@@ -375,7 +375,10 @@ impl Tenancy {
                     "continuous backup: commits of some tenants did not reach the store before the stop"
                 );
             }
-            self.backups().close_chains_at_stop().await;
+            // Only when every handle closed: one still open may yet commit behind the moment.
+            if closed {
+                self.backups().close_chains_at_stop().await;
+            }
             if let Err(e) = self.backups().copy_control_now().await {
                 tracing::warn!(error = %e, "continuous backup: the last change of control.db did not reach the store");
             }

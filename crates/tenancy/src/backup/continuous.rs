@@ -707,6 +707,26 @@ impl Backups {
 }
 
 impl Backups {
+    /// How far the chain of `backup` (not the tenant's newest) reaches: `chain_until` when
+    /// recorded; else (a chain from before the column, or one no process closed) its last
+    /// stored commit, or its snapshot's moment when it has none — one listing, recorded so
+    /// the next look costs nothing.
+    pub(crate) async fn chain_reach(
+        &self,
+        tenant: &Tenant,
+        backup: &super::Backup,
+    ) -> Result<crate::Timestamp> {
+        if let Some(until) = &backup.chain_until {
+            return Ok(until.clone());
+        }
+        let store = self.0.backup_store().await?.store();
+        let keys = store.list(&chain_prefix(tenant.id, &backup.id)).await?;
+        let last = keys.iter().filter_map(|k| parse_segment_key(k)).map(|s| s.last_ms).max();
+        let reach = last.map_or_else(|| backup.created_at.clone(), crate::Timestamp::from_unix_ms);
+        self.0.control().close_chain(&backup.id, &reach).await?;
+        Ok(reach)
+    }
+
     /// The tenant's newest backup before `current` if its chain is open (not closed by this
     /// process), with the time of the last commit in it: where it ends.
     async fn open_chain_before(&self, tenant: &Tenant, current: &str) -> Option<(String, i64)> {
@@ -743,6 +763,10 @@ impl Backups {
         // and the commits of the first try plus newer ones: the one reaching furthest wins.
         segments.sort_by_key(|s| (s.seq, std::cmp::Reverse(s.last_ms)));
         segments.dedup_by_key(|s| s.seq);
+        // The segments up to the moment, in order (a later one missing does not matter), each
+        // number present: a gap would replay pages onto the wrong state.
+        let due = segments.iter().take_while(|s| s.first_ms <= until_ms).count();
+        segments.truncate(due);
         for (expected, found) in segments.iter().enumerate() {
             if found.seq != expected as u64 {
                 return Err(damaged(
@@ -751,7 +775,6 @@ impl Backups {
                 ));
             }
         }
-        segments.retain(|s| s.first_ms <= until_ms);
         let key = Arc::new(self.data_key(tenant, false).await?);
         let db = std::fs::OpenOptions::new().write(true).open(dest).map_err(|e| silo_storage::Error::Io {
             action: "open",

@@ -68,9 +68,9 @@ pub struct ControlCopies {
     last: parking_lot::Mutex<Option<LastCopy>>,
     /// When `control.db` was first seen changed and not copied yet (ms since the epoch).
     behind_since: parking_lot::Mutex<Option<i64>>,
-    /// Copies older than the next one must go (an erasure or a purge happened): retried by
-    /// every pass until done.
-    supersede: std::sync::atomic::AtomicBool,
+    /// Copies older than the first copy taken after this moment (a UUID v7, made after an
+    /// erasure or a purge committed) must go: retried by every pass until done.
+    supersede_after: parking_lot::Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -234,21 +234,31 @@ impl Backups {
     /// fails, every later pass of the shipper tries again (in this process). Returns how many
     /// copies went.
     pub async fn supersede_control_copies(&self) -> Result<usize> {
+        let threshold = Uuid::now_v7().to_string();
+        {
+            // Asked for before the store is touched: a store that fails leaves the request.
+            let mut after = self.control_copies().supersede_after.lock();
+            if after.as_ref().is_none_or(|t| *t < threshold) {
+                *after = Some(threshold.clone());
+            }
+        }
         // No copies (continuous backup never ran with this store): none is made now either.
         if self.0.backup_store().await?.store().list(PREFIX).await?.is_empty() {
+            clear_if(&self.control_copies().supersede_after, &threshold);
             return Ok(0);
         }
-        self.control_copies().supersede.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The next copy is taken whatever `data_version` says: one taken by a pass racing
+        // the change may hold control.db as it was.
+        self.control_copies().state.lock().await.copied = None;
         self.copy_control_now().await?;
         self.finish_superseding().await
     }
 
-    /// Deletes the copies older than this process's newest, when asked to.
+    /// Deletes the copies older than this process's newest once that one was taken after the
+    /// moment asked for (see [`Backups::supersede_control_copies`]).
     async fn finish_superseding(&self) -> Result<usize> {
         let copies = self.control_copies();
-        if !copies.supersede.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(0);
-        }
+        let Some(threshold) = copies.supersede_after.lock().clone() else { return Ok(0) };
         let store = self.0.backup_store().await?.store();
         let stored: Vec<String> = store
             .list(PREFIX)
@@ -257,18 +267,22 @@ impl Backups {
             .filter_map(|key| parse_copy_key(key))
             .map(|(id, _)| id)
             .collect();
-        // This process's newest copy holds control.db as it is (taken after the change, or
-        // nothing changed since); none yet (nothing to copy: no copies anywhere) is done too.
-        let Some(newest) = copies.last().map(|c| c.id).or_else(|| stored.iter().max().cloned()) else {
-            copies.supersede.store(false, std::sync::atomic::Ordering::SeqCst);
-            return Ok(0);
+        let newest = match copies.last() {
+            Some(last) if last.id > threshold => last.id,
+            // No copy after the change yet (a paced pass, or the copy failed): later.
+            _ if !stored.is_empty() => return Ok(0),
+            // No copies at all: nothing holds what went.
+            _ => {
+                clear_if(&copies.supersede_after, &threshold);
+                return Ok(0);
+            }
         };
         let mut gone = 0;
         for id in stored.iter().filter(|id| **id < newest) {
             store.delete(&copy_object(id)).await?;
             gone += 1;
         }
-        copies.supersede.store(false, std::sync::atomic::Ordering::SeqCst);
+        clear_if(&copies.supersede_after, &threshold);
         Ok(gone)
     }
 
@@ -284,6 +298,14 @@ impl Backups {
             store.delete(&copy_object(id)).await?;
         }
         Ok(gone.len())
+    }
+}
+
+/// Clears a superseding request if no newer one came meanwhile.
+fn clear_if(request: &parking_lot::Mutex<Option<String>>, threshold: &str) {
+    let mut request = request.lock();
+    if request.as_deref() == Some(threshold) {
+        *request = None;
     }
 }
 

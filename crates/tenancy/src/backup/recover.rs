@@ -121,8 +121,15 @@ impl Backups {
     }
 
     async fn recover_tenant(&self, tenant: &Tenant, actor: &str) -> Result<(super::restore::Restored, bool)> {
-        let adopted = self.adopt_newest_snapshot(tenant).await?;
         let path = self.0.tenant_path(tenant)?;
+        // A region on another volume may have survived: its file is newer than the store.
+        if path.exists() {
+            return Err(Error::InvalidInput(format!(
+                "{} exists (its region survived?): left as it is; move it aside to restore it from the store",
+                path.display()
+            )));
+        }
+        let adopted = self.adopt_newest_snapshot(tenant).await?;
         let dir = path.parent().expect("a database path has a parent directory");
         std::fs::create_dir_all(dir).map_err(|e| silo_storage::Error::Io {
             action: "create directory",

@@ -61,7 +61,7 @@ pub struct Restorable {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub to: Option<crate::Timestamp>,
     /// Spans inside that no moment can be restored to exactly (a chain ended before the next
-    /// backup: retention removed those in between, or continuous backup was off), oldest first.
+    /// backup: retention removed those in between, or continuous backup was off), newest first.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub gaps: Vec<(crate::Timestamp, crate::Timestamp)>,
     /// Backups kept.
@@ -145,7 +145,7 @@ impl Backups {
         // A chain closed before `at` (the backups after it expired, or continuous backup was
         // off) cannot reproduce `at`: refused rather than landing earlier unannounced.
         if backups.first().is_some_and(|newest| newest.id != base.id) {
-            let reach = base.chain_until.clone().unwrap_or_else(|| base.created_at.clone());
+            let reach = self.chain_reach(&tenant, &base).await?;
             if at > &reach {
                 let next = backups.iter().rev().find(|b| &b.created_at > at).map(|b| b.created_at.clone());
                 let next = next.map_or_else(String::new, |n| format!(" or from {n}"));
@@ -178,12 +178,11 @@ impl Backups {
         window.from = Some(oldest.created_at.clone());
         for pair in backups.windows(2) {
             let (newer, older) = (&pair[0], &pair[1]);
-            let reach = older.chain_until.clone().unwrap_or_else(|| older.created_at.clone());
+            let reach = self.chain_reach(tenant, older).await?;
             if reach < newer.created_at {
                 window.gaps.push((reach, newer.created_at.clone()));
             }
         }
-        window.gaps.reverse();
         let store = self.0.backup_store().await?.store();
         let keys = store.list(&super::continuous::chain_prefix(tenant.id, &newest.id)).await?;
         let last =

@@ -278,7 +278,11 @@ async fn restore_tenant(
     let tenancy = &state(&req).tenancy;
     let target = reference(&id)?;
     let actor = op.0.email.as_str();
-    let as_slug = body.as_slug.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    // An empty `as_slug` is a mistake, not a request to restore in place.
+    let as_slug = body.as_slug.as_deref().map(str::trim);
+    if as_slug == Some("") {
+        return Err(ApiError(Failure::invalid("as_slug is empty: leave it out to restore in place")));
+    }
     let restored = match (&body.at, &body.backup) {
         (Some(_), Some(_)) => {
             return Err(ApiError(Failure::invalid("give `at` or `backup`, not both")));
