@@ -636,8 +636,7 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
 async fn point_in_time_restore_across_a_migration() {
     use silo_tenancy::{Settings, Timestamp};
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::default();
-    settings.data_dir = dir.path().join("data");
+    let settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     let tick = || tokio::time::sleep(Duration::from_millis(5));
     // The release before: the product's schema.
     let before = Tenancy::open(settings.clone(), silo_workspace::schema()).await.unwrap();
