@@ -165,7 +165,7 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
     anyhow::ensure!(b.text().await?.contains("Backed up: backup"), "{}", b.text().await?);
     b.fill("#restore-confirm", "bigco").await?;
     b.click("#restore-form button").await?;
-    anyhow::ensure!(b.text().await?.contains("Restored backup"), "{}", b.text().await?);
+    anyhow::ensure!(b.text().await?.contains("Restored from backup"), "{}", b.text().await?);
     b.select("#region", "eu").await?;
     b.click("#move-form button").await?;
     anyhow::ensure!(b.text().await?.contains("Moved from local to eu"), "{}", b.text().await?);
