@@ -107,15 +107,7 @@ async fn sign_in(
 }
 
 pub async fn run(dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
-    let binary = match args.silo {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("silo"),
-    };
-    anyhow::ensure!(
-        binary.exists(),
-        "{} not found: build it (cargo build --release) or pass --silo",
-        binary.display()
-    );
+    let binary = crate::measure::silo_binary(args.silo)?;
     let server = start(&binary, &dir.join("login"), &[]).await?;
     println!("silo-bench login: {}", binary.display());
 

@@ -132,6 +132,20 @@ impl Sampler {
     }
 }
 
+/// The `silo` binary a bench runs: `given`, else the one beside this binary (a release build).
+pub fn silo_binary(given: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    let binary = match given {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("silo"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found: build it (cargo build --release) or pass --silo",
+        binary.display()
+    );
+    Ok(binary)
+}
+
 /// Opens a tenancy over `dir` with the given cache capacity.
 pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
     // SILO_… variables still apply (to compare settings side by side); the data directory,

@@ -44,15 +44,7 @@ fn silo(binary: &Path, data: &Path, store: &Path) -> Command {
 }
 
 pub async fn run(dir: &Path, args: RpoArgs) -> anyhow::Result<()> {
-    let binary = match args.silo {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("silo"),
-    };
-    anyhow::ensure!(
-        binary.exists(),
-        "{} not found: build it (cargo build --release) or pass --silo",
-        binary.display()
-    );
+    let binary = crate::measure::silo_binary(args.silo)?;
     let (data, store) = (dir.join("data"), dir.join("store"));
     // The fleet, its people and tokens, made in process before the server owns the directory.
     let spread = {
