@@ -1079,6 +1079,7 @@ async fn the_console_and_the_api_restore_to_a_moment_and_show_the_window() {
         json_body(&[("at", moment.as_str()), ("backup", "x")]),
         json_body(&[("at", "nonsense")]),
         json_body(&[("at", moment.as_str()), ("as_slug", " ")]),
+        json_body(&[("at", moment.as_str()), ("as_slug", "../../etc")]),
     ];
     for body in bad {
         let (status, error) = api.call("POST", "/tenants/acme/restore", Some(body)).await.unwrap();

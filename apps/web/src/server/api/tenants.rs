@@ -280,8 +280,16 @@ async fn restore_tenant(
     let actor = op.0.email.as_str();
     // An empty `as_slug` is a mistake, not a request to restore in place.
     let as_slug = body.as_slug.as_deref().map(str::trim);
-    if as_slug == Some("") {
-        return Err(ApiError(Failure::invalid("as_slug is empty: leave it out to restore in place")));
+    match as_slug {
+        Some("") => {
+            return Err(ApiError(Failure::invalid("as_slug is empty: leave it out to restore in place")));
+        }
+        // A bad new slug is the request's fault (422 naming it), not a tenant not found.
+        Some(slug) => {
+            silo_tenancy::TenantSlug::parse(slug)
+                .map_err(|e| ApiError(Failure::invalid(format!("as_slug: {e}"))))?;
+        }
+        None => {}
     }
     let restored = match (&body.at, &body.backup) {
         (Some(_), Some(_)) => {
