@@ -133,7 +133,7 @@ impl TestServer {
         slug: &str,
         role: silo_accounts::Role,
     ) -> anyhow::Result<String> {
-        let workspace: silo_tenancy::TenantRef = slug.parse()?;
+        let workspace: silo_core::TenantRef = slug.parse()?;
         self.accounts.memberships().add(&workspace, email, role, "test").await?;
         let scope = silo_accounts::TokenScope::Personal(workspace);
         Ok(self.accounts.tokens().issue(email, scope, "test").await?)

@@ -76,7 +76,7 @@ pub fn settings_for(addr: SocketAddr) -> S3Settings {
         endpoint: Some(format!("http://{addr}")),
         path_style: true,
         access_key_id: Some(ACCESS_KEY.into()),
-        secret_access_key: Some(silo_storage::Secret::new(SECRET_KEY)),
+        secret_access_key: Some(silo_core::Secret::new(SECRET_KEY)),
         max_attempts: Some(2),
     }
 }

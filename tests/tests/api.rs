@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use silo_accounts::{By, Role, TokenScope};
+use silo_core::TenantRef;
 use silo_e2e::{ApiClient, TestServer};
-use silo_tenancy::TenantRef;
 
 fn code(body: &serde_json::Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error document: {body}"))

@@ -1,12 +1,19 @@
 //! The dependency rule of `ARCHITECTURE.md`, checked on the real manifests (`cargo metadata`):
-//! a Silo crate depends only on Silo crates below it, `silo-storage` on none, and only the
+//! a Silo crate depends only on Silo crates below it, `silo-core` on none, and only the
 //! application and its drivers use actix-web.
 
 use std::collections::BTreeMap;
 
 /// Silo's library crates from the bottom up; each may depend only on those before it.
-const LAYERS: &[&str] =
-    &["silo-storage", "silo-tenancy", "silo-workspace", "silo-accounts", "silo-billing", "silo-web"];
+const LAYERS: &[&str] = &[
+    "silo-core",
+    "silo-storage",
+    "silo-tenancy",
+    "silo-workspace",
+    "silo-accounts",
+    "silo-billing",
+    "silo-web",
+];
 /// Drivers on top: they may use any crate, and no crate may use them.
 const DRIVERS: &[&str] = &["silo-bench", "silo-e2e"];
 

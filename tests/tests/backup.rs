@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use silo_accounts::TokenScope;
+use silo_core::TenantRef;
 use silo_e2e::s3::{S3Server, settings_for};
 use silo_e2e::{ApiClient, TestServer};
 use silo_tenancy::config::{BackupStoreKind, RegionSettings};
-use silo_tenancy::{BackupKind, CreateTenant, Error, Tenancy, Tenant, TenantRef};
+use silo_tenancy::{BackupKind, CreateTenant, Error, Tenancy, Tenant};
 use silo_workspace::{projects, tasks};
 
 #[derive(Clone, Copy, Debug)]
@@ -518,7 +519,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
 /// any moment — between segments, inside one, after the handle closed — gives exactly the
 /// rows the tenant had then; a moment before the chain's snapshot is refused by name.
 async fn point_in_time_restore_reproduces_each_moment(store: Store) {
-    use silo_tenancy::Timestamp;
+    use silo_core::Timestamp;
     let f = Fixture::new(store).await;
     let t = f.tenancy();
     t.backups().logs().enable();
@@ -634,7 +635,8 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
 /// the old `user_version` and tables, after it the new ones with what was written since.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn point_in_time_restore_across_a_migration() {
-    use silo_tenancy::{Settings, Timestamp};
+    use silo_core::Timestamp;
+    use silo_tenancy::Settings;
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     let tick = || tokio::time::sleep(Duration::from_millis(5));
@@ -703,7 +705,7 @@ async fn point_in_time_restore_across_a_migration() {
 /// moment past its end cannot be reproduced and is refused, naming the moments that can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restore_past_the_end_of_a_chain_is_refused() {
-    use silo_tenancy::Timestamp;
+    use silo_core::Timestamp;
     let f = Fixture::new(Store::Local).await;
     let t = f.tenancy();
     t.backups().logs().enable();
@@ -882,7 +884,6 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
-    use sha2::Digest;
     use std::io::Read;
 
     let f = Fixture::new(Store::Local).await;
@@ -920,8 +921,7 @@ async fn export_zip_has_the_snapshot_json_csv_and_a_manifest_during_writes() {
     assert_eq!(stored["schema_version"], latest());
     assert_eq!(manifest.schema_version, latest());
     for (name, digest) in stored["sha256"].as_object().unwrap() {
-        let actual: String =
-            sha2::Sha256::digest(&members[name]).iter().map(|b| format!("{b:02x}")).collect();
+        let actual: String = silo_core::tokens::sha256_hex(&members[name]);
         assert_eq!(&actual, digest, "{name}");
     }
     for table in ["tasks", "projects", "members", "comments", "activity", "search_index"] {
@@ -971,7 +971,7 @@ async fn s3_store_uploads_large_objects_in_parts() {
     assert!(matches!(missing, silo_storage::Error::ObjectMissing(_)), "{missing}");
 
     let mut wrong = server.settings();
-    wrong.secret_access_key = Some(silo_storage::Secret::new("not the secret"));
+    wrong.secret_access_key = Some(silo_core::Secret::new("not the secret"));
     let refused = silo_storage::objects::probe(&S3Store::new(&wrong).unwrap()).await.unwrap_err();
     assert!(refused.to_string().contains("is not usable"), "{refused}");
 }
@@ -1029,7 +1029,7 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
 /// restores to a moment; so does the operator API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_and_the_api_restore_to_a_moment_and_show_the_window() {
-    use silo_tenancy::Timestamp;
+    use silo_core::Timestamp;
     let f = Fixture::new(Store::Local).await;
     let t = f.tenancy();
     t.backups().logs().enable();

@@ -319,7 +319,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     ] {
         sqlx::query(sql).execute(server.tenancy.control().writer()).await.unwrap();
     }
-    let period = silo_billing::Period::of(silo_tenancy::time::utc_now().as_str()).unwrap().previous();
+    let period = silo_billing::Period::of(silo_core::time::utc_now().as_str()).unwrap().previous();
     let summary = billing.run(period, "test").await.unwrap();
     assert_eq!(summary.finalised, 2, "{summary:?}");
     let acme_invoice = billing
@@ -420,7 +420,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_schedules_last_months_run_and_todays_dunning_pass_once() {
     let server = TestServer::start_with(|s| s.billing.schedule = true).await.unwrap();
-    let now = silo_tenancy::time::utc_now();
+    let now = silo_core::time::utc_now();
     let last_month = silo_billing::Period::of(now.as_str()).unwrap().previous().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let (run, dunning) = loop {
@@ -503,7 +503,7 @@ async fn a_tenant_and_its_owner_are_created_together_or_not_at_all() {
     let (status, tenant) = ops.call("POST", "/tenants", Some(new)).await.unwrap();
     assert_eq!(status, 201, "{tenant}");
     let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();
-    let id: silo_tenancy::TenantId = tenant["id"].as_str().unwrap().parse().unwrap();
+    let id: silo_core::TenantId = tenant["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(server.accounts.memberships().role(id, &ada.id).await.unwrap(), Some(Role::Owner));
     let db = server.tenancy.db(id).await.unwrap();
     let row = silo_workspace::members::by_user(&db, &ada.id).unwrap().unwrap();

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use silo_accounts::Role;
+use silo_core::TenantRef;
 use silo_e2e::{ApiClient, TestServer, files_containing};
-use silo_tenancy::{BackupKind, TenantRef};
+use silo_tenancy::BackupKind;
 
 /// Lower case on purpose: the full-text index stores tokens folded, so a mixed-case canary
 /// could hide a leftover index entry from the byte search.

@@ -26,10 +26,11 @@ use proptest::prelude::*;
 use silo_accounts::users::User;
 use silo_accounts::{Accounts, By, Role};
 use silo_billing::{Billing, Plan, Plans};
+use silo_core::TenantRef;
 use silo_e2e::files_containing;
 use silo_tenancy::jobs::JobStatus;
 use silo_tenancy::jobs::worker::{PoolSettings, Workers};
-use silo_tenancy::{BackupKind, CreateTenant, Settings, Tenancy, Tenant, TenantRef};
+use silo_tenancy::{BackupKind, CreateTenant, Settings, Tenancy, Tenant};
 
 /// People in every case (accounts exist from the start; signing up makes their workspace).
 const PEOPLE: usize = 4;

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use silo_accounts::{By, Role, TokenScope};
+use silo_core::TenantRef;
 use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of, files_containing};
-use silo_tenancy::TenantRef;
 use silo_web::settings::{Secret, TrustedProxies};
 use silo_web::startup::Application;
 

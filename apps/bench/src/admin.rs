@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::time::Instant;
 
+use silo_core::{TenantId, TenantSlug};
 use silo_tenancy::control::NewTenant;
-use silo_tenancy::{TenantId, TenantQuery, TenantSlug, TenantSort, TenantStatus};
+use silo_tenancy::{TenantQuery, TenantSort, TenantStatus};
 
 use crate::measure::{Latencies, tenancy};
 

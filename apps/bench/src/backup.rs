@@ -11,12 +11,13 @@ use std::time::Instant;
 use clap::Args;
 use futures::StreamExt;
 use rand::Rng;
+use silo_core::TenantRef;
 use silo_storage::crypto::MasterKey;
 use silo_storage::objects::{LocalStore, ObjectStore, StoreFuture};
 use silo_storage::sqlite::{self, OpenMode};
 use silo_tenancy::backup::BackupStore;
 use silo_tenancy::config::RegionSettings;
-use silo_tenancy::{Settings, Tenancy, Tenant, TenantRef};
+use silo_tenancy::{Settings, Tenancy, Tenant};
 use silo_workspace::tasks;
 
 use crate::measure::{cores, create_tenants};
@@ -286,7 +287,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     }
     let read_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let ids: Vec<silo_tenancy::TenantId> = sample.iter().map(|t| t.id).collect();
+    let ids: Vec<silo_core::TenantId> = sample.iter().map(|t| t.id).collect();
     let mut restores = futures::stream::iter(ids)
         .map(|id| {
             let tenancy = tenancy.clone();

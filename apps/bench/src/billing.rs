@@ -169,7 +169,7 @@ async fn billing_run(dir: &Path, tenants: usize) -> anyhow::Result<()> {
     tx.commit().await?;
     println!("{tenants} tenants on business with an owner each, inserted in {:.1?}", started.elapsed());
 
-    let period = Period::of(silo_tenancy::time::utc_now().as_str())?.previous();
+    let period = Period::of(silo_core::time::utc_now().as_str())?.previous();
     let started = Instant::now();
     let first = billing.run(period, "bench").await?;
     let first_took = started.elapsed();

@@ -9,8 +9,9 @@ use clap::Args;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Zipf};
+use silo_core::TenantId;
 use silo_storage::sqlite::{self, OpenMode};
-use silo_tenancy::{Tenancy, TenantId};
+use silo_tenancy::Tenancy;
 use silo_workspace::{projects, tasks};
 use sqlx::sqlite::SqlitePoolOptions;
 

@@ -268,7 +268,7 @@ async fn write_for(
     let mut slice = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
         // A tenth of the writers every 100 ms: each writes once a second.
-        let chunk: Vec<(silo_tenancy::TenantId, i64)> = writers
+        let chunk: Vec<(silo_core::TenantId, i64)> = writers
             .iter()
             .zip(projects)
             .skip(slice * per_slice)

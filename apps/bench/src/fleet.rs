@@ -180,7 +180,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
         idle.backed_up
     );
     for (slug, _) in fixture.spread.iter().step_by((n / args.changed.max(1)).max(1)).take(args.changed) {
-        let tenant = tenancy.resolve(&silo_tenancy::TenantSlug::parse(slug)?).await?;
+        let tenant = tenancy.resolve(&silo_core::TenantSlug::parse(slug)?).await?;
         let db = tenancy.db(tenant.id).await?;
         tasks::create(&db, &NewTask { project_id: 1, title: "changed".into(), ..Default::default() }, None)?;
     }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use rand::Rng;
+use silo_core::{TenantRef, Timestamp};
 use silo_storage::crypto::MasterKey;
 use silo_storage::objects::LocalStore;
 use silo_tenancy::backup::BackupStore;
-use silo_tenancy::{BackupKind, CreateTenant, TenantRef, Timestamp};
+use silo_tenancy::{BackupKind, CreateTenant};
 use silo_workspace::{projects, tasks};
 
 use crate::measure::tenancy;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Args;
-use silo_tenancy::TenantRef;
+use silo_core::TenantRef;
 
 use crate::http::Fixture;
 use crate::measure::{accounts_and_server, tenancy};

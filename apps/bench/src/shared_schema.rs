@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 /// Connections of the application's pool (sqlx's default maximum).
@@ -196,7 +195,7 @@ pub async fn load(pool: &PgPool, spread: &[(String, String)], tasks: usize) -> a
 
 /// How tokens are kept at rest: hex SHA-256, as Silo keeps them.
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    silo_core::tokens::sha256_hex(token.as_bytes())
 }
 
 /// A task as the endpoint returns it (Silo's fields).

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use rand::{Rng, SeedableRng};
-use silo_tenancy::{Settings, Tenancy, TenantSlug};
+use silo_core::TenantSlug;
+use silo_tenancy::{Settings, Tenancy};
 use silo_workspace::tasks::{self, NewTask};
 
 use crate::http::Fixture;

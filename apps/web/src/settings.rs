@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use silo_accounts::{AccountsSettings, SmtpSettings};
-pub use silo_tenancy::config::Secret;
+pub use silo_core::Secret;
 
 /// All of Silo's settings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

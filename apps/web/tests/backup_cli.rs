@@ -36,8 +36,7 @@ fn tenant_with_data(data: &Path, slug: &str, tasks: usize, body_bytes: usize) ->
 }
 
 fn sha256_of(path: &Path) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
+    silo_core::tokens::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 #[test]

@@ -15,7 +15,7 @@ use silo_tenancy::{Settings, Tenancy};
 
 /// Last month, as `YYYY-MM` (the month a run can bill today).
 fn last_month() -> String {
-    let now = silo_tenancy::time::utc_now();
+    let now = silo_core::time::utc_now();
     silo_billing::Period::of(now.as_str()).unwrap().previous().to_string()
 }
 
@@ -103,7 +103,7 @@ async fn a_run_invoices_each_tenant_once_and_a_second_run_creates_nothing() {
 
     // Bad input is named.
     assert!(fails(data, &["billing", "run", "--period", "2026-13"]).contains("is not a month"));
-    let this_month = silo_billing::Period::of(silo_tenancy::time::utc_now().as_str()).unwrap().to_string();
+    let this_month = silo_billing::Period::of(silo_core::time::utc_now().as_str()).unwrap().to_string();
     assert!(fails(data, &["billing", "run", "--period", &this_month]).contains("has not ended"));
     assert!(fails(data, &["billing", "show", "99"]).contains("no invoice `99`"));
     assert!(fails(data, &["billing", "invoices", "--status", "sent"]).contains("unknown invoice status"));

@@ -29,8 +29,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use silo_core::{TenantId, TenantRef};
 use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
-use silo_tenancy::{Error, Result, Tenant, TenantId, TenantRef, TenantStatus};
+use silo_tenancy::{Error, Result, Tenant, TenantStatus};
 
 use crate::users::User;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::secrets::{new_secret, token_digest};
 use crate::sessions::{NewSession, Session};
-use silo_tenancy::ids::TenantId;
+use silo_core::ids::TenantId;
 use silo_tenancy::{Error, Result};
 
 /// How long a hand-off token works.
@@ -100,7 +100,9 @@ impl Handoffs {
         .fetch_optional(self.0.control().writer())
         .await?;
         let Some((session_id, for_tenant, state_digest, next)) = claimed else { return Ok(None) };
-        if for_tenant != tenant.to_string() || !same(&state_digest, &token_digest(state)) {
+        if for_tenant != tenant.to_string()
+            || !silo_core::secret::constant_time_eq(&state_digest, &token_digest(state))
+        {
             return Ok(None);
         }
         let parent: Option<(String,)> = sqlx::query_as(concat!(
@@ -115,7 +117,7 @@ impl Handoffs {
         let Some((user_id,)) = parent else { return Ok(None) };
         let mut session = self.0.sessions().create(&user_id, user_agent, ip, ttl, Some(&session_id)).await?;
         // A child never outlives its parent's absolute expiry.
-        let expires_at: silo_tenancy::Timestamp = sqlx::query_scalar(
+        let expires_at: silo_core::Timestamp = sqlx::query_scalar(
             "UPDATE sessions SET expires_at = min(expires_at, (SELECT expires_at FROM sessions WHERE id_sha256 = ?1))
              WHERE id_sha256 = ?2 RETURNING expires_at",
         )
@@ -126,9 +128,4 @@ impl Handoffs {
         session.session.expires_at = expires_at;
         Ok(Some(Redeemed { session, next }))
     }
-}
-
-/// Constant-time comparison of two digests.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -4,13 +4,13 @@
 
 use crate::users::Email;
 use serde::Serialize;
-use silo_tenancy::Timestamp;
+use silo_core::Timestamp;
 
 use crate::roles::{By, Change, Role};
 use crate::secrets::{new_secret, token_digest};
 use crate::users::User;
+use silo_core::ids::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::ids::TenantId;
 use silo_tenancy::{Error, Result, Tenant};
 
 /// How long an invitation link stays valid.
@@ -173,8 +173,8 @@ impl Invitations {
             )));
         }
         let role = invitation.role;
-        let slug = silo_tenancy::TenantSlug::parse(&invitation.tenant_slug)?;
-        let tenant = self.0.tenancy().tenant(&silo_tenancy::TenantRef::Slug(slug)).await?;
+        let slug = silo_core::TenantSlug::parse(&invitation.tenant_slug)?;
+        let tenant = self.0.tenancy().tenant(&silo_core::TenantRef::Slug(slug)).await?;
         // Marked first, so a link is used once even when two accepts race.
         let claimed = sqlx::query(concat!(
             "UPDATE invitations SET accepted_at = ",

@@ -42,8 +42,9 @@ pub mod users;
 
 use std::sync::Arc;
 
+use silo_core::TenantId;
 use silo_tenancy::directory::Memo;
-use silo_tenancy::{ControlPlane, Tenancy, TenantId};
+use silo_tenancy::{ControlPlane, Tenancy};
 
 pub use handoffs::Handoffs;
 pub use invitations::Invitations;

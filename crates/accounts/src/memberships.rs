@@ -29,8 +29,8 @@ use serde::Serialize;
 
 use crate::roles::{self, By, Change, Role};
 use crate::users::User;
+use silo_core::ids::{TenantId, TenantRef};
 use silo_tenancy::control::{TenantStatus, audit};
-use silo_tenancy::ids::{TenantId, TenantRef};
 use silo_tenancy::{Error, Result, Tenant};
 use silo_workspace::members;
 

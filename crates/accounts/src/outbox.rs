@@ -32,7 +32,7 @@ pub struct About<'a> {
     /// An account named in the email (an invitation's inviter).
     pub user: Option<&'a str>,
     /// A workspace named in the email.
-    pub tenant: Option<silo_tenancy::TenantId>,
+    pub tenant: Option<silo_core::TenantId>,
 }
 
 /// Delivery attempts before an email is left alone (its error stays recorded).

@@ -116,10 +116,7 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
 /// argon2id (same parameters) of a random, discarded password: verified against when the email
 /// is unknown so both paths cost one hash.
 pub(crate) static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut password = [0u8; 24];
-    rand::rng().fill_bytes(&mut password);
-    let text: String = password.iter().map(|b| format!("{b:02x}")).collect();
-    hash_password(&text).expect("hashing a random password")
+    hash_password(&silo_core::tokens::random_hex(24)).expect("hashing a random password")
 });
 
 type Job = Box<dyn FnOnce() + Send>;

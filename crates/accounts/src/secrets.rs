@@ -1,15 +1,7 @@
 //! Random secrets (API tokens, session ids, invitation, reset and sign-up links) and the
 //! digests stored for them: a copy of the control plane holds no usable secret.
 
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-
-/// A random 256-bit secret, hex, after `prefix` (tokens, invitation and reset links).
-pub(crate) fn new_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex(&bytes))
-}
+pub(crate) use silo_core::tokens::random_secret as new_secret;
 
 /// A new random API token and the digest stored for it.
 pub(crate) fn new_token() -> (String, String) {
@@ -20,11 +12,7 @@ pub(crate) fn new_token() -> (String, String) {
 
 /// The stored form of a token: its SHA-256, hex.
 pub fn token_digest(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    silo_core::tokens::sha256_hex(token.as_bytes())
 }
 
 #[cfg(test)]

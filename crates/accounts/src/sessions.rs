@@ -9,11 +9,11 @@
 //! Sign-in attempts are throttled by [`crate::throttle`].
 
 use crate::users::{Email, UserId};
-use silo_tenancy::Timestamp;
+use silo_core::Timestamp;
 use std::time::Duration;
 
-use rand::RngCore;
 use serde::Serialize;
+use silo_core::tokens::random_hex;
 
 use crate::secrets::token_digest;
 use silo_tenancy::{Error, Result};
@@ -62,12 +62,6 @@ pub struct NewSession {
     pub secret: String,
     /// The session.
     pub session: Session,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Browser sessions (from [`crate::Accounts::sessions`]).

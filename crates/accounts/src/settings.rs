@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use silo_tenancy::config::Secret;
+use silo_core::Secret;
 
 /// What [`crate::Accounts`] needs to know.
 #[derive(Clone, Debug)]

@@ -21,7 +21,7 @@ use crate::outbox::{About, EmailLink, LINK_PLACEHOLDER};
 use crate::roles::Role;
 use crate::secrets::{new_secret, token_digest};
 use crate::users::{Email, User, display_name_or_default};
-use silo_tenancy::ids::TenantSlug;
+use silo_core::ids::TenantSlug;
 use silo_tenancy::{CreateTenant, Error, Result, Tenant};
 
 /// How long a confirmation link works.

@@ -8,9 +8,10 @@
 use std::io::Write;
 
 use serde_json::json;
+use silo_core::{TenantRef, Timestamp};
 use silo_tenancy::jobs::Enqueued;
 use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
-use silo_tenancy::{Error, Result, TenantRef, TenantStatus, Timestamp};
+use silo_tenancy::{Error, Result, TenantStatus};
 
 use crate::users::Email;
 

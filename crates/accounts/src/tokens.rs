@@ -3,14 +3,14 @@
 use crate::users::{Email, UserId};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
-use silo_tenancy::Timestamp;
+use silo_core::Timestamp;
 
 use std::time::Duration;
 
 use crate::secrets::{new_token, token_digest};
-use silo_tenancy::TenantRef;
+use silo_core::TenantRef;
+use silo_core::ids::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::ids::TenantId;
 use silo_tenancy::{Error, Result};
 
 /// How stale a token's `last_used_at` may get before a request refreshes it (a write per

@@ -9,8 +9,9 @@ use serde::Serialize;
 use crate::outbox::About;
 pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password};
 use crate::secrets::{new_secret, token_digest};
+use silo_core::Timestamp;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result, Timestamp};
+use silo_tenancy::{Error, Result};
 use std::time::Duration;
 
 /// Text-backed identity types: read as `&str` (`Deref`), printed and compared as their text,
@@ -240,7 +241,7 @@ impl Users {
             let tenant = self
                 .0
                 .tenancy()
-                .tenant(&silo_tenancy::TenantRef::Slug(silo_tenancy::TenantSlug::parse(&workspace.slug)?))
+                .tenant(&silo_core::TenantRef::Slug(silo_core::TenantSlug::parse(&workspace.slug)?))
                 .await?;
             let db = self.0.tenancy().db(tenant.id).await?;
             silo_workspace::members::update_profile(&db, &user.id, &user.email, &user.display_name)?;

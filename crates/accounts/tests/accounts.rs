@@ -7,7 +7,8 @@ use silo_accounts::secrets::token_digest;
 use silo_accounts::{Role, TokenScope};
 use silo_workspace::members;
 
-use silo_tenancy::{Error, TenantRef};
+use silo_core::TenantRef;
+use silo_tenancy::Error;
 
 const PASSWORD: &str = "correct horse battery staple";
 

@@ -8,8 +8,9 @@
 //! its tenant.
 
 use serde::Serialize;
+use silo_core::{TenantId, TenantRef};
 use silo_tenancy::control::audit;
-use silo_tenancy::{Result, TenantId, TenantRef, TenantStatus};
+use silo_tenancy::{Result, TenantStatus};
 
 use crate::Billing;
 use crate::invoices::{Invoice, InvoiceFilter, InvoiceStatus};

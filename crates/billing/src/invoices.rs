@@ -10,8 +10,9 @@
 //! cancelled by a **credit note** (negative lines, its own number from the same sequence).
 
 use serde::{Deserialize, Serialize};
+use silo_core::{TenantId, TenantRef};
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result, TenantId, TenantRef, TenantStatus};
+use silo_tenancy::{Error, Result, TenantStatus};
 
 use crate::Billing;
 use crate::invoice::Line;

@@ -55,7 +55,8 @@ pub use profile::BillingProfile;
 pub use settings::{BillingSettings, DunningSettings};
 pub use silo_accounts as accounts;
 use silo_accounts::Accounts;
-use silo_tenancy::{Result, Tenancy, Tenant, TenantRef};
+use silo_core::TenantRef;
+use silo_tenancy::{Result, Tenancy, Tenant};
 
 /// Billing over one process's accounts and fleet.
 #[derive(Clone)]

@@ -11,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
-use silo_tenancy::{Result, TenantId, TenantRef};
+use silo_core::{TenantId, TenantRef};
+use silo_tenancy::Result;
 
 use crate::Billing;
 
@@ -61,7 +62,7 @@ impl Billing {
 
     /// Writes the counts since the last flush into today's rows; returns how many tenants.
     pub async fn flush_usage(&self) -> Result<usize> {
-        let today = silo_tenancy::time::utc_now().date().to_owned();
+        let today = silo_core::time::utc_now().date().to_owned();
         let counts: HashMap<TenantId, (u64, i64)> = {
             let mut meter = self.meter.0.lock();
             if meter.day != today {

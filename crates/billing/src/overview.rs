@@ -39,7 +39,7 @@ impl Billing {
     /// The overview at this moment.
     pub async fn overview(&self) -> Result<Overview> {
         let control = self.tenancy().control().reader();
-        let now = silo_tenancy::time::utc_now();
+        let now = silo_core::time::utc_now();
         let today = day_of_timestamp(now.as_str())?;
         let mut overview = Overview::default();
         let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use silo_tenancy::time::day_number;
+use silo_core::time::day_number;
 use silo_tenancy::{Error, Result};
 
 /// A calendar month.
@@ -107,7 +107,7 @@ pub fn day_of_timestamp(timestamp: &str) -> Result<i64> {
 
 #[cfg(test)]
 mod tests {
-    use silo_tenancy::time::civil;
+    use silo_core::time::civil;
 
     use super::*;
 

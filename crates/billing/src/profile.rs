@@ -4,8 +4,9 @@
 //! it when finalised, without the email (see `migrations/control/personal_data.toml`).
 
 use serde::{Deserialize, Serialize};
+use silo_core::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result, TenantId};
+use silo_tenancy::{Error, Result};
 
 use crate::Billing;
 

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use silo_tenancy::{Error, Result, Tenant, TenantId};
+use silo_core::TenantId;
+use silo_tenancy::{Error, Result, Tenant};
 
 use crate::Billing;
 

@@ -26,7 +26,7 @@ use silo_tenancy::control::audit;
 use silo_tenancy::{Error, Result};
 
 use crate::invoice::{self, Segment};
-use silo_tenancy::time::day_number;
+use silo_core::time::day_number;
 
 use crate::period::{Period, day_of_timestamp};
 use crate::{Billing, Plan};
@@ -84,7 +84,7 @@ impl Billing {
     /// Invoices every tenant for `period` (which must have ended); see the module docs.
     pub async fn run(&self, period: Period, actor: &str) -> Result<RunSummary> {
         let started = Instant::now();
-        let now = silo_tenancy::time::utc_now();
+        let now = silo_core::time::utc_now();
         if period.end().as_str() > now.as_str() {
             return Err(Error::InvalidInput(format!(
                 "the month {period} has not ended yet (it ends on {}): bill a month that has",

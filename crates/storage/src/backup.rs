@@ -6,8 +6,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::crypto::DataKey;
 use crate::{Error, Result};
 
@@ -26,10 +24,7 @@ pub struct Packed {
     pub plain_size: u64,
 }
 
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use silo_core::tokens::sha256_hex;
 
 /// Compresses and seals a snapshot (the bytes of a database, see
 /// [`crate::sqlite::snapshot_bytes`]); `context` binds the object to its tenant and backup id

@@ -15,6 +15,8 @@ use std::path::Path;
 use rand::RngCore;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
+use silo_core::tokens::hex;
+
 use crate::{Error, Result};
 
 const NONCE_LEN: usize = 12;
@@ -62,10 +64,6 @@ fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>
         .len();
     buffer.truncate(plain_len);
     Ok(buffer)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The master key: wraps every tenant's data key. Never printed (`Debug` is redacted).
@@ -175,7 +173,7 @@ impl DataKey {
     /// (e.g. an erased person) without revealing it to anyone who lacks the key.
     pub fn mac_hex(&self, data: &[u8]) -> String {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
-        ring::hmac::sign(&key, data).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        hex(ring::hmac::sign(&key, data).as_ref())
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! This crate knows where a database file lives ([`placement`]), how to open it with
 //! production settings and how to create, copy and remove it safely ([`sqlite`]). It knows
-//! nothing about tenants, their lifecycle or the control plane: callers pass a UUID and a
+//! nothing about tenants, their lifecycle or the control plane (of Silo it uses only
+//! `silo-core`'s helpers): callers pass a UUID and a
 //! region name, and get paths and connections back. For backups it has envelope encryption
 //! ([`crypto`]), the sealed object format ([`backup`]) and object stores ([`objects`]: a local
 //! directory or S3).
@@ -16,20 +17,18 @@
 //! - [`memory`]: SQLite's memory budget, the process's memory figures, freed memory returned.
 //! - [`wal`]: committed transactions read out of a write-ahead log, and replayed into a file.
 //! - [`segment`]: the continuous-backup segment (timed commits) as stored.
-//! - [`Secret`]: a setting whose `Debug` is redacted (keys, passwords, tokens).
 
 pub mod backup;
 pub mod crypto;
 pub mod memory;
 pub mod objects;
 pub mod placement;
-mod secret;
 pub mod segment;
 pub mod sqlite;
 pub mod wal;
 
 pub use placement::{Placement, RegionName};
-pub use secret::Secret;
+pub use silo_core::Secret;
 pub use sqlite::{MIN_SQLITE_VERSION, SqliteTuning};
 
 use std::path::PathBuf;

@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-pub use silo_storage::Secret;
+pub use silo_core::Secret;
 use silo_storage::{Placement, RegionName, SqliteTuning};
 
 use crate::{Error, Result};
@@ -307,30 +305,10 @@ impl Default for CacheSettings {
     }
 }
 
-/// Loads settings of type `T` (the fleet's, or the process's which include them): defaults,
-/// then the TOML file (when given and present, or `silo.toml` in the working directory when
-/// present), then `SILO_…` environment variables; `SILO_MASTER_KEY` becomes
-/// `backup.master_key`.
+/// Loads settings of type `T` (the fleet's, or the process's which include them) with the one
+/// loader, [`silo_core::settings::load`].
 pub fn load<T: Serialize + DeserializeOwned + Default>(config_file: Option<&Path>) -> Result<T> {
-    let mut figment = Figment::from(Serialized::defaults(T::default()));
-    match config_file {
-        Some(path) if !path.exists() => {
-            return Err(Error::Config(format!("config file {} does not exist", path.display())));
-        }
-        Some(path) => figment = figment.merge(Toml::file_exact(path)),
-        None if Path::new("silo.toml").exists() => figment = figment.merge(Toml::file_exact("silo.toml")),
-        None => {}
-    }
-    // `SILO_LOG`, `SILO_LOG_FORMAT` and `SILO_CONFIG` configure the process, not settings;
-    // `SILO_MASTER_KEY` is the key itself, kept under its well-known name.
-    let env = Env::prefixed("SILO_").split("__").ignore(&["log", "log_format", "config", "master_key"]);
-    figment = figment.merge(env);
-    if let Ok(key) = std::env::var("SILO_MASTER_KEY")
-        && !key.trim().is_empty()
-    {
-        figment = figment.merge(Serialized::default("backup.master_key", key.trim()));
-    }
-    figment.extract().map_err(|e| Error::Config(e.to_string()))
+    silo_core::settings::load(config_file).map_err(|e| Error::Config(e.0))
 }
 
 impl Settings {

@@ -21,9 +21,9 @@ use sqlx::{ConnectOptions, Row, Sqlite, Transaction};
 
 use silo_storage::RegionName;
 
-use crate::ids::{TenantId, TenantRef, TenantSlug};
-use crate::time::Timestamp;
 use crate::{Error, Result};
+use silo_core::ids::{TenantId, TenantRef, TenantSlug};
+use silo_core::time::Timestamp;
 
 /// Whether a writer connection given back to the pool is out of every transaction, as sqlx
 /// counts them. When a statement fails with `SQLITE_FULL` or an I/O error, SQLite may roll the
@@ -62,7 +62,7 @@ macro_rules! now {
     };
 }
 
-pub use crate::time::{utc_now, utc_timestamp};
+pub use silo_core::time::{utc_now, utc_timestamp};
 
 /// A tenant's lifecycle status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -26,7 +26,8 @@ use sqlx::migrate::Migration;
 use sqlx::{Row, SqliteConnection};
 
 use crate::control::{Tenant, TenantStatus};
-use crate::{Error, Result, Tenancy, TenantId, Timestamp};
+use crate::{Error, Result, Tenancy};
+use silo_core::{TenantId, Timestamp};
 
 /// Forgets the people `is_erased` names (by account id) in an open tenant file; returns how
 /// many it found. Written by the product that owns the tenant schema.

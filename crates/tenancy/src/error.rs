@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::ids::SlugError;
+use silo_core::{ErrorKind, SlugError};
 
 /// What can go wrong in the control plane, the lifecycle and the handle cache.
 #[derive(Debug, thiserror::Error)]
@@ -185,54 +185,6 @@ impl Error {
             Error::Database(e) | Error::Storage(silo_storage::Error::Sqlite(e)) => sqlx_full(e),
             _ => false,
         }
-    }
-}
-
-/// The kinds of [`Error`] ([`Error::kind`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Malformed or unacceptable input (422).
-    Invalid,
-    /// Nothing by that name, or nothing the caller may see (404).
-    NotFound,
-    /// Seen, but not the caller's to do (403).
-    Forbidden,
-    /// The current state does not allow it: a taken slug, a wrong lifecycle step (409).
-    Conflict,
-    /// The tenant is suspended (423).
-    Locked,
-    /// Deleted for good (410).
-    Gone,
-    /// Too many attempts; retry later (429).
-    Throttled,
-    /// A file operation holds the tenant for a moment (503, retry).
-    Unavailable,
-    /// The machine is saturated: hashing slots, file descriptors (503, retry).
-    Overloaded,
-    /// The disk is full (503: the machine's state, not the caller's input).
-    DiskFull,
-    /// The tenant's plan allows no more data (507): theirs to change (delete, upgrade).
-    QuotaExceeded,
-    /// The tenant's file cannot be served until an operator acts (503, logged as an error).
-    Broken,
-    /// A fault on our side (500, logged).
-    Internal,
-}
-
-impl ErrorKind {
-    /// The caller's doing: input or state they can change.
-    pub fn is_users(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Invalid
-                | ErrorKind::NotFound
-                | ErrorKind::Forbidden
-                | ErrorKind::Conflict
-                | ErrorKind::Locked
-                | ErrorKind::Gone
-                | ErrorKind::Throttled
-                | ErrorKind::QuotaExceeded
-        )
     }
 }
 

@@ -18,9 +18,10 @@ use silo_storage::sqlite;
 use zip::write::SimpleFileOptions;
 
 use crate::control::utc_now;
-use crate::ids::TenantRef;
 use crate::jobs::Enqueued;
 use crate::{Error, Result, Tenancy};
+use silo_core::ids::TenantRef;
+use silo_core::tokens::hex;
 
 /// What the export-link key is derived for (never reused for another purpose).
 const EXPORT_LINK_PURPOSE: &str = "silo export download links v1";
@@ -48,7 +49,7 @@ pub struct Manifest {
     /// Schema version of the snapshot.
     pub schema_version: i64,
     /// When the snapshot was taken (UTC).
-    pub exported_at: crate::Timestamp,
+    pub exported_at: silo_core::Timestamp,
     /// Rows per table.
     pub row_counts: BTreeMap<String, u64>,
     /// SHA-256 of every other member of the zip, by path.
@@ -66,7 +67,7 @@ pub struct Exports(pub(crate) Tenancy);
 impl Exports {
     /// Starts an export of `tenant` as a durable job (its zip and download link are the job's
     /// result), within the bounds of `[exports]` (see [`Exports::start_bounded`]).
-    pub async fn start(&self, tenant: crate::TenantId, actor: &str) -> Result<Enqueued> {
+    pub async fn start(&self, tenant: silo_core::TenantId, actor: &str) -> Result<Enqueued> {
         let row = self.0.tenant(&TenantRef::Id(tenant)).await?;
         // The zip holds the file, compressed, and its tables as JSON and CSV: about its size.
         let estimate = sqlite::database_size(&self.0.tenant_path(&row)?);
@@ -147,7 +148,7 @@ impl Exports {
 
     /// Deletes every export of `tenant` (zips and partial files); returns the export jobs
     /// whose files were deleted (a purge lists them in its certificate).
-    pub async fn remove_of_tenant(&self, tenant: crate::TenantId) -> Result<Vec<String>> {
+    pub async fn remove_of_tenant(&self, tenant: silo_core::TenantId) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for job in self.0.jobs().of_tenant(crate::jobs::kinds::TENANT_EXPORT, tenant, i64::MAX).await? {
             let path = self.path(&job.id);
@@ -164,8 +165,8 @@ impl Exports {
     /// place, so an erasure that starts later finds the zip and deletes it.
     pub async fn may_keep(
         &self,
-        tenant: crate::TenantId,
-        snapshot_at: &crate::Timestamp,
+        tenant: silo_core::TenantId,
+        snapshot_at: &silo_core::Timestamp,
     ) -> Result<Option<String>> {
         let row = self.0.tenant(&TenantRef::Id(tenant)).await?;
         if matches!(row.status, crate::TenantStatus::Deleting | crate::TenantStatus::Deleted) {
@@ -205,8 +206,9 @@ impl Exports {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         if now > expires {
             let _ = self.remove(job);
-            let when =
-                crate::time::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires));
+            let when = silo_core::time::utc_timestamp(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires),
+            );
             return Err(Error::LinkGone(format!(
                 "This download link expired on {}; start a new export to get a fresh one.",
                 when.as_str().get(..10).unwrap_or(when.as_str())
@@ -391,10 +393,6 @@ fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> Error 
     Error::Storage(silo_storage::Error::Io { action, path: path.to_owned(), source })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A SQLite value as JSON (BLOBs as lowercase hex); also what `silo tenant sql` prints.
 pub fn json_value(value: ValueRef<'_>) -> serde_json::Value {
     match value {
@@ -453,7 +451,7 @@ impl<W: Write> Hashing<W> {
     }
 
     fn finish(self) -> String {
-        self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.hasher.finalize())
     }
 }
 

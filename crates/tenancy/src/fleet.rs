@@ -9,9 +9,9 @@ use serde::Serialize;
 use sqlx::migrate::Migration;
 
 use crate::control::{MigrationRecord, Tenant};
-use crate::ids::{TenantId, TenantRef};
 use crate::schema::{self, MigrationOutcome};
 use crate::{Result, Tenancy};
+use silo_core::ids::{TenantId, TenantRef};
 
 /// Control-plane results are written in batches of this many tenants.
 const RECORD_BATCH: usize = 256;

@@ -31,7 +31,6 @@ pub mod erasure;
 mod error;
 pub mod export;
 pub mod fleet;
-pub mod ids;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
@@ -41,12 +40,12 @@ pub mod query;
 pub mod relocate;
 pub mod schema;
 mod scratch;
-pub mod time;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use silo_core::{TenantId, TenantRef, TenantSlug};
 use silo_storage::Placement;
 use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
@@ -56,15 +55,13 @@ pub use cache::{CacheStats, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
 pub use erasure::{CurrentMember, Erasures, MemberSource, TenantSchema};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, Result};
 pub use export::Exports;
 pub use fleet::Fleet;
-pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
 pub use lifecycle::{CreateTenant, Founder, Seed, Tenants};
 pub use process_lock::DataDirLock;
 pub use query::Queries;
 pub use relocate::Relocations;
-pub use time::Timestamp;
 
 /// The tenancy layer of one Silo process.
 #[derive(Clone)]

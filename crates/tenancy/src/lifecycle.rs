@@ -11,10 +11,10 @@ use silo_storage::sqlite::{self, OpenMode};
 use sqlx::migrate::Migration;
 
 use crate::control::{AuditEntry, NewTenant, Tenant, TenantFilter, TenantQuery, TenantStatus};
-use crate::ids::{TenantId, TenantRef, TenantSlug};
 use crate::jobs::NewJob;
 use crate::jobs::kinds::TENANT_PURGE;
 use crate::{Error, Result, Tenancy, schema};
+use silo_core::ids::{TenantId, TenantRef, TenantSlug};
 
 /// What `create` needs.
 #[derive(Clone, Debug, Default)]
@@ -177,7 +177,7 @@ impl Tenants {
     }
 
     /// When a soft-deleted tenant's scheduled purge runs, if one is queued.
-    pub async fn purge_due(&self, tenant: TenantId) -> Result<Option<crate::Timestamp>> {
+    pub async fn purge_due(&self, tenant: TenantId) -> Result<Option<silo_core::Timestamp>> {
         Ok(self.0.jobs().queued_for(TENANT_PURGE, tenant).await?.into_iter().map(|j| j.run_after).min())
     }
 

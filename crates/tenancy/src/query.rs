@@ -11,8 +11,8 @@ use serde::Serialize;
 use silo_storage::sqlite;
 
 use crate::control::TenantStatus;
-use crate::ids::TenantRef;
 use crate::{Error, Result, Tenancy};
+use silo_core::ids::TenantRef;
 
 /// Rows of a read-only query.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -17,8 +17,8 @@ use silo_storage::sqlite;
 
 use crate::backup::{Backup, BackupKind};
 use crate::control::{Tenant, TenantStatus};
-use crate::ids::TenantRef;
 use crate::{Error, Result, Tenancy};
+use silo_core::ids::TenantRef;
 
 /// What a move did.
 #[derive(Debug, Serialize)]

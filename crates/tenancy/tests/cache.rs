@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fixture, fixture_with};
+use silo_core::TenantRef;
 use silo_storage::sqlite::{self, OpenMode};
 use silo_tenancy::cache::{CacheConfig, HandleCache};
-use silo_tenancy::{Error, TenantRef, TenantStatus, schema};
+use silo_tenancy::{Error, TenantStatus, schema};
 use silo_workspace::{projects, tasks};
 
 #[tokio::test]
@@ -309,7 +310,7 @@ async fn a_write_past_the_plan_limit_is_the_quota_however_full_the_file_was() {
     let refused = db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", []));
     let error = refused.unwrap_err();
     assert!(matches!(error, Error::QuotaExceeded(_)), "{error:?}");
-    assert_eq!(error.kind(), silo_tenancy::ErrorKind::QuotaExceeded);
+    assert_eq!(error.kind(), silo_core::ErrorKind::QuotaExceeded);
     let rows: i64 = db.call(|conn| conn.query_row("SELECT count(*) FROM ballast", [], |r| r.get(0))).unwrap();
     assert_eq!(rows, 1, "the refused write was rolled back, the first one kept");
     // Unlimited, the same write goes through.

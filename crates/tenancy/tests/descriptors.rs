@@ -30,7 +30,7 @@ async fn running_out_of_descriptors_is_named_and_recovers() {
     let error = refused.expect_err("no descriptor was free");
     assert!(matches!(error.root(), Error::Overloaded(_)), "{error:?}");
     assert!(error.to_string().contains("out of file descriptors"), "{error}");
-    let row = f.tenancy.tenant(&silo_tenancy::TenantRef::Id(tenant.id)).await.unwrap();
+    let row = f.tenancy.tenant(&silo_core::TenantRef::Id(tenant.id)).await.unwrap();
     assert_eq!(row.migration_error, None, "not quarantined");
     f.tenancy.db(tenant.id).await.expect("opens again once descriptors are free");
 }

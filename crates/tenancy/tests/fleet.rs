@@ -3,9 +3,10 @@
 mod common;
 
 use common::fixture;
+use silo_core::TenantRef;
 use silo_storage::sqlite::{self, OpenMode};
+use silo_tenancy::TenantStatus;
 use silo_tenancy::schema::{self, MigrationOutcome};
-use silo_tenancy::{TenantRef, TenantStatus};
 
 #[tokio::test]
 async fn a_failing_tenant_does_not_stop_the_fleet() {

@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{fixture, fixture_with};
-use silo_tenancy::{CreateTenant, Error, TenantFilter, TenantRef, TenantStatus};
+use silo_core::TenantRef;
+use silo_tenancy::{CreateTenant, Error, TenantFilter, TenantStatus};
 
 fn slug(s: &str) -> TenantRef {
     s.parse().unwrap()

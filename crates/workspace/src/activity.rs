@@ -3,7 +3,8 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use silo_tenancy::{Result, TenantDb, Timestamp};
+use silo_core::Timestamp;
+use silo_tenancy::{Result, TenantDb};
 
 /// One entry of the feed.
 #[derive(Clone, Debug, Serialize)]

@@ -4,7 +4,8 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::text;
-use silo_tenancy::{Result, TenantDb, Timestamp};
+use silo_core::Timestamp;
+use silo_tenancy::{Result, TenantDb};
 
 /// A comment with its author's name.
 #[derive(Clone, Debug, Serialize)]

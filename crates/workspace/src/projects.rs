@@ -4,7 +4,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::text;
-use silo_tenancy::{Result, TenantDb, Timestamp};
+use silo_core::Timestamp;
+use silo_tenancy::{Result, TenantDb};
 
 /// A project with its task counts.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]

@@ -4,7 +4,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::text;
-use silo_tenancy::{Error, Result, TenantDb, Timestamp};
+use silo_core::Timestamp;
+use silo_tenancy::{Error, Result, TenantDb};
 
 /// The statuses a task moves through, in order (their stored names).
 pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];

@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 use silo_accounts::{Accounts, Role, TokenScope, User};
-use silo_tenancy::TenantRef;
+use silo_core::TenantRef;
 
 use super::actor;
 

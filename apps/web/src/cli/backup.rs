@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use silo_tenancy::{Backup, BackupKind, Tenancy, TenantRef};
+use silo_core::TenantRef;
+use silo_tenancy::{Backup, BackupKind, Tenancy};
 
 use super::actor;
 use crate::output::{self, print_json, table};
@@ -174,8 +175,7 @@ impl RestoreArgs {
         let reference: TenantRef = self.tenant.parse()?;
         let restored = match &self.at {
             Some(at) => {
-                let at =
-                    silo_tenancy::Timestamp::parse_moment(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+                let at = silo_core::Timestamp::parse_moment(at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
                 tenancy.backups().restore_to(&reference, &at, self.as_slug.as_deref(), &actor()).await?
             }
             None => {

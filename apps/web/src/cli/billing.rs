@@ -5,7 +5,7 @@
 use clap::Subcommand;
 use silo_billing::invoices::money;
 use silo_billing::{Billing, BillingProfile, InvoiceFilter, Period};
-use silo_tenancy::TenantRef;
+use silo_core::TenantRef;
 
 use super::actor;
 use crate::output::{print_json, table};
@@ -185,7 +185,7 @@ impl BillingCommand {
                 );
             }
             Self::Dunning { json } => {
-                let now = silo_tenancy::time::utc_now();
+                let now = silo_core::time::utc_now();
                 let summary = billing.dunning(now.as_str(), &actor()).await?;
                 if json {
                     return print_json(&summary);

@@ -93,7 +93,7 @@ fn row(job: &Job) -> Vec<String> {
 
 fn print_detail(job: &Job) {
     let optional =
-        |t: &Option<silo_tenancy::Timestamp>| t.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+        |t: &Option<silo_core::Timestamp>| t.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
     let rows = [
         ("id", job.id.clone()),
         ("kind", job.kind.clone()),

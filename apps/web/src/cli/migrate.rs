@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use silo_tenancy::{BackupKind, Tenancy, TenantRef};
+use silo_core::TenantRef;
+use silo_tenancy::{BackupKind, Tenancy};
 use silo_workspace::migrations as tenant_migrations;
 
 use crate::output::{print_json, table};

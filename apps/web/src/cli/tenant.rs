@@ -2,7 +2,8 @@
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use silo_tenancy::{CreateTenant, Tenant, TenantFilter, TenantRef, TenantStatus};
+use silo_core::TenantRef;
+use silo_tenancy::{CreateTenant, Tenant, TenantFilter, TenantStatus};
 
 use super::actor;
 use crate::output::{self, print_json, table};

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 
 use super::error::{Failure, PageError};
 use super::request::is_secure;
-use super::secrets::random_token;
 use super::sessions::current_session;
+use silo_core::tokens::random_hex;
 
 const CSRF_COOKIE: &str = "silo_csrf";
 
@@ -36,7 +36,7 @@ pub fn ensure_csrf_cookie(req: &HttpRequest) -> Option<Cookie<'static>> {
         req.extensions_mut().insert(AnonymousToken(existing.value().to_owned()));
         return None;
     }
-    let token = random_token();
+    let token = random_hex(32);
     req.extensions_mut().insert(AnonymousToken(token.clone()));
     Some(
         Cookie::build(CSRF_COOKIE, token)
@@ -58,9 +58,7 @@ pub async fn csrf_token(req: &HttpRequest) -> Result<String, Failure> {
 
 /// Constant-time comparison of two secrets (never equal when empty).
 pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && !a.is_empty()
-        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !a.is_empty() && silo_core::secret::constant_time_eq(a, b)
 }
 
 fn csrf_failure() -> Failure {

@@ -5,7 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use silo_tenancy::{Error, ErrorKind};
+use silo_core::ErrorKind;
+use silo_tenancy::Error;
 
 /// A failure as the client sees it.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 use actix_web::cookie::Cookie;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, get, web};
 use serde::Deserialize;
-use silo_tenancy::TenantSlug;
+use silo_core::TenantSlug;
 
 use super::error::{Failure, PageError};
 use super::hosts::{STATE_COOKIE, WorkspaceHost};

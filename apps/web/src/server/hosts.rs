@@ -16,11 +16,11 @@ use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::dev::ServiceRequest;
 use actix_web::http::Uri;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
-use silo_tenancy::TenantSlug;
+use silo_core::TenantSlug;
 
 use super::redirects::{safe_next, see_other, urlencode};
 use super::request::{is_secure, state};
-use super::secrets::random_token;
+use silo_core::tokens::random_hex;
 
 /// The request came to this workspace's own host (a request extension).
 #[derive(Clone, Debug)]
@@ -90,7 +90,7 @@ pub fn dispatch(req: &mut ServiceRequest) -> Option<HttpResponse> {
 /// (and back to `next` afterwards).
 pub fn start_handoff(req: &HttpRequest, host: &WorkspaceHost, next: &str) -> HttpResponse {
     let app = state(req);
-    let nonce = random_token();
+    let nonce = random_hex(32);
     let query = format!("to={}&state={nonce}&next={}", host.0, urlencode(&safe_next(Some(next))));
     let mut response = see_other(&app.links.main(&format!("/handoff?{query}")));
     let cookie = Cookie::build(STATE_COOKIE, nonce)

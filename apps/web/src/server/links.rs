@@ -93,7 +93,7 @@ impl Links {
     }
 
     /// The workspace whose own host `host` (a `Host` header value) is, if any.
-    pub fn workspace_of_host(&self, host: &str) -> Option<silo_tenancy::TenantSlug> {
+    pub fn workspace_of_host(&self, host: &str) -> Option<silo_core::TenantSlug> {
         let base = self.base_domain.as_deref()?;
         let host = host
             .rsplit_once(':')
@@ -103,7 +103,7 @@ impl Links {
         if label.contains('.') {
             return None;
         }
-        silo_tenancy::TenantSlug::parse(label).ok()
+        silo_core::TenantSlug::parse(label).ok()
     }
 }
 

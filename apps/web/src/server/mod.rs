@@ -29,7 +29,6 @@ mod ops;
 pub mod pages;
 pub mod redirects;
 pub mod request;
-mod secrets;
 pub mod sessions;
 pub mod state;
 mod templates;

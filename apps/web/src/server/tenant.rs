@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use silo_accounts::Accounts;
 use silo_accounts::Role;
-use silo_tenancy::{Tenant, TenantDb, TenantSlug, TenantStatus, Turn};
+use silo_core::TenantSlug;
+use silo_tenancy::{Tenant, TenantDb, TenantStatus, Turn};
 
 use super::error::Failure;
 

@@ -6,8 +6,8 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::control::{ControlPlane, audit};
-use crate::ids::TenantId;
 use crate::{Error, Result};
+use silo_core::ids::TenantId;
 
 /// Why a backup was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -67,7 +67,7 @@ pub struct Backup {
     /// The tenant.
     pub tenant_id: String,
     /// When the snapshot was taken (UTC).
-    pub created_at: crate::Timestamp,
+    pub created_at: silo_core::Timestamp,
     /// Why.
     #[sqlx(try_from = "String")]
     pub kind: BackupKind,
@@ -87,7 +87,7 @@ pub struct Backup {
     pub verify_error: Option<String>,
     /// How far its chain of continuous backup reaches, once a newer snapshot closed it
     /// (`None`: open, or no chain; see `migrations/control/0013_backup_chains.sql`).
-    pub chain_until: Option<crate::Timestamp>,
+    pub chain_until: Option<silo_core::Timestamp>,
 }
 
 impl Backup {
@@ -132,7 +132,7 @@ impl ControlPlane {
     }
 
     /// Records how far a backup's chain reaches (a newer snapshot closed it).
-    pub(crate) async fn close_chain(&self, backup: &str, until: &crate::Timestamp) -> Result<()> {
+    pub(crate) async fn close_chain(&self, backup: &str, until: &silo_core::Timestamp) -> Result<()> {
         sqlx::query("UPDATE backups SET chain_until = ?2 WHERE id = ?1 AND chain_until IS NULL")
             .bind(backup)
             .bind(until)

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 
-use crate::ids::TenantId;
+use silo_core::ids::TenantId;
 
 /// Tenants written to since the scheduler last took the marks, and every tenant's data version.
 #[derive(Debug)]

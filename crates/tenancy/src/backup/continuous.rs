@@ -40,8 +40,8 @@ use silo_storage::wal::{self, WalPosition};
 
 use super::{BackupKind, Backups};
 use crate::control::{Tenant, TenantStatus};
-use crate::ids::{TenantId, TenantRef};
 use crate::{Error, Result};
+use silo_core::ids::{TenantId, TenantRef};
 
 /// Frames of shipped log after which the shipper checkpoints it (SQLite's own automatic
 /// checkpoint's threshold: ~4 MiB at 4 KiB pages).
@@ -482,7 +482,7 @@ impl Backups {
     /// release). Without this, the next process would close the chain at its last commit, and
     /// the quiet moments after it would be refused as unknown.
     pub async fn close_chains_at_stop(&self) {
-        let now = crate::Timestamp::now();
+        let now = silo_core::Timestamp::now();
         for (tenant, backup) in self.logs().complete_chains() {
             if let Err(e) = self.0.control().close_chain(&backup, &now).await {
                 tracing::warn!(tenant = %tenant, error = %e, "recording where a chain ends failed");
@@ -698,7 +698,8 @@ impl Backups {
             None => self.open_chain_before(tenant, &backup.id).await,
         };
         if let Some((id, until)) = closed
-            && let Err(e) = self.0.control().close_chain(&id, &crate::Timestamp::from_unix_ms(until)).await
+            && let Err(e) =
+                self.0.control().close_chain(&id, &silo_core::Timestamp::from_unix_ms(until)).await
         {
             tracing::warn!(tenant = %tenant.id, backup = %id, error = %e, "recording where a chain ends failed");
         }
@@ -715,14 +716,14 @@ impl Backups {
         &self,
         tenant: &Tenant,
         backup: &super::Backup,
-    ) -> Result<crate::Timestamp> {
+    ) -> Result<silo_core::Timestamp> {
         if let Some(until) = &backup.chain_until {
             return Ok(until.clone());
         }
         let store = self.0.backup_store().await?.store();
         let keys = store.list(&chain_prefix(tenant.id, &backup.id)).await?;
         let last = keys.iter().filter_map(|k| parse_segment_key(k)).map(|s| s.last_ms).max();
-        let reach = last.map_or_else(|| backup.created_at.clone(), crate::Timestamp::from_unix_ms);
+        let reach = last.map_or_else(|| backup.created_at.clone(), silo_core::Timestamp::from_unix_ms);
         self.0.control().close_chain(&backup.id, &reach).await?;
         Ok(reach)
     }

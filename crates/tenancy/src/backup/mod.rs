@@ -34,8 +34,8 @@ pub use changes::{ChangeTracker, DataVersion};
 
 use crate::config::BackupStoreKind;
 use crate::control::{Tenant, TenantStatus, utc_now};
-use crate::ids::{TenantId, TenantRef};
 use crate::{Error, Result, Tenancy};
+use silo_core::ids::{TenantId, TenantRef};
 
 /// Orphan objects (stored, never catalogued: a killed backup) younger than this are left
 /// alone by `prune`, since a backup in progress has not written its row yet.
@@ -279,7 +279,7 @@ impl Backups {
         key: DataKey,
         context: Vec<u8>,
         plain: Vec<u8>,
-        created_at: crate::Timestamp,
+        created_at: silo_core::Timestamp,
     ) -> Result<Backup> {
         let packed = tokio::task::spawn_blocking(move || {
             let version = schema_version_of(&plain)?;
@@ -436,7 +436,7 @@ impl Backups {
         // A check this machine could not make (a full disk) says nothing of the backup: it is
         // not recorded against it.
         if let Err(e) = &result
-            && e.kind() == crate::ErrorKind::DiskFull
+            && e.kind() == silo_core::ErrorKind::DiskFull
         {
             return Err(Error::Unavailable(format!("backup {} could not be checked: {e}", backup.id)));
         }

@@ -20,8 +20,8 @@ use silo_storage::sqlite;
 
 use super::{Backup, BackupKind, BackupStore, Backups};
 use crate::control::Tenant;
-use crate::ids::TenantRef;
 use crate::{Error, Result, Settings};
+use silo_core::ids::TenantRef;
 
 /// What [`recover_control`] wrote.
 #[derive(Debug, Serialize)]
@@ -29,7 +29,7 @@ pub struct ControlRecovered {
     /// The copy used (`control/<id>.db.zst.enc`).
     pub copy: String,
     /// When it was taken.
-    pub taken_at: crate::Timestamp,
+    pub taken_at: silo_core::Timestamp,
     /// Bytes of `control.db`.
     pub size: u64,
 }
@@ -62,7 +62,7 @@ pub async fn recover_control(settings: &Settings) -> Result<ControlRecovered> {
     tokio::task::spawn_blocking(move || sqlite::replace_database(&from, &to))
         .await
         .expect("installing control.db panicked")?;
-    let taken_at = crate::time::utc_timestamp(taken);
+    let taken_at = silo_core::time::utc_timestamp(taken);
     tracing::info!(copy = %copy, taken_at = %taken_at, size, "control.db recovered from the store");
     Ok(ControlRecovered { copy, taken_at, size })
 }
@@ -82,7 +82,7 @@ fn existing_master_key(settings: &Settings) -> Result<silo_storage::crypto::Mast
 #[derive(Debug, Default, Serialize)]
 pub struct TenantsRecovered {
     /// Tenants restored: (slug, commits replayed after the snapshot, the moment reached).
-    pub restored: Vec<(String, usize, Option<crate::Timestamp>)>,
+    pub restored: Vec<(String, usize, Option<silo_core::Timestamp>)>,
     /// Snapshots found in the store but not in the control plane's copy, catalogued.
     pub adopted: usize,
     /// Tenants that could not be restored (slug, why).
@@ -137,7 +137,7 @@ impl Backups {
             source: e,
         })?;
         let restored =
-            self.restore_to(&TenantRef::Id(tenant.id), &crate::Timestamp::now(), None, actor).await?;
+            self.restore_to(&TenantRef::Id(tenant.id), &silo_core::Timestamp::now(), None, actor).await?;
         Ok((restored, adopted))
     }
 
@@ -173,7 +173,7 @@ impl Backups {
         let mut backup = Backup {
             id: id.clone(),
             tenant_id: tenant.id.to_string(),
-            created_at: crate::time::utc_timestamp(created),
+            created_at: silo_core::time::utc_timestamp(created),
             kind: BackupKind::Scheduled,
             size: bytes.len() as i64,
             db_size: 0,

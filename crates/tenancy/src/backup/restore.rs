@@ -21,8 +21,8 @@ use silo_storage::sqlite;
 use super::Backups;
 use super::catalogue::Backup;
 use crate::control::{MigrationRecord, NewTenant, Tenant, TenantStatus};
-use crate::ids::{TenantId, TenantRef, TenantSlug};
 use crate::{Error, Result};
+use silo_core::ids::{TenantId, TenantRef, TenantSlug};
 
 /// What a restore did.
 #[derive(Debug, Serialize)]
@@ -41,13 +41,13 @@ pub struct Restored {
     pub forgotten: usize,
     /// The moment restored to (a restore to a point in time), and the commits of the
     /// snapshot's chain replayed to reach it.
-    pub at: Option<crate::Timestamp>,
+    pub at: Option<silo_core::Timestamp>,
     /// Commits replayed after the snapshot.
     pub commits_replayed: usize,
     /// The moment the restored file is of: its last replayed commit's time, or the snapshot's
     /// (earlier than `at` when nothing was committed in between — or when nothing that was
     /// reached the store).
-    pub reached: Option<crate::Timestamp>,
+    pub reached: Option<silo_core::Timestamp>,
 }
 
 /// The moments a tenant can be restored to ([`Backups::restorable`]).
@@ -56,14 +56,14 @@ pub struct Restored {
 pub struct Restorable {
     /// The earliest: its oldest backup (`null`: it has none).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub from: Option<crate::Timestamp>,
+    pub from: Option<silo_core::Timestamp>,
     /// The latest: the last commit of its newest chain in the store, or that chain's snapshot.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
-    pub to: Option<crate::Timestamp>,
+    pub to: Option<silo_core::Timestamp>,
     /// Spans inside that no moment can be restored to exactly (a chain ended before the next
     /// backup: retention removed those in between, or continuous backup was off), newest first.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
-    pub gaps: Vec<(crate::Timestamp, crate::Timestamp)>,
+    pub gaps: Vec<(silo_core::Timestamp, silo_core::Timestamp)>,
     /// Backups kept.
     pub backups: usize,
     /// Whether continuous backup runs in this process (else only the backups' own moments
@@ -83,7 +83,7 @@ struct Staged {
     forgotten: usize,
     schema_version: i64,
     replayed: usize,
-    reached: Option<crate::Timestamp>,
+    reached: Option<silo_core::Timestamp>,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -120,13 +120,13 @@ impl Backups {
     pub async fn restore_to(
         &self,
         tenant: &TenantRef,
-        at: &crate::Timestamp,
+        at: &silo_core::Timestamp,
         as_slug: Option<&str>,
         actor: &str,
     ) -> Result<Restored> {
         let tenant = self.0.tenant(tenant).await?;
         Self::check_restorable(&tenant, as_slug)?;
-        if at > &crate::Timestamp::now() {
+        if at > &silo_core::Timestamp::now() {
             return Err(Error::InvalidInput(format!(
                 "{at} is in the future: restore to a moment that has passed"
             )));
@@ -187,7 +187,7 @@ impl Backups {
         let keys = store.list(&super::continuous::chain_prefix(tenant.id, &newest.id)).await?;
         let last =
             keys.iter().filter_map(|k| super::continuous::parse_segment_key(k)).map(|s| s.last_ms).max();
-        window.to = Some(last.map_or_else(|| newest.created_at.clone(), crate::Timestamp::from_unix_ms));
+        window.to = Some(last.map_or_else(|| newest.created_at.clone(), silo_core::Timestamp::from_unix_ms));
         Ok(window)
     }
 
@@ -253,7 +253,7 @@ impl Backups {
         self.0.forget_tenants();
         // The file is another one now: its log starts afresh, with a new chain.
         self.logs().reset(tenant.id);
-        let at = until.map(crate::Timestamp::from_unix_ms);
+        let at = until.map(silo_core::Timestamp::from_unix_ms);
         let detail = serde_json::json!({
             "backup": backup.id, "backup_created_at": backup.created_at, "size": size,
             "unavailable_ms": unavailable.as_secs_f64() * 1000.0, "forgotten": forgotten,
@@ -323,7 +323,7 @@ impl Backups {
         };
         self.0.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
-        let at = until.map(crate::Timestamp::from_unix_ms);
+        let at = until.map(silo_core::Timestamp::from_unix_ms);
         Ok(Restored {
             tenant,
             backup,
@@ -370,7 +370,7 @@ impl Backups {
             if let Some(until) = until {
                 let last;
                 (replayed, last) = self.replay_chain(tenant, backup, until, staging).await?;
-                reached = last.map(crate::Timestamp::from_unix_ms).or(reached);
+                reached = last.map(silo_core::Timestamp::from_unix_ms).or(reached);
                 {
                     let (file, latest) = (staging.to_owned(), crate::schema::latest_version(self.0.migrations()));
                     (size, schema_version) = tokio::task::spawn_blocking(move || {

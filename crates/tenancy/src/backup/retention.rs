@@ -72,7 +72,7 @@ mod tests {
         Backup {
             id: id.into(),
             tenant_id: "t".into(),
-            created_at: crate::Timestamp::parse(created_at).unwrap(),
+            created_at: silo_core::Timestamp::parse(created_at).unwrap(),
             kind: BackupKind::Scheduled,
             size: 1,
             db_size: 1,

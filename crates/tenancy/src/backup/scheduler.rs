@@ -35,7 +35,7 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SchedulerStatus {
     /// When the last pass finished (UTC).
-    pub last_pass_at: Option<crate::Timestamp>,
+    pub last_pass_at: Option<silo_core::Timestamp>,
     /// Tenants backed up by it.
     pub backed_up: usize,
     /// Tenants it skipped as unchanged.
@@ -88,7 +88,7 @@ impl Backups {
 
     async fn scheduled_pass_with(
         &self,
-        marked: &HashSet<crate::TenantId>,
+        marked: &HashSet<silo_core::TenantId>,
         check_files: bool,
     ) -> Result<BackupRun> {
         // A store that cannot be set up fails the pass at once (and every mark is kept).
@@ -118,7 +118,7 @@ impl Backups {
 
     /// Backs up `due` as scheduled backups; failed tenants are marked for the next pass.
     async fn back_up_due(&self, due: Vec<crate::Tenant>) -> BackupRun {
-        let ids: std::collections::HashMap<String, crate::TenantId> =
+        let ids: std::collections::HashMap<String, silo_core::TenantId> =
             due.iter().map(|t| (t.slug.to_string(), t.id)).collect();
         let run = self.create_all(due, BackupKind::Scheduled, "scheduler").await;
         for (slug, _) in &run.failed {
@@ -137,7 +137,7 @@ impl Backups {
         let checked = sample.len();
         for backup in sample {
             let id = backup.id.clone();
-            let tenant: crate::TenantId = match backup.tenant_id.parse() {
+            let tenant: silo_core::TenantId = match backup.tenant_id.parse() {
                 Ok(tenant) => tenant,
                 Err(_) => continue,
             };

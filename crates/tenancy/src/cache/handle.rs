@@ -41,8 +41,8 @@ use rusqlite::Connection;
 use silo_storage::sqlite::OwnedConnection;
 
 use super::registry::Registry;
-use crate::ids::TenantId;
 use crate::{Error, Result};
+use silo_core::ids::TenantId;
 
 /// A request's turn at a tenant's connections ([`TenantDb::turn`]); released when dropped.
 #[derive(Debug)]

@@ -33,8 +33,8 @@ pub use metrics::{CacheMetrics, CacheStats};
 use registry::{Access, Registry};
 
 use crate::control::{ControlPlane, MigrationRecord, Tenant, TenantStatus};
-use crate::ids::TenantId;
 use crate::{Error, Result, schema};
+use silo_core::ids::TenantId;
 
 /// How the cache is sized and how it opens files.
 #[derive(Clone, Debug)]
@@ -85,7 +85,7 @@ struct Inner {
     logs: Arc<crate::backup::continuous::Logs>,
     /// The directory's tenants by slug (shared with `Tenancy::resolve`): cleared after the
     /// cache records a migration or a quarantine in a tenant's row, so the next request sees it.
-    tenants: crate::directory::Memo<crate::TenantSlug, crate::Tenant>,
+    tenants: crate::directory::Memo<silo_core::TenantSlug, crate::Tenant>,
     /// Opens in progress at most: each takes a blocking thread and SQLite's global lock on the
     /// open-file list, so beyond the cores more at once only adds context switches (measured
     /// under a Zipf load over 10,000 tenants).
@@ -132,7 +132,7 @@ impl HandleCache {
         placement: Placement,
         config: CacheConfig,
         migrations: Arc<[Migration]>,
-        tenants: crate::directory::Memo<crate::TenantSlug, crate::Tenant>,
+        tenants: crate::directory::Memo<silo_core::TenantSlug, crate::Tenant>,
     ) -> Self {
         let metrics = Arc::new(CacheMetrics::default());
         let evictions = metrics.clone();

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::handle::TenantDb;
-use crate::ids::TenantId;
+use silo_core::ids::TenantId;
 
 #[derive(Default, Debug)]
 struct Slot {

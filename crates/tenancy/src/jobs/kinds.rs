@@ -15,7 +15,8 @@
 use serde_json::json;
 
 use super::worker::{JobContext, JobError, Outcome, Workers};
-use crate::{BackupKind, Tenancy, TenantId, TenantRef};
+use crate::{BackupKind, Tenancy};
+use silo_core::{TenantId, TenantRef};
 
 /// Backs up every live tenant.
 pub const FLEET_BACKUP: &str = "fleet.backup";

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{Error, Result, Tenancy, Timestamp};
+use crate::{Error, Result, Tenancy};
+use silo_core::Timestamp;
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -327,14 +328,14 @@ impl Jobs {
     }
 
     /// The queued jobs of `kind` whose payload names `tenant`.
-    pub async fn queued_for(&self, kind: &str, tenant: crate::TenantId) -> Result<Vec<Job>> {
+    pub async fn queued_for(&self, kind: &str, tenant: silo_core::TenantId) -> Result<Vec<Job>> {
         let mut jobs = self.of_tenant(kind, tenant, 1000).await?;
         jobs.retain(|j| j.status == JobStatus::Queued);
         Ok(jobs)
     }
 
     /// The newest `limit` jobs of `kind` whose payload names `tenant`.
-    pub async fn of_tenant(&self, kind: &str, tenant: crate::TenantId, limit: i64) -> Result<Vec<Job>> {
+    pub async fn of_tenant(&self, kind: &str, tenant: silo_core::TenantId, limit: i64) -> Result<Vec<Job>> {
         Ok(sqlx::query_as(
             "SELECT * FROM jobs WHERE kind = ? AND json_extract(payload, '$.tenant') = ? ORDER BY id DESC LIMIT ?",
         )

@@ -2,7 +2,8 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
-use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantRef, TenantSort, TenantStatus};
+use silo_core::TenantRef;
+use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::OperatorToken;
@@ -108,7 +109,7 @@ async fn create_tenant(
 ) -> Result<HttpResponse, ApiError> {
     let accounts = &state(&req).accounts;
     let body = body.0;
-    silo_tenancy::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
+    silo_core::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
     let owner = match &body.owner_email {
         Some(owner) => Some(accounts.users().by_email(owner).await?),
         None => None,
@@ -286,7 +287,7 @@ async fn restore_tenant(
         }
         // A bad new slug is the request's fault (422 naming it), not a tenant not found.
         Some(slug) => {
-            silo_tenancy::TenantSlug::parse(slug)
+            silo_core::TenantSlug::parse(slug)
                 .map_err(|e| ApiError(Failure::invalid(format!("as_slug: {e}"))))?;
         }
         None => {}
@@ -296,7 +297,7 @@ async fn restore_tenant(
             return Err(ApiError(Failure::invalid("give `at` or `backup`, not both")));
         }
         (Some(at), None) => {
-            let at = silo_tenancy::Timestamp::parse_moment(at)
+            let at = silo_core::Timestamp::parse_moment(at)
                 .map_err(|e| ApiError(Failure::invalid(format!("at: {e}"))))?;
             tenancy.backups().restore_to(&target, &at, as_slug, actor).await?
         }

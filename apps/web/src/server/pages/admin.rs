@@ -4,8 +4,9 @@
 
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
+use silo_core::{TenantId, TenantRef};
 use silo_tenancy::jobs::JobStatus;
-use silo_tenancy::{CreateTenant, TenantId, TenantQuery, TenantRef, TenantSort, TenantStatus};
+use silo_tenancy::{CreateTenant, TenantQuery, TenantSort, TenantStatus};
 use silo_workspace::activity;
 use silo_workspace::migrations as tenant_migrations;
 
@@ -186,7 +187,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     let regions: Vec<String> =
         tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
     let billing = &state(&req).billing;
-    let now = silo_tenancy::time::utc_now();
+    let now = silo_core::time::utc_now();
     let invoices: Vec<_> = billing
         .invoices(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), limit: 24, ..Default::default() })
         .await?
@@ -302,7 +303,7 @@ async fn act_page(
             }
             let at = match nonempty(&Some(form.at.clone())) {
                 None => None,
-                Some(at) => match silo_tenancy::Timestamp::parse_moment(&at) {
+                Some(at) => match silo_core::Timestamp::parse_moment(&at) {
                     Ok(at) => Some(at),
                     Err(e) => {
                         return Ok(see_other_with_flash(

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
 use silo_billing::{BillingProfile, Invoice, InvoiceFilter, InvoiceStatus};
-use silo_tenancy::{TenantId, TenantRef};
+use silo_core::{TenantId, TenantRef};
 
 use super::workspace::{entered, home, page};
 use super::{Page, PageResult, flash_outcome_with};
@@ -55,7 +55,7 @@ pub(super) fn shown(invoice: &Invoice, now: &str) -> serde_json::Value {
 }
 
 fn now() -> String {
-    silo_tenancy::time::utc_now().as_str().to_owned()
+    silo_core::time::utc_now().as_str().to_owned()
 }
 
 fn csv(body: String, name: &str) -> HttpResponse {

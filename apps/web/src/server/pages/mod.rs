@@ -17,7 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
-use silo_tenancy::ErrorKind;
+use silo_core::ErrorKind;
 
 use super::csrf::csrf_token;
 use super::error::{Failure, PageError, REVALIDATE};

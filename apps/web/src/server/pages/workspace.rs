@@ -514,7 +514,7 @@ async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Pl
     let actor = me.session.email.as_str();
     let changed = state(&req)
         .billing
-        .choose_plan(&silo_tenancy::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
+        .choose_plan(&silo_core::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
         .await;
     flash_outcome_with(&back, changed, |tenant| {
         Ok(see_other_with_flash(&back, "ok", &format!("This workspace is now on the {} plan.", tenant.plan)))
@@ -581,7 +581,7 @@ async fn delete_workspace(
             "Type the workspace's address exactly to delete it.",
         ));
     }
-    let id = silo_tenancy::TenantRef::Id(ws.tenant.id);
+    let id = silo_core::TenantRef::Id(ws.tenant.id);
     drop(ws);
     state(&req).tenancy.tenants().delete(&id, &me.session.email).await?;
     let grace_days = state(&req).tenancy.settings().tenants.deletion_grace_days;

@@ -1,8 +1,13 @@
 //! Time as Silo stores it: [`Timestamp`], UTC in RFC 3339 with milliseconds
-//! (`2026-11-30T07:33:51.123Z`), the text SQLite's [`crate::now!`] writes. The fixed width makes
-//! text order time order, so stored times compare in SQL and in Rust alike.
+//! (`2026-11-30T07:33:51.123Z`), the text SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ')` writes.
+//! The fixed width makes text order time order, so stored times compare in SQL and in Rust
+//! alike. The [`Clock`] says what time it is: [`SystemClock`] in the product, [`TestClock`]
+//! where a test moves time by hand instead of sleeping or rewriting stored rows.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -17,7 +22,8 @@ impl Timestamp {
         utc_now()
     }
 
-    /// Checks the stored format (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+    /// Checks the stored format (`YYYY-MM-DDTHH:MM:SS.mmmZ`) and that it names a real moment
+    /// (no month 13, no 30 February, no 25 o'clock).
     pub fn parse(text: &str) -> Result<Self, String> {
         let b = text.as_bytes();
         let digits = |range: std::ops::Range<usize>| range.into_iter().all(|i| b[i].is_ascii_digit());
@@ -36,7 +42,18 @@ impl Timestamp {
             && b[19] == b'.'
             && digits(20..23)
             && b[23] == b'Z';
-        if shaped { Ok(Self(text.to_owned())) } else { Err(format!("not a stored time: `{text}`")) }
+        if !shaped {
+            return Err(format!("not a stored time: `{text}`"));
+        }
+        let n = |range: std::ops::Range<usize>| text[range].parse::<u32>().unwrap_or(u32::MAX);
+        let (year, month, day) = (n(0..4) as i32, n(5..7), n(8..10));
+        let real = (1..=12).contains(&month)
+            && day >= 1
+            && day <= days_in_month(year, month)
+            && n(11..13) < 24
+            && n(14..16) < 60
+            && n(17..19) < 60;
+        if real { Ok(Self(text.to_owned())) } else { Err(format!("not a real date and time: `{text}`")) }
     }
 
     /// The text.
@@ -57,14 +74,13 @@ impl Timestamp {
             Some(seconds) if seconds.len() == 19 => format!("{seconds}.000Z"),
             _ => text.to_owned(),
         };
-        let parsed = Self::parse(&full)
-            .map_err(|_| format!("`{text}` is not a UTC time like 2026-12-05T10:42:13Z"))?;
-        // A real date and time (no month 13, no 25 o'clock): it survives a round trip.
-        if utc_timestamp(parsed.to_system_time()) == parsed {
-            Ok(parsed)
-        } else {
-            Err(format!("`{text}` is not a real date and time"))
-        }
+        Self::parse(&full).map_err(|e| {
+            if e.starts_with("not a real") {
+                format!("`{text}` is not a real date and time")
+            } else {
+                format!("`{text}` is not a UTC time like 2026-12-05T10:42:13Z")
+            }
+        })
     }
 
     /// Milliseconds since the Unix epoch.
@@ -88,6 +104,80 @@ impl Timestamp {
     /// The moment `ms` milliseconds after the Unix epoch.
     pub fn from_unix_ms(ms: i64) -> Self {
         utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64))
+    }
+
+    /// The moment `by` later.
+    pub fn plus(&self, by: Duration) -> Self {
+        Self::from_unix_ms(self.unix_ms().saturating_add(by.as_millis() as i64))
+    }
+
+    /// The moment `by` earlier.
+    pub fn minus(&self, by: Duration) -> Self {
+        Self::from_unix_ms(self.unix_ms().saturating_sub(by.as_millis() as i64))
+    }
+}
+
+/// What time it is. Code that stores or compares "now" asks a clock it was given, so a test
+/// can move time (an invoice's due date, a session's lifetime, a grace period) by hand.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// A clock shared by the services of one process.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The operating system's clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        utc_now()
+    }
+}
+
+impl SystemClock {
+    /// The system clock, shared.
+    pub fn shared() -> SharedClock {
+        Arc::new(SystemClock)
+    }
+}
+
+/// A clock that stands still until a test moves it; clones share one time.
+#[derive(Clone, Debug)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    /// A clock standing at `moment`.
+    pub fn at(moment: &Timestamp) -> Self {
+        Self(Arc::new(AtomicI64::new(moment.unix_ms())))
+    }
+
+    /// A clock standing at the system's time now.
+    pub fn starting_now() -> Self {
+        Self::at(&utc_now())
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `moment` (earlier or later).
+    pub fn set(&self, moment: &Timestamp) {
+        self.0.store(moment.unix_ms(), Ordering::SeqCst);
+    }
+
+    /// This clock, shared (it keeps moving with the original).
+    pub fn shared(&self) -> SharedClock {
+        Arc::new(self.clone())
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_ms(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -138,12 +228,12 @@ impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Timestamp {
     }
 }
 
-/// The current time in the format of [`crate::now!`] (for comparisons in Rust with stored times).
+/// The system's current time as stored (code that can take a [`Clock`] asks it instead).
 pub fn utc_now() -> Timestamp {
     utc_timestamp(std::time::SystemTime::now())
 }
 
-/// A time in the format of [`crate::now!`].
+/// A time as stored.
 pub fn utc_timestamp(time: std::time::SystemTime) -> Timestamp {
     let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs() as i64;
@@ -167,6 +257,12 @@ pub fn day_number(year: i32, month: u32, day: u32) -> i64 {
     let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// The number of days in `month` of `year` (28 to 31).
+pub fn days_in_month(year: i32, month: u32) -> u32 {
+    let (next_year, next_month) = if month >= 12 { (year + 1, 1) } else { (year, month + 1) };
+    (day_number(next_year, next_month, 1) - day_number(year, month.clamp(1, 12), 1)) as u32
 }
 
 /// The civil date of a day number.
@@ -204,10 +300,41 @@ mod tests {
         for bad in ["2026-13-05T10:42:13Z", "2026-02-30T10:42:13Z", "2026-12-05T25:00:00Z", "yesterday", ""] {
             assert!(Timestamp::parse_moment(bad).is_err(), "{bad:?}");
         }
-        for bad in
-            ["", "2026-11-30", "2026-11-30 07:33:51.123Z", "2026-11-30T07:33:51Z", "x026-11-30T07:33:51.123Z"]
-        {
+        for bad in [
+            "",
+            "2026-11-30",
+            "2026-11-30 07:33:51.123Z",
+            "2026-11-30T07:33:51Z",
+            "x026-11-30T07:33:51.123Z",
+            "2026-13-05T10:42:13.000Z",
+            "2026-00-05T10:42:13.000Z",
+            "2026-02-29T10:42:13.000Z",
+            "2026-04-31T10:42:13.000Z",
+            "2026-12-00T10:42:13.000Z",
+            "2026-12-05T24:00:00.000Z",
+            "2026-12-05T10:60:00.000Z",
+            "2026-12-05T10:42:60.000Z",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad:?}");
         }
+        assert!(Timestamp::parse("2028-02-29T23:59:59.999Z").is_ok(), "a leap day");
+        assert_eq!(days_in_month(2028, 2), 29);
+        assert_eq!(days_in_month(2100, 2), 28);
+        assert_eq!(days_in_month(2026, 12), 31);
+    }
+
+    #[test]
+    fn a_test_clock_moves_only_when_told_and_clones_share_it() {
+        let start = Timestamp::parse("2026-12-31T23:59:59.500Z").unwrap();
+        let clock = TestClock::at(&start);
+        let shared = clock.shared();
+        assert_eq!(shared.now(), start);
+        clock.advance(Duration::from_millis(600));
+        assert_eq!(shared.now().as_str(), "2027-01-01T00:00:00.100Z");
+        assert_eq!(start.plus(Duration::from_secs(86_400)).date(), "2027-01-01");
+        assert_eq!(start.minus(Duration::from_secs(86_400)).date(), "2026-12-30");
+        clock.set(&start);
+        assert_eq!(clock.now(), start);
+        assert!(SystemClock.now() > start.minus(Duration::from_secs(86_400 * 365)));
     }
 }

@@ -29,3 +29,24 @@ impl serde::Serialize for Secret {
         serializer.serialize_str(&self.0)
     }
 }
+
+/// Whether two secrets are equal, in time that depends on their length only (not on where
+/// they first differ): a guesser learns nothing from how long a refusal took.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_compared_whole() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert!(constant_time_eq(secret.expose(), "hunter2"));
+        assert!(!constant_time_eq("hunter2", "hunter3"));
+        assert!(!constant_time_eq("hunter2", "hunter"));
+        assert!(constant_time_eq("", ""));
+    }
+}

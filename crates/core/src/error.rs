@@ -1,0 +1,64 @@
+//! [`ErrorKind`]: what kind of failure an error is. Every layer's error type has a `kind()`;
+//! the web layer and the CLI decide status codes and exit messages from it.
+
+/// The kinds of failure, as the caller sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Malformed or unacceptable input (422).
+    Invalid,
+    /// Nothing by that name, or nothing the caller may see (404).
+    NotFound,
+    /// Seen, but not the caller's to do (403).
+    Forbidden,
+    /// The current state does not allow it: a taken slug, a wrong lifecycle step (409).
+    Conflict,
+    /// The tenant is suspended (423).
+    Locked,
+    /// Deleted for good (410).
+    Gone,
+    /// Too many attempts; retry later (429).
+    Throttled,
+    /// A file operation holds the tenant for a moment (503, retry).
+    Unavailable,
+    /// The machine is saturated: hashing slots, file descriptors (503, retry).
+    Overloaded,
+    /// The disk is full (503: the machine's state, not the caller's input).
+    DiskFull,
+    /// The tenant's plan allows no more data (507): theirs to change (delete, upgrade).
+    QuotaExceeded,
+    /// The tenant's file cannot be served until an operator acts (503, logged as an error).
+    Broken,
+    /// A fault on our side (500, logged).
+    Internal,
+}
+
+impl ErrorKind {
+    /// The caller's doing: input or state they can change.
+    pub fn is_users(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Invalid
+                | ErrorKind::NotFound
+                | ErrorKind::Forbidden
+                | ErrorKind::Conflict
+                | ErrorKind::Locked
+                | ErrorKind::Gone
+                | ErrorKind::Throttled
+                | ErrorKind::QuotaExceeded
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_kinds_are_the_ones_they_can_change() {
+        assert!(ErrorKind::Invalid.is_users());
+        assert!(ErrorKind::QuotaExceeded.is_users());
+        for ours in [ErrorKind::DiskFull, ErrorKind::Overloaded, ErrorKind::Broken, ErrorKind::Internal] {
+            assert!(!ours.is_users(), "{ours:?}");
+        }
+    }
+}

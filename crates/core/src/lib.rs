@@ -1,0 +1,24 @@
+//! `silo-core`: the types and helpers every Silo crate shares — typed ids, time and the
+//! clock, the kinds of error, secrets, the settings loader, hex and random tokens. It owns no
+//! table and knows nothing of tenants' files, people or money.
+//!
+//! # Layout
+//! - [`ids`]: [`TenantId`], [`TenantSlug`], [`TenantRef`] and why a slug is refused.
+//! - [`time`]: [`Timestamp`] (the stored format, checked), calendar arithmetic, the [`Clock`]
+//!   ([`SystemClock`], and [`TestClock`] that tests move by hand).
+//! - [`error`]: [`ErrorKind`], the one classification every layer's error maps to.
+//! - [`secret`]: [`Secret`] (redacted in logs) and [`secret::constant_time_eq`].
+//! - [`tokens`]: hex, random tokens and the digest stored for them.
+//! - [`settings`]: the one loader (defaults, `silo.toml`, `SILO_…` variables).
+
+pub mod error;
+pub mod ids;
+pub mod secret;
+pub mod settings;
+pub mod time;
+pub mod tokens;
+
+pub use error::ErrorKind;
+pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
+pub use secret::Secret;
+pub use time::{Clock, SharedClock, SystemClock, TestClock, Timestamp};
