@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 const LAYERS: &[&str] = &[
     "silo-core",
     "silo-storage",
+    "silo-jobs",
     "silo-tenancy",
     "silo-workspace",
     "silo-accounts",
@@ -157,18 +158,19 @@ fn the_web_server_modules_have_no_import_cycle() {
 
 /// The Rust sources under `dir` (relative to the workspace root), with their text.
 fn sources(dir: &str) -> Vec<(std::path::PathBuf, String)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+    sources_in(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir))
+}
+
+/// The Rust sources under `root` (a directory, or one file), with their text.
+fn sources_in(root: &std::path::Path) -> Vec<(std::path::PathBuf, String)> {
     let mut found = Vec::new();
-    let mut pending = vec![root];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                found.push((path, text));
-            }
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|entry| entry.unwrap().path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            found.push((path, text));
         }
     }
     found
@@ -193,4 +195,88 @@ fn the_web_layer_calls_domain_services_not_sql() {
     assert_eq!(offending, Vec::<String>::new());
     // The check itself sees a violation.
     assert_eq!(reaches_below_the_domain("state.tenancy.control().search(&q)"), Some(".control()"));
+}
+
+/// A workspace package: its name, its directory, and its dependencies as (name, kind):
+/// `normal`, `build` or `dev`.
+type Declared = (String, std::path::PathBuf, Vec<(String, String)>);
+
+/// Each workspace package with its declared dependencies.
+fn declared_dependencies() -> Vec<Declared> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline", "--manifest-path", manifest])
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| {
+            let dir = std::path::Path::new(package["manifest_path"].as_str().unwrap()).parent().unwrap();
+            let dependencies = package["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    let name = d["rename"].as_str().or(d["name"].as_str()).unwrap().to_owned();
+                    (name, d["kind"].as_str().unwrap_or("normal").to_owned())
+                })
+                .collect();
+            (package["name"].as_str().unwrap().to_owned(), dir.to_owned(), dependencies)
+        })
+        .collect()
+}
+
+/// Whether `code` names the crate `dependency` (as a path, an import or in a derive).
+fn names_crate(code: &str, dependency: &str) -> bool {
+    let ident = dependency.replace('-', "_");
+    code.match_indices(&format!("{ident}::")).any(|(at, _)| {
+        // A whole identifier: `rand::` is not `rand_distr::` or `brand::`.
+        code[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+    })
+}
+
+/// Dependencies declared for what they switch on, not for code that names them.
+const FEATURE_ONLY: &[(&str, &str, &str)] = &[
+    // The S3 client's HTTPS stack on ring instead of aws-lc-rs (see the workspace Cargo.toml).
+    ("silo-storage", "aws-smithy-http-client", "normal"),
+];
+
+/// The dependencies no code of their package names: `(package, dependency, kind)`.
+fn unused_dependencies() -> Vec<String> {
+    let mut unused = Vec::new();
+    for (package, dir, dependencies) in declared_dependencies() {
+        let code = |under: &[&str]| -> String {
+            under
+                .iter()
+                .filter(|d| dir.join(d).exists())
+                .flat_map(|d| sources_in(&dir.join(d)))
+                .map(|(_, text)| text)
+                .collect()
+        };
+        // As `cargo machete` does: the package's code as a whole (its integration tests may use
+        // a normal dependency).
+        let seen = code(&["src", "build.rs", "tests", "benches"]);
+        for (dependency, kind) in dependencies {
+            let exempt = FEATURE_ONLY.iter().any(|&(p, d, k)| p == package && d == dependency && k == kind);
+            if !exempt && !names_crate(&seen, &dependency) {
+                unused.push(format!("{package} declares {dependency} ({kind}) but no code of it names it"));
+            }
+        }
+    }
+    unused
+}
+
+#[test]
+fn every_declared_dependency_is_used() {
+    assert_eq!(unused_dependencies(), Vec::<String>::new());
+    // The check itself tells names apart.
+    assert!(names_crate("use rand::RngCore;", "rand"));
+    assert!(!names_crate("use rand_distr::Zipf; let brand::x;", "rand"));
+    assert!(names_crate("#[derive(utoipa::ToSchema)]", "utoipa"));
+    assert!(names_crate("aws_sdk_s3::Client", "aws-sdk-s3"));
 }

@@ -424,7 +424,7 @@ async fn the_server_schedules_last_months_run_and_todays_dunning_pass_once() {
     let last_month = silo_billing::Period::of(now.as_str()).unwrap().previous().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let (run, dunning) = loop {
-        let jobs = server.tenancy.jobs().list(Some(silo_tenancy::jobs::JobStatus::Done), 50).await.unwrap();
+        let jobs = server.tenancy.jobs().list(Some(silo_jobs::JobStatus::Done), 50).await.unwrap();
         let find = |kind: &str| jobs.iter().find(|j| j.kind == kind).cloned();
         if let (Some(run), Some(dunning)) = (find("billing.run"), find("billing.dunning")) {
             break (run, dunning);

@@ -28,8 +28,8 @@ use silo_accounts::{Accounts, By, Role};
 use silo_billing::{Billing, Plan, Plans};
 use silo_core::TenantRef;
 use silo_e2e::files_containing;
-use silo_tenancy::jobs::JobStatus;
-use silo_tenancy::jobs::worker::{PoolSettings, Workers};
+use silo_jobs::JobStatus;
+use silo_jobs::{PoolSettings, Workers};
 use silo_tenancy::{BackupKind, CreateTenant, Settings, Tenancy, Tenant};
 
 /// People in every case (accounts exist from the start; signing up makes their workspace).
@@ -186,7 +186,7 @@ impl World {
             users.push(accounts.users().by_email(&format!("{}@example.com", canary(person))).await.unwrap());
         }
         let mut workers = Workers::new();
-        silo_tenancy::jobs::kinds::register(&mut workers, &tenancy);
+        silo_tenancy::jobs::register(&mut workers, &tenancy);
         silo_accounts::subjects::register(&mut workers, &accounts);
         let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
         let settings =
@@ -246,7 +246,7 @@ impl World {
         By::Member { user_id: &self.users[person].id, label: &self.users[person].email }
     }
 
-    async fn wait(&self, job: &str) -> silo_tenancy::jobs::Job {
+    async fn wait(&self, job: &str) -> silo_jobs::Job {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let job = self.tenancy.jobs().get(job).await.unwrap();

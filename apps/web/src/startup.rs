@@ -23,7 +23,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context;
 use silo_accounts::Accounts;
-use silo_tenancy::jobs::worker::Workers;
+use silo_jobs::Workers;
 use silo_tenancy::{DataDirLock, Tenancy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -124,13 +124,13 @@ impl Application {
             }));
         }
         let mut workers = Workers::new();
-        silo_tenancy::jobs::kinds::register(&mut workers, &tenancy);
+        silo_tenancy::jobs::register(&mut workers, &tenancy);
         silo_accounts::subjects::register(&mut workers, &accounts);
         silo_billing::jobs::register(&mut workers, &billing);
         // Exports have a lane of their own: a queue of them never delays an erasure, a purge
         // or the billing run.
-        let exports = workers
-            .lane(&[silo_tenancy::jobs::kinds::TENANT_EXPORT, silo_accounts::subjects::SUBJECT_EXPORT]);
+        let exports =
+            workers.lane(&[silo_tenancy::jobs::TENANT_EXPORT, silo_accounts::subjects::SUBJECT_EXPORT]);
         let lanes = &tenancy.settings().jobs;
         for (lane, pool) in [(workers, lanes.pool()), (exports, lanes.export_pool())] {
             let (jobs, stopping_jobs) = (tenancy.jobs(), Stopping(stopping.clone()));
@@ -209,7 +209,7 @@ impl Application {
 /// Deletes expired exports, scratch copies a stopped process left behind, and jobs finished
 /// longer ago than `jobs.keep_finished_days`, at start and then hourly, until `stop`.
 async fn sweep(tenancy: Tenancy, stop: impl std::future::Future<Output = ()>) {
-    let keep = std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
+    let keep = std::time::Duration::from_secs(silo_tenancy::jobs::EXPORT_DAYS * 86_400);
     let keep_jobs = tenancy.settings().jobs.keep_finished();
     tokio::pin!(stop);
     loop {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{fails, json, ok};
-use silo_tenancy::jobs::NewJob;
+use silo_jobs::NewJob;
 use silo_tenancy::{Settings, Tenancy};
 
 #[tokio::test]

@@ -204,7 +204,7 @@ fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
 /// not backed up again.
 #[test]
 fn a_job_cut_off_by_sigkill_finishes_after_a_restart() {
-    use silo_tenancy::jobs::NewJob;
+    use silo_jobs::NewJob;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::write(dir.path().join("silo.toml"), "[jobs]\nlease_seconds = 3\n[backup]\nschedule = false\n")

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use silo_core::{TenantId, TenantRef};
-use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
+use silo_jobs::{JobContext, JobError, Outcome, Workers};
 use silo_tenancy::{Error, Result, Tenant, TenantStatus};
 
 use crate::users::User;
@@ -424,7 +424,7 @@ pub(crate) async fn close_account(
     accounts: &crate::Accounts,
     user_id: &str,
     password: &str,
-) -> Result<silo_tenancy::jobs::Job> {
+) -> Result<silo_jobs::Job> {
     let user = accounts.users().by_id(user_id).await?;
     if accounts.users().authenticate(&user.email, password).await?.is_none() {
         return Err(Error::InvalidInput("That password is not right.".into()));

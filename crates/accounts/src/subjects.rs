@@ -9,8 +9,8 @@ use std::io::Write;
 
 use serde_json::json;
 use silo_core::{TenantRef, Timestamp};
-use silo_tenancy::jobs::Enqueued;
-use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
+use silo_jobs::Enqueued;
+use silo_jobs::{JobContext, JobError, Outcome, Workers};
 use silo_tenancy::{Error, Result, TenantStatus};
 
 use crate::users::Email;
@@ -53,29 +53,27 @@ impl Subjects {
     /// daily allowance; see `silo_tenancy::Exports::start_bounded`).
     pub async fn start_export(&self, email: &str, actor: &str) -> Result<Enqueued> {
         let email = normalised(email);
-        let job = silo_tenancy::jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": email }));
+        let job = silo_jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": email }));
         // One person's rows: small next to the disk's margin.
         self.0.tenancy().exports().start_bounded(job, "$.email", &email, 0, actor).await
     }
 
     /// Starts the erasure of everyone and everything `email` names as a durable job
     /// ([`crate::erasure`]); it retries a tenant that cannot be opened for hours.
-    pub async fn start_erasure(&self, email: &str, actor: &str) -> Result<silo_tenancy::jobs::Job> {
-        let mut job = silo_tenancy::jobs::NewJob::new(
-            crate::erasure::SUBJECT_ERASE,
-            json!({ "email": normalised(email) }),
-        );
+    pub async fn start_erasure(&self, email: &str, actor: &str) -> Result<silo_jobs::Job> {
+        let mut job =
+            silo_jobs::NewJob::new(crate::erasure::SUBJECT_ERASE, json!({ "email": normalised(email) }));
         job.max_attempts = crate::erasure::ERASE_ATTEMPTS;
-        self.0.tenancy().jobs().enqueue(job, actor).await
+        Ok(self.0.tenancy().jobs().enqueue(job, actor).await?)
     }
 
     /// "Delete my account": see [`crate::erasure::close_account`]. Returns the erasure job.
-    pub async fn close_account(&self, user_id: &str, password: &str) -> Result<silo_tenancy::jobs::Job> {
+    pub async fn close_account(&self, user_id: &str, password: &str) -> Result<silo_jobs::Job> {
         crate::erasure::close_account(&self.0, user_id, password).await
     }
 
     /// The person's own export requests (newest first), for the account page.
-    pub async fn exports_of(&self, email: &str) -> Result<Vec<silo_tenancy::jobs::Job>> {
+    pub async fn exports_of(&self, email: &str) -> Result<Vec<silo_jobs::Job>> {
         Ok(sqlx::query_as(
             "SELECT * FROM jobs WHERE kind = 'subject.export' AND json_extract(payload, '$.email') = ?1
              ORDER BY id DESC LIMIT 5",
@@ -224,7 +222,7 @@ async fn subject_export(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     }
     let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     let expires = std::time::SystemTime::now()
-        + std::time::Duration::from_secs(silo_tenancy::jobs::kinds::EXPORT_DAYS * 86_400);
+        + std::time::Duration::from_secs(silo_tenancy::jobs::EXPORT_DAYS * 86_400);
     let download = exports.download_link(&ctx.job.id, expires).await?;
     let tenants = data["tenants"].as_object().map_or(0, serde_json::Map::len);
     Ok(json!({ "found": true, "tenants": tenants, "bytes": bytes, "download": download }))

@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use silo_jobs::NewJob;
+use silo_jobs::{JobContext, JobError, Outcome, Workers};
 use silo_tenancy::Result;
-use silo_tenancy::jobs::NewJob;
-use silo_tenancy::jobs::worker::{JobContext, JobError, Outcome, Workers};
 
 use crate::Billing;
 use crate::period::Period;

@@ -49,9 +49,30 @@ impl ErrorKind {
     }
 }
 
+/// Whether SQLite said, through sqlx, that the disk (or the file-size limit) is full: the
+/// machine's state ([`ErrorKind::DiskFull`]), not a fault of ours.
+pub fn sqlx_disk_full(error: &sqlx::Error) -> bool {
+    // SQLITE_FULL = 13 (the primary result code: extended codes keep it in the low byte).
+    matches!(error, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 13))
+}
+
+/// Whether SQLite said, through rusqlite, that the disk (or the file-size limit) is full.
+pub fn rusqlite_disk_full(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_recognised_from_rusqlite() {
+        let full = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(13), None);
+        assert!(rusqlite_disk_full(&full));
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        assert!(!rusqlite_disk_full(&busy));
+        assert!(!sqlx_disk_full(&sqlx::Error::RowNotFound));
+    }
 
     #[test]
     fn the_callers_kinds_are_the_ones_they_can_change() {

@@ -1,6 +1,7 @@
 //! `silo-core`: the types and helpers every Silo crate shares — typed ids, time and the
-//! clock, the kinds of error, secrets, the settings loader, hex and random tokens. It owns no
-//! table and knows nothing of tenants' files, people or money.
+//! clock, the kinds of error, secrets, the settings loader, hex and random tokens, and the
+//! audit log every layer writes (its one table). It knows nothing of tenants' files, people
+//! or money.
 //!
 //! # Layout
 //! - [`ids`]: [`TenantId`], [`TenantSlug`], [`TenantRef`] and why a slug is refused.
@@ -9,8 +10,10 @@
 //! - [`error`]: [`ErrorKind`], the one classification every layer's error maps to.
 //! - [`secret`]: [`Secret`] (redacted in logs) and [`secret::constant_time_eq`].
 //! - [`tokens`]: hex, random tokens and the digest stored for them.
+//! - [`audit`]: the audit log — appended inside each change's transaction, read by the console.
 //! - [`settings`]: the one loader (defaults, `silo.toml`, `SILO_…` variables).
 
+pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod secret;

@@ -112,17 +112,17 @@ impl Default for JobSettings {
 
 impl JobSettings {
     /// The main lane's worker pool.
-    pub fn pool(&self) -> crate::jobs::worker::PoolSettings {
+    pub fn pool(&self) -> silo_jobs::PoolSettings {
         self.lane(self.workers)
     }
 
     /// The export lane's worker pool.
-    pub fn export_pool(&self) -> crate::jobs::worker::PoolSettings {
+    pub fn export_pool(&self) -> silo_jobs::PoolSettings {
         self.lane(self.export_workers)
     }
 
-    fn lane(&self, workers: usize) -> crate::jobs::worker::PoolSettings {
-        crate::jobs::worker::PoolSettings {
+    fn lane(&self, workers: usize) -> silo_jobs::PoolSettings {
+        silo_jobs::PoolSettings {
             concurrency: workers.max(1),
             lease: Duration::from_secs(self.lease_seconds.max(3)),
             poll: Duration::from_millis(500),
@@ -131,7 +131,7 @@ impl JobSettings {
 
     /// How long finished jobs are kept (never less than an export link lives).
     pub fn keep_finished(&self) -> Duration {
-        Duration::from_secs(self.keep_finished_days.max(crate::jobs::kinds::EXPORT_DAYS) * 86_400)
+        Duration::from_secs(self.keep_finished_days.max(crate::jobs::EXPORT_DAYS) * 86_400)
     }
 }
 

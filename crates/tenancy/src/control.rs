@@ -17,7 +17,7 @@ use serde::Serialize;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row, Sqlite, Transaction};
+use sqlx::{ConnectOptions, Sqlite, Transaction};
 
 use silo_storage::RegionName;
 
@@ -284,22 +284,7 @@ impl TenantSort {
     }
 }
 
-/// A row of `audit_log`.
-#[derive(Clone, Debug, Serialize)]
-pub struct AuditEntry {
-    /// Sequence number.
-    pub id: i64,
-    /// Time (UTC).
-    pub at: String,
-    /// Who did it (`cli`, `system`, an operator's email…).
-    pub actor: String,
-    /// What was done (`tenant.create`, `tenant.purge`, …).
-    pub action: String,
-    /// The tenant concerned.
-    pub tenant_id: Option<String>,
-    /// Details as JSON.
-    pub detail: serde_json::Value,
-}
+pub use silo_core::audit::AuditEntry;
 
 /// The outcome of migrating one tenant, as recorded in the control plane.
 #[derive(Clone, Debug)]
@@ -494,16 +479,7 @@ impl ControlPlane {
         action: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(before)
-        .bind(action)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(audit_entry).collect()
+        Ok(silo_core::audit::page(&self.read, before, action, limit).await?)
     }
 
     /// Renames a tenant (its display name), audited.
@@ -689,12 +665,7 @@ impl ControlPlane {
 
     /// Audit entries of one tenant, newest first.
     pub async fn audit_entries(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
-            .bind(id.to_string())
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(audit_entry).collect()
+        Ok(silo_core::audit::of_tenant(&self.read, id, limit).await?)
     }
 
     /// The read pool (the control-plane repositories of this crate and of `silo-accounts`).
@@ -705,14 +676,7 @@ impl ControlPlane {
     /// The audit entries about a person: done by `actor` (their email) or naming their account
     /// id as `user` in the detail.
     pub async fn audit_about(&self, actor: &str, user_id: &str) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE actor = ?1 OR json_extract(detail, '$.user') = ?2 ORDER BY id",
-        )
-        .bind(actor)
-        .bind(user_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(audit_entry).collect()
+        Ok(silo_core::audit::about(&self.read, actor, user_id).await?)
     }
 
     /// The one-connection write pool.
@@ -725,18 +689,6 @@ impl ControlPlane {
         self.read.close().await;
         self.write.close().await;
     }
-}
-
-fn audit_entry(row: &SqliteRow) -> Result<AuditEntry> {
-    let detail: String = row.try_get("detail")?;
-    Ok(AuditEntry {
-        id: row.try_get("id")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        action: row.try_get("action")?,
-        tenant_id: row.try_get("tenant_id")?,
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-    })
 }
 
 async fn insert_tenant_in(tx: &mut Transaction<'_, Sqlite>, new: &NewTenant, actor: &str) -> Result<()> {
@@ -775,7 +727,7 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
     Tenant::from_row(&row)
 }
 
-/// Appends an audit entry inside a transaction.
+/// Appends an audit entry inside a transaction ([`silo_core::audit::record`]).
 pub async fn audit(
     tx: &mut Transaction<'_, Sqlite>,
     actor: &str,
@@ -783,16 +735,5 @@ pub async fn audit(
     tenant: Option<TenantId>,
     detail: &serde_json::Value,
 ) -> Result<()> {
-    sqlx::query(concat!(
-        "INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (",
-        now!(),
-        ", ?, ?, ?, ?)"
-    ))
-    .bind(actor)
-    .bind(action)
-    .bind(tenant.map(|t| t.to_string()))
-    .bind(detail.to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    Ok(silo_core::audit::record(tx, actor, action, tenant, detail).await?)
 }

@@ -90,9 +90,9 @@ pub enum Error {
     /// The caller may not do this (e.g. a role rule of the accounts).
     #[error("{0}")]
     Forbidden(String),
-    /// A job id that is not in the queue.
-    #[error("no job `{0}`")]
-    UnknownJob(String),
+    /// From the job queue.
+    #[error(transparent)]
+    Jobs(#[from] silo_jobs::Error),
     /// No invoice with that number or id.
     #[error("no invoice `{0}`")]
     UnknownInvoice(String),
@@ -144,7 +144,6 @@ impl Error {
             Error::InvalidSlug(_)
             | Error::NotFound(_)
             | Error::UnknownBackup(_)
-            | Error::UnknownJob(_)
             | Error::UnknownInvoice(_) => ErrorKind::NotFound,
             Error::UnknownUser(_)
             | Error::InvalidInput(_)
@@ -161,6 +160,7 @@ impl Error {
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Overloaded(_) => ErrorKind::Overloaded,
             Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,
+            Error::Jobs(e) => e.kind(),
             e if e.is_disk_full() => ErrorKind::DiskFull,
             _ => ErrorKind::Internal,
         }
@@ -174,9 +174,7 @@ impl Error {
 
     /// SQLite or a file write said the disk (or the file-size limit) is full.
     fn is_disk_full(&self) -> bool {
-        // SQLITE_FULL = 13 (primary result code).
-        let sqlx_full = |e: &sqlx::Error| matches!(e, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 13));
-        let rusqlite_full = |e: &rusqlite::Error| matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull);
+        use silo_core::error::{rusqlite_disk_full as rusqlite_full, sqlx_disk_full as sqlx_full};
         match self {
             Error::Storage(silo_storage::Error::Io { source, .. }) => {
                 source.kind() == std::io::ErrorKind::StorageFull
@@ -185,6 +183,12 @@ impl Error {
             Error::Database(e) | Error::Storage(silo_storage::Error::Sqlite(e)) => sqlx_full(e),
             _ => false,
         }
+    }
+}
+
+impl From<Error> for silo_jobs::JobError {
+    fn from(e: Error) -> Self {
+        Self::of_kind(e.kind(), e)
     }
 }
 

@@ -18,10 +18,10 @@ use silo_storage::sqlite;
 use zip::write::SimpleFileOptions;
 
 use crate::control::utc_now;
-use crate::jobs::Enqueued;
 use crate::{Error, Result, Tenancy};
 use silo_core::ids::TenantRef;
 use silo_core::tokens::hex;
+use silo_jobs::Enqueued;
 
 /// What the export-link key is derived for (never reused for another purpose).
 const EXPORT_LINK_PURPOSE: &str = "silo export download links v1";
@@ -73,7 +73,7 @@ impl Exports {
         let estimate = sqlite::database_size(&self.0.tenant_path(&row)?);
         let key = tenant.to_string();
         let payload = serde_json::json!({ "tenant": key });
-        let job = crate::jobs::NewJob::new(crate::jobs::kinds::TENANT_EXPORT, payload);
+        let job = silo_jobs::NewJob::new(crate::jobs::TENANT_EXPORT, payload);
         self.start_bounded(job, "$.tenant", &key, estimate, actor).await
     }
 
@@ -84,7 +84,7 @@ impl Exports {
     /// `exports.min_free_mb` free after about `estimate` bytes more. Refusals say why.
     pub async fn start_bounded(
         &self,
-        job: crate::jobs::NewJob,
+        job: silo_jobs::NewJob,
         key_path: &str,
         key: &str,
         estimate: u64,
@@ -104,17 +104,13 @@ impl Exports {
                 needed / 1_000_000
             )));
         }
-        let bound = crate::jobs::Bound {
-            key_path,
-            key,
-            per_day: limits.per_day,
-            bytes_per_day: limits.bytes_per_day,
-        };
+        let bound =
+            silo_jobs::Bound { key_path, key, per_day: limits.per_day, bytes_per_day: limits.bytes_per_day };
         match self.0.jobs().enqueue_bounded(job, actor, &bound).await {
-            Err(Error::LimitReached(why)) => {
+            Err(silo_jobs::Error::LimitReached(why)) => {
                 Err(Error::LimitReached(format!("No more exports today: {why}.")))
             }
-            other => other,
+            other => Ok(other?),
         }
     }
 
@@ -150,7 +146,7 @@ impl Exports {
     /// whose files were deleted (a purge lists them in its certificate).
     pub async fn remove_of_tenant(&self, tenant: silo_core::TenantId) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        for job in self.0.jobs().of_tenant(crate::jobs::kinds::TENANT_EXPORT, tenant, i64::MAX).await? {
+        for job in self.0.jobs().of_tenant(crate::jobs::TENANT_EXPORT, tenant, i64::MAX).await? {
             let path = self.path(&job.id);
             if self.remove(&job.id).map_err(|e| io_error("delete", &path, e))? {
                 removed.push(job.id);
@@ -216,10 +212,10 @@ impl Exports {
         }
         let made_by = match self.0.jobs().get(job).await {
             Ok(made_by) => made_by,
-            Err(Error::UnknownJob(_)) => {
+            Err(silo_jobs::Error::UnknownJob(_)) => {
                 return Err(Error::LinkGone("This export is no longer kept; start a new one.".into()));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if let Some(tenant) = made_by.payload["tenant"].as_str().and_then(|t| t.parse().ok()) {
             let row = self.0.tenant(&TenantRef::Id(tenant)).await?;

@@ -14,12 +14,12 @@
 //!   the [`backup::scheduler`], the catalogue; the store itself is [`Tenancy::backup_store`].
 //! - [`fleet`]: [`Fleet`] — migrating every tenant file; [`schema`]: migrating one.
 //! - [`export`]: [`Exports`]; [`relocate`]: [`Relocations`]; [`query`]: [`Queries`].
-//! - [`jobs`]: the durable job queue ([`jobs::Jobs`]) and its worker pool ([`jobs::worker`]).
+//! - [`jobs`]: the fleet's job kinds (backups, exports, purges), run by `silo-jobs`' queue.
 //! - [`cache`]: the handle cache, leases, turns; [`limits`]: its sizing.
 //! - [`control`]: `control.db` and its tenants table; [`directory`]: remembered answers
-//!   ([`directory::Memo`]); [`ids`], [`time`]: the types that cross crates.
+//!   ([`directory::Memo`]). Ids and time are `silo-core`'s.
 //! - [`privacy`]: personal-data manifests (what erasure does with each column).
-//! - [`config`]: the fleet's settings and the one loader; [`process_lock`]: one server per data
+//! - [`config`]: the fleet's settings (read by `silo-core`'s loader); [`process_lock`]: one server per data
 //!   directory; `error`: [`Error`] and its one classification [`Error::kind`].
 
 pub mod backup;
@@ -89,9 +89,8 @@ struct Inner {
     master_key: OnceCell<Arc<silo_storage::crypto::MasterKey>>,
     /// The tenant schema (the product's migrations and eraser, given at open).
     schema: TenantSchema,
-    /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
-    /// rather than at its next poll (jobs enqueued by another process wait for the poll).
-    jobs_enqueued: tokio::sync::Notify,
+    /// The durable job queue (in `control.db`, run by `silo-jobs`).
+    jobs: silo_jobs::Jobs,
     /// Who a tenant's current members are (registered by the accounts; a restore brings the
     /// restored file's member rows to them).
     member_source: parking_lot::RwLock<Option<MemberSource>>,
@@ -157,8 +156,10 @@ impl Tenancy {
             Arc::from(migrations),
             tenants_by_slug.clone(),
         );
+        let jobs = silo_jobs::Jobs::new(control.writer().clone(), control.reader().clone());
         let inner = Inner {
             settings,
+            jobs,
             control,
             placement,
             cache,
@@ -170,7 +171,6 @@ impl Tenancy {
             scheduler_status: Default::default(),
             master_key: OnceCell::new(),
             schema,
-            jobs_enqueued: tokio::sync::Notify::new(),
             member_source: parking_lot::RwLock::new(None),
             purge_statements: parking_lot::RwLock::new(Vec::new()),
         };
@@ -322,8 +322,8 @@ impl Tenancy {
     }
 
     /// The durable job queue.
-    pub fn jobs(&self) -> jobs::Jobs {
-        jobs::Jobs(self.clone())
+    pub fn jobs(&self) -> silo_jobs::Jobs {
+        self.inner.jobs.clone()
     }
 
     /// The erasure ledger and erasing in a tenant file.

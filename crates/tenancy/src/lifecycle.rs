@@ -11,10 +11,10 @@ use silo_storage::sqlite::{self, OpenMode};
 use sqlx::migrate::Migration;
 
 use crate::control::{AuditEntry, NewTenant, Tenant, TenantFilter, TenantQuery, TenantStatus};
-use crate::jobs::NewJob;
-use crate::jobs::kinds::TENANT_PURGE;
+use crate::jobs::TENANT_PURGE;
 use crate::{Error, Result, Tenancy, schema};
 use silo_core::ids::{TenantId, TenantRef, TenantSlug};
+use silo_jobs::NewJob;
 
 /// What `create` needs.
 #[derive(Clone, Debug, Default)]

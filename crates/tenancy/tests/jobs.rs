@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::fixture;
-use silo_tenancy::jobs::worker::{JobError, PoolSettings, Workers};
-use silo_tenancy::jobs::{JobStatus, NewJob};
+use silo_jobs::{JobError, PoolSettings, Workers};
+use silo_jobs::{JobStatus, NewJob};
 
 const LEASE: Duration = Duration::from_millis(300);
 
@@ -30,7 +30,7 @@ async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
     assert_eq!(done.result, Some(serde_json::json!({ "ok": true })));
     assert_eq!((done.progress_done, done.progress_total), (2, Some(2)));
     assert!(done.finished_at.is_some());
-    assert!(matches!(jobs.get("nope").await, Err(silo_tenancy::Error::UnknownJob(_))));
+    assert!(matches!(jobs.get("nope").await, Err(silo_jobs::Error::UnknownJob(_))));
 }
 
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never() {
         .unwrap();
     assert_eq!(jobs.prune(Duration::from_secs(7 * 86_400)).await.unwrap(), 1);
     assert!(
-        matches!(jobs.get(&old.id).await, Err(silo_tenancy::Error::UnknownJob(_))),
+        matches!(jobs.get(&old.id).await, Err(silo_jobs::Error::UnknownJob(_))),
         "the old finished job went"
     );
     assert_eq!(jobs.get(&waiting.id).await.unwrap().status, JobStatus::Queued, "an old queued one stays");

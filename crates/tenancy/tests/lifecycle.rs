@@ -225,9 +225,9 @@ async fn full_text_index_follows_tasks() {
 /// cancels it; once due, the application's job workers purge it.
 #[tokio::test]
 async fn deletion_has_a_grace_period_then_a_job_purges() {
-    use silo_tenancy::jobs::JobStatus;
-    use silo_tenancy::jobs::kinds::{self, TENANT_PURGE};
-    use silo_tenancy::jobs::worker::{PoolSettings, Workers};
+    use silo_jobs::JobStatus;
+    use silo_jobs::{PoolSettings, Workers};
+    use silo_tenancy::jobs::{self, TENANT_PURGE};
 
     let f = fixture().await;
     let tenant = f.create("acme").await;
@@ -252,7 +252,7 @@ async fn deletion_has_a_grace_period_then_a_job_purges() {
     assert!(!files.is_empty());
     f.tenancy.tenants().delete(&TenantRef::Id(tenant.id), "test").await.unwrap();
     let mut workers = Workers::new();
-    kinds::register(&mut workers, &f.tenancy);
+    jobs::register(&mut workers, &f.tenancy);
     let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
     let settings = PoolSettings { poll: Duration::from_millis(20), ..PoolSettings::default() };
     let pool = tokio::spawn(workers.run(f.tenancy.jobs(), settings, async move {

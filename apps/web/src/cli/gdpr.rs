@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use silo_accounts::Accounts;
-use silo_tenancy::jobs::worker::{PoolSettings, Workers};
-use silo_tenancy::jobs::{Job, JobStatus};
+use silo_jobs::{Job, JobStatus};
+use silo_jobs::{PoolSettings, Workers};
 
 use super::actor;
 use crate::output::{print_json, table};

@@ -3,8 +3,8 @@
 //! a cancelled job stops at its worker's next heartbeat).
 
 use clap::Subcommand;
+use silo_jobs::{Job, JobStatus};
 use silo_tenancy::Tenancy;
-use silo_tenancy::jobs::{Job, JobStatus};
 
 use super::actor;
 use crate::output::{print_json, table};

@@ -62,6 +62,12 @@ impl Failure {
     }
 }
 
+impl From<silo_jobs::Error> for Failure {
+    fn from(error: silo_jobs::Error) -> Self {
+        Error::from(error).into()
+    }
+}
+
 impl From<Error> for Failure {
     /// One mapping for the pages and the API, from [`Error::kind`]; the message is the error's
     /// own where it speaks to the caller, a fixed one where it would expose internals.

@@ -1,7 +1,7 @@
 //! Who is asking: the session cookie and the signed-in extractors.
 //!
 //! The session cookie holds a random secret (the server keeps its SHA-256, see
-//! `silo_tenancy::sessions`). It is host-only, `HttpOnly` and `SameSite=Lax`, and over HTTPS (a
+//! `silo_accounts::sessions`). It is host-only, `HttpOnly` and `SameSite=Lax`, and over HTTPS (a
 //! public URL that says so, or a trusted proxy's `X-Forwarded-Proto`) it is `Secure` and named
 //! `__Host-silo_session`, so no subdomain can set or shadow it — and then only that name is
 //! read: a plain `silo_session` cookie (which a sibling host or a network attacker on plain

@@ -30,7 +30,7 @@
 //! `registry`), in exclusive locking mode with the WAL index in heap memory, so there is
 //! nothing to share a file with and nothing to gain from a second connection.
 //!
-//! Repository modules ([`crate::workspace`]) are the only callers of
+//! Repository modules (`silo-workspace`'s) are the only callers of
 //! [`TenantDb::call`], so the driver stays an implementation detail of this module.
 
 use std::sync::Arc;

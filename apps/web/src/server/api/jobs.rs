@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use serde::Deserialize;
-use silo_tenancy::jobs::{Job, JobStatus};
+use silo_jobs::{Job, JobStatus};
 use utoipa::IntoParams;
 
 use super::NoParams;

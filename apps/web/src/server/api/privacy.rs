@@ -13,7 +13,7 @@ use super::jobs::accepted;
 use super::{Body, NoParams};
 use crate::server::error::ApiError;
 use crate::server::request::state;
-use silo_tenancy::jobs::Job;
+use silo_jobs::Job;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(manifest).service(export_subject).service(erase_subject);

@@ -7,7 +7,7 @@ use silo_accounts::signups::SignupRequest;
 use silo_accounts::throttle::Throttle;
 use silo_accounts::{Role, TokenScope};
 use silo_core::{TenantRef, TenantSlug};
-use silo_tenancy::jobs::Enqueued;
+use silo_jobs::Enqueued;
 
 use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page};
 use crate::server::csrf::CsrfForm;

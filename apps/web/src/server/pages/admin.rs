@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_core::{TenantId, TenantRef};
-use silo_tenancy::jobs::JobStatus;
+use silo_jobs::JobStatus;
 use silo_tenancy::{CreateTenant, TenantQuery, TenantSort, TenantStatus};
 use silo_workspace::activity;
 use silo_workspace::migrations as tenant_migrations;

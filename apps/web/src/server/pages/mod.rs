@@ -149,19 +149,23 @@ pub type PageResult = Result<HttpResponse, PageError>;
 
 /// The end of a form handler: back to `back` with `ok` flashed, or with the error's own words
 /// when it is the user's doing (see [`flash_outcome_with`]).
-pub fn flash_outcome<T>(back: &str, result: Result<T, silo_tenancy::Error>, ok: &str) -> PageResult {
+pub fn flash_outcome<T, E: Into<silo_tenancy::Error>>(
+    back: &str,
+    result: Result<T, E>,
+    ok: &str,
+) -> PageResult {
     flash_outcome_with(back, result, |_| Ok(see_other_with_flash(back, "ok", ok)))
 }
 
 /// The end of a form handler: `done(value)` on success; on an error that is the user's doing
 /// (bad input, wrong state), back to `back` with its words flashed, except a forbidden action,
 /// which answers 403; any other error renders the error page.
-pub fn flash_outcome_with<T>(
+pub fn flash_outcome_with<T, E: Into<silo_tenancy::Error>>(
     back: &str,
-    result: Result<T, silo_tenancy::Error>,
+    result: Result<T, E>,
     done: impl FnOnce(T) -> PageResult,
 ) -> PageResult {
-    match result {
+    match result.map_err(Into::into) {
         Ok(value) => done(value),
         Err(e) if e.kind() == ErrorKind::Forbidden => Err(Failure::forbidden(e.to_string()).into()),
         Err(e) if e.is_user_error() => Ok(see_other_with_flash(back, "error", &e.to_string())),

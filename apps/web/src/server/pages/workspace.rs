@@ -5,8 +5,8 @@
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
-use silo_tenancy::jobs::Enqueued;
-use silo_tenancy::jobs::kinds::TENANT_EXPORT;
+use silo_jobs::Enqueued;
+use silo_tenancy::jobs::TENANT_EXPORT;
 use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
 

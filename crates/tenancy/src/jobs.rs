@@ -14,9 +14,9 @@
 
 use serde_json::json;
 
-use super::worker::{JobContext, JobError, Outcome, Workers};
 use crate::{BackupKind, Tenancy};
 use silo_core::{TenantId, TenantRef};
+use silo_jobs::{JobContext, JobError, Outcome, Workers};
 
 /// Backs up every live tenant.
 pub const FLEET_BACKUP: &str = "fleet.backup";

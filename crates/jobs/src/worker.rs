@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use super::{Job, Jobs};
+use crate::{Job, Jobs};
 
 /// What a handler returns: the job's result, or an error and whether to retry.
 pub type Outcome = Result<serde_json::Value, JobError>;
@@ -45,11 +45,17 @@ impl JobError {
     }
 }
 
+impl JobError {
+    /// A failure of the given kind: the caller's doing (an unknown tenant, a wrong state) will
+    /// not change by retrying; anything else may.
+    pub fn of_kind(kind: silo_core::ErrorKind, message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), retryable: !kind.is_users() }
+    }
+}
+
 impl From<crate::Error> for JobError {
     fn from(e: crate::Error) -> Self {
-        // The caller's doing (unknown tenant, wrong state) will not change by retrying.
-        let retryable = !e.is_user_error();
-        Self { message: e.to_string(), retryable }
+        Self::of_kind(e.kind(), e)
     }
 }
 

@@ -5,17 +5,16 @@
 //! A worker that dies (a killed process) stops renewing its lease; once the lease runs out the
 //! job is claimed again by the next worker. Only the worker holding the lease can record an
 //! outcome, and every job kind's steps are idempotent, so a job taken up again finishes once in
-//! effect. The worker pool that runs jobs is [`worker`]; the fleet's job kinds are [`kinds`].
+//! effect. The worker pool that runs jobs is [`crate::worker`].
 
-pub mod kinds;
-pub mod worker;
-
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use silo_core::{TenantId, Timestamp};
+use sqlx::SqlitePool;
 
-use crate::{Error, Result, Tenancy};
-use silo_core::Timestamp;
+use crate::{Error, Result};
 
 /// Where a job stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -57,7 +56,7 @@ impl TryFrom<String> for JobStatus {
             "done" => Self::Done,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
-            other => return Err(Error::InvalidInput(format!("unknown job status `{other}`"))),
+            other => return Err(Error::UnknownStatus(other.to_owned())),
         })
     }
 }
@@ -182,14 +181,25 @@ fn seconds(d: Duration) -> String {
     format!("+{:.3} seconds", d.as_secs_f64())
 }
 
-/// The durable job queue (from [`Tenancy::jobs`]).
+/// The durable job queue.
 #[derive(Clone)]
-pub struct Jobs(pub(crate) Tenancy);
+pub struct Jobs {
+    write: SqlitePool,
+    read: SqlitePool,
+    /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
+    /// rather than at its next poll (jobs enqueued by another process wait for the poll).
+    enqueued: Arc<tokio::sync::Notify>,
+}
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 const DAY_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')";
 
 impl Jobs {
+    /// The queue in the control plane behind these pools (`write`: the one-connection writer).
+    pub fn new(write: SqlitePool, read: SqlitePool) -> Self {
+        Self { write, read, enqueued: Arc::default() }
+    }
+
     /// Enqueues a job; it runs as soon as a worker is free.
     pub async fn enqueue(&self, job: NewJob, actor: &str) -> Result<Job> {
         let id = self.insert(&job, actor, None).await?.expect("an unbounded job is always inserted");
@@ -214,7 +224,7 @@ impl Jobs {
             .bind(&job.kind)
             .bind(bound.key_path)
             .bind(bound.key)
-            .fetch_optional(self.0.control().writer())
+            .fetch_optional(&self.write)
             .await?;
             if let Some(running) = running {
                 return Ok(Enqueued::InProgress(self.get(&running).await?));
@@ -226,7 +236,7 @@ impl Jobs {
             .bind(&job.kind)
             .bind(bound.key_path)
             .bind(bound.key)
-            .fetch_one(self.0.control().writer())
+            .fetch_one(&self.write)
             .await?;
             let byte_budget = i64::try_from(bound.bytes_per_day).unwrap_or(i64::MAX);
             if started >= i64::from(bound.per_day) || bytes >= byte_budget {
@@ -240,7 +250,7 @@ impl Jobs {
         .bind(&job.kind)
         .bind(bound.key_path)
         .bind(bound.key)
-        .fetch_one(self.0.control().writer())
+        .fetch_one(&self.write)
         .await?;
         Err(Error::LimitReached(format!(
             "the day's allowance is used up ({} a day, or {} MB a day); the next can start after {}",
@@ -255,7 +265,7 @@ impl Jobs {
     /// bound refused it.
     async fn insert(&self, job: &NewJob, actor: &str, bound: Option<&Bound<'_>>) -> Result<Option<String>> {
         let id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.0.control().writer().begin().await?;
+        let mut tx = self.write.begin().await?;
         let same = "kind = ?2 AND json_extract(payload, ?7) = ?8";
         let guard = match bound {
             None => String::new(),
@@ -288,9 +298,9 @@ impl Jobs {
             return Ok(None);
         }
         let detail = serde_json::json!({ "job": id, "kind": job.kind });
-        crate::control::audit(&mut tx, actor, "job.enqueue", None, &detail).await?;
+        silo_core::audit::record(&mut tx, actor, "job.enqueue", None, &detail).await?;
         tx.commit().await?;
-        self.0.inner.jobs_enqueued.notify_waiters();
+        self.enqueued.notify_waiters();
         Ok(Some(id))
     }
 
@@ -302,7 +312,7 @@ impl Jobs {
              AND finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
         )
         .bind(format!("-{:.3} seconds", keep.as_secs_f64()))
-        .execute(self.0.control().writer())
+        .execute(&self.write)
         .await?;
         Ok(pruned.rows_affected())
     }
@@ -313,7 +323,7 @@ impl Jobs {
         sqlx::query("UPDATE jobs SET payload = ?2 WHERE id = ?1")
             .bind(id)
             .bind(payload.to_string())
-            .execute(self.0.control().writer())
+            .execute(&self.write)
             .await?;
         Ok(())
     }
@@ -322,27 +332,27 @@ impl Jobs {
     pub async fn get(&self, id: &str) -> Result<Job> {
         sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
             .bind(id)
-            .fetch_optional(self.0.control().reader())
+            .fetch_optional(&self.read)
             .await?
             .ok_or_else(|| Error::UnknownJob(id.to_owned()))
     }
 
     /// The queued jobs of `kind` whose payload names `tenant`.
-    pub async fn queued_for(&self, kind: &str, tenant: silo_core::TenantId) -> Result<Vec<Job>> {
+    pub async fn queued_for(&self, kind: &str, tenant: TenantId) -> Result<Vec<Job>> {
         let mut jobs = self.of_tenant(kind, tenant, 1000).await?;
         jobs.retain(|j| j.status == JobStatus::Queued);
         Ok(jobs)
     }
 
     /// The newest `limit` jobs of `kind` whose payload names `tenant`.
-    pub async fn of_tenant(&self, kind: &str, tenant: silo_core::TenantId, limit: i64) -> Result<Vec<Job>> {
+    pub async fn of_tenant(&self, kind: &str, tenant: TenantId, limit: i64) -> Result<Vec<Job>> {
         Ok(sqlx::query_as(
             "SELECT * FROM jobs WHERE kind = ? AND json_extract(payload, '$.tenant') = ? ORDER BY id DESC LIMIT ?",
         )
         .bind(kind)
         .bind(tenant.to_string())
         .bind(limit)
-        .fetch_all(self.0.control().reader())
+        .fetch_all(&self.read)
         .await?)
     }
 
@@ -351,7 +361,7 @@ impl Jobs {
         Ok(sqlx::query_as("SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2")
             .bind(status.map(JobStatus::as_str))
             .bind(limit)
-            .fetch_all(self.0.control().reader())
+            .fetch_all(&self.read)
             .await?)
     }
 
@@ -372,7 +382,7 @@ impl Jobs {
         .bind(worker)
         .bind(seconds(lease))
         .bind(kinds)
-        .fetch_optional(self.0.control().writer())
+        .fetch_optional(&self.write)
         .await?;
         Ok(claimed)
     }
@@ -398,7 +408,7 @@ impl Jobs {
         .bind(seconds(lease))
         .bind(done)
         .bind(total)
-        .execute(self.0.control().writer())
+        .execute(&self.write)
         .await?;
         Ok(renewed.rows_affected() == 1)
     }
@@ -424,7 +434,7 @@ impl Jobs {
         .bind(result.to_string())
         .bind(progress.map(|(done, _)| done))
         .bind(progress.and_then(|(_, total)| total))
-        .execute(self.0.control().writer())
+        .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -446,7 +456,7 @@ impl Jobs {
         .bind(error)
         .bind(dead)
         .bind(seconds(backoff(job.attempts)))
-        .execute(self.0.control().writer())
+        .execute(&self.write)
         .await?;
         if dead && failed.rows_affected() == 1 {
             tracing::error!(job = id, kind = job.kind, attempts = job.attempts, error, "job dead-lettered");
@@ -456,7 +466,7 @@ impl Jobs {
 
     /// Woken when a job is enqueued in this process (the worker pool's wake-up).
     pub(crate) fn enqueued(&self) -> &tokio::sync::Notify {
-        &self.0.inner.jobs_enqueued
+        &self.enqueued
     }
 
     /// Cancels a queued or running job (a running one stops at its next heartbeat).
@@ -480,12 +490,12 @@ impl Jobs {
         let job = self.get(id).await?;
         if !from.contains(&job.status.as_str()) {
             return Err(Error::InvalidTransition {
-                tenant: format!("job {id}"),
+                job: id.to_owned(),
                 action: if action == "job.cancel" { "cancel" } else { "retry" },
                 status: job.status.to_string(),
             });
         }
-        let mut tx = self.0.control().writer().begin().await?;
+        let mut tx = self.write.begin().await?;
         let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET {set}, updated_at = {NOW} WHERE id = ? AND status = ?"
         )))
@@ -494,9 +504,9 @@ impl Jobs {
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() != 1 {
-            return Err(Error::Busy(format!("job {id} changed meanwhile; try again")));
+            return Err(Error::Changed(id.to_owned()));
         }
-        crate::control::audit(&mut tx, actor, action, None, &serde_json::json!({ "job": id })).await?;
+        silo_core::audit::record(&mut tx, actor, action, None, &serde_json::json!({ "job": id })).await?;
         tx.commit().await?;
         self.get(id).await
     }

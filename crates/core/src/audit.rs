@@ -1,0 +1,102 @@
+//! The audit log (`audit_log` in `control.db`): who did what, when, to which tenant. Every
+//! layer appends to it inside the transaction of the change it records, so an entry exists
+//! exactly when the change does; it is the one table this crate owns (migration 0001).
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use crate::TenantId;
+
+/// A row of `audit_log`.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// Time (UTC).
+    pub at: String,
+    /// Who did it (`cli`, `system`, an operator's email…).
+    pub actor: String,
+    /// What was done (`tenant.create`, `tenant.purge`, …).
+    pub action: String,
+    /// The tenant concerned.
+    pub tenant_id: Option<String>,
+    /// Details as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// Appends an entry inside `tx`.
+pub async fn record(
+    tx: &mut Transaction<'_, Sqlite>,
+    actor: &str,
+    action: &str,
+    tenant: Option<TenantId>,
+    detail: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, tenant_id, detail)
+         VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?, ?, ?)",
+    )
+    .bind(actor)
+    .bind(action)
+    .bind(tenant.map(|t| t.to_string()))
+    .bind(detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The log, newest first: `limit` entries older than `before`, optionally only actions
+/// starting with `action`.
+pub async fn page(
+    pool: &SqlitePool,
+    before: Option<i64>,
+    action: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2)
+         ORDER BY id DESC LIMIT ?3",
+    )
+    .bind(before)
+    .bind(action)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// Entries about one tenant, newest first.
+pub async fn of_tenant(pool: &SqlitePool, id: TenantId, limit: i64) -> sqlx::Result<Vec<AuditEntry>> {
+    let rows = sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
+        .bind(id.to_string())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// Entries about a person, oldest first: done by `actor` (their email) or naming their
+/// account id as `user` in the detail.
+pub async fn about(pool: &SqlitePool, actor: &str, user_id: &str) -> sqlx::Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log WHERE actor = ?1 OR json_extract(detail, '$.user') = ?2 ORDER BY id",
+    )
+    .bind(actor)
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+fn entry(row: &SqliteRow) -> sqlx::Result<AuditEntry> {
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        tenant_id: row.try_get("tenant_id")?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
+}
