@@ -11,7 +11,6 @@
 //!    then `Billing::run` for last month, timed (target: under 60 s for 100,000), and a
 //!    second run, which must create nothing.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,16 +54,13 @@ async fn metering(dir: &Path, args: &BillingArgs) -> anyhow::Result<()> {
     // setting with itself, which shows how far apart the machine's noise alone puts them.
     let mut servers = Vec::new();
     for (name, metering) in [("metering on", true), ("metering off", false), ("off again", false)] {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
         let billing = Billing::new(
             accounts.clone(),
             Default::default(),
             BillingSettings { metering, ..Default::default() },
         );
-        let server = silo_web::server::start(billing, server_settings.clone(), listener)?;
-        servers.push((name, addr, server.handle()));
-        tokio::spawn(server);
+        let (addr, handle) = crate::measure::serve_in_process(billing, server_settings.clone())?;
+        servers.push((name, addr, handle));
     }
     let path = format!("/api/v1/w/{}/tasks?limit=20", fixture.warm_slug);
     let auth = format!("Authorization: Bearer {}\r\n", fixture.warm_token);

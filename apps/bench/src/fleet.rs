@@ -193,15 +193,10 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
         changed.backed_up
     );
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let server = silo_web::server::start(
+    let (addr, handle) = crate::measure::serve_in_process(
         silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
-        listener,
     )?;
-    let handle = server.handle();
-    tokio::spawn(server);
     let tokens = fixture.write_tokens(dir)?;
     let wrk = |seconds: u64| {
         let mut command = std::process::Command::new("wrk");

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use silo_core::TenantRef;
+use silo_jobs::{JobStatus, NewJob};
+use silo_jobs::{PoolSettings, Workers};
 use silo_tenancy::CreateTenant;
-use silo_tenancy::jobs::worker::{PoolSettings, Workers};
-use silo_tenancy::jobs::{JobStatus, NewJob};
 use silo_workspace::{projects, tasks};
 
 use crate::measure::{Latencies, accounts_and_server, create_tenants, tenancy};

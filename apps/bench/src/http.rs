@@ -29,7 +29,7 @@
 //! Debian package `postgresql` started by the bench), and the run ends with a table of both
 //! and their ratios.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,15 +110,10 @@ pub async fn run(dir: &Path, args: HttpArgs) -> anyhow::Result<()> {
         crate::measure::proc_status("VmRSS:") as f64 / 1024.0
     );
 
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let server = silo_web::server::start(
+    let (addr, handle) = crate::measure::serve_in_process(
         silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
-        listener,
     )?;
-    let handle = server.handle();
-    tokio::spawn(server);
 
     if let Some(script) = &args.wrk {
         let result = with_wrk(&tenancy, &fixture, addr, script, dir, &args).await;

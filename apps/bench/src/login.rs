@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 
@@ -71,18 +71,10 @@ async fn start(binary: &Path, data: &Path, env: &[(&str, &str)]) -> anyhow::Resu
         std::io::Write::write_all(&mut create.stdin.take().context("stdin")?, PASSWORD.as_bytes())?;
         anyhow::ensure!(create.wait()?.success(), "silo user create {email} failed");
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = silo(binary, data)
-        .envs(env.iter().copied())
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .spawn()?;
-    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
-    let started = Instant::now();
-    while reqwest::get(format!("{}/healthz", server.base)).await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "silo serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(server)
+    let mut command = silo(binary, data);
+    command.envs(env.iter().copied());
+    let (child, base) = crate::measure::spawn_serve(command).await?;
+    Ok(Server { child, base })
 }
 
 /// A client with its own cookie jar and the sign-in form's token.

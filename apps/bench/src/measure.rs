@@ -146,6 +146,40 @@ pub fn silo_binary(given: Option<std::path::PathBuf>) -> anyhow::Result<std::pat
     Ok(binary)
 }
 
+/// Serves Silo's HTTP application in this process on a loopback port: its address, and the
+/// handle that stops it.
+pub fn serve_in_process(
+    billing: silo_billing::Billing,
+    settings: ServerSettings,
+) -> anyhow::Result<(std::net::SocketAddr, actix_web::dev::ServerHandle)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = silo_web::server::start(billing, settings, listener)?;
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((addr, handle))
+}
+
+/// Starts `silo … serve` (`command` names the binary and its data directory) on a free
+/// loopback port and waits until `/healthz` answers: the child, and the server's base URL.
+pub async fn spawn_serve(
+    mut command: std::process::Command,
+) -> anyhow::Result<(std::process::Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = command.args(["serve", "--bind", &format!("127.0.0.1:{port}")]).spawn()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        if started.elapsed() > Duration::from_secs(30) || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("silo serve did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((child, base))
+}
+
 /// Opens a tenancy over `dir` with the given cache capacity.
 pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
     // SILO_… variables still apply (to compare settings side by side); the data directory,

@@ -54,17 +54,9 @@ pub async fn run(dir: &Path, args: RpoArgs) -> anyhow::Result<()> {
         fleet.shutdown().await;
         fixture.spread.as_ref().clone()
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut server: Child = silo(&binary, &data, &store)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "silo serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut command = silo(&binary, &data, &store);
+    command.stdout(Stdio::null());
+    let (mut server, base): (Child, String) = crate::measure::spawn_serve(command).await?;
     let key = dir.join("master.key.copy");
     std::fs::copy(data.join("master.key"), &key).context("the server's master key")?;
 
