@@ -215,8 +215,8 @@ async fn requests_are_metered_per_tenant_and_day() {
         assert_eq!(clients[0].call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
     }
     assert_eq!(clients[1].call("GET", "/w/beta/projects", None).await.unwrap().0, 200);
-    assert_eq!(server.billing.flush_usage().await.unwrap(), 2);
-    assert_eq!(server.billing.flush_usage().await.unwrap(), 0, "nothing new");
+    assert_eq!(server.billing.metering().flush().await.unwrap(), 2);
+    assert_eq!(server.billing.metering().flush().await.unwrap(), 0, "nothing new");
     for _ in 0..2 {
         clients[0].call("GET", "/w/acme/projects", None).await.unwrap();
     }
@@ -227,14 +227,14 @@ async fn requests_are_metered_per_tenant_and_day() {
         Some(&server.member_token("bob@example.com", "acme", Role::Member).await.unwrap()),
     );
     assert_eq!(bob.call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
-    server.billing.flush_usage().await.unwrap();
+    server.billing.metering().flush().await.unwrap();
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    let days = server.billing.usage_days(acme.id, 30).await.unwrap();
+    let days = server.billing.metering().days(acme.id, 30).await.unwrap();
     assert_eq!(days.len(), 1, "{days:?}");
     assert_eq!((days[0].requests, days[0].seats, days[0].active_users), (10, 2, 2), "{days:?}");
     assert!(days[0].storage_bytes > 0);
     let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
-    assert_eq!(server.billing.usage_days(beta.id, 30).await.unwrap()[0].requests, 1);
+    assert_eq!(server.billing.metering().days(beta.id, 30).await.unwrap()[0].requests, 1);
     // The console's tenant page draws them.
     let console = server.sign_in("ops@example.com").await.unwrap();
     let page = console.get(&format!("/admin/tenants/{}", acme.id)).await.unwrap().body;
@@ -264,7 +264,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
             region: None,
             plan: Some("business".into()),
         };
-        billing.create_tenant(request, None, "test").await.unwrap();
+        billing.subscriptions().create_tenant(request, None, "test").await.unwrap();
         server.accounts.users().create(owner, silo_e2e::PASSWORD, None, "test").await.unwrap();
         server.accounts.memberships().add(&slug.parse().unwrap(), owner, Role::Owner, "test").await.unwrap();
     }
@@ -287,7 +287,8 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert!(page.contains("is not a country code (for Germany choose DE)"), "{page}");
     assert_eq!(
         billing
-            .profile(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().id)
+            .profiles()
+            .get(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().id)
             .await
             .unwrap()
             .country,
@@ -307,7 +308,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
         [("name", "Acme GmbH"), ("address", "Hauptstr. 1\nBerlin"), ("country", "de"), ("email", "")];
     assert_eq!(ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap().status, 303);
     let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
-    assert_eq!(billing.profile(tenant.id).await.unwrap().country, "DE");
+    assert_eq!(billing.profiles().get(tenant.id).await.unwrap().country, "DE");
     // A member is not shown billing.
     let mia = server.sign_in("mia@example.com").await.unwrap();
     assert_eq!(mia.get("/w/acme/billing").await.unwrap().status, 403);
@@ -320,10 +321,11 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
         sqlx::query(sql).execute(server.tenancy.control().writer()).await.unwrap();
     }
     let period = silo_billing::Period::of(silo_core::time::utc_now().as_str()).unwrap().previous();
-    let summary = billing.run(period, "test").await.unwrap();
+    let summary = billing.invoices().run(period, "test").await.unwrap();
     assert_eq!(summary.finalised, 2, "{summary:?}");
     let acme_invoice = billing
-        .invoices(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), ..Default::default() })
+        .invoices()
+        .list(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), ..Default::default() })
         .await
         .unwrap()
         .remove(0);
@@ -388,7 +390,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert_eq!(saved.status, 303);
     let shown = console.get(&page).await.unwrap().body;
     assert!(shown.contains("Billing contact saved") && shown.contains("Beta SARL"), "{shown}");
-    assert_eq!(billing.profile(beta.id).await.unwrap().country, "FR");
+    assert_eq!(billing.profiles().get(beta.id).await.unwrap().country, "FR");
     let list = console.get(&format!("/admin/invoices?period={period}")).await.unwrap().body;
     assert!(list.contains("acme") && list.contains("beta"), "{list}");
     let csv = console.get(&format!("/admin/invoices.csv?period={period}")).await.unwrap().body;
@@ -400,7 +402,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     let shown = console.get(&page).await.unwrap().body;
     assert!(shown.contains("is marked paid") && shown.contains("paid"), "{shown}");
     assert_eq!(
-        billing.invoice(&acme_invoice.id).await.unwrap().payment_reference.as_deref(),
+        billing.invoices().get(&acme_invoice.id).await.unwrap().payment_reference.as_deref(),
         Some("SEPA-4711")
     );
     let voided = console.submit(&page, &format!("{page}/void"), &[]).await.unwrap();
@@ -435,7 +437,7 @@ async fn the_server_schedules_last_months_run_and_todays_dunning_pass_once() {
     assert_eq!(run.payload["period"], last_month.as_str());
     assert_eq!(run.result.as_ref().unwrap()["period"], last_month.as_str(), "{:?}", run.result);
     assert_eq!(dunning.payload["day"], now.date());
-    assert!(server.billing.schedule_due().await.unwrap().is_empty(), "each is enqueued once");
+    assert!(server.billing.schedule().due().await.unwrap().is_empty(), "each is enqueued once");
     server.stop().await.unwrap();
 }
 

@@ -200,7 +200,7 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
         sqlx::query(sql).execute(server.tenancy.control().writer()).await?;
     }
     let period = silo_billing::Period::of(silo_core::time::utc_now().as_str())?.previous();
-    anyhow::ensure!(server.billing.run(period, "test").await?.finalised == 3);
+    anyhow::ensure!(server.billing.invoices().run(period, "test").await?.finalised == 3);
     b.click("nav.tabs a[href='/admin/invoices']").await?;
     anyhow::ensure!(b.text().await?.contains("customer-02"), "{}", b.text().await?);
     b.screenshot("15-admin-invoices").await?;

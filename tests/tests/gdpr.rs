@@ -479,9 +479,9 @@ async fn a_purge_deletes_the_exports_and_the_name_and_links_answer_410_about_the
     let row = server.tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
     let owen = server.accounts.users().by_email("owen@example.com").await.unwrap();
     let invitee = "zqinvitee4417@example.com";
-    server.billing.invite(&row, invitee, Role::Member, &owen, "http://x").await.unwrap();
+    server.billing.limits().invite(&row, invitee, Role::Member, &owen, "http://x").await.unwrap();
     let contact = silo_billing::BillingProfile { name: "Zq Billing 4417".into(), ..Default::default() };
-    server.billing.set_profile(row.id, contact, "test").await.unwrap();
+    server.billing.profiles().set(row.id, contact, "test").await.unwrap();
     server.member_token("owen@example.com", slug, Role::Owner).await.unwrap();
     let (_, export) = ops.call("POST", &format!("/tenants/{slug}/export"), None).await.unwrap();
     let export = ops.wait_for_job(export["id"].as_str().unwrap()).await.unwrap();

@@ -337,8 +337,12 @@ impl World {
                     plan: Some("model".into()),
                     ..CreateTenant::default()
                 };
-                let tenant =
-                    self.billing.create_tenant(request, Some(&self.users[p]), "model").await.unwrap();
+                let tenant = self
+                    .billing
+                    .subscriptions()
+                    .create_tenant(request, Some(&self.users[p]), "model")
+                    .await
+                    .unwrap();
                 self.tenants.push(tenant);
                 self.ws.push(Ws { roles: BTreeMap::from([(p, Role::Owner)]), ..Ws::default() });
             }
@@ -348,7 +352,11 @@ impl World {
                 }
                 let role = if admin { Role::Admin } else { Role::Member };
                 let email = self.users[to].email.to_string();
-                match self.billing.invite(&self.tenants[ws], &email, role, &self.users[by], "http://x").await
+                match self
+                    .billing
+                    .limits()
+                    .invite(&self.tenants[ws], &email, role, &self.users[by], "http://x")
+                    .await
                 {
                     Ok((_, secret)) => {
                         assert!(
@@ -412,7 +420,7 @@ impl World {
                 let db = self.tenancy.db(self.tenants[ws].id).await.unwrap();
                 let me = self.member_id(ws, who).await;
                 let name = format!("{} project {n}", canary(who));
-                match self.billing.create_project(&self.tenants[ws], &db, &name, "", me) {
+                match self.billing.limits().create_project(&self.tenants[ws], &db, &name, "", me) {
                     Ok(id) => self.ws[ws].projects.push(Written { id, author: who }),
                     Err(e) => {
                         self.refused("a project", &e);

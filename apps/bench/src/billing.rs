@@ -115,7 +115,7 @@ async fn metering(dir: &Path, args: &BillingArgs) -> anyhow::Result<()> {
     let calls = 3_000_000;
     let started = Instant::now();
     for i in 0..calls {
-        meter.record_request(tenant, users[i % users.len()]);
+        meter.metering().record(tenant, users[i % users.len()]);
     }
     let ns = started.elapsed().as_nanos() as f64 / calls as f64;
     let cpu_us = cpu / (3 * args.rounds) as f64;
@@ -167,10 +167,10 @@ async fn billing_run(dir: &Path, tenants: usize) -> anyhow::Result<()> {
 
     let period = Period::of(silo_core::time::utc_now().as_str())?.previous();
     let started = Instant::now();
-    let first = billing.run(period, "bench").await?;
+    let first = billing.invoices().run(period, "bench").await?;
     let first_took = started.elapsed();
     let started = Instant::now();
-    let second = billing.run(period, "bench").await?;
+    let second = billing.invoices().run(period, "bench").await?;
     let second_took = started.elapsed();
     let numbers = first.numbers.map(|(a, b)| format!("{a}–{b}")).unwrap_or_default();
     println!(

@@ -138,11 +138,11 @@ impl Application {
         }
         let (meter, stopping_meter) = (billing.clone(), Stopping(stopping.clone()));
         let every = std::time::Duration::from_secs(60);
-        loops.push(tokio::spawn(async move { meter.run_meter(every, stopping_meter.signal()).await }));
+        loops.push(tokio::spawn(async move { meter.metering().run(every, stopping_meter.signal()).await }));
         if billing.settings().schedule {
             let (billing, stopping) = (billing.clone(), Stopping(stopping.clone()));
             let every = std::time::Duration::from_secs(3600);
-            loops.push(tokio::spawn(async move { billing.run_schedule(every, stopping.signal()).await }));
+            loops.push(tokio::spawn(async move { billing.schedule().run(every, stopping.signal()).await }));
         }
         let (swept, stopping_sweep) = (tenancy.clone(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { sweep(swept, stopping_sweep.signal()).await }));

@@ -3,7 +3,7 @@
 //! passed, a reminder goes to the outbox (to the billing contact, else to the tenant's
 //! owners); once `suspend_after_days` have passed, the tenant is suspended (its users see a
 //! page saying so; its data is untouched). Paying or voiding the invoice resumes it
-//! ([`Billing::record_payment`]). Every step is in the audit log (`billing.dunning`). Each
+//! ([`crate::invoices::Invoices::record_payment`]). Every step is in the audit log (`billing.dunning`). Each
 //! pass is idempotent: an invoice records how many reminders it got and whether it suspended
 //! its tenant.
 
@@ -27,14 +27,28 @@ pub struct DunningSummary {
     pub suspended: Vec<String>,
 }
 
+/// Reminders and suspension over overdue invoices (from [`Billing::dunning`]).
+#[derive(Clone)]
+pub struct Dunning(pub(crate) Billing);
+
 impl Billing {
+    /// Reminders and suspension over overdue invoices.
+    pub fn dunning(&self) -> Dunning {
+        Dunning(self.clone())
+    }
+}
+
+impl Dunning {
     /// One dunning pass over the open invoices at `now` (a timestamp; the job passes the
     /// current time).
-    pub async fn dunning(&self, now: &str, actor: &str) -> Result<DunningSummary> {
-        let open =
-            self.invoices(&InvoiceFilter { status: Some(InvoiceStatus::Open), ..Default::default() }).await?;
+    pub async fn run(&self, now: &str, actor: &str) -> Result<DunningSummary> {
+        let open = self
+            .0
+            .invoices()
+            .list(&InvoiceFilter { status: Some(InvoiceStatus::Open), ..Default::default() })
+            .await?;
         let today = day_of_timestamp(now)?;
-        let settings = &self.settings().dunning;
+        let settings = &self.0.settings().dunning;
         let mut summary = DunningSummary::default();
         for invoice in open.iter().filter(|i| i.overdue(now)) {
             summary.overdue += 1;
@@ -60,9 +74,9 @@ impl Billing {
         let tenant: TenantId =
             invoice.tenant_id.parse().map_err(|_| silo_tenancy::Error::NotFound(invoice.slug.clone()))?;
         let mut recipients = Vec::new();
-        let contact = self.profile(tenant).await?.email;
+        let contact = self.0.profiles().get(tenant).await?.email;
         if contact.is_empty() {
-            recipients = self.accounts().memberships().owner_emails(tenant).await?;
+            recipients = self.0.accounts().memberships().owner_emails(tenant).await?;
         } else {
             recipients.push(contact);
         }
@@ -75,14 +89,14 @@ impl Billing {
             invoice.period,
             invoice.total_text(),
             invoice.due_at.as_deref().unwrap_or("").get(..10).unwrap_or(""),
-            self.payments().instructions(invoice),
-            self.settings().dunning.suspend_after_days,
+            self.0.payments().instructions(invoice),
+            self.0.settings().dunning.suspend_after_days,
         );
         for recipient in &recipients {
             let about = silo_accounts::outbox::About { user: None, tenant: Some(invoice.tenant_id.parse()?) };
-            self.accounts().outbox().queue(recipient, &subject, &body, about).await?;
+            self.0.accounts().outbox().queue(recipient, &subject, &body, about).await?;
         }
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         sqlx::query("UPDATE invoices SET reminders = ?2 WHERE id = ?1")
             .bind(&invoice.id)
             .bind(owed)
@@ -101,11 +115,11 @@ impl Billing {
     async fn suspend_for(&self, invoice: &Invoice, late: i64, actor: &str) -> Result<bool> {
         let tenant: TenantId =
             invoice.tenant_id.parse().map_err(|_| silo_tenancy::Error::NotFound(invoice.slug.clone()))?;
-        if self.tenancy().tenant(&TenantRef::Id(tenant)).await?.status != TenantStatus::Active {
+        if self.0.tenancy().tenant(&TenantRef::Id(tenant)).await?.status != TenantStatus::Active {
             return Ok(false);
         }
-        self.tenancy().tenants().suspend(&TenantRef::Id(tenant), actor).await?;
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        self.0.tenancy().tenants().suspend(&TenantRef::Id(tenant), actor).await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         sqlx::query("UPDATE invoices SET suspended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1")
             .bind(&invoice.id)
             .execute(&mut *tx)

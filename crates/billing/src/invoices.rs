@@ -196,7 +196,7 @@ const SELECT: &str =
     "SELECT invoices.*, tenants.slug AS slug FROM invoices JOIN tenants ON tenants.id = invoices.tenant_id";
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
-/// The header of [`Billing::invoices_csv`].
+/// The header of [`Invoices::csv`].
 pub const CSV_HEADER: &str = "number,kind,status,tenant,period,currency,subtotal,tax,total,finalized_at,due_at,paid_at,voided_at,payment_reference";
 
 fn csv_field(text: &str) -> String {
@@ -209,22 +209,33 @@ fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
+/// Invoices: the monthly run, numbers, payments, credit notes, CSV, the overview (from [`Billing::invoices`]).
+#[derive(Clone)]
+pub struct Invoices(pub(crate) Billing);
+
 impl Billing {
+    /// Invoices: the monthly run, numbers, payments, credit notes, CSV, the overview.
+    pub fn invoices(&self) -> Invoices {
+        Invoices(self.clone())
+    }
+}
+
+impl Invoices {
     /// An invoice by id, or by number (all digits).
-    pub async fn invoice(&self, key: &str) -> Result<Invoice> {
+    pub async fn get(&self, key: &str) -> Result<Invoice> {
         let (sql, bind) = match key.parse::<i64>() {
             Ok(number) => (format!("{SELECT} WHERE invoices.number = ?1"), number.to_string()),
             Err(_) => (format!("{SELECT} WHERE invoices.id = ?1"), key.to_owned()),
         };
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(bind)
-            .fetch_optional(self.tenancy().control().reader())
+            .fetch_optional(self.0.tenancy().control().reader())
             .await?
             .ok_or_else(|| Error::UnknownInvoice(key.to_owned()))
     }
 
     /// Invoices and credit notes, newest period first, then by number.
-    pub async fn invoices(&self, filter: &InvoiceFilter) -> Result<Vec<Invoice>> {
+    pub async fn list(&self, filter: &InvoiceFilter) -> Result<Vec<Invoice>> {
         let sql = format!(
             "{SELECT} WHERE (?1 IS NULL OR invoices.period = ?1) AND (?2 IS NULL OR invoices.tenant_id = ?2)
                AND (?3 IS NULL OR invoices.status = ?3) AND (?5 = 0 OR invoices.status <> 'draft')
@@ -237,15 +248,15 @@ impl Billing {
             .bind(filter.status.map(InvoiceStatus::as_str))
             .bind(if filter.limit > 0 { filter.limit } else { -1 })
             .bind(filter.issued_only)
-            .fetch_all(self.tenancy().control().reader())
+            .fetch_all(self.0.tenancy().control().reader())
             .await?)
     }
 
     /// The invoices as CSV (amounts in minor units), one line each after [`CSV_HEADER`].
-    pub async fn invoices_csv(&self, filter: &InvoiceFilter) -> Result<String> {
+    pub async fn csv(&self, filter: &InvoiceFilter) -> Result<String> {
         let mut out = String::from(CSV_HEADER);
         out.push('\n');
-        for i in self.invoices(filter).await? {
+        for i in self.list(filter).await? {
             let number = i.number.map(|n| n.to_string()).unwrap_or_default();
             let fields = [
                 number.as_str(),
@@ -277,13 +288,13 @@ impl Billing {
         let mut done = Vec::new();
         // Chunks keep the write lock short: a console request waits for one chunk, not a run.
         for chunk in ids.chunks(500) {
-            let mut tx = self.tenancy().control().writer().begin().await?;
+            let mut tx = self.0.tenancy().control().writer().begin().await?;
             // The first statement writes: the lock is taken before the sequence is read.
             let mut last: i64 =
                 sqlx::query_scalar("UPDATE invoice_sequence SET last = last WHERE id = 1 RETURNING last")
                     .fetch_one(&mut *tx)
                     .await?;
-            let due = format!("+{} days", self.settings().payment_terms_days);
+            let due = format!("+{} days", self.0.settings().payment_terms_days);
             // Two statements per chunk: which are still drafts (in the order given), then
             // number them all at once from a JSON object id → position. `+status` keeps the
             // planner on the chunk's ids: through the status index it would walk every draft
@@ -334,7 +345,7 @@ impl Billing {
             let sql = format!("{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1))");
             let mut finalised: Vec<Invoice> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(ids)
-                .fetch_all(self.tenancy().control().writer())
+                .fetch_all(self.0.tenancy().control().writer())
                 .await?;
             finalised.sort_unstable_by_key(|i| i.number);
             for invoice in finalised {
@@ -343,7 +354,7 @@ impl Billing {
             }
         }
         if !done.is_empty() {
-            let mut tx = self.tenancy().control().writer().begin().await?;
+            let mut tx = self.0.tenancy().control().writer().begin().await?;
             let numbers: Vec<i64> = invoices.iter().filter_map(|i| i.number).collect();
             let detail = serde_json::json!({
                 "finalised": numbers.len(),
@@ -361,13 +372,13 @@ impl Billing {
         if invoice.total <= 0 {
             return Ok(());
         }
-        match self.payments().collect(invoice).await? {
+        match self.0.payments().collect(invoice).await? {
             Collection::Paid { reference } => {
                 self.record_payment(&invoice.id, &reference, actor).await?;
             }
             Collection::Pending => {}
             Collection::Failed { reason } => {
-                let mut tx = self.tenancy().control().writer().begin().await?;
+                let mut tx = self.0.tenancy().control().writer().begin().await?;
                 let detail = serde_json::json!({ "invoice": invoice.number, "reason": reason });
                 let tenant = invoice.tenant_id.parse().ok();
                 audit(&mut tx, actor, "invoice.collect_failed", tenant, &detail).await?;
@@ -381,7 +392,7 @@ impl Billing {
     /// provider). When dunning had suspended the tenant over it and no other unpaid invoice
     /// still holds it suspended, the tenant is resumed. Audited.
     pub async fn record_payment(&self, key: &str, reference: &str, actor: &str) -> Result<Invoice> {
-        let invoice = self.invoice(key).await?;
+        let invoice = self.get(key).await?;
         if invoice.status != InvoiceStatus::Open {
             return Err(Error::InvalidInput(format!(
                 "{} is {}: only an open invoice can be paid",
@@ -393,13 +404,13 @@ impl Billing {
         if reference.chars().count() > 200 {
             return Err(Error::InvalidInput("a payment reference has at most 200 characters".into()));
         }
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE invoices SET status = 'paid', paid_at = {NOW}, payment_provider = ?2, payment_reference = ?3
              WHERE id = ?1 AND status = 'open'"
         )))
         .bind(&invoice.id)
-        .bind(self.payments().name())
+        .bind(self.0.payments().name())
         .bind(reference)
         .execute(&mut *tx)
         .await?;
@@ -411,13 +422,13 @@ impl Billing {
         audit(&mut tx, actor, "invoice.paid", invoice.tenant_id.parse().ok(), &detail).await?;
         tx.commit().await?;
         self.release_dunning(&invoice, actor).await?;
-        self.invoice(&invoice.id).await
+        self.get(&invoice.id).await
     }
 
     /// Voids an open or paid invoice: it keeps its number, and a credit note with the next
     /// number cancels it. A tenant dunning suspended over it is resumed. Audited.
     pub async fn void(&self, key: &str, actor: &str) -> Result<(Invoice, Invoice)> {
-        let invoice = self.invoice(key).await?;
+        let invoice = self.get(key).await?;
         if invoice.kind != "invoice" || !matches!(invoice.status, InvoiceStatus::Open | InvoiceStatus::Paid) {
             return Err(Error::InvalidInput(format!(
                 "{} is {}: only an open or paid invoice can be voided",
@@ -431,7 +442,7 @@ impl Billing {
             .iter()
             .map(|l| Line { description: l.description.clone(), amount: -l.amount })
             .collect();
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         let number: i64 =
             sqlx::query_scalar("UPDATE invoice_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
                 .fetch_one(&mut *tx)
@@ -464,7 +475,7 @@ impl Billing {
         audit(&mut tx, actor, "invoice.void", invoice.tenant_id.parse().ok(), &detail).await?;
         tx.commit().await?;
         self.release_dunning(&invoice, actor).await?;
-        Ok((self.invoice(&invoice.id).await?, self.invoice(&credit_id).await?))
+        Ok((self.get(&invoice.id).await?, self.get(&credit_id).await?))
     }
 
     /// Resumes a tenant dunning suspended over `invoice` once nothing else holds it.
@@ -476,14 +487,14 @@ impl Billing {
             "SELECT count(*) FROM invoices WHERE tenant_id = ?1 AND status = 'open' AND suspended_at IS NOT NULL",
         )
         .bind(&invoice.tenant_id)
-        .fetch_one(self.tenancy().control().writer())
+        .fetch_one(self.0.tenancy().control().writer())
         .await?;
         let id: TenantId =
             invoice.tenant_id.parse().map_err(|_| Error::NotFound(invoice.tenant_id.clone()))?;
-        let tenant = self.tenancy().tenant(&TenantRef::Id(id)).await?;
+        let tenant = self.0.tenancy().tenant(&TenantRef::Id(id)).await?;
         if still == 0 && tenant.status == TenantStatus::Suspended {
-            self.tenancy().tenants().resume(&TenantRef::Id(id), actor).await?;
-            let mut tx = self.tenancy().control().writer().begin().await?;
+            self.0.tenancy().tenants().resume(&TenantRef::Id(id), actor).await?;
+            let mut tx = self.0.tenancy().control().writer().begin().await?;
             let detail = serde_json::json!({ "invoice": invoice.number, "step": "resume" });
             audit(&mut tx, actor, "billing.dunning", Some(id), &detail).await?;
             tx.commit().await?;

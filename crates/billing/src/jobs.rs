@@ -1,7 +1,7 @@
 //! Billing's recurring work as durable jobs: [`BILLING_RUN`] (`{"period": "YYYY-MM"}`) runs
 //! the billing run for a month, [`BILLING_DUNNING`] (`{"day": "YYYY-MM-DD"}`) a dunning pass.
 //! Both are idempotent (see [`crate::run`], [`crate::dunning`]), so a job taken up again after
-//! a crash does nothing twice. [`Billing::run_schedule`] (in `silo serve`, unless
+//! a crash does nothing twice. [`Schedule::run`] (in `silo serve`, unless
 //! `billing.schedule = false`) enqueues last month's run once and one dunning pass a day.
 
 use std::time::Duration;
@@ -34,20 +34,31 @@ async fn billing_run(billing: Billing, ctx: JobContext) -> Outcome {
         .as_str()
         .ok_or_else(|| JobError::fatal("the payload names no period"))?
         .parse()?;
-    let summary = billing.run(period, &format!("job:{}", ctx.job.id)).await?;
+    let summary = billing.invoices().run(period, &format!("job:{}", ctx.job.id)).await?;
     serde_json::to_value(summary).map_err(JobError::fatal)
 }
 
 async fn dunning(billing: Billing, ctx: JobContext) -> Outcome {
     let now = silo_core::time::utc_now();
-    let summary = billing.dunning(now.as_str(), &format!("job:{}", ctx.job.id)).await?;
+    let summary = billing.dunning().run(now.as_str(), &format!("job:{}", ctx.job.id)).await?;
     serde_json::to_value(summary).map_err(JobError::fatal)
 }
 
+/// The monthly billing run and the daily dunning, as jobs (from [`Billing::schedule`]).
+#[derive(Clone)]
+pub struct Schedule(pub(crate) Billing);
+
 impl Billing {
+    /// The monthly billing run and the daily dunning, as jobs.
+    pub fn schedule(&self) -> Schedule {
+        Schedule(self.clone())
+    }
+}
+
+impl Schedule {
     /// Enqueues what is due and not yet enqueued: last month's billing run, today's dunning
     /// pass. Returns the jobs enqueued.
-    pub async fn schedule_due(&self) -> Result<Vec<String>> {
+    pub async fn due(&self) -> Result<Vec<String>> {
         let now = silo_core::time::utc_now();
         let last_month = Period::of(now.as_str())?.previous().to_string();
         let today = now.date().to_owned();
@@ -59,10 +70,11 @@ impl Billing {
             .bind(kind)
             .bind(format!("$.{key}"))
             .bind(&value)
-            .fetch_one(self.tenancy().control().writer())
+            .fetch_one(self.0.tenancy().control().writer())
             .await?;
             if exists == 0 {
                 let job = self
+                    .0
                     .tenancy()
                     .jobs()
                     .enqueue(NewJob::new(kind, json!({ key: value })), SCHEDULER)
@@ -73,11 +85,11 @@ impl Billing {
         Ok(enqueued)
     }
 
-    /// Calls [`Billing::schedule_due`] at start and then every `every`, until `stop`.
-    pub async fn run_schedule(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
+    /// Calls [`Schedule::due`] at start and then every `every`, until `stop`.
+    pub async fn run(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
-            if let Err(e) = self.schedule_due().await {
+            if let Err(e) = self.due().await {
                 tracing::warn!(error = %e, "scheduling billing jobs failed; trying again later");
             }
             tokio::select! {

@@ -4,7 +4,7 @@
 //! Plans come from the settings ([`plans`]). The storage quota is enforced at the file:
 //! [`Billing::new`] installs each plan's storage limit into the fleet's handle cache, so every
 //! tenant connection runs with `PRAGMA max_page_count` from its plan, and
-//! [`Billing::change_plan`] applies a new plan to already-open handles at once. Seats and
+//! [`Subscriptions::change`] applies a new plan to already-open handles at once. Seats and
 //! projects are checked where they are spent ([`limits`]); API requests per minute per tenant
 //! are admitted by a token bucket ([`rate`]); requests and active users are metered per tenant
 //! and day ([`metering`]). Once a month the billing run ([`run`]) turns the plan history and
@@ -13,7 +13,9 @@
 //! [`payment::PaymentProvider`]; [`dunning`] reminds and suspends over unpaid ones.
 //!
 //! # Layout
-//! - [`Billing`] (this file): the service over the accounts, the plans and `[billing]`.
+//! - [`Billing`] (this file): the accounts, the plans and `[billing]`, and the small services it
+//!   hands out: [`Subscriptions`] (this file), [`limits::Limits`], [`metering::Metering`],
+//!   [`invoices::Invoices`], [`dunning::Dunning`], [`profile::Profiles`], [`jobs::Schedule`].
 //! - [`plans`]: [`Plan`], [`Plans`] (defaults `free`, `team`, `business`).
 //! - [`settings`]: [`BillingSettings`] (`[billing]`: seller, terms, tax rates, dunning).
 //! - [`limits`]: seats and projects, checked on invite and create.
@@ -123,7 +125,20 @@ impl Billing {
     pub fn plans(&self) -> &Plans {
         &self.plans
     }
+}
 
+/// Which plan each tenant is on: provisioning on a plan, owners' and operators' changes (from [`Billing::subscriptions`]).
+#[derive(Clone)]
+pub struct Subscriptions(pub(crate) Billing);
+
+impl Billing {
+    /// Which plan each tenant is on: provisioning on a plan, owners' and operators' changes.
+    pub fn subscriptions(&self) -> Subscriptions {
+        Subscriptions(self.clone())
+    }
+}
+
+impl Subscriptions {
     /// Provisions a tenant on a plan that exists (the default plan, `free`, when none is given),
     /// with `owner` as its owner when given: tenant, file and owner as one operation.
     pub async fn create_tenant(
@@ -133,36 +148,36 @@ impl Billing {
         actor: &str,
     ) -> Result<Tenant> {
         if let Some(plan) = &request.plan {
-            self.plans.get(plan)?;
+            self.0.plans.get(plan)?;
         }
         let founder = owner
             .map(|user| silo_accounts::memberships::Memberships::founder(user, silo_accounts::Role::Owner));
-        self.tenancy().tenants().create_with(request, founder, actor).await
+        self.0.tenancy().tenants().create_with(request, founder, actor).await
     }
 
     /// An owner moves their tenant to another plan: only to a plan marked `self_service`
-    /// (others are given by operators); otherwise as [`Billing::change_plan`].
-    pub async fn choose_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
-        let current = self.tenancy().tenant(tenant).await?;
+    /// (others are given by operators); otherwise as [`Subscriptions::change`].
+    pub async fn choose(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
+        let current = self.0.tenancy().tenant(tenant).await?;
         if current.plan == plan {
             // The plan it is on (an operator's, shown selected): nothing to change.
             return Ok(current);
         }
-        if !self.plans.get(plan)?.self_service {
-            let open: Vec<&str> = self.plans.self_service().collect();
+        if !self.0.plans.get(plan)?.self_service {
+            let open: Vec<&str> = self.0.plans.self_service().collect();
             return Err(silo_tenancy::Error::Forbidden(format!(
                 "The {plan} plan is arranged with us, not chosen here (plans you can choose: {}).",
                 open.join(", ")
             )));
         }
-        self.change_plan(tenant, plan, actor).await
+        self.change(tenant, plan, actor).await
     }
 
     /// Moves a tenant to another plan (which must exist); its storage limit applies at once,
     /// to the open handle too. Audited.
-    pub async fn change_plan(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
-        self.plans.get(plan)?;
-        let tenant = self.tenancy().tenant(tenant).await?;
-        self.tenancy().tenants().set_plan(tenant.id, plan, actor).await
+    pub async fn change(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
+        self.0.plans.get(plan)?;
+        let tenant = self.0.tenancy().tenant(tenant).await?;
+        self.0.tenancy().tenants().set_plan(tenant.id, plan, actor).await
     }
 }

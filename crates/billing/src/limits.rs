@@ -9,7 +9,18 @@ use silo_tenancy::{Error, Result, Tenant, TenantDb};
 
 use crate::Billing;
 
+/// What a tenant's plan allows: seats, projects, API requests per minute (from [`Billing::limits`]).
+#[derive(Clone)]
+pub struct Limits(pub(crate) Billing);
+
 impl Billing {
+    /// What a tenant's plan allows: seats, projects, API requests per minute.
+    pub fn limits(&self) -> Limits {
+        Limits(self.clone())
+    }
+}
+
+impl Limits {
     /// Invites `email` into `tenant` if its plan has a seat left (members and pending
     /// invitations count); the count and the invitation are one statement, so two concurrent
     /// invitations cannot both take the last seat (see
@@ -22,9 +33,9 @@ impl Billing {
         inviter: &User,
         base_url: &str,
     ) -> Result<(silo_accounts::invitations::Invitation, String)> {
-        let seats = self.plans().0.get(&tenant.plan).and_then(|p| p.seats).map(i64::from);
+        let seats = self.0.plans().0.get(&tenant.plan).and_then(|p| p.seats).map(i64::from);
         let invited =
-            self.accounts().invitations().create(tenant, email, role, inviter, base_url, seats).await;
+            self.0.accounts().invitations().create(tenant, email, role, inviter, base_url, seats).await;
         match (invited, seats) {
             (Err(Error::LimitReached(_)), Some(seats)) => Err(self.no_seat_left(tenant, seats).await),
             (invited, _) => invited,
@@ -32,8 +43,8 @@ impl Billing {
     }
 
     async fn no_seat_left(&self, tenant: &Tenant, seats: i64) -> Error {
-        let members = self.accounts().memberships().count(tenant.id).await.unwrap_or_default();
-        let pending = self.accounts().invitations().pending(tenant.id).await.map_or(0, |p| p.len());
+        let members = self.0.accounts().memberships().count(tenant.id).await.unwrap_or_default();
+        let pending = self.0.accounts().invitations().pending(tenant.id).await.map_or(0, |p| p.len());
         Error::InvalidInput(format!(
             "The {} plan has {seats} seats and all are taken ({members} members, {pending} pending invitations): \
              revoke an invitation, remove someone, or choose a larger plan.",
@@ -51,7 +62,7 @@ impl Billing {
         description: &str,
         created_by: Option<i64>,
     ) -> Result<i64> {
-        let limit = self.plans().0.get(&tenant.plan).and_then(|p| p.projects);
+        let limit = self.0.plans().0.get(&tenant.plan).and_then(|p| p.projects);
         let created =
             silo_workspace::projects::create_within(db, name, description, created_by, limit.map(i64::from))?;
         created.ok_or_else(|| {
@@ -83,13 +94,13 @@ pub struct Usage {
     pub projects: Option<i64>,
 }
 
-impl Billing {
+impl Limits {
     /// How much of its plan a tenant uses (`db`: its open handle, to count projects).
     pub async fn usage(&self, tenant: &Tenant, db: Option<&TenantDb>) -> Result<Usage> {
-        let path = self.tenancy().tenant_path(tenant)?;
-        let members = self.accounts().memberships().count(tenant.id).await?;
-        let pending = self.accounts().invitations().pending(tenant.id).await?.len() as i64;
-        let terms = self.plans().0.get(&tenant.plan).cloned();
+        let path = self.0.tenancy().tenant_path(tenant)?;
+        let members = self.0.accounts().memberships().count(tenant.id).await?;
+        let pending = self.0.accounts().invitations().pending(tenant.id).await?.len() as i64;
+        let terms = self.0.plans().0.get(&tenant.plan).cloned();
         let storage_bytes = silo_storage::sqlite::database_size(&path);
         Ok(Usage {
             plan: tenant.plan.clone(),

@@ -45,14 +45,25 @@ pub struct UsageDay {
     pub active_users: i64,
 }
 
+/// Requests and active users per tenant and day (from [`Billing::metering`]).
+#[derive(Clone)]
+pub struct Metering(pub(crate) Billing);
+
 impl Billing {
+    /// Requests and active users per tenant and day.
+    pub fn metering(&self) -> Metering {
+        Metering(self.clone())
+    }
+}
+
+impl Metering {
     /// Counts one request by account `user` for `tenant` (the request path: a lock, an add,
     /// and a set lookup that allocates only for the day's first request by that account).
-    pub fn record_request(&self, tenant: TenantId, user: &str) {
-        if !self.settings().metering {
+    pub fn record(&self, tenant: TenantId, user: &str) {
+        if !self.0.settings().metering {
             return;
         }
-        let mut counts = self.meter.0.lock();
+        let mut counts = self.0.meter.0.lock();
         *counts.requests.entry(tenant).or_default() += 1;
         let seen = counts.active.entry(tenant).or_default();
         if !seen.contains(user) {
@@ -61,10 +72,10 @@ impl Billing {
     }
 
     /// Writes the counts since the last flush into today's rows; returns how many tenants.
-    pub async fn flush_usage(&self) -> Result<usize> {
+    pub async fn flush(&self) -> Result<usize> {
         let today = silo_core::time::utc_now().date().to_owned();
         let counts: HashMap<TenantId, (u64, i64)> = {
-            let mut meter = self.meter.0.lock();
+            let mut meter = self.0.meter.0.lock();
             if meter.day != today {
                 // A new day counts its accounts afresh (those seen in the minute before this
                 // flush are counted again at their next request).
@@ -86,7 +97,7 @@ impl Billing {
             Ok(()) => Ok(counts.len()),
             Err(e) => {
                 // Keep them for the next flush.
-                let mut meter = self.meter.0.lock();
+                let mut meter = self.0.meter.0.lock();
                 for (tenant, (n, _)) in counts {
                     *meter.requests.entry(tenant).or_default() += n;
                 }
@@ -98,17 +109,18 @@ impl Billing {
     async fn write_usage(&self, counts: &HashMap<TenantId, (u64, i64)>) -> Result<()> {
         let mut rows = Vec::with_capacity(counts.len());
         for (&tenant, &(requests, active)) in counts {
-            let Ok(row) = self.tenancy().tenant(&TenantRef::Id(tenant)).await else { continue };
+            let Ok(row) = self.0.tenancy().tenant(&TenantRef::Id(tenant)).await else { continue };
             let storage = self
+                .0
                 .tenancy()
                 .tenant_path(&row)
                 .map(|p| silo_storage::sqlite::database_size(&p))
                 .unwrap_or(0);
-            let seats = self.accounts().memberships().count(tenant).await?
-                + self.accounts().invitations().pending(tenant).await?.len() as i64;
+            let seats = self.0.accounts().memberships().count(tenant).await?
+                + self.0.accounts().invitations().pending(tenant).await?.len() as i64;
             rows.push((tenant, requests as i64, storage as i64, seats, active));
         }
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         for (tenant, requests, storage, seats, active) in rows {
             sqlx::query(
                 "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
@@ -130,31 +142,31 @@ impl Billing {
     }
 
     /// A tenant's last `days` days of usage, oldest first.
-    pub async fn usage_days(&self, tenant: TenantId, days: i64) -> Result<Vec<UsageDay>> {
+    pub async fn days(&self, tenant: TenantId, days: i64) -> Result<Vec<UsageDay>> {
         let mut rows: Vec<UsageDay> = sqlx::query_as(
             "SELECT day, requests, storage_bytes, seats, active_users FROM usage_daily WHERE tenant_id = ?1 ORDER BY day DESC LIMIT ?2",
         )
         .bind(tenant.to_string())
         .bind(days)
-        .fetch_all(self.tenancy().control().reader())
+        .fetch_all(self.0.tenancy().control().reader())
         .await?;
         rows.reverse();
         Ok(rows)
     }
 
     /// Flushes every `every` until `stop`, then once more (the application's loop).
-    pub async fn run_meter(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
+    pub async fn run(self, every: Duration, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 () = &mut stop => break,
                 () = tokio::time::sleep(every) => {}
             }
-            if let Err(e) = self.flush_usage().await {
+            if let Err(e) = self.flush().await {
                 tracing::warn!(error = %e, "usage flush failed; counts kept for the next one");
             }
         }
-        if let Err(e) = self.flush_usage().await {
+        if let Err(e) = self.flush().await {
             tracing::warn!(error = %e, "the last usage flush failed");
         }
         tracing::info!("usage meter stopped");

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use silo_tenancy::Result;
 
-use crate::Billing;
 use crate::invoices::money;
 use crate::period::day_of_timestamp;
 
@@ -35,10 +34,10 @@ pub struct Overview {
     pub tenants_by_plan: BTreeMap<String, i64>,
 }
 
-impl Billing {
+impl crate::invoices::Invoices {
     /// The overview at this moment.
     pub async fn overview(&self) -> Result<Overview> {
-        let control = self.tenancy().control().reader();
+        let control = self.0.tenancy().control().reader();
         let now = silo_core::time::utc_now();
         let today = day_of_timestamp(now.as_str())?;
         let mut overview = Overview::default();
@@ -52,7 +51,7 @@ impl Billing {
         .await?;
         for (plan, status, seats, since) in rows {
             *overview.tenants_by_plan.entry(plan.clone()).or_default() += 1;
-            let Ok(terms) = self.plans().get(&plan) else { continue };
+            let Ok(terms) = self.0.plans().get(&plan) else { continue };
             let trial_until = since.as_deref().and_then(|s| day_of_timestamp(s).ok()).unwrap_or(i64::MIN)
                 + i64::from(terms.trial_days);
             let monthly = terms.price_month + terms.price_seat * seats;

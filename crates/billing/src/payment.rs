@@ -2,7 +2,7 @@
 //!
 //! No payment network is reachable from Silo's machines, so the built-in provider is the
 //! "manual invoice": the invoice carries bank-transfer instructions, and an operator marks it
-//! paid ([`crate::Billing::record_payment`], `silo billing pay`, the console) once the money
+//! paid ([`crate::invoices::Invoices::record_payment`], `silo billing pay`, the console) once the money
 //! arrived. A card processor is another implementation: [`PaymentProvider::collect`] charges
 //! the customer's saved card when an invoice is finalised and answers [`Collection::Paid`]
 //! (recorded at once) or [`Collection::Failed`] (the invoice stays open and dunning takes

@@ -65,27 +65,38 @@ impl BillingProfile {
     }
 }
 
+/// Tenants' billing contacts (from [`Billing::profiles`]).
+#[derive(Clone)]
+pub struct Profiles(pub(crate) Billing);
+
 impl Billing {
+    /// Tenants' billing contacts.
+    pub fn profiles(&self) -> Profiles {
+        Profiles(self.clone())
+    }
+}
+
+impl Profiles {
     /// A tenant's billing contact (blank when never set).
-    pub async fn profile(&self, tenant: TenantId) -> Result<BillingProfile> {
+    pub async fn get(&self, tenant: TenantId) -> Result<BillingProfile> {
         Ok(sqlx::query_as(
             "SELECT name, email, address, country, tax_id FROM billing_profiles WHERE tenant_id = ?1",
         )
         .bind(tenant.to_string())
-        .fetch_optional(self.tenancy().control().reader())
+        .fetch_optional(self.0.tenancy().control().reader())
         .await?
         .unwrap_or_default())
     }
 
     /// Sets a tenant's billing contact (validated); audited without the values.
-    pub async fn set_profile(
+    pub async fn set(
         &self,
         tenant: TenantId,
         profile: BillingProfile,
         actor: &str,
     ) -> Result<BillingProfile> {
         let profile = profile.validated()?;
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         sqlx::query(
             "INSERT INTO billing_profiles (tenant_id, name, email, address, country, tax_id, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use silo_core::TenantId;
 use silo_tenancy::{Error, Result, Tenant};
 
-use crate::Billing;
-
 /// Each tenant's bucket: tokens left and when they were counted.
 #[derive(Default)]
 pub(crate) struct Buckets(parking_lot::Mutex<HashMap<TenantId, (f64, Instant)>>);
@@ -33,12 +31,13 @@ impl Buckets {
     }
 }
 
-impl Billing {
+impl crate::limits::Limits {
     /// Admits one API request for `tenant` under its plan's `api_rpm` (no limit: always);
     /// beyond it, `Error::Throttled` with the wait.
     pub fn admit_api_request(&self, tenant: &Tenant) -> Result<()> {
-        let Some(rpm) = self.plans().0.get(&tenant.plan).and_then(|p| p.api_rpm) else { return Ok(()) };
-        self.buckets
+        let Some(rpm) = self.0.plans().0.get(&tenant.plan).and_then(|p| p.api_rpm) else { return Ok(()) };
+        self.0
+            .buckets
             .take(tenant.id, rpm, Instant::now())
             .map_err(|wait| Error::Throttled(wait.max(Duration::from_secs(1))))
     }

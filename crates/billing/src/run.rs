@@ -11,7 +11,7 @@
 //! the plan's limit from the month's costliest peak (each day's usage row keeps the largest
 //! size sampled that day) and the tax rate of the billing country. Invoices with nothing to pay are not created. Drafts are inserted `OR IGNORE`
 //! against the one-invoice-per-tenant-and-month index, then every draft of the month is
-//! finalised in slug order ([`Billing::finalise`]).
+//! finalised in slug order ([`crate::invoices::Invoices::finalise`]).
 //!
 //! **Idempotent**: a second run finds every tenant invoiced and creates nothing; a run killed
 //! between drafting and finalising leaves drafts that the next run finalises. Everything is
@@ -28,8 +28,8 @@ use silo_tenancy::{Error, Result};
 use crate::invoice::{self, Segment};
 use silo_core::time::day_number;
 
+use crate::Plan;
 use crate::period::{Period, day_of_timestamp};
-use crate::{Billing, Plan};
 
 /// What a run did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -80,7 +80,7 @@ struct Draft {
     tax_bp: u32,
 }
 
-impl Billing {
+impl crate::invoices::Invoices {
     /// Invoices every tenant for `period` (which must have ended); see the module docs.
     pub async fn run(&self, period: Period, actor: &str) -> Result<RunSummary> {
         let started = Instant::now();
@@ -91,7 +91,7 @@ impl Billing {
                 period.next().date(1)
             )));
         }
-        let control = self.tenancy().control().reader();
+        let control = self.0.tenancy().control().reader();
         let (start, end) = (period.start(), period.end());
         let tenants: Vec<Billed> = sqlx::query_as(
             "SELECT id, slug, created_at, deleted_at FROM tenants
@@ -155,7 +155,7 @@ impl Billing {
             match self.draft(period, tenant, plans, days, current_seats) {
                 Ok(Some((currency, segments, overage_gb, overage_price))) => {
                     let country = countries.get(&tenant.id).map(String::as_str).unwrap_or("");
-                    let tax_bp = self.settings().tax_rate(country);
+                    let tax_bp = self.0.settings().tax_rate(country);
                     let amounts =
                         invoice::compute(period.days(), &segments, overage_gb, overage_price, tax_bp);
                     if amounts.total == 0 {
@@ -174,7 +174,7 @@ impl Billing {
              WHERE invoices.period = ?1 AND invoices.kind = 'invoice' AND invoices.status = 'draft' ORDER BY tenants.slug",
         )
         .bind(period.to_string())
-        .fetch_all(self.tenancy().control().writer())
+        .fetch_all(self.0.tenancy().control().writer())
         .await?;
         let finalised = self.finalise(&pending, actor).await?;
         summary.finalised = finalised.len();
@@ -184,7 +184,7 @@ impl Billing {
         let numbers = finalised.iter().filter_map(|i| i.number);
         summary.numbers = numbers.clone().min().zip(numbers.max());
         summary.seconds = started.elapsed().as_secs_f64();
-        let mut tx = self.tenancy().control().writer().begin().await?;
+        let mut tx = self.0.tenancy().control().writer().begin().await?;
         let detail = serde_json::json!({
             "period": summary.period, "created": summary.created, "finalised": summary.finalised,
             "skipped": summary.skipped.len(),
@@ -214,7 +214,7 @@ impl Billing {
             return Ok(None);
         }
         let terms =
-            |name: &str| self.plans().get(name).map_err(|_| format!("its plan `{name}` is not configured"));
+            |name: &str| self.0.plans().get(name).map_err(|_| format!("its plan `{name}` is not configured"));
         // The day each plan was first taken: trials count from there.
         let mut first_taken: HashMap<&str, i64> = HashMap::new();
         for (plan, since) in plans {
@@ -330,7 +330,7 @@ impl Billing {
             )
             .bind(serde_json::Value::Array(rows).to_string())
             .bind(period.to_string())
-            .execute(self.tenancy().control().writer())
+            .execute(self.0.tenancy().control().writer())
             .await?;
             created += inserted.rows_affected() as usize;
         }

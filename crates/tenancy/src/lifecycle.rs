@@ -257,7 +257,7 @@ impl Tenants {
     }
 
     /// Changes a tenant's plan (the name as given: which plans exist is billing's to check,
-    /// `silo_billing::Billing::change_plan`). Its storage limit applies to the open handle at
+    /// `silo_billing::Subscriptions::change`). Its storage limit applies to the open handle at
     /// once.
     pub async fn set_plan(&self, id: TenantId, plan: &str, actor: &str) -> Result<Tenant> {
         let tenant = self.0.control().set_plan(id, plan, actor).await;

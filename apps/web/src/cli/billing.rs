@@ -96,7 +96,7 @@ impl BillingCommand {
         match self {
             Self::Run { period, json } => {
                 let period: Period = period.parse()?;
-                let summary = billing.run(period, &actor()).await?;
+                let summary = billing.invoices().run(period, &actor()).await?;
                 if json {
                     return print_json(&summary);
                 }
@@ -128,10 +128,10 @@ impl BillingCommand {
                 let status = status.map(|s| s.parse()).transpose()?;
                 let filter = InvoiceFilter { period, tenant, status, issued_only: false, limit: 0 };
                 if csv {
-                    crate::output::out(&billing.invoices_csv(&filter).await?);
+                    crate::output::out(&billing.invoices().csv(&filter).await?);
                     return Ok(());
                 }
-                let invoices = billing.invoices(&filter).await?;
+                let invoices = billing.invoices().list(&filter).await?;
                 if json {
                     return print_json(&invoices);
                 }
@@ -155,7 +155,7 @@ impl BillingCommand {
                 );
             }
             Self::Show { invoice, json } => {
-                let invoice = billing.invoice(&invoice).await?;
+                let invoice = billing.invoices().get(&invoice).await?;
                 if json {
                     return print_json(&invoice);
                 }
@@ -172,11 +172,11 @@ impl BillingCommand {
                 crate::say!("  {:<50} {:>16}", "total", invoice.total_text());
             }
             Self::Pay { invoice, reference } => {
-                let paid = billing.record_payment(&invoice, &reference, &actor()).await?;
+                let paid = billing.invoices().record_payment(&invoice, &reference, &actor()).await?;
                 crate::say!("{} paid ({}) by {}", paid.title(), paid.total_text(), paid.slug);
             }
             Self::Void { invoice } => {
-                let (void, credit) = billing.void(&invoice, &actor()).await?;
+                let (void, credit) = billing.invoices().void(&invoice, &actor()).await?;
                 crate::say!(
                     "{} is void; {} cancels it ({})",
                     void.title(),
@@ -186,7 +186,7 @@ impl BillingCommand {
             }
             Self::Dunning { json } => {
                 let now = silo_core::time::utc_now();
-                let summary = billing.dunning(now.as_str(), &actor()).await?;
+                let summary = billing.dunning().run(now.as_str(), &actor()).await?;
                 if json {
                     return print_json(&summary);
                 }
@@ -203,7 +203,7 @@ impl BillingCommand {
             }
             Self::Contact { tenant, name, email, address, country, tax_id } => {
                 let tenant = billing.tenancy().tenant(&tenant.parse::<TenantRef>()?).await?;
-                let mut profile = billing.profile(tenant.id).await?;
+                let mut profile = billing.profiles().get(tenant.id).await?;
                 let changes = [
                     (&mut profile.name, name),
                     (&mut profile.email, email),
@@ -218,8 +218,11 @@ impl BillingCommand {
                         changed = true;
                     }
                 }
-                let profile: BillingProfile =
-                    if changed { billing.set_profile(tenant.id, profile, &actor()).await? } else { profile };
+                let profile: BillingProfile = if changed {
+                    billing.profiles().set(tenant.id, profile, &actor()).await?
+                } else {
+                    profile
+                };
                 print_json(&profile)?;
             }
         }

@@ -115,8 +115,10 @@ impl TenantCommand {
         let tenancy = billing.tenancy();
         match self {
             Self::Create { slug, name, region, plan, format } => {
-                let tenant =
-                    billing.create_tenant(CreateTenant { slug, name, region, plan }, None, &actor()).await?;
+                let tenant = billing
+                    .subscriptions()
+                    .create_tenant(CreateTenant { slug, name, region, plan }, None, &actor())
+                    .await?;
                 if format.json {
                     print_json(&tenant)?;
                 } else {
@@ -152,7 +154,7 @@ impl TenantCommand {
                 crate::say!("resumed tenant {}", tenant.slug);
             }
             Self::SetPlan { tenant, plan } => {
-                let tenant = billing.change_plan(&parse_ref(&tenant)?, &plan, &actor()).await?;
+                let tenant = billing.subscriptions().change(&parse_ref(&tenant)?, &plan, &actor()).await?;
                 crate::say!("tenant {} is on plan {}", tenant.slug, tenant.plan);
             }
             Self::Delete { tenant, purge } => {

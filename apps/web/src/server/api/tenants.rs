@@ -115,7 +115,8 @@ async fn create_tenant(
         None => None,
     };
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
-    let tenant = state(&req).billing.create_tenant(request, owner.as_ref(), &op.0.email).await?;
+    let tenant =
+        state(&req).billing.subscriptions().create_tenant(request, owner.as_ref(), &op.0.email).await?;
     Ok(HttpResponse::Created().json(tenant))
 }
 
@@ -169,7 +170,7 @@ async fn update_tenant(
         tenant = tenancy.tenants().rename(tenant.id, name, actor).await?;
     }
     if let Some(plan) = &body.plan {
-        tenant = state(&req).billing.change_plan(&TenantRef::Id(tenant.id), plan, actor).await?;
+        tenant = state(&req).billing.subscriptions().change(&TenantRef::Id(tenant.id), plan, actor).await?;
     }
     let target = TenantRef::Id(tenant.id);
     tenant = match body.status.as_deref() {

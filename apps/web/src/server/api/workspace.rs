@@ -43,8 +43,8 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
         return Err(ApiError(Failure::not_found()));
     }
     let billing = &state(req).billing;
-    billing.admit_api_request(&admitted.tenant)?;
-    billing.record_request(admitted.tenant.id, &principal.user_id);
+    billing.limits().admit_api_request(&admitted.tenant)?;
+    billing.metering().record(admitted.tenant.id, &principal.user_id);
     let etag = (req.method() == actix_web::http::Method::GET).then(|| admitted.etag(accounts));
     if let Some(etag) = &etag
         && crate::server::error::matches_if_none_match(req, etag)
@@ -139,7 +139,7 @@ async fn create_project(
     body: Body<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
-    let id = state(&req).billing.create_project(
+    let id = state(&req).billing.limits().create_project(
         &ws.tenant,
         &ws.db,
         &body.name,

@@ -70,7 +70,7 @@ async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQue
     let keep =
         serde_urlencoded::to_string(ListQuery { page: None, ..query.into_inner() }).unwrap_or_default();
     Page::new("admin/tenants.html")
-        .with("money", &state(&req).billing.overview().await?)
+        .with("money", &state(&req).billing.invoices().overview().await?)
         .with("plans", &state(&req).billing.plans().names().collect::<Vec<_>>())
         .with("tenants", &rows)
         .with("total", &total)
@@ -133,7 +133,12 @@ async fn provision_page(
         },
         None => None,
     };
-    let tenant = match state(&req).billing.create_tenant(request, owner.as_ref(), &op.session.email).await {
+    let tenant = match state(&req)
+        .billing
+        .subscriptions()
+        .create_tenant(request, owner.as_ref(), &op.session.email)
+        .await
+    {
         Ok(tenant) => tenant,
         Err(e) if e.is_user_error() => return Ok(see_other_with_flash("/admin", "error", &e.to_string())),
         Err(e) => return Err(e.into()),
@@ -189,19 +194,20 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     let billing = &state(&req).billing;
     let now = silo_core::time::utc_now();
     let invoices: Vec<_> = billing
-        .invoices(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), limit: 24, ..Default::default() })
+        .invoices()
+        .list(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), limit: 24, ..Default::default() })
         .await?
         .iter()
         .map(|i| super::billing::shown(i, now.as_str()))
         .collect();
     Page::new("admin/tenant.html")
         .with("invoices", &invoices)
-        .with("contact", &billing.profile(tenant.id).await?)
+        .with("contact", &billing.profiles().get(tenant.id).await?)
         .with("countries", &silo_billing::countries::by_name())
         .with("plans", &billing.plans().names().collect::<Vec<_>>())
         .with(
             "usage_chart",
-            &super::charts::requests_per_day(&state(&req).billing.usage_days(tenant.id, 30).await?),
+            &super::charts::requests_per_day(&state(&req).billing.metering().days(tenant.id, 30).await?),
         )
         .with("backups", &backups)
         .with("restorable", &restorable)
@@ -259,7 +265,8 @@ async fn act_page(
         "resume" => tenancy.tenants().resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
         "plan" => state(&req)
             .billing
-            .change_plan(&reference, form.plan.trim(), actor)
+            .subscriptions()
+            .change(&reference, form.plan.trim(), actor)
             .await
             .map(|t| format!("Plan changed to {}.", t.plan)),
         "delete" => tenancy

@@ -86,12 +86,15 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let now = now();
     // Drafts are the billing run's working state, not documents the customer has received.
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
-    let invoices: Vec<_> = billing.invoices(&filter).await?.iter().map(|i| shown(i, &now)).collect();
+    let invoices: Vec<_> = billing.invoices().list(&filter).await?.iter().map(|i| shown(i, &now)).collect();
     page("workspace/billing.html", &ws, "billing")
-        .with("usage", &billing.usage(&ws.tenant, Some(&ws.db)).await?)
-        .with("usage_chart", &super::charts::requests_per_day(&billing.usage_days(ws.tenant.id, 30).await?))
+        .with("usage", &billing.limits().usage(&ws.tenant, Some(&ws.db)).await?)
+        .with(
+            "usage_chart",
+            &super::charts::requests_per_day(&billing.metering().days(ws.tenant.id, 30).await?),
+        )
         .with("plans", &choosable(billing, &ws.tenant.plan))
-        .with("contact", &billing.profile(ws.tenant.id).await?)
+        .with("contact", &billing.profiles().get(ws.tenant.id).await?)
         .with("countries", &silo_billing::countries::by_name())
         .with("invoices", &invoices)
         .render(&req)
@@ -103,14 +106,14 @@ async fn invoices_csv(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, Pa
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
-    let body = state(&req).billing.invoices_csv(&filter).await?;
+    let body = state(&req).billing.invoices().csv(&filter).await?;
     Ok(csv(body, &format!("{}-invoices.csv", ws.tenant.slug)))
 }
 
 /// The invoice `id` if it is this tenant's and not a draft; otherwise 404 (another tenant's
 /// invoice does not exist from here).
 async fn own_invoice(req: &HttpRequest, tenant: TenantId, id: &str) -> Result<Invoice, PageError> {
-    match state(req).billing.invoice(id).await {
+    match state(req).billing.invoices().get(id).await {
         Ok(i) if i.tenant_id == tenant.to_string() && i.status != InvoiceStatus::Draft => Ok(i),
         Ok(_) | Err(silo_tenancy::Error::UnknownInvoice(_)) => Err(Failure::not_found().into()),
         Err(e) => Err(e.into()),
@@ -163,7 +166,8 @@ async fn set_contact(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Co
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
     let back = format!("{}billing", home(&ws));
-    let saved = state(&req).billing.set_profile(ws.tenant.id, form.into(), me.session.email.as_str()).await;
+    let saved =
+        state(&req).billing.profiles().set(ws.tenant.id, form.into(), me.session.email.as_str()).await;
     flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
 }
 
@@ -208,7 +212,8 @@ async fn admin_invoices(req: HttpRequest, _op: Operator, query: web::Query<Invoi
     let billing = &state(&req).billing;
     let now = now();
     let invoices: Vec<_> = billing
-        .invoices(&InvoiceFilter { limit: 500, ..filter })
+        .invoices()
+        .list(&InvoiceFilter { limit: 500, ..filter })
         .await?
         .iter()
         .map(|i| shown(i, &now))
@@ -218,7 +223,7 @@ async fn admin_invoices(req: HttpRequest, _op: Operator, query: web::Query<Invoi
         .with("invoices", &invoices)
         .with("csv_query", &csv_query)
         .with("query", &query.into_inner())
-        .with("overview", &billing.overview().await?)
+        .with("overview", &billing.invoices().overview().await?)
         .render(&req)
         .await
 }
@@ -232,12 +237,12 @@ async fn admin_invoices_csv(
     let filter = query.filter(&req).await?;
     let name =
         format!("invoices{}.csv", filter.period.as_deref().map(|p| format!("-{p}")).unwrap_or_default());
-    Ok(csv(state(&req).billing.invoices_csv(&filter).await?, &name))
+    Ok(csv(state(&req).billing.invoices().csv(&filter).await?, &name))
 }
 
 #[get("/admin/invoices/{id}")]
 async fn admin_invoice(req: HttpRequest, _op: Operator, id: web::Path<String>) -> PageResult {
-    let invoice = state(&req).billing.invoice(&id).await?;
+    let invoice = state(&req).billing.invoices().get(&id).await?;
     invoice_view(&req, &invoice, "/admin/invoices", true).await
 }
 
@@ -260,13 +265,13 @@ async fn admin_invoice_action(
     let actor = op.session.email.as_str();
     match action.as_str() {
         "pay" => {
-            let paid = billing.record_payment(&id, &form.reference, actor).await;
+            let paid = billing.invoices().record_payment(&id, &form.reference, actor).await;
             flash_outcome_with(&back, paid, |i| {
                 Ok(see_other_with_flash(&back, "ok", &format!("{} is marked paid.", i.title())))
             })
         }
         "void" => {
-            let voided = billing.void(&id, actor).await;
+            let voided = billing.invoices().void(&id, actor).await;
             flash_outcome_with(&back, voided, |(i, credit)| {
                 let message = format!("{} is void; {} cancels it.", i.title(), credit.title());
                 Ok(see_other_with_flash(&back, "ok", &message))
@@ -286,6 +291,6 @@ async fn admin_contact(
     let id: TenantId = tenant.parse().map_err(|_| Failure::not_found())?;
     let tenant = state(&req).tenancy.tenants().by_id(id).await?;
     let back = format!("/admin/tenants/{}", tenant.id);
-    let saved = state(&req).billing.set_profile(tenant.id, form.into(), op.session.email.as_str()).await;
+    let saved = state(&req).billing.profiles().set(tenant.id, form.into(), op.session.email.as_str()).await;
     flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
 }

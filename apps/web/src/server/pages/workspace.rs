@@ -52,7 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
     let ws = enter(&state(req).accounts, slug, &me.session.user_id).await?;
-    state(req).billing.record_request(ws.tenant.id, &me.session.user_id);
+    state(req).billing.metering().record(ws.tenant.id, &me.session.user_id);
     Ok(ws)
 }
 
@@ -64,7 +64,7 @@ async fn entered_for_read(req: &HttpRequest, me: &SignedIn) -> Result<Entered, P
     let slug = req.match_info().get("slug").unwrap_or_default();
     let accounts = &state(req).accounts;
     let admitted = admit(accounts, slug, &me.session.user_id).await?;
-    state(req).billing.record_request(admitted.tenant.id, &me.session.user_id);
+    state(req).billing.metering().record(admitted.tenant.id, &me.session.user_id);
     let etag = if take_flash(req).is_none() {
         let operator = accounts.users().is_operator(&me.session.user_id).await?;
         Some(page_etag(&admitted.etag(accounts), &me.session, operator))
@@ -143,8 +143,13 @@ struct ProjectForm {
 async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProjectForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
     let creator = ws.member_id()?;
-    let created =
-        state(&req).billing.create_project(&ws.tenant, &ws.db, &form.name, &form.description, creator);
+    let created = state(&req).billing.limits().create_project(
+        &ws.tenant,
+        &ws.db,
+        &form.name,
+        &form.description,
+        creator,
+    );
     flash_outcome_with(&home(&ws), created, |id| {
         Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created."))
     })
@@ -403,7 +408,8 @@ async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<In
         return Ok(see_other_with_flash(&back, "error", &message));
     }
     let links = &state(&req).links;
-    let invited = state(&req).billing.invite(&ws.tenant, &form.email, role, &inviter, links.origin()).await;
+    let invited =
+        state(&req).billing.limits().invite(&ws.tenant, &form.email, role, &inviter, links.origin()).await;
     if matches!(&invited, Err(e) if e.is_user_error()) {
         // Refused before any email: it does not count.
         state(&req).invite_throttle.refund(&form.email, &workspace);
@@ -514,7 +520,8 @@ async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Pl
     let actor = me.session.email.as_str();
     let changed = state(&req)
         .billing
-        .choose_plan(&silo_core::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
+        .subscriptions()
+        .choose(&silo_core::TenantRef::Id(ws.tenant.id), form.plan.trim(), actor)
         .await;
     flash_outcome_with(&back, changed, |tenant| {
         Ok(see_other_with_flash(&back, "ok", &format!("This workspace is now on the {} plan.", tenant.plan)))
