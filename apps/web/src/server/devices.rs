@@ -26,7 +26,7 @@ fn cookie_name(req: &HttpRequest) -> &'static str {
 
 /// The keyed hash of an address, as the cookie holds it.
 async fn mark(req: &HttpRequest, email: &str) -> Option<String> {
-    let key = state(req).tenancy.master_key().await.ok()?.derive(PURPOSE);
+    let key = state(req).tenancy().master_key().await.ok()?.derive(PURPOSE);
     Some(key.mac_hex(format!("device:{}", email.trim().to_lowercase()).as_bytes()))
 }
 

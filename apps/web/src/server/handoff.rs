@@ -35,11 +35,15 @@ async fn issue(
     let app = state(&req);
     let slug = TenantSlug::parse(&query.to).map_err(|_| Failure::not_found())?;
     // Membership first: someone outside the workspace learns nothing about it.
-    let tenant = app.tenancy.resolve(&slug).await.map_err(|_| Failure::not_found())?;
-    app.accounts.memberships().role(tenant.id, &me.session.user_id).await?.ok_or_else(Failure::not_found)?;
+    let tenant = app.tenancy().resolve(&slug).await.map_err(|_| Failure::not_found())?;
+    app.accounts()
+        .memberships()
+        .role(tenant.id, &me.session.user_id)
+        .await?
+        .ok_or_else(Failure::not_found)?;
     let next = safe_next(query.next.as_deref());
     let token = app
-        .accounts
+        .accounts()
         .handoffs()
         .issue(&me.session, tenant.id, &query.state, &next)
         .await
@@ -70,10 +74,10 @@ async fn redeem(req: HttpRequest, query: web::Query<RedeemQuery>) -> Result<Http
     };
     let nonce = req.cookie(STATE_COOKIE).map(|c| c.value().to_owned()).ok_or_else(expired)?;
     let app = state(&req);
-    let tenant = app.tenancy.resolve(&slug).await.map_err(|_| Failure::not_found())?;
+    let tenant = app.tenancy().resolve(&slug).await.map_err(|_| Failure::not_found())?;
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let redeemed = app
-        .accounts
+        .accounts()
         .handoffs()
         .redeem(&query.token, tenant.id, &nonce, user_agent, &client_addr(&req), app.session_ttl())
         .await?

@@ -36,10 +36,10 @@ const LAG_WARNING: std::time::Duration = std::time::Duration::from_secs(30);
 /// writes answer a clear error when full).
 #[get("/readyz")]
 async fn readyz(app: web::Data<AppState>) -> HttpResponse {
-    match app.tenancy.ping().await {
+    match app.tenancy().ping().await {
         Ok(()) => {
             let mut body = "ready\n".to_owned();
-            if let Ok(space) = app.tenancy.disk_space()
+            if let Ok(space) = app.tenancy().disk_space()
                 && space.is_low()
             {
                 tracing::warn!(available = space.available, total = space.total, "disk space low");
@@ -49,7 +49,7 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
                     space.total / 1_000_000
                 ));
             }
-            let lag = app.tenancy.backups().logs().lag();
+            let lag = app.tenancy().backups().logs().lag();
             if lag.oldest_unshipped_ms >= LAG_WARNING.as_millis() as u64 {
                 body.push_str(&format!(
                     "warning: continuous backup is {:.0} s behind: {} tenants, {} KB not in the backup store\n",
@@ -58,7 +58,7 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
                     lag.unshipped_bytes / 1000
                 ));
             }
-            let control_behind = app.tenancy.backups().control_copies().behind_seconds();
+            let control_behind = app.tenancy().backups().control_copies().behind_seconds();
             if control_behind >= LAG_WARNING.as_secs_f64() {
                 body.push_str(&format!(
                     "warning: the control plane's changes of the last {control_behind:.0} s are not in the backup store\n"
@@ -82,11 +82,11 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     if let Some(refusal) = metrics_refusal(&req, &app) {
         return refusal;
     }
-    let mut body = app.tenancy.cache().stats().to_prometheus();
-    body.push_str(&app.tenancy.backups().scheduler_status().to_prometheus());
-    body.push_str(&app.tenancy.backups().logs().lag().to_prometheus());
-    body.push_str(&app.tenancy.backups().control_copies().to_prometheus());
-    if let Ok(space) = app.tenancy.disk_space() {
+    let mut body = app.tenancy().cache().stats().to_prometheus();
+    body.push_str(&app.tenancy().backups().scheduler_status().to_prometheus());
+    body.push_str(&app.tenancy().backups().logs().lag().to_prometheus());
+    body.push_str(&app.tenancy().backups().control_copies().to_prometheus());
+    if let Ok(space) = app.tenancy().disk_space() {
         body.push_str("# HELP silo_disk_available_bytes Free bytes on the data directory's file system.\n# TYPE silo_disk_available_bytes gauge\n");
         body.push_str(&format!("silo_disk_available_bytes {}\n", space.available));
     }
@@ -96,7 +96,7 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     body.push_str(&format!(
         "silo_build_info{{version=\"{}\",sqlite=\"{}\"}} 1\n",
         env!("CARGO_PKG_VERSION"),
-        app.tenancy.sqlite_version()
+        app.tenancy().sqlite_version()
     ));
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(body)
 }

@@ -38,7 +38,7 @@ pub async fn current_session(req: &HttpRequest) -> Result<Option<Session>, Failu
         return Ok(session.clone());
     }
     let session = match session_secret(req) {
-        Some(secret) => state(req).accounts.sessions().find(&secret).await?,
+        Some(secret) => state(req).accounts().sessions().find(&secret).await?,
         None => None,
     };
     req.extensions_mut().insert(Looked(session.clone()));
@@ -140,7 +140,7 @@ impl FromRequest for Operator {
         let signed_in = SignedIn::from_request(&req, payload);
         Box::pin(async move {
             let SignedIn { session } = signed_in.await?;
-            if state(&req).accounts.users().is_operator(&session.user_id).await.map_err(PageError::from)? {
+            if state(&req).accounts().users().is_operator(&session.user_id).await.map_err(PageError::from)? {
                 Ok(Operator { session })
             } else {
                 Err(PageError(Failure::not_found()).into())

@@ -1,4 +1,5 @@
-//! What every handler shares: the tenancy layer, the throttles, the links and the web settings.
+//! What every handler shares: the domain (billing, over the accounts and the fleet), the
+//! throttles, the links and the web settings.
 
 use std::time::Duration;
 
@@ -13,11 +14,8 @@ use super::links::Links;
 
 /// Application state (one per server, shared by every worker).
 pub struct AppState {
-    /// The fleet: control plane, tenants, handles, backups.
-    pub tenancy: Tenancy,
-    /// The people: users, sessions, tokens, memberships, the outbox.
-    pub accounts: Accounts,
-    /// Plans and their limits.
+    /// Money — and through it the people ([`AppState::accounts`]) and the fleet
+    /// ([`AppState::tenancy`]): held once.
     pub billing: Billing,
     /// Password checks (sign-in, and the password asked again to change it or to delete the
     /// account): per client, per account and client, and a delay per account that a known
@@ -53,8 +51,6 @@ impl AppState {
         links: Links,
         metrics_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Self> {
-        let accounts = billing.accounts().clone();
-        let tenancy = accounts.tenancy().clone();
         let throttle = Throttle::new(ThrottlePolicy {
             per_account: web.login_failures_per_account,
             per_client: web.login_failures_per_client,
@@ -86,12 +82,10 @@ impl AppState {
             guard: AccountGuard::Limit,
         });
         let proxies = Proxies::from_settings(&web.proxies())?;
-        let limits = &tenancy.settings().exports;
+        let limits = &billing.tenancy().settings().exports;
         let downloads =
             super::downloads::Downloads::new(limits.downloads_per_link, limits.downloads_per_client);
         Ok(Self {
-            tenancy,
-            accounts,
             billing,
             throttle,
             api_throttle,
@@ -104,6 +98,16 @@ impl AppState {
             metrics_addr,
             web,
         })
+    }
+
+    /// The fleet: control plane, tenants, handles, backups.
+    pub fn tenancy(&self) -> &Tenancy {
+        self.billing.tenancy()
+    }
+
+    /// The people: users, sessions, tokens, memberships, the outbox.
+    pub fn accounts(&self) -> &Accounts {
+        self.billing.accounts()
     }
 
     /// How long a new session lives.

@@ -38,7 +38,7 @@ impl FromRequest for Bearer {
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             let principal = match token {
-                Some(token) if !token.is_empty() => app.accounts.tokens().authenticate(token).await?,
+                Some(token) if !token.is_empty() => app.accounts().tokens().authenticate(token).await?,
                 _ => None,
             };
             match principal {

@@ -30,7 +30,7 @@ async fn export_tenant(
     id: web::Path<String>,
     _params: web::Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let reference = id.parse().map_err(|_| ApiError(Failure::not_found()))?;
     let tenant = tenancy.tenant(&reference).await?;
     if tenant.status == silo_tenancy::TenantStatus::Deleted {
@@ -62,7 +62,7 @@ async fn download_export(
     link: web::Query<LinkParams>,
 ) -> Result<HttpResponse, ApiError> {
     let app = state(&req);
-    let path = app.tenancy.exports().open_link(&id, link.expires, &link.signature).await?;
+    let path = app.tenancy().exports().open_link(&id, link.expires, &link.signature).await?;
     let client = client_addr(&req);
     let Some(slot) = app.downloads.admit(&id, &client) else {
         let failure = Failure::new(
@@ -97,7 +97,7 @@ async fn get_job(
     _op: OperatorToken,
     id: web::Path<String>,
 ) -> Result<web::Json<Job>, ApiError> {
-    Ok(web::Json(state(&req).tenancy.jobs().get(&id).await?))
+    Ok(web::Json(state(&req).tenancy().jobs().get(&id).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -123,5 +123,5 @@ async fn list_jobs(
         .map(|s| JobStatus::try_from(s.to_owned()))
         .transpose()
         .map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
-    Ok(web::Json(state(&req).tenancy.jobs().list(status, limit(params.limit)).await?))
+    Ok(web::Json(state(&req).tenancy().jobs().list(status, limit(params.limit)).await?))
 }

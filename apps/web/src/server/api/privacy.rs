@@ -59,7 +59,7 @@ async fn export_subject(
     _params: web::Query<NoParams>,
     body: Body<Subject>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = state(&req).accounts.subjects().start_export(&body.email, op.0.email.as_str()).await?;
+    let started = state(&req).accounts().subjects().start_export(&body.email, op.0.email.as_str()).await?;
     Ok(accepted(started.job().clone()))
 }
 
@@ -86,7 +86,7 @@ async fn erase_subject(
     params: web::Query<EraseParams>,
     body: Body<Subject>,
 ) -> Result<HttpResponse, ApiError> {
-    let subjects = state(&req).accounts.subjects();
+    let subjects = state(&req).accounts().subjects();
     if params.dry_run.unwrap_or(false) {
         return Ok(HttpResponse::Ok().json(subjects.plan_erasure(&body.email).await?));
     }

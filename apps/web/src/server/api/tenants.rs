@@ -74,7 +74,7 @@ async fn list_tenants(
         offset,
         limit,
     };
-    let (tenants, total) = state(&req).tenancy.tenants().search(&query).await?;
+    let (tenants, total) = state(&req).tenancy().tenants().search(&query).await?;
     let next = offset + tenants.len() as i64;
     let next_cursor = (next < total && !tenants.is_empty()).then(|| next.to_string());
     Ok(web::Json(TenantPage { items: tenants, next_cursor, total }))
@@ -107,7 +107,7 @@ async fn create_tenant(
     _params: web::Query<NoParams>,
     body: Body<NewTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let accounts = &state(&req).accounts;
+    let accounts = state(&req).accounts();
     let body = body.0;
     silo_core::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
     let owner = match &body.owner_email {
@@ -133,7 +133,7 @@ async fn get_tenant(
     _op: OperatorToken,
     id: web::Path<String>,
 ) -> Result<web::Json<Tenant>, ApiError> {
-    Ok(web::Json(state(&req).tenancy.tenant(&reference(&id)?).await?))
+    Ok(web::Json(state(&req).tenancy().tenant(&reference(&id)?).await?))
 }
 
 /// Changes to a tenant; absent fields stay.
@@ -160,7 +160,7 @@ async fn update_tenant(
     _params: web::Query<NoParams>,
     body: Body<TenantChanges>,
 ) -> Result<web::Json<Tenant>, ApiError> {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let mut tenant = tenancy.tenant(&reference(&id)?).await?;
     if tenant.status == TenantStatus::Deleted {
         return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
@@ -205,7 +205,7 @@ async fn delete_tenant(
     id: web::Path<String>,
     params: web::Query<DeleteParams>,
 ) -> Result<web::Json<Tenant>, ApiError> {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let tenant = tenancy.tenant(&reference(&id)?).await?;
     let target = TenantRef::Id(tenant.id);
     let actor = op.0.email.as_str();
@@ -229,7 +229,7 @@ async fn restorable(
     _op: OperatorToken,
     id: web::Path<String>,
 ) -> Result<web::Json<silo_tenancy::backup::restore::Restorable>, ApiError> {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let tenant = tenancy.tenant(&reference(&id)?).await?;
     Ok(web::Json(tenancy.backups().restorable(&tenant).await?))
 }
@@ -277,7 +277,7 @@ async fn restore_tenant(
     _params: web::Query<NoParams>,
     body: Body<RestoreRequest>,
 ) -> Result<web::Json<RestoreOutcome>, ApiError> {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let target = reference(&id)?;
     let actor = op.0.email.as_str();
     // An empty `as_slug` is a mistake, not a request to restore in place.

@@ -37,7 +37,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// tenant's file (after the rate check and metering, like any request).
 async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Entered, ApiError> {
     let principal = &bearer.0;
-    let accounts = &state(req).accounts;
+    let accounts = state(req).accounts();
     let admitted = admit(accounts, slug, &principal.user_id).await?;
     if principal.tenant != Some(admitted.tenant.id) {
         return Err(ApiError(Failure::not_found()));

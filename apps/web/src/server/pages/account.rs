@@ -56,7 +56,7 @@ async fn home_page(req: HttpRequest) -> PageResult {
     let mut page = Page::new("home.html");
     if let Some(session) = current_session(&req).await? {
         page = page
-            .with("workspaces", &state(&req).accounts.memberships().workspaces_of(&session.user_id).await?);
+            .with("workspaces", &state(&req).accounts().memberships().workspaces_of(&session.user_id).await?);
     }
     page.render(&req).await
 }
@@ -132,12 +132,12 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
         workspace_name: form.workspace.clone(),
         slug: form.slug.clone(),
     };
-    match app.accounts.signups().start(&request, app.links.origin()).await {
+    match app.accounts().signups().start(&request, app.links.origin()).await {
         Ok(()) => {
             let email = silo_accounts::Email::parse(&form.email).map(|e| e.to_string()).unwrap_or_default();
             Page::new("signup.html")
                 .with("sent", &email)
-                .with("log_delivery", &app.accounts.settings().smtp.host.is_none())
+                .with("log_delivery", &app.accounts().settings().smtp.host.is_none())
                 .render(&req)
                 .await
         }
@@ -161,7 +161,7 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
 
 #[get("/signup/confirm/{token}")]
 async fn confirm_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
-    let pending = state(&req).accounts.signups().pending(&token).await?;
+    let pending = state(&req).accounts().signups().pending(&token).await?;
     link_page("signup_confirm.html", "pending", &pending, &token, None).render(&req).await
 }
 
@@ -178,7 +178,7 @@ async fn confirm_page(
     token: web::Path<String>,
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let accounts = &state(&req).accounts;
+    let accounts = state(&req).accounts();
     match accounts.signups().confirm(&token, &form.workspace, &form.slug).await {
         Ok((user, tenant)) => {
             // The browser that confirmed the address is the owner's: a known device.
@@ -206,7 +206,7 @@ async fn start_session(req: &HttpRequest, user_id: &str, location: &str) -> Page
     let app = state(req);
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let new = app
-        .accounts
+        .accounts()
         .sessions()
         .create(user_id, user_agent, &client_addr(req), app.session_ttl(), None)
         .await?;
@@ -259,7 +259,7 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
         );
         return Ok(response);
     }
-    match app.accounts.users().authenticate(&form.email, &form.password).await? {
+    match app.accounts().users().authenticate(&form.email, &form.password).await? {
         Some(user) => {
             app.throttle.succeeded(&form.email, &client);
             let mut response = start_session(&req, &user.id, &next).await?;
@@ -282,7 +282,7 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
 #[post("/logout")]
 async fn logout_page(req: HttpRequest, _form: CsrfForm<NoFields>) -> PageResult {
     if let Some(secret) = session_secret(&req) {
-        state(&req).accounts.sessions().revoke(&secret).await?;
+        state(&req).accounts().sessions().revoke(&secret).await?;
     }
     let on_workspace_host = req.extensions().get::<WorkspaceHost>().is_some();
     let mut response = if on_workspace_host {
@@ -295,7 +295,7 @@ async fn logout_page(req: HttpRequest, _form: CsrfForm<NoFields>) -> PageResult 
 }
 
 async fn account_view(req: &HttpRequest, signed_in: &SignedIn) -> Result<Page, PageError> {
-    let accounts = &state(req).accounts;
+    let accounts = state(req).accounts();
     let user_id = &signed_in.session.user_id;
     Ok(Page::new("account.html")
         .with("sessions", &accounts.sessions().of_user(user_id).await?)
@@ -319,7 +319,7 @@ struct ProfileForm {
 async fn update_profile(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProfileForm>) -> PageResult {
     flash_outcome(
         "/account",
-        state(&req).accounts.users().update_profile(&me.session.user_id, &form.display_name).await,
+        state(&req).accounts().users().update_profile(&me.session.user_id, &form.display_name).await,
         "Profile saved.",
     )
 }
@@ -339,7 +339,7 @@ async fn change_password(
     password_check_allowed(&req, &me.session.email).await?;
     let app = state(&req);
     let result = app
-        .accounts
+        .accounts()
         .users()
         .change_password(&me.session.user_id, &form.current, &form.new, Some(&me.session.id))
         .await;
@@ -351,7 +351,7 @@ async fn change_password(
 
 #[post("/account/sessions/revoke-all")]
 async fn revoke_all_sessions(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
-    state(&req).accounts.sessions().revoke_all(&me.session.user_id).await?;
+    state(&req).accounts().sessions().revoke_all(&me.session.user_id).await?;
     let mut response = see_other_with_flash("/login", "ok", "You are signed out everywhere.");
     sign_out_browser(&mut response);
     Ok(response)
@@ -364,7 +364,7 @@ async fn revoke_session(
     id: web::Path<String>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    state(&req).accounts.sessions().revoke_id(&me.session.user_id, &id).await?;
+    state(&req).accounts().sessions().revoke_id(&me.session.user_id, &id).await?;
     Ok(see_other_with_flash("/account", "ok", "That session is signed out."))
 }
 
@@ -379,7 +379,7 @@ struct TokenForm {
 /// Creates a personal token for one workspace and shows it once.
 #[post("/account/tokens")]
 async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<TokenForm>) -> PageResult {
-    let accounts = &state(&req).accounts;
+    let accounts = state(&req).accounts();
     let slug = TenantSlug::parse(&form.workspace).map_err(|_| Failure::not_found())?;
     let lifetime = match form.expires_days.trim() {
         "" => None,
@@ -414,7 +414,7 @@ async fn revoke_token(
     id: web::Path<String>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    state(&req).accounts.tokens().revoke(&me.session.user_id, &id, &me.session.email).await?;
+    state(&req).accounts().tokens().revoke(&me.session.user_id, &id, &me.session.email).await?;
     Ok(see_other_with_flash("/account", "ok", "Token revoked."))
 }
 
@@ -423,7 +423,7 @@ async fn revoke_token(
 #[post("/account/export")]
 async fn export_my_data(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
     let email = me.session.email.as_str();
-    let started = state(&req).accounts.subjects().start_export(email, email).await;
+    let started = state(&req).accounts().subjects().start_export(email, email).await;
     flash_outcome_with("/account", started, |started| {
         let message = match started {
             Enqueued::New(_) => {
@@ -450,7 +450,7 @@ async fn delete_my_account(
     CsrfForm(form): CsrfForm<DeleteAccountForm>,
 ) -> PageResult {
     password_check_allowed(&req, &me.session.email).await?;
-    let closed = state(&req).accounts.subjects().close_account(&me.session.user_id, &form.password).await;
+    let closed = state(&req).accounts().subjects().close_account(&me.session.user_id, &form.password).await;
     flash_outcome_with("/account", closed, |_| {
         let message = "Your account is being deleted, with everything Silo holds about you.";
         let mut response = see_other_with_flash("/login", "ok", message);
@@ -477,7 +477,7 @@ async fn forgot_page(req: HttpRequest, CsrfForm(form): CsrfForm<EmailForm>) -> P
     // Each request sends an email: a few per account and client, then silently none.
     if app.reset_throttle.attempt(&form.email, &client, false).is_ok() {
         let base = app.links.origin();
-        app.accounts
+        app.accounts()
             .users()
             .request_password_reset(&form.email, base, std::time::Duration::from_secs(3600))
             .await?;
@@ -487,7 +487,7 @@ async fn forgot_page(req: HttpRequest, CsrfForm(form): CsrfForm<EmailForm>) -> P
 
 #[get("/password/reset/{token}")]
 async fn reset_form(req: HttpRequest, token: web::Path<String>) -> PageResult {
-    let valid = state(&req).accounts.users().password_reset_valid(&token).await?;
+    let valid = state(&req).accounts().users().password_reset_valid(&token).await?;
     Page::new("password_reset.html").with("valid", &valid).with("token", &token.as_str()).render(&req).await
 }
 
@@ -505,7 +505,7 @@ async fn reset_page(
     CsrfForm(form): CsrfForm<NewPasswordForm>,
 ) -> PageResult {
     let revoke_tokens = form.revoke_tokens.is_some();
-    match state(&req).accounts.users().reset_password(&token, &form.password, revoke_tokens).await {
+    match state(&req).accounts().users().reset_password(&token, &form.password, revoke_tokens).await {
         Ok(user) => {
             state(&req).throttle.succeeded(&user.email, &client_addr(&req));
             let message = if revoke_tokens {
@@ -530,12 +530,12 @@ async fn reset_page(
 
 #[get("/invitations/{token}")]
 async fn invitation_page(req: HttpRequest, token: web::Path<String>) -> PageResult {
-    let invitation = state(&req).accounts.invitations().find(&token).await?;
+    let invitation = state(&req).accounts().invitations().find(&token).await?;
     link_page("invitation.html", "invitation", &invitation, &token, None).render(&req).await
 }
 
 async fn invitation_error(req: &HttpRequest, token: &str, message: &str) -> PageResult {
-    let invitation = state(req).accounts.invitations().find(token).await?;
+    let invitation = state(req).accounts().invitations().find(token).await?;
     link_page("invitation.html", "invitation", &invitation, token, Some(message)).render(req).await
 }
 
@@ -546,7 +546,7 @@ async fn accept_invitation(
     token: web::Path<String>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    let accounts = &state(&req).accounts;
+    let accounts = state(&req).accounts();
     let user = accounts.users().by_id(&me.session.user_id).await?;
     match accounts.invitations().accept(&token, &user).await {
         Ok(slug) => Ok(see_other_with_flash(&format!("/w/{slug}/"), "ok", "Welcome to the workspace.")),
@@ -570,7 +570,7 @@ async fn signup_and_accept(
     CsrfForm(form): CsrfForm<InviteeForm>,
 ) -> PageResult {
     let app = state(&req);
-    let accounts = &app.accounts;
+    let accounts = &app.accounts();
     let Some(invitation) = accounts.invitations().find(&token).await? else {
         return invitation_error(&req, &token, "This invitation is no longer valid.").await;
     };
@@ -603,11 +603,11 @@ async fn undelete_workspace(
     let app = state(&req);
     let reference: TenantRef = slug.parse().map_err(|_| Failure::not_found())?;
     // Only its owners, and they see the same 404 as anyone for a workspace they do not own.
-    let role = app.accounts.memberships().role_in(&reference, &me.session.user_id).await;
+    let role = app.accounts().memberships().role_in(&reference, &me.session.user_id).await;
     if !matches!(role, Ok(Some(Role::Owner))) {
         return Err(Failure::not_found().into());
     }
-    let restored = app.tenancy.tenants().undelete(&reference, &me.session.email).await;
+    let restored = app.tenancy().tenants().undelete(&reference, &me.session.email).await;
     flash_outcome_with("/", restored, |tenant| {
         Ok(see_other_with_flash(&format!("/w/{}/", tenant.slug), "ok", "The workspace is back."))
     })

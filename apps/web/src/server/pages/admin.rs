@@ -49,7 +49,7 @@ fn nonempty(value: &Option<String>) -> Option<String> {
 
 #[get("/admin")]
 async fn tenants_page(req: HttpRequest, _op: Operator, query: web::Query<ListQuery>) -> PageResult {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let (page, offset) = page_offset(query.page, PER_PAGE);
     let status = match nonempty(&query.status) {
         Some(s) => Some(s.parse::<TenantStatus>().map_err(|_| Failure::invalid("unknown status"))?),
@@ -113,7 +113,7 @@ async fn provision_page(
     op: Operator,
     CsrfForm(form): CsrfForm<ProvisionForm>,
 ) -> PageResult {
-    let accounts = &state(&req).accounts;
+    let accounts = state(&req).accounts();
     let request = CreateTenant {
         slug: form.slug.trim().to_owned(),
         name: nonempty(&Some(form.name)),
@@ -152,8 +152,8 @@ fn tenant_id(raw: &str) -> Result<TenantId, Failure> {
 
 #[get("/admin/tenants/{id}")]
 async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> PageResult {
-    let tenancy = &state(&req).tenancy;
-    let accounts = &state(&req).accounts;
+    let tenancy = state(&req).tenancy();
+    let accounts = state(&req).accounts();
     let tenant = tenancy.tenants().by_id(tenant_id(&id)?).await?;
     let path = tenancy.tenant_path(&tenant)?;
     let bytes = silo_storage::sqlite::database_size(&path);
@@ -251,7 +251,7 @@ async fn act_page(
     path: web::Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> PageResult {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let (id, action) = path.into_inner();
     let id = tenant_id(&id)?;
     let tenant = tenancy.tenants().by_id(id).await?;
@@ -373,7 +373,7 @@ async fn act_page(
 
 #[get("/admin/fleet")]
 async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let histogram = tenancy.fleet().schema_histogram().await?;
     let widest = histogram.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
     let bars: Vec<serde_json::Value> = histogram
@@ -405,7 +405,7 @@ struct AuditQuery {
 #[get("/admin/audit")]
 async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuery>) -> PageResult {
     let action = nonempty(&query.action);
-    let entries = state(&req).tenancy.audit_log(query.before, action.as_deref(), PER_PAGE + 1).await?;
+    let entries = state(&req).tenancy().audit_log(query.before, action.as_deref(), PER_PAGE + 1).await?;
     let more = entries.len() as i64 > PER_PAGE;
     let entries: Vec<_> = entries.into_iter().take(PER_PAGE as usize).collect();
     Page::new("admin/audit.html")
@@ -427,7 +427,7 @@ async fn jobs_page(req: HttpRequest, _op: Operator, query: web::Query<JobsQuery>
     let status = nonempty(&query.status);
     let filter =
         status.clone().map(JobStatus::try_from).transpose().map_err(|e| Failure::invalid(e.to_string()))?;
-    let jobs = state(&req).tenancy.jobs().list(filter, 100).await?;
+    let jobs = state(&req).tenancy().jobs().list(filter, 100).await?;
     Page::new("admin/jobs.html").with("jobs", &jobs).with("status", &status).render(&req).await
 }
 
@@ -442,7 +442,7 @@ struct RequestsQuery {
 #[get("/admin/requests")]
 async fn requests_page(req: HttpRequest, _op: Operator, query: web::Query<RequestsQuery>) -> PageResult {
     let all = query.show.as_deref() == Some("all");
-    let requests = state(&req).accounts.subjects().requests(!all, 200).await?;
+    let requests = state(&req).accounts().subjects().requests(!all, 200).await?;
     Page::new("admin/requests.html")
         .with("requests", &requests)
         .with("all", &all)
@@ -460,7 +460,7 @@ async fn job_action(
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
     let (id, action) = path.into_inner();
-    let jobs = state(&req).tenancy.jobs();
+    let jobs = state(&req).tenancy().jobs();
     let actor = op.session.email.as_str();
     let done = match action.as_str() {
         "cancel" => jobs.cancel(&id, actor).await,

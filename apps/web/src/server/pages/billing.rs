@@ -195,7 +195,7 @@ impl InvoiceQuery {
         let tenant = match given(&self.tenant) {
             Some(t) => Some(
                 state(req)
-                    .tenancy
+                    .tenancy()
                     .tenant(&t.parse::<TenantRef>().map_err(silo_tenancy::Error::from)?)
                     .await?
                     .id,
@@ -289,7 +289,7 @@ async fn admin_contact(
     CsrfForm(form): CsrfForm<ContactForm>,
 ) -> PageResult {
     let id: TenantId = tenant.parse().map_err(|_| Failure::not_found())?;
-    let tenant = state(&req).tenancy.tenants().by_id(id).await?;
+    let tenant = state(&req).tenancy().tenants().by_id(id).await?;
     let back = format!("/admin/tenants/{}", tenant.id);
     let saved = state(&req).billing.profiles().set(tenant.id, form.into(), op.session.email.as_str()).await;
     flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))

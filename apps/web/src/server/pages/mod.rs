@@ -75,7 +75,7 @@ impl Page {
     pub async fn render(mut self, req: &HttpRequest) -> Result<HttpResponse, PageError> {
         let session = current_session(req).await?;
         if let Some(session) = &session {
-            let operator = state(req).accounts.users().is_operator(&session.user_id).await?;
+            let operator = state(req).accounts().users().is_operator(&session.user_id).await?;
             self.context.insert(
                 "me",
                 &serde_json::json!({ "name": session.display_name, "email": session.email, "operator": operator }),

@@ -51,7 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
-    let ws = enter(&state(req).accounts, slug, &me.session.user_id).await?;
+    let ws = enter(state(req).accounts(), slug, &me.session.user_id).await?;
     state(req).billing.metering().record(ws.tenant.id, &me.session.user_id);
     Ok(ws)
 }
@@ -62,7 +62,7 @@ pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered,
 /// to be shown: that page is rendered and not kept.
 async fn entered_for_read(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
-    let accounts = &state(req).accounts;
+    let accounts = state(req).accounts();
     let admitted = admit(accounts, slug, &me.session.user_id).await?;
     state(req).billing.metering().record(admitted.tenant.id, &me.session.user_id);
     let etag = if take_flash(req).is_none() {
@@ -364,7 +364,7 @@ async fn member_list(req: HttpRequest, me: SignedIn, query: web::Query<MemberQue
     let ws = entered(&req, &me).await?;
     let (list, more) = split_page(members::list(&ws.db, query.after, PER_PAGE + 1)?, PER_PAGE);
     let invitations = if ws.require(Role::Admin).is_ok() {
-        state(&req).accounts.invitations().pending(ws.tenant.id).await?
+        state(&req).accounts().invitations().pending(ws.tenant.id).await?
     } else {
         Vec::new()
     };
@@ -390,7 +390,7 @@ struct InviteForm {
 async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<InviteForm>) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Admin)?;
-    let accounts = &state(&req).accounts;
+    let accounts = state(&req).accounts();
     let back = format!("{}members", home(&ws));
     let inviter = accounts.users().by_id(&me.session.user_id).await?;
     let role: Role = match form.role.parse() {
@@ -441,7 +441,7 @@ async fn change_role(
         Ok(role) => role,
         Err(e) => return Ok(see_other_with_flash(&back, "error", &e.to_string())),
     };
-    let memberships = state(&req).accounts.memberships();
+    let memberships = state(&req).accounts().memberships();
     memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     // The role rules (owners by owners only, the last owner kept) are the accounts crate's.
     flash_outcome(
@@ -463,7 +463,7 @@ async fn remove_member(
     if !leaving {
         ws.require(Role::Admin)?;
     }
-    let memberships = state(&req).accounts.memberships();
+    let memberships = state(&req).accounts().memberships();
     memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(Failure::not_found)?;
     let back = format!("{}members", home(&ws));
     flash_outcome_with(&back, memberships.remove(&ws.tenant, &path.1, me.acting()).await, |()| {
@@ -483,7 +483,7 @@ async fn revoke_invitation(
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Admin)?;
-    if !state(&req).accounts.invitations().revoke(ws.tenant.id, &path.1).await? {
+    if !state(&req).accounts().invitations().revoke(ws.tenant.id, &path.1).await? {
         return Err(Failure::not_found().into());
     }
     Ok(see_other_with_flash(&format!("{}members", home(&ws)), "ok", "Invitation withdrawn."))
@@ -492,7 +492,7 @@ async fn revoke_invitation(
 #[get("/settings")]
 async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let tenancy = &state(&req).tenancy;
+    let tenancy = state(&req).tenancy();
     let grace_days = tenancy.settings().tenants.deletion_grace_days;
     let exports = match ws.role {
         Role::Owner => tenancy.jobs().of_tenant(TENANT_EXPORT, ws.tenant.id, 5).await?,
@@ -535,7 +535,7 @@ async fn export_workspace(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFiel
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
     let back = format!("{}settings", home(&ws));
-    let started = state(&req).tenancy.exports().start(ws.tenant.id, &me.session.email).await;
+    let started = state(&req).tenancy().exports().start(ws.tenant.id, &me.session.email).await;
     flash_outcome_with(&back, started, |started| {
         let message = match started {
             Enqueued::New(_) => "Export started: its download link appears below when it is ready.",
@@ -559,7 +559,7 @@ async fn rename_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Re
     let back = format!("{}settings", home(&ws));
     flash_outcome(
         &back,
-        state(&req).tenancy.tenants().rename(ws.tenant.id, &form.name, &me.session.email).await,
+        state(&req).tenancy().tenants().rename(ws.tenant.id, &form.name, &me.session.email).await,
         "Workspace renamed.",
     )
 }
@@ -590,8 +590,8 @@ async fn delete_workspace(
     }
     let id = silo_core::TenantRef::Id(ws.tenant.id);
     drop(ws);
-    state(&req).tenancy.tenants().delete(&id, &me.session.email).await?;
-    let grace_days = state(&req).tenancy.settings().tenants.deletion_grace_days;
+    state(&req).tenancy().tenants().delete(&id, &me.session.email).await?;
+    let grace_days = state(&req).tenancy().settings().tenants.deletion_grace_days;
     let message = format!("The workspace is deleted. You can undo this here for {grace_days} days.");
     Ok(see_other_with_flash("/", "ok", &message))
 }
