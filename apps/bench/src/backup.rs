@@ -179,7 +179,7 @@ async fn breakdown(tenancy: &Tenancy, tenants: &[Tenant], dir: &Path) -> anyhow:
         let sealed = key.seal(&compressed, b"bench");
         times[2] += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let digest = silo_storage::backup::sha256_hex(&sealed);
+        let digest = silo_core::tokens::sha256_hex(&sealed);
         times[3] += t.elapsed().as_secs_f64();
         let t = Instant::now();
         scratch.put(&format!("b/{i}-{}", &digest[..8]), sealed).await?;

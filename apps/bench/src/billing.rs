@@ -5,10 +5,10 @@
 //!    /api/v1/w/{slug}/tasks?limit=20`, bearer token) one after the other in each round, each
 //!    going first equally often; the figure is the median over rounds of on/off (target: within
 //!    3 %), beside off-again/off, which measures nothing but the machine's noise. Then one
-//!    `record_request` call is timed in a loop against a request's CPU time.
+//!    `Metering::record` call is timed in a loop against a request's CPU time.
 //! 2. **The billing run at scale**: `--tenants` control-plane rows (no files: the run reads
 //!    only `control.db`) on the `business` plan since three months ago, each with a member,
-//!    then `Billing::run` for last month, timed (target: under 60 s for 100,000), and a
+//!    then `Invoices::run` for last month, timed (target: under 60 s for 100,000), and a
 //!    second run, which must create nothing.
 
 use std::path::Path;
@@ -120,7 +120,7 @@ async fn metering(dir: &Path, args: &BillingArgs) -> anyhow::Result<()> {
     let ns = started.elapsed().as_nanos() as f64 / calls as f64;
     let cpu_us = cpu / (3 * args.rounds) as f64;
     println!(
-        "record_request: {ns:.0} ns a call; a request costs {cpu_us:.0} µs of CPU (server and load generator): {:.3} % of it",
+        "Metering::record: {ns:.0} ns a call; a request costs {cpu_us:.0} µs of CPU (server and load generator): {:.3} % of it",
         100.0 * ns / (cpu_us * 1000.0)
     );
     for (_, _, handle) in servers {

@@ -105,15 +105,10 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
         stats.capacity, cache.page_cache_kib
     );
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let addr = listener.local_addr()?;
-    let server = silo_web::server::start(
+    let (addr, handle) = crate::measure::serve_in_process(
         silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
-        listener,
     )?;
-    let handle = server.handle();
-    tokio::spawn(server);
     tenancy.backup_store().await?;
     let scheduler = tokio::spawn(tenancy.clone().backups().run_scheduler(interval, std::future::pending()));
 

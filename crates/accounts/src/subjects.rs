@@ -9,8 +9,7 @@ use std::io::Write;
 
 use serde_json::json;
 use silo_core::{TenantRef, Timestamp};
-use silo_jobs::Enqueued;
-use silo_jobs::{JobContext, JobError, Outcome, Workers};
+use silo_jobs::{Enqueued, JobContext, JobError, Outcome, Workers};
 use silo_tenancy::{Error, Result, TenantStatus};
 
 use crate::users::Email;

@@ -28,17 +28,17 @@ pub struct DunningSummary {
 }
 
 /// Reminders and suspension over overdue invoices (from [`Billing::dunning`]).
-#[derive(Clone)]
-pub struct Dunning(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Dunning<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// Reminders and suspension over overdue invoices.
-    pub fn dunning(&self) -> Dunning {
-        Dunning(self.clone())
+    pub fn dunning(&self) -> Dunning<'_> {
+        Dunning(self)
     }
 }
 
-impl Dunning {
+impl Dunning<'_> {
     /// One dunning pass over the open invoices at `now` (a timestamp; the job passes the
     /// current time).
     pub async fn run(&self, now: &str, actor: &str) -> Result<DunningSummary> {

@@ -210,17 +210,17 @@ fn csv_field(text: &str) -> String {
 }
 
 /// Invoices: the monthly run, numbers, payments, credit notes, CSV, the overview (from [`Billing::invoices`]).
-#[derive(Clone)]
-pub struct Invoices(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Invoices<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// Invoices: the monthly run, numbers, payments, credit notes, CSV, the overview.
-    pub fn invoices(&self) -> Invoices {
-        Invoices(self.clone())
+    pub fn invoices(&self) -> Invoices<'_> {
+        Invoices(self)
     }
 }
 
-impl Invoices {
+impl Invoices<'_> {
     /// An invoice by id, or by number (all digits).
     pub async fn get(&self, key: &str) -> Result<Invoice> {
         let (sql, bind) = match key.parse::<i64>() {

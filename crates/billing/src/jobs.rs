@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use silo_jobs::NewJob;
-use silo_jobs::{JobContext, JobError, Outcome, Workers};
+use silo_jobs::{JobContext, JobError, NewJob, Outcome, Workers};
 use silo_tenancy::Result;
 
 use crate::Billing;
@@ -45,17 +44,17 @@ async fn dunning(billing: Billing, ctx: JobContext) -> Outcome {
 }
 
 /// The monthly billing run and the daily dunning, as jobs (from [`Billing::schedule`]).
-#[derive(Clone)]
-pub struct Schedule(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Schedule<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// The monthly billing run and the daily dunning, as jobs.
-    pub fn schedule(&self) -> Schedule {
-        Schedule(self.clone())
+    pub fn schedule(&self) -> Schedule<'_> {
+        Schedule(self)
     }
 }
 
-impl Schedule {
+impl Schedule<'_> {
     /// Enqueues what is due and not yet enqueued: last month's billing run, today's dunning
     /// pass. Returns the jobs enqueued.
     pub async fn due(&self) -> Result<Vec<String>> {

@@ -128,17 +128,17 @@ impl Billing {
 }
 
 /// Which plan each tenant is on: provisioning on a plan, owners' and operators' changes (from [`Billing::subscriptions`]).
-#[derive(Clone)]
-pub struct Subscriptions(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Subscriptions<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// Which plan each tenant is on: provisioning on a plan, owners' and operators' changes.
-    pub fn subscriptions(&self) -> Subscriptions {
-        Subscriptions(self.clone())
+    pub fn subscriptions(&self) -> Subscriptions<'_> {
+        Subscriptions(self)
     }
 }
 
-impl Subscriptions {
+impl Subscriptions<'_> {
     /// Provisions a tenant on a plan that exists (the default plan, `free`, when none is given),
     /// with `owner` as its owner when given: tenant, file and owner as one operation.
     pub async fn create_tenant(

@@ -10,17 +10,17 @@ use silo_tenancy::{Error, Result, Tenant, TenantDb};
 use crate::Billing;
 
 /// What a tenant's plan allows: seats, projects, API requests per minute (from [`Billing::limits`]).
-#[derive(Clone)]
-pub struct Limits(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Limits<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// What a tenant's plan allows: seats, projects, API requests per minute.
-    pub fn limits(&self) -> Limits {
-        Limits(self.clone())
+    pub fn limits(&self) -> Limits<'_> {
+        Limits(self)
     }
 }
 
-impl Limits {
+impl Limits<'_> {
     /// Invites `email` into `tenant` if its plan has a seat left (members and pending
     /// invitations count); the count and the invitation are one statement, so two concurrent
     /// invitations cannot both take the last seat (see
@@ -94,7 +94,7 @@ pub struct Usage {
     pub projects: Option<i64>,
 }
 
-impl Limits {
+impl Limits<'_> {
     /// How much of its plan a tenant uses (`db`: its open handle, to count projects).
     pub async fn usage(&self, tenant: &Tenant, db: Option<&TenantDb>) -> Result<Usage> {
         let path = self.0.tenancy().tenant_path(tenant)?;

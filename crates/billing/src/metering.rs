@@ -46,17 +46,17 @@ pub struct UsageDay {
 }
 
 /// Requests and active users per tenant and day (from [`Billing::metering`]).
-#[derive(Clone)]
-pub struct Metering(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Metering<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// Requests and active users per tenant and day.
-    pub fn metering(&self) -> Metering {
-        Metering(self.clone())
+    pub fn metering(&self) -> Metering<'_> {
+        Metering(self)
     }
 }
 
-impl Metering {
+impl Metering<'_> {
     /// Counts one request by account `user` for `tenant` (the request path: a lock, an add,
     /// and a set lookup that allocates only for the day's first request by that account).
     pub fn record(&self, tenant: TenantId, user: &str) {

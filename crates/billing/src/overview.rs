@@ -34,7 +34,7 @@ pub struct Overview {
     pub tenants_by_plan: BTreeMap<String, i64>,
 }
 
-impl crate::invoices::Invoices {
+impl crate::invoices::Invoices<'_> {
     /// The overview at this moment.
     pub async fn overview(&self) -> Result<Overview> {
         let control = self.0.tenancy().control().reader();

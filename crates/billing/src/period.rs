@@ -1,6 +1,6 @@
 //! A billing period: one calendar month (UTC), `YYYY-MM`, and the day arithmetic invoices need
 //! (days in the month, which day of it a timestamp falls on, a date's day number), over the
-//! civil-date day numbers of `silo_tenancy::time`, so no date library is needed for this.
+//! civil-date day numbers of `silo_core::time`, so no date library is needed for this.
 
 use std::fmt;
 use std::str::FromStr;

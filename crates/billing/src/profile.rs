@@ -66,17 +66,17 @@ impl BillingProfile {
 }
 
 /// Tenants' billing contacts (from [`Billing::profiles`]).
-#[derive(Clone)]
-pub struct Profiles(pub(crate) Billing);
+#[derive(Clone, Copy)]
+pub struct Profiles<'a>(pub(crate) &'a Billing);
 
 impl Billing {
     /// Tenants' billing contacts.
-    pub fn profiles(&self) -> Profiles {
-        Profiles(self.clone())
+    pub fn profiles(&self) -> Profiles<'_> {
+        Profiles(self)
     }
 }
 
-impl Profiles {
+impl Profiles<'_> {
     /// A tenant's billing contact (blank when never set).
     pub async fn get(&self, tenant: TenantId) -> Result<BillingProfile> {
         Ok(sqlx::query_as(

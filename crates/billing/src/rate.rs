@@ -31,7 +31,7 @@ impl Buckets {
     }
 }
 
-impl crate::limits::Limits {
+impl crate::limits::Limits<'_> {
     /// Admits one API request for `tenant` under its plan's `api_rpm` (no limit: always);
     /// beyond it, `Error::Throttled` with the wait.
     pub fn admit_api_request(&self, tenant: &Tenant) -> Result<()> {

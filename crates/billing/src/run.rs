@@ -80,7 +80,7 @@ struct Draft {
     tax_bp: u32,
 }
 
-impl crate::invoices::Invoices {
+impl crate::invoices::Invoices<'_> {
     /// Invoices every tenant for `period` (which must have ended); see the module docs.
     pub async fn run(&self, period: Period, actor: &str) -> Result<RunSummary> {
         let started = Instant::now();

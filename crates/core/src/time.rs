@@ -1,8 +1,9 @@
 //! Time as Silo stores it: [`Timestamp`], UTC in RFC 3339 with milliseconds
 //! (`2026-11-30T07:33:51.123Z`), the text SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ')` writes.
 //! The fixed width makes text order time order, so stored times compare in SQL and in Rust
-//! alike. The [`Clock`] says what time it is: [`SystemClock`] in the product, [`TestClock`]
-//! where a test moves time by hand instead of sleeping or rewriting stored rows.
+//! alike. The [`Clock`] says what time it is: [`SystemClock`] reads the operating system,
+//! [`TestClock`] is moved by hand. (Most of Silo still takes "now" from SQLite's `strftime`;
+//! moving it onto a clock it is given is the next step.)
 
 use std::fmt;
 use std::sync::Arc;
@@ -74,13 +75,18 @@ impl Timestamp {
             Some(seconds) if seconds.len() == 19 => format!("{seconds}.000Z"),
             _ => text.to_owned(),
         };
-        Self::parse(&full).map_err(|e| {
+        let parsed = Self::parse(&full).map_err(|e| {
             if e.starts_with("not a real") {
                 format!("`{text}` is not a real date and time")
             } else {
                 format!("`{text}` is not a UTC time like 2026-12-05T10:42:13Z")
             }
-        })
+        })?;
+        // Before the Unix epoch nothing of Silo existed (and `from_unix_ms` clamps there).
+        if parsed.as_str() < "1970" {
+            return Err(format!("`{text}` is before 1970"));
+        }
+        Ok(parsed)
     }
 
     /// Milliseconds since the Unix epoch.
@@ -117,8 +123,8 @@ impl Timestamp {
     }
 }
 
-/// What time it is. Code that stores or compares "now" asks a clock it was given, so a test
-/// can move time (an invoice's due date, a session's lifetime, a grace period) by hand.
+/// What time it is. Code given a clock instead of reading the system's lets a test move time
+/// (an invoice's due date, a session's lifetime, a grace period) by hand.
 pub trait Clock: Send + Sync + 'static {
     /// Now.
     fn now(&self) -> Timestamp;
@@ -297,7 +303,15 @@ mod tests {
             Timestamp::parse_moment("2026-12-05T10:42:13.250Z").unwrap().unix_ms(),
             moment.unix_ms() + 250
         );
-        for bad in ["2026-13-05T10:42:13Z", "2026-02-30T10:42:13Z", "2026-12-05T25:00:00Z", "yesterday", ""] {
+        for bad in [
+            "2026-13-05T10:42:13Z",
+            "2026-02-30T10:42:13Z",
+            "2026-12-05T25:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "0000-01-01T00:00:00Z",
+            "yesterday",
+            "",
+        ] {
             assert!(Timestamp::parse_moment(bad).is_err(), "{bad:?}");
         }
         for bad in [

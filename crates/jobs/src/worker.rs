@@ -43,9 +43,7 @@ impl JobError {
     pub fn fatal(message: impl std::fmt::Display) -> Self {
         Self { message: message.to_string(), retryable: false }
     }
-}
 
-impl JobError {
     /// A failure of the given kind: the caller's doing (an unknown tenant, a wrong state) will
     /// not change by retrying; anything else may.
     pub fn of_kind(kind: silo_core::ErrorKind, message: impl std::fmt::Display) -> Self {

@@ -24,7 +24,7 @@ pub struct Packed {
     pub plain_size: u64,
 }
 
-pub use silo_core::tokens::sha256_hex;
+use silo_core::tokens::sha256_hex;
 
 /// Compresses and seals a snapshot (the bytes of a database, see
 /// [`crate::sqlite::snapshot_bytes`]); `context` binds the object to its tenant and backup id

@@ -28,7 +28,6 @@ pub mod sqlite;
 pub mod wal;
 
 pub use placement::{Placement, RegionName};
-pub use silo_core::Secret;
 pub use sqlite::{MIN_SQLITE_VERSION, SqliteTuning};
 
 use std::path::PathBuf;

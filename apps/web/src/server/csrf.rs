@@ -10,11 +10,11 @@ use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
+use silo_core::tokens::random_hex;
 
 use super::error::{Failure, PageError};
 use super::request::is_secure;
 use super::sessions::current_session;
-use silo_core::tokens::random_hex;
 
 const CSRF_COOKIE: &str = "silo_csrf";
 

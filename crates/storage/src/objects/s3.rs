@@ -37,7 +37,7 @@ pub struct S3Settings {
     /// Access key id; `AWS_ACCESS_KEY_ID` when absent.
     pub access_key_id: Option<String>,
     /// Secret key; `AWS_SECRET_ACCESS_KEY` when absent. Never printed.
-    pub secret_access_key: Option<crate::Secret>,
+    pub secret_access_key: Option<silo_core::Secret>,
     /// How many times a request is tried before it fails (SDK standard retries, with backoff).
     pub max_attempts: Option<u32>,
 }

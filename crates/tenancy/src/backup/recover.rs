@@ -177,7 +177,7 @@ impl Backups {
             kind: BackupKind::Scheduled,
             size: bytes.len() as i64,
             db_size: 0,
-            sha256: silo_storage::backup::sha256_hex(&bytes),
+            sha256: silo_core::tokens::sha256_hex(&bytes),
             schema_version: 0,
             object_key,
             verified_at: None,

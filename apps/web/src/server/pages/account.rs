@@ -570,7 +570,7 @@ async fn signup_and_accept(
     CsrfForm(form): CsrfForm<InviteeForm>,
 ) -> PageResult {
     let app = state(&req);
-    let accounts = &app.accounts();
+    let accounts = app.accounts();
     let Some(invitation) = accounts.invitations().find(&token).await? else {
         return invitation_error(&req, &token, "This invitation is no longer valid.").await;
     };
