@@ -216,29 +216,47 @@ pub mod owners {
     use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
     use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use parking_lot::Mutex;
 
     use crate::{Error, Result};
 
-    static OPEN: LazyLock<Mutex<HashMap<(u64, u64), PathBuf>>> = LazyLock::new(Mutex::default);
+    /// A file's identity: (device, inode).
+    type Key = (u64, u64);
+
+    /// Open files by identity: the path they were opened at, and the claim's number.
+    static OPEN: LazyLock<Mutex<HashMap<Key, (PathBuf, u64)>>> = LazyLock::new(Mutex::default);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
 
     /// A file held open by one connection; released when dropped.
     #[derive(Debug)]
     pub struct Claim {
-        key: (u64, u64),
+        key: Key,
+        number: u64,
     }
 
     /// Claims the file at `path` (it must exist).
     pub(crate) fn claim(path: &Path) -> Result<Claim> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io("read metadata of", path, e))?;
-        let key = (meta.dev(), meta.ino());
+        claim_key((meta.dev(), meta.ino()), path)
+    }
+
+    fn claim_key(key: Key, path: &Path) -> Result<Claim> {
         let mut open = OPEN.lock();
-        if let Some(holder) = open.get(&key) {
-            return Err(Error::AlreadyOpen(holder.clone()));
+        if let Some((holder, _)) = open.get(&key) {
+            // A holder whose path no longer leads to this inode had its file deleted while it
+            // was open (Silo never renames an open file): the inode was freed and reused by
+            // this new file, which no one has open. (A test's temporary directory removed under
+            // open handles did this.)
+            let same = std::fs::metadata(holder).is_ok_and(|m| (m.dev(), m.ino()) == key);
+            if same {
+                return Err(Error::AlreadyOpen(holder.clone()));
+            }
         }
-        open.insert(key, path.to_owned());
-        Ok(Claim { key })
+        let number = NEXT.fetch_add(1, Ordering::Relaxed);
+        open.insert(key, (path.to_owned(), number));
+        Ok(Claim { key, number })
     }
 
     /// Whether a connection of this process has the file at `path` open.
@@ -253,7 +271,36 @@ pub mod owners {
 
     impl Drop for Claim {
         fn drop(&mut self) {
-            OPEN.lock().remove(&self.key);
+            let mut open = OPEN.lock();
+            // Only its own entry: a stale claim must not release the file that reused its inode.
+            if open.get(&self.key).is_some_and(|(_, number)| *number == self.number) {
+                open.remove(&self.key);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_claim_on_a_deleted_file_does_not_block_the_file_that_reuses_its_inode() {
+            let dir = tempfile::tempdir().unwrap();
+            let (old, new) = (dir.path().join("old.db"), dir.path().join("new.db"));
+            std::fs::write(&old, b"").unwrap();
+            std::fs::write(&new, b"").unwrap();
+            // The old file's key for both, as when the kernel hands a deleted file's inode to a
+            // new one.
+            let meta = std::fs::metadata(&old).unwrap();
+            let key = (meta.dev(), meta.ino());
+            let stale = claim_key(key, &old).unwrap();
+            assert!(matches!(claim_key(key, &new), Err(Error::AlreadyOpen(_))), "the holder still exists");
+            std::fs::remove_file(&old).unwrap();
+            let current = claim_key(key, &new).unwrap();
+            drop(stale);
+            assert!(OPEN.lock().contains_key(&key), "the stale claim left the new one in place");
+            drop(current);
+            assert!(!OPEN.lock().contains_key(&key));
         }
     }
 }
