@@ -323,7 +323,7 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     // Another master key (another key file) cannot unwrap the tenant's data key.
     let mut other_settings = t.settings().clone();
     other_settings.backup.master_key_file = Some(other_settings.data_dir.join("other.key"));
-    let other = Tenancy::open(other_settings, silo_workspace::schema()).await.unwrap();
+    let other = Tenancy::open(other_settings, silo_web::schema::schema()).await.unwrap();
     let wrong = other.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
     assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
     let wrong = other
@@ -641,7 +641,7 @@ async fn point_in_time_restore_across_a_migration() {
     let settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     let tick = || tokio::time::sleep(Duration::from_millis(5));
     // The release before: the product's schema.
-    let before = Tenancy::open(settings.clone(), silo_workspace::schema()).await.unwrap();
+    let before = Tenancy::open(settings.clone(), silo_web::schema::schema()).await.unwrap();
     before.backups().logs().enable();
     let (tenant, project) = tenant_with_tasks(&before, "acme", 1).await;
     before.backups().ship_changes().await;
@@ -662,7 +662,8 @@ async fn point_in_time_restore_across_a_migration() {
         )
         .into_boxed_slice(),
     );
-    let schema = silo_tenancy::TenantSchema { migrations: next, ..silo_workspace::schema() };
+    let tenant_schema = silo_tenancy::TenantSchema { migrations: next, ..silo_workspace::schema() };
+    let schema = silo_tenancy::Schema { tenant: tenant_schema, ..silo_web::schema::schema() };
     let after = Tenancy::open(settings, schema).await.unwrap();
     after.backups().logs().enable();
     let summary = after.fleet().migrate(vec![tenant.clone()], next, 1, true, &|_| {}).await.unwrap();
@@ -800,7 +801,7 @@ async fn an_installation_is_rebuilt_from_the_store_and_the_master_key(store: Sto
     let again = recover_control(&settings).await.unwrap_err();
     assert!(again.to_string().contains("rebuilds an empty data directory"), "{again}");
 
-    let r = Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
+    let r = Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
     let _accounts = silo_accounts::Accounts::new(r.clone(), Default::default());
     let run = r.backups().recover_tenants("test").await.unwrap();
     assert!(run.failed.is_empty(), "{run:?}");
@@ -861,7 +862,7 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     assert!(refused.contains("backup store") && refused.contains("is not usable"), "{refused}");
     // …and a fleet that is already running (here without a server) retries the store at every
     // use and keeps serving its tenants meanwhile.
-    let t = &Tenancy::open(settings.fleet, silo_workspace::schema()).await.unwrap();
+    let t = &Tenancy::open(settings.fleet, silo_web::schema::schema()).await.unwrap();
     let opened = t.backup_store().await.unwrap_err();
     assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
@@ -1113,7 +1114,7 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
     // A fleet without a server: the application probes its store at start, and this store is
     // installed without that probe (it went down after start).
     let dir = tempfile::tempdir().unwrap();
-    let t = &Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), silo_workspace::schema())
+    let t = &Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), silo_web::schema::schema())
         .await
         .unwrap();
     let store = S3Store::new(&settings_for(dead)).unwrap();

@@ -50,7 +50,7 @@ fn template() -> &'static Path {
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             runtime().block_on(async {
-                let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), silo_workspace::schema())
+                let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), silo_web::schema::schema())
                     .await
                     .unwrap();
                 let accounts = Accounts::new(tenancy.clone(), Default::default());
@@ -173,7 +173,7 @@ impl World {
         let mut settings = Settings::for_data_dir(dir.path());
         settings.exports.per_day = 10_000;
         settings.exports.min_free_mb = 0;
-        let tenancy = Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
+        let tenancy = Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
         let accounts = Accounts::new(tenancy.clone(), Default::default());
         let mut plans = Plans::default();
         plans.0.insert(

@@ -209,7 +209,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     settings.data_dir = dir.to_owned();
     settings.cache.capacity = 1024;
     settings.regions.insert("moved".into(), RegionSettings { root: dir.join("regions/moved") });
-    let tenancy = Tenancy::open(settings, silo_workspace::schema()).await?;
+    let tenancy = Tenancy::open(settings, silo_web::schema::schema()).await?;
     let store = Arc::new(CountingStore::new(LocalStore::new(dir.join("objects"))));
     tenancy.backups().install_store(BackupStore::with_store(store.clone(), MasterKey::generate()))?;
 

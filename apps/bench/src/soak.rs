@@ -91,7 +91,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     settings.backup.schedule = true;
     settings.backup.interval = args.backup_interval.clone();
     let interval = settings.backup.interval()?;
-    let tenancy = Tenancy::open(settings, silo_workspace::schema()).await?;
+    let tenancy = Tenancy::open(settings, silo_web::schema::schema()).await?;
     let stats = tenancy.cache().stats();
     let cache = &tenancy.settings().cache;
     let worst_case = silo_tenancy::limits::worst_case_memory(stats.capacity, cache.page_cache_kib) as f64

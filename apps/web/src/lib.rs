@@ -9,10 +9,12 @@
 //!   shutdown signal; `silo serve` and the end-to-end tests both run it.
 //! - [`server`]: HTTP (pages, API, probes); [`cli`]: the commands; [`logging`]: tracing;
 //!   [`output`]: tables and JSON for the CLI.
+//! - [`schema`]: the control plane's migrations and the tenant schema, assembled for the fleet.
 
 pub mod cli;
 pub mod logging;
 pub mod output;
+pub mod schema;
 pub mod server;
 pub mod settings;
 pub mod startup;

@@ -81,7 +81,7 @@ impl Application {
         // Bound before anything is announced: a CLI started once the server says it listens
         // finds the socket (and waits in its backlog until the server accepts).
         let socket = crate::cli::remote::bind(&data_dir)?;
-        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
+        let tenancy = Tenancy::open(settings.fleet.clone(), crate::schema::schema()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");

@@ -29,6 +29,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use silo_core::erasure::ErasureStep;
 use silo_core::{TenantId, TenantRef};
 use silo_jobs::{JobContext, JobError, Outcome, Workers};
 use silo_tenancy::{Error, Result, Tenant, TenantStatus};
@@ -42,58 +43,60 @@ pub const SUBJECT_ERASE: &str = "subject.erase";
 /// (doubling, capped at 10 minutes) a tenant that stays unavailable is retried for hours.
 pub const ERASE_ATTEMPTS: i64 = 30;
 
-/// The control-plane rows erasure touches: what is reported, the rows (`?1` account id, `?2`
-/// address (stored lower-cased; free text is compared lower-cased), `?3` `subject:<keyed hash>`, `?4` this job's id, `?5` display name), and the
-/// `SET` clause (none: the rows are deleted). Sessions' hand-offs before sessions; the
-/// account row last (its foreign keys cascade to nothing left).
-const CONTROL_STEPS: &[(&str, &str, Option<&str>)] = &[
-    ("handoffs", "handoffs WHERE session_id IN (SELECT id_sha256 FROM sessions WHERE user_id = ?1)", None),
-    ("sessions", "sessions WHERE user_id = ?1", None),
-    ("api_tokens", "api_tokens WHERE user_id = ?1", None),
-    ("memberships", "memberships WHERE user_id = ?1", None),
-    ("membership_history", "membership_history WHERE user_id = ?1", None),
-    ("operators", "operators WHERE user_id = ?1", None),
-    ("password_resets", "password_resets WHERE user_id = ?1", None),
-    ("invitations", "invitations WHERE email = ?2", None),
+/// The rows of this crate's tables that erasure touches (see [`ErasureStep`] for the
+/// arguments): sessions' hand-offs before sessions; the account row ([`ACCOUNT_ROW`]) comes
+/// after every other crate's steps (its foreign keys cascade to nothing left).
+const STEPS: &[ErasureStep] = &[
+    ErasureStep {
+        table: "handoffs",
+        rows: "handoffs WHERE session_id IN (SELECT id_sha256 FROM sessions WHERE user_id = ?1)",
+        set: None,
+    },
+    ErasureStep { table: "sessions", rows: "sessions WHERE user_id = ?1", set: None },
+    ErasureStep { table: "api_tokens", rows: "api_tokens WHERE user_id = ?1", set: None },
+    ErasureStep { table: "memberships", rows: "memberships WHERE user_id = ?1", set: None },
+    ErasureStep { table: "membership_history", rows: "membership_history WHERE user_id = ?1", set: None },
+    ErasureStep { table: "operators", rows: "operators WHERE user_id = ?1", set: None },
+    ErasureStep { table: "password_resets", rows: "password_resets WHERE user_id = ?1", set: None },
+    ErasureStep { table: "invitations", rows: "invitations WHERE email = ?2", set: None },
     // Invitations they sent lose their sender and, still pending, are revoked: nobody vouches
     // for them any more (as when a member leaves).
-    (
-        "invitations",
-        "invitations WHERE invited_by = ?1",
-        Some(
+    ErasureStep {
+        table: "invitations",
+        rows: "invitations WHERE invited_by = ?1",
+        set: Some(
             "invited_by = NULL, revoked_at = CASE WHEN accepted_at IS NULL THEN coalesce(revoked_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ELSE revoked_at END",
         ),
-    ),
-    ("signups", "signups WHERE email = ?2", None),
-    ("outbox", "outbox WHERE recipient = ?2", None),
-    ("billing_profiles", "billing_profiles WHERE lower(email) = ?2", Some("email = ''")),
-    (
-        "outbox",
-        "outbox WHERE about_user_id = ?1",
-        Some("subject = '[erased]', body = '[erased]', about_user_id = NULL"),
-    ),
-    (
-        "outbox",
-        "outbox WHERE instr(lower(body), ?2) > 0 OR instr(lower(subject), ?2) > 0 \
-         OR (length(?5) >= 4 AND (instr(body, ?5) > 0 OR instr(subject, ?5) > 0))",
-        Some("subject = '[erased]', body = '[erased]'"),
-    ),
-    ("audit_log", "audit_log WHERE actor IN (?1, ?2)", Some("actor = ?3")),
-    (
-        "audit_log",
-        "audit_log WHERE json_extract(detail, '$.user') = ?1",
-        Some("detail = json_set(detail, '$.user', ?3)"),
-    ),
-    ("audit_log", "audit_log WHERE instr(lower(detail), ?2) > 0", Some("detail = '{}'")),
-    ("jobs", "jobs WHERE created_by IN (?1, ?2)", Some("created_by = ?3")),
-    (
-        "jobs",
-        "jobs WHERE id <> ?4 AND (instr(lower(payload), ?2) > 0 OR instr(lower(coalesce(result, '')), ?2) > 0 \
-         OR instr(lower(coalesce(last_error, '')), ?2) > 0)",
-        Some("payload = '{}', result = CASE WHEN result IS NULL THEN NULL ELSE '{}' END, last_error = NULL"),
-    ),
-    ("users", "users WHERE id = ?1", None),
+    },
+    ErasureStep { table: "signups", rows: "signups WHERE email = ?2", set: None },
+    ErasureStep { table: "outbox", rows: "outbox WHERE recipient = ?2", set: None },
+    ErasureStep {
+        table: "outbox",
+        rows: "outbox WHERE about_user_id = ?1",
+        set: Some("subject = '[erased]', body = '[erased]', about_user_id = NULL"),
+    },
+    ErasureStep {
+        table: "outbox",
+        rows: "outbox WHERE instr(lower(body), ?2) > 0 OR instr(lower(subject), ?2) > 0 \
+               OR (length(?5) >= 4 AND (instr(body, ?5) > 0 OR instr(subject, ?5) > 0))",
+        set: Some("subject = '[erased]', body = '[erased]'"),
+    },
 ];
+
+/// The account row itself: the last step.
+const ACCOUNT_ROW: ErasureStep = ErasureStep { table: "users", rows: "users WHERE id = ?1", set: None };
+
+/// Every step of an erasure, in order: this crate's, the audit log's and the job queue's
+/// (the crates below), those the crates above registered ([`crate::Accounts::add_erasure_steps`]),
+/// the account row last.
+fn steps(accounts: &crate::Accounts) -> Vec<ErasureStep> {
+    let mut steps = STEPS.to_vec();
+    steps.extend_from_slice(silo_core::audit::ERASURE_STEPS);
+    steps.extend_from_slice(silo_jobs::queue::ERASURE_STEPS);
+    steps.extend(accounts.registered_erasure_steps());
+    steps.push(ACCOUNT_ROW);
+    steps
+}
 
 /// The person erasure is about, with their ledger name.
 struct Subject {
@@ -122,26 +125,23 @@ async fn find(accounts: &crate::Accounts, email: &str) -> Result<Option<Subject>
 /// Every tenant the person ever belonged to (a member who left keeps their rows there), in
 /// any status (a purged one has nothing left to erase).
 async fn tenants_of(accounts: &crate::Accounts, user_id: &str) -> Result<Vec<Tenant>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT tenant_id FROM membership_history WHERE user_id = ?1
-         UNION SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY 1",
-    )
-    .bind(user_id)
-    .fetch_all(accounts.tenancy().control().writer())
-    .await?;
     let mut tenants = Vec::new();
-    for id in ids {
+    for id in tenant_ids_of(accounts, user_id).await? {
         let id: TenantId = id.parse()?;
         tenants.push(accounts.tenancy().tenant(&TenantRef::Id(id)).await?);
     }
     Ok(tenants)
 }
 
-/// The binding arguments of a control step, as many as its highest `?n` (SQLite counts
-/// parameters up to the highest index used).
-fn arguments<'a>(sql: &str, all: &'a [String; 5]) -> &'a [String] {
-    let used = (1..=all.len()).rev().find(|i| sql.contains(&format!("?{i}"))).unwrap_or(0);
-    &all[..used]
+/// The ids of every tenant the person belongs or ever belonged to.
+async fn tenant_ids_of(accounts: &crate::Accounts, user_id: &str) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT tenant_id FROM membership_history WHERE user_id = ?1
+         UNION SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY 1",
+    )
+    .bind(user_id)
+    .fetch_all(accounts.tenancy().control().writer())
+    .await?)
 }
 
 /// What erasing `email` would do: per tenant (by slug) and per control-plane table, counts.
@@ -163,13 +163,14 @@ pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serd
     }
     let args = control_arguments(&subject, "");
     let mut control = BTreeMap::<&str, i64>::new();
-    for (table, rows, _) in CONTROL_STEPS {
-        let sql = format!("SELECT count(*) FROM {rows}");
+    for step in steps(accounts) {
+        let sql = step.count();
         let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone()));
-        for arg in arguments(&sql, &args) {
+        for arg in ErasureStep::arguments(&sql, &args) {
             query = query.bind(arg);
         }
-        *control.entry(table).or_default() += query.fetch_one(accounts.tenancy().control().writer()).await?;
+        *control.entry(step.table).or_default() +=
+            query.fetch_one(accounts.tenancy().control().writer()).await?;
     }
     control.retain(|_, n| *n > 0);
     // The exports whose zip is still there (older ones were deleted when they expired).
@@ -200,17 +201,15 @@ fn control_arguments(subject: &Subject, job: &str) -> [String; 5] {
 /// The jobs whose export zip holds the person: their own subject exports, and exports of the
 /// tenants they ever belonged to.
 async fn export_jobs(accounts: &crate::Accounts, subject: &Subject) -> Result<Vec<String>> {
-    let ids = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE (kind = 'subject.export' AND lower(json_extract(payload, '$.email')) = ?2)
-            OR (kind = 'tenant.export' AND json_extract(payload, '$.tenant') IN
-                (SELECT tenant_id FROM membership_history WHERE user_id = ?1
-                 UNION SELECT tenant_id FROM memberships WHERE user_id = ?1))
-         ORDER BY id",
-    )
-    .bind(subject.user.id.to_string())
-    .bind(subject.user.email.to_string())
-    .fetch_all(accounts.tenancy().control().writer())
-    .await?;
+    let jobs = accounts.tenancy().jobs();
+    let email = subject.user.email.to_string();
+    let mut found =
+        jobs.with_payload(crate::subjects::SUBJECT_EXPORT, "$.email", &[&email], i64::MAX).await?;
+    let tenants: Vec<String> = tenant_ids_of(accounts, &subject.user.id).await?;
+    let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
+    found.extend(jobs.with_payload(silo_tenancy::jobs::TENANT_EXPORT, "$.tenant", &tenants, i64::MAX).await?);
+    let mut ids: Vec<String> = found.into_iter().map(|job| job.id).collect();
+    ids.sort();
     Ok(ids)
 }
 
@@ -340,17 +339,19 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
 /// Soft-deletes every live workspace the person is the only member of; returns their slugs.
 async fn close_unattended(accounts: &crate::Accounts, subject: &Subject, actor: &str) -> Result<Vec<String>> {
     let alone: Vec<String> = sqlx::query_scalar(
-        "SELECT m.tenant_id FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-         WHERE m.user_id = ?1 AND t.status IN ('active', 'suspended')
+        "SELECT m.tenant_id FROM memberships m WHERE m.user_id = ?1
            AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1)",
     )
     .bind(subject.user.id.to_string())
     .fetch_all(accounts.tenancy().control().writer())
     .await?;
+    let tenants = accounts.tenancy().control().tenants_by_ids(&alone).await?;
     let mut slugs = Vec::new();
-    for tenant in alone {
-        let deleted = accounts.tenancy().tenants().delete(&TenantRef::Id(tenant.parse()?), actor).await?;
-        slugs.push(deleted.slug.to_string());
+    for tenant in alone.iter().filter_map(|id| tenants.get(id)) {
+        if matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
+            let deleted = accounts.tenancy().tenants().delete(&TenantRef::Id(tenant.id), actor).await?;
+            slugs.push(deleted.slug.to_string());
+        }
     }
     Ok(slugs)
 }
@@ -363,19 +364,23 @@ async fn hand_over(accounts: &crate::Accounts, subject: &Subject, actor: &str) -
                 (SELECT u.email FROM memberships o JOIN users u ON u.id = o.user_id
                  WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1
                  ORDER BY o.role = 'admin' DESC, o.created_at, o.user_id LIMIT 1)
-         FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-         WHERE m.user_id = ?1 AND m.role = 'owner' AND t.status = 'active'
+         FROM memberships m
+         WHERE m.user_id = ?1 AND m.role = 'owner'
            AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.role = 'owner' AND o.user_id <> ?1)
            AND EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1)",
     )
     .bind(subject.user.id.to_string())
     .fetch_all(accounts.tenancy().control().writer())
     .await?;
+    let ids: Vec<String> = heirs.iter().map(|(id, _)| id.clone()).collect();
+    let tenants = accounts.tenancy().control().tenants_by_ids(&ids).await?;
     let mut slugs = Vec::new();
-    for (tenant, heir) in heirs {
-        let tenant = TenantRef::Id(tenant.parse()?);
-        accounts.memberships().add(&tenant, &heir, crate::Role::Owner, actor).await?;
-        slugs.push(accounts.tenancy().tenant(&tenant).await?.slug.to_string());
+    for (id, heir) in heirs {
+        let Some(tenant) = tenants.get(&id).filter(|t| t.status == TenantStatus::Active) else {
+            continue;
+        };
+        accounts.memberships().add(&TenantRef::Id(tenant.id), &heir, crate::Role::Owner, actor).await?;
+        slugs.push(tenant.slug.to_string());
     }
     Ok(slugs)
 }
@@ -389,25 +394,15 @@ async fn remove_records(
     let args = control_arguments(subject, job);
     let mut counts = BTreeMap::<&str, u64>::new();
     let mut tx = accounts.tenancy().control().writer().begin().await?;
-    for (table, rows, set) in CONTROL_STEPS {
-        let sql = match set {
-            None => format!("DELETE FROM {rows}"),
-            Some(set) => {
-                let (name, filter) = rows.split_once(" WHERE ").expect("a step names its rows");
-                format!("UPDATE {name} SET {set} WHERE {filter}")
-            }
-        };
+    for step in steps(accounts) {
+        let sql = step.statement();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-        for arg in arguments(&sql, &args) {
+        for arg in ErasureStep::arguments(&sql, &args) {
             query = query.bind(arg);
         }
-        *counts.entry(table).or_default() += query.execute(&mut *tx).await?.rows_affected();
+        *counts.entry(step.table).or_default() += query.execute(&mut *tx).await?.rows_affected();
     }
-    sqlx::query("UPDATE jobs SET payload = json_object('subject', ?2) WHERE id = ?1")
-        .bind(job)
-        .bind(&subject.hash)
-        .execute(&mut *tx)
-        .await?;
+    silo_jobs::queue::replace_payload_in(&mut tx, job, &json!({ "subject": subject.hash })).await?;
     silo_tenancy::Erasures::complete_in(&mut tx, &subject.hash).await?;
     let detail = json!({ "subject": subject.hash, "exports_deleted": exports });
     silo_tenancy::control::audit(&mut tx, &format!("job:{job}"), "subject.erase", None, &detail).await?;
@@ -429,17 +424,29 @@ pub(crate) async fn close_account(
     if accounts.users().authenticate(&user.email, password).await?.is_none() {
         return Err(Error::InvalidInput("That password is not right.".into()));
     }
-    let owned: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "SELECT t.id, t.name,
+    let counted: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT m.tenant_id,
                 (SELECT count(*) FROM memberships o WHERE o.tenant_id = m.tenant_id),
                 (SELECT count(*) FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.role = 'owner')
-         FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-         WHERE m.user_id = ?1 AND m.role = 'owner' AND t.status IN ('active', 'suspended', 'deleting')
-         ORDER BY t.name",
+         FROM memberships m WHERE m.user_id = ?1 AND m.role = 'owner'",
     )
     .bind(user_id)
     .fetch_all(accounts.tenancy().control().writer())
     .await?;
+    let ids: Vec<String> = counted.iter().map(|(id, _, _)| id.clone()).collect();
+    let tenants = accounts.tenancy().control().tenants_by_ids(&ids).await?;
+    let mut owned: Vec<(String, String, i64, i64)> = counted
+        .into_iter()
+        .filter_map(|(id, members, owners)| {
+            let tenant = tenants.get(&id)?;
+            let live = matches!(
+                tenant.status,
+                TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
+            );
+            live.then(|| (id, tenant.name.clone(), members, owners))
+        })
+        .collect();
+    owned.sort_by(|a, b| a.1.cmp(&b.1));
     let handed_over: Vec<&str> = owned
         .iter()
         .filter(|(_, _, members, owners)| *members > 1 && *owners == 1)

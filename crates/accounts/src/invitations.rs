@@ -11,13 +11,13 @@ use crate::secrets::{new_secret, token_digest};
 use crate::users::User;
 use silo_core::ids::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result, Tenant};
+use silo_tenancy::{Error, Result, Tenant, TenantStatus};
 
 /// How long an invitation link stays valid.
 pub const INVITATION_DAYS: u32 = 7;
 
 /// A pending (or just accepted) invitation.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Invitation {
     /// Id.
     pub id: String,
@@ -28,7 +28,6 @@ pub struct Invitation {
     /// Who is invited.
     pub email: Email,
     /// The role they will get.
-    #[sqlx(try_from = "String")]
     pub role: Role,
     /// Sent (UTC).
     pub created_at: Timestamp,
@@ -37,8 +36,34 @@ pub struct Invitation {
 }
 
 const SELECT: &str =
-    "SELECT i.id, t.slug AS tenant_slug, t.name AS tenant_name, i.email, i.role, i.created_at, i.expires_at
-     FROM invitations i JOIN tenants t ON t.id = i.tenant_id";
+    "SELECT i.id, i.tenant_id, i.email, i.role, i.created_at, i.expires_at FROM invitations i";
+
+/// An invitation as stored: its workspace by id.
+type Row = (String, String, Email, String, Timestamp, Timestamp);
+
+impl Invitations {
+    /// The invitations of `rows` whose workspace is `active`, with its slug and name.
+    async fn named(&self, rows: Vec<Row>) -> Result<Vec<Invitation>> {
+        let ids: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
+        let tenants = self.0.control().tenants_by_ids(&ids).await?;
+        let mut invitations = Vec::new();
+        for (id, tenant, email, role, created_at, expires_at) in rows {
+            let Some(tenant) = tenants.get(&tenant).filter(|t| t.status == TenantStatus::Active) else {
+                continue;
+            };
+            invitations.push(Invitation {
+                id,
+                tenant_slug: tenant.slug.to_string(),
+                tenant_name: tenant.name.clone(),
+                email,
+                role: role.parse()?,
+                created_at,
+                expires_at,
+            });
+        }
+        Ok(invitations)
+    }
+}
 
 /// Invitations to a tenant (from [`crate::Accounts::invitations`]).
 #[derive(Clone)]
@@ -139,24 +164,26 @@ impl Invitations {
                 crate::outbox::About { user: Some(&inviter.id), tenant: Some(tenant.id) },
             )
             .await?;
-        let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
+        let row = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
             .bind(&id)
             .fetch_one(self.0.control().reader())
             .await?;
+        let invitation =
+            self.named(vec![row]).await?.pop().ok_or_else(|| Error::Gone(tenant.slug.to_string()))?;
         Ok((invitation, secret))
     }
 
     /// The pending, unexpired invitation of a link secret.
     pub async fn find(&self, secret: &str) -> Result<Option<Invitation>> {
-        let invitation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.token_sha256 = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-             AND i.expires_at > {} AND t.status = 'active'",
+             AND i.expires_at > {}",
             silo_tenancy::now!()
         )))
         .bind(token_digest(secret))
         .fetch_optional(self.0.control().reader())
         .await?;
-        Ok(invitation)
+        Ok(self.named(row.into_iter().collect()).await?.pop())
     }
 
     /// Accepts an invitation as `user` (whose email must be the invited one); returns the
@@ -200,7 +227,7 @@ impl Invitations {
 
     /// Pending invitations of a workspace, newest first.
     pub async fn pending(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
-        let invitations = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.tenant_id = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
              AND i.expires_at > {} ORDER BY i.created_at DESC LIMIT 100",
             silo_tenancy::now!()
@@ -208,7 +235,7 @@ impl Invitations {
         .bind(tenant.to_string())
         .fetch_all(self.0.control().reader())
         .await?;
-        Ok(invitations)
+        self.named(rows).await
     }
 
     /// Withdraws a pending invitation of this workspace; returns whether there was one.

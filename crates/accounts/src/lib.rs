@@ -69,6 +69,9 @@ struct Inner {
     directory: Directory,
     /// argon2id, bounded process-wide.
     hashing: passwords::PasswordHashing,
+    /// What erasing a person does to the tables of the crates above (their
+    /// [`Accounts::add_erasure_steps`]).
+    erasure_steps: parking_lot::RwLock<Vec<silo_core::erasure::ErasureStep>>,
 }
 
 /// The identity half of the directory (see [`silo_tenancy::directory`]): answers every request
@@ -95,8 +98,9 @@ impl Directory {
 impl Accounts {
     /// The accounts over `tenancy`'s control plane.
     pub fn new(tenancy: Tenancy, settings: AccountsSettings) -> Self {
-        // A restore brings the restored file's member rows to the control plane's members.
-        tenancy.set_member_source(memberships::source(tenancy.control().clone()));
+        // The fleet inserts a new tenant's first member and a clone's members through this
+        // crate, and a restore brings the restored file's member rows to its members.
+        tenancy.set_members(Arc::new(memberships::FleetMembers(tenancy.control().clone())));
         // A purged workspace leaves nothing here: no members, invitations, tokens for it, or
         // mail that names it.
         tenancy.add_purge_statements(&[
@@ -110,8 +114,21 @@ impl Accounts {
             settings,
             directory: Directory::default(),
             hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
+            erasure_steps: parking_lot::RwLock::default(),
         };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// Adds what erasing a person does to a table of a crate above this one (its SQL stays in
+    /// the crate that owns the table): run in the erasure's transaction, before the account
+    /// row goes.
+    pub fn add_erasure_steps(&self, steps: &[silo_core::erasure::ErasureStep]) {
+        self.inner.erasure_steps.write().extend_from_slice(steps);
+    }
+
+    /// The steps [`Accounts::add_erasure_steps`] registered.
+    pub(crate) fn registered_erasure_steps(&self) -> Vec<silo_core::erasure::ErasureStep> {
+        self.inner.erasure_steps.read().clone()
     }
 
     /// The fleet these accounts belong to.

@@ -24,8 +24,10 @@
 //! - when a member loses the right to invite (removed, or demoted to member), the invitations
 //!   they sent that are still pending are revoked.
 
+use futures::future::BoxFuture;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
+use sqlx::SqliteConnection;
 
 use crate::roles::{self, By, Change, Role};
 use crate::users::User;
@@ -35,7 +37,7 @@ use silo_tenancy::{Error, Result, Tenant};
 use silo_workspace::members;
 
 /// A workspace an account belongs to.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize)]
 pub struct WorkspaceSummary {
     /// Slug.
     pub slug: String,
@@ -178,16 +180,42 @@ impl Memberships {
             .await
     }
 
+    /// How many members each tenant has, by tenant id (tenants without members are left out).
+    pub async fn counts(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT tenant_id, count(*) FROM memberships GROUP BY tenant_id")
+                .fetch_all(self.0.control().reader())
+                .await?;
+        Ok(counts.into_iter().collect())
+    }
+
     /// The workspaces an account belongs to, by name: live ones, and deleted ones still in
     /// their grace period (status `deleting`: an owner can bring them back).
     pub async fn workspaces_of(&self, user_id: &str) -> Result<Vec<WorkspaceSummary>> {
-        let workspaces = sqlx::query_as(
-            "SELECT t.slug, t.name, t.status, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-             WHERE m.user_id = ? AND t.status IN ('active', 'suspended', 'deleting') ORDER BY t.name",
-        )
-        .bind(user_id)
-        .fetch_all(self.0.control().reader())
-        .await?;
+        let roles: Vec<(String, String)> =
+            sqlx::query_as("SELECT tenant_id, role FROM memberships WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_all(self.0.control().reader())
+                .await?;
+        let ids: Vec<String> = roles.iter().map(|(id, _)| id.clone()).collect();
+        let tenants = self.0.control().tenants_by_ids(&ids).await?;
+        let mut workspaces: Vec<WorkspaceSummary> = roles
+            .into_iter()
+            .filter_map(|(id, role)| {
+                let tenant = tenants.get(&id)?;
+                let live = matches!(
+                    tenant.status,
+                    TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
+                );
+                live.then(|| WorkspaceSummary {
+                    slug: tenant.slug.to_string(),
+                    name: tenant.name.clone(),
+                    status: tenant.status.as_str().to_owned(),
+                    role,
+                })
+            })
+            .collect();
+        workspaces.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(workspaces)
     }
 
@@ -345,11 +373,14 @@ async fn revoke_pending(tx: &mut Tx<'_>, tenant: TenantId, to: &str, from: Optio
     Ok(())
 }
 
-/// Where tenancy learns a tenant's current members (a restore brings the restored file's
-/// member rows to them; see [`silo_tenancy::MemberSource`]).
-pub(crate) fn source(control: silo_tenancy::ControlPlane) -> silo_tenancy::MemberSource {
-    std::sync::Arc::new(move |tenant: TenantId| {
-        let control = control.clone();
+/// The owner of memberships as the fleet sees it ([`silo_tenancy::Members`]): a new tenant's
+/// first member, a clone's members, a restored file's current members — this crate's SQL over
+/// its own tables, run in the fleet's transaction.
+pub(crate) struct FleetMembers(pub(crate) silo_tenancy::ControlPlane);
+
+impl silo_tenancy::Members for FleetMembers {
+    fn current(&self, tenant: TenantId) -> BoxFuture<'static, Result<Vec<silo_tenancy::CurrentMember>>> {
+        let control = self.0.clone();
         Box::pin(async move {
             let rows: Vec<(String, String, String, String)> = sqlx::query_as(
                 "SELECT m.user_id, u.email, u.display_name, m.role FROM memberships m JOIN users u ON u.id = m.user_id
@@ -368,5 +399,55 @@ pub(crate) fn source(control: silo_tenancy::ControlPlane) -> silo_tenancy::Membe
                 })
                 .collect())
         })
-    })
+    }
+
+    fn add_founder<'a>(
+        &'a self,
+        conn: &'a mut SqliteConnection,
+        tenant: TenantId,
+        user_id: &'a str,
+        role: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            sqlx::query(concat!(
+                "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
+                silo_tenancy::now!(),
+                ")"
+            ))
+            .bind(user_id)
+            .bind(tenant.to_string())
+            .bind(role)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn copy<'a>(
+        &'a self,
+        conn: &'a mut SqliteConnection,
+        source: TenantId,
+        clone: TenantId,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO memberships (user_id, tenant_id, role, created_at)
+                 SELECT user_id, ?, role, created_at FROM memberships WHERE tenant_id = ?",
+            )
+            .bind(clone.to_string())
+            .bind(source.to_string())
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO membership_history (user_id, tenant_id, joined_at, left_at)
+                 SELECT user_id, ?, joined_at, left_at FROM membership_history WHERE tenant_id = ? AND left_at IS NOT NULL
+                 ON CONFLICT (user_id, tenant_id) DO NOTHING",
+            )
+            .bind(clone.to_string())
+            .bind(source.to_string())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        })
+    }
 }

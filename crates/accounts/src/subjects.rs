@@ -9,7 +9,7 @@ use std::io::Write;
 
 use serde_json::json;
 use silo_core::{TenantRef, Timestamp};
-use silo_jobs::{Enqueued, JobContext, JobError, Outcome, Workers};
+use silo_jobs::{Enqueued, JobContext, JobError, JobStatus, Outcome, Workers};
 use silo_tenancy::{Error, Result, TenantStatus};
 
 use crate::users::Email;
@@ -22,7 +22,7 @@ pub const DEADLINE_DAYS: i64 = 30;
 
 /// A data-subject request (a subject export or erasure, or a tenant export), as the console
 /// and `silo gdpr requests` list it: the job that carries it out, seen as a request.
-#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Request {
     /// The job's id.
     pub id: String,
@@ -40,6 +40,32 @@ pub struct Request {
     pub deadline: Timestamp,
     /// Still open past its deadline.
     pub overdue: bool,
+}
+
+impl Request {
+    /// The request a job is, as it stands at `now`.
+    fn of(job: silo_jobs::Job, now: &Timestamp) -> Self {
+        let subject = if job.kind == silo_tenancy::jobs::TENANT_EXPORT {
+            format!("tenant:{}", job.payload["tenant"].as_str().unwrap_or_default())
+        } else if let Some(hash) = job.payload["subject"].as_str() {
+            format!("subject:{hash}")
+        } else {
+            job.payload["email"].as_str().unwrap_or_default().to_owned()
+        };
+        let deadline =
+            job.created_at.plus(std::time::Duration::from_secs(DEADLINE_DAYS.unsigned_abs() * 86_400));
+        let open = !matches!(job.status, JobStatus::Done | JobStatus::Cancelled);
+        Self {
+            overdue: open && deadline.unix_ms() < now.unix_ms(),
+            completed_at: if job.status == JobStatus::Done { job.finished_at } else { None },
+            id: job.id,
+            kind: job.kind,
+            subject,
+            status: job.status.to_string(),
+            received_at: job.created_at,
+            deadline,
+        }
+    }
 }
 
 /// Data-subject requests (from [`crate::Accounts::subjects`]).
@@ -73,13 +99,7 @@ impl Subjects {
 
     /// The person's own export requests (newest first), for the account page.
     pub async fn exports_of(&self, email: &str) -> Result<Vec<silo_jobs::Job>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM jobs WHERE kind = 'subject.export' AND json_extract(payload, '$.email') = ?1
-             ORDER BY id DESC LIMIT 5",
-        )
-        .bind(normalised(email))
-        .fetch_all(self.0.tenancy().control().reader())
-        .await?)
+        Ok(self.0.tenancy().jobs().with_payload(SUBJECT_EXPORT, "$.email", &[&normalised(email)], 5).await?)
     }
 
     /// What erasing `email` would delete or anonymise (a dry run): counts per tenant and per
@@ -90,26 +110,10 @@ impl Subjects {
 
     /// The newest requests (`open_only`: not yet done or cancelled), newest first.
     pub async fn requests(&self, open_only: bool, limit: i64) -> Result<Vec<Request>> {
-        Ok(sqlx::query_as(
-            "SELECT id, kind,
-                    CASE WHEN kind = 'tenant.export' THEN 'tenant:' || json_extract(payload, '$.tenant')
-                         WHEN json_extract(payload, '$.subject') IS NOT NULL THEN 'subject:' || json_extract(payload, '$.subject')
-                         ELSE coalesce(json_extract(payload, '$.email'), '') END AS subject,
-                    status, created_at AS received_at,
-                    CASE WHEN status = 'done' THEN finished_at END AS completed_at,
-                    strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || ?3 || ' days') AS deadline,
-                    status NOT IN ('done', 'cancelled')
-                        AND strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || ?3 || ' days') < strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS overdue
-             FROM jobs
-             WHERE kind IN ('subject.export', 'subject.erase', 'tenant.export')
-               AND (NOT ?1 OR status NOT IN ('done', 'cancelled'))
-             ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(open_only)
-        .bind(limit)
-        .bind(DEADLINE_DAYS)
-        .fetch_all(self.0.tenancy().control().reader())
-        .await?)
+        let kinds = [SUBJECT_EXPORT, crate::erasure::SUBJECT_ERASE, silo_tenancy::jobs::TENANT_EXPORT];
+        let jobs = self.0.tenancy().jobs().of_kinds(&kinds, open_only, limit).await?;
+        let now = silo_core::time::utc_now();
+        Ok(jobs.into_iter().map(|job| Request::of(job, &now)).collect())
     }
 
     /// Everything held about `email`, or `None` when no account has that address (the same

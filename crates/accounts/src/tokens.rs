@@ -39,7 +39,7 @@ impl TokenPrincipal {
 }
 
 /// A token as its owner sees it (never the secret).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize)]
 pub struct TokenInfo {
     /// Id.
     pub id: String,
@@ -204,15 +204,27 @@ impl Tokens {
 
     /// An account's unrevoked tokens, newest first.
     pub async fn of_user(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
-        let tokens = sqlx::query_as(
-            "SELECT t.id, t.kind, n.slug AS tenant_slug, t.created_at, t.last_used_at, t.expires_at
-             FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id
-             WHERE t.user_id = ? AND t.revoked_at IS NULL ORDER BY t.created_at DESC",
+        type Row = (String, String, Option<String>, Timestamp, Option<Timestamp>, Option<Timestamp>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, kind, tenant_id, created_at, last_used_at, expires_at FROM api_tokens
+             WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at DESC",
         )
         .bind(user_id)
         .fetch_all(self.0.control().reader())
         .await?;
-        Ok(tokens)
+        let ids: Vec<String> = rows.iter().filter_map(|row| row.2.clone()).collect();
+        let tenants = self.0.control().tenants_by_ids(&ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kind, tenant, created_at, last_used_at, expires_at)| TokenInfo {
+                id,
+                kind,
+                tenant_slug: tenant.and_then(|t| tenants.get(&t)).map(|t| t.slug.to_string()),
+                created_at,
+                last_used_at,
+                expires_at,
+            })
+            .collect())
     }
 
     /// Revokes every token of an account (e.g. with a password reset); returns how many.

@@ -103,7 +103,8 @@ pub struct Invoice {
     pub kind: String,
     /// The tenant billed.
     pub tenant_id: String,
-    /// Its slug.
+    /// Its slug (filled in from the fleet's tenants: [`Invoices::with_slugs`]).
+    #[sqlx(default)]
     pub slug: String,
     /// `YYYY-MM`.
     pub period: String,
@@ -192,8 +193,7 @@ pub struct InvoiceFilter {
     pub limit: i64,
 }
 
-const SELECT: &str =
-    "SELECT invoices.*, tenants.slug AS slug FROM invoices JOIN tenants ON tenants.id = invoices.tenant_id";
+const SELECT: &str = "SELECT invoices.* FROM invoices";
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// The header of [`Invoices::csv`].
@@ -227,11 +227,24 @@ impl Invoices<'_> {
             Ok(number) => (format!("{SELECT} WHERE invoices.number = ?1"), number.to_string()),
             Err(_) => (format!("{SELECT} WHERE invoices.id = ?1"), key.to_owned()),
         };
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let invoice = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(bind)
             .fetch_optional(self.0.tenancy().control().reader())
             .await?
-            .ok_or_else(|| Error::UnknownInvoice(key.to_owned()))
+            .ok_or_else(|| Error::UnknownInvoice(key.to_owned()))?;
+        Ok(self.with_slugs(vec![invoice]).await?.remove(0))
+    }
+
+    /// `invoices` with their tenants' slugs (`tenants` is the fleet's table, not joined here).
+    async fn with_slugs(&self, mut invoices: Vec<Invoice>) -> Result<Vec<Invoice>> {
+        let ids: Vec<String> = invoices.iter().map(|i| i.tenant_id.clone()).collect();
+        let tenants = self.0.tenancy().control().tenants_by_ids(&ids).await?;
+        for invoice in &mut invoices {
+            if let Some(tenant) = tenants.get(&invoice.tenant_id) {
+                invoice.slug = tenant.slug.to_string();
+            }
+        }
+        Ok(invoices)
     }
 
     /// Invoices and credit notes, newest period first, then by number.
@@ -242,14 +255,15 @@ impl Invoices<'_> {
              ORDER BY invoices.period DESC, invoices.number IS NULL, invoices.number DESC, invoices.id
              LIMIT ?4"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let invoices = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&filter.period)
             .bind(filter.tenant.map(|t| t.to_string()))
             .bind(filter.status.map(InvoiceStatus::as_str))
             .bind(if filter.limit > 0 { filter.limit } else { -1 })
             .bind(filter.issued_only)
             .fetch_all(self.0.tenancy().control().reader())
-            .await?)
+            .await?;
+        self.with_slugs(invoices).await
     }
 
     /// The invoices as CSV (amounts in minor units), one line each after [`CSV_HEADER`].
@@ -343,10 +357,11 @@ impl Invoices<'_> {
             // Sorted here, not in SQL: an ORDER BY number could lead the planner to walk the
             // number index over every invoice instead of looking up the chunk's ids.
             let sql = format!("{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1))");
-            let mut finalised: Vec<Invoice> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            let finalised = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(ids)
                 .fetch_all(self.0.tenancy().control().writer())
                 .await?;
+            let mut finalised = self.with_slugs(finalised).await?;
             finalised.sort_unstable_by_key(|i| i.number);
             for invoice in finalised {
                 self.collect(&invoice, actor).await?;

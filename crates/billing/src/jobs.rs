@@ -63,15 +63,9 @@ impl Schedule<'_> {
         let today = now.date().to_owned();
         let mut enqueued = Vec::new();
         for (kind, key, value) in [(BILLING_RUN, "period", last_month), (BILLING_DUNNING, "day", today)] {
-            let exists: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3",
-            )
-            .bind(kind)
-            .bind(format!("$.{key}"))
-            .bind(&value)
-            .fetch_one(self.0.tenancy().control().writer())
-            .await?;
-            if exists == 0 {
+            let field = format!("$.{key}");
+            let existing = self.0.tenancy().jobs().with_payload(kind, &field, &[&value], 1).await?;
+            if existing.is_empty() {
                 let job = self
                     .0
                     .tenancy()

@@ -79,6 +79,13 @@ impl Billing {
         let plans = Arc::new(plans);
         // A purged workspace's billing contact goes with it (its invoices keep their copy).
         accounts.tenancy().add_purge_statements(&["DELETE FROM billing_profiles WHERE tenant_id = ?1"]);
+        // An erased person's address leaves the billing contacts; the billed company's name,
+        // address and VAT number stay (issued invoices copy them, Art. 17(3)(b)).
+        accounts.add_erasure_steps(&[silo_core::erasure::ErasureStep {
+            table: "billing_profiles",
+            rows: "billing_profiles WHERE lower(email) = ?2",
+            set: Some("email = ''"),
+        }]);
         let limits = plans.clone();
         accounts
             .tenancy()

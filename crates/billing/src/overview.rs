@@ -1,10 +1,10 @@
 //! The operator's view of the money (`/admin`): monthly recurring revenue, open and overdue
 //! invoices, tenants by plan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use silo_tenancy::Result;
+use silo_tenancy::{Result, TenantStatus};
 
 use crate::invoices::money;
 use crate::period::day_of_timestamp;
@@ -41,21 +41,26 @@ impl crate::invoices::Invoices<'_> {
         let now = silo_core::time::utc_now();
         let today = day_of_timestamp(now.as_str())?;
         let mut overview = Overview::default();
-        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT t.plan, t.status,
-                 (SELECT count(*) FROM memberships m WHERE m.tenant_id = t.id),
-                 (SELECT min(p.since) FROM tenant_plans p WHERE p.tenant_id = t.id AND p.plan = t.plan)
-             FROM tenants t WHERE t.status IN ('active', 'suspended')",
-        )
-        .fetch_all(control)
-        .await?;
-        for (plan, status, seats, since) in rows {
+        let members = self.0.accounts().memberships().counts().await?;
+        // When each tenant first took each plan (a trial counts from there).
+        let first_taken: HashMap<(String, String), String> =
+            sqlx::query_as("SELECT tenant_id, plan, min(since) FROM tenant_plans GROUP BY tenant_id, plan")
+                .fetch_all(control)
+                .await?
+                .into_iter()
+                .map(|(tenant, plan, since)| ((tenant, plan), since))
+                .collect();
+        for tenant in self.0.tenancy().control().live().await? {
+            let plan = tenant.plan;
             *overview.tenants_by_plan.entry(plan.clone()).or_default() += 1;
             let Ok(terms) = self.0.plans().get(&plan) else { continue };
-            let trial_until = since.as_deref().and_then(|s| day_of_timestamp(s).ok()).unwrap_or(i64::MIN)
+            let id = tenant.id.to_string();
+            let seats = members.get(&id).copied().unwrap_or(0);
+            let since = first_taken.get(&(id, plan));
+            let trial_until = since.and_then(|s| day_of_timestamp(s).ok()).unwrap_or(i64::MIN)
                 + i64::from(terms.trial_days);
             let monthly = terms.price_month + terms.price_seat * seats;
-            if status == "active" && monthly > 0 && today >= trial_until {
+            if tenant.status == TenantStatus::Active && monthly > 0 && today >= trial_until {
                 let entry = overview.mrr.entry(terms.currency.clone()).or_default();
                 entry.count += 1;
                 entry.amount += monthly;

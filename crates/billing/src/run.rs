@@ -56,13 +56,23 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-/// A tenant's row as the run needs it.
-#[derive(sqlx::FromRow)]
+/// A tenant as the run needs it.
 struct Billed {
     id: String,
     slug: String,
     created_at: String,
     deleted_at: Option<String>,
+}
+
+impl From<silo_tenancy::Tenant> for Billed {
+    fn from(tenant: silo_tenancy::Tenant) -> Self {
+        Self {
+            id: tenant.id.to_string(),
+            slug: tenant.slug.to_string(),
+            created_at: tenant.created_at.as_str().to_owned(),
+            deleted_at: tenant.deleted_at.map(|at| at.as_str().to_owned()),
+        }
+    }
 }
 
 /// One day of metered usage.
@@ -93,14 +103,15 @@ impl crate::invoices::Invoices<'_> {
         }
         let control = self.0.tenancy().control().reader();
         let (start, end) = (period.start(), period.end());
-        let tenants: Vec<Billed> = sqlx::query_as(
-            "SELECT id, slug, created_at, deleted_at FROM tenants
-             WHERE created_at < ?2 AND (deleted_at IS NULL OR deleted_at >= ?1) ORDER BY slug",
-        )
-        .bind(&start)
-        .bind(&end)
-        .fetch_all(control)
-        .await?;
+        let tenants: Vec<Billed> = self
+            .0
+            .tenancy()
+            .control()
+            .existing_during(&start, &end)
+            .await?
+            .into_iter()
+            .map(Billed::from)
+            .collect();
         let invoiced: HashSet<String> =
             sqlx::query_scalar("SELECT tenant_id FROM invoices WHERE kind = 'invoice' AND period = ?1")
                 .bind(period.to_string())
@@ -128,12 +139,7 @@ impl crate::invoices::Invoices<'_> {
         for (tenant, day, seats, storage) in rows {
             usage.entry(tenant).or_default().push(Day { day: period.day_of(&day), seats, storage });
         }
-        let members: HashMap<String, i64> =
-            sqlx::query_as("SELECT tenant_id, count(*) FROM memberships GROUP BY tenant_id")
-                .fetch_all(control)
-                .await?
-                .into_iter()
-                .collect();
+        let members = self.0.accounts().memberships().counts().await?;
         let countries: HashMap<String, String> =
             sqlx::query_as("SELECT tenant_id, country FROM billing_profiles")
                 .fetch_all(control)
@@ -169,13 +175,21 @@ impl crate::invoices::Invoices<'_> {
             }
         }
         summary.created = self.insert_drafts(period, &drafts).await?;
-        let pending: Vec<String> = sqlx::query_scalar(
-            "SELECT invoices.id FROM invoices JOIN tenants ON tenants.id = invoices.tenant_id
-             WHERE invoices.period = ?1 AND invoices.kind = 'invoice' AND invoices.status = 'draft' ORDER BY tenants.slug",
+        let drafted: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, tenant_id FROM invoices WHERE period = ?1 AND kind = 'invoice' AND status = 'draft'",
         )
         .bind(period.to_string())
         .fetch_all(self.0.tenancy().control().writer())
         .await?;
+        // Numbered in the order of the tenants' slugs (as the run lists them).
+        let order: HashMap<&str, usize> =
+            tenants.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+        let mut drafted: Vec<(usize, String)> = drafted
+            .into_iter()
+            .map(|(id, tenant)| (order.get(tenant.as_str()).copied().unwrap_or(usize::MAX), id))
+            .collect();
+        drafted.sort();
+        let pending: Vec<String> = drafted.into_iter().map(|(_, id)| id).collect();
         let finalised = self.finalise(&pending, actor).await?;
         summary.finalised = finalised.len();
         for invoice in &finalised {

@@ -7,6 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::TenantId;
+use crate::erasure::ErasureStep;
 
 /// A row of `audit_log`.
 #[derive(Clone, Debug, Serialize)]
@@ -44,6 +45,36 @@ pub async fn record(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// What erasing a person does to the log (see [`crate::erasure`]): entries they made, or
+/// that name their account, name the keyed hash instead; an entry quoting their address
+/// keeps its action and time but loses its detail.
+pub const ERASURE_STEPS: &[ErasureStep] = &[
+    ErasureStep { table: "audit_log", rows: "audit_log WHERE actor IN (?1, ?2)", set: Some("actor = ?3") },
+    ErasureStep {
+        table: "audit_log",
+        rows: "audit_log WHERE json_extract(detail, '$.user') = ?1",
+        set: Some("detail = json_set(detail, '$.user', ?3)"),
+    },
+    ErasureStep {
+        table: "audit_log",
+        rows: "audit_log WHERE instr(lower(detail), ?2) > 0",
+        set: Some("detail = '{}'"),
+    },
+];
+
+/// Removes the tenant's slug and name from the detail of its entries, inside the purge's
+/// transaction: a purged workspace leaves no name behind.
+pub async fn forget_tenant_names(tx: &mut Transaction<'_, Sqlite>, tenant: TenantId) -> sqlx::Result<u64> {
+    let changed = sqlx::query(
+        "UPDATE audit_log SET detail = json_remove(detail, '$.slug', '$.name')
+         WHERE tenant_id = ?1 AND (json_type(detail, '$.slug') IS NOT NULL OR json_type(detail, '$.name') IS NOT NULL)",
+    )
+    .bind(tenant.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(changed.rows_affected())
 }
 
 /// The log, newest first: `limit` entries older than `before`, optionally only actions

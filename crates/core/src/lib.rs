@@ -11,9 +11,11 @@
 //! - [`secret`]: [`Secret`] (redacted in logs) and [`secret::constant_time_eq`].
 //! - [`tokens`]: hex, random tokens and the digest stored for them.
 //! - [`audit`]: the audit log — appended inside each change's transaction, read by the console.
+//! - [`erasure`]: [`erasure::ErasureStep`], how each crate says what erasing a person does to its tables.
 //! - [`settings`]: the one loader (defaults, `silo.toml`, `SILO_…` variables).
 
 pub mod audit;
+pub mod erasure;
 pub mod error;
 pub mod ids;
 pub mod secret;

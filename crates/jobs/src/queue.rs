@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use silo_core::erasure::ErasureStep;
 use silo_core::{TenantId, Timestamp};
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{Error, Result};
 
@@ -320,12 +321,43 @@ impl Jobs {
     /// Replaces a job's input (a handler that must not keep what it was given: an erasure
     /// request's address).
     pub async fn replace_payload(&self, id: &str, payload: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE jobs SET payload = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(payload.to_string())
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let mut conn = self.write.acquire().await?;
+        replace_payload_in(&mut conn, id, payload).await
+    }
+
+    /// The jobs of `kind` whose payload field `field` (a JSON path: `$.email`) is one of
+    /// `values`, newest first, at most `limit`.
+    pub async fn with_payload(
+        &self,
+        kind: &str,
+        field: &str,
+        values: &[&str],
+        limit: i64,
+    ) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) IN (SELECT value FROM json_each(?3))
+             ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(kind)
+        .bind(field)
+        .bind(serde_json::json!(values).to_string())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// The newest `limit` jobs of one of `kinds` (`open_only`: neither done nor cancelled).
+    pub async fn of_kinds(&self, kinds: &[&str], open_only: bool, limit: i64) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM jobs WHERE kind IN (SELECT value FROM json_each(?1))
+               AND (NOT ?2 OR status NOT IN ('done', 'cancelled'))
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(serde_json::json!(kinds).to_string())
+        .bind(open_only)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
     }
 
     /// A job by id.
@@ -346,14 +378,7 @@ impl Jobs {
 
     /// The newest `limit` jobs of `kind` whose payload names `tenant`.
     pub async fn of_tenant(&self, kind: &str, tenant: TenantId, limit: i64) -> Result<Vec<Job>> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM jobs WHERE kind = ? AND json_extract(payload, '$.tenant') = ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(kind)
-        .bind(tenant.to_string())
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
+        self.with_payload(kind, "$.tenant", &[&tenant.to_string()], limit).await
     }
 
     /// The newest `limit` jobs, optionally only those in `status`.
@@ -510,4 +535,57 @@ impl Jobs {
         tx.commit().await?;
         self.get(id).await
     }
+}
+
+/// What erasing a person does to the queue (see [`silo_core::erasure`]): jobs they started
+/// name the keyed hash instead; any other job quoting their address loses its input, output
+/// and error (the erasure's own job keeps its input until it replaces it).
+pub const ERASURE_STEPS: &[ErasureStep] = &[
+    ErasureStep { table: "jobs", rows: "jobs WHERE created_by IN (?1, ?2)", set: Some("created_by = ?3") },
+    ErasureStep {
+        table: "jobs",
+        rows: "jobs WHERE id <> ?4 AND (instr(lower(payload), ?2) > 0 OR instr(lower(coalesce(result, '')), ?2) > 0 \
+               OR instr(lower(coalesce(last_error, '')), ?2) > 0)",
+        set: Some(
+            "payload = '{}', result = CASE WHEN result IS NULL THEN NULL ELSE '{}' END, last_error = NULL",
+        ),
+    },
+];
+
+/// Replaces a job's input inside the caller's transaction (an erasure keeps only the keyed
+/// hash of whom it erased, committed with the erasure itself).
+pub async fn replace_payload_in(
+    conn: &mut SqliteConnection,
+    id: &str,
+    payload: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query("UPDATE jobs SET payload = ?2 WHERE id = ?1")
+        .bind(id)
+        .bind(payload.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes the field at `path` (a JSON path) from the results of the jobs of `kind` whose
+/// payload field `field` is `value`, inside the caller's transaction: a purged tenant's
+/// slug leaves the manifests of its finished exports.
+pub async fn remove_result_field_in(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    field: &str,
+    value: &str,
+    path: &str,
+) -> Result<u64> {
+    let changed = sqlx::query(
+        "UPDATE jobs SET result = json_remove(result, ?4)
+         WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND result IS NOT NULL",
+    )
+    .bind(kind)
+    .bind(field)
+    .bind(value)
+    .bind(path)
+    .execute(&mut *conn)
+    .await?;
+    Ok(changed.rows_affected())
 }

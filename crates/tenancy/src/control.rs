@@ -21,7 +21,7 @@ use sqlx::{ConnectOptions, Sqlite, Transaction};
 
 use silo_storage::RegionName;
 
-use crate::{Error, Result};
+use crate::{Error, Members, Result};
 use silo_core::ids::{TenantId, TenantRef, TenantSlug};
 use silo_core::time::Timestamp;
 
@@ -48,9 +48,6 @@ async fn transaction_settled(conn: &mut sqlx::SqliteConnection) -> bool {
     }
     settled
 }
-
-/// Migrations of `control.db`, embedded in the binary.
-pub static CONTROL_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
 
 /// Current time in the control plane's text format (UTC, RFC 3339 with milliseconds); a macro
 /// so statements stay `&'static str` (sqlx refuses dynamically built SQL).
@@ -306,8 +303,9 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Opens (creating if needed) and migrates `control.db`.
-    pub async fn open(path: &Path) -> Result<Self> {
+    /// Opens (creating if needed) `control.db` and applies `migrations` (the application's
+    /// sequence: [`crate::Schema::control`]).
+    pub async fn open(path: &Path, migrations: &sqlx::migrate::Migrator) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
@@ -329,7 +327,7 @@ impl ControlPlane {
             .after_release(|conn, _| Box::pin(async move { Ok(transaction_settled(conn).await) }))
             .connect_with(options.clone())
             .await?;
-        CONTROL_MIGRATOR.run(&write).await?;
+        migrations.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(Self { read, write, inline: Arc::new(inline::InlineReaders::new(path)) })
     }
@@ -387,6 +385,17 @@ impl ControlPlane {
     /// Looks a tenant up by id.
     pub async fn tenant_by_id(&self, id: TenantId) -> Result<Tenant> {
         self.tenant(&TenantRef::Id(id)).await
+    }
+
+    /// The tenants with these ids (as stored: the UUID's text), whatever their status, by id;
+    /// ids no tenant has are left out. The crates above join their own rows to tenants
+    /// through this rather than in SQL: `tenants` is this crate's table.
+    pub async fn tenants_by_ids(&self, ids: &[String]) -> Result<std::collections::HashMap<String, Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?1))")
+            .bind(serde_json::json!(ids).to_string())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|row| Tenant::from_row(row).map(|t| (t.id.to_string(), t))).collect()
     }
 
     /// Lists tenants, ordered by slug.
@@ -519,11 +528,25 @@ impl ControlPlane {
         Ok(tenant)
     }
 
-    /// Ids of the tenants whose files exist and may be migrated (active and suspended).
-    pub async fn migratable(&self) -> Result<Vec<Tenant>> {
+    /// The live tenants (active and suspended: their files exist and may be migrated), by id.
+    pub async fn live(&self) -> Result<Vec<Tenant>> {
         let rows = sqlx::query("SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id")
             .fetch_all(&self.read)
             .await?;
+        rows.iter().map(Tenant::from_row).collect()
+    }
+
+    /// The tenants that existed at some moment in `[start, end)` — created before `end`, not
+    /// deleted before `start` — ordered by slug (a month's billing run).
+    pub async fn existing_during(&self, start: &str, end: &str) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE created_at < ?2 AND (deleted_at IS NULL OR deleted_at >= ?1)
+             ORDER BY slug, id",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(Tenant::from_row).collect()
     }
 
@@ -538,26 +561,17 @@ impl ControlPlane {
     }
 
     /// Inserts a provisioned tenant and its audit entry in one transaction, with its first
-    /// member's membership (`(user id, role)`) when given.
+    /// member (`(owner of memberships, user id, role)`) when given.
     pub async fn insert_tenant(
         &self,
         new: &NewTenant,
-        member: Option<&(String, String)>,
+        founder: Option<(&dyn Members, &str, &str)>,
         actor: &str,
     ) -> Result<Tenant> {
         let mut tx = self.write.begin().await?;
         insert_tenant_in(&mut tx, new, actor).await?;
-        if let Some((user_id, role)) = member {
-            sqlx::query(concat!(
-                "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
-                now!(),
-                ")"
-            ))
-            .bind(user_id)
-            .bind(new.id.to_string())
-            .bind(role)
-            .execute(&mut *tx)
-            .await?;
+        if let Some((members, user_id, role)) = founder {
+            members.add_founder(&mut tx, new.id, user_id, role).await?;
             let detail = serde_json::json!({ "user": user_id, "role": role });
             audit(&mut tx, actor, "member.add", Some(new.id), &detail).await?;
         }
@@ -566,36 +580,21 @@ impl ControlPlane {
         Ok(tenant)
     }
 
-    /// Inserts a tenant restored from `source`'s backup, with `source`'s memberships, in one
-    /// transaction.
+    /// Inserts a tenant restored from `source`'s backup, with `source`'s members (copied by
+    /// `members`, when an owner of memberships is registered), in one transaction.
     pub(crate) async fn insert_clone(
         &self,
         new: &NewTenant,
         source: TenantId,
         backup: &str,
+        members: Option<&dyn Members>,
         actor: &str,
     ) -> Result<Tenant> {
         let mut tx = self.write.begin().await?;
         insert_tenant_in(&mut tx, new, actor).await?;
-        sqlx::query(
-            "INSERT INTO memberships (user_id, tenant_id, role, created_at)
-             SELECT user_id, ?, role, created_at FROM memberships WHERE tenant_id = ?",
-        )
-        .bind(new.id.to_string())
-        .bind(source.to_string())
-        .execute(&mut *tx)
-        .await?;
-        // The clone's file holds the source's former members too (kept as gone): the clone
-        // must be in their history, so erasing one of them reaches it.
-        sqlx::query(
-            "INSERT INTO membership_history (user_id, tenant_id, joined_at, left_at)
-             SELECT user_id, ?, joined_at, left_at FROM membership_history WHERE tenant_id = ? AND left_at IS NOT NULL
-             ON CONFLICT (user_id, tenant_id) DO NOTHING",
-        )
-        .bind(new.id.to_string())
-        .bind(source.to_string())
-        .execute(&mut *tx)
-        .await?;
+        if let Some(members) = members {
+            members.copy(&mut tx, source, new.id).await?;
+        }
         let detail = serde_json::json!({ "from_tenant": source, "backup": backup });
         audit(&mut tx, actor, "tenant.restore", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;

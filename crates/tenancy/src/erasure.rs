@@ -33,29 +33,9 @@ use silo_core::{TenantId, Timestamp};
 /// many it found. Written by the product that owns the tenant schema.
 pub type Forget = fn(&mut Connection, &dyn Fn(&str) -> bool) -> rusqlite::Result<usize>;
 
-/// A tenant's current member, as the control plane holds them (what a restored file's member
-/// rows are brought to).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CurrentMember {
-    /// The account.
-    pub user_id: String,
-    /// Its address.
-    pub email: String,
-    /// Its name.
-    pub display_name: String,
-    /// `owner`, `admin` or `member`.
-    pub role: String,
-}
-
 /// Brings a file's member rows to the tenant's current members (those not listed are marked
 /// as gone); returns how many rows changed. Written by the product that owns the tenant schema.
-pub type Reconcile = fn(&mut Connection, &[CurrentMember]) -> rusqlite::Result<usize>;
-
-/// Where tenancy learns a tenant's current members (the accounts register it:
-/// [`Tenancy::set_member_source`]).
-pub type MemberSource = std::sync::Arc<
-    dyn Fn(TenantId) -> futures::future::BoxFuture<'static, Result<Vec<CurrentMember>>> + Send + Sync,
->;
+pub type Reconcile = fn(&mut Connection, &[crate::members::CurrentMember]) -> rusqlite::Result<usize>;
 
 /// What tenancy needs of the product's tenant schema, handed to [`Tenancy::open`]: its
 /// migrations (applied to every file), how to forget an erased person in a file (replayed by

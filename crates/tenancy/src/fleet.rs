@@ -81,7 +81,7 @@ impl Fleet {
     pub async fn targets(&self, only: Option<&TenantRef>) -> Result<Vec<Tenant>> {
         match only {
             Some(tenant) => Ok(vec![self.0.tenant(tenant).await?]),
-            None => self.0.control().migratable().await,
+            None => self.0.control().live().await,
         }
     }
 

@@ -34,6 +34,7 @@ pub mod fleet;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
+pub mod members;
 pub mod privacy;
 pub mod process_lock;
 pub mod query;
@@ -54,14 +55,16 @@ pub use backup::{Backup, BackupKind, Backups, DataVersion};
 pub use cache::{CacheStats, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
-pub use erasure::{CurrentMember, Erasures, MemberSource, TenantSchema};
+pub use erasure::{Erasures, TenantSchema};
 pub use error::{Error, Result};
 pub use export::Exports;
 pub use fleet::Fleet;
 pub use lifecycle::{CreateTenant, Founder, Seed, Tenants};
+pub use members::{CurrentMember, Members};
 pub use process_lock::DataDirLock;
 pub use query::Queries;
 pub use relocate::Relocations;
+pub use schema::Schema;
 
 /// The tenancy layer of one Silo process.
 #[derive(Clone)]
@@ -91,9 +94,9 @@ struct Inner {
     schema: TenantSchema,
     /// The durable job queue (in `control.db`, run by `silo-jobs`).
     jobs: silo_jobs::Jobs,
-    /// Who a tenant's current members are (registered by the accounts; a restore brings the
-    /// restored file's member rows to them).
-    member_source: parking_lot::RwLock<Option<MemberSource>>,
+    /// The owner of memberships (registered by the accounts): a new tenant's first member, a
+    /// clone's members, a restored file's current members.
+    members: parking_lot::RwLock<Option<Arc<dyn Members>>>,
     /// Statements the crates above run in a purge's transaction over their own tables
     /// (`?1` is the tenant's id): memberships, invitations, mail, billing contacts.
     purge_statements: parking_lot::RwLock<Vec<&'static str>>,
@@ -101,14 +104,15 @@ struct Inner {
 
 impl Tenancy {
     /// Checks SQLite, opens and migrates the control plane, and builds the handle cache.
-    /// `schema` is the product's tenant schema (`silo_workspace::schema()`): tenancy applies
-    /// its migrations to every file it opens or provisions, and its eraser to every restored
-    /// file, without knowing what the file holds.
-    pub async fn open(settings: Settings, schema: TenantSchema) -> Result<Self> {
+    /// `schema` is what the application assembled: the control plane's migrations, and the
+    /// product's tenant schema — tenancy applies its migrations to every file it opens or
+    /// provisions, and its eraser to every restored file, without knowing what the file holds.
+    pub async fn open(settings: Settings, schema: Schema) -> Result<Self> {
+        let Schema { control: control_migrations, tenant: schema } = schema;
         let migrations = schema.migrations;
         let sqlite_version = silo_storage::sqlite::linked_version().await?;
         let placement = settings.placement()?;
-        let control = ControlPlane::open(&settings.control_db_path()).await?;
+        let control = ControlPlane::open(&settings.control_db_path(), control_migrations).await?;
         let fd_limit = limits::raise_nofile_limit();
         let page_cache = settings.cache.page_cache_kib;
         let capacity = if settings.cache.capacity == 0 {
@@ -171,7 +175,7 @@ impl Tenancy {
             scheduler_status: Default::default(),
             master_key: OnceCell::new(),
             schema,
-            member_source: parking_lot::RwLock::new(None),
+            members: parking_lot::RwLock::new(None),
             purge_statements: parking_lot::RwLock::new(Vec::new()),
         };
         Ok(Self { inner: Arc::new(inner) })
@@ -218,9 +222,14 @@ impl Tenancy {
         scratch::sweep_tmp(&self.settings().data_dir)
     }
 
-    /// Registers where a tenant's current members come from (the accounts do, when built).
-    pub fn set_member_source(&self, source: MemberSource) {
-        *self.inner.member_source.write() = Some(source);
+    /// Registers the owner of memberships (the accounts do, when built).
+    pub fn set_members(&self, members: Arc<dyn Members>) {
+        *self.inner.members.write() = Some(members);
+    }
+
+    /// The registered owner of memberships, if any.
+    pub(crate) fn members(&self) -> Option<Arc<dyn Members>> {
+        self.inner.members.read().clone()
     }
 
     /// Adds statements to every purge's control-plane transaction (`?1`: the tenant id): a crate
@@ -235,11 +244,10 @@ impl Tenancy {
         self.inner.purge_statements.read().clone()
     }
 
-    /// A tenant's current members, when a source is registered.
+    /// A tenant's current members, when an owner of memberships is registered.
     pub(crate) async fn current_members(&self, tenant: TenantId) -> Result<Option<Vec<CurrentMember>>> {
-        let source = self.inner.member_source.read().clone();
-        match source {
-            Some(source) => Ok(Some(source(tenant).await?)),
+        match self.members() {
+            Some(members) => Ok(Some(members.current(tenant).await?)),
             None => Ok(None),
         }
     }

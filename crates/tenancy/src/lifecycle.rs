@@ -122,7 +122,21 @@ impl Tenants {
             plan: request.plan.unwrap_or_else(|| "free".to_owned()),
             schema_version: schema::latest_version(self.0.migrations()),
         };
-        match self.0.control().insert_tenant(&new, member.as_ref(), actor).await {
+        let members = self.0.members();
+        let founder = match (&member, &members) {
+            (Some((user_id, role)), Some(members)) => {
+                Some((members.as_ref(), user_id.as_str(), role.as_str()))
+            }
+            (Some(_), None) => {
+                let _ = sqlite::remove_database_files(&path).await;
+                return Err(Error::Config(
+                    "a tenant with a first member needs the owner of memberships (silo-accounts) registered"
+                        .into(),
+                ));
+            }
+            (None, _) => None,
+        };
+        match self.0.control().insert_tenant(&new, founder, actor).await {
             Ok(tenant) => {
                 self.0.forget_tenants();
                 tracing::info!(tenant = %id, slug = %new.slug, "tenant created");

@@ -157,7 +157,8 @@ mod tests {
 
     fn control_schema() -> BTreeMap<String, Vec<String>> {
         let mut conn = Connection::open_in_memory().unwrap();
-        let migrations: Vec<_> = crate::control::CONTROL_MIGRATOR.iter().cloned().collect();
+        static CONTROL: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+        let migrations: Vec<_> = CONTROL.iter().cloned().collect();
         crate::schema::migrate(&mut conn, &migrations).unwrap();
         schema_columns(&conn).unwrap()
     }

@@ -1,4 +1,5 @@
-//! Tenant schema migrations: how one tenant file is brought up to date.
+//! Tenant schema migrations: how one tenant file is brought up to date; and [`Schema`], what
+//! the application hands to [`crate::Tenancy::open`] (both migration sequences).
 //!
 //! The migrations themselves belong to the product (`silo-workspace` embeds
 //! `migrations/tenant` with `sqlx::migrate!`, versions and checksums) and are handed to
@@ -16,6 +17,18 @@ use rusqlite::{Connection, params};
 use sqlx::migrate::Migration;
 
 use crate::{Error, Result};
+
+/// What the application hands to [`crate::Tenancy::open`]: the control plane's migrations — one
+/// ordered sequence (`migrations/control`), each file's tables owned by the crate
+/// `migrations/control/owners.toml` names, assembled by the application rather than embedded
+/// here — and the product's tenant schema.
+#[derive(Clone, Copy)]
+pub struct Schema {
+    /// The migrations of `control.db`, in order.
+    pub control: &'static sqlx::migrate::Migrator,
+    /// The tenant files' schema.
+    pub tenant: crate::TenantSchema,
+}
 
 /// sqlx's bookkeeping table, as sqlx creates it for SQLite.
 const BOOKKEEPING_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (

@@ -224,7 +224,7 @@ impl RecoverArgs {
             install_master_key(file, &settings.fleet.master_key_path())?;
         }
         let control = silo_tenancy::backup::recover::recover_control(&settings.fleet).await?;
-        let tenancy = Tenancy::open(settings.fleet.clone(), silo_workspace::schema()).await?;
+        let tenancy = Tenancy::open(settings.fleet.clone(), crate::schema::schema()).await?;
         // The accounts say who each tenant's members are now (a restored file gets them).
         let _accounts = silo_accounts::Accounts::new(tenancy.clone(), settings.accounts());
         let tenants = tenancy.backups().recover_tenants(&actor()).await;

@@ -6,14 +6,15 @@ use silo_accounts::{Accounts, AccountsSettings};
 use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
 
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
     pub tenancy: Tenancy,
     pub accounts: Accounts,
+    // Last: fields drop in order, so the fleet lets go of its files before they are deleted.
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), silo_workspace::schema()).await.unwrap();
+    let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), schema()).await.unwrap();
     let accounts = Accounts::new(tenancy.clone(), AccountsSettings::default());
     Fixture { dir, tenancy, accounts }
 }
@@ -22,4 +23,12 @@ impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
         self.tenancy.tenants().create(CreateTenant::with_slug(slug), "test").await.unwrap()
     }
+}
+
+/// The control plane's migrations, as the application assembles them (`silo_web::schema`).
+static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+
+/// What the fleet opens with: the control plane's migrations and the product's tenant schema.
+pub fn schema() -> silo_tenancy::Schema {
+    silo_tenancy::Schema { control: &CONTROL_MIGRATIONS, tenant: silo_workspace::schema() }
 }

@@ -325,19 +325,14 @@ impl ControlPlane {
                 status: "not deleting".into(),
             });
         }
-        sqlx::query(
-            "UPDATE audit_log SET detail = json_remove(detail, '$.slug', '$.name')
-             WHERE tenant_id = ?1 AND (json_type(detail, '$.slug') IS NOT NULL OR json_type(detail, '$.name') IS NOT NULL)",
+        silo_core::audit::forget_tenant_names(&mut tx, tenant).await?;
+        silo_jobs::queue::remove_result_field_in(
+            &mut tx,
+            crate::jobs::TENANT_EXPORT,
+            "$.tenant",
+            &id,
+            "$.manifest.slug",
         )
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET result = json_remove(result, '$.manifest.slug')
-             WHERE kind = 'tenant.export' AND json_extract(payload, '$.tenant') = ?1 AND result IS NOT NULL",
-        )
-        .bind(&id)
-        .execute(&mut *tx)
         .await?;
         for statement in others {
             sqlx::query(sqlx::AssertSqlSafe(*statement)).bind(&id).execute(&mut *tx).await?;

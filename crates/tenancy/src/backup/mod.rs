@@ -360,7 +360,7 @@ impl Backups {
 
     /// Every live (active or suspended) tenant.
     pub async fn live_tenants(&self) -> Result<Vec<Tenant>> {
-        let mut tenants = self.0.control().migratable().await?;
+        let mut tenants = self.0.control().live().await?;
         tenants.retain(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended));
         Ok(tenants)
     }

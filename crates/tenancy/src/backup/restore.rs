@@ -314,7 +314,10 @@ impl Backups {
             plan: source.plan.clone(),
             schema_version,
         };
-        let tenant = match self.0.control().insert_clone(&new, source.id, &backup.id, actor).await {
+        let members = self.0.members();
+        let inserted =
+            self.0.control().insert_clone(&new, source.id, &backup.id, members.as_deref(), actor).await;
+        let tenant = match inserted {
             Ok(tenant) => tenant,
             Err(e) => {
                 let _ = sqlite::remove_database_files(&path).await;

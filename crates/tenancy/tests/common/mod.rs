@@ -5,8 +5,9 @@
 use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
 
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
     pub tenancy: Tenancy,
+    // Last: fields drop in order, so the fleet lets go of its files before they are deleted.
+    pub dir: tempfile::TempDir,
 }
 
 /// The product schema's version (what a new tenant file has).
@@ -23,7 +24,7 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
     let mut settings = Settings::for_data_dir(dir.path());
     settings.cache.lease_timeout_ms = 10_000;
     adjust(&mut settings);
-    let tenancy = Tenancy::open(settings, silo_workspace::schema()).await.unwrap();
+    let tenancy = Tenancy::open(settings, schema()).await.unwrap();
     Fixture { dir, tenancy }
 }
 
@@ -44,4 +45,12 @@ impl Fixture {
         files.sort();
         files
     }
+}
+
+/// The control plane's migrations, as the application assembles them (`silo_web::schema`).
+static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+
+/// What the fleet opens with: the control plane's migrations and the product's tenant schema.
+pub fn schema() -> silo_tenancy::Schema {
+    silo_tenancy::Schema { control: &CONTROL_MIGRATIONS, tenant: silo_workspace::schema() }
 }
