@@ -182,7 +182,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
 pub async fn tasks_and_integrity(tenancy: &Tenancy, slug: &str) -> anyhow::Result<(i64, String)> {
     let tenant = tenancy.tenant(&slug.parse()?).await?;
     let db = tenancy.db(tenant.id).await?;
-    Ok(db.call(|conn| {
+    Ok(db.turn().await.call(|conn| {
         let count = conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?;
         Ok((count, conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
     })?)

@@ -65,7 +65,7 @@ fn by_slug(slug: &str) -> TenantRef {
 async fn tenant_with_tasks(tenancy: &Tenancy, slug: &str, count: usize) -> (Tenant, i64) {
     let tenant = tenancy.tenants().create(CreateTenant::with_slug(slug), "test").await.unwrap();
     let db = tenancy.db(tenant.id).await.unwrap();
-    let project = projects::create(&db, "Roadmap", "", None).unwrap();
+    let project = projects::create(&db.turn().await, "Roadmap", "", None).unwrap();
     for i in 1..=count {
         add_task(tenancy, &tenant, project, &format!("task {i}")).await;
     }
@@ -75,7 +75,7 @@ async fn tenant_with_tasks(tenancy: &Tenancy, slug: &str, count: usize) -> (Tena
 async fn add_task(tenancy: &Tenancy, tenant: &Tenant, project: i64, title: &str) {
     let db = tenancy.db(tenant.id).await.unwrap();
     let new = tasks::NewTask { project_id: project, title: title.into(), ..Default::default() };
-    tasks::create(&db, &new, None).unwrap();
+    tasks::create(&db.turn().await, &new, None).unwrap();
 }
 
 async fn titles(tenancy: &Tenancy, tenant: &TenantRef) -> Vec<String> {
@@ -232,7 +232,7 @@ async fn restore_in_place_while_requests_are_in_flight(store: Store) {
     f.server.sign_up("ada@example.com", "acme").await.unwrap();
     let tenant = t.tenant(&by_slug("acme")).await.unwrap();
     let db = t.db(tenant.id).await.unwrap();
-    let project = projects::create(&db, "Roadmap", "", None).unwrap();
+    let project = projects::create(&db.turn().await, "Roadmap", "", None).unwrap();
     drop(db);
     for i in 1..=20 {
         add_task(&t, &tenant, project, &format!("task {i}")).await;
@@ -461,7 +461,7 @@ async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
     // A read does not count as a change.
     titles(t, &by_slug("three")).await;
     let db = t.db(tenants[2].0.id).await.unwrap();
-    projects::list(&db, None, 10).unwrap();
+    projects::list(&db.turn().await, None, 10).unwrap();
     let changed = t.backups().scheduled_pass(false).await.unwrap();
     assert_eq!((changed.backed_up, changed.unchanged), (1, 2), "only the tenant written to");
     assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 2);
@@ -536,7 +536,10 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
             // A deletion frees pages; a big task spans several.
             5 => {
                 let db = t.db(tenant.id).await.unwrap();
-                db.call(|conn| conn.execute("DELETE FROM tasks WHERE title = 'task 3'", [])).unwrap();
+                db.turn()
+                    .await
+                    .call(|conn| conn.execute("DELETE FROM tasks WHERE title = 'task 3'", []))
+                    .unwrap();
             }
             6 => {
                 let db = t.db(tenant.id).await.unwrap();
@@ -547,7 +550,7 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
                     body,
                     ..Default::default()
                 };
-                tasks::create(&db, &new, None).unwrap();
+                tasks::create(&db.turn().await, &new, None).unwrap();
             }
             // The handle closes with commits not shipped yet: they are read out first.
             8 => {
@@ -669,7 +672,7 @@ async fn point_in_time_restore_across_a_migration() {
     let summary = after.fleet().migrate(vec![tenant.clone()], next, 1, true, &|_| {}).await.unwrap();
     assert_eq!(summary.migrated, 1, "{summary:?}");
     let db = after.db(tenant.id).await.unwrap();
-    db.call(|conn| conn.execute("INSERT INTO labels (name) VALUES ('urgent')", [])).unwrap();
+    db.turn().await.call(|conn| conn.execute("INSERT INTO labels (name) VALUES ('urgent')", [])).unwrap();
     drop(db);
     add_task(&after, &tenant, project, "after the upgrade").await;
     after.backups().ship_changes().await;

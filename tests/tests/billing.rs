@@ -472,7 +472,7 @@ async fn concurrent_invitations_and_projects_cannot_pass_a_limit() {
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 201 || *s == 422), "{statuses:?}");
     let db = server.tenancy.db(tenant.id).await.unwrap();
-    assert_eq!(silo_workspace::projects::count(&db).unwrap(), 1);
+    assert_eq!(silo_workspace::projects::count(&db.turn().await).unwrap(), 1);
     server.stop().await.unwrap();
 }
 
@@ -508,7 +508,7 @@ async fn a_tenant_and_its_owner_are_created_together_or_not_at_all() {
     let id: silo_core::TenantId = tenant["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(server.accounts.memberships().role(id, &ada.id).await.unwrap(), Some(Role::Owner));
     let db = server.tenancy.db(id).await.unwrap();
-    let row = silo_workspace::members::by_user(&db, &ada.id).unwrap().unwrap();
+    let row = silo_workspace::members::by_user(&db.turn().await, &ada.id).unwrap().unwrap();
     assert_eq!((row.role.as_str(), row.left_at), ("owner", None));
     server.stop().await.unwrap();
 }

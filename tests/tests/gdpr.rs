@@ -42,8 +42,8 @@ async fn comment_as(server: &TestServer, email: &str, slug: &str, task_id: i64, 
     let tenant = server.tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
     let db = server.tenancy.db(tenant.id).await.unwrap();
     let user = server.accounts.users().by_email(email).await.unwrap();
-    let author = silo_workspace::members::by_user(&db, &user.id).unwrap().unwrap().id;
-    silo_workspace::comments::create(&db, task_id, Some(author), body).unwrap();
+    let author = silo_workspace::members::by_user(&db.turn().await, &user.id).unwrap().unwrap().id;
+    silo_workspace::comments::create(&db.turn().await, task_id, Some(author), body).unwrap();
 }
 
 /// Writes the newest copy of the control plane in the server's backup store to `dest`.
@@ -143,7 +143,7 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     assert_eq!((status, task["title"].as_str()), (200, Some("[erased]")), "{task}");
     let acme_db =
         server.tenancy.db(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().id).await.unwrap();
-    let comments = silo_workspace::comments::list(&acme_db, ada_tasks[0], None, 10).unwrap();
+    let comments = silo_workspace::comments::list(&acme_db.turn().await, ada_tasks[0], None, 10).unwrap();
     assert_eq!(comments.len(), 1, "her comment went, his stayed: {comments:?}");
     assert_eq!(comments[0].author.as_deref(), Some("Bob"));
     drop(acme_db);
@@ -313,7 +313,7 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
     assert_eq!(solo.status, silo_tenancy::TenantStatus::Deleted, "her own workspace is purged");
     assert!(server.tenancy.tenant(&"solo".parse().unwrap()).await.is_err(), "its slug went with it");
     let db = server.tenancy.db(team_tenant.id).await.unwrap();
-    assert_eq!(silo_workspace::members::count(&db).unwrap(), 1, "only Bob is left in the team");
+    assert_eq!(silo_workspace::members::count(&db.turn().await).unwrap(), 1, "only Bob is left in the team");
     drop(db);
     server.stop().await.unwrap();
 }
@@ -665,7 +665,7 @@ async fn copies_left_by_a_killed_process_are_deleted_by_erasure_and_purge() {
         async move {
             let tenant = tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
             let db = tenancy.db(tenant.id).await.unwrap();
-            db.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")).unwrap();
+            db.turn().await.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")).unwrap();
             std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
             std::fs::copy(tenancy.tenant_path(&tenant).unwrap(), &copy).unwrap();
             tenancy.tenant_path(&tenant).unwrap()

@@ -130,9 +130,9 @@ async fn work_as(server: &TestServer, email: &str, slug: &str, role: Role, canar
     let tenant = server.tenancy.tenant(&slug.parse().unwrap()).await.unwrap();
     let db = server.tenancy.db(tenant.id).await.unwrap();
     let user = server.accounts.users().by_email(email).await.unwrap();
-    let author = silo_workspace::members::by_user(&db, &user.id).unwrap().unwrap().id;
+    let author = silo_workspace::members::by_user(&db.turn().await, &user.id).unwrap().unwrap().id;
     silo_workspace::comments::create(
-        &db,
+        &db.turn().await,
         task["id"].as_i64().unwrap(),
         Some(author),
         &format!("comment {canary}"),
@@ -326,7 +326,7 @@ async fn downloads_are_streamed_and_bounded_per_link() {
     // Enough incompressible text that a download outlasts the sockets' buffers.
     let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     let db = server.tenancy.db(tenant.id).await.unwrap();
-    let project = silo_workspace::projects::create(&db, "big", "", None).unwrap();
+    let project = silo_workspace::projects::create(&db.turn().await, "big", "", None).unwrap();
     let mut seed = 0x9e3779b97f4a7c15_u64;
     for i in 0..400 {
         let body: String = (0..2_500)
@@ -343,7 +343,7 @@ async fn downloads_are_streamed_and_bounded_per_link() {
             body: body[..20_000].to_owned(),
             ..Default::default()
         };
-        silo_workspace::tasks::create(&db, &task, None).unwrap();
+        silo_workspace::tasks::create(&db.turn().await, &task, None).unwrap();
     }
     drop(db);
     let (_, job) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();

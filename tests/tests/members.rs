@@ -41,7 +41,7 @@ async fn member_row(
 ) -> Option<silo_workspace::members::Member> {
     let user = server.accounts.users().by_email(email).await.unwrap();
     let db = server.tenancy.db(tenant.id).await.unwrap();
-    silo_workspace::members::by_user(&db, &user.id).unwrap()
+    silo_workspace::members::by_user(&db.turn().await, &user.id).unwrap()
 }
 
 /// Who the task's creator, assignee, comment author and activity actor are in the file.
@@ -51,7 +51,7 @@ async fn attribution(
 ) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
     // Through the file's owner: one connection owns a tenant file.
     let db = server.tenancy.db(tenant.id).await.unwrap();
-    db.call(|conn| {
+    db.turn().await.call(|conn| {
         conn.query_row(
             "SELECT (SELECT created_by FROM tasks), (SELECT assignee_id FROM tasks), (SELECT author_id FROM comments),
                     (SELECT actor_id FROM activity ORDER BY id LIMIT 1)",
@@ -202,14 +202,14 @@ async fn a_tenant_file_that_refuses_the_change_leaves_the_control_plane_as_it_wa
     let before = admin_dave(&server, &tenant).await;
     // The file refuses any change to a member row (as a full or failing disk would).
     let db = server.tenancy.db(tenant.id).await.unwrap();
-    db.call(|conn| {
+    db.turn().await.call(|conn| {
         conn.execute_batch(
             "CREATE TRIGGER refuse BEFORE UPDATE ON members BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
         )
     })
     .unwrap();
     changes_to_dave_fail_and_change_nothing(&server, &tenant, &before).await;
-    db.call(|conn| conn.execute_batch("DROP TRIGGER refuse")).unwrap();
+    db.turn().await.call(|conn| conn.execute_batch("DROP TRIGGER refuse")).unwrap();
     server.stop().await.unwrap();
 }
 

@@ -260,7 +260,7 @@ impl World {
 
     async fn member_id(&self, ws: usize, person: usize) -> Option<i64> {
         let db = self.tenancy.db(self.tenants[ws].id).await.unwrap();
-        silo_workspace::members::by_user(&db, &self.users[person].id).unwrap().map(|m| m.id)
+        silo_workspace::members::by_user(&db.turn().await, &self.users[person].id).unwrap().map(|m| m.id)
     }
 
     /// A refused action must be the caller's doing (a rule, a limit), never a fault.
@@ -420,7 +420,8 @@ impl World {
                 let db = self.tenancy.db(self.tenants[ws].id).await.unwrap();
                 let me = self.member_id(ws, who).await;
                 let name = format!("{} project {n}", canary(who));
-                match self.billing.limits().create_project(&self.tenants[ws], &db, &name, "", me) {
+                match self.billing.limits().create_project(&self.tenants[ws], &db.turn().await, &name, "", me)
+                {
                     Ok(id) => self.ws[ws].projects.push(Written { id, author: who }),
                     Err(e) => {
                         self.refused("a project", &e);
@@ -452,7 +453,7 @@ impl World {
                     assignee_id: assignee,
                     ..Default::default()
                 };
-                let id = silo_workspace::tasks::create(&db, &task, me).unwrap();
+                let id = silo_workspace::tasks::create(&db.turn().await, &task, me).unwrap();
                 self.ws[ws].tasks.push(Written { id, author: who });
             }
             Step::Comment { ws, who, task } => {
@@ -465,9 +466,13 @@ impl World {
                 let db = self.tenancy.db(self.tenants[ws].id).await.unwrap();
                 let me = self.member_id(ws, who).await;
                 let task = self.ws[ws].tasks[task % self.ws[ws].tasks.len()].id;
-                let id =
-                    silo_workspace::comments::create(&db, task, me, &format!("{} says {n}", canary(who)))
-                        .unwrap();
+                let id = silo_workspace::comments::create(
+                    &db.turn().await,
+                    task,
+                    me,
+                    &format!("{} says {n}", canary(who)),
+                )
+                .unwrap();
                 self.ws[ws].comments.push(Written { id, author: who });
             }
             Step::Export(ws) => {
@@ -594,7 +599,7 @@ impl World {
                 assert!(self.owners(ws) >= 1, "ws-{ws} has members and no owner after {after:?}");
             }
             // The file agrees with the control plane.
-            let db = self.tenancy.db(tenant.id).await.unwrap();
+            let db = self.tenancy.db(tenant.id).await.unwrap().turn().await;
             let rows: Vec<(i64, String, String, Option<String>)> = db
                 .call(|conn| {
                     let mut statement = conn.prepare("SELECT id, user_id, role, left_at FROM members")?;

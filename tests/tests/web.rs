@@ -52,7 +52,8 @@ async fn sign_up_project_task_comment_search() {
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     let user = server.accounts.users().by_email("ada@example.com").await.unwrap();
     let db = server.tenancy.db(acme.id).await.unwrap();
-    let member_id = silo_workspace::members::by_user(&db, &user.id).unwrap().unwrap().id.to_string();
+    let member_id =
+        silo_workspace::members::by_user(&db.turn().await, &user.id).unwrap().unwrap().id.to_string();
     drop(db);
     let saved = ada
         .submit(
@@ -819,7 +820,7 @@ async fn oversized_forms_and_huge_page_numbers_are_answered() {
     assert!(refused.body.contains("too large"), "{}", refused.body);
     let tenant = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     let db = server.tenancy.db(tenant.id).await.unwrap();
-    assert_eq!(silo_workspace::projects::count(&db).unwrap(), 0, "nothing was saved");
+    assert_eq!(silo_workspace::projects::count(&db.turn().await).unwrap(), 0, "nothing was saved");
     drop(db);
 
     server.accounts.users().create("ops@example.com", PASSWORD, None, "test").await.unwrap();

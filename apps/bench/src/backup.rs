@@ -258,7 +258,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     for tenant in fleet.iter().step_by((args.tenants / 10).max(1)).take(10) {
         let db = tenancy.db(tenant.id).await?;
         let new = tasks::NewTask { project_id: 1, title: "changed".into(), ..Default::default() };
-        tasks::create(&db, &new, None)?;
+        tasks::create(&db.turn().await, &new, None)?;
     }
     let incremental = tenancy.backups().scheduled_pass(false).await?;
     let puts_incremental = store.puts.swap(0, Ordering::Relaxed);

@@ -70,10 +70,10 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
     let tenancy = tenancy(dir, 1024).await?;
     let tenant = create_tenants(&tenancy, "warm", 1, 1).await?.remove(0);
     let db = tenancy.db(tenant.id).await?;
-    let project = projects::create(&db, "bench", "", None)?;
+    let project = projects::create(&db.turn().await, "bench", "", None)?;
     for i in 0..1000 {
         tasks::create(
-            &db,
+            &db.turn().await,
             &tasks::NewTask {
                 project_id: project,
                 title: format!("task {i}"),
@@ -101,7 +101,7 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
 
     let mut samples = Vec::with_capacity(READS);
     for id in &ids {
-        let (task, ns) = timed(async { tasks::get(&db, *id) }).await;
+        let (task, ns) = timed(async { tasks::get(&db.turn().await, *id) }).await;
         assert!(task?.is_some());
         samples.push(ns);
     }
@@ -111,7 +111,7 @@ async fn warm(dir: &Path, args: &CacheArgs) -> anyhow::Result<()> {
     for id in &ids {
         let (task, ns) = timed(async {
             let db = tenancy.db(tenant.id).await?;
-            tasks::get(&db, *id)
+            tasks::get(&db.turn().await, *id)
         })
         .await;
         assert!(task?.is_some());
@@ -259,7 +259,7 @@ async fn churn(dir: &Path, duration: Duration) -> anyhow::Result<()> {
     let tenants = create_tenants(&tenancy, "churn", 500, 2).await?;
     for tenant in &tenants {
         let db = tenancy.db(tenant.id).await?;
-        projects::create(&db, "churn", "", None)?;
+        projects::create(&db.turn().await, "churn", "", None)?;
     }
     let ids: Arc<Vec<TenantId>> = Arc::new(tenants.iter().map(|t| t.id).collect());
     let before = tenancy.cache().stats();
@@ -311,7 +311,7 @@ async fn run_workers<F>(
     op: F,
 ) -> (u64, u64)
 where
-    F: Fn(&silo_tenancy::TenantDb, u64) -> silo_tenancy::Result<()> + Send + Sync + Copy + 'static,
+    F: Fn(&silo_tenancy::Turn, u64) -> silo_tenancy::Result<()> + Send + Sync + Copy + 'static,
 {
     let (ops, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + duration;
@@ -329,7 +329,7 @@ where
                     };
                     n += 1;
                     let result = match tenancy.db(ids[index]).await {
-                        Ok(db) => op(&db, n),
+                        Ok(db) => op(&db.turn().await, n),
                         Err(e) => Err(e),
                     };
                     match result {

@@ -89,7 +89,7 @@ pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
     let mut projects_of = Vec::new();
     for tenant in &writers {
         let db = tenancy.db(tenant.id).await?;
-        projects_of.push(projects::create(&db, "bench", "", None)?);
+        projects_of.push(projects::create(&db.turn().await, "bench", "", None)?);
     }
     let run =
         tenancy.backups().create_all(writers.clone(), silo_tenancy::BackupKind::Scheduled, "bench").await;
@@ -174,7 +174,12 @@ async fn litestream(
     for tenant in writers {
         let path = files.join(format!("{}.db", tenant.slug));
         let target = path.to_string_lossy().into_owned();
-        tenancy.db(tenant.id).await?.call(move |conn| conn.execute("VACUUM INTO ?1", [target]))?;
+        tenancy
+            .db(tenant.id)
+            .await?
+            .turn()
+            .await
+            .call(move |conn| conn.execute("VACUUM INTO ?1", [target]))?;
         config.push_str(&format!(
             "  - path: {}\n    replicas:\n      - type: file\n        path: {}\n        sync-interval: 1s\n",
             path.display(),
@@ -283,7 +288,7 @@ async fn write_for(
                     title: "one a second".into(),
                     ..Default::default()
                 };
-                tasks::create(&db, &new, None)?;
+                tasks::create(&db.turn().await, &new, None)?;
                 anyhow::Ok(())
             })
             .buffer_unordered(4)

@@ -182,7 +182,11 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
     for (slug, _) in fixture.spread.iter().step_by((n / args.changed.max(1)).max(1)).take(args.changed) {
         let tenant = tenancy.resolve(&silo_core::TenantSlug::parse(slug)?).await?;
         let db = tenancy.db(tenant.id).await?;
-        tasks::create(&db, &NewTask { project_id: 1, title: "changed".into(), ..Default::default() }, None)?;
+        tasks::create(
+            &db.turn().await,
+            &NewTask { project_id: 1, title: "changed".into(), ..Default::default() },
+            None,
+        )?;
     }
     let started = Instant::now();
     let changed = scheduler.pass().await?;

@@ -61,7 +61,7 @@ pub async fn run(dir: &Path, args: GdprArgs) -> anyhow::Result<()> {
     // Export against VACUUM INTO alone.
     let tenant = tenancy.tenants().create(CreateTenant::with_slug("big"), "bench").await?;
     let db = tenancy.db(tenant.id).await?;
-    let project = projects::create(&db, "bench", "", None)?;
+    let project = projects::create(&db.turn().await, "bench", "", None)?;
     let body = "x".repeat(1000);
     let rows = args.mb * 1000 * 10 / 29;
     for i in 0..rows {
@@ -71,7 +71,7 @@ pub async fn run(dir: &Path, args: GdprArgs) -> anyhow::Result<()> {
             body: body.clone(),
             ..Default::default()
         };
-        tasks::create(&db, &task, None)?;
+        tasks::create(&db.turn().await, &task, None)?;
     }
     drop(db);
     let path = tenancy.tenant_path(&tenant)?;
@@ -114,18 +114,18 @@ async fn erasure(tenancy: &silo_tenancy::Tenancy, count: usize) -> anyhow::Resul
             .add(&TenantRef::Id(tenant.id), email, silo_accounts::Role::Member, "bench")
             .await?;
         let db = tenancy.db(tenant.id).await?;
-        let member = silo_workspace::members::by_user(&db, &user.id)?.map(|m| m.id);
-        let project = projects::create(&db, "theirs", "", member)?;
+        let member = silo_workspace::members::by_user(&db.turn().await, &user.id)?.map(|m| m.id);
+        let project = projects::create(&db.turn().await, "theirs", "", member)?;
         let task = tasks::NewTask { project_id: project, title: "their task".into(), ..Default::default() };
-        let task = tasks::create(&db, &task, member)?;
-        silo_workspace::comments::create(&db, task, member, "their comment")?;
+        let task = tasks::create(&db.turn().await, &task, member)?;
+        silo_workspace::comments::create(&db.turn().await, task, member, "their comment")?;
     }
     // The floor: every tenant opened (from cold: the cache holds 64) and its members read.
     tenancy.cache().clear().await;
     let started = Instant::now();
     for tenant in &tenants {
         let db = tenancy.db(tenant.id).await?;
-        silo_workspace::members::count(&db)?;
+        silo_workspace::members::count(&db.turn().await)?;
     }
     let touch = started.elapsed();
     tenancy.cache().clear().await;

@@ -512,15 +512,19 @@ impl Fixture {
                 accounts.memberships().add(&reference, EMAIL, Role::Owner, "bench").await?;
                 let token = accounts.tokens().issue(EMAIL, TokenScope::Personal(reference), "bench").await?;
                 let db = tenancy.db(tenant.id).await?;
-                let project = projects::create(&db, "bench", "", None)?;
+                let project = projects::create(&db.turn().await, "bench", "", None)?;
                 for i in 0..task_count {
                     let title = format!("task {i} of {}", tenant.slug);
-                    tasks::create(&db, &NewTask { project_id: project, title, ..Default::default() }, None)?;
+                    tasks::create(
+                        &db.turn().await,
+                        &NewTask { project_id: project, title, ..Default::default() },
+                        None,
+                    )?;
                 }
                 // Each task was its own commit: ~3 MiB of WAL per tenant until the automatic
                 // checkpoint at 1,000 pages. Checkpointed and truncated here, so 10,000 tenants
                 // do not need 30+ GiB of scratch disk.
-                db.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))?;
+                db.turn().await.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))?;
                 anyhow::Ok((tenant.slug.to_string(), token, project))
             })
             .buffer_unordered(4);
@@ -695,7 +699,7 @@ async fn breakdown(accounts: &Accounts, fixture: &Fixture) -> anyhow::Result<()>
     let user = accounts.users().by_email(EMAIL).await?;
     let db = tenancy.db(tenant.id).await?;
     let filter = TaskFilter { project: None, status: None, assignee: None, before: None };
-    let rows = tasks::list(&db, &filter, 21)?;
+    let rows = tasks::list(&db.turn().await, &filter, 21)?;
     let mut report = Vec::new();
     macro_rules! step {
         ($name:expr, $body:expr) => {{
@@ -710,8 +714,8 @@ async fn breakdown(accounts: &Accounts, fixture: &Fixture) -> anyhow::Result<()>
     step!("tenant by slug (directory)", tenancy.resolve(&slug).await?);
     step!("membership role (directory)", accounts.memberships().role(tenant.id, &user.id).await?);
     step!("handle cache get", tenancy.db(tenant.id).await?);
-    step!("member row (SQLite)", members::by_user(&db, &user.id)?);
-    step!("21 tasks (SQLite, prepared)", tasks::list(&db, &filter, 21)?);
+    step!("member row (SQLite)", members::by_user(&db.turn().await, &user.id)?);
+    step!("21 tasks (SQLite, prepared)", tasks::list(&db.turn().await, &filter, 21)?);
     step!("JSON of 20 tasks (serde_json)", serde_json::to_vec(&rows[..20])?);
     println!("where the microseconds of (b) go, in-process (mean of {N}):");
     let mut sum = 0.0;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use silo_tenancy::{Tenancy, TenantDb};
+use silo_tenancy::{Tenancy, Turn};
 use silo_workspace::projects;
 use silo_workspace::tasks::{self, NewTask, TaskFilter};
 
@@ -44,12 +44,16 @@ pub async fn run(dir: &Path, args: MemoryArgs) -> anyhow::Result<()> {
             let tenancy = tenancy.clone();
             async move {
                 let db = tenancy.db(id).await?;
-                let project = projects::create(&db, "bench", "", None)?;
+                let project = projects::create(&db.turn().await, "bench", "", None)?;
                 for i in 0..task_count {
                     let title = format!("task {i}");
-                    tasks::create(&db, &NewTask { project_id: project, title, ..Default::default() }, None)?;
+                    tasks::create(
+                        &db.turn().await,
+                        &NewTask { project_id: project, title, ..Default::default() },
+                        None,
+                    )?;
                 }
-                db.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))?;
+                db.turn().await.call(|conn| conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))?;
                 anyhow::Ok(())
             }
         })
@@ -66,21 +70,25 @@ pub async fn run(dir: &Path, args: MemoryArgs) -> anyhow::Result<()> {
 
     for tenant in &created {
         let db = tenancy.db_for(tenant).await?;
-        tasks::list(&db, &TaskFilter::default(), 21)?;
+        tasks::list(&db.turn().await, &TaskFilter::default(), 21)?;
     }
     let read = Snapshot::take(&tenancy);
     println!("after opening each and reading its first page: {read}");
     println!("  per cached tenant: {}", read.per_tenant(&base));
-    println!("  one connection: {}", status(&*tenancy.db_for(&created[0]).await?)?);
+    println!("  one connection: {}", status(&tenancy.db_for(&created[0]).await?.turn().await)?);
 
     for tenant in &created {
         let db = tenancy.db_for(tenant).await?;
-        tasks::create(&db, &NewTask { project_id: 1, title: "one more".into(), ..Default::default() }, None)?;
+        tasks::create(
+            &db.turn().await,
+            &NewTask { project_id: 1, title: "one more".into(), ..Default::default() },
+            None,
+        )?;
     }
     let written = Snapshot::take(&tenancy);
     println!("after one write to each: {written}");
     println!("  per cached tenant: {}", written.per_tenant(&base));
-    println!("  one connection: {}", status(&*tenancy.db_for(&created[0]).await?)?);
+    println!("  one connection: {}", status(&tenancy.db_for(&created[0]).await?.turn().await)?);
 
     let started = Instant::now();
     close_all(&tenancy).await?;
@@ -137,7 +145,7 @@ impl std::fmt::Display for Snapshot {
 
 /// `sqlite3_db_status` of a tenant's connection: lookaside slots, page cache, schema and
 /// prepared statements, in KiB.
-fn status(db: &TenantDb) -> anyhow::Result<String> {
+fn status(db: &Turn) -> anyhow::Result<String> {
     let report = db.call(|conn| {
         let mut parts = Vec::new();
         for (name, op) in [

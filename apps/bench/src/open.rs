@@ -71,7 +71,7 @@ async fn silo_read(tenancy: &Tenancy, tenant: &Tenant) -> anyhow::Result<(usize,
     let started = Instant::now();
     let db = tenancy.db_for(tenant).await?;
     let opened = started.elapsed().as_nanos() as u64;
-    Ok((tasks::list(&db, &tasks::TaskFilter::default(), 20)?.len(), opened))
+    Ok((tasks::list(&db.turn().await, &tasks::TaskFilter::default(), 20)?.len(), opened))
 }
 
 /// Closes every handle, then opens `keep` and returns their handles: held here, they stay open
@@ -175,7 +175,7 @@ pub async fn run(dir: &Path, args: OpenArgs) -> anyhow::Result<()> {
     let measured = create_tenants(&tenancy, "open", args.tenants, 2).await?;
     for tenant in &measured {
         let db = tenancy.db_for(tenant).await?;
-        let project = projects::create(&db, "bench", "", None)?;
+        let project = projects::create(&db.turn().await, "bench", "", None)?;
         for i in 0..args.tasks {
             let task = tasks::NewTask {
                 project_id: project,
@@ -183,7 +183,7 @@ pub async fn run(dir: &Path, args: OpenArgs) -> anyhow::Result<()> {
                 body: "a body of a few words, as people write them".into(),
                 ..Default::default()
             };
-            tasks::create(&db, &task, None)?;
+            tasks::create(&db.turn().await, &task, None)?;
         }
     }
     let measured: Vec<(Tenant, std::path::PathBuf)> = measured

@@ -42,7 +42,7 @@ pub async fn run(dir: &Path, args: PitrArgs) -> anyhow::Result<()> {
     fleet.backups().logs().enable();
     let tenant = fleet.tenants().create(CreateTenant::with_slug("big"), "bench").await?;
     let db = fleet.db(tenant.id).await?;
-    let project = projects::create(&db, "bench", "", None)?;
+    let project = projects::create(&db.turn().await, "bench", "", None)?;
     // Bodies of ~2 KB of words from a 5,000-word vocabulary (the search index grows as it
     // would), inserted 1,000 at a time until the file reaches the size.
     let target = (args.mb * 1_000_000) as i64;
@@ -55,7 +55,7 @@ pub async fn run(dir: &Path, args: PitrArgs) -> anyhow::Result<()> {
             })
             .collect();
         let first = i;
-        let size = db.call(move |conn| {
+        let size = db.turn().await.call(move |conn| {
             let tx = conn.transaction()?;
             {
                 let mut insert = tx
@@ -83,7 +83,7 @@ pub async fn run(dir: &Path, args: PitrArgs) -> anyhow::Result<()> {
     for i in 0..args.segments {
         let db = fleet.db(tenant.id).await?;
         let new = tasks::NewTask { project_id: project, title: format!("after {i}"), ..Default::default() };
-        tasks::create(&db, &new, None)?;
+        tasks::create(&db.turn().await, &new, None)?;
         drop(db);
         let run = fleet.backups().ship_changes().await;
         anyhow::ensure!(run.failed.is_empty(), "shipping failed: {:?}", run.failed);

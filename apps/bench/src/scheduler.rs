@@ -67,9 +67,9 @@ pub async fn run(dir: &Path, args: SchedulerArgs) -> anyhow::Result<()> {
 
     for tenant in fleet.iter().step_by((args.tenants / 10).max(1)).take(10) {
         let db = tenancy.db(tenant.id).await?;
-        projects::create(&db, "changed", "", None)?;
+        projects::create(&db.turn().await, "changed", "", None)?;
         let task = tasks::NewTask { project_id: 1, title: "changed".into(), ..Default::default() };
-        tasks::create(&db, &task, None)?;
+        tasks::create(&db.turn().await, &task, None)?;
     }
     let started = Instant::now();
     let changed = scheduler.pass().await?;

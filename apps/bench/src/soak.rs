@@ -203,7 +203,7 @@ async fn write(
             let tenant = tenancy.resolve(&TenantSlug::parse(slug)?).await?;
             let db = tenancy.db(tenant.id).await?;
             let task = NewTask { project_id: 1, title: "soak".into(), ..Default::default() };
-            tasks::create(&db, &task, None)?;
+            tasks::create(&db.turn().await, &task, None)?;
             anyhow::Ok(())
         }
         .await;

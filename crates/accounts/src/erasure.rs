@@ -155,7 +155,7 @@ pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serd
         // A live tenant is counted through its open handle (no interruption); others have no
         // handle and are read with the file to themselves.
         let counts = if tenant.status == TenantStatus::Active {
-            accounts.tenancy().db_for(&tenant).await?.call_blocking(count).await?
+            accounts.tenancy().db_for(&tenant).await?.turn().await.call_blocking(count).await?
         } else {
             accounts.tenancy().erasures().in_file(&tenant, count).await?.flatten()
         };

@@ -83,9 +83,11 @@ impl Memberships {
                 status,
             });
         }
-        // Opened before the control plane's write lock is taken, so the lock is held only for
-        // the writes.
-        let db = self.0.tenancy().db(tenant.id).await?;
+        // Opened, and the turn at the file taken, before the control plane's write lock: the
+        // lock is held only for the writes, and turns are always taken before that lock (never
+        // the other way round), so two operations cannot wait on each other. The turn is held
+        // to the commit: the file's and the control plane's halves of one change.
+        let db = self.0.tenancy().db(tenant.id).await?.turn().await;
         let mut tx = self.0.control().writer().begin().await?;
         let before = read_role(&mut *tx, tenant.id, &user.id).await?;
         match joining {
@@ -257,7 +259,8 @@ impl Memberships {
         self.check(tenant, by, Some(before), Change::Removal, user_id).await?;
         let actor = by.label();
         let user = self.0.users().by_id(user_id).await?;
-        let db = self.0.tenancy().db(tenant.id).await?;
+        // The turn before the write lock, held to the commit (see `put`).
+        let db = self.0.tenancy().db(tenant.id).await?.turn().await;
         let mut tx = self.0.control().writer().begin().await?;
         let removed: Option<String> =
             sqlx::query_scalar("DELETE FROM memberships WHERE user_id = ? AND tenant_id = ? RETURNING role")
@@ -346,7 +349,7 @@ async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
 /// if the commit fails, the member row is put back exactly as it was (`before`).
 async fn commit_or_restore(
     tx: Tx<'_>,
-    db: &silo_tenancy::TenantDb,
+    db: &silo_tenancy::Turn,
     user_id: &str,
     before: Option<members::Member>,
 ) -> Result<()> {

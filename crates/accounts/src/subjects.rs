@@ -163,8 +163,10 @@ impl Subjects {
                 unavailable.insert(tenant.slug.to_string(), json!(tenant.status));
                 continue;
             }
-            let db = tenancy.db_for(&tenant).await?;
-            tenants.insert(tenant.slug.to_string(), json!(silo_workspace::subject::rows_of(&db, &user.id)?));
+            let turn = tenancy.db_for(&tenant).await?.turn().await;
+            let rows = silo_workspace::subject::rows_of(&turn, &user.id).await?;
+            drop(turn);
+            tenants.insert(tenant.slug.to_string(), json!(rows));
         }
         Ok(Some(json!({
             "account": { "id": user.id, "email": user.email, "display_name": user.display_name, "created_at": user.created_at },

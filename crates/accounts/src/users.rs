@@ -243,8 +243,8 @@ impl Users {
                 .tenancy()
                 .tenant(&silo_core::TenantRef::Slug(silo_core::TenantSlug::parse(&workspace.slug)?))
                 .await?;
-            let db = self.0.tenancy().db(tenant.id).await?;
-            silo_workspace::members::update_profile(&db, &user.id, &user.email, &user.display_name)?;
+            let turn = self.0.tenancy().db(tenant.id).await?.turn().await;
+            silo_workspace::members::update_profile(&turn, &user.id, &user.email, &user.display_name)?;
         }
         Ok(user)
     }

@@ -49,9 +49,9 @@ async fn members_land_in_the_control_plane_and_the_tenant_file() {
     assert_eq!(f.accounts.memberships().role_in(&acme_ref, &user.id).await.unwrap(), Some(Role::Owner));
     assert_eq!(f.accounts.memberships().role_in(&TenantRef::Id(other.id), &user.id).await.unwrap(), None);
     let db = f.tenancy.db(acme.id).await.unwrap();
-    assert_eq!(members::count(&db).unwrap(), 1, "the role change updated the tenant's row");
+    assert_eq!(members::count(&db.turn().await).unwrap(), 1, "the role change updated the tenant's row");
     let other_db = f.tenancy.db(other.id).await.unwrap();
-    assert_eq!(members::count(&other_db).unwrap(), 0);
+    assert_eq!(members::count(&other_db.turn().await).unwrap(), 0);
 
     let unknown = f
         .accounts

@@ -5,7 +5,7 @@
 //! is the customer's, not the operator's.
 
 use silo_accounts::{Role, users::User};
-use silo_tenancy::{Error, Result, Tenant, TenantDb};
+use silo_tenancy::{Error, Result, Tenant, Turn};
 
 use crate::Billing;
 
@@ -57,7 +57,7 @@ impl Limits<'_> {
     pub fn create_project(
         &self,
         tenant: &Tenant,
-        db: &TenantDb,
+        db: &Turn,
         name: &str,
         description: &str,
         created_by: Option<i64>,
@@ -95,8 +95,10 @@ pub struct Usage {
 }
 
 impl Limits<'_> {
-    /// How much of its plan a tenant uses (`db`: its open handle, to count projects).
-    pub async fn usage(&self, tenant: &Tenant, db: Option<&TenantDb>) -> Result<Usage> {
+    /// How much of its plan a tenant uses (`projects`: counted in its file by a caller with a
+    /// turn there, [`silo_workspace::projects::count`]; the turn is not held across this
+    /// function's reads of the control plane).
+    pub async fn usage(&self, tenant: &Tenant, projects: Option<i64>) -> Result<Usage> {
         let path = self.0.tenancy().tenant_path(tenant)?;
         let members = self.0.accounts().memberships().count(tenant.id).await?;
         let pending = self.0.accounts().invitations().pending(tenant.id).await?.len() as i64;
@@ -109,7 +111,7 @@ impl Limits<'_> {
             storage_bytes,
             storage_mb: format!("{:.2}", storage_bytes as f64 / 1e6),
             seats_used: members + pending,
-            projects: db.map(silo_workspace::projects::count).transpose()?,
+            projects,
         })
     }
 }

@@ -72,7 +72,7 @@ async fn eviction_never_fails_a_request_in_flight() {
         tenants.push(f.create(&format!("evict-{i}")).await);
     }
     let held = f.tenancy.db(tenants[0].id).await.unwrap();
-    let project = projects::create(&held, "kept", "", None).unwrap();
+    let project = projects::create(&held.turn().await, "kept", "", None).unwrap();
     for tenant in &tenants[1..] {
         f.tenancy.db(tenant.id).await.unwrap();
     }
@@ -81,12 +81,12 @@ async fn eviction_never_fails_a_request_in_flight() {
     assert!(stats.cached_handles <= 2, "{stats:?}");
     // The evicted handle still serves its holder.
     tasks::create(
-        &held,
+        &held.turn().await,
         &tasks::NewTask { project_id: project, title: "after eviction".into(), ..Default::default() },
         None,
     )
     .unwrap();
-    assert_eq!(tasks::count_tasks(&held).unwrap(), 1);
+    assert_eq!(tasks::count_tasks(&held.turn().await).unwrap(), 1);
     drop(held);
     // Once dropped, its connections close: only the cached handles stay open.
     assert!(
@@ -110,7 +110,7 @@ async fn a_lease_refuses_new_handles_and_waits_for_held_ones() {
     assert!(matches!(refused.root(), Error::Unavailable(_)), "{refused}");
     assert!(held.is_retired());
     // The holder can still finish its work.
-    projects::create(&held, "finishing", "", None).unwrap();
+    projects::create(&held.turn().await, "finishing", "", None).unwrap();
     drop(held);
 
     let lease = lease.await.unwrap().unwrap();
@@ -118,7 +118,7 @@ async fn a_lease_refuses_new_handles_and_waits_for_held_ones() {
     assert!(matches!(f.tenancy.cache().lease(tenant.id).await.unwrap_err(), Error::Unavailable(_)));
     drop(lease);
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    assert_eq!(tasks::count_tasks(&db).unwrap(), 0);
+    assert_eq!(tasks::count_tasks(&db.turn().await).unwrap(), 0);
 }
 
 #[tokio::test]
@@ -171,7 +171,7 @@ async fn a_corrupt_file_is_quarantined_and_the_fleet_is_unaffected() {
     assert!(matches!(again.root(), Error::Quarantined { .. }));
 
     let db = f.tenancy.db(good.id).await.unwrap();
-    projects::create(&db, "still fine", "", None).unwrap();
+    projects::create(&db.turn().await, "still fine", "", None).unwrap();
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
     let tenant = f.create("busy").await;
     let path = f.tenancy.tenant_path(&tenant).unwrap();
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = projects::create(&db, "load", "", None).unwrap();
+    let project = projects::create(&db.turn().await, "load", "", None).unwrap();
     drop(db);
 
     let workers: Vec<_> = (0..50)
@@ -239,7 +239,7 @@ async fn purge_while_fifty_tasks_hold_or_request_handles() {
                     match tenancy.db(tenant.id).await {
                         Ok(db) => {
                             tasks::create(
-                                &db,
+                                &db.turn().await,
                                 &tasks::NewTask {
                                     project_id: project,
                                     title: format!("w{i}-{n}"),
@@ -304,17 +304,58 @@ async fn a_write_past_the_plan_limit_is_the_quota_however_full_the_file_was() {
     f.tenancy.cache().set_storage_limits(Arc::new(|_plan: &str| Some(2_000_000)));
     let tenant = f.create("quota").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    db.call(|conn| conn.execute_batch("CREATE TABLE ballast (b BLOB)")).unwrap();
+    db.turn().await.call(|conn| conn.execute_batch("CREATE TABLE ballast (b BLOB)")).unwrap();
     // A third of the limit, then one statement of more than the rest.
-    db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(700000))", [])).unwrap();
-    let refused = db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", []));
+    db.turn().await.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(700000))", [])).unwrap();
+    let refused =
+        db.turn().await.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", []));
     let error = refused.unwrap_err();
     assert!(matches!(error, Error::QuotaExceeded(_)), "{error:?}");
     assert_eq!(error.kind(), silo_core::ErrorKind::QuotaExceeded);
-    let rows: i64 = db.call(|conn| conn.query_row("SELECT count(*) FROM ballast", [], |r| r.get(0))).unwrap();
+    let rows: i64 = db
+        .turn()
+        .await
+        .call(|conn| conn.query_row("SELECT count(*) FROM ballast", [], |r| r.get(0)))
+        .unwrap();
     assert_eq!(rows, 1, "the refused write was rolled back, the first one kept");
     // Unlimited, the same write goes through.
     f.tenancy.cache().set_storage_limits(Arc::new(|_plan: &str| None));
     f.tenancy.cache().apply_plan(tenant.id, &tenant.plan).await.unwrap();
-    db.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", [])).unwrap();
+    db.turn()
+        .await
+        .call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", []))
+        .unwrap();
+}
+
+/// Blocking work keeps its turn until it is done, even when the caller stops waiting for it:
+/// the next caller of the tenant gets the connection only then (and never waits on its lock).
+#[tokio::test]
+async fn blocking_work_keeps_its_turn_after_its_caller_gives_up() {
+    use futures::FutureExt;
+    let f = fixture().await;
+    let tenant = f.create("turns").await;
+    let db = f.tenancy.db(tenant.id).await.unwrap();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (started, has_started) = tokio::sync::oneshot::channel::<()>();
+    let turn = db.turn().await;
+    let work = tokio::spawn(async move {
+        turn.call_blocking(move |conn| {
+            let _ = started.send(());
+            released.recv().ok();
+            conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get::<_, i64>(0))
+        })
+        .await
+    });
+    has_started.await.unwrap();
+    // The caller gives up (its task is aborted, dropping its turn): the work goes on.
+    work.abort();
+    assert!(work.await.unwrap_err().is_cancelled());
+    assert!(db.turn().now_or_never().is_none(), "the turn is still the blocking work's");
+    release.send(()).unwrap();
+    let next = db.turn().await;
+    assert_eq!(
+        next.call(|conn| conn.query_row("SELECT count(*) FROM tasks", [], |r| r.get::<_, i64>(0))).unwrap(),
+        0
+    );
+    assert_eq!(next.id(), tenant.id);
 }

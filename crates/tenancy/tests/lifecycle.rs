@@ -141,9 +141,9 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
     let f = fixture().await;
     let tenant = f.create("reader").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
-    let project = silo_workspace::projects::create(&db, "Launch", "", None).unwrap();
+    let project = silo_workspace::projects::create(&db.turn().await, "Launch", "", None).unwrap();
     silo_workspace::tasks::create(
-        &db,
+        &db.turn().await,
         &silo_workspace::tasks::NewTask {
             project_id: project,
             title: "Write docs".into(),
@@ -166,7 +166,7 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
     // the file's open owner, which is its own again afterwards (writes work).
     let check = f.tenancy.queries().read_only(&slug("reader"), "PRAGMA integrity_check").await.unwrap();
     assert_eq!(check.rows, vec![vec![serde_json::json!("ok")]]);
-    silo_workspace::projects::create(&db, "After the query", "", None).unwrap();
+    silo_workspace::projects::create(&db.turn().await, "After the query", "", None).unwrap();
 
     let empty = f
         .tenancy
@@ -181,7 +181,7 @@ async fn read_only_sql_returns_rows_and_refuses_writes() {
         let err = f.tenancy.queries().read_only(&slug("reader"), write).await.unwrap_err();
         assert!(matches!(err, Error::WriteRefused(_)), "{write}: {err}");
     }
-    assert_eq!(silo_workspace::tasks::count_tasks(&db).unwrap(), 1);
+    assert_eq!(silo_workspace::tasks::count_tasks(&db.turn().await).unwrap(), 1);
 }
 
 #[tokio::test]
@@ -190,9 +190,9 @@ async fn full_text_index_follows_tasks() {
     let tenant = f.create("search").await;
     let db = f.tenancy.db(tenant.id).await.unwrap();
     use silo_workspace::{projects, tasks::*};
-    let project = projects::create(&db, "P", "", None).unwrap();
+    let project = projects::create(&db.turn().await, "P", "", None).unwrap();
     let id = create(
-        &db,
+        &db.turn().await,
         &NewTask {
             project_id: project,
             title: "Migrate the billing database".into(),
@@ -203,7 +203,7 @@ async fn full_text_index_follows_tasks() {
     )
     .unwrap();
     create(
-        &db,
+        &db.turn().await,
         &NewTask {
             project_id: project,
             title: "Unrelated".into(),
@@ -213,12 +213,12 @@ async fn full_text_index_follows_tasks() {
         None,
     )
     .unwrap();
-    let hits = search(&db, "billing", 10).unwrap();
+    let hits = search(&db.turn().await, "billing", 10).await.unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].task_id, id);
     assert!(hits[0].snippet.contains("\u{2}billing\u{3}"), "{}", hits[0].snippet);
     // Porter stemming: "migrating" finds "Migrate".
-    assert_eq!(search(&db, "migrating", 10).unwrap().len(), 1);
+    assert_eq!(search(&db.turn().await, "migrating", 10).await.unwrap().len(), 1);
 }
 
 /// A soft delete queues the purge for the end of the grace period; bringing the tenant back

@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use silo_core::Timestamp;
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, Turn};
 
 /// One entry of the feed.
 #[derive(Clone, Debug, Serialize)]
@@ -41,7 +41,7 @@ pub(crate) fn record(
 }
 
 /// The newest entries.
-pub fn recent(db: &TenantDb, limit: i64) -> Result<Vec<Activity>> {
+pub fn recent(db: &Turn, limit: i64) -> Result<Vec<Activity>> {
     db.call(|conn| {
         let mut statement = conn.prepare_cached(
             "SELECT a.at, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, a.verb, a.subject_kind, a.subject_id,
@@ -63,6 +63,6 @@ pub fn recent(db: &TenantDb, limit: i64) -> Result<Vec<Activity>> {
 }
 
 /// Time of the newest entry, if any (the admin console's "last activity").
-pub fn last_at(db: &TenantDb) -> Result<Option<String>> {
+pub fn last_at(db: &Turn) -> Result<Option<String>> {
     db.call(|conn| conn.prepare_cached("SELECT max(at) FROM activity")?.query_row([], |r| r.get(0)))
 }

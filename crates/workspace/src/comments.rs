@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::text;
 use silo_core::Timestamp;
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, Turn};
 
 /// A comment with its author's name.
 #[derive(Clone, Debug, Serialize)]
@@ -21,7 +21,7 @@ pub struct Comment {
 }
 
 /// Adds a comment to a task; returns its id.
-pub fn create(db: &TenantDb, task_id: i64, author: Option<i64>, body: &str) -> Result<i64> {
+pub fn create(db: &Turn, task_id: i64, author: Option<i64>, body: &str) -> Result<i64> {
     let body = text("a comment", body, 1, 10_000)?;
     db.call(|conn| {
         let tx = conn.transaction()?;
@@ -36,7 +36,7 @@ pub fn create(db: &TenantDb, task_id: i64, author: Option<i64>, body: &str) -> R
 }
 
 /// Comments of a task, oldest first; `limit` of them after `after`.
-pub fn list(db: &TenantDb, task_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Comment>> {
+pub fn list(db: &Turn, task_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Comment>> {
     db.call(|conn| {
         let mut statement = conn.prepare_cached(
             "SELECT c.id, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, c.body, c.created_at FROM comments c

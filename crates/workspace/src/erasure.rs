@@ -191,7 +191,7 @@ pub fn erase(conn: &mut Connection, user_id: &str, dry_run: bool) -> rusqlite::R
     Ok(Some(counts))
 }
 
-/// [`erase`] as a closure for `TenantDb::call_blocking` or `Erasures::in_file`.
+/// [`erase`] as a closure for `Turn::call_blocking` or `Erasures::in_file`.
 pub fn eraser(
     user_id: String,
     dry_run: bool,

@@ -1,6 +1,6 @@
 //! `silo-workspace`: the tenant product — the schema of every tenant file
 //! (`migrations/tenant`) and the repositories over it. Every SQL statement that touches a
-//! tenant file lives here, behind [`silo_tenancy::TenantDb`], so HTTP handlers, the CLI and the
+//! tenant file lives here, behind a [`silo_tenancy::Turn`], so HTTP handlers, the CLI and the
 //! accounts crate never see the driver.
 //!
 //! Lists are paged by keyset (`before` = the last id of the previous page), so a page costs

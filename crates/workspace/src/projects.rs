@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::text;
 use silo_core::Timestamp;
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, Turn};
 
 /// A project with its task counts.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl Project {
 }
 
 /// Creates a project; returns its id.
-pub fn create(db: &TenantDb, name: &str, description: &str, created_by: Option<i64>) -> Result<i64> {
+pub fn create(db: &Turn, name: &str, description: &str, created_by: Option<i64>) -> Result<i64> {
     Ok(create_within(db, name, description, created_by, None)?.expect("no limit refuses nothing"))
 }
 
@@ -53,7 +53,7 @@ pub fn create(db: &TenantDb, name: &str, description: &str, created_by: Option<i
 /// no limit); returns its id, or `None` when the limit is reached. Count and insert are one
 /// statement, so two concurrent creations cannot both take the last place.
 pub fn create_within(
-    db: &TenantDb,
+    db: &Turn,
     name: &str,
     description: &str,
     created_by: Option<i64>,
@@ -80,7 +80,7 @@ pub fn create_within(
 }
 
 /// Projects not archived (what a plan's project limit counts).
-pub fn count(db: &TenantDb) -> Result<i64> {
+pub fn count(db: &Turn) -> Result<i64> {
     db.call(|conn| {
         conn.prepare_cached("SELECT count(*) FROM projects WHERE archived_at IS NULL")?
             .query_row([], |r| r.get(0))
@@ -88,7 +88,7 @@ pub fn count(db: &TenantDb) -> Result<i64> {
 }
 
 /// Projects newest first, `limit` of them, older than `before` when given.
-pub fn list(db: &TenantDb, before: Option<i64>, limit: i64) -> Result<Vec<Project>> {
+pub fn list(db: &Turn, before: Option<i64>, limit: i64) -> Result<Vec<Project>> {
     db.call(|conn| {
         let sql = format!(
             "{SELECT} WHERE p.archived_at IS NULL AND (?1 IS NULL OR p.id < ?1) ORDER BY p.id DESC LIMIT ?2"
@@ -100,7 +100,7 @@ pub fn list(db: &TenantDb, before: Option<i64>, limit: i64) -> Result<Vec<Projec
 }
 
 /// One project.
-pub fn get(db: &TenantDb, id: i64) -> Result<Option<Project>> {
+pub fn get(db: &Turn, id: i64) -> Result<Option<Project>> {
     db.call(|conn| {
         conn.prepare_cached(&format!("{SELECT} WHERE p.id = ? AND p.archived_at IS NULL"))?
             .query_row([id], Project::from_row)

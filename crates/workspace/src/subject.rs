@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use silo_tenancy::{Result, TenantDb};
+use silo_tenancy::{Result, Turn};
 
-/// The person's rows by table (tables without any are left out; no member row: empty).
-pub fn rows_of(db: &TenantDb, user_id: &str) -> Result<BTreeMap<String, Vec<serde_json::Value>>> {
+/// The person's rows by table (tables without any are left out; no member row: empty). Each
+/// table is read on the blocking pool, with the caller's turn.
+pub async fn rows_of(db: &Turn, user_id: &str) -> Result<BTreeMap<String, Vec<serde_json::Value>>> {
     let manifest = crate::personal_data();
     let Some(member) = crate::members::by_user(db, user_id)? else {
         return Ok(BTreeMap::new());
@@ -20,22 +21,24 @@ pub fn rows_of(db: &TenantDb, user_id: &str) -> Result<BTreeMap<String, Vec<serd
         // Names come from the embedded manifest (checked against the schema by a test), never
         // from input; quoted as identifiers all the same.
         let sql = format!("SELECT * FROM \"{table}\" WHERE \"{person}\" = ?1 ORDER BY rowid");
-        let rows = db.call(|conn| {
-            let mut statement = conn.prepare(&sql)?;
-            let names: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
-            let key: Box<dyn rusqlite::ToSql> = match &key {
-                serde_json::Value::String(s) => Box::new(s.clone()),
-                other => Box::new(other.as_i64().unwrap_or_default()),
-            };
-            let rows = statement.query_map([key], |row| {
-                let mut object = serde_json::Map::new();
-                for (i, name) in names.iter().enumerate() {
-                    object.insert(name.clone(), silo_tenancy::export::json_value(row.get_ref(i)?));
-                }
-                Ok(serde_json::Value::Object(object))
-            })?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
+        let rows = db
+            .call_blocking(move |conn| {
+                let mut statement = conn.prepare(&sql)?;
+                let names: Vec<String> = statement.column_names().into_iter().map(str::to_owned).collect();
+                let key: Box<dyn rusqlite::ToSql> = match &key {
+                    serde_json::Value::String(s) => Box::new(s.clone()),
+                    other => Box::new(other.as_i64().unwrap_or_default()),
+                };
+                let rows = statement.query_map([key], |row| {
+                    let mut object = serde_json::Map::new();
+                    for (i, name) in names.iter().enumerate() {
+                        object.insert(name.clone(), silo_tenancy::export::json_value(row.get_ref(i)?));
+                    }
+                    Ok(serde_json::Value::Object(object))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
         if !rows.is_empty() {
             found.insert(table.clone(), rows);
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use silo_core::Timestamp;
-use silo_tenancy::{Error, Result, TenantDb};
+use silo_tenancy::{Error, Result, Turn};
 
 /// The statuses a task moves through, in order (their stored names).
 pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];
@@ -232,7 +232,7 @@ fn refused(e: Error) -> Error {
 }
 
 /// Creates a task; returns its id.
-pub fn create(db: &TenantDb, new: &NewTask, created_by: Option<i64>) -> Result<i64> {
+pub fn create(db: &Turn, new: &NewTask, created_by: Option<i64>) -> Result<i64> {
     let title = text("a title", &new.title, 1, 200)?;
     let body = text("the body", &new.body, 0, 20_000)?;
     let status = status(new.status.as_deref().unwrap_or("todo"))?;
@@ -256,7 +256,7 @@ pub fn create(db: &TenantDb, new: &NewTask, created_by: Option<i64>) -> Result<i
 }
 
 /// Applies a patch; returns the updated task, `None` when it does not exist.
-pub fn update(db: &TenantDb, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Result<Option<Task>> {
+pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Result<Option<Task>> {
     let title = patch.title.as_deref().map(|t| text("a title", t, 1, 200)).transpose()?;
     let body = patch.body.as_deref().map(|b| text("the body", b, 0, 20_000)).transpose()?;
     let new_status = patch.status.as_deref().map(status).transpose()?;
@@ -298,7 +298,7 @@ pub fn update(db: &TenantDb, id: i64, patch: &TaskPatch, actor: Option<i64>) -> 
 }
 
 /// Deletes a task (and its comments); returns whether it existed.
-pub fn delete(db: &TenantDb, id: i64, actor: Option<i64>) -> Result<bool> {
+pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<bool> {
     db.call(|conn| {
         let tx = conn.transaction()?;
         let title: Option<String> = tx
@@ -314,7 +314,7 @@ pub fn delete(db: &TenantDb, id: i64, actor: Option<i64>) -> Result<bool> {
 }
 
 /// One task by id.
-pub fn get(db: &TenantDb, id: i64) -> Result<Option<Task>> {
+pub fn get(db: &Turn, id: i64) -> Result<Option<Task>> {
     db.call(|conn| conn.prepare_cached(GET_SQL)?.query_row([id], Task::from_row).optional())
 }
 
@@ -322,7 +322,7 @@ pub fn get(db: &TenantDb, id: i64) -> Result<Option<Task>> {
 ///
 /// The statement names only the filters given (one cached statement per combination) rather
 /// than `?1 IS NULL OR …`, so SQLite can use the `(project_id, status, id)` index.
-pub fn list(db: &TenantDb, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
+pub fn list(db: &Turn, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
     if let Some(s) = &filter.status {
         status(s)?;
     }
@@ -349,7 +349,7 @@ pub fn list(db: &TenantDb, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>>
 }
 
 /// Number of tasks.
-pub fn count_tasks(db: &TenantDb) -> Result<i64> {
+pub fn count_tasks(db: &Turn) -> Result<i64> {
     db.call(|conn| conn.prepare_cached("SELECT count(*) FROM tasks")?.query_row([], |r| r.get(0)))
 }
 
@@ -374,15 +374,16 @@ pub const MATCH_START: char = '\u{2}';
 pub const MATCH_END: char = '\u{3}';
 
 /// Full-text search over tasks and comments, best first. The query is taken as words (each
-/// quoted), so user input never reaches FTS5's query syntax.
-pub fn search(db: &TenantDb, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
+/// quoted), so user input never reaches FTS5's query syntax. Over a large file it may take
+/// milliseconds: it runs on the blocking pool, with the caller's turn.
+pub async fn search(db: &Turn, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
     let words: Vec<String> =
         query.split_whitespace().take(16).map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
     if words.is_empty() {
         return Ok(Vec::new());
     }
     let query = words.join(" ");
-    db.call(|conn| {
+    db.call_blocking(move |conn| {
         let mut statement = conn.prepare_cached(
             "SELECT s.kind, s.task_id, t.title, snippet(search_index, -1, char(2), char(3), '…', 12)
              FROM search_index s JOIN tasks t ON t.id = s.task_id
@@ -393,6 +394,7 @@ pub fn search(db: &TenantDb, query: &str, limit: i64) -> Result<Vec<SearchHit>> 
         })?;
         hits.collect()
     })
+    .await
 }
 
 #[cfg(test)]

@@ -10,38 +10,25 @@
 //! so a read that the caller already has can be answered between them without opening the
 //! file: [`Admitted::etag`] validates it from the tenant's data version and the caller.
 
-use std::sync::Arc;
-
 use silo_accounts::Accounts;
 use silo_accounts::Role;
 use silo_core::TenantSlug;
-use silo_tenancy::{Tenant, TenantDb, TenantStatus, Turn};
+use silo_tenancy::{Tenant, TenantStatus, Turn};
 
 use super::error::Failure;
 
-/// A workspace entered by a member.
-pub struct Entered {
+/// A workspace a member is in: what a page needs to render, without the file.
+pub struct Workspace {
     /// The tenant.
     pub tenant: Tenant,
     /// The member's role.
     pub role: Role,
-    /// The tenant's open database.
-    pub db: Arc<TenantDb>,
-    user_id: String,
     /// The validator of this read, when the request is a conditional-capable read.
     pub etag: Option<String>,
-    /// This request's turn at the tenant's connections, held until the handler is done, so
-    /// its statements never wait on a lock that blocks the executor thread.
-    _turn: Turn,
+    user_id: String,
 }
 
-impl Entered {
-    /// The member's row id in the tenant file (what tasks and comments point at). Looked up
-    /// only by the handlers that write, so reads cost one query less.
-    pub fn member_id(&self) -> Result<Option<i64>, Failure> {
-        Ok(silo_workspace::members::by_user(&self.db, &self.user_id)?.map(|m| m.id))
-    }
-
+impl Workspace {
     /// Refuses (403) unless the member has at least `needed` (owner > admin > member).
     pub fn require(&self, needed: Role) -> Result<(), Failure> {
         if self.role.includes(needed) {
@@ -49,6 +36,46 @@ impl Entered {
         } else {
             Err(Failure::forbidden(format!("Only a workspace {} can do that.", needed.as_str())))
         }
+    }
+}
+
+/// A workspace entered by a member: the [`Workspace`] and this request's turn at its file,
+/// the only way to its connection. A handler [`leave`](Entered::leave)s — releases the turn —
+/// once it has read or written the file, before it awaits the control plane or renders, so
+/// the next request of the tenant does not wait on that.
+pub struct Entered {
+    workspace: Workspace,
+    turn: Turn,
+}
+
+impl std::ops::Deref for Entered {
+    type Target = Workspace;
+
+    fn deref(&self) -> &Workspace {
+        &self.workspace
+    }
+}
+
+impl Entered {
+    /// This request's turn at the tenant's file: what the repositories take.
+    pub fn turn(&self) -> &Turn {
+        &self.turn
+    }
+
+    /// Releases the turn; what remains renders the page.
+    pub fn leave(self) -> Workspace {
+        self.workspace
+    }
+
+    /// Records the validator of this read.
+    pub fn set_etag(&mut self, etag: Option<String>) {
+        self.workspace.etag = etag;
+    }
+
+    /// The member's row id in the tenant file (what tasks and comments point at). Looked up
+    /// only by the handlers that write, so reads cost one query less.
+    pub fn member_id(&self) -> Result<Option<i64>, Failure> {
+        Ok(silo_workspace::members::by_user(&self.turn, &self.workspace.user_id)?.map(|m| m.id))
     }
 }
 
@@ -78,16 +105,9 @@ impl Admitted {
 
     /// Opens the tenant's file and takes this request's turn at it.
     pub async fn open(self, accounts: &Accounts) -> Result<Entered, Failure> {
-        let db = accounts.tenancy().db_for(&self.tenant).await?;
-        let turn = db.turn().await;
-        Ok(Entered {
-            tenant: self.tenant,
-            role: self.role,
-            db,
-            user_id: self.user_id,
-            etag: None,
-            _turn: turn,
-        })
+        let turn = accounts.tenancy().db_for(&self.tenant).await?.turn().await;
+        let workspace = Workspace { tenant: self.tenant, role: self.role, etag: None, user_id: self.user_id };
+        Ok(Entered { workspace, turn })
     }
 }
 

@@ -30,8 +30,11 @@
 //! `registry`), in exclusive locking mode with the WAL index in heap memory, so there is
 //! nothing to share a file with and nothing to gain from a second connection.
 //!
-//! Repository modules (`silo-workspace`'s) are the only callers of
-//! [`TenantDb::call`], so the driver stays an implementation detail of this module.
+//! **Only through a turn.** The connection is reachable only through a [`Turn`]: `Turn::call`
+//! (a short statement, inline) and `Turn::call_blocking` (search over a large file, export,
+//! erasure: on the blocking pool, the turn held until it is done). Repository modules
+//! (`silo-workspace`'s) take a `&Turn`, so a statement without a turn does not compile. A
+//! caller releases its turn (drops it) before it awaits the control plane or renders.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,9 +47,55 @@ use super::registry::Registry;
 use crate::{Error, Result};
 use silo_core::ids::TenantId;
 
-/// A request's turn at a tenant's connections ([`TenantDb::turn`]); released when dropped.
-#[derive(Debug)]
-pub struct Turn(#[allow(dead_code)] async_lock::SemaphoreGuardArc);
+/// A caller's turn at a tenant's connection ([`TenantDb::turn`]): the only way to run SQL on
+/// it. Released when dropped (and, for [`Turn::call_blocking`], once that work is done).
+pub struct Turn {
+    db: Arc<TenantDb>,
+    /// Shared with blocking work in flight, so the turn outlives a caller that gave up.
+    permit: Arc<async_lock::SemaphoreGuardArc>,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").field("tenant", &self.db.id).finish()
+    }
+}
+
+impl Turn {
+    /// The tenant.
+    pub fn id(&self) -> TenantId {
+        self.db.id
+    }
+
+    /// The open database this turn is at.
+    pub fn db(&self) -> &Arc<TenantDb> {
+        &self.db
+    }
+
+    /// Runs `f` on the tenant's connection, inline. `f` must be a short statement or
+    /// transaction (it holds a thread of the executor); long work belongs on
+    /// [`Turn::call_blocking`]. This is the door `silo-workspace`'s repositories use.
+    pub fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.db.call(f)
+    }
+
+    /// Runs `f` on the tenant's connection on the blocking pool (search over a large file,
+    /// a person's rows, erasure counts: anything that may take milliseconds), with this turn
+    /// held until `f` returns — even if the caller stops waiting.
+    pub async fn call_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (db, permit) = (self.db.clone(), self.permit.clone());
+        tokio::task::spawn_blocking(move || {
+            let done = db.call(f);
+            drop(permit);
+            done
+        })
+        .await
+        .expect("a tenant query panicked")
+    }
+}
 
 /// An open tenant database, shared through the handle cache.
 pub struct TenantDb {
@@ -109,14 +158,13 @@ impl TenantDb {
     }
 
     /// Waits (asynchronously) for a turn at the tenant's connection; see the module docs.
-    pub async fn turn(&self) -> Turn {
-        Turn(self.turns.acquire_arc().await)
+    pub async fn turn(self: &Arc<Self>) -> Turn {
+        let permit = self.turns.acquire_arc().await;
+        Turn { db: self.clone(), permit: Arc::new(permit) }
     }
 
-    /// Runs `f` on the tenant's connection, inline. `f` must be a short statement or
-    /// transaction (it holds a thread of the executor); long work belongs on
-    /// [`TenantDb::call_blocking`]. This is the door `silo-workspace`'s repositories use.
-    pub fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    /// Runs `f` on the connection, inline: for a holder of a turn ([`Turn::call`]).
+    fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
         let mut conn = self.connection();
         f(&mut conn).map_err(|e| self.classify(&conn, e))
     }
@@ -128,12 +176,14 @@ impl TenantDb {
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let turn = self.turn().await;
-        let db = self.clone();
-        let done = tokio::task::spawn_blocking(move || f(&mut db.connection()))
-            .await
-            .expect("work on a tenant's connection panicked");
-        drop(turn);
-        done
+        tokio::task::spawn_blocking(move || {
+            let done = f(&mut turn.db.connection());
+            // Released only once the work is done, even if the caller stopped waiting.
+            drop(turn);
+            done
+        })
+        .await
+        .expect("work on a tenant's connection panicked")
     }
 
     /// SQLite says `SQLITE_FULL` both when the file reached its plan's limit (`max_page_count`)
@@ -163,16 +213,6 @@ impl TenantDb {
     /// Sets the largest size the file may grow to (`None`: no limit).
     pub(crate) fn limit_size(&self, max_bytes: Option<u64>) -> Result<()> {
         Ok(limit_size(&self.connection(), max_bytes)?)
-    }
-
-    /// Runs `f` on the tenant's connection on the blocking pool (exports, large
-    /// searches, anything that may take milliseconds).
-    pub async fn call_blocking<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || db.call(f)).await.expect("a tenant query panicked")
     }
 
     /// The connection, waiting for it if another caller has it. The wait is a blocking lock:

@@ -52,7 +52,7 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
         return Err(ApiError(Failure::not_modified(etag.clone())));
     }
     let mut ws = admitted.open(accounts).await?;
-    ws.etag = etag;
+    ws.set_etag(etag);
     Ok(ws)
 }
 
@@ -110,9 +110,9 @@ async fn list_projects(
 ) -> Result<Tagged<web::Json<ProjectPage>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let limit = limit(params.limit);
-    let rows = projects::list(&ws.db, cursor(params.cursor.as_deref())?, limit + 1)?;
+    let rows = projects::list(ws.turn(), cursor(params.cursor.as_deref())?, limit + 1)?;
     let (items, next_cursor) = paged(rows, limit, |p| p.id);
-    Ok(Tagged(web::Json(ProjectPage { items, next_cursor }), ws.etag))
+    Ok(Tagged(web::Json(ProjectPage { items, next_cursor }), ws.leave().etag))
 }
 
 /// A project to create.
@@ -141,12 +141,12 @@ async fn create_project(
     let ws = entered(&req, &bearer, &slug).await?;
     let id = state(&req).billing.limits().create_project(
         &ws.tenant,
-        &ws.db,
+        ws.turn(),
         &body.name,
         &body.description,
         ws.member_id()?,
     )?;
-    let project = projects::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
+    let project = projects::get(ws.turn(), id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     Ok(HttpResponse::Created().json(project))
 }
 
@@ -181,8 +181,8 @@ async fn list_tasks(
         assignee: None,
         before: cursor(params.cursor.as_deref())?,
     };
-    let (items, next_cursor) = paged(tasks::list(&ws.db, &filter, limit + 1)?, limit, |t| t.id);
-    Ok(Tagged(web::Json(TaskPage { items, next_cursor }), ws.etag))
+    let (items, next_cursor) = paged(tasks::list(ws.turn(), &filter, limit + 1)?, limit, |t| t.id);
+    Ok(Tagged(web::Json(TaskPage { items, next_cursor }), ws.leave().etag))
 }
 
 /// Creates a task.
@@ -198,8 +198,8 @@ async fn create_task(
     body: Body<NewTask>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
-    let id = tasks::create(&ws.db, &body, ws.member_id()?)?;
-    let task = tasks::get(&ws.db, id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
+    let id = tasks::create(ws.turn(), &body, ws.member_id()?)?;
+    let task = tasks::get(ws.turn(), id)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     Ok(HttpResponse::Created().json(task))
 }
 
@@ -214,8 +214,8 @@ async fn get_task(
     path: web::Path<(String, i64)>,
 ) -> Result<Tagged<web::Json<Task>>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
-    let task = tasks::get(&ws.db, path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?;
-    Ok(Tagged(web::Json(task), ws.etag))
+    let task = tasks::get(ws.turn(), path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?;
+    Ok(Tagged(web::Json(task), ws.leave().etag))
 }
 
 /// Changes a task; absent fields stay, `null` clears `assignee_id` / `due_date`.
@@ -232,7 +232,7 @@ async fn update_task(
 ) -> Result<web::Json<Task>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
     Ok(web::Json(
-        tasks::update(&ws.db, path.1, &body, ws.member_id()?)?
+        tasks::update(ws.turn(), path.1, &body, ws.member_id()?)?
             .ok_or_else(|| ApiError(Failure::not_found()))?,
     ))
 }
@@ -248,7 +248,7 @@ async fn delete_task(
     _params: web::Query<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
-    if tasks::delete(&ws.db, path.1, ws.member_id()?)? {
+    if tasks::delete(ws.turn(), path.1, ws.member_id()?)? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError(Failure::not_found()))
@@ -274,12 +274,13 @@ async fn search_tasks(
     params: web::Query<SearchParams>,
 ) -> Result<Tagged<web::Json<SearchResults>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
-    let items = tasks::search(&ws.db, &params.q, limit(params.limit))?
+    let items = tasks::search(ws.turn(), &params.q, limit(params.limit))
+        .await?
         .into_iter()
         .map(|hit| SearchHit {
             snippet: hit.snippet.replace(MATCH_START, "[").replace(MATCH_END, "]"),
             ..hit
         })
         .collect();
-    Ok(Tagged(web::Json(SearchResults { items }), ws.etag))
+    Ok(Tagged(web::Json(SearchResults { items }), ws.leave().etag))
 }

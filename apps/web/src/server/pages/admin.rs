@@ -161,7 +161,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     // Last activity is read from the tenant's file, which is open only for active tenants.
     let last_activity = if tenant.status == TenantStatus::Active && tenant.migration_error.is_none() {
         match tenancy.db(tenant.id).await {
-            Ok(db) => activity::last_at(&db)?,
+            Ok(db) => activity::last_at(&db.turn().await)?,
             Err(e) => Some(format!("(cannot open: {e})")),
         }
     } else {

@@ -82,13 +82,15 @@ fn choosable<'a>(billing: &'a silo_billing::Billing, current: &'a str) -> Vec<(&
 async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let ws = entered(&req, &me).await?;
     ws.require(Role::Owner)?;
+    let projects = silo_workspace::projects::count(ws.turn())?;
+    let ws = ws.leave();
     let billing = &state(&req).billing;
     let now = now();
     // Drafts are the billing run's working state, not documents the customer has received.
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
     let invoices: Vec<_> = billing.invoices().list(&filter).await?.iter().map(|i| shown(i, &now)).collect();
     page("workspace/billing.html", &ws, "billing")
-        .with("usage", &billing.limits().usage(&ws.tenant, Some(&ws.db)).await?)
+        .with("usage", &billing.limits().usage(&ws.tenant, Some(projects)).await?)
         .with(
             "usage_chart",
             &super::charts::requests_per_day(&billing.metering().days(ws.tenant.id, 30).await?),
@@ -103,7 +105,7 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
 
 #[get("/billing/invoices.csv")]
 async fn invoices_csv(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, PageError> {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
     let body = state(&req).billing.invoices().csv(&filter).await?;
@@ -122,7 +124,7 @@ async fn own_invoice(req: &HttpRequest, tenant: TenantId, id: &str) -> Result<In
 
 #[get("/billing/invoices/{id}")]
 async fn invoice_page(req: HttpRequest, me: SignedIn, path: web::Path<(String, String)>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     let invoice = own_invoice(&req, ws.tenant.id, &path.1).await?;
     invoice_view(&req, &invoice, &format!("{}billing", home(&ws)), false).await
@@ -163,7 +165,7 @@ impl From<ContactForm> for BillingProfile {
 
 #[post("/billing/contact")]
 async fn set_contact(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ContactForm>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     let back = format!("{}billing", home(&ws));
     let saved =

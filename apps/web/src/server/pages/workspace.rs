@@ -17,7 +17,7 @@ use crate::server::error::{Failure, PageError, matches_if_none_match};
 use crate::server::redirects::{see_other_with_flash, take_flash};
 use crate::server::request::state;
 use crate::server::sessions::SignedIn;
-use crate::server::tenant::{Entered, admit, enter};
+use crate::server::tenant::{Entered, Workspace, admit, enter};
 
 const PER_PAGE: i64 = 25;
 
@@ -77,7 +77,7 @@ async fn entered_for_read(req: &HttpRequest, me: &SignedIn) -> Result<Entered, P
         return Err(Failure::not_modified(etag.clone()).into());
     }
     let mut ws = admitted.open(accounts).await?;
-    ws.etag = etag;
+    ws.set_etag(etag);
     Ok(ws)
 }
 
@@ -92,7 +92,7 @@ fn page_etag(file: &str, session: &silo_accounts::sessions::Session, operator: b
 }
 
 /// A workspace page with the workspace's header.
-pub(super) fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
+pub(super) fn page(template: &'static str, ws: &Workspace, tab: &str) -> Page {
     let can_manage = ws.require(Role::Admin).is_ok();
     Page::new(template).validated_by(ws.etag.clone()).with(
         "ws",
@@ -103,7 +103,7 @@ pub(super) fn page(template: &'static str, ws: &Entered, tab: &str) -> Page {
     )
 }
 
-pub(super) fn home(ws: &Entered) -> String {
+pub(super) fn home(ws: &Workspace) -> String {
     format!("/w/{}/", ws.tenant.slug)
 }
 
@@ -115,12 +115,14 @@ struct Before {
 #[get("/")]
 async fn dashboard_page(req: HttpRequest, me: SignedIn, query: web::Query<Before>) -> PageResult {
     let ws = entered_for_read(&req, &me).await?;
-    let projects = projects::list(&ws.db, query.before, PER_PAGE + 1)?;
+    let projects = projects::list(ws.turn(), query.before, PER_PAGE + 1)?;
     let (projects, more) = split_page(projects, PER_PAGE);
+    let activity = activity::recent(ws.turn(), 10)?;
+    let ws = ws.leave();
     page("workspace/dashboard.html", &ws, "projects")
         .with("next_before", &more.then(|| projects.last().map(|p| p.id)).flatten())
         .with("projects", &projects)
-        .with("activity", &activity::recent(&ws.db, 10)?)
+        .with("activity", &activity)
         .render(&req)
         .await
 }
@@ -145,11 +147,12 @@ async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm
     let creator = ws.member_id()?;
     let created = state(&req).billing.limits().create_project(
         &ws.tenant,
-        &ws.db,
+        ws.turn(),
         &form.name,
         &form.description,
         creator,
     );
+    let ws = ws.leave();
     flash_outcome_with(&home(&ws), created, |id| {
         Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created."))
     })
@@ -170,12 +173,14 @@ async fn project_page(
     query: web::Query<TaskListQuery>,
 ) -> PageResult {
     let ws = entered_for_read(&req, &me).await?;
-    let project = projects::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let project = projects::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
     let status = query.status.clone().filter(|s| STATUSES.contains(&s.as_str()));
     let assignee = query.assignee.as_deref().and_then(|a| a.parse().ok());
     let filter =
         TaskFilter { project: Some(project.id), status: status.clone(), assignee, before: query.before };
-    let (list, more) = split_page(tasks::list(&ws.db, &filter, 3 * PER_PAGE + 1)?, 3 * PER_PAGE);
+    let (list, more) = split_page(tasks::list(ws.turn(), &filter, 3 * PER_PAGE + 1)?, 3 * PER_PAGE);
+    let members = members::list(ws.turn(), None, 100)?;
+    let ws = ws.leave();
     let columns: Vec<serde_json::Value> = STATUSES
         .iter()
         .filter(|s| status.as_deref().is_none_or(|only| only == **s))
@@ -187,7 +192,7 @@ async fn project_page(
         .with("empty", &list.is_empty())
         .with("statuses", &STATUSES)
         .with("filter", &serde_json::json!({ "status": status, "assignee": assignee }))
-        .with("members", &members::list(&ws.db, None, 100)?)
+        .with("members", &members)
         .with("next_before", &more.then(|| list.last().map(|t| t.id)).flatten())
         .render(&req)
         .await
@@ -222,7 +227,7 @@ async fn create_task(
     CsrfForm(form): CsrfForm<TaskForm>,
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let project = projects::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let project = projects::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
     let back = format!("{}projects/{}", home(&ws), project.id);
     let new = NewTask {
         project_id: project.id,
@@ -232,7 +237,9 @@ async fn create_task(
         assignee_id: optional_id(&form.assignee_id)?,
         due_date: form.due_date,
     };
-    flash_outcome(&back, tasks::create(&ws.db, &new, ws.member_id()?), "Task created.")
+    let created = tasks::create(ws.turn(), &new, ws.member_id()?);
+    drop(ws);
+    flash_outcome(&back, created, "Task created.")
 }
 
 #[derive(Deserialize)]
@@ -248,10 +255,12 @@ async fn task_page(
     query: web::Query<After>,
 ) -> PageResult {
     let ws = entered_for_read(&req, &me).await?;
-    let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
-    let project = projects::get(&ws.db, task.project_id)?.ok_or_else(Failure::not_found)?;
-    let (comments, more) = split_page(comments::list(&ws.db, task.id, query.after, PER_PAGE + 1)?, PER_PAGE);
-    let members = members::list(&ws.db, None, 100)?;
+    let task = tasks::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
+    let project = projects::get(ws.turn(), task.project_id)?.ok_or_else(Failure::not_found)?;
+    let (comments, more) =
+        split_page(comments::list(ws.turn(), task.id, query.after, PER_PAGE + 1)?, PER_PAGE);
+    let members = members::list(ws.turn(), None, 100)?;
+    let ws = ws.leave();
     // An assignee the list does not hold (someone who left) stays selected, so saving the
     // form does not unassign them by accident.
     let other_assignee = task.assignee_id.filter(|id| !members.iter().any(|m| m.id == *id));
@@ -283,7 +292,9 @@ async fn update_task(
         assignee_id: Some(optional_id(&form.assignee_id)?),
         due_date: Some(form.due_date.filter(|d| !d.trim().is_empty())),
     };
-    flash_outcome_with(&back, tasks::update(&ws.db, path.1, &patch, ws.member_id()?), |saved| match saved {
+    let saved = tasks::update(ws.turn(), path.1, &patch, ws.member_id()?);
+    drop(ws);
+    flash_outcome_with(&back, saved, |saved| match saved {
         Some(_) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
         None => Err(Failure::not_found().into()),
     })
@@ -302,9 +313,11 @@ async fn add_comment(
     CsrfForm(form): CsrfForm<CommentForm>,
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
+    let task = tasks::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
     let back = format!("{}tasks/{}", home(&ws), task.id);
-    flash_outcome(&back, comments::create(&ws.db, task.id, ws.member_id()?, &form.body), "Comment added.")
+    let added = comments::create(ws.turn(), task.id, ws.member_id()?, &form.body);
+    drop(ws);
+    flash_outcome(&back, added, "Comment added.")
 }
 
 #[post("/tasks/{id}/delete")]
@@ -315,8 +328,9 @@ async fn delete_task(
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let task = tasks::get(&ws.db, path.1)?.ok_or_else(Failure::not_found)?;
-    tasks::delete(&ws.db, task.id, ws.member_id()?)?;
+    let task = tasks::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
+    tasks::delete(ws.turn(), task.id, ws.member_id()?)?;
+    let ws = ws.leave();
     Ok(see_other_with_flash(&format!("{}projects/{}", home(&ws), task.project_id), "ok", "Task deleted."))
 }
 
@@ -347,10 +361,12 @@ fn highlight(snippet: &str) -> String {
 #[get("/search")]
 async fn search_page(req: HttpRequest, me: SignedIn, query: web::Query<SearchQuery>) -> PageResult {
     let ws = entered_for_read(&req, &me).await?;
-    let hits: Vec<serde_json::Value> = tasks::search(&ws.db, &query.q, 50)?
+    let hits: Vec<serde_json::Value> = tasks::search(ws.turn(), &query.q, 50)
+        .await?
         .into_iter()
         .map(|h| serde_json::json!({ "kind": h.kind, "task_id": h.task_id, "title": h.title, "snippet": highlight(&h.snippet) }))
         .collect();
+    let ws = ws.leave();
     page("workspace/search.html", &ws, "search").with("q", &query.q).with("hits", &hits).render(&req).await
 }
 
@@ -362,14 +378,15 @@ struct MemberQuery {
 #[get("/members")]
 async fn member_list(req: HttpRequest, me: SignedIn, query: web::Query<MemberQuery>) -> PageResult {
     let ws = entered(&req, &me).await?;
-    let (list, more) = split_page(members::list(&ws.db, query.after, PER_PAGE + 1)?, PER_PAGE);
+    let (list, more) = split_page(members::list(ws.turn(), query.after, PER_PAGE + 1)?, PER_PAGE);
+    // Former members are shown on the first page only (their work keeps their name).
+    let former = if query.after.is_none() { members::former(ws.turn(), PER_PAGE)? } else { Vec::new() };
+    let ws = ws.leave();
     let invitations = if ws.require(Role::Admin).is_ok() {
         state(&req).accounts().invitations().pending(ws.tenant.id).await?
     } else {
         Vec::new()
     };
-    // Former members are shown on the first page only (their work keeps their name).
-    let former = if query.after.is_none() { members::former(&ws.db, PER_PAGE)? } else { Vec::new() };
     page("workspace/members.html", &ws, "members")
         .with("next_after", &more.then(|| list.last().map(|m| m.id)).flatten())
         .with("members", &list)
@@ -388,7 +405,7 @@ struct InviteForm {
 
 #[post("/members/invite")]
 async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<InviteForm>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Admin)?;
     let accounts = state(&req).accounts();
     let back = format!("{}members", home(&ws));
@@ -434,7 +451,7 @@ async fn change_role(
     path: web::Path<(String, String)>,
     CsrfForm(form): CsrfForm<RoleForm>,
 ) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Admin)?;
     let back = format!("{}members", home(&ws));
     let role: Role = match form.role.parse() {
@@ -458,7 +475,7 @@ async fn remove_member(
     path: web::Path<(String, String)>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     let leaving = path.1 == me.session.user_id;
     if !leaving {
         ws.require(Role::Admin)?;
@@ -481,7 +498,7 @@ async fn revoke_invitation(
     path: web::Path<(String, String)>,
     _form: CsrfForm<NoFields>,
 ) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Admin)?;
     if !state(&req).accounts().invitations().revoke(ws.tenant.id, &path.1).await? {
         return Err(Failure::not_found().into());
@@ -491,7 +508,7 @@ async fn revoke_invitation(
 
 #[get("/settings")]
 async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     let tenancy = state(&req).tenancy();
     let grace_days = tenancy.settings().tenants.deletion_grace_days;
     let exports = match ws.role {
@@ -514,7 +531,7 @@ struct PlanForm {
 /// An owner moves the workspace to another plan (from the billing page).
 #[post("/plan")]
 async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<PlanForm>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     let back = format!("{}billing", home(&ws));
     let actor = me.session.email.as_str();
@@ -532,7 +549,7 @@ async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Pl
 /// ready, its download link (valid for 7 days).
 #[post("/export")]
 async fn export_workspace(req: HttpRequest, me: SignedIn, _form: CsrfForm<NoFields>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     let back = format!("{}settings", home(&ws));
     let started = state(&req).tenancy().exports().start(ws.tenant.id, &me.session.email).await;
@@ -554,7 +571,7 @@ struct RenameForm {
 
 #[post("/settings")]
 async fn rename_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<RenameForm>) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Admin)?;
     let back = format!("{}settings", home(&ws));
     flash_outcome(
@@ -578,7 +595,7 @@ async fn delete_workspace(
     me: SignedIn,
     CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> PageResult {
-    let ws = entered(&req, &me).await?;
+    let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     if ws.tenant.slug != form.confirm.trim() {
         let back = format!("{}settings", home(&ws));
