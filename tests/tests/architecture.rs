@@ -423,3 +423,35 @@ fn no_crate_queries_a_table_another_crate_owns() {
     let seen: Vec<&str> = seen.into_iter().collect();
     assert_eq!(seen, ["invoices", "jobs", "memberships", "outbox", "tenants"]);
 }
+
+/// The lines of `code` (comments left out) that ask SQLite for the time.
+fn asks_sqlite_for_now(code: &str) -> Vec<String> {
+    code.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .filter(|l| l.contains("'now'") || l.contains("now!("))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// "Now" comes from the process's clock (`ProcessClock`, a test's `TestClock`), bound as a
+/// parameter: no control-plane crate's SQL asks SQLite for the time, so a test moves time by
+/// hand and the statements carry over to another database. (The tenant files' own rows —
+/// `silo-workspace`'s `updated_at`, `left_at` — and the migrations' triggers still take
+/// SQLite's time.)
+#[test]
+fn control_plane_sql_takes_now_from_the_clock() {
+    let mut found = Vec::new();
+    for dir in [
+        "crates/core/src",
+        "crates/jobs/src",
+        "crates/tenancy/src",
+        "crates/accounts/src",
+        "crates/billing/src",
+    ] {
+        for (path, code) in sources(dir) {
+            found.extend(asks_sqlite_for_now(&code).into_iter().map(|l| format!("{}: {l}", path.display())));
+        }
+    }
+    assert_eq!(found, Vec::<String>::new());
+    assert_eq!(asks_sqlite_for_now("let sql = \"SET at = strftime('%s', 'now')\";\n// 'now'").len(), 1);
+}

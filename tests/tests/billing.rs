@@ -521,3 +521,58 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// The billing run, due dates and dunning follow the process's clock, moved by hand (no row
+/// back-dated): a workspace on `business` since June is billed for August on 15 September,
+/// its invoice falls due after the payment terms, a reminder goes out 3 days late, the
+/// workspace is suspended 21 days late, and paying resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_due_dates_and_dunning_follow_the_clock() {
+    use silo_core::{Clock, ProcessClock, TestClock, Timestamp};
+    let at = |text: &str| Timestamp::parse(text).unwrap();
+    let clock = TestClock::at(&at("2026-06-01T09:00:00.000Z"));
+    let shared = ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |s| s.fleet.clock = shared).await.unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    let (status, tenant) =
+        ops.call("PATCH", "/tenants/acme", Some(json!({ "plan": "business" }))).await.unwrap();
+    assert_eq!(status, 200, "{tenant}");
+    assert!(tenant["created_at"].as_str().unwrap().starts_with("2026-06-01T09:00:00"), "{tenant}");
+    let billing = &server.billing;
+
+    clock.set(&at("2026-09-15T09:00:00.000Z"));
+    let summary = billing.invoices().run("2026-08".parse().unwrap(), "test").await.unwrap();
+    assert_eq!((summary.tenants, summary.finalised), (1, 1), "{summary:?}");
+    let invoice = billing.invoices().list(&silo_billing::InvoiceFilter::default()).await.unwrap().remove(0);
+    assert_eq!(invoice.finalized_at.as_deref(), Some("2026-09-15T09:00:00.000Z"));
+    assert_eq!(invoice.due_at.as_deref(), Some("2026-09-29T09:00:00.000Z"), "14 days' terms");
+    // A whole month of business with one seat (the trial ended in June).
+    assert_eq!(invoice.subtotal, 6_500);
+
+    let pass = |day: &str| {
+        clock.set(&at(day));
+        let now = clock.now();
+        async move { billing.dunning().run(now.as_str(), "test").await.unwrap() }
+    };
+    let on_time = pass("2026-09-29T10:00:00.000Z").await;
+    assert_eq!((on_time.overdue, on_time.reminders), (1, 0), "overdue, but no reminder on day 0");
+    let late = pass("2026-10-02T10:00:00.000Z").await;
+    assert_eq!((late.reminders, late.suspended.len()), (1, 0), "3 days late: a reminder");
+    assert!(server.last_email("ada@example.com").await.unwrap().contains("was due on 2026-09-29"));
+    let again = pass("2026-10-03T10:00:00.000Z").await;
+    assert_eq!(again.reminders, 0, "one reminder per step");
+    let suspended = pass("2026-10-20T10:00:00.000Z").await;
+    assert_eq!(suspended.suspended, ["acme"], "21 days late: suspended");
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!(acme.status, silo_tenancy::TenantStatus::Suspended);
+    assert_eq!(acme.updated_at.as_str(), "2026-10-20T10:00:00.000Z");
+
+    let number = invoice.number.unwrap().to_string();
+    let paid = billing.invoices().record_payment(&number, "bank 1", "test").await.unwrap();
+    assert_eq!(paid.paid_at.as_deref(), Some("2026-10-20T10:00:00.000Z"));
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    assert_eq!(acme.status, silo_tenancy::TenantStatus::Active, "paying resumes it");
+    server.stop().await.unwrap();
+}

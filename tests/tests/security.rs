@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use silo_accounts::{By, Role, TokenScope};
-use silo_core::TenantRef;
+use silo_core::{Clock, TenantRef};
 use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of, files_containing};
 use silo_web::settings::{Secret, TrustedProxies};
 use silo_web::startup::Application;
@@ -503,7 +503,10 @@ async fn revocations_take_effect_at_once_under_concurrent_lookups() {
 // 10. Session idle timeout, token expiry, and a reset that offers to revoke tokens.
 #[tokio::test]
 async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
-    let server = TestServer::start().await.unwrap();
+    // Time moves by hand: no row is back-dated.
+    let clock = silo_core::TestClock::starting_now();
+    let shared = silo_core::ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |s| s.fleet.clock = shared).await.unwrap();
     owner(&server, "ada@example.com", "acme").await;
     let a = &server.accounts;
     let ada = a.users().by_email("ada@example.com").await.unwrap();
@@ -513,12 +516,7 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
         .create(&ada.id, "test", "127.0.0.1", Duration::from_secs(14 * 86_400), None)
         .await
         .unwrap();
-    control_db(&server)
-        .execute(
-            "UPDATE sessions SET last_seen_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-2 days') WHERE id_sha256 = ?",
-            [idle.session.id.as_str()],
-        )
-        .unwrap();
+    clock.advance(Duration::from_secs(2 * 86_400));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let with_cookie = |secret: String| {
         client.get(server.url("/account")).header("Cookie", format!("silo_session={secret}")).send()
@@ -536,30 +534,26 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
         .unwrap();
     let expiring = made.body.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let expires_at = a.tokens().of_user(&ada.id).await.unwrap().remove(0).expires_at.expect("an expiry");
-    assert!(
-        expires_at
-            > silo_tenancy::control::utc_timestamp(
-                std::time::SystemTime::now() + Duration::from_secs(29 * 86_400)
-            )
-    );
+    assert!(expires_at > clock.now().plus(Duration::from_secs(29 * 86_400)), "{expires_at}");
     let account = ada_web.get("/account").await.unwrap();
     assert!(account.body.contains(&format!("<td>{expires_at}</td>")), "the account page shows the expiry");
     let api = ApiClient::new(server.addr, Some(&expiring));
     assert_eq!(api.call("GET", "/w/acme/tasks", None).await.unwrap().0, 200);
-    let lasting = a
+    let short = a
         .tokens()
-        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .issue_expiring(
+            "ada@example.com",
+            TokenScope::Personal("acme".parse().unwrap()),
+            "test",
+            Some(Duration::from_secs(86_400)),
+        )
         .await
         .unwrap();
-    let hash = silo_accounts::secrets::token_digest(&lasting);
-    control_db(&server)
-        .execute(
-            "UPDATE api_tokens SET expires_at = '2020-01-01T00:00:00.000Z' WHERE token_sha256 = ?",
-            [hash],
-        )
-        .unwrap();
-    let expired = ApiClient::new(server.addr, Some(&lasting));
+    let expired = ApiClient::new(server.addr, Some(&short));
+    assert_eq!(expired.call("GET", "/w/acme/tasks", None).await.unwrap().0, 200, "not yet");
+    clock.advance(Duration::from_secs(2 * 86_400));
     assert_eq!(expired.call("GET", "/w/acme/tasks", None).await.unwrap().0, 401, "expired");
+    assert_eq!(api.call("GET", "/w/acme/tasks", None).await.unwrap().0, 200, "the 30-day token works on");
 
     // A reset with the box ticked revokes every token; without it they keep working.
     let reset = |revoke: bool| {

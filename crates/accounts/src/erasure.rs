@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 use silo_core::erasure::ErasureStep;
-use silo_core::{TenantId, TenantRef};
+use silo_core::{TenantId, TenantRef, Timestamp};
 use silo_jobs::{JobContext, JobError, Outcome, Workers};
 use silo_tenancy::{Error, Result, Tenant, TenantStatus};
 
@@ -65,7 +65,7 @@ const STEPS: &[ErasureStep] = &[
         table: "invitations",
         rows: "invitations WHERE invited_by = ?1",
         set: Some(
-            "invited_by = NULL, revoked_at = CASE WHEN accepted_at IS NULL THEN coalesce(revoked_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ELSE revoked_at END",
+            "invited_by = NULL, revoked_at = CASE WHEN accepted_at IS NULL THEN coalesce(revoked_at, ?6) ELSE revoked_at END",
         ),
     },
     ErasureStep { table: "signups", rows: "signups WHERE email = ?2", set: None },
@@ -161,7 +161,7 @@ pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serd
         };
         tenants.insert(tenant.slug.to_string(), json!(counts.unwrap_or_default()));
     }
-    let args = control_arguments(&subject, "");
+    let args = control_arguments(&subject, "", &accounts.now());
     let mut control = BTreeMap::<&str, i64>::new();
     for step in steps(accounts) {
         let sql = step.count();
@@ -188,13 +188,14 @@ pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serd
     }))
 }
 
-fn control_arguments(subject: &Subject, job: &str) -> [String; 5] {
+fn control_arguments(subject: &Subject, job: &str, now: &Timestamp) -> [String; 6] {
     [
         subject.user.id.to_string(),
         subject.user.email.to_string(),
         subject.label(),
         job.to_owned(),
         subject.user.display_name.clone(),
+        now.as_str().to_owned(),
     ]
 }
 
@@ -391,7 +392,8 @@ async fn remove_records(
     job: &str,
     exports: usize,
 ) -> Result<BTreeMap<&'static str, u64>> {
-    let args = control_arguments(subject, job);
+    let now = accounts.now();
+    let args = control_arguments(subject, job, &now);
     let mut counts = BTreeMap::<&str, u64>::new();
     let mut tx = accounts.tenancy().control().writer().begin().await?;
     for step in steps(accounts) {
@@ -403,9 +405,10 @@ async fn remove_records(
         *counts.entry(step.table).or_default() += query.execute(&mut *tx).await?.rows_affected();
     }
     silo_jobs::queue::replace_payload_in(&mut tx, job, &json!({ "subject": subject.hash })).await?;
-    silo_tenancy::Erasures::complete_in(&mut tx, &subject.hash).await?;
+    silo_tenancy::Erasures::complete_in(&mut tx, &now, &subject.hash).await?;
     let detail = json!({ "subject": subject.hash, "exports_deleted": exports });
-    silo_tenancy::control::audit(&mut tx, &format!("job:{job}"), "subject.erase", None, &detail).await?;
+    silo_tenancy::control::audit(&mut tx, &now, &format!("job:{job}"), "subject.erase", None, &detail)
+        .await?;
     tx.commit().await?;
     counts.retain(|_, n| *n > 0);
     Ok(counts)

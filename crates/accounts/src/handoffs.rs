@@ -52,28 +52,26 @@ impl Handoffs {
             return Err(Error::InvalidInput("a hand-off needs the workspace host's state".into()));
         }
         let token = new_secret("hof_");
+        let now = self.0.now();
         // The family's root: a hand-off from a child session hangs off its parent.
-        sqlx::query(concat!(
+        sqlx::query(
             "INSERT INTO handoffs (token_sha256, session_id, tenant_id, state_sha256, next_path, created_at, expires_at)
-             SELECT ?, coalesce(parent_id, id_sha256), ?, ?, ?, ",
-            silo_tenancy::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) FROM sessions WHERE id_sha256 = ?"
-        ))
+             SELECT ?1, coalesce(parent_id, id_sha256), ?2, ?3, ?4, ?7, ?5 FROM sessions WHERE id_sha256 = ?6",
+        )
         .bind(token_digest(&token))
         .bind(tenant.to_string())
         .bind(token_digest(state))
         .bind(next)
-        .bind(format!("+{HANDOFF_SECONDS} seconds"))
+        .bind(now.plus(Duration::from_secs(HANDOFF_SECONDS)).as_str().to_owned())
         .bind(&session.id)
+        .bind(now.as_str())
         .execute(self.0.control().writer())
         .await?;
         // Used and expired hand-offs are of no use to anyone: keep the table small.
-        sqlx::query(concat!(
-            "DELETE FROM handoffs WHERE used_at IS NOT NULL OR expires_at <= ",
-            silo_tenancy::now!()
-        ))
-        .execute(self.0.control().writer())
-        .await?;
+        sqlx::query("DELETE FROM handoffs WHERE used_at IS NOT NULL OR expires_at <= ?")
+            .bind(now.as_str())
+            .execute(self.0.control().writer())
+            .await?;
         Ok(token)
     }
 
@@ -89,14 +87,13 @@ impl Handoffs {
         ip: &str,
         ttl: Duration,
     ) -> Result<Option<Redeemed>> {
-        let claimed: Option<(String, String, String, String)> = sqlx::query_as(concat!(
-            "UPDATE handoffs SET used_at = ",
-            silo_tenancy::now!(),
-            " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            silo_tenancy::now!(),
-            " RETURNING session_id, tenant_id, state_sha256, next_path"
-        ))
+        let now = self.0.now();
+        let claimed: Option<(String, String, String, String)> = sqlx::query_as(
+            "UPDATE handoffs SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
+             RETURNING session_id, tenant_id, state_sha256, next_path",
+        )
         .bind(token_digest(token))
+        .bind(now.as_str())
         .fetch_optional(self.0.control().writer())
         .await?;
         let Some((session_id, for_tenant, state_digest, next)) = claimed else { return Ok(None) };
@@ -105,13 +102,13 @@ impl Handoffs {
         {
             return Ok(None);
         }
-        let parent: Option<(String,)> = sqlx::query_as(concat!(
+        let parent: Option<(String,)> = sqlx::query_as(
             "SELECT s.user_id FROM sessions s JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = ?
-             WHERE s.id_sha256 = ? AND s.expires_at > ",
-            silo_tenancy::now!()
-        ))
+             WHERE s.id_sha256 = ? AND s.expires_at > ?",
+        )
         .bind(tenant.to_string())
         .bind(&session_id)
+        .bind(now.as_str())
         .fetch_optional(self.0.control().writer())
         .await?;
         let Some((user_id,)) = parent else { return Ok(None) };

@@ -104,44 +104,42 @@ impl Invitations {
         }
         let secret = new_secret("inv_");
         let id = uuid::Uuid::now_v7().to_string();
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
         // A new invitation to an address replaces the one pending there (its link stops
         // working): one pending invitation, and one seat, per address.
-        sqlx::query(concat!(
-            "UPDATE invitations SET revoked_at = ",
-            silo_tenancy::now!(),
-            " WHERE tenant_id = ?1 AND email = ?2 AND accepted_at IS NULL AND revoked_at IS NULL"
-        ))
+        sqlx::query(
+            "UPDATE invitations SET revoked_at = ?3
+             WHERE tenant_id = ?1 AND email = ?2 AND accepted_at IS NULL AND revoked_at IS NULL",
+        )
         .bind(tenant.id.to_string())
         .bind(email.as_str())
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
-        let inserted = sqlx::query(concat!(
+        let inserted = sqlx::query(
             "INSERT INTO invitations (id, token_sha256, tenant_id, email, role, invited_by, created_at, expires_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ",
-            silo_tenancy::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?7)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7
              WHERE ?8 IS NULL OR (SELECT count(*) FROM memberships WHERE tenant_id = ?3)
                  + (SELECT count(*) FROM invitations WHERE tenant_id = ?3 AND accepted_at IS NULL
-                    AND revoked_at IS NULL AND expires_at > ",
-            silo_tenancy::now!(),
-            ") < ?8"
-        ))
+                    AND revoked_at IS NULL AND expires_at > ?9) < ?8",
+        )
         .bind(&id)
         .bind(token_digest(&secret))
         .bind(tenant.id.to_string())
         .bind(email.as_str())
         .bind(role.as_str())
         .bind(&inviter.id)
-        .bind(format!("+{INVITATION_DAYS} days"))
+        .bind(now.plus(std::time::Duration::from_secs(u64::from(INVITATION_DAYS) * 86_400)).as_str().to_owned())
         .bind(seats)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(Error::LimitReached(format!("all {} seats are taken", seats.unwrap_or_default())));
         }
         let detail = serde_json::json!({ "invitation": id, "role": role });
-        audit(&mut tx, &inviter.email, "invitation.create", Some(tenant.id), &detail).await?;
+        audit(&mut tx, &now, &inviter.email, "invitation.create", Some(tenant.id), &detail).await?;
         tx.commit().await?;
         let link = crate::outbox::EmailLink {
             url: format!("{}/invitations/{secret}", base_url.trim_end_matches('/')),
@@ -177,10 +175,10 @@ impl Invitations {
     pub async fn find(&self, secret: &str) -> Result<Option<Invitation>> {
         let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.token_sha256 = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-             AND i.expires_at > {}",
-            silo_tenancy::now!()
+             AND i.expires_at > ?"
         )))
         .bind(token_digest(secret))
+        .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().reader())
         .await?;
         Ok(self.named(row.into_iter().collect()).await?.pop())
@@ -203,11 +201,9 @@ impl Invitations {
         let slug = silo_core::TenantSlug::parse(&invitation.tenant_slug)?;
         let tenant = self.0.tenancy().tenant(&silo_core::TenantRef::Slug(slug)).await?;
         // Marked first, so a link is used once even when two accepts race.
-        let claimed = sqlx::query(concat!(
-            "UPDATE invitations SET accepted_at = ",
-            silo_tenancy::now!(),
-            " WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL"
-        ))
+        let claimed =
+            sqlx::query("UPDATE invitations SET accepted_at = ? WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL")
+        .bind(self.0.now().as_str().to_owned())
         .bind(&invitation.id)
         .execute(self.0.control().writer())
         .await?;
@@ -229,10 +225,10 @@ impl Invitations {
     pub async fn pending(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
         let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.tenant_id = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-             AND i.expires_at > {} ORDER BY i.created_at DESC LIMIT 100",
-            silo_tenancy::now!()
+             AND i.expires_at > ? ORDER BY i.created_at DESC LIMIT 100"
         )))
         .bind(tenant.to_string())
+        .bind(self.0.now().as_str().to_owned())
         .fetch_all(self.0.control().reader())
         .await?;
         self.named(rows).await
@@ -240,11 +236,10 @@ impl Invitations {
 
     /// Withdraws a pending invitation of this workspace; returns whether there was one.
     pub async fn revoke(&self, tenant: TenantId, id: &str) -> Result<bool> {
-        let done = sqlx::query(concat!(
-            "UPDATE invitations SET revoked_at = ",
-            silo_tenancy::now!(),
-            " WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL"
-        ))
+        let done = sqlx::query(
+            "UPDATE invitations SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(self.0.now().as_str().to_owned())
         .bind(id)
         .bind(tenant.to_string())
         .execute(self.0.control().writer())

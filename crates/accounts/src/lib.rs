@@ -131,6 +131,12 @@ impl Accounts {
         self.inner.erasure_steps.read().clone()
     }
 
+    /// Now, on the process's clock (the control plane's): lifetimes of sessions, tokens,
+    /// invitations, sign-ups and resets start and end here.
+    pub fn now(&self) -> silo_core::Timestamp {
+        self.inner.tenancy.control().now()
+    }
+
     /// The fleet these accounts belong to.
     pub fn tenancy(&self) -> &Tenancy {
         &self.inner.tenancy

@@ -31,6 +31,7 @@ use sqlx::SqliteConnection;
 
 use crate::roles::{self, By, Change, Role};
 use crate::users::User;
+use silo_core::Timestamp;
 use silo_core::ids::{TenantId, TenantRef};
 use silo_tenancy::control::{TenantStatus, audit};
 use silo_tenancy::{Error, Result, Tenant};
@@ -104,14 +105,15 @@ impl Memberships {
             }
             _ => {}
         }
-        sqlx::query(concat!(
-            "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
-            silo_tenancy::now!(),
-            ") ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role"
-        ))
+        let now = self.0.now();
+        sqlx::query(
+            "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role",
+        )
         .bind(&user.id)
         .bind(tenant.id.to_string())
         .bind(role.as_str())
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         // Checked after the write, inside the transaction: the write lock is held, so of two
@@ -120,9 +122,9 @@ impl Memberships {
             keep_an_owner(&mut tx, tenant.id).await?;
         }
         let lost_inviting = (role == Role::Member).then_some(user.id.as_str());
-        revoke_pending(&mut tx, tenant.id, &user.email, lost_inviting).await?;
+        revoke_pending(&mut tx, &now, tenant.id, &user.email, lost_inviting).await?;
         let detail = serde_json::json!({ "user": user.id, "role": role });
-        audit(&mut tx, actor, "member.add", Some(tenant.id), &detail).await?;
+        audit(&mut tx, &now, actor, "member.add", Some(tenant.id), &detail).await?;
         let row = members::Joining {
             user_id: &user.id,
             email: &user.email,
@@ -276,9 +278,17 @@ impl Memberships {
         if before == Role::Owner {
             keep_an_owner(&mut tx, tenant.id).await?;
         }
-        revoke_pending(&mut tx, tenant.id, &user.email, Some(user_id)).await?;
-        audit(&mut tx, actor, "member.remove", Some(tenant.id), &serde_json::json!({ "user": user_id }))
-            .await?;
+        let now = self.0.now();
+        revoke_pending(&mut tx, &now, tenant.id, &user.email, Some(user_id)).await?;
+        audit(
+            &mut tx,
+            &now,
+            actor,
+            "member.remove",
+            Some(tenant.id),
+            &serde_json::json!({ "user": user_id }),
+        )
+        .await?;
         let previous = members::leave(&db, user_id)?;
         commit_or_restore(tx, &db, user_id, previous).await?;
         self.0.directory().clear();
@@ -362,15 +372,21 @@ async fn commit_or_restore(
 
 /// Revokes the pending invitations in `tenant` that are addressed to `to` (an email) or were
 /// sent by `from` (a user id).
-async fn revoke_pending(tx: &mut Tx<'_>, tenant: TenantId, to: &str, from: Option<&str>) -> Result<()> {
-    sqlx::query(concat!(
-        "UPDATE invitations SET revoked_at = ",
-        silo_tenancy::now!(),
-        " WHERE tenant_id = ?1 AND accepted_at IS NULL AND revoked_at IS NULL AND (email = ?2 OR invited_by = ?3)"
-    ))
+async fn revoke_pending(
+    tx: &mut Tx<'_>,
+    now: &Timestamp,
+    tenant: TenantId,
+    to: &str,
+    from: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE invitations SET revoked_at = ?4
+         WHERE tenant_id = ?1 AND accepted_at IS NULL AND revoked_at IS NULL AND (email = ?2 OR invited_by = ?3)",
+    )
     .bind(tenant.to_string())
     .bind(to)
     .bind(from)
+    .bind(now.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -407,21 +423,19 @@ impl silo_tenancy::Members for FleetMembers {
     fn add_founder<'a>(
         &'a self,
         conn: &'a mut SqliteConnection,
+        now: &'a Timestamp,
         tenant: TenantId,
         user_id: &'a str,
         role: &'a str,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            sqlx::query(concat!(
-                "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ",
-                silo_tenancy::now!(),
-                ")"
-            ))
-            .bind(user_id)
-            .bind(tenant.to_string())
-            .bind(role)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query("INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)")
+                .bind(user_id)
+                .bind(tenant.to_string())
+                .bind(role)
+                .bind(now.as_str())
+                .execute(&mut *conn)
+                .await?;
             Ok(())
         })
     }

@@ -189,17 +189,17 @@ impl Outbox {
             }
             None => None,
         };
-        sqlx::query(concat!(
+        let now = self.0.now();
+        sqlx::query(
             "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at, about_user_id,
-                 about_tenant_id) VALUES (",
-            silo_tenancy::now!(),
-            ", ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?)"
-        ))
+                 about_tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now.as_str())
         .bind(recipient)
         .bind(subject)
         .bind(body)
         .bind(sealed)
-        .bind(link.map(|l| format!("+{} seconds", l.valid_for.as_secs())))
+        .bind(link.map(|l| now.plus(l.valid_for).as_str().to_owned()))
         .bind(about.user)
         .bind(about.tenant.map(|t| t.to_string()))
         .execute(self.0.control().writer())
@@ -238,12 +238,12 @@ impl Outbox {
 
     /// Removes the sealed links that expired; an email still unsent by then is not sent.
     pub async fn forget_expired_links(&self) -> Result<()> {
-        sqlx::query(concat!(
+        sqlx::query(
             "UPDATE outbox SET link_sealed = NULL,
                  error = CASE WHEN sent_at IS NULL THEN 'the link expired before the email was sent' ELSE error END
-             WHERE link_sealed IS NOT NULL AND link_expires_at <= ",
-            silo_tenancy::now!()
-        ))
+             WHERE link_sealed IS NOT NULL AND link_expires_at <= ?",
+        )
+        .bind(self.0.now().as_str().to_owned())
         .execute(self.0.control().writer())
         .await?;
         Ok(())
@@ -267,13 +267,13 @@ impl Outbox {
         self.forget_expired_links().await?;
         let due: Vec<OutboxEmail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM outbox
-             WHERE sent_at IS NULL AND attempts < ? AND (next_attempt_at IS NULL OR next_attempt_at <= {now})
+             WHERE sent_at IS NULL AND attempts < ?1 AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
                AND (link_expires_at IS NULL OR link_sealed IS NOT NULL)
-             ORDER BY id LIMIT ?",
-            now = silo_tenancy::now!()
+             ORDER BY id LIMIT ?2"
         )))
         .bind(MAX_ATTEMPTS)
         .bind(batch)
+        .bind(self.0.now().as_str().to_owned())
         .fetch_all(self.0.control().reader())
         .await?;
         let mut delivery = Delivery::default();
@@ -281,11 +281,11 @@ impl Outbox {
             let body = self.render(&email).await?;
             match mailer.send(&email, body).await {
                 Ok(()) => {
-                    sqlx::query(concat!(
-                        "UPDATE outbox SET sent_at = ",
-                        silo_tenancy::now!(),
-                        ", attempts = attempts + 1, error = NULL, link_sealed = NULL WHERE id = ?"
-                    ))
+                    sqlx::query(
+                        "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, error = NULL, link_sealed = NULL
+                         WHERE id = ?",
+                    )
+                    .bind(self.0.now().as_str().to_owned())
                     .bind(email.id)
                     .execute(self.0.control().writer())
                     .await?;
@@ -294,11 +294,10 @@ impl Outbox {
                 Err(error) => {
                     let backoff_minutes = 1i64 << email.attempts.clamp(0, 6);
                     sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, error = ?,
-                         next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) WHERE id = ?",
+                        "UPDATE outbox SET attempts = attempts + 1, error = ?, next_attempt_at = ? WHERE id = ?",
                     )
                     .bind(&error)
-                    .bind(format!("+{} minutes", backoff_minutes.min(60)))
+                    .bind(self.0.now().plus(std::time::Duration::from_secs(60 * backoff_minutes.min(60) as u64)).as_str().to_owned())
                     .bind(email.id)
                     .execute(self.0.control().writer())
                     .await?;

@@ -48,10 +48,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the session has expired or been idle longer than `idle`.
-    pub fn expired(&self, idle: Duration) -> bool {
-        self.expires_at <= silo_tenancy::control::utc_now()
-            || self.last_seen_at <= silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - idle)
+    /// Whether, at `now`, the session has expired or been idle longer than `idle`.
+    pub fn expired(&self, idle: Duration, now: &Timestamp) -> bool {
+        self.expires_at <= *now || self.last_seen_at <= now.minus(idle)
     }
 }
 
@@ -81,21 +80,19 @@ impl Sessions {
     ) -> Result<NewSession> {
         let secret = random_hex(32);
         let id = token_digest(&secret);
-        sqlx::query(concat!(
+        let now = self.0.now();
+        sqlx::query(
             "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip, parent_id)
-             VALUES (?, ?, ?, ",
-            silo_tenancy::now!(),
-            ", ",
-            silo_tenancy::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?), ?, ?, ?)"
-        ))
+             VALUES (?1, ?2, ?3, ?8, ?8, ?4, ?5, ?6, ?7)",
+        )
         .bind(&id)
         .bind(user_id)
         .bind(random_hex(32))
-        .bind(format!("+{} seconds", ttl.as_secs()))
+        .bind(now.plus(ttl).as_str().to_owned())
         .bind(user_agent.chars().take(300).collect::<String>())
         .bind(ip)
         .bind(parent)
+        .bind(now.as_str())
         .execute(self.0.control().writer())
         .await?;
         let session: Option<Session> = sqlx::query_as(
@@ -116,19 +113,20 @@ impl Sessions {
         let session = (self.0.directory().sessions)
             .get_or_read(digest, move |digest| async move { sessions.read(&digest, idle).await });
         // A remembered session may have expired since: expiry is checked on every use.
-        Ok(session.await?.filter(|s| !s.expired(idle)))
+        let now = self.0.now();
+        Ok(session.await?.filter(|s| !s.expired(idle, &now)))
     }
 
     /// Reads a live session from the control plane (see [`Sessions::find`]).
     async fn read(&self, digest: &str, idle: std::time::Duration) -> Result<Option<Session>> {
-        let session: Option<Session> = sqlx::query_as(concat!(
+        let now = self.0.now();
+        let session: Option<Session> = sqlx::query_as(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id_sha256 = ? AND s.expires_at > ",
-            silo_tenancy::now!(),
-            " AND s.last_seen_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
-        ))
+             WHERE s.id_sha256 = ? AND s.expires_at > ? AND s.last_seen_at > ?",
+        )
         .bind(digest)
-        .bind(format!("-{} seconds", idle.as_secs()))
+        .bind(now.as_str())
+        .bind(now.minus(idle).as_str().to_owned())
         .fetch_optional(self.0.control().reader())
         .await?;
         if let Some(session) = &session {
@@ -140,21 +138,18 @@ impl Sessions {
     /// Records that a session is in use, at most every [`LAST_SEEN_STEP`] (a write per
     /// request would make every page view a control-plane write).
     fn touch(&self, session: &Session) {
-        let stale = silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_SEEN_STEP);
-        if session.last_seen_at >= stale {
+        let now = self.0.now();
+        if session.last_seen_at >= now.minus(LAST_SEEN_STEP) {
             return;
         }
         let writer = self.0.control().writer().clone();
         let id = session.id.clone();
         tokio::spawn(async move {
-            let result = sqlx::query(concat!(
-                "UPDATE sessions SET last_seen_at = ",
-                silo_tenancy::now!(),
-                " WHERE id_sha256 = ?"
-            ))
-            .bind(&id)
-            .execute(&writer)
-            .await;
+            let result = sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_sha256 = ?")
+                .bind(now.as_str())
+                .bind(&id)
+                .execute(&writer)
+                .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "recording a session's use failed");
             }
@@ -163,13 +158,12 @@ impl Sessions {
 
     /// The live sessions of an account, newest first.
     pub async fn of_user(&self, user_id: &str) -> Result<Vec<Session>> {
-        let sessions = sqlx::query_as(concat!(
+        let sessions = sqlx::query_as(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.user_id = ? AND s.expires_at > ",
-            silo_tenancy::now!(),
-            " ORDER BY s.created_at DESC"
-        ))
+             WHERE s.user_id = ? AND s.expires_at > ? ORDER BY s.created_at DESC",
+        )
         .bind(user_id)
+        .bind(self.0.now().as_str().to_owned())
         .fetch_all(self.0.control().reader())
         .await?;
         Ok(sessions)

@@ -99,27 +99,25 @@ impl Signups {
             Err(Error::UnknownUser(_)) => {
                 // Expired and long-used sign-ups hold password hashes no one can use: drop them
                 // (a sign-up used just now may still be handed back by a failed confirmation).
-                sqlx::query(concat!(
-                    "DELETE FROM signups WHERE expires_at <= ",
-                    silo_tenancy::now!(),
-                    " OR used_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour')"
-                ))
-                .execute(self.0.control().writer())
-                .await?;
+                let now = self.0.now();
+                sqlx::query("DELETE FROM signups WHERE expires_at <= ?1 OR used_at <= ?2")
+                    .bind(now.as_str())
+                    .bind(now.minus(Duration::from_secs(3600)).as_str().to_owned())
+                    .execute(self.0.control().writer())
+                    .await?;
                 let secret = new_secret("sgn_");
-                sqlx::query(concat!(
+                sqlx::query(
                     "INSERT INTO signups (token_sha256, email, display_name, password_hash, workspace_name, slug, created_at, expires_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ",
-                    silo_tenancy::now!(),
-                    ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
-                ))
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
                 .bind(token_digest(&secret))
                 .bind(email.as_str())
                 .bind(display_name_or_default(Some(&request.name), &email))
                 .bind(&hash)
                 .bind(&workspace_name)
                 .bind(slug.as_str())
-                .bind(format!("+{SIGNUP_HOURS} hours"))
+                .bind(now.as_str())
+                .bind(now.plus(Duration::from_secs(SIGNUP_HOURS * 3600)).as_str().to_owned())
                 .execute(self.0.control().writer())
                 .await?;
                 let link = EmailLink {
@@ -147,12 +145,12 @@ impl Signups {
 
     /// The pending sign-up of a confirmation link, if it is unused and unexpired.
     pub async fn pending(&self, secret: &str) -> Result<Option<PendingSignup>> {
-        let pending = sqlx::query_as(concat!(
+        let pending = sqlx::query_as(
             "SELECT email, workspace_name, slug FROM signups
-             WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            silo_tenancy::now!()
-        ))
+             WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
+        )
         .bind(token_digest(secret))
+        .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().reader())
         .await?;
         Ok(pending)
@@ -166,14 +164,12 @@ impl Signups {
         if self.0.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));
         }
-        let claimed: Option<(String, String, String)> = sqlx::query_as(concat!(
-            "UPDATE signups SET used_at = ",
-            silo_tenancy::now!(),
-            " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            silo_tenancy::now!(),
-            " RETURNING email, display_name, password_hash"
-        ))
+        let claimed: Option<(String, String, String)> = sqlx::query_as(
+            "UPDATE signups SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
+             RETURNING email, display_name, password_hash",
+        )
         .bind(token_digest(secret))
+        .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().writer())
         .await?;
         let Some((email, name, hash)) = claimed else {

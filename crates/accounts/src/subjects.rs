@@ -112,7 +112,7 @@ impl Subjects {
     pub async fn requests(&self, open_only: bool, limit: i64) -> Result<Vec<Request>> {
         let kinds = [SUBJECT_EXPORT, crate::erasure::SUBJECT_ERASE, silo_tenancy::jobs::TENANT_EXPORT];
         let jobs = self.0.tenancy().jobs().of_kinds(&kinds, open_only, limit).await?;
-        let now = silo_core::time::utc_now();
+        let now = self.0.now();
         Ok(jobs.into_iter().map(|job| Request::of(job, &now)).collect())
     }
 

@@ -33,8 +33,8 @@ pub struct TokenPrincipal {
 }
 
 impl TokenPrincipal {
-    fn expired(&self) -> bool {
-        self.expires_at.as_ref().is_some_and(|at| *at <= silo_tenancy::control::utc_now())
+    fn expired(&self, now: &Timestamp) -> bool {
+        self.expires_at.as_ref().is_some_and(|at| at <= now)
     }
 }
 
@@ -105,23 +105,24 @@ impl Tokens {
             }
         };
         let (token, digest) = new_token();
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ",
-            silo_tenancy::now!(),
-            ", CASE WHEN ? IS NULL THEN NULL ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?) END)"
-        ))
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&user.id)
         .bind(tenant_id.map(|t| t.to_string()))
         .bind(kind)
         .bind(&digest)
-        .bind(lifetime.map(|l| l.as_secs() as i64))
-        .bind(lifetime.map(|l| format!("+{} seconds", l.as_secs())))
+        .bind(now.as_str())
+        .bind(lifetime.map(|l| now.plus(l).as_str().to_owned()))
         .execute(&mut *tx)
         .await?;
         audit(
             &mut tx,
+            &now,
             actor,
             "token.issue",
             tenant_id,
@@ -141,25 +142,25 @@ impl Tokens {
         let principal =
             (self.0.directory().tokens).get_or_read(digest, |digest| async move { tokens.read(&digest) });
         // A remembered token may have expired since: expiry is checked on every use.
-        Ok(principal.await?.filter(|p| !p.expired()))
+        let now = self.0.now();
+        Ok(principal.await?.filter(|p| !p.expired(&now)))
     }
 
     /// Reads a token's principal from the control plane (see [`Tokens::authenticate`]), inline:
     /// a request waits for it.
     fn read(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
+        let now = self.0.now();
         let row = self.0.control().read_inline(|conn| {
-            conn.prepare_cached(concat!(
+            conn.prepare_cached(
                 "SELECT t.id, t.user_id, u.email, t.tenant_id, t.last_used_at, t.expires_at,
                         (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
                         OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
                             WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id))
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_sha256 = ? AND t.revoked_at IS NULL
-                   AND (t.expires_at IS NULL OR t.expires_at > ",
-                silo_tenancy::now!(),
-                ")"
-            ))?
-            .query_row([digest], |row| {
+                 WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL
+                   AND (t.expires_at IS NULL OR t.expires_at > ?2)",
+            )?
+            .query_row([digest, now.as_str()], |row| {
                 let standing: bool = row.get(6)?;
                 let last_used: Option<Timestamp> = row.get(4)?;
                 let principal = (row.get(0)?, row.get(1)?, row.get(2)?, row.get::<_, Option<String>>(3)?, row.get(5)?);
@@ -176,26 +177,22 @@ impl Tokens {
             })
             .transpose()?;
         let principal = TokenPrincipal { token_id, user_id, email, tenant, expires_at };
-        let stale = silo_tenancy::control::utc_timestamp(std::time::SystemTime::now() - LAST_USED_STEP);
-        if last_used.is_none_or(|at| at < stale) {
-            self.touch(&principal.token_id);
+        if last_used.is_none_or(|at| at < now.minus(LAST_USED_STEP)) {
+            self.touch(&principal.token_id, &now);
         }
         Ok(Some(principal))
     }
 
     /// Records a token's use without delaying the request.
-    fn touch(&self, id: &str) {
+    fn touch(&self, id: &str, now: &Timestamp) {
         let writer = self.0.control().writer().clone();
-        let id = id.to_owned();
+        let (id, now) = (id.to_owned(), now.clone());
         tokio::spawn(async move {
-            let result = sqlx::query(concat!(
-                "UPDATE api_tokens SET last_used_at = ",
-                silo_tenancy::now!(),
-                " WHERE id = ?"
-            ))
-            .bind(&id)
-            .execute(&writer)
-            .await;
+            let result = sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+                .bind(now.as_str())
+                .bind(&id)
+                .execute(&writer)
+                .await;
             if let Err(e) = result {
                 tracing::warn!(token = %id, error = %e, "recording a token's use failed");
             }
@@ -229,17 +226,16 @@ impl Tokens {
 
     /// Revokes every token of an account (e.g. with a password reset); returns how many.
     pub async fn revoke_all(&self, user_id: &str, actor: &str) -> Result<u64> {
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        let done = sqlx::query(concat!(
-            "UPDATE api_tokens SET revoked_at = ",
-            silo_tenancy::now!(),
-            " WHERE user_id = ? AND revoked_at IS NULL"
-        ))
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(now.as_str())
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
         let detail = serde_json::json!({ "user": user_id, "tokens": done.rows_affected() });
-        audit(&mut tx, actor, "token.revoke_all", None, &detail).await?;
+        audit(&mut tx, &now, actor, "token.revoke_all", None, &detail).await?;
         tx.commit().await?;
         self.0.directory().clear();
         Ok(done.rows_affected())
@@ -247,18 +243,19 @@ impl Tokens {
 
     /// Revokes one of an account's tokens; returns whether it was live.
     pub async fn revoke(&self, user_id: &str, token_id: &str, actor: &str) -> Result<bool> {
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        let done = sqlx::query(concat!(
-            "UPDATE api_tokens SET revoked_at = ",
-            silo_tenancy::now!(),
-            " WHERE id = ? AND user_id = ? AND revoked_at IS NULL"
-        ))
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now.as_str())
         .bind(token_id)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            audit(&mut tx, actor, "token.revoke", None, &serde_json::json!({ "token": token_id })).await?;
+            audit(&mut tx, &now, actor, "token.revoke", None, &serde_json::json!({ "token": token_id }))
+                .await?;
         }
         tx.commit().await?;
         self.0.directory().clear();

@@ -162,18 +162,17 @@ impl Users {
     /// Inserts an account whose password is already hashed (a confirmed sign-up).
     pub(crate) async fn insert(&self, email: &Email, name: &str, hash: &str, actor: &str) -> Result<User> {
         let id = UserId::new();
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ",
-            silo_tenancy::now!(),
-            ", ",
-            silo_tenancy::now!(),
-            ")"
-        ))
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )
         .bind(&id)
         .bind(email.as_str())
         .bind(name)
         .bind(hash)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await;
         if let Err(sqlx::Error::Database(e)) = &inserted
@@ -182,7 +181,7 @@ impl Users {
             return Err(Error::InvalidInput(format!("an account for {email} already exists")));
         }
         inserted?;
-        audit(&mut tx, actor, "user.create", None, &serde_json::json!({ "user": id })).await?;
+        audit(&mut tx, &now, actor, "user.create", None, &serde_json::json!({ "user": id })).await?;
         tx.commit().await?;
         self.by_email(email.as_str()).await
     }
@@ -222,15 +221,12 @@ impl Users {
     /// Changes an account's display name, here and in the member rows of its workspaces.
     pub async fn update_profile(&self, user_id: &str, display_name: &str) -> Result<User> {
         let name = silo_workspace::text("a display name", display_name, 1, 100)?;
-        sqlx::query(concat!(
-            "UPDATE users SET display_name = ?, updated_at = ",
-            silo_tenancy::now!(),
-            " WHERE id = ?"
-        ))
-        .bind(&name)
-        .bind(user_id)
-        .execute(self.0.control().writer())
-        .await?;
+        sqlx::query("UPDATE users SET display_name = ?, updated_at = ? WHERE id = ?")
+            .bind(&name)
+            .bind(self.0.now().as_str().to_owned())
+            .bind(user_id)
+            .execute(self.0.control().writer())
+            .await?;
         // The sessions' cached answers carry the old name.
         self.0.directory().clear();
         let user = self.by_id(user_id).await?;
@@ -278,17 +274,15 @@ impl Users {
     }
 
     async fn store_password_hash(&self, user_id: &str, hash: &str) -> Result<()> {
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "UPDATE users SET password_hash = ?, updated_at = ",
-            silo_tenancy::now!(),
-            " WHERE id = ?"
-        ))
-        .bind(hash)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        audit(&mut tx, user_id, "user.password", None, &serde_json::json!({ "user": user_id })).await?;
+        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(hash)
+            .bind(now.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, &now, user_id, "user.password", None, &serde_json::json!({ "user": user_id })).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -298,14 +292,14 @@ impl Users {
     pub async fn request_password_reset(&self, email: &str, base_url: &str, ttl: Duration) -> Result<()> {
         let Ok(user) = self.by_email(email).await else { return Ok(()) };
         let secret = new_secret("rst_");
-        sqlx::query(concat!(
-            "INSERT INTO password_resets (token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ",
-            silo_tenancy::now!(),
-            ", strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?))"
-        ))
+        let now = self.0.now();
+        sqlx::query(
+            "INSERT INTO password_resets (token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
         .bind(token_digest(&secret))
         .bind(&user.id)
-        .bind(format!("+{} seconds", ttl.as_secs()))
+        .bind(now.as_str())
+        .bind(now.plus(ttl).as_str().to_owned())
         .execute(self.0.control().writer())
         .await?;
         let link = crate::outbox::EmailLink {
@@ -321,11 +315,11 @@ impl Users {
 
     /// Whether a reset link is valid (unused, unexpired).
     pub async fn password_reset_valid(&self, secret: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(concat!(
-            "SELECT 1 FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            silo_tenancy::now!()
-        ))
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
+        )
         .bind(token_digest(secret))
+        .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().reader())
         .await?;
         Ok(found.is_some())
@@ -337,14 +331,12 @@ impl Users {
     pub async fn reset_password(&self, secret: &str, new: &str, revoke_tokens: bool) -> Result<User> {
         // Hashed before the link is used up, so a refused or overloaded hash leaves it valid.
         let hash = self.0.hashing().hash(new).await?;
-        let user_id: Option<String> = sqlx::query_scalar(concat!(
-            "UPDATE password_resets SET used_at = ",
-            silo_tenancy::now!(),
-            " WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ",
-            silo_tenancy::now!(),
-            " RETURNING user_id"
-        ))
+        let user_id: Option<String> = sqlx::query_scalar(
+            "UPDATE password_resets SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
+             RETURNING user_id",
+        )
         .bind(token_digest(secret))
+        .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().writer())
         .await?;
         let user_id =
@@ -369,7 +361,8 @@ impl Users {
             return Err(Error::InvalidInput("the account still belongs to a workspace".into()));
         }
         sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        audit(&mut tx, "system", "user.delete", None, &serde_json::json!({ "user": id })).await?;
+        audit(&mut tx, &self.0.now(), "system", "user.delete", None, &serde_json::json!({ "user": id }))
+            .await?;
         tx.commit().await?;
         self.0.directory().clear();
         Ok(())
@@ -378,16 +371,14 @@ impl Users {
     /// Makes an existing account an operator.
     pub async fn grant_operator(&self, email: &str, actor: &str) -> Result<User> {
         let user = self.by_email(email).await?;
+        let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ",
-            silo_tenancy::now!(),
-            ")"
-        ))
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await?;
-        audit(&mut tx, actor, "operator.grant", None, &serde_json::json!({ "user": user.id })).await?;
+        sqlx::query("INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ?)")
+            .bind(&user.id)
+            .bind(now.as_str())
+            .execute(&mut *tx)
+            .await?;
+        audit(&mut tx, &now, actor, "operator.grant", None, &serde_json::json!({ "user": user.id })).await?;
         tx.commit().await?;
         self.0.directory().clear();
         Ok(user)

@@ -105,7 +105,7 @@ impl Dunning<'_> {
         let detail = serde_json::json!({
             "invoice": number, "step": "reminder", "reminder": owed, "days_late": late, "recipients": recipients.len(),
         });
-        audit(&mut tx, actor, "billing.dunning", Some(tenant), &detail).await?;
+        audit(&mut tx, &self.0.now(), actor, "billing.dunning", Some(tenant), &detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -120,12 +120,14 @@ impl Dunning<'_> {
         }
         self.0.tenancy().tenants().suspend(&TenantRef::Id(tenant), actor).await?;
         let mut tx = self.0.tenancy().control().writer().begin().await?;
-        sqlx::query("UPDATE invoices SET suspended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1")
+        let now = self.0.now();
+        sqlx::query("UPDATE invoices SET suspended_at = ?2 WHERE id = ?1")
             .bind(&invoice.id)
+            .bind(now.as_str())
             .execute(&mut *tx)
             .await?;
         let detail = serde_json::json!({ "invoice": invoice.number, "step": "suspend", "days_late": late });
-        audit(&mut tx, actor, "billing.dunning", Some(tenant), &detail).await?;
+        audit(&mut tx, &now, actor, "billing.dunning", Some(tenant), &detail).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -194,7 +194,6 @@ pub struct InvoiceFilter {
 }
 
 const SELECT: &str = "SELECT invoices.* FROM invoices";
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// The header of [`Invoices::csv`].
 pub const CSV_HEADER: &str = "number,kind,status,tenant,period,currency,subtotal,tax,total,finalized_at,due_at,paid_at,voided_at,payment_reference";
@@ -308,7 +307,10 @@ impl Invoices<'_> {
                 sqlx::query_scalar("UPDATE invoice_sequence SET last = last WHERE id = 1 RETURNING last")
                     .fetch_one(&mut *tx)
                     .await?;
-            let due = format!("+{} days", self.0.settings().payment_terms_days);
+            let now = self.0.now();
+            let due = now.plus(std::time::Duration::from_secs(
+                86_400 * u64::from(self.0.settings().payment_terms_days),
+            ));
             // Two statements per chunk: which are still drafts (in the order given), then
             // number them all at once from a JSON object id → position. `+status` keeps the
             // planner on the chunk's ids: through the status index it would walk every draft
@@ -325,17 +327,18 @@ impl Invoices<'_> {
                 .enumerate()
                 .map(|(i, id)| (id.clone(), serde_json::Value::from(i + 1)))
                 .collect();
-            let numbered = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let numbered = sqlx::query(
                 "UPDATE invoices SET status = 'open', number = ?2 + (?3 ->> ('$.\"' || id || '\"')),
-                     finalized_at = {NOW}, due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4),
+                     finalized_at = ?5, due_at = ?4,
                      bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
-                              'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{{}}')
-                 WHERE id IN (SELECT value FROM json_each(?1)) AND +status = 'draft'"
-            )))
+                              'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{}')
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND +status = 'draft'",
+            )
             .bind(serde_json::to_string(&drafts).map_err(|e| Error::InvalidInput(e.to_string()))?)
             .bind(last)
             .bind(serde_json::Value::Object(positions).to_string())
-            .bind(&due)
+            .bind(due.as_str())
+            .bind(now.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -376,7 +379,7 @@ impl Invoices<'_> {
                 "first": numbers.iter().min(),
                 "last": numbers.iter().max(),
             });
-            audit(&mut tx, actor, "invoice.finalise", None, &detail).await?;
+            audit(&mut tx, &self.0.now(), actor, "invoice.finalise", None, &detail).await?;
             tx.commit().await?;
         }
         Ok(invoices)
@@ -396,7 +399,7 @@ impl Invoices<'_> {
                 let mut tx = self.0.tenancy().control().writer().begin().await?;
                 let detail = serde_json::json!({ "invoice": invoice.number, "reason": reason });
                 let tenant = invoice.tenant_id.parse().ok();
-                audit(&mut tx, actor, "invoice.collect_failed", tenant, &detail).await?;
+                audit(&mut tx, &self.0.now(), actor, "invoice.collect_failed", tenant, &detail).await?;
                 tx.commit().await?;
             }
         }
@@ -419,14 +422,16 @@ impl Invoices<'_> {
         if reference.chars().count() > 200 {
             return Err(Error::InvalidInput("a payment reference has at most 200 characters".into()));
         }
+        let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
-        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE invoices SET status = 'paid', paid_at = {NOW}, payment_provider = ?2, payment_reference = ?3
-             WHERE id = ?1 AND status = 'open'"
-        )))
+        let updated = sqlx::query(
+            "UPDATE invoices SET status = 'paid', paid_at = ?4, payment_provider = ?2, payment_reference = ?3
+             WHERE id = ?1 AND status = 'open'",
+        )
         .bind(&invoice.id)
         .bind(self.0.payments().name())
         .bind(reference)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
@@ -434,7 +439,7 @@ impl Invoices<'_> {
         }
         let detail =
             serde_json::json!({ "invoice": invoice.number, "total": invoice.total, "reference": reference });
-        audit(&mut tx, actor, "invoice.paid", invoice.tenant_id.parse().ok(), &detail).await?;
+        audit(&mut tx, &now, actor, "invoice.paid", invoice.tenant_id.parse().ok(), &detail).await?;
         tx.commit().await?;
         self.release_dunning(&invoice, actor).await?;
         self.get(&invoice.id).await
@@ -457,37 +462,40 @@ impl Invoices<'_> {
             .iter()
             .map(|l| Line { description: l.description.clone(), amount: -l.amount })
             .collect();
+        let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
         let number: i64 =
             sqlx::query_scalar("UPDATE invoice_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
                 .fetch_one(&mut *tx)
                 .await?;
-        let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE invoices SET status = 'void', voided_at = {NOW} WHERE id = ?1 AND status IN ('open', 'paid')"
-        )))
+        let updated = sqlx::query(
+            "UPDATE invoices SET status = 'void', voided_at = ?2 WHERE id = ?1 AND status IN ('open', 'paid')",
+        )
         .bind(&invoice.id)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
             // Dropping the transaction gives the number back.
             return Err(Error::Busy(format!("{} changed meanwhile; look again", invoice.title())));
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        sqlx::query(
             "INSERT INTO invoices (id, kind, tenant_id, period, status, number, credits, currency, lines, subtotal,
                  tax, total, tax_rate_bp, bill_to, created_at, finalized_at)
              SELECT ?1, 'credit_note', tenant_id, period, 'issued', ?2, id, currency, ?3, -subtotal, -tax, -total,
-                 tax_rate_bp, bill_to, {NOW}, {NOW}
-             FROM invoices WHERE id = ?4"
-        )))
+                 tax_rate_bp, bill_to, ?5, ?5
+             FROM invoices WHERE id = ?4",
+        )
         .bind(&credit_id)
         .bind(number)
         .bind(serde_json::to_string(&lines).map_err(|e| Error::InvalidInput(e.to_string()))?)
         .bind(&invoice.id)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         let detail =
             serde_json::json!({ "invoice": invoice.number, "credit_note": number, "total": invoice.total });
-        audit(&mut tx, actor, "invoice.void", invoice.tenant_id.parse().ok(), &detail).await?;
+        audit(&mut tx, &now, actor, "invoice.void", invoice.tenant_id.parse().ok(), &detail).await?;
         tx.commit().await?;
         self.release_dunning(&invoice, actor).await?;
         Ok((self.get(&invoice.id).await?, self.get(&credit_id).await?))
@@ -511,7 +519,7 @@ impl Invoices<'_> {
             self.0.tenancy().tenants().resume(&TenantRef::Id(id), actor).await?;
             let mut tx = self.0.tenancy().control().writer().begin().await?;
             let detail = serde_json::json!({ "invoice": invoice.number, "step": "resume" });
-            audit(&mut tx, actor, "billing.dunning", Some(id), &detail).await?;
+            audit(&mut tx, &self.0.now(), actor, "billing.dunning", Some(id), &detail).await?;
             tx.commit().await?;
         }
         Ok(())

@@ -38,7 +38,7 @@ async fn billing_run(billing: Billing, ctx: JobContext) -> Outcome {
 }
 
 async fn dunning(billing: Billing, ctx: JobContext) -> Outcome {
-    let now = silo_core::time::utc_now();
+    let now = billing.now();
     let summary = billing.dunning().run(now.as_str(), &format!("job:{}", ctx.job.id)).await?;
     serde_json::to_value(summary).map_err(JobError::fatal)
 }
@@ -58,7 +58,7 @@ impl Schedule<'_> {
     /// Enqueues what is due and not yet enqueued: last month's billing run, today's dunning
     /// pass. Returns the jobs enqueued.
     pub async fn due(&self) -> Result<Vec<String>> {
-        let now = silo_core::time::utc_now();
+        let now = self.0.now();
         let last_month = Period::of(now.as_str())?.previous().to_string();
         let today = now.date().to_owned();
         let mut enqueued = Vec::new();

@@ -103,6 +103,11 @@ impl Billing {
         }
     }
 
+    /// Now, on the process's clock (the control plane's): invoice dates, due dates, dunning.
+    pub fn now(&self) -> silo_core::Timestamp {
+        self.accounts.tenancy().control().now()
+    }
+
     /// The same billing, paid through `provider` (a card processor) instead.
     pub fn with_payment_provider(self, provider: Arc<dyn payment::PaymentProvider>) -> Self {
         Self { payments: provider, ..self }

@@ -73,7 +73,7 @@ impl Metering<'_> {
 
     /// Writes the counts since the last flush into today's rows; returns how many tenants.
     pub async fn flush(&self) -> Result<usize> {
-        let today = silo_core::time::utc_now().date().to_owned();
+        let today = self.0.now().date().to_owned();
         let counts: HashMap<TenantId, (u64, i64)> = {
             let mut meter = self.0.meter.0.lock();
             if meter.day != today {
@@ -120,11 +120,12 @@ impl Metering<'_> {
                 + self.0.accounts().invitations().pending(tenant).await?.len() as i64;
             rows.push((tenant, requests as i64, storage as i64, seats, active));
         }
+        let today = self.0.now().date().to_owned();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
         for (tenant, requests, storage, seats, active) in rows {
             sqlx::query(
                 "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
-                 VALUES (?1, strftime('%Y-%m-%d', 'now'), ?2, ?3, ?4, ?5)
+                 VALUES (?1, ?6, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant_id, day) DO UPDATE SET requests = requests + excluded.requests,
                      storage_bytes = max(storage_bytes, excluded.storage_bytes), seats = max(seats, excluded.seats),
                      active_users = max(active_users, excluded.active_users)",
@@ -134,6 +135,7 @@ impl Metering<'_> {
             .bind(storage)
             .bind(seats)
             .bind(active)
+            .bind(&today)
             .execute(&mut *tx)
             .await?;
         }

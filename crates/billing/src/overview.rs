@@ -38,7 +38,7 @@ impl crate::invoices::Invoices<'_> {
     /// The overview at this moment.
     pub async fn overview(&self) -> Result<Overview> {
         let control = self.0.tenancy().control().reader();
-        let now = silo_core::time::utc_now();
+        let now = self.0.now();
         let today = day_of_timestamp(now.as_str())?;
         let mut overview = Overview::default();
         let members = self.0.accounts().memberships().counts().await?;

@@ -96,10 +96,11 @@ impl Profiles<'_> {
         actor: &str,
     ) -> Result<BillingProfile> {
         let profile = profile.validated()?;
+        let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
         sqlx::query(
             "INSERT INTO billing_profiles (tenant_id, name, email, address, country, tax_id, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (tenant_id) DO UPDATE SET name = excluded.name, email = excluded.email,
                  address = excluded.address, country = excluded.country, tax_id = excluded.tax_id,
                  updated_at = excluded.updated_at",
@@ -110,11 +111,12 @@ impl Profiles<'_> {
         .bind(&profile.address)
         .bind(&profile.country)
         .bind(&profile.tax_id)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         // The country decides the tax; the rest is personal or company data the log need not copy.
         let detail = serde_json::json!({ "country": profile.country });
-        audit(&mut tx, actor, "billing.contact", Some(tenant), &detail).await?;
+        audit(&mut tx, &now, actor, "billing.contact", Some(tenant), &detail).await?;
         tx.commit().await?;
         Ok(profile)
     }

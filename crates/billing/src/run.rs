@@ -94,7 +94,7 @@ impl crate::invoices::Invoices<'_> {
     /// Invoices every tenant for `period` (which must have ended); see the module docs.
     pub async fn run(&self, period: Period, actor: &str) -> Result<RunSummary> {
         let started = Instant::now();
-        let now = silo_core::time::utc_now();
+        let now = self.0.now();
         if period.end().as_str() > now.as_str() {
             return Err(Error::InvalidInput(format!(
                 "the month {period} has not ended yet (it ends on {}): bill a month that has",
@@ -203,7 +203,7 @@ impl crate::invoices::Invoices<'_> {
             "period": summary.period, "created": summary.created, "finalised": summary.finalised,
             "skipped": summary.skipped.len(),
         });
-        audit(&mut tx, actor, "billing.run", None, &detail).await?;
+        audit(&mut tx, &self.0.now(), actor, "billing.run", None, &detail).await?;
         tx.commit().await?;
         Ok(summary)
     }
@@ -339,11 +339,12 @@ impl crate::invoices::Invoices<'_> {
                      total, tax_rate_bp, created_at)
                  SELECT value ->> '$.id', 'invoice', value ->> '$.tenant', ?2, 'draft', value ->> '$.currency',
                      value -> '$.lines', value ->> '$.subtotal', value ->> '$.tax', value ->> '$.total',
-                     value ->> '$.tax_bp', strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     value ->> '$.tax_bp', ?3
                  FROM json_each(?1)",
             )
             .bind(serde_json::Value::Array(rows).to_string())
             .bind(period.to_string())
+            .bind(self.0.now().as_str().to_owned())
             .execute(self.0.tenancy().control().writer())
             .await?;
             created += inserted.rows_affected() as usize;

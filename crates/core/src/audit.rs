@@ -6,8 +6,8 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use crate::TenantId;
 use crate::erasure::ErasureStep;
+use crate::{TenantId, Timestamp};
 
 /// A row of `audit_log`.
 #[derive(Clone, Debug, Serialize)]
@@ -26,24 +26,23 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
-/// Appends an entry inside `tx`.
+/// Appends an entry made `at` (the change's time, on the process's clock) inside `tx`.
 pub async fn record(
     tx: &mut Transaction<'_, Sqlite>,
+    at: &Timestamp,
     actor: &str,
     action: &str,
     tenant: Option<TenantId>,
     detail: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, tenant_id, detail)
-         VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?, ?, ?)",
-    )
-    .bind(actor)
-    .bind(action)
-    .bind(tenant.map(|t| t.to_string()))
-    .bind(detail.to_string())
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(at.as_str())
+        .bind(actor)
+        .bind(action)
+        .bind(tenant.map(|t| t.to_string()))
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -3,9 +3,10 @@
 //! owning crate writes the SQL; the erasure runs every registered step, so no crate writes a
 //! statement against a table another crate owns.
 //!
-//! A step's `rows` and `set` use five numbered arguments: `?1` the account id, `?2` the
+//! A step's `rows` and `set` use six numbered arguments: `?1` the account id, `?2` the
 //! address (stored lower-cased; free text is compared lower-cased), `?3` `subject:<keyed
-//! hash of the account id>`, `?4` the erasure job's id, `?5` the display name.
+//! hash of the account id>`, `?4` the erasure job's id, `?5` the display name, `?6` now (on
+//! the process's clock).
 
 /// One statement of an erasure: `DELETE FROM {rows}` or, with `set`,
 /// `UPDATE {table} SET {set} WHERE …` over the same rows.
@@ -36,8 +37,8 @@ impl ErasureStep {
         format!("SELECT count(*) FROM {}", self.rows)
     }
 
-    /// The arguments (of the five) that `sql` uses: `?1`…`?n` up to the highest it names.
-    pub fn arguments<'a>(sql: &str, all: &'a [String; 5]) -> &'a [String] {
+    /// The arguments (of the six) that `sql` uses: `?1`…`?n` up to the highest it names.
+    pub fn arguments<'a>(sql: &str, all: &'a [String; 6]) -> &'a [String] {
         let used = (1..=all.len()).rev().find(|n| sql.contains(&format!("?{n}"))).unwrap_or(0);
         &all[..used]
     }
@@ -54,7 +55,7 @@ mod tests {
         let anonymise = ErasureStep { table: "t", rows: "t WHERE a = ?2", set: Some("a = ?3") };
         assert_eq!(anonymise.statement(), "UPDATE t SET a = ?3 WHERE a = ?2");
         assert_eq!(anonymise.count(), "SELECT count(*) FROM t WHERE a = ?2");
-        let all = ["1", "2", "3", "4", "5"].map(String::from);
+        let all = ["1", "2", "3", "4", "5", "6"].map(String::from);
         assert_eq!(ErasureStep::arguments(&anonymise.statement(), &all).len(), 3);
         assert_eq!(ErasureStep::arguments("DELETE FROM t", &all).len(), 0);
     }

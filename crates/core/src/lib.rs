@@ -26,4 +26,4 @@ pub mod tokens;
 pub use error::ErrorKind;
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};
 pub use secret::Secret;
-pub use time::{Clock, SharedClock, SystemClock, TestClock, Timestamp};
+pub use time::{Clock, ProcessClock, SharedClock, SystemClock, TestClock, Timestamp};

@@ -133,6 +133,35 @@ pub trait Clock: Send + Sync + 'static {
 /// A clock shared by the services of one process.
 pub type SharedClock = Arc<dyn Clock>;
 
+/// The clock a process runs on, as its settings carry it: the system's unless a test sets
+/// a [`TestClock`] (it is not read from any file: `#[serde(skip)]`). Cheap to clone.
+#[derive(Clone)]
+pub struct ProcessClock(SharedClock);
+
+impl ProcessClock {
+    /// A process running on `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        Self(clock)
+    }
+
+    /// Now, on this clock.
+    pub fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+}
+
+impl Default for ProcessClock {
+    fn default() -> Self {
+        Self(SystemClock::shared())
+    }
+}
+
+impl fmt::Debug for ProcessClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProcessClock({})", self.now())
+    }
+}
+
 /// The operating system's clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use silo_core::erasure::ErasureStep;
-use silo_core::{TenantId, Timestamp};
+use silo_core::{ProcessClock, TenantId, Timestamp};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{Error, Result};
@@ -177,11 +177,6 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 20) as u32).min(600))
 }
 
-/// `+N seconds` for SQLite's date functions.
-fn seconds(d: Duration) -> String {
-    format!("+{:.3} seconds", d.as_secs_f64())
-}
-
 /// The durable job queue.
 #[derive(Clone)]
 pub struct Jobs {
@@ -190,15 +185,23 @@ pub struct Jobs {
     /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
     /// rather than at its next poll (jobs enqueued by another process wait for the poll).
     enqueued: Arc<tokio::sync::Notify>,
+    /// Every time the queue stores or compares (run after, leases, the day's bound, pruning).
+    clock: ProcessClock,
 }
 
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
-const DAY_AGO: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day')";
+/// A day, for the bounds per key and day.
+const DAY: Duration = Duration::from_secs(86_400);
 
 impl Jobs {
-    /// The queue in the control plane behind these pools (`write`: the one-connection writer).
-    pub fn new(write: SqlitePool, read: SqlitePool) -> Self {
-        Self { write, read, enqueued: Arc::default() }
+    /// The queue in the control plane behind these pools (`write`: the one-connection writer),
+    /// on `clock`.
+    pub fn new(write: SqlitePool, read: SqlitePool, clock: ProcessClock) -> Self {
+        Self { write, read, enqueued: Arc::default(), clock }
+    }
+
+    /// Now, on the queue's clock.
+    fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Enqueues a job; it runs as soon as a worker is free.
@@ -230,13 +233,14 @@ impl Jobs {
             if let Some(running) = running {
                 return Ok(Enqueued::InProgress(self.get(&running).await?));
             }
-            let (started, bytes): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            let (started, bytes): (i64, i64) = sqlx::query_as(
                 "SELECT count(*), coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
-                 WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > {DAY_AGO}"
-            )))
+                 WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > ?4",
+            )
             .bind(&job.kind)
             .bind(bound.key_path)
             .bind(bound.key)
+            .bind(self.now().minus(DAY).as_str().to_owned())
             .fetch_one(&self.write)
             .await?;
             let byte_budget = i64::try_from(bound.bytes_per_day).unwrap_or(i64::MAX);
@@ -244,13 +248,14 @@ impl Jobs {
                 break;
             }
         }
-        let next: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let next: Option<String> = sqlx::query_scalar(
             "SELECT strftime('%Y-%m-%d %H:%M UTC', min(created_at), '+1 day') FROM jobs
-             WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > {DAY_AGO}"
-        )))
+             WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > ?4",
+        )
         .bind(&job.kind)
         .bind(bound.key_path)
         .bind(bound.key)
+        .bind(self.now().minus(DAY).as_str().to_owned())
         .fetch_one(&self.write)
         .await?;
         Err(Error::LimitReached(format!(
@@ -267,27 +272,31 @@ impl Jobs {
     async fn insert(&self, job: &NewJob, actor: &str, bound: Option<&Bound<'_>>) -> Result<Option<String>> {
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.write.begin().await?;
-        let same = "kind = ?2 AND json_extract(payload, ?7) = ?8";
+        // ?7 is now, ?8 a day ago; the bound's key and allowances follow.
+        let same = "kind = ?2 AND json_extract(payload, ?9) = ?10";
         let guard = match bound {
             None => String::new(),
             Some(_) => format!(
                 "WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE {same} AND status IN ('queued', 'running'))
-                   AND (SELECT count(*) FROM jobs WHERE {same} AND created_at > {DAY_AGO}) < ?9
+                   AND (SELECT count(*) FROM jobs WHERE {same} AND created_at > ?8) < ?11
                    AND (SELECT coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
-                        WHERE {same} AND created_at > {DAY_AGO}) < ?10"
+                        WHERE {same} AND created_at > ?8) < ?12"
             ),
         };
         let sql = format!(
             "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_after, created_by, created_at, updated_at)
-             SELECT ?1, ?2, ?3, 'queued', ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5), ?6, {NOW}, {NOW} {guard}"
+             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7 {guard}"
         );
+        let now = self.now();
         let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&id)
             .bind(&job.kind)
             .bind(job.payload.to_string())
             .bind(job.max_attempts.max(1))
-            .bind(seconds(job.delay))
-            .bind(actor);
+            .bind(now.plus(job.delay).as_str().to_owned())
+            .bind(actor)
+            .bind(now.as_str().to_owned())
+            .bind(now.minus(DAY).as_str().to_owned());
         if let Some(bound) = bound {
             insert = insert
                 .bind(bound.key_path)
@@ -299,7 +308,7 @@ impl Jobs {
             return Ok(None);
         }
         let detail = serde_json::json!({ "job": id, "kind": job.kind });
-        silo_core::audit::record(&mut tx, actor, "job.enqueue", None, &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "job.enqueue", None, &detail).await?;
         tx.commit().await?;
         self.enqueued.notify_waiters();
         Ok(Some(id))
@@ -309,10 +318,9 @@ impl Jobs {
     /// how many. Their audit entries stay.
     pub async fn prune(&self, keep: Duration) -> Result<u64> {
         let pruned = sqlx::query(
-            "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled')
-             AND finished_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+            "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ?1",
         )
-        .bind(format!("-{:.3} seconds", keep.as_secs_f64()))
+        .bind(self.now().minus(keep).as_str().to_owned())
         .execute(&self.write)
         .await?;
         Ok(pruned.rows_affected())
@@ -394,19 +402,21 @@ impl Jobs {
     /// running on a lease that ran out (its worker died) — for `worker`, leased for `lease`.
     pub async fn claim(&self, worker: &str, kinds: &[&str], lease: Duration) -> Result<Option<Job>> {
         let kinds = serde_json::to_string(kinds).expect("strings serialise");
-        let claimed: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let now = self.now();
+        let claimed: Option<Job> = sqlx::query_as(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?1,
-                 lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), updated_at = {NOW}
+                 lease_until = ?2, updated_at = ?4
              WHERE id = (SELECT id FROM jobs
                          WHERE kind IN (SELECT value FROM json_each(?3))
-                           AND ((status = 'queued' AND run_after <= {NOW})
-                             OR (status = 'running' AND lease_until < {NOW}))
+                           AND ((status = 'queued' AND run_after <= ?4)
+                             OR (status = 'running' AND lease_until < ?4))
                          ORDER BY run_after, id LIMIT 1)
-             RETURNING *"
-        )))
+             RETURNING *",
+        )
         .bind(worker)
-        .bind(seconds(lease))
+        .bind(now.plus(lease).as_str().to_owned())
         .bind(kinds)
+        .bind(now.as_str().to_owned())
         .fetch_optional(&self.write)
         .await?;
         Ok(claimed)
@@ -423,16 +433,17 @@ impl Jobs {
         done: i64,
         total: Option<i64>,
     ) -> Result<bool> {
-        let renewed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET lease_until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3), progress_done = ?4,
-                 progress_total = ?5, updated_at = {NOW}
-             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'"
-        )))
+        let now = self.now();
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_until = ?3, progress_done = ?4, progress_total = ?5, updated_at = ?6
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+        )
         .bind(id)
         .bind(worker)
-        .bind(seconds(lease))
+        .bind(now.plus(lease).as_str().to_owned())
         .bind(done)
         .bind(total)
+        .bind(now.as_str().to_owned())
         .execute(&self.write)
         .await?;
         Ok(renewed.rows_affected() == 1)
@@ -448,17 +459,18 @@ impl Jobs {
         result: &serde_json::Value,
         progress: Option<(i64, Option<i64>)>,
     ) -> Result<bool> {
-        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let done = sqlx::query(
             "UPDATE jobs SET status = 'done', result = ?3, lease_owner = NULL, lease_until = NULL,
                  progress_done = coalesce(?4, progress_total, progress_done), progress_total = coalesce(?5, progress_total),
-                 updated_at = {NOW}, finished_at = {NOW}
-             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'"
-        )))
+                 updated_at = ?6, finished_at = ?6
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+        )
         .bind(id)
         .bind(worker)
         .bind(result.to_string())
         .bind(progress.map(|(done, _)| done))
         .bind(progress.and_then(|(_, total)| total))
+        .bind(self.now().as_str().to_owned())
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -470,17 +482,19 @@ impl Jobs {
     pub async fn fail(&self, id: &str, worker: &str, error: &str, retryable: bool) -> Result<bool> {
         let job = self.get(id).await?;
         let dead = !retryable || job.attempts >= job.max_attempts;
-        let failed = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let now = self.now();
+        let failed = sqlx::query(
             "UPDATE jobs SET status = CASE WHEN ?4 THEN 'failed' ELSE 'queued' END, last_error = ?3,
-                 run_after = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?5), lease_owner = NULL, lease_until = NULL,
-                 updated_at = {NOW}, finished_at = CASE WHEN ?4 THEN {NOW} END
-             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'"
-        )))
+                 run_after = ?5, lease_owner = NULL, lease_until = NULL,
+                 updated_at = ?6, finished_at = CASE WHEN ?4 THEN ?6 END
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+        )
         .bind(id)
         .bind(worker)
         .bind(error)
         .bind(dead)
-        .bind(seconds(backoff(job.attempts)))
+        .bind(now.plus(backoff(job.attempts)).as_str().to_owned())
+        .bind(now.as_str().to_owned())
         .execute(&self.write)
         .await?;
         if dead && failed.rows_affected() == 1 {
@@ -496,12 +510,26 @@ impl Jobs {
 
     /// Cancels a queued or running job (a running one stops at its next heartbeat).
     pub async fn cancel(&self, id: &str, actor: &str) -> Result<Job> {
-        self.change(id, actor, "job.cancel", &["queued", "running"], "status = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").await
+        self.change(
+            id,
+            actor,
+            "job.cancel",
+            &["queued", "running"],
+            "status = 'cancelled', lease_owner = NULL, lease_until = NULL, finished_at = ?3",
+        )
+        .await
     }
 
     /// Queues a dead-lettered or cancelled job again, with its attempts reset.
     pub async fn retry(&self, id: &str, actor: &str) -> Result<Job> {
-        self.change(id, actor, "job.retry", &["failed", "cancelled"], "status = 'queued', attempts = 0, run_after = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), last_error = NULL, finished_at = NULL").await
+        self.change(
+            id,
+            actor,
+            "job.retry",
+            &["failed", "cancelled"],
+            "status = 'queued', attempts = 0, run_after = ?3, last_error = NULL, finished_at = NULL",
+        )
+        .await
     }
 
     async fn change(
@@ -520,18 +548,22 @@ impl Jobs {
                 status: job.status.to_string(),
             });
         }
+        let now = self.now();
         let mut tx = self.write.begin().await?;
+        // `set` may use ?3, now.
         let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE jobs SET {set}, updated_at = {NOW} WHERE id = ? AND status = ?"
+            "UPDATE jobs SET {set}, updated_at = ?3 WHERE id = ?1 AND status = ?2"
         )))
         .bind(id)
         .bind(job.status.as_str())
+        .bind(now.as_str().to_owned())
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() != 1 {
             return Err(Error::Changed(id.to_owned()));
         }
-        silo_core::audit::record(&mut tx, actor, action, None, &serde_json::json!({ "job": id })).await?;
+        silo_core::audit::record(&mut tx, &now, actor, action, None, &serde_json::json!({ "job": id }))
+            .await?;
         tx.commit().await?;
         self.get(id).await
     }

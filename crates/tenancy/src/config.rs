@@ -37,6 +37,10 @@ pub struct Settings {
     pub tenants: TenantSettings,
     /// `[exports]`: what tenant and data-subject exports may cost.
     pub exports: ExportSettings,
+    /// What time it is for this process: the system's clock, or a test's (never read from a
+    /// file). Every "now" the control plane stores or compares comes from here.
+    #[serde(skip)]
+    pub clock: silo_core::ProcessClock,
 }
 
 /// `[exports]`: the bounds on exports (each writes a zip as large as a workspace) and their
@@ -287,6 +291,7 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             tenants: TenantSettings::default(),
             exports: ExportSettings::default(),
+            clock: silo_core::ProcessClock::default(),
         }
     }
 }

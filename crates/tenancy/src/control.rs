@@ -49,16 +49,6 @@ async fn transaction_settled(conn: &mut sqlx::SqliteConnection) -> bool {
     settled
 }
 
-/// Current time in the control plane's text format (UTC, RFC 3339 with milliseconds); a macro
-/// so statements stay `&'static str` (sqlx refuses dynamically built SQL).
-#[macro_export]
-#[doc(hidden)]
-macro_rules! now {
-    () => {
-        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-    };
-}
-
 pub use silo_core::time::{utc_now, utc_timestamp};
 
 /// A tenant's lifecycle status.
@@ -300,12 +290,18 @@ pub struct ControlPlane {
     read: SqlitePool,
     write: SqlitePool,
     inline: Arc<inline::InlineReaders>,
+    clock: silo_core::ProcessClock,
 }
 
 impl ControlPlane {
     /// Opens (creating if needed) `control.db` and applies `migrations` (the application's
-    /// sequence: [`crate::Schema::control`]).
-    pub async fn open(path: &Path, migrations: &sqlx::migrate::Migrator) -> Result<Self> {
+    /// sequence: [`crate::Schema::control`]). Every "now" its statements store or compare comes
+    /// from `clock`, bound as a parameter.
+    pub async fn open(
+        path: &Path,
+        migrations: &sqlx::migrate::Migrator,
+        clock: silo_core::ProcessClock,
+    ) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Config(format!("cannot create data directory {}: {e}", dir.display())))?;
@@ -329,7 +325,7 @@ impl ControlPlane {
             .await?;
         migrations.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(Self { read, write, inline: Arc::new(inline::InlineReaders::new(path)) })
+        Ok(Self { read, write, inline: Arc::new(inline::InlineReaders::new(path)), clock })
     }
 
     /// Copies the WAL into the database and truncates it to zero bytes, so what was deleted
@@ -497,13 +493,15 @@ impl ControlPlane {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(Error::InvalidInput("a workspace name has 1 to 200 characters".into()));
         }
+        let now = self.now();
         let mut tx = self.write.begin().await?;
-        sqlx::query(concat!("UPDATE tenants SET name = ?, updated_at = ", now!(), " WHERE id = ?"))
+        sqlx::query("UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?")
             .bind(name)
+            .bind(now.as_str())
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, actor, "tenant.rename", Some(id), &serde_json::json!({ "name": name })).await?;
+        audit(&mut tx, &now, actor, "tenant.rename", Some(id), &serde_json::json!({ "name": name })).await?;
         let tenant = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -516,13 +514,15 @@ impl ControlPlane {
         {
             return Err(Error::InvalidInput("a plan name is 1 to 40 letters, digits or dashes".into()));
         }
+        let now = self.now();
         let mut tx = self.write.begin().await?;
-        sqlx::query(concat!("UPDATE tenants SET plan = ?, updated_at = ", now!(), " WHERE id = ?"))
+        sqlx::query("UPDATE tenants SET plan = ?, updated_at = ? WHERE id = ?")
             .bind(plan)
+            .bind(now.as_str())
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, actor, "tenant.plan", Some(id), &serde_json::json!({ "plan": plan })).await?;
+        audit(&mut tx, &now, actor, "tenant.plan", Some(id), &serde_json::json!({ "plan": plan })).await?;
         let tenant = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -568,12 +568,13 @@ impl ControlPlane {
         founder: Option<(&dyn Members, &str, &str)>,
         actor: &str,
     ) -> Result<Tenant> {
+        let now = self.now();
         let mut tx = self.write.begin().await?;
-        insert_tenant_in(&mut tx, new, actor).await?;
+        insert_tenant_in(&mut tx, &now, new, actor).await?;
         if let Some((members, user_id, role)) = founder {
-            members.add_founder(&mut tx, new.id, user_id, role).await?;
+            members.add_founder(&mut tx, &now, new.id, user_id, role).await?;
             let detail = serde_json::json!({ "user": user_id, "role": role });
-            audit(&mut tx, actor, "member.add", Some(new.id), &detail).await?;
+            audit(&mut tx, &now, actor, "member.add", Some(new.id), &detail).await?;
         }
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
@@ -590,13 +591,14 @@ impl ControlPlane {
         members: Option<&dyn Members>,
         actor: &str,
     ) -> Result<Tenant> {
+        let now = self.now();
         let mut tx = self.write.begin().await?;
-        insert_tenant_in(&mut tx, new, actor).await?;
+        insert_tenant_in(&mut tx, &now, new, actor).await?;
         if let Some(members) = members {
             members.copy(&mut tx, source, new.id).await?;
         }
         let detail = serde_json::json!({ "from_tenant": source, "backup": backup });
-        audit(&mut tx, actor, "tenant.restore", Some(new.id), &detail).await?;
+        audit(&mut tx, &now, actor, "tenant.restore", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -612,6 +614,7 @@ impl ControlPlane {
         action: &'static str,
         detail: serde_json::Value,
     ) -> Result<Tenant> {
+        let now = self.now();
         let mut tx = self.write.begin().await?;
         let current = fetch_in(&mut tx, id).await?;
         if !from.contains(&current.status) {
@@ -621,18 +624,16 @@ impl ControlPlane {
                 status: current.status.to_string(),
             });
         }
-        sqlx::query(concat!(
-            "UPDATE tenants SET status = ?1, updated_at = ",
-            now!(),
-            ", deleted_at = CASE WHEN ?1 = 'deleted' THEN ",
-            now!(),
-            " ELSE deleted_at END WHERE id = ?2"
-        ))
+        sqlx::query(
+            "UPDATE tenants SET status = ?1, updated_at = ?3,
+                 deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END WHERE id = ?2",
+        )
         .bind(to.as_str())
         .bind(id.to_string())
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
-        audit(&mut tx, actor, action, Some(id), &detail).await?;
+        audit(&mut tx, &now, actor, action, Some(id), &detail).await?;
         let tenant = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -641,21 +642,22 @@ impl ControlPlane {
     /// Records migration outcomes (schema version, quarantine) in one transaction. A failure
     /// keeps the previous schema version and sets `migration_error`; a success clears it.
     pub async fn record_migrations(&self, records: &[MigrationRecord]) -> Result<()> {
+        let now = self.now();
         let mut tx = self.write.begin().await?;
         for record in records {
-            sqlx::query(concat!(
-                "UPDATE tenants SET schema_version = coalesce(?, schema_version), migration_error = ?, updated_at = ",
-                now!(),
-                " WHERE id = ?"
-            ))
+            sqlx::query(
+                "UPDATE tenants SET schema_version = coalesce(?, schema_version), migration_error = ?, updated_at = ?
+                 WHERE id = ?",
+            )
             .bind(record.schema_version)
             .bind(&record.error)
+            .bind(now.as_str())
             .bind(record.tenant.to_string())
             .execute(&mut *tx)
             .await?;
             if let Some(error) = &record.error {
                 let detail = serde_json::json!({ "error": error });
-                audit(&mut tx, "system", "tenant.quarantine", Some(record.tenant), &detail).await?;
+                audit(&mut tx, &now, "system", "tenant.quarantine", Some(record.tenant), &detail).await?;
             }
         }
         tx.commit().await?;
@@ -665,6 +667,16 @@ impl ControlPlane {
     /// Audit entries of one tenant, newest first.
     pub async fn audit_entries(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
         Ok(silo_core::audit::of_tenant(&self.read, id, limit).await?)
+    }
+
+    /// Now, on the process's clock: what statements bind where they store or compare the time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The process's clock.
+    pub fn clock(&self) -> &silo_core::ProcessClock {
+        &self.clock
     }
 
     /// The read pool (the control-plane repositories of this crate and of `silo-accounts`).
@@ -690,21 +702,23 @@ impl ControlPlane {
     }
 }
 
-async fn insert_tenant_in(tx: &mut Transaction<'_, Sqlite>, new: &NewTenant, actor: &str) -> Result<()> {
-    let inserted = sqlx::query(concat!(
+async fn insert_tenant_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    now: &Timestamp,
+    new: &NewTenant,
+    actor: &str,
+) -> Result<()> {
+    let inserted = sqlx::query(
         "INSERT INTO tenants (id, slug, name, status, region, plan, schema_version, created_at, updated_at)
-         VALUES (?, ?, ?, 'active', ?, ?, ?, ",
-        now!(),
-        ", ",
-        now!(),
-        ")"
-    ))
+         VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7, ?7)",
+    )
     .bind(new.id.to_string())
     .bind(new.slug.as_str())
     .bind(&new.name)
     .bind(&new.region)
     .bind(&new.plan)
     .bind(new.schema_version)
+    .bind(now.as_str())
     .execute(&mut **tx)
     .await;
     if let Err(sqlx::Error::Database(e)) = &inserted
@@ -714,7 +728,7 @@ async fn insert_tenant_in(tx: &mut Transaction<'_, Sqlite>, new: &NewTenant, act
     }
     inserted?;
     let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
-    audit(tx, actor, "tenant.create", Some(new.id), &detail).await
+    audit(tx, now, actor, "tenant.create", Some(new.id), &detail).await
 }
 
 async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tenant> {
@@ -729,10 +743,11 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
 /// Appends an audit entry inside a transaction ([`silo_core::audit::record`]).
 pub async fn audit(
     tx: &mut Transaction<'_, Sqlite>,
+    at: &Timestamp,
     actor: &str,
     action: &str,
     tenant: Option<TenantId>,
     detail: &serde_json::Value,
 ) -> Result<()> {
-    Ok(silo_core::audit::record(tx, actor, action, tenant, detail).await?)
+    Ok(silo_core::audit::record(tx, at, actor, action, tenant, detail).await?)
 }

@@ -101,14 +101,14 @@ impl Erasures {
         let pending: serde_json::Map<String, serde_json::Value> =
             tenants.iter().map(|t| (t.to_string(), serde_json::json!("pending"))).collect();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(concat!(
-            "INSERT INTO erasures (subject, email_hash, job_id, requested_at) VALUES (?1, ?2, ?3, ",
-            crate::now!(),
-            ") ON CONFLICT (subject) DO NOTHING"
-        ))
+        sqlx::query(
+            "INSERT INTO erasures (subject, email_hash, job_id, requested_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (subject) DO NOTHING",
+        )
         .bind(subject)
         .bind(email_hash)
         .bind(job_id)
+        .bind(self.0.control().now().as_str().to_owned())
         .execute(&mut *tx)
         .await?;
         // Tenants joined since an earlier attempt are added; outcomes already recorded stay.
@@ -139,17 +139,14 @@ impl Erasures {
         Ok(())
     }
 
-    /// Marks an erasure complete inside the caller's transaction (the one that removes the
-    /// person's control-plane records, so both land or neither).
-    pub async fn complete_in(conn: &mut SqliteConnection, subject: &str) -> Result<()> {
-        sqlx::query(concat!(
-            "UPDATE erasures SET completed_at = coalesce(completed_at, ",
-            crate::now!(),
-            ") WHERE subject = ?1"
-        ))
-        .bind(subject)
-        .execute(conn)
-        .await?;
+    /// Marks an erasure complete at `now` inside the caller's transaction (the one that
+    /// removes the person's control-plane records, so both land or neither).
+    pub async fn complete_in(conn: &mut SqliteConnection, now: &Timestamp, subject: &str) -> Result<()> {
+        sqlx::query("UPDATE erasures SET completed_at = coalesce(completed_at, ?2) WHERE subject = ?1")
+            .bind(subject)
+            .bind(now.as_str())
+            .execute(conn)
+            .await?;
         Ok(())
     }
 

@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use silo_storage::sqlite;
 use zip::write::SimpleFileOptions;
 
-use crate::control::utc_now;
 use crate::{Error, Result, Tenancy};
 use silo_core::ids::TenantRef;
 use silo_core::tokens::hex;
@@ -262,7 +261,7 @@ impl Exports {
         let source = self.0.tenant_path(&tenant)?;
         let snapshot =
             self.0.backups().temp_path(&crate::scratch::name("export", &uuid::Uuid::now_v7().to_string()))?;
-        let exported_at = utc_now();
+        let exported_at = self.0.control().now();
         let staged = snapshot.clone();
         self.0.cache().with_file(tenant.id, source, move |conn| Ok(sqlite::snapshot(conn, &staged)?)).await?;
         let mut manifest = Manifest {

@@ -89,7 +89,7 @@ async fn tenant_export(tenancy: Tenancy, ctx: JobContext) -> Outcome {
     let exports = tenancy.exports();
     let out = exports.path(&ctx.job.id);
     ctx.progress(0, 1);
-    let snapshot_at = crate::control::utc_now();
+    let snapshot_at = tenancy.control().now();
     let manifest = exports.export(&TenantRef::Id(id), &out, &format!("job:{}", ctx.job.id)).await?;
     // The zip is in place: an erasure or a purge that starts from here on finds and deletes
     // it. One that was under way while the snapshot was taken may not have reached this file

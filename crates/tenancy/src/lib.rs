@@ -112,7 +112,9 @@ impl Tenancy {
         let migrations = schema.migrations;
         let sqlite_version = silo_storage::sqlite::linked_version().await?;
         let placement = settings.placement()?;
-        let control = ControlPlane::open(&settings.control_db_path(), control_migrations).await?;
+        let control =
+            ControlPlane::open(&settings.control_db_path(), control_migrations, settings.clock.clone())
+                .await?;
         let fd_limit = limits::raise_nofile_limit();
         let page_cache = settings.cache.page_cache_kib;
         let capacity = if settings.cache.capacity == 0 {
@@ -160,7 +162,8 @@ impl Tenancy {
             Arc::from(migrations),
             tenants_by_slug.clone(),
         );
-        let jobs = silo_jobs::Jobs::new(control.writer().clone(), control.reader().clone());
+        let jobs =
+            silo_jobs::Jobs::new(control.writer().clone(), control.reader().clone(), settings.clock.clone());
         let inner = Inner {
             settings,
             jobs,

@@ -226,7 +226,7 @@ impl Tenants {
         let certificate = serde_json::json!({
             "certificate": "tenant deletion",
             "tenant": current.id,
-            "purged_at": crate::control::utc_now(),
+            "purged_at": self.0.control().now(),
             "database": { "path": path, "files_removed": removed, "scratch_copies_removed": scratch },
             "exports": { "deleted": exports.len(), "jobs": exports },
             "backups": {

@@ -5,7 +5,7 @@
 //! ([`crate::Tenancy::set_members`]) instead of writing their SQL itself.
 
 use futures::future::BoxFuture;
-use silo_core::TenantId;
+use silo_core::{TenantId, Timestamp};
 use sqlx::SqliteConnection;
 
 use crate::Result;
@@ -29,11 +29,12 @@ pub trait Members: Send + Sync {
     /// A tenant's current members.
     fn current(&self, tenant: TenantId) -> BoxFuture<'static, Result<Vec<CurrentMember>>>;
 
-    /// Makes `user_id` a member of the new `tenant` with `role`, inside the transaction that
-    /// inserts the tenant (`conn`).
+    /// Makes `user_id` a member of the new `tenant` with `role` since `now`, inside the
+    /// transaction that inserts the tenant (`conn`).
     fn add_founder<'a>(
         &'a self,
         conn: &'a mut SqliteConnection,
+        now: &'a Timestamp,
         tenant: TenantId,
         user_id: &'a str,
         role: &'a str,

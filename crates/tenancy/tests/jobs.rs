@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::fixture;
+use common::{fixture, fixture_on};
+use silo_core::TestClock;
 use silo_jobs::{JobError, PoolSettings, Workers};
 use silo_jobs::{JobStatus, NewJob};
 
@@ -35,13 +36,14 @@ async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
 
 #[tokio::test]
 async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
-    let f = fixture().await;
+    let clock = TestClock::starting_now();
+    let f = fixture_on(&clock).await;
     let jobs = f.tenancy.jobs();
     let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
     jobs.claim("dead", &["test.echo"], LEASE).await.unwrap().expect("due");
     // The worker dies: no heartbeat. Before the lease runs out nobody else gets it…
     assert!(jobs.claim("next", &["test.echo"], LEASE).await.unwrap().is_none());
-    tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
+    clock.advance(LEASE + Duration::from_millis(1));
     // …after, the next worker does, and the dead one can no longer record anything.
     let again = jobs.claim("next", &["test.echo"], LEASE).await.unwrap().expect("lease ran out");
     assert_eq!((again.id.as_str(), again.attempts), (job.id.as_str(), 2));
@@ -52,7 +54,8 @@ async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
 
 #[tokio::test]
 async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
-    let f = fixture().await;
+    let clock = TestClock::starting_now();
+    let f = fixture_on(&clock).await;
     let jobs = f.tenancy.jobs();
     let job = jobs
         .enqueue(NewJob { max_attempts: 2, ..NewJob::new("test.flaky", serde_json::json!({})) }, "test")
@@ -64,11 +67,10 @@ async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
     assert_eq!((waiting.status, waiting.last_error.as_deref()), (JobStatus::Queued, Some("store down")));
     assert!(waiting.run_after > waiting.updated_at, "backs off");
     assert!(jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().is_none(), "not before its backoff");
+    clock.advance(silo_jobs::backoff(waiting.attempts) - Duration::from_millis(1));
+    assert!(jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().is_none(), "a moment before");
+    clock.advance(Duration::from_millis(1));
     // The second (last) attempt fails too: dead-lettered.
-    sqlx::query("UPDATE jobs SET run_after = '2000-01-01T00:00:00.000Z'")
-        .execute(f.tenancy.control().writer())
-        .await
-        .unwrap();
     jobs.claim("w", &["test.flaky"], LEASE).await.unwrap().expect("due again");
     assert!(jobs.fail(&job.id, "w", "still down", true).await.unwrap());
     let dead = jobs.get(&job.id).await.unwrap();

@@ -185,7 +185,7 @@ impl BillingCommand {
                 );
             }
             Self::Dunning { json } => {
-                let now = silo_core::time::utc_now();
+                let now = billing.now();
                 let summary = billing.dunning().run(now.as_str(), &actor()).await?;
                 if json {
                     return print_json(&summary);

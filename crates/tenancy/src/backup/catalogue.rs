@@ -115,13 +115,13 @@ impl ControlPlane {
 
     /// Stores a wrapped data key unless the tenant has one already; returns the one in force.
     pub(crate) async fn insert_wrapped_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query(concat!(
-            "INSERT INTO tenant_keys (tenant_id, wrapped, created_at) VALUES (?, ?, ",
-            crate::now!(),
-            ") ON CONFLICT (tenant_id) DO NOTHING"
-        ))
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, wrapped, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id) DO NOTHING",
+        )
         .bind(tenant.to_string())
         .bind(wrapped)
+        .bind(self.now().as_str().to_owned())
         .execute(self.writer())
         .await?;
         let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
@@ -164,7 +164,7 @@ impl ControlPlane {
             let tenant: TenantId =
                 backup.tenant_id.parse().map_err(|_| Error::NotFound(backup.tenant_id.clone()))?;
             let detail = serde_json::json!({ "backup": backup.id, "kind": backup.kind, "size": backup.size });
-            audit(&mut tx, actor, "backup.create", Some(tenant), &detail).await?;
+            audit(&mut tx, &self.now(), actor, "backup.create", Some(tenant), &detail).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -209,13 +209,13 @@ impl ControlPlane {
 
     /// Records a verification's outcome.
     pub(crate) async fn record_verification(&self, id: &str, error: Option<&str>) -> Result<()> {
-        sqlx::query(concat!(
-            "UPDATE backups SET verified_at = CASE WHEN ?1 IS NULL THEN ",
-            crate::now!(),
-            " ELSE verified_at END, verify_error = ?1 WHERE id = ?2"
-        ))
+        sqlx::query(
+            "UPDATE backups SET verified_at = CASE WHEN ?1 IS NULL THEN ?3 ELSE verified_at END, verify_error = ?1
+             WHERE id = ?2",
+        )
         .bind(error)
         .bind(id)
+        .bind(self.now().as_str().to_owned())
         .execute(self.writer())
         .await?;
         Ok(())
@@ -303,19 +303,17 @@ impl ControlPlane {
         certificate: &serde_json::Value,
         others: &[&'static str],
     ) -> Result<crate::Tenant> {
+        let now = self.now();
         let mut tx = self.writer().begin().await?;
         let id = tenant.to_string();
         // The slug and name go: `purged-<uuid without dashes>` is a valid slug no one else can
         // hold (ids are never reused), and frees the old slug.
-        let changed = sqlx::query(concat!(
+        let changed = sqlx::query(
             "UPDATE tenants SET status = 'deleted', slug = 'purged-' || replace(id, '-', ''), name = 'purged workspace',
-             updated_at = ",
-            crate::now!(),
-            ", deleted_at = ",
-            crate::now!(),
-            " WHERE id = ? AND status = 'deleting'"
-        ))
+             updated_at = ?2, deleted_at = ?2 WHERE id = ?1 AND status = 'deleting'",
+        )
         .bind(&id)
+        .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
         if changed.rows_affected() != 1 {
@@ -339,7 +337,7 @@ impl ControlPlane {
         }
         sqlx::query("DELETE FROM backups WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
-        audit(&mut tx, actor, "tenant.purge", Some(tenant), certificate).await?;
+        audit(&mut tx, &now, actor, "tenant.purge", Some(tenant), certificate).await?;
         tx.commit().await?;
         self.tenant_by_id(tenant).await
     }
@@ -352,13 +350,15 @@ impl ControlPlane {
         actor: &str,
         detail: &serde_json::Value,
     ) -> Result<()> {
+        let now = self.now();
         let mut tx = self.writer().begin().await?;
-        sqlx::query(concat!("UPDATE tenants SET region = ?, updated_at = ", crate::now!(), " WHERE id = ?"))
+        sqlx::query("UPDATE tenants SET region = ?, updated_at = ? WHERE id = ?")
             .bind(region)
+            .bind(now.as_str())
             .bind(tenant.to_string())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, actor, "tenant.move", Some(tenant), detail).await?;
+        audit(&mut tx, &now, actor, "tenant.move", Some(tenant), detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -372,7 +372,7 @@ impl ControlPlane {
         detail: &serde_json::Value,
     ) -> Result<()> {
         let mut tx = self.writer().begin().await?;
-        audit(&mut tx, actor, action, Some(tenant), detail).await?;
+        audit(&mut tx, &self.now(), actor, action, Some(tenant), detail).await?;
         tx.commit().await?;
         Ok(())
     }

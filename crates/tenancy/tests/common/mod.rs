@@ -28,6 +28,12 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
     Fixture { dir, tenancy }
 }
 
+/// A fixture whose fleet runs on `clock` (tests move time by hand).
+pub async fn fixture_on(clock: &silo_core::TestClock) -> Fixture {
+    let clock = silo_core::ProcessClock::new(clock.shared());
+    fixture_with(move |s| s.clock = clock).await
+}
+
 impl Fixture {
     pub async fn create(&self, slug: &str) -> Tenant {
         self.tenancy.tenants().create(CreateTenant::with_slug(slug), "test").await.unwrap()

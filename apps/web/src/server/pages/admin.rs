@@ -192,7 +192,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
     let regions: Vec<String> =
         tenancy.placement().names().into_iter().filter(|r| tenant.region != r.as_str()).collect();
     let billing = &state(&req).billing;
-    let now = silo_core::time::utc_now();
+    let now = billing.now();
     let invoices: Vec<_> = billing
         .invoices()
         .list(&silo_billing::InvoiceFilter { tenant: Some(tenant.id), limit: 24, ..Default::default() })

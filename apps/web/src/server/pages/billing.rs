@@ -54,10 +54,6 @@ pub(super) fn shown(invoice: &Invoice, now: &str) -> serde_json::Value {
     })
 }
 
-fn now() -> String {
-    silo_core::time::utc_now().as_str().to_owned()
-}
-
 fn csv(body: String, name: &str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
@@ -85,7 +81,7 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
     let projects = silo_workspace::projects::count(ws.turn())?;
     let ws = ws.leave();
     let billing = &state(&req).billing;
-    let now = now();
+    let now = billing.now().as_str().to_owned();
     // Drafts are the billing run's working state, not documents the customer has received.
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
     let invoices: Vec<_> = billing.invoices().list(&filter).await?.iter().map(|i| shown(i, &now)).collect();
@@ -134,7 +130,7 @@ async fn invoice_page(req: HttpRequest, me: SignedIn, path: web::Path<(String, S
 async fn invoice_view(req: &HttpRequest, invoice: &Invoice, back: &str, operator: bool) -> PageResult {
     let billing = &state(req).billing;
     Page::new("billing/invoice.html")
-        .with("i", &shown(invoice, &now()))
+        .with("i", &shown(invoice, billing.now().as_str()))
         .with("seller", &billing.settings().seller)
         .with("instructions", &billing.payments().instructions(invoice))
         .with("back", &back)
@@ -212,7 +208,7 @@ impl InvoiceQuery {
 async fn admin_invoices(req: HttpRequest, _op: Operator, query: web::Query<InvoiceQuery>) -> PageResult {
     let filter = query.filter(&req).await?;
     let billing = &state(&req).billing;
-    let now = now();
+    let now = billing.now().as_str().to_owned();
     let invoices: Vec<_> = billing
         .invoices()
         .list(&InvoiceFilter { limit: 500, ..filter })
