@@ -625,7 +625,8 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
     let refused =
         t.backups().restore_to(&by_slug("acme"), &before, Some("too-early"), "test").await.unwrap_err();
     assert!(
-        matches!(refused, Error::InvalidInput(_)) && refused.to_string().contains("earliest backup"),
+        matches!(refused, Error::Invalid { field: "at", .. })
+            && refused.to_string().contains("earliest backup"),
         "{refused}"
     );
     let future = Timestamp::from_unix_ms(Timestamp::now().unix_ms() + 60_000);
@@ -741,7 +742,7 @@ async fn a_restore_past_the_end_of_a_chain_is_refused() {
     let refused =
         t.backups().restore_to(&by_slug("acme"), &inside_second, Some("gap"), "test").await.unwrap_err();
     let message = refused.to_string();
-    assert!(matches!(refused, Error::InvalidInput(_)), "{message}");
+    assert!(matches!(refused, Error::Invalid { field: "at", .. }), "{message}");
     assert!(
         message.contains("exactly")
             && message.contains(second.created_at.as_str())

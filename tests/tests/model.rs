@@ -264,8 +264,8 @@ impl World {
     }
 
     /// A refused action must be the caller's doing (a rule, a limit), never a fault.
-    fn refused(&self, what: &str, error: &silo_tenancy::Error) {
-        assert!(error.is_user_error(), "{what} failed with a fault: {error:?}");
+    fn refused(&self, what: &str, kind: silo_core::ErrorKind, error: &dyn std::fmt::Debug) {
+        assert!(kind.is_users(), "{what} failed with a fault: {error:?}");
     }
 
     /// The step with its drawn numbers made into workspaces and people that exist now (so most
@@ -367,7 +367,7 @@ impl World {
                         self.invitations.retain(|i| !(i.ws == ws && i.to == to));
                         self.invitations.push(Invitation { ws, to, by, role, secret });
                     }
-                    Err(e) => self.refused("an invitation", &e),
+                    Err(e) => self.refused("an invitation", e.kind(), &e),
                 }
             }
             Step::Accept(i) => {
@@ -386,7 +386,7 @@ impl World {
                         // Joining revokes the address's other invitations there.
                         self.invitations.retain(|i| !(i.ws == ws && i.to == to));
                     }
-                    Err(e) => self.refused("accepting", &e),
+                    Err(e) => self.refused("accepting", e.kind(), &e),
                 }
             }
             Step::ChangeRole { ws, by, target, role } => {
@@ -408,7 +408,7 @@ impl World {
                         }
                         self.invitations.retain(|i| !(i.ws == ws && i.to == target));
                     }
-                    Err(e) => self.refused("a role change", &e),
+                    Err(e) => self.refused("a role change", e.kind(), &e),
                 }
             }
             Step::Leave { ws, who } => self.remove(ws, who, who).await,
@@ -424,7 +424,7 @@ impl World {
                 {
                     Ok(id) => self.ws[ws].projects.push(Written { id, author: who }),
                     Err(e) => {
-                        self.refused("a project", &e);
+                        self.refused("a project", e.kind(), &e);
                         assert_eq!(
                             self.ws[ws].projects.len(),
                             PROJECTS as usize,
@@ -567,7 +567,7 @@ impl World {
                 self.invitations.retain(|i| !(i.ws == ws && (i.to == target || i.by == target)));
             }
             Err(e) => {
-                self.refused("a removal", &e);
+                self.refused("a removal", e.kind(), &e);
                 if by == target && self.ws[ws].roles.contains_key(&target) {
                     assert!(last_owner, "a member could not leave: {e}");
                 }

@@ -311,7 +311,7 @@ async fn run_workers<F>(
     op: F,
 ) -> (u64, u64)
 where
-    F: Fn(&silo_tenancy::Turn, u64) -> silo_tenancy::Result<()> + Send + Sync + Copy + 'static,
+    F: Fn(&silo_tenancy::Turn, u64) -> silo_workspace::Result<()> + Send + Sync + Copy + 'static,
 {
     let (ops, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let deadline = Instant::now() + duration;
@@ -330,7 +330,7 @@ where
                     n += 1;
                     let result = match tenancy.db(ids[index]).await {
                         Ok(db) => op(&db.turn().await, n),
-                        Err(e) => Err(e),
+                        Err(e) => Err(e.into()),
                     };
                     match result {
                         Ok(()) => ops.fetch_add(1, Ordering::Relaxed),

@@ -28,11 +28,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::{Error, Result};
 use serde_json::json;
 use silo_core::erasure::ErasureStep;
 use silo_core::{TenantId, TenantRef, Timestamp};
 use silo_jobs::{JobContext, JobError, Outcome, Workers};
-use silo_tenancy::{Error, Result, Tenant, TenantStatus};
+use silo_tenancy::{Tenant, TenantStatus};
 
 use crate::users::User;
 
@@ -115,7 +116,7 @@ impl Subject {
 async fn find(accounts: &crate::Accounts, email: &str) -> Result<Option<Subject>> {
     let user = match accounts.users().by_email(email).await {
         Ok(user) => user,
-        Err(Error::UnknownUser(_) | Error::InvalidInput(_)) => return Ok(None),
+        Err(Error::UnknownUser(_) | Error::Invalid { .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
     let hash = accounts.tenancy().erasures().subject_of(&user.id).await?;
@@ -425,7 +426,7 @@ pub(crate) async fn close_account(
 ) -> Result<silo_jobs::Job> {
     let user = accounts.users().by_id(user_id).await?;
     if accounts.users().authenticate(&user.email, password).await?.is_none() {
-        return Err(Error::InvalidInput("That password is not right.".into()));
+        return Err(Error::invalid("password", "That password is not right."));
     }
     let counted: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT m.tenant_id,
@@ -456,10 +457,13 @@ pub(crate) async fn close_account(
         .map(|(_, name, _, _)| name.as_str())
         .collect();
     if !handed_over.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "You are the last owner of {}: make another member an owner, or delete the workspace, first.",
-            handed_over.join(", ")
-        )));
+        return Err(Error::invalid(
+            "workspace",
+            format!(
+                "You are the last owner of {}: make another member an owner, or delete the workspace, first.",
+                handed_over.join(", ")
+            ),
+        ));
     }
     let actor = user.email.to_string();
     for (id, _, _, _) in owned.iter().filter(|(_, _, members, _)| *members == 1) {

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use crate::secrets::{new_secret, token_digest};
 use crate::sessions::{NewSession, Session};
+use crate::{Error, Result};
 use silo_core::ids::TenantId;
-use silo_tenancy::{Error, Result};
 
 /// How long a hand-off token works.
 pub const HANDOFF_SECONDS: u64 = 60;
@@ -49,7 +49,7 @@ impl Handoffs {
         next: &str,
     ) -> Result<String> {
         if state.len() < 32 {
-            return Err(Error::InvalidInput("a hand-off needs the workspace host's state".into()));
+            return Err(Error::invalid("state", "a hand-off needs the workspace host's state"));
         }
         let token = new_secret("hof_");
         let now = self.0.now();

@@ -9,9 +9,10 @@ use silo_core::Timestamp;
 use crate::roles::{By, Change, Role};
 use crate::secrets::{new_secret, token_digest};
 use crate::users::User;
+use crate::{Error, Result};
 use silo_core::ids::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result, Tenant, TenantStatus};
+use silo_tenancy::{Tenant, TenantStatus};
 
 /// How long an invitation link stays valid.
 pub const INVITATION_DAYS: u32 = 7;
@@ -86,8 +87,9 @@ impl Invitations {
     ) -> Result<(Invitation, String)> {
         let email = crate::users::Email::parse(email)?;
         if role == Role::Owner {
-            return Err(Error::InvalidInput(
-                "invite as admin or member; promote to owner once they joined".into(),
+            return Err(Error::invalid(
+                "role",
+                "invite as admin or member; promote to owner once they joined",
             ));
         }
         let by = By::Member { user_id: &inviter.id, label: &inviter.email };
@@ -100,7 +102,7 @@ impl Invitations {
         .fetch_optional(self.0.control().reader())
         .await?;
         if already.is_some() {
-            return Err(Error::InvalidInput(format!("{email} is already a member of this workspace")));
+            return Err(Error::invalid("email", format!("{email} is already a member of this workspace")));
         }
         let secret = new_secret("inv_");
         let id = uuid::Uuid::now_v7().to_string();
@@ -166,8 +168,11 @@ impl Invitations {
             .bind(&id)
             .fetch_one(self.0.control().reader())
             .await?;
-        let invitation =
-            self.named(vec![row]).await?.pop().ok_or_else(|| Error::Gone(tenant.slug.to_string()))?;
+        let invitation = self
+            .named(vec![row])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::from(silo_tenancy::Error::Gone(tenant.slug.to_string())))?;
         Ok((invitation, secret))
     }
 
@@ -190,12 +195,15 @@ impl Invitations {
         let invitation = self
             .find(secret)
             .await?
-            .ok_or_else(|| Error::InvalidInput("this invitation is no longer valid".into()))?;
+            .ok_or_else(|| Error::invalid("invitation", "this invitation is no longer valid"))?;
         if !invitation.email.eq_ignore_ascii_case(&user.email) {
-            return Err(Error::InvalidInput(format!(
-                "this invitation is for {}; sign in with that address to accept it",
-                invitation.email
-            )));
+            return Err(Error::invalid(
+                "email",
+                format!(
+                    "this invitation is for {}; sign in with that address to accept it",
+                    invitation.email
+                ),
+            ));
         }
         let role = invitation.role;
         let slug = silo_core::TenantSlug::parse(&invitation.tenant_slug)?;
@@ -208,7 +216,7 @@ impl Invitations {
         .execute(self.0.control().writer())
         .await?;
         if claimed.rows_affected() == 0 {
-            return Err(Error::InvalidInput("this invitation is no longer valid".into()));
+            return Err(Error::invalid("invitation", "this invitation is no longer valid"));
         }
         if let Err(e) = self.0.memberships().join(&tenant, user, role, &user.email).await {
             // Not joined (e.g. already a member): the claim is undone.

@@ -25,6 +25,7 @@
 //!   jobs); [`erasure`]: the erasure job, across every tenant file and the control plane.
 
 pub mod erasure;
+mod error;
 pub mod handoffs;
 pub mod invitations;
 pub mod memberships;
@@ -46,6 +47,7 @@ use silo_core::TenantId;
 use silo_tenancy::directory::Memo;
 use silo_tenancy::{ControlPlane, Tenancy};
 
+pub use error::{Error, Result};
 pub use handoffs::Handoffs;
 pub use invitations::Invitations;
 pub use memberships::Memberships;

@@ -31,10 +31,11 @@ use sqlx::SqliteConnection;
 
 use crate::roles::{self, By, Change, Role};
 use crate::users::User;
+use crate::{Error, Result};
 use silo_core::Timestamp;
 use silo_core::ids::{TenantId, TenantRef};
+use silo_tenancy::Tenant;
 use silo_tenancy::control::{TenantStatus, audit};
-use silo_tenancy::{Error, Result, Tenant};
 use silo_workspace::members;
 
 /// A workspace an account belongs to.
@@ -78,11 +79,12 @@ impl Memberships {
     ) -> Result<()> {
         if tenant.status != TenantStatus::Active {
             let status = tenant.status.to_string();
-            return Err(Error::InvalidTransition {
+            return Err(silo_tenancy::Error::InvalidTransition {
                 tenant: tenant.slug.to_string(),
                 action: "add a member to",
                 status,
-            });
+            }
+            .into());
         }
         // Opened, and the turn at the file taken, before the control plane's write lock: the
         // lock is held only for the writes, and turns are always taken before that lock (never
@@ -93,10 +95,10 @@ impl Memberships {
         let before = read_role(&mut *tx, tenant.id, &user.id).await?;
         match joining {
             Joining::NewOnly if before.is_some() => {
-                return Err(Error::InvalidInput(format!(
-                    "{} is already a member of this workspace",
-                    user.email
-                )));
+                return Err(Error::invalid(
+                    "email",
+                    format!("{} is already a member of this workspace", user.email),
+                ));
             }
             // The role rules were checked against `from`; a change meanwhile means they must
             // be checked again.
@@ -227,7 +229,7 @@ impl Memberships {
     /// least one owner.
     pub async fn change_role(&self, tenant: &Tenant, user_id: &str, role: Role, by: By<'_>) -> Result<()> {
         let Some(current) = self.stored_role(tenant.id, user_id).await? else {
-            return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
+            return Err(Error::invalid("member", "that account is not a member of this workspace"));
         };
         self.check(tenant, by, Some(current), Change::Role(role), user_id).await?;
         let user = self.0.users().by_id(user_id).await?;
@@ -256,7 +258,7 @@ impl Memberships {
     /// `by` (anyone may leave). A workspace keeps at least one owner.
     pub async fn remove(&self, tenant: &Tenant, user_id: &str, by: By<'_>) -> Result<()> {
         let Some(before) = self.stored_role(tenant.id, user_id).await? else {
-            return Err(Error::InvalidInput("that account is not a member of this workspace".into()));
+            return Err(Error::invalid("member", "that account is not a member of this workspace"));
         };
         self.check(tenant, by, Some(before), Change::Removal, user_id).await?;
         let actor = by.label();
@@ -350,7 +352,7 @@ async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
             .fetch_one(&mut **tx)
             .await?;
     if owners == 0 {
-        return Err(Error::InvalidInput("a workspace needs at least one owner".into()));
+        return Err(Error::invalid("role", "a workspace needs at least one owner"));
     }
     Ok(())
 }
@@ -398,7 +400,10 @@ async fn revoke_pending(
 pub(crate) struct FleetMembers(pub(crate) silo_tenancy::ControlPlane);
 
 impl silo_tenancy::Members for FleetMembers {
-    fn current(&self, tenant: TenantId) -> BoxFuture<'static, Result<Vec<silo_tenancy::CurrentMember>>> {
+    fn current(
+        &self,
+        tenant: TenantId,
+    ) -> BoxFuture<'static, silo_tenancy::Result<Vec<silo_tenancy::CurrentMember>>> {
         let control = self.0.clone();
         Box::pin(async move {
             let rows: Vec<(String, String, String, String)> = sqlx::query_as(
@@ -427,7 +432,7 @@ impl silo_tenancy::Members for FleetMembers {
         tenant: TenantId,
         user_id: &'a str,
         role: &'a str,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, silo_tenancy::Result<()>> {
         Box::pin(async move {
             sqlx::query("INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)")
                 .bind(user_id)
@@ -445,7 +450,7 @@ impl silo_tenancy::Members for FleetMembers {
         conn: &'a mut SqliteConnection,
         source: TenantId,
         clone: TenantId,
-    ) -> BoxFuture<'a, Result<()>> {
+    ) -> BoxFuture<'a, silo_tenancy::Result<()>> {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO memberships (user_id, tenant_id, role, created_at)

@@ -23,7 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Serialize;
 
 use crate::settings::SmtpSettings;
-use silo_tenancy::{Error, Result};
+use crate::{Error, Result};
 
 /// Whom an email speaks of besides its recipient: erasing that person blanks it (by account
 /// id, whatever their name was then), purging that workspace deletes it.
@@ -227,8 +227,11 @@ impl Outbox {
         }
         let link = match &email.link_sealed {
             Some(sealed) => {
-                let url =
-                    self.link_key().await?.open(sealed, &link_context(&email.recipient, &email.subject))?;
+                let url = self
+                    .link_key()
+                    .await?
+                    .open(sealed, &link_context(&email.recipient, &email.subject))
+                    .map_err(silo_tenancy::Error::from)?;
                 String::from_utf8_lossy(&url).into_owned()
             }
             None => LINK_GONE.to_owned(),

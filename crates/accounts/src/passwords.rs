@@ -22,7 +22,7 @@ use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Ver
 use rand::RngCore;
 use tokio::sync::Semaphore;
 
-use silo_tenancy::{Error, Result};
+use crate::{Error, Result};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -69,12 +69,16 @@ fn argon2_output(
 pub fn check_new_password(password: &str) -> Result<()> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
-        return Err(Error::InvalidInput(format!(
-            "a password needs at least {MIN_PASSWORD_CHARS} characters"
-        )));
+        return Err(Error::invalid(
+            "password",
+            format!("a password needs at least {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if chars > MAX_PASSWORD_CHARS {
-        return Err(Error::InvalidInput(format!("a password has at most {MAX_PASSWORD_CHARS} characters")));
+        return Err(Error::invalid(
+            "password",
+            format!("a password has at most {MAX_PASSWORD_CHARS} characters"),
+        ));
     }
     Ok(())
 }
@@ -264,6 +268,6 @@ mod tests {
         );
         assert_eq!(hashing.available(), 1, "every slot is returned");
         assert!(!hashing.verify(None, "anything at all").await.unwrap(), "no account never matches");
-        assert!(matches!(hashing.hash("short").await, Err(Error::InvalidInput(_))));
+        assert!(matches!(hashing.hash("short").await, Err(Error::Invalid { .. })));
     }
 }

@@ -5,8 +5,8 @@
 
 use std::str::FromStr;
 
+use crate::{Error, Result};
 use serde::Serialize;
-use silo_tenancy::{Error, Result};
 
 /// A member's role in a tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -52,9 +52,10 @@ impl FromStr for Role {
             "owner" => Ok(Self::Owner),
             "admin" => Ok(Self::Admin),
             "member" => Ok(Self::Member),
-            other => {
-                Err(Error::InvalidInput(format!("unknown role `{other}` (expected owner, admin or member)")))
-            }
+            other => Err(Error::invalid(
+                "role",
+                format!("unknown role `{other}` (expected owner, admin or member)"),
+            )),
         }
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use silo_core::tokens::random_hex;
 
 use crate::secrets::token_digest;
-use silo_tenancy::{Error, Result};
+use crate::{Error, Result};
 
 /// How stale a session's `last_seen_at` may get before a request refreshes it.
 pub const LAST_SEEN_STEP: Duration = Duration::from_secs(300);

@@ -21,8 +21,9 @@ use crate::outbox::{About, EmailLink, LINK_PLACEHOLDER};
 use crate::roles::Role;
 use crate::secrets::{new_secret, token_digest};
 use crate::users::{Email, User, display_name_or_default};
+use crate::{Error, Result};
 use silo_core::ids::TenantSlug;
-use silo_tenancy::{CreateTenant, Error, Result, Tenant};
+use silo_tenancy::{CreateTenant, Tenant};
 
 /// How long a confirmation link works.
 pub const SIGNUP_HOURS: u64 = 24;
@@ -71,15 +72,15 @@ impl Signups {
     pub async fn start(&self, request: &SignupRequest, base_url: &str) -> Result<()> {
         let email = Email::parse(&request.email)?;
         if request.name.trim().chars().count() > 100 {
-            return Err(Error::InvalidInput("a display name is at most 100 characters".into()));
+            return Err(Error::invalid("display name", "a display name is at most 100 characters"));
         }
         let slug = TenantSlug::parse(request.slug.trim())?;
         let workspace_name = request.workspace_name(&slug);
         if workspace_name.chars().count() > 200 {
-            return Err(Error::InvalidInput("a workspace name is at most 200 characters".into()));
+            return Err(Error::invalid("workspace name", "a workspace name is at most 200 characters"));
         }
         if self.0.control().slug_taken(&slug).await? {
-            return Err(Error::SlugTaken(slug.to_string()));
+            return Err(silo_tenancy::Error::SlugTaken(slug.to_string()).into());
         }
         // Both branches below pay for this hash, so their timing matches too.
         let hash = self.0.hashing().hash(&request.password).await?;
@@ -162,7 +163,7 @@ impl Signups {
     pub async fn confirm(&self, secret: &str, workspace_name: &str, slug: &str) -> Result<(User, Tenant)> {
         let slug = TenantSlug::parse(slug.trim())?;
         if self.0.control().slug_taken(&slug).await? {
-            return Err(Error::SlugTaken(slug.to_string()));
+            return Err(silo_tenancy::Error::SlugTaken(slug.to_string()).into());
         }
         let claimed: Option<(String, String, String)> = sqlx::query_as(
             "UPDATE signups SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
@@ -173,9 +174,7 @@ impl Signups {
         .fetch_optional(self.0.control().writer())
         .await?;
         let Some((email, name, hash)) = claimed else {
-            return Err(Error::InvalidInput(
-                "this confirmation link is no longer valid; sign up again".into(),
-            ));
+            return Err(Error::invalid("link", "this confirmation link is no longer valid; sign up again"));
         };
         let created =
             self.create_signed_up(&Email::parse(&email)?, &name, &hash, workspace_name, &slug).await;
@@ -201,10 +200,11 @@ impl Signups {
     ) -> Result<(User, Tenant)> {
         let user = match self.0.users().insert(email, name, hash, "signup").await {
             Ok(user) => user,
-            Err(Error::InvalidInput(_)) => {
-                return Err(Error::InvalidInput(format!(
-                    "an account for {email} exists already: sign in instead"
-                )));
+            Err(Error::Invalid { .. }) => {
+                return Err(Error::invalid(
+                    "slug",
+                    format!("an account for {email} exists already: sign in instead"),
+                ));
             }
             Err(e) => return Err(e),
         };
@@ -218,7 +218,7 @@ impl Signups {
             Ok(tenant) => Ok((user, tenant)),
             Err(e) => {
                 self.undo_user(&user).await;
-                Err(e)
+                Err(e.into())
             }
         }
     }

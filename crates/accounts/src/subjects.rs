@@ -7,10 +7,11 @@
 
 use std::io::Write;
 
+use crate::{Error, Result};
 use serde_json::json;
 use silo_core::{TenantRef, Timestamp};
 use silo_jobs::{Enqueued, JobContext, JobError, JobStatus, Outcome, Workers};
-use silo_tenancy::{Error, Result, TenantStatus};
+use silo_tenancy::TenantStatus;
 
 use crate::users::Email;
 
@@ -80,7 +81,7 @@ impl Subjects {
         let email = normalised(email);
         let job = silo_jobs::NewJob::new(SUBJECT_EXPORT, json!({ "email": email }));
         // One person's rows: small next to the disk's margin.
-        self.0.tenancy().exports().start_bounded(job, "$.email", &email, 0, actor).await
+        Ok(self.0.tenancy().exports().start_bounded(job, "$.email", &email, 0, actor).await?)
     }
 
     /// Starts the erasure of everyone and everything `email` names as a durable job

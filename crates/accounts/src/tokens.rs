@@ -8,10 +8,10 @@ use silo_core::Timestamp;
 use std::time::Duration;
 
 use crate::secrets::{new_token, token_digest};
+use crate::{Error, Result};
 use silo_core::TenantRef;
 use silo_core::ids::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result};
 
 /// How stale a token's `last_used_at` may get before a request refreshes it (a write per
 /// request, or per directory refresh, would load the control plane for no one's benefit).
@@ -89,17 +89,17 @@ impl Tokens {
         let (kind, tenant_id) = match &scope {
             TokenScope::Operator => {
                 if !self.0.users().is_operator(&user.id).await? {
-                    return Err(Error::InvalidInput(format!("{} is not an operator", user.email)));
+                    return Err(Error::invalid("scope", format!("{} is not an operator", user.email)));
                 }
                 ("operator", None)
             }
             TokenScope::Personal(tenant) => {
                 let found = self.0.tenancy().tenant(tenant).await?;
                 if self.0.memberships().role_in(tenant, &user.id).await?.is_none() {
-                    return Err(Error::InvalidInput(format!(
-                        "{} is not a member of {}",
-                        user.email, found.slug
-                    )));
+                    return Err(Error::invalid(
+                        "scope",
+                        format!("{} is not a member of {}", user.email, found.slug),
+                    ));
                 }
                 ("personal", Some(found.id))
             }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::outbox::About;
 pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password, verify_password};
 use crate::secrets::{new_secret, token_digest};
+use crate::{Error, Result};
 use silo_core::Timestamp;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result};
 use std::time::Duration;
 
 /// Text-backed identity types: read as `&str` (`Deref`), printed and compared as their text,
@@ -123,7 +123,7 @@ impl Email {
         } else {
             let shown: String = input.trim().chars().take(80).collect();
             let more = if input.trim().chars().count() > 80 { "…" } else { "" };
-            Err(Error::InvalidInput(format!("`{shown}{more}` is not a valid email address")))
+            Err(Error::invalid("email", format!("`{shown}{more}` is not a valid email address")))
         }
     }
 }
@@ -178,7 +178,7 @@ impl Users {
         if let Err(sqlx::Error::Database(e)) = &inserted
             && e.is_unique_violation()
         {
-            return Err(Error::InvalidInput(format!("an account for {email} already exists")));
+            return Err(Error::invalid("email", format!("an account for {email} already exists")));
         }
         inserted?;
         audit(&mut tx, &now, actor, "user.create", None, &serde_json::json!({ "user": id })).await?;
@@ -256,7 +256,7 @@ impl Users {
     ) -> Result<()> {
         let user = self.by_id(user_id).await?;
         if self.authenticate(&user.email, current).await?.is_none() {
-            return Err(Error::InvalidInput("the current password is not right".into()));
+            return Err(Error::invalid("current password", "the current password is not right"));
         }
         self.set_password(user_id, new).await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")
@@ -339,8 +339,7 @@ impl Users {
         .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().writer())
         .await?;
-        let user_id =
-            user_id.ok_or_else(|| Error::InvalidInput("this reset link is no longer valid".into()))?;
+        let user_id = user_id.ok_or_else(|| Error::invalid("link", "this reset link is no longer valid"))?;
         self.store_password_hash(&user_id, &hash).await?;
         self.0.sessions().revoke_all(&user_id).await?;
         if revoke_tokens {
@@ -358,7 +357,7 @@ impl Users {
             .fetch_one(&mut *tx)
             .await?;
         if memberships > 0 {
-            return Err(Error::InvalidInput("the account still belongs to a workspace".into()));
+            return Err(Error::invalid("account", "the account still belongs to a workspace"));
         }
         sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
         audit(&mut tx, &self.0.now(), "system", "user.delete", None, &serde_json::json!({ "user": id }))

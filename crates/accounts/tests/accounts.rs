@@ -7,8 +7,8 @@ use silo_accounts::secrets::token_digest;
 use silo_accounts::{Role, TokenScope};
 use silo_workspace::members;
 
+use silo_accounts::Error;
 use silo_core::TenantRef;
-use silo_tenancy::Error;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -63,7 +63,10 @@ async fn members_land_in_the_control_plane_and_the_tenant_file() {
     f.tenancy.tenants().suspend(&acme_ref, "test").await.unwrap();
     let suspended =
         f.accounts.memberships().add(&acme_ref, "ada@example.com", Role::Member, "test").await.unwrap_err();
-    assert!(matches!(suspended, Error::InvalidTransition { .. }), "{suspended}");
+    assert!(
+        matches!(suspended, Error::Tenancy(silo_tenancy::Error::InvalidTransition { .. })),
+        "{suspended}"
+    );
 }
 
 #[tokio::test]
@@ -236,7 +239,7 @@ async fn a_sign_up_that_fails_midway_leaves_nothing_behind() {
     let acme = "acme".parse().unwrap();
     let tenant = f.tenancy.tenant(&acme).await;
     assert!(
-        matches!(&tenant, Err(Error::NotFound(_)))
+        matches!(&tenant, Err(silo_tenancy::Error::NotFound(_)))
             || tenant.as_ref().is_ok_and(|t| t.status.to_string() == "deleted"),
         "the workspace is purged: {tenant:?}"
     );

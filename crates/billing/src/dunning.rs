@@ -7,10 +7,11 @@
 //! pass is idempotent: an invoice records how many reminders it got and whether it suspended
 //! its tenant.
 
+use crate::Result;
 use serde::Serialize;
 use silo_core::{TenantId, TenantRef};
+use silo_tenancy::TenantStatus;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Result, TenantStatus};
 
 use crate::Billing;
 use crate::invoices::{Invoice, InvoiceFilter, InvoiceStatus};

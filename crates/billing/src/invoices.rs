@@ -9,10 +9,11 @@
 //! gives its numbers back with everything else. A void invoice keeps its number and is
 //! cancelled by a **credit note** (negative lines, its own number from the same sequence).
 
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use silo_core::{TenantId, TenantRef};
+use silo_tenancy::TenantStatus;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result, TenantStatus};
 
 use crate::Billing;
 use crate::invoice::Line;
@@ -58,9 +59,10 @@ impl std::str::FromStr for InvoiceStatus {
             "void" => Self::Void,
             "issued" => Self::Issued,
             other => {
-                return Err(Error::InvalidInput(format!(
-                    "unknown invoice status `{other}` (draft, open, paid, void, issued)"
-                )));
+                return Err(Error::invalid(
+                    "status",
+                    format!("unknown invoice status `{other}` (draft, open, paid, void, issued)"),
+                ));
             }
         })
     }
@@ -319,7 +321,7 @@ impl Invoices<'_> {
                 "SELECT invoices.id FROM json_each(?1) AS wanted JOIN invoices ON invoices.id = wanted.value
                  WHERE +invoices.status = 'draft' ORDER BY wanted.key",
             )
-            .bind(serde_json::to_string(chunk).map_err(|e| Error::InvalidInput(e.to_string()))?)
+            .bind(serde_json::json!(chunk).to_string())
             .fetch_all(&mut *tx)
             .await?;
             let positions: serde_json::Map<String, serde_json::Value> = drafts
@@ -334,7 +336,7 @@ impl Invoices<'_> {
                               'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{}')
                  WHERE id IN (SELECT value FROM json_each(?1)) AND +status = 'draft'",
             )
-            .bind(serde_json::to_string(&drafts).map_err(|e| Error::InvalidInput(e.to_string()))?)
+            .bind(serde_json::json!(drafts).to_string())
             .bind(last)
             .bind(serde_json::Value::Object(positions).to_string())
             .bind(due.as_str())
@@ -356,7 +358,7 @@ impl Invoices<'_> {
         }
         let mut invoices = Vec::with_capacity(done.len());
         for chunk in done.chunks(500) {
-            let ids = serde_json::to_string(chunk).map_err(|e| Error::InvalidInput(e.to_string()))?;
+            let ids = serde_json::json!(chunk).to_string();
             // Sorted here, not in SQL: an ORDER BY number could lead the planner to walk the
             // number index over every invoice instead of looking up the chunk's ids.
             let sql = format!("{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1))");
@@ -412,15 +414,14 @@ impl Invoices<'_> {
     pub async fn record_payment(&self, key: &str, reference: &str, actor: &str) -> Result<Invoice> {
         let invoice = self.get(key).await?;
         if invoice.status != InvoiceStatus::Open {
-            return Err(Error::InvalidInput(format!(
-                "{} is {}: only an open invoice can be paid",
-                invoice.title(),
-                invoice.status
-            )));
+            return Err(Error::invalid(
+                "invoice",
+                format!("{} is {}: only an open invoice can be paid", invoice.title(), invoice.status),
+            ));
         }
         let reference = reference.trim();
         if reference.chars().count() > 200 {
-            return Err(Error::InvalidInput("a payment reference has at most 200 characters".into()));
+            return Err(Error::invalid("reference", "a payment reference has at most 200 characters"));
         }
         let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
@@ -450,11 +451,14 @@ impl Invoices<'_> {
     pub async fn void(&self, key: &str, actor: &str) -> Result<(Invoice, Invoice)> {
         let invoice = self.get(key).await?;
         if invoice.kind != "invoice" || !matches!(invoice.status, InvoiceStatus::Open | InvoiceStatus::Paid) {
-            return Err(Error::InvalidInput(format!(
-                "{} is {}: only an open or paid invoice can be voided",
-                invoice.title(),
-                invoice.status
-            )));
+            return Err(Error::invalid(
+                "invoice",
+                format!(
+                    "{} is {}: only an open or paid invoice can be voided",
+                    invoice.title(),
+                    invoice.status
+                ),
+            ));
         }
         let credit_id = uuid::Uuid::now_v7().to_string();
         let lines: Vec<Line> = invoice
@@ -488,7 +492,7 @@ impl Invoices<'_> {
         )
         .bind(&credit_id)
         .bind(number)
-        .bind(serde_json::to_string(&lines).map_err(|e| Error::InvalidInput(e.to_string()))?)
+        .bind(serde_json::json!(lines).to_string())
         .bind(&invoice.id)
         .bind(now.as_str())
         .execute(&mut *tx)
@@ -513,7 +517,7 @@ impl Invoices<'_> {
         .fetch_one(self.0.tenancy().control().writer())
         .await?;
         let id: TenantId =
-            invoice.tenant_id.parse().map_err(|_| Error::NotFound(invoice.tenant_id.clone()))?;
+            invoice.tenant_id.parse().map_err(|_| Error::UnknownInvoice(invoice.id.clone()))?;
         let tenant = self.0.tenancy().tenant(&TenantRef::Id(id)).await?;
         if still == 0 && tenant.status == TenantStatus::Suspended {
             self.0.tenancy().tenants().resume(&TenantRef::Id(id), actor).await?;

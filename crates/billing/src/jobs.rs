@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use crate::Result;
 use serde_json::json;
 use silo_jobs::{JobContext, JobError, NewJob, Outcome, Workers};
-use silo_tenancy::Result;
 
 use crate::Billing;
 use crate::period::Period;

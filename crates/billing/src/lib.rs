@@ -34,6 +34,7 @@
 
 pub mod countries;
 pub mod dunning;
+mod error;
 pub mod invoice;
 pub mod invoices;
 pub mod jobs;
@@ -50,6 +51,7 @@ pub mod settings;
 
 use std::sync::Arc;
 
+pub use error::{Error, Result};
 pub use invoices::{Invoice, InvoiceFilter, InvoiceStatus};
 pub use period::Period;
 pub use plans::{Plan, Plans};
@@ -58,7 +60,7 @@ pub use settings::{BillingSettings, DunningSettings};
 pub use silo_accounts as accounts;
 use silo_accounts::Accounts;
 use silo_core::TenantRef;
-use silo_tenancy::{Result, Tenancy, Tenant};
+use silo_tenancy::{Tenancy, Tenant};
 
 /// Billing over one process's accounts and fleet.
 #[derive(Clone)]
@@ -164,7 +166,7 @@ impl Subscriptions<'_> {
         }
         let founder = owner
             .map(|user| silo_accounts::memberships::Memberships::founder(user, silo_accounts::Role::Owner));
-        self.0.tenancy().tenants().create_with(request, founder, actor).await
+        Ok(self.0.tenancy().tenants().create_with(request, founder, actor).await?)
     }
 
     /// An owner moves their tenant to another plan: only to a plan marked `self_service`
@@ -177,7 +179,7 @@ impl Subscriptions<'_> {
         }
         if !self.0.plans.get(plan)?.self_service {
             let open: Vec<&str> = self.0.plans.self_service().collect();
-            return Err(silo_tenancy::Error::Forbidden(format!(
+            return Err(Error::Forbidden(format!(
                 "The {plan} plan is arranged with us, not chosen here (plans you can choose: {}).",
                 open.join(", ")
             )));
@@ -190,6 +192,6 @@ impl Subscriptions<'_> {
     pub async fn change(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
         self.0.plans.get(plan)?;
         let tenant = self.0.tenancy().tenant(tenant).await?;
-        self.0.tenancy().tenants().set_plan(tenant.id, plan, actor).await
+        Ok(self.0.tenancy().tenants().set_plan(tenant.id, plan, actor).await?)
     }
 }

@@ -4,8 +4,9 @@
 //! console or the CLI are not held to seats (as they are not held to the role rules): the limit
 //! is the customer's, not the operator's.
 
+use crate::{Error, Result};
 use silo_accounts::{Role, users::User};
-use silo_tenancy::{Error, Result, Tenant, Turn};
+use silo_tenancy::{Tenant, Turn};
 
 use crate::Billing;
 
@@ -37,19 +38,24 @@ impl Limits<'_> {
         let invited =
             self.0.accounts().invitations().create(tenant, email, role, inviter, base_url, seats).await;
         match (invited, seats) {
-            (Err(Error::LimitReached(_)), Some(seats)) => Err(self.no_seat_left(tenant, seats).await),
-            (invited, _) => invited,
+            (Err(silo_accounts::Error::LimitReached(_)), Some(seats)) => {
+                Err(self.no_seat_left(tenant, seats).await)
+            }
+            (invited, _) => Ok(invited?),
         }
     }
 
     async fn no_seat_left(&self, tenant: &Tenant, seats: i64) -> Error {
         let members = self.0.accounts().memberships().count(tenant.id).await.unwrap_or_default();
         let pending = self.0.accounts().invitations().pending(tenant.id).await.map_or(0, |p| p.len());
-        Error::InvalidInput(format!(
-            "The {} plan has {seats} seats and all are taken ({members} members, {pending} pending invitations): \
+        Error::invalid(
+            "seats",
+            format!(
+                "The {} plan has {seats} seats and all are taken ({members} members, {pending} pending invitations): \
              revoke an invitation, remove someone, or choose a larger plan.",
-            tenant.plan
-        ))
+                tenant.plan
+            ),
+        )
     }
 
     /// Creates a project if the tenant's plan has one left (count and insert in one
@@ -67,7 +73,7 @@ impl Limits<'_> {
             silo_workspace::projects::create_within(db, name, description, created_by, limit.map(i64::from))?;
         created.ok_or_else(|| {
             let limit = limit.unwrap_or_default();
-            Error::InvalidInput(format!(
+            Error::invalid("projects", format!(
                 "The {} plan allows {limit} projects and this workspace has {limit}: archive or delete one, or choose a larger plan.",
                 tenant.plan
             ))

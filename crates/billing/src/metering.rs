@@ -10,9 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::Result;
 use serde::Serialize;
 use silo_core::{TenantId, TenantRef};
-use silo_tenancy::Result;
 
 use crate::Billing;
 

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::Result;
 use serde::Serialize;
-use silo_tenancy::{Result, TenantStatus};
+use silo_tenancy::TenantStatus;
 
 use crate::invoices::money;
 use crate::period::day_of_timestamp;

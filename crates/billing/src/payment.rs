@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use silo_tenancy::Result;
+use crate::Result;
 
 use crate::invoices::Invoice;
 

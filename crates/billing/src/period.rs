@@ -5,8 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::{Error, Result};
 use silo_core::time::day_number;
-use silo_tenancy::{Error, Result};
 
 /// A calendar month.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,7 +21,8 @@ impl FromStr for Period {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        let bad = || Error::InvalidInput(format!("`{text}` is not a month: write YYYY-MM, e.g. 2026-11"));
+        let bad =
+            || Error::invalid("period", format!("`{text}` is not a month: write YYYY-MM, e.g. 2026-11"));
         let (year, month) = text.trim().split_once('-').ok_or_else(bad)?;
         if year.len() != 4 || month.len() != 2 {
             return Err(bad());
@@ -98,7 +99,7 @@ impl Period {
 
 /// The day number of a `YYYY-MM-DD…` timestamp.
 pub fn day_of_timestamp(timestamp: &str) -> Result<i64> {
-    let bad = || Error::InvalidInput(format!("`{timestamp}` is not a date"));
+    let bad = || Error::invalid("date", format!("`{timestamp}` is not a date"));
     let part = |range: std::ops::Range<usize>| {
         timestamp.get(range).and_then(|s| s.parse::<u32>().ok()).ok_or_else(bad)
     };

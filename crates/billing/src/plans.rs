@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use silo_tenancy::{Error, Result};
 
 /// One plan.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +119,7 @@ impl Plans {
     pub fn get(&self, name: &str) -> Result<&Plan> {
         self.0.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.0.keys().map(String::as_str).collect();
-            Error::InvalidInput(format!("there is no plan `{name}` (plans: {})", known.join(", ")))
+            Error::invalid("plan", format!("there is no plan `{name}` (plans: {})", known.join(", ")))
         })
     }
 

@@ -3,10 +3,10 @@
 //! on its billing page, or by an operator (console, `silo billing contact`). An invoice copies
 //! it when finalised, without the email (see `migrations/control/personal_data.toml`).
 
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use silo_core::TenantId;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result};
 
 use crate::Billing;
 
@@ -35,8 +35,9 @@ impl BillingProfile {
         }
         let typed = std::mem::take(&mut self.country);
         self.country = typed.to_ascii_uppercase();
-        let too_long =
-            |what: &str, max: usize| Error::InvalidInput(format!("the {what} has at most {max} characters"));
+        let too_long = |what: &'static str, max: usize| {
+            Error::invalid(what, format!("the {what} has at most {max} characters"))
+        };
         if self.name.chars().count() > 200 {
             return Err(too_long("billing name", 200));
         }
@@ -57,9 +58,12 @@ impl BillingProfile {
                 }
                 None => String::new(),
             };
-            return Err(Error::InvalidInput(format!(
-                "“{typed}” is not a country code{hint}: choose the country from the list (ISO 3166-1 codes such as DE, FR, US)"
-            )));
+            return Err(Error::invalid(
+                "country",
+                format!(
+                    "“{typed}” is not a country code{hint}: choose the country from the list (ISO 3166-1 codes such as DE, FR, US)"
+                ),
+            ));
         }
         Ok(self)
     }

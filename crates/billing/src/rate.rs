@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::{Error, Result};
 use silo_core::TenantId;
-use silo_tenancy::{Error, Result, Tenant};
+use silo_tenancy::Tenant;
 
 /// Each tenant's bucket: tokens left and when they were counted.
 #[derive(Default)]

@@ -21,9 +21,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
+use crate::{Error, Result};
 use serde::Serialize;
 use silo_tenancy::control::audit;
-use silo_tenancy::{Error, Result};
 
 use crate::invoice::{self, Segment};
 use silo_core::time::day_number;
@@ -96,10 +96,13 @@ impl crate::invoices::Invoices<'_> {
         let started = Instant::now();
         let now = self.0.now();
         if period.end().as_str() > now.as_str() {
-            return Err(Error::InvalidInput(format!(
-                "the month {period} has not ended yet (it ends on {}): bill a month that has",
-                period.next().date(1)
-            )));
+            return Err(Error::invalid(
+                "period",
+                format!(
+                    "the month {period} has not ended yet (it ends on {}): bill a month that has",
+                    period.next().date(1)
+                ),
+            ));
         }
         let control = self.0.tenancy().control().reader();
         let (start, end) = (period.start(), period.end());

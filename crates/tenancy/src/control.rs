@@ -108,9 +108,10 @@ impl FromStr for TenantStatus {
             "suspended" => Ok(Self::Suspended),
             "deleting" => Ok(Self::Deleting),
             "deleted" => Ok(Self::Deleted),
-            other => Err(Error::InvalidInput(format!(
-                "unknown status `{other}` (expected active, suspended, deleting or deleted)"
-            ))),
+            other => Err(Error::invalid(
+                "status",
+                format!("unknown status `{other}` (expected active, suspended, deleting or deleted)"),
+            )),
         }
     }
 }
@@ -491,7 +492,7 @@ impl ControlPlane {
     pub async fn rename(&self, id: TenantId, name: &str, actor: &str) -> Result<Tenant> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(Error::InvalidInput("a workspace name has 1 to 200 characters".into()));
+            return Err(Error::invalid("name", "a workspace name has 1 to 200 characters"));
         }
         let now = self.now();
         let mut tx = self.write.begin().await?;
@@ -512,7 +513,7 @@ impl ControlPlane {
         let plan = plan.trim();
         if plan.is_empty() || plan.len() > 40 || !plan.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
-            return Err(Error::InvalidInput("a plan name is 1 to 40 letters, digits or dashes".into()));
+            return Err(Error::invalid("plan", "a plan name is 1 to 40 letters, digits or dashes"));
         }
         let now = self.now();
         let mut tx = self.write.begin().await?;

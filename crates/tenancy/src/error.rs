@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use silo_core::{ErrorKind, SlugError};
 
-/// What can go wrong in the control plane, the lifecycle and the handle cache.
+/// What can go wrong in the control plane, the lifecycle and the handle cache. (The layers
+/// above have their own errors, wrapping this one: `silo_workspace::Error`,
+/// `silo_accounts::Error`, `silo_billing::Error`.)
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A slug or id that does not parse.
@@ -14,9 +16,6 @@ pub enum Error {
     /// No tenant with that slug or id.
     #[error("no tenant `{0}`")]
     NotFound(String),
-    /// No account with that email.
-    #[error("no account for `{0}`")]
-    UnknownUser(String),
     /// The slug belongs to another tenant.
     #[error("the slug `{0}` is already taken")]
     SlugTaken(String),
@@ -64,9 +63,6 @@ pub enum Error {
     /// The machine is saturated (e.g. password hashing); retry shortly.
     #[error("{0}")]
     Overloaded(String),
-    /// Too many attempts from this client or for this account; retry after the given time.
-    #[error("too many attempts; retry in {} s", (.0.as_secs() + u64::from(.0.subsec_nanos() > 0)).max(1))]
-    Throttled(std::time::Duration),
     /// A limit of the tenant's plan (seats, projects) is reached: nothing was created.
     #[error("{0}")]
     LimitReached(String),
@@ -78,24 +74,24 @@ pub enum Error {
     /// message says how much is free and needed.
     #[error("{0}")]
     DiskLow(String),
-    /// A malformed value given by the caller (other than a slug).
-    #[error("{0}")]
-    InvalidInput(String),
+    /// A value the caller gave that is refused (other than a slug): the field it concerns
+    /// and why.
+    #[error("{message}")]
+    Invalid {
+        /// The field (`name`, `plan`, `region`, `at`, …).
+        field: &'static str,
+        /// Why, in words for the caller.
+        message: String,
+    },
     /// The tenant's file reached its plan's storage limit: the write was refused and rolled
     /// back; reads work, and deleting data or a larger plan makes room.
     #[error(
         "storage quota exceeded: this workspace's plan allows no more data (delete some, or choose a larger plan)"
     )]
     QuotaExceeded(String),
-    /// The caller may not do this (e.g. a role rule of the accounts).
-    #[error("{0}")]
-    Forbidden(String),
     /// From the job queue.
     #[error(transparent)]
     Jobs(#[from] silo_jobs::Error),
-    /// No invoice with that number or id.
-    #[error("no invoice `{0}`")]
-    UnknownInvoice(String),
     /// A backup id that is not in the catalogue (for that tenant).
     #[error("no backup `{0}`")]
     UnknownBackup(String),
@@ -127,6 +123,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A refused value of `field`.
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { field, message: message.into() }
+    }
+
     /// The error itself, seen through [`Error::Shared`].
     pub fn root(&self) -> &Error {
         match self {
@@ -141,21 +142,15 @@ impl Error {
         use silo_storage::Error as S;
         match self.root() {
             // A slug that does not parse names nothing that could exist.
-            Error::InvalidSlug(_)
-            | Error::NotFound(_)
-            | Error::UnknownBackup(_)
-            | Error::UnknownInvoice(_) => ErrorKind::NotFound,
-            Error::UnknownUser(_)
-            | Error::InvalidInput(_)
+            Error::InvalidSlug(_) | Error::NotFound(_) | Error::UnknownBackup(_) => ErrorKind::NotFound,
+            Error::Invalid { .. }
             | Error::LimitReached(_)
             | Error::WriteRefused(_)
             | Error::Storage(S::UnknownRegion(..) | S::InvalidRegionName(_)) => ErrorKind::Invalid,
             Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,
-            Error::Forbidden(_) => ErrorKind::Forbidden,
             Error::Suspended(_) => ErrorKind::Locked,
             Error::Gone(_) | Error::KeyDestroyed(_) | Error::LinkGone(_) => ErrorKind::Gone,
             Error::DiskLow(_) => ErrorKind::DiskFull,
-            Error::Throttled(_) => ErrorKind::Throttled,
             Error::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Overloaded(_) => ErrorKind::Overloaded,
@@ -212,7 +207,6 @@ mod tests {
         assert!(!Error::Overloaded("busy".into()).is_user_error());
         assert_eq!(Error::Config("bad".into()).kind(), ErrorKind::Internal, "a settings fault is ours");
         assert_eq!(Error::UnknownBackup("b".into()).kind(), ErrorKind::NotFound);
-        assert_eq!(Error::InvalidInput("x".into()).kind(), ErrorKind::Invalid);
-        assert_eq!(Error::Forbidden("x".into()).kind(), ErrorKind::Forbidden);
+        assert_eq!(Error::invalid("name", "x").kind(), ErrorKind::Invalid);
     }
 }

@@ -305,8 +305,17 @@ fn write_zip(snapshot: &Path, out: &Path, manifest: &mut Manifest) -> Result<()>
         let options = SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .large_file(true);
-        let zip_error =
-            |e: zip::result::ZipError| Error::InvalidInput(format!("writing {}: {e}", out.display()));
+        let zip_error = |e: zip::result::ZipError| {
+            let source = match e {
+                zip::result::ZipError::Io(io) => io,
+                other => std::io::Error::other(other),
+            };
+            Error::Storage(silo_storage::Error::Io {
+                action: "write the export zip",
+                path: out.to_owned(),
+                source,
+            })
+        };
 
         zip.start_file("database.sqlite", options).map_err(zip_error)?;
         let mut hashing = Hashing::new(&mut zip);

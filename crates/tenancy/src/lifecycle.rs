@@ -95,7 +95,7 @@ impl Tenants {
         let region = request.region.unwrap_or_else(|| self.0.settings().default_region.clone());
         let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-            return Err(Error::InvalidInput("a tenant name is at most 200 characters".into()));
+            return Err(Error::invalid("name", "a tenant name is at most 200 characters"));
         }
         self.0.placement().root(&region)?;
         if self.0.control().slug_taken(&slug).await? {

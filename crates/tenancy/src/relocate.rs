@@ -49,10 +49,10 @@ impl Relocations {
             return Err(Error::InvalidTransition { tenant: tenant.slug.to_string(), action: "move", status });
         }
         if tenant.region.as_str() == region {
-            return Err(Error::InvalidInput(format!(
-                "tenant `{}` is already in region `{region}`",
-                tenant.slug
-            )));
+            return Err(Error::invalid(
+                "region",
+                format!("tenant `{}` is already in region `{region}`", tenant.slug),
+            ));
         }
         let from_path = self.0.tenant_path(&tenant)?;
         let to_path = self.0.placement().database_path(region, tenant.id.as_uuid())?;

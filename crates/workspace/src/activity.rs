@@ -3,8 +3,9 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use crate::{Result, Run};
 use silo_core::Timestamp;
-use silo_tenancy::{Result, Turn};
+use silo_tenancy::Turn;
 
 /// One entry of the feed.
 #[derive(Clone, Debug, Serialize)]
@@ -42,7 +43,7 @@ pub(crate) fn record(
 
 /// The newest entries.
 pub fn recent(db: &Turn, limit: i64) -> Result<Vec<Activity>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let mut statement = conn.prepare_cached(
             "SELECT a.at, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, a.verb, a.subject_kind, a.subject_id,
                     coalesce(json_extract(a.detail, '$.summary'), '')
@@ -64,5 +65,5 @@ pub fn recent(db: &Turn, limit: i64) -> Result<Vec<Activity>> {
 
 /// Time of the newest entry, if any (the admin console's "last activity").
 pub fn last_at(db: &Turn) -> Result<Option<String>> {
-    db.call(|conn| conn.prepare_cached("SELECT max(at) FROM activity")?.query_row([], |r| r.get(0)))
+    db.run(|conn| conn.prepare_cached("SELECT max(at) FROM activity")?.query_row([], |r| r.get(0)))
 }

@@ -4,8 +4,9 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::text;
+use crate::{Result, Run};
 use silo_core::Timestamp;
-use silo_tenancy::{Result, Turn};
+use silo_tenancy::Turn;
 
 /// A comment with its author's name.
 #[derive(Clone, Debug, Serialize)]
@@ -23,7 +24,7 @@ pub struct Comment {
 /// Adds a comment to a task; returns its id.
 pub fn create(db: &Turn, task_id: i64, author: Option<i64>, body: &str) -> Result<i64> {
     let body = text("a comment", body, 1, 10_000)?;
-    db.call(|conn| {
+    db.run(|conn| {
         let tx = conn.transaction()?;
         let id: i64 = tx
             .prepare_cached("INSERT INTO comments (task_id, author_id, body) VALUES (?, ?, ?) RETURNING id")?
@@ -37,7 +38,7 @@ pub fn create(db: &Turn, task_id: i64, author: Option<i64>, body: &str) -> Resul
 
 /// Comments of a task, oldest first; `limit` of them after `after`.
 pub fn list(db: &Turn, task_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Comment>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let mut statement = conn.prepare_cached(
             "SELECT c.id, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, c.body, c.created_at FROM comments c
              LEFT JOIN members m ON m.id = c.author_id

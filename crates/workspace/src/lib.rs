@@ -14,6 +14,7 @@
 //! - [`members`]: the tenant file's copy of its members (kept in step by `silo-accounts`), so
 //!   assignees and authors resolve inside the file.
 //! - [`activity`]: the tenant's activity feed.
+//! - [`Error`]: a refused value (with the field it concerns), or the fleet's error.
 //! - [`subject`]: one person's rows, as the manifest attributes them (subject exports);
 //!   [`erasure`]: erasing one person from a file as the manifest says ([`schema`] hands its
 //!   `forget` to tenancy for the erasure ledger's replay on restore).
@@ -21,6 +22,7 @@
 pub mod activity;
 pub mod comments;
 pub mod erasure;
+mod error;
 pub mod members;
 pub mod projects;
 pub mod subject;
@@ -28,7 +30,7 @@ pub mod tasks;
 
 use sqlx::migrate::{Migration, Migrator};
 
-use silo_tenancy::{Error, Result};
+pub use error::{Error, Result};
 
 /// Migrations of every tenant file, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/tenant");
@@ -59,6 +61,32 @@ pub fn schema() -> silo_tenancy::TenantSchema {
     }
 }
 
+/// [`Turn::call`](silo_tenancy::Turn::call) and
+/// [`Turn::call_blocking`](silo_tenancy::Turn::call_blocking) answering with this crate's error.
+pub(crate) trait Run {
+    /// A short statement or transaction, inline.
+    fn run<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T>;
+
+    /// Longer work on the blocking pool, with the turn.
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T>;
+}
+
+impl Run for silo_tenancy::Turn {
+    fn run<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
+        Ok(self.call(f)?)
+    }
+
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        Ok(self.call_blocking(f).await?)
+    }
+}
+
 /// Largest page any list returns.
 pub const MAX_PAGE: i64 = 100;
 
@@ -67,15 +95,15 @@ pub fn page_size(requested: Option<i64>, default: i64) -> i64 {
     requested.unwrap_or(default).clamp(1, MAX_PAGE)
 }
 
-/// Trims `value` and checks it has between `min` and `max` characters.
-pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
+/// Trims `value` (the field `field`) and checks it has between `min` and `max` characters.
+pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
     let value = value.trim();
     let chars = value.chars().count();
     if chars < min {
-        return Err(Error::InvalidInput(format!("{field} must not be empty")));
+        return Err(Error::invalid(field, format!("{field} must not be empty")));
     }
     if chars > max {
-        return Err(Error::InvalidInput(format!("{field} is at most {max} characters")));
+        return Err(Error::invalid(field, format!("{field} is at most {max} characters")));
     }
     Ok(value.to_owned())
 }

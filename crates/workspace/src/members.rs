@@ -9,7 +9,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use silo_tenancy::{Result, Turn};
+use crate::{Result, Run};
+use silo_tenancy::Turn;
 
 /// A member of the workspace (current, or former: `left_at`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -48,7 +49,7 @@ const COLUMNS: &str = "id, user_id, email, display_name, role, joined_at, left_a
 /// Makes the account a current member with `role` (a new row, a role change, or a former
 /// member joining again); returns the row as it was before, for [`restore`].
 pub fn join(db: &Turn, joining: Joining<'_>) -> Result<Option<Member>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let tx = conn.transaction()?;
         let before = by_user_in(&tx, joining.user_id)?;
         tx.prepare_cached(
@@ -75,7 +76,7 @@ pub fn seed(conn: &mut rusqlite::Connection, joining: Joining<'_>) -> rusqlite::
 /// Marks the account's row as gone (it keeps its name, and everything it wrote keeps
 /// pointing at it); returns the row as it was before, for [`restore`].
 pub fn leave(db: &Turn, user_id: &str) -> Result<Option<Member>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let tx = conn.transaction()?;
         let before = by_user_in(&tx, user_id)?;
         tx.prepare_cached(
@@ -92,7 +93,7 @@ pub fn leave(db: &Turn, user_id: &str) -> Result<Option<Member>> {
 /// [`join`] made is deleted — nothing can point at a row that just appeared). The undo of a
 /// membership change whose control-plane half failed.
 pub fn restore(db: &Turn, user_id: &str, before: Option<&Member>) -> Result<()> {
-    db.call(|conn| {
+    db.run(|conn| {
         match before {
             Some(m) => conn
                 .prepare_cached(
@@ -137,7 +138,7 @@ pub fn reconcile(
 
 /// Updates the address and name of the account's row (current or former), keeping its role.
 pub fn update_profile(db: &Turn, user_id: &str, email: &str, display_name: &str) -> Result<()> {
-    db.call(|conn| {
+    db.run(|conn| {
         conn.prepare_cached("UPDATE members SET email = ?2, display_name = ?3 WHERE user_id = ?1")?
             .execute(params![user_id, email, display_name])?;
         Ok(())
@@ -146,14 +147,14 @@ pub fn update_profile(db: &Turn, user_id: &str, email: &str, display_name: &str)
 
 /// Number of current members.
 pub fn count(db: &Turn) -> Result<i64> {
-    db.call(|conn| {
+    db.run(|conn| {
         conn.prepare_cached("SELECT count(*) FROM members WHERE left_at IS NULL")?.query_row([], |r| r.get(0))
     })
 }
 
 /// The member row of an account (current or former).
 pub fn by_user(db: &Turn, user_id: &str) -> Result<Option<Member>> {
-    db.call(|conn| by_user_in(conn, user_id))
+    db.run(|conn| by_user_in(conn, user_id))
 }
 
 fn by_user_in(conn: &rusqlite::Connection, user_id: &str) -> rusqlite::Result<Option<Member>> {
@@ -164,7 +165,7 @@ fn by_user_in(conn: &rusqlite::Connection, user_id: &str) -> rusqlite::Result<Op
 
 /// Current members, `limit` of them after id `after`.
 pub fn list(db: &Turn, after: Option<i64>, limit: i64) -> Result<Vec<Member>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let mut statement = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM members WHERE left_at IS NULL AND (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
         ))?;
@@ -175,7 +176,7 @@ pub fn list(db: &Turn, after: Option<i64>, limit: i64) -> Result<Vec<Member>> {
 
 /// Former members (newest departure first), at most `limit`.
 pub fn former(db: &Turn, limit: i64) -> Result<Vec<Member>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let mut statement = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM members WHERE left_at IS NOT NULL ORDER BY left_at DESC, id LIMIT ?1"
         ))?;

@@ -4,8 +4,9 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::text;
+use crate::{Result, Run};
 use silo_core::Timestamp;
-use silo_tenancy::{Result, Turn};
+use silo_tenancy::Turn;
 
 /// A project with its task counts.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub fn create_within(
 ) -> Result<Option<i64>> {
     let name = text("a project name", name, 1, 200)?;
     let description = text("a description", description, 0, 5000)?;
-    db.call(|conn| {
+    db.run(|conn| {
         let tx = conn.transaction()?;
         let id: Option<i64> = tx
             .prepare_cached(
@@ -81,7 +82,7 @@ pub fn create_within(
 
 /// Projects not archived (what a plan's project limit counts).
 pub fn count(db: &Turn) -> Result<i64> {
-    db.call(|conn| {
+    db.run(|conn| {
         conn.prepare_cached("SELECT count(*) FROM projects WHERE archived_at IS NULL")?
             .query_row([], |r| r.get(0))
     })
@@ -89,7 +90,7 @@ pub fn count(db: &Turn) -> Result<i64> {
 
 /// Projects newest first, `limit` of them, older than `before` when given.
 pub fn list(db: &Turn, before: Option<i64>, limit: i64) -> Result<Vec<Project>> {
-    db.call(|conn| {
+    db.run(|conn| {
         let sql = format!(
             "{SELECT} WHERE p.archived_at IS NULL AND (?1 IS NULL OR p.id < ?1) ORDER BY p.id DESC LIMIT ?2"
         );
@@ -101,7 +102,7 @@ pub fn list(db: &Turn, before: Option<i64>, limit: i64) -> Result<Vec<Project>> 
 
 /// One project.
 pub fn get(db: &Turn, id: i64) -> Result<Option<Project>> {
-    db.call(|conn| {
+    db.run(|conn| {
         conn.prepare_cached(&format!("{SELECT} WHERE p.id = ? AND p.archived_at IS NULL"))?
             .query_row([id], Project::from_row)
             .optional()

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use silo_tenancy::{Result, Turn};
+use crate::Result;
+use silo_tenancy::Turn;
 
 /// The person's rows by table (tables without any are left out; no member row: empty). Each
 /// table is read on the blocking pool, with the caller's turn.

@@ -4,8 +4,9 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::text;
+use crate::{Error, Result, Run};
 use silo_core::Timestamp;
-use silo_tenancy::{Error, Result, Turn};
+use silo_tenancy::Turn;
 
 /// The statuses a task moves through, in order (their stored names).
 pub const STATUSES: [&str; 3] = ["todo", "doing", "done"];
@@ -42,7 +43,7 @@ impl std::str::FromStr for TaskStatus {
             "todo" => Ok(Self::Todo),
             "doing" => Ok(Self::Doing),
             "done" => Ok(Self::Done),
-            _ => Err(Error::InvalidInput(format!("status must be one of {}", STATUSES.join(", ")))),
+            _ => Err(Error::invalid("status", format!("status must be one of {}", STATUSES.join(", ")))),
         }
     }
 }
@@ -203,7 +204,7 @@ fn due_date(value: Option<&str>) -> Result<Option<String>> {
             if valid && (1..=12).contains(&month) && (1..=31).contains(&day) {
                 Ok(Some(date.to_owned()))
             } else {
-                Err(Error::InvalidInput(format!("due date `{date}` is not a date (YYYY-MM-DD)")))
+                Err(Error::invalid("due date", format!("due date `{date}` is not a date (YYYY-MM-DD)")))
             }
         }
     }
@@ -212,20 +213,20 @@ fn due_date(value: Option<&str>) -> Result<Option<String>> {
 /// Maps SQLite's refusals (a project, assignee or date that does not exist) to input errors.
 fn refused(e: Error) -> Error {
     match e {
-        Error::TenantSql(rusqlite::Error::SqliteFailure(code, message))
+        Error::Tenancy(silo_tenancy::Error::TenantSql(rusqlite::Error::SqliteFailure(code, message)))
             if code.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
             let message = message.unwrap_or_default();
-            let what = if message.contains("has left") {
-                "the assignee has left the workspace"
+            let (field, what) = if message.contains("has left") {
+                ("assignee", "the assignee has left the workspace")
             } else if message.contains("FOREIGN KEY") {
-                "the project or assignee does not exist in this workspace"
+                ("project or assignee", "the project or assignee does not exist in this workspace")
             } else if message.contains("due_date") {
-                "the due date is not a valid date"
+                ("due date", "the due date is not a valid date")
             } else {
-                "the task breaks a rule of the workspace"
+                ("task", "the task breaks a rule of the workspace")
             };
-            Error::InvalidInput(what.to_owned())
+            Error::invalid(field, what)
         }
         other => other,
     }
@@ -237,7 +238,7 @@ pub fn create(db: &Turn, new: &NewTask, created_by: Option<i64>) -> Result<i64> 
     let body = text("the body", &new.body, 0, 20_000)?;
     let status = status(new.status.as_deref().unwrap_or("todo"))?;
     let due = due_date(new.due_date.as_deref())?;
-    db.call(|conn| {
+    db.run(|conn| {
         let tx = conn.transaction()?;
         let id: i64 = tx
             .prepare_cached(
@@ -262,7 +263,7 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
     let new_status = patch.status.as_deref().map(status).transpose()?;
     let due = patch.due_date.as_ref().map(|d| due_date(d.as_deref())).transpose()?;
     let changed = db
-        .call(|conn| {
+        .run(|conn| {
             let tx = conn.transaction()?;
             let changed = tx
                 .prepare_cached(
@@ -299,7 +300,7 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
 
 /// Deletes a task (and its comments); returns whether it existed.
 pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<bool> {
-    db.call(|conn| {
+    db.run(|conn| {
         let tx = conn.transaction()?;
         let title: Option<String> = tx
             .prepare_cached("DELETE FROM tasks WHERE id = ? RETURNING title")?
@@ -315,7 +316,7 @@ pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<bool> {
 
 /// One task by id.
 pub fn get(db: &Turn, id: i64) -> Result<Option<Task>> {
-    db.call(|conn| conn.prepare_cached(GET_SQL)?.query_row([id], Task::from_row).optional())
+    db.run(|conn| conn.prepare_cached(GET_SQL)?.query_row([id], Task::from_row).optional())
 }
 
 /// Tasks matching the filter, newest first, at most `limit`.
@@ -341,7 +342,7 @@ pub fn list(db: &Turn, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
     }
     sql.push_str(" ORDER BY t.id DESC LIMIT ?");
     values.push(&limit);
-    db.call(|conn| {
+    db.run(|conn| {
         let mut statement = conn.prepare_cached(&sql)?;
         let rows = statement.query_map(&values[..], Task::from_row)?;
         rows.collect()
@@ -350,7 +351,7 @@ pub fn list(db: &Turn, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
 
 /// Number of tasks.
 pub fn count_tasks(db: &Turn) -> Result<i64> {
-    db.call(|conn| conn.prepare_cached("SELECT count(*) FROM tasks")?.query_row([], |r| r.get(0)))
+    db.run(|conn| conn.prepare_cached("SELECT count(*) FROM tasks")?.query_row([], |r| r.get(0)))
 }
 
 /// A full-text search hit.
@@ -383,7 +384,7 @@ pub async fn search(db: &Turn, query: &str, limit: i64) -> Result<Vec<SearchHit>
         return Ok(Vec::new());
     }
     let query = words.join(" ");
-    db.call_blocking(move |conn| {
+    db.run_blocking(move |conn| {
         let mut statement = conn.prepare_cached(
             "SELECT s.kind, s.task_id, t.title, snippet(search_index, -1, char(2), char(3), '…', 12)
              FROM search_index s JOIN tasks t ON t.id = s.task_id

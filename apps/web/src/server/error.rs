@@ -53,6 +53,39 @@ impl Failure {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "A valid bearer token is required.")
     }
 
+    /// 409: what was checked changed meanwhile, or the state does not allow it.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 429 with the wait.
+    pub fn throttled(wait: std::time::Duration) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "Too many attempts; wait and retry.")
+            .retry_after(wait)
+    }
+
+    /// 503: the machine is saturated (its cause goes to the log).
+    pub fn overloaded(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "overloaded");
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The server is busy; retry in a moment.")
+            .retry_after(std::time::Duration::from_secs(1))
+    }
+
+    /// 500: a fault of ours (its cause goes to the log, never to the client).
+    pub fn internal(cause: &dyn std::fmt::Debug) -> Self {
+        tracing::error!(error = ?cause, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
+    }
+
+    /// A failure of creating something named by the caller (a tenant): a slug that does not
+    /// parse is the caller's input (422 naming why), where looking one up answers 404.
+    pub fn creating(error: silo_billing::Error) -> Self {
+        match tenancy_root(&error) {
+            Some(Error::InvalidSlug(why)) => Self::invalid(why.to_string()),
+            _ => error.into(),
+        }
+    }
+
     /// With a `Retry-After` of `wait`, in whole seconds rounded up (a client that waits what
     /// it is told must not come back early), at least one.
     pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
@@ -62,9 +95,105 @@ impl Failure {
     }
 }
 
+/// A layer's error as the web layer answers it: its kind and its words.
+pub trait DomainError: std::fmt::Display {
+    /// What kind of failure it is.
+    fn kind(&self) -> ErrorKind;
+}
+
+impl DomainError for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
+    }
+}
+
+impl DomainError for silo_jobs::Error {
+    fn kind(&self) -> ErrorKind {
+        silo_jobs::Error::kind(self)
+    }
+}
+
+impl DomainError for silo_workspace::Error {
+    fn kind(&self) -> ErrorKind {
+        silo_workspace::Error::kind(self)
+    }
+}
+
+impl DomainError for silo_accounts::Error {
+    fn kind(&self) -> ErrorKind {
+        silo_accounts::Error::kind(self)
+    }
+}
+
+impl DomainError for silo_billing::Error {
+    fn kind(&self) -> ErrorKind {
+        silo_billing::Error::kind(self)
+    }
+}
+
+/// The fleet's error at the root of a billing error, if that is where it came from.
+fn tenancy_root(error: &silo_billing::Error) -> Option<&Error> {
+    use silo_accounts::Error as A;
+    use silo_billing::Error as B;
+    match error {
+        B::Tenancy(e) | B::Workspace(silo_workspace::Error::Tenancy(e)) => Some(e.root()),
+        B::Accounts(A::Tenancy(e) | A::Workspace(silo_workspace::Error::Tenancy(e))) => Some(e.root()),
+        _ => None,
+    }
+}
+
 impl From<silo_jobs::Error> for Failure {
     fn from(error: silo_jobs::Error) -> Self {
         Error::from(error).into()
+    }
+}
+
+impl From<silo_workspace::Error> for Failure {
+    fn from(error: silo_workspace::Error) -> Self {
+        match error {
+            silo_workspace::Error::Invalid { message, .. } => Self::invalid(message),
+            silo_workspace::Error::Tenancy(e) => e.into(),
+        }
+    }
+}
+
+impl From<silo_accounts::Error> for Failure {
+    /// The accounts' own refusals in their words; what came from below as the layer below
+    /// answers it.
+    fn from(error: silo_accounts::Error) -> Self {
+        use silo_accounts::Error as A;
+        match error {
+            A::Invalid { message, .. } | A::LimitReached(message) => Self::invalid(message),
+            A::UnknownUser(_) => Self::invalid("There is no account with that email."),
+            A::Forbidden(message) => Self::forbidden(message),
+            A::Throttled(wait) => Self::throttled(wait),
+            A::Busy(message) => Self::conflict(message),
+            A::Overloaded(message) => Self::overloaded(&message),
+            A::Config(_) => Self::internal(&error),
+            A::Workspace(e) => e.into(),
+            A::Tenancy(e) => e.into(),
+            A::Jobs(e) => e.into(),
+            A::Database(e) => Error::Database(e).into(),
+        }
+    }
+}
+
+impl From<silo_billing::Error> for Failure {
+    /// Billing's own refusals in its words; what came from below as the layer below answers it.
+    fn from(error: silo_billing::Error) -> Self {
+        use silo_billing::Error as B;
+        match error {
+            B::Invalid { message, .. } | B::LimitReached(message) => Self::invalid(message),
+            B::Forbidden(message) => Self::forbidden(message),
+            B::Throttled(wait) => Self::throttled(wait),
+            B::UnknownInvoice(_) => Self::not_found(),
+            B::Busy(message) => Self::conflict(message),
+            B::Accounts(e) => e.into(),
+            B::Workspace(e) => e.into(),
+            B::Tenancy(e) => e.into(),
+            B::Jobs(e) => e.into(),
+            B::Database(e) => Error::Database(e).into(),
+        }
     }
 }
 
@@ -79,19 +208,15 @@ impl From<Error> for Failure {
             ErrorKind::Forbidden => Self::forbidden(root.to_string()),
             ErrorKind::Invalid => {
                 let message = match root {
-                    Error::UnknownUser(_) => "There is no account with that email.".to_owned(),
-                    Error::InvalidInput(message) => message.clone(),
+                    Error::Invalid { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
                 Self::invalid(message)
             }
-            ErrorKind::Conflict => {
-                let message = match root {
-                    Error::SlugTaken(slug) => format!("The address `{slug}` is already taken."),
-                    other => other.to_string(),
-                };
-                Self::new(S::CONFLICT, "conflict", message)
-            }
+            ErrorKind::Conflict => Self::conflict(match root {
+                Error::SlugTaken(slug) => format!("The address `{slug}` is already taken."),
+                other => other.to_string(),
+            }),
             ErrorKind::Locked => Self::new(S::LOCKED, "suspended", "This workspace is suspended."),
             ErrorKind::Gone => {
                 let message = match root {
@@ -101,25 +226,14 @@ impl From<Error> for Failure {
                 };
                 Self::new(S::GONE, "gone", message)
             }
-            ErrorKind::Throttled => {
-                let wait = match root {
-                    Error::Throttled(retry_after) => *retry_after,
-                    _ => std::time::Duration::from_secs(1),
-                };
-                Self::new(S::TOO_MANY_REQUESTS, "throttled", "Too many attempts; wait and retry.")
-                    .retry_after(wait)
-            }
+            ErrorKind::Throttled => Self::throttled(std::time::Duration::from_secs(1)),
             ErrorKind::Unavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "This workspace is briefly unavailable (maintenance); retry in a moment.",
             )
             .retry_after(std::time::Duration::from_secs(5)),
-            ErrorKind::Overloaded => {
-                tracing::warn!(error = %root, "overloaded");
-                Self::new(S::SERVICE_UNAVAILABLE, "unavailable", "The server is busy; retry in a moment.")
-                    .retry_after(std::time::Duration::from_secs(1))
-            }
+            ErrorKind::Overloaded => Self::overloaded(root),
             ErrorKind::DiskFull if matches!(root, Error::DiskLow(_)) => {
                 tracing::error!(error = %root, "disk low: refused");
                 Self::new(S::SERVICE_UNAVAILABLE, "disk_low", root.to_string())
@@ -147,10 +261,7 @@ impl From<Error> for Failure {
                     "This workspace cannot be served right now; operators have been told.",
                 )
             }
-            ErrorKind::Internal => {
-                tracing::error!(error = ?error, "request failed");
-                Self::new(S::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
-            }
+            ErrorKind::Internal => Self::internal(&error),
         }
     }
 }
@@ -283,7 +394,27 @@ mod tests {
         assert_eq!(wait(Duration::from_secs(3)), Some(3));
         assert_eq!(wait(Duration::from_millis(1)), Some(1));
         assert_eq!(wait(Duration::ZERO), Some(1), "at least a second");
-        let throttled = Failure::from(Error::Throttled(Duration::from_millis(59_001)));
+        let throttled = Failure::from(silo_accounts::Error::Throttled(Duration::from_millis(59_001)));
         assert_eq!((throttled.status.as_u16(), throttled.retry_after), (429, Some(60)));
+    }
+
+    #[test]
+    fn the_status_comes_from_the_kind_and_the_context() {
+        let bad_slug = || {
+            let parsed = silo_core::TenantSlug::parse("../etc").unwrap_err();
+            silo_billing::Error::Tenancy(Error::InvalidSlug(parsed))
+        };
+        // Looking a tenant up by a malformed slug finds nothing; creating one names the slug.
+        assert_eq!(Failure::from(bad_slug()).status.as_u16(), 404);
+        let creating = Failure::creating(bad_slug());
+        assert_eq!((creating.status.as_u16(), creating.code), (422, "invalid"));
+        assert!(creating.message.contains("slug"), "{}", creating.message);
+        // Each layer's own refusal keeps its words, wherever it was wrapped.
+        let taken = silo_billing::Error::Accounts(silo_accounts::Error::invalid("email", "already a member"));
+        assert_eq!(Failure::from(taken).message, "already a member");
+        let gone = Failure::from(silo_accounts::Error::Tenancy(Error::LinkGone("this link expired".into())));
+        assert_eq!((gone.status.as_u16(), gone.message.as_str()), (410, "this link expired"));
+        let missing = Failure::from(silo_billing::Error::UnknownInvoice("7".into()));
+        assert_eq!(missing.status.as_u16(), 404);
     }
 }

@@ -41,10 +41,13 @@ pub async fn recover_control(settings: &Settings) -> Result<ControlRecovered> {
     let path = settings.control_db_path();
     for existing in [path.clone(), settings.data_dir.join("control.db-wal")] {
         if existing.exists() {
-            return Err(Error::InvalidInput(format!(
-                "{} exists: `silo recover --from-store` rebuilds an empty data directory (move this one aside first)",
-                existing.display()
-            )));
+            return Err(Error::invalid(
+                "data directory",
+                format!(
+                    "{} exists: `silo recover --from-store` rebuilds an empty data directory (move this one aside first)",
+                    existing.display()
+                ),
+            ));
         }
     }
     let master = existing_master_key(settings)?;
@@ -124,10 +127,13 @@ impl Backups {
         let path = self.0.tenant_path(tenant)?;
         // A region on another volume may have survived: its file is newer than the store.
         if path.exists() {
-            return Err(Error::InvalidInput(format!(
-                "{} exists (its region survived?): left as it is; move it aside to restore it from the store",
-                path.display()
-            )));
+            return Err(Error::invalid(
+                "data directory",
+                format!(
+                    "{} exists (its region survived?): left as it is; move it aside to restore it from the store",
+                    path.display()
+                ),
+            ));
         }
         let adopted = self.adopt_newest_snapshot(tenant).await?;
         let dir = path.parent().expect("a database path has a parent directory");

@@ -126,10 +126,11 @@ impl Backups {
     ) -> Result<Restored> {
         let tenant = self.0.tenant(tenant).await?;
         Self::check_restorable(&tenant, as_slug)?;
-        if at > &silo_core::Timestamp::now() {
-            return Err(Error::InvalidInput(format!(
-                "{at} is in the future: restore to a moment that has passed"
-            )));
+        if at > &self.0.control().now() {
+            return Err(Error::invalid(
+                "at",
+                format!("{at} is in the future: restore to a moment that has passed"),
+            ));
         }
         let backups = self.of_tenant(tenant.id).await?;
         let Some(base) = backups.iter().find(|b| &b.created_at <= at).cloned() else {
@@ -137,10 +138,13 @@ impl Backups {
                 Some(first) => format!("its earliest backup is of {}", first.created_at),
                 None => "it has no backup".to_owned(),
             };
-            return Err(Error::InvalidInput(format!(
-                "`{}` cannot be restored to {at}: {detail}, and a restore starts from a backup at or before the moment",
-                tenant.slug
-            )));
+            return Err(Error::invalid(
+                "at",
+                format!(
+                    "`{}` cannot be restored to {at}: {detail}, and a restore starts from a backup at or before the moment",
+                    tenant.slug
+                ),
+            ));
         };
         // A chain closed before `at` (the backups after it expired, or continuous backup was
         // off) cannot reproduce `at`: refused rather than landing earlier unannounced.
@@ -149,10 +153,13 @@ impl Backups {
             if at > &reach {
                 let next = backups.iter().rev().find(|b| &b.created_at > at).map(|b| b.created_at.clone());
                 let next = next.map_or_else(String::new, |n| format!(" or from {n}"));
-                return Err(Error::InvalidInput(format!(
-                    "`{}` cannot be restored to {at} exactly: what the store keeps of it reaches {reach}, then starts again later (the backups in between expired, or continuous backup was off); restore to a moment up to {reach}{next}",
-                    tenant.slug
-                )));
+                return Err(Error::invalid(
+                    "at",
+                    format!(
+                        "`{}` cannot be restored to {at} exactly: what the store keeps of it reaches {reach}, then starts again later (the backups in between expired, or continuous backup was off); restore to a moment up to {reach}{next}",
+                        tenant.slug
+                    ),
+                ));
             }
         }
         let until = Some(at.unix_ms());

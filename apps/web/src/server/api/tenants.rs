@@ -109,14 +109,14 @@ async fn create_tenant(
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state(&req).accounts();
     let body = body.0;
-    silo_core::TenantSlug::parse(&body.slug).map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
     let owner = match &body.owner_email {
         Some(owner) => Some(accounts.users().by_email(owner).await?),
         None => None,
     };
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
-    let tenant =
-        state(&req).billing.subscriptions().create_tenant(request, owner.as_ref(), &op.0.email).await?;
+    let created =
+        state(&req).billing.subscriptions().create_tenant(request, owner.as_ref(), &op.0.email).await;
+    let tenant = created.map_err(|e| ApiError(Failure::creating(e)))?;
     Ok(HttpResponse::Created().json(tenant))
 }
 

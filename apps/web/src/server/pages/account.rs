@@ -144,8 +144,13 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
         Err(e) if e.is_user_error() => {
             // Refused for its input, before any hashing or email: it does not count.
             app.signup_throttle.refund(&form.email, &client);
-            let message = match e.root() {
-                silo_tenancy::Error::InvalidSlug(e) => format!("That workspace address cannot be used: {e}."),
+            let message = match &e {
+                silo_accounts::Error::Tenancy(t) => match t.root() {
+                    silo_tenancy::Error::InvalidSlug(e) => {
+                        format!("That workspace address cannot be used: {e}.")
+                    }
+                    other => other.to_string(),
+                },
                 other => other.to_string(),
             };
             Page::new("signup.html")

@@ -258,17 +258,16 @@ async fn act_page(
     let reference = TenantRef::Id(id);
     let actor = op.session.email.as_str();
     let back = format!("/admin/tenants/{id}");
+    let done = |message: String| Ok(see_other_with_flash(&back, "ok", &message));
+    if action == "plan" {
+        let changed = state(&req).billing.subscriptions().change(&reference, form.plan.trim(), actor).await;
+        return flash_outcome_with(&back, changed.map(|t| format!("Plan changed to {}.", t.plan)), done);
+    }
     let result = match action.as_str() {
         "suspend" => {
             tenancy.tenants().suspend(&reference, actor).await.map(|_| "Tenant suspended.".to_owned())
         }
         "resume" => tenancy.tenants().resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
-        "plan" => state(&req)
-            .billing
-            .subscriptions()
-            .change(&reference, form.plan.trim(), actor)
-            .await
-            .map(|t| format!("Plan changed to {}.", t.plan)),
         "delete" => tenancy
             .tenants()
             .delete(&reference, actor)
@@ -368,7 +367,7 @@ async fn act_page(
         }
         _ => return Err(Failure::not_found().into()),
     };
-    flash_outcome_with(&back, result, |message| Ok(see_other_with_flash(&back, "ok", &message)))
+    flash_outcome_with(&back, result, done)
 }
 
 #[get("/admin/fleet")]

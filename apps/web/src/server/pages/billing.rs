@@ -113,7 +113,7 @@ async fn invoices_csv(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, Pa
 async fn own_invoice(req: &HttpRequest, tenant: TenantId, id: &str) -> Result<Invoice, PageError> {
     match state(req).billing.invoices().get(id).await {
         Ok(i) if i.tenant_id == tenant.to_string() && i.status != InvoiceStatus::Draft => Ok(i),
-        Ok(_) | Err(silo_tenancy::Error::UnknownInvoice(_)) => Err(Failure::not_found().into()),
+        Ok(_) | Err(silo_billing::Error::UnknownInvoice(_)) => Err(Failure::not_found().into()),
         Err(e) => Err(e.into()),
     }
 }

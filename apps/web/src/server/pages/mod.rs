@@ -20,7 +20,7 @@ use serde::Serialize;
 use silo_core::ErrorKind;
 
 use super::csrf::csrf_token;
-use super::error::{Failure, PageError, REVALIDATE};
+use super::error::{DomainError, Failure, PageError, REVALIDATE};
 use super::redirects::{flash_removal, see_other_with_flash, take_flash};
 use super::request::state;
 use super::sessions::current_session;
@@ -149,7 +149,7 @@ pub type PageResult = Result<HttpResponse, PageError>;
 
 /// The end of a form handler: back to `back` with `ok` flashed, or with the error's own words
 /// when it is the user's doing (see [`flash_outcome_with`]).
-pub fn flash_outcome<T, E: Into<silo_tenancy::Error>>(
+pub fn flash_outcome<T, E: DomainError + Into<Failure>>(
     back: &str,
     result: Result<T, E>,
     ok: &str,
@@ -160,16 +160,16 @@ pub fn flash_outcome<T, E: Into<silo_tenancy::Error>>(
 /// The end of a form handler: `done(value)` on success; on an error that is the user's doing
 /// (bad input, wrong state), back to `back` with its words flashed, except a forbidden action,
 /// which answers 403; any other error renders the error page.
-pub fn flash_outcome_with<T, E: Into<silo_tenancy::Error>>(
+pub fn flash_outcome_with<T, E: DomainError + Into<Failure>>(
     back: &str,
     result: Result<T, E>,
     done: impl FnOnce(T) -> PageResult,
 ) -> PageResult {
-    match result.map_err(Into::into) {
+    match result {
         Ok(value) => done(value),
         Err(e) if e.kind() == ErrorKind::Forbidden => Err(Failure::forbidden(e.to_string()).into()),
-        Err(e) if e.is_user_error() => Ok(see_other_with_flash(back, "error", &e.to_string())),
-        Err(e) => Err(e.into()),
+        Err(e) if e.kind().is_users() => Ok(see_other_with_flash(back, "error", &e.to_string())),
+        Err(e) => Err(e.into().into()),
     }
 }
 
