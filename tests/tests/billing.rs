@@ -251,8 +251,16 @@ async fn requests_are_metered_per_tenant_and_day() {
 /// invoices on `/admin`, the invoice list and CSV, marking paid, voiding with a credit note).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
-    let server = TestServer::start_with(|s| {
+    // The workspaces are created three months back (on the clock: no row is back-dated), so
+    // last month is billed whole, trials long over; then the clock returns to the present.
+    let present = silo_core::time::utc_now();
+    let period_now = silo_billing::Period::of(present.as_str()).unwrap();
+    let three_months_ago = period_now.previous().previous().previous().start();
+    let clock = silo_core::TestClock::at(&silo_core::Timestamp::parse(&three_months_ago).unwrap());
+    let shared = silo_core::ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |s| {
         s.billing.tax_rates.insert("DE".into(), 1_900);
+        s.fleet.clock = shared;
     })
     .await
     .unwrap();
@@ -275,6 +283,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
         .add(&"acme".parse().unwrap(), "mia@example.com", Role::Member, "test")
         .await
         .unwrap();
+    clock.set(&present);
 
     // The owner fills in the billing contact; a bad country is named and changes nothing.
     let ada = server.sign_in("ada@example.com").await.unwrap();
@@ -314,13 +323,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert_eq!(mia.get("/w/acme/billing").await.unwrap().status, 403);
 
     // Last month, billed: both tenants held business all month (created three months ago).
-    for sql in [
-        "UPDATE tenants SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
-        "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
-    ] {
-        sqlx::query(sql).execute(server.tenancy.control().writer()).await.unwrap();
-    }
-    let period = silo_billing::Period::of(silo_core::time::utc_now().as_str()).unwrap().previous();
+    let period = period_now.previous();
     let summary = billing.invoices().run(period, "test").await.unwrap();
     assert_eq!(summary.finalised, 2, "{summary:?}");
     let acme_invoice = billing

@@ -695,3 +695,29 @@ async fn copies_left_by_a_killed_process_are_deleted_by_erasure_and_purge() {
     assert!(!staging.exists(), "the staging copy survived the purge");
     server.stop().await.unwrap();
 }
+
+/// Every control-plane table that names a person (`migrations/control/personal_data.toml`) is
+/// reached by an erasure step of the application as assembled (each owning crate contributes
+/// its steps; billing's are registered when billing is built), and building billing twice over
+/// the same accounts registers its steps once.
+#[tokio::test]
+async fn the_assembled_erasure_reaches_every_table_that_names_a_person() {
+    let server = TestServer::start().await.unwrap();
+    let reached = server.accounts.erasure_tables();
+    let manifest = silo_tenancy::privacy::Manifest::control();
+    let naming: Vec<&str> =
+        manifest.tables.iter().filter(|(_, t)| t.person.is_some()).map(|(name, _)| name.as_str()).collect();
+    assert!(naming.contains(&"billing_profiles") && naming.contains(&"audit_log"), "{naming:?}");
+    for table in &naming {
+        assert!(reached.contains(table), "no erasure step reaches {table}: {reached:?}");
+    }
+    let before = server.accounts.erasure_tables().len();
+    let again = silo_billing::Billing::new(
+        server.accounts.clone(),
+        silo_billing::Plans::default(),
+        silo_billing::BillingSettings::default(),
+    );
+    drop(again);
+    assert_eq!(server.accounts.erasure_tables().len(), before);
+    server.stop().await.unwrap();
+}

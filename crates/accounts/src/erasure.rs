@@ -90,7 +90,7 @@ const ACCOUNT_ROW: ErasureStep = ErasureStep { table: "users", rows: "users WHER
 /// Every step of an erasure, in order: this crate's, the audit log's and the job queue's
 /// (the crates below), those the crates above registered ([`crate::Accounts::add_erasure_steps`]),
 /// the account row last.
-fn steps(accounts: &crate::Accounts) -> Vec<ErasureStep> {
+pub(crate) fn steps(accounts: &crate::Accounts) -> Vec<ErasureStep> {
     let mut steps = STEPS.to_vec();
     steps.extend_from_slice(silo_core::audit::ERASURE_STEPS);
     steps.extend_from_slice(silo_jobs::queue::ERASURE_STEPS);

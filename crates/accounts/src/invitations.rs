@@ -43,13 +43,16 @@ const SELECT: &str =
 type Row = (String, String, Email, String, Timestamp, Timestamp);
 
 impl Invitations {
-    /// The invitations of `rows` whose workspace is `active`, with its slug and name.
-    async fn named(&self, rows: Vec<Row>) -> Result<Vec<Invitation>> {
+    /// The invitations of `rows` with their workspace's slug and name (`active_only`: only
+    /// those whose workspace is active, as a link is valid only then).
+    async fn named(&self, rows: Vec<Row>, active_only: bool) -> Result<Vec<Invitation>> {
         let ids: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
         let tenants = self.0.control().tenants_by_ids(&ids).await?;
         let mut invitations = Vec::new();
         for (id, tenant, email, role, created_at, expires_at) in rows {
-            let Some(tenant) = tenants.get(&tenant).filter(|t| t.status == TenantStatus::Active) else {
+            let Some(tenant) =
+                tenants.get(&tenant).filter(|t| !active_only || t.status == TenantStatus::Active)
+            else {
                 continue;
             };
             invitations.push(Invitation {
@@ -169,10 +172,10 @@ impl Invitations {
             .fetch_one(self.0.control().reader())
             .await?;
         let invitation = self
-            .named(vec![row])
+            .named(vec![row], false)
             .await?
             .pop()
-            .ok_or_else(|| Error::from(silo_tenancy::Error::Gone(tenant.slug.to_string())))?;
+            .ok_or_else(|| Error::from(silo_tenancy::Error::NotFound(tenant.slug.to_string())))?;
         Ok((invitation, secret))
     }
 
@@ -186,7 +189,7 @@ impl Invitations {
         .bind(self.0.now().as_str().to_owned())
         .fetch_optional(self.0.control().reader())
         .await?;
-        Ok(self.named(row.into_iter().collect()).await?.pop())
+        Ok(self.named(row.into_iter().collect(), true).await?.pop())
     }
 
     /// Accepts an invitation as `user` (whose email must be the invited one); returns the
@@ -239,7 +242,7 @@ impl Invitations {
         .bind(self.0.now().as_str().to_owned())
         .fetch_all(self.0.control().reader())
         .await?;
-        self.named(rows).await
+        self.named(rows, false).await
     }
 
     /// Withdraws a pending invitation of this workspace; returns whether there was one.

@@ -125,7 +125,19 @@ impl Accounts {
     /// the crate that owns the table): run in the erasure's transaction, before the account
     /// row goes.
     pub fn add_erasure_steps(&self, steps: &[silo_core::erasure::ErasureStep]) {
-        self.inner.erasure_steps.write().extend_from_slice(steps);
+        let mut registered = self.inner.erasure_steps.write();
+        for step in steps {
+            // A crate built twice over the same accounts registers once.
+            if !registered.iter().any(|r| r.table == step.table && r.rows == step.rows) {
+                registered.push(*step);
+            }
+        }
+    }
+
+    /// The table of each step of erasing a person, in order (a test checks every table that
+    /// names a person is among them).
+    pub fn erasure_tables(&self) -> Vec<&'static str> {
+        crate::erasure::steps(self).into_iter().map(|step| step.table).collect()
     }
 
     /// The steps [`Accounts::add_erasure_steps`] registered.

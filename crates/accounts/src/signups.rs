@@ -202,7 +202,7 @@ impl Signups {
             Ok(user) => user,
             Err(Error::Invalid { .. }) => {
                 return Err(Error::invalid(
-                    "slug",
+                    "email",
                     format!("an account for {email} exists already: sign in instead"),
                 ));
             }

@@ -249,8 +249,13 @@ pub mod owners {
             // was open (Silo never renames an open file): the inode was freed and reused by
             // this new file, which no one has open. (A test's temporary directory removed under
             // open handles did this.)
-            let same = std::fs::metadata(holder).is_ok_and(|m| (m.dev(), m.ino()) == key);
-            if same {
+            // Anything but "gone" or "another inode" (a volume briefly unreadable) keeps the
+            // holder's claim: two connections to one file must never happen.
+            let stale = match std::fs::metadata(holder) {
+                Ok(m) => (m.dev(), m.ino()) != key,
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            };
+            if !stale {
                 return Err(Error::AlreadyOpen(holder.clone()));
             }
         }

@@ -583,7 +583,10 @@ impl ControlPlane {
     }
 
     /// Inserts a tenant restored from `source`'s backup, with `source`'s members (copied by
-    /// `members`, when an owner of memberships is registered), in one transaction.
+    /// `members`), in one transaction. Every process of the application registers the owner of
+    /// memberships (`silo serve` and each CLI command build the accounts); only the fleet used
+    /// alone — its own tests and benches, where no account exists — has none, and nothing to
+    /// copy.
     pub(crate) async fn insert_clone(
         &self,
         new: &NewTenant,

@@ -143,7 +143,7 @@ impl Backups {
             source: e,
         })?;
         let restored =
-            self.restore_to(&TenantRef::Id(tenant.id), &silo_core::Timestamp::now(), None, actor).await?;
+            self.restore_to(&TenantRef::Id(tenant.id), &self.0.control().now(), None, actor).await?;
         Ok((restored, adopted))
     }
 

@@ -67,11 +67,6 @@ impl Turn {
         self.db.id
     }
 
-    /// The open database this turn is at.
-    pub fn db(&self) -> &Arc<TenantDb> {
-        &self.db
-    }
-
     /// Runs `f` on the tenant's connection, inline. `f` must be a short statement or
     /// transaction (it holds a thread of the executor); long work belongs on
     /// [`Turn::call_blocking`]. This is the door `silo-workspace`'s repositories use.
