@@ -356,3 +356,15 @@ impl ApiClient {
         }
     }
 }
+
+/// A test clock standing at the start of the month `months` before this one (what a test
+/// needs to have existed that long is created then), and the present to set it back to.
+pub fn clock_months_back(months: u32) -> (silo_core::TestClock, silo_core::Timestamp) {
+    let present = silo_core::time::utc_now();
+    let mut month = silo_billing::Period::of(present.as_str()).expect("now is a date");
+    for _ in 0..months {
+        month = month.previous();
+    }
+    let start = silo_core::Timestamp::parse(&month.start()).expect("a month starts at a timestamp");
+    (silo_core::TestClock::at(&start), present)
+}

@@ -253,10 +253,7 @@ async fn requests_are_metered_per_tenant_and_day() {
 async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     // The workspaces are created three months back (on the clock: no row is back-dated), so
     // last month is billed whole, trials long over; then the clock returns to the present.
-    let present = silo_core::time::utc_now();
-    let period_now = silo_billing::Period::of(present.as_str()).unwrap();
-    let three_months_ago = period_now.previous().previous().previous().start();
-    let clock = silo_core::TestClock::at(&silo_core::Timestamp::parse(&three_months_ago).unwrap());
+    let (clock, present) = silo_e2e::clock_months_back(3);
     let shared = silo_core::ProcessClock::new(clock.shared());
     let server = TestServer::start_with(move |s| {
         s.billing.tax_rates.insert("DE".into(), 1_900);
@@ -323,7 +320,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert_eq!(mia.get("/w/acme/billing").await.unwrap().status, 403);
 
     // Last month, billed: both tenants held business all month (created three months ago).
-    let period = period_now.previous();
+    let period = silo_billing::Period::of(present.as_str()).unwrap().previous();
     let summary = billing.invoices().run(period, "test").await.unwrap();
     assert_eq!(summary.finalised, 2, "{summary:?}");
     let acme_invoice = billing

@@ -123,13 +123,20 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_journey_in_a_browser() {
     let Some(browser) = Browser::launch("operator_journey_in_a_browser").await.unwrap() else { return };
-    let server = TestServer::start_with(|settings| {
+    // The customers are created three months back on the clock (last month is billed whole);
+    // the operator then works in the present.
+    let (clock, present) = silo_e2e::clock_months_back(3);
+    let shared = silo_core::ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |settings| {
         let eu = settings.fleet.data_dir.join("regions/eu");
         settings.fleet.regions.insert("eu".into(), silo_tenancy::config::RegionSettings { root: eu });
+        settings.fleet.clock = shared;
     })
     .await
     .unwrap();
-    let result = operator_journey(&browser, &server).await;
+    let to_the_present = || clock.set(&present);
+    let last_month = silo_billing::Period::of(present.as_str()).unwrap().previous();
+    let result = operator_journey(&browser, &server, to_the_present, last_month).await;
     if result.is_err() {
         let _ = browser.screenshot("operator-journey-failure").await;
     }
@@ -138,12 +145,21 @@ async fn operator_journey_in_a_browser() {
     result.unwrap();
 }
 
-async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
+async fn operator_journey(
+    b: &Browser,
+    server: &TestServer,
+    to_the_present: impl FnOnce(),
+    last_month: silo_billing::Period,
+) -> anyhow::Result<()> {
     server.operator_token("ops@example.com").await?;
     for i in 0..30 {
-        let request = silo_tenancy::CreateTenant { slug: format!("customer-{i:02}"), ..Default::default() };
+        // Three customers on business.
+        let plan = (i < 3).then(|| "business".to_owned());
+        let request =
+            silo_tenancy::CreateTenant { slug: format!("customer-{i:02}"), plan, ..Default::default() };
         server.tenancy.tenants().create(request, "test").await?;
     }
+    to_the_present();
     b.open(&server.url("/login")).await?;
     b.fill("#email", "ops@example.com").await?;
     b.fill("#password", PASSWORD).await?;
@@ -190,17 +206,7 @@ async fn operator_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()
     b.screenshot("14-admin-audit").await?;
 
     // Invoices: three customers on business since three months ago, last month billed.
-    for sql in [
-        "UPDATE tenants SET plan = 'business' WHERE slug IN ('customer-00', 'customer-01', 'customer-02')",
-        "UPDATE tenants SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')
-         WHERE slug LIKE 'customer-%'",
-        "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')
-         WHERE tenant_id IN (SELECT id FROM tenants WHERE slug LIKE 'customer-%')",
-    ] {
-        sqlx::query(sql).execute(server.tenancy.control().writer()).await?;
-    }
-    let period = silo_billing::Period::of(silo_core::time::utc_now().as_str())?.previous();
-    anyhow::ensure!(server.billing.invoices().run(period, "test").await?.finalised == 3);
+    anyhow::ensure!(server.billing.invoices().run(last_month, "test").await?.finalised == 3);
     b.click("nav.tabs a[href='/admin/invoices']").await?;
     anyhow::ensure!(b.text().await?.contains("customer-02"), "{}", b.text().await?);
     b.screenshot("15-admin-invoices").await?;
