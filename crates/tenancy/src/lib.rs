@@ -1,10 +1,11 @@
-//! `silo-tenancy`: the fleet — the control plane, the tenant lifecycle, the LRU handle cache
-//! and its leases, the tenant-migration runner, backups, restore, export and region moves.
+//! `silo-tenancy`: the fleet — the control plane's tenant tables, the tenant lifecycle, the LRU
+//! handle cache with its leases and turns, the tenant-migration runner, backups, restore,
+//! export, region moves, and the erasure ledger that every restore replays.
 //!
 //! [`Tenancy`] is the core: it opens `control.db`, checks the SQLite library, sizes the handle
 //! cache to the process's limits, and answers lookups (a tenant by slug or id, its open handle).
 //! Everything else is a named service it hands out, one module each. Tenant SQL lives in
-//! `silo-workspace`, behind [`TenantDb`]; the tenant schema is handed to [`Tenancy::open`].
+//! `silo-workspace`, behind a [`Turn`]; the application hands its schemas to [`Tenancy::open`].
 //!
 //! # Layout
 //! - [`Tenancy`] (this file): the core and the service accessors.
@@ -12,15 +13,20 @@
 //!   resume, delete, purge, rename, plan.
 //! - [`backup`]: [`Backups`] — encrypted backups, verification, pruning, [`backup::restore`],
 //!   the [`backup::scheduler`], the catalogue; the store itself is [`Tenancy::backup_store`].
-//! - [`fleet`]: [`Fleet`] — migrating every tenant file; [`schema`]: migrating one.
+//! - [`fleet`]: [`Fleet`] — migrating every tenant file; [`schema`]: migrating one, and the
+//!   [`Schema`] the application hands over (the control plane's migrations, the tenant schema).
+//! - [`members`]: [`Members`], the seam to the owner of memberships (a new tenant's founder, a
+//!   clone's members, a restored file's current members), registered by `silo-accounts`.
+//! - [`erasure`]: [`Erasures`] — the erasure ledger, erasing inside one file, replay on restore.
 //! - [`export`]: [`Exports`]; [`relocate`]: [`Relocations`]; [`query`]: [`Queries`].
 //! - [`jobs`]: the fleet's job kinds (backups, exports, purges), run by `silo-jobs`' queue.
 //! - [`cache`]: the handle cache, leases, turns; [`limits`]: its sizing.
-//! - [`control`]: `control.db` and its tenants table; [`directory`]: remembered answers
+//! - [`control`]: `control.db`, its tenants table and the process's clock
+//!   ([`ControlPlane::now`]); [`directory`]: remembered answers
 //!   ([`directory::Memo`]). Ids and time are `silo-core`'s.
 //! - [`privacy`]: personal-data manifests (what erasure does with each column).
 //! - [`config`]: the fleet's settings (read by `silo-core`'s loader); [`process_lock`]: one server per data
-//!   directory; `error`: [`Error`] and its one classification [`Error::kind`].
+//!   directory; `error`: [`Error`] (the fleet's; the layers above wrap it) and [`Error::kind`].
 
 pub mod backup;
 pub mod cache;
