@@ -182,7 +182,12 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_requests_with_bad_input_or_the_wrong_token_are_refused() {
-    let server = TestServer::start().await.unwrap();
+    // It is 5 January on the server's clock; the test moves it a month on (no row is
+    // back-dated).
+    let at = |text: &str| silo_core::Timestamp::parse(text).unwrap();
+    let clock = silo_core::TestClock::at(&at("2026-01-05T10:00:00.000Z"));
+    let shared = silo_core::ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |s| s.fleet.clock = shared).await.unwrap();
     let token = server.operator_token("ops@example.com").await.unwrap();
     let ops = ApiClient::new(server.addr, Some(&token));
     ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
@@ -231,15 +236,25 @@ async fn erasure_requests_with_bad_input_or_the_wrong_token_are_refused() {
     assert!(page.body.contains("No open requests."), "{}", page.body);
     let all = console.get("/admin/requests?show=all").await.unwrap().body;
     assert!(all.contains("subject.erase") && all.contains("Deadline"), "{all}");
-    // A request from January that failed (set in control.db directly: the queue never backdates).
-    let control = rusqlite::Connection::open(server.tenancy.settings().control_db_path()).unwrap();
-    control.busy_timeout(Duration::from_secs(5)).unwrap();
-    let backdate = "UPDATE jobs SET status = 'failed', created_at = '2026-01-05T10:00:00.000Z' WHERE id = ?1";
-    assert_eq!(control.execute(backdate, [job["id"].as_str().unwrap()]).unwrap(), 1);
-    drop(control);
+    // A request nobody could finish within the month is overdue: bob's erasure, asked on
+    // 5 January, cannot reach acme's file (an operator's lease holds it), so it stays open and
+    // retries; on 6 February the console flags it (its deadline was 4 February).
+    let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
+    let lease = server.tenancy.cache().lease(acme.id).await.unwrap();
+    let (status, erase) =
+        ops.call("POST", "/subjects/erase", Some(json!({ "email": "bob@example.com" }))).await.unwrap();
+    assert_eq!(status, 202, "{erase}");
+    let open = console.get("/admin/requests").await.unwrap().body;
+    assert!(open.contains("subject.erase") && !open.contains("overdue"), "within its month: {open}");
+    clock.set(&at("2026-02-06T10:00:00.000Z"));
+    // A month on, the operator signs in again (yesterday's session has idled out).
+    let console = server.sign_in("ops@example.com").await.unwrap();
     let open = console.get("/admin/requests").await.unwrap().body;
     assert!(open.contains("overdue") && open.contains("2026-02-04"), "{open}");
-    assert_eq!(server.accounts.subjects().requests(true, 10).await.unwrap().len(), 1);
+    let requests = server.accounts.subjects().requests(true, 10).await.unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].overdue && requests[0].id == erase["id"].as_str().unwrap(), "{requests:?}");
+    drop(lease);
     server.stop().await.unwrap();
 }
 
