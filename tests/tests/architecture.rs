@@ -434,17 +434,18 @@ fn asks_sqlite_for_now(code: &str) -> Vec<String> {
 }
 
 /// "Now" comes from the process's clock (`ProcessClock`, a test's `TestClock`), bound as a
-/// parameter: no control-plane crate's SQL asks SQLite for the time, so a test moves time by
-/// hand and the statements carry over to another database. (The tenant files' own rows —
-/// `silo-workspace`'s `updated_at`, `left_at` — and the migrations' triggers still take
-/// SQLite's time.)
+/// parameter: no library's SQL asks SQLite for the time — the control plane's nor the tenant
+/// files' (`Turn::now`) — so a test moves time by hand and the statements carry over to
+/// another database. (The migrations' column defaults and the `membership_history` trigger
+/// still name SQLite's time; no statement relies on those defaults.)
 #[test]
-fn control_plane_sql_takes_now_from_the_clock() {
+fn sql_takes_now_from_the_clock() {
     let mut found = Vec::new();
     for dir in [
         "crates/core/src",
         "crates/jobs/src",
         "crates/tenancy/src",
+        "crates/workspace/src",
         "crates/accounts/src",
         "crates/billing/src",
     ] {

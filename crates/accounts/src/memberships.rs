@@ -139,11 +139,12 @@ impl Memberships {
         Ok(())
     }
 
-    /// `user` as the first member of a tenant being created, with `role`: what
+    /// `user` as the first member of a tenant being created, with `role`, joining `at`: what
     /// `silo_tenancy::Tenants::create_with` writes with the tenant, as one operation. (A new
     /// tenant's id is in no directory answer yet, so nothing needs clearing.)
-    pub fn founder(user: &User, role: Role) -> silo_tenancy::Founder {
+    pub fn founder(user: &User, role: Role, at: &Timestamp) -> silo_tenancy::Founder {
         let (user_id, email, name) = (user.id.to_string(), user.email.to_string(), user.display_name.clone());
+        let at = at.as_str().to_owned();
         silo_tenancy::Founder {
             user_id: user_id.clone(),
             role: role.as_str().to_owned(),
@@ -154,7 +155,7 @@ impl Memberships {
                     display_name: &name,
                     role: role.as_str(),
                 };
-                members::seed(conn, row)
+                members::seed(conn, row, &at)
             }),
         }
     }

@@ -213,7 +213,7 @@ impl Signups {
             name: Some(workspace_name.to_owned()),
             ..CreateTenant::default()
         };
-        let founder = crate::Memberships::founder(&user, Role::Owner);
+        let founder = crate::Memberships::founder(&user, Role::Owner, &self.0.now());
         match self.0.tenancy().tenants().create_with(request, Some(founder), &user.email).await {
             Ok(tenant) => Ok((user, tenant)),
             Err(e) => {

@@ -164,8 +164,9 @@ impl Subscriptions<'_> {
         if let Some(plan) = &request.plan {
             self.0.plans.get(plan)?;
         }
-        let founder = owner
-            .map(|user| silo_accounts::memberships::Memberships::founder(user, silo_accounts::Role::Owner));
+        let founder = owner.map(|user| {
+            silo_accounts::memberships::Memberships::founder(user, silo_accounts::Role::Owner, &self.0.now())
+        });
         Ok(self.0.tenancy().tenants().create_with(request, founder, actor).await?)
     }
 

@@ -34,8 +34,10 @@ use silo_core::{TenantId, Timestamp};
 pub type Forget = fn(&mut Connection, &dyn Fn(&str) -> bool) -> rusqlite::Result<usize>;
 
 /// Brings a file's member rows to the tenant's current members (those not listed are marked
-/// as gone); returns how many rows changed. Written by the product that owns the tenant schema.
-pub type Reconcile = fn(&mut Connection, &[crate::members::CurrentMember]) -> rusqlite::Result<usize>;
+/// as gone at the given time, the process clock's now); returns how many rows changed. Written
+/// by the product that owns the tenant schema.
+pub type Reconcile =
+    fn(&mut Connection, &[crate::members::CurrentMember], &Timestamp) -> rusqlite::Result<usize>;
 
 /// What tenancy needs of the product's tenant schema, handed to [`Tenancy::open`]: its
 /// migrations (applied to every file), how to forget an erased person in a file (replayed by

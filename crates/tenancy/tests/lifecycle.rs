@@ -267,3 +267,34 @@ async fn deletion_has_a_grace_period_then_a_job_purges() {
     stop.send(()).unwrap();
     pool.await.unwrap();
 }
+
+/// The tenant files' rows take their times from the process's clock too (`Turn::now`), as the
+/// control plane's do: the tenant's creation, a project, a task and its update, the activity.
+#[tokio::test]
+async fn a_tenant_files_rows_take_their_time_from_the_clock() {
+    use silo_workspace::{activity, projects, tasks};
+    let at = |text: &str| silo_core::Timestamp::parse(text).unwrap();
+    let clock = silo_core::TestClock::at(&at("2026-03-01T08:00:00.000Z"));
+    let f = common::fixture_on(&clock).await;
+    let tenant = f.create("timed").await;
+    assert_eq!(tenant.created_at.as_str(), "2026-03-01T08:00:00.000Z");
+    let turn = f.tenancy.db(tenant.id).await.unwrap().turn().await;
+    let project = projects::create(&turn, "P", "", None).unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let new = tasks::NewTask { project_id: project, title: "T".into(), ..Default::default() };
+    let task = tasks::create(&turn, &new, None).unwrap();
+    clock.advance(Duration::from_secs(60));
+    let patch = tasks::TaskPatch { title: Some("T2".into()), ..Default::default() };
+    tasks::update(&turn, task, &patch, None).unwrap();
+    assert_eq!(
+        projects::get(&turn, project).unwrap().unwrap().created_at.as_str(),
+        "2026-03-01T08:00:00.000Z"
+    );
+    let task = tasks::get(&turn, task).unwrap().unwrap();
+    assert_eq!(
+        (task.created_at.as_str(), task.updated_at.as_str()),
+        ("2026-03-01T09:00:00.000Z", "2026-03-01T09:01:00.000Z")
+    );
+    let times: Vec<String> = activity::recent(&turn, 10).unwrap().iter().map(|a| a.at.to_string()).collect();
+    assert_eq!(times, ["2026-03-01T09:01:00.000Z", "2026-03-01T09:00:00.000Z", "2026-03-01T08:00:00.000Z"]);
+}

@@ -24,9 +24,10 @@ pub struct Activity {
     pub summary: String,
 }
 
-/// Appends an entry; called inside the transaction that makes the change.
+/// Appends an entry made `at`; called inside the transaction that makes the change.
 pub(crate) fn record(
     conn: &Connection,
+    at: &str,
     actor: Option<i64>,
     verb: &str,
     subject_kind: &str,
@@ -35,9 +36,9 @@ pub(crate) fn record(
 ) -> rusqlite::Result<()> {
     let detail = serde_json::json!({ "summary": summary }).to_string();
     conn.prepare_cached(
-        "INSERT INTO activity (actor_id, verb, subject_kind, subject_id, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO activity (actor_id, verb, subject_kind, subject_id, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
     )?
-    .execute(params![actor, verb, subject_kind, subject_id, detail])?;
+    .execute(params![actor, verb, subject_kind, subject_id, detail, at])?;
     Ok(())
 }
 

@@ -24,13 +24,16 @@ pub struct Comment {
 /// Adds a comment to a task; returns its id.
 pub fn create(db: &Turn, task_id: i64, author: Option<i64>, body: &str) -> Result<i64> {
     let body = text("a comment", body, 1, 10_000)?;
+    let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;
         let id: i64 = tx
-            .prepare_cached("INSERT INTO comments (task_id, author_id, body) VALUES (?, ?, ?) RETURNING id")?
-            .query_row(params![task_id, author, body], |r| r.get(0))?;
+            .prepare_cached(
+                "INSERT INTO comments (task_id, author_id, body, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+            )?
+            .query_row(params![task_id, author, body, now.as_str()], |r| r.get(0))?;
         let summary: String = body.chars().take(80).collect();
-        super::activity::record(&tx, author, "comment.create", "task", task_id, &summary)?;
+        super::activity::record(&tx, now.as_str(), author, "comment.create", "task", task_id, &summary)?;
         tx.commit()?;
         Ok(id)
     })

@@ -49,26 +49,33 @@ const COLUMNS: &str = "id, user_id, email, display_name, role, joined_at, left_a
 /// Makes the account a current member with `role` (a new row, a role change, or a former
 /// member joining again); returns the row as it was before, for [`restore`].
 pub fn join(db: &Turn, joining: Joining<'_>) -> Result<Option<Member>> {
+    let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;
         let before = by_user_in(&tx, joining.user_id)?;
         tx.prepare_cached(
-            "INSERT INTO members (user_id, email, display_name, role) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO members (user_id, email, display_name, role, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, display_name = excluded.display_name,
              role = excluded.role, left_at = NULL",
         )?
-        .execute(params![joining.user_id, joining.email, joining.display_name, joining.role])?;
+        .execute(params![
+            joining.user_id,
+            joining.email,
+            joining.display_name,
+            joining.role,
+            now.as_str()
+        ])?;
         tx.commit()?;
         Ok(before)
     })
 }
 
-/// The founder's row in a new tenant file (`silo_tenancy::Founder`'s seed), on the file's
-/// only connection before the tenant is published.
-pub fn seed(conn: &mut rusqlite::Connection, joining: Joining<'_>) -> rusqlite::Result<()> {
+/// The founder's row in a new tenant file (`silo_tenancy::Founder`'s seed), joined `at`, on
+/// the file's only connection before the tenant is published.
+pub fn seed(conn: &mut rusqlite::Connection, joining: Joining<'_>, at: &str) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO members (user_id, email, display_name, role) VALUES (?1, ?2, ?3, ?4)",
-        params![joining.user_id, joining.email, joining.display_name, joining.role],
+        "INSERT INTO members (user_id, email, display_name, role, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![joining.user_id, joining.email, joining.display_name, joining.role, at],
     )?;
     Ok(())
 }
@@ -76,14 +83,12 @@ pub fn seed(conn: &mut rusqlite::Connection, joining: Joining<'_>) -> rusqlite::
 /// Marks the account's row as gone (it keeps its name, and everything it wrote keeps
 /// pointing at it); returns the row as it was before, for [`restore`].
 pub fn leave(db: &Turn, user_id: &str) -> Result<Option<Member>> {
+    let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;
         let before = by_user_in(&tx, user_id)?;
-        tx.prepare_cached(
-            "UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-             WHERE user_id = ? AND left_at IS NULL",
-        )?
-        .execute([user_id])?;
+        tx.prepare_cached("UPDATE members SET left_at = ?2 WHERE user_id = ?1 AND left_at IS NULL")?
+            .execute([user_id, now.as_str()])?;
         tx.commit()?;
         Ok(before)
     })
@@ -113,24 +118,24 @@ pub fn restore(db: &Turn, user_id: &str, before: Option<&Member>) -> Result<()> 
 pub fn reconcile(
     conn: &mut rusqlite::Connection,
     current: &[silo_tenancy::CurrentMember],
+    now: &silo_core::Timestamp,
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction()?;
     let mut changed = 0;
     for member in current {
         changed += tx
             .prepare_cached(
-                "INSERT INTO members (user_id, email, display_name, role) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO members (user_id, email, display_name, role, joined_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, display_name = excluded.display_name,
                      role = excluded.role, left_at = NULL
                  WHERE (email, display_name, role, left_at) IS NOT (excluded.email, excluded.display_name, excluded.role, NULL)",
             )?
-            .execute(params![member.user_id, member.email, member.display_name, member.role])?;
+            .execute(params![member.user_id, member.email, member.display_name, member.role, now.as_str()])?;
     }
     let ids: Vec<&str> = current.iter().map(|m| m.user_id.as_str()).collect();
     changed += tx.execute(
-        "UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE left_at IS NULL AND user_id NOT IN (SELECT value FROM json_each(?1))",
-        [serde_json::to_string(&ids).expect("strings serialise")],
+        "UPDATE members SET left_at = ?2 WHERE left_at IS NULL AND user_id NOT IN (SELECT value FROM json_each(?1))",
+        [serde_json::to_string(&ids).expect("strings serialise"), now.as_str().to_owned()],
     )?;
     tx.commit()?;
     Ok(changed)

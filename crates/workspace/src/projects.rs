@@ -62,18 +62,19 @@ pub fn create_within(
 ) -> Result<Option<i64>> {
     let name = text("a project name", name, 1, 200)?;
     let description = text("a description", description, 0, 5000)?;
+    let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;
         let id: Option<i64> = tx
             .prepare_cached(
-                "INSERT INTO projects (name, description, created_by)
-                 SELECT ?1, ?2, ?3 WHERE ?4 IS NULL OR (SELECT count(*) FROM projects WHERE archived_at IS NULL) < ?4
+                "INSERT INTO projects (name, description, created_by, created_at, updated_at)
+                 SELECT ?1, ?2, ?3, ?5, ?5 WHERE ?4 IS NULL OR (SELECT count(*) FROM projects WHERE archived_at IS NULL) < ?4
                  RETURNING id",
             )?
-            .query_row(params![name, description, created_by, limit], |r| r.get(0))
+            .query_row(params![name, description, created_by, limit, now.as_str()], |r| r.get(0))
             .optional()?;
         if let Some(id) = id {
-            super::activity::record(&tx, created_by, "project.create", "project", id, &name)?;
+            super::activity::record(&tx, now.as_str(), created_by, "project.create", "project", id, &name)?;
         }
         tx.commit()?;
         Ok(id)

@@ -238,18 +238,19 @@ pub fn create(db: &Turn, new: &NewTask, created_by: Option<i64>) -> Result<i64> 
     let body = text("the body", &new.body, 0, 20_000)?;
     let status = status(new.status.as_deref().unwrap_or("todo"))?;
     let due = due_date(new.due_date.as_deref())?;
+    let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;
         let id: i64 = tx
             .prepare_cached(
-                "INSERT INTO tasks (project_id, title, body, status, assignee_id, due_date, created_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO tasks (project_id, title, body, status, assignee_id, due_date, created_by, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
             )?
             .query_row(
-                params![new.project_id, title, body, status, new.assignee_id, due, created_by],
+                params![new.project_id, title, body, status, new.assignee_id, due, created_by, now.as_str()],
                 |r| r.get(0),
             )?;
-        super::activity::record(&tx, created_by, "task.create", "task", id, &title)?;
+        super::activity::record(&tx, now.as_str(), created_by, "task.create", "task", id, &title)?;
         tx.commit()?;
         Ok(id)
     })
@@ -262,6 +263,7 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
     let body = patch.body.as_deref().map(|b| text("the body", b, 0, 20_000)).transpose()?;
     let new_status = patch.status.as_deref().map(status).transpose()?;
     let due = patch.due_date.as_ref().map(|d| due_date(d.as_deref())).transpose()?;
+    let now = db.now();
     let changed = db
         .run(|conn| {
             let tx = conn.transaction()?;
@@ -271,7 +273,7 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
                      status = coalesce(?4, status),
                      assignee_id = CASE WHEN ?5 THEN ?6 ELSE assignee_id END,
                      due_date = CASE WHEN ?7 THEN ?8 ELSE due_date END,
-                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                     updated_at = ?9
                      WHERE id = ?1 RETURNING title",
                 )?
                 .query_row(
@@ -284,12 +286,13 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
                         patch.assignee_id.flatten(),
                         due.is_some(),
                         due.clone().flatten(),
+                        now.as_str(),
                     ],
                     |r| r.get::<_, String>(0),
                 )
                 .optional()?;
             if let Some(title) = &changed {
-                super::activity::record(&tx, actor, "task.update", "task", id, title)?;
+                super::activity::record(&tx, now.as_str(), actor, "task.update", "task", id, title)?;
             }
             tx.commit()?;
             Ok(changed.is_some())
@@ -300,6 +303,7 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
 
 /// Deletes a task (and its comments); returns whether it existed.
 pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<bool> {
+    let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;
         let title: Option<String> = tx
@@ -307,7 +311,7 @@ pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<bool> {
             .query_row([id], |r| r.get(0))
             .optional()?;
         if let Some(title) = &title {
-            super::activity::record(&tx, actor, "task.delete", "task", id, title)?;
+            super::activity::record(&tx, now.as_str(), actor, "task.delete", "task", id, title)?;
         }
         tx.commit()?;
         Ok(title.is_some())

@@ -350,10 +350,11 @@ impl Backups {
     async fn reconcile_members(&self, tenant: TenantId, path: &Path) -> Result<usize> {
         let Some(members) = self.0.current_members(tenant).await? else { return Ok(0) };
         let reconcile = self.0.schema().reconcile;
-        let (path, tuning) = (path.to_owned(), self.0.settings().tenant_tuning());
+        let (path, tuning, now) =
+            (path.to_owned(), self.0.settings().tenant_tuning(), self.0.control().now());
         tokio::task::spawn_blocking(move || -> Result<usize> {
             let mut conn = sqlite::open_sync(&path, tuning, sqlite::OpenMode::Existing)?;
-            let changed = reconcile(&mut conn, &members)?;
+            let changed = reconcile(&mut conn, &members, &now)?;
             conn.close()?;
             Ok(changed)
         })

@@ -67,6 +67,11 @@ impl Turn {
         self.db.id
     }
 
+    /// Now, on the process's clock: what the tenant's rows record as their time.
+    pub fn now(&self) -> silo_core::Timestamp {
+        self.db.clock.now()
+    }
+
     /// Runs `f` on the tenant's connection, inline. `f` must be a short statement or
     /// transaction (it holds a thread of the executor); long work belongs on
     /// [`Turn::call_blocking`]. This is the door `silo-workspace`'s repositories use.
@@ -100,6 +105,8 @@ pub struct TenantDb {
     retired: AtomicBool,
     schema_version: i64,
     registry: Arc<Registry>,
+    /// The process's clock (what the tenant's rows record as their time).
+    clock: silo_core::ProcessClock,
     /// Continuous backup's log of the file (and the file's path): read out before the
     /// connection closes.
     log: Option<(Arc<crate::backup::continuous::TenantLog>, std::path::PathBuf)>,
@@ -117,9 +124,11 @@ impl TenantDb {
         connection: OwnedConnection,
         schema_version: i64,
         registry: Arc<Registry>,
+        clock: silo_core::ProcessClock,
     ) -> Self {
         Self {
             id,
+            clock,
             turns: Arc::new(async_lock::Semaphore::new(1)),
             connection: Mutex::new(Some(connection)),
             retired: AtomicBool::new(false),

@@ -283,8 +283,10 @@ impl HandleCache {
                 Err(e) => return Err(self.open_failed(id, path, e).await),
             };
             // From here on the handle owns the count: dropping it closes the connection first.
-            let mut db = TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry())
-                .with_log(log.map(|log| (log, path.clone())));
+            let clock = self.inner.control.clock().clone();
+            let mut db =
+                TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry(), clock)
+                    .with_log(log.map(|log| (log, path.clone())));
             match migrated {
                 Ok(outcome) => db.set_schema_version(outcome.version()),
                 Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
