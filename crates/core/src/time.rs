@@ -2,8 +2,8 @@
 //! (`2026-11-30T07:33:51.123Z`), the text SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ')` writes.
 //! The fixed width makes text order time order, so stored times compare in SQL and in Rust
 //! alike. The [`Clock`] says what time it is: [`SystemClock`] reads the operating system,
-//! [`TestClock`] is moved by hand. (Most of Silo still takes "now" from SQLite's `strftime`;
-//! moving it onto a clock it is given is the next step.)
+//! [`TestClock`] is moved by hand, and [`ProcessClock`] is the one a process runs on: every
+//! "now" Silo stores or compares comes from it, bound as a parameter in SQL.
 
 use std::fmt;
 use std::sync::Arc;
