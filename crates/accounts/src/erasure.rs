@@ -408,8 +408,7 @@ async fn remove_records(
     silo_jobs::queue::replace_payload_in(&mut tx, job, &json!({ "subject": subject.hash })).await?;
     silo_tenancy::Erasures::complete_in(&mut tx, &now, &subject.hash).await?;
     let detail = json!({ "subject": subject.hash, "exports_deleted": exports });
-    silo_tenancy::control::audit(&mut tx, &now, &format!("job:{job}"), "subject.erase", None, &detail)
-        .await?;
+    silo_core::audit::record(&mut tx, &now, &format!("job:{job}"), "subject.erase", None, &detail).await?;
     tx.commit().await?;
     counts.retain(|_, n| *n > 0);
     Ok(counts)

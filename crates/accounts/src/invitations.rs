@@ -11,7 +11,6 @@ use crate::secrets::{new_secret, token_digest};
 use crate::users::User;
 use crate::{Error, Result};
 use silo_core::ids::TenantId;
-use silo_tenancy::control::audit;
 use silo_tenancy::{Tenant, TenantStatus};
 
 /// How long an invitation link stays valid.
@@ -144,7 +143,15 @@ impl Invitations {
             return Err(Error::LimitReached(format!("all {} seats are taken", seats.unwrap_or_default())));
         }
         let detail = serde_json::json!({ "invitation": id, "role": role });
-        audit(&mut tx, &now, &inviter.email, "invitation.create", Some(tenant.id), &detail).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            &inviter.email,
+            "invitation.create",
+            Some(tenant.id),
+            &detail,
+        )
+        .await?;
         tx.commit().await?;
         let link = crate::outbox::EmailLink {
             url: format!("{}/invitations/{secret}", base_url.trim_end_matches('/')),
@@ -243,6 +250,19 @@ impl Invitations {
         .fetch_all(self.0.control().reader())
         .await?;
         self.named(rows, false).await
+    }
+
+    /// How many invitations of a workspace are pending (they hold seats): one count, for the
+    /// meter and the plan's limits, which need no names.
+    pub async fn pending_count(&self, tenant: TenantId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM invitations
+             WHERE tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .bind(tenant.to_string())
+        .bind(self.0.now().as_str().to_owned())
+        .fetch_one(self.0.control().reader())
+        .await?)
     }
 
     /// Withdraws a pending invitation of this workspace; returns whether there was one.

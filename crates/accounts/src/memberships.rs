@@ -35,7 +35,7 @@ use crate::{Error, Result};
 use silo_core::Timestamp;
 use silo_core::ids::{TenantId, TenantRef};
 use silo_tenancy::Tenant;
-use silo_tenancy::control::{TenantStatus, audit};
+use silo_tenancy::control::TenantStatus;
 use silo_workspace::members;
 
 /// A workspace an account belongs to.
@@ -126,7 +126,7 @@ impl Memberships {
         let lost_inviting = (role == Role::Member).then_some(user.id.as_str());
         revoke_pending(&mut tx, &now, tenant.id, &user.email, lost_inviting).await?;
         let detail = serde_json::json!({ "user": user.id, "role": role });
-        audit(&mut tx, &now, actor, "member.add", Some(tenant.id), &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "member.add", Some(tenant.id), &detail).await?;
         let row = members::Joining {
             user_id: &user.id,
             email: &user.email,
@@ -283,7 +283,7 @@ impl Memberships {
         }
         let now = self.0.now();
         revoke_pending(&mut tx, &now, tenant.id, &user.email, Some(user_id)).await?;
-        audit(
+        silo_core::audit::record(
             &mut tx,
             &now,
             actor,

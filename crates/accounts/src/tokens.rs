@@ -11,7 +11,6 @@ use crate::secrets::{new_token, token_digest};
 use crate::{Error, Result};
 use silo_core::TenantRef;
 use silo_core::ids::TenantId;
-use silo_tenancy::control::audit;
 
 /// How stale a token's `last_used_at` may get before a request refreshes it (a write per
 /// request, or per directory refresh, would load the control plane for no one's benefit).
@@ -120,7 +119,7 @@ impl Tokens {
         .bind(lifetime.map(|l| now.plus(l).as_str().to_owned()))
         .execute(&mut *tx)
         .await?;
-        audit(
+        silo_core::audit::record(
             &mut tx,
             &now,
             actor,
@@ -235,7 +234,7 @@ impl Tokens {
                 .execute(&mut *tx)
                 .await?;
         let detail = serde_json::json!({ "user": user_id, "tokens": done.rows_affected() });
-        audit(&mut tx, &now, actor, "token.revoke_all", None, &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "token.revoke_all", None, &detail).await?;
         tx.commit().await?;
         self.0.directory().clear();
         Ok(done.rows_affected())
@@ -254,8 +253,15 @@ impl Tokens {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() > 0 {
-            audit(&mut tx, &now, actor, "token.revoke", None, &serde_json::json!({ "token": token_id }))
-                .await?;
+            silo_core::audit::record(
+                &mut tx,
+                &now,
+                actor,
+                "token.revoke",
+                None,
+                &serde_json::json!({ "token": token_id }),
+            )
+            .await?;
         }
         tx.commit().await?;
         self.0.directory().clear();

@@ -11,7 +11,6 @@ pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password
 use crate::secrets::{new_secret, token_digest};
 use crate::{Error, Result};
 use silo_core::Timestamp;
-use silo_tenancy::control::audit;
 use std::time::Duration;
 
 /// Text-backed identity types: read as `&str` (`Deref`), printed and compared as their text,
@@ -181,7 +180,15 @@ impl Users {
             return Err(Error::invalid("email", format!("an account for {email} already exists")));
         }
         inserted?;
-        audit(&mut tx, &now, actor, "user.create", None, &serde_json::json!({ "user": id })).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            actor,
+            "user.create",
+            None,
+            &serde_json::json!({ "user": id }),
+        )
+        .await?;
         tx.commit().await?;
         self.by_email(email.as_str()).await
     }
@@ -282,7 +289,15 @@ impl Users {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, &now, user_id, "user.password", None, &serde_json::json!({ "user": user_id })).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            user_id,
+            "user.password",
+            None,
+            &serde_json::json!({ "user": user_id }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -360,8 +375,15 @@ impl Users {
             return Err(Error::invalid("account", "the account still belongs to a workspace"));
         }
         sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
-        audit(&mut tx, &self.0.now(), "system", "user.delete", None, &serde_json::json!({ "user": id }))
-            .await?;
+        silo_core::audit::record(
+            &mut tx,
+            &self.0.now(),
+            "system",
+            "user.delete",
+            None,
+            &serde_json::json!({ "user": id }),
+        )
+        .await?;
         tx.commit().await?;
         self.0.directory().clear();
         Ok(())
@@ -377,7 +399,15 @@ impl Users {
             .bind(now.as_str())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, &now, actor, "operator.grant", None, &serde_json::json!({ "user": user.id })).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            actor,
+            "operator.grant",
+            None,
+            &serde_json::json!({ "user": user.id }),
+        )
+        .await?;
         tx.commit().await?;
         self.0.directory().clear();
         Ok(user)

@@ -11,7 +11,6 @@ use crate::Result;
 use serde::Serialize;
 use silo_core::{TenantId, TenantRef};
 use silo_tenancy::TenantStatus;
-use silo_tenancy::control::audit;
 
 use crate::Billing;
 use crate::invoices::{Invoice, InvoiceFilter, InvoiceStatus};
@@ -106,7 +105,8 @@ impl Dunning<'_> {
         let detail = serde_json::json!({
             "invoice": number, "step": "reminder", "reminder": owed, "days_late": late, "recipients": recipients.len(),
         });
-        audit(&mut tx, &self.0.now(), actor, "billing.dunning", Some(tenant), &detail).await?;
+        silo_core::audit::record(&mut tx, &self.0.now(), actor, "billing.dunning", Some(tenant), &detail)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -128,7 +128,7 @@ impl Dunning<'_> {
             .execute(&mut *tx)
             .await?;
         let detail = serde_json::json!({ "invoice": invoice.number, "step": "suspend", "days_late": late });
-        audit(&mut tx, &now, actor, "billing.dunning", Some(tenant), &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "billing.dunning", Some(tenant), &detail).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -13,7 +13,6 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use silo_core::{TenantId, TenantRef};
 use silo_tenancy::TenantStatus;
-use silo_tenancy::control::audit;
 
 use crate::Billing;
 use crate::invoice::Line;
@@ -381,7 +380,8 @@ impl Invoices<'_> {
                 "first": numbers.iter().min(),
                 "last": numbers.iter().max(),
             });
-            audit(&mut tx, &self.0.now(), actor, "invoice.finalise", None, &detail).await?;
+            silo_core::audit::record(&mut tx, &self.0.now(), actor, "invoice.finalise", None, &detail)
+                .await?;
             tx.commit().await?;
         }
         Ok(invoices)
@@ -401,7 +401,15 @@ impl Invoices<'_> {
                 let mut tx = self.0.tenancy().control().writer().begin().await?;
                 let detail = serde_json::json!({ "invoice": invoice.number, "reason": reason });
                 let tenant = invoice.tenant_id.parse().ok();
-                audit(&mut tx, &self.0.now(), actor, "invoice.collect_failed", tenant, &detail).await?;
+                silo_core::audit::record(
+                    &mut tx,
+                    &self.0.now(),
+                    actor,
+                    "invoice.collect_failed",
+                    tenant,
+                    &detail,
+                )
+                .await?;
                 tx.commit().await?;
             }
         }
@@ -440,7 +448,15 @@ impl Invoices<'_> {
         }
         let detail =
             serde_json::json!({ "invoice": invoice.number, "total": invoice.total, "reference": reference });
-        audit(&mut tx, &now, actor, "invoice.paid", invoice.tenant_id.parse().ok(), &detail).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            actor,
+            "invoice.paid",
+            invoice.tenant_id.parse().ok(),
+            &detail,
+        )
+        .await?;
         tx.commit().await?;
         self.release_dunning(&invoice, actor).await?;
         self.get(&invoice.id).await
@@ -499,7 +515,15 @@ impl Invoices<'_> {
         .await?;
         let detail =
             serde_json::json!({ "invoice": invoice.number, "credit_note": number, "total": invoice.total });
-        audit(&mut tx, &now, actor, "invoice.void", invoice.tenant_id.parse().ok(), &detail).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            actor,
+            "invoice.void",
+            invoice.tenant_id.parse().ok(),
+            &detail,
+        )
+        .await?;
         tx.commit().await?;
         self.release_dunning(&invoice, actor).await?;
         Ok((self.get(&invoice.id).await?, self.get(&credit_id).await?))
@@ -523,7 +547,8 @@ impl Invoices<'_> {
             self.0.tenancy().tenants().resume(&TenantRef::Id(id), actor).await?;
             let mut tx = self.0.tenancy().control().writer().begin().await?;
             let detail = serde_json::json!({ "invoice": invoice.number, "step": "resume" });
-            audit(&mut tx, &self.0.now(), actor, "billing.dunning", Some(id), &detail).await?;
+            silo_core::audit::record(&mut tx, &self.0.now(), actor, "billing.dunning", Some(id), &detail)
+                .await?;
             tx.commit().await?;
         }
         Ok(())

@@ -47,7 +47,7 @@ impl Limits<'_> {
 
     async fn no_seat_left(&self, tenant: &Tenant, seats: i64) -> Error {
         let members = self.0.accounts().memberships().count(tenant.id).await.unwrap_or_default();
-        let pending = self.0.accounts().invitations().pending(tenant.id).await.map_or(0, |p| p.len());
+        let pending = self.0.accounts().invitations().pending_count(tenant.id).await.unwrap_or_default();
         Error::invalid(
             "seats",
             format!(
@@ -107,7 +107,7 @@ impl Limits<'_> {
     pub async fn usage(&self, tenant: &Tenant, projects: Option<i64>) -> Result<Usage> {
         let path = self.0.tenancy().tenant_path(tenant)?;
         let members = self.0.accounts().memberships().count(tenant.id).await?;
-        let pending = self.0.accounts().invitations().pending(tenant.id).await?.len() as i64;
+        let pending = self.0.accounts().invitations().pending_count(tenant.id).await?;
         let terms = self.0.plans().0.get(&tenant.plan).cloned();
         let storage_bytes = silo_storage::sqlite::database_size(&path);
         Ok(Usage {

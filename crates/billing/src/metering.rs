@@ -117,7 +117,7 @@ impl Metering<'_> {
                 .map(|p| silo_storage::sqlite::database_size(&p))
                 .unwrap_or(0);
             let seats = self.0.accounts().memberships().count(tenant).await?
-                + self.0.accounts().invitations().pending(tenant).await?.len() as i64;
+                + self.0.accounts().invitations().pending_count(tenant).await?;
             rows.push((tenant, requests as i64, storage as i64, seats, active));
         }
         let today = self.0.now().date().to_owned();

@@ -6,7 +6,6 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use silo_core::TenantId;
-use silo_tenancy::control::audit;
 
 use crate::Billing;
 
@@ -120,7 +119,7 @@ impl Profiles<'_> {
         .await?;
         // The country decides the tax; the rest is personal or company data the log need not copy.
         let detail = serde_json::json!({ "country": profile.country });
-        audit(&mut tx, &now, actor, "billing.contact", Some(tenant), &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "billing.contact", Some(tenant), &detail).await?;
         tx.commit().await?;
         Ok(profile)
     }

@@ -23,7 +23,6 @@ use std::time::Instant;
 
 use crate::{Error, Result};
 use serde::Serialize;
-use silo_tenancy::control::audit;
 
 use crate::invoice::{self, Segment};
 use silo_core::time::day_number;
@@ -206,7 +205,7 @@ impl crate::invoices::Invoices<'_> {
             "period": summary.period, "created": summary.created, "finalised": summary.finalised,
             "skipped": summary.skipped.len(),
         });
-        audit(&mut tx, &self.0.now(), actor, "billing.run", None, &detail).await?;
+        silo_core::audit::record(&mut tx, &self.0.now(), actor, "billing.run", None, &detail).await?;
         tx.commit().await?;
         Ok(summary)
     }

@@ -502,7 +502,15 @@ impl ControlPlane {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, &now, actor, "tenant.rename", Some(id), &serde_json::json!({ "name": name })).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            actor,
+            "tenant.rename",
+            Some(id),
+            &serde_json::json!({ "name": name }),
+        )
+        .await?;
         let tenant = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -523,7 +531,15 @@ impl ControlPlane {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, &now, actor, "tenant.plan", Some(id), &serde_json::json!({ "plan": plan })).await?;
+        silo_core::audit::record(
+            &mut tx,
+            &now,
+            actor,
+            "tenant.plan",
+            Some(id),
+            &serde_json::json!({ "plan": plan }),
+        )
+        .await?;
         let tenant = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -575,7 +591,7 @@ impl ControlPlane {
         if let Some((members, user_id, role)) = founder {
             members.add_founder(&mut tx, &now, new.id, user_id, role).await?;
             let detail = serde_json::json!({ "user": user_id, "role": role });
-            audit(&mut tx, &now, actor, "member.add", Some(new.id), &detail).await?;
+            silo_core::audit::record(&mut tx, &now, actor, "member.add", Some(new.id), &detail).await?;
         }
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
@@ -602,7 +618,7 @@ impl ControlPlane {
             members.copy(&mut tx, source, new.id).await?;
         }
         let detail = serde_json::json!({ "from_tenant": source, "backup": backup });
-        audit(&mut tx, &now, actor, "tenant.restore", Some(new.id), &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "tenant.restore", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -637,7 +653,7 @@ impl ControlPlane {
         .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
-        audit(&mut tx, &now, actor, action, Some(id), &detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, action, Some(id), &detail).await?;
         let tenant = fetch_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok(tenant)
@@ -661,7 +677,15 @@ impl ControlPlane {
             .await?;
             if let Some(error) = &record.error {
                 let detail = serde_json::json!({ "error": error });
-                audit(&mut tx, &now, "system", "tenant.quarantine", Some(record.tenant), &detail).await?;
+                silo_core::audit::record(
+                    &mut tx,
+                    &now,
+                    "system",
+                    "tenant.quarantine",
+                    Some(record.tenant),
+                    &detail,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -732,7 +756,7 @@ async fn insert_tenant_in(
     }
     inserted?;
     let detail = serde_json::json!({ "slug": new.slug, "region": new.region, "plan": new.plan });
-    audit(tx, now, actor, "tenant.create", Some(new.id), &detail).await
+    Ok(silo_core::audit::record(tx, now, actor, "tenant.create", Some(new.id), &detail).await?)
 }
 
 async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tenant> {
@@ -742,16 +766,4 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
         .await?
         .ok_or_else(|| Error::NotFound(id.to_string()))?;
     Tenant::from_row(&row)
-}
-
-/// Appends an audit entry inside a transaction ([`silo_core::audit::record`]).
-pub async fn audit(
-    tx: &mut Transaction<'_, Sqlite>,
-    at: &Timestamp,
-    actor: &str,
-    action: &str,
-    tenant: Option<TenantId>,
-    detail: &serde_json::Value,
-) -> Result<()> {
-    Ok(silo_core::audit::record(tx, at, actor, action, tenant, detail).await?)
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::control::{ControlPlane, audit};
+use crate::control::ControlPlane;
 use crate::{Error, Result};
 use silo_core::ids::TenantId;
 
@@ -164,7 +164,8 @@ impl ControlPlane {
             let tenant: TenantId =
                 backup.tenant_id.parse().map_err(|_| Error::NotFound(backup.tenant_id.clone()))?;
             let detail = serde_json::json!({ "backup": backup.id, "kind": backup.kind, "size": backup.size });
-            audit(&mut tx, &self.now(), actor, "backup.create", Some(tenant), &detail).await?;
+            silo_core::audit::record(&mut tx, &self.now(), actor, "backup.create", Some(tenant), &detail)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -337,7 +338,7 @@ impl ControlPlane {
         }
         sqlx::query("DELETE FROM backups WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
-        audit(&mut tx, &now, actor, "tenant.purge", Some(tenant), certificate).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "tenant.purge", Some(tenant), certificate).await?;
         tx.commit().await?;
         self.tenant_by_id(tenant).await
     }
@@ -358,7 +359,7 @@ impl ControlPlane {
             .bind(tenant.to_string())
             .execute(&mut *tx)
             .await?;
-        audit(&mut tx, &now, actor, "tenant.move", Some(tenant), detail).await?;
+        silo_core::audit::record(&mut tx, &now, actor, "tenant.move", Some(tenant), detail).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -372,7 +373,7 @@ impl ControlPlane {
         detail: &serde_json::Value,
     ) -> Result<()> {
         let mut tx = self.writer().begin().await?;
-        audit(&mut tx, &self.now(), actor, action, Some(tenant), detail).await?;
+        silo_core::audit::record(&mut tx, &self.now(), actor, action, Some(tenant), detail).await?;
         tx.commit().await?;
         Ok(())
     }
