@@ -2,17 +2,19 @@
 //! `store_suite!` runs twice, once on the local directory store and once on S3 spoken over
 //! HTTP (aws-sdk-s3) to an in-process `s3s-fs` server on a loopback port.
 
+use silo_backups::BackupsExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use silo_accounts::TokenScope;
+use silo_backups::BackupKind;
 use silo_core::TenantRef;
 use silo_e2e::s3::{S3Server, settings_for};
 use silo_e2e::{ApiClient, TestServer};
 use silo_tenancy::config::{BackupStoreKind, RegionSettings};
-use silo_tenancy::{BackupKind, CreateTenant, Error, Tenancy, Tenant};
+use silo_tenancy::{CreateTenant, Error, Tenancy, Tenant};
 use silo_workspace::{projects, tasks};
 
 #[derive(Clone, Copy, Debug)]
@@ -123,7 +125,7 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
     assert_eq!(backup.object_key, format!("tenants/{}/backups/{}.db.zst.enc", tenant.id, backup.id));
     assert!(!backup.object_key.contains("acme"));
     assert!(backup.size > 0 && backup.size < backup.db_size, "compressed: {backup:?}");
-    let listed = t.control().backups_of(tenant.id).await.unwrap();
+    let listed = t.backups().of_tenant(tenant.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, backup.id);
 
@@ -140,7 +142,8 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
     );
 
     // The stored bytes are neither SQLite nor zstd: encrypted.
-    let store_ = t.backup_store().await.unwrap().store();
+    let backups = t.backups();
+    let store_ = backups.store().await.unwrap().store();
     let raw = store_.get(&backup.object_key).await.unwrap();
     assert_eq!(raw.len() as i64, backup.size);
     assert!(!raw.windows(15).any(|w| w == b"SQLite format 3"));
@@ -148,7 +151,7 @@ async fn back_up_list_verify_restore_and_clone(store: Store) {
 
     let verified = t.backups().verify(&by_slug("acme"), None).await.unwrap();
     assert_eq!(verified.restored_size as i64, backup.db_size);
-    assert!(t.control().backup(tenant.id, &backup.id).await.unwrap().verified_at.is_some());
+    assert!(t.backups().find(&tenant, Some(&backup.id)).await.unwrap().verified_at.is_some());
 
     // Later writes are undone by an in-place restore.
     add_task(t, &tenant, project, "after the backup").await;
@@ -303,7 +306,9 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     let unknown_tenant = t.backups().restore(&by_slug("nobody"), None, None, "test").await;
     assert!(matches!(unknown_tenant, Err(Error::NotFound(_))), "{unknown_tenant:?}");
 
-    let objects = t.backup_store().await.unwrap().store();
+    let backups = t.backups();
+
+    let objects = backups.store().await.unwrap().store();
     let good = objects.get(&backup.object_key).await.unwrap();
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x40;
@@ -313,7 +318,7 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
         assert!(error.to_string().contains("checksum mismatch"), "{what}: {error}");
         let verify = t.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
         assert!(verify.to_string().contains("checksum mismatch"), "{what}: {verify}");
-        let row = t.control().backup(tenant.id, &backup.id).await.unwrap();
+        let row = t.backups().find(&tenant, Some(&backup.id)).await.unwrap();
         assert!(row.verify_error.is_some(), "the failed verification is recorded");
         assert_eq!(titles(t, &by_slug("acme")).await.len(), 5, "{what}: the tenant is unchanged");
     }
@@ -323,7 +328,7 @@ async fn bad_objects_and_wrong_keys_change_nothing(store: Store) {
     // Another master key (another key file) cannot unwrap the tenant's data key.
     let mut other_settings = t.settings().clone();
     other_settings.backup.master_key_file = Some(other_settings.data_dir.join("other.key"));
-    let other = Tenancy::open(other_settings, silo_web::schema::schema()).await.unwrap();
+    let other = silo_web::schema::open(other_settings).await.unwrap();
     let wrong = other.backups().verify(&by_slug("acme"), Some(&backup.id)).await.unwrap_err();
     assert!(wrong.to_string().contains("wrong master key"), "{wrong}");
     let wrong = other
@@ -350,11 +355,12 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     t.backups().create(&by_slug("doomed"), BackupKind::Manual, "test").await.unwrap();
     let (keep, _) = tenant_with_tasks(t, "kept", 1).await;
     t.backups().create(&by_slug("kept"), BackupKind::Manual, "test").await.unwrap();
-    let objects = t.backup_store().await.unwrap().store();
+    let backups = t.backups();
+    let objects = backups.store().await.unwrap().store();
     let prefix = format!("tenants/{}/", tenant.id);
     assert_eq!(objects.list(&prefix).await.unwrap().len(), 2);
     // Continuous backup's copies of the control plane hold the tenant's wrapped key.
-    let copies = silo_tenancy::backup::control_copies::PREFIX;
+    let copies = silo_backups::control_copies::PREFIX;
     t.backups().copy_control_now().await.unwrap().unwrap();
     let wrapped_keys = |dir: &std::path::Path| {
         let conn = rusqlite::Connection::open(dir.join("control.db")).unwrap();
@@ -365,7 +371,7 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     };
     let before = tempfile::tempdir().unwrap();
     let master = t.master_key().await.unwrap();
-    silo_tenancy::backup::control_copies::fetch_newest(objects, master, &before.path().join("control.db"))
+    silo_backups::control_copies::fetch_newest(objects, master, &before.path().join("control.db"))
         .await
         .unwrap();
     assert_eq!(wrapped_keys(before.path()), 1);
@@ -374,13 +380,13 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     t.tenants().purge(&TenantRef::Id(tenant.id), "test").await.unwrap();
     assert_eq!(objects.list(copies).await.unwrap().len(), 1, "one copy replaced the older ones");
     let after = tempfile::tempdir().unwrap();
-    silo_tenancy::backup::control_copies::fetch_newest(objects, master, &after.path().join("control.db"))
+    silo_backups::control_copies::fetch_newest(objects, master, &after.path().join("control.db"))
         .await
         .unwrap();
     assert_eq!(wrapped_keys(after.path()), 0, "no copy in the store keeps the purged tenant's key");
 
     assert!(objects.list(&prefix).await.unwrap().is_empty(), "no object of the tenant remains");
-    assert!(t.control().backups_of(tenant.id).await.unwrap().is_empty());
+    assert!(t.backups().of_tenant(tenant.id).await.unwrap().is_empty());
     assert!(!t.tenant_path(&tenant).unwrap().exists());
     let restore =
         t.backups().restore(&TenantRef::Id(tenant.id), Some(&first.id), None, "test").await.unwrap_err();
@@ -418,7 +424,7 @@ async fn incremental_passes_cost_what_changed(store: Store) {
     for slug in ["one", "two", "three"] {
         tenants.push(tenant_with_tasks(t, slug, 1).await);
     }
-    let mut scheduler = silo_tenancy::backup::scheduler::Scheduler::new(t.clone());
+    let mut scheduler = silo_backups::scheduler::Scheduler::new(t.backups());
     let first = scheduler.pass().await.unwrap();
     assert_eq!((first.backed_up, first.unchanged), (3, 0), "the first pass looks at the whole fleet");
     let idle = scheduler.pass().await.unwrap();
@@ -437,9 +443,9 @@ async fn incremental_passes_cost_what_changed(store: Store) {
         (2, 2),
         "the written one and the added one: {changed:?}"
     );
-    assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 2);
-    assert_eq!(t.control().backups_of(added.id).await.unwrap().len(), 1);
-    assert!(t.control().backups_of(gone.id).await.unwrap().is_empty(), "a deleted tenant is not backed up");
+    assert_eq!(t.backups().of_tenant(tenant.id).await.unwrap().len(), 2);
+    assert_eq!(t.backups().of_tenant(added.id).await.unwrap().len(), 1);
+    assert!(t.backups().of_tenant(gone.id).await.unwrap().is_empty(), "a deleted tenant is not backed up");
     let idle = scheduler.pass().await.unwrap();
     assert_eq!((idle.backed_up, idle.unchanged), (0, 4));
     f.server.stop().await.unwrap();
@@ -464,8 +470,9 @@ async fn scheduler_backs_up_only_changed_tenants_and_prunes(store: Store) {
     projects::list(&db.turn().await, None, 10).unwrap();
     let changed = t.backups().scheduled_pass(false).await.unwrap();
     assert_eq!((changed.backed_up, changed.unchanged), (1, 2), "only the tenant written to");
-    assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 2);
-    let objects = t.backup_store().await.unwrap().store();
+    assert_eq!(t.backups().of_tenant(tenant.id).await.unwrap().len(), 2);
+    let backups = t.backups();
+    let objects = backups.store().await.unwrap().store();
     assert_eq!(objects.list("tenants/").await.unwrap().len(), 4, "four PUTs in all");
 
     // Retention keeps recent backups; orphans (objects without a row) go once they are old.
@@ -495,7 +502,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
     );
     let summary = t.fleet().migrate(vec![tenant.clone()], &next, 1, true, &|_| {}).await.unwrap();
     assert_eq!(summary.migrated, 1, "{summary:?}");
-    let backups = t.control().backups_of(tenant.id).await.unwrap();
+    let backups = t.backups().of_tenant(tenant.id).await.unwrap();
     assert_eq!(backups.len(), 1);
     assert_eq!((backups[0].kind, backups[0].schema_version), (BackupKind::PreMigration, latest()));
     // Already current: no second snapshot.
@@ -503,7 +510,7 @@ async fn pre_migration_backup_rolls_back(store: Store) {
         .migrate(vec![t.tenant(&by_slug("acme")).await.unwrap()], &next, 1, true, &|_| {})
         .await
         .unwrap();
-    assert_eq!(t.control().backups_of(tenant.id).await.unwrap().len(), 1);
+    assert_eq!(t.backups().of_tenant(tenant.id).await.unwrap().len(), 1);
 
     // `silo migrate --rollback` restores that backup in place.
     let tables = "SELECT count(*) FROM sqlite_schema WHERE name = 'labels'";
@@ -526,7 +533,7 @@ async fn point_in_time_restore_reproduces_each_moment(store: Store) {
     let (tenant, project) = tenant_with_tasks(t, "acme", 1).await;
     let started = t.backups().ship_changes().await;
     assert_eq!((started.chains_started, started.failed.len()), (1, 0), "{started:?}");
-    let snapshot = t.control().backups_of(tenant.id).await.unwrap().remove(0);
+    let snapshot = t.backups().of_tenant(tenant.id).await.unwrap().remove(0);
 
     let tick = || tokio::time::sleep(Duration::from_millis(5));
     let mut moments = Vec::new();
@@ -645,7 +652,7 @@ async fn point_in_time_restore_across_a_migration() {
     let settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     let tick = || tokio::time::sleep(Duration::from_millis(5));
     // The release before: the product's schema.
-    let before = Tenancy::open(settings.clone(), silo_web::schema::schema()).await.unwrap();
+    let before = silo_web::schema::open(settings.clone()).await.unwrap();
     before.backups().logs().enable();
     let (tenant, project) = tenant_with_tasks(&before, "acme", 1).await;
     before.backups().ship_changes().await;
@@ -758,7 +765,7 @@ async fn a_restore_past_the_end_of_a_chain_is_refused() {
 /// Disaster recovery: the control plane's copies and the tenants' chains rebuild an empty data
 /// directory (`silo recover --from-store`'s two steps).
 async fn an_installation_is_rebuilt_from_the_store_and_the_master_key(store: Store) {
-    use silo_tenancy::backup::recover::recover_control;
+    use silo_backups::recover::recover_control;
     let f = Fixture::new(store).await;
     let t = f.tenancy();
     t.backups().logs().enable();
@@ -805,7 +812,7 @@ async fn an_installation_is_rebuilt_from_the_store_and_the_master_key(store: Sto
     let again = recover_control(&settings).await.unwrap_err();
     assert!(again.to_string().contains("rebuilds an empty data directory"), "{again}");
 
-    let r = Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
+    let r = silo_web::schema::open(settings).await.unwrap();
     let _accounts = silo_accounts::Accounts::new(r.clone(), Default::default());
     let run = r.backups().recover_tenants("test").await.unwrap();
     assert!(run.failed.is_empty(), "{run:?}");
@@ -830,13 +837,13 @@ async fn region_move_keeps_the_data(store: Store) {
     let t = f.tenancy();
     let (tenant, project) = tenant_with_tasks(t, "nomad", 4).await;
     let old_path = t.tenant_path(&tenant).unwrap();
-    let unknown = t.relocations().relocate(&by_slug("nomad"), "mars", "test").await.unwrap_err();
+    let unknown = t.backups().relocations().relocate(&by_slug("nomad"), "mars", "test").await.unwrap_err();
     assert!(unknown.to_string().contains("unknown region"), "{unknown}");
-    let same = t.relocations().relocate(&by_slug("nomad"), "local", "test").await.unwrap_err();
+    let same = t.backups().relocations().relocate(&by_slug("nomad"), "local", "test").await.unwrap_err();
     assert!(same.to_string().contains("already in region"), "{same}");
     assert!(old_path.exists(), "failed moves change nothing");
 
-    let moved = t.relocations().relocate(&by_slug("nomad"), "eu", "test").await.unwrap();
+    let moved = t.backups().relocations().relocate(&by_slug("nomad"), "eu", "test").await.unwrap();
     assert_eq!((moved.from.as_str(), moved.tenant.region.as_str()), ("local", "eu"));
     assert_eq!(moved.backup.kind, BackupKind::PreMove);
     let new_path = t.tenant_path(&moved.tenant).unwrap();
@@ -866,8 +873,8 @@ async fn unreachable_s3_refuses_the_start_and_a_running_fleet_retries_it() {
     assert!(refused.contains("backup store") && refused.contains("is not usable"), "{refused}");
     // …and a fleet that is already running (here without a server) retries the store at every
     // use and keeps serving its tenants meanwhile.
-    let t = &Tenancy::open(settings.fleet, silo_web::schema::schema()).await.unwrap();
-    let opened = t.backup_store().await.unwrap_err();
+    let t = &silo_web::schema::open(settings.fleet).await.unwrap();
+    let opened = t.backups().store().await.unwrap_err();
     assert!(opened.to_string().contains("is not usable"), "a clear error at start: {opened}");
     assert!(opened.to_string().contains(&format!("s3://{}", silo_e2e::s3::BUCKET)), "{opened}");
 
@@ -996,7 +1003,7 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
     assert_eq!(ops.submit(&page, &act("backup"), &[]).await.unwrap().status, 303);
     let shown = ops.get(&page).await.unwrap().body;
     assert!(shown.contains("Backed up: backup") && shown.contains("id=\"backups\""), "{shown}");
-    let backup = t.control().backups_of(tenant.id).await.unwrap().remove(0);
+    let backup = t.backups().of_tenant(tenant.id).await.unwrap().remove(0);
     assert!(shown.contains(&backup.id));
     ops.submit(&page, &act("verify"), &[]).await.unwrap();
     assert!(ops.get(&page).await.unwrap().body.contains("verified: checksum, decryption and integrity"));
@@ -1118,12 +1125,10 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
     // A fleet without a server: the application probes its store at start, and this store is
     // installed without that probe (it went down after start).
     let dir = tempfile::tempdir().unwrap();
-    let t = &Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), silo_web::schema::schema())
-        .await
-        .unwrap();
+    let t = &silo_web::schema::open(silo_tenancy::Settings::for_data_dir(dir.path())).await.unwrap();
     let store = S3Store::new(&settings_for(dead)).unwrap();
     t.backups()
-        .install_store(silo_tenancy::backup::BackupStore::with_store(Arc::new(store), MasterKey::generate()))
+        .install_store(silo_backups::BackupStore::with_store(Arc::new(store), MasterKey::generate()))
         .unwrap();
     for i in 0..8 {
         tenant_with_tasks(t, &format!("tenant-{i}"), 1).await;
@@ -1134,7 +1139,7 @@ async fn a_store_that_fails_repeatedly_stops_the_run_early() {
     let skipped = run.failed.iter().filter(|(_, e)| e.contains("skipped")).count();
     let tried = 8 - skipped;
     assert!(
-        (silo_tenancy::backup::STORE_FAILURES_IN_A_ROW..8).contains(&tried),
+        (silo_backups::STORE_FAILURES_IN_A_ROW..8).contains(&tried),
         "tried {tried}, skipped {skipped}: {run:?}"
     );
     assert!(run.failed.iter().any(|(_, e)| e.contains("Connection refused")), "{run:?}");

@@ -5,13 +5,14 @@
 //! the erasure does not bring it back (the ledger is replayed); a repeat is idempotent; bad
 //! requests are named.
 
+use silo_backups::BackupsExt;
 use std::time::Duration;
 
 use serde_json::json;
 use silo_accounts::Role;
+use silo_backups::BackupKind;
 use silo_core::TenantRef;
 use silo_e2e::{ApiClient, TestServer, files_containing};
-use silo_tenancy::BackupKind;
 
 /// Lower case on purpose: the full-text index stores tokens folded, so a mixed-case canary
 /// could hide a leftover index entry from the byte search.
@@ -48,9 +49,10 @@ async fn comment_as(server: &TestServer, email: &str, slug: &str, task_id: i64, 
 
 /// Writes the newest copy of the control plane in the server's backup store to `dest`.
 async fn newest_control_copy(server: &TestServer, dest: &std::path::Path) {
-    let store = server.tenancy.backup_store().await.unwrap().store();
+    let backups = server.tenancy.backups();
+    let store = backups.store().await.unwrap().store();
     let master = server.tenancy.master_key().await.unwrap();
-    silo_tenancy::backup::control_copies::fetch_newest(store, master, dest).await.unwrap();
+    silo_backups::control_copies::fetch_newest(store, master, dest).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,8 +131,9 @@ async fn an_erased_person_is_in_no_byte_of_the_data_directory_and_stays_erased_a
     assert!(leftovers.is_empty(), "the canary survives in {leftovers:?}");
     // The store's copies of the control plane: one without her replaced the older ones.
     assert!(result["control_copies_replaced"].as_u64() >= Some(1), "{result}");
-    let store = server.tenancy.backup_store().await.unwrap().store();
-    assert_eq!(store.list(silo_tenancy::backup::control_copies::PREFIX).await.unwrap().len(), 1);
+    let backups = server.tenancy.backups();
+    let store = backups.store().await.unwrap().store();
+    assert_eq!(store.list(silo_backups::control_copies::PREFIX).await.unwrap().len(), 1);
     let after = tempfile::tempdir().unwrap();
     newest_control_copy(&server, &after.path().join("control.db")).await;
     let leftovers = files_containing(after.path(), CANARY.as_bytes());

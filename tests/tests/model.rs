@@ -17,6 +17,7 @@
 //! `SILO_MODEL_CASES=2000 cargo test -p silo-e2e --test model` runs more. A failure is shrunk
 //! by proptest to the shortest sequence that breaks an invariant, printed with the seed.
 
+use silo_backups::BackupsExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -25,12 +26,13 @@ use std::time::Duration;
 use proptest::prelude::*;
 use silo_accounts::users::User;
 use silo_accounts::{Accounts, By, Role};
+use silo_backups::BackupKind;
 use silo_billing::{Billing, Plan, Plans};
 use silo_core::TenantRef;
 use silo_e2e::files_containing;
 use silo_jobs::JobStatus;
 use silo_jobs::{PoolSettings, Workers};
-use silo_tenancy::{BackupKind, CreateTenant, Settings, Tenancy, Tenant};
+use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
 
 /// People in every case (accounts exist from the start; signing up makes their workspace).
 const PEOPLE: usize = 4;
@@ -50,9 +52,7 @@ fn template() -> &'static Path {
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             runtime().block_on(async {
-                let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), silo_web::schema::schema())
-                    .await
-                    .unwrap();
+                let tenancy = silo_web::schema::open(Settings::for_data_dir(dir.path())).await.unwrap();
                 let accounts = Accounts::new(tenancy.clone(), Default::default());
                 for person in 0..PEOPLE {
                     let name = format!("P{person} {}", canary(person));
@@ -173,7 +173,7 @@ impl World {
         let mut settings = Settings::for_data_dir(dir.path());
         settings.exports.per_day = 10_000;
         settings.exports.min_free_mb = 0;
-        let tenancy = Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
+        let tenancy = silo_web::schema::open(settings).await.unwrap();
         let accounts = Accounts::new(tenancy.clone(), Default::default());
         let mut plans = Plans::default();
         plans.0.insert(

@@ -2,6 +2,7 @@
 //! (a real server on port 0 over real files), and fails without its fix. The numbers refer to
 //! the items of the security issue; the workspace-host journey in Chromium is in `browser.rs`.
 
+use silo_backups::BackupsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -265,7 +266,7 @@ async fn a_purge_leaves_no_copy_of_the_data_key_on_disk() {
     server
         .tenancy
         .backups()
-        .create(&TenantRef::Id(acme.id), silo_tenancy::BackupKind::Manual, "test")
+        .create(&TenantRef::Id(acme.id), silo_backups::BackupKind::Manual, "test")
         .await
         .unwrap();
     let wrapped: Vec<u8> = control_db(&server)

@@ -3,6 +3,7 @@
 //! tenants (PUTs counted by a wrapper around the store); restore throughput beside plain reads
 //! of the same files; and how long a `--big-mib` tenant is unavailable during `tenant move`.
 
+use silo_backups::BackupsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,11 +12,11 @@ use std::time::Instant;
 use clap::Args;
 use futures::StreamExt;
 use rand::Rng;
+use silo_backups::BackupStore;
 use silo_core::TenantRef;
 use silo_storage::crypto::MasterKey;
 use silo_storage::objects::{LocalStore, ObjectStore, StoreFuture};
 use silo_storage::sqlite::{self, OpenMode};
-use silo_tenancy::backup::BackupStore;
 use silo_tenancy::config::RegionSettings;
 use silo_tenancy::{Settings, Tenancy, Tenant};
 use silo_workspace::tasks;
@@ -209,7 +210,7 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
     settings.data_dir = dir.to_owned();
     settings.cache.capacity = 1024;
     settings.regions.insert("moved".into(), RegionSettings { root: dir.join("regions/moved") });
-    let tenancy = Tenancy::open(settings, silo_web::schema::schema()).await?;
+    let tenancy = silo_web::schema::open(settings).await?;
     let store = Arc::new(CountingStore::new(LocalStore::new(dir.join("objects"))));
     tenancy.backups().install_store(BackupStore::with_store(store.clone(), MasterKey::generate()))?;
 
@@ -321,7 +322,8 @@ pub async fn run(dir: &Path, args: BackupArgs) -> anyhow::Result<()> {
         let db = tenancy.db(big[0].id).await?;
         drop(db);
         let started = Instant::now();
-        let moved = tenancy.relocations().relocate(&TenantRef::Id(big[0].id), "moved", "bench").await?;
+        let moved =
+            tenancy.backups().relocations().relocate(&TenantRef::Id(big[0].id), "moved", "bench").await?;
         println!(
             "  tenant move of {:.0} MiB:        unavailable {:.0} ms (target < 1000), {:.2} s in all with the pre-move backup",
             mib(moved.bytes),

@@ -7,6 +7,7 @@
 //! (requests per tenant per interval, the lag sampled every 100 ms: how much a lost disk would
 //! lose), and with it stopped; the CPU difference is the shipper's.
 
+use silo_backups::BackupsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use futures::StreamExt;
+use silo_backups::BackupStore;
 use silo_storage::crypto::MasterKey;
 use silo_storage::objects::LocalStore;
-use silo_tenancy::backup::BackupStore;
 use silo_tenancy::{Tenancy, Tenant};
 use silo_workspace::{projects, tasks};
 
@@ -51,7 +52,7 @@ pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
 
     // Idle: every tenant backed up once (its chain started), then nothing happens.
     let idle = create_tenants(&tenancy, "idle", args.idle, 4).await?;
-    let run = tenancy.backups().create_all(idle, silo_tenancy::BackupKind::Scheduled, "bench").await;
+    let run = tenancy.backups().create_all(idle, silo_backups::BackupKind::Scheduled, "bench").await;
     anyhow::ensure!(run.failed.is_empty(), "backups failed: {:?}", run.failed);
     tenancy.backups().shipper_pass(false).await;
     // The control plane changed (the tenants, their backups): copied at once, then never
@@ -65,8 +66,8 @@ pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
         copy.took_ms,
         copy.stored as f64 / 1e6,
         copy.db_size as f64 / 1e6 / (copy.took_ms / 1000.0),
-        (copy.took_ms / 1000.0 / silo_tenancy::backup::control_copies::DUTY).max(1.0),
-        silo_tenancy::backup::control_copies::DUTY * 100.0
+        (copy.took_ms / 1000.0 / silo_backups::control_copies::DUTY).max(1.0),
+        silo_backups::control_copies::DUTY * 100.0
     );
     let requests = || store.puts.load(Ordering::Relaxed) + store.others.load(Ordering::Relaxed);
     let (before, cpu) = (requests(), cpu_time());
@@ -92,7 +93,7 @@ pub async fn run(dir: &Path, args: ContinuousArgs) -> anyhow::Result<()> {
         projects_of.push(projects::create(&db.turn().await, "bench", "", None)?);
     }
     let run =
-        tenancy.backups().create_all(writers.clone(), silo_tenancy::BackupKind::Scheduled, "bench").await;
+        tenancy.backups().create_all(writers.clone(), silo_backups::BackupKind::Scheduled, "bench").await;
     anyhow::ensure!(run.failed.is_empty(), "backups failed: {:?}", run.failed);
     tenancy.backups().ship_changes().await;
 

@@ -1,5 +1,6 @@
 //! `silo-bench provision`, `silo-bench migrate` and `silo-bench fleet`.
 
+use silo_backups::BackupsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -98,7 +99,7 @@ pub struct FleetArgs {
 /// machine's limits), measured end to end: provisioning, disk per tenant, the admin console's
 /// queries, a migration pass, backup passes, and the server under a Zipf(1.1) `wrk` load.
 pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
-    use silo_tenancy::backup::scheduler::Scheduler;
+    use silo_backups::scheduler::Scheduler;
     use silo_tenancy::{TenantQuery, TenantSort};
     use silo_workspace::tasks::{self, NewTask};
 
@@ -163,7 +164,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
         summary.migrated as f64 * 1000.0 / summary.elapsed_ms.max(1) as f64
     );
 
-    let mut scheduler = Scheduler::new(tenancy.clone());
+    let mut scheduler = Scheduler::new(tenancy.backups());
     let started = Instant::now();
     let first = scheduler.pass().await?;
     println!(

@@ -188,7 +188,7 @@ pub async fn tenancy(dir: &Path, capacity: u64) -> anyhow::Result<Tenancy> {
     settings.data_dir = dir.to_owned();
     settings.cache.capacity = capacity;
     settings.cache.idle_seconds = 3600;
-    Ok(Tenancy::open(settings, silo_web::schema::schema()).await?)
+    Ok(silo_web::schema::open(settings).await?)
 }
 
 /// The accounts over a benchmark's fleet, and the web server's settings (`SILO_…` variables

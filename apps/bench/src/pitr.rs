@@ -6,17 +6,19 @@
 //! the last moment (the snapshot and every segment replayed), each `--runs` times (the median).
 //! The target: the second within 2× the first.
 
+use silo_backups::BackupsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use rand::Rng;
+use silo_backups::BackupKind;
+use silo_backups::BackupStore;
 use silo_core::{TenantRef, Timestamp};
 use silo_storage::crypto::MasterKey;
 use silo_storage::objects::LocalStore;
-use silo_tenancy::backup::BackupStore;
-use silo_tenancy::{BackupKind, CreateTenant};
+use silo_tenancy::CreateTenant;
 use silo_workspace::{projects, tasks};
 
 use crate::measure::tenancy;

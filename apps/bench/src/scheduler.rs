@@ -6,11 +6,12 @@
 //! pass after writes to 10 tenants, and the CPU an idle scheduler loop uses with a 1 s
 //! interval (this process does nothing else meanwhile).
 
+use silo_backups::BackupsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use silo_tenancy::backup::scheduler::Scheduler;
+use silo_backups::scheduler::Scheduler;
 use silo_workspace::{projects, tasks};
 
 use crate::measure::{Latencies, cpu_time, create_tenants, tenancy};
@@ -31,7 +32,7 @@ pub async fn run(dir: &Path, args: SchedulerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let fleet = create_tenants(&tenancy, "s", args.tenants, 4).await?;
     println!("scheduler: {} tenants provisioned in {:.1} s", args.tenants, started.elapsed().as_secs_f64());
-    let mut scheduler = Scheduler::new(tenancy.clone());
+    let mut scheduler = Scheduler::new(tenancy.backups());
     let started = Instant::now();
     let first = scheduler.pass().await?;
     println!(

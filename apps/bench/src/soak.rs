@@ -10,6 +10,7 @@
 //! server's stated worst case, and the growth of each figure over the second half of the run
 //! (after warm-up), which should be near zero.
 
+use silo_backups::BackupsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -91,7 +92,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
     settings.backup.schedule = true;
     settings.backup.interval = args.backup_interval.clone();
     let interval = settings.backup.interval()?;
-    let tenancy = Tenancy::open(settings, silo_web::schema::schema()).await?;
+    let tenancy = silo_web::schema::open(settings).await?;
     let stats = tenancy.cache().stats();
     let cache = &tenancy.settings().cache;
     let worst_case = silo_tenancy::limits::worst_case_memory(stats.capacity, cache.page_cache_kib) as f64
@@ -109,7 +110,7 @@ pub async fn run(dir: &Path, args: SoakArgs) -> anyhow::Result<()> {
         silo_billing::Billing::new(accounts.clone(), Default::default(), Default::default()),
         server_settings,
     )?;
-    tenancy.backup_store().await?;
+    tenancy.backups().store().await?;
     let scheduler = tokio::spawn(tenancy.clone().backups().run_scheduler(interval, std::future::pending()));
 
     let tokens = fixture.write_tokens(dir)?;

@@ -19,6 +19,7 @@
 //! progress finishes first), then every tenant handle is closed — SQLite checkpoints a file's
 //! WAL when its last connection closes — and the control plane is closed.
 
+use silo_backups::BackupsExt;
 use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context;
@@ -81,14 +82,14 @@ impl Application {
         // Bound before anything is announced: a CLI started once the server says it listens
         // finds the socket (and waits in its backlog until the server accepts).
         let socket = crate::cli::remote::bind(&data_dir)?;
-        let tenancy = Tenancy::open(settings.fleet.clone(), crate::schema::schema()).await?;
+        let tenancy = crate::schema::open(settings.fleet.clone()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
         accounts.outbox().forget_expired_links().await.context("outbox")?;
         // A store that cannot be reached or written is a start-up error, not a surprise at the
         // first backup (this also creates the master key file on the first start).
-        tenancy.backup_store().await.context("backup store")?;
+        tenancy.backups().store().await.context("backup store")?;
 
         let (stop, stopping) = watch::channel(false);
         let mut loops = Vec::new();
@@ -125,6 +126,7 @@ impl Application {
         }
         let mut workers = Workers::new();
         silo_tenancy::jobs::register(&mut workers, &tenancy);
+        silo_backups::jobs::register(&mut workers, &tenancy.backups());
         silo_accounts::subjects::register(&mut workers, &accounts);
         silo_billing::jobs::register(&mut workers, &billing);
         // Exports have a lane of their own: a queue of them never delays an erasure, a purge

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::{command, fails, json, ok};
-use silo_tenancy::{Settings, Tenancy};
+use silo_tenancy::Settings;
 
 /// Last month, as `YYYY-MM` (the month a run can bill today).
 fn last_month() -> String {
@@ -21,7 +21,7 @@ fn last_month() -> String {
 
 /// Runs `sql` statements on the data directory's control plane.
 async fn control_sql(data: &Path, statements: &[&str]) {
-    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_web::schema::schema()).await.unwrap();
+    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
     for sql in statements {
         sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(tenancy.control().writer()).await.unwrap();
     }
@@ -171,7 +171,7 @@ async fn a_plan_held_for_hours_and_a_peak_of_storage_are_billed() {
 async fn concurrent_runs_number_every_invoice_once_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_web::schema::schema()).await.unwrap();
+    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
     for i in 0..40 {
         let request = silo_tenancy::CreateTenant {
             slug: format!("t{i:02}"),
@@ -260,7 +260,7 @@ async fn dunning_reminds_then_suspends_and_payment_resumes() {
     assert_eq!((status("acme").as_str(), status("beta").as_str()), ("suspended", "active"));
 
     // The reminders went to the billing contact, through the outbox.
-    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_web::schema::schema()).await.unwrap();
+    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
     let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
     let mail = accounts.outbox().list(Some("billing@acme.test"), 10).await.unwrap();
     assert_eq!(mail.len(), 2, "two reminders");
@@ -297,7 +297,7 @@ async fn erasing_the_person_who_is_the_billing_contact_blanks_the_address_and_ke
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     ok(data, &["tenant", "create", "acme", "--plan", "business"]);
-    let tenancy = Tenancy::open(Settings::for_data_dir(data), silo_web::schema::schema()).await.unwrap();
+    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
     let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
     accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
     accounts.users().create("bob@example.com", "correct horse battery staple", None, "test").await.unwrap();

@@ -2,6 +2,7 @@
 //! `/healthz`, stops cleanly on SIGTERM, owns the data directory (the CLI's commands run
 //! through it) and survives SIGKILL.
 
+use silo_backups::BackupsExt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -213,7 +214,7 @@ fn a_job_cut_off_by_sigkill_finishes_after_a_restart() {
     let tenants = 400;
     let job = runtime.block_on(async {
         let settings = silo_tenancy::Settings::for_data_dir(&data);
-        let tenancy = silo_tenancy::Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
+        let tenancy = silo_web::schema::open(settings).await.unwrap();
         for i in 0..tenants {
             let create = silo_tenancy::CreateTenant { slug: format!("t-{i}"), ..Default::default() };
             tenancy.tenants().create(create, "test").await.unwrap();
@@ -279,7 +280,7 @@ fn a_job_cut_off_by_sigkill_finishes_after_a_restart() {
 /// How many of the tenants `t-0…` have a backup; panics if one has more than one.
 async fn backed_up_tenants(data: &Path, tenants: i64) -> i64 {
     let settings = silo_tenancy::Settings::for_data_dir(data);
-    let tenancy = silo_tenancy::Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
+    let tenancy = silo_web::schema::open(settings).await.unwrap();
     let mut with_backup = 0;
     for i in 0..tenants {
         let tenant = tenancy.tenant(&format!("t-{i}").parse().unwrap()).await.unwrap();
@@ -320,7 +321,7 @@ fn an_erasure_cut_off_by_sigkill_finishes_after_a_restart() {
     let email = "leaving@example.com";
     let job = runtime.block_on(async {
         let settings = silo_tenancy::Settings::for_data_dir(&data);
-        let tenancy = silo_tenancy::Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
+        let tenancy = silo_web::schema::open(settings).await.unwrap();
         let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
         accounts.users().create(email, "a long enough password", Some("Leaving"), "test").await.unwrap();
         for i in 0..tenants {
@@ -368,7 +369,7 @@ fn an_erasure_cut_off_by_sigkill_finishes_after_a_restart() {
     assert_eq!(result["tenants"].as_object().map(|t| t.len()), Some(tenants as usize), "{result}");
     runtime.block_on(async {
         let settings = silo_tenancy::Settings::for_data_dir(&data);
-        let tenancy = silo_tenancy::Tenancy::open(settings, silo_web::schema::schema()).await.unwrap();
+        let tenancy = silo_web::schema::open(settings).await.unwrap();
         let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
         assert!(accounts.users().by_email(email).await.is_err(), "the account is gone");
         for i in 0..tenants {

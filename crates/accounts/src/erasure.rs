@@ -230,7 +230,7 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
             ledger.get(hash).await?.ok_or_else(|| JobError::fatal("the ledger has no such subject"))?;
         // A run that failed at the copies' replacement comes back here: do it again
         // (idempotent: the newest copy replaces the older ones).
-        tenancy.backups().supersede_control_copies().await.map_err(|e| {
+        tenancy.supersede_control_copies().await.map_err(|e| {
             JobError::retry(format!(
                 "the control plane's copies in the backup store could not be replaced: {e}"
             ))
@@ -320,7 +320,7 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     tenancy.control().checkpoint_truncate().await?;
     // The control plane's copies in the backup store held them too: a copy without them
     // replaces every older one.
-    let copies_replaced = tenancy.backups().supersede_control_copies().await.map_err(|e| {
+    let copies_replaced = tenancy.supersede_control_copies().await.map_err(|e| {
         JobError::retry(format!("the control plane's copies in the backup store could not be replaced: {e}"))
     })?;
     accounts.directory().clear();

@@ -365,6 +365,26 @@ impl Settings {
     }
 }
 
+/// Loads the master key: `backup.master_key` (from `SILO_MASTER_KEY`), else the key file
+/// (created on first use).
+pub fn load_master_key(settings: &Settings) -> Result<silo_storage::crypto::MasterKey> {
+    match &settings.backup.master_key {
+        Some(hex) => silo_storage::crypto::MasterKey::from_hex(hex.expose())
+            .map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}"))),
+        None => {
+            let path = settings.master_key_path();
+            let (key, created) = silo_storage::crypto::MasterKey::load_or_create(&path)?;
+            if created {
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated a new master key; keep a copy of it apart from the backups (without it no backup can be restored)"
+                );
+            }
+            Ok(key)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -603,7 +603,7 @@ impl ControlPlane {
     /// memberships (`silo serve` and each CLI command build the accounts); only the fleet used
     /// alone — its own tests and benches, where no account exists — has none, and nothing to
     /// copy.
-    pub(crate) async fn insert_clone(
+    pub async fn insert_clone(
         &self,
         new: &NewTenant,
         source: TenantId,
@@ -766,4 +766,136 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
         .await?
         .ok_or_else(|| Error::NotFound(id.to_string()))?;
     Tenant::from_row(&row)
+}
+
+/// Reads and writes of the tenants table for the services above the fleet (the backup
+/// scheduler, restores, moves, purges).
+impl ControlPlane {
+    /// The newest tenant row's sequence number (its rowid: rows are never deleted, so it only
+    /// grows).
+    pub async fn tenant_sequence(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM tenants").fetch_one(self.reader()).await?)
+    }
+
+    /// Live tenants inserted after sequence number `after`, and the newest sequence number
+    /// (a rowid range: costs what was added, not the fleet).
+    pub async fn live_tenants_after(&self, after: i64) -> Result<(Vec<Tenant>, i64)> {
+        let rows = sqlx::query("SELECT rowid AS seq, * FROM tenants WHERE rowid > ? ORDER BY rowid")
+            .bind(after)
+            .fetch_all(self.reader())
+            .await?;
+        let newest = match rows.last() {
+            Some(row) => sqlx::Row::try_get(row, "seq")?,
+            None => after,
+        };
+        let tenants = rows.iter().map(Tenant::from_row).collect::<Result<Vec<_>>>()?;
+        Ok((tenants.into_iter().filter(|t| t.status.is_live()).collect(), newest))
+    }
+
+    /// The live tenants among `ids` (one statement however many).
+    pub async fn live_tenants_among(&self, ids: &[TenantId]) -> Result<Vec<Tenant>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('active', 'suspended')",
+        )
+        .bind(list)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(Tenant::from_row).collect()
+    }
+
+    /// How many tenants are live (active or suspended).
+    pub async fn live_tenant_count(&self) -> Result<usize> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended')")
+                .fetch_one(self.reader())
+                .await?;
+        Ok(count as usize)
+    }
+
+    /// The end of a purge, in one transaction: the status becomes `deleted`, the crates above
+    /// forget the tenant in their tables (`others`, `?1` the tenant's id: the backup catalogue
+    /// and the wrapped data key among them), and `certificate` goes to the audit log.
+    pub async fn finish_purge(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        certificate: &serde_json::Value,
+        others: &[&'static str],
+    ) -> Result<Tenant> {
+        let now = self.now();
+        let mut tx = self.writer().begin().await?;
+        let id = tenant.to_string();
+        // The slug and name go: `purged-<uuid without dashes>` is a valid slug no one else can
+        // hold (ids are never reused), and frees the old slug.
+        let changed = sqlx::query(
+            "UPDATE tenants SET status = 'deleted', slug = 'purged-' || replace(id, '-', ''), name = 'purged workspace',
+             updated_at = ?2, deleted_at = ?2 WHERE id = ?1 AND status = 'deleting'",
+        )
+        .bind(&id)
+        .bind(now.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() != 1 {
+            return Err(Error::InvalidTransition {
+                tenant: id,
+                action: "purge",
+                status: "not deleting".into(),
+            });
+        }
+        silo_core::audit::forget_tenant_names(&mut tx, tenant).await?;
+        silo_jobs::queue::remove_result_field_in(
+            &mut tx,
+            crate::jobs::TENANT_EXPORT,
+            "$.tenant",
+            &id,
+            "$.manifest.slug",
+        )
+        .await?;
+        for statement in others {
+            sqlx::query(sqlx::AssertSqlSafe(*statement)).bind(&id).execute(&mut *tx).await?;
+        }
+        silo_core::audit::record(&mut tx, &now, actor, "tenant.purge", Some(tenant), certificate).await?;
+        tx.commit().await?;
+        self.tenant_by_id(tenant).await
+    }
+
+    /// Moves a tenant to another region (its file is already there), with an audit entry.
+    pub async fn set_region(
+        &self,
+        tenant: TenantId,
+        region: &str,
+        actor: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.writer().begin().await?;
+        sqlx::query("UPDATE tenants SET region = ?, updated_at = ? WHERE id = ?")
+            .bind(region)
+            .bind(now.as_str())
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        silo_core::audit::record(&mut tx, &now, actor, "tenant.move", Some(tenant), detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// An audit entry outside any other change (restores, exports, verifications).
+    pub async fn record_audit(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        action: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        silo_core::audit::record(&mut tx, &self.now(), actor, action, Some(tenant), detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -214,7 +214,7 @@ impl Erasures {
     /// Forgets every person the ledger names in a restored file (`path`, not yet serving):
     /// the step every restore takes before switching the file in. Returns how many people
     /// were forgotten.
-    pub(crate) async fn replay(&self, path: &Path) -> Result<usize> {
+    pub async fn replay(&self, path: &Path) -> Result<usize> {
         let subjects = self.subjects().await?;
         if subjects.is_empty() {
             return Ok(0);

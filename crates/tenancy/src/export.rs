@@ -260,7 +260,7 @@ impl Exports {
         }
         let source = self.0.tenant_path(&tenant)?;
         let snapshot =
-            self.0.backups().temp_path(&crate::scratch::name("export", &uuid::Uuid::now_v7().to_string()))?;
+            self.0.temp_path(&crate::scratch::name("export", &uuid::Uuid::now_v7().to_string()))?;
         let exported_at = self.0.control().now();
         let staged = snapshot.clone();
         self.0.cache().with_file(tenant.id, source, move |conn| Ok(sqlite::snapshot(conn, &staged)?)).await?;
@@ -278,7 +278,7 @@ impl Exports {
         };
         let (from, to) = (snapshot.clone(), out.to_owned());
         let written = tokio::task::spawn_blocking(move || {
-            manifest.schema_version = crate::backup::read_schema_version(&from)?;
+            manifest.schema_version = crate::schema::read_file_version(&from)?;
             write_zip(&from, &to, &mut manifest)?;
             Ok::<_, Error>(manifest)
         })

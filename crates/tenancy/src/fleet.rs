@@ -180,7 +180,7 @@ impl Fleet {
             self.0.cache().retire(tenant.id).await;
         }
         if matches!(outcome, Ok(MigrationOutcome::Migrated(_))) {
-            self.0.backups().changes().mark(tenant.id);
+            self.0.cache().changes().mark(tenant.id);
         }
         let migration = TenantMigration { tenant: tenant.id, slug: tenant.slug.to_string(), outcome };
         (migration, tenant)
@@ -192,7 +192,7 @@ impl Fleet {
         let path = self.0.tenant_path(tenant)?;
         let version = self.0.cache().with_file(tenant.id, path, |conn| schema::file_version(conn)).await?;
         if version < schema::latest_version(migrations) {
-            self.0.backups().backup_known(tenant, crate::BackupKind::PreMigration, "migrate").await?;
+            self.0.copies_for("a pre-migration backup")?.before_migration(&self.0, tenant).await?;
         }
         Ok(())
     }

@@ -1,8 +1,5 @@
 //! The fleet's job kinds, registered on the application's worker pool by [`register`]:
 //!
-//! - [`FLEET_BACKUP`]: a manual backup of every live tenant, with progress. Idempotent: a
-//!   tenant with a backup newer than the job's enqueueing (an earlier run of this job got to
-//!   it) is skipped.
 //! - [`TENANT_PURGE`] (`{"tenant": id}`): queued by a soft delete for the end of its grace
 //!   period; purges the tenant unless it was brought back (or purged) meanwhile.
 //! - [`TENANT_EXPORT`] (`{"tenant": id}`): the tenant's export zip at
@@ -14,12 +11,10 @@
 
 use serde_json::json;
 
-use crate::{BackupKind, Tenancy};
+use crate::Tenancy;
 use silo_core::{TenantId, TenantRef};
 use silo_jobs::{JobContext, JobError, Outcome, Workers};
 
-/// Backs up every live tenant.
-pub const FLEET_BACKUP: &str = "fleet.backup";
 /// Exports one tenant.
 pub const TENANT_EXPORT: &str = "tenant.export";
 /// Purges a soft-deleted tenant at the end of its grace period.
@@ -29,8 +24,6 @@ pub const EXPORT_DAYS: u64 = 7;
 
 /// Registers the fleet's job kinds.
 pub fn register(workers: &mut Workers, tenancy: &Tenancy) {
-    let t = tenancy.clone();
-    workers.register(FLEET_BACKUP, move |ctx| fleet_backup(t.clone(), ctx));
     let t = tenancy.clone();
     workers.register(TENANT_EXPORT, move |ctx| tenant_export(t.clone(), ctx));
     let t = tenancy.clone();
@@ -53,35 +46,11 @@ async fn tenant_purge(tenancy: Tenancy, ctx: JobContext) -> Outcome {
 }
 
 /// The tenant a job's payload names.
-fn payload_tenant(ctx: &JobContext) -> Result<TenantId, JobError> {
+pub fn payload_tenant(ctx: &JobContext) -> Result<TenantId, JobError> {
     ctx.job.payload["tenant"]
         .as_str()
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| JobError::fatal("the payload names no tenant id"))
-}
-
-async fn fleet_backup(tenancy: Tenancy, ctx: JobContext) -> Outcome {
-    let backups = tenancy.backups();
-    let tenants = backups.live_tenants().await?;
-    let total = tenants.len() as i64;
-    let (mut backed_up, mut skipped, mut failed) = (0, 0, Vec::new());
-    for (done, tenant) in tenants.iter().enumerate() {
-        if ctx.lost() {
-            return Err(JobError::retry("no longer this run's job"));
-        }
-        let newest = backups.of_tenant(tenant.id).await?.into_iter().next();
-        if newest.is_some_and(|b| b.created_at >= ctx.job.created_at) {
-            skipped += 1;
-        } else {
-            let actor = format!("job:{}", ctx.job.id);
-            match backups.create(&TenantRef::Id(tenant.id), BackupKind::Manual, &actor).await {
-                Ok(_) => backed_up += 1,
-                Err(e) => failed.push(json!({ "tenant": tenant.slug, "error": e.to_string() })),
-            }
-        }
-        ctx.progress(done as i64 + 1, total);
-    }
-    Ok(json!({ "backed_up": backed_up, "skipped": skipped, "failed": failed }))
 }
 
 async fn tenant_export(tenancy: Tenancy, ctx: JobContext) -> Outcome {

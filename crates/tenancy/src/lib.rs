@@ -1,6 +1,7 @@
 //! `silo-tenancy`: the fleet — the control plane's tenant tables, the tenant lifecycle, the LRU
-//! handle cache with its leases and turns, the tenant-migration runner, backups, restore,
-//! export, region moves, and the erasure ledger that every restore replays.
+//! handle cache with its leases and turns, the tenant-migration runner, export, and the
+//! erasure ledger that every restore replays. Backups, restores and moves are `silo-backups`',
+//! above it, reached from here through the [`Copies`] seam.
 //!
 //! [`Tenancy`] is the core: it opens `control.db`, checks the SQLite library, sizes the handle
 //! cache to the process's limits, and answers lookups (a tenant by slug or id, its open handle).
@@ -11,16 +12,19 @@
 //! - [`Tenancy`] (this file): the core and the service accessors.
 //! - [`lifecycle`]: [`Tenants`] — create (a migrated template copied into place), suspend,
 //!   resume, delete, purge, rename, plan.
-//! - [`backup`]: [`Backups`] — encrypted backups, verification, pruning, [`backup::restore`],
-//!   the [`backup::scheduler`], the catalogue; the store itself is [`Tenancy::backup_store`].
 //! - [`fleet`]: [`Fleet`] — migrating every tenant file; [`schema`]: migrating one, and the
 //!   [`Schema`] the application hands over (the control plane's migrations, the tenant schema).
 //! - [`members`]: [`Members`], the seam to the owner of memberships (a new tenant's founder, a
 //!   clone's members, a restored file's current members), registered by `silo-accounts`.
 //! - [`erasure`]: [`Erasures`] — the erasure ledger, erasing inside one file, replay on restore.
-//! - [`export`]: [`Exports`]; [`relocate`]: [`Relocations`]; [`query`]: [`Queries`].
-//! - [`jobs`]: the fleet's job kinds (backups, exports, purges), run by `silo-jobs`' queue.
-//! - [`cache`]: the handle cache, leases, turns; [`limits`]: its sizing.
+//! - [`copies`]: [`Copies`], the seam to the owner of the tenants' copies outside their files
+//!   (a purge deletes them, a migration may take one first, a stop ships the last commits),
+//!   registered by `silo-backups`.
+//! - [`export`]: [`Exports`]; [`query`]: [`Queries`].
+//! - [`jobs`]: the fleet's job kinds (exports, purges), run by `silo-jobs`' queue.
+//! - [`cache`]: the handle cache, leases, turns, which tenants changed
+//!   ([`cache::changes`]), their logs as continuous backup follows them ([`cache::log`]);
+//!   [`limits`]: its sizing.
 //! - [`control`]: `control.db`, its tenants table and the process's clock
 //!   ([`ControlPlane::now`]); [`directory`]: remembered answers
 //!   ([`directory::Memo`]). Ids and time are `silo-core`'s.
@@ -28,10 +32,10 @@
 //! - [`config`]: the fleet's settings (read by `silo-core`'s loader); [`process_lock`]: one server per data
 //!   directory; `error`: [`Error`] (the fleet's; the layers above wrap it) and [`Error::kind`].
 
-pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod copies;
 pub mod directory;
 pub mod erasure;
 mod error;
@@ -44,9 +48,8 @@ pub mod members;
 pub mod privacy;
 pub mod process_lock;
 pub mod query;
-pub mod relocate;
 pub mod schema;
-mod scratch;
+pub mod scratch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,10 +60,11 @@ use silo_storage::Placement;
 use sqlx::migrate::Migration;
 use tokio::sync::OnceCell;
 
-pub use backup::{Backup, BackupKind, Backups, DataVersion};
+pub use cache::changes::DataVersion;
 pub use cache::{CacheStats, HandleCache, Lease, StorageLimits, TenantDb, Turn};
 pub use config::Settings;
 pub use control::{ControlPlane, Tenant, TenantFilter, TenantQuery, TenantSort, TenantStatus};
+pub use copies::Copies;
 pub use erasure::{Erasures, TenantSchema};
 pub use error::{Error, Result};
 pub use export::Exports;
@@ -69,7 +73,6 @@ pub use lifecycle::{CreateTenant, Founder, Seed, Tenants};
 pub use members::{CurrentMember, Members};
 pub use process_lock::DataDirLock;
 pub use query::Queries;
-pub use relocate::Relocations;
 pub use schema::Schema;
 
 /// The tenancy layer of one Silo process.
@@ -88,12 +91,6 @@ struct Inner {
     sqlite_version: String,
     /// A migrated, closed tenant file that provisioning copies (built once per process).
     template: OnceCell<PathBuf>,
-    /// The backup store and master key (set up on first use).
-    backup_store: OnceCell<backup::BackupStore>,
-    /// Copies of `control.db` to the store (see [`backup::control_copies`]).
-    control_copies: backup::control_copies::ControlCopies,
-    /// What the backup scheduler last did.
-    scheduler_status: parking_lot::Mutex<backup::scheduler::SchedulerStatus>,
     /// The master key (loaded on first use): wraps data keys, seals links in the outbox.
     master_key: OnceCell<Arc<silo_storage::crypto::MasterKey>>,
     /// The tenant schema (the product's migrations and eraser, given at open).
@@ -106,6 +103,8 @@ struct Inner {
     /// Statements the crates above run in a purge's transaction over their own tables
     /// (`?1` is the tenant's id): memberships, invitations, mail, billing contacts.
     purge_statements: parking_lot::RwLock<Vec<&'static str>>,
+    /// The owner of the tenants' copies outside their files (registered by the backups).
+    copies: std::sync::OnceLock<Arc<dyn Copies>>,
 }
 
 impl Tenancy {
@@ -179,13 +178,11 @@ impl Tenancy {
             tenants_by_slug,
             sqlite_version,
             template: OnceCell::new(),
-            backup_store: OnceCell::new(),
-            control_copies: Default::default(),
-            scheduler_status: Default::default(),
             master_key: OnceCell::new(),
             schema,
             members: parking_lot::RwLock::new(None),
             purge_statements: parking_lot::RwLock::new(Vec::new()),
+            copies: std::sync::OnceLock::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -215,7 +212,7 @@ impl Tenancy {
     pub async fn master_key(&self) -> Result<&Arc<silo_storage::crypto::MasterKey>> {
         self.inner
             .master_key
-            .get_or_try_init(|| async { backup::load_master_key(self.settings()).map(Arc::new) })
+            .get_or_try_init(|| async { config::load_master_key(self.settings()).map(Arc::new) })
             .await
     }
 
@@ -236,8 +233,35 @@ impl Tenancy {
         *self.inner.members.write() = Some(members);
     }
 
+    /// The owner of the tenants' copies: the one registered, else the one `init` makes (and
+    /// registers). One per fleet: every caller gets the same.
+    pub fn copies_or_register(&self, init: impl FnOnce() -> Arc<dyn Copies>) -> Arc<dyn Copies> {
+        self.inner.copies.get_or_init(init).clone()
+    }
+
+    /// The registered owner of the tenants' copies, if any.
+    pub fn copies(&self) -> Option<Arc<dyn Copies>> {
+        self.inner.copies.get().cloned()
+    }
+
+    /// The registered owner of the copies, or why a change that must reach them is refused.
+    pub(crate) fn copies_for(&self, action: &str) -> Result<Arc<dyn Copies>> {
+        self.copies().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "{action} must reach the backups, and no backup service is set up in this process"
+            ))
+        })
+    }
+
+    /// Replaces the copies of `control.db` in the backup store by one of it as it is now
+    /// (after an erasure removed a person from it). Refused when no backup service is set up
+    /// in this process: the old copies would keep what was removed.
+    pub async fn supersede_control_copies(&self) -> Result<usize> {
+        self.copies_for("replacing the control plane's copies")?.supersede_control_copies(self).await
+    }
+
     /// The registered owner of memberships, if any.
-    pub(crate) fn members(&self) -> Option<Arc<dyn Members>> {
+    pub fn members(&self) -> Option<Arc<dyn Members>> {
         self.inner.members.read().clone()
     }
 
@@ -254,7 +278,7 @@ impl Tenancy {
     }
 
     /// A tenant's current members, when an owner of memberships is registered.
-    pub(crate) async fn current_members(&self, tenant: TenantId) -> Result<Option<Vec<CurrentMember>>> {
+    pub async fn current_members(&self, tenant: TenantId) -> Result<Option<Vec<CurrentMember>>> {
         match self.members() {
             Some(members) => Ok(Some(members.current(tenant).await?)),
             None => Ok(None),
@@ -287,7 +311,7 @@ impl Tenancy {
     }
 
     /// Forgets remembered tenant lookups (after a lifecycle change committed).
-    pub(crate) fn forget_tenants(&self) {
+    pub fn forget_tenants(&self) {
         self.inner.tenants_by_slug.clear();
     }
 
@@ -303,7 +327,7 @@ impl Tenancy {
     }
 
     /// The tenant's data version in this process: validates what was read from its file
-    /// without opening it (see `backup::changes`).
+    /// without opening it (see [`cache::changes`]).
     pub fn data_version(&self, id: TenantId) -> DataVersion {
         self.cache().changes().version(id)
     }
@@ -318,11 +342,6 @@ impl Tenancy {
         Tenants(self.clone())
     }
 
-    /// Backups, restores and the backup scheduler.
-    pub fn backups(&self) -> Backups {
-        Backups(self.clone())
-    }
-
     /// Fleet migrations.
     pub fn fleet(&self) -> Fleet {
         Fleet(self.clone())
@@ -333,14 +352,20 @@ impl Tenancy {
         Exports(self.clone())
     }
 
-    /// Region moves.
-    pub fn relocations(&self) -> Relocations {
-        Relocations(self.clone())
-    }
-
     /// The durable job queue.
     pub fn jobs(&self) -> silo_jobs::Jobs {
         self.inner.jobs.clone()
+    }
+
+    /// A path under `<data_dir>/tmp` (created if needed): see [`scratch`].
+    pub fn temp_path(&self, name: &str) -> Result<PathBuf> {
+        let dir = self.settings().data_dir.join("tmp");
+        std::fs::create_dir_all(&dir).map_err(|e| silo_storage::Error::Io {
+            action: "create directory",
+            path: dir.clone(),
+            source: e,
+        })?;
+        Ok(dir.join(name))
     }
 
     /// The erasure ledger and erasing in a tenant file.
@@ -380,22 +405,9 @@ impl Tenancy {
         self.inner.cache.clear().await;
         let closed = self.inner.cache.wait_all_closed(Duration::from_secs(10)).await;
         // Closing handed each tenant's unshipped commits over: they reach the store before the
-        // process goes (a no-op unless continuous backup runs here).
-        if self.inner.cache.logs().is_enabled() {
-            let run = self.backups().ship_changes().await;
-            if !run.failed.is_empty() {
-                tracing::warn!(
-                    failed = run.failed.len(),
-                    "continuous backup: commits of some tenants did not reach the store before the stop"
-                );
-            }
-            // Only when every handle closed: one still open may yet commit behind the moment.
-            if closed {
-                self.backups().close_chains_at_stop().await;
-            }
-            if let Err(e) = self.backups().copy_control_now().await {
-                tracing::warn!(error = %e, "continuous backup: the last change of control.db did not reach the store");
-            }
+        // process goes.
+        if let Some(copies) = self.copies() {
+            copies.at_stop(self, closed).await;
         }
         self.inner.control.close().await;
         closed

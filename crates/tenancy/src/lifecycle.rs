@@ -213,9 +213,9 @@ impl Tenants {
                 status,
             });
         }
+        let copies = self.0.copies_for("a purge")?;
         let path = self.0.tenant_path(&current)?;
-        let catalogued = self.0.control().backups_of(current.id).await?.len();
-        let objects = self.0.backups().delete_tenant_objects(current.id).await?;
+        let backups = copies.delete_all(&self.0, current.id).await?;
         let lease = self.0.cache().lease(current.id).await?;
         let removed = sqlite::remove_database_files(&path).await?;
         // Plaintext copies a killed process left behind (an export's snapshot, a restore's
@@ -229,12 +229,7 @@ impl Tenants {
             "purged_at": self.0.control().now(),
             "database": { "path": path, "files_removed": removed, "scratch_copies_removed": scratch },
             "exports": { "deleted": exports.len(), "jobs": exports },
-            "backups": {
-                "store": self.0.backup_store().await?.store().describe(),
-                "catalogue_rows_removed": catalogued,
-                "objects_deleted": objects.len(),
-                "object_keys": objects,
-            },
+            "backups": backups,
             "data_key_destroyed": true,
         });
         let purged = self
@@ -256,7 +251,7 @@ impl Tenants {
         self.0.control().checkpoint_truncate().await?;
         // The control plane's copies in the store hold the wrapped key too: a copy without it
         // replaces them (retried by the shipper's passes if the store fails now).
-        if let Err(e) = self.0.backups().supersede_control_copies().await {
+        if let Err(e) = copies.supersede_control_copies(&self.0).await {
             tracing::warn!(tenant = %current.id, error = %e, "the control plane's copies could not be replaced yet; retrying");
         }
         tracing::info!(tenant = %current.id, files = removed, objects = certificate["backups"]["objects_deleted"].as_u64(), "tenant purged");

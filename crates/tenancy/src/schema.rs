@@ -68,6 +68,14 @@ pub fn file_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
 }
 
+/// The schema version recorded in a database file (`PRAGMA user_version`), read on a
+/// connection of its own.
+pub fn read_file_version(path: &std::path::Path) -> Result<i64> {
+    let conn =
+        silo_storage::sqlite::open_sync(path, Default::default(), silo_storage::sqlite::OpenMode::ReadOnly)?;
+    file_version(&conn)
+}
+
 /// Brings one open tenant file up to the latest of `migrations`. Blocking.
 pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<MigrationOutcome> {
     let latest = latest_version(migrations);

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 
 /// A scratch file name for `kind` (`export`, `verify`) owned by this process.
-pub(crate) fn name(kind: &str, id: &str) -> String {
+pub fn name(kind: &str, id: &str) -> String {
     format!("{}-{kind}-{id}.db", std::process::id())
 }
 
 /// The staging path of a restore into `dest`: beside it (same file system, so the final rename
 /// is atomic), hidden, and owned by this process.
-pub(crate) fn restore_staging(dest: &Path) -> PathBuf {
+pub fn restore_staging(dest: &Path) -> PathBuf {
     let file = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dest.with_file_name(format!(".{file}.restore-{}-{}", std::process::id(), uuid::Uuid::now_v7()))
 }

@@ -82,6 +82,32 @@ async fn a_create_that_loses_the_slug_race_removes_its_file() {
     }
 }
 
+/// A purge must reach every copy of the tenant: in a process where no backup service is
+/// registered (a tool that opened the fleet alone), it is refused and deletes nothing.
+#[tokio::test]
+async fn a_purge_without_the_backups_is_refused_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let alone =
+        silo_tenancy::Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), common::schema())
+            .await
+            .unwrap();
+    let tenant = alone.tenants().create(silo_tenancy::CreateTenant::with_slug("kept"), "test").await.unwrap();
+    let path = alone.tenant_path(&tenant).unwrap();
+    alone.tenants().delete(&slug("kept"), "op").await.unwrap();
+    let refused = alone.tenants().purge(&slug("kept"), "op").await.unwrap_err();
+    assert!(matches!(refused, Error::Unavailable(_)), "{refused}");
+    assert!(refused.to_string().contains("backups"), "{refused}");
+    assert!(path.exists(), "the file is kept");
+    assert_eq!(alone.tenant(&slug("kept")).await.unwrap().status, TenantStatus::Deleting);
+    let erasure = alone.supersede_control_copies().await.unwrap_err();
+    assert!(matches!(erasure, Error::Unavailable(_)), "{erasure}");
+    // Once the backups are there, the same purge goes through.
+    silo_backups::Backups::of(&alone);
+    assert_eq!(alone.tenants().purge(&slug("kept"), "op").await.unwrap().status, TenantStatus::Deleted);
+    assert!(!path.exists());
+    drop(alone);
+}
+
 #[tokio::test]
 async fn suspend_resume_delete_purge() {
     let f = fixture().await;

@@ -5,12 +5,14 @@
 //! per process: like purges, in-place restores refuse to run beside a server (the admin
 //! console restores through the server itself).
 
+use silo_backups::BackupsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use silo_backups::{Backup, BackupKind};
 use silo_core::TenantRef;
-use silo_tenancy::{Backup, BackupKind, Tenancy};
+use silo_tenancy::Tenancy;
 
 use super::actor;
 use crate::output::{self, print_json, table};
@@ -223,8 +225,8 @@ impl RecoverArgs {
         if let Some(file) = &self.master_key_file {
             install_master_key(file, &settings.fleet.master_key_path())?;
         }
-        let control = silo_tenancy::backup::recover::recover_control(&settings.fleet).await?;
-        let tenancy = Tenancy::open(settings.fleet.clone(), crate::schema::schema()).await?;
+        let control = silo_backups::recover::recover_control(&settings.fleet).await?;
+        let tenancy = crate::schema::open(settings.fleet.clone()).await?;
         // The accounts say who each tenant's members are now (a restored file gets them).
         let _accounts = silo_accounts::Accounts::new(tenancy.clone(), settings.accounts());
         let tenants = tenancy.backups().recover_tenants(&actor()).await;

@@ -1,11 +1,13 @@
 //! `silo migrate`: bring tenant files to the latest schema.
 
+use silo_backups::BackupsExt;
 use std::process::ExitCode;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use silo_backups::BackupKind;
 use silo_core::TenantRef;
-use silo_tenancy::{BackupKind, Tenancy};
+use silo_tenancy::Tenancy;
 use silo_workspace::migrations as tenant_migrations;
 
 use crate::output::{print_json, table};

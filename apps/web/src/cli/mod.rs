@@ -156,7 +156,7 @@ impl Cli {
                 Err(e) => return Err(e.into()),
             }
         };
-        let tenancy = Tenancy::open(settings.fleet.clone(), crate::schema::schema()).await?;
+        let tenancy = crate::schema::open(settings.fleet.clone()).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
         let services = Services { tenancy: tenancy.clone(), accounts, billing };

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use silo_backups::BackupsExt;
 use silo_core::TenantRef;
 use silo_tenancy::{CreateTenant, Tenant, TenantFilter, TenantStatus};
 
@@ -176,7 +177,8 @@ impl TenantCommand {
                 }
             }
             Self::Move { tenant, region, format } => {
-                let moved = tenancy.relocations().relocate(&parse_ref(&tenant)?, &region, &actor()).await?;
+                let moved =
+                    tenancy.backups().relocations().relocate(&parse_ref(&tenant)?, &region, &actor()).await?;
                 if format.json {
                     print_json(&moved)?;
                 } else {

@@ -11,6 +11,7 @@
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, web};
+use silo_backups::BackupsExt;
 
 use super::client::is_direct_local;
 use super::csrf::same_token;

@@ -15,6 +15,8 @@ pub struct Fixture {
 pub async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let tenancy = Tenancy::open(Settings::for_data_dir(dir.path()), schema()).await.unwrap();
+    // As the application does: purges and erasures must reach the backups.
+    silo_backups::Backups::of(&tenancy);
     let accounts = Accounts::new(tenancy.clone(), AccountsSettings::default());
     Fixture { dir, tenancy, accounts }
 }

@@ -109,7 +109,7 @@ pub struct TenantDb {
     clock: silo_core::ProcessClock,
     /// Continuous backup's log of the file (and the file's path): read out before the
     /// connection closes.
-    log: Option<(Arc<crate::backup::continuous::TenantLog>, std::path::PathBuf)>,
+    log: Option<(Arc<super::log::TenantLog>, std::path::PathBuf)>,
 }
 
 impl std::fmt::Debug for TenantDb {
@@ -138,11 +138,8 @@ impl TenantDb {
         }
     }
 
-    /// Follows the file's log for continuous backup (see `backup::continuous`).
-    pub(crate) fn with_log(
-        mut self,
-        log: Option<(Arc<crate::backup::continuous::TenantLog>, std::path::PathBuf)>,
-    ) -> Self {
+    /// Follows the file's log for continuous backup (see [`super::log`]).
+    pub(crate) fn with_log(mut self, log: Option<(Arc<super::log::TenantLog>, std::path::PathBuf)>) -> Self {
         self.log = log;
         self
     }

@@ -1,5 +1,6 @@
 //! The LRU handle cache: `TenantId → Arc<TenantDb>` (moka), with single-flight opens, lazy
-//! migration, quarantine, leases and counters.
+//! migration, quarantine, leases and counters; which tenants changed ([`changes`]) and their
+//! write-ahead logs as continuous backup follows them ([`log`]).
 //!
 //! - A hit is a moka lookup plus one atomic load (is the handle retired?).
 //! - A miss opens once per tenant however many callers wait (moka's `try_get_with`): check the
@@ -14,7 +15,9 @@
 //! - A lease refuses new opens, retires and evicts the handle, and waits until every
 //!   connection to the file is closed.
 
+pub mod changes;
 mod handle;
+pub mod log;
 mod metrics;
 mod registry;
 
@@ -80,9 +83,9 @@ struct Inner {
     metrics: Arc<CacheMetrics>,
     /// Which tenants were written to (commit hooks on every connection), for the backup
     /// scheduler.
-    changes: Arc<crate::backup::ChangeTracker>,
+    changes: Arc<changes::ChangeTracker>,
     /// Each tenant's write-ahead log as continuous backup follows it.
-    logs: Arc<crate::backup::continuous::Logs>,
+    logs: Arc<log::Logs>,
     /// The directory's tenants by slug (shared with `Tenancy::resolve`): cleared after the
     /// cache records a migration or a quarantine in a tenant's row, so the next request sees it.
     tenants: crate::directory::Memo<silo_core::TenantSlug, crate::Tenant>,
@@ -104,7 +107,7 @@ pub type StorageLimits = Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
 #[derive(Debug)]
 pub struct Lease {
     registry: Arc<Registry>,
-    changes: Arc<crate::backup::ChangeTracker>,
+    changes: Arc<changes::ChangeTracker>,
     id: TenantId,
 }
 
@@ -431,7 +434,7 @@ impl HandleCache {
 
     /// [`HandleCache::with_file`], telling `f` whether the connection is the cached handle's
     /// (`true`) or one of its own, closed after (and so checkpointing its log away).
-    pub(crate) async fn with_file_told<T: Send + 'static>(
+    pub async fn with_file_told<T: Send + 'static>(
         &self,
         id: TenantId,
         path: PathBuf,
@@ -469,7 +472,7 @@ impl HandleCache {
 
     /// Runs `f` on the tenant's cached handle's connection (with a turn) if this process has
     /// the file open; `None` (and nothing run) otherwise. Never opens the file.
-    pub(crate) async fn with_open_file<T: Send + 'static>(
+    pub async fn with_open_file<T: Send + 'static>(
         &self,
         id: TenantId,
         f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
@@ -481,12 +484,12 @@ impl HandleCache {
     }
 
     /// The write tracker fed by the tenant connections' commit hooks.
-    pub fn changes(&self) -> &Arc<crate::backup::ChangeTracker> {
+    pub fn changes(&self) -> &Arc<changes::ChangeTracker> {
         &self.inner.changes
     }
 
     /// The tenants' write-ahead logs as continuous backup follows them.
-    pub fn logs(&self) -> &Arc<crate::backup::continuous::Logs> {
+    pub fn logs(&self) -> &Arc<log::Logs> {
         &self.inner.logs
     }
 

@@ -25,6 +25,8 @@ pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
     settings.cache.lease_timeout_ms = 10_000;
     adjust(&mut settings);
     let tenancy = Tenancy::open(settings, schema()).await.unwrap();
+    // As the application does: a purge must reach the backups, so it is refused without them.
+    silo_backups::Backups::of(&tenancy);
     Fixture { dir, tenancy }
 }
 

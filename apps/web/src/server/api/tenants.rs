@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
+use silo_backups::BackupsExt;
 use silo_core::TenantRef;
 use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
@@ -222,13 +223,13 @@ async fn delete_tenant(
 /// The moments a tenant can be restored to (its oldest backup to the last commit in the
 /// store, less the gaps), and what of it is not in the store yet.
 #[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), responses(
-    (status = 200, body = silo_tenancy::backup::restore::Restorable), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 200, body = silo_backups::restore::Restorable), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[get("/tenants/{id}/restorable")]
 async fn restorable(
     req: actix_web::HttpRequest,
     _op: OperatorToken,
     id: web::Path<String>,
-) -> Result<web::Json<silo_tenancy::backup::restore::Restorable>, ApiError> {
+) -> Result<web::Json<silo_backups::restore::Restorable>, ApiError> {
     let tenancy = state(&req).tenancy();
     let tenant = tenancy.tenant(&reference(&id)?).await?;
     Ok(web::Json(tenancy.backups().restorable(&tenant).await?))

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
+use silo_backups::BackupsExt;
 use silo_core::{TenantId, TenantRef};
 use silo_jobs::JobStatus;
 use silo_tenancy::{CreateTenant, TenantQuery, TenantSort, TenantStatus};
@@ -287,7 +288,7 @@ async fn act_page(
         }
         "backup" => tenancy
             .backups()
-            .create(&reference, silo_tenancy::BackupKind::Manual, actor)
+            .create(&reference, silo_backups::BackupKind::Manual, actor)
             .await
             .map(|b| format!("Backed up: backup {}.", b.id)),
         "verify" => {
@@ -326,7 +327,7 @@ async fn act_page(
                     tenancy.backups().restore(&reference, backup.as_deref(), as_slug.as_deref(), actor).await
                 }
             };
-            let moment = |r: &silo_tenancy::backup::restore::Restored| match (&r.at, &r.reached) {
+            let moment = |r: &silo_backups::restore::Restored| match (&r.at, &r.reached) {
                 (Some(at), Some(reached)) => format!(
                     " to {at} (its last commit by then: {reached}; {} commits replayed after backup {})",
                     r.commits_replayed, r.backup.id
@@ -351,12 +352,14 @@ async fn act_page(
                 Err(e) => Err(e),
             }
         }
-        "move" => tenancy.relocations().relocate(&reference, form.region.trim(), actor).await.map(|moved| {
-            format!(
-                "Moved from {} to {}; the tenant was unavailable for {:.1} ms.",
-                moved.from, moved.tenant.region, moved.unavailable_ms
-            )
-        }),
+        "move" => tenancy.backups().relocations().relocate(&reference, form.region.trim(), actor).await.map(
+            |moved| {
+                format!(
+                    "Moved from {} to {}; the tenant was unavailable for {:.1} ms.",
+                    moved.from, moved.tenant.region, moved.unavailable_ms
+                )
+            },
+        ),
         "migrate" => {
             let summary =
                 tenancy.fleet().migrate(vec![tenant], tenant_migrations(), 1, true, &|_| {}).await?;

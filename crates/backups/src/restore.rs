@@ -20,9 +20,9 @@ use silo_storage::sqlite;
 
 use super::Backups;
 use super::catalogue::Backup;
-use crate::control::{MigrationRecord, NewTenant, Tenant, TenantStatus};
 use crate::{Error, Result};
 use silo_core::ids::{TenantId, TenantRef, TenantSlug};
+use silo_tenancy::control::{MigrationRecord, NewTenant, Tenant, TenantStatus};
 
 /// What a restore did.
 #[derive(Debug, Serialize)]
@@ -90,9 +90,9 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S:
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
-/// A staging path beside `dest` (see [`crate::scratch::restore_staging`]).
+/// A staging path beside `dest` (see [`silo_tenancy::scratch::restore_staging`]).
 fn staging_path(dest: &Path) -> PathBuf {
-    crate::scratch::restore_staging(dest)
+    silo_tenancy::scratch::restore_staging(dest)
 }
 
 impl Backups {
@@ -105,7 +105,7 @@ impl Backups {
         as_slug: Option<&str>,
         actor: &str,
     ) -> Result<Restored> {
-        let tenant = self.0.tenant(tenant).await?;
+        let tenant = self.fleet.tenant(tenant).await?;
         Self::check_restorable(&tenant, as_slug)?;
         let backup = self.find(&tenant, backup).await?;
         match as_slug {
@@ -124,9 +124,9 @@ impl Backups {
         as_slug: Option<&str>,
         actor: &str,
     ) -> Result<Restored> {
-        let tenant = self.0.tenant(tenant).await?;
+        let tenant = self.fleet.tenant(tenant).await?;
         Self::check_restorable(&tenant, as_slug)?;
-        if at > &self.0.control().now() {
+        if at > &self.fleet.control().now() {
             return Err(Error::invalid(
                 "at",
                 format!("{at} is in the future: restore to a moment that has passed"),
@@ -190,7 +190,7 @@ impl Backups {
                 window.gaps.push((reach, newer.created_at.clone()));
             }
         }
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let keys = store.list(&super::continuous::chain_prefix(tenant.id, &newest.id)).await?;
         let last =
             keys.iter().filter_map(|k| super::continuous::parse_segment_key(k)).map(|s| s.last_ms).max();
@@ -219,7 +219,7 @@ impl Backups {
         until: Option<i64>,
         actor: &str,
     ) -> Result<Restored> {
-        let path = self.0.tenant_path(&tenant)?;
+        let path = self.fleet.tenant_path(&tenant)?;
         let staging = staging_path(&path);
         let staged = self.stage(&tenant, &backup, until, &staging).await?;
         let Staged { size, forgotten, schema_version, replayed, reached } = staged;
@@ -231,7 +231,7 @@ impl Backups {
             None => None,
         };
         let switched = async {
-            let lease = self.0.cache().lease(tenant.id).await?;
+            let lease = self.fleet.cache().lease(tenant.id).await?;
             let started = Instant::now();
             // Under the lease no membership change can write the tenant's file: the staged
             // one gets today's members (the backup's may have left, or be missing).
@@ -244,7 +244,7 @@ impl Backups {
             // quarantined): record both before anyone opens it.
             let record =
                 MigrationRecord { tenant: tenant.id, schema_version: Some(schema_version), error: None };
-            self.0.control().record_migrations(&[record]).await?;
+            self.fleet.control().record_migrations(&[record]).await?;
             let unavailable = started.elapsed();
             drop(lease);
             Ok::<_, Error>(unavailable)
@@ -257,7 +257,7 @@ impl Backups {
                 return Err(e);
             }
         };
-        self.0.forget_tenants();
+        self.fleet.forget_tenants();
         // The file is another one now: its log starts afresh, with a new chain.
         self.logs().reset(tenant.id);
         let at = until.map(silo_core::Timestamp::from_unix_ms);
@@ -266,9 +266,9 @@ impl Backups {
             "unavailable_ms": unavailable.as_secs_f64() * 1000.0, "forgotten": forgotten,
             "at": at, "commits_replayed": replayed,
         });
-        self.0.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
+        self.fleet.control().record_audit(tenant.id, actor, "tenant.restore", &detail).await?;
         tracing::info!(backup = %backup.id, unavailable_ms = unavailable.as_millis() as u64, "tenant restored in place");
-        let tenant = self.0.control().tenant_by_id(tenant.id).await?;
+        let tenant = self.fleet.control().tenant_by_id(tenant.id).await?;
         Ok(Restored { tenant, backup, size, unavailable, forgotten, at, commits_replayed: replayed, reached })
     }
 
@@ -282,11 +282,11 @@ impl Backups {
         actor: &str,
     ) -> Result<Restored> {
         let slug = TenantSlug::parse(slug)?;
-        if self.0.control().slug_taken(&slug).await? {
+        if self.fleet.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));
         }
         let id = TenantId::new();
-        let path = self.0.placement().database_path(source.region.as_str(), id.as_uuid())?;
+        let path = self.fleet.placement().database_path(source.region.as_str(), id.as_uuid())?;
         let dir = path.parent().expect("a database path has a parent directory").to_owned();
         tokio::fs::create_dir_all(&dir).await.map_err(|e| silo_storage::Error::Io {
             action: "create directory",
@@ -321,9 +321,9 @@ impl Backups {
             plan: source.plan.clone(),
             schema_version,
         };
-        let members = self.0.members();
+        let members = self.fleet.members();
         let inserted =
-            self.0.control().insert_clone(&new, source.id, &backup.id, members.as_deref(), actor).await;
+            self.fleet.control().insert_clone(&new, source.id, &backup.id, members.as_deref(), actor).await;
         let tenant = match inserted {
             Ok(tenant) => tenant,
             Err(e) => {
@@ -331,7 +331,7 @@ impl Backups {
                 return Err(e);
             }
         };
-        self.0.forget_tenants();
+        self.fleet.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
         let at = until.map(silo_core::Timestamp::from_unix_ms);
         Ok(Restored {
@@ -348,10 +348,10 @@ impl Backups {
 
     /// Brings the member rows of the file at `path` (not serving) to `tenant`'s current members.
     async fn reconcile_members(&self, tenant: TenantId, path: &Path) -> Result<usize> {
-        let Some(members) = self.0.current_members(tenant).await? else { return Ok(0) };
-        let reconcile = self.0.schema().reconcile;
+        let Some(members) = self.fleet.current_members(tenant).await? else { return Ok(0) };
+        let reconcile = self.fleet.schema().reconcile;
         let (path, tuning, now) =
-            (path.to_owned(), self.0.settings().tenant_tuning(), self.0.control().now());
+            (path.to_owned(), self.fleet.settings().tenant_tuning(), self.fleet.control().now());
         tokio::task::spawn_blocking(move || -> Result<usize> {
             let mut conn = sqlite::open_sync(&path, tuning, sqlite::OpenMode::Existing)?;
             let changed = reconcile(&mut conn, &members, &now)?;
@@ -383,10 +383,10 @@ impl Backups {
                 (replayed, last) = self.replay_chain(tenant, backup, until, staging).await?;
                 reached = last.map(silo_core::Timestamp::from_unix_ms).or(reached);
                 {
-                    let (file, latest) = (staging.to_owned(), crate::schema::latest_version(self.0.migrations()));
+                    let (file, latest) = (staging.to_owned(), silo_tenancy::schema::latest_version(self.fleet.migrations()));
                     (size, schema_version) = tokio::task::spawn_blocking(move || {
                         sqlite::check_integrity(&file)?;
-                        let version = super::read_schema_version(&file)?;
+                        let version = silo_tenancy::schema::read_file_version(&file)?;
                         if version > latest {
                             return Err(Error::Schema(format!(
                                 "the restored file is at schema version {version}, newer than this binary's {latest}"
@@ -398,7 +398,7 @@ impl Backups {
                     .expect("checking a restored file panicked")?;
                 }
             }
-            let forgotten = self.0.erasures().replay(staging).await?;
+            let forgotten = self.fleet.erasures().replay(staging).await?;
             Ok(Staged { size, forgotten, schema_version, replayed, reached })
         }
         .await;

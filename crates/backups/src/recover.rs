@@ -19,9 +19,9 @@ use serde::Serialize;
 use silo_storage::sqlite;
 
 use super::{Backup, BackupKind, BackupStore, Backups};
-use crate::control::Tenant;
 use crate::{Error, Result, Settings};
 use silo_core::ids::TenantRef;
+use silo_tenancy::control::Tenant;
 
 /// What [`recover_control`] wrote.
 #[derive(Debug, Serialize)]
@@ -78,7 +78,7 @@ fn existing_master_key(settings: &Settings) -> Result<silo_storage::crypto::Mast
             settings.master_key_path().display()
         )));
     }
-    super::load_master_key(settings)
+    silo_tenancy::config::load_master_key(settings)
 }
 
 /// What [`Backups::recover_tenants`] did.
@@ -105,7 +105,7 @@ impl Backups {
                 let result = self.recover_tenant(&tenant, actor).await;
                 (tenant, result)
             })
-            .buffer_unordered(self.0.settings().backup.concurrency());
+            .buffer_unordered(self.fleet.settings().backup.concurrency());
         while let Some((tenant, result)) = results.next().await {
             match result {
                 Ok((restored, adopted)) => {
@@ -124,7 +124,7 @@ impl Backups {
     }
 
     async fn recover_tenant(&self, tenant: &Tenant, actor: &str) -> Result<(super::restore::Restored, bool)> {
-        let path = self.0.tenant_path(tenant)?;
+        let path = self.fleet.tenant_path(tenant)?;
         // A region on another volume may have survived: its file is newer than the store.
         if path.exists() {
             return Err(Error::invalid(
@@ -143,7 +143,7 @@ impl Backups {
             source: e,
         })?;
         let restored =
-            self.restore_to(&TenantRef::Id(tenant.id), &self.0.control().now(), None, actor).await?;
+            self.restore_to(&TenantRef::Id(tenant.id), &self.fleet.control().now(), None, actor).await?;
         Ok((restored, adopted))
     }
 
@@ -152,7 +152,7 @@ impl Backups {
     /// checks it. Its time is its id's (a UUID v7 made just before the snapshot was read).
     /// Returns whether one was adopted.
     async fn adopt_newest_snapshot(&self, tenant: &Tenant) -> Result<bool> {
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let prefix = format!("tenants/{}/backups/", tenant.id);
         let newest = store
             .list(&prefix)
@@ -190,16 +190,16 @@ impl Backups {
             verify_error: None,
             chain_until: None,
         };
-        let temp = self.temp_path(&crate::scratch::name("adopt", &id))?;
+        let temp = self.fleet.temp_path(&silo_tenancy::scratch::name("adopt", &id))?;
         let checked = async {
             backup.db_size = self.fetch_backup_into(tenant, &backup, &temp).await? as i64;
-            backup.schema_version = super::read_schema_version(&temp)?;
+            backup.schema_version = silo_tenancy::schema::read_file_version(&temp)?;
             Ok::<_, Error>(())
         }
         .await;
         let _ = sqlite::remove_database_files(&temp).await;
         checked?;
-        self.0.control().insert_backup(&backup, "recover").await?;
+        self.catalogue().insert_backup(&backup, "recover").await?;
         tracing::info!(tenant = %tenant.id, backup = %id, "a snapshot newer than the control plane's copy was catalogued");
         Ok(true)
     }

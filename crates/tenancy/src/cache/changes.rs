@@ -84,16 +84,16 @@ impl ChangeTracker {
         self: &std::sync::Arc<Self>,
         conn: &rusqlite::Connection,
         tenant: TenantId,
-        log: Option<std::sync::Arc<super::continuous::TenantLog>>,
+        log: Option<std::sync::Arc<super::log::TenantLog>>,
     ) {
         let tracker = self.clone();
         if log.is_some() {
-            super::continuous::install(conn);
+            super::log::install(conn);
         }
         let installed = conn.commit_hook(Some(move || {
             tracker.mark(tenant);
             if let Some(log) = &log {
-                super::continuous::committing(log);
+                super::log::committing(log);
             }
             false // let the commit proceed
         }));

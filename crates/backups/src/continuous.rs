@@ -6,17 +6,14 @@
 //!   as numbered *segments* of that chain, `tenants/<tenant>/chains/<backup id>/<seq>.seg.zst.enc`,
 //!   each compressed and sealed with the tenant's data key like a snapshot. Restoring to T takes
 //!   the newest snapshot at or before T and replays its chain's commits up to T.
-//! - **Commit times.** Each tenant connection of the handle cache carries a commit hook (the
-//!   change tracker's, which notes the time here) and a WAL hook, run once the commit is in the
-//!   log on the same thread, which records (frames in the log, time) in the tenant's
-//!   [`TenantLog`] and marks the tenant for the shipper. A WAL hook replaces SQLite's automatic
-//!   checkpoint: checkpoints are the shipper's.
+//! - **Commit times.** The fleet's handle cache follows each tenant's log
+//!   ([`silo_tenancy::cache::log`]): every commit's time, what is not shipped yet, the chain.
 //! - **Shipping.** Every interval the shipper takes the marked tenants — idle tenants are never
 //!   visited and cost no request — and, holding the tenant's connection, reads the commits after
 //!   its position out of the `-wal` ([`silo_storage::wal::read_commits`]); the segment is
 //!   built, sealed and stored after the connection is given back. Once the shipped log passes
-//!   [`CHECKPOINT_FRAMES`] the shipper checkpoints it, so a checkpoint never discards a frame
-//!   that was not shipped. Only if the log passes [`MAX_UNSHIPPED_FRAMES`] (the store down
+//!   [`silo_tenancy::cache::log::CHECKPOINT_FRAMES`] the shipper checkpoints it, so a checkpoint never discards a frame
+//!   that was not shipped. Only if the log passes [`silo_tenancy::cache::log::MAX_UNSHIPPED_FRAMES`] (the store down
 //!   for long) is it checkpointed unshipped, to bound the disk: the chain is broken, and the
 //!   next ship starts a new one with a snapshot.
 //! - **Closing.** A connection that closes (eviction, a lease, shutdown) checkpoints its log
@@ -25,368 +22,23 @@
 //! Enabled in `silo serve` when the scheduler runs and `backup.continuous_interval` is not
 //! `0`; otherwise no hook is installed and SQLite checkpoints as usual.
 
-use std::cell::RefCell;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::StreamExt;
-use parking_lot::Mutex;
 use serde::Serialize;
 use silo_storage::segment::{self, TimedCommit};
-use silo_storage::wal::{self, WalPosition};
+use silo_storage::wal;
+use silo_tenancy::cache::log::{Chain, TenantLog};
 
 use super::{BackupKind, Backups};
-use crate::control::{Tenant, TenantStatus};
 use crate::{Error, Result};
 use silo_core::ids::{TenantId, TenantRef};
-
-/// Frames of shipped log after which the shipper checkpoints it (SQLite's own automatic
-/// checkpoint's threshold: ~4 MiB at 4 KiB pages).
-pub const CHECKPOINT_FRAMES: u32 = 1000;
+use silo_tenancy::{Tenant, TenantStatus};
 
 /// Segments a replay fetches ahead of the one it applies.
 const REPLAY_PREFETCH: usize = 8;
-
-/// Frames of log past which it is checkpointed even though not shipped (~64 MiB).
-pub const MAX_UNSHIPPED_FRAMES: u32 = 16_000;
-
-/// Every tenant's log as this process follows it. Cheap to share.
-#[derive(Debug, Default)]
-pub struct Logs {
-    enabled: AtomicBool,
-    tenants: Mutex<HashMap<TenantId, Arc<TenantLog>>>,
-    /// Tenants that committed since the shipper last looked.
-    dirty: Arc<Mutex<HashSet<TenantId>>>,
-}
-
-impl Logs {
-    /// Turns continuous backup on for connections opened from now on.
-    pub fn enable(&self) {
-        self.enabled.store(true, Ordering::Release);
-    }
-
-    /// Whether connections get the hooks.
-    pub fn is_enabled(&self) -> bool {
-        self.enabled.load(Ordering::Acquire)
-    }
-
-    /// The tenant's log, for a connection being opened (`None` when disabled).
-    pub(crate) fn watching(&self, tenant: TenantId) -> Option<Arc<TenantLog>> {
-        if !self.is_enabled() {
-            return None;
-        }
-        Some(self.log(tenant))
-    }
-
-    fn log(&self, tenant: TenantId) -> Arc<TenantLog> {
-        self.tenants
-            .lock()
-            .entry(tenant)
-            .or_insert_with(|| {
-                Arc::new(TenantLog {
-                    tenant,
-                    state: Mutex::default(),
-                    shipping: tokio::sync::Mutex::new(()),
-                    dirty: self.dirty.clone(),
-                })
-            })
-            .clone()
-    }
-
-    /// The tenant's log if this process follows it.
-    pub(crate) fn get(&self, tenant: TenantId) -> Option<Arc<TenantLog>> {
-        self.tenants.lock().get(&tenant).cloned()
-    }
-
-    fn take_dirty(&self) -> Vec<TenantId> {
-        std::mem::take(&mut *self.dirty.lock()).into_iter().collect()
-    }
-
-    fn mark(&self, tenant: TenantId) {
-        self.dirty.lock().insert(tenant);
-    }
-
-    /// Forgets a tenant's log (its file was replaced): the next pass starts a new chain with a
-    /// snapshot.
-    pub(crate) fn reset(&self, tenant: TenantId) {
-        if let Some(log) = self.get(tenant) {
-            *log.state.lock() = LogState::default();
-            self.mark(tenant);
-        }
-    }
-
-    /// Stops following a tenant (deleted): its state goes, and it is not visited again.
-    fn forget(&self, tenant: TenantId) {
-        self.tenants.lock().remove(&tenant);
-    }
-
-    /// The file was written behind the log (a connection without the hooks: an erasure or a
-    /// migration while the tenant was not open): its chain cannot continue, the next pass
-    /// starts a new one with a snapshot.
-    pub(crate) fn written_outside(&self, tenant: TenantId) {
-        if let Some(log) = self.get(tenant) {
-            log.state.lock().broken = true;
-            self.mark(tenant);
-        }
-    }
-
-    /// How far behind the store the followed tenants are: (tenants with commits not shipped,
-    /// the oldest such commit's age).
-    pub fn lag(&self) -> Lag {
-        let now = now_ms();
-        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
-        let mut lag = Lag::default();
-        for log in tenants {
-            if let Some(behind) = log.state.lock().behind(now) {
-                lag.tenants_behind += 1;
-                lag.oldest_unshipped_ms = lag.oldest_unshipped_ms.max(behind.oldest_unshipped_ms);
-                lag.unshipped_bytes += behind.unshipped_bytes;
-            }
-        }
-        lag
-    }
-
-    /// The chains whose every commit is in the store (nothing pending, nothing unread, not
-    /// broken): `(tenant, chain's snapshot id)`.
-    fn complete_chains(&self) -> Vec<(TenantId, String)> {
-        let tenants: Vec<_> = self.tenants.lock().values().cloned().collect();
-        tenants
-            .iter()
-            .filter_map(|log| {
-                let state = log.state.lock();
-                let complete = state.pending.is_empty() && state.times.is_empty() && !state.broken;
-                state.chain.as_ref().filter(|_| complete).map(|chain| (log.tenant, chain.backup.clone()))
-            })
-            .collect()
-    }
-
-    /// One tenant's lag (`None`: not followed here, or nothing unshipped).
-    pub fn lag_of(&self, tenant: TenantId) -> Option<Lag> {
-        self.get(tenant)?.state.lock().behind(now_ms())
-    }
-}
-
-impl LogState {
-    /// What of this log is not in the store: its oldest commit's age and its bytes.
-    fn behind(&self, now: i64) -> Option<Lag> {
-        let at = self.pending.first().map(|c| c.at_ms).or(self.times.front().map(|t| t.1))?;
-        let pending: usize =
-            self.pending.iter().flat_map(|c| &c.commit.pages).map(|(_, page)| page.len()).sum();
-        let (shipped, page_size) = self.position.map_or((0, 4096), |p| (p.frames, p.page_size));
-        let logged = self.times.back().map_or(0, |t| t.0.saturating_sub(shipped));
-        Some(Lag {
-            tenants_behind: 1,
-            oldest_unshipped_ms: (now - at).max(0) as u64,
-            unshipped_bytes: pending as u64 + u64::from(logged) * u64::from(page_size),
-        })
-    }
-}
-
-/// What is not in the store yet ([`Logs::lag`]).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Lag {
-    /// Tenants with commits not shipped.
-    pub tenants_behind: usize,
-    /// Age of the oldest commit not shipped, milliseconds.
-    pub oldest_unshipped_ms: u64,
-    /// Bytes of log (pages) not shipped, over all tenants.
-    pub unshipped_bytes: u64,
-}
-
-impl Lag {
-    /// The lag as Prometheus gauges (`silo_backup_continuous_…`).
-    pub fn to_prometheus(&self) -> String {
-        let gauges = [
-            (
-                "tenants_behind",
-                "Tenants with commits not in the backup store yet.",
-                self.tenants_behind as f64,
-            ),
-            (
-                "lag_seconds",
-                "Age of the oldest commit not in the backup store yet (0: none).",
-                self.oldest_unshipped_ms as f64 / 1000.0,
-            ),
-            (
-                "lag_bytes",
-                "Bytes of write-ahead log not in the backup store yet.",
-                self.unshipped_bytes as f64,
-            ),
-        ];
-        gauges
-            .iter()
-            .map(|(name, help, value)| {
-                format!(
-                    "# HELP silo_backup_continuous_{name} {help}\n# TYPE silo_backup_continuous_{name} gauge\nsilo_backup_continuous_{name} {value}\n"
-                )
-            })
-            .collect()
-    }
-}
-
-/// One tenant's log: what was committed and not shipped, where shipping stands.
-#[derive(Debug)]
-pub struct TenantLog {
-    tenant: TenantId,
-    state: Mutex<LogState>,
-    /// Held by whoever ships or snapshots the tenant, so segments stay in order.
-    shipping: tokio::sync::Mutex<()>,
-    dirty: Arc<Mutex<HashSet<TenantId>>>,
-}
-
-#[derive(Debug, Default)]
-struct LogState {
-    /// `(frames in the log after the commit, commit time)` of commits not shipped, oldest first.
-    times: VecDeque<(u32, i64)>,
-    /// Shipped (or taken) up to here in the current log.
-    position: Option<WalPosition>,
-    /// Commits read from a closing connection, not shipped yet.
-    pending: Vec<TimedCommit>,
-    /// The chain segments go to.
-    chain: Option<Chain>,
-    /// Frames left the log without being read (a forced checkpoint): start a new chain.
-    broken: bool,
-    /// The log was read to its end and then closed or checkpointed: its restart loses nothing.
-    restart_expected: bool,
-}
-
-/// A chain: its snapshot, the next segment's number, and the time of its last commit stored
-/// (the snapshot's while it has none).
-#[derive(Clone, Debug)]
-struct Chain {
-    backup: String,
-    next_seq: u64,
-    covered_ms: i64,
-}
-
-thread_local! {
-    /// The commit in progress on this thread: set by the commit hook, taken by the WAL hook
-    /// that SQLite runs right after it on the same thread (a failed commit never reaches the
-    /// WAL hook, and the next commit hook replaces it).
-    static COMMITTING: RefCell<Option<(Arc<TenantLog>, i64)>> = const { RefCell::new(None) };
-}
-
-/// Notes a commit starting on this thread (from the commit hook).
-pub(crate) fn committing(log: &Arc<TenantLog>) {
-    COMMITTING.with(|c| *c.borrow_mut() = Some((log.clone(), now_ms())));
-}
-
-/// Installs the WAL hook (the commit hook is the change tracker's).
-pub(crate) fn install(conn: &rusqlite::Connection) {
-    conn.wal_hook(Some(on_wal_commit));
-}
-
-fn on_wal_commit(wal: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
-    let Some((log, at)) = COMMITTING.with(|c| c.borrow_mut().take()) else { return Ok(()) };
-    let frames = u32::try_from(frames).unwrap_or(0);
-    log.state.lock().times.push_back((frames, at));
-    log.dirty.lock().insert(log.tenant);
-    if frames >= MAX_UNSHIPPED_FRAMES {
-        tracing::warn!(
-            tenant = %log.tenant, frames,
-            "the write-ahead log grew past its bound without reaching the backup store; it is checkpointed, and the next backup starts a new chain"
-        );
-        {
-            let mut state = log.state.lock();
-            state.times.clear();
-            state.broken = true;
-        }
-        // The transaction committed whatever this says: a failed checkpoint is retried at the
-        // next commit, never reported as the statement's failure.
-        if let Err(e) = wal.checkpoint() {
-            tracing::warn!(tenant = %log.tenant, error = %e, "checkpointing an unshipped log failed");
-        }
-    }
-    Ok(())
-}
-
-impl TenantLog {
-    /// Waits for, and holds, the right to ship or snapshot this tenant.
-    pub(crate) async fn shipping(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.shipping.lock().await
-    }
-
-    /// Commits taken for a snapshot that then failed: shipped with the next segment instead.
-    pub(crate) fn put_back(&self, commits: Vec<TimedCommit>) {
-        if commits.is_empty() {
-            return;
-        }
-        let mut state = self.state.lock();
-        let newer = std::mem::replace(&mut state.pending, commits);
-        state.pending.extend(newer);
-        self.dirty.lock().insert(self.tenant);
-    }
-
-    /// Before the connection closes (and its close checkpoints the log away): the commits not
-    /// shipped are read out and kept for the next ship. `db` is the database file's path.
-    pub(crate) fn before_close(&self, db: &Path) {
-        let mut state = self.state.lock();
-        match read_timed(&mut state, db) {
-            Ok(commits) => {
-                if !commits.is_empty() {
-                    state.pending.extend(commits);
-                    self.dirty.lock().insert(self.tenant);
-                }
-                state.restart_expected = true;
-            }
-            Err(e) => {
-                tracing::warn!(tenant = %self.tenant, error = %e, "reading the log before closing failed; the next backup starts a new chain");
-                state.broken = true;
-            }
-        }
-    }
-}
-
-/// Reads the commits after `state.position` from the log of `db` and gives each its time;
-/// advances the position. Call it holding the database's connection.
-fn read_timed(state: &mut LogState, db: &Path) -> Result<Vec<TimedCommit>> {
-    let read = wal::read_commits(&wal_path(db), state.position)?;
-    if read.restarted && !state.restart_expected {
-        state.broken = true;
-    }
-    if read.restarted {
-        // Whatever the times said was about the old log.
-        state.times.retain(|&(frames, _)| frames <= read.commits.last().map_or(0, |c| c.end_frame));
-    }
-    state.restart_expected = false;
-    state.position = read.position;
-    let now = now_ms();
-    let commits = read
-        .commits
-        .into_iter()
-        .map(|commit| {
-            // Times of commits up to this one (a commit of a connection without the hooks, e.g.
-            // a migration at open, has none: it gets the next recorded time, or now).
-            let mut at = None;
-            while let Some(&(frames, time)) = state.times.front() {
-                if frames > commit.end_frame {
-                    break;
-                }
-                state.times.pop_front();
-                if frames == commit.end_frame {
-                    at = Some(time);
-                }
-            }
-            let at_ms = at.or(state.times.front().map(|t| t.1)).unwrap_or(now);
-            TimedCommit { at_ms, commit }
-        })
-        .collect();
-    Ok(commits)
-}
-
-fn wal_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    PathBuf::from(name)
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 /// What binds a sealed segment to its tenant, chain and place (AES-GCM associated data).
 fn segment_context(tenant: TenantId, chain: &str, seq: u64) -> Vec<u8> {
@@ -439,8 +91,8 @@ pub struct ShipRun {
 
 impl Backups {
     /// The logs this process follows.
-    pub fn logs(&self) -> &Arc<Logs> {
-        self.0.cache().logs()
+    pub fn logs(&self) -> &Arc<crate::Logs> {
+        self.fleet.cache().logs()
     }
 
     /// Runs the shipper until `stop` completes: a pass every `interval`, and a last one at
@@ -484,7 +136,7 @@ impl Backups {
     pub async fn close_chains_at_stop(&self) {
         let now = silo_core::Timestamp::now();
         for (tenant, backup) in self.logs().complete_chains() {
-            if let Err(e) = self.0.control().close_chain(&backup, &now).await {
+            if let Err(e) = self.catalogue().close_chain(&backup, &now).await {
                 tracing::warn!(tenant = %tenant, error = %e, "recording where a chain ends failed");
             }
         }
@@ -497,7 +149,7 @@ impl Backups {
         if dirty.is_empty() {
             return run;
         }
-        let concurrency = self.0.settings().backup.concurrency();
+        let concurrency = self.fleet.settings().backup.concurrency();
         let mut results = futures::stream::iter(dirty)
             .map(|tenant| async move { (tenant, self.ship(tenant).await) })
             .buffer_unordered(concurrency);
@@ -523,8 +175,8 @@ impl Backups {
     /// Ships one tenant's commits (or starts its chain).
     async fn ship(&self, tenant_id: TenantId) -> Result<Shipped> {
         let Some(log) = self.logs().get(tenant_id) else { return Ok(Shipped::default()) };
-        let _shipping = log.shipping.lock().await;
-        let tenant = match self.0.control().tenant_inline(&TenantRef::Id(tenant_id)) {
+        let _shipping = log.shipping().await;
+        let tenant = match self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)) {
             Ok(tenant) => tenant,
             Err(Error::NotFound(_)) => return Ok(Shipped::default()),
             Err(e) => return Err(e),
@@ -534,33 +186,18 @@ impl Backups {
             self.logs().forget(tenant_id);
             return Ok(Shipped::default());
         }
-        let path = self.0.tenant_path(&tenant)?;
-        if log.state.lock().chain.is_none() {
+        let path = self.fleet.tenant_path(&tenant)?;
+        if log.chain().is_none() {
             // The snapshot holds every commit so far; segments follow it.
             self.snapshot_in_chain(&tenant, &log, BackupKind::Scheduled, "continuous backup").await?;
             return Ok(Shipped { chain_started: true, ..Shipped::default() });
         }
         // Commits handed over by a close come before the log's (taken in the same hold).
         let (db, reader) = (path.clone(), log.clone());
-        let read = self
-            .0
-            .cache()
-            .with_open_file(tenant_id, move |_| {
-                let mut state = reader.state.lock();
-                let mut commits = std::mem::take(&mut state.pending);
-                commits.extend(read_timed(&mut state, &db)?);
-                Ok(commits)
-            })
-            .await?;
-        let (commits, broken) = {
-            let mut state = log.state.lock();
-            let commits = match read {
-                Some(commits) => commits,
-                // Not open: what it committed was handed over when it closed.
-                None => std::mem::take(&mut state.pending),
-            };
-            (commits, state.broken)
-        };
+        let read = self.fleet.cache().with_open_file(tenant_id, move |_| reader.take_commits(&db)).await?;
+        // Not open: what it committed was handed over when it closed.
+        let commits = read.unwrap_or_else(|| log.take_pending());
+        let broken = log.is_broken();
         if broken {
             // Frames left the log unread: the chain cannot continue (the snapshot has them all).
             self.snapshot_in_chain(&tenant, &log, BackupKind::Scheduled, "continuous backup").await?;
@@ -570,9 +207,7 @@ impl Backups {
         if !commits.is_empty() {
             if let Err(e) = self.store_segment(&tenant, &log, &commits).await {
                 // Kept for the next attempt, ahead of anything newer.
-                let mut state = log.state.lock();
-                let newer = std::mem::replace(&mut state.pending, commits);
-                state.pending.extend(newer);
+                log.put_back(commits);
                 return Err(e);
             }
             shipped.segments = 1;
@@ -584,17 +219,11 @@ impl Backups {
 
     /// Seals and stores `commits` as the next segment of the tenant's chain.
     async fn store_segment(&self, tenant: &Tenant, log: &TenantLog, commits: &[TimedCommit]) -> Result<()> {
-        let Some(chain) = log.state.lock().chain.clone() else {
+        let Some(chain) = log.chain() else {
             return Err(Error::Config("a segment without a chain".into()));
         };
         self.store_segment_in(tenant, &chain, commits).await?;
-        let mut state = log.state.lock();
-        if let Some(current) = state.chain.as_mut()
-            && current.backup == chain.backup
-        {
-            current.next_seq += 1;
-            current.covered_ms = commits[commits.len() - 1].at_ms;
-        }
+        log.segment_stored(&chain.backup, commits[commits.len() - 1].at_ms);
         Ok(())
     }
 
@@ -607,38 +236,18 @@ impl Backups {
         let packed = tokio::task::spawn_blocking(move || silo_storage::backup::pack(&plain, &key, &context))
             .await
             .expect("sealing a segment panicked")?;
-        self.0.backup_store().await?.store().put(&object, packed.bytes).await?;
+        self.store().await?.store().put(&object, packed.bytes).await?;
         Ok(())
     }
 
     /// Checkpoints the log once it is long and wholly shipped (holding the connection, so no
     /// commit falls between the check and the checkpoint).
     async fn checkpoint_if_long(&self, tenant: TenantId, path: &Path, log: &Arc<TenantLog>) -> Result<()> {
-        let long = log.state.lock().position.is_some_and(|p| p.frames >= CHECKPOINT_FRAMES);
-        if !long {
+        if !log.is_long() {
             return Ok(());
         }
         let (db, log) = (path.to_owned(), log.clone());
-        self.0
-            .cache()
-            .with_open_file(tenant, move |conn| {
-                let mut state = log.state.lock();
-                // Commits made since the ship are read out first (shipped at the next pass),
-                // so a busy tenant's log is checkpointed too.
-                let unread = read_timed(&mut state, &db)?;
-                if state.broken {
-                    return Ok(());
-                }
-                if !unread.is_empty() {
-                    state.pending.extend(unread);
-                    log.dirty.lock().insert(log.tenant);
-                }
-                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-                state.restart_expected = true;
-                state.times.clear();
-                Ok(())
-            })
-            .await?;
+        self.fleet.cache().with_open_file(tenant, move |conn| log.checkpoint(conn, &db)).await?;
         Ok(())
     }
 
@@ -654,7 +263,7 @@ impl Backups {
             return self.snapshot(tenant, kind, actor, None).await.map(|(backup, _)| backup);
         }
         let log = self.logs().log(tenant.id);
-        let _shipping = log.shipping.lock().await;
+        let _shipping = log.shipping().await;
         self.snapshot_in_chain(tenant, &log, kind, actor).await
     }
 
@@ -668,12 +277,8 @@ impl Backups {
     ) -> Result<super::Backup> {
         let (backup, tail) = self.snapshot(tenant, kind, actor, Some(log)).await?;
         let created_ms = backup.created_at.unix_ms();
-        let (old, broken) = {
-            let mut state = log.state.lock();
-            let chain = Chain { backup: backup.id.clone(), next_seq: 0, covered_ms: created_ms };
-            let old = state.chain.replace(chain);
-            (old, std::mem::take(&mut state.broken))
-        };
+        let chain = Chain { backup: backup.id.clone(), next_seq: 0, covered_ms: created_ms };
+        let (old, broken) = log.start_chain(chain);
         // The old chain's last commits (before the snapshot) close it, so a restore to a
         // moment just before the snapshot finds them — unless frames went missing before them
         // (a broken log): after a gap they would be replayed onto the wrong pages. A failure
@@ -699,7 +304,7 @@ impl Backups {
         };
         if let Some((id, until)) = closed
             && let Err(e) =
-                self.0.control().close_chain(&id, &silo_core::Timestamp::from_unix_ms(until)).await
+                self.catalogue().close_chain(&id, &silo_core::Timestamp::from_unix_ms(until)).await
         {
             tracing::warn!(tenant = %tenant.id, backup = %id, error = %e, "recording where a chain ends failed");
         }
@@ -720,11 +325,11 @@ impl Backups {
         if let Some(until) = &backup.chain_until {
             return Ok(until.clone());
         }
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let keys = store.list(&chain_prefix(tenant.id, &backup.id)).await?;
         let last = keys.iter().filter_map(|k| parse_segment_key(k)).map(|s| s.last_ms).max();
         let reach = last.map_or_else(|| backup.created_at.clone(), silo_core::Timestamp::from_unix_ms);
-        self.0.control().close_chain(&backup.id, &reach).await?;
+        self.catalogue().close_chain(&backup.id, &reach).await?;
         Ok(reach)
     }
 
@@ -736,7 +341,7 @@ impl Backups {
         if previous.chain_until.is_some() {
             return None;
         }
-        let store = self.0.backup_store().await.ok()?.store();
+        let store = self.store().await.ok()?.store();
         let keys = store.list(&chain_prefix(tenant.id, &previous.id)).await.ok()?;
         let last = keys.iter().filter_map(|k| parse_segment_key(k)).map(|s| s.last_ms).max();
         Some((previous.id.clone(), last.unwrap_or(previous.created_at.unix_ms())))
@@ -753,7 +358,7 @@ impl Backups {
         until_ms: i64,
         dest: &Path,
     ) -> Result<(usize, Option<i64>)> {
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let mut segments: Vec<SegmentRef> = store
             .list(&chain_prefix(tenant.id, &backup.id))
             .await?
@@ -827,29 +432,6 @@ impl Backups {
 /// A segment that cannot be used, named.
 fn damaged(key: &str, detail: &str) -> Error {
     Error::Storage(silo_storage::Error::Corrupt { path: key.into(), detail: detail.to_owned() })
-}
-
-/// Called with the tenant's connection (`live`: its handle's, with the hooks) just before a
-/// snapshot is taken on it: takes the commits not shipped yet and puts the log's position at
-/// the snapshot. Returns them.
-pub(crate) fn at_snapshot(log: &TenantLog, db: &Path, live: bool) -> Result<Vec<TimedCommit>> {
-    let mut state = log.state.lock();
-    let mut tail = std::mem::take(&mut state.pending);
-    match read_timed(&mut state, db) {
-        Ok(read) => tail.extend(read),
-        Err(e) => {
-            state.pending = tail;
-            return Err(e);
-        }
-    }
-    // Every commit so far is in the snapshot: no time recorded before it is needed again.
-    state.times.clear();
-    if !live {
-        // A connection of its own: its close checkpoints the log away.
-        state.position = None;
-        state.restart_expected = true;
-    }
-    Ok(tail)
 }
 
 /// What shipping one tenant did.

@@ -1,11 +1,15 @@
 //! The backup catalogue and the wrapped data keys, both in the control plane
-//! (`migrations/control/0005_backups.sql`).
+//! (`migrations/control/0005_backups.sql`; this crate owns the `backups` and `tenant_keys`
+//! tables, see `migrations/control/owners.toml`).
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use crate::control::ControlPlane;
+use silo_tenancy::ControlPlane;
+
 use crate::{Error, Result};
 use silo_core::ids::TenantId;
 
@@ -96,19 +100,20 @@ impl Backup {
     }
 }
 
-/// A tenant and the time of its newest backup (scheduler input).
-#[derive(Clone, Debug)]
-pub(crate) struct LastBackup {
-    pub tenant: TenantId,
-    pub at: Option<String>,
-}
+/// The SQL of the catalogue and the data keys, on the control plane's pools.
+#[derive(Clone)]
+pub(crate) struct Catalogue(pub(crate) ControlPlane);
 
-impl ControlPlane {
+/// What a purge removes of a tenant here, in the purge's transaction (`?1`: the tenant's id).
+pub(crate) const PURGE_STATEMENTS: &[&str] =
+    &["DELETE FROM backups WHERE tenant_id = ?1", "DELETE FROM tenant_keys WHERE tenant_id = ?1"];
+
+impl Catalogue {
     /// The tenant's wrapped data key, if it has one.
     pub(crate) async fn wrapped_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
             .bind(tenant.to_string())
-            .fetch_optional(self.reader())
+            .fetch_optional(self.0.reader())
             .await?;
         Ok(row.map(|r| r.try_get("wrapped")).transpose()?)
     }
@@ -121,12 +126,12 @@ impl ControlPlane {
         )
         .bind(tenant.to_string())
         .bind(wrapped)
-        .bind(self.now().as_str().to_owned())
-        .execute(self.writer())
+        .bind(self.0.now().as_str().to_owned())
+        .execute(self.0.writer())
         .await?;
         let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
             .bind(tenant.to_string())
-            .fetch_one(self.writer())
+            .fetch_one(self.0.writer())
             .await?;
         Ok(row.try_get("wrapped")?)
     }
@@ -136,14 +141,14 @@ impl ControlPlane {
         sqlx::query("UPDATE backups SET chain_until = ?2 WHERE id = ?1 AND chain_until IS NULL")
             .bind(backup)
             .bind(until)
-            .execute(self.writer())
+            .execute(self.0.writer())
             .await?;
         Ok(())
     }
 
     /// Records a stored backup (its object is already in the store).
     pub(crate) async fn insert_backup(&self, backup: &Backup, actor: &str) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.0.writer().begin().await?;
         sqlx::query(
             "INSERT INTO backups (id, tenant_id, created_at, kind, size, db_size, sha256, schema_version, object_key)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -164,7 +169,7 @@ impl ControlPlane {
             let tenant: TenantId =
                 backup.tenant_id.parse().map_err(|_| Error::NotFound(backup.tenant_id.clone()))?;
             let detail = serde_json::json!({ "backup": backup.id, "kind": backup.kind, "size": backup.size });
-            silo_core::audit::record(&mut tx, &self.now(), actor, "backup.create", Some(tenant), &detail)
+            silo_core::audit::record(&mut tx, &self.0.now(), actor, "backup.create", Some(tenant), &detail)
                 .await?;
         }
         tx.commit().await?;
@@ -172,20 +177,20 @@ impl ControlPlane {
     }
 
     /// The tenant's backups, newest first.
-    pub async fn backups_of(&self, tenant: TenantId) -> Result<Vec<Backup>> {
+    pub(crate) async fn backups_of(&self, tenant: TenantId) -> Result<Vec<Backup>> {
         let rows = sqlx::query("SELECT * FROM backups WHERE tenant_id = ? ORDER BY created_at DESC, id DESC")
             .bind(tenant.to_string())
-            .fetch_all(self.reader())
+            .fetch_all(self.0.reader())
             .await?;
         rows.iter().map(Backup::from_row).collect()
     }
 
     /// One backup of the tenant ([`Error::UnknownBackup`] if it has none with that id).
-    pub async fn backup(&self, tenant: TenantId, id: &str) -> Result<Backup> {
+    pub(crate) async fn backup(&self, tenant: TenantId, id: &str) -> Result<Backup> {
         let row = sqlx::query("SELECT * FROM backups WHERE tenant_id = ? AND id = ?")
             .bind(tenant.to_string())
             .bind(id)
-            .fetch_optional(self.reader())
+            .fetch_optional(self.0.reader())
             .await?
             .ok_or_else(|| Error::UnknownBackup(id.to_owned()))?;
         Backup::from_row(&row)
@@ -194,7 +199,7 @@ impl ControlPlane {
     /// Every backup (retention, orphan detection).
     pub(crate) async fn all_backups(&self) -> Result<Vec<Backup>> {
         let rows = sqlx::query("SELECT * FROM backups ORDER BY tenant_id, created_at DESC")
-            .fetch_all(self.reader())
+            .fetch_all(self.0.reader())
             .await?;
         rows.iter().map(Backup::from_row).collect()
     }
@@ -203,7 +208,7 @@ impl ControlPlane {
     pub(crate) async fn sample_backups(&self, count: usize) -> Result<Vec<Backup>> {
         let rows = sqlx::query("SELECT * FROM backups ORDER BY random() LIMIT ?")
             .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .fetch_all(self.reader())
+            .fetch_all(self.0.reader())
             .await?;
         rows.iter().map(Backup::from_row).collect()
     }
@@ -216,15 +221,15 @@ impl ControlPlane {
         )
         .bind(error)
         .bind(id)
-        .bind(self.now().as_str().to_owned())
-        .execute(self.writer())
+        .bind(self.0.now().as_str().to_owned())
+        .execute(self.0.writer())
         .await?;
         Ok(())
     }
 
     /// Removes catalogue rows (their objects are already deleted).
     pub(crate) async fn delete_backups(&self, ids: &[String]) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.0.writer().begin().await?;
         for id in ids {
             sqlx::query("DELETE FROM backups WHERE id = ?").bind(id).execute(&mut *tx).await?;
         }
@@ -232,149 +237,17 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Live tenants (active, suspended) with the time of their newest backup.
-    pub(crate) async fn last_backups(&self) -> Result<Vec<LastBackup>> {
-        let rows = sqlx::query(
-            "SELECT t.id, (SELECT max(b.created_at) FROM backups b WHERE b.tenant_id = t.id) AS at
-             FROM tenants t WHERE t.status IN ('active', 'suspended')",
-        )
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get("id")?;
-                let tenant = id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}`")))?;
-                Ok(LastBackup { tenant, at: row.try_get("at")? })
-            })
-            .collect()
-    }
-
-    /// The newest tenant row's sequence number (its rowid: rows are never deleted, so it only
-    /// grows).
-    pub(crate) async fn tenant_sequence(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM tenants").fetch_one(self.reader()).await?)
-    }
-
-    /// Live tenants inserted after sequence number `after`, and the newest sequence number
-    /// (a rowid range: costs what was added, not the fleet).
-    pub(crate) async fn live_tenants_after(&self, after: i64) -> Result<(Vec<crate::Tenant>, i64)> {
-        let rows = sqlx::query("SELECT rowid AS seq, * FROM tenants WHERE rowid > ? ORDER BY rowid")
-            .bind(after)
-            .fetch_all(self.reader())
+    /// The time of each tenant's newest backup (tenants without one are absent).
+    pub(crate) async fn last_backups(&self) -> Result<HashMap<TenantId, String>> {
+        let rows = sqlx::query("SELECT tenant_id, max(created_at) AS at FROM backups GROUP BY tenant_id")
+            .fetch_all(self.0.reader())
             .await?;
-        let newest = match rows.last() {
-            Some(row) => row.try_get("seq")?,
-            None => after,
-        };
-        let tenants = rows.iter().map(crate::Tenant::from_row).collect::<Result<Vec<_>>>()?;
-        Ok((tenants.into_iter().filter(|t| t.status.is_live()).collect(), newest))
-    }
-
-    /// The live tenants among `ids` (one statement however many).
-    pub(crate) async fn live_tenants_among(&self, ids: &[TenantId]) -> Result<Vec<crate::Tenant>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut last = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("tenant_id")?;
+            let tenant = id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}`")))?;
+            last.insert(tenant, row.try_get("at")?);
         }
-        let list = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let rows = sqlx::query(
-            "SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('active', 'suspended')",
-        )
-        .bind(list)
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter().map(crate::Tenant::from_row).collect()
-    }
-
-    /// How many tenants are live (active or suspended).
-    pub(crate) async fn live_tenant_count(&self) -> Result<usize> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended')")
-                .fetch_one(self.reader())
-                .await?;
-        Ok(count as usize)
-    }
-
-    /// The end of a purge, in one transaction: the status becomes `deleted`, the catalogue rows
-    /// and the wrapped data key are deleted, and `certificate` goes to the audit log.
-    pub(crate) async fn finish_purge(
-        &self,
-        tenant: TenantId,
-        actor: &str,
-        certificate: &serde_json::Value,
-        others: &[&'static str],
-    ) -> Result<crate::Tenant> {
-        let now = self.now();
-        let mut tx = self.writer().begin().await?;
-        let id = tenant.to_string();
-        // The slug and name go: `purged-<uuid without dashes>` is a valid slug no one else can
-        // hold (ids are never reused), and frees the old slug.
-        let changed = sqlx::query(
-            "UPDATE tenants SET status = 'deleted', slug = 'purged-' || replace(id, '-', ''), name = 'purged workspace',
-             updated_at = ?2, deleted_at = ?2 WHERE id = ?1 AND status = 'deleting'",
-        )
-        .bind(&id)
-        .bind(now.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() != 1 {
-            return Err(Error::InvalidTransition {
-                tenant: id,
-                action: "purge",
-                status: "not deleting".into(),
-            });
-        }
-        silo_core::audit::forget_tenant_names(&mut tx, tenant).await?;
-        silo_jobs::queue::remove_result_field_in(
-            &mut tx,
-            crate::jobs::TENANT_EXPORT,
-            "$.tenant",
-            &id,
-            "$.manifest.slug",
-        )
-        .await?;
-        for statement in others {
-            sqlx::query(sqlx::AssertSqlSafe(*statement)).bind(&id).execute(&mut *tx).await?;
-        }
-        sqlx::query("DELETE FROM backups WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM tenant_keys WHERE tenant_id = ?").bind(&id).execute(&mut *tx).await?;
-        silo_core::audit::record(&mut tx, &now, actor, "tenant.purge", Some(tenant), certificate).await?;
-        tx.commit().await?;
-        self.tenant_by_id(tenant).await
-    }
-
-    /// Moves a tenant to another region (its file is already there), with an audit entry.
-    pub(crate) async fn set_region(
-        &self,
-        tenant: TenantId,
-        region: &str,
-        actor: &str,
-        detail: &serde_json::Value,
-    ) -> Result<()> {
-        let now = self.now();
-        let mut tx = self.writer().begin().await?;
-        sqlx::query("UPDATE tenants SET region = ?, updated_at = ? WHERE id = ?")
-            .bind(region)
-            .bind(now.as_str())
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
-        silo_core::audit::record(&mut tx, &now, actor, "tenant.move", Some(tenant), detail).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// An audit entry outside any other change (restores, exports, verifications).
-    pub(crate) async fn record_audit(
-        &self,
-        tenant: TenantId,
-        actor: &str,
-        action: &str,
-        detail: &serde_json::Value,
-    ) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
-        silo_core::audit::record(&mut tx, &self.now(), actor, action, Some(tenant), detail).await?;
-        tx.commit().await?;
-        Ok(())
+        Ok(last)
     }
 }

@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use super::Backups;
 use super::{BackupKind, BackupRun};
-use crate::control::utc_timestamp;
-use crate::{Result, Tenancy};
+use crate::Result;
+use silo_tenancy::control::utc_timestamp;
 
 /// How often the sample verification runs.
 const VERIFY_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -92,18 +92,19 @@ impl Backups {
         check_files: bool,
     ) -> Result<BackupRun> {
         // A store that cannot be set up fails the pass at once (and every mark is kept).
-        self.0.backup_store().await?;
+        self.store().await?;
         // One map lookup per tenant: a pass over 100,000 tenants must not compare every pair.
-        let last: std::collections::HashMap<_, _> =
-            self.0.control().last_backups().await?.into_iter().map(|l| (l.tenant, l.at)).collect();
+        let last: std::collections::HashMap<_, _> = self.catalogue().last_backups().await?;
         let tenants = self.live_tenants().await?;
         let mut due = Vec::new();
         let mut unchanged = 0;
         for tenant in tenants {
-            let changed = match last.get(&tenant.id).and_then(Option::as_deref) {
+            let changed = match last.get(&tenant.id).map(String::as_str) {
                 None => true,
                 Some(_) if marked.contains(&tenant.id) => true,
-                Some(at) => check_files && self.0.tenant_path(&tenant).is_ok_and(|p| modified_after(&p, at)),
+                Some(at) => {
+                    check_files && self.fleet.tenant_path(&tenant).is_ok_and(|p| modified_after(&p, at))
+                }
             };
             if changed {
                 due.push(tenant);
@@ -117,7 +118,7 @@ impl Backups {
     }
 
     /// Backs up `due` as scheduled backups; failed tenants are marked for the next pass.
-    async fn back_up_due(&self, due: Vec<crate::Tenant>) -> BackupRun {
+    async fn back_up_due(&self, due: Vec<silo_tenancy::Tenant>) -> BackupRun {
         let ids: std::collections::HashMap<String, silo_core::TenantId> =
             due.iter().map(|t| (t.slug.to_string(), t.id)).collect();
         let run = self.create_all(due, BackupKind::Scheduled, "scheduler").await;
@@ -132,7 +133,7 @@ impl Backups {
     /// Restores `count` random backups to temporary files and checks them; returns how many
     /// were checked and the failures (backup id, error).
     pub async fn verify_sample(&self, count: usize) -> Result<(usize, Vec<(String, String)>)> {
-        let sample = self.0.control().sample_backups(count).await?;
+        let sample = self.catalogue().sample_backups(count).await?;
         let mut failures = Vec::new();
         let checked = sample.len();
         for backup in sample {
@@ -142,7 +143,7 @@ impl Backups {
                 Err(_) => continue,
             };
             let outcome = async {
-                let tenant = self.0.control().tenant_by_id(tenant).await?;
+                let tenant = self.fleet.control().tenant_by_id(tenant).await?;
                 self.verify_known(&tenant, backup).await
             }
             .await;
@@ -156,12 +157,12 @@ impl Backups {
 
     /// The scheduler status of this process.
     pub fn scheduler_status(&self) -> SchedulerStatus {
-        self.0.inner.scheduler_status.lock().clone()
+        self.state.scheduler_status.lock().clone()
     }
 
     /// Runs the scheduler until `stop` completes (the application stopping).
     pub async fn run_scheduler(self, interval: Duration, stop: impl Future<Output = ()>) {
-        let mut scheduler = Scheduler::new(self.0);
+        let mut scheduler = Scheduler::new(self.clone());
         tokio::pin!(stop);
         loop {
             // A round in progress finishes (each backup is all-or-nothing anyway); the stop is
@@ -180,7 +181,7 @@ impl Backups {
 
 /// The scheduler's memory between passes.
 pub struct Scheduler {
-    tenancy: Tenancy,
+    backups: Backups,
     /// The newest tenant row seen (`None` until the first, whole-fleet pass succeeded).
     seen: Option<i64>,
     /// Live tenants: counted by the first pass and at every prune, plus those added since (a
@@ -192,36 +193,36 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler whose first pass looks at the whole fleet.
-    pub fn new(tenancy: Tenancy) -> Self {
-        Self { tenancy, seen: None, live: 0, last_prune: None, last_verify: None }
+    pub fn new(backups: Backups) -> Self {
+        Self { backups, seen: None, live: 0, last_prune: None, last_verify: None }
     }
 
     /// One pass: the whole fleet the first time (file times included), then only the marked
     /// tenants and those added since the previous pass.
     pub async fn pass(&mut self) -> Result<BackupRun> {
-        let t = &self.tenancy;
+        let (b, t) = (&self.backups, self.backups.fleet());
         let Some(seen) = self.seen else {
             // Read the watermark first: a tenant added during the full pass is seen again
             // next time rather than missed.
             let watermark = t.control().tenant_sequence().await?;
-            let run = t.backups().scheduled_pass(true).await?;
+            let run = b.scheduled_pass(true).await?;
             self.seen = Some(watermark);
             self.live = run.backed_up + run.unchanged + run.failed.len();
             return Ok(run);
         };
         let started = Instant::now();
-        let marked = t.backups().changes().take();
+        let marked = b.changes().take();
         let outcome = async {
             let (added, newest) = t.control().live_tenants_after(seen).await?;
             let live = self.live + added.len();
             if marked.is_empty() && added.is_empty() {
                 return Ok((BackupRun { unchanged: live, ..BackupRun::default() }, newest, live));
             }
-            t.backup_store().await?;
+            b.store().await?;
             let ids: Vec<_> = marked.iter().copied().collect();
             let mut due = t.control().live_tenants_among(&ids).await?;
             due.extend(added.into_iter().filter(|a| !marked.contains(&a.id)));
-            let mut run = t.backups().back_up_due(due).await;
+            let mut run = b.back_up_due(due).await;
             run.unchanged = live.saturating_sub(run.backed_up + run.failed.len());
             Ok((run, newest, live))
         }
@@ -234,7 +235,7 @@ impl Scheduler {
                 Ok(run)
             }
             Err(e) => {
-                marked.iter().for_each(|&id| t.backups().changes().mark(id));
+                marked.iter().for_each(|&id| b.changes().mark(id));
                 Err(e)
             }
         }
@@ -242,8 +243,8 @@ impl Scheduler {
 
     /// A pass, pruning when due, the daily verification when due, and the status update.
     pub async fn round(&mut self) {
-        let t = self.tenancy.clone();
-        let mut status = SchedulerStatus { last_pass_at: None, ..t.backups().scheduler_status() };
+        let b = self.backups.clone();
+        let mut status = SchedulerStatus { last_pass_at: None, ..b.scheduler_status() };
         match self.pass().await {
             Ok(run) => {
                 if !run.failed.is_empty() {
@@ -273,7 +274,7 @@ impl Scheduler {
             }
         }
         if self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
-            match t.backups().prune().await {
+            match b.prune().await {
                 Ok(report) => {
                     if report.expired + report.orphans > 0 {
                         tracing::info!(expired = report.expired, orphans = report.orphans, "backups pruned");
@@ -284,13 +285,13 @@ impl Scheduler {
             }
             // Deletions since the first pass are not seen by the passes: recount now and then.
             if self.seen.is_some()
-                && let Ok(live) = t.control().live_tenant_count().await
+                && let Ok(live) = b.fleet().control().live_tenant_count().await
             {
                 self.live = live;
             }
         }
         if self.last_verify.is_none_or(|at| at.elapsed() >= VERIFY_EVERY) {
-            match t.backups().verify_sample(t.settings().backup.verify_sample).await {
+            match b.verify_sample(b.fleet().settings().backup.verify_sample).await {
                 Ok((checked, failures)) => {
                     tracing::info!(checked, failed = failures.len(), "backup sample verified");
                     status.verified = checked;
@@ -301,7 +302,7 @@ impl Scheduler {
             }
         }
         status.last_pass_at = Some(utc_timestamp(std::time::SystemTime::now()));
-        *t.inner.scheduler_status.lock() = status;
+        *b.state.scheduler_status.lock() = status;
     }
 }
 

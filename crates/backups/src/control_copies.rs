@@ -114,7 +114,7 @@ impl ControlCopies {
     pub fn behind_seconds(&self) -> f64 {
         self.behind_since
             .lock()
-            .map_or(0.0, |since| (super::continuous::now_ms() - since).max(0) as f64 / 1000.0)
+            .map_or(0.0, |since| (silo_tenancy::cache::log::now_ms() - since).max(0) as f64 / 1000.0)
     }
 
     /// `/metrics` gauges (`silo_backup_control_copy_…`).
@@ -151,7 +151,7 @@ impl ControlCopies {
 impl Backups {
     /// The control-plane copier's state.
     pub fn control_copies(&self) -> &ControlCopies {
-        &self.0.inner.control_copies
+        &self.state.control_copies
     }
 
     /// Stores a copy of `control.db` if it changed since the last one and the duty cycle
@@ -174,7 +174,7 @@ impl Backups {
         let may_copy = !paced || state.not_before.is_none_or(|t| started >= t);
         let mut watcher = match state.watcher.take() {
             Some(conn) => conn,
-            None => open_watcher(&self.0.settings().control_db_path())?,
+            None => open_watcher(&self.fleet.settings().control_db_path())?,
         };
         let copied = state.copied;
         // The version is read before the copy: a commit during it is copied next time.
@@ -198,27 +198,27 @@ impl Backups {
                 return Ok(None);
             }
             Some((version, plain)) => {
-                copies.behind_since.lock().get_or_insert_with(super::continuous::now_ms);
+                copies.behind_since.lock().get_or_insert_with(silo_tenancy::cache::log::now_ms);
                 (version, plain)
             }
         };
         // Changed, but the last copy was recent and slow: this one waits (the lag shows).
         let Some(plain) = plain else { return Ok(None) };
         let id = Uuid::now_v7().to_string();
-        let key = copy_key(&self.0.backup_store().await?.master);
+        let key = copy_key(&self.store().await?.master);
         let (context, db_size) = (copy_context(&id), plain.len() as u64);
         let packed = tokio::task::spawn_blocking(move || silo_storage::backup::pack(&plain, &key, &context))
             .await
             .expect("sealing a copy of control.db panicked")?;
         let stored = packed.bytes.len() as u64;
-        self.0.backup_store().await?.store().put(&copy_object(&id), packed.bytes).await?;
+        self.store().await?.store().put(&copy_object(&id), packed.bytes).await?;
         let took = started.elapsed();
         state.copied = Some(version);
         state.not_before = Some(started + took.div_f64(DUTY));
         *copies.behind_since.lock() = None;
         let last = LastCopy {
             id,
-            at_ms: super::continuous::now_ms(),
+            at_ms: silo_tenancy::cache::log::now_ms(),
             db_size,
             stored,
             took_ms: took.as_secs_f64() * 1000.0,
@@ -243,7 +243,7 @@ impl Backups {
             }
         }
         // No copies (continuous backup never ran with this store): none is made now either.
-        if self.0.backup_store().await?.store().list(PREFIX).await?.is_empty() {
+        if self.store().await?.store().list(PREFIX).await?.is_empty() {
             clear_if(&self.control_copies().supersede_after, &threshold);
             return Ok(0);
         }
@@ -259,7 +259,7 @@ impl Backups {
     async fn finish_superseding(&self) -> Result<usize> {
         let copies = self.control_copies();
         let Some(threshold) = copies.supersede_after.lock().clone() else { return Ok(0) };
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let stored: Vec<String> = store
             .list(PREFIX)
             .await?
@@ -288,8 +288,8 @@ impl Backups {
 
     /// Applies the retention policy to the control plane's copies; returns how many went.
     pub(crate) async fn prune_control_copies(&self, now: SystemTime) -> Result<usize> {
-        let settings = &self.0.settings().backup;
-        let store = self.0.backup_store().await?.store();
+        let settings = &self.fleet.settings().backup;
+        let store = self.store().await?.store();
         let copies: Vec<(String, SystemTime)> =
             store.list(PREFIX).await?.iter().filter_map(|key| parse_copy_key(key)).collect();
         let keep_all = Duration::from_secs(settings.keep_all_hours.saturating_mul(3600));

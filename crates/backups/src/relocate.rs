@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use silo_storage::sqlite;
 
-use crate::backup::{Backup, BackupKind};
-use crate::control::{Tenant, TenantStatus};
-use crate::{Error, Result, Tenancy};
+use crate::{Backup, BackupKind, Backups, Error, Result};
 use silo_core::ids::TenantRef;
+use silo_tenancy::{Tenant, TenantStatus};
 
 /// What a move did.
 #[derive(Debug, Serialize)]
@@ -35,15 +34,15 @@ pub struct Moved {
     pub unavailable_ms: f64,
 }
 
-/// Moves of a tenant between regions (from [`Tenancy::relocations`]).
+/// Moves of a tenant between regions (from [`Backups::relocations`]).
 #[derive(Clone)]
-pub struct Relocations(pub(crate) Tenancy);
+pub struct Relocations(pub(crate) Backups);
 
 impl Relocations {
     /// Moves a tenant's file to another region.
     #[tracing::instrument(name = "tenant_move", skip_all, fields(tenant = %tenant, region))]
     pub async fn relocate(&self, tenant: &TenantRef, region: &str, actor: &str) -> Result<Moved> {
-        let tenant = self.0.tenant(tenant).await?;
+        let tenant = self.0.fleet().tenant(tenant).await?;
         if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
             let status = tenant.status.to_string();
             return Err(Error::InvalidTransition { tenant: tenant.slug.to_string(), action: "move", status });
@@ -54,13 +53,13 @@ impl Relocations {
                 format!("tenant `{}` is already in region `{region}`", tenant.slug),
             ));
         }
-        let from_path = self.0.tenant_path(&tenant)?;
-        let to_path = self.0.placement().database_path(region, tenant.id.as_uuid())?;
-        let backup = self.0.backups().backup_known(&tenant, BackupKind::PreMove, actor).await?;
+        let from_path = self.0.fleet().tenant_path(&tenant)?;
+        let to_path = self.0.fleet().placement().database_path(region, tenant.id.as_uuid())?;
+        let backup = self.0.backup_known(&tenant, BackupKind::PreMove, actor).await?;
 
-        let lease = self.0.cache().lease(tenant.id).await?;
+        let lease = self.0.fleet().cache().lease(tenant.id).await?;
         let started = Instant::now();
-        let tuning = self.0.settings().tenant_tuning();
+        let tuning = self.0.fleet().settings().tenant_tuning();
         let (source, dest) = (from_path.clone(), to_path.clone());
         let copied = tokio::task::spawn_blocking(move || sqlite::copy_quiescent(&source, &dest, tuning))
             .await
@@ -69,11 +68,11 @@ impl Relocations {
         let detail = serde_json::json!({
             "slug": tenant.slug, "from": tenant.region, "to": region, "bytes": bytes, "backup": backup.id,
         });
-        if let Err(e) = self.0.control().set_region(tenant.id, region, actor, &detail).await {
+        if let Err(e) = self.0.fleet().control().set_region(tenant.id, region, actor, &detail).await {
             let _ = sqlite::remove_database_files(&to_path).await;
             return Err(e);
         }
-        self.0.forget_tenants();
+        self.0.fleet().forget_tenants();
         let unavailable = started.elapsed();
         drop(lease);
         if let Err(e) = sqlite::remove_database_files(&from_path).await {
@@ -82,7 +81,7 @@ impl Relocations {
         }
         tracing::info!(from = %tenant.region, to = region, bytes, unavailable_ms = unavailable.as_millis() as u64, "tenant moved");
         let from = tenant.region.clone();
-        let tenant = self.0.control().tenant_by_id(tenant.id).await?;
+        let tenant = self.0.fleet().control().tenant_by_id(tenant.id).await?;
         Ok(Moved { tenant, from, backup, bytes, unavailable_ms: millis(unavailable) })
     }
 }

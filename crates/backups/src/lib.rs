@@ -1,24 +1,42 @@
-//! Encrypted per-tenant backups: snapshot (`VACUUM INTO` while the tenant serves), zstd,
-//! AES-256-GCM with the tenant's data key, one object per backup in the configured store,
-//! one catalogue row per stored object.
+//! `silo-backups`: copies of tenants outside their files — encrypted backups and their
+//! catalogue, continuous backup, verification, retention, restores (to a moment, as a new
+//! tenant), recovery from the store, copies of `control.db`, the backup scheduler, and region
+//! moves (which start with a backup). Above `silo-tenancy`: it reaches tenant files through
+//! the fleet's handle cache, and the fleet reaches it through the [`silo_tenancy::Copies`] seam
+//! it registers (a purge deletes every copy, a migration takes one first, a stop ships the
+//! last commits).
 //!
-//! - [`BackupStore`] holds the object store and the master key (set up on first use).
-//! - [`Backups`] (from [`Tenancy::backups`]) backs up, verifies and prunes here; restores are in
-//!   [`restore`], the scheduler in [`scheduler`], which tenants changed in [`changes`], the
-//!   retention policy in [`retention`], the catalogue's SQL in [`catalogue`].
+//! A snapshot backup is `VACUUM INTO` while the tenant serves, zstd, AES-256-GCM with the
+//! tenant's data key, one object per backup in the configured store, one catalogue row per
+//! stored object. Object keys are `tenants/<tenant uuid>/backups/<backup uuid>.db.zst.enc`:
+//! ids only, no slug.
 //!
-//! Object keys are `tenants/<tenant uuid>/backups/<backup uuid>.db.zst.enc`: ids only, no slug.
+//! # Layout
+//! - [`Backups`] (this file, from [`BackupsExt::backups`]): back up, verify, prune; the
+//!   [`BackupStore`] (the object store and the master key, set up on first use).
+//! - [`catalogue`]: the catalogue's and the data keys' SQL (`backups`, `tenant_keys`).
+//! - [`continuous`]: shipping each tenant's commits as segments of its chain, replaying them.
+//! - [`restore`]: in place, as a new tenant, to a moment; [`recover`]: a data directory from
+//!   the store alone; [`control_copies`]: copies of `control.db` in the store.
+//! - [`retention`]: which backups expire; [`scheduler`]: the scheduler of `silo serve`.
+//! - [`relocate`]: [`Relocations`], region moves; [`jobs`]: the fleet backup job.
+//! - [`copies`]: the [`silo_tenancy::Copies`] this crate registers on the fleet.
+//!
+//! Errors are the fleet's ([`silo_tenancy::Error`]): every failure here is one of a tenant's
+//! file, its store or the control plane, which the fleet's error already names.
 
 pub mod catalogue;
-pub mod changes;
 pub mod continuous;
 pub mod control_copies;
+mod copies;
+pub mod jobs;
 pub mod recover;
+pub mod relocate;
 pub mod restore;
 pub mod retention;
 pub mod scheduler;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -30,12 +48,16 @@ use silo_storage::sqlite;
 use uuid::Uuid;
 
 pub use catalogue::{Backup, BackupKind};
-pub use changes::{ChangeTracker, DataVersion};
+pub use relocate::Relocations;
+pub use silo_tenancy::cache::changes::{ChangeTracker, DataVersion};
+pub use silo_tenancy::cache::log::{Lag, Logs, TenantLog};
+pub use silo_tenancy::{Error, Result};
 
-use crate::config::BackupStoreKind;
-use crate::control::{Tenant, TenantStatus, utc_now};
-use crate::{Error, Result, Tenancy};
+use catalogue::Catalogue;
 use silo_core::ids::{TenantId, TenantRef};
+use silo_tenancy::config::BackupStoreKind;
+use silo_tenancy::control::utc_now;
+use silo_tenancy::{Settings, Tenancy, Tenant, TenantStatus};
 
 /// Orphan objects (stored, never catalogued: a killed backup) younger than this are left
 /// alone by `prune`, since a backup in progress has not written its row yet.
@@ -58,7 +80,7 @@ impl std::fmt::Debug for BackupStore {
 
 impl BackupStore {
     /// Builds the configured store and checks it can be written.
-    pub async fn open(settings: &crate::Settings, master: Arc<MasterKey>) -> Result<Self> {
+    pub async fn open(settings: &Settings, master: Arc<MasterKey>) -> Result<Self> {
         let store: Arc<dyn ObjectStore> = match settings.backup.store {
             BackupStoreKind::Local => Arc::new(LocalStore::new(settings.local_objects_dir())),
             BackupStoreKind::S3 => Arc::new(S3Store::new(&settings.backup.s3)?),
@@ -76,27 +98,6 @@ impl BackupStore {
     /// The object store.
     pub fn store(&self) -> &dyn ObjectStore {
         self.store.as_ref()
-    }
-}
-
-/// Loads the master key: `backup.master_key` (from `SILO_MASTER_KEY`), else the key file
-/// (created on first use).
-pub fn load_master_key(settings: &crate::Settings) -> Result<MasterKey> {
-    match &settings.backup.master_key {
-        Some(hex) => {
-            MasterKey::from_hex(hex.expose()).map_err(|e| Error::Config(format!("SILO_MASTER_KEY: {e}")))
-        }
-        None => {
-            let path = settings.master_key_path();
-            let (key, created) = MasterKey::load_or_create(&path)?;
-            if created {
-                tracing::warn!(
-                    path = %path.display(),
-                    "generated a new master key; keep a copy of it apart from the backups (without it no backup can be restored)"
-                );
-            }
-            Ok(key)
-        }
     }
 }
 
@@ -144,49 +145,84 @@ pub struct PruneReport {
     pub control_copies: usize,
 }
 
-impl Tenancy {
-    /// The backup store and master key, set up on first use.
-    pub async fn backup_store(&self) -> Result<&BackupStore> {
-        self.inner
-            .backup_store
-            .get_or_try_init(|| async {
-                BackupStore::open(self.settings(), self.master_key().await?.clone()).await
-            })
-            .await
+/// Backups: the store, backing up, verifying, pruning, restoring and the scheduler. One per
+/// fleet ([`Backups::of`]); cheap to clone.
+#[derive(Clone)]
+pub struct Backups {
+    fleet: Tenancy,
+    state: Arc<copies::State>,
+}
+
+/// `tenancy.backups()`: the fleet's [`Backups`].
+pub trait BackupsExt {
+    /// The fleet's backups (set up, and registered with the fleet, on first use).
+    fn backups(&self) -> Backups;
+}
+
+impl BackupsExt for Tenancy {
+    fn backups(&self) -> Backups {
+        Backups::of(self)
     }
 }
 
-/// Backups: the store, backing up, verifying, pruning, restoring and the scheduler (from [`Tenancy::backups`]).
-#[derive(Clone)]
-pub struct Backups(pub(crate) Tenancy);
-
 impl Backups {
+    /// The fleet's backups: registers them with `fleet` (as its [`silo_tenancy::Copies`], and
+    /// the catalogue's purge statements) the first time.
+    pub fn of(fleet: &Tenancy) -> Self {
+        let state = copies::State::of(fleet);
+        Self { fleet: fleet.clone(), state }
+    }
+
+    /// The fleet.
+    pub fn fleet(&self) -> &Tenancy {
+        &self.fleet
+    }
+
+    fn catalogue(&self) -> Catalogue {
+        Catalogue(self.fleet.control().clone())
+    }
+
+    /// The backup store and master key, set up on first use.
+    pub async fn store(&self) -> Result<&BackupStore> {
+        self.state
+            .store
+            .get_or_try_init(|| async {
+                BackupStore::open(self.fleet.settings(), self.fleet.master_key().await?.clone()).await
+            })
+            .await
+    }
+
     /// A tenant's backups, newest first.
     pub async fn of_tenant(&self, tenant: TenantId) -> Result<Vec<Backup>> {
-        self.0.control().backups_of(tenant).await
+        self.catalogue().backups_of(tenant).await
+    }
+
+    /// Region moves.
+    pub fn relocations(&self) -> Relocations {
+        Relocations(self.clone())
     }
 
     /// Uses `backups` instead of the configured store and key (tests, benchmarks).
     pub fn install_store(&self, store: BackupStore) -> Result<()> {
-        self.0.inner.backup_store.set(store).map_err(|_| Error::Config("backups are already set up".into()))
+        self.state.store.set(store).map_err(|_| Error::Config("backups are already set up".into()))
     }
 
     /// The tenants written to since the scheduler last looked.
     pub fn changes(&self) -> &Arc<ChangeTracker> {
-        self.0.cache().changes()
+        self.fleet.cache().changes()
     }
 
     /// The tenant's data key, created when `create` and it has none.
     async fn data_key(&self, tenant: &Tenant, create: bool) -> Result<DataKey> {
-        let backups = self.0.backup_store().await?;
-        let wrapped = match self.0.control().wrapped_key(tenant.id).await? {
+        let backups = self.store().await?;
+        let wrapped = match self.catalogue().wrapped_key(tenant.id).await? {
             Some(wrapped) => wrapped,
             None if tenant.status == TenantStatus::Deleted => {
                 return Err(Error::KeyDestroyed(tenant.slug.to_string()));
             }
             None if create => {
                 let fresh = backups.master.wrap(&DataKey::generate());
-                self.0.control().insert_wrapped_key(tenant.id, &fresh).await?
+                self.catalogue().insert_wrapped_key(tenant.id, &fresh).await?
             }
             None => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
         };
@@ -200,7 +236,7 @@ impl Backups {
 
     /// Backs up one tenant now.
     pub async fn create(&self, tenant: &TenantRef, kind: BackupKind, actor: &str) -> Result<Backup> {
-        let tenant = self.0.tenant(tenant).await?;
+        let tenant = self.fleet.tenant(tenant).await?;
         self.backup_known(&tenant, kind, actor).await
     }
 
@@ -225,26 +261,26 @@ impl Backups {
         tenant: &Tenant,
         kind: BackupKind,
         actor: &str,
-        log: Option<&Arc<continuous::TenantLog>>,
+        log: Option<&Arc<TenantLog>>,
     ) -> Result<(Backup, Vec<silo_storage::segment::TimedCommit>)> {
         if tenant.status == TenantStatus::Deleted {
             return Err(Error::Gone(tenant.slug.to_string()));
         }
         let key = self.data_key(tenant, true).await?;
         let id = Uuid::now_v7().to_string();
-        let source = self.0.tenant_path(tenant)?;
+        let source = self.fleet.tenant_path(tenant)?;
         let context = seal_context(tenant.id, &id);
         // The copy is taken on the file's owning connection; compressing and sealing it do not
         // need the connection, so they run after the tenant's turn is given back. Its time is
         // read holding the connection: every commit before it is in the copy, none after.
         let (reader, db) = (log.cloned(), source.clone());
         let (plain, tail, created_at) = self
-            .0
+            .fleet
             .cache()
             .with_file_told(tenant.id, source, move |conn, live| {
                 let plain = sqlite::snapshot_bytes(conn)?;
                 let tail = match &reader {
-                    Some(log) => continuous::at_snapshot(log, &db, live)?,
+                    Some(log) => log.at_snapshot(&db, live)?,
                     None => Vec::new(),
                 };
                 Ok((plain, tail, utc_now()))
@@ -303,9 +339,9 @@ impl Backups {
             verify_error: None,
             chain_until: None,
         };
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         store.put(&backup.object_key, packed.bytes).await?;
-        if let Err(e) = self.0.control().insert_backup(&backup, actor).await {
+        if let Err(e) = self.catalogue().insert_backup(&backup, actor).await {
             // Without its row the object is an orphan: remove it now rather than at the next prune.
             let _ = store.delete(&backup.object_key).await;
             return Err(e);
@@ -341,7 +377,7 @@ impl Backups {
                 }
                 (tenant, result)
             })
-            .buffer_unordered(self.0.settings().backup.concurrency());
+            .buffer_unordered(self.fleet.settings().backup.concurrency());
         while let Some((tenant, result)) = results.next().await {
             match result {
                 Ok(backup) => {
@@ -360,7 +396,7 @@ impl Backups {
 
     /// Every live (active or suspended) tenant.
     pub async fn live_tenants(&self) -> Result<Vec<Tenant>> {
-        let mut tenants = self.0.control().live().await?;
+        let mut tenants = self.fleet.control().live().await?;
         tenants.retain(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended));
         Ok(tenants)
     }
@@ -368,8 +404,8 @@ impl Backups {
     /// One backup of a tenant: the given id, or its newest.
     pub async fn find(&self, tenant: &Tenant, id: Option<&str>) -> Result<Backup> {
         match id {
-            Some(id) => self.0.control().backup(tenant.id, id).await,
-            None => self.0.control().backups_of(tenant.id).await?.into_iter().next().ok_or_else(|| {
+            Some(id) => self.catalogue().backup(tenant.id, id).await,
+            None => self.catalogue().backups_of(tenant.id).await?.into_iter().next().ok_or_else(|| {
                 Error::UnknownBackup(format!("(newest of `{}`: the tenant has no backups)", tenant.slug))
             }),
         }
@@ -397,14 +433,14 @@ impl Backups {
         integrity: bool,
     ) -> Result<u64> {
         let key = self.data_key(tenant, false).await?;
-        let bytes = self.0.backup_store().await?.store().get(&backup.object_key).await?;
+        let bytes = self.store().await?.store().get(&backup.object_key).await?;
         let context = seal_context(tenant.id, &backup.id);
         let (sha256, dest) = (backup.sha256.clone(), dest.to_owned());
-        let latest = crate::schema::latest_version(self.0.migrations());
+        let latest = silo_tenancy::schema::latest_version(self.fleet.migrations());
         tokio::task::spawn_blocking(move || {
             let size =
                 silo_storage::backup::unpack_checked(&bytes, &sha256, &key, &context, &dest, integrity)?;
-            let checked = read_schema_version(&dest).and_then(|version| {
+            let checked = silo_tenancy::schema::read_file_version(&dest).and_then(|version| {
                 if version > latest {
                     return Err(Error::Schema(format!(
                         "the backup is at schema version {version}, newer than this binary's {latest}"
@@ -424,13 +460,13 @@ impl Backups {
     /// Restores a backup to a temporary file, checks checksum, decryption, integrity and
     /// schema version, records the outcome and removes the file. Changes no tenant.
     pub async fn verify(&self, tenant: &TenantRef, id: Option<&str>) -> Result<Verification> {
-        let tenant = self.0.tenant(tenant).await?;
+        let tenant = self.fleet.tenant(tenant).await?;
         let backup = self.find(&tenant, id).await?;
         self.verify_known(&tenant, backup).await
     }
 
     pub(crate) async fn verify_known(&self, tenant: &Tenant, backup: Backup) -> Result<Verification> {
-        let temp = self.temp_path(&crate::scratch::name("verify", &backup.id))?;
+        let temp = self.fleet.temp_path(&silo_tenancy::scratch::name("verify", &backup.id))?;
         let result = self.fetch_backup_into(tenant, &backup, &temp).await;
         let _ = sqlite::remove_database_files(&temp).await;
         // A check this machine could not make (a full disk) says nothing of the backup: it is
@@ -441,22 +477,22 @@ impl Backups {
             return Err(Error::Unavailable(format!("backup {} could not be checked: {e}", backup.id)));
         }
         let error = result.as_ref().err().map(|e| e.to_string());
-        self.0.control().record_verification(&backup.id, error.as_deref()).await?;
+        self.catalogue().record_verification(&backup.id, error.as_deref()).await?;
         let restored_size = result?;
         Ok(Verification { backup, restored_size })
     }
 
     /// Applies the retention policy to every tenant's backups and removes orphan objects.
     pub async fn prune(&self) -> Result<PruneReport> {
-        let settings = &self.0.settings().backup;
+        let settings = &self.fleet.settings().backup;
         let keep_all = Duration::from_secs(settings.keep_all_hours.saturating_mul(3600));
-        let all = self.0.control().all_backups().await?;
+        let all = self.catalogue().all_backups().await?;
         let mut by_tenant: std::collections::BTreeMap<&str, Vec<Backup>> = Default::default();
         for backup in &all {
             by_tenant.entry(&backup.tenant_id).or_default().push(backup.clone());
         }
         let now = SystemTime::now();
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let mut report = PruneReport::default();
         let mut gone = Vec::new();
         for backups in by_tenant.values() {
@@ -473,7 +509,7 @@ impl Backups {
         }
         // Rows go after their objects: a crash in between leaves rows whose objects are gone,
         // which the next prune removes again (deleting a missing object is fine).
-        self.0.control().delete_backups(&gone).await?;
+        self.catalogue().delete_backups(&gone).await?;
         report.expired = gone.len();
         report.control_copies = self.prune_control_copies(now).await?;
         let catalogued: std::collections::HashSet<&str> = all.iter().map(|b| b.object_key.as_str()).collect();
@@ -496,24 +532,13 @@ impl Backups {
 
     /// Deletes every object of a tenant from the store; returns the keys deleted.
     pub(crate) async fn delete_tenant_objects(&self, tenant: TenantId) -> Result<Vec<String>> {
-        let store = self.0.backup_store().await?.store();
+        let store = self.store().await?.store();
         let mut deleted = Vec::new();
         for key in store.list(&format!("tenants/{tenant}/")).await? {
             store.delete(&key).await?;
             deleted.push(key);
         }
         Ok(deleted)
-    }
-
-    /// A path under `<data_dir>/tmp` (created if needed).
-    pub(crate) fn temp_path(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.0.settings().data_dir.join("tmp");
-        std::fs::create_dir_all(&dir).map_err(|e| silo_storage::Error::Io {
-            action: "create directory",
-            path: dir.clone(),
-            source: e,
-        })?;
-        Ok(dir.join(name))
     }
 }
 
@@ -524,12 +549,6 @@ fn schema_version_of(snapshot: &[u8]) -> Result<i64> {
         Error::Schema(format!("a snapshot of {} bytes has no database header", snapshot.len()))
     })?;
     Ok(i64::from(i32::from_be_bytes(bytes)))
-}
-
-/// The schema version recorded in a database file (`PRAGMA user_version`).
-pub(crate) fn read_schema_version(path: &Path) -> Result<i64> {
-    let conn = sqlite::open_sync(path, Default::default(), sqlite::OpenMode::ReadOnly)?;
-    crate::schema::file_version(&conn)
 }
 
 /// The chain (snapshot id) of a segment's key, `tenants/<tenant>/chains/<id>/<segment>`.

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::catalogue::Backup;
-use crate::control::utc_timestamp;
+use silo_tenancy::control::utc_timestamp;
 
 /// The ids among one tenant's backups (any order) that the policy lets go.
 pub fn expired(backups: &[Backup], now: SystemTime, keep_all: Duration, keep_daily_days: u64) -> Vec<String> {
@@ -66,7 +66,7 @@ pub fn expired_copies(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupKind;
+    use crate::BackupKind;
 
     fn backup(id: &str, created_at: &str) -> Backup {
         Backup {

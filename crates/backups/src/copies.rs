@@ -1,0 +1,95 @@
+//! What this crate registers on the fleet ([`silo_tenancy::Copies`]): its state, one per fleet,
+//! and what a purge, a migration and a stop ask of the backups.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use silo_core::TenantId;
+use silo_tenancy::{Copies, Result, Tenancy, Tenant};
+use tokio::sync::OnceCell;
+
+use crate::{BackupKind, BackupStore, Backups, catalogue, control_copies, scheduler};
+
+/// The backups' state in a process: the store, the copies of `control.db`, the scheduler's
+/// last round. Registered with the fleet, so every [`Backups`] of it shares one.
+#[derive(Default)]
+pub(crate) struct State {
+    /// The backup store and master key (set up on first use).
+    pub(crate) store: OnceCell<BackupStore>,
+    /// Copies of `control.db` to the store.
+    pub(crate) control_copies: control_copies::ControlCopies,
+    /// What the backup scheduler last did.
+    pub(crate) scheduler_status: parking_lot::Mutex<scheduler::SchedulerStatus>,
+}
+
+impl State {
+    /// The fleet's state, registered (with the catalogue's purge statements) on first use.
+    pub(crate) fn of(fleet: &Tenancy) -> Arc<Self> {
+        let registered = fleet.copies_or_register(|| {
+            fleet.add_purge_statements(catalogue::PURGE_STATEMENTS);
+            Arc::new(State::default())
+        });
+        registered.into_any().downcast::<State>().unwrap_or_else(|_| {
+            panic!("the fleet's copies are registered by another crate than silo-backups")
+        })
+    }
+}
+
+impl Copies for State {
+    fn delete_all<'a>(
+        &'a self,
+        fleet: &'a Tenancy,
+        tenant: TenantId,
+    ) -> BoxFuture<'a, Result<serde_json::Value>> {
+        Box::pin(async move {
+            let backups = Backups::of(fleet);
+            let catalogued = backups.of_tenant(tenant).await?.len();
+            let objects = backups.delete_tenant_objects(tenant).await?;
+            Ok(serde_json::json!({
+                "store": backups.store().await?.store().describe(),
+                "catalogue_rows_removed": catalogued,
+                "objects_deleted": objects.len(),
+                "object_keys": objects,
+            }))
+        })
+    }
+
+    fn supersede_control_copies<'a>(&'a self, fleet: &'a Tenancy) -> BoxFuture<'a, Result<usize>> {
+        Box::pin(async move { Backups::of(fleet).supersede_control_copies().await })
+    }
+
+    fn before_migration<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            Backups::of(fleet).backup_known(tenant, BackupKind::PreMigration, "migrate").await.map(|_| ())
+        })
+    }
+
+    fn at_stop<'a>(&'a self, fleet: &'a Tenancy, all_closed: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let backups = Backups::of(fleet);
+            // A no-op unless continuous backup runs here.
+            if !backups.logs().is_enabled() {
+                return;
+            }
+            let run = backups.ship_changes().await;
+            if !run.failed.is_empty() {
+                tracing::warn!(
+                    failed = run.failed.len(),
+                    "continuous backup: commits of some tenants did not reach the store before the stop"
+                );
+            }
+            // Only when every handle closed: one still open may yet commit behind the moment.
+            if all_closed {
+                backups.close_chains_at_stop().await;
+            }
+            if let Err(e) = backups.copy_control_now().await {
+                tracing::warn!(error = %e, "continuous backup: the last change of control.db did not reach the store");
+            }
+        })
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}

@@ -1,0 +1,40 @@
+//! The seam between the fleet and the crate that keeps copies of tenants outside their files
+//! (`silo-backups`: the backup store, continuous backup, the copies of `control.db`). A purge
+//! must reach every copy, a migration may want one first, and a stop must let the last
+//! commits reach the store — but the store and its catalogue belong to the crate that runs
+//! them, so the fleet calls the [`Copies`] that crate registers ([`crate::Tenancy::set_copies`]).
+//!
+//! Each call is handed the fleet, so the registered value holds no reference back to it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use silo_core::TenantId;
+
+use crate::{Result, Tenancy, Tenant};
+
+/// What the fleet asks of the owner of the copies.
+pub trait Copies: Send + Sync + 'static {
+    /// Deletes every copy of `tenant` outside its file (a purge, before the file goes);
+    /// returns what the deletion certificate records of them. An error stops the purge.
+    fn delete_all<'a>(
+        &'a self,
+        fleet: &'a Tenancy,
+        tenant: TenantId,
+    ) -> BoxFuture<'a, Result<serde_json::Value>>;
+
+    /// Replaces the copies of `control.db` in the store by one of it as it is now (after a
+    /// purge or an erasure removed something from it); returns how many were replaced.
+    fn supersede_control_copies<'a>(&'a self, fleet: &'a Tenancy) -> BoxFuture<'a, Result<usize>>;
+
+    /// Takes a `pre-migration` backup of `tenant`.
+    fn before_migration<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<()>>;
+
+    /// At a stop, once the handles are closed (`all_closed`: every one of them): what is not
+    /// in the store yet goes there.
+    fn at_stop<'a>(&'a self, fleet: &'a Tenancy, all_closed: bool) -> BoxFuture<'a, ()>;
+
+    /// The registered value itself (the registering crate finds its state again).
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
