@@ -1,6 +1,6 @@
 //! `silo-bench http`: the HTTP server under load, in one process.
 //!
-//! The real HTTP server (`silo_web::server::start`, two actix workers, without the
+//! The real HTTP server (`silo_server::start`, two actix workers, without the
 //! application's background loops) serves a scratch data
 //! directory; the load generator is a minimal HTTP/1.1 keep-alive client on **one** thread
 //! (a current-thread tokio runtime), so the server has the rest of the machine. Phases, each

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use silo_server::ServerSettings;
 use silo_tenancy::{CreateTenant, Settings, Tenancy, Tenant};
-use silo_web::settings::ServerSettings;
 
 /// Cores available to this process.
 pub fn cores() -> usize {
@@ -154,7 +154,7 @@ pub fn serve_in_process(
 ) -> anyhow::Result<(std::net::SocketAddr, actix_web::dev::ServerHandle)> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
-    let server = silo_web::server::start(billing, settings, listener)?;
+    let server = silo_server::start(billing, settings, listener)?;
     let handle = server.handle();
     tokio::spawn(server);
     Ok((addr, handle))

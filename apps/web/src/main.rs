@@ -6,7 +6,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = silo_web::cli::Cli::parse();
-    silo_web::logging::init(cli.command.is_server());
+    silo_server::logging::init(cli.command.is_server());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(silo_tenancy::limits::MAX_BLOCKING_THREADS)

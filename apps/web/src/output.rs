@@ -134,17 +134,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Human-readable byte size.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
+pub use silo_core::units::bytes;
 
 #[cfg(test)]
 mod tests {
@@ -154,12 +144,5 @@ mod tests {
     fn tables_align_columns() {
         let rows = vec![vec!["acme".to_owned(), "active".to_owned()], vec!["b".to_owned(), "x".to_owned()]];
         assert_eq!(table(&["SLUG", "STATUS"], &rows), "SLUG  STATUS\nacme  active\nb     x");
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(2048), "2.0 KiB");
-        assert_eq!(bytes(3 * 1024 * 1024 + 1), "3.0 MiB");
     }
 }

@@ -19,18 +19,18 @@
 //! progress finishes first), then every tenant handle is closed — SQLite checkpoints a file's
 //! WAL when its last connection closes — and the control plane is closed.
 
-use silo_backups::BackupsExt;
 use std::net::{SocketAddr, TcpListener};
 
 use anyhow::Context;
 use silo_accounts::Accounts;
+use silo_backups::BackupsExt;
 use silo_jobs::Workers;
 use silo_tenancy::{DataDirLock, Tenancy};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::server;
 use crate::settings::Settings;
+use silo_server as server;
 
 /// A built, not yet running, Silo server.
 pub struct Application {

@@ -1,5 +1,5 @@
 //! `silo-core`: the types and helpers every Silo crate shares — typed ids, time and the
-//! clock, the kinds of error, secrets, the settings loader, hex and random tokens, and the
+//! clock, the kinds of error, secrets, the settings loader, hex and random tokens, byte sizes for people, and the
 //! audit log every layer writes (its one table). It knows nothing of tenants' files, people
 //! or money.
 //!
@@ -13,6 +13,7 @@
 //! - [`audit`]: the audit log — appended inside each change's transaction, read by the console.
 //! - [`erasure`]: [`erasure::ErasureStep`], how each crate says what erasing a person does to its tables.
 //! - [`settings`]: the one loader (defaults, `silo.toml`, `SILO_…` variables).
+//! - [`units`]: quantities as people read them (byte sizes).
 
 pub mod audit;
 pub mod erasure;
@@ -22,6 +23,7 @@ pub mod secret;
 pub mod settings;
 pub mod time;
 pub mod tokens;
+pub mod units;
 
 pub use error::ErrorKind;
 pub use ids::{SlugError, TenantId, TenantRef, TenantSlug};

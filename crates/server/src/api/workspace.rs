@@ -12,9 +12,9 @@ use super::Tagged;
 use super::auth::Bearer;
 use super::{Body, NoParams};
 use super::{ErrorBody, cursor, limit};
-use crate::server::error::{ApiError, Failure};
-use crate::server::request::state;
-use crate::server::tenant::{Entered, admit};
+use crate::error::{ApiError, Failure};
+use crate::request::state;
+use crate::tenant::{Entered, admit};
 
 /// Registers the routes in one `/w/{slug}` scope, so the slug pattern is matched once per
 /// request rather than once per route tried.
@@ -47,7 +47,7 @@ async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Enter
     billing.metering().record(admitted.tenant.id, &principal.user_id);
     let etag = (req.method() == actix_web::http::Method::GET).then(|| admitted.etag(accounts));
     if let Some(etag) = &etag
-        && crate::server::error::matches_if_none_match(req, etag)
+        && crate::error::matches_if_none_match(req, etag)
     {
         return Err(ApiError(Failure::not_modified(etag.clone())));
     }

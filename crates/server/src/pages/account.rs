@@ -10,13 +10,13 @@ use silo_core::{TenantRef, TenantSlug};
 use silo_jobs::Enqueued;
 
 use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page};
-use crate::server::csrf::CsrfForm;
-use crate::server::devices;
-use crate::server::error::{Failure, PASSWORD_THROTTLED, PageError};
-use crate::server::hosts::WorkspaceHost;
-use crate::server::redirects::{safe_next, see_other, see_other_with_flash};
-use crate::server::request::{client_addr, state};
-use crate::server::sessions::{SignedIn, current_session, session_cookie, session_secret, sign_out_browser};
+use crate::csrf::CsrfForm;
+use crate::devices;
+use crate::error::{Failure, PASSWORD_THROTTLED, PageError};
+use crate::hosts::WorkspaceHost;
+use crate::redirects::{safe_next, see_other, see_other_with_flash};
+use crate::request::{client_addr, state};
+use crate::sessions::{SignedIn, current_session, session_cookie, session_secret, sign_out_browser};
 
 /// Registers the pages.
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -11,8 +11,8 @@ use super::ErrorBody;
 use super::auth::OperatorToken;
 use super::jobs::accepted;
 use super::{Body, NoParams};
-use crate::server::error::ApiError;
-use crate::server::request::state;
+use crate::error::ApiError;
+use crate::request::state;
 use silo_jobs::Job;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

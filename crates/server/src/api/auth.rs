@@ -8,8 +8,8 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
 use silo_accounts::tokens::TokenPrincipal;
 
-use crate::server::error::{ApiError, Failure};
-use crate::server::request::{client_addr, state};
+use crate::error::{ApiError, Failure};
+use crate::request::{client_addr, state};
 
 /// The principal of the request's bearer token (extractor; 401 without a valid one).
 pub struct Bearer(pub TokenPrincipal);

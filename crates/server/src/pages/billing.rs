@@ -13,11 +13,11 @@ use silo_core::{TenantId, TenantRef};
 
 use super::workspace::{entered, home, page};
 use super::{Page, PageResult, flash_outcome_with};
-use crate::server::csrf::CsrfForm;
-use crate::server::error::{Failure, PageError};
-use crate::server::redirects::see_other_with_flash;
-use crate::server::request::state;
-use crate::server::sessions::{Operator, SignedIn};
+use crate::csrf::CsrfForm;
+use crate::error::{Failure, PageError};
+use crate::redirects::see_other_with_flash;
+use crate::request::state;
+use crate::sessions::{Operator, SignedIn};
 
 /// The workspace's billing pages (registered inside the `/w/{slug}` scope).
 pub fn workspace_routes(cfg: &mut web::ServiceConfig) {

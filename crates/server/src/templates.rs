@@ -7,7 +7,7 @@ use tera::Tera;
 
 macro_rules! templates {
     ($($name:literal),* $(,)?) => {
-        [$(($name, include_str!(concat!("../../templates/", $name)))),*]
+        [$(($name, include_str!(concat!("../templates/", $name)))),*]
     };
 }
 
@@ -47,4 +47,4 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
 });
 
 /// The stylesheet served at `/static/silo.css`.
-pub const STYLESHEET: &str = include_str!("../../static/silo.css");
+pub const STYLESHEET: &str = include_str!("../static/silo.css");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::settings::ServerSettings;
+use crate::ServerSettings;
 use silo_accounts::Accounts;
 use silo_accounts::throttle::{AccountGuard, Throttle, ThrottlePolicy};
 use silo_billing::Billing;

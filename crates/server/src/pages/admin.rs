@@ -1,6 +1,6 @@
 //! The operators' console under `/admin`: the tenant list (search, filters, sort, pages),
 //! a tenant's detail and lifecycle actions, the fleet view and the audit log. Anyone who is
-//! not an operator gets 404 (see [`crate::server::sessions::Operator`]).
+//! not an operator gets 404 (see [`crate::sessions::Operator`]).
 
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
@@ -13,11 +13,11 @@ use silo_workspace::migrations as tenant_migrations;
 
 use super::account::NoFields;
 use super::{Page, PageResult, flash_outcome, flash_outcome_with, page_offset};
-use crate::server::csrf::CsrfForm;
-use crate::server::error::Failure;
-use crate::server::redirects::see_other_with_flash;
-use crate::server::request::state;
-use crate::server::sessions::Operator;
+use crate::csrf::CsrfForm;
+use crate::error::Failure;
+use crate::redirects::see_other_with_flash;
+use crate::request::state;
+use crate::sessions::Operator;
 
 const PER_PAGE: i64 = 50;
 
@@ -177,7 +177,7 @@ async fn tenant_page(req: HttpRequest, _op: Operator, id: web::Path<String>) -> 
         .map(|b| {
             serde_json::json!({
                 "id": b.id, "created_at": b.created_at, "kind": b.kind,
-                "size": crate::output::bytes(b.size as u64), "db_size": crate::output::bytes(b.db_size as u64),
+                "size": silo_core::units::bytes(b.size as u64), "db_size": silo_core::units::bytes(b.db_size as u64),
                 "schema_version": b.schema_version, "verified_at": b.verified_at, "verify_error": b.verify_error,
             })
         })

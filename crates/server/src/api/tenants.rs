@@ -10,8 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::OperatorToken;
 use super::{Body, NoParams};
 use super::{ErrorBody, cursor, limit};
-use crate::server::error::{ApiError, Failure};
-use crate::server::request::state;
+use crate::error::{ApiError, Failure};
+use crate::request::state;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(list_tenants)

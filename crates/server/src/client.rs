@@ -14,7 +14,7 @@
 
 use std::net::IpAddr;
 
-use crate::settings::TrustedProxies;
+use crate::TrustedProxies;
 use actix_web::HttpRequest;
 
 /// A network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).

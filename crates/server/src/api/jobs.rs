@@ -9,8 +9,8 @@ use utoipa::IntoParams;
 use super::NoParams;
 use super::auth::OperatorToken;
 use super::{ErrorBody, limit};
-use crate::server::error::{ApiError, Failure};
-use crate::server::request::{client_addr, state};
+use crate::error::{ApiError, Failure};
+use crate::request::{client_addr, state};
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(export_tenant).service(download_export).service(get_job).service(list_jobs);
@@ -72,7 +72,7 @@ async fn download_export(
         );
         return Err(ApiError(failure.retry_after(std::time::Duration::from_secs(5))));
     };
-    let (size, chunks) = crate::server::downloads::stream(&path, slot).await.map_err(|e| {
+    let (size, chunks) = crate::downloads::stream(&path, slot).await.map_err(|e| {
         let error = silo_storage::Error::Io { action: "read export", path: path.clone(), source: e };
         ApiError(Failure::from(silo_tenancy::Error::Storage(error)))
     })?;

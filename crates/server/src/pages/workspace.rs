@@ -1,6 +1,6 @@
 //! A tenant's workspace under `/w/{slug}/`: dashboard, projects, tasks, comments, search,
 //! members and invitations, settings. Every handler enters the workspace through
-//! [`crate::server::tenant::enter`] and reads only the entered tenant's own file.
+//! [`crate::tenant::enter`] and reads only the entered tenant's own file.
 
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
@@ -12,12 +12,12 @@ use silo_workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
 use super::{Page, PageResult, flash_outcome, flash_outcome_with};
-use crate::server::csrf::CsrfForm;
-use crate::server::error::{Failure, PageError, matches_if_none_match};
-use crate::server::redirects::{see_other_with_flash, take_flash};
-use crate::server::request::state;
-use crate::server::sessions::SignedIn;
-use crate::server::tenant::{Entered, Workspace, admit, enter};
+use crate::csrf::CsrfForm;
+use crate::error::{Failure, PageError, matches_if_none_match};
+use crate::redirects::{see_other_with_flash, take_flash};
+use crate::request::state;
+use crate::sessions::SignedIn;
+use crate::tenant::{Entered, Workspace, admit, enter};
 
 const PER_PAGE: i64 = 25;
 

@@ -1,5 +1,7 @@
-//! The HTTP server: actix-web over the shared [`silo_billing::Billing`] (the accounts and their
-//! fleet beneath it), started by [`crate::startup::Application`].
+//! `silo-server`: the HTTP server — actix-web + tera over the shared [`silo_billing::Billing`]
+//! (the accounts and their fleet beneath it): the workspace pages, the console, the JSON API
+//! and its OpenAPI document, sessions, CSRF, probes. Started ([`start`]) by the application
+//! (`silo-web`'s `Application`), with its `[server]` [`ServerSettings`].
 //!
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`pages`]: the HTML site (sign-up, account, workspaces, admin console).
@@ -14,6 +16,9 @@
 //!   builds (from configuration only); [`hosts`]: workspaces on their own host, and
 //!   [`handoff`] of a session to them.
 //!
+//! - [`settings`]: `[server]`; [`logging`]: the process's log output (the lines it could not
+//!   write are counted on `/metrics`).
+//!
 //! Every response carries the security headers ([`security_headers`]).
 
 mod api;
@@ -25,11 +30,13 @@ pub mod error;
 mod handoff;
 pub mod hosts;
 pub mod links;
+pub mod logging;
 mod ops;
 pub mod pages;
 pub mod redirects;
 pub mod request;
 pub mod sessions;
+pub mod settings;
 pub mod state;
 mod templates;
 pub mod tenant;
@@ -42,7 +49,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
-use crate::settings::ServerSettings;
+pub use settings::{ServerSettings, TrustedProxies};
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 
