@@ -20,7 +20,7 @@
 //!   the store alone; [`control_copies`]: copies of `control.db` in the store.
 //! - [`retention`]: which backups expire; [`scheduler`]: the scheduler of `silo serve`.
 //! - [`relocate`]: [`Relocations`], region moves; [`jobs`]: the fleet backup job.
-//! - [`copies`]: the [`silo_tenancy::Copies`] this crate registers on the fleet.
+//! - `copies`: the [`silo_tenancy::Copies`] this crate registers on the fleet.
 //!
 //! Errors are the fleet's ([`silo_tenancy::Error`]): every failure here is one of a tenant's
 //! file, its store or the control plane, which the fleet's error already names.

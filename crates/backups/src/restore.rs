@@ -5,7 +5,7 @@
 //!
 //! Both first write the backup to a staging file beside the destination and check it
 //! (checksum, decryption, `integrity_check`, schema version), then replay the erasure ledger
-//! on it (people erased since the backup are erased from it: [`crate::erasure`]) and bring its
+//! on it (people erased since the backup are erased from it: [`silo_tenancy::erasure`]) and bring its
 //! member rows to the tenant's current members (someone who left since is marked gone, someone
 //! who joined since gets a row, so new work is attributed); only then is anything switched.
 //! A restore that fails before the switch changes nothing. In place, the tenant is unavailable

@@ -2,7 +2,7 @@
 //! (`silo-backups`: the backup store, continuous backup, the copies of `control.db`). A purge
 //! must reach every copy, a migration may want one first, and a stop must let the last
 //! commits reach the store — but the store and its catalogue belong to the crate that runs
-//! them, so the fleet calls the [`Copies`] that crate registers ([`crate::Tenancy::set_copies`]).
+//! them, so the fleet calls the [`Copies`] that crate registers ([`crate::Tenancy::copies_or_register`]).
 //!
 //! Each call is handed the fleet, so the registered value holds no reference back to it.
 
