@@ -2,46 +2,66 @@
 //! when several run at once, proration from the plan history), payment, void and credit
 //! notes, dunning (reminders, suspension, payment resumes), billing contacts, bad input.
 //!
-//! Time is moved by rewriting the stored timestamps (tenants created and plans taken months
-//! ago, a due date in the past), never by waiting.
+//! What must have happened at another time than now — tenants created and plans changed
+//! months ago, storage measured on a past day, dunning passes weeks after an invoice fell due —
+//! happens in this process on a test clock ([`billing_on`]); the `silo` commands under test
+//! run on the real clock. Nothing waits, and no stored time is rewritten.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use common::{command, fails, json, ok};
-use silo_tenancy::Settings;
+use silo_billing::{Billing, Period};
+use silo_core::{Clock, TestClock, Timestamp};
+use silo_tenancy::CreateTenant;
 
-/// Last month, as `YYYY-MM` (the month a run can bill today).
+/// Last month (the month a run can bill today).
+fn last_period() -> Period {
+    Period::of(silo_core::time::utc_now().as_str()).unwrap().previous()
+}
+
+/// Last month, as `YYYY-MM`.
 fn last_month() -> String {
-    let now = silo_core::time::utc_now();
-    silo_billing::Period::of(now.as_str()).unwrap().previous().to_string()
+    last_period().to_string()
 }
 
-/// Runs `sql` statements on the data directory's control plane.
-async fn control_sql(data: &Path, statements: &[&str]) {
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
-    for sql in statements {
-        sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(tenancy.control().writer()).await.unwrap();
+/// The start of `period`, as a moment.
+fn start(period: Period) -> Timestamp {
+    Timestamp::parse(&period.start()).unwrap()
+}
+
+/// The data directory's billing (its plans from `silo.toml`, when there is one) in this
+/// process, on `clock`. Shut its fleet down ([`done`]) before the next `silo` command.
+async fn billing_on(data: &Path, clock: &TestClock) -> Billing {
+    let file = data.join("silo.toml");
+    let mut settings = silo_web::settings::Settings::load(file.exists().then_some(file.as_path())).unwrap();
+    settings.fleet.data_dir = data.to_owned();
+    settings.fleet.clock = silo_core::ProcessClock::new(clock.shared());
+    let tenancy = silo_web::schema::open(settings.fleet.clone()).await.unwrap();
+    settings.billing(silo_accounts::Accounts::new(tenancy, settings.accounts()))
+}
+
+async fn done(billing: Billing) {
+    billing.tenancy().shutdown().await;
+}
+
+/// Creates tenants (slug, plan) at the start of the month three months back: last month is
+/// billed whole, trials long over.
+async fn create_months_ago(billing: &Billing, clock: &TestClock, tenants: &[(&str, &str)]) {
+    clock.set(&start(last_period().previous().previous()));
+    for (slug, plan) in tenants {
+        let request = CreateTenant { plan: Some((*plan).to_owned()), ..CreateTenant::with_slug(*slug) };
+        billing.subscriptions().create_tenant(request, None, "test").await.unwrap();
     }
-    tenancy.shutdown().await;
 }
 
-/// Every tenant was created (and took its plan) three months ago: last month is billed whole,
-/// trials long over.
-const BACKDATE: [&str; 2] = [
-    "UPDATE tenants SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
-    "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-3 months')",
-];
-
-/// Moves the due date of `slug`'s invoices `days` into the past.
-async fn due_days_ago(data: &Path, slug: &str, days: u32) {
-    let sql = format!(
-        "UPDATE invoices SET due_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-{days} days')
-         WHERE tenant_id = (SELECT id FROM tenants WHERE slug = '{slug}')"
-    );
-    control_sql(data, &[&sql]).await;
+/// Changes `slug`'s plan at `at`.
+async fn change_at(billing: &Billing, clock: &TestClock, at: &Timestamp, slug: &str, plan: &str) {
+    clock.set(at);
+    billing.subscriptions().change(&slug.parse().unwrap(), plan, "test").await.unwrap();
 }
 
 fn numbers(invoices: &serde_json::Value) -> Vec<i64> {
@@ -55,20 +75,14 @@ fn numbers(invoices: &serde_json::Value) -> Vec<i64> {
 async fn a_run_invoices_each_tenant_once_and_a_second_run_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    for (slug, plan) in [("acme", "business"), ("beta", "business"), ("gamma", "free")] {
-        ok(data, &["tenant", "create", slug, "--plan", plan]);
-    }
-    control_sql(data, &BACKDATE).await;
+    let clock = TestClock::starting_now();
+    let billing = billing_on(data, &clock).await;
+    create_months_ago(&billing, &clock, &[("acme", "business"), ("beta", "business"), ("gamma", "free")])
+        .await;
     // beta moved to team half-way through last month: prorated by days.
-    control_sql(
-        data,
-        &[
-            "UPDATE tenants SET plan = 'team' WHERE slug = 'beta'",
-            "UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-1 month', '+15 days')
-             WHERE seq = (SELECT max(seq) FROM tenant_plans)",
-        ],
-    )
-    .await;
+    let mid_month = Timestamp::from_unix_ms(start(last_period()).unix_ms() + 15 * 86_400_000);
+    change_at(&billing, &clock, &mid_month, "beta", "team").await;
+    done(billing).await;
     let period = last_month();
     let first = json(data, &["billing", "run", "--period", &period, "--json"]);
     assert_eq!(
@@ -120,31 +134,31 @@ async fn a_plan_held_for_hours_and_a_peak_of_storage_are_billed() {
         "[plans.metered]\nstorage_mb = 1000\nprice_storage_gb = 200\nself_service = true\n",
     )
     .unwrap();
-    ok(data, &["tenant", "create", "flip", "--plan", "business"]);
-    ok(data, &["tenant", "create", "hoard", "--plan", "metered"]);
-    control_sql(data, &BACKDATE).await;
+    let clock = TestClock::starting_now();
+    let billing = billing_on(data, &clock).await;
+    create_months_ago(&billing, &clock, &[("flip", "business"), ("hoard", "metered")]).await;
     // flip: business three months ago (its trial long over), free since two months ago, and
     // business again from 09:00 to 17:00 on the 10th of last month.
-    let latest = "WHERE seq = (SELECT max(seq) FROM tenant_plans)";
-    control_sql(
-        data,
-        &[
-            "UPDATE tenants SET plan = 'free' WHERE slug = 'flip'",
-            &format!("UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-2 months') {latest}"),
-            "UPDATE tenants SET plan = 'business' WHERE slug = 'flip'",
-            &format!("UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-1 month', '+9 days', '+9 hours') {latest}"),
-            "UPDATE tenants SET plan = 'free' WHERE slug = 'flip'",
-            &format!("UPDATE tenant_plans SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', 'start of month', '-1 month', '+9 days', '+17 hours') {latest}"),
-            // hoard: 3.4 GB on the 5th (its peak), 0.5 GB at the month's end.
-            "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
-             SELECT id, strftime('%Y-%m-%d', 'now', 'start of month', '-1 month', '+4 days'), 1, 3400000000, 1, 1
-             FROM tenants WHERE slug = 'hoard'",
-            "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
-             SELECT id, strftime('%Y-%m-%d', 'now', 'start of month', '-1 day'), 1, 500000000, 1, 1
-             FROM tenants WHERE slug = 'hoard'",
-        ],
-    )
-    .await;
+    let last = start(last_period()).unix_ms();
+    let hours = |h: i64| Timestamp::from_unix_ms(last + h * 3_600_000);
+    change_at(&billing, &clock, &start(last_period().previous()), "flip", "free").await;
+    change_at(&billing, &clock, &hours(9 * 24 + 9), "flip", "business").await;
+    change_at(&billing, &clock, &hours(9 * 24 + 17), "flip", "free").await;
+    // hoard: its file measured at 3.4 GB on the 5th (its peak), 0.5 GB on the month's last
+    // day (the file is made that long, sparse, for the meter's look, then put back).
+    let hoard = billing.tenancy().tenant(&"hoard".parse().unwrap()).await.unwrap();
+    let file = billing.tenancy().tenant_path(&hoard).unwrap();
+    let real = std::fs::metadata(&file).unwrap().len();
+    let end_of_month = Timestamp::from_unix_ms(start(last_period().next()).unix_ms() - 3_600_000);
+    for (day, bytes) in [(hours(4 * 24 + 12), 3_400_000_000), (end_of_month, 500_000_000)] {
+        clock.set(&day);
+        let sized = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        sized.set_len(bytes).unwrap();
+        billing.metering().record(hoard.id, "someone");
+        billing.metering().flush().await.unwrap();
+        sized.set_len(real).unwrap();
+    }
+    done(billing).await;
     let period = last_month();
     let run = json(data, &["billing", "run", "--period", &period, "--json"]);
     assert_eq!(run["created"], 2, "{run}");
@@ -171,18 +185,12 @@ async fn a_plan_held_for_hours_and_a_peak_of_storage_are_billed() {
 async fn concurrent_runs_number_every_invoice_once_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
-    for i in 0..40 {
-        let request = silo_tenancy::CreateTenant {
-            slug: format!("t{i:02}"),
-            name: None,
-            region: None,
-            plan: Some("business".into()),
-        };
-        tenancy.tenants().create(request, "test").await.unwrap();
-    }
-    tenancy.shutdown().await;
-    control_sql(data, &BACKDATE).await;
+    let clock = TestClock::starting_now();
+    let billing = billing_on(data, &clock).await;
+    let slugs: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    let tenants: Vec<(&str, &str)> = slugs.iter().map(|slug| (slug.as_str(), "business")).collect();
+    create_months_ago(&billing, &clock, &tenants).await;
+    done(billing).await;
     let period = last_month();
     // Four processes bill the same month at once.
     let runs: Vec<_> = (0..4)
@@ -218,38 +226,48 @@ async fn concurrent_runs_number_every_invoice_once_without_gaps() {
 async fn dunning_reminds_then_suspends_and_payment_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    ok(data, &["tenant", "create", "acme", "--plan", "business"]);
-    ok(data, &["tenant", "create", "beta", "--plan", "business"]);
+    let clock = TestClock::starting_now();
+    let billing = billing_on(data, &clock).await;
+    create_months_ago(&billing, &clock, &[("acme", "business"), ("beta", "business")]).await;
+    done(billing).await;
     let contact =
         json(data, &["billing", "contact", "acme", "--email", "Billing@Acme.test", "--country", "de"]);
     assert_eq!(contact["country"], "DE");
     assert!(
         fails(data, &["billing", "contact", "acme", "--country", "Germany"]).contains("not a country code")
     );
-    control_sql(data, &BACKDATE).await;
     let period = last_month();
     ok(data, &["billing", "run", "--period", &period]);
 
     // Not yet due: nothing happens.
     let calm = json(data, &["billing", "dunning", "--json"]);
     assert_eq!((calm["overdue"].as_i64(), calm["reminders"].as_i64()), (Some(0), Some(0)));
+    // beta pays at once.
+    let invoice_of = |slug: &str| json(data, &["billing", "invoices", "--tenant", slug, "--json"])[0].clone();
+    let beta = invoice_of("beta")["number"].as_i64().unwrap();
+    ok(data, &["billing", "pay", &beta.to_string(), "--reference", "BANK-BETA"]);
 
-    // acme's invoice is 5 days late: the first reminder (day 3), no suspension (day 21).
-    due_days_ago(data, "acme", 5).await;
-    let pass = json(data, &["billing", "dunning", "--json"]);
-    assert_eq!((pass["overdue"].as_i64(), pass["reminders"].as_i64()), (Some(1), Some(1)), "{pass}");
-    assert_eq!(pass["suspended"].as_array().unwrap().len(), 0);
-    assert_eq!(
-        json(data, &["billing", "dunning", "--json"])["reminders"],
-        0,
-        "one reminder per reminder day"
-    );
+    // Dunning passes on a clock days after acme's due date.
+    let due = Timestamp::parse(invoice_of("acme")["due_at"].as_str().unwrap()).unwrap();
+    let clock = TestClock::at(&due);
+    let billing = billing_on(data, &clock).await;
+    let pass_after = |days: u64| {
+        clock.set(&due);
+        clock.advance(Duration::from_secs(days * 86_400));
+        let now = clock.now();
+        let billing = billing.clone();
+        async move { billing.dunning().run(now.as_str(), "test").await.unwrap() }
+    };
+    // 5 days late: the first reminder (day 3), no suspension (day 21).
+    let pass = pass_after(5).await;
+    assert_eq!((pass.overdue, pass.reminders, pass.suspended.len()), (1, 1, 0), "{pass:?}");
+    assert_eq!(pass_after(5).await.reminders, 0, "one reminder per reminder day");
 
-    // 30 days late: suspended; beta (not late) untouched.
-    due_days_ago(data, "acme", 30).await;
-    let pass = json(data, &["billing", "dunning", "--json"]);
-    assert_eq!(pass["suspended"], serde_json::json!(["acme"]), "{pass}");
-    assert_eq!(pass["reminders"], 1, "the second reminder (day 10)");
+    // 30 days late: suspended; beta (paid) untouched.
+    let pass = pass_after(30).await;
+    assert_eq!(pass.suspended, ["acme"], "{pass:?}");
+    assert_eq!(pass.reminders, 1, "the second reminder (day 10)");
+    done(billing).await;
     let tenants = json(data, &["tenant", "list", "--json"]);
     let status = |slug: &str| {
         tenants.as_array().unwrap().iter().find(|t| t["slug"] == slug).unwrap()["status"]
@@ -260,23 +278,18 @@ async fn dunning_reminds_then_suspends_and_payment_resumes() {
     assert_eq!((status("acme").as_str(), status("beta").as_str()), ("suspended", "active"));
 
     // The reminders went to the billing contact, through the outbox.
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
-    let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
-    let mail = accounts.outbox().list(Some("billing@acme.test"), 10).await.unwrap();
+    let billing = billing_on(data, &TestClock::starting_now()).await;
+    let mail = billing.accounts().outbox().list(Some("billing@acme.test"), 10).await.unwrap();
     assert_eq!(mail.len(), 2, "two reminders");
     assert!(
         mail.iter().all(|m| m.subject.contains("overdue")),
         "{:?}",
         mail.iter().map(|m| &m.subject).collect::<Vec<_>>()
     );
-    let steps: Vec<String> = sqlx::query_scalar(
-        "SELECT json_extract(detail, '$.step') FROM audit_log WHERE action = 'billing.dunning' ORDER BY id",
-    )
-    .fetch_all(tenancy.control().reader())
-    .await
-    .unwrap();
+    let audited = billing.tenancy().audit_log(None, Some("billing.dunning"), 10).await.unwrap();
+    let steps: Vec<&str> = audited.iter().rev().map(|e| e.detail["step"].as_str().unwrap()).collect();
     assert_eq!(steps, ["reminder", "reminder", "suspend"]);
-    tenancy.shutdown().await;
+    done(billing).await;
 
     // Paying resumes the tenant, audited.
     let number =
@@ -296,18 +309,19 @@ async fn dunning_reminds_then_suspends_and_payment_resumes() {
 async fn erasing_the_person_who_is_the_billing_contact_blanks_the_address_and_keeps_the_invoices() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    ok(data, &["tenant", "create", "acme", "--plan", "business"]);
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
-    let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+    let clock = TestClock::starting_now();
+    let billing = billing_on(data, &clock).await;
+    create_months_ago(&billing, &clock, &[("acme", "business")]).await;
+    clock.set(&silo_core::time::utc_now());
+    let accounts = billing.accounts();
     accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
     accounts.users().create("bob@example.com", "correct horse battery staple", None, "test").await.unwrap();
     for email in ["ada@example.com", "bob@example.com"] {
         let acme = "acme".parse().unwrap();
         accounts.memberships().add(&acme, email, silo_accounts::Role::Owner, "test").await.unwrap();
     }
-    tenancy.shutdown().await;
+    done(billing).await;
     json(data, &["billing", "contact", "acme", "--name", "Acme GmbH", "--email", "ada@example.com"]);
-    control_sql(data, &BACKDATE).await;
     ok(data, &["billing", "run", "--period", &last_month()]);
 
     ok(data, &["gdpr", "erase-subject", "ada@example.com"]);

@@ -223,6 +223,9 @@ pub fn register(workers: &mut Workers, accounts: &crate::Accounts) {
 
 async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
     let tenancy = accounts.tenancy();
+    // Its last step replaces the control plane's copies in the backup store: a process
+    // without the backups refuses before changing anything (a worker that has them retries).
+    tenancy.copies_for("an erasure").map_err(|e| JobError::retry(e.to_string()))?;
     let ledger = tenancy.erasures();
     // A run after step 5 finds only the hash in its payload: the work is done.
     if let Some(hash) = ctx.job.payload["subject"].as_str() {

@@ -253,3 +253,45 @@ async fn a_sign_up_that_fails_midway_leaves_nothing_behind() {
     let (user, tenant) = f.accounts.signups().confirm(&secret, "Acme", "acme").await.unwrap();
     assert_eq!(f.accounts.memberships().role(tenant.id, &user.id).await.unwrap(), Some(Role::Owner));
 }
+
+/// An erasure ends by replacing the control plane's copies in the backup store: a worker in a
+/// process without the backups (a tool that opened the fleet alone) gives the job back before
+/// changing anything, for a worker that has them.
+#[tokio::test]
+async fn an_erasure_without_the_backups_changes_nothing_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenancy =
+        silo_tenancy::Tenancy::open(silo_tenancy::Settings::for_data_dir(dir.path()), common::schema())
+            .await
+            .unwrap();
+    let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
+    accounts.users().create("ada@example.com", PASSWORD, Some("Ada"), "test").await.unwrap();
+    let job = accounts.subjects().start_erasure("ada@example.com", "test").await.unwrap();
+    let mut workers = silo_jobs::Workers::new();
+    silo_accounts::subjects::register(&mut workers, &accounts);
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let settings = silo_jobs::PoolSettings {
+        concurrency: 1,
+        lease: std::time::Duration::from_secs(30),
+        poll: std::time::Duration::from_millis(10),
+    };
+    let pool = tokio::spawn(workers.run(tenancy.jobs(), settings, async move {
+        let _ = stopping.await;
+    }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let tried = loop {
+        let now = tenancy.jobs().get(&job.id).await.unwrap();
+        if now.attempts > 0 && now.last_error.is_some() {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job was not tried: {now:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let _ = stop.send(());
+    pool.await.unwrap();
+    assert_eq!(tried.status, silo_jobs::JobStatus::Queued, "given back for a retry: {tried:?}");
+    assert!(tried.last_error.as_deref().unwrap().contains("backups"), "{tried:?}");
+    let ada = accounts.users().by_email("ada@example.com").await.unwrap();
+    assert_eq!(ada.display_name, "Ada", "nothing was erased");
+    tenancy.shutdown().await;
+}

@@ -245,8 +245,13 @@ impl Catalogue {
         let mut last = HashMap::with_capacity(rows.len());
         for row in rows {
             let id: String = row.try_get("tenant_id")?;
-            let tenant = id.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{id}`")))?;
-            last.insert(tenant, row.try_get("at")?);
+            match id.parse() {
+                Ok(tenant) => {
+                    last.insert(tenant, row.try_get("at")?);
+                }
+                // One damaged row must not stop every tenant's backups.
+                Err(_) => tracing::warn!(tenant = %id, "a backup row names no valid tenant id"),
+            }
         }
         Ok(last)
     }

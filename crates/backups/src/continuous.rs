@@ -11,16 +11,12 @@
 //! - **Shipping.** Every interval the shipper takes the marked tenants — idle tenants are never
 //!   visited and cost no request — and, holding the tenant's connection, reads the commits after
 //!   its position out of the `-wal` ([`silo_storage::wal::read_commits`]); the segment is
-//!   built, sealed and stored after the connection is given back. Once the shipped log passes
-//!   [`silo_tenancy::cache::log::CHECKPOINT_FRAMES`] the shipper checkpoints it, so a checkpoint never discards a frame
-//!   that was not shipped. Only if the log passes [`silo_tenancy::cache::log::MAX_UNSHIPPED_FRAMES`] (the store down
-//!   for long) is it checkpointed unshipped, to bound the disk: the chain is broken, and the
-//!   next ship starts a new one with a snapshot.
-//! - **Closing.** A connection that closes (eviction, a lease, shutdown) checkpoints its log
-//!   away; the commits not shipped yet are read out first and kept here for the next ship.
+//!   built, sealed and stored after the connection is given back. Once the shipped log is long
+//!   ([`silo_tenancy::cache::log::TenantLog::is_long`]) the shipper checkpoints it; a log
+//!   broken by a forced checkpoint or a write behind it starts a new chain with a snapshot.
 //!
 //! Enabled in `silo serve` when the scheduler runs and `backup.continuous_interval` is not
-//! `0`; otherwise no hook is installed and SQLite checkpoints as usual.
+//! `0` ([`silo_tenancy::cache::log::Logs::enable`]).
 
 use std::path::Path;
 use std::sync::Arc;

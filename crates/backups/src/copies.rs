@@ -24,12 +24,9 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// The fleet's state, registered (with the catalogue's purge statements) on first use.
+    /// The fleet's state, registered on first use.
     pub(crate) fn of(fleet: &Tenancy) -> Arc<Self> {
-        let registered = fleet.copies_or_register(|| {
-            fleet.add_purge_statements(catalogue::PURGE_STATEMENTS);
-            Arc::new(State::default())
-        });
+        let registered = fleet.copies_or_register(|| Arc::new(State::default()));
         registered.into_any().downcast::<State>().unwrap_or_else(|_| {
             panic!("the fleet's copies are registered by another crate than silo-backups")
         })
@@ -37,6 +34,10 @@ impl State {
 }
 
 impl Copies for State {
+    fn purge_statements(&self) -> &'static [&'static str] {
+        catalogue::PURGE_STATEMENTS
+    }
+
     fn delete_all<'a>(
         &'a self,
         fleet: &'a Tenancy,

@@ -166,8 +166,8 @@ impl BackupsExt for Tenancy {
 }
 
 impl Backups {
-    /// The fleet's backups: registers them with `fleet` (as its [`silo_tenancy::Copies`], and
-    /// the catalogue's purge statements) the first time.
+    /// The fleet's backups: registers them with `fleet` (as its [`silo_tenancy::Copies`]) the
+    /// first time.
     pub fn of(fleet: &Tenancy) -> Self {
         let state = copies::State::of(fleet);
         Self { fleet: fleet.clone(), state }

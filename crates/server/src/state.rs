@@ -100,7 +100,7 @@ impl AppState {
         })
     }
 
-    /// The fleet: control plane, tenants, handles, backups.
+    /// The fleet: control plane, tenants, handles (its backups: `silo_backups::BackupsExt`).
     pub fn tenancy(&self) -> &Tenancy {
         self.billing.tenancy()
     }

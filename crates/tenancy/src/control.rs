@@ -820,7 +820,7 @@ impl ControlPlane {
     /// The end of a purge, in one transaction: the status becomes `deleted`, the crates above
     /// forget the tenant in their tables (`others`, `?1` the tenant's id: the backup catalogue
     /// and the wrapped data key among them), and `certificate` goes to the audit log.
-    pub async fn finish_purge(
+    pub(crate) async fn finish_purge(
         &self,
         tenant: TenantId,
         actor: &str,

@@ -1,8 +1,11 @@
 //! The seam between the fleet and the crate that keeps copies of tenants outside their files
-//! (`silo-backups`: the backup store, continuous backup, the copies of `control.db`). A purge
-//! must reach every copy, a migration may want one first, and a stop must let the last
-//! commits reach the store — but the store and its catalogue belong to the crate that runs
-//! them, so the fleet calls the [`Copies`] that crate registers ([`crate::Tenancy::copies_or_register`]).
+//! (`silo-backups`: the backup store and its catalogue, continuous backup, the copies of
+//! `control.db`). A purge must reach every copy (and the catalogue's rows and the data key), an
+//! erasure must replace `control.db`'s copies, a migration may want a backup first, and a stop
+//! must let the last commits reach the store — but the store and its catalogue belong to the
+//! crate that runs them, so the fleet calls the [`Copies`] that crate registers
+//! ([`crate::Tenancy::copies_or_register`]). A purge or an erasure in a process without it is
+//! refused: the copies would keep what they remove.
 //!
 //! Each call is handed the fleet, so the registered value holds no reference back to it.
 
@@ -16,6 +19,10 @@ use crate::{Result, Tenancy, Tenant};
 
 /// What the fleet asks of the owner of the copies.
 pub trait Copies: Send + Sync + 'static {
+    /// Statements run in the purge's control-plane transaction (`?1`: the tenant's id): what
+    /// the owner's tables hold of the tenant (the catalogue's rows, the wrapped data key).
+    fn purge_statements(&self) -> &'static [&'static str];
+
     /// Deletes every copy of `tenant` outside its file (a purge, before the file goes);
     /// returns what the deletion certificate records of them. An error stops the purge.
     fn delete_all<'a>(

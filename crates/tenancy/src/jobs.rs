@@ -46,7 +46,7 @@ async fn tenant_purge(tenancy: Tenancy, ctx: JobContext) -> Outcome {
 }
 
 /// The tenant a job's payload names.
-pub fn payload_tenant(ctx: &JobContext) -> Result<TenantId, JobError> {
+fn payload_tenant(ctx: &JobContext) -> Result<TenantId, JobError> {
     ctx.job.payload["tenant"]
         .as_str()
         .and_then(|id| id.parse().ok())

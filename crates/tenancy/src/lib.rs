@@ -18,8 +18,8 @@
 //!   clone's members, a restored file's current members), registered by `silo-accounts`.
 //! - [`erasure`]: [`Erasures`] — the erasure ledger, erasing inside one file, replay on restore.
 //! - [`copies`]: [`Copies`], the seam to the owner of the tenants' copies outside their files
-//!   (a purge deletes them, a migration may take one first, a stop ships the last commits),
-//!   registered by `silo-backups`.
+//!   (a purge deletes them, an erasure replaces `control.db`'s, a migration may take one
+//!   first, a stop ships the last commits), registered by `silo-backups`.
 //! - [`export`]: [`Exports`]; [`query`]: [`Queries`].
 //! - [`jobs`]: the fleet's job kinds (exports, purges), run by `silo-jobs`' queue.
 //! - [`cache`]: the handle cache, leases, turns, which tenants changed
@@ -101,7 +101,8 @@ struct Inner {
     /// clone's members, a restored file's current members.
     members: parking_lot::RwLock<Option<Arc<dyn Members>>>,
     /// Statements the crates above run in a purge's transaction over their own tables
-    /// (`?1` is the tenant's id): memberships, invitations, mail, billing contacts.
+    /// (`?1` is the tenant's id): memberships, invitations, mail, billing contacts (the
+    /// backups' come with their [`Copies`]).
     purge_statements: parking_lot::RwLock<Vec<&'static str>>,
     /// The owner of the tenants' copies outside their files (registered by the backups).
     copies: std::sync::OnceLock<Arc<dyn Copies>>,
@@ -244,8 +245,9 @@ impl Tenancy {
         self.inner.copies.get().cloned()
     }
 
-    /// The registered owner of the copies, or why a change that must reach them is refused.
-    pub(crate) fn copies_for(&self, action: &str) -> Result<Arc<dyn Copies>> {
+    /// The registered owner of the copies, or why a change that must reach them (`action`) is
+    /// refused.
+    pub fn copies_for(&self, action: &str) -> Result<Arc<dyn Copies>> {
         self.copies().ok_or_else(|| {
             Error::Unavailable(format!(
                 "{action} must reach the backups, and no backup service is set up in this process"

@@ -232,11 +232,9 @@ impl Tenants {
             "backups": backups,
             "data_key_destroyed": true,
         });
-        let purged = self
-            .0
-            .control()
-            .finish_purge(current.id, actor, &certificate, &self.0.purge_statements())
-            .await?;
+        let mut statements = self.0.purge_statements();
+        statements.extend_from_slice(copies.purge_statements());
+        let purged = self.0.control().finish_purge(current.id, actor, &certificate, &statements).await?;
         drop(lease);
         // The purge the soft delete scheduled has nothing left to do.
         for job in self.0.jobs().queued_for(TENANT_PURGE, current.id).await? {

@@ -410,7 +410,14 @@ impl TenantLog {
     pub fn take_commits(&self, db: &Path) -> Result<Vec<TimedCommit>> {
         let mut state = self.state.lock();
         let mut commits = std::mem::take(&mut state.pending);
-        commits.extend(read_timed(&mut state, db)?);
+        match read_timed(&mut state, db) {
+            Ok(read) => commits.extend(read),
+            Err(e) => {
+                // The commits a close handed over stay for the next attempt.
+                state.pending = commits;
+                return Err(e);
+            }
+        }
         Ok(commits)
     }
 
