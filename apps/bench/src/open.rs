@@ -104,7 +104,7 @@ fn breakdown(paths: &[std::path::PathBuf], tuning: silo_storage::SqliteTuning) -
         let mut conn = open_sync(path, tuning, OpenMode::Existing)?;
         settings.push(started.elapsed().as_nanos() as u64);
         let started = Instant::now();
-        silo_tenancy::schema::migrate(&mut conn, migrations)?;
+        silo_tenancy::schema::migrate(&mut conn, migrations, &silo_core::Timestamp::now())?;
         check.push(started.elapsed().as_nanos() as u64);
         let started = Instant::now();
         {

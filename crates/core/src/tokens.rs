@@ -15,6 +15,15 @@ pub fn hex(bytes: &[u8]) -> String {
     text
 }
 
+/// The bytes `text` spells in hex (either case); `None` unless it is whole pairs of hex digits.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    // Digits only: `from_str_radix` alone would take a sign ("+1").
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
+}
+
 /// `bytes` random bytes from the operating system's generator, as hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -40,6 +49,10 @@ mod tests {
     fn hex_is_lowercase_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+        assert_eq!(from_hex("000fA5ff"), Some(vec![0x00, 0x0f, 0xa5, 0xff]));
+        for bad in ["0", "0g", "+1", "é0"] {
+            assert_eq!(from_hex(bad), None, "{bad}");
+        }
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 

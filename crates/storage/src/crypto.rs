@@ -85,14 +85,8 @@ impl MasterKey {
     pub fn from_hex(text: &str) -> Result<Self> {
         let text = text.trim();
         let bad = || Error::Crypto("a master key is 64 hexadecimal characters (32 bytes)".into());
-        if text.len() != 64 || !text.is_ascii() {
-            return Err(bad());
-        }
-        let mut key = [0u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Self(key))
+        let key = silo_core::tokens::from_hex(text).ok_or_else(bad)?;
+        Ok(Self(key.try_into().map_err(|_| bad())?))
     }
 
     /// Reads the key file at `path`, or creates it (mode 0600, in a new file only) with a new

@@ -29,13 +29,6 @@ fn link_context(job: &str, expires: u64) -> Vec<u8> {
     format!("export:{job}:{expires}").into_bytes()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok()).collect()
-}
-
 /// `manifest.json`.
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -193,7 +186,7 @@ impl Exports {
     /// purge): gone, with a message about the link.
     pub async fn open_link(&self, job: &str, expires: u64, signature: &str) -> Result<PathBuf> {
         let not_found = || Error::NotFound(format!("export {job}"));
-        let sealed = unhex(signature).ok_or_else(not_found)?;
+        let sealed = silo_core::tokens::from_hex(signature).ok_or_else(not_found)?;
         let key = self.0.master_key().await?.derive(EXPORT_LINK_PURPOSE);
         key.open(&sealed, &link_context(job, expires)).map_err(|_| not_found())?;
         let path = self.path(job);

@@ -166,11 +166,12 @@ impl Fleet {
         // Through the file's owner: a tenant serving requests is migrated on its own connection
         // between two requests (and its handle then retired, so the next request reopens it at
         // the new version); an idle one on a connection of its own.
+        let now = self.0.control().now();
         let outcome = match self.0.tenant_path(&tenant) {
             Ok(path) => {
                 self.0
                     .cache()
-                    .with_file(tenant.id, path, move |conn| schema::migrate(conn, &migrations))
+                    .with_file(tenant.id, path, move |conn| schema::migrate(conn, &migrations, &now))
                     .await
             }
             Err(e) => Err(e),

@@ -109,7 +109,14 @@ impl Tenants {
             Some(f) => (Some((f.user_id, f.role)), Some(f.seed)),
             None => (None, None),
         };
-        if let Err(e) = first_open(&path, self.0.settings().tenant_tuning(), self.0.migrations(), seed).await
+        if let Err(e) = first_open(
+            &path,
+            self.0.settings().tenant_tuning(),
+            self.0.migrations(),
+            seed,
+            self.0.control().now(),
+        )
+        .await
         {
             let _ = sqlite::remove_database_files(&path).await;
             return Err(e);
@@ -305,7 +312,7 @@ impl Tenants {
                 let path =
                     dir.join(format!("tenant-template-{}.db", schema::fingerprint(self.0.migrations())));
                 if !path.exists() {
-                    build_template(&dir, &path, self.0.migrations()).await?;
+                    build_template(&dir, &path, self.0.migrations(), self.0.control().now()).await?;
                 }
                 Ok::<PathBuf, Error>(path)
             })
@@ -322,11 +329,12 @@ async fn first_open(
     tuning: silo_storage::SqliteTuning,
     migrations: &'static [Migration],
     seed: Option<Seed>,
+    now: silo_core::Timestamp,
 ) -> Result<()> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = sqlite::open_sync(&path, tuning, OpenMode::Existing)?;
-        schema::migrate(&mut conn, migrations)?;
+        schema::migrate(&mut conn, migrations, &now)?;
         if let Some(seed) = seed {
             seed(&mut conn)?;
         }
@@ -338,14 +346,19 @@ async fn first_open(
 
 /// Builds a migrated tenant file under a unique temporary name and renames it into place, so a
 /// crash or a concurrent builder never leaves a half-built template at `path`.
-async fn build_template(dir: &Path, path: &Path, migrations: &'static [Migration]) -> Result<()> {
+async fn build_template(
+    dir: &Path,
+    path: &Path,
+    migrations: &'static [Migration],
+    now: silo_core::Timestamp,
+) -> Result<()> {
     let building = dir.join(format!("template-{}.building", TenantId::new()));
     let tuning = silo_storage::SqliteTuning::default();
     let result = async {
         let file = building.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = sqlite::open_sync(&file, tuning, OpenMode::Create)?;
-            schema::migrate(&mut conn, migrations)?;
+            schema::migrate(&mut conn, migrations, &now)?;
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
             drop(conn);
             // Everything is in the main file after the checkpoint; the side files (which

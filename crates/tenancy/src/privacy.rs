@@ -159,7 +159,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         static CONTROL: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
         let migrations: Vec<_> = CONTROL.iter().cloned().collect();
-        crate::schema::migrate(&mut conn, &migrations).unwrap();
+        crate::schema::migrate(&mut conn, &migrations, &silo_core::Timestamp::now()).unwrap();
         schema_columns(&conn).unwrap()
     }
 

@@ -17,6 +17,7 @@ use rusqlite::{Connection, params};
 use sqlx::migrate::Migration;
 
 use crate::{Error, Result};
+use silo_core::Timestamp;
 
 /// What the application hands to [`crate::Tenancy::open`]: the control plane's migrations — one
 /// ordered sequence (`migrations/control`), each file's tables owned by the crate
@@ -76,8 +77,9 @@ pub fn read_file_version(path: &std::path::Path) -> Result<i64> {
     file_version(&conn)
 }
 
-/// Brings one open tenant file up to the latest of `migrations`. Blocking.
-pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<MigrationOutcome> {
+/// Brings one open tenant file up to the latest of `migrations`, recording each as applied
+/// at `now`. Blocking.
+pub fn migrate(conn: &mut Connection, migrations: &[Migration], now: &Timestamp) -> Result<MigrationOutcome> {
     let latest = latest_version(migrations);
     let current = file_version(conn)?;
     if current >= latest {
@@ -106,24 +108,25 @@ pub fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<Migrat
                 )));
             }
             Some(_) => {}
-            None => apply(conn, migration)?,
+            None => apply(conn, migration, now)?,
         }
     }
     Ok(MigrationOutcome::Migrated(latest))
 }
 
-fn apply(conn: &mut Connection, migration: &Migration) -> Result<()> {
+fn apply(conn: &mut Connection, migration: &Migration, now: &Timestamp) -> Result<()> {
     let started = Instant::now();
     let tx = conn.transaction()?;
     tx.execute_batch(migration.sql.as_str())?;
     tx.execute(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-         VALUES (?1, ?2, TRUE, ?3, ?4)",
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time)
+         VALUES (?1, ?2, ?5, TRUE, ?3, ?4)",
         params![
             migration.version,
             migration.description.as_ref(),
             migration.checksum.as_ref(),
-            started.elapsed().as_nanos() as i64
+            started.elapsed().as_nanos() as i64,
+            now.as_str()
         ],
     )?;
     tx.pragma_update(None, "user_version", migration.version)?;
@@ -177,26 +180,36 @@ mod tests {
         extended(&[], 1, "tasks", "CREATE TABLE tasks (id INTEGER PRIMARY KEY, title TEXT)")
     }
 
+    fn at(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
     #[test]
     fn applies_pending_migrations_once_and_records_them() {
         let mut conn = memory();
         let all = extended(&tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
-        assert_eq!(migrate(&mut conn, &tenant_migrations()).unwrap(), MigrationOutcome::Migrated(1));
-        assert_eq!(migrate(&mut conn, &all).unwrap(), MigrationOutcome::Migrated(2));
-        assert_eq!(migrate(&mut conn, &all).unwrap(), MigrationOutcome::AlreadyCurrent(2));
-        let rows: i64 =
-            conn.query_row("SELECT count(*) FROM _sqlx_migrations WHERE success", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, 2);
+        let (first, second) = (at("2026-01-02T03:04:05.000Z"), at("2026-02-03T04:05:06.000Z"));
+        assert_eq!(migrate(&mut conn, &tenant_migrations(), &first).unwrap(), MigrationOutcome::Migrated(1));
+        assert_eq!(migrate(&mut conn, &all, &second).unwrap(), MigrationOutcome::Migrated(2));
+        assert_eq!(migrate(&mut conn, &all, &Timestamp::now()).unwrap(), MigrationOutcome::AlreadyCurrent(2));
+        let installed: Vec<String> = conn
+            .prepare("SELECT installed_on FROM _sqlx_migrations WHERE success ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(installed, [first.as_str(), second.as_str()], "each recorded at the clock's time");
         assert_eq!(file_version(&conn).unwrap(), 2);
     }
 
     #[test]
     fn a_failing_migration_changes_nothing() {
         let mut conn = memory();
-        migrate(&mut conn, &tenant_migrations()).unwrap();
+        migrate(&mut conn, &tenant_migrations(), &Timestamp::now()).unwrap();
         let bad =
             extended(&tenant_migrations(), 2, "bad", "CREATE TABLE fresh (x); ALTER TABLE nope ADD COLUMN y");
-        assert!(migrate(&mut conn, &bad).is_err());
+        assert!(migrate(&mut conn, &bad, &Timestamp::now()).is_err());
         assert_eq!(file_version(&conn).unwrap(), 1);
         let fresh: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'fresh'", [], |r| r.get(0))
@@ -208,10 +221,10 @@ mod tests {
     fn an_edited_migration_is_refused() {
         let mut conn = memory();
         let v2 = extended(&tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN label TEXT");
-        migrate(&mut conn, &v2).unwrap();
+        migrate(&mut conn, &v2, &Timestamp::now()).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         let edited = extended(&tenant_migrations(), 2, "labels", "ALTER TABLE tasks ADD COLUMN tag TEXT");
-        let err = migrate(&mut conn, &edited).unwrap_err();
+        let err = migrate(&mut conn, &edited, &Timestamp::now()).unwrap_err();
         assert!(err.to_string().contains("changed after it was applied"), "{err}");
     }
 

@@ -114,7 +114,7 @@ mod tests {
 
     fn schema(migrations: &[Migration]) -> std::collections::BTreeMap<String, Vec<String>> {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        silo_tenancy::schema::migrate(&mut conn, migrations).unwrap();
+        silo_tenancy::schema::migrate(&mut conn, migrations, &silo_core::Timestamp::now()).unwrap();
         silo_tenancy::privacy::schema_columns(&conn).unwrap()
     }
 

@@ -266,7 +266,7 @@ impl HandleCache {
             // blocking pool, never on the executor. A file behind the binary's schema is migrated
             // there too, before anyone uses it (the lazy backstop of `silo migrate`).
             let (tuning, file) = (inner.config.tuning, path.clone());
-            let migrations = inner.migrations.clone();
+            let (migrations, now) = (inner.migrations.clone(), inner.control.now());
             let changes = inner.changes.clone();
             let log = inner.logs.watching(id);
             let watched = log.clone();
@@ -274,7 +274,7 @@ impl HandleCache {
             let opened = tokio::task::spawn_blocking(move || {
                 let mut connection = sqlite::open_sync(&file, tuning, OpenMode::Existing)?;
                 changes.watch(&connection, id, watched);
-                let migrated = schema::migrate(&mut connection, &migrations);
+                let migrated = schema::migrate(&mut connection, &migrations, &now);
                 // After the migration (a schema change is never refused for the plan's size).
                 handle::limit_size(&connection, limit)?;
                 Ok::<_, silo_storage::Error>((connection, migrated))
