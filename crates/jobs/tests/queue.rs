@@ -1,21 +1,48 @@
-//! The durable job queue on a real control plane: leases, lost workers, retries with backoff,
-//! dead letters, cancel and retry, and the worker pool running handlers.
-
-mod common;
+//! The durable job queue in a real `control.db` (a file, migrated with the control plane's
+//! migrations): leases, lost workers, retries with backoff, dead letters, cancel and retry,
+//! pruning, and the worker pool running handlers. Time moves on a test clock.
 
 use std::time::Duration;
 
-use common::{fixture, fixture_on};
-use silo_core::TestClock;
+use silo_core::{Clock, ProcessClock, TestClock};
 use silo_jobs::{JobError, PoolSettings, Workers};
-use silo_jobs::{JobStatus, NewJob};
+use silo_jobs::{JobStatus, Jobs, NewJob};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+/// The control plane's migrations, as the application assembles them (`silo_web::schema`).
+static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+
+struct Fixture {
+    jobs: Jobs,
+    // Last: the pools let go of the file before it is deleted.
+    _dir: tempfile::TempDir,
+}
+
+/// A queue in a fresh `control.db` on `clock`.
+async fn fixture_on(clock: &TestClock) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("control.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
+    CONTROL_MIGRATIONS.run(&write).await.unwrap();
+    let read =
+        SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.unwrap();
+    Fixture { jobs: Jobs::new(write, read, ProcessClock::new(clock.shared())), _dir: dir }
+}
+
+/// A queue on a clock standing at the system's time now.
+async fn fixture() -> Fixture {
+    fixture_on(&TestClock::starting_now()).await
+}
 
 const LEASE: Duration = Duration::from_millis(300);
 
 #[tokio::test]
 async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
     let f = fixture().await;
-    let jobs = f.tenancy.jobs();
+    let jobs = f.jobs.clone();
     let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({ "n": 1 })), "test").await.unwrap();
     assert_eq!(job.status, JobStatus::Queued);
     let claimed = jobs.claim("a", &["test.echo"], LEASE).await.unwrap().expect("due");
@@ -38,7 +65,7 @@ async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
 async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
     let clock = TestClock::starting_now();
     let f = fixture_on(&clock).await;
-    let jobs = f.tenancy.jobs();
+    let jobs = f.jobs.clone();
     let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
     jobs.claim("dead", &["test.echo"], LEASE).await.unwrap().expect("due");
     // The worker dies: no heartbeat. Before the lease runs out nobody else gets it…
@@ -56,7 +83,7 @@ async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
 async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
     let clock = TestClock::starting_now();
     let f = fixture_on(&clock).await;
-    let jobs = f.tenancy.jobs();
+    let jobs = f.jobs.clone();
     let job = jobs
         .enqueue(NewJob { max_attempts: 2, ..NewJob::new("test.flaky", serde_json::json!({})) }, "test")
         .await
@@ -90,7 +117,7 @@ async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
 #[tokio::test]
 async fn the_pool_runs_handlers_reports_progress_and_stops() {
     let f = fixture().await;
-    let jobs = f.tenancy.jobs();
+    let jobs = f.jobs.clone();
     let mut workers = Workers::new();
     workers.register("test.count", |ctx| async move {
         let to = ctx.job.payload["to"].as_i64().unwrap_or(0);
@@ -133,8 +160,9 @@ async fn the_pool_runs_handlers_reports_progress_and_stops() {
 
 #[tokio::test]
 async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
-    let f = fixture().await;
-    let jobs = f.tenancy.jobs();
+    let clock = TestClock::starting_now();
+    let f = fixture_on(&clock).await;
+    let jobs = f.jobs.clone();
     let mut workers = Workers::new();
     workers.register("test.panics", |ctx| async move {
         if ctx.job.payload["text"].as_bool() == Some(true) {
@@ -176,12 +204,8 @@ async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
     tokio::time::sleep(lease).await;
     let still = jobs.get(&job.id).await.unwrap();
     assert_eq!((still.status, still.lease_owner.as_deref()), (JobStatus::Queued, None));
-    // Its last attempt dead-letters it.
-    sqlx::query("UPDATE jobs SET run_after = '2000-01-01T00:00:00.000Z' WHERE id = ?")
-        .bind(&job.id)
-        .execute(f.tenancy.control().writer())
-        .await
-        .unwrap();
+    // Its backoff over, its last attempt dead-letters it.
+    clock.set(&first.run_after);
     let dead = loop {
         let seen = jobs.get(&job.id).await.unwrap();
         if seen.status == JobStatus::Failed {
@@ -205,24 +229,20 @@ async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
 
 #[tokio::test]
 async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never() {
-    let f = fixture().await;
-    let jobs = f.tenancy.jobs();
+    let clock = TestClock::starting_now();
+    let f = fixture_on(&clock).await;
+    let jobs = f.jobs.clone();
+    // Thirty days ago: one job finished, one enqueued that no worker takes.
+    let today = clock.now();
+    clock.set(&silo_core::Timestamp::from_unix_ms(today.unix_ms() - 30 * 86_400_000));
     let old = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
     jobs.claim("w", &["test.echo"], LEASE).await.unwrap().expect("due");
     jobs.complete(&old.id, "w", &serde_json::json!(1), None).await.unwrap();
     let waiting = jobs.enqueue(NewJob::new("test.other", serde_json::json!({})), "test").await.unwrap();
+    // Today: one cancelled.
+    clock.set(&today);
     let recent = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
     jobs.cancel(&recent.id, "test").await.unwrap();
-    sqlx::query("UPDATE jobs SET finished_at = '2020-01-01T00:00:00.000Z', created_at = '2020-01-01T00:00:00.000Z' WHERE id = ?")
-        .bind(&old.id)
-        .execute(f.tenancy.control().writer())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE jobs SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = ?")
-        .bind(&waiting.id)
-        .execute(f.tenancy.control().writer())
-        .await
-        .unwrap();
     assert_eq!(jobs.prune(Duration::from_secs(7 * 86_400)).await.unwrap(), 1);
     assert!(
         matches!(jobs.get(&old.id).await, Err(silo_jobs::Error::UnknownJob(_))),
@@ -239,7 +259,7 @@ async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never() {
 #[tokio::test]
 async fn a_lane_runs_its_kinds_beside_the_rest() {
     let f = fixture().await;
-    let jobs = f.tenancy.jobs();
+    let jobs = f.jobs.clone();
     let mut workers = Workers::new();
     let (release, held) = tokio::sync::watch::channel(false);
     workers.register("test.slow", move |_| {
