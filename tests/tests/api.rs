@@ -36,7 +36,7 @@ async fn operators_manage_tenants() {
         ops.call("POST", "/tenants", Some(json!({ "slug": "ok-slug", "region": "mars" }))).await.unwrap();
     assert_eq!((status, code(&body)), (422, "invalid"));
     let (status, body) = ops.call("POST", "/tenants", Some(json!({ "name": "no slug" }))).await.unwrap();
-    assert_eq!((status, code(&body)), (400, "bad_request"));
+    assert_eq!((status, code(&body), body["error"]["field"].as_str()), (422, "invalid", Some("slug")));
     let (status, body) = ops
         .call("POST", "/tenants", Some(json!({ "slug": "owned", "owner_email": "nobody@example.com" })))
         .await
@@ -58,9 +58,9 @@ async fn operators_manage_tenants() {
     let (_, last) = ops.call("GET", "/tenants?limit=10&q=t-&cursor=20", None).await.unwrap();
     assert_eq!((last["items"].as_array().unwrap().len(), last["next_cursor"].is_null()), (5, true));
     let (status, body) = ops.call("GET", "/tenants?cursor=abc", None).await.unwrap();
-    assert_eq!((status, code(&body)), (400, "bad_request"));
+    assert_eq!((status, code(&body), body["error"]["field"].as_str()), (422, "invalid", Some("cursor")));
     let (status, body) = ops.call("GET", "/tenants?status=sleeping", None).await.unwrap();
-    assert_eq!((status, code(&body)), (400, "bad_request"));
+    assert_eq!((status, code(&body), body["error"]["field"].as_str()), (422, "invalid", Some("status")));
 
     let (status, body) = ops
         .call("PATCH", &format!("/tenants/{id}"), Some(json!({ "name": "Acme Inc", "status": "suspended" })))
@@ -255,8 +255,32 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(status, 200);
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item.as_object().unwrap().keys() {
+        for (method, operation) in item.as_object().unwrap() {
             documented.push(format!("{} {path}", method.to_uppercase()));
+            // A parameter said to be in the path is one of the path's; the rest are queries.
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    parameter["in"],
+                    if in_path { "path" } else { "query" },
+                    "{method} {path}: {name}"
+                );
+            }
+            // Every body is closed to fields it does not name (the API refuses them), and every
+            // operation documents the refusals any operation may answer.
+            if let Some(body) =
+                operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str()
+            {
+                let name = body.rsplit('/').next().unwrap();
+                assert_eq!(doc["components"]["schemas"][name]["additionalProperties"], false, "{name}");
+                for code in ["400", "413", "415"] {
+                    assert!(operation["responses"].get(code).is_some(), "{method} {path}: {code}");
+                }
+            }
+            for code in ["422", "429", "503"] {
+                assert!(operation["responses"].get(code).is_some(), "{method} {path}: {code}");
+            }
         }
     }
     documented.sort();
@@ -293,8 +317,13 @@ async fn the_openapi_document_matches_the_routes() {
         let concrete = path.trim_start_matches("/api/v1").replace("{id}", "1").replace("{slug}", "acme");
         let (status, body) = anonymous.call(method, &concrete, Some(json!({}))).await.unwrap();
         if route == "GET /api/v1/exports/{id}" {
-            // The one route whose credential is the signed link itself: without it, a 400.
-            assert_eq!((status, code(&body)), (400, "bad_request"), "{route}");
+            // The one route whose credential is the signed link itself: without it, refused
+            // naming what is missing.
+            assert_eq!(
+                (status, code(&body), body["error"]["field"].as_str()),
+                (422, "invalid", Some("expires")),
+                "{route}"
+            );
             continue;
         }
         assert_eq!((status, code(&body)), (401, "unauthorized"), "{route}");
@@ -380,4 +409,95 @@ async fn reads_are_validated_and_a_current_copy_costs_no_open() {
         .unwrap();
     assert_eq!(write.status(), 201);
     server.stop().await.unwrap();
+}
+
+/// The API answers in its own terms whatever is sent: JSON for unknown routes and methods
+/// (405 with `Allow`), 413 and 415 for bodies it will not read, 422 naming the field for a
+/// body or query that is not what the endpoint takes — and never the parser's internals.
+#[tokio::test]
+async fn the_api_names_what_is_wrong() {
+    let server = TestServer::start().await.unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = server
+        .accounts
+        .tokens()
+        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
+        .await
+        .unwrap();
+    let ada = ApiClient::new(server.addr, Some(&token));
+    let base = format!("http://{}/api/v1", server.addr);
+    let raw = |method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>| {
+        let client = reqwest::Client::new();
+        let mut request =
+            client.request(method.parse().unwrap(), format!("{base}{path}")).bearer_auth(&token);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        async move {
+            let response = request.body(body).send().await.unwrap();
+            let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+            let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            (status, allow, kind, json)
+        }
+    };
+
+    // Unknown routes and wrong methods: JSON, never the HTML page.
+    let (status, allow, kind, body) = raw("GET", "/nothing/here", None, Vec::new()).await;
+    assert_eq!((status, allow, code(&body)), (404, None, "not_found"));
+    assert_eq!(kind.as_deref(), Some("application/json"));
+    let (status, allow, _, body) = raw("DELETE", "/w/acme/tasks", None, Vec::new()).await;
+    assert_eq!((status, allow.as_deref(), code(&body)), (405, Some("GET, POST"), "method_not_allowed"));
+    let (status, allow, _, _) = raw("PUT", "/w/acme/tasks/7", None, Vec::new()).await;
+    assert_eq!((status, allow.as_deref()), (405, Some("DELETE, GET, PATCH")));
+
+    // Bodies the API will not read.
+    let (status, _, _, body) =
+        raw("POST", "/w/acme/projects", Some("text/plain"), b"{\"name\":\"x\"}".to_vec()).await;
+    assert_eq!((status, code(&body)), (415, "unsupported_media_type"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("application/json"), "{body}");
+    let (status, _, _, body) = raw("POST", "/w/acme/projects", None, b"{\"name\":\"x\"}".to_vec()).await;
+    assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "no Content-Type");
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(300 * 1024)).into_bytes();
+    let (status, _, _, body) = raw("POST", "/w/acme/projects", Some("application/json"), huge).await;
+    assert_eq!((status, code(&body)), (413, "too_large"));
+    let (status, _, _, body) =
+        raw("POST", "/w/acme/projects", Some("application/json"), b"{\"name\": ".to_vec()).await;
+    assert_eq!((status, code(&body)), (400, "bad_request"));
+    assert_eq!(body["error"]["message"], "The body is not valid JSON.");
+
+    // Bodies and queries that are not what the endpoint takes: 422 naming the field.
+    let (_, project) = ada.call("POST", "/w/acme/projects", Some(json!({ "name": "Launch" }))).await.unwrap();
+    let project_id = project["id"].as_i64().unwrap();
+    let refused = |body: serde_json::Value| (body["error"]["code"].clone(), body["error"]["field"].clone());
+    for (request, field) in [
+        (json!({ "project_id": project_id, "title": "x", "colour": "red" }), "colour"),
+        (json!({ "title": "no project" }), "project_id"),
+        (json!({ "project_id": "seven", "title": "x" }), "project_id"),
+        (json!({ "project_id": project_id, "title": "" }), "title"),
+        (json!({ "project_id": project_id, "title": "x", "due_date": "2026-02-30x" }), "due_date"),
+        (json!({ "project_id": project_id, "title": "x", "status": "someday" }), "status"),
+        (json!({ "project_id": 999_999, "title": "x" }), "project_id"),
+        (json!({ "project_id": project_id, "title": "x", "assignee_id": 999_999 }), "assignee_id"),
+    ] {
+        let (status, body) = ada.call("POST", "/w/acme/tasks", Some(request.clone())).await.unwrap();
+        assert_eq!(
+            (status, refused(body.clone())),
+            (422, (json!("invalid"), json!(field))),
+            "{request} → {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        for internal in ["line 1", "column", "deserialize", "i64", "invalid type", "FOREIGN KEY"] {
+            assert!(!message.contains(internal), "{request} → {message}");
+        }
+    }
+    let (status, body) = ada.call("POST", "/w/acme/tasks", Some(json!([project_id, "x"]))).await.unwrap();
+    assert_eq!((status, code(&body)), (422, "invalid"), "an array is not an object: {body}");
+    let (status, body) = ada.call("GET", "/w/acme/tasks?limit=lots", None).await.unwrap();
+    assert_eq!((status, refused(body)), (422, (json!("invalid"), json!("limit"))));
+    let (status, body) =
+        ada.call("POST", "/w/acme/projects?dry_run=1", Some(json!({ "name": "x" }))).await.unwrap();
+    assert_eq!((status, refused(body)), (422, (json!("invalid"), json!("dry_run"))));
 }

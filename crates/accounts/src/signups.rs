@@ -72,12 +72,12 @@ impl Signups {
     pub async fn start(&self, request: &SignupRequest, base_url: &str) -> Result<()> {
         let email = Email::parse(&request.email)?;
         if request.name.trim().chars().count() > 100 {
-            return Err(Error::invalid("display name", "a display name is at most 100 characters"));
+            return Err(Error::invalid("name", "a display name is at most 100 characters"));
         }
         let slug = TenantSlug::parse(request.slug.trim())?;
         let workspace_name = request.workspace_name(&slug);
         if workspace_name.chars().count() > 200 {
-            return Err(Error::invalid("workspace name", "a workspace name is at most 200 characters"));
+            return Err(Error::invalid("workspace_name", "a workspace name is at most 200 characters"));
         }
         if self.0.control().slug_taken(&slug).await? {
             return Err(silo_tenancy::Error::SlugTaken(slug.to_string()).into());

@@ -227,7 +227,7 @@ impl Users {
 
     /// Changes an account's display name, here and in the member rows of its workspaces.
     pub async fn update_profile(&self, user_id: &str, display_name: &str) -> Result<User> {
-        let name = silo_workspace::text("a display name", display_name, 1, 100)?;
+        let name = silo_workspace::text("display_name", "a display name", display_name, 1, 100)?;
         sqlx::query("UPDATE users SET display_name = ?, updated_at = ? WHERE id = ?")
             .bind(&name)
             .bind(self.0.now().as_str().to_owned())
@@ -263,7 +263,7 @@ impl Users {
     ) -> Result<()> {
         let user = self.by_id(user_id).await?;
         if self.authenticate(&user.email, current).await?.is_none() {
-            return Err(Error::invalid("current password", "the current password is not right"));
+            return Err(Error::invalid("current_password", "the current password is not right"));
         }
         self.set_password(user_id, new).await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")

@@ -19,12 +19,21 @@ pub struct Failure {
     pub message: String,
     /// Seconds to wait before retrying (429, 503).
     pub retry_after: Option<u64>,
+    /// The field of the request it is about (the API's `"field"`), when it is about one.
+    pub field: Option<String>,
 }
 
 impl Failure {
     /// A failure with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, field: None }
+    }
+
+    /// About the request's field `field` (an empty name: about none).
+    pub fn on_field(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        self.field = (!field.is_empty()).then_some(field);
+        self
     }
 
     /// 304: the caller's copy (`If-None-Match: etag`) is current. Carries the validator in
@@ -151,7 +160,7 @@ impl From<silo_jobs::Error> for Failure {
 impl From<silo_workspace::Error> for Failure {
     fn from(error: silo_workspace::Error) -> Self {
         match error {
-            silo_workspace::Error::Invalid { message, .. } => Self::invalid(message),
+            silo_workspace::Error::Invalid { field, message } => Self::invalid(message).on_field(field),
             silo_workspace::Error::Tenancy(e) => e.into(),
         }
     }
@@ -163,7 +172,8 @@ impl From<silo_accounts::Error> for Failure {
     fn from(error: silo_accounts::Error) -> Self {
         use silo_accounts::Error as A;
         match error {
-            A::Invalid { message, .. } | A::LimitReached(message) => Self::invalid(message),
+            A::Invalid { field, message } => Self::invalid(message).on_field(field),
+            A::LimitReached(message) => Self::invalid(message),
             A::UnknownUser(_) => Self::invalid("There is no account with that email."),
             A::Forbidden(message) => Self::forbidden(message),
             A::Throttled(wait) => Self::throttled(wait),
@@ -183,7 +193,8 @@ impl From<silo_billing::Error> for Failure {
     fn from(error: silo_billing::Error) -> Self {
         use silo_billing::Error as B;
         match error {
-            B::Invalid { message, .. } | B::LimitReached(message) => Self::invalid(message),
+            B::Invalid { field, message } => Self::invalid(message).on_field(field),
+            B::LimitReached(message) => Self::invalid(message),
             B::Forbidden(message) => Self::forbidden(message),
             B::Throttled(wait) => Self::throttled(wait),
             B::UnknownInvoice(_) => Self::not_found(),
@@ -206,13 +217,10 @@ impl From<Error> for Failure {
         match error.kind() {
             ErrorKind::NotFound => Self::not_found(),
             ErrorKind::Forbidden => Self::forbidden(root.to_string()),
-            ErrorKind::Invalid => {
-                let message = match root {
-                    Error::Invalid { message, .. } => message.clone(),
-                    other => other.to_string(),
-                };
-                Self::invalid(message)
-            }
+            ErrorKind::Invalid => match root {
+                Error::Invalid { field, message } => Self::invalid(message.clone()).on_field(*field),
+                other => Self::invalid(other.to_string()),
+            },
             ErrorKind::Conflict => Self::conflict(match root {
                 Error::SlugTaken(slug) => format!("The address `{slug}` is already taken."),
                 other => other.to_string(),
@@ -369,7 +377,11 @@ impl ResponseError for ApiError {
         if self.0.status == StatusCode::NOT_MODIFIED {
             return not_modified(&self.0.message);
         }
-        let body = serde_json::json!({ "error": { "code": self.0.code, "message": self.0.message } });
+        let mut error = serde_json::json!({ "code": self.0.code, "message": self.0.message });
+        if let Some(field) = &self.0.field {
+            error["field"] = serde_json::Value::from(field.as_str());
+        }
+        let body = serde_json::json!({ "error": error });
         let mut response = HttpResponse::build(self.0.status).json(body);
         add_retry_after(&mut response, self.0.retry_after);
         response

@@ -174,8 +174,9 @@ pub fn start(
             .openapi(api::ApiDoc::openapi())
             .service(api::scope())
             .split_for_parts();
-        let openapi = openapi.to_pretty_json().unwrap_or_default();
-        app.app_data(web::Data::new(api::OpenApiJson(openapi)))
+        let openapi = api::document(&openapi);
+        app.app_data(web::Data::new(api::Routes::of(&openapi)))
+            .app_data(web::Data::new(api::OpenApiJson(openapi)))
             .configure(handoff::routes)
             .configure(pages::routes)
             .default_service(web::to(pages::not_found))

@@ -238,6 +238,7 @@ pub struct TenantQuery {
 
 /// Orders of [`TenantQuery`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(rename_all = "lowercase"))]
 pub enum TenantSort {
     /// By slug.
     #[default]

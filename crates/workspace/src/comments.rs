@@ -23,7 +23,7 @@ pub struct Comment {
 
 /// Adds a comment to a task; returns its id.
 pub fn create(db: &Turn, task_id: i64, author: Option<i64>, body: &str) -> Result<i64> {
-    let body = text("a comment", body, 1, 10_000)?;
+    let body = text("body", "a comment", body, 1, 10_000)?;
     let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;

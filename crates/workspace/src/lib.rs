@@ -95,15 +95,16 @@ pub fn page_size(requested: Option<i64>, default: i64) -> i64 {
     requested.unwrap_or(default).clamp(1, MAX_PAGE)
 }
 
-/// Trims `value` (the field `field`) and checks it has between `min` and `max` characters.
-pub fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<String> {
+/// Trims `value` (the field `field`, called `label` in messages: "a title") and checks it has
+/// between `min` and `max` characters.
+pub fn text(field: &'static str, label: &str, value: &str, min: usize, max: usize) -> Result<String> {
     let value = value.trim();
     let chars = value.chars().count();
     if chars < min {
-        return Err(Error::invalid(field, format!("{field} must not be empty")));
+        return Err(Error::invalid(field, format!("{label} must not be empty")));
     }
     if chars > max {
-        return Err(Error::invalid(field, format!("{field} is at most {max} characters")));
+        return Err(Error::invalid(field, format!("{label} is at most {max} characters")));
     }
     Ok(value.to_owned())
 }

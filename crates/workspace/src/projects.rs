@@ -60,8 +60,8 @@ pub fn create_within(
     created_by: Option<i64>,
     limit: Option<i64>,
 ) -> Result<Option<i64>> {
-    let name = text("a project name", name, 1, 200)?;
-    let description = text("a description", description, 0, 5000)?;
+    let name = text("name", "a project name", name, 1, 200)?;
+    let description = text("description", "a description", description, 0, 5000)?;
     let now = db.now();
     db.run(|conn| {
         let tx = conn.transaction()?;

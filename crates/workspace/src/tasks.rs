@@ -137,19 +137,23 @@ pub struct TaskFilter {
 pub struct NewTask {
     /// Its project.
     pub project_id: i64,
-    /// Title (1–200 characters).
+    /// Title (1–200 characters, not only spaces).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub title: String,
-    /// Body text.
+    /// Body text (up to 20,000 characters).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 20000))]
     pub body: String,
     /// `todo` (default), `doing` or `done`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<TaskStatus>))]
     pub status: Option<String>,
     /// Assigned member.
     #[serde(default)]
     pub assignee_id: Option<i64>,
     /// Due date (`YYYY-MM-DD`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = Date))]
     pub due_date: Option<String>,
 }
 
@@ -159,14 +163,17 @@ pub struct NewTask {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TaskPatch {
-    /// New title.
+    /// New title (1–200 characters, not only spaces).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub title: Option<String>,
-    /// New body.
+    /// New body (up to 20,000 characters).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 20000))]
     pub body: Option<String>,
     /// New status.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<TaskStatus>))]
     pub status: Option<String>,
     /// New assignee (`null` unassigns).
     #[serde(default, deserialize_with = "double_option")]
@@ -174,7 +181,7 @@ pub struct TaskPatch {
     pub assignee_id: Option<Option<i64>>,
     /// New due date (`null` clears).
     #[serde(default, deserialize_with = "double_option")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<Option<String>>,
 }
 
@@ -204,25 +211,26 @@ fn due_date(value: Option<&str>) -> Result<Option<String>> {
             if valid && (1..=12).contains(&month) && (1..=31).contains(&day) {
                 Ok(Some(date.to_owned()))
             } else {
-                Err(Error::invalid("due date", format!("due date `{date}` is not a date (YYYY-MM-DD)")))
+                Err(Error::invalid("due_date", format!("due date `{date}` is not a date (YYYY-MM-DD)")))
             }
         }
     }
 }
 
-/// Maps SQLite's refusals (a project, assignee or date that does not exist) to input errors.
-fn refused(e: Error) -> Error {
+/// Maps SQLite's refusals (a project, assignee or date that does not exist) to input errors;
+/// a missing project or assignee is `missing`'s to name (the constraint does not say which).
+fn refused(e: Error, missing: (&'static str, &'static str)) -> Error {
     match e {
         Error::Tenancy(silo_tenancy::Error::TenantSql(rusqlite::Error::SqliteFailure(code, message)))
             if code.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
             let message = message.unwrap_or_default();
             let (field, what) = if message.contains("has left") {
-                ("assignee", "the assignee has left the workspace")
+                ("assignee_id", "the assignee has left the workspace")
             } else if message.contains("FOREIGN KEY") {
-                ("project or assignee", "the project or assignee does not exist in this workspace")
+                missing
             } else if message.contains("due_date") {
-                ("due date", "the due date is not a valid date")
+                ("due_date", "the due date is not a valid date")
             } else {
                 ("task", "the task breaks a rule of the workspace")
             };
@@ -234,8 +242,8 @@ fn refused(e: Error) -> Error {
 
 /// Creates a task; returns its id.
 pub fn create(db: &Turn, new: &NewTask, created_by: Option<i64>) -> Result<i64> {
-    let title = text("a title", &new.title, 1, 200)?;
-    let body = text("the body", &new.body, 0, 20_000)?;
+    let title = text("title", "a title", &new.title, 1, 200)?;
+    let body = text("body", "the body", &new.body, 0, 20_000)?;
     let status = status(new.status.as_deref().unwrap_or("todo"))?;
     let due = due_date(new.due_date.as_deref())?;
     let now = db.now();
@@ -254,13 +262,27 @@ pub fn create(db: &Turn, new: &NewTask, created_by: Option<i64>) -> Result<i64> 
         tx.commit()?;
         Ok(id)
     })
-    .map_err(refused)
+    .map_err(|e| {
+        let missing = match project_exists(db, new.project_id) {
+            Ok(false) => ("project_id", "the project does not exist in this workspace"),
+            _ => ("assignee_id", "the assignee is not a member of this workspace"),
+        };
+        refused(e, missing)
+    })
+}
+
+/// Whether the workspace has project `id`.
+fn project_exists(db: &Turn, id: i64) -> Result<bool> {
+    db.run(|conn| {
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM projects WHERE id = ?)")?
+            .query_row([id], |r| r.get(0))
+    })
 }
 
 /// Applies a patch; returns the updated task, `None` when it does not exist.
 pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Result<Option<Task>> {
-    let title = patch.title.as_deref().map(|t| text("a title", t, 1, 200)).transpose()?;
-    let body = patch.body.as_deref().map(|b| text("the body", b, 0, 20_000)).transpose()?;
+    let title = patch.title.as_deref().map(|t| text("title", "a title", t, 1, 200)).transpose()?;
+    let body = patch.body.as_deref().map(|b| text("body", "the body", b, 0, 20_000)).transpose()?;
     let new_status = patch.status.as_deref().map(status).transpose()?;
     let due = patch.due_date.as_ref().map(|d| due_date(d.as_deref())).transpose()?;
     let now = db.now();
@@ -297,7 +319,8 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
             tx.commit()?;
             Ok(changed.is_some())
         })
-        .map_err(refused)?;
+        // A patch cannot move a task: only its assignee can be missing.
+        .map_err(|e| refused(e, ("assignee_id", "the assignee is not a member of this workspace")))?;
     if changed { get(db, id) } else { Ok(None) }
 }
 

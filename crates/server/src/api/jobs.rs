@@ -6,9 +6,9 @@ use serde::Deserialize;
 use silo_jobs::{Job, JobStatus};
 use utoipa::IntoParams;
 
-use super::NoParams;
 use super::auth::OperatorToken;
 use super::{ErrorBody, limit};
+use super::{NoParams, Params};
 use crate::error::{ApiError, Failure};
 use crate::request::{client_addr, state};
 
@@ -28,7 +28,7 @@ async fn export_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     id: web::Path<String>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let tenancy = state(&req).tenancy();
     let reference = id.parse().map_err(|_| ApiError(Failure::not_found()))?;
@@ -40,6 +40,7 @@ async fn export_tenant(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LinkParams {
     /// Unix time after which the link no longer works.
     expires: u64,
@@ -59,7 +60,7 @@ struct LinkParams {
 async fn download_export(
     req: actix_web::HttpRequest,
     id: web::Path<String>,
-    link: web::Query<LinkParams>,
+    link: Params<LinkParams>,
 ) -> Result<HttpResponse, ApiError> {
     let app = state(&req);
     let path = app.tenancy().exports().open_link(&id, link.expires, &link.signature).await?;
@@ -101,8 +102,10 @@ async fn get_job(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     /// `queued`, `running`, `done`, `failed` or `cancelled`.
+    #[param(value_type = Option<JobStatus>)]
     status: Option<String>,
     /// How many (1–100, default 20), newest first.
     limit: Option<i64>,
@@ -115,13 +118,13 @@ struct ListParams {
 async fn list_jobs(
     req: actix_web::HttpRequest,
     _op: OperatorToken,
-    params: web::Query<ListParams>,
+    params: Params<ListParams>,
 ) -> Result<web::Json<Vec<Job>>, ApiError> {
     let status = params
         .status
         .as_deref()
         .map(|s| JobStatus::try_from(s.to_owned()))
         .transpose()
-        .map_err(|e| ApiError(Failure::invalid(e.to_string())))?;
+        .map_err(|e| ApiError(Failure::invalid(e.to_string()).on_field("status")))?;
     Ok(web::Json(state(&req).tenancy().jobs().list(status, limit(params.limit)).await?))
 }

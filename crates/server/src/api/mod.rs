@@ -8,8 +8,14 @@
 //! - [`jobs`]: durable jobs — tenant exports, reading and listing jobs (operator tokens).
 //! - [`privacy`]: the personal-data manifests (operator tokens).
 //! - [`workspace`]: a workspace's projects, tasks and search (personal tokens of that workspace).
+//! - [`input`]: bodies and query strings, refused naming the field ([`Body`], [`Params`]).
+//!
+//! Every answer is JSON, errors too (`{"error": {"code", "message", "field"?}}`): an unknown
+//! path is 404, a known path with another method 405 with `Allow` (both from the document's
+//! routes, [`Routes`]).
 
 mod auth;
+mod input;
 mod jobs;
 mod privacy;
 mod tenants;
@@ -21,6 +27,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ApiError, Failure, REVALIDATE};
+pub use input::{Body, Params};
 
 /// A read's answer with its validator (`ETag`), when it has one.
 pub struct Tagged<R>(pub R, pub Option<String>);
@@ -54,11 +61,16 @@ pub struct ErrorBody {
 /// What went wrong.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
-    /// `gone`, `invalid`, `throttled`, `unavailable`, `internal`.
+    /// Machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `gone`, `too_large`, `unsupported_media_type`,
+    /// `invalid`, `suspended`, `throttled`, `unavailable`, `internal`.
     pub code: String,
     /// Human-readable message.
     pub message: String,
+    /// The request's field it is about (a body's property, a query parameter), when it is
+    /// about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// The document's frame: title, version and the bearer scheme.
@@ -83,6 +95,64 @@ impl Modify for BearerScheme {
 /// The served OpenAPI document (JSON), built once per worker with the routes.
 pub struct OpenApiJson(pub String);
 
+/// What any operation may answer whatever it does, beside what its own description lists.
+const ANY_OPERATION: [(&str, &str); 3] = [
+    ("422", "A query parameter (or the body) is not what the operation takes: `field` names it."),
+    ("429", "Too many requests: wait `Retry-After` seconds."),
+    ("503", "Busy, in maintenance, or out of disk: retry after `Retry-After` seconds."),
+];
+
+/// What an operation that reads a body may also answer.
+const WITH_BODY: [(&str, &str); 3] = [
+    ("400", "The body is not valid JSON."),
+    ("413", "The body is larger than the API reads (256 KiB)."),
+    ("415", "The body is not sent as `Content-Type: application/json`."),
+];
+
+/// The served document: the routes' own descriptions, plus what every operation may answer
+/// whatever it does ([`ANY_OPERATION`], [`WITH_BODY`], 404 where a path names something), and
+/// every request body closed to fields it does not name (`additionalProperties: false`: the
+/// API refuses them, 422 naming the field).
+pub fn document(openapi: &utoipa::openapi::OpenApi) -> String {
+    let mut doc = serde_json::to_value(openapi).unwrap_or_default();
+    let error = |why: &str| {
+        serde_json::json!({
+            "description": why,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorBody" } } }
+        })
+    };
+    let mut bodies = Vec::new();
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(operations) = item.as_object_mut() else { continue };
+            for operation in operations.values_mut() {
+                let body = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                let reads_body = !operation["requestBody"].is_null();
+                if let Some(name) = body.as_str().and_then(|r| r.rsplit('/').next()) {
+                    bodies.push(name.to_owned());
+                }
+                let Some(responses) = operation["responses"].as_object_mut() else { continue };
+                let mut add = |code: &str, why: &str| {
+                    responses.entry(code.to_owned()).or_insert_with(|| error(why));
+                };
+                ANY_OPERATION.iter().for_each(|(code, why)| add(code, why));
+                if reads_body {
+                    WITH_BODY.iter().for_each(|(code, why)| add(code, why));
+                }
+                if path.contains('{') {
+                    add("404", "Nothing here (or nothing this token may see).");
+                }
+            }
+        }
+    }
+    for name in bodies {
+        if let Some(schema) = doc["components"]["schemas"].get_mut(&name).and_then(|s| s.as_object_mut()) {
+            schema.insert("additionalProperties".to_owned(), serde_json::Value::Bool(false));
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
 /// The `/api/v1` scope with every documented handler, and the undocumented document route.
 pub fn scope() -> utoipa_actix_web::scope::Scope<
     impl actix_web::dev::ServiceFactory<
@@ -95,16 +165,80 @@ pub fn scope() -> utoipa_actix_web::scope::Scope<
 > {
     utoipa_actix_web::scope("/api/v1")
         .app_data(
-            web::JsonConfig::default().limit(256 * 1024).error_handler(|e, _| bad_request(e.to_string())),
+            web::JsonConfig::default()
+                .limit(input::BODY_LIMIT)
+                .error_handler(|e, _| ApiError(input::unreadable(&e)).into()),
         )
-        .app_data(web::QueryConfig::default().error_handler(|e, _| bad_request(e.to_string())))
         .app_data(web::PathConfig::default().error_handler(|_, _| ApiError(Failure::not_found()).into()))
         .route("/openapi.json", web::get().to(openapi_json))
         .configure(tenants::routes)
         .configure(jobs::routes)
         .configure(privacy::routes)
         .configure(workspace::routes)
-        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError(Failure::not_found())) }))
+        .default_service(web::to(unrouted))
+}
+
+/// The documented routes: each path's pattern (its segments, `{…}` matching any one) and its
+/// methods, read from the OpenAPI document — the one list of what the API answers.
+pub struct Routes(Vec<(Vec<String>, Vec<String>)>);
+
+impl Routes {
+    /// The routes of `document` (the OpenAPI JSON).
+    pub fn of(document: &str) -> Self {
+        let parsed: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+        let paths = parsed["paths"].as_object().cloned().unwrap_or_default();
+        let routes = paths
+            .into_iter()
+            .map(|(path, item)| {
+                let segments = path.split('/').map(str::to_owned).collect();
+                let methods = item
+                    .as_object()
+                    .map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .unwrap_or_default();
+                (segments, methods)
+            })
+            .collect();
+        Self(routes)
+    }
+
+    /// The methods documented for `path` (none: an unknown path).
+    pub fn allowed(&self, path: &str) -> Vec<String> {
+        let asked: Vec<&str> = path.split('/').collect();
+        let mut methods: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(pattern, _)| {
+                pattern.len() == asked.len()
+                    && pattern
+                        .iter()
+                        .zip(&asked)
+                        .all(|(p, a)| (p.starts_with('{') && !a.is_empty()) || p == a)
+            })
+            .flat_map(|(_, methods)| methods.iter().cloned())
+            .collect();
+        methods.sort();
+        methods.dedup();
+        methods
+    }
+}
+
+/// What no route answered: 405 with `Allow` for a documented path, else 404.
+pub(crate) async fn unrouted(req: HttpRequest) -> HttpResponse {
+    let allowed = req.app_data::<web::Data<Routes>>().map(|r| r.allowed(req.path())).unwrap_or_default();
+    if allowed.is_empty() {
+        return actix_web::ResponseError::error_response(&ApiError(Failure::not_found()));
+    }
+    let allow = allowed.join(", ");
+    let failure = Failure::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not answered here; use {allow}.", req.method()),
+    );
+    let mut response = actix_web::ResponseError::error_response(&ApiError(failure));
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
 
 /// The query of an endpoint that takes no parameters but changes something: an unknown one
@@ -112,41 +246,6 @@ pub fn scope() -> utoipa_actix_web::scope::Scope<
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
-
-/// A JSON request body that must be an object with the fields of `T`. serde reads a struct from
-/// a JSON array too (by position), which would pass by the refusal of unknown fields: a body
-/// that is not an object is refused with 400 before anything is read from it.
-pub struct Body<T>(pub T);
-
-impl<T> std::ops::Deref for Body<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
-    type Error = actix_web::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, actix_web::Error>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let json = web::Json::<serde_json::Value>::from_request(req, payload);
-        Box::pin(async move {
-            let value = json.await?.into_inner();
-            if !value.is_object() {
-                return Err(bad_request("Json deserialize error: the body must be a JSON object".into()));
-            }
-            serde_json::from_value(value)
-                .map(Body)
-                .map_err(|e| bad_request(format!("Json deserialize error: {e}")))
-        })
-    }
-}
-
-fn bad_request(message: String) -> actix_web::Error {
-    ApiError(Failure::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", message)).into()
-}
 
 async fn openapi_json(req: HttpRequest) -> HttpResponse {
     let doc = req.app_data::<web::Data<OpenApiJson>>().map(|d| d.0.clone()).unwrap_or_default();
@@ -158,16 +257,12 @@ fn limit(requested: Option<i64>) -> i64 {
     silo_workspace::page_size(requested, 20)
 }
 
-/// Parses an opaque cursor (an id or an offset); a malformed one is a 400.
+/// Parses an opaque cursor (an id or an offset); a malformed one is refused (422, `cursor`).
 fn cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.filter(|c| !c.is_empty())
         .map(|c| {
             c.parse::<i64>().map_err(|_| {
-                ApiError(Failure::new(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "malformed cursor",
-                ))
+                ApiError(Failure::invalid("`cursor` is not one this API gave out.").on_field("cursor"))
             })
         })
         .transpose()

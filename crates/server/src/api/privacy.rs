@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::ErrorBody;
 use super::auth::OperatorToken;
 use super::jobs::accepted;
-use super::{Body, NoParams};
+use super::{Body, NoParams, Params};
 use crate::error::ApiError;
 use crate::request::state;
 use silo_jobs::Job;
@@ -56,7 +56,7 @@ pub struct Subject {
 async fn export_subject(
     req: actix_web::HttpRequest,
     op: OperatorToken,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<Subject>,
 ) -> Result<HttpResponse, ApiError> {
     let started = state(&req).accounts().subjects().start_export(&body.email, op.0.email.as_str()).await?;
@@ -64,6 +64,7 @@ async fn export_subject(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EraseParams {
     /// `true`: answer what would be deleted or anonymised, per tenant and per control-plane
@@ -83,7 +84,7 @@ struct EraseParams {
 async fn erase_subject(
     req: actix_web::HttpRequest,
     op: OperatorToken,
-    params: web::Query<EraseParams>,
+    params: Params<EraseParams>,
     body: Body<Subject>,
 ) -> Result<HttpResponse, ApiError> {
     let subjects = state(&req).accounts().subjects();

@@ -8,7 +8,7 @@ use silo_tenancy::{CreateTenant, Tenant, TenantQuery, TenantSort, TenantStatus};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::OperatorToken;
-use super::{Body, NoParams};
+use super::{Body, NoParams, Params};
 use super::{ErrorBody, cursor, limit};
 use crate::error::{ApiError, Failure};
 use crate::request::state;
@@ -35,16 +35,19 @@ pub struct TenantPage {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     /// Slug or name prefix (case-insensitive).
     q: Option<String>,
     /// `active`, `suspended`, `deleting` or `deleted`.
+    #[param(value_type = Option<TenantStatus>)]
     status: Option<String>,
     /// Region.
     region: Option<String>,
     /// Plan.
     plan: Option<String>,
     /// `slug` (default), `name`, `newest`, `oldest`.
+    #[param(value_type = Option<TenantSort>)]
     sort: Option<String>,
     /// Page size (1–100, default 20).
     limit: Option<i64>,
@@ -59,11 +62,14 @@ struct ListParams {
 async fn list_tenants(
     req: actix_web::HttpRequest,
     _op: OperatorToken,
-    params: web::Query<ListParams>,
+    params: Params<ListParams>,
 ) -> Result<web::Json<TenantPage>, ApiError> {
-    let status = params.status.as_deref().map(|s| s.parse::<TenantStatus>()).transpose().map_err(|e| {
-        ApiError(Failure::new(actix_web::http::StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
-    })?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| s.parse::<TenantStatus>())
+        .transpose()
+        .map_err(|e| ApiError(Failure::invalid(e.to_string()).on_field("status")))?;
     let offset = cursor(params.cursor.as_deref())?.unwrap_or(0).max(0);
     let limit = limit(params.limit);
     let query = TenantQuery {
@@ -71,7 +77,12 @@ async fn list_tenants(
         status,
         region: params.region.clone(),
         plan: params.plan.clone(),
-        sort: params.sort.as_deref().and_then(TenantSort::parse).unwrap_or_default(),
+        sort: match params.sort.as_deref() {
+            None => TenantSort::default(),
+            Some(sort) => TenantSort::parse(sort).ok_or_else(|| {
+                ApiError(Failure::invalid("`sort` is `slug`, `name`, `newest` or `oldest`.").on_field("sort"))
+            })?,
+        },
         offset,
         limit,
     };
@@ -105,7 +116,7 @@ pub struct NewTenantRequest {
 async fn create_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<NewTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state(&req).accounts();
@@ -158,7 +169,7 @@ async fn update_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     id: web::Path<String>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<TenantChanges>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let tenancy = state(&req).tenancy();
@@ -189,6 +200,7 @@ async fn update_tenant(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeleteParams {
     /// Also remove the tenant's files now (otherwise it is soft-deleted: closed, files kept).
@@ -204,7 +216,7 @@ async fn delete_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     id: web::Path<String>,
-    params: web::Query<DeleteParams>,
+    params: Params<DeleteParams>,
 ) -> Result<web::Json<Tenant>, ApiError> {
     let tenancy = state(&req).tenancy();
     let tenant = tenancy.tenant(&reference(&id)?).await?;
@@ -275,7 +287,7 @@ async fn restore_tenant(
     req: actix_web::HttpRequest,
     op: OperatorToken,
     id: web::Path<String>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<RestoreRequest>,
 ) -> Result<web::Json<RestoreOutcome>, ApiError> {
     let tenancy = state(&req).tenancy();

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::Tagged;
 use super::auth::Bearer;
-use super::{Body, NoParams};
+use super::{Body, NoParams, Params};
 use super::{ErrorBody, cursor, limit};
 use crate::error::{ApiError, Failure};
 use crate::request::state;
@@ -28,7 +28,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(delete_task)
             .service(list_projects)
             .service(create_project)
-            .service(search_tasks),
+            .service(search_tasks)
+            // A nested scope falls back to the application's default (the HTML page), not
+            // the API's: it answers its own unknown paths and methods.
+            .default_service(actix_web::web::to(super::unrouted)),
     );
 }
 
@@ -82,6 +85,7 @@ pub struct SearchResults {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageParams {
     /// Page size (1–100, default 20).
     limit: Option<i64>,
@@ -106,7 +110,7 @@ async fn list_projects(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
-    params: web::Query<PageParams>,
+    params: Params<PageParams>,
 ) -> Result<Tagged<web::Json<ProjectPage>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let limit = limit(params.limit);
@@ -119,10 +123,12 @@ async fn list_projects(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
-    /// Name (1–200 characters).
+    /// Name (1–200 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
-    /// Description.
+    /// Description (up to 5,000 characters).
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
 }
 
@@ -135,7 +141,7 @@ async fn create_project(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<NewProject>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
@@ -151,10 +157,12 @@ async fn create_project(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TaskParams {
     /// Only this project's tasks.
     project: Option<i64>,
     /// Only `todo`, `doing` or `done`.
+    #[param(value_type = Option<silo_workspace::tasks::TaskStatus>)]
     status: Option<String>,
     /// Page size (1–100, default 20).
     limit: Option<i64>,
@@ -171,10 +179,14 @@ async fn list_tasks(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
-    params: web::Query<TaskParams>,
+    params: Params<TaskParams>,
 ) -> Result<Tagged<web::Json<TaskPage>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let limit = limit(params.limit);
+    // An unknown status is refused (naming the field), not an empty page.
+    if let Some(status) = params.status.as_deref() {
+        status.parse::<silo_workspace::tasks::TaskStatus>()?;
+    }
     let filter = TaskFilter {
         project: params.project,
         status: params.status.clone(),
@@ -194,7 +206,7 @@ async fn create_task(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<NewTask>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
@@ -227,7 +239,7 @@ async fn update_task(
     req: HttpRequest,
     bearer: Bearer,
     path: web::Path<(String, i64)>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
     body: Body<TaskPatch>,
 ) -> Result<web::Json<Task>, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
@@ -245,7 +257,7 @@ async fn delete_task(
     req: HttpRequest,
     bearer: Bearer,
     path: web::Path<(String, i64)>,
-    _params: web::Query<NoParams>,
+    _params: Params<NoParams>,
 ) -> Result<HttpResponse, ApiError> {
     let ws = entered(&req, &bearer, &path.0).await?;
     if tasks::delete(ws.turn(), path.1, ws.member_id()?)? {
@@ -256,6 +268,7 @@ async fn delete_task(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
     /// Words to find (all of them, stemmed).
     q: String,
@@ -271,7 +284,7 @@ async fn search_tasks(
     req: HttpRequest,
     bearer: Bearer,
     slug: web::Path<String>,
-    params: web::Query<SearchParams>,
+    params: Params<SearchParams>,
 ) -> Result<Tagged<web::Json<SearchResults>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let items = tasks::search(ws.turn(), &params.q, limit(params.limit))
