@@ -246,7 +246,7 @@ async fn members_work_through_the_workspace_api() {
 }
 
 /// The document lists exactly the issues' routes, and each documented route answers at its
-/// path and method (401 without a token — 400 for the signed export link —, never 404/405).
+/// path and method (401 without a token — 422 for the signed export link without its parameters —, never 404/405).
 #[tokio::test]
 async fn the_openapi_document_matches_the_routes() {
     let server = TestServer::start().await.unwrap();

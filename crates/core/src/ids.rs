@@ -72,7 +72,7 @@ pub enum SlugError {
 }
 
 /// Names kept for Silo's own routes, hosts and well-known paths.
-const RESERVED: &[&str] = &[
+pub const RESERVED: &[&str] = &[
     "admin",
     "api",
     "www",

@@ -11,9 +11,14 @@ pub enum Error {
     /// A stored or given status that is not one of [`crate::JobStatus`]'s.
     #[error("unknown job status `{0}` (queued, running, done, failed or cancelled)")]
     UnknownStatus(String),
-    /// The key used its day ([`crate::Bound`]): the message says when the next may start.
-    #[error("{0}")]
-    LimitReached(String),
+    /// The key used its day ([`crate::Bound`]): the next may start at `next`.
+    #[error("{message}")]
+    AllowanceUsed {
+        /// What was used up, and when the next may start.
+        message: String,
+        /// When the next may start.
+        next: silo_core::Timestamp,
+    },
     /// Cancel or retry of a job whose status does not allow it.
     #[error("cannot {action} job `{job}`: it is {status}")]
     InvalidTransition {
@@ -37,7 +42,8 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::UnknownJob(_) => ErrorKind::NotFound,
-            Error::UnknownStatus(_) | Error::LimitReached(_) => ErrorKind::Invalid,
+            Error::UnknownStatus(_) => ErrorKind::Invalid,
+            Error::AllowanceUsed { .. } => ErrorKind::Throttled,
             Error::InvalidTransition { .. } | Error::Changed(_) => ErrorKind::Conflict,
             Error::Database(e) if silo_core::error::sqlx_disk_full(e) => ErrorKind::DiskFull,
             Error::Database(_) => ErrorKind::Internal,

@@ -212,7 +212,7 @@ impl Jobs {
 
     /// Enqueues a job unless `bound` says no: the job of the same kind and key already
     /// queued or running is returned instead, and a key that used its day is refused
-    /// ([`Error::LimitReached`], saying when the next may start). Check and insert are one
+    /// ([`Error::AllowanceUsed`], saying when the next may start). Check and insert are one
     /// statement, so concurrent requests cannot pass the bound together.
     pub async fn enqueue_bounded(&self, job: NewJob, actor: &str, bound: &Bound<'_>) -> Result<Enqueued> {
         // Refused because one was in progress, which finished before it could be returned:
@@ -248,9 +248,8 @@ impl Jobs {
                 break;
             }
         }
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT strftime('%Y-%m-%d %H:%M UTC', min(created_at), '+1 day') FROM jobs
-             WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > ?4",
+        let oldest: Option<silo_core::Timestamp> = sqlx::query_scalar(
+            "SELECT min(created_at) FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > ?4",
         )
         .bind(&job.kind)
         .bind(bound.key_path)
@@ -258,12 +257,17 @@ impl Jobs {
         .bind(self.now().minus(DAY).as_str().to_owned())
         .fetch_one(&self.write)
         .await?;
-        Err(Error::LimitReached(format!(
-            "the day's allowance is used up ({} a day, or {} MB a day); the next can start after {}",
-            bound.per_day,
-            bound.bytes_per_day / 1_000_000,
-            next.unwrap_or_else(|| "a day".into())
-        )))
+        // The oldest of the day's jobs leaves the window a day after it started.
+        let next = oldest.unwrap_or_else(|| self.now()).plus(DAY);
+        let at = next.as_str().get(..16).unwrap_or_default().replace('T', " ");
+        Err(Error::AllowanceUsed {
+            message: format!(
+                "the day's allowance is used up ({} a day, or {} MB a day); the next can start after {at} UTC",
+                bound.per_day,
+                bound.bytes_per_day / 1_000_000,
+            ),
+            next,
+        })
     }
 
     /// Inserts `job` with its audit entry — when `bound` allows it (checked in the inserting

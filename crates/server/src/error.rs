@@ -90,7 +90,7 @@ impl Failure {
     /// parse is the caller's input (422 naming why), where looking one up answers 404.
     pub fn creating(error: silo_billing::Error) -> Self {
         match tenancy_root(&error) {
-            Some(Error::InvalidSlug(why)) => Self::invalid(why.to_string()),
+            Some(Error::InvalidSlug(why)) => Self::invalid(why.to_string()).on_field("slug"),
             _ => error.into(),
         }
     }
@@ -234,7 +234,15 @@ impl From<Error> for Failure {
                 };
                 Self::new(S::GONE, "gone", message)
             }
-            ErrorKind::Throttled => Self::throttled(std::time::Duration::from_secs(1)),
+            ErrorKind::Throttled => match root {
+                // A daily allowance: its own words, and the wait until the next may start.
+                Error::AllowanceUsed { message, next } => {
+                    let wait = next.unix_ms().saturating_sub(silo_core::Timestamp::now().unix_ms()).max(0);
+                    Self::new(S::TOO_MANY_REQUESTS, "throttled", message.clone())
+                        .retry_after(std::time::Duration::from_millis(wait as u64))
+                }
+                _ => Self::throttled(std::time::Duration::from_secs(1)),
+            },
             ErrorKind::Unavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -339,6 +347,13 @@ pub struct ApiError(pub Failure);
 impl<E: Into<Failure>> From<E> for ApiError {
     fn from(e: E) -> Self {
         Self(e.into())
+    }
+}
+
+impl ApiError {
+    /// About the request's field `field`.
+    pub fn on_field(self, field: &str) -> Self {
+        Self(self.0.on_field(field))
     }
 }
 

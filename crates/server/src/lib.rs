@@ -107,6 +107,10 @@ pub fn start(
     let state = web::Data::new(AppState::new(billing, web_settings, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let choices = api::Choices {
+        plans: state.billing.plans().names().map(str::to_owned).collect(),
+        regions: state.tenancy().placement().names(),
+    };
     let server = HttpServer::new(move || {
         let csp = csp.clone();
         let (app, openapi) = App::new()
@@ -174,7 +178,7 @@ pub fn start(
             .openapi(api::ApiDoc::openapi())
             .service(api::scope())
             .split_for_parts();
-        let openapi = api::document(&openapi);
+        let openapi = api::document(&openapi, &choices);
         app.app_data(web::Data::new(api::Routes::of(&openapi)))
             .app_data(web::Data::new(api::OpenApiJson(openapi)))
             .configure(handoff::routes)

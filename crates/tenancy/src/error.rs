@@ -63,9 +63,14 @@ pub enum Error {
     /// The machine is saturated (e.g. password hashing); retry shortly.
     #[error("{0}")]
     Overloaded(String),
-    /// A limit of the tenant's plan (seats, projects) is reached: nothing was created.
-    #[error("{0}")]
-    LimitReached(String),
+    /// A daily allowance (exports) is used up: nothing was started; the next may start at `next`.
+    #[error("{message}")]
+    AllowanceUsed {
+        /// What was used up, and when the next may start.
+        message: String,
+        /// When the next may start.
+        next: silo_core::Timestamp,
+    },
     /// A link that worked once and no longer does (an expired export link, an export of a
     /// deleted workspace): the message says which, for the person holding the link.
     #[error("{0}")]
@@ -144,7 +149,6 @@ impl Error {
             // A slug that does not parse names nothing that could exist.
             Error::InvalidSlug(_) | Error::NotFound(_) | Error::UnknownBackup(_) => ErrorKind::NotFound,
             Error::Invalid { .. }
-            | Error::LimitReached(_)
             | Error::WriteRefused(_)
             | Error::Storage(S::UnknownRegion(..) | S::InvalidRegionName(_)) => ErrorKind::Invalid,
             Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,
@@ -154,6 +158,7 @@ impl Error {
             Error::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
             Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Overloaded(_) => ErrorKind::Overloaded,
+            Error::AllowanceUsed { .. } => ErrorKind::Throttled,
             Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,
             Error::Jobs(e) => e.kind(),
             e if e.is_disk_full() => ErrorKind::DiskFull,

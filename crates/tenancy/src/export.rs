@@ -99,8 +99,8 @@ impl Exports {
         let bound =
             silo_jobs::Bound { key_path, key, per_day: limits.per_day, bytes_per_day: limits.bytes_per_day };
         match self.0.jobs().enqueue_bounded(job, actor, &bound).await {
-            Err(silo_jobs::Error::LimitReached(why)) => {
-                Err(Error::LimitReached(format!("No more exports today: {why}.")))
+            Err(silo_jobs::Error::AllowanceUsed { message, next }) => {
+                Err(Error::AllowanceUsed { message: format!("No more exports today: {message}."), next })
             }
             other => Ok(other?),
         }

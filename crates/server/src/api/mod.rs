@@ -77,7 +77,8 @@ pub struct ErrorDetail {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Silo API", version = "1", description = "Operators manage tenants; members work in their workspace."),
-    components(schemas(ErrorBody, ErrorDetail)),
+    // Schemas that only query parameters name (utoipa collects those of bodies and answers).
+    components(schemas(ErrorBody, ErrorDetail, silo_tenancy::TenantSort, silo_workspace::tasks::TaskStatus, silo_tenancy::TenantStatus, silo_jobs::JobStatus)),
     modifiers(&BearerScheme),
     security(("bearer" = []))
 )]
@@ -109,11 +110,25 @@ const WITH_BODY: [(&str, &str); 3] = [
     ("415", "The body is not sent as `Content-Type: application/json`."),
 ];
 
+/// The slug pattern of the request schemas (`silo_core::TenantSlug`'s rule; the reserved words
+/// are added by [`document`]).
+const SLUG_PATTERN: &str = "^[a-z0-9]+(-[a-z0-9]+)*$";
+
+/// What this installation accepts where the code cannot say it: its plans and regions.
+#[derive(Clone)]
+pub struct Choices {
+    /// The configured plans' names.
+    pub plans: Vec<String>,
+    /// The configured regions' names.
+    pub regions: Vec<String>,
+}
+
 /// The served document: the routes' own descriptions, plus what every operation may answer
-/// whatever it does ([`ANY_OPERATION`], [`WITH_BODY`], 404 where a path names something), and
+/// whatever it does ([`ANY_OPERATION`], [`WITH_BODY`], 404 where a path names something);
 /// every request body closed to fields it does not name (`additionalProperties: false`: the
-/// API refuses them, 422 naming the field).
-pub fn document(openapi: &utoipa::openapi::OpenApi) -> String {
+/// API refuses them, 422 naming the field); `plan` and `region` fields limited to `choices`,
+/// and slugs to those not reserved.
+pub fn document(openapi: &utoipa::openapi::OpenApi, choices: &Choices) -> String {
     let mut doc = serde_json::to_value(openapi).unwrap_or_default();
     let error = |why: &str| {
         serde_json::json!({
@@ -146,8 +161,27 @@ pub fn document(openapi: &utoipa::openapi::OpenApi) -> String {
         }
     }
     for name in bodies {
-        if let Some(schema) = doc["components"]["schemas"].get_mut(&name).and_then(|s| s.as_object_mut()) {
-            schema.insert("additionalProperties".to_owned(), serde_json::Value::Bool(false));
+        let Some(schema) = doc["components"]["schemas"].get_mut(&name).and_then(|s| s.as_object_mut()) else {
+            continue;
+        };
+        schema.insert("additionalProperties".to_owned(), serde_json::Value::Bool(false));
+        let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else { continue };
+        for (field, property) in properties.iter_mut() {
+            let allowed = match field.as_str() {
+                "plan" => &choices.plans,
+                "region" => &choices.regions,
+                _ if property["pattern"] == SLUG_PATTERN => {
+                    property["not"] = serde_json::json!({ "enum": silo_core::ids::RESERVED });
+                    continue;
+                }
+                _ => continue,
+            };
+            let mut values: Vec<serde_json::Value> =
+                allowed.iter().map(|v| serde_json::Value::from(v.as_str())).collect();
+            if property["type"].as_array().is_some_and(|t| t.iter().any(|t| t == "null")) {
+                values.push(serde_json::Value::Null);
+            }
+            property["enum"] = serde_json::Value::Array(values);
         }
     }
     serde_json::to_string_pretty(&doc).unwrap_or_default()

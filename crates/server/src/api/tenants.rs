@@ -51,7 +51,8 @@ struct ListParams {
     sort: Option<String>,
     /// Page size (1–100, default 20).
     limit: Option<i64>,
-    /// From the previous page's `next_cursor`.
+    /// From the previous page's `next_cursor` (digits).
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
 }
 
@@ -96,9 +97,11 @@ async fn list_tenants(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenantRequest {
-    /// Slug (`[a-z0-9-]{3,63}`).
+    /// Slug (`[a-z0-9-]{3,63}`, no leading, trailing or double dash, not a reserved word).
+    #[schema(min_length = 3, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub slug: String,
-    /// Display name (default: the slug).
+    /// Display name (default: the slug; up to 200 characters).
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Region (default: the configured default).
     pub region: Option<String>,
@@ -152,12 +155,23 @@ async fn get_tenant(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantChanges {
-    /// New display name.
+    /// New display name (1–200 characters, not only spaces).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
     /// New plan.
     pub plan: Option<String>,
     /// `active` (resume) or `suspended` (suspend).
-    pub status: Option<String>,
+    pub status: Option<WantedStatus>,
+}
+
+/// What a tenant's status may be changed to through the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WantedStatus {
+    /// Resumed.
+    Active,
+    /// Suspended.
+    Suspended,
 }
 
 /// Renames, re-plans, suspends or resumes a tenant.
@@ -178,6 +192,10 @@ async fn update_tenant(
         return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
     }
     let actor = op.0.email.as_str();
+    // Every part is checked before any is applied: a bad plan changes no name.
+    if let Some(plan) = &body.plan {
+        state(&req).billing.plans().get(plan).map_err(|e| ApiError::from(e).on_field("plan"))?;
+    }
     if let Some(name) = &body.name {
         tenant = tenancy.tenants().rename(tenant.id, name, actor).await?;
     }
@@ -185,16 +203,15 @@ async fn update_tenant(
         tenant = state(&req).billing.subscriptions().change(&TenantRef::Id(tenant.id), plan, actor).await?;
     }
     let target = TenantRef::Id(tenant.id);
-    tenant = match body.status.as_deref() {
+    tenant = match body.status {
         None => tenant,
-        Some(s) if s == tenant.status.as_str() => tenant,
-        Some("suspended") => tenancy.tenants().suspend(&target, actor).await?,
-        Some("active") => tenancy.tenants().resume(&target, actor).await?,
-        Some(other) => {
-            return Err(ApiError(Failure::invalid(format!(
-                "status `{other}` cannot be set here (use active or suspended; DELETE deletes)"
-            ))));
+        Some(WantedStatus::Suspended) if tenant.status != TenantStatus::Suspended => {
+            tenancy.tenants().suspend(&target, actor).await?
         }
+        Some(WantedStatus::Active) if tenant.status != TenantStatus::Active => {
+            tenancy.tenants().resume(&target, actor).await?
+        }
+        Some(_) => tenant,
     };
     Ok(web::Json(tenant))
 }
@@ -253,10 +270,12 @@ async fn restorable(
 pub struct RestoreRequest {
     /// The moment (UTC, e.g. `2026-12-05T10:42:13Z`): the last commit at or before it that
     /// reached the store. Not with `backup`.
+    #[schema(format = DateTime, pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$")]
     pub at: Option<String>,
     /// A backup id (default: the newest). Not with `at`.
     pub backup: Option<String>,
     /// Restore into a new tenant with this slug instead of in place.
+    #[schema(min_length = 3, max_length = 63, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$")]
     pub as_slug: Option<String>,
 }
 
@@ -297,12 +316,14 @@ async fn restore_tenant(
     let as_slug = body.as_slug.as_deref().map(str::trim);
     match as_slug {
         Some("") => {
-            return Err(ApiError(Failure::invalid("as_slug is empty: leave it out to restore in place")));
+            return Err(ApiError(
+                Failure::invalid("as_slug is empty: leave it out to restore in place").on_field("as_slug"),
+            ));
         }
         // A bad new slug is the request's fault (422 naming it), not a tenant not found.
         Some(slug) => {
             silo_core::TenantSlug::parse(slug)
-                .map_err(|e| ApiError(Failure::invalid(format!("as_slug: {e}"))))?;
+                .map_err(|e| ApiError(Failure::invalid(format!("as_slug: {e}")).on_field("as_slug")))?;
         }
         None => {}
     }
@@ -312,7 +333,7 @@ async fn restore_tenant(
         }
         (Some(at), None) => {
             let at = silo_core::Timestamp::parse_moment(at)
-                .map_err(|e| ApiError(Failure::invalid(format!("at: {e}"))))?;
+                .map_err(|e| ApiError(Failure::invalid(format!("at: {e}")).on_field("at")))?;
             tenancy.backups().restore_to(&target, &at, as_slug, actor).await?
         }
         (None, backup) => tenancy.backups().restore(&target, backup.as_deref(), as_slug, actor).await?,

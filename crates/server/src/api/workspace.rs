@@ -89,7 +89,8 @@ pub struct SearchResults {
 struct PageParams {
     /// Page size (1–100, default 20).
     limit: Option<i64>,
-    /// From the previous page's `next_cursor`.
+    /// From the previous page's `next_cursor` (digits).
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
 }
 
@@ -166,7 +167,8 @@ struct TaskParams {
     status: Option<String>,
     /// Page size (1–100, default 20).
     limit: Option<i64>,
-    /// From the previous page's `next_cursor`.
+    /// From the previous page's `next_cursor` (digits).
+    #[param(pattern = "^[0-9]*$")]
     cursor: Option<String>,
 }
 
