@@ -405,9 +405,13 @@ impl Backups {
     pub async fn find(&self, tenant: &Tenant, id: Option<&str>) -> Result<Backup> {
         match id {
             Some(id) => self.catalogue().backup(tenant.id, id).await,
-            None => self.catalogue().backups_of(tenant.id).await?.into_iter().next().ok_or_else(|| {
-                Error::UnknownBackup(format!("(newest of `{}`: the tenant has no backups)", tenant.slug))
-            }),
+            None => self
+                .catalogue()
+                .backups_of(tenant.id)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::NoBackup(tenant.slug.to_string())),
         }
     }
 

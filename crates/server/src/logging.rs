@@ -39,7 +39,9 @@ impl Write for LossyStderr {
 /// Installs the global subscriber. Servers log at `info` by default; CLI commands at `warn`
 /// so their output stays readable.
 pub fn init(server: bool) {
-    let default = if server { "info" } else { "warn" };
+    // actix reports each unparseable request a client sends (a malformed header) as an ERROR
+    // of its dispatcher; the client got its 400, and nothing is wrong with this server.
+    let default = if server { "info,actix_http::h1::dispatcher=off" } else { "warn" };
     let filter = EnvFilter::try_from_env("SILO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -100,6 +100,9 @@ pub enum Error {
     /// A backup id that is not in the catalogue (for that tenant).
     #[error("no backup `{0}`")]
     UnknownBackup(String),
+    /// A restore of a tenant that has no backup yet (of its newest, or to a moment).
+    #[error("tenant `{0}` has no backup yet: back it up first")]
+    NoBackup(String),
     /// The tenant's data key was destroyed by a purge: no backup of it can be read again.
     #[error("tenant `{0}` was purged: its data key is destroyed, so none of its backups can be decrypted")]
     KeyDestroyed(String),
@@ -151,7 +154,9 @@ impl Error {
             Error::Invalid { .. }
             | Error::WriteRefused(_)
             | Error::Storage(S::UnknownRegion(..) | S::InvalidRegionName(_)) => ErrorKind::Invalid,
-            Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) => ErrorKind::Conflict,
+            Error::SlugTaken(_) | Error::InvalidTransition { .. } | Error::Busy(_) | Error::NoBackup(_) => {
+                ErrorKind::Conflict
+            }
             Error::Suspended(_) => ErrorKind::Locked,
             Error::Gone(_) | Error::KeyDestroyed(_) | Error::LinkGone(_) => ErrorKind::Gone,
             Error::DiskLow(_) => ErrorKind::DiskFull,

@@ -98,13 +98,13 @@ pub fn page_size(requested: Option<i64>, default: i64) -> i64 {
 /// Trims `value` (the field `field`, called `label` in messages: "a title") and checks it has
 /// between `min` and `max` characters.
 pub fn text(field: &'static str, label: &str, value: &str, min: usize, max: usize) -> Result<String> {
-    let value = value.trim();
-    let chars = value.chars().count();
-    if chars < min {
-        return Err(Error::invalid(field, format!("{label} must not be empty")));
-    }
-    if chars > max {
+    // The most is of what was sent (as the API's schema says), the least of what it says.
+    if value.chars().count() > max {
         return Err(Error::invalid(field, format!("{label} is at most {max} characters")));
+    }
+    let value = value.trim();
+    if value.chars().count() < min {
+        return Err(Error::invalid(field, format!("{label} must not be empty")));
     }
     Ok(value.to_owned())
 }

@@ -405,8 +405,14 @@ pub const MATCH_END: char = '\u{3}';
 /// quoted), so user input never reaches FTS5's query syntax. Over a large file it may take
 /// milliseconds: it runs on the blocking pool, with the caller's turn.
 pub async fn search(db: &Turn, query: &str, limit: i64) -> Result<Vec<SearchHit>> {
-    let words: Vec<String> =
-        query.split_whitespace().take(16).map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+    // Each word quoted (FTS5 syntax in the query is text); a NUL ends FTS5's reading of a
+    // string, so it separates words like a space.
+    let words: Vec<String> = query
+        .split(|c: char| c.is_whitespace() || c == '\0')
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
     if words.is_empty() {
         return Ok(Vec::new());
     }

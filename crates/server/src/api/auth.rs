@@ -1,5 +1,6 @@
-//! Bearer-token authentication of the API. Failed tokens count against the client's address;
-//! too many get 429 before any lookup.
+//! Bearer-token authentication of the API. Wrong tokens count against the client's address;
+//! too many get 429 before any lookup. A request without a token is 401, and counts for
+//! nothing (it guesses nothing).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,15 @@ impl FromRequest for Bearer {
         let req = req.clone();
         Box::pin(async move {
             let app = state(&req);
+            let token = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|token| !token.is_empty());
+            // No token is no guess: 401, outside the throttle of wrong ones.
+            let Some(token) = token else { return Err(ApiError(Failure::unauthorized())) };
             let client = client_addr(&req);
             if let Err(retry) = app.api_throttle.check("bearer", &client) {
                 let failure = Failure::new(
@@ -31,17 +41,7 @@ impl FromRequest for Bearer {
                 );
                 return Err(ApiError(failure.retry_after(retry)));
             }
-            let token = req
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            let principal = match token {
-                Some(token) if !token.is_empty() => app.accounts().tokens().authenticate(token).await?,
-                _ => None,
-            };
-            match principal {
+            match app.accounts().tokens().authenticate(token).await? {
                 Some(principal) => Ok(Bearer(principal)),
                 None => {
                     app.api_throttle.failed("bearer", &client);

@@ -114,6 +114,10 @@ const WITH_BODY: [(&str, &str); 3] = [
 /// are added by [`document`]).
 const SLUG_PATTERN: &str = "^[a-z0-9]+(-[a-z0-9]+)*$";
 
+/// Rules between a body's fields that the derived schemas cannot state (JSON Schema `not`):
+/// a restore takes a moment or a backup, not both.
+const EXCLUSIVE: [(&str, [&str; 2]); 1] = [("RestoreRequest", ["at", "backup"])];
+
 /// What this installation accepts where the code cannot say it: its plans and regions.
 #[derive(Clone)]
 pub struct Choices {
@@ -165,6 +169,14 @@ pub fn document(openapi: &utoipa::openapi::OpenApi, choices: &Choices) -> String
             continue;
         };
         schema.insert("additionalProperties".to_owned(), serde_json::Value::Bool(false));
+        if let Some((_, [a, b])) = EXCLUSIVE.iter().find(|(n, _)| *n == name) {
+            // Both given (not null) is refused; either, or neither, is fine.
+            let given = serde_json::json!({ "type": "string" });
+            schema.insert(
+                "not".to_owned(),
+                serde_json::json!({ "required": [a, b], "properties": { *a: given, *b: given } }),
+            );
+        }
         let Some(properties) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else { continue };
         for (field, property) in properties.iter_mut() {
             let allowed = match field.as_str() {

@@ -108,6 +108,7 @@ pub struct NewTenantRequest {
     /// Plan (default `free`).
     pub plan: Option<String>,
     /// An existing account to make its owner.
+    #[schema(format = Email)]
     pub owner_email: Option<String>,
 }
 
@@ -125,7 +126,9 @@ async fn create_tenant(
     let accounts = state(&req).accounts();
     let body = body.0;
     let owner = match &body.owner_email {
-        Some(owner) => Some(accounts.users().by_email(owner).await?),
+        Some(owner) => Some(
+            accounts.users().by_email(owner).await.map_err(|e| ApiError::from(e).on_field("owner_email"))?,
+        ),
         None => None,
     };
     let request = CreateTenant { slug: body.slug, name: body.name, region: body.region, plan: body.plan };
