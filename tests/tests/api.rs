@@ -312,6 +312,11 @@ async fn the_openapi_document_matches_the_routes() {
         "PATCH /api/v1/w/{slug}/tasks/{id}",
         "DELETE /api/v1/w/{slug}/tasks/{id}",
         "GET /api/v1/w/{slug}/search",
+        "GET /api/v1/w/{slug}/tasks/{id}/comments",
+        "POST /api/v1/w/{slug}/tasks/{id}/comments",
+        "GET /api/v1/w/{slug}/members",
+        "PATCH /api/v1/w/{slug}/members/{user_id}",
+        "DELETE /api/v1/w/{slug}/members/{user_id}",
     ]
     .map(String::from)
     .to_vec();
@@ -319,7 +324,11 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(documented, expected);
     for route in &documented {
         let (method, path) = route.split_once(' ').unwrap();
-        let concrete = path.trim_start_matches("/api/v1").replace("{id}", "1").replace("{slug}", "acme");
+        let concrete = path
+            .trim_start_matches("/api/v1")
+            .replace("{id}", "1")
+            .replace("{slug}", "acme")
+            .replace("{user_id}", "someone");
         let (status, body) = anonymous.call(method, &concrete, Some(json!({}))).await.unwrap();
         if route == "GET /api/v1/exports/{id}" {
             // The one route whose credential is the signed link itself: without it, refused
@@ -510,4 +519,113 @@ async fn the_api_names_what_is_wrong() {
     let (status, body) =
         ada.call("POST", "/w/acme/projects?dry_run=1", Some(json!({ "name": "x" }))).await.unwrap();
     assert_eq!((status, refused(body)), (422, (json!("invalid"), json!("dry_run"))));
+}
+
+/// Comments and members through the API, with the pages' rules: members comment and leave;
+/// admins change roles and remove members; only owners make owners; the last owner stays; a
+/// removed member's token stops working; another workspace's people are not found.
+#[tokio::test]
+async fn comments_and_members_follow_the_workspace_rules() {
+    let server = TestServer::start().await.unwrap();
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    server.sign_up("eve@example.com", "evil").await.unwrap();
+    for email in ["bob@example.com", "cy@example.com"] {
+        server.accounts.users().create(email, silo_e2e::PASSWORD, None, "test").await.unwrap();
+    }
+    let acme: silo_core::TenantRef = "acme".parse().unwrap();
+    let ada_token =
+        server.accounts.tokens().issue("ada@example.com", TokenScope::Personal(acme), "test").await.unwrap();
+    let ada = ApiClient::new(server.addr, Some(&ada_token));
+    let bob = ApiClient::new(
+        server.addr,
+        Some(&server.member_token("bob@example.com", "acme", Role::Member).await.unwrap()),
+    );
+    let cy = ApiClient::new(
+        server.addr,
+        Some(&server.member_token("cy@example.com", "acme", Role::Admin).await.unwrap()),
+    );
+    let mut ids = Vec::new();
+    for email in ["ada@example.com", "bob@example.com", "cy@example.com"] {
+        ids.push(server.accounts.users().by_email(email).await.unwrap().id.to_string());
+    }
+    let (ada_id, bob_id, cy_id) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+
+    // Comments: anyone who belongs; oldest first, paged; a missing task is 404.
+    let (_, project) = ada.call("POST", "/w/acme/projects", Some(json!({ "name": "Launch" }))).await.unwrap();
+    let (_, task) = ada
+        .call("POST", "/w/acme/tasks", Some(json!({ "project_id": project["id"], "title": "Plan" })))
+        .await
+        .unwrap();
+    let comments = format!("/w/acme/tasks/{}/comments", task["id"]);
+    for (who, text) in [(&bob, "first"), (&ada, "second"), (&bob, "third")] {
+        let (status, comment) = who.call("POST", &comments, Some(json!({ "body": text }))).await.unwrap();
+        assert_eq!((status, comment["body"].as_str()), (201, Some(text)), "{comment}");
+    }
+    let (status, page) = bob.call("GET", &format!("{comments}?limit=2"), None).await.unwrap();
+    assert_eq!(status, 200);
+    let bodies: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|c| c["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["first", "second"]);
+    let (_, rest) = bob
+        .call("GET", &format!("{comments}?cursor={}", page["next_cursor"].as_str().unwrap()), None)
+        .await
+        .unwrap();
+    assert_eq!(rest["items"][0]["body"], "third");
+    let (status, body) = bob.call("POST", &comments, Some(json!({ "body": "   " }))).await.unwrap();
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("body")), "{body}");
+    assert_eq!(
+        bob.call("POST", "/w/acme/tasks/999/comments", Some(json!({ "body": "x" }))).await.unwrap().0,
+        404
+    );
+    assert_eq!(bob.call("GET", "/w/acme/tasks/999/comments", None).await.unwrap().0, 404);
+
+    // Members: listed to every member.
+    let (status, page) = bob.call("GET", "/w/acme/members", None).await.unwrap();
+    let mut roles: Vec<(String, String)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["email"].as_str().unwrap().to_owned(), m["role"].as_str().unwrap().to_owned()))
+        .collect();
+    roles.sort();
+    assert_eq!(status, 200);
+    assert_eq!(
+        roles,
+        [("ada@example.com", "owner"), ("bob@example.com", "member"), ("cy@example.com", "admin")]
+            .map(|(e, r)| (e.to_owned(), r.to_owned()))
+    );
+    // A member changes no role; an admin does, but makes no owner; an owner does.
+    let role = |id: &str| format!("/w/acme/members/{id}");
+    assert_eq!(bob.call("PATCH", &role(&cy_id), Some(json!({ "role": "member" }))).await.unwrap().0, 403);
+    let (status, changed) = cy.call("PATCH", &role(&bob_id), Some(json!({ "role": "admin" }))).await.unwrap();
+    assert_eq!((status, changed["role"].as_str()), (200, Some("admin")), "{changed}");
+    assert_eq!(cy.call("PATCH", &role(&bob_id), Some(json!({ "role": "owner" }))).await.unwrap().0, 403);
+    let (status, body) = cy.call("PATCH", &role(&bob_id), Some(json!({ "role": "king" }))).await.unwrap();
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("role")), "{body}");
+    assert_eq!(cy.call("PATCH", &role("nobody"), Some(json!({ "role": "member" }))).await.unwrap().0, 404);
+    // The last owner stays: demoting or removing her is refused, by herself too.
+    for (method, body) in [("PATCH", Some(json!({ "role": "admin" }))), ("DELETE", None)] {
+        let (status, refused) = ada.call(method, &role(&ada_id), body).await.unwrap();
+        assert_eq!(status, 422, "{method}: {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains("at least one owner"), "{refused}");
+    }
+    // An admin removes a member; the member's token stops working; anyone may leave.
+    assert_eq!(bob.call("DELETE", &role(&cy_id), None).await.unwrap().0, 204, "bob is an admin now");
+    assert_eq!(cy.call("GET", "/w/acme/members", None).await.unwrap().0, 401, "a removed member's token");
+    assert_eq!(bob.call("DELETE", &role(&bob_id), None).await.unwrap().0, 204, "bob leaves");
+    // Another workspace's people are not found.
+    let eve = ApiClient::new(
+        server.addr,
+        Some(
+            &server
+                .accounts
+                .tokens()
+                .issue("eve@example.com", TokenScope::Personal("evil".parse().unwrap()), "test")
+                .await
+                .unwrap(),
+        ),
+    );
+    assert_eq!(eve.call("GET", "/w/acme/members", None).await.unwrap().0, 404);
+    assert_eq!(eve.call("GET", &comments, None).await.unwrap().0, 404);
+    server.stop().await.unwrap();
 }

@@ -10,14 +10,16 @@ use silo_tenancy::Turn;
 
 /// A comment with its author's name.
 #[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comment {
     /// Id within the tenant.
     pub id: i64,
-    /// Author's display name, if still a member.
+    /// Author's display name (" (left)" after it once they left), if the author is known.
     pub author: Option<String>,
     /// Text.
     pub body: String,
     /// Time (UTC).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 

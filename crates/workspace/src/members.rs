@@ -14,6 +14,7 @@ use silo_tenancy::Turn;
 
 /// A member of the workspace (current, or former: `left_at`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     /// Id within the tenant (what tasks point at).
     pub id: i64,

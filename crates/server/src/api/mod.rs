@@ -7,7 +7,8 @@
 //! - [`tenants`]: the operator API (operator tokens).
 //! - [`jobs`]: durable jobs — tenant exports, reading and listing jobs (operator tokens).
 //! - [`privacy`]: the personal-data manifests (operator tokens).
-//! - [`workspace`]: a workspace's projects, tasks and search (personal tokens of that workspace).
+//! - [`workspace`]: a workspace's projects, tasks and search (personal tokens of that workspace);
+//!   [`people`]: its comments and members.
 //! - [`input`]: bodies and query strings, refused naming the field ([`Body`], [`Params`]).
 //!
 //! Every answer is JSON, errors too (`{"error": {"code", "message", "field"?}}`): an unknown
@@ -17,6 +18,7 @@
 mod auth;
 mod input;
 mod jobs;
+mod people;
 mod privacy;
 mod tenants;
 mod workspace;

@@ -29,6 +29,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(list_projects)
             .service(create_project)
             .service(search_tasks)
+            .service(super::people::list_comments)
+            .service(super::people::create_comment)
+            .service(super::people::list_members)
+            .service(super::people::change_role)
+            .service(super::people::remove_member)
             // A nested scope falls back to the application's default (the HTML page), not
             // the API's: it answers its own unknown paths and methods.
             .default_service(actix_web::web::to(super::unrouted)),
@@ -38,7 +43,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 /// Enters the workspace of the path as the token's account, if the token is for it. A `GET`
 /// whose `If-None-Match` names the current validator is answered 304 here, without opening the
 /// tenant's file (after the rate check and metering, like any request).
-async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Entered, ApiError> {
+pub(super) async fn entered(req: &HttpRequest, bearer: &Bearer, slug: &str) -> Result<Entered, ApiError> {
     let principal = &bearer.0;
     let accounts = state(req).accounts();
     let admitted = admit(accounts, slug, &principal.user_id).await?;
