@@ -606,7 +606,7 @@ async fn comments_and_members_follow_the_workspace_rules() {
     // The last owner stays: demoting or removing her is refused, by herself too.
     for (method, body) in [("PATCH", Some(json!({ "role": "admin" }))), ("DELETE", None)] {
         let (status, refused) = ada.call(method, &role(&ada_id), body).await.unwrap();
-        assert_eq!(status, 422, "{method}: {refused}");
+        assert_eq!(status, 409, "{method}: {refused}");
         assert!(refused["error"]["message"].as_str().unwrap().contains("at least one owner"), "{refused}");
     }
     // An admin removes a member; the member's token stops working; anyone may leave.

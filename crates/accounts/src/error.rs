@@ -30,6 +30,9 @@ pub enum Error {
     /// What was checked changed meanwhile (a concurrent change): look again and retry.
     #[error("{0}")]
     Busy(String),
+    /// The workspace's state does not allow it (its last owner cannot go): the message says why.
+    #[error("{0}")]
+    Conflict(String),
     /// The machine is saturated (password hashing); retry shortly.
     #[error("{0}")]
     Overloaded(String),
@@ -62,7 +65,7 @@ impl Error {
             Self::Invalid { .. } | Self::UnknownUser(_) | Self::LimitReached(_) => ErrorKind::Invalid,
             Self::Forbidden(_) => ErrorKind::Forbidden,
             Self::Throttled(_) => ErrorKind::Throttled,
-            Self::Busy(_) => ErrorKind::Conflict,
+            Self::Busy(_) | Self::Conflict(_) => ErrorKind::Conflict,
             Self::Overloaded(_) => ErrorKind::Overloaded,
             Self::Config(_) => ErrorKind::Internal,
             Self::Workspace(e) => e.kind(),

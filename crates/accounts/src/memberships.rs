@@ -353,7 +353,7 @@ async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
             .fetch_one(&mut **tx)
             .await?;
     if owners == 0 {
-        return Err(Error::invalid("role", "a workspace needs at least one owner"));
+        return Err(Error::Conflict("a workspace needs at least one owner".into()));
     }
     Ok(())
 }

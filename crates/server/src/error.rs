@@ -177,7 +177,7 @@ impl From<silo_accounts::Error> for Failure {
             A::UnknownUser(_) => Self::invalid("There is no account with that email."),
             A::Forbidden(message) => Self::forbidden(message),
             A::Throttled(wait) => Self::throttled(wait),
-            A::Busy(message) => Self::conflict(message),
+            A::Busy(message) | A::Conflict(message) => Self::conflict(message),
             A::Overloaded(message) => Self::overloaded(&message),
             A::Config(_) => Self::internal(&error),
             A::Workspace(e) => e.into(),
