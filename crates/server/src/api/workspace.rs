@@ -95,7 +95,7 @@ struct PageParams {
     /// Page size (1–100, default 20).
     limit: Option<i64>,
     /// From the previous page's `next_cursor` (digits).
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
 }
 
@@ -173,7 +173,7 @@ struct TaskParams {
     /// Page size (1–100, default 20).
     limit: Option<i64>,
     /// From the previous page's `next_cursor` (digits).
-    #[param(pattern = "^[0-9]*$")]
+    #[param(pattern = "^[0-9]{0,18}$")]
     cursor: Option<String>,
 }
 
