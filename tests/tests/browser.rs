@@ -57,7 +57,7 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
         anyhow::ensure!(b.text().await?.contains("Task created."), "{}", b.text().await?);
     }
     let board = b.text().await?;
-    anyhow::ensure!(board.contains("Write the press release") && board.contains("due 2026-12-01"), "{board}");
+    anyhow::ensure!(board.contains("Write the press release") && board.contains("due 1 Dec 2026"), "{board}");
     b.screenshot("03-project-board").await?;
 
     b.click("a.task").await?;

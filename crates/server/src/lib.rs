@@ -16,6 +16,7 @@
 //!   builds (from configuration only); [`hosts`]: workspaces on their own host, and
 //!   [`handoff`] of a session to them.
 //!
+//! - [`when`]: times as people read them (the templates' `when` and `day`).
 //! - [`settings`]: `[server]`; [`logging`]: the process's log output (the lines it could not
 //!   write are counted on `/metrics`).
 //!
@@ -40,6 +41,7 @@ pub mod settings;
 pub mod state;
 mod templates;
 pub mod tenant;
+pub mod when;
 
 use std::net::TcpListener;
 

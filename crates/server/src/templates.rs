@@ -14,6 +14,9 @@ macro_rules! templates {
 /// Every template, parsed once.
 pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
     let mut tera = Tera::default();
+    // Times as people read them (see `when`).
+    tera.register_filter("when", crate::when::when_filter);
+    tera.register_filter("day", crate::when::day_filter);
     tera.add_raw_templates(templates![
         "base.html",
         "macros.html",

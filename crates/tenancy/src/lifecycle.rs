@@ -73,6 +73,11 @@ impl Tenants {
         self.0.control().tenant_by_id(id).await
     }
 
+    /// The tenants among `ids` (by id; ids that name none are absent), whatever their status.
+    pub async fn by_ids(&self, ids: &[String]) -> Result<std::collections::HashMap<String, Tenant>> {
+        self.0.control().tenants_by_ids(ids).await
+    }
+
     /// The newest `limit` audit entries about a tenant.
     pub async fn audit_of(&self, id: TenantId, limit: i64) -> Result<Vec<AuditEntry>> {
         self.0.control().audit_entries(id, limit).await

@@ -410,8 +410,14 @@ async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuer
     let entries = state(&req).tenancy().audit_log(query.before, action.as_deref(), PER_PAGE + 1).await?;
     let more = entries.len() as i64 > PER_PAGE;
     let entries: Vec<_> = entries.into_iter().take(PER_PAGE as usize).collect();
+    // Each entry's tenant by its slug (a purged one's row keeps its id: `purged-…`).
+    let ids: Vec<String> = entries.iter().filter_map(|e| e.tenant_id.clone()).collect();
+    let found = state(&req).tenancy().tenants().by_ids(&ids).await?;
+    let slugs: std::collections::HashMap<&String, String> =
+        ids.iter().map(|id| (id, found.get(id).map_or_else(|| id.clone(), |t| t.slug.to_string()))).collect();
     Page::new("admin/audit.html")
         .with("next_before", &more.then(|| entries.last().map(|e| e.id)).flatten())
+        .with("slugs", &slugs)
         .with("entries", &entries)
         .with("action", &action)
         .render(&req)
