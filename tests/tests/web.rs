@@ -118,10 +118,14 @@ async fn sign_up_project_task_comment_search() {
     assert_eq!(none.status, 200, "FTS syntax in user input is not an error");
 
     let dashboard = ada.get("/w/acme/").await.unwrap();
-    assert!(
-        dashboard.body.contains("task create") && dashboard.body.contains("comment create"),
-        "activity feed"
-    );
+    // The activity feed in sentences, the comment quoted (escaped), the task linked.
+    for sentence in [
+        "created the task\n    <a href=\"/w/acme/tasks/",
+        "commented on\n    <a href=\"/w/acme/tasks/",
+        "<em>Write the migration guide</em></a>: “Remember the &lt;b&gt;quarantine&lt;&#x2F;b&gt; case”",
+    ] {
+        assert!(dashboard.body.contains(sentence), "{sentence} in {}", dashboard.body);
+    }
 
     // Signed out, the workspace sends you to sign in and back.
     let out = ada.submit("/w/acme/", "/logout", &[]).await.unwrap();

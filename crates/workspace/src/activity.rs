@@ -20,8 +20,31 @@ pub struct Activity {
     pub subject_kind: String,
     /// Its id.
     pub subject_id: Option<i64>,
-    /// A short description (a title, a name).
+    /// A short description (a title, a name; a comment's first words).
     pub summary: String,
+    /// The title of the task or project it is about, while that still exists.
+    pub subject_title: Option<String>,
+}
+
+impl Activity {
+    /// The entry as a sentence after its actor's name: what they did, to what (the title,
+    /// shown emphasised), and what they wrote (a comment) — "commented on" / "Launch plan" /
+    /// "Looks good".
+    pub fn sentence(&self) -> (&'static str, String, Option<&str>) {
+        let subject = || self.subject_title.clone().unwrap_or_else(|| self.summary.clone());
+        match self.verb.as_str() {
+            "task.create" => ("created the task", self.summary.clone(), None),
+            "task.update" => ("updated", subject(), None),
+            "task.delete" => ("deleted the task", self.summary.clone(), None),
+            "project.create" => ("created the project", self.summary.clone(), None),
+            "comment.create" => (
+                "commented on",
+                self.subject_title.clone().unwrap_or_else(|| "a task since deleted".to_owned()),
+                Some(self.summary.as_str()),
+            ),
+            _ => ("changed", subject(), None),
+        }
+    }
 }
 
 /// Appends an entry made `at`; called inside the transaction that makes the change.
@@ -47,8 +70,11 @@ pub fn recent(db: &Turn, limit: i64) -> Result<Vec<Activity>> {
     db.run(|conn| {
         let mut statement = conn.prepare_cached(
             "SELECT a.at, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, a.verb, a.subject_kind, a.subject_id,
-                    coalesce(json_extract(a.detail, '$.summary'), '')
-             FROM activity a LEFT JOIN members m ON m.id = a.actor_id ORDER BY a.id DESC LIMIT ?",
+                    coalesce(json_extract(a.detail, '$.summary'), ''), coalesce(t.title, p.name)
+             FROM activity a LEFT JOIN members m ON m.id = a.actor_id
+             LEFT JOIN tasks t ON a.subject_kind = 'task' AND t.id = a.subject_id
+             LEFT JOIN projects p ON a.subject_kind = 'project' AND p.id = a.subject_id
+             ORDER BY a.id DESC LIMIT ?",
         )?;
         let rows = statement.query_map([limit], |r| {
             Ok(Activity {
@@ -58,6 +84,7 @@ pub fn recent(db: &Turn, limit: i64) -> Result<Vec<Activity>> {
                 subject_kind: r.get(3)?,
                 subject_id: r.get(4)?,
                 summary: r.get(5)?,
+                subject_title: r.get(6)?,
             })
         })?;
         rows.collect()

@@ -117,7 +117,14 @@ async fn dashboard_page(req: HttpRequest, me: SignedIn, query: web::Query<Before
     let ws = entered_for_read(&req, &me).await?;
     let projects = projects::list(ws.turn(), query.before, PER_PAGE + 1)?;
     let (projects, more) = split_page(projects, PER_PAGE);
-    let activity = activity::recent(ws.turn(), 10)?;
+    let activity: Vec<serde_json::Value> = activity::recent(ws.turn(), 10)?
+        .into_iter()
+        .map(|a| {
+            let (action, object, quote) = a.sentence();
+            let link = (a.subject_kind == "task" && a.subject_title.is_some()).then_some(a.subject_id).flatten();
+            serde_json::json!({ "at": a.at, "actor": a.actor, "action": action, "object": object, "quote": quote, "task": link })
+        })
+        .collect();
     let ws = ws.leave();
     page("workspace/dashboard.html", &ws, "projects")
         .with("next_before", &more.then(|| projects.last().map(|p| p.id)).flatten())
