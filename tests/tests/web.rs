@@ -656,6 +656,7 @@ async fn the_admin_console_runs_the_fleet() {
     assert!(page2.body.contains("fleet-59") && !page2.body.contains("fleet-00"));
     let filtered = ops.get("/admin?q=fleet-1&plan=pro").await.unwrap();
     assert!(filtered.body.contains("(5)"), "fleet-10,12,14,16,18");
+    assert!(filtered.body.contains(r#"<option value="pro" selected>pro</option>"#), "the plan filter is a list");
 
     let provisioned = ops
         .submit(
@@ -680,6 +681,8 @@ async fn the_admin_console_runs_the_fleet() {
     assert_eq!(ada.get("/w/newco/").await.unwrap().status, 200, "the owner was added");
     let by_name = ops.get("/admin?q=NEWC").await.unwrap();
     assert!(by_name.body.contains("(1)") && by_name.body.contains(">newco</a>"), "name prefix, any case");
+    let inside = ops.get("/admin?q=ewC").await.unwrap();
+    assert!(inside.body.contains("(1)") && inside.body.contains(">newco</a>"), "any part of the name");
 
     for action in ["suspend", "resume", "migrate", "delete"] {
         let done = ops.submit(&detail_path, &format!("{detail_path}/{action}"), &[]).await.unwrap();
@@ -831,6 +834,23 @@ async fn oversized_forms_and_huge_page_numbers_are_answered() {
 
     server.accounts.users().create("ops@example.com", PASSWORD, None, "test").await.unwrap();
     server.accounts.users().grant_operator("ops@example.com", "test").await.unwrap();
+    // An operator signing in without a destination lands on the console; with one, there.
+    let landing = server.visitor();
+    let signed_in = landing
+        .submit("/login", "/login", &[("email", "ops@example.com"), ("password", PASSWORD)])
+        .await
+        .unwrap();
+    assert_eq!((signed_in.status, signed_in.location.as_deref()), (303, Some("/admin")));
+    let elsewhere = server.visitor();
+    let signed_in = elsewhere
+        .submit(
+            "/login?next=/account",
+            "/login",
+            &[("email", "ops@example.com"), ("password", PASSWORD), ("next", "/account")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_in.location.as_deref(), Some("/account"));
     let ops = server.sign_in("ops@example.com").await.unwrap();
     let page = ops.get(&format!("/admin?page={}", i64::MAX)).await.unwrap();
     assert_eq!(page.status, 200, "{}", page.body);

@@ -220,7 +220,7 @@ pub struct TenantFilter {
 /// The admin console's tenant list: search, filters, sort and page.
 #[derive(Clone, Debug, Default)]
 pub struct TenantQuery {
-    /// Slug prefix or name prefix (case-insensitive).
+    /// Part of the slug or of the name (case-insensitive).
     pub search: Option<String>,
     /// Only this status.
     pub status: Option<TenantStatus>,
@@ -418,11 +418,11 @@ impl ControlPlane {
         let mut filter = String::from("WHERE 1");
         let mut values: Vec<String> = Vec::new();
         if let Some(term) = search {
-            let (low, high) = (term.to_lowercase(), format!("{}\u{10ffff}", term.to_lowercase()));
-            filter.push_str(
-                " AND ((slug >= ? AND slug < ?) OR (name >= ? COLLATE NOCASE AND name < ? COLLATE NOCASE))",
-            );
-            values.extend([low.clone(), high.clone(), low, high]);
+            // Any part of the slug or the name (a scan: the console's and the API's search,
+            // not a request's path).
+            let low = term.to_lowercase();
+            filter.push_str(" AND (instr(slug, ?) > 0 OR instr(lower(name), ?) > 0)");
+            values.extend([low.clone(), low]);
         }
         for (clause, value) in [
             (" AND status = ?", query.status.map(|s| s.as_str().to_owned())),

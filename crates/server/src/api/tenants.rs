@@ -37,7 +37,7 @@ pub struct TenantPage {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListParams {
-    /// Slug or name prefix (case-insensitive).
+    /// Part of the slug or the name (case-insensitive).
     q: Option<String>,
     /// `active`, `suspended`, `deleting` or `deleted`.
     #[param(value_type = Option<TenantStatus>)]

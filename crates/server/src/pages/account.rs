@@ -267,6 +267,12 @@ async fn login_page(req: HttpRequest, CsrfForm(form): CsrfForm<LoginForm>) -> Pa
     match app.accounts().users().authenticate(&form.email, &form.password).await? {
         Some(user) => {
             app.throttle.succeeded(&form.email, &client);
+            // Without a destination, an operator lands on the console.
+            let next = if next == "/" && app.accounts().users().is_operator(&user.id).await? {
+                "/admin".to_owned()
+            } else {
+                next
+            };
             let mut response = start_session(&req, &user.id, &next).await?;
             devices::remember(&req, &mut response, &user.email).await;
             Ok(response)
