@@ -239,3 +239,40 @@ async fn a_control_plane_commit_that_fails_puts_the_member_row_back_exactly() {
     control.execute_batch("DROP TRIGGER trap_member_changes").unwrap();
     server.stop().await.unwrap();
 }
+
+/// Nobody is shown a control they may not use, and removing or leaving asks first: an admin
+/// sees no role control or "Remove" on an owner's row and cannot pick "owner" for anyone; the
+/// owner sees both; "Leave" and "Remove" open a confirmation that names what happens.
+#[tokio::test]
+async fn members_see_only_the_controls_they_may_use_and_are_asked_first() {
+    let server = TestServer::start().await.unwrap();
+    let _ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    for (email, role) in [("cy@example.com", Role::Admin), ("bob@example.com", Role::Member)] {
+        server
+            .accounts
+            .users()
+            .create(email, silo_e2e::PASSWORD, Some(email.split('@').next().unwrap()), "test")
+            .await
+            .unwrap();
+        server.accounts.memberships().add(&"acme".parse().unwrap(), email, role, "test").await.unwrap();
+    }
+    let cy = server.sign_in("cy@example.com").await.unwrap();
+    let page = cy.get("/w/acme/members").await.unwrap().body;
+    assert!(!page.contains("aria-label=\"Role of ada\""), "no role control on the owner's row: {page}");
+    assert!(!page.contains("Remove ada"), "an admin cannot remove the owner");
+    assert!(page.contains("aria-label=\"Role of bob\""), "an admin manages a member");
+    let bob_row = page.split("aria-label=\"Role of bob\"").nth(1).unwrap().split("</select>").next().unwrap();
+    assert!(!bob_row.contains("value=\"owner\""), "an admin gives no owner role: {bob_row}");
+    assert!(page.contains("<details class=\"confirm\"><summary>Remove</summary>"), "asked first");
+    assert!(page.contains("bob will lose access to"), "the confirmation says what happens");
+    assert!(page.contains("<summary>Leave</summary>") && page.contains("You will lose access to"));
+    let ada = server.sign_in("ada@example.com").await.unwrap();
+    let page = ada.get("/w/acme/members").await.unwrap().body;
+    assert!(
+        page.contains("aria-label=\"Role of cy\"") && page.contains("Remove cy"),
+        "the owner manages admins"
+    );
+    let cy_row = page.split("aria-label=\"Role of cy\"").nth(1).unwrap().split("</select>").next().unwrap();
+    assert!(cy_row.contains("value=\"owner\""), "an owner may make an owner");
+    server.stop().await.unwrap();
+}

@@ -656,7 +656,10 @@ async fn the_admin_console_runs_the_fleet() {
     assert!(page2.body.contains("fleet-59") && !page2.body.contains("fleet-00"));
     let filtered = ops.get("/admin?q=fleet-1&plan=pro").await.unwrap();
     assert!(filtered.body.contains("(5)"), "fleet-10,12,14,16,18");
-    assert!(filtered.body.contains(r#"<option value="pro" selected>pro</option>"#), "the plan filter is a list");
+    assert!(
+        filtered.body.contains(r#"<option value="pro" selected>pro</option>"#),
+        "the plan filter is a list"
+    );
 
     let provisioned = ops
         .submit(
