@@ -288,6 +288,28 @@ async fn the_openapi_document_matches_the_routes() {
             }
         }
     }
+    // What the code cannot state, the served document does: this installation's plans, the
+    // reserved slugs, and "a moment or a backup, not both".
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["NewTenantRequest"]["properties"]["plan"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("free"))
+    );
+    assert!(
+        schemas["NewTenantRequest"]["properties"]["slug"]["not"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("admin"))
+    );
+    assert!(
+        schemas["RestoreRequest"]["properties"]["as_slug"]["not"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("api"))
+    );
+    assert_eq!(schemas["RestoreRequest"]["not"]["required"], json!(["at", "backup"]));
     documented.sort();
     let mut expected: Vec<String> = [
         "GET /api/v1/tenants",
@@ -627,5 +649,39 @@ async fn comments_and_members_follow_the_workspace_rules() {
     );
     assert_eq!(eve.call("GET", "/w/acme/members", None).await.unwrap().0, 404);
     assert_eq!(eve.call("GET", &comments, None).await.unwrap().0, 404);
+    server.stop().await.unwrap();
+}
+
+/// A task id is reused after the newest task is deleted: the activity feed names what a comment
+/// was about then, and links only to the same task.
+#[tokio::test]
+async fn activity_names_what_was_commented_on_even_after_its_id_is_reused() {
+    let server = TestServer::start().await.unwrap();
+    let web = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let acme: silo_core::TenantRef = "acme".parse().unwrap();
+    let token =
+        server.accounts.tokens().issue("ada@example.com", TokenScope::Personal(acme), "test").await.unwrap();
+    let ada = ApiClient::new(server.addr, Some(&token));
+    let (_, project) = ada.call("POST", "/w/acme/projects", Some(json!({ "name": "Launch" }))).await.unwrap();
+    let task = |title: &str| json!({ "project_id": project["id"], "title": title });
+    let (_, old) = ada.call("POST", "/w/acme/tasks", Some(task("Old plan"))).await.unwrap();
+    let old_id = old["id"].as_i64().unwrap();
+    ada.call(
+        "POST",
+        &format!("/w/acme/tasks/{old_id}/comments"),
+        Some(json!({ "body": "about the old one" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ada.call("DELETE", &format!("/w/acme/tasks/{old_id}"), None).await.unwrap().0, 204);
+    let (_, new) = ada.call("POST", "/w/acme/tasks", Some(task("New plan"))).await.unwrap();
+    assert_eq!(new["id"].as_i64(), Some(old_id), "SQLite reuses the newest deleted id");
+    let dashboard = web.get("/w/acme/").await.unwrap().body;
+    assert!(dashboard.contains("<em>Old plan</em>: “about the old one”"), "{dashboard}");
+    assert!(
+        !dashboard.contains(&format!("tasks/{old_id}\"><em>Old plan")),
+        "no link to the task that took its id"
+    );
+    assert!(dashboard.contains(&format!("tasks/{old_id}\"><em>New plan")), "the new task's own entry links");
     server.stop().await.unwrap();
 }

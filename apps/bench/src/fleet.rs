@@ -136,7 +136,7 @@ pub async fn fleet(dir: &Path, args: FleetArgs) -> anyhow::Result<()> {
         ("first page", TenantQuery { limit: 50, ..Default::default() }),
         ("deep page (offset n/2)", TenantQuery { limit: 50, offset: (n / 2) as i64, ..Default::default() }),
         (
-            "slug prefix search",
+            "search (part of the slug)",
             TenantQuery { search: Some("f-4242".into()), limit: 50, ..Default::default() },
         ),
         ("newest first", TenantQuery { sort: TenantSort::Newest, limit: 50, ..Default::default() }),

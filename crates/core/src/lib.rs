@@ -13,7 +13,7 @@
 //! - [`audit`]: the audit log — appended inside each change's transaction, read by the console.
 //! - [`erasure`]: [`erasure::ErasureStep`], how each crate says what erasing a person does to its tables.
 //! - [`settings`]: the one loader (defaults, `silo.toml`, `SILO_…` variables).
-//! - [`units`]: quantities as people read them (byte sizes).
+//! - [`units`]: quantities as people read them (byte sizes); [`text`]: what is blank around a value.
 
 pub mod audit;
 pub mod erasure;
@@ -21,6 +21,7 @@ pub mod error;
 pub mod ids;
 pub mod secret;
 pub mod settings;
+pub mod text;
 pub mod time;
 pub mod tokens;
 pub mod units;

@@ -236,10 +236,8 @@ impl From<Error> for Failure {
             }
             ErrorKind::Throttled => match root {
                 // A daily allowance: its own words, and the wait until the next may start.
-                Error::AllowanceUsed { message, next } => {
-                    let wait = next.unix_ms().saturating_sub(silo_core::Timestamp::now().unix_ms()).max(0);
-                    Self::new(S::TOO_MANY_REQUESTS, "throttled", message.clone())
-                        .retry_after(std::time::Duration::from_millis(wait as u64))
+                Error::AllowanceUsed { message, wait } => {
+                    Self::new(S::TOO_MANY_REQUESTS, "throttled", message.clone()).retry_after(*wait)
                 }
                 _ => Self::throttled(std::time::Duration::from_secs(1)),
             },
@@ -351,9 +349,10 @@ impl<E: Into<Failure>> From<E> for ApiError {
 }
 
 impl ApiError {
-    /// About the request's field `field`.
+    /// About the request's field `field` — when it is a refusal of the request's input (422):
+    /// a fault of the server or the machine is about no field.
     pub fn on_field(self, field: &str) -> Self {
-        Self(self.0.on_field(field))
+        if self.0.status == StatusCode::UNPROCESSABLE_ENTITY { Self(self.0.on_field(field)) } else { self }
     }
 }
 

@@ -68,8 +68,8 @@ pub enum Error {
     AllowanceUsed {
         /// What was used up, and when the next may start.
         message: String,
-        /// When the next may start.
-        next: silo_core::Timestamp,
+        /// How long until the next may start (on the process's clock).
+        wait: std::time::Duration,
     },
     /// A link that worked once and no longer does (an expired export link, an export of a
     /// deleted workspace): the message says which, for the person holding the link.

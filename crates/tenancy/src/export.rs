@@ -100,7 +100,9 @@ impl Exports {
             silo_jobs::Bound { key_path, key, per_day: limits.per_day, bytes_per_day: limits.bytes_per_day };
         match self.0.jobs().enqueue_bounded(job, actor, &bound).await {
             Err(silo_jobs::Error::AllowanceUsed { message, next }) => {
-                Err(Error::AllowanceUsed { message: format!("No more exports today: {message}."), next })
+                let wait = next.unix_ms().saturating_sub(self.0.control().now().unix_ms()).max(0);
+                let wait = std::time::Duration::from_millis(wait as u64);
+                Err(Error::AllowanceUsed { message: format!("No more exports today: {message}."), wait })
             }
             other => Ok(other?),
         }

@@ -98,10 +98,10 @@ impl Tenants {
     ) -> Result<Tenant> {
         let slug = TenantSlug::parse(&request.slug)?;
         let region = request.region.unwrap_or_else(|| self.0.settings().default_region.clone());
-        let name = request.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-        if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        if request.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
             return Err(Error::invalid("name", "a tenant name is at most 200 characters"));
         }
+        let name = request.name.map(|n| silo_core::text::trim(&n).to_owned()).filter(|n| !n.is_empty());
         self.0.placement().root(&region)?;
         if self.0.control().slug_taken(&slug).await? {
             return Err(Error::SlugTaken(slug.to_string()));

@@ -22,8 +22,12 @@ pub struct Activity {
     pub subject_id: Option<i64>,
     /// A short description (a title, a name; a comment's first words).
     pub summary: String,
-    /// The title of the task or project it is about, while that still exists.
+    /// The title of the task or project it is about, as it was then (for a task or project
+    /// verb, the summary; for a comment, the task's title when it was written, if recorded).
     pub subject_title: Option<String>,
+    /// Whether that task or project still exists under that title (ids can be reused after
+    /// the newest is deleted: a link is only given to the same thing).
+    pub subject_exists: bool,
 }
 
 impl Activity {
@@ -32,22 +36,21 @@ impl Activity {
     /// "Looks good".
     pub fn sentence(&self) -> (&'static str, String, Option<&str>) {
         let subject = || self.subject_title.clone().unwrap_or_else(|| self.summary.clone());
+        let title = |t: &Option<String>| t.clone().unwrap_or_else(|| "a task".to_owned());
         match self.verb.as_str() {
             "task.create" => ("created the task", self.summary.clone(), None),
             "task.update" => ("updated", subject(), None),
             "task.delete" => ("deleted the task", self.summary.clone(), None),
             "project.create" => ("created the project", self.summary.clone(), None),
-            "comment.create" => (
-                "commented on",
-                self.subject_title.clone().unwrap_or_else(|| "a task since deleted".to_owned()),
-                Some(self.summary.as_str()),
-            ),
+            "comment.create" => ("commented on", title(&self.subject_title), Some(self.summary.as_str())),
             _ => ("changed", subject(), None),
         }
     }
 }
 
-/// Appends an entry made `at`; called inside the transaction that makes the change.
+/// Appends an entry made `at`; called inside the transaction that makes the change. `title` is
+/// the subject's title when the summary is something else (a comment's text).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record(
     conn: &Connection,
     at: &str,
@@ -56,8 +59,13 @@ pub(crate) fn record(
     subject_kind: &str,
     subject_id: i64,
     summary: &str,
+    title: Option<&str>,
 ) -> rusqlite::Result<()> {
-    let detail = serde_json::json!({ "summary": summary }).to_string();
+    let detail = match title {
+        Some(title) => serde_json::json!({ "summary": summary, "title": title }),
+        None => serde_json::json!({ "summary": summary }),
+    }
+    .to_string();
     conn.prepare_cached(
         "INSERT INTO activity (actor_id, verb, subject_kind, subject_id, detail, at) VALUES (?, ?, ?, ?, ?, ?)",
     )?
@@ -70,21 +78,28 @@ pub fn recent(db: &Turn, limit: i64) -> Result<Vec<Activity>> {
     db.run(|conn| {
         let mut statement = conn.prepare_cached(
             "SELECT a.at, m.display_name || CASE WHEN m.left_at IS NULL THEN '' ELSE ' (left)' END, a.verb, a.subject_kind, a.subject_id,
-                    coalesce(json_extract(a.detail, '$.summary'), ''), coalesce(t.title, p.name)
+                    coalesce(json_extract(a.detail, '$.summary'), ''), json_extract(a.detail, '$.title'),
+                    coalesce(t.title, p.name)
              FROM activity a LEFT JOIN members m ON m.id = a.actor_id
              LEFT JOIN tasks t ON a.subject_kind = 'task' AND t.id = a.subject_id
              LEFT JOIN projects p ON a.subject_kind = 'project' AND p.id = a.subject_id
              ORDER BY a.id DESC LIMIT ?",
         )?;
         let rows = statement.query_map([limit], |r| {
+            let (verb, summary): (String, String) = (r.get(2)?, r.get(5)?);
+            // What it was called then: the comment's recorded task title, else the summary (a
+            // task's or project's own entries); and whether it is still there under that name.
+            let then: Option<String> = if verb == "comment.create" { r.get(6)? } else { Some(summary.clone()) };
+            let now: Option<String> = r.get(7)?;
             Ok(Activity {
                 at: r.get(0)?,
                 actor: r.get(1)?,
-                verb: r.get(2)?,
                 subject_kind: r.get(3)?,
                 subject_id: r.get(4)?,
-                summary: r.get(5)?,
-                subject_title: r.get(6)?,
+                subject_exists: now.is_some() && now == then,
+                subject_title: then,
+                verb,
+                summary,
             })
         })?;
         rows.collect()

@@ -1,6 +1,6 @@
 //! Comments on tasks.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::text;
@@ -35,7 +35,9 @@ pub fn create(db: &Turn, task_id: i64, author: Option<i64>, body: &str) -> Resul
             )?
             .query_row(params![task_id, author, body, now.as_str()], |r| r.get(0))?;
         let summary: String = body.chars().take(80).collect();
-        super::activity::record(&tx, now.as_str(), author, "comment.create", "task", task_id, &summary)?;
+        let title: Option<String> =
+            tx.prepare_cached("SELECT title FROM tasks WHERE id = ?")?.query_row([task_id], |r| r.get(0)).optional()?;
+        super::activity::record(&tx, now.as_str(), author, "comment.create", "task", task_id, &summary, title.as_deref())?;
         tx.commit()?;
         Ok(id)
     })

@@ -102,7 +102,7 @@ pub fn text(field: &'static str, label: &str, value: &str, min: usize, max: usiz
     if value.chars().count() > max {
         return Err(Error::invalid(field, format!("{label} is at most {max} characters")));
     }
-    let value = value.trim();
+    let value = silo_core::text::trim(value);
     if value.chars().count() < min {
         return Err(Error::invalid(field, format!("{label} must not be empty")));
     }

@@ -74,7 +74,7 @@ pub fn create_within(
             .query_row(params![name, description, created_by, limit, now.as_str()], |r| r.get(0))
             .optional()?;
         if let Some(id) = id {
-            super::activity::record(&tx, now.as_str(), created_by, "project.create", "project", id, &name)?;
+            super::activity::record(&tx, now.as_str(), created_by, "project.create", "project", id, &name, None)?;
         }
         tx.commit()?;
         Ok(id)

@@ -258,7 +258,7 @@ pub fn create(db: &Turn, new: &NewTask, created_by: Option<i64>) -> Result<i64> 
                 params![new.project_id, title, body, status, new.assignee_id, due, created_by, now.as_str()],
                 |r| r.get(0),
             )?;
-        super::activity::record(&tx, now.as_str(), created_by, "task.create", "task", id, &title)?;
+        super::activity::record(&tx, now.as_str(), created_by, "task.create", "task", id, &title, None)?;
         tx.commit()?;
         Ok(id)
     })
@@ -314,7 +314,7 @@ pub fn update(db: &Turn, id: i64, patch: &TaskPatch, actor: Option<i64>) -> Resu
                 )
                 .optional()?;
             if let Some(title) = &changed {
-                super::activity::record(&tx, now.as_str(), actor, "task.update", "task", id, title)?;
+                super::activity::record(&tx, now.as_str(), actor, "task.update", "task", id, title, None)?;
             }
             tx.commit()?;
             Ok(changed.is_some())
@@ -334,7 +334,7 @@ pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<bool> {
             .query_row([id], |r| r.get(0))
             .optional()?;
         if let Some(title) = &title {
-            super::activity::record(&tx, now.as_str(), actor, "task.delete", "task", id, title)?;
+            super::activity::record(&tx, now.as_str(), actor, "task.delete", "task", id, title, None)?;
         }
         tx.commit()?;
         Ok(title.is_some())

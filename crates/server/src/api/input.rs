@@ -82,15 +82,12 @@ impl<T: DeserializeOwned> FromRequest for Params<T> {
     type Future = std::future::Ready<Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let query = serde_urlencoded::Deserializer::new(form_urlencoded_parse(req.query_string()));
+        let query =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(req.query_string().as_bytes()));
         std::future::ready(
             serde_path_to_error::deserialize(query).map(Params).map_err(|e| ApiError(refused(&e)).into()),
         )
     }
-}
-
-fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(query.as_bytes())
 }
 
 /// The answer to a body that could not be read as JSON at all (the `JsonConfig` handler).
@@ -127,7 +124,7 @@ fn refused<E: std::fmt::Display>(error: &serde_path_to_error::Error<E>) -> Failu
 fn explain(path: &str, detail: &str) -> (String, String) {
     let at = |name: &str| if path == "." { name.to_owned() } else { format!("{path}.{name}") };
     if let Some(name) = quoted_after(detail, "unknown field ") {
-        let known = detail.split_once(", expected").map(|(_, rest)| expected_list(rest)).unwrap_or_default();
+        let known = detail.rsplit_once(", expected").map(|(_, rest)| expected_list(rest)).unwrap_or_default();
         let message = match known.as_str() {
             "" => format!("`{name}` is not a field of this request."),
             known => format!("`{name}` is not a field of this request; it takes {known}."),
@@ -139,13 +136,16 @@ fn explain(path: &str, detail: &str) -> (String, String) {
     if let Some(name) = quoted_after(detail, "missing field ") {
         return (at(&name), format!("`{name}` is required."));
     }
+    if let Some(name) = quoted_after(detail, "duplicate field ") {
+        return (at(&name), format!("`{name}` is given more than once."));
+    }
     let field = if path == "." { String::new() } else { path.to_owned() };
     let subject = if field.is_empty() { "The value".to_owned() } else { format!("`{field}`") };
     if let Some(value) = quoted_after(detail, "unknown variant ") {
-        let known = detail.split_once(", expected").map(|(_, rest)| expected_list(rest)).unwrap_or_default();
+        let known = detail.rsplit_once(", expected").map(|(_, rest)| expected_list(rest)).unwrap_or_default();
         return (field, format!("{subject} cannot be `{value}`: use {known}."));
     }
-    if let Some((_, expected)) = detail.split_once(", expected ") {
+    if let Some((_, expected)) = detail.rsplit_once(", expected ") {
         return (field, format!("{subject} must be {}.", kind_of(expected)));
     }
     (field, format!("{subject} is not valid here."))
@@ -177,9 +177,9 @@ fn kind_of(expected: &str) -> &'static str {
         }
         e if e.contains("f64") || e.contains("f32") || e.contains("number") => "a number",
         e if e.contains("bool") => "`true` or `false`",
+        e if e.contains("struct") || e.contains("map") || e.contains("object") => "an object",
         e if e.contains("string") || e.contains("str") || e.contains("char") => "a string",
         e if e.contains("sequence") || e.contains("array") => "a list",
-        e if e.contains("struct") || e.contains("map") || e.contains("object") => "an object",
         _ => "of another type",
     }
 }

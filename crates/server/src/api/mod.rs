@@ -65,7 +65,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Machine-readable code: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `gone`, `too_large`, `unsupported_media_type`,
-    /// `invalid`, `suspended`, `throttled`, `unavailable`, `internal`.
+    /// `invalid`, `suspended`, `throttled`, `unavailable`, `disk_low`, `disk_full`,
+    /// `storage_quota_exceeded`, `internal`.
     pub code: String,
     /// Human-readable message.
     pub message: String,
@@ -98,11 +99,16 @@ impl Modify for BearerScheme {
 /// The served OpenAPI document (JSON), built once per worker with the routes.
 pub struct OpenApiJson(pub String);
 
+/// The keys of an OpenAPI path item that are operations (the others: `parameters`, `summary`, …).
+const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
 /// What any operation may answer whatever it does, beside what its own description lists.
-const ANY_OPERATION: [(&str, &str); 3] = [
+const ANY_OPERATION: [(&str, &str); 5] = [
     ("422", "A query parameter (or the body) is not what the operation takes: `field` names it."),
+    ("423", "The workspace is suspended."),
     ("429", "Too many requests: wait `Retry-After` seconds."),
     ("503", "Busy, in maintenance, or out of disk: retry after `Retry-After` seconds."),
+    ("507", "The workspace's storage quota is used up: nothing was saved."),
 ];
 
 /// What an operation that reads a body may also answer.
@@ -146,7 +152,9 @@ pub fn document(openapi: &utoipa::openapi::OpenApi, choices: &Choices) -> String
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             let Some(operations) = item.as_object_mut() else { continue };
-            for operation in operations.values_mut() {
+            for (_, operation) in
+                operations.iter_mut().filter(|(key, _)| HTTP_METHODS.contains(&key.as_str()))
+            {
                 let body = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
                 let reads_body = !operation["requestBody"].is_null();
                 if let Some(name) = body.as_str().and_then(|r| r.rsplit('/').next()) {
@@ -241,7 +249,12 @@ impl Routes {
                 let segments = path.split('/').map(str::to_owned).collect();
                 let methods = item
                     .as_object()
-                    .map(|ops| ops.keys().map(|m| m.to_ascii_uppercase()).collect())
+                    .map(|ops| {
+                        ops.keys()
+                            .filter(|m| HTTP_METHODS.contains(&m.as_str()))
+                            .map(|m| m.to_ascii_uppercase())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 (segments, methods)
             })
@@ -290,7 +303,7 @@ pub(crate) async fn unrouted(req: HttpRequest) -> HttpResponse {
 }
 
 /// The query of an endpoint that takes no parameters but changes something: an unknown one
-/// (a misspelt `dry_run`, say) is refused with 400 naming it, never ignored.
+/// (a misspelt `dry_run`, say) is refused with 422 naming it, never ignored.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
@@ -307,11 +320,10 @@ fn limit(requested: Option<i64>) -> i64 {
 
 /// Parses an opaque cursor (an id or an offset); a malformed one is refused (422, `cursor`).
 fn cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
-    raw.filter(|c| !c.is_empty())
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError(Failure::invalid("`cursor` is not one this API gave out.").on_field("cursor"))
-            })
-        })
-        .transpose()
+    let Some(raw) = raw.filter(|c| !c.is_empty()) else { return Ok(None) };
+    // Digits only, as documented (`parse` alone would take a sign).
+    match raw.bytes().all(|b| b.is_ascii_digit()).then(|| raw.parse::<i64>().ok()).flatten() {
+        Some(cursor) => Ok(Some(cursor)),
+        None => Err(ApiError(Failure::invalid("`cursor` is not one this API gave out.").on_field("cursor"))),
+    }
 }

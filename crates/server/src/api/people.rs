@@ -9,10 +9,10 @@ use silo_accounts::{By, Role};
 use silo_workspace::comments::{self, Comment};
 use silo_workspace::members::{self, Member};
 use silo_workspace::tasks;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::auth::Bearer;
-use super::workspace::entered;
+use super::workspace::{PageParams, entered, paged};
 use super::{Body, ErrorBody, NoParams, Params, Tagged, cursor, limit};
 use crate::error::{ApiError, Failure};
 use crate::request::state;
@@ -24,16 +24,6 @@ pub struct CommentPage {
     pub items: Vec<Comment>,
     /// The cursor of the next page, if there is one.
     pub next_cursor: Option<String>,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct PageParams {
-    /// Page size (1–100, default 20).
-    limit: Option<i64>,
-    /// From the previous page's `next_cursor` (digits).
-    #[param(pattern = "^[0-9]{0,18}$")]
-    cursor: Option<String>,
 }
 
 /// The comments of a task, oldest first.
@@ -50,12 +40,9 @@ pub(super) async fn list_comments(
     let ws = entered(&req, &bearer, &path.0).await?;
     tasks::get(ws.turn(), path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?;
     let limit = limit(params.limit);
-    let mut items = comments::list(ws.turn(), path.1, cursor(params.cursor.as_deref())?, limit + 1)?;
-    let next_cursor = (items.len() as i64 > limit).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(|c| c.id.to_string())
-    });
-    Ok(Tagged(web::Json(CommentPage { items, next_cursor: next_cursor.flatten() }), ws.leave().etag))
+    let rows = comments::list(ws.turn(), path.1, cursor(params.cursor.as_deref())?, limit + 1)?;
+    let (items, next_cursor) = paged(rows, limit, |c| c.id);
+    Ok(Tagged(web::Json(CommentPage { items, next_cursor }), ws.leave().etag))
 }
 
 /// A comment to add.
@@ -110,12 +97,9 @@ pub(super) async fn list_members(
 ) -> Result<Tagged<web::Json<MemberPage>>, ApiError> {
     let ws = entered(&req, &bearer, &slug).await?;
     let limit = limit(params.limit);
-    let mut items = members::list(ws.turn(), cursor(params.cursor.as_deref())?, limit + 1)?;
-    let next_cursor = (items.len() as i64 > limit).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.id.to_string())
-    });
-    Ok(Tagged(web::Json(MemberPage { items, next_cursor: next_cursor.flatten() }), ws.leave().etag))
+    let rows = members::list(ws.turn(), cursor(params.cursor.as_deref())?, limit + 1)?;
+    let (items, next_cursor) = paged(rows, limit, |m| m.id);
+    Ok(Tagged(web::Json(MemberPage { items, next_cursor }), ws.leave().etag))
 }
 
 /// A role to give.
@@ -161,14 +145,16 @@ pub(super) async fn change_role(
     _params: Params<NoParams>,
     body: Body<RoleChange>,
 ) -> Result<web::Json<Member>, ApiError> {
-    let ws = entered(&req, &bearer, &path.0).await?.leave();
-    ws.require(Role::Admin)?;
-    let memberships = state(&req).accounts().memberships();
-    memberships.role(ws.tenant.id, &path.1).await?.ok_or_else(|| ApiError(Failure::not_found()))?;
-    memberships.change_role(&ws.tenant, &path.1, body.role.into(), acting(&bearer)).await?;
     let ws = entered(&req, &bearer, &path.0).await?;
-    let member = members::by_user(ws.turn(), &path.1)?.ok_or_else(|| ApiError(Failure::not_found()))?;
-    Ok(web::Json(member))
+    // The member's row as it is (read with the turn, which is given back before the control
+    // plane is awaited); answered with its new role once the change is committed.
+    let member = members::by_user(ws.turn(), &path.1)?.filter(|m| m.left_at.is_none());
+    let ws = ws.leave();
+    ws.require(Role::Admin)?;
+    let member = member.ok_or_else(|| ApiError(Failure::not_found()))?;
+    let role: Role = body.role.into();
+    state(&req).accounts().memberships().change_role(&ws.tenant, &path.1, role, acting(&bearer)).await?;
+    Ok(web::Json(Member { role: role.as_str().to_owned(), ..member }))
 }
 
 /// Removes a member (admins), or leaves (anyone, with their own account id). The last owner

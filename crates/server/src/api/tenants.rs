@@ -195,9 +195,23 @@ async fn update_tenant(
         return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
     }
     let actor = op.0.email.as_str();
-    // Every part is checked before any is applied: a bad plan changes no name.
+    // Every part is checked before any is applied: a bad plan or a status the tenant cannot
+    // take changes no name.
     if let Some(plan) = &body.plan {
         state(&req).billing.plans().get(plan).map_err(|e| ApiError::from(e).on_field("plan"))?;
+    }
+    if body.status.is_some() && !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
+        return Err(silo_tenancy::Error::InvalidTransition {
+            tenant: tenant.slug.to_string(),
+            action: "suspend or resume",
+            status: tenant.status.to_string(),
+        }
+        .into());
+    }
+    if let Some(name) = &body.name
+        && (name.chars().count() > 200 || silo_core::text::trim(name).is_empty())
+    {
+        return Err(ApiError(Failure::invalid("a workspace name has 1 to 200 characters").on_field("name")));
     }
     if let Some(name) = &body.name {
         tenant = tenancy.tenants().rename(tenant.id, name, actor).await?;

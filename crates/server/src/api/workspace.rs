@@ -89,18 +89,19 @@ pub struct SearchResults {
     pub items: Vec<SearchHit>,
 }
 
+/// A page's size and where it starts (every paged list of the workspace API).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct PageParams {
+pub(super) struct PageParams {
     /// Page size (1–100, default 20).
-    limit: Option<i64>,
+    pub(super) limit: Option<i64>,
     /// From the previous page's `next_cursor` (digits).
     #[param(pattern = "^[0-9]{0,18}$")]
-    cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// Fetches `limit + 1` rows to know whether another page exists.
-fn paged<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+pub(super) fn paged<T>(mut rows: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more { rows.last().map(|r| id(r).to_string()) } else { None };
@@ -188,12 +189,12 @@ async fn list_tasks(
     slug: web::Path<String>,
     params: Params<TaskParams>,
 ) -> Result<Tagged<web::Json<TaskPage>>, ApiError> {
-    let ws = entered(&req, &bearer, &slug).await?;
-    let limit = limit(params.limit);
-    // An unknown status is refused (naming the field), not an empty page.
+    // An unknown status is refused (naming the field), not an empty page — before entering.
     if let Some(status) = params.status.as_deref() {
         status.parse::<silo_workspace::tasks::TaskStatus>()?;
     }
+    let ws = entered(&req, &bearer, &slug).await?;
+    let limit = limit(params.limit);
     let filter = TaskFilter {
         project: params.project,
         status: params.status.clone(),

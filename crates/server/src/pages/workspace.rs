@@ -121,7 +121,7 @@ async fn dashboard_page(req: HttpRequest, me: SignedIn, query: web::Query<Before
         .into_iter()
         .map(|a| {
             let (action, object, quote) = a.sentence();
-            let link = (a.subject_kind == "task" && a.subject_title.is_some()).then_some(a.subject_id).flatten();
+            let link = (a.subject_kind == "task" && a.subject_exists).then_some(a.subject_id).flatten();
             serde_json::json!({ "at": a.at, "actor": a.actor, "action": action, "object": object, "quote": quote, "task": link })
         })
         .collect();
