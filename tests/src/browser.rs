@@ -152,6 +152,14 @@ impl Browser {
         Ok(())
     }
 
+    /// Opens a disclosure (`<details>`) by its summary: a click that loads no page.
+    pub async fn open_details(&self, css: &str) -> anyhow::Result<()> {
+        let summary =
+            self.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await?;
+        summary.click().await?;
+        Ok(())
+    }
+
     /// Picks an option of a `<select>` by its value.
     pub async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
         let element = self.client.find(Locator::Css(css)).await?;

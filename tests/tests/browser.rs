@@ -186,10 +186,24 @@ async fn operator_journey(
     b.click("#move-form button").await?;
     anyhow::ensure!(b.text().await?.contains("Moved from local to eu"), "{}", b.text().await?);
     b.screenshot("11a-admin-tenant-backups").await?;
+    // Suspending asks first: the disclosure says what happens, its button acts.
+    b.open_details("details.confirm:has(form[action$='/suspend']) summary").await?;
+    anyhow::ensure!(
+        b.text().await?.contains("Its members are refused until it is resumed"),
+        "{}",
+        b.text().await?
+    );
+    b.screenshot("11b-admin-suspend-asks-first").await?;
     b.click("form[action$='/suspend'] button").await?;
     anyhow::ensure!(b.text().await?.contains("Tenant suspended."));
     b.screenshot("11-admin-tenant-suspended").await?;
     b.click("form[action$='/resume'] button").await?;
+    // A delete can be undone until the purge: bring it back, then delete it again.
+    b.open_details("details.confirm:has(form[action$='/delete']) summary").await?;
+    b.click("form[action$='/delete'] button").await?;
+    b.click("form[action$='/undelete'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Tenant brought back"), "{}", b.text().await?);
+    b.open_details("details.confirm:has(form[action$='/delete']) summary").await?;
     b.click("form[action$='/delete'] button").await?;
     b.fill("#confirm", "bigco").await?;
     b.click("form[action$='/purge'] button").await?;

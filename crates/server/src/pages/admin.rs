@@ -269,6 +269,12 @@ async fn act_page(
             tenancy.tenants().suspend(&reference, actor).await.map(|_| "Tenant suspended.".to_owned())
         }
         "resume" => tenancy.tenants().resume(&reference, actor).await.map(|_| "Tenant resumed.".to_owned()),
+        // The undo of a delete, during its grace period (the scheduled purge is cancelled).
+        "undelete" => tenancy
+            .tenants()
+            .undelete(&reference, actor)
+            .await
+            .map(|_| "Tenant brought back: it serves again, and its purge is cancelled.".to_owned()),
         "delete" => tenancy
             .tenants()
             .delete(&reference, actor)
