@@ -60,7 +60,7 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     anyhow::ensure!(board.contains("Write the press release") && board.contains("due 1 Dec 2026"), "{board}");
     b.screenshot("03-project-board").await?;
 
-    b.click("a.task").await?;
+    b.click(".task > a").await?;
     b.select("#status", "doing").await?;
     b.click("form[action^='/w/acme/tasks/'] button[type=submit]").await?;
     anyhow::ensure!(b.text().await?.contains("Task saved."));

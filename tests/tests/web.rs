@@ -977,3 +977,59 @@ async fn workspace_pages_are_validated_and_a_current_copy_costs_no_open() {
     assert_ne!(signed_out.status, 304, "a signed-out browser is not told its copy is current");
     server.stop().await.unwrap();
 }
+
+/// The board: a card's status changes from the board itself; a task due before today and not
+/// done is marked overdue; "My tasks" filters to the signed-in member; filters can be cleared.
+#[tokio::test]
+async fn the_board_moves_cards_and_marks_what_is_overdue() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let created =
+        ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Launch"), ("description", "")]).await.unwrap();
+    let board = created.location.unwrap();
+    let me = between(&ada.get(&board).await.unwrap().body, "<a href=\"?assignee=", "\"")
+        .expect("a My tasks link")
+        .to_owned();
+    for (title, due, assignee) in [("Late report", "2020-01-02", me.as_str()), ("Someday", "", "")] {
+        let made = ada
+            .submit(
+                &board,
+                &format!("{board}/tasks"),
+                &[("title", title), ("body", ""), ("assignee_id", assignee), ("due_date", due)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(made.status, 303);
+    }
+    let page = ada.get(&board).await.unwrap().body;
+    let late = page.split("Late report").next().unwrap().rsplit("<div class=\"task").next().unwrap();
+    assert!(late.starts_with(" overdue"), "the late task is marked: {page}");
+    assert!(page.contains("<span class=\"badge overdue\">overdue</span>"));
+    assert_eq!(page.matches("badge overdue").count(), 1, "a task without a due date is not overdue");
+    // Move the late task to done from the board: back on the board, no longer overdue.
+    let id = between(
+        page.split("Late report").next().unwrap().rsplit("href=\"/w/acme/tasks/").next().unwrap(),
+        "",
+        "\"",
+    )
+    .unwrap()
+    .to_owned();
+    let moved =
+        ada.submit(&board, &format!("/w/acme/tasks/{id}/status"), &[("status", "done")]).await.unwrap();
+    assert_eq!((moved.status, moved.location.as_deref()), (303, Some(board.as_str())));
+    let page = ada.get(&board).await.unwrap().body;
+    assert!(page.contains("is done now") && !page.contains("badge overdue"), "{page}");
+    let refused =
+        ada.submit(&board, &format!("/w/acme/tasks/{id}/status"), &[("status", "someday")]).await.unwrap();
+    assert_eq!(refused.status, 303);
+    assert!(ada.get(&board).await.unwrap().body.contains("status must be one of"), "a bad status is flashed");
+    // My tasks, then clear the filter.
+    let mine = ada.get(&format!("{board}?assignee={me}")).await.unwrap().body;
+    assert!(
+        mine.contains("Late report")
+            && !mine.contains("Someday")
+            && mine.contains("<a href=\"?\">Clear filters</a>")
+    );
+    assert!(!ada.get(&board).await.unwrap().body.contains("Clear filters"), "nothing to clear");
+    server.stop().await.unwrap();
+}

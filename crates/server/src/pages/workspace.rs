@@ -31,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(create_task)
             .service(task_page)
             .service(update_task)
+            .service(move_task)
             .service(add_comment)
             .service(delete_task)
             .service(search_page)
@@ -187,11 +188,19 @@ async fn project_page(
         TaskFilter { project: Some(project.id), status: status.clone(), assignee, before: query.before };
     let (list, more) = split_page(tasks::list(ws.turn(), &filter, 3 * PER_PAGE + 1)?, 3 * PER_PAGE);
     let members = members::list(ws.turn(), None, 100)?;
+    let mine = members.iter().find(|m| m.user_id == me.session.user_id).map(|m| m.id);
     let ws = ws.leave();
+    // Overdue: due before today (UTC) and not done.
+    let today = state(&req).accounts().now().date().to_owned();
+    let card = |t: &tasks::Task| {
+        let overdue =
+            t.status.as_str() != "done" && t.due_date.as_deref().is_some_and(|d| d < today.as_str());
+        serde_json::json!({ "task": t, "overdue": overdue })
+    };
     let columns: Vec<serde_json::Value> = STATUSES
         .iter()
         .filter(|s| status.as_deref().is_none_or(|only| only == **s))
-        .map(|s| serde_json::json!({ "status": s, "tasks": list.iter().filter(|t| t.status.as_str() == *s).collect::<Vec<_>>() }))
+        .map(|s| serde_json::json!({ "status": s, "tasks": list.iter().filter(|t| t.status.as_str() == *s).map(card).collect::<Vec<_>>() }))
         .collect();
     page("workspace/project.html", &ws, "projects")
         .with("project", &project)
@@ -199,6 +208,7 @@ async fn project_page(
         .with("empty", &list.is_empty())
         .with("statuses", &STATUSES)
         .with("filter", &serde_json::json!({ "status": status, "assignee": assignee }))
+        .with("mine", &mine)
         .with("members", &members)
         .with("next_before", &more.then(|| list.last().map(|t| t.id)).flatten())
         .render(&req)
@@ -303,6 +313,33 @@ async fn update_task(
     drop(ws);
     flash_outcome_with(&back, saved, |saved| match saved {
         Some(_) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
+        None => Err(Failure::not_found().into()),
+    })
+}
+
+#[derive(Deserialize)]
+struct MoveForm {
+    status: String,
+}
+
+/// A card's status changed from the board: back to the board, where it now stands.
+#[post("/tasks/{id}/status")]
+async fn move_task(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    CsrfForm(form): CsrfForm<MoveForm>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    let task = tasks::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
+    let back = format!("{}projects/{}", home(&ws), task.project_id);
+    let patch = TaskPatch { status: Some(form.status), ..TaskPatch::default() };
+    let moved = tasks::update(ws.turn(), task.id, &patch, ws.member_id()?);
+    drop(ws);
+    flash_outcome_with(&back, moved, |moved| match moved {
+        Some(t) => {
+            Ok(see_other_with_flash(&back, "ok", &format!("“{}” is {} now.", t.title, t.status.as_str())))
+        }
         None => Err(Failure::not_found().into()),
     })
 }
