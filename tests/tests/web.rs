@@ -588,6 +588,9 @@ async fn account_page_profile_password_and_tokens() {
     let server = TestServer::start().await.unwrap();
     let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
     let other = server.sign_in("ada@example.com").await.unwrap();
+    // Sessions name the browser in words (this client sends no User-Agent).
+    let account = ada.get("/account").await.unwrap().body;
+    assert!(account.contains("<td title=\"\">an unknown browser</td>"), "{account}");
     let saved = ada.submit("/account", "/account/profile", &[("display_name", "Ada L.")]).await.unwrap();
     assert_eq!(saved.status, 303);
     assert!(

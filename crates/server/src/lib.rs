@@ -16,12 +16,14 @@
 //!   builds (from configuration only); [`hosts`]: workspaces on their own host, and
 //!   [`handoff`] of a session to them.
 //!
-//! - [`when`]: times as people read them (the templates' `when` and `day`).
+//! - [`when`]: times as people read them (the templates' `when` and `day`); `agent`: a browser's
+//!   `User-Agent` in words.
 //! - [`settings`]: `[server]`; [`logging`]: the process's log output (the lines it could not
 //!   write are counted on `/metrics`).
 //!
 //! Every response carries the security headers ([`security_headers`]).
 
+mod agent;
 mod api;
 pub mod client;
 pub mod csrf;

@@ -309,7 +309,18 @@ async fn account_view(req: &HttpRequest, signed_in: &SignedIn) -> Result<Page, P
     let accounts = state(req).accounts();
     let user_id = &signed_in.session.user_id;
     Ok(Page::new("account.html")
-        .with("sessions", &accounts.sessions().of_user(user_id).await?)
+        .with("sessions", &{
+            // Each session's browser and system in words beside the raw agent string.
+            let sessions = accounts.sessions().of_user(user_id).await?;
+            sessions
+                .iter()
+                .map(|s| {
+                    let mut value = serde_json::to_value(s).unwrap_or_default();
+                    value["device"] = crate::agent::describe(&s.user_agent).into();
+                    value
+                })
+                .collect::<Vec<_>>()
+        })
         .with("current_session", &signed_in.session.id)
         .with("tokens", &accounts.tokens().of_user(user_id).await?)
         .with("workspaces", &accounts.memberships().workspaces_of(user_id).await?)
