@@ -125,6 +125,12 @@ impl TestServer {
         Ok(visitor)
     }
 
+    /// A new personal API token of `email` (already a member) for `slug`.
+    pub async fn personal_token(&self, email: &str, slug: &str) -> anyhow::Result<String> {
+        let scope = silo_accounts::TokenScope::Personal(slug.parse()?);
+        Ok(self.accounts.tokens().issue(email, scope, "test").await?)
+    }
+
     /// Makes an existing account a member of `slug` with `role` and returns a new personal API
     /// token for that workspace.
     pub async fn member_token(

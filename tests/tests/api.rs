@@ -136,12 +136,7 @@ async fn members_work_through_the_workspace_api() {
     let server = TestServer::start().await.unwrap();
     server.sign_up("ada@example.com", "acme").await.unwrap();
     server.sign_up("eve@example.com", "evil").await.unwrap();
-    let token = server
-        .accounts
-        .tokens()
-        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
-        .await
-        .unwrap();
+    let token = server.personal_token("ada@example.com", "acme").await.unwrap();
     let eve_token = server
         .accounts
         .tokens()
@@ -380,12 +375,7 @@ async fn the_openapi_document_matches_the_routes() {
 async fn reads_are_validated_and_a_current_copy_costs_no_open() {
     let server = TestServer::start().await.unwrap();
     server.sign_up("ada@example.com", "acme").await.unwrap();
-    let token = server
-        .accounts
-        .tokens()
-        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
-        .await
-        .unwrap();
+    let token = server.personal_token("ada@example.com", "acme").await.unwrap();
     server.accounts.users().create("bob@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
     let bob = server.member_token("bob@example.com", "acme", silo_accounts::Role::Member).await.unwrap();
     let client = reqwest::Client::new();
@@ -454,12 +444,7 @@ async fn reads_are_validated_and_a_current_copy_costs_no_open() {
 async fn the_api_names_what_is_wrong() {
     let server = TestServer::start().await.unwrap();
     server.sign_up("ada@example.com", "acme").await.unwrap();
-    let token = server
-        .accounts
-        .tokens()
-        .issue("ada@example.com", TokenScope::Personal("acme".parse().unwrap()), "test")
-        .await
-        .unwrap();
+    let token = server.personal_token("ada@example.com", "acme").await.unwrap();
     let ada = ApiClient::new(server.addr, Some(&token));
     let base = format!("http://{}/api/v1", server.addr);
     let raw = |method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>| {

@@ -491,12 +491,7 @@ impl ControlPlane {
 
     /// Renames a tenant (its display name), audited.
     pub async fn rename(&self, id: TenantId, name: &str, actor: &str) -> Result<Tenant> {
-        // The most counts what was sent (as the API's schema says), the least what it says.
-        let too_long = name.chars().count() > 200;
-        let name = silo_core::text::trim(name);
-        if name.is_empty() || too_long {
-            return Err(Error::invalid("name", "a workspace name has 1 to 200 characters"));
-        }
+        let name = display_name(name)?;
         let now = self.now();
         let mut tx = self.write.begin().await?;
         sqlx::query("UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?")
@@ -769,6 +764,17 @@ async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tena
         .await?
         .ok_or_else(|| Error::NotFound(id.to_string()))?;
     Tenant::from_row(&row)
+}
+
+/// A tenant's new display name, checked: 1 to 200 characters, not only blank. The most counts
+/// what was sent (as the API's schema says), the least what it says once trimmed.
+pub fn display_name(name: &str) -> Result<&str> {
+    let too_long = name.chars().count() > 200;
+    let name = silo_core::text::trim(name);
+    if name.is_empty() || too_long {
+        return Err(Error::invalid("name", "a workspace name has 1 to 200 characters"));
+    }
+    Ok(name)
 }
 
 /// Reads and writes of the tenants table for the services above the fleet (the backup

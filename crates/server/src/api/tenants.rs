@@ -208,10 +208,8 @@ async fn update_tenant(
         }
         .into());
     }
-    if let Some(name) = &body.name
-        && (name.chars().count() > 200 || silo_core::text::trim(name).is_empty())
-    {
-        return Err(ApiError(Failure::invalid("a workspace name has 1 to 200 characters").on_field("name")));
+    if let Some(name) = &body.name {
+        silo_tenancy::control::display_name(name)?;
     }
     if let Some(name) = &body.name {
         tenant = tenancy.tenants().rename(tenant.id, name, actor).await?;
