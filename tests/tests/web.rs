@@ -502,11 +502,16 @@ async fn a_user_of_one_tenant_never_reaches_another() {
         "/w/bravo/settings".to_owned(),
         "/w/bravo/unknown-page".to_owned(),
     ];
-    for path in &reads {
+    for path in reads.iter().chain([&"/no-such-page".to_owned()]) {
         let response = alice.get(path).await.unwrap();
         assert_eq!(response.status, 404, "{path}");
         assert!(!response.body.contains("SECRET") && !response.body.contains("bob@example.com"), "{path}");
+        // The error page still shows who is signed in, and lets them sign out.
+        assert!(response.body.contains("href=\"/account\"") && response.body.contains("Sign out"), "{path}");
     }
+    let stranger = server.visitor().get("/no-such-page").await.unwrap();
+    assert_eq!(stranger.status, 404);
+    assert!(stranger.body.contains("Sign in") && !stranger.body.contains("Sign out"));
     let writes = [
         "/w/bravo/projects".to_owned(),
         format!("/w/bravo/projects/{project}/tasks"),

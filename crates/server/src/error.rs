@@ -283,8 +283,15 @@ impl From<Error> for Failure {
 /// The code of a page refused because of too many wrong passwords: its page links the reset.
 pub const PASSWORD_THROTTLED: &str = "password_throttled";
 
-/// The error page (404, 403, 410, 423, 429, 500, 503) in the site's style.
+/// The error page (404, 403, 410, 423, 429, 500, 503) in the site's style, without the
+/// signed-in header (see [`error_page_with`]).
 pub fn error_page(failure: &Failure) -> HttpResponse {
+    error_page_with(failure, tera::Context::new())
+}
+
+/// The error page over `context`: the signed-in header's `me` and `csrf` when the pages'
+/// middleware found a session (`pages::signed_in_errors`).
+pub fn error_page_with(failure: &Failure, mut context: tera::Context) -> HttpResponse {
     let title = match failure.status.as_u16() {
         403 => "Not allowed",
         404 => "Not found",
@@ -295,7 +302,6 @@ pub fn error_page(failure: &Failure) -> HttpResponse {
         s if s >= 500 => "Something broke",
         _ => "That did not work",
     };
-    let mut context = tera::Context::new();
     context.insert("status", &failure.status.as_u16());
     context.insert("title", title);
     context.insert("message", &failure.message);
@@ -304,7 +310,10 @@ pub fn error_page(failure: &Failure) -> HttpResponse {
         tracing::error!(error = ?e, "error template failed");
         format!("<!doctype html><title>{title}</title><p>{}", failure.status)
     });
-    HttpResponse::build(failure.status).content_type("text/html; charset=utf-8").body(html)
+    let mut response =
+        HttpResponse::build(failure.status).content_type("text/html; charset=utf-8").body(html);
+    add_retry_after(&mut response, failure.retry_after);
+    response
 }
 
 /// A failure rendered as an HTML page.
@@ -332,9 +341,7 @@ impl ResponseError for PageError {
         if self.0.status == StatusCode::NOT_MODIFIED {
             return not_modified(&self.0.message);
         }
-        let mut response = error_page(&self.0);
-        add_retry_after(&mut response, self.0.retry_after);
-        response
+        error_page(&self.0)
     }
 }
 

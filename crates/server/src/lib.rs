@@ -124,6 +124,12 @@ pub fn start(
             .app_data(web::FormConfig::default().limit(csrf::FORM_LIMIT))
             .app_data(web::PayloadConfig::new(csrf::FORM_LIMIT))
             .wrap_fn(|req, service| {
+                // Innermost: error pages get the signed-in header before the cookies and
+                // security headers are added to them.
+                let response = service.call(req);
+                async move { pages::signed_in_errors(response.await?).await }
+            })
+            .wrap_fn(|req, service| {
                 // Forms shown before sign-in need a token cookie; set it on the response of
                 // pages (the API, assets and probes have no forms).
                 let new_cookie =

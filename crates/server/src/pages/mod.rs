@@ -15,15 +15,16 @@ pub mod workspace;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::dev::ServiceResponse;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 use silo_core::ErrorKind;
 
 use super::csrf::csrf_token;
-use super::error::{DomainError, Failure, PageError, REVALIDATE};
+use super::error::{DomainError, Failure, PageError, REVALIDATE, error_page_with};
 use super::redirects::{flash_removal, see_other_with_flash, take_flash};
 use super::request::state;
-use super::sessions::current_session;
+use super::sessions::{current_session, session_secret};
 use super::templates::{STYLESHEET, TEMPLATES};
 
 /// Registers every page.
@@ -73,15 +74,7 @@ impl Page {
     /// Renders it, with what every page shows: the signed-in account, the form token and the
     /// flash message (which is then cleared).
     pub async fn render(mut self, req: &HttpRequest) -> Result<HttpResponse, PageError> {
-        let session = current_session(req).await?;
-        if let Some(session) = &session {
-            let operator = state(req).accounts().users().is_operator(&session.user_id).await?;
-            self.context.insert(
-                "me",
-                &serde_json::json!({ "name": session.display_name, "email": session.email, "operator": operator }),
-            );
-        }
-        self.context.insert("csrf", &csrf_token(req).await?);
+        signed_in_header(req, &mut self.context).await?;
         let flash = take_flash(req);
         if let Some((kind, message)) = &flash {
             self.context.insert("flash", &serde_json::json!({ "kind": kind, "message": message }));
@@ -109,6 +102,42 @@ impl Page {
     }
 }
 
+/// What the header of every page needs: the signed-in account (`me`), if any, and the form
+/// token (`csrf`, for "Sign out").
+async fn signed_in_header(req: &HttpRequest, context: &mut tera::Context) -> Result<(), Failure> {
+    if let Some(session) = current_session(req).await? {
+        let operator = state(req).accounts().users().is_operator(&session.user_id).await?;
+        context.insert(
+            "me",
+            &serde_json::json!({ "name": session.display_name, "email": session.email, "operator": operator }),
+        );
+    }
+    context.insert("csrf", &csrf_token(req).await?);
+    Ok(())
+}
+
+/// Middleware: an error page answered to a signed-in browser is rendered again with the
+/// signed-in header, so a 404 or 403 does not look like being signed out. `PageError`'s own
+/// rendering cannot do it: it has no request and cannot wait for the session lookup.
+pub async fn signed_in_errors(response: ServiceResponse) -> Result<ServiceResponse, actix_web::Error> {
+    let Some(PageError(failure)) = response.response().error().and_then(|e| e.as_error::<PageError>())
+    else {
+        return Ok(response);
+    };
+    if failure.status == StatusCode::NOT_MODIFIED || session_secret(response.request()).is_none() {
+        return Ok(response);
+    }
+    let failure = Failure { message: failure.message.clone(), field: None, ..*failure };
+    let mut context = tera::Context::new();
+    // Should the lookup itself fail (the control plane is what failed), the page stays as it
+    // was: without the header.
+    if signed_in_header(response.request(), &mut context).await.is_err() {
+        return Ok(response);
+    }
+    let page = error_page_with(&failure, context);
+    Ok(response.into_response(page))
+}
+
 /// The page a one-time link (`/invitations/{token}`, `/signup/confirm/{token}`) leads to:
 /// what it is for under `key`, or 404 when it is unknown, used or expired; with `error`, the
 /// form shown again (422).
@@ -131,9 +160,10 @@ pub fn link_page<T: Serialize>(
     }
 }
 
-/// The default service: an unknown path is a 404 page.
-pub async fn not_found() -> HttpResponse {
-    super::error::error_page(&Failure::not_found())
+/// The default service: an unknown path is a 404 page (with the signed-in header, through
+/// [`signed_in_errors`]).
+pub async fn not_found() -> Result<HttpResponse, PageError> {
+    Err(Failure::not_found().into())
 }
 
 #[get("/static/silo.css")]
