@@ -117,6 +117,32 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
         b.text().await?.contains("bob@example.com") && b.text().await?.contains("ada@example.com")
     );
     b.screenshot("08-members-on-a-phone").await?;
+
+    // The board holds at 390 px, even with a 200-character unbroken title, on the board and on
+    // the task's own page.
+    b.open(&server.url("/w/acme/")).await?;
+    b.click("a[href^='/w/acme/projects/']").await?;
+    let long = "Unbroken".repeat(25);
+    b.fill("#task-title", &long).await?;
+    b.click("form[action$='/tasks'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("Task created."));
+    fits_the_window(b, "the board").await?;
+    b.screenshot("09-board-on-a-phone").await?;
+    // The newest card comes first.
+    b.click(".task > a").await?;
+    anyhow::ensure!(b.text().await?.contains(&long));
+    fits_the_window(b, "a task").await?;
+    Ok(())
+}
+
+/// Fails unless the page is no wider than the window (nothing to scroll sideways).
+async fn fits_the_window(b: &Browser, what: &str) -> anyhow::Result<()> {
+    let widths = b
+        .client
+        .execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![])
+        .await?;
+    let (page, window) = (widths[0].as_i64().unwrap_or(i64::MAX), widths[1].as_i64().unwrap_or(0));
+    anyhow::ensure!(page <= window, "{what} is {page} px wide in a {window} px window");
     Ok(())
 }
 

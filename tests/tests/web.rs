@@ -1039,5 +1039,33 @@ async fn the_board_moves_cards_and_marks_what_is_overdue() {
             && mine.contains("<a href=\"?\">Clear filters</a>")
     );
     assert!(!ada.get(&board).await.unwrap().body.contains("Clear filters"), "nothing to clear");
+
+    // Sorting: by due date (soonest first, undated last), by last change (the moved task
+    // first), newest first by default.
+    ada.submit(&board, &format!("{board}/tasks"), &[("title", "Soon"), ("due_date", "2031-05-01")])
+        .await
+        .unwrap();
+    let order = |body: &str| {
+        let mut found: Vec<(usize, &str)> = ["Late report", "Someday", "Soon"]
+            .into_iter()
+            .map(|t| (body.find(&format!("<strong>{t}</strong>")).unwrap(), t))
+            .collect();
+        found.sort();
+        found.into_iter().map(|(_, t)| t).collect::<Vec<_>>()
+    };
+    let all = |sort: &str| format!("{board}?status=&sort={sort}");
+    // One column at a time, so the page's order is the list's order.
+    let column = |sort: &str, status: &str| format!("{board}?status={status}&sort={sort}");
+    let todo_due = ada.get(&column("due", "todo")).await.unwrap().body;
+    assert!(todo_due.find("<strong>Soon</strong>").unwrap() < todo_due.find("<strong>Someday</strong>").unwrap());
+    let newest = ada.get(&column("newest", "todo")).await.unwrap().body;
+    assert!(newest.find("<strong>Soon</strong>").unwrap() < newest.find("<strong>Someday</strong>").unwrap());
+    ada.submit(&board, &format!("/w/acme/tasks/{id}/status"), &[("status", "todo")]).await.unwrap();
+    assert_eq!(order(&ada.get(&column("due", "todo")).await.unwrap().body), ["Late report", "Soon", "Someday"]);
+    assert_eq!(order(&ada.get(&column("updated", "todo")).await.unwrap().body), ["Late report", "Soon", "Someday"]);
+    assert_eq!(order(&ada.get(&column("newest", "todo")).await.unwrap().body), ["Soon", "Someday", "Late report"]);
+    let sorted = ada.get(&all("due")).await.unwrap().body;
+    assert!(sorted.contains("<option value=\"due\" selected>") && sorted.contains("Clear filters"));
+    assert_eq!(ada.get(&all("nonsense")).await.unwrap().status, 200, "an unknown order is the default");
     server.stop().await.unwrap();
 }

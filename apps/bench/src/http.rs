@@ -698,7 +698,7 @@ async fn breakdown(accounts: &Accounts, fixture: &Fixture) -> anyhow::Result<()>
     let tenant = tenancy.resolve(&slug).await?;
     let user = accounts.users().by_email(EMAIL).await?;
     let db = tenancy.db(tenant.id).await?;
-    let filter = TaskFilter { project: None, status: None, assignee: None, before: None };
+    let filter = TaskFilter::default();
     let rows = tasks::list(&db.turn().await, &filter, 21)?;
     let mut report = Vec::new();
     macro_rules! step {

@@ -126,8 +126,48 @@ pub struct TaskFilter {
     pub status: Option<String>,
     /// Only this assignee.
     pub assignee: Option<i64>,
-    /// Page: tasks with a smaller id than this (the previous page's last id).
+    /// Page: tasks with a smaller id than this (the previous page's last id); newest first
+    /// only.
     pub before: Option<i64>,
+    /// In which order.
+    pub order: TaskOrder,
+    /// Page of another order than newest first: how many of the order to skip.
+    pub skip: i64,
+}
+
+/// The order tasks are listed in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskOrder {
+    /// Newest first (by id; pages by `before`).
+    #[default]
+    Newest,
+    /// Soonest due first; tasks without a due date last.
+    Due,
+    /// Most recently changed first.
+    Updated,
+}
+
+impl TaskOrder {
+    /// Every order with its name in a URL (`?sort=`).
+    pub const ALL: [(Self, &'static str); 3] = [(Self::Newest, "newest"), (Self::Due, "due"), (Self::Updated, "updated")];
+
+    /// The order a name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(order, _)| *order)
+    }
+
+    /// Its name in a URL.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(order, _)| *order == self).map_or("newest", |(_, n)| n)
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Newest => " ORDER BY t.id DESC LIMIT ?",
+            Self::Due => " ORDER BY t.due_date IS NULL, t.due_date, t.id DESC LIMIT ? OFFSET ?",
+            Self::Updated => " ORDER BY t.updated_at DESC, t.id DESC LIMIT ? OFFSET ?",
+        }
+    }
 }
 
 /// A new task.
@@ -346,7 +386,7 @@ pub fn get(db: &Turn, id: i64) -> Result<Option<Task>> {
     db.run(|conn| conn.prepare_cached(GET_SQL)?.query_row([id], Task::from_row).optional())
 }
 
-/// Tasks matching the filter, newest first, at most `limit`.
+/// Tasks matching the filter, in its order, at most `limit`.
 ///
 /// The statement names only the filters given (one cached statement per combination) rather
 /// than `?1 IS NULL OR …`, so SQLite can use the `(project_id, status, id)` index.
@@ -360,15 +400,21 @@ pub fn list(db: &Turn, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
         (" AND t.project_id = ?", filter.project.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
         (" AND t.status = ?", filter.status.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
         (" AND t.assignee_id = ?", filter.assignee.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
-        (" AND t.id < ?", filter.before.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
+        (
+            " AND t.id < ?",
+            filter.before.as_ref().filter(|_| filter.order == TaskOrder::Newest).map(|v| v as &dyn rusqlite::ToSql),
+        ),
     ] {
         if let Some(value) = value {
             sql.push_str(clause);
             values.push(value);
         }
     }
-    sql.push_str(" ORDER BY t.id DESC LIMIT ?");
+    sql.push_str(filter.order.sql());
     values.push(&limit);
+    if filter.order != TaskOrder::Newest {
+        values.push(&filter.skip);
+    }
     db.run(|conn| {
         let mut statement = conn.prepare_cached(&sql)?;
         let rows = statement.query_map(&values[..], Task::from_row)?;

@@ -200,6 +200,7 @@ async fn list_tasks(
         status: params.status.clone(),
         assignee: None,
         before: cursor(params.cursor.as_deref())?,
+        ..TaskFilter::default()
     };
     let (items, next_cursor) = paged(tasks::list(ws.turn(), &filter, limit + 1)?, limit, |t| t.id);
     Ok(Tagged(web::Json(TaskPage { items, next_cursor }), ws.leave().etag))

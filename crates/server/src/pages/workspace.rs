@@ -7,11 +7,11 @@ use serde::Deserialize;
 use silo_accounts::Role;
 use silo_jobs::Enqueued;
 use silo_tenancy::jobs::TENANT_EXPORT;
-use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskPatch};
+use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilter, TaskOrder, TaskPatch};
 use silo_workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
-use super::{Page, PageResult, flash_outcome, flash_outcome_with};
+use super::{Page, PageResult, flash_outcome, flash_outcome_with, page_offset};
 use crate::csrf::CsrfForm;
 use crate::error::{Failure, PageError, matches_if_none_match};
 use crate::redirects::{see_other_with_flash, take_flash};
@@ -171,6 +171,10 @@ struct TaskListQuery {
     status: Option<String>,
     assignee: Option<String>,
     before: Option<i64>,
+    /// `newest` (the default), `due` or `updated`.
+    sort: Option<String>,
+    /// The page of an order other than newest first.
+    page: Option<i64>,
 }
 
 #[get("/projects/{id}")]
@@ -184,8 +188,16 @@ async fn project_page(
     let project = projects::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
     let status = query.status.clone().filter(|s| STATUSES.contains(&s.as_str()));
     let assignee = query.assignee.as_deref().and_then(|a| a.parse().ok());
-    let filter =
-        TaskFilter { project: Some(project.id), status: status.clone(), assignee, before: query.before };
+    let order = query.sort.as_deref().and_then(TaskOrder::parse).unwrap_or_default();
+    let (page_number, skip) = page_offset(query.page, 3 * PER_PAGE);
+    let filter = TaskFilter {
+        project: Some(project.id),
+        status: status.clone(),
+        assignee,
+        before: query.before,
+        order,
+        skip,
+    };
     let (list, more) = split_page(tasks::list(ws.turn(), &filter, 3 * PER_PAGE + 1)?, 3 * PER_PAGE);
     let members = members::list(ws.turn(), None, 100)?;
     let mine = members.iter().find(|m| m.user_id == me.session.user_id).map(|m| m.id);
@@ -207,10 +219,15 @@ async fn project_page(
         .with("columns", &columns)
         .with("empty", &list.is_empty())
         .with("statuses", &STATUSES)
-        .with("filter", &serde_json::json!({ "status": status, "assignee": assignee }))
+        .with("filter", &serde_json::json!({ "status": status, "assignee": assignee, "sort": order.name() }))
+        .with("sorts", &TaskOrder::ALL.map(|(_, name)| name))
         .with("mine", &mine)
         .with("members", &members)
-        .with("next_before", &more.then(|| list.last().map(|t| t.id)).flatten())
+        .with(
+            "next_before",
+            &more.then(|| list.last().map(|t| t.id)).flatten().filter(|_| order == TaskOrder::Newest),
+        )
+        .with("next_page", &(more && order != TaskOrder::Newest).then_some(page_number + 1))
         .render(&req)
         .await
 }
