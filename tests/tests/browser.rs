@@ -137,10 +137,8 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
 
 /// Fails unless the page is no wider than the window (nothing to scroll sideways).
 async fn fits_the_window(b: &Browser, what: &str) -> anyhow::Result<()> {
-    let widths = b
-        .client
-        .execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![])
-        .await?;
+    let widths =
+        b.client.execute("return [document.documentElement.scrollWidth, window.innerWidth];", vec![]).await?;
     let (page, window) = (widths[0].as_i64().unwrap_or(i64::MAX), widths[1].as_i64().unwrap_or(0));
     anyhow::ensure!(page <= window, "{what} is {page} px wide in a {window} px window");
     Ok(())

@@ -141,12 +141,20 @@ async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
     let server = TestServer::start().await.unwrap();
     server.sign_up("ada@example.com", "acme").await.unwrap();
     let visitor = server.visitor();
-    for (email, password, slug, expect) in [
-        ("bob@example.com", PASSWORD, "acme", "already taken"),
-        ("bob@example.com", PASSWORD, "Bad Slug", "cannot be used"),
-        ("bob@example.com", PASSWORD, "admin", "cannot be used"),
-        ("bob@example.com", "short", "bobs", "at least"),
-        ("not-an-email", PASSWORD, "bobs", "not a valid email"),
+    // Each refusal is shown next to its field, in words, with what was typed kept.
+    for (email, password, slug, field, expect) in [
+        ("bob@example.com", PASSWORD, "acme", "slug", "The address acme is taken: choose another."),
+        (
+            "bob@example.com",
+            PASSWORD,
+            "Bad Slug",
+            "slug",
+            "Use lower-case letters, digits and dashes, e.g. acme-corp.",
+        ),
+        ("bob@example.com", PASSWORD, "admin", "slug", "`admin` is kept for Silo itself"),
+        ("bob@example.com", PASSWORD, "-bob-", "slug", "Start and end with a letter or digit"),
+        ("bob@example.com", "short", "bobs", "password", "A password needs at least 10 characters."),
+        ("not-an-email", PASSWORD, "bobs", "email", "is not a valid email address."),
     ] {
         let response = visitor
             .submit(
@@ -157,7 +165,13 @@ async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
             .await
             .unwrap();
         assert_eq!(response.status, 422, "{email} {slug}");
-        assert!(response.body.contains(expect), "{expect:?} in {}", response.body);
+        let shown = between(&response.body, &format!("id=\"{field}-error\" role=\"alert\">"), "</p>")
+            .unwrap_or_else(|| panic!("an error next to {field}: {}", response.body));
+        let shown = shown.replace("&#96;", "`");
+        assert!(shown.contains(expect), "{expect:?} next to {field}: {shown}");
+        assert!(!response.body.contains("class=\"flash"), "not above the form too");
+        assert!(response.body.contains(&format!("value=\"{}\"", email)), "the email is kept");
+        assert!(!response.body.contains(password) || password == "short", "never the password");
     }
     assert!(server.accounts.users().by_email("bob@example.com").await.is_err(), "no half-made account");
     let (_, total) = server
@@ -167,6 +181,98 @@ async fn sign_up_refuses_bad_input_and_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(total, 1, "only acme exists");
+    server.stop().await.unwrap();
+}
+
+/// A sign-up without an address gets one made from the workspace's name, shown on the
+/// confirmation page to change; a signed-in account creates another workspace the same way.
+#[tokio::test]
+async fn the_workspace_address_is_suggested_and_another_workspace_can_be_made() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme-rockets").await.unwrap();
+    let visitor = server.visitor();
+    let started = visitor
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("email", "bob@example.com"),
+                ("password", PASSWORD),
+                ("workspace", "Acme Rockets!"),
+                ("slug", ""),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 200, "{}", started.body);
+    let link = server.link_in_last_email("bob@example.com", "/signup/confirm/").await.unwrap();
+    let confirm = visitor.get(&link).await.unwrap().body;
+    // acme-rockets is Ada's: the next free one is offered.
+    assert!(confirm.contains("value=\"acme-rockets-2\""), "{confirm}");
+
+    // Ada, signed in, makes another workspace from its name alone.
+    let home = ada.get("/").await.unwrap().body;
+    assert!(home.contains("href=\"/workspaces/new\""));
+    let made =
+        ada.submit("/workspaces/new", "/workspaces", &[("name", "Café Zürich"), ("slug", "")]).await.unwrap();
+    assert_eq!((made.status, made.location.as_deref()), (303, Some("/w/cafe-zurich/")));
+    let page = ada.get("/w/cafe-zurich/").await.unwrap();
+    assert!(page.status == 200 && page.body.contains("Café Zürich"));
+    let role = server
+        .accounts
+        .memberships()
+        .role_in(
+            &"cafe-zurich".parse().unwrap(),
+            &server.accounts.users().by_email("ada@example.com").await.unwrap().id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(role, Some(silo_accounts::Role::Owner));
+    // A refused one says why next to the field and keeps what was typed.
+    let refused = ada
+        .submit("/workspaces/new", "/workspaces", &[("name", "Second"), ("slug", "Not OK")])
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("id=\"slug-error\"") && refused.body.contains("value=\"Second\""));
+    let nameless =
+        ada.submit("/workspaces/new", "/workspaces", &[("name", " "), ("slug", "")]).await.unwrap();
+    assert!(nameless.status == 422 && nameless.body.contains("id=\"name-error\""));
+    // Not signed in: to the sign-in page.
+    assert_eq!(visitor.get("/workspaces/new").await.unwrap().status, 303);
+    server.stop().await.unwrap();
+}
+
+/// A refused workspace form comes back with the error next to its field and what was typed.
+#[tokio::test]
+async fn a_refused_task_keeps_what_was_typed() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let board =
+        ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Launch")]).await.unwrap().location.unwrap();
+    let refused = ada
+        .submit(
+            &board,
+            &format!("{board}/tasks"),
+            &[("title", "Ship the rocket"), ("body", "with care"), ("due_date", "2026-02-30")],
+        )
+        .await
+        .unwrap();
+    assert_eq!((refused.status, refused.location.as_deref()), (303, Some(board.as_str())));
+    let page = ada.get(&board).await.unwrap().body;
+    assert!(page.contains("id=\"due_date-error\""), "{page}");
+    assert!(
+        page.contains("value=\"Ship the rocket\"") && page.contains(">with care</textarea>"),
+        "kept: {page}"
+    );
+    assert!(!page.contains("class=\"flash"), "next to the field, not above");
+    // Shown once: the next visit is a clean form.
+    let again = ada.get(&board).await.unwrap().body;
+    assert!(!again.contains("due_date-error") && !again.contains("Ship the rocket"));
+    // A project without a name, on the workspace's page.
+    ada.submit("/w/acme/", "/w/acme/projects", &[("name", " "), ("description", "kept")]).await.unwrap();
+    let home = ada.get("/w/acme/").await.unwrap().body;
+    assert!(home.contains("id=\"name-error\"") && home.contains(">kept</textarea>"), "{home}");
     server.stop().await.unwrap();
 }
 
@@ -889,7 +995,7 @@ async fn long_and_odd_input_gets_a_message_and_a_rename_shows_at_once() {
     ];
     let refused = visitor.submit("/signup", "/signup", &fields).await.unwrap();
     assert_eq!(refused.status, 422);
-    assert!(refused.body.contains("a display name is at most 100 characters"), "{}", refused.body);
+    assert!(refused.body.contains("A display name is at most 100 characters."), "{}", refused.body);
 
     for email in ["x".repeat(10_000), "<b>@x.com".to_owned()] {
         let sent = ada
@@ -1057,13 +1163,24 @@ async fn the_board_moves_cards_and_marks_what_is_overdue() {
     // One column at a time, so the page's order is the list's order.
     let column = |sort: &str, status: &str| format!("{board}?status={status}&sort={sort}");
     let todo_due = ada.get(&column("due", "todo")).await.unwrap().body;
-    assert!(todo_due.find("<strong>Soon</strong>").unwrap() < todo_due.find("<strong>Someday</strong>").unwrap());
+    assert!(
+        todo_due.find("<strong>Soon</strong>").unwrap() < todo_due.find("<strong>Someday</strong>").unwrap()
+    );
     let newest = ada.get(&column("newest", "todo")).await.unwrap().body;
     assert!(newest.find("<strong>Soon</strong>").unwrap() < newest.find("<strong>Someday</strong>").unwrap());
     ada.submit(&board, &format!("/w/acme/tasks/{id}/status"), &[("status", "todo")]).await.unwrap();
-    assert_eq!(order(&ada.get(&column("due", "todo")).await.unwrap().body), ["Late report", "Soon", "Someday"]);
-    assert_eq!(order(&ada.get(&column("updated", "todo")).await.unwrap().body), ["Late report", "Soon", "Someday"]);
-    assert_eq!(order(&ada.get(&column("newest", "todo")).await.unwrap().body), ["Soon", "Someday", "Late report"]);
+    assert_eq!(
+        order(&ada.get(&column("due", "todo")).await.unwrap().body),
+        ["Late report", "Soon", "Someday"]
+    );
+    assert_eq!(
+        order(&ada.get(&column("updated", "todo")).await.unwrap().body),
+        ["Late report", "Soon", "Someday"]
+    );
+    assert_eq!(
+        order(&ada.get(&column("newest", "todo")).await.unwrap().body),
+        ["Soon", "Someday", "Late report"]
+    );
     let sorted = ada.get(&all("due")).await.unwrap().body;
     assert!(sorted.contains("<option value=\"due\" selected>") && sorted.contains("Clear filters"));
     assert_eq!(ada.get(&all("nonsense")).await.unwrap().status, 200, "an unknown order is the default");

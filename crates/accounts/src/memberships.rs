@@ -33,7 +33,7 @@ use crate::roles::{self, By, Change, Role};
 use crate::users::User;
 use crate::{Error, Result};
 use silo_core::Timestamp;
-use silo_core::ids::{TenantId, TenantRef};
+use silo_core::ids::{TenantId, TenantRef, TenantSlug};
 use silo_tenancy::Tenant;
 use silo_tenancy::control::TenantStatus;
 use silo_workspace::members;
@@ -50,6 +50,9 @@ pub struct WorkspaceSummary {
     /// The account's role.
     pub role: String,
 }
+
+/// How many workspaces one account may own by founding them (see [`Memberships::found`]).
+pub const FOUNDED_LIMIT: i64 = 20;
 
 /// Memberships and the role rules (from [`crate::Accounts::memberships`]).
 #[derive(Clone)]
@@ -158,6 +161,58 @@ impl Memberships {
                 members::seed(conn, row, &at)
             }),
         }
+    }
+
+    /// A free workspace address suggested from its name (see `TenantSlug::suggest`): the
+    /// suggestion itself, else with `-2` … `-9` added.
+    pub async fn free_address_for(&self, name: &str) -> Result<TenantSlug> {
+        let Some(suggested) = TenantSlug::suggest(name) else {
+            return Err(Error::invalid("slug", "Choose an address for the workspace, e.g. acme-corp."));
+        };
+        let tries = std::iter::once(suggested.to_string()).chain(
+            (2..=9).map(|n| format!("{}-{n}", suggested.as_str().get(..60).unwrap_or(suggested.as_str()))),
+        );
+        for candidate in tries {
+            let Ok(slug) = TenantSlug::parse(candidate.trim_end_matches('-')) else { continue };
+            if !self.0.control().slug_taken(&slug).await? {
+                return Ok(slug);
+            }
+        }
+        Err(silo_tenancy::Error::SlugTaken(suggested.to_string()).into())
+    }
+
+    /// A signed-in account founds another workspace, as its owner: named `name`, at `slug`
+    /// (suggested from the name when empty). An account owns at most [`FOUNDED_LIMIT`]
+    /// workspaces this way, so one account cannot fill the disk with files.
+    pub async fn found(&self, user: &User, name: &str, slug: &str) -> Result<silo_tenancy::Tenant> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Error::invalid("name", "Give the workspace a name."));
+        }
+        if name.chars().count() > 200 {
+            return Err(Error::invalid("name", "A workspace name is at most 200 characters."));
+        }
+        let slug = match slug.trim() {
+            "" => self.free_address_for(name).await?,
+            typed => TenantSlug::parse(typed)?,
+        };
+        let owned: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ? AND role = 'owner'")
+                .bind(user.id.to_string())
+                .fetch_one(self.0.control().reader())
+                .await?;
+        if owned >= FOUNDED_LIMIT {
+            return Err(Error::LimitReached(format!(
+                "You own {owned} workspaces, the most one account may; delete one first."
+            )));
+        }
+        let request = silo_tenancy::CreateTenant {
+            slug: slug.to_string(),
+            name: Some(name.to_owned()),
+            ..silo_tenancy::CreateTenant::default()
+        };
+        let founder = Self::founder(user, Role::Owner, &self.0.now());
+        Ok(self.0.tenancy().tenants().create_with(request, Some(founder), &user.email).await?)
     }
 
     /// The account's role in a tenant, if it is a member.

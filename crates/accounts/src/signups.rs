@@ -74,7 +74,10 @@ impl Signups {
         if request.name.trim().chars().count() > 100 {
             return Err(Error::invalid("name", "a display name is at most 100 characters"));
         }
-        let slug = TenantSlug::parse(request.slug.trim())?;
+        let slug = match request.slug.trim() {
+            "" => self.0.memberships().free_address_for(&request.workspace_name).await?,
+            typed => TenantSlug::parse(typed)?,
+        };
         let workspace_name = request.workspace_name(&slug);
         if workspace_name.chars().count() > 200 {
             return Err(Error::invalid("workspace_name", "a workspace name is at most 200 characters"));

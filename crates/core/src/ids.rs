@@ -71,6 +71,27 @@ pub enum SlugError {
     NotAnId(String),
 }
 
+impl SlugError {
+    /// What to type instead, in words for the person who typed it (a form shows it next to
+    /// the field).
+    pub fn advice(&self) -> String {
+        match self {
+            Self::Length(_) => {
+                "Use 3 to 63 characters: lower-case letters, digits and dashes, e.g. acme-corp.".to_owned()
+            }
+            Self::Characters(_) => "Use lower-case letters, digits and dashes, e.g. acme-corp.".to_owned(),
+            Self::Dashes(_) => {
+                "Start and end with a letter or digit, with single dashes between words, e.g. acme-corp."
+                    .to_owned()
+            }
+            Self::Reserved(slug) => {
+                format!("`{slug}` is kept for Silo itself: choose another, e.g. {slug}-team.")
+            }
+            Self::NotAnId(_) => self.to_string(),
+        }
+    }
+}
+
 /// Names kept for Silo's own routes, hosts and well-known paths.
 pub const RESERVED: &[&str] = &[
     "admin",
@@ -135,6 +156,52 @@ impl TenantSlug {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An address suggested from a workspace's name: "Acme Rockets, Inc." → `acme-rockets-inc`.
+    /// Letters with accents lose them where they are Latin; anything else separates words. A
+    /// name with too little to make an address of, or a reserved word, gets `-team` added; one
+    /// that makes nothing at all suggests nothing.
+    pub fn suggest(name: &str) -> Option<Self> {
+        let mut slug = String::new();
+        for c in name.chars().flat_map(char::to_lowercase) {
+            let c = fold_accent(c);
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                slug.push(c);
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+            if slug.len() >= 56 {
+                break;
+            }
+        }
+        let slug = slug.trim_end_matches('-');
+        if slug.is_empty() {
+            return None;
+        }
+        Self::parse(slug).ok().or_else(|| Self::parse(&format!("{slug}-team")).ok())
+    }
+}
+
+/// The letter without its accent, for the Latin letters that have one; any other as it is.
+fn fold_accent(c: char) -> char {
+    const FOLDS: [(&str, char); 15] = [
+        ("àáâãäåāă", 'a'),
+        ("çćč", 'c'),
+        ("ďđ", 'd'),
+        ("èéêëēėęě", 'e'),
+        ("ğ", 'g'),
+        ("ìíîïī", 'i'),
+        ("ł", 'l'),
+        ("ñńň", 'n'),
+        ("òóôõöøō", 'o'),
+        ("řŕ", 'r'),
+        ("śšş", 's'),
+        ("ťţ", 't'),
+        ("ùúûüūů", 'u'),
+        ("ýÿ", 'y'),
+        ("žźż", 'z'),
+    ];
+    FOLDS.iter().find(|(accented, _)| accented.contains(c)).map_or(c, |(_, plain)| *plain)
 }
 
 impl fmt::Display for TenantSlug {
@@ -209,6 +276,21 @@ impl PartialEq<&str> for TenantSlug {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_is_suggested_from_a_name() {
+        let suggest = |name: &str| TenantSlug::suggest(name).map(|s| s.to_string());
+        assert_eq!(suggest("Acme Rockets, Inc.").as_deref(), Some("acme-rockets-inc"));
+        assert_eq!(suggest("  Café Zürich — Ölbaum ").as_deref(), Some("cafe-zurich-olbaum"));
+        assert_eq!(suggest("Łódź 2026").as_deref(), Some("lodz-2026"));
+        assert_eq!(suggest("AB").as_deref(), Some("ab-team"), "too short");
+        assert_eq!(suggest("Admin").as_deref(), Some("admin-team"), "reserved");
+        assert_eq!(suggest("東京").as_deref(), None, "nothing to make an address of");
+        assert_eq!(suggest("!!!"), None);
+        let long = suggest(&"word ".repeat(40)).unwrap();
+        assert!(long.len() <= 63 && !long.ends_with('-') && TenantSlug::parse(&long).is_ok(), "{long}");
+        assert!(SlugError::Characters("Acme".into()).advice().contains("e.g. acme-corp"));
+    }
 
     #[test]
     fn good_slugs() {

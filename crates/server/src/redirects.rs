@@ -12,6 +12,20 @@ pub fn urlencode(value: &str) -> String {
     serde_urlencoded::to_string([("", value)]).map(|s| s[1..].to_owned()).unwrap_or_default()
 }
 
+/// Percent-encodes a cookie's value, every byte but letters, digits and `-._~`: the server
+/// reads request cookies percent-decoded, so what is read back is exactly what was written.
+fn cookie_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// A local path to return to after sign-in, else `/`. Accepted: one `/` followed by a
 /// character that is neither `/` nor a backslash, and no control character or whitespace
 /// anywhere — browsers drop tabs and newlines and read a backslash as `/`, so `/<tab>/evil.example`
@@ -34,19 +48,35 @@ pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_owned())).finish()
 }
 
-/// Longest flash message kept (characters).
-const FLASH_CHARS: usize = 400;
+/// Longest flash message kept (bytes of UTF-8; three times that once percent-encoded).
+const FLASH_BYTES: usize = 400;
 
 /// A redirect that shows a message on the next page.
 pub fn see_other_with_flash(location: &str, kind: &str, message: &str) -> HttpResponse {
-    let mut response = see_other(location);
-    // A cookie is at most 4 KiB: a message quoting a huge input would be dropped by the
-    // browser, and the refusal would go unseen.
-    let message: String = match message.char_indices().nth(FLASH_CHARS) {
-        Some((end, _)) => format!("{}…", &message[..end]),
-        None => message.to_owned(),
-    };
-    let cookie = Cookie::build(FLASH_COOKIE, urlencode(&format!("{kind}|{message}")))
+    flash_redirect(location, kind, message, None)
+}
+
+/// A refused form sent back to its page: the error shown next to `field` when the form has it
+/// (else above the page), and what was typed (`typed`) put back in the form's fields.
+pub fn see_other_with_form_error(
+    location: &str,
+    field: Option<&str>,
+    message: &str,
+    typed: &[(&str, &str)],
+) -> HttpResponse {
+    let mut response = flash_redirect(location, "error", message, field);
+    // A cookie is at most 4 KiB (less the flash's): values are kept while they fit, a long
+    // one is left out (its field comes back empty rather than cut).
+    let encode =
+        |pairs: &[(&str, &str)]| cookie_value(&serde_urlencoded::to_string(pairs).unwrap_or_default());
+    let mut kept: Vec<(&str, &str)> = Vec::new();
+    for pair in typed {
+        kept.push(*pair);
+        if encode(&kept).len() > TYPED_BYTES {
+            kept.pop();
+        }
+    }
+    let cookie = Cookie::build(TYPED_COOKIE, encode(&kept))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -56,14 +86,70 @@ pub fn see_other_with_flash(location: &str, kind: &str, message: &str) -> HttpRe
     response
 }
 
-/// The flash message of this request, if any: `(kind, message)`.
-pub fn take_flash(req: &HttpRequest) -> Option<(String, String)> {
+/// The cookie holding what a refused form had typed.
+const TYPED_COOKIE: &str = "silo_typed";
+
+/// Most bytes of typed values carried back.
+const TYPED_BYTES: usize = 2500;
+
+/// What a refused form had typed (see [`see_other_with_form_error`]): field name → value.
+pub fn take_typed(req: &HttpRequest) -> Option<std::collections::HashMap<String, String>> {
+    serde_urlencoded::from_str(req.cookie(TYPED_COOKIE)?.value()).ok()
+}
+
+/// The cookie that removes typed values once shown.
+pub fn typed_removal() -> Cookie<'static> {
+    let mut cookie = Cookie::build(TYPED_COOKIE, "").path("/").finish();
+    cookie.make_removal();
+    cookie
+}
+
+fn flash_redirect(location: &str, kind: &str, message: &str, field: Option<&str>) -> HttpResponse {
+    let mut response = see_other(location);
+    // A cookie is at most 4 KiB: a message quoting a huge input would be dropped by the
+    // browser, and the refusal would go unseen.
+    let message = if message.len() > FLASH_BYTES {
+        let end = (0..=FLASH_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+        format!("{}…", &message[..end])
+    } else {
+        message.to_owned()
+    };
+    // `kind@field|message`: a field name has no `|` or `@`.
+    let kind = match field.filter(|f| !f.is_empty() && !f.contains(['|', '@'])) {
+        Some(field) => format!("{kind}@{field}"),
+        None => kind.to_owned(),
+    };
+    let cookie = Cookie::build(FLASH_COOKIE, cookie_value(&format!("{kind}|{message}")))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(time::Duration::seconds(60))
+        .finish();
+    let _ = response.add_cookie(&cookie);
+    response
+}
+
+/// A message carried to the next page.
+#[derive(Debug, serde::Serialize)]
+pub struct Flash {
+    /// `ok` or `error`.
+    pub kind: &'static str,
+    /// What it says.
+    pub message: String,
+    /// The form field it is about: the page shows it there instead of above.
+    pub field: Option<String>,
+}
+
+/// The flash message of this request, if any.
+pub fn take_flash(req: &HttpRequest) -> Option<Flash> {
     let raw = req.cookie(FLASH_COOKIE)?;
-    let decoded: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={}", raw.value())).ok()?;
-    let (kind, message) =
-        decoded.into_iter().next()?.1.split_once('|').map(|(k, m)| (k.to_owned(), m.to_owned()))?;
-    let kind = if kind == "error" { kind } else { "ok".to_owned() };
-    Some((kind, message))
+    let (kind, message) = raw.value().split_once('|').map(|(k, m)| (k.to_owned(), m.to_owned()))?;
+    let (kind, field) = match kind.split_once('@') {
+        Some((kind, field)) => (kind.to_owned(), Some(field.to_owned())),
+        None => (kind, None),
+    };
+    let kind = if kind == "error" { "error" } else { "ok" };
+    Some(Flash { kind, message, field: field.filter(|_| kind == "error") })
 }
 
 /// The cookie that removes a shown flash message.
@@ -97,5 +183,40 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/");
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+
+    #[test]
+    fn typed_values_come_back() {
+        let response = see_other_with_form_error(
+            "/x",
+            Some("due_date"),
+            "bad",
+            &[("title", "Ship the rocket"), ("body", "with care"), ("due_date", "2026-02-30")],
+        );
+        let cookie = response.cookies().find(|c| c.name() == TYPED_COOKIE).unwrap();
+        let req = actix_web::test::TestRequest::default().cookie(cookie.into_owned()).to_http_request();
+        let typed = take_typed(&req).unwrap();
+        assert_eq!(typed.get("body").map(String::as_str), Some("with care"), "{typed:?}");
+        assert_eq!(typed.get("title").map(String::as_str), Some("Ship the rocket"));
+        let flash = take_flash(&req);
+        assert!(flash.is_none(), "the typed cookie is not a flash");
+    }
+
+    #[test]
+    fn a_flash_reads_back_exactly() {
+        let message = "Saved “A & B” + 100% of it; a|b, c@d";
+        let response = see_other_with_form_error("/x", Some("title"), message, &[]);
+        let cookie = response.cookies().find(|c| c.name() == FLASH_COOKIE).unwrap();
+        let req = actix_web::test::TestRequest::default().cookie(cookie.into_owned()).to_http_request();
+        let flash = take_flash(&req).unwrap();
+        assert_eq!(
+            (flash.kind, flash.message.as_str(), flash.field.as_deref()),
+            ("error", message, Some("title"))
+        );
     }
 }

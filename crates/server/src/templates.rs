@@ -24,6 +24,7 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         "home.html",
         "signup.html",
         "signup_confirm.html",
+        "workspace_new.html",
         "login.html",
         "password_forgot.html",
         "password_reset.html",

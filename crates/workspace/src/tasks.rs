@@ -149,7 +149,8 @@ pub enum TaskOrder {
 
 impl TaskOrder {
     /// Every order with its name in a URL (`?sort=`).
-    pub const ALL: [(Self, &'static str); 3] = [(Self::Newest, "newest"), (Self::Due, "due"), (Self::Updated, "updated")];
+    pub const ALL: [(Self, &'static str); 3] =
+        [(Self::Newest, "newest"), (Self::Due, "due"), (Self::Updated, "updated")];
 
     /// The order a name stands for.
     pub fn parse(name: &str) -> Option<Self> {
@@ -402,7 +403,11 @@ pub fn list(db: &Turn, filter: &TaskFilter, limit: i64) -> Result<Vec<Task>> {
         (" AND t.assignee_id = ?", filter.assignee.as_ref().map(|v| v as &dyn rusqlite::ToSql)),
         (
             " AND t.id < ?",
-            filter.before.as_ref().filter(|_| filter.order == TaskOrder::Newest).map(|v| v as &dyn rusqlite::ToSql),
+            filter
+                .before
+                .as_ref()
+                .filter(|_| filter.order == TaskOrder::Newest)
+                .map(|v| v as &dyn rusqlite::ToSql),
         ),
     ] {
         if let Some(value) = value {

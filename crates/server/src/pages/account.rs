@@ -14,7 +14,7 @@ use crate::csrf::CsrfForm;
 use crate::devices;
 use crate::error::{Failure, PASSWORD_THROTTLED, PageError};
 use crate::hosts::WorkspaceHost;
-use crate::redirects::{safe_next, see_other, see_other_with_flash};
+use crate::redirects::{Flash, safe_next, see_other, see_other_with_flash};
 use crate::request::{client_addr, state};
 use crate::sessions::{SignedIn, current_session, session_cookie, session_secret, sign_out_browser};
 
@@ -44,7 +44,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(invitation_page)
         .service(accept_invitation)
         .service(signup_and_accept)
-        .service(undelete_workspace);
+        .service(undelete_workspace)
+        .service(new_workspace_form)
+        .service(create_workspace);
 }
 
 /// A form with no fields but its token (sign out, revoke, …).
@@ -73,8 +75,48 @@ struct SignupForm {
     name: String,
     #[serde(skip_serializing)]
     password: String,
+    #[serde(default)]
     workspace: String,
+    /// Empty: suggested from the workspace's name.
+    #[serde(default)]
     slug: String,
+}
+
+/// Where a refused sign-up or new workspace is shown in its form, and in which words: next to
+/// `email`, `name`, `password`, `workspace` or `slug`, or above the form.
+fn workspace_form_flash(e: &silo_accounts::Error) -> Flash {
+    use silo_accounts::Error as A;
+    let (field, message) = match e {
+        A::Invalid { field, message } => {
+            let field = match *field {
+                "workspace_name" => "workspace",
+                other => other,
+            };
+            (Some(field), sentence(message))
+        }
+        A::Tenancy(t) => match t.root() {
+            silo_tenancy::Error::InvalidSlug(slug) => (Some("slug"), slug.advice()),
+            silo_tenancy::Error::SlugTaken(slug) => {
+                (Some("slug"), format!("The address {slug} is taken: choose another."))
+            }
+            other => (None, sentence(&other.to_string())),
+        },
+        other => (None, sentence(&other.to_string())),
+    };
+    Flash { kind: "error", message, field: field.map(str::to_owned) }
+}
+
+/// A message as a sentence: a capital first letter and a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }
 
 /// Counts an attempt against `throttle` (per address and per client) or answers 429 with
@@ -144,18 +186,9 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
         Err(e) if e.is_user_error() => {
             // Refused for its input, before any hashing or email: it does not count.
             app.signup_throttle.refund(&form.email, &client);
-            let message = match &e {
-                silo_accounts::Error::Tenancy(t) => match t.root() {
-                    silo_tenancy::Error::InvalidSlug(e) => {
-                        format!("That workspace address cannot be used: {e}.")
-                    }
-                    other => other.to_string(),
-                },
-                other => other.to_string(),
-            };
             Page::new("signup.html")
                 .with("form", &form)
-                .with("error", &message)
+                .with("flash", &workspace_form_flash(&e))
                 .status(StatusCode::UNPROCESSABLE_ENTITY)
                 .render(&req)
                 .await
@@ -199,6 +232,7 @@ async fn confirm_page(
                 pending
             });
             link_page("signup_confirm.html", "pending", &pending, &token, Some(&e.to_string()))
+                .with("flash", &workspace_form_flash(&e))
                 .render(&req)
                 .await
         }
@@ -612,6 +646,46 @@ async fn signup_and_accept(
     };
     let slug = accounts.invitations().accept(&token, &user).await?;
     start_session(&req, &user.id, &format!("/w/{slug}/")).await
+}
+
+#[get("/workspaces/new")]
+async fn new_workspace_form(req: HttpRequest, _me: SignedIn) -> PageResult {
+    Page::new("workspace_new.html").render(&req).await
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct NewWorkspaceForm {
+    name: String,
+    /// Empty: suggested from the name.
+    #[serde(default)]
+    slug: String,
+}
+
+/// A signed-in account creates another workspace, as its owner, and lands in it.
+#[post("/workspaces")]
+async fn create_workspace(
+    req: HttpRequest,
+    me: SignedIn,
+    CsrfForm(form): CsrfForm<NewWorkspaceForm>,
+) -> PageResult {
+    let accounts = state(&req).accounts();
+    let user = accounts.users().by_email(&me.session.email).await?;
+    match accounts.memberships().found(&user, &form.name, &form.slug).await {
+        Ok(tenant) => Ok(see_other_with_flash(
+            &format!("/w/{}/", tenant.slug),
+            "ok",
+            &format!("Workspace created at /w/{}/.", tenant.slug),
+        )),
+        Err(e) if e.is_user_error() && !matches!(e, silo_accounts::Error::Forbidden(_)) => {
+            Page::new("workspace_new.html")
+                .with("form", &form)
+                .with("flash", &workspace_form_flash(&e))
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .render(&req)
+                .await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Brings back a workspace its owner deleted, within the grace period.

@@ -13,16 +13,18 @@ pub mod billing;
 pub mod charts;
 pub mod workspace;
 
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::dev::ServiceResponse;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 use silo_core::ErrorKind;
 
 use super::csrf::csrf_token;
 use super::error::{DomainError, Failure, PageError, REVALIDATE, error_page_with};
-use super::redirects::{flash_removal, see_other_with_flash, take_flash};
+use super::redirects::{
+    flash_removal, see_other_with_flash, see_other_with_form_error, take_flash, take_typed, typed_removal,
+};
 use super::request::state;
 use super::sessions::{current_session, session_secret};
 use super::templates::{STYLESHEET, TEMPLATES};
@@ -75,10 +77,14 @@ impl Page {
     /// flash message (which is then cleared).
     pub async fn render(mut self, req: &HttpRequest) -> Result<HttpResponse, PageError> {
         signed_in_header(req, &mut self.context).await?;
+        // A page rendered with its own flash (a form shown again with its error) keeps it.
         let flash = take_flash(req);
-        if let Some((kind, message)) = &flash {
-            self.context.insert("flash", &serde_json::json!({ "kind": kind, "message": message }));
+        if !self.context.contains_key("flash") {
+            self.context.insert("flash", &flash);
         }
+        let typed = take_typed(req);
+        let had_typed = typed.is_some();
+        self.context.insert("typed", &typed.unwrap_or_default());
         let html = TEMPLATES.render(self.template, &self.context).map_err(|e| {
             tracing::error!(template = self.template, error = ?e, "template failed");
             Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
@@ -97,6 +103,9 @@ impl Page {
         }
         if flash.is_some() {
             response.cookie(flash_removal());
+        }
+        if had_typed {
+            response.cookie(typed_removal());
         }
         Ok(response.body(html))
     }
@@ -120,8 +129,7 @@ async fn signed_in_header(req: &HttpRequest, context: &mut tera::Context) -> Res
 /// signed-in header, so a 404 or 403 does not look like being signed out. `PageError`'s own
 /// rendering cannot do it: it has no request and cannot wait for the session lookup.
 pub async fn signed_in_errors(response: ServiceResponse) -> Result<ServiceResponse, actix_web::Error> {
-    let Some(PageError(failure)) = response.response().error().and_then(|e| e.as_error::<PageError>())
-    else {
+    let Some(PageError(failure)) = response.response().error().and_then(|e| e.as_error::<PageError>()) else {
         return Ok(response);
     };
     if failure.status == StatusCode::NOT_MODIFIED || session_secret(response.request()).is_none() {
@@ -200,6 +208,35 @@ pub fn flash_outcome_with<T, E: DomainError + Into<Failure>>(
         Err(e) if e.kind() == ErrorKind::Forbidden => Err(Failure::forbidden(e.to_string()).into()),
         Err(e) if e.kind().is_users() => Ok(see_other_with_flash(back, "error", &e.to_string())),
         Err(e) => Err(e.into().into()),
+    }
+}
+
+/// A form whose refusal goes back to its page with what was typed, and the error next to its
+/// field when the page shows that field (else above the form).
+pub struct FormBack<'a> {
+    /// The page the form is on.
+    pub back: &'a str,
+    /// The fields the page shows an error next to (the names the domain's errors use).
+    pub fields: &'a [&'a str],
+    /// What was typed, put back in the fields (no password ever).
+    pub typed: Vec<(&'a str, &'a str)>,
+}
+
+/// The end of a form handler with a [`FormBack`]: as [`flash_outcome_with`], but a refusal of
+/// the input comes back next to its field, with what was typed.
+pub fn form_outcome<T, E: DomainError + Into<Failure>>(
+    form: FormBack<'_>,
+    result: Result<T, E>,
+    done: impl FnOnce(T) -> PageResult,
+) -> PageResult {
+    match result {
+        Err(e) if e.kind().is_users() && e.kind() != ErrorKind::Forbidden => {
+            let message = e.to_string();
+            let failure: Failure = e.into();
+            let field = failure.field.as_deref().filter(|f| form.fields.contains(f));
+            Ok(see_other_with_form_error(form.back, field, &message, &form.typed))
+        }
+        other => flash_outcome_with(form.back, other, done),
     }
 }
 

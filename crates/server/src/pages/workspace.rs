@@ -11,7 +11,7 @@ use silo_workspace::tasks::{MATCH_END, MATCH_START, NewTask, STATUSES, TaskFilte
 use silo_workspace::{activity, comments, members, projects, tasks};
 
 use super::account::NoFields;
-use super::{Page, PageResult, flash_outcome, flash_outcome_with, page_offset};
+use super::{FormBack, Page, PageResult, flash_outcome, flash_outcome_with, form_outcome, page_offset};
 use crate::csrf::CsrfForm;
 use crate::error::{Failure, PageError, matches_if_none_match};
 use crate::redirects::{see_other_with_flash, take_flash};
@@ -161,8 +161,14 @@ async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm
         creator,
     );
     let ws = ws.leave();
-    flash_outcome_with(&home(&ws), created, |id| {
-        Ok(see_other_with_flash(&format!("{}projects/{id}", home(&ws)), "ok", "Project created."))
+    let back = home(&ws);
+    let form_back = FormBack {
+        back: &back,
+        fields: &["name", "description"],
+        typed: vec![("name", &form.name), ("description", &form.description)],
+    };
+    form_outcome(form_back, created, |id| {
+        Ok(see_other_with_flash(&format!("{back}projects/{id}"), "ok", "Project created."))
     })
 }
 
@@ -245,6 +251,24 @@ struct TaskForm {
     due_date: Option<String>,
 }
 
+impl TaskForm {
+    /// The task form's page: errors next to these fields, what was typed put back.
+    fn back<'a>(&'a self, back: &'a str) -> FormBack<'a> {
+        let optional = |value: &'a Option<String>| value.as_deref().unwrap_or_default();
+        FormBack {
+            back,
+            fields: &["title", "body", "status", "assignee_id", "due_date"],
+            typed: vec![
+                ("title", &self.title),
+                ("body", &self.body),
+                ("status", optional(&self.status)),
+                ("assignee_id", optional(&self.assignee_id)),
+                ("due_date", optional(&self.due_date)),
+            ],
+        }
+    }
+}
+
 /// An empty select or date field means "none".
 fn optional_id(value: &Option<String>) -> Result<Option<i64>, Failure> {
     match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
@@ -265,15 +289,15 @@ async fn create_task(
     let back = format!("{}projects/{}", home(&ws), project.id);
     let new = NewTask {
         project_id: project.id,
-        title: form.title,
-        body: form.body,
-        status: form.status.filter(|s| !s.is_empty()),
+        title: form.title.clone(),
+        body: form.body.clone(),
+        status: form.status.clone().filter(|s| !s.is_empty()),
         assignee_id: optional_id(&form.assignee_id)?,
-        due_date: form.due_date,
+        due_date: form.due_date.clone(),
     };
     let created = tasks::create(ws.turn(), &new, ws.member_id()?);
     drop(ws);
-    flash_outcome(&back, created, "Task created.")
+    form_outcome(form.back(&back), created, |_| Ok(see_other_with_flash(&back, "ok", "Task created.")))
 }
 
 #[derive(Deserialize)]
@@ -320,15 +344,15 @@ async fn update_task(
     let ws = entered(&req, &me).await?;
     let back = format!("{}tasks/{}", home(&ws), path.1);
     let patch = TaskPatch {
-        title: Some(form.title),
-        body: Some(form.body),
-        status: form.status.filter(|s| !s.is_empty()),
+        title: Some(form.title.clone()),
+        body: Some(form.body.clone()),
+        status: form.status.clone().filter(|s| !s.is_empty()),
         assignee_id: Some(optional_id(&form.assignee_id)?),
-        due_date: Some(form.due_date.filter(|d| !d.trim().is_empty())),
+        due_date: Some(form.due_date.clone().filter(|d| !d.trim().is_empty())),
     };
     let saved = tasks::update(ws.turn(), path.1, &patch, ws.member_id()?);
     drop(ws);
-    flash_outcome_with(&back, saved, |saved| match saved {
+    form_outcome(form.back(&back), saved, |saved| match saved {
         Some(_) => Ok(see_other_with_flash(&back, "ok", "Task saved.")),
         None => Err(Failure::not_found().into()),
     })
