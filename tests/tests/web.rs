@@ -801,6 +801,55 @@ async fn the_admin_console_runs_the_fleet() {
     let inside = ops.get("/admin?q=ewC").await.unwrap();
     assert!(inside.body.contains("(1)") && inside.body.contains(">newco</a>"), "any part of the name");
 
+    // An owner without an account is invited to own it; the link makes the account.
+    let invited = ops
+        .submit(
+            "/admin",
+            "/admin/tenants",
+            &[("slug", "fresh-co"), ("plan", "team"), ("owner", "new@example.com")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(invited.status, 303, "{}", invited.body);
+    let fresh = ops.get(invited.location.as_deref().unwrap()).await.unwrap().body;
+    assert!(
+        fresh.contains("new@example.com has no account yet: an invitation to own it was emailed"),
+        "{fresh}"
+    );
+    let link = server.link_in_last_email("new@example.com", "/invitations/").await.unwrap();
+    let newcomer = server.visitor();
+    let joined = newcomer
+        .submit(&link, &format!("{link}/signup"), &[("name", "Nina"), ("password", PASSWORD)])
+        .await
+        .unwrap();
+    assert_eq!((joined.status, joined.location.as_deref()), (303, Some("/w/fresh-co/")), "{}", joined.body);
+    let nina = server.accounts.users().by_email("new@example.com").await.unwrap();
+    let role = server.accounts.memberships().role_in(&"fresh-co".parse().unwrap(), &nina.id).await.unwrap();
+    assert_eq!(role, Some(silo_accounts::Role::Owner));
+    // Such an invitation is only for a workspace without members: it cannot hand one over.
+    let fresh_co = server.tenancy.tenant(&"fresh-co".parse().unwrap()).await.unwrap();
+    let operator = server.accounts.users().by_email("ops@example.com").await.unwrap();
+    let again = server
+        .accounts
+        .invitations()
+        .invite_first_owner(&fresh_co, "eve@example.com", &operator, "http://x")
+        .await;
+    assert!(matches!(again, Err(silo_accounts::Error::Conflict(_))), "{again:?}");
+    // A refused provisioning says why next to the field and keeps what was typed.
+    for (slug, owner, field) in
+        [("Bad Slug", "", "slug"), ("newco", "", "slug"), ("other-co", "not-an-email", "owner")]
+    {
+        let refused = ops
+            .submit("/admin", "/admin/tenants", &[("slug", slug), ("name", "Typed Name"), ("owner", owner)])
+            .await
+            .unwrap();
+        assert_eq!((refused.status, refused.location.as_deref()), (303, Some("/admin")));
+        let page = ops.get("/admin").await.unwrap().body;
+        assert!(page.contains(&format!("id=\"{field}-error\"")), "{slug} {owner}: {page}");
+        assert!(page.contains("value=\"Typed Name\""), "kept");
+    }
+    assert!(server.tenancy.tenant(&"other-co".parse().unwrap()).await.is_err(), "nothing made");
+
     for action in ["suspend", "resume", "migrate", "delete"] {
         let done = ops.submit(&detail_path, &format!("{detail_path}/{action}"), &[]).await.unwrap();
         assert_eq!(done.status, 303, "{action}");
@@ -818,7 +867,7 @@ async fn the_admin_console_runs_the_fleet() {
     assert!(
         fleet.body.contains("Handle cache")
             && fleet.body.contains(&format!(
-                "v{}: 61 tenant(s)",
+                "v{}: 62 tenant(s)",
                 silo_tenancy::schema::latest_version(silo_workspace::migrations())
             )),
         "{}",

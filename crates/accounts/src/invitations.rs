@@ -106,6 +106,47 @@ impl Invitations {
         if already.is_some() {
             return Err(Error::invalid("email", format!("{email} is already a member of this workspace")));
         }
+        self.issue(tenant, &email, role, inviter, base_url, seats).await
+    }
+
+    /// Invites the first owner of a workspace an operator provisioned for an address without
+    /// an account: the link makes the account (or takes the one made meanwhile) and joins it
+    /// as owner. Only while the workspace has no member at all, so it cannot hand an existing
+    /// workspace to someone.
+    pub async fn invite_first_owner(
+        &self,
+        tenant: &Tenant,
+        email: &str,
+        operator: &User,
+        base_url: &str,
+    ) -> Result<(Invitation, String)> {
+        let email = crate::users::Email::parse(email)?;
+        if !self.0.users().is_operator(&operator.id).await? {
+            return Err(Error::Forbidden("only operators provision workspaces".into()));
+        }
+        let members: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ?")
+            .bind(tenant.id.to_string())
+            .fetch_one(self.0.control().reader())
+            .await?;
+        if members > 0 {
+            return Err(Error::Conflict(format!(
+                "{} has members already: its owners invite people",
+                tenant.slug
+            )));
+        }
+        self.issue(tenant, &email, Role::Owner, operator, base_url, None).await
+    }
+
+    /// Records an invitation, audits it and emails its link.
+    async fn issue(
+        &self,
+        tenant: &Tenant,
+        email: &crate::users::Email,
+        role: Role,
+        inviter: &User,
+        base_url: &str,
+        seats: Option<i64>,
+    ) -> Result<(Invitation, String)> {
         let secret = new_secret("inv_");
         let id = uuid::Uuid::now_v7().to_string();
         let now = self.0.now();

@@ -170,6 +170,35 @@ impl Subscriptions<'_> {
         Ok(self.0.tenancy().tenants().create_with(request, founder, actor).await?)
     }
 
+    /// An operator provisions a tenant for `owner` (an email), as [`Subscriptions::create_tenant`]:
+    /// an address with an account becomes the owner at once; one without is sent an
+    /// invitation to own it (returned with its link's secret), instead of being refused.
+    pub async fn provision(
+        &self,
+        request: silo_tenancy::CreateTenant,
+        owner: Option<&str>,
+        operator: &silo_accounts::users::User,
+        base_url: &str,
+    ) -> Result<(Tenant, Option<silo_accounts::invitations::Invitation>)> {
+        let accounts = self.0.accounts();
+        let Some(owner) = owner else {
+            return Ok((self.create_tenant(request, None, &operator.email).await?, None));
+        };
+        let email = silo_accounts::Email::parse(owner)?;
+        match accounts.users().by_email(email.as_str()).await {
+            Ok(user) => Ok((self.create_tenant(request, Some(&user), &operator.email).await?, None)),
+            Err(silo_accounts::Error::UnknownUser(_)) => {
+                let tenant = self.create_tenant(request, None, &operator.email).await?;
+                let (invitation, _secret) = accounts
+                    .invitations()
+                    .invite_first_owner(&tenant, email.as_str(), operator, base_url)
+                    .await?;
+                Ok((tenant, Some(invitation)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// An owner moves their tenant to another plan: only to a plan marked `self_service`
     /// (others are given by operators); otherwise as [`Subscriptions::change`].
     pub async fn choose(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {

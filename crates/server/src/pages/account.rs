@@ -9,12 +9,12 @@ use silo_accounts::{Role, TokenScope};
 use silo_core::{TenantRef, TenantSlug};
 use silo_jobs::Enqueued;
 
-use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page};
+use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page, workspace_form_flash};
 use crate::csrf::CsrfForm;
 use crate::devices;
 use crate::error::{Failure, PASSWORD_THROTTLED, PageError};
 use crate::hosts::WorkspaceHost;
-use crate::redirects::{Flash, safe_next, see_other, see_other_with_flash};
+use crate::redirects::{safe_next, see_other, see_other_with_flash};
 use crate::request::{client_addr, state};
 use crate::sessions::{SignedIn, current_session, session_cookie, session_secret, sign_out_browser};
 
@@ -80,43 +80,6 @@ struct SignupForm {
     /// Empty: suggested from the workspace's name.
     #[serde(default)]
     slug: String,
-}
-
-/// Where a refused sign-up or new workspace is shown in its form, and in which words: next to
-/// `email`, `name`, `password`, `workspace` or `slug`, or above the form.
-fn workspace_form_flash(e: &silo_accounts::Error) -> Flash {
-    use silo_accounts::Error as A;
-    let (field, message) = match e {
-        A::Invalid { field, message } => {
-            let field = match *field {
-                "workspace_name" => "workspace",
-                other => other,
-            };
-            (Some(field), sentence(message))
-        }
-        A::Tenancy(t) => match t.root() {
-            silo_tenancy::Error::InvalidSlug(slug) => (Some("slug"), slug.advice()),
-            silo_tenancy::Error::SlugTaken(slug) => {
-                (Some("slug"), format!("The address {slug} is taken: choose another."))
-            }
-            other => (None, sentence(&other.to_string())),
-        },
-        other => (None, sentence(&other.to_string())),
-    };
-    Flash { kind: "error", message, field: field.map(str::to_owned) }
-}
-
-/// A message as a sentence: a capital first letter and a full stop.
-fn sentence(message: &str) -> String {
-    let mut chars = message.chars();
-    let mut out: String = match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    };
-    if !out.ends_with(['.', '!', '?']) {
-        out.push('.');
-    }
-    out
 }
 
 /// Counts an attempt against `throttle` (per address and per client) or answers 429 with

@@ -12,10 +12,13 @@ use silo_workspace::activity;
 use silo_workspace::migrations as tenant_migrations;
 
 use super::account::NoFields;
-use super::{Page, PageResult, flash_outcome, flash_outcome_with, page_offset};
+use super::{
+    Page, PageResult, flash_outcome, flash_outcome_with, page_offset, sentence, tenancy_refusal,
+    workspace_form_flash,
+};
 use crate::csrf::CsrfForm;
 use crate::error::Failure;
-use crate::redirects::see_other_with_flash;
+use crate::redirects::{see_other_with_flash, see_other_with_form_error};
 use crate::request::state;
 use crate::sessions::Operator;
 
@@ -117,34 +120,49 @@ async fn provision_page(
     let accounts = state(&req).accounts();
     let request = CreateTenant {
         slug: form.slug.trim().to_owned(),
-        name: nonempty(&Some(form.name)),
-        region: nonempty(&Some(form.region)),
-        plan: nonempty(&Some(form.plan)),
+        name: nonempty(&Some(form.name.clone())),
+        region: nonempty(&Some(form.region.clone())),
+        plan: nonempty(&Some(form.plan.clone())),
     };
-    let owner = match nonempty(&Some(form.owner)) {
-        Some(owner) => match accounts.users().by_email(&owner).await {
-            Ok(user) => Some(user),
-            Err(_) => {
-                return Ok(see_other_with_flash(
-                    "/admin",
-                    "error",
-                    &format!("There is no account for {owner}."),
-                ));
-            }
-        },
-        None => None,
-    };
-    let tenant = match state(&req)
+    let operator = accounts.users().by_email(&op.session.email).await?;
+    let owner = nonempty(&Some(form.owner.clone()));
+    let provisioned = state(&req)
         .billing
         .subscriptions()
-        .create_tenant(request, owner.as_ref(), &op.session.email)
-        .await
-    {
-        Ok(tenant) => tenant,
-        Err(e) if e.is_user_error() => return Ok(see_other_with_flash("/admin", "error", &e.to_string())),
+        .provision(request, owner.as_deref(), &operator, state(&req).links.origin())
+        .await;
+    let (tenant, invited) = match provisioned {
+        Ok(done) => done,
+        Err(e) if e.is_user_error() => {
+            let (field, message) = match &e {
+                silo_billing::Error::Tenancy(t) => tenancy_refusal(t),
+                silo_billing::Error::Accounts(a) => {
+                    // The owner's address is the `owner` field here.
+                    let flash = workspace_form_flash(a);
+                    ((flash.field.as_deref() == Some("email")).then_some("owner"), flash.message)
+                }
+                silo_billing::Error::Invalid { field, message } => (Some(*field), sentence(message)),
+                other => (None, sentence(&other.to_string())),
+            };
+            let typed = [
+                ("slug", form.slug.as_str()),
+                ("name", &form.name),
+                ("region", &form.region),
+                ("plan", &form.plan),
+                ("owner", &form.owner),
+            ];
+            return Ok(see_other_with_form_error("/admin", field, &message, &typed));
+        }
         Err(e) => return Err(e.into()),
     };
-    Ok(see_other_with_flash(&format!("/admin/tenants/{}", tenant.id), "ok", "Tenant provisioned."))
+    let done = match invited {
+        Some(invitation) => format!(
+            "Tenant provisioned. {} has no account yet: an invitation to own it was emailed.",
+            invitation.email
+        ),
+        None => "Tenant provisioned.".to_owned(),
+    };
+    Ok(see_other_with_flash(&format!("/admin/tenants/{}", tenant.id), "ok", &done))
 }
 
 fn tenant_id(raw: &str) -> Result<TenantId, Failure> {

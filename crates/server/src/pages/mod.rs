@@ -23,7 +23,8 @@ use silo_core::ErrorKind;
 use super::csrf::csrf_token;
 use super::error::{DomainError, Failure, PageError, REVALIDATE, error_page_with};
 use super::redirects::{
-    flash_removal, see_other_with_flash, see_other_with_form_error, take_flash, take_typed, typed_removal,
+    Flash, flash_removal, see_other_with_flash, see_other_with_form_error, take_flash, take_typed,
+    typed_removal,
 };
 use super::request::state;
 use super::sessions::{current_session, session_secret};
@@ -238,6 +239,52 @@ pub fn form_outcome<T, E: DomainError + Into<Failure>>(
         }
         other => flash_outcome_with(form.back, other, done),
     }
+}
+
+/// Where a refused sign-up, new workspace or provisioning is shown in its form, and in which
+/// words: next to `email`, `name`, `password`, `workspace` or `slug`, or above the form.
+pub fn workspace_form_flash(e: &silo_accounts::Error) -> Flash {
+    use silo_accounts::Error as A;
+    let (field, message) = match e {
+        A::Invalid { field, message } => {
+            let field = match *field {
+                "workspace_name" => "workspace",
+                other => other,
+            };
+            (Some(field), sentence(message))
+        }
+        A::Tenancy(t) => tenancy_refusal(t),
+        other => (None, sentence(&other.to_string())),
+    };
+    Flash { kind: "error", message, field: field.map(str::to_owned) }
+}
+
+/// A fleet's refusal of a new workspace in the words of its form: the address (`slug`) or the
+/// region it is about, else above the form.
+pub fn tenancy_refusal(e: &silo_tenancy::Error) -> (Option<&'static str>, String) {
+    use silo_tenancy::Error as T;
+    match e.root() {
+        T::InvalidSlug(slug) => (Some("slug"), slug.advice()),
+        T::SlugTaken(slug) => (Some("slug"), format!("The address {slug} is taken: choose another.")),
+        T::Storage(silo_storage::Error::UnknownRegion(..) | silo_storage::Error::InvalidRegionName(_)) => {
+            (Some("region"), sentence(&e.root().to_string()))
+        }
+        T::Invalid { field, message } => (Some(field), sentence(message)),
+        other => (None, sentence(&other.to_string())),
+    }
+}
+
+/// A message as a sentence: a capital first letter and a full stop.
+pub fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
 }
 
 /// The page number and offset of a `?page=` parameter.
