@@ -516,7 +516,12 @@ async fn invite_page(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<In
         // Refused before any email: it does not count.
         state(&req).invite_throttle.refund(&form.email, &workspace);
     }
-    flash_outcome_with(&back, invited, |(invitation, secret)| {
+    let form_back = FormBack {
+        back: &back,
+        fields: &["email", "role"],
+        typed: vec![("email", &form.email), ("role", &form.role)],
+    };
+    form_outcome(form_back, invited, |(invitation, secret)| {
         let link = links.main(&format!("/invitations/{secret}"));
         let message =
             format!("Invitation emailed to {}. You can also share this link: {link}", invitation.email);
