@@ -85,7 +85,21 @@ pub fn os_user() -> String {
         .try_with(|c| c.lock().user.clone())
         .ok()
         .filter(|user| !user.is_empty())
-        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()))
+        .unwrap_or_else(login_user)
+}
+
+/// This process's operator: the login name (`USER`, else `LOGNAME`, else the uid), and the
+/// person behind `sudo` when there is one ("alice (as root)"), so the audit log names who
+/// acted rather than the account they borrowed.
+fn login_user() -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let user = var("USER")
+        .or_else(|| var("LOGNAME"))
+        .unwrap_or_else(|| format!("uid {}", rustix::process::geteuid().as_raw()));
+    match var("SUDO_USER").filter(|sudo| *sudo != user) {
+        Some(sudo) => format!("{sudo} (as {user})"),
+        None => user,
+    }
 }
 
 /// `println!` for commands: standard output, or the capture.

@@ -176,6 +176,24 @@ fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
         String::from_utf8_lossy(&restored.stderr)
     );
     stdout(&silo(d, &["tenant", "delete", "doomed", "--purge"]));
+    // The audit log names the operator who ran each command, through the server or not, and
+    // the person behind sudo.
+    let as_user = |user: &str, sudo: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_silo"));
+        command
+            .args(args)
+            .current_dir(d)
+            .env_remove("SILO_DATA_DIR")
+            .env("USER", user)
+            .env_remove("SUDO_USER");
+        if let Some(sudo) = sudo {
+            command.env("SUDO_USER", sudo);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    as_user("ann-ops", None, &["tenant", "suspend", "held"]);
+    as_user("root", Some("bob-ops"), &["tenant", "resume", "held"]);
 
     // Errors keep their words and exit code; usage errors are clap's.
     let missing = silo(d, &["tenant", "show", "nobody"]);
@@ -195,6 +213,18 @@ fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
 
     stop(child);
     assert!(!socket.exists(), "the socket goes with the server");
+    as_user("cid-ops", None, &["tenant", "set-plan", "held", "team"]);
+    let actors = tokio::runtime::Runtime::new().unwrap().block_on(audit_actors(&d.join("data")));
+    for expected in [
+        ("cli:ann-ops", "tenant.suspend"),
+        ("cli:bob-ops (as root)", "tenant.resume"),
+        ("cli:cid-ops", "tenant.plan"),
+    ] {
+        assert!(
+            actors.iter().any(|(a, b)| (a.as_str(), b.as_str()) == expected),
+            "{expected:?} in {actors:?}"
+        );
+    }
     assert_eq!(stdout(&silo(d, &count)), stdout(&silo(d, &count)), "without a server the CLI runs it");
     let gone = silo(d, &["tenant", "show", "doomed"]);
     assert!(!gone.status.success(), "purged while serving (its slug is gone with it)");
@@ -290,6 +320,17 @@ async fn backed_up_tenants(data: &Path, tenants: i64) -> i64 {
     }
     tenancy.shutdown().await;
     with_backup
+}
+
+/// Who did what, from the audit log.
+async fn audit_actors(data: &Path) -> Vec<(String, String)> {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}?mode=ro", data.join("control.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let rows =
+        sqlx::query_as("SELECT actor, action FROM audit_log ORDER BY id").fetch_all(&mut conn).await.unwrap();
+    let _ = conn.close().await;
+    rows
 }
 
 /// How many tenants the erasure ledger records as done for its (one) erasure.
