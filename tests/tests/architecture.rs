@@ -399,6 +399,14 @@ fn every_control_table_has_one_owner_named_by_its_migration() {
                 created.insert(table.to_string());
             }
         }
+        // A table rebuilt under a new name and renamed back (SQLite's way to change a
+        // constraint) is the one table.
+        for pair in words(&sql).windows(6) {
+            if let ["ALTER", "TABLE", from, "RENAME", "TO", to] = pair {
+                created.remove(*from);
+                created.insert(to.to_string());
+            }
+        }
         let changed = tables_changed(&sql, &owners.tables);
         let mut expected: Vec<String> = changed.iter().map(|t| owners.tables[t].clone()).collect();
         expected.sort();

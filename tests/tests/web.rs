@@ -735,6 +735,52 @@ async fn account_page_profile_password_and_tokens() {
     assert!(!listed.body.contains(&token), "shown once");
     let refused = ada.submit("/account", "/account/tokens", &[("workspace", "someone-elses")]).await.unwrap();
     assert_eq!(refused.status, 303);
+
+    // A named, read-only token: listed by its name and access; it reads and changes nothing.
+    let made = ada
+        .submit(
+            "/account",
+            "/account/tokens",
+            &[
+                ("name", "Dashboard reader"),
+                ("access", "read_only"),
+                ("workspace", "acme"),
+                ("expires_days", ""),
+            ],
+        )
+        .await
+        .unwrap();
+    let reader = between(&made.body, "id=\"new-token\">", "<").unwrap().to_owned();
+    let listed = ada.get("/account").await.unwrap().body;
+    assert!(
+        listed.contains("<td>Dashboard reader</td>") && listed.contains("<td>read only</td>"),
+        "{listed}"
+    );
+    assert!(listed.contains("<span class=\"muted\">unnamed</span>"), "the first token had no name");
+    let api = silo_e2e::ApiClient::new(server.addr, Some(&reader));
+    let (status, _) = api.call("GET", "/w/acme/projects", None).await.unwrap();
+    assert_eq!(status, 200);
+    let (status, body) =
+        api.call("POST", "/w/acme/projects", Some(serde_json::json!({ "name": "Nope" }))).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("read-only"), "{body}");
+    let writer = silo_e2e::ApiClient::new(server.addr, Some(&token));
+    let (status, _) =
+        writer.call("POST", "/w/acme/projects", Some(serde_json::json!({ "name": "Yes" }))).await.unwrap();
+    assert_eq!(status, 201, "a read-and-write token writes");
+    // A name over 100 characters is refused next to the field, what was typed kept.
+    let long = "n".repeat(101);
+    ada.submit(
+        "/account",
+        "/account/tokens",
+        &[("name", &long), ("access", "read_only"), ("workspace", "acme")],
+    )
+    .await
+    .unwrap();
+    let page = ada.get("/account").await.unwrap().body;
+    assert!(
+        page.contains("id=\"token-name-error\"") && page.contains("<option value=\"read_only\" selected>")
+    );
     server.stop().await.unwrap();
 }
 

@@ -56,7 +56,7 @@ pub use roles::{By, Role};
 pub use sessions::Sessions;
 pub use settings::{AccountsSettings, SmtpSettings};
 pub use signups::Signups;
-pub use tokens::{TokenScope, Tokens};
+pub use tokens::{TokenScope, TokenSpec, Tokens};
 pub use users::{Email, User, UserId, Users};
 
 /// The people of one Silo process. Cheap to clone.

@@ -29,6 +29,8 @@ pub struct TokenPrincipal {
     pub tenant: Option<TenantId>,
     /// When the token stops working (UTC), if it expires.
     pub expires_at: Option<Timestamp>,
+    /// It may only read (GET and HEAD).
+    pub read_only: bool,
 }
 
 impl TokenPrincipal {
@@ -42,6 +44,10 @@ impl TokenPrincipal {
 pub struct TokenInfo {
     /// Id.
     pub id: String,
+    /// What its owner named it for ("" for tokens made before names).
+    pub name: String,
+    /// It may only read.
+    pub read_only: bool,
     /// `operator` or `personal`.
     pub kind: String,
     /// The workspace slug of a personal token.
@@ -53,6 +59,20 @@ pub struct TokenInfo {
     /// When it stops working (UTC); `None`: never.
     pub expires_at: Option<Timestamp>,
 }
+
+/// What a new token is called, how long it works and whether it may only read.
+#[derive(Clone, Debug, Default)]
+pub struct TokenSpec {
+    /// What it is for ("deploy script"); at most [`TOKEN_NAME_CHARS`] characters.
+    pub name: String,
+    /// Working for this long, or until revoked.
+    pub lifetime: Option<Duration>,
+    /// Only reads (GET and HEAD); anything else is refused.
+    pub read_only: bool,
+}
+
+/// The longest token name.
+pub const TOKEN_NAME_CHARS: usize = 100;
 
 /// Which kind of API token to issue.
 #[derive(Clone, Debug)]
@@ -84,6 +104,26 @@ impl Tokens {
         actor: &str,
         lifetime: Option<Duration>,
     ) -> Result<String> {
+        self.issue_with(email, scope, actor, &TokenSpec { lifetime, ..TokenSpec::default() }).await
+    }
+
+    /// Issues a new API token as `spec` says: named, working for a time or until revoked,
+    /// read-only or not (see [`Tokens::issue_expiring`]).
+    pub async fn issue_with(
+        &self,
+        email: &str,
+        scope: TokenScope,
+        actor: &str,
+        spec: &TokenSpec,
+    ) -> Result<String> {
+        let name = silo_core::text::trim(&spec.name);
+        if name.chars().count() > TOKEN_NAME_CHARS {
+            return Err(Error::invalid(
+                "name",
+                format!("A token's name is at most {TOKEN_NAME_CHARS} characters."),
+            ));
+        }
+        let lifetime = spec.lifetime;
         let user = self.0.users().by_email(email).await?;
         let (kind, tenant_id) = match &scope {
             TokenScope::Operator => {
@@ -107,8 +147,8 @@ impl Tokens {
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at, name, access)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&user.id)
@@ -117,6 +157,8 @@ impl Tokens {
         .bind(&digest)
         .bind(now.as_str())
         .bind(lifetime.map(|l| now.plus(l).as_str().to_owned()))
+        .bind(name)
+        .bind(if spec.read_only { "read_only" } else { "read_write" })
         .execute(&mut *tx)
         .await?;
         silo_core::audit::record(
@@ -125,7 +167,10 @@ impl Tokens {
             actor,
             "token.issue",
             tenant_id,
-            &serde_json::json!({ "user": user.id, "kind": kind, "lifetime_s": lifetime.map(|l| l.as_secs()) }),
+            &serde_json::json!({
+                "user": user.id, "kind": kind, "name": name, "read_only": spec.read_only,
+                "lifetime_s": lifetime.map(|l| l.as_secs()),
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -154,7 +199,8 @@ impl Tokens {
                 "SELECT t.id, t.user_id, u.email, t.tenant_id, t.last_used_at, t.expires_at,
                         (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
                         OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
-                            WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id))
+                            WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id)),
+                        t.access = 'read_only'
                  FROM api_tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL
                    AND (t.expires_at IS NULL OR t.expires_at > ?2)",
@@ -162,12 +208,20 @@ impl Tokens {
             .query_row([digest, now.as_str()], |row| {
                 let standing: bool = row.get(6)?;
                 let last_used: Option<Timestamp> = row.get(4)?;
-                let principal = (row.get(0)?, row.get(1)?, row.get(2)?, row.get::<_, Option<String>>(3)?, row.get(5)?);
+                let principal = (
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get(5)?,
+                    row.get(7)?,
+                );
                 Ok(standing.then_some((principal, last_used)))
             })
             .optional()
         })?;
-        let Some(((token_id, user_id, email, tenant, expires_at), last_used)) = row.flatten() else {
+        let Some(((token_id, user_id, email, tenant, expires_at, read_only), last_used)) = row.flatten()
+        else {
             return Ok(None);
         };
         let tenant = tenant
@@ -175,7 +229,7 @@ impl Tokens {
                 t.parse().map_err(|_| Error::Config(format!("corrupt tenant id `{t}` in api_tokens")))
             })
             .transpose()?;
-        let principal = TokenPrincipal { token_id, user_id, email, tenant, expires_at };
+        let principal = TokenPrincipal { token_id, user_id, email, tenant, expires_at, read_only };
         if last_used.is_none_or(|at| at < now.minus(LAST_USED_STEP)) {
             self.touch(&principal.token_id, &now);
         }
@@ -200,9 +254,11 @@ impl Tokens {
 
     /// An account's unrevoked tokens, newest first.
     pub async fn of_user(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
-        type Row = (String, String, Option<String>, Timestamp, Option<Timestamp>, Option<Timestamp>);
+        type Row =
+            (String, String, Option<String>, Timestamp, Option<Timestamp>, Option<Timestamp>, String, bool);
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, kind, tenant_id, created_at, last_used_at, expires_at FROM api_tokens
+            "SELECT id, kind, tenant_id, created_at, last_used_at, expires_at, name, access = 'read_only'
+             FROM api_tokens
              WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at DESC",
         )
         .bind(user_id)
@@ -212,8 +268,10 @@ impl Tokens {
         let tenants = self.0.control().tenants_by_ids(&ids).await?;
         Ok(rows
             .into_iter()
-            .map(|(id, kind, tenant, created_at, last_used_at, expires_at)| TokenInfo {
+            .map(|(id, kind, tenant, created_at, last_used_at, expires_at, name, read_only)| TokenInfo {
                 id,
+                name,
+                read_only,
                 kind,
                 tenant_slug: tenant.and_then(|t| tenants.get(&t)).map(|t| t.slug.to_string()),
                 created_at,

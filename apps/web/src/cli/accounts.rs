@@ -43,6 +43,12 @@ pub enum UserCommand {
         /// The token stops working after this many days (default: when revoked).
         #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u64).range(1..=3650))]
         expires_days: Option<u64>,
+        /// What the token is for (shown on the account page).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// The token may only read.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
@@ -135,10 +141,11 @@ impl UserCommand {
                     crate::say!("added {} to {tenant} as {}", user.email, role.as_str());
                 }
             }
-            Self::Token { email, tenant, expires_days } => {
+            Self::Token { email, tenant, expires_days, name, read_only } => {
                 let scope = TokenScope::Personal(tenant.parse()?);
                 let lifetime = expires_days.map(|days| std::time::Duration::from_secs(days * 86_400));
-                crate::say!("{}", accounts.tokens().issue_expiring(&email, scope, &actor(), lifetime).await?);
+                let spec = silo_accounts::TokenSpec { name, lifetime, read_only };
+                crate::say!("{}", accounts.tokens().issue_with(&email, scope, &actor(), &spec).await?);
             }
         }
         Ok(())

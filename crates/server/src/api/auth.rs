@@ -1,6 +1,7 @@
 //! Bearer-token authentication of the API. Wrong tokens count against the client's address;
 //! too many get 429 before any lookup. A request without a token is 401, and counts for
-//! nothing (it guesses nothing).
+//! nothing (it guesses nothing). A read-only token may only read (GET, HEAD, OPTIONS): any other
+//! method is 403.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,6 +43,9 @@ impl FromRequest for Bearer {
                 return Err(ApiError(failure.retry_after(retry)));
             }
             match app.accounts().tokens().authenticate(token).await? {
+                Some(principal) if principal.read_only && !req.method().is_safe() => {
+                    Err(ApiError(Failure::forbidden("This token is read-only: it may only read.")))
+                }
                 Some(principal) => Ok(Bearer(principal)),
                 None => {
                     app.api_throttle.failed("bearer", &client);

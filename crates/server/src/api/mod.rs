@@ -136,7 +136,8 @@ pub struct Choices {
 }
 
 /// The served document: the routes' own descriptions, plus what every operation may answer
-/// whatever it does ([`ANY_OPERATION`], [`WITH_BODY`], 404 where a path names something);
+/// whatever it does ([`ANY_OPERATION`], [`WITH_BODY`], 404 where a path names something, 403
+/// where it changes something: a read-only token may not);
 /// every request body closed to fields it does not name (`additionalProperties: false`: the
 /// API refuses them, 422 naming the field); `plan` and `region` fields limited to `choices`,
 /// and slugs to those not reserved.
@@ -152,9 +153,10 @@ pub fn document(openapi: &utoipa::openapi::OpenApi, choices: &Choices) -> String
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             let Some(operations) = item.as_object_mut() else { continue };
-            for (_, operation) in
+            for (method, operation) in
                 operations.iter_mut().filter(|(key, _)| HTTP_METHODS.contains(&key.as_str()))
             {
+                let writes = !matches!(method.as_str(), "get" | "head" | "options");
                 let body = &operation["requestBody"]["content"]["application/json"]["schema"]["$ref"];
                 let reads_body = !operation["requestBody"].is_null();
                 if let Some(name) = body.as_str().and_then(|r| r.rsplit('/').next()) {
@@ -167,6 +169,9 @@ pub fn document(openapi: &utoipa::openapi::OpenApi, choices: &Choices) -> String
                 ANY_OPERATION.iter().for_each(|(code, why)| add(code, why));
                 if reads_body {
                     WITH_BODY.iter().for_each(|(code, why)| add(code, why));
+                }
+                if writes {
+                    add("403", "Not allowed: this account may not, or the token is read-only.");
                 }
                 if path.contains('{') {
                     add("404", "Nothing here (or nothing this token may see).");

@@ -5,7 +5,7 @@ use actix_web::{HttpMessage, HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::signups::SignupRequest;
 use silo_accounts::throttle::Throttle;
-use silo_accounts::{Role, TokenScope};
+use silo_accounts::{Role, TokenScope, TokenSpec};
 use silo_core::{TenantRef, TenantSlug};
 use silo_jobs::Enqueued;
 
@@ -14,7 +14,7 @@ use crate::csrf::CsrfForm;
 use crate::devices;
 use crate::error::{Failure, PASSWORD_THROTTLED, PageError};
 use crate::hosts::WorkspaceHost;
-use crate::redirects::{safe_next, see_other, see_other_with_flash};
+use crate::redirects::{safe_next, see_other, see_other_with_flash, see_other_with_form_error};
 use crate::request::{client_addr, state};
 use crate::sessions::{SignedIn, current_session, session_cookie, session_secret, sign_out_browser};
 
@@ -389,6 +389,12 @@ async fn revoke_session(
 
 #[derive(Deserialize)]
 struct TokenForm {
+    /// What the token is for.
+    #[serde(default)]
+    name: String,
+    /// `read_only` or `read_write`.
+    #[serde(default)]
+    access: String,
     workspace: String,
     /// Days until the token expires; empty: never.
     #[serde(default)]
@@ -411,18 +417,19 @@ async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<T
         },
     };
     let scope = TokenScope::Personal(TenantRef::Slug(slug));
-    let token =
-        match accounts.tokens().issue_expiring(&me.session.email, scope, &me.session.email, lifetime).await {
-            Ok(token) => token,
-            Err(e) if e.is_user_error() => {
-                return Ok(see_other_with_flash(
-                    "/account",
-                    "error",
-                    "You can only create tokens for your own workspaces.",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
+    let spec = TokenSpec { name: form.name.clone(), lifetime, read_only: form.access == "read_only" };
+    let typed = [("name", form.name.as_str()), ("access", &form.access), ("workspace", &form.workspace)];
+    let token = match accounts.tokens().issue_with(&me.session.email, scope, &me.session.email, &spec).await {
+        Ok(token) => token,
+        Err(silo_accounts::Error::Invalid { field: "name", message }) => {
+            return Ok(see_other_with_form_error("/account", Some("token-name"), &message, &typed));
+        }
+        Err(e) if e.is_user_error() => {
+            let message = "You can only create tokens for your own workspaces.";
+            return Ok(see_other_with_form_error("/account", None, message, &typed));
+        }
+        Err(e) => return Err(e.into()),
+    };
     account_view(&req, &me).await?.with("new_token", &token).render(&req).await
 }
 
