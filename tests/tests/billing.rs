@@ -257,6 +257,10 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     let shared = silo_core::ProcessClock::new(clock.shared());
     let server = TestServer::start_with(move |s| {
         s.billing.tax_rates.insert("DE".into(), 1_900);
+        s.billing.tax_rates.insert("FR".into(), 2_000);
+        s.billing.seller = "Silo GmbH\nMusterweg 1\n10115 Berlin".into();
+        s.billing.seller_tax_id = "DE 123 456 789".into();
+        s.billing.seller_country = "DE".into();
         s.fleet.clock = shared;
     })
     .await
@@ -319,6 +323,16 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     let mia = server.sign_in("mia@example.com").await.unwrap();
     assert_eq!(mia.get("/w/acme/billing").await.unwrap().status, 403);
 
+    // Beta is a French company with a VAT number: billed from Germany under the reverse charge.
+    let beta_id = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap().id;
+    let french = silo_billing::BillingProfile {
+        name: "Beta SAS".into(),
+        country: "FR".into(),
+        tax_id: "FR 40 303 265 045".into(),
+        ..Default::default()
+    };
+    billing.profiles().set(beta_id, french, "test").await.unwrap();
+
     // Last month, billed: both tenants held business all month (created three months ago).
     let period = silo_billing::Period::of(present.as_str()).unwrap().previous();
     let summary = billing.invoices().run(period, "test").await.unwrap();
@@ -356,9 +370,33 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
         "15.20 EUR",
         "95.20 EUR",
         "bank transfer",
+        "Silo GmbH\nMusterweg 1\n10115 Berlin",
+        "VAT ID DE 123 456 789",
+        "How to pay",
     ] {
         assert!(printable.body.contains(expected), "{expected} in {}", printable.body);
     }
+    assert!(!printable.body.contains("Reverse charge"), "a German buyer pays German VAT");
+    let beta_invoice = billing
+        .invoices()
+        .list(&silo_billing::InvoiceFilter { tenant: Some(beta_id), ..Default::default() })
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((beta_invoice.tax, beta_invoice.tax_rate_bp), (0, 0), "no VAT under the reverse charge");
+    assert!(
+        beta_invoice.lines.iter().any(|l| l.description == "1 seat × business plan, the month"),
+        "{:?}",
+        beta_invoice.lines
+    );
+    let bob_page = server.sign_in("bob@example.com").await.unwrap();
+    let beta_printable =
+        bob_page.get(&format!("/w/beta/billing/invoices/{}", beta_invoice.id)).await.unwrap().body;
+    assert!(
+        beta_printable.contains("VAT (reverse charge)")
+            && beta_printable.contains("the recipient, VAT ID FR 40 303 265 045, accounts for it"),
+        "{beta_printable}"
+    );
     let csv = ada.get("/w/acme/billing/invoices.csv").await.unwrap();
     assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
     assert_eq!(csv.body.lines().count(), 2, "the header and the open invoice, no draft: {}", csv.body);
@@ -379,7 +417,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     );
     assert!(
         admin.contains("2 (160.20 EUR)"),
-        "open: 95.20 EUR, and 65.00 EUR untaxed (beta has no country): {admin}"
+        "open: 95.20 EUR, and 65.00 EUR untaxed (beta, reverse charge): {admin}"
     );
     // The operator sets beta's billing contact on its tenant page.
     let beta = server.tenancy.tenant(&"beta".parse().unwrap()).await.unwrap();
@@ -409,7 +447,10 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert_eq!(voided.status, 303);
     let shown = console.get(&page).await.unwrap().body;
     assert!(shown.contains("is void; Credit note 3 cancels it"), "{shown}");
-    assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("Credit note 3"));
+    let billing_page = ada.get("/w/acme/billing").await.unwrap().body;
+    let credit_id = between_quotes(&billing_page, "Credit note 3");
+    let credit = ada.get(&format!("/w/acme/billing/invoices/{credit_id}")).await.unwrap().body;
+    assert!(credit.contains(&format!("Cancels {}", acme_invoice.title())), "names the invoice: {credit}");
     // Paying it again is refused with a message, not an error page.
     let again = console.submit(&page, &format!("{page}/pay"), &[("reference", "x")]).await.unwrap();
     assert_eq!(again.status, 303);
@@ -575,4 +616,10 @@ async fn the_run_due_dates_and_dunning_follow_the_clock() {
     let acme = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap();
     assert_eq!(acme.status, silo_tenancy::TenantStatus::Active, "paying resumes it");
     server.stop().await.unwrap();
+}
+
+/// The invoice id of the link whose text is `title` on a billing page.
+fn between_quotes(page: &str, title: &str) -> String {
+    let before = page.split(&format!("\">{title}</a>")).next().unwrap();
+    before.rsplit("/billing/invoices/").next().unwrap().to_owned()
 }

@@ -2,6 +2,17 @@
 //! with their English short names for the form's select. Checked against the standard's 249
 //! officially assigned codes.
 
+/// The member states of the European Union (for the reverse charge), by code.
+pub const EU: [&str; 27] = [
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
+    "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK",
+];
+
+/// Whether a country code (upper case) is an EU member state.
+pub fn in_eu(code: &str) -> bool {
+    EU.contains(&code)
+}
+
 /// Every officially assigned ISO 3166-1 alpha-2 code with its name, by code.
 pub const COUNTRIES: &[(&str, &str)] = &[
     ("AD", "Andorra"),

@@ -39,6 +39,18 @@ impl Billing {
 }
 
 impl Dunning<'_> {
+    /// The unpaid invoice a tenant is suspended over, if dunning suspended it (else it was
+    /// suspended by an operator, or is not suspended).
+    pub async fn suspended_over(&self, tenant: TenantId) -> Result<Option<Invoice>> {
+        let filter = InvoiceFilter {
+            tenant: Some(tenant),
+            status: Some(InvoiceStatus::Open),
+            issued_only: true,
+            ..InvoiceFilter::default()
+        };
+        Ok(self.0.invoices().list(&filter).await?.into_iter().find(|invoice| invoice.suspended_at.is_some()))
+    }
+
     /// One dunning pass over the open invoices at `now` (a timestamp; the job passes the
     /// current time).
     pub async fn run(&self, now: &str, actor: &str) -> Result<DunningSummary> {

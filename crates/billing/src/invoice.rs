@@ -92,7 +92,12 @@ pub fn compute(
             let per_seat = prorated(segment.terms.price_seat);
             let trial = if segment.trial { " (trial)" } else { "" };
             lines.push(Line {
-                description: format!("{} seats × {} plan, {period}{trial}", segment.seats, segment.plan),
+                description: format!(
+                    "{} seat{} × {} plan, {period}{trial}",
+                    segment.seats,
+                    if segment.seats == 1 { "" } else { "s" },
+                    segment.plan
+                ),
                 amount: per_seat * i64::from(segment.seats),
             });
         }

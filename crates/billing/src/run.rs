@@ -142,12 +142,14 @@ impl crate::invoices::Invoices<'_> {
             usage.entry(tenant).or_default().push(Day { day: period.day_of(&day), seats, storage });
         }
         let members = self.0.accounts().memberships().counts().await?;
-        let countries: HashMap<String, String> =
-            sqlx::query_as("SELECT tenant_id, country FROM billing_profiles")
-                .fetch_all(control)
-                .await?
-                .into_iter()
-                .collect();
+        let buyers: HashMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
+            "SELECT tenant_id, country, tax_id FROM billing_profiles",
+        )
+        .fetch_all(control)
+        .await?
+        .into_iter()
+        .map(|(tenant, country, tax_id)| (tenant, (country, tax_id)))
+        .collect();
 
         let mut summary =
             RunSummary { period: period.to_string(), tenants: tenants.len(), ..RunSummary::default() };
@@ -162,8 +164,9 @@ impl crate::invoices::Invoices<'_> {
             let current_seats = members.get(&tenant.id).copied().unwrap_or(0);
             match self.draft(period, tenant, plans, days, current_seats) {
                 Ok(Some((currency, segments, overage_gb, overage_price))) => {
-                    let country = countries.get(&tenant.id).map(String::as_str).unwrap_or("");
-                    let tax_bp = self.0.settings().tax_rate(country);
+                    let (country, tax_id) =
+                        buyers.get(&tenant.id).map_or(("", ""), |(c, t)| (c.as_str(), t.as_str()));
+                    let tax_bp = self.0.settings().tax_for(country, tax_id);
                     let amounts =
                         invoice::compute(period.days(), &segments, overage_gb, overage_price, tax_bp);
                     if amounts.total == 0 {

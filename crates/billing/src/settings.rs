@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub struct BillingSettings {
     /// Who issues the invoices (name and address, printed at the top of each).
     pub seller: String,
+    /// The seller's VAT number, printed on each invoice (empty: none printed).
+    pub seller_tax_id: String,
+    /// The seller's country (ISO 3166-1 alpha-2): a buyer in another EU country with a VAT
+    /// number is billed without tax, under the reverse charge (empty: never).
+    pub seller_country: String,
     /// Days between finalising an invoice and its due date.
     pub payment_terms_days: u32,
     /// How to pay, printed on every invoice (the manual provider's instructions: bank details).
@@ -31,6 +36,8 @@ impl Default for BillingSettings {
     fn default() -> Self {
         Self {
             seller: "Silo".to_owned(),
+            seller_tax_id: String::new(),
+            seller_country: String::new(),
             payment_terms_days: 14,
             payment_instructions: "Please pay by bank transfer, quoting the invoice number.".to_owned(),
             tax_rates: BTreeMap::new(),
@@ -45,6 +52,24 @@ impl BillingSettings {
     /// The tax rate (basis points) for a billing country.
     pub fn tax_rate(&self, country: &str) -> u32 {
         self.tax_rates.get(&country.to_ascii_uppercase()).copied().unwrap_or(0)
+    }
+
+    /// Whether a buyer in `country` with VAT number `tax_id` is billed under the EU reverse
+    /// charge: both seller and buyer in the EU, in different countries, the buyer with a VAT
+    /// number. The buyer then accounts for the VAT, and the invoice charges none.
+    pub fn reverse_charge(&self, country: &str, tax_id: &str) -> bool {
+        let (seller, buyer) =
+            (self.seller_country.trim().to_ascii_uppercase(), country.trim().to_ascii_uppercase());
+        crate::countries::in_eu(&seller)
+            && crate::countries::in_eu(&buyer)
+            && seller != buyer
+            && !tax_id.trim().is_empty()
+    }
+
+    /// The tax rate (basis points) an invoice to this buyer charges: its country's, or none
+    /// under the reverse charge.
+    pub fn tax_for(&self, country: &str, tax_id: &str) -> u32 {
+        if self.reverse_charge(country, tax_id) { 0 } else { self.tax_rate(country) }
     }
 }
 
@@ -61,5 +86,26 @@ pub struct DunningSettings {
 impl Default for DunningSettings {
     fn default() -> Self {
         Self { reminder_days: vec![3, 10], suspend_after_days: 21 }
+    }
+}
+
+#[cfg(test)]
+mod reverse_charge_tests {
+    use super::*;
+
+    #[test]
+    fn the_reverse_charge_is_for_eu_buyers_elsewhere_with_a_vat_number() {
+        let mut settings = BillingSettings::default();
+        settings.tax_rates.insert("DE".into(), 1_900);
+        settings.tax_rates.insert("FR".into(), 2_000);
+        assert_eq!(settings.tax_for("FR", "FR123"), 2_000, "no seller country: never");
+        settings.seller_country = "de".into();
+        assert_eq!(settings.tax_for("FR", "FR123"), 0, "another EU country, a VAT number");
+        assert_eq!(settings.tax_for("fr", " "), 2_000, "no VAT number: the buyer's country's rate");
+        assert_eq!(settings.tax_for("DE", "DE123"), 1_900, "the seller's own country");
+        assert_eq!(settings.tax_for("US", "US123"), 0, "outside the EU: its own (unset) rate");
+        assert!(!settings.reverse_charge("US", "US123"), "and no reverse-charge wording");
+        settings.seller_country = "CH".into();
+        assert!(!settings.reverse_charge("FR", "FR123"), "a seller outside the EU");
     }
 }

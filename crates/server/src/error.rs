@@ -21,12 +21,20 @@ pub struct Failure {
     pub retry_after: Option<u64>,
     /// The field of the request it is about (the API's `"field"`), when it is about one.
     pub field: Option<String>,
+    /// Where the person can go about it (an error page's link): `(href, text)`.
+    pub link: Option<(String, String)>,
 }
 
 impl Failure {
     /// A failure with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, field: None }
+        Self { status, code, message: message.into(), retry_after: None, field: None, link: None }
+    }
+
+    /// With a link the error page offers (a local path, and what it leads to).
+    pub fn with_link(mut self, href: impl Into<String>, text: impl Into<String>) -> Self {
+        self.link = Some((href.into(), text.into()));
+        self
     }
 
     /// About the request's field `field` (an empty name: about none).
@@ -306,6 +314,7 @@ pub fn error_page_with(failure: &Failure, mut context: tera::Context) -> HttpRes
     context.insert("title", title);
     context.insert("message", &failure.message);
     context.insert("reset_link", &(failure.code == PASSWORD_THROTTLED));
+    context.insert("link", &failure.link);
     let html = super::templates::TEMPLATES.render("error.html", &context).unwrap_or_else(|e| {
         tracing::error!(error = ?e, "error template failed");
         format!("<!doctype html><title>{title}</title><p>{}", failure.status)

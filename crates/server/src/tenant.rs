@@ -116,6 +116,22 @@ pub async fn enter(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Ent
     admit(accounts, slug, user_id).await?.open(accounts).await
 }
 
+/// A workspace's billing, which stays open to its members while it is suspended (an owner
+/// must be able to see the unpaid invoice and pay it): membership checked as [`admit`] does,
+/// a suspended tenant admitted, the file not opened.
+pub async fn admit_to_billing(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Workspace, Failure> {
+    let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
+    let tenant = accounts.tenancy().resolve(&slug).await?;
+    let role = accounts.memberships().role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
+    match tenant.status {
+        TenantStatus::Active | TenantStatus::Suspended => {}
+        TenantStatus::Deleting | TenantStatus::Deleted => {
+            return Err(silo_tenancy::Error::Gone(tenant.slug.to_string()).into());
+        }
+    }
+    Ok(Workspace { tenant, role, etag: None, user_id: user_id.to_owned() })
+}
+
 /// Checks that `user_id` may enter `slug` (without opening its file).
 pub async fn admit(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Admitted, Failure> {
     let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;

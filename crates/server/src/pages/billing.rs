@@ -18,6 +18,8 @@ use crate::error::{Failure, PageError};
 use crate::redirects::see_other_with_flash;
 use crate::request::state;
 use crate::sessions::{Operator, SignedIn};
+use crate::tenant::{Workspace, admit_to_billing};
+use silo_tenancy::TenantStatus;
 
 /// The workspace's billing pages (registered inside the `/w/{slug}` scope).
 pub fn workspace_routes(cfg: &mut web::ServiceConfig) {
@@ -74,19 +76,37 @@ fn choosable<'a>(billing: &'a silo_billing::Billing, current: &'a str) -> Vec<(&
     names.into_iter().map(|name| (name, price(name))).collect()
 }
 
+/// The workspace's billing for its owner, open while the workspace is suspended (to pay).
+async fn billing_of(req: &HttpRequest, me: &SignedIn) -> Result<Workspace, PageError> {
+    let slug = req.match_info().get("slug").unwrap_or_default();
+    let ws = admit_to_billing(state(req).accounts(), slug, &me.session.user_id).await?;
+    ws.require(Role::Owner)?;
+    Ok(ws)
+}
+
 #[get("/billing")]
 async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
-    let ws = entered(&req, &me).await?;
-    ws.require(Role::Owner)?;
-    let projects = silo_workspace::projects::count(ws.turn())?;
-    let ws = ws.leave();
+    let ws = billing_of(&req, &me).await?;
+    // A suspended workspace's file stays closed: its projects are not counted meanwhile.
+    let projects = match ws.tenant.status {
+        TenantStatus::Active => {
+            let entered = entered(&req, &me).await?;
+            Some(silo_workspace::projects::count(entered.turn())?)
+        }
+        _ => None,
+    };
     let billing = &state(&req).billing;
     let now = billing.now().as_str().to_owned();
     // Drafts are the billing run's working state, not documents the customer has received.
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
     let invoices: Vec<_> = billing.invoices().list(&filter).await?.iter().map(|i| shown(i, &now)).collect();
     page("workspace/billing.html", &ws, "billing")
-        .with("usage", &billing.limits().usage(&ws.tenant, Some(projects)).await?)
+        .with("usage", &billing.limits().usage(&ws.tenant, projects).await?)
+        .with(
+            "suspended_over",
+            &billing.dunning().suspended_over(ws.tenant.id).await?.map(|i| shown(&i, &now)),
+        )
+        .with("suspended", &(ws.tenant.status == TenantStatus::Suspended))
         .with(
             "usage_chart",
             &super::charts::requests_per_day(&billing.metering().days(ws.tenant.id, 30).await?),
@@ -101,8 +121,7 @@ async fn billing_page(req: HttpRequest, me: SignedIn) -> PageResult {
 
 #[get("/billing/invoices.csv")]
 async fn invoices_csv(req: HttpRequest, me: SignedIn) -> Result<HttpResponse, PageError> {
-    let ws = entered(&req, &me).await?.leave();
-    ws.require(Role::Owner)?;
+    let ws = billing_of(&req, &me).await?;
     let filter = InvoiceFilter { tenant: Some(ws.tenant.id), issued_only: true, ..Default::default() };
     let body = state(&req).billing.invoices().csv(&filter).await?;
     Ok(csv(body, &format!("{}-invoices.csv", ws.tenant.slug)))
@@ -120,8 +139,7 @@ async fn own_invoice(req: &HttpRequest, tenant: TenantId, id: &str) -> Result<In
 
 #[get("/billing/invoices/{id}")]
 async fn invoice_page(req: HttpRequest, me: SignedIn, path: web::Path<(String, String)>) -> PageResult {
-    let ws = entered(&req, &me).await?.leave();
-    ws.require(Role::Owner)?;
+    let ws = billing_of(&req, &me).await?;
     let invoice = own_invoice(&req, ws.tenant.id, &path.1).await?;
     invoice_view(&req, &invoice, &format!("{}billing", home(&ws)), false).await
 }
@@ -129,9 +147,20 @@ async fn invoice_page(req: HttpRequest, me: SignedIn, path: web::Path<(String, S
 /// The printable invoice, for the customer (`back` to their billing page) or an operator.
 async fn invoice_view(req: &HttpRequest, invoice: &Invoice, back: &str, operator: bool) -> PageResult {
     let billing = &state(req).billing;
+    let settings = billing.settings();
+    // A credit note names the invoice it cancels.
+    let cancels = match &invoice.credits {
+        Some(id) => Some(billing.invoices().get(id).await?.title()),
+        None => None,
+    };
+    let buyer = &invoice.bill_to;
+    let reverse_charge = invoice.tax_rate_bp == 0 && settings.reverse_charge(&buyer.country, &buyer.tax_id);
     Page::new("billing/invoice.html")
         .with("i", &shown(invoice, billing.now().as_str()))
-        .with("seller", &billing.settings().seller)
+        .with("cancels", &cancels)
+        .with("reverse_charge", &reverse_charge)
+        .with("seller", &settings.seller)
+        .with("seller_tax_id", &settings.seller_tax_id)
         .with("instructions", &billing.payments().instructions(invoice))
         .with("back", &back)
         .with("operator", &operator)
@@ -161,8 +190,7 @@ impl From<ContactForm> for BillingProfile {
 
 #[post("/billing/contact")]
 async fn set_contact(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ContactForm>) -> PageResult {
-    let ws = entered(&req, &me).await?.leave();
-    ws.require(Role::Owner)?;
+    let ws = billing_of(&req, &me).await?;
     let back = format!("{}billing", home(&ws));
     let saved =
         state(&req).billing.profiles().set(ws.tenant.id, form.into(), me.session.email.as_str()).await;

@@ -136,7 +136,8 @@ pub async fn signed_in_errors(response: ServiceResponse) -> Result<ServiceRespon
     if failure.status == StatusCode::NOT_MODIFIED || session_secret(response.request()).is_none() {
         return Ok(response);
     }
-    let failure = Failure { message: failure.message.clone(), field: None, ..*failure };
+    let failure =
+        Failure { message: failure.message.clone(), field: None, link: failure.link.clone(), ..*failure };
     let mut context = tera::Context::new();
     // Should the lookup itself fail (the control plane is what failed), the page stays as it
     // was: without the header.

@@ -2,6 +2,7 @@
 //! members and invitations, settings. Every handler enters the workspace through
 //! [`crate::tenant::enter`] and reads only the entered tenant's own file.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use silo_accounts::Role;
@@ -52,7 +53,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
-    let ws = enter(state(req).accounts(), slug, &me.session.user_id).await?;
+    let ws = match enter(state(req).accounts(), slug, &me.session.user_id).await {
+        Ok(ws) => ws,
+        Err(failure) => return Err(explained(req, me, failure).await.into()),
+    };
     state(req).billing.metering().record(ws.tenant.id, &me.session.user_id);
     Ok(ws)
 }
@@ -64,7 +68,10 @@ pub(super) async fn entered(req: &HttpRequest, me: &SignedIn) -> Result<Entered,
 async fn entered_for_read(req: &HttpRequest, me: &SignedIn) -> Result<Entered, PageError> {
     let slug = req.match_info().get("slug").unwrap_or_default();
     let accounts = state(req).accounts();
-    let admitted = admit(accounts, slug, &me.session.user_id).await?;
+    let admitted = match admit(accounts, slug, &me.session.user_id).await {
+        Ok(admitted) => admitted,
+        Err(failure) => return Err(explained(req, me, failure).await.into()),
+    };
     state(req).billing.metering().record(admitted.tenant.id, &me.session.user_id);
     let etag = if take_flash(req).is_none() {
         let operator = accounts.users().is_operator(&me.session.user_id).await?;
@@ -80,6 +87,57 @@ async fn entered_for_read(req: &HttpRequest, me: &SignedIn) -> Result<Entered, P
     let mut ws = admitted.open(accounts).await?;
     ws.set_etag(etag);
     Ok(ws)
+}
+
+/// A refusal to enter a workspace, explained where it is the workspace's state: a suspended
+/// one tells its member why (an unpaid invoice, or the operators) instead of a bare 423, and
+/// shows an owner of an unpaid one the way to the invoice and how to pay it.
+async fn explained(req: &HttpRequest, me: &SignedIn, failure: Failure) -> Failure {
+    if failure.status != StatusCode::LOCKED {
+        return failure;
+    }
+    let slug = req.match_info().get("slug").unwrap_or_default();
+    match suspension(req, me, slug).await {
+        Ok(explained) => explained,
+        // Should the explanation fail to load, the refusal still stands, in its short words.
+        Err(_) => failure,
+    }
+}
+
+async fn suspension(req: &HttpRequest, me: &SignedIn, slug: &str) -> Result<Failure, PageError> {
+    let app = state(req);
+    let slug: silo_core::TenantSlug = slug.parse().map_err(|_| Failure::not_found())?;
+    let tenant = app.tenancy().resolve(&slug).await?;
+    let role = app.accounts().memberships().role(tenant.id, &me.session.user_id).await?;
+    let owner = role == Some(Role::Owner);
+    let unpaid = app.billing.dunning().suspended_over(tenant.id).await?;
+    let locked = |message: String| Failure::new(StatusCode::LOCKED, "suspended", message);
+    Ok(match (unpaid, owner) {
+        (Some(invoice), true) => locked(format!(
+            "{} is suspended because invoice {} ({}) is unpaid. It reopens as soon as the payment \
+             is recorded; nothing in it is lost.",
+            tenant.name,
+            invoice.number.map_or_else(|| invoice.id.clone(), |n| n.to_string()),
+            silo_billing::invoices::money(invoice.total, &invoice.currency),
+        ))
+        .with_link(format!("/w/{slug}/billing/invoices/{}", invoice.id), "See the invoice and how to pay it"),
+        (Some(_), false) => locked(format!(
+            "{} is suspended because an invoice is unpaid. Its owners have been told; until it is \
+             paid nothing here can be read or changed, and nothing in it is lost.",
+            tenant.name
+        )),
+        (None, true) => locked(format!(
+            "{} was suspended by the operators of this Silo. Ask them why; nothing in it is lost. \
+             Its billing stays open to you.",
+            tenant.name
+        ))
+        .with_link(format!("/w/{slug}/billing"), "Open billing"),
+        (None, false) => locked(format!(
+            "{} was suspended by the operators of this Silo. Its owners can find out why; nothing \
+             in it is lost.",
+            tenant.name
+        )),
+    })
 }
 
 /// A page's validator: the file's (data version, tenant, member) and what every page shows of
