@@ -129,12 +129,34 @@ async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
     let bad = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "gold")]).await.unwrap();
     assert_eq!(bad.status, 303);
     assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("there is no plan `gold`"));
-    let moved = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "team")]).await.unwrap();
+    // Each plan with its price and limits; choosing one first shows what it costs this month.
+    assert!(
+        billing.contains("<td><strong>team</strong></td><td>8.00 EUR a seat a month</td>")
+            && billing.contains(
+                "any number of seats · any number of projects · 10000 MB of storage · 14 days' trial"
+            ),
+        "{billing}"
+    );
+    let asked = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "team")]).await.unwrap();
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let proration = asked.body.split("id=\"proration\">").nth(1).unwrap().split("</p>").next().unwrap();
+    assert!(
+        proration.starts_with("This month&#x27;s invoice grows by ")
+            && proration.contains("from today on are billed at team"),
+        "{proration}"
+    );
+    assert_eq!(
+        server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan,
+        "pair",
+        "not before it is confirmed"
+    );
+    let moved =
+        ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "team"), ("confirm", "yes")]).await.unwrap();
     assert_eq!(moved.status, 303);
     assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "team");
     // `pair` is an operator's plan (not self-service): the owner cannot pick it.
     let page = ada.get("/w/acme/billing").await.unwrap().body;
-    assert!(!page.contains("<option value=\"pair\""), "only self-service plans are offered: {page}");
+    assert!(!page.contains("value=\"pair\""), "only self-service plans are offered: {page}");
     let back = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "pair")]).await.unwrap();
     assert_eq!(back.status, 403, "{}", back.body);
     assert!(back.body.contains("arranged with us"), "{}", back.body);
@@ -397,6 +419,44 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
             && beta_printable.contains("the recipient, VAT ID FR 40 303 265 045, accounts for it"),
         "{beta_printable}"
     );
+    // Unpaid weeks past its due date, dunning suspends acme: its owner is told why and shown
+    // the invoice to pay; its member gets the explanation; billing stays open to the owner.
+    let due = silo_core::Timestamp::parse(acme_invoice.due_at.as_deref().unwrap()).unwrap();
+    let weeks_late = due.plus(std::time::Duration::from_secs(40 * 86_400));
+    let dunned = billing.dunning().run(weeks_late.as_str(), "test").await.unwrap();
+    assert!(dunned.suspended.contains(&"acme".to_owned()), "{dunned:?}");
+    let told = ada.get("/w/acme/").await.unwrap();
+    assert_eq!(told.status, 423);
+    assert!(
+        told.body.contains(&format!(
+            "is suspended because invoice {} (95.20 EUR) is unpaid",
+            acme_invoice.number.unwrap()
+        )) && told.body.contains(&format!("href=\"/w/acme/billing/invoices/{}\"", acme_invoice.id))
+            && told.body.contains("Sign out"),
+        "{}",
+        told.body
+    );
+    let mia_told = server.sign_in("mia@example.com").await.unwrap().get("/w/acme/").await.unwrap();
+    assert_eq!(mia_told.status, 423);
+    assert!(
+        mia_told.body.contains("because an invoice is unpaid. Its owners have been told"),
+        "{}",
+        mia_told.body
+    );
+    assert!(!mia_told.body.contains("/billing/invoices/"), "a member is not shown the invoice");
+    let open_billing = ada.get("/w/acme/billing").await.unwrap();
+    assert_eq!(open_billing.status, 200, "billing stays open to pay");
+    assert!(open_billing.body.contains("id=\"suspended\""), "{}", open_billing.body);
+    assert_eq!(ada.get(&format!("/w/acme/billing/invoices/{}", acme_invoice.id)).await.unwrap().status, 200);
+    assert_eq!(
+        server.sign_in("mia@example.com").await.unwrap().get("/w/acme/billing").await.unwrap().status,
+        403
+    );
+    // The operators let both (beta's invoice was as late) go on, for what follows.
+    for slug in ["acme", "beta"] {
+        server.tenancy.tenants().resume(&slug.parse().unwrap(), "test").await.unwrap();
+    }
+
     let csv = ada.get("/w/acme/billing/invoices.csv").await.unwrap();
     assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
     assert_eq!(csv.body.lines().count(), 2, "the header and the open invoice, no draft: {}", csv.body);
@@ -622,4 +682,34 @@ async fn the_run_due_dates_and_dunning_follow_the_clock() {
 fn between_quotes(page: &str, title: &str) -> String {
     let before = page.split(&format!("\">{title}</a>")).next().unwrap();
     before.rsplit("/billing/invoices/").next().unwrap().to_owned()
+}
+
+/// A plan change shows its cost for the rest of the month before it is made: on 21 November
+/// (a 30-day month), free → business (50.00 a month + 15.00 a seat, one seat) bills days
+/// 21–30, a third of the month: 16.67 + 5.00 = 21.67 EUR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_shows_its_prorated_cost_first() {
+    let clock = silo_core::TestClock::at(&silo_core::Timestamp::parse("2026-11-21T12:00:00.000Z").unwrap());
+    let shared = silo_core::ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |s| s.fleet.clock = shared).await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "free");
+    let asked = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "business")]).await.unwrap();
+    assert_eq!(asked.status, 200);
+    assert!(
+        asked
+            .body
+            .contains("grows by 21.67 EUR (before tax): the 10 days from today on are billed at business"),
+        "{}",
+        asked.body
+    );
+    // Back down from business (confirmed) to free: today stays on business, 9 days less.
+    ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "business"), ("confirm", "yes")]).await.unwrap();
+    let down = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "free")]).await.unwrap();
+    assert!(
+        down.body.contains("shrinks by 19.50 EUR (before tax): the 9 days from tomorrow on"),
+        "15.00 + 4.50: {}",
+        down.body
+    );
+    server.stop().await.unwrap();
 }

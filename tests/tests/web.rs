@@ -673,7 +673,18 @@ async fn suspended_and_deleted_workspaces() {
     server.tenancy.tenants().suspend(&acme, "test").await.unwrap();
     let suspended = ada.get("/w/acme/").await.unwrap();
     assert_eq!(suspended.status, 423);
-    assert!(suspended.body.contains("suspended"));
+    // Its owner is told who suspended it and keeps billing.
+    assert!(
+        suspended.body.contains("was suspended by the operators of this Silo. Ask them why")
+            && suspended.body.contains("href=\"/w/acme/billing\""),
+        "{}",
+        suspended.body
+    );
+    let billing = ada.get("/w/acme/billing").await.unwrap();
+    assert!(billing.status == 200 && billing.body.contains("suspended by the operators"), "{}", billing.body);
+    let moved =
+        ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "team"), ("confirm", "yes")]).await.unwrap();
+    assert_eq!(moved.status, 423, "no plan change while suspended");
     assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404, "outsiders cannot tell");
     server.tenancy.tenants().resume(&acme, "test").await.unwrap();
     assert_eq!(ada.get("/w/acme/").await.unwrap().status, 200);

@@ -145,6 +145,23 @@ impl Billing {
 #[derive(Clone, Copy)]
 pub struct Subscriptions<'a>(pub(crate) &'a Billing);
 
+/// A plan change before it is confirmed: what it does to this month's invoice.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChangePreview {
+    /// The plan held now.
+    pub from: String,
+    /// The plan chosen.
+    pub to: String,
+    /// The days of this month the change is billed for.
+    pub days: u32,
+    /// The change of this month's invoice, minor units before tax (negative: less).
+    pub change: i64,
+    /// Its currency.
+    pub currency: String,
+    /// The change in words.
+    pub text: String,
+}
+
 impl Billing {
     /// Which plan each tenant is on: provisioning on a plan, owners' and operators' changes.
     pub fn subscriptions(&self) -> Subscriptions<'_> {
@@ -199,6 +216,60 @@ impl Subscriptions<'_> {
         }
     }
 
+    /// What moving `tenant` to `plan` today would change on this month's invoice, before it is
+    /// confirmed: each day is billed at the highest plan held that day, so a dearer plan
+    /// counts from today and a cheaper one from tomorrow, at today's seats, before tax.
+    pub async fn preview(&self, tenant: &Tenant, plan: &str) -> Result<ChangePreview> {
+        let (from, to) = (self.0.plans.get(&tenant.plan)?.clone(), self.self_service(plan)?.clone());
+        let now = self.0.now();
+        let period = Period::of(now.as_str())?;
+        let (days_in_month, today) = (period.days(), period.day_of(now.as_str()));
+        let seats = u32::try_from(self.0.accounts().memberships().count(tenant.id).await?).unwrap_or(0);
+        let cost = |name: &str, terms: &Plan, first: u32| {
+            if first > days_in_month {
+                return 0;
+            }
+            let segment = invoice::Segment {
+                plan: name.to_owned(),
+                terms: terms.clone(),
+                from_day: first,
+                to_day: days_in_month,
+                seats,
+                trial: false,
+            };
+            invoice::compute(days_in_month, &[segment], 0, 0, 0).subtotal
+        };
+        let dearer = cost(plan, &to, today) >= cost(&tenant.plan, &from, today);
+        let first = if dearer { today } else { today + 1 };
+        let change = cost(plan, &to, first) - cost(&tenant.plan, &from, first);
+        let days = (days_in_month + 1).saturating_sub(first);
+        let amount = invoices::money(change.abs(), &to.currency);
+        let days_left = format!("{days} day{}", if days == 1 { "" } else { "s" });
+        let text = match change {
+            0 => format!(
+                "This month's invoice does not change: the {days_left} left cost the same on {plan} as on {}.",
+                tenant.plan
+            ),
+            c if c > 0 => format!(
+                "This month's invoice grows by {amount} (before tax): the {days_left} from {} on are billed at {plan}'s price instead of {}'s.",
+                if dearer { "today" } else { "tomorrow" },
+                tenant.plan
+            ),
+            _ => format!(
+                "This month's invoice shrinks by {amount} (before tax): the {days_left} from tomorrow on are billed at {plan}'s price instead of {}'s (today stays on {}).",
+                tenant.plan, tenant.plan
+            ),
+        };
+        Ok(ChangePreview {
+            from: tenant.plan.clone(),
+            to: plan.to_owned(),
+            days,
+            change,
+            currency: to.currency.clone(),
+            text,
+        })
+    }
+
     /// An owner moves their tenant to another plan: only to a plan marked `self_service`
     /// (others are given by operators); otherwise as [`Subscriptions::change`].
     pub async fn choose(&self, tenant: &TenantRef, plan: &str, actor: &str) -> Result<Tenant> {
@@ -207,14 +278,21 @@ impl Subscriptions<'_> {
             // The plan it is on (an operator's, shown selected): nothing to change.
             return Ok(current);
         }
-        if !self.0.plans.get(plan)?.self_service {
+        self.self_service(plan)?;
+        self.change(tenant, plan, actor).await
+    }
+
+    /// A plan an owner may choose themselves, or why not.
+    fn self_service(&self, plan: &str) -> Result<&Plan> {
+        let terms = self.0.plans.get(plan)?;
+        if !terms.self_service {
             let open: Vec<&str> = self.0.plans.self_service().collect();
             return Err(Error::Forbidden(format!(
                 "The {plan} plan is arranged with us, not chosen here (plans you can choose: {}).",
                 open.join(", ")
             )));
         }
-        self.change(tenant, plan, actor).await
+        Ok(terms)
     }
 
     /// Moves a tenant to another plan (which must exist); its storage limit applies at once,

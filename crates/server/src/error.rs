@@ -21,8 +21,9 @@ pub struct Failure {
     pub retry_after: Option<u64>,
     /// The field of the request it is about (the API's `"field"`), when it is about one.
     pub field: Option<String>,
-    /// Where the person can go about it (an error page's link): `(href, text)`.
-    pub link: Option<(String, String)>,
+    /// Where the person can go about it (an error page's link): `(href, text)`. Boxed: it is
+    /// rare, and every `Result` carrying a failure would pay for its size.
+    pub link: Option<Box<(String, String)>>,
 }
 
 impl Failure {
@@ -33,7 +34,7 @@ impl Failure {
 
     /// With a link the error page offers (a local path, and what it leads to).
     pub fn with_link(mut self, href: impl Into<String>, text: impl Into<String>) -> Self {
-        self.link = Some((href.into(), text.into()));
+        self.link = Some(Box::new((href.into(), text.into())));
         self
     }
 

@@ -37,6 +37,7 @@ pub static TEMPLATES: LazyLock<Tera> = LazyLock::new(|| {
         "workspace/members.html",
         "workspace/settings.html",
         "workspace/billing.html",
+        "workspace/plan_confirm.html",
         "billing/invoice.html",
         "admin/tenants.html",
         "admin/tenant.html",

@@ -65,15 +65,21 @@ fn csv(body: String, name: &str) -> HttpResponse {
 
 /// The plans an owner can pick (the self-service ones) with their prices, the current plan
 /// first when it is an operator's (so the select shows what the workspace is on).
-fn choosable<'a>(billing: &'a silo_billing::Billing, current: &'a str) -> Vec<(&'a str, String)> {
+/// The plans an owner may choose, and the one held (which may be an operator's): each with
+/// its price and limits.
+fn choosable(billing: &silo_billing::Billing, current: &str) -> Vec<serde_json::Value> {
     let mut names: Vec<&str> = billing.plans().self_service().collect();
     if !names.contains(&current) {
         names.insert(0, current);
     }
-    let price = |name: &str| {
-        billing.plans().get(name).map_or_else(|_| "arranged with us".to_owned(), |p| p.price_text())
-    };
-    names.into_iter().map(|name| (name, price(name))).collect()
+    names
+        .into_iter()
+        .map(|name| {
+            let terms = billing.plans().get(name).ok();
+            let price = terms.map_or_else(|| "arranged with us".to_owned(), silo_billing::Plan::price_text);
+            serde_json::json!({ "name": name, "price": price, "terms": terms, "current": name == current })
+        })
+        .collect()
 }
 
 /// The workspace's billing for its owner, open while the workspace is suspended (to pay).

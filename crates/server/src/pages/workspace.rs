@@ -674,14 +674,34 @@ async fn settings_page(req: HttpRequest, me: SignedIn) -> PageResult {
 #[derive(Deserialize)]
 struct PlanForm {
     plan: String,
+    /// Set by the confirmation step; without it, the change is shown first with its cost.
+    #[serde(default)]
+    confirm: String,
 }
 
-/// An owner moves the workspace to another plan (from the billing page).
+/// An owner moves the workspace to another plan (from the billing page): first what it costs
+/// this month, then, confirmed, the change.
 #[post("/plan")]
 async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<PlanForm>) -> PageResult {
     let ws = entered(&req, &me).await?.leave();
     ws.require(Role::Owner)?;
     let back = format!("{}billing", home(&ws));
+    let billing = &state(&req).billing;
+    if form.confirm != "yes" {
+        let preview = billing.subscriptions().preview(&ws.tenant, form.plan.trim()).await;
+        return match preview {
+            Ok(preview) => {
+                let terms = billing.plans().get(&preview.to)?.clone();
+                page("workspace/plan_confirm.html", &ws, "billing")
+                    .with("preview", &preview)
+                    .with("terms", &terms)
+                    .with("price", &terms.price_text())
+                    .render(&req)
+                    .await
+            }
+            Err(e) => flash_outcome(&back, Err::<(), _>(e), ""),
+        };
+    }
     let actor = me.session.email.as_str();
     let changed = state(&req)
         .billing
