@@ -1023,6 +1023,13 @@ async fn the_console_backs_up_verifies_restores_and_moves() {
     let clone = t.tenant(&by_slug("acme-old")).await.unwrap();
     assert_eq!(cloned.location.as_deref(), Some(format!("/admin/tenants/{}", clone.id).as_str()));
     assert_eq!(titles(t, &by_slug("acme-old")).await.len(), 2);
+    // The copy is held for the operators until released.
+    let held = ops.get(cloned.location.as_deref().unwrap()).await.unwrap().body;
+    assert!(held.contains("id=\"held\"") && held.contains("Release to its members"), "{held}");
+    ops.submit(cloned.location.as_deref().unwrap(), &format!("/admin/tenants/{}/resume", clone.id), &[])
+        .await
+        .unwrap();
+    assert!(!t.tenant(&by_slug("acme-old")).await.unwrap().held, "released");
 
     ops.submit(&page, &act("move"), &[("region", "eu")]).await.unwrap();
     assert!(ops.get(&page).await.unwrap().body.contains("Moved from local to eu"));

@@ -318,6 +318,25 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
     assert!(page.contains("You are the last owner of team"), "{page}");
     assert!(server.accounts.users().by_email("ada@example.com").await.is_ok());
 
+    // An operator restores a backup of team as a new tenant: it is held (suspended, shown to
+    // none of the members it copied) and blocks nobody's account deletion meanwhile.
+    let backup = server.tenancy.backups().create(&team, BackupKind::Manual, "test").await.unwrap();
+    let copy =
+        server.tenancy.backups().restore(&team, Some(&backup.id), Some("team-copy"), "test").await.unwrap();
+    assert!(
+        copy.tenant.held && copy.tenant.status == silo_tenancy::TenantStatus::Suspended,
+        "{:?}",
+        copy.tenant
+    );
+    let bob_browser = server.sign_in("bob@example.com").await.unwrap();
+    assert_eq!(bob_browser.get("/w/team-copy/").await.unwrap().status, 404, "not to its members");
+    assert!(!bob_browser.get("/").await.unwrap().body.contains("team-copy"), "not in their list");
+    let copy_file = server.tenancy.tenant_path(&copy.tenant).unwrap();
+    assert!(
+        !files_containing(copy_file.parent().unwrap(), b"ada@example.com").is_empty(),
+        "her rows are in it"
+    );
+
     let team_tenant = server.tenancy.tenant(&team).await.unwrap();
     let solo_id = server.tenancy.tenant(&"solo".parse().unwrap()).await.unwrap().id;
     let bob = server.accounts.users().by_email("bob@example.com").await.unwrap();
@@ -335,6 +354,19 @@ async fn a_person_downloads_their_data_and_deletes_their_account_from_the_accoun
     let db = server.tenancy.db(team_tenant.id).await.unwrap();
     assert_eq!(silo_workspace::members::count(&db.turn().await).unwrap(), 1, "only Bob is left in the team");
     drop(db);
+    // The held copy was not deleted with her account, and her erasure reached it.
+    let copy_now = server.tenancy.tenant(&TenantRef::Id(copy.tenant.id)).await.unwrap();
+    assert!(copy_now.held && copy_now.status == silo_tenancy::TenantStatus::Suspended);
+    assert!(
+        files_containing(copy_file.parent().unwrap(), b"ada@example.com").is_empty(),
+        "erased in the copy too"
+    );
+    // Released by an operator, it is its members' again.
+    let released = server.tenancy.tenants().resume(&TenantRef::Id(copy.tenant.id), "ops").await.unwrap();
+    assert!(!released.held && released.status == silo_tenancy::TenantStatus::Active);
+    assert_eq!(bob_browser.get("/w/team-copy/").await.unwrap().status, 200);
+    let audit = server.tenancy.control().audit_entries(copy.tenant.id, 10).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "tenant.release"), "{audit:?}");
     server.stop().await.unwrap();
 }
 

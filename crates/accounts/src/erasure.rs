@@ -445,10 +445,12 @@ pub(crate) async fn close_account(
         .into_iter()
         .filter_map(|(id, members, owners)| {
             let tenant = tenants.get(&id)?;
+            // A held restore (an operator's, not yet released) neither blocks the closing nor is
+            // deleted with it; the erasure reaches its file all the same.
             let live = matches!(
                 tenant.status,
                 TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
-            );
+            ) && !tenant.held;
             live.then(|| (id, tenant.name.clone(), members, owners))
         })
         .collect();

@@ -265,10 +265,11 @@ impl Memberships {
             .into_iter()
             .filter_map(|(id, role)| {
                 let tenant = tenants.get(&id)?;
+                // A held restore is shown to its members once an operator releases it.
                 let live = matches!(
                     tenant.status,
                     TenantStatus::Active | TenantStatus::Suspended | TenantStatus::Deleting
-                );
+                ) && !tenant.held;
                 live.then(|| WorkspaceSummary {
                     slug: tenant.slug.to_string(),
                     name: tenant.name.clone(),

@@ -79,6 +79,12 @@ impl Entered {
     }
 }
 
+/// A tenant as its members may see it: a held restore is nothing to them until an operator
+/// releases it (404, as for a tenant they are not in).
+fn visible(tenant: Tenant) -> Result<Tenant, Failure> {
+    if tenant.held { Err(Failure::not_found()) } else { Ok(tenant) }
+}
+
 /// A workspace its member may enter (membership and status checked), not yet opened.
 pub struct Admitted {
     /// The tenant.
@@ -121,7 +127,7 @@ pub async fn enter(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Ent
 /// a suspended tenant admitted, the file not opened.
 pub async fn admit_to_billing(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Workspace, Failure> {
     let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
-    let tenant = accounts.tenancy().resolve(&slug).await?;
+    let tenant = visible(accounts.tenancy().resolve(&slug).await?)?;
     let role = accounts.memberships().role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
     match tenant.status {
         TenantStatus::Active | TenantStatus::Suspended => {}
@@ -136,7 +142,7 @@ pub async fn admit_to_billing(accounts: &Accounts, slug: &str, user_id: &str) ->
 pub async fn admit(accounts: &Accounts, slug: &str, user_id: &str) -> Result<Admitted, Failure> {
     let slug = TenantSlug::parse(slug).map_err(|_| Failure::not_found())?;
     let tenancy = accounts.tenancy();
-    let tenant = tenancy.resolve(&slug).await?;
+    let tenant = visible(tenancy.resolve(&slug).await?)?;
     tracing::Span::current().record("tenant", tracing::field::display(tenant.id));
     let role = accounts.memberships().role(tenant.id, user_id).await?.ok_or_else(Failure::not_found)?;
     match tenant.status {

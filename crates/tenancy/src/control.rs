@@ -152,6 +152,9 @@ pub struct Tenant {
     /// Purge time (UTC).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub deleted_at: Option<Timestamp>,
+    /// A backup restored as this new tenant, held for an operator: suspended and shown to none
+    /// of its members (nor blocking their accounts' deletion) until released by a resume.
+    pub held: bool,
 }
 
 impl Tenant {
@@ -173,6 +176,7 @@ impl Tenant {
             created_at: row.get("created_at")?,
             updated_at: row.get("updated_at")?,
             deleted_at: row.get("deleted_at")?,
+            held: row.get("held")?,
         })
     }
 }
@@ -612,6 +616,12 @@ impl ControlPlane {
         let now = self.now();
         let mut tx = self.write.begin().await?;
         insert_tenant_in(&mut tx, &now, new, actor).await?;
+        // Held until an operator releases it: its members are copied (an erasure of one of
+        // them must reach this file too), but they see nothing of it meanwhile.
+        sqlx::query("UPDATE tenants SET status = 'suspended', held = 1 WHERE id = ?")
+            .bind(new.id.to_string())
+            .execute(&mut *tx)
+            .await?;
         if let Some(members) = members {
             members.copy(&mut tx, source, new.id).await?;
         }
@@ -642,9 +652,11 @@ impl ControlPlane {
                 status: current.status.to_string(),
             });
         }
+        // Resumed, a held restore is released.
         sqlx::query(
             "UPDATE tenants SET status = ?1, updated_at = ?3,
-                 deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END WHERE id = ?2",
+                 deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END,
+                 held = CASE WHEN ?1 = 'active' THEN 0 ELSE held END WHERE id = ?2",
         )
         .bind(to.as_str())
         .bind(id.to_string())

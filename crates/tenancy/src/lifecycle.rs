@@ -171,8 +171,9 @@ impl Tenants {
 
     /// Reopens a suspended tenant.
     pub async fn resume(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
-        self.change_status(tenant, &[TenantStatus::Suspended], TenantStatus::Active, actor, "tenant.resume")
-            .await
+        // A held restore is released: its members see it from now on.
+        let action = if self.0.tenant(tenant).await?.held { "tenant.release" } else { "tenant.resume" };
+        self.change_status(tenant, &[TenantStatus::Suspended], TenantStatus::Active, actor, action).await
     }
 
     /// Soft-deletes a tenant: closed (`410 Gone`), file kept until [`Tenants::purge`].

@@ -1,0 +1,3 @@
+-- A backup restored as a new tenant is held: suspended, and shown to none of the members it
+-- copied, until an operator releases it (resumes it). It then joins its members' workspaces.
+ALTER TABLE tenants ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
