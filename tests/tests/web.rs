@@ -1295,3 +1295,46 @@ async fn the_board_moves_cards_and_marks_what_is_overdue() {
     assert_eq!(ada.get(&all("nonsense")).await.unwrap().status, 200, "an unknown order is the default");
     server.stop().await.unwrap();
 }
+
+/// A project is deleted with its tasks and comments by an admin or owner, asked first on its
+/// page; a member is not offered it and is refused; search and activity follow.
+#[tokio::test]
+async fn a_project_is_deleted_with_its_tasks_after_asking() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    server.accounts.users().create("mia@example.com", PASSWORD, Some("Mia"), "test").await.unwrap();
+    let acme: silo_core::TenantRef = "acme".parse().unwrap();
+    server
+        .accounts
+        .memberships()
+        .add(&acme, "mia@example.com", silo_accounts::Role::Member, "test")
+        .await
+        .unwrap();
+    let board =
+        ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Doomed")]).await.unwrap().location.unwrap();
+    ada.submit(&board, &format!("{board}/tasks"), &[("title", "Zebraword task")]).await.unwrap();
+    let page = ada.get(&board).await.unwrap().body;
+    assert!(
+        page.contains("<summary>Delete project</summary>") && page.contains("its 1 task and their comments"),
+        "{page}"
+    );
+    let mia = server.sign_in("mia@example.com").await.unwrap();
+    assert!(!mia.get(&board).await.unwrap().body.contains("Delete project"), "not offered to a member");
+    let refused = mia.submit(&board, &format!("{board}/delete"), &[]).await.unwrap();
+    assert_eq!(refused.status, 403);
+    assert_eq!(ada.get(&board).await.unwrap().status, 200, "still there");
+
+    let deleted = ada.submit(&board, &format!("{board}/delete"), &[]).await.unwrap();
+    assert_eq!((deleted.status, deleted.location.as_deref()), (303, Some("/w/acme/")));
+    let home = ada.get("/w/acme/").await.unwrap().body;
+    assert!(home.contains("Deleted the project Doomed and its 1 task."), "{home}");
+    assert!(home.contains("deleted the project") && home.contains("Doomed"), "in the activity: {home}");
+    assert_eq!(ada.get(&board).await.unwrap().status, 404);
+    assert!(
+        !ada.get("/w/acme/search?q=Zebraword").await.unwrap().body.contains("Zebraword task"),
+        "out of the search"
+    );
+    let again = ada.submit("/w/acme/", &format!("{board}/delete"), &[]).await.unwrap();
+    assert_eq!(again.status, 404);
+    server.stop().await.unwrap();
+}

@@ -42,6 +42,7 @@ impl Activity {
             "task.update" => ("updated", subject(), None),
             "task.delete" => ("deleted the task", self.summary.clone(), None),
             "project.create" => ("created the project", self.summary.clone(), None),
+            "project.delete" => ("deleted the project", self.summary.clone(), None),
             "comment.create" => ("commented on", title(&self.subject_title), Some(self.summary.as_str())),
             _ => ("changed", subject(), None),
         }

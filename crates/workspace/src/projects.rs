@@ -81,6 +81,28 @@ pub fn create_within(
     })
 }
 
+/// Deletes a project with its tasks and their comments (the schema cascades; the search
+/// index follows by its triggers); returns its name and how many tasks went with it, or
+/// `None` when there is no such project.
+pub fn delete(db: &Turn, id: i64, actor: Option<i64>) -> Result<Option<(String, i64)>> {
+    let now = db.now();
+    db.run(|conn| {
+        let tx = conn.transaction()?;
+        let tasks: i64 = tx
+            .prepare_cached("SELECT count(*) FROM tasks WHERE project_id = ?")?
+            .query_row([id], |r| r.get(0))?;
+        let name: Option<String> = tx
+            .prepare_cached("DELETE FROM projects WHERE id = ? RETURNING name")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if let Some(name) = &name {
+            super::activity::record(&tx, now.as_str(), actor, "project.delete", "project", id, name, None)?;
+        }
+        tx.commit()?;
+        Ok(name.map(|name| (name, tasks)))
+    })
+}
+
 /// Projects not archived (what a plan's project limit counts).
 pub fn count(db: &Turn) -> Result<i64> {
     db.run(|conn| {

@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(dashboard_page)
             .service(create_project)
             .service(project_page)
+            .service(delete_project)
             .service(create_task)
             .service(task_page)
             .service(update_task)
@@ -227,6 +228,28 @@ async fn create_project(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm
     };
     form_outcome(form_back, created, |id| {
         Ok(see_other_with_flash(&format!("{back}projects/{id}"), "ok", "Project created."))
+    })
+}
+
+/// Deletes a project with its tasks and comments (admins and owners; asked first on its page).
+#[post("/projects/{id}/delete")]
+async fn delete_project(
+    req: HttpRequest,
+    me: SignedIn,
+    path: web::Path<(String, i64)>,
+    _form: CsrfForm<NoFields>,
+) -> PageResult {
+    let ws = entered(&req, &me).await?;
+    ws.require(Role::Admin)?;
+    let deleted = projects::delete(ws.turn(), path.1, ws.member_id()?);
+    let ws = ws.leave();
+    flash_outcome_with(&home(&ws), deleted, |deleted| match deleted {
+        Some((name, tasks)) => Ok(see_other_with_flash(
+            &home(&ws),
+            "ok",
+            &format!("Deleted the project {name} and its {tasks} task{}.", if tasks == 1 { "" } else { "s" }),
+        )),
+        None => Err(Failure::not_found().into()),
     })
 }
 
