@@ -131,9 +131,9 @@ async fn a_plans_seats_and_projects_refuse_the_one_too_many() {
     assert!(ada.get("/w/acme/billing").await.unwrap().body.contains("there is no plan `gold`"));
     // Each plan with its price and limits; choosing one first shows what it costs this month.
     assert!(
-        billing.contains("<td><strong>team</strong></td><td>8.00 EUR a seat a month</td>")
+        billing.contains("<td class=\"nowrap\"><strong>team</strong></td><td>8.00 EUR a seat a month</td>")
             && billing.contains(
-                "any number of seats · any number of projects · 10000 MB of storage · 14 days' trial"
+                "any number of seats · any number of projects · 10 GB of storage · 14 days&#x27; trial"
             ),
         "{billing}"
     );

@@ -25,6 +25,13 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     b.fill("#name", "Ada").await?;
     b.fill("#password", PASSWORD).await?;
     b.fill("#workspace", "Acme Rockets").await?;
+    // A bad address is refused next to its field, in words, with what was typed kept.
+    b.fill("#slug", "Acme Rockets").await?;
+    b.click("form[action='/signup'] button[type=submit]").await?;
+    let refused = b.text().await?;
+    anyhow::ensure!(refused.contains("Use lower-case letters, digits and dashes, e.g. acme-corp."), "{refused}");
+    b.screenshot("01-signup-error-next-to-the-field").await?;
+    b.fill("#password", PASSWORD).await?;
     b.fill("#slug", "acme").await?;
     b.screenshot("01-signup").await?;
     b.click("form[action='/signup'] button[type=submit]").await?;
@@ -90,9 +97,32 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
         "{billing}"
     );
     b.screenshot("05a-billing").await?;
+    // A plan change shows its cost this month first.
+    b.click("form[action='/w/acme/plan']:has(input[value='team']) button").await?;
+    let asked = b.text().await?;
+    anyhow::ensure!(asked.contains("Move to team?") && asked.contains("This month's invoice"), "{asked}");
+    b.screenshot("05b-plan-change-asks-first").await?;
+    b.click("form[action='/w/acme/plan'] button").await?;
+    anyhow::ensure!(b.text().await?.contains("now on the team plan"), "{}", b.text().await?);
+
+    // The account: sessions in words, a named read-only token, another workspace.
+    b.open(&server.url("/account")).await?;
+    b.fill("#token-name", "Dashboard").await?;
+    b.select("#token-access", "read_only").await?;
+    b.click("form[action='/account/tokens'] button").await?;
+    let account = b.text().await?;
+    anyhow::ensure!(account.contains("Your new API token") && account.contains("read only"), "{account}");
+    b.screenshot("05c-account").await?;
+    b.open(&server.url("/workspaces/new")).await?;
+    b.fill("#name", "Acme Labs").await?;
+    b.click("form[action='/workspaces'] button").await?;
+    anyhow::ensure!(b.path().await? == "/w/acme-labs/", "landed on {}", b.path().await?);
+    b.open(&server.url("/")).await?;
+    anyhow::ensure!(b.text().await?.contains("Acme Labs") && b.text().await?.contains("Acme Rockets"));
+    b.screenshot("05d-two-workspaces").await?;
 
     // Invite a teammate; they accept through the emailed link in a fresh session.
-    b.click("nav.tabs a[href='/w/acme/members']").await?;
+    b.open(&server.url("/w/acme/members")).await?;
     b.fill("#invite-email", "bob@example.com").await?;
     b.click("form[action='/w/acme/members/invite'] button").await?;
     anyhow::ensure!(b.text().await?.contains("Invitation emailed to bob@example.com"));

@@ -77,6 +77,25 @@ impl Plan {
         }
     }
 
+    /// Its limits in words: "5 seats · 3 projects · 10 GB of storage · 14 days' trial".
+    pub fn limits_text(&self) -> String {
+        let count = |n: Option<u32>, one: &str| match n {
+            Some(1) => format!("1 {one}"),
+            Some(n) => format!("{n} {one}s"),
+            None => format!("any number of {one}s"),
+        };
+        let storage = match self.storage_mb {
+            None => "storage without limit".to_owned(),
+            Some(mb) if mb >= 1000 && mb % 1000 == 0 => format!("{} GB of storage", mb / 1000),
+            Some(mb) => format!("{mb} MB of storage"),
+        };
+        let mut parts = vec![count(self.seats, "seat"), count(self.projects, "project"), storage];
+        if self.trial_days > 0 {
+            parts.push(format!("{} days' trial", self.trial_days));
+        }
+        parts.join(" · ")
+    }
+
     /// The largest file the plan allows, in bytes.
     pub fn storage_bytes(&self) -> Option<u64> {
         self.storage_mb.map(|mb| mb.saturating_mul(1_000_000))

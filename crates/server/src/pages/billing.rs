@@ -77,7 +77,8 @@ fn choosable(billing: &silo_billing::Billing, current: &str) -> Vec<serde_json::
         .map(|name| {
             let terms = billing.plans().get(name).ok();
             let price = terms.map_or_else(|| "arranged with us".to_owned(), silo_billing::Plan::price_text);
-            serde_json::json!({ "name": name, "price": price, "terms": terms, "current": name == current })
+            let limits = terms.map(silo_billing::Plan::limits_text);
+            serde_json::json!({ "name": name, "price": price, "limits": limits, "current": name == current })
         })
         .collect()
 }

@@ -717,7 +717,7 @@ async fn change_plan(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<Pl
                 let terms = billing.plans().get(&preview.to)?.clone();
                 page("workspace/plan_confirm.html", &ws, "billing")
                     .with("preview", &preview)
-                    .with("terms", &terms)
+                    .with("limits", &terms.limits_text())
                     .with("price", &terms.price_text())
                     .render(&req)
                     .await
