@@ -29,7 +29,10 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     b.fill("#slug", "Acme Rockets").await?;
     b.click("form[action='/signup'] button[type=submit]").await?;
     let refused = b.text().await?;
-    anyhow::ensure!(refused.contains("Use lower-case letters, digits and dashes, e.g. acme-corp."), "{refused}");
+    anyhow::ensure!(
+        refused.contains("Use lower-case letters, digits and dashes, e.g. acme-corp."),
+        "{refused}"
+    );
     b.screenshot("01-signup-error-next-to-the-field").await?;
     b.fill("#password", PASSWORD).await?;
     b.fill("#slug", "acme").await?;

@@ -729,7 +729,19 @@ async fn account_page_profile_password_and_tokens() {
         .await
         .unwrap();
     assert_eq!(wrong.status, 303);
-    assert!(ada.get("/account").await.unwrap().body.contains("current password is not right"));
+    let page = ada.get("/account").await.unwrap().body;
+    assert!(
+        page.contains("id=\"current_password-error\" role=\"alert\">The current password is not right."),
+        "{page}"
+    );
+    assert!(!page.contains("not it at all"), "a password is never put back");
+    let long_name = "n".repeat(101);
+    ada.submit("/account", "/account/profile", &[("display_name", long_name.as_str())]).await.unwrap();
+    let page = ada.get("/account").await.unwrap().body;
+    assert!(
+        page.contains("id=\"display_name-error\"") && page.contains(&long_name),
+        "kept, next to the field"
+    );
     let changed = ada
         .submit("/account", "/account/password", &[("current", PASSWORD), ("new", "another long password")])
         .await

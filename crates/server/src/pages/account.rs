@@ -9,7 +9,7 @@ use silo_accounts::{Role, TokenScope, TokenSpec};
 use silo_core::{TenantRef, TenantSlug};
 use silo_jobs::Enqueued;
 
-use super::{Page, PageResult, flash_outcome, flash_outcome_with, link_page, workspace_form_flash};
+use super::{FormBack, Page, PageResult, flash_outcome_with, form_outcome, link_page, workspace_form_flash};
 use crate::csrf::CsrfForm;
 use crate::devices;
 use crate::error::{Failure, PASSWORD_THROTTLED, PageError};
@@ -336,11 +336,13 @@ struct ProfileForm {
 
 #[post("/account/profile")]
 async fn update_profile(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ProfileForm>) -> PageResult {
-    flash_outcome(
-        "/account",
-        state(&req).accounts().users().update_profile(&me.session.user_id, &form.display_name).await,
-        "Profile saved.",
-    )
+    let saved = state(&req).accounts().users().update_profile(&me.session.user_id, &form.display_name).await;
+    let back = FormBack {
+        back: "/account",
+        fields: &["display_name"],
+        typed: vec![("display_name", &form.display_name)],
+    };
+    form_outcome(back, saved, |_| Ok(see_other_with_flash("/account", "ok", "Profile saved.")))
 }
 
 #[derive(Deserialize)]
@@ -365,7 +367,11 @@ async fn change_password(
     if result.is_ok() {
         app.throttle.succeeded(&me.session.email, &client_addr(&req));
     }
-    flash_outcome("/account", result, "Password changed; your other sessions are signed out.")
+    // Never a password put back in a form.
+    let back = FormBack { back: "/account", fields: &["current_password", "password"], typed: Vec::new() };
+    form_outcome(back, result, |_| {
+        Ok(see_other_with_flash("/account", "ok", "Password changed; your other sessions are signed out."))
+    })
 }
 
 #[post("/account/sessions/revoke-all")]

@@ -233,7 +233,7 @@ pub fn form_outcome<T, E: DomainError + Into<Failure>>(
 ) -> PageResult {
     match result {
         Err(e) if e.kind().is_users() && e.kind() != ErrorKind::Forbidden => {
-            let message = e.to_string();
+            let message = sentence(&e.to_string());
             let failure: Failure = e.into();
             let field = failure.field.as_deref().filter(|f| form.fields.contains(f));
             Ok(see_other_with_form_error(form.back, field, &message, &form.typed))
