@@ -1350,3 +1350,52 @@ async fn a_project_is_deleted_with_its_tasks_after_asking() {
     assert_eq!(again.status, 404);
     server.stop().await.unwrap();
 }
+
+/// What a form shows is what was stored or typed, escaped once: saving a form unchanged
+/// changes nothing, however many times (an apostrophe, markup, an ampersand).
+#[tokio::test]
+async fn forms_show_text_escaped_once_and_saving_again_changes_nothing() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let board =
+        ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Launch")]).await.unwrap().location.unwrap();
+    let title = "Don't <b>forget</b> R&D / fins";
+    ada.submit(&board, &format!("{board}/tasks"), &[("title", title), ("body", "<i>x</i> & y")])
+        .await
+        .unwrap();
+    let page = ada.get(&board).await.unwrap().body;
+    let task = page.split("href=\"/w/acme/tasks/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let path = format!("/w/acme/tasks/{task}");
+    for _ in 0..3 {
+        let form = ada.get(&path).await.unwrap().body;
+        assert!(!form.contains("&amp;#x27;") && !form.contains("&amp;lt;"), "escaped twice: {form}");
+        // What a browser sends back from the form unchanged: the text itself.
+        let saved =
+            ada.submit(&path, &path, &[("title", title), ("body", "<i>x</i> & y"), ("status", "todo")]).await;
+        assert_eq!(saved.unwrap().status, 303);
+    }
+    let stored =
+        server.tenancy.db(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().id).await.unwrap();
+    let task = silo_workspace::tasks::get(&stored.turn().await, task.parse().unwrap()).unwrap().unwrap();
+    assert_eq!((task.title.as_str(), task.body.as_str()), (title, "<i>x</i> & y"));
+    // A refused sign-up puts back a name with an apostrophe as it was typed.
+    let visitor = server.visitor();
+    let refused = visitor
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("email", "bob@example.com"),
+                ("password", PASSWORD),
+                ("workspace", "Bob's R&D"),
+                ("slug", "Bad Slug"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(refused.body.contains("value=\"Bob&#x27;s R&amp;D\""), "{}", refused.body);
+    // The display name on the account page.
+    ada.submit("/account", "/account/profile", &[("display_name", "Ada O'Brien & Co")]).await.unwrap();
+    assert!(ada.get("/account").await.unwrap().body.contains("value=\"Ada O&#x27;Brien &amp; Co\""));
+    server.stop().await.unwrap();
+}

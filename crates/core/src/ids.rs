@@ -167,6 +167,8 @@ impl TenantSlug {
             let c = fold_accent(c);
             if c.is_ascii_lowercase() || c.is_ascii_digit() {
                 slug.push(c);
+            } else if c == '\'' || c == '’' {
+                // "Bob's" is one word: bobs.
             } else if !slug.is_empty() && !slug.ends_with('-') {
                 slug.push('-');
             }
@@ -283,6 +285,7 @@ mod tests {
         assert_eq!(suggest("Acme Rockets, Inc.").as_deref(), Some("acme-rockets-inc"));
         assert_eq!(suggest("  Café Zürich — Ölbaum ").as_deref(), Some("cafe-zurich-olbaum"));
         assert_eq!(suggest("Łódź 2026").as_deref(), Some("lodz-2026"));
+        assert_eq!(suggest("Bob’s Rockets").as_deref(), Some("bobs-rockets"));
         assert_eq!(suggest("AB").as_deref(), Some("ab-team"), "too short");
         assert_eq!(suggest("Admin").as_deref(), Some("admin-team"), "reserved");
         assert_eq!(suggest("東京").as_deref(), None, "nothing to make an address of");
