@@ -1,3 +1,6 @@
 -- A backup restored as a new tenant is held: suspended, and shown to none of the members it
 -- copied, until an operator releases it (resumes it). It then joins its members' workspaces.
 ALTER TABLE tenants ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0, 1));
+-- The status a tenant had when it was deleted: bringing it back returns it there (a suspended
+-- or held tenant comes back suspended, not active).
+ALTER TABLE tenants ADD COLUMN deleted_from TEXT CHECK (deleted_from IN ('active', 'suspended'));

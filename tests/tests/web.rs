@@ -1399,3 +1399,61 @@ async fn forms_show_text_escaped_once_and_saving_again_changes_nothing() {
     assert!(ada.get("/account").await.unwrap().body.contains("value=\"Ada O&#x27;Brien &amp; Co\""));
     server.stop().await.unwrap();
 }
+
+/// Bringing a workspace back returns it to the status it had: a suspended one (or a held
+/// restore) comes back suspended, so an owner's undelete never lifts an operator's suspension;
+/// a held restore is nothing its members can bring back. A purge job of an earlier deletion,
+/// run again by hand, keeps a later deletion's grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelete_keeps_a_suspension_and_a_stale_purge_keeps_the_grace_period() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let acme: silo_core::TenantRef = "acme".parse().unwrap();
+    let tenants = server.tenancy.tenants();
+    tenants.suspend(&acme, "ops").await.unwrap();
+    tenants.delete(&acme, "ops").await.unwrap();
+    let back = ada.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap();
+    assert_eq!(back.status, 303);
+    let now = server.tenancy.tenant(&acme).await.unwrap();
+    assert_eq!(now.status, silo_tenancy::TenantStatus::Suspended, "still suspended");
+    assert_eq!(ada.get("/w/acme/").await.unwrap().status, 423);
+
+    // A held restore deleted by the operators: its owner cannot bring it back; they can, held.
+    tenants.resume(&acme, "ops").await.unwrap();
+    use silo_backups::BackupsExt;
+    let backup =
+        server.tenancy.backups().create(&acme, silo_backups::BackupKind::Manual, "ops").await.unwrap();
+    let copy =
+        server.tenancy.backups().restore(&acme, Some(&backup.id), Some("acme-copy"), "ops").await.unwrap();
+    let copy_ref = silo_core::TenantRef::Id(copy.tenant.id);
+    tenants.delete(&copy_ref, "ops").await.unwrap();
+    assert_eq!(ada.submit("/", "/workspaces/acme-copy/undelete", &[]).await.unwrap().status, 404);
+    let undone = tenants.undelete(&copy_ref, "ops").await.unwrap();
+    assert!(undone.held && undone.status == silo_tenancy::TenantStatus::Suspended, "{undone:?}");
+    assert_eq!(ada.get("/w/acme-copy/").await.unwrap().status, 404);
+
+    // Delete, bring back (the purge job is cancelled), delete again: retrying the first job
+    // by hand keeps the tenant for the second deletion's grace period.
+    tenants.delete(&acme, "ops").await.unwrap();
+    let first =
+        server.tenancy.jobs().queued_for(silo_tenancy::jobs::TENANT_PURGE, now.id).await.unwrap().remove(0);
+    tenants.undelete(&acme, "ops").await.unwrap();
+    tenants.delete(&acme, "ops").await.unwrap();
+    server.tenancy.jobs().retry(&first.id, "ops").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let job = loop {
+        let job = server.tenancy.jobs().get(&first.id).await.unwrap();
+        if job.status == silo_jobs::JobStatus::Done {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "the retried job did not run: {job:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(job.result.as_ref().unwrap()["grace_period_until"].is_string(), "{job:?}");
+    assert_eq!(
+        server.tenancy.tenant(&acme).await.unwrap().status,
+        silo_tenancy::TenantStatus::Deleting,
+        "not purged"
+    );
+    server.stop().await.unwrap();
+}

@@ -632,6 +632,16 @@ impl ControlPlane {
         Ok(tenant)
     }
 
+    /// The status a deleting tenant had when it was deleted (active when not recorded).
+    pub async fn status_before_delete(&self, id: TenantId) -> Result<TenantStatus> {
+        let before: Option<String> = sqlx::query_scalar("SELECT deleted_from FROM tenants WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .flatten();
+        Ok(before.and_then(|s| s.try_into().ok()).unwrap_or(TenantStatus::Active))
+    }
+
     /// Moves a tenant from one of `from` to `to`, with an audit entry, in one transaction.
     pub async fn transition(
         &self,
@@ -652,11 +662,14 @@ impl ControlPlane {
                 status: current.status.to_string(),
             });
         }
-        // Resumed, a held restore is released.
+        // Resumed, a held restore is released; deleted, the status it had is kept for an
+        // undelete (`status` on the right is the row's value before this change).
         sqlx::query(
             "UPDATE tenants SET status = ?1, updated_at = ?3,
                  deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END,
-                 held = CASE WHEN ?1 = 'active' THEN 0 ELSE held END WHERE id = ?2",
+                 held = CASE WHEN ?1 = 'active' THEN 0 ELSE held END,
+                 deleted_from = CASE WHEN ?1 = 'deleting' THEN status ELSE deleted_from END
+             WHERE id = ?2",
         )
         .bind(to.as_str())
         .bind(id.to_string())

@@ -30,11 +30,18 @@ pub fn register(workers: &mut Workers, tenancy: &Tenancy) {
     workers.register(TENANT_PURGE, move |ctx| tenant_purge(t.clone(), ctx));
 }
 
-/// Idempotent: a tenant already purged is done; one brought back meanwhile is left alone.
+/// Idempotent: a tenant already purged is done; one brought back meanwhile is left alone; and
+/// one whose current deletion is younger than the grace period is kept (a purge job of an
+/// earlier deletion, run again by hand, must not cut a later deletion's grace period short).
 async fn tenant_purge(tenancy: Tenancy, ctx: JobContext) -> Outcome {
     let id = payload_tenant(&ctx)?;
     let tenant = tenancy.tenant(&TenantRef::Id(id)).await?;
+    let grace = std::time::Duration::from_secs(tenancy.settings().tenants.deletion_grace_days * 86_400);
+    let due = tenant.updated_at.plus(grace);
     Ok(match tenant.status {
+        crate::TenantStatus::Deleting if tenancy.control().now() < due => {
+            json!({ "kept": tenant.slug, "status": tenant.status, "grace_period_until": due })
+        }
         // By id: a purge removes the slug from the control plane, job results included.
         crate::TenantStatus::Deleting => {
             tenancy.tenants().purge(&TenantRef::Id(id), &format!("job:{}", ctx.job.id)).await?;

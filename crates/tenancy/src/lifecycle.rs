@@ -191,12 +191,14 @@ impl Tenants {
         Ok(deleted)
     }
 
-    /// Brings a soft-deleted tenant back (within its grace period): active again, its
+    /// Brings a soft-deleted tenant back (within its grace period) to the status it had — a
+    /// suspended (or held) one stays suspended, so an undelete never lifts a suspension — its
     /// scheduled purge cancelled.
     pub async fn undelete(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
-        let restored = self
-            .change_status(tenant, &[TenantStatus::Deleting], TenantStatus::Active, actor, "tenant.undelete")
-            .await?;
+        let id = self.0.tenant(tenant).await?.id;
+        let back_to = self.0.control().status_before_delete(id).await?;
+        let restored =
+            self.change_status(tenant, &[TenantStatus::Deleting], back_to, actor, "tenant.undelete").await?;
         for job in self.0.jobs().queued_for(TENANT_PURGE, restored.id).await? {
             self.0.jobs().cancel(&job.id, actor).await?;
         }

@@ -676,7 +676,9 @@ async fn undelete_workspace(
     let reference: TenantRef = slug.parse().map_err(|_| Failure::not_found())?;
     // Only its owners, and they see the same 404 as anyone for a workspace they do not own.
     let role = app.accounts().memberships().role_in(&reference, &me.session.user_id).await;
-    if !matches!(role, Ok(Some(Role::Owner))) {
+    // A held restore is the operators' until they release it: nothing its members can act on.
+    let held = app.tenancy().tenant(&reference).await.map(|t| t.held).unwrap_or(true);
+    if !matches!(role, Ok(Some(Role::Owner))) || held {
         return Err(Failure::not_found().into());
     }
     let restored = app.tenancy().tenants().undelete(&reference, &me.session.email).await;
