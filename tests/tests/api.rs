@@ -123,6 +123,8 @@ async fn tokens_are_required_and_scoped() {
         last = forged.call("GET", "/w/acme/projects", None).await.unwrap().0;
     }
     assert_eq!(last, 429);
+    // A valid token from the same address is still served: the throttle shuts out no one else.
+    assert_eq!(ada.call("GET", "/w/acme/projects", None).await.unwrap().0, 200);
     // A request without a token guesses nothing: 401 however many, from the same client too.
     for _ in 0..5 {
         let (status, body) = anonymous.call("GET", "/w/acme/projects", None).await.unwrap();

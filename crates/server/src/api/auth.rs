@@ -1,5 +1,5 @@
 //! Bearer-token authentication of the API. Wrong tokens count against the client's address;
-//! too many get 429 before any lookup. A request without a token is 401, and counts for
+//! past too many, wrong tokens get 429 — valid ones from that address are still served. A request without a token is 401, and counts for
 //! nothing (it guesses nothing). A read-only token may only read (GET, HEAD, OPTIONS): any other
 //! method is 403.
 
@@ -33,21 +33,23 @@ impl FromRequest for Bearer {
                 .filter(|token| !token.is_empty());
             // No token is no guess: 401, outside the throttle of wrong ones.
             let Some(token) = token else { return Err(ApiError(Failure::unauthorized())) };
+            // A valid token is served even from an address that sent many invalid ones: the
+            // throttle slows guessing, it must not shut out the others behind one NAT or proxy.
             let client = client_addr(&req);
-            if let Err(retry) = app.api_throttle.check("bearer", &client) {
-                let failure = Failure::new(
-                    actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                    "throttled",
-                    "Too many requests with invalid tokens; wait and retry.",
-                );
-                return Err(ApiError(failure.retry_after(retry)));
-            }
             match app.accounts().tokens().authenticate(token).await? {
                 Some(principal) if principal.read_only && !req.method().is_safe() => {
                     Err(ApiError(Failure::forbidden("This token is read-only: it may only read.")))
                 }
                 Some(principal) => Ok(Bearer(principal)),
                 None => {
+                    if let Err(retry) = app.api_throttle.check("bearer", &client) {
+                        let failure = Failure::new(
+                            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                            "throttled",
+                            "Too many requests with invalid tokens; wait and retry.",
+                        );
+                        return Err(ApiError(failure.retry_after(retry)));
+                    }
                     app.api_throttle.failed("bearer", &client);
                     Err(ApiError(Failure::unauthorized()))
                 }
