@@ -1457,3 +1457,25 @@ async fn an_undelete_keeps_a_suspension_and_a_stale_purge_keeps_the_grace_period
     );
     server.stop().await.unwrap();
 }
+
+/// One account owns at most 20 workspaces it founded, however many foundings arrive at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_foundings_do_not_pass_the_limit() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = ada.csrf("/workspaces/new").await.unwrap();
+    let forms: Vec<[(&str, String); 2]> =
+        (0..30).map(|i| [("csrf", token.clone()), ("name", format!("Race {i}"))]).collect();
+    let ada = &ada;
+    let posts = forms.iter().map(|form| {
+        let fields: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        async move { ada.post("/workspaces", &fields).await }
+    });
+    let answers = futures::future::join_all(posts).await;
+    let made = answers.iter().filter(|a| a.as_ref().unwrap().status == 303).count();
+    let refused = answers.iter().filter(|a| a.as_ref().unwrap().status == 422).count();
+    assert_eq!((made, refused), (19, 11), "acme and 19 more");
+    let ada_id = server.accounts.users().by_email("ada@example.com").await.unwrap().id;
+    assert_eq!(server.accounts.memberships().workspaces_of(&ada_id).await.unwrap().len(), 20);
+    server.stop().await.unwrap();
+}

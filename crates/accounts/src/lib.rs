@@ -74,6 +74,9 @@ struct Inner {
     /// What erasing a person does to the tables of the crates above (their
     /// [`Accounts::add_erasure_steps`]).
     erasure_steps: parking_lot::RwLock<Vec<silo_core::erasure::ErasureStep>>,
+    /// One founding of a workspace at a time (see [`Memberships::found`]): its count of the
+    /// workspaces owned and its creation are one step, so concurrent ones cannot pass the limit.
+    founding: tokio::sync::Mutex<()>,
 }
 
 /// The identity half of the directory (see [`silo_tenancy::directory`]): answers every request
@@ -98,6 +101,11 @@ impl Directory {
 }
 
 impl Accounts {
+    /// Held while a workspace is founded (see [`Memberships::found`]).
+    pub(crate) async fn founding(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.founding.lock().await
+    }
+
     /// The accounts over `tenancy`'s control plane.
     pub fn new(tenancy: Tenancy, settings: AccountsSettings) -> Self {
         // The fleet inserts a new tenant's first member and a clone's members through this
@@ -117,6 +125,7 @@ impl Accounts {
             directory: Directory::default(),
             hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
             erasure_steps: parking_lot::RwLock::default(),
+            founding: tokio::sync::Mutex::new(()),
         };
         Self { inner: Arc::new(inner) }
     }

@@ -183,7 +183,9 @@ impl Memberships {
 
     /// A signed-in account founds another workspace, as its owner: named `name`, at `slug`
     /// (suggested from the name when empty). An account owns at most [`FOUNDED_LIMIT`]
-    /// workspaces this way, so one account cannot fill the disk with files.
+    /// workspaces this way, so one account cannot fill the disk with files; foundings run one
+    /// at a time in this process (which owns the data directory), so concurrent ones cannot
+    /// pass the limit.
     pub async fn found(&self, user: &User, name: &str, slug: &str) -> Result<silo_tenancy::Tenant> {
         let name = name.trim();
         if name.is_empty() {
@@ -196,6 +198,8 @@ impl Memberships {
             "" => self.free_address_for(name).await?,
             typed => TenantSlug::parse(typed)?,
         };
+        // Foundings are rare: one at a time keeps the count and the creation one step.
+        let _one_at_a_time = self.0.founding().await;
         let owned: i64 =
             sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ? AND role = 'owner'")
                 .bind(user.id.to_string())
