@@ -19,7 +19,8 @@ pub struct Captured {
     pub stderr: String,
     /// The CLI's standard input, when the command reads it (`--password-stdin`).
     pub stdin: Option<String>,
-    /// The CLI's OS user (the audit log's `cli:<user>`).
+    /// The CLI's operator (the audit log's `cli:<user>`): the socket peer's account, named by
+    /// the server (see [`operator`]).
     pub user: String,
     /// The CLI's working directory, which relative paths in its arguments are relative to.
     pub cwd: Option<std::path::PathBuf>,
@@ -88,18 +89,38 @@ pub fn os_user() -> String {
         .unwrap_or_else(login_user)
 }
 
-/// This process's operator: the login name (`USER`, else `LOGNAME`, else the uid), and the
-/// person behind `sudo` when there is one ("alice (as root)"), so the audit log names who
-/// acted rather than the account they borrowed.
+/// This process's operator (see [`operator`]).
 fn login_user() -> String {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let user = var("USER")
-        .or_else(|| var("LOGNAME"))
-        .unwrap_or_else(|| format!("uid {}", rustix::process::geteuid().as_raw()));
-    match var("SUDO_USER").filter(|sudo| *sudo != user) {
-        Some(sudo) => format!("{sudo} (as {user})"),
-        None => user,
+    operator(rustix::process::geteuid().as_raw(), sudo_user().as_deref())
+}
+
+/// The person behind `sudo`, as `sudo` says (`SUDO_USER`), if any.
+pub fn sudo_user() -> Option<String> {
+    std::env::var("SUDO_USER").ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Who the audit log names for a command run by `uid`: that account's name (from
+/// `/etc/passwd`, not from the environment, which the caller sets), else `uid N`; for root,
+/// the person `sudo` names, if any ("alice (as root)"), so the log names who acted rather than
+/// the account they borrowed. Only root can be another person through `sudo`: for any other
+/// uid the claim is ignored.
+pub fn operator(uid: u32, sudo_user: Option<&str>) -> String {
+    let name = account_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+    match sudo_user.map(str::trim).filter(|sudo| uid == 0 && !sudo.is_empty() && *sudo != name) {
+        Some(sudo) => format!("{sudo} (as {name})"),
+        None => name,
     }
+}
+
+/// The name of `uid` in `/etc/passwd`.
+fn account_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    })
 }
 
 /// `println!` for commands: standard output, or the capture.

@@ -176,8 +176,11 @@ fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
         String::from_utf8_lossy(&restored.stderr)
     );
     stdout(&silo(d, &["tenant", "delete", "doomed", "--purge"]));
-    // The audit log names the operator who ran each command, through the server or not, and
-    // the person behind sudo.
+    // The audit log names the operator who ran each command, through the server or not: the
+    // account of its uid (not what USER says), and for root the person behind sudo.
+    let me =
+        String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_owned();
+    let root = rustix::process::geteuid().is_root();
     let as_user = |user: &str, sudo: Option<&str>, args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_silo"));
         command
@@ -192,8 +195,8 @@ fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
         let out = command.output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    as_user("ann-ops", None, &["tenant", "suspend", "held"]);
-    as_user("root", Some("bob-ops"), &["tenant", "resume", "held"]);
+    as_user("mallory", None, &["tenant", "suspend", "held"]);
+    as_user("mallory", Some("bob-ops"), &["tenant", "resume", "held"]);
 
     // Errors keep their words and exit code; usage errors are clap's.
     let missing = silo(d, &["tenant", "show", "nobody"]);
@@ -213,18 +216,20 @@ fn a_running_server_runs_the_clis_commands_and_refuses_a_second_server() {
 
     stop(child);
     assert!(!socket.exists(), "the socket goes with the server");
-    as_user("cid-ops", None, &["tenant", "set-plan", "held", "team"]);
+    as_user("mallory", None, &["tenant", "set-plan", "held", "team"]);
     let actors = tokio::runtime::Runtime::new().unwrap().block_on(audit_actors(&d.join("data")));
-    for expected in [
-        ("cli:ann-ops", "tenant.suspend"),
-        ("cli:bob-ops (as root)", "tenant.resume"),
-        ("cli:cid-ops", "tenant.plan"),
+    let sudo = if root { format!("cli:bob-ops (as {me})") } else { format!("cli:{me}") };
+    for (actor, action) in [
+        (format!("cli:{me}"), "tenant.suspend"),
+        (sudo, "tenant.resume"),
+        (format!("cli:{me}"), "tenant.plan"),
     ] {
         assert!(
-            actors.iter().any(|(a, b)| (a.as_str(), b.as_str()) == expected),
-            "{expected:?} in {actors:?}"
+            actors.iter().any(|(a, b)| (a.as_str(), b.as_str()) == (actor.as_str(), action)),
+            "{actor} {action} in {actors:?}"
         );
     }
+    assert!(!actors.iter().any(|(a, _)| a.contains("mallory")), "USER names no one: {actors:?}");
     assert_eq!(stdout(&silo(d, &count)), stdout(&silo(d, &count)), "without a server the CLI runs it");
     let gone = silo(d, &["tenant", "show", "doomed"]);
     assert!(!gone.status.success(), "purged while serving (its slug is gone with it)");

@@ -39,8 +39,9 @@ struct Request {
     args: Vec<String>,
     /// Standard input's first line, for commands that read it.
     stdin: Option<String>,
-    /// The CLI's OS user, for the audit log.
-    user: String,
+    /// The person behind `sudo`, as the CLI's environment says: the server names the operator
+    /// from the socket peer's uid, and believes this only of root.
+    sudo_user: Option<String>,
     /// The CLI's working directory (relative paths in `args` are relative to it).
     cwd: Option<PathBuf>,
 }
@@ -80,7 +81,7 @@ async fn exchange(mut stream: UnixStream, args: Vec<String>) -> anyhow::Result<E
     } else {
         None
     };
-    let request = Request { args, stdin, user: output::os_user(), cwd: std::env::current_dir().ok() };
+    let request = Request { args, stdin, sudo_user: output::sudo_user(), cwd: std::env::current_dir().ok() };
     stream.write_all(&serde_json::to_vec(&request)?).await?;
     stream.shutdown().await?;
     let mut answer = Vec::new();
@@ -171,7 +172,7 @@ async fn answer(mut stream: UnixStream, services: Services) -> anyhow::Result<()
         }
     } else {
         match serde_json::from_slice::<Request>(&body) {
-            Ok(request) => run(request, services).await,
+            Ok(request) => run(request, peer, services).await,
             Err(e) => Response {
                 stdout: String::new(),
                 stderr: format!("error: a malformed request: {e}\n"),
@@ -185,7 +186,7 @@ async fn answer(mut stream: UnixStream, services: Services) -> anyhow::Result<()
 }
 
 /// Parses and runs one request's command with its output captured.
-async fn run(request: Request, services: Services) -> Response {
+async fn run(request: Request, peer: u32, services: Services) -> Response {
     let cli = match Cli::try_parse_from(std::iter::once("silo".to_owned()).chain(request.args)) {
         Ok(cli) => cli,
         // `--help`, `--version` and usage errors: what clap would print, with its exit code.
@@ -199,8 +200,8 @@ async fn run(request: Request, services: Services) -> Response {
         let stderr = "error: a server is already running on this data directory\n".to_owned();
         return Response { stdout: String::new(), stderr, code: 1 };
     }
-    let given =
-        Captured { stdin: request.stdin, user: request.user, cwd: request.cwd, ..Captured::default() };
+    let user = output::operator(peer, request.sudo_user.as_deref());
+    let given = Captured { stdin: request.stdin, user, cwd: request.cwd, ..Captured::default() };
     tracing::info!(user = %given.user, "running a silo command for the CLI");
     let (result, mut captured) = output::capture(given, cli.command.execute(&services)).await;
     let code = match result {
