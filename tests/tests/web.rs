@@ -258,7 +258,8 @@ async fn a_refused_task_keeps_what_was_typed() {
         )
         .await
         .unwrap();
-    assert_eq!((refused.status, refused.location.as_deref()), (303, Some(board.as_str())));
+    // Back to the error itself (a full board puts the form far down).
+    assert_eq!((refused.status, refused.location.clone()), (303, Some(format!("{board}#due_date-error"))));
     let page = ada.get(&board).await.unwrap().body;
     assert!(page.contains("id=\"due_date-error\""), "{page}");
     assert!(
@@ -456,6 +457,25 @@ async fn cookies_are_secure_behind_a_tls_proxy() {
     for flag in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(flag), "{flag} in {cookie}");
     }
+    // A flash message's cookie is Secure over HTTPS too (here: a password reset's).
+    let stranger = server.visitor();
+    stranger.submit("/password/forgot", "/password/forgot", &[("email", "ada@example.com")]).await.unwrap();
+    let link = server.link_in_last_email("ada@example.com", "/password/reset/").await.unwrap();
+    let token = stranger.csrf(&link).await.unwrap();
+    let reset = stranger
+        .send(
+            stranger
+                .request(reqwest::Method::POST, &link)
+                .header("X-Forwarded-Proto", "https")
+                .form(&[("csrf", token.as_str()), ("password", "another long password")]),
+        )
+        .await
+        .unwrap();
+    let cookies: Vec<&str> =
+        reset.headers.get_all("set-cookie").iter().map(|c| c.to_str().unwrap()).collect();
+    let flash =
+        cookies.iter().find(|c| c.starts_with("silo_flash=")).unwrap_or_else(|| panic!("{cookies:?}"));
+    assert!(flash.contains("; Secure") && flash.contains("HttpOnly"), "{flash}");
     server.stop().await.unwrap();
 }
 
@@ -912,7 +932,7 @@ async fn the_admin_console_runs_the_fleet() {
             .submit("/admin", "/admin/tenants", &[("slug", slug), ("name", "Typed Name"), ("owner", owner)])
             .await
             .unwrap();
-        assert_eq!((refused.status, refused.location.as_deref()), (303, Some("/admin")));
+        assert_eq!((refused.status, refused.location.clone()), (303, Some(format!("/admin#{field}-error"))));
         let page = ops.get("/admin").await.unwrap().body;
         assert!(page.contains(&format!("id=\"{field}-error\"")), "{slug} {owner}: {page}");
         assert!(page.contains("value=\"Typed Name\""), "kept");
@@ -1477,5 +1497,73 @@ async fn concurrent_foundings_do_not_pass_the_limit() {
     assert_eq!((made, refused), (19, 11), "acme and 19 more");
     let ada_id = server.accounts.users().by_email("ada@example.com").await.unwrap().id;
     assert_eq!(server.accounts.memberships().workspaces_of(&ada_id).await.unwrap().len(), 20);
+    server.stop().await.unwrap();
+}
+
+/// Addresses that cannot be read get the site's pages, never a parser's words; error pages are
+/// never stored; a token's access is one the form offers; an account's live tokens are
+/// bounded; a held restore gets no token.
+#[tokio::test]
+async fn odd_addresses_get_pages_and_tokens_are_bounded() {
+    let server = TestServer::start().await.unwrap();
+    let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
+    for path in ["/w/acme/tasks/abc", "/w/acme/projects/99999999999999999999"] {
+        let page = ada.get(path).await.unwrap();
+        assert_eq!(page.status, 404, "{path}");
+        assert!(
+            page.body.contains("<h1>Not found</h1>") && page.body.contains("Sign out"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(!page.body.contains("parse"), "{path}");
+        assert_eq!(page.headers["cache-control"], "no-store", "{path}");
+    }
+    let board =
+        ada.submit("/w/acme/", "/w/acme/projects", &[("name", "Launch")]).await.unwrap().location.unwrap();
+    let odd = ada.get(&format!("{board}?before=abc")).await.unwrap();
+    assert_eq!(odd.status, 400);
+    assert!(
+        odd.body.contains("a parameter Silo cannot read") && !odd.body.contains("invalid digit"),
+        "{}",
+        odd.body
+    );
+
+    let user = server.accounts.users().by_email("ada@example.com").await.unwrap();
+    let count = || async { server.accounts.tokens().of_user(&user.id).await.unwrap().len() };
+    ada.submit(
+        "/account",
+        "/account/tokens",
+        &[("name", "typo"), ("access", "readonly"), ("workspace", "acme")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(count().await, 0, "an access the form does not offer makes no token");
+    assert!(ada.get("/account").await.unwrap().body.contains("Choose read only, or read and write."));
+    let scope = || silo_accounts::TokenScope::Personal("acme".parse().unwrap());
+    for _ in 0..silo_accounts::tokens::TOKENS_PER_ACCOUNT {
+        server.accounts.tokens().issue("ada@example.com", scope(), "test").await.unwrap();
+    }
+    let over = server.accounts.tokens().issue("ada@example.com", scope(), "test").await;
+    assert!(matches!(over, Err(silo_accounts::Error::LimitReached(_))), "{over:?}");
+    ada.submit(
+        "/account",
+        "/account/tokens",
+        &[("name", "one more"), ("access", "read_write"), ("workspace", "acme")],
+    )
+    .await
+    .unwrap();
+    assert!(ada.get("/account").await.unwrap().body.contains("at most 50 live tokens"));
+
+    use silo_backups::BackupsExt;
+    let acme: silo_core::TenantRef = "acme".parse().unwrap();
+    let backup =
+        server.tenancy.backups().create(&acme, silo_backups::BackupKind::Manual, "ops").await.unwrap();
+    server.tenancy.backups().restore(&acme, Some(&backup.id), Some("acme-copy"), "ops").await.unwrap();
+    let held = silo_accounts::TokenScope::Personal("acme-copy".parse().unwrap());
+    server.accounts.tokens().revoke_all(&user.id, "test").await.unwrap();
+    assert!(
+        server.accounts.tokens().issue("ada@example.com", held, "test").await.is_err(),
+        "no token for a held restore"
+    );
     server.stop().await.unwrap();
 }

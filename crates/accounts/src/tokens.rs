@@ -71,6 +71,9 @@ pub struct TokenSpec {
     pub read_only: bool,
 }
 
+/// The most live (unrevoked, unexpired) tokens one account holds.
+pub const TOKENS_PER_ACCOUNT: i64 = 50;
+
 /// The longest token name.
 pub const TOKEN_NAME_CHARS: usize = 100;
 
@@ -134,7 +137,8 @@ impl Tokens {
             }
             TokenScope::Personal(tenant) => {
                 let found = self.0.tenancy().tenant(tenant).await?;
-                if self.0.memberships().role_in(tenant, &user.id).await?.is_none() {
+                // A held restore is nothing its members can act in until it is released.
+                if found.held || self.0.memberships().role_in(tenant, &user.id).await?.is_none() {
                     return Err(Error::invalid(
                         "scope",
                         format!("{} is not a member of {}", user.email, found.slug),
@@ -146,9 +150,12 @@ impl Tokens {
         let (token, digest) = new_token();
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(
+        // Counted in the inserting statement, so concurrent issues cannot pass the limit.
+        let inserted = sqlx::query(
             "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at, name, access)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+             WHERE (SELECT count(*) FROM api_tokens WHERE user_id = ?2 AND revoked_at IS NULL
+                    AND (expires_at IS NULL OR expires_at > ?6)) < ?10",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(&user.id)
@@ -159,8 +166,14 @@ impl Tokens {
         .bind(lifetime.map(|l| now.plus(l).as_str().to_owned()))
         .bind(name)
         .bind(if spec.read_only { "read_only" } else { "read_write" })
+        .bind(TOKENS_PER_ACCOUNT)
         .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::LimitReached(format!(
+                "An account has at most {TOKENS_PER_ACCOUNT} live tokens: revoke one you no longer use first."
+            )));
+        }
         silo_core::audit::record(
             &mut tx,
             &now,

@@ -320,8 +320,11 @@ pub fn error_page_with(failure: &Failure, mut context: tera::Context) -> HttpRes
         tracing::error!(error = ?e, "error template failed");
         format!("<!doctype html><title>{title}</title><p>{}", failure.status)
     });
-    let mut response =
-        HttpResponse::build(failure.status).content_type("text/html; charset=utf-8").body(html);
+    // Never stored: a signed-in error page names its account and carries its form token.
+    let mut response = HttpResponse::build(failure.status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
+        .body(html);
     add_retry_after(&mut response, failure.retry_after);
     response
 }

@@ -123,6 +123,20 @@ pub fn start(
             // config, not the form config): both at 64 KiB. The API's JSON has its own limit.
             .app_data(web::FormConfig::default().limit(csrf::FORM_LIMIT))
             .app_data(web::PayloadConfig::new(csrf::FORM_LIMIT))
+            // A page address with an id that is not a number names nothing (the API's scope
+            // answers its own JSON); a query parameter that cannot be read is said in words.
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_, _| error::PageError(error::Failure::not_found()).into()),
+            )
+            .app_data(web::QueryConfig::default().error_handler(|_, _| {
+                let failure = error::Failure::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    "This address has a parameter Silo cannot read: check the link.",
+                );
+                error::PageError(failure).into()
+            }))
             .wrap_fn(|req, service| {
                 // Innermost: error pages get the signed-in header before the cookies and
                 // security headers are added to them.
@@ -137,6 +151,7 @@ pub fn start(
                 let response = service.call(req);
                 async move {
                     let mut response: ServiceResponse = response.await?;
+                    redirects::secure_message_cookies(&mut response);
                     if let Some(cookie) = new_cookie
                         && let Ok(value) = HeaderValue::from_str(&cookie.to_string())
                     {

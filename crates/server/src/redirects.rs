@@ -64,11 +64,18 @@ pub fn see_other_with_form_error(
     message: &str,
     typed: &[(&str, &str)],
 ) -> HttpResponse {
-    let mut response = flash_redirect(location, "error", message, field);
+    // To the error itself: on a long page (a full board, the console) the form is far down.
+    let location = match field {
+        Some(field) if !location.contains('#') => format!("{location}#{field}-error"),
+        _ => location.to_owned(),
+    };
+    let mut response = flash_redirect(&location, "error", message, field);
     // A cookie is at most 4 KiB (less the flash's): values are kept while they fit, a long
     // one is left out (its field comes back empty rather than cut).
+    // Form encoding leaves only characters a cookie may hold; `%` is escaped once more, as the
+    // server reads request cookies percent-decoded.
     let encode =
-        |pairs: &[(&str, &str)]| cookie_value(&serde_urlencoded::to_string(pairs).unwrap_or_default());
+        |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap_or_default().replace('%', "%25");
     let mut kept: Vec<(&str, &str)> = Vec::new();
     for pair in typed {
         kept.push(*pair);
@@ -89,8 +96,9 @@ pub fn see_other_with_form_error(
 /// The cookie holding what a refused form had typed.
 const TYPED_COOKIE: &str = "silo_typed";
 
-/// Most bytes of typed values carried back.
-const TYPED_BYTES: usize = 2500;
+/// Most bytes of typed values carried back (with the flash's at most 1,200, the response's
+/// cookies stay well under a proxy's usual 4 KiB header buffer).
+const TYPED_BYTES: usize = 2000;
 
 /// What a refused form had typed (see [`see_other_with_form_error`]): field name → value.
 pub fn take_typed(req: &HttpRequest) -> Option<std::collections::HashMap<String, String>> {
@@ -150,6 +158,35 @@ pub fn take_flash(req: &HttpRequest) -> Option<Flash> {
     };
     let kind = if kind == "error" { "error" } else { "ok" };
     Some(Flash { kind, message, field: field.filter(|_| kind == "error") })
+}
+
+/// Marks the flash and typed-values cookies a response sets `Secure` when the request came
+/// over HTTPS (their builders have no request to ask): an invitation's flash quotes its link.
+pub fn secure_message_cookies(response: &mut actix_web::dev::ServiceResponse) {
+    use actix_web::http::header::{HeaderValue, SET_COOKIE};
+    if !crate::request::is_secure(response.request()) {
+        return;
+    }
+    let cookies: Vec<HeaderValue> = response.headers().get_all(SET_COOKIE).cloned().collect();
+    let ours = |v: &HeaderValue| {
+        v.to_str().is_ok_and(|c| {
+            c.starts_with(&format!("{FLASH_COOKIE}=")) || c.starts_with(&format!("{TYPED_COOKIE}="))
+        })
+    };
+    if !cookies.iter().any(ours) {
+        return;
+    }
+    let headers = response.headers_mut();
+    headers.remove(SET_COOKIE);
+    for cookie in cookies {
+        let value = match cookie.to_str() {
+            Ok(text) if ours(&cookie) && !text.contains("; Secure") => {
+                HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(cookie)
+            }
+            _ => cookie,
+        };
+        headers.append(SET_COOKIE, value);
+    }
 }
 
 /// The cookie that removes a shown flash message.

@@ -423,12 +423,24 @@ async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<T
         },
     };
     let scope = TokenScope::Personal(TenantRef::Slug(slug));
-    let spec = TokenSpec { name: form.name.clone(), lifetime, read_only: form.access == "read_only" };
     let typed = [("name", form.name.as_str()), ("access", &form.access), ("workspace", &form.workspace)];
+    // An access the form does not offer is refused, never read as read-and-write.
+    let read_only = match form.access.as_str() {
+        "read_only" => true,
+        "read_write" | "" => false,
+        _ => {
+            let message = "Choose read only, or read and write.";
+            return Ok(see_other_with_form_error("/account", None, message, &typed));
+        }
+    };
+    let spec = TokenSpec { name: form.name.clone(), lifetime, read_only };
     let token = match accounts.tokens().issue_with(&me.session.email, scope, &me.session.email, &spec).await {
         Ok(token) => token,
         Err(silo_accounts::Error::Invalid { field: "name", message }) => {
             return Ok(see_other_with_form_error("/account", Some("token-name"), &message, &typed));
+        }
+        Err(silo_accounts::Error::LimitReached(message)) => {
+            return Ok(see_other_with_form_error("/account", None, &message, &typed));
         }
         Err(e) if e.is_user_error() => {
             let message = "You can only create tokens for your own workspaces.";
