@@ -685,26 +685,39 @@ fn between_quotes(page: &str, title: &str) -> String {
 }
 
 /// A plan change shows its cost for the rest of the month before it is made: on 21 November
-/// (a 30-day month), free → business (50.00 a month + 15.00 a seat, one seat) bills days
-/// 21–30, a third of the month: 16.67 + 5.00 = 21.67 EUR.
+/// (a 30-day month), free → pro (50.00 a month + 15.00 a seat, one seat, no trial) bills days
+/// 21–30, a third of the month: 16.67 + 5.00 = 21.67 EUR; a plan with a trial never held
+/// before costs nothing during it, and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_change_shows_its_prorated_cost_first() {
     let clock = silo_core::TestClock::at(&silo_core::Timestamp::parse("2026-11-21T12:00:00.000Z").unwrap());
     let shared = silo_core::ProcessClock::new(clock.shared());
-    let server = TestServer::start_with(move |s| s.fleet.clock = shared).await.unwrap();
+    let server = TestServer::start_with(move |s| {
+        s.fleet.clock = shared;
+        let pro = Plan { price_month: 5_000, price_seat: 1_500, self_service: true, ..Plan::default() };
+        s.plans.0.insert("pro".into(), pro);
+    })
+    .await
+    .unwrap();
     let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
     assert_eq!(server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().plan, "free");
-    let asked = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "business")]).await.unwrap();
+    let asked = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "pro")]).await.unwrap();
     assert_eq!(asked.status, 200);
     assert!(
-        asked
-            .body
-            .contains("grows by 21.67 EUR (before tax): the 10 days from today on are billed at business"),
+        asked.body.contains("grows by 21.67 EUR (before tax): the 10 days from today on are billed at pro"),
         "{}",
         asked.body
     );
-    // Back down from business (confirmed) to free: today stays on business, 9 days less.
-    ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "business"), ("confirm", "yes")]).await.unwrap();
+    // Business has a 14-day trial acme never had: the rest of the month is free.
+    let trial = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "business")]).await.unwrap();
+    assert!(
+        trial.body.contains("does not change")
+            && trial.body.contains("The first 10 days on business are its free trial."),
+        "{}",
+        trial.body
+    );
+    // Back down from pro (confirmed) to free: today stays on pro, 9 days less.
+    ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "pro"), ("confirm", "yes")]).await.unwrap();
     let down = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", "free")]).await.unwrap();
     assert!(
         down.body.contains("shrinks by 19.50 EUR (before tax): the 9 days from tomorrow on"),

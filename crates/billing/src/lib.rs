@@ -43,6 +43,8 @@ pub mod metering;
 pub mod overview;
 pub mod payment;
 pub mod period;
+
+use std::collections::HashMap;
 pub mod plans;
 pub mod profile;
 pub mod rate;
@@ -225,19 +227,38 @@ impl Subscriptions<'_> {
         let period = Period::of(now.as_str())?;
         let (days_in_month, today) = (period.days(), period.day_of(now.as_str()));
         let seats = u32::try_from(self.0.accounts().memberships().count(tenant.id).await?).unwrap_or(0);
-        let cost = |name: &str, terms: &Plan, first: u32| {
-            if first > days_in_month {
-                return 0;
-            }
-            let segment = invoice::Segment {
-                plan: name.to_owned(),
-                terms: terms.clone(),
-                from_day: first,
-                to_day: days_in_month,
-                seats,
-                trial: false,
+        // Trials count from the day a plan was first taken (as the billing run counts them): a
+        // plan never held starts its trial today.
+        let today_number = period::day_of_timestamp(now.as_str())?;
+        let mut trial_ends = HashMap::new();
+        for (name, terms) in [(tenant.plan.as_str(), &from), (plan, &to)] {
+            let first_taken: Option<String> =
+                sqlx::query_scalar("SELECT min(since) FROM tenant_plans WHERE tenant_id = ? AND plan = ?")
+                    .bind(tenant.id.to_string())
+                    .bind(name)
+                    .fetch_one(self.0.tenancy().control().reader())
+                    .await?;
+            let first = match first_taken {
+                Some(since) => period::day_of_timestamp(&since)?,
+                None => today_number,
             };
-            invoice::compute(days_in_month, &[segment], 0, 0, 0).subtotal
+            trial_ends.insert(name.to_owned(), first + i64::from(terms.trial_days));
+        }
+        let in_trial = |name: &str, day: u32| {
+            silo_core::time::day_number(period.year, period.month, day) < trial_ends[name]
+        };
+        let cost = |name: &str, terms: &Plan, first: u32| {
+            let segments: Vec<invoice::Segment> = (first..=days_in_month)
+                .map(|day| invoice::Segment {
+                    plan: name.to_owned(),
+                    terms: terms.clone(),
+                    from_day: day,
+                    to_day: day,
+                    seats,
+                    trial: in_trial(name, day),
+                })
+                .collect();
+            invoice::compute(days_in_month, &segments, 0, 0, 0).subtotal
         };
         let dearer = cost(plan, &to, today) >= cost(&tenant.plan, &from, today);
         let first = if dearer { today } else { today + 1 };
@@ -245,6 +266,11 @@ impl Subscriptions<'_> {
         let days = (days_in_month + 1).saturating_sub(first);
         let amount = invoices::money(change.abs(), &to.currency);
         let days_left = format!("{days} day{}", if days == 1 { "" } else { "s" });
+        let free = (first..=days_in_month).filter(|&day| in_trial(plan, day)).count();
+        let trial = match free {
+            0 => String::new(),
+            n => format!(" The first {n} day{} on {plan} are its free trial.", if n == 1 { "" } else { "s" }),
+        };
         let text = match change {
             0 => format!(
                 "This month's invoice does not change: the {days_left} left cost the same on {plan} as on {}.",
@@ -260,6 +286,7 @@ impl Subscriptions<'_> {
                 tenant.plan, tenant.plan
             ),
         };
+        let text = format!("{text}{trial}");
         Ok(ChangePreview {
             from: tenant.plan.clone(),
             to: plan.to_owned(),
