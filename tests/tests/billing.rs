@@ -317,6 +317,8 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert_eq!(ada.submit("/w/acme/billing", "/w/acme/billing/contact", &contact).await.unwrap().status, 303);
     let page = ada.get("/w/acme/billing").await.unwrap().body;
     assert!(page.contains("is not a country code (for Germany choose DE)"), "{page}");
+    // Next to the field, with what was typed kept.
+    assert!(page.contains("id=\"country-error\"") && page.contains("value=\"Acme GmbH\""), "{page}");
     assert_eq!(
         billing
             .profiles()

@@ -270,6 +270,16 @@ async fn a_refused_task_keeps_what_was_typed() {
     // Shown once: the next visit is a clean form.
     let again = ada.get(&board).await.unwrap().body;
     assert!(!again.contains("due_date-error") && !again.contains("Ship the rocket"));
+    // An empty comment: refused next to the comment box, the task's own form untouched.
+    ada.submit(&board, &format!("{board}/tasks"), &[("title", "Ship it")]).await.unwrap();
+    let board_page = ada.get(&board).await.unwrap().body;
+    let task =
+        board_page.split("href=\"/w/acme/tasks/").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let path = format!("/w/acme/tasks/{task}");
+    let refused = ada.submit(&path, &format!("{path}/comments"), &[("body", "   ")]).await.unwrap();
+    assert_eq!(refused.location, Some(format!("{path}#comment-error")));
+    let page = ada.get(&path).await.unwrap().body;
+    assert!(page.contains("id=\"comment-error\"") && !page.contains("id=\"body-error\""), "{page}");
     // A project without a name, on the workspace's page.
     ada.submit("/w/acme/", "/w/acme/projects", &[("name", " "), ("description", "kept")]).await.unwrap();
     let home = ada.get("/w/acme/").await.unwrap().body;
@@ -1325,6 +1335,18 @@ async fn the_board_moves_cards_and_marks_what_is_overdue() {
     let sorted = ada.get(&all("due")).await.unwrap().body;
     assert!(sorted.contains("<option value=\"due\" selected>") && sorted.contains("Clear filters"));
     assert_eq!(ada.get(&all("nonsense")).await.unwrap().status, 200, "an unknown order is the default");
+    // A card moved on a filtered, sorted board returns to that board; unknown values dropped.
+    let filtered = ada.get(&format!("{board}?assignee={me}&sort=due&status=todo")).await.unwrap().body;
+    assert!(
+        filtered.contains(&format!("name=\"view\" value=\"status=todo&amp;assignee={me}&amp;sort=due\"")),
+        "{filtered}"
+    );
+    let view = format!("status=todo&assignee={me}&sort=due&evil=%22x");
+    let moved = ada
+        .submit(&board, &format!("/w/acme/tasks/{id}/status"), &[("status", "doing"), ("view", &view)])
+        .await
+        .unwrap();
+    assert_eq!(moved.location, Some(format!("{board}?status=todo&assignee={me}&sort=due")));
     server.stop().await.unwrap();
 }
 

@@ -98,7 +98,7 @@ impl crate::invoices::Invoices<'_> {
             return Err(Error::invalid(
                 "period",
                 format!(
-                    "the month {period} has not ended yet (it ends on {}): bill a month that has",
+                    "the month {period} has not ended yet (it ends on {}): only a month that has ended can be billed",
                     period.next().date(1)
                 ),
             ));

@@ -27,9 +27,11 @@ pub fn moment(at: &Timestamp, now_ms: i64) -> String {
                 "in a moment".to_owned()
             }
         }
-        60..3_600 => relative(span / 60, "minute"),
-        3_600..86_400 => relative(span / 3_600, "hour"),
-        86_400..604_800 => relative(span / 86_400, "day"),
+        // The past counts whole units gone by; the future rounds, so a link valid for 7 days
+        // reads "in 7 days" from the moment it is made, not "in 6 days".
+        60..3_600 => relative(if ago { span / 60 } else { (span + 30) / 60 }, "minute"),
+        3_600..86_400 => relative(if ago { span / 3_600 } else { (span + 1_800) / 3_600 }, "hour"),
+        86_400..604_800 => relative(if ago { span / 86_400 } else { (span + 43_200) / 86_400 }, "day"),
         _ => format!("{}, {}", day(at.date()).unwrap_or_else(|| at.date().to_owned()), &at.as_str()[11..16]),
     }
 }
@@ -99,7 +101,9 @@ mod tests {
             ("2026-12-05T09:41:00.000Z", "1 hour ago"),
             ("2026-12-03T10:00:00.000Z", "2 days ago"),
             ("2026-12-08T11:00:00.000Z", "in 3 days"),
-            ("2026-12-05T10:44:00.000Z", "in 1 minute"),
+            ("2026-12-12T09:59:00.000Z", "in 7 days"),
+            ("2026-12-05T10:44:00.000Z", "in 2 minutes"),
+            ("2026-12-05T10:43:40.000Z", "in 1 minute"),
             ("2026-11-20T07:11:14.119Z", "20 Nov 2026, 07:11"),
             ("2027-03-01T00:00:00.000Z", "1 Mar 2027, 00:00"),
         ];

@@ -198,11 +198,13 @@ impl RestoreArgs {
             print_json(&restored)?;
         } else if self.as_slug.is_some() {
             crate::say!(
-                "restored backup {}{moment} of {} as new tenant {} ({})",
+                "restored backup {}{moment} of {} as new tenant {} ({}); held: suspended and shown to no \
+                 member until `silo tenant resume {}` releases it",
                 restored.backup.id,
                 self.tenant,
                 restored.tenant.slug,
-                restored.tenant.id
+                restored.tenant.id,
+                restored.tenant.slug
             );
         } else {
             crate::say!(

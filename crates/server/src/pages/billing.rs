@@ -12,7 +12,7 @@ use silo_billing::{BillingProfile, Invoice, InvoiceFilter, InvoiceStatus};
 use silo_core::{TenantId, TenantRef};
 
 use super::workspace::{entered, home, page};
-use super::{Page, PageResult, flash_outcome_with};
+use super::{FormBack, Page, PageResult, flash_outcome_with, form_outcome};
 use crate::csrf::CsrfForm;
 use crate::error::{Failure, PageError};
 use crate::redirects::see_other_with_flash;
@@ -70,8 +70,12 @@ fn csv(body: String, name: &str) -> HttpResponse {
 fn choosable(billing: &silo_billing::Billing, current: &str) -> Vec<serde_json::Value> {
     let mut names: Vec<&str> = billing.plans().self_service().collect();
     if !names.contains(&current) {
-        names.insert(0, current);
+        names.push(current);
     }
+    // Cheapest first, as a price list reads.
+    names.sort_by_key(|name| {
+        billing.plans().get(name).map_or((i64::MAX, i64::MAX), |p| (p.price_month, p.price_seat))
+    });
     names
         .into_iter()
         .map(|name| {
@@ -175,7 +179,7 @@ async fn invoice_view(req: &HttpRequest, invoice: &Invoice, back: &str, operator
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ContactForm {
     #[serde(default)]
     name: String,
@@ -189,6 +193,17 @@ struct ContactForm {
     tax_id: String,
 }
 
+impl ContactForm {
+    /// The fields a refusal is shown next to (the billing profile's names).
+    const FIELDS: [&'static str; 5] = ["name", "email", "address", "country", "tax_id"];
+
+    /// What was typed, to put back in a refused form.
+    fn typed(&self) -> Vec<(&'static str, &str)> {
+        let values = [&self.name, &self.email, &self.address, &self.country, &self.tax_id];
+        Self::FIELDS.into_iter().zip(values.map(String::as_str)).collect()
+    }
+}
+
 impl From<ContactForm> for BillingProfile {
     fn from(f: ContactForm) -> Self {
         Self { name: f.name, email: f.email, address: f.address, country: f.country, tax_id: f.tax_id }
@@ -199,9 +214,14 @@ impl From<ContactForm> for BillingProfile {
 async fn set_contact(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<ContactForm>) -> PageResult {
     let ws = billing_of(&req, &me).await?;
     let back = format!("{}billing", home(&ws));
-    let saved =
-        state(&req).billing.profiles().set(ws.tenant.id, form.into(), me.session.email.as_str()).await;
-    flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
+    let typed = form.typed();
+    let saved = state(&req)
+        .billing
+        .profiles()
+        .set(ws.tenant.id, form.clone().into(), me.session.email.as_str())
+        .await;
+    let form_back = FormBack { back: &back, fields: &ContactForm::FIELDS, typed };
+    form_outcome(form_back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
 }
 
 /// The console's invoice filters (left out of the template's context when not given, so its
@@ -324,6 +344,9 @@ async fn admin_contact(
     let id: TenantId = tenant.parse().map_err(|_| Failure::not_found())?;
     let tenant = state(&req).tenancy().tenants().by_id(id).await?;
     let back = format!("/admin/tenants/{}", tenant.id);
-    let saved = state(&req).billing.profiles().set(tenant.id, form.into(), op.session.email.as_str()).await;
-    flash_outcome_with(&back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
+    let typed = form.typed();
+    let saved =
+        state(&req).billing.profiles().set(tenant.id, form.clone().into(), op.session.email.as_str()).await;
+    let form_back = FormBack { back: &back, fields: &ContactForm::FIELDS, typed };
+    form_outcome(form_back, saved, |_| Ok(see_other_with_flash(&back, "ok", "Billing contact saved.")))
 }

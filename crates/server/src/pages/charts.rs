@@ -9,6 +9,10 @@ const HEIGHT: u32 = 80;
 const LEFT: u32 = 44;
 const BELOW: u32 = 30;
 const ABOVE: u32 = 8;
+/// The width of a month of days, the chart's least.
+const SLOTS: usize = 30;
+/// About the width of a `YYYY-MM-DD` label at the chart's font size.
+const DATE_WIDTH: u32 = 60;
 
 /// One bar per day of requests, scaled to the busiest day, on axes: the y axis with 0, half
 /// and the busiest day's count, the x axis with the first and last day, both named; each bar's
@@ -19,7 +23,9 @@ pub fn requests_per_day(days: &[UsageDay]) -> String {
         return "<p class=\"muted\">No requests recorded yet.</p>".to_owned();
     }
     let busiest = days.iter().max_by_key(|d| d.requests).map_or(1, |d| d.requests).max(1);
-    let (width, height) = (LEFT + BAR * days.len() as u32 + 4, ABOVE + HEIGHT + BELOW);
+    // Room for a month of bars however few days there are, so the dates never overlap.
+    let slots = days.len().max(SLOTS) as u32;
+    let (width, height) = (LEFT + BAR * slots + 4, ABOVE + HEIGHT + BELOW);
     let base = ABOVE + HEIGHT;
     let mut svg = format!(
         "<svg class=\"chart\" role=\"img\" aria-label=\"Requests per day\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\" font-family=\"system-ui, sans-serif\">"
@@ -36,14 +42,19 @@ pub fn requests_per_day(days: &[UsageDay]) -> String {
             y + 3
         ));
     }
+    // The first day under the first bar; the last under the last, when there is room for both.
     let (first, last) = (&days[0].day, &days[days.len() - 1].day);
+    svg.push_str(&format!("<text x=\"{LEFT}\" y=\"{}\" fill=\"#5d6677\">{first}</text>", base + 12));
+    let last_x = LEFT + 2 + BAR * days.len() as u32;
+    if last_x >= LEFT + 2 * DATE_WIDTH {
+        svg.push_str(&format!(
+            "<text x=\"{last_x}\" y=\"{}\" text-anchor=\"end\" fill=\"#5d6677\">{last}</text>",
+            base + 12
+        ));
+    }
     svg.push_str(&format!(
-        "<text x=\"{LEFT}\" y=\"{}\" fill=\"#5d6677\">{first}</text>\
-         <text x=\"{width}\" y=\"{}\" text-anchor=\"end\" fill=\"#5d6677\">{last}</text>\
-         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#5d6677\">day</text>\
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#5d6677\">day</text>\
          <text x=\"2\" y=\"{}\" fill=\"#5d6677\" transform=\"rotate(-90 8 {})\">requests</text>",
-        base + 12,
-        base + 12,
         LEFT + (width - LEFT) / 2,
         base + 26,
         ABOVE + HEIGHT / 2,
@@ -63,9 +74,11 @@ pub fn requests_per_day(days: &[UsageDay]) -> String {
     svg.push_str("</svg>");
     let total: i64 = days.iter().map(|d| d.requests.max(0)).sum();
     let top = days.iter().max_by_key(|d| d.requests).map_or("", |d| d.day.as_str());
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     svg.push_str(&format!(
-        "<p class=\"muted chart-summary\">{total} requests in {} days; the busiest, {top}, had {busiest}.</p>",
-        days.len()
+        "<p class=\"muted chart-summary\">{} in {}; the busiest, {top}, had {busiest}.</p>",
+        plural(usize::try_from(total).unwrap_or(0), "request"),
+        plural(days.len(), "day")
     ));
     svg
 }
@@ -90,9 +103,18 @@ mod tests {
             svg.contains(">10</text>") && svg.contains(">5</text>") && svg.contains(">0</text>"),
             "{svg}"
         );
-        assert!(svg.contains(">2026-11-29</text>") && svg.contains(">2026-11-30</text>"), "{svg}");
+        assert!(svg.contains(">2026-11-29</text>"), "{svg}");
+        let days: Vec<UsageDay> = (1..=10).map(|d| day(&format!("2026-12-{d:02}"), d)).collect();
+        let ten = requests_per_day(&days);
+        assert!(ten.contains(">2026-12-01</text>") && ten.contains(">2026-12-10</text>"), "{ten}");
         assert!(svg.contains(">day</text>") && svg.contains(">requests</text>"), "{svg}");
         assert!(svg.contains("15 requests in 2 days; the busiest, 2026-11-30, had 10."), "{svg}");
+        let one = requests_per_day(&[day("2026-12-07", 1)]);
+        assert!(
+            one.contains("1 request in 1 day;") && one.matches(">2026-12-07</text>").count() == 1,
+            "{one}"
+        );
+        assert!(one.contains("width=\"408\""), "a month wide however few the days: {one}");
         assert!(requests_per_day(&[]).contains("No requests recorded yet."));
     }
 }

@@ -15,7 +15,7 @@ use super::account::NoFields;
 use super::{FormBack, Page, PageResult, flash_outcome, flash_outcome_with, form_outcome, page_offset};
 use crate::csrf::CsrfForm;
 use crate::error::{Failure, PageError, matches_if_none_match};
-use crate::redirects::{see_other_with_flash, take_flash};
+use crate::redirects::{see_other_with_flash, see_other_with_form_error, take_flash};
 use crate::request::state;
 use crate::sessions::SignedIn;
 use crate::tenant::{Entered, Workspace, admit, enter};
@@ -253,7 +253,7 @@ async fn delete_project(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct TaskListQuery {
     status: Option<String>,
     assignee: Option<String>,
@@ -308,6 +308,7 @@ async fn project_page(
         .with("statuses", &STATUSES)
         .with("filter", &serde_json::json!({ "status": status, "assignee": assignee, "sort": order.name() }))
         .with("sorts", &TaskOrder::ALL.map(|(_, name)| name))
+        .with("view", &board_view(&query).trim_start_matches('?'))
         .with("mine", &mine)
         .with("members", &members)
         .with(
@@ -442,6 +443,31 @@ async fn update_task(
 #[derive(Deserialize)]
 struct MoveForm {
     status: String,
+    /// The board's filters and order when the card was moved (a query string).
+    #[serde(default)]
+    view: String,
+}
+
+/// A board's filters and order, as a query string (`?status=todo&sort=due`, or empty), from
+/// what it was asked with: only values the board knows, so it can be put in a link as is.
+fn board_view(query: &TaskListQuery) -> String {
+    let status = query.status.as_deref().filter(|s| STATUSES.contains(s));
+    let assignee = query.assignee.as_deref().and_then(|a| a.parse::<i64>().ok()).map(|a| a.to_string());
+    let sort = query
+        .sort
+        .as_deref()
+        .and_then(TaskOrder::parse)
+        .filter(|o| *o != TaskOrder::Newest)
+        .map(TaskOrder::name);
+    let pairs: Vec<(&str, &str)> = [("status", status), ("assignee", assignee.as_deref()), ("sort", sort)]
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| (key, v)))
+        .collect();
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
+    }
 }
 
 /// A card's status changed from the board: back to the board, where it now stands.
@@ -454,7 +480,9 @@ async fn move_task(
 ) -> PageResult {
     let ws = entered(&req, &me).await?;
     let task = tasks::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
-    let back = format!("{}projects/{}", home(&ws), task.project_id);
+    // Back to the board as it was shown: its filters and order kept.
+    let view = board_view(&serde_urlencoded::from_str(&form.view).unwrap_or_default());
+    let back = format!("{}projects/{}{view}", home(&ws), task.project_id);
     let patch = TaskPatch { status: Some(form.status), ..TaskPatch::default() };
     let moved = tasks::update(ws.turn(), task.id, &patch, ws.member_id()?);
     drop(ws);
@@ -483,7 +511,14 @@ async fn add_comment(
     let back = format!("{}tasks/{}", home(&ws), task.id);
     let added = comments::create(ws.turn(), task.id, ws.member_id()?, &form.body);
     drop(ws);
-    flash_outcome(&back, added, "Comment added.")
+    // The page's task form has a `body` too: the comment's refusal and text go by `comment`.
+    match added {
+        Err(e) if e.kind() == silo_core::ErrorKind::Invalid => {
+            let message = super::sentence(&e.to_string());
+            Ok(see_other_with_form_error(&back, Some("comment"), &message, &[("comment", &form.body)]))
+        }
+        other => flash_outcome(&back, other, "Comment added."),
+    }
 }
 
 #[post("/tasks/{id}/delete")]
@@ -553,7 +588,11 @@ async fn member_list(req: HttpRequest, me: SignedIn, query: web::Query<MemberQue
     } else {
         Vec::new()
     };
+    // The last owner cannot leave (the workspace keeps one): not offered, and said why.
+    let only_owner = ws.role == Role::Owner
+        && state(&req).accounts().memberships().owner_emails(ws.tenant.id).await?.len() == 1;
     page("workspace/members.html", &ws, "members")
+        .with("only_owner", &only_owner)
         .with("next_after", &more.then(|| list.last().map(|m| m.id)).flatten())
         .with("members", &list)
         .with("former", &former)
