@@ -537,6 +537,21 @@ async fn invitations_for_new_and_existing_accounts_and_roles() {
     let bob = server.visitor();
     let page = bob.get(&path).await.unwrap();
     assert!(page.body.contains("Join acme") && page.body.contains("as <strong>member</strong>"));
+    // A short password: said next to the field, the name kept; the form's address opened
+    // again leads back to the invitation.
+    let short = bob
+        .submit(&path, &format!("{path}/signup"), &[("name", "Bob O'Brien"), ("password", "short")])
+        .await
+        .unwrap();
+    assert_eq!(short.status, 422);
+    assert!(
+        short.body.contains("id=\"password-error\" role=\"alert\">A password needs at least 10 characters.")
+            && short.body.contains("value=\"Bob O&#x27;Brien\""),
+        "{}",
+        short.body
+    );
+    let again = bob.get(&format!("{path}/signup")).await.unwrap();
+    assert_eq!((again.status, again.location.as_deref()), (303, Some(path.as_str())));
     let joined = bob
         .submit(&path, &format!("{path}/signup"), &[("name", "Bob"), ("password", PASSWORD)])
         .await

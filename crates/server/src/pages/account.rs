@@ -44,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(invitation_page)
         .service(accept_invitation)
         .service(signup_and_accept)
+        .service(invitation_signup_again)
         .service(undelete_workspace)
         .service(new_workspace_form)
         .service(create_workspace);
@@ -629,11 +630,26 @@ async fn signup_and_accept(
         .await
     {
         Ok(user) => user,
-        Err(e) if e.is_user_error() => return invitation_error(&req, &token, &e.to_string()).await,
+        // Next to its field, the name kept (never the password).
+        Err(e) if e.is_user_error() => {
+            return link_page("invitation.html", "invitation", &Some(invitation), &token, None)
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .with("flash", &workspace_form_flash(&e))
+                .with("typed_name", &form.name)
+                .render(&req)
+                .await;
+        }
         Err(e) => return Err(e.into()),
     };
     let slug = accounts.invitations().accept(&token, &user).await?;
     start_session(&req, &user.id, &format!("/w/{slug}/")).await
+}
+
+/// The address the sign-up form of an invitation posts to, opened again (a reload, a copied
+/// address): the invitation itself.
+#[get("/invitations/{token}/signup")]
+async fn invitation_signup_again(token: web::Path<String>) -> PageResult {
+    Ok(see_other(&format!("/invitations/{}", crate::redirects::urlencode(&token))))
 }
 
 #[get("/workspaces/new")]
