@@ -1512,6 +1512,12 @@ async fn an_undelete_keeps_a_suspension_and_a_stale_purge_keeps_the_grace_period
         silo_tenancy::TenantStatus::Deleting,
         "not purged"
     );
+    // The console's jobs name their tenant; running a purge again asks first.
+    server.operator_token("ops@example.com").await.unwrap();
+    let ops = server.sign_in("ops@example.com").await.unwrap();
+    let jobs = ops.get("/admin/jobs").await.unwrap().body;
+    assert!(jobs.contains(&format!("<a href=\"/admin/tenants/{}\">acme</a>", now.id)), "{jobs}");
+    assert!(jobs.contains("<summary>Retry</summary><p>The purge runs again"), "{jobs}");
     server.stop().await.unwrap();
 }
 

@@ -460,7 +460,23 @@ async fn jobs_page(req: HttpRequest, _op: Operator, query: web::Query<JobsQuery>
     let filter =
         status.clone().map(JobStatus::try_from).transpose().map_err(|e| Failure::invalid(e.to_string()))?;
     let jobs = state(&req).tenancy().jobs().list(filter, 100).await?;
-    Page::new("admin/jobs.html").with("jobs", &jobs).with("status", &status).render(&req).await
+    // Which tenant each job is about, by slug (a purged one has none left).
+    let ids: Vec<String> =
+        jobs.iter().filter_map(|j| j.payload["tenant"].as_str().map(str::to_owned)).collect();
+    let tenants: std::collections::HashMap<String, String> = state(&req)
+        .tenancy()
+        .control()
+        .tenants_by_ids(&ids)
+        .await?
+        .into_iter()
+        .map(|(id, tenant)| (id, tenant.slug.to_string()))
+        .collect();
+    Page::new("admin/jobs.html")
+        .with("jobs", &jobs)
+        .with("tenants", &tenants)
+        .with("status", &status)
+        .render(&req)
+        .await
 }
 
 #[derive(Deserialize)]
