@@ -273,7 +273,11 @@ async fn members_see_only_the_controls_they_may_use_and_are_asked_first() {
         "the owner manages admins"
     );
     let cy_row = page.split("aria-label=\"Role of cy\"").nth(1).unwrap().split("</select>").next().unwrap();
-    assert!(cy_row.contains("value=\"owner\""), "an owner may make an owner");
+    assert!(!cy_row.contains("value=\"owner\""), "making an owner is not a quiet choice in a list");
+    assert!(
+        page.contains("<summary>Make owner</summary>") && page.contains("Make cy an owner"),
+        "an owner may make an owner, asked first: {page}"
+    );
     // The only owner is not offered Leave (it would be refused), and is told why.
     assert!(!page.contains("<summary>Leave</summary>"), "{page}");
     assert!(page.contains("You are its only owner: make someone else an owner to leave."));

@@ -389,6 +389,9 @@ async fn act_page(
                 tenancy.fleet().migrate(vec![tenant], tenant_migrations(), 1, true, &|_| {}).await?;
             Ok(match summary.failures.first() {
                 Some(failure) => format!("Migration failed: {}", failure.error),
+                None if summary.already_current > 0 => {
+                    format!("Already at schema {}: nothing to migrate.", summary.target_version)
+                }
                 None => format!("Migrated to schema {}.", summary.target_version),
             })
         }
