@@ -987,6 +987,9 @@ async fn the_admin_console_runs_the_fleet() {
         "{}",
         fleet.body
     );
+    // An entry about a person names them by email.
+    let members = ops.get("/admin/audit?action=member.").await.unwrap().body;
+    assert!(members.contains("<td>ada@example.com</td>"), "{members}");
     let audit = ops.get("/admin/audit?action=tenant.purge").await.unwrap();
     assert!(audit.body.contains("tenant.purge") && !audit.body.contains("tenant.suspend"));
     server.stop().await.unwrap();

@@ -442,9 +442,22 @@ async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuer
     let found = state(&req).tenancy().tenants().by_ids(&ids).await?;
     let slugs: std::collections::HashMap<&String, String> =
         ids.iter().map(|id| (id, found.get(id).map_or_else(|| id.clone(), |t| t.slug.to_string()))).collect();
+    // The person an entry is about (`detail.user`), by email; an erased one is said so.
+    let mut people: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for entry in &entries {
+        let Some(user) = entry.detail.get("user").and_then(|u| u.as_str()) else { continue };
+        if !people.contains_key(user) {
+            let email = match state(&req).accounts().users().by_id(user).await {
+                Ok(found) => found.email.to_string(),
+                Err(_) => "an account since deleted".to_owned(),
+            };
+            people.insert(user.to_owned(), email);
+        }
+    }
     Page::new("admin/audit.html")
         .with("next_before", &more.then(|| entries.last().map(|e| e.id)).flatten())
         .with("slugs", &slugs)
+        .with("people", &people)
         .with("entries", &entries)
         .with("action", &action)
         .render(&req)
