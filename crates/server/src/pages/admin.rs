@@ -481,8 +481,8 @@ async fn jobs_page(req: HttpRequest, _op: Operator, query: web::Query<JobsQuery>
         jobs.iter().filter_map(|j| j.payload["tenant"].as_str().map(str::to_owned)).collect();
     let tenants: std::collections::HashMap<String, String> = state(&req)
         .tenancy()
-        .control()
-        .tenants_by_ids(&ids)
+        .tenants()
+        .by_ids(&ids)
         .await?
         .into_iter()
         .map(|(id, tenant)| (id, tenant.slug.to_string()))
