@@ -728,3 +728,37 @@ async fn a_plan_change_shows_its_prorated_cost_first() {
     );
     server.stop().await.unwrap();
 }
+
+/// A restore held for the operators is not a customer's workspace: the month's run bills its
+/// source and not it (nor does dunning remind anyone of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_restore_is_not_billed() {
+    use silo_backups::BackupsExt;
+    let (clock, present) = silo_e2e::clock_months_back(1);
+    let shared = silo_core::ProcessClock::new(clock.shared());
+    let server = TestServer::start_with(move |s| s.fleet.clock = shared).await.unwrap();
+    let billing = &server.billing;
+    let request = silo_tenancy::CreateTenant {
+        slug: "acme".into(),
+        plan: Some("business".into()),
+        ..Default::default()
+    };
+    billing.subscriptions().create_tenant(request, None, "test").await.unwrap();
+    let acme: silo_core::TenantRef = "acme".parse().unwrap();
+    let backup =
+        server.tenancy.backups().create(&acme, silo_backups::BackupKind::Manual, "ops").await.unwrap();
+    let copy =
+        server.tenancy.backups().restore(&acme, Some(&backup.id), Some("acme-copy"), "ops").await.unwrap();
+    assert!(copy.tenant.held);
+    clock.set(&present);
+    let period = silo_billing::Period::of(present.as_str()).unwrap().previous();
+    billing.invoices().run(period, "test").await.unwrap();
+    let billed = |tenant| silo_billing::InvoiceFilter { tenant: Some(tenant), ..Default::default() };
+    let source = server.tenancy.tenant(&acme).await.unwrap().id;
+    assert_eq!(billing.invoices().list(&billed(source)).await.unwrap().len(), 1, "the source is billed");
+    assert!(
+        billing.invoices().list(&billed(copy.tenant.id)).await.unwrap().is_empty(),
+        "the held copy is not"
+    );
+    server.stop().await.unwrap();
+}

@@ -107,6 +107,12 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     b.screenshot("05b-plan-change-asks-first").await?;
     b.click("form[action='/w/acme/plan'] button").await?;
     anyhow::ensure!(b.text().await?.contains("now on the team plan"), "{}", b.text().await?);
+    // On a phone the billing page, its chart and tables included, fits the window.
+    b.client.set_window_size(390, 844).await?;
+    b.open(&server.url("/w/acme/billing")).await?;
+    fits_the_window(b, "the billing page").await?;
+    b.screenshot("05e-billing-on-a-phone").await?;
+    b.client.set_window_size(1280, 900).await?;
 
     // The account: sessions in words, a named read-only token, another workspace.
     b.open(&server.url("/account")).await?;

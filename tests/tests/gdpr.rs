@@ -773,3 +773,32 @@ async fn the_assembled_erasure_reaches_every_table_that_names_a_person() {
     assert_eq!(server.accounts.erasure_tables().len(), before);
     server.stop().await.unwrap();
 }
+
+/// Closing an account does not purge a workspace the operators suspended (their hold), even
+/// one the person alone belonged to: it is closed within its grace period, and the erasure
+/// still reaches its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_an_account_leaves_a_suspended_workspace_to_the_operators() {
+    let server = TestServer::start().await.unwrap();
+    let dave = server.sign_up("dave@example.com", "dave-ws").await.unwrap();
+    work_as(&server, "dave@example.com", "dave-ws", Role::Owner, "dave-canary").await;
+    let dave_ws: TenantRef = "dave-ws".parse().unwrap();
+    server.tenancy.tenants().suspend(&dave_ws, "ops").await.unwrap();
+    let closed =
+        dave.submit("/account", "/account/delete", &[("password", silo_e2e::PASSWORD)]).await.unwrap();
+    assert_eq!((closed.status, closed.location.as_deref()), (303, Some("/login")));
+    newest_request_done(&server, "subject.erase").await;
+    // Left to no one, it is closed like any workspace without members — soft-deleted, within
+    // its grace period — not purged at once with its backups.
+    let kept = server.tenancy.tenant(&dave_ws).await.unwrap();
+    assert_eq!(kept.status, silo_tenancy::TenantStatus::Deleting, "not purged with the account");
+    let file = server.tenancy.tenant_path(&kept).unwrap();
+    assert!(
+        files_containing(file.parent().unwrap(), b"dave@example.com").is_empty(),
+        "the person is erased in it"
+    );
+    // The operators can bring it back, still suspended.
+    let back = server.tenancy.tenants().undelete(&dave_ws, "ops").await.unwrap();
+    assert_eq!(back.status, silo_tenancy::TenantStatus::Suspended);
+    server.stop().await.unwrap();
+}

@@ -530,7 +530,11 @@ async fn idle_sessions_end_and_tokens_expire_or_go_with_a_reset() {
     // Tokens may expire; the account page says when.
     let ada_web = server.sign_in("ada@example.com").await.unwrap();
     let made = ada_web
-        .submit("/account", "/account/tokens", &[("workspace", "acme"), ("expires_days", "30")])
+        .submit(
+            "/account",
+            "/account/tokens",
+            &[("name", "expiring"), ("workspace", "acme"), ("expires_days", "30")],
+        )
         .await
         .unwrap();
     let expiring = made.body.split("id=\"new-token\">").nth(1).unwrap().split('<').next().unwrap().to_owned();

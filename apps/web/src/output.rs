@@ -106,7 +106,16 @@ pub fn sudo_user() -> Option<String> {
 /// uid the claim is ignored.
 pub fn operator(uid: u32, sudo_user: Option<&str>) -> String {
     let name = account_name(uid).unwrap_or_else(|| format!("uid {uid}"));
-    match sudo_user.map(str::trim).filter(|sudo| uid == 0 && !sudo.is_empty() && *sudo != name) {
+    // What a login name may hold, and not much of it: the claim is written into the audit log
+    // and the server's log, where a newline or a direction mark would forge or garble a line.
+    let sudo = sudo_user.map(|claimed| {
+        claimed
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+            .take(64)
+            .collect::<String>()
+    });
+    match sudo.filter(|sudo| uid == 0 && !sudo.is_empty() && *sudo != name) {
         Some(sudo) => format!("{sudo} (as {name})"),
         None => name,
     }
@@ -174,6 +183,17 @@ pub use silo_core::units::bytes;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_is_the_uids_account_and_sudo_only_for_root() {
+        assert_eq!(operator(0, None), "root");
+        assert_eq!(operator(0, Some("alice")), "alice (as root)");
+        assert_eq!(operator(0, Some("eve\nINFO forged line")), "eveINFOforgedline (as root)");
+        assert_eq!(operator(0, Some("\u{202e}toor")), "toor (as root)");
+        assert_eq!(operator(0, Some(&"a".repeat(3000))).len(), 64 + " (as root)".len());
+        assert_eq!(operator(0, Some("\n")), "root", "nothing left of the claim");
+        assert!(!operator(4242, Some("alice")).contains("alice"), "only root is someone else through sudo");
+    }
 
     #[test]
     fn tables_align_columns() {

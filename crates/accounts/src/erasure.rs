@@ -473,8 +473,14 @@ pub(crate) async fn close_account(
     for (id, _, _, _) in owned.iter().filter(|(_, _, members, _)| *members == 1) {
         let tenant = TenantRef::Id(id.parse()?);
         let tenants = accounts.tenancy().tenants();
-        if accounts.tenancy().tenant(&tenant).await?.status != TenantStatus::Deleting {
-            tenants.delete(&tenant, &actor).await?;
+        match accounts.tenancy().tenant(&tenant).await?.status {
+            // Suspended by the operators (an abuse review, an unpaid invoice): theirs to
+            // decide, so it is not purged with the account; the erasure still reaches its file.
+            TenantStatus::Suspended => continue,
+            TenantStatus::Deleting => {}
+            _ => {
+                tenants.delete(&tenant, &actor).await?;
+            }
         }
         tenants.purge(&tenant, &actor).await?;
     }

@@ -122,7 +122,7 @@ impl Email {
         } else {
             let shown: String = input.trim().chars().take(80).collect();
             let more = if input.trim().chars().count() > 80 { "…" } else { "" };
-            Err(Error::invalid("email", format!("`{shown}{more}` is not a valid email address")))
+            Err(Error::invalid("email", format!("“{shown}{more}” is not a valid email address")))
         }
     }
 }

@@ -112,6 +112,9 @@ impl crate::invoices::Invoices<'_> {
             .existing_during(&start, &end)
             .await?
             .into_iter()
+            // A restore held for the operators is theirs, not a customer's workspace: not
+            // billed (nor dunned) while it is held.
+            .filter(|tenant| !tenant.held)
             .map(Billed::from)
             .collect();
         let invoiced: HashSet<String> =

@@ -121,8 +121,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 );
                 return Err(csrf_failure().into());
             }
+            // Only a hand-made request lacks a field the page's form always sends: said in
+            // words, the parser's kept for the log.
             let form = serde_urlencoded::from_bytes(&body).map_err(|e| {
-                Failure::new(StatusCode::BAD_REQUEST, "invalid", format!("malformed form: {e}"))
+                tracing::debug!(error = %e, "form refused: unreadable");
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "This form arrived incomplete or unreadable: reload the page and try again.",
+                )
             })?;
             Ok(CsrfForm(form))
         })

@@ -416,7 +416,10 @@ impl ResponseError for ApiError {
             error["field"] = serde_json::Value::from(field.as_str());
         }
         let body = serde_json::json!({ "error": error });
-        let mut response = HttpResponse::build(self.0.status).json(body);
+        // Never stored by a cache: an error answers one caller's request.
+        let mut response = HttpResponse::build(self.0.status)
+            .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
+            .json(body);
         add_retry_after(&mut response, self.0.retry_after);
         response
     }

@@ -35,7 +35,9 @@ async fn issue(
     let app = state(&req);
     let slug = TenantSlug::parse(&query.to).map_err(|_| Failure::not_found())?;
     // Membership first: someone outside the workspace learns nothing about it.
-    let tenant = app.tenancy().resolve(&slug).await.map_err(|_| Failure::not_found())?;
+    // A held restore is nothing to its members (see `tenant::admit`).
+    let tenant =
+        app.tenancy().resolve(&slug).await.ok().filter(|t| !t.held).ok_or_else(Failure::not_found)?;
     app.accounts()
         .memberships()
         .role(tenant.id, &me.session.user_id)

@@ -70,20 +70,13 @@ pub fn see_other_with_form_error(
         _ => location.to_owned(),
     };
     let mut response = flash_redirect(&location, "error", message, field);
-    // A cookie is at most 4 KiB (less the flash's): values are kept while they fit, a long
-    // one is left out (its field comes back empty rather than cut).
-    // Form encoding leaves only characters a cookie may hold; `%` is escaped once more, as the
-    // server reads request cookies percent-decoded.
-    let encode =
-        |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).unwrap_or_default().replace('%', "%25");
-    let mut kept: Vec<(&str, &str)> = Vec::new();
-    for pair in typed {
-        kept.push(*pair);
-        if encode(&kept).len() > TYPED_BYTES {
-            kept.pop();
-        }
-    }
-    let cookie = Cookie::build(TYPED_COOKIE, encode(&kept))
+    // What was typed waits here, under a random key the cookie carries: however long it is
+    // (a form is at most 64 KiB), it comes back whole, and it never travels in a header.
+    let key = silo_core::tokens::random_hex(16);
+    let values: Vec<(String, String)> =
+        typed.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    TYPED.insert(key.clone(), std::sync::Arc::new(values));
+    let cookie = Cookie::build(TYPED_COOKIE, key)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -93,16 +86,30 @@ pub fn see_other_with_form_error(
     response
 }
 
+/// What refused forms typed, by the key in their browser's cookie: a few minutes at most, and
+/// at most 32 MiB in all (the oldest go first), in this process — the one that serves the
+/// page they return to.
+static TYPED: std::sync::LazyLock<moka::sync::Cache<String, std::sync::Arc<Vec<(String, String)>>>> =
+    std::sync::LazyLock::new(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(32 * 1024 * 1024)
+            .weigher(|key: &String, values: &std::sync::Arc<Vec<(String, String)>>| {
+                let bytes = key.len() + values.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .time_to_live(std::time::Duration::from_secs(180))
+            .build()
+    });
+
 /// The cookie holding what a refused form had typed.
 const TYPED_COOKIE: &str = "silo_typed";
 
-/// Most bytes of typed values carried back (with the flash's at most 1,200, the response's
-/// cookies stay well under a proxy's usual 4 KiB header buffer).
-const TYPED_BYTES: usize = 2000;
-
-/// What a refused form had typed (see [`see_other_with_form_error`]): field name → value.
+/// What a refused form had typed (see [`see_other_with_form_error`]): field name → value,
+/// taken (shown once).
 pub fn take_typed(req: &HttpRequest) -> Option<std::collections::HashMap<String, String>> {
-    serde_urlencoded::from_str(req.cookie(TYPED_COOKIE)?.value()).ok()
+    let key = req.cookie(TYPED_COOKIE)?.value().to_owned();
+    let values = TYPED.remove(&key)?;
+    Some(values.iter().cloned().collect())
 }
 
 /// The cookie that removes typed values once shown.

@@ -45,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(accept_invitation)
         .service(signup_and_accept)
         .service(invitation_signup_again)
+        .service(tokens_again)
         .service(undelete_workspace)
         .service(new_workspace_form)
         .service(create_workspace);
@@ -431,9 +432,13 @@ async fn create_token(req: HttpRequest, me: SignedIn, CsrfForm(form): CsrfForm<T
         "read_write" | "" => false,
         _ => {
             let message = "Choose read only, or read and write.";
-            return Ok(see_other_with_form_error("/account", None, message, &typed));
+            return Ok(see_other_with_form_error("/account", Some("token-access"), message, &typed));
         }
     };
+    if silo_core::text::trim(&form.name).is_empty() {
+        let message = "Give the token a name: what it is for, e.g. deploy script.";
+        return Ok(see_other_with_form_error("/account", Some("token-name"), message, &typed));
+    }
     let spec = TokenSpec { name: form.name.clone(), lifetime, read_only };
     let token = match accounts.tokens().issue_with(&me.session.email, scope, &me.session.email, &spec).await {
         Ok(token) => token,
@@ -643,6 +648,13 @@ async fn signup_and_accept(
     };
     let slug = accounts.invitations().accept(&token, &user).await?;
     start_session(&req, &user.id, &format!("/w/{slug}/")).await
+}
+
+/// The address the token form posts to, opened again (a reload of the page that showed the
+/// new token): the account page — the token is never shown twice.
+#[get("/account/tokens")]
+async fn tokens_again() -> PageResult {
+    Ok(see_other("/account"))
 }
 
 /// The address the sign-up form of an invitation posts to, opened again (a reload, a copied

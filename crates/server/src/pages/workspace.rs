@@ -44,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(revoke_invitation)
             .service(settings_page)
             .service(change_plan)
+            .service(plan_again)
             .service(export_workspace)
             .service(rename_page)
             .service(delete_workspace)
@@ -482,7 +483,8 @@ async fn move_task(
     let task = tasks::get(ws.turn(), path.1)?.ok_or_else(Failure::not_found)?;
     // Back to the board as it was shown: its filters and order kept.
     let view = board_view(&serde_urlencoded::from_str(&form.view).unwrap_or_default());
-    let back = format!("{}projects/{}{view}", home(&ws), task.project_id);
+    // …and to the card itself, where the page was scrolled to.
+    let back = format!("{}projects/{}{view}#task-{}", home(&ws), task.project_id, task.id);
     let patch = TaskPatch { status: Some(form.status), ..TaskPatch::default() };
     let moved = tasks::update(ws.turn(), task.id, &patch, ws.member_id()?);
     drop(ws);
@@ -739,6 +741,13 @@ struct PlanForm {
     /// Set by the confirmation step; without it, the change is shown first with its cost.
     #[serde(default)]
     confirm: String,
+}
+
+/// The address the plan form posts to, opened again (a reload of the confirmation): billing.
+#[get("/plan")]
+async fn plan_again(req: HttpRequest) -> PageResult {
+    let slug = req.match_info().get("slug").unwrap_or_default();
+    Ok(crate::redirects::see_other(&format!("/w/{}/billing", crate::redirects::urlencode(slug))))
 }
 
 /// An owner moves the workspace to another plan (from the billing page): first what it costs
