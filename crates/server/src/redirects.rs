@@ -86,20 +86,22 @@ pub fn see_other_with_form_error(
     response
 }
 
+/// A refused form's fields and what was typed in them.
+type Typed = std::sync::Arc<Vec<(String, String)>>;
+
 /// What refused forms typed, by the key in their browser's cookie: a few minutes at most, and
 /// at most 32 MiB in all (the oldest go first), in this process — the one that serves the
 /// page they return to.
-static TYPED: std::sync::LazyLock<moka::sync::Cache<String, std::sync::Arc<Vec<(String, String)>>>> =
-    std::sync::LazyLock::new(|| {
-        moka::sync::Cache::builder()
-            .max_capacity(32 * 1024 * 1024)
-            .weigher(|key: &String, values: &std::sync::Arc<Vec<(String, String)>>| {
-                let bytes = key.len() + values.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
-                u32::try_from(bytes).unwrap_or(u32::MAX)
-            })
-            .time_to_live(std::time::Duration::from_secs(180))
-            .build()
-    });
+static TYPED: std::sync::LazyLock<moka::sync::Cache<String, Typed>> = std::sync::LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(32 * 1024 * 1024)
+        .weigher(|key: &String, values: &Typed| {
+            let bytes = key.len() + values.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+            u32::try_from(bytes).unwrap_or(u32::MAX)
+        })
+        .time_to_live(std::time::Duration::from_secs(180))
+        .build()
+});
 
 /// The cookie holding what a refused form had typed.
 const TYPED_COOKIE: &str = "silo_typed";
