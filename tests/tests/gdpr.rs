@@ -260,6 +260,12 @@ async fn erasure_requests_with_bad_input_or_the_wrong_token_are_refused() {
     // Withdrawn before the lease goes, so no retry is still erasing while the server stops.
     server.tenancy.jobs().cancel(&requests[0].id, "test").await.unwrap();
     drop(lease);
+    // A workspace's export is named by the workspace's slug.
+    let acme_id = server.tenancy.tenant(&"acme".parse().unwrap()).await.unwrap().id;
+    let export = server.tenancy.exports().start(acme_id, "ops@example.com").await.unwrap();
+    let all = console.get("/admin/requests?show=all").await.unwrap().body;
+    assert!(all.contains(&format!("workspace <a href=\"/admin/tenants/{acme_id}\">acme</a>")), "{all}");
+    let _ = server.tenancy.jobs().cancel(&export.job().id, "test").await;
     server.stop().await.unwrap();
 }
 

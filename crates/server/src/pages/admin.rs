@@ -507,8 +507,20 @@ struct RequestsQuery {
 async fn requests_page(req: HttpRequest, _op: Operator, query: web::Query<RequestsQuery>) -> PageResult {
     let all = query.show.as_deref() == Some("all");
     let requests = state(&req).accounts().subjects().requests(!all, 200).await?;
+    // A workspace's export is about the workspace: named by its slug.
+    let ids: Vec<String> =
+        requests.iter().filter_map(|r| r.subject.strip_prefix("tenant:").map(str::to_owned)).collect();
+    let slugs: std::collections::HashMap<String, String> = state(&req)
+        .tenancy()
+        .tenants()
+        .by_ids(&ids)
+        .await?
+        .into_iter()
+        .map(|(id, tenant)| (id, tenant.slug.to_string()))
+        .collect();
     Page::new("admin/requests.html")
         .with("requests", &requests)
+        .with("slugs", &slugs)
         .with("all", &all)
         .with("deadline_days", &silo_accounts::subjects::DEADLINE_DAYS)
         .render(&req)
