@@ -4,3 +4,6 @@ ALTER TABLE tenants ADD COLUMN held INTEGER NOT NULL DEFAULT 0 CHECK (held IN (0
 -- The status a tenant had when it was deleted: bringing it back returns it there (a suspended
 -- or held tenant comes back suspended, not active).
 ALTER TABLE tenants ADD COLUMN deleted_from TEXT CHECK (deleted_from IN ('active', 'suspended'));
+-- Whether the workspace's owner deleted it (they may bring it back) or the operators did
+-- (only they may).
+ALTER TABLE tenants ADD COLUMN deleted_by_owner INTEGER NOT NULL DEFAULT 0 CHECK (deleted_by_owner IN (0, 1));

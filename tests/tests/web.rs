@@ -1494,13 +1494,22 @@ async fn an_undelete_keeps_a_suspension_and_a_stale_purge_keeps_the_grace_period
     let ada = server.sign_up("ada@example.com", "acme").await.unwrap();
     let acme: silo_core::TenantRef = "acme".parse().unwrap();
     let tenants = server.tenancy.tenants();
+    // The operators suspend and delete: the owner cannot bring it back (theirs to decide);
+    // the operators can, and it comes back suspended.
     tenants.suspend(&acme, "ops").await.unwrap();
     tenants.delete(&acme, "ops").await.unwrap();
-    let back = ada.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap();
-    assert_eq!(back.status, 303);
+    let refused = ada.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap();
+    assert_eq!(refused.status, 303);
+    assert!(ada.get("/").await.unwrap().body.contains("only they can bring it back"));
+    assert_eq!(server.tenancy.tenant(&acme).await.unwrap().status, silo_tenancy::TenantStatus::Deleting);
+    tenants.undelete(&acme, "ops").await.unwrap();
     let now = server.tenancy.tenant(&acme).await.unwrap();
     assert_eq!(now.status, silo_tenancy::TenantStatus::Suspended, "still suspended");
     assert_eq!(ada.get("/w/acme/").await.unwrap().status, 423);
+    // An owner's own delete of a suspended workspace: they bring it back, still suspended.
+    tenants.delete_by_owner(&acme, "ada@example.com").await.unwrap();
+    assert_eq!(ada.submit("/", "/workspaces/acme/undelete", &[]).await.unwrap().status, 303);
+    assert_eq!(server.tenancy.tenant(&acme).await.unwrap().status, silo_tenancy::TenantStatus::Suspended);
 
     // A held restore deleted by the operators: its owner cannot bring it back; they can, held.
     tenants.resume(&acme, "ops").await.unwrap();

@@ -632,6 +632,25 @@ impl ControlPlane {
         Ok(tenant)
     }
 
+    /// Records that a deleting tenant was deleted by its owner (see [`Self::deleted_by_owner`]).
+    pub async fn mark_deleted_by_owner(&self, id: TenantId) -> Result<()> {
+        sqlx::query("UPDATE tenants SET deleted_by_owner = 1 WHERE id = ? AND status = 'deleting'")
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a deleting tenant was deleted by its owner (who may then bring it back) rather
+    /// than by the operators.
+    pub async fn deleted_by_owner(&self, id: TenantId) -> Result<bool> {
+        let by_owner: Option<bool> = sqlx::query_scalar("SELECT deleted_by_owner FROM tenants WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(by_owner.unwrap_or(false))
+    }
+
     /// The status a deleting tenant had when it was deleted (active when not recorded).
     pub async fn status_before_delete(&self, id: TenantId) -> Result<TenantStatus> {
         let before: Option<String> = sqlx::query_scalar("SELECT deleted_from FROM tenants WHERE id = ?")
@@ -668,7 +687,8 @@ impl ControlPlane {
             "UPDATE tenants SET status = ?1, updated_at = ?3,
                  deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END,
                  held = CASE WHEN ?1 = 'active' THEN 0 ELSE held END,
-                 deleted_from = CASE WHEN ?1 = 'deleting' THEN status ELSE deleted_from END
+                 deleted_from = CASE WHEN ?1 = 'deleting' THEN status ELSE deleted_from END,
+                 deleted_by_owner = CASE WHEN ?1 = 'deleting' THEN 0 ELSE deleted_by_owner END
              WHERE id = ?2",
         )
         .bind(to.as_str())

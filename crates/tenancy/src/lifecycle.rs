@@ -191,6 +191,28 @@ impl Tenants {
         Ok(deleted)
     }
 
+    /// A soft delete by the tenant's owner, which they may undo ([`Tenants::undelete_by_owner`]);
+    /// otherwise as [`Tenants::delete`].
+    pub async fn delete_by_owner(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        let deleted = self.delete(tenant, actor).await?;
+        self.0.control().mark_deleted_by_owner(deleted.id).await?;
+        Ok(deleted)
+    }
+
+    /// An owner brings back a workspace they deleted ([`Tenants::undelete`]); one the operators
+    /// deleted is theirs to bring back.
+    pub async fn undelete_by_owner(&self, tenant: &TenantRef, actor: &str) -> Result<Tenant> {
+        let found = self.0.tenant(tenant).await?;
+        if found.status == TenantStatus::Deleting && !self.0.control().deleted_by_owner(found.id).await? {
+            return Err(Error::InvalidTransition {
+                tenant: found.slug.to_string(),
+                action: "bring back",
+                status: "deleted by the operators of this Silo: only they can bring it back".to_owned(),
+            });
+        }
+        self.undelete(tenant, actor).await
+    }
+
     /// Brings a soft-deleted tenant back (within its grace period) to the status it had — a
     /// suspended (or held) one stays suspended, so an undelete never lifts a suspension — its
     /// scheduled purge cancelled.

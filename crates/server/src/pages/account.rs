@@ -721,7 +721,7 @@ async fn undelete_workspace(
     if !matches!(role, Ok(Some(Role::Owner))) || held {
         return Err(Failure::not_found().into());
     }
-    let restored = app.tenancy().tenants().undelete(&reference, &me.session.email).await;
+    let restored = app.tenancy().tenants().undelete_by_owner(&reference, &me.session.email).await;
     flash_outcome_with("/", restored, |tenant| {
         Ok(see_other_with_flash(&format!("/w/{}/", tenant.slug), "ok", "The workspace is back."))
     })

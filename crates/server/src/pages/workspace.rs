@@ -846,7 +846,7 @@ async fn delete_workspace(
     }
     let id = silo_core::TenantRef::Id(ws.tenant.id);
     drop(ws);
-    state(&req).tenancy().tenants().delete(&id, &me.session.email).await?;
+    state(&req).tenancy().tenants().delete_by_owner(&id, &me.session.email).await?;
     let grace_days = state(&req).tenancy().settings().tenants.deletion_grace_days;
     let message = format!("The workspace is deleted. You can undo this here for {grace_days} days.");
     Ok(see_other_with_flash("/", "ok", &message))
