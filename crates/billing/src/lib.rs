@@ -219,50 +219,81 @@ impl Subscriptions<'_> {
     }
 
     /// What moving `tenant` to `plan` today would change on this month's invoice, before it is
-    /// confirmed: each day is billed at the highest plan held that day, so a dearer plan
-    /// counts from today and a cheaper one from tomorrow, at today's seats, before tax.
+    /// confirmed, as the run will bill it: each day at the dearest plan held that day (so today
+    /// counts only when `plan` is dearer than every plan held today), trials from the day a plan
+    /// was first taken, at today's seats as metering counts them, before tax.
     pub async fn preview(&self, tenant: &Tenant, plan: &str) -> Result<ChangePreview> {
-        let (from, to) = (self.0.plans.get(&tenant.plan)?.clone(), self.self_service(plan)?.clone());
+        let to = self.self_service(plan)?.clone();
         let now = self.0.now();
         let period = Period::of(now.as_str())?;
         let (days_in_month, today) = (period.days(), period.day_of(now.as_str()));
-        let seats = u32::try_from(self.0.accounts().memberships().count(tenant.id).await?).unwrap_or(0);
+        // Seats as metering counts them, which is what the month's days are billed at: members
+        // and pending invitations.
+        let seats = self.0.accounts().memberships().count(tenant.id).await?
+            + self.0.accounts().invitations().pending_count(tenant.id).await?;
+        let seats = u32::try_from(seats).unwrap_or(0);
+        let control = self.0.tenancy().control().reader();
+        // The plans held at some moment today (the run bills today at the dearest of them):
+        // the one in force when the day began, and every one taken since.
+        let today_start = format!("{}T00:00:00.000Z", &now.as_str()[..10]);
+        let mut held_today: Vec<String> = sqlx::query_scalar(
+            "SELECT plan FROM tenant_plans WHERE tenant_id = ?1 AND since >= ?2
+             UNION SELECT plan FROM (SELECT plan FROM tenant_plans WHERE tenant_id = ?1 AND since < ?2
+                                     ORDER BY seq DESC LIMIT 1)",
+        )
+        .bind(tenant.id.to_string())
+        .bind(&today_start)
+        .fetch_all(control)
+        .await?;
+        if !held_today.contains(&tenant.plan) {
+            held_today.push(tenant.plan.clone());
+        }
         // Trials count from the day a plan was first taken (as the billing run counts them): a
         // plan never held starts its trial today.
         let today_number = period::day_of_timestamp(now.as_str())?;
-        let mut trial_ends = HashMap::new();
-        for (name, terms) in [(tenant.plan.as_str(), &from), (plan, &to)] {
+        let mut terms = HashMap::new();
+        for name in held_today.iter().map(String::as_str).chain([plan]) {
+            if terms.contains_key(name) {
+                continue;
+            }
             let first_taken: Option<String> =
                 sqlx::query_scalar("SELECT min(since) FROM tenant_plans WHERE tenant_id = ? AND plan = ?")
                     .bind(tenant.id.to_string())
                     .bind(name)
-                    .fetch_one(self.0.tenancy().control().reader())
+                    .fetch_one(control)
                     .await?;
             let first = match first_taken {
                 Some(since) => period::day_of_timestamp(&since)?,
                 None => today_number,
             };
-            trial_ends.insert(name.to_owned(), first + i64::from(terms.trial_days));
+            let plan_terms = self.0.plans.get(name).cloned().unwrap_or_default();
+            let trial_end = first + i64::from(plan_terms.trial_days);
+            terms.insert(name.to_owned(), (plan_terms, trial_end));
         }
         let in_trial = |name: &str, day: u32| {
-            silo_core::time::day_number(period.year, period.month, day) < trial_ends[name]
+            silo_core::time::day_number(period.year, period.month, day) < terms[name].1
         };
-        let cost = |name: &str, terms: &Plan, first: u32| {
-            let segments: Vec<invoice::Segment> = (first..=days_in_month)
-                .map(|day| invoice::Segment {
-                    plan: name.to_owned(),
-                    terms: terms.clone(),
-                    from_day: day,
-                    to_day: day,
-                    seats,
-                    trial: in_trial(name, day),
-                })
-                .collect();
-            invoice::compute(days_in_month, &segments, 0, 0, 0).subtotal
+        // One day on one plan, as the run prices it (cumulative rounding makes the days of a
+        // month add up to its price exactly).
+        let day_cost = |name: &str, day: u32| {
+            let segment = invoice::Segment {
+                plan: name.to_owned(),
+                terms: terms[name].0.clone(),
+                from_day: day,
+                to_day: day,
+                seats,
+                trial: in_trial(name, day),
+            };
+            invoice::compute(days_in_month, &[segment], 0, 0, 0).subtotal
         };
-        let dearer = cost(plan, &to, today) >= cost(&tenant.plan, &from, today);
-        let first = if dearer { today } else { today + 1 };
-        let change = cost(plan, &to, first) - cost(&tenant.plan, &from, first);
+        let dearest_today = |plans: &[&str]| plans.iter().map(|p| day_cost(p, today)).max().unwrap_or(0);
+        let before: Vec<&str> = held_today.iter().map(String::as_str).collect();
+        let after: Vec<&str> = before.iter().copied().chain([plan]).collect();
+        let today_change = dearest_today(&after) - dearest_today(&before);
+        let rest: i64 =
+            (today + 1..=days_in_month).map(|day| day_cost(plan, day) - day_cost(&tenant.plan, day)).sum();
+        let change = today_change + rest;
+        let first = if today_change > 0 { today } else { today + 1 };
         let days = (days_in_month + 1).saturating_sub(first);
         let amount = invoices::money(change.abs(), &to.currency);
         let days_left = format!("{days} day{}", if days == 1 { "" } else { "s" });
@@ -271,6 +302,10 @@ impl Subscriptions<'_> {
             0 => String::new(),
             n => format!(" The first {n} day{} on {plan} are its free trial.", if n == 1 { "" } else { "s" }),
         };
+        let seats_text = format!(
+            " At {seats} seat{} (members and pending invitations).",
+            if seats == 1 { "" } else { "s" }
+        );
         let text = match change {
             0 => format!(
                 "This month's invoice does not change: the {days_left} left cost the same on {plan} as on {}.",
@@ -278,15 +313,15 @@ impl Subscriptions<'_> {
             ),
             c if c > 0 => format!(
                 "This month's invoice grows by {amount} (before tax): the {days_left} from {} on are billed at {plan}'s price instead of {}'s.",
-                if dearer { "today" } else { "tomorrow" },
+                if first == today { "today" } else { "tomorrow" },
                 tenant.plan
             ),
             _ => format!(
-                "This month's invoice shrinks by {amount} (before tax): the {days_left} from tomorrow on are billed at {plan}'s price instead of {}'s (today stays on {}).",
-                tenant.plan, tenant.plan
+                "This month's invoice shrinks by {amount} (before tax): the {days_left} from tomorrow on are billed at {plan}'s price instead of {}'s (today is billed at the dearest plan held today).",
+                tenant.plan
             ),
         };
-        let text = format!("{text}{trial}");
+        let text = format!("{text}{trial}{}", if to.price_seat > 0 { seats_text } else { String::new() });
         Ok(ChangePreview {
             from: tenant.plan.clone(),
             to: plan.to_owned(),
