@@ -402,6 +402,15 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
         assert!(printable.body.contains(expected), "{expected} in {}", printable.body);
     }
     assert!(!printable.body.contains("Reverse charge"), "a German buyer pays German VAT");
+    assert_eq!(printable.body.matches("15.20 EUR").count(), 1, "the tax once, under the subtotal");
+    // The seller is kept with the invoice as it was when it was numbered: other settings later
+    // do not rewrite it.
+    let issuer = acme_invoice.issuer(&silo_billing::BillingSettings::default());
+    assert_eq!(
+        (issuer.seller.as_str(), issuer.tax_id.as_str()),
+        ("Silo GmbH\nMusterweg 1\n10115 Berlin", "DE 123 456 789")
+    );
+    assert!(!printable.body.contains("tax 19.00 %"), "not also as a line above the subtotal");
     let beta_invoice = billing
         .invoices()
         .list(&silo_billing::InvoiceFilter { tenant: Some(beta_id), ..Default::default() })

@@ -150,6 +150,36 @@ pub struct Invoice {
     pub reminders: i64,
     /// When dunning suspended the tenant over it.
     pub suspended_at: Option<String>,
+    /// Who issued it, as it was when numbered (JSON of [`Issuer`]); `None` before that was kept.
+    pub issued_by: Option<String>,
+}
+
+/// The seller on an issued invoice, kept with it (see [`Invoice::issuer`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issuer {
+    /// Name and address.
+    pub seller: String,
+    /// VAT ID.
+    pub tax_id: String,
+    /// Country (ISO 3166-1 alpha-2).
+    pub country: String,
+}
+
+impl Issuer {
+    /// The seller as the settings say now.
+    pub fn of(settings: &crate::BillingSettings) -> Self {
+        Self {
+            seller: settings.seller.clone(),
+            tax_id: settings.seller_tax_id.clone(),
+            country: settings.seller_country.clone(),
+        }
+    }
+
+    /// Whether an invoice from this seller to `buyer`, charging no tax, is under the EU
+    /// reverse charge (see [`crate::BillingSettings::reverse_charge`]).
+    pub fn reverse_charge(&self, buyer: &BillTo) -> bool {
+        crate::settings::reverse_charge(&self.country, &self.tax_id, &buyer.country, &buyer.tax_id)
+    }
 }
 
 /// Money as people read it: `1234` EUR → `12.34 EUR`.
@@ -159,6 +189,15 @@ pub fn money(minor: i64, currency: &str) -> String {
 }
 
 impl Invoice {
+    /// Who issued it: as kept when it was numbered, else (an invoice from before that was
+    /// kept, or a draft) as the settings say now.
+    pub fn issuer(&self, settings: &crate::BillingSettings) -> Issuer {
+        self.issued_by
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_else(|| Issuer::of(settings))
+    }
+
     /// Its title: "Invoice 42", "Credit note 43", "Draft invoice".
     pub fn title(&self) -> String {
         let kind = if self.kind == "credit_note" { "Credit note" } else { "Invoice" };
@@ -330,7 +369,7 @@ impl Invoices<'_> {
                 .collect();
             let numbered = sqlx::query(
                 "UPDATE invoices SET status = 'open', number = ?2 + (?3 ->> ('$.\"' || id || '\"')),
-                     finalized_at = ?5, due_at = ?4,
+                     finalized_at = ?5, due_at = ?4, issued_by = ?6,
                      bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
                               'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{}')
                  WHERE id IN (SELECT value FROM json_each(?1)) AND +status = 'draft'",
@@ -340,6 +379,7 @@ impl Invoices<'_> {
             .bind(serde_json::Value::Object(positions).to_string())
             .bind(due.as_str())
             .bind(now.as_str())
+            .bind(serde_json::to_string(&Issuer::of(self.0.settings())).unwrap_or_default())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -501,9 +541,9 @@ impl Invoices<'_> {
         }
         sqlx::query(
             "INSERT INTO invoices (id, kind, tenant_id, period, status, number, credits, currency, lines, subtotal,
-                 tax, total, tax_rate_bp, bill_to, created_at, finalized_at)
+                 tax, total, tax_rate_bp, bill_to, created_at, finalized_at, issued_by)
              SELECT ?1, 'credit_note', tenant_id, period, 'issued', ?2, id, currency, ?3, -subtotal, -tax, -total,
-                 tax_rate_bp, bill_to, ?5, ?5
+                 tax_rate_bp, bill_to, ?5, ?5, issued_by
              FROM invoices WHERE id = ?4",
         )
         .bind(&credit_id)

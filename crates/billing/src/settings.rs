@@ -58,12 +58,7 @@ impl BillingSettings {
     /// charge: both seller and buyer in the EU, in different countries, the buyer with a VAT
     /// number. The buyer then accounts for the VAT, and the invoice charges none.
     pub fn reverse_charge(&self, country: &str, tax_id: &str) -> bool {
-        let (seller, buyer) =
-            (self.seller_country.trim().to_ascii_uppercase(), country.trim().to_ascii_uppercase());
-        crate::countries::in_eu(&seller)
-            && crate::countries::in_eu(&buyer)
-            && seller != buyer
-            && !tax_id.trim().is_empty()
+        reverse_charge(&self.seller_country, &self.seller_tax_id, country, tax_id)
     }
 
     /// The tax rate (basis points) an invoice to this buyer charges: its country's, or none
@@ -71,6 +66,23 @@ impl BillingSettings {
     pub fn tax_for(&self, country: &str, tax_id: &str) -> u32 {
         if self.reverse_charge(country, tax_id) { 0 } else { self.tax_rate(country) }
     }
+}
+
+/// The EU reverse charge between a seller and a buyer: both in the EU, in different countries,
+/// both with a VAT number (the invoice must show both).
+pub fn reverse_charge(
+    seller_country: &str,
+    seller_tax_id: &str,
+    buyer_country: &str,
+    buyer_tax_id: &str,
+) -> bool {
+    let (seller, buyer) =
+        (seller_country.trim().to_ascii_uppercase(), buyer_country.trim().to_ascii_uppercase());
+    crate::countries::in_eu(&seller)
+        && crate::countries::in_eu(&buyer)
+        && seller != buyer
+        && !seller_tax_id.trim().is_empty()
+        && !buyer_tax_id.trim().is_empty()
 }
 
 /// What happens to an invoice left unpaid.
@@ -100,6 +112,8 @@ mod reverse_charge_tests {
         settings.tax_rates.insert("FR".into(), 2_000);
         assert_eq!(settings.tax_for("FR", "FR123"), 2_000, "no seller country: never");
         settings.seller_country = "de".into();
+        assert_eq!(settings.tax_for("FR", "FR123"), 2_000, "no seller VAT ID: never");
+        settings.seller_tax_id = "DE 123".into();
         assert_eq!(settings.tax_for("FR", "FR123"), 0, "another EU country, a VAT number");
         assert_eq!(settings.tax_for("fr", " "), 2_000, "no VAT number: the buyer's country's rate");
         assert_eq!(settings.tax_for("DE", "DE123"), 1_900, "the seller's own country");

@@ -38,8 +38,13 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 /// An invoice for a template: the stored one, with its amounts in words.
 pub(super) fn shown(invoice: &Invoice, now: &str) -> serde_json::Value {
     let money = |minor: i64| silo_billing::invoices::money(minor, &invoice.currency);
-    let lines: Vec<serde_json::Value> = invoice
-        .lines
+    // The charges: the stored lines end with the tax line when there is tax, which the page
+    // shows under the subtotal instead, not twice.
+    let charges = match invoice.tax_rate_bp {
+        0 => &invoice.lines[..],
+        _ => &invoice.lines[..invoice.lines.len().saturating_sub(1)],
+    };
+    let lines: Vec<serde_json::Value> = charges
         .iter()
         .map(|l| serde_json::json!({ "description": l.description, "amount": money(l.amount) }))
         .collect();
@@ -164,14 +169,16 @@ async fn invoice_view(req: &HttpRequest, invoice: &Invoice, back: &str, operator
         Some(id) => Some(billing.invoices().get(id).await?.title()),
         None => None,
     };
-    let buyer = &invoice.bill_to;
-    let reverse_charge = invoice.tax_rate_bp == 0 && settings.reverse_charge(&buyer.country, &buyer.tax_id);
+    // The seller as it was when the invoice was issued: a later change of settings does not
+    // rewrite it.
+    let issuer = invoice.issuer(settings);
+    let reverse_charge = invoice.tax_rate_bp == 0 && issuer.reverse_charge(&invoice.bill_to);
     Page::new("billing/invoice.html")
         .with("i", &shown(invoice, billing.now().as_str()))
         .with("cancels", &cancels)
         .with("reverse_charge", &reverse_charge)
-        .with("seller", &settings.seller)
-        .with("seller_tax_id", &settings.seller_tax_id)
+        .with("seller", &issuer.seller)
+        .with("seller_tax_id", &issuer.tax_id)
         .with("instructions", &billing.payments().instructions(invoice))
         .with("back", &back)
         .with("operator", &operator)
