@@ -190,7 +190,7 @@ impl Outbox {
             None => None,
         };
         let now = self.0.now();
-        sqlx::query(
+        let queued = sqlx::query(
             "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at, about_user_id,
                  about_tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -203,10 +203,12 @@ impl Outbox {
         .bind(about.user)
         .bind(about.tenant.map(|t| t.to_string()))
         .execute(self.0.control().writer())
-        .await?;
+        .await?
+        .last_insert_rowid();
         if self.0.settings().smtp.host.is_some() {
-            // The body may carry a secret link: it goes to the mail server, not the log.
-            tracing::info!(to = recipient, subject, "email queued in the outbox");
+            // The body may carry a secret link: it goes to the mail server, not the log; nor
+            // does the address (an erasure cannot reach the log): the outbox row names it.
+            tracing::info!(email = queued, subject, "email queued in the outbox");
         } else {
             // No mail server: the log is the delivery (the embedded default's first run reads
             // its sign-up confirmation link here).
@@ -304,7 +306,12 @@ impl Outbox {
                     .bind(email.id)
                     .execute(self.0.control().writer())
                     .await?;
-                    tracing::warn!(email = email.id, to = %email.recipient, attempt = email.attempts + 1, error, "email delivery failed");
+                    tracing::warn!(
+                        email = email.id,
+                        attempt = email.attempts + 1,
+                        error,
+                        "email delivery failed"
+                    );
                     delivery.failed += 1;
                 }
             }
