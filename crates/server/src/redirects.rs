@@ -76,14 +76,19 @@ pub fn see_other_with_form_error(
     let values: Vec<(String, String)> =
         typed.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     TYPED.insert(key.clone(), std::sync::Arc::new(values));
-    let cookie = Cookie::build(TYPED_COOKIE, key)
+    let _ = response.add_cookie(&message_cookie(TYPED_COOKIE, key));
+    response
+}
+
+/// A cookie for the next page only (a flash message, a typed-values key): this site's, no
+/// script's, a minute long.
+fn message_cookie(name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build(name, value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
         .max_age(time::Duration::seconds(60))
-        .finish();
-    let _ = response.add_cookie(&cookie);
-    response
+        .finish()
 }
 
 /// A refused form's fields and what was typed in them.
@@ -136,13 +141,7 @@ fn flash_redirect(location: &str, kind: &str, message: &str, field: Option<&str>
         Some(field) => format!("{kind}@{field}"),
         None => kind.to_owned(),
     };
-    let cookie = Cookie::build(FLASH_COOKIE, cookie_value(&format!("{kind}|{message}")))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .max_age(time::Duration::seconds(60))
-        .finish();
-    let _ = response.add_cookie(&cookie);
+    let _ = response.add_cookie(&message_cookie(FLASH_COOKIE, cookie_value(&format!("{kind}|{message}"))));
     response
 }
 

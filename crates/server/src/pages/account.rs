@@ -65,6 +65,15 @@ async fn home_page(req: HttpRequest) -> PageResult {
     page.render(&req).await
 }
 
+/// A form the server renders itself, shown again after a refusal (422): what was typed, and
+/// the refusal next to its field.
+fn refused_form(template: &'static str, form: &impl serde::Serialize, e: &silo_accounts::Error) -> Page {
+    Page::new(template)
+        .with("form", form)
+        .with("flash", &workspace_form_flash(e))
+        .status(StatusCode::UNPROCESSABLE_ENTITY)
+}
+
 #[get("/signup")]
 async fn signup_form(req: HttpRequest) -> PageResult {
     Page::new("signup.html").render(&req).await
@@ -151,12 +160,7 @@ async fn signup_page(req: HttpRequest, CsrfForm(form): CsrfForm<SignupForm>) -> 
         Err(e) if e.is_user_error() => {
             // Refused for its input, before any hashing or email: it does not count.
             app.signup_throttle.refund(&form.email, &client);
-            Page::new("signup.html")
-                .with("form", &form)
-                .with("flash", &workspace_form_flash(&e))
-                .status(StatusCode::UNPROCESSABLE_ENTITY)
-                .render(&req)
-                .await
+            refused_form("signup.html", &form, &e).render(&req).await
         }
         Err(e) => Err(e.into()),
     }
@@ -693,12 +697,7 @@ async fn create_workspace(
             &format!("Workspace created at /w/{}/.", tenant.slug),
         )),
         Err(e) if e.is_user_error() && !matches!(e, silo_accounts::Error::Forbidden(_)) => {
-            Page::new("workspace_new.html")
-                .with("form", &form)
-                .with("flash", &workspace_form_flash(&e))
-                .status(StatusCode::UNPROCESSABLE_ENTITY)
-                .render(&req)
-                .await
+            refused_form("workspace_new.html", &form, &e).render(&req).await
         }
         Err(e) => Err(e.into()),
     }

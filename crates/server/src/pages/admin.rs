@@ -17,7 +17,7 @@ use super::{
     workspace_form_flash,
 };
 use crate::csrf::CsrfForm;
-use crate::error::Failure;
+use crate::error::{Failure, PageError};
 use crate::redirects::{see_other_with_flash, see_other_with_form_error};
 use crate::request::state;
 use crate::sessions::Operator;
@@ -439,9 +439,10 @@ async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuer
     let entries: Vec<_> = entries.into_iter().take(PER_PAGE as usize).collect();
     // Each entry's tenant by its slug (a purged one's row keeps its id: `purged-…`).
     let ids: Vec<String> = entries.iter().filter_map(|e| e.tenant_id.clone()).collect();
-    let found = state(&req).tenancy().tenants().by_ids(&ids).await?;
-    let slugs: std::collections::HashMap<&String, String> =
-        ids.iter().map(|id| (id, found.get(id).map_or_else(|| id.clone(), |t| t.slug.to_string()))).collect();
+    let mut slugs = slugs_by_id(&req, &ids).await?;
+    for id in ids {
+        slugs.entry(id.clone()).or_insert(id);
+    }
     // The person an entry is about (`detail.user`), by email; an erased one is said so.
     let mut people: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for entry in &entries {
@@ -464,6 +465,16 @@ async fn audit_page(req: HttpRequest, _op: Operator, query: web::Query<AuditQuer
         .await
 }
 
+/// The slugs of the tenants with these ids that still exist, by id (the console names
+/// tenants, not UUIDs).
+async fn slugs_by_id(
+    req: &HttpRequest,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, String>, PageError> {
+    let found = state(req).tenancy().tenants().by_ids(ids).await?;
+    Ok(found.into_iter().map(|(id, tenant)| (id, tenant.slug.to_string())).collect())
+}
+
 #[derive(Deserialize)]
 struct JobsQuery {
     status: Option<String>,
@@ -479,14 +490,7 @@ async fn jobs_page(req: HttpRequest, _op: Operator, query: web::Query<JobsQuery>
     // Which tenant each job is about, by slug (a purged one has none left).
     let ids: Vec<String> =
         jobs.iter().filter_map(|j| j.payload["tenant"].as_str().map(str::to_owned)).collect();
-    let tenants: std::collections::HashMap<String, String> = state(&req)
-        .tenancy()
-        .tenants()
-        .by_ids(&ids)
-        .await?
-        .into_iter()
-        .map(|(id, tenant)| (id, tenant.slug.to_string()))
-        .collect();
+    let tenants = slugs_by_id(&req, &ids).await?;
     Page::new("admin/jobs.html")
         .with("jobs", &jobs)
         .with("tenants", &tenants)
@@ -510,14 +514,7 @@ async fn requests_page(req: HttpRequest, _op: Operator, query: web::Query<Reques
     // A workspace's export is about the workspace: named by its slug.
     let ids: Vec<String> =
         requests.iter().filter_map(|r| r.subject.strip_prefix("tenant:").map(str::to_owned)).collect();
-    let slugs: std::collections::HashMap<String, String> = state(&req)
-        .tenancy()
-        .tenants()
-        .by_ids(&ids)
-        .await?
-        .into_iter()
-        .map(|(id, tenant)| (id, tenant.slug.to_string()))
-        .collect();
+    let slugs = slugs_by_id(&req, &ids).await?;
     Page::new("admin/requests.html")
         .with("requests", &requests)
         .with("slugs", &slugs)
