@@ -10,12 +10,14 @@
 //! - [`error`]: [`ErrorKind`], the one classification every layer's error maps to.
 //! - [`secret`]: [`Secret`] (redacted in logs) and [`secret::constant_time_eq`].
 //! - [`tokens`]: hex, random tokens and the digest stored for them.
+//! - [`db`]: the control plane's database on SQLite or PostgreSQL, statements written once.
 //! - [`audit`]: the audit log — appended inside each change's transaction, read by the console.
 //! - [`erasure`]: [`erasure::ErasureStep`], how each crate says what erasing a person does to its tables.
 //! - [`settings`]: the one loader (defaults, `silo.toml`, `SILO_…` variables).
 //! - [`units`]: quantities as people read them (byte sizes); [`text`]: what is blank around a value.
 
 pub mod audit;
+pub mod db;
 pub mod erasure;
 pub mod error;
 pub mod ids;

@@ -263,6 +263,23 @@ impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for Timestamp {
     }
 }
 
+impl sqlx::Type<sqlx::Postgres> for Timestamp {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Timestamp {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Self::parse(&text)?)
+    }
+}
+
 /// The system's current time as stored (code that can take a [`Clock`] asks it instead).
 pub fn utc_now() -> Timestamp {
     utc_timestamp(std::time::SystemTime::now())

@@ -1,0 +1,494 @@
+//! The control plane's database, on either engine: the embedded SQLite file (`control.db`,
+//! the default) or a PostgreSQL server (`[control] url`, for a cluster of nodes).
+//!
+//! Each table owner writes its statements once, in SQLite's dialect, through [`query`],
+//! [`query_as`] and [`query_scalar`]; they run natively on either driver (sqlx's own
+//! `Sqlite` and `Postgres`, not its `Any`, which cannot carry booleans or the drivers'
+//! settings). What differs between the dialects is in [`dialect`]. A [`Tx`] is one
+//! transaction on either engine, passed between crates as the SQLite transaction was.
+//!
+//! Writes keep SQLite's rule on both engines: [`Db::begin`] opens a transaction that runs
+//! alone among the control plane's transactions. SQLite's one writer gives that for free; on
+//! PostgreSQL the transaction first takes a transaction-scoped advisory lock, so code that
+//! reads and then writes in one transaction (a status change, an invoice number, a bounded
+//! queue) means the same on both.
+
+pub mod dialect;
+pub mod testing;
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
+use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Row as _};
+
+use crate::Timestamp;
+
+/// The advisory lock key every PostgreSQL write transaction takes ("silo" in ASCII).
+const WRITE_LOCK: i64 = 0x7369_6c6f;
+
+/// Which engine a [`Db`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// A pool of connections to the control plane's database.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// `control.db`.
+    Sqlite(SqlitePool),
+    /// A PostgreSQL database.
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Connects to the PostgreSQL database at `url` with at most `connections` connections.
+    pub async fn postgres(url: &str, connections: u32) -> sqlx::Result<Self> {
+        let options = url
+            .parse::<PgConnectOptions>()?
+            .application_name("silo")
+            // Statements carry people's data as parameters; they are not logged.
+            .disable_statement_logging();
+        let pool = PgPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self::Postgres(pool))
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Self::Sqlite(_) => Engine::Sqlite,
+            Self::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Opens a transaction that runs alone among the control plane's transactions (see the
+    /// module's documentation).
+    pub async fn begin(&self) -> sqlx::Result<Tx> {
+        match self {
+            Self::Sqlite(pool) => Ok(Tx::Sqlite(pool.begin().await?)),
+            Self::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
+                Ok(Tx::Postgres(tx))
+            }
+        }
+    }
+
+    /// Runs `migrations` (the set for this engine).
+    pub async fn migrate(
+        &self,
+        migrations: &sqlx::migrate::Migrator,
+    ) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Self::Sqlite(pool) => migrations.run(pool).await,
+            Self::Postgres(pool) => migrations.run(pool).await,
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// One transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    /// On `control.db`.
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    /// On PostgreSQL.
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    /// Commits it.
+    pub async fn commit(self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await,
+            Self::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    /// Rolls it back.
+    pub async fn rollback(self) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(tx) => tx.rollback().await,
+            Self::Postgres(tx) => tx.rollback().await,
+        }
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> Engine {
+        match self {
+            Self::Sqlite(_) => Engine::Sqlite,
+            Self::Postgres(_) => Engine::Postgres,
+        }
+    }
+}
+
+/// Where a statement runs: on a pool (a connection of its own) or inside a transaction.
+pub enum On<'e> {
+    /// A connection from the pool, for this statement only.
+    Db(&'e Db),
+    /// The transaction.
+    Tx(&'e mut Tx),
+}
+
+impl<'e> From<&'e Db> for On<'e> {
+    fn from(db: &'e Db) -> Self {
+        Self::Db(db)
+    }
+}
+
+impl<'e> From<&'e mut Tx> for On<'e> {
+    fn from(tx: &'e mut Tx) -> Self {
+        Self::Tx(tx)
+    }
+}
+
+/// Statement text: a literal, or text built at run time and audited for injection by its
+/// author (`sqlx::AssertSqlSafe`).
+pub trait Statement {
+    /// The text.
+    fn text(self) -> Cow<'static, str>;
+}
+
+impl Statement for &'static str {
+    fn text(self) -> Cow<'static, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Statement for AssertSqlSafe<String> {
+    fn text(self) -> Cow<'static, str> {
+        Cow::Owned(self.0)
+    }
+}
+
+/// A bound parameter. A null keeps its type: PostgreSQL checks `?1 IS NULL OR id < ?1` with
+/// the type the parameter is sent with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// INTEGER / BIGINT.
+    Int(Option<i64>),
+    /// REAL / DOUBLE PRECISION.
+    Real(Option<f64>),
+    /// TEXT.
+    Text(Option<String>),
+    /// BLOB / BYTEA.
+    Blob(Option<Vec<u8>>),
+    /// INTEGER 0/1 / BOOLEAN.
+    Bool(Option<bool>),
+}
+
+/// What can be bound as a parameter.
+pub trait Param {
+    /// The value.
+    fn value(self) -> Value;
+    /// The null of this type.
+    fn null() -> Value
+    where
+        Self: Sized;
+}
+
+macro_rules! param {
+    ($($ty:ty => $variant:ident($convert:expr)),* $(,)?) => {
+        $(impl Param for $ty {
+            fn value(self) -> Value {
+                #[allow(clippy::redundant_closure_call)]
+                Value::$variant(Some(($convert)(self)))
+            }
+            fn null() -> Value {
+                Value::$variant(None)
+            }
+        })*
+    };
+}
+
+param! {
+    i64 => Int(|v| v),
+    i32 => Int(i64::from),
+    u32 => Int(i64::from),
+    f64 => Real(|v| v),
+    bool => Bool(|v| v),
+    String => Text(|v| v),
+    &String => Text(|v: &String| v.clone()),
+    &str => Text(str::to_owned),
+    Cow<'_, str> => Text(Cow::into_owned),
+    Timestamp => Text(|v: Timestamp| v.as_str().to_owned()),
+    &Timestamp => Text(|v: &Timestamp| v.as_str().to_owned()),
+    Vec<u8> => Blob(|v| v),
+    &Vec<u8> => Blob(|v: &Vec<u8>| v.clone()),
+    &[u8] => Blob(<[u8]>::to_vec),
+}
+
+impl<T: Param> Param for Option<T> {
+    fn value(self) -> Value {
+        self.map_or_else(T::null, Param::value)
+    }
+
+    fn null() -> Value {
+        T::null()
+    }
+}
+
+/// A statement and its parameters; see [`query`].
+#[must_use = "a query does nothing until it is run"]
+pub struct Query {
+    sql: Cow<'static, str>,
+    args: Vec<Value>,
+}
+
+/// The outcome of a statement that returns no rows.
+#[derive(Clone, Copy, Debug)]
+pub struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    /// How many rows it changed.
+    pub fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// A statement, in SQLite's dialect (see [`dialect`]).
+pub fn query(sql: impl Statement) -> Query {
+    Query { sql: sql.text(), args: Vec::new() }
+}
+
+/// A statement whose rows decode as `T` (derive `sqlx::FromRow`).
+pub fn query_as<T: Record>(sql: impl Statement) -> QueryAs<T> {
+    QueryAs { query: query(sql), row: PhantomData }
+}
+
+/// A statement whose rows are one value, of type `T`.
+pub fn query_scalar<T: Column>(sql: impl Statement) -> QueryScalar<T> {
+    QueryScalar { query: query(sql), value: PhantomData }
+}
+
+// One body per engine and target, for each way of running a statement.
+macro_rules! run {
+    ($self:ident, $on:ident, $method:ident, |$result:ident| $map:expr) => {
+        match $on.into() {
+            On::Db(Db::Sqlite(pool)) => {
+                let $result = $self.sqlite().$method(pool).await?;
+                $map
+            }
+            On::Db(Db::Postgres(pool)) => {
+                let $result = $self.postgres().$method(pool).await?;
+                $map
+            }
+            On::Tx(Tx::Sqlite(tx)) => {
+                let $result = $self.sqlite().$method(&mut **tx).await?;
+                $map
+            }
+            On::Tx(Tx::Postgres(tx)) => {
+                let $result = $self.postgres().$method(&mut **tx).await?;
+                $map
+            }
+        }
+    };
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Value::Int(v) => query.bind(v),
+                Value::Real(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::Blob(v) => query.bind(v),
+                Value::Bool(v) => query.bind(v),
+            };
+        }
+        query
+    }};
+}
+
+impl Query {
+    /// Binds the next parameter.
+    pub fn bind(mut self, value: impl Param) -> Self {
+        self.args.push(value.value());
+        self
+    }
+
+    /// The statement as SQLite runs it (its own dialect).
+    fn sqlite(self) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
+        bind_all!(sqlx::query(AssertSqlSafe(self.sql)), self.args)
+    }
+
+    /// The statement as PostgreSQL runs it.
+    fn postgres(self) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+        bind_all!(sqlx::query(AssertSqlSafe(dialect::to_postgres(&self.sql))), self.args)
+    }
+
+    /// Runs it; the rows it changed.
+    pub async fn execute<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Done> {
+        run!(self, on, execute, |done| Ok(Done { rows_affected: done.rows_affected() }))
+    }
+
+    /// Every row.
+    pub async fn fetch_all<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Vec<Row>> {
+        run!(self, on, fetch_all, |rows| Ok(rows.into_iter().map(Row::from).collect()))
+    }
+
+    /// The first row, if any.
+    pub async fn fetch_optional<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Option<Row>> {
+        run!(self, on, fetch_optional, |row| Ok(row.map(Row::from)))
+    }
+
+    /// The first row; `RowNotFound` without one.
+    pub async fn fetch_one<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Row> {
+        run!(self, on, fetch_one, |row| Ok(Row::from(row)))
+    }
+}
+
+/// A row from either engine.
+pub enum Row {
+    /// From SQLite.
+    Sqlite(SqliteRow),
+    /// From PostgreSQL.
+    Postgres(PgRow),
+}
+
+impl From<SqliteRow> for Row {
+    fn from(row: SqliteRow) -> Self {
+        Self::Sqlite(row)
+    }
+}
+
+impl From<PgRow> for Row {
+    fn from(row: PgRow) -> Self {
+        Self::Postgres(row)
+    }
+}
+
+/// A type a column decodes to on both engines.
+pub trait Column:
+    for<'r> sqlx::Decode<'r, Sqlite>
+    + sqlx::Type<Sqlite>
+    + for<'r> sqlx::Decode<'r, Postgres>
+    + sqlx::Type<Postgres>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> Column for T where
+    T: for<'r> sqlx::Decode<'r, Sqlite>
+        + sqlx::Type<Sqlite>
+        + for<'r> sqlx::Decode<'r, Postgres>
+        + sqlx::Type<Postgres>
+        + Send
+        + Unpin
+{
+}
+
+/// A type a row decodes to on both engines (`#[derive(sqlx::FromRow)]` gives it).
+pub trait Record:
+    for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> Record for T where
+    T: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// A column's position or name.
+pub trait Index: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + std::fmt::Debug {}
+
+impl<I> Index for I where I: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + std::fmt::Debug {}
+
+impl Row {
+    /// The value of a column.
+    pub fn try_get<T: Column, I: Index>(&self, column: I) -> sqlx::Result<T> {
+        match self {
+            Self::Sqlite(row) => row.try_get(column),
+            Self::Postgres(row) => row.try_get(column),
+        }
+    }
+
+    /// The row as a `T`.
+    pub fn decode<T: Record>(&self) -> sqlx::Result<T> {
+        match self {
+            Self::Sqlite(row) => T::from_row(row),
+            Self::Postgres(row) => T::from_row(row),
+        }
+    }
+}
+
+/// A statement whose rows decode as `T`; see [`query_as`].
+#[must_use = "a query does nothing until it is run"]
+pub struct QueryAs<T> {
+    query: Query,
+    row: PhantomData<fn() -> T>,
+}
+
+impl<T: Record> QueryAs<T> {
+    /// Binds the next parameter.
+    pub fn bind(mut self, value: impl Param) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// Every row.
+    pub async fn fetch_all<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Vec<T>> {
+        self.query.fetch_all(on).await?.iter().map(Row::decode).collect()
+    }
+
+    /// The first row, if any.
+    pub async fn fetch_optional<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Option<T>> {
+        self.query.fetch_optional(on).await?.as_ref().map(Row::decode).transpose()
+    }
+
+    /// The first row; `RowNotFound` without one.
+    pub async fn fetch_one<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<T> {
+        self.query.fetch_one(on).await?.decode()
+    }
+}
+
+/// A statement whose rows are one value; see [`query_scalar`].
+#[must_use = "a query does nothing until it is run"]
+pub struct QueryScalar<T> {
+    query: Query,
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T: Column> QueryScalar<T> {
+    /// Binds the next parameter.
+    pub fn bind(mut self, value: impl Param) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    /// The first column of every row.
+    pub async fn fetch_all<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Vec<T>> {
+        self.query.fetch_all(on).await?.iter().map(|row| row.try_get(0)).collect()
+    }
+
+    /// The first column of the first row, if any.
+    pub async fn fetch_optional<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<Option<T>> {
+        self.query.fetch_optional(on).await?.map(|row| row.try_get(0)).transpose()
+    }
+
+    /// The first column of the first row; `RowNotFound` without one.
+    pub async fn fetch_one<'e>(self, on: impl Into<On<'e>>) -> sqlx::Result<T> {
+        self.query.fetch_one(on).await?.try_get(0)
+    }
+}

@@ -1,0 +1,173 @@
+//! A throwaway PostgreSQL for tests: the control-plane tests run on both engines.
+//!
+//! [`postgres_database`] gives each test an empty database of its own. With
+//! `SILO_TEST_POSTGRES_URL` set, the databases are made on that server; otherwise the first
+//! call starts a cluster of this test process's own in a temporary directory (`initdb` and
+//! `pg_ctl` from Debian's `postgresql` package, found under `/usr/lib/postgresql`, or on the
+//! `PATH`), as an unprivileged user when the tests run as root, listening on loopback only.
+//! A watchdog stops it and removes the directory when the test process ends, however it
+//! ends. Without PostgreSQL the PostgreSQL half of a test is skipped, unless
+//! `SILO_REQUIRE_POSTGRES=1` (CI) makes that a failure.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+/// The process's own cluster: its URL, and the watchdog whose stdin closing stops it.
+struct Cluster {
+    url: String,
+    _watchdog: Mutex<Child>,
+}
+
+static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// The URL of a new, empty PostgreSQL database, or `None` (after saying why on stderr) when
+/// no PostgreSQL can be had and none is required.
+pub async fn postgres_database() -> Option<String> {
+    let base = match std::env::var("SILO_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => match CLUSTER.get_or_init(start) {
+            Ok(cluster) => cluster.url.clone(),
+            Err(why) => {
+                if std::env::var("SILO_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                    panic!("SILO_REQUIRE_POSTGRES=1 but no PostgreSQL: {why}");
+                }
+                eprintln!("PostgreSQL half skipped: {why}");
+                return None;
+            }
+        },
+    };
+    let name = format!("silo_test_{}", uuid::Uuid::now_v7().simple());
+    let admin = super::Db::postgres(&base, 1).await.expect("connect to the test PostgreSQL");
+    super::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create a test database");
+    admin.close().await;
+    let (server, _) = base.rsplit_once('/').expect("a PostgreSQL URL ends with its database");
+    Some(format!("{server}/{name}"))
+}
+
+/// The directory holding `initdb` and `pg_ctl`: Debian's newest, else the `PATH`'s.
+fn binaries() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).or_else(|| {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(PathBuf::from)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+    })
+}
+
+/// Runs `program` (as `nobody` when this process is root: PostgreSQL refuses to run as root).
+fn command(program: &Path, as_nobody: bool) -> Command {
+    if as_nobody {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "nobody", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start() -> Result<Cluster, String> {
+    let bin = binaries().ok_or("initdb not found (install Debian's postgresql package)")?;
+    let as_nobody = is_root();
+    let dir = std::env::temp_dir().join(format!("silo-test-pg-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    if as_nobody {
+        let ids = |flag: &str| -> Result<u32, String> {
+            let out = Command::new("id").args([flag, "nobody"]).output().map_err(|e| e.to_string())?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|_| "no user nobody".to_owned())
+        };
+        std::os::unix::fs::chown(&dir, Some(ids("-u")?), Some(ids("-g")?)).map_err(|e| e.to_string())?;
+    }
+    let data = dir.join("data");
+    let run = |command: &mut Command, what: &str| -> Result<(), String> {
+        let out = command.stdin(Stdio::null()).output().map_err(|e| format!("{what}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    run(
+        command(&bin.join("initdb"), as_nobody).arg("-D").arg(&data).args([
+            "--no-locale",
+            "-E",
+            "UTF8",
+            "--auth=trust",
+            "-U",
+            "silo",
+            "--no-sync",
+        ]),
+        "initdb",
+    )?;
+    // A free loopback port (another process could take it before the server does; rare).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let options = format!(
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+        dir.display()
+    );
+    let pg_ctl = bin.join("pg_ctl");
+    run(
+        command(&pg_ctl, as_nobody)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-o", &options, "start"]),
+        "pg_ctl start",
+    )?;
+    // The watchdog waits for its stdin to close (this process ended), then stops the server
+    // and removes its directory.
+    let stop = format!(
+        "read _; {} '{}' -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
+        if as_nobody { "runuser -u nobody --" } else { "" },
+        pg_ctl.display(),
+        data.display(),
+        dir.display()
+    );
+    let mut watchdog = Command::new("sh")
+        .args(["-c", &stop])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("watchdog: {e}"))?;
+    // Its stdout is only kept open so that nothing it prints blocks it.
+    if let Some(out) = watchdog.stdout.take() {
+        std::thread::spawn(move || BufReader::new(out).lines().for_each(drop));
+    }
+    Ok(Cluster { url: format!("postgres://silo@127.0.0.1:{port}/postgres"), _watchdog: Mutex::new(watchdog) })
+}
+
+/// Whether this process runs as root (read from `/proc`, to need no libc call).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
