@@ -741,7 +741,7 @@ async fn a_restore_past_the_end_of_a_chain_is_refused() {
     assert_eq!(catalogue[2].chain_until.as_ref(), Some(&second.created_at));
 
     // Retention lets the second backup go: its chain's moments cannot be reproduced.
-    sqlx::query("DELETE FROM backups WHERE id = ?")
+    silo_core::db::query("DELETE FROM backups WHERE id = ?")
         .bind(&second.id)
         .execute(t.control().writer())
         .await

@@ -5,6 +5,7 @@
 use serde_json::json;
 use silo_accounts::Role;
 use silo_billing::Plan;
+use silo_core::db;
 use silo_e2e::{ApiClient, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +373,7 @@ async fn invoices_on_the_workspace_billing_page_and_in_the_console() {
     assert_eq!((acme_invoice.subtotal, acme_invoice.tax, acme_invoice.total), (8_000, 1_520, 9_520));
 
     // A draft (a run interrupted before finalising) is not a document the customer has.
-    sqlx::query(
+    db::query(
         "INSERT INTO invoices (id, kind, tenant_id, period, status, currency, lines, subtotal, tax, total,
              tax_rate_bp, created_at)
          VALUES ('draft-1', 'invoice', ?1, '2020-01', 'draft', 'EUR', '[]', 100, 0, 100, 0, '2020-02-01T00:00:00.000Z')",

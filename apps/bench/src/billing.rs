@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use silo_billing::{Billing, BillingSettings, Period};
+use silo_core::db;
 
 use crate::http::{Fixture, MakeRequest, load};
 use crate::measure::tenancy;
@@ -141,7 +142,7 @@ async fn billing_run(dir: &Path, tenants: usize) -> anyhow::Result<()> {
     // Rows only (the run never opens a tenant file), inserted in one statement each; the
     // triggers record each tenant's plan history as a provisioning would.
     let mut tx = writer.begin().await?;
-    sqlx::query(
+    db::query(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?1),
               ids(i, h) AS (SELECT i, lower(hex(randomblob(16))) FROM n)
          INSERT INTO tenants (id, slug, name, status, region, plan, schema_version, created_at, updated_at)
@@ -155,7 +156,7 @@ async fn billing_run(dir: &Path, tenants: usize) -> anyhow::Result<()> {
     .bind(tenants as i64)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    db::query(
         "INSERT INTO memberships (user_id, tenant_id, role, created_at)
          SELECT ?1, id, 'owner', created_at FROM tenants",
     )

@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 
 use crate::{Error, Result};
 use serde_json::json;
+use silo_core::db;
 use silo_core::erasure::ErasureStep;
 use silo_core::{TenantId, TenantRef, Timestamp};
 use silo_jobs::{JobContext, JobError, Outcome, Workers};
@@ -136,7 +137,7 @@ async fn tenants_of(accounts: &crate::Accounts, user_id: &str) -> Result<Vec<Ten
 
 /// The ids of every tenant the person belongs or ever belonged to.
 async fn tenant_ids_of(accounts: &crate::Accounts, user_id: &str) -> Result<Vec<String>> {
-    Ok(sqlx::query_scalar(
+    Ok(db::query_scalar(
         "SELECT tenant_id FROM membership_history WHERE user_id = ?1
          UNION SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY 1",
     )
@@ -166,7 +167,7 @@ pub(crate) async fn plan(accounts: &crate::Accounts, email: &str) -> Result<serd
     let mut control = BTreeMap::<&str, i64>::new();
     for step in steps(accounts) {
         let sql = step.count();
-        let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone()));
+        let mut query = db::query_scalar::<i64>(sqlx::AssertSqlSafe(sql.clone()));
         for arg in ErasureStep::arguments(&sql, &args) {
             query = query.bind(arg);
         }
@@ -343,7 +344,7 @@ async fn run(accounts: crate::Accounts, ctx: JobContext) -> Outcome {
 
 /// Soft-deletes every live workspace the person is the only member of; returns their slugs.
 async fn close_unattended(accounts: &crate::Accounts, subject: &Subject, actor: &str) -> Result<Vec<String>> {
-    let alone: Vec<String> = sqlx::query_scalar(
+    let alone: Vec<String> = db::query_scalar(
         "SELECT m.tenant_id FROM memberships m WHERE m.user_id = ?1
            AND NOT EXISTS (SELECT 1 FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1)",
     )
@@ -364,7 +365,7 @@ async fn close_unattended(accounts: &crate::Accounts, subject: &Subject, actor: 
 /// For every active workspace where the person is the only owner and others are members,
 /// makes the longest-standing admin (else member) an owner; returns the workspaces' slugs.
 async fn hand_over(accounts: &crate::Accounts, subject: &Subject, actor: &str) -> Result<Vec<String>> {
-    let heirs: Vec<(String, String)> = sqlx::query_as(
+    let heirs: Vec<(String, String)> = db::query_as(
         "SELECT m.tenant_id,
                 (SELECT u.email FROM memberships o JOIN users u ON u.id = o.user_id
                  WHERE o.tenant_id = m.tenant_id AND o.user_id <> ?1
@@ -402,7 +403,7 @@ async fn remove_records(
     let mut tx = accounts.tenancy().control().writer().begin().await?;
     for step in steps(accounts) {
         let sql = step.statement();
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        let mut query = db::query(sqlx::AssertSqlSafe(sql.clone()));
         for arg in ErasureStep::arguments(&sql, &args) {
             query = query.bind(arg);
         }
@@ -430,7 +431,7 @@ pub(crate) async fn close_account(
     if accounts.users().authenticate(&user.email, password).await?.is_none() {
         return Err(Error::invalid("password", "That password is not right."));
     }
-    let counted: Vec<(String, i64, i64)> = sqlx::query_as(
+    let counted: Vec<(String, i64, i64)> = db::query_as(
         "SELECT m.tenant_id,
                 (SELECT count(*) FROM memberships o WHERE o.tenant_id = m.tenant_id),
                 (SELECT count(*) FROM memberships o WHERE o.tenant_id = m.tenant_id AND o.role = 'owner')

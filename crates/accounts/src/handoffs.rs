@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::secrets::{new_secret, token_digest};
 use crate::sessions::{NewSession, Session};
 use crate::{Error, Result};
+use silo_core::db;
 use silo_core::ids::TenantId;
 
 /// How long a hand-off token works.
@@ -54,7 +55,7 @@ impl Handoffs {
         let token = new_secret("hof_");
         let now = self.0.now();
         // The family's root: a hand-off from a child session hangs off its parent.
-        sqlx::query(
+        db::query(
             "INSERT INTO handoffs (token_sha256, session_id, tenant_id, state_sha256, next_path, created_at, expires_at)
              SELECT ?1, coalesce(parent_id, id_sha256), ?2, ?3, ?4, ?7, ?5 FROM sessions WHERE id_sha256 = ?6",
         )
@@ -68,7 +69,7 @@ impl Handoffs {
         .execute(self.0.control().writer())
         .await?;
         // Used and expired hand-offs are of no use to anyone: keep the table small.
-        sqlx::query("DELETE FROM handoffs WHERE used_at IS NOT NULL OR expires_at <= ?")
+        db::query("DELETE FROM handoffs WHERE used_at IS NOT NULL OR expires_at <= ?")
             .bind(now.as_str())
             .execute(self.0.control().writer())
             .await?;
@@ -88,7 +89,7 @@ impl Handoffs {
         ttl: Duration,
     ) -> Result<Option<Redeemed>> {
         let now = self.0.now();
-        let claimed: Option<(String, String, String, String)> = sqlx::query_as(
+        let claimed: Option<(String, String, String, String)> = db::query_as(
             "UPDATE handoffs SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
              RETURNING session_id, tenant_id, state_sha256, next_path",
         )
@@ -102,7 +103,7 @@ impl Handoffs {
         {
             return Ok(None);
         }
-        let parent: Option<(String,)> = sqlx::query_as(
+        let parent: Option<(String,)> = db::query_as(
             "SELECT s.user_id FROM sessions s JOIN memberships m ON m.user_id = s.user_id AND m.tenant_id = ?
              WHERE s.id_sha256 = ? AND s.expires_at > ?",
         )
@@ -114,7 +115,7 @@ impl Handoffs {
         let Some((user_id,)) = parent else { return Ok(None) };
         let mut session = self.0.sessions().create(&user_id, user_agent, ip, ttl, Some(&session_id)).await?;
         // A child never outlives its parent's absolute expiry.
-        let expires_at: silo_core::Timestamp = sqlx::query_scalar(
+        let expires_at: silo_core::Timestamp = db::query_scalar(
             "UPDATE sessions SET expires_at = min(expires_at, (SELECT expires_at FROM sessions WHERE id_sha256 = ?1))
              WHERE id_sha256 = ?2 RETURNING expires_at",
         )

@@ -5,6 +5,7 @@
 use crate::users::Email;
 use serde::Serialize;
 use silo_core::Timestamp;
+use silo_core::db;
 
 use crate::roles::{By, Change, Role};
 use crate::secrets::{new_secret, token_digest};
@@ -96,7 +97,7 @@ impl Invitations {
         }
         let by = By::Member { user_id: &inviter.id, label: &inviter.email };
         self.0.memberships().check(tenant, by, None, Change::Invitation(role), "").await?;
-        let already: Option<i64> = sqlx::query_scalar(
+        let already: Option<i64> = db::query_scalar(
             "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?",
         )
         .bind(tenant.id.to_string())
@@ -124,7 +125,7 @@ impl Invitations {
         if !self.0.users().is_operator(&operator.id).await? {
             return Err(Error::Forbidden("only operators provision workspaces".into()));
         }
-        let members: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ?")
+        let members: i64 = db::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ?")
             .bind(tenant.id.to_string())
             .fetch_one(self.0.control().reader())
             .await?;
@@ -153,7 +154,7 @@ impl Invitations {
         let mut tx = self.0.control().writer().begin().await?;
         // A new invitation to an address replaces the one pending there (its link stops
         // working): one pending invitation, and one seat, per address.
-        sqlx::query(
+        db::query(
             "UPDATE invitations SET revoked_at = ?3
              WHERE tenant_id = ?1 AND email = ?2 AND accepted_at IS NULL AND revoked_at IS NULL",
         )
@@ -162,7 +163,7 @@ impl Invitations {
         .bind(now.as_str())
         .execute(&mut *tx)
         .await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO invitations (id, token_sha256, tenant_id, email, role, invited_by, created_at, expires_at)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?9, ?7
              WHERE ?8 IS NULL OR (SELECT count(*) FROM memberships WHERE tenant_id = ?3)
@@ -215,7 +216,7 @@ impl Invitations {
                 crate::outbox::About { user: Some(&inviter.id), tenant: Some(tenant.id) },
             )
             .await?;
-        let row = sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
+        let row = db::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE i.id = ?")))
             .bind(&id)
             .fetch_one(self.0.control().reader())
             .await?;
@@ -229,7 +230,7 @@ impl Invitations {
 
     /// The pending, unexpired invitation of a link secret.
     pub async fn find(&self, secret: &str) -> Result<Option<Invitation>> {
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let row: Option<Row> = db::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.token_sha256 = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
              AND i.expires_at > ?"
         )))
@@ -261,7 +262,7 @@ impl Invitations {
         let tenant = self.0.tenancy().tenant(&silo_core::TenantRef::Slug(slug)).await?;
         // Marked first, so a link is used once even when two accepts race.
         let claimed =
-            sqlx::query("UPDATE invitations SET accepted_at = ? WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL")
+            db::query("UPDATE invitations SET accepted_at = ? WHERE id = ? AND accepted_at IS NULL AND revoked_at IS NULL")
         .bind(self.0.now().as_str().to_owned())
         .bind(&invitation.id)
         .execute(self.0.control().writer())
@@ -271,7 +272,7 @@ impl Invitations {
         }
         if let Err(e) = self.0.memberships().join(&tenant, user, role, &user.email).await {
             // Not joined (e.g. already a member): the claim is undone.
-            sqlx::query("UPDATE invitations SET accepted_at = NULL WHERE id = ?")
+            db::query("UPDATE invitations SET accepted_at = NULL WHERE id = ?")
                 .bind(&invitation.id)
                 .execute(self.0.control().writer())
                 .await?;
@@ -282,7 +283,7 @@ impl Invitations {
 
     /// Pending invitations of a workspace, newest first.
     pub async fn pending(&self, tenant: TenantId) -> Result<Vec<Invitation>> {
-        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows = db::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE i.tenant_id = ? AND i.accepted_at IS NULL AND i.revoked_at IS NULL
              AND i.expires_at > ? ORDER BY i.created_at DESC LIMIT 100"
         )))
@@ -296,7 +297,7 @@ impl Invitations {
     /// How many invitations of a workspace are pending (they hold seats): one count, for the
     /// meter and the plan's limits, which need no names.
     pub async fn pending_count(&self, tenant: TenantId) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+        Ok(db::query_scalar(
             "SELECT count(*) FROM invitations
              WHERE tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
         )
@@ -308,7 +309,7 @@ impl Invitations {
 
     /// Withdraws a pending invitation of this workspace; returns whether there was one.
     pub async fn revoke(&self, tenant: TenantId, id: &str) -> Result<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE invitations SET revoked_at = ? WHERE id = ? AND tenant_id = ? AND accepted_at IS NULL AND revoked_at IS NULL",
         )
         .bind(self.0.now().as_str().to_owned())

@@ -27,12 +27,12 @@
 use futures::future::BoxFuture;
 use rusqlite::OptionalExtension;
 use serde::Serialize;
-use sqlx::SqliteConnection;
 
 use crate::roles::{self, By, Change, Role};
 use crate::users::User;
 use crate::{Error, Result};
 use silo_core::Timestamp;
+use silo_core::db;
 use silo_core::ids::{TenantId, TenantRef, TenantSlug};
 use silo_tenancy::Tenant;
 use silo_tenancy::control::TenantStatus;
@@ -111,7 +111,7 @@ impl Memberships {
             _ => {}
         }
         let now = self.0.now();
-        sqlx::query(
+        db::query(
             "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role",
         )
@@ -201,7 +201,7 @@ impl Memberships {
         // Foundings are rare: one at a time keeps the count and the creation one step.
         let _one_at_a_time = self.0.founding().await;
         let owned: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ? AND role = 'owner'")
+            db::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ? AND role = 'owner'")
                 .bind(user.id.to_string())
                 .fetch_one(self.0.control().reader())
                 .await?;
@@ -249,7 +249,7 @@ impl Memberships {
     /// How many members each tenant has, by tenant id (tenants without members are left out).
     pub async fn counts(&self) -> Result<std::collections::HashMap<String, i64>> {
         let counts: Vec<(String, i64)> =
-            sqlx::query_as("SELECT tenant_id, count(*) FROM memberships GROUP BY tenant_id")
+            db::query_as("SELECT tenant_id, count(*) FROM memberships GROUP BY tenant_id")
                 .fetch_all(self.0.control().reader())
                 .await?;
         Ok(counts.into_iter().collect())
@@ -259,7 +259,7 @@ impl Memberships {
     /// their grace period (status `deleting`: an owner can bring them back).
     pub async fn workspaces_of(&self, user_id: &str) -> Result<Vec<WorkspaceSummary>> {
         let roles: Vec<(String, String)> =
-            sqlx::query_as("SELECT tenant_id, role FROM memberships WHERE user_id = ?")
+            db::query_as("SELECT tenant_id, role FROM memberships WHERE user_id = ?")
                 .bind(user_id)
                 .fetch_all(self.0.control().reader())
                 .await?;
@@ -328,7 +328,7 @@ impl Memberships {
         let db = self.0.tenancy().db(tenant.id).await?.turn().await;
         let mut tx = self.0.control().writer().begin().await?;
         let removed: Option<String> =
-            sqlx::query_scalar("DELETE FROM memberships WHERE user_id = ? AND tenant_id = ? RETURNING role")
+            db::query_scalar("DELETE FROM memberships WHERE user_id = ? AND tenant_id = ? RETURNING role")
                 .bind(user_id)
                 .bind(tenant.id.to_string())
                 .fetch_optional(&mut *tx)
@@ -360,7 +360,7 @@ impl Memberships {
 
     /// Number of members of a tenant (control plane).
     pub async fn count(&self, tenant: TenantId) -> Result<i64> {
-        let count = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ?")
+        let count = db::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ?")
             .bind(tenant.to_string())
             .fetch_one(self.0.control().reader())
             .await?;
@@ -369,7 +369,7 @@ impl Memberships {
 
     /// The addresses of a tenant's owners (whom billing writes to when no billing contact is set).
     pub async fn owner_emails(&self, tenant: TenantId) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(db::query_scalar(
             "SELECT users.email FROM memberships JOIN users ON users.id = memberships.user_id
              WHERE memberships.tenant_id = ? AND memberships.role = 'owner' ORDER BY users.email",
         )
@@ -382,13 +382,9 @@ impl Memberships {
 /// An account's role in a tenant.
 const ROLE: &str = "SELECT role FROM memberships WHERE user_id = ? AND tenant_id = ?";
 
-async fn read_role<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    tenant: TenantId,
-    user_id: &str,
-) -> Result<Option<Role>> {
+async fn read_role<'e>(on: impl Into<db::On<'e>>, tenant: TenantId, user_id: &str) -> Result<Option<Role>> {
     let role: Option<String> =
-        sqlx::query_scalar(ROLE).bind(user_id).bind(tenant.to_string()).fetch_optional(executor).await?;
+        db::query_scalar(ROLE).bind(user_id).bind(tenant.to_string()).fetch_optional(on).await?;
     role.map(|r| r.parse()).transpose()
 }
 
@@ -403,12 +399,10 @@ enum Joining {
     ChangeFrom(Role),
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
-
 /// Fails when the workspace has no owner left (run after the change, in its transaction).
-async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
+async fn keep_an_owner(tx: &mut db::Tx, tenant: TenantId) -> Result<()> {
     let owners: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'")
+        db::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'")
             .bind(tenant.to_string())
             .fetch_one(&mut **tx)
             .await?;
@@ -421,7 +415,7 @@ async fn keep_an_owner(tx: &mut Tx<'_>, tenant: TenantId) -> Result<()> {
 /// Commits the control-plane half of a membership change whose tenant-file half is written;
 /// if the commit fails, the member row is put back exactly as it was (`before`).
 async fn commit_or_restore(
-    tx: Tx<'_>,
+    tx: db::Tx,
     db: &silo_tenancy::Turn,
     user_id: &str,
     before: Option<members::Member>,
@@ -436,13 +430,13 @@ async fn commit_or_restore(
 /// Revokes the pending invitations in `tenant` that are addressed to `to` (an email) or were
 /// sent by `from` (a user id).
 async fn revoke_pending(
-    tx: &mut Tx<'_>,
+    tx: &mut db::Tx,
     now: &Timestamp,
     tenant: TenantId,
     to: &str,
     from: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "UPDATE invitations SET revoked_at = ?4
          WHERE tenant_id = ?1 AND accepted_at IS NULL AND revoked_at IS NULL AND (email = ?2 OR invited_by = ?3)",
     )
@@ -467,7 +461,7 @@ impl silo_tenancy::Members for FleetMembers {
     ) -> BoxFuture<'static, silo_tenancy::Result<Vec<silo_tenancy::CurrentMember>>> {
         let control = self.0.clone();
         Box::pin(async move {
-            let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            let rows: Vec<(String, String, String, String)> = db::query_as(
                 "SELECT m.user_id, u.email, u.display_name, m.role FROM memberships m JOIN users u ON u.id = m.user_id
                  WHERE m.tenant_id = ?1 ORDER BY m.user_id",
             )
@@ -488,14 +482,14 @@ impl silo_tenancy::Members for FleetMembers {
 
     fn add_founder<'a>(
         &'a self,
-        conn: &'a mut SqliteConnection,
+        conn: &'a mut db::Conn,
         now: &'a Timestamp,
         tenant: TenantId,
         user_id: &'a str,
         role: &'a str,
     ) -> BoxFuture<'a, silo_tenancy::Result<()>> {
         Box::pin(async move {
-            sqlx::query("INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)")
+            db::query("INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, ?, ?)")
                 .bind(user_id)
                 .bind(tenant.to_string())
                 .bind(role)
@@ -508,12 +502,12 @@ impl silo_tenancy::Members for FleetMembers {
 
     fn copy<'a>(
         &'a self,
-        conn: &'a mut SqliteConnection,
+        conn: &'a mut db::Conn,
         source: TenantId,
         clone: TenantId,
     ) -> BoxFuture<'a, silo_tenancy::Result<()>> {
         Box::pin(async move {
-            sqlx::query(
+            db::query(
                 "INSERT INTO memberships (user_id, tenant_id, role, created_at)
                  SELECT user_id, ?, role, created_at FROM memberships WHERE tenant_id = ?",
             )
@@ -521,7 +515,7 @@ impl silo_tenancy::Members for FleetMembers {
             .bind(source.to_string())
             .execute(&mut *conn)
             .await?;
-            sqlx::query(
+            db::query(
                 "INSERT INTO membership_history (user_id, tenant_id, joined_at, left_at)
                  SELECT user_id, ?, joined_at, left_at FROM membership_history WHERE tenant_id = ? AND left_at IS NOT NULL
                  ON CONFLICT (user_id, tenant_id) DO NOTHING",

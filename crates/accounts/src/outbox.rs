@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::settings::SmtpSettings;
 use crate::{Error, Result};
+use silo_core::db;
 
 /// Whom an email speaks of besides its recipient: erasing that person blanks it (by account
 /// id, whatever their name was then), purging that workspace deletes it.
@@ -190,9 +191,9 @@ impl Outbox {
             None => None,
         };
         let now = self.0.now();
-        let queued = sqlx::query(
+        let queued: i64 = db::query_scalar(
             "INSERT INTO outbox (created_at, recipient, subject, body, link_sealed, link_expires_at, about_user_id,
-                 about_tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 about_tenant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(now.as_str())
         .bind(recipient)
@@ -202,9 +203,8 @@ impl Outbox {
         .bind(link.map(|l| now.plus(l.valid_for).as_str().to_owned()))
         .bind(about.user)
         .bind(about.tenant.map(|t| t.to_string()))
-        .execute(self.0.control().writer())
-        .await?
-        .last_insert_rowid();
+        .fetch_one(self.0.control().writer())
+        .await?;
         if self.0.settings().smtp.host.is_some() {
             // The body may carry a secret link: it goes to the mail server, not the log; nor
             // does the address (an erasure cannot reach the log): the outbox row names it.
@@ -243,7 +243,7 @@ impl Outbox {
 
     /// Removes the sealed links that expired; an email still unsent by then is not sent.
     pub async fn forget_expired_links(&self) -> Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE outbox SET link_sealed = NULL,
                  error = CASE WHEN sent_at IS NULL THEN 'the link expired before the email was sent' ELSE error END
              WHERE link_sealed IS NOT NULL AND link_expires_at <= ?",
@@ -256,7 +256,7 @@ impl Outbox {
 
     /// The newest emails, optionally to one recipient.
     pub async fn list(&self, recipient: Option<&str>, limit: i64) -> Result<Vec<OutboxEmail>> {
-        let emails = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let emails = db::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM outbox WHERE ?1 IS NULL OR recipient = ?1 ORDER BY id DESC LIMIT ?2"
         )))
         .bind(recipient)
@@ -270,7 +270,7 @@ impl Outbox {
     /// link is removed from the outbox.
     pub async fn deliver(&self, mailer: &Mailer, batch: i64) -> Result<Delivery> {
         self.forget_expired_links().await?;
-        let due: Vec<OutboxEmail> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let due: Vec<OutboxEmail> = db::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM outbox
              WHERE sent_at IS NULL AND attempts < ?1 AND (next_attempt_at IS NULL OR next_attempt_at <= ?3)
                AND (link_expires_at IS NULL OR link_sealed IS NOT NULL)
@@ -286,7 +286,7 @@ impl Outbox {
             let body = self.render(&email).await?;
             match mailer.send(&email, body).await {
                 Ok(()) => {
-                    sqlx::query(
+                    db::query(
                         "UPDATE outbox SET sent_at = ?, attempts = attempts + 1, error = NULL, link_sealed = NULL
                          WHERE id = ?",
                     )
@@ -298,7 +298,7 @@ impl Outbox {
                 }
                 Err(error) => {
                     let backoff_minutes = 1i64 << email.attempts.clamp(0, 6);
-                    sqlx::query(
+                    db::query(
                         "UPDATE outbox SET attempts = attempts + 1, error = ?, next_attempt_at = ? WHERE id = ?",
                     )
                     .bind(&error)

@@ -10,6 +10,7 @@
 
 use crate::users::{Email, UserId};
 use silo_core::Timestamp;
+use silo_core::db;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -81,7 +82,7 @@ impl Sessions {
         let secret = random_hex(32);
         let id = token_digest(&secret);
         let now = self.0.now();
-        sqlx::query(
+        db::query(
             "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at, user_agent, ip, parent_id)
              VALUES (?1, ?2, ?3, ?8, ?8, ?4, ?5, ?6, ?7)",
         )
@@ -95,7 +96,7 @@ impl Sessions {
         .bind(now.as_str())
         .execute(self.0.control().writer())
         .await?;
-        let session: Option<Session> = sqlx::query_as(
+        let session: Option<Session> = db::query_as(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_sha256 = ?",
         )
         .bind(&id)
@@ -120,7 +121,7 @@ impl Sessions {
     /// Reads a live session from the control plane (see [`Sessions::find`]).
     async fn read(&self, digest: &str, idle: std::time::Duration) -> Result<Option<Session>> {
         let now = self.0.now();
-        let session: Option<Session> = sqlx::query_as(
+        let session: Option<Session> = db::query_as(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id_sha256 = ? AND s.expires_at > ? AND s.last_seen_at > ?",
         )
@@ -145,7 +146,7 @@ impl Sessions {
         let writer = self.0.control().writer().clone();
         let id = session.id.clone();
         tokio::spawn(async move {
-            let result = sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id_sha256 = ?")
+            let result = db::query("UPDATE sessions SET last_seen_at = ? WHERE id_sha256 = ?")
                 .bind(now.as_str())
                 .bind(&id)
                 .execute(&writer)
@@ -158,7 +159,7 @@ impl Sessions {
 
     /// The live sessions of an account, newest first.
     pub async fn of_user(&self, user_id: &str) -> Result<Vec<Session>> {
-        let sessions = sqlx::query_as(
+        let sessions = db::query_as(
             "SELECT s.*, u.email, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.user_id = ? AND s.expires_at > ? ORDER BY s.created_at DESC",
         )
@@ -173,7 +174,7 @@ impl Sessions {
     /// workspace-host sessions started from it). Returns whether it existed.
     pub async fn revoke(&self, secret: &str) -> Result<bool> {
         // Deleting the family's root removes its children (ON DELETE CASCADE).
-        let done = sqlx::query(
+        let done = db::query(
             "DELETE FROM sessions WHERE id_sha256 IN
                  (SELECT coalesce(parent_id, id_sha256) FROM sessions WHERE id_sha256 = ?1)",
         )
@@ -187,7 +188,7 @@ impl Sessions {
     /// Ends one of an account's sessions by its id (the digest shown on the account page), with
     /// the workspace-host sessions started from it.
     pub async fn revoke_id(&self, user_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM sessions WHERE id_sha256 = ? AND user_id = ?")
+        let done = db::query("DELETE FROM sessions WHERE id_sha256 = ? AND user_id = ?")
             .bind(id)
             .bind(user_id)
             .execute(self.0.control().writer())
@@ -198,7 +199,7 @@ impl Sessions {
 
     /// Ends every session of an account ("sign out everywhere"); returns how many.
     pub async fn revoke_all(&self, user_id: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        let done = db::query("DELETE FROM sessions WHERE user_id = ?")
             .bind(user_id)
             .execute(self.0.control().writer())
             .await?;

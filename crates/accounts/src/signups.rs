@@ -22,6 +22,7 @@ use crate::roles::Role;
 use crate::secrets::{new_secret, token_digest};
 use crate::users::{Email, User, display_name_or_default};
 use crate::{Error, Result};
+use silo_core::db;
 use silo_core::ids::TenantSlug;
 use silo_tenancy::{CreateTenant, Tenant};
 
@@ -104,13 +105,13 @@ impl Signups {
                 // Expired and long-used sign-ups hold password hashes no one can use: drop them
                 // (a sign-up used just now may still be handed back by a failed confirmation).
                 let now = self.0.now();
-                sqlx::query("DELETE FROM signups WHERE expires_at <= ?1 OR used_at <= ?2")
+                db::query("DELETE FROM signups WHERE expires_at <= ?1 OR used_at <= ?2")
                     .bind(now.as_str())
                     .bind(now.minus(Duration::from_secs(3600)).as_str().to_owned())
                     .execute(self.0.control().writer())
                     .await?;
                 let secret = new_secret("sgn_");
-                sqlx::query(
+                db::query(
                     "INSERT INTO signups (token_sha256, email, display_name, password_hash, workspace_name, slug, created_at, expires_at)
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 )
@@ -149,7 +150,7 @@ impl Signups {
 
     /// The pending sign-up of a confirmation link, if it is unused and unexpired.
     pub async fn pending(&self, secret: &str) -> Result<Option<PendingSignup>> {
-        let pending = sqlx::query_as(
+        let pending = db::query_as(
             "SELECT email, workspace_name, slug FROM signups
              WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
         )
@@ -168,7 +169,7 @@ impl Signups {
         if self.0.control().slug_taken(&slug).await? {
             return Err(silo_tenancy::Error::SlugTaken(slug.to_string()).into());
         }
-        let claimed: Option<(String, String, String)> = sqlx::query_as(
+        let claimed: Option<(String, String, String)> = db::query_as(
             "UPDATE signups SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
              RETURNING email, display_name, password_hash",
         )
@@ -183,7 +184,7 @@ impl Signups {
             self.create_signed_up(&Email::parse(&email)?, &name, &hash, workspace_name, &slug).await;
         if created.is_err() {
             // Nothing was created: the link works again (e.g. with another workspace address).
-            sqlx::query("UPDATE signups SET used_at = NULL WHERE token_sha256 = ?")
+            db::query("UPDATE signups SET used_at = NULL WHERE token_sha256 = ?")
                 .bind(token_digest(secret))
                 .execute(self.0.control().writer())
                 .await?;

@@ -9,6 +9,7 @@ use std::io::Write;
 
 use crate::{Error, Result};
 use serde_json::json;
+use silo_core::db;
 use silo_core::{TenantRef, Timestamp};
 use silo_jobs::{Enqueued, JobContext, JobError, JobStatus, Outcome, Workers};
 use silo_tenancy::TenantStatus;
@@ -146,7 +147,7 @@ impl Subjects {
             .collect();
         let (mut tenants, mut unavailable) = (serde_json::Map::new(), serde_json::Map::new());
         // Every workspace they ever belonged to: one they left still holds what they wrote.
-        let ever: Vec<String> = sqlx::query_scalar(
+        let ever: Vec<String> = db::query_scalar(
             "SELECT tenant_id FROM membership_history WHERE user_id = ?1
              UNION SELECT tenant_id FROM memberships WHERE user_id = ?1 ORDER BY 1",
         )

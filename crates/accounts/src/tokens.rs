@@ -4,6 +4,7 @@ use crate::users::{Email, UserId};
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 use silo_core::Timestamp;
+use silo_core::db;
 
 use std::time::Duration;
 
@@ -151,7 +152,7 @@ impl Tokens {
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
         // Counted in the inserting statement, so concurrent issues cannot pass the limit.
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO api_tokens (id, user_id, tenant_id, kind, token_sha256, created_at, expires_at, name, access)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
              WHERE (SELECT count(*) FROM api_tokens WHERE user_id = ?2 AND revoked_at IS NULL
@@ -254,7 +255,7 @@ impl Tokens {
         let writer = self.0.control().writer().clone();
         let (id, now) = (id.to_owned(), now.clone());
         tokio::spawn(async move {
-            let result = sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            let result = db::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
                 .bind(now.as_str())
                 .bind(&id)
                 .execute(&writer)
@@ -269,7 +270,7 @@ impl Tokens {
     pub async fn of_user(&self, user_id: &str) -> Result<Vec<TokenInfo>> {
         type Row =
             (String, String, Option<String>, Timestamp, Option<Timestamp>, Option<Timestamp>, String, bool);
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<Row> = db::query_as(
             "SELECT id, kind, tenant_id, created_at, last_used_at, expires_at, name, access = 'read_only'
              FROM api_tokens
              WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at DESC",
@@ -298,12 +299,11 @@ impl Tokens {
     pub async fn revoke_all(&self, user_id: &str, actor: &str) -> Result<u64> {
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
-                .bind(now.as_str())
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+        let done = db::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(now.as_str())
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         let detail = serde_json::json!({ "user": user_id, "tokens": done.rows_affected() });
         silo_core::audit::record(&mut tx, &now, actor, "token.revoke_all", None, &detail).await?;
         tx.commit().await?;
@@ -315,7 +315,7 @@ impl Tokens {
     pub async fn revoke(&self, user_id: &str, token_id: &str, actor: &str) -> Result<bool> {
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
         )
         .bind(now.as_str())

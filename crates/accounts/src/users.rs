@@ -11,6 +11,7 @@ pub use crate::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS, hash_password
 use crate::secrets::{new_secret, token_digest};
 use crate::{Error, Result};
 use silo_core::Timestamp;
+use silo_core::db;
 use std::time::Duration;
 
 /// Text-backed identity types: read as `&str` (`Deref`), printed and compared as their text,
@@ -66,6 +67,16 @@ macro_rules! text_type {
         impl PartialEq<$name> for String {
             fn eq(&self, other: &$name) -> bool {
                 self == &other.0
+            }
+        }
+
+        impl silo_core::db::Param for &$name {
+            fn value(self) -> silo_core::db::Value {
+                self.0.as_str().value()
+            }
+
+            fn null() -> silo_core::db::Value {
+                <&str>::null()
             }
         }
     };
@@ -163,7 +174,7 @@ impl Users {
         let id = UserId::new();
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO users (id, email, display_name, password_hash, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
         )
@@ -196,7 +207,7 @@ impl Users {
     /// An account by email.
     pub async fn by_email(&self, email: &str) -> Result<User> {
         let email = Email::parse(email)?;
-        sqlx::query_as(USER_SQL_BY_EMAIL)
+        db::query_as(USER_SQL_BY_EMAIL)
             .bind(email.as_str())
             .fetch_optional(self.0.control().reader())
             .await?
@@ -208,7 +219,7 @@ impl Users {
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<User>> {
         let Ok(email) = Email::parse(email) else { return Ok(None) };
         let stored: Option<(String, String)> =
-            sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
+            db::query_as("SELECT id, password_hash FROM users WHERE email = ?")
                 .bind(email.as_str())
                 .fetch_optional(self.0.control().reader())
                 .await?;
@@ -218,7 +229,7 @@ impl Users {
 
     /// An account by id.
     pub async fn by_id(&self, id: &str) -> Result<User> {
-        sqlx::query_as(USER_SQL_BY_ID)
+        db::query_as(USER_SQL_BY_ID)
             .bind(id)
             .fetch_optional(self.0.control().reader())
             .await?
@@ -228,7 +239,7 @@ impl Users {
     /// Changes an account's display name, here and in the member rows of its workspaces.
     pub async fn update_profile(&self, user_id: &str, display_name: &str) -> Result<User> {
         let name = silo_workspace::text("display_name", "a display name", display_name, 1, 100)?;
-        sqlx::query("UPDATE users SET display_name = ?, updated_at = ? WHERE id = ?")
+        db::query("UPDATE users SET display_name = ?, updated_at = ? WHERE id = ?")
             .bind(&name)
             .bind(self.0.now().as_str().to_owned())
             .bind(user_id)
@@ -266,7 +277,7 @@ impl Users {
             return Err(Error::invalid("current_password", "the current password is not right"));
         }
         self.set_password(user_id, new).await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")
+        db::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")
             .bind(user_id)
             .bind(keep_session)
             .execute(self.0.control().writer())
@@ -283,7 +294,7 @@ impl Users {
     async fn store_password_hash(&self, user_id: &str, hash: &str) -> Result<()> {
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+        db::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
             .bind(hash)
             .bind(now.as_str())
             .bind(user_id)
@@ -308,7 +319,7 @@ impl Users {
         let Ok(user) = self.by_email(email).await else { return Ok(()) };
         let secret = new_secret("rst_");
         let now = self.0.now();
-        sqlx::query(
+        db::query(
             "INSERT INTO password_resets (token_sha256, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
         )
         .bind(token_digest(&secret))
@@ -330,7 +341,7 @@ impl Users {
 
     /// Whether a reset link is valid (unused, unexpired).
     pub async fn password_reset_valid(&self, secret: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
+        let found: Option<i64> = db::query_scalar(
             "SELECT 1 FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
         )
         .bind(token_digest(secret))
@@ -346,7 +357,7 @@ impl Users {
     pub async fn reset_password(&self, secret: &str, new: &str, revoke_tokens: bool) -> Result<User> {
         // Hashed before the link is used up, so a refused or overloaded hash leaves it valid.
         let hash = self.0.hashing().hash(new).await?;
-        let user_id: Option<String> = sqlx::query_scalar(
+        let user_id: Option<String> = db::query_scalar(
             "UPDATE password_resets SET used_at = ?2 WHERE token_sha256 = ?1 AND used_at IS NULL AND expires_at > ?2
              RETURNING user_id",
         )
@@ -367,14 +378,14 @@ impl Users {
     /// tokens and operator grant go with it.
     pub async fn delete(&self, id: &str) -> Result<()> {
         let mut tx = self.0.control().writer().begin().await?;
-        let memberships: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ?")
+        let memberships: i64 = db::query_scalar("SELECT count(*) FROM memberships WHERE user_id = ?")
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
         if memberships > 0 {
             return Err(Error::invalid("account", "the account still belongs to a workspace"));
         }
-        sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        db::query("DELETE FROM users WHERE id = ?").bind(id).execute(&mut *tx).await?;
         silo_core::audit::record(
             &mut tx,
             &self.0.now(),
@@ -394,7 +405,7 @@ impl Users {
         let user = self.by_email(email).await?;
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ?)")
+        db::query("INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ?)")
             .bind(&user.id)
             .bind(now.as_str())
             .execute(&mut *tx)
@@ -418,7 +429,7 @@ impl Users {
         let control = self.0.control().clone();
         (self.0.directory().operators)
             .get_or_read(user_id.to_owned(), |user_id| async move {
-                let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
+                let found: Option<i64> = db::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
                     .bind(user_id)
                     .fetch_optional(control.reader())
                     .await?;

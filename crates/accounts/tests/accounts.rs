@@ -9,6 +9,7 @@ use silo_workspace::members;
 
 use silo_accounts::Error;
 use silo_core::TenantRef;
+use silo_core::db;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -228,7 +229,7 @@ async fn a_sign_up_that_fails_midway_leaves_nothing_behind() {
     let secret = body.split("/signup/confirm/").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
 
     let writer = f.tenancy.control().writer();
-    sqlx::query("CREATE TRIGGER refuse_members BEFORE INSERT ON memberships BEGIN SELECT RAISE(ABORT, 'injected'); END")
+    db::query("CREATE TRIGGER refuse_members BEFORE INSERT ON memberships BEGIN SELECT RAISE(ABORT, 'injected'); END")
         .execute(writer)
         .await
         .unwrap();
@@ -249,7 +250,7 @@ async fn a_sign_up_that_fails_midway_leaves_nothing_behind() {
     assert_eq!(files, 0, "no tenant file stays behind");
 
     // The link works again once the failure is gone.
-    sqlx::query("DROP TRIGGER refuse_members").execute(writer).await.unwrap();
+    db::query("DROP TRIGGER refuse_members").execute(writer).await.unwrap();
     let (user, tenant) = f.accounts.signups().confirm(&secret, "Acme", "acme").await.unwrap();
     assert_eq!(f.accounts.memberships().role(tenant.id, &user.id).await.unwrap(), Some(Role::Owner));
 }

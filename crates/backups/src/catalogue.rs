@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use silo_tenancy::ControlPlane;
 
 use crate::{Error, Result};
+use silo_core::db;
 use silo_core::ids::TenantId;
 
 /// Why a backup was taken.
@@ -95,8 +94,8 @@ pub struct Backup {
 }
 
 impl Backup {
-    fn from_row(row: &SqliteRow) -> Result<Self> {
-        Ok(<Self as sqlx::FromRow<SqliteRow>>::from_row(row)?)
+    fn from_row(row: &db::Row) -> Result<Self> {
+        Ok(row.decode::<Self>()?)
     }
 }
 
@@ -111,7 +110,7 @@ pub(crate) const PURGE_STATEMENTS: &[&str] =
 impl Catalogue {
     /// The tenant's wrapped data key, if it has one.
     pub(crate) async fn wrapped_key(&self, tenant: TenantId) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
+        let row = db::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
             .bind(tenant.to_string())
             .fetch_optional(self.0.reader())
             .await?;
@@ -120,7 +119,7 @@ impl Catalogue {
 
     /// Stores a wrapped data key unless the tenant has one already; returns the one in force.
     pub(crate) async fn insert_wrapped_key(&self, tenant: TenantId, wrapped: &[u8]) -> Result<Vec<u8>> {
-        sqlx::query(
+        db::query(
             "INSERT INTO tenant_keys (tenant_id, wrapped, created_at) VALUES (?, ?, ?)
              ON CONFLICT (tenant_id) DO NOTHING",
         )
@@ -129,7 +128,7 @@ impl Catalogue {
         .bind(self.0.now().as_str().to_owned())
         .execute(self.0.writer())
         .await?;
-        let row = sqlx::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
+        let row = db::query("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
             .bind(tenant.to_string())
             .fetch_one(self.0.writer())
             .await?;
@@ -138,7 +137,7 @@ impl Catalogue {
 
     /// Records how far a backup's chain reaches (a newer snapshot closed it).
     pub(crate) async fn close_chain(&self, backup: &str, until: &silo_core::Timestamp) -> Result<()> {
-        sqlx::query("UPDATE backups SET chain_until = ?2 WHERE id = ?1 AND chain_until IS NULL")
+        db::query("UPDATE backups SET chain_until = ?2 WHERE id = ?1 AND chain_until IS NULL")
             .bind(backup)
             .bind(until)
             .execute(self.0.writer())
@@ -149,7 +148,7 @@ impl Catalogue {
     /// Records a stored backup (its object is already in the store).
     pub(crate) async fn insert_backup(&self, backup: &Backup, actor: &str) -> Result<()> {
         let mut tx = self.0.writer().begin().await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO backups (id, tenant_id, created_at, kind, size, db_size, sha256, schema_version, object_key)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -178,7 +177,7 @@ impl Catalogue {
 
     /// The tenant's backups, newest first.
     pub(crate) async fn backups_of(&self, tenant: TenantId) -> Result<Vec<Backup>> {
-        let rows = sqlx::query("SELECT * FROM backups WHERE tenant_id = ? ORDER BY created_at DESC, id DESC")
+        let rows = db::query("SELECT * FROM backups WHERE tenant_id = ? ORDER BY created_at DESC, id DESC")
             .bind(tenant.to_string())
             .fetch_all(self.0.reader())
             .await?;
@@ -187,7 +186,7 @@ impl Catalogue {
 
     /// One backup of the tenant ([`Error::UnknownBackup`] if it has none with that id).
     pub(crate) async fn backup(&self, tenant: TenantId, id: &str) -> Result<Backup> {
-        let row = sqlx::query("SELECT * FROM backups WHERE tenant_id = ? AND id = ?")
+        let row = db::query("SELECT * FROM backups WHERE tenant_id = ? AND id = ?")
             .bind(tenant.to_string())
             .bind(id)
             .fetch_optional(self.0.reader())
@@ -198,7 +197,7 @@ impl Catalogue {
 
     /// Every backup (retention, orphan detection).
     pub(crate) async fn all_backups(&self) -> Result<Vec<Backup>> {
-        let rows = sqlx::query("SELECT * FROM backups ORDER BY tenant_id, created_at DESC")
+        let rows = db::query("SELECT * FROM backups ORDER BY tenant_id, created_at DESC")
             .fetch_all(self.0.reader())
             .await?;
         rows.iter().map(Backup::from_row).collect()
@@ -206,7 +205,7 @@ impl Catalogue {
 
     /// A random sample of backups (daily verification).
     pub(crate) async fn sample_backups(&self, count: usize) -> Result<Vec<Backup>> {
-        let rows = sqlx::query("SELECT * FROM backups ORDER BY random() LIMIT ?")
+        let rows = db::query("SELECT * FROM backups ORDER BY random() LIMIT ?")
             .bind(i64::try_from(count).unwrap_or(i64::MAX))
             .fetch_all(self.0.reader())
             .await?;
@@ -215,7 +214,7 @@ impl Catalogue {
 
     /// Records a verification's outcome.
     pub(crate) async fn record_verification(&self, id: &str, error: Option<&str>) -> Result<()> {
-        sqlx::query(
+        db::query(
             "UPDATE backups SET verified_at = CASE WHEN ?1 IS NULL THEN ?3 ELSE verified_at END, verify_error = ?1
              WHERE id = ?2",
         )
@@ -231,7 +230,7 @@ impl Catalogue {
     pub(crate) async fn delete_backups(&self, ids: &[String]) -> Result<()> {
         let mut tx = self.0.writer().begin().await?;
         for id in ids {
-            sqlx::query("DELETE FROM backups WHERE id = ?").bind(id).execute(&mut *tx).await?;
+            db::query("DELETE FROM backups WHERE id = ?").bind(id).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -239,7 +238,7 @@ impl Catalogue {
 
     /// The time of each tenant's newest backup (tenants without one are absent).
     pub(crate) async fn last_backups(&self) -> Result<HashMap<TenantId, String>> {
-        let rows = sqlx::query("SELECT tenant_id, max(created_at) AS at FROM backups GROUP BY tenant_id")
+        let rows = db::query("SELECT tenant_id, max(created_at) AS at FROM backups GROUP BY tenant_id")
             .fetch_all(self.0.reader())
             .await?;
         let mut last = HashMap::with_capacity(rows.len());

@@ -9,6 +9,7 @@
 
 use crate::Result;
 use serde::Serialize;
+use silo_core::db;
 use silo_core::{TenantId, TenantRef};
 use silo_tenancy::TenantStatus;
 
@@ -109,7 +110,7 @@ impl Dunning<'_> {
             self.0.accounts().outbox().queue(recipient, &subject, &body, about).await?;
         }
         let mut tx = self.0.tenancy().control().writer().begin().await?;
-        sqlx::query("UPDATE invoices SET reminders = ?2 WHERE id = ?1")
+        db::query("UPDATE invoices SET reminders = ?2 WHERE id = ?1")
             .bind(&invoice.id)
             .bind(owed)
             .execute(&mut *tx)
@@ -134,7 +135,7 @@ impl Dunning<'_> {
         self.0.tenancy().tenants().suspend(&TenantRef::Id(tenant), actor).await?;
         let mut tx = self.0.tenancy().control().writer().begin().await?;
         let now = self.0.now();
-        sqlx::query("UPDATE invoices SET suspended_at = ?2 WHERE id = ?1")
+        db::query("UPDATE invoices SET suspended_at = ?2 WHERE id = ?1")
             .bind(&invoice.id)
             .bind(now.as_str())
             .execute(&mut *tx)

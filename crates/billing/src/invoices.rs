@@ -11,6 +11,7 @@
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use silo_core::db;
 use silo_core::{TenantId, TenantRef};
 use silo_tenancy::TenantStatus;
 
@@ -266,7 +267,7 @@ impl Invoices<'_> {
             Ok(number) => (format!("{SELECT} WHERE invoices.number = ?1"), number.to_string()),
             Err(_) => (format!("{SELECT} WHERE invoices.id = ?1"), key.to_owned()),
         };
-        let invoice = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let invoice = db::query_as(sqlx::AssertSqlSafe(sql))
             .bind(bind)
             .fetch_optional(self.0.tenancy().control().reader())
             .await?
@@ -294,7 +295,7 @@ impl Invoices<'_> {
              ORDER BY invoices.period DESC, invoices.number IS NULL, invoices.number DESC, invoices.id
              LIMIT ?4"
         );
-        let invoices = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let invoices = db::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&filter.period)
             .bind(filter.tenant.map(|t| t.to_string()))
             .bind(filter.status.map(InvoiceStatus::as_str))
@@ -344,7 +345,7 @@ impl Invoices<'_> {
             let mut tx = self.0.tenancy().control().writer().begin().await?;
             // The first statement writes: the lock is taken before the sequence is read.
             let mut last: i64 =
-                sqlx::query_scalar("UPDATE invoice_sequence SET last = last WHERE id = 1 RETURNING last")
+                db::query_scalar("UPDATE invoice_sequence SET last = last WHERE id = 1 RETURNING last")
                     .fetch_one(&mut *tx)
                     .await?;
             let now = self.0.now();
@@ -355,7 +356,7 @@ impl Invoices<'_> {
             // number them all at once from a JSON object id → position. `+status` keeps the
             // planner on the chunk's ids: through the status index it would walk every draft
             // of the run for each chunk.
-            let drafts: Vec<String> = sqlx::query_scalar(
+            let drafts: Vec<String> = db::query_scalar(
                 "SELECT invoices.id FROM json_each(?1) AS wanted JOIN invoices ON invoices.id = wanted.value
                  WHERE +invoices.status = 'draft' ORDER BY wanted.key",
             )
@@ -367,7 +368,7 @@ impl Invoices<'_> {
                 .enumerate()
                 .map(|(i, id)| (id.clone(), serde_json::Value::from(i + 1)))
                 .collect();
-            let numbered = sqlx::query(
+            let numbered = db::query(
                 "UPDATE invoices SET status = 'open', number = ?2 + (?3 ->> ('$.\"' || id || '\"')),
                      finalized_at = ?5, due_at = ?4, issued_by = ?6,
                      bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
@@ -389,7 +390,7 @@ impl Invoices<'_> {
             }
             last += drafts.len() as i64;
             done.extend(drafts);
-            sqlx::query("UPDATE invoice_sequence SET last = ?1 WHERE id = 1")
+            db::query("UPDATE invoice_sequence SET last = ?1 WHERE id = 1")
                 .bind(last)
                 .execute(&mut *tx)
                 .await?;
@@ -401,7 +402,7 @@ impl Invoices<'_> {
             // Sorted here, not in SQL: an ORDER BY number could lead the planner to walk the
             // number index over every invoice instead of looking up the chunk's ids.
             let sql = format!("{SELECT} WHERE invoices.id IN (SELECT value FROM json_each(?1))");
-            let finalised = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            let finalised = db::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(ids)
                 .fetch_all(self.0.tenancy().control().writer())
                 .await?;
@@ -473,7 +474,7 @@ impl Invoices<'_> {
         }
         let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE invoices SET status = 'paid', paid_at = ?4, payment_provider = ?2, payment_reference = ?3
              WHERE id = ?1 AND status = 'open'",
         )
@@ -525,10 +526,10 @@ impl Invoices<'_> {
         let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
         let number: i64 =
-            sqlx::query_scalar("UPDATE invoice_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
+            db::query_scalar("UPDATE invoice_sequence SET last = last + 1 WHERE id = 1 RETURNING last")
                 .fetch_one(&mut *tx)
                 .await?;
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE invoices SET status = 'void', voided_at = ?2 WHERE id = ?1 AND status IN ('open', 'paid')",
         )
         .bind(&invoice.id)
@@ -539,7 +540,7 @@ impl Invoices<'_> {
             // Dropping the transaction gives the number back.
             return Err(Error::Busy(format!("{} changed meanwhile; look again", invoice.title())));
         }
-        sqlx::query(
+        db::query(
             "INSERT INTO invoices (id, kind, tenant_id, period, status, number, credits, currency, lines, subtotal,
                  tax, total, tax_rate_bp, bill_to, created_at, finalized_at, issued_by)
              SELECT ?1, 'credit_note', tenant_id, period, 'issued', ?2, id, currency, ?3, -subtotal, -tax, -total,
@@ -574,7 +575,7 @@ impl Invoices<'_> {
         if invoice.suspended_at.is_none() {
             return Ok(());
         }
-        let still: i64 = sqlx::query_scalar(
+        let still: i64 = db::query_scalar(
             "SELECT count(*) FROM invoices WHERE tenant_id = ?1 AND status = 'open' AND suspended_at IS NOT NULL",
         )
         .bind(&invoice.tenant_id)

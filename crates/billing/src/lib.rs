@@ -62,6 +62,7 @@ pub use settings::{BillingSettings, DunningSettings};
 pub use silo_accounts as accounts;
 use silo_accounts::Accounts;
 use silo_core::TenantRef;
+use silo_core::db;
 use silo_tenancy::{Tenancy, Tenant};
 
 /// Billing over one process's accounts and fleet.
@@ -236,7 +237,7 @@ impl Subscriptions<'_> {
         // The plans held at some moment today (the run bills today at the dearest of them):
         // the one in force when the day began, and every one taken since.
         let today_start = format!("{}T00:00:00.000Z", &now.as_str()[..10]);
-        let mut held_today: Vec<String> = sqlx::query_scalar(
+        let mut held_today: Vec<String> = db::query_scalar(
             "SELECT plan FROM tenant_plans WHERE tenant_id = ?1 AND since >= ?2
              UNION SELECT plan FROM (SELECT plan FROM tenant_plans WHERE tenant_id = ?1 AND since < ?2
                                      ORDER BY seq DESC LIMIT 1)",
@@ -257,7 +258,7 @@ impl Subscriptions<'_> {
                 continue;
             }
             let first_taken: Option<String> =
-                sqlx::query_scalar("SELECT min(since) FROM tenant_plans WHERE tenant_id = ? AND plan = ?")
+                db::query_scalar("SELECT min(since) FROM tenant_plans WHERE tenant_id = ? AND plan = ?")
                     .bind(tenant.id.to_string())
                     .bind(name)
                     .fetch_one(control)

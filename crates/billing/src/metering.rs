@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::Result;
 use serde::Serialize;
+use silo_core::db;
 use silo_core::{TenantId, TenantRef};
 
 use crate::Billing;
@@ -123,7 +124,7 @@ impl Metering<'_> {
         let today = self.0.now().date().to_owned();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
         for (tenant, requests, storage, seats, active) in rows {
-            sqlx::query(
+            db::query(
                 "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
                  VALUES (?1, ?6, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant_id, day) DO UPDATE SET requests = requests + excluded.requests,
@@ -145,7 +146,7 @@ impl Metering<'_> {
 
     /// A tenant's last `days` days of usage, oldest first.
     pub async fn days(&self, tenant: TenantId, days: i64) -> Result<Vec<UsageDay>> {
-        let mut rows: Vec<UsageDay> = sqlx::query_as(
+        let mut rows: Vec<UsageDay> = db::query_as(
             "SELECT day, requests, storage_bytes, seats, active_users FROM usage_daily WHERE tenant_id = ?1 ORDER BY day DESC LIMIT ?2",
         )
         .bind(tenant.to_string())

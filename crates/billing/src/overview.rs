@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::Result;
 use serde::Serialize;
+use silo_core::db;
 use silo_tenancy::TenantStatus;
 
 use crate::invoices::money;
@@ -45,7 +46,7 @@ impl crate::invoices::Invoices<'_> {
         let members = self.0.accounts().memberships().counts().await?;
         // When each tenant first took each plan (a trial counts from there).
         let first_taken: HashMap<(String, String), String> =
-            sqlx::query_as("SELECT tenant_id, plan, min(since) FROM tenant_plans GROUP BY tenant_id, plan")
+            db::query_as("SELECT tenant_id, plan, min(since) FROM tenant_plans GROUP BY tenant_id, plan")
                 .fetch_all(control)
                 .await?
                 .into_iter()
@@ -67,7 +68,7 @@ impl crate::invoices::Invoices<'_> {
                 entry.amount += monthly;
             }
         }
-        let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64, i64, i64, i64)> = db::query_as(
             "SELECT currency, count(*), sum(total), sum(due_at < ?1), coalesce(sum(CASE WHEN due_at < ?1 THEN total END), 0)
              FROM invoices WHERE status = 'open' GROUP BY currency",
         )

@@ -6,6 +6,7 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use silo_core::TenantId;
+use silo_core::db;
 
 use crate::Billing;
 
@@ -82,7 +83,7 @@ impl Billing {
 impl Profiles<'_> {
     /// A tenant's billing contact (blank when never set).
     pub async fn get(&self, tenant: TenantId) -> Result<BillingProfile> {
-        Ok(sqlx::query_as(
+        Ok(db::query_as(
             "SELECT name, email, address, country, tax_id FROM billing_profiles WHERE tenant_id = ?1",
         )
         .bind(tenant.to_string())
@@ -101,7 +102,7 @@ impl Profiles<'_> {
         let profile = profile.validated()?;
         let now = self.0.now();
         let mut tx = self.0.tenancy().control().writer().begin().await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO billing_profiles (tenant_id, name, email, address, country, tax_id, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (tenant_id) DO UPDATE SET name = excluded.name, email = excluded.email,

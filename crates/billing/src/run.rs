@@ -25,6 +25,7 @@ use crate::{Error, Result};
 use serde::Serialize;
 
 use crate::invoice::{self, Segment};
+use silo_core::db;
 use silo_core::time::day_number;
 
 use crate::Plan;
@@ -118,7 +119,7 @@ impl crate::invoices::Invoices<'_> {
             .map(Billed::from)
             .collect();
         let invoiced: HashSet<String> =
-            sqlx::query_scalar("SELECT tenant_id FROM invoices WHERE kind = 'invoice' AND period = ?1")
+            db::query_scalar("SELECT tenant_id FROM invoices WHERE kind = 'invoice' AND period = ?1")
                 .bind(period.to_string())
                 .fetch_all(control)
                 .await?
@@ -126,7 +127,7 @@ impl crate::invoices::Invoices<'_> {
                 .collect();
         let mut history: HashMap<String, Vec<(String, String)>> = HashMap::new();
         let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT tenant_id, plan, since FROM tenant_plans WHERE since < ?1 ORDER BY seq")
+            db::query_as("SELECT tenant_id, plan, since FROM tenant_plans WHERE since < ?1 ORDER BY seq")
                 .bind(&end)
                 .fetch_all(control)
                 .await?;
@@ -134,7 +135,7 @@ impl crate::invoices::Invoices<'_> {
             history.entry(tenant).or_default().push((plan, since));
         }
         let mut usage: HashMap<String, Vec<Day>> = HashMap::new();
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, i64, i64)> = db::query_as(
             "SELECT tenant_id, day, seats, storage_bytes FROM usage_daily WHERE day >= ?1 AND day < ?2 ORDER BY day",
         )
         .bind(period.date(1))
@@ -145,7 +146,7 @@ impl crate::invoices::Invoices<'_> {
             usage.entry(tenant).or_default().push(Day { day: period.day_of(&day), seats, storage });
         }
         let members = self.0.accounts().memberships().counts().await?;
-        let buyers: HashMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
+        let buyers: HashMap<String, (String, String)> = db::query_as::<(String, String, String)>(
             "SELECT tenant_id, country, tax_id FROM billing_profiles",
         )
         .fetch_all(control)
@@ -183,7 +184,7 @@ impl crate::invoices::Invoices<'_> {
             }
         }
         summary.created = self.insert_drafts(period, &drafts).await?;
-        let drafted: Vec<(String, String)> = sqlx::query_as(
+        let drafted: Vec<(String, String)> = db::query_as(
             "SELECT id, tenant_id FROM invoices WHERE period = ?1 AND kind = 'invoice' AND status = 'draft'",
         )
         .bind(period.to_string())
@@ -342,7 +343,7 @@ impl crate::invoices::Invoices<'_> {
                     })
                 })
                 .collect();
-            let inserted = sqlx::query(
+            let inserted = db::query(
                 "INSERT OR IGNORE INTO invoices (id, kind, tenant_id, period, status, currency, lines, subtotal, tax,
                      total, tax_rate_bp, created_at)
                  SELECT value ->> '$.id', 'invoice', value ->> '$.tenant', ?2, 'draft', value ->> '$.currency',

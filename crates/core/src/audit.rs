@@ -3,9 +3,8 @@
 //! exactly when the change does; it is the one table this crate owns (migration 0001).
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
+use crate::db::{self, Db, Row};
 use crate::erasure::ErasureStep;
 use crate::{TenantId, Timestamp};
 
@@ -28,14 +27,14 @@ pub struct AuditEntry {
 
 /// Appends an entry made `at` (the change's time, on the process's clock) inside `tx`.
 pub async fn record(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut db::Tx,
     at: &Timestamp,
     actor: &str,
     action: &str,
     tenant: Option<TenantId>,
     detail: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (?, ?, ?, ?, ?)")
+    db::query("INSERT INTO audit_log (at, actor, action, tenant_id, detail) VALUES (?, ?, ?, ?, ?)")
         .bind(at.as_str())
         .bind(actor)
         .bind(action)
@@ -65,8 +64,8 @@ pub const ERASURE_STEPS: &[ErasureStep] = &[
 
 /// Removes the tenant's slug and name from the detail of its entries, inside the purge's
 /// transaction: a purged workspace leaves no name behind.
-pub async fn forget_tenant_names(tx: &mut Transaction<'_, Sqlite>, tenant: TenantId) -> sqlx::Result<u64> {
-    let changed = sqlx::query(
+pub async fn forget_tenant_names(tx: &mut db::Tx, tenant: TenantId) -> sqlx::Result<u64> {
+    let changed = db::query(
         "UPDATE audit_log SET detail = json_remove(detail, '$.slug', '$.name')
          WHERE tenant_id = ?1 AND (json_type(detail, '$.slug') IS NOT NULL OR json_type(detail, '$.name') IS NOT NULL)",
     )
@@ -79,12 +78,12 @@ pub async fn forget_tenant_names(tx: &mut Transaction<'_, Sqlite>, tenant: Tenan
 /// The log, newest first: `limit` entries older than `before`, optionally only actions
 /// starting with `action`.
 pub async fn page(
-    pool: &SqlitePool,
+    pool: &Db,
     before: Option<i64>,
     action: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<AuditEntry>> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT * FROM audit_log WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR substr(action, 1, length(?2)) = ?2)
          ORDER BY id DESC LIMIT ?3",
     )
@@ -97,8 +96,8 @@ pub async fn page(
 }
 
 /// Entries about one tenant, newest first.
-pub async fn of_tenant(pool: &SqlitePool, id: TenantId, limit: i64) -> sqlx::Result<Vec<AuditEntry>> {
-    let rows = sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
+pub async fn of_tenant(pool: &Db, id: TenantId, limit: i64) -> sqlx::Result<Vec<AuditEntry>> {
+    let rows = db::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
         .bind(id.to_string())
         .bind(limit)
         .fetch_all(pool)
@@ -108,8 +107,8 @@ pub async fn of_tenant(pool: &SqlitePool, id: TenantId, limit: i64) -> sqlx::Res
 
 /// Entries about a person, oldest first: done by `actor` (their email) or naming their
 /// account id as `user` in the detail.
-pub async fn about(pool: &SqlitePool, actor: &str, user_id: &str) -> sqlx::Result<Vec<AuditEntry>> {
-    let rows = sqlx::query(
+pub async fn about(pool: &Db, actor: &str, user_id: &str) -> sqlx::Result<Vec<AuditEntry>> {
+    let rows = db::query(
         "SELECT * FROM audit_log WHERE actor = ?1 OR json_extract(detail, '$.user') = ?2 ORDER BY id",
     )
     .bind(actor)
@@ -119,7 +118,7 @@ pub async fn about(pool: &SqlitePool, actor: &str, user_id: &str) -> sqlx::Resul
     rows.iter().map(entry).collect()
 }
 
-fn entry(row: &SqliteRow) -> sqlx::Result<AuditEntry> {
+fn entry(row: &Row) -> sqlx::Result<AuditEntry> {
     let detail: String = row.try_get("detail")?;
     Ok(AuditEntry {
         id: row.try_get("id")?,

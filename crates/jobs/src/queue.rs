@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use silo_core::db::{self, Db, Engine};
 use silo_core::erasure::ErasureStep;
 use silo_core::{ProcessClock, TenantId, Timestamp};
-use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{Error, Result};
 
@@ -69,7 +69,7 @@ impl std::fmt::Display for JobStatus {
 }
 
 /// A row of `jobs`.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Job {
     /// Id (UUID v7).
@@ -77,11 +77,9 @@ pub struct Job {
     /// What runs it.
     pub kind: String,
     /// Its input.
-    #[sqlx(json)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     /// Where it stands.
-    #[sqlx(try_from = "String")]
     pub status: JobStatus,
     /// Claims so far.
     pub attempts: i64,
@@ -100,7 +98,6 @@ pub struct Job {
     /// Steps in all, once known.
     pub progress_total: Option<i64>,
     /// Its output, once done.
-    #[sqlx(json(nullable))]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<serde_json::Value>,
     /// The last failure.
@@ -116,6 +113,62 @@ pub struct Job {
     /// Done, failed for good or cancelled.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub finished_at: Option<Timestamp>,
+}
+
+/// A row of `jobs` as stored: JSON as text, which either engine decodes (sqlx's `Json`
+/// wants PostgreSQL's JSON types).
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    kind: String,
+    payload: String,
+    status: String,
+    attempts: i64,
+    max_attempts: i64,
+    run_after: Timestamp,
+    lease_owner: Option<String>,
+    lease_until: Option<Timestamp>,
+    progress_done: i64,
+    progress_total: Option<i64>,
+    result: Option<String>,
+    last_error: Option<String>,
+    created_by: String,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    finished_at: Option<Timestamp>,
+}
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for Job
+where
+    JobRow: sqlx::FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> sqlx::Result<Self> {
+        let stored = JobRow::from_row(row)?;
+        let json = |column: &str, text: &str| {
+            serde_json::from_str(text)
+                .map_err(|e| sqlx::Error::ColumnDecode { index: column.into(), source: e.into() })
+        };
+        Ok(Self {
+            payload: json("payload", &stored.payload)?,
+            status: JobStatus::try_from(stored.status)
+                .map_err(|e| sqlx::Error::ColumnDecode { index: "status".into(), source: e.into() })?,
+            result: stored.result.as_deref().map(|text| json("result", text)).transpose()?,
+            id: stored.id,
+            kind: stored.kind,
+            attempts: stored.attempts,
+            max_attempts: stored.max_attempts,
+            run_after: stored.run_after,
+            lease_owner: stored.lease_owner,
+            lease_until: stored.lease_until,
+            progress_done: stored.progress_done,
+            progress_total: stored.progress_total,
+            last_error: stored.last_error,
+            created_by: stored.created_by,
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+            finished_at: stored.finished_at,
+        })
+    }
 }
 
 /// A job to enqueue.
@@ -180,8 +233,8 @@ pub fn backoff(attempts: i64) -> Duration {
 /// The durable job queue.
 #[derive(Clone)]
 pub struct Jobs {
-    write: SqlitePool,
-    read: SqlitePool,
+    write: Db,
+    read: Db,
     /// Woken by every job enqueued in this process, so an idle worker pool claims it at once
     /// rather than at its next poll (jobs enqueued by another process wait for the poll).
     enqueued: Arc<tokio::sync::Notify>,
@@ -195,7 +248,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 impl Jobs {
     /// The queue in the control plane behind these pools (`write`: the one-connection writer),
     /// on `clock`.
-    pub fn new(write: SqlitePool, read: SqlitePool, clock: ProcessClock) -> Self {
+    pub fn new(write: Db, read: Db, clock: ProcessClock) -> Self {
         Self { write, read, enqueued: Arc::default(), clock }
     }
 
@@ -221,7 +274,7 @@ impl Jobs {
             if let Some(id) = self.insert(&job, actor, Some(bound)).await? {
                 return Ok(Enqueued::New(self.get(&id).await?));
             }
-            let running: Option<String> = sqlx::query_scalar(
+            let running: Option<String> = db::query_scalar(
                 "SELECT id FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3
                  AND status IN ('queued', 'running') ORDER BY id LIMIT 1",
             )
@@ -233,8 +286,8 @@ impl Jobs {
             if let Some(running) = running {
                 return Ok(Enqueued::InProgress(self.get(&running).await?));
             }
-            let (started, bytes): (i64, i64) = sqlx::query_as(
-                "SELECT count(*), coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
+            let (started, bytes): (i64, i64) = db::query_as(
+                "SELECT count(*), coalesce(CAST(sum(CAST(json_extract(result, '$.bytes') AS BIGINT)) AS BIGINT), 0) FROM jobs
                  WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > ?4",
             )
             .bind(&job.kind)
@@ -248,7 +301,7 @@ impl Jobs {
                 break;
             }
         }
-        let oldest: Option<silo_core::Timestamp> = sqlx::query_scalar(
+        let oldest: Option<silo_core::Timestamp> = db::query_scalar(
             "SELECT min(created_at) FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND created_at > ?4",
         )
         .bind(&job.kind)
@@ -283,7 +336,7 @@ impl Jobs {
             Some(_) => format!(
                 "WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE {same} AND status IN ('queued', 'running'))
                    AND (SELECT count(*) FROM jobs WHERE {same} AND created_at > ?8) < ?11
-                   AND (SELECT coalesce(sum(json_extract(result, '$.bytes')), 0) FROM jobs
+                   AND (SELECT coalesce(CAST(sum(CAST(json_extract(result, '$.bytes') AS BIGINT)) AS BIGINT), 0) FROM jobs
                         WHERE {same} AND created_at > ?8) < ?12"
             ),
         };
@@ -292,7 +345,7 @@ impl Jobs {
              SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?7 {guard}"
         );
         let now = self.now();
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut insert = db::query(sqlx::AssertSqlSafe(sql))
             .bind(&id)
             .bind(&job.kind)
             .bind(job.payload.to_string())
@@ -321,7 +374,7 @@ impl Jobs {
     /// Deletes jobs that finished (done, failed or cancelled) more than `keep` ago; returns
     /// how many. Their audit entries stay.
     pub async fn prune(&self, keep: Duration) -> Result<u64> {
-        let pruned = sqlx::query(
+        let pruned = db::query(
             "DELETE FROM jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < ?1",
         )
         .bind(self.now().minus(keep).as_str().to_owned())
@@ -333,8 +386,9 @@ impl Jobs {
     /// Replaces a job's input (a handler that must not keep what it was given: an erasure
     /// request's address).
     pub async fn replace_payload(&self, id: &str, payload: &serde_json::Value) -> Result<()> {
-        let mut conn = self.write.acquire().await?;
-        replace_payload_in(&mut conn, id, payload).await
+        let mut tx = self.write.begin().await?;
+        replace_payload_in(&mut tx, id, payload).await?;
+        Ok(tx.commit().await?)
     }
 
     /// The jobs of `kind` whose payload field `field` (a JSON path: `$.email`) is one of
@@ -346,7 +400,7 @@ impl Jobs {
         values: &[&str],
         limit: i64,
     ) -> Result<Vec<Job>> {
-        Ok(sqlx::query_as(
+        Ok(db::query_as(
             "SELECT * FROM jobs WHERE kind = ?1 AND json_extract(payload, ?2) IN (SELECT value FROM json_each(?3))
              ORDER BY id DESC LIMIT ?4",
         )
@@ -360,7 +414,7 @@ impl Jobs {
 
     /// The newest `limit` jobs of one of `kinds` (`open_only`: neither done nor cancelled).
     pub async fn of_kinds(&self, kinds: &[&str], open_only: bool, limit: i64) -> Result<Vec<Job>> {
-        Ok(sqlx::query_as(
+        Ok(db::query_as(
             "SELECT * FROM jobs WHERE kind IN (SELECT value FROM json_each(?1))
                AND (NOT ?2 OR status NOT IN ('done', 'cancelled'))
              ORDER BY id DESC LIMIT ?3",
@@ -374,7 +428,7 @@ impl Jobs {
 
     /// A job by id.
     pub async fn get(&self, id: &str) -> Result<Job> {
-        sqlx::query_as("SELECT * FROM jobs WHERE id = ?")
+        db::query_as("SELECT * FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.read)
             .await?
@@ -395,7 +449,7 @@ impl Jobs {
 
     /// The newest `limit` jobs, optionally only those in `status`.
     pub async fn list(&self, status: Option<JobStatus>, limit: i64) -> Result<Vec<Job>> {
-        Ok(sqlx::query_as("SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2")
+        Ok(db::query_as("SELECT * FROM jobs WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2")
             .bind(status.map(JobStatus::as_str))
             .bind(limit)
             .fetch_all(&self.read)
@@ -404,19 +458,28 @@ impl Jobs {
 
     /// Claims the next job of one of `kinds` that is due — queued and past its backoff, or
     /// running on a lease that ran out (its worker died) — for `worker`, leased for `lease`.
+    ///
+    /// One statement: on SQLite it runs alone (one writer); on PostgreSQL, where workers of
+    /// several nodes claim at once, the row is locked as it is chosen and a row another
+    /// claimer holds is skipped (`FOR UPDATE SKIP LOCKED`), so each job goes to one worker
+    /// and no claimer waits for another.
     pub async fn claim(&self, worker: &str, kinds: &[&str], lease: Duration) -> Result<Option<Job>> {
         let kinds = serde_json::to_string(kinds).expect("strings serialise");
         let now = self.now();
-        let claimed: Option<Job> = sqlx::query_as(
+        let lock = match self.write.engine() {
+            Engine::Sqlite => "",
+            Engine::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let claimed: Option<Job> = db::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?1,
                  lease_until = ?2, updated_at = ?4
              WHERE id = (SELECT id FROM jobs
                          WHERE kind IN (SELECT value FROM json_each(?3))
                            AND ((status = 'queued' AND run_after <= ?4)
                              OR (status = 'running' AND lease_until < ?4))
-                         ORDER BY run_after, id LIMIT 1)
+                         ORDER BY run_after, id LIMIT 1 {lock})
              RETURNING *",
-        )
+        )))
         .bind(worker)
         .bind(now.plus(lease).as_str().to_owned())
         .bind(kinds)
@@ -438,7 +501,7 @@ impl Jobs {
         total: Option<i64>,
     ) -> Result<bool> {
         let now = self.now();
-        let renewed = sqlx::query(
+        let renewed = db::query(
             "UPDATE jobs SET lease_until = ?3, progress_done = ?4, progress_total = ?5, updated_at = ?6
              WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
         )
@@ -463,7 +526,7 @@ impl Jobs {
         result: &serde_json::Value,
         progress: Option<(i64, Option<i64>)>,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = db::query(
             "UPDATE jobs SET status = 'done', result = ?3, lease_owner = NULL, lease_until = NULL,
                  progress_done = coalesce(?4, progress_total, progress_done), progress_total = coalesce(?5, progress_total),
                  updated_at = ?6, finished_at = ?6
@@ -487,7 +550,7 @@ impl Jobs {
         let job = self.get(id).await?;
         let dead = !retryable || job.attempts >= job.max_attempts;
         let now = self.now();
-        let failed = sqlx::query(
+        let failed = db::query(
             "UPDATE jobs SET status = CASE WHEN ?4 THEN 'failed' ELSE 'queued' END, last_error = ?3,
                  run_after = ?5, lease_owner = NULL, lease_until = NULL,
                  updated_at = ?6, finished_at = CASE WHEN ?4 THEN ?6 END
@@ -555,7 +618,7 @@ impl Jobs {
         let now = self.now();
         let mut tx = self.write.begin().await?;
         // `set` may use ?3, now.
-        let changed = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let changed = db::query(sqlx::AssertSqlSafe(format!(
             "UPDATE jobs SET {set}, updated_at = ?3 WHERE id = ?1 AND status = ?2"
         )))
         .bind(id)
@@ -590,12 +653,8 @@ pub const ERASURE_STEPS: &[ErasureStep] = &[
 
 /// Replaces a job's input inside the caller's transaction (an erasure keeps only the keyed
 /// hash of whom it erased, committed with the erasure itself).
-pub async fn replace_payload_in(
-    conn: &mut SqliteConnection,
-    id: &str,
-    payload: &serde_json::Value,
-) -> Result<()> {
-    sqlx::query("UPDATE jobs SET payload = ?2 WHERE id = ?1")
+pub async fn replace_payload_in(conn: &mut db::Conn, id: &str, payload: &serde_json::Value) -> Result<()> {
+    db::query("UPDATE jobs SET payload = ?2 WHERE id = ?1")
         .bind(id)
         .bind(payload.to_string())
         .execute(&mut *conn)
@@ -607,13 +666,13 @@ pub async fn replace_payload_in(
 /// payload field `field` is `value`, inside the caller's transaction: a purged tenant's
 /// slug leaves the manifests of its finished exports.
 pub async fn remove_result_field_in(
-    conn: &mut SqliteConnection,
+    conn: &mut db::Conn,
     kind: &str,
     field: &str,
     value: &str,
     path: &str,
 ) -> Result<u64> {
-    let changed = sqlx::query(
+    let changed = db::query(
         "UPDATE jobs SET result = json_remove(result, ?4)
          WHERE kind = ?1 AND json_extract(payload, ?2) = ?3 AND result IS NOT NULL",
     )

@@ -4,13 +4,25 @@
 
 use std::time::Duration;
 
+use silo_core::db::Engine;
 use silo_core::{Clock, ProcessClock, TestClock};
 use silo_jobs::{JobError, PoolSettings, Workers};
 use silo_jobs::{JobStatus, Jobs, NewJob};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 /// The control plane's migrations, as the application assembles them (`silo_web::schema`).
 static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+static CONTROL_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control-postgres");
+
+silo_core::on_both_engines!(
+    a_job_is_claimed_once_and_only_its_holder_records_the_outcome,
+    a_job_whose_worker_died_is_taken_up_after_its_lease,
+    failures_back_off_then_dead_letter_and_operators_cancel_or_retry,
+    the_pool_runs_handlers_reports_progress_and_stops,
+    a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered,
+    finished_jobs_are_pruned_after_their_time_and_open_ones_never,
+    a_lane_runs_its_kinds_beside_the_rest,
+    concurrent_claimers_take_each_job_once,
+);
 
 struct Fixture {
     jobs: Jobs,
@@ -18,30 +30,25 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// A queue in a fresh `control.db` on `clock`.
-async fn fixture_on(clock: &TestClock) -> Fixture {
+/// A queue in a fresh control plane on `engine` and `clock`; `None` when the engine cannot
+/// be had here (PostgreSQL, unless required).
+async fn fixture_on(clock: &TestClock, engine: Engine) -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("control.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal);
-    let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
-    CONTROL_MIGRATIONS.run(&write).await.unwrap();
-    let read =
-        SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await.unwrap();
-    Fixture { jobs: Jobs::new(write, read, ProcessClock::new(clock.shared())), _dir: dir }
+    let (write, read) =
+        silo_core::db::testing::control_plane(engine, dir.path(), &CONTROL_MIGRATIONS, &CONTROL_POSTGRES)
+            .await?;
+    Some(Fixture { jobs: Jobs::new(write, read, ProcessClock::new(clock.shared())), _dir: dir })
 }
 
 /// A queue on a clock standing at the system's time now.
-async fn fixture() -> Fixture {
-    fixture_on(&TestClock::starting_now()).await
+async fn fixture(engine: Engine) -> Option<Fixture> {
+    fixture_on(&TestClock::starting_now(), engine).await
 }
 
 const LEASE: Duration = Duration::from_millis(300);
 
-#[tokio::test]
-async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
-    let f = fixture().await;
+async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome(engine: Engine) {
+    let Some(f) = fixture(engine).await else { return };
     let jobs = f.jobs.clone();
     let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({ "n": 1 })), "test").await.unwrap();
     assert_eq!(job.status, JobStatus::Queued);
@@ -61,10 +68,9 @@ async fn a_job_is_claimed_once_and_only_its_holder_records_the_outcome() {
     assert!(matches!(jobs.get("nope").await, Err(silo_jobs::Error::UnknownJob(_))));
 }
 
-#[tokio::test]
-async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
+async fn a_job_whose_worker_died_is_taken_up_after_its_lease(engine: Engine) {
     let clock = TestClock::starting_now();
-    let f = fixture_on(&clock).await;
+    let Some(f) = fixture_on(&clock, engine).await else { return };
     let jobs = f.jobs.clone();
     let job = jobs.enqueue(NewJob::new("test.echo", serde_json::json!({})), "test").await.unwrap();
     jobs.claim("dead", &["test.echo"], LEASE).await.unwrap().expect("due");
@@ -79,10 +85,9 @@ async fn a_job_whose_worker_died_is_taken_up_after_its_lease() {
     assert_eq!(jobs.get(&job.id).await.unwrap().result, Some(serde_json::json!("once")));
 }
 
-#[tokio::test]
-async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
+async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry(engine: Engine) {
     let clock = TestClock::starting_now();
-    let f = fixture_on(&clock).await;
+    let Some(f) = fixture_on(&clock, engine).await else { return };
     let jobs = f.jobs.clone();
     let job = jobs
         .enqueue(NewJob { max_attempts: 2, ..NewJob::new("test.flaky", serde_json::json!({})) }, "test")
@@ -114,9 +119,8 @@ async fn failures_back_off_then_dead_letter_and_operators_cancel_or_retry() {
     assert_eq!(jobs.get(&job.id).await.unwrap().status, JobStatus::Cancelled);
 }
 
-#[tokio::test]
-async fn the_pool_runs_handlers_reports_progress_and_stops() {
-    let f = fixture().await;
+async fn the_pool_runs_handlers_reports_progress_and_stops(engine: Engine) {
+    let Some(f) = fixture(engine).await else { return };
     let jobs = f.jobs.clone();
     let mut workers = Workers::new();
     workers.register("test.count", |ctx| async move {
@@ -158,10 +162,9 @@ async fn the_pool_runs_handlers_reports_progress_and_stops() {
     tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
 }
 
-#[tokio::test]
-async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
+async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered(engine: Engine) {
     let clock = TestClock::starting_now();
-    let f = fixture_on(&clock).await;
+    let Some(f) = fixture_on(&clock, engine).await else { return };
     let jobs = f.jobs.clone();
     let mut workers = Workers::new();
     workers.register("test.panics", |ctx| async move {
@@ -227,10 +230,9 @@ async fn a_panicking_handler_fails_its_attempt_retries_and_is_dead_lettered() {
     tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
 }
 
-#[tokio::test]
-async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never() {
+async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never(engine: Engine) {
     let clock = TestClock::starting_now();
-    let f = fixture_on(&clock).await;
+    let Some(f) = fixture_on(&clock, engine).await else { return };
     let jobs = f.jobs.clone();
     // Thirty days ago: one job finished, one enqueued that no worker takes.
     let today = clock.now();
@@ -256,9 +258,8 @@ async fn finished_jobs_are_pruned_after_their_time_and_open_ones_never() {
     );
 }
 
-#[tokio::test]
-async fn a_lane_runs_its_kinds_beside_the_rest() {
-    let f = fixture().await;
+async fn a_lane_runs_its_kinds_beside_the_rest(engine: Engine) {
+    let Some(f) = fixture(engine).await else { return };
     let jobs = f.jobs.clone();
     let mut workers = Workers::new();
     let (release, held) = tokio::sync::watch::channel(false);
@@ -297,5 +298,41 @@ async fn a_lane_runs_its_kinds_beside_the_rest() {
     stop.send(true).unwrap();
     for pool in pools {
         tokio::time::timeout(Duration::from_secs(5), pool).await.expect("the pool stops").unwrap();
+    }
+}
+
+/// Workers claiming at once (on PostgreSQL each on a connection of its own, as the workers of
+/// several nodes would) take every job exactly once.
+async fn concurrent_claimers_take_each_job_once(engine: Engine) {
+    let Some(f) = fixture(engine).await else { return };
+    let jobs = f.jobs.clone();
+    let mut enqueued = Vec::new();
+    for n in 0..60 {
+        enqueued.push(
+            jobs.enqueue(NewJob::new("test.echo", serde_json::json!({ "n": n })), "test").await.unwrap().id,
+        );
+    }
+    let claimers = (0..6).map(|w| {
+        let jobs = jobs.clone();
+        tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let mut mine = Vec::new();
+            while let Some(job) = jobs.claim(&worker, &["test.echo"], Duration::from_secs(60)).await.unwrap()
+            {
+                assert_eq!(job.lease_owner.as_deref(), Some(worker.as_str()));
+                mine.push(job.id);
+            }
+            mine
+        })
+    });
+    let mut claimed = Vec::new();
+    for claimer in claimers.collect::<Vec<_>>() {
+        claimed.extend(claimer.await.unwrap());
+    }
+    claimed.sort();
+    enqueued.sort();
+    assert_eq!(claimed, enqueued, "{engine:?}: every job claimed, none twice");
+    for id in &enqueued {
+        assert_eq!(jobs.get(id).await.unwrap().attempts, 1, "{engine:?}: claimed once");
     }
 }

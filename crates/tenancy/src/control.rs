@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Sqlite, Transaction};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use silo_storage::RegionName;
 
 use crate::{Error, Members, Result};
+use silo_core::db::{self, Db};
 use silo_core::ids::{TenantId, TenantRef, TenantSlug};
 use silo_core::time::Timestamp;
 
@@ -158,8 +157,8 @@ pub struct Tenant {
 }
 
 impl Tenant {
-    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self> {
-        Ok(<Self as sqlx::FromRow<SqliteRow>>::from_row(row)?)
+    pub(crate) fn from_row(row: &db::Row) -> Result<Self> {
+        Ok(row.decode::<Self>()?)
     }
 
     /// The same row read by rusqlite ([`ControlPlane::tenant_inline`]).
@@ -293,8 +292,8 @@ pub struct MigrationRecord {
 /// Handle to `control.db`.
 #[derive(Clone, Debug)]
 pub struct ControlPlane {
-    read: SqlitePool,
-    write: SqlitePool,
+    read: Db,
+    write: Db,
     inline: Arc<inline::InlineReaders>,
     clock: silo_core::ProcessClock,
 }
@@ -331,6 +330,7 @@ impl ControlPlane {
             .await?;
         migrations.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let (read, write) = (Db::Sqlite(read), Db::Sqlite(write));
         Ok(Self { read, write, inline: Arc::new(inline::InlineReaders::new(path)), clock })
     }
 
@@ -340,7 +340,7 @@ impl ControlPlane {
     pub async fn checkpoint_truncate(&self) -> Result<bool> {
         for attempt in 0..50 {
             let (busy, _, _): (i64, i64, i64) =
-                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.write).await?;
+                db::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.write).await?;
             if busy == 0 {
                 return Ok(true);
             }
@@ -354,14 +354,14 @@ impl ControlPlane {
 
     /// Checks that the control plane answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        db::query("SELECT 1").execute(&self.read).await?;
         Ok(())
     }
 
     /// Looks a tenant up by slug or id. A slug finds the live tenant, or the latest purged one.
     pub async fn tenant(&self, tenant: &TenantRef) -> Result<Tenant> {
         let (sql, key) = tenant_query(tenant);
-        let row = sqlx::query(sql).bind(key).fetch_optional(&self.read).await?;
+        let row = db::query(sql).bind(key).fetch_optional(&self.read).await?;
         row.map(|r| Tenant::from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(tenant.to_string()))
     }
 
@@ -393,7 +393,7 @@ impl ControlPlane {
     /// ids no tenant has are left out. The crates above join their own rows to tenants
     /// through this rather than in SQL: `tenants` is this crate's table.
     pub async fn tenants_by_ids(&self, ids: &[String]) -> Result<std::collections::HashMap<String, Tenant>> {
-        let rows = sqlx::query("SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?1))")
+        let rows = db::query("SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?1))")
             .bind(serde_json::json!(ids).to_string())
             .fetch_all(&self.read)
             .await?;
@@ -402,7 +402,7 @@ impl ControlPlane {
 
     /// Lists tenants, ordered by slug.
     pub async fn list(&self, filter: &TenantFilter) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM tenants WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR region = ?2) ORDER BY slug, created_at",
         )
         .bind(filter.status.map(|s| s.as_str()))
@@ -440,13 +440,13 @@ impl ControlPlane {
         }
         let select =
             format!("SELECT * FROM tenants {filter} ORDER BY {} LIMIT ? OFFSET ?", query.sort.order_by());
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(select));
+        let mut rows = db::query(sqlx::AssertSqlSafe(select));
         for value in &values {
             rows = rows.bind(value);
         }
         let rows = rows.bind(query.limit).bind(query.offset).fetch_all(&self.read).await?;
         let mut count =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM tenants {filter}")));
+            db::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM tenants {filter}")));
         for value in &values {
             count = count.bind(value);
         }
@@ -456,7 +456,7 @@ impl ControlPlane {
 
     /// Live tenants per schema version (the fleet view's histogram).
     pub async fn schema_histogram(&self) -> Result<Vec<(i64, i64)>> {
-        Ok(sqlx::query_as(
+        Ok(db::query_as(
             "SELECT schema_version, count(*) FROM tenants WHERE status IN ('active', 'suspended')
              GROUP BY schema_version ORDER BY schema_version",
         )
@@ -466,14 +466,14 @@ impl ControlPlane {
 
     /// Tenants per status.
     pub async fn status_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT status, count(*) FROM tenants GROUP BY status ORDER BY status")
+        Ok(db::query_as("SELECT status, count(*) FROM tenants GROUP BY status ORDER BY status")
             .fetch_all(&self.read)
             .await?)
     }
 
     /// Quarantined tenants (a failed migration or open), at most `limit`.
     pub async fn quarantined(&self, limit: i64) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM tenants WHERE migration_error IS NOT NULL AND status <> 'deleted' ORDER BY slug LIMIT ?",
         )
         .bind(limit)
@@ -498,7 +498,7 @@ impl ControlPlane {
         let name = display_name(name)?;
         let now = self.now();
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?")
+        db::query("UPDATE tenants SET name = ?, updated_at = ? WHERE id = ?")
             .bind(name)
             .bind(now.as_str())
             .bind(id.to_string())
@@ -527,7 +527,7 @@ impl ControlPlane {
         }
         let now = self.now();
         let mut tx = self.write.begin().await?;
-        sqlx::query("UPDATE tenants SET plan = ?, updated_at = ? WHERE id = ?")
+        db::query("UPDATE tenants SET plan = ?, updated_at = ? WHERE id = ?")
             .bind(plan)
             .bind(now.as_str())
             .bind(id.to_string())
@@ -549,7 +549,7 @@ impl ControlPlane {
 
     /// The live tenants (active and suspended: their files exist and may be migrated), by id.
     pub async fn live(&self) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query("SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id")
+        let rows = db::query("SELECT * FROM tenants WHERE status IN ('active', 'suspended') ORDER BY id")
             .fetch_all(&self.read)
             .await?;
         rows.iter().map(Tenant::from_row).collect()
@@ -558,7 +558,7 @@ impl ControlPlane {
     /// The tenants that existed at some moment in `[start, end)` — created before `end`, not
     /// deleted before `start` — ordered by slug (a month's billing run).
     pub async fn existing_during(&self, start: &str, end: &str) -> Result<Vec<Tenant>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM tenants WHERE created_at < ?2 AND (deleted_at IS NULL OR deleted_at >= ?1)
              ORDER BY slug, id",
         )
@@ -572,7 +572,7 @@ impl ControlPlane {
     /// Whether a live tenant holds this slug.
     pub async fn slug_taken(&self, slug: &TenantSlug) -> Result<bool> {
         let taken: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM tenants WHERE slug = ? AND status <> 'deleted'")
+            db::query_scalar("SELECT 1 FROM tenants WHERE slug = ? AND status <> 'deleted'")
                 .bind(slug.as_str())
                 .fetch_optional(&self.read)
                 .await?;
@@ -618,7 +618,7 @@ impl ControlPlane {
         insert_tenant_in(&mut tx, &now, new, actor).await?;
         // Held until an operator releases it: its members are copied (an erasure of one of
         // them must reach this file too), but they see nothing of it meanwhile.
-        sqlx::query("UPDATE tenants SET status = 'suspended', held = 1 WHERE id = ?")
+        db::query("UPDATE tenants SET status = 'suspended', held = 1 WHERE id = ?")
             .bind(new.id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -634,7 +634,7 @@ impl ControlPlane {
 
     /// Records that a deleting tenant was deleted by its owner (see [`Self::deleted_by_owner`]).
     pub async fn mark_deleted_by_owner(&self, id: TenantId) -> Result<()> {
-        sqlx::query("UPDATE tenants SET deleted_by_owner = 1 WHERE id = ? AND status = 'deleting'")
+        db::query("UPDATE tenants SET deleted_by_owner = 1 WHERE id = ? AND status = 'deleting'")
             .bind(id.to_string())
             .execute(&self.write)
             .await?;
@@ -644,7 +644,7 @@ impl ControlPlane {
     /// Whether a deleting tenant was deleted by its owner (who may then bring it back) rather
     /// than by the operators.
     pub async fn deleted_by_owner(&self, id: TenantId) -> Result<bool> {
-        let by_owner: Option<bool> = sqlx::query_scalar("SELECT deleted_by_owner FROM tenants WHERE id = ?")
+        let by_owner: Option<bool> = db::query_scalar("SELECT deleted_by_owner FROM tenants WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?;
@@ -653,7 +653,7 @@ impl ControlPlane {
 
     /// The status a deleting tenant had when it was deleted (active when not recorded).
     pub async fn status_before_delete(&self, id: TenantId) -> Result<TenantStatus> {
-        let before: Option<String> = sqlx::query_scalar("SELECT deleted_from FROM tenants WHERE id = ?")
+        let before: Option<String> = db::query_scalar("SELECT deleted_from FROM tenants WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&self.read)
             .await?
@@ -683,7 +683,7 @@ impl ControlPlane {
         }
         // Resumed, a held restore is released; deleted, the status it had is kept for an
         // undelete (`status` on the right is the row's value before this change).
-        sqlx::query(
+        db::query(
             "UPDATE tenants SET status = ?1, updated_at = ?3,
                  deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END,
                  held = CASE WHEN ?1 = 'active' THEN 0 ELSE held END,
@@ -708,7 +708,7 @@ impl ControlPlane {
         let now = self.now();
         let mut tx = self.write.begin().await?;
         for record in records {
-            sqlx::query(
+            db::query(
                 "UPDATE tenants SET schema_version = coalesce(?, schema_version), migration_error = ?, updated_at = ?
                  WHERE id = ?",
             )
@@ -751,7 +751,7 @@ impl ControlPlane {
     }
 
     /// The read pool (the control-plane repositories of this crate and of `silo-accounts`).
-    pub fn reader(&self) -> &SqlitePool {
+    pub fn reader(&self) -> &db::Db {
         &self.read
     }
 
@@ -762,7 +762,7 @@ impl ControlPlane {
     }
 
     /// The one-connection write pool.
-    pub fn writer(&self) -> &SqlitePool {
+    pub fn writer(&self) -> &db::Db {
         &self.write
     }
 
@@ -773,13 +773,8 @@ impl ControlPlane {
     }
 }
 
-async fn insert_tenant_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    now: &Timestamp,
-    new: &NewTenant,
-    actor: &str,
-) -> Result<()> {
-    let inserted = sqlx::query(
+async fn insert_tenant_in(tx: &mut db::Tx, now: &Timestamp, new: &NewTenant, actor: &str) -> Result<()> {
+    let inserted = db::query(
         "INSERT INTO tenants (id, slug, name, status, region, plan, schema_version, created_at, updated_at)
          VALUES (?1, ?2, ?3, 'active', ?4, ?5, ?6, ?7, ?7)",
     )
@@ -802,8 +797,8 @@ async fn insert_tenant_in(
     Ok(silo_core::audit::record(tx, now, actor, "tenant.create", Some(new.id), &detail).await?)
 }
 
-async fn fetch_in(tx: &mut Transaction<'_, Sqlite>, id: TenantId) -> Result<Tenant> {
-    let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+async fn fetch_in(tx: &mut db::Tx, id: TenantId) -> Result<Tenant> {
+    let row = db::query("SELECT * FROM tenants WHERE id = ?")
         .bind(id.to_string())
         .fetch_optional(&mut **tx)
         .await?
@@ -828,18 +823,18 @@ impl ControlPlane {
     /// The newest tenant row's sequence number (its rowid: rows are never deleted, so it only
     /// grows).
     pub async fn tenant_sequence(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT coalesce(max(rowid), 0) FROM tenants").fetch_one(self.reader()).await?)
+        Ok(db::query_scalar("SELECT coalesce(max(rowid), 0) FROM tenants").fetch_one(self.reader()).await?)
     }
 
     /// Live tenants inserted after sequence number `after`, and the newest sequence number
     /// (a rowid range: costs what was added, not the fleet).
     pub async fn live_tenants_after(&self, after: i64) -> Result<(Vec<Tenant>, i64)> {
-        let rows = sqlx::query("SELECT rowid AS seq, * FROM tenants WHERE rowid > ? ORDER BY rowid")
+        let rows = db::query("SELECT rowid AS seq, * FROM tenants WHERE rowid > ? ORDER BY rowid")
             .bind(after)
             .fetch_all(self.reader())
             .await?;
         let newest = match rows.last() {
-            Some(row) => sqlx::Row::try_get(row, "seq")?,
+            Some(row) => db::Row::try_get(row, "seq")?,
             None => after,
         };
         let tenants = rows.iter().map(Tenant::from_row).collect::<Result<Vec<_>>>()?;
@@ -853,7 +848,7 @@ impl ControlPlane {
         }
         let list = serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
             .map_err(|e| Error::Config(e.to_string()))?;
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM tenants WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('active', 'suspended')",
         )
         .bind(list)
@@ -865,7 +860,7 @@ impl ControlPlane {
     /// How many tenants are live (active or suspended).
     pub async fn live_tenant_count(&self) -> Result<usize> {
         let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended')")
+            db::query_scalar("SELECT count(*) FROM tenants WHERE status IN ('active', 'suspended')")
                 .fetch_one(self.reader())
                 .await?;
         Ok(count as usize)
@@ -886,7 +881,7 @@ impl ControlPlane {
         let id = tenant.to_string();
         // The slug and name go: `purged-<uuid without dashes>` is a valid slug no one else can
         // hold (ids are never reused), and frees the old slug.
-        let changed = sqlx::query(
+        let changed = db::query(
             "UPDATE tenants SET status = 'deleted', slug = 'purged-' || replace(id, '-', ''), name = 'purged workspace',
              updated_at = ?2, deleted_at = ?2 WHERE id = ?1 AND status = 'deleting'",
         )
@@ -911,7 +906,7 @@ impl ControlPlane {
         )
         .await?;
         for statement in others {
-            sqlx::query(sqlx::AssertSqlSafe(*statement)).bind(&id).execute(&mut *tx).await?;
+            db::query(sqlx::AssertSqlSafe(*statement)).bind(&id).execute(&mut *tx).await?;
         }
         silo_core::audit::record(&mut tx, &now, actor, "tenant.purge", Some(tenant), certificate).await?;
         tx.commit().await?;
@@ -928,7 +923,7 @@ impl ControlPlane {
     ) -> Result<()> {
         let now = self.now();
         let mut tx = self.writer().begin().await?;
-        sqlx::query("UPDATE tenants SET region = ?, updated_at = ? WHERE id = ?")
+        db::query("UPDATE tenants SET region = ?, updated_at = ? WHERE id = ?")
             .bind(region)
             .bind(now.as_str())
             .bind(tenant.to_string())

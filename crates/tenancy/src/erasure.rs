@@ -23,10 +23,10 @@ use rusqlite::Connection;
 use serde::Serialize;
 use silo_storage::sqlite::{self, OpenMode};
 use sqlx::migrate::Migration;
-use sqlx::{Row, SqliteConnection};
 
 use crate::control::{Tenant, TenantStatus};
 use crate::{Error, Result, Tenancy};
+use silo_core::db;
 use silo_core::{TenantId, Timestamp};
 
 /// Forgets the people `is_erased` names (by account id) in an open tenant file; returns how
@@ -103,7 +103,7 @@ impl Erasures {
         let pending: serde_json::Map<String, serde_json::Value> =
             tenants.iter().map(|t| (t.to_string(), serde_json::json!("pending"))).collect();
         let mut tx = self.0.control().writer().begin().await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO erasures (subject, email_hash, job_id, requested_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (subject) DO NOTHING",
         )
@@ -114,7 +114,7 @@ impl Erasures {
         .execute(&mut *tx)
         .await?;
         // Tenants joined since an earlier attempt are added; outcomes already recorded stay.
-        sqlx::query("UPDATE erasures SET tenants = json_patch(?2, tenants) WHERE subject = ?1")
+        db::query("UPDATE erasures SET tenants = json_patch(?2, tenants) WHERE subject = ?1")
             .bind(subject)
             .bind(serde_json::Value::Object(pending).to_string())
             .execute(&mut *tx)
@@ -130,21 +130,19 @@ impl Erasures {
         tenant: TenantId,
         outcome: &serde_json::Value,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE erasures SET tenants = json_set(tenants, '$.' || ?2, json(?3)) WHERE subject = ?1",
-        )
-        .bind(subject)
-        .bind(format!("\"{tenant}\""))
-        .bind(outcome.to_string())
-        .execute(self.0.control().writer())
-        .await?;
+        db::query("UPDATE erasures SET tenants = json_set(tenants, '$.' || ?2, json(?3)) WHERE subject = ?1")
+            .bind(subject)
+            .bind(format!("\"{tenant}\""))
+            .bind(outcome.to_string())
+            .execute(self.0.control().writer())
+            .await?;
         Ok(())
     }
 
     /// Marks an erasure complete at `now` inside the caller's transaction (the one that
     /// removes the person's control-plane records, so both land or neither).
-    pub async fn complete_in(conn: &mut SqliteConnection, now: &Timestamp, subject: &str) -> Result<()> {
-        sqlx::query("UPDATE erasures SET completed_at = coalesce(completed_at, ?2) WHERE subject = ?1")
+    pub async fn complete_in(conn: &mut db::Conn, now: &Timestamp, subject: &str) -> Result<()> {
+        db::query("UPDATE erasures SET completed_at = coalesce(completed_at, ?2) WHERE subject = ?1")
             .bind(subject)
             .bind(now.as_str())
             .execute(conn)
@@ -154,7 +152,7 @@ impl Erasures {
 
     /// The erasure of `subject`, if any.
     pub async fn get(&self, subject: &str) -> Result<Option<Erasure>> {
-        let row = sqlx::query("SELECT * FROM erasures WHERE subject = ?1")
+        let row = db::query("SELECT * FROM erasures WHERE subject = ?1")
             .bind(subject)
             .fetch_optional(self.0.control().writer())
             .await?;
@@ -164,7 +162,7 @@ impl Erasures {
     /// The erasure of whoever had the address with this keyed hash, if any.
     pub async fn by_email_hash(&self, email_hash: &str) -> Result<Option<Erasure>> {
         let row =
-            sqlx::query("SELECT * FROM erasures WHERE email_hash = ?1 ORDER BY requested_at DESC LIMIT 1")
+            db::query("SELECT * FROM erasures WHERE email_hash = ?1 ORDER BY requested_at DESC LIMIT 1")
                 .bind(email_hash)
                 .fetch_optional(self.0.control().writer())
                 .await?;
@@ -174,7 +172,7 @@ impl Erasures {
     /// Every erased person's keyed hash.
     pub async fn subjects(&self) -> Result<HashSet<String>> {
         let rows: Vec<String> =
-            sqlx::query_scalar("SELECT subject FROM erasures").fetch_all(self.0.control().writer()).await?;
+            db::query_scalar("SELECT subject FROM erasures").fetch_all(self.0.control().writer()).await?;
         Ok(rows.into_iter().collect())
     }
 
@@ -251,7 +249,7 @@ fn erase_alone<T>(
     Ok(value)
 }
 
-fn erasure(row: &sqlx::sqlite::SqliteRow) -> Result<Erasure> {
+fn erasure(row: &db::Row) -> Result<Erasure> {
     let tenants: String = row.try_get("tenants")?;
     Ok(Erasure {
         subject: row.try_get("subject")?,

@@ -18,6 +18,7 @@ use silo_storage::sqlite;
 use zip::write::SimpleFileOptions;
 
 use crate::{Error, Result, Tenancy};
+use silo_core::db;
 use silo_core::ids::TenantRef;
 use silo_core::tokens::hex;
 use silo_jobs::Enqueued;
@@ -162,7 +163,7 @@ impl Exports {
         if matches!(row.status, crate::TenantStatus::Deleting | crate::TenantStatus::Deleted) {
             return Ok(Some("the workspace was deleted while it was exported".into()));
         }
-        let erasing: i64 = sqlx::query_scalar(
+        let erasing: i64 = db::query_scalar(
             "SELECT count(*) FROM erasures WHERE json_type(tenants, '$.\"' || ?1 || '\"') IS NOT NULL
              AND (completed_at IS NULL OR completed_at >= ?2)",
         )

@@ -5,8 +5,8 @@
 //! ([`crate::Tenancy::set_members`]) instead of writing their SQL itself.
 
 use futures::future::BoxFuture;
+use silo_core::db::Conn;
 use silo_core::{TenantId, Timestamp};
-use sqlx::SqliteConnection;
 
 use crate::Result;
 
@@ -33,7 +33,7 @@ pub trait Members: Send + Sync {
     /// transaction that inserts the tenant (`conn`).
     fn add_founder<'a>(
         &'a self,
-        conn: &'a mut SqliteConnection,
+        conn: &'a mut Conn,
         now: &'a Timestamp,
         tenant: TenantId,
         user_id: &'a str,
@@ -43,10 +43,6 @@ pub trait Members: Send + Sync {
     /// Gives `clone` the members of `source`, and `source`'s former members' history (the
     /// clone's file holds their rows too, kept as gone: erasing one of them must reach it),
     /// inside the transaction that inserts the clone (`conn`).
-    fn copy<'a>(
-        &'a self,
-        conn: &'a mut SqliteConnection,
-        source: TenantId,
-        clone: TenantId,
-    ) -> BoxFuture<'a, Result<()>>;
+    fn copy<'a>(&'a self, conn: &'a mut Conn, source: TenantId, clone: TenantId)
+    -> BoxFuture<'a, Result<()>>;
 }

@@ -75,11 +75,11 @@ impl Db {
     /// module's documentation).
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         match self {
-            Self::Sqlite(pool) => Ok(Tx::Sqlite(pool.begin().await?)),
+            Self::Sqlite(pool) => Ok(Tx(Conn::Sqlite(pool.begin().await?))),
             Self::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
-                Ok(Tx::Postgres(tx))
+                Ok(Tx(Conn::Postgres(tx)))
             }
         }
     }
@@ -105,8 +105,16 @@ impl Db {
 }
 
 /// One transaction on either engine. Dropped without [`Tx::commit`], it rolls back.
+///
+/// Like sqlx's own transaction it dereferences to the connection it holds ([`Conn`]), so a
+/// statement runs in it with `.execute(&mut *tx)` (or `&mut **tx` through a `&mut Tx`), and a
+/// function that only runs statements takes `&mut Conn`.
 #[derive(Debug)]
-pub enum Tx {
+pub struct Tx(Conn);
+
+/// The connection of a transaction in progress; see [`Tx`].
+#[derive(Debug)]
+pub enum Conn {
     /// On `control.db`.
     Sqlite(sqlx::Transaction<'static, Sqlite>),
     /// On PostgreSQL.
@@ -116,20 +124,22 @@ pub enum Tx {
 impl Tx {
     /// Commits it.
     pub async fn commit(self) -> sqlx::Result<()> {
-        match self {
-            Self::Sqlite(tx) => tx.commit().await,
-            Self::Postgres(tx) => tx.commit().await,
+        match self.0 {
+            Conn::Sqlite(tx) => tx.commit().await,
+            Conn::Postgres(tx) => tx.commit().await,
         }
     }
 
     /// Rolls it back.
     pub async fn rollback(self) -> sqlx::Result<()> {
-        match self {
-            Self::Sqlite(tx) => tx.rollback().await,
-            Self::Postgres(tx) => tx.rollback().await,
+        match self.0 {
+            Conn::Sqlite(tx) => tx.rollback().await,
+            Conn::Postgres(tx) => tx.rollback().await,
         }
     }
+}
 
+impl Conn {
     /// The engine it runs on.
     pub fn engine(&self) -> Engine {
         match self {
@@ -139,12 +149,26 @@ impl Tx {
     }
 }
 
+impl std::ops::Deref for Tx {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.0
+    }
+}
+
 /// Where a statement runs: on a pool (a connection of its own) or inside a transaction.
 pub enum On<'e> {
     /// A connection from the pool, for this statement only.
     Db(&'e Db),
     /// The transaction.
-    Tx(&'e mut Tx),
+    Tx(&'e mut Conn),
 }
 
 impl<'e> From<&'e Db> for On<'e> {
@@ -155,7 +179,13 @@ impl<'e> From<&'e Db> for On<'e> {
 
 impl<'e> From<&'e mut Tx> for On<'e> {
     fn from(tx: &'e mut Tx) -> Self {
-        Self::Tx(tx)
+        Self::Tx(&mut tx.0)
+    }
+}
+
+impl<'e> From<&'e mut Conn> for On<'e> {
+    fn from(conn: &'e mut Conn) -> Self {
+        Self::Tx(conn)
     }
 }
 
@@ -169,6 +199,12 @@ pub trait Statement {
 impl Statement for &'static str {
     fn text(self) -> Cow<'static, str> {
         Cow::Borrowed(self)
+    }
+}
+
+impl Statement for AssertSqlSafe<&'static str> {
+    fn text(self) -> Cow<'static, str> {
+        Cow::Borrowed(self.0)
     }
 }
 
@@ -245,6 +281,16 @@ impl<T: Param> Param for Option<T> {
     }
 }
 
+impl<T: Param + Clone> Param for &Option<T> {
+    fn value(self) -> Value {
+        self.clone().value()
+    }
+
+    fn null() -> Value {
+        T::null()
+    }
+}
+
 /// A statement and its parameters; see [`query`].
 #[must_use = "a query does nothing until it is run"]
 pub struct Query {
@@ -292,11 +338,11 @@ macro_rules! run {
                 let $result = $self.postgres().$method(pool).await?;
                 $map
             }
-            On::Tx(Tx::Sqlite(tx)) => {
+            On::Tx(Conn::Sqlite(tx)) => {
                 let $result = $self.sqlite().$method(&mut **tx).await?;
                 $map
             }
-            On::Tx(Tx::Postgres(tx)) => {
+            On::Tx(Conn::Postgres(tx)) => {
                 let $result = $self.postgres().$method(&mut **tx).await?;
                 $map
             }

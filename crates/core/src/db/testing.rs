@@ -171,3 +171,59 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A migrated control plane for a test on `engine`, as `(writer, reader)`: on SQLite
+/// `control.db` in `dir` (a one-connection writer and a read-only pool, as the application
+/// opens it), on PostgreSQL a new database on the test cluster (one pool for both). `None`
+/// when PostgreSQL cannot be had and is not required (see [`postgres_database`]).
+pub async fn control_plane(
+    engine: super::Engine,
+    dir: &Path,
+    sqlite: &sqlx::migrate::Migrator,
+    postgres: &sqlx::migrate::Migrator,
+) -> Option<(super::Db, super::Db)> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    match engine {
+        super::Engine::Sqlite => {
+            let options = SqliteConnectOptions::new()
+                .filename(dir.join("control.db"))
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true);
+            let write =
+                SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
+            sqlite.run(&write).await.unwrap();
+            let read = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true))
+                .await
+                .unwrap();
+            Some((super::Db::Sqlite(write), super::Db::Sqlite(read)))
+        }
+        super::Engine::Postgres => {
+            let db = super::Db::postgres(&postgres_database().await?, 8).await.unwrap();
+            db.migrate(postgres).await.unwrap();
+            Some((db.clone(), db))
+        }
+    }
+}
+
+/// `#[tokio::test]`s that run `async fn name(engine: Engine)` on each engine: `sqlite::name`
+/// and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::db::Engine::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::db::Engine::Postgres).await
+            })*
+        }
+    };
+}
