@@ -95,6 +95,11 @@ CREATE FUNCTION json_each(doc text) RETURNS TABLE (key text, value text) LANGUAG
     SELECT o.key, o.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(doc::jsonb) = 'object' THEN doc::jsonb ELSE '{}' END) AS o
 $$;
 
+-- An object of the key/value pairs given (text values).
+CREATE FUNCTION json_object(VARIADIC pairs text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT pg_catalog.json_object(pairs)::text
+$$;
+
 CREATE FUNCTION instr(haystack text, needle text) RETURNS integer LANGUAGE sql IMMUTABLE STRICT AS $$
     SELECT strpos(haystack, needle)
 $$;

@@ -17,6 +17,17 @@ use silo_tenancy::Tenancy;
 use silo_web::settings::Settings;
 use silo_web::startup::{Application, ApplicationHandle};
 
+/// Whether this test runs with the control plane on PostgreSQL (a `*_on_postgres` binary): a
+/// test about the embedded `control.db` itself (its bytes on disk, its copies in the store)
+/// says so and returns, naming why.
+pub fn skip_on_postgres(why: &str) -> bool {
+    let skip = silo_core::db::testing::engine() == silo_core::db::Engine::Postgres;
+    if skip {
+        eprintln!("not run with the control plane on PostgreSQL: {why}");
+    }
+    skip
+}
+
 /// A running server over a temporary data directory.
 pub struct TestServer {
     /// Where it listens.
@@ -49,6 +60,8 @@ impl TestServer {
     pub async fn start_listening(configure: impl FnOnce(&mut Settings, SocketAddr)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut settings = Settings::for_data_dir(dir.path());
+        // The control plane on PostgreSQL when this test binary runs on it (`*_on_postgres`).
+        settings.fleet.control.url = silo_core::db::testing::control_url().await.map(silo_core::Secret::new);
         // The scheduler's first pass runs at start and would race the tests' own backups;
         // tests that want the loop turn it back on.
         settings.fleet.backup.schedule = false;

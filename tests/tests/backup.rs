@@ -359,31 +359,47 @@ async fn purge_removes_every_object_and_destroys_the_key(store: Store) {
     let objects = backups.store().await.unwrap().store();
     let prefix = format!("tenants/{}/", tenant.id);
     assert_eq!(objects.list(&prefix).await.unwrap().len(), 2);
-    // Continuous backup's copies of the control plane hold the tenant's wrapped key.
-    let copies = silo_backups::control_copies::PREFIX;
-    t.backups().copy_control_now().await.unwrap().unwrap();
-    let wrapped_keys = |dir: &std::path::Path| {
-        let conn = rusqlite::Connection::open(dir.join("control.db")).unwrap();
-        conn.query_row("SELECT count(*) FROM tenant_keys WHERE tenant_id = ?", [tenant.id.to_string()], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap()
+    // Continuous backup's copies of the control plane hold the tenant's wrapped key (on
+    // PostgreSQL there are none: the control plane is not a file of ours).
+    let copied = if t.control().is_embedded() {
+        let copies = silo_backups::control_copies::PREFIX;
+        t.backups().copy_control_now().await.unwrap().unwrap();
+        let wrapped_keys = |dir: &std::path::Path| {
+            let conn = rusqlite::Connection::open(dir.join("control.db")).unwrap();
+            conn.query_row(
+                "SELECT count(*) FROM tenant_keys WHERE tenant_id = ?",
+                [tenant.id.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+        };
+        let before = tempfile::tempdir().unwrap();
+        let master = t.master_key().await.unwrap();
+        silo_backups::control_copies::fetch_newest(objects, master, &before.path().join("control.db"))
+            .await
+            .unwrap();
+        assert_eq!(wrapped_keys(before.path()), 1);
+        Some((copies, master, wrapped_keys))
+    } else {
+        None
     };
-    let before = tempfile::tempdir().unwrap();
-    let master = t.master_key().await.unwrap();
-    silo_backups::control_copies::fetch_newest(objects, master, &before.path().join("control.db"))
-        .await
-        .unwrap();
-    assert_eq!(wrapped_keys(before.path()), 1);
 
     t.tenants().delete(&by_slug("doomed"), "test").await.unwrap();
     t.tenants().purge(&TenantRef::Id(tenant.id), "test").await.unwrap();
-    assert_eq!(objects.list(copies).await.unwrap().len(), 1, "one copy replaced the older ones");
-    let after = tempfile::tempdir().unwrap();
-    silo_backups::control_copies::fetch_newest(objects, master, &after.path().join("control.db"))
+    let keys: i64 = silo_core::db::query_scalar("SELECT count(*) FROM tenant_keys WHERE tenant_id = ?")
+        .bind(tenant.id.to_string())
+        .fetch_one(t.control().reader())
         .await
         .unwrap();
-    assert_eq!(wrapped_keys(after.path()), 0, "no copy in the store keeps the purged tenant's key");
+    assert_eq!(keys, 0, "the control plane keeps no key of the purged tenant");
+    if let Some((copies, master, wrapped_keys)) = copied {
+        assert_eq!(objects.list(copies).await.unwrap().len(), 1, "one copy replaced the older ones");
+        let after = tempfile::tempdir().unwrap();
+        silo_backups::control_copies::fetch_newest(objects, master, &after.path().join("control.db"))
+            .await
+            .unwrap();
+        assert_eq!(wrapped_keys(after.path()), 0, "no copy in the store keeps the purged tenant's key");
+    }
 
     assert!(objects.list(&prefix).await.unwrap().is_empty(), "no object of the tenant remains");
     assert!(t.backups().of_tenant(tenant.id).await.unwrap().is_empty());
@@ -766,6 +782,9 @@ async fn a_restore_past_the_end_of_a_chain_is_refused() {
 /// directory (`silo recover --from-store`'s two steps).
 async fn an_installation_is_rebuilt_from_the_store_and_the_master_key(store: Store) {
     use silo_backups::recover::recover_control;
+    if silo_e2e::skip_on_postgres("`silo recover` rebuilds control.db from its copies in the store") {
+        return;
+    }
     let f = Fixture::new(store).await;
     let t = f.tenancy();
     t.backups().logs().enable();

@@ -599,12 +599,7 @@ async fn a_tenant_and_its_owner_are_created_together_or_not_at_all() {
     let ops = ApiClient::new(server.addr, Some(&token));
     server.accounts.users().create("ada@example.com", silo_e2e::PASSWORD, None, "test").await.unwrap();
     // The control plane refuses the owner's membership (as a failing disk would, mid-way).
-    let control = rusqlite::Connection::open(server.tenancy.settings().data_dir.join("control.db")).unwrap();
-    control
-        .execute_batch(
-            "CREATE TRIGGER refuse_members BEFORE INSERT ON memberships BEGIN SELECT RAISE(ABORT, 'injected'); END;",
-        )
-        .unwrap();
+    db::testing::refuse_inserts(server.tenancy.control().writer(), "memberships").await;
     let new = json!({ "slug": "acme", "owner_email": "ada@example.com" });
     let (status, body) = ops.call("POST", "/tenants", Some(new.clone())).await.unwrap();
     assert_eq!(status, 500, "{body}");
@@ -615,7 +610,7 @@ async fn a_tenant_and_its_owner_are_created_together_or_not_at_all() {
         walk(&tenants_dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "db")).collect();
     assert!(files.is_empty(), "no tenant file is left behind: {files:?}");
 
-    control.execute_batch("DROP TRIGGER refuse_members").unwrap();
+    db::testing::allow_inserts(server.tenancy.control().writer(), "memberships").await;
     let (status, tenant) = ops.call("POST", "/tenants", Some(new)).await.unwrap();
     assert_eq!(status, 201, "{tenant}");
     let ada = server.accounts.users().by_email("ada@example.com").await.unwrap();

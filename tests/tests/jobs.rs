@@ -231,16 +231,29 @@ async fn exports_are_one_at_a_time_bounded_per_day_and_refused_on_a_nearly_full_
     let token = server.operator_token("ops@example.com").await.unwrap();
     let ops = ApiClient::new(server.addr, Some(&token));
     ops.call("POST", "/tenants", Some(json!({ "slug": "acme" }))).await.unwrap();
-    // Ten clicks at once: one job.
+    // Ten clicks at once: one export in progress, returned to every click that came while it
+    // ran. (A click that came after it finished may start the next: the export lane runs
+    // beside the clicks, and on PostgreSQL nothing makes it wait for them.)
     let clicks = (0..10).map(|_| ops.call("POST", "/tenants/acme/export", None));
     let answers: Vec<_> = futures::future::join_all(clicks).await.into_iter().map(Result::unwrap).collect();
     assert!(answers.iter().all(|(status, _)| *status == 202), "{answers:?}");
     let ids: std::collections::BTreeSet<&str> =
         answers.iter().map(|(_, job)| job["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), 1, "one export in progress, returned to every click: {ids:?}");
-    ops.wait_for_job(ids.first().unwrap()).await.unwrap();
-    let (_, second) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
-    ops.wait_for_job(second["id"].as_str().unwrap()).await.unwrap();
+    assert!(ids.len() <= 2, "the day's two exports at most: {ids:?}");
+    let mut started = Vec::new();
+    for id in &ids {
+        ops.wait_for_job(id).await.unwrap();
+        started.push(server.tenancy.jobs().get(id).await.unwrap());
+    }
+    started.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    for pair in started.windows(2) {
+        assert!(pair[0].finished_at.as_ref() <= Some(&pair[1].created_at), "never two at once: {pair:?}");
+    }
+    // Then the day's second export, if the clicks did not start it.
+    if ids.len() == 1 {
+        let (_, second) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
+        ops.wait_for_job(second["id"].as_str().unwrap()).await.unwrap();
+    }
     let (status, refused) = ops.call("POST", "/tenants/acme/export", None).await.unwrap();
     assert_eq!((status, refused["error"]["code"].as_str()), (429, Some("throttled")), "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();

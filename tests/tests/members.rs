@@ -4,6 +4,7 @@
 
 use serde_json::json;
 use silo_accounts::Role;
+use silo_core::db;
 use silo_e2e::{ApiClient, TestServer, Visitor};
 use silo_tenancy::Tenant;
 
@@ -220,15 +221,32 @@ async fn a_control_plane_commit_that_fails_puts_the_member_row_back_exactly() {
     let before = admin_dave(&server, &tenant).await;
     // A deferred foreign key fails only at COMMIT: the control plane's half fails after the
     // tenant file's half was written.
-    let control = rusqlite::Connection::open(server.tenancy.settings().data_dir.join("control.db")).unwrap();
-    control
-        .execute_batch(
-            "CREATE TABLE trap (x TEXT REFERENCES nowhere_at_all (id) DEFERRABLE INITIALLY DEFERRED);
-             CREATE TABLE nowhere_at_all (id TEXT PRIMARY KEY);
-             CREATE TRIGGER trap_member_changes AFTER INSERT ON audit_log WHEN new.action LIKE 'member.%'
-             BEGIN INSERT INTO trap VALUES ('dangling'); END;",
-        )
-        .unwrap();
+    let control = server.tenancy.control().writer();
+    let (trap, untrap) = match control.engine() {
+        db::Engine::Sqlite => (
+            vec![
+                "CREATE TABLE trap (x TEXT REFERENCES nowhere_at_all (id) DEFERRABLE INITIALLY DEFERRED)",
+                "CREATE TABLE nowhere_at_all (id TEXT PRIMARY KEY)",
+                "CREATE TRIGGER trap_member_changes AFTER INSERT ON audit_log WHEN new.action LIKE 'member.%'
+                 BEGIN INSERT INTO trap VALUES ('dangling'); END",
+            ],
+            "DROP TRIGGER trap_member_changes",
+        ),
+        db::Engine::Postgres => (
+            vec![
+                "CREATE TABLE nowhere_at_all (id TEXT PRIMARY KEY)",
+                "CREATE TABLE trap (x TEXT REFERENCES nowhere_at_all (id) DEFERRABLE INITIALLY DEFERRED)",
+                "CREATE FUNCTION trap_member_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN INSERT INTO trap VALUES ('dangling'); RETURN NULL; END $$",
+                "CREATE TRIGGER trap_member_changes AFTER INSERT ON audit_log
+                 FOR EACH ROW WHEN (NEW.action LIKE 'member.%') EXECUTE FUNCTION trap_member_change()",
+            ],
+            "DROP TRIGGER trap_member_changes ON audit_log",
+        ),
+    };
+    for statement in trap {
+        db::query(statement).execute(control).await.unwrap();
+    }
     changes_to_dave_fail_and_change_nothing(&server, &tenant, &before).await;
     let memberships = server.accounts.memberships();
     // A new member whose commit fails leaves no row behind.
@@ -236,7 +254,7 @@ async fn a_control_plane_commit_that_fails_puts_the_member_row_back_exactly() {
     let joined = memberships.add(&"acme".parse().unwrap(), "erin@example.com", Role::Member, "ops").await;
     assert!(joined.is_err());
     assert_eq!(member_row(&server, &tenant, "erin@example.com").await, None);
-    control.execute_batch("DROP TRIGGER trap_member_changes").unwrap();
+    db::query(untrap).execute(control).await.unwrap();
     server.stop().await.unwrap();
 }
 

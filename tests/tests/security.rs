@@ -9,14 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use silo_accounts::{By, Role, TokenScope};
+use silo_core::db;
 use silo_core::{Clock, TenantRef};
 use silo_e2e::{ApiClient, PASSWORD, TestServer, csrf_of, files_containing};
 use silo_web::settings::{Secret, TrustedProxies};
 use silo_web::startup::Application;
-
-fn control_db(server: &TestServer) -> rusqlite::Connection {
-    rusqlite::Connection::open(server.tenancy.settings().control_db_path()).unwrap()
-}
 
 /// An account that owns workspace `slug`, made directly (no sign-up flow).
 async fn owner(server: &TestServer, email: &str, slug: &str) {
@@ -269,15 +266,32 @@ async fn a_purge_leaves_no_copy_of_the_data_key_on_disk() {
         .create(&TenantRef::Id(acme.id), silo_backups::BackupKind::Manual, "test")
         .await
         .unwrap();
-    let wrapped: Vec<u8> = control_db(&server)
-        .query_row("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?", [acme.id.to_string()], |r| r.get(0))
+    let wrapped: Vec<u8> = db::query_scalar("SELECT wrapped FROM tenant_keys WHERE tenant_id = ?")
+        .bind(acme.id.to_string())
+        .fetch_one(server.tenancy.control().reader())
+        .await
         .unwrap();
     let data_dir = server.tenancy.settings().data_dir.clone();
-    assert!(!files_containing(&data_dir, &wrapped).is_empty(), "the scan finds the key before the purge");
+    // What the control plane stores (control.db's bytes, or PostgreSQL's rows as text, where
+    // the key is hex) holds the key until the purge.
+    let control = server.tenancy.control().reader();
+    let holds_key = |stored: &[u8]| {
+        let hex = silo_core::tokens::hex(&wrapped);
+        stored.windows(wrapped.len()).any(|w| w == wrapped)
+            || stored.windows(hex.len()).any(|w| w == hex.as_bytes())
+    };
+    assert!(
+        holds_key(&db::testing::stored_bytes(control, &data_dir).await),
+        "the scan finds the key before the purge"
+    );
     assert_eq!(api.call("DELETE", "/tenants/acme", None).await.unwrap().0, 200);
     let (status, body) = api.call("DELETE", "/tenants/acme?purge=true", None).await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(files_containing(&data_dir, &wrapped), Vec::<PathBuf>::new(), "no file keeps the wrapped key");
+    assert!(
+        !holds_key(&db::testing::stored_bytes(control, &data_dir).await),
+        "the control plane keeps no copy"
+    );
     server.stop().await.unwrap();
 }
 
@@ -301,36 +315,26 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
         invitation,
     ];
 
-    let copy_and_scan = |when: &str| {
-        let copy = tempfile::tempdir().unwrap();
-        let control = server.tenancy.settings().control_db_path();
-        for suffix in ["", "-wal"] {
-            let from = PathBuf::from(format!("{}{suffix}", control.display()));
-            if from.exists() {
-                std::fs::copy(&from, copy.path().join(format!("control.db{suffix}"))).unwrap();
-            }
-        }
+    // What the control plane stores (the file and its WAL, or every row on PostgreSQL): what
+    // a copy of it would hold.
+    let control = server.tenancy.control().reader();
+    let data_dir = server.tenancy.settings().data_dir.clone();
+    let copy_and_scan = async |when: &str| {
+        let stored = db::testing::stored_bytes(control, &data_dir).await;
         for secret in &secrets {
-            assert!(
-                files_containing(copy.path(), secret.as_bytes()).is_empty(),
-                "{when}: {secret} in the copy"
-            );
+            assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()), "{when}: {secret} stored");
         }
-        let db = rusqlite::Connection::open(copy.path().join("control.db")).unwrap();
-        let bodies: Vec<String> = db
-            .prepare("SELECT body FROM outbox")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let bodies: Vec<String> =
+            db::query_scalar("SELECT body FROM outbox").fetch_all(control).await.unwrap();
         for marker in ["/password/reset/", "/signup/confirm/", "/invitations/"] {
             assert!(!bodies.iter().any(|b| b.contains(marker)), "{when}: a {marker} link in a stored body");
         }
-        db.query_row("SELECT count(*) FROM outbox WHERE link_sealed IS NOT NULL", [], |r| r.get::<_, i64>(0))
+        db::query_scalar::<i64>("SELECT count(*) FROM outbox WHERE link_sealed IS NOT NULL")
+            .fetch_one(control)
+            .await
             .unwrap()
     };
-    assert_eq!(copy_and_scan("before sending"), 3, "links are sealed while unsent");
+    assert_eq!(copy_and_scan("before sending").await, 3, "links are sealed while unsent");
 
     let mailer =
         silo_accounts::outbox::Mailer::from_settings(&silo_e2e::smtp::settings(port)).unwrap().unwrap();
@@ -341,7 +345,7 @@ async fn a_copy_of_control_db_holds_no_link_that_works() {
     for secret in &secrets {
         assert!(messages.contains(secret.as_str()), "the email itself carried the link");
     }
-    assert_eq!(copy_and_scan("after sending"), 0, "sent: the sealed links are gone");
+    assert_eq!(copy_and_scan("after sending").await, 0, "sent: the sealed links are gone");
     let gone = server.last_email("ada@example.com").await.unwrap();
     assert!(gone.contains("link no longer available"), "{gone}");
     server.stop().await.unwrap();
@@ -408,16 +412,20 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
     let erin = a.users().by_email("erin@example.com").await.unwrap();
     let (_, for_erin) =
         a.invitations().create(&acme, "erin@example.com", Role::Admin, &ada, "http://x", None).await.unwrap();
-    control_db(&server)
-        .execute(
-            "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, 'member', 'now')",
-            [erin.id.as_str(), acme.id.to_string().as_str()],
-        )
-        .unwrap();
+    db::query(
+        "INSERT INTO memberships (user_id, tenant_id, role, created_at) VALUES (?, ?, 'member', 'now')",
+    )
+    .bind(erin.id.as_str())
+    .bind(acme.id.to_string())
+    .execute(server.tenancy.control().writer())
+    .await
+    .unwrap();
     let refused = a.invitations().accept(&for_erin, &erin).await.unwrap_err().to_string();
     assert!(refused.contains("already a member"), "{refused}");
-    let role: String = control_db(&server)
-        .query_row("SELECT role FROM memberships WHERE user_id = ?", [erin.id.as_str()], |r| r.get(0))
+    let role: String = db::query_scalar("SELECT role FROM memberships WHERE user_id = ?")
+        .bind(erin.id.as_str())
+        .fetch_one(server.tenancy.control().reader())
+        .await
         .unwrap();
     assert_eq!(role, "member", "the invitation did not promote erin");
 
@@ -432,13 +440,12 @@ async fn invitations_cannot_outlive_membership_or_change_roles() {
         memberships.change_role(&acme, &bob.id, Role::Member, By::Operator("test"))
     );
     assert_eq!(a.is_ok() as u8 + b.is_ok() as u8, 1, "exactly one of two concurrent demotions: {a:?} {b:?}");
-    let owners: i64 = control_db(&server)
-        .query_row(
-            "SELECT count(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'",
-            [acme.id.to_string()],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let owners: i64 =
+        db::query_scalar("SELECT count(*) FROM memberships WHERE tenant_id = ? AND role = 'owner'")
+            .bind(acme.id.to_string())
+            .fetch_one(server.tenancy.control().reader())
+            .await
+            .unwrap();
     assert_eq!(owners, 1);
     server.stop().await.unwrap();
 }

@@ -8,9 +8,17 @@
 /// The migrations of `control.db`, embedded in the binary.
 pub static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
 
+/// The same versions for a control plane on PostgreSQL (`[control] url`), embedded too.
+pub static CONTROL_POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/control-postgres");
+
 /// What [`silo_tenancy::Tenancy::open`] takes.
 pub fn schema() -> silo_tenancy::Schema {
-    silo_tenancy::Schema { control: &CONTROL_MIGRATIONS, tenant: silo_workspace::schema() }
+    silo_tenancy::Schema {
+        control: &CONTROL_MIGRATIONS,
+        control_postgres: &CONTROL_POSTGRES_MIGRATIONS,
+        tenant: silo_workspace::schema(),
+    }
 }
 
 /// The fleet as the application runs it: opened with [`schema`], its backups registered

@@ -97,8 +97,8 @@ impl Invitations {
         }
         let by = By::Member { user_id: &inviter.id, label: &inviter.email };
         self.0.memberships().check(tenant, by, None, Change::Invitation(role), "").await?;
-        let already: Option<i64> = db::query_scalar(
-            "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?",
+        let already: Option<bool> = db::query_scalar(
+            "SELECT TRUE FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = ? AND u.email = ?",
         )
         .bind(tenant.id.to_string())
         .bind(email.as_str())

@@ -236,11 +236,15 @@ impl Memberships {
         let control = self.0.control().clone();
         (self.0.directory().roles)
             .get_or_read((user_id.to_owned(), tenant), |(user_id, tenant)| async move {
-                let role: Option<String> = control.read_inline(|conn| {
+                let inline = control.read_inline(|conn| {
                     conn.prepare_cached(ROLE)?
                         .query_row((user_id.as_str(), tenant.to_string()), |row| row.get(0))
                         .optional()
-                })?;
+                });
+                let role: Option<String> = match inline {
+                    Some(read) => read?,
+                    None => return read_role(control.reader(), tenant, &user_id).await,
+                };
                 role.map(|r| r.parse()).transpose()
             })
             .await

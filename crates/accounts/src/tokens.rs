@@ -13,6 +13,17 @@ use crate::{Error, Result};
 use silo_core::TenantRef;
 use silo_core::ids::TenantId;
 
+/// A token's principal: who holds it, for which tenant, until when, whether read-only, and
+/// whether its holder still has the standing it was issued for (`?1` digest, `?2` now).
+const PRINCIPAL: &str = "SELECT t.id, t.user_id, u.email, t.tenant_id, t.last_used_at, t.expires_at,
+        (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
+        OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
+            WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id)),
+        t.access = 'read_only'
+ FROM api_tokens t JOIN users u ON u.id = t.user_id
+ WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL
+   AND (t.expires_at IS NULL OR t.expires_at > ?2)";
+
 /// How stale a token's `last_used_at` may get before a request refreshes it (a write per
 /// request, or per directory refresh, would load the control plane for no one's benefit).
 pub const LAST_USED_STEP: std::time::Duration = std::time::Duration::from_secs(300);
@@ -197,43 +208,57 @@ impl Tokens {
     pub async fn authenticate(&self, secret: &str) -> Result<Option<TokenPrincipal>> {
         let digest = token_digest(secret);
         let tokens = self.clone();
-        let principal =
-            (self.0.directory().tokens).get_or_read(digest, |digest| async move { tokens.read(&digest) });
+        let principal = (self.0.directory().tokens)
+            .get_or_read(digest, |digest| async move { tokens.read(&digest).await });
         // A remembered token may have expired since: expiry is checked on every use.
         let now = self.0.now();
         Ok(principal.await?.filter(|p| !p.expired(&now)))
     }
 
-    /// Reads a token's principal from the control plane (see [`Tokens::authenticate`]), inline:
-    /// a request waits for it.
-    fn read(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
+    /// Reads a token's principal from the control plane (see [`Tokens::authenticate`]), inline
+    /// on `control.db`: a request waits for it.
+    async fn read(&self, digest: &str) -> Result<Option<TokenPrincipal>> {
         let now = self.0.now();
-        let row = self.0.control().read_inline(|conn| {
-            conn.prepare_cached(
-                "SELECT t.id, t.user_id, u.email, t.tenant_id, t.last_used_at, t.expires_at,
-                        (t.kind = 'operator' AND EXISTS (SELECT 1 FROM operators o WHERE o.user_id = t.user_id))
-                        OR (t.kind = 'personal' AND EXISTS (SELECT 1 FROM memberships m
-                            WHERE m.user_id = t.user_id AND m.tenant_id = t.tenant_id)),
-                        t.access = 'read_only'
-                 FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_sha256 = ?1 AND t.revoked_at IS NULL
-                   AND (t.expires_at IS NULL OR t.expires_at > ?2)",
-            )?
-            .query_row([digest, now.as_str()], |row| {
-                let standing: bool = row.get(6)?;
-                let last_used: Option<Timestamp> = row.get(4)?;
-                let principal = (
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get(5)?,
-                    row.get(7)?,
-                );
-                Ok(standing.then_some((principal, last_used)))
-            })
-            .optional()
-        })?;
+        let inline = self.0.control().read_inline(|conn| {
+            conn.prepare_cached(PRINCIPAL)?
+                .query_row([digest, now.as_str()], |row| {
+                    let standing: bool = row.get(6)?;
+                    let last_used: Option<Timestamp> = row.get(4)?;
+                    let principal = (
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get(5)?,
+                        row.get(7)?,
+                    );
+                    Ok(standing.then_some((principal, last_used)))
+                })
+                .optional()
+        });
+        let row = match inline {
+            Some(read) => read?,
+            None => {
+                let row = db::query(PRINCIPAL)
+                    .bind(digest)
+                    .bind(now.as_str())
+                    .fetch_optional(self.0.control().reader())
+                    .await?;
+                row.map(|row| -> sqlx::Result<_> {
+                    let standing: bool = row.try_get(6)?;
+                    let principal = (
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get::<Option<String>, _>(3)?,
+                        row.try_get(5)?,
+                        row.try_get(7)?,
+                    );
+                    Ok(standing.then_some((principal, row.try_get::<Option<Timestamp>, _>(4)?)))
+                })
+                .transpose()?
+            }
+        };
         let Some(((token_id, user_id, email, tenant, expires_at, read_only), last_used)) = row.flatten()
         else {
             return Ok(None);

@@ -277,7 +277,7 @@ impl Users {
             return Err(Error::invalid("current_password", "the current password is not right"));
         }
         self.set_password(user_id, new).await?;
-        db::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS NOT ?")
+        db::query("DELETE FROM sessions WHERE user_id = ? AND id_sha256 IS DISTINCT FROM ?")
             .bind(user_id)
             .bind(keep_session)
             .execute(self.0.control().writer())
@@ -341,8 +341,8 @@ impl Users {
 
     /// Whether a reset link is valid (unused, unexpired).
     pub async fn password_reset_valid(&self, secret: &str) -> Result<bool> {
-        let found: Option<i64> = db::query_scalar(
-            "SELECT 1 FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
+        let found: Option<bool> = db::query_scalar(
+            "SELECT TRUE FROM password_resets WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?",
         )
         .bind(token_digest(secret))
         .bind(self.0.now().as_str().to_owned())
@@ -405,7 +405,7 @@ impl Users {
         let user = self.by_email(email).await?;
         let now = self.0.now();
         let mut tx = self.0.control().writer().begin().await?;
-        db::query("INSERT OR IGNORE INTO operators (user_id, created_at) VALUES (?, ?)")
+        db::query("INSERT INTO operators (user_id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
             .bind(&user.id)
             .bind(now.as_str())
             .execute(&mut *tx)
@@ -429,7 +429,7 @@ impl Users {
         let control = self.0.control().clone();
         (self.0.directory().operators)
             .get_or_read(user_id.to_owned(), |user_id| async move {
-                let found: Option<i64> = db::query_scalar("SELECT 1 FROM operators WHERE user_id = ?")
+                let found: Option<bool> = db::query_scalar("SELECT TRUE FROM operators WHERE user_id = ?")
                     .bind(user_id)
                     .fetch_optional(control.reader())
                     .await?;

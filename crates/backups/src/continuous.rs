@@ -172,7 +172,7 @@ impl Backups {
     async fn ship(&self, tenant_id: TenantId) -> Result<Shipped> {
         let Some(log) = self.logs().get(tenant_id) else { return Ok(Shipped::default()) };
         let _shipping = log.shipping().await;
-        let tenant = match self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)) {
+        let tenant = match self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)).await {
             Ok(tenant) => tenant,
             Err(Error::NotFound(_)) => return Ok(Shipped::default()),
             Err(e) => return Err(e),

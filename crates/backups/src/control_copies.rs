@@ -168,6 +168,10 @@ impl Backups {
     }
 
     async fn copy_control(&self, paced: bool) -> Result<Option<LastCopy>> {
+        // A control plane on PostgreSQL is not a file of ours: its operator backs it up.
+        if !self.fleet.control().is_embedded() {
+            return Ok(None);
+        }
         let copies = self.control_copies();
         let mut state = copies.state.lock().await;
         let started = Instant::now();

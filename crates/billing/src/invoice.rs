@@ -41,6 +41,36 @@ pub struct Line {
     pub amount: i64,
 }
 
+/// An invoice's lines as stored, tax last (JSON in the control plane).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Lines(pub Vec<Line>);
+
+impl std::ops::Deref for Lines {
+    type Target = Vec<Line>;
+
+    fn deref(&self) -> &Vec<Line> {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Lines {
+    type Item = &'a Line;
+    type IntoIter = std::slice::Iter<'a, Line>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl TryFrom<silo_core::db::JsonText> for Lines {
+    type Error = serde_json::Error;
+
+    fn try_from(stored: silo_core::db::JsonText) -> serde_json::Result<Self> {
+        stored.parse()
+    }
+}
+
 /// An invoice's lines and totals.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Amounts {

@@ -16,7 +16,7 @@ use silo_core::{TenantId, TenantRef};
 use silo_tenancy::TenantStatus;
 
 use crate::Billing;
-use crate::invoice::Line;
+use crate::invoice::{Line, Lines};
 use crate::payment::Collection;
 
 /// Where an invoice stands.
@@ -82,6 +82,14 @@ impl std::fmt::Display for InvoiceStatus {
     }
 }
 
+impl TryFrom<db::JsonText> for BillTo {
+    type Error = serde_json::Error;
+
+    fn try_from(stored: db::JsonText) -> serde_json::Result<Self> {
+        stored.parse()
+    }
+}
+
 /// Who an invoice is addressed to, as it stood when the invoice was finalised.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -120,8 +128,8 @@ pub struct Invoice {
     /// ISO 4217.
     pub currency: String,
     /// The lines, tax last.
-    #[sqlx(json)]
-    pub lines: Vec<Line>,
+    #[sqlx(try_from = "db::JsonText")]
+    pub lines: Lines,
     /// Minor units.
     pub subtotal: i64,
     /// Minor units.
@@ -131,7 +139,7 @@ pub struct Invoice {
     /// Basis points.
     pub tax_rate_bp: i64,
     /// The contact when finalised.
-    #[sqlx(json)]
+    #[sqlx(try_from = "db::JsonText")]
     pub bill_to: BillTo,
     /// Drafted.
     pub created_at: String,
@@ -263,12 +271,13 @@ impl Billing {
 impl Invoices<'_> {
     /// An invoice by id, or by number (all digits).
     pub async fn get(&self, key: &str) -> Result<Invoice> {
-        let (sql, bind) = match key.parse::<i64>() {
-            Ok(number) => (format!("{SELECT} WHERE invoices.number = ?1"), number.to_string()),
-            Err(_) => (format!("{SELECT} WHERE invoices.id = ?1"), key.to_owned()),
+        let query = match key.parse::<i64>() {
+            Ok(number) => {
+                db::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE invoices.number = ?1"))).bind(number)
+            }
+            Err(_) => db::query_as(sqlx::AssertSqlSafe(format!("{SELECT} WHERE invoices.id = ?1"))).bind(key),
         };
-        let invoice = db::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(bind)
+        let invoice = query
             .fetch_optional(self.0.tenancy().control().reader())
             .await?
             .ok_or_else(|| Error::UnknownInvoice(key.to_owned()))?;
@@ -291,7 +300,7 @@ impl Invoices<'_> {
     pub async fn list(&self, filter: &InvoiceFilter) -> Result<Vec<Invoice>> {
         let sql = format!(
             "{SELECT} WHERE (?1 IS NULL OR invoices.period = ?1) AND (?2 IS NULL OR invoices.tenant_id = ?2)
-               AND (?3 IS NULL OR invoices.status = ?3) AND (?5 = 0 OR invoices.status <> 'draft')
+               AND (?3 IS NULL OR invoices.status = ?3) AND (NOT ?5 OR invoices.status <> 'draft')
              ORDER BY invoices.period DESC, invoices.number IS NULL, invoices.number DESC, invoices.id
              LIMIT ?4"
         );
@@ -299,7 +308,7 @@ impl Invoices<'_> {
             .bind(&filter.period)
             .bind(filter.tenant.map(|t| t.to_string()))
             .bind(filter.status.map(InvoiceStatus::as_str))
-            .bind(if filter.limit > 0 { filter.limit } else { -1 })
+            .bind(if filter.limit > 0 { filter.limit } else { i64::MAX })
             .bind(filter.issued_only)
             .fetch_all(self.0.tenancy().control().reader())
             .await?;
@@ -353,12 +362,13 @@ impl Invoices<'_> {
                 86_400 * u64::from(self.0.settings().payment_terms_days),
             ));
             // Two statements per chunk: which are still drafts (in the order given), then
-            // number them all at once from a JSON object id → position. `+status` keeps the
-            // planner on the chunk's ids: through the status index it would walk every draft
-            // of the run for each chunk.
+            // number them all at once from a JSON object id → position. `status || ''` keeps
+            // the planner on the chunk's ids: through the status index it would walk every
+            // draft of the run for each chunk. (An array's keys are numbers in SQLite and text
+            // in PostgreSQL's `json_each`: cast, they sort as positions on both.)
             let drafts: Vec<String> = db::query_scalar(
                 "SELECT invoices.id FROM json_each(?1) AS wanted JOIN invoices ON invoices.id = wanted.value
-                 WHERE +invoices.status = 'draft' ORDER BY wanted.key",
+                 WHERE invoices.status || '' = 'draft' ORDER BY CAST(wanted.key AS BIGINT)",
             )
             .bind(serde_json::json!(chunk).to_string())
             .fetch_all(&mut *tx)
@@ -368,12 +378,13 @@ impl Invoices<'_> {
                 .enumerate()
                 .map(|(i, id)| (id.clone(), serde_json::Value::from(i + 1)))
                 .collect();
+            // `status || ''` keeps the status index out of it: the ids pick the rows.
             let numbered = db::query(
-                "UPDATE invoices SET status = 'open', number = ?2 + (?3 ->> ('$.\"' || id || '\"')),
+                "UPDATE invoices SET status = 'open', number = ?2 + CAST(?3 ->> ('$.\"' || id || '\"') AS BIGINT),
                      finalized_at = ?5, due_at = ?4, issued_by = ?6,
                      bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
                               'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{}')
-                 WHERE id IN (SELECT value FROM json_each(?1)) AND +status = 'draft'",
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND status || '' = 'draft'",
             )
             .bind(serde_json::json!(drafts).to_string())
             .bind(last)

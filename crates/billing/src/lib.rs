@@ -240,7 +240,7 @@ impl Subscriptions<'_> {
         let mut held_today: Vec<String> = db::query_scalar(
             "SELECT plan FROM tenant_plans WHERE tenant_id = ?1 AND since >= ?2
              UNION SELECT plan FROM (SELECT plan FROM tenant_plans WHERE tenant_id = ?1 AND since < ?2
-                                     ORDER BY seq DESC LIMIT 1)",
+                                     ORDER BY seq DESC LIMIT 1) AS in_force",
         )
         .bind(tenant.id.to_string())
         .bind(&today_start)

@@ -127,9 +127,10 @@ impl Metering<'_> {
             db::query(
                 "INSERT INTO usage_daily (tenant_id, day, requests, storage_bytes, seats, active_users)
                  VALUES (?1, ?6, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (tenant_id, day) DO UPDATE SET requests = requests + excluded.requests,
-                     storage_bytes = max(storage_bytes, excluded.storage_bytes), seats = max(seats, excluded.seats),
-                     active_users = max(active_users, excluded.active_users)",
+                 ON CONFLICT (tenant_id, day) DO UPDATE SET requests = usage_daily.requests + excluded.requests,
+                     storage_bytes = max(usage_daily.storage_bytes, excluded.storage_bytes),
+                     seats = max(usage_daily.seats, excluded.seats),
+                     active_users = max(usage_daily.active_users, excluded.active_users)",
             )
             .bind(tenant.to_string())
             .bind(requests)

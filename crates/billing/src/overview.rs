@@ -69,7 +69,8 @@ impl crate::invoices::Invoices<'_> {
             }
         }
         let rows: Vec<(String, i64, i64, i64, i64)> = db::query_as(
-            "SELECT currency, count(*), sum(total), sum(due_at < ?1), coalesce(sum(CASE WHEN due_at < ?1 THEN total END), 0)
+            "SELECT currency, count(*), CAST(sum(total) AS BIGINT), count(*) FILTER (WHERE due_at < ?1),
+                    CAST(coalesce(sum(total) FILTER (WHERE due_at < ?1), 0) AS BIGINT)
              FROM invoices WHERE status = 'open' GROUP BY currency",
         )
         .bind(now.as_str())

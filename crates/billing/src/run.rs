@@ -344,12 +344,13 @@ impl crate::invoices::Invoices<'_> {
                 })
                 .collect();
             let inserted = db::query(
-                "INSERT OR IGNORE INTO invoices (id, kind, tenant_id, period, status, currency, lines, subtotal, tax,
+                "INSERT INTO invoices (id, kind, tenant_id, period, status, currency, lines, subtotal, tax,
                      total, tax_rate_bp, created_at)
                  SELECT value ->> '$.id', 'invoice', value ->> '$.tenant', ?2, 'draft', value ->> '$.currency',
-                     value -> '$.lines', value ->> '$.subtotal', value ->> '$.tax', value ->> '$.total',
-                     value ->> '$.tax_bp', ?3
-                 FROM json_each(?1)",
+                     value -> '$.lines', CAST(value ->> '$.subtotal' AS BIGINT), CAST(value ->> '$.tax' AS BIGINT),
+                     CAST(value ->> '$.total' AS BIGINT), CAST(value ->> '$.tax_bp' AS BIGINT), ?3
+                 FROM json_each(?1) WHERE TRUE
+                 ON CONFLICT DO NOTHING",
             )
             .bind(serde_json::Value::Array(rows).to_string())
             .bind(period.to_string())

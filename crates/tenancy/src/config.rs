@@ -37,10 +37,23 @@ pub struct Settings {
     pub tenants: TenantSettings,
     /// `[exports]`: what tenant and data-subject exports may cost.
     pub exports: ExportSettings,
+    /// `[control]`: where the control plane lives (`control.db` unless a PostgreSQL URL).
+    pub control: ControlSettings,
     /// What time it is for this process: the system's clock, or a test's (never read from a
     /// file). Every "now" the control plane stores or compares comes from here.
     #[serde(skip)]
     pub clock: silo_core::ProcessClock,
+}
+
+/// `[control]`: the control plane's database.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlSettings {
+    /// `postgres://user:password@host:port/database`: the control plane on PostgreSQL (for a
+    /// cluster of nodes; `SILO_CONTROL__URL`). Unset: `control.db` in the data directory.
+    pub url: Option<Secret>,
+    /// Connections to PostgreSQL this process keeps at most.
+    pub max_connections: Option<u32>,
 }
 
 /// `[exports]`: the bounds on exports (each writes a zip as large as a workspace) and their
@@ -291,6 +304,7 @@ impl Default for Settings {
             jobs: JobSettings::default(),
             tenants: TenantSettings::default(),
             exports: ExportSettings::default(),
+            control: ControlSettings::default(),
             clock: silo_core::ProcessClock::default(),
         }
     }

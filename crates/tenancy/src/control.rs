@@ -1,9 +1,12 @@
-//! The control plane: `control.db`, the table of tenants and the audit log.
+//! The control plane: `control.db` (or a PostgreSQL database, `[control] url`), the table of
+//! tenants and the audit log.
 //!
 //! Reads go through a small pool; writes go through a one-connection pool so they never
 //! contend inside the process (SQLite has one writer anyway), and every lifecycle change
 //! writes its audit entry in the same transaction. The few point reads a request makes on a
-//! directory miss run inline on rusqlite instead ([`inline`]).
+//! directory miss run inline on rusqlite instead ([`inline`]). On PostgreSQL one pool serves
+//! both, write transactions take their turn through an advisory lock ([`silo_core::db`]), and
+//! the point reads go through the pool (its driver runs on the runtime: no thread to hop to).
 
 mod inline;
 
@@ -294,7 +297,8 @@ pub struct MigrationRecord {
 pub struct ControlPlane {
     read: Db,
     write: Db,
-    inline: Arc<inline::InlineReaders>,
+    /// `None` on PostgreSQL.
+    inline: Option<Arc<inline::InlineReaders>>,
     clock: silo_core::ProcessClock,
 }
 
@@ -331,13 +335,41 @@ impl ControlPlane {
         migrations.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let (read, write) = (Db::Sqlite(read), Db::Sqlite(write));
-        Ok(Self { read, write, inline: Arc::new(inline::InlineReaders::new(path)), clock })
+        Ok(Self { read, write, inline: Some(Arc::new(inline::InlineReaders::new(path))), clock })
+    }
+
+    /// Connects to the control plane on PostgreSQL at `url` (at most `connections`
+    /// connections) and applies `migrations` (the application's PostgreSQL sequence:
+    /// [`crate::Schema::control_postgres`]).
+    pub async fn open_postgres(
+        url: &silo_core::Secret,
+        connections: u32,
+        migrations: &sqlx::migrate::Migrator,
+        clock: silo_core::ProcessClock,
+    ) -> Result<Self> {
+        let db = Db::postgres(url.expose(), connections.max(2)).await.map_err(|e| {
+            Error::Config(format!("cannot reach the control plane's PostgreSQL ([control] url): {e}"))
+        })?;
+        db.migrate(migrations).await?;
+        Ok(Self { read: db.clone(), write: db, inline: None, clock })
+    }
+
+    /// Whether the control plane is the embedded `control.db` (not PostgreSQL).
+    pub fn is_embedded(&self) -> bool {
+        self.inline.is_some()
     }
 
     /// Copies the WAL into the database and truncates it to zero bytes, so what was deleted
     /// (with `secure_delete`, zeroed in the database) survives in no old WAL frame either.
     /// Retries while readers hold an older snapshot; returns whether the WAL is now empty.
+    ///
+    /// On PostgreSQL there is no file of ours to truncate: the server's own WAL and free
+    /// space hold deleted rows until they are recycled and vacuumed (its operator's setting);
+    /// `true`, as there is nothing here left to do.
     pub async fn checkpoint_truncate(&self) -> Result<bool> {
+        if !self.is_embedded() {
+            return Ok(true);
+        }
         for attempt in 0..50 {
             let (busy, _, _): (i64, i64, i64) =
                 db::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.write).await?;
@@ -365,11 +397,12 @@ impl ControlPlane {
         row.map(|r| Tenant::from_row(&r)).transpose()?.ok_or_else(|| Error::NotFound(tenant.to_string()))
     }
 
-    /// [`ControlPlane::tenant`], read on the calling thread ([`inline`]): for a request's
-    /// lookup that the directory cannot answer.
-    pub fn tenant_inline(&self, tenant: &TenantRef) -> Result<Tenant> {
+    /// [`ControlPlane::tenant`] for a request's lookup that the directory cannot answer: on
+    /// `control.db` read on the calling thread ([`inline`]), on PostgreSQL through the pool.
+    pub async fn tenant_inline(&self, tenant: &TenantRef) -> Result<Tenant> {
+        let Some(inline) = &self.inline else { return self.tenant(tenant).await };
         let (sql, key) = tenant_query(tenant);
-        self.inline
+        inline
             .read(|conn| {
                 let mut statement = conn.prepare_cached(sql)?;
                 let mut rows = statement.query([key])?;
@@ -379,9 +412,13 @@ impl ControlPlane {
     }
 
     /// Runs a short read on `control.db` on the calling thread ([`inline`]): the point reads
-    /// behind the [directory](crate::directory)'s answers, which requests wait for.
-    pub fn read_inline<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
-        self.inline.read(|conn| Ok(f(conn)?))
+    /// behind the [directory](crate::directory)'s answers, which requests wait for. `None` on
+    /// PostgreSQL, where the caller runs the same statement through [`ControlPlane::reader`].
+    pub fn read_inline<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Option<Result<T>> {
+        self.inline.as_ref().map(|inline| inline.read(|conn| Ok(f(conn)?)))
     }
 
     /// Looks a tenant up by id.
@@ -419,7 +456,7 @@ impl ControlPlane {
     /// (case-insensitive), a scan of the table (measured by `silo-bench admin`).
     pub async fn search(&self, query: &TenantQuery) -> Result<(Vec<Tenant>, i64)> {
         let search = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let mut filter = String::from("WHERE 1");
+        let mut filter = String::from("WHERE TRUE");
         let mut values: Vec<String> = Vec::new();
         if let Some(term) = search {
             // Any part of the slug or the name (a scan: the console's and the API's search,
@@ -571,8 +608,8 @@ impl ControlPlane {
 
     /// Whether a live tenant holds this slug.
     pub async fn slug_taken(&self, slug: &TenantSlug) -> Result<bool> {
-        let taken: Option<i64> =
-            db::query_scalar("SELECT 1 FROM tenants WHERE slug = ? AND status <> 'deleted'")
+        let taken: Option<bool> =
+            db::query_scalar("SELECT TRUE FROM tenants WHERE slug = ? AND status <> 'deleted'")
                 .bind(slug.as_str())
                 .fetch_optional(&self.read)
                 .await?;
@@ -618,7 +655,7 @@ impl ControlPlane {
         insert_tenant_in(&mut tx, &now, new, actor).await?;
         // Held until an operator releases it: its members are copied (an erasure of one of
         // them must reach this file too), but they see nothing of it meanwhile.
-        db::query("UPDATE tenants SET status = 'suspended', held = 1 WHERE id = ?")
+        db::query("UPDATE tenants SET status = 'suspended', held = TRUE WHERE id = ?")
             .bind(new.id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -634,7 +671,7 @@ impl ControlPlane {
 
     /// Records that a deleting tenant was deleted by its owner (see [`Self::deleted_by_owner`]).
     pub async fn mark_deleted_by_owner(&self, id: TenantId) -> Result<()> {
-        db::query("UPDATE tenants SET deleted_by_owner = 1 WHERE id = ? AND status = 'deleting'")
+        db::query("UPDATE tenants SET deleted_by_owner = TRUE WHERE id = ? AND status = 'deleting'")
             .bind(id.to_string())
             .execute(&self.write)
             .await?;
@@ -686,9 +723,9 @@ impl ControlPlane {
         db::query(
             "UPDATE tenants SET status = ?1, updated_at = ?3,
                  deleted_at = CASE WHEN ?1 = 'deleted' THEN ?3 ELSE deleted_at END,
-                 held = CASE WHEN ?1 = 'active' THEN 0 ELSE held END,
+                 held = CASE WHEN ?1 = 'active' THEN FALSE ELSE held END,
                  deleted_from = CASE WHEN ?1 = 'deleting' THEN status ELSE deleted_from END,
-                 deleted_by_owner = CASE WHEN ?1 = 'deleting' THEN 0 ELSE deleted_by_owner END
+                 deleted_by_owner = CASE WHEN ?1 = 'deleting' THEN FALSE ELSE deleted_by_owner END
              WHERE id = ?2",
         )
         .bind(to.as_str())

@@ -114,13 +114,21 @@ impl Tenancy {
     /// product's tenant schema — tenancy applies its migrations to every file it opens or
     /// provisions, and its eraser to every restored file, without knowing what the file holds.
     pub async fn open(settings: Settings, schema: Schema) -> Result<Self> {
-        let Schema { control: control_migrations, tenant: schema } = schema;
+        let Schema { control: control_migrations, control_postgres, tenant: schema } = schema;
         let migrations = schema.migrations;
         let sqlite_version = silo_storage::sqlite::linked_version().await?;
         let placement = settings.placement()?;
-        let control =
-            ControlPlane::open(&settings.control_db_path(), control_migrations, settings.clock.clone())
-                .await?;
+        let control = match &settings.control.url {
+            None => {
+                ControlPlane::open(&settings.control_db_path(), control_migrations, settings.clock.clone())
+                    .await?
+            }
+            Some(url) => {
+                let connections = settings.control.max_connections.unwrap_or(16);
+                ControlPlane::open_postgres(url, connections, control_postgres, settings.clock.clone())
+                    .await?
+            }
+        };
         let fd_limit = limits::raise_nofile_limit();
         let page_cache = settings.cache.page_cache_kib;
         let capacity = if settings.cache.capacity == 0 {
@@ -308,7 +316,10 @@ impl Tenancy {
         let control = self.inner.control.clone();
         self.inner
             .tenants_by_slug
-            .get_or_read(slug.clone(), |slug| async move { control.tenant_inline(&TenantRef::Slug(slug)) })
+            .get_or_read(
+                slug.clone(),
+                |slug| async move { control.tenant_inline(&TenantRef::Slug(slug)).await },
+            )
             .await
     }
 

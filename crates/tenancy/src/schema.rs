@@ -22,11 +22,14 @@ use silo_core::Timestamp;
 /// What the application hands to [`crate::Tenancy::open`]: the control plane's migrations — one
 /// ordered sequence (`migrations/control`), each file's tables owned by the crate
 /// `migrations/control/owners.toml` names, assembled by the application rather than embedded
-/// here — and the product's tenant schema.
+/// here; the same versions for PostgreSQL (`migrations/control-postgres`) — and the product's
+/// tenant schema.
 #[derive(Clone, Copy)]
 pub struct Schema {
     /// The migrations of `control.db`, in order.
     pub control: &'static sqlx::migrate::Migrator,
+    /// The same migrations for a control plane on PostgreSQL (`[control] url`).
+    pub control_postgres: &'static sqlx::migrate::Migrator,
     /// The tenant files' schema.
     pub tenant: crate::TenantSchema,
 }

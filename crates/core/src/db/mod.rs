@@ -479,6 +479,52 @@ impl Row {
     }
 }
 
+/// JSON stored as text, which either engine reads (sqlx's `#[sqlx(json)]` wants PostgreSQL's
+/// JSON types; the control plane keeps JSON as text on both): a field of a row type takes
+/// it with `#[sqlx(try_from = "silo_core::db::JsonText")]` when its type implements
+/// `TryFrom<JsonText>` (through [`JsonText::parse`]).
+#[derive(Clone, Debug)]
+pub struct JsonText(pub String);
+
+impl JsonText {
+    /// The value it holds.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl sqlx::Type<Sqlite> for JsonText {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+        <String as sqlx::Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Sqlite> for JsonText {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Self(<String as sqlx::Decode<Sqlite>>::decode(value)?))
+    }
+}
+
+impl sqlx::Type<Postgres> for JsonText {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for JsonText {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(Self(<String as sqlx::Decode<Postgres>>::decode(value)?))
+    }
+}
+
 /// A statement whose rows decode as `T`; see [`query_as`].
 #[must_use = "a query does nothing until it is run"]
 pub struct QueryAs<T> {

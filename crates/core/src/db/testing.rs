@@ -49,6 +49,35 @@ pub async fn postgres_database() -> Option<String> {
     Some(format!("{server}/{name}"))
 }
 
+/// The engine this test process puts the control plane on: `SILO_TEST_CONTROL`
+/// (`sqlite` or `postgres`) when set, else PostgreSQL for a test binary whose name has
+/// `_on_postgres` in it (a test file run again on PostgreSQL, e.g. `tests/web_on_postgres.rs`
+/// naming `web.rs` as its module), else SQLite.
+pub fn engine() -> super::Engine {
+    match std::env::var("SILO_TEST_CONTROL").as_deref() {
+        Ok("postgres") => return super::Engine::Postgres,
+        Ok("sqlite") => return super::Engine::Sqlite,
+        _ => {}
+    }
+    let binary =
+        std::env::current_exe().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if binary.is_some_and(|name| name.contains("_on_postgres")) {
+        super::Engine::Postgres
+    } else {
+        super::Engine::Sqlite
+    }
+}
+
+/// `[control] url` for this test's control plane: a new PostgreSQL database when
+/// [`engine`] says PostgreSQL (and one can be had; otherwise the test runs on SQLite, unless
+/// PostgreSQL is required), `None` for the embedded `control.db`.
+pub async fn control_url() -> Option<String> {
+    match engine() {
+        super::Engine::Sqlite => None,
+        super::Engine::Postgres => postgres_database().await,
+    }
+}
+
 /// The directory holding `initdb` and `pg_ctl`: Debian's newest, else the `PATH`'s.
 fn binaries() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -226,4 +255,64 @@ macro_rules! on_both_engines {
             })*
         }
     };
+}
+
+/// Makes every insert into `table` fail with the message `injected` (a trigger named
+/// `refuse_<table>`), as a failing disk would mid-way through a change: on either engine.
+pub async fn refuse_inserts(db: &super::Db, table: &str) {
+    let statements = match db.engine() {
+        super::Engine::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'injected'); END"
+        )],
+        super::Engine::Postgres => vec![
+            "CREATE OR REPLACE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE 'injected'; END $$"
+                .to_owned(),
+            format!("CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_insert()"),
+        ],
+    };
+    for statement in statements {
+        super::query(sqlx::AssertSqlSafe(statement)).execute(db).await.expect("install the failing trigger");
+    }
+}
+
+/// Undoes [`refuse_inserts`].
+pub async fn allow_inserts(db: &super::Db, table: &str) {
+    let statement = match db.engine() {
+        super::Engine::Sqlite => format!("DROP TRIGGER refuse_{table}"),
+        super::Engine::Postgres => format!("DROP TRIGGER refuse_{table} ON {table}"),
+    };
+    super::query(sqlx::AssertSqlSafe(statement)).execute(db).await.expect("remove the failing trigger");
+}
+
+/// Everything the control plane stores, for a test that looks for bytes that must not be
+/// there: on SQLite the file `control.db` in `data_dir` and its WAL, byte for byte; on
+/// PostgreSQL every row of every table, as text.
+pub async fn stored_bytes(db: &super::Db, data_dir: &Path) -> Vec<u8> {
+    match db.engine() {
+        super::Engine::Sqlite => {
+            let mut bytes = std::fs::read(data_dir.join("control.db")).expect("control.db");
+            bytes.extend(std::fs::read(data_dir.join("control.db-wal")).unwrap_or_default());
+            bytes
+        }
+        super::Engine::Postgres => {
+            let tables: Vec<String> = super::query_scalar(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            )
+            .fetch_all(db)
+            .await
+            .expect("list the tables");
+            let mut all = String::new();
+            for table in tables {
+                let rows: Option<String> = super::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT string_agg(t::text, ' ') FROM {table} t"
+                )))
+                .fetch_one(db)
+                .await
+                .expect("read a table");
+                all.push_str(&rows.unwrap_or_default());
+                all.push('\n');
+            }
+            all.into_bytes()
+        }
+    }
 }

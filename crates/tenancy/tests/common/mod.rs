@@ -22,6 +22,8 @@ pub async fn fixture() -> Fixture {
 pub async fn fixture_with(adjust: impl FnOnce(&mut Settings)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::for_data_dir(dir.path());
+    // The control plane on PostgreSQL when this test binary runs on it (`*_on_postgres`).
+    settings.control.url = silo_core::db::testing::control_url().await.map(silo_core::Secret::new);
     settings.cache.lease_timeout_ms = 10_000;
     adjust(&mut settings);
     let tenancy = Tenancy::open(settings, schema()).await.unwrap();
@@ -57,8 +59,14 @@ impl Fixture {
 
 /// The control plane's migrations, as the application assembles them (`silo_web::schema`).
 static CONTROL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/control");
+static CONTROL_POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
+    sqlx::migrate!("../../migrations/control-postgres");
 
 /// What the fleet opens with: the control plane's migrations and the product's tenant schema.
 pub fn schema() -> silo_tenancy::Schema {
-    silo_tenancy::Schema { control: &CONTROL_MIGRATIONS, tenant: silo_workspace::schema() }
+    silo_tenancy::Schema {
+        control: &CONTROL_MIGRATIONS,
+        control_postgres: &CONTROL_POSTGRES_MIGRATIONS,
+        tenant: silo_workspace::schema(),
+    }
 }
