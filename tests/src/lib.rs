@@ -74,6 +74,10 @@ impl TestServer {
         let accounts = application.accounts().clone();
         let billing = application.billing().clone();
         let tenancy = accounts.tenancy().clone();
+        anyhow::ensure!(
+            tenancy.control().is_embedded() == tenancy.settings().control.url.is_none(),
+            "the control plane is not where the settings put it"
+        );
         let handle = application.handle();
         let running = tokio::spawn(application.run_until_stopped());
         Ok(Self { addr, tenancy, accounts, billing, handle, running, _dir: dir })

@@ -1,6 +1,8 @@
 //! The account commands of the real `silo` binary: passwords on stdin, operators, members,
 //! tokens, and their errors.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -9,6 +11,7 @@ fn silo_with_stdin(data: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_silo"))
         .args(args)
         .env("SILO_DATA_DIR", data)
+        .envs(common::control_env(data))
         .current_dir(data)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

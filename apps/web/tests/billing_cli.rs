@@ -39,6 +39,7 @@ async fn billing_on(data: &Path, clock: &TestClock) -> Billing {
     let file = data.join("silo.toml");
     let mut settings = silo_web::settings::Settings::load(file.exists().then_some(file.as_path())).unwrap();
     settings.fleet.data_dir = data.to_owned();
+    settings.fleet.control.url = common::control_url(data).map(silo_core::Secret::new);
     settings.fleet.clock = silo_core::ProcessClock::new(clock.shared());
     let tenancy = silo_web::schema::open(settings.fleet.clone()).await.unwrap();
     settings.billing(silo_accounts::Accounts::new(tenancy, settings.accounts()))

@@ -4,13 +4,12 @@ mod common;
 
 use common::{fails, json, ok};
 use silo_jobs::NewJob;
-use silo_tenancy::Settings;
 
 #[tokio::test]
 async fn jobs_are_listed_shown_cancelled_and_retried() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
+    let tenancy = silo_web::schema::open(common::fleet_settings(data)).await.unwrap();
     let job =
         tenancy.jobs().enqueue(NewJob::new("fleet.backup", serde_json::json!({})), "test").await.unwrap();
     tenancy.shutdown().await;
@@ -35,7 +34,7 @@ async fn export_subject_writes_the_persons_zip_or_says_there_is_no_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     assert!(ok(data, &["tenant", "create", "acme"]).contains("acme"));
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
+    let tenancy = silo_web::schema::open(common::fleet_settings(data)).await.unwrap();
     let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
     accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
     let acme = "acme".parse().unwrap();
@@ -62,7 +61,7 @@ async fn erase_subject_dry_runs_erases_and_lists_the_requests() {
     for slug in ["acme", "beta"] {
         assert!(ok(data, &["tenant", "create", slug]).contains(slug));
     }
-    let tenancy = silo_web::schema::open(Settings::for_data_dir(data)).await.unwrap();
+    let tenancy = silo_web::schema::open(common::fleet_settings(data)).await.unwrap();
     let accounts = silo_accounts::Accounts::new(tenancy.clone(), Default::default());
     accounts.users().create("ada@example.com", "correct horse battery staple", None, "test").await.unwrap();
     for slug in ["acme", "beta"] {

@@ -38,6 +38,13 @@ pub struct ControlRecovered {
 /// directory that has a control plane, and a master key that is not given (it is never
 /// created here: a new one could open nothing).
 pub async fn recover_control(settings: &Settings) -> Result<ControlRecovered> {
+    if settings.control.url.is_some() {
+        return Err(Error::invalid(
+            "control",
+            "the control plane is on PostgreSQL ([control] url), not in the data directory: \
+             `silo recover --from-store` rebuilds an embedded control.db; PostgreSQL is restored from its own backups",
+        ));
+    }
     let path = settings.control_db_path();
     for existing in [path.clone(), settings.data_dir.join("control.db-wal")] {
         if existing.exists() {

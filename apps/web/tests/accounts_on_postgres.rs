@@ -1,0 +1,5 @@
+//! `accounts.rs` again with the control plane on PostgreSQL: a test binary whose name holds
+//! `_on_postgres` puts it there (`silo_core::db::testing::engine`).
+
+#[path = "accounts.rs"]
+mod accounts;

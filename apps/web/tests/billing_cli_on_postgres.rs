@@ -1,0 +1,5 @@
+//! `billing_cli.rs` again with the control plane on PostgreSQL: a test binary whose name holds
+//! `_on_postgres` puts it there (`silo_core::db::testing::engine`).
+
+#[path = "billing_cli.rs"]
+mod billing_cli;

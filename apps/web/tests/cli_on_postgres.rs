@@ -1,0 +1,5 @@
+//! `cli.rs` again with the control plane on PostgreSQL: a test binary whose name holds
+//! `_on_postgres` puts it there (`silo_core::db::testing::engine`).
+
+#[path = "cli.rs"]
+mod cli;
