@@ -80,6 +80,9 @@ pub struct HttpArgs {
 }
 
 const EMAIL: &str = "bench@example.com";
+
+/// Tokens one bench account holds (the accounts' limit on live tokens).
+const TOKENS_PER_ACCOUNT: usize = 50;
 const PASSWORD: &str = "bench password, long enough";
 
 /// What one phase measured.
@@ -501,16 +504,27 @@ impl Fixture {
         tasks: usize,
     ) -> anyhow::Result<Self> {
         let tenancy = accounts.tenancy();
-        accounts.users().create(EMAIL, PASSWORD, Some("Bench"), "bench").await?;
-        // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace).
-        all.extend(create_tenants(tenancy, "warm", 2, 1).await?);
+        // warm-0 serves the reads, warm-1 takes the writes (so (e) sees a normal workspace);
+        // first, so that their owner is `EMAIL`, whose session (e) uses.
+        let mut warm = create_tenants(tenancy, "warm", 2, 1).await?;
+        warm.append(&mut all);
+        let all = warm;
+        // An account holds at most 50 live tokens: each holds those of 50 tenants.
+        let holders: Vec<String> = (0..all.len().div_ceil(TOKENS_PER_ACCOUNT))
+            .map(|n| if n == 0 { EMAIL.to_owned() } else { format!("bench-{n}@example.com") })
+            .collect();
+        for holder in &holders {
+            accounts.users().create(holder, PASSWORD, Some("Bench"), "bench").await?;
+        }
         let task_count = tasks;
         let count = all.len();
-        let prepared = futures::stream::iter(all)
-            .map(|tenant| async move {
+        let holders = &holders;
+        let prepared = futures::stream::iter(all.into_iter().enumerate())
+            .map(|(i, tenant)| async move {
                 let reference = TenantRef::Id(tenant.id);
-                accounts.memberships().add(&reference, EMAIL, Role::Owner, "bench").await?;
-                let token = accounts.tokens().issue(EMAIL, TokenScope::Personal(reference), "bench").await?;
+                let holder = &holders[i / TOKENS_PER_ACCOUNT];
+                accounts.memberships().add(&reference, holder, Role::Owner, "bench").await?;
+                let token = accounts.tokens().issue(holder, TokenScope::Personal(reference), "bench").await?;
                 let db = tenancy.db(tenant.id).await?;
                 let project = projects::create(&db.turn().await, "bench", "", None)?;
                 for i in 0..task_count {
