@@ -71,8 +71,7 @@ impl Error {
             Self::Workspace(e) => e.kind(),
             Self::Tenancy(e) => e.kind(),
             Self::Jobs(e) => e.kind(),
-            Self::Database(e) if silo_core::error::sqlx_disk_full(e) => ErrorKind::DiskFull,
-            Self::Database(_) => ErrorKind::Internal,
+            Self::Database(e) => silo_core::error::sqlx_kind(e),
         }
     }
 

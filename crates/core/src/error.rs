@@ -56,6 +56,33 @@ pub fn sqlx_disk_full(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| c & 0xff == 13))
 }
 
+/// Whether sqlx could not reach its database: a control plane on PostgreSQL that is down,
+/// restarting, refusing connections or out of them, or a pool whose wait ran out. The
+/// machine's state ([`ErrorKind::Unavailable`]: retry), not a fault of ours.
+pub fn sqlx_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => true,
+        // SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, crashed,
+        // starting up), 53300 (too many connections). SQLite's codes are numbers.
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// The kind of a database error from sqlx: a full disk, an unreachable database, or a fault
+/// of ours.
+pub fn sqlx_kind(error: &sqlx::Error) -> ErrorKind {
+    if sqlx_disk_full(error) {
+        ErrorKind::DiskFull
+    } else if sqlx_unreachable(error) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    }
+}
+
 /// Whether SQLite said, through rusqlite, that the disk (or the file-size limit) is full.
 pub fn rusqlite_disk_full(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
@@ -72,6 +99,15 @@ mod tests {
         let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
         assert!(!rusqlite_disk_full(&busy));
         assert!(!sqlx_disk_full(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_the_machines_state() {
+        assert_eq!(sqlx_kind(&sqlx::Error::PoolTimedOut), ErrorKind::Unavailable);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(sqlx_kind(&sqlx::Error::Io(refused)), ErrorKind::Unavailable);
+        assert_eq!(sqlx_kind(&sqlx::Error::RowNotFound), ErrorKind::Internal);
+        assert!(!ErrorKind::Unavailable.is_users());
     }
 
     #[test]

@@ -45,8 +45,7 @@ impl Error {
             Error::UnknownStatus(_) => ErrorKind::Invalid,
             Error::AllowanceUsed { .. } => ErrorKind::Throttled,
             Error::InvalidTransition { .. } | Error::Changed(_) => ErrorKind::Conflict,
-            Error::Database(e) if silo_core::error::sqlx_disk_full(e) => ErrorKind::DiskFull,
-            Error::Database(_) => ErrorKind::Internal,
+            Error::Database(e) => silo_core::error::sqlx_kind(e),
         }
     }
 }

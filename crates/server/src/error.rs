@@ -250,6 +250,17 @@ impl From<Error> for Failure {
                 }
                 _ => Self::throttled(std::time::Duration::from_secs(1)),
             },
+            ErrorKind::Unavailable
+                if matches!(root, Error::Database(_) | Error::Jobs(silo_jobs::Error::Database(_))) =>
+            {
+                tracing::error!(error = %root, "the control plane's database cannot be reached");
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The server cannot reach its database right now, so nothing was done; retry in a moment.",
+                )
+                .retry_after(std::time::Duration::from_secs(5))
+            }
             ErrorKind::Unavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",

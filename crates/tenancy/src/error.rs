@@ -167,6 +167,7 @@ impl Error {
             Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,
             Error::Jobs(e) => e.kind(),
             e if e.is_disk_full() => ErrorKind::DiskFull,
+            Error::Database(e) => silo_core::error::sqlx_kind(e),
             _ => ErrorKind::Internal,
         }
     }

@@ -316,3 +316,77 @@ pub async fn stored_bytes(db: &super::Db, data_dir: &Path) -> Vec<u8> {
         }
     }
 }
+
+/// A TCP proxy on loopback in front of a database server, which a test can cut (every
+/// connection through it dropped, new ones refused) and heal: the network between a node and
+/// its control plane, failing.
+pub struct Proxy {
+    /// Where it listens (`127.0.0.1:port`).
+    pub addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` (`host:port`).
+    pub async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().expect("the proxy's address");
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections: std::sync::Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Default::default();
+        let accepting = tokio::spawn({
+            let (cut, connections) = (cut.clone(), connections.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is refused as soon as it is made
+                    }
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    connections.lock().expect("the proxy's connections").push(task.abort_handle());
+                }
+            }
+        });
+        Self { addr, cut, connections, accepting }
+    }
+
+    /// `url` (a PostgreSQL URL) through this proxy instead.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (user, rest) = rest.split_once('@').expect("a user");
+        let (_, path) = rest.split_once('/').expect("a database");
+        format!("{scheme}://{user}@{}/{path}", self.addr)
+    }
+
+    /// Drops every connection through it and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().expect("the proxy's connections").drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The upstream server's `host:port` of a PostgreSQL URL.
+    pub fn upstream_of(url: &str) -> String {
+        let rest = url.split_once('@').expect("a user").1;
+        rest.split_once('/').expect("a database").0.to_owned()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.cut();
+    }
+}
