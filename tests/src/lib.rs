@@ -17,11 +17,16 @@ use silo_tenancy::Tenancy;
 use silo_web::settings::Settings;
 use silo_web::startup::{Application, ApplicationHandle};
 
+/// Whether this test binary runs the control plane on PostgreSQL (a `*_on_postgres` binary).
+pub fn on_postgres() -> bool {
+    silo_core::db::testing::engine() == silo_core::db::Engine::Postgres
+}
+
 /// Whether this test runs with the control plane on PostgreSQL (a `*_on_postgres` binary): a
 /// test about the embedded `control.db` itself (its bytes on disk, its copies in the store)
 /// says so and returns, naming why.
 pub fn skip_on_postgres(why: &str) -> bool {
-    let skip = silo_core::db::testing::engine() == silo_core::db::Engine::Postgres;
+    let skip = on_postgres();
     if skip {
         eprintln!("not run with the control plane on PostgreSQL: {why}");
     }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use silo_core::db;
 use silo_core::db::testing::{Proxy, postgres_database};
 use silo_e2e::{ApiClient, TestServer};
 use silo_web::settings::Secret;
@@ -48,4 +49,57 @@ async fn an_unreachable_control_plane_answers_503_and_the_server_serves_again_on
         ops.call("POST", "/tenants", Some(serde_json::json!({ "slug": "beta" }))).await.unwrap();
     assert_eq!(status, 201, "the refused write was not half-done: {body}");
     server.stop().await.unwrap();
+}
+
+/// Servers on different machines may share a control plane on PostgreSQL but not the tenants'
+/// files: until Silo runs as a cluster, a second server under another name is refused while
+/// the first's heartbeat is fresh, and starts once it stopped (or went silent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_control_plane_is_refused_while_the_first_lives() {
+    let Some(url) = postgres_database().await else { return };
+    let on = |node: &'static str| {
+        let url = url.clone();
+        move |s: &mut silo_web::settings::Settings| {
+            s.fleet.control.url = Some(Secret::new(url));
+            s.fleet.cluster.node = Some(node.to_owned());
+        }
+    };
+    let first = TestServer::start_with(on("n1")).await.unwrap();
+    let refused =
+        TestServer::start_with(on("n2")).await.err().expect("a second server is refused").to_string();
+    assert!(refused.contains("another server uses this control plane: node `n1`"), "{refused}");
+    let nodes = first.tenancy.nodes().list().await.unwrap();
+    assert_eq!(nodes.len(), 1, "the refused server left no row: {nodes:?}");
+    let (n1, live) = &nodes[0];
+    assert_eq!(
+        (n1.name.as_str(), n1.advertise.clone(), *live),
+        ("n1", format!("http://{}", first.addr), true)
+    );
+
+    // A stop leaves: the next server starts.
+    first.stop().await.unwrap();
+    let second = TestServer::start_with(on("n2")).await.unwrap();
+    let control = second.tenancy.control().writer().clone();
+    // A server killed without leaving keeps its row, which counts only while its heartbeat is
+    // fresh; a server restarting under its own name is not refused by its old row.
+    let insert =
+        "INSERT INTO nodes (name, advertise, started_at, heartbeat_at) VALUES (?1, 'http://gone', ?2, ?2)";
+    let long_ago = second.tenancy.control().now().minus(Duration::from_secs(60));
+    db::query(insert).bind("killed").bind(&long_ago).execute(&control).await.unwrap();
+    let now = second.tenancy.control().now();
+    db::query(insert).bind("n3").bind(&now).execute(&control).await.unwrap();
+    second.stop().await.unwrap();
+    let third = TestServer::start_with(on("n3")).await.unwrap();
+    let live: Vec<String> = third
+        .tenancy
+        .nodes()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, live)| *live)
+        .map(|(n, _)| n.name)
+        .collect();
+    assert_eq!(live, ["n3"], "the killed server's silence expired, n3 took its own row");
+    third.stop().await.unwrap();
 }

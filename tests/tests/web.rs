@@ -999,6 +999,16 @@ async fn the_admin_console_runs_the_fleet() {
         "{}",
         fleet.body
     );
+    // The server itself is listed among the control plane's servers, live.
+    let node = server.tenancy.settings().cluster.node_name();
+    let servers = fleet.body.split("id=\"nodes\"").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(
+        servers.contains(&format!("<td>{node}</td><td>http:&#x2F;&#x2F;{}</td>", server.addr))
+            && !servers.contains("silent"),
+        "{servers}"
+    );
+    let engine = if silo_e2e::on_postgres() { "(PostgreSQL)" } else { "(control.db)" };
+    assert!(fleet.body.contains(engine), "{}", fleet.body);
     // An entry about a person names them by email.
     let members = ops.get("/admin/audit?action=member.").await.unwrap().body;
     assert!(members.contains("<td>ada@example.com</td>"), "{members}");

@@ -83,6 +83,13 @@ impl Application {
         // finds the socket (and waits in its backlog until the server accepts).
         let socket = crate::cli::remote::bind(&data_dir)?;
         let tenancy = crate::schema::open(settings.fleet.clone()).await?;
+        // One server per control plane (see silo_tenancy::nodes): refused here when another
+        // one's heartbeat is fresh.
+        let node = settings.fleet.cluster.node_name();
+        let advertise =
+            settings.fleet.cluster.advertise.clone().or_else(|| settings.server.public_url.clone());
+        let advertise = advertise.unwrap_or_else(|| format!("http://{addr}"));
+        tenancy.nodes().register(&node, &advertise).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
         tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
@@ -146,6 +153,8 @@ impl Application {
             let every = std::time::Duration::from_secs(3600);
             loops.push(tokio::spawn(async move { billing.schedule().run(every, stopping.signal()).await }));
         }
+        let (heart, stopping_heart) = (tenancy.clone(), Stopping(stopping.clone()));
+        loops.push(tokio::spawn(async move { heart.nodes().run(&node, stopping_heart.signal()).await }));
         let (swept, stopping_sweep) = (tenancy.clone(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { sweep(swept, stopping_sweep.signal()).await }));
         let services = crate::cli::Services {

@@ -39,6 +39,8 @@ pub struct Settings {
     pub exports: ExportSettings,
     /// `[control]`: where the control plane lives (`control.db` unless a PostgreSQL URL).
     pub control: ControlSettings,
+    /// `[cluster]`: this server's name and address among the servers of the control plane.
+    pub cluster: ClusterSettings,
     /// What time it is for this process: the system's clock, or a test's (never read from a
     /// file). Every "now" the control plane stores or compares comes from here.
     #[serde(skip)]
@@ -54,6 +56,44 @@ pub struct ControlSettings {
     pub url: Option<Secret>,
     /// Connections to PostgreSQL this process keeps at most.
     pub max_connections: Option<u32>,
+}
+
+/// `[cluster]`: this server among the servers of its control plane ([`crate::nodes`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterSettings {
+    /// This server's name, unique among the control plane's servers (default: the host's
+    /// name).
+    pub node: Option<String>,
+    /// Where the other servers and load balancers reach it, e.g. `http://10.0.0.5:8080`
+    /// (default: `server.public_url`, else the address it listens on).
+    pub advertise: Option<String>,
+    /// Seconds between heartbeats; a server silent for three is gone.
+    pub heartbeat_seconds: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self { node: None, advertise: None, heartbeat_seconds: 5 }
+    }
+}
+
+impl ClusterSettings {
+    /// This server's name: `node`, else the host's name.
+    pub fn node_name(&self) -> String {
+        self.node.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "silo".to_owned())
+        })
+    }
+
+    /// The time between heartbeats.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_seconds.max(1))
+    }
 }
 
 /// `[exports]`: the bounds on exports (each writes a zip as large as a workspace) and their
@@ -305,6 +345,7 @@ impl Default for Settings {
             tenants: TenantSettings::default(),
             exports: ExportSettings::default(),
             control: ControlSettings::default(),
+            cluster: ClusterSettings::default(),
             clock: silo_core::ProcessClock::default(),
         }
     }

@@ -29,6 +29,8 @@
 //!   ([`ControlPlane::now`]); [`directory`]: remembered answers
 //!   ([`directory::Memo`]). Ids and time are `silo-core`'s.
 //! - [`privacy`]: personal-data manifests (what erasure does with each column).
+//! - [`nodes`]: [`nodes::Nodes`] — the servers of the control plane, their heartbeats, one
+//!   server per control plane until Silo runs as a cluster.
 //! - [`config`]: the fleet's settings (read by `silo-core`'s loader); [`process_lock`]: one server per data
 //!   directory; `error`: [`Error`] (the fleet's; the layers above wrap it) and [`Error::kind`].
 
@@ -45,6 +47,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
 pub mod members;
+pub mod nodes;
 pub mod privacy;
 pub mod process_lock;
 pub mod query;

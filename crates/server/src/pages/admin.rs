@@ -416,6 +416,8 @@ async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
         .with("quarantined", &tenancy.fleet().quarantined(100).await?)
         .with("cache", &tenancy.cache().stats())
         .with("scheduler", &tenancy.backups().scheduler_status())
+        .with("engine", &if tenancy.control().is_embedded() { "control.db" } else { "PostgreSQL" })
+        .with("nodes", &tenancy.nodes().list().await?)
         .with("disk", &tenancy.disk_space().ok().map(|d| {
             serde_json::json!({
                 "available_mb": d.available / 1_000_000, "total_mb": d.total / 1_000_000, "low": d.is_low(),
