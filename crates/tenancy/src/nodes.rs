@@ -128,6 +128,11 @@ impl Nodes {
 }
 
 impl Tenancy {
+    /// Where the control plane lives, for people: `control.db` or `PostgreSQL`.
+    pub fn control_plane_name(&self) -> &'static str {
+        if self.control().is_embedded() { "control.db" } else { "PostgreSQL" }
+    }
+
     /// The control plane's servers.
     pub fn nodes(&self) -> Nodes {
         Nodes(self.clone())

@@ -416,7 +416,7 @@ async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
         .with("quarantined", &tenancy.fleet().quarantined(100).await?)
         .with("cache", &tenancy.cache().stats())
         .with("scheduler", &tenancy.backups().scheduler_status())
-        .with("engine", &if tenancy.control().is_embedded() { "control.db" } else { "PostgreSQL" })
+        .with("engine", &tenancy.control_plane_name())
         .with("nodes", &tenancy.nodes().list().await?)
         .with("disk", &tenancy.disk_space().ok().map(|d| {
             serde_json::json!({
