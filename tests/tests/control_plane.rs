@@ -103,3 +103,57 @@ async fn a_second_server_on_one_control_plane_is_refused_while_the_first_lives()
     assert_eq!(live, ["n3"], "the killed server's silence expired, n3 took its own row");
     third.stop().await.unwrap();
 }
+
+/// A data directory keeps to the control plane it started with, and only an empty database
+/// (or Silo's own) becomes a control plane: each mistake is refused in words before anything
+/// is written.
+#[tokio::test]
+async fn a_data_directory_keeps_its_control_plane_and_a_foreign_database_is_refused() {
+    let Some(url) = postgres_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let open = |url: Option<&str>| {
+        let mut settings = silo_tenancy::Settings::for_data_dir(dir.path().join("data"));
+        settings.control.url = url.map(Secret::new);
+        silo_web::schema::open(settings)
+    };
+    // On PostgreSQL: the data directory says so, and a start without the URL is refused
+    // instead of making an empty control.db.
+    open(Some(&url)).await.unwrap().shutdown().await;
+    let refused = open(None).await.err().expect("refused without the URL").to_string();
+    assert!(refused.contains("is on PostgreSQL") && refused.contains("[control] url"), "{refused}");
+    assert!(!dir.path().join("data/control.db").exists(), "no control.db was made");
+    // An empty URL is no URL (the same refusal).
+    let refused = open(Some("  ")).await.err().expect("refused with an empty URL").to_string();
+    assert!(refused.contains("is on PostgreSQL"), "{refused}");
+    open(Some(&url)).await.unwrap().shutdown().await;
+
+    // On control.db: a URL is refused (moving the control plane is not automated).
+    let embedded = tempfile::tempdir().unwrap();
+    let mut settings = silo_tenancy::Settings::for_data_dir(embedded.path());
+    silo_web::schema::open(settings.clone()).await.unwrap().shutdown().await;
+    settings.control.url = Some(Secret::new(url.clone()));
+    let refused = silo_web::schema::open(settings).await.err().expect("refused").to_string();
+    assert!(refused.contains("has its control plane in control.db"), "{refused}");
+
+    // A database that holds someone else's tables is left as it was.
+    let foreign = postgres_database().await.unwrap();
+    let other = db::Db::postgres(&foreign, 1).await.unwrap();
+    db::query("CREATE TABLE users (id integer)").execute(&other).await.unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let mut settings = silo_tenancy::Settings::for_data_dir(fresh.path());
+    settings.control.url = Some(Secret::new(foreign));
+    let refused = silo_web::schema::open(settings.clone()).await.err().expect("refused").to_string();
+    assert!(refused.contains("already holds tables and is not a Silo control plane"), "{refused}");
+    let tables: i64 =
+        db::query_scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            .fetch_one(&other)
+            .await
+            .unwrap();
+    assert_eq!(tables, 1, "nothing was migrated into it");
+    other.close().await;
+
+    // A URL of another database kind says what is expected.
+    settings.control.url = Some(Secret::new("mysql://silo@127.0.0.1/silo"));
+    let refused = silo_web::schema::open(settings).await.err().expect("refused").to_string();
+    assert!(refused.contains("starts with postgres://"), "{refused}");
+}

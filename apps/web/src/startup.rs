@@ -92,7 +92,13 @@ impl Application {
         tenancy.nodes().register(&node, &advertise).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
-        tracing::info!(%addr, data_dir = %tenancy.settings().data_dir.display(), sqlite = tenancy.sqlite_version(), "silo listening");
+        tracing::info!(
+            %addr,
+            data_dir = %tenancy.settings().data_dir.display(),
+            control = tenancy.control_plane_name(),
+            sqlite = tenancy.sqlite_version(),
+            "silo listening"
+        );
         accounts.outbox().forget_expired_links().await.context("outbox")?;
         // A store that cannot be reached or written is a start-up error, not a surprise at the
         // first backup (this also creates the master key file on the first start).

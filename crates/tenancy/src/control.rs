@@ -53,6 +53,46 @@ async fn transaction_settled(conn: &mut sqlx::SqliteConnection) -> bool {
 
 pub use silo_core::time::{utc_now, utc_timestamp};
 
+/// The file in a data directory that says its control plane is on PostgreSQL: a process
+/// started on it without `[control] url` would otherwise make an empty `control.db` and serve
+/// the tenants' files as if nobody had them.
+const ON_POSTGRES: &str = "control-plane";
+
+/// Refuses a data directory whose control plane is elsewhere than the settings say: on
+/// PostgreSQL (its marker) when `url` is not given, or in `control.db` when it is.
+pub(crate) fn check_data_dir(data_dir: &Path, url: bool) -> Result<()> {
+    let marked = data_dir.join(ON_POSTGRES).exists();
+    let embedded = data_dir.join("control.db").exists();
+    if !url && marked && !embedded {
+        return Err(Error::Config(format!(
+            "the control plane of {} is on PostgreSQL ({ON_POSTGRES} says so): set [control] url (SILO_CONTROL__URL)",
+            data_dir.display()
+        )));
+    }
+    if url && embedded {
+        return Err(Error::Config(format!(
+            "{} has its control plane in control.db, and [control] url names PostgreSQL: unset it, \
+             or move control.db aside for a new installation (moving a control plane to PostgreSQL \
+             is not automated)",
+            data_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Records in the data directory that its control plane is on PostgreSQL.
+pub(crate) fn mark_data_dir(data_dir: &Path) -> Result<()> {
+    let marker = data_dir.join(ON_POSTGRES);
+    if marker.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| {
+            std::fs::write(&marker, "postgresql: this data directory's control plane is [control] url\n")
+        })
+        .map_err(|e| Error::Config(format!("cannot write {}: {e}", marker.display())))
+}
+
 /// A tenant's lifecycle status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -350,6 +390,21 @@ impl ControlPlane {
         let db = Db::postgres(url.expose(), connections.max(2)).await.map_err(|e| {
             Error::Config(format!("cannot reach the control plane's PostgreSQL ([control] url): {e}"))
         })?;
+        // A database that holds other tables is someone else's: migrating into it would stop
+        // half-way at the first name they share.
+        let foreign: i64 = db::query_scalar(
+            "SELECT count(*) FROM information_schema.tables
+             WHERE table_schema = current_schema() AND to_regclass('_sqlx_migrations') IS NULL",
+        )
+        .fetch_one(&db)
+        .await?;
+        if foreign > 0 {
+            return Err(Error::Config(
+                "the database [control] url names already holds tables and is not a Silo control plane: \
+                 give Silo an empty database"
+                    .into(),
+            ));
+        }
         db.migrate(migrations).await?;
         Ok(Self { read: db.clone(), write: db, inline: None, clock })
     }

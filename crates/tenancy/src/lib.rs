@@ -121,15 +121,21 @@ impl Tenancy {
         let migrations = schema.migrations;
         let sqlite_version = silo_storage::sqlite::linked_version().await?;
         let placement = settings.placement()?;
-        let control = match &settings.control.url {
+        // An empty SILO_CONTROL__URL is no URL.
+        let url = settings.control.url.as_ref().filter(|url| !url.expose().trim().is_empty());
+        control::check_data_dir(&settings.data_dir, url.is_some())?;
+        let control = match url {
             None => {
                 ControlPlane::open(&settings.control_db_path(), control_migrations, settings.clock.clone())
                     .await?
             }
             Some(url) => {
                 let connections = settings.control.max_connections.unwrap_or(16);
-                ControlPlane::open_postgres(url, connections, control_postgres, settings.clock.clone())
-                    .await?
+                let control =
+                    ControlPlane::open_postgres(url, connections, control_postgres, settings.clock.clone())
+                        .await?;
+                control::mark_data_dir(&settings.data_dir)?;
+                control
             }
         };
         let fd_limit = limits::raise_nofile_limit();

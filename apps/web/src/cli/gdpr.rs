@@ -141,7 +141,7 @@ fn print_counts(report: &serde_json::Value) {
         rows.push(vec![name, counts.to_string()]);
     }
     for (table_name, n) in report["control_plane"].as_object().cloned().unwrap_or_default() {
-        rows.push(vec![format!("control.db {table_name}"), n.to_string()]);
+        rows.push(vec![format!("control plane {table_name}"), n.to_string()]);
     }
     crate::say!("{}", table(&["WHERE", "ROWS"], &rows));
 }

@@ -26,6 +26,10 @@ use sqlx::{AssertSqlSafe, ColumnIndex, ConnectOptions, Row as _};
 
 use crate::Timestamp;
 
+/// How long a statement waits for a PostgreSQL connection before the database counts as
+/// unreachable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The advisory lock key every PostgreSQL write transaction takes ("silo" in ASCII).
 const WRITE_LOCK: i64 = 0x7369_6c6f;
 
@@ -48,16 +52,26 @@ pub enum Db {
 }
 
 impl Db {
-    /// Connects to the PostgreSQL database at `url` with at most `connections` connections.
+    /// Connects to the PostgreSQL database at `url` (`postgres://` or `postgresql://`) with at
+    /// most `connections` connections.
     pub async fn postgres(url: &str, connections: u32) -> sqlx::Result<Self> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(sqlx::Error::Configuration(
+                "a PostgreSQL URL starts with postgres:// or postgresql:// (user, password, host, port, database)".into(),
+            ));
+        }
         let options = url
             .parse::<PgConnectOptions>()?
             .application_name("silo")
+            // The migrations' "already exists, skipping" and the like are not news.
+            .options([("client_min_messages", "warning")])
             // Statements carry people's data as parameters; they are not logged.
             .disable_statement_logging();
         let pool = PgPoolOptions::new()
             .max_connections(connections)
-            .acquire_timeout(Duration::from_secs(10))
+            // A request waits this long for a connection: when PostgreSQL is down, the refusal
+            // (503) comes after it, not after the default half minute.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         Ok(Self::Postgres(pool))
