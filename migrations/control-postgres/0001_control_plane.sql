@@ -95,20 +95,15 @@ CREATE FUNCTION json_each(doc text) RETURNS TABLE (key text, value text) LANGUAG
     SELECT o.key, o.value FROM jsonb_each_text(CASE WHEN jsonb_typeof(doc::jsonb) = 'object' THEN doc::jsonb ELSE '{}' END) AS o
 $$;
 
--- An object of the key/value pairs given (text values).
-CREATE FUNCTION json_object(VARIADIC pairs text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $$
-    SELECT pg_catalog.json_object(pairs)::text
-$$;
-
 CREATE FUNCTION instr(haystack text, needle text) RETURNS integer LANGUAGE sql IMMUTABLE STRICT AS $$
     SELECT strpos(haystack, needle)
 $$;
 
 -- SQLite's two-argument min and max (PostgreSQL's are aggregates only).
-CREATE FUNCTION min(a anyelement, b anyelement) RETURNS anyelement LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION min(a anycompatible, b anycompatible) RETURNS anycompatible LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE least(a, b) END
 $$;
-CREATE FUNCTION max(a anyelement, b anyelement) RETURNS anyelement LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION max(a anycompatible, b anycompatible) RETURNS anycompatible LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE greatest(a, b) END
 $$;
 

@@ -157,3 +157,58 @@ async fn a_data_directory_keeps_its_control_plane_and_a_foreign_database_is_refu
     let refused = silo_web::schema::open(settings).await.err().expect("refused").to_string();
     assert!(refused.contains("starts with postgres://"), "{refused}");
 }
+
+/// Writers wait for their turn before they take a connection: while one write transaction is
+/// open and another write waits behind it, reads still get a connection (a pool of two here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_writers_leave_the_connections_to_readers() {
+    let Some(url) = postgres_database().await else { return };
+    let server = TestServer::start_with(move |s| {
+        s.fleet.control.url = Some(Secret::new(url));
+        s.fleet.control.max_connections = Some(2);
+    })
+    .await
+    .unwrap();
+    let token = server.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&token));
+    assert_eq!(ops.call("GET", "/tenants", None).await.unwrap().0, 200);
+    let held = server.tenancy.control().writer().begin().await.unwrap();
+    let writing = {
+        let (addr, token) = (server.addr, token.clone());
+        tokio::spawn(async move {
+            let new = serde_json::json!({ "slug": "waits" });
+            ApiClient::new(addr, Some(&token)).call("POST", "/tenants", Some(new)).await.unwrap().0
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!writing.is_finished(), "the write waits for the open transaction");
+    let started = Instant::now();
+    let (status, body) = ops.call("GET", "/tenants", None).await.unwrap();
+    assert_eq!(status, 200, "a read gets a connection while a write waits: {body}");
+    assert!(started.elapsed() < Duration::from_secs(2), "at once, not after the pool's timeout");
+    held.commit().await.unwrap();
+    assert_eq!(writing.await.unwrap(), 201, "the write goes through once its turn comes");
+    server.stop().await.unwrap();
+}
+
+/// PostgreSQL's text cannot hold a NUL character (SQLite's can): a name with one is refused
+/// as the caller's input (422), not a 500.
+#[tokio::test]
+async fn a_nul_character_is_refused_in_words_on_postgres() {
+    let Some(url) = postgres_database().await else { return };
+    let server = TestServer::start_with(move |s| s.fleet.control.url = Some(Secret::new(url))).await.unwrap();
+    let ops = ApiClient::new(server.addr, Some(&server.operator_token("ops@example.com").await.unwrap()));
+    assert_eq!(
+        ops.call("POST", "/tenants", Some(serde_json::json!({ "slug": "acme" }))).await.unwrap().0,
+        201
+    );
+    let (status, body) = ops
+        .call("PATCH", "/tenants/acme", Some(serde_json::json!({ "name": "Acme\u{0}Corp" })))
+        .await
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("cannot be stored (NUL)"), "{body}");
+    let (_, tenant) = ops.call("GET", "/tenants/acme", None).await.unwrap();
+    assert_eq!(tenant["name"], "acme", "nothing changed: {tenant}");
+    server.stop().await.unwrap();
+}

@@ -366,24 +366,44 @@ impl Invoices<'_> {
             // the planner on the chunk's ids: through the status index it would walk every
             // draft of the run for each chunk. (An array's keys are numbers in SQLite and text
             // in PostgreSQL's `json_each`: cast, they sort as positions on both.)
-            let drafts: Vec<String> = db::query_scalar(
-                "SELECT invoices.id FROM json_each(?1) AS wanted JOIN invoices ON invoices.id = wanted.value
+            let found: Vec<(String, String)> = db::query_as(
+                "SELECT invoices.id, invoices.tenant_id FROM json_each(?1) AS wanted JOIN invoices ON invoices.id = wanted.value
                  WHERE invoices.status || '' = 'draft' ORDER BY CAST(wanted.key AS BIGINT)",
             )
             .bind(serde_json::json!(chunk).to_string())
             .fetch_all(&mut *tx)
             .await?;
+            let drafts: Vec<String> = found.iter().map(|(id, _)| id.clone()).collect();
             let positions: serde_json::Map<String, serde_json::Value> = drafts
                 .iter()
                 .enumerate()
                 .map(|(i, id)| (id.clone(), serde_json::Value::from(i + 1)))
                 .collect();
+            // Each invoice's contact as it stands now, as a JSON object id → contact.
+            let tenants: Vec<&String> = found.iter().map(|(_, tenant)| tenant).collect();
+            let contacts: std::collections::HashMap<String, BillTo> =
+                db::query_as::<(String, String, String, String, String)>(
+                    "SELECT tenant_id, name, address, country, tax_id FROM billing_profiles
+                 WHERE tenant_id IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(serde_json::json!(tenants).to_string())
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(tenant, name, address, country, tax_id)| {
+                    (tenant, BillTo { name, address, country, tax_id })
+                })
+                .collect();
+            let bill_to: serde_json::Map<String, serde_json::Value> = found
+                .iter()
+                .filter_map(|(id, tenant)| {
+                    Some((id.clone(), serde_json::to_value(contacts.get(tenant)?).ok()?))
+                })
+                .collect();
             // `status || ''` keeps the status index out of it: the ids pick the rows.
             let numbered = db::query(
                 "UPDATE invoices SET status = 'open', number = ?2 + CAST(?3 ->> ('$.\"' || id || '\"') AS BIGINT),
-                     finalized_at = ?5, due_at = ?4, issued_by = ?6,
-                     bill_to = coalesce((SELECT json_object('name', name, 'address', address, 'country', country,
-                              'tax_id', tax_id) FROM billing_profiles WHERE tenant_id = invoices.tenant_id), '{}')
+                     finalized_at = ?5, due_at = ?4, issued_by = ?6, bill_to = coalesce(?7 -> ('$.\"' || id || '\"'), '{}')
                  WHERE id IN (SELECT value FROM json_each(?1)) AND status || '' = 'draft'",
             )
             .bind(serde_json::json!(drafts).to_string())
@@ -392,6 +412,7 @@ impl Invoices<'_> {
             .bind(due.as_str())
             .bind(now.as_str())
             .bind(serde_json::to_string(&Issuer::of(self.0.settings())).unwrap_or_default())
+            .bind(serde_json::Value::Object(bill_to).to_string())
             .execute(&mut *tx)
             .await?
             .rows_affected();

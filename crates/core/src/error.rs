@@ -62,6 +62,9 @@ pub fn sqlx_disk_full(error: &sqlx::Error) -> bool {
 pub fn sqlx_unreachable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => true,
+        // A connection that broke mid-conversation (a middlebox that accepts and drops, a
+        // server gone during the TLS handshake) reads as a protocol error.
+        sqlx::Error::Protocol(_) => true,
         // SQLSTATE class 08 (connection exception), 57P01–57P03 (shutting down, crashed,
         // starting up), 53300 (too many connections). SQLite's codes are numbers.
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
@@ -71,15 +74,24 @@ pub fn sqlx_unreachable(error: &sqlx::Error) -> bool {
     }
 }
 
-/// The kind of a database error from sqlx: a full disk, an unreachable database, or a fault
-/// of ours.
+/// The kind of a database error from sqlx: a full disk, an unreachable or busy database,
+/// text the database cannot hold, or a fault of ours.
 pub fn sqlx_kind(error: &sqlx::Error) -> ErrorKind {
-    if sqlx_disk_full(error) {
-        ErrorKind::DiskFull
-    } else if sqlx_unreachable(error) {
-        ErrorKind::Unavailable
-    } else {
-        ErrorKind::Internal
+    // PostgreSQL's SQLSTATEs (SQLite's codes are numbers, none of these).
+    let state = match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match state.as_deref() {
+        // Disk full.
+        Some("53100") => ErrorKind::DiskFull,
+        // A deadlock, a lock not available, a statement cancelled: try again.
+        Some("40P01" | "55P03" | "57014") => ErrorKind::Unavailable,
+        // Text PostgreSQL cannot store (a NUL character): the caller's input.
+        Some("22021" | "22P05") => ErrorKind::Invalid,
+        _ if sqlx_disk_full(error) => ErrorKind::DiskFull,
+        _ if sqlx_unreachable(error) => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -106,6 +118,8 @@ mod tests {
         assert_eq!(sqlx_kind(&sqlx::Error::PoolTimedOut), ErrorKind::Unavailable);
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(sqlx_kind(&sqlx::Error::Io(refused)), ErrorKind::Unavailable);
+        let dropped = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert_eq!(sqlx_kind(&dropped), ErrorKind::Unavailable);
         assert_eq!(sqlx_kind(&sqlx::Error::RowNotFound), ErrorKind::Internal);
         assert!(!ErrorKind::Unavailable.is_users());
     }

@@ -55,11 +55,11 @@ async fn sqlites_functions_give_the_same_answers_on_postgres() {
         ("json_type(json_patch('{\"a\":1}', '{\"a\":null}'), '$.a')", None),
         ("(SELECT count(*) FROM json_each('[\"a\",\"b\"]') WHERE value IN ('a', 'b'))", Some("2")),
         ("(SELECT count(*) FROM json_each('[]'))", Some("0")),
-        ("json_extract(json_object('name', 'Ann', 'country', 'DE'), '$.country')", Some("DE")),
         ("instr(lower('Hello'), 'll')", Some("3")),
         ("instr('Hello', 'z')", Some("0")),
         ("max(3, 5)", Some("5")),
         ("min(CAST('b' AS TEXT), 'a')", Some("a")),
+        ("max(CAST(3 AS BIGINT), 7)", Some("7")),
         ("CASE WHEN json_valid('{\"a\":1}') THEN 'yes' ELSE 'no' END", Some("yes")),
         ("CASE WHEN json_valid('{x') THEN 'yes' ELSE 'no' END", Some("no")),
     ];

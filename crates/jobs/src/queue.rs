@@ -547,6 +547,8 @@ impl Jobs {
     /// once it used its attempts (or at once when `retryable` is false). `false` when `worker`
     /// no longer holds the job.
     pub async fn fail(&self, id: &str, worker: &str, error: &str, retryable: bool) -> Result<bool> {
+        // (A NUL in the error, which PostgreSQL's text cannot hold, is left out: a failure must
+        // be recordable, or the job would be taken up again for ever.)
         let job = self.get(id).await?;
         let dead = !retryable || job.attempts >= job.max_attempts;
         let now = self.now();
@@ -558,7 +560,7 @@ impl Jobs {
         )
         .bind(id)
         .bind(worker)
-        .bind(error)
+        .bind(error.replace('\0', ""))
         .bind(dead)
         .bind(now.plus(backoff(job.attempts)).as_str().to_owned())
         .bind(now.as_str().to_owned())

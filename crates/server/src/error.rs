@@ -228,6 +228,10 @@ impl From<Error> for Failure {
             ErrorKind::Forbidden => Self::forbidden(root.to_string()),
             ErrorKind::Invalid => match root {
                 Error::Invalid { field, message } => Self::invalid(message.clone()).on_field(*field),
+                // PostgreSQL's text holds no NUL character (SQLite's does).
+                Error::Database(_) => Self::invalid(
+                    "The text holds a character that cannot be stored (NUL): remove it and try again.",
+                ),
                 other => Self::invalid(other.to_string()),
             },
             ErrorKind::Conflict => Self::conflict(match root {

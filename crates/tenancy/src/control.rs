@@ -312,9 +312,13 @@ impl TenantSort {
     fn order_by(self) -> &'static str {
         match self {
             Self::Slug => "slug, created_at",
+            // NOCASE: SQLite's folds ASCII letters only; PostgreSQL's (`nocase`, ICU) also folds
+            // accents, so names beyond ASCII may sort a little differently between the two.
             Self::Name => "name COLLATE NOCASE, slug",
-            Self::Newest => "created_at DESC",
-            Self::Oldest => "created_at",
+            // rowid breaks ties between tenants created in the same millisecond, so pages
+            // neither skip nor repeat one (SQLite's index on created_at holds it already).
+            Self::Newest => "created_at DESC, rowid DESC",
+            Self::Oldest => "created_at, rowid",
         }
     }
 }

@@ -58,7 +58,7 @@ pub fn control_url(data: &Path) -> Option<String> {
     if silo_core::db::testing::engine() == silo_core::db::Engine::Sqlite {
         return None;
     }
-    let mut urls = URLS.lock().unwrap();
+    let mut urls = URLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     urls.entry(data.to_owned())
         .or_insert_with(|| {
             // A runtime of its own, on a thread of its own: the caller may be inside one.

@@ -12,8 +12,8 @@
 
 /// `sql` with SQLite's placeholders numbered as PostgreSQL's: `?N` becomes `$N`, and the
 /// bare `?`s are numbered 1, 2, 3… in order, as sqlx binds them on SQLite (a statement uses
-/// one form or the other). Quoted strings, quoted identifiers and comments are left as they
-/// are.
+/// one form or the other: sqlx numbers bare ones apart from numbered ones, SQLite does not).
+/// Quoted strings, quoted identifiers and comments (`--`, `/* */`) are left as they are.
 pub fn to_postgres(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.char_indices().peekable();
@@ -28,6 +28,17 @@ pub fn to_postgres(sql: &str) -> String {
                     if inner == c {
                         break;
                     }
+                }
+            }
+            '/' if chars.peek().is_some_and(|&(_, next)| next == '*') => {
+                out.push(c);
+                let mut previous = ' ';
+                for (_, inner) in chars.by_ref() {
+                    out.push(inner);
+                    if previous == '*' && inner == '/' {
+                        break;
+                    }
+                    previous = inner;
                 }
             }
             '-' if chars.peek().is_some_and(|&(_, next)| next == '-') => {
@@ -75,6 +86,8 @@ mod tests {
             "json_set(d, '$.a?', $1) -- why?\nWHERE \"odd?\" = $2"
         );
         assert_eq!(to_postgres("'it''s ?' || ?"), "'it''s ?' || $1");
+        assert_eq!(to_postgres("SELECT /* a ? isn't one */ ?"), "SELECT /* a ? isn't one */ $1");
+        assert_eq!(to_postgres("a / ? * b"), "a / $1 * b");
         assert_eq!(to_postgres("a - -1 - ?"), "a - -1 - $1");
         assert_eq!(to_postgres("SELECT 'é?' || ?1"), "SELECT 'é?' || $1");
     }

@@ -18,6 +18,7 @@ pub mod testing;
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, Postgres};
@@ -47,8 +48,10 @@ pub enum Engine {
 pub enum Db {
     /// `control.db`.
     Sqlite(SqlitePool),
-    /// A PostgreSQL database.
-    Postgres(PgPool),
+    /// A PostgreSQL database, and this process's turn to write: a write transaction waits for
+    /// it before it takes a connection, so writers queued for the advisory lock never hold
+    /// every connection of the pool while readers wait.
+    Postgres(PgPool, Arc<tokio::sync::Mutex<()>>),
 }
 
 impl Db {
@@ -74,14 +77,14 @@ impl Db {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        Ok(Self::Postgres(pool))
+        Ok(Self::Postgres(pool, Arc::default()))
     }
 
     /// The engine it runs on.
     pub fn engine(&self) -> Engine {
         match self {
             Self::Sqlite(_) => Engine::Sqlite,
-            Self::Postgres(_) => Engine::Postgres,
+            Self::Postgres(..) => Engine::Postgres,
         }
     }
 
@@ -90,10 +93,11 @@ impl Db {
     pub async fn begin(&self) -> sqlx::Result<Tx> {
         match self {
             Self::Sqlite(pool) => Ok(Tx(Conn::Sqlite(pool.begin().await?))),
-            Self::Postgres(pool) => {
+            Self::Postgres(pool, turn) => {
+                let turn = turn.clone().lock_owned().await;
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
-                Ok(Tx(Conn::Postgres(tx)))
+                Ok(Tx(Conn::Postgres(tx, turn)))
             }
         }
     }
@@ -105,7 +109,7 @@ impl Db {
     ) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
             Self::Sqlite(pool) => migrations.run(pool).await,
-            Self::Postgres(pool) => migrations.run(pool).await,
+            Self::Postgres(pool, _) => migrations.run(pool).await,
         }
     }
 
@@ -113,7 +117,7 @@ impl Db {
     pub async fn close(&self) {
         match self {
             Self::Sqlite(pool) => pool.close().await,
-            Self::Postgres(pool) => pool.close().await,
+            Self::Postgres(pool, _) => pool.close().await,
         }
     }
 }
@@ -131,8 +135,8 @@ pub struct Tx(Conn);
 pub enum Conn {
     /// On `control.db`.
     Sqlite(sqlx::Transaction<'static, Sqlite>),
-    /// On PostgreSQL.
-    Postgres(sqlx::Transaction<'static, Postgres>),
+    /// On PostgreSQL, holding the process's turn to write until it ends.
+    Postgres(sqlx::Transaction<'static, Postgres>, tokio::sync::OwnedMutexGuard<()>),
 }
 
 impl Tx {
@@ -140,7 +144,7 @@ impl Tx {
     pub async fn commit(self) -> sqlx::Result<()> {
         match self.0 {
             Conn::Sqlite(tx) => tx.commit().await,
-            Conn::Postgres(tx) => tx.commit().await,
+            Conn::Postgres(tx, _) => tx.commit().await,
         }
     }
 
@@ -148,7 +152,7 @@ impl Tx {
     pub async fn rollback(self) -> sqlx::Result<()> {
         match self.0 {
             Conn::Sqlite(tx) => tx.rollback().await,
-            Conn::Postgres(tx) => tx.rollback().await,
+            Conn::Postgres(tx, _) => tx.rollback().await,
         }
     }
 }
@@ -158,7 +162,7 @@ impl Conn {
     pub fn engine(&self) -> Engine {
         match self {
             Self::Sqlite(_) => Engine::Sqlite,
-            Self::Postgres(_) => Engine::Postgres,
+            Self::Postgres(..) => Engine::Postgres,
         }
     }
 }
@@ -348,7 +352,7 @@ macro_rules! run {
                 let $result = $self.sqlite().$method(pool).await?;
                 $map
             }
-            On::Db(Db::Postgres(pool)) => {
+            On::Db(Db::Postgres(pool, _)) => {
                 let $result = $self.postgres().$method(pool).await?;
                 $map
             }
@@ -356,7 +360,7 @@ macro_rules! run {
                 let $result = $self.sqlite().$method(&mut **tx).await?;
                 $map
             }
-            On::Tx(Conn::Postgres(tx)) => {
+            On::Tx(Conn::Postgres(tx, _)) => {
                 let $result = $self.postgres().$method(&mut **tx).await?;
                 $map
             }

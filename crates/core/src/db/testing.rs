@@ -27,7 +27,8 @@ static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 pub async fn postgres_database() -> Option<String> {
     let base = match std::env::var("SILO_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
-        _ => match CLUSTER.get_or_init(start) {
+        // A start can lose the race for its free port to another process: tried again.
+        _ => match CLUSTER.get_or_init(|| start().or_else(|_| start())) {
             Ok(cluster) => cluster.url.clone(),
             Err(why) => {
                 if std::env::var("SILO_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
@@ -154,7 +155,7 @@ fn start() -> Result<Cluster, String> {
         .map_err(|e| e.to_string())?
         .port();
     let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
         dir.display()
     );
     let pg_ctl = bin.join("pg_ctl");
