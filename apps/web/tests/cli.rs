@@ -97,6 +97,7 @@ fn regions_come_from_config_and_env() {
     let out = Command::new(env!("CARGO_BIN_EXE_silo"))
         .args(["tenant", "create", "yankee", "--region", "us", "--json"])
         .env("SILO_DATA_DIR", d)
+        .envs(common::control_env(d))
         .env("SILO_REGIONS__US__ROOT", &us)
         .current_dir(d)
         .output()
