@@ -212,3 +212,27 @@ async fn a_nul_character_is_refused_in_words_on_postgres() {
     assert_eq!(tenant["name"], "acme", "nothing changed: {tenant}");
     server.stop().await.unwrap();
 }
+
+/// A running server renews its heartbeat (every second here), so it stays live however long
+/// it runs; a clean stop removes its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_server_renews_its_heartbeat_and_leaves_at_its_stop() {
+    let Some(url) = postgres_database().await else { return };
+    let control = url.clone();
+    let server = TestServer::start_with(move |s| {
+        s.fleet.control.url = Some(Secret::new(url));
+        s.fleet.cluster.heartbeat_seconds = 1;
+    })
+    .await
+    .unwrap();
+    let nodes = server.tenancy.nodes();
+    let (registered, _) = nodes.list().await.unwrap().remove(0);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (renewed, _) = nodes.list().await.unwrap().remove(0);
+    assert_eq!(renewed.started_at, registered.started_at);
+    assert!(renewed.heartbeat_at > registered.heartbeat_at, "renewed: {registered:?} → {renewed:?}");
+    server.stop().await.unwrap();
+    let control = db::Db::postgres(&control, 1).await.unwrap();
+    let left: i64 = db::query_scalar("SELECT count(*) FROM nodes").fetch_one(&control).await.unwrap();
+    assert_eq!(left, 0, "a clean stop leaves");
+}
