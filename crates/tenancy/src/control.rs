@@ -773,7 +773,8 @@ impl ControlPlane {
         if !from.contains(&current.status) {
             return Err(Error::InvalidTransition {
                 tenant: current.slug.to_string(),
-                action,
+                // The words (`resume`), not the audit log's name for it (`tenant.resume`).
+                action: action.strip_prefix("tenant.").unwrap_or(action),
                 status: current.status.to_string(),
             });
         }

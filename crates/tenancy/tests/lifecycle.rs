@@ -121,6 +121,7 @@ async fn suspend_resume_delete_purge() {
     assert!(matches!(f.tenancy.db(tenant.id).await.unwrap_err().root(), Error::Suspended(_)));
     let again = f.tenancy.tenants().suspend(&slug("cycle"), "op").await.unwrap_err();
     assert!(matches!(again, Error::InvalidTransition { .. }), "{again}");
+    assert_eq!(again.to_string(), "cannot suspend tenant `cycle`: it is suspended");
     drop(held);
 
     f.tenancy.tenants().resume(&slug("cycle"), "op").await.unwrap();
