@@ -1097,3 +1097,30 @@ async fn invitations_cannot_bomb_an_address_or_relay_mail() {
     assert_eq!(sent, 10, "the workspace's hour of invitations");
     server.stop().await.unwrap();
 }
+
+/// A NUL character (which no page sends, and PostgreSQL's text cannot keep) is refused at the
+/// edge, in a form and in a JSON body, on either engine: 422 in words, nothing created.
+#[tokio::test]
+async fn a_nul_character_in_a_form_or_a_body_is_refused_and_changes_nothing() {
+    let server = TestServer::start().await.unwrap();
+    let visitor = server.visitor();
+    let fields = [
+        ("email", "eve@example.com"),
+        ("name", "E\u{0}ve"),
+        ("password", PASSWORD),
+        ("workspace", "W\u{0}s"),
+        ("slug", "eves"),
+    ];
+    let refused = visitor.submit("/signup", "/signup", &fields).await.unwrap();
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("NUL character"), "{}", refused.body);
+    assert!(server.last_email("eve@example.com").await.is_err(), "no confirmation was sent");
+    let api = ApiClient::new(server.addr, Some(&server.operator_token("ops@example.com").await.unwrap()));
+    let (status, body) = api
+        .call("POST", "/tenants", Some(serde_json::json!({ "slug": "acme", "name": "A\u{0}" })))
+        .await
+        .unwrap();
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("name")), "{body}");
+    assert_eq!(api.call("GET", "/tenants/acme", None).await.unwrap().0, 404, "nothing was created");
+    server.stop().await.unwrap();
+}

@@ -121,6 +121,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 );
                 return Err(csrf_failure().into());
             }
+            // No page sends a NUL character (a hand-made request does): refused before any
+            // field reaches a control-plane column that cannot keep it.
+            if form_urlencoded::parse(&body).any(|(name, value)| name.contains('\0') || value.contains('\0'))
+            {
+                return Err(crate::api::input::nul_refused().into());
+            }
             // Only a hand-made request lacks a field the page's form always sends: said in
             // words, the parser's kept for the log.
             let form = serde_urlencoded::from_bytes(&body).map_err(|e| {

@@ -43,9 +43,35 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 return Err(ApiError(Failure::invalid("The body must be a JSON object.")).into());
             }
             whole_numbers(&mut value);
+            if let Some(field) = holding_nul(&value, "") {
+                return Err(ApiError(nul_refused().on_field(field)).into());
+            }
             serde_path_to_error::deserialize(value).map(Body).map_err(|e| ApiError(refused(&e)).into())
         })
     }
+}
+
+/// The first field (its path) whose text holds a NUL character, which no text column keeps
+/// (PostgreSQL's cannot; in SQLite's it would cut names short for most readers).
+fn holding_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    let at = |name: &str| if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => {
+            Some(if path.is_empty() { ".".into() } else { path.into() })
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, item)| holding_nul(item, &at(&i.to_string())))
+        }
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(name, item)| {
+            if name.contains('\0') { Some(at(name)) } else { holding_nul(item, &at(name)) }
+        }),
+        _ => None,
+    }
+}
+
+/// The refusal of a NUL character, on the API and in forms.
+pub(crate) fn nul_refused() -> Failure {
+    Failure::invalid("This text holds a NUL character, which cannot be stored: remove it and try again.")
 }
 
 /// Numbers without a fraction written as decimals (`7.0`) as the integers they are: JSON Schema

@@ -16,7 +16,7 @@
 //! routes, [`Routes`]).
 
 mod auth;
-mod input;
+pub(crate) mod input;
 mod jobs;
 mod people;
 mod privacy;
