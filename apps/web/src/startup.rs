@@ -83,13 +83,26 @@ impl Application {
         // finds the socket (and waits in its backlog until the server accepts).
         let socket = crate::cli::remote::bind(&data_dir)?;
         let tenancy = crate::schema::open(settings.fleet.clone()).await?;
-        // One server per control plane (see silo_tenancy::nodes): refused here when another
-        // one's heartbeat is fresh.
+        // One server per control plane unless they run as a cluster (see silo_tenancy::nodes):
+        // refused here when another one's heartbeat is fresh.
         let node = settings.fleet.cluster.node_name();
         let advertise =
             settings.fleet.cluster.advertise.clone().or_else(|| settings.server.public_url.clone());
         let advertise = advertise.unwrap_or_else(|| format!("http://{addr}"));
-        tenancy.nodes().register(&node, &advertise).await?;
+        let cluster = settings.fleet.cluster.secret().is_some();
+        if cluster
+            && settings.fleet.backup.master_key.is_none()
+            && settings.fleet.backup.master_key_file.is_none()
+        {
+            anyhow::bail!(
+                "the servers of a cluster restore each other's tenants from the store, so they share one master key: \
+                 set `[backup] master_key` (or SILO_MASTER_KEY, or `master_key_file`) to the same key on each"
+            );
+        }
+        let data_id = silo_tenancy::nodes::data_id(&data_dir)?;
+        tenancy.nodes().register(&node, &advertise, &data_id, cluster).await?;
+        // On PostgreSQL this server owns the tenants it serves (silo_tenancy::ownership).
+        tenancy.own(&node, &data_id).await?;
         let accounts = Accounts::new(tenancy.clone(), settings.accounts());
         let billing = settings.billing(accounts.clone());
         tracing::info!(

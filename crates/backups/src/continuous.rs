@@ -181,8 +181,21 @@ impl Backups {
         let Some(log) = self.logs().get(tenant_id) else { return Ok(Shipped::default()) };
         let _shipping = log.shipping().await;
         let tenant = match self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)).await {
-            Ok(tenant) => tenant,
+            Ok(tenant) => {
+                let mut remembered = self.state.shipping.lock();
+                let key = remembered.remove(&tenant_id).and_then(|(_, key)| key);
+                remembered.insert(tenant_id, (tenant.clone(), key));
+                tenant
+            }
             Err(Error::NotFound(_)) => return Ok(Shipped::default()),
+            // The control plane cannot be reached: what was committed under the lease still
+            // goes to the store (a server taking the tenant over restores it from there).
+            Err(e) if e.kind() == silo_core::ErrorKind::Unavailable => {
+                match self.state.shipping.lock().get(&tenant_id) {
+                    Some((tenant, _)) => tenant.clone(),
+                    None => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         };
         if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
@@ -232,7 +245,7 @@ impl Backups {
     }
 
     async fn store_segment_in(&self, tenant: &Tenant, chain: &Chain, commits: &[TimedCommit]) -> Result<()> {
-        let key = self.data_key(tenant, true).await?;
+        let key = self.shipping_key(tenant).await?;
         let (first, last) = (commits[0].at_ms, commits[commits.len() - 1].at_ms);
         let object = segment_key(tenant.id, &chain.backup, chain.next_seq, first, last);
         let context = segment_context(tenant.id, &chain.backup, chain.next_seq);
@@ -242,6 +255,21 @@ impl Backups {
             .expect("sealing a segment panicked")?;
         self.store().await?.store().put(&object, packed.bytes).await?;
         Ok(())
+    }
+
+    /// The tenant's data key for a segment, or the one remembered while the control plane
+    /// cannot be reached.
+    async fn shipping_key(&self, tenant: &Tenant) -> Result<silo_storage::crypto::DataKey> {
+        match self.data_key(tenant, true).await {
+            Err(e) if e.kind() == silo_core::ErrorKind::Unavailable => {
+                let remembered = self.state.shipping.lock().get(&tenant.id).and_then(|(_, key)| key.clone());
+                match remembered {
+                    Some(wrapped) => self.unwrap_key(tenant, &wrapped).await,
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Checkpoints the log once it is long and wholly shipped (holding the connection, so no

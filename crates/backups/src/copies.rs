@@ -21,7 +21,14 @@ pub(crate) struct State {
     pub(crate) control_copies: control_copies::ControlCopies,
     /// What the backup scheduler last did.
     pub(crate) scheduler_status: parking_lot::Mutex<scheduler::SchedulerStatus>,
+    /// What shipping needs of each tenant it shipped (its row, its wrapped data key), read
+    /// from the control plane and remembered: commits made under this server's lease still
+    /// reach the store while the control plane cannot be reached (see `continuous`).
+    pub(crate) shipping: parking_lot::Mutex<std::collections::HashMap<TenantId, Remembered>>,
 }
+
+/// A tenant's row and its wrapped data key, as shipping last read them.
+pub(crate) type Remembered = (Tenant, Option<Vec<u8>>);
 
 impl State {
     /// The fleet's state, registered on first use.
@@ -45,6 +52,7 @@ impl Copies for State {
     ) -> BoxFuture<'a, Result<serde_json::Value>> {
         Box::pin(async move {
             let backups = Backups::of(fleet);
+            self.shipping.lock().remove(&tenant);
             let catalogued = backups.of_tenant(tenant).await?.len();
             let objects = backups.delete_tenant_objects(tenant).await?;
             Ok(serde_json::json!({
@@ -88,6 +96,14 @@ impl Copies for State {
                 tracing::warn!(error = %e, "continuous backup: the last change of control.db did not reach the store");
             }
         })
+    }
+
+    fn can_restore<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(!Backups::of(fleet).of_tenant(tenant.id).await?.is_empty()) })
+    }
+
+    fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Backups::of(fleet).take_over(tenant).await })
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

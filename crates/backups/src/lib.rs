@@ -226,7 +226,14 @@ impl Backups {
             }
             None => return Err(Error::KeyDestroyed(tenant.slug.to_string())),
         };
-        backups.master.unwrap_key(&wrapped).map_err(|_| {
+        // Remembered for shipping while the control plane cannot be reached (`continuous`).
+        self.state.shipping.lock().insert(tenant.id, (tenant.clone(), Some(wrapped.clone())));
+        self.unwrap_key(tenant, &wrapped).await
+    }
+
+    /// Unwraps a tenant's data key with the master key.
+    async fn unwrap_key(&self, tenant: &Tenant, wrapped: &[u8]) -> Result<DataKey> {
+        self.store().await?.master.unwrap_key(wrapped).map_err(|_| {
             Error::Config(format!(
                 "the data key of tenant `{}` cannot be unwrapped: wrong master key (SILO_MASTER_KEY or backup.master_key_file)",
                 tenant.slug
@@ -394,10 +401,13 @@ impl Backups {
         run
     }
 
-    /// Every live (active or suspended) tenant.
+    /// Every live (active or suspended) tenant this server serves (each server of a cluster
+    /// backs up its own).
     pub async fn live_tenants(&self) -> Result<Vec<Tenant>> {
         let mut tenants = self.fleet.control().live().await?;
-        tenants.retain(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended));
+        tenants.retain(|t| {
+            matches!(t.status, TenantStatus::Active | TenantStatus::Suspended) && self.fleet.is_here(t.id)
+        });
         Ok(tenants)
     }
 

@@ -130,6 +130,20 @@ impl Backups {
         Ok(run)
     }
 
+    /// Restores a tenant this server takes over from one that stopped (see
+    /// `silo_tenancy::ownership`): whatever file of it is here is stale, the store's newest
+    /// snapshot and chain are the tenant.
+    pub(crate) async fn take_over(&self, tenant: &Tenant) -> Result<()> {
+        let path = self.fleet.tenant_path(tenant)?;
+        create_parent(&path)?;
+        sqlite::remove_database_files(&path).await?;
+        self.adopt_newest_snapshot(tenant).await?;
+        let restored =
+            self.restore_to(&TenantRef::Id(tenant.id), &self.fleet.control().now(), None, "failover").await?;
+        tracing::info!(tenant = %tenant.id, commits_replayed = restored.commits_replayed, reached = ?restored.reached, "restored from the store");
+        Ok(())
+    }
+
     async fn recover_tenant(&self, tenant: &Tenant, actor: &str) -> Result<(super::restore::Restored, bool)> {
         let path = self.fleet.tenant_path(tenant)?;
         // A region on another volume may have survived: its file is newer than the store.
@@ -143,12 +157,7 @@ impl Backups {
             ));
         }
         let adopted = self.adopt_newest_snapshot(tenant).await?;
-        let dir = path.parent().expect("a database path has a parent directory");
-        std::fs::create_dir_all(dir).map_err(|e| silo_storage::Error::Io {
-            action: "create directory",
-            path: dir.to_owned(),
-            source: e,
-        })?;
+        create_parent(&path)?;
         let restored =
             self.restore_to(&TenantRef::Id(tenant.id), &self.fleet.control().now(), None, actor).await?;
         Ok((restored, adopted))
@@ -210,4 +219,15 @@ impl Backups {
         tracing::info!(tenant = %tenant.id, backup = %id, "a snapshot newer than the control plane's copy was catalogued");
         Ok(true)
     }
+}
+
+/// Creates the directory a tenant's file goes in.
+fn create_parent(path: &std::path::Path) -> Result<()> {
+    let dir = path.parent().expect("a database path has a parent directory");
+    std::fs::create_dir_all(dir).map_err(|e| silo_storage::Error::Io {
+        action: "create directory",
+        path: dir.to_owned(),
+        source: e,
+    })?;
+    Ok(())
 }

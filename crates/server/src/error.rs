@@ -265,6 +265,12 @@ impl From<Error> for Failure {
                 )
                 .retry_after(std::time::Duration::from_secs(5))
             }
+            // A server of a cluster that may not serve the tenant now: its own words (which
+            // server has it, or that this one lost its lease), and a short wait.
+            ErrorKind::Unavailable if matches!(root, Error::Elsewhere { .. } | Error::NotServing(_)) => {
+                Self::new(S::SERVICE_UNAVAILABLE, "unavailable", format!("{root}; retry in a moment."))
+                    .retry_after(std::time::Duration::from_secs(2))
+            }
             ErrorKind::Unavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",

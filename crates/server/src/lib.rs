@@ -16,6 +16,8 @@
 //!   builds (from configuration only); [`hosts`]: workspaces on their own host, and
 //!   [`handoff`] of a session to them.
 //!
+//! - [`cluster`]: requests for a tenant another server of the cluster owns, forwarded there.
+//!
 //! - [`when`]: times as people read them (the templates' `when` and `day`); `agent`: a browser's
 //!   `User-Agent` in words.
 //! - [`settings`]: `[server]`; [`logging`]: the process's log output (the lines it could not
@@ -26,6 +28,7 @@
 mod agent;
 mod api;
 pub mod client;
+pub mod cluster;
 pub mod csrf;
 pub mod devices;
 pub mod downloads;
@@ -108,6 +111,10 @@ pub fn start(
         tracing::info!(%addr, "metrics listening");
     }
     let csp = content_security_policy(&links);
+    let forwarder = match billing.tenancy().settings().cluster.secret() {
+        Some(secret) => Some(web::Data::new(cluster::Forwarder::new(secret.clone())?)),
+        None => None,
+    };
     let state = web::Data::new(AppState::new(billing, web_settings, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -119,6 +126,8 @@ pub fn start(
         let csp = csp.clone();
         let (app, openapi) = App::new()
             .app_data(state.clone())
+            // `Option<Data<Forwarder>>`: `None` outside a cluster (see `cluster::forward`).
+            .app_data(forwarder.clone())
             // Forms are read whole by the CSRF extractor (`web::Bytes`, bounded by the payload
             // config, not the form config): both at 64 KiB. The API's JSON has its own limit.
             .app_data(web::FormConfig::default().limit(csrf::FORM_LIMIT))
@@ -183,6 +192,9 @@ pub fn start(
                     Ok(response)
                 }
             })
+            // Requests for tenants other servers of the cluster own go there (after a workspace
+            // host's path is rewritten into its workspace).
+            .wrap(actix_web::middleware::from_fn(cluster::forward))
             .wrap_fn(|mut req, service| {
                 // The metrics listener serves `/metrics` only; workspace hosts are rewritten
                 // into their workspace or sent to the main host (see `hosts`).

@@ -68,13 +68,18 @@ pub struct ClusterSettings {
     /// Where the other servers and load balancers reach it, e.g. `http://10.0.0.5:8080`
     /// (default: `server.public_url`, else the address it listens on).
     pub advertise: Option<String>,
-    /// Seconds between heartbeats; a server silent for three is gone.
+    /// Seconds between heartbeats; a server silent for three is gone, and its lease (three
+    /// heartbeats) lets other servers take its tenants over.
     pub heartbeat_seconds: u64,
+    /// Shared by every server of a cluster: authenticates the requests one forwards to
+    /// another. Set, several servers may share a PostgreSQL control plane (each serving the
+    /// tenants it owns); unset, a control plane has one server.
+    pub secret: Option<Secret>,
 }
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        Self { node: None, advertise: None, heartbeat_seconds: 5 }
+        Self { node: None, advertise: None, heartbeat_seconds: 5, secret: None }
     }
 }
 
@@ -93,6 +98,16 @@ impl ClusterSettings {
     /// The time between heartbeats.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_seconds.max(1))
+    }
+
+    /// A server's lease on its tenants: three heartbeats.
+    pub fn lease(&self) -> Duration {
+        self.heartbeat() * 3
+    }
+
+    /// The cluster's shared secret, when set (an empty one is none).
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref().filter(|s| !s.expose().trim().is_empty())
     }
 }
 

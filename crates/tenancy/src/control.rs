@@ -22,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use silo_storage::RegionName;
 
+use crate::ownership::Ownership;
 use crate::{Error, Members, Result};
 use silo_core::db::{self, Db};
 use silo_core::ids::{TenantId, TenantRef, TenantSlug};
@@ -344,6 +345,9 @@ pub struct ControlPlane {
     /// `None` on PostgreSQL.
     inline: Option<Arc<inline::InlineReaders>>,
     clock: silo_core::ProcessClock,
+    /// This server's tenants, once it owns tenants (`silo serve` on PostgreSQL; see
+    /// [`crate::ownership`]). Shared by every clone.
+    ownership: Arc<std::sync::OnceLock<Arc<Ownership>>>,
 }
 
 impl ControlPlane {
@@ -379,7 +383,8 @@ impl ControlPlane {
         migrations.run(&write).await?;
         let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let (read, write) = (Db::Sqlite(read), Db::Sqlite(write));
-        Ok(Self { read, write, inline: Some(Arc::new(inline::InlineReaders::new(path))), clock })
+        let inline = Some(Arc::new(inline::InlineReaders::new(path)));
+        Ok(Self { read, write, inline, clock, ownership: Arc::default() })
     }
 
     /// Connects to the control plane on PostgreSQL at `url` (at most `connections`
@@ -410,7 +415,7 @@ impl ControlPlane {
             ));
         }
         db.migrate(migrations).await?;
-        Ok(Self { read: db.clone(), write: db, inline: None, clock })
+        Ok(Self { read: db.clone(), write: db, inline: None, clock, ownership: Arc::default() })
     }
 
     /// Whether the control plane is the embedded `control.db` (not PostgreSQL).
@@ -686,6 +691,7 @@ impl ControlPlane {
         let now = self.now();
         let mut tx = self.write.begin().await?;
         insert_tenant_in(&mut tx, &now, new, actor).await?;
+        self.claim_in(&mut tx, new.id).await?;
         if let Some((members, user_id, role)) = founder {
             members.add_founder(&mut tx, &now, new.id, user_id, role).await?;
             let detail = serde_json::json!({ "user": user_id, "role": role });
@@ -693,7 +699,37 @@ impl ControlPlane {
         }
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
+        self.claimed(new.id);
         Ok(tenant)
+    }
+
+    /// This server's tenants, when it owns tenants (see [`crate::ownership`]).
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.ownership.get()
+    }
+
+    /// From now on this server owns tenants (once, at `silo serve`'s start on PostgreSQL).
+    pub(crate) fn set_ownership(&self, ownership: Arc<Ownership>) {
+        let _ = self.ownership.set(ownership);
+    }
+
+    /// A tenant provisioned here belongs to this server, in the transaction that inserts it.
+    async fn claim_in(&self, tx: &mut db::Tx, id: TenantId) -> Result<()> {
+        if let Some(ownership) = self.ownership() {
+            db::query("INSERT INTO tenant_owners (tenant_id, node, fence) VALUES (?1, ?2, 1)")
+                .bind(id.to_string())
+                .bind(ownership.node())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// After [`ControlPlane::claim_in`] committed.
+    fn claimed(&self, id: TenantId) {
+        if let Some(ownership) = self.ownership() {
+            ownership.settle(id, 1);
+        }
     }
 
     /// Inserts a tenant restored from `source`'s backup, with `source`'s members (copied by
@@ -712,6 +748,7 @@ impl ControlPlane {
         let now = self.now();
         let mut tx = self.write.begin().await?;
         insert_tenant_in(&mut tx, &now, new, actor).await?;
+        self.claim_in(&mut tx, new.id).await?;
         // Held until an operator releases it: its members are copied (an erasure of one of
         // them must reach this file too), but they see nothing of it meanwhile.
         db::query("UPDATE tenants SET status = 'suspended', held = TRUE WHERE id = ?")
@@ -725,6 +762,7 @@ impl ControlPlane {
         silo_core::audit::record(&mut tx, &now, actor, "tenant.restore", Some(new.id), &detail).await?;
         let tenant = fetch_in(&mut tx, new.id).await?;
         tx.commit().await?;
+        self.claimed(new.id);
         Ok(tenant)
     }
 

@@ -2,7 +2,8 @@
 //! (`silo-backups`: the backup store and its catalogue, continuous backup, the copies of
 //! `control.db`). A purge must reach every copy (and the catalogue's rows and the data key), an
 //! erasure must replace `control.db`'s copies, a migration may want a backup first, and a stop
-//! must let the last commits reach the store — but the store and its catalogue belong to the
+//! must let the last commits reach the store, a server taking a tenant over from one that
+//! stopped restores it from the store — but the store and its catalogue belong to the
 //! crate that runs them, so the fleet calls the [`Copies`] that crate registers
 //! ([`crate::Tenancy::copies_or_register`]). A purge or an erasure in a process without it is
 //! refused: the copies would keep what they remove.
@@ -41,6 +42,14 @@ pub trait Copies: Send + Sync + 'static {
     /// At a stop, once the handles are closed (`all_closed`: every one of them): what is not
     /// in the store yet goes there.
     fn at_stop<'a>(&'a self, fleet: &'a Tenancy, all_closed: bool) -> BoxFuture<'a, ()>;
+
+    /// Whether the store holds a copy of `tenant` to restore it from (taking a tenant over
+    /// from a server that stopped needs one).
+    fn can_restore<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<bool>>;
+
+    /// Restores `tenant`'s file on this server from the store, to its last commit there (a
+    /// takeover: the server that had it stopped).
+    fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<()>>;
 
     /// The registered value itself (the registering crate finds its state again).
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;

@@ -25,6 +25,21 @@ pub enum Error {
     /// The tenant is held by a file operation (lease); retry shortly.
     #[error("tenant `{0}` is temporarily unavailable (a file operation holds it); retry shortly")]
     Unavailable(String),
+    /// Another server of the cluster owns the tenant (and its lease is current).
+    #[error("tenant `{tenant}` is served by node `{node}` ({advertise})")]
+    Elsewhere {
+        /// The tenant's slug.
+        tenant: String,
+        /// The server that owns it.
+        node: String,
+        /// Where that server is reached.
+        advertise: String,
+    },
+
+    /// This server may not serve the tenant now (its lease with the control plane lapsed, or
+    /// the tenant has no server yet): 503, retry.
+    #[error("{0}")]
+    NotServing(String),
     /// The tenant was deleted.
     #[error("tenant `{0}` has been deleted")]
     Gone(String),
@@ -161,7 +176,7 @@ impl Error {
             Error::Gone(_) | Error::KeyDestroyed(_) | Error::LinkGone(_) => ErrorKind::Gone,
             Error::DiskLow(_) => ErrorKind::DiskFull,
             Error::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
-            Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Unavailable(_) | Error::Elsewhere { .. } | Error::NotServing(_) => ErrorKind::Unavailable,
             Error::Overloaded(_) => ErrorKind::Overloaded,
             Error::AllowanceUsed { .. } => ErrorKind::Throttled,
             Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,

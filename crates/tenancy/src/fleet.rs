@@ -77,11 +77,16 @@ impl Fleet {
         self.0.control().quarantined(limit).await
     }
 
-    /// The tenants a fleet migration covers: one tenant, or every active and suspended one.
+    /// The tenants a fleet migration covers: one tenant, or every active and suspended one
+    /// this server serves (each server of a cluster migrates its own).
     pub async fn targets(&self, only: Option<&TenantRef>) -> Result<Vec<Tenant>> {
         match only {
             Some(tenant) => Ok(vec![self.0.tenant(tenant).await?]),
-            None => self.0.control().live().await,
+            None => {
+                let mut tenants = self.0.control().live().await?;
+                tenants.retain(|t| self.0.is_here(t.id));
+                Ok(tenants)
+            }
         }
     }
 

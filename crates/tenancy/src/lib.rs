@@ -29,8 +29,9 @@
 //!   ([`ControlPlane::now`]); [`directory`]: remembered answers
 //!   ([`directory::Memo`]). Ids and time are `silo-core`'s.
 //! - [`privacy`]: personal-data manifests (what erasure does with each column).
-//! - [`nodes`]: [`nodes::Nodes`] — the servers of the control plane, their heartbeats, one
-//!   server per control plane until Silo runs as a cluster.
+//! - [`nodes`]: [`nodes::Nodes`] — the servers of the control plane and their heartbeats;
+//!   [`ownership`]: which server serves each tenant, the servers' leases and fencing,
+//!   takeovers.
 //! - [`config`]: the fleet's settings (read by `silo-core`'s loader); [`process_lock`]: one server per data
 //!   directory; `error`: [`Error`] (the fleet's; the layers above wrap it) and [`Error::kind`].
 
@@ -48,6 +49,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod members;
 pub mod nodes;
+pub mod ownership;
 pub mod privacy;
 pub mod process_lock;
 pub mod query;
@@ -339,12 +341,17 @@ impl Tenancy {
 
     /// The open handle of an active tenant.
     pub async fn db(&self, id: TenantId) -> Result<Arc<TenantDb>> {
+        if self.control().ownership().is_some() {
+            let tenant = self.control().tenant_by_id(id).await?;
+            return self.db_for(&tenant).await;
+        }
         self.inner.cache.get(id).await
     }
 
     /// The open handle of a tenant the caller has just looked up (by [`Tenancy::resolve`]): a
     /// cache miss trusts that row instead of reading the control plane again.
     pub async fn db_for(&self, tenant: &Tenant) -> Result<Arc<TenantDb>> {
+        self.serve(tenant).await?;
         self.inner.cache.get_known(tenant).await
     }
 

@@ -1,13 +1,15 @@
-//! The servers that use this control plane (the `nodes` table, migration 0018): each
+//! The servers that use this control plane (the `nodes` table, migrations 0018–0019): each
 //! `silo serve` registers under its node name (`[cluster] node`) when it starts, renews its
 //! heartbeat while it runs, and leaves when it stops. One whose heartbeat is older than three
 //! heartbeats is gone (a killed process leaves its row; it no longer counts).
 //!
-//! Until Silo runs several nodes, a control plane has one server: a second one, under another
-//! name, is refused while the first's heartbeat is fresh. On `control.db` the data
-//! directory's lock refuses it first; on PostgreSQL, servers on different machines could
-//! share the control plane but not the tenants' files, and this is what stops them. The same
-//! name may start again at once (a restart after a crash).
+//! On PostgreSQL the heartbeat is also the server's lease on its tenants (`expires_ms`, on the
+//! database's clock; see [`crate::ownership`]). Servers that share a `[cluster] secret` run as
+//! a cluster, each serving the tenants it owns; without one a control plane has one server: a
+//! second one, under another name, is refused while the first's heartbeat is fresh. Either
+//! way a name belongs to one data directory (`<data_dir>/node-id`): another machine starting
+//! under a name whose lease is current is refused. The same name on the same directory may
+//! start again at once (a restart after a crash).
 
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use crate::{Error, Result, Tenancy};
 /// Heartbeats a server may miss before it is gone.
 const MISSED: u32 = 3;
 
-/// A row of `nodes`.
+/// A row of `nodes` (what people see of it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Node {
     /// Its name (`[cluster] node`).
@@ -42,38 +44,62 @@ impl Nodes {
         self.0.settings().cluster.heartbeat() * MISSED
     }
 
-    /// Registers this server as `name`, reached at `advertise`; refused while another
-    /// server's heartbeat is fresh.
-    pub async fn register(&self, name: &str, advertise: &str) -> Result<()> {
+    /// Registers this server as `name` on the data directory `data_id`, reached at
+    /// `advertise`, in a cluster of servers (`cluster`) or alone; see the module.
+    pub async fn register(&self, name: &str, advertise: &str, data_id: &str, cluster: bool) -> Result<()> {
         let now = self.0.control().now();
         let mut tx = self.0.control().writer().begin().await?;
+        let db_now = db::now_ms(&mut tx).await?;
+        let twin: Option<Node> = db::query_as(
+            "SELECT name, advertise, started_at, heartbeat_at FROM nodes
+             WHERE name = ?1 AND data_id <> ?2 AND data_id <> '' AND expires_ms > ?3",
+        )
+        .bind(name)
+        .bind(data_id)
+        .bind(db_now)
+        .fetch_optional(&mut tx)
+        .await?;
+        // `control.db` lives in the data directory: no other directory can share it (a
+        // recovered copy carries the lost directory's row, which is this one's).
+        if let Some(twin) = twin.filter(|_| !self.0.control().is_embedded()) {
+            return Err(Error::Busy(format!(
+                "node name `{name}` is in use by a server on another data directory ({}), its last heartbeat at {}; \
+                 give each server its own `[cluster] node` (a replaced machine may take the name once that lease ran out)",
+                twin.advertise, twin.heartbeat_at
+            )));
+        }
         let other: Option<Node> = db::query_as(
-            "SELECT * FROM nodes WHERE name <> ?1 AND heartbeat_at > ?2 ORDER BY heartbeat_at DESC LIMIT 1",
+            "SELECT name, advertise, started_at, heartbeat_at FROM nodes
+             WHERE name <> ?1 AND heartbeat_at > ?2 ORDER BY heartbeat_at DESC LIMIT 1",
         )
         .bind(name)
         .bind(now.minus(self.expiry()))
         .fetch_optional(&mut tx)
         .await?;
-        if let Some(other) = other {
+        if let Some(other) = other
+            && !cluster
+        {
             return Err(Error::Busy(format!(
                 "another server uses this control plane: node `{}` ({}), its last heartbeat at {}; \
-                 one server per control plane until Silo runs as a cluster (give each server its own \
-                 control plane, or stop that one first)",
+                 servers share a control plane only as a cluster (set the same `[cluster] secret` on each), \
+                 otherwise give each server its own control plane, or stop that one first",
                 other.name, other.advertise, other.heartbeat_at
             )));
         }
         db::query(
-            "INSERT INTO nodes (name, advertise, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
+            "INSERT INTO nodes (name, advertise, started_at, heartbeat_at, expires_ms, data_id) VALUES (?1, ?2, ?3, ?3, ?4, ?5)
              ON CONFLICT (name) DO UPDATE SET advertise = excluded.advertise, started_at = excluded.started_at,
-                 heartbeat_at = excluded.heartbeat_at",
+                 heartbeat_at = excluded.heartbeat_at, expires_ms = excluded.expires_ms, data_id = excluded.data_id",
         )
         .bind(name)
         .bind(advertise)
         .bind(&now)
+        .bind(db_now + self.0.settings().cluster.lease().as_millis() as i64)
+        .bind(data_id)
         .execute(&mut tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(node = name, advertise, "registered with the control plane");
+        tracing::info!(node = name, advertise, cluster, "registered with the control plane");
         Ok(())
     }
 
@@ -96,7 +122,9 @@ impl Nodes {
     /// Every server registered, with whether it is live (its heartbeat fresh), by name.
     pub async fn list(&self) -> Result<Vec<(Node, bool)>> {
         let nodes: Vec<Node> =
-            db::query_as("SELECT * FROM nodes ORDER BY name").fetch_all(self.0.control().reader()).await?;
+            db::query_as("SELECT name, advertise, started_at, heartbeat_at FROM nodes ORDER BY name")
+                .fetch_all(self.0.control().reader())
+                .await?;
         let fresh_after = self.0.control().now().minus(self.expiry());
         Ok(nodes
             .into_iter()
@@ -117,7 +145,11 @@ impl Nodes {
                 () = tokio::time::sleep(every) => {}
                 () = &mut stop => break,
             }
-            if let Err(e) = self.heartbeat(name).await {
+            let renewed = match self.0.control().ownership() {
+                Some(_) => self.0.renew_lease().await,
+                None => self.heartbeat(name).await,
+            };
+            if let Err(e) = renewed {
                 tracing::warn!(node = name, error = %e, "heartbeat to the control plane failed; retrying");
             }
         }
@@ -125,6 +157,25 @@ impl Nodes {
             tracing::warn!(node = name, error = %e, "leaving the control plane failed (the row expires)");
         }
     }
+}
+
+/// The data directory's identity (`<data_dir>/node-id`, made on first use): which directory a
+/// server registered from.
+pub fn data_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(silo_storage::Error::Io { action: "read", path, source: e }.into()),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::write(&path, format!("{id}\n")).map_err(|e| silo_storage::Error::Io {
+        action: "write",
+        path,
+        source: e,
+    })?;
+    Ok(id)
 }
 
 impl Tenancy {

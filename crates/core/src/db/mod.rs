@@ -181,6 +181,28 @@ impl std::ops::DerefMut for Tx {
     }
 }
 
+/// The database's clock, in milliseconds since the Unix epoch: on PostgreSQL, the one clock
+/// every server of a cluster compares leases against (`clock_timestamp()`); on `control.db`,
+/// which only this machine uses, its system clock. Deliberately not the process's clock (a
+/// test's `TestClock` moves by hand; leases run on real time).
+pub async fn now_ms<'e>(on: impl Into<On<'e>>) -> sqlx::Result<i64> {
+    let on = on.into();
+    let engine = match &on {
+        On::Db(db) => db.engine(),
+        On::Tx(conn) => conn.engine(),
+    };
+    match engine {
+        Engine::Sqlite => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)),
+        Engine::Postgres => {
+            query_scalar::<i64>("SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)")
+                .fetch_one(on)
+                .await
+        }
+    }
+}
+
 /// Where a statement runs: on a pool (a connection of its own) or inside a transaction.
 pub enum On<'e> {
     /// A connection from the pool, for this statement only.

@@ -110,6 +110,9 @@ pub struct TenantDb {
     /// Continuous backup's log of the file (and the file's path): read out before the
     /// connection closes.
     log: Option<(Arc<super::log::TenantLog>, std::path::PathBuf)>,
+    /// This server's lease on its tenants, when servers share the control plane: no statement
+    /// runs once it has lapsed (see [`crate::ownership`]).
+    deadline: Option<Arc<crate::ownership::Deadline>>,
 }
 
 impl std::fmt::Debug for TenantDb {
@@ -135,7 +138,14 @@ impl TenantDb {
             schema_version,
             registry,
             log: None,
+            deadline: None,
         }
+    }
+
+    /// Runs statements only while this server's lease holds.
+    pub(crate) fn with_deadline(mut self, deadline: Option<Arc<crate::ownership::Deadline>>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Follows the file's log for continuous backup (see [`super::log`]).
@@ -166,6 +176,7 @@ impl TenantDb {
 
     /// Runs `f` on the connection, inline: for a holder of a turn ([`Turn::call`]).
     fn call<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.check_lease()?;
         let mut conn = self.connection();
         f(&mut conn).map_err(|e| self.classify(&conn, e))
     }
@@ -176,6 +187,9 @@ impl TenantDb {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // No lease check here: this is work outside requests (shipping the commits made under
+        // the lease, backups, exports); only requests' statements must stop at the deadline
+        // (see `crate::ownership`), and another server never reads this copy of the file.
         let turn = self.turn().await;
         tokio::task::spawn_blocking(move || {
             let done = f(&mut turn.db.connection());
@@ -185,6 +199,18 @@ impl TenantDb {
         })
         .await
         .expect("work on a tenant's connection panicked")
+    }
+
+    /// Refuses once this server's lease lapsed: another server may own the tenant soon, and
+    /// two servers never write one tenant.
+    fn check_lease(&self) -> Result<()> {
+        match &self.deadline {
+            Some(deadline) if !deadline.holds() => Err(Error::NotServing(format!(
+                "tenant {}: this server has lost touch with the control plane; it serves the tenant again once its lease is renewed",
+                self.id
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// SQLite says `SQLITE_FULL` both when the file reached its plan's limit (`max_page_count`)

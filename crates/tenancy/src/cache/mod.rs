@@ -289,7 +289,8 @@ impl HandleCache {
             let clock = self.inner.control.clock().clone();
             let mut db =
                 TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry(), clock)
-                    .with_log(log.map(|log| (log, path.clone())));
+                    .with_log(log.map(|log| (log, path.clone())))
+                    .with_deadline(inner.control.ownership().map(|o| o.deadline()));
             match migrated {
                 Ok(outcome) => db.set_schema_version(outcome.version()),
                 Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
@@ -440,6 +441,14 @@ impl HandleCache {
         path: PathBuf,
         f: impl FnOnce(&mut rusqlite::Connection, bool) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if let Some(ownership) = self.inner.control.ownership()
+            && !ownership.holds(id)
+        {
+            return Err(Error::NotServing(format!(
+                "tenant {id} is not served by this server (node `{}`)",
+                ownership.node()
+            )));
+        }
         match self.owner(id).await? {
             Owner::Live(db) => db.call_owned(|conn| f(conn, true)).await,
             Owner::Free(reservation) => {

@@ -1,0 +1,473 @@
+//! Which server serves each tenant, when servers share a PostgreSQL control plane: the
+//! `tenant_owners` table (migration 0019) and this server's lease.
+//!
+//! **The rules.**
+//! - A tenant has one owner (`tenant_owners.node`); only the owner opens its file. A new tenant
+//!   belongs to the server that provisioned it (in the transaction that inserts it).
+//! - A server's lease is its row in `nodes`: `expires_ms`, on the database's clock, renewed
+//!   with every heartbeat ([`Ownership::renew`], one statement for all its tenants). Once it has
+//!   passed, another server may take the server's tenants over — one at a time, when it is
+//!   asked for one: it locks the owner's `nodes` row, checks the lease again, moves the tenant
+//!   to itself with `fence + 1`, and restores the file from the store (the registered
+//!   [`crate::Copies`]: the newest snapshot and its continuous chain).
+//! - A server writes its tenants only until `sent + 4/5 × lease` on its own monotonic clock,
+//!   where `sent` is when it sent its last successful renewal: the renewal's expiry was computed
+//!   later than that on the database's clock, so the server stops writing (every statement on a
+//!   tenant connection checks the deadline, `TenantDb::call`) a fifth of the lease before anyone
+//!   else may start. That fifth covers a statement already running at the deadline and clocks
+//!   that run at slightly different rates. A server cut off from PostgreSQL therefore refuses
+//!   its tenants (503) before they can be taken over, and serves them again once a renewal
+//!   succeeds — unless they were taken meanwhile: each renewal reads back the tenants the
+//!   server still owns, and those it lost are retired and their local files removed (the new
+//!   owner's copy is the tenant now).
+//! - The `fence` grows with every new owner, so a server whose remembered number differs from
+//!   the row's lost the tenant in between, even if it is the owner again.
+//!
+//! Only `silo serve` on PostgreSQL owns tenants ([`crate::Tenancy::own`]); on `control.db` one
+//! process owns the whole data directory (its lock) and none of this runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use silo_core::TenantId;
+use silo_core::db;
+
+use crate::{ControlPlane, Error, Result, Tenancy, Tenant};
+
+/// Where this server's monotonic milliseconds count from.
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Milliseconds on this process's monotonic clock.
+fn mono_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
+}
+
+/// Until when (this process's monotonic ms) the server may write its tenants' files; shared
+/// with every open handle (`TenantDb::call` checks it before each statement).
+#[derive(Debug, Default)]
+pub struct Deadline(AtomicU64);
+
+impl Deadline {
+    /// Whether the lease still covers now.
+    pub fn holds(&self) -> bool {
+        mono_ms() < self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How a server came to hold a tenant ([`Ownership::acquire`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// It was this server's already (its file here is the tenant's newest copy).
+    Held,
+    /// Taken over from a server whose lease ran out: the file must come from the store, and
+    /// the tenant is this server's to serve once [`Ownership::settle`] says so.
+    TakenOver {
+        /// The server it was taken from.
+        from: String,
+        /// The fence it was taken with.
+        fence: i64,
+    },
+}
+
+/// A tenant's owner, read by a server that does not hold it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// Its name.
+    pub node: String,
+    /// Where it is reached (`[cluster] advertise`).
+    pub advertise: String,
+}
+
+/// This server's tenants and its lease; see the module's documentation.
+#[derive(Debug)]
+pub struct Ownership {
+    node: String,
+    data_id: String,
+    lease: Duration,
+    deadline: Arc<Deadline>,
+    /// Tenant → the fence it was taken with.
+    held: parking_lot::RwLock<HashMap<TenantId, i64>>,
+    /// Taking a tenant over runs once at a time per tenant (striped by id).
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Ownership {
+    /// The ownership of the server `node` on the data directory `data_id`, whose lease lasts
+    /// `lease`. It holds nothing until its first [`Ownership::renew`].
+    pub fn new(node: &str, data_id: &str, lease: Duration) -> Self {
+        Self {
+            node: node.to_owned(),
+            data_id: data_id.to_owned(),
+            lease,
+            deadline: Arc::default(),
+            held: parking_lot::RwLock::default(),
+            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    /// This server's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The deadline every open handle checks.
+    pub fn deadline(&self) -> Arc<Deadline> {
+        self.deadline.clone()
+    }
+
+    /// Whether this server holds `tenant` (whether or not its lease is current).
+    pub fn holds(&self, tenant: TenantId) -> bool {
+        self.held.read().contains_key(&tenant)
+    }
+
+    /// Whether this server may serve `tenant` now: it holds it and its lease is current.
+    pub fn serves(&self, tenant: TenantId) -> bool {
+        self.deadline.holds() && self.holds(tenant)
+    }
+
+    /// How many tenants this server holds.
+    pub fn count(&self) -> usize {
+        self.held.read().len()
+    }
+
+    /// Renews this server's lease and reads back the tenants it owns; returns those it held
+    /// and no longer does (taken over while its lease had run out), which the caller retires.
+    pub async fn renew(&self, control: &ControlPlane) -> Result<Vec<TenantId>> {
+        let sent = mono_ms();
+        let writer = control.writer();
+        let now = db::now_ms(writer).await?;
+        let renewed =
+            db::query("UPDATE nodes SET expires_ms = ?3, heartbeat_at = ?4 WHERE name = ?1 AND data_id = ?2")
+                .bind(&self.node)
+                .bind(&self.data_id)
+                .bind(now + self.lease.as_millis() as i64)
+                .bind(control.now())
+                .execute(writer)
+                .await?;
+        if renewed.rows_affected() == 0 {
+            // Removed (a clean stop of a server of the same name?) or taken by another data
+            // directory: nothing here is this server's any more.
+            self.deadline.0.store(0, Ordering::Release);
+            return Err(Error::NotServing(format!(
+                "this server (node `{}`) is no longer registered with the control plane",
+                self.node
+            )));
+        }
+        // Read after the renewal: a takeover that committed before it is seen here, and none
+        // can commit after it until the lease runs out again.
+        let rows: Vec<(String, i64)> =
+            db::query_as("SELECT tenant_id, fence FROM tenant_owners WHERE node = ?1")
+                .bind(&self.node)
+                .fetch_all(control.reader())
+                .await?;
+        let owned: HashMap<TenantId, i64> =
+            rows.into_iter().filter_map(|(id, fence)| Some((id.parse().ok()?, fence))).collect();
+        let lost = {
+            let mut held = self.held.write();
+            let lost: Vec<TenantId> =
+                held.iter().filter(|(id, fence)| owned.get(id) != Some(fence)).map(|(id, _)| *id).collect();
+            *held = owned;
+            lost
+        };
+        self.deadline.0.store(sent + self.lease.as_millis() as u64 * 4 / 5, Ordering::Release);
+        Ok(lost)
+    }
+
+    /// Makes `tenant` this server's, when it is not held here: it is this server's already (a
+    /// restart, or provisioned here), it has no owner and its file is here (`file_here`: a
+    /// tenant from before ownership), or its owner's lease ran out (taken over: the caller
+    /// restores its file from the store, `can_take_over` having said the store has one).
+    /// Refused with [`Error::Elsewhere`] while another server holds it.
+    pub async fn acquire(
+        &self,
+        control: &ControlPlane,
+        tenant: &Tenant,
+        file_here: bool,
+        can_take_over: impl std::future::Future<Output = Result<bool>>,
+    ) -> Result<Acquired> {
+        let mut tx = control.writer().begin().await?;
+        let row: Option<(String, i64)> =
+            db::query_as("SELECT node, fence FROM tenant_owners WHERE tenant_id = ?1")
+                .bind(tenant.id.to_string())
+                .fetch_optional(&mut tx)
+                .await?;
+        let (acquired, fence) = match row {
+            Some((node, fence)) if node == self.node => (Acquired::Held, fence),
+            None if file_here => {
+                db::query("INSERT INTO tenant_owners (tenant_id, node, fence) VALUES (?1, ?2, 1)")
+                    .bind(tenant.id.to_string())
+                    .bind(&self.node)
+                    .execute(&mut tx)
+                    .await?;
+                (Acquired::Held, 1)
+            }
+            None => {
+                return Err(Error::NotServing(format!(
+                    "tenant `{}` has no server yet (the server that holds its file has not started); retry shortly",
+                    tenant.slug
+                )));
+            }
+            Some((node, fence)) => {
+                // Locked, so the owner's renewal waits for this transaction (and then reads
+                // back that it lost the tenant) rather than renewing under it.
+                let lease: Option<(i64, String)> =
+                    db::query_as("SELECT expires_ms, advertise FROM nodes WHERE name = ?1 FOR UPDATE")
+                        .bind(&node)
+                        .fetch_optional(&mut tx)
+                        .await?;
+                let now = db::now_ms(&mut tx).await?;
+                if let Some((expires, advertise)) = lease
+                    && expires > now
+                {
+                    return Err(Error::Elsewhere { tenant: tenant.slug.to_string(), node, advertise });
+                }
+                if !can_take_over.await? {
+                    return Err(Error::NotServing(format!(
+                        "tenant `{}`: its server `{node}` stopped and the backup store holds no copy of it yet; \
+                         it is served again when `{node}` is back",
+                        tenant.slug
+                    )));
+                }
+                db::query("UPDATE tenant_owners SET node = ?2, fence = ?3 WHERE tenant_id = ?1")
+                    .bind(tenant.id.to_string())
+                    .bind(&self.node)
+                    .bind(fence + 1)
+                    .execute(&mut tx)
+                    .await?;
+                (Acquired::TakenOver { from: node, fence: fence + 1 }, fence + 1)
+            }
+        };
+        tx.commit().await?;
+        // A tenant taken over is served once its file is restored (`settle`): until then
+        // requests for it wait for its stripe lock rather than open a stale or missing file.
+        if acquired == Acquired::Held {
+            self.settle(tenant.id, fence);
+        }
+        Ok(acquired)
+    }
+
+    /// `tenant` is this server's to serve, taken with `fence`.
+    pub fn settle(&self, tenant: TenantId, fence: i64) {
+        self.held.write().insert(tenant, fence);
+    }
+
+    /// Forgets `tenant` here until it is acquired again (its file is not on this disk).
+    pub fn forget(&self, tenant: TenantId) {
+        self.held.write().remove(&tenant);
+    }
+
+    /// The tenants this server holds.
+    pub fn held(&self) -> Vec<TenantId> {
+        self.held.read().keys().copied().collect()
+    }
+
+    /// Gives `tenant` back to `node` (a takeover whose restore failed: the tenant's newest
+    /// copy may still be on that server's disk).
+    pub async fn give_back(&self, control: &ControlPlane, tenant: TenantId, node: &str) -> Result<()> {
+        self.held.write().remove(&tenant);
+        db::query("UPDATE tenant_owners SET node = ?2, fence = fence + 1 WHERE tenant_id = ?1 AND node = ?3")
+            .bind(tenant.to_string())
+            .bind(node)
+            .bind(&self.node)
+            .execute(control.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// The owner of `tenant` as the control plane says now, if it has one whose lease is
+    /// current (else: this server may take it over).
+    pub async fn live_owner(&self, control: &ControlPlane, tenant: TenantId) -> Result<Option<Owner>> {
+        let owner: Option<(String, String, i64)> = db::query_as(
+            "SELECT o.node, n.advertise, n.expires_ms FROM tenant_owners o JOIN nodes n ON n.name = o.node
+             WHERE o.tenant_id = ?1",
+        )
+        .bind(tenant.to_string())
+        .fetch_optional(control.reader())
+        .await?;
+        let Some((node, advertise, expires)) = owner else { return Ok(None) };
+        let now = db::now_ms(control.reader()).await?;
+        Ok((expires > now).then_some(Owner { node, advertise }))
+    }
+
+    /// The stripe lock under which `tenant` is acquired (one takeover at a time).
+    pub(crate) async fn lock(&self, tenant: TenantId) -> tokio::sync::MutexGuard<'_, ()> {
+        let index = tenant.as_uuid().as_u128() as usize % self.stripes.len();
+        self.stripes[index].lock().await
+    }
+
+    /// Tenants with no owner whose files are here become this server's (at its start: those
+    /// provisioned before servers owned tenants). Returns how many.
+    pub async fn adopt(&self, control: &ControlPlane, here: impl Fn(&Tenant) -> bool) -> Result<usize> {
+        let unowned = db::query(
+            "SELECT t.* FROM tenants t WHERE t.status <> 'deleted'
+               AND NOT EXISTS (SELECT 1 FROM tenant_owners o WHERE o.tenant_id = t.id)",
+        )
+        .fetch_all(control.reader())
+        .await?
+        .iter()
+        .map(Tenant::from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let mine: Vec<&Tenant> = unowned.iter().filter(|t| here(t)).collect();
+        if mine.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = control.writer().begin().await?;
+        for tenant in &mine {
+            db::query("INSERT INTO tenant_owners (tenant_id, node, fence) VALUES (?1, ?2, 1) ON CONFLICT DO NOTHING")
+                .bind(tenant.id.to_string())
+                .bind(&self.node)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(mine.len())
+    }
+
+    /// The tenants other servers own: files of theirs still on this disk (taken over while
+    /// this server was away) are stale copies.
+    pub async fn owned_elsewhere(&self, control: &ControlPlane) -> Result<Vec<Tenant>> {
+        db::query("SELECT t.* FROM tenants t JOIN tenant_owners o ON o.tenant_id = t.id WHERE o.node <> ?1")
+            .bind(&self.node)
+            .fetch_all(control.reader())
+            .await?
+            .iter()
+            .map(Tenant::from_row)
+            .collect()
+    }
+}
+
+impl Tenancy {
+    /// From now on this server owns tenants as node `node` on the data directory `data_id`
+    /// (`silo serve` on PostgreSQL, once registered; nothing on `control.db`): tenants without an owner whose files are
+    /// here become its own, files here of tenants other servers own are removed (stale
+    /// copies), and its lease is renewed a first time. Returns how many tenants it holds.
+    pub async fn own(&self, node: &str, data_id: &str) -> Result<usize> {
+        if self.control().is_embedded() {
+            return Ok(0);
+        }
+        let ownership = Arc::new(Ownership::new(node, data_id, self.settings().cluster.lease()));
+        let control = self.control();
+        let adopted = ownership.adopt(control, |t| self.tenant_path(t).is_ok_and(|p| p.exists())).await?;
+        for tenant in ownership.owned_elsewhere(control).await? {
+            if let Ok(path) = self.tenant_path(&tenant)
+                && path.exists()
+            {
+                tracing::info!(tenant = %tenant.id, slug = %tenant.slug, "removing a stale copy: another server owns this tenant");
+                silo_storage::sqlite::remove_database_files(&path).await?;
+            }
+        }
+        control.set_ownership(ownership.clone());
+        ownership.renew(control).await?;
+        // Its own tenants whose files are not here (a new machine under the name of one that
+        // was replaced) come from the store when first asked for.
+        let mut missing = 0;
+        for id in ownership.held() {
+            let tenant = control.tenant_by_id(id).await?;
+            if !self.tenant_path(&tenant).is_ok_and(|p| p.exists()) {
+                ownership.forget(id);
+                missing += 1;
+            }
+        }
+        tracing::info!(node, held = ownership.count(), adopted, missing, "owning tenants");
+        Ok(ownership.count())
+    }
+
+    /// This server's tenants, when it owns tenants (see [`Tenancy::own`]).
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.control().ownership()
+    }
+
+    /// The owner of `tenant` whose lease is current, if it has one.
+    pub async fn live_owner(&self, tenant: TenantId) -> Result<Option<Owner>> {
+        match self.ownership() {
+            Some(ownership) => ownership.live_owner(self.control(), tenant).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Renews this server's lease (with its heartbeat); tenants it lost meanwhile are retired
+    /// and their files here removed.
+    pub async fn renew_lease(&self) -> Result<()> {
+        let Some(ownership) = self.control().ownership() else { return Ok(()) };
+        for id in ownership.renew(self.control()).await? {
+            let tenant = self.control().tenant_by_id(id).await?;
+            tracing::warn!(tenant = %id, slug = %tenant.slug, "another server took this tenant over while this one's lease had run out; its copy here is removed");
+            let _lease = self.cache().lease(id).await?;
+            silo_storage::sqlite::remove_database_files(&self.tenant_path(&tenant)?).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this server may touch `tenant`'s file: it owns it, or servers do not own
+    /// tenants here (one process owns the data directory).
+    pub fn is_here(&self, tenant: TenantId) -> bool {
+        self.control().ownership().is_none_or(|o| o.holds(tenant))
+    }
+
+    /// Makes sure this server may serve `tenant` before its file is opened: held and leased,
+    /// or acquired now (taken over from a server whose lease ran out, its file restored from
+    /// the store). Refused with [`Error::Elsewhere`] when another server holds it.
+    pub(crate) async fn serve(&self, tenant: &Tenant) -> Result<()> {
+        let Some(ownership) = self.control().ownership() else { return Ok(()) };
+        if ownership.serves(tenant.id) {
+            return Ok(());
+        }
+        let lapsed = || {
+            Error::NotServing(format!(
+                "tenant `{}`: this server has lost touch with the control plane; it serves the tenant again once its lease is renewed",
+                tenant.slug
+            ))
+        };
+        if ownership.holds(tenant.id) {
+            return Err(lapsed());
+        }
+        let _one = ownership.lock(tenant.id).await;
+        if ownership.holds(tenant.id) {
+            return if ownership.serves(tenant.id) { Ok(()) } else { Err(lapsed()) };
+        }
+        let path = self.tenant_path(tenant)?;
+        let copies = self.copies();
+        let can_restore = async {
+            match &copies {
+                Some(copies) => copies.can_restore(self, tenant).await,
+                None => Ok(false),
+            }
+        };
+        match ownership.acquire(self.control(), tenant, path.exists(), can_restore).await? {
+            Acquired::Held if path.exists() => Ok(()),
+            Acquired::Held => {
+                // Its own, but not on this disk (a replaced machine): the store has it.
+                let fence = ownership.held.read().get(&tenant.id).copied().unwrap_or(1);
+                ownership.forget(tenant.id);
+                self.restore_here(tenant).await?;
+                ownership.settle(tenant.id, fence);
+                Ok(())
+            }
+            Acquired::TakenOver { from, fence } => match self.restore_here(tenant).await {
+                Ok(()) => {
+                    ownership.settle(tenant.id, fence);
+                    tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, from, fence, "tenant taken over from a server whose lease ran out");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.id, slug = %tenant.slug, from, error = %e, "taking a tenant over failed: given back");
+                    ownership.give_back(self.control(), tenant.id, &from).await?;
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// Restores `tenant`'s file here from the store (a takeover).
+    async fn restore_here(&self, tenant: &Tenant) -> Result<()> {
+        let Some(copies) = self.copies() else {
+            return Err(Error::NotServing(format!(
+                "tenant `{}`: no backup store to restore it from",
+                tenant.slug
+            )));
+        };
+        copies.take_over(self, tenant).await
+    }
+}
