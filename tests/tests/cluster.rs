@@ -98,6 +98,26 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
     let body = peer.text().await.unwrap();
     assert!(body.contains("served by node `n1`"), "{body}");
 
+    // A session or token revoked on one server is refused on the others at once: n1 (which
+    // remembers ada's token and session) hears of n2's revocations.
+    let on_n1 = n1.sign_in("ada@example.com").await.unwrap();
+    assert_eq!(on1.call("GET", "/w/acme/tasks", None).await.unwrap().0, 200);
+    assert_eq!(on_n1.get("/account").await.unwrap().status, 200);
+    let ada_id = n2.accounts.users().by_email("ada@example.com").await.unwrap().id;
+    n2.accounts.tokens().revoke_all(&ada_id, "test").await.unwrap();
+    n2.accounts.sessions().revoke_all(&ada_id).await.unwrap();
+    let revoked = Instant::now();
+    loop {
+        let (token, page) =
+            (on1.call("GET", "/w/acme/tasks", None).await.unwrap().0, on_n1.get("/account").await.unwrap());
+        if token == 401 && page.status == 303 {
+            break;
+        }
+        assert!(revoked.elapsed() < Duration::from_secs(2), "n1 still accepts them: {token} {}", page.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("revoked on n2, refused on n1 after {:?}", revoked.elapsed());
+
     // The same node name from another data directory is refused while n1's lease is current.
     let twin = TestServer::start_with(node("n1", &url, store.path())).await.err().expect("a twin is refused");
     assert!(twin.to_string().contains("node name `n1` is in use"), "{twin}");

@@ -172,6 +172,11 @@ impl Application {
             let every = std::time::Duration::from_secs(3600);
             loops.push(tokio::spawn(async move { billing.schedule().run(every, stopping.signal()).await }));
         }
+        let (shared, stopping_share, sharing_node) =
+            (tenancy.clone(), Stopping(stopping.clone()), node.clone());
+        loops.push(tokio::spawn(async move {
+            shared.share_directory(&sharing_node, stopping_share.signal()).await
+        }));
         let (heart, stopping_heart) = (tenancy.clone(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { heart.nodes().run(&node, stopping_heart.signal()).await }));
         let (swept, stopping_sweep) = (tenancy.clone(), Stopping(stopping.clone()));

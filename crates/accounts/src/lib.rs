@@ -82,7 +82,6 @@ struct Inner {
 /// The identity half of the directory (see [`silo_tenancy::directory`]): answers every request
 /// needs, remembered for a few seconds. Every write this crate makes to what they answer clears
 /// all four.
-#[derive(Default)]
 pub(crate) struct Directory {
     pub(crate) roles: Memo<(String, TenantId), Option<Role>>,
     pub(crate) tokens: Memo<String, Option<tokens::TokenPrincipal>>,
@@ -91,6 +90,16 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
+    /// Empty memos sharing the process's `link` (see [`silo_tenancy::directory`]).
+    fn linked(link: &Arc<silo_tenancy::directory::Link>) -> Self {
+        Self {
+            roles: Memo::linked(link.clone()),
+            tokens: Memo::linked(link.clone()),
+            sessions: Memo::linked(link.clone()),
+            operators: Memo::linked(link.clone()),
+        }
+    }
+
     /// Forgets every remembered answer (after a write committed).
     pub(crate) fn clear(&self) {
         self.roles.clear();
@@ -119,10 +128,11 @@ impl Accounts {
             "DELETE FROM api_tokens WHERE tenant_id = ?1",
             "DELETE FROM memberships WHERE tenant_id = ?1",
         ]);
+        let directory = Directory::linked(&tenancy.directory_link());
         let inner = Inner {
             tenancy,
             settings,
-            directory: Directory::default(),
+            directory,
             hashing: passwords::PasswordHashing::new(0, passwords::QUEUE_WAIT),
             erasure_steps: parking_lot::RwLock::default(),
             founding: tokio::sync::Mutex::new(()),

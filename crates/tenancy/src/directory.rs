@@ -21,6 +21,13 @@
 //! memo at a time, skipped when taken): they never occupy the control plane's read
 //! connections that a request waiting for an answer needs.
 //!
+//! **Servers of a cluster** write the same control plane, so a memo must also hear of the
+//! others' writes: every memo of a process shares one [`Link`]. A clear here is announced to
+//! the other servers (PostgreSQL's `NOTIFY silo_directory`, [`crate::Tenancy::share_directory`]);
+//! one heard from another server, or a reconnection of the listener (it may have missed
+//! some), moves the link's generation, and every answer read under an older one is read again.
+//! A session signed out on one server is refused on the others within milliseconds.
+//!
 //! A lookup that read the control plane *before* a revocation must not put its stale answer
 //! back *after* the clear. Every lookup takes a ticket (the memo's generation) before
 //! it queries, and [`Memo`]'s put inserts only if no clear happened since — checked again
@@ -41,12 +48,39 @@ pub const TTL: Duration = Duration::from_secs(70);
 pub const REFRESH_AFTER: Duration = Duration::from_secs(60);
 const CAPACITY: u64 = 100_000;
 
+/// What ties a process's memos to the other servers of its cluster (see the module).
+#[derive(Debug, Default)]
+pub struct Link {
+    /// Moved when another server announced a change (or may have).
+    generation: AtomicU64,
+    /// Set by every clear here; the announcer tells the other servers.
+    changed_here: tokio::sync::Notify,
+}
+
+impl Link {
+    /// Another server changed what memos answer (or may have): every answer is read again.
+    pub fn changed_elsewhere(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Waits for a change made here (to announce it).
+    pub async fn next_change_here(&self) {
+        self.changed_here.notified().await;
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
 /// Remembered answers to one question (`K` → `V`), each for at most [`TTL`]. Cloning is cheap
 /// and shares the answers.
 pub struct Memo<K, V> {
     answers: Cache<K, Answer<V>>,
     /// Bumped by every [`Memo::clear`].
     generation: Arc<AtomicU64>,
+    /// The process's link to the other servers.
+    link: Arc<Link>,
     /// The one background re-read this memo may run at a time.
     refresh_permit: Arc<Semaphore>,
     refresh_after: Duration,
@@ -57,6 +91,7 @@ impl<K, V> Clone for Memo<K, V> {
         Self {
             answers: self.answers.clone(),
             generation: self.generation.clone(),
+            link: self.link.clone(),
             refresh_permit: self.refresh_permit.clone(),
             refresh_after: self.refresh_after,
         }
@@ -68,6 +103,8 @@ impl<K, V> Clone for Memo<K, V> {
 struct Answer<V> {
     value: V,
     read_at: Instant,
+    /// The link's generation it was read under.
+    link_generation: u64,
     /// Set while a background re-read of this answer runs (one at a time).
     refreshing: Arc<AtomicBool>,
 }
@@ -75,7 +112,7 @@ struct Answer<V> {
 /// The memo's generation when a lookup started (see [`Memo::put`]).
 #[derive(Clone, Copy, Debug)]
 #[must_use = "a ticket is for putting the answer in the memo"]
-struct Ticket(u64);
+struct Ticket(u64, u64);
 
 impl<K, V> Default for Memo<K, V>
 where
@@ -83,7 +120,7 @@ where
     V: Clone + Send + Sync + 'static,
 {
     fn default() -> Self {
-        Self::with_timing(REFRESH_AFTER, TTL)
+        Self::linked(Arc::default())
     }
 }
 
@@ -92,16 +129,22 @@ where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// An empty memo.
+    /// An empty memo of its own (no other server).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty memo of the process whose memos share `link`.
+    pub fn linked(link: Arc<Link>) -> Self {
+        Self::with_timing(REFRESH_AFTER, TTL, link)
+    }
+
     /// An empty memo whose answers are re-read after `refresh_after` and dropped after `ttl`.
-    pub fn with_timing(refresh_after: Duration, ttl: Duration) -> Self {
+    pub fn with_timing(refresh_after: Duration, ttl: Duration, link: Arc<Link>) -> Self {
         Self {
             answers: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build(),
             generation: Arc::default(),
+            link,
             refresh_permit: Arc::new(Semaphore::new(1)),
             refresh_after,
         }
@@ -116,7 +159,7 @@ where
         F: FnOnce(K) -> Fut + Send + 'static,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        if let Some(answer) = self.answers.get(&key) {
+        if let Some(answer) = self.answers.get(&key).filter(|a| a.link_generation == self.link.generation()) {
             if answer.read_at.elapsed() >= self.refresh_after
                 && let Ok(permit) = self.refresh_permit.clone().try_acquire_owned()
                 && !answer.refreshing.swap(true, Ordering::SeqCst)
@@ -147,19 +190,25 @@ where
 
     /// Taken before a lookup reads the control plane.
     fn ticket(&self) -> Ticket {
-        Ticket(self.generation.load(Ordering::SeqCst))
+        Ticket(self.generation.load(Ordering::SeqCst), self.link.generation())
+    }
+
+    /// Whether a clear (here, or heard from another server) happened since `ticket`.
+    fn cleared_since(&self, ticket: Ticket) -> bool {
+        self.generation.load(Ordering::SeqCst) != ticket.0 || self.link.generation() != ticket.1
     }
 
     /// Remembers an answer read under `ticket`, unless the memo was cleared since.
     fn put(&self, ticket: Ticket, key: K, value: V) {
-        if self.generation.load(Ordering::SeqCst) != ticket.0 {
+        if self.cleared_since(ticket) {
             return;
         }
-        let answer = Answer { value, read_at: Instant::now(), refreshing: Arc::default() };
+        let answer =
+            Answer { value, read_at: Instant::now(), link_generation: ticket.1, refreshing: Arc::default() };
         self.answers.insert(key.clone(), answer);
         // A clear between the check and the insert may have run its `invalidate_all` before
         // the insert: take the answer back out.
-        if self.generation.load(Ordering::SeqCst) != ticket.0 {
+        if self.cleared_since(ticket) {
             self.answers.invalidate(&key);
         }
     }
@@ -170,12 +219,89 @@ where
         // The generation first: a lookup that has not inserted yet will not.
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.answers.invalidate_all();
+        self.link.changed_here.notify_one();
+    }
+}
+
+/// The channel servers of a cluster announce directory changes on.
+const CHANNEL: &str = "silo_directory";
+
+impl crate::Tenancy {
+    /// The link every memo of this process shares (the accounts' too).
+    pub fn directory_link(&self) -> Arc<Link> {
+        self.inner.directory_link.clone()
+    }
+
+    /// On PostgreSQL: announces this server's directory changes to the other servers (as
+    /// `node`) and hears theirs, until `stop` (see the module). Returns at once on
+    /// `control.db`.
+    pub async fn share_directory(&self, node: &str, stop: impl Future<Output = ()>) {
+        if self.control().is_embedded() {
+            return;
+        }
+        let link = self.directory_link();
+        let control = self.control();
+        let announce = async {
+            loop {
+                link.next_change_here().await;
+                if let Err(e) = control.reader().notify(CHANNEL, node).await {
+                    tracing::warn!(error = %e, "announcing a directory change to the other servers failed");
+                }
+            }
+        };
+        let listen = control.reader().listen(
+            CHANNEL,
+            |from| {
+                if from != Some(node) {
+                    link.changed_elsewhere();
+                }
+            },
+            std::future::pending(),
+        );
+        tokio::select! {
+            _ = async { tokio::join!(announce, listen) } => {}
+            () = stop => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Another server's change (heard through the link) makes every answer read again, and
+    /// an answer read before it is not kept.
+    #[tokio::test]
+    async fn a_change_elsewhere_makes_answers_read_again() {
+        let link = Arc::new(Link::default());
+        let memo: Memo<&'static str, u32> = Memo::linked(link.clone());
+        let reads = Arc::new(AtomicU64::new(0));
+        let read = |reads: Arc<AtomicU64>| {
+            move |_| async move { Ok::<_, String>(reads.fetch_add(1, Ordering::SeqCst) as u32 + 1) }
+        };
+        assert_eq!(memo.get_or_read("s", read(reads.clone())).await, Ok(1));
+        assert_eq!(memo.get_or_read("s", read(reads.clone())).await, Ok(1), "remembered");
+        let stale = memo.ticket();
+        link.changed_elsewhere();
+        memo.put(stale, "t", 9);
+        assert!(memo.answers.get("t").is_none(), "read before the change: dropped");
+        assert_eq!(memo.get_or_read("s", read(reads.clone())).await, Ok(2), "read again");
+        assert_eq!(memo.get_or_read("s", read(reads)).await, Ok(2));
+    }
+
+    /// A clear here is announced (once for a burst).
+    #[tokio::test]
+    async fn a_clear_here_is_announced() {
+        let link = Arc::new(Link::default());
+        let memo: Memo<&'static str, u32> = Memo::linked(link.clone());
+        memo.clear();
+        memo.clear();
+        tokio::time::timeout(Duration::from_secs(1), link.next_change_here()).await.expect("announced");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), link.next_change_here()).await.is_err(),
+            "one announcement for the burst"
+        );
+    }
 
     #[test]
     fn an_answer_read_before_a_clear_is_not_kept() {
@@ -194,7 +320,7 @@ mod tests {
     #[tokio::test]
     async fn answers_in_use_are_refreshed_before_they_expire() {
         let (refresh_after, ttl) = (Duration::from_millis(300), Duration::from_secs(3));
-        let memo: Memo<&'static str, u32> = Memo::with_timing(refresh_after, ttl);
+        let memo: Memo<&'static str, u32> = Memo::with_timing(refresh_after, ttl, Arc::default());
         let reads = Arc::new(AtomicU64::new(0));
         let read = |reads: Arc<AtomicU64>| {
             move |_| async move { Ok::<_, String>(reads.fetch_add(1, Ordering::SeqCst) as u32 + 1) }
@@ -220,7 +346,7 @@ mod tests {
     /// the control plane's read connections.
     #[tokio::test]
     async fn one_background_re_read_at_a_time() {
-        let memo: Memo<u32, u32> = Memo::with_timing(Duration::ZERO, Duration::from_secs(60));
+        let memo: Memo<u32, u32> = Memo::with_timing(Duration::ZERO, Duration::from_secs(60), Arc::default());
         let (release, wait) = tokio::sync::watch::channel(false);
         let reads = Arc::new(AtomicU64::new(0));
         let read = |value: u32, reads: Arc<AtomicU64>, mut wait: tokio::sync::watch::Receiver<bool>| {

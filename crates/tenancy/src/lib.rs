@@ -93,6 +93,8 @@ struct Inner {
     cache: HandleCache,
     /// Which tenant a slug names (see [`directory`]).
     tenants_by_slug: directory::Memo<TenantSlug, Tenant>,
+    /// What every memo of this process shares: the other servers' changes.
+    directory_link: Arc<directory::Link>,
     sqlite_version: String,
     /// A migrated, closed tenant file that provisioning copies (built once per process).
     template: OnceCell<PathBuf>,
@@ -179,7 +181,8 @@ impl Tenancy {
                 limits::worst_case_memory(capacity, settings.cache.page_cache_kib) / (1024 * 1024),
             "handle cache sized"
         );
-        let tenants_by_slug = directory::Memo::new();
+        let directory_link = Arc::new(directory::Link::default());
+        let tenants_by_slug = directory::Memo::linked(directory_link.clone());
         let cache = HandleCache::new(
             control.clone(),
             placement.clone(),
@@ -196,6 +199,7 @@ impl Tenancy {
             placement,
             cache,
             tenants_by_slug,
+            directory_link,
             sqlite_version,
             template: OnceCell::new(),
             master_key: OnceCell::new(),

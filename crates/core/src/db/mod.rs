@@ -113,6 +113,62 @@ impl Db {
         }
     }
 
+    /// On PostgreSQL, tells every listener of `channel` (the servers sharing the database)
+    /// `payload`; nothing on `control.db`, which one process uses.
+    pub async fn notify(&self, channel: &str, payload: &str) -> sqlx::Result<()> {
+        match self {
+            Self::Sqlite(_) => Ok(()),
+            Self::Postgres(pool, _) => {
+                sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(pool).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// On PostgreSQL, calls `heard(Some(payload))` for every notification on `channel`, and
+    /// `heard(None)` each time it (re)connects (what was sent while it was not listening is
+    /// gone), until `stop`. Returns at once on `control.db`.
+    pub async fn listen(
+        &self,
+        channel: &str,
+        mut heard: impl FnMut(Option<&str>),
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let Self::Postgres(pool, _) = self else { return };
+        tokio::pin!(stop);
+        loop {
+            let connect = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(channel).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let listener = tokio::select! {
+                listener = connect => listener,
+                () = &mut stop => return,
+            };
+            if let Ok(mut listener) = listener {
+                heard(None);
+                loop {
+                    let next = tokio::select! {
+                        next = listener.try_recv() => next,
+                        () = &mut stop => return,
+                    };
+                    match next {
+                        Ok(Some(notification)) => heard(Some(notification.payload())),
+                        Ok(None) => heard(None),
+                        // A connection that broke in a way the listener does not reconnect
+                        // from: a new one.
+                        Err(_) => break,
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                () = &mut stop => return,
+            }
+        }
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         match self {
