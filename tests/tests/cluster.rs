@@ -259,3 +259,82 @@ async fn a_server_cut_off_stops_writing_before_another_takes_its_tenants_over_fr
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }
+
+/// A move to another server (sent to either: it runs on the tenant's): the tenant's writes
+/// go with it, a client that retries on 503 loses none, and the old server keeps no copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_moves_to_another_server_with_every_write() {
+    let Some(url) = postgres_database().await else { return };
+    let store = tempfile::tempdir().unwrap();
+    let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
+    n1.sign_up("ada@example.com", "acme").await.unwrap();
+    let acme = tenant_id(&n1, "acme").await;
+    let token = n1.personal_token("ada@example.com", "acme").await.unwrap();
+    let ops = ApiClient::new(n2.addr, Some(&n2.operator_token("ops@example.com").await.unwrap()));
+    let on1 = ApiClient::new(n1.addr, Some(&token));
+    let (_, project) = on1.call("POST", "/w/acme/projects", Some(json!({ "name": "P" }))).await.unwrap();
+    let project_id = project["id"].as_i64().unwrap();
+
+    // Writes through n1 all along, retrying on 503 as Retry-After says.
+    let writer = tokio::spawn({
+        let on1 = ApiClient::new(n1.addr, Some(&token));
+        async move {
+            let (mut written, mut retries) = (Vec::new(), 0);
+            for i in 0..60 {
+                let title = format!("m{i}");
+                loop {
+                    let body = json!({ "project_id": project_id, "title": title });
+                    let (status, answer) = on1.call("POST", "/w/acme/tasks", Some(body)).await.unwrap();
+                    match status {
+                        201 => break,
+                        503 => retries += 1,
+                        other => panic!("write {title}: {other} {answer}"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                written.push(title);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (written, retries)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, moved) =
+        ops.call("POST", "/tenants/acme/move", Some(json!({ "node": "n2" }))).await.unwrap();
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!((moved["from"].as_str(), moved["to"].as_str()), (Some("n1"), Some("n2")), "{moved}");
+    let (written, retries) = writer.await.unwrap();
+    eprintln!(
+        "moved n1 → n2: unavailable on n1 {} ms; the client retried {retries} times",
+        moved["unavailable_ms"]
+    );
+
+    assert!(n2.tenancy.is_here(acme) && !n1.tenancy.is_here(acme), "acme is n2's");
+    assert!(!file_of(&n1, acme).await.exists(), "n1 keeps no copy");
+    let db = n2.tenancy.db(acme).await.unwrap();
+    let titles: Vec<String> = db
+        .turn()
+        .await
+        .call(|conn| conn.prepare("SELECT title FROM tasks")?.query_map([], |r| r.get(0))?.collect())
+        .unwrap();
+    drop(db);
+    let missing: Vec<&String> = written.iter().filter(|t| !titles.contains(t)).collect();
+    assert!(missing.is_empty(), "acknowledged writes lost in the move: {missing:?}");
+    assert_eq!(titles.len(), written.len(), "each write once");
+
+    // Refusals say what is wrong.
+    let (status, body) = ops.call("POST", "/tenants/acme/move", Some(json!({ "node": "n2" }))).await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("already on node `n2`"), "{body}");
+    let (status, body) = ops.call("POST", "/tenants/acme/move", Some(json!({ "node": "n9" }))).await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("no live server `n9`"), "{body}");
+    let (status, body) = ops
+        .call("POST", "/tenants/acme/move", Some(json!({ "node": "n1", "region": "local" })))
+        .await
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+    n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+}

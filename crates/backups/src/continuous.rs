@@ -177,7 +177,7 @@ impl Backups {
     }
 
     /// Ships one tenant's commits (or starts its chain).
-    async fn ship(&self, tenant_id: TenantId) -> Result<Shipped> {
+    pub(crate) async fn ship(&self, tenant_id: TenantId) -> Result<Shipped> {
         let Some(log) = self.logs().get(tenant_id) else { return Ok(Shipped::default()) };
         let _shipping = log.shipping().await;
         let tenant = match self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)).await {
@@ -468,8 +468,8 @@ fn damaged(key: &str, detail: &str) -> Error {
 
 /// What shipping one tenant did.
 #[derive(Debug, Default)]
-struct Shipped {
-    segments: usize,
-    commits: usize,
-    chain_started: bool,
+pub(crate) struct Shipped {
+    pub(crate) segments: usize,
+    pub(crate) commits: usize,
+    pub(crate) chain_started: bool,
 }

@@ -1,4 +1,7 @@
-//! Region moves: `silo tenant move SLUG --region R`.
+//! Moves: to another region (`silo tenant move SLUG --region R`), or to another server of the
+//! cluster (`--node N`).
+//!
+//! **Region moves.**
 //!
 //! 1. A `pre-move` backup while the tenant serves (the way back if anything goes wrong later).
 //! 2. Lease: in-flight requests finish, new ones get `503` until the move ends.
@@ -9,6 +12,18 @@
 //!
 //! The tenant is unavailable only for steps 2–4; a failure before step 4 removes the copy and
 //! leaves the tenant where it was.
+//!
+//! **Moves to another server** (run by the tenant's server: the API and the console forward
+//! them there). The store carries the file; continuous backup must run.
+//! 1. A `pre-move` backup while the tenant serves (it starts a chain).
+//! 2. Lease: in-flight requests finish, new ones get `503`; the handle's last commits are
+//!    shipped to the chain.
+//! 3. The tenant is handed over in the control plane (the next fence; see
+//!    `silo_tenancy::ownership`), with an audit entry.
+//! 4. Release the lease, remove the files here. Requests forwarded from here reach the new
+//!    server, which restores the tenant from the store on its first request.
+//!
+//! A failure before step 3 leaves the tenant where it was.
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +98,105 @@ impl Relocations {
         let from = tenant.region.clone();
         let tenant = self.0.fleet().control().tenant_by_id(tenant.id).await?;
         Ok(Moved { tenant, from, backup, bytes, unavailable_ms: millis(unavailable) })
+    }
+}
+
+/// What a move to another server did.
+#[derive(Debug, Serialize)]
+pub struct Handed {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// The server it left.
+    pub from: String,
+    /// The server it is on now.
+    pub to: String,
+    /// The backup taken before the move (its chain carries the last commits).
+    pub backup: Backup,
+    /// Commits shipped after the backup, under the lease.
+    pub commits_shipped: usize,
+    /// How long the tenant was unavailable here (lease held), ms; the new server restores it
+    /// on its first request.
+    pub unavailable_ms: f64,
+}
+
+impl Relocations {
+    /// Moves a tenant this server serves to the server `node` of the cluster.
+    #[tracing::instrument(name = "tenant_move_node", skip_all, fields(tenant = %tenant, node))]
+    pub async fn to_node(&self, tenant: &TenantRef, node: &str, actor: &str) -> Result<Handed> {
+        let fleet = self.0.fleet();
+        let Some(ownership) = fleet.ownership() else {
+            return Err(Error::invalid(
+                "node",
+                "tenants move between servers only in a cluster (servers sharing a PostgreSQL control plane and a `[cluster] secret`)",
+            ));
+        };
+        let tenant = fleet.tenant(tenant).await?;
+        if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
+            let status = tenant.status.to_string();
+            return Err(Error::InvalidTransition { tenant: tenant.slug.to_string(), action: "move", status });
+        }
+        let here = ownership.node().to_owned();
+        if node == here {
+            return Err(Error::invalid(
+                "node",
+                format!("tenant `{}` is already on node `{node}`", tenant.slug),
+            ));
+        }
+        let live = fleet.nodes().list().await?.into_iter().any(|(n, live)| n.name == node && live);
+        if !live {
+            return Err(Error::invalid("node", format!("no live server `{node}` in this cluster")));
+        }
+        if !fleet.is_here(tenant.id) {
+            return Err(match fleet.live_owner(tenant.id).await? {
+                Some(owner) => Error::Elsewhere {
+                    tenant: tenant.slug.to_string(),
+                    node: owner.node,
+                    advertise: owner.advertise,
+                },
+                None => Error::NotServing(format!("tenant `{}` is not served by this server", tenant.slug)),
+            });
+        }
+        if !self.0.logs().is_enabled() {
+            return Err(Error::invalid(
+                "node",
+                "a move between servers carries the tenant's last commits through continuous backup, which is off here",
+            ));
+        }
+        let backup = self.0.backup_known(&tenant, BackupKind::PreMove, actor).await?;
+        let lease = fleet.cache().lease(tenant.id).await?;
+        let started = Instant::now();
+        // Closed under the lease: its last commits were handed to the log; they go now.
+        let shipped = self.0.ship(tenant.id).await?;
+        ownership.hand_over(fleet.control(), &tenant, node).await?;
+        let detail = serde_json::json!({
+            "slug": tenant.slug, "from_node": here, "to_node": node, "backup": backup.id,
+        });
+        // Moved whatever the audit log says: the files here are stale from now on.
+        if let Err(e) = fleet.control().record_audit(tenant.id, actor, "tenant.move_node", &detail).await {
+            tracing::error!(error = %e, "recording a move to another server in the audit log failed");
+        }
+        let unavailable = started.elapsed();
+        let path = fleet.tenant_path(&tenant)?;
+        if let Err(e) = sqlite::remove_database_files(&path).await {
+            tracing::error!(path = %path.display(), error = %e, "removing the files of a tenant moved to another server failed");
+        }
+        drop(lease);
+        self.0.logs().forget(tenant.id);
+        tracing::info!(
+            from = here,
+            to = node,
+            commits = shipped.commits,
+            unavailable_ms = unavailable.as_millis() as u64,
+            "tenant moved to another server"
+        );
+        Ok(Handed {
+            tenant,
+            from: here,
+            to: node.to_owned(),
+            backup,
+            commits_shipped: shipped.commits,
+            unavailable_ms: millis(unavailable),
+        })
     }
 }
 

@@ -71,6 +71,15 @@ pub enum Acquired {
     },
 }
 
+/// What a renewal found ([`Ownership::renew`]).
+#[derive(Debug, Default)]
+pub struct Renewed {
+    /// Tenants this server held and lost.
+    pub lost: Vec<TenantId>,
+    /// Tenants it owns but does not hold yet, with their fences.
+    pub unheld: Vec<(TenantId, i64)>,
+}
+
 /// A tenant's owner, read by a server that does not hold it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
@@ -133,8 +142,10 @@ impl Ownership {
     }
 
     /// Renews this server's lease and reads back the tenants it owns; returns those it held
-    /// and no longer does (taken over while its lease had run out), which the caller retires.
-    pub async fn renew(&self, control: &ControlPlane) -> Result<Vec<TenantId>> {
+    /// and no longer does (taken over while its lease had run out), which the caller retires,
+    /// and those it owns but does not hold yet (moved here, or owned before a restart): each is
+    /// held once its file is here ([`Ownership::acquire`]; the caller restores it first).
+    pub async fn renew(&self, control: &ControlPlane) -> Result<Renewed> {
         let sent = mono_ms();
         let writer = control.writer();
         let now = db::now_ms(writer).await?;
@@ -164,15 +175,35 @@ impl Ownership {
                 .await?;
         let owned: HashMap<TenantId, i64> =
             rows.into_iter().filter_map(|(id, fence)| Some((id.parse().ok()?, fence))).collect();
-        let lost = {
+        let renewed = {
             let mut held = self.held.write();
             let lost: Vec<TenantId> =
                 held.iter().filter(|(id, fence)| owned.get(id) != Some(fence)).map(|(id, _)| *id).collect();
-            *held = owned;
-            lost
+            for id in &lost {
+                held.remove(id);
+            }
+            let unheld = owned.into_iter().filter(|(id, _)| !held.contains_key(id)).collect();
+            Renewed { lost, unheld }
         };
         self.deadline.0.store(sent + self.lease.as_millis() as u64 * 4 / 5, Ordering::Release);
-        Ok(lost)
+        Ok(renewed)
+    }
+
+    /// Hands `tenant` over to the server `to` (a move: its commits are in the store): it is
+    /// that server's from now on, with the next fence. Refused when it is not this server's.
+    pub async fn hand_over(&self, control: &ControlPlane, tenant: &Tenant, to: &str) -> Result<i64> {
+        let fence: Option<i64> = db::query_scalar(
+            "UPDATE tenant_owners SET node = ?2, fence = fence + 1 WHERE tenant_id = ?1 AND node = ?3 RETURNING fence",
+        )
+        .bind(tenant.id.to_string())
+        .bind(to)
+        .bind(&self.node)
+        .fetch_optional(control.writer())
+        .await?;
+        self.forget(tenant.id);
+        fence.ok_or_else(|| {
+            Error::NotServing(format!("tenant `{}` is not served by this server", tenant.slug))
+        })
     }
 
     /// Makes `tenant` this server's, when it is not held here: it is this server's already (a
@@ -359,14 +390,14 @@ impl Tenancy {
             }
         }
         control.set_ownership(ownership.clone());
-        ownership.renew(control).await?;
-        // Its own tenants whose files are not here (a new machine under the name of one that
-        // was replaced) come from the store when first asked for.
+        // Its own tenants whose files are here are served; the others (a new machine under
+        // the name of one that was replaced) come from the store when first asked for.
         let mut missing = 0;
-        for id in ownership.held() {
+        for (id, fence) in ownership.renew(control).await?.unheld {
             let tenant = control.tenant_by_id(id).await?;
-            if !self.tenant_path(&tenant).is_ok_and(|p| p.exists()) {
-                ownership.forget(id);
+            if self.tenant_path(&tenant).is_ok_and(|p| p.exists()) {
+                ownership.settle(id, fence);
+            } else {
                 missing += 1;
             }
         }
@@ -391,7 +422,7 @@ impl Tenancy {
     /// and their files here removed.
     pub async fn renew_lease(&self) -> Result<()> {
         let Some(ownership) = self.control().ownership() else { return Ok(()) };
-        for id in ownership.renew(self.control()).await? {
+        for id in ownership.renew(self.control()).await?.lost {
             let tenant = self.control().tenant_by_id(id).await?;
             tracing::warn!(tenant = %id, slug = %tenant.slug, "another server took this tenant over while this one's lease had run out; its copy here is removed");
             let _lease = self.cache().lease(id).await?;
@@ -438,11 +469,13 @@ impl Tenancy {
         match ownership.acquire(self.control(), tenant, path.exists(), can_restore).await? {
             Acquired::Held if path.exists() => Ok(()),
             Acquired::Held => {
-                // Its own, but not on this disk (a replaced machine): the store has it.
+                // Its own, but not on this disk (moved here, or a replaced machine): the store
+                // has it.
                 let fence = ownership.held.read().get(&tenant.id).copied().unwrap_or(1);
                 ownership.forget(tenant.id);
                 self.restore_here(tenant).await?;
                 ownership.settle(tenant.id, fence);
+                tracing::info!(tenant = %tenant.id, slug = %tenant.slug, fence, "tenant restored here from the store: it is this server's");
                 Ok(())
             }
             Acquired::TakenOver { from, fence } => match self.restore_here(tenant).await {

@@ -72,13 +72,17 @@ pub enum TenantCommand {
         purge: bool,
     },
     /// Move a tenant's file to another region (a pre-move backup first; unavailable only
-    /// while the file is copied). Run by the server when one runs.
+    /// while the file is copied), or to another server of the cluster (through the backup
+    /// store; run on the server that has the tenant). Run by the server when one runs.
     Move {
         /// Slug or UUID.
         tenant: String,
         /// The region to move to.
+        #[arg(long, required_unless_present = "node", conflicts_with = "node")]
+        region: Option<String>,
+        /// The server of the cluster to move to (`[cluster] node`).
         #[arg(long)]
-        region: String,
+        node: Option<String>,
         #[command(flatten)]
         format: Format,
     },
@@ -176,7 +180,26 @@ impl TenantCommand {
                     crate::say!("deleted tenant {} (file kept; purge with --purge)", current.slug);
                 }
             }
-            Self::Move { tenant, region, format } => {
+            Self::Move { tenant, region: None, node: Some(node), format } => {
+                let moved =
+                    tenancy.backups().relocations().to_node(&parse_ref(&tenant)?, &node, &actor()).await?;
+                if format.json {
+                    print_json(&moved)?;
+                } else {
+                    crate::say!(
+                        "moved {} from node {} to node {}; unavailable here {:.1} ms ({} commits shipped after the pre-move backup {}); {} restores it from the store on its first request",
+                        moved.tenant.slug,
+                        moved.from,
+                        moved.to,
+                        moved.unavailable_ms,
+                        moved.commits_shipped,
+                        moved.backup.id,
+                        moved.to
+                    );
+                }
+            }
+            Self::Move { tenant, region, format, .. } => {
+                let region = region.unwrap_or_default();
                 let moved =
                     tenancy.backups().relocations().relocate(&parse_ref(&tenant)?, &region, &actor()).await?;
                 if format.json {

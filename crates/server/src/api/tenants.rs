@@ -20,7 +20,79 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(update_tenant)
         .service(delete_tenant)
         .service(restorable)
-        .service(restore_tenant);
+        .service(restore_tenant)
+        .service(move_tenant);
+}
+
+/// Where to move a tenant: one of `node` or `region`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// A server of the cluster (`[cluster] node`): the tenant goes there through the backup
+    /// store.
+    pub node: Option<String>,
+    /// A region of this server: the file is copied there.
+    pub region: Option<String>,
+}
+
+/// What a move did.
+#[derive(Serialize, ToSchema)]
+pub struct MoveOutcome {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Where it was: a node or a region.
+    pub from: String,
+    /// Where it is now.
+    pub to: String,
+    /// The backup taken before the move.
+    pub backup: String,
+    /// How long the tenant was unavailable here, ms (after a move to another server, that
+    /// server restores it on its first request).
+    pub unavailable_ms: f64,
+}
+
+/// Moves a tenant to another server of the cluster (`node`) or another region (`region`).
+/// Sent to any server, it runs on the tenant's.
+#[utoipa::path(tag = "operator", params(("id" = String, Path, description = "UUID or slug")), request_body = MoveRequest, responses(
+    (status = 200, body = MoveOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[post("/tenants/{id}/move")]
+async fn move_tenant(
+    req: actix_web::HttpRequest,
+    op: OperatorToken,
+    id: web::Path<String>,
+    _params: Params<NoParams>,
+    body: Body<MoveRequest>,
+) -> Result<web::Json<MoveOutcome>, ApiError> {
+    let relocations = state(&req).tenancy().backups().relocations();
+    let target = reference(&id)?;
+    let actor = op.0.email.as_str();
+    let outcome = match (body.node.as_deref().map(str::trim), body.region.as_deref().map(str::trim)) {
+        (Some(node), None) if !node.is_empty() => {
+            let moved = relocations.to_node(&target, node, actor).await?;
+            let backup = moved.backup.id;
+            MoveOutcome {
+                tenant: moved.tenant,
+                from: moved.from,
+                to: moved.to,
+                backup,
+                unavailable_ms: moved.unavailable_ms,
+            }
+        }
+        (None, Some(region)) if !region.is_empty() => {
+            let moved = relocations.relocate(&target, region, actor).await?;
+            let (from, to) = (moved.from.to_string(), moved.tenant.region.to_string());
+            MoveOutcome {
+                tenant: moved.tenant,
+                from,
+                to,
+                backup: moved.backup.id,
+                unavailable_ms: moved.unavailable_ms,
+            }
+        }
+        _ => return Err(ApiError(Failure::invalid("give one of `node` or `region`"))),
+    };
+    Ok(web::Json(outcome))
 }
 
 /// A page of tenants.
