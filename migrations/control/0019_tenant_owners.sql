@@ -16,3 +16,7 @@ ALTER TABLE nodes ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
 -- Which data directory the server runs on (`<data_dir>/node-id`): a second machine starting
 -- under a name in use is refused.
 ALTER TABLE nodes ADD COLUMN data_id TEXT NOT NULL DEFAULT '';
+-- What the server last reported with its heartbeat: the open tenant files (its load) and
+-- the free bytes on its data directory's disk (the console's fleet view; where tenants go).
+ALTER TABLE nodes ADD COLUMN open_tenants INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE nodes ADD COLUMN free_bytes INTEGER NOT NULL DEFAULT 0;

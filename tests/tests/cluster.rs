@@ -338,3 +338,40 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }
+
+/// `silo cluster rebalance` on the fullest server moves its tenants beyond the fair share to
+/// the emptiest; every tenant still answers, on either server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_spreads_the_tenants_and_every_one_still_answers() {
+    use silo_backups::BackupsExt;
+    let Some(url) = postgres_database().await else { return };
+    let store = tempfile::tempdir().unwrap();
+    let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
+    let ops1 = ApiClient::new(n1.addr, Some(&n1.operator_token("ops@example.com").await.unwrap()));
+    let slugs: Vec<String> = (0..6).map(|i| format!("team{i}")).collect();
+    for slug in &slugs {
+        let (status, body) = ops1.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    // What the control plane says each server owns.
+    let counts = || async {
+        let nodes = n1.tenancy.nodes().list().await.unwrap();
+        nodes.iter().map(|(n, _)| n.tenants).collect::<Vec<_>>()
+    };
+    assert_eq!(counts().await, [6, 0]);
+    let run = n1.tenancy.backups().relocations().rebalance("test").await.unwrap();
+    assert_eq!((run.fair_share, run.moved.len(), run.failed.len()), (3, 3, 0), "{run:?}");
+    assert_eq!(counts().await, [3, 3]);
+    let again = n1.tenancy.backups().relocations().rebalance("test").await.unwrap();
+    assert!(again.moved.is_empty(), "balanced: nothing more to move");
+    let ops2 = ApiClient::new(n2.addr, Some(&n1.operator_token("ops2@example.com").await.unwrap()));
+    for slug in &slugs {
+        for ops in [&ops1, &ops2] {
+            let (status, body) = ops.call("GET", &format!("/tenants/{slug}/restorable"), None).await.unwrap();
+            assert_eq!(status, 200, "{slug}: {body}");
+        }
+    }
+    n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+}

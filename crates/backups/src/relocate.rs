@@ -200,6 +200,76 @@ impl Relocations {
     }
 }
 
+/// What a rebalance did on this server.
+#[derive(Debug, Default, Serialize)]
+pub struct Rebalanced {
+    /// Tenants each live server owned before, by name.
+    pub before: Vec<(String, i64)>,
+    /// The most tenants a server should own: the live servers' tenants shared out.
+    pub fair_share: i64,
+    /// Tenants moved (slug, to node, unavailable ms).
+    pub moved: Vec<(String, String, f64)>,
+    /// Tenants that could not be moved (slug, why).
+    pub failed: Vec<(String, String)>,
+}
+
+impl Relocations {
+    /// Moves this server's tenants beyond its fair share (the live servers' tenants shared out
+    /// evenly, rounded up) to the live servers with the fewest, smallest files first. Each
+    /// server moves only its own: run it on every server (or on the fullest) to even the
+    /// cluster out.
+    pub async fn rebalance(&self, actor: &str) -> Result<Rebalanced> {
+        let fleet = self.0.fleet();
+        let Some(ownership) = fleet.ownership() else {
+            return Err(Error::invalid("node", "only the servers of a cluster rebalance their tenants"));
+        };
+        let here = ownership.node().to_owned();
+        let mut counts: Vec<(String, i64)> = fleet
+            .nodes()
+            .list()
+            .await?
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(node, _)| (node.name, node.tenants))
+            .collect();
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        let servers = counts.len().max(1) as i64;
+        let fair_share = (total + servers - 1) / servers;
+        let mut run = Rebalanced { before: counts.clone(), fair_share, ..Rebalanced::default() };
+        let mine = counts.iter().find(|(n, _)| *n == here).map_or(0, |(_, c)| *c);
+        let excess = (mine - fair_share).max(0) as usize;
+        if excess == 0 {
+            return Ok(run);
+        }
+        let mut tenants = Vec::new();
+        for id in ownership.held() {
+            let tenant = fleet.control().tenant_by_id(id).await?;
+            if matches!(tenant.status, TenantStatus::Active | TenantStatus::Suspended) {
+                let size = fleet
+                    .tenant_path(&tenant)
+                    .ok()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map_or(0, |m| m.len());
+                tenants.push((size, tenant));
+            }
+        }
+        tenants.sort_by_key(|(size, t)| (*size, t.slug.to_string()));
+        for (_, tenant) in tenants.into_iter().take(excess) {
+            let Some(target) = counts.iter_mut().filter(|(n, _)| *n != here).min_by_key(|(_, c)| *c) else {
+                break;
+            };
+            match self.to_node(&TenantRef::Id(tenant.id), &target.0, actor).await {
+                Ok(moved) => {
+                    target.1 += 1;
+                    run.moved.push((tenant.slug.to_string(), moved.to, moved.unavailable_ms));
+                }
+                Err(e) => run.failed.push((tenant.slug.to_string(), e.to_string())),
+            }
+        }
+        Ok(run)
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

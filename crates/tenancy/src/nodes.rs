@@ -33,6 +33,12 @@ pub struct Node {
     pub started_at: Timestamp,
     /// Its last heartbeat.
     pub heartbeat_at: Timestamp,
+    /// The tenants it owns (on PostgreSQL; see [`crate::ownership`]).
+    pub tenants: i64,
+    /// Tenant files it had open at its last heartbeat.
+    pub open_tenants: i64,
+    /// Free bytes on its data directory's disk at its last heartbeat.
+    pub free_bytes: i64,
 }
 
 /// The control plane's servers; see the module's documentation.
@@ -51,7 +57,7 @@ impl Nodes {
         let mut tx = self.0.control().writer().begin().await?;
         let db_now = db::now_ms(&mut tx).await?;
         let twin: Option<Node> = db::query_as(
-            "SELECT name, advertise, started_at, heartbeat_at FROM nodes
+            "SELECT name, advertise, started_at, heartbeat_at, CAST(0 AS BIGINT) AS tenants, open_tenants, free_bytes FROM nodes
              WHERE name = ?1 AND data_id <> ?2 AND data_id <> '' AND expires_ms > ?3",
         )
         .bind(name)
@@ -69,7 +75,7 @@ impl Nodes {
             )));
         }
         let other: Option<Node> = db::query_as(
-            "SELECT name, advertise, started_at, heartbeat_at FROM nodes
+            "SELECT name, advertise, started_at, heartbeat_at, CAST(0 AS BIGINT) AS tenants, open_tenants, free_bytes FROM nodes
              WHERE name <> ?1 AND heartbeat_at > ?2 ORDER BY heartbeat_at DESC LIMIT 1",
         )
         .bind(name)
@@ -105,9 +111,12 @@ impl Nodes {
 
     /// Renews `name`'s heartbeat.
     pub async fn heartbeat(&self, name: &str) -> Result<()> {
-        db::query("UPDATE nodes SET heartbeat_at = ?2 WHERE name = ?1")
+        let load = self.0.load();
+        db::query("UPDATE nodes SET heartbeat_at = ?2, open_tenants = ?3, free_bytes = ?4 WHERE name = ?1")
             .bind(name)
             .bind(self.0.control().now())
+            .bind(load.open_tenants as i64)
+            .bind(load.free_bytes.min(i64::MAX as u64) as i64)
             .execute(self.0.control().writer())
             .await?;
         Ok(())
@@ -121,10 +130,13 @@ impl Nodes {
 
     /// Every server registered, with whether it is live (its heartbeat fresh), by name.
     pub async fn list(&self) -> Result<Vec<(Node, bool)>> {
-        let nodes: Vec<Node> =
-            db::query_as("SELECT name, advertise, started_at, heartbeat_at FROM nodes ORDER BY name")
-                .fetch_all(self.0.control().reader())
-                .await?;
+        let nodes: Vec<Node> = db::query_as(
+            "SELECT n.name, n.advertise, n.started_at, n.heartbeat_at, n.open_tenants, n.free_bytes,
+                    (SELECT count(*) FROM tenant_owners o WHERE o.node = n.name) AS tenants
+             FROM nodes n ORDER BY n.name",
+        )
+        .fetch_all(self.0.control().reader())
+        .await?;
         let fresh_after = self.0.control().now().minus(self.expiry());
         Ok(nodes
             .into_iter()

@@ -71,6 +71,15 @@ pub enum Acquired {
     },
 }
 
+/// What a server reports with its heartbeat.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Load {
+    /// Tenant files open.
+    pub open_tenants: u64,
+    /// Free bytes on the data directory's disk.
+    pub free_bytes: u64,
+}
+
 /// What a renewal found ([`Ownership::renew`]).
 #[derive(Debug, Default)]
 pub struct Renewed {
@@ -145,18 +154,22 @@ impl Ownership {
     /// and no longer does (taken over while its lease had run out), which the caller retires,
     /// and those it owns but does not hold yet (moved here, or owned before a restart): each is
     /// held once its file is here ([`Ownership::acquire`]; the caller restores it first).
-    pub async fn renew(&self, control: &ControlPlane) -> Result<Renewed> {
+    pub async fn renew(&self, control: &ControlPlane, load: Load) -> Result<Renewed> {
         let sent = mono_ms();
         let writer = control.writer();
         let now = db::now_ms(writer).await?;
-        let renewed =
-            db::query("UPDATE nodes SET expires_ms = ?3, heartbeat_at = ?4 WHERE name = ?1 AND data_id = ?2")
-                .bind(&self.node)
-                .bind(&self.data_id)
-                .bind(now + self.lease.as_millis() as i64)
-                .bind(control.now())
-                .execute(writer)
-                .await?;
+        let renewed = db::query(
+            "UPDATE nodes SET expires_ms = ?3, heartbeat_at = ?4, open_tenants = ?5, free_bytes = ?6
+             WHERE name = ?1 AND data_id = ?2",
+        )
+        .bind(&self.node)
+        .bind(&self.data_id)
+        .bind(now + self.lease.as_millis() as i64)
+        .bind(control.now())
+        .bind(load.open_tenants as i64)
+        .bind(load.free_bytes.min(i64::MAX as u64) as i64)
+        .execute(writer)
+        .await?;
         if renewed.rows_affected() == 0 {
             // Removed (a clean stop of a server of the same name?) or taken by another data
             // directory: nothing here is this server's any more.
@@ -393,7 +406,7 @@ impl Tenancy {
         // Its own tenants whose files are here are served; the others (a new machine under
         // the name of one that was replaced) come from the store when first asked for.
         let mut missing = 0;
-        for (id, fence) in ownership.renew(control).await?.unheld {
+        for (id, fence) in ownership.renew(control, self.load()).await?.unheld {
             let tenant = control.tenant_by_id(id).await?;
             if self.tenant_path(&tenant).is_ok_and(|p| p.exists()) {
                 ownership.settle(id, fence);
@@ -422,13 +435,21 @@ impl Tenancy {
     /// and their files here removed.
     pub async fn renew_lease(&self) -> Result<()> {
         let Some(ownership) = self.control().ownership() else { return Ok(()) };
-        for id in ownership.renew(self.control()).await?.lost {
+        for id in ownership.renew(self.control(), self.load()).await?.lost {
             let tenant = self.control().tenant_by_id(id).await?;
             tracing::warn!(tenant = %id, slug = %tenant.slug, "another server took this tenant over while this one's lease had run out; its copy here is removed");
             let _lease = self.cache().lease(id).await?;
             silo_storage::sqlite::remove_database_files(&self.tenant_path(&tenant)?).await?;
         }
         Ok(())
+    }
+
+    /// What this server reports with its heartbeat.
+    pub(crate) fn load(&self) -> Load {
+        Load {
+            open_tenants: self.cache().open_handles(),
+            free_bytes: self.disk_space().map_or(0, |d| d.available),
+        }
     }
 
     /// Whether this server may touch `tenant`'s file: it owns it, or servers do not own

@@ -3,6 +3,7 @@
 mod accounts;
 mod backup;
 mod billing;
+mod cluster;
 mod gdpr;
 mod jobs;
 mod migrate;
@@ -74,6 +75,9 @@ pub enum Command {
     Restore(backup::RestoreArgs),
     /// Export a tenant: a zip of its database, JSON and CSV per table, and a manifest.
     Export(backup::ExportArgs),
+    /// The servers sharing this control plane: list them, rebalance tenants over them.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Rebuild an empty data directory from the backup store (disaster recovery): the control
     /// plane's newest copy, then every tenant to its last commit in the store.
     Recover(backup::RecoverArgs),
@@ -183,6 +187,7 @@ impl Command {
             Command::Backup(command) => command.run(tenancy).await,
             Command::Restore(args) => args.run(tenancy).await,
             Command::Export(args) => args.run(tenancy).await,
+            Command::Cluster(command) => command.run(tenancy).await,
             Command::Recover(_) => {
                 anyhow::bail!("`recover` rebuilds an empty data directory: it does not run on a server")
             }

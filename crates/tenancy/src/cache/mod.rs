@@ -502,6 +502,11 @@ impl HandleCache {
         &self.inner.logs
     }
 
+    /// Handles opening, open or closing (cheaper than [`HandleCache::stats`]).
+    pub fn open_handles(&self) -> u64 {
+        self.inner.registry.open_total() as u64
+    }
+
     /// Current counters.
     pub fn stats(&self) -> CacheStats {
         let inner = &self.inner;

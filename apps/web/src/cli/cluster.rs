@@ -1,0 +1,86 @@
+//! `silo cluster`: the servers sharing this control plane — list them, and rebalance this
+//! server's tenants over them.
+
+use clap::Subcommand;
+use silo_backups::BackupsExt;
+use silo_tenancy::Tenancy;
+
+use super::actor;
+use crate::output::{print_json, table};
+
+/// Cluster commands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The servers of this control plane: tenants, open files, free disk, last heartbeat.
+    Nodes {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move this server's tenants beyond its fair share to the servers with the fewest
+    /// (smallest files first; each through the backup store, like `tenant move --node`).
+    Rebalance {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl ClusterCommand {
+    /// Runs the command.
+    pub async fn run(self, tenancy: &Tenancy) -> anyhow::Result<std::process::ExitCode> {
+        match self {
+            Self::Nodes { json } => {
+                let nodes = tenancy.nodes().list().await?;
+                if json {
+                    print_json(&nodes)?;
+                } else {
+                    let rows: Vec<Vec<String>> = nodes
+                        .iter()
+                        .map(|(n, live)| {
+                            vec![
+                                n.name.clone(),
+                                if *live { "live".to_owned() } else { "silent".to_owned() },
+                                n.advertise.clone(),
+                                n.tenants.to_string(),
+                                n.open_tenants.to_string(),
+                                crate::output::bytes(n.free_bytes.max(0) as u64),
+                                n.heartbeat_at.to_string(),
+                            ]
+                        })
+                        .collect();
+                    let header = ["NODE", "STATE", "ADDRESS", "TENANTS", "OPEN", "FREE DISK", "HEARTBEAT"];
+                    crate::say!("{}", table(&header, &rows));
+                }
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Self::Rebalance { json } => {
+                let run = tenancy.backups().relocations().rebalance(&actor()).await?;
+                if json {
+                    print_json(&run)?;
+                } else {
+                    let before: Vec<String> = run.before.iter().map(|(n, c)| format!("{n}: {c}")).collect();
+                    crate::say!(
+                        "tenants per live server: {} (fair share {})",
+                        before.join(", "),
+                        run.fair_share
+                    );
+                    for (slug, to, ms) in &run.moved {
+                        crate::say!("moved {slug} to {to} (unavailable {ms:.1} ms)");
+                    }
+                    for (slug, why) in &run.failed {
+                        crate::say!("could not move {slug}: {why}");
+                    }
+                    if run.moved.is_empty() && run.failed.is_empty() {
+                        crate::say!("nothing to move: this server owns no more than its share");
+                    }
+                }
+                Ok(if run.failed.is_empty() {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::FAILURE
+                })
+            }
+        }
+    }
+}
