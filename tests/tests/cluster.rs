@@ -375,3 +375,46 @@ async fn a_rebalance_spreads_the_tenants_and_every_one_still_answers() {
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }
+
+/// A server that goes silent (cut off from PostgreSQL, no request asking for its tenants):
+/// the other takes every one of its tenants over by itself once its lease ran out, and says so
+/// on `/metrics` and the console's fleet view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_of_a_silent_server_are_taken_over_without_being_asked_for() {
+    let Some(url) = postgres_database().await else { return };
+    let store = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(Proxy::upstream_of(&url)).await;
+    let n1 = TestServer::start_with(node("n1", &proxy.url_for(&url), store.path())).await.unwrap();
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
+    let token = n1.operator_token("ops@example.com").await.unwrap();
+    let ops = ApiClient::new(n1.addr, Some(&token));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, body) =
+            ops.call("POST", "/tenants", Some(json!({ "slug": format!("team{i}") }))).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        ids.push(tenant_id(&n1, &format!("team{i}")).await);
+    }
+    // No wait: a tenant provisioned in a cluster is in the store before its creation answers.
+    proxy.cut();
+    let cut = Instant::now();
+    while !ids.iter().all(|id| n2.tenancy.is_here(*id)) {
+        assert!(cut.elapsed() < Duration::from_secs(20), "n2 did not take every tenant over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("cut → all 5 tenants taken over by n2 in {:?}", cut.elapsed());
+    let metrics = reqwest::get(n2.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("silo_cluster_takeovers_total 5"), "{metrics}");
+    assert!(metrics.contains("silo_cluster_last_takeover_rpo_seconds"), "{metrics}");
+    let admin = n2.sign_in("ops@example.com").await.unwrap();
+    let fleet = admin.get("/admin/fleet").await.unwrap();
+    assert!(fleet.body.contains("took over 5 tenants"), "{}", fleet.body);
+    let ops2 = ApiClient::new(n2.addr, Some(&token));
+    for i in 0..5 {
+        let (status, body) = ops2.call("GET", &format!("/tenants/team{i}/restorable"), None).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    proxy.heal();
+    n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+}

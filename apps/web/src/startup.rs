@@ -177,6 +177,8 @@ impl Application {
         loops.push(tokio::spawn(async move {
             shared.share_directory(&sharing_node, stopping_share.signal()).await
         }));
+        let (taker, stopping_takeovers) = (tenancy.clone(), Stopping(stopping.clone()));
+        loops.push(tokio::spawn(async move { taker.run_takeovers(stopping_takeovers.signal()).await }));
         let (heart, stopping_heart) = (tenancy.clone(), Stopping(stopping.clone()));
         loops.push(tokio::spawn(async move { heart.nodes().run(&node, stopping_heart.signal()).await }));
         let (swept, stopping_sweep) = (tenancy.clone(), Stopping(stopping.clone()));

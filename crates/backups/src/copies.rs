@@ -102,8 +102,17 @@ impl Copies for State {
         Box::pin(async move { Ok(!Backups::of(fleet).of_tenant(tenant.id).await?.is_empty()) })
     }
 
-    fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<()>> {
+    fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<Option<i64>>> {
         Box::pin(async move { Backups::of(fleet).take_over(tenant).await })
+    }
+
+    fn after_create<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = Backups::of(fleet).backup_known(tenant, BackupKind::Scheduled, "provision").await
+            {
+                tracing::warn!(tenant = %tenant.id, error = %e, "the first backup of a new tenant failed (the scheduler tries again)");
+            }
+        })
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {

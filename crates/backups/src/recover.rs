@@ -133,7 +133,7 @@ impl Backups {
     /// Restores a tenant this server takes over from one that stopped (see
     /// `silo_tenancy::ownership`): whatever file of it is here is stale, the store's newest
     /// snapshot and chain are the tenant.
-    pub(crate) async fn take_over(&self, tenant: &Tenant) -> Result<()> {
+    pub(crate) async fn take_over(&self, tenant: &Tenant) -> Result<Option<i64>> {
         let path = self.fleet.tenant_path(tenant)?;
         create_parent(&path)?;
         sqlite::remove_database_files(&path).await?;
@@ -141,7 +141,7 @@ impl Backups {
         let restored =
             self.restore_to(&TenantRef::Id(tenant.id), &self.fleet.control().now(), None, "failover").await?;
         tracing::info!(tenant = %tenant.id, commits_replayed = restored.commits_replayed, reached = ?restored.reached, "restored from the store");
-        Ok(())
+        Ok(restored.reached.map(|t| t.unix_ms()))
     }
 
     async fn recover_tenant(&self, tenant: &Tenant, actor: &str) -> Result<(super::restore::Restored, bool)> {

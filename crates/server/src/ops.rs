@@ -87,6 +87,9 @@ async fn metrics(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     body.push_str(&app.tenancy().backups().scheduler_status().to_prometheus());
     body.push_str(&app.tenancy().backups().logs().lag().to_prometheus());
     body.push_str(&app.tenancy().backups().control_copies().to_prometheus());
+    if let Some(ownership) = app.tenancy().ownership() {
+        body.push_str(&ownership.to_prometheus());
+    }
     if let Ok(space) = app.tenancy().disk_space() {
         body.push_str("# HELP silo_disk_available_bytes Free bytes on the data directory's file system.\n# TYPE silo_disk_available_bytes gauge\n");
         body.push_str(&format!("silo_disk_available_bytes {}\n", space.available));

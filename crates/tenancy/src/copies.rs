@@ -48,8 +48,13 @@ pub trait Copies: Send + Sync + 'static {
     fn can_restore<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<bool>>;
 
     /// Restores `tenant`'s file on this server from the store, to its last commit there (a
-    /// takeover: the server that had it stopped).
-    fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<()>>;
+    /// takeover: the server that had it stopped); returns when that commit was made (ms since
+    /// the Unix epoch), when known.
+    fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<Option<i64>>>;
+
+    /// `tenant` was provisioned on this server of a cluster: its first copy goes to the store
+    /// now (another server takes a tenant over from the store only). Failures are logged.
+    fn after_create<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, ()>;
 
     /// The registered value itself (the registering crate finds its state again).
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;

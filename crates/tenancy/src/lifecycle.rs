@@ -152,6 +152,12 @@ impl Tenants {
             Ok(tenant) => {
                 self.0.forget_tenants();
                 tracing::info!(tenant = %id, slug = %new.slug, "tenant created");
+                // In a cluster another server must be able to take it over from the store.
+                if self.0.settings().cluster.secret().is_some()
+                    && let Some(copies) = self.0.copies()
+                {
+                    copies.after_create(&self.0, &tenant).await;
+                }
                 Ok(tenant)
             }
             Err(e) => {

@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use silo_core::TenantId;
 use silo_core::db;
 
@@ -68,7 +70,32 @@ pub enum Acquired {
         from: String,
         /// The fence it was taken with.
         fence: i64,
+        /// When that server's lease ran out (ms since the Unix epoch), if it had one.
+        expired_ms: Option<i64>,
     },
+}
+
+/// The last takeover this server made, for the console and `/metrics`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Takeover {
+    /// The tenant.
+    pub slug: String,
+    /// The server it was taken from.
+    pub from: String,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// How long the restore from the store took, ms.
+    pub restore_ms: u64,
+    /// How much before the lost server's lease ran out the restored data ends, ms: at most
+    /// this much of what that server acknowledged was lost (none when unknown).
+    pub rpo_ms: Option<i64>,
+}
+
+/// Takeovers by this server.
+#[derive(Debug, Default)]
+struct Takeovers {
+    count: AtomicU64,
+    last: parking_lot::Mutex<Option<Takeover>>,
 }
 
 /// What a server reports with its heartbeat.
@@ -109,6 +136,7 @@ pub struct Ownership {
     held: parking_lot::RwLock<HashMap<TenantId, i64>>,
     /// Taking a tenant over runs once at a time per tenant (striped by id).
     stripes: Box<[tokio::sync::Mutex<()>]>,
+    takeovers: Takeovers,
 }
 
 impl Ownership {
@@ -122,6 +150,7 @@ impl Ownership {
             deadline: Arc::default(),
             held: parking_lot::RwLock::default(),
             stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            takeovers: Takeovers::default(),
         }
     }
 
@@ -262,11 +291,13 @@ impl Ownership {
                         .fetch_optional(&mut tx)
                         .await?;
                 let now = db::now_ms(&mut tx).await?;
-                if let Some((expires, advertise)) = lease
-                    && expires > now
+                if let Some((expires, advertise)) = &lease
+                    && *expires > now
                 {
+                    let advertise = advertise.clone();
                     return Err(Error::Elsewhere { tenant: tenant.slug.to_string(), node, advertise });
                 }
+                let expired_ms = lease.map(|(expires, _)| expires);
                 if !can_take_over.await? {
                     return Err(Error::NotServing(format!(
                         "tenant `{}`: its server `{node}` stopped and the backup store holds no copy of it yet; \
@@ -280,7 +311,7 @@ impl Ownership {
                     .bind(fence + 1)
                     .execute(&mut tx)
                     .await?;
-                (Acquired::TakenOver { from: node, fence: fence + 1 }, fence + 1)
+                (Acquired::TakenOver { from: node, fence: fence + 1, expired_ms }, fence + 1)
             }
         };
         tx.commit().await?;
@@ -333,6 +364,56 @@ impl Ownership {
         let Some((node, advertise, expires)) = owner else { return Ok(None) };
         let now = db::now_ms(control.reader()).await?;
         Ok((expires > now).then_some(Owner { node, advertise }))
+    }
+
+    /// The last takeover and how many there were.
+    pub fn takeovers(&self) -> (u64, Option<Takeover>) {
+        (self.takeovers.count.load(Ordering::Relaxed), self.takeovers.last.lock().clone())
+    }
+
+    /// The ownership's lines of `/metrics`.
+    pub fn to_prometheus(&self) -> String {
+        let (count, last) = self.takeovers();
+        let mut out = String::new();
+        out.push_str("# HELP silo_cluster_tenants_held Tenants this server serves.\n# TYPE silo_cluster_tenants_held gauge\n");
+        out.push_str(&format!("silo_cluster_tenants_held {}\n", self.count()));
+        out.push_str("# HELP silo_cluster_lease_current Whether this server's lease on its tenants is current.\n# TYPE silo_cluster_lease_current gauge\n");
+        out.push_str(&format!("silo_cluster_lease_current {}\n", u8::from(self.deadline.holds())));
+        out.push_str("# HELP silo_cluster_takeovers_total Tenants taken over from servers whose lease ran out.\n# TYPE silo_cluster_takeovers_total counter\n");
+        out.push_str(&format!("silo_cluster_takeovers_total {count}\n"));
+        if let Some(last) = last {
+            out.push_str("# HELP silo_cluster_last_takeover_restore_seconds How long the last takeover's restore from the store took.\n# TYPE silo_cluster_last_takeover_restore_seconds gauge\n");
+            out.push_str(&format!(
+                "silo_cluster_last_takeover_restore_seconds {:.3}\n",
+                last.restore_ms as f64 / 1000.0
+            ));
+            if let Some(rpo) = last.rpo_ms {
+                out.push_str("# HELP silo_cluster_last_takeover_rpo_seconds At most this much of what the lost server acknowledged was lost in the last takeover (its lease's end less the last commit in the store).\n# TYPE silo_cluster_last_takeover_rpo_seconds gauge\n");
+                out.push_str(&format!(
+                    "silo_cluster_last_takeover_rpo_seconds {:.3}\n",
+                    rpo.max(0) as f64 / 1000.0
+                ));
+            }
+        }
+        out
+    }
+
+    /// The tenants whose server's lease ran out (or that left), live ones only: to be taken
+    /// over.
+    pub async fn orphans(&self, control: &ControlPlane) -> Result<Vec<Tenant>> {
+        let now = db::now_ms(control.reader()).await?;
+        db::query(
+            "SELECT t.* FROM tenants t JOIN tenant_owners o ON o.tenant_id = t.id
+             LEFT JOIN nodes n ON n.name = o.node
+             WHERE t.status IN ('active', 'suspended') AND o.node <> ?1 AND (n.name IS NULL OR n.expires_ms <= ?2)",
+        )
+        .bind(&self.node)
+        .bind(now)
+        .fetch_all(control.reader())
+        .await?
+        .iter()
+        .map(Tenant::from_row)
+        .collect()
     }
 
     /// The stripe lock under which `tenant` is acquired (one takeover at a time).
@@ -494,28 +575,92 @@ impl Tenancy {
                 // has it.
                 let fence = ownership.held.read().get(&tenant.id).copied().unwrap_or(1);
                 ownership.forget(tenant.id);
-                self.restore_here(tenant).await?;
+                let _ = self.restore_here(tenant).await?;
                 ownership.settle(tenant.id, fence);
                 tracing::info!(tenant = %tenant.id, slug = %tenant.slug, fence, "tenant restored here from the store: it is this server's");
                 Ok(())
             }
-            Acquired::TakenOver { from, fence } => match self.restore_here(tenant).await {
-                Ok(()) => {
-                    ownership.settle(tenant.id, fence);
-                    tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, from, fence, "tenant taken over from a server whose lease ran out");
-                    Ok(())
+            Acquired::TakenOver { from, fence, expired_ms } => {
+                let started = Instant::now();
+                let restored = self.restore_here(tenant).await;
+                match restored {
+                    Ok(reached) => {
+                        ownership.settle(tenant.id, fence);
+                        let takeover = Takeover {
+                            slug: tenant.slug.to_string(),
+                            from: from.clone(),
+                            at_ms: db::now_ms(self.control().reader()).await.unwrap_or_default(),
+                            restore_ms: started.elapsed().as_millis() as u64,
+                            rpo_ms: expired_ms.zip(reached).map(|(expired, reached)| expired - reached),
+                        };
+                        tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, from, fence, restore_ms = takeover.restore_ms, rpo_ms = takeover.rpo_ms, "tenant taken over from a server whose lease ran out");
+                        ownership.takeovers.count.fetch_add(1, Ordering::Relaxed);
+                        *ownership.takeovers.last.lock() = Some(takeover);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant.id, slug = %tenant.slug, from, error = %e, "taking a tenant over failed: given back");
+                        ownership.give_back(self.control(), tenant.id, &from).await?;
+                        Err(e)
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(tenant = %tenant.id, slug = %tenant.slug, from, error = %e, "taking a tenant over failed: given back");
-                    ownership.give_back(self.control(), tenant.id, &from).await?;
-                    Err(e)
-                }
-            },
+            }
         }
     }
 
-    /// Restores `tenant`'s file here from the store (a takeover).
-    async fn restore_here(&self, tenant: &Tenant) -> Result<()> {
+    /// Every heartbeat until `stop`, takes over tenants whose server's lease ran out (they
+    /// are otherwise taken over when first asked for): this server's share of them — the
+    /// orphans divided among the live servers — each server starting at its own place in the
+    /// list, so the live servers spread them. Nothing on `control.db`.
+    pub async fn run_takeovers(&self, stop: impl std::future::Future<Output = ()>) {
+        let Some(ownership) = self.control().ownership() else { return };
+        let every = self.settings().cluster.heartbeat();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = &mut stop => return,
+            }
+            if !ownership.deadline.holds() {
+                continue;
+            }
+            let orphans = match ownership.orphans(self.control()).await {
+                Ok(orphans) if !orphans.is_empty() => orphans,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing the tenants to take over failed");
+                    continue;
+                }
+            };
+            let live = self
+                .nodes()
+                .list()
+                .await
+                .map_or(1, |nodes| nodes.iter().filter(|(_, live)| *live).count().max(1));
+            let share = orphans.len().div_ceil(live);
+            let start = ownership.node.bytes().map(usize::from).sum::<usize>() % orphans.len();
+            let mine: Vec<Tenant> = orphans.iter().cycle().skip(start).take(share).cloned().collect();
+            let taken = futures::stream::iter(mine)
+                .map(|tenant| async move {
+                    let taken = self.serve(&tenant).await;
+                    (tenant, taken)
+                })
+                .buffer_unordered(self.settings().backup.concurrency());
+            tokio::pin!(taken);
+            while let Some((tenant, result)) = taken.next().await {
+                match result {
+                    Ok(()) | Err(Error::Elsewhere { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(slug = %tenant.slug, error = %e, "taking a tenant over failed; tried again")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores `tenant`'s file here from the store (a takeover); returns the time of the
+    /// last commit restored (ms since the Unix epoch), when known.
+    async fn restore_here(&self, tenant: &Tenant) -> Result<Option<i64>> {
         let Some(copies) = self.copies() else {
             return Err(Error::NotServing(format!(
                 "tenant `{}`: no backup store to restore it from",

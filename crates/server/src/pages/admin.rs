@@ -418,6 +418,7 @@ async fn fleet_page(req: HttpRequest, _op: Operator) -> PageResult {
         .with("scheduler", &tenancy.backups().scheduler_status())
         .with("engine", &tenancy.control_plane_name())
         .with("nodes", &tenancy.nodes().list().await?)
+        .with("takeovers", &tenancy.ownership().map(|o| o.takeovers()))
         .with("disk", &tenancy.disk_space().ok().map(|d| {
             serde_json::json!({
                 "available_mb": d.available / 1_000_000, "total_mb": d.total / 1_000_000, "low": d.is_low(),
