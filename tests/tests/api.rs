@@ -317,6 +317,7 @@ async fn the_openapi_document_matches_the_routes() {
         "POST /api/v1/tenants/{id}/export",
         "GET /api/v1/tenants/{id}/restorable",
         "POST /api/v1/tenants/{id}/restore",
+        "POST /api/v1/tenants/{id}/move",
         "POST /api/v1/subjects/export",
         "POST /api/v1/subjects/erase",
         "GET /api/v1/jobs",

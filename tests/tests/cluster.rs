@@ -363,6 +363,12 @@ async fn a_rebalance_spreads_the_tenants_and_every_one_still_answers() {
     let run = n1.tenancy.backups().relocations().rebalance("test").await.unwrap();
     assert_eq!((run.fair_share, run.moved.len(), run.failed.len()), (3, 3, 0), "{run:?}");
     assert_eq!(counts().await, [3, 3]);
+    // The routes a load balancer reads say the same (`silo cluster routes`).
+    let routes = n2.tenancy.routes().await.unwrap();
+    let on = |node: &str| routes.iter().filter(|(_, n, _)| n == node).count();
+    assert_eq!((routes.len(), on("n1"), on("n2")), (6, 3, 3), "{routes:?}");
+    assert!(routes.iter().all(|(_, n, a)| *a
+        == if n == "n1" { format!("http://{}", n1.addr) } else { format!("http://{}", n2.addr) }));
     let again = n1.tenancy.backups().relocations().rebalance("test").await.unwrap();
     assert!(again.moved.is_empty(), "balanced: nothing more to move");
     let ops2 = ApiClient::new(n2.addr, Some(&n1.operator_token("ops2@example.com").await.unwrap()));

@@ -17,6 +17,13 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Which server has each tenant, for a load balancer that routes by tenant: an nginx
+    /// `map` body (`slug host:port;`), an HAProxy map file (`slug node`), or JSON.
+    Routes {
+        /// `nginx`, `haproxy` or `json`.
+        #[arg(long, default_value = "nginx", value_parser = ["nginx", "haproxy", "json"])]
+        format: String,
+    },
     /// Move this server's tenants beyond its fair share to the servers with the fewest
     /// (smallest files first; each through the backup store, like `tenant move --node`).
     Rebalance {
@@ -51,6 +58,31 @@ impl ClusterCommand {
                         .collect();
                     let header = ["NODE", "STATE", "ADDRESS", "TENANTS", "OPEN", "FREE DISK", "HEARTBEAT"];
                     crate::say!("{}", table(&header, &rows));
+                }
+                Ok(std::process::ExitCode::SUCCESS)
+            }
+            Self::Routes { format } => {
+                let routes = tenancy.routes().await?;
+                match format.as_str() {
+                    "json" => {
+                        let routes: Vec<serde_json::Value> = routes
+                            .iter()
+                            .map(|(slug, node, advertise)| serde_json::json!({ "slug": slug, "node": node, "advertise": advertise }))
+                            .collect();
+                        print_json(&routes)?;
+                    }
+                    "haproxy" => {
+                        for (slug, node, _) in &routes {
+                            crate::say!("{slug} {node}");
+                        }
+                    }
+                    _ => {
+                        for (slug, _, advertise) in &routes {
+                            let host =
+                                advertise.split("://").last().unwrap_or(advertise).trim_end_matches('/');
+                            crate::say!("{slug} {host};");
+                        }
+                    }
                 }
                 Ok(std::process::ExitCode::SUCCESS)
             }

@@ -135,10 +135,17 @@ impl Db {
         stop: impl std::future::Future<Output = ()>,
     ) {
         let Self::Postgres(pool, _) = self else { return };
+        // A connection of its own, beside the pool: listening holds it for good, and the pool's
+        // are the requests'.
+        let options = pool.connect_options().as_ref().clone();
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
         tokio::pin!(stop);
         loop {
             let connect = async {
-                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
                 listener.listen(channel).await?;
                 Ok::<_, sqlx::Error>(listener)
             };

@@ -123,8 +123,9 @@ const WITH_BODY: [(&str, &str); 3] = [
 const SLUG_PATTERN: &str = "^[a-z0-9]+(-[a-z0-9]+)*$";
 
 /// Rules between a body's fields that the derived schemas cannot state (JSON Schema `not`):
-/// a restore takes a moment or a backup, not both.
-const EXCLUSIVE: [(&str, [&str; 2]); 1] = [("RestoreRequest", ["at", "backup"])];
+/// a restore takes a moment or a backup, not both; a move a server or a region.
+const EXCLUSIVE: [(&str, [&str; 2]); 2] =
+    [("RestoreRequest", ["at", "backup"]), ("MoveRequest", ["node", "region"])];
 
 /// What this installation accepts where the code cannot say it: its plans and regions.
 #[derive(Clone)]

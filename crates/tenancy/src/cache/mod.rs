@@ -444,10 +444,16 @@ impl HandleCache {
         if let Some(ownership) = self.inner.control.ownership()
             && !ownership.holds(id)
         {
-            return Err(Error::NotServing(format!(
-                "tenant {id} is not served by this server (node `{}`)",
-                ownership.node()
-            )));
+            // Say which server has it (its work runs there).
+            return Err(match ownership.live_owner(&self.inner.control, id).await? {
+                Some(owner) => {
+                    Error::Elsewhere { tenant: id.to_string(), node: owner.node, advertise: owner.advertise }
+                }
+                None => Error::NotServing(format!(
+                    "tenant {id} is not served by this server (node `{}`) yet: ask for it once, or retry",
+                    ownership.node()
+                )),
+            });
         }
         match self.owner(id).await? {
             Owner::Live(db) => db.call_owned(|conn| f(conn, true)).await,
