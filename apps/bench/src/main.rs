@@ -20,6 +20,9 @@
 //!   shipper CPU) and a copy of the control plane.
 //! - `silo-bench pitr`: a restore to a moment (a 100 MB snapshot and an hour of segments)
 //!   beside restoring the snapshot alone.
+//! - `silo-bench cluster`: several `silo serve` on one PostgreSQL and one store: the forwarded
+//!   request's overhead, every tenant answering on every server, SIGKILL of a server under
+//!   writes (takeover time, acknowledged writes lost, integrity).
 //! - `silo-bench rpo`: what a lost machine loses: `silo serve` killed under writes, its data
 //!   directory deleted, `silo recover --from-store`; acknowledged writes looked for.
 //! - `silo-bench login`: the cost of a sign-in and a burst of wrong-password sign-ins against
@@ -29,6 +32,7 @@ mod admin;
 mod backup;
 mod billing;
 mod cache;
+mod cluster;
 mod continuous;
 mod fleet;
 mod gdpr;
@@ -100,6 +104,8 @@ enum Command {
     Gdpr(gdpr::GdprArgs),
     /// One large fleet end to end: provisioning, disk, admin queries, migration, backups, load.
     Fleet(fleet::FleetArgs),
+    /// Several `silo serve` on one PostgreSQL: forwarding, every tenant everywhere, SIGKILL failover.
+    Cluster(cluster::ClusterArgs),
     /// Fleet migration throughput.
     Migrate {
         /// Tenants to migrate.
@@ -138,6 +144,7 @@ fn main() -> anyhow::Result<()> {
                 Command::Provision { tenants } => fleet::provision(&dir, tenants).await,
                 Command::Migrate { tenants } => fleet::migrate(&dir, tenants).await,
                 Command::Fleet(args) => fleet::fleet(&dir, args).await,
+                Command::Cluster(args) => cluster::run(&dir, args).await,
                 Command::Gdpr(args) => gdpr::run(&dir, args).await,
                 Command::Billing(args) => billing::run(&dir, args).await,
             }

@@ -416,16 +416,6 @@ impl Ownership {
         .collect()
     }
 
-    /// Which server has each live tenant: (slug, node, advertise), by slug.
-    pub async fn routes(&self, control: &ControlPlane) -> Result<Vec<(String, String, String)>> {
-        Ok(db::query_as(
-            "SELECT t.slug, o.node, n.advertise FROM tenants t JOIN tenant_owners o ON o.tenant_id = t.id
-             JOIN nodes n ON n.name = o.node WHERE t.status IN ('active', 'suspended') ORDER BY t.slug",
-        )
-        .fetch_all(control.reader())
-        .await?)
-    }
-
     /// The stripe lock under which `tenant` is acquired (one takeover at a time).
     pub(crate) async fn lock(&self, tenant: TenantId) -> tokio::sync::MutexGuard<'_, ()> {
         let index = tenant.as_uuid().as_u128() as usize % self.stripes.len();
@@ -522,12 +512,15 @@ impl Tenancy {
         }
     }
 
-    /// Which server has each live tenant (slug, node, advertise); empty outside a cluster.
+    /// Which server has each live tenant (slug, node, advertise), by slug; empty outside a
+    /// cluster (any process on the control plane may ask).
     pub async fn routes(&self) -> Result<Vec<(String, String, String)>> {
-        match self.ownership() {
-            Some(ownership) => ownership.routes(self.control()).await,
-            None => Ok(Vec::new()),
-        }
+        Ok(db::query_as(
+            "SELECT t.slug, o.node, n.advertise FROM tenants t JOIN tenant_owners o ON o.tenant_id = t.id
+             JOIN nodes n ON n.name = o.node WHERE t.status IN ('active', 'suspended') ORDER BY t.slug",
+        )
+        .fetch_all(self.control().reader())
+        .await?)
     }
 
     /// Renews this server's lease (with its heartbeat); tenants it lost meanwhile are retired
