@@ -96,7 +96,7 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
         .unwrap();
     assert_eq!(peer.status(), 503, "a forwarded request is never forwarded again");
     let body = peer.text().await.unwrap();
-    assert!(body.contains("served by node `n1`"), "{body}");
+    assert!(body.contains("served by another server of the cluster (node `n1`)"), "{body}");
 
     // A session or token revoked on one server is refused on the others at once: n1 (which
     // remembers ada's token and session) hears of n2's revocations.
@@ -126,7 +126,11 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
     let servers = n1.tenancy.nodes().list().await.unwrap();
     let names: Vec<_> = servers.iter().map(|(n, live)| (n.name.as_str(), *live)).collect();
     assert_eq!(names, [("n1", true), ("n2", true)]);
+    // A clean stop keeps a server of a cluster registered: its lease runs out once its last
+    // commits are in the store, and a restart within it keeps its tenants.
     n2.stop().await.unwrap();
+    let servers = n1.tenancy.nodes().list().await.unwrap();
+    assert_eq!(servers.len(), 2, "{servers:?}");
     n1.stop().await.unwrap();
 }
 
@@ -378,6 +382,26 @@ async fn a_rebalance_spreads_the_tenants_and_every_one_still_answers() {
             assert_eq!(status, 200, "{slug}: {body}");
         }
     }
+
+    // A purge runs on the tenant's server, wherever it is asked for: n1 refuses to purge a
+    // tenant of n2's by itself (the file is not here), and forwards the API's purge to n2.
+    let (moved, _, _) = &run.moved[0];
+    let id = tenant_id(&n1, moved).await;
+    // n2 restores what was moved to it within a heartbeat, without being asked.
+    let waited = Instant::now();
+    while !n2.tenancy.is_here(id) {
+        assert!(waited.elapsed() < Duration::from_secs(10), "n2 did not restore {moved}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ops1.call("DELETE", &format!("/tenants/{moved}"), None).await.unwrap().0, 200);
+    let refused = n1.tenancy.tenants().purge(&TenantRef::Id(id), "test").await.unwrap_err();
+    assert_eq!(refused.kind(), silo_core::ErrorKind::Elsewhere, "{refused}");
+    let n2_file = file_of(&n2, id).await;
+    assert!(n2_file.exists(), "n2 has it");
+    let (status, body) = ops1.call("DELETE", &format!("/tenants/{id}?purge=true"), None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "deleted", "{body}");
+    assert!(!n2_file.exists(), "purged on n2, where the file was");
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }

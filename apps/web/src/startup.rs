@@ -86,10 +86,19 @@ impl Application {
         // One server per control plane unless they run as a cluster (see silo_tenancy::nodes):
         // refused here when another one's heartbeat is fresh.
         let node = settings.fleet.cluster.node_name();
-        let advertise =
-            settings.fleet.cluster.advertise.clone().or_else(|| settings.server.public_url.clone());
-        let advertise = advertise.unwrap_or_else(|| format!("http://{addr}"));
         let cluster = settings.fleet.cluster.secret().is_some();
+        // The other servers forward to this address: in a cluster never the public URL (the
+        // load balancer may hand a forwarded request to another server, and it would carry the
+        // secret through it).
+        let advertise = match settings.fleet.cluster.advertise.clone() {
+            Some(advertise) => advertise,
+            None if cluster && addr.ip().is_unspecified() => anyhow::bail!(
+                "[cluster] advertise: this server listens on {addr}; say where the other servers reach it, e.g. http://10.0.0.5:{}",
+                addr.port()
+            ),
+            None if cluster => format!("http://{addr}"),
+            None => settings.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        };
         if cluster
             && settings.fleet.backup.master_key.is_none()
             && settings.fleet.backup.master_key_file.is_none()

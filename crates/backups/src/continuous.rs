@@ -180,7 +180,16 @@ impl Backups {
     pub(crate) async fn ship(&self, tenant_id: TenantId) -> Result<Shipped> {
         let Some(log) = self.logs().get(tenant_id) else { return Ok(Shipped::default()) };
         let _shipping = log.shipping().await;
-        let tenant = match self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)).await {
+        // This server's lease lapsed (the control plane out of reach): what it remembers of the
+        // tenant, at once, rather than waiting for a connection at each step while the time to
+        // ship before another server takes the tenant over runs.
+        let lapsed = self.fleet.ownership().is_some_and(|o| !o.deadline().holds());
+        let remembered = self.state.shipping.lock().get(&tenant_id).cloned();
+        let tenant = match remembered {
+            Some((tenant, Some(_))) if lapsed => Ok(tenant),
+            _ => self.fleet.control().tenant_inline(&TenantRef::Id(tenant_id)).await,
+        };
+        let tenant = match tenant {
             Ok(tenant) => {
                 let mut remembered = self.state.shipping.lock();
                 let key = remembered.remove(&tenant_id).and_then(|(_, key)| key);
@@ -260,14 +269,16 @@ impl Backups {
     /// The tenant's data key for a segment, or the one remembered while the control plane
     /// cannot be reached.
     async fn shipping_key(&self, tenant: &Tenant) -> Result<silo_storage::crypto::DataKey> {
+        let lapsed = self.fleet.ownership().is_some_and(|o| !o.deadline().holds());
+        let remembered = self.state.shipping.lock().get(&tenant.id).and_then(|(_, key)| key.clone());
+        if let (true, Some(wrapped)) = (lapsed, &remembered) {
+            return self.unwrap_key(tenant, wrapped).await;
+        }
         match self.data_key(tenant, true).await {
-            Err(e) if e.kind() == silo_core::ErrorKind::Unavailable => {
-                let remembered = self.state.shipping.lock().get(&tenant.id).and_then(|(_, key)| key.clone());
-                match remembered {
-                    Some(wrapped) => self.unwrap_key(tenant, &wrapped).await,
-                    None => Err(e),
-                }
-            }
+            Err(e) if e.kind() == silo_core::ErrorKind::Unavailable => match remembered {
+                Some(wrapped) => self.unwrap_key(tenant, &wrapped).await,
+                None => Err(e),
+            },
             other => other,
         }
     }

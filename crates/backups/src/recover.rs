@@ -138,8 +138,7 @@ impl Backups {
         create_parent(&path)?;
         sqlite::remove_database_files(&path).await?;
         self.adopt_newest_snapshot(tenant).await?;
-        let restored =
-            self.restore_to(&TenantRef::Id(tenant.id), &self.fleet.control().now(), None, "failover").await?;
+        let restored = self.restore_newest(tenant, "failover").await?;
         tracing::info!(tenant = %tenant.id, commits_replayed = restored.commits_replayed, reached = ?restored.reached, "restored from the store");
         Ok(restored.reached.map(|t| t.unix_ms()))
     }

@@ -146,16 +146,7 @@ impl Relocations {
         if !live {
             return Err(Error::invalid("node", format!("no live server `{node}` in this cluster")));
         }
-        if !fleet.is_here(tenant.id) {
-            return Err(match fleet.live_owner(tenant.id).await? {
-                Some(owner) => Error::Elsewhere {
-                    tenant: tenant.slug.to_string(),
-                    node: owner.node,
-                    advertise: owner.advertise,
-                },
-                None => Error::NotServing(format!("tenant `{}` is not served by this server", tenant.slug)),
-            });
-        }
+        fleet.here_or_elsewhere(&tenant).await?;
         if !self.0.logs().is_enabled() {
             return Err(Error::invalid(
                 "node",
@@ -178,6 +169,8 @@ impl Relocations {
         let unavailable = started.elapsed();
         let path = fleet.tenant_path(&tenant)?;
         if let Err(e) = sqlite::remove_database_files(&path).await {
+            // Never trusted again: a return of the tenant restores it from the store.
+            ownership.mark_stale(tenant.id);
             tracing::error!(path = %path.display(), error = %e, "removing the files of a tenant moved to another server failed");
         }
         drop(lease);

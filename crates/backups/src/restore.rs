@@ -95,6 +95,9 @@ fn staging_path(dest: &Path) -> PathBuf {
     silo_tenancy::scratch::restore_staging(dest)
 }
 
+/// A restore's `until` that replays every commit of the chain, whatever its time.
+const EVERY_COMMIT: i64 = i64::MAX;
+
 impl Backups {
     /// Restores `backup` (default: the newest) of a tenant: into the tenant itself, or, with
     /// `as_slug`, into a new tenant with that slug (a clone).
@@ -167,6 +170,15 @@ impl Backups {
             None => self.restore_in_place(tenant, base, until, actor).await,
             Some(slug) => self.restore_as_new(tenant, base, until, slug, actor).await,
         }
+    }
+
+    /// Restores a tenant in place to the last commit the store holds of it: its newest
+    /// snapshot and that chain's every segment, whatever their times (a takeover: the commits
+    /// carry the lost server's clock, which may run ahead of this one's).
+    pub(crate) async fn restore_newest(&self, tenant: &Tenant, actor: &str) -> Result<Restored> {
+        Self::check_restorable(tenant, None)?;
+        let base = self.find(tenant, None).await?;
+        self.restore_in_place(tenant.clone(), base, Some(EVERY_COMMIT), actor).await
     }
 
     /// The moments `tenant` can be restored to: its oldest backup to the last commit of its
@@ -260,7 +272,7 @@ impl Backups {
         self.fleet.forget_tenants();
         // The file is another one now: its log starts afresh, with a new chain.
         self.logs().reset(tenant.id);
-        let at = until.map(silo_core::Timestamp::from_unix_ms);
+        let at = until.filter(|&until| until != EVERY_COMMIT).map(silo_core::Timestamp::from_unix_ms);
         let detail = serde_json::json!({
             "backup": backup.id, "backup_created_at": backup.created_at, "size": size,
             "unavailable_ms": unavailable.as_secs_f64() * 1000.0, "forgotten": forgotten,
@@ -333,7 +345,7 @@ impl Backups {
         };
         self.fleet.forget_tenants();
         tracing::info!(clone = %id, "backup restored as a new tenant");
-        let at = until.map(silo_core::Timestamp::from_unix_ms);
+        let at = until.filter(|&until| until != EVERY_COMMIT).map(silo_core::Timestamp::from_unix_ms);
         Ok(Restored {
             tenant,
             backup,

@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Throttled,
     /// A file operation holds the tenant for a moment (503, retry).
     Unavailable,
+    /// Another server of the cluster serves the tenant (503, retry; a job is left for that
+    /// server to run).
+    Elsewhere,
     /// The machine is saturated: hashing slots, file descriptors (503, retry).
     Overloaded,
     /// The disk is full (503: the machine's state, not the caller's input).

@@ -572,6 +572,27 @@ impl Jobs {
         Ok(failed.rows_affected() == 1)
     }
 
+    /// Hands a running job back to the queue without spending its attempt: another server of
+    /// the cluster must run it (the tenant it works on is there). Claimable again in a second
+    /// (by any server: the right one gets it within a few tries). `false` when `worker` no
+    /// longer holds it.
+    pub async fn hand_back(&self, id: &str, worker: &str, why: &str) -> Result<bool> {
+        let now = self.now();
+        let handed = db::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, last_error = ?3, run_after = ?4,
+                 lease_owner = NULL, lease_until = NULL, updated_at = ?5
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(why.replace('\0', ""))
+        .bind(now.plus(std::time::Duration::from_secs(1)).as_str().to_owned())
+        .bind(now.as_str().to_owned())
+        .execute(&self.write)
+        .await?;
+        Ok(handed.rows_affected() == 1)
+    }
+
     /// Woken when a job is enqueued in this process (the worker pool's wake-up).
     pub(crate) fn enqueued(&self) -> &tokio::sync::Notify {
         &self.enqueued

@@ -31,23 +31,27 @@ pub struct JobError {
     pub message: String,
     /// Whether another attempt may succeed (bad input will not).
     pub retryable: bool,
+    /// Another server of the cluster must run it (the tenant is there): handed back to the
+    /// queue without spending an attempt.
+    pub elsewhere: bool,
 }
 
 impl JobError {
     /// A failure worth another attempt.
     pub fn retry(message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string(), retryable: true }
+        Self { message: message.to_string(), retryable: true, elsewhere: false }
     }
 
     /// A failure no attempt will fix (dead-lettered at once).
     pub fn fatal(message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string(), retryable: false }
+        Self { message: message.to_string(), retryable: false, elsewhere: false }
     }
 
     /// A failure of the given kind: the caller's doing (an unknown tenant, a wrong state) will
     /// not change by retrying; anything else may.
     pub fn of_kind(kind: silo_core::ErrorKind, message: impl std::fmt::Display) -> Self {
-        Self { message: message.to_string(), retryable: !kind.is_users() }
+        let elsewhere = kind == silo_core::ErrorKind::Elsewhere;
+        Self { message: message.to_string(), retryable: !kind.is_users(), elsewhere }
     }
 }
 
@@ -239,6 +243,7 @@ async fn run_one(jobs: Jobs, worker: &str, lease: Duration, handler: Handler, jo
     let progress = Some((done.load(Ordering::Relaxed), (total >= 0).then_some(total)));
     let recorded = match &outcome {
         Ok(result) => jobs.complete(&id, worker, result, progress).await,
+        Err(e) if e.elsewhere => jobs.hand_back(&id, worker, &e.message).await,
         Err(e) => jobs.fail(&id, worker, &e.message, e.retryable).await,
     };
     match recorded {

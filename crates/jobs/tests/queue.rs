@@ -22,6 +22,7 @@ silo_core::on_both_engines!(
     finished_jobs_are_pruned_after_their_time_and_open_ones_never,
     a_lane_runs_its_kinds_beside_the_rest,
     concurrent_claimers_take_each_job_once,
+    a_job_handed_back_for_another_server_keeps_its_attempts,
 );
 
 struct Fixture {
@@ -335,4 +336,48 @@ async fn concurrent_claimers_take_each_job_once(engine: Engine) {
     for id in &enqueued {
         assert_eq!(jobs.get(id).await.unwrap().attempts, 1, "{engine:?}: claimed once");
     }
+}
+
+/// A job whose tenant another server of the cluster serves is handed back: queued again a
+/// moment later, without spending an attempt, however often it happens; only its holder may.
+async fn a_job_handed_back_for_another_server_keeps_its_attempts(engine: Engine) {
+    let clock = TestClock::starting_now();
+    let Some(f) = fixture_on(&clock, engine).await else { return };
+    let jobs = f.jobs.clone();
+    let job = jobs
+        .enqueue(NewJob { max_attempts: 2, ..NewJob::new("test.there", serde_json::json!({})) }, "test")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        jobs.claim("w", &["test.there"], LEASE).await.unwrap().expect("due");
+        assert!(!jobs.hand_back(&job.id, "other", "not mine").await.unwrap(), "only its holder");
+        assert!(jobs.hand_back(&job.id, "w", "tenant `acme` is served by node `n2`").await.unwrap());
+        let back = jobs.get(&job.id).await.unwrap();
+        assert_eq!((back.status, back.attempts), (JobStatus::Queued, 0), "no attempt spent");
+        assert!(jobs.claim("w", &["test.there"], LEASE).await.unwrap().is_none(), "not at once");
+        clock.advance(Duration::from_secs(1));
+    }
+    // The worker pool hands back what a handler says belongs elsewhere.
+    let mut workers = Workers::new();
+    workers.register("test.there", |_| async move {
+        Err(JobError::of_kind(silo_core::ErrorKind::Elsewhere, "served by node `n3`"))
+    });
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let settings =
+        PoolSettings { concurrency: 1, lease: Duration::from_secs(5), poll: Duration::from_millis(20) };
+    let pool = tokio::spawn(workers.run(jobs.clone(), settings, async move {
+        let _ = stopping.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = jobs.get(&job.id).await.unwrap();
+        if seen.status == JobStatus::Queued && seen.last_error.as_deref() == Some("served by node `n3`") {
+            assert_eq!(seen.attempts, 0, "no attempt spent");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pool did not hand it back: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    pool.await.unwrap();
 }

@@ -3,8 +3,9 @@
 //! back.
 //!
 //! - Which requests: the workspace's pages (`/w/{slug}/…`, workspace hosts once rewritten), the
-//!   workspace API (`/api/v1/w/{slug}/…`) and the operator API on one tenant
-//!   (`/api/v1/tenants/{slug}/…`). Everything else reads or writes only the control plane, which
+//!   workspace API (`/api/v1/w/{slug}/…`), the operator API on one tenant
+//!   (`/api/v1/tenants/{slug}…`: a plan change reaches its open file, a purge its file) and the
+//!   console's tenant pages (`/admin/tenants/{id}…`). Everything else reads or writes only the control plane, which
 //!   every server shares.
 //! - A forwarded request carries `X-Silo-Forwarded: <[cluster] secret>`, with the client's
 //!   address (`X-Silo-Client`) and scheme (`X-Silo-Scheme`) as the first server saw them. The
@@ -23,7 +24,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use futures::StreamExt;
-use silo_core::{Secret, TenantId, TenantSlug};
+use silo_core::{Secret, TenantId, TenantRef};
 use silo_tenancy::ownership::Owner;
 
 use super::request::{ForwardedOrigin, state};
@@ -35,8 +36,9 @@ const CLIENT: &str = "x-silo-client";
 /// `http` or `https`, as the forwarding server saw it.
 const SCHEME: &str = "x-silo-scheme";
 
-/// The largest request body forwarded (the server's own limits are far below it).
-const BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// The largest request body forwarded: the larger of the owner's own limits (forms
+/// `csrf::FORM_LIMIT`, JSON `api::input::BODY_LIMIT`); a larger one would be refused there.
+const BODY_LIMIT: usize = 1024 * 1024;
 
 /// Headers of one connection, not of the request (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -64,7 +66,12 @@ impl Forwarder {
     /// A forwarder authenticating with the cluster's `secret`.
     pub fn new(secret: Secret) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
+            // Straight to the other server: never through an `HTTP_PROXY` with the secret.
+            .no_proxy()
             .connect_timeout(Duration::from_secs(2))
+            // An owner that stops answering mid-way frees the request (an export download
+            // streams: the wait is per read, not for the whole answer).
+            .read_timeout(Duration::from_secs(60))
             .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -92,12 +99,14 @@ impl Forwarder {
     }
 }
 
-/// The tenant a path is about, if it is one whose requests go to the tenant's server.
+/// The tenant (slug or id) a path is about, if it is one whose requests go to the tenant's
+/// server.
 fn tenant_in_path(path: &str) -> Option<&str> {
     let rest = path
         .strip_prefix("/w/")
         .or_else(|| path.strip_prefix("/api/v1/w/"))
-        .or_else(|| path.strip_prefix("/api/v1/tenants/").filter(|rest| rest.contains('/')))?;
+        .or_else(|| path.strip_prefix("/api/v1/tenants/"))
+        .or_else(|| path.strip_prefix("/admin/tenants/"))?;
     rest.split('/').next().filter(|slug| !slug.is_empty())
 }
 
@@ -129,9 +138,11 @@ async fn owner_elsewhere(req: &ServiceRequest, forwarder: &Forwarder) -> Option<
     let slug = tenant_in_path(req.path())?;
     let tenancy = state(req.request()).tenancy();
     let ownership = tenancy.ownership()?;
-    let slug = TenantSlug::parse(slug).ok()?;
     // Unknown, deleted or unreadable: the handler here answers it as it would.
-    let tenant = tenancy.resolve(&slug).await.ok()?;
+    let tenant = match slug.parse::<TenantRef>().ok()? {
+        TenantRef::Slug(slug) => tenancy.resolve(&slug).await.ok()?,
+        id => tenancy.tenant(&id).await.ok()?,
+    };
     if ownership.serves(tenant.id) {
         return None;
     }
@@ -238,9 +249,19 @@ mod tests {
         assert_eq!(tenant_in_path("/w/acme"), Some("acme"));
         assert_eq!(tenant_in_path("/api/v1/w/acme/tasks"), Some("acme"));
         assert_eq!(tenant_in_path("/api/v1/tenants/acme/backups"), Some("acme"));
-        assert_eq!(tenant_in_path("/api/v1/tenants/acme"), None, "one tenant's row: the control plane's");
+        assert_eq!(
+            tenant_in_path("/api/v1/tenants/acme"),
+            Some("acme"),
+            "a plan change, a purge: the tenant's server"
+        );
         assert_eq!(tenant_in_path("/api/v1/tenants"), None);
         assert_eq!(tenant_in_path("/w/"), None);
         assert_eq!(tenant_in_path("/login"), None);
+        assert_eq!(
+            tenant_in_path("/admin/tenants/0190-ab/suspend"),
+            Some("0190-ab"),
+            "the console's tenant pages"
+        );
+        assert_eq!(tenant_in_path("/admin/tenants"), None);
     }
 }

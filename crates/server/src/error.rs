@@ -267,11 +267,13 @@ impl From<Error> for Failure {
             }
             // A server of a cluster that may not serve the tenant now: its own words (which
             // server has it, or that this one lost its lease), and a short wait.
-            ErrorKind::Unavailable if matches!(root, Error::Elsewhere { .. } | Error::NotServing(_)) => {
+            ErrorKind::Elsewhere | ErrorKind::Unavailable
+                if matches!(root, Error::Elsewhere { .. } | Error::NotServing(_)) =>
+            {
                 Self::new(S::SERVICE_UNAVAILABLE, "unavailable", format!("{root}; retry in a moment."))
                     .retry_after(std::time::Duration::from_secs(2))
             }
-            ErrorKind::Unavailable => Self::new(
+            ErrorKind::Unavailable | ErrorKind::Elsewhere => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "This workspace is briefly unavailable (maintenance); retry in a moment.",

@@ -244,8 +244,11 @@ impl crate::Tenancy {
         let announce = async {
             loop {
                 link.next_change_here().await;
-                if let Err(e) = control.reader().notify(CHANNEL, node).await {
-                    tracing::warn!(error = %e, "announcing a directory change to the other servers failed");
+                // Until it is told: a revocation the others never hear of would live on there
+                // for the memo's whole life.
+                while let Err(e) = control.reader().notify(CHANNEL, node).await {
+                    tracing::warn!(error = %e, "announcing a directory change to the other servers failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         };

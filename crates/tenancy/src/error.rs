@@ -26,7 +26,7 @@ pub enum Error {
     #[error("tenant `{0}` is temporarily unavailable (a file operation holds it); retry shortly")]
     Unavailable(String),
     /// Another server of the cluster owns the tenant (and its lease is current).
-    #[error("tenant `{tenant}` is served by node `{node}` ({advertise})")]
+    #[error("tenant `{tenant}` is served by another server of the cluster (node `{node}`)")]
     Elsewhere {
         /// The tenant's slug.
         tenant: String,
@@ -176,7 +176,8 @@ impl Error {
             Error::Gone(_) | Error::KeyDestroyed(_) | Error::LinkGone(_) => ErrorKind::Gone,
             Error::DiskLow(_) => ErrorKind::DiskFull,
             Error::QuotaExceeded(_) => ErrorKind::QuotaExceeded,
-            Error::Unavailable(_) | Error::Elsewhere { .. } | Error::NotServing(_) => ErrorKind::Unavailable,
+            Error::Unavailable(_) | Error::NotServing(_) => ErrorKind::Unavailable,
+            Error::Elsewhere { .. } => ErrorKind::Elsewhere,
             Error::Overloaded(_) => ErrorKind::Overloaded,
             Error::AllowanceUsed { .. } => ErrorKind::Throttled,
             Error::Quarantined { .. } | Error::FileMissing { .. } => ErrorKind::Broken,

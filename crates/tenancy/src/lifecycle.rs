@@ -256,6 +256,9 @@ impl Tenants {
                 status,
             });
         }
+        // In a cluster the file is on the tenant's server: the purge runs there (a job is
+        // handed back for it, the API forwards), never beside a file it cannot reach.
+        self.0.here_or_elsewhere(&current).await?;
         let copies = self.0.copies_for("a purge")?;
         let path = self.0.tenant_path(&current)?;
         let backups = copies.delete_all(&self.0, current.id).await?;

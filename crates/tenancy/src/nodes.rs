@@ -165,6 +165,12 @@ impl Nodes {
                 tracing::warn!(node = name, error = %e, "heartbeat to the control plane failed; retrying");
             }
         }
+        // A server of a cluster keeps its row: its lease runs out after the stop has shipped
+        // its last commits (so none is missed by a takeover), and a restart within the lease
+        // keeps its tenants.
+        if self.0.settings().cluster.secret().is_some() {
+            return;
+        }
         if let Err(e) = self.leave(name).await {
             tracing::warn!(node = name, error = %e, "leaving the control plane failed (the row expires)");
         }

@@ -114,6 +114,27 @@ pub struct Renewed {
     pub lost: Vec<TenantId>,
     /// Tenants it owns but does not hold yet, with their fences.
     pub unheld: Vec<(TenantId, i64)>,
+    /// The deadline this renewal allows: armed by [`Ownership::arm`] once the lost tenants'
+    /// handles are revoked.
+    pub until: u64,
+}
+
+/// Held while a tenant is acquired ([`Ownership::lock`]).
+pub(crate) struct Acquiring<'a> {
+    ownership: &'a Ownership,
+    tenant: TenantId,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Acquiring<'_> {
+    fn drop(&mut self) {
+        let mut acquiring = self.ownership.acquiring.lock();
+        // The map's reference, this one and the guard's: nobody else waits.
+        if Arc::strong_count(&self.lock) <= 3 {
+            acquiring.remove(&self.tenant);
+        }
+    }
 }
 
 /// A tenant's owner, read by a server that does not hold it.
@@ -134,8 +155,15 @@ pub struct Ownership {
     deadline: Arc<Deadline>,
     /// Tenant → the fence it was taken with.
     held: parking_lot::RwLock<HashMap<TenantId, i64>>,
-    /// Taking a tenant over runs once at a time per tenant (striped by id).
-    stripes: Box<[tokio::sync::Mutex<()>]>,
+    /// Acquiring a tenant runs once at a time per tenant (the entry is removed once free).
+    acquiring: parking_lot::Mutex<HashMap<TenantId, Arc<tokio::sync::Mutex<()>>>>,
+    /// When (monotonic ms) the lease last became current after having lapsed (or never been).
+    current_since: AtomicU64,
+    /// Tenants this server owns but does not hold yet (moved here), from the last renewal:
+    /// restored from the store in the background ([`Tenancy::run_takeovers`]).
+    pending: parking_lot::Mutex<Vec<TenantId>>,
+    /// Tenants whose copy here is stale (lost to another server, not removed yet).
+    stale: parking_lot::Mutex<std::collections::HashSet<TenantId>>,
     takeovers: Takeovers,
 }
 
@@ -149,7 +177,10 @@ impl Ownership {
             lease,
             deadline: Arc::default(),
             held: parking_lot::RwLock::default(),
-            stripes: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            acquiring: parking_lot::Mutex::default(),
+            current_since: AtomicU64::new(u64::MAX),
+            stale: parking_lot::Mutex::default(),
+            pending: parking_lot::Mutex::default(),
             takeovers: Takeovers::default(),
         }
     }
@@ -208,6 +239,9 @@ impl Ownership {
                 self.node
             )));
         }
+        // Only tenants held before the read can have been lost: one settled meanwhile (just
+        // provisioned, acquired) is not in what the read saw.
+        let before: Vec<(TenantId, i64)> = self.held.read().iter().map(|(id, fence)| (*id, *fence)).collect();
         // Read after the renewal: a takeover that committed before it is seen here, and none
         // can commit after it until the lease runs out again.
         let rows: Vec<(String, i64)> =
@@ -217,18 +251,40 @@ impl Ownership {
                 .await?;
         let owned: HashMap<TenantId, i64> =
             rows.into_iter().filter_map(|(id, fence)| Some((id.parse().ok()?, fence))).collect();
-        let renewed = {
-            let mut held = self.held.write();
-            let lost: Vec<TenantId> =
-                held.iter().filter(|(id, fence)| owned.get(id) != Some(fence)).map(|(id, _)| *id).collect();
-            for id in &lost {
+        let lost: Vec<TenantId> =
+            before.into_iter().filter(|(id, fence)| owned.get(id) != Some(fence)).map(|(id, _)| id).collect();
+        let mut held = self.held.write();
+        for id in &lost {
+            // Unless settled again meanwhile with the row's fence.
+            if held.get(id) != owned.get(id) {
                 held.remove(id);
             }
-            let unheld = owned.into_iter().filter(|(id, _)| !held.contains_key(id)).collect();
-            Renewed { lost, unheld }
-        };
-        self.deadline.0.store(sent + self.lease.as_millis() as u64 * 4 / 5, Ordering::Release);
-        Ok(renewed)
+        }
+        let unheld: Vec<(TenantId, i64)> =
+            owned.into_iter().filter(|(id, _)| !held.contains_key(id)).collect();
+        *self.pending.lock() = unheld.iter().map(|(id, _)| *id).collect();
+        Ok(Renewed { lost, unheld, until: sent + self.lease.as_millis() as u64 * 4 / 5 })
+    }
+
+    /// Lets this server write its tenants until `until` (a renewal's, once what it lost is
+    /// revoked).
+    pub fn arm(&self, until: u64) {
+        let now = mono_ms();
+        let previous = self.deadline.0.swap(until, Ordering::AcqRel);
+        if previous <= now {
+            // Current again after a lapse (or for the first time).
+            self.current_since.store(now, Ordering::Release);
+        }
+    }
+
+    /// Whether this server's lease has been current for a whole lease: only then does it take
+    /// other servers' tenants over. A server that just started, or just reached PostgreSQL
+    /// again after an outage, gives the others one lease to renew theirs first.
+    pub fn steady(&self) -> bool {
+        let since = self.current_since.load(Ordering::Acquire);
+        self.deadline.holds()
+            && since != u64::MAX
+            && mono_ms().saturating_sub(since) >= self.lease.as_millis() as u64
     }
 
     /// Hands `tenant` over to the server `to` (a move: its commits are in the store): it is
@@ -298,6 +354,12 @@ impl Ownership {
                     return Err(Error::Elsewhere { tenant: tenant.slug.to_string(), node, advertise });
                 }
                 let expired_ms = lease.map(|(expires, _)| expires);
+                if !self.steady() {
+                    return Err(Error::NotServing(format!(
+                        "tenant `{}`: its server `{node}` is silent; this server takes it over once it has held its own lease for a whole lease",
+                        tenant.slug
+                    )));
+                }
                 if !can_take_over.await? {
                     return Err(Error::NotServing(format!(
                         "tenant `{}`: its server `{node}` stopped and the backup store holds no copy of it yet; \
@@ -317,10 +379,25 @@ impl Ownership {
         tx.commit().await?;
         // A tenant taken over is served once its file is restored (`settle`): until then
         // requests for it wait for its stripe lock rather than open a stale or missing file.
-        if acquired == Acquired::Held {
+        if acquired == Acquired::Held && file_here {
             self.settle(tenant.id, fence);
         }
         Ok(acquired)
+    }
+
+    /// This server's copy of `tenant` is stale (another server had it since): never trusted.
+    pub fn mark_stale(&self, tenant: TenantId) {
+        self.stale.lock().insert(tenant);
+    }
+
+    /// Whether this server's copy of `tenant` is stale.
+    pub fn is_stale(&self, tenant: TenantId) -> bool {
+        self.stale.lock().contains(&tenant)
+    }
+
+    /// The stale copy is gone (removed, or replaced by a restore).
+    pub fn clear_stale(&self, tenant: TenantId) {
+        self.stale.lock().remove(&tenant);
     }
 
     /// `tenant` is this server's to serve, taken with `fence`.
@@ -333,21 +410,40 @@ impl Ownership {
         self.held.write().remove(&tenant);
     }
 
+    /// `tenant`'s fence as the control plane says now.
+    async fn fence_of(&self, control: &ControlPlane, tenant: TenantId) -> Result<i64> {
+        Ok(db::query_scalar("SELECT fence FROM tenant_owners WHERE tenant_id = ?1")
+            .bind(tenant.to_string())
+            .fetch_optional(control.reader())
+            .await?
+            .unwrap_or(1))
+    }
+
     /// The tenants this server holds.
     pub fn held(&self) -> Vec<TenantId> {
         self.held.read().keys().copied().collect()
     }
 
-    /// Gives `tenant` back to `node` (a takeover whose restore failed: the tenant's newest
-    /// copy may still be on that server's disk).
-    pub async fn give_back(&self, control: &ControlPlane, tenant: TenantId, node: &str) -> Result<()> {
+    /// Gives `tenant` back to `node` with the fence it had there (a takeover, with `fence`,
+    /// whose restore failed: the tenant's newest copy may still be on that server's disk, which
+    /// keeps it when it comes back).
+    pub async fn give_back(
+        &self,
+        control: &ControlPlane,
+        tenant: TenantId,
+        node: &str,
+        fence: i64,
+    ) -> Result<()> {
         self.held.write().remove(&tenant);
-        db::query("UPDATE tenant_owners SET node = ?2, fence = fence + 1 WHERE tenant_id = ?1 AND node = ?3")
-            .bind(tenant.to_string())
-            .bind(node)
-            .bind(&self.node)
-            .execute(control.writer())
-            .await?;
+        db::query(
+            "UPDATE tenant_owners SET node = ?2, fence = ?4 - 1 WHERE tenant_id = ?1 AND node = ?3 AND fence = ?4",
+        )
+        .bind(tenant.to_string())
+        .bind(node)
+        .bind(&self.node)
+        .bind(fence)
+        .execute(control.writer())
+        .await?;
         Ok(())
     }
 
@@ -416,10 +512,12 @@ impl Ownership {
         .collect()
     }
 
-    /// The stripe lock under which `tenant` is acquired (one takeover at a time).
-    pub(crate) async fn lock(&self, tenant: TenantId) -> tokio::sync::MutexGuard<'_, ()> {
-        let index = tenant.as_uuid().as_u128() as usize % self.stripes.len();
-        self.stripes[index].lock().await
+    /// The lock under which `tenant` is acquired (one acquisition, and its restore, at a time;
+    /// other tenants never wait for it).
+    pub(crate) async fn lock(&self, tenant: TenantId) -> Acquiring<'_> {
+        let lock = self.acquiring.lock().entry(tenant).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        Acquiring { ownership: self, tenant, lock, _guard: guard }
     }
 
     /// Tenants with no owner whose files are here become this server's (at its start: those
@@ -487,7 +585,9 @@ impl Tenancy {
         // Its own tenants whose files are here are served; the others (a new machine under
         // the name of one that was replaced) come from the store when first asked for.
         let mut missing = 0;
-        for (id, fence) in ownership.renew(control, self.load()).await?.unheld {
+        let renewed = ownership.renew(control, self.load()).await?;
+        ownership.arm(renewed.until);
+        for (id, fence) in renewed.unheld {
             let tenant = control.tenant_by_id(id).await?;
             if self.tenant_path(&tenant).is_ok_and(|p| p.exists()) {
                 ownership.settle(id, fence);
@@ -523,17 +623,49 @@ impl Tenancy {
         .await?)
     }
 
-    /// Renews this server's lease (with its heartbeat); tenants it lost meanwhile are retired
-    /// and their files here removed.
+    /// Renews this server's lease (with its heartbeat); tenants it lost meanwhile are revoked
+    /// before the lease is armed again (a statement still running on one is refused), and
+    /// their files here removed in the background.
     pub async fn renew_lease(&self) -> Result<()> {
         let Some(ownership) = self.control().ownership() else { return Ok(()) };
-        for id in ownership.renew(self.control(), self.load()).await?.lost {
+        let renewed = ownership.renew(self.control(), self.load()).await?;
+        for id in &renewed.lost {
+            ownership.mark_stale(*id);
+            self.cache().revoke(*id).await;
+        }
+        ownership.arm(renewed.until);
+        if !renewed.lost.is_empty() {
+            let fleet = self.clone();
+            tokio::spawn(async move {
+                for id in renewed.lost {
+                    fleet.remove_stale(id).await;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes this server's copy of a tenant another server took over. One still in use
+    /// stays marked stale (never served: a return of the tenant restores it from the store)
+    /// until the next start removes it.
+    async fn remove_stale(&self, id: TenantId) {
+        let removed = async {
             let tenant = self.control().tenant_by_id(id).await?;
             tracing::warn!(tenant = %id, slug = %tenant.slug, "another server took this tenant over while this one's lease had run out; its copy here is removed");
             let _lease = self.cache().lease(id).await?;
             silo_storage::sqlite::remove_database_files(&self.tenant_path(&tenant)?).await?;
+            Ok::<_, Error>(())
+        };
+        match removed.await {
+            Ok(()) => {
+                if let Some(ownership) = self.ownership() {
+                    ownership.clear_stale(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "removing the stale copy of a lost tenant failed")
+            }
         }
-        Ok(())
     }
 
     /// What this server reports with its heartbeat.
@@ -541,6 +673,25 @@ impl Tenancy {
         Load {
             open_tenants: self.cache().open_handles(),
             free_bytes: self.disk_space().map_or(0, |d| d.available),
+        }
+    }
+
+    /// `Ok` when this server may touch `tenant`'s file, else which server has it
+    /// ([`Error::Elsewhere`]).
+    pub async fn here_or_elsewhere(&self, tenant: &Tenant) -> Result<()> {
+        if self.is_here(tenant.id) {
+            return Ok(());
+        }
+        match self.live_owner(tenant.id).await? {
+            Some(owner) => Err(Error::Elsewhere {
+                tenant: tenant.slug.to_string(),
+                node: owner.node,
+                advertise: owner.advertise,
+            }),
+            None => Err(Error::NotServing(format!(
+                "tenant `{}` is not served by this server yet; retry shortly",
+                tenant.slug
+            ))),
         }
     }
 
@@ -572,6 +723,7 @@ impl Tenancy {
             return if ownership.serves(tenant.id) { Ok(()) } else { Err(lapsed()) };
         }
         let path = self.tenant_path(tenant)?;
+        let file_here = path.exists() && !ownership.is_stale(tenant.id);
         let copies = self.copies();
         let can_restore = async {
             match &copies {
@@ -579,14 +731,14 @@ impl Tenancy {
                 None => Ok(false),
             }
         };
-        match ownership.acquire(self.control(), tenant, path.exists(), can_restore).await? {
-            Acquired::Held if path.exists() => Ok(()),
+        match ownership.acquire(self.control(), tenant, file_here, can_restore).await? {
+            Acquired::Held if file_here => Ok(()),
             Acquired::Held => {
                 // Its own, but not on this disk (moved here, or a replaced machine): the store
                 // has it.
-                let fence = ownership.held.read().get(&tenant.id).copied().unwrap_or(1);
-                ownership.forget(tenant.id);
+                let fence = ownership.fence_of(self.control(), tenant.id).await?;
                 let _ = self.restore_here(tenant).await?;
+                ownership.clear_stale(tenant.id);
                 ownership.settle(tenant.id, fence);
                 tracing::info!(tenant = %tenant.id, slug = %tenant.slug, fence, "tenant restored here from the store: it is this server's");
                 Ok(())
@@ -596,6 +748,7 @@ impl Tenancy {
                 let restored = self.restore_here(tenant).await;
                 match restored {
                     Ok(reached) => {
+                        ownership.clear_stale(tenant.id);
                         ownership.settle(tenant.id, fence);
                         let takeover = Takeover {
                             slug: tenant.slug.to_string(),
@@ -611,7 +764,7 @@ impl Tenancy {
                     }
                     Err(e) => {
                         tracing::error!(tenant = %tenant.id, slug = %tenant.slug, from, error = %e, "taking a tenant over failed: given back");
-                        ownership.give_back(self.control(), tenant.id, &from).await?;
+                        ownership.give_back(self.control(), tenant.id, &from, fence).await?;
                         Err(e)
                     }
                 }
@@ -619,9 +772,10 @@ impl Tenancy {
         }
     }
 
-    /// Every heartbeat until `stop`, takes over tenants whose server's lease ran out (they
-    /// are otherwise taken over when first asked for): this server's share of them — the
-    /// orphans divided among the live servers — each server starting at its own place in the
+    /// Every heartbeat until `stop`: restores the tenants moved to this server (it owns them
+    /// but does not hold them yet), and takes over tenants whose server's lease ran out (they
+    /// are otherwise taken over when first asked for) — this server's share of them, the
+    /// orphans divided among the live servers, each server starting at its own place in the
     /// list, so the live servers spread them. Nothing on `control.db`.
     pub async fn run_takeovers(&self, stop: impl std::future::Future<Output = ()>) {
         let Some(ownership) = self.control().ownership() else { return };
@@ -635,23 +789,39 @@ impl Tenancy {
             if !ownership.deadline.holds() {
                 continue;
             }
-            let orphans = match ownership.orphans(self.control()).await {
-                Ok(orphans) if !orphans.is_empty() => orphans,
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing the tenants to take over failed");
-                    continue;
+            let moved_here = std::mem::take(&mut *ownership.pending.lock());
+            let mut tenants = Vec::new();
+            for id in moved_here {
+                match self.control().tenant_by_id(id).await {
+                    Ok(tenant)
+                        if matches!(
+                            tenant.status,
+                            crate::TenantStatus::Active | crate::TenantStatus::Suspended
+                        ) =>
+                    {
+                        tenants.push(tenant)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(tenant = %id, error = %e, "reading a tenant moved here failed"),
                 }
-            };
-            let live = self
-                .nodes()
-                .list()
-                .await
-                .map_or(1, |nodes| nodes.iter().filter(|(_, live)| *live).count().max(1));
-            let share = orphans.len().div_ceil(live);
-            let start = ownership.node.bytes().map(usize::from).sum::<usize>() % orphans.len();
-            let mine: Vec<Tenant> = orphans.iter().cycle().skip(start).take(share).cloned().collect();
-            let taken = futures::stream::iter(mine)
+            }
+            if ownership.steady() {
+                match ownership.orphans(self.control()).await {
+                    Ok(orphans) if !orphans.is_empty() => {
+                        let live = self
+                            .nodes()
+                            .list()
+                            .await
+                            .map_or(1, |nodes| nodes.iter().filter(|(_, live)| *live).count().max(1));
+                        let share = orphans.len().div_ceil(live);
+                        let start = ownership.node.bytes().map(usize::from).sum::<usize>() % orphans.len();
+                        tenants.extend(orphans.iter().cycle().skip(start).take(share).cloned());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "listing the tenants to take over failed"),
+                }
+            }
+            let taken = futures::stream::iter(tenants)
                 .map(|tenant| async move {
                     let taken = self.serve(&tenant).await;
                     (tenant, taken)

@@ -113,6 +113,8 @@ pub struct TenantDb {
     /// This server's lease on its tenants, when servers share the control plane: no statement
     /// runs once it has lapsed (see [`crate::ownership`]).
     deadline: Option<Arc<crate::ownership::Deadline>>,
+    /// Set when another server took the tenant over: nothing more runs on this connection.
+    revoked: AtomicBool,
 }
 
 impl std::fmt::Debug for TenantDb {
@@ -139,6 +141,7 @@ impl TenantDb {
             registry,
             log: None,
             deadline: None,
+            revoked: AtomicBool::new(false),
         }
     }
 
@@ -204,6 +207,12 @@ impl TenantDb {
     /// Refuses once this server's lease lapsed: another server may own the tenant soon, and
     /// two servers never write one tenant.
     fn check_lease(&self) -> Result<()> {
+        if self.revoked.load(Ordering::Acquire) {
+            return Err(Error::NotServing(format!(
+                "tenant {}: another server serves it now; retry",
+                self.id
+            )));
+        }
         match &self.deadline {
             Some(deadline) if !deadline.holds() => Err(Error::NotServing(format!(
                 "tenant {}: this server has lost touch with the control plane; it serves the tenant again once its lease is renewed",
@@ -253,6 +262,11 @@ impl TenantDb {
     /// Whether the handle was retired (suspension, deletion, lease): callers must reopen.
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
+    }
+
+    /// Another server took the tenant over: no statement runs on this handle any more.
+    pub(crate) fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
     }
 
     pub(crate) fn retire(&self) {

@@ -354,6 +354,15 @@ impl HandleCache {
         self.evict(id).await;
     }
 
+    /// Another server took the tenant over: its live handle refuses every statement from now
+    /// on (requests holding it included) and is retired.
+    pub async fn revoke(&self, id: TenantId) {
+        if let Some(db) = self.inner.registry.live(id) {
+            db.revoke();
+        }
+        self.retire(id).await;
+    }
+
     /// Removes a tenant from the cache and lets moka drop its reference now (it otherwise
     /// keeps removed values until its next housekeeping).
     async fn evict(&self, id: TenantId) {
@@ -446,6 +455,9 @@ impl HandleCache {
         {
             // Say which server has it (its work runs there).
             return Err(match ownership.live_owner(&self.inner.control, id).await? {
+                Some(owner) if owner.node == ownership.node() => Error::NotServing(format!(
+                    "tenant {id} is being restored on this server from the store; retry shortly"
+                )),
                 Some(owner) => {
                     Error::Elsewhere { tenant: id.to_string(), node: owner.node, advertise: owner.advertise }
                 }
