@@ -45,8 +45,9 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
     let Some(url) = postgres_database().await else { return };
     let store = tempfile::tempdir().unwrap();
     let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
-    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     n1.sign_up("ada@example.com", "acme").await.unwrap();
+    // n2 has more room than n1 (no tenant): what it provisions stays there.
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     n2.sign_up("eve@example.com", "evil").await.unwrap();
     let (acme, evil) = (tenant_id(&n1, "acme").await, tenant_id(&n1, "evil").await);
     assert!(n1.tenancy.is_here(acme) && !n1.tenancy.is_here(evil), "each tenant is its provisioner's");
@@ -160,8 +161,8 @@ async fn a_server_cut_off_stops_writing_before_another_takes_its_tenants_over_fr
     let store = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(Proxy::upstream_of(&url)).await;
     let n1 = TestServer::start_with(node("n1", &proxy.url_for(&url), store.path())).await.unwrap();
-    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     n1.sign_up("ada@example.com", "acme").await.unwrap();
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     let acme = tenant_id(&n1, "acme").await;
     let token = n1.personal_token("ada@example.com", "acme").await.unwrap();
     let (on1, on2) = (ApiClient::new(n1.addr, Some(&token)), ApiClient::new(n2.addr, Some(&token)));
@@ -271,8 +272,8 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
     let Some(url) = postgres_database().await else { return };
     let store = tempfile::tempdir().unwrap();
     let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
-    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     n1.sign_up("ada@example.com", "acme").await.unwrap();
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     let acme = tenant_id(&n1, "acme").await;
     let token = n1.personal_token("ada@example.com", "acme").await.unwrap();
     let ops = ApiClient::new(n2.addr, Some(&n2.operator_token("ops@example.com").await.unwrap()));
@@ -351,13 +352,14 @@ async fn a_rebalance_spreads_the_tenants_and_every_one_still_answers() {
     let Some(url) = postgres_database().await else { return };
     let store = tempfile::tempdir().unwrap();
     let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
-    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     let ops1 = ApiClient::new(n1.addr, Some(&n1.operator_token("ops@example.com").await.unwrap()));
     let slugs: Vec<String> = (0..6).map(|i| format!("team{i}")).collect();
     for slug in &slugs {
         let (status, body) = ops1.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap();
         assert_eq!(status, 201, "{body}");
     }
+    // n2 joins a cluster whose tenants are all on n1.
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     // What the control plane says each server owns.
     let counts = || async {
         let nodes = n1.tenancy.nodes().list().await.unwrap();
@@ -407,44 +409,89 @@ async fn a_rebalance_spreads_the_tenants_and_every_one_still_answers() {
 }
 
 /// A server that goes silent (cut off from PostgreSQL, no request asking for its tenants):
-/// the other takes every one of its tenants over by itself once its lease ran out, and says so
-/// on `/metrics` and the console's fleet view.
+/// the others take every one of its tenants over by themselves once its lease ran out, shared
+/// out by room, and say so on `/metrics` and the console's fleet view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tenants_of_a_silent_server_are_taken_over_without_being_asked_for() {
     let Some(url) = postgres_database().await else { return };
     let store = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(Proxy::upstream_of(&url)).await;
     let n1 = TestServer::start_with(node("n1", &proxy.url_for(&url), store.path())).await.unwrap();
-    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
     let token = n1.operator_token("ops@example.com").await.unwrap();
     let ops = ApiClient::new(n1.addr, Some(&token));
     let mut ids = Vec::new();
-    for i in 0..5 {
+    for i in 0..6 {
         let (status, body) =
             ops.call("POST", "/tenants", Some(json!({ "slug": format!("team{i}") }))).await.unwrap();
         assert_eq!(status, 201, "{body}");
         ids.push(tenant_id(&n1, &format!("team{i}")).await);
     }
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
+    let n3 = TestServer::start_with(node("n3", &url, store.path())).await.unwrap();
     // No wait: a tenant provisioned in a cluster is in the store before its creation answers.
     proxy.cut();
     let cut = Instant::now();
-    while !ids.iter().all(|id| n2.tenancy.is_here(*id)) {
-        assert!(cut.elapsed() < Duration::from_secs(20), "n2 did not take every tenant over");
+    let taken = |server: &TestServer| ids.iter().filter(|id| server.tenancy.is_here(**id)).count();
+    while taken(&n2) + taken(&n3) < ids.len() {
+        assert!(cut.elapsed() < Duration::from_secs(30), "n2 and n3 did not take every tenant over");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("cut → all 5 tenants taken over by n2 in {:?}", cut.elapsed());
-    let metrics = reqwest::get(n2.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("silo_cluster_takeovers_total 5"), "{metrics}");
-    assert!(metrics.contains("silo_cluster_last_takeover_rpo_seconds"), "{metrics}");
+    let (on2, on3) = (taken(&n2), taken(&n3));
+    eprintln!("cut → all 6 tenants taken over in {:?}: {on2} by n2, {on3} by n3", cut.elapsed());
+    assert!(on2 > 0 && on3 > 0, "shared out: {on2} on n2, {on3} on n3");
+    for (server, count) in [(&n2, on2), (&n3, on3)] {
+        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains(&format!("silo_cluster_takeovers_total {count}")), "{metrics}");
+        assert!(metrics.contains("silo_cluster_last_takeover_rpo_seconds"), "{metrics}");
+    }
     let admin = n2.sign_in("ops@example.com").await.unwrap();
     let fleet = admin.get("/admin/fleet").await.unwrap();
-    assert!(fleet.body.contains("took over 5 tenants"), "{}", fleet.body);
+    assert!(fleet.body.contains(&format!("took over {on2} tenant")), "{}", fleet.body);
     let ops2 = ApiClient::new(n2.addr, Some(&token));
-    for i in 0..5 {
+    for i in 0..6 {
         let (status, body) = ops2.call("GET", &format!("/tenants/team{i}/restorable"), None).await.unwrap();
         assert_eq!(status, 200, "{body}");
     }
     proxy.heal();
+    n3.stop().await.unwrap();
+    n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+}
+
+/// New tenants go to the server with the most room, whichever server provisions them: an
+/// operator's through the API, and a sign-up's (whose pages then work through either server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tenant_goes_to_the_server_with_the_most_room() {
+    let Some(url) = postgres_database().await else { return };
+    let store = tempfile::tempdir().unwrap();
+    let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
+    let ops = ApiClient::new(n1.addr, Some(&n1.operator_token("ops@example.com").await.unwrap()));
+    for slug in ["old1", "old2"] {
+        assert_eq!(ops.call("POST", "/tenants", Some(json!({ "slug": slug }))).await.unwrap().0, 201);
+    }
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
+
+    let (status, body) = ops.call("POST", "/tenants", Some(json!({ "slug": "fresh" }))).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    n1.sign_up("bob@example.com", "bobco").await.unwrap();
+    let routes = n1.tenancy.routes().await.unwrap();
+    let node_of = |slug: &str| routes.iter().find(|(s, _, _)| s == slug).map(|(_, n, _)| n.clone());
+    assert_eq!(
+        [node_of("old1"), node_of("fresh"), node_of("bobco")],
+        [Some("n1".to_owned()), Some("n2".to_owned()), Some("n2".to_owned())],
+        "{routes:?}"
+    );
+    for slug in ["fresh", "bobco"] {
+        let id = tenant_id(&n1, slug).await;
+        assert!(!file_of(&n1, id).await.exists(), "n1 keeps no copy of {slug}");
+        let (status, body) = ops.call("GET", &format!("/tenants/{slug}/restorable"), None).await.unwrap();
+        assert_eq!(status, 200, "{slug} answers through n1: {body}");
+    }
+    let bob = n1.sign_in("bob@example.com").await.unwrap();
+    let page = bob.get("/w/bobco/").await.unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    let bobco = tenant_id(&n2, "bobco").await;
+    assert!(n2.tenancy.is_here(bobco) && file_of(&n2, bobco).await.exists(), "bobco's file is on n2");
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }

@@ -108,9 +108,20 @@ impl Copies for State {
 
     fn after_create<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Err(e) = Backups::of(fleet).backup_known(tenant, BackupKind::Scheduled, "provision").await
-            {
-                tracing::warn!(tenant = %tenant.id, error = %e, "the first backup of a new tenant failed (the scheduler tries again)");
+            let backups = Backups::of(fleet);
+            match backups.backup_known(tenant, BackupKind::Scheduled, "provision").await {
+                Ok(backup) => match backups.relocations().place_new(tenant, backup).await {
+                    Ok(Some(node)) => {
+                        tracing::info!(tenant = %tenant.id, slug = %tenant.slug, node, "a new tenant went to the server with the most room")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(tenant = %tenant.id, error = %e, "handing a new tenant to the server with the most room failed: it stays here")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.id, error = %e, "the first backup of a new tenant failed (the scheduler tries again)")
+                }
             }
         })
     }

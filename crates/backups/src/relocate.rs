@@ -154,6 +154,44 @@ impl Relocations {
             ));
         }
         let backup = self.0.backup_known(&tenant, BackupKind::PreMove, actor).await?;
+        self.hand(tenant, &here, node, backup, actor).await
+    }
+
+    /// A tenant just provisioned here goes to the live server with the most room
+    /// (`silo_tenancy::room`) when that is another one; `backup`, its first, is in the store
+    /// already. Returns the server it went to, if it went.
+    pub(crate) async fn place_new(&self, tenant: &Tenant, backup: Backup) -> Result<Option<String>> {
+        let fleet = self.0.fleet();
+        let Some(ownership) = fleet.ownership() else { return Ok(None) };
+        if !self.0.logs().is_enabled() {
+            return Ok(None);
+        }
+        let here = ownership.node().to_owned();
+        let size =
+            fleet.tenant_path(tenant).ok().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+        let rooms = fleet.rooms().await?.leaving(&here, size as i64);
+        match rooms.most_room() {
+            Some(node) if node != here => {
+                let handed = self.hand(tenant.clone(), &here, node, backup, "placement").await?;
+                Ok(Some(handed.to))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Steps 2–4 of a move to another server, `backup` taken (step 1).
+    async fn hand(
+        &self,
+        tenant: Tenant,
+        here: &str,
+        node: &str,
+        backup: Backup,
+        actor: &str,
+    ) -> Result<Handed> {
+        let fleet = self.0.fleet();
+        let Some(ownership) = fleet.ownership() else {
+            return Err(Error::invalid("node", "tenants move between servers only in a cluster"));
+        };
         let lease = fleet.cache().lease(tenant.id).await?;
         let started = Instant::now();
         // Closed under the lease: its last commits were handed to the log; they go now.
@@ -184,7 +222,7 @@ impl Relocations {
         );
         Ok(Handed {
             tenant,
-            from: here,
+            from: here.to_owned(),
             to: node.to_owned(),
             backup,
             commits_shipped: shipped.commits,
@@ -208,16 +246,16 @@ pub struct Rebalanced {
 
 impl Relocations {
     /// Moves this server's tenants beyond its fair share (the live servers' tenants shared out
-    /// evenly, rounded up) to the live servers with the fewest, smallest files first. Each
-    /// server moves only its own: run it on every server (or on the fullest) to even the
-    /// cluster out.
+    /// evenly, rounded up), smallest files first, each to the live server with the most room
+    /// (`silo_tenancy::room`). Each server moves only its own: run it on every server (or on
+    /// the fullest) to even the cluster out.
     pub async fn rebalance(&self, actor: &str) -> Result<Rebalanced> {
         let fleet = self.0.fleet();
         let Some(ownership) = fleet.ownership() else {
             return Err(Error::invalid("node", "only the servers of a cluster rebalance their tenants"));
         };
         let here = ownership.node().to_owned();
-        let mut counts: Vec<(String, i64)> = fleet
+        let counts: Vec<(String, i64)> = fleet
             .nodes()
             .list()
             .await?
@@ -247,15 +285,12 @@ impl Relocations {
             }
         }
         tenants.sort_by_key(|(size, t)| (*size, t.slug.to_string()));
-        for (_, tenant) in tenants.into_iter().take(excess) {
-            let Some(target) = counts.iter_mut().filter(|(n, _)| *n != here).min_by_key(|(_, c)| *c) else {
-                break;
-            };
-            match self.to_node(&TenantRef::Id(tenant.id), &target.0, actor).await {
-                Ok(moved) => {
-                    target.1 += 1;
-                    run.moved.push((tenant.slug.to_string(), moved.to, moved.unavailable_ms));
-                }
+        tenants.truncate(excess);
+        let sizes: Vec<i64> = tenants.iter().map(|(size, _)| (*size).min(i64::MAX as u64) as i64).collect();
+        let targets = fleet.rooms().await?.without(&[&here]).share_out(&sizes);
+        for ((_, tenant), target) in tenants.into_iter().zip(targets) {
+            match self.to_node(&TenantRef::Id(tenant.id), &target, actor).await {
+                Ok(moved) => run.moved.push((tenant.slug.to_string(), moved.to, moved.unavailable_ms)),
                 Err(e) => run.failed.push((tenant.slug.to_string(), e.to_string())),
             }
         }

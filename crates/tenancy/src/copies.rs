@@ -53,7 +53,9 @@ pub trait Copies: Send + Sync + 'static {
     fn take_over<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, Result<Option<i64>>>;
 
     /// `tenant` was provisioned on this server of a cluster: its first copy goes to the store
-    /// now (another server takes a tenant over from the store only). Failures are logged.
+    /// now (another server takes a tenant over from the store only), and the tenant to the
+    /// server with the most room when that is another ([`crate::room`]). Failures are logged
+    /// (the tenant stays here).
     fn after_create<'a>(&'a self, fleet: &'a Tenancy, tenant: &'a Tenant) -> BoxFuture<'a, ()>;
 
     /// The registered value itself (the registering crate finds its state again).

@@ -53,6 +53,7 @@ pub mod ownership;
 pub mod privacy;
 pub mod process_lock;
 pub mod query;
+pub mod room;
 pub mod schema;
 pub mod scratch;
 

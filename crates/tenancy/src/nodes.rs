@@ -1,4 +1,4 @@
-//! The servers that use this control plane (the `nodes` table, migrations 0018–0019): each
+//! The servers that use this control plane (the `nodes` table, migrations 0018–0020): each
 //! `silo serve` registers under its node name (`[cluster] node`) when it starts, renews its
 //! heartbeat while it runs, and leaves when it stops. One whose heartbeat is older than three
 //! heartbeats is gone (a killed process leaves its row; it no longer counts).
@@ -39,6 +39,8 @@ pub struct Node {
     pub open_tenants: i64,
     /// Free bytes on its data directory's disk at its last heartbeat.
     pub free_bytes: i64,
+    /// Bytes of the tenant files on its disk at its last heartbeat.
+    pub tenant_bytes: i64,
 }
 
 /// The control plane's servers; see the module's documentation.
@@ -57,7 +59,7 @@ impl Nodes {
         let mut tx = self.0.control().writer().begin().await?;
         let db_now = db::now_ms(&mut tx).await?;
         let twin: Option<Node> = db::query_as(
-            "SELECT name, advertise, started_at, heartbeat_at, CAST(0 AS BIGINT) AS tenants, open_tenants, free_bytes FROM nodes
+            "SELECT name, advertise, started_at, heartbeat_at, CAST(0 AS BIGINT) AS tenants, open_tenants, free_bytes, tenant_bytes FROM nodes
              WHERE name = ?1 AND data_id <> ?2 AND data_id <> '' AND expires_ms > ?3",
         )
         .bind(name)
@@ -75,7 +77,7 @@ impl Nodes {
             )));
         }
         let other: Option<Node> = db::query_as(
-            "SELECT name, advertise, started_at, heartbeat_at, CAST(0 AS BIGINT) AS tenants, open_tenants, free_bytes FROM nodes
+            "SELECT name, advertise, started_at, heartbeat_at, CAST(0 AS BIGINT) AS tenants, open_tenants, free_bytes, tenant_bytes FROM nodes
              WHERE name <> ?1 AND heartbeat_at > ?2 ORDER BY heartbeat_at DESC LIMIT 1",
         )
         .bind(name)
@@ -111,13 +113,16 @@ impl Nodes {
 
     /// Renews `name`'s heartbeat.
     pub async fn heartbeat(&self, name: &str) -> Result<()> {
-        let load = self.0.load();
-        db::query("UPDATE nodes SET heartbeat_at = ?2, open_tenants = ?3, free_bytes = ?4 WHERE name = ?1")
-            .bind(name)
-            .bind(self.0.control().now())
-            .bind(load.open_tenants as i64)
-            .bind(load.free_bytes.min(i64::MAX as u64) as i64)
-            .execute(self.0.control().writer())
+        let load = self.0.load().await;
+        db::query(
+            "UPDATE nodes SET heartbeat_at = ?2, open_tenants = ?3, free_bytes = ?4, tenant_bytes = ?5 WHERE name = ?1",
+        )
+        .bind(name)
+        .bind(self.0.control().now())
+        .bind(load.open_tenants as i64)
+        .bind(load.free_bytes.min(i64::MAX as u64) as i64)
+        .bind(load.tenant_bytes.min(i64::MAX as u64) as i64)
+        .execute(self.0.control().writer())
             .await?;
         Ok(())
     }
@@ -131,7 +136,7 @@ impl Nodes {
     /// Every server registered, with whether it is live (its heartbeat fresh), by name.
     pub async fn list(&self) -> Result<Vec<(Node, bool)>> {
         let nodes: Vec<Node> = db::query_as(
-            "SELECT n.name, n.advertise, n.started_at, n.heartbeat_at, n.open_tenants, n.free_bytes,
+            "SELECT n.name, n.advertise, n.started_at, n.heartbeat_at, n.open_tenants, n.free_bytes, n.tenant_bytes,
                     (SELECT count(*) FROM tenant_owners o WHERE o.node = n.name) AS tenants
              FROM nodes n ORDER BY n.name",
         )

@@ -105,6 +105,8 @@ pub struct Load {
     pub open_tenants: u64,
     /// Free bytes on the data directory's disk.
     pub free_bytes: u64,
+    /// Bytes of the tenant files on this disk.
+    pub tenant_bytes: u64,
 }
 
 /// What a renewal found ([`Ownership::renew`]).
@@ -219,7 +221,7 @@ impl Ownership {
         let writer = control.writer();
         let now = db::now_ms(writer).await?;
         let renewed = db::query(
-            "UPDATE nodes SET expires_ms = ?3, heartbeat_at = ?4, open_tenants = ?5, free_bytes = ?6
+            "UPDATE nodes SET expires_ms = ?3, heartbeat_at = ?4, open_tenants = ?5, free_bytes = ?6, tenant_bytes = ?7
              WHERE name = ?1 AND data_id = ?2",
         )
         .bind(&self.node)
@@ -228,6 +230,7 @@ impl Ownership {
         .bind(control.now())
         .bind(load.open_tenants as i64)
         .bind(load.free_bytes.min(i64::MAX as u64) as i64)
+        .bind(load.tenant_bytes.min(i64::MAX as u64) as i64)
         .execute(writer)
         .await?;
         if renewed.rows_affected() == 0 {
@@ -494,21 +497,22 @@ impl Ownership {
         out
     }
 
-    /// The tenants whose server's lease ran out (or that left), live ones only: to be taken
-    /// over.
-    pub async fn orphans(&self, control: &ControlPlane) -> Result<Vec<Tenant>> {
+    /// The tenants whose server's lease ran out (or that left), live ones only, by id: to be
+    /// taken over. With the server each was on.
+    pub async fn orphans(&self, control: &ControlPlane) -> Result<Vec<(Tenant, String)>> {
         let now = db::now_ms(control.reader()).await?;
         db::query(
-            "SELECT t.* FROM tenants t JOIN tenant_owners o ON o.tenant_id = t.id
+            "SELECT t.*, o.node AS owner FROM tenants t JOIN tenant_owners o ON o.tenant_id = t.id
              LEFT JOIN nodes n ON n.name = o.node
-             WHERE t.status IN ('active', 'suspended') AND o.node <> ?1 AND (n.name IS NULL OR n.expires_ms <= ?2)",
+             WHERE t.status IN ('active', 'suspended') AND o.node <> ?1 AND (n.name IS NULL OR n.expires_ms <= ?2)
+             ORDER BY t.id",
         )
         .bind(&self.node)
         .bind(now)
         .fetch_all(control.reader())
         .await?
         .iter()
-        .map(Tenant::from_row)
+        .map(|row| Ok((Tenant::from_row(row)?, row.try_get::<String, _>("owner")?)))
         .collect()
     }
 
@@ -585,7 +589,7 @@ impl Tenancy {
         // Its own tenants whose files are here are served; the others (a new machine under
         // the name of one that was replaced) come from the store when first asked for.
         let mut missing = 0;
-        let renewed = ownership.renew(control, self.load()).await?;
+        let renewed = ownership.renew(control, self.load().await).await?;
         ownership.arm(renewed.until);
         for (id, fence) in renewed.unheld {
             let tenant = control.tenant_by_id(id).await?;
@@ -628,7 +632,7 @@ impl Tenancy {
     /// their files here removed in the background.
     pub async fn renew_lease(&self) -> Result<()> {
         let Some(ownership) = self.control().ownership() else { return Ok(()) };
-        let renewed = ownership.renew(self.control(), self.load()).await?;
+        let renewed = ownership.renew(self.control(), self.load().await).await?;
         for id in &renewed.lost {
             ownership.mark_stale(*id);
             self.cache().revoke(*id).await;
@@ -669,10 +673,13 @@ impl Tenancy {
     }
 
     /// What this server reports with its heartbeat.
-    pub(crate) fn load(&self) -> Load {
+    pub(crate) async fn load(&self) -> Load {
+        let placement = self.placement().clone();
+        let tenant_bytes = tokio::task::spawn_blocking(move || placement.stored_bytes()).await.unwrap_or(0);
         Load {
             open_tenants: self.cache().open_handles(),
             free_bytes: self.disk_space().map_or(0, |d| d.available),
+            tenant_bytes,
         }
     }
 
@@ -774,9 +781,9 @@ impl Tenancy {
 
     /// Every heartbeat until `stop`: restores the tenants moved to this server (it owns them
     /// but does not hold them yet), and takes over tenants whose server's lease ran out (they
-    /// are otherwise taken over when first asked for) — this server's share of them, the
-    /// orphans divided among the live servers, each server starting at its own place in the
-    /// list, so the live servers spread them. Nothing on `control.db`.
+    /// are otherwise taken over when first asked for) — this server's share of them: every
+    /// live server shares the same list out by room ([`crate::room`]) and takes what falls
+    /// to it. Nothing on `control.db`.
     pub async fn run_takeovers(&self, stop: impl std::future::Future<Output = ()>) {
         let Some(ownership) = self.control().ownership() else { return };
         let every = self.settings().cluster.heartbeat();
@@ -807,16 +814,17 @@ impl Tenancy {
             }
             if ownership.steady() {
                 match ownership.orphans(self.control()).await {
-                    Ok(orphans) if !orphans.is_empty() => {
-                        let live = self
-                            .nodes()
-                            .list()
-                            .await
-                            .map_or(1, |nodes| nodes.iter().filter(|(_, live)| *live).count().max(1));
-                        let share = orphans.len().div_ceil(live);
-                        let start = ownership.node.bytes().map(usize::from).sum::<usize>() % orphans.len();
-                        tenants.extend(orphans.iter().cycle().skip(start).take(share).cloned());
-                    }
+                    Ok(orphans) if !orphans.is_empty() => match self.rooms().await {
+                        Ok(rooms) => {
+                            // Their files are on the silent servers: each counts as a tenant.
+                            let silent: Vec<&str> = orphans.iter().map(|(_, node)| node.as_str()).collect();
+                            let placed = rooms.without(&silent).share_out(&vec![0; orphans.len()]);
+                            let mine =
+                                orphans.into_iter().zip(placed).filter(|(_, to)| *to == ownership.node);
+                            tenants.extend(mine.map(|((tenant, _), _)| tenant));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading the servers' room failed"),
+                    },
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "listing the tenants to take over failed"),
                 }

@@ -11,7 +11,8 @@ use crate::output::{print_json, table};
 /// Cluster commands.
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// The servers of this control plane: tenants, open files, free disk, last heartbeat.
+    /// The servers of this control plane: tenants, their files' size, open files, free disk,
+    /// last heartbeat.
     Nodes {
         /// Print JSON.
         #[arg(long)]
@@ -50,13 +51,23 @@ impl ClusterCommand {
                                 if *live { "live".to_owned() } else { "silent".to_owned() },
                                 n.advertise.clone(),
                                 n.tenants.to_string(),
+                                crate::output::bytes(n.tenant_bytes.max(0) as u64),
                                 n.open_tenants.to_string(),
                                 crate::output::bytes(n.free_bytes.max(0) as u64),
                                 n.heartbeat_at.to_string(),
                             ]
                         })
                         .collect();
-                    let header = ["NODE", "STATE", "ADDRESS", "TENANTS", "OPEN", "FREE DISK", "HEARTBEAT"];
+                    let header = [
+                        "NODE",
+                        "STATE",
+                        "ADDRESS",
+                        "TENANTS",
+                        "THEIR FILES",
+                        "OPEN",
+                        "FREE DISK",
+                        "HEARTBEAT",
+                    ];
                     crate::say!("{}", table(&header, &rows));
                 }
                 Ok(std::process::ExitCode::SUCCESS)
