@@ -309,6 +309,7 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
         ops.call("POST", "/tenants/acme/move", Some(json!({ "node": "n2" }))).await.unwrap();
     assert_eq!(status, 200, "{moved}");
     assert_eq!((moved["from"].as_str(), moved["to"].as_str()), (Some("n1"), Some("n2")), "{moved}");
+    assert_eq!(moved["prepared"], true, "n2 restored acme before the switch: {moved}");
     let (written, retries) = writer.await.unwrap();
     eprintln!(
         "moved n1 → n2: unavailable on n1 {} ms; the client retried {retries} times",
@@ -327,6 +328,16 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
     let missing: Vec<&String> = written.iter().filter(|t| !titles.contains(t)).collect();
     assert!(missing.is_empty(), "acknowledged writes lost in the move: {missing:?}");
     assert_eq!(titles.len(), written.len(), "each write once");
+
+    // Only a server of the cluster may ask another to prepare a tenant.
+    let raw = reqwest::Client::new();
+    for secret in [None, Some("not-the-secret")] {
+        let mut ask = raw.post(n1.url(&format!("/cluster/v1/tenants/{acme}/prepare")));
+        if let Some(secret) = secret {
+            ask = ask.header("x-silo-forwarded", secret);
+        }
+        assert_eq!(ask.send().await.unwrap().status(), 404, "asked with {secret:?}");
+    }
 
     // Refusals say what is wrong.
     let (status, body) = ops.call("POST", "/tenants/acme/move", Some(json!({ "node": "n2" }))).await.unwrap();

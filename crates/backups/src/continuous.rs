@@ -390,17 +390,23 @@ impl Backups {
         Some((previous.id.clone(), last.unwrap_or(previous.created_at.unix_ms())))
     }
 
-    /// Replays the chain of `backup` onto `dest` (its snapshot, restored there and closed):
-    /// every commit at or before `until_ms`, in order. A missing or damaged segment stops the
-    /// replay with an error naming it. Returns the commits applied and the time of the last
-    /// one (`None`: none).
+    /// Replays the chain of `backup` onto `dest` (its snapshot, restored there and closed,
+    /// with the segments before `from_seq` replayed already): every commit at or before
+    /// `until_ms`, in order. A missing or damaged segment stops the replay with an error
+    /// naming it. Returns the commits applied, the time of the last one (`None`: none) and
+    /// the number of the last segment applied.
+    ///
+    /// Replaying a segment again is harmless (its commits carry whole pages, applied in
+    /// order): a replay that goes on from an earlier one starts again at its last segment,
+    /// which may have been stored again since with more commits.
     pub(crate) async fn replay_chain(
         &self,
         tenant: &Tenant,
         backup: &super::Backup,
+        from_seq: u64,
         until_ms: i64,
         dest: &Path,
-    ) -> Result<(usize, Option<i64>)> {
+    ) -> Result<(usize, Option<i64>, Option<u64>)> {
         let store = self.store().await?.store();
         let mut segments: Vec<SegmentRef> = store
             .list(&chain_prefix(tenant.id, &backup.id))
@@ -412,12 +418,13 @@ impl Backups {
         // and the commits of the first try plus newer ones: the one reaching furthest wins.
         segments.sort_by_key(|s| (s.seq, std::cmp::Reverse(s.last_ms)));
         segments.dedup_by_key(|s| s.seq);
+        segments.retain(|s| s.seq >= from_seq);
         // The segments up to the moment, in order (a later one missing does not matter), each
         // number present: a gap would replay pages onto the wrong state.
         let due = segments.iter().take_while(|s| s.first_ms <= until_ms).count();
         segments.truncate(due);
-        for (expected, found) in segments.iter().enumerate() {
-            if found.seq != expected as u64 {
+        for (expected, found) in (from_seq..).zip(&segments) {
+            if found.seq != expected {
                 return Err(damaged(
                     &found.key,
                     &format!("segment {expected} of the chain is missing before it"),
@@ -437,7 +444,7 @@ impl Backups {
         let mut fetched = futures::stream::iter(segments)
             .map(|found| async move { (store.get(&found.key).await, found) })
             .buffered(REPLAY_PREFETCH);
-        let (mut applied, mut last) = (0, None);
+        let (mut applied, mut last, mut last_seq) = (0, None, None);
         while let Some((bytes, found)) = fetched.next().await {
             let bytes = bytes?;
             let context = segment_context(tenant.id, &backup.id, found.seq);
@@ -454,6 +461,7 @@ impl Backups {
             .expect("replaying a segment panicked")?;
             applied += count;
             last = at.or(last);
+            last_seq = Some(found.seq);
             if !complete {
                 break;
             }
@@ -468,7 +476,7 @@ impl Backups {
         })
         .await
         .expect("syncing a replayed file panicked")?;
-        Ok((applied, last))
+        Ok((applied, last, last_seq))
     }
 }
 

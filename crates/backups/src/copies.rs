@@ -25,6 +25,8 @@ pub(crate) struct State {
     /// from the control plane and remembered: commits made under this server's lease still
     /// reach the store while the control plane cannot be reached (see `continuous`).
     pub(crate) shipping: parking_lot::Mutex<std::collections::HashMap<TenantId, Remembered>>,
+    /// Tenants restored here before they move here (`Backups::prepare`).
+    pub(crate) prepared: parking_lot::Mutex<std::collections::HashMap<TenantId, crate::restore::Prepared>>,
 }
 
 /// A tenant's row and its wrapped data key, as shipping last read them.

@@ -221,7 +221,7 @@ impl Backups {
 }
 
 /// Creates the directory a tenant's file goes in.
-fn create_parent(path: &std::path::Path) -> Result<()> {
+pub(crate) fn create_parent(path: &std::path::Path) -> Result<()> {
     let dir = path.parent().expect("a database path has a parent directory");
     std::fs::create_dir_all(dir).map_err(|e| silo_storage::Error::Io {
         action: "create directory",

@@ -16,14 +16,19 @@
 //! **Moves to another server** (run by the tenant's server: the API and the console forward
 //! them there). The store carries the file; continuous backup must run.
 //! 1. A `pre-move` backup while the tenant serves (it starts a chain).
-//! 2. Lease: in-flight requests finish, new ones get `503`; the handle's last commits are
+//! 2. The new server *prepares* the tenant (asked over HTTP, `silo_tenancy::peers`): it
+//!    restores that backup and its chain so far beside the file's place, while the tenant
+//!    still serves here.
+//! 3. Lease: in-flight requests finish, new ones get `503`; the handle's last commits are
 //!    shipped to the chain.
-//! 3. The tenant is handed over in the control plane (the next fence; see
+//! 4. The tenant is handed over in the control plane (the next fence; see
 //!    `silo_tenancy::ownership`), with an audit entry.
-//! 4. Release the lease, remove the files here. Requests forwarded from here reach the new
-//!    server, which restores the tenant from the store on its first request.
+//! 5. Release the lease, remove the files here. Requests forwarded from here reach the new
+//!    server, which on the first of them (or its next heartbeat) replays the commits since
+//!    step 2 onto the prepared file and serves it — or restores the whole tenant from the
+//!    store when it did not prepare it.
 //!
-//! A failure before step 3 leaves the tenant where it was.
+//! A failure before step 4 leaves the tenant where it was.
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +119,9 @@ pub struct Handed {
     pub backup: Backup,
     /// Commits shipped after the backup, under the lease.
     pub commits_shipped: usize,
+    /// Whether the new server prepared the tenant before the switch (else it restores the
+    /// whole tenant at its first request).
+    pub prepared: bool,
     /// How long the tenant was unavailable here (lease held), ms; the new server restores it
     /// on its first request.
     pub unavailable_ms: f64,
@@ -179,7 +187,7 @@ impl Relocations {
         }
     }
 
-    /// Steps 2–4 of a move to another server, `backup` taken (step 1).
+    /// Steps 2–5 of a move to another server, `backup` taken (step 1).
     async fn hand(
         &self,
         tenant: Tenant,
@@ -192,6 +200,7 @@ impl Relocations {
         let Some(ownership) = fleet.ownership() else {
             return Err(Error::invalid("node", "tenants move between servers only in a cluster"));
         };
+        let prepared = self.prepare_on(&tenant, node).await;
         let lease = fleet.cache().lease(tenant.id).await?;
         let started = Instant::now();
         // Closed under the lease: its last commits were handed to the log; they go now.
@@ -216,6 +225,7 @@ impl Relocations {
         tracing::info!(
             from = here,
             to = node,
+            prepared,
             commits = shipped.commits,
             unavailable_ms = unavailable.as_millis() as u64,
             "tenant moved to another server"
@@ -226,8 +236,31 @@ impl Relocations {
             to: node.to_owned(),
             backup,
             commits_shipped: shipped.commits,
+            prepared,
             unavailable_ms: millis(unavailable),
         })
+    }
+}
+
+impl Relocations {
+    /// Step 2 of a move to another server: asks `node` to prepare `tenant` (restore it from
+    /// the store while it still serves here). Whether it did: when it did not (an older
+    /// server, or it failed), it restores the whole tenant at the switch instead.
+    async fn prepare_on(&self, tenant: &Tenant, node: &str) -> bool {
+        let fleet = self.0.fleet();
+        let Some(peers) = fleet.peers() else { return false };
+        let advertise = match fleet.nodes().list().await {
+            Ok(nodes) => nodes.into_iter().find(|(n, _)| n.name == node).map(|(n, _)| n.advertise),
+            Err(_) => None,
+        };
+        let Some(advertise) = advertise else { return false };
+        match peers.prepare(&advertise, tenant.id).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.id, node, error = %e, "the server a tenant moves to did not prepare it: it restores it whole at the switch");
+                false
+            }
+        }
     }
 }
 

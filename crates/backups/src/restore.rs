@@ -84,7 +84,26 @@ struct Staged {
     schema_version: i64,
     replayed: usize,
     reached: Option<silo_core::Timestamp>,
+    /// The chain's last segment replayed, if any.
+    last_seq: Option<u64>,
 }
+
+/// A tenant restored beside its file's place before it moves here ([`Backups::prepare`]):
+/// at the switch only the commits since are replayed.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The snapshot it was restored from.
+    backup: String,
+    /// Where it is.
+    path: PathBuf,
+    /// The chain's segment to go on from (the last one replayed, again).
+    resume_seq: u64,
+    /// When it was prepared.
+    at: Instant,
+}
+
+/// A prepared tenant not moved here after this long is dropped.
+const PREPARED_FOR: Duration = Duration::from_secs(600);
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
@@ -172,6 +191,65 @@ impl Backups {
         }
     }
 
+    /// Restores `tenant`, about to move to this server, beside its file's place from the
+    /// store (its newest snapshot and chain so far) while its server still serves it: the
+    /// takeover at the switch only replays the commits since (see [`Backups::take_over`]).
+    pub async fn prepare(&self, tenant: &Tenant) -> Result<()> {
+        Self::check_restorable(tenant, None)?;
+        let stale: Vec<Prepared> = {
+            let mut prepared = self.state.prepared.lock();
+            let old: Vec<TenantId> = prepared
+                .iter()
+                .filter(|(id, p)| **id == tenant.id || p.at.elapsed() > PREPARED_FOR)
+                .map(|(id, _)| *id)
+                .collect();
+            old.iter().filter_map(|id| prepared.remove(id)).collect()
+        };
+        for old in stale {
+            let _ = sqlite::remove_database_files(&old.path).await;
+        }
+        let backup = self.find(tenant, None).await?;
+        let dest = self.fleet.tenant_path(tenant)?;
+        super::recover::create_parent(&dest)?;
+        let path = staging_path(&dest);
+        let staged = self.stage(tenant, &backup, Some(EVERY_COMMIT), &path).await?;
+        tracing::info!(tenant = %tenant.id, backup = %backup.id, commits = staged.replayed, "tenant prepared here before it moves here");
+        let prepared = Prepared {
+            backup: backup.id,
+            path,
+            resume_seq: staged.last_seq.unwrap_or(0),
+            at: Instant::now(),
+        };
+        self.state.prepared.lock().insert(tenant.id, prepared);
+        Ok(())
+    }
+
+    /// The tenant's prepared copy, if there is one (no longer prepared afterwards).
+    fn take_prepared(&self, tenant: TenantId) -> Option<Prepared> {
+        self.state.prepared.lock().remove(&tenant).filter(|p| p.path.exists())
+    }
+
+    /// Stages a prepared tenant at `staging`: the commits since it was prepared replayed
+    /// onto it.
+    async fn catch_up(
+        &self,
+        tenant: &Tenant,
+        backup: &Backup,
+        prepared: Prepared,
+        staging: &Path,
+    ) -> Result<Staged> {
+        tokio::fs::rename(&prepared.path, staging).await.map_err(|e| silo_storage::Error::Io {
+            action: "rename",
+            path: prepared.path.clone(),
+            source: e,
+        })?;
+        let size = sqlite::database_size(staging);
+        let from = (size, prepared.resume_seq);
+        let staged = self.replay_onto(tenant, backup, Some(EVERY_COMMIT), staging, from, false).await?;
+        tracing::info!(tenant = %tenant.id, commits = staged.replayed, "a prepared tenant caught up");
+        Ok(staged)
+    }
+
     /// Restores a tenant in place to the last commit the store holds of it: its newest
     /// snapshot and that chain's every segment, whatever their times (a takeover: the commits
     /// carry the lost server's clock, which may run ahead of this one's).
@@ -233,8 +311,13 @@ impl Backups {
     ) -> Result<Restored> {
         let path = self.fleet.tenant_path(&tenant)?;
         let staging = staging_path(&path);
-        let staged = self.stage(&tenant, &backup, until, &staging).await?;
-        let Staged { size, forgotten, schema_version, replayed, reached } = staged;
+        let prepared =
+            self.take_prepared(tenant.id).filter(|p| p.backup == backup.id && until == Some(EVERY_COMMIT));
+        let staged = match prepared {
+            Some(prepared) => self.catch_up(&tenant, &backup, prepared, &staging).await?,
+            None => self.stage(&tenant, &backup, until, &staging).await?,
+        };
+        let Staged { size, forgotten, schema_version, replayed, reached, .. } = staged;
         // No segment or snapshot of the file being replaced may be stored once the new one is
         // in place (it would continue a chain the new file does not belong to).
         let log = self.logs().get(tenant.id);
@@ -306,7 +389,7 @@ impl Backups {
             source: e,
         })?;
         let staging = staging_path(&path);
-        let Staged { size, forgotten, schema_version, replayed, reached } =
+        let Staged { size, forgotten, schema_version, replayed, reached, .. } =
             self.stage(&source, &backup, until, &staging).await?;
         // The clone gets the source's members (`insert_clone` copies them).
         if let Err(e) = self.reconcile_members(source.id, &staging).await {
@@ -387,17 +470,36 @@ impl Backups {
     ) -> Result<Staged> {
         // With commits to replay, the file is checked once, after them.
         let size = self.fetch_backup_checked(tenant, backup, staging, until.is_none()).await?;
+        self.replay_onto(tenant, backup, until, staging, (size, 0), true).await
+    }
+
+    /// [`Backups::stage`] once the snapshot is at `staging` (`size` bytes), with the chain's
+    /// segments before `from_seq` replayed already; `check`: `integrity_check` the result
+    /// (a prepared file was checked when prepared, and the commits replayed onto it since are
+    /// sealed like every segment: the switch does not read the whole file again).
+    async fn replay_onto(
+        &self,
+        tenant: &Tenant,
+        backup: &Backup,
+        until: Option<i64>,
+        staging: &Path,
+        (size, from_seq): (u64, u64),
+        check: bool,
+    ) -> Result<Staged> {
         let staged = async {
             let (mut size, mut schema_version, mut replayed) = (size, backup.schema_version, 0);
             let mut reached = until.map(|_| backup.created_at.clone());
+            let mut last_seq = None;
             if let Some(until) = until {
                 let last;
-                (replayed, last) = self.replay_chain(tenant, backup, until, staging).await?;
+                (replayed, last, last_seq) = self.replay_chain(tenant, backup, from_seq, until, staging).await?;
                 reached = last.map(silo_core::Timestamp::from_unix_ms).or(reached);
                 {
                     let (file, latest) = (staging.to_owned(), silo_tenancy::schema::latest_version(self.fleet.migrations()));
                     (size, schema_version) = tokio::task::spawn_blocking(move || {
-                        sqlite::check_integrity(&file)?;
+                        if check {
+                            sqlite::check_integrity(&file)?;
+                        }
                         let version = silo_tenancy::schema::read_file_version(&file)?;
                         if version > latest {
                             return Err(Error::Schema(format!(
@@ -411,7 +513,7 @@ impl Backups {
                 }
             }
             let forgotten = self.fleet.erasures().replay(staging).await?;
-            Ok(Staged { size, forgotten, schema_version, replayed, reached })
+            Ok(Staged { size, forgotten, schema_version, replayed, reached, last_seq })
         }
         .await;
         if staged.is_err() {

@@ -99,6 +99,61 @@ impl Forwarder {
     }
 }
 
+impl silo_tenancy::peers::Peers for Forwarder {
+    fn prepare<'a>(
+        &'a self,
+        advertise: &'a str,
+        tenant: TenantId,
+    ) -> futures::future::BoxFuture<'a, silo_tenancy::Result<()>> {
+        Box::pin(async move {
+            let url = format!("{}/cluster/v1/tenants/{tenant}/prepare", advertise.trim_end_matches('/'));
+            let refused = |why: String| silo_tenancy::Error::NotServing(format!("server {advertise}: {why}"));
+            let answer = self
+                .client
+                .post(url)
+                .header(FORWARDED, self.secret.expose())
+                .send()
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            let status = answer.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            let text = answer.text().await.unwrap_or_default();
+            Err(refused(format!("{status} {}", text.chars().take(500).collect::<String>())))
+        })
+    }
+}
+
+/// The routes the servers of a cluster call on each other.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/cluster/v1/tenants/{id}/prepare", web::post().to(prepare));
+}
+
+/// `POST /cluster/v1/tenants/{id}/prepare`: a server of the cluster about to move a tenant
+/// here asks this one to restore it from the store beside its file's place first (see
+/// `silo_backups`' moves). Anything without the cluster's secret gets 404, as outside a
+/// cluster.
+async fn prepare(req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    let forwarder = req.app_data::<Option<web::Data<Forwarder>>>().cloned().flatten();
+    if !forwarder.is_some_and(|f| f.forwarded_by_peer(&req)) {
+        return HttpResponse::NotFound().finish();
+    }
+    let Ok(id) = id.parse::<TenantId>() else { return HttpResponse::NotFound().finish() };
+    let tenancy = state(&req).tenancy();
+    let tenant = match tenancy.control().tenant_by_id(id).await {
+        Ok(tenant) => tenant,
+        Err(e) => return HttpResponse::NotFound().body(e.to_string()),
+    };
+    match silo_backups::Backups::of(tenancy).prepare(&tenant).await {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(e) => {
+            tracing::warn!(tenant = %id, error = %e, "preparing a tenant that moves here failed");
+            HttpResponse::ServiceUnavailable().body(e.to_string())
+        }
+    }
+}
+
 /// The tenant (slug or id) a path is about, if it is one whose requests go to the tenant's
 /// server.
 fn tenant_in_path(path: &str) -> Option<&str> {

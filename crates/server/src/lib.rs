@@ -115,6 +115,9 @@ pub fn start(
         Some(secret) => Some(web::Data::new(cluster::Forwarder::new(secret.clone())?)),
         None => None,
     };
+    if let Some(forwarder) = &forwarder {
+        billing.tenancy().set_peers(forwarder.clone().into_inner());
+    }
     let state = web::Data::new(AppState::new(billing, web_settings, links, metrics_addr)?);
     let workers =
         state.web.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -211,6 +214,7 @@ pub fn start(
                 }
             })
             .configure(ops::routes)
+            .configure(cluster::routes)
             .into_utoipa_app()
             .openapi(api::ApiDoc::openapi())
             .service(api::scope())

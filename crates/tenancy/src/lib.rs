@@ -31,7 +31,8 @@
 //! - [`privacy`]: personal-data manifests (what erasure does with each column).
 //! - [`nodes`]: [`nodes::Nodes`] — the servers of the control plane and their heartbeats;
 //!   [`ownership`]: which server serves each tenant, the servers' leases and fencing,
-//!   takeovers.
+//!   takeovers; [`room`]: where tenants go (the server with the most room); [`peers`]: the
+//!   seam to the other servers (a move asks the target to prepare), registered by the server.
 //! - [`config`]: the fleet's settings (read by `silo-core`'s loader); [`process_lock`]: one server per data
 //!   directory; `error`: [`Error`] (the fleet's; the layers above wrap it) and [`Error::kind`].
 
@@ -50,6 +51,7 @@ pub mod limits;
 pub mod members;
 pub mod nodes;
 pub mod ownership;
+pub mod peers;
 pub mod privacy;
 pub mod process_lock;
 pub mod query;
@@ -114,6 +116,8 @@ struct Inner {
     purge_statements: parking_lot::RwLock<Vec<&'static str>>,
     /// The owner of the tenants' copies outside their files (registered by the backups).
     copies: std::sync::OnceLock<Arc<dyn Copies>>,
+    /// The other servers of the cluster (registered by the server).
+    peers: std::sync::OnceLock<Arc<dyn peers::Peers>>,
 }
 
 impl Tenancy {
@@ -208,6 +212,7 @@ impl Tenancy {
             members: parking_lot::RwLock::new(None),
             purge_statements: parking_lot::RwLock::new(Vec::new()),
             copies: std::sync::OnceLock::new(),
+            peers: std::sync::OnceLock::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -262,6 +267,16 @@ impl Tenancy {
     /// registers). One per fleet: every caller gets the same.
     pub fn copies_or_register(&self, init: impl FnOnce() -> Arc<dyn Copies>) -> Arc<dyn Copies> {
         self.inner.copies.get_or_init(init).clone()
+    }
+
+    /// Registers how this server reaches the other servers of its cluster (once).
+    pub fn set_peers(&self, peers: Arc<dyn peers::Peers>) {
+        let _ = self.inner.peers.set(peers);
+    }
+
+    /// How this server reaches the other servers of its cluster, when registered.
+    pub fn peers(&self) -> Option<Arc<dyn peers::Peers>> {
+        self.inner.peers.get().cloned()
     }
 
     /// The registered owner of the tenants' copies, if any.

@@ -187,14 +187,19 @@ impl TenantCommand {
                     print_json(&moved)?;
                 } else {
                     crate::say!(
-                        "moved {} from node {} to node {}; unavailable here {:.1} ms ({} commits shipped after the pre-move backup {}); {} restores it from the store on its first request",
+                        "moved {} from node {} to node {}; unavailable here {:.1} ms ({} commits shipped after the pre-move backup {}); {} {}",
                         moved.tenant.slug,
                         moved.from,
                         moved.to,
                         moved.unavailable_ms,
                         moved.commits_shipped,
                         moved.backup.id,
-                        moved.to
+                        moved.to,
+                        if moved.prepared {
+                            "had prepared it: it serves it once it replays those commits"
+                        } else {
+                            "did not prepare it: it restores it from the store on its first request"
+                        }
                     );
                 }
             }

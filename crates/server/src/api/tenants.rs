@@ -47,8 +47,12 @@ pub struct MoveOutcome {
     /// The backup taken before the move.
     pub backup: String,
     /// How long the tenant was unavailable here, ms (after a move to another server, that
-    /// server restores it on its first request).
+    /// server serves it from its first request, once it replayed the last commits).
     pub unavailable_ms: f64,
+    /// A move to another server: whether that server prepared the tenant before the switch
+    /// (restored it from the store while it still served here); if not, it restores the whole
+    /// tenant at its first request. `null` for a region move.
+    pub prepared: Option<bool>,
 }
 
 /// Moves a tenant to another server of the cluster (`node`) or another region (`region`).
@@ -77,6 +81,7 @@ async fn move_tenant(
                 to: moved.to,
                 backup,
                 unavailable_ms: moved.unavailable_ms,
+                prepared: Some(moved.prepared),
             }
         }
         (None, Some(region)) if !region.is_empty() => {
@@ -88,6 +93,7 @@ async fn move_tenant(
                 to,
                 backup: moved.backup.id,
                 unavailable_ms: moved.unavailable_ms,
+                prepared: None,
             }
         }
         _ => return Err(ApiError(Failure::invalid("give one of `node` or `region`"))),
