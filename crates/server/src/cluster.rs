@@ -141,7 +141,7 @@ async fn prepare(req: HttpRequest, id: web::Path<String>) -> HttpResponse {
     }
     let Ok(id) = id.parse::<TenantId>() else { return HttpResponse::NotFound().finish() };
     let tenancy = state(&req).tenancy();
-    let tenant = match tenancy.control().tenant_by_id(id).await {
+    let tenant = match tenancy.tenant(&TenantRef::Id(id)).await {
         Ok(tenant) => tenant,
         Err(e) => return HttpResponse::NotFound().body(e.to_string()),
     };
