@@ -389,7 +389,8 @@ pub async fn run(dir: &Path, args: ClusterArgs) -> anyhow::Result<()> {
                             }
                             tokio::time::sleep(pause).await;
                         }
-                        Ok(503) | Err(_) => {
+                        // 408: the server did not read the request in time, so did not run it.
+                        Ok(503 | 408) | Err(_) => {
                             refused += 1;
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }

@@ -122,8 +122,9 @@ pub struct Handed {
     /// Whether the new server prepared the tenant before the switch (else it restores the
     /// whole tenant at its first request).
     pub prepared: bool,
-    /// How long the tenant was unavailable here (lease held), ms; the new server restores it
-    /// on its first request.
+    /// How long the tenant was unavailable here (lease held), ms; the new server serves it
+    /// from its first request, once it has replayed the commits shipped meanwhile (or
+    /// restored it whole, unprepared).
     pub unavailable_ms: f64,
 }
 
@@ -240,9 +241,7 @@ impl Relocations {
             unavailable_ms: millis(unavailable),
         })
     }
-}
 
-impl Relocations {
     /// Step 2 of a move to another server: asks `node` to prepare `tenant` (restore it from
     /// the store while it still serves here). Whether it did: when it did not (an older
     /// server, or it failed), it restores the whole tenant at the switch instead.
