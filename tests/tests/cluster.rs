@@ -88,6 +88,11 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 200, "forwarded to the owner as usual");
+    // A forwarded answer of known size goes back whole, with its length (not in chunks, whose
+    // small writes the client's delayed ACK held ~40 ms).
+    let length = forged.content_length();
+    let bytes = forged.bytes().await.unwrap();
+    assert_eq!(length, Some(bytes.len() as u64), "the forwarded answer has its Content-Length");
     let peer = raw
         .get(n2.url("/api/v1/w/acme/tasks"))
         .bearer_auth(&token)
