@@ -196,8 +196,12 @@ pub fn start(
                 }
             })
             // Requests for tenants other servers of the cluster own go there (after a workspace
-            // host's path is rewritten into its workspace).
-            .wrap(actix_web::middleware::from_fn(cluster::forward))
+            // host's path is rewritten into its workspace). Outside a cluster the layer is not
+            // in the request's path at all.
+            .wrap(actix_web::middleware::Condition::new(
+                forwarder.is_some(),
+                actix_web::middleware::from_fn(cluster::forward),
+            ))
             .wrap_fn(|mut req, service| {
                 // The metrics listener serves `/metrics` only; workspace hosts are rewritten
                 // into their workspace or sent to the main host (see `hosts`).
