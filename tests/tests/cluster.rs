@@ -274,6 +274,7 @@ async fn a_server_cut_off_stops_writing_before_another_takes_its_tenants_over_fr
 /// go with it, a client that retries on 503 loses none, and the old server keeps no copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_moves_to_another_server_with_every_write() {
+    use silo_backups::BackupsExt;
     let Some(url) = postgres_database().await else { return };
     let store = tempfile::tempdir().unwrap();
     let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
@@ -356,6 +357,31 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
         .await
         .unwrap();
     assert_eq!(status, 422, "{body}");
+    // Run on a server that is not the tenant's, a move says where the tenant is.
+    let acme_ref = TenantRef::Id(acme);
+    let elsewhere = n1.tenancy.backups().relocations().to_node(&acme_ref, "n1", "test").await.unwrap_err();
+    assert_eq!(elsewhere.kind(), silo_core::ErrorKind::Elsewhere, "{elsewhere}");
+    // A server does not prepare a tenant it holds.
+    let tenant = n2.tenancy.control().tenant_by_id(acme).await.unwrap();
+    let refused = n2.tenancy.backups().prepare(&tenant).await.unwrap_err();
+    assert!(refused.to_string().contains("this server's already"), "{refused}");
+
+    // Back and forth at once: the new owner moves a tenant on before its next heartbeat.
+    for to in ["n1", "n2"] {
+        let (status, body) =
+            ops.call("POST", "/tenants/acme/move", Some(json!({ "node": to }))).await.unwrap();
+        assert_eq!(status, 200, "to {to}: {body}");
+    }
+    let (status, tasks) = on1.call("GET", "/w/acme/tasks?limit=100", None).await.unwrap();
+    assert_eq!((status, tasks["items"].as_array().map(Vec::len)), (200, Some(60)), "{tasks}");
+    // No staging file of the prepares stays beside the tenant's file on either server.
+    for server in [&n1, &n2] {
+        let dir = file_of(server, acme).await.parent().unwrap().to_owned();
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        assert!(!left.iter().any(|n| n.contains(".restore-")), "left in {}: {left:?}", dir.display());
+    }
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }

@@ -55,6 +55,8 @@ impl Copies for State {
         Box::pin(async move {
             let backups = Backups::of(fleet);
             self.shipping.lock().remove(&tenant);
+            // A copy prepared for a move here is a copy too.
+            backups.drop_prepared(|id, _| id == tenant).await;
             let catalogued = backups.of_tenant(tenant).await?.len();
             let objects = backups.delete_tenant_objects(tenant).await?;
             Ok(serde_json::json!({

@@ -145,6 +145,8 @@ impl Relocations {
             return Err(Error::InvalidTransition { tenant: tenant.slug.to_string(), action: "move", status });
         }
         let here = ownership.node().to_owned();
+        // Run by the tenant's server only: elsewhere this one cannot say where the tenant is.
+        fleet.here_or_elsewhere(&tenant).await?;
         if node == here {
             return Err(Error::invalid(
                 "node",
@@ -155,7 +157,6 @@ impl Relocations {
         if !live {
             return Err(Error::invalid("node", format!("no live server `{node}` in this cluster")));
         }
-        fleet.here_or_elsewhere(&tenant).await?;
         if !self.0.logs().is_enabled() {
             return Err(Error::invalid(
                 "node",

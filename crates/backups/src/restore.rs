@@ -102,8 +102,9 @@ pub(crate) struct Prepared {
     at: Instant,
 }
 
-/// A prepared tenant not moved here after this long is dropped.
-const PREPARED_FOR: Duration = Duration::from_secs(600);
+/// A prepared tenant not moved here after this long is dropped (a move switches within
+/// moments of its prepare; a copy must not outlive a move that failed, nor a purge elsewhere).
+const PREPARED_FOR: Duration = Duration::from_secs(120);
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
@@ -196,32 +197,44 @@ impl Backups {
     /// takeover at the switch only replays the commits since (see [`Backups::take_over`]).
     pub async fn prepare(&self, tenant: &Tenant) -> Result<()> {
         Self::check_restorable(tenant, None)?;
-        let stale: Vec<Prepared> = {
-            let mut prepared = self.state.prepared.lock();
-            let old: Vec<TenantId> = prepared
-                .iter()
-                .filter(|(id, p)| **id == tenant.id || p.at.elapsed() > PREPARED_FOR)
-                .map(|(id, _)| *id)
-                .collect();
-            old.iter().filter_map(|id| prepared.remove(id)).collect()
-        };
-        for old in stale {
-            let _ = sqlite::remove_database_files(&old.path).await;
+        if self.fleet.ownership().is_some_and(|o| o.holds(tenant.id)) {
+            return Err(Error::invalid(
+                "tenant",
+                format!("tenant `{}` is this server's already: nothing to prepare", tenant.slug),
+            ));
         }
+        self.drop_prepared(|id, p| id == tenant.id || p.at.elapsed() > PREPARED_FOR).await;
         let backup = self.find(tenant, None).await?;
         let dest = self.fleet.tenant_path(tenant)?;
         super::recover::create_parent(&dest)?;
         let path = staging_path(&dest);
         let staged = self.stage(tenant, &backup, Some(EVERY_COMMIT), &path).await?;
         tracing::info!(tenant = %tenant.id, backup = %backup.id, commits = staged.replayed, "tenant prepared here before it moves here");
-        let prepared = Prepared {
-            backup: backup.id,
-            path,
-            resume_seq: staged.last_seq.unwrap_or(0),
-            at: Instant::now(),
-        };
-        self.state.prepared.lock().insert(tenant.id, prepared);
+        let (id, at) = (tenant.id, Instant::now());
+        let prepared = Prepared { backup: backup.id, path, resume_seq: staged.last_seq.unwrap_or(0), at };
+        self.state.prepared.lock().insert(id, prepared);
+        let backups = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PREPARED_FOR).await;
+            backups.drop_prepared(|t, p| t == id && p.at == at).await;
+        });
         Ok(())
+    }
+
+    /// Removes the prepared copies `which` picks (the tenant's again, ones never moved here,
+    /// a purged tenant's).
+    pub(crate) async fn drop_prepared(&self, which: impl Fn(TenantId, &Prepared) -> bool) {
+        let dropped: Vec<Prepared> = {
+            let mut prepared = self.state.prepared.lock();
+            let ids: Vec<TenantId> =
+                prepared.iter().filter(|(id, p)| which(**id, p)).map(|(id, _)| *id).collect();
+            ids.iter().filter_map(|id| prepared.remove(id)).collect()
+        };
+        for old in dropped {
+            if let Err(e) = sqlite::remove_database_files(&old.path).await {
+                tracing::warn!(path = %old.path.display(), error = %e, "removing a prepared copy failed");
+            }
+        }
     }
 
     /// The tenant's prepared copy, if there is one (no longer prepared afterwards).
@@ -243,6 +256,8 @@ impl Backups {
             path: prepared.path.clone(),
             source: e,
         })?;
+        // Its side files (a `-shm` from the checks that opened it) stay under the old name.
+        sqlite::remove_database_files(&prepared.path).await?;
         let size = sqlite::database_size(staging);
         let from = (size, prepared.resume_seq);
         let staged = self.replay_onto(tenant, backup, Some(EVERY_COMMIT), staging, from, false).await?;

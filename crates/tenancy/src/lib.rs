@@ -251,11 +251,18 @@ impl Tenancy {
         self.inner.schema.migrations
     }
 
-    /// Deletes the plaintext scratch copies (export snapshots, verifications, restore
-    /// staging) that a killed process left in `<data_dir>/tmp`; returns how many went. Run at
-    /// start, hourly, and by every purge and erasure.
+    /// Deletes the plaintext scratch copies (export snapshots, verifications in
+    /// `<data_dir>/tmp`, restore staging beside the tenant files) that a killed process left;
+    /// returns how many went. Run at start, hourly, and by every purge and erasure.
     pub fn sweep_scratch(&self) -> usize {
-        scratch::sweep_tmp(&self.settings().data_dir)
+        let placement = self.placement();
+        let staging: usize = placement
+            .names()
+            .iter()
+            .filter_map(|region| placement.root(region).ok())
+            .map(scratch::sweep_restores_under)
+            .sum();
+        scratch::sweep_tmp(&self.settings().data_dir) + staging
     }
 
     /// Registers the owner of memberships (the accounts do, when built).

@@ -684,12 +684,16 @@ impl Tenancy {
     }
 
     /// `Ok` when this server may touch `tenant`'s file, else which server has it
-    /// ([`Error::Elsewhere`]).
+    /// ([`Error::Elsewhere`]). A tenant that is this server's but not here yet (moved here,
+    /// its last commits not replayed) is made ready first.
     pub async fn here_or_elsewhere(&self, tenant: &Tenant) -> Result<()> {
         if self.is_here(tenant.id) {
             return Ok(());
         }
         match self.live_owner(tenant.id).await? {
+            Some(owner) if self.ownership().is_some_and(|o| o.node() == owner.node) => {
+                self.serve(tenant).await
+            }
             Some(owner) => Err(Error::Elsewhere {
                 tenant: tenant.slug.to_string(),
                 node: owner.node,

@@ -67,9 +67,48 @@ pub(crate) fn sweep_restores(path: &Path) -> usize {
     path.parent().map_or(0, |dir| sweep(dir, &format!(".{file}.restore-"), true))
 }
 
+/// Deletes the restore staging files whose process is gone beside every tenant file under
+/// `root` (a region's storage root): those a killed process left mid-restore or prepared for
+/// a move that never came.
+pub(crate) fn sweep_restores_under(root: &Path) -> usize {
+    let Ok(shards) = std::fs::read_dir(root.join("tenants")) else { return 0 };
+    let mut removed = 0;
+    for shard in shards.flatten() {
+        let Ok(entries) = std::fs::read_dir(shard.path()) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((_, rest)) = name.strip_prefix('.').and_then(|n| n.split_once(".restore-"))
+                && orphaned(rest, true)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_staging_of_processes_that_are_gone_is_swept_in_every_shard() {
+        let root = tempfile::tempdir().unwrap();
+        let shard = root.path().join("tenants").join("01");
+        std::fs::create_dir_all(&shard).unwrap();
+        let tenant = shard.join("01aa.db");
+        let mine = restore_staging(&tenant);
+        let gone = shard.join(".01aa.db.restore-4194999-01bb");
+        let gone_shm = shard.join(".01aa.db.restore-4194999-01bb-shm");
+        for file in [&tenant, &mine, &gone, &gone_shm] {
+            std::fs::write(file, b"x").unwrap();
+        }
+        assert_eq!(sweep_restores_under(root.path()), 2);
+        assert!(tenant.exists() && mine.exists(), "the tenant and this process's staging stay");
+        assert!(!gone.exists() && !gone_shm.exists());
+        assert_eq!(sweep_restores_under(&root.path().join("none")), 0);
+    }
 
     #[test]
     fn only_the_copies_of_processes_that_are_gone_are_swept() {
