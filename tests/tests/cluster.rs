@@ -93,6 +93,18 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
     let length = forged.content_length();
     let bytes = forged.bytes().await.unwrap();
     assert_eq!(length, Some(bytes.len() as u64), "the forwarded answer has its Content-Length");
+    // A body too large to forward is refused as the API refuses it, in JSON.
+    let huge = raw
+        .post(n2.url("/api/v1/w/acme/tasks"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    let refusal: serde_json::Value = huge.json().await.unwrap();
+    assert_eq!(refusal["error"]["code"], "too_large", "{refusal}");
     let peer = raw
         .get(n2.url("/api/v1/w/acme/tasks"))
         .bearer_auth(&token)

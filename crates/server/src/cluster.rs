@@ -27,7 +27,10 @@ use futures::StreamExt;
 use silo_core::{Secret, TenantId, TenantRef};
 use silo_tenancy::ownership::Owner;
 
+use super::error::{ApiError, Failure, error_page};
 use super::request::{ForwardedOrigin, state};
+use actix_web::ResponseError;
+use actix_web::http::StatusCode;
 
 /// The header that marks (and authenticates) a request forwarded by another server.
 const FORWARDED: &str = "x-silo-forwarded";
@@ -219,6 +222,14 @@ async fn relay(
     owner: &Owner,
     forwarder: &Forwarder,
 ) -> HttpResponse {
+    // Refusals of the forwarding itself, in the form the path's own answers take.
+    let refuse = |failure: Failure| {
+        if http.path().starts_with("/api/") {
+            ApiError(failure).error_response()
+        } else {
+            error_page(&failure)
+        }
+    };
     let unreachable = |why: String| {
         tracing::warn!(
             node = owner.node,
@@ -226,21 +237,27 @@ async fn relay(
             error = why,
             "forwarding to a tenant's server failed"
         );
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "2"))
-            .content_type("text/plain; charset=utf-8")
-            .body(format!(
-                "The server that holds this workspace (node `{}`) cannot be reached; retry shortly.",
-                owner.node
-            ))
+        let message = format!(
+            "The server that holds this workspace (node `{}`) cannot be reached; retry shortly.",
+            owner.node
+        );
+        refuse(
+            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+                .retry_after(Duration::from_secs(2)),
+        )
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let Ok(chunk) = chunk else {
-            return HttpResponse::BadRequest().body("the request body was cut short");
+            return refuse(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "The request body was cut short.",
+            ));
         };
         if body.len() + chunk.len() > BODY_LIMIT {
-            return HttpResponse::PayloadTooLarge().body("request body too large");
+            let message = format!("The request body is larger than {} KiB.", BODY_LIMIT / 1024);
+            return refuse(Failure::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message));
         }
         body.extend_from_slice(&chunk);
     }
