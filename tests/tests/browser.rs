@@ -136,8 +136,21 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     b.click("form[action='/w/acme/members/invite'] button").await?;
     anyhow::ensure!(b.text().await?.contains("Invitation emailed to bob@example.com"));
     b.screenshot("06-members-invited").await?;
+    // Back after signing out does not show the workspace again (a shared computer's next
+    // user): not even a page the browser could keep and revalidate.
+    b.open(&server.url("/w/acme/")).await?;
+    anyhow::ensure!(b.text().await?.contains("Launch"));
     b.click("header form[action='/logout'] button").await?;
     anyhow::ensure!(b.path().await? == "/login");
+    b.client.back().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    b.screenshot("06b-back-after-sign-out").await?;
+    let shown = b.html().await?;
+    anyhow::ensure!(
+        !shown.contains("Launch") && !shown.contains("action=\"/logout\""),
+        "back after sign-out shows {}: the page of a signed-in member",
+        b.path().await?
+    );
 
     let email = server.last_email("bob@example.com").await?;
     let link = email.split_whitespace().find(|w| w.contains("/invitations/")).unwrap_or_default();

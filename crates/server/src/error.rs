@@ -375,7 +375,7 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         if self.0.status == StatusCode::NOT_MODIFIED {
-            return not_modified(&self.0.message);
+            return not_modified(&self.0.message, PRIVATE_PAGE);
         }
         error_page(&self.0)
     }
@@ -409,6 +409,12 @@ impl std::fmt::Display for ApiError {
 /// must ask again before using it (`If-None-Match`, answered 304 while the data is unchanged).
 pub const REVALIDATE: &str = "private, no-cache";
 
+/// `Cache-Control` of a signed-in person's pages: kept nowhere. A browser restores a page it
+/// kept (its back/forward cache) without asking, even after its user signed out, so the next
+/// person at a shared computer pressing Back would read it; `no-store` is what makes browsers
+/// ask again. The page's validator still answers 304 to a client that sends it.
+pub const PRIVATE_PAGE: &str = "private, no-cache, no-store";
+
 /// Whether the request's `If-None-Match` names `etag` (or is `*`). Weak validators (`W/"…"`)
 /// compare by their tag, as RFC 9110 says `If-None-Match` does.
 pub fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
@@ -417,11 +423,12 @@ pub fn matches_if_none_match(req: &HttpRequest, etag: &str) -> bool {
     )
 }
 
-/// 304 for a caller whose copy (`If-None-Match`) is `etag`: no body, the validator again.
-fn not_modified(etag: &str) -> HttpResponse {
+/// 304 for a caller whose copy (`If-None-Match`) is `etag`: no body, the validator again,
+/// with the `Cache-Control` of the answer it stands for.
+fn not_modified(etag: &str, cache_control: &'static str) -> HttpResponse {
     HttpResponse::NotModified()
         .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, REVALIDATE))
+        .insert_header((header::CACHE_CONTROL, cache_control))
         .finish()
 }
 
@@ -432,7 +439,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if self.0.status == StatusCode::NOT_MODIFIED {
-            return not_modified(&self.0.message);
+            return not_modified(&self.0.message, REVALIDATE);
         }
         let mut error = serde_json::json!({ "code": self.0.code, "message": self.0.message });
         if let Some(field) = &self.0.field {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use silo_core::ErrorKind;
 
 use super::csrf::csrf_token;
-use super::error::{DomainError, Failure, PageError, REVALIDATE, error_page_with};
+use super::error::{DomainError, Failure, PRIVATE_PAGE, PageError, error_page_with};
 use super::redirects::{
     Flash, flash_removal, see_other_with_flash, see_other_with_form_error, take_flash, take_typed,
     typed_removal,
@@ -96,7 +96,7 @@ impl Page {
             Some(etag) => {
                 response
                     .insert_header((header::ETAG, etag))
-                    .insert_header((header::CACHE_CONTROL, REVALIDATE));
+                    .insert_header((header::CACHE_CONTROL, PRIVATE_PAGE));
             }
             None => {
                 response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
