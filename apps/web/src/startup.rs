@@ -108,6 +108,14 @@ impl Application {
                  set `[backup] master_key` (or SILO_MASTER_KEY, or `master_key_file`) to the same key on each"
             );
         }
+        if cluster && settings.server.public_url.is_none() {
+            // Links in emails and pages are built by the tenant's server: without one public
+            // URL each server writes its own address into them.
+            tracing::warn!(
+                "a cluster without `[server] public_url`: links in emails and pages name whichever server built them ({addr}); \
+                 set the load balancer's address as public_url on every server"
+            );
+        }
         let data_id = silo_tenancy::nodes::data_id(&data_dir)?;
         tenancy.nodes().register(&node, &advertise, &data_id, cluster).await?;
         // On PostgreSQL this server owns the tenants it serves (silo_tenancy::ownership).
