@@ -107,10 +107,27 @@ async fn user_journey(b: &Browser, server: &TestServer) -> anyhow::Result<()> {
     b.screenshot("05b-plan-change-asks-first").await?;
     b.click("form[action='/w/acme/plan'] button").await?;
     anyhow::ensure!(b.text().await?.contains("now on the team plan"), "{}", b.text().await?);
-    // On a phone the billing page, its chart and tables included, fits the window.
+    // Usage in the plan table's units: "… MB of 10 GB", not "of 10000 MB".
+    let usage = b.text().await?;
+    anyhow::ensure!(usage.contains(" MB of 10 GB") && !usage.contains("10000 MB"), "{usage}");
+    // On a phone the billing page, its chart and tables included, fits the window, and every
+    // plan's button is on screen (not beyond a sideways scroll inside its table).
     b.client.set_window_size(390, 844).await?;
     b.open(&server.url("/w/acme/billing")).await?;
     fits_the_window(b, "the billing page").await?;
+    let cut = b
+        .client
+        .execute(
+            "const box = document.querySelector('#plans').closest('.table-wrap').getBoundingClientRect();
+             return [...document.querySelectorAll('#plans button')]
+               .filter(x => x.getBoundingClientRect().right > Math.min(box.right, window.innerWidth))
+               .map(x => x.textContent);",
+            vec![],
+        )
+        .await?;
+    anyhow::ensure!(cut.as_array().is_some_and(Vec::is_empty), "plan buttons cut at 390 px: {cut}");
+    b.client.execute("document.querySelector('#plans').scrollIntoView();", vec![]).await?;
+    b.screenshot("05f-plans-on-a-phone").await?;
     b.screenshot("05e-billing-on-a-phone").await?;
     b.client.set_window_size(1280, 900).await?;
 

@@ -94,6 +94,9 @@ pub struct Usage {
     pub storage_bytes: u64,
     /// The same in MB, for people.
     pub storage_mb: String,
+    /// What the file holds of what the plan allows, in the plan table's units: "0.34 MB of
+    /// 1 GB" (or "0.34 MB" without a limit).
+    pub storage_text: String,
     /// Members plus pending invitations.
     pub seats_used: i64,
     /// Projects not archived (`None`: the file is not open to count them).
@@ -110,12 +113,18 @@ impl Limits<'_> {
         let pending = self.0.accounts().invitations().pending_count(tenant.id).await?;
         let terms = self.0.plans().0.get(&tenant.plan).cloned();
         let storage_bytes = silo_storage::sqlite::database_size(&path);
+        let storage_mb = format!("{:.2}", storage_bytes as f64 / 1e6);
+        let storage_text = match terms.as_ref().and_then(|t| t.storage_mb) {
+            Some(limit) => format!("{storage_mb} MB of {}", crate::plans::megabytes_text(limit)),
+            None => format!("{storage_mb} MB"),
+        };
         Ok(Usage {
             plan: tenant.plan.clone(),
             price: terms.as_ref().map(crate::Plan::price_text),
             terms,
             storage_bytes,
-            storage_mb: format!("{:.2}", storage_bytes as f64 / 1e6),
+            storage_mb,
+            storage_text,
             seats_used: members + pending,
             projects,
         })

@@ -86,8 +86,7 @@ impl Plan {
         };
         let storage = match self.storage_mb {
             None => "storage without limit".to_owned(),
-            Some(mb) if mb >= 1000 && mb % 1000 == 0 => format!("{} GB of storage", mb / 1000),
-            Some(mb) => format!("{mb} MB of storage"),
+            Some(mb) => format!("{} of storage", megabytes_text(mb)),
         };
         let mut parts = vec![count(self.seats, "seat"), count(self.projects, "project"), storage];
         if self.trial_days > 0 {
@@ -100,6 +99,11 @@ impl Plan {
     pub fn storage_bytes(&self) -> Option<u64> {
         self.storage_mb.map(|mb| mb.saturating_mul(1_000_000))
     }
+}
+
+/// A plan's storage in words: whole gigabytes as GB ("10 GB"), anything else in MB ("500 MB").
+pub fn megabytes_text(mb: u64) -> String {
+    if mb >= 1000 && mb.is_multiple_of(1000) { format!("{} GB", mb / 1000) } else { format!("{mb} MB") }
 }
 
 /// The plans by name.
