@@ -209,6 +209,15 @@ async fn the_workspace_address_is_suggested_and_another_workspace_can_be_made() 
     let confirm = visitor.get(&link).await.unwrap().body;
     // acme-rockets is Ada's: the next free one is offered.
     assert!(confirm.contains("value=\"acme-rockets-2\""), "{confirm}");
+    let confirmed = visitor
+        .submit(&link, &link, &[("workspace", "Acme Rockets!"), ("slug", "acme-rockets-2")])
+        .await
+        .unwrap();
+    assert_eq!((confirmed.status, confirmed.location.as_deref()), (303, Some("/w/acme-rockets-2/")));
+    // The link opened again by the account it made: no "sign up again" for someone signed in.
+    let reused = visitor.get(&link).await.unwrap().body;
+    assert!(reused.contains("no longer valid") && reused.contains("You are signed in as"), "{reused}");
+    assert!(!reused.contains("Sign up again"), "{reused}");
 
     // Ada, signed in, makes another workspace from its name alone.
     let home = ada.get("/").await.unwrap().body;
@@ -239,7 +248,7 @@ async fn the_workspace_address_is_suggested_and_another_workspace_can_be_made() 
         ada.submit("/workspaces/new", "/workspaces", &[("name", " "), ("slug", "")]).await.unwrap();
     assert!(nameless.status == 422 && nameless.body.contains("id=\"name-error\""));
     // Not signed in: to the sign-in page.
-    assert_eq!(visitor.get("/workspaces/new").await.unwrap().status, 303);
+    assert_eq!(server.visitor().get("/workspaces/new").await.unwrap().status, 303);
     server.stop().await.unwrap();
 }
 
