@@ -40,6 +40,17 @@ async fn file_of(server: &TestServer, id: TenantId) -> PathBuf {
     server.tenancy.tenant_path(&tenant).unwrap()
 }
 
+/// The restore staging files (`.restore-`) in `dir`: prepared copies, restores under way.
+fn restore_staging(dir: &Path) -> Vec<String> {
+    let names = std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>());
+    names
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.contains(".restore-"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
     let Some(url) = postgres_database().await else { return };
@@ -153,7 +164,7 @@ async fn every_tenant_answers_on_every_server_forwarded_to_its_owner() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_refuses_to_start_without_a_shared_master_key() {
+async fn a_cluster_refuses_to_start_without_a_shared_master_key_or_with_an_https_address() {
     let Some(url) = postgres_database().await else { return };
     let store = tempfile::tempdir().unwrap();
     let configure = node("n1", &url, store.path());
@@ -166,6 +177,18 @@ async fn a_cluster_refuses_to_start_without_a_shared_master_key() {
     .expect("refused")
     .to_string();
     assert!(refused.contains("share one master key"), "{refused}");
+    // The servers call each other over plain HTTP: an https:// address is refused at start,
+    // not at the first forward.
+    let configure = node("n1", &url, store.path());
+    let refused = TestServer::start_with(move |s| {
+        configure(s);
+        s.fleet.cluster.advertise = Some("https://10.0.0.5:8443".into());
+    })
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(refused.contains("plain HTTP on a private network"), "{refused}");
 }
 
 /// Target 2 of the cluster issue, and failover: n1 reaches PostgreSQL through a proxy the test
@@ -389,11 +412,30 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
     // No staging file of the prepares stays beside the tenant's file on either server.
     for server in [&n1, &n2] {
         let dir = file_of(server, acme).await.parent().unwrap().to_owned();
-        let left: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
-        assert!(!left.iter().any(|n| n.contains(".restore-")), "left in {}: {left:?}", dir.display());
+        let left = restore_staging(&dir);
+        assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
     }
+
+    // A move prepared on n1 that never switched leaves a copy there; a purge on n2 reaches it.
+    let n1_dir = file_of(&n1, acme).await.parent().unwrap().to_owned();
+    let asked = raw
+        .post(n1.url(&format!("/cluster/v1/tenants/{acme}/prepare")))
+        .header("x-silo-forwarded", SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 204);
+    assert!(!restore_staging(&n1_dir).is_empty(), "n1 holds a prepared copy of acme");
+    let forget = raw.delete(n1.url(&format!("/cluster/v1/tenants/{acme}/prepared"))).send().await.unwrap();
+    assert_eq!(forget.status(), 404, "only a server of the cluster may ask");
+    let (status, body) = ops.call("DELETE", "/tenants/acme", None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = ops.call("DELETE", "/tenants/acme?purge=true", None).await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("deleted")), "{body}");
+    assert_eq!(restore_staging(&n1_dir), Vec::<String>::new(), "the purge left n1's prepared copy");
+    let audit = n2.tenancy.control().audit_entries(acme, 20).await.unwrap();
+    let certificate = &audit.iter().find(|e| e.action == "tenant.purge").unwrap().detail;
+    assert_eq!(certificate["backups"]["prepared_copies_removed_on"], json!(["n1"]), "{certificate}");
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }

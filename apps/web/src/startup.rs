@@ -99,6 +99,13 @@ impl Application {
             None if cluster => format!("http://{addr}"),
             None => settings.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
         };
+        if cluster && !advertise.starts_with("http://") {
+            // The servers' client speaks plain HTTP (deploy/README.md: keep their addresses on
+            // a private network); an https:// address would fail at the first forward.
+            anyhow::bail!(
+                "[cluster] advertise = {advertise:?}: the servers of a cluster call each other over plain HTTP on a private network; give this server's address there as http://host:port"
+            );
+        }
         if cluster
             && settings.fleet.backup.master_key.is_none()
             && settings.fleet.backup.master_key_file.is_none()

@@ -55,8 +55,9 @@ impl Copies for State {
         Box::pin(async move {
             let backups = Backups::of(fleet);
             self.shipping.lock().remove(&tenant);
-            // A copy prepared for a move here is a copy too.
-            backups.drop_prepared(|id, _| id == tenant).await;
+            // A copy prepared for a move is a copy too, here or on another server.
+            backups.forget_prepared(tenant).await;
+            let prepared_elsewhere = backups.forget_prepared_elsewhere(tenant).await?;
             let catalogued = backups.of_tenant(tenant).await?.len();
             let objects = backups.delete_tenant_objects(tenant).await?;
             Ok(serde_json::json!({
@@ -64,6 +65,7 @@ impl Copies for State {
                 "catalogue_rows_removed": catalogued,
                 "objects_deleted": objects.len(),
                 "object_keys": objects,
+                "prepared_copies_removed_on": prepared_elsewhere,
             }))
         })
     }

@@ -222,19 +222,51 @@ impl Backups {
     }
 
     /// Removes the prepared copies `which` picks (the tenant's again, ones never moved here,
-    /// a purged tenant's).
-    pub(crate) async fn drop_prepared(&self, which: impl Fn(TenantId, &Prepared) -> bool) {
+    /// a purged tenant's); answers how many there were.
+    pub(crate) async fn drop_prepared(&self, which: impl Fn(TenantId, &Prepared) -> bool) -> usize {
         let dropped: Vec<Prepared> = {
             let mut prepared = self.state.prepared.lock();
             let ids: Vec<TenantId> =
                 prepared.iter().filter(|(id, p)| which(**id, p)).map(|(id, _)| *id).collect();
             ids.iter().filter_map(|id| prepared.remove(id)).collect()
         };
+        let count = dropped.len();
         for old in dropped {
             if let Err(e) = sqlite::remove_database_files(&old.path).await {
                 tracing::warn!(path = %old.path.display(), error = %e, "removing a prepared copy failed");
             }
         }
+        count
+    }
+
+    /// Removes this server's prepared copy of `tenant` (asked by the server that purges it);
+    /// answers whether there was one.
+    pub async fn forget_prepared(&self, tenant: TenantId) -> bool {
+        self.drop_prepared(|id, _| id == tenant).await > 0
+    }
+
+    /// Asks every other live server of the cluster to remove its prepared copy of `tenant`
+    /// (a move prepared there that never switched); answers the servers that had one. A
+    /// server that cannot be asked is named in the log: its copy goes when it expires
+    /// ([`PREPARED_FOR`]) or, were the server stopped, at its next start's sweep.
+    pub(crate) async fn forget_prepared_elsewhere(&self, tenant: TenantId) -> Result<Vec<String>> {
+        let (Some(ownership), Some(peers)) = (self.fleet.ownership(), self.fleet.peers()) else {
+            return Ok(Vec::new());
+        };
+        let mut had = Vec::new();
+        for (node, live) in self.fleet.nodes().list().await? {
+            if !live || node.name == ownership.node() {
+                continue;
+            }
+            match peers.forget(&node.advertise, tenant).await {
+                Ok(true) => had.push(node.name),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, node = %node.name, error = %e, "asking a server to remove its prepared copy of a purged tenant failed: it expires there within minutes");
+                }
+            }
+        }
+        Ok(had)
     }
 
     /// The tenant's prepared copy, if there is one (no longer prepared afterwards).

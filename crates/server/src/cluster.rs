@@ -126,11 +126,42 @@ impl silo_tenancy::peers::Peers for Forwarder {
             Err(refused(format!("{status} {}", text.chars().take(500).collect::<String>())))
         })
     }
+
+    fn forget<'a>(
+        &'a self,
+        advertise: &'a str,
+        tenant: TenantId,
+    ) -> futures::future::BoxFuture<'a, silo_tenancy::Result<bool>> {
+        Box::pin(async move {
+            let url = format!("{}/cluster/v1/tenants/{tenant}/prepared", advertise.trim_end_matches('/'));
+            let refused = |why: String| silo_tenancy::Error::NotServing(format!("server {advertise}: {why}"));
+            let answer = self
+                .client
+                .delete(url)
+                .header(FORWARDED, self.secret.expose())
+                .send()
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            match answer.status().as_u16() {
+                204 => Ok(true),
+                200 => Ok(false),
+                status => Err(refused(format!("answered {status}"))),
+            }
+        })
+    }
 }
 
 /// The routes the servers of a cluster call on each other.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/cluster/v1/tenants/{id}/prepare", web::post().to(prepare));
+    cfg.route("/cluster/v1/tenants/{id}/prepare", web::post().to(prepare))
+        .route("/cluster/v1/tenants/{id}/prepared", web::delete().to(forget));
+}
+
+/// Whether `req` comes from a server of this cluster (it carries the cluster's secret): the
+/// cluster's routes answer anything else 404, as outside a cluster.
+fn from_peer(req: &HttpRequest) -> bool {
+    let forwarder = req.app_data::<Option<web::Data<Forwarder>>>().cloned().flatten();
+    forwarder.is_some_and(|f| f.forwarded_by_peer(req))
 }
 
 /// `POST /cluster/v1/tenants/{id}/prepare`: a server of the cluster about to move a tenant
@@ -138,8 +169,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// `silo_backups`' moves). Anything without the cluster's secret gets 404, as outside a
 /// cluster.
 async fn prepare(req: HttpRequest, id: web::Path<String>) -> HttpResponse {
-    let forwarder = req.app_data::<Option<web::Data<Forwarder>>>().cloned().flatten();
-    if !forwarder.is_some_and(|f| f.forwarded_by_peer(&req)) {
+    if !from_peer(&req) {
         return HttpResponse::NotFound().finish();
     }
     let Ok(id) = id.parse::<TenantId>() else { return HttpResponse::NotFound().finish() };
@@ -154,6 +184,22 @@ async fn prepare(req: HttpRequest, id: web::Path<String>) -> HttpResponse {
             tracing::warn!(tenant = %id, error = %e, "preparing a tenant that moves here failed");
             HttpResponse::ServiceUnavailable().body(e.to_string())
         }
+    }
+}
+
+/// `DELETE /cluster/v1/tenants/{id}/prepared`: the server purging a tenant asks this one to
+/// remove its prepared copy (from a move that never switched). 204 when there was one, 200
+/// when not; 404 to anything without the cluster's secret.
+async fn forget(req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+    if !from_peer(&req) {
+        return HttpResponse::NotFound().finish();
+    }
+    let Ok(id) = id.parse::<TenantId>() else { return HttpResponse::NotFound().finish() };
+    // By id alone: the purged tenant's row may be gone by now.
+    if silo_backups::Backups::of(state(&req).tenancy()).forget_prepared(id).await {
+        HttpResponse::NoContent().finish()
+    } else {
+        HttpResponse::Ok().finish()
     }
 }
 
