@@ -591,3 +591,46 @@ async fn a_new_tenant_goes_to_the_server_with_the_most_room() {
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }
+
+/// A plan changed on a server that does not hold the tenant (an operator's `silo tenant
+/// set-plan` runs where it is typed) reaches the open file on the tenant's server: its next
+/// request there gets the new plan's size limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_changed_on_another_server_limits_the_open_file() {
+    let Some(url) = postgres_database().await else { return };
+    let store = tempfile::tempdir().unwrap();
+    let with_tiny = |name: &str| {
+        let configure = node(name, &url, store.path());
+        move |s: &mut Settings| {
+            configure(s);
+            s.plans.0.insert("tiny".into(), silo_billing::Plan { storage_mb: Some(1), ..Default::default() });
+        }
+    };
+    let n1 = TestServer::start_with(with_tiny("n1")).await.unwrap();
+    n1.sign_up("ada@example.com", "acme").await.unwrap();
+    let n2 = TestServer::start_with(with_tiny("n2")).await.unwrap();
+    let acme = tenant_id(&n1, "acme").await;
+    let token = n1.personal_token("ada@example.com", "acme").await.unwrap();
+    let through_n2 = ApiClient::new(n2.addr, Some(&token));
+    let (status, project) =
+        through_n2.call("POST", "/w/acme/projects", Some(json!({ "name": "P" }))).await.unwrap();
+    assert_eq!(status, 201, "{project}");
+    assert!(n1.tenancy.is_here(acme) && n1.tenancy.cache().open_handles() > 0, "acme is open on n1");
+
+    n2.tenancy.tenants().set_plan(acme, "tiny", "test").await.unwrap();
+    let body = "quota ".repeat(700);
+    let mut written = 0;
+    let refusal = loop {
+        let task = json!({ "project_id": project["id"], "title": format!("t{written}"), "body": body });
+        let (status, answer) = through_n2.call("POST", "/w/acme/tasks", Some(task)).await.unwrap();
+        match status {
+            201 => written += 1,
+            _ => break (status, answer),
+        }
+        assert!(written < 2_000, "n1's open file kept the old plan's limit");
+    };
+    assert_eq!(refusal.0, 507, "{}", refusal.1);
+    assert_eq!(refusal.1["error"]["code"], "storage_quota_exceeded", "{}", refusal.1);
+    n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+}

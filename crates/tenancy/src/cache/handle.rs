@@ -37,7 +37,7 @@
 //! caller releases its turn (drops it) before it awaits the control plane or renders.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 use rusqlite::Connection;
@@ -115,7 +115,14 @@ pub struct TenantDb {
     deadline: Option<Arc<crate::ownership::Deadline>>,
     /// Set when another server took the tenant over: nothing more runs on this connection.
     revoked: AtomicBool,
+    /// The size limit set on the connection, in bytes ([`NO_LIMIT`]: none): a request that
+    /// reads another plan in the tenant's row sets that plan's (see
+    /// [`super::HandleCache::get_known`]).
+    size_limit: AtomicU64,
 }
+
+/// [`TenantDb::size_limit`] of a file without a limit.
+const NO_LIMIT: u64 = u64::MAX;
 
 impl std::fmt::Debug for TenantDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -142,6 +149,7 @@ impl TenantDb {
             log: None,
             deadline: None,
             revoked: AtomicBool::new(false),
+            size_limit: AtomicU64::new(NO_LIMIT),
         }
     }
 
@@ -248,7 +256,20 @@ impl TenantDb {
 
     /// Sets the largest size the file may grow to (`None`: no limit).
     pub(crate) fn limit_size(&self, max_bytes: Option<u64>) -> Result<()> {
-        Ok(limit_size(&self.connection(), max_bytes)?)
+        let conn = self.connection();
+        limit_size(&conn, max_bytes)?;
+        self.limited_to(max_bytes);
+        Ok(())
+    }
+
+    /// Records the limit set on the connection (at open, or by [`TenantDb::limit_size`]).
+    pub(crate) fn limited_to(&self, max_bytes: Option<u64>) {
+        self.size_limit.store(max_bytes.unwrap_or(NO_LIMIT), Ordering::Release);
+    }
+
+    /// The size limit set on the connection.
+    pub(crate) fn size_limit(&self) -> Option<u64> {
+        Some(self.size_limit.load(Ordering::Acquire)).filter(|&limit| limit != NO_LIMIT)
     }
 
     /// The connection, waiting for it if another caller has it. The wait is a blocking lock:

@@ -201,8 +201,21 @@ impl HandleCache {
 
     /// The open handle of a tenant whose control-plane row the caller just read (the request
     /// path has it from the directory), so a miss does not read it again.
+    ///
+    /// A row on another plan than the handle's limit was set for gets that plan's limit
+    /// first: in a cluster the plan may change on another server (an operator's `silo tenant
+    /// set-plan` there), whose [`HandleCache::apply_plan`] cannot reach this handle; the row
+    /// is read afresh once that server announces the change (`crate::directory`).
     pub async fn get_known(&self, tenant: &Tenant) -> Result<Arc<TenantDb>> {
-        self.get_with(tenant.id, Some(tenant)).await
+        let db = self.get_with(tenant.id, Some(tenant)).await?;
+        let limit = self.storage_limit(&tenant.plan);
+        if db.size_limit() != limit {
+            let applied = db.clone();
+            tokio::task::spawn_blocking(move || applied.limit_size(limit))
+                .await
+                .expect("a limit change panicked")?;
+        }
+        Ok(db)
     }
 
     async fn get_with(&self, id: TenantId, known: Option<&Tenant>) -> Result<Arc<TenantDb>> {
@@ -291,6 +304,7 @@ impl HandleCache {
                 TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry(), clock)
                     .with_log(log.map(|log| (log, path.clone())))
                     .with_deadline(inner.control.ownership().map(|o| o.deadline()));
+            db.limited_to(limit);
             match migrated {
                 Ok(outcome) => db.set_schema_version(outcome.version()),
                 Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
