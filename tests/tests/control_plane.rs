@@ -127,7 +127,8 @@ async fn a_data_directory_keeps_its_control_plane_and_a_foreign_database_is_refu
     assert!(refused.contains("is on PostgreSQL"), "{refused}");
     open(Some(&url)).await.unwrap().shutdown().await;
 
-    // On control.db: a URL is refused (moving the control plane is not automated).
+    // On control.db: a URL is refused (the control plane is copied there first, by hand:
+    // `silo control copy-to-postgres`).
     let embedded = tempfile::tempdir().unwrap();
     let mut settings = silo_tenancy::Settings::for_data_dir(embedded.path());
     silo_web::schema::open(settings.clone()).await.unwrap().shutdown().await;

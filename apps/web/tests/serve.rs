@@ -27,11 +27,16 @@ impl Drop for Server {
 
 /// Starts `silo serve` in `dir` (data in `dir/data`); returns the process and its address.
 fn start_server(dir: &Path) -> (Server, String) {
+    start_server_with(dir, &common::control_env(&dir.join("data")))
+}
+
+/// [`start_server`] with `env` set.
+fn start_server_with(dir: &Path, env: &[(&'static str, String)]) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_silo"))
         .args(["serve", "--bind", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("SILO_DATA_DIR")
-        .envs(common::control_env(&dir.join("data")))
+        .envs(env.iter().cloned())
         .env("SILO_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -744,4 +749,171 @@ fn after_sigkill_and_a_lost_data_directory_recover_brings_back_all_but_the_last_
     });
     assert_eq!(listed, 200);
     stop(server);
+}
+
+/// An installation on `control.db` moves its control plane to PostgreSQL with
+/// `silo control copy-to-postgres` (the server stopped) and goes on there: the same tokens,
+/// tenants and data, new rows after the copied ones; the data directory then refuses to start
+/// without the URL, and a second copy into the filled database is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_db_copied_to_postgres_serves_the_same_installation() {
+    if common::on_postgres() {
+        return; // the copy starts from control.db
+    }
+    let Some(url) = silo_core::db::testing::postgres_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let on_postgres = [("SILO_CONTROL__URL", url.clone())];
+    let tenants = tenants_with_tokens(d, "copy", 2);
+    let client = reqwest::Client::new();
+    let task = |addr: &str, slug: &str, token: &str, title: &str| {
+        let (client, base, token) =
+            (client.clone(), format!("http://{addr}/api/v1/w/{slug}"), token.to_owned());
+        let title = title.to_owned();
+        async move {
+            let projects: serde_json::Value = client
+                .get(format!("{base}/projects"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let project = match projects["items"].as_array().and_then(|p| p.first()) {
+                Some(project) => project["id"].clone(),
+                None => {
+                    let made: serde_json::Value = client
+                        .post(format!("{base}/projects"))
+                        .bearer_auth(&token)
+                        .json(&serde_json::json!({ "name": "P" }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    made["id"].clone()
+                }
+            };
+            let body = serde_json::json!({ "project_id": project, "title": title });
+            client
+                .post(format!("{base}/tasks"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let titles = |addr: String, slug: String, token: String| {
+        let client = client.clone();
+        async move {
+            let tasks: serde_json::Value = client
+                .get(format!("http://{addr}/api/v1/w/{slug}/tasks?limit=100"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut titles: Vec<String> = tasks["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["title"].as_str().unwrap().to_owned())
+                .collect();
+            titles.sort();
+            titles
+        }
+    };
+
+    // On control.db: tasks in each tenant. The copy is refused while the server runs.
+    let (server, addr) = start_server(d);
+    for (slug, token) in &tenants {
+        assert_eq!(task(&addr, slug, token, "before the copy").await, 201);
+    }
+    let refused = silo(d, &["control", "copy-to-postgres", "--url", &url]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("copy its control plane"), "{refused:?}");
+    stop(server);
+
+    // More of what a control plane holds: a backup (its wrapped data key: bytes) and a session
+    // whose parent comes after it in control.db, more than one batch of rows later (a column
+    // naming its own table's rows).
+    stdout(&silo(d, &["backup", "create", "copy-0"]));
+    let control = sqlx::SqlitePool::connect(&format!("sqlite://{}", d.join("data/control.db").display()))
+        .await
+        .unwrap();
+    let fillers = (0..600).map(|n| format!("filler-{n}"));
+    for id in std::iter::once("child".to_owned()).chain(fillers).chain(["parent".to_owned()]) {
+        sqlx::query(
+            "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, last_seen_at, expires_at)
+             SELECT ?1, id, 'csrf', '2026-12-01T00:00:00Z', '2026-12-01T00:00:00Z', '2099-01-01T00:00:00Z' FROM users",
+        )
+        .bind(id)
+        .execute(&control)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE sessions SET parent_id = 'parent' WHERE id_sha256 = 'child'")
+        .execute(&control)
+        .await
+        .unwrap();
+    control.close().await;
+
+    let unreachable =
+        silo(d, &["control", "copy-to-postgres", "--url", "postgres://nobody@127.0.0.1:1/none"]);
+    assert!(!unreachable.status.success());
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"), "{unreachable:?}");
+    assert!(d.join("data/control.db").exists(), "a failed copy leaves control.db where it was");
+
+    let copied = stdout(&silo(d, &["control", "copy-to-postgres", "--url", &url, "--json"]));
+    let copied: serde_json::Value = serde_json::from_str(&copied).unwrap();
+    let rows = |table: &str| {
+        copied["tables"].as_array().unwrap().iter().find(|t| t[0] == table).map(|t| t[1].as_u64().unwrap())
+    };
+    assert_eq!(rows("tenants"), Some(2), "{copied}");
+    assert_eq!(rows("users"), Some(1), "{copied}");
+    assert!(rows("audit_log").unwrap() > 0, "{copied}");
+    assert_eq!(rows("nodes"), None, "the servers' own state is not copied: {copied}");
+    assert!(!d.join("data/control.db").exists() && d.join("data/control.db.copied-to-postgres").exists());
+    // Without the URL the data directory is refused, not served from an empty control.db.
+    let without = silo(d, &["tenant", "list"]);
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("is on PostgreSQL"), "{without:?}");
+
+    // On PostgreSQL: the same tokens reach the same data; new rows (tasks in the files, a
+    // tenant and its audit entries in the control plane) come after the copied ones.
+    let (server, addr) = start_server_with(d, &on_postgres);
+    for (slug, token) in &tenants {
+        assert_eq!(task(&addr, slug, token, "after the copy").await, 201);
+        let seen = titles(addr.clone(), slug.clone(), token.clone()).await;
+        assert_eq!(seen, ["after the copy", "before the copy"], "{slug}");
+    }
+    let target = silo_core::db::Db::postgres(&url, 1).await.unwrap();
+    let parent: Option<String> =
+        silo_core::db::query_scalar("SELECT parent_id FROM sessions WHERE id_sha256 = 'child'")
+            .fetch_one(&target)
+            .await
+            .unwrap();
+    assert_eq!(parent.as_deref(), Some("parent"));
+    target.close().await;
+    // The backup decrypts with its data key as copied.
+    stdout(&silo(d, &["backup", "verify", "copy-0"]));
+    stdout(&silo(d, &["tenant", "create", "after-copy"]));
+    let listed = stdout(&silo(d, &["tenant", "list"]));
+    assert!(["copy-0", "copy-1", "after-copy"].iter().all(|slug| listed.contains(slug)), "{listed}");
+    stop(server);
+
+    // The old file copied again into the same database: refused, the database unchanged.
+    let again = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(again.path().join("data")).unwrap();
+    std::fs::copy(d.join("data/control.db.copied-to-postgres"), again.path().join("data/control.db"))
+        .unwrap();
+    let twice = silo(again.path(), &["control", "copy-to-postgres", "--url", &url]);
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already holds a control plane"), "{twice:?}");
 }

@@ -73,8 +73,7 @@ pub(crate) fn check_data_dir(data_dir: &Path, url: bool) -> Result<()> {
     if url && embedded {
         return Err(Error::Config(format!(
             "{} has its control plane in control.db, and [control] url names PostgreSQL: unset it, \
-             or move control.db aside for a new installation (moving a control plane to PostgreSQL \
-             is not automated)",
+             or copy this control plane there first (`silo control copy-to-postgres`, the server stopped)",
             data_dir.display()
         )));
     }

@@ -39,6 +39,7 @@
 pub mod cache;
 pub mod config;
 pub mod control;
+pub mod control_copy;
 pub mod copies;
 pub mod directory;
 pub mod erasure;

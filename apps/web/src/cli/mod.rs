@@ -4,6 +4,7 @@ mod accounts;
 mod backup;
 mod billing;
 mod cluster;
+mod control;
 mod gdpr;
 mod jobs;
 mod migrate;
@@ -78,6 +79,9 @@ pub enum Command {
     /// The servers sharing this control plane: list them, rebalance tenants over them.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// The control plane itself: copy `control.db` into PostgreSQL (the step to a cluster).
+    #[command(subcommand)]
+    Control(control::ControlCommand),
     /// Rebuild an empty data directory from the backup store (disaster recovery): the control
     /// plane's newest copy, then every tenant to its last commit in the store.
     Recover(backup::RecoverArgs),
@@ -144,6 +148,11 @@ impl Cli {
             let _lock = DataDirLock::acquire(&data_dir, "recover this data directory")?;
             return args.run(settings).await;
         }
+        if let Command::Control(command) = self.command {
+            // Never through a server either: control.db must not change while it is copied.
+            let _lock = DataDirLock::acquire(&data_dir, "copy its control plane")?;
+            return command.run(settings).await;
+        }
         // A server runs the command; without one this process owns the data directory (and
         // every tenant file) while the command runs. Another CLI command holding the lock is
         // waited for (they take turns), as is a server still starting (its socket appears).
@@ -190,6 +199,11 @@ impl Command {
             Command::Cluster(command) => command.run(tenancy).await,
             Command::Recover(_) => {
                 anyhow::bail!("`recover` rebuilds an empty data directory: it does not run on a server")
+            }
+            Command::Control(_) => {
+                anyhow::bail!(
+                    "`control copy-to-postgres` runs with the server stopped: stop `silo serve` first"
+                )
             }
         }
     }
