@@ -1206,3 +1206,28 @@ async fn the_scheduler_loop_reports_its_pass_on_metrics_and_the_fleet_page() {
     assert!(fleet.contains("2 backed up") && fleet.contains("2 backups restored and checked"), "{fleet}");
     f.server.stop().await.unwrap();
 }
+
+/// On PostgreSQL no copy of the control plane goes to the store, so the copies of the
+/// `control.db` an installation had before (`silo control copy-to-postgres`) are removed by
+/// the next erasure or purge and by the next prune: they would keep what those removed.
+#[tokio::test]
+async fn on_postgresql_copies_of_an_earlier_control_db_leave_the_store() {
+    if !silo_e2e::on_postgres() {
+        return; // on control.db the copies are superseded by a fresh one (tests above)
+    }
+    let server = TestServer::start().await.unwrap();
+    let backups = server.tenancy.backups();
+    let store = backups.store().await.unwrap().store();
+    let stale = || format!("control/{}.db.zst.enc", uuid::Uuid::now_v7());
+    for _ in 0..3 {
+        store.put(&stale(), b"an earlier control.db".to_vec()).await.unwrap();
+    }
+    assert_eq!(store.list("control/").await.unwrap().len(), 3);
+    assert_eq!(backups.supersede_control_copies().await.unwrap(), 3, "an erasure's or a purge's step");
+    assert!(store.list("control/").await.unwrap().is_empty());
+    store.put(&stale(), b"another".to_vec()).await.unwrap();
+    let pruned = backups.prune().await.unwrap();
+    assert_eq!(pruned.control_copies, 1, "{pruned:?}");
+    assert!(store.list("control/").await.unwrap().is_empty());
+    server.stop().await.unwrap();
+}

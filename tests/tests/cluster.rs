@@ -436,6 +436,9 @@ async fn a_tenant_moves_to_another_server_with_every_write() {
     let audit = n2.tenancy.control().audit_entries(acme, 20).await.unwrap();
     let certificate = &audit.iter().find(|e| e.action == "tenant.purge").unwrap().detail;
     assert_eq!(certificate["backups"]["prepared_copies_removed_on"], json!(["n1"]), "{certificate}");
+    // A purged tenant is no server's to count (nor to place others by).
+    let counted: i64 = n1.tenancy.nodes().list().await.unwrap().iter().map(|(n, _)| n.tenants).sum();
+    assert_eq!(counted, 0, "the purged tenant is still counted");
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
 }
@@ -632,5 +635,55 @@ async fn a_plan_changed_on_another_server_limits_the_open_file() {
     assert_eq!(refusal.0, 507, "{}", refusal.1);
     assert_eq!(refusal.1["error"]["code"], "storage_quota_exceeded", "{}", refusal.1);
     n2.stop().await.unwrap();
+    n1.stop().await.unwrap();
+}
+
+/// A server renamed on its data directory (it ran as `vm`, the host's name by default, and
+/// now has `[cluster] node = "n1"`) keeps its tenants and their files: they are not another
+/// server's stale copies. Restarted under the new name while the old name's lease is current
+/// (a copy of the data directory would look the same), it is refused and told when to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_server_keeps_its_tenants_and_their_files() {
+    let Some(url) = postgres_database().await else { return };
+    let (store, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let as_node = |name: &str| {
+        let (configure, data) = (node(name, &url, store.path()), data.path().to_owned());
+        move |s: &mut Settings| {
+            configure(s);
+            s.fleet.data_dir = data;
+        }
+    };
+    let vm = TestServer::start_with(as_node("vm")).await.unwrap();
+    vm.sign_up("ada@example.com", "acme").await.unwrap();
+    let acme = tenant_id(&vm, "acme").await;
+    let token = vm.personal_token("ada@example.com", "acme").await.unwrap();
+    let on_vm = ApiClient::new(vm.addr, Some(&token));
+    let (status, _) = on_vm.call("POST", "/w/acme/projects", Some(json!({ "name": "Kept" }))).await.unwrap();
+    assert_eq!(status, 201);
+    let file = file_of(&vm, acme).await;
+    vm.stop().await.unwrap();
+
+    let refused = TestServer::start_with(as_node("n1")).await.err().expect("refused").to_string();
+    assert!(refused.contains("served as node `vm`") && refused.contains("lease"), "{refused}");
+    let started = Instant::now();
+    let n1 = loop {
+        match TestServer::start_with(as_node("n1")).await {
+            Ok(n1) => break n1,
+            Err(e) if started.elapsed() < Duration::from_secs(15) => {
+                assert!(e.to_string().contains("served as node `vm`"), "{e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("n1 never started: {e}"),
+        }
+    };
+    assert!(file.exists(), "n1 removed its own tenant's file as another server's");
+    assert!(n1.tenancy.is_here(acme), "acme is n1's at once");
+    let on_n1 = ApiClient::new(n1.addr, Some(&token));
+    let (status, projects) = on_n1.call("GET", "/w/acme/projects", None).await.unwrap();
+    assert_eq!(status, 200, "{projects}");
+    assert!(projects.to_string().contains("Kept"), "{projects}");
+    let nodes: Vec<String> =
+        n1.tenancy.nodes().list().await.unwrap().into_iter().map(|(n, _)| n.name).collect();
+    assert_eq!(nodes, ["n1"], "the old name is gone");
     n1.stop().await.unwrap();
 }

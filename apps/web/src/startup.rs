@@ -90,8 +90,8 @@ impl Application {
         // The other servers forward to this address: in a cluster never the public URL (the
         // load balancer may hand a forwarded request to another server, and it would carry the
         // secret through it).
-        let advertise = match settings.fleet.cluster.advertise.clone() {
-            Some(advertise) => advertise,
+        let advertise = match settings.fleet.cluster.advertise.as_deref().map(str::trim) {
+            Some(advertise) => advertise.to_owned(),
             None if cluster && addr.ip().is_unspecified() => anyhow::bail!(
                 "[cluster] advertise: this server listens on {addr}; say where the other servers reach it, e.g. http://10.0.0.5:{}",
                 addr.port()
@@ -99,12 +99,8 @@ impl Application {
             None if cluster => format!("http://{addr}"),
             None => settings.server.public_url.clone().unwrap_or_else(|| format!("http://{addr}")),
         };
-        if cluster && !advertise.starts_with("http://") {
-            // The servers' client speaks plain HTTP (deploy/README.md: keep their addresses on
-            // a private network); an https:// address would fail at the first forward.
-            anyhow::bail!(
-                "[cluster] advertise = {advertise:?}: the servers of a cluster call each other over plain HTTP on a private network; give this server's address there as http://host:port"
-            );
+        if cluster {
+            check_advertise(&advertise)?;
         }
         if cluster
             && settings.fleet.backup.master_key.is_none()
@@ -303,5 +299,50 @@ impl Stopping {
     async fn signal(mut self) {
         // An error means the sender is gone: the application is gone, so stop too.
         let _ = self.0.wait_for(|stopping| *stopping).await;
+    }
+}
+
+/// A cluster server's `[cluster] advertise`: an `http://host:port` address the other servers
+/// can call. Their client speaks plain HTTP (deploy/README.md: keep their addresses on a
+/// private network), so an `https://` address would fail at the first forward; an unspecified
+/// host (0.0.0.0, `[::]`) names no machine to call.
+fn check_advertise(advertise: &str) -> anyhow::Result<()> {
+    let host = advertise
+        .strip_prefix("http://")
+        .map(|rest| rest.split(['/', '?']).next().unwrap_or_default())
+        .map(|authority| authority.rsplit_once(':').map_or(authority, |(host, _)| host))
+        .map(|host| host.trim_matches(['[', ']']));
+    match host {
+        None => anyhow::bail!(
+            "[cluster] advertise = {advertise:?}: the servers of a cluster call each other over plain HTTP on a private network; give this server's address there as http://host:port"
+        ),
+        Some(host)
+            if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) =>
+        {
+            anyhow::bail!(
+                "[cluster] advertise = {advertise:?} names no machine the other servers can call: give this server's address on their network, e.g. http://10.0.0.5:8080"
+            )
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_advertised_address_is_one_the_other_servers_can_call() {
+        for good in ["http://10.0.0.5:8080", "http://n1.internal:8080/", "http://[fd00::5]:8080"] {
+            assert!(super::check_advertise(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "https://10.0.0.5:8443",
+            "HTTP://10.0.0.5:80",
+            "http://0.0.0.0:8080",
+            "http://[::]:8080",
+            "http://",
+            "10.0.0.5:8080",
+        ] {
+            assert!(super::check_advertise(bad).is_err(), "{bad}");
+        }
     }
 }

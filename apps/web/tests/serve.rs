@@ -870,6 +870,11 @@ async fn control_db_copied_to_postgres_serves_the_same_installation() {
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"), "{unreachable:?}");
     assert!(d.join("data/control.db").exists(), "a failed copy leaves control.db where it was");
 
+    let control_copies = || {
+        let copies = d.join("data/objects/control");
+        if copies.exists() { files_ending(&copies, ".db.zst.enc") } else { Vec::new() }
+    };
+    assert!(!control_copies().is_empty(), "the server copied control.db to the (local) store");
     let copied = stdout(&silo(d, &["control", "copy-to-postgres", "--url", &url, "--json"]));
     let copied: serde_json::Value = serde_json::from_str(&copied).unwrap();
     let rows = |table: &str| {
@@ -879,6 +884,12 @@ async fn control_db_copied_to_postgres_serves_the_same_installation() {
     assert_eq!(rows("users"), Some(1), "{copied}");
     assert!(rows("audit_log").unwrap() > 0, "{copied}");
     assert_eq!(rows("nodes"), None, "the servers' own state is not copied: {copied}");
+    // The store's copies of control.db go: they would keep what later erasures remove, and
+    // `silo recover` would rebuild the old control plane from them.
+    assert!(copied["store_copies_removed"].as_u64().unwrap() > 0, "{copied}");
+    assert_eq!(control_copies(), Vec::<std::path::PathBuf>::new());
+    let database = copied["database"].as_str().unwrap();
+    assert!(url.ends_with(database) && !database.contains('@'), "named without credentials: {database}");
     assert!(!d.join("data/control.db").exists() && d.join("data/control.db.copied-to-postgres").exists());
     // Without the URL the data directory is refused, not served from an empty control.db.
     let without = silo(d, &["tenant", "list"]);

@@ -238,6 +238,9 @@ impl Backups {
     /// fails, every later pass of the shipper tries again (in this process). Returns how many
     /// copies went.
     pub async fn supersede_control_copies(&self) -> Result<usize> {
+        if !self.fleet.control().is_embedded() {
+            return self.remove_control_copies().await;
+        }
         let threshold = Uuid::now_v7().to_string();
         {
             // Asked for before the store is touched: a store that fails leaves the request.
@@ -290,8 +293,38 @@ impl Backups {
         Ok(gone)
     }
 
-    /// Applies the retention policy to the control plane's copies; returns how many went.
+    /// On PostgreSQL: removes every copy of `control.db` from the store. They are of the
+    /// control plane this installation had before `silo control copy-to-postgres`, no copy
+    /// replaces them (PostgreSQL is backed up with its own tools), and they would keep what
+    /// later erasures and purges removed — and `silo recover` would rebuild that old control
+    /// plane from them. Returns how many went.
+    pub async fn remove_control_copies(&self) -> Result<usize> {
+        let store = self.store().await?.store();
+        let stored: Vec<String> = store
+            .list(PREFIX)
+            .await?
+            .iter()
+            .filter_map(|key| parse_copy_key(key))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &stored {
+            store.delete(&copy_object(id)).await?;
+        }
+        if !stored.is_empty() {
+            tracing::info!(
+                copies = stored.len(),
+                "removed the copies of control.db from the store: the control plane is on PostgreSQL now"
+            );
+        }
+        Ok(stored.len())
+    }
+
+    /// Applies the retention policy to the control plane's copies (on PostgreSQL, removes
+    /// them all: [`Backups::remove_control_copies`]); returns how many went.
     pub(crate) async fn prune_control_copies(&self, now: SystemTime) -> Result<usize> {
+        if !self.fleet.control().is_embedded() {
+            return self.remove_control_copies().await;
+        }
         let settings = &self.fleet.settings().backup;
         let store = self.store().await?.store();
         let copies: Vec<(String, SystemTime)> =

@@ -65,8 +65,9 @@ pub struct ClusterSettings {
     /// This server's name, unique among the control plane's servers (default: the host's
     /// name).
     pub node: Option<String>,
-    /// Where the other servers and load balancers reach it, e.g. `http://10.0.0.5:8080`
-    /// (default: `server.public_url`, else the address it listens on).
+    /// Where the other servers reach it, an `http://` address on their private network, e.g.
+    /// `http://10.0.0.5:8080` (default in a cluster: the address it listens on, which must
+    /// then not be 0.0.0.0; outside a cluster: `server.public_url`, else that address).
     pub advertise: Option<String>,
     /// Seconds between heartbeats; a server silent for three is gone, and its lease (three
     /// heartbeats) lets other servers take its tenants over.

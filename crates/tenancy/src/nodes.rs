@@ -33,7 +33,7 @@ pub struct Node {
     pub started_at: Timestamp,
     /// Its last heartbeat.
     pub heartbeat_at: Timestamp,
-    /// The tenants it owns (on PostgreSQL; see [`crate::ownership`]).
+    /// The tenants it owns, purged ones not counted (on PostgreSQL; see [`crate::ownership`]).
     pub tenants: i64,
     /// Tenant files it had open at its last heartbeat.
     pub open_tenants: i64,
@@ -137,7 +137,8 @@ impl Nodes {
     pub async fn list(&self) -> Result<Vec<(Node, bool)>> {
         let nodes: Vec<Node> = db::query_as(
             "SELECT n.name, n.advertise, n.started_at, n.heartbeat_at, n.open_tenants, n.free_bytes, n.tenant_bytes,
-                    (SELECT count(*) FROM tenant_owners o WHERE o.node = n.name) AS tenants
+                    (SELECT count(*) FROM tenant_owners o JOIN tenants t ON t.id = o.tenant_id
+                      WHERE o.node = n.name AND t.status <> 'deleted') AS tenants
              FROM nodes n ORDER BY n.name",
         )
         .fetch_all(self.0.control().reader())

@@ -552,6 +552,45 @@ impl Ownership {
         Ok(mine.len())
     }
 
+    /// Tenants owned under an earlier name of this data directory (`[cluster] node` set or
+    /// changed after the server ran under another name, the host's by default) become this
+    /// name's with the next fence, and the old name's row goes: they are not another server's,
+    /// and their files here are the live ones. Refused while the old name's lease is current —
+    /// a server that stopped moments ago, or a copy of this data directory running elsewhere
+    /// as that server — with when to try again.
+    pub async fn take_back_renamed(&self, control: &ControlPlane) -> Result<usize> {
+        if self.data_id.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = control.writer().begin().await?;
+        let now = db::now_ms(&mut tx).await?;
+        let earlier: Vec<(String, i64)> =
+            db::query_as("SELECT name, expires_ms FROM nodes WHERE data_id = ?1 AND name <> ?2")
+                .bind(&self.data_id)
+                .bind(&self.node)
+                .fetch_all(&mut tx)
+                .await?;
+        if let Some((name, expires_ms)) = earlier.iter().find(|(_, expires_ms)| *expires_ms > now) {
+            return Err(Error::Busy(format!(
+                "this data directory served as node `{name}` until moments ago (its lease runs {:.0} s more):                  a renamed server starts under its new name once that lease ran out; a copy of this data                  directory cannot join as another server (give it an empty data directory)",
+                ((expires_ms - now) as f64 / 1000.0).ceil()
+            )));
+        }
+        let mut taken = 0;
+        for (name, _) in &earlier {
+            taken += db::query("UPDATE tenant_owners SET node = ?1, fence = fence + 1 WHERE node = ?2")
+                .bind(&self.node)
+                .bind(name)
+                .execute(&mut tx)
+                .await?
+                .rows_affected() as usize;
+            db::query("DELETE FROM nodes WHERE name = ?1").bind(name).execute(&mut tx).await?;
+            tracing::info!(old = %name, node = %self.node, "this data directory's tenants, owned under its earlier name, are this server's");
+        }
+        tx.commit().await?;
+        Ok(taken)
+    }
+
     /// The tenants other servers own: files of theirs still on this disk (taken over while
     /// this server was away) are stale copies.
     pub async fn owned_elsewhere(&self, control: &ControlPlane) -> Result<Vec<Tenant>> {
@@ -576,12 +615,13 @@ impl Tenancy {
         }
         let ownership = Arc::new(Ownership::new(node, data_id, self.settings().cluster.lease()));
         let control = self.control();
+        ownership.take_back_renamed(control).await?;
         let adopted = ownership.adopt(control, |t| self.tenant_path(t).is_ok_and(|p| p.exists())).await?;
         for tenant in ownership.owned_elsewhere(control).await? {
             if let Ok(path) = self.tenant_path(&tenant)
                 && path.exists()
             {
-                tracing::info!(tenant = %tenant.id, slug = %tenant.slug, "removing a stale copy: another server owns this tenant");
+                tracing::warn!(tenant = %tenant.id, slug = %tenant.slug, "removing a stale copy: another server owns this tenant (it took the tenant over while this one was away)");
                 silo_storage::sqlite::remove_database_files(&path).await?;
             }
         }

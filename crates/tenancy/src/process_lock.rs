@@ -33,7 +33,7 @@ impl DataDirLock {
             Ok(()) => Ok(Self { _file: file, path }),
             Err(TryLockError::WouldBlock) => Err(Error::Busy(format!(
                 "cannot {purpose}: another silo process holds {} (a running `silo serve`, or another \
-                 purge); stop it first",
+                 `silo` command); stop it first",
                 path.display()
             ))),
             Err(TryLockError::Error(e)) => Err(Error::Config(format!("cannot lock {}: {e}", path.display()))),

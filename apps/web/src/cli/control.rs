@@ -36,11 +36,16 @@ impl ControlCommand {
                     ),
                 };
                 let data_dir = &settings.fleet.data_dir;
-                let copied =
-                    silo_tenancy::control_copy::copy_to_postgres(data_dir, &url, &crate::schema::schema())
-                        .await?;
+                let schema = crate::schema::schema();
+                let copied = silo_tenancy::control_copy::copy_to_postgres(data_dir, &url, &schema).await?;
+                let store_copies = remove_store_copies(&settings, url.clone()).await;
                 if json {
-                    print_json(&copied)?;
+                    print_json(&serde_json::json!({
+                        "database": database_of(url.expose()),
+                        "tables": copied.tables,
+                        "old_control_db": copied.old_control_db,
+                        "store_copies_removed": store_copies.as_ref().ok(),
+                    }))?;
                 } else {
                     let rows: Vec<Vec<String>> = copied
                         .tables
@@ -49,17 +54,60 @@ impl ControlCommand {
                         .collect();
                     crate::say!("{}", table(&["TABLE", "ROWS"], &rows));
                     crate::say!(
-                        "copied the control plane of {} into PostgreSQL.\n\
+                        "copied the control plane of {} into PostgreSQL at {}.\n\
                          Next: start `silo serve` with [control] url (or SILO_CONTROL__URL) set to that database; \
                          it owns every tenant whose file is in this data directory.\n\
                          The old control.db is {}: keep it until the new control plane has served, then delete it \
                          (it holds the tenants' wrapped data keys and the accounts).",
                         data_dir.display(),
+                        database_of(url.expose()),
                         copied.old_control_db.display()
                     );
+                }
+                match store_copies {
+                    Ok(0) => {}
+                    Ok(_) if json => {}
+                    Ok(removed) => crate::say!(
+                        "removed the {removed} copies of control.db from the backup store (they would keep what later erasures remove)"
+                    ),
+                    Err(e) => crate::say_err!(
+                        "warning: the copies of control.db in the backup store could not be removed yet ({}); \
+                         the first server on PostgreSQL removes them at its first prune",
+                        super::describe(&e)
+                    ),
                 }
                 Ok(ExitCode::SUCCESS)
             }
         }
+    }
+}
+
+/// Removes the copies of the old `control.db` from the backup store, through the fleet as it
+/// runs now (on PostgreSQL at `url`): see `Backups::remove_control_copies`.
+async fn remove_store_copies(settings: &crate::settings::Settings, url: Secret) -> anyhow::Result<usize> {
+    let mut fleet = settings.fleet.clone();
+    fleet.control.url = Some(url);
+    let tenancy = crate::schema::open(fleet).await?;
+    let removed = silo_backups::Backups::of(&tenancy).remove_control_copies().await;
+    tenancy.shutdown().await;
+    Ok(removed?)
+}
+
+/// The database a URL names, for people: host, port and name, never the password.
+fn database_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split('?').next().unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_database_is_named_without_its_password() {
+        assert_eq!(
+            super::database_of("postgres://silo:s3cr@t@db.internal:5432/silo?sslmode=verify-full"),
+            "db.internal:5432/silo"
+        );
+        assert_eq!(super::database_of("postgresql://db/silo"), "db/silo");
     }
 }
