@@ -687,3 +687,31 @@ async fn a_renamed_server_keeps_its_tenants_and_their_files() {
     assert_eq!(nodes, ["n1"], "the old name is gone");
     n1.stop().await.unwrap();
 }
+
+/// A tenant whose server stopped and whose objects the store lost cannot be taken over: a
+/// request for it is told so with 503 and Retry-After (the store's state, not the client's
+/// doing), never a 500, while the takeover is tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_the_store_cannot_give_back_answers_503_not_500() {
+    let Some(url) = postgres_database().await else { return };
+    let store = tempfile::tempdir().unwrap();
+    let n1 = TestServer::start_with(node("n1", &url, store.path())).await.unwrap();
+    n1.sign_up("ada@example.com", "acme").await.unwrap();
+    let token = n1.personal_token("ada@example.com", "acme").await.unwrap();
+    let n2 = TestServer::start_with(node("n2", &url, store.path())).await.unwrap();
+    n1.stop().await.unwrap();
+    std::fs::remove_dir_all(store.path().join("tenants")).unwrap();
+
+    let on2 = ApiClient::new(n2.addr, Some(&token));
+    let started = Instant::now();
+    let last = loop {
+        let (status, body) = on2.call("GET", "/w/acme/projects", None).await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        if body.to_string().contains("backup store") || started.elapsed() > Duration::from_secs(15) {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(last.to_string().contains("brought back on this server from the backup store"), "{last}");
+    n2.stop().await.unwrap();
+}

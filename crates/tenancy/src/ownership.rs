@@ -788,7 +788,10 @@ impl Tenancy {
                 // Its own, but not on this disk (moved here, or a replaced machine): the store
                 // has it.
                 let fence = ownership.fence_of(self.control(), tenant.id).await?;
-                let _ = self.restore_here(tenant).await?;
+                if let Err(e) = self.restore_here(tenant).await {
+                    tracing::error!(tenant = %tenant.id, slug = %tenant.slug, error = %e, "restoring this server's tenant from the store failed");
+                    return Err(unrestorable(tenant, e));
+                }
                 ownership.clear_stale(tenant.id);
                 ownership.settle(tenant.id, fence);
                 tracing::info!(tenant = %tenant.id, slug = %tenant.slug, fence, "tenant restored here from the store: it is this server's");
@@ -816,7 +819,7 @@ impl Tenancy {
                     Err(e) => {
                         tracing::error!(tenant = %tenant.id, slug = %tenant.slug, from, error = %e, "taking a tenant over failed: given back");
                         ownership.give_back(self.control(), tenant.id, &from, fence).await?;
-                        Err(e)
+                        Err(unrestorable(tenant, e))
                     }
                 }
             }
@@ -901,5 +904,19 @@ impl Tenancy {
             )));
         };
         copies.take_over(self, tenant).await
+    }
+}
+
+/// What a request is told when the tenant it asks for had to come from the store and could
+/// not: the store's state (an object missing, damaged, unreachable) is not the client's doing,
+/// and the restore is tried again (at the next heartbeat or request) — 503, the cause in the
+/// log, never a 500. A refusal that already says so (the server lost touch) stays as it is.
+fn unrestorable(tenant: &Tenant, e: Error) -> Error {
+    match e.kind() {
+        silo_core::ErrorKind::Internal | silo_core::ErrorKind::Unavailable => Error::NotServing(format!(
+            "`{}` is being brought back on this server from the backup store, which cannot give it yet; the operators see why in the log, and it is tried again: retry shortly",
+            tenant.slug
+        )),
+        _ => e,
     }
 }
