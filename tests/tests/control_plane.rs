@@ -126,6 +126,22 @@ async fn a_data_directory_keeps_its_control_plane_and_a_foreign_database_is_refu
     let refused = open(Some("  ")).await.err().expect("refused with an empty URL").to_string();
     assert!(refused.contains("is on PostgreSQL"), "{refused}");
     open(Some(&url)).await.unwrap().shutdown().await;
+    // Another database (a typo in the URL, another installation's): refused before anything
+    // is written there, and the data directory still opens on its own.
+    let other = postgres_database().await.unwrap();
+    let refused = open(Some(&other)).await.err().expect("refused: another database").to_string();
+    assert!(refused.contains("not this data directory's control plane"), "{refused}");
+    assert!(refused.contains("an empty database"), "{refused}");
+    let untouched = db::Db::postgres(&other, 1).await.unwrap();
+    let tables: i64 = db::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_one(&untouched)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "nothing was migrated into the other database");
+    untouched.close().await;
+    open(Some(&url)).await.unwrap().shutdown().await;
 
     // On control.db: a URL is refused (the control plane is copied there first, by hand:
     // `silo control copy-to-postgres`).

@@ -80,17 +80,27 @@ pub(crate) fn check_data_dir(data_dir: &Path, url: bool) -> Result<()> {
     Ok(())
 }
 
-/// Records in the data directory that its control plane is on PostgreSQL.
-pub(crate) fn mark_data_dir(data_dir: &Path) -> Result<()> {
+/// The line of the marker that names which control plane the data directory belongs to.
+const INSTALLED: &str = "installed = ";
+
+/// Records in the data directory that its control plane is on PostgreSQL, and which one:
+/// `identity` ([`ControlPlane::identity`]). A marker of an older version, without it, gets it.
+pub(crate) fn mark_data_dir(data_dir: &Path, identity: &str) -> Result<()> {
     let marker = data_dir.join(ON_POSTGRES);
-    if marker.exists() {
+    if marked_identity(data_dir).as_deref() == Some(identity) {
         return Ok(());
     }
+    let text =
+        format!("postgresql: this data directory's control plane is [control] url\n{INSTALLED}{identity}\n");
     std::fs::create_dir_all(data_dir)
-        .and_then(|()| {
-            std::fs::write(&marker, "postgresql: this data directory's control plane is [control] url\n")
-        })
+        .and_then(|()| std::fs::write(&marker, text))
         .map_err(|e| Error::Config(format!("cannot write {}: {e}", marker.display())))
+}
+
+/// Which PostgreSQL control plane the data directory belongs to, when its marker says.
+pub(crate) fn marked_identity(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(ON_POSTGRES)).ok()?;
+    text.lines().find_map(|line| line.strip_prefix(INSTALLED)).map(|id| id.trim().to_owned())
 }
 
 /// A tenant's lifecycle status.
@@ -394,6 +404,7 @@ impl ControlPlane {
         connections: u32,
         migrations: &sqlx::migrate::Migrator,
         clock: silo_core::ProcessClock,
+        belongs: Option<&str>,
     ) -> Result<Self> {
         let db = Db::postgres(url.expose(), connections.max(2)).await.map_err(|e| {
             Error::Config(format!("cannot reach the control plane's PostgreSQL ([control] url): {e}"))
@@ -413,8 +424,42 @@ impl ControlPlane {
                     .into(),
             ));
         }
+        // A data directory serves the control plane it was first started on: another (a typo in
+        // the URL, another installation's database) would show an empty installation, or
+        // another's, beside these tenant files. Checked before migrating anything there.
+        if let Some(expected) = belongs {
+            let found = Self::identity_in(&db).await?;
+            if found.as_deref() != Some(expected) {
+                return Err(Error::Config(format!(
+                    "[control] url names {}, not this data directory's control plane (installed {expected}, as \
+                     its `{ON_POSTGRES}` file says): check the URL; a data directory serves one control plane",
+                    found.map_or("an empty database".to_owned(), |found| format!(
+                        "a control plane installed {found}"
+                    ))
+                )));
+            }
+        }
         db.migrate(migrations).await?;
         Ok(Self { read: db.clone(), write: db, inline: None, clock, ownership: Arc::default() })
+    }
+
+    /// Which PostgreSQL control plane this is: when its first migration was applied (kept by
+    /// `pg_dump` and restores, new for every other database).
+    pub async fn identity(&self) -> Result<String> {
+        Self::identity_in(&self.read)
+            .await?
+            .ok_or_else(|| Error::Config("the control plane has no migrations applied".into()))
+    }
+
+    async fn identity_in(db: &Db) -> Result<Option<String>> {
+        let migrated: bool =
+            db::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(db).await?;
+        if !migrated {
+            return Ok(None);
+        }
+        Ok(db::query_scalar("SELECT CAST(installed_on AS TEXT) FROM _sqlx_migrations WHERE version = 1")
+            .fetch_optional(db)
+            .await?)
     }
 
     /// Whether the control plane is the embedded `control.db` (not PostgreSQL).

@@ -170,7 +170,7 @@ pub async fn copy_to_postgres(data_dir: &Path, url: &silo_core::Secret, schema: 
     }
     let clock = silo_core::ProcessClock::default();
     let source = ControlPlane::open(&path, schema.control, clock.clone()).await?;
-    let target = ControlPlane::open_postgres(url, 4, schema.control_postgres, clock).await?;
+    let target = ControlPlane::open_postgres(url, 4, schema.control_postgres, clock, None).await?;
     let copied = match (source.writer(), target.writer()) {
         (Db::Sqlite(from), Db::Postgres(to, _)) => copy(from, to).await,
         _ => unreachable!("control.db is SQLite and [control] url PostgreSQL"),
@@ -186,7 +186,9 @@ pub async fn copy_to_postgres(data_dir: &Path, url: &silo_core::Secret, schema: 
     // Self-contained before it is set aside: nothing of it stays in a WAL beside it.
     source.checkpoint_truncate().await?;
     source.close().await;
+    let identity = target.identity().await;
     target.close().await;
+    let identity = identity?;
     let old = data_dir.join("control.db.copied-to-postgres");
     for suffix in ["-wal", "-shm"] {
         let side = data_dir.join(format!("control.db{suffix}"));
@@ -197,7 +199,7 @@ pub async fn copy_to_postgres(data_dir: &Path, url: &silo_core::Secret, schema: 
     }
     std::fs::rename(&path, &old)
         .map_err(|e| Error::Config(format!("cannot rename {} aside: {e}", path.display())))?;
-    crate::control::mark_data_dir(data_dir)?;
+    crate::control::mark_data_dir(data_dir, &identity)?;
     Ok(Copied { tables: copied, old_control_db: old })
 }
 

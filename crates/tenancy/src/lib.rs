@@ -141,10 +141,17 @@ impl Tenancy {
             }
             Some(url) => {
                 let connections = settings.control.max_connections.unwrap_or(16);
-                let control =
-                    ControlPlane::open_postgres(url, connections, control_postgres, settings.clock.clone())
-                        .await?;
-                control::mark_data_dir(&settings.data_dir)?;
+                let belongs = control::marked_identity(&settings.data_dir);
+                let clock = settings.clock.clone();
+                let control = ControlPlane::open_postgres(
+                    url,
+                    connections,
+                    control_postgres,
+                    clock,
+                    belongs.as_deref(),
+                )
+                .await?;
+                control::mark_data_dir(&settings.data_dir, &control.identity().await?)?;
                 control
             }
         };
