@@ -1218,16 +1218,25 @@ async fn on_postgresql_copies_of_an_earlier_control_db_leave_the_store() {
     let server = TestServer::start().await.unwrap();
     let backups = server.tenancy.backups();
     let store = backups.store().await.unwrap().store();
-    let stale = || format!("control/{}.db.zst.enc", uuid::Uuid::now_v7());
+    // Copies from before this control plane was installed (a day ago); one made now is not
+    // this installation's (another sharing the store by mistake) and stays.
+    let stale = || {
+        let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+        let since = day_ago.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let at = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+        format!("control/{}.db.zst.enc", uuid::Uuid::new_v7(at))
+    };
+    let foreign = format!("control/{}.db.zst.enc", uuid::Uuid::now_v7());
+    store.put(&foreign, b"another installation's".to_vec()).await.unwrap();
     for _ in 0..3 {
         store.put(&stale(), b"an earlier control.db".to_vec()).await.unwrap();
     }
-    assert_eq!(store.list("control/").await.unwrap().len(), 3);
+    assert_eq!(store.list("control/").await.unwrap().len(), 4);
     assert_eq!(backups.supersede_control_copies().await.unwrap(), 3, "an erasure's or a purge's step");
-    assert!(store.list("control/").await.unwrap().is_empty());
+    assert_eq!(store.list("control/").await.unwrap(), std::slice::from_ref(&foreign));
     store.put(&stale(), b"another".to_vec()).await.unwrap();
     let pruned = backups.prune().await.unwrap();
     assert_eq!(pruned.control_copies, 1, "{pruned:?}");
-    assert!(store.list("control/").await.unwrap().is_empty());
+    assert_eq!(store.list("control/").await.unwrap(), [foreign]);
     server.stop().await.unwrap();
 }

@@ -891,6 +891,12 @@ async fn control_db_copied_to_postgres_serves_the_same_installation() {
     let database = copied["database"].as_str().unwrap();
     assert!(url.ends_with(database) && !database.contains('@'), "named without credentials: {database}");
     assert!(!d.join("data/control.db").exists() && d.join("data/control.db.copied-to-postgres").exists());
+    let again = silo(d, &["control", "copy-to-postgres", "--url", &url]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("copied to PostgreSQL already"), "{again:?}");
+    let typo =
+        silo(d, &["--data-dir", "/nonexistent/silo-data", "control", "copy-to-postgres", "--url", &url]);
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("has no control.db to copy"), "{typo:?}");
+    assert!(!Path::new("/nonexistent/silo-data").exists(), "a mistyped data directory is not made");
     // Without the URL the data directory is refused, not served from an empty control.db.
     let without = silo(d, &["tenant", "list"]);
     assert!(!without.status.success());
@@ -926,5 +932,5 @@ async fn control_db_copied_to_postgres_serves_the_same_installation() {
         .unwrap();
     let twice = silo(again.path(), &["control", "copy-to-postgres", "--url", &url]);
     assert!(!twice.status.success());
-    assert!(String::from_utf8_lossy(&twice.stderr).contains("already holds a control plane"), "{twice:?}");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("is not empty"), "{twice:?}");
 }

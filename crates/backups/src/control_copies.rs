@@ -293,18 +293,23 @@ impl Backups {
         Ok(gone)
     }
 
-    /// On PostgreSQL: removes every copy of `control.db` from the store. They are of the
-    /// control plane this installation had before `silo control copy-to-postgres`, no copy
-    /// replaces them (PostgreSQL is backed up with its own tools), and they would keep what
-    /// later erasures and purges removed — and `silo recover` would rebuild that old control
-    /// plane from them. Returns how many went.
+    /// On PostgreSQL: removes the copies of `control.db` made before this control plane was
+    /// installed from the store. They are of the control plane this installation had before
+    /// `silo control copy-to-postgres`, no copy replaces them (PostgreSQL is backed up with
+    /// its own tools), and they would keep what later erasures and purges removed — and
+    /// `silo recover` would rebuild that old control plane from them. Newer ones are not this
+    /// installation's (another, on `control.db`, sharing the store by mistake): left alone.
+    /// Returns how many went.
     pub async fn remove_control_copies(&self) -> Result<usize> {
+        let installed = SystemTime::UNIX_EPOCH
+            + Duration::from_millis(self.fleet.control().installed_ms().await?.max(0) as u64);
         let store = self.store().await?.store();
         let stored: Vec<String> = store
             .list(PREFIX)
             .await?
             .iter()
             .filter_map(|key| parse_copy_key(key))
+            .filter(|(_, at)| *at < installed)
             .map(|(id, _)| id)
             .collect();
         for id in &stored {

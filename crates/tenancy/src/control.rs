@@ -407,7 +407,10 @@ impl ControlPlane {
         belongs: Option<&str>,
     ) -> Result<Self> {
         let db = Db::postgres(url.expose(), connections.max(2)).await.map_err(|e| {
-            Error::Config(format!("cannot reach the control plane's PostgreSQL ([control] url): {e}"))
+            Error::Config(format!(
+                "cannot reach the control plane's PostgreSQL ([control] url): {}",
+                Db::explain(&e)
+            ))
         })?;
         // A database that holds other tables is someone else's: migrating into it would stop
         // half-way at the first name they share.
@@ -439,7 +442,15 @@ impl ControlPlane {
                 )));
             }
         }
-        db.migrate(migrations).await?;
+        db.migrate(migrations).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
+                Error::Config(format!(
+                    "cannot set up the control plane in PostgreSQL ([control] url): {}",
+                    Db::explain(&e)
+                ))
+            }
+            other => other.into(),
+        })?;
         Ok(Self { read: db.clone(), write: db, inline: None, clock, ownership: Arc::default() })
     }
 
@@ -451,15 +462,30 @@ impl ControlPlane {
             .ok_or_else(|| Error::Config("the control plane has no migrations applied".into()))
     }
 
+    /// When this PostgreSQL control plane was installed (its first migration), in ms since
+    /// the Unix epoch.
+    pub async fn installed_ms(&self) -> Result<i64> {
+        Ok(db::query_scalar(
+            "SELECT CAST(extract(epoch FROM installed_on) * 1000 AS BIGINT) FROM _sqlx_migrations WHERE version = 1",
+        )
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     async fn identity_in(db: &Db) -> Result<Option<String>> {
         let migrated: bool =
             db::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(db).await?;
         if !migrated {
             return Ok(None);
         }
-        Ok(db::query_scalar("SELECT CAST(installed_on AS TEXT) FROM _sqlx_migrations WHERE version = 1")
-            .fetch_optional(db)
-            .await?)
+        // In UTC with an explicit format: the same text whatever the session's TimeZone and
+        // DateStyle.
+        Ok(db::query_scalar(
+            "SELECT to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+             FROM _sqlx_migrations WHERE version = 1",
+        )
+        .fetch_optional(db)
+        .await?)
     }
 
     /// Whether the control plane is the embedded `control.db` (not PostgreSQL).

@@ -40,9 +40,9 @@ use silo_core::db::Db;
 /// The servers' own state: never copied (see the module).
 const NOT_COPIED: &[&str] = &["nodes", "tenant_owners"];
 
-/// Tables that hold rows only once an installation exists: a target where any has some is
-/// refused (the migrations seed other tables, such as the invoice counter).
-const INSTALLATION: &[&str] = &["tenants", "users", "audit_log"];
+/// Tables the migrations give rows (the invoice counter): a new control plane has them, and
+/// they are replaced by `control.db`'s. A target where any other table has a row is refused.
+const SEEDED: &[&str] = &["invoice_sequence"];
 
 /// Rows inserted per statement (PostgreSQL takes at most 65,535 parameters in one).
 const BATCH: usize = 500;
@@ -183,23 +183,29 @@ pub async fn copy_to_postgres(data_dir: &Path, url: &silo_core::Secret, schema: 
             return Err(e);
         }
     };
-    // Self-contained before it is set aside: nothing of it stays in a WAL beside it.
-    source.checkpoint_truncate().await?;
+    // Closing the last connection checkpoints the WAL into the file; the file is set aside
+    // only once nothing of it is left in a WAL beside it.
     source.close().await;
     let identity = target.identity().await;
     target.close().await;
     let identity = identity?;
-    let old = data_dir.join("control.db.copied-to-postgres");
-    for suffix in ["-wal", "-shm"] {
-        let side = data_dir.join(format!("control.db{suffix}"));
-        if side.exists() {
-            std::fs::remove_file(&side)
-                .map_err(|e| Error::Config(format!("cannot remove {}: {e}", side.display())))?;
-        }
+    let wal = data_dir.join("control.db-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::Config(format!(
+            "copied, but {} still holds commits: start `silo serve` with the URL once this is resolved, \
+             after renaming control.db to control.db.copied-to-postgres",
+            wal.display()
+        )));
     }
+    // Marked first: a marker beside control.db still means control.db (a crash before the
+    // rename leaves a data directory that opens as before), control.db gone without a
+    // marker would not.
+    crate::control::mark_data_dir(data_dir, &identity)?;
+    let old = data_dir.join("control.db.copied-to-postgres");
     std::fs::rename(&path, &old)
         .map_err(|e| Error::Config(format!("cannot rename {} aside: {e}", path.display())))?;
-    crate::control::mark_data_dir(data_dir, &identity)?;
+    let _ = std::fs::remove_file(data_dir.join("control.db-wal"));
+    let _ = std::fs::remove_file(data_dir.join("control.db-shm"));
     Ok(Copied { tables: copied, old_control_db: old })
 }
 
@@ -223,13 +229,17 @@ async fn copy(from: &SqlitePool, to: &PgPool) -> Result<Vec<(String, u64)>> {
     let order: Vec<String> =
         fill_order(&tables)?.into_iter().filter(|name| !NOT_COPIED.contains(&name.as_str())).collect();
     let mut tx = to.begin().await?;
-    for name in INSTALLATION {
+    // Two copies into one database take turns: the second finds the first's rows.
+    run(&mut tx, "tenants", "LOCK TABLE tenants IN EXCLUSIVE MODE".to_owned()).await?;
+    for name in order.iter().filter(|name| !SEEDED.contains(&name.as_str())) {
         let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM \"{name}\"")))
             .fetch_one(&mut *tx)
             .await?;
         if count > 0 {
             return Err(Error::Config(format!(
-                "the PostgreSQL database already holds a control plane (`{name}` has {count} rows): copy into an empty database"
+                "the PostgreSQL database is not empty (`{name}` has {count} rows): copy into an empty database. \
+                 (Had a copy of this data directory into it committed before it was cut short, finish it by \
+                 hand: rename control.db to control.db.copied-to-postgres and start `silo serve` with the URL.)"
             )));
         }
     }

@@ -572,19 +572,32 @@ impl Ownership {
                 .await?;
         if let Some((name, expires_ms)) = earlier.iter().find(|(_, expires_ms)| *expires_ms > now) {
             return Err(Error::Busy(format!(
-                "this data directory served as node `{name}` until moments ago (its lease runs {:.0} s more):                  a renamed server starts under its new name once that lease ran out; a copy of this data                  directory cannot join as another server (give it an empty data directory)",
+                "this data directory served as node `{name}` until moments ago (its lease runs {:.0} s more): \
+                 a renamed server starts under its new name once that lease ran out; a copy of this data \
+                 directory cannot join as another server (give it an empty data directory)",
                 ((expires_ms - now) as f64 / 1000.0).ceil()
             )));
         }
         let mut taken = 0;
         for (name, _) in &earlier {
+            // Only while its lease is still over, checked again on the row itself: a renewal
+            // committed since the read above keeps the old name's row and tenants.
+            let gone = db::query("DELETE FROM nodes WHERE name = ?1 AND data_id = ?2 AND expires_ms <= ?3")
+                .bind(name)
+                .bind(&self.data_id)
+                .bind(now)
+                .execute(&mut tx)
+                .await?
+                .rows_affected();
+            if gone == 0 {
+                continue;
+            }
             taken += db::query("UPDATE tenant_owners SET node = ?1, fence = fence + 1 WHERE node = ?2")
                 .bind(&self.node)
                 .bind(name)
                 .execute(&mut tx)
                 .await?
                 .rows_affected() as usize;
-            db::query("DELETE FROM nodes WHERE name = ?1").bind(name).execute(&mut tx).await?;
             tracing::info!(old = %name, node = %self.node, "this data directory's tenants, owned under its earlier name, are this server's");
         }
         tx.commit().await?;

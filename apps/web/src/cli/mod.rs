@@ -141,6 +141,22 @@ impl Cli {
             application.run_until_stopped().await?;
             return Ok(ExitCode::SUCCESS);
         }
+        if let Command::Control(command) = self.command {
+            // Never through a server either: control.db must not change while it is copied.
+            // Nor into a directory made for it (a mistyped --data-dir has nothing to copy).
+            anyhow::ensure!(
+                data_dir.join("control.db").exists(),
+                "{} has no control.db to copy{}",
+                data_dir.display(),
+                if data_dir.join("control.db.copied-to-postgres").exists() {
+                    ": it was copied to PostgreSQL already (control.db.copied-to-postgres)"
+                } else {
+                    ""
+                }
+            );
+            let _lock = DataDirLock::acquire(&data_dir, "copy its control plane")?;
+            return command.run(settings).await;
+        }
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
         if let Command::Recover(args) = self.command {
@@ -148,11 +164,7 @@ impl Cli {
             let _lock = DataDirLock::acquire(&data_dir, "recover this data directory")?;
             return args.run(settings).await;
         }
-        if let Command::Control(command) = self.command {
-            // Never through a server either: control.db must not change while it is copied.
-            let _lock = DataDirLock::acquire(&data_dir, "copy its control plane")?;
-            return command.run(settings).await;
-        }
+
         // A server runs the command; without one this process owns the data directory (and
         // every tenant file) while the command runs. Another CLI command holding the lock is
         // waited for (they take turns), as is a server still starting (its socket appears).

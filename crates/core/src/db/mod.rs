@@ -80,6 +80,33 @@ impl Db {
         Ok(Self::Postgres(pool, Arc::default()))
     }
 
+    /// Why connecting to (or migrating) a PostgreSQL control plane failed, in the words an
+    /// operator acts on: PostgreSQL's own message without the line of its source file that
+    /// sqlx appends, with what to do for the usual causes.
+    pub fn explain(error: &sqlx::Error) -> String {
+        match error {
+            sqlx::Error::Database(e) => {
+                let code = e.code().unwrap_or_default();
+                let hint = match code.as_ref() {
+                    // insufficient_privilege
+                    "42501" => {
+                        " (the role needs CREATE on the database and its schema: GRANT CREATE ON SCHEMA public TO …)"
+                    }
+                    // invalid_catalog_name: no such database
+                    "3D000" => " (create it first: CREATE DATABASE …)",
+                    _ => "",
+                };
+                format!("{}{hint}", e.message())
+            }
+            sqlx::Error::Configuration(e) => format!("the URL is not valid: {e}"),
+            sqlx::Error::PoolTimedOut => format!(
+                "no connection within {} s: is PostgreSQL running at that address and port, and reachable from here?",
+                ACQUIRE_TIMEOUT.as_secs()
+            ),
+            other => other.to_string(),
+        }
+    }
+
     /// The engine it runs on.
     pub fn engine(&self) -> Engine {
         match self {
