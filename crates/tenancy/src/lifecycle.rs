@@ -316,7 +316,7 @@ impl Tenants {
         let tenant = self.0.control().set_plan(id, plan, actor).await;
         self.0.forget_tenants();
         let tenant = tenant?;
-        self.0.cache().apply_plan(id, &tenant.plan).await?;
+        self.0.cache().apply_plan(&tenant).await?;
         Ok(tenant)
     }
 

@@ -320,10 +320,39 @@ async fn a_write_past_the_plan_limit_is_the_quota_however_full_the_file_was() {
     assert_eq!(rows, 1, "the refused write was rolled back, the first one kept");
     // Unlimited, the same write goes through.
     f.tenancy.cache().set_storage_limits(Arc::new(|_plan: &str| None));
-    f.tenancy.cache().apply_plan(tenant.id, &tenant.plan).await.unwrap();
+    f.tenancy.cache().apply_plan(&tenant).await.unwrap();
     db.turn()
         .await
         .call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(1600000))", []))
+        .unwrap();
+}
+
+/// The open file's size limit follows the newest row of its tenant: a plan change sets it at
+/// once; a request holding the row read before the change does not put the old limit back;
+/// a row changed where this process's `apply_plan` could not reach (another server of a
+/// cluster) sets the new limit at the next request that reads it.
+#[tokio::test]
+async fn the_open_files_limit_follows_the_newest_row_of_its_tenant() {
+    let clock = silo_core::TestClock::starting_now();
+    let f = common::fixture_on(&clock).await;
+    f.tenancy.cache().set_storage_limits(Arc::new(|plan: &str| (plan == "small").then_some(2_000_000)));
+    let before = f.create("plans").await;
+    let db = f.tenancy.cache().get_known(&before).await.unwrap();
+    db.turn().await.call(|conn| conn.execute_batch("CREATE TABLE ballast (b BLOB)")).unwrap();
+    clock.advance(std::time::Duration::from_secs(1));
+    f.tenancy.tenants().set_plan(before.id, "small", "test").await.unwrap();
+    // A request that read the row before the change: still the new plan's limit.
+    f.tenancy.cache().get_known(&before).await.unwrap();
+    let refused =
+        db.turn().await.call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(2500000))", []));
+    assert!(matches!(refused, Err(Error::QuotaExceeded(_))), "{refused:?}");
+    // Back to the old plan where apply_plan does not reach: the next request's row lifts it.
+    clock.advance(std::time::Duration::from_secs(1));
+    let after = f.tenancy.control().set_plan(before.id, "free", "another server").await.unwrap();
+    f.tenancy.cache().get_known(&after).await.unwrap();
+    db.turn()
+        .await
+        .call(|conn| conn.execute("INSERT INTO ballast VALUES (randomblob(2500000))", []))
         .unwrap();
 }
 

@@ -45,6 +45,7 @@ use silo_storage::sqlite::OwnedConnection;
 
 use super::registry::Registry;
 use crate::{Error, Result};
+use silo_core::Timestamp;
 use silo_core::ids::TenantId;
 
 /// A caller's turn at a tenant's connection ([`TenantDb::turn`]): the only way to run SQL on
@@ -119,6 +120,8 @@ pub struct TenantDb {
     /// reads another plan in the tenant's row sets that plan's (see
     /// [`super::HandleCache::get_known`]).
     size_limit: AtomicU64,
+    /// The `updated_at` of the tenant row whose plan set [`TenantDb::size_limit`].
+    limit_as_of: Mutex<Option<Timestamp>>,
 }
 
 /// [`TenantDb::size_limit`] of a file without a limit.
@@ -150,6 +153,7 @@ impl TenantDb {
             deadline: None,
             revoked: AtomicBool::new(false),
             size_limit: AtomicU64::new(NO_LIMIT),
+            limit_as_of: Mutex::new(None),
         }
     }
 
@@ -254,16 +258,34 @@ impl TenantDb {
         }
     }
 
-    /// Sets the largest size the file may grow to (`None`: no limit).
-    pub(crate) fn limit_size(&self, max_bytes: Option<u64>) -> Result<()> {
+    /// Sets the largest size the file may grow to (`None`: no limit), for the plan of the
+    /// tenant's row as of `as_of` (its `updated_at`): a plan change's own, or — `newer_only` —
+    /// one a request read, which is ignored when the limit was set from a newer row (a request
+    /// that read the row before a plan change must not put the old limit back after it).
+    pub(crate) fn limit_size(
+        &self,
+        max_bytes: Option<u64>,
+        as_of: &Timestamp,
+        newer_only: bool,
+    ) -> Result<()> {
         let conn = self.connection();
+        let mut set_as_of = self.limit_as_of.lock();
+        if newer_only && set_as_of.as_ref().is_some_and(|set| set >= as_of) {
+            return Ok(());
+        }
         limit_size(&conn, max_bytes)?;
         self.limited_to(max_bytes);
+        *set_as_of = Some(as_of.clone());
         Ok(())
     }
 
-    /// Records the limit set on the connection (at open, or by [`TenantDb::limit_size`]).
-    pub(crate) fn limited_to(&self, max_bytes: Option<u64>) {
+    /// Records the limit set on the connection at open, for the row read then.
+    pub(crate) fn opened_with_limit(&self, max_bytes: Option<u64>, as_of: &Timestamp) {
+        self.limited_to(max_bytes);
+        *self.limit_as_of.lock() = Some(as_of.clone());
+    }
+
+    fn limited_to(&self, max_bytes: Option<u64>) {
         self.size_limit.store(max_bytes.unwrap_or(NO_LIMIT), Ordering::Release);
     }
 

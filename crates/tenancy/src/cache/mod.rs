@@ -182,12 +182,13 @@ impl HandleCache {
         self.inner.storage_limits.read().as_ref().and_then(|limits| limits(plan))
     }
 
-    /// Applies `plan`'s storage limit to the tenant's open handle at once (a plan change), if
-    /// it has one; a handle opened later gets it when it opens.
-    pub async fn apply_plan(&self, id: TenantId, plan: &str) -> Result<()> {
-        let limit = self.storage_limit(plan);
-        if let Some(db) = self.inner.cache.get(&id).await.and_then(|cached| cached.handle()) {
-            tokio::task::spawn_blocking(move || db.limit_size(limit))
+    /// Applies the storage limit of `tenant`'s plan (its row just after a plan change) to its
+    /// open handle at once, if it has one; a handle opened later gets it when it opens.
+    pub async fn apply_plan(&self, tenant: &Tenant) -> Result<()> {
+        let limit = self.storage_limit(&tenant.plan);
+        if let Some(db) = self.inner.cache.get(&tenant.id).await.and_then(|cached| cached.handle()) {
+            let as_of = tenant.updated_at.clone();
+            tokio::task::spawn_blocking(move || db.limit_size(limit, &as_of, false))
                 .await
                 .expect("a limit change panicked")?;
         }
@@ -205,13 +206,14 @@ impl HandleCache {
     /// A row on another plan than the handle's limit was set for gets that plan's limit
     /// first: in a cluster the plan may change on another server (an operator's `silo tenant
     /// set-plan` there), whose [`HandleCache::apply_plan`] cannot reach this handle; the row
-    /// is read afresh once that server announces the change (`crate::directory`).
+    /// is read afresh once that server announces the change (`crate::directory`). A row older
+    /// than the one the limit was set from changes nothing.
     pub async fn get_known(&self, tenant: &Tenant) -> Result<Arc<TenantDb>> {
         let db = self.get_with(tenant.id, Some(tenant)).await?;
         let limit = self.storage_limit(&tenant.plan);
         if db.size_limit() != limit {
-            let applied = db.clone();
-            tokio::task::spawn_blocking(move || applied.limit_size(limit))
+            let (applied, as_of) = (db.clone(), tenant.updated_at.clone());
+            tokio::task::spawn_blocking(move || applied.limit_size(limit, &as_of, true))
                 .await
                 .expect("a limit change panicked")?;
         }
@@ -304,7 +306,7 @@ impl HandleCache {
                 TenantDb::new(id, connection, tenant.schema_version, reservation.into_registry(), clock)
                     .with_log(log.map(|log| (log, path.clone())))
                     .with_deadline(inner.control.ownership().map(|o| o.deadline()));
-            db.limited_to(limit);
+            db.opened_with_limit(limit, &tenant.updated_at);
             match migrated {
                 Ok(outcome) => db.set_schema_version(outcome.version()),
                 Err(e) => return Err(self.quarantine(id, format!("migration failed: {e}")).await),
