@@ -751,6 +751,11 @@ fn after_sigkill_and_a_lost_data_directory_recover_brings_back_all_but_the_last_
     stop(server);
 }
 
+/// The JSON answer to `request`.
+async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// An installation on `control.db` moves its control plane to PostgreSQL with
 /// `silo control copy-to-postgres` (the server stopped) and goes on there: the same tokens,
 /// tenants and data, new rows after the copied ones; the data directory then refuses to start
@@ -771,29 +776,12 @@ async fn control_db_copied_to_postgres_serves_the_same_installation() {
             (client.clone(), format!("http://{addr}/api/v1/w/{slug}"), token.to_owned());
         let title = title.to_owned();
         async move {
-            let projects: serde_json::Value = client
-                .get(format!("{base}/projects"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let projects = json_of(client.get(format!("{base}/projects")).bearer_auth(&token)).await;
             let project = match projects["items"].as_array().and_then(|p| p.first()) {
                 Some(project) => project["id"].clone(),
                 None => {
-                    let made: serde_json::Value = client
-                        .post(format!("{base}/projects"))
-                        .bearer_auth(&token)
-                        .json(&serde_json::json!({ "name": "P" }))
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    made["id"].clone()
+                    let made = client.post(format!("{base}/projects")).bearer_auth(&token);
+                    json_of(made.json(&serde_json::json!({ "name": "P" }))).await["id"].clone()
                 }
             };
             let body = serde_json::json!({ "project_id": project, "title": title });
@@ -810,15 +798,10 @@ async fn control_db_copied_to_postgres_serves_the_same_installation() {
     let titles = |addr: String, slug: String, token: String| {
         let client = client.clone();
         async move {
-            let tasks: serde_json::Value = client
-                .get(format!("http://{addr}/api/v1/w/{slug}/tasks?limit=100"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let tasks = json_of(
+                client.get(format!("http://{addr}/api/v1/w/{slug}/tasks?limit=100")).bearer_auth(&token),
+            )
+            .await;
             let mut titles: Vec<String> = tasks["items"]
                 .as_array()
                 .unwrap()

@@ -267,13 +267,7 @@ impl Backups {
         let copies = self.control_copies();
         let Some(threshold) = copies.supersede_after.lock().clone() else { return Ok(0) };
         let store = self.store().await?.store();
-        let stored: Vec<String> = store
-            .list(PREFIX)
-            .await?
-            .iter()
-            .filter_map(|key| parse_copy_key(key))
-            .map(|(id, _)| id)
-            .collect();
+        let stored: Vec<String> = self.stored_copies().await?.into_iter().map(|(id, _)| id).collect();
         let newest = match copies.last() {
             Some(last) if last.id > threshold => last.id,
             // No copy after the change yet (a paced pass, or the copy failed): later.
@@ -304,11 +298,10 @@ impl Backups {
         let installed = SystemTime::UNIX_EPOCH
             + Duration::from_millis(self.fleet.control().installed_ms().await?.max(0) as u64);
         let store = self.store().await?.store();
-        let stored: Vec<String> = store
-            .list(PREFIX)
+        let stored: Vec<String> = self
+            .stored_copies()
             .await?
-            .iter()
-            .filter_map(|key| parse_copy_key(key))
+            .into_iter()
             .filter(|(_, at)| *at < installed)
             .map(|(id, _)| id)
             .collect();
@@ -324,6 +317,12 @@ impl Backups {
         Ok(stored.len())
     }
 
+    /// The copies of `control.db` in the store: their ids and when each was made.
+    async fn stored_copies(&self) -> Result<Vec<(String, SystemTime)>> {
+        let keys = self.store().await?.store().list(PREFIX).await?;
+        Ok(keys.iter().filter_map(|key| parse_copy_key(key)).collect())
+    }
+
     /// Applies the retention policy to the control plane's copies (on PostgreSQL, removes
     /// them all: [`Backups::remove_control_copies`]); returns how many went.
     pub(crate) async fn prune_control_copies(&self, now: SystemTime) -> Result<usize> {
@@ -332,8 +331,7 @@ impl Backups {
         }
         let settings = &self.fleet.settings().backup;
         let store = self.store().await?.store();
-        let copies: Vec<(String, SystemTime)> =
-            store.list(PREFIX).await?.iter().filter_map(|key| parse_copy_key(key)).collect();
+        let copies = self.stored_copies().await?;
         let keep_all = Duration::from_secs(settings.keep_all_hours.saturating_mul(3600));
         let gone = super::retention::expired_copies(&copies, now, keep_all, settings.keep_daily_days);
         for id in &gone {

@@ -102,6 +102,31 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// Calls `/cluster/v1/tenants/{tenant}/{what}` on the server at `advertise`, with the
+    /// cluster's secret.
+    async fn to_peer(
+        &self,
+        method: reqwest::Method,
+        advertise: &str,
+        tenant: TenantId,
+        what: &str,
+    ) -> silo_tenancy::Result<reqwest::Response> {
+        let url = format!("{}/cluster/v1/tenants/{tenant}/{what}", advertise.trim_end_matches('/'));
+        self.client
+            .request(method, url)
+            .header(FORWARDED, self.secret.expose())
+            .send()
+            .await
+            .map_err(|e| peer_refused(advertise, e.to_string()))
+    }
+}
+
+/// Another server of the cluster could not be asked, or refused.
+fn peer_refused(advertise: &str, why: String) -> silo_tenancy::Error {
+    silo_tenancy::Error::NotServing(format!("server {advertise}: {why}"))
+}
+
 impl silo_tenancy::peers::Peers for Forwarder {
     fn prepare<'a>(
         &'a self,
@@ -109,21 +134,13 @@ impl silo_tenancy::peers::Peers for Forwarder {
         tenant: TenantId,
     ) -> futures::future::BoxFuture<'a, silo_tenancy::Result<()>> {
         Box::pin(async move {
-            let url = format!("{}/cluster/v1/tenants/{tenant}/prepare", advertise.trim_end_matches('/'));
-            let refused = |why: String| silo_tenancy::Error::NotServing(format!("server {advertise}: {why}"));
-            let answer = self
-                .client
-                .post(url)
-                .header(FORWARDED, self.secret.expose())
-                .send()
-                .await
-                .map_err(|e| refused(e.to_string()))?;
+            let answer = self.to_peer(reqwest::Method::POST, advertise, tenant, "prepare").await?;
             let status = answer.status();
             if status.is_success() {
                 return Ok(());
             }
             let text = answer.text().await.unwrap_or_default();
-            Err(refused(format!("{status} {}", text.chars().take(500).collect::<String>())))
+            Err(peer_refused(advertise, format!("{status} {}", text.chars().take(500).collect::<String>())))
         })
     }
 
@@ -133,19 +150,11 @@ impl silo_tenancy::peers::Peers for Forwarder {
         tenant: TenantId,
     ) -> futures::future::BoxFuture<'a, silo_tenancy::Result<bool>> {
         Box::pin(async move {
-            let url = format!("{}/cluster/v1/tenants/{tenant}/prepared", advertise.trim_end_matches('/'));
-            let refused = |why: String| silo_tenancy::Error::NotServing(format!("server {advertise}: {why}"));
-            let answer = self
-                .client
-                .delete(url)
-                .header(FORWARDED, self.secret.expose())
-                .send()
-                .await
-                .map_err(|e| refused(e.to_string()))?;
+            let answer = self.to_peer(reqwest::Method::DELETE, advertise, tenant, "prepared").await?;
             match answer.status().as_u16() {
                 204 => Ok(true),
                 200 => Ok(false),
-                status => Err(refused(format!("answered {status}"))),
+                status => Err(peer_refused(advertise, format!("answered {status}"))),
             }
         })
     }
