@@ -253,3 +253,16 @@ async fn a_running_server_renews_its_heartbeat_and_leaves_at_its_stop() {
     let left: i64 = db::query_scalar("SELECT count(*) FROM nodes").fetch_one(&control).await.unwrap();
     assert_eq!(left, 0, "a clean stop leaves");
 }
+
+/// On control.db the one server has every live tenant (no owners are recorded there):
+/// `silo cluster nodes` and the Fleet page count them, not 0.
+#[tokio::test]
+async fn the_one_server_of_control_db_counts_every_tenant() {
+    let server = TestServer::start().await.unwrap();
+    assert!(server.tenancy.control().is_embedded());
+    server.sign_up("ada@example.com", "acme").await.unwrap();
+    let counted: Vec<i64> =
+        server.tenancy.nodes().list().await.unwrap().iter().map(|(n, _)| n.tenants).collect();
+    assert_eq!(counted, [1]);
+    server.stop().await.unwrap();
+}

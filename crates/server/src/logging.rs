@@ -39,10 +39,9 @@ impl Write for LossyStderr {
 /// Installs the global subscriber. Servers log at `info` by default; CLI commands at `warn`
 /// so their output stays readable.
 pub fn init(server: bool) {
-    // actix reports each unparseable request a client sends (a malformed header) as an ERROR
-    // of its dispatcher; the client got its 400, and nothing is wrong with this server.
-    let default = if server { "info,actix_http::h1::dispatcher=off" } else { "warn" };
-    let filter = EnvFilter::try_from_env("SILO_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let asked = directives(server, std::env::var("SILO_LOG").ok().as_deref());
+    // A SILO_LOG that does not parse: the default rather than no log.
+    let filter = EnvFilter::try_new(&asked).unwrap_or_else(|_| EnvFilter::new(directives(server, None)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LossyStderr)
@@ -53,9 +52,37 @@ pub fn init(server: bool) {
     let _ = if json { builder.json().with_current_span(true).try_init() } else { builder.try_init() };
 }
 
+/// actix reports each unparseable request a client sends (a malformed header) as an ERROR of
+/// its dispatcher; the client got its 400, and nothing is wrong with this server. Silenced
+/// whatever level `SILO_LOG` asks for (the systemd unit sets it), unless it names actix_http
+/// itself: otherwise anyone could fill the log with ERRORs.
+const QUIET_DISPATCHER: &str = "actix_http::h1::dispatcher=off";
+
+/// The log filter: `SILO_LOG`'s (a server's with [`QUIET_DISPATCHER`]), else `info` for a
+/// server and `warn` for a CLI command.
+fn directives(server: bool, silo_log: Option<&str>) -> String {
+    let asked = silo_log.map(str::trim).filter(|d| !d.is_empty());
+    match (server, asked) {
+        (true, Some(asked)) if asked.contains("actix_http") => asked.to_owned(),
+        (true, Some(asked)) => format!("{asked},{QUIET_DISPATCHER}"),
+        (true, None) => format!("info,{QUIET_DISPATCHER}"),
+        (false, Some(asked)) => asked.to_owned(),
+        (false, None) => "warn".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_log_never_carries_actix_parse_errors_unless_asked_for() {
+        assert_eq!(directives(true, None), "info,actix_http::h1::dispatcher=off");
+        assert_eq!(directives(true, Some("info")), "info,actix_http::h1::dispatcher=off");
+        assert_eq!(directives(true, Some("debug,actix_http=trace")), "debug,actix_http=trace");
+        assert_eq!(directives(false, None), "warn");
+        assert_eq!(directives(false, Some("debug")), "debug");
+    }
 
     #[test]
     fn the_lossy_writer_never_fails() {

@@ -33,7 +33,7 @@ pub struct Node {
     pub started_at: Timestamp,
     /// Its last heartbeat.
     pub heartbeat_at: Timestamp,
-    /// The tenants it owns, purged ones not counted (on PostgreSQL; see [`crate::ownership`]).
+    /// The tenants it owns, purged ones not counted (on `control.db`, the one server's: all).
     pub tenants: i64,
     /// Tenant files it had open at its last heartbeat.
     pub open_tenants: i64,
@@ -135,12 +135,19 @@ impl Nodes {
 
     /// Every server registered, with whether it is live (its heartbeat fresh), by name.
     pub async fn list(&self) -> Result<Vec<(Node, bool)>> {
-        let nodes: Vec<Node> = db::query_as(
+        // On control.db one server has every tenant (no owners are recorded: see
+        // `crate::ownership`).
+        let tenants = if self.0.control().is_embedded() {
+            "(SELECT count(*) FROM tenants t WHERE t.status <> 'deleted')"
+        } else {
+            "(SELECT count(*) FROM tenant_owners o JOIN tenants t ON t.id = o.tenant_id
+              WHERE o.node = n.name AND t.status <> 'deleted')"
+        };
+        let nodes: Vec<Node> = db::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT n.name, n.advertise, n.started_at, n.heartbeat_at, n.open_tenants, n.free_bytes, n.tenant_bytes,
-                    (SELECT count(*) FROM tenant_owners o JOIN tenants t ON t.id = o.tenant_id
-                      WHERE o.node = n.name AND t.status <> 'deleted') AS tenants
-             FROM nodes n ORDER BY n.name",
-        )
+                    {tenants} AS tenants
+             FROM nodes n ORDER BY n.name"
+        )))
         .fetch_all(self.0.control().reader())
         .await?;
         let fresh_after = self.0.control().now().minus(self.expiry());
