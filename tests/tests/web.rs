@@ -742,6 +742,12 @@ async fn suspended_and_deleted_workspaces() {
     assert_eq!(eve.get("/w/acme/").await.unwrap().status, 404, "outsiders cannot tell");
     server.tenancy.tenants().resume(&acme, "test").await.unwrap();
     assert_eq!(ada.get("/w/acme/").await.unwrap().status, 200);
+    // A change to the plan it is on is not offered as one (a form sent by hand).
+    let plan = server.tenancy.tenant(&acme).await.unwrap().plan;
+    let same = ada.submit("/w/acme/billing", "/w/acme/plan", &[("plan", plan.as_str())]).await.unwrap();
+    assert_eq!(same.status, 303, "{}", same.body);
+    let back = ada.get("/w/acme/billing").await.unwrap().body;
+    assert!(back.contains(&format!("This workspace is on the {plan} plan already.")), "{back}");
 
     // The owner deletes it from the danger zone (typing the slug).
     let unconfirmed = ada.submit("/w/acme/settings", "/w/acme/delete", &[("confirm", "acm")]).await.unwrap();

@@ -224,6 +224,10 @@ impl Subscriptions<'_> {
     /// counts only when `plan` is dearer than every plan held today), trials from the day a plan
     /// was first taken, at today's seats as metering counts them, before tax.
     pub async fn preview(&self, tenant: &Tenant, plan: &str) -> Result<ChangePreview> {
+        if tenant.plan == plan {
+            // A change to the plan it is on would cost nothing and change nothing.
+            return Err(Error::invalid("plan", format!("This workspace is on the {plan} plan already.")));
+        }
         let to = self.self_service(plan)?.clone();
         let now = self.0.now();
         let period = Period::of(now.as_str())?;
